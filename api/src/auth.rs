@@ -1,0 +1,66 @@
+//! The caller of a request, from a verified bearer token in `Authorization: Bearer` or
+//! Barbican's `X-Auth-Token`.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use domain::Rejection;
+use domain::principal::Principal;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Barbican's token header.
+pub const X_AUTH_TOKEN: &str = "x-auth-token";
+
+/// A verified caller, and the token, which writes forward with the command so the
+/// command service verifies it again itself.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who is calling.
+    pub principal: Principal,
+    /// The bearer token.
+    pub token: String,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let text = |name: &str| -> Result<Option<String>, ApiError> {
+            parts
+                .headers
+                .get(name)
+                .map(|v| {
+                    v.to_str().map(str::to_owned).map_err(|_| {
+                        Rejection::unauthorized(format!("the {name} header is not valid text"))
+                            .into()
+                    })
+                })
+                .transpose()
+        };
+        let authorization = match (text(AUTHORIZATION.as_str())?, text(X_AUTH_TOKEN)?) {
+            (Some(a), _) => Some(a),
+            (None, Some(token)) => Some(format!("Bearer {}", token.trim())),
+            (None, None) => None,
+        };
+        let principal = state
+            .verifier
+            .verify_authorization(authorization.as_deref(), (state.clock)())
+            .map_err(|r| {
+                if authorization.is_none() {
+                    Rejection::unauthorized(
+                        "no token: send `Authorization: Bearer <token>` or `X-Auth-Token: \
+                         <token>`; create one with `keyledger token issue`",
+                    )
+                } else {
+                    r
+                }
+            })?;
+        let token = authorization
+            .as_deref()
+            .and_then(|a| a.split_once(' ').map(|(_, t)| t.trim().to_owned()))
+            .unwrap_or_default();
+        Ok(Self { principal, token })
+    }
+}

@@ -1,0 +1,84 @@
+//! Read-your-writes over HTTP.
+//!
+//! - Every response to a secrets request carries `X-Keyledger-Seq`: the stream
+//!   sequence the read model had applied when it answered (for a write: the sequence
+//!   of its commit).
+//! - A write returns once the read model shows it, so the next read by the same client
+//!   sees it.
+//! - A read may send `X-Keyledger-Min-Seq: <n>` (e.g. the `seq` of a command a service
+//!   sent over NATS): it waits, for up to the consistency timeout, until the read
+//!   model has applied `n`, and otherwise answers 503 with `Retry-After`.
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
+use axum::http::request::Parts;
+use axum::response::Response;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Request header: the sequence a read must reflect.
+pub const MIN_SEQ: &str = "x-keyledger-min-seq";
+/// Response header: the sequence a response reflects.
+pub const SEQ: &str = "x-keyledger-seq";
+
+/// The sequence a read must reflect, if the client named one; waiting for it happens
+/// while extracting, before the handler reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Consistent;
+
+impl FromRequestParts<AppState> for Consistent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(MIN_SEQ) else {
+            return Ok(Self);
+        };
+        let seq: u64 = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{MIN_SEQ} must be a stream sequence number (the seq of a command reply)"
+                ))
+            })?;
+        let timeout = state.config.consistency_timeout;
+        state.read.wait_for(seq, timeout).await.map_err(|lag| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the read model has applied sequence {} and did not reach {} within {:?}; \
+                     retry shortly",
+                    lag.applied, lag.wanted, timeout
+                ),
+            )
+            .retry_after(1)
+        })?;
+        Ok(Self)
+    }
+}
+
+/// Adds `X-Keyledger-Seq` to a response.
+pub fn with_seq(mut response: Response, seq: u64) -> Response {
+    response.headers_mut().insert(SEQ, HeaderValue::from(seq));
+    response
+}
+
+/// After a write committed at `seq`, waits until reads show it. If the read model
+/// lags past the timeout the write still succeeded, so the caller answers success
+/// and this returns false (logged): the header `X-Keyledger-Seq` lets the client
+/// insist on it with `X-Keyledger-Min-Seq`.
+pub async fn wait_visible(state: &AppState, seq: u64) -> bool {
+    match state
+        .read
+        .wait_for(seq, state.config.consistency_timeout)
+        .await
+    {
+        Ok(()) => true,
+        Err(lag) => {
+            tracing::warn!(%lag, "a write is committed but not yet visible to reads");
+            false
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! keyledger's HTTP API: Barbican-compatible `/v1` reads from the read model; writes
+//! are sent as commands over NATS, the same path any NATS client uses.
+//!
+//! The routes:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | version discovery (300) |
+//! | `GET /v1` | this version |
+//! | `GET /v1/secrets` | list (`limit`, `offset`, `name`, `secret_type`) |
+//! | `POST /v1/secrets` | create (201, `secret_ref`) |
+//! | `GET /v1/secrets/{id}` | metadata (or payload, by `Accept`) |
+//! | `PUT /v1/secrets/{id}` | store the payload of a two-step create (204) |
+//! | `DELETE /v1/secrets/{id}` | delete, destroying its keys (204) |
+//! | `GET /v1/secrets/{id}/payload` | the payload (`Accept` negotiated, 406 otherwise) |
+
+mod auth;
+mod body;
+mod consistency;
+mod error;
+mod negotiate;
+mod payload;
+mod secrets;
+mod state;
+mod versions;
+mod views;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use consistency::{MIN_SEQ, SEQ};
+pub use error::{ApiError, status_of};
+pub use state::{ApiConfig, AppState};
+
+/// The router of the whole API.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/", get(versions::root))
+        .route("/v1", get(versions::version))
+        .route("/v1/", get(versions::version))
+        .route("/v1/secrets", get(secrets::list).post(secrets::create))
+        .route(
+            "/v1/secrets/{id}",
+            get(secrets::get).put(payload::put).delete(secrets::delete),
+        )
+        .route("/v1/secrets/{id}/payload", get(payload::get))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such resource; the API lives under /v1 (see GET /)",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this method is not allowed on this resource",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Logs method, path, status and latency; never headers, queries or bodies, which may
+/// hold tokens or payloads.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "http"
+    );
+    response
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,104 @@
+//! `Accept` negotiation, as Barbican does it: `GET /v1/secrets/{id}` serves metadata
+//! to JSON clients and the payload to `text/plain` / `application/octet-stream`
+//! clients; `GET …/payload` serves the payload in the stored type, or as raw octets.
+
+use domain::secret::payload::ContentType;
+
+/// One media range of an `Accept` header, with its quality.
+fn ranges(accept: &str) -> Vec<(String, f32)> {
+    let mut out: Vec<(String, f32)> = accept
+        .split(',')
+        .filter_map(|part| {
+            let mut pieces = part.split(';').map(str::trim);
+            let media = pieces.next()?.to_ascii_lowercase();
+            if media.is_empty() {
+                return None;
+            }
+            let q = pieces
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (q > 0.0).then_some((media, q))
+        })
+        .collect();
+    // Stable: equal qualities keep the client's order.
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+/// What `GET /v1/secrets/{id}` should return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretView {
+    /// The metadata, as JSON.
+    Metadata,
+    /// The payload (Barbican's older way of reading it).
+    Payload,
+}
+
+/// Chooses metadata or payload for `GET /v1/secrets/{id}`; `None`: 406.
+pub fn secret_view(accept: Option<&str>) -> Option<SecretView> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Some(SecretView::Metadata);
+    };
+    ranges(accept)
+        .into_iter()
+        .find_map(|(media, _)| match media.as_str() {
+            "application/json" | "application/*" | "*/*" => Some(SecretView::Metadata),
+            "text/plain" | "text/*" | "application/octet-stream" => Some(SecretView::Payload),
+            _ => None,
+        })
+}
+
+/// The type to serve a payload stored as `stored` in; `None`: 406.
+pub fn payload_type(accept: Option<&str>, stored: ContentType) -> Option<ContentType> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Some(stored);
+    };
+    ranges(accept)
+        .into_iter()
+        .find_map(|(media, _)| match (media.as_str(), stored) {
+            ("*/*", _) => Some(stored),
+            ("text/plain" | "text/*", ContentType::TextPlain) => Some(stored),
+            // Any payload is a sequence of octets.
+            ("application/octet-stream" | "application/*", _) => Some(ContentType::OctetStream),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_for_json_and_no_preference() {
+        assert_eq!(secret_view(None), Some(SecretView::Metadata));
+        assert_eq!(
+            secret_view(Some("application/json")),
+            Some(SecretView::Metadata)
+        );
+        assert_eq!(secret_view(Some("*/*")), Some(SecretView::Metadata));
+        assert_eq!(secret_view(Some("text/plain")), Some(SecretView::Payload));
+        assert_eq!(secret_view(Some("image/png")), None);
+    }
+
+    #[test]
+    fn payload_type_follows_the_stored_type() {
+        use ContentType::*;
+        assert_eq!(payload_type(None, TextPlain), Some(TextPlain));
+        assert_eq!(payload_type(Some("text/plain"), TextPlain), Some(TextPlain));
+        assert_eq!(payload_type(Some("text/plain"), OctetStream), None);
+        assert_eq!(
+            payload_type(Some("application/octet-stream"), TextPlain),
+            Some(OctetStream)
+        );
+        assert_eq!(payload_type(Some("application/json"), TextPlain), None);
+        assert_eq!(
+            payload_type(
+                Some("text/plain;q=0.5, application/octet-stream"),
+                TextPlain
+            ),
+            Some(OctetStream)
+        );
+        assert_eq!(payload_type(Some("text/plain;q=0"), TextPlain), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! Payloads over HTTP: Barbican's `PUT /v1/secrets/{id}` (the second step of a
+//! two-step create) and `GET /v1/secrets/{id}/payload`.
+
+use axum::extract::{Path, State};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use commands::protocol::{PayloadField, PutPayloadRequest};
+use domain::ids::{KeyId, VersionId};
+use domain::secret::payload::{ContentType, SealedPayload};
+use domain::subject::command;
+use projections::read::Lookup;
+use secrecy::ExposeSecret;
+
+use crate::auth::Caller;
+use crate::body::Body;
+use crate::consistency::{Consistent, wait_visible, with_seq};
+use crate::error::ApiError;
+use crate::negotiate::payload_type;
+use crate::secrets::{not_found, secret_id};
+use crate::state::AppState;
+
+fn unsupported(content_type: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "Content-Type {content_type:?} is not supported for a payload; send it as \
+             text/plain or application/octet-stream"
+        ),
+    )
+}
+
+/// `PUT /v1/secrets/{id}`: stores the payload of a secret created without one. The
+/// body is the payload itself; `Content-Type` says its type (default text/plain) and
+/// `Content-Encoding: base64` says an octet-stream body is base64 text.
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let id = secret_id(&id)?;
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"))
+        .unwrap_or("text/plain");
+    let parsed = ContentType::parse(content_type).map_err(|_| unsupported(content_type))?;
+    let encoding = headers
+        .get(CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("(not text)").to_ascii_lowercase());
+    let as_text = |bytes: &[u8]| {
+        String::from_utf8(bytes.to_vec()).map_err(|_| {
+            ApiError::bad_request(
+                "the body is not UTF-8 text; send binary payloads as \
+                 application/octet-stream",
+            )
+        })
+    };
+    let (payload, encoding) = match (parsed, encoding.as_deref()) {
+        (ContentType::OctetStream, None) => (B64.encode(&body), Some("base64".to_owned())),
+        (_, encoding) => (as_text(&body)?, encoding.map(str::to_owned)),
+    };
+    let request = PutPayloadRequest {
+        command_id: None,
+        id: id.to_string(),
+        payload: PayloadField::from(payload),
+        payload_content_type: Some(parsed.as_str().to_owned()),
+        payload_content_encoding: encoding,
+    };
+    let accepted = state
+        .commands
+        .send(command::SECRET_PAYLOAD_PUT, &caller.token, &request)
+        .await?;
+    wait_visible(&state, accepted.seq).await;
+    Ok(with_seq(
+        StatusCode::NO_CONTENT.into_response(),
+        accepted.seq,
+    ))
+}
+
+/// `GET /v1/secrets/{id}/payload`: the decrypted payload, in its stored type or as
+/// `application/octet-stream`, as the `Accept` header asks; 406 otherwise.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = secret_id(&id)?;
+    let project = &caller.principal.project;
+    let found = state.read.get_payload(project, id, (state.clock)()).await?;
+    let (_, row) = match found.value {
+        Lookup::Found(found) => found,
+        Lookup::Expired(at) => return Err(not_found(&caller, id, Some(&at))),
+        Lookup::Missing => return Err(not_found(&caller, id, None)),
+    };
+    let Some(row) = row else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "secret {id} has no payload yet; store one with PUT /v1/secrets/{id} (or the \
+                 secret.payload.put command)"
+            ),
+        ));
+    };
+    let corrupt = |what: &str| {
+        tracing::error!(secret = %id, what, "read model holds a malformed payload row");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the stored payload of secret {id} is malformed ({what}); rebuild the read model"
+            ),
+        )
+    };
+    let stored = ContentType::parse(&row.content_type).map_err(|_| corrupt("content type"))?;
+    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let Some(served) = payload_type(accept, stored) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!(
+                "the payload of secret {id} is {stored}; request it with Accept: {stored} or \
+                 application/octet-stream"
+            ),
+        ));
+    };
+    let sealed = SealedPayload {
+        version_id: VersionId::parse(&row.version_id).map_err(|_| corrupt("version id"))?,
+        key_id: KeyId::parse(&row.key_id).map_err(|_| corrupt("key id"))?,
+        content_type: stored,
+        nonce: row.nonce,
+        ciphertext: row.ciphertext,
+    };
+    let Some(wrapped) = state
+        .keys
+        .get(project, id, sealed.key_id)
+        .await
+        .map_err(domain::Rejection::from)?
+    else {
+        // The key is destroyed: the secret was deleted after the read model answered.
+        return Err(not_found(&caller, id, None));
+    };
+    let plaintext = state
+        .envelope
+        .open(&sealed, &wrapped, project, id)
+        .map_err(|e| {
+            tracing::error!(secret = %id, error = %e, "a payload did not open");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        })?;
+    let mut response = plaintext.expose_secret().to_vec().into_response();
+    let content_type = match served {
+        ContentType::TextPlain => "text/plain; charset=utf-8",
+        ContentType::OctetStream => "application/octet-stream",
+    };
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(with_seq(response, found.seq))
+}

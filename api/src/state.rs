@@ -1,0 +1,53 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commands::client::CommandClient;
+use commands::clock::Clock;
+use commands::envelope::Envelope;
+use commands::identity::Verifier;
+use commands::keystore::KeyStore;
+use projections::read::ReadModel;
+
+/// Settings of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Base of the URLs in responses (`secret_ref`, `next`); when `None`, taken from
+    /// the request's `Host` header.
+    pub public_url: Option<String>,
+    /// How long a write waits for the read model to show it, and the longest a read
+    /// waits for a sequence named in `X-Keyledger-Min-Seq`.
+    pub consistency_timeout: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            consistency_timeout: Duration::from_secs(5),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Shared state of the API.
+#[derive(Clone)]
+pub struct AppState {
+    /// Queries.
+    pub read: ReadModel,
+    /// Sends writes as commands over NATS.
+    pub commands: CommandClient,
+    /// Verifies bearer tokens.
+    pub verifier: Verifier,
+    /// Opens payloads.
+    pub envelope: Arc<Envelope>,
+    /// Wrapped data keys.
+    pub keys: KeyStore,
+    /// The current time.
+    pub clock: Clock,
+    /// Settings.
+    pub config: Arc<ApiConfig>,
+}

@@ -1,0 +1,149 @@
+//! Key files in the data directory: hex-encoded random bytes, readable only by the
+//! owner (mode 0600), created atomically on first use.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+/// Why a key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// Reading or creating it failed.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Group or others can read it: the key must be treated as disclosed.
+    #[error("key file {path} is accessible by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    TooOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The content is not the expected number of hex-encoded bytes.
+    #[error("key file {path} does not hold {len} hex-encoded bytes; restore it from backup")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Expected key length in bytes.
+        len: usize,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
+    move |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Fills `buf` from the operating system's random source.
+pub fn random_bytes(buf: &mut [u8]) {
+    // The OS random source only fails on platforms keyledger does not run on (no
+    // getrandom(2) and no /dev/urandom); continuing with predictable keys is never
+    // acceptable, so this is one of the few deliberate panics.
+    getrandom::fill(buf).expect("the operating system's random source is unavailable");
+}
+
+/// Reads the `len`-byte key at `path`.
+pub fn load(path: &Path, len: usize) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+    let mode = fs::metadata(path).map_err(io(path))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::TooOpen {
+            path: path.to_owned(),
+            mode: mode & 0o777,
+        });
+    }
+    let text = Zeroizing::new(fs::read_to_string(path).map_err(io(path))?);
+    let bytes = Zeroizing::new(
+        hex::decode(text.trim()).map_err(|_| KeyFileError::Malformed {
+            path: path.to_owned(),
+            len,
+        })?,
+    );
+    if bytes.len() != len {
+        return Err(KeyFileError::Malformed {
+            path: path.to_owned(),
+            len,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Reads the key at `path`, creating it with `len` fresh random bytes (mode 0600) if
+/// the file does not exist. Creation is atomic: two processes starting at once end up
+/// with the same key.
+pub fn load_or_create(path: &Path, len: usize) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+    if !path.exists() {
+        let mut key = Zeroizing::new(vec![0u8; len]);
+        random_bytes(&mut key);
+        let hexed = Zeroizing::new(hex::encode(&*key));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(mut file) => {
+                file.write_all(hexed.as_bytes()).map_err(io(path))?;
+                file.sync_all().map_err(io(path))?;
+            }
+            // Someone else created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(path)(e)),
+        }
+    }
+    load(path, len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_with_mode_0600_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        let a = load_or_create(&path, 32).unwrap();
+        let b = load_or_create(&path, 32).unwrap();
+        assert_eq!(*a, *b);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_world_readable_key_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        load_or_create(&path, 32).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load(&path, 32).unwrap_err().to_string();
+        assert!(err.contains("mode 644"), "{err}");
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap()
+            .write_all(b"abcd")
+            .unwrap();
+        assert!(matches!(
+            load(&path, 32),
+            Err(KeyFileError::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,98 @@
+//! The key store: wrapped data keys in a JetStream KV bucket, outside the event log.
+//!
+//! Keys are named `<project>.<secret>.<key id>`. Destroying a key purges its subject,
+//! which removes the stored value: with the wrapped key gone, the ciphertext in the
+//! immutable log can no longer be opened by anyone (crypto-shredding).
+
+use async_nats::jetstream::kv::{self, Operation};
+use domain::ids::{KeyId, ProjectId, SecretId};
+
+use crate::envelope::WrappedKey;
+
+/// Why the key store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    /// NATS or JetStream failed; retrying later may work.
+    #[error("the key store is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value is not a wrapped key.
+    #[error("the key store holds a malformed entry for key {0}")]
+    Malformed(KeyId),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> KeyStoreError {
+    KeyStoreError::Unavailable(e.to_string())
+}
+
+/// Wrapped data keys, by project, secret and key id.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    kv: kv::Store,
+}
+
+fn entry_name(project: &ProjectId, secret: SecretId, key: KeyId) -> String {
+    format!("{project}.{secret}.{key}")
+}
+
+impl KeyStore {
+    /// A key store over the bucket `kv`.
+    pub fn new(kv: kv::Store) -> Self {
+        Self { kv }
+    }
+
+    /// Stores a wrapped key. Must complete before the commit that references it.
+    pub async fn put(
+        &self,
+        project: &ProjectId,
+        secret: SecretId,
+        key: KeyId,
+        wrapped: &WrappedKey,
+    ) -> Result<(), KeyStoreError> {
+        let value = serde_json::to_vec(wrapped).map_err(unavailable)?;
+        self.kv
+            .put(entry_name(project, secret, key), value.into())
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    /// The wrapped key, or `None` if it was never stored or has been destroyed.
+    pub async fn get(
+        &self,
+        project: &ProjectId,
+        secret: SecretId,
+        key: KeyId,
+    ) -> Result<Option<WrappedKey>, KeyStoreError> {
+        let Some(bytes) = self
+            .kv
+            .get(entry_name(project, secret, key))
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| KeyStoreError::Malformed(key))
+    }
+
+    /// Destroys a wrapped key. Idempotent: destroying a missing key does nothing.
+    pub async fn destroy(
+        &self,
+        project: &ProjectId,
+        secret: SecretId,
+        key: KeyId,
+    ) -> Result<(), KeyStoreError> {
+        let name = entry_name(project, secret, key);
+        let live = self
+            .kv
+            .entry(name.clone())
+            .await
+            .map_err(unavailable)?
+            .is_some_and(|e| e.operation == Operation::Put);
+        if live {
+            self.kv.purge(name).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! keyledger's write side: command intake over NATS, the JetStream event store,
+//! envelope encryption and the key store.
+
+pub mod client;
+pub mod clock;
+pub mod envelope;
+pub mod handler;
+pub mod identity;
+pub mod intake;
+pub mod keyfile;
+pub mod keystore;
+pub mod log;
+pub mod nats;
+pub mod protocol;
+pub mod server;
+pub mod service;
+pub mod shredder;
+pub mod store;

@@ -1,0 +1,164 @@
+//! The event stream and the key bucket, created (or checked) at startup with the
+//! settings DESIGN.md fixes: file storage, `deny_delete`, `deny_purge`, no rollup,
+//! unlimited messages per subject, and a duplicate window of at least two minutes.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, Context};
+use domain::subject::EVENTS_WILDCARD;
+
+/// Default name of the event stream.
+pub const DEFAULT_STREAM: &str = "KEYLEDGER";
+/// Name of the key-store bucket (wrapped data keys).
+pub const KEY_BUCKET: &str = "KEYLEDGER_KEYS";
+/// The shortest duplicate window accepted: a client retry within it is deduplicated
+/// by JetStream itself.
+pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Where and how the log lives.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Stream name.
+    pub stream: String,
+    /// Replicas: 1 on one machine, 3 in a cluster.
+    pub replicas: usize,
+    /// JetStream's duplicate-detection window.
+    pub duplicate_window: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            stream: DEFAULT_STREAM.into(),
+            replicas: 1,
+            duplicate_window: MIN_DUPLICATE_WINDOW,
+        }
+    }
+}
+
+/// Why the stream or bucket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A JetStream request failed.
+    #[error("setting up {what}: {source}")]
+    JetStream {
+        /// The stream or bucket.
+        what: String,
+        /// The cause.
+        source: async_nats::Error,
+    },
+    /// An existing stream lacks a required setting.
+    #[error(
+        "stream {stream} exists but {problem}; keyledger refuses to write to a log that can \
+         be rewritten. Create the stream with keyledger's settings (see ARCHITECTURE.md)"
+    )]
+    Misconfigured {
+        /// The stream.
+        stream: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn js_err(what: &str) -> impl FnOnce(async_nats::Error) -> SetupError + '_ {
+    move |source| SetupError::JetStream {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+/// The stream configuration keyledger requires.
+pub fn stream_config(settings: &LogSettings) -> stream::Config {
+    stream::Config {
+        name: settings.stream.clone(),
+        description: Some("keyledger event log: one message per accepted command".into()),
+        subjects: vec![EVENTS_WILDCARD.into()],
+        storage: StorageType::File,
+        retention: RetentionPolicy::Limits,
+        discard: DiscardPolicy::New,
+        max_messages: -1,
+        max_bytes: -1,
+        max_messages_per_subject: -1,
+        num_replicas: settings.replicas,
+        duplicate_window: settings.duplicate_window.max(MIN_DUPLICATE_WINDOW),
+        deny_delete: true,
+        deny_purge: true,
+        allow_rollup: false,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Creates the event stream, or checks that the existing one has keyledger's settings.
+pub async fn ensure_event_stream(
+    js: &Context,
+    settings: &LogSettings,
+) -> Result<jetstream::stream::Stream, SetupError> {
+    let wanted = stream_config(settings);
+    let mut stream = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| js_err(&settings.stream)(e.into()))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| js_err(&settings.stream)(e.into()))?;
+    let have = &info.config;
+    let problem = if !have.deny_delete {
+        Some("allows deleting messages (deny_delete is false)".to_owned())
+    } else if !have.deny_purge {
+        Some("allows purging (deny_purge is false)".to_owned())
+    } else if have.allow_rollup {
+        Some("allows rollups (allow_rollup is true)".to_owned())
+    } else if have.max_messages_per_subject > 0 {
+        Some(format!(
+            "keeps only {} messages per subject (max_msgs_per_subject must be -1)",
+            have.max_messages_per_subject
+        ))
+    } else if have.max_age != Duration::ZERO || have.max_messages > 0 || have.max_bytes > 0 {
+        Some("expires or limits messages (max_age, max_msgs and max_bytes must be unset)".into())
+    } else if have.duplicate_window < MIN_DUPLICATE_WINDOW {
+        Some(format!(
+            "has a duplicate window of {:?} (at least {MIN_DUPLICATE_WINDOW:?} is required)",
+            have.duplicate_window
+        ))
+    } else if !have.subjects.iter().any(|s| s == EVENTS_WILDCARD) {
+        Some(format!("does not capture {EVENTS_WILDCARD}"))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(SetupError::Misconfigured {
+            stream: settings.stream.clone(),
+            problem,
+        }),
+        None => Ok(stream),
+    }
+}
+
+/// Creates (or opens) the key-store bucket: one value per key, file storage.
+pub async fn ensure_key_bucket(js: &Context, replicas: usize) -> Result<kv::Store, SetupError> {
+    if let Ok(store) = js.get_key_value(KEY_BUCKET).await {
+        return Ok(store);
+    }
+    let created = js
+        .create_key_value(kv::Config {
+            bucket: KEY_BUCKET.into(),
+            description: "keyledger key store: wrapped data keys, one per payload version".into(),
+            history: 1,
+            storage: StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(store) => Ok(store),
+        // Another process may have created it between our two requests.
+        Err(e) => js
+            .get_key_value(KEY_BUCKET)
+            .await
+            .map_err(|_| js_err(KEY_BUCKET)(e.into())),
+    }
+}

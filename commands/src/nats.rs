@@ -1,0 +1,90 @@
+//! Connecting to NATS. A URL may carry credentials (`nats://user:password@host:4222`);
+//! they are sent as user/password auth and never printed.
+
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions};
+use url::Url;
+
+/// Why NATS could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The URL does not parse.
+    #[error("NATS URL {url:?} is not valid ({reason}); use e.g. nats://127.0.0.1:4222")]
+    BadUrl {
+        /// The URL with any password removed.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to NATS at {url}: {source}; is nats-server running there?")]
+    Connect {
+        /// The URL with any password removed.
+        url: String,
+        /// The cause.
+        source: async_nats::ConnectError,
+    },
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            // Setting a password only fails for URLs without a host, which a URL that
+            // parsed with a password has.
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Connects to `url` as `name` (shown in the server's connection list).
+pub async fn connect(url: &str, name: &str) -> Result<Client, NatsError> {
+    let parsed = Url::parse(url).map_err(|e| NatsError::BadUrl {
+        url: redact(url),
+        reason: e.to_string(),
+    })?;
+    let mut options = ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(10)));
+    let mut bare = parsed.clone();
+    if !parsed.username().is_empty() {
+        let user = percent_decode(parsed.username());
+        let password = percent_decode(parsed.password().unwrap_or_default());
+        options = options.user_and_password(user, password);
+        // Userinfo was taken over above; these setters only fail for cannot-be-a-base
+        // URLs, which nats:// URLs are not.
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+    }
+    options
+        .connect(bare.as_str())
+        .await
+        .map_err(|source| NatsError::Connect {
+            url: redact(url),
+            source,
+        })
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("nats://keyledger:s3cret@127.0.0.1:4222"),
+            "nats://keyledger:***@127.0.0.1:4222"
+        );
+        assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+}

@@ -1,0 +1,247 @@
+//! The command protocol on NATS: request bodies, the `Authorization` header, replies.
+//!
+//! A command is a request on `keyledger.cmd.<name>` with a JSON body and the header
+//! `Authorization: Bearer <token>`. Bodies follow Barbican's shapes; every command takes
+//! an optional `command_id` (1–64 of `[A-Za-z0-9_-]`, e.g. a UUID): sending the same
+//! command id again returns the first reply and writes nothing. The reply is
+//! `{"ok":true,"seq":…,"id":…,"version":…}` or
+//! `{"ok":false,"error":{"code":"…","message":"…"}}` with a stable code.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use domain::Rejection;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The NATS header carrying the bearer token.
+pub const AUTHORIZATION: &str = "Authorization";
+
+/// A payload on the wire: a JSON string, base64 for `application/octet-stream`.
+/// `Debug` never shows it, and a value of the wrong JSON type is refused without
+/// being echoed into the error.
+pub struct PayloadField(pub SecretString);
+
+impl fmt::Debug for PayloadField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PayloadField([redacted])")
+    }
+}
+
+impl PayloadField {
+    /// The payload text.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<String> for PayloadField {
+    fn from(s: String) -> Self {
+        Self(SecretString::from(s))
+    }
+}
+
+impl Serialize for PayloadField {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.expose_secret())
+    }
+}
+
+impl<'de> Deserialize<'de> for PayloadField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Self::from(s)),
+            _ => Err(serde::de::Error::custom(
+                "payload must be a JSON string (base64-encoded for application/octet-stream)",
+            )),
+        }
+    }
+}
+
+/// `keyledger.cmd.secret.create`: Barbican's `POST /v1/secrets` body.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSecretRequest {
+    /// Idempotency key; a fresh one is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// Name, up to 255 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// symmetric, public, private, passphrase, certificate or opaque (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_type: Option<String>,
+    /// Informational algorithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// 1 to 32767.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_length: Option<i64>,
+    /// Informational mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// ISO-8601, in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<String>,
+    /// The payload (optional: Barbican's two-step create stores it later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<PayloadField>,
+    /// text/plain or application/octet-stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_content_type: Option<String>,
+    /// base64, for application/octet-stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_content_encoding: Option<String>,
+    /// User metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// `keyledger.cmd.secret.payload.put`: store the payload of a secret created without
+/// one (Barbican `PUT /v1/secrets/{id}`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutPayloadRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// The payload.
+    pub payload: PayloadField,
+    /// text/plain or application/octet-stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_content_type: Option<String>,
+    /// base64, for application/octet-stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_content_encoding: Option<String>,
+}
+
+/// `keyledger.cmd.secret.metadata.set`: set one metadata key.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetMetadatumRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+/// `keyledger.cmd.secret.delete`: delete a secret and destroy its keys.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteSecretRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The secret's id.
+    pub id: String,
+}
+
+/// An accepted command: where its commit landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedReply {
+    /// Stream sequence of the commit; reads that must reflect this write ask for it.
+    pub seq: u64,
+    /// The aggregate's id (the new secret's id for a create).
+    pub id: String,
+    /// The aggregate's version after the commit.
+    pub version: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireReply {
+    ok: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    accepted: Option<AcceptedReply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<Rejection>,
+}
+
+/// The reply body for `result`.
+pub fn encode_reply(result: &Result<AcceptedReply, Rejection>) -> Vec<u8> {
+    let wire = match result {
+        Ok(a) => WireReply {
+            ok: true,
+            accepted: Some(a.clone()),
+            error: None,
+        },
+        Err(r) => WireReply {
+            ok: false,
+            accepted: None,
+            error: Some(r.clone()),
+        },
+    };
+    // A struct of strings and integers always serialises.
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// Parses a reply body.
+pub fn decode_reply(bytes: &[u8]) -> Result<Result<AcceptedReply, Rejection>, String> {
+    let wire: WireReply = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    match (wire.ok, wire.accepted, wire.error) {
+        (true, Some(a), _) => Ok(Ok(a)),
+        (false, _, Some(e)) => Ok(Err(e)),
+        _ => Err("reply is neither accepted nor rejected".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::ErrorCode;
+
+    #[test]
+    fn replies_have_the_documented_shape() {
+        let ok = encode_reply(&Ok(AcceptedReply {
+            seq: 7,
+            id: "abc".into(),
+            version: 1,
+        }));
+        assert_eq!(
+            String::from_utf8(ok.clone()).unwrap(),
+            r#"{"ok":true,"seq":7,"id":"abc","version":1}"#
+        );
+        let err = encode_reply(&Err(Rejection::not_found("gone")));
+        assert_eq!(
+            String::from_utf8(err.clone()).unwrap(),
+            r#"{"ok":false,"error":{"code":"not_found","message":"gone"}}"#
+        );
+        assert_eq!(decode_reply(&ok).unwrap().unwrap().seq, 7);
+        assert_eq!(
+            decode_reply(&err).unwrap().unwrap_err().code,
+            ErrorCode::NotFound
+        );
+    }
+
+    #[test]
+    fn a_payload_of_the_wrong_type_is_not_echoed() {
+        let err = serde_json::from_str::<CreateSecretRequest>(r#"{"payload": 123456789}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("123456789"), "{err}");
+        assert!(err.contains("payload must be a JSON string"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = serde_json::from_str::<CreateSecretRequest>(r#"{"bitlength": 256}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `bitlength`"), "{err}");
+    }
+
+    #[test]
+    fn debug_hides_the_payload() {
+        let req = CreateSecretRequest {
+            payload: Some(PayloadField::from("hunter2".to_owned())),
+            ..Default::default()
+        };
+        assert!(!format!("{req:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The command service: request/reply on `keyledger.cmd.>` in a queue group, so any
+//! number of replicas share the load. Each request is verified (bearer token), handled
+//! and answered with the reply shape of [`crate::protocol`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, Message};
+use domain::Rejection;
+use domain::subject::{COMMAND_PREFIX, COMMANDS_WILDCARD};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::handler::SecretHandler;
+use crate::identity::Verifier;
+use crate::protocol::{AUTHORIZATION, AcceptedReply, encode_reply};
+
+/// The queue group command handlers join.
+pub const QUEUE_GROUP: &str = "keyledger-commands";
+
+/// Why the service stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("command service: {0}")]
+pub struct ServiceError(String);
+
+/// What the command service needs.
+pub struct CommandService {
+    /// The NATS connection (service credentials).
+    pub client: Client,
+    /// Executes commands.
+    pub handler: Arc<SecretHandler>,
+    /// Verifies bearer tokens.
+    pub verifier: Verifier,
+    /// The clock tokens are checked against.
+    pub clock: Clock,
+    /// Most commands handled at once by this process.
+    pub concurrency: usize,
+}
+
+impl CommandService {
+    /// Serves commands until `shutdown` is cancelled, then finishes those in flight.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let mut requests = self
+            .client
+            .queue_subscribe(COMMANDS_WILDCARD, QUEUE_GROUP.into())
+            .await
+            .map_err(|e| ServiceError(e.to_string()))?;
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let this = Arc::new(self);
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => break,
+                m = requests.next() => match m {
+                    Some(m) => m,
+                    None => return Err(ServiceError("the subscription ended".into())),
+                },
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let this = this.clone();
+            tokio::spawn(async move {
+                this.answer(message).await;
+                drop(permit);
+            });
+        }
+        let _ = requests.unsubscribe().await;
+        // Let commands in flight finish, so their callers get a reply.
+        let concurrency = u32::try_from(this.concurrency).unwrap_or(u32::MAX);
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), permits.acquire_many(concurrency)).await;
+        Ok(())
+    }
+
+    async fn answer(&self, message: Message) {
+        let Some(reply_to) = message.reply.clone() else {
+            tracing::warn!(subject = %message.subject, "a command without a reply subject was ignored; use request/reply");
+            return;
+        };
+        let name = message
+            .subject
+            .strip_prefix(COMMAND_PREFIX)
+            .unwrap_or_default()
+            .to_owned();
+        let result = self.execute(&name, &message).await;
+        match &result {
+            Ok(a) => {
+                tracing::info!(command = %name, id = %a.id, seq = a.seq, version = a.version, "accepted")
+            }
+            Err(r) => {
+                tracing::info!(command = %name, code = r.code.as_str(), message = %r.message, "rejected")
+            }
+        }
+        if let Err(e) = self
+            .client
+            .publish(reply_to, encode_reply(&result).into())
+            .await
+        {
+            tracing::warn!(command = %name, error = %e, "sending the reply failed");
+        }
+    }
+
+    async fn execute(&self, name: &str, message: &Message) -> Result<AcceptedReply, Rejection> {
+        let authorization = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(AUTHORIZATION))
+            .map(|v| v.as_str());
+        let principal = self
+            .verifier
+            .verify_authorization(authorization, (self.clock)())?;
+        tracing::debug!(command = %name, user = %principal.user, project = %principal.project, "received");
+        self.handler
+            .handle(name, &principal, &message.payload)
+            .await
+    }
+}

@@ -1,0 +1,106 @@
+//! The key shredder: a durable consumer of the event stream that destroys the data
+//! keys every `secret.deleted` event names. The command handler destroys them right
+//! after the commit; the shredder makes that crash-safe (a handler killed between the
+//! commit and the purge leaves the work to it) and is idempotent.
+
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::{self, Context};
+use domain::commit::{AggregateRef, Commit};
+use domain::ids::{KeyId, SecretId};
+use domain::secret::SecretEvent;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::keystore::{KeyStore, KeyStoreError};
+
+/// Name of the shredder's durable consumer.
+pub const CONSUMER: &str = "keyledger-key-shredder";
+
+/// Destroys `keys` of the secret `aggregate`.
+pub async fn destroy_keys(
+    keys: &KeyStore,
+    aggregate: &AggregateRef,
+    ids: &[KeyId],
+) -> Result<(), KeyStoreError> {
+    let Ok(secret) = SecretId::parse(&aggregate.id) else {
+        return Ok(());
+    };
+    for id in ids {
+        keys.destroy(&aggregate.project, secret, *id).await?;
+    }
+    Ok(())
+}
+
+/// Why the shredder stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("key shredder: {0}")]
+pub struct ShredderError(String);
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(
+    js: Context,
+    stream: &str,
+    keys: KeyStore,
+    shutdown: CancellationToken,
+) -> Result<(), ShredderError> {
+    let err = |e: &dyn std::fmt::Display| ShredderError(e.to_string());
+    let stream = js.get_stream(stream).await.map_err(|e| err(&e))?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            CONSUMER,
+            pull::Config {
+                durable_name: Some(CONSUMER.into()),
+                description: Some("destroys the data keys of deleted secrets".into()),
+                filter_subject: "keyledger.events.*.secret.*".into(),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| err(&e))?;
+    let mut messages = consumer.messages().await.map_err(|e| err(&e))?;
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            next = messages.next() => next,
+        };
+        let message = match next {
+            None => return Err(ShredderError("the consumer ended".into())),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "key shredder: receiving failed; continuing");
+                continue;
+            }
+            Some(Ok(m)) => m,
+        };
+        let outcome = match Commit::<SecretEvent>::from_slice(&message.payload) {
+            // Nothing to shred in a commit this build cannot read; the projector reports it.
+            Err(_) => Ok(()),
+            Ok(commit) => shred(&keys, &commit).await,
+        };
+        let ack = match outcome {
+            Ok(()) => message.ack().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "key shredder: destroying keys failed; retrying");
+                message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await
+            }
+        };
+        if let Err(e) = ack {
+            tracing::warn!(error = %e, "key shredder: acknowledging failed");
+        }
+    }
+}
+
+async fn shred(keys: &KeyStore, commit: &Commit<SecretEvent>) -> Result<(), KeyStoreError> {
+    for event in &commit.body.events {
+        if let SecretEvent::Deleted(d) = event {
+            destroy_keys(keys, &commit.body.aggregate, &d.destroyed_keys).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! The one rejection type every edge (NATS replies, HTTP responses, the CLI) maps from.
+
+use serde::{Deserialize, Serialize};
+
+/// A stable, machine-readable error code. These strings are part of the public
+/// command protocol: clients match on them, so they never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or a value is out of range.
+    Invalid,
+    /// No valid credential was presented.
+    Unauthorized,
+    /// The caller is known but not allowed to do this.
+    Forbidden,
+    /// The addressed resource does not exist (or is not visible to the caller).
+    NotFound,
+    /// The request contradicts the current state (e.g. a payload is already stored).
+    Conflict,
+    /// A payload or body exceeds the configured limit.
+    TooLarge,
+    /// A dependency (NATS, the key store) is unreachable; retrying later may work.
+    Unavailable,
+    /// A bug or corrupted data; the message says which.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::TooLarge => "too_large",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// Why a command or read was refused: a stable code and a message a person can act on
+/// (what was wrong, which value, what to do instead). Messages never contain payloads
+/// or key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{code:?}: {message}")]
+pub struct Rejection {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection with the given code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// [`ErrorCode::Invalid`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Invalid, message)
+    }
+
+    /// [`ErrorCode::Unauthorized`].
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// [`ErrorCode::Forbidden`].
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// [`ErrorCode::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// [`ErrorCode::Conflict`].
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
+    }
+
+    /// [`ErrorCode::TooLarge`].
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::TooLarge, message)
+    }
+
+    /// [`ErrorCode::Unavailable`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+
+    /// [`ErrorCode::Internal`].
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+}

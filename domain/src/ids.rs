@@ -1,0 +1,239 @@
+//! Identifiers, each parsed once at the edge.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::Rejection;
+
+/// Implements `Display`, `as_str`, and a `Deserialize` that goes through `parse`, so
+/// a value read from the wire is exactly as valid as one built in code.
+macro_rules! string_id {
+    ($name:ident) => {
+        impl $name {
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(|r| serde::de::Error::custom(r.message))
+            }
+        }
+    };
+}
+
+/// True for characters that may appear in a NATS subject token without changing
+/// which subjects it addresses.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// A project (tenant). Its id becomes a token of NATS subjects
+/// (`keyledger.events.<project>.…`), so it only admits ASCII letters, digits, `-` and
+/// `_`: never `.`, `*`, `>` or whitespace, so a project can never address another's
+/// subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ProjectId(String);
+
+impl ProjectId {
+    /// Longest accepted project id.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses a project id.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        if s.is_empty() || s.len() > Self::MAX_LEN || !s.chars().all(is_token_char) {
+            return Err(Rejection::invalid(format!(
+                "project id {s:?} is not valid: use 1 to {} ASCII letters, digits, '-' or '_'",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+string_id!(ProjectId);
+
+/// A user as named by the identity provider (the token's `sub`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    /// Longest accepted user id.
+    pub const MAX_LEN: usize = 255;
+
+    /// Parses a user id: 1 to 255 characters, no control characters.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        if s.is_empty() || s.chars().count() > Self::MAX_LEN || s.chars().any(char::is_control) {
+            return Err(Rejection::invalid(format!(
+                "user id {s:?} is not valid: use 1 to {} characters without control characters",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+string_id!(UserId);
+
+/// A role name from a token (`admin`, `creator`, ...). Stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Role(String);
+
+impl Role {
+    /// Parses a role: 1 to 64 ASCII letters, digits, `-` or `_`; folded to lower case.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        if s.is_empty() || s.len() > 64 || !s.chars().all(is_token_char) {
+            return Err(Rejection::invalid(format!(
+                "role {s:?} is not valid: use 1 to 64 ASCII letters, digits, '-' or '_'"
+            )));
+        }
+        Ok(Self(s.to_ascii_lowercase()))
+    }
+}
+string_id!(Role);
+
+/// The id a client gives a command so that retrying it is safe: the same command id
+/// yields one commit and the same reply. Used as the JetStream `Nats-Msg-Id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct CommandId(String);
+
+impl CommandId {
+    /// Longest accepted command id.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses a command id: 1 to 64 ASCII letters, digits, `-` or `_` (a UUID fits).
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        if s.is_empty() || s.len() > Self::MAX_LEN || !s.chars().all(is_token_char) {
+            return Err(Rejection::invalid(format!(
+                "command_id {s:?} is not valid: use 1 to {} ASCII letters, digits, '-' or '_' \
+                 (a UUID works)",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A command id from a UUID the caller generated.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id.to_string())
+    }
+}
+string_id!(CommandId);
+
+/// Declares a UUID-backed id type.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// Wraps a UUID the caller generated.
+            pub fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
+
+            /// The underlying UUID.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+
+            /// Parses the hyphenated UUID form.
+            pub fn parse(s: &str) -> Result<Self, Rejection> {
+                Uuid::try_parse(s).map(Self).map_err(|_| {
+                    Rejection::invalid(format!(
+                        concat!($what, " {:?} is not a UUID (expected e.g. 0f8e2c1a-5b7d-4e3f-9a61-2d4c8b9e7f10)"),
+                        s
+                    ))
+                })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A secret's id (the `{uuid}` in `/v1/secrets/{uuid}`).
+    SecretId,
+    "secret id"
+);
+uuid_id!(
+    /// One stored payload of a secret; bound into the payload's AAD.
+    VersionId,
+    "version id"
+);
+uuid_id!(
+    /// A data-encryption key in the key store; bound into the payload's AAD.
+    KeyId,
+    "key id"
+);
+
+/// The namespace for ids derived from command ids (see [`SecretId::for_create`]).
+const CREATE_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_796c_6564_6765_7200_0000_0000_0001);
+
+impl SecretId {
+    /// The id of the secret a create command makes. Derived from the project and the
+    /// command id, so a retried create addresses the same aggregate, whose log then
+    /// shows the command was already applied: retries are idempotent forever, not just
+    /// inside JetStream's duplicate window.
+    pub fn for_create(project: &ProjectId, command: &CommandId) -> Self {
+        let name = format!("{project}/{command}");
+        Self(Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_ids_cannot_address_other_subjects() {
+        for bad in ["", "a.b", "a*", ">", "a b", "a\tb", "é", &"x".repeat(65)] {
+            let err = ProjectId::parse(bad).expect_err(bad);
+            assert!(err.message.contains("is not valid"), "{}", err.message);
+        }
+        assert_eq!(ProjectId::parse("p-1_A").unwrap().as_str(), "p-1_A");
+    }
+
+    #[test]
+    fn create_ids_are_stable_per_project_and_command() {
+        let p1 = ProjectId::parse("p1").unwrap();
+        let p2 = ProjectId::parse("p2").unwrap();
+        let c = CommandId::parse("c-1").unwrap();
+        assert_eq!(SecretId::for_create(&p1, &c), SecretId::for_create(&p1, &c));
+        assert_ne!(SecretId::for_create(&p1, &c), SecretId::for_create(&p2, &c));
+    }
+
+    #[test]
+    fn bad_uuid_names_the_value_and_the_form() {
+        let err = SecretId::parse("nope").unwrap_err();
+        assert_eq!(
+            err.message,
+            "secret id \"nope\" is not a UUID (expected e.g. 0f8e2c1a-5b7d-4e3f-9a61-2d4c8b9e7f10)"
+        );
+    }
+
+    #[test]
+    fn roles_fold_to_lower_case() {
+        assert_eq!(Role::parse("Admin").unwrap().as_str(), "admin");
+    }
+}

@@ -1,0 +1,26 @@
+//! keyledger's pure model.
+//!
+//! Everything here is deterministic: no I/O, no async, no clock, no randomness. Ids and
+//! the current time are passed in by the caller, so every rule can be tested by moving
+//! time and choosing ids instead of waiting.
+//!
+//! - [`ids`], [`secret::fields`]: newtypes that can only be built valid. Strings from
+//!   the outside world are parsed once, at the edge, into these types.
+//! - [`secret`]: the Secret aggregate as a decider: [`secret::decide`] and
+//!   [`secret::evolve`].
+//! - [`commit`]: the unit written to the log (one per accepted command) and its
+//!   per-aggregate hash chain.
+//! - [`policy`]: who may do what; the one policy both the NATS and HTTP paths enforce.
+//! - [`subject`]: the NATS subjects that form keyledger's public API.
+
+pub mod canonical;
+pub mod commit;
+pub mod error;
+pub mod ids;
+pub mod policy;
+pub mod principal;
+pub mod secret;
+pub mod subject;
+pub mod timestamp;
+
+pub use error::{ErrorCode, Rejection};

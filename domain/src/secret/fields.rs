@@ -1,0 +1,333 @@
+//! A secret's descriptive fields, as Barbican defines them, each parsed once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::Rejection;
+use crate::timestamp::Timestamp;
+
+/// Checks a free-text field: 1 to `max` characters, no control characters (they break
+/// logs and terminals and are never meaningful in a name).
+fn bounded_text(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
+    if s.is_empty() {
+        return Err(Rejection::invalid(format!(
+            "{field} must not be empty; omit it instead"
+        )));
+    }
+    let len = s.chars().count();
+    if len > max {
+        return Err(Rejection::invalid(format!(
+            "{field} is {len} characters long; the limit is {max}"
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Rejection::invalid(format!(
+            "{field} {s:?} contains a control character; use printable characters only"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+/// Declares a bounded free-text field type.
+macro_rules! text_field {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Longest accepted value, in characters.
+            pub const MAX_CHARS: usize = $max;
+
+            /// Parses the field.
+            pub fn parse(s: &str) -> Result<Self, Rejection> {
+                bounded_text($field, s, $max).map(Self)
+            }
+
+            /// The value.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(|r| serde::de::Error::custom(r.message))
+            }
+        }
+    };
+}
+
+text_field!(
+    /// A secret's human-readable name (Barbican: up to 255 characters).
+    SecretName,
+    "name",
+    255
+);
+text_field!(
+    /// The algorithm the secret is for, e.g. `aes` (informational, as in Barbican).
+    Algorithm,
+    "algorithm",
+    255
+);
+text_field!(
+    /// The cipher mode, e.g. `cbc` (informational, as in Barbican).
+    Mode,
+    "mode",
+    255
+);
+text_field!(
+    /// A metadata value.
+    MetadataValue,
+    "metadata value",
+    1024
+);
+
+/// What kind of secret this is (Barbican's `secret_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretType {
+    /// A symmetric key.
+    Symmetric,
+    /// A public key.
+    Public,
+    /// A private key.
+    Private,
+    /// A passphrase.
+    Passphrase,
+    /// A certificate.
+    Certificate,
+    /// Anything else; stored as given.
+    #[default]
+    Opaque,
+}
+
+impl SecretType {
+    /// Every type, in Barbican's order.
+    pub const ALL: [SecretType; 6] = [
+        Self::Symmetric,
+        Self::Public,
+        Self::Private,
+        Self::Passphrase,
+        Self::Certificate,
+        Self::Opaque,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Symmetric => "symmetric",
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Passphrase => "passphrase",
+            Self::Certificate => "certificate",
+            Self::Opaque => "opaque",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                Rejection::invalid(format!(
+                    "secret_type {s:?} is not supported; use one of symmetric, public, private, \
+                     passphrase, certificate, opaque"
+                ))
+            })
+    }
+}
+
+/// Key length in bits (Barbican: 1 to 32767).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BitLength(u16);
+
+impl BitLength {
+    /// Largest accepted value.
+    pub const MAX: u16 = 32767;
+
+    /// Parses a bit length.
+    pub fn parse(n: i64) -> Result<Self, Rejection> {
+        match u16::try_from(n) {
+            Ok(v) if (1..=Self::MAX).contains(&v) => Ok(Self(v)),
+            _ => Err(Rejection::invalid(format!(
+                "bit_length {n} is out of range; use 1 to {}",
+                Self::MAX
+            ))),
+        }
+    }
+
+    /// The value.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+/// When a secret stops being readable. Must lie in the future when set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Expiration(Timestamp);
+
+impl Expiration {
+    /// Parses an ISO-8601 expiration and checks it is after `now`.
+    pub fn parse(s: &str, now: Timestamp) -> Result<Self, Rejection> {
+        let at = Timestamp::parse_iso8601("expiration", s)?;
+        if at <= now {
+            return Err(Rejection::invalid(format!(
+                "expiration {at} is not in the future (it is now {now}); choose a later time \
+                 or omit expiration"
+            )));
+        }
+        Ok(Self(at))
+    }
+
+    /// The instant.
+    pub fn at(self) -> Timestamp {
+        self.0
+    }
+
+    /// True once the secret has expired.
+    pub fn has_passed(self, now: Timestamp) -> bool {
+        now >= self.0
+    }
+}
+
+/// A metadata key: 1 to 255 characters of ASCII letters, digits, `-`, `_`, `.`,
+/// folded to lower case (Barbican treats metadata keys case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct MetadataKey(String);
+
+impl MetadataKey {
+    /// Parses a key.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        let ok = !s.is_empty()
+            && s.len() <= 255
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            return Err(Rejection::invalid(format!(
+                "metadata key {s:?} is not valid; use 1 to 255 ASCII letters, digits, '-', '_' \
+                 or '.'"
+            )));
+        }
+        Ok(Self(s.to_ascii_lowercase()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for MetadataKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(|r| serde::de::Error::custom(r.message))
+    }
+}
+
+/// A secret's user metadata.
+pub type Metadata = BTreeMap<MetadataKey, MetadataValue>;
+
+/// Most metadata entries a secret may carry.
+pub const MAX_METADATA_ENTRIES: usize = 64;
+
+/// Parses user metadata from wire key/value pairs.
+pub fn parse_metadata<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Metadata, Rejection> {
+    let mut out = Metadata::new();
+    for (k, v) in pairs {
+        let key = MetadataKey::parse(k)?;
+        if out.insert(key, MetadataValue::parse(v)?).is_some() {
+            return Err(Rejection::invalid(format!(
+                "metadata key {k:?} appears twice (keys are case-insensitive)"
+            )));
+        }
+    }
+    if out.len() > MAX_METADATA_ENTRIES {
+        return Err(Rejection::invalid(format!(
+            "{} metadata entries given; the limit is {MAX_METADATA_ENTRIES}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::parse_iso8601("now", "2026-11-22T10:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        assert!(SecretName::parse(&"n".repeat(255)).is_ok());
+        assert_eq!(
+            SecretName::parse(&"n".repeat(256)).unwrap_err().message,
+            "name is 256 characters long; the limit is 255"
+        );
+        assert!(SecretName::parse("a\nb").is_err());
+        assert_eq!(
+            SecretName::parse("").unwrap_err().message,
+            "name must not be empty; omit it instead"
+        );
+    }
+
+    #[test]
+    fn bit_length_range_is_barbicans() {
+        assert!(BitLength::parse(1).is_ok());
+        assert!(BitLength::parse(32767).is_ok());
+        assert_eq!(
+            BitLength::parse(0).unwrap_err().message,
+            "bit_length 0 is out of range; use 1 to 32767"
+        );
+        assert!(BitLength::parse(32768).is_err());
+        assert!(BitLength::parse(-5).is_err());
+    }
+
+    #[test]
+    fn secret_type_lists_the_choices() {
+        assert_eq!(SecretType::parse("private").unwrap(), SecretType::Private);
+        let err = SecretType::parse("key").unwrap_err();
+        assert!(
+            err.message.contains("symmetric, public, private"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn expiration_must_be_in_the_future() {
+        assert!(Expiration::parse("2026-11-22T10:00:01Z", now()).is_ok());
+        let err = Expiration::parse("2026-11-22T10:00:00Z", now()).unwrap_err();
+        assert_eq!(
+            err.message,
+            "expiration 2026-11-22T10:00:00Z is not in the future (it is now \
+             2026-11-22T10:00:00Z); choose a later time or omit expiration"
+        );
+    }
+
+    #[test]
+    fn metadata_keys_fold_case_and_reject_duplicates() {
+        let md = parse_metadata([("Owner", "ops")]).unwrap();
+        assert_eq!(md.keys().next().unwrap().as_str(), "owner");
+        assert!(parse_metadata([("a", "1"), ("A", "2")]).is_err());
+        assert!(parse_metadata([("a b", "1")]).is_err());
+    }
+}

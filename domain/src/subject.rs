@@ -1,0 +1,90 @@
+//! NATS subjects: keyledger's public addressing scheme, documented in one place.
+//!
+//! - Commands: request/reply on `keyledger.cmd.<name>`, e.g. `keyledger.cmd.secret.create`.
+//! - Events: one stream, `keyledger.events.<project>.<kind>.<id>`, one subject per aggregate.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ProjectId;
+
+/// Subjects of every commit in the event stream.
+pub const EVENTS_WILDCARD: &str = "keyledger.events.>";
+
+/// Subjects every command handler listens on.
+pub const COMMANDS_WILDCARD: &str = "keyledger.cmd.>";
+
+/// The prefix of command subjects; the rest is the command name.
+pub const COMMAND_PREFIX: &str = "keyledger.cmd.";
+
+/// Command names, as in `keyledger.cmd.<name>`.
+pub mod command {
+    /// Create a secret (Barbican `POST /v1/secrets`).
+    pub const SECRET_CREATE: &str = "secret.create";
+    /// Store the payload of a secret created without one (Barbican `PUT /v1/secrets/{id}`).
+    pub const SECRET_PAYLOAD_PUT: &str = "secret.payload.put";
+    /// Set one metadata key of a secret.
+    pub const SECRET_METADATA_SET: &str = "secret.metadata.set";
+    /// Delete a secret and destroy its keys (Barbican `DELETE /v1/secrets/{id}`).
+    pub const SECRET_DELETE: &str = "secret.delete";
+
+    /// Every command name, for help texts and routing tables.
+    pub const ALL: &[&str] = &[
+        SECRET_CREATE,
+        SECRET_PAYLOAD_PUT,
+        SECRET_METADATA_SET,
+        SECRET_DELETE,
+    ];
+}
+
+/// The subject a command named `name` is sent on.
+pub fn command_subject(name: &str) -> String {
+    format!("{COMMAND_PREFIX}{name}")
+}
+
+/// The kind of aggregate a subject addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateKind {
+    /// A secret.
+    Secret,
+}
+
+impl AggregateKind {
+    /// The subject token for this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secret => "secret",
+        }
+    }
+}
+
+impl fmt::Display for AggregateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The subject of one aggregate's commits. `id` must be subject-safe (a UUID is).
+pub fn aggregate_subject(project: &ProjectId, kind: AggregateKind, id: &str) -> String {
+    format!("keyledger.events.{project}.{kind}.{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_have_the_documented_shape() {
+        let p = ProjectId::parse("p1").unwrap();
+        assert_eq!(
+            aggregate_subject(&p, AggregateKind::Secret, "abc"),
+            "keyledger.events.p1.secret.abc"
+        );
+        assert_eq!(
+            command_subject(command::SECRET_CREATE),
+            "keyledger.cmd.secret.create"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! Points in time, always UTC, with microsecond precision (what SQL stores and what
+//! Barbican reports).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::format_description::well_known::{Iso8601, Rfc3339};
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+use crate::Rejection;
+
+/// A UTC instant. The domain never reads the clock: the caller passes `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// Wraps an instant, converted to UTC and truncated to microseconds.
+    pub fn new(at: OffsetDateTime) -> Self {
+        let at = at.to_offset(UtcOffset::UTC);
+        let micros = at.microsecond();
+        // Truncation to whole microseconds always yields a valid nanosecond value.
+        Self(at.replace_nanosecond(micros * 1_000).unwrap_or(at))
+    }
+
+    /// The instant from milliseconds since the Unix epoch; `None` if out of range.
+    pub fn from_unix_millis(ms: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .map(Self::new)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn unix_millis(&self) -> i64 {
+        // An OffsetDateTime spans years -9999..=9999, whose milliseconds fit in i64.
+        (self.0.unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    /// The inner `OffsetDateTime`.
+    pub fn as_offset_date_time(&self) -> OffsetDateTime {
+        self.0
+    }
+
+    /// RFC 3339 text, e.g. `2026-11-22T10:00:00.123456Z`.
+    pub fn to_rfc3339(&self) -> String {
+        // Formatting a UTC OffsetDateTime as RFC 3339 only fails for years outside
+        // 0..=9999, which `parse_iso8601` and the clock never produce.
+        self.0
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| self.0.to_string())
+    }
+
+    /// Parses an ISO-8601 date-time. A value without an offset is taken as UTC, as
+    /// Barbican does (`2027-01-01T00:00:00`); `Z` and `±hh:mm` offsets are honoured.
+    pub fn parse_iso8601(field: &str, s: &str) -> Result<Self, Rejection> {
+        if let Ok(at) = OffsetDateTime::parse(s, &Rfc3339) {
+            return Ok(Self::new(at));
+        }
+        if let Ok(at) = OffsetDateTime::parse(s, &Iso8601::DEFAULT) {
+            return Ok(Self::new(at));
+        }
+        if let Ok(at) = PrimitiveDateTime::parse(s, &Iso8601::DEFAULT) {
+            return Ok(Self::new(at.assume_utc()));
+        }
+        Err(Rejection::invalid(format!(
+            "{field} {s:?} is not an ISO-8601 date-time; use e.g. 2027-01-31T23:59:59Z"
+        )))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        OffsetDateTime::parse(&s, &Rfc3339)
+            .map(Self::new)
+            .map_err(|e| serde::de::Error::custom(format!("timestamp {s:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn naive_times_are_utc_and_offsets_are_honoured() {
+        let naive = Timestamp::parse_iso8601("expiration", "2027-01-01T00:00:00").unwrap();
+        let zulu = Timestamp::parse_iso8601("expiration", "2027-01-01T00:00:00Z").unwrap();
+        let plus = Timestamp::parse_iso8601("expiration", "2027-01-01T02:00:00+02:00").unwrap();
+        assert_eq!(naive, zulu);
+        assert_eq!(zulu, plus);
+        assert_eq!(zulu.to_rfc3339(), "2027-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn garbage_names_the_field_and_an_example() {
+        let err = Timestamp::parse_iso8601("expiration", "tomorrow").unwrap_err();
+        assert_eq!(
+            err.message,
+            "expiration \"tomorrow\" is not an ISO-8601 date-time; use e.g. 2027-01-31T23:59:59Z"
+        );
+    }
+
+    #[test]
+    fn millis_round_trip() {
+        let t = Timestamp::parse_iso8601("t", "2026-11-22T10:00:00.123Z").unwrap();
+        assert_eq!(Timestamp::from_unix_millis(t.unix_millis()), Some(t));
+    }
+}

@@ -1,0 +1,89 @@
+//! Opening the SQLite read model: WAL journal (readers never block the projector),
+//! a busy timeout, and the schema migrations embedded in the binary.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlSafeStr, SqlitePool};
+
+/// Why the read model could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is not a SQLite URL.
+    #[error(
+        "database URL {0:?} is not valid; use sqlite://<path>, e.g. sqlite://.keyledger/readmodel.sqlite"
+    )]
+    BadUrl(String),
+    /// SQLite failed.
+    #[error("opening the read model {url}: {source}")]
+    Sqlite {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migrating the read model {url}: {source}")]
+    Migrate {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "secrets".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_secrets.sql").into_sql_str(),
+        false,
+    )])
+}
+
+/// The file behind a `sqlite://` URL, if it names one.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// The `sqlite://` URL of a file.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Opens (creating if needed) and migrates the read model at `url`.
+pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|_| OpenError::BadUrl(url.to_owned()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // With WAL, NORMAL keeps the database consistent across crashes; the log, not
+        // the read model, is the durable record, and a lost tail is re-applied from it.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .connect_with(options)
+        .await
+        .map_err(|source| OpenError::Sqlite {
+            url: url.to_owned(),
+            source,
+        })?;
+    migrator()
+        .run(&pool)
+        .await
+        .map_err(|source| OpenError::Migrate {
+            url: url.to_owned(),
+            source,
+        })?;
+    Ok(pool)
+}

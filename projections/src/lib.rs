@@ -1,0 +1,8 @@
+//! keyledger's read side: the projector folds the event stream into SQL read models
+//! (SQLite by default), with its checkpoint in the same transaction as its rows; the
+//! read model answers the HTTP API's queries.
+
+pub mod apply;
+pub mod db;
+pub mod projector;
+pub mod read;

@@ -1,0 +1,235 @@
+//! The projector: an ordered consumer of the event stream that applies commits to the
+//! read model in batches. Each batch is one SQL transaction that also records the last
+//! sequence applied, so a crash at any point never applies a commit twice or skips
+//! one: on restart the projector resumes right after the recorded sequence.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::{self, Context};
+use futures::StreamExt;
+use sqlx::SqlitePool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::{apply, checkpoint, set_checkpoint};
+
+/// Settings of a projector.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    /// The event stream.
+    pub stream: String,
+    /// Most commits applied in one transaction. A batch takes whatever the consumer
+    /// has ready, up to this many, so a quiet stream is applied commit by commit and a
+    /// busy one in large batches.
+    pub batch_size: usize,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self {
+            stream: "KEYLEDGER".into(),
+            batch_size: 512,
+        }
+    }
+}
+
+/// Why the projector stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    /// JetStream failed.
+    #[error("projector: the event stream is unavailable: {0}")]
+    Stream(String),
+    /// SQL failed.
+    #[error("projector: writing the read model failed: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// Another projector holds the read model.
+    #[error(
+        "another projector is writing {0}; stop it (keyledger up, or keyledger serve projector) \
+         first"
+    )]
+    Locked(PathBuf),
+    /// The lock file could not be opened.
+    #[error("opening the projector lock {path}: {source}")]
+    LockFile {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn stream_err(e: impl std::fmt::Display) -> ProjectorError {
+    ProjectorError::Stream(e.to_string())
+}
+
+/// Held while a projector writes a file-backed read model, so that two projectors (or
+/// a projector and a rebuild) never write the same database.
+#[derive(Debug)]
+pub struct ProjectorLock {
+    _file: File,
+}
+
+/// Takes the projector lock of the SQLite database at `db`, if it is a file.
+pub fn lock(db: Option<&Path>) -> Result<Option<ProjectorLock>, ProjectorError> {
+    let Some(db) = db else { return Ok(None) };
+    let path = PathBuf::from(format!("{}.projector.lock", db.display()));
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ProjectorError::LockFile {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(ProjectorLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ProjectorError::Locked(db.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(ProjectorError::LockFile { path, source }),
+    }
+}
+
+/// Applies the event stream to the read model.
+pub struct Projector {
+    pool: SqlitePool,
+    js: Context,
+    config: ProjectorConfig,
+    applied: watch::Sender<u64>,
+}
+
+impl Projector {
+    /// A projector resuming from the read model's checkpoint. The receiver follows the
+    /// sequence applied, for read-your-writes waits in the same process.
+    pub async fn new(
+        pool: SqlitePool,
+        js: Context,
+        config: ProjectorConfig,
+    ) -> Result<(Self, watch::Receiver<u64>), ProjectorError> {
+        let seq = checkpoint(&mut *pool.acquire().await?).await?;
+        let (applied, rx) = watch::channel(seq);
+        Ok((
+            Self {
+                pool,
+                js,
+                config,
+                applied,
+            },
+            rx,
+        ))
+    }
+
+    /// A receiver of the applied sequence.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Applies commits until `shutdown` is cancelled. Failures (NATS restarting, a
+    /// locked database) are logged and retried with backoff from the checkpoint.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.follow(None, &shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "projector failed; resuming from its checkpoint");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Applies commits until the checkpoint reaches `target`.
+    pub async fn catch_up(&self, target: u64) -> Result<(), ProjectorError> {
+        if *self.applied.borrow() >= target {
+            return Ok(());
+        }
+        self.follow(Some(target), &CancellationToken::new()).await
+    }
+
+    async fn follow(
+        &self,
+        target: Option<u64>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProjectorError> {
+        let mut applied = checkpoint(&mut *self.pool.acquire().await?).await?;
+        let stream = self
+            .js
+            .get_stream(&self.config.stream)
+            .await
+            .map_err(stream_err)?;
+        let consumer: jetstream::consumer::Consumer<pull::OrderedConfig> = stream
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: applied + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(stream_err)?;
+        let mut batches = consumer
+            .messages()
+            .await
+            .map_err(stream_err)?
+            .ready_chunks(self.config.batch_size.max(1));
+        loop {
+            let batch = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                b = batches.next() => b.ok_or_else(|| stream_err("the consumer ended"))?,
+            };
+            let mut tx = self.pool.begin().await?;
+            let mut last = None;
+            for message in batch {
+                let message = message.map_err(stream_err)?;
+                let seq = message.info().map_err(stream_err)?.stream_sequence;
+                if seq <= applied {
+                    continue;
+                }
+                apply(&mut tx, seq, &message.payload).await?;
+                last = Some(seq);
+            }
+            if let Some(seq) = last {
+                set_checkpoint(&mut tx, seq).await?;
+                tx.commit().await?;
+                applied = seq;
+                self.applied.send_replace(seq);
+                tracing::debug!(seq, "projected");
+            }
+            if target.is_some_and(|t| applied >= t) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Rebuilds the read model from sequence 1: clears every row and the checkpoint in
+/// one transaction, then applies the whole stream. If interrupted, the read model is
+/// consistent with its checkpoint and the next projector run finishes the job.
+pub async fn rebuild(
+    pool: &SqlitePool,
+    js: &Context,
+    config: &ProjectorConfig,
+) -> Result<u64, ProjectorError> {
+    let mut tx = pool.begin().await?;
+    for table in [
+        "DELETE FROM secret_payloads",
+        "DELETE FROM secret_metadata",
+        "DELETE FROM secrets",
+        "DELETE FROM skipped_commits",
+        "DELETE FROM checkpoints",
+    ] {
+        sqlx::query(table).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    let mut stream = js.get_stream(&config.stream).await.map_err(stream_err)?;
+    let target = stream.info().await.map_err(stream_err)?.state.last_sequence;
+    let (projector, _) = Projector::new(pool.clone(), js.clone(), config.clone()).await?;
+    projector.catch_up(target).await?;
+    Ok(target)
+}

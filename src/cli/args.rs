@@ -1,0 +1,101 @@
+//! Arguments shared by several commands.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use commands::envelope::KEK_FILE;
+use commands::identity::TOKEN_KEY_FILE;
+use commands::log::{DEFAULT_STREAM, LogSettings, MIN_DUPLICATE_WINDOW};
+
+/// The data directory.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// Data directory: keys, the managed nats-server's store, the SQLite read model.
+    #[arg(long, env = "KEYLEDGER_DATA_DIR", default_value = ".keyledger")]
+    pub data_dir: PathBuf,
+}
+
+/// Key files; by default inside the data directory.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Key-encryption key file (32 bytes, hex, mode 0600). Default: <data-dir>/kek.key.
+    #[arg(long, env = "KEYLEDGER_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// Token signing key file (HS256, hex, mode 0600). Default: <data-dir>/token-hs256.key.
+    #[arg(long, env = "KEYLEDGER_TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// Loads (or creates) the keys.
+    pub fn load(&self, data: &DataDirArgs) -> anyhow::Result<keyledger::stack::Keys> {
+        std::fs::create_dir_all(&data.data_dir)?;
+        let kek = self
+            .kek_file
+            .clone()
+            .unwrap_or_else(|| data.data_dir.join(KEK_FILE));
+        let token = self
+            .token_key_file
+            .clone()
+            .unwrap_or_else(|| data.data_dir.join(TOKEN_KEY_FILE));
+        keyledger::stack::Keys::load_or_create(&kek, &token)
+    }
+}
+
+/// The event stream.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Name of the JetStream event stream.
+    #[arg(long, env = "KEYLEDGER_STREAM", default_value = DEFAULT_STREAM)]
+    pub stream: String,
+    /// Replicas of the stream and key bucket: 1 on one machine, 3 in a cluster.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+}
+
+impl LogArgs {
+    /// The log settings.
+    pub fn settings(&self) -> LogSettings {
+        LogSettings {
+            stream: self.stream.clone(),
+            replicas: self.replicas,
+            duplicate_window: MIN_DUPLICATE_WINDOW,
+        }
+    }
+}
+
+/// The payload limit.
+#[derive(Debug, Clone, Args)]
+pub struct PayloadArgs {
+    /// Largest payload accepted, in bytes (after base64 decoding); at most 512 KiB.
+    #[arg(long, env = "KEYLEDGER_MAX_PAYLOAD_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(1..=512 * 1024))]
+    pub max_payload_bytes: u32,
+}
+
+impl PayloadArgs {
+    /// Handler settings with this limit.
+    pub fn handler(&self) -> commands::handler::HandlerConfig {
+        commands::handler::HandlerConfig {
+            payload_limit: domain::secret::payload::PayloadLimit(self.max_payload_bytes as usize),
+            ..Default::default()
+        }
+    }
+
+    /// A request body limit that lets a base64 payload at the limit through, so the
+    /// command handler can answer an oversized one with a precise 413.
+    pub fn body_limit(&self) -> usize {
+        self.max_payload_bytes as usize * 2 + 64 * 1024
+    }
+}
+
+/// How a client reaches the HTTP API.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Base URL of the HTTP API.
+    #[arg(long, env = "KEYLEDGER_URL", default_value = "http://127.0.0.1:9311")]
+    pub url: String,
+    /// Bearer token (see `keyledger token issue`).
+    #[arg(long, env = "KEYLEDGER_TOKEN", hide_env_values = true)]
+    pub token: String,
+}

@@ -1,0 +1,66 @@
+//! A thin HTTP client of keyledger's API for the CLI, turning Barbican error bodies
+//! into readable errors.
+
+use anyhow::{Result, anyhow};
+use reqwest::{Method, RequestBuilder, Response};
+
+use super::ClientArgs;
+
+/// The API at `--url`, authenticated with `--token`.
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    pub fn new(args: &ClientArgs) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            base: args.url.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+        }
+    }
+
+    /// A request to `path` (under the base URL) with the token.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends `request`; a non-success status becomes an error naming the status and
+    /// the API's description.
+    pub async fn send(&self, request: RequestBuilder) -> Result<Response> {
+        let response = request.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the keyledger API at {}: {e}; is `keyledger up` running?",
+                self.base
+            )
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let description = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.get("description")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or(text);
+        Err(anyhow!("{status}: {description}"))
+    }
+}
+
+/// The secret id in a UUID or a `secret_ref` URL.
+pub fn secret_id(reference: &str) -> String {
+    reference
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(reference)
+        .to_owned()
+}

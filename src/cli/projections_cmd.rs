@@ -1,0 +1,84 @@
+//! `keyledger projections rebuild`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use commands::server::{ManagedNats, ServerConfig};
+use projections::projector::{ProjectorConfig, lock, rebuild};
+
+use super::LogArgs;
+use super::serve::DatabaseArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Rebuild the read model from sequence 1 of the event stream. Stop `keyledger up`
+    /// (or the projector) first. Without --nats-url, the data directory's own
+    /// nats-server is started for the rebuild and stopped after it.
+    Rebuild {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// NATS URL of the event stream; default: the managed server of --data-dir.
+        #[arg(long, env = "KEYLEDGER_NATS_URL")]
+        nats_url: Option<String>,
+        /// The nats-server binary for the managed server.
+        #[arg(long)]
+        nats_server_bin: Option<PathBuf>,
+        #[command(flatten)]
+        log: LogArgs,
+        /// Most commits applied per transaction.
+        #[arg(long, default_value_t = 512)]
+        batch_size: usize,
+    },
+}
+
+pub async fn run(command: ProjectionsCommand) -> Result<()> {
+    let ProjectionsCommand::Rebuild {
+        db,
+        nats_url,
+        nats_server_bin,
+        log,
+        batch_size,
+    } = command;
+    let url = db.url()?;
+    let _lock = lock(projections::db::sqlite_path(&url).as_deref())?;
+    let (managed, nats_url) = match nats_url {
+        Some(url) => (None, url),
+        None => {
+            let server = ManagedNats::start(&ServerConfig {
+                binary: commands::server::find_binary(nats_server_bin.as_deref())?,
+                data_dir: db.data.data_dir.canonicalize().with_context(|| {
+                    format!("the data directory {}", db.data.data_dir.display())
+                })?,
+                port: None,
+            })
+            .await?;
+            let url = server.service_url();
+            (Some(server), url)
+        }
+    };
+    let started = Instant::now();
+    let outcome = async {
+        let pool = projections::db::open(&url, 2).await?;
+        let client = commands::nats::connect(&nats_url, "keyledger-rebuild").await?;
+        let js = async_nats::jetstream::new(client);
+        let config = ProjectorConfig {
+            stream: log.stream.clone(),
+            batch_size,
+        };
+        let seq = rebuild(&pool, &js, &config).await?;
+        pool.close().await;
+        anyhow::Ok(seq)
+    }
+    .await;
+    if let Some(server) = managed {
+        server.stop().await;
+    }
+    let seq = outcome?;
+    println!(
+        "rebuilt {url} from sequence 1 to {seq} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! `keyledger up`: everything on one machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use api::ApiConfig;
+use clap::Args;
+use domain::ids::{ProjectId, Role, UserId};
+use domain::principal::Principal;
+use keyledger::stack::{ApiSettings, NatsChoice, Stack, StackConfig};
+use projections::projector::ProjectorConfig;
+
+use super::{DataDirArgs, LogArgs, PayloadArgs};
+
+/// Runs a managed nats-server (JetStream under <data-dir>/nats, sync_interval: always),
+/// the command service, the projector (SQLite in <data-dir>) and the HTTP API, until
+/// Ctrl-C.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    data: DataDirArgs,
+    /// Address of the HTTP API.
+    #[arg(long, env = "KEYLEDGER_HTTP_ADDR", default_value = "127.0.0.1:9311")]
+    http_addr: SocketAddr,
+    /// Client port of the managed nats-server (on 127.0.0.1); 0 picks a free one.
+    #[arg(long, default_value_t = 4222, conflicts_with = "nats_url")]
+    nats_port: u16,
+    /// Use this NATS server (nats://[user:password@]host:port) instead of starting one.
+    #[arg(long, env = "KEYLEDGER_NATS_URL")]
+    nats_url: Option<String>,
+    /// The nats-server binary; default: $KEYLEDGER_NATS_SERVER, then $PATH.
+    #[arg(long)]
+    nats_server_bin: Option<PathBuf>,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    payload: PayloadArgs,
+    /// Base URL of links in responses (default: from the request's Host header).
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+/// The development token `up` prints.
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+pub async fn run(args: UpArgs) -> Result<()> {
+    let nats = match &args.nats_url {
+        Some(url) => NatsChoice::External { url: url.clone() },
+        None => NatsChoice::Managed {
+            port: (args.nats_port != 0).then_some(args.nats_port),
+            binary: args.nats_server_bin.clone(),
+        },
+    };
+    let clock = commands::clock::system();
+    let mut stack = Stack::start(StackConfig {
+        data_dir: args.data.data_dir.clone(),
+        nats,
+        api: ApiSettings {
+            addr: args.http_addr,
+            config: ApiConfig {
+                public_url: args.public_url.clone(),
+                max_body_bytes: args.payload.body_limit(),
+                ..Default::default()
+            },
+            replicas: args.log.replicas,
+        },
+        log: args.log.settings(),
+        handler: args.payload.handler(),
+        projector: ProjectorConfig {
+            stream: args.log.stream.clone(),
+            ..Default::default()
+        },
+        clock: clock.clone(),
+    })
+    .await?;
+
+    let dev = Principal {
+        user: UserId::parse("dev")?,
+        project: ProjectId::parse("dev")?,
+        roles: vec![Role::parse("admin")?],
+    };
+    let token = stack.keys.issuer.issue(&dev, DEV_TOKEN_TTL, clock());
+    let data_dir = args.data.data_dir.canonicalize()?;
+    let nats_line = match stack.nats_log() {
+        Some(log) => format!(
+            "{}  (managed nats-server; log {})",
+            stack.client_url,
+            log.display()
+        ),
+        None => format!("{}  (external)", commands::nats::redact(&stack.client_url)),
+    };
+    println!(
+        "keyledger is up.\n\
+         \n  HTTP API     http://{http}  (Barbican v1: /v1/secrets)\
+         \n  NATS         {nats_line}\
+         \n               commands: request/reply on keyledger.cmd.<name>, e.g. keyledger.cmd.secret.create\
+         \n  data         {data}  (read model {db})\
+         \n\nA development token (user dev, project dev, role admin, valid 12 h):\
+         \n  export KEYLEDGER_TOKEN={token}\
+         \n\nTry:  curl -s -H \"X-Auth-Token: $KEYLEDGER_TOKEN\" http://{http}/v1/secrets\
+         \nStop with Ctrl-C.",
+        http = stack.http_addr,
+        data = data_dir.display(),
+        db = stack.database_url,
+    );
+
+    let outcome = tokio::select! {
+        r = stack.until_failure() => r,
+        () = shutdown_signal() => Ok(()),
+    };
+    eprintln!("keyledger: stopping");
+    stack.stop().await;
+    outcome
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}

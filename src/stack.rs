@@ -1,0 +1,330 @@
+//! Starting keyledger's components: each alone (`keyledger serve commands|projector|api`,
+//! for deployments against an external NATS) or all together with a managed
+//! nats-server (`keyledger up`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use api::{ApiConfig, AppState};
+use commands::client::CommandClient;
+use commands::clock::Clock;
+use commands::envelope::{Envelope, KEK_FILE};
+use commands::handler::{HandlerConfig, SecretHandler};
+use commands::identity::{self, Issuer, TOKEN_KEY_FILE, Verifier};
+use commands::keystore::KeyStore;
+use commands::log::{LogSettings, ensure_key_bucket};
+use commands::server::{ManagedNats, ServerConfig};
+use commands::service::CommandService;
+use commands::store::EventStore;
+use projections::projector::{Projector, ProjectorConfig};
+use projections::read::{ReadModel, poll_checkpoint};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The read model's file inside the data directory.
+pub const READ_MODEL_FILE: &str = "readmodel.sqlite";
+
+/// A running component: stops with the stack's token; its handle reports failure.
+pub type Task = JoinHandle<Result<()>>;
+
+/// The keys a node uses, from files (created 0600 on first use in development).
+#[derive(Clone)]
+pub struct Keys {
+    /// Seals and opens payloads (the KEK).
+    pub envelope: Arc<Envelope>,
+    /// Signs development tokens.
+    pub issuer: Issuer,
+    /// Verifies tokens.
+    pub verifier: Verifier,
+}
+
+impl Keys {
+    /// Loads the KEK and token key, creating them if absent.
+    pub fn load_or_create(kek_file: &Path, token_key_file: &Path) -> Result<Self> {
+        let envelope = Arc::new(Envelope::load_or_create(kek_file)?);
+        let (issuer, verifier) = identity::dev_keys(token_key_file)?;
+        Ok(Self {
+            envelope,
+            issuer,
+            verifier,
+        })
+    }
+
+    /// The keys in `data_dir`.
+    pub fn in_data_dir(data_dir: &Path) -> Result<Self> {
+        Self::load_or_create(&data_dir.join(KEK_FILE), &data_dir.join(TOKEN_KEY_FILE))
+    }
+}
+
+/// The default read-model URL for a data directory.
+pub fn default_database_url(data_dir: &Path) -> String {
+    projections::db::sqlite_url(&data_dir.join(READ_MODEL_FILE))
+}
+
+/// Starts the command service and the key shredder.
+pub async fn start_commands(
+    nats_url: &str,
+    keys: &Keys,
+    log: &LogSettings,
+    handler: HandlerConfig,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<Vec<Task>> {
+    let client = commands::nats::connect(nats_url, "keyledger-commands").await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let store = Arc::new(EventStore::open(js.clone(), log).await?);
+    let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?);
+    let handler = Arc::new(SecretHandler::new(
+        store,
+        keystore.clone(),
+        keys.envelope.clone(),
+        clock.clone(),
+        handler,
+    ));
+    let service = CommandService {
+        client,
+        handler,
+        verifier: keys.verifier.clone(),
+        clock,
+        concurrency: 256,
+    };
+    let stream = log.stream.clone();
+    let shredder_shutdown = shutdown.clone();
+    Ok(vec![
+        tokio::spawn(async move { service.run(shutdown).await.map_err(Into::into) }),
+        tokio::spawn(async move {
+            commands::shredder::run(js, &stream, keystore, shredder_shutdown)
+                .await
+                .map_err(Into::into)
+        }),
+    ])
+}
+
+/// Starts the projector on the read model at `database_url`. Returns a receiver of
+/// the sequence it has applied.
+pub async fn start_projector(
+    nats_url: &str,
+    database_url: &str,
+    config: ProjectorConfig,
+    shutdown: CancellationToken,
+) -> Result<(watch::Receiver<u64>, Task)> {
+    let pool = projections::db::open(database_url, 2).await?;
+    let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
+    let client = commands::nats::connect(nats_url, "keyledger-projector").await?;
+    let js = async_nats::jetstream::new(client);
+    let (projector, applied) = Projector::new(pool, js, config).await?;
+    let task = tokio::spawn(async move {
+        let _lock = lock;
+        projector.run(shutdown).await;
+        Ok(())
+    });
+    Ok((applied, task))
+}
+
+/// Settings of the HTTP API component.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+    /// HTTP behaviour.
+    pub config: ApiConfig,
+    /// Key-store replicas (when the API has to create the bucket).
+    pub replicas: usize,
+}
+
+/// Starts the HTTP API. `applied` follows a projector in this process; without one,
+/// the API polls the read model's checkpoint. Returns the bound address.
+pub async fn start_api(
+    nats_url: &str,
+    database_url: &str,
+    keys: &Keys,
+    settings: ApiSettings,
+    applied: Option<watch::Receiver<u64>>,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, Task)> {
+    let pool = projections::db::open(database_url, 16).await?;
+    let applied = applied.unwrap_or_else(|| {
+        poll_checkpoint(pool.clone(), Duration::from_millis(20), shutdown.clone())
+    });
+    let client = commands::nats::connect(nats_url, "keyledger-api").await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let keys_bucket = ensure_key_bucket(&js, settings.replicas).await?;
+    let state = AppState {
+        read: ReadModel::new(pool, applied),
+        commands: CommandClient::new(client, Duration::from_secs(10)),
+        verifier: keys.verifier.clone(),
+        envelope: keys.envelope.clone(),
+        keys: KeyStore::new(keys_bucket),
+        clock,
+        config: Arc::new(settings.config),
+    };
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {}; is another keyledger running?",
+                settings.addr
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        api::serve(listener, api::app(state), shutdown)
+            .await
+            .map_err(Into::into)
+    });
+    Ok((addr, task))
+}
+
+/// Where `keyledger up` gets NATS from.
+#[derive(Debug, Clone)]
+pub enum NatsChoice {
+    /// Start nats-server itself.
+    Managed {
+        /// Client port; `None` picks a free one.
+        port: Option<u16>,
+        /// The binary; `None` searches for it.
+        binary: Option<PathBuf>,
+    },
+    /// Use a running server.
+    External {
+        /// Its URL (may carry credentials).
+        url: String,
+    },
+}
+
+/// Everything `keyledger up` runs.
+#[derive(Clone)]
+pub struct StackConfig {
+    /// Data directory (keys, NATS store, read model).
+    pub data_dir: PathBuf,
+    /// NATS.
+    pub nats: NatsChoice,
+    /// HTTP API.
+    pub api: ApiSettings,
+    /// The event log.
+    pub log: LogSettings,
+    /// The command handler.
+    pub handler: HandlerConfig,
+    /// The projector.
+    pub projector: ProjectorConfig,
+    /// The clock.
+    pub clock: Clock,
+}
+
+/// A running keyledger: managed nats-server, command service, projector, HTTP API.
+pub struct Stack {
+    nats: Option<ManagedNats>,
+    /// URL keyledger's components use (with credentials when managed).
+    pub service_url: String,
+    /// URL other NATS clients use.
+    pub client_url: String,
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// The read model.
+    pub database_url: String,
+    /// The keys.
+    pub keys: Keys,
+    shutdown: CancellationToken,
+    tasks: Vec<Task>,
+}
+
+impl Stack {
+    /// Starts everything.
+    pub async fn start(config: StackConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("creating the data directory {}", config.data_dir.display())
+        })?;
+        let data_dir = config.data_dir.canonicalize()?;
+        let keys = Keys::in_data_dir(&data_dir)?;
+        let (nats, service_url, client_url) = match &config.nats {
+            NatsChoice::Managed { port, binary } => {
+                let binary = commands::server::find_binary(binary.as_deref())?;
+                let server = ManagedNats::start(&ServerConfig {
+                    binary,
+                    data_dir: data_dir.clone(),
+                    port: *port,
+                })
+                .await?;
+                let (service, client) = (server.service_url(), server.client_url());
+                (Some(server), service, client)
+            }
+            NatsChoice::External { url } => (None, url.clone(), url.clone()),
+        };
+        let database_url = default_database_url(&data_dir);
+        let shutdown = CancellationToken::new();
+        let mut tasks = start_commands(
+            &service_url,
+            &keys,
+            &config.log,
+            config.handler.clone(),
+            config.clock.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        let (applied, projector) = start_projector(
+            &service_url,
+            &database_url,
+            config.projector.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tasks.push(projector);
+        let (http_addr, api) = start_api(
+            &service_url,
+            &database_url,
+            &keys,
+            config.api.clone(),
+            Some(applied),
+            config.clock.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tasks.push(api);
+        Ok(Self {
+            nats,
+            service_url,
+            client_url,
+            http_addr,
+            database_url,
+            keys,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The managed nats-server's log file, if keyledger started one.
+    pub fn nats_log(&self) -> Option<&Path> {
+        self.nats.as_ref().map(ManagedNats::log_file)
+    }
+
+    /// Waits until a component fails (returning its error) or `stop` is requested.
+    pub async fn until_failure(&mut self) -> Result<()> {
+        if self.tasks.is_empty() {
+            return Ok(());
+        }
+        let (result, index, _) = futures::future::select_all(self.tasks.iter_mut()).await;
+        self.tasks.remove(index);
+        match result {
+            Ok(Ok(())) if self.shutdown.is_cancelled() => Ok(()),
+            Ok(Ok(())) => anyhow::bail!("a component stopped unexpectedly"),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stops every component, then the managed nats-server.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+        if let Some(nats) = self.nats {
+            nats.stop().await;
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! No plaintext payload in the log, the key store, the read model or the logs: canary
+//! payloads go in through every path, come back out, one is deleted, and then every
+//! byte under the data directory and everything keyledger and nats-server printed
+//! is searched for them, raw, hex and base64.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::json;
+
+use crate::support::{id_of, raw_command};
+
+const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
+
+/// The forms a leaked canary could take.
+fn needles(canary: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![
+        canary.to_vec(),
+        hex::encode(canary).into_bytes(),
+        hex::encode_upper(canary).into_bytes(),
+    ];
+    // Base64 of the canary at each of the three alignments it could have inside a
+    // longer encoded string; the middle of each encoding is stable.
+    for shift in 0..3 {
+        let mut padded = vec![b'#'; shift];
+        padded.extend_from_slice(canary);
+        for encoded in [STANDARD.encode(&padded), URL_SAFE_NO_PAD.encode(&padded)] {
+            let core = &encoded.as_bytes()[4..encoded.len() - 4];
+            out.push(core.to_vec());
+        }
+    }
+    out
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_plaintext_canary_reaches_disk_or_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut up = Command::new(KEYLEDGER)
+        .args([
+            "up",
+            "-v",
+            "--nats-port",
+            "0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Read what `up` prints: where everything is, and the development token.
+    let mut stdout = BufReader::new(up.stdout.take().unwrap());
+    let mut printed = String::new();
+    let (mut http, mut nats, mut token) = (String::new(), String::new(), String::new());
+    while !printed.contains("Stop with Ctrl-C") {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "keyledger up exited early: {printed}"
+        );
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["HTTP", "API", url, ..] => http = url.to_string(),
+            ["NATS", url, ..] => nats = url.to_string(),
+            ["export", assignment] => {
+                token = assignment.trim_start_matches("KEYLEDGER_TOKEN=").to_owned()
+            }
+            _ => {}
+        }
+        printed.push_str(&line);
+    }
+    let mut stderr = up.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        stderr.read_to_end(&mut text).unwrap();
+        text
+    });
+
+    let canaries: Vec<String> = (0..4)
+        .map(|i| format!("CANARY{i}-{}", uuid::Uuid::new_v4().simple()))
+        .collect();
+    let http_client = reqwest::Client::new();
+    let mut ids = Vec::new();
+
+    // 1. Created over HTTP as text.
+    let r = http_client
+        .post(format!("{http}/v1/secrets"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "canary-name-http", "payload": canaries[0], "payload_content_type": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    ids.push(id_of(&r.json().await.unwrap()));
+
+    // 2. Created over NATS as base64 octets.
+    let client = async_nats::connect(&nats).await.unwrap();
+    let reply = raw_command(
+        &client,
+        "secret.create",
+        Some(&token),
+        &json!({"name": "canary-name-nats", "payload": STANDARD.encode(&canaries[1]), "payload_content_type": "application/octet-stream", "payload_content_encoding": "base64"}),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    ids.push(reply["id"].as_str().unwrap().to_owned());
+
+    // 3. Two-step: created empty, payload PUT as raw octets.
+    let r = http_client
+        .post(format!("{http}/v1/secrets"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "canary-name-put"}))
+        .send()
+        .await
+        .unwrap();
+    let id = id_of(&r.json().await.unwrap());
+    let r = http_client
+        .put(format!("{http}/v1/secrets/{id}"))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/octet-stream")
+        .body(canaries[2].clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    ids.push(id);
+
+    // 4. Created with the CLI from a file, then deleted (its key is destroyed).
+    let file = dir.path().join("payload.txt");
+    std::fs::write(&file, &canaries[3]).unwrap();
+    let out = Command::new(KEYLEDGER)
+        .args([
+            "secret",
+            "create",
+            "--url",
+            &http,
+            "--token",
+            &token,
+            "--name",
+            "canary-name-cli",
+            "--payload-file",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&file).unwrap();
+    ids.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+
+    // Every payload reads back intact (so the reads are exercised and logged too).
+    for (id, canary) in ids.iter().zip(&canaries) {
+        let body = http_client
+            .get(format!("{http}/v1/secrets/{id}/payload"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body.as_ref(), canary.as_bytes());
+    }
+    let r = http_client
+        .delete(format!("{http}/v1/secrets/{}", ids[3]))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    // Stop keyledger (and its nats-server) so every file is flushed.
+    // SAFETY: kill(2) on our own child process.
+    unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
+    let status = tokio::task::spawn_blocking(move || up.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "keyledger up exits cleanly on SIGINT");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    printed.push_str(&rest);
+    let logs = log_reader.join().unwrap();
+    assert!(
+        contains(&logs, b"accepted"),
+        "the logs were captured at debug level"
+    );
+
+    let mut searched = vec![
+        ("keyledger stdout".to_owned(), printed.into_bytes()),
+        ("keyledger stderr".to_owned(), logs),
+    ];
+    for path in files_under(&data) {
+        searched.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+    }
+    let mut leaks = Vec::new();
+    for canary in &canaries {
+        for needle in needles(canary.as_bytes()) {
+            for (name, bytes) in &searched {
+                if contains(bytes, &needle) {
+                    leaks.push(format!(
+                        "{} found in {name}",
+                        String::from_utf8_lossy(&needle)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "plaintext leaked:\n{}", leaks.join("\n"));
+
+    // The search looked at the right files: the (non-secret) names are there, in the
+    // stream's files and in the read model.
+    let holding = |needle: &str| -> Vec<&str> {
+        searched
+            .iter()
+            .filter(|(_, b)| contains(b, needle.as_bytes()))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    };
+    let with_names = holding("canary-name-nats");
+    assert!(
+        with_names.iter().any(|n| n.contains("/jetstream/")),
+        "stream files searched: {with_names:?}"
+    );
+    assert!(
+        with_names.iter().any(|n| n.contains("readmodel.sqlite")),
+        "read model searched: {with_names:?}"
+    );
+    assert!(
+        files_under(&data)
+            .iter()
+            .any(|p| p.to_string_lossy().contains("KV_KEYLEDGER_KEYS")),
+        "key store files searched"
+    );
+}

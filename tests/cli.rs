@@ -1,0 +1,228 @@
+//! The `keyledger` command line, run as a process.
+
+use std::process::{Command, Output};
+
+use crate::support::TestStack;
+
+const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
+
+async fn run(args: Vec<String>, stdin: Option<Vec<u8>>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(KEYLEDGER);
+        command
+            .args(&args)
+            .env_remove("KEYLEDGER_TOKEN")
+            .env_remove("KEYLEDGER_URL");
+        match stdin {
+            None => command.output().unwrap(),
+            Some(bytes) => {
+                use std::io::Write;
+                let mut child = command
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child.stdin.take().unwrap().write_all(&bytes).unwrap();
+                child.wait_with_output().unwrap()
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn every_command_has_help() {
+    for path in [
+        &[][..],
+        &["up"],
+        &["serve"],
+        &["serve", "commands"],
+        &["serve", "projector"],
+        &["serve", "api"],
+        &["token"],
+        &["token", "issue"],
+        &["secret"],
+        &["secret", "create"],
+        &["secret", "get"],
+        &["secret", "list"],
+        &["secret", "delete"],
+        &["projections"],
+        &["projections", "rebuild"],
+        &["bench"],
+    ] {
+        let mut a = args(path);
+        a.push("--help".into());
+        let out = run(a, None).await;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{path:?} --help failed");
+        assert!(text.contains("Usage: keyledger"), "{path:?}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn tokens_from_the_cli_work_against_the_api() {
+    let t = TestStack::start().await;
+    let data = t.dir.path().to_str().unwrap();
+    let out = run(
+        args(&[
+            "token",
+            "issue",
+            "--data-dir",
+            data,
+            "--user",
+            "carol",
+            "--project",
+            "p9",
+            "--roles",
+            "admin,creator",
+            "--ttl",
+            "5m",
+        ]),
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let r = t
+        .http
+        .get(t.url("/v1/secrets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let bad = run(
+        args(&[
+            "token",
+            "issue",
+            "--data-dir",
+            data,
+            "--user",
+            "c",
+            "--project",
+            "p.1",
+        ]),
+        None,
+    )
+    .await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("project id \"p.1\" is not valid"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_round_trip_through_the_cli() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let url = t.url("");
+    let base = |rest: &[&str]| {
+        let mut a = args(rest);
+        a.extend(args(&["--url", &url, "--token", &token]));
+        a
+    };
+
+    // Text from --payload.
+    let out = run(
+        base(&[
+            "secret",
+            "create",
+            "--name",
+            "cli-text",
+            "--payload",
+            "cli secret",
+            "--metadata",
+            "team=ops",
+        ]),
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    // Binary from stdin.
+    let bytes = vec![0u8, 1, 2, 200, 255];
+    let out = run(
+        base(&[
+            "secret",
+            "create",
+            "--name",
+            "cli-binary",
+            "--secret-type",
+            "symmetric",
+            "--payload-file",
+            "-",
+        ]),
+        Some(bytes.clone()),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let binary_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let get = run(base(&["secret", "get", &text_id]), None).await;
+    let shown = String::from_utf8(get.stdout).unwrap();
+    assert!(
+        shown.contains("cli-text") && shown.contains("text/plain"),
+        "{shown}"
+    );
+    let payload = run(base(&["secret", "get", &text_id, "--payload"]), None).await;
+    assert_eq!(payload.stdout, b"cli secret");
+    let payload = run(
+        base(&[
+            "secret",
+            "get",
+            &format!("{url}/v1/secrets/{binary_id}"),
+            "--payload",
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(payload.stdout, bytes);
+
+    let list = run(base(&["secret", "list"]), None).await;
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        listed.contains(&text_id) && listed.contains(&binary_id),
+        "{listed}"
+    );
+    let filtered = run(
+        base(&["secret", "list", "--secret-type", "symmetric", "--json"]),
+        None,
+    )
+    .await;
+    let filtered: serde_json::Value = serde_json::from_slice(&filtered.stdout).unwrap();
+    assert_eq!(filtered["total"], 1);
+
+    let delete = run(base(&["secret", "delete", &text_id]), None).await;
+    assert!(delete.status.success());
+    let gone = run(base(&["secret", "get", &text_id]), None).await;
+    assert!(!gone.status.success());
+    let err = String::from_utf8(gone.stderr).unwrap();
+    assert!(
+        err.contains("404 Not Found") && err.contains("not found in project p1"),
+        "{err}"
+    );
+
+    let invalid = run(base(&["secret", "create", "--bit-length", "0"]), None).await;
+    assert!(!invalid.status.success());
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("bit_length 0 is out of range"));
+    t.stop().await;
+}

@@ -1,0 +1,332 @@
+//! The event store on a real JetStream: stream settings, optimistic concurrency with
+//! several writers, idempotency, the lost-ack retry, and per-aggregate loading.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, stream::StorageType};
+use commands::handler::{HandlerConfig, SecretHandler};
+use commands::keystore::KeyStore;
+use commands::log::{LogSettings, ensure_key_bucket};
+use commands::store::EventStore;
+use domain::commit::{AggregateRef, Commit, NewCommit};
+use domain::ids::{CommandId, ProjectId, Role, UserId};
+use domain::principal::Principal;
+use domain::secret::fields::{MetadataKey, MetadataValue};
+use domain::secret::{MetadatumSet, SecretEvent, SecretState, evolve};
+use domain::subject::AggregateKind;
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use crate::support::{TestStack, raw_command};
+
+/// A command handler as a separate process would have it: its own connection, store
+/// and cache.
+async fn handler(t: &TestStack) -> (Arc<EventStore>, Arc<SecretHandler>) {
+    let js = jetstream::new(t.service_nats().await);
+    let store = Arc::new(
+        EventStore::open(js.clone(), &LogSettings::default())
+            .await
+            .unwrap(),
+    );
+    let keys = KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap());
+    let handler = SecretHandler::new(
+        store.clone(),
+        keys,
+        t.stack.keys.envelope.clone(),
+        commands::clock::system(),
+        HandlerConfig::default(),
+    );
+    (store, Arc::new(handler))
+}
+
+fn alice() -> Principal {
+    Principal {
+        user: UserId::parse("alice").unwrap(),
+        project: ProjectId::parse("p1").unwrap(),
+        roles: vec![Role::parse("admin").unwrap()],
+    }
+}
+
+fn body(v: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn aggregate(id: &str) -> AggregateRef {
+    AggregateRef {
+        kind: AggregateKind::Secret,
+        project: ProjectId::parse("p1").unwrap(),
+        id: id.to_owned(),
+    }
+}
+
+async fn stream_messages(t: &TestStack) -> u64 {
+    let js = jetstream::new(t.service_nats().await);
+    js.get_stream("KEYLEDGER")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
+#[tokio::test]
+async fn the_stream_cannot_be_rewritten() {
+    let t = TestStack::start().await;
+    t.create_text(&t.token("alice", "p1"), "x", "y").await;
+    let js = jetstream::new(t.service_nats().await);
+    let mut stream = js.get_stream("KEYLEDGER").await.unwrap();
+    let config = stream.info().await.unwrap().config.clone();
+    assert!(config.deny_delete && config.deny_purge && !config.allow_rollup);
+    assert_eq!(config.max_messages_per_subject, -1);
+    assert!(config.duplicate_window >= std::time::Duration::from_secs(120));
+    assert_eq!(config.storage, StorageType::File);
+    assert_eq!(config.subjects, ["keyledger.events.>"]);
+    assert!(
+        stream.delete_message(1).await.is_err(),
+        "deleting a commit must fail"
+    );
+    assert!(stream.purge().await.is_err(), "purging the log must fail");
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_one_aggregate_leave_no_gap_and_lose_no_update() {
+    let t = TestStack::start().await;
+    let (_, first) = handler(&t).await;
+    let created = first
+        .handle("secret.create", &alice(), &body(json!({"name": "hot"})))
+        .await
+        .unwrap();
+    let id = created.id.clone();
+
+    // Three independent handlers (as three processes) and the stack's own command
+    // service over NATS, all writing the same secret at once.
+    let handlers = [
+        handler(&t).await.1,
+        handler(&t).await.1,
+        handler(&t).await.1,
+    ];
+    let token = t.token("alice", "p1");
+    let nats = t.client_nats().await;
+    let mut writes = JoinSet::new();
+    for i in 0..45 {
+        let id = id.clone();
+        if i % 4 == 3 {
+            let (nats, token) = (nats.clone(), token.clone());
+            writes.spawn(async move {
+                let reply = raw_command(
+                    &nats,
+                    "secret.metadata.set",
+                    Some(&token),
+                    &json!({"id": id, "key": format!("k{i}"), "value": "v"}),
+                )
+                .await;
+                assert_eq!(reply["ok"], true, "{reply}");
+                reply["version"].as_u64().unwrap()
+            });
+        } else {
+            let h = handlers[i % 3].clone();
+            writes.spawn(async move {
+                h.handle(
+                    "secret.metadata.set",
+                    &alice(),
+                    &body(json!({"id": id, "key": format!("k{i}"), "value": "v"})),
+                )
+                .await
+                .expect("every write lands, after retries")
+                .version
+            });
+        }
+    }
+    let mut versions: Vec<u64> = writes.join_all().await;
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (2..=46).collect::<Vec<_>>(),
+        "versions 2..=46, each once"
+    );
+
+    // A fresh load (which checks every hash and link) sees all 45 keys.
+    let (store, _) = handler(&t).await;
+    let loaded = store
+        .load::<SecretEvent, SecretState>(&aggregate(&id).subject(), evolve)
+        .await
+        .unwrap();
+    assert_eq!(loaded.version, 46);
+    let SecretState::Live(secret) = loaded.state else {
+        panic!("live")
+    };
+    assert_eq!(secret.metadata.len(), 45);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_after_a_lost_ack_returns_the_first_reply_and_writes_nothing() {
+    let t = TestStack::start().await;
+    let (store, b) = handler(&t).await;
+    let created = b
+        .handle("secret.create", &alice(), &body(json!({"name": "s"})))
+        .await
+        .unwrap();
+    let subject = aggregate(&created.id).subject();
+
+    // Another replica committed "lost-ack-1" as version 2, and the reply never reached
+    // the client. It is published here without Nats-Msg-Id, so JetStream's duplicate
+    // window cannot answer for it: only the expected-sequence check can.
+    let (_, v1) = store
+        .last_commit::<SecretEvent>(&subject)
+        .await
+        .unwrap()
+        .unwrap();
+    let commit = NewCommit {
+        id: CommandId::parse("lost-ack-1").unwrap(),
+        aggregate: aggregate(&created.id),
+        version: 2,
+        command: "secret.metadata.set".into(),
+        actor: alice(),
+        at: commands::clock::system()(),
+        events: vec![SecretEvent::MetadatumSet(MetadatumSet {
+            key: MetadataKey::parse("k").unwrap(),
+            value: MetadataValue::parse("v").unwrap(),
+        })],
+    }
+    .seal(Some(v1.hash));
+    let js = jetstream::new(t.service_nats().await);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        created.seq.to_string().as_str(),
+    );
+    let ack = js
+        .publish_with_headers(subject.clone(), headers, commit.to_bytes().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    // The client retries through B, whose cache still holds version 1.
+    let retry = b
+        .handle(
+            "secret.metadata.set",
+            &alice(),
+            &body(json!({"command_id": "lost-ack-1", "id": created.id, "key": "k", "value": "v"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!((retry.seq, retry.version), (ack.sequence, 2));
+    assert_eq!(stream_messages(&t).await, 2, "the retry wrote nothing");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_inside_the_window_is_answered_from_the_log() {
+    let t = TestStack::start().await;
+    let (_, a) = handler(&t).await;
+    let (_, b) = handler(&t).await;
+    let created = b
+        .handle("secret.create", &alice(), &body(json!({"name": "s"})))
+        .await
+        .unwrap();
+    let set = body(json!({"command_id": "set-1", "id": created.id, "key": "k", "value": "v"}));
+    let first = a
+        .handle("secret.metadata.set", &alice(), &set)
+        .await
+        .unwrap();
+    // B's cache is stale (version 1): its append is deduplicated by JetStream.
+    let again = b
+        .handle("secret.metadata.set", &alice(), &set)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    // A handler with a cold cache finds the command in the aggregate's own log.
+    let (_, c) = handler(&t).await;
+    assert_eq!(
+        c.handle("secret.metadata.set", &alice(), &set)
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(stream_messages(&t).await, 2);
+
+    // Reusing a command id for a different command is refused, not silently merged.
+    let other = b
+        .handle("secret.create", &alice(), &body(json!({"name": "t"})))
+        .await
+        .unwrap();
+    let reused = a
+        .handle(
+            "secret.delete",
+            &alice(),
+            &body(json!({"command_id": "set-1", "id": other.id})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code, domain::ErrorCode::Conflict);
+    assert!(
+        reused.message.contains("command_id set-1 was already used"),
+        "{}",
+        reused.message
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_reads_only_its_own_aggregate() {
+    let t = TestStack::start().await;
+    let (_, writer) = handler(&t).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let c = writer
+            .handle("secret.create", &alice(), &body(json!({"name": format!("s{i}"), "payload": "x", "payload_content_type": "text/plain"})))
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    // A handler with a cold cache deletes one secret among 40: it reads exactly that
+    // secret's one commit, not the stream.
+    let (store, cold) = handler(&t).await;
+    cold.handle("secret.delete", &alice(), &body(json!({"id": ids[17]})))
+        .await
+        .unwrap();
+    assert_eq!(store.messages_read(), 1);
+    // A second command on it is served from the cache.
+    let again = cold
+        .handle("secret.delete", &alice(), &body(json!({"id": ids[17]})))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code, domain::ErrorCode::NotFound);
+    assert_eq!(store.messages_read(), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn stored_commits_are_hash_chained_and_hold_no_plaintext() {
+    let t = TestStack::start().await;
+    let (_, h) = handler(&t).await;
+    let created = h
+        .handle("secret.create", &alice(), &body(json!({"name": "s", "payload": "plaintext-needle", "payload_content_type": "text/plain"})))
+        .await
+        .unwrap();
+    let set = h
+        .handle(
+            "secret.metadata.set",
+            &alice(),
+            &body(json!({"id": created.id, "key": "k", "value": "v"})),
+        )
+        .await
+        .unwrap();
+    let js = jetstream::new(t.service_nats().await);
+    let stream = js.get_stream("KEYLEDGER").await.unwrap();
+    let first = stream.get_raw_message(created.seq).await.unwrap();
+    let second = stream.get_raw_message(set.seq).await.unwrap();
+    assert!(!String::from_utf8_lossy(&first.payload).contains("plaintext-needle"));
+    let first = Commit::<SecretEvent>::from_slice(&first.payload).unwrap();
+    let second = Commit::<SecretEvent>::from_slice(&second.payload).unwrap();
+    assert_eq!(first.check_link(None), Ok(()));
+    assert_eq!(second.check_link(Some(&first)), Ok(()));
+    assert_eq!(second.prev, Some(first.hash));
+    t.stop().await;
+}

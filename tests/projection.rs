@@ -1,0 +1,286 @@
+//! The projector: exactly-once application under a real crash, and rebuilds.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use commands::client::CommandClient;
+use commands::protocol::{
+    CreateSecretRequest, DeleteSecretRequest, PayloadField, SetMetadatumRequest,
+};
+use domain::subject::command;
+use sqlx::{Row, SqlitePool};
+use tokio::task::JoinSet;
+
+use crate::support::{TestStack, eventually};
+
+const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
+
+/// Writes `creates` secrets with payloads, `per_secret` metadata changes on each, and
+/// deletes every fifth; returns the last sequence.
+async fn write_history(t: &TestStack, creates: usize, per_secret: usize) -> u64 {
+    let client = CommandClient::new(t.client_nats().await, Duration::from_secs(10));
+    let token = t.token("alice", "p1");
+    let mut tasks = JoinSet::new();
+    for worker in 0..8 {
+        let (client, token) = (client.clone(), token.clone());
+        tasks.spawn(async move {
+            let mut last = 0;
+            for i in (worker..creates).step_by(8) {
+                let created = client
+                    .send(
+                        command::SECRET_CREATE,
+                        &token,
+                        &CreateSecretRequest {
+                            name: Some(format!("s{i}")),
+                            payload: Some(PayloadField::from(format!("payload {i}"))),
+                            payload_content_type: Some("text/plain".into()),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                last = last.max(created.seq);
+                for k in 0..per_secret {
+                    let set = SetMetadatumRequest {
+                        command_id: None,
+                        id: created.id.clone(),
+                        key: format!("k{k}"),
+                        value: format!("v{i}"),
+                    };
+                    last = last.max(
+                        client
+                            .send(command::SECRET_METADATA_SET, &token, &set)
+                            .await
+                            .unwrap()
+                            .seq,
+                    );
+                }
+                if i % 5 == 0 {
+                    let delete = DeleteSecretRequest {
+                        command_id: None,
+                        id: created.id,
+                    };
+                    last = last.max(
+                        client
+                            .send(command::SECRET_DELETE, &token, &delete)
+                            .await
+                            .unwrap()
+                            .seq,
+                    );
+                }
+            }
+            last
+        });
+    }
+    tasks.join_all().await.into_iter().max().unwrap_or(0)
+}
+
+async fn open(path: &Path) -> SqlitePool {
+    projections::db::open(&projections::db::sqlite_url(path), 1)
+        .await
+        .unwrap()
+}
+
+async fn checkpoint(pool: &SqlitePool) -> u64 {
+    sqlx::query_scalar::<_, i64>("SELECT seq FROM checkpoints WHERE projection = 'secrets'")
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+        .unwrap_or(0) as u64
+}
+
+/// Every row of every table, as text, in primary-key order.
+async fn dump(pool: &SqlitePool) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in [
+        "checkpoints",
+        "secrets",
+        "secret_payloads",
+        "secret_metadata",
+        "skipped_commits",
+    ] {
+        let columns: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT name FROM pragma_table_info('{table}')"
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+        let select = columns
+            .iter()
+            .map(|c| format!("quote({c})"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {select} FROM {table} ORDER BY 1"
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        out.extend(
+            rows.iter()
+                .map(|r| format!("{table}: {}", r.get::<String, _>(0))),
+        );
+    }
+    out.sort();
+    out
+}
+
+fn projector(t: &TestStack, db: &Path, batch_size: usize) -> Child {
+    Command::new(KEYLEDGER)
+        .args([
+            "serve",
+            "projector",
+            "--nats-url",
+            &t.stack.service_url,
+            "--database",
+        ])
+        .arg(projections::db::sqlite_url(db))
+        .args(["--batch-size", &batch_size.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a projector process")
+}
+
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as i32, signal) };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_killed_mid_stream_resumes_to_exactly_a_fresh_rebuild() {
+    let t = TestStack::start().await;
+    let last = write_history(&t, 200, 5).await;
+    assert!(last > 1000, "history of {last} commits");
+
+    // A projector process on its own read model, applying one commit per batch...
+    let crashed = t.dir.path().join("crashed.sqlite");
+    let pool = open(&crashed).await;
+    let mut child = projector(&t, &crashed, 1);
+    eventually(
+        "the projector to start applying",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            async move { (checkpoint(&pool).await > 0).then_some(()) }
+        },
+    )
+    .await;
+    // ... frozen and then killed with SIGKILL: no cleanup, possibly mid-transaction.
+    signal(&child, libc::SIGSTOP);
+    let at_kill = checkpoint(&pool).await;
+    signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    assert!(
+        at_kill > 0 && at_kill < last,
+        "killed mid-stream (at {at_kill} of {last})"
+    );
+
+    // Restarted, it resumes from its checkpoint and catches up.
+    let mut child = projector(&t, &crashed, 64);
+    eventually(
+        "the restarted projector to catch up",
+        Duration::from_secs(60),
+        || {
+            let pool = pool.clone();
+            async move { (checkpoint(&pool).await >= last).then_some(()) }
+        },
+    )
+    .await;
+    signal(&child, libc::SIGTERM);
+    child.wait().unwrap();
+
+    // A fresh rebuild from sequence 1, with the CLI.
+    let fresh = t.dir.path().join("fresh.sqlite");
+    let status = Command::new(KEYLEDGER)
+        .args([
+            "projections",
+            "rebuild",
+            "--nats-url",
+            &t.stack.service_url,
+            "--database",
+        ])
+        .arg(projections::db::sqlite_url(&fresh))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let crashed_rows = dump(&pool).await;
+    assert_eq!(crashed_rows, dump(&open(&fresh).await).await);
+    // The stack's own projector, never interrupted, agrees too.
+    let live = open(&t.dir.path().join(keyledger::stack::READ_MODEL_FILE)).await;
+    eventually(
+        "the live projector to catch up",
+        Duration::from_secs(30),
+        || {
+            let live = live.clone();
+            async move { (checkpoint(&live).await >= last).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(crashed_rows, dump(&live).await);
+    assert!(
+        crashed_rows
+            .iter()
+            .any(|r| r.starts_with("secret_metadata:")),
+        "the dump holds rows"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_refuses_a_read_model_a_projector_is_writing() {
+    let t = TestStack::start().await;
+    let live = t.dir.path().join(keyledger::stack::READ_MODEL_FILE);
+    let output = Command::new(KEYLEDGER)
+        .args([
+            "projections",
+            "rebuild",
+            "--nats-url",
+            &t.stack.service_url,
+            "--database",
+        ])
+        .arg(projections::db::sqlite_url(&live))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("another projector is writing"), "{stderr}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_in_place_restores_the_read_model() {
+    let t = TestStack::start().await;
+    write_history(&t, 16, 2).await;
+    let path = t.dir.path().join("copy.sqlite");
+    let pool = open(&path).await;
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    let config = projections::projector::ProjectorConfig::default();
+    let seq = projections::projector::rebuild(&pool, &js, &config)
+        .await
+        .unwrap();
+    let before = dump(&pool).await;
+    // Damage it, then rebuild again: the same rows come back.
+    sqlx::query("DELETE FROM secrets")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE secret_metadata SET value = 'tampered'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        projections::projector::rebuild(&pool, &js, &config)
+            .await
+            .unwrap(),
+        seq
+    );
+    assert_eq!(dump(&pool).await, before);
+    t.stop().await;
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: a real nats-server per test (started the way `keyledger up`
+//! starts it), a real SQLite read model, real HTTP. One binary, so the suite links
+//! once; modules by capability.
+
+mod support;
+
+mod canary;
+mod cli;
+mod event_store;
+mod external_clients;
+mod http_api;
+mod nats_commands;
+mod projection;
