@@ -7,7 +7,7 @@
 #
 # Requires python3 with pip.
 
-_kl_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_kl_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 _kl_tools="$_kl_root/.tools"
 
 _kl_nats_ok() {

@@ -28,6 +28,35 @@ use tokio_util::sync::CancellationToken;
 /// The read model's file inside the data directory.
 pub const READ_MODEL_FILE: &str = "readmodel.sqlite";
 
+/// Held by the one process that owns a data directory (`keyledger up`, or a rebuild
+/// that starts the directory's nats-server), so two never share a JetStream store.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory's lock, or says who holds it.
+pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
+    let path = data_dir.join("keyledger.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another keyledger is running with the data directory {}; stop it first, or pass \
+             another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 /// A running component: stops with the stack's token; its handle reports failure.
 pub type Task = JoinHandle<Result<()>>;
 
@@ -167,7 +196,8 @@ pub async fn start_api(
         .await
         .with_context(|| {
             format!(
-                "listening on {}; is another keyledger running?",
+                "cannot listen on {} (is another keyledger running?); pass --http-addr with a \
+                 free address",
                 settings.addr
             )
         })?;
@@ -218,6 +248,7 @@ pub struct StackConfig {
 
 /// A running keyledger: managed nats-server, command service, projector, HTTP API.
 pub struct Stack {
+    _lock: DataDirLock,
     nats: Option<ManagedNats>,
     /// URL keyledger's components use (with credentials when managed).
     pub service_url: String,
@@ -240,6 +271,7 @@ impl Stack {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         let data_dir = config.data_dir.canonicalize()?;
+        let lock = lock_data_dir(&data_dir)?;
         let keys = Keys::in_data_dir(&data_dir)?;
         let (nats, service_url, client_url) = match &config.nats {
             NatsChoice::Managed { port, binary } => {
@@ -286,6 +318,7 @@ impl Stack {
         .await?;
         tasks.push(api);
         Ok(Self {
+            _lock: lock,
             nats,
             service_url,
             client_url,
@@ -317,7 +350,8 @@ impl Stack {
         }
     }
 
-    /// Stops every component, then the managed nats-server.
+    /// Stops every component, then the managed nats-server, then releases the data
+    /// directory.
     pub async fn stop(self) {
         self.shutdown.cancel();
         for task in self.tasks {
@@ -326,5 +360,6 @@ impl Stack {
         if let Some(nats) = self.nats {
             nats.stop().await;
         }
+        drop(self._lock);
     }
 }

@@ -51,8 +51,14 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Its client port is taken.
+    #[error(
+        "port {0} on 127.0.0.1 is already in use (another keyledger or nats-server?); pass \
+         --nats-port with a free port (0 picks one), or --nats-url to use the running server"
+    )]
+    PortInUse(u16),
     /// The process exited or did not report its port in time.
-    #[error("nats-server did not start: {reason}. Its log ({log}) ends with:\n{tail}")]
+    #[error("nats-server did not start: {reason}. From its log ({log}):\n{tail}")]
     NotReady {
         /// What happened.
         reason: String,
@@ -81,6 +87,7 @@ pub struct ServerConfig {
 #[derive(Debug)]
 pub struct ManagedNats {
     child: Child,
+    requested_port: Option<u16>,
     port: u16,
     password: String,
     log: PathBuf,
@@ -206,6 +213,7 @@ no_auth_user: client
         })?;
         let mut server = Self {
             child,
+            requested_port: config.port,
             port: 0,
             password,
             log,
@@ -216,10 +224,11 @@ no_auth_user: client
 
     async fn wait_for_port(&mut self, ports_dir: &Path) -> Result<u16, ServerError> {
         let deadline = Instant::now() + Duration::from_secs(15);
-        let suffix = format!("_{}.ports", self.child.id().unwrap_or_default());
+        let pid = self.child.id().unwrap_or_default();
+        let suffix = format!("_{pid}.ports");
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.not_ready(format!("it exited with {status}")));
+                return Err(self.not_ready(format!("it exited with {status}"), pid));
             }
             let found = fs::read_dir(ports_dir)
                 .ok()
@@ -232,20 +241,39 @@ no_auth_user: client
                 return Ok(port);
             }
             if Instant::now() > deadline {
-                return Err(self.not_ready("it did not report a client port within 15 s".into()));
+                return Err(
+                    self.not_ready("it did not report a client port within 15 s".into(), pid)
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    fn not_ready(&self, reason: String) -> ServerError {
+    /// Explains a failed start from this process's lines of the (appended) log: its
+    /// errors if it logged any, else its last lines.
+    fn not_ready(&self, reason: String, pid: u32) -> ServerError {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        let ours: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("[{pid}]")))
+            .collect();
+        if ours.iter().any(|l| l.contains("address already in use")) {
+            return ServerError::PortInUse(self.requested_port.unwrap_or_default());
+        }
+        let errors: Vec<&str> = ours
+            .iter()
+            .copied()
+            .filter(|l| l.contains("[FTL]") || l.contains("[ERR]"))
+            .collect();
+        let shown = if errors.is_empty() {
+            &ours[ours.len().saturating_sub(10)..]
+        } else {
+            &errors[..]
+        };
         ServerError::NotReady {
             reason,
             log: self.log.clone(),
-            tail,
+            tail: shown.join("\n"),
         }
     }
 

@@ -46,16 +46,19 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
     let (managed, nats_url) = match nats_url {
         Some(url) => (None, url),
         None => {
+            let data_dir =
+                db.data.data_dir.canonicalize().with_context(|| {
+                    format!("the data directory {}", db.data.data_dir.display())
+                })?;
+            let lock = keyledger::stack::lock_data_dir(&data_dir)?;
             let server = ManagedNats::start(&ServerConfig {
                 binary: commands::server::find_binary(nats_server_bin.as_deref())?,
-                data_dir: db.data.data_dir.canonicalize().with_context(|| {
-                    format!("the data directory {}", db.data.data_dir.display())
-                })?,
+                data_dir,
                 port: None,
             })
             .await?;
             let url = server.service_url();
-            (Some(server), url)
+            (Some((server, lock)), url)
         }
     };
     let started = Instant::now();
@@ -72,7 +75,7 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
         anyhow::Ok(seq)
     }
     .await;
-    if let Some(server) = managed {
+    if let Some((server, _lock)) = managed {
         server.stop().await;
     }
     let seq = outcome?;
