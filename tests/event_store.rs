@@ -159,7 +159,7 @@ async fn concurrent_writers_on_one_aggregate_leave_no_gap_and_lose_no_update() {
     let SecretState::Live(secret) = loaded.state else {
         panic!("live")
     };
-    assert_eq!(secret.metadata.len(), 45);
+    assert_eq!(secret.attributes.metadata.len(), 45);
     t.stop().await;
 }
 

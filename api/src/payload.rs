@@ -11,7 +11,6 @@ use commands::protocol::{PayloadField, PutPayloadRequest};
 use domain::ids::{KeyId, VersionId};
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::subject::command;
-use projections::read::Lookup;
 use secrecy::ExposeSecret;
 
 use crate::auth::Caller;
@@ -19,7 +18,7 @@ use crate::body::Body;
 use crate::consistency::{Consistent, wait_visible, with_seq};
 use crate::error::ApiError;
 use crate::negotiate::payload_type;
-use crate::secrets::{not_found, secret_id};
+use crate::secrets::{found, not_found, secret_id};
 use crate::state::AppState;
 
 fn unsupported(content_type: &str) -> ApiError {
@@ -92,12 +91,8 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let id = secret_id(&id)?;
     let project = &caller.principal.project;
-    let found = state.read.get_payload(project, id, (state.clock)()).await?;
-    let (_, row) = match found.value {
-        Lookup::Found(found) => found,
-        Lookup::Expired(at) => return Err(not_found(&caller, id, Some(&at))),
-        Lookup::Missing => return Err(not_found(&caller, id, None)),
-    };
+    let lookup = state.read.get_payload(project, id, (state.clock)()).await?;
+    let (_, row) = found(lookup.value, &caller, id)?;
     let Some(row) = row else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -141,7 +136,7 @@ pub async fn get(
         .map_err(domain::Rejection::from)?
     else {
         // The key is destroyed: the secret was deleted after the read model answered.
-        return Err(not_found(&caller, id, None));
+        return Err(not_found(&caller, id));
     };
     let plaintext = state
         .envelope
@@ -158,5 +153,5 @@ pub async fn get(
     let h = response.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(with_seq(response, found.seq))
+    Ok(with_seq(response, lookup.seq))
 }

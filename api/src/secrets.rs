@@ -39,19 +39,25 @@ pub fn secret_id(raw: &str) -> Result<SecretId, ApiError> {
 }
 
 /// The not-found answer for a secret the read model does not show.
-pub fn not_found(caller: &Caller, id: SecretId, lookup_expired: Option<&str>) -> ApiError {
-    match lookup_expired {
-        Some(at) => ApiError::new(
+pub fn not_found(caller: &Caller, id: SecretId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "secret {id} not found in project {}",
+            caller.principal.project
+        ),
+    )
+}
+
+/// The secret a lookup found, or the 404 that says why not (missing, or expired when).
+pub fn found<T>(lookup: Lookup<T>, caller: &Caller, id: SecretId) -> Result<T, ApiError> {
+    match lookup {
+        Lookup::Found(value) => Ok(value),
+        Lookup::Expired(at) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("secret {id} expired at {at}"),
-        ),
-        None => ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!(
-                "secret {id} not found in project {}",
-                caller.principal.project
-            ),
-        ),
+        )),
+        Lookup::Missing => Err(not_found(caller, id)),
     }
 }
 
@@ -201,17 +207,13 @@ pub async fn get(
         }
         Some(SecretView::Metadata) => {
             let id = secret_id(&id)?;
-            let found = state
+            let lookup = state
                 .read
                 .get_secret(&caller.principal.project, id, (state.clock)())
                 .await?;
-            let row = match found.value {
-                Lookup::Found(row) => row,
-                Lookup::Expired(at) => return Err(not_found(&caller, id, Some(&at))),
-                Lookup::Missing => return Err(not_found(&caller, id, None)),
-            };
+            let row = found(lookup.value, &caller, id)?;
             let body = secret(&base_url(&state, &headers), &row);
-            Ok(with_seq(Json(body).into_response(), found.seq))
+            Ok(with_seq(Json(body).into_response(), lookup.seq))
         }
     }
 }

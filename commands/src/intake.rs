@@ -6,8 +6,8 @@ use domain::Rejection;
 use domain::ids::{CommandId, KeyId, SecretId, VersionId};
 use domain::principal::Principal;
 use domain::secret::fields::{
-    Algorithm, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName, SecretType,
-    parse_metadata,
+    Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
+    SecretType, parse_metadata,
 };
 use domain::secret::payload::{PayloadLimit, Plaintext, SealedPayload};
 use domain::secret::{CreateSecret, SecretCommand};
@@ -99,7 +99,7 @@ impl IntakeContext<'_> {
     pub fn create(&self, req: &CreateSecretRequest) -> Result<Intake, Rejection> {
         let command_id = command_id(req.command_id.as_deref())?;
         let secret = SecretId::for_create(&self.principal.project, &command_id);
-        let mut create = CreateSecret {
+        let attributes = Attributes {
             name: opt(req.name.as_deref(), SecretName::parse)?,
             secret_type: opt(req.secret_type.as_deref(), SecretType::parse)?.unwrap_or_default(),
             algorithm: opt(req.algorithm.as_deref(), Algorithm::parse)?,
@@ -114,7 +114,6 @@ impl IntakeContext<'_> {
                     .flatten()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             )?,
-            payload: None,
         };
         let plaintext = Plaintext::parse_fields(
             req.payload.as_ref().map(|p| p.expose()),
@@ -129,11 +128,13 @@ impl IntakeContext<'_> {
             }
             None => (None, None),
         };
-        create.payload = payload;
         Ok(Intake {
             command_id,
             secret,
-            command: SecretCommand::Create(Box::new(create)),
+            command: SecretCommand::Create(Box::new(CreateSecret {
+                attributes,
+                payload,
+            })),
             data_key,
         })
     }

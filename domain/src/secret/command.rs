@@ -1,29 +1,14 @@
 //! Commands on a secret, already parsed: every field is a valid domain value.
 
-use crate::secret::fields::{
-    Algorithm, BitLength, Expiration, Metadata, MetadataKey, MetadataValue, Mode, SecretName,
-    SecretType,
-};
+use crate::secret::fields::{Attributes, MetadataKey, MetadataValue};
 use crate::secret::payload::SealedPayload;
 use crate::subject::command;
 
 /// Create a secret, optionally with its payload (Barbican `POST /v1/secrets`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateSecret {
-    /// Optional name.
-    pub name: Option<SecretName>,
-    /// Kind of secret; `opaque` by default.
-    pub secret_type: SecretType,
-    /// Informational algorithm.
-    pub algorithm: Option<Algorithm>,
-    /// Informational key length.
-    pub bit_length: Option<BitLength>,
-    /// Informational mode.
-    pub mode: Option<Mode>,
-    /// When the secret stops being readable.
-    pub expiration: Option<Expiration>,
-    /// User metadata.
-    pub metadata: Metadata,
+    /// Name, type, informational fields, expiration and metadata.
+    pub attributes: Attributes,
     /// The payload, already sealed; `None` for Barbican's two-step create.
     pub payload: Option<SealedPayload>,
 }

@@ -36,7 +36,7 @@ impl Context<'_> {
     /// The live, unexpired secret a command on an existing secret needs.
     fn live<'s>(&self, state: &'s SecretState) -> Result<&'s Secret, Rejection> {
         match state {
-            SecretState::Live(s) => match s.expiration {
+            SecretState::Live(s) => match s.attributes.expiration {
                 Some(exp) if exp.has_passed(self.now) => Err(Rejection::not_found(format!(
                     "secret {} expired at {}",
                     self.id,
@@ -71,7 +71,7 @@ pub fn decide(
                     ctx.id
                 )));
             }
-            if let Some(exp) = create.expiration
+            if let Some(exp) = create.attributes.expiration
                 && exp.has_passed(ctx.now)
             {
                 return Err(Rejection::invalid(format!(
@@ -81,13 +81,7 @@ pub fn decide(
                 )));
             }
             let mut events = vec![SecretEvent::Created(SecretCreated {
-                name: create.name.clone(),
-                secret_type: create.secret_type,
-                algorithm: create.algorithm.clone(),
-                bit_length: create.bit_length,
-                mode: create.mode.clone(),
-                expiration: create.expiration,
-                metadata: create.metadata.clone(),
+                attributes: create.attributes.clone(),
                 creator: ctx.actor.user.clone(),
             })];
             if let Some(payload) = &create.payload {
@@ -112,7 +106,8 @@ pub fn decide(
         }
         SecretCommand::SetMetadatum { key, value } => {
             let secret = ctx.live(state)?;
-            if !secret.metadata.contains_key(key) && secret.metadata.len() >= MAX_METADATA_ENTRIES {
+            let metadata = &secret.attributes.metadata;
+            if !metadata.contains_key(key) && metadata.len() >= MAX_METADATA_ENTRIES {
                 return Err(Rejection::invalid(format!(
                     "secret {} already has {MAX_METADATA_ENTRIES} metadata entries, the limit; \
                      change an existing key instead of adding {key:?}",
@@ -145,7 +140,7 @@ mod tests {
     use crate::ErrorCode;
     use crate::ids::{KeyId, Role, UserId, VersionId};
     use crate::secret::command::CreateSecret;
-    use crate::secret::fields::{Expiration, MetadataKey, MetadataValue, SecretType};
+    use crate::secret::fields::{Attributes, Expiration, MetadataKey, MetadataValue};
     use crate::secret::payload::{ContentType, SealedPayload};
     use crate::secret::state::evolve;
     use uuid::Uuid;
@@ -174,13 +169,10 @@ mod tests {
 
     fn create(payload: Option<SealedPayload>) -> SecretCommand {
         SecretCommand::Create(Box::new(CreateSecret {
-            name: None,
-            secret_type: SecretType::Opaque,
-            algorithm: None,
-            bit_length: None,
-            mode: None,
-            expiration: Some(Expiration::parse("2026-11-23T10:00:00Z", now()).unwrap()),
-            metadata: Default::default(),
+            attributes: Attributes {
+                expiration: Some(Expiration::parse("2026-11-23T10:00:00Z", now()).unwrap()),
+                ..Default::default()
+            },
             payload,
         }))
     }

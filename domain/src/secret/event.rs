@@ -10,30 +10,15 @@ use serde_json::Value;
 
 use crate::commit::{CommitError, EventCodec};
 use crate::ids::{KeyId, UserId};
-use crate::secret::fields::{
-    Algorithm, BitLength, Expiration, Metadata, MetadataKey, MetadataValue, Mode, SecretName,
-    SecretType,
-};
+use crate::secret::fields::{Attributes, MetadataKey, MetadataValue};
 use crate::secret::payload::SealedPayload;
 
 /// A secret came into existence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SecretCreated {
-    /// Optional name.
-    pub name: Option<SecretName>,
-    /// Kind of secret.
-    pub secret_type: SecretType,
-    /// Informational algorithm.
-    pub algorithm: Option<Algorithm>,
-    /// Informational key length.
-    pub bit_length: Option<BitLength>,
-    /// Informational mode.
-    pub mode: Option<Mode>,
-    /// When it stops being readable.
-    pub expiration: Option<Expiration>,
-    /// User metadata.
-    pub metadata: Metadata,
+    /// Its attributes (written as members of the event itself).
+    #[serde(flatten)]
+    pub attributes: Attributes,
     /// The user who created it.
     pub creator: UserId,
 }

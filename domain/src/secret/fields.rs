@@ -242,6 +242,26 @@ impl<'de> Deserialize<'de> for MetadataKey {
 /// A secret's user metadata.
 pub type Metadata = BTreeMap<MetadataKey, MetadataValue>;
 
+/// What describes a secret, as given when it is created (Barbican's secret fields,
+/// apart from the payload).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Attributes {
+    /// Optional name.
+    pub name: Option<SecretName>,
+    /// Kind of secret; `opaque` by default.
+    pub secret_type: SecretType,
+    /// Informational algorithm.
+    pub algorithm: Option<Algorithm>,
+    /// Informational key length.
+    pub bit_length: Option<BitLength>,
+    /// Informational mode.
+    pub mode: Option<Mode>,
+    /// When the secret stops being readable.
+    pub expiration: Option<Expiration>,
+    /// User metadata.
+    pub metadata: Metadata,
+}
+
 /// Most metadata entries a secret may carry.
 pub const MAX_METADATA_ENTRIES: usize = 64;
 

@@ -2,9 +2,7 @@
 
 use crate::ids::{KeyId, UserId, VersionId};
 use crate::secret::event::SecretEvent;
-use crate::secret::fields::{
-    Algorithm, BitLength, Expiration, Metadata, Mode, SecretName, SecretType,
-};
+use crate::secret::fields::Attributes;
 use crate::secret::payload::ContentType;
 
 /// Where a secret's payload is and how to open it.
@@ -21,20 +19,8 @@ pub struct PayloadRef {
 /// A live secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Secret {
-    /// Optional name.
-    pub name: Option<SecretName>,
-    /// Kind of secret.
-    pub secret_type: SecretType,
-    /// Informational algorithm.
-    pub algorithm: Option<Algorithm>,
-    /// Informational key length.
-    pub bit_length: Option<BitLength>,
-    /// Informational mode.
-    pub mode: Option<Mode>,
-    /// When it stops being readable.
-    pub expiration: Option<Expiration>,
-    /// User metadata.
-    pub metadata: Metadata,
+    /// Name, type, informational fields, expiration and metadata.
+    pub attributes: Attributes,
     /// Who created it.
     pub creator: UserId,
     /// The stored payload, once there is one.
@@ -61,13 +47,7 @@ pub enum SecretState {
 pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
     match (state, event) {
         (SecretState::Absent, SecretEvent::Created(e)) => SecretState::Live(Box::new(Secret {
-            name: e.name.clone(),
-            secret_type: e.secret_type,
-            algorithm: e.algorithm.clone(),
-            bit_length: e.bit_length,
-            mode: e.mode.clone(),
-            expiration: e.expiration,
-            metadata: e.metadata.clone(),
+            attributes: e.attributes.clone(),
             creator: e.creator.clone(),
             payload: None,
         })),
@@ -80,7 +60,7 @@ pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
             SecretState::Live(s)
         }
         (SecretState::Live(mut s), SecretEvent::MetadatumSet(e)) => {
-            s.metadata.insert(e.key.clone(), e.value.clone());
+            s.attributes.metadata.insert(e.key.clone(), e.value.clone());
             SecretState::Live(s)
         }
         (SecretState::Live(_), SecretEvent::Deleted(_)) => SecretState::Deleted,
