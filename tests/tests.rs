@@ -6,6 +6,7 @@ mod support;
 
 mod canary;
 mod cli;
+mod deployment;
 mod event_store;
 mod external_clients;
 mod http_api;

@@ -45,7 +45,7 @@ impl ErrorCode {
 /// (what was wrong, which value, what to do instead). Messages never contain payloads
 /// or key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[error("{code:?}: {message}")]
+#[error("{message}")]
 pub struct Rejection {
     /// The stable code.
     pub code: ErrorCode,

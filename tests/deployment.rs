@@ -1,0 +1,115 @@
+//! The components run as separate processes against an external NATS, as in a real
+//! deployment: `keyledger serve commands`, `serve projector` and `serve api`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use commands::server::{ManagedNats, ServerConfig, find_binary};
+use serde_json::{Value, json};
+
+const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(component: &str, nats_url: &str, data: &std::path::Path, extra: &[&str]) -> Killed {
+    Killed(
+        Command::new(KEYLEDGER)
+            .args(["serve", component, "--nats-url", nats_url, "--data-dir"])
+            .arg(data)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a component"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_projector_and_api_run_as_separate_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    // "External" NATS: started here, not by keyledger.
+    let nats = ManagedNats::start(&ServerConfig {
+        binary: find_binary(None).expect("nats-server (scripts/test installs it)"),
+        data_dir: dir.path().join("nats-host"),
+        port: None,
+    })
+    .await
+    .unwrap();
+    let url = nats.service_url();
+    let data = dir.path().join("node");
+    std::fs::create_dir_all(&data).unwrap();
+
+    let _commands = serve("commands", &url, &data, &[]);
+    let _projector = serve("projector", &url, &data, &[]);
+    let mut api = serve("api", &url, &data, &["--http-addr", "127.0.0.1:0"]);
+    // Read the address the API prints, and keep draining its stderr afterwards.
+    let stderr = api.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("keyledger API listening on ") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("the API prints its address");
+
+    let token = String::from_utf8(
+        Command::new(KEYLEDGER)
+            .args([
+                "token",
+                "issue",
+                "--user",
+                "ops",
+                "--project",
+                "prod",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+
+    // The command service may still be subscribing: retry "unavailable" with a deadline.
+    let http = reqwest::Client::new();
+    let created = crate::support::eventually("the command service", Duration::from_secs(20), || {
+        let request = http
+            .post(format!("{addr}/v1/secrets"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "deploy-1")
+            .json(&json!({"name": "split", "payload": "across processes", "payload_content_type": "text/plain"}));
+        async move {
+            let r = request.send().await.ok()?;
+            (r.status() == 201).then_some(r)
+        }
+    })
+    .await;
+    let id = crate::support::id_of(&created.json::<Value>().await.unwrap());
+    // The API polls the projector's checkpoint (no projector in its process), and the
+    // write returned only once the read model showed it.
+    let payload = http
+        .get(format!("{addr}/v1/secrets/{id}/payload"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(payload.status(), 200);
+    assert_eq!(payload.text().await.unwrap(), "across processes");
+    nats.stop().await;
+}
