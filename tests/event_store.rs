@@ -285,20 +285,30 @@ async fn a_command_reads_only_its_own_aggregate() {
             .unwrap();
         ids.push(c.id);
     }
-    // A handler with a cold cache deletes one secret among 40: it reads exactly that
+    // A handler with a cold cache changes one secret among 40: it reads exactly that
     // secret's one commit, not the stream.
     let (store, cold) = handler(&t).await;
+    let set = |i: usize| body(json!({"id": ids[17], "key": format!("k{i}"), "value": "v"}));
+    cold.handle("secret.metadata.set", &alice(), &set(1))
+        .await
+        .unwrap();
+    assert_eq!(store.messages_read(), 1);
+    // Further commands on it are decided on the cached state.
+    cold.handle("secret.metadata.set", &alice(), &set(2))
+        .await
+        .unwrap();
     cold.handle("secret.delete", &alice(), &body(json!({"id": ids[17]})))
         .await
         .unwrap();
     assert_eq!(store.messages_read(), 1);
-    // A second command on it is served from the cache.
+    // A rejection is only final on state fresh from the log, so it re-reads the
+    // aggregate's four commits (and still nothing else).
     let again = cold
         .handle("secret.delete", &alice(), &body(json!({"id": ids[17]})))
         .await
         .unwrap_err();
     assert_eq!(again.code, domain::ErrorCode::NotFound);
-    assert_eq!(store.messages_read(), 1);
+    assert_eq!(store.messages_read(), 1 + 4);
     t.stop().await;
 }
 
@@ -328,5 +338,35 @@ async fn stored_commits_are_hash_chained_and_hold_no_plaintext() {
     assert_eq!(first.check_link(None), Ok(()));
     assert_eq!(second.check_link(Some(&first)), Ok(()));
     assert_eq!(second.prev, Some(first.hash));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_cache_never_decides_a_rejection() {
+    let t = TestStack::start().await;
+    let (_, a) = handler(&t).await;
+    let (_, b) = handler(&t).await;
+    let project = ProjectId::parse("p1").unwrap();
+    let id = domain::ids::SecretId::for_create(&project, &CommandId::parse("create-x").unwrap());
+    let put =
+        body(json!({"id": id.to_string(), "payload": "v", "payload_content_type": "text/plain"}));
+
+    // B looks at the secret before it exists, and caches that.
+    let early = b
+        .handle("secret.payload.put", &alice(), &put)
+        .await
+        .unwrap_err();
+    assert_eq!(early.code, domain::ErrorCode::NotFound);
+    // A creates it.
+    a.handle(
+        "secret.create",
+        &alice(),
+        &body(json!({"command_id": "create-x", "name": "x"})),
+    )
+    .await
+    .unwrap();
+    // B must not answer from its stale cache.
+    let stored = b.handle("secret.payload.put", &alice(), &put).await;
+    assert!(stored.is_ok(), "{stored:?}");
     t.stop().await;
 }

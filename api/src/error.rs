@@ -34,11 +34,6 @@ impl ApiError {
         self.retry_after = Some(seconds);
         self
     }
-
-    /// The status code.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 /// The status code for each stable rejection code.

@@ -153,6 +153,7 @@ impl SecretHandler {
         let mut key_stored = false;
 
         for _ in 0..MAX_ATTEMPTS {
+            let fresh = cached.is_none();
             let loaded = match cached.as_mut() {
                 Some(loaded) => loaded,
                 None => cached.insert(self.store.load(&subject, evolve).await?),
@@ -167,7 +168,16 @@ impl SecretHandler {
                 id: intake.secret,
                 now,
             };
-            let events = decide(&loaded.state, &intake.command, ctx)?;
+            let events = match decide(&loaded.state, &intake.command, ctx) {
+                Ok(events) => events,
+                // Another replica may have changed the aggregate since it was cached:
+                // only a rejection decided on state fresh from the log is final.
+                Err(_) if !fresh => {
+                    *cached = None;
+                    continue;
+                }
+                Err(rejection) => return Err(rejection),
+            };
             // The wrapped key is stored before the commit that references it: an
             // orphaned key is harmless, a commit whose key is missing is lost data.
             if let (Some(key), false) = (&intake.data_key, key_stored) {

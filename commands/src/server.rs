@@ -277,11 +277,6 @@ no_auth_user: client
         }
     }
 
-    /// The client port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The URL keyledger's components connect with (carries the service credentials;
     /// print it through [`crate::nats::redact`]).
     pub fn service_url(&self) -> String {

@@ -12,10 +12,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use async_nats::jetstream::Context;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
-use async_nats::jetstream::{self, Context};
 use domain::commit::{Commit, Digest, EventCodec};
 use domain::ids::CommandId;
 use serde::{Deserialize, Serialize};
@@ -137,11 +137,6 @@ impl EventStore {
     /// with the commits of the aggregates loaded, never with the stream).
     pub fn messages_read(&self) -> u64 {
         self.messages_read.load(Ordering::Relaxed)
-    }
-
-    /// The JetStream context.
-    pub fn jetstream(&self) -> &jetstream::Context {
-        &self.js
     }
 
     /// Folds every commit on `subject`, checking hashes and chain links on the way.

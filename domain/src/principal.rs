@@ -14,22 +14,3 @@ pub struct Principal {
     /// The caller's roles in that project.
     pub roles: Vec<Role>,
 }
-
-impl Principal {
-    /// True if the caller holds `role`.
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r.as_str() == role)
-    }
-
-    /// The roles as a comma-separated list, for messages.
-    pub fn roles_list(&self) -> String {
-        if self.roles.is_empty() {
-            return "no roles".to_owned();
-        }
-        self.roles
-            .iter()
-            .map(Role::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}

@@ -35,11 +35,6 @@ impl Timestamp {
         (self.0.unix_timestamp_nanos() / 1_000_000) as i64
     }
 
-    /// The inner `OffsetDateTime`.
-    pub fn as_offset_date_time(&self) -> OffsetDateTime {
-        self.0
-    }
-
     /// RFC 3339 text, e.g. `2026-11-22T10:00:00.123456Z`.
     pub fn to_rfc3339(&self) -> String {
         // Formatting a UTC OffsetDateTime as RFC 3339 only fails for years outside

@@ -121,11 +121,6 @@ impl Projector {
         ))
     }
 
-    /// A receiver of the applied sequence.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.applied.subscribe()
-    }
-
     /// Applies commits until `shutdown` is cancelled. Failures (NATS restarting, a
     /// locked database) are logged and retried with backoff from the checkpoint.
     pub async fn run(self, shutdown: CancellationToken) {
