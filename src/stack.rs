@@ -72,20 +72,22 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Loads the KEK and token key, creating them if absent.
-    pub fn load_or_create(kek_file: &Path, token_key_file: &Path) -> Result<Self> {
-        let envelope = Arc::new(Envelope::load_or_create(kek_file)?);
-        let (issuer, verifier) = identity::dev_keys(token_key_file)?;
+    /// Loads the KEK and the token key, creating them if absent: from the given files,
+    /// or by default `kek.key` and `token-hs256.key` in `data_dir`.
+    pub fn load_or_create(
+        data_dir: &Path,
+        kek_file: Option<&Path>,
+        token_key_file: Option<&Path>,
+    ) -> Result<Self> {
+        let kek = kek_file.map_or_else(|| data_dir.join(KEK_FILE), Path::to_owned);
+        let token = token_key_file.map_or_else(|| data_dir.join(TOKEN_KEY_FILE), Path::to_owned);
+        let envelope = Arc::new(Envelope::load_or_create(&kek)?);
+        let (issuer, verifier) = identity::dev_keys(&token)?;
         Ok(Self {
             envelope,
             issuer,
             verifier,
         })
-    }
-
-    /// The keys in `data_dir`.
-    pub fn in_data_dir(data_dir: &Path) -> Result<Self> {
-        Self::load_or_create(&data_dir.join(KEK_FILE), &data_dir.join(TOKEN_KEY_FILE))
     }
 }
 
@@ -272,7 +274,7 @@ impl Stack {
         })?;
         let data_dir = config.data_dir.canonicalize()?;
         let lock = lock_data_dir(&data_dir)?;
-        let keys = Keys::in_data_dir(&data_dir)?;
+        let keys = Keys::load_or_create(&data_dir, None, None)?;
         let (nats, service_url, client_url) = match &config.nats {
             NatsChoice::Managed { port, binary } => {
                 let binary = commands::server::find_binary(binary.as_deref())?;

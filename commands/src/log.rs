@@ -97,15 +97,12 @@ pub async fn ensure_event_stream(
     settings: &LogSettings,
 ) -> Result<jetstream::stream::Stream, SetupError> {
     let wanted = stream_config(settings);
-    let mut stream = js
-        .get_or_create_stream(wanted.clone())
+    let stream = js
+        .get_or_create_stream(wanted)
         .await
         .map_err(|e| js_err(&settings.stream)(e.into()))?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| js_err(&settings.stream)(e.into()))?;
-    let have = &info.config;
+    // The info came with the answer; no second request needed.
+    let have = &stream.cached_info().config;
     let problem = if !have.deny_delete {
         Some("allows deleting messages (deny_delete is false)".to_owned())
     } else if !have.deny_purge {

@@ -2,36 +2,10 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Rejection;
-
-/// Implements `Display`, `as_str`, and a `Deserialize` that goes through `parse`, so
-/// a value read from the wire is exactly as valid as one built in code.
-macro_rules! string_id {
-    ($name:ident) => {
-        impl $name {
-            /// The id as a string slice.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(&s).map_err(|r| serde::de::Error::custom(r.message))
-            }
-        }
-    };
-}
 
 /// True for characters that may appear in a NATS subject token without changing
 /// which subjects it addresses.
@@ -62,7 +36,7 @@ impl ProjectId {
         Ok(Self(s.to_owned()))
     }
 }
-string_id!(ProjectId);
+parsed_string!(ProjectId);
 
 /// A user as named by the identity provider (the token's `sub`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -84,7 +58,7 @@ impl UserId {
         Ok(Self(s.to_owned()))
     }
 }
-string_id!(UserId);
+parsed_string!(UserId);
 
 /// A role name from a token (`admin`, `creator`, ...). Stored lower-case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -102,7 +76,7 @@ impl Role {
         Ok(Self(s.to_ascii_lowercase()))
     }
 }
-string_id!(Role);
+parsed_string!(Role);
 
 /// The id a client gives a command so that retrying it is safe: the same command id
 /// yields one commit and the same reply. Used as the JetStream `Nats-Msg-Id`.
@@ -131,7 +105,7 @@ impl CommandId {
         Self(id.to_string())
     }
 }
-string_id!(CommandId);
+parsed_string!(CommandId);
 
 /// Declares a UUID-backed id type.
 macro_rules! uuid_id {

@@ -13,6 +13,9 @@
 //! - [`policy`]: who may do what; the one policy both the NATS and HTTP paths enforce.
 //! - [`subject`]: the NATS subjects that form keyledger's public API.
 
+#[macro_use]
+mod macros;
+
 pub mod canonical;
 pub mod commit;
 pub mod error;

@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use commands::envelope::KEK_FILE;
-use commands::identity::TOKEN_KEY_FILE;
 use commands::log::{DEFAULT_STREAM, LogSettings, MIN_DUPLICATE_WINDOW};
 
 /// The data directory.
@@ -30,15 +28,11 @@ impl KeyArgs {
     /// Loads (or creates) the keys.
     pub fn load(&self, data: &DataDirArgs) -> anyhow::Result<keyledger::stack::Keys> {
         std::fs::create_dir_all(&data.data_dir)?;
-        let kek = self
-            .kek_file
-            .clone()
-            .unwrap_or_else(|| data.data_dir.join(KEK_FILE));
-        let token = self
-            .token_key_file
-            .clone()
-            .unwrap_or_else(|| data.data_dir.join(TOKEN_KEY_FILE));
-        keyledger::stack::Keys::load_or_create(&kek, &token)
+        keyledger::stack::Keys::load_or_create(
+            &data.data_dir,
+            self.kek_file.as_deref(),
+            self.token_key_file.as_deref(),
+        )
     }
 }
 
@@ -84,8 +78,27 @@ impl PayloadArgs {
 
     /// A request body limit that lets a base64 payload at the limit through, so the
     /// command handler can answer an oversized one with a precise 413.
-    pub fn body_limit(&self) -> usize {
+    fn body_limit(&self) -> usize {
         self.max_payload_bytes as usize * 2 + 64 * 1024
+    }
+
+    /// The HTTP API's settings for this limit, the log's replicas, an address and an
+    /// optional public URL.
+    pub fn api_settings(
+        &self,
+        log: &LogArgs,
+        addr: std::net::SocketAddr,
+        public_url: Option<String>,
+    ) -> keyledger::stack::ApiSettings {
+        keyledger::stack::ApiSettings {
+            addr,
+            config: api::ApiConfig {
+                public_url,
+                max_body_bytes: self.body_limit(),
+                ..Default::default()
+            },
+            replicas: log.replicas,
+        }
     }
 }
 

@@ -3,9 +3,8 @@
 use std::net::SocketAddr;
 
 use anyhow::Result;
-use api::ApiConfig;
 use clap::{Args, Subcommand};
-use keyledger::stack::{self, ApiSettings, Task};
+use keyledger::stack::{self, Task};
 use projections::projector::ProjectorConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -139,15 +138,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             public_url,
         } => {
             let keys = keys.load(&db.data)?;
-            let settings = ApiSettings {
-                addr: http_addr,
-                config: ApiConfig {
-                    public_url,
-                    max_body_bytes: payload.body_limit(),
-                    ..Default::default()
-                },
-                replicas: log.replicas,
-            };
+            let settings = payload.api_settings(&log, http_addr, public_url);
             let (addr, task) = stack::start_api(
                 &nats.nats_url,
                 &db.url()?,

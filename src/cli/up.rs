@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use api::ApiConfig;
 use clap::Args;
 use domain::ids::{ProjectId, Role, UserId};
 use domain::principal::Principal;
-use keyledger::stack::{ApiSettings, NatsChoice, Stack, StackConfig};
+use keyledger::stack::{NatsChoice, Stack, StackConfig};
 use projections::projector::ProjectorConfig;
 
 use super::{DataDirArgs, LogArgs, PayloadArgs};
@@ -57,15 +56,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let mut stack = Stack::start(StackConfig {
         data_dir: args.data.data_dir.clone(),
         nats,
-        api: ApiSettings {
-            addr: args.http_addr,
-            config: ApiConfig {
-                public_url: args.public_url.clone(),
-                max_body_bytes: args.payload.body_limit(),
-                ..Default::default()
-            },
-            replicas: args.log.replicas,
-        },
+        api: args
+            .payload
+            .api_settings(&args.log, args.http_addr, args.public_url.clone()),
         log: args.log.settings(),
         handler: args.payload.handler(),
         projector: ProjectorConfig {

@@ -1,9 +1,8 @@
 //! A secret's descriptive fields, as Barbican defines them, each parsed once.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::Rejection;
 use crate::timestamp::Timestamp;
@@ -46,25 +45,9 @@ macro_rules! text_field {
             pub fn parse(s: &str) -> Result<Self, Rejection> {
                 bounded_text($field, s, $max).map(Self)
             }
-
-            /// The value.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(&s).map_err(|r| serde::de::Error::custom(r.message))
-            }
-        }
+        parsed_string!($name);
     };
 }
 
@@ -225,19 +208,8 @@ impl MetadataKey {
         }
         Ok(Self(s.to_ascii_lowercase()))
     }
-
-    /// The key.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-
-impl<'de> Deserialize<'de> for MetadataKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(|r| serde::de::Error::custom(r.message))
-    }
-}
+parsed_string!(MetadataKey);
 
 /// A secret's user metadata.
 pub type Metadata = BTreeMap<MetadataKey, MetadataValue>;
