@@ -13,7 +13,7 @@ use commands::client::CommandClient;
 use commands::clock::Clock;
 use commands::envelope::{Envelope, KEK_FILE};
 use commands::handler::{HandlerConfig, SecretHandler};
-use commands::identity::{self, Issuer, TOKEN_KEY_FILE, Verifier};
+use commands::identity::{self, IdentityProvider, Issuer, TOKEN_KEY_FILE, TrustConfig, Verifier};
 use commands::keystore::KeyStore;
 use commands::log::{LogSettings, ensure_key_bucket};
 use commands::server::{ManagedNats, ServerConfig};
@@ -60,6 +60,23 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
 /// A running component: stops with the stack's token; its handle reports failure.
 pub type Task = JoinHandle<Result<()>>;
 
+/// Which tokens a node accepts.
+#[derive(Debug, Clone, Default)]
+pub struct IdentitySettings {
+    /// The identity provider's keys, issuer and audience, if one is trusted.
+    pub trust: TrustConfig,
+    /// Whether development (HS256) tokens are accepted; by default they are unless an
+    /// identity provider is configured.
+    pub dev_tokens: Option<bool>,
+}
+
+impl IdentitySettings {
+    /// Whether development tokens are accepted.
+    pub fn dev_tokens(&self) -> bool {
+        self.dev_tokens.unwrap_or(!self.trust.is_configured())
+    }
+}
+
 /// The keys a node uses, from files (created 0600 on first use in development).
 #[derive(Clone)]
 pub struct Keys {
@@ -73,16 +90,24 @@ pub struct Keys {
 
 impl Keys {
     /// Loads the KEK and the token key, creating them if absent: from the given files,
-    /// or by default `kek.key` and `token-hs256.key` in `data_dir`.
+    /// or by default `kek.key` and `token-hs256.key` in `data_dir`; and the identity
+    /// provider's keys, if `identity` names any.
     pub fn load_or_create(
         data_dir: &Path,
         kek_file: Option<&Path>,
         token_key_file: Option<&Path>,
+        identity: &IdentitySettings,
     ) -> Result<Self> {
         let kek = kek_file.map_or_else(|| data_dir.join(KEK_FILE), Path::to_owned);
         let token = token_key_file.map_or_else(|| data_dir.join(TOKEN_KEY_FILE), Path::to_owned);
         let envelope = Arc::new(Envelope::load_or_create(&kek)?);
-        let (issuer, verifier) = identity::dev_keys(&token)?;
+        let (issuer, mut verifier) = identity::dev_keys(&token)?;
+        if identity.trust.is_configured() {
+            verifier = verifier.trust(IdentityProvider::load(&identity.trust)?);
+        }
+        if !identity.dev_tokens() {
+            verifier = verifier.without_dev_tokens();
+        }
         Ok(Self {
             envelope,
             issuer,
@@ -246,6 +271,8 @@ pub struct StackConfig {
     pub projector: ProjectorConfig,
     /// The clock.
     pub clock: Clock,
+    /// Which tokens are accepted.
+    pub identity: IdentitySettings,
 }
 
 /// A running keyledger: managed nats-server, command service, projector, HTTP API.
@@ -274,7 +301,7 @@ impl Stack {
         })?;
         let data_dir = config.data_dir.canonicalize()?;
         let lock = lock_data_dir(&data_dir)?;
-        let keys = Keys::load_or_create(&data_dir, None, None)?;
+        let keys = Keys::load_or_create(&data_dir, None, None, &config.identity)?;
         let (nats, service_url, client_url) = match &config.nats {
             NatsChoice::Managed { port, binary } => {
                 let binary = commands::server::find_binary(binary.as_deref())?;

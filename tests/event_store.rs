@@ -44,6 +44,7 @@ fn alice() -> Principal {
         user: UserId::parse("alice").unwrap(),
         project: ProjectId::parse("p1").unwrap(),
         roles: vec![Role::parse("admin").unwrap()],
+        service: None,
     }
 }
 

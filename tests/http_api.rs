@@ -515,6 +515,7 @@ async fn tokens_are_required_and_verified() {
             user: domain::ids::UserId::parse("alice").unwrap(),
             project: domain::ids::ProjectId::parse("p1").unwrap(),
             roles: vec![],
+            service: None,
         },
         Duration::from_secs(60),
         commands::clock::system()(),
@@ -556,7 +557,14 @@ async fn a_project_sees_and_changes_only_its_own_secrets() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        let body = json_of(r).await;
+        let description = body["description"].as_str().unwrap();
+        assert!(
+            description.contains("in project p1 requires role")
+                && description.contains("your token is for project p2"),
+            "{description}"
+        );
     }
     let list = json_of(
         t.http
@@ -575,7 +583,7 @@ async fn a_project_sees_and_changes_only_its_own_secrets() {
         .send()
         .await
         .unwrap();
-    assert_eq!(delete.status(), StatusCode::NOT_FOUND);
+    assert_eq!(delete.status(), StatusCode::FORBIDDEN);
     let put = t
         .http
         .put(t.url(&format!("/v1/secrets/{id}")))
@@ -584,7 +592,7 @@ async fn a_project_sees_and_changes_only_its_own_secrets() {
         .send()
         .await
         .unwrap();
-    assert_eq!(put.status(), StatusCode::NOT_FOUND);
+    assert_eq!(put.status(), StatusCode::FORBIDDEN);
     // Still there for its owner.
     let mine = t
         .http

@@ -106,6 +106,7 @@ async fn rejections_carry_stable_codes_and_actionable_messages() {
             user: domain::ids::UserId::parse("x").unwrap(),
             project: domain::ids::ProjectId::parse("p1").unwrap(),
             roles: vec![],
+            service: None,
         },
         Duration::from_secs(60),
         commands::clock::system()(),

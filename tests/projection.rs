@@ -44,6 +44,7 @@ async fn write_history(t: &TestStack, creates: usize, per_secret: usize) -> u64 
                 for k in 0..per_secret {
                     let set = SetMetadatumRequest {
                         command_id: None,
+                        project: None,
                         id: created.id.clone(),
                         key: format!("k{k}"),
                         value: format!("v{i}"),
@@ -59,6 +60,7 @@ async fn write_history(t: &TestStack, creates: usize, per_secret: usize) -> u64 
                 if i % 5 == 0 {
                     let delete = DeleteSecretRequest {
                         command_id: None,
+                        project: None,
                         id: created.id,
                     };
                     last = last.max(

@@ -4,11 +4,13 @@
 
 mod support;
 
+mod access_control;
 mod canary;
 mod cli;
 mod deployment;
 mod event_store;
 mod external_clients;
 mod http_api;
+mod identity;
 mod nats_commands;
 mod projection;

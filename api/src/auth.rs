@@ -1,7 +1,9 @@
 //! The caller of a request, from a verified bearer token in `Authorization: Bearer` or
 //! Barbican's `X-Auth-Token`.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use domain::Rejection;
@@ -21,6 +23,8 @@ pub struct Caller {
     pub principal: Principal,
     /// The bearer token.
     pub token: String,
+    /// The client's address (the TCP peer), which ACL conditions test.
+    pub source: Option<IpAddr>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -51,7 +55,8 @@ impl FromRequestParts<AppState> for Caller {
                 if authorization.is_none() {
                     Rejection::unauthorized(
                         "no token: send `Authorization: Bearer <token>` or `X-Auth-Token: \
-                         <token>`; create one with `keyledger token issue`",
+                         <token>`; create one with `keyledger token issue` or get one from your \
+                         identity provider",
                     )
                 } else {
                     r
@@ -61,6 +66,14 @@ impl FromRequestParts<AppState> for Caller {
             .as_deref()
             .and_then(|a| a.split_once(' ').map(|(_, t)| t.trim().to_owned()))
             .unwrap_or_default();
-        Ok(Self { principal, token })
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        Ok(Self {
+            principal,
+            token,
+            source,
+        })
     }
 }

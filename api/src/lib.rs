@@ -7,13 +7,17 @@
 //! |---|---|
 //! | `GET /` | version discovery (300) |
 //! | `GET /v1` | this version |
-//! | `GET /v1/secrets` | list (`limit`, `offset`, `name`, `secret_type`) |
+//! | `GET /v1/secrets` | list (`limit`, `offset`, `name`, `secret_type`, `acl_only`) |
 //! | `POST /v1/secrets` | create (201, `secret_ref`) |
 //! | `GET /v1/secrets/{id}` | metadata (or payload, by `Accept`) |
 //! | `PUT /v1/secrets/{id}` | store the payload of a two-step create (204) |
 //! | `DELETE /v1/secrets/{id}` | delete, destroying its keys (204) |
 //! | `GET /v1/secrets/{id}/payload` | the payload (`Accept` negotiated, 406 otherwise) |
+//! | `GET`, `PUT`, `PATCH`, `DELETE /v1/secrets/{id}/acl` | show, replace, merge, reset the ACL |
+//! | `GET /v1/whoami` | the caller as keyledger sees it |
 
+mod access;
+mod acl;
 mod auth;
 mod body;
 mod consistency;
@@ -24,6 +28,7 @@ mod secrets;
 mod state;
 mod versions;
 mod views;
+mod whoami;
 
 use std::time::Instant;
 
@@ -53,6 +58,14 @@ pub fn app(state: AppState) -> Router {
             get(secrets::get).put(payload::put).delete(secrets::delete),
         )
         .route("/v1/secrets/{id}/payload", get(payload::get))
+        .route(
+            "/v1/secrets/{id}/acl",
+            get(acl::get)
+                .put(acl::put)
+                .patch(acl::patch)
+                .delete(acl::delete),
+        )
+        .route("/v1/whoami", get(whoami::get))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -93,6 +106,7 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

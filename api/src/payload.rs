@@ -8,17 +8,19 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use commands::protocol::{PayloadField, PutPayloadRequest};
-use domain::ids::{KeyId, VersionId};
+use domain::ids::{KeyId, ProjectId, VersionId};
+use domain::policy::Action;
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::subject::command;
 use secrecy::ExposeSecret;
 
+use crate::access::{not_found, owner_project, readable};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, wait_visible, with_seq};
 use crate::error::ApiError;
 use crate::negotiate::payload_type;
-use crate::secrets::{found, not_found, secret_id};
+use crate::secrets::secret_id;
 use crate::state::AppState;
 
 fn unsupported(content_type: &str) -> ApiError {
@@ -64,6 +66,7 @@ pub async fn put(
     };
     let request = PutPayloadRequest {
         command_id: None,
+        project: owner_project(&state, id).await?,
         id: id.to_string(),
         payload: PayloadField::from(payload),
         payload_content_type: Some(parsed.as_str().to_owned()),
@@ -90,9 +93,15 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = secret_id(&id)?;
-    let project = &caller.principal.project;
-    let lookup = state.read.get_payload(project, id, (state.clock)()).await?;
-    let (_, row) = found(lookup.value, &caller, id)?;
+    let lookup = state.read.get_payload(id, (state.clock)()).await?;
+    let (secret, row) = readable(
+        &state,
+        &caller,
+        Action::ReadPayload,
+        id,
+        lookup.value,
+        |(secret, _)| secret,
+    )?;
     let Some(row) = row else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -112,6 +121,7 @@ pub async fn get(
         )
     };
     let stored = ContentType::parse(&row.content_type).map_err(|_| corrupt("content type"))?;
+    let project = &ProjectId::parse(&secret.project).map_err(|_| corrupt("project"))?;
     let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
     let Some(served) = payload_type(accept, stored) else {
         return Err(ApiError::new(

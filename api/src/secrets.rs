@@ -2,17 +2,19 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use axum::http::header::{ACCEPT, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commands::protocol::{CreateSecretRequest, DeleteSecretRequest};
 use domain::ids::SecretId;
+use domain::policy::{Action, Target, authorize};
 use domain::secret::fields::SecretType;
 use domain::subject::command;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use projections::read::{ListFilter, Lookup};
+use projections::read::{ListFilter, ListScope};
 use serde_json::json;
 
+use crate::access::{self, owner_project, readable};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, wait_visible, with_seq};
@@ -36,29 +38,6 @@ pub fn secret_id(raw: &str) -> Result<SecretId, ApiError> {
             format!("no secret has the id {raw:?}: secret ids are UUIDs, as in the secret_ref"),
         )
     })
-}
-
-/// The not-found answer for a secret the read model does not show.
-pub fn not_found(caller: &Caller, id: SecretId) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!(
-            "secret {id} not found in project {}",
-            caller.principal.project
-        ),
-    )
-}
-
-/// The secret a lookup found, or the 404 that says why not (missing, or expired when).
-pub fn found<T>(lookup: Lookup<T>, caller: &Caller, id: SecretId) -> Result<T, ApiError> {
-    match lookup {
-        Lookup::Found(value) => Ok(value),
-        Lookup::Expired(at) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("secret {id} expired at {at}"),
-        )),
-        Lookup::Missing => Err(not_found(caller, id)),
-    }
 }
 
 fn parse_number(name: &str, value: &str, min: u32) -> Result<u32, ApiError> {
@@ -85,6 +64,7 @@ pub async fn list(
         limit: DEFAULT_LIMIT,
         ..Default::default()
     };
+    let mut acl_only = false;
     for (key, value) in &params {
         match key.as_str() {
             "limit" => filter.limit = parse_number("limit", value, 1)?.min(MAX_LIMIT),
@@ -94,17 +74,47 @@ pub async fn list(
                 SecretType::parse(value).map_err(|r| ApiError::bad_request(r.message))?;
                 filter.secret_type = Some(value.clone());
             }
+            "acl_only" => {
+                acl_only = value.parse::<bool>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "query parameter acl_only={value:?} must be true or false"
+                    ))
+                })?;
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "query parameter {other:?} is not supported; use limit, offset, name or \
-                     secret_type"
+                    "query parameter {other:?} is not supported; use limit, offset, name, \
+                     secret_type or acl_only"
                 )));
             }
         }
     }
+    let who = &caller.principal;
+    let scope = if acl_only {
+        ListScope::SharedWith(&who.user)
+    } else {
+        let target = Target::Project {
+            project: &who.project,
+            secret: None,
+        };
+        authorize(
+            who,
+            Action::ListSecrets,
+            target,
+            access::env(&state, &caller),
+        )?;
+        ListScope::Project {
+            project: &who.project,
+            user: &who.user,
+            admin: domain::roles::effective(&who.roles)
+                .contains(&domain::roles::ProjectRole::Admin),
+        }
+    };
     let page = state
         .read
-        .list_secrets(&caller.principal.project, &filter, (state.clock)())
+        .list_secrets(scope, &filter, (state.clock)(), |row| {
+            access::may_read(&state, &caller, row)
+        })
         .await?;
     let base = base_url(&state, &headers);
     let link = |offset: u32| {
@@ -113,6 +123,9 @@ pub async fn list(
             ("offset".to_owned(), offset.to_string()),
         ];
         query.extend(filter.name.iter().map(|n| ("name".to_owned(), n.clone())));
+        if acl_only {
+            query.push(("acl_only".to_owned(), "true".to_owned()));
+        }
         query.extend(
             filter
                 .secret_type
@@ -146,24 +159,7 @@ pub async fn create(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "Content-Type {content_type:?} is not supported for creating a secret; send \
-                 the JSON body with Content-Type: application/json"
-            ),
-        ));
-    }
-    let mut request: CreateSecretRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not a valid secret: {e}")))?;
+    let mut request: CreateSecretRequest = crate::body::json(&headers, &body, "a secret")?;
     if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
         let key = key
             .to_str()
@@ -207,11 +203,8 @@ pub async fn get(
         }
         Some(SecretView::Metadata) => {
             let id = secret_id(&id)?;
-            let lookup = state
-                .read
-                .get_secret(&caller.principal.project, id, (state.clock)())
-                .await?;
-            let row = found(lookup.value, &caller, id)?;
+            let lookup = state.read.get_secret(id, (state.clock)()).await?;
+            let row = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |r| r)?;
             let body = secret(&base_url(&state, &headers), &row);
             Ok(with_seq(Json(body).into_response(), lookup.seq))
         }
@@ -232,6 +225,7 @@ pub async fn delete(
             &caller.token,
             &DeleteSecretRequest {
                 command_id: None,
+                project: owner_project(&state, id).await?,
                 id: id.to_string(),
             },
         )

@@ -122,6 +122,8 @@ impl SecretHandler {
             command::SECRET_PAYLOAD_PUT => intake.put_payload(&parse_body(name, body)?)?,
             command::SECRET_METADATA_SET => intake.set_metadatum(&parse_body(name, body)?)?,
             command::SECRET_DELETE => intake.delete(&parse_body(name, body)?)?,
+            command::SECRET_ACL_SET => intake.set_acl(&parse_body(name, body)?)?,
+            command::SECRET_ACL_DELETE => intake.delete_acl(&parse_body(name, body)?)?,
             other => {
                 return Err(Rejection::invalid(format!(
                     "unknown command {other:?}; the commands are {}",
@@ -139,7 +141,7 @@ impl SecretHandler {
     ) -> Result<AcceptedReply, Rejection> {
         let aggregate = AggregateRef {
             kind: AggregateKind::Secret,
-            project: principal.project.clone(),
+            project: intake.project.clone(),
             id: intake.secret.to_string(),
         };
         let subject = aggregate.subject();
@@ -164,7 +166,7 @@ impl SecretHandler {
             let now = (self.clock)();
             let ctx = Context {
                 actor: principal,
-                project: &principal.project,
+                project: &intake.project,
                 id: intake.secret,
                 now,
             };
@@ -182,7 +184,7 @@ impl SecretHandler {
             // orphaned key is harmless, a commit whose key is missing is lost data.
             if let (Some(key), false) = (&intake.data_key, key_stored) {
                 self.keys
-                    .put(&principal.project, intake.secret, key.id, &key.wrapped)
+                    .put(&intake.project, intake.secret, key.id, &key.wrapped)
                     .await?;
                 key_stored = true;
             }

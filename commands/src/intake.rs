@@ -3,8 +3,11 @@
 //! unchecked value or a plaintext.
 
 use domain::Rejection;
-use domain::ids::{CommandId, KeyId, SecretId, VersionId};
+use std::collections::BTreeSet;
+
+use domain::ids::{CommandId, KeyId, ProjectId, SecretId, UserId, VersionId};
 use domain::principal::Principal;
+use domain::secret::acl::{AclChange, AclPatch, Conditions, HourWindow, MAX_ACL_USERS, Weekday};
 use domain::secret::fields::{
     Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
     SecretType, parse_metadata,
@@ -16,7 +19,8 @@ use uuid::Uuid;
 
 use crate::envelope::{Envelope, WrappedKey};
 use crate::protocol::{
-    CreateSecretRequest, DeleteSecretRequest, PutPayloadRequest, SetMetadatumRequest,
+    AclOperationRequest, ConditionsRequest, CreateSecretRequest, DeleteAclRequest,
+    DeleteSecretRequest, PutPayloadRequest, SetAclRequest, SetMetadatumRequest,
 };
 
 /// A command ready for the decider.
@@ -24,6 +28,8 @@ use crate::protocol::{
 pub struct Intake {
     /// The idempotency key.
     pub command_id: CommandId,
+    /// The project that owns the secret.
+    pub project: ProjectId,
     /// The secret addressed.
     pub secret: SecretId,
     /// The command.
@@ -67,24 +73,76 @@ fn opt<T>(
     value.map(parse).transpose()
 }
 
+fn acl_patch(read: &AclOperationRequest) -> Result<AclPatch, Rejection> {
+    let users = read
+        .users
+        .as_ref()
+        .map(|users| {
+            if users.len() > MAX_ACL_USERS {
+                return Err(Rejection::invalid(format!(
+                    "read.users lists {} users; at most {MAX_ACL_USERS} are allowed",
+                    users.len()
+                )));
+            }
+            users
+                .iter()
+                .map(|u| UserId::parse(u))
+                .collect::<Result<BTreeSet<_>, _>>()
+        })
+        .transpose()?;
+    Ok(AclPatch {
+        project_access: read.project_access,
+        users,
+        conditions: read.conditions.as_ref().map(conditions).transpose()?,
+    })
+}
+
+fn conditions(c: &ConditionsRequest) -> Result<Conditions, Rejection> {
+    let weekdays = c
+        .weekdays
+        .as_ref()
+        .map(|days| {
+            let days = days
+                .iter()
+                .map(|d| Weekday::parse(d))
+                .collect::<Result<BTreeSet<_>, _>>()?;
+            if days.is_empty() {
+                return Err(Rejection::invalid(
+                    "weekdays is empty, which would allow no day at all; leave it out to allow \
+                     every day",
+                ));
+            }
+            Ok(days)
+        })
+        .transpose()?;
+    Ok(Conditions {
+        source_cidrs: Conditions::parse_cidrs(c.source_cidrs.iter().flatten().map(String::as_str))?,
+        utc_hours: c
+            .utc_hours
+            .map(|(from, to)| HourWindow::parse(from, to))
+            .transpose()?,
+        weekdays,
+    })
+}
+
 impl IntakeContext<'_> {
+    /// The project a command addresses: the one named, or the token's.
+    fn project(&self, given: Option<&str>) -> Result<ProjectId, Rejection> {
+        given.map_or_else(|| Ok(self.principal.project.clone()), ProjectId::parse)
+    }
+
     /// Seals a payload under a fresh data key, as a new version of `secret`.
     fn seal(
         &self,
         plaintext: &Plaintext,
+        project: &ProjectId,
         secret: SecretId,
     ) -> Result<(SealedPayload, DataKey), Rejection> {
         let key_id = KeyId::from_uuid(Uuid::new_v4());
         let version_id = VersionId::from_uuid(Uuid::new_v4());
         let (sealed, wrapped) = self
             .envelope
-            .seal(
-                plaintext,
-                &self.principal.project,
-                secret,
-                version_id,
-                key_id,
-            )
+            .seal(plaintext, project, secret, version_id, key_id)
             .map_err(|e| Rejection::internal(e.to_string()))?;
         Ok((
             sealed,
@@ -98,7 +156,8 @@ impl IntakeContext<'_> {
     /// `secret.create`.
     pub fn create(&self, req: &CreateSecretRequest) -> Result<Intake, Rejection> {
         let command_id = command_id(req.command_id.as_deref())?;
-        let secret = SecretId::for_create(&self.principal.project, &command_id);
+        let project = self.project(req.project.as_deref())?;
+        let secret = SecretId::for_create(&project, &command_id);
         let attributes = Attributes {
             name: opt(req.name.as_deref(), SecretName::parse)?,
             secret_type: opt(req.secret_type.as_deref(), SecretType::parse)?.unwrap_or_default(),
@@ -123,13 +182,14 @@ impl IntakeContext<'_> {
         )?;
         let (payload, data_key) = match plaintext {
             Some(p) => {
-                let (sealed, key) = self.seal(&p, secret)?;
+                let (sealed, key) = self.seal(&p, &project, secret)?;
                 (Some(sealed), Some(key))
             }
             None => (None, None),
         };
         Ok(Intake {
             command_id,
+            project,
             secret,
             command: SecretCommand::Create(Box::new(CreateSecret {
                 attributes,
@@ -142,6 +202,7 @@ impl IntakeContext<'_> {
     /// `secret.payload.put`.
     pub fn put_payload(&self, req: &PutPayloadRequest) -> Result<Intake, Rejection> {
         let command_id = command_id(req.command_id.as_deref())?;
+        let project = self.project(req.project.as_deref())?;
         let secret = SecretId::parse(&req.id)?;
         let plaintext = Plaintext::parse_fields(
             Some(req.payload.expose()),
@@ -150,9 +211,10 @@ impl IntakeContext<'_> {
             self.limit,
         )?
         .ok_or_else(|| Rejection::invalid("payload is required"))?;
-        let (sealed, data_key) = self.seal(&plaintext, secret)?;
+        let (sealed, data_key) = self.seal(&plaintext, &project, secret)?;
         Ok(Intake {
             command_id,
+            project,
             secret,
             command: SecretCommand::PutPayload(sealed),
             data_key: Some(data_key),
@@ -163,6 +225,7 @@ impl IntakeContext<'_> {
     pub fn set_metadatum(&self, req: &SetMetadatumRequest) -> Result<Intake, Rejection> {
         Ok(Intake {
             command_id: command_id(req.command_id.as_deref())?,
+            project: self.project(req.project.as_deref())?,
             secret: SecretId::parse(&req.id)?,
             command: SecretCommand::SetMetadatum {
                 key: MetadataKey::parse(&req.key)?,
@@ -176,8 +239,41 @@ impl IntakeContext<'_> {
     pub fn delete(&self, req: &DeleteSecretRequest) -> Result<Intake, Rejection> {
         Ok(Intake {
             command_id: command_id(req.command_id.as_deref())?,
+            project: self.project(req.project.as_deref())?,
             secret: SecretId::parse(&req.id)?,
             command: SecretCommand::Delete,
+            data_key: None,
+        })
+    }
+
+    /// `secret.acl.set`.
+    pub fn set_acl(&self, req: &SetAclRequest) -> Result<Intake, Rejection> {
+        let patch = acl_patch(&req.read)?;
+        let change = match req.mode.as_deref() {
+            None | Some("replace") => AclChange::Replace(patch),
+            Some("merge") => AclChange::Merge(patch),
+            Some(other) => {
+                return Err(Rejection::invalid(format!(
+                    "mode {other:?} is not valid: use replace (Barbican PUT) or merge (PATCH)"
+                )));
+            }
+        };
+        Ok(Intake {
+            command_id: command_id(req.command_id.as_deref())?,
+            project: self.project(req.project.as_deref())?,
+            secret: SecretId::parse(&req.id)?,
+            command: SecretCommand::SetAcl(change),
+            data_key: None,
+        })
+    }
+
+    /// `secret.acl.delete`.
+    pub fn delete_acl(&self, req: &DeleteAclRequest) -> Result<Intake, Rejection> {
+        Ok(Intake {
+            command_id: command_id(req.command_id.as_deref())?,
+            project: self.project(req.project.as_deref())?,
+            secret: SecretId::parse(&req.id)?,
+            command: SecretCommand::SetAcl(AclChange::Reset),
             data_key: None,
         })
     }

@@ -65,6 +65,9 @@ pub struct CreateSecretRequest {
     /// Idempotency key; a fresh one is generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
+    /// The project to create it in; default (and the only one allowed): the token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// Name, up to 255 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -105,6 +108,9 @@ pub struct PutPayloadRequest {
     /// Idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// The secret's id.
     pub id: String,
     /// The payload.
@@ -124,6 +130,9 @@ pub struct SetMetadatumRequest {
     /// Idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// The secret's id.
     pub id: String,
     /// The key.
@@ -139,6 +148,78 @@ pub struct DeleteSecretRequest {
     /// Idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+}
+
+/// Conditions on the grants of an ACL.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionsRequest {
+    /// Networks requests must come from, e.g. `["192.168.0.0/16"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cidrs: Option<Vec<String>>,
+    /// `[from, to]`: UTC hours during which reads are allowed, `to` not included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_hours: Option<(i64, i64)>,
+    /// Days (UTC) on which reads are allowed: `mon` … `sun`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekdays: Option<Vec<String>>,
+}
+
+/// The ACL of one operation, in Barbican's shape (`{"users": [...],
+/// "project-access": false}`), plus optional conditions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclOperationRequest {
+    /// Whether project members may read as their roles allow (default true).
+    #[serde(
+        rename = "project-access",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub project_access: Option<bool>,
+    /// Users who may read and decrypt, from any project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
+    /// Limits on the grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<ConditionsRequest>,
+}
+
+/// `keyledger.cmd.secret.acl.set`: replace (Barbican `PUT`) or merge (`PATCH`) a
+/// secret's ACL.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAclRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// `replace` (default) or `merge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The ACL of the `read` operation, the only one Barbican defines.
+    pub read: AclOperationRequest,
+}
+
+/// `keyledger.cmd.secret.acl.delete`: reset a secret's ACL to the default.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAclRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// The secret's id.
     pub id: String,
 }

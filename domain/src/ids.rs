@@ -78,6 +78,25 @@ impl Role {
 }
 parsed_string!(Role);
 
+/// A service principal (a token's `service` claim): a workload such as the order
+/// worker or a rotation job, acting for itself rather than for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    /// Parses a service name: 1 to 64 ASCII letters, digits, `-` or `_`.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        if s.is_empty() || s.len() > 64 || !s.chars().all(is_token_char) {
+            return Err(Rejection::invalid(format!(
+                "service name {s:?} is not valid: use 1 to 64 ASCII letters, digits, '-' or '_'"
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+parsed_string!(ServiceName);
+
 /// The id a client gives a command so that retrying it is safe: the same command id
 /// yields one commit and the same reply. Used as the JetStream `Nats-Msg-Id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -22,6 +22,7 @@ pub mod error;
 pub mod ids;
 pub mod policy;
 pub mod principal;
+pub mod roles;
 pub mod secret;
 pub mod subject;
 pub mod timestamp;

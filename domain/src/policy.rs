@@ -1,18 +1,43 @@
-//! Authorization: the one policy both the command path and the read path apply.
+//! Authorization: the one policy that both the command path and the read path apply.
 //!
-//! This is the foundation's policy: a principal acts only inside the project its token
-//! is scoped to. Project roles and per-secret ACLs refine it (see ARCHITECTURE.md).
+//! Barbican's policy, with its legacy and secure-RBAC role names (see
+//! [`crate::roles`]), plus per-secret ACLs. A denial names the action, the project,
+//! the roles that would allow it and the roles the caller has. Where Barbican's rules
+//! are ambiguous this takes the safer reading. ARCHITECTURE.md ("Access control")
+//! lists those choices.
+//!
+//! | action | who may |
+//! |---|---|
+//! | create a secret | creator, admin |
+//! | list secrets | any role; each row is filtered by "read metadata" |
+//! | read metadata | admin; creator of the secret; audit, observer or creator on a non-private secret; any role on the ACL |
+//! | read payload | admin; creator of the secret; observer or creator on a non-private secret; admin, creator or observer on the ACL |
+//! | change, delete, set ACL | admin; creator of the secret; creator on a non-private secret |
+//! | read ACL | admin; creator of the secret; observer or creator on a non-private secret |
+//!
+//! "Admin" and "creator" always mean roles in the secret's own project. The ACL's
+//! conditions restrict grants made through project access and through the ACL's user
+//! list. They do not restrict the creator or the admins.
+
+use std::net::IpAddr;
 
 use crate::Rejection;
-use crate::ids::ProjectId;
+use crate::ids::{ProjectId, SecretId, UserId};
 use crate::principal::Principal;
+use crate::roles::{ProjectRole, effective, either};
+use crate::secret::acl::Acl;
+use crate::timestamp::Timestamp;
+
+use ProjectRole::{Admin, Audit, Creator, Observer};
 
 /// What a principal attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Create a secret.
     CreateSecret,
-    /// List secrets or read a secret's metadata.
+    /// List a project's secrets.
+    ListSecrets,
+    /// Read a secret's metadata.
     ReadSecret,
     /// Read a secret's decrypted payload.
     ReadPayload,
@@ -20,66 +45,416 @@ pub enum Action {
     UpdateSecret,
     /// Delete a secret.
     DeleteSecret,
+    /// Read a secret's ACL.
+    ReadAcl,
+    /// Replace, merge or reset a secret's ACL.
+    ChangeAcl,
 }
 
 impl Action {
-    /// A phrase for messages ("reading a secret's payload").
-    pub fn describe(self) -> &'static str {
+    /// Project roles that allow the action, besides the secret's creator and admins.
+    /// They grant it only on a non-private secret.
+    fn project_roles(self) -> &'static [ProjectRole] {
         match self {
-            Self::CreateSecret => "creating a secret",
-            Self::ReadSecret => "reading a secret",
-            Self::ReadPayload => "reading a secret's payload",
-            Self::UpdateSecret => "changing a secret",
-            Self::DeleteSecret => "deleting a secret",
+            Self::CreateSecret => &[Creator],
+            Self::ListSecrets | Self::ReadSecret => &[Audit, Observer, Creator],
+            Self::ReadPayload | Self::ReadAcl => &[Observer, Creator],
+            Self::UpdateSecret | Self::DeleteSecret | Self::ChangeAcl => &[Creator],
+        }
+    }
+
+    /// Roles a user on the secret's ACL needs (in their own project) for the action.
+    /// An empty list means the ACL does not grant it.
+    fn acl_roles(self) -> &'static [ProjectRole] {
+        match self {
+            Self::ReadSecret => &[Audit, Observer, Creator, Admin],
+            Self::ReadPayload => &[Observer, Creator, Admin],
+            _ => &[],
+        }
+    }
+
+    fn is_read(self) -> bool {
+        matches!(self, Self::ReadSecret | Self::ReadPayload)
+    }
+
+    fn describe(self, secret: Option<SecretId>) -> String {
+        let id = secret.map(|s| s.to_string()).unwrap_or_default();
+        match self {
+            Self::CreateSecret => "creating a secret".into(),
+            Self::ListSecrets => "listing secrets".into(),
+            Self::ReadSecret => format!("reading secret {id}"),
+            Self::ReadPayload => format!("reading the payload of secret {id}"),
+            Self::UpdateSecret => format!("changing secret {id}"),
+            Self::DeleteSecret => format!("deleting secret {id}"),
+            Self::ReadAcl => format!("reading the ACL of secret {id}"),
+            Self::ChangeAcl => format!("changing the ACL of secret {id}"),
         }
     }
 }
 
-/// Allows `action` on a resource of `project`, or says why not. Deny by default: the
-/// only grant is acting inside the principal's own project.
-pub fn authorize(who: &Principal, action: Action, project: &ProjectId) -> Result<(), Rejection> {
-    if &who.project == project {
+/// A secret, as far as the policy needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretFacts<'a> {
+    /// Its id.
+    pub id: SecretId,
+    /// The project that owns it.
+    pub project: &'a ProjectId,
+    /// The user who created it.
+    pub creator: &'a UserId,
+    /// Its read ACL.
+    pub acl: &'a Acl,
+}
+
+/// What an action is aimed at.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A project as a whole: creating or listing, or acting on a secret that does not
+    /// exist (yet), whose owner and ACL are unknown.
+    Project {
+        /// The project.
+        project: &'a ProjectId,
+        /// The secret named, if any (for messages).
+        secret: Option<SecretId>,
+    },
+    /// An existing secret.
+    Secret(SecretFacts<'a>),
+}
+
+/// Where and when a request is made: what ACL conditions test.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestEnv {
+    /// The client's address, when the transport knows it (HTTP does, NATS does not).
+    pub source: Option<IpAddr>,
+    /// The current time.
+    pub now: Timestamp,
+}
+
+fn have(who: &Principal) -> String {
+    if who.roles.is_empty() {
+        return "you have no roles".into();
+    }
+    let names: Vec<_> = who.roles.iter().map(|r| r.as_str()).collect();
+    format!("you have {}", names.join(", "))
+}
+
+fn any_of(roles: &[ProjectRole], wanted: &[ProjectRole]) -> bool {
+    roles.iter().any(|r| wanted.contains(r))
+}
+
+/// The roles that allow `action` in a project, weakest first, admin last.
+fn allowing(action: Action) -> Vec<ProjectRole> {
+    let mut roles = action.project_roles().to_vec();
+    roles.push(Admin);
+    roles
+}
+
+/// Allows `action` on `target`, or says why not, in terms a person can act on. Deny by
+/// default: every grant below is explicit.
+pub fn authorize(
+    who: &Principal,
+    action: Action,
+    target: Target<'_>,
+    env: RequestEnv,
+) -> Result<(), Rejection> {
+    match target {
+        Target::Project { project, secret } => authorize_in_project(who, action, project, secret),
+        Target::Secret(facts) => authorize_on_secret(who, action, facts, env),
+    }
+}
+
+fn authorize_in_project(
+    who: &Principal,
+    action: Action,
+    project: &ProjectId,
+    secret: Option<SecretId>,
+) -> Result<(), Rejection> {
+    let what = action.describe(secret);
+    let needed = either(&allowing(action));
+    if &who.project != project {
+        return Err(Rejection::forbidden(format!(
+            "{what} in project {project} requires role {needed} in project {project}; your \
+             token is for project {}",
+            who.project
+        )));
+    }
+    if any_of(&effective(&who.roles), &allowing(action)) {
         return Ok(());
     }
     Err(Rejection::forbidden(format!(
-        "{} in project {project} is not allowed: your token is scoped to project {}; \
-         request a token for project {project}",
-        action.describe(),
-        who.project
+        "{what} in project {project} requires role {needed}; {}",
+        have(who)
     )))
+}
+
+fn authorize_on_secret(
+    who: &Principal,
+    action: Action,
+    secret: SecretFacts<'_>,
+    env: RequestEnv,
+) -> Result<(), Rejection> {
+    let roles = effective(&who.roles);
+    let same = &who.project == secret.project;
+    let admin = same && roles.contains(&Admin);
+    let owner = same && roles.contains(&Creator) && &who.user == secret.creator;
+    if admin || owner {
+        return Ok(());
+    }
+    let acl = secret.acl;
+    let by_role = same && any_of(&roles, action.project_roles());
+    let via_project = by_role && acl.project_access;
+    let listed = acl.lists(&who.user);
+    let via_acl = listed && any_of(&roles, action.acl_roles());
+    let what = action.describe(Some(secret.id));
+    let project = secret.project;
+    if via_project || via_acl {
+        if action.is_read() {
+            acl.conditions
+                .check(env.source, env.now)
+                .map_err(|failed| {
+                    Rejection::forbidden(format!(
+                        "{what} is not allowed now: {failed} (a condition of the secret's ACL)"
+                    ))
+                })?;
+        }
+        return Ok(());
+    }
+    let needed = either(&allowing(action));
+    let or_acl = if action.is_read() {
+        ", or being on its ACL"
+    } else {
+        ""
+    };
+    let message = if listed && action.is_read() {
+        format!(
+            "{what}: you are on its ACL, but that also requires role {}; {}",
+            either(action.acl_roles()),
+            have(who)
+        )
+    } else if !same {
+        let hint = if action.is_read() {
+            ""
+        } else {
+            " (a secret shared with you through its ACL can be read, not changed)"
+        };
+        format!(
+            "{what} in project {project} requires role {needed} in project {project}{or_acl}; \
+             your token is for project {}{hint}",
+            who.project
+        )
+    } else if by_role {
+        let verb = if action.is_read() { "read" } else { "change" };
+        let who_may = if action.is_read() {
+            format!(
+                "its creator ({}), admins of project {project} and users on its ACL",
+                secret.creator
+            )
+        } else {
+            format!(
+                "its creator ({}) and admins of project {project}",
+                secret.creator
+            )
+        };
+        format!(
+            "{what}: the secret is private (project-access is false), so only {who_may} may \
+             {verb} it; you are {}",
+            who.user
+        )
+    } else {
+        format!(
+            "{what} in project {project} requires role {needed}{or_acl}; {}",
+            have(who)
+        )
+    };
+    Err(Rejection::forbidden(message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{Role, UserId};
+    use crate::ErrorCode;
+    use crate::ids::Role;
+    use crate::secret::acl::Conditions;
+    use uuid::Uuid;
 
-    fn principal(project: &str) -> Principal {
+    fn principal(user: &str, project: &str, roles: &[&str]) -> Principal {
         Principal {
-            user: UserId::parse("alice").unwrap(),
+            user: UserId::parse(user).unwrap(),
             project: ProjectId::parse(project).unwrap(),
-            roles: vec![Role::parse("admin").unwrap()],
+            roles: roles.iter().map(|r| Role::parse(r).unwrap()).collect(),
+            service: None,
         }
     }
 
+    fn env() -> RequestEnv {
+        RequestEnv {
+            source: Some("10.1.2.3".parse().unwrap()),
+            now: Timestamp::parse_iso8601("now", "2026-11-23T12:00:00Z").unwrap(),
+        }
+    }
+
+    struct Fixture {
+        project: ProjectId,
+        creator: UserId,
+        acl: Acl,
+    }
+
+    impl Fixture {
+        fn new(acl: Acl) -> Self {
+            Self {
+                project: ProjectId::parse("p1").unwrap(),
+                creator: UserId::parse("alice").unwrap(),
+                acl,
+            }
+        }
+
+        fn check(&self, who: &Principal, action: Action) -> Result<(), Rejection> {
+            let facts = SecretFacts {
+                id: SecretId::from_uuid(Uuid::from_u128(7)),
+                project: &self.project,
+                creator: &self.creator,
+                acl: &self.acl,
+            };
+            authorize(who, action, Target::Secret(facts), env())
+        }
+    }
+
+    fn message(r: Result<(), Rejection>) -> String {
+        let r = r.unwrap_err();
+        assert_eq!(r.code, ErrorCode::Forbidden);
+        r.message
+    }
+
+    const ID: &str = "00000000-0000-0000-0000-000000000007";
+
     #[test]
-    fn same_project_is_allowed() {
+    fn creating_names_the_roles_that_would_allow_it() {
         let p1 = ProjectId::parse("p1").unwrap();
+        let target = Target::Project {
+            project: &p1,
+            secret: None,
+        };
+        let observer = principal("bob", "p1", &["observer"]);
         assert_eq!(
-            authorize(&principal("p1"), Action::DeleteSecret, &p1),
+            message(authorize(&observer, Action::CreateSecret, target, env())),
+            "creating a secret in project p1 requires role creator or admin; you have observer"
+        );
+        let member = principal("bob", "p1", &["member"]);
+        assert_eq!(
+            authorize(&member, Action::CreateSecret, target, env()),
+            Ok(())
+        );
+        let other = principal("bob", "p2", &["admin"]);
+        assert_eq!(
+            message(authorize(&other, Action::CreateSecret, target, env())),
+            "creating a secret in project p1 requires role creator or admin in project p1; \
+             your token is for project p2"
+        );
+    }
+
+    #[test]
+    fn audit_reads_metadata_but_never_a_payload() {
+        let f = Fixture::new(Acl::default());
+        let auditor = principal("eve", "p1", &["audit"]);
+        assert_eq!(f.check(&auditor, Action::ReadSecret), Ok(()));
+        assert_eq!(
+            message(f.check(&auditor, Action::ReadPayload)),
+            format!(
+                "reading the payload of secret {ID} in project p1 requires role observer, \
+                 creator or admin, or being on its ACL; you have audit"
+            )
+        );
+    }
+
+    #[test]
+    fn a_private_secret_says_who_may_read_it() {
+        let f = Fixture::new(Acl {
+            project_access: false,
+            ..Acl::default()
+        });
+        let observer = principal("bob", "p1", &["observer"]);
+        assert_eq!(
+            message(f.check(&observer, Action::ReadPayload)),
+            format!(
+                "reading the payload of secret {ID}: the secret is private (project-access is \
+                 false), so only its creator (alice), admins of project p1 and users on its \
+                 ACL may read it; you are bob"
+            )
+        );
+        assert_eq!(
+            f.check(&principal("alice", "p1", &["creator"]), Action::ReadPayload),
+            Ok(())
+        );
+        assert_eq!(
+            f.check(&principal("root", "p1", &["admin"]), Action::ChangeAcl),
             Ok(())
         );
     }
 
     #[test]
-    fn other_project_is_denied_with_what_to_do() {
-        let p2 = ProjectId::parse("p2").unwrap();
-        let err = authorize(&principal("p1"), Action::ReadPayload, &p2).unwrap_err();
-        assert_eq!(err.code, crate::ErrorCode::Forbidden);
+    fn listed_users_read_from_any_project_but_change_nothing() {
+        let f = Fixture::new(Acl {
+            project_access: false,
+            users: [UserId::parse("carol").unwrap()].into(),
+            ..Acl::default()
+        });
+        let carol = principal("carol", "p2", &["observer"]);
+        assert_eq!(f.check(&carol, Action::ReadPayload), Ok(()));
         assert_eq!(
-            err.message,
-            "reading a secret's payload in project p2 is not allowed: your token is scoped to \
-             project p1; request a token for project p2"
+            message(f.check(&carol, Action::DeleteSecret)),
+            format!(
+                "deleting secret {ID} in project p1 requires role creator or admin in project \
+                 p1; your token is for project p2 (a secret shared with you through its ACL can \
+                 be read, not changed)"
+            )
         );
+        let carol_audit = principal("carol", "p2", &["reader"]);
+        assert_eq!(
+            message(f.check(&carol_audit, Action::ReadPayload)),
+            format!(
+                "reading the payload of secret {ID}: you are on its ACL, but that also \
+                 requires role observer, creator or admin; you have reader"
+            )
+        );
+    }
+
+    #[test]
+    fn a_failed_condition_is_named() {
+        let f = Fixture::new(Acl {
+            conditions: Conditions {
+                source_cidrs: Conditions::parse_cidrs(["192.168.0.0/16"]).unwrap(),
+                ..Conditions::default()
+            },
+            ..Acl::default()
+        });
+        let observer = principal("bob", "p1", &["observer"]);
+        assert_eq!(
+            message(f.check(&observer, Action::ReadPayload)),
+            format!(
+                "reading the payload of secret {ID} is not allowed now: source 10.1.2.3 is \
+                 outside the allowed 192.168.0.0/16 (a condition of the secret's ACL)"
+            )
+        );
+        // The creator is not bound by the ACL's conditions.
+        assert_eq!(
+            f.check(&principal("alice", "p1", &["creator"]), Action::ReadPayload),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn no_roles_means_nothing() {
+        let f = Fixture::new(Acl {
+            users: [UserId::parse("dave").unwrap()].into(),
+            ..Acl::default()
+        });
+        let dave = principal("dave", "p1", &[]);
+        for action in [
+            Action::ReadSecret,
+            Action::ReadPayload,
+            Action::ReadAcl,
+            Action::DeleteSecret,
+        ] {
+            assert!(message(f.check(&dave, action)).contains("you have no roles"));
+        }
     }
 }

@@ -28,6 +28,10 @@ pub mod command {
     pub const SECRET_METADATA_SET: &str = "secret.metadata.set";
     /// Delete a secret and destroy its keys (Barbican `DELETE /v1/secrets/{id}`).
     pub const SECRET_DELETE: &str = "secret.delete";
+    /// Replace or merge a secret's ACL (Barbican `PUT`/`PATCH /v1/secrets/{id}/acl`).
+    pub const SECRET_ACL_SET: &str = "secret.acl.set";
+    /// Reset a secret's ACL to the default (Barbican `DELETE /v1/secrets/{id}/acl`).
+    pub const SECRET_ACL_DELETE: &str = "secret.acl.delete";
 
     /// Every command name, for help texts and routing tables.
     pub const ALL: &[&str] = &[
@@ -35,6 +39,8 @@ pub mod command {
         SECRET_PAYLOAD_PUT,
         SECRET_METADATA_SET,
         SECRET_DELETE,
+        SECRET_ACL_SET,
+        SECRET_ACL_DELETE,
     ];
 }
 

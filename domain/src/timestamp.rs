@@ -35,6 +35,21 @@ impl Timestamp {
         (self.0.unix_timestamp_nanos() / 1_000_000) as i64
     }
 
+    /// The UTC day of the week.
+    pub fn weekday(&self) -> time::Weekday {
+        self.0.weekday()
+    }
+
+    /// The UTC hour of the day, 0 to 23.
+    pub fn hour(&self) -> u8 {
+        self.0.hour()
+    }
+
+    /// The UTC minute of the hour.
+    pub fn minute(&self) -> u8 {
+        self.0.minute()
+    }
+
     /// RFC 3339 text, e.g. `2026-11-22T10:00:00.123456Z`.
     pub fn to_rfc3339(&self) -> String {
         // Formatting a UTC OffsetDateTime as RFC 3339 only fails for years outside

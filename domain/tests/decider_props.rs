@@ -64,6 +64,7 @@ fn principal(own_project: bool) -> Principal {
         user: UserId::parse(if own_project { "alice" } else { "mallory" }).unwrap(),
         project: ProjectId::parse(if own_project { "p1" } else { "p2" }).unwrap(),
         roles: vec![Role::parse("admin").unwrap()],
+        service: None,
     }
 }
 

@@ -6,12 +6,15 @@
 use domain::commit::{AggregateRef, Commit, CommitError, EventCodec, NewCommit};
 use domain::ids::{CommandId, KeyId, ProjectId, Role, SecretId, UserId, VersionId};
 use domain::principal::Principal;
+use domain::secret::acl::{Acl, Conditions, HourWindow, Weekday};
 use domain::secret::fields::{
     Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
     SecretType, parse_metadata,
 };
 use domain::secret::payload::{ContentType, SealedPayload};
-use domain::secret::{MetadatumSet, PayloadStored, SecretCreated, SecretDeleted, SecretEvent};
+use domain::secret::{
+    AclSet, MetadatumSet, PayloadStored, SecretCreated, SecretDeleted, SecretEvent,
+};
 use domain::subject::AggregateKind;
 use domain::timestamp::Timestamp;
 use expect_test::{ExpectFile, expect_file};
@@ -63,6 +66,24 @@ fn deleted() -> SecretEvent {
     })
 }
 
+fn acl_set() -> SecretEvent {
+    SecretEvent::AclSet(AclSet {
+        read: Acl {
+            project_access: false,
+            users: [
+                UserId::parse("bob").unwrap(),
+                UserId::parse("carol").unwrap(),
+            ]
+            .into(),
+            conditions: Conditions {
+                source_cidrs: Conditions::parse_cidrs(["192.168.0.0/16", "2001:db8::/32"]).unwrap(),
+                utc_hours: Some(HourWindow::parse(8, 18).unwrap()),
+                weekdays: Some([Weekday::Mon, Weekday::Fri].into()),
+            },
+        },
+    })
+}
+
 fn check_golden(event: SecretEvent, golden: ExpectFile) {
     let json = serde_json::to_string_pretty(&event.encode()).unwrap();
     golden.assert_eq(&format!("{json}\n"));
@@ -103,6 +124,11 @@ fn secret_deleted_v1() {
     check_golden(deleted(), expect_file!["golden/secret.deleted.v1.json"]);
 }
 
+#[test]
+fn secret_acl_set_v1() {
+    check_golden(acl_set(), expect_file!["golden/secret.acl_set.v1.json"]);
+}
+
 fn commit(version: u64, events: Vec<SecretEvent>) -> NewCommit<SecretEvent> {
     let project = ProjectId::parse("p1").unwrap();
     NewCommit {
@@ -118,6 +144,7 @@ fn commit(version: u64, events: Vec<SecretEvent>) -> NewCommit<SecretEvent> {
             user: UserId::parse("alice").unwrap(),
             project,
             roles: vec![Role::parse("admin").unwrap()],
+            service: None,
         },
         at: at("2026-11-22T10:00:00.123456Z"),
         events,

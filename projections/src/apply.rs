@@ -89,8 +89,38 @@ pub async fn apply(conn: &mut SqliteConnection, seq: u64, bytes: &[u8]) -> Resul
             SecretEvent::MetadatumSet(e) => {
                 upsert_metadatum(conn, project, id, e.key.as_str(), e.value.as_str()).await?;
             }
+            SecretEvent::AclSet(e) => {
+                let acl =
+                    serde_json::to_string(&e.read).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                sqlx::query(
+                    "UPDATE secrets SET project_access = ?, acl = ? WHERE project = ? AND id = ?",
+                )
+                .bind(e.read.project_access)
+                .bind(acl)
+                .bind(project)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query("DELETE FROM secret_acl_users WHERE project = ? AND secret_id = ?")
+                    .bind(project)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                for user in &e.read.users {
+                    sqlx::query(
+                        "INSERT INTO secret_acl_users (project, secret_id, user_id) \
+                         VALUES (?, ?, ?)",
+                    )
+                    .bind(project)
+                    .bind(id)
+                    .bind(user.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
             SecretEvent::Deleted(_) => {
                 for table in [
+                    "DELETE FROM secret_acl_users WHERE project = ? AND secret_id = ?",
                     "DELETE FROM secret_payloads WHERE project = ? AND secret_id = ?",
                     "DELETE FROM secret_metadata WHERE project = ? AND secret_id = ?",
                     "DELETE FROM secrets WHERE project = ? AND id = ?",

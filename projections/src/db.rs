@@ -36,13 +36,19 @@ pub enum OpenError {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "secrets".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_secrets.sql").into_sql_str(),
-        false,
-    )])
+    let migration = |version, name: &str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.to_owned().into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "secrets", include_str!("../migrations/0001_secrets.sql")),
+        migration(2, "acls", include_str!("../migrations/0002_acls.sql")),
+    ])
 }
 
 /// The file behind a `sqlite://` URL, if it names one.

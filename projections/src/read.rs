@@ -1,12 +1,15 @@
 //! Reads of the secrets read model. Each read runs in one SQLite read transaction that
 //! also reads the checkpoint, so the sequence a response reports is exactly the state
-//! it shows. Lookups are by primary key or index: no read scans the table or touches
-//! the stream.
+//! it shows. Lookups are by primary key or index and never touch the stream. A
+//! listing walks the project's rows that the caller could possibly read (an indexed
+//! range), because the read policy decides row by row.
 
 use std::time::Duration;
 
-use domain::ids::{ProjectId, SecretId};
+use domain::ids::{ProjectId, SecretId, UserId};
+use domain::secret::acl::Acl;
 use domain::timestamp::Timestamp;
+use futures::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use tokio::sync::watch;
@@ -17,6 +20,8 @@ use crate::apply::checkpoint;
 /// A secret's metadata as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRow {
+    /// The project that owns it.
+    pub project: String,
     /// The id.
     pub id: String,
     /// Name.
@@ -41,6 +46,8 @@ pub struct SecretRow {
     pub content_type: Option<String>,
     /// Aggregate version.
     pub version: i64,
+    /// Who may read it.
+    pub acl: Acl,
 }
 
 /// A sealed payload and what is needed to open it.
@@ -61,11 +68,11 @@ pub struct PayloadRow {
 /// The result of looking up one secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<T> {
-    /// Found and readable.
+    /// Found and not expired.
     Found(T),
-    /// Exists, but expired at this RFC 3339 time.
-    Expired(String),
-    /// No such secret in the project.
+    /// Exists, but has expired (at `expiration`).
+    Expired(Box<SecretRow>),
+    /// No such secret.
     Missing,
 }
 
@@ -76,6 +83,24 @@ pub struct Snapshot<T> {
     pub value: T,
     /// The sequence it reflects.
     pub seq: u64,
+}
+
+/// Which secrets a listing considers, before the policy filters each row.
+#[derive(Debug, Clone)]
+pub enum ListScope<'a> {
+    /// A project's secrets. Unless the caller is a project admin, only rows the
+    /// caller could possibly read are considered: non-private ones, the caller's own,
+    /// and those listing the caller.
+    Project {
+        /// The project.
+        project: &'a ProjectId,
+        /// The caller.
+        user: &'a UserId,
+        /// Whether the caller is an admin of the project.
+        admin: bool,
+    },
+    /// Secrets whose ACL lists the user, in any project (Barbican's `acl_only=true`).
+    SharedWith(&'a UserId),
 }
 
 /// Filters and paging of a secret listing (Barbican's query parameters).
@@ -110,11 +135,23 @@ pub struct Lagging {
     pub applied: u64,
 }
 
-const SECRET_COLUMNS: &str = "id, name, secret_type, algorithm, bit_length, mode, expiration, \
-                              creator, created, updated, content_type, version";
+const SECRET_COLUMNS: &str = "s.project, s.id, s.name, s.secret_type, s.algorithm, s.bit_length, \
+                              s.mode, s.expiration, s.creator, s.created, s.updated, \
+                              s.content_type, s.version, s.acl, s.expiration_ms";
 
 fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
+    let acl: Option<String> = r.try_get("acl")?;
+    let acl = match acl {
+        None => Acl::default(),
+        // A row whose ACL does not parse is refused rather than read as the default,
+        // which could widen access.
+        Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::ColumnDecode {
+            index: "acl".into(),
+            source: Box::new(e),
+        })?,
+    };
     Ok(SecretRow {
+        project: r.try_get("project")?,
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         secret_type: r.try_get("secret_type")?,
@@ -127,6 +164,7 @@ fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
         updated: r.try_get("updated")?,
         content_type: r.try_get("content_type")?,
         version: r.try_get("version")?,
+        acl,
     })
 }
 
@@ -162,42 +200,71 @@ impl ReadModel {
         }
     }
 
-    /// One page of a project's live secrets, oldest first.
+    /// One page of the live secrets in `scope` that `keep` admits, oldest first.
+    /// `keep` is the caller's read policy, applied to every row before paging, so
+    /// `total` and the pages count only what the caller may see.
     pub async fn list_secrets(
         &self,
-        project: &ProjectId,
+        scope: ListScope<'_>,
         filter: &ListFilter,
         now: Timestamp,
+        keep: impl Fn(&SecretRow) -> bool,
     ) -> Result<Snapshot<Page>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
-        const WHERE: &str = "WHERE project = ?1 AND (expiration_ms IS NULL OR expiration_ms > ?2) \
-                             AND (?3 IS NULL OR name = ?3) AND (?4 IS NULL OR secret_type = ?4)";
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM secrets {WHERE}"
-        )))
-        .bind(project.as_str())
-        .bind(now.unix_millis())
-        .bind(filter.name.as_deref())
-        .bind(filter.secret_type.as_deref())
-        .fetch_one(&mut *tx)
-        .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SECRET_COLUMNS} FROM secrets {WHERE} ORDER BY created_ms, id LIMIT ?5 OFFSET ?6"
-        )))
-        .bind(project.as_str())
-        .bind(now.unix_millis())
-        .bind(filter.name.as_deref())
-        .bind(filter.secret_type.as_deref())
-        .bind(i64::from(filter.limit))
-        .bind(i64::from(filter.offset))
-        .fetch_all(&mut *tx)
-        .await?;
+        const LIVE: &str = "(s.expiration_ms IS NULL OR s.expiration_ms > ?1) \
+                            AND (?2 IS NULL OR s.name = ?2) AND (?3 IS NULL OR s.secret_type = ?3)";
+        let query = match scope {
+            ListScope::Project {
+                project,
+                user,
+                admin,
+            } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SECRET_COLUMNS} FROM secrets s WHERE s.project = ?4 AND {LIVE} \
+                 AND (?6 OR s.project_access = 1 OR s.creator = ?5 OR EXISTS (\
+                   SELECT 1 FROM secret_acl_users u WHERE u.project = s.project \
+                   AND u.secret_id = s.id AND u.user_id = ?5)) \
+                 ORDER BY s.created_ms, s.id"
+            )))
+            .bind(now.unix_millis())
+            .bind(filter.name.as_deref())
+            .bind(filter.secret_type.as_deref())
+            .bind(project.as_str())
+            .bind(user.as_str())
+            .bind(admin),
+            ListScope::SharedWith(user) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SECRET_COLUMNS} FROM secret_acl_users u \
+                 JOIN secrets s ON s.project = u.project AND s.id = u.secret_id \
+                 WHERE u.user_id = ?4 AND {LIVE} ORDER BY s.created_ms, s.id"
+            )))
+            .bind(now.unix_millis())
+            .bind(filter.name.as_deref())
+            .bind(filter.secret_type.as_deref())
+            .bind(user.as_str()),
+        };
+        let mut rows = query.fetch(&mut *tx);
+        let (first, end) = (
+            u64::from(filter.offset),
+            u64::from(filter.offset) + u64::from(filter.limit),
+        );
+        let mut page = Vec::new();
+        let mut total = 0u64;
+        while let Some(r) = rows.try_next().await? {
+            let row = secret_row(&r)?;
+            if !keep(&row) {
+                continue;
+            }
+            if (first..end).contains(&total) {
+                page.push(row);
+            }
+            total += 1;
+        }
+        drop(rows);
         tx.commit().await?;
         Ok(Snapshot {
             value: Page {
-                secrets: rows.iter().map(secret_row).collect::<Result<_, _>>()?,
-                total: u64::try_from(total).unwrap_or(0),
+                secrets: page,
+                total,
             },
             seq,
         })
@@ -207,13 +274,12 @@ impl ReadModel {
     /// expire, whether or not the log has recorded it.
     pub async fn get_secret(
         &self,
-        project: &ProjectId,
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<SecretRow>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
-        let row = fetch_secret(&mut tx, project, id).await?;
+        let row = fetch_secret(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Snapshot {
             value: visible(row, now),
@@ -224,20 +290,19 @@ impl ReadModel {
     /// A secret with its sealed payload (`None` inside when no payload is stored yet).
     pub async fn get_payload(
         &self,
-        project: &ProjectId,
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
-        let found = match visible(fetch_secret(&mut tx, project, id).await?, now) {
+        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
             Lookup::Found(secret) => {
                 let payload = sqlx::query(
                     "SELECT version_id, key_id, content_type, nonce, ciphertext \
                      FROM secret_payloads WHERE project = ? AND secret_id = ? \
                      ORDER BY created DESC LIMIT 1",
                 )
-                .bind(project.as_str())
+                .bind(&secret.project)
                 .bind(id.to_string())
                 .fetch_optional(&mut *tx)
                 .await?
@@ -253,7 +318,7 @@ impl ReadModel {
                 .transpose()?;
                 Lookup::Found((secret, payload))
             }
-            Lookup::Expired(at) => Lookup::Expired(at),
+            Lookup::Expired(row) => Lookup::Expired(row),
             Lookup::Missing => Lookup::Missing,
         };
         tx.commit().await?;
@@ -263,13 +328,11 @@ impl ReadModel {
 
 async fn fetch_secret(
     conn: &mut sqlx::SqliteConnection,
-    project: &ProjectId,
     id: SecretId,
 ) -> Result<Option<(SecretRow, Option<i64>)>, sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SECRET_COLUMNS}, expiration_ms FROM secrets WHERE project = ? AND id = ?"
+        "SELECT {SECRET_COLUMNS} FROM secrets s WHERE s.id = ?"
     )))
-    .bind(project.as_str())
     .bind(id.to_string())
     .fetch_optional(&mut *conn)
     .await?
@@ -280,9 +343,7 @@ async fn fetch_secret(
 fn visible(row: Option<(SecretRow, Option<i64>)>, now: Timestamp) -> Lookup<SecretRow> {
     match row {
         None => Lookup::Missing,
-        Some((row, Some(exp))) if exp <= now.unix_millis() => {
-            Lookup::Expired(row.expiration.unwrap_or_default())
-        }
+        Some((row, Some(exp))) if exp <= now.unix_millis() => Lookup::Expired(Box::new(row)),
         Some((row, _)) => Lookup::Found(row),
     }
 }

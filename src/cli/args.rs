@@ -22,6 +22,52 @@ pub struct KeyArgs {
     /// Token signing key file (HS256, hex, mode 0600). Default: <data-dir>/token-hs256.key.
     #[arg(long, env = "KEYLEDGER_TOKEN_KEY_FILE")]
     pub token_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Which tokens are accepted: an identity provider's, development tokens, or both.
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// The `iss` of the identity provider's tokens (required with its keys).
+    #[arg(long, env = "KEYLEDGER_TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
+    /// The `aud` tokens must name.
+    #[arg(long, env = "KEYLEDGER_TOKEN_AUDIENCE", default_value = commands::identity::AUDIENCE)]
+    pub token_audience: String,
+    /// The identity provider's keys as a JWKS file (Ed25519 for EdDSA, RSA for RS256).
+    #[arg(long, env = "KEYLEDGER_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// An identity-provider public key in PEM, as PATH or KID=PATH; repeatable.
+    #[arg(long = "token-public-key", value_name = "[KID=]PATH")]
+    pub token_public_keys: Vec<String>,
+    /// Accept development (HS256) tokens: default true, false once an identity provider
+    /// is configured.
+    #[arg(long, env = "KEYLEDGER_DEV_TOKENS")]
+    pub dev_tokens: Option<bool>,
+}
+
+impl IdentityArgs {
+    /// The identity settings these arguments describe.
+    pub fn settings(&self) -> keyledger::stack::IdentitySettings {
+        let public_keys = self
+            .token_public_keys
+            .iter()
+            .map(|spec| match spec.split_once('=') {
+                Some((kid, path)) => (Some(kid.to_owned()), PathBuf::from(path)),
+                None => (None, PathBuf::from(spec)),
+            })
+            .collect();
+        keyledger::stack::IdentitySettings {
+            trust: commands::identity::TrustConfig {
+                issuer: self.token_issuer.clone(),
+                audience: self.token_audience.clone(),
+                jwks_file: self.jwks_file.clone(),
+                public_keys,
+            },
+            dev_tokens: self.dev_tokens,
+        }
+    }
 }
 
 impl KeyArgs {
@@ -32,6 +78,7 @@ impl KeyArgs {
             &data.data_dir,
             self.kek_file.as_deref(),
             self.token_key_file.as_deref(),
+            &self.identity.settings(),
         )
     }
 }

@@ -1,5 +1,6 @@
 //! The command line.
 
+mod acl;
 mod args;
 mod bench;
 mod http;
@@ -8,6 +9,7 @@ mod secret;
 mod serve;
 mod token;
 mod up;
+mod whoami;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -41,6 +43,14 @@ enum Command {
     /// Create, read, list and delete secrets through the HTTP API.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Show, replace, merge or reset a secret's ACL through the HTTP API.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
+    /// Show who the API takes you for: user, project, roles, service.
+    Whoami {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Maintain read models.
     #[command(subcommand)]
     Projections(projections_cmd::ProjectionsCommand),
@@ -70,6 +80,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(cmd) => serve::run(cmd).await,
         Command::Token(cmd) => token::run(cmd),
         Command::Secret(cmd) => secret::run(cmd).await,
+        Command::Acl(cmd) => acl::run(cmd).await,
+        Command::Whoami { client } => whoami::run(client).await,
         Command::Projections(cmd) => projections_cmd::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
     }

@@ -82,6 +82,9 @@ pub enum SecretCommand {
         /// Secrets to skip.
         #[arg(long, default_value_t = 0)]
         offset: u32,
+        /// Only secrets shared with you through their ACL, from any project.
+        #[arg(long)]
+        acl_only: bool,
         /// Print the JSON the API returned.
         #[arg(long)]
         json: bool,
@@ -216,12 +219,16 @@ pub async fn run(command: SecretCommand) -> Result<()> {
             secret_type,
             limit,
             offset,
+            acl_only,
             json,
         } => {
             let api = Api::new(&client);
             let mut query = vec![("limit", limit.to_string()), ("offset", offset.to_string())];
             query.extend(name.map(|n| ("name", n)));
             query.extend(secret_type.map(|t| ("secret_type", t)));
+            if acl_only {
+                query.push(("acl_only", "true".to_owned()));
+            }
             let response = api
                 .send(api.request(Method::GET, "/v1/secrets").query(&query))
                 .await?;
@@ -257,7 +264,8 @@ pub async fn run(command: SecretCommand) -> Result<()> {
     Ok(())
 }
 
-fn print_fields(value: &Value) {
+/// Prints a JSON object as aligned `key value` lines.
+pub fn print_fields(value: &Value) {
     let Some(map) = value.as_object() else {
         println!("{value}");
         return;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Subcommand;
 use commands::identity::{TOKEN_KEY_FILE, dev_keys};
-use domain::ids::{ProjectId, Role, UserId};
+use domain::ids::{ProjectId, Role, ServiceName, UserId};
 use domain::principal::Principal;
 
 use super::DataDirArgs;
@@ -22,9 +22,13 @@ pub enum TokenCommand {
         /// The project the token is scoped to.
         #[arg(long)]
         project: String,
-        /// Roles in the project, comma-separated (admin, creator, observer, audit, …).
+        /// Roles in the project, comma-separated: admin, creator, observer, audit, or
+        /// Barbican's newer member (= creator) and reader (= audit).
         #[arg(long, value_delimiter = ',', default_value = "admin")]
         roles: Vec<String>,
+        /// The service the token acts as (the `service` claim), for workloads.
+        #[arg(long)]
+        service: Option<String>,
         /// How long the token is valid, e.g. 30m, 1h, 7d.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
@@ -37,6 +41,7 @@ pub fn run(command: TokenCommand) -> Result<()> {
         user,
         project,
         roles,
+        service,
         ttl,
     } = command;
     std::fs::create_dir_all(&data.data_dir)?;
@@ -49,6 +54,7 @@ pub fn run(command: TokenCommand) -> Result<()> {
             .filter(|r| !r.is_empty())
             .map(|r| Role::parse(r))
             .collect::<Result<_, _>>()?,
+        service: service.as_deref().map(ServiceName::parse).transpose()?,
     };
     println!(
         "{}",

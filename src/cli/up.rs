@@ -11,7 +11,7 @@ use domain::principal::Principal;
 use keyledger::stack::{NatsChoice, Stack, StackConfig};
 use projections::projector::ProjectorConfig;
 
-use super::{DataDirArgs, LogArgs, PayloadArgs};
+use super::{DataDirArgs, IdentityArgs, LogArgs, PayloadArgs};
 
 /// Runs a managed nats-server (JetStream under <data-dir>/nats, sync_interval: always),
 /// the command service, the projector (SQLite in <data-dir>) and the HTTP API, until
@@ -39,6 +39,8 @@ pub struct UpArgs {
     /// Base URL of links in responses (default: from the request's Host header).
     #[arg(long)]
     public_url: Option<String>,
+    #[command(flatten)]
+    identity: IdentityArgs,
 }
 
 /// The development token `up` prints.
@@ -66,6 +68,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             ..Default::default()
         },
         clock: clock.clone(),
+        identity: args.identity.settings(),
     })
     .await?;
 
@@ -73,8 +76,17 @@ pub async fn run(args: UpArgs) -> Result<()> {
         user: UserId::parse("dev")?,
         project: ProjectId::parse("dev")?,
         roles: vec![Role::parse("admin")?],
+        service: None,
     };
-    let token = stack.keys.issuer.issue(&dev, DEV_TOKEN_TTL, clock());
+    let token_line = if args.identity.settings().dev_tokens() {
+        let token = stack.keys.issuer.issue(&dev, DEV_TOKEN_TTL, clock());
+        format!(
+            "A development token (user dev, project dev, role admin, valid 12 h):\
+             \n  export KEYLEDGER_TOKEN={token}"
+        )
+    } else {
+        "Development tokens are off: use tokens from your identity provider.".to_owned()
+    };
     let data_dir = args.data.data_dir.canonicalize()?;
     let nats_line = match stack.nats_log() {
         Some(log) => format!(
@@ -90,8 +102,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
          \n  NATS         {nats_line}\
          \n               commands: request/reply on keyledger.cmd.<name>, e.g. keyledger.cmd.secret.create\
          \n  data         {data}  (read model {db})\
-         \n\nA development token (user dev, project dev, role admin, valid 12 h):\
-         \n  export KEYLEDGER_TOKEN={token}\
+         \n\n{token_line}\
          \n\nTry:  curl -s -H \"X-Auth-Token: $KEYLEDGER_TOKEN\" http://{http}/v1/secrets\
          \nStop with Ctrl-C.",
         http = stack.http_addr,

@@ -42,6 +42,7 @@ pub fn config(dir: &TempDir) -> StackConfig {
         handler: HandlerConfig::default(),
         projector: ProjectorConfig::default(),
         clock: clock::system(),
+        identity: Default::default(),
     }
 }
 
@@ -64,10 +65,16 @@ impl TestStack {
 
     /// A token for `user` in `project` with role admin.
     pub fn token(&self, user: &str, project: &str) -> String {
+        self.token_with(user, project, &["admin"])
+    }
+
+    /// A development token for `user` in `project` with `roles`.
+    pub fn token_with(&self, user: &str, project: &str, roles: &[&str]) -> String {
         let principal = Principal {
             user: UserId::parse(user).unwrap(),
             project: ProjectId::parse(project).unwrap(),
-            roles: vec![Role::parse("admin").unwrap()],
+            roles: roles.iter().map(|r| Role::parse(r).unwrap()).collect(),
+            service: None,
         };
         self.stack
             .keys

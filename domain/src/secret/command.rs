@@ -1,5 +1,6 @@
 //! Commands on a secret, already parsed: every field is a valid domain value.
 
+use crate::secret::acl::AclChange;
 use crate::secret::fields::{Attributes, MetadataKey, MetadataValue};
 use crate::secret::payload::SealedPayload;
 use crate::subject::command;
@@ -29,6 +30,8 @@ pub enum SecretCommand {
     },
     /// Delete it and destroy its data keys.
     Delete,
+    /// Change its read ACL.
+    SetAcl(AclChange),
 }
 
 impl SecretCommand {
@@ -39,6 +42,8 @@ impl SecretCommand {
             Self::PutPayload(_) => command::SECRET_PAYLOAD_PUT,
             Self::SetMetadatum { .. } => command::SECRET_METADATA_SET,
             Self::Delete => command::SECRET_DELETE,
+            Self::SetAcl(AclChange::Reset) => command::SECRET_ACL_DELETE,
+            Self::SetAcl(_) => command::SECRET_ACL_SET,
         }
     }
 }

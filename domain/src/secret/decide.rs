@@ -2,11 +2,11 @@
 
 use crate::Rejection;
 use crate::ids::{ProjectId, SecretId};
-use crate::policy::{Action, authorize};
+use crate::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
 use crate::principal::Principal;
 use crate::secret::command::SecretCommand;
 use crate::secret::event::{
-    MetadatumSet, PayloadStored, SecretCreated, SecretDeleted, SecretEvent,
+    AclSet, MetadatumSet, PayloadStored, SecretCreated, SecretDeleted, SecretEvent,
 };
 use crate::secret::fields::MAX_METADATA_ENTRIES;
 use crate::secret::state::{Secret, SecretState};
@@ -60,8 +60,29 @@ pub fn decide(
         SecretCommand::Create(_) => Action::CreateSecret,
         SecretCommand::PutPayload(_) | SecretCommand::SetMetadatum { .. } => Action::UpdateSecret,
         SecretCommand::Delete => Action::DeleteSecret,
+        SecretCommand::SetAcl(_) => Action::ChangeAcl,
     };
-    authorize(ctx.actor, action, ctx.project)?;
+    let target = match (state, command) {
+        (_, SecretCommand::Create(_)) => Target::Project {
+            project: ctx.project,
+            secret: None,
+        },
+        (SecretState::Live(secret), _) => Target::Secret(SecretFacts {
+            id: ctx.id,
+            project: ctx.project,
+            creator: &secret.creator,
+            acl: &secret.acl,
+        }),
+        (SecretState::Absent | SecretState::Deleted, _) => Target::Project {
+            project: ctx.project,
+            secret: Some(ctx.id),
+        },
+    };
+    let env = RequestEnv {
+        source: None,
+        now: ctx.now,
+    };
+    authorize(ctx.actor, action, target, env)?;
 
     match command {
         SecretCommand::Create(create) => {
@@ -120,6 +141,12 @@ pub fn decide(
                 value: value.clone(),
             })])
         }
+        SecretCommand::SetAcl(change) => {
+            let secret = ctx.live(state)?;
+            Ok(vec![SecretEvent::AclSet(AclSet {
+                read: change.apply(&secret.acl),
+            })])
+        }
         SecretCommand::Delete => {
             // Deleting an expired secret is allowed: it is how its keys get destroyed.
             let SecretState::Live(secret) = state else {
@@ -154,6 +181,7 @@ mod tests {
             user: UserId::parse("alice").unwrap(),
             project: ProjectId::parse("p1").unwrap(),
             roles: vec![Role::parse("admin").unwrap()],
+            service: None,
         }
     }
 

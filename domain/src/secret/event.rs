@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::commit::{CommitError, EventCodec};
 use crate::ids::{KeyId, UserId};
+use crate::secret::acl::Acl;
 use crate::secret::fields::{Attributes, MetadataKey, MetadataValue};
 use crate::secret::payload::SealedPayload;
 
@@ -49,6 +50,15 @@ pub struct SecretDeleted {
     pub destroyed_keys: Vec<KeyId>,
 }
 
+/// The secret's read ACL was set; `read` is the whole ACL from now on, so the log
+/// shows who could read the secret at any point without replaying patches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclSet {
+    /// The ACL of the `read` operation.
+    pub read: Acl,
+}
+
 /// Everything that can happen to a secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -65,6 +75,9 @@ pub enum SecretEvent {
     /// See [`SecretDeleted`].
     #[serde(rename = "secret.deleted")]
     Deleted(SecretDeleted),
+    /// See [`AclSet`].
+    #[serde(rename = "secret.acl_set")]
+    AclSet(AclSet),
 }
 
 impl SecretEvent {
@@ -75,6 +88,7 @@ impl SecretEvent {
             Self::PayloadStored(_) => "secret.payload_stored",
             Self::MetadatumSet(_) => "secret.metadatum_set",
             Self::Deleted(_) => "secret.deleted",
+            Self::AclSet(_) => "secret.acl_set",
         }
     }
 
@@ -84,7 +98,8 @@ impl SecretEvent {
             "secret.created"
             | "secret.payload_stored"
             | "secret.metadatum_set"
-            | "secret.deleted" => Some(1),
+            | "secret.deleted"
+            | "secret.acl_set" => Some(1),
             _ => None,
         }
     }

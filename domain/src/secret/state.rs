@@ -1,6 +1,7 @@
 //! The state of a secret, folded from its events.
 
 use crate::ids::{KeyId, UserId, VersionId};
+use crate::secret::acl::Acl;
 use crate::secret::event::SecretEvent;
 use crate::secret::fields::Attributes;
 use crate::secret::payload::ContentType;
@@ -25,6 +26,8 @@ pub struct Secret {
     pub creator: UserId,
     /// The stored payload, once there is one.
     pub payload: Option<PayloadRef>,
+    /// Who may read it.
+    pub acl: Acl,
 }
 
 /// The lifecycle of a secret.
@@ -50,6 +53,7 @@ pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
             attributes: e.attributes.clone(),
             creator: e.creator.clone(),
             payload: None,
+            acl: Acl::default(),
         })),
         (SecretState::Live(mut s), SecretEvent::PayloadStored(e)) => {
             s.payload = Some(PayloadRef {
@@ -61,6 +65,10 @@ pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
         }
         (SecretState::Live(mut s), SecretEvent::MetadatumSet(e)) => {
             s.attributes.metadata.insert(e.key.clone(), e.value.clone());
+            SecretState::Live(s)
+        }
+        (SecretState::Live(mut s), SecretEvent::AclSet(e)) => {
+            s.acl = e.read.clone();
             SecretState::Live(s)
         }
         (SecretState::Live(_), SecretEvent::Deleted(_)) => SecretState::Deleted,

@@ -1,0 +1,114 @@
+//! The read side of the policy: every read of a secret goes through
+//! `domain::policy::authorize` with the facts its read-model row holds (project,
+//! creator, ACL) and where and when the request is made.
+
+use axum::http::StatusCode;
+use domain::ids::{ProjectId, SecretId, UserId};
+use domain::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
+use projections::read::{Lookup, SecretRow};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Where and when `caller` asks.
+pub fn env(state: &AppState, caller: &Caller) -> RequestEnv {
+    RequestEnv {
+        source: caller.source,
+        now: (state.clock)(),
+    }
+}
+
+/// Allows `action` on the secret in `row`, or gives the policy's denial.
+pub fn check(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    row: &SecretRow,
+) -> Result<(), ApiError> {
+    let corrupt = |what: &str| {
+        tracing::error!(secret = %row.id, what, "read model row does not parse");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the read model's row of secret {} has a malformed {what}; rebuild the read model",
+                row.id
+            ),
+        )
+    };
+    let id = SecretId::parse(&row.id).map_err(|_| corrupt("id"))?;
+    let project = ProjectId::parse(&row.project).map_err(|_| corrupt("project"))?;
+    let creator = UserId::parse(&row.creator).map_err(|_| corrupt("creator"))?;
+    let facts = SecretFacts {
+        id,
+        project: &project,
+        creator: &creator,
+        acl: &row.acl,
+    };
+    authorize(
+        &caller.principal,
+        action,
+        Target::Secret(facts),
+        env(state, caller),
+    )?;
+    Ok(())
+}
+
+/// Whether `caller` may read the metadata of the secret in `row` (list filtering).
+pub fn may_read(state: &AppState, caller: &Caller, row: &SecretRow) -> bool {
+    check(state, caller, Action::ReadSecret, row).is_ok()
+}
+
+/// The secret a lookup found, if `caller` may do `action` on it; otherwise the
+/// policy's 403, or a 404 that says why it is not there (missing, or expired when).
+/// An expired secret is authorized first, so its expiry is news only to those who
+/// may read it.
+pub fn readable<T>(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    id: SecretId,
+    lookup: Lookup<T>,
+    row: impl Fn(&T) -> &SecretRow,
+) -> Result<T, ApiError> {
+    match lookup {
+        Lookup::Found(value) => {
+            check(state, caller, action, row(&value))?;
+            Ok(value)
+        }
+        Lookup::Expired(secret) => {
+            check(state, caller, action, &secret)?;
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "secret {id} expired at {}",
+                    secret.expiration.unwrap_or_default()
+                ),
+            ))
+        }
+        Lookup::Missing => Err(not_found(caller, id)),
+    }
+}
+
+/// The not-found answer for a secret the read model does not show.
+pub fn not_found(caller: &Caller, id: SecretId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "secret {id} not found in project {}",
+            caller.principal.project
+        ),
+    )
+}
+
+/// The project that owns secret `id`, as the read model knows it, for a write to
+/// address. `None` when the read model does not show it: the command then addresses
+/// the caller's own project and answers for itself.
+pub async fn owner_project(state: &AppState, id: SecretId) -> Result<Option<String>, ApiError> {
+    let lookup = state.read.get_secret(id, (state.clock)()).await?;
+    Ok(match lookup.value {
+        Lookup::Found(row) => Some(row.project),
+        Lookup::Expired(row) => Some(row.project),
+        Lookup::Missing => None,
+    })
+}

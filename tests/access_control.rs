@@ -1,0 +1,605 @@
+//! Access control end to end: the whole matrix of role × private/shared ×
+//! listed/unlisted × same/other project × operation, over the HTTP API and over NATS
+//! commands, against a real stack. Also: ACL conditions, `acl_only`, whoami, and the
+//! ACL endpoints' Barbican semantics.
+
+use std::time::Duration;
+
+use commands::client::CommandClient;
+use commands::protocol::{
+    AclOperationRequest, CreateSecretRequest, DeleteSecretRequest, SetAclRequest,
+};
+use domain::ErrorCode;
+use domain::subject::command;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestStack, id_of};
+
+const ROLES: [&str; 7] = [
+    "admin", "creator", "member", "observer", "audit", "reader", "none",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    List,
+    Get,
+    Payload,
+    Delete,
+    SetAcl,
+}
+
+const OPS: [Op; 6] = [
+    Op::Create,
+    Op::List,
+    Op::Get,
+    Op::Payload,
+    Op::Delete,
+    Op::SetAcl,
+];
+
+/// What each role may do to a non-private secret of its own project that it did not
+/// create, per operation in the order of `OPS` (Barbican's policy; see
+/// ARCHITECTURE.md, "Access control").
+fn grants(role: &str) -> [bool; 6] {
+    const T: bool = true;
+    const F: bool = false;
+    match role {
+        "admin" | "creator" | "member" => [T, T, T, T, T, T],
+        "observer" => [F, T, T, T, F, F],
+        "audit" | "reader" => [F, T, T, F, F, F],
+        _ => [F, F, F, F, F, F],
+    }
+}
+
+/// One principal of the matrix.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    role: &'static str,
+    private: bool,
+    listed: bool,
+    same_project: bool,
+}
+
+impl Case {
+    fn user(&self) -> String {
+        format!(
+            "{}-{}-{}",
+            self.role,
+            if self.same_project { "p1" } else { "p2" },
+            if self.listed { "listed" } else { "unlisted" }
+        )
+    }
+
+    fn project(&self) -> &'static str {
+        if self.same_project { "p1" } else { "p2" }
+    }
+
+    fn roles(&self) -> Vec<&'static str> {
+        if self.role == "none" {
+            vec![]
+        } else {
+            vec![self.role]
+        }
+    }
+
+    /// The expected outcome: the role's grants in its own project (on a private
+    /// secret only admins keep them, and creating is unaffected), plus what the ACL
+    /// gives a listed user from anywhere: metadata for any role, the payload for a
+    /// role that reads payloads.
+    fn allowed(&self, op: Op) -> bool {
+        let index = OPS.iter().position(|o| *o == op).unwrap();
+        let by_role = grants(self.role)[index];
+        let by_acl = self.listed
+            && self.role != "none"
+            && match op {
+                Op::List | Op::Get => true,
+                Op::Payload => ["admin", "creator", "member", "observer"].contains(&self.role),
+                _ => false,
+            };
+        match (self.same_project, self.private) {
+            (true, false) => by_role || by_acl,
+            (true, true) => self.role == "admin" || (op == Op::Create && by_role) || by_acl,
+            (false, _) => by_acl,
+        }
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for role in ROLES {
+        for private in [false, true] {
+            for listed in [false, true] {
+                for same_project in [true, false] {
+                    out.push(Case {
+                        role,
+                        private,
+                        listed,
+                        same_project,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Matrix {
+    t: TestStack,
+    owner: String,
+    nats: CommandClient,
+}
+
+impl Matrix {
+    fn token(&self, case: &Case) -> String {
+        self.t
+            .token_with(&case.user(), case.project(), &case.roles())
+    }
+
+    /// A secret of project p1, created by `owner` (a creator), with the ACL of `case`.
+    async fn secret_for(&self, case: &Case, listed: &[String]) -> String {
+        let id = self.t.create_text(&self.owner, "matrix", "payload").await;
+        let r = self
+            .t
+            .http
+            .put(self.t.url(&format!("/v1/secrets/{id}/acl")))
+            .bearer_auth(&self.owner)
+            .json(&json!({"read": {"project-access": !case.private, "users": listed}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        id
+    }
+
+    /// Runs `op` over HTTP; `Some(true)` allowed, `Some(false)` refused with 403,
+    /// `None` when HTTP cannot express it (creating in another project).
+    async fn http(&self, case: &Case, op: Op, id: &str) -> Option<bool> {
+        let token = self.token(case);
+        let h = &self.t.http;
+        let request = match op {
+            Op::Create if !case.same_project => return None,
+            Op::Create => h.post(self.t.url("/v1/secrets")).json(
+                &json!({"name": "new", "payload": "x", "payload_content_type": "text/plain"}),
+            ),
+            Op::List => {
+                let path = if case.same_project {
+                    "/v1/secrets?limit=100"
+                } else {
+                    "/v1/secrets?limit=100&acl_only=true"
+                };
+                let r = h
+                    .get(self.t.url(path))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == StatusCode::FORBIDDEN {
+                    return Some(false);
+                }
+                assert_eq!(r.status(), StatusCode::OK, "{case:?}");
+                let body: Value = r.json().await.unwrap();
+                let seen = body["secrets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| id_of(s) == id);
+                return Some(seen);
+            }
+            Op::Get => h
+                .get(self.t.url(&format!("/v1/secrets/{id}")))
+                .header("Accept", "application/json"),
+            Op::Payload => h.get(self.t.url(&format!("/v1/secrets/{id}/payload"))),
+            Op::Delete => h.delete(self.t.url(&format!("/v1/secrets/{id}"))),
+            Op::SetAcl => h
+                .put(self.t.url(&format!("/v1/secrets/{id}/acl")))
+                .json(&json!({"read": {"project-access": true}})),
+        };
+        let r = request.bearer_auth(&token).send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert!(
+            status.is_success() || status == StatusCode::FORBIDDEN,
+            "{case:?} {op:?}: {status} {body}"
+        );
+        if op == Op::Payload && status.is_success() {
+            assert_eq!(body, "payload");
+        }
+        Some(status.is_success())
+    }
+
+    /// Runs a write `op` as a NATS command naming project p1; `None` for reads, which
+    /// are not commands.
+    async fn nats(&self, case: &Case, op: Op, id: &str) -> Option<bool> {
+        let token = self.token(case);
+        let result = match op {
+            Op::Create => {
+                let request = CreateSecretRequest {
+                    project: Some("p1".into()),
+                    name: Some("new".into()),
+                    ..Default::default()
+                };
+                self.nats
+                    .send(command::SECRET_CREATE, &token, &request)
+                    .await
+            }
+            Op::Delete => {
+                let request = DeleteSecretRequest {
+                    command_id: None,
+                    project: Some("p1".into()),
+                    id: id.to_owned(),
+                };
+                self.nats
+                    .send(command::SECRET_DELETE, &token, &request)
+                    .await
+            }
+            Op::SetAcl => {
+                let request = SetAclRequest {
+                    command_id: None,
+                    project: Some("p1".into()),
+                    id: id.to_owned(),
+                    mode: None,
+                    read: AclOperationRequest {
+                        project_access: Some(true),
+                        ..Default::default()
+                    },
+                };
+                self.nats
+                    .send(command::SECRET_ACL_SET, &token, &request)
+                    .await
+            }
+            Op::List | Op::Get | Op::Payload => return None,
+        };
+        match result {
+            Ok(_) => Some(true),
+            Err(rejection) => {
+                assert_eq!(
+                    rejection.code,
+                    ErrorCode::Forbidden,
+                    "{case:?} {op:?}: {rejection:?}"
+                );
+                Some(false)
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_whole_matrix_holds_on_http_and_nats() {
+    let t = TestStack::start().await;
+    let owner = t.token_with("owner", "p1", &["creator"]);
+    let nats = CommandClient::new(t.client_nats().await, Duration::from_secs(10));
+    let m = Matrix { t, owner, nats };
+    let cases = cases();
+    let listed: Vec<String> = cases.iter().filter(|c| c.listed).map(Case::user).collect();
+
+    // Reads share one secret per privacy setting; each write gets a fresh secret.
+    let mut readable = std::collections::HashMap::new();
+    for private in [false, true] {
+        let probe = Case {
+            role: "admin",
+            private,
+            listed: false,
+            same_project: true,
+        };
+        readable.insert(private, m.secret_for(&probe, &listed).await);
+    }
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in &cases {
+        for op in OPS {
+            let expected = case.allowed(op);
+            for path in ["http", "nats"] {
+                let id = match op {
+                    Op::Delete | Op::SetAcl => m.secret_for(case, &listed).await,
+                    _ => readable[&case.private].clone(),
+                };
+                let got = match path {
+                    "http" => m.http(case, op, &id).await,
+                    _ => m.nats(case, op, &id).await,
+                };
+                if let Some(got) = got {
+                    checked += 1;
+                    if got != expected {
+                        failures.push(format!(
+                            "{path} {op:?} by {} ({case:?}): expected {}, got {}",
+                            case.user(),
+                            if expected { "allowed" } else { "denied" },
+                            if got { "allowed" } else { "denied" },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // 56 principals × (6 HTTP operations, minus creating in another project, plus
+    // 3 NATS commands).
+    assert_eq!(checked, 56 * 6 - 28 + 56 * 3);
+    m.t.stop().await;
+}
+
+async fn description(r: reqwest::Response) -> (StatusCode, String) {
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    (
+        status,
+        body["description"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn denials_say_what_would_allow_the_action() {
+    let t = TestStack::start().await;
+    let observer = t.token_with("olga", "p1", &["observer"]);
+    let r = t
+        .http
+        .post(t.url("/v1/secrets"))
+        .bearer_auth(&observer)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        description(r).await,
+        (
+            StatusCode::FORBIDDEN,
+            "creating a secret in project p1 requires role creator or admin; you have observer"
+                .to_owned()
+        )
+    );
+
+    let owner = t.token_with("owner", "p1", &["creator"]);
+    let id = t.create_text(&owner, "private", "hush").await;
+    let r = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{id}/acl")))
+        .bearer_auth(&owner)
+        .json(&json!({"read": {"project-access": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = t
+        .http
+        .get(t.url(&format!("/v1/secrets/{id}/payload")))
+        .bearer_auth(&observer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        description(r).await,
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "reading the payload of secret {id}: the secret is private (project-access is \
+                 false), so only its creator (owner), admins of project p1 and users on its \
+                 ACL may read it; you are olga"
+            )
+        )
+    );
+    let auditor = t.token_with("audrey", "p1", &["audit"]);
+    let shared = t.create_text(&owner, "shared", "visible").await;
+    let r = t
+        .http
+        .get(t.url(&format!("/v1/secrets/{shared}/payload")))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        description(r).await,
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "reading the payload of secret {shared} in project p1 requires role observer, \
+                 creator or admin, or being on its ACL; you have audit"
+            )
+        )
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn acl_conditions_limit_grants_and_say_which_failed() {
+    let t = TestStack::start().await;
+    let owner = t.token_with("owner", "p1", &["creator"]);
+    let carol = t.token_with("carol", "p2", &["observer"]);
+    let id = t.create_text(&owner, "office only", "s3cret").await;
+    let set = |body: Value| {
+        t.http
+            .put(t.url(&format!("/v1/secrets/{id}/acl")))
+            .bearer_auth(&owner)
+            .json(&body)
+            .send()
+    };
+    // The tests reach the API from 127.0.0.1.
+    let r = set(json!({"read": {
+        "project-access": false, "users": ["carol"],
+        "conditions": {"source_cidrs": ["192.168.0.0/16"]}
+    }}))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let payload = || {
+        t.http
+            .get(t.url(&format!("/v1/secrets/{id}/payload")))
+            .bearer_auth(&carol)
+            .send()
+    };
+    assert_eq!(
+        description(payload().await.unwrap()).await,
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "reading the payload of secret {id} is not allowed now: source 127.0.0.1 is \
+                 outside the allowed 192.168.0.0/16 (a condition of the secret's ACL)"
+            )
+        )
+    );
+    // The creator is not bound by the conditions.
+    let own = t
+        .http
+        .get(t.url(&format!("/v1/secrets/{id}/payload")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.text().await.unwrap(), "s3cret");
+    // Merging in the loopback network lets carol read, keeping the user list.
+    let r = t
+        .http
+        .patch(t.url(&format!("/v1/secrets/{id}/acl")))
+        .bearer_auth(&owner)
+        .json(&json!({"read": {"conditions": {"source_cidrs": ["127.0.0.0/8"]}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(payload().await.unwrap().text().await.unwrap(), "s3cret");
+    // An hour window that excludes now.
+    let now = domain::timestamp::Timestamp::from_unix_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+    .unwrap();
+    let (from, to) = ((now.hour() + 2) % 24, (now.hour() + 3) % 24);
+    let r = set(json!({"read": {
+        "project-access": false, "users": ["carol"],
+        "conditions": {"utc_hours": [from, to]}
+    }}))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (status, message) = description(payload().await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        message.contains(&format!(
+            "is outside the allowed hours {from:02}:00-{to:02}:00 UTC"
+        )),
+        "{message}"
+    );
+    // Bad conditions are refused with what to fix.
+    let r = set(json!({"read": {"conditions": {"source_cidrs": ["10.0.0.0/33"]}}}))
+        .await
+        .unwrap();
+    let (status, message) = description(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message.contains("\"10.0.0.0/33\" is not a network"),
+        "{message}"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn acl_endpoints_follow_barbican() {
+    let t = TestStack::start().await;
+    let owner = t.token_with("owner", "p1", &["creator"]);
+    let id = t.create_text(&owner, "acl", "v").await;
+    let acl_url = t.url(&format!("/v1/secrets/{id}/acl"));
+    let get = || t.http.get(&acl_url).bearer_auth(&owner).send();
+    let acl = |r: reqwest::Response| async move { r.json::<Value>().await.unwrap() };
+
+    assert_eq!(
+        acl(get().await.unwrap()).await,
+        json!({"read": {"project-access": true}})
+    );
+    let r = t
+        .http
+        .put(&acl_url)
+        .bearer_auth(&owner)
+        .json(&json!({"read": {"users": ["bob", "carol"], "project-access": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(acl(r).await["acl_ref"], json!(format!("{acl_url}")));
+    assert_eq!(
+        acl(get().await.unwrap()).await,
+        json!({"read": {"project-access": false, "users": ["bob", "carol"]}})
+    );
+    // PATCH changes only what it names.
+    let r = t
+        .http
+        .patch(&acl_url)
+        .bearer_auth(&owner)
+        .json(&json!({"read": {"users": ["dave"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        acl(get().await.unwrap()).await,
+        json!({"read": {"project-access": false, "users": ["dave"]}})
+    );
+    // Only dave sees it in acl_only listings.
+    for (user, expected) in [("dave", 1), ("bob", 0)] {
+        let token = t.token_with(user, "p9", &["observer"]);
+        let list: Value = t
+            .http
+            .get(t.url("/v1/secrets?acl_only=true"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["total"], expected, "{user}: {list}");
+    }
+    // DELETE resets it.
+    let r = t
+        .http
+        .delete(&acl_url)
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        acl(get().await.unwrap()).await,
+        json!({"read": {"project-access": true}})
+    );
+    // Unknown members are named.
+    let r = t
+        .http
+        .put(&acl_url)
+        .bearer_auth(&owner)
+        .json(&json!({"write": {"users": ["x"]}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, message) = description(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("unknown field `write`"), "{message}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn whoami_shows_the_principal_as_keyledger_sees_it() {
+    let t = TestStack::start().await;
+    let token = t.token_with("alice", "p1", &["member", "ops"]);
+    let me: Value = t
+        .http
+        .get(t.url("/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me,
+        json!({
+            "user_id": "alice", "project_id": "p1", "roles": ["member", "ops"],
+            "effective_roles": ["creator"], "service": null, "source": "127.0.0.1",
+        })
+    );
+    t.stop().await;
+}
