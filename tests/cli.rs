@@ -52,6 +52,11 @@ async fn every_command_has_help() {
         &["secret", "get"],
         &["secret", "list"],
         &["secret", "delete"],
+        &["acl"],
+        &["acl", "get"],
+        &["acl", "set"],
+        &["acl", "delete"],
+        &["whoami"],
         &["projections"],
         &["projections", "rebuild"],
         &["bench"],
@@ -224,5 +229,75 @@ async fn secrets_round_trip_through_the_cli() {
     let invalid = run(base(&["secret", "create", "--bit-length", "0"]), None).await;
     assert!(!invalid.status.success());
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("bit_length 0 is out of range"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn whoami_and_acls_through_the_cli() {
+    let t = TestStack::start().await;
+    let owner = t.token_with("owner", "p1", &["member"]);
+    let carol = t.token_with("carol", "p2", &["observer"]);
+    let url = t.url("");
+    let as_user = |token: &str, rest: &[&str]| {
+        let mut a = args(rest);
+        a.extend(args(&["--url", &url, "--token", token]));
+        a
+    };
+    let me = run(as_user(&owner, &["whoami"]), None).await;
+    let shown = String::from_utf8(me.stdout).unwrap();
+    assert!(
+        shown.contains("owner")
+            && shown.contains("[\"member\"]")
+            && shown.contains("[\"creator\"]"),
+        "{shown}"
+    );
+
+    let id = t.create_text(&owner, "shared", "for carol").await;
+    let denied = run(as_user(&carol, &["secret", "get", &id, "--payload"]), None).await;
+    assert!(!denied.status.success());
+    let err = String::from_utf8(denied.stderr).unwrap();
+    assert!(
+        err.contains("403 Forbidden")
+            && err.contains("or being on its ACL; your token is for project p2"),
+        "{err}"
+    );
+    let set = run(
+        as_user(
+            &owner,
+            &[
+                "acl",
+                "set",
+                &id,
+                "--users",
+                "carol",
+                "--project-access",
+                "false",
+                "--source-cidr",
+                "127.0.0.0/8",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let acl = run(as_user(&owner, &["acl", "get", &id]), None).await;
+    let acl: serde_json::Value = serde_json::from_slice(&acl.stdout).unwrap();
+    assert_eq!(
+        acl,
+        serde_json::json!({"read": {"project-access": false, "users": ["carol"],
+            "conditions": {"source_cidrs": ["127.0.0.0/8"]}}})
+    );
+    let payload = run(as_user(&carol, &["secret", "get", &id, "--payload"]), None).await;
+    assert_eq!(payload.stdout, b"for carol");
+    let shared = run(as_user(&carol, &["secret", "list", "--acl-only"]), None).await;
+    assert!(String::from_utf8(shared.stdout).unwrap().contains(&id));
+    let reset = run(as_user(&owner, &["acl", "delete", &id]), None).await;
+    assert!(reset.status.success());
+    let again = run(as_user(&carol, &["secret", "get", &id, "--payload"]), None).await;
+    assert!(!again.status.success());
     t.stop().await;
 }
