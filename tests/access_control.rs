@@ -577,6 +577,39 @@ async fn acl_endpoints_follow_barbican() {
     let (status, message) = description(r).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message.contains("unknown field `write`"), "{message}");
+    // Deleting the secret removes it from the listings of those it was shared with.
+    let dave = t.token_with("dave", "p9", &["observer"]);
+    let shared_total = || async {
+        t.http
+            .get(t.url("/v1/secrets?acl_only=true"))
+            .bearer_auth(&dave)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["total"]
+            .clone()
+    };
+    let r = t
+        .http
+        .put(&acl_url)
+        .bearer_auth(&owner)
+        .json(&json!({"read": {"users": ["dave"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(shared_total().await, 1);
+    let r = t
+        .http
+        .delete(t.url(&format!("/v1/secrets/{id}")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(shared_total().await, 0);
     t.stop().await;
 }
 

@@ -109,7 +109,8 @@ async fn commands_projector_and_api_run_as_separate_processes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(payload.status(), 200);
-    assert_eq!(payload.text().await.unwrap(), "across processes");
+    let status = payload.status();
+    let text = payload.text().await.unwrap();
+    assert_eq!((status.as_u16(), text.as_str()), (200, "across processes"));
     nats.stop().await;
 }

@@ -25,6 +25,14 @@ pub enum OpenError {
         /// The cause.
         source: sqlx::Error,
     },
+    /// The migration lock could not be taken.
+    #[error("locking {path} to migrate the read model: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A migration failed.
     #[error("migrating the read model {url}: {source}")]
     Migrate {
@@ -84,6 +92,12 @@ pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenErr
             url: url.to_owned(),
             source,
         })?;
+    // A projector and an API process open the same file, and sqlx takes no migration
+    // lock on SQLite: a file lock makes one migrate while the other waits.
+    let _lock = match sqlite_path(url) {
+        Some(db) => Some(migration_lock(db).await?),
+        None => None,
+    };
     migrator()
         .run(&pool)
         .await
@@ -92,4 +106,24 @@ pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenErr
             source,
         })?;
     Ok(pool)
+}
+
+/// Takes `<db>.migrate.lock`, waiting for another process that holds it.
+async fn migration_lock(db: PathBuf) -> Result<std::fs::File, OpenError> {
+    let path = PathBuf::from(format!("{}.migrate.lock", db.display()));
+    let locked = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    locked.map_err(|source| OpenError::Lock { path, source })
 }

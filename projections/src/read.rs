@@ -326,18 +326,21 @@ impl ReadModel {
     }
 }
 
+/// The lookup behind every read of one secret and its access check.
+fn fetch_secret_sql() -> String {
+    format!("SELECT {SECRET_COLUMNS} FROM secrets s WHERE s.id = ?")
+}
+
 async fn fetch_secret(
     conn: &mut sqlx::SqliteConnection,
     id: SecretId,
 ) -> Result<Option<(SecretRow, Option<i64>)>, sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SECRET_COLUMNS} FROM secrets s WHERE s.id = ?"
-    )))
-    .bind(id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|r| Ok((secret_row(&r)?, r.try_get("expiration_ms")?)))
-    .transpose()
+    sqlx::query(sqlx::AssertSqlSafe(fetch_secret_sql()))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| Ok((secret_row(&r)?, r.try_get("expiration_ms")?)))
+        .transpose()
 }
 
 fn visible(row: Option<(SecretRow, Option<i64>)>, now: Timestamp) -> Lookup<SecretRow> {
@@ -373,4 +376,33 @@ pub fn poll_checkpoint(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The access check reads one row through an index: never a scan.
+    #[tokio::test]
+    async fn a_secret_and_its_acl_are_one_indexed_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::db::sqlite_url(&dir.path().join("rm.sqlite"));
+        let pool = crate::db::open(&url, 1).await.unwrap();
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            fetch_secret_sql()
+        )))
+        .bind("00000000-0000-0000-0000-000000000001")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect();
+        assert_eq!(
+            plan,
+            ["SEARCH s USING INDEX secrets_by_id (id=?)"],
+            "{plan:?}"
+        );
+    }
 }
