@@ -27,7 +27,13 @@ fn serve(component: &str, nats_url: &str, data: &std::path::Path, extra: &[&str]
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // The API's address is read from its stderr; the others' errors show in
+            // the test's output.
+            .stderr(if component == "api" {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("start a component"),
     )
@@ -96,7 +102,11 @@ async fn commands_projector_and_api_run_as_separate_processes() {
             .json(&json!({"name": "split", "payload": "across processes", "payload_content_type": "text/plain"}));
         async move {
             let r = request.send().await.ok()?;
-            (r.status() == 201).then_some(r)
+            match r.status().as_u16() {
+                201 => Some(r),
+                503 => None,
+                other => panic!("creating failed with {other}: {}", r.text().await.unwrap_or_default()),
+            }
         }
     })
     .await;

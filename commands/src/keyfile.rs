@@ -78,23 +78,31 @@ pub fn load(path: &Path, len: usize) -> Result<Zeroizing<Vec<u8>>, KeyFileError>
 }
 
 /// Reads the key at `path`, creating it with `len` fresh random bytes (mode 0600) if
-/// the file does not exist. Creation is atomic: two processes starting at once end up
-/// with the same key.
+/// the file does not exist. Creation is atomic: the key is written whole to a private
+/// temporary file and then hard-linked into place, which fails if the file exists. Two
+/// processes starting at once end up with the same key, and neither ever reads a
+/// half-written one.
 pub fn load_or_create(path: &Path, len: usize) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     if !path.exists() {
         let mut key = Zeroizing::new(vec![0u8; len]);
         random_bytes(&mut key);
         let hexed = Zeroizing::new(hex::encode(&*key));
-        match OpenOptions::new()
+        let mut nonce = [0u8; 8];
+        random_bytes(&mut nonce);
+        let tmp = PathBuf::from(format!("{}.{}.tmp", path.display(), hex::encode(nonce)));
+        let written = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
-        {
-            Ok(mut file) => {
-                file.write_all(hexed.as_bytes()).map_err(io(path))?;
-                file.sync_all().map_err(io(path))?;
-            }
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.write_all(hexed.as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|()| fs::hard_link(&tmp, path));
+        let _ = fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {}
             // Someone else created it first: use theirs.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io(path)(e)),
@@ -116,6 +124,21 @@ mod tests {
         assert_eq!(*a, *b);
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn racing_creators_agree_on_one_whole_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        let keys: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create(&path, 32).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| **k == *keys[0]));
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "temporary files are removed");
     }
 
     #[test]
