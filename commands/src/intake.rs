@@ -278,3 +278,91 @@ impl IntakeContext<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::ErrorCode;
+    use domain::ids::Role;
+
+    fn with_context<T>(f: impl FnOnce(&IntakeContext<'_>) -> T) -> T {
+        let envelope = Envelope::new(&[7; 32]);
+        let principal = Principal {
+            user: UserId::parse("alice").unwrap(),
+            project: ProjectId::parse("p1").unwrap(),
+            roles: vec![Role::parse("creator").unwrap()],
+            service: None,
+        };
+        let ctx = IntakeContext {
+            principal: &principal,
+            now: Timestamp::parse_iso8601("now", "2026-11-22T10:00:00Z").unwrap(),
+            limit: PayloadLimit::default(),
+            envelope: &envelope,
+        };
+        f(&ctx)
+    }
+
+    fn acl_request(mode: Option<&str>, read: serde_json::Value) -> SetAclRequest {
+        serde_json::from_value(serde_json::json!({
+            "id": "00000000-0000-0000-0000-000000000001", "mode": mode, "read": read,
+        }))
+        .unwrap()
+    }
+
+    fn refused(mode: Option<&str>, read: serde_json::Value) -> String {
+        let err = with_context(|c| c.set_acl(&acl_request(mode, read))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Invalid);
+        err.message
+    }
+
+    #[test]
+    fn acl_requests_become_replace_or_merge_in_the_named_project() {
+        let intake = with_context(|c| {
+            c.set_acl(&acl_request(
+                Some("merge"),
+                serde_json::json!({"users": ["bob"], "conditions": {"utc_hours": [22, 6]}}),
+            ))
+        })
+        .unwrap();
+        assert_eq!(intake.project.as_str(), "p1");
+        let SecretCommand::SetAcl(AclChange::Merge(patch)) = intake.command else {
+            panic!("a merge: {:?}", intake.command)
+        };
+        assert_eq!(patch.project_access, None);
+        assert_eq!(patch.users, Some([UserId::parse("bob").unwrap()].into()));
+        assert_eq!(
+            patch.conditions.and_then(|c| c.utc_hours),
+            Some(HourWindow::parse(22, 6).unwrap())
+        );
+    }
+
+    #[test]
+    fn bad_acl_requests_say_what_to_fix() {
+        assert_eq!(
+            refused(Some("append"), serde_json::json!({})),
+            "mode \"append\" is not valid: use replace (Barbican PUT) or merge (PATCH)"
+        );
+        assert!(
+            refused(None, serde_json::json!({"conditions": {"weekdays": []}}))
+                .contains("leave it out to allow every day")
+        );
+        assert!(
+            refused(
+                None,
+                serde_json::json!({"conditions": {"weekdays": ["funday"]}})
+            )
+            .contains("weekday \"funday\" is not valid")
+        );
+        assert!(
+            refused(
+                None,
+                serde_json::json!({"conditions": {"utc_hours": [9, 25]}})
+            )
+            .contains("utc_hours end 25 is not an hour")
+        );
+        let many: Vec<String> = (0..=MAX_ACL_USERS).map(|i| format!("u{i}")).collect();
+        assert!(
+            refused(None, serde_json::json!({ "users": many })).contains("at most 256 are allowed")
+        );
+    }
+}
