@@ -14,7 +14,7 @@ use domain::subject::command;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestStack, id_of};
+use crate::support::{TestStack, description, id_of, json_of};
 
 const ROLES: [&str; 7] = [
     "admin", "creator", "member", "observer", "audit", "reader", "none",
@@ -179,7 +179,7 @@ impl Matrix {
                     return Some(false);
                 }
                 assert_eq!(r.status(), StatusCode::OK, "{case:?}");
-                let body: Value = r.json().await.unwrap();
+                let body = json_of(r).await;
                 let seen = body["secrets"]
                     .as_array()
                     .unwrap()
@@ -321,15 +321,6 @@ async fn the_whole_matrix_holds_on_http_and_nats() {
     m.t.stop().await;
 }
 
-async fn description(r: reqwest::Response) -> (StatusCode, String) {
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    (
-        status,
-        body["description"].as_str().unwrap_or_default().to_owned(),
-    )
-}
-
 #[tokio::test]
 async fn denials_say_what_would_allow_the_action() {
     let t = TestStack::start().await;
@@ -362,13 +353,7 @@ async fn denials_say_what_would_allow_the_action() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = t
-        .http
-        .get(t.url(&format!("/v1/secrets/{id}/payload")))
-        .bearer_auth(&observer)
-        .send()
-        .await
-        .unwrap();
+    let r = t.get(&format!("/v1/secrets/{id}/payload"), &observer).await;
     assert_eq!(
         description(r).await,
         (
@@ -383,12 +368,8 @@ async fn denials_say_what_would_allow_the_action() {
     let auditor = t.token_with("audrey", "p1", &["audit"]);
     let shared = t.create_text(&owner, "shared", "visible").await;
     let r = t
-        .http
-        .get(t.url(&format!("/v1/secrets/{shared}/payload")))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/v1/secrets/{shared}/payload"), &auditor)
+        .await;
     assert_eq!(
         description(r).await,
         (
@@ -440,13 +421,7 @@ async fn acl_conditions_limit_grants_and_say_which_failed() {
         )
     );
     // The creator is not bound by the conditions.
-    let own = t
-        .http
-        .get(t.url(&format!("/v1/secrets/{id}/payload")))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let own = t.get(&format!("/v1/secrets/{id}/payload"), &owner).await;
     assert_eq!(own.text().await.unwrap(), "s3cret");
     // Merging in the loopback network lets carol read, keeping the user list.
     let r = t
@@ -502,13 +477,10 @@ async fn acl_endpoints_follow_barbican() {
     let owner = t.token_with("owner", "p1", &["creator"]);
     let id = t.create_text(&owner, "acl", "v").await;
     let acl_url = t.url(&format!("/v1/secrets/{id}/acl"));
-    let get = || t.http.get(&acl_url).bearer_auth(&owner).send();
-    let acl = |r: reqwest::Response| async move { r.json::<Value>().await.unwrap() };
+    let acl_path = format!("/v1/secrets/{id}/acl");
+    let get = || async { json_of(t.get(&acl_path, &owner).await).await };
 
-    assert_eq!(
-        acl(get().await.unwrap()).await,
-        json!({"read": {"project-access": true}})
-    );
+    assert_eq!(get().await, json!({"read": {"project-access": true}}));
     let r = t
         .http
         .put(&acl_url)
@@ -518,9 +490,9 @@ async fn acl_endpoints_follow_barbican() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(acl(r).await["acl_ref"], json!(format!("{acl_url}")));
+    assert_eq!(json_of(r).await["acl_ref"], json!(format!("{acl_url}")));
     assert_eq!(
-        acl(get().await.unwrap()).await,
+        get().await,
         json!({"read": {"project-access": false, "users": ["bob", "carol"]}})
     );
     // PATCH changes only what it names.
@@ -534,22 +506,13 @@ async fn acl_endpoints_follow_barbican() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        acl(get().await.unwrap()).await,
+        get().await,
         json!({"read": {"project-access": false, "users": ["dave"]}})
     );
     // Only dave sees it in acl_only listings.
     for (user, expected) in [("dave", 1), ("bob", 0)] {
         let token = t.token_with(user, "p9", &["observer"]);
-        let list: Value = t
-            .http
-            .get(t.url("/v1/secrets?acl_only=true"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = json_of(t.get("/v1/secrets?acl_only=true", &token).await).await;
         assert_eq!(list["total"], expected, "{user}: {list}");
     }
     // DELETE resets it.
@@ -561,10 +524,7 @@ async fn acl_endpoints_follow_barbican() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(
-        acl(get().await.unwrap()).await,
-        json!({"read": {"project-access": true}})
-    );
+    assert_eq!(get().await, json!({"read": {"project-access": true}}));
     // Unknown members are named.
     let r = t
         .http
@@ -580,16 +540,7 @@ async fn acl_endpoints_follow_barbican() {
     // Deleting the secret removes it from the listings of those it was shared with.
     let dave = t.token_with("dave", "p9", &["observer"]);
     let shared_total = || async {
-        t.http
-            .get(t.url("/v1/secrets?acl_only=true"))
-            .bearer_auth(&dave)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["total"]
-            .clone()
+        json_of(t.get("/v1/secrets?acl_only=true", &dave).await).await["total"].clone()
     };
     let r = t
         .http
@@ -617,16 +568,7 @@ async fn acl_endpoints_follow_barbican() {
 async fn whoami_shows_the_principal_as_keyledger_sees_it() {
     let t = TestStack::start().await;
     let token = t.token_with("alice", "p1", &["member", "ops"]);
-    let me: Value = t
-        .http
-        .get(t.url("/v1/whoami"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = json_of(t.get("/v1/whoami", &token).await).await;
     assert_eq!(
         me,
         json!({

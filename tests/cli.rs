@@ -98,13 +98,7 @@ async fn tokens_from_the_cli_work_against_the_api() {
         String::from_utf8_lossy(&out.stderr)
     );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let r = t
-        .http
-        .get(t.url("/v1/secrets"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = t.get("/v1/secrets", &token).await;
     assert_eq!(r.status(), 200);
 
     let bad = run(

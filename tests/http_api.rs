@@ -10,11 +10,7 @@ use domain::timestamp::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestStack, id_of};
-
-async fn json_of(response: reqwest::Response) -> Value {
-    response.json().await.expect("a JSON body")
-}
+use crate::support::{TestStack, id_of, json_of};
 
 fn seq_of(response: &reqwest::Response) -> u64 {
     response
@@ -89,15 +85,7 @@ async fn create_read_list_and_delete() {
     let binary_id = id_of(&json_of(created).await);
 
     // Metadata, as Barbican shapes it.
-    let meta = json_of(
-        t.http
-            .get(t.url(&format!("/v1/secrets/{text_id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let meta = json_of(t.get(&format!("/v1/secrets/{text_id}"), &token).await).await;
     assert_eq!(meta["name"], "db password");
     assert_eq!(meta["secret_type"], "passphrase");
     assert_eq!(meta["algorithm"], "aes");
@@ -112,12 +100,8 @@ async fn create_read_list_and_delete() {
 
     // Payloads, byte for byte.
     let text = t
-        .http
-        .get(t.url(&format!("/v1/secrets/{text_id}/payload")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/v1/secrets/{text_id}/payload"), &token)
+        .await;
     assert_eq!(text.status(), StatusCode::OK);
     assert_eq!(text.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(text.headers()["cache-control"], "no-store");
@@ -172,13 +156,7 @@ async fn create_read_list_and_delete() {
         format!("/v1/secrets/{text_id}"),
         format!("/v1/secrets/{text_id}/payload"),
     ] {
-        let gone = t
-            .http
-            .get(t.url(&path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let gone = t.get(&path, &token).await;
         assert_eq!(gone.status(), StatusCode::NOT_FOUND);
         let err = json_of(gone).await;
         assert_eq!(err["code"], 404);
@@ -421,13 +399,7 @@ async fn bad_requests_get_the_right_status_and_a_message_that_says_what_to_do() 
         ("?alg=aes", "\"alg\" is not supported"),
         ("?secret_type=x", "secret_type \"x\""),
     ] {
-        let r = t
-            .http
-            .get(t.url(&format!("/v1/secrets{query}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let r = t.get(&format!("/v1/secrets{query}"), &token).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         assert!(
             json_of(r).await["description"]
@@ -438,20 +410,10 @@ async fn bad_requests_get_the_right_status_and_a_message_that_says_what_to_do() 
     }
 
     let missing = t
-        .http
-        .get(t.url("/v1/secrets/3f1c9a9e-0d7b-4d0a-9f59-5a8c1d2e3f40"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/secrets/3f1c9a9e-0d7b-4d0a-9f59-5a8c1d2e3f40", &token)
+        .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    let not_uuid = t
-        .http
-        .get(t.url("/v1/secrets/nope"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let not_uuid = t.get("/v1/secrets/nope", &token).await;
     assert_eq!(not_uuid.status(), StatusCode::NOT_FOUND);
     assert!(
         json_of(not_uuid).await["description"]
@@ -495,13 +457,7 @@ async fn tokens_are_required_and_verified() {
     let (signed, signature) = token.rsplit_once('.').unwrap();
     let first = if signature.starts_with('A') { 'B' } else { 'A' };
     let forged = format!("{signed}.{first}{}", &signature[1..]);
-    let bad = t
-        .http
-        .get(t.url("/v1/secrets"))
-        .bearer_auth(&forged)
-        .send()
-        .await
-        .unwrap();
+    let bad = t.get("/v1/secrets", &forged).await;
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
     assert!(
         json_of(bad).await["description"]
@@ -520,13 +476,7 @@ async fn tokens_are_required_and_verified() {
         Duration::from_secs(60),
         commands::clock::system()(),
     );
-    let foreign = t
-        .http
-        .get(t.url("/v1/secrets"))
-        .bearer_auth(other_key)
-        .send()
-        .await
-        .unwrap();
+    let foreign = t.get("/v1/secrets", &other_key).await;
     assert_eq!(foreign.status(), StatusCode::UNAUTHORIZED);
 
     let ok = t
@@ -550,13 +500,7 @@ async fn a_project_sees_and_changes_only_its_own_secrets() {
         format!("/v1/secrets/{id}"),
         format!("/v1/secrets/{id}/payload"),
     ] {
-        let r = t
-            .http
-            .get(t.url(&path))
-            .bearer_auth(&p2)
-            .send()
-            .await
-            .unwrap();
+        let r = t.get(&path, &p2).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
         let body = json_of(r).await;
         let description = body["description"].as_str().unwrap();
@@ -566,15 +510,7 @@ async fn a_project_sees_and_changes_only_its_own_secrets() {
             "{description}"
         );
     }
-    let list = json_of(
-        t.http
-            .get(t.url("/v1/secrets"))
-            .bearer_auth(&p2)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let list = json_of(t.get("/v1/secrets", &p2).await).await;
     assert_eq!(list["total"], 0);
     let delete = t
         .http
@@ -594,13 +530,7 @@ async fn a_project_sees_and_changes_only_its_own_secrets() {
         .unwrap();
     assert_eq!(put.status(), StatusCode::FORBIDDEN);
     // Still there for its owner.
-    let mine = t
-        .http
-        .get(t.url(&format!("/v1/secrets/{id}/payload")))
-        .bearer_auth(&p1)
-        .send()
-        .await
-        .unwrap();
+    let mine = t.get(&format!("/v1/secrets/{id}/payload"), &p1).await;
     assert_eq!(mine.text().await.unwrap(), "p1 only");
     t.stop().await;
 }
@@ -623,22 +553,10 @@ async fn writes_are_visible_to_the_next_read_and_reads_say_what_they_reflect() {
         let seq = seq_of(&created);
         let id = id_of(&json_of(created).await);
         // No waiting between the write and the read.
-        let read = t
-            .http
-            .get(t.url(&format!("/v1/secrets/{id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let read = t.get(&format!("/v1/secrets/{id}"), &token).await;
         assert_eq!(read.status(), StatusCode::OK);
         assert!(seq_of(&read) >= seq);
-        let list = t
-            .http
-            .get(t.url("/v1/secrets"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let list = t.get("/v1/secrets", &token).await;
         assert!(seq_of(&list) >= seq);
         assert_eq!(json_of(list).await["total"], i + 1);
     }
@@ -718,15 +636,7 @@ async fn an_expired_secret_is_not_found_from_the_instant_it_expires() {
             format!("secret {id} expired at {}", expires.to_rfc3339())
         );
     }
-    let list = json_of(
-        t.http
-            .get(t.url("/v1/secrets"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let list = json_of(t.get("/v1/secrets", &token).await).await;
     assert_eq!(list["total"], 0);
     t.stop().await;
 }

@@ -18,7 +18,7 @@ use keyledger::stack::IdentitySettings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::TestStack;
+use crate::support::{TestStack, description, json_of};
 
 const ISSUER: &str = "https://idp.test";
 
@@ -78,16 +78,7 @@ async fn identity_provider_tokens_and_every_refusal() {
         sign(Algorithm::EdDSA, Some("ed-1"), &ed, &good),
         sign(Algorithm::RS256, Some("rsa-1"), &rsa, &good),
     ] {
-        let me: Value = t
-            .http
-            .get(t.url("/v1/whoami"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me = json_of(t.get("/v1/whoami", &token).await).await;
         assert_eq!(me["user_id"], "svc-orders");
         assert_eq!(me["service"], "orders");
         assert_eq!(me["effective_roles"], json!(["creator"]));
@@ -185,16 +176,8 @@ async fn identity_provider_tokens_and_every_refusal() {
 
     let nats = CommandClient::new(t.client_nats().await, Duration::from_secs(10));
     for (name, token, expected) in cases {
-        let r = t
-            .http
-            .get(t.url("/v1/secrets"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
-        let body: Value = r.json().await.unwrap();
-        let description = body["description"].as_str().unwrap();
+        let (status, description) = description(t.get("/v1/secrets", &token).await).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");
         assert!(
             description.starts_with(&expected),
             "{name} over HTTP: {description}\n  expected: {expected}"

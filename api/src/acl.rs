@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commands::protocol::{AclOperationRequest, DeleteAclRequest, SetAclRequest};
 use domain::policy::Action;
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::access::{owner_project, readable};
 use crate::auth::Caller;
 use crate::body::Body;
-use crate::consistency::{Consistent, wait_visible, with_seq};
+use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
 use crate::secrets::secret_id;
 use crate::state::AppState;
@@ -59,16 +59,23 @@ pub async fn get(
     Ok(with_seq(Json(view(&row.acl)).into_response(), lookup.seq))
 }
 
-async fn set(
-    state: AppState,
+/// `PUT /v1/secrets/{id}/acl` replaces the ACL (fields left out take their default);
+/// `PATCH` changes only the fields given.
+pub async fn set(
+    State(state): State<AppState>,
     caller: Caller,
-    id: String,
+    method: Method,
+    Path(id): Path<String>,
     headers: HeaderMap,
-    body: &[u8],
-    mode: &str,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
+    let mode = if method == Method::PATCH {
+        "merge"
+    } else {
+        "replace"
+    };
     let id = secret_id(&id)?;
-    let body: AclBody = crate::body::json(&headers, body, "an ACL")?;
+    let body: AclBody = crate::body::json(&headers, &body, "an ACL")?;
     let request = SetAclRequest {
         command_id: None,
         project: owner_project(&state, id).await?,
@@ -76,11 +83,7 @@ async fn set(
         mode: Some(mode.to_owned()),
         read: body.read,
     };
-    let accepted = state
-        .commands
-        .send(command::SECRET_ACL_SET, &caller.token, &request)
-        .await?;
-    wait_visible(&state, accepted.seq).await;
+    let accepted = write(&state, command::SECRET_ACL_SET, &caller.token, &request).await?;
     let acl_ref = format!(
         "{}/acl",
         secret_ref(&base_url(&state, &headers), &id.to_string())
@@ -89,28 +92,6 @@ async fn set(
         Json(json!({ "acl_ref": acl_ref })).into_response(),
         accepted.seq,
     ))
-}
-
-/// `PUT /v1/secrets/{id}/acl`: replaces the ACL; fields left out take their default.
-pub async fn put(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    set(state, caller, id, headers, &body, "replace").await
-}
-
-/// `PATCH /v1/secrets/{id}/acl`: changes only the fields given.
-pub async fn patch(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    set(state, caller, id, headers, &body, "merge").await
 }
 
 /// `DELETE /v1/secrets/{id}/acl`: back to the default ACL.
@@ -125,10 +106,6 @@ pub async fn delete(
         project: owner_project(&state, id).await?,
         id: id.to_string(),
     };
-    let accepted = state
-        .commands
-        .send(command::SECRET_ACL_DELETE, &caller.token, &request)
-        .await?;
-    wait_visible(&state, accepted.seq).await;
+    let accepted = write(&state, command::SECRET_ACL_DELETE, &caller.token, &request).await?;
     Ok(with_seq(StatusCode::OK.into_response(), accepted.seq))
 }

@@ -13,6 +13,8 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use axum::response::Response;
+use commands::protocol::AcceptedReply;
+use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -65,20 +67,23 @@ pub fn with_seq(mut response: Response, seq: u64) -> Response {
     response
 }
 
-/// After a write committed at `seq`, waits until reads show it. If the read model
-/// lags past the timeout the write still succeeded, so the caller answers success
-/// and this returns false (logged): the header `X-Keyledger-Seq` lets the client
-/// insist on it with `X-Keyledger-Min-Seq`.
-pub async fn wait_visible(state: &AppState, seq: u64) -> bool {
-    match state
+/// Sends a write as the command `name` and returns its reply once reads show it. If
+/// the read model lags past the timeout the write still succeeded, so this answers
+/// success (and logs the lag): the header `X-Keyledger-Seq` lets the client insist on
+/// it with `X-Keyledger-Min-Seq`.
+pub async fn write<T: Serialize>(
+    state: &AppState,
+    name: &str,
+    token: &str,
+    body: &T,
+) -> Result<AcceptedReply, ApiError> {
+    let accepted = state.commands.send(name, token, body).await?;
+    if let Err(lag) = state
         .read
-        .wait_for(seq, state.config.consistency_timeout)
+        .wait_for(accepted.seq, state.config.consistency_timeout)
         .await
     {
-        Ok(()) => true,
-        Err(lag) => {
-            tracing::warn!(%lag, "a write is committed but not yet visible to reads");
-            false
-        }
+        tracing::warn!(%lag, "a write is committed but not yet visible to reads");
     }
+    Ok(accepted)
 }

@@ -61,8 +61,8 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/secrets/{id}/acl",
             get(acl::get)
-                .put(acl::put)
-                .patch(acl::patch)
+                .put(acl::set)
+                .patch(acl::set)
                 .delete(acl::delete),
         )
         .route("/v1/whoami", get(whoami::get))

@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use crate::access::{not_found, owner_project, readable};
 use crate::auth::Caller;
 use crate::body::Body;
-use crate::consistency::{Consistent, wait_visible, with_seq};
+use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
 use crate::negotiate::payload_type;
 use crate::secrets::secret_id;
@@ -72,11 +72,7 @@ pub async fn put(
         payload_content_type: Some(parsed.as_str().to_owned()),
         payload_content_encoding: encoding,
     };
-    let accepted = state
-        .commands
-        .send(command::SECRET_PAYLOAD_PUT, &caller.token, &request)
-        .await?;
-    wait_visible(&state, accepted.seq).await;
+    let accepted = write(&state, command::SECRET_PAYLOAD_PUT, &caller.token, &request).await?;
     Ok(with_seq(
         StatusCode::NO_CONTENT.into_response(),
         accepted.seq,

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::access::{self, owner_project, readable};
 use crate::auth::Caller;
 use crate::body::Body;
-use crate::consistency::{Consistent, wait_visible, with_seq};
+use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
 use crate::negotiate::{SecretView, secret_view};
 use crate::payload;
@@ -166,11 +166,7 @@ pub async fn create(
             .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII text"))?;
         request.command_id = Some(key.to_owned());
     }
-    let accepted = state
-        .commands
-        .send(command::SECRET_CREATE, &caller.token, &request)
-        .await?;
-    wait_visible(&state, accepted.seq).await;
+    let accepted = write(&state, command::SECRET_CREATE, &caller.token, &request).await?;
     let url = secret_ref(&base_url(&state, &headers), &accepted.id);
     let mut response = (StatusCode::CREATED, Json(json!({ "secret_ref": url }))).into_response();
     if let Ok(location) = HeaderValue::from_str(&url) {
@@ -218,19 +214,17 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = secret_id(&id)?;
-    let accepted = state
-        .commands
-        .send(
-            command::SECRET_DELETE,
-            &caller.token,
-            &DeleteSecretRequest {
-                command_id: None,
-                project: owner_project(&state, id).await?,
-                id: id.to_string(),
-            },
-        )
-        .await?;
-    wait_visible(&state, accepted.seq).await;
+    let accepted = write(
+        &state,
+        command::SECRET_DELETE,
+        &caller.token,
+        &DeleteSecretRequest {
+            command_id: None,
+            project: owner_project(&state, id).await?,
+            id: id.to_string(),
+        },
+    )
+    .await?;
     Ok(with_seq(
         StatusCode::NO_CONTENT.into_response(),
         accepted.seq,

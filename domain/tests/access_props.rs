@@ -4,13 +4,15 @@
 //! The property: a principal without rights never changes the state and is never
 //! allowed the payload.
 
+mod common;
+
+use common::sealed;
 use domain::ErrorCode;
-use domain::ids::{KeyId, ProjectId, Role, SecretId, UserId, VersionId};
+use domain::ids::{ProjectId, Role, SecretId, UserId};
 use domain::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
 use domain::principal::Principal;
 use domain::secret::acl::{AclChange, AclPatch, Conditions};
 use domain::secret::fields::{Attributes, MetadataKey, MetadataValue};
-use domain::secret::payload::{ContentType, SealedPayload};
 use domain::secret::{Context, CreateSecret, SecretCommand, SecretState, decide, evolve};
 use domain::timestamp::Timestamp;
 use proptest::prelude::*;
@@ -56,16 +58,6 @@ fn never_payload() -> Vec<Principal> {
         principal("nobody", "p1", &[]),
         principal("ops", "p1", &["operator"]),
     ]
-}
-
-fn sealed(n: u32) -> SealedPayload {
-    SealedPayload {
-        version_id: VersionId::from_uuid(Uuid::from_u128(u128::from(n))),
-        key_id: KeyId::from_uuid(Uuid::from_u128(u128::from(n) << 64)),
-        content_type: ContentType::OctetStream,
-        nonce: vec![0; 12],
-        ciphertext: vec![n as u8; 17],
-    }
 }
 
 fn user_set() -> impl Strategy<Value = Option<std::collections::BTreeSet<UserId>>> {

@@ -2,13 +2,15 @@
 //! arbitrary principals, at arbitrary times, folding `decide` into `evolve` never breaks
 //! an invariant of the aggregate.
 
+mod common;
+
 use std::collections::BTreeSet;
 
+use common::sealed;
 use domain::ErrorCode;
-use domain::ids::{KeyId, ProjectId, Role, SecretId, UserId, VersionId};
+use domain::ids::{KeyId, ProjectId, Role, SecretId, UserId};
 use domain::principal::Principal;
 use domain::secret::fields::{Attributes, Expiration, MetadataKey, MetadataValue};
-use domain::secret::payload::{ContentType, SealedPayload};
 use domain::secret::{
     Context, CreateSecret, SecretCommand, SecretEvent, SecretState, decide, evolve,
 };
@@ -17,16 +19,6 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 const T0: i64 = 1_800_000_000_000; // 2027-01-15, in ms
-
-fn sealed(n: u32) -> SealedPayload {
-    SealedPayload {
-        version_id: VersionId::from_uuid(Uuid::from_u128(u128::from(n))),
-        key_id: KeyId::from_uuid(Uuid::from_u128(u128::from(n) << 64)),
-        content_type: ContentType::OctetStream,
-        nonce: vec![0; 12],
-        ciphertext: vec![n as u8; 17],
-    }
-}
 
 fn command() -> impl Strategy<Value = SecretCommand> {
     prop_oneof![

@@ -55,6 +55,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
         },
     };
     let clock = commands::clock::system();
+    let identity = args.identity.settings();
+    let dev_tokens = identity.dev_tokens();
     let mut stack = Stack::start(StackConfig {
         data_dir: args.data.data_dir.clone(),
         nats,
@@ -68,7 +70,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             ..Default::default()
         },
         clock: clock.clone(),
-        identity: args.identity.settings(),
+        identity,
     })
     .await?;
 
@@ -78,7 +80,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         roles: vec![Role::parse("admin")?],
         service: None,
     };
-    let token_line = if args.identity.settings().dev_tokens() {
+    let token_line = if dev_tokens {
         let token = stack.keys.issuer.issue(&dev, DEV_TOKEN_TTL, clock());
         format!(
             "A development token (user dev, project dev, role admin, valid 12 h):\

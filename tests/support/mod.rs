@@ -86,6 +86,16 @@ impl TestStack {
         format!("http://{}{path}", self.stack.http_addr)
     }
 
+    /// `GET path` with `token`.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the API answers")
+    }
+
     /// A NATS connection without credentials: the `client` account, which may only
     /// send commands, as any outside NATS client.
     pub async fn client_nats(&self) -> async_nats::Client {
@@ -120,6 +130,21 @@ impl TestStack {
     pub async fn stop(self) {
         self.stack.stop().await;
     }
+}
+
+/// The JSON body of a response.
+pub async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
+
+/// The status of an error response and its Barbican `description`.
+pub async fn description(response: reqwest::Response) -> (reqwest::StatusCode, String) {
+    let status = response.status();
+    let body = json_of(response).await;
+    (
+        status,
+        body["description"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 /// The secret id in a `secret_ref`.
