@@ -18,7 +18,11 @@ use commands::keystore::KeyStore;
 use commands::log::{LogSettings, ensure_key_bucket};
 use commands::server::{ManagedNats, ServerConfig};
 use commands::service::CommandService;
+use commands::scheduler::{Due, DueSource, Task as DueTask};
 use commands::store::EventStore;
+use domain::ids::{ProjectId, SecretId};
+use domain::secret::version::Lifecycle;
+use domain::timestamp::Timestamp;
 use projections::projector::{Projector, ProjectorConfig};
 use projections::read::{ReadModel, poll_checkpoint};
 use tokio::sync::watch;
@@ -121,15 +125,72 @@ pub fn default_database_url(data_dir: &Path) -> String {
     projections::db::sqlite_url(&data_dir.join(READ_MODEL_FILE))
 }
 
-/// Starts the command service and the key shredder.
+/// The scheduler's view of the read model.
+struct ReadModelDue(sqlx::SqlitePool);
+
+impl DueSource for ReadModelDue {
+    async fn due(
+        &self,
+        now: Timestamp,
+        lifecycle: Lifecycle,
+        limit: u32,
+    ) -> std::result::Result<Vec<Due>, String> {
+        let retention = lifecycle.retention;
+        let before = Timestamp::from_unix_millis(
+            now.unix_millis()
+                .saturating_sub(i64::try_from(retention.min_age.as_millis()).unwrap_or(i64::MAX)),
+        )
+        .unwrap_or(now);
+        let rows = projections::read::due(&self.0, now, retention.keep, before, limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Rows the projector wrote from the log always parse; one that does not is
+        // skipped (and named) rather than stopping the scheduler.
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let parsed = (|| {
+                    Some(Due {
+                        project: ProjectId::parse(&r.project).ok()?,
+                        secret: SecretId::parse(&r.id).ok()?,
+                        task: match r.task {
+                            "expire" => DueTask::Expire,
+                            "purge" => DueTask::Purge,
+                            _ => DueTask::Prune,
+                        },
+                        version: u64::try_from(r.version).ok()?,
+                    })
+                })();
+                if parsed.is_none() {
+                    tracing::error!(secret = %r.id, "scheduler: a read-model row does not parse");
+                }
+                parsed
+            })
+            .collect())
+    }
+}
+
+/// Settings of the command component.
+#[derive(Clone)]
+pub struct CommandSettings {
+    /// The handler.
+    pub handler: HandlerConfig,
+    /// The read model the scheduler reads what is due from.
+    pub database_url: String,
+    /// How often the scheduler looks.
+    pub scheduler_interval: Duration,
+}
+
+/// Starts the command service, the key shredder and the lifecycle scheduler.
 pub async fn start_commands(
     nats_url: &str,
     keys: &Keys,
     log: &LogSettings,
-    handler: HandlerConfig,
+    settings: CommandSettings,
     clock: Clock,
     shutdown: CancellationToken,
 ) -> Result<Vec<Task>> {
+    let handler = settings.handler;
     let client = commands::nats::connect(nats_url, "keyledger-commands").await?;
     let js = async_nats::jetstream::new(client.clone());
     let store = Arc::new(EventStore::open(js.clone(), log).await?);
@@ -141,6 +202,14 @@ pub async fn start_commands(
         clock.clone(),
         handler,
     ));
+    let due = ReadModelDue(projections::db::open(&settings.database_url, 2).await?);
+    let scheduler = tokio::spawn(commands::scheduler::run(
+        handler.clone(),
+        due,
+        clock.clone(),
+        settings.scheduler_interval,
+        shutdown.clone(),
+    ));
     let service = CommandService {
         client,
         handler,
@@ -151,6 +220,10 @@ pub async fn start_commands(
     let stream = log.stream.clone();
     let shredder_shutdown = shutdown.clone();
     Ok(vec![
+        tokio::spawn(async move {
+            scheduler.await?;
+            Ok(())
+        }),
         tokio::spawn(async move { service.run(shutdown).await.map_err(Into::into) }),
         tokio::spawn(async move {
             commands::shredder::run(js, &stream, keystore, shredder_shutdown)
@@ -267,6 +340,8 @@ pub struct StackConfig {
     pub log: LogSettings,
     /// The command handler.
     pub handler: HandlerConfig,
+    /// How often the lifecycle scheduler looks for due work.
+    pub scheduler_interval: Duration,
     /// The projector.
     pub projector: ProjectorConfig,
     /// The clock.
@@ -322,7 +397,11 @@ impl Stack {
             &service_url,
             &keys,
             &config.log,
-            config.handler.clone(),
+            CommandSettings {
+                handler: config.handler.clone(),
+                database_url: database_url.clone(),
+                scheduler_interval: config.scheduler_interval,
+            },
             config.clock.clone(),
             shutdown.clone(),
         )

@@ -229,6 +229,9 @@ impl Matrix {
                     command_id: None,
                     project: Some("p1".into()),
                     id: id.to_owned(),
+                    recovery_window_days: None,
+                    recovery_window: None,
+                    force: Some(true),
                 };
                 self.nats
                     .send(command::SECRET_DELETE, &token, &request)

@@ -187,7 +187,7 @@ async fn a_retry_after_a_lost_ack_returns_the_first_reply_and_writes_nothing() {
         aggregate: aggregate(&created.id),
         version: 2,
         command: "secret.metadata.set".into(),
-        actor: alice(),
+        actor: domain::principal::Actor::User(alice()),
         at: commands::clock::system()(),
         events: vec![SecretEvent::MetadatumSet(MetadatumSet {
             key: MetadataKey::parse("k").unwrap(),
@@ -298,14 +298,14 @@ async fn a_command_reads_only_its_own_aggregate() {
     cold.handle("secret.metadata.set", &alice(), &set(2))
         .await
         .unwrap();
-    cold.handle("secret.delete", &alice(), &body(json!({"id": ids[17]})))
+    cold.handle("secret.delete", &alice(), &body(json!({"id": ids[17], "force": true})))
         .await
         .unwrap();
     assert_eq!(store.messages_read(), 1);
     // A rejection is only final on state fresh from the log, so it re-reads the
     // aggregate's four commits (and still nothing else).
     let again = cold
-        .handle("secret.delete", &alice(), &body(json!({"id": ids[17]})))
+        .handle("secret.delete", &alice(), &body(json!({"id": ids[17], "force": true})))
         .await
         .unwrap_err();
     assert_eq!(again.code, domain::ErrorCode::NotFound);

@@ -396,7 +396,10 @@ async fn bad_requests_get_the_right_status_and_a_message_that_says_what_to_do() 
 
     for (query, message) in [
         ("?limit=abc", "limit=\"abc\" must be an integer"),
-        ("?alg=aes", "\"alg\" is not supported"),
+        ("?colour=red", "\"colour\" is not supported"),
+        ("?created=yesterday", "created \"yesterday\" is not an ISO-8601 date-time"),
+        ("?sort=size:desc", "cannot sort by \"size\""),
+        ("?sort=name:up", "sort direction \"up\""),
         ("?secret_type=x", "secret_type \"x\""),
     ] {
         let r = t.get(&format!("/v1/secrets{query}"), &token).await;
@@ -419,7 +422,7 @@ async fn bad_requests_get_the_right_status_and_a_message_that_says_what_to_do() 
         json_of(not_uuid).await["description"]
             .as_str()
             .unwrap()
-            .contains("secret ids are UUIDs")
+            .contains("no live secret has the name \"nope\" in project p1")
     );
     let nowhere = t.http.get(t.url("/v2/things")).send().await.unwrap();
     assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);

@@ -48,6 +48,7 @@ async fn write_history(t: &TestStack, creates: usize, per_secret: usize) -> u64 
                         id: created.id.clone(),
                         key: format!("k{k}"),
                         value: format!("v{i}"),
+                        must_exist: None,
                     };
                     last = last.max(
                         client
@@ -62,6 +63,9 @@ async fn write_history(t: &TestStack, creates: usize, per_secret: usize) -> u64 
                         command_id: None,
                         project: None,
                         id: created.id,
+                        recovery_window_days: None,
+                        recovery_window: None,
+                        force: Some(true),
                     };
                     last = last.max(
                         client

@@ -3,9 +3,12 @@
 //! creator, ACL) and where and when the request is made.
 
 use axum::http::StatusCode;
-use domain::ids::{ProjectId, SecretId, UserId};
+use domain::ids::{ProjectId, SecretId, ServiceName, UserId};
 use domain::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
-use projections::read::{Lookup, SecretRow};
+use domain::secret::reference::PREFIX;
+use domain::secret::scheduled_for_deletion;
+use domain::timestamp::Timestamp;
+use projections::read::{Candidate, Lookup, SecretRow};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -39,11 +42,18 @@ pub fn check(
     let id = SecretId::parse(&row.id).map_err(|_| corrupt("id"))?;
     let project = ProjectId::parse(&row.project).map_err(|_| corrupt("project"))?;
     let creator = UserId::parse(&row.creator).map_err(|_| corrupt("creator"))?;
+    let service = row
+        .owning_service
+        .as_deref()
+        .map(ServiceName::parse)
+        .transpose()
+        .map_err(|_| corrupt("owning service"))?;
     let facts = SecretFacts {
         id,
         project: &project,
         creator: &creator,
         acl: &row.acl,
+        owning_service: service.as_ref(),
     };
     authorize(
         &caller.principal,
@@ -86,7 +96,66 @@ pub fn readable<T>(
                 ),
             ))
         }
+        Lookup::PendingDeletion(secret) => {
+            check(state, caller, action, &secret)?;
+            let purge_at = secret
+                .purge_at
+                .as_deref()
+                .and_then(|t| Timestamp::parse_iso8601("purge_at", t).ok());
+            Err(match purge_at {
+                Some(at) => scheduled_for_deletion(id, at).into(),
+                None => not_found(caller, id),
+            })
+        }
         Lookup::Missing => Err(not_found(caller, id)),
+    }
+}
+
+/// The secret a path names: its UUID, its full reference
+/// (`krn:keyledger:<project>:secret:<name>-<suffix>`), or its name in the caller's
+/// project. A name resolves only when exactly one live secret carries it; a reference
+/// is compared whole, so no name can make a partial reference match another secret.
+pub async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> Result<SecretId, ApiError> {
+    if let Ok(id) = SecretId::parse(raw) {
+        return Ok(id);
+    }
+    let project = &caller.principal.project;
+    let (found, what) = if raw.starts_with(PREFIX) {
+        (
+            state.read.by_reference(raw).await?,
+            format!("the reference {raw:?}"),
+        )
+    } else {
+        (
+            state.read.by_name(project, raw, (state.clock)()).await?,
+            format!("the name {raw:?} in project {project}"),
+        )
+    };
+    match found.as_slice() {
+        [one] => SecretId::parse(&one.id).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the read model holds a malformed secret id; rebuild the read model",
+            )
+        }),
+        [] => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no live secret has {what}; address a secret by its id (a UUID), its full \
+                 reference (krn:keyledger:…) or its exact name"
+            ),
+        )),
+        many => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{what} matches {} secrets: {}; use one of these references or an id",
+                many.len(),
+                many.iter()
+                    .map(|c: &Candidate| c.reference.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
     }
 }
 
@@ -108,7 +177,7 @@ pub async fn owner_project(state: &AppState, id: SecretId) -> Result<Option<Stri
     let lookup = state.read.get_secret(id, (state.clock)()).await?;
     Ok(match lookup.value {
         Lookup::Found(row) => Some(row.project),
-        Lookup::Expired(row) => Some(row.project),
+        Lookup::Expired(row) | Lookup::PendingDeletion(row) => Some(row.project),
         Lookup::Missing => None,
     })
 }

@@ -19,7 +19,7 @@ use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
-use crate::secrets::secret_id;
+use crate::access::resolve;
 use crate::state::AppState;
 use crate::views::{base_url, secret_ref};
 
@@ -53,7 +53,7 @@ pub async fn get(
     _: Consistent,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = secret_id(&id)?;
+    let id = resolve(&state, &caller, &id).await?;
     let lookup = state.read.get_secret(id, (state.clock)()).await?;
     let row = readable(&state, &caller, Action::ReadAcl, id, lookup.value, |r| r)?;
     Ok(with_seq(Json(view(&row.acl)).into_response(), lookup.seq))
@@ -74,7 +74,7 @@ pub async fn set(
     } else {
         "replace"
     };
-    let id = secret_id(&id)?;
+    let id = resolve(&state, &caller, &id).await?;
     let body: AclBody = crate::body::json(&headers, &body, "an ACL")?;
     let request = SetAclRequest {
         command_id: None,
@@ -100,7 +100,7 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = secret_id(&id)?;
+    let id = resolve(&state, &caller, &id).await?;
     let request = DeleteAclRequest {
         command_id: None,
         project: owner_project(&state, id).await?,

@@ -7,12 +7,20 @@
 //! |---|---|
 //! | `GET /` | version discovery (300) |
 //! | `GET /v1` | this version |
-//! | `GET /v1/secrets` | list (`limit`, `offset`, `name`, `secret_type`, `acl_only`) |
+//! | `GET /v1/secrets` | list (`limit`, `offset`, `name`, `alg`, `mode`, `bits`, `secret_type`, `created`, `updated`, `expiration`, `sort`, `acl_only`) |
 //! | `POST /v1/secrets` | create (201, `secret_ref`) |
 //! | `GET /v1/secrets/{id}` | metadata (or payload, by `Accept`) |
 //! | `PUT /v1/secrets/{id}` | store the payload of a two-step create (204) |
-//! | `DELETE /v1/secrets/{id}` | delete, destroying its keys (204) |
-//! | `GET /v1/secrets/{id}/payload` | the payload (`Accept` negotiated, 406 otherwise) |
+//! | `DELETE /v1/secrets/{id}` | delete at once, destroying its keys; with `recovery_window_days` or `recovery_window`, schedule the deletion (204) |
+//! | `POST /v1/secrets/{id}/restore` | undo a scheduled deletion (204) |
+//! | `GET /v1/secrets/{id}/payload` | the current version's payload (`Accept` negotiated, 406 otherwise) |
+//! | `GET`, `POST /v1/secrets/{id}/versions` | list versions; store a new one (201) |
+//! | `GET /v1/secrets/{id}/versions/{version}[/payload]` | one version, by id or stage |
+//! | `PUT /v1/secrets/{id}/stages/{stage}` | move a stage (204) |
+//! | `GET`, `PUT`, `POST /v1/secrets/{id}/metadata`; `GET`, `PUT`, `DELETE …/metadata/{key}` | Barbican's metadata |
+//! | `GET`, `POST /v1/secrets/{id}/tags`; `DELETE …/tags/{key}` | tags |
+//!
+//! `{id}` is a secret's UUID, its reference (`krn:keyledger:…`) or its name.
 //! | `GET`, `PUT`, `PATCH`, `DELETE /v1/secrets/{id}/acl` | show, replace, merge, reset the ACL |
 //! | `GET /v1/whoami` | the caller as keyledger sees it |
 
@@ -22,11 +30,13 @@ mod auth;
 mod body;
 mod consistency;
 mod error;
+mod metadata;
 mod negotiate;
 mod payload;
+mod secret_versions;
 mod secrets;
 mod state;
-mod versions;
+mod discovery;
 mod views;
 mod whoami;
 
@@ -37,7 +47,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{delete, get, post, put};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -49,15 +59,43 @@ pub use state::{ApiConfig, AppState};
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     Router::new()
-        .route("/", get(versions::root))
-        .route("/v1", get(versions::version))
-        .route("/v1/", get(versions::version))
+        .route("/", get(discovery::root))
+        .route("/v1", get(discovery::version))
+        .route("/v1/", get(discovery::version))
         .route("/v1/secrets", get(secrets::list).post(secrets::create))
         .route(
             "/v1/secrets/{id}",
             get(secrets::get).put(payload::put).delete(secrets::delete),
         )
         .route("/v1/secrets/{id}/payload", get(payload::get))
+        .route("/v1/secrets/{id}/restore", post(secrets::restore))
+        .route(
+            "/v1/secrets/{id}/versions",
+            get(secret_versions::list).post(secret_versions::put),
+        )
+        .route("/v1/secrets/{id}/versions/{version}", get(secret_versions::get))
+        .route(
+            "/v1/secrets/{id}/versions/{version}/payload",
+            get(secret_versions::get_payload),
+        )
+        .route("/v1/secrets/{id}/stages/{stage}", put(secret_versions::move_stage))
+        .route(
+            "/v1/secrets/{id}/metadata",
+            get(metadata::get_all)
+                .put(metadata::put_all)
+                .post(metadata::add_one),
+        )
+        .route(
+            "/v1/secrets/{id}/metadata/{key}",
+            get(metadata::get_one)
+                .put(metadata::put_one)
+                .delete(metadata::delete_one),
+        )
+        .route(
+            "/v1/secrets/{id}/tags",
+            get(metadata::get_tags).post(metadata::set_tags),
+        )
+        .route("/v1/secrets/{id}/tags/{key}", delete(metadata::delete_tag))
         .route(
             "/v1/secrets/{id}/acl",
             get(acl::get)

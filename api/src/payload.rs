@@ -8,20 +8,24 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use commands::protocol::{PayloadField, PutPayloadRequest};
-use domain::ids::{KeyId, ProjectId, VersionId};
+use domain::ids::{KeyId, ProjectId, SecretId, VersionId};
 use domain::policy::Action;
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::subject::command;
 use secrecy::ExposeSecret;
 
 use crate::access::{not_found, owner_project, readable};
+use projections::read::{PayloadRow, SecretRow};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
 use crate::negotiate::payload_type;
-use crate::secrets::secret_id;
+use crate::access::resolve;
 use crate::state::AppState;
+
+/// Response header naming the version a payload belongs to.
+pub const VERSION_ID: &str = "x-keyledger-version-id";
 
 fn unsupported(content_type: &str) -> ApiError {
     ApiError::new(
@@ -43,7 +47,7 @@ pub async fn put(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let id = secret_id(&id)?;
+    let id = resolve(&state, &caller, &id).await?;
     let content_type = headers
         .get(CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("(not text)"))
@@ -79,8 +83,9 @@ pub async fn put(
     ))
 }
 
-/// `GET /v1/secrets/{id}/payload`: the decrypted payload, in its stored type or as
-/// `application/octet-stream`, as the `Accept` header asks; 406 otherwise.
+/// `GET /v1/secrets/{id}/payload`: the decrypted payload of the current version, in
+/// its stored type or as `application/octet-stream`, as the `Accept` header asks; 406
+/// otherwise.
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,7 +93,7 @@ pub async fn get(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = secret_id(&id)?;
+    let id = resolve(&state, &caller, &id).await?;
     let lookup = state.read.get_payload(id, (state.clock)()).await?;
     let (secret, row) = readable(
         &state,
@@ -102,11 +107,24 @@ pub async fn get(
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
-                "secret {id} has no payload yet; store one with PUT /v1/secrets/{id} (or the \
-                 secret.payload.put command)"
+                "secret {id} has no payload yet (no version is current); store one with PUT \
+                 /v1/secrets/{id} (or the secret.payload.put command)"
             ),
         ));
     };
+    let response = open(&state, &caller, id, &secret, row, &headers).await?;
+    Ok(with_seq(response, lookup.seq))
+}
+
+/// Decrypts a stored payload and answers with it, as `headers` ask.
+pub async fn open(
+    state: &AppState,
+    caller: &Caller,
+    id: SecretId,
+    secret: &SecretRow,
+    row: PayloadRow,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let corrupt = |what: &str| {
         tracing::error!(secret = %id, what, "read model holds a malformed payload row");
         ApiError::new(
@@ -141,8 +159,8 @@ pub async fn get(
         .await
         .map_err(domain::Rejection::from)?
     else {
-        // The key is destroyed: the secret was deleted after the read model answered.
-        return Err(not_found(&caller, id));
+        // The key is destroyed: the secret or version went after the read model answered.
+        return Err(not_found(caller, id));
     };
     let plaintext = state
         .envelope
@@ -159,5 +177,8 @@ pub async fn get(
     let h = response.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(with_seq(response, lookup.seq))
+    if let Ok(v) = HeaderValue::from_str(&row.version_id) {
+        h.insert(VERSION_ID, v);
+    }
+    Ok(response)
 }

@@ -5,16 +5,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{ACCEPT, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use commands::protocol::{CreateSecretRequest, DeleteSecretRequest};
-use domain::ids::SecretId;
+use commands::protocol::{CreateSecretRequest, DeleteSecretRequest, SecretRequest};
 use domain::policy::{Action, Target, authorize};
 use domain::secret::fields::SecretType;
 use domain::subject::command;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use projections::read::{ListFilter, ListScope};
+use projections::read::{Compare, ListFilter, ListScope, SortKey, TimeColumn};
 use serde_json::json;
 
-use crate::access::{self, owner_project, readable};
+use crate::access::{self, owner_project, readable, resolve};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
@@ -30,16 +29,6 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const DEFAULT_LIMIT: u32 = 10;
 const MAX_LIMIT: u32 = 100;
 
-/// Parses the `{id}` of a secrets path.
-pub fn secret_id(raw: &str) -> Result<SecretId, ApiError> {
-    SecretId::parse(raw).map_err(|_| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no secret has the id {raw:?}: secret ids are UUIDs, as in the secret_ref"),
-        )
-    })
-}
-
 fn parse_number(name: &str, value: &str, min: u32) -> Result<u32, ApiError> {
     value
         .parse::<u32>()
@@ -52,7 +41,73 @@ fn parse_number(name: &str, value: &str, min: u32) -> Result<u32, ApiError> {
         })
 }
 
-/// `GET /v1/secrets`.
+/// A time filter's value: `gt:2026-01-01T00:00:00,lt:2026-02-01T00:00:00` (Barbican's
+/// form); an item without a prefix must match exactly.
+fn time_filter(
+    name: &str,
+    column: TimeColumn,
+    value: &str,
+    out: &mut Vec<(TimeColumn, Compare, i64)>,
+) -> Result<(), ApiError> {
+    for item in value.split(',') {
+        let (op, at) = match item.split_once(':') {
+            Some(("gt", at)) => (Compare::Gt, at),
+            Some(("gte", at)) => (Compare::Gte, at),
+            Some(("lt", at)) => (Compare::Lt, at),
+            Some(("lte", at)) => (Compare::Lte, at),
+            _ => (Compare::Eq, item),
+        };
+        let at = domain::timestamp::Timestamp::parse_iso8601(name, at).map_err(|r| {
+            ApiError::bad_request(format!(
+                "{}; comparisons are written gt:, gte:, lt: or lte: before the time, e.g. \
+                 {name}=gt:2026-01-01T00:00:00,lt:2026-02-01T00:00:00",
+                r.message
+            ))
+        })?;
+        out.push((column, op, at.unix_millis()));
+    }
+    Ok(())
+}
+
+/// `sort=created:desc,name` (Barbican's form; ascending by default).
+fn sort_keys(value: &str) -> Result<Vec<(SortKey, bool)>, ApiError> {
+    value
+        .split(',')
+        .map(|item| {
+            let (key, dir) = item.split_once(':').unwrap_or((item, "asc"));
+            let key = match key {
+                "created" => SortKey::Created,
+                "updated" => SortKey::Updated,
+                "expiration" => SortKey::Expiration,
+                "name" => SortKey::Name,
+                "algorithm" | "alg" => SortKey::Algorithm,
+                "mode" => SortKey::Mode,
+                "bit_length" | "bits" => SortKey::BitLength,
+                "secret_type" => SortKey::SecretType,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "cannot sort by {other:?}; sort by created, updated, expiration, name, \
+                         algorithm, mode, bit_length or secret_type"
+                    )));
+                }
+            };
+            let desc = match dir {
+                "asc" => false,
+                "desc" => true,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "sort direction {other:?} is not asc or desc"
+                    )));
+                }
+            };
+            Ok((key, desc))
+        })
+        .collect()
+}
+
+/// `GET /v1/secrets`: Barbican's filters (`name`, `alg`, `mode`, `bits`,
+/// `secret_type`, `acl_only`, `created`, `updated`, `expiration`), `sort`, and offset
+/// paging.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -70,10 +125,19 @@ pub async fn list(
             "limit" => filter.limit = parse_number("limit", value, 1)?.min(MAX_LIMIT),
             "offset" => filter.offset = parse_number("offset", value, 0)?,
             "name" => filter.name = Some(value.clone()),
+            "alg" => filter.algorithm = Some(value.clone()),
+            "mode" => filter.mode = Some(value.clone()),
+            "bits" => filter.bit_length = Some(i64::from(parse_number("bits", value, 1)?)),
             "secret_type" => {
                 SecretType::parse(value).map_err(|r| ApiError::bad_request(r.message))?;
                 filter.secret_type = Some(value.clone());
             }
+            "created" => time_filter("created", TimeColumn::Created, value, &mut filter.times)?,
+            "updated" => time_filter("updated", TimeColumn::Updated, value, &mut filter.times)?,
+            "expiration" => {
+                time_filter("expiration", TimeColumn::Expiration, value, &mut filter.times)?
+            }
+            "sort" => filter.sort = sort_keys(value)?,
             "acl_only" => {
                 acl_only = value.parse::<bool>().map_err(|_| {
                     ApiError::bad_request(format!(
@@ -83,8 +147,8 @@ pub async fn list(
             }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "query parameter {other:?} is not supported; use limit, offset, name, \
-                     secret_type or acl_only"
+                    "query parameter {other:?} is not supported; use limit, offset, name, alg, \
+                     mode, bits, secret_type, created, updated, expiration, sort or acl_only"
                 )));
             }
         }
@@ -122,15 +186,12 @@ pub async fn list(
             ("limit".to_owned(), filter.limit.to_string()),
             ("offset".to_owned(), offset.to_string()),
         ];
-        query.extend(filter.name.iter().map(|n| ("name".to_owned(), n.clone())));
-        if acl_only {
-            query.push(("acl_only".to_owned(), "true".to_owned()));
-        }
+        // The other parameters, as given, so every page has the same filters and order.
         query.extend(
-            filter
-                .secret_type
+            params
                 .iter()
-                .map(|t| ("secret_type".to_owned(), t.clone())),
+                .filter(|(k, _)| k != "limit" && k != "offset")
+                .cloned(),
         );
         let query: String = query
             .iter()
@@ -198,7 +259,7 @@ pub async fn get(
             payload::get(State(state), caller, consistent, Path(id), headers).await
         }
         Some(SecretView::Metadata) => {
-            let id = secret_id(&id)?;
+            let id = resolve(&state, &caller, &id).await?;
             let lookup = state.read.get_secret(id, (state.clock)()).await?;
             let row = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |r| r)?;
             let body = secret(&base_url(&state, &headers), &row);
@@ -207,13 +268,34 @@ pub async fn get(
     }
 }
 
-/// `DELETE /v1/secrets/{id}`: deletes at once and destroys the secret's keys.
+/// The query of `DELETE /v1/secrets/{id}`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Keep the secret restorable for this many days.
+    recovery_window_days: Option<u64>,
+    /// Keep it restorable for this long, e.g. `7d`.
+    recovery_window: Option<String>,
+}
+
+/// `DELETE /v1/secrets/{id}`: as Barbican, deletes at once and destroys the secret's
+/// keys. With `?recovery_window_days=N` (or `?recovery_window=7d`) it schedules the
+/// deletion instead: the secret can be restored until the window ends.
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let id = secret_id(&id)?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; DELETE takes recovery_window_days or recovery_window, or nothing to delete at \
+             once",
+            e.body_text()
+        ))
+    })?;
+    let id = resolve(&state, &caller, &id).await?;
+    let scheduled = query.recovery_window_days.is_some() || query.recovery_window.is_some();
     let accepted = write(
         &state,
         command::SECRET_DELETE,
@@ -222,9 +304,31 @@ pub async fn delete(
             command_id: None,
             project: owner_project(&state, id).await?,
             id: id.to_string(),
+            recovery_window_days: query.recovery_window_days,
+            recovery_window: query.recovery_window,
+            force: (!scheduled).then_some(true),
         },
     )
     .await?;
+    Ok(with_seq(
+        StatusCode::NO_CONTENT.into_response(),
+        accepted.seq,
+    ))
+}
+
+/// `POST /v1/secrets/{id}/restore`: undoes a scheduled deletion; 204.
+pub async fn restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = resolve(&state, &caller, &id).await?;
+    let request = SecretRequest {
+        command_id: None,
+        project: owner_project(&state, id).await?,
+        id: id.to_string(),
+    };
+    let accepted = write(&state, command::SECRET_RESTORE, &caller.token, &request).await?;
     Ok(with_seq(
         StatusCode::NO_CONTENT.into_response(),
         accepted.seq,

@@ -39,10 +39,18 @@ pub fn secret(base: &str, row: &SecretRow) -> Value {
         "created": row.created,
         "updated": row.updated,
         "creator_id": row.creator,
+        "reference": row.reference,
+        "tags": row.tags,
     });
+    let Value::Object(map) = &mut value else {
+        return value;
+    };
     // Barbican lists content types only once a payload is stored.
-    if let (Some(ct), Value::Object(map)) = (&row.content_type, &mut value) {
+    if let Some(ct) = &row.content_type {
         map.insert("content_types".into(), json!({ "default": ct }));
+    }
+    if let Some(service) = &row.owning_service {
+        map.insert("owning_service".into(), json!(service));
     }
     value
 }

@@ -57,6 +57,12 @@ pub struct WrappedKey {
     /// The DEK, encrypted and authenticated by the KEK.
     #[serde(with = "b64")]
     pub wrapped: Vec<u8>,
+    /// A keyed fingerprint of the payload (see [`Envelope::fingerprint`]), so a retried
+    /// write can be told apart from a different one without decrypting. It lives here,
+    /// next to the key, so destroying the key destroys it too: nobody can test guesses
+    /// of a shredded payload against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 mod b64 {
@@ -86,6 +92,17 @@ fn kek_id(cipher: &Aes256Gcm) -> String {
     hex::encode(&tagged[..8.min(tagged.len())])
 }
 
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 fn cipher(key: &[u8; KEY_LEN]) -> Aes256Gcm {
     Aes256Gcm::new(&(*key).into())
 }
@@ -104,6 +121,7 @@ fn dek_aad(project: &ProjectId, secret: SecretId, key: KeyId) -> Vec<u8> {
 pub struct Envelope {
     kek: Aes256Gcm,
     kek_id: String,
+    fingerprint_key: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl std::fmt::Debug for Envelope {
@@ -115,9 +133,34 @@ impl std::fmt::Debug for Envelope {
 impl Envelope {
     /// An envelope over a 32-byte KEK.
     pub fn new(kek: &[u8; KEY_LEN]) -> Self {
+        let fingerprint_key = Zeroizing::new(hmac_sha256(kek, &[b"keyledger/fingerprint-key/v1"]));
         let kek = cipher(kek);
         let kek_id = kek_id(&kek);
-        Self { kek, kek_id }
+        Self {
+            kek,
+            kek_id,
+            fingerprint_key,
+        }
+    }
+
+    /// The fingerprint of version `version` of `secret` holding `plaintext`: HMAC-SHA256
+    /// under a key derived from the KEK, over the version's identity, media type and
+    /// bytes. Equal fingerprints mean the same payload was sent for the same version.
+    pub fn fingerprint(
+        &self,
+        plaintext: &Plaintext,
+        project: &ProjectId,
+        secret: SecretId,
+        version: VersionId,
+    ) -> String {
+        let who = format!(
+            "keyledger/fingerprint/v1\0{project}\0{secret}\0{version}\0{}\0",
+            plaintext.content_type()
+        );
+        hex::encode(hmac_sha256(
+            &self.fingerprint_key[..],
+            &[who.as_bytes(), plaintext.expose()],
+        ))
     }
 
     /// Loads the KEK file at `path`, creating a fresh one (mode 0600) on first use.
@@ -191,6 +234,7 @@ impl Envelope {
                 kek_id: self.kek_id.clone(),
                 nonce: wrap_nonce.to_vec(),
                 wrapped,
+                fingerprint: Some(self.fingerprint(plaintext, project, secret, version_id)),
             },
         ))
     }

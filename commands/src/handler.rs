@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use domain::Rejection;
 use domain::commit::{AggregateRef, NewCommit};
-use domain::principal::Principal;
+use domain::ids::{CommandId, ProjectId, SecretId, VersionId};
+use domain::principal::{Actor, Principal};
 use domain::secret::payload::PayloadLimit;
-use domain::secret::{Context, SecretEvent, SecretState, decide, evolve};
+use domain::secret::version::Lifecycle;
+use domain::secret::{Context, SecretCommand, SecretEvent, SecretState, decide, evolve};
 use domain::subject::{AggregateKind, command};
 use moka::sync::Cache;
 use serde::de::DeserializeOwned;
@@ -54,6 +56,8 @@ pub struct HandlerConfig {
     pub payload_limit: PayloadLimit,
     /// Most aggregates kept in memory.
     pub cache_capacity: u64,
+    /// Version retention and recovery windows.
+    pub lifecycle: Lifecycle,
 }
 
 impl Default for HandlerConfig {
@@ -61,7 +65,18 @@ impl Default for HandlerConfig {
         Self {
             payload_limit: PayloadLimit::default(),
             cache_capacity: 100_000,
+            lifecycle: Lifecycle::default(),
         }
+    }
+}
+
+/// The value version a command stores, if it stores one.
+fn stored_version(command: &SecretCommand) -> Option<VersionId> {
+    match command {
+        SecretCommand::Create(c) => c.payload.as_ref().map(|p| p.version_id),
+        SecretCommand::PutPayload(p) => Some(p.version_id),
+        SecretCommand::PutValue(p) => Some(p.payload.version_id),
+        _ => None,
     }
 }
 
@@ -104,6 +119,11 @@ impl SecretHandler {
         }
     }
 
+    /// The lifecycle rules this handler decides with.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.config.lifecycle
+    }
+
     /// Handles the command `name` (as in `keyledger.cmd.<name>`) with a JSON `body`.
     pub async fn handle(
         &self,
@@ -121,7 +141,17 @@ impl SecretHandler {
             command::SECRET_CREATE => intake.create(&parse_body(name, body)?)?,
             command::SECRET_PAYLOAD_PUT => intake.put_payload(&parse_body(name, body)?)?,
             command::SECRET_METADATA_SET => intake.set_metadatum(&parse_body(name, body)?)?,
+            command::SECRET_VALUE_PUT => intake.put_value(&parse_body(name, body)?)?,
+            command::SECRET_STAGE_MOVE => intake.move_stage(&parse_body(name, body)?)?,
+            command::SECRET_METADATA_DELETE => intake.delete_metadatum(&parse_body(name, body)?)?,
+            command::SECRET_METADATA_REPLACE => {
+                intake.replace_metadata(&parse_body(name, body)?)?
+            }
+            command::SECRET_TAGS_SET => intake.set_tags(&parse_body(name, body)?)?,
+            command::SECRET_TAGS_REMOVE => intake.remove_tags(&parse_body(name, body)?)?,
             command::SECRET_DELETE => intake.delete(&parse_body(name, body)?)?,
+            command::SECRET_RESTORE => intake.restore(&parse_body(name, body)?)?,
+            command::SECRET_EXPIRE => intake.expire(&parse_body(name, body)?)?,
             command::SECRET_ACL_SET => intake.set_acl(&parse_body(name, body)?)?,
             command::SECRET_ACL_DELETE => intake.delete_acl(&parse_body(name, body)?)?,
             other => {
@@ -131,24 +161,41 @@ impl SecretHandler {
                 )));
             }
         };
-        self.execute(principal, parsed).await
+        self.execute(&Actor::User(principal.clone()), parsed).await
     }
 
-    async fn execute(
+    /// Runs one of keyledger's own tasks (the scheduler's) on a secret. `command_id`
+    /// is derived from the task, so replicas running the same task write it once.
+    pub async fn run_task(
         &self,
-        principal: &Principal,
-        intake: Intake,
+        project: ProjectId,
+        secret: SecretId,
+        command: SecretCommand,
+        command_id: CommandId,
     ) -> Result<AcceptedReply, Rejection> {
+        let intake = Intake {
+            command_id,
+            project,
+            secret,
+            command,
+            data_key: None,
+        };
+        self.execute(&Actor::scheduler(), intake).await
+    }
+
+    async fn execute(&self, actor: &Actor, intake: Intake) -> Result<AcceptedReply, Rejection> {
         let aggregate = AggregateRef {
             kind: AggregateKind::Secret,
             project: intake.project.clone(),
             id: intake.secret.to_string(),
         };
         let subject = aggregate.subject();
+        let version_id = stored_version(&intake.command);
         let reply = |seq, version| AcceptedReply {
             seq,
             id: aggregate.id.clone(),
             version,
+            version_id: version_id.map(|v| v.to_string()),
         };
         let slot = self.cache.get_with(subject.clone(), Slot::default);
         let mut cached = slot.lock().await;
@@ -163,12 +210,16 @@ impl SecretHandler {
             if let Some(done) = loaded.applied(&intake.command_id) {
                 return Ok(reply(done.seq, done.version));
             }
+            if self.is_retried_value(&intake, &loaded.state).await? {
+                return Ok(reply(loaded.last_seq, loaded.version));
+            }
             let now = (self.clock)();
             let ctx = Context {
-                actor: principal,
+                actor,
                 project: &intake.project,
                 id: intake.secret,
                 now,
+                lifecycle: &self.config.lifecycle,
             };
             let events = match decide(&loaded.state, &intake.command, ctx) {
                 Ok(events) => events,
@@ -180,6 +231,10 @@ impl SecretHandler {
                 }
                 Err(rejection) => return Err(rejection),
             };
+            if events.is_empty() {
+                // Nothing to change: the state already is what the command asks for.
+                return Ok(reply(loaded.last_seq, loaded.version));
+            }
             // The wrapped key is stored before the commit that references it: an
             // orphaned key is harmless, a commit whose key is missing is lost data.
             if let (Some(key), false) = (&intake.data_key, key_stored) {
@@ -193,7 +248,7 @@ impl SecretHandler {
                 aggregate: aggregate.clone(),
                 version: loaded.version + 1,
                 command: intake.command.name().to_owned(),
-                actor: principal.clone(),
+                actor: actor.clone(),
                 at: now,
                 events,
             }
@@ -237,12 +292,40 @@ impl SecretHandler {
         )))
     }
 
-    /// Destroys the data keys a deletion names right away. Failure is logged, not
+    /// Whether `intake` stores a version that already exists with the same payload: a
+    /// retry with the same client request token. The version's id comes from the token,
+    /// and the fingerprints (kept next to each data key) tell whether the payload is the
+    /// same; a different payload is left to `decide`, which refuses it.
+    async fn is_retried_value(
+        &self,
+        intake: &Intake,
+        state: &SecretState,
+    ) -> Result<bool, Rejection> {
+        let (SecretCommand::PutValue(put), SecretState::Live(secret), Some(new)) =
+            (&intake.command, state, &intake.data_key)
+        else {
+            return Ok(false);
+        };
+        let Some(existing) = secret.version(put.payload.version_id) else {
+            return Ok(false);
+        };
+        let stored = self
+            .keys
+            .get(&intake.project, intake.secret, existing.key_id)
+            .await?;
+        Ok(matches!(
+            (stored.and_then(|w| w.fingerprint), &new.wrapped.fingerprint),
+            (Some(a), Some(b)) if &a == b
+        ))
+    }
+
+    /// Destroys the data keys a commit names right away. Failure is logged, not
     /// returned: the commit stands, and the key shredder retries from the log.
     async fn after_commit(&self, aggregate: &AggregateRef, events: &[SecretEvent]) {
         for event in events {
-            if let SecretEvent::Deleted(deleted) = event {
-                crate::shredder::destroy_keys(&self.keys, aggregate, &deleted.destroyed_keys)
+            let keys = event.destroyed_keys();
+            if !keys.is_empty() {
+                crate::shredder::destroy_keys(&self.keys, aggregate, keys)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(

@@ -5,22 +5,25 @@
 use domain::Rejection;
 use std::collections::BTreeSet;
 
-use domain::ids::{CommandId, KeyId, ProjectId, SecretId, UserId, VersionId};
+use domain::ids::{CommandId, KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
 use domain::principal::Principal;
 use domain::secret::acl::{AclChange, AclPatch, Conditions, HourWindow, MAX_ACL_USERS, Weekday};
 use domain::secret::fields::{
     Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
-    SecretType, parse_metadata,
+    SecretType, TagKey, parse_metadata, parse_tags,
 };
 use domain::secret::payload::{PayloadLimit, Plaintext, SealedPayload};
-use domain::secret::{CreateSecret, SecretCommand};
+use domain::secret::version::{ClientToken, Stage};
+use domain::secret::{CreateSecret, DeleteMode, Presence, PutValue, SecretCommand};
 use domain::timestamp::Timestamp;
 use uuid::Uuid;
 
 use crate::envelope::{Envelope, WrappedKey};
 use crate::protocol::{
     AclOperationRequest, ConditionsRequest, CreateSecretRequest, DeleteAclRequest,
-    DeleteSecretRequest, PutPayloadRequest, SetAclRequest, SetMetadatumRequest,
+    DeleteMetadatumRequest, DeleteSecretRequest, MoveStageRequest, PutPayloadRequest,
+    PutValueRequest, RemoveTagsRequest, ReplaceMetadataRequest, SecretRequest, SetAclRequest,
+    SetMetadatumRequest, SetTagsRequest,
 };
 
 /// A command ready for the decider.
@@ -131,15 +134,15 @@ impl IntakeContext<'_> {
         given.map_or_else(|| Ok(self.principal.project.clone()), ProjectId::parse)
     }
 
-    /// Seals a payload under a fresh data key, as a new version of `secret`.
+    /// Seals a payload under a fresh data key, as version `version_id` of `secret`.
     fn seal(
         &self,
         plaintext: &Plaintext,
         project: &ProjectId,
         secret: SecretId,
+        version_id: VersionId,
     ) -> Result<(SealedPayload, DataKey), Rejection> {
         let key_id = KeyId::from_uuid(Uuid::new_v4());
-        let version_id = VersionId::from_uuid(Uuid::new_v4());
         let (sealed, wrapped) = self
             .envelope
             .seal(plaintext, project, secret, version_id, key_id)
@@ -182,7 +185,8 @@ impl IntakeContext<'_> {
         )?;
         let (payload, data_key) = match plaintext {
             Some(p) => {
-                let (sealed, key) = self.seal(&p, &project, secret)?;
+                let version = ClientToken::version_for_command(secret, &command_id);
+                let (sealed, key) = self.seal(&p, &project, secret, version)?;
                 (Some(sealed), Some(key))
             }
             None => (None, None),
@@ -194,6 +198,13 @@ impl IntakeContext<'_> {
             command: SecretCommand::Create(Box::new(CreateSecret {
                 attributes,
                 payload,
+                owning_service: opt(req.owning_service.as_deref(), ServiceName::parse)?,
+                tags: parse_tags(
+                    req.tags
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                )?,
             })),
             data_key,
         })
@@ -211,7 +222,7 @@ impl IntakeContext<'_> {
             self.limit,
         )?
         .ok_or_else(|| Rejection::invalid("payload is required"))?;
-        let (sealed, data_key) = self.seal(&plaintext, &project, secret)?;
+        let (sealed, data_key) = self.seal(&plaintext, &project, secret, ClientToken::version_for_command(secret, &command_id))?;
         Ok(Intake {
             command_id,
             project,
@@ -230,20 +241,156 @@ impl IntakeContext<'_> {
             command: SecretCommand::SetMetadatum {
                 key: MetadataKey::parse(&req.key)?,
                 value: MetadataValue::parse(&req.value)?,
+                presence: match req.must_exist {
+                    None => Presence::Any,
+                    Some(true) => Presence::Present,
+                    Some(false) => Presence::Absent,
+                },
             },
             data_key: None,
         })
     }
 
-    /// `secret.delete`.
-    pub fn delete(&self, req: &DeleteSecretRequest) -> Result<Intake, Rejection> {
+    /// A command on an existing secret that carries no payload.
+    fn on_secret(
+        &self,
+        command_id_given: Option<&str>,
+        project: Option<&str>,
+        id: &str,
+        command: SecretCommand,
+    ) -> Result<Intake, Rejection> {
         Ok(Intake {
-            command_id: command_id(req.command_id.as_deref())?,
-            project: self.project(req.project.as_deref())?,
-            secret: SecretId::parse(&req.id)?,
-            command: SecretCommand::Delete,
+            command_id: command_id(command_id_given)?,
+            project: self.project(project)?,
+            secret: SecretId::parse(id)?,
+            command,
             data_key: None,
         })
+    }
+
+    /// `secret.value.put`.
+    pub fn put_value(&self, req: &PutValueRequest) -> Result<Intake, Rejection> {
+        let command_id = command_id(req.command_id.as_deref())?;
+        let project = self.project(req.project.as_deref())?;
+        let secret = SecretId::parse(&req.id)?;
+        let version = match &req.client_request_token {
+            Some(t) => ClientToken::parse(t)?.version_id(secret),
+            None => ClientToken::version_for_command(secret, &command_id),
+        };
+        let stages = req
+            .stages
+            .as_ref()
+            .map(|s| s.iter().map(|s| Stage::parse(s)).collect::<Result<_, _>>())
+            .transpose()?;
+        let plaintext = Plaintext::parse_fields(
+            Some(req.payload.expose()),
+            req.payload_content_type.as_deref(),
+            req.payload_content_encoding.as_deref(),
+            self.limit,
+        )?
+        .ok_or_else(|| Rejection::invalid("payload is required"))?;
+        let (payload, data_key) = self.seal(&plaintext, &project, secret, version)?;
+        Ok(Intake {
+            command_id,
+            project,
+            secret,
+            command: SecretCommand::PutValue(Box::new(PutValue { payload, stages })),
+            data_key: Some(data_key),
+        })
+    }
+
+    /// `secret.stage.move`.
+    pub fn move_stage(&self, req: &MoveStageRequest) -> Result<Intake, Rejection> {
+        let version = |v: &Option<String>| v.as_deref().map(VersionId::parse).transpose();
+        let command = SecretCommand::MoveStage {
+            stage: Stage::parse(&req.stage)?,
+            to: version(&req.move_to)?,
+            from: version(&req.remove_from)?,
+        };
+        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, command)
+    }
+
+    /// `secret.metadata.delete`.
+    pub fn delete_metadatum(&self, req: &DeleteMetadatumRequest) -> Result<Intake, Rejection> {
+        let command = SecretCommand::DeleteMetadatum(MetadataKey::parse(&req.key)?);
+        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, command)
+    }
+
+    /// `secret.metadata.replace`.
+    pub fn replace_metadata(&self, req: &ReplaceMetadataRequest) -> Result<Intake, Rejection> {
+        let metadata =
+            parse_metadata(req.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let command = SecretCommand::ReplaceMetadata(metadata);
+        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, command)
+    }
+
+    /// `secret.tags.set`.
+    pub fn set_tags(&self, req: &SetTagsRequest) -> Result<Intake, Rejection> {
+        let tags = parse_tags(req.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            SecretCommand::SetTags(tags),
+        )
+    }
+
+    /// `secret.tags.remove`.
+    pub fn remove_tags(&self, req: &RemoveTagsRequest) -> Result<Intake, Rejection> {
+        let keys = req
+            .keys
+            .iter()
+            .map(|k| TagKey::parse(k))
+            .collect::<Result<_, _>>()?;
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            SecretCommand::RemoveTags(keys),
+        )
+    }
+
+    /// `secret.delete`: after a recovery window, or at once with `force`.
+    pub fn delete(&self, req: &DeleteSecretRequest) -> Result<Intake, Rejection> {
+        let window = match (req.recovery_window_days, req.recovery_window.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(Rejection::invalid(
+                    "give recovery_window_days or recovery_window, not both",
+                ));
+            }
+            (Some(days), None) => Some(std::time::Duration::from_secs(days.saturating_mul(86_400))),
+            (None, Some(text)) => Some(humantime::parse_duration(text).map_err(|e| {
+                Rejection::invalid(format!(
+                    "recovery_window {text:?} is not a duration ({e}); write e.g. \"7d\" or \"30 days\""
+                ))
+            })?),
+            (None, None) => None,
+        };
+        let mode = match (req.force.unwrap_or(false), window) {
+            (true, Some(_)) => {
+                return Err(Rejection::invalid(
+                    "force deletes at once, without a recovery window; give one or the other",
+                ));
+            }
+            (true, None) => DeleteMode::Now,
+            (false, window) => DeleteMode::After(window),
+        };
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            SecretCommand::Delete(mode),
+        )
+    }
+
+    /// `secret.restore`.
+    pub fn restore(&self, req: &SecretRequest) -> Result<Intake, Rejection> {
+        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, SecretCommand::Restore)
+    }
+
+    /// `secret.expire`.
+    pub fn expire(&self, req: &SecretRequest) -> Result<Intake, Rejection> {
+        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, SecretCommand::Expire)
     }
 
     /// `secret.acl.set`.
@@ -269,13 +416,12 @@ impl IntakeContext<'_> {
 
     /// `secret.acl.delete`.
     pub fn delete_acl(&self, req: &DeleteAclRequest) -> Result<Intake, Rejection> {
-        Ok(Intake {
-            command_id: command_id(req.command_id.as_deref())?,
-            project: self.project(req.project.as_deref())?,
-            secret: SecretId::parse(&req.id)?,
-            command: SecretCommand::SetAcl(AclChange::Reset),
-            data_key: None,
-        })
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            SecretCommand::SetAcl(AclChange::Reset),
+        )
     }
 }
 

@@ -1,8 +1,10 @@
 //! The key store: wrapped data keys in a JetStream KV bucket, outside the event log.
 //!
-//! Keys are named `<project>.<secret>.<key id>`. Destroying a key purges its subject,
-//! which removes the stored value: with the wrapped key gone, the ciphertext in the
-//! immutable log can no longer be opened by anyone (crypto-shredding).
+//! Keys are named `<project>.<secret>.<key id>`. Destroying a key erases its message
+//! with JetStream's secure delete, which overwrites the stored bytes on disk: with the
+//! wrapped key gone from every file, the ciphertext in the immutable log can no longer
+//! be opened by anyone, even with the KEK and a copy of the data directory
+//! (crypto-shredding; `tests/lifecycle.rs` searches the files to prove it).
 
 use async_nats::jetstream::kv::{self, Operation};
 use domain::ids::{KeyId, ProjectId, SecretId};
@@ -77,6 +79,10 @@ impl KeyStore {
     }
 
     /// Destroys a wrapped key. Idempotent: destroying a missing key does nothing.
+    ///
+    /// The message is erased (JetStream overwrites it with random bytes on disk), not
+    /// just purged, which would only drop it from the index and leave its bytes in the
+    /// store's block files until they happen to be compacted.
     pub async fn destroy(
         &self,
         project: &ProjectId,
@@ -84,15 +90,24 @@ impl KeyStore {
         key: KeyId,
     ) -> Result<(), KeyStoreError> {
         let name = entry_name(project, secret, key);
-        let live = self
-            .kv
-            .entry(name.clone())
-            .await
-            .map_err(unavailable)?
-            .is_some_and(|e| e.operation == Operation::Put);
-        if live {
-            self.kv.purge(name).await.map_err(unavailable)?;
+        let Some(entry) = self.kv.entry(name.clone()).await.map_err(unavailable)? else {
+            return Ok(());
+        };
+        if entry.operation != Operation::Put {
+            return Ok(());
         }
-        Ok(())
+        match self.kv.stream.delete_message(entry.revision).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // A bucket created by an earlier keyledger forbids deletes: purge, which
+                // still makes the key unreadable, and say that its bytes may linger.
+                tracing::warn!(
+                    error = %e,
+                    "the key bucket refuses secure erase (created by an older keyledger?); \
+                     purging instead. Recreate the bucket to erase key bytes from disk"
+                );
+                self.kv.purge(name).await.map_err(unavailable)
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod keystore;
 pub mod log;
 pub mod nats;
 pub mod protocol;
+pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod shredder;

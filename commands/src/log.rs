@@ -136,26 +136,38 @@ pub async fn ensure_event_stream(
 }
 
 /// Creates (or opens) the key-store bucket: one value per key, file storage.
+///
+/// The bucket's stream is created here rather than by `create_key_value`, which sets
+/// `deny_delete`: destroying a key erases its message (a secure delete that overwrites
+/// the bytes on disk), and JetStream cannot lift `deny_delete` later. Otherwise the
+/// stream is what a KV bucket's is, so the KV API works on it.
 pub async fn ensure_key_bucket(js: &Context, replicas: usize) -> Result<kv::Store, SetupError> {
     if let Ok(store) = js.get_key_value(KEY_BUCKET).await {
         return Ok(store);
     }
-    let created = js
-        .create_key_value(kv::Config {
-            bucket: KEY_BUCKET.into(),
-            description: "keyledger key store: wrapped data keys, one per payload version".into(),
-            history: 1,
-            storage: StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        })
-        .await;
-    match created {
-        Ok(store) => Ok(store),
-        // Another process may have created it between our two requests.
-        Err(e) => js
-            .get_key_value(KEY_BUCKET)
-            .await
-            .map_err(|_| js_err(KEY_BUCKET)(e.into())),
-    }
+    let config = async_nats::jetstream::stream::Config {
+        name: format!("KV_{KEY_BUCKET}"),
+        description: Some(
+            "keyledger key store: wrapped data keys, one per payload version".into(),
+        ),
+        subjects: vec![format!("$KV.{KEY_BUCKET}.>")],
+        max_messages_per_subject: 1,
+        storage: StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: false,
+        deny_purge: false,
+        allow_direct: true,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    // Another process may create it at the same time: either way it then exists.
+    let created = js.get_or_create_stream(config).await;
+    js.get_key_value(KEY_BUCKET).await.map_err(|e| {
+        let cause: Box<dyn std::error::Error + Send + Sync> = match created {
+            Err(c) => c.into(),
+            Ok(_) => e.into(),
+        };
+        js_err(KEY_BUCKET)(cause)
+    })
 }

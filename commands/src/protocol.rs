@@ -98,6 +98,145 @@ pub struct CreateSecretRequest {
     /// User metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The service that manages the secret; only it may change the secret. Must be the
+    /// token's own service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owning_service: Option<String>,
+    /// Tags (key to value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// `keyledger.cmd.secret.value.put`: store a new version of a secret's value (AWS
+/// `PutSecretValue`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutValueRequest {
+    /// Idempotency key of the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// The payload.
+    pub payload: PayloadField,
+    /// text/plain or application/octet-stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_content_type: Option<String>,
+    /// base64, for application/octet-stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_content_encoding: Option<String>,
+    /// 32–64 characters; the same token with the same payload returns the same
+    /// version. Generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_token: Option<String>,
+    /// Stages of the new version (`current`, `pending`); default `["current"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<String>>,
+}
+
+/// `keyledger.cmd.secret.stage.move`: move a stage between versions (AWS
+/// `UpdateSecretVersionStage`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveStageRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// current, previous or pending (AWS names accepted).
+    pub stage: String,
+    /// The version to put the stage on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub move_to: Option<String>,
+    /// The version the stage is on now; required when it moves off a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_from: Option<String>,
+}
+
+/// A command that names only a secret: `secret.restore`, `secret.expire`,
+/// `secret.acl.delete`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+}
+
+/// `keyledger.cmd.secret.metadata.delete`: remove one metadata key.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteMetadatumRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// The key.
+    pub key: String,
+}
+
+/// `keyledger.cmd.secret.metadata.replace`: replace all metadata.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceMetadataRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// The new metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// `keyledger.cmd.secret.tags.set`: add or change tags.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetTagsRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// Tags to set.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `keyledger.cmd.secret.tags.remove`: remove tags.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveTagsRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// Keys to remove.
+    pub keys: Vec<String>,
 }
 
 /// `keyledger.cmd.secret.payload.put`: store the payload of a secret created without
@@ -139,9 +278,14 @@ pub struct SetMetadatumRequest {
     pub key: String,
     /// The value.
     pub value: String,
+    /// `true`: the key must exist (Barbican `PUT /metadata/{key}`); `false`: it must
+    /// not (`POST /metadata`); absent: either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub must_exist: Option<bool>,
 }
 
-/// `keyledger.cmd.secret.delete`: delete a secret and destroy its keys.
+/// `keyledger.cmd.secret.delete`: delete a secret after a recovery window, or at once
+/// with `force` (destroying its keys).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteSecretRequest {
@@ -153,6 +297,15 @@ pub struct DeleteSecretRequest {
     pub project: Option<String>,
     /// The secret's id.
     pub id: String,
+    /// The recovery window in days (AWS's `RecoveryWindowInDays`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_window_days: Option<u64>,
+    /// The recovery window as a duration, e.g. `"7d"` or `"90s"` (bounds are configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_window: Option<String>,
+    /// Delete at once and destroy the keys, without a recovery window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
 }
 
 /// Conditions on the grants of an ACL.
@@ -211,18 +364,7 @@ pub struct SetAclRequest {
 }
 
 /// `keyledger.cmd.secret.acl.delete`: reset a secret's ACL to the default.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteAclRequest {
-    /// Idempotency key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command_id: Option<String>,
-    /// The project that owns the secret; default: the token's project.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    /// The secret's id.
-    pub id: String,
-}
+pub type DeleteAclRequest = SecretRequest;
 
 /// An accepted command: where its commit landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +375,10 @@ pub struct AcceptedReply {
     pub id: String,
     /// The aggregate's version after the commit.
     pub version: u64,
+    /// The value version a command stored (or found stored, for a retried
+    /// `client_request_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -283,6 +429,7 @@ mod tests {
             seq: 7,
             id: "abc".into(),
             version: 1,
+            version_id: None,
         }));
         assert_eq!(
             String::from_utf8(ok.clone()).unwrap(),

@@ -1,5 +1,6 @@
 //! The key shredder: a durable consumer of the event stream that destroys the data
-//! keys every `secret.deleted` event names. The command handler destroys them right
+//! keys every `secret.deleted`, `secret.expired` and `secret.versions_destroyed` event
+//! names. The command handler destroys them right
 //! after the commit; the shredder makes that crash-safe (a handler killed between the
 //! commit and the purge leaves the work to it) and is idempotent.
 
@@ -53,7 +54,9 @@ pub async fn run(
             CONSUMER,
             pull::Config {
                 durable_name: Some(CONSUMER.into()),
-                description: Some("destroys the data keys of deleted secrets".into()),
+                description: Some(
+                    "destroys the data keys of deleted and expired secrets and versions".into(),
+                ),
                 filter_subject: "keyledger.events.*.secret.*".into(),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
@@ -98,9 +101,7 @@ pub async fn run(
 
 async fn shred(keys: &KeyStore, commit: &Commit<SecretEvent>) -> Result<(), KeyStoreError> {
     for event in &commit.body.events {
-        if let SecretEvent::Deleted(d) = event {
-            destroy_keys(keys, &commit.body.aggregate, &d.destroyed_keys).await?;
-        }
+        destroy_keys(keys, &commit.body.aggregate, event.destroyed_keys()).await?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::canonical;
 use crate::ids::{CommandId, ProjectId};
-use crate::principal::Principal;
+use crate::principal::Actor;
 use crate::subject::{AggregateKind, aggregate_subject};
 use crate::timestamp::Timestamp;
 
@@ -125,7 +125,7 @@ pub struct NewCommit<E> {
     /// The command name, e.g. `secret.create`.
     pub command: String,
     /// Who issued the command.
-    pub actor: Principal,
+    pub actor: Actor,
     /// When the command was accepted.
     pub at: Timestamp,
     /// The events, in order; never empty.
@@ -150,7 +150,7 @@ struct RawCommit {
     aggregate: AggregateRef,
     version: u64,
     command: String,
-    actor: Principal,
+    actor: Actor,
     at: Timestamp,
     events: Vec<Value>,
     prev: Option<Digest>,

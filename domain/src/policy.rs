@@ -22,7 +22,7 @@
 use std::net::IpAddr;
 
 use crate::Rejection;
-use crate::ids::{ProjectId, SecretId, UserId};
+use crate::ids::{ProjectId, SecretId, ServiceName, UserId};
 use crate::principal::Principal;
 use crate::roles::{ProjectRole, effective, either};
 use crate::secret::acl::Acl;
@@ -77,6 +77,13 @@ impl Action {
         matches!(self, Self::ReadSecret | Self::ReadPayload)
     }
 
+    fn is_write(self) -> bool {
+        matches!(
+            self,
+            Self::UpdateSecret | Self::DeleteSecret | Self::ChangeAcl
+        )
+    }
+
     fn describe(self, secret: Option<SecretId>) -> String {
         let id = secret.map(|s| s.to_string()).unwrap_or_default();
         match self {
@@ -103,6 +110,8 @@ pub struct SecretFacts<'a> {
     pub creator: &'a UserId,
     /// Its read ACL.
     pub acl: &'a Acl,
+    /// The service that manages it, if any.
+    pub owning_service: Option<&'a ServiceName>,
 }
 
 /// What an action is aimed at.
@@ -192,6 +201,12 @@ fn authorize_on_secret(
     secret: SecretFacts<'_>,
     env: RequestEnv,
 ) -> Result<(), Rejection> {
+    if let Some(service) = secret.owning_service
+        && action.is_write()
+        && who.service.as_ref() != Some(service)
+    {
+        return Err(managed_by(service));
+    }
     let roles = effective(&who.roles);
     let same = &who.project == secret.project;
     let admin = same && roles.contains(&Admin);
@@ -268,6 +283,14 @@ fn authorize_on_secret(
     Err(Rejection::forbidden(message))
 }
 
+/// The refusal of a change to a managed secret by anyone but its service. The same
+/// words on every path (NATS and HTTP), as AWS words it.
+pub fn managed_by(service: &ServiceName) -> Rejection {
+    Rejection::forbidden(format!(
+        "This secret is managed by {service}; use that service to update it"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +336,7 @@ mod tests {
                 project: &self.project,
                 creator: &self.creator,
                 acl: &self.acl,
+                owning_service: None,
             };
             authorize(who, action, Target::Secret(facts), env())
         }

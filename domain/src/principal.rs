@@ -17,3 +17,57 @@ pub struct Principal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceName>,
 }
+
+/// A task keyledger itself runs, not on anyone's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemTask {
+    /// The lifecycle scheduler: expiring secrets, purging deletions whose recovery
+    /// window has ended, destroying deprecated versions.
+    Scheduler,
+}
+
+/// Who issued a command, as the commit records it.
+///
+/// A user's commit records the principal from their verified token. keyledger's own
+/// tasks record `{"system": "<task>"}`. No token can produce that shape, so nobody can
+/// act as the system or pose as it in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Actor {
+    /// keyledger itself.
+    System(SystemActor),
+    /// A caller with a verified token.
+    User(Principal),
+}
+
+/// The JSON shape of a system actor: `{"system": "scheduler"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemActor {
+    /// The task.
+    pub system: SystemTask,
+}
+
+impl Actor {
+    /// The scheduler.
+    pub fn scheduler() -> Self {
+        Self::System(SystemActor {
+            system: SystemTask::Scheduler,
+        })
+    }
+
+    /// The principal, for a user's command.
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Self::User(p) => Some(p),
+            Self::System(_) => None,
+        }
+    }
+}
+
+impl From<Principal> for Actor {
+    fn from(p: Principal) -> Self {
+        Self::User(p)
+    }
+}

@@ -24,21 +24,51 @@ pub mod command {
     pub const SECRET_CREATE: &str = "secret.create";
     /// Store the payload of a secret created without one (Barbican `PUT /v1/secrets/{id}`).
     pub const SECRET_PAYLOAD_PUT: &str = "secret.payload.put";
+    /// Store a new version of a secret's value (AWS `PutSecretValue`).
+    pub const SECRET_VALUE_PUT: &str = "secret.value.put";
+    /// Move a staging label between versions (AWS `UpdateSecretVersionStage`).
+    pub const SECRET_STAGE_MOVE: &str = "secret.stage.move";
     /// Set one metadata key of a secret.
     pub const SECRET_METADATA_SET: &str = "secret.metadata.set";
-    /// Delete a secret and destroy its keys (Barbican `DELETE /v1/secrets/{id}`).
+    /// Remove one metadata key of a secret.
+    pub const SECRET_METADATA_DELETE: &str = "secret.metadata.delete";
+    /// Replace all metadata of a secret.
+    pub const SECRET_METADATA_REPLACE: &str = "secret.metadata.replace";
+    /// Add or change tags.
+    pub const SECRET_TAGS_SET: &str = "secret.tags.set";
+    /// Remove tags.
+    pub const SECRET_TAGS_REMOVE: &str = "secret.tags.remove";
+    /// Delete a secret: after a recovery window, or at once with `force`.
     pub const SECRET_DELETE: &str = "secret.delete";
+    /// Undo a deletion during its recovery window.
+    pub const SECRET_RESTORE: &str = "secret.restore";
+    /// Record a secret's expiry and destroy its keys, once its expiration has passed.
+    pub const SECRET_EXPIRE: &str = "secret.expire";
+    /// End a deletion whose window has passed. Issued by keyledger's scheduler only;
+    /// not served on NATS.
+    pub const SECRET_PURGE: &str = "secret.purge";
+    /// Destroy deprecated versions. Issued by keyledger's scheduler only; not served on
+    /// NATS.
+    pub const SECRET_VERSIONS_PRUNE: &str = "secret.versions.prune";
     /// Replace or merge a secret's ACL (Barbican `PUT`/`PATCH /v1/secrets/{id}/acl`).
     pub const SECRET_ACL_SET: &str = "secret.acl.set";
     /// Reset a secret's ACL to the default (Barbican `DELETE /v1/secrets/{id}/acl`).
     pub const SECRET_ACL_DELETE: &str = "secret.acl.delete";
 
-    /// Every command name, for help texts and routing tables.
+    /// Every command name served on NATS, for help texts and routing tables.
     pub const ALL: &[&str] = &[
         SECRET_CREATE,
         SECRET_PAYLOAD_PUT,
+        SECRET_VALUE_PUT,
+        SECRET_STAGE_MOVE,
         SECRET_METADATA_SET,
+        SECRET_METADATA_DELETE,
+        SECRET_METADATA_REPLACE,
+        SECRET_TAGS_SET,
+        SECRET_TAGS_REMOVE,
         SECRET_DELETE,
+        SECRET_RESTORE,
+        SECRET_EXPIRE,
         SECRET_ACL_SET,
         SECRET_ACL_DELETE,
     ];

@@ -35,6 +35,17 @@ impl Timestamp {
         (self.0.unix_timestamp_nanos() / 1_000_000) as i64
     }
 
+    /// This instant plus `d`; `None` past the representable range (year 9999).
+    pub fn plus(&self, d: std::time::Duration) -> Option<Self> {
+        let d = time::Duration::try_from(d).ok()?;
+        self.0.checked_add(d).map(Self::new)
+    }
+
+    /// How long after `earlier` this instant is; zero if it is not after it.
+    pub fn since(&self, earlier: Timestamp) -> std::time::Duration {
+        std::time::Duration::try_from(self.0 - earlier.0).unwrap_or_default()
+    }
+
     /// The UTC day of the week.
     pub fn weekday(&self) -> time::Weekday {
         self.0.weekday()

@@ -13,7 +13,12 @@ use domain::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
 use domain::principal::Principal;
 use domain::secret::acl::{AclChange, AclPatch, Conditions};
 use domain::secret::fields::{Attributes, MetadataKey, MetadataValue};
-use domain::secret::{Context, CreateSecret, SecretCommand, SecretState, decide, evolve};
+use domain::principal::Actor;
+use domain::secret::version::{Lifecycle, Stage};
+use domain::secret::{
+    Context, CreateSecret, DeleteMode, Presence, PutValue, SecretCommand, SecretState, decide,
+    evolve,
+};
 use domain::timestamp::Timestamp;
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -90,16 +95,33 @@ fn command() -> impl Strategy<Value = SecretCommand> {
         any::<bool>().prop_map(|with_payload| SecretCommand::Create(Box::new(CreateSecret {
             attributes: Attributes::default(),
             payload: with_payload.then(|| sealed(1)),
+            owning_service: None,
+            tags: Default::default(),
         }))),
+        any::<u32>().prop_map(|n| SecretCommand::PutValue(Box::new(PutValue {
+            payload: sealed(n),
+            stages: None,
+        }))),
+        Just(SecretCommand::MoveStage {
+            stage: Stage::Pending,
+            to: Some(sealed(1).version_id),
+            from: None,
+        }),
         any::<u32>().prop_map(|n| SecretCommand::PutPayload(sealed(n))),
         Just(SecretCommand::SetMetadatum {
             key: MetadataKey::parse("k").unwrap(),
             value: MetadataValue::parse("v").unwrap(),
+            presence: Presence::Any,
         }),
         patch().prop_map(|p| SecretCommand::SetAcl(AclChange::Replace(p))),
         patch().prop_map(|p| SecretCommand::SetAcl(AclChange::Merge(p))),
         Just(SecretCommand::SetAcl(AclChange::Reset)),
-        Just(SecretCommand::Delete),
+        Just(SecretCommand::Delete(DeleteMode::Now)),
+        Just(SecretCommand::Delete(DeleteMode::After(None))),
+        Just(SecretCommand::Restore),
+        Just(SecretCommand::Expire),
+        Just(SecretCommand::Purge),
+        Just(SecretCommand::PruneVersions),
     ]
 }
 
@@ -130,11 +152,12 @@ proptest! {
         let mut state = SecretState::Absent;
 
         for (who, cmd, inside_network) in steps {
-            let actor = match who {
-                Ok(i) => &owners[i],
-                Err(i) => &outsiders[i],
-            };
-            let ctx = Context { actor, project: &project, id, now };
+            let actor = Actor::User(match who {
+                Ok(i) => owners[i].clone(),
+                Err(i) => outsiders[i].clone(),
+            });
+            let lifecycle = Lifecycle::default();
+            let ctx = Context { actor: &actor, project: &project, id, now, lifecycle: &lifecycle };
             match (who, decide(&state, &cmd, ctx)) {
                 (Ok(_), Ok(events)) => {
                     for e in &events {
@@ -157,7 +180,7 @@ proptest! {
             // Whatever the ACL has become, nobody without a payload-reading role gets
             // the payload, and nobody unlisted from another project does either.
             if let SecretState::Live(secret) = &state {
-                let facts = SecretFacts { id, project: &project, creator: &secret.creator, acl: &secret.acl };
+                let facts = SecretFacts { id, project: &project, creator: &secret.creator, acl: &secret.acl, owning_service: None };
                 let source = if inside_network { "10.1.2.3" } else { "192.168.1.1" };
                 let env = RequestEnv { source: Some(source.parse().unwrap()), now };
                 for p in never_payload() {

@@ -1,18 +1,21 @@
 //! Property tests of the Secret decider: over arbitrary command sequences, by
-//! arbitrary principals, at arbitrary times, folding `decide` into `evolve` never breaks
-//! an invariant of the aggregate.
+//! arbitrary principals and the scheduler, at arbitrary times, folding `decide` into
+//! `evolve` never breaks an invariant of the aggregate.
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::sealed;
 use domain::ErrorCode;
-use domain::ids::{KeyId, ProjectId, Role, SecretId, UserId};
-use domain::principal::Principal;
+use domain::ids::{KeyId, ProjectId, Role, SecretId, UserId, VersionId};
+use domain::principal::{Actor, Principal};
 use domain::secret::fields::{Attributes, Expiration, MetadataKey, MetadataValue};
+use domain::secret::version::{Lifecycle, RecoveryWindow, Retention, Stage};
 use domain::secret::{
-    Context, CreateSecret, SecretCommand, SecretEvent, SecretState, decide, evolve,
+    Context, CreateSecret, DeleteMode, Presence, PutValue, SecretCommand, SecretEvent, SecretState,
+    decide, evolve,
 };
 use domain::timestamp::Timestamp;
 use proptest::prelude::*;
@@ -20,9 +23,17 @@ use uuid::Uuid;
 
 const T0: i64 = 1_800_000_000_000; // 2027-01-15, in ms
 
+fn stage() -> impl Strategy<Value = Stage> {
+    prop::sample::select(Stage::ALL.to_vec())
+}
+
+fn version() -> impl Strategy<Value = Option<VersionId>> {
+    prop::option::of((0u32..6).prop_map(|n| sealed(n).version_id))
+}
+
 fn command() -> impl Strategy<Value = SecretCommand> {
     prop_oneof![
-        (any::<bool>(), prop::option::of(1i64..10_000), any::<u32>()).prop_map(
+        (any::<bool>(), prop::option::of(1i64..10_000), 0u32..6).prop_map(
             |(with_payload, expires_in, n)| {
                 let epoch = Timestamp::from_unix_millis(0).unwrap();
                 SecretCommand::Create(Box::new(CreateSecret {
@@ -34,29 +45,79 @@ fn command() -> impl Strategy<Value = SecretCommand> {
                         ..Default::default()
                     },
                     payload: with_payload.then(|| sealed(n)),
+                    owning_service: None,
+                    tags: Default::default(),
                 }))
             }
         ),
-        any::<u32>().prop_map(|n| SecretCommand::PutPayload(sealed(n))),
+        (0u32..6).prop_map(|n| SecretCommand::PutPayload(sealed(n))),
+        (0u32..6, prop::option::of(prop::collection::btree_set(stage(), 0..3))).prop_map(
+            |(n, stages)| SecretCommand::PutValue(Box::new(PutValue {
+                payload: sealed(n),
+                stages
+            }))
+        ),
+        (stage(), version(), version())
+            .prop_map(|(stage, to, from)| SecretCommand::MoveStage { stage, to, from }),
         (0u8..4, 0u8..3).prop_map(|(k, v)| SecretCommand::SetMetadatum {
             key: MetadataKey::parse(&format!("k{k}")).unwrap(),
             value: MetadataValue::parse(&format!("v{v}")).unwrap(),
+            presence: Presence::Any,
         }),
-        Just(SecretCommand::Delete),
+        Just(SecretCommand::Delete(DeleteMode::Now)),
+        prop::option::of(0u64..4_000)
+            .prop_map(|ms| SecretCommand::Delete(DeleteMode::After(ms.map(Duration::from_millis)))),
+        Just(SecretCommand::Restore),
+        Just(SecretCommand::Expire),
+        Just(SecretCommand::Purge),
+        Just(SecretCommand::PruneVersions),
     ]
 }
 
-/// A step: who sends which command, and how far the clock moved before it.
-fn step() -> impl Strategy<Value = (bool, SecretCommand, i64)> {
-    (prop::bool::weighted(0.85), command(), 0i64..3_000)
+/// Who acts: the secret's project, another project, or keyledger's scheduler.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    Owner,
+    Foreign,
+    Scheduler,
 }
 
-fn principal(own_project: bool) -> Principal {
-    Principal {
-        user: UserId::parse(if own_project { "alice" } else { "mallory" }).unwrap(),
-        project: ProjectId::parse(if own_project { "p1" } else { "p2" }).unwrap(),
-        roles: vec![Role::parse("admin").unwrap()],
-        service: None,
+/// A step: who sends which command, and how far the clock moved before it.
+fn step() -> impl Strategy<Value = (Who, SecretCommand, i64)> {
+    let who = prop_oneof![
+        8 => Just(Who::Owner),
+        1 => Just(Who::Foreign),
+        2 => Just(Who::Scheduler),
+    ];
+    (who, command(), 0i64..3_000)
+}
+
+fn actor(who: Who) -> Actor {
+    let own = who == Who::Owner;
+    match who {
+        Who::Scheduler => Actor::scheduler(),
+        _ => Actor::User(Principal {
+            user: UserId::parse(if own { "alice" } else { "mallory" }).unwrap(),
+            project: ProjectId::parse(if own { "p1" } else { "p2" }).unwrap(),
+            roles: vec![Role::parse("admin").unwrap()],
+            service: None,
+        }),
+    }
+}
+
+fn lifecycle() -> Lifecycle {
+    // Small numbers so that sequences reach every rule: keep 3 versions, destroy
+    // deprecated ones after 2 s, recovery windows of 1 to 4 s.
+    Lifecycle {
+        retention: Retention {
+            keep: 3,
+            min_age: Duration::from_secs(2),
+        },
+        recovery: RecoveryWindow {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+            default: Duration::from_secs(3),
+        },
     }
 }
 
@@ -64,17 +125,19 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn decide_then_evolve_keeps_the_invariants(steps in prop::collection::vec(step(), 1..25)) {
+    fn decide_then_evolve_keeps_the_invariants(steps in prop::collection::vec(step(), 1..40)) {
         let project = ProjectId::parse("p1").unwrap();
         let id = SecretId::from_uuid(Uuid::from_u128(1));
+        let lifecycle = lifecycle();
         let mut state = SecretState::Absent;
         let mut now_ms = T0;
         let mut history: Vec<SecretEvent> = Vec::new();
 
-        for (own, cmd, advance) in steps {
+        for (who, cmd, advance) in steps {
             now_ms += advance;
-            let actor = principal(own);
-            let ctx = Context { actor: &actor, project: &project, id, now: Timestamp::from_unix_millis(now_ms).unwrap() };
+            let actor = actor(who);
+            let now = Timestamp::from_unix_millis(now_ms).unwrap();
+            let ctx = Context { actor: &actor, project: &project, id, now, lifecycle: &lifecycle };
             let result = decide(&state, &cmd, ctx);
 
             // Deterministic: the same inputs give the same answer.
@@ -83,14 +146,20 @@ proptest! {
             match result {
                 Err(rejection) => {
                     // A principal of another project is refused before anything else.
-                    if !own {
+                    if who == Who::Foreign {
                         prop_assert_eq!(rejection.code, ErrorCode::Forbidden);
                     }
                 }
                 Ok(events) => {
-                    prop_assert!(own, "a foreign principal was allowed {:?}", cmd);
-                    prop_assert!(!events.is_empty(), "an accepted command produces events");
-                    prop_assert!(!matches!(state, SecretState::Deleted), "nothing applies after deletion");
+                    prop_assert!(who != Who::Foreign, "a foreign principal was allowed {:?}", cmd);
+                    if who == Who::Scheduler {
+                        prop_assert!(matches!(cmd, SecretCommand::Expire | SecretCommand::Purge | SecretCommand::PruneVersions),
+                            "the scheduler ran {:?}", cmd);
+                    }
+                    prop_assert!(
+                        !matches!(state, SecretState::Deleted | SecretState::Expired(_)) || events.is_empty(),
+                        "nothing applies after deletion or expiry"
+                    );
                     for e in &events {
                         state = evolve(state, e);
                         history.push(e.clone());
@@ -100,31 +169,38 @@ proptest! {
 
             // Invariants of the history so far.
             let created = history.iter().filter(|e| matches!(e, SecretEvent::Created(_))).count();
-            let payloads: Vec<KeyId> = history.iter().filter_map(|e| match e {
-                SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
-                _ => None,
-            }).collect();
             prop_assert!(created <= 1, "created twice");
             if let Some(first) = history.first() {
                 prop_assert!(matches!(first, SecretEvent::Created(_)), "first event is Created");
             }
-            prop_assert!(payloads.len() <= 1, "a payload is stored at most once");
-            let deletions: Vec<&SecretEvent> = history.iter().filter(|e| matches!(e, SecretEvent::Deleted(_))).collect();
-            prop_assert!(deletions.len() <= 1);
-            if let Some(SecretEvent::Deleted(d)) = deletions.first() {
-                // Deletion destroys exactly the keys of every stored payload.
-                let destroyed: BTreeSet<_> = d.destroyed_keys.iter().collect();
-                prop_assert_eq!(destroyed, payloads.iter().collect::<BTreeSet<_>>());
-                prop_assert!(matches!(history.last(), Some(SecretEvent::Deleted(_))));
-                prop_assert_eq!(&state, &SecretState::Deleted);
-            }
+            let stored: Vec<KeyId> = history.iter().filter_map(|e| match e {
+                SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
+                _ => None,
+            }).collect();
+            let stored_set: BTreeSet<_> = stored.iter().copied().collect();
+            prop_assert_eq!(stored.len(), stored_set.len(), "a version is stored once");
+            let destroyed: Vec<KeyId> = history.iter().flat_map(|e| e.destroyed_keys().to_vec()).collect();
+            let destroyed_set: BTreeSet<_> = destroyed.iter().copied().collect();
+            prop_assert_eq!(destroyed.len(), destroyed_set.len(), "a key is destroyed once");
+            prop_assert!(destroyed_set.is_subset(&stored_set), "only stored keys are destroyed");
+            let ends = history.iter().filter(|e| matches!(e, SecretEvent::Deleted(_) | SecretEvent::Expired(_))).count();
+            prop_assert!(ends <= 1);
             match &state {
                 SecretState::Absent => prop_assert!(history.is_empty()),
                 SecretState::Live(s) => {
-                    prop_assert_eq!(s.payload.as_ref().map(|p| p.key_id), payloads.first().copied());
+                    // Every stage is on a version whose key still exists.
+                    for v in s.stages.values() {
+                        prop_assert!(s.version(*v).is_some(), "stage on a destroyed version");
+                    }
+                    let live: BTreeSet<_> = s.key_ids().into_iter().collect();
+                    prop_assert_eq!(live, stored_set.difference(&destroyed_set).copied().collect::<BTreeSet<_>>());
                     prop_assert!(s.attributes.metadata.len() <= domain::secret::fields::MAX_METADATA_ENTRIES);
                 }
-                SecretState::Deleted => prop_assert_eq!(deletions.len(), 1),
+                SecretState::Deleted | SecretState::Expired(_) => {
+                    // The end destroys every key still alive: nothing is left to open.
+                    prop_assert_eq!(ends, 1);
+                    prop_assert_eq!(&destroyed_set, &stored_set);
+                }
             }
         }
     }

@@ -4,16 +4,19 @@
 //! `UPDATE_EXPECT=1 cargo test -p domain --test log_format` only for a new version.
 
 use domain::commit::{AggregateRef, Commit, CommitError, EventCodec, NewCommit};
-use domain::ids::{CommandId, KeyId, ProjectId, Role, SecretId, UserId, VersionId};
-use domain::principal::Principal;
+use domain::ids::{CommandId, KeyId, ProjectId, Role, SecretId, ServiceName, UserId, VersionId};
+use domain::principal::{Actor, Principal};
 use domain::secret::acl::{Acl, Conditions, HourWindow, Weekday};
 use domain::secret::fields::{
     Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
-    SecretType, parse_metadata,
+    SecretType, TagKey, parse_metadata, parse_tags,
 };
+use domain::secret::version::Stage;
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::secret::{
-    AclSet, MetadatumSet, PayloadStored, SecretCreated, SecretDeleted, SecretEvent,
+    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, SecretCreated,
+    SecretDeleted, SecretEvent, SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet,
+    VersionsDestroyed,
 };
 use domain::subject::AggregateKind;
 use domain::timestamp::Timestamp;
@@ -38,6 +41,8 @@ fn created() -> SecretEvent {
             metadata: parse_metadata([("owner", "ops")]).unwrap(),
         },
         creator: UserId::parse("alice").unwrap(),
+        owning_service: Some(ServiceName::parse("rotator").unwrap()),
+        tags: parse_tags([("env", "prod")]).unwrap(),
     })
 }
 
@@ -50,7 +55,41 @@ fn payload_stored() -> SecretEvent {
             nonce: vec![0xA5; 12],
             ciphertext: vec![0x5A; 20],
         },
+        stages: [Stage::Current].into(),
+        created: Some(at("2026-11-22T10:00:00Z")),
     })
+}
+
+fn others() -> Vec<SecretEvent> {
+    let v = |n| VersionId::from_uuid(Uuid::from_u128(n));
+    let k = |n| KeyId::from_uuid(Uuid::from_u128(n));
+    vec![
+        SecretEvent::StageMoved(StageMoved {
+            stage: Stage::Previous,
+            version: Some(v(0x11)),
+        }),
+        SecretEvent::VersionsDestroyed(VersionsDestroyed {
+            versions: vec![v(0x11)],
+            destroyed_keys: vec![k(0x22)],
+        }),
+        SecretEvent::Expired(SecretExpired {
+            expired_at: at("2027-01-01T00:00:00Z"),
+            destroyed_keys: vec![k(0x22)],
+        }),
+        SecretEvent::DeletionScheduled(DeletionScheduled {
+            purge_at: at("2026-12-22T10:00:00Z"),
+        }),
+        SecretEvent::Restored(SecretRestored {}),
+        SecretEvent::MetadatumDeleted(MetadatumDeleted {
+            key: MetadataKey::parse("team").unwrap(),
+        }),
+        SecretEvent::TagsSet(TagsSet {
+            tags: parse_tags([("env", "prod"), ("cost-center", "")]).unwrap(),
+        }),
+        SecretEvent::TagsRemoved(TagsRemoved {
+            keys: [TagKey::parse("env").unwrap()].into(),
+        }),
+    ]
 }
 
 fn metadatum_set() -> SecretEvent {
@@ -84,31 +123,66 @@ fn acl_set() -> SecretEvent {
     })
 }
 
+fn golden_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
 fn check_golden(event: SecretEvent, golden: ExpectFile) {
     let json = serde_json::to_string_pretty(&event.encode()).unwrap();
     golden.assert_eq(&format!("{json}\n"));
     // What is on disk must keep decoding to the same event.
-    let stored = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(format!("{}.v1.json", event.type_name())),
-    )
-    .unwrap();
+    let v = SecretEvent::current_version(event.type_name()).unwrap();
+    let stored =
+        std::fs::read_to_string(golden_path(&format!("{}.v{v}.json", event.type_name()))).unwrap();
     let decoded = SecretEvent::decode(serde_json::from_str(&stored).unwrap()).unwrap();
     assert_eq!(decoded, event);
 }
 
-#[test]
-fn secret_created_v1() {
-    check_golden(created(), expect_file!["golden/secret.created.v1.json"]);
+fn decode_file(name: &str) -> SecretEvent {
+    let stored = std::fs::read_to_string(golden_path(name)).unwrap();
+    SecretEvent::decode(serde_json::from_str(&stored).unwrap()).unwrap()
 }
 
 #[test]
-fn secret_payload_stored_v1() {
+fn secret_created_v2() {
+    check_golden(created(), expect_file!["golden/secret.created.v2.json"]);
+}
+
+#[test]
+fn secret_payload_stored_v2() {
     check_golden(
         payload_stored(),
-        expect_file!["golden/secret.payload_stored.v1.json"],
+        expect_file!["golden/secret.payload_stored.v2.json"],
     );
+}
+
+/// Logs written before versions and managed secrets still read: a v1 creation has no
+/// owning service or tags, and a v1 payload was its secret's current version.
+#[test]
+fn v1_events_are_upcast() {
+    let SecretEvent::Created(c) = decode_file("secret.created.v1.json") else {
+        panic!("a creation")
+    };
+    assert_eq!((c.owning_service, c.tags.len()), (None, 0));
+    let SecretEvent::PayloadStored(p) = decode_file("secret.payload_stored.v1.json") else {
+        panic!("a payload")
+    };
+    assert_eq!(p.stages, [Stage::Current].into());
+    assert_eq!(p.created, None);
+}
+
+#[test]
+fn lifecycle_events_v1() {
+    for event in others() {
+        let name = format!("golden/{}.v1.json", event.type_name());
+        let golden = ExpectFile {
+            path: name.into(),
+            position: file!(),
+        };
+        check_golden(event, golden);
+    }
 }
 
 #[test]
@@ -140,24 +214,43 @@ fn commit(version: u64, events: Vec<SecretEvent>) -> NewCommit<SecretEvent> {
         },
         version,
         command: "secret.create".into(),
-        actor: Principal {
+        actor: Actor::User(Principal {
             user: UserId::parse("alice").unwrap(),
             project,
             roles: vec![Role::parse("admin").unwrap()],
             service: None,
-        },
+        }),
         at: at("2026-11-22T10:00:00.123456Z"),
         events,
     }
 }
 
 #[test]
-fn commit_v1_bytes_and_hash() {
+fn commit_bytes_and_hash() {
     let c = commit(1, vec![created(), payload_stored()]).seal(None);
-    expect_file!["golden/commit.v1.json"]
+    expect_file!["golden/commit.json"]
         .assert_eq(&format!("{}\n", String::from_utf8(c.to_bytes()).unwrap()));
     let parsed = Commit::<SecretEvent>::from_slice(&c.to_bytes()).unwrap();
     assert_eq!(parsed, c);
+}
+
+/// A commit written by an earlier build (v1 events) still verifies and reads: its hash
+/// covers the bytes as stored, and upcasting happens after the check.
+#[test]
+fn an_old_commit_still_verifies() {
+    let bytes = std::fs::read(golden_path("commit.v1.json")).unwrap();
+    let c = Commit::<SecretEvent>::from_slice(bytes.trim_ascii_end()).unwrap();
+    assert_eq!(c.body.events.len(), 2);
+}
+
+#[test]
+fn a_system_commit_names_the_task() {
+    let mut c = commit(2, vec![deleted()]);
+    c.actor = Actor::scheduler();
+    let c = c.seal(None);
+    let json = c.to_json();
+    assert_eq!(json["actor"], serde_json::json!({"system": "scheduler"}));
+    assert_eq!(Commit::<SecretEvent>::from_slice(&c.to_bytes()).unwrap(), c);
 }
 
 #[test]
@@ -208,7 +301,7 @@ fn unknown_versions_and_types_are_named() {
     let err = SecretEvent::decode(v).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "bad event: secret.payload_stored v9 cannot be read by this build (it reads up to v1); \
+        "bad event: secret.payload_stored v9 cannot be read by this build (it reads up to v2); \
          upgrade keyledger"
     );
     let err =

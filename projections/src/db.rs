@@ -56,6 +56,11 @@ fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "secrets", include_str!("../migrations/0001_secrets.sql")),
         migration(2, "acls", include_str!("../migrations/0002_acls.sql")),
+        migration(
+            3,
+            "lifecycle",
+            include_str!("../migrations/0003_lifecycle.sql"),
+        ),
     ])
 }
 

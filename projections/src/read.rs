@@ -4,6 +4,7 @@
 //! listing walks the project's rows that the caller could possibly read (an indexed
 //! range), because the read policy decides row by row.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use domain::ids::{ProjectId, SecretId, UserId};
@@ -11,7 +12,7 @@ use domain::secret::acl::Acl;
 use domain::timestamp::Timestamp;
 use futures::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,61 @@ pub struct SecretRow {
     pub version: i64,
     /// Who may read it.
     pub acl: Acl,
+    /// The service that manages it.
+    pub owning_service: Option<String>,
+    /// `krn:keyledger:<project>:secret:<name>-<suffix>`.
+    pub reference: String,
+    /// RFC 3339 end of the recovery window, when deletion is scheduled.
+    pub purge_at: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Stored versions whose keys still exist.
+    pub version_count: i64,
+}
+
+/// One version of a secret's value, without its ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    /// The version id.
+    pub version_id: String,
+    /// Media type.
+    pub content_type: String,
+    /// RFC 3339 time it was stored.
+    pub created: String,
+    /// Its stages (`current`, `previous`, `pending`), sorted.
+    pub stages: Vec<String>,
+}
+
+/// Which version a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSelector<'a> {
+    /// By id.
+    Id(&'a str),
+    /// The version a stage is on.
+    Stage(&'a str),
+}
+
+/// A secret a look-up by name or reference found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Its id.
+    pub id: String,
+    /// Its reference.
+    pub reference: String,
+}
+
+/// Work the lifecycle scheduler finds due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRow {
+    /// The project.
+    pub project: String,
+    /// The secret.
+    pub id: String,
+    /// `expire`, `purge` or `prune`.
+    pub task: &'static str,
+    /// The secret's aggregate version when found due (makes command ids unique per
+    /// occasion).
+    pub version: i64,
 }
 
 /// A sealed payload and what is needed to open it.
@@ -72,6 +128,8 @@ pub enum Lookup<T> {
     Found(T),
     /// Exists, but has expired (at `expiration`).
     Expired(Box<SecretRow>),
+    /// Scheduled for deletion (until `purge_at`): not readable, but restorable.
+    PendingDeletion(Box<SecretRow>),
     /// No such secret.
     Missing,
 }
@@ -103,13 +161,108 @@ pub enum ListScope<'a> {
     SharedWith(&'a UserId),
 }
 
-/// Filters and paging of a secret listing (Barbican's query parameters).
+/// A comparison of a time column with an instant (Barbican's `gt:`, `gte:`, `lt:`,
+/// `lte:` prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    /// `>`.
+    Gt,
+    /// `>=`.
+    Gte,
+    /// `<`.
+    Lt,
+    /// `<=`.
+    Lte,
+    /// `=` (no prefix).
+    Eq,
+}
+
+impl Compare {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Gt => " > ",
+            Self::Gte => " >= ",
+            Self::Lt => " < ",
+            Self::Lte => " <= ",
+            Self::Eq => " = ",
+        }
+    }
+}
+
+/// A time column a listing can filter on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeColumn {
+    /// `created`.
+    Created,
+    /// `updated`.
+    Updated,
+    /// `expiration`.
+    Expiration,
+}
+
+impl TimeColumn {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Created => "s.created_ms",
+            Self::Updated => "s.updated_ms",
+            Self::Expiration => "s.expiration_ms",
+        }
+    }
+}
+
+/// A sort key of a listing (Barbican's `sort=<key>:<asc|desc>,…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Creation time.
+    Created,
+    /// Time of the last change.
+    Updated,
+    /// Expiration.
+    Expiration,
+    /// Name.
+    Name,
+    /// Algorithm.
+    Algorithm,
+    /// Mode.
+    Mode,
+    /// Bit length.
+    BitLength,
+    /// Secret type.
+    SecretType,
+}
+
+impl SortKey {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Created => "s.created_ms",
+            Self::Updated => "s.updated_ms",
+            Self::Expiration => "s.expiration_ms",
+            Self::Name => "s.name",
+            Self::Algorithm => "s.algorithm",
+            Self::Mode => "s.mode",
+            Self::BitLength => "s.bit_length",
+            Self::SecretType => "s.secret_type",
+        }
+    }
+}
+
+/// Filters, sorting and paging of a secret listing (Barbican's query parameters).
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     /// Exact name.
     pub name: Option<String>,
     /// Exact secret type.
     pub secret_type: Option<String>,
+    /// Exact algorithm (`alg`).
+    pub algorithm: Option<String>,
+    /// Exact mode.
+    pub mode: Option<String>,
+    /// Exact bit length (`bits`).
+    pub bit_length: Option<i64>,
+    /// Time ranges, all of which must hold.
+    pub times: Vec<(TimeColumn, Compare, i64)>,
+    /// Sort keys with `true` for descending; oldest first when empty.
+    pub sort: Vec<(SortKey, bool)>,
     /// Page size.
     pub limit: u32,
     /// Rows to skip.
@@ -137,7 +290,9 @@ pub struct Lagging {
 
 const SECRET_COLUMNS: &str = "s.project, s.id, s.name, s.secret_type, s.algorithm, s.bit_length, \
                               s.mode, s.expiration, s.creator, s.created, s.updated, \
-                              s.content_type, s.version, s.acl, s.expiration_ms";
+                              s.content_type, s.version, s.acl, s.expiration_ms, \
+                              s.owning_service, s.reference, s.purge_at, s.tags, \
+                              s.version_count, s.status, s.purge_at_ms";
 
 fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
     let acl: Option<String> = r.try_get("acl")?;
@@ -165,6 +320,16 @@ fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
         content_type: r.try_get("content_type")?,
         version: r.try_get("version")?,
         acl,
+        owning_service: r.try_get("owning_service")?,
+        reference: r.try_get("reference")?,
+        purge_at: r.try_get("purge_at")?,
+        tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).map_err(|e| {
+            sqlx::Error::ColumnDecode {
+                index: "tags".into(),
+                source: Box::new(e),
+            }
+        })?,
+        version_count: r.try_get("version_count")?,
     })
 }
 
@@ -200,9 +365,10 @@ impl ReadModel {
         }
     }
 
-    /// One page of the live secrets in `scope` that `keep` admits, oldest first.
-    /// `keep` is the caller's read policy, applied to every row before paging, so
-    /// `total` and the pages count only what the caller may see.
+    /// One page of the live secrets in `scope` that `keep` admits, in the filter's
+    /// order (oldest first by default). `keep` is the caller's read policy, applied to
+    /// every row before paging, so `total` and the pages count only what the caller
+    /// may see.
     pub async fn list_secrets(
         &self,
         scope: ListScope<'_>,
@@ -212,37 +378,61 @@ impl ReadModel {
     ) -> Result<Snapshot<Page>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
-        const LIVE: &str = "(s.expiration_ms IS NULL OR s.expiration_ms > ?1) \
-                            AND (?2 IS NULL OR s.name = ?2) AND (?3 IS NULL OR s.secret_type = ?3)";
-        let query = match scope {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {SECRET_COLUMNS} "));
+        match scope {
             ListScope::Project {
                 project,
                 user,
                 admin,
-            } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {SECRET_COLUMNS} FROM secrets s WHERE s.project = ?4 AND {LIVE} \
-                 AND (?6 OR s.project_access = 1 OR s.creator = ?5 OR EXISTS (\
-                   SELECT 1 FROM secret_acl_users u WHERE u.project = s.project \
-                   AND u.secret_id = s.id AND u.user_id = ?5)) \
-                 ORDER BY s.created_ms, s.id"
-            )))
-            .bind(now.unix_millis())
-            .bind(filter.name.as_deref())
-            .bind(filter.secret_type.as_deref())
-            .bind(project.as_str())
-            .bind(user.as_str())
-            .bind(admin),
-            ListScope::SharedWith(user) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {SECRET_COLUMNS} FROM secret_acl_users u \
-                 JOIN secrets s ON s.project = u.project AND s.id = u.secret_id \
-                 WHERE u.user_id = ?4 AND {LIVE} ORDER BY s.created_ms, s.id"
-            )))
-            .bind(now.unix_millis())
-            .bind(filter.name.as_deref())
-            .bind(filter.secret_type.as_deref())
-            .bind(user.as_str()),
-        };
-        let mut rows = query.fetch(&mut *tx);
+            } => {
+                q.push("FROM secrets s WHERE s.project = ")
+                    .push_bind(project.as_str().to_owned());
+                if !admin {
+                    q.push(" AND (s.project_access = 1 OR s.creator = ")
+                        .push_bind(user.as_str().to_owned())
+                        .push(
+                            " OR EXISTS (SELECT 1 FROM secret_acl_users u WHERE \
+                             u.project = s.project AND u.secret_id = s.id AND u.user_id = ",
+                        )
+                        .push_bind(user.as_str().to_owned())
+                        .push("))");
+                }
+            }
+            ListScope::SharedWith(user) => {
+                q.push(
+                    "FROM secret_acl_users u JOIN secrets s ON s.project = u.project \
+                     AND s.id = u.secret_id WHERE u.user_id = ",
+                )
+                .push_bind(user.as_str().to_owned());
+            }
+        }
+        q.push(" AND s.status = 'active' AND (s.expiration_ms IS NULL OR s.expiration_ms > ")
+            .push_bind(now.unix_millis())
+            .push(")");
+        let exact = [
+            ("s.name", filter.name.clone()),
+            ("s.secret_type", filter.secret_type.clone()),
+            ("s.algorithm", filter.algorithm.clone()),
+            ("s.mode", filter.mode.clone()),
+        ];
+        for (column, value) in exact {
+            if let Some(value) = value {
+                q.push(format!(" AND {column} = ")).push_bind(value);
+            }
+        }
+        if let Some(bits) = filter.bit_length {
+            q.push(" AND s.bit_length = ").push_bind(bits);
+        }
+        for (column, op, ms) in &filter.times {
+            q.push(format!(" AND {}{}", column.sql(), op.sql()))
+                .push_bind(*ms);
+        }
+        q.push(" ORDER BY ");
+        for (key, desc) in &filter.sort {
+            q.push(format!("{} {}, ", key.sql(), if *desc { "DESC" } else { "ASC" }));
+        }
+        q.push("s.created_ms, s.id");
+        let mut rows = q.build().fetch(&mut *tx);
         let (first, end) = (
             u64::from(filter.offset),
             u64::from(filter.offset) + u64::from(filter.limit),
@@ -287,23 +477,45 @@ impl ReadModel {
         })
     }
 
-    /// A secret with its sealed payload (`None` inside when no payload is stored yet).
+    /// A secret with the sealed payload of its current version (`None` inside when it
+    /// has none).
     pub async fn get_payload(
         &self,
         id: SecretId,
+        now: Timestamp,
+    ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, sqlx::Error> {
+        self.get_version(id, VersionSelector::Stage("current"), now)
+            .await
+    }
+
+    /// A secret with the sealed payload of one version, by id or by stage (`None`
+    /// inside when there is no such version).
+    pub async fn get_version(
+        &self,
+        id: SecretId,
+        which: VersionSelector<'_>,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
         let found = match visible(fetch_secret(&mut tx, id).await?, now) {
             Lookup::Found(secret) => {
-                let payload = sqlx::query(
-                    "SELECT version_id, key_id, content_type, nonce, ciphertext \
-                     FROM secret_payloads WHERE project = ? AND secret_id = ? \
-                     ORDER BY created DESC LIMIT 1",
-                )
+                let (condition, value) = match which {
+                    VersionSelector::Id(v) => ("p.version_id = ?3", v),
+                    VersionSelector::Stage(s) => (
+                        "p.version_id = (SELECT g.version_id FROM secret_stages g WHERE \
+                         g.project = ?1 AND g.secret_id = ?2 AND g.stage = ?3)",
+                        s,
+                    ),
+                };
+                let payload = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT p.version_id, p.key_id, p.content_type, p.nonce, p.ciphertext \
+                     FROM secret_payloads p WHERE p.project = ?1 AND p.secret_id = ?2 \
+                     AND {condition}"
+                )))
                 .bind(&secret.project)
                 .bind(id.to_string())
+                .bind(value)
                 .fetch_optional(&mut *tx)
                 .await?
                 .map(|r| -> Result<PayloadRow, sqlx::Error> {
@@ -318,11 +530,189 @@ impl ReadModel {
                 .transpose()?;
                 Lookup::Found((secret, payload))
             }
-            Lookup::Expired(row) => Lookup::Expired(row),
-            Lookup::Missing => Lookup::Missing,
+            other => other.map_never(),
         };
         tx.commit().await?;
         Ok(Snapshot { value: found, seq })
+    }
+
+    /// A secret with its versions, oldest first.
+    pub async fn list_versions(
+        &self,
+        id: SecretId,
+        now: Timestamp,
+    ) -> Result<Snapshot<Lookup<(SecretRow, Vec<VersionRow>)>>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let seq = checkpoint(&mut tx).await?;
+        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
+            Lookup::Found(secret) => {
+                let rows = sqlx::query(
+                    "SELECT p.version_id, p.content_type, p.created, \
+                     (SELECT group_concat(g.stage, ',') FROM (SELECT stage FROM secret_stages g \
+                      WHERE g.project = p.project AND g.secret_id = p.secret_id \
+                      AND g.version_id = p.version_id ORDER BY stage) g) AS stages \
+                     FROM secret_payloads p WHERE p.project = ? AND p.secret_id = ? \
+                     ORDER BY p.created_ms, p.version_id",
+                )
+                .bind(&secret.project)
+                .bind(id.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+                let versions = rows
+                    .iter()
+                    .map(|r| -> Result<VersionRow, sqlx::Error> {
+                        let stages: Option<String> = r.try_get("stages")?;
+                        Ok(VersionRow {
+                            version_id: r.try_get("version_id")?,
+                            content_type: r.try_get("content_type")?,
+                            created: r.try_get("created")?,
+                            stages: stages
+                                .iter()
+                                .flat_map(|s| s.split(','))
+                                .map(str::to_owned)
+                                .collect(),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                Lookup::Found((secret, versions))
+            }
+            other => other.map_never(),
+        };
+        tx.commit().await?;
+        Ok(Snapshot { value: found, seq })
+    }
+
+    /// A secret with its metadata.
+    pub async fn get_metadata(
+        &self,
+        id: SecretId,
+        now: Timestamp,
+    ) -> Result<Snapshot<Lookup<(SecretRow, BTreeMap<String, String>)>>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let seq = checkpoint(&mut tx).await?;
+        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
+            Lookup::Found(secret) => {
+                let metadata = sqlx::query_as::<_, (String, String)>(
+                    "SELECT key, value FROM secret_metadata WHERE project = ? AND secret_id = ? \
+                     ORDER BY key",
+                )
+                .bind(&secret.project)
+                .bind(id.to_string())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+                Lookup::Found((secret, metadata))
+            }
+            other => other.map_never(),
+        };
+        tx.commit().await?;
+        Ok(Snapshot { value: found, seq })
+    }
+
+    /// The live secrets of `project` named `name`: exact matches of the name only,
+    /// never of a reference's name part.
+    pub async fn by_name(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Candidate>, sqlx::Error> {
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT s.id, s.reference FROM secrets s WHERE s.project = ? AND s.name = ? \
+             AND s.status = 'active' AND (s.expiration_ms IS NULL OR s.expiration_ms > ?) \
+             ORDER BY s.created_ms, s.id",
+        )
+        .bind(project.as_str())
+        .bind(name)
+        .bind(now.unix_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map(candidates)
+    }
+
+    /// The secrets whose reference is exactly `reference`.
+    pub async fn by_reference(&self, reference: &str) -> Result<Vec<Candidate>, sqlx::Error> {
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT s.id, s.reference FROM secrets s WHERE s.reference = ? ORDER BY s.id",
+        )
+        .bind(reference)
+        .fetch_all(&self.pool)
+        .await
+        .map(candidates)
+    }
+
+}
+
+/// Lifecycle work due at `now`: expirations that passed without an Expire command,
+/// recovery windows that ended, and secrets holding more than `keep` versions with a
+/// deprecated one stored at or before `prune_before`. Each kind is an indexed range
+/// (or, for prunes, the rows over the version limit).
+pub async fn due(
+        pool: &SqlitePool,
+        now: Timestamp,
+        keep: usize,
+        prune_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueRow>, sqlx::Error> {
+        let now = now.unix_millis();
+        let mut out = Vec::new();
+        let queries: [(&'static str, String); 3] = [
+            (
+                "expire",
+                "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status != 'expired' \
+                 AND s.expiration_ms <= ?1 ORDER BY s.expiration_ms LIMIT ?2"
+                    .to_owned(),
+            ),
+            (
+                "purge",
+                "SELECT s.project, s.id, s.version FROM secrets s WHERE s.purge_at_ms <= ?1 \
+                 ORDER BY s.purge_at_ms LIMIT ?2"
+                    .to_owned(),
+            ),
+            (
+                "prune",
+                "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status = 'active' \
+                 AND s.version_count > ?3 AND EXISTS (SELECT 1 FROM secret_payloads p WHERE \
+                 p.project = s.project AND p.secret_id = s.id AND p.created_ms <= ?4 \
+                 AND NOT EXISTS (SELECT 1 FROM secret_stages g WHERE g.project = p.project \
+                 AND g.secret_id = p.secret_id AND g.version_id = p.version_id)) LIMIT ?2"
+                    .to_owned(),
+            ),
+        ];
+        for (task, sql) in queries {
+            let rows = sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(i64::from(limit))
+                .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+                .bind(prune_before.unix_millis())
+                .fetch_all(pool)
+                .await?;
+            out.extend(rows.into_iter().map(|(project, id, version)| DueRow {
+                project,
+                id,
+                task,
+                version,
+            }));
+        }
+        Ok(out)
+}
+
+fn candidates(rows: Vec<(String, String)>) -> Vec<Candidate> {
+    rows.into_iter()
+        .map(|(id, reference)| Candidate { id, reference })
+        .collect()
+}
+
+impl<T> Lookup<T> {
+    /// Carries a not-found answer over to another value type. `Found` has no value of
+    /// the new type, so callers match it first; here it becomes `Missing`.
+    fn map_never<U>(self) -> Lookup<U> {
+        match self {
+            Lookup::Found(_) | Lookup::Missing => Lookup::Missing,
+            Lookup::Expired(row) => Lookup::Expired(row),
+            Lookup::PendingDeletion(row) => Lookup::PendingDeletion(row),
+        }
     }
 }
 
@@ -334,20 +724,28 @@ fn fetch_secret_sql() -> String {
 async fn fetch_secret(
     conn: &mut sqlx::SqliteConnection,
     id: SecretId,
-) -> Result<Option<(SecretRow, Option<i64>)>, sqlx::Error> {
+) -> Result<Option<(SecretRow, Option<i64>, String)>, sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(fetch_secret_sql()))
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?
-        .map(|r| Ok((secret_row(&r)?, r.try_get("expiration_ms")?)))
+        .map(|r| {
+            Ok((
+                secret_row(&r)?,
+                r.try_get("expiration_ms")?,
+                r.try_get("status")?,
+            ))
+        })
         .transpose()
 }
 
-fn visible(row: Option<(SecretRow, Option<i64>)>, now: Timestamp) -> Lookup<SecretRow> {
+fn visible(row: Option<(SecretRow, Option<i64>, String)>, now: Timestamp) -> Lookup<SecretRow> {
     match row {
         None => Lookup::Missing,
-        Some((row, Some(exp))) if exp <= now.unix_millis() => Lookup::Expired(Box::new(row)),
-        Some((row, _)) => Lookup::Found(row),
+        Some((row, Some(exp), _)) if exp <= now.unix_millis() => Lookup::Expired(Box::new(row)),
+        Some((row, _, status)) if status == "expired" => Lookup::Expired(Box::new(row)),
+        Some((row, _, _)) if row.purge_at.is_some() => Lookup::PendingDeletion(Box::new(row)),
+        Some((row, _, _)) => Lookup::Found(row),
     }
 }
 

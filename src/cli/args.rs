@@ -1,9 +1,11 @@
 //! Arguments shared by several commands.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use commands::log::{DEFAULT_STREAM, LogSettings, MIN_DUPLICATE_WINDOW};
+use domain::secret::version::{Lifecycle, RecoveryWindow, Retention};
 
 /// The data directory.
 #[derive(Debug, Clone, Args)]
@@ -105,6 +107,58 @@ impl LogArgs {
     }
 }
 
+/// Lifecycle rules: version retention, recovery windows, and the scheduler that
+/// applies them.
+#[derive(Debug, Clone, Args)]
+pub struct LifecycleArgs {
+    /// Versions a secret holds before its oldest deprecated ones are destroyed.
+    #[arg(long, env = "KEYLEDGER_KEEP_VERSIONS", default_value_t = 100)]
+    pub keep_versions: usize,
+    /// The youngest a deprecated version may be when it is destroyed.
+    #[arg(long, env = "KEYLEDGER_VERSION_MIN_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub version_min_age: Duration,
+    /// The shortest recovery window a deletion may ask for.
+    #[arg(long, env = "KEYLEDGER_RECOVERY_WINDOW_MIN", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub recovery_window_min: Duration,
+    /// The longest recovery window.
+    #[arg(long, env = "KEYLEDGER_RECOVERY_WINDOW_MAX", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub recovery_window_max: Duration,
+    /// The recovery window of a deletion that names none.
+    #[arg(long, env = "KEYLEDGER_RECOVERY_WINDOW", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub recovery_window: Duration,
+    /// How often the scheduler looks for expirations, ended recovery windows and
+    /// versions to destroy.
+    #[arg(long, env = "KEYLEDGER_SCHEDULER_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub scheduler_interval: Duration,
+}
+
+impl LifecycleArgs {
+    /// The rules, checked for consistency.
+    pub fn lifecycle(&self) -> anyhow::Result<Lifecycle> {
+        let recovery = RecoveryWindow {
+            min: self.recovery_window_min,
+            max: self.recovery_window_max,
+            default: self.recovery_window,
+        };
+        if !(recovery.min <= recovery.default && recovery.default <= recovery.max) {
+            anyhow::bail!(
+                "--recovery-window ({:?}) must lie between --recovery-window-min ({:?}) and \
+                 --recovery-window-max ({:?})",
+                recovery.default,
+                recovery.min,
+                recovery.max
+            );
+        }
+        Ok(Lifecycle {
+            retention: Retention {
+                keep: self.keep_versions,
+                min_age: self.version_min_age,
+            },
+            recovery,
+        })
+    }
+}
+
 /// The payload limit.
 #[derive(Debug, Clone, Args)]
 pub struct PayloadArgs {
@@ -115,12 +169,16 @@ pub struct PayloadArgs {
 }
 
 impl PayloadArgs {
-    /// Handler settings with this limit.
-    pub fn handler(&self) -> commands::handler::HandlerConfig {
-        commands::handler::HandlerConfig {
+    /// Handler settings with this limit and `lifecycle`'s rules.
+    pub fn handler(
+        &self,
+        lifecycle: &LifecycleArgs,
+    ) -> anyhow::Result<commands::handler::HandlerConfig> {
+        Ok(commands::handler::HandlerConfig {
             payload_limit: domain::secret::payload::PayloadLimit(self.max_payload_bytes as usize),
+            lifecycle: lifecycle.lifecycle()?,
             ..Default::default()
-        }
+        })
     }
 
     /// A request body limit that lets a base64 payload at the limit through, so the

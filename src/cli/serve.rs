@@ -9,23 +9,26 @@ use projections::projector::ProjectorConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::up::shutdown_signal;
-use super::{DataDirArgs, KeyArgs, LogArgs, PayloadArgs};
+use super::{DataDirArgs, KeyArgs, LifecycleArgs, LogArgs, PayloadArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
-    /// The command service (queue group keyledger-commands; run as many as needed)
-    /// and the key shredder.
+    /// The command service (queue group keyledger-commands; run as many as needed),
+    /// the key shredder and the lifecycle scheduler (which reads what is due from the
+    /// read model).
     Commands {
         #[command(flatten)]
         nats: NatsUrlArgs,
         #[command(flatten)]
-        data: DataDirArgs,
+        db: DatabaseArgs,
         #[command(flatten)]
         keys: KeyArgs,
         #[command(flatten)]
         log: LogArgs,
         #[command(flatten)]
         payload: PayloadArgs,
+        #[command(flatten)]
+        lifecycle: LifecycleArgs,
     },
     /// The projector: folds the event stream into the read model.
     Projector {
@@ -97,17 +100,23 @@ pub async fn run(command: ServeCommand) -> Result<()> {
     let tasks: Vec<Task> = match command {
         ServeCommand::Commands {
             nats,
-            data,
+            db,
             keys,
             log,
             payload,
+            lifecycle,
         } => {
-            let keys = keys.load(&data)?;
+            let keys = keys.load(&db.data)?;
+            let settings = stack::CommandSettings {
+                handler: payload.handler(&lifecycle)?,
+                database_url: db.url()?,
+                scheduler_interval: lifecycle.scheduler_interval,
+            };
             stack::start_commands(
                 &nats.nats_url,
                 &keys,
                 &log.settings(),
-                payload.handler(),
+                settings,
                 clock,
                 shutdown.clone(),
             )

@@ -11,7 +11,7 @@ use domain::principal::Principal;
 use keyledger::stack::{NatsChoice, Stack, StackConfig};
 use projections::projector::ProjectorConfig;
 
-use super::{DataDirArgs, IdentityArgs, LogArgs, PayloadArgs};
+use super::{DataDirArgs, IdentityArgs, LifecycleArgs, LogArgs, PayloadArgs};
 
 /// Runs a managed nats-server (JetStream under <data-dir>/nats, sync_interval: always),
 /// the command service, the projector (SQLite in <data-dir>) and the HTTP API, until
@@ -36,6 +36,8 @@ pub struct UpArgs {
     log: LogArgs,
     #[command(flatten)]
     payload: PayloadArgs,
+    #[command(flatten)]
+    lifecycle: LifecycleArgs,
     /// Base URL of links in responses (default: from the request's Host header).
     #[arg(long)]
     public_url: Option<String>,
@@ -64,7 +66,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
             .payload
             .api_settings(&args.log, args.http_addr, args.public_url.clone()),
         log: args.log.settings(),
-        handler: args.payload.handler(),
+        handler: args.payload.handler(&args.lifecycle)?,
+        scheduler_interval: args.lifecycle.scheduler_interval,
         projector: ProjectorConfig {
             stream: args.log.stream.clone(),
             ..Default::default()

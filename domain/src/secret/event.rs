@@ -8,11 +8,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::collections::BTreeSet;
+
 use crate::commit::{CommitError, EventCodec};
-use crate::ids::{KeyId, UserId};
+use crate::ids::{KeyId, ServiceName, UserId, VersionId};
 use crate::secret::acl::Acl;
-use crate::secret::fields::{Attributes, MetadataKey, MetadataValue};
+use crate::secret::fields::{Attributes, MetadataKey, MetadataValue, TagKey, Tags};
 use crate::secret::payload::SealedPayload;
+use crate::secret::version::Stage;
+use crate::timestamp::Timestamp;
 
 /// A secret came into existence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,14 +26,93 @@ pub struct SecretCreated {
     pub attributes: Attributes,
     /// The user who created it.
     pub creator: UserId,
+    /// The service that manages it (since v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owning_service: Option<ServiceName>,
+    /// Its tags (since v2).
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
 }
 
-/// A payload was stored, sealed under a data key held in the key store.
+/// A version of the value was stored, sealed under a data key held in the key store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PayloadStored {
-    /// The sealed payload.
+    /// The sealed payload; `version_id` names the version.
     #[serde(flatten)]
     pub payload: SealedPayload,
+    /// The stages the version takes (since v2; a v1 payload was the current one).
+    pub stages: BTreeSet<Stage>,
+    /// When it was stored (since v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<Timestamp>,
+}
+
+/// A stage now points at `version`, or (`None`) at no version. A stage is on at most
+/// one version: this takes it off any other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageMoved {
+    /// The stage.
+    pub stage: Stage,
+    /// Where it is now.
+    pub version: Option<VersionId>,
+}
+
+/// Deprecated versions were destroyed with their data keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionsDestroyed {
+    /// The versions.
+    pub versions: Vec<VersionId>,
+    /// Their data keys; the key store drops them.
+    pub destroyed_keys: Vec<KeyId>,
+}
+
+/// The secret's expiration passed; its data keys were destroyed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretExpired {
+    /// When it expired (its expiration).
+    pub expired_at: Timestamp,
+    /// Data keys of every version; the key store drops them.
+    pub destroyed_keys: Vec<KeyId>,
+}
+
+/// The secret was scheduled for deletion; it can be restored until `purge_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletionScheduled {
+    /// When the recovery window ends and the secret is purged.
+    pub purge_at: Timestamp,
+}
+
+/// A scheduled deletion was undone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRestored {}
+
+/// One metadata key was removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadatumDeleted {
+    /// The key.
+    pub key: MetadataKey,
+}
+
+/// Tags were added or changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsSet {
+    /// The tags set.
+    pub tags: Tags,
+}
+
+/// Tags were removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsRemoved {
+    /// The keys removed.
+    pub keys: BTreeSet<TagKey>,
 }
 
 /// One metadata key was set.
@@ -78,6 +161,30 @@ pub enum SecretEvent {
     /// See [`AclSet`].
     #[serde(rename = "secret.acl_set")]
     AclSet(AclSet),
+    /// See [`StageMoved`].
+    #[serde(rename = "secret.stage_moved")]
+    StageMoved(StageMoved),
+    /// See [`VersionsDestroyed`].
+    #[serde(rename = "secret.versions_destroyed")]
+    VersionsDestroyed(VersionsDestroyed),
+    /// See [`SecretExpired`].
+    #[serde(rename = "secret.expired")]
+    Expired(SecretExpired),
+    /// See [`DeletionScheduled`].
+    #[serde(rename = "secret.deletion_scheduled")]
+    DeletionScheduled(DeletionScheduled),
+    /// See [`SecretRestored`].
+    #[serde(rename = "secret.restored")]
+    Restored(SecretRestored),
+    /// See [`MetadatumDeleted`].
+    #[serde(rename = "secret.metadatum_deleted")]
+    MetadatumDeleted(MetadatumDeleted),
+    /// See [`TagsSet`].
+    #[serde(rename = "secret.tags_set")]
+    TagsSet(TagsSet),
+    /// See [`TagsRemoved`].
+    #[serde(rename = "secret.tags_removed")]
+    TagsRemoved(TagsRemoved),
 }
 
 impl SecretEvent {
@@ -89,26 +196,63 @@ impl SecretEvent {
             Self::MetadatumSet(_) => "secret.metadatum_set",
             Self::Deleted(_) => "secret.deleted",
             Self::AclSet(_) => "secret.acl_set",
+            Self::StageMoved(_) => "secret.stage_moved",
+            Self::VersionsDestroyed(_) => "secret.versions_destroyed",
+            Self::Expired(_) => "secret.expired",
+            Self::DeletionScheduled(_) => "secret.deletion_scheduled",
+            Self::Restored(_) => "secret.restored",
+            Self::MetadatumDeleted(_) => "secret.metadatum_deleted",
+            Self::TagsSet(_) => "secret.tags_set",
+            Self::TagsRemoved(_) => "secret.tags_removed",
         }
     }
 
     /// The version this build writes for `type_name`; `None` for unknown types.
     pub fn current_version(type_name: &str) -> Option<u64> {
         match type_name {
-            "secret.created"
-            | "secret.payload_stored"
-            | "secret.metadatum_set"
+            "secret.created" | "secret.payload_stored" => Some(2),
+            "secret.metadatum_set"
             | "secret.deleted"
-            | "secret.acl_set" => Some(1),
+            | "secret.acl_set"
+            | "secret.stage_moved"
+            | "secret.versions_destroyed"
+            | "secret.expired"
+            | "secret.deletion_scheduled"
+            | "secret.restored"
+            | "secret.metadatum_deleted"
+            | "secret.tags_set"
+            | "secret.tags_removed" => Some(1),
             _ => None,
+        }
+    }
+
+    /// The data keys this event destroys: the key store must drop them.
+    pub fn destroyed_keys(&self) -> &[KeyId] {
+        match self {
+            Self::Deleted(e) => &e.destroyed_keys,
+            Self::Expired(e) => &e.destroyed_keys,
+            Self::VersionsDestroyed(e) => &e.destroyed_keys,
+            _ => &[],
         }
     }
 }
 
 /// Brings an event written as `(type_name, v)` to the current version of its type.
-/// Every type is still at version 1, so there is nothing to convert yet; a future
-/// `v: 2` adds an arm here that rewrites the v1 JSON into the v2 shape.
-fn upcast(type_name: &str, v: u64, value: Value) -> Result<Value, CommitError> {
+///
+/// - `secret.created` v1 had no `owning_service` or `tags`: both default to none.
+/// - `secret.payload_stored` v1 was a secret's one payload, so it was current: v2
+///   adds `"stages": ["current"]` (and no `created`, which v1 did not record).
+fn upcast(type_name: &str, v: u64, mut value: Value) -> Result<Value, CommitError> {
+    match (type_name, v) {
+        ("secret.created", 1) => return Ok(value),
+        ("secret.payload_stored", 1) => {
+            if let Value::Object(map) = &mut value {
+                map.insert("stages".into(), serde_json::json!(["current"]));
+            }
+            return Ok(value);
+        }
+        _ => {}
+    }
     match SecretEvent::current_version(type_name) {
         Some(current) if v == current => Ok(value),
         Some(current) => Err(CommitError::Event(format!(

@@ -76,6 +76,50 @@ text_field!(
     1024
 );
 
+text_field!(
+    /// A tag's key (AWS: up to 128 characters).
+    TagKey,
+    "tag key",
+    128
+);
+
+/// A tag's value: up to 256 characters, may be empty (as in AWS).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TagValue(String);
+
+impl TagValue {
+    /// Parses a value.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        if s.is_empty() {
+            return Ok(Self(String::new()));
+        }
+        bounded_text("tag value", s, 256).map(Self)
+    }
+}
+parsed_string!(TagValue);
+
+/// A secret's tags.
+pub type Tags = BTreeMap<TagKey, TagValue>;
+
+/// Most tags a secret may carry (AWS's limit).
+pub const MAX_TAGS: usize = 50;
+
+/// Parses tags from wire key/value pairs.
+pub fn parse_tags<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Tags, Rejection> {
+    let mut out = Tags::new();
+    for (k, v) in pairs {
+        out.insert(TagKey::parse(k)?, TagValue::parse(v)?);
+    }
+    if out.len() > MAX_TAGS {
+        return Err(Rejection::invalid(format!(
+            "{} tags given; a secret carries at most {MAX_TAGS}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
 /// What kind of secret this is (Barbican's `secret_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

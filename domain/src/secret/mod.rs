@@ -7,9 +7,15 @@ mod decide;
 mod event;
 pub mod fields;
 pub mod payload;
+pub mod reference;
 mod state;
+pub mod version;
 
-pub use command::{CreateSecret, SecretCommand};
-pub use decide::{Context, decide};
-pub use event::{AclSet, MetadatumSet, PayloadStored, SecretCreated, SecretDeleted, SecretEvent};
-pub use state::{PayloadRef, Secret, SecretState, evolve};
+pub use command::{CreateSecret, DeleteMode, Presence, PutValue, SecretCommand};
+pub use decide::{Context, decide, prune, scheduled_for_deletion};
+pub use event::{
+    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, SecretCreated,
+    SecretDeleted, SecretEvent, SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet,
+    VersionsDestroyed,
+};
+pub use state::{Secret, SecretState, evolve};

@@ -1,0 +1,266 @@
+//! Barbican's `/v1/secrets/{id}/metadata` endpoints, and tags (AWS-style key/value
+//! labels) under `/v1/secrets/{id}/tags`. Each change is a command, so it is an event
+//! in the log.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use commands::protocol::{
+    DeleteMetadatumRequest, RemoveTagsRequest, ReplaceMetadataRequest, SetMetadatumRequest,
+    SetTagsRequest,
+};
+use domain::ids::SecretId;
+use domain::policy::Action;
+use domain::subject::command;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::access::{owner_project, readable, resolve};
+use crate::auth::Caller;
+use crate::body::Body;
+use crate::consistency::{Consistent, with_seq, write};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::{base_url, secret_ref};
+
+/// A secret a change addresses: its id and its project.
+async fn target(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<(SecretId, Option<String>), ApiError> {
+    let id = resolve(state, caller, raw).await?;
+    Ok((id, owner_project(state, id).await?))
+}
+
+/// `GET /v1/secrets/{id}/metadata`.
+pub async fn get_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = resolve(&state, &caller, &id).await?;
+    let lookup = state.read.get_metadata(id, (state.clock)()).await?;
+    let (_, metadata) = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |(s, _)| s)?;
+    Ok(with_seq(
+        Json(json!({ "metadata": metadata })).into_response(),
+        lookup.seq,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataBody {
+    metadata: BTreeMap<String, String>,
+}
+
+/// `PUT /v1/secrets/{id}/metadata`: replaces all metadata; 201.
+pub async fn put_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: MetadataBody = crate::body::json(&headers, &body, "metadata")?;
+    let (id, project) = target(&state, &caller, &id).await?;
+    let request = ReplaceMetadataRequest {
+        command_id: None,
+        project,
+        id: id.to_string(),
+        metadata: body.metadata,
+    };
+    let accepted = write(&state, command::SECRET_METADATA_REPLACE, &caller.token, &request).await?;
+    let url = format!(
+        "{}/metadata",
+        secret_ref(&base_url(&state, &headers), &accepted.id)
+    );
+    Ok(with_seq(
+        (StatusCode::CREATED, Json(json!({ "metadata_ref": url }))).into_response(),
+        accepted.seq,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadatumBody {
+    key: String,
+    value: String,
+}
+
+/// Sets one key; `must_exist` as the command takes it.
+async fn set_one(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+    body: MetadatumBody,
+    must_exist: bool,
+) -> Result<(MetadatumBody, u64), ApiError> {
+    let (id, project) = target(state, caller, raw).await?;
+    let request = SetMetadatumRequest {
+        command_id: None,
+        project,
+        id: id.to_string(),
+        key: body.key.clone(),
+        value: body.value.clone(),
+        must_exist: Some(must_exist),
+    };
+    let accepted = write(state, command::SECRET_METADATA_SET, &caller.token, &request).await?;
+    Ok((body, accepted.seq))
+}
+
+/// `POST /v1/secrets/{id}/metadata`: adds a key (409 if it exists); 201.
+pub async fn add_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: MetadatumBody = crate::body::json(&headers, &body, "a metadata item")?;
+    let (body, seq) = set_one(&state, &caller, &id, body, false).await?;
+    Ok(with_seq(
+        (
+            StatusCode::CREATED,
+            Json(json!({ "key": body.key, "value": body.value })),
+        )
+            .into_response(),
+        seq,
+    ))
+}
+
+/// `GET /v1/secrets/{id}/metadata/{key}`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = resolve(&state, &caller, &id).await?;
+    let lookup = state.read.get_metadata(id, (state.clock)()).await?;
+    let (_, metadata) = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |(s, _)| s)?;
+    let folded = key.to_ascii_lowercase();
+    let value = metadata.get(&folded).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("secret {id} has no metadata key {key:?}"),
+        )
+    })?;
+    Ok(with_seq(
+        Json(json!({ "key": folded, "value": value })).into_response(),
+        lookup.seq,
+    ))
+}
+
+/// `PUT /v1/secrets/{id}/metadata/{key}`: changes an existing key (404 if it does not
+/// exist); 200.
+pub async fn put_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: MetadatumBody = crate::body::json(&headers, &body, "a metadata item")?;
+    if !body.key.eq_ignore_ascii_case(&key) {
+        return Err(ApiError::bad_request(format!(
+            "the body names key {:?} but the URL names {key:?}; they must be the same",
+            body.key
+        )));
+    }
+    let (body, seq) = set_one(&state, &caller, &id, body, true).await?;
+    Ok(with_seq(
+        Json(json!({ "key": body.key, "value": body.value })).into_response(),
+        seq,
+    ))
+}
+
+/// `DELETE /v1/secrets/{id}/metadata/{key}`: 204.
+pub async fn delete_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (id, project) = target(&state, &caller, &id).await?;
+    let request = DeleteMetadatumRequest {
+        command_id: None,
+        project,
+        id: id.to_string(),
+        key,
+    };
+    let accepted = write(&state, command::SECRET_METADATA_DELETE, &caller.token, &request).await?;
+    Ok(with_seq(
+        StatusCode::NO_CONTENT.into_response(),
+        accepted.seq,
+    ))
+}
+
+/// `GET /v1/secrets/{id}/tags`.
+pub async fn get_tags(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = resolve(&state, &caller, &id).await?;
+    let lookup = state.read.get_secret(id, (state.clock)()).await?;
+    let row = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |r| r)?;
+    Ok(with_seq(
+        Json(json!({ "tags": row.tags })).into_response(),
+        lookup.seq,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagsBody {
+    tags: BTreeMap<String, String>,
+}
+
+/// `POST /v1/secrets/{id}/tags`: adds or changes the tags given (AWS `TagResource`);
+/// 204.
+pub async fn set_tags(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: TagsBody = crate::body::json(&headers, &body, "tags")?;
+    let (id, project) = target(&state, &caller, &id).await?;
+    let request = SetTagsRequest {
+        command_id: None,
+        project,
+        id: id.to_string(),
+        tags: body.tags,
+    };
+    let accepted = write(&state, command::SECRET_TAGS_SET, &caller.token, &request).await?;
+    Ok(with_seq(
+        StatusCode::NO_CONTENT.into_response(),
+        accepted.seq,
+    ))
+}
+
+/// `DELETE /v1/secrets/{id}/tags/{key}` (AWS `UntagResource`); 204.
+pub async fn delete_tag(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (id, project) = target(&state, &caller, &id).await?;
+    let request = RemoveTagsRequest {
+        command_id: None,
+        project,
+        id: id.to_string(),
+        keys: vec![key],
+    };
+    let accepted = write(&state, command::SECRET_TAGS_REMOVE, &caller.token, &request).await?;
+    Ok(with_seq(
+        StatusCode::NO_CONTENT.into_response(),
+        accepted.seq,
+    ))
+}

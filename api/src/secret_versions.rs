@@ -1,0 +1,218 @@
+//! Versions of a secret's value, AWS Secrets Manager's way, under Barbican's URLs:
+//!
+//! - `GET /v1/secrets/{id}/versions`: every version with its stages.
+//! - `POST /v1/secrets/{id}/versions`: store a new version (`PutSecretValue`).
+//! - `GET /v1/secrets/{id}/versions/{version}` and `…/{version}/payload`: one version,
+//!   by id or by stage (`current`, `previous`, `pending`, or the AWS names).
+//! - `PUT /v1/secrets/{id}/stages/{stage}`: move a stage (`UpdateSecretVersionStage`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use commands::protocol::{MoveStageRequest, PayloadField, PutValueRequest};
+use domain::policy::Action;
+use domain::secret::version::Stage;
+use domain::subject::command;
+use projections::read::{VersionRow, VersionSelector};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::access::{owner_project, readable, resolve};
+use crate::auth::Caller;
+use crate::body::Body;
+use crate::consistency::{Consistent, with_seq, write};
+use crate::error::ApiError;
+use crate::payload;
+use crate::state::AppState;
+use crate::views::{base_url, secret_ref};
+
+fn view(v: &VersionRow) -> Value {
+    json!({
+        "version_id": v.version_id,
+        "created": v.created,
+        "content_type": v.content_type,
+        "stages": v.stages,
+    })
+}
+
+/// `GET /v1/secrets/{id}/versions`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = resolve(&state, &caller, &id).await?;
+    let lookup = state.read.list_versions(id, (state.clock)()).await?;
+    let (_, versions) = readable(
+        &state,
+        &caller,
+        Action::ReadSecret,
+        id,
+        lookup.value,
+        |(s, _)| s,
+    )?;
+    let body = json!({
+        "versions": versions.iter().map(view).collect::<Vec<_>>(),
+        "total": versions.len(),
+    });
+    Ok(with_seq(Json(body).into_response(), lookup.seq))
+}
+
+/// The body of `POST /v1/secrets/{id}/versions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutValueBody {
+    payload: PayloadField,
+    #[serde(default)]
+    payload_content_type: Option<String>,
+    #[serde(default)]
+    payload_content_encoding: Option<String>,
+    #[serde(default)]
+    client_request_token: Option<String>,
+    #[serde(default)]
+    stages: Option<Vec<String>>,
+}
+
+/// `POST /v1/secrets/{id}/versions`: 201 with the new version's id; a retry with the
+/// same `client_request_token` and payload answers with the same version.
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: PutValueBody = crate::body::json(&headers, &body, "a secret version")?;
+    let id = resolve(&state, &caller, &id).await?;
+    let request = PutValueRequest {
+        command_id: None,
+        project: owner_project(&state, id).await?,
+        id: id.to_string(),
+        payload: body.payload,
+        payload_content_type: body.payload_content_type,
+        payload_content_encoding: body.payload_content_encoding,
+        client_request_token: body.client_request_token,
+        stages: body.stages,
+    };
+    let accepted = write(&state, command::SECRET_VALUE_PUT, &caller.token, &request).await?;
+    let body = json!({
+        "secret_ref": secret_ref(&base_url(&state, &headers), &accepted.id),
+        "version_id": accepted.version_id,
+    });
+    Ok(with_seq(
+        (StatusCode::CREATED, Json(body)).into_response(),
+        accepted.seq,
+    ))
+}
+
+/// Reads `{version}`: a version id, or a stage name.
+fn selector(raw: &str) -> Result<VersionSelector<'_>, ApiError> {
+    if domain::ids::VersionId::parse(raw).is_ok() {
+        return Ok(VersionSelector::Id(raw));
+    }
+    Stage::parse(raw)
+        .map(|s| VersionSelector::Stage(s.as_str()))
+        .map_err(|r| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("{}; or give a version id (a UUID)", r.message),
+            )
+        })
+}
+
+fn no_version(id: domain::ids::SecretId, raw: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "secret {id} has no version {raw} (never stored, no version holds that stage, or \
+             destroyed by retention); list them with GET /v1/secrets/{id}/versions"
+        ),
+    )
+}
+
+/// `GET /v1/secrets/{id}/versions/{version}`.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = resolve(&state, &caller, &id).await?;
+    let which = selector(&version)?;
+    let lookup = state.read.list_versions(id, (state.clock)()).await?;
+    let (_, versions) = readable(
+        &state,
+        &caller,
+        Action::ReadSecret,
+        id,
+        lookup.value,
+        |(s, _)| s,
+    )?;
+    let found = versions.iter().find(|v| match which {
+        VersionSelector::Id(vid) => v.version_id == vid,
+        VersionSelector::Stage(stage) => v.stages.iter().any(|s| s == stage),
+    });
+    let found = found.ok_or_else(|| no_version(id, &version))?;
+    Ok(with_seq(Json(view(found)).into_response(), lookup.seq))
+}
+
+/// `GET /v1/secrets/{id}/versions/{version}/payload`.
+pub async fn get_payload(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path((id, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = resolve(&state, &caller, &id).await?;
+    let which = selector(&version)?;
+    let lookup = state.read.get_version(id, which, (state.clock)()).await?;
+    let (secret, row) = readable(
+        &state,
+        &caller,
+        Action::ReadPayload,
+        id,
+        lookup.value,
+        |(s, _)| s,
+    )?;
+    let row = row.ok_or_else(|| no_version(id, &version))?;
+    let response = payload::open(&state, &caller, id, &secret, row, &headers).await?;
+    Ok(with_seq(response, lookup.seq))
+}
+
+/// The body of `PUT /v1/secrets/{id}/stages/{stage}`, named as AWS names them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveStageBody {
+    #[serde(default)]
+    move_to: Option<String>,
+    #[serde(default)]
+    remove_from: Option<String>,
+}
+
+/// `PUT /v1/secrets/{id}/stages/{stage}`: 204.
+pub async fn move_stage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, stage)): Path<(String, String)>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: MoveStageBody = crate::body::json(&headers, &body, "a stage move")?;
+    let id = resolve(&state, &caller, &id).await?;
+    let request = MoveStageRequest {
+        command_id: None,
+        project: owner_project(&state, id).await?,
+        id: id.to_string(),
+        stage,
+        move_to: body.move_to,
+        remove_from: body.remove_from,
+    };
+    let accepted = write(&state, command::SECRET_STAGE_MOVE, &caller.token, &request).await?;
+    Ok(with_seq(
+        StatusCode::NO_CONTENT.into_response(),
+        accepted.seq,
+    ))
+}

@@ -1,0 +1,154 @@
+//! The lifecycle scheduler: issues Expire for secrets whose expiration has passed,
+//! Purge for deletions whose recovery window has ended, and PruneVersions for secrets
+//! holding deprecated versions that retention no longer keeps.
+//!
+//! It asks a [`DueSource`] (the read model) what is due, and runs each task through the
+//! command handler as keyledger's own actor. Command ids are derived from the task
+//! (`expire-<secret>`; `purge-<secret>-v<version>`), so several replicas running the
+//! scheduler at once write each task once: the second append is answered as a
+//! duplicate of the first. After downtime the first pass finds everything overdue.
+//! The domain still checks each task against the log, so a stale read model can make
+//! the scheduler try too early, never act wrongly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::ErrorCode;
+use domain::ids::{CommandId, ProjectId, SecretId};
+use domain::secret::SecretCommand;
+use domain::secret::version::Lifecycle;
+use domain::timestamp::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::handler::SecretHandler;
+
+/// A task found due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The project owning the secret.
+    pub project: ProjectId,
+    /// The secret.
+    pub secret: SecretId,
+    /// What to do.
+    pub task: Task,
+    /// The secret's aggregate version when it was found due.
+    pub version: u64,
+}
+
+/// What the scheduler does to a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Its expiration passed.
+    Expire,
+    /// Its recovery window ended.
+    Purge,
+    /// Retention lets deprecated versions go.
+    Prune,
+}
+
+impl Due {
+    /// The command and its id. An expiry happens once per secret; a purge or a prune
+    /// once per state of the secret (a restored and re-deleted secret is a new
+    /// occasion).
+    fn command(&self) -> Result<(SecretCommand, CommandId), domain::Rejection> {
+        let (command, id) = match self.task {
+            Task::Expire => (SecretCommand::Expire, format!("expire-{}", self.secret)),
+            Task::Purge => (
+                SecretCommand::Purge,
+                format!("purge-{}-v{}", self.secret, self.version),
+            ),
+            Task::Prune => (
+                SecretCommand::PruneVersions,
+                format!("prune-{}-v{}", self.secret, self.version),
+            ),
+        };
+        Ok((command, CommandId::parse(&id)?))
+    }
+}
+
+/// Where the scheduler learns what is due.
+pub trait DueSource: Send + Sync + 'static {
+    /// Up to `limit` tasks of each kind due at `now` under `lifecycle`.
+    fn due(
+        &self,
+        now: Timestamp,
+        lifecycle: Lifecycle,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Due>, String>> + Send;
+}
+
+/// How often the scheduler looks for due work by default.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Batch size of one pass, per kind of task.
+const BATCH: u32 = 256;
+
+/// Runs the scheduler every `interval` until `shutdown` is cancelled, with the
+/// handler's lifecycle rules.
+pub async fn run<S: DueSource>(
+    handler: Arc<SecretHandler>,
+    source: S,
+    clock: Clock,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let lifecycle = handler.lifecycle();
+    loop {
+        let full = match source.due(clock(), lifecycle, BATCH).await {
+            Ok(due) => {
+                let full = due.len() >= BATCH as usize;
+                for task in due {
+                    run_one(&handler, task).await;
+                }
+                full
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler: cannot read what is due; retrying");
+                false
+            }
+        };
+        if full {
+            // More may be waiting: go again at once rather than after the interval.
+            continue;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+async fn run_one(handler: &SecretHandler, due: Due) {
+    let (command, id) = match due.command() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, secret = %due.secret, "scheduler: bad task");
+            return;
+        }
+    };
+    let name = command.name();
+    match handler
+        .run_task(due.project.clone(), due.secret, command, id)
+        .await
+    {
+        Ok(accepted) => tracing::info!(
+            task = name,
+            secret = %due.secret,
+            seq = accepted.seq,
+            "scheduler: done"
+        ),
+        // The log already says otherwise (restored, already expired, not yet due by
+        // the log's state): the read model was behind. Nothing to do.
+        Err(r) if matches!(r.code, ErrorCode::Conflict | ErrorCode::NotFound) => {
+            tracing::debug!(task = name, secret = %due.secret, reason = %r, "scheduler: skipped");
+        }
+        Err(r) => tracing::warn!(
+            task = name,
+            secret = %due.secret,
+            error = %r,
+            "scheduler: task failed; it is retried on the next pass"
+        ),
+    }
+}
