@@ -4,53 +4,15 @@
 //! is searched for them, raw, hex and base64.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use crate::support::{id_of, raw_command};
+use crate::support::{contains, files_under, id_of, needles, raw_command};
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
-
-/// The forms a leaked canary could take.
-fn needles(canary: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = vec![
-        canary.to_vec(),
-        hex::encode(canary).into_bytes(),
-        hex::encode_upper(canary).into_bytes(),
-    ];
-    // Base64 of the canary at each of the three alignments it could have inside a
-    // longer encoded string; the middle of each encoding is stable.
-    for shift in 0..3 {
-        let mut padded = vec![b'#'; shift];
-        padded.extend_from_slice(canary);
-        for encoded in [STANDARD.encode(&padded), URL_SAFE_NO_PAD.encode(&padded)] {
-            let core = &encoded.as_bytes()[4..encoded.len() - 4];
-            out.push(core.to_vec());
-        }
-    }
-    out
-}
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_plaintext_canary_reaches_disk_or_logs() {

@@ -298,14 +298,22 @@ async fn a_command_reads_only_its_own_aggregate() {
     cold.handle("secret.metadata.set", &alice(), &set(2))
         .await
         .unwrap();
-    cold.handle("secret.delete", &alice(), &body(json!({"id": ids[17], "force": true})))
-        .await
-        .unwrap();
+    cold.handle(
+        "secret.delete",
+        &alice(),
+        &body(json!({"id": ids[17], "force": true})),
+    )
+    .await
+    .unwrap();
     assert_eq!(store.messages_read(), 1);
     // A rejection is only final on state fresh from the log, so it re-reads the
     // aggregate's four commits (and still nothing else).
     let again = cold
-        .handle("secret.delete", &alice(), &body(json!({"id": ids[17], "force": true})))
+        .handle(
+            "secret.delete",
+            &alice(),
+            &body(json!({"id": ids[17], "force": true})),
+        )
         .await
         .unwrap_err();
     assert_eq!(again.code, domain::ErrorCode::NotFound);

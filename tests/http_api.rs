@@ -397,7 +397,10 @@ async fn bad_requests_get_the_right_status_and_a_message_that_says_what_to_do() 
     for (query, message) in [
         ("?limit=abc", "limit=\"abc\" must be an integer"),
         ("?colour=red", "\"colour\" is not supported"),
-        ("?created=yesterday", "created \"yesterday\" is not an ISO-8601 date-time"),
+        (
+            "?created=yesterday",
+            "created \"yesterday\" is not an ISO-8601 date-time",
+        ),
         ("?sort=size:desc", "cannot sort by \"size\""),
         ("?sort=name:up", "sort direction \"up\""),
         ("?secret_type=x", "secret_type \"x\""),

@@ -35,7 +35,13 @@ async fn a_plain_nats_request_creates_a_secret_that_http_reads() {
     assert_eq!(read.status(), 200);
     assert_eq!(read.bytes().await.unwrap().as_ref(), b"hello");
 
-    let deleted = raw_command(&nats, "secret.delete", Some(&token), &json!({"id": id, "force": true})).await;
+    let deleted = raw_command(
+        &nats,
+        "secret.delete",
+        Some(&token),
+        &json!({"id": id, "force": true}),
+    )
+    .await;
     assert_eq!(deleted["ok"], true, "{deleted}");
     assert_eq!(deleted["version"], 2);
     let gone = t

@@ -12,5 +12,6 @@ mod event_store;
 mod external_clients;
 mod http_api;
 mod identity;
+mod lifecycle;
 mod nats_commands;
 mod projection;

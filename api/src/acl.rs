@@ -14,12 +14,12 @@ use domain::subject::command;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::access::resolve;
 use crate::access::{owner_project, readable};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
-use crate::access::resolve;
 use crate::state::AppState;
 use crate::views::{base_url, secret_ref};
 

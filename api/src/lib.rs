@@ -29,6 +29,7 @@ mod acl;
 mod auth;
 mod body;
 mod consistency;
+mod discovery;
 mod error;
 mod metadata;
 mod negotiate;
@@ -36,7 +37,6 @@ mod payload;
 mod secret_versions;
 mod secrets;
 mod state;
-mod discovery;
 mod views;
 mod whoami;
 
@@ -73,12 +73,18 @@ pub fn app(state: AppState) -> Router {
             "/v1/secrets/{id}/versions",
             get(secret_versions::list).post(secret_versions::put),
         )
-        .route("/v1/secrets/{id}/versions/{version}", get(secret_versions::get))
+        .route(
+            "/v1/secrets/{id}/versions/{version}",
+            get(secret_versions::get),
+        )
         .route(
             "/v1/secrets/{id}/versions/{version}/payload",
             get(secret_versions::get_payload),
         )
-        .route("/v1/secrets/{id}/stages/{stage}", put(secret_versions::move_stage))
+        .route(
+            "/v1/secrets/{id}/stages/{stage}",
+            put(secret_versions::move_stage),
+        )
         .route(
             "/v1/secrets/{id}/metadata",
             get(metadata::get_all)

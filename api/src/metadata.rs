@@ -45,7 +45,14 @@ pub async fn get_all(
 ) -> Result<Response, ApiError> {
     let id = resolve(&state, &caller, &id).await?;
     let lookup = state.read.get_metadata(id, (state.clock)()).await?;
-    let (_, metadata) = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |(s, _)| s)?;
+    let (_, metadata) = readable(
+        &state,
+        &caller,
+        Action::ReadSecret,
+        id,
+        lookup.value,
+        |(s, _)| s,
+    )?;
     Ok(with_seq(
         Json(json!({ "metadata": metadata })).into_response(),
         lookup.seq,
@@ -74,7 +81,13 @@ pub async fn put_all(
         id: id.to_string(),
         metadata: body.metadata,
     };
-    let accepted = write(&state, command::SECRET_METADATA_REPLACE, &caller.token, &request).await?;
+    let accepted = write(
+        &state,
+        command::SECRET_METADATA_REPLACE,
+        &caller.token,
+        &request,
+    )
+    .await?;
     let url = format!(
         "{}/metadata",
         secret_ref(&base_url(&state, &headers), &accepted.id)
@@ -142,7 +155,14 @@ pub async fn get_one(
 ) -> Result<Response, ApiError> {
     let id = resolve(&state, &caller, &id).await?;
     let lookup = state.read.get_metadata(id, (state.clock)()).await?;
-    let (_, metadata) = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |(s, _)| s)?;
+    let (_, metadata) = readable(
+        &state,
+        &caller,
+        Action::ReadSecret,
+        id,
+        lookup.value,
+        |(s, _)| s,
+    )?;
     let folded = key.to_ascii_lowercase();
     let value = metadata.get(&folded).ok_or_else(|| {
         ApiError::new(
@@ -192,7 +212,13 @@ pub async fn delete_one(
         id: id.to_string(),
         key,
     };
-    let accepted = write(&state, command::SECRET_METADATA_DELETE, &caller.token, &request).await?;
+    let accepted = write(
+        &state,
+        command::SECRET_METADATA_DELETE,
+        &caller.token,
+        &request,
+    )
+    .await?;
     Ok(with_seq(
         StatusCode::NO_CONTENT.into_response(),
         accepted.seq,

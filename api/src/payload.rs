@@ -14,15 +14,15 @@ use domain::secret::payload::{ContentType, SealedPayload};
 use domain::subject::command;
 use secrecy::ExposeSecret;
 
+use crate::access::resolve;
 use crate::access::{not_found, owner_project, readable};
-use projections::read::{PayloadRow, SecretRow};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
 use crate::negotiate::payload_type;
-use crate::access::resolve;
 use crate::state::AppState;
+use projections::read::{PayloadRow, SecretRow};
 
 /// Response header naming the version a payload belongs to.
 pub const VERSION_ID: &str = "x-keyledger-version-id";

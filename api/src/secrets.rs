@@ -134,9 +134,12 @@ pub async fn list(
             }
             "created" => time_filter("created", TimeColumn::Created, value, &mut filter.times)?,
             "updated" => time_filter("updated", TimeColumn::Updated, value, &mut filter.times)?,
-            "expiration" => {
-                time_filter("expiration", TimeColumn::Expiration, value, &mut filter.times)?
-            }
+            "expiration" => time_filter(
+                "expiration",
+                TimeColumn::Expiration,
+                value,
+                &mut filter.times,
+            )?,
             "sort" => filter.sort = sort_keys(value)?,
             "acl_only" => {
                 acl_only = value.parse::<bool>().map_err(|_| {

@@ -222,7 +222,12 @@ impl IntakeContext<'_> {
             self.limit,
         )?
         .ok_or_else(|| Rejection::invalid("payload is required"))?;
-        let (sealed, data_key) = self.seal(&plaintext, &project, secret, ClientToken::version_for_command(secret, &command_id))?;
+        let (sealed, data_key) = self.seal(
+            &plaintext,
+            &project,
+            secret,
+            ClientToken::version_for_command(secret, &command_id),
+        )?;
         Ok(Intake {
             command_id,
             project,
@@ -307,21 +312,35 @@ impl IntakeContext<'_> {
             to: version(&req.move_to)?,
             from: version(&req.remove_from)?,
         };
-        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, command)
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            command,
+        )
     }
 
     /// `secret.metadata.delete`.
     pub fn delete_metadatum(&self, req: &DeleteMetadatumRequest) -> Result<Intake, Rejection> {
         let command = SecretCommand::DeleteMetadatum(MetadataKey::parse(&req.key)?);
-        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, command)
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            command,
+        )
     }
 
     /// `secret.metadata.replace`.
     pub fn replace_metadata(&self, req: &ReplaceMetadataRequest) -> Result<Intake, Rejection> {
-        let metadata =
-            parse_metadata(req.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let metadata = parse_metadata(req.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let command = SecretCommand::ReplaceMetadata(metadata);
-        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, command)
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            command,
+        )
     }
 
     /// `secret.tags.set`.
@@ -385,12 +404,22 @@ impl IntakeContext<'_> {
 
     /// `secret.restore`.
     pub fn restore(&self, req: &SecretRequest) -> Result<Intake, Rejection> {
-        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, SecretCommand::Restore)
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            SecretCommand::Restore,
+        )
     }
 
     /// `secret.expire`.
     pub fn expire(&self, req: &SecretRequest) -> Result<Intake, Rejection> {
-        self.on_secret(req.command_id.as_deref(), req.project.as_deref(), &req.id, SecretCommand::Expire)
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            SecretCommand::Expire,
+        )
     }
 
     /// `secret.acl.set`.

@@ -147,9 +147,7 @@ pub async fn ensure_key_bucket(js: &Context, replicas: usize) -> Result<kv::Stor
     }
     let config = async_nats::jetstream::stream::Config {
         name: format!("KV_{KEY_BUCKET}"),
-        description: Some(
-            "keyledger key store: wrapped data keys, one per payload version".into(),
-        ),
+        description: Some("keyledger key store: wrapped data keys, one per payload version".into()),
         subjects: vec![format!("$KV.{KEY_BUCKET}.>")],
         max_messages_per_subject: 1,
         storage: StorageType::File,

@@ -10,10 +10,10 @@ use common::sealed;
 use domain::ErrorCode;
 use domain::ids::{ProjectId, Role, SecretId, UserId};
 use domain::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
+use domain::principal::Actor;
 use domain::principal::Principal;
 use domain::secret::acl::{AclChange, AclPatch, Conditions};
 use domain::secret::fields::{Attributes, MetadataKey, MetadataValue};
-use domain::principal::Actor;
 use domain::secret::version::{Lifecycle, Stage};
 use domain::secret::{
     Context, CreateSecret, DeleteMode, Presence, PutValue, SecretCommand, SecretState, decide,

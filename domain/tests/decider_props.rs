@@ -51,14 +51,19 @@ fn command() -> impl Strategy<Value = SecretCommand> {
             }
         ),
         (0u32..6).prop_map(|n| SecretCommand::PutPayload(sealed(n))),
-        (0u32..6, prop::option::of(prop::collection::btree_set(stage(), 0..3))).prop_map(
-            |(n, stages)| SecretCommand::PutValue(Box::new(PutValue {
+        (
+            0u32..6,
+            prop::option::of(prop::collection::btree_set(stage(), 0..3))
+        )
+            .prop_map(|(n, stages)| SecretCommand::PutValue(Box::new(PutValue {
                 payload: sealed(n),
                 stages
-            }))
-        ),
-        (stage(), version(), version())
-            .prop_map(|(stage, to, from)| SecretCommand::MoveStage { stage, to, from }),
+            }))),
+        (stage(), version(), version()).prop_map(|(stage, to, from)| SecretCommand::MoveStage {
+            stage,
+            to,
+            from
+        }),
         (0u8..4, 0u8..3).prop_map(|(k, v)| SecretCommand::SetMetadatum {
             key: MetadataKey::parse(&format!("k{k}")).unwrap(),
             value: MetadataValue::parse(&format!("v{v}")).unwrap(),

@@ -11,8 +11,8 @@ use domain::secret::fields::{
     Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
     SecretType, TagKey, parse_metadata, parse_tags,
 };
-use domain::secret::version::Stage;
 use domain::secret::payload::{ContentType, SealedPayload};
+use domain::secret::version::Stage;
 use domain::secret::{
     AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, SecretCreated,
     SecretDeleted, SecretEvent, SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet,

@@ -100,8 +100,14 @@ pub async fn apply(conn: &mut SqliteConnection, seq: u64, bytes: &[u8]) -> Resul
                 .execute(&mut *conn)
                 .await?;
                 for stage in &e.stages {
-                    set_stage(conn, project, id, stage.as_str(), Some(&p.version_id.to_string()))
-                        .await?;
+                    set_stage(
+                        conn,
+                        project,
+                        id,
+                        stage.as_str(),
+                        Some(&p.version_id.to_string()),
+                    )
+                    .await?;
                 }
             }
             SecretEvent::StageMoved(e) => {

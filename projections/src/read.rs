@@ -429,7 +429,11 @@ impl ReadModel {
         }
         q.push(" ORDER BY ");
         for (key, desc) in &filter.sort {
-            q.push(format!("{} {}, ", key.sql(), if *desc { "DESC" } else { "ASC" }));
+            q.push(format!(
+                "{} {}, ",
+                key.sql(),
+                if *desc { "DESC" } else { "ASC" }
+            ));
         }
         q.push("s.created_ms, s.id");
         let mut rows = q.build().fetch(&mut *tx);
@@ -641,7 +645,6 @@ impl ReadModel {
         .await
         .map(candidates)
     }
-
 }
 
 /// Lifecycle work due at `now`: expirations that passed without an Expire command,
@@ -649,53 +652,53 @@ impl ReadModel {
 /// deprecated one stored at or before `prune_before`. Each kind is an indexed range
 /// (or, for prunes, the rows over the version limit).
 pub async fn due(
-        pool: &SqlitePool,
-        now: Timestamp,
-        keep: usize,
-        prune_before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<DueRow>, sqlx::Error> {
-        let now = now.unix_millis();
-        let mut out = Vec::new();
-        let queries: [(&'static str, String); 3] = [
-            (
-                "expire",
-                "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status != 'expired' \
+    pool: &SqlitePool,
+    now: Timestamp,
+    keep: usize,
+    prune_before: Timestamp,
+    limit: u32,
+) -> Result<Vec<DueRow>, sqlx::Error> {
+    let now = now.unix_millis();
+    let mut out = Vec::new();
+    let queries: [(&'static str, String); 3] = [
+        (
+            "expire",
+            "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status != 'expired' \
                  AND s.expiration_ms <= ?1 ORDER BY s.expiration_ms LIMIT ?2"
-                    .to_owned(),
-            ),
-            (
-                "purge",
-                "SELECT s.project, s.id, s.version FROM secrets s WHERE s.purge_at_ms <= ?1 \
+                .to_owned(),
+        ),
+        (
+            "purge",
+            "SELECT s.project, s.id, s.version FROM secrets s WHERE s.purge_at_ms <= ?1 \
                  ORDER BY s.purge_at_ms LIMIT ?2"
-                    .to_owned(),
-            ),
-            (
-                "prune",
-                "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status = 'active' \
+                .to_owned(),
+        ),
+        (
+            "prune",
+            "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status = 'active' \
                  AND s.version_count > ?3 AND EXISTS (SELECT 1 FROM secret_payloads p WHERE \
                  p.project = s.project AND p.secret_id = s.id AND p.created_ms <= ?4 \
                  AND NOT EXISTS (SELECT 1 FROM secret_stages g WHERE g.project = p.project \
                  AND g.secret_id = p.secret_id AND g.version_id = p.version_id)) LIMIT ?2"
-                    .to_owned(),
-            ),
-        ];
-        for (task, sql) in queries {
-            let rows = sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(sql))
-                .bind(now)
-                .bind(i64::from(limit))
-                .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-                .bind(prune_before.unix_millis())
-                .fetch_all(pool)
-                .await?;
-            out.extend(rows.into_iter().map(|(project, id, version)| DueRow {
-                project,
-                id,
-                task,
-                version,
-            }));
-        }
-        Ok(out)
+                .to_owned(),
+        ),
+    ];
+    for (task, sql) in queries {
+        let rows = sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+            .bind(prune_before.unix_millis())
+            .fetch_all(pool)
+            .await?;
+        out.extend(rows.into_iter().map(|(project, id, version)| DueRow {
+            project,
+            id,
+            task,
+            version,
+        }));
+    }
+    Ok(out)
 }
 
 fn candidates(rows: Vec<(String, String)>) -> Vec<Candidate> {

@@ -2,14 +2,22 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use api::ApiConfig;
-use commands::clock;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use commands::clock::{self, Clock};
 use commands::handler::HandlerConfig;
 use commands::log::LogSettings;
-use domain::ids::{ProjectId, Role, UserId};
+use domain::commit::Commit;
+use domain::ids::{ProjectId, Role, ServiceName, UserId};
 use domain::principal::Principal;
+use domain::secret::SecretEvent;
+use domain::timestamp::Timestamp;
 use keyledger::stack::{ApiSettings, NatsChoice, Stack, StackConfig};
 use projections::projector::ProjectorConfig;
 use serde_json::Value;
@@ -20,6 +28,36 @@ pub struct TestStack {
     pub stack: Stack,
     pub dir: TempDir,
     pub http: reqwest::Client,
+    /// The stack's configuration, to restart it on the same data directory.
+    pub config: StackConfig,
+}
+
+/// A clock tests move by hand: the stack, its scheduler and the tokens the tests
+/// issue all read it, so hours and days pass at once, without waiting.
+#[derive(Debug, Clone)]
+pub struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    /// A clock standing at the real current time.
+    pub fn now() -> Self {
+        Self(Arc::new(AtomicI64::new(clock::system()().unix_millis())))
+    }
+
+    /// The clock, as the stack takes it.
+    pub fn clock(&self) -> Clock {
+        let ms = self.0.clone();
+        Arc::new(move || {
+            Timestamp::from_unix_millis(ms.load(Ordering::SeqCst)).expect("a valid instant")
+        })
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(
+            i64::try_from(by.as_millis()).expect("a short advance"),
+            Ordering::SeqCst,
+        );
+    }
 }
 
 /// The config of a test stack: managed nats-server and HTTP on free ports.
@@ -56,12 +94,42 @@ impl TestStack {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = config(&dir);
         adjust(&mut config);
-        let stack = Stack::start(config).await.expect("the stack starts");
+        let stack = Stack::start(config.clone())
+            .await
+            .expect("the stack starts");
         Self {
             stack,
             dir,
             http: reqwest::Client::new(),
+            config,
         }
+    }
+
+    /// Stops every component, runs `while_down`, and starts them again on the same
+    /// data directory, as after downtime.
+    pub async fn restart(self, while_down: impl FnOnce()) -> Self {
+        let Self {
+            stack,
+            dir,
+            http,
+            config,
+        } = self;
+        stack.stop().await;
+        while_down();
+        let stack = Stack::start(config.clone())
+            .await
+            .expect("the stack restarts");
+        Self {
+            stack,
+            dir,
+            http,
+            config,
+        }
+    }
+
+    /// The current time on the stack's clock.
+    pub fn now(&self) -> Timestamp {
+        (self.config.clock)()
     }
 
     /// A token for `user` in `project` with role admin.
@@ -71,16 +139,43 @@ impl TestStack {
 
     /// A development token for `user` in `project` with `roles`.
     pub fn token_with(&self, user: &str, project: &str, roles: &[&str]) -> String {
+        self.token_as(user, project, roles, None)
+    }
+
+    /// A development token, optionally for a service, valid for ten minutes on the
+    /// stack's clock.
+    pub fn token_as(
+        &self,
+        user: &str,
+        project: &str,
+        roles: &[&str],
+        service: Option<&str>,
+    ) -> String {
         let principal = Principal {
             user: UserId::parse(user).unwrap(),
             project: ProjectId::parse(project).unwrap(),
             roles: roles.iter().map(|r| Role::parse(r).unwrap()).collect(),
-            service: None,
+            service: service.map(|s| ServiceName::parse(s).unwrap()),
         };
         self.stack
             .keys
             .issuer
-            .issue(&principal, Duration::from_secs(600), clock::system()())
+            .issue(&principal, Duration::from_secs(600), self.now())
+    }
+
+    /// Every commit of secret `id`, in order, read from the stream.
+    pub async fn commits_of(&self, id: &str) -> Vec<Commit<SecretEvent>> {
+        let js = async_nats::jetstream::new(self.service_nats().await);
+        let mut stream = js.get_stream("KEYLEDGER").await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            let message = stream.get_raw_message(seq).await.unwrap();
+            if message.subject.ends_with(id) {
+                out.push(Commit::from_slice(&message.payload).unwrap());
+            }
+        }
+        out
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -199,4 +294,52 @@ pub async fn raw_command(
         .await
         .expect("a reply");
     serde_json::from_slice(&reply.payload).expect("reply is JSON")
+}
+
+/// The forms a leaked canary could take.
+pub fn needles(canary: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![
+        canary.to_vec(),
+        hex::encode(canary).into_bytes(),
+        hex::encode_upper(canary).into_bytes(),
+    ];
+    // Base64 of the canary at each of the three alignments it could have inside a
+    // longer encoded string; the middle of each encoding is stable.
+    for shift in 0..3 {
+        let mut padded = vec![b'#'; shift];
+        padded.extend_from_slice(canary);
+        for encoded in [STANDARD.encode(&padded), URL_SAFE_NO_PAD.encode(&padded)] {
+            let core = &encoded.as_bytes()[4..encoded.len() - 4];
+            out.push(core.to_vec());
+        }
+    }
+    out
+}
+
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The files under `dir` that hold any of `needles`.
+pub fn files_holding(dir: &Path, needles: &[Vec<u8>]) -> Vec<std::path::PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            needles.iter().any(|n| contains(&bytes, n))
+        })
+        .collect()
 }

@@ -171,232 +171,240 @@ pub fn decide(
     ctx: Context<'_>,
 ) -> Result<Vec<SecretEvent>, Rejection> {
     authorize_command(state, command, &ctx)?;
-    let events = match command {
-        SecretCommand::Create(create) => {
-            if !matches!(state, SecretState::Absent) {
-                return Err(Rejection::conflict(format!(
-                    "secret {} already exists; send a new command_id to create another secret",
-                    ctx.id
-                )));
+    let events =
+        match command {
+            SecretCommand::Create(create) => {
+                if !matches!(state, SecretState::Absent) {
+                    return Err(Rejection::conflict(format!(
+                        "secret {} already exists; send a new command_id to create another secret",
+                        ctx.id
+                    )));
+                }
+                if let Some(exp) = create.attributes.expiration
+                    && exp.has_passed(ctx.now)
+                {
+                    return Err(Rejection::invalid(format!(
+                        "expiration {} is not in the future (it is now {}); choose a later time",
+                        exp.at(),
+                        ctx.now
+                    )));
+                }
+                let mut events =
+                    vec![SecretEvent::Created(SecretCreated {
+                        attributes: create.attributes.clone(),
+                        creator: ctx.actor.principal().map(|p| p.user.clone()).ok_or_else(
+                            || Rejection::forbidden("only a user or a service creates secrets"),
+                        )?,
+                        owning_service: create.owning_service.clone(),
+                        tags: create.tags.clone(),
+                    })];
+                if let Some(payload) = &create.payload {
+                    events.push(stored(payload, [Stage::Current].into(), ctx.now));
+                }
+                events
             }
-            if let Some(exp) = create.attributes.expiration
-                && exp.has_passed(ctx.now)
-            {
-                return Err(Rejection::invalid(format!(
-                    "expiration {} is not in the future (it is now {}); choose a later time",
-                    exp.at(),
-                    ctx.now
-                )));
-            }
-            let mut events = vec![SecretEvent::Created(SecretCreated {
-                attributes: create.attributes.clone(),
-                creator: ctx.actor.principal().map(|p| p.user.clone()).ok_or_else(|| {
-                    Rejection::forbidden("only a user or a service creates secrets")
-                })?,
-                owning_service: create.owning_service.clone(),
-                tags: create.tags.clone(),
-            })];
-            if let Some(payload) = &create.payload {
-                events.push(stored(payload, [Stage::Current].into(), ctx.now));
-            }
-            events
-        }
-        SecretCommand::PutPayload(payload) => {
-            let secret = ctx.live(state)?;
-            if !secret.versions.is_empty() {
-                return Err(Rejection::conflict(format!(
-                    "secret {} already has a payload; a payload is stored once. Create a new \
+            SecretCommand::PutPayload(payload) => {
+                let secret = ctx.live(state)?;
+                if !secret.versions.is_empty() {
+                    return Err(Rejection::conflict(format!(
+                        "secret {} already has a payload; a payload is stored once. Create a new \
                      secret to store a different value, or add a version with the \
                      secret.value.put command",
-                    ctx.id
-                )));
-            }
-            vec![stored(payload, [Stage::Current].into(), ctx.now)]
-        }
-        SecretCommand::PutValue(put) => put_value(ctx.live(state)?, put, &ctx)?,
-        SecretCommand::MoveStage { stage, to, from } => {
-            move_stage(ctx.live(state)?, *stage, *to, *from, &ctx)?
-        }
-        SecretCommand::SetMetadatum {
-            key,
-            value,
-            presence,
-        } => {
-            let metadata = &ctx.live(state)?.attributes.metadata;
-            let key_name = key.as_str();
-            match (presence, metadata.get(key)) {
-                (Presence::Absent, Some(_)) => {
-                    return Err(Rejection::conflict(format!(
-                        "metadata key {key_name:?} of secret {} already exists; change it with \
-                         PUT /v1/secrets/{}/metadata/{key_name}",
-                        ctx.id, ctx.id
-                    )));
-                }
-                (Presence::Present, None) => {
-                    return Err(metadatum_not_found(&ctx, key_name));
-                }
-                (_, Some(old)) if old == value => vec![],
-                _ if !metadata.contains_key(key) && metadata.len() >= MAX_METADATA_ENTRIES => {
-                    return Err(Rejection::invalid(format!(
-                        "secret {} already has {MAX_METADATA_ENTRIES} metadata entries, the \
-                         limit; change an existing key instead of adding {key_name:?}",
                         ctx.id
                     )));
                 }
-                _ => vec![SecretEvent::MetadatumSet(MetadatumSet {
-                    key: key.clone(),
-                    value: value.clone(),
-                })],
+                vec![stored(payload, [Stage::Current].into(), ctx.now)]
             }
-        }
-        SecretCommand::DeleteMetadatum(key) => {
-            if !ctx.live(state)?.attributes.metadata.contains_key(key) {
-                return Err(metadatum_not_found(&ctx, key.as_str()));
+            SecretCommand::PutValue(put) => put_value(ctx.live(state)?, put, &ctx)?,
+            SecretCommand::MoveStage { stage, to, from } => {
+                move_stage(ctx.live(state)?, *stage, *to, *from, &ctx)?
             }
-            vec![SecretEvent::MetadatumDeleted(MetadatumDeleted { key: key.clone() })]
-        }
-        SecretCommand::ReplaceMetadata(new) => {
-            let old = &ctx.live(state)?.attributes.metadata;
-            let removed = old.keys().filter(|k| !new.contains_key(*k)).map(|key| {
-                SecretEvent::MetadatumDeleted(MetadatumDeleted { key: key.clone() })
-            });
-            let set = new
-                .iter()
-                .filter(|(k, v)| old.get(*k) != Some(*v))
-                .map(|(key, value)| {
-                    SecretEvent::MetadatumSet(MetadatumSet {
+            SecretCommand::SetMetadatum {
+                key,
+                value,
+                presence,
+            } => {
+                let metadata = &ctx.live(state)?.attributes.metadata;
+                let key_name = key.as_str();
+                match (presence, metadata.get(key)) {
+                    (Presence::Absent, Some(_)) => {
+                        return Err(Rejection::conflict(format!(
+                            "metadata key {key_name:?} of secret {} already exists; change it with \
+                         PUT /v1/secrets/{}/metadata/{key_name}",
+                            ctx.id, ctx.id
+                        )));
+                    }
+                    (Presence::Present, None) => {
+                        return Err(metadatum_not_found(&ctx, key_name));
+                    }
+                    (_, Some(old)) if old == value => vec![],
+                    _ if !metadata.contains_key(key) && metadata.len() >= MAX_METADATA_ENTRIES => {
+                        return Err(Rejection::invalid(format!(
+                            "secret {} already has {MAX_METADATA_ENTRIES} metadata entries, the \
+                         limit; change an existing key instead of adding {key_name:?}",
+                            ctx.id
+                        )));
+                    }
+                    _ => vec![SecretEvent::MetadatumSet(MetadatumSet {
                         key: key.clone(),
                         value: value.clone(),
-                    })
+                    })],
+                }
+            }
+            SecretCommand::DeleteMetadatum(key) => {
+                if !ctx.live(state)?.attributes.metadata.contains_key(key) {
+                    return Err(metadatum_not_found(&ctx, key.as_str()));
+                }
+                vec![SecretEvent::MetadatumDeleted(MetadatumDeleted {
+                    key: key.clone(),
+                })]
+            }
+            SecretCommand::ReplaceMetadata(new) => {
+                let old = &ctx.live(state)?.attributes.metadata;
+                let removed = old.keys().filter(|k| !new.contains_key(*k)).map(|key| {
+                    SecretEvent::MetadatumDeleted(MetadatumDeleted { key: key.clone() })
                 });
-            removed.chain(set).collect()
-        }
-        SecretCommand::SetTags(tags) => {
-            let secret = ctx.live(state)?;
-            let total = secret
-                .tags
-                .keys()
-                .chain(tags.keys())
-                .collect::<BTreeSet<_>>()
-                .len();
-            if total > MAX_TAGS {
-                return Err(Rejection::invalid(format!(
-                    "secret {} would have {total} tags; a secret carries at most {MAX_TAGS}. \
+                let set =
+                    new.iter()
+                        .filter(|(k, v)| old.get(*k) != Some(*v))
+                        .map(|(key, value)| {
+                            SecretEvent::MetadatumSet(MetadatumSet {
+                                key: key.clone(),
+                                value: value.clone(),
+                            })
+                        });
+                removed.chain(set).collect()
+            }
+            SecretCommand::SetTags(tags) => {
+                let secret = ctx.live(state)?;
+                let total = secret
+                    .tags
+                    .keys()
+                    .chain(tags.keys())
+                    .collect::<BTreeSet<_>>()
+                    .len();
+                if total > MAX_TAGS {
+                    return Err(Rejection::invalid(format!(
+                        "secret {} would have {total} tags; a secret carries at most {MAX_TAGS}. \
                      Remove some first",
-                    ctx.id
-                )));
-            }
-            vec![SecretEvent::TagsSet(TagsSet { tags: tags.clone() })]
-        }
-        SecretCommand::RemoveTags(keys) => {
-            let secret = ctx.live(state)?;
-            let keys: BTreeSet<_> = keys
-                .iter()
-                .filter(|k| secret.tags.contains_key(*k))
-                .cloned()
-                .collect();
-            if keys.is_empty() {
-                vec![]
-            } else {
-                vec![SecretEvent::TagsRemoved(TagsRemoved { keys })]
-            }
-        }
-        SecretCommand::SetAcl(change) => {
-            let secret = ctx.live(state)?;
-            vec![SecretEvent::AclSet(AclSet {
-                read: change.apply(&secret.acl),
-            })]
-        }
-        SecretCommand::Delete(DeleteMode::Now) => {
-            // Allowed on an expired secret and during a recovery window: it is how their
-            // keys get destroyed at once.
-            let secret = ctx.existing(state)?;
-            vec![SecretEvent::Deleted(SecretDeleted {
-                destroyed_keys: secret.key_ids(),
-            })]
-        }
-        SecretCommand::Delete(DeleteMode::After(asked)) => {
-            let secret = ctx.existing(state)?;
-            if let Some(at) = secret.purge_at {
-                return Err(Rejection::conflict(format!(
-                    "secret {} is already scheduled for deletion on {at}; restore it, or force \
-                     the deletion to delete it now",
-                    ctx.id
-                )));
-            }
-            ctx.live(state)?;
-            let window = ctx.lifecycle.recovery.check(*asked)?;
-            let purge_at = ctx.now.plus(window).ok_or_else(|| {
-                Rejection::invalid("the recovery window ends past year 9999; choose a shorter one")
-            })?;
-            vec![SecretEvent::DeletionScheduled(DeletionScheduled { purge_at })]
-        }
-        SecretCommand::Restore => {
-            let secret = ctx.existing(state)?;
-            if let Some(exp) = secret.attributes.expiration
-                && exp.has_passed(ctx.now)
-            {
-                return Err(ctx.expired(exp.at()));
-            }
-            if secret.purge_at.is_none() {
-                return Err(Rejection::conflict(format!(
-                    "secret {} is not scheduled for deletion; there is nothing to restore",
-                    ctx.id
-                )));
-            }
-            vec![SecretEvent::Restored(SecretRestored {})]
-        }
-        SecretCommand::Expire => {
-            let secret = ctx.existing(state)?;
-            match secret.attributes.expiration {
-                Some(exp) if exp.has_passed(ctx.now) => {
-                    vec![SecretEvent::Expired(SecretExpired {
-                        expired_at: exp.at(),
-                        destroyed_keys: secret.key_ids(),
-                    })]
-                }
-                Some(exp) => {
-                    return Err(Rejection::conflict(format!(
-                        "secret {} expires at {}, not before; delete it to remove it now",
-                        ctx.id,
-                        exp.at()
-                    )));
-                }
-                None => {
-                    return Err(Rejection::conflict(format!(
-                        "secret {} has no expiration; delete it to remove it",
                         ctx.id
                     )));
                 }
+                vec![SecretEvent::TagsSet(TagsSet { tags: tags.clone() })]
             }
-        }
-        SecretCommand::Purge => {
-            let secret = ctx.existing(state)?;
-            match secret.purge_at {
-                Some(at) if at <= ctx.now => vec![SecretEvent::Deleted(SecretDeleted {
+            SecretCommand::RemoveTags(keys) => {
+                let secret = ctx.live(state)?;
+                let keys: BTreeSet<_> = keys
+                    .iter()
+                    .filter(|k| secret.tags.contains_key(*k))
+                    .cloned()
+                    .collect();
+                if keys.is_empty() {
+                    vec![]
+                } else {
+                    vec![SecretEvent::TagsRemoved(TagsRemoved { keys })]
+                }
+            }
+            SecretCommand::SetAcl(change) => {
+                let secret = ctx.live(state)?;
+                vec![SecretEvent::AclSet(AclSet {
+                    read: change.apply(&secret.acl),
+                })]
+            }
+            SecretCommand::Delete(DeleteMode::Now) => {
+                // Allowed on an expired secret and during a recovery window: it is how their
+                // keys get destroyed at once.
+                let secret = ctx.existing(state)?;
+                vec![SecretEvent::Deleted(SecretDeleted {
                     destroyed_keys: secret.key_ids(),
-                })],
-                Some(at) => {
+                })]
+            }
+            SecretCommand::Delete(DeleteMode::After(asked)) => {
+                let secret = ctx.existing(state)?;
+                if let Some(at) = secret.purge_at {
                     return Err(Rejection::conflict(format!(
-                        "the recovery window of secret {} ends at {at}, not yet",
+                        "secret {} is already scheduled for deletion on {at}; restore it, or force \
+                     the deletion to delete it now",
                         ctx.id
                     )));
                 }
-                None => {
+                ctx.live(state)?;
+                let window = ctx.lifecycle.recovery.check(*asked)?;
+                let purge_at = ctx.now.plus(window).ok_or_else(|| {
+                    Rejection::invalid(
+                        "the recovery window ends past year 9999; choose a shorter one",
+                    )
+                })?;
+                vec![SecretEvent::DeletionScheduled(DeletionScheduled {
+                    purge_at,
+                })]
+            }
+            SecretCommand::Restore => {
+                let secret = ctx.existing(state)?;
+                if let Some(exp) = secret.attributes.expiration
+                    && exp.has_passed(ctx.now)
+                {
+                    return Err(ctx.expired(exp.at()));
+                }
+                if secret.purge_at.is_none() {
                     return Err(Rejection::conflict(format!(
-                        "secret {} is not scheduled for deletion",
+                        "secret {} is not scheduled for deletion; there is nothing to restore",
                         ctx.id
                     )));
+                }
+                vec![SecretEvent::Restored(SecretRestored {})]
+            }
+            SecretCommand::Expire => {
+                let secret = ctx.existing(state)?;
+                match secret.attributes.expiration {
+                    Some(exp) if exp.has_passed(ctx.now) => {
+                        vec![SecretEvent::Expired(SecretExpired {
+                            expired_at: exp.at(),
+                            destroyed_keys: secret.key_ids(),
+                        })]
+                    }
+                    Some(exp) => {
+                        return Err(Rejection::conflict(format!(
+                            "secret {} expires at {}, not before; delete it to remove it now",
+                            ctx.id,
+                            exp.at()
+                        )));
+                    }
+                    None => {
+                        return Err(Rejection::conflict(format!(
+                            "secret {} has no expiration; delete it to remove it",
+                            ctx.id
+                        )));
+                    }
                 }
             }
-        }
-        SecretCommand::PruneVersions => {
-            let secret = ctx.existing(state)?;
-            prune(secret, ctx.now, ctx.lifecycle.retention)
-                .into_iter()
-                .collect()
-        }
-    };
+            SecretCommand::Purge => {
+                let secret = ctx.existing(state)?;
+                match secret.purge_at {
+                    Some(at) if at <= ctx.now => vec![SecretEvent::Deleted(SecretDeleted {
+                        destroyed_keys: secret.key_ids(),
+                    })],
+                    Some(at) => {
+                        return Err(Rejection::conflict(format!(
+                            "the recovery window of secret {} ends at {at}, not yet",
+                            ctx.id
+                        )));
+                    }
+                    None => {
+                        return Err(Rejection::conflict(format!(
+                            "secret {} is not scheduled for deletion",
+                            ctx.id
+                        )));
+                    }
+                }
+            }
+            SecretCommand::PruneVersions => {
+                let secret = ctx.existing(state)?;
+                prune(secret, ctx.now, ctx.lifecycle.retention)
+                    .into_iter()
+                    .collect()
+            }
+        };
     Ok(events)
 }
 
@@ -434,7 +442,10 @@ fn put_value(
             ctx.id
         )));
     }
-    let stages = put.stages.clone().unwrap_or_else(|| [Stage::Current].into());
+    let stages = put
+        .stages
+        .clone()
+        .unwrap_or_else(|| [Stage::Current].into());
     if stages.is_empty() {
         return Err(Rejection::invalid(
             "stages is empty, so the new version would be deprecated at once; leave stages out \
@@ -659,7 +670,11 @@ mod tests {
             }
         }
 
-        fn decide(&self, when: &SecretCommand, at: Timestamp) -> Result<Vec<SecretEvent>, Rejection> {
+        fn decide(
+            &self,
+            when: &SecretCommand,
+            at: Timestamp,
+        ) -> Result<Vec<SecretEvent>, Rejection> {
             let project = ProjectId::parse("p1").unwrap();
             let ctx = Context {
                 actor: &self.actor,
@@ -773,9 +788,11 @@ mod tests {
             err.message,
             "secret 00000000-0000-0000-0000-000000000007 expired at 2026-11-23T10:00:00Z"
         );
-        assert!(world
-            .decide(&SecretCommand::Delete(DeleteMode::Now), later)
-            .is_ok());
+        assert!(
+            world
+                .decide(&SecretCommand::Delete(DeleteMode::Now), later)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -800,7 +817,10 @@ mod tests {
         let s = w.secret();
         assert_eq!(s.stages[&Stage::Current], version(3));
         assert_eq!(s.stages[&Stage::Previous], version(2));
-        assert!(s.stages_of(version(1)).is_empty(), "version 1 is deprecated");
+        assert!(
+            s.stages_of(version(1)).is_empty(),
+            "version 1 is deprecated"
+        );
     }
 
     #[test]
@@ -816,13 +836,22 @@ mod tests {
         };
         let err = w.decide(&unnamed, now()).unwrap_err();
         assert_eq!(err.code, ErrorCode::Conflict);
-        assert!(err.message.contains("also name that version"), "{}", err.message);
+        assert!(
+            err.message.contains("also name that version"),
+            "{}",
+            err.message
+        );
         let wrong = SecretCommand::MoveStage {
             stage: Stage::Current,
             to: Some(version(2)),
             from: Some(version(2)),
         };
-        assert!(w.decide(&wrong, now()).unwrap_err().message.contains("not on version"));
+        assert!(
+            w.decide(&wrong, now())
+                .unwrap_err()
+                .message
+                .contains("not on version")
+        );
         let w = w.given(
             &SecretCommand::MoveStage {
                 stage: Stage::Current,
@@ -851,8 +880,13 @@ mod tests {
             to: None,
             from: Some(version(1)),
         };
-        assert_eq!(w.decide(&remove, now()).unwrap_err().code, ErrorCode::Invalid);
-        let err = w.decide(&put(2, Some(&[Stage::Previous])), now()).unwrap_err();
+        assert_eq!(
+            w.decide(&remove, now()).unwrap_err().code,
+            ErrorCode::Invalid
+        );
+        let err = w
+            .decide(&put(2, Some(&[Stage::Previous])), now())
+            .unwrap_err();
         assert!(err.message.contains("follows current"), "{}", err.message);
         assert!(w.decide(&put(2, Some(&[])), now()).is_err());
     }
@@ -905,23 +939,37 @@ mod tests {
             ..w
         };
         let err = w.decide(&SecretCommand::Expire, now()).unwrap_err();
-        assert!(err.message.contains("expires at 2026-11-23T10:00:00Z, not before"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("expires at 2026-11-23T10:00:00Z, not before"),
+            "{}",
+            err.message
+        );
         let later = at("2026-11-23T10:00:00Z");
         let w = w.given(&SecretCommand::Expire, later);
         assert_eq!(w.state, SecretState::Expired(later));
         let err = w.decide(&SecretCommand::Expire, later).unwrap_err();
-        assert_eq!(err.message, "secret 00000000-0000-0000-0000-000000000007 expired at 2026-11-23T10:00:00Z");
+        assert_eq!(
+            err.message,
+            "secret 00000000-0000-0000-0000-000000000007 expired at 2026-11-23T10:00:00Z"
+        );
     }
 
     #[test]
     fn a_scheduled_deletion_can_be_restored_until_it_is_purged() {
-        let w = World::new()
-            .given(&create(Some(sealed(1))), now())
-            .given(&SecretCommand::Delete(DeleteMode::After(Some(hours(24 * 7)))), now());
+        let w = World::new().given(&create(Some(sealed(1))), now()).given(
+            &SecretCommand::Delete(DeleteMode::After(Some(hours(24 * 7)))),
+            now(),
+        );
         let purge_at = at("2026-11-29T10:00:00Z");
         assert_eq!(w.secret().purge_at, Some(purge_at));
         let err = w.decide(&put(2, None), now()).unwrap_err();
-        assert!(err.message.contains("is scheduled for deletion on 2026-11-29T10:00:00Z; restore it"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("is scheduled for deletion on 2026-11-29T10:00:00Z; restore it"),
+            "{}",
+            err.message
+        );
         let sched = World {
             actor: Actor::scheduler(),
             lifecycle: w.lifecycle,
@@ -931,7 +979,10 @@ mod tests {
         assert_eq!(restored.secret().purge_at, None);
         assert!(restored.decide(&put(2, None), now()).is_ok());
         // The scheduler purges once the window has ended, not before.
-        assert_eq!(sched.decide(&SecretCommand::Purge, now()).unwrap_err().code, ErrorCode::Conflict);
+        assert_eq!(
+            sched.decide(&SecretCommand::Purge, now()).unwrap_err().code,
+            ErrorCode::Conflict
+        );
         assert_eq!(
             sched.decide(&SecretCommand::Purge, purge_at).unwrap(),
             [SecretEvent::Deleted(SecretDeleted {
@@ -944,10 +995,17 @@ mod tests {
     fn recovery_windows_outside_the_bounds_are_refused() {
         let w = World::new().given(&create(None), now());
         let err = w
-            .decide(&SecretCommand::Delete(DeleteMode::After(Some(hours(1)))), now())
+            .decide(
+                &SecretCommand::Delete(DeleteMode::After(Some(hours(1)))),
+                now(),
+            )
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::Invalid);
-        assert!(err.message.contains("between 7 days and 30 days"), "{}", err.message);
+        assert!(
+            err.message.contains("between 7 days and 30 days"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -961,7 +1019,11 @@ mod tests {
             actor: Actor::User(alice()),
             ..w
         };
-        for cmd in [put(2, None), SecretCommand::Delete(DeleteMode::Now), SecretCommand::Restore] {
+        for cmd in [
+            put(2, None),
+            SecretCommand::Delete(DeleteMode::Now),
+            SecretCommand::Restore,
+        ] {
             let err = as_alice.decide(&cmd, now()).unwrap_err();
             assert_eq!(err.code, ErrorCode::Forbidden);
             assert_eq!(
@@ -972,7 +1034,11 @@ mod tests {
         let err = World::new()
             .decide(&create_with(None, Some("rotator")), now())
             .unwrap_err();
-        assert!(err.message.contains("only service rotator may create"), "{}", err.message);
+        assert!(
+            err.message.contains("only service rotator may create"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -987,7 +1053,10 @@ mod tests {
             ..w
         };
         assert_eq!(
-            sched.decide(&SecretCommand::Delete(DeleteMode::Now), now()).unwrap_err().code,
+            sched
+                .decide(&SecretCommand::Delete(DeleteMode::Now), now())
+                .unwrap_err()
+                .code,
             ErrorCode::Forbidden
         );
     }
@@ -1002,9 +1071,15 @@ mod tests {
             presence,
         };
         let w = World::new().given(&create(None), now());
-        assert_eq!(w.decide(&set(Presence::Present), now()).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(
+            w.decide(&set(Presence::Present), now()).unwrap_err().code,
+            ErrorCode::NotFound
+        );
         let w = w.given(&set(Presence::Absent), now());
-        assert_eq!(w.decide(&set(Presence::Absent), now()).unwrap_err().code, ErrorCode::Conflict);
+        assert_eq!(
+            w.decide(&set(Presence::Absent), now()).unwrap_err().code,
+            ErrorCode::Conflict
+        );
         let w = w.given(&SecretCommand::DeleteMetadatum(k.clone()), now());
         assert!(w.secret().attributes.metadata.is_empty());
     }

@@ -106,7 +106,9 @@ pub type Tags = BTreeMap<TagKey, TagValue>;
 pub const MAX_TAGS: usize = 50;
 
 /// Parses tags from wire key/value pairs.
-pub fn parse_tags<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Tags, Rejection> {
+pub fn parse_tags<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Tags, Rejection> {
     let mut out = Tags::new();
     for (k, v) in pairs {
         out.insert(TagKey::parse(k)?, TagValue::parse(v)?);

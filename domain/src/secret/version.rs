@@ -206,7 +206,12 @@ mod tests {
         assert_eq!(Stage::parse("AWSCURRENT").unwrap(), Stage::Current);
         assert_eq!(Stage::parse("awsprevious").unwrap(), Stage::Previous);
         assert_eq!(Stage::parse("pending").unwrap(), Stage::Pending);
-        assert!(Stage::parse("latest").unwrap_err().message.contains("use current"));
+        assert!(
+            Stage::parse("latest")
+                .unwrap_err()
+                .message
+                .contains("use current")
+        );
     }
 
     #[test]
@@ -219,7 +224,10 @@ mod tests {
         assert_eq!(t.version_id(secret), t.version_id(secret));
         let uuid = "0f8e2c1a-5b7d-4e3f-9a61-2d4c8b9e7f10";
         assert_eq!(
-            ClientToken::parse(uuid).unwrap().version_id(secret).to_string(),
+            ClientToken::parse(uuid)
+                .unwrap()
+                .version_id(secret)
+                .to_string(),
             uuid
         );
     }

@@ -1,0 +1,803 @@
+//! The secret lifecycle on the real stack: versions and stages, retention, expiry and
+//! crypto-shredding, recoverable deletion, managed secrets, names and references,
+//! metadata and tags, listing filters. Time-dependent rules run on a clock the test
+//! moves (`TestClock`), so days pass at once; everything else is polled with a
+//! deadline.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use commands::keystore::KeyStore;
+use commands::log::ensure_key_bucket;
+use domain::ids::{KeyId, ProjectId, SecretId};
+use domain::principal::Actor;
+use domain::secret::SecretEvent;
+use domain::secret::version::{Lifecycle, Retention};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{
+    TestClock, TestStack, description, eventually, files_holding, id_of, json_of, needles,
+    raw_command,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+impl TestStack {
+    async fn post_json(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn put_json(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.http
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn text(&self, path: &str, token: &str) -> String {
+        let r = self.get(path, token).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.text().await.unwrap()
+    }
+
+    async fn create(&self, token: &str, body: Value) -> String {
+        let r = self.post_json("/v1/secrets", token, body).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        id_of(&json_of(r).await)
+    }
+
+    async fn put_version(&self, token: &str, id: &str, body: Value) -> reqwest::Response {
+        self.post_json(&format!("/v1/secrets/{id}/versions"), token, body)
+            .await
+    }
+
+    /// The key store, as keyledger's components see it.
+    async fn key_store(&self) -> KeyStore {
+        let js = async_nats::jetstream::new(self.service_nats().await);
+        KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap())
+    }
+
+    /// The data keys the log says secret `id`'s versions were sealed under.
+    async fn key_ids(&self, id: &str) -> Vec<KeyId> {
+        self.commits_of(id)
+            .await
+            .iter()
+            .flat_map(|c| c.body.events.clone())
+            .filter_map(|e| match e {
+                SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The commands in secret `id`'s log, with who issued them.
+    async fn history(&self, id: &str) -> Vec<(String, Actor)> {
+        self.commits_of(id)
+            .await
+            .into_iter()
+            .map(|c| (c.body.command, c.body.actor))
+            .collect()
+    }
+}
+
+fn text(payload: &str) -> Value {
+    json!({"payload": payload, "payload_content_type": "text/plain"})
+}
+
+#[tokio::test]
+async fn versions_follow_aws_stages_and_barbican_reads_current() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let id = t
+        .create(
+            &token,
+            json!({"name": "db", "payload": "v1", "payload_content_type": "text/plain"}),
+        )
+        .await;
+
+    // A new version becomes current; the old one becomes previous.
+    let token_a = "a".repeat(40);
+    let put = t
+        .put_version(&token, &id, json!({"payload": "v2", "payload_content_type": "text/plain", "client_request_token": token_a}))
+        .await;
+    assert_eq!(put.status(), 201);
+    let v2 = json_of(put).await["version_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{id}/payload"), &token).await,
+        "v2"
+    );
+    assert_eq!(
+        t.text(
+            &format!("/v1/secrets/{id}/versions/previous/payload"),
+            &token
+        )
+        .await,
+        "v1"
+    );
+    assert_eq!(
+        t.text(
+            &format!("/v1/secrets/{id}/versions/AWSCURRENT/payload"),
+            &token
+        )
+        .await,
+        "v2"
+    );
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{id}/versions/{v2}/payload"), &token)
+            .await,
+        "v2"
+    );
+
+    // The same token and payload again: the same version, nothing written.
+    let before = t.commits_of(&id).await.len();
+    let again = t
+        .put_version(&token, &id, json!({"payload": "v2", "payload_content_type": "text/plain", "client_request_token": token_a}))
+        .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(json_of(again).await["version_id"], v2.as_str());
+    assert_eq!(t.commits_of(&id).await.len(), before);
+    // The same token with another payload is refused.
+    let (status, message) = description(
+        t.put_version(&token, &id, json!({"payload": "other", "payload_content_type": "text/plain", "client_request_token": token_a}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(message.contains("with a different payload"), "{message}");
+    let (status, message) = description(
+        t.put_version(&token, &id, json!({"payload": "x", "payload_content_type": "text/plain", "client_request_token": "short"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("32 to 64"), "{message}");
+
+    // A pending version waits; moving current needs to name where it is.
+    let pending = t
+        .put_version(&token, &id, json!({"payload": "v3", "payload_content_type": "text/plain", "stages": ["AWSPENDING"]}))
+        .await;
+    let v3 = json_of(pending).await["version_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{id}/payload"), &token).await,
+        "v2"
+    );
+    let stage = format!("/v1/secrets/{id}/stages/current");
+    let (status, message) =
+        description(t.put_json(&stage, &token, json!({"move_to": v3})).await).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(message.contains("also name that version"), "{message}");
+    let moved = t
+        .put_json(&stage, &token, json!({"move_to": v3, "remove_from": v2}))
+        .await;
+    assert_eq!(moved.status(), 204);
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{id}/payload"), &token).await,
+        "v3"
+    );
+    let versions = json_of(t.get(&format!("/v1/secrets/{id}/versions"), &token).await).await;
+    let stages: Vec<Value> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["stages"].clone())
+        .collect();
+    // v1 is deprecated, v2 previous, v3 current and (still) pending.
+    assert_eq!(
+        stages,
+        [
+            json!([]),
+            json!(["previous"]),
+            json!(["current", "pending"])
+        ]
+    );
+
+    // Barbican's rule stays on the Barbican API: a second payload PUT is 409.
+    let second = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{id}")))
+        .bearer_auth(&token)
+        .header("Content-Type", "text/plain")
+        .body("again")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+
+    // Over NATS, the reply names the version.
+    let nats = t.client_nats().await;
+    let reply = raw_command(
+        &nats,
+        "secret.value.put",
+        Some(&token),
+        &json!({"id": id, "payload": "v4", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert!(reply["version_id"].is_string(), "{reply}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn retention_destroys_deprecated_versions_and_their_keys() {
+    let t = TestStack::start_with(|c| {
+        c.handler.lifecycle = Lifecycle {
+            retention: Retention {
+                keep: 2,
+                min_age: Duration::ZERO,
+            },
+            ..Default::default()
+        };
+    })
+    .await;
+    let token = t.token("alice", "p1");
+    let id = t.create(&token, text("v1")).await;
+    for v in ["v2", "v3", "v4"] {
+        assert_eq!(t.put_version(&token, &id, text(v)).await.status(), 201);
+    }
+    let versions = json_of(t.get(&format!("/v1/secrets/{id}/versions"), &token).await).await;
+    assert_eq!(versions["total"], 2, "{versions}");
+    let keys = t.key_ids(&id).await;
+    let store = t.key_store().await;
+    let project = ProjectId::parse("p1").unwrap();
+    let secret = SecretId::parse(&id).unwrap();
+    // v1 and v2 are gone with their keys; v3 (previous) and v4 (current) stay.
+    for (n, key) in keys.iter().enumerate() {
+        let kept = store.get(&project, secret, *key).await.unwrap().is_some();
+        assert_eq!(kept, n >= 2, "key of v{}", n + 1);
+    }
+    let destroyed = t
+        .history(&id)
+        .await
+        .iter()
+        .filter(|(command, _)| command == "secret.value.put")
+        .count();
+    assert_eq!(destroyed, 3);
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{id}/payload"), &token).await,
+        "v4"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key() {
+    let clock = TestClock::now();
+    let t = TestStack::start_with(|c| c.clock = clock.clock()).await;
+    // A second command component: a second scheduler racing the first.
+    let extra = tokio_util::sync::CancellationToken::new();
+    let _second = keyledger::stack::start_commands(
+        &t.stack.service_url,
+        &t.stack.keys,
+        &t.config.log,
+        keyledger::stack::CommandSettings {
+            handler: t.config.handler.clone(),
+            database_url: t.stack.database_url.clone(),
+            scheduler_interval: Duration::from_millis(50),
+        },
+        t.config.clock.clone(),
+        extra.clone(),
+    )
+    .await
+    .unwrap();
+
+    let token = t.token("alice", "p1");
+    let expires = t.now().plus(Duration::from_secs(3600)).unwrap();
+    let id = t
+        .create(
+            &token,
+            json!({"name": "canary", "payload": "expiry-canary-7f3a9c", "payload_content_type": "text/plain", "expiration": expires.to_rfc3339()}),
+        )
+        .await;
+    let project = ProjectId::parse("p1").unwrap();
+    let secret = SecretId::parse(&id).unwrap();
+    let key = t.key_ids(&id).await[0];
+    let store = t.key_store().await;
+    let wrapped = store.get(&project, secret, key).await.unwrap().unwrap();
+    // The needles: the wrapped key's bytes, raw and as stored (base64 in JSON).
+    let mut wanted = needles(&wrapped.wrapped);
+    wanted.push(STANDARD.encode(&wrapped.wrapped).into_bytes());
+    let data = t.dir.path();
+    assert!(
+        !files_holding(data, &wanted).is_empty(),
+        "the search must find the key while it exists, or it proves nothing"
+    );
+
+    // From the instant the expiration passes, reads are 404, whatever the log says.
+    clock.advance(Duration::from_secs(3600));
+    let (status, message) = description(
+        t.get(&format!("/v1/secrets/{id}"), &t.token("alice", "p1"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        message,
+        format!("secret {id} expired at {}", expires.to_rfc3339())
+    );
+
+    // The schedulers issue Expire; it lands once and the key is destroyed.
+    eventually("the key is destroyed", WAIT, || async {
+        store
+            .get(&project, secret, key)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    eventually("the read model shows the expiry", WAIT, || async {
+        let body = t
+            .get(
+                &format!("/v1/secrets/{id}/payload"),
+                &t.token("alice", "p1"),
+            )
+            .await;
+        (body.status() == 404).then_some(())
+    })
+    .await;
+    let history = t.history(&id).await;
+    let expiries: Vec<_> = history
+        .iter()
+        .filter(|(command, _)| command == "secret.expire")
+        .collect();
+    assert_eq!(expiries.len(), 1, "{history:?}");
+    assert_eq!(expiries[0].1, Actor::scheduler());
+    // The log keeps who created it, and when it expired.
+    assert_eq!(history[0].0, "secret.create");
+    assert!(matches!(&history[0].1, Actor::User(p) if p.user.as_str() == "alice"));
+
+    // No copy of the wrapped key is left in any file of the data directory (stream
+    // blocks, key-store blocks, SQLite): even with the KEK, the payload is gone.
+    let left = files_holding(data, &wanted);
+    assert!(left.is_empty(), "the wrapped key survives in {left:?}");
+    assert!(store.get(&project, secret, key).await.unwrap().is_none());
+    extra.cancel();
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn the_scheduler_catches_up_after_downtime() {
+    let clock = TestClock::now();
+    let t = TestStack::start_with(|c| c.clock = clock.clock()).await;
+    let token = t.token("alice", "p1");
+    let expires = t.now().plus(Duration::from_secs(60)).unwrap();
+    let id = t
+        .create(&token, json!({"payload": "x", "payload_content_type": "text/plain", "expiration": expires.to_rfc3339()}))
+        .await;
+    // Down while the expiration passes.
+    let t = t.restart(|| clock.advance(Duration::from_secs(3600))).await;
+    eventually("the Expire command after restart", WAIT, || async {
+        t.history(&id)
+            .await
+            .iter()
+            .any(|(c, _)| c == "secret.expire")
+            .then_some(())
+    })
+    .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn deletion_waits_for_its_recovery_window_and_can_be_restored() {
+    let clock = TestClock::now();
+    let t = TestStack::start_with(|c| c.clock = clock.clock()).await;
+    let token = t.token("alice", "p1");
+    let id = t.create(&token, text("keep me")).await;
+
+    // Out of bounds (7 to 30 days) is refused, and says what is allowed.
+    let (status, message) = description(
+        t.delete(&format!("/v1/secrets/{id}?recovery_window_days=3"), &token)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("between 7 days and 30 days"), "{message}");
+
+    let scheduled = t
+        .delete(&format!("/v1/secrets/{id}?recovery_window_days=7"), &token)
+        .await;
+    assert_eq!(scheduled.status(), 204);
+    let purge_at = t.now().plus(Duration::from_secs(7 * 86_400)).unwrap();
+    let (status, message) = description(t.get(&format!("/v1/secrets/{id}"), &token).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        message.starts_with(&format!(
+            "secret {id} is scheduled for deletion on {purge_at}; restore it with"
+        )),
+        "{message}"
+    );
+    // Changes are refused the same way over NATS.
+    let nats = t.client_nats().await;
+    let put = raw_command(
+        &nats,
+        "secret.value.put",
+        Some(&token),
+        &json!({"id": id, "payload": "x", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert!(
+        put["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is scheduled for deletion"),
+        "{put}"
+    );
+
+    let restored = t
+        .post_json(&format!("/v1/secrets/{id}/restore"), &token, json!({}))
+        .await;
+    assert_eq!(restored.status(), 204);
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{id}/payload"), &token).await,
+        "keep me"
+    );
+
+    // Scheduled again (the default window, 30 days), then the window ends: purged.
+    let again = raw_command(&nats, "secret.delete", Some(&token), &json!({"id": id})).await;
+    assert_eq!(again["ok"], true, "{again}");
+    clock.advance(Duration::from_secs(30 * 86_400 + 1));
+    let token = t.token("alice", "p1");
+    eventually("the purge", WAIT, || async {
+        t.history(&id)
+            .await
+            .iter()
+            .any(|(c, a)| c == "secret.purge" && *a == Actor::scheduler())
+            .then_some(())
+    })
+    .await;
+    let key = t.key_ids(&id).await[0];
+    let store = t.key_store().await;
+    let (project, secret) = (
+        ProjectId::parse("p1").unwrap(),
+        SecretId::parse(&id).unwrap(),
+    );
+    eventually("the key is destroyed", WAIT, || async {
+        store
+            .get(&project, secret, key)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let gone = t.get(&format!("/v1/secrets/{id}"), &token).await;
+    assert_eq!(gone.status(), 404);
+
+    // Forcing skips the window; Barbican's DELETE (no window) removes at once.
+    let forced = t.create(&token, text("f")).await;
+    raw_command(&nats, "secret.delete", Some(&token), &json!({"id": forced})).await;
+    let now = raw_command(
+        &nats,
+        "secret.delete",
+        Some(&token),
+        &json!({"id": forced, "force": true}),
+    )
+    .await;
+    assert_eq!(now["ok"], true, "{now}");
+    let barbican = t.create(&token, text("b")).await;
+    assert_eq!(
+        t.delete(&format!("/v1/secrets/{barbican}"), &token)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        t.get(&format!("/v1/secrets/{barbican}"), &token)
+            .await
+            .status(),
+        404
+    );
+    let commands: Vec<String> = t
+        .history(&forced)
+        .await
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(
+        commands,
+        ["secret.create", "secret.delete", "secret.delete"]
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_owning_service_changes_a_managed_secret() {
+    let t = TestStack::start().await;
+    let rotator = t.token_as("rotator-bot", "p1", &["admin"], Some("rotator"));
+    let admin = t.token("alice", "p1");
+    let id = t
+        .create(&rotator, json!({"name": "managed", "payload": "m1", "payload_content_type": "text/plain", "owning_service": "rotator"}))
+        .await;
+    let managed = "This secret is managed by rotator; use that service to update it";
+    // Reads follow the ACL rules as usual.
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{id}/payload"), &admin).await,
+        "m1"
+    );
+    let meta = json_of(t.get(&format!("/v1/secrets/{id}"), &admin).await).await;
+    assert_eq!(meta["owning_service"], "rotator");
+    // Anyone else gets the same words over HTTP and NATS.
+    for response in [
+        t.put_version(&admin, &id, text("m2")).await,
+        t.delete(&format!("/v1/secrets/{id}"), &admin).await,
+        t.put_json(
+            &format!("/v1/secrets/{id}/acl"),
+            &admin,
+            json!({"read": {"users": ["eve"]}}),
+        )
+        .await,
+    ] {
+        let (status, message) = description(response).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(message, managed);
+    }
+    let nats = t.client_nats().await;
+    let reply = raw_command(
+        &nats,
+        "secret.value.put",
+        Some(&admin),
+        &json!({"id": id, "payload": "m2", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], "forbidden");
+    assert_eq!(reply["error"]["message"], managed);
+    // The service itself may.
+    assert_eq!(t.put_version(&rotator, &id, text("m2")).await.status(), 201);
+    // Nobody creates a secret managed by a service they are not.
+    let (status, message) = description(
+        t.post_json(
+            "/v1/secrets",
+            &admin,
+            json!({"name": "x", "owning_service": "rotator"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        message.contains("only service rotator may create"),
+        "{message}"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn names_and_references_resolve_exactly_or_not_at_all() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let a = t
+        .create(
+            &token,
+            json!({"name": "db", "payload": "A", "payload_content_type": "text/plain"}),
+        )
+        .await;
+    let reference = json_of(t.get(&format!("/v1/secrets/{a}"), &token).await).await["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reference.starts_with("krn:keyledger:p1:secret:db-"),
+        "{reference}"
+    );
+    let suffix = &reference[reference.len() - 6..];
+    assert_eq!(t.text("/v1/secrets/db/payload", &token).await, "A");
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{reference}/payload"), &token)
+            .await,
+        "A"
+    );
+
+    // A secret whose name is A's name plus A's suffix: the pitfall AWS documents.
+    let tricky = format!("db-{suffix}");
+    t.create(
+        &token,
+        json!({"name": tricky, "payload": "B", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{tricky}/payload"), &token)
+            .await,
+        "B"
+    );
+    assert_eq!(
+        t.text(&format!("/v1/secrets/{reference}/payload"), &token)
+            .await,
+        "A"
+    );
+    // A partial reference resolves to nothing, never to a secret that merely starts so.
+    let partial = t
+        .get("/v1/secrets/krn:keyledger:p1:secret:db/payload", &token)
+        .await;
+    assert_eq!(partial.status(), StatusCode::NOT_FOUND);
+
+    // Two secrets named alike: the name is ambiguous, and the error lists both.
+    let c = t
+        .create(
+            &token,
+            json!({"name": "db", "payload": "C", "payload_content_type": "text/plain"}),
+        )
+        .await;
+    let c_ref = json_of(t.get(&format!("/v1/secrets/{c}"), &token).await).await["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, message) = description(t.get("/v1/secrets/db", &token).await).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        message.contains(&reference) && message.contains(&c_ref),
+        "{message}"
+    );
+    // A name is looked up in the caller's project only.
+    let other = t.token("bob", "p2");
+    assert_eq!(
+        t.get(&format!("/v1/secrets/{tricky}"), &other)
+            .await
+            .status(),
+        404
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn metadata_and_tags_endpoints_follow_barbican_and_aws() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let id = t.create(&token, text("m")).await;
+    let md = format!("/v1/secrets/{id}/metadata");
+    let put = t
+        .put_json(&md, &token, json!({"metadata": {"a": "1", "b": "2"}}))
+        .await;
+    assert_eq!(put.status(), 201);
+    let add = t
+        .post_json(&md, &token, json!({"key": "c", "value": "3"}))
+        .await;
+    assert_eq!(add.status(), 201);
+    assert_eq!(
+        t.post_json(&md, &token, json!({"key": "c", "value": "4"}))
+            .await
+            .status(),
+        409
+    );
+    let update = t
+        .put_json(
+            &format!("{md}/c"),
+            &token,
+            json!({"key": "c", "value": "9"}),
+        )
+        .await;
+    assert_eq!(update.status(), 200);
+    assert_eq!(
+        t.put_json(
+            &format!("{md}/zzz"),
+            &token,
+            json!({"key": "zzz", "value": "1"})
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(t.delete(&format!("{md}/a"), &token).await.status(), 204);
+    let all = json_of(t.get(&md, &token).await).await;
+    assert_eq!(all, json!({"metadata": {"b": "2", "c": "9"}}));
+    let one = json_of(t.get(&format!("{md}/c"), &token).await).await;
+    assert_eq!(one, json!({"key": "c", "value": "9"}));
+
+    let tags = format!("/v1/secrets/{id}/tags");
+    let set = t
+        .post_json(
+            &tags,
+            &token,
+            json!({"tags": {"env": "prod", "team": "pay"}}),
+        )
+        .await;
+    assert_eq!(set.status(), 204);
+    assert_eq!(
+        t.delete(&format!("{tags}/team"), &token).await.status(),
+        204
+    );
+    assert_eq!(
+        json_of(t.get(&tags, &token).await).await,
+        json!({"tags": {"env": "prod"}})
+    );
+    let secret = json_of(t.get(&format!("/v1/secrets/{id}"), &token).await).await;
+    assert_eq!(secret["tags"], json!({"env": "prod"}));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn listings_filter_and_sort_as_barbican_does() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let soon = t.now().plus(Duration::from_secs(3600)).unwrap();
+    let later = t.now().plus(Duration::from_secs(7200)).unwrap();
+    for (name, alg, bits, exp) in [
+        ("b-key", "aes", 256, Some(soon)),
+        ("a-key", "aes", 128, Some(later)),
+        ("c-key", "rsa", 2048, None),
+    ] {
+        let mut body = json!({"name": name, "algorithm": alg, "bit_length": bits, "mode": "cbc"});
+        if let Some(exp) = exp {
+            body["expiration"] = json!(exp.to_rfc3339());
+        }
+        t.create(&token, body).await;
+    }
+    let names = |v: Value| -> Vec<String> {
+        v["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = |q: &str| {
+        let path = format!("/v1/secrets?{q}");
+        let t = &t;
+        let token = token.clone();
+        async move { json_of(t.get(&path, &token).await).await }
+    };
+    assert_eq!(names(list("alg=aes&sort=name").await), ["a-key", "b-key"]);
+    assert_eq!(names(list("bits=2048").await), ["c-key"]);
+    assert_eq!(
+        names(list("mode=cbc&sort=name:desc").await),
+        ["c-key", "b-key", "a-key"]
+    );
+    let cutoff = t
+        .now()
+        .plus(Duration::from_secs(5400))
+        .unwrap()
+        .to_rfc3339();
+    assert_eq!(
+        names(list(&format!("expiration=lt:{cutoff}")).await),
+        ["b-key"]
+    );
+    assert_eq!(
+        names(
+            list(&format!(
+                "expiration=gt:{},lte:{}",
+                soon.to_rfc3339(),
+                later.to_rfc3339()
+            ))
+            .await
+        ),
+        ["a-key"]
+    );
+    assert_eq!(
+        names(list("sort=bit_length:desc").await),
+        ["c-key", "b-key", "a-key"]
+    );
+    // Paging keeps the filter and the order.
+    let page = list("sort=name&limit=1&mode=cbc").await;
+    assert_eq!(names(page.clone()), ["a-key"]);
+    let next = page["next"].as_str().unwrap();
+    assert!(
+        next.contains("sort=name") && next.contains("mode=cbc"),
+        "{next}"
+    );
+    t.stop().await;
+}
