@@ -52,6 +52,10 @@ async fn every_command_has_help() {
         &["secret", "get"],
         &["secret", "list"],
         &["secret", "delete"],
+        &["secret", "restore"],
+        &["secret", "put-value"],
+        &["secret", "versions"],
+        &["secret", "stage"],
         &["acl"],
         &["acl", "get"],
         &["acl", "set"],
@@ -293,5 +297,86 @@ async fn whoami_and_acls_through_the_cli() {
     assert!(reset.status.success());
     let again = run(as_user(&carol, &["secret", "get", &id, "--payload"]), None).await;
     assert!(!again.status.success());
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn versions_names_and_recoverable_deletion_through_the_cli() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let url = t.url("");
+    let cli = |rest: &[&str]| {
+        let mut a = args(rest);
+        a.extend(args(&["--url", &url, "--token", &token]));
+        a
+    };
+    let ok = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // A name with a slash stays one path segment.
+    let id = t.create_text(&token, "prod/db", "one").await;
+    let v2 = ok(&run(
+        cli(&["secret", "put-value", "prod/db", "--payload", "two"]),
+        None,
+    )
+    .await);
+    let pending = ok(&run(
+        cli(&[
+            "secret",
+            "put-value",
+            "prod/db",
+            "--payload",
+            "three",
+            "--stage",
+            "pending",
+        ]),
+        None,
+    )
+    .await);
+    assert_ne!(pending, v2);
+    let versions = ok(&run(cli(&["secret", "versions", "prod/db"]), None).await);
+    assert!(
+        versions.contains("pending") && versions.contains(&v2),
+        "{versions}"
+    );
+    let current = run(cli(&["secret", "get", "prod/db", "--payload"]), None).await;
+    assert_eq!(current.stdout, b"two");
+    ok(&run(
+        cli(&[
+            "secret", "stage", "prod/db", "current", "--to", &pending, "--from", &v2,
+        ]),
+        None,
+    )
+    .await);
+    let previous = run(
+        cli(&[
+            "secret",
+            "get",
+            "prod/db",
+            "--version",
+            "previous",
+            "--payload",
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(previous.stdout, b"two");
+
+    ok(&run(
+        cli(&["secret", "delete", "prod/db", "--recovery-window-days", "7"]),
+        None,
+    )
+    .await);
+    let hidden = run(cli(&["secret", "get", "prod/db"]), None).await;
+    assert!(!hidden.status.success());
+    // While scheduled, the name no longer resolves; the id does, and restores it.
+    ok(&run(cli(&["secret", "restore", &id]), None).await);
+    let back = run(cli(&["secret", "get", "prod/db", "--payload"]), None).await;
+    assert_eq!(back.stdout, b"three");
     t.stop().await;
 }

@@ -540,4 +540,82 @@ mod tests {
             refused(None, serde_json::json!({ "users": many })).contains("at most 256 are allowed")
         );
     }
+
+    fn delete(body: serde_json::Value) -> Result<SecretCommand, Rejection> {
+        let mut body = body;
+        body["id"] = "00000000-0000-0000-0000-000000000001".into();
+        let req: DeleteSecretRequest = serde_json::from_value(body).unwrap();
+        with_context(|c| c.delete(&req)).map(|i| i.command)
+    }
+
+    #[test]
+    fn deletions_take_a_window_in_days_or_as_a_duration_or_are_forced() {
+        use std::time::Duration;
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            delete(serde_json::json!({})).unwrap(),
+            SecretCommand::Delete(DeleteMode::After(None))
+        );
+        assert_eq!(
+            delete(serde_json::json!({"recovery_window_days": 7})).unwrap(),
+            SecretCommand::Delete(DeleteMode::After(Some(7 * day)))
+        );
+        assert_eq!(
+            delete(serde_json::json!({"recovery_window": "2d"})).unwrap(),
+            SecretCommand::Delete(DeleteMode::After(Some(2 * day)))
+        );
+        assert_eq!(
+            delete(serde_json::json!({"force": true})).unwrap(),
+            SecretCommand::Delete(DeleteMode::Now)
+        );
+        for (body, says) in [
+            (
+                serde_json::json!({"force": true, "recovery_window_days": 7}),
+                "one or the other",
+            ),
+            (
+                serde_json::json!({"recovery_window_days": 7, "recovery_window": "7d"}),
+                "not both",
+            ),
+            (
+                serde_json::json!({"recovery_window": "soon"}),
+                "is not a duration",
+            ),
+        ] {
+            let err = delete(body).unwrap_err();
+            assert!(err.message.contains(says), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn a_client_request_token_names_the_version_and_a_retry_seals_the_same_fingerprint() {
+        let req = |token: &str, payload: &str| -> PutValueRequest {
+            serde_json::from_value(serde_json::json!({
+                "id": "00000000-0000-0000-0000-000000000001",
+                "payload": payload,
+                "payload_content_type": "text/plain",
+                "client_request_token": token,
+            }))
+            .unwrap()
+        };
+        let token = "t".repeat(40);
+        let put = |payload: &str| {
+            let intake = with_context(|c| c.put_value(&req(&token, payload))).unwrap();
+            let SecretCommand::PutValue(p) = intake.command else {
+                panic!("a put")
+            };
+            (
+                p.payload.version_id,
+                intake.data_key.unwrap().wrapped.fingerprint,
+            )
+        };
+        let (v1, f1) = put("same");
+        let (v2, f2) = put("same");
+        let (v3, f3) = put("different");
+        assert_eq!((v1, &f1), (v2, &f2));
+        assert_eq!(v1, v3);
+        assert_ne!(f1, f3);
+        let err = with_context(|c| c.put_value(&req("short", "x"))).unwrap_err();
+        assert!(err.message.contains("32 to 64"), "{}", err.message);
+    }
 }

@@ -152,3 +152,33 @@ async fn run_one(handler: &SecretHandler, due: Due) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn due(task: Task, version: u64) -> Due {
+        Due {
+            project: ProjectId::parse("p1").unwrap(),
+            secret: SecretId::from_uuid(Uuid::from_u128(9)),
+            task,
+            version,
+        }
+    }
+
+    /// Replicas derive the same command id for the same occasion, so the log takes it
+    /// once; a purge after a restore and a new deletion is a new occasion.
+    #[test]
+    fn command_ids_name_the_occasion() {
+        let id = |d: Due| d.command().unwrap().1.to_string();
+        assert_eq!(
+            id(due(Task::Expire, 3)),
+            "expire-00000000-0000-0000-0000-000000000009"
+        );
+        assert_eq!(id(due(Task::Expire, 3)), id(due(Task::Expire, 7)));
+        assert_eq!(id(due(Task::Purge, 4)), id(due(Task::Purge, 4)));
+        assert_ne!(id(due(Task::Purge, 4)), id(due(Task::Purge, 6)));
+        assert!(id(due(Task::Prune, 99_999)).len() <= CommandId::MAX_LEN);
+    }
+}

@@ -36,3 +36,4 @@ CREATE INDEX secrets_by_reference ON secrets (reference);
 -- The scheduler's look-ups: expirations and recovery windows that have passed.
 CREATE INDEX secrets_by_expiration ON secrets (expiration_ms) WHERE status != 'expired';
 CREATE INDEX secrets_by_purge_at ON secrets (purge_at_ms) WHERE purge_at_ms IS NOT NULL;
+CREATE INDEX secrets_by_version_count ON secrets (version_count) WHERE status = 'active';

@@ -55,12 +55,31 @@ impl Api {
     }
 }
 
-/// The secret id in a UUID or a `secret_ref` URL.
-pub fn secret_id(reference: &str) -> String {
-    reference
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or(reference)
-        .to_owned()
+/// The path segment that addresses a secret given as a `secret_ref` URL (its last
+/// segment), or as an id, a reference or a name (percent-encoded whole, so a name
+/// such as `prod/db` stays one segment).
+pub fn secret_id(given: &str) -> String {
+    if given.starts_with("http://") || given.starts_with("https://") {
+        return given
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(given)
+            .to_owned();
+    }
+    percent_encoding::utf8_percent_encode(given, SEGMENT).to_string()
 }
+
+/// Characters escaped in a path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');

@@ -1,4 +1,6 @@
-//! `keyledger secret create|get|list|delete`, through the HTTP API.
+//! `keyledger secret create|get|list|delete|restore|put-value|versions|stage`, through
+//! the HTTP API. A secret is named by its id, its `secret_ref`, its reference
+//! (`krn:keyledger:…`) or its name.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -52,16 +54,26 @@ pub enum SecretCommand {
         /// Metadata as key=value (repeatable).
         #[arg(long = "metadata", value_parser = parse_pair)]
         metadata: Vec<(String, String)>,
+        /// Tags as key=value (repeatable).
+        #[arg(long = "tag", value_parser = parse_pair)]
+        tags: Vec<(String, String)>,
+        /// The service that manages the secret (must be your token's service); only
+        /// it may change the secret.
+        #[arg(long)]
+        owning_service: Option<String>,
     },
     /// Show a secret's metadata, or with --payload write its payload to stdout.
     Get {
         #[command(flatten)]
         client: ClientArgs,
-        /// The secret's id or secret_ref.
+        /// The secret: id, secret_ref, reference or name.
         secret: String,
         /// Write the decrypted payload (raw bytes) to stdout.
         #[arg(long)]
         payload: bool,
+        /// A version (id) or stage (current, previous, pending) instead of the secret.
+        #[arg(long)]
+        version: Option<String>,
         /// Print the JSON the API returned.
         #[arg(long)]
         json: bool,
@@ -89,13 +101,99 @@ pub enum SecretCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a secret; its keys are destroyed at once.
+    /// Delete a secret: at once, destroying its keys (as Barbican), or after a
+    /// recovery window during which `restore` undoes it.
     Delete {
         #[command(flatten)]
         client: ClientArgs,
-        /// The secret's id or secret_ref.
+        /// The secret: id, secret_ref, reference or name.
+        secret: String,
+        /// Keep it restorable this many days (7 to 30 by default).
+        #[arg(long, conflicts_with = "recovery_window")]
+        recovery_window_days: Option<u64>,
+        /// Keep it restorable this long, e.g. 7d.
+        #[arg(long)]
+        recovery_window: Option<String>,
+    },
+    /// Undo a scheduled deletion.
+    Restore {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The secret: id, secret_ref or reference.
         secret: String,
     },
+    /// Store a new version of a secret's value; it becomes current unless --stage
+    /// says otherwise. Prints the version id.
+    PutValue {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The secret: id, secret_ref, reference or name.
+        secret: String,
+        /// The payload as text.
+        #[arg(long, conflicts_with = "payload_file")]
+        payload: Option<String>,
+        /// Read the payload from this file (- for stdin).
+        #[arg(long)]
+        payload_file: Option<PathBuf>,
+        /// text/plain or application/octet-stream (default: by content).
+        #[arg(long)]
+        content_type: Option<String>,
+        /// 32 to 64 characters; retrying with the same token and payload is safe.
+        #[arg(long)]
+        client_request_token: Option<String>,
+        /// Stages of the new version: current, pending (repeatable; default current).
+        #[arg(long = "stage")]
+        stages: Vec<String>,
+    },
+    /// List a secret's versions and their stages.
+    Versions {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The secret: id, secret_ref, reference or name.
+        secret: String,
+        /// Print the JSON the API returned.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a stage to a version (and off the version it is on).
+    Stage {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The secret: id, secret_ref, reference or name.
+        secret: String,
+        /// current, previous or pending.
+        stage: String,
+        /// The version to put the stage on.
+        #[arg(long)]
+        to: Option<String>,
+        /// The version the stage is on now.
+        #[arg(long)]
+        from: Option<String>,
+    },
+}
+
+/// Adds the payload fields to a request body: text as-is, anything else base64.
+fn add_payload(body: &mut Value, bytes: &[u8], content_type: Option<String>) -> Result<()> {
+    let text = std::str::from_utf8(bytes).ok();
+    let content_type = content_type.unwrap_or_else(|| {
+        if text.is_some() {
+            "text/plain"
+        } else {
+            "application/octet-stream"
+        }
+        .into()
+    });
+    if content_type.starts_with("text/plain") {
+        let Some(text) = text else {
+            bail!("the payload is not UTF-8 text; use --content-type application/octet-stream");
+        };
+        body["payload"] = json!(text);
+    } else {
+        body["payload"] = json!(B64.encode(bytes));
+        body["payload_content_encoding"] = json!("base64");
+    }
+    body["payload_content_type"] = json!(content_type);
+    Ok(())
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -135,37 +233,23 @@ pub async fn run(command: SecretCommand) -> Result<()> {
             payload_file,
             content_type,
             metadata,
+            tags,
+            owning_service,
         } => {
             let api = Api::new(&client);
             let mut body = json!({
                 "name": name, "secret_type": secret_type, "algorithm": algorithm,
                 "bit_length": bit_length, "mode": mode, "expiration": expiration,
+                "owning_service": owning_service,
             });
             if !metadata.is_empty() {
                 body["metadata"] = json!(metadata.into_iter().collect::<BTreeMap<_, _>>());
             }
+            if !tags.is_empty() {
+                body["tags"] = json!(tags.into_iter().collect::<BTreeMap<_, _>>());
+            }
             if let Some(bytes) = read_payload(payload, payload_file)? {
-                let text = std::str::from_utf8(&bytes).ok();
-                let content_type = content_type.unwrap_or_else(|| {
-                    if text.is_some() {
-                        "text/plain"
-                    } else {
-                        "application/octet-stream"
-                    }
-                    .into()
-                });
-                if content_type.starts_with("text/plain") {
-                    let Some(text) = text else {
-                        bail!(
-                            "the payload is not UTF-8 text; use --content-type application/octet-stream"
-                        );
-                    };
-                    body["payload"] = json!(text);
-                } else {
-                    body["payload"] = json!(B64.encode(&bytes));
-                    body["payload_content_encoding"] = json!("base64");
-                }
-                body["payload_content_type"] = json!(content_type);
+                add_payload(&mut body, &bytes, content_type)?;
             }
             if let Value::Object(map) = &mut body {
                 map.retain(|_, v| !v.is_null());
@@ -188,13 +272,18 @@ pub async fn run(command: SecretCommand) -> Result<()> {
             client,
             secret,
             payload,
+            version,
             json,
         } => {
             let api = Api::new(&client);
             let id = secret_id(&secret);
+            let base = match &version {
+                Some(v) => format!("/v1/secrets/{id}/versions/{}", secret_id(v)),
+                None => format!("/v1/secrets/{id}"),
+            };
             if payload {
                 let response = api
-                    .send(api.request(Method::GET, &format!("/v1/secrets/{id}/payload")))
+                    .send(api.request(Method::GET, &format!("{base}/payload")))
                     .await?;
                 let bytes = response.bytes().await?;
                 std::io::stdout().write_all(&bytes)?;
@@ -202,7 +291,7 @@ pub async fn run(command: SecretCommand) -> Result<()> {
             }
             let response = api
                 .send(
-                    api.request(Method::GET, &format!("/v1/secrets/{id}"))
+                    api.request(Method::GET, &base)
                         .header("Accept", "application/json"),
                 )
                 .await?;
@@ -253,12 +342,120 @@ pub async fn run(command: SecretCommand) -> Result<()> {
                 value["total"]
             );
         }
-        SecretCommand::Delete { client, secret } => {
+        SecretCommand::Delete {
+            client,
+            secret,
+            recovery_window_days,
+            recovery_window,
+        } => {
             let api = Api::new(&client);
             let id = secret_id(&secret);
-            api.send(api.request(Method::DELETE, &format!("/v1/secrets/{id}")))
+            let mut query = Vec::new();
+            query.extend(recovery_window_days.map(|d| ("recovery_window_days", d.to_string())));
+            query.extend(recovery_window.map(|w| ("recovery_window", w)));
+            let scheduled = !query.is_empty();
+            api.send(
+                api.request(Method::DELETE, &format!("/v1/secrets/{id}"))
+                    .query(&query),
+            )
+            .await?;
+            if scheduled {
+                eprintln!(
+                    "scheduled {secret} for deletion; `keyledger secret restore {secret}` undoes it"
+                );
+            } else {
+                eprintln!("deleted {secret}");
+            }
+        }
+        SecretCommand::Restore { client, secret } => {
+            let api = Api::new(&client);
+            let id = secret_id(&secret);
+            api.send(api.request(Method::POST, &format!("/v1/secrets/{id}/restore")))
                 .await?;
-            eprintln!("deleted {id}");
+            eprintln!("restored {secret}");
+        }
+        SecretCommand::PutValue {
+            client,
+            secret,
+            payload,
+            payload_file,
+            content_type,
+            client_request_token,
+            stages,
+        } => {
+            let api = Api::new(&client);
+            let id = secret_id(&secret);
+            let Some(bytes) = read_payload(payload, payload_file)? else {
+                bail!("give the new value with --payload or --payload-file");
+            };
+            let mut body = json!({ "client_request_token": client_request_token });
+            if !stages.is_empty() {
+                body["stages"] = json!(stages);
+            }
+            add_payload(&mut body, &bytes, content_type)?;
+            if let Value::Object(map) = &mut body {
+                map.retain(|_, v| !v.is_null());
+            }
+            let response = api
+                .send(
+                    api.request(Method::POST, &format!("/v1/secrets/{id}/versions"))
+                        .json(&body),
+                )
+                .await?;
+            let value: Value = response.json().await?;
+            println!("{}", value["version_id"].as_str().unwrap_or_default());
+        }
+        SecretCommand::Versions {
+            client,
+            secret,
+            json,
+        } => {
+            let api = Api::new(&client);
+            let id = secret_id(&secret);
+            let response = api
+                .send(api.request(Method::GET, &format!("/v1/secrets/{id}/versions")))
+                .await?;
+            let value: Value = response.json().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(());
+            }
+            println!("{:<36}  {:<27}  STAGES", "VERSION", "CREATED");
+            for v in value["versions"].as_array().into_iter().flatten() {
+                let stages: Vec<&str> = v["stages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!(
+                    "{:<36}  {:<27}  {}",
+                    v["version_id"].as_str().unwrap_or_default(),
+                    v["created"].as_str().unwrap_or_default(),
+                    if stages.is_empty() {
+                        "(deprecated)".to_owned()
+                    } else {
+                        stages.join(",")
+                    }
+                );
+            }
+        }
+        SecretCommand::Stage {
+            client,
+            secret,
+            stage,
+            to,
+            from,
+        } => {
+            let api = Api::new(&client);
+            let id = secret_id(&secret);
+            let body = json!({ "move_to": to, "remove_from": from });
+            api.send(
+                api.request(Method::PUT, &format!("/v1/secrets/{id}/stages/{stage}"))
+                    .json(&body),
+            )
+            .await?;
+            eprintln!("moved {stage}");
         }
     }
     Ok(())
