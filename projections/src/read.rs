@@ -683,31 +683,8 @@ pub async fn due(
 ) -> Result<Vec<DueRow>, sqlx::Error> {
     let now = now.unix_millis();
     let mut out = Vec::new();
-    let queries: [(&'static str, String); 3] = [
-        (
-            "expire",
-            "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status != 'expired' \
-                 AND s.expiration_ms <= ?1 ORDER BY s.expiration_ms LIMIT ?2"
-                .to_owned(),
-        ),
-        (
-            "purge",
-            "SELECT s.project, s.id, s.version FROM secrets s WHERE s.purge_at_ms <= ?1 \
-                 ORDER BY s.purge_at_ms LIMIT ?2"
-                .to_owned(),
-        ),
-        (
-            "prune",
-            "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status = 'active' \
-                 AND s.version_count > ?3 AND EXISTS (SELECT 1 FROM secret_payloads p WHERE \
-                 p.project = s.project AND p.secret_id = s.id AND p.created_ms <= ?4 \
-                 AND NOT EXISTS (SELECT 1 FROM secret_stages g WHERE g.project = p.project \
-                 AND g.secret_id = p.secret_id AND g.version_id = p.version_id)) LIMIT ?2"
-                .to_owned(),
-        ),
-    ];
-    for (task, sql) in queries {
-        let rows = sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(sql))
+    for (task, sql) in DUE_QUERIES {
+        let rows = sqlx::query_as::<_, (String, String, i64)>(sql)
             .bind(now)
             .bind(i64::from(limit))
             .bind(i64::try_from(keep).unwrap_or(i64::MAX))
