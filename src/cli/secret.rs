@@ -349,7 +349,9 @@ pub async fn run(command: SecretCommand) -> Result<()> {
             recovery_window,
         } => {
             let api = Api::new(&client);
-            let id = secret_id(&secret);
+            // Learn the id first: once scheduled, the name no longer resolves, and the
+            // id is what `restore` takes.
+            let id = resolve_id(&api, &secret).await?;
             let mut query = Vec::new();
             query.extend(recovery_window_days.map(|d| ("recovery_window_days", d.to_string())));
             query.extend(recovery_window.map(|w| ("recovery_window", w)));
@@ -360,9 +362,7 @@ pub async fn run(command: SecretCommand) -> Result<()> {
             )
             .await?;
             if scheduled {
-                eprintln!(
-                    "scheduled {secret} for deletion; `keyledger secret restore {secret}` undoes it"
-                );
+                eprintln!("scheduled {id} for deletion; `keyledger secret restore {id}` undoes it");
             } else {
                 eprintln!("deleted {secret}");
             }
@@ -459,6 +459,22 @@ pub async fn run(command: SecretCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The UUID of the secret `given` names (an id, a `secret_ref`, a reference or a name).
+async fn resolve_id(api: &Api, given: &str) -> Result<String> {
+    let segment = secret_id(given);
+    if uuid::Uuid::try_parse(&segment).is_ok() {
+        return Ok(segment);
+    }
+    let response = api
+        .send(
+            api.request(Method::GET, &format!("/v1/secrets/{}", secret_id(given)))
+                .header("Accept", "application/json"),
+        )
+        .await?;
+    let value: Value = response.json().await?;
+    Ok(secret_id(value["secret_ref"].as_str().unwrap_or(given)))
 }
 
 /// Prints a JSON object as aligned `key value` lines.
