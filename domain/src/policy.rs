@@ -15,6 +15,9 @@
 //! | change, delete, set ACL | admin; creator of the secret; creator on a non-private secret |
 //! | read ACL | admin; creator of the secret; observer or creator on a non-private secret |
 //!
+//! A managed secret (one with an owning service) can be changed, deleted or have its
+//! ACL changed only by a token of that service, whatever its roles; see [`managed_by`].
+//!
 //! "Admin" and "creator" always mean roles in the secret's own project. The ACL's
 //! conditions restrict grants made through project access and through the ACL's user
 //! list. They do not restrict the creator or the admins.
