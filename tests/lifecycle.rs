@@ -286,6 +286,47 @@ async fn retention_destroys_deprecated_versions_and_their_keys() {
 }
 
 #[tokio::test]
+async fn the_scheduler_destroys_versions_once_they_are_old_enough() {
+    let clock = TestClock::now();
+    let t = TestStack::start_with(|c| {
+        c.clock = clock.clock();
+        c.handler.lifecycle = Lifecycle {
+            retention: Retention {
+                keep: 2,
+                min_age: Duration::from_secs(3600),
+            },
+            ..Default::default()
+        };
+    })
+    .await;
+    let token = t.token("alice", "p1");
+    let id = t.create(&token, text("v1")).await;
+    for v in ["v2", "v3", "v4"] {
+        assert_eq!(t.put_version(&token, &id, text(v)).await.status(), 201);
+    }
+    // Too young to go: all four stay, over the limit.
+    let count = |body: Value| body["total"].as_u64().unwrap();
+    let versions = format!("/v1/secrets/{id}/versions");
+    assert_eq!(count(json_of(t.get(&versions, &token).await).await), 4);
+    clock.advance(Duration::from_secs(2 * 3600));
+    let token = t.token("alice", "p1");
+    eventually("the scheduler's prune", WAIT, || async {
+        let n = count(json_of(t.get(&versions, &token).await).await);
+        (n == 2).then_some(())
+    })
+    .await;
+    let prunes: Vec<_> = t
+        .history(&id)
+        .await
+        .into_iter()
+        .filter(|(c, _)| c == "secret.versions.prune")
+        .collect();
+    assert_eq!(prunes.len(), 1);
+    assert_eq!(prunes[0].1, Actor::scheduler());
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key() {
     let clock = TestClock::now();
     let t = TestStack::start_with(|c| c.clock = clock.clock()).await;
