@@ -109,17 +109,22 @@ pub async fn run<S: DueSource>(
                 false
             }
         };
-        if full {
-            // More may be waiting: go again at once rather than after the interval.
-            continue;
-        }
+        // After a full batch more may be waiting (say, after downtime): look again
+        // soon, but not at once, so the projector can show what this pass did.
+        let pause = if full {
+            interval.min(Duration::from_millis(100))
+        } else {
+            interval
+        };
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }
 
+/// Runs one task. A refusal because the log already says otherwise (the read model
+/// lagged) is expected and quiet.
 async fn run_one(handler: &SecretHandler, due: Due) {
     let (command, id) = match due.command() {
         Ok(c) => c,
@@ -133,23 +138,22 @@ async fn run_one(handler: &SecretHandler, due: Due) {
         .run_task(due.project.clone(), due.secret, command, id)
         .await
     {
-        Ok(accepted) => tracing::info!(
-            task = name,
-            secret = %due.secret,
-            seq = accepted.seq,
-            "scheduler: done"
-        ),
+        Ok(accepted) => {
+            tracing::info!(task = name, secret = %due.secret, seq = accepted.seq, "scheduler: done");
+        }
         // The log already says otherwise (restored, already expired, not yet due by
         // the log's state): the read model was behind. Nothing to do.
         Err(r) if matches!(r.code, ErrorCode::Conflict | ErrorCode::NotFound) => {
             tracing::debug!(task = name, secret = %due.secret, reason = %r, "scheduler: skipped");
         }
-        Err(r) => tracing::warn!(
-            task = name,
-            secret = %due.secret,
-            error = %r,
-            "scheduler: task failed; it is retried on the next pass"
-        ),
+        Err(r) => {
+            tracing::warn!(
+                task = name,
+                secret = %due.secret,
+                error = %r,
+                "scheduler: task failed; it is retried on the next pass"
+            );
+        }
     }
 }
 

@@ -290,7 +290,16 @@ pub fn decide(
                         ctx.id
                     )));
                 }
-                vec![SecretEvent::TagsSet(TagsSet { tags: tags.clone() })]
+                let changed: crate::secret::fields::Tags = tags
+                    .iter()
+                    .filter(|(k, v)| secret.tags.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if changed.is_empty() {
+                    vec![]
+                } else {
+                    vec![SecretEvent::TagsSet(TagsSet { tags: changed })]
+                }
             }
             SecretCommand::RemoveTags(keys) => {
                 let secret = ctx.live(state)?;
