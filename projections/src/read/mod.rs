@@ -7,16 +7,21 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use domain::ids::{ProjectId, SecretId, UserId};
+use domain::ids::{ProjectId, SecretId};
 use domain::secret::acl::Acl;
 use domain::timestamp::Timestamp;
-use futures::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{Row, SqlitePool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::checkpoint;
+
+mod due;
+mod list;
+
+pub use due::{DueRow, due};
+pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
 
 /// A secret's metadata as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,20 +97,6 @@ pub struct Candidate {
     pub reference: String,
 }
 
-/// Work the lifecycle scheduler finds due.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DueRow {
-    /// The project.
-    pub project: String,
-    /// The secret.
-    pub id: String,
-    /// `expire`, `purge` or `prune`.
-    pub task: &'static str,
-    /// The secret's aggregate version when found due (makes command ids unique per
-    /// occasion).
-    pub version: i64,
-}
-
 /// A sealed payload and what is needed to open it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadRow {
@@ -143,141 +134,6 @@ pub struct Snapshot<T> {
     pub seq: u64,
 }
 
-/// Which secrets a listing considers, before the policy filters each row.
-#[derive(Debug, Clone)]
-pub enum ListScope<'a> {
-    /// A project's secrets. Unless the caller is a project admin, only rows the
-    /// caller could possibly read are considered: non-private ones, the caller's own,
-    /// and those listing the caller.
-    Project {
-        /// The project.
-        project: &'a ProjectId,
-        /// The caller.
-        user: &'a UserId,
-        /// Whether the caller is an admin of the project.
-        admin: bool,
-    },
-    /// Secrets whose ACL lists the user, in any project (Barbican's `acl_only=true`).
-    SharedWith(&'a UserId),
-}
-
-/// A comparison of a time column with an instant (Barbican's `gt:`, `gte:`, `lt:`,
-/// `lte:` prefixes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compare {
-    /// `>`.
-    Gt,
-    /// `>=`.
-    Gte,
-    /// `<`.
-    Lt,
-    /// `<=`.
-    Lte,
-    /// `=` (no prefix).
-    Eq,
-}
-
-impl Compare {
-    fn sql(self) -> &'static str {
-        match self {
-            Self::Gt => " > ",
-            Self::Gte => " >= ",
-            Self::Lt => " < ",
-            Self::Lte => " <= ",
-            Self::Eq => " = ",
-        }
-    }
-}
-
-/// A time column a listing can filter on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeColumn {
-    /// `created`.
-    Created,
-    /// `updated`.
-    Updated,
-    /// `expiration`.
-    Expiration,
-}
-
-impl TimeColumn {
-    fn sql(self) -> &'static str {
-        match self {
-            Self::Created => "s.created_ms",
-            Self::Updated => "s.updated_ms",
-            Self::Expiration => "s.expiration_ms",
-        }
-    }
-}
-
-/// A sort key of a listing (Barbican's `sort=<key>:<asc|desc>,…`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortKey {
-    /// Creation time.
-    Created,
-    /// Time of the last change.
-    Updated,
-    /// Expiration.
-    Expiration,
-    /// Name.
-    Name,
-    /// Algorithm.
-    Algorithm,
-    /// Mode.
-    Mode,
-    /// Bit length.
-    BitLength,
-    /// Secret type.
-    SecretType,
-}
-
-impl SortKey {
-    fn sql(self) -> &'static str {
-        match self {
-            Self::Created => "s.created_ms",
-            Self::Updated => "s.updated_ms",
-            Self::Expiration => "s.expiration_ms",
-            Self::Name => "s.name",
-            Self::Algorithm => "s.algorithm",
-            Self::Mode => "s.mode",
-            Self::BitLength => "s.bit_length",
-            Self::SecretType => "s.secret_type",
-        }
-    }
-}
-
-/// Filters, sorting and paging of a secret listing (Barbican's query parameters).
-#[derive(Debug, Clone, Default)]
-pub struct ListFilter {
-    /// Exact name.
-    pub name: Option<String>,
-    /// Exact secret type.
-    pub secret_type: Option<String>,
-    /// Exact algorithm (`alg`).
-    pub algorithm: Option<String>,
-    /// Exact mode.
-    pub mode: Option<String>,
-    /// Exact bit length (`bits`).
-    pub bit_length: Option<i64>,
-    /// Time ranges, all of which must hold.
-    pub times: Vec<(TimeColumn, Compare, i64)>,
-    /// Sort keys with `true` for descending; oldest first when empty.
-    pub sort: Vec<(SortKey, bool)>,
-    /// Page size.
-    pub limit: u32,
-    /// Rows to skip.
-    pub offset: u32,
-}
-
-/// A page of secrets and the total matching the filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    /// The page.
-    pub secrets: Vec<SecretRow>,
-    /// All rows matching the filter.
-    pub total: u64,
-}
-
 /// The read model has not reached a sequence a caller asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the read model is at sequence {applied}, not yet at {wanted}")]
@@ -288,13 +144,13 @@ pub struct Lagging {
     pub applied: u64,
 }
 
-const SECRET_COLUMNS: &str = "s.project, s.id, s.name, s.secret_type, s.algorithm, s.bit_length, \
+pub(crate) const SECRET_COLUMNS: &str = "s.project, s.id, s.name, s.secret_type, s.algorithm, s.bit_length, \
                               s.mode, s.expiration, s.creator, s.created, s.updated, \
                               s.content_type, s.version, s.acl, s.expiration_ms, \
                               s.owning_service, s.reference, s.purge_at, s.tags, \
                               s.version_count, s.status, s.purge_at_ms";
 
-fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
+pub(crate) fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
     let acl: Option<String> = r.try_get("acl")?;
     let acl = match acl {
         None => Acl::default(),
@@ -363,105 +219,6 @@ impl ReadModel {
                 applied: self.applied(),
             }),
         }
-    }
-
-    /// One page of the live secrets in `scope` that `keep` admits, in the filter's
-    /// order (oldest first by default). `keep` is the caller's read policy, applied to
-    /// every row before paging, so `total` and the pages count only what the caller
-    /// may see.
-    pub async fn list_secrets(
-        &self,
-        scope: ListScope<'_>,
-        filter: &ListFilter,
-        now: Timestamp,
-        keep: impl Fn(&SecretRow) -> bool,
-    ) -> Result<Snapshot<Page>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {SECRET_COLUMNS} "));
-        match scope {
-            ListScope::Project {
-                project,
-                user,
-                admin,
-            } => {
-                q.push("FROM secrets s WHERE s.project = ")
-                    .push_bind(project.as_str().to_owned());
-                if !admin {
-                    q.push(" AND (s.project_access = 1 OR s.creator = ")
-                        .push_bind(user.as_str().to_owned())
-                        .push(
-                            " OR EXISTS (SELECT 1 FROM secret_acl_users u WHERE \
-                             u.project = s.project AND u.secret_id = s.id AND u.user_id = ",
-                        )
-                        .push_bind(user.as_str().to_owned())
-                        .push("))");
-                }
-            }
-            ListScope::SharedWith(user) => {
-                q.push(
-                    "FROM secret_acl_users u JOIN secrets s ON s.project = u.project \
-                     AND s.id = u.secret_id WHERE u.user_id = ",
-                )
-                .push_bind(user.as_str().to_owned());
-            }
-        }
-        q.push(" AND s.status = 'active' AND (s.expiration_ms IS NULL OR s.expiration_ms > ")
-            .push_bind(now.unix_millis())
-            .push(")");
-        let exact = [
-            ("s.name", filter.name.clone()),
-            ("s.secret_type", filter.secret_type.clone()),
-            ("s.algorithm", filter.algorithm.clone()),
-            ("s.mode", filter.mode.clone()),
-        ];
-        for (column, value) in exact {
-            if let Some(value) = value {
-                q.push(format!(" AND {column} = ")).push_bind(value);
-            }
-        }
-        if let Some(bits) = filter.bit_length {
-            q.push(" AND s.bit_length = ").push_bind(bits);
-        }
-        for (column, op, ms) in &filter.times {
-            q.push(format!(" AND {}{}", column.sql(), op.sql()))
-                .push_bind(*ms);
-        }
-        q.push(" ORDER BY ");
-        for (key, desc) in &filter.sort {
-            q.push(format!(
-                "{} {}, ",
-                key.sql(),
-                if *desc { "DESC" } else { "ASC" }
-            ));
-        }
-        q.push("s.created_ms, s.id");
-        let mut rows = q.build().fetch(&mut *tx);
-        let (first, end) = (
-            u64::from(filter.offset),
-            u64::from(filter.offset) + u64::from(filter.limit),
-        );
-        let mut page = Vec::new();
-        let mut total = 0u64;
-        while let Some(r) = rows.try_next().await? {
-            let row = secret_row(&r)?;
-            if !keep(&row) {
-                continue;
-            }
-            if (first..end).contains(&total) {
-                page.push(row);
-            }
-            total += 1;
-        }
-        drop(rows);
-        tx.commit().await?;
-        Ok(Snapshot {
-            value: Page {
-                secrets: page,
-                total,
-            },
-            seq,
-        })
     }
 
     /// One secret's metadata. Expired secrets are not found from the instant they
@@ -647,60 +404,6 @@ impl ReadModel {
     }
 }
 
-/// The scheduler's queries: each reads an index range (`?1` now, `?2` limit, `?3`
-/// versions kept, `?4` the newest a deprecated version may be to go).
-const DUE_QUERIES: [(&str, &str); 3] = [
-    (
-        "expire",
-        "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status != 'expired' \
-         AND s.expiration_ms <= ?1 ORDER BY s.expiration_ms LIMIT ?2",
-    ),
-    (
-        "purge",
-        "SELECT s.project, s.id, s.version FROM secrets s WHERE s.purge_at_ms <= ?1 \
-         ORDER BY s.purge_at_ms LIMIT ?2",
-    ),
-    (
-        "prune",
-        "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status = 'active' \
-         AND s.version_count > ?3 AND EXISTS (SELECT 1 FROM secret_payloads p WHERE \
-         p.project = s.project AND p.secret_id = s.id AND p.created_ms <= ?4 \
-         AND NOT EXISTS (SELECT 1 FROM secret_stages g WHERE g.project = p.project \
-         AND g.secret_id = p.secret_id AND g.version_id = p.version_id)) LIMIT ?2",
-    ),
-];
-
-/// Lifecycle work due at `now`: expirations that passed without an Expire command,
-/// recovery windows that ended, and secrets holding more than `keep` versions with a
-/// deprecated one stored at or before `prune_before`. Each kind is an indexed range
-/// (or, for prunes, the rows over the version limit).
-pub async fn due(
-    pool: &SqlitePool,
-    now: Timestamp,
-    keep: usize,
-    prune_before: Timestamp,
-    limit: u32,
-) -> Result<Vec<DueRow>, sqlx::Error> {
-    let now = now.unix_millis();
-    let mut out = Vec::new();
-    for (task, sql) in DUE_QUERIES {
-        let rows = sqlx::query_as::<_, (String, String, i64)>(sql)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-            .bind(prune_before.unix_millis())
-            .fetch_all(pool)
-            .await?;
-        out.extend(rows.into_iter().map(|(project, id, version)| DueRow {
-            project,
-            id,
-            task,
-            version,
-        }));
-    }
-    Ok(out)
-}
-
 fn candidates(rows: Vec<(String, String)>) -> Vec<Candidate> {
     rows.into_iter()
         .map(|(id, reference)| Candidate { id, reference })
@@ -805,32 +508,5 @@ mod tests {
             ["SEARCH s USING INDEX secrets_by_id (id=?)"],
             "{plan:?}"
         );
-    }
-
-    /// The scheduler's passes read index ranges, never the whole table.
-    #[tokio::test]
-    async fn the_schedulers_queries_use_their_indexes() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = crate::db::sqlite_url(&dir.path().join("rm.sqlite"));
-        let pool = crate::db::open(&url, 1).await.unwrap();
-        for (task, sql) in DUE_QUERIES {
-            let plan: Vec<String> =
-                sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                    .bind(0i64)
-                    .bind(1i64)
-                    .bind(1i64)
-                    .bind(0i64)
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get::<String, _>("detail"))
-                    .collect();
-            let outer = &plan[0];
-            assert!(
-                outer.starts_with("SEARCH s USING INDEX secrets_by_"),
-                "{task}: {plan:?}"
-            );
-        }
     }
 }

@@ -1,0 +1,444 @@
+//! `decide`: the rules of the Secret aggregate.
+
+use std::collections::BTreeSet;
+
+use crate::Rejection;
+use crate::ids::{ProjectId, SecretId};
+use crate::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
+use crate::principal::{Actor, Principal};
+use crate::secret::command::{DeleteMode, Presence, SecretCommand};
+use crate::secret::event::{
+    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, SecretCreated,
+    SecretDeleted, SecretEvent, SecretExpired, SecretRestored, TagsRemoved, TagsSet,
+};
+use crate::secret::fields::{MAX_METADATA_ENTRIES, MAX_TAGS};
+use crate::secret::state::{Secret, SecretState};
+use crate::secret::version::{Lifecycle, Stage};
+
+mod values;
+
+use crate::timestamp::Timestamp;
+pub use values::prune;
+use values::{move_stage, put_value};
+
+/// What `decide` needs besides state and command: who asks, which secret, when, and
+/// the deployment's lifecycle rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The caller: a principal from a verified token, or keyledger itself.
+    pub actor: &'a Actor,
+    /// The project that owns the secret.
+    pub project: &'a ProjectId,
+    /// The secret's id.
+    pub id: SecretId,
+    /// The current time.
+    pub now: Timestamp,
+    /// Retention of versions and recovery windows.
+    pub lifecycle: &'a Lifecycle,
+}
+
+impl Context<'_> {
+    fn not_found(&self) -> Rejection {
+        Rejection::not_found(format!(
+            "secret {} not found in project {}",
+            self.id, self.project
+        ))
+    }
+
+    fn expired(&self, at: Timestamp) -> Rejection {
+        Rejection::not_found(format!("secret {} expired at {at}", self.id))
+    }
+
+    /// The secret, if it exists at all (live, scheduled for deletion, or past its
+    /// expiration without the Expire command having landed).
+    fn existing<'s>(&self, state: &'s SecretState) -> Result<&'s Secret, Rejection> {
+        match state {
+            SecretState::Live(s) => Ok(s),
+            SecretState::Expired(at) => Err(self.expired(*at)),
+            SecretState::Absent | SecretState::Deleted => Err(self.not_found()),
+        }
+    }
+
+    /// The secret a change needs: live, unexpired and not scheduled for deletion.
+    fn live<'s>(&self, state: &'s SecretState) -> Result<&'s Secret, Rejection> {
+        let s = self.existing(state)?;
+        if let Some(exp) = s.attributes.expiration
+            && exp.has_passed(self.now)
+        {
+            return Err(self.expired(exp.at()));
+        }
+        if let Some(at) = s.purge_at {
+            return Err(scheduled_for_deletion(self.id, at));
+        }
+        Ok(s)
+    }
+}
+
+/// The answer for a secret in its recovery window, on every path.
+pub fn scheduled_for_deletion(id: SecretId, purge_at: Timestamp) -> Rejection {
+    Rejection::not_found(format!(
+        "secret {id} is scheduled for deletion on {purge_at}; restore it with the \
+         secret.restore command (POST /v1/secrets/{id}/restore, or `keyledger secret restore \
+         {id}`)"
+    ))
+}
+
+fn action_of(command: &SecretCommand) -> Option<Action> {
+    Some(match command {
+        SecretCommand::Create(_) => Action::CreateSecret,
+        SecretCommand::PutPayload(_)
+        | SecretCommand::PutValue(_)
+        | SecretCommand::MoveStage { .. }
+        | SecretCommand::SetMetadatum { .. }
+        | SecretCommand::DeleteMetadatum(_)
+        | SecretCommand::ReplaceMetadata(_)
+        | SecretCommand::SetTags(_)
+        | SecretCommand::RemoveTags(_) => Action::UpdateSecret,
+        SecretCommand::Delete(_) | SecretCommand::Restore | SecretCommand::Expire => {
+            Action::DeleteSecret
+        }
+        SecretCommand::SetAcl(_) => Action::ChangeAcl,
+        SecretCommand::Purge | SecretCommand::PruneVersions => return None,
+    })
+}
+
+/// Allows the command for the actor, or says why not. keyledger's scheduler may only
+/// run its own tasks; principals go through the policy.
+fn authorize_command(
+    state: &SecretState,
+    command: &SecretCommand,
+    ctx: &Context<'_>,
+) -> Result<(), Rejection> {
+    let who: &Principal = match ctx.actor {
+        Actor::System(_) => {
+            return match command {
+                SecretCommand::Expire | SecretCommand::Purge | SecretCommand::PruneVersions => {
+                    Ok(())
+                }
+                _ => Err(Rejection::forbidden(format!(
+                    "{} is not a task of keyledger's scheduler",
+                    command.name()
+                ))),
+            };
+        }
+        Actor::User(p) => p,
+    };
+    let Some(action) = action_of(command) else {
+        return Err(Rejection::forbidden(format!(
+            "{} is issued by keyledger's scheduler only",
+            command.name()
+        )));
+    };
+    let target = match (state, command) {
+        (_, SecretCommand::Create(_)) => Target::Project {
+            project: ctx.project,
+            secret: None,
+        },
+        (SecretState::Live(secret), _) => Target::Secret(SecretFacts {
+            id: ctx.id,
+            project: ctx.project,
+            creator: &secret.creator,
+            acl: &secret.acl,
+            owning_service: secret.owning_service.as_ref(),
+        }),
+        (_, _) => Target::Project {
+            project: ctx.project,
+            secret: Some(ctx.id),
+        },
+    };
+    let env = RequestEnv {
+        source: None,
+        now: ctx.now,
+    };
+    authorize(who, action, target, env)?;
+    if let SecretCommand::Create(create) = command
+        && let Some(service) = &create.owning_service
+        && who.service.as_ref() != Some(service)
+    {
+        return Err(Rejection::forbidden(format!(
+            "only service {service} may create a secret managed by {service}; your token {}",
+            who.service.as_ref().map_or_else(
+                || "names no service".to_owned(),
+                |s| format!("is for service {s}")
+            )
+        )));
+    }
+    Ok(())
+}
+
+/// Decides what `command` does to a secret in `state`: the events to append, in order,
+/// or why it is refused. No events means there is nothing to do (a retry, or a stage
+/// already where it should be). Pure: same inputs, same answer.
+pub fn decide(
+    state: &SecretState,
+    command: &SecretCommand,
+    ctx: Context<'_>,
+) -> Result<Vec<SecretEvent>, Rejection> {
+    authorize_command(state, command, &ctx)?;
+    let events =
+        match command {
+            SecretCommand::Create(create) => {
+                if !matches!(state, SecretState::Absent) {
+                    return Err(Rejection::conflict(format!(
+                        "secret {} already exists; send a new command_id to create another secret",
+                        ctx.id
+                    )));
+                }
+                if let Some(exp) = create.attributes.expiration
+                    && exp.has_passed(ctx.now)
+                {
+                    return Err(Rejection::invalid(format!(
+                        "expiration {} is not in the future (it is now {}); choose a later time",
+                        exp.at(),
+                        ctx.now
+                    )));
+                }
+                let mut events =
+                    vec![SecretEvent::Created(SecretCreated {
+                        attributes: create.attributes.clone(),
+                        creator: ctx.actor.principal().map(|p| p.user.clone()).ok_or_else(
+                            || Rejection::forbidden("only a user or a service creates secrets"),
+                        )?,
+                        owning_service: create.owning_service.clone(),
+                        tags: create.tags.clone(),
+                    })];
+                if let Some(payload) = &create.payload {
+                    events.push(stored(payload, [Stage::Current].into(), ctx.now));
+                }
+                events
+            }
+            SecretCommand::PutPayload(payload) => {
+                let secret = ctx.live(state)?;
+                if !secret.versions.is_empty() {
+                    return Err(Rejection::conflict(format!(
+                        "secret {} already has a payload; a payload is stored once. Create a new \
+                     secret to store a different value, or add a version with the \
+                     secret.value.put command",
+                        ctx.id
+                    )));
+                }
+                vec![stored(payload, [Stage::Current].into(), ctx.now)]
+            }
+            SecretCommand::PutValue(put) => put_value(ctx.live(state)?, put, &ctx)?,
+            SecretCommand::MoveStage { stage, to, from } => {
+                move_stage(ctx.live(state)?, *stage, *to, *from, &ctx)?
+            }
+            SecretCommand::SetMetadatum {
+                key,
+                value,
+                presence,
+            } => {
+                let metadata = &ctx.live(state)?.attributes.metadata;
+                let key_name = key.as_str();
+                match (presence, metadata.get(key)) {
+                    (Presence::Absent, Some(_)) => {
+                        return Err(Rejection::conflict(format!(
+                            "metadata key {key_name:?} of secret {} already exists; change it with \
+                         PUT /v1/secrets/{}/metadata/{key_name}",
+                            ctx.id, ctx.id
+                        )));
+                    }
+                    (Presence::Present, None) => {
+                        return Err(metadatum_not_found(&ctx, key_name));
+                    }
+                    (_, Some(old)) if old == value => vec![],
+                    _ if !metadata.contains_key(key) && metadata.len() >= MAX_METADATA_ENTRIES => {
+                        return Err(Rejection::invalid(format!(
+                            "secret {} already has {MAX_METADATA_ENTRIES} metadata entries, the \
+                         limit; change an existing key instead of adding {key_name:?}",
+                            ctx.id
+                        )));
+                    }
+                    _ => vec![SecretEvent::MetadatumSet(MetadatumSet {
+                        key: key.clone(),
+                        value: value.clone(),
+                    })],
+                }
+            }
+            SecretCommand::DeleteMetadatum(key) => {
+                if !ctx.live(state)?.attributes.metadata.contains_key(key) {
+                    return Err(metadatum_not_found(&ctx, key.as_str()));
+                }
+                vec![SecretEvent::MetadatumDeleted(MetadatumDeleted {
+                    key: key.clone(),
+                })]
+            }
+            SecretCommand::ReplaceMetadata(new) => {
+                let old = &ctx.live(state)?.attributes.metadata;
+                let removed = old.keys().filter(|k| !new.contains_key(*k)).map(|key| {
+                    SecretEvent::MetadatumDeleted(MetadatumDeleted { key: key.clone() })
+                });
+                let set =
+                    new.iter()
+                        .filter(|(k, v)| old.get(*k) != Some(*v))
+                        .map(|(key, value)| {
+                            SecretEvent::MetadatumSet(MetadatumSet {
+                                key: key.clone(),
+                                value: value.clone(),
+                            })
+                        });
+                removed.chain(set).collect()
+            }
+            SecretCommand::SetTags(tags) => {
+                let secret = ctx.live(state)?;
+                let total = secret
+                    .tags
+                    .keys()
+                    .chain(tags.keys())
+                    .collect::<BTreeSet<_>>()
+                    .len();
+                if total > MAX_TAGS {
+                    return Err(Rejection::invalid(format!(
+                        "secret {} would have {total} tags; a secret carries at most {MAX_TAGS}. \
+                     Remove some first",
+                        ctx.id
+                    )));
+                }
+                let changed: crate::secret::fields::Tags = tags
+                    .iter()
+                    .filter(|(k, v)| secret.tags.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if changed.is_empty() {
+                    vec![]
+                } else {
+                    vec![SecretEvent::TagsSet(TagsSet { tags: changed })]
+                }
+            }
+            SecretCommand::RemoveTags(keys) => {
+                let secret = ctx.live(state)?;
+                let keys: BTreeSet<_> = keys
+                    .iter()
+                    .filter(|k| secret.tags.contains_key(*k))
+                    .cloned()
+                    .collect();
+                if keys.is_empty() {
+                    vec![]
+                } else {
+                    vec![SecretEvent::TagsRemoved(TagsRemoved { keys })]
+                }
+            }
+            SecretCommand::SetAcl(change) => {
+                let secret = ctx.live(state)?;
+                vec![SecretEvent::AclSet(AclSet {
+                    read: change.apply(&secret.acl),
+                })]
+            }
+            SecretCommand::Delete(DeleteMode::Now) => {
+                // Allowed on an expired secret and during a recovery window: it is how their
+                // keys get destroyed at once.
+                let secret = ctx.existing(state)?;
+                vec![SecretEvent::Deleted(SecretDeleted {
+                    destroyed_keys: secret.key_ids(),
+                })]
+            }
+            SecretCommand::Delete(DeleteMode::After(asked)) => {
+                let secret = ctx.existing(state)?;
+                if let Some(at) = secret.purge_at {
+                    return Err(Rejection::conflict(format!(
+                        "secret {} is already scheduled for deletion on {at}; restore it, or force \
+                     the deletion to delete it now",
+                        ctx.id
+                    )));
+                }
+                ctx.live(state)?;
+                let window = ctx.lifecycle.recovery.check(*asked)?;
+                let purge_at = ctx.now.plus(window).ok_or_else(|| {
+                    Rejection::invalid(
+                        "the recovery window ends past year 9999; choose a shorter one",
+                    )
+                })?;
+                vec![SecretEvent::DeletionScheduled(DeletionScheduled {
+                    purge_at,
+                })]
+            }
+            SecretCommand::Restore => {
+                let secret = ctx.existing(state)?;
+                if let Some(exp) = secret.attributes.expiration
+                    && exp.has_passed(ctx.now)
+                {
+                    return Err(ctx.expired(exp.at()));
+                }
+                if secret.purge_at.is_none() {
+                    return Err(Rejection::conflict(format!(
+                        "secret {} is not scheduled for deletion; there is nothing to restore",
+                        ctx.id
+                    )));
+                }
+                vec![SecretEvent::Restored(SecretRestored {})]
+            }
+            SecretCommand::Expire => {
+                let secret = ctx.existing(state)?;
+                match secret.attributes.expiration {
+                    Some(exp) if exp.has_passed(ctx.now) => {
+                        vec![SecretEvent::Expired(SecretExpired {
+                            expired_at: exp.at(),
+                            destroyed_keys: secret.key_ids(),
+                        })]
+                    }
+                    Some(exp) => {
+                        return Err(Rejection::conflict(format!(
+                            "secret {} expires at {}, not before; delete it to remove it now",
+                            ctx.id,
+                            exp.at()
+                        )));
+                    }
+                    None => {
+                        return Err(Rejection::conflict(format!(
+                            "secret {} has no expiration; delete it to remove it",
+                            ctx.id
+                        )));
+                    }
+                }
+            }
+            SecretCommand::Purge => {
+                let secret = ctx.existing(state)?;
+                match secret.purge_at {
+                    Some(at) if at <= ctx.now => vec![SecretEvent::Deleted(SecretDeleted {
+                        destroyed_keys: secret.key_ids(),
+                    })],
+                    Some(at) => {
+                        return Err(Rejection::conflict(format!(
+                            "the recovery window of secret {} ends at {at}, not yet",
+                            ctx.id
+                        )));
+                    }
+                    None => {
+                        return Err(Rejection::conflict(format!(
+                            "secret {} is not scheduled for deletion",
+                            ctx.id
+                        )));
+                    }
+                }
+            }
+            SecretCommand::PruneVersions => {
+                let secret = ctx.existing(state)?;
+                prune(secret, ctx.now, ctx.lifecycle.retention)
+                    .into_iter()
+                    .collect()
+            }
+        };
+    Ok(events)
+}
+
+pub(super) fn stored(
+    payload: &crate::secret::payload::SealedPayload,
+    stages: BTreeSet<Stage>,
+    now: Timestamp,
+) -> SecretEvent {
+    SecretEvent::PayloadStored(PayloadStored {
+        payload: payload.clone(),
+        stages,
+        created: Some(now),
+    })
+}
+
+fn metadatum_not_found(ctx: &Context<'_>, key: &str) -> Rejection {
+    Rejection::not_found(format!(
+        "secret {} has no metadata key {key:?}; add it with POST /v1/secrets/{}/metadata",
+        ctx.id, ctx.id
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,510 @@
+//! Given these events, when this command, then these events (or this error). Time
+//! is a parameter: the tests move it instead of waiting.
+
+use std::time::Duration;
+
+use super::*;
+use crate::ErrorCode;
+use crate::ids::{KeyId, Role, ServiceName, UserId, VersionId};
+use crate::secret::command::CreateSecret;
+use crate::secret::command::PutValue;
+use crate::secret::event::VersionsDestroyed;
+use crate::secret::fields::{Attributes, Expiration, MetadataKey, MetadataValue};
+use crate::secret::payload::{ContentType, SealedPayload};
+use crate::secret::state::evolve;
+use crate::secret::version::RecoveryWindow;
+use crate::secret::version::Retention;
+use uuid::Uuid;
+
+fn at(s: &str) -> Timestamp {
+    Timestamp::parse_iso8601("t", s).unwrap()
+}
+
+fn now() -> Timestamp {
+    at("2026-11-22T10:00:00Z")
+}
+
+fn hours(h: u64) -> Duration {
+    Duration::from_secs(h * 3600)
+}
+
+fn alice() -> Principal {
+    Principal {
+        user: UserId::parse("alice").unwrap(),
+        project: ProjectId::parse("p1").unwrap(),
+        roles: vec![Role::parse("admin").unwrap()],
+        service: None,
+    }
+}
+
+fn sealed(n: u128) -> SealedPayload {
+    SealedPayload {
+        version_id: VersionId::from_uuid(Uuid::from_u128(n)),
+        key_id: KeyId::from_uuid(Uuid::from_u128(n + 100)),
+        content_type: ContentType::TextPlain,
+        nonce: vec![0; 12],
+        ciphertext: vec![1; 20],
+    }
+}
+
+fn create_with(payload: Option<SealedPayload>, owning_service: Option<&str>) -> SecretCommand {
+    SecretCommand::Create(Box::new(CreateSecret {
+        attributes: Attributes {
+            expiration: Some(Expiration::parse("2026-11-23T10:00:00Z", now()).unwrap()),
+            ..Default::default()
+        },
+        payload,
+        owning_service: owning_service.map(|s| ServiceName::parse(s).unwrap()),
+        tags: Default::default(),
+    }))
+}
+
+fn create(payload: Option<SealedPayload>) -> SecretCommand {
+    create_with(payload, None)
+}
+
+fn put(n: u128, stages: Option<&[Stage]>) -> SecretCommand {
+    SecretCommand::PutValue(Box::new(PutValue {
+        payload: sealed(n),
+        stages: stages.map(|s| s.iter().copied().collect()),
+    }))
+}
+
+fn version(n: u128) -> VersionId {
+    VersionId::from_uuid(Uuid::from_u128(n))
+}
+
+struct World {
+    actor: Actor,
+    lifecycle: Lifecycle,
+    state: SecretState,
+}
+
+impl World {
+    fn new() -> Self {
+        Self::as_actor(Actor::User(alice()))
+    }
+
+    fn as_actor(actor: Actor) -> Self {
+        Self {
+            actor,
+            lifecycle: Lifecycle {
+                retention: Retention {
+                    keep: 3,
+                    min_age: hours(24),
+                },
+                recovery: RecoveryWindow::default(),
+            },
+            state: SecretState::Absent,
+        }
+    }
+
+    fn decide(&self, when: &SecretCommand, at: Timestamp) -> Result<Vec<SecretEvent>, Rejection> {
+        let project = ProjectId::parse("p1").unwrap();
+        let ctx = Context {
+            actor: &self.actor,
+            project: &project,
+            id: SecretId::from_uuid(Uuid::from_u128(7)),
+            now: at,
+            lifecycle: &self.lifecycle,
+        };
+        decide(&self.state, when, ctx)
+    }
+
+    /// Applies `cmd` at `at`; it must be accepted.
+    fn given(mut self, cmd: &SecretCommand, at: Timestamp) -> Self {
+        let events = self.decide(cmd, at).expect("given commands are accepted");
+        self.state = events.iter().fold(self.state, evolve);
+        self
+    }
+
+    fn secret(&self) -> &Secret {
+        let SecretState::Live(s) = &self.state else {
+            panic!("live: {:?}", self.state)
+        };
+        s
+    }
+}
+
+fn run(given: &[SecretCommand], when: &SecretCommand) -> Result<Vec<SecretEvent>, Rejection> {
+    let world = given.iter().fold(World::new(), |w, c| w.given(c, now()));
+    world.decide(when, now())
+}
+
+#[test]
+fn create_with_payload_is_one_commit_of_two_events() {
+    let events = run(&[], &create(Some(sealed(1)))).unwrap();
+    let types: Vec<_> = events.iter().map(SecretEvent::type_name).collect();
+    assert_eq!(types, ["secret.created", "secret.payload_stored"]);
+    let SecretEvent::Created(c) = &events[0] else {
+        panic!("first event is the creation")
+    };
+    assert_eq!(c.creator.as_str(), "alice");
+}
+
+#[test]
+fn two_step_create_takes_exactly_one_payload() {
+    let events = run(&[create(None)], &SecretCommand::PutPayload(sealed(1))).unwrap();
+    assert_eq!(events.len(), 1);
+    let err = run(
+        &[create(None), SecretCommand::PutPayload(sealed(1))],
+        &SecretCommand::PutPayload(sealed(2)),
+    )
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    assert!(
+        err.message.contains("already has a payload"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn create_on_an_existing_secret_is_a_conflict() {
+    let err = run(&[create(None)], &create(None)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+}
+
+#[test]
+fn delete_destroys_every_version_key() {
+    let events = run(
+        &[create(Some(sealed(1))), put(2, None)],
+        &SecretCommand::Delete(DeleteMode::Now),
+    )
+    .unwrap();
+    assert_eq!(
+        events,
+        [SecretEvent::Deleted(SecretDeleted {
+            destroyed_keys: vec![sealed(1).key_id, sealed(2).key_id]
+        })]
+    );
+}
+
+#[test]
+fn nothing_applies_to_a_deleted_secret() {
+    let given = [create(None), SecretCommand::Delete(DeleteMode::Now)];
+    for when in [
+        SecretCommand::Delete(DeleteMode::Now),
+        SecretCommand::PutPayload(sealed(1)),
+        SecretCommand::SetMetadatum {
+            key: MetadataKey::parse("k").unwrap(),
+            value: MetadataValue::parse("v").unwrap(),
+            presence: Presence::Any,
+        },
+    ] {
+        let err = run(&given, &when).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound, "{when:?}");
+        assert_eq!(
+            err.message,
+            "secret 00000000-0000-0000-0000-000000000007 not found in project p1"
+        );
+    }
+}
+
+#[test]
+fn an_expired_secret_takes_no_payload_but_can_be_deleted() {
+    let later = at("2026-11-23T10:00:00Z");
+    let world = World::new().given(&create(None), now());
+    let err = world
+        .decide(&SecretCommand::PutPayload(sealed(1)), later)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert_eq!(
+        err.message,
+        "secret 00000000-0000-0000-0000-000000000007 expired at 2026-11-23T10:00:00Z"
+    );
+    assert!(
+        world
+            .decide(&SecretCommand::Delete(DeleteMode::Now), later)
+            .is_ok()
+    );
+}
+
+#[test]
+fn another_projects_principal_is_refused() {
+    let mut bob = alice();
+    bob.project = ProjectId::parse("p2").unwrap();
+    let err = World::as_actor(Actor::User(bob))
+        .decide(&create(None), now())
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Forbidden);
+}
+
+#[test]
+fn a_new_current_version_moves_previous() {
+    let w = World::new()
+        .given(&create(Some(sealed(1))), now())
+        .given(&put(2, None), now());
+    let s = w.secret();
+    assert_eq!(s.stages[&Stage::Current], version(2));
+    assert_eq!(s.stages[&Stage::Previous], version(1));
+    let w = w.given(&put(3, None), now());
+    let s = w.secret();
+    assert_eq!(s.stages[&Stage::Current], version(3));
+    assert_eq!(s.stages[&Stage::Previous], version(2));
+    assert!(
+        s.stages_of(version(1)).is_empty(),
+        "version 1 is deprecated"
+    );
+}
+
+#[test]
+fn a_pending_version_leaves_current_alone_until_moved() {
+    let w = World::new()
+        .given(&create(Some(sealed(1))), now())
+        .given(&put(2, Some(&[Stage::Pending])), now());
+    assert_eq!(w.secret().stages[&Stage::Current], version(1));
+    let unnamed = SecretCommand::MoveStage {
+        stage: Stage::Current,
+        to: Some(version(2)),
+        from: None,
+    };
+    let err = w.decide(&unnamed, now()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    assert!(
+        err.message.contains("also name that version"),
+        "{}",
+        err.message
+    );
+    let wrong = SecretCommand::MoveStage {
+        stage: Stage::Current,
+        to: Some(version(2)),
+        from: Some(version(2)),
+    };
+    assert!(
+        w.decide(&wrong, now())
+            .unwrap_err()
+            .message
+            .contains("not on version")
+    );
+    let w = w.given(
+        &SecretCommand::MoveStage {
+            stage: Stage::Current,
+            to: Some(version(2)),
+            from: Some(version(1)),
+        },
+        now(),
+    );
+    let s = w.secret();
+    assert_eq!(s.stages[&Stage::Current], version(2));
+    assert_eq!(s.stages[&Stage::Previous], version(1));
+    // Moving it where it already is does nothing.
+    let again = SecretCommand::MoveStage {
+        stage: Stage::Current,
+        to: Some(version(2)),
+        from: Some(version(2)),
+    };
+    assert_eq!(w.decide(&again, now()).unwrap(), []);
+}
+
+#[test]
+fn current_cannot_be_removed_and_previous_cannot_be_given() {
+    let w = World::new().given(&create(Some(sealed(1))), now());
+    let remove = SecretCommand::MoveStage {
+        stage: Stage::Current,
+        to: None,
+        from: Some(version(1)),
+    };
+    assert_eq!(
+        w.decide(&remove, now()).unwrap_err().code,
+        ErrorCode::Invalid
+    );
+    let err = w
+        .decide(&put(2, Some(&[Stage::Previous])), now())
+        .unwrap_err();
+    assert!(err.message.contains("follows current"), "{}", err.message);
+    assert!(w.decide(&put(2, Some(&[])), now()).is_err());
+}
+
+#[test]
+fn a_reused_token_with_another_payload_is_refused() {
+    let w = World::new()
+        .given(&create(Some(sealed(1))), now())
+        .given(&put(2, None), now());
+    let err = w.decide(&put(2, None), now()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    assert!(err.message.contains("different payload"), "{}", err.message);
+}
+
+#[test]
+fn retention_destroys_old_deprecated_versions_only() {
+    // keep 3, min age 24 h: versions 1..=5, each put an hour apart.
+    let mut w = World::new().given(&create(Some(sealed(1))), now());
+    for n in 2..=5u128 {
+        w = w.given(&put(n, None), now().plus(hours(n as u64)).unwrap());
+    }
+    // All are younger than 24 h: nothing is destroyed, however many there are.
+    assert_eq!(w.secret().versions.len(), 5);
+    // A day later, the scheduler's prune destroys the two oldest deprecated ones.
+    let later = now().plus(hours(30)).unwrap();
+    let w = World {
+        actor: Actor::scheduler(),
+        ..w
+    };
+    let events = w.decide(&SecretCommand::PruneVersions, later).unwrap();
+    assert_eq!(
+        events,
+        [SecretEvent::VersionsDestroyed(VersionsDestroyed {
+            versions: vec![version(1), version(2)],
+            destroyed_keys: vec![sealed(1).key_id, sealed(2).key_id],
+        })]
+    );
+    let w = w.given(&SecretCommand::PruneVersions, later);
+    assert_eq!(w.decide(&SecretCommand::PruneVersions, later).unwrap(), []);
+    // Staged versions are never destroyed.
+    let s = w.secret();
+    assert!(s.staged(Stage::Current).is_some() && s.staged(Stage::Previous).is_some());
+}
+
+#[test]
+fn expire_is_accepted_once_the_expiration_passed_and_destroys_the_keys() {
+    let w = World::as_actor(Actor::scheduler());
+    let w = World {
+        state: World::new().given(&create(Some(sealed(1))), now()).state,
+        ..w
+    };
+    let err = w.decide(&SecretCommand::Expire, now()).unwrap_err();
+    assert!(
+        err.message
+            .contains("expires at 2026-11-23T10:00:00Z, not before"),
+        "{}",
+        err.message
+    );
+    let later = at("2026-11-23T10:00:00Z");
+    let w = w.given(&SecretCommand::Expire, later);
+    assert_eq!(w.state, SecretState::Expired(later));
+    let err = w.decide(&SecretCommand::Expire, later).unwrap_err();
+    assert_eq!(
+        err.message,
+        "secret 00000000-0000-0000-0000-000000000007 expired at 2026-11-23T10:00:00Z"
+    );
+}
+
+#[test]
+fn a_scheduled_deletion_can_be_restored_until_it_is_purged() {
+    let w = World::new().given(&create(Some(sealed(1))), now()).given(
+        &SecretCommand::Delete(DeleteMode::After(Some(hours(24 * 7)))),
+        now(),
+    );
+    let purge_at = at("2026-11-29T10:00:00Z");
+    assert_eq!(w.secret().purge_at, Some(purge_at));
+    let err = w.decide(&put(2, None), now()).unwrap_err();
+    assert!(
+        err.message
+            .contains("is scheduled for deletion on 2026-11-29T10:00:00Z; restore it"),
+        "{}",
+        err.message
+    );
+    let sched = World {
+        actor: Actor::scheduler(),
+        lifecycle: w.lifecycle,
+        state: w.state.clone(),
+    };
+    let restored = w.given(&SecretCommand::Restore, now());
+    assert_eq!(restored.secret().purge_at, None);
+    assert!(restored.decide(&put(2, None), now()).is_ok());
+    // The scheduler purges once the window has ended, not before.
+    assert_eq!(
+        sched.decide(&SecretCommand::Purge, now()).unwrap_err().code,
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        sched.decide(&SecretCommand::Purge, purge_at).unwrap(),
+        [SecretEvent::Deleted(SecretDeleted {
+            destroyed_keys: vec![sealed(1).key_id]
+        })]
+    );
+}
+
+#[test]
+fn recovery_windows_outside_the_bounds_are_refused() {
+    let w = World::new().given(&create(None), now());
+    let err = w
+        .decide(
+            &SecretCommand::Delete(DeleteMode::After(Some(hours(1)))),
+            now(),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Invalid);
+    assert!(
+        err.message.contains("between 7 days and 30 days"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn only_the_owning_service_changes_a_managed_secret() {
+    let mut rotator = alice();
+    rotator.service = Some(ServiceName::parse("rotator").unwrap());
+    let w = World::as_actor(Actor::User(rotator.clone()))
+        .given(&create_with(Some(sealed(1)), Some("rotator")), now());
+    assert!(w.decide(&put(2, None), now()).is_ok());
+    let as_alice = World {
+        actor: Actor::User(alice()),
+        ..w
+    };
+    for cmd in [
+        put(2, None),
+        SecretCommand::Delete(DeleteMode::Now),
+        SecretCommand::Restore,
+    ] {
+        let err = as_alice.decide(&cmd, now()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Forbidden);
+        assert_eq!(
+            err.message,
+            "This secret is managed by rotator; use that service to update it"
+        );
+    }
+    let err = World::new()
+        .decide(&create_with(None, Some("rotator")), now())
+        .unwrap_err();
+    assert!(
+        err.message.contains("only service rotator may create"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn the_scheduler_runs_its_tasks_only_and_users_cannot_run_them() {
+    let w = World::new().given(&create(None), now());
+    assert_eq!(
+        w.decide(&SecretCommand::Purge, now()).unwrap_err().message,
+        "secret.purge is issued by keyledger's scheduler only"
+    );
+    let sched = World {
+        actor: Actor::scheduler(),
+        ..w
+    };
+    assert_eq!(
+        sched
+            .decide(&SecretCommand::Delete(DeleteMode::Now), now())
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+}
+
+#[test]
+fn metadata_keys_can_be_required_new_or_existing() {
+    let k = MetadataKey::parse("k").unwrap();
+    let v = MetadataValue::parse("v").unwrap();
+    let set = |presence| SecretCommand::SetMetadatum {
+        key: k.clone(),
+        value: v.clone(),
+        presence,
+    };
+    let w = World::new().given(&create(None), now());
+    assert_eq!(
+        w.decide(&set(Presence::Present), now()).unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    let w = w.given(&set(Presence::Absent), now());
+    assert_eq!(
+        w.decide(&set(Presence::Absent), now()).unwrap_err().code,
+        ErrorCode::Conflict
+    );
+    let w = w.given(&SecretCommand::DeleteMetadatum(k.clone()), now());
+    assert!(w.secret().attributes.metadata.is_empty());
+}
