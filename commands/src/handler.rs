@@ -1,35 +1,40 @@
-//! Executes secret commands: load (from cache or the aggregate's subject), decide,
-//! store the data key, append the commit; on a concurrent write, reload and decide
-//! again.
+//! Executes secret commands: parse and seal (intake), then the shared command loop
+//! (`executor`) with the secret's own steps around it: a retried value is recognised by
+//! its fingerprint, the data key is stored before the commit that names it, and keys a
+//! commit destroys are erased right after it.
 
 use std::sync::Arc;
 
 use domain::Rejection;
-use domain::commit::{AggregateRef, NewCommit};
+use domain::commit::AggregateRef;
 use domain::ids::{CommandId, ProjectId, SecretId, VersionId};
 use domain::principal::{Actor, Principal};
 use domain::secret::payload::PayloadLimit;
 use domain::secret::version::Lifecycle;
 use domain::secret::{Context, SecretCommand, SecretEvent, SecretState, decide, evolve};
 use domain::subject::{AggregateKind, command};
-use moka::sync::Cache;
+use domain::timestamp::Timestamp;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
 
 use crate::clock::Clock;
 use crate::envelope::Envelope;
+use crate::executor::{Aggregate, Executor, Step};
 use crate::intake::{Intake, IntakeContext};
 use crate::keystore::{KeyStore, KeyStoreError};
 use crate::protocol::AcceptedReply;
-use crate::store::{AppendOutcome, EventStore, Loaded, StoreError};
+use crate::store::{EventStore, StoreError};
 
-/// How often a command is decided again after losing a race to another writer.
-const MAX_ATTEMPTS: usize = 8;
+/// The Secret aggregate, for the command loop.
+pub struct SecretAggregate;
 
-/// One cached aggregate. The mutex serialises this process's commands on the
-/// aggregate, so they queue instead of racing; other processes are kept honest by the
-/// expected-sequence check on append.
-type Slot = Arc<Mutex<Option<Loaded<SecretState>>>>;
+impl Aggregate for SecretAggregate {
+    type State = SecretState;
+    type Event = SecretEvent;
+
+    fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
+        evolve(state, event)
+    }
+}
 
 impl From<StoreError> for Rejection {
     fn from(e: StoreError) -> Self {
@@ -82,12 +87,11 @@ fn stored_version(command: &SecretCommand) -> Option<VersionId> {
 
 /// Executes commands on secrets.
 pub struct SecretHandler {
-    store: Arc<EventStore>,
+    executor: Executor<SecretAggregate>,
     keys: KeyStore,
     envelope: Arc<Envelope>,
     clock: Clock,
     config: HandlerConfig,
-    cache: Cache<String, Slot>,
 }
 
 fn parse_body<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result<T, Rejection> {
@@ -108,14 +112,12 @@ impl SecretHandler {
         clock: Clock,
         config: HandlerConfig,
     ) -> Self {
-        let cache = Cache::new(config.cache_capacity);
         Self {
-            store,
+            executor: Executor::new(store, clock.clone(), config.cache_capacity),
             keys,
             envelope,
             clock,
             config,
-            cache,
         }
     }
 
@@ -189,107 +191,28 @@ impl SecretHandler {
             project: intake.project.clone(),
             id: intake.secret.to_string(),
         };
-        let subject = aggregate.subject();
-        let version_id = stored_version(&intake.command);
-        let reply = |seq, version| AcceptedReply {
-            seq,
-            id: aggregate.id.clone(),
-            version,
-            version_id: version_id.map(|v| v.to_string()),
+        let mut step = SecretStep {
+            handler: self,
+            actor,
+            intake: &intake,
         };
-        let slot = self.cache.get_with(subject.clone(), Slot::default);
-        let mut cached = slot.lock().await;
-        let mut key_stored = false;
-
-        for _ in 0..MAX_ATTEMPTS {
-            let fresh = cached.is_none();
-            let loaded = match cached.as_mut() {
-                Some(loaded) => loaded,
-                None => cached.insert(self.store.load(&subject, evolve).await?),
-            };
-            if let Some(done) = loaded.applied(&intake.command_id) {
-                return Ok(reply(done.seq, done.version));
-            }
-            if self.is_retried_value(&intake, &loaded.state).await? {
-                return Ok(reply(loaded.last_seq, loaded.version));
-            }
-            let now = (self.clock)();
-            let ctx = Context {
+        let written = self
+            .executor
+            .run(
+                &aggregate,
+                &intake.command_id,
+                intake.command.name(),
                 actor,
-                project: &intake.project,
-                id: intake.secret,
-                now,
-                lifecycle: &self.config.lifecycle,
-            };
-            let events = match decide(&loaded.state, &intake.command, ctx) {
-                Ok(events) => events,
-                // Another replica may have changed the aggregate since it was cached:
-                // only a rejection decided on state fresh from the log is final.
-                Err(_) if !fresh => {
-                    *cached = None;
-                    continue;
-                }
-                Err(rejection) => return Err(rejection),
-            };
-            if events.is_empty() {
-                // Nothing to change: the state already is what the command asks for.
-                return Ok(reply(loaded.last_seq, loaded.version));
-            }
-            // The wrapped key is stored before the commit that references it: an
-            // orphaned key is harmless, a commit whose key is missing is lost data.
-            if let (Some(key), false) = (&intake.data_key, key_stored) {
-                self.keys
-                    .put(&intake.project, intake.secret, key.id, &key.wrapped)
-                    .await?;
-                key_stored = true;
-            }
-            let commit = NewCommit {
-                id: intake.command_id.clone(),
-                aggregate: aggregate.clone(),
-                version: loaded.version + 1,
-                command: intake.command.name().to_owned(),
-                actor: actor.clone(),
-                at: now,
-                events,
-            }
-            .seal(loaded.last_hash);
-
-            match self.store.append(&commit, loaded.last_seq).await? {
-                AppendOutcome::Appended(seq) => {
-                    loaded.apply(&commit, seq, evolve);
-                    self.after_commit(&aggregate, &commit.body.events).await;
-                    return Ok(reply(seq, commit.body.version));
-                }
-                AppendOutcome::Duplicate(seq) => {
-                    *cached = None;
-                    let earlier = self.store.commit_at::<SecretEvent>(seq).await?;
-                    if earlier.body.aggregate == aggregate && earlier.body.id == intake.command_id {
-                        return Ok(reply(seq, earlier.body.version));
-                    }
-                    return Err(Rejection::conflict(format!(
-                        "command_id {} was already used for another command in the last few \
-                         minutes; send a new command_id",
-                        intake.command_id
-                    )));
-                }
-                AppendOutcome::WrongLastSequence => {
-                    // Either another writer got in first, or this very command landed
-                    // and only its ack was lost: the last commit tells which.
-                    *cached = None;
-                    if let Some((seq, last)) =
-                        self.store.last_commit::<SecretEvent>(&subject).await?
-                        && last.body.id == intake.command_id
-                    {
-                        return Ok(reply(seq, last.body.version));
-                    }
-                }
-            }
-        }
-        Err(Rejection::conflict(format!(
-            "secret {} is being changed by other writers at the same time; retry the command \
-             with the same command_id",
-            intake.secret
-        )))
+                &mut step,
+            )
+            .await?;
+        self.after_commit(&aggregate, &written.events).await;
+        Ok(AcceptedReply {
+            seq: written.seq,
+            id: aggregate.id,
+            version: written.version,
+            version_id: stored_version(&intake.command).map(|v| v.to_string()),
+        })
     }
 
     /// Whether `intake` stores a version that already exists with the same payload: a
@@ -336,5 +259,46 @@ impl SecretHandler {
                     });
             }
         }
+    }
+}
+
+/// A secret command in the loop.
+struct SecretStep<'a> {
+    handler: &'a SecretHandler,
+    actor: &'a Actor,
+    intake: &'a Intake,
+}
+
+impl Step<SecretAggregate> for SecretStep<'_> {
+    async fn settled(&mut self, state: &SecretState) -> Result<bool, Rejection> {
+        self.handler.is_retried_value(self.intake, state).await
+    }
+
+    fn decide(&self, state: &SecretState, now: Timestamp) -> Result<Vec<SecretEvent>, Rejection> {
+        let ctx = Context {
+            actor: self.actor,
+            project: &self.intake.project,
+            id: self.intake.secret,
+            now,
+            lifecycle: &self.handler.config.lifecycle,
+        };
+        decide(state, &self.intake.command, ctx)
+    }
+
+    /// The wrapped key is stored before the commit that references it: an orphaned
+    /// key is harmless, a commit whose key is missing is lost data.
+    async fn before_append(&mut self) -> Result<(), Rejection> {
+        if let Some(key) = &self.intake.data_key {
+            self.handler
+                .keys
+                .put(
+                    &self.intake.project,
+                    self.intake.secret,
+                    key.id,
+                    &key.wrapped,
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod clock;
 pub mod envelope;
+pub mod executor;
 pub mod handler;
 pub mod identity;
 pub mod intake;

@@ -1,0 +1,210 @@
+//! The command loop every aggregate shares: load the aggregate (from the cache, or
+//! its own subject), decide, append one commit that expects the aggregate unchanged,
+//! and on a concurrent write reload and decide again. Retries are answered from the
+//! log: the aggregate remembers every command id it applied, JetStream's duplicate
+//! window catches a retry inside it, and a lost ack is recognised by the last commit's
+//! command id.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use domain::Rejection;
+use domain::commit::{AggregateRef, EventCodec, NewCommit};
+use domain::ids::CommandId;
+use domain::principal::Actor;
+use domain::timestamp::Timestamp;
+use moka::sync::Cache;
+use tokio::sync::Mutex;
+
+use crate::clock::Clock;
+use crate::store::{AppendOutcome, EventStore, Loaded};
+
+/// How often a command is decided again after losing a race to another writer.
+const MAX_ATTEMPTS: usize = 8;
+
+/// An aggregate kind, as the loop needs it.
+pub trait Aggregate: Send + Sync + 'static {
+    /// Its state, folded from its events.
+    type State: Default + Send + Sync + 'static;
+    /// Its events.
+    type Event: EventCodec + Clone + Send + Sync + 'static;
+    /// Folds one event into the state.
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
+}
+
+/// One command going through the loop.
+pub trait Step<A: Aggregate>: Send {
+    /// Whether the state already holds what the command asks for (a retry recognised
+    /// by its content); then nothing is decided or written.
+    fn settled(
+        &mut self,
+        state: &A::State,
+    ) -> impl Future<Output = Result<bool, Rejection>> + Send {
+        let _ = state;
+        async { Ok(false) }
+    }
+
+    /// The events to append, or why not. Called again after losing a race.
+    fn decide(&self, state: &A::State, now: Timestamp) -> Result<Vec<A::Event>, Rejection>;
+
+    /// Runs once, before the first append (e.g. storing a data key the commit names).
+    fn before_append(&mut self) -> impl Future<Output = Result<(), Rejection>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Where a command landed.
+#[derive(Debug, Clone)]
+pub struct Written<E> {
+    /// The stream sequence of its commit (or of the aggregate's last commit, when
+    /// there was nothing to write).
+    pub seq: u64,
+    /// The aggregate's version after it.
+    pub version: u64,
+    /// The events this call appended; empty when the command was already applied or
+    /// there was nothing to change.
+    pub events: Vec<E>,
+}
+
+/// One cached aggregate. The mutex serialises this process's commands on the
+/// aggregate, so they queue instead of racing; other processes are kept honest by the
+/// expected-sequence check on append.
+type Slot<S> = Arc<Mutex<Option<Loaded<S>>>>;
+
+/// Runs commands on one aggregate kind.
+pub struct Executor<A: Aggregate> {
+    store: Arc<EventStore>,
+    clock: Clock,
+    cache: Cache<String, Slot<A::State>>,
+}
+
+impl<A: Aggregate> Executor<A> {
+    /// An executor over `store`, keeping at most `cache_capacity` aggregates in memory.
+    pub fn new(store: Arc<EventStore>, clock: Clock, cache_capacity: u64) -> Self {
+        Self {
+            store,
+            clock,
+            cache: Cache::new(cache_capacity),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// The aggregate's state as of its last commit (from the cache when held).
+    pub async fn state(&self, aggregate: &AggregateRef) -> Result<A::State, Rejection>
+    where
+        A::State: Clone,
+    {
+        let subject = aggregate.subject();
+        let slot = self.cache.get_with(subject.clone(), Slot::default);
+        let mut cached = slot.lock().await;
+        let loaded = match cached.as_mut() {
+            Some(loaded) => loaded,
+            None => cached.insert(self.store.load(&subject, A::evolve).await?),
+        };
+        Ok(loaded.state.clone())
+    }
+
+    /// Runs `step` as command `command_id` (named `command`) by `actor`.
+    pub async fn run(
+        &self,
+        aggregate: &AggregateRef,
+        command_id: &CommandId,
+        command: &str,
+        actor: &Actor,
+        step: &mut impl Step<A>,
+    ) -> Result<Written<A::Event>, Rejection> {
+        let subject = aggregate.subject();
+        let done = |seq, version| Written {
+            seq,
+            version,
+            events: Vec::new(),
+        };
+        let slot = self.cache.get_with(subject.clone(), Slot::default);
+        let mut cached = slot.lock().await;
+        let mut prepared = false;
+
+        for _ in 0..MAX_ATTEMPTS {
+            let fresh = cached.is_none();
+            let loaded = match cached.as_mut() {
+                Some(loaded) => loaded,
+                None => cached.insert(self.store.load(&subject, A::evolve).await?),
+            };
+            if let Some(applied) = loaded.applied(command_id) {
+                return Ok(done(applied.seq, applied.version));
+            }
+            if step.settled(&loaded.state).await? {
+                return Ok(done(loaded.last_seq, loaded.version));
+            }
+            let now: Timestamp = (self.clock)();
+            let events = match step.decide(&loaded.state, now) {
+                Ok(events) => events,
+                // Another replica may have changed the aggregate since it was cached:
+                // only a rejection decided on state fresh from the log is final.
+                Err(_) if !fresh => {
+                    *cached = None;
+                    continue;
+                }
+                Err(rejection) => return Err(rejection),
+            };
+            if events.is_empty() {
+                // Nothing to change: the state already is what the command asks for.
+                return Ok(done(loaded.last_seq, loaded.version));
+            }
+            if !prepared {
+                step.before_append().await?;
+                prepared = true;
+            }
+            let commit = NewCommit {
+                id: command_id.clone(),
+                aggregate: aggregate.clone(),
+                version: loaded.version + 1,
+                command: command.to_owned(),
+                actor: actor.clone(),
+                at: now,
+                events,
+            }
+            .seal(loaded.last_hash);
+
+            match self.store.append(&commit, loaded.last_seq).await? {
+                AppendOutcome::Appended(seq) => {
+                    loaded.apply(&commit, seq, A::evolve);
+                    return Ok(Written {
+                        seq,
+                        version: commit.body.version,
+                        events: commit.body.events,
+                    });
+                }
+                AppendOutcome::Duplicate(seq) => {
+                    *cached = None;
+                    let earlier = self.store.commit_at::<A::Event>(seq).await?;
+                    if &earlier.body.aggregate == aggregate && &earlier.body.id == command_id {
+                        return Ok(done(seq, earlier.body.version));
+                    }
+                    return Err(Rejection::conflict(format!(
+                        "command_id {command_id} was already used for another command in the \
+                         last few minutes; send a new command_id"
+                    )));
+                }
+                AppendOutcome::WrongLastSequence => {
+                    // Either another writer got in first, or this very command landed
+                    // and only its ack was lost: the last commit tells which.
+                    *cached = None;
+                    if let Some((seq, last)) = self.store.last_commit::<A::Event>(&subject).await?
+                        && &last.body.id == command_id
+                    {
+                        return Ok(done(seq, last.body.version));
+                    }
+                }
+            }
+        }
+        Err(Rejection::conflict(format!(
+            "{} {} is being changed by other writers at the same time; retry the command with \
+             the same command_id",
+            aggregate.kind, aggregate.id
+        )))
+    }
+}
