@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 use api::{ApiConfig, AppState};
 use commands::client::CommandClient;
 use commands::clock::Clock;
+use commands::containers::ContainerHandler;
 use commands::envelope::{Envelope, KEK_FILE};
 use commands::handler::{HandlerConfig, SecretHandler};
 use commands::identity::{self, IdentityProvider, Issuer, TOKEN_KEY_FILE, TrustConfig, Verifier};
@@ -191,12 +192,13 @@ pub async fn start_commands(
     shutdown: CancellationToken,
 ) -> Result<Vec<Task>> {
     let handler = settings.handler;
+    let cache_capacity = handler.cache_capacity;
     let client = commands::nats::connect(nats_url, "keyledger-commands").await?;
     let js = async_nats::jetstream::new(client.clone());
     let store = Arc::new(EventStore::open(js.clone(), log).await?);
     let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?);
     let handler = Arc::new(SecretHandler::new(
-        store,
+        store.clone(),
         keystore.clone(),
         keys.envelope.clone(),
         clock.clone(),
@@ -210,9 +212,16 @@ pub async fn start_commands(
         settings.scheduler_interval,
         shutdown.clone(),
     ));
+    let containers = Arc::new(ContainerHandler::new(
+        store,
+        handler.clone(),
+        clock.clone(),
+        cache_capacity,
+    ));
     let service = CommandService {
         client,
         handler,
+        containers,
         verifier: keys.verifier.clone(),
         clock,
         concurrency: 256,

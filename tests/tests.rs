@@ -7,6 +7,7 @@ mod support;
 mod access_control;
 mod canary;
 mod cli;
+mod containers;
 mod deployment;
 mod event_store;
 mod external_clients;

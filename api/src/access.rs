@@ -3,12 +3,12 @@
 //! creator, ACL) and where and when the request is made.
 
 use axum::http::StatusCode;
-use domain::ids::{ProjectId, SecretId, ServiceName, UserId};
-use domain::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
+use domain::ids::{ContainerId, ProjectId, SecretId, ServiceName, UserId};
+use domain::policy::{Action, Object, RequestEnv, SecretFacts, Target, authorize};
 use domain::secret::reference::PREFIX;
 use domain::secret::scheduled_for_deletion;
 use domain::timestamp::Timestamp;
-use projections::read::{Candidate, Lookup, SecretRow};
+use projections::read::{Candidate, ContainerRow, Lookup, SecretRow};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -22,37 +22,52 @@ pub fn env(state: &AppState, caller: &Caller) -> RequestEnv {
     }
 }
 
-/// Allows `action` on the secret in `row`, or gives the policy's denial.
-pub fn check(
+/// A secret's or container's owner facts, as read-model strings.
+struct Owned<'a> {
+    kind: &'static str,
+    id: &'a str,
+    project: &'a str,
+    creator: &'a str,
+    acl: &'a domain::secret::acl::Acl,
+    owning_service: Option<&'a str>,
+}
+
+/// Allows `action` on what `row` describes, or gives the policy's denial. A row whose
+/// fields do not parse is a 500 naming the field, never a default.
+fn check_owned(
     state: &AppState,
     caller: &Caller,
     action: Action,
-    row: &SecretRow,
+    row: Owned<'_>,
 ) -> Result<(), ApiError> {
     let corrupt = |what: &str| {
-        tracing::error!(secret = %row.id, what, "read model row does not parse");
+        tracing::error!(id = %row.id, what, "read model row does not parse");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!(
-                "the read model's row of secret {} has a malformed {what}; rebuild the read model",
-                row.id
+                "the read model's row of {} {} has a malformed {what}; rebuild the read model",
+                row.kind, row.id
             ),
         )
     };
-    let id = SecretId::parse(&row.id).map_err(|_| corrupt("id"))?;
-    let project = ProjectId::parse(&row.project).map_err(|_| corrupt("project"))?;
-    let creator = UserId::parse(&row.creator).map_err(|_| corrupt("creator"))?;
+    let object: Object = match row.kind {
+        "container" => ContainerId::parse(row.id)
+            .map_err(|_| corrupt("id"))?
+            .into(),
+        _ => SecretId::parse(row.id).map_err(|_| corrupt("id"))?.into(),
+    };
+    let project = ProjectId::parse(row.project).map_err(|_| corrupt("project"))?;
+    let creator = UserId::parse(row.creator).map_err(|_| corrupt("creator"))?;
     let service = row
         .owning_service
-        .as_deref()
         .map(ServiceName::parse)
         .transpose()
         .map_err(|_| corrupt("owning service"))?;
     let facts = SecretFacts {
-        id,
+        id: object,
         project: &project,
         creator: &creator,
-        acl: &row.acl,
+        acl: row.acl,
         owning_service: service.as_ref(),
     };
     authorize(
@@ -62,6 +77,42 @@ pub fn check(
         env(state, caller),
     )?;
     Ok(())
+}
+
+/// Allows `action` on the secret in `row`, or gives the policy's denial.
+pub fn check(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    row: &SecretRow,
+) -> Result<(), ApiError> {
+    let owned = Owned {
+        kind: "secret",
+        id: &row.id,
+        project: &row.project,
+        creator: &row.creator,
+        acl: &row.acl,
+        owning_service: row.owning_service.as_deref(),
+    };
+    check_owned(state, caller, action, owned)
+}
+
+/// Allows `action` on the container in `row`, or gives the policy's denial.
+pub fn check_container(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    row: &ContainerRow,
+) -> Result<(), ApiError> {
+    let owned = Owned {
+        kind: "container",
+        id: &row.id,
+        project: &row.project,
+        creator: &row.creator,
+        acl: &row.acl,
+        owning_service: None,
+    };
+    check_owned(state, caller, action, owned)
 }
 
 /// Whether `caller` may read the metadata of the secret in `row` (list filtering).

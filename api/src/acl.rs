@@ -1,4 +1,4 @@
-//! `/v1/secrets/{id}/acl`, as Barbican defines it: `GET` shows the ACL, `PUT`
+//! `/v1/secrets/{id}/acl` and `/v1/containers/{id}/acl`, as Barbican defines them: `GET` shows the ACL, `PUT`
 //! replaces it, `PATCH` changes only the fields given, `DELETE` resets it to the
 //! default. Changes are sent as the `secret.acl.set` and `secret.acl.delete` commands,
 //! so they are events in the log like every other change.
@@ -8,14 +8,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commands::protocol::{AclOperationRequest, DeleteAclRequest, SetAclRequest};
+use domain::ids::{ContainerId, SecretId};
 use domain::policy::Action;
 use domain::secret::acl::Acl;
 use domain::subject::command;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access::resolve;
-use crate::access::{owner_project, readable};
+use crate::access::{owner_project, readable, resolve};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
@@ -46,6 +46,129 @@ fn view(acl: &Acl) -> Value {
     json!({ "read": read })
 }
 
+/// What an ACL belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    Secret(SecretId),
+    Container(ContainerId),
+}
+
+impl Owner {
+    async fn of_secret(state: &AppState, caller: &Caller, raw: &str) -> Result<Self, ApiError> {
+        Ok(Self::Secret(resolve(state, caller, raw).await?))
+    }
+
+    fn of_container(raw: &str) -> Result<Self, ApiError> {
+        ContainerId::parse(raw).map(Self::Container).map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no container has the id {raw:?}: container ids are UUIDs"),
+            )
+        })
+    }
+
+    /// The ACL, if `caller` may read it, and the sequence it reflects.
+    async fn acl(&self, state: &AppState, caller: &Caller) -> Result<(Acl, u64), ApiError> {
+        match *self {
+            Self::Secret(id) => {
+                let lookup = state.read.get_secret(id, (state.clock)()).await?;
+                let row = readable(state, caller, Action::ReadAcl, id, lookup.value, |r| r)?;
+                Ok((row.acl, lookup.seq))
+            }
+            Self::Container(id) => {
+                let (row, seq) =
+                    crate::containers::readable(state, caller, Action::ReadAcl, id).await?;
+                Ok((row.acl, seq))
+            }
+        }
+    }
+
+    /// The owning project, for the command to address.
+    async fn project(&self, state: &AppState) -> Result<Option<String>, ApiError> {
+        match *self {
+            Self::Secret(id) => owner_project(state, id).await,
+            Self::Container(id) => Ok(state
+                .read
+                .get_container(id, (state.clock)())
+                .await?
+                .value
+                .map(|row| row.project)),
+        }
+    }
+
+    fn id(&self) -> String {
+        match self {
+            Self::Secret(id) => id.to_string(),
+            Self::Container(id) => id.to_string(),
+        }
+    }
+
+    /// The `*.acl.set` and `*.acl.delete` commands.
+    fn commands(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Secret(_) => (command::SECRET_ACL_SET, command::SECRET_ACL_DELETE),
+            Self::Container(_) => (command::CONTAINER_ACL_SET, command::CONTAINER_ACL_DELETE),
+        }
+    }
+
+    fn acl_ref(&self, base: &str) -> String {
+        match self {
+            Self::Secret(id) => format!("{}/acl", secret_ref(base, &id.to_string())),
+            Self::Container(id) => format!(
+                "{}/acl",
+                crate::containers::container_ref(base, &id.to_string())
+            ),
+        }
+    }
+}
+
+async fn show(state: &AppState, caller: &Caller, owner: Owner) -> Result<Response, ApiError> {
+    let (acl, seq) = owner.acl(state, caller).await?;
+    Ok(with_seq(Json(view(&acl)).into_response(), seq))
+}
+
+/// `PUT` replaces the ACL (fields left out take their default); `PATCH` changes only
+/// the fields given.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    owner: Owner,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let mode = if method == Method::PATCH {
+        "merge"
+    } else {
+        "replace"
+    };
+    let body: AclBody = crate::body::json(headers, body, "an ACL")?;
+    let request = SetAclRequest {
+        command_id: None,
+        project: owner.project(state).await?,
+        id: owner.id(),
+        mode: Some(mode.to_owned()),
+        read: body.read,
+    };
+    let accepted = write(state, owner.commands().0, &caller.token, &request).await?;
+    let acl_ref = owner.acl_ref(&base_url(state, headers));
+    Ok(with_seq(
+        Json(json!({ "acl_ref": acl_ref })).into_response(),
+        accepted.seq,
+    ))
+}
+
+/// `DELETE`: back to the default ACL.
+async fn reset(state: &AppState, caller: &Caller, owner: Owner) -> Result<Response, ApiError> {
+    let request = DeleteAclRequest {
+        command_id: None,
+        project: owner.project(state).await?,
+        id: owner.id(),
+    };
+    let accepted = write(state, owner.commands().1, &caller.token, &request).await?;
+    Ok(with_seq(StatusCode::OK.into_response(), accepted.seq))
+}
+
 /// `GET /v1/secrets/{id}/acl`.
 pub async fn get(
     State(state): State<AppState>,
@@ -53,14 +176,11 @@ pub async fn get(
     _: Consistent,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = resolve(&state, &caller, &id).await?;
-    let lookup = state.read.get_secret(id, (state.clock)()).await?;
-    let row = readable(&state, &caller, Action::ReadAcl, id, lookup.value, |r| r)?;
-    Ok(with_seq(Json(view(&row.acl)).into_response(), lookup.seq))
+    let owner = Owner::of_secret(&state, &caller, &id).await?;
+    show(&state, &caller, owner).await
 }
 
-/// `PUT /v1/secrets/{id}/acl` replaces the ACL (fields left out take their default);
-/// `PATCH` changes only the fields given.
+/// `PUT`, `PATCH /v1/secrets/{id}/acl`.
 pub async fn set(
     State(state): State<AppState>,
     caller: Caller,
@@ -69,43 +189,48 @@ pub async fn set(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let mode = if method == Method::PATCH {
-        "merge"
-    } else {
-        "replace"
-    };
-    let id = resolve(&state, &caller, &id).await?;
-    let body: AclBody = crate::body::json(&headers, &body, "an ACL")?;
-    let request = SetAclRequest {
-        command_id: None,
-        project: owner_project(&state, id).await?,
-        id: id.to_string(),
-        mode: Some(mode.to_owned()),
-        read: body.read,
-    };
-    let accepted = write(&state, command::SECRET_ACL_SET, &caller.token, &request).await?;
-    let acl_ref = format!(
-        "{}/acl",
-        secret_ref(&base_url(&state, &headers), &id.to_string())
-    );
-    Ok(with_seq(
-        Json(json!({ "acl_ref": acl_ref })).into_response(),
-        accepted.seq,
-    ))
+    let owner = Owner::of_secret(&state, &caller, &id).await?;
+    change(&state, &caller, owner, &method, &headers, &body).await
 }
 
-/// `DELETE /v1/secrets/{id}/acl`: back to the default ACL.
+/// `DELETE /v1/secrets/{id}/acl`.
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = resolve(&state, &caller, &id).await?;
-    let request = DeleteAclRequest {
-        command_id: None,
-        project: owner_project(&state, id).await?,
-        id: id.to_string(),
-    };
-    let accepted = write(&state, command::SECRET_ACL_DELETE, &caller.token, &request).await?;
-    Ok(with_seq(StatusCode::OK.into_response(), accepted.seq))
+    let owner = Owner::of_secret(&state, &caller, &id).await?;
+    reset(&state, &caller, owner).await
+}
+
+/// `GET /v1/containers/{id}/acl`.
+pub async fn container_get(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    show(&state, &caller, Owner::of_container(&id)?).await
+}
+
+/// `PUT`, `PATCH /v1/containers/{id}/acl`.
+pub async fn container_set(
+    State(state): State<AppState>,
+    caller: Caller,
+    method: Method,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let owner = Owner::of_container(&id)?;
+    change(&state, &caller, owner, &method, &headers, &body).await
+}
+
+/// `DELETE /v1/containers/{id}/acl`.
+pub async fn container_delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    reset(&state, &caller, Owner::of_container(&id)?).await
 }

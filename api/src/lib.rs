@@ -20,6 +20,10 @@
 //! | `GET`, `PUT`, `POST /v1/secrets/{id}/metadata`; `GET`, `PUT`, `DELETE …/metadata/{key}` | Barbican's metadata |
 //! | `GET`, `POST /v1/secrets/{id}/tags`; `DELETE …/tags/{key}` | tags |
 //!
+//! | `GET`, `POST /v1/containers`; `GET`, `DELETE /v1/containers/{id}` (`?force=true`) | containers |
+//! | `POST`, `DELETE /v1/containers/{id}/secrets` | add or remove a reference (generic containers) |
+//! | `GET`, `POST`, `DELETE /v1/containers/{id}/consumers` | consumers (`{"name", "URL"}`) |
+//!
 //! `{id}` is a secret's UUID, its reference (`krn:keyledger:…`) or its name.
 //! | `GET`, `PUT`, `PATCH`, `DELETE /v1/secrets/{id}/acl` | show, replace, merge, reset the ACL |
 //! | `GET /v1/whoami` | the caller as keyledger sees it |
@@ -29,6 +33,7 @@ mod acl;
 mod auth;
 mod body;
 mod consistency;
+mod containers;
 mod discovery;
 mod error;
 mod metadata;
@@ -108,6 +113,31 @@ pub fn app(state: AppState) -> Router {
                 .put(acl::set)
                 .patch(acl::set)
                 .delete(acl::delete),
+        )
+        .route(
+            "/v1/containers",
+            get(containers::list).post(containers::create),
+        )
+        .route(
+            "/v1/containers/{id}",
+            get(containers::get).delete(containers::delete),
+        )
+        .route(
+            "/v1/containers/{id}/secrets",
+            post(containers::change_secret).delete(containers::change_secret),
+        )
+        .route(
+            "/v1/containers/{id}/acl",
+            get(acl::container_get)
+                .put(acl::container_set)
+                .patch(acl::container_set)
+                .delete(acl::container_delete),
+        )
+        .route(
+            "/v1/containers/{id}/consumers",
+            get(containers::consumers)
+                .post(containers::change_consumer)
+                .delete(containers::change_consumer),
         )
         .route("/v1/whoami", get(whoami::get))
         .fallback(|| async {

@@ -20,6 +20,19 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// The last path segment of a `…_ref` URL; anything else as given (an id, a
+/// reference, a name).
+pub fn last_segment(given: &str) -> &str {
+    if given.starts_with("http://") || given.starts_with("https://") {
+        return given
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(given);
+    }
+    given
+}
+
 /// A secret's `secret_ref`.
 pub fn secret_ref(base: &str, id: &str) -> String {
     format!("{base}/v1/secrets/{id}")

@@ -94,7 +94,8 @@ pub struct SecretHandler {
     config: HandlerConfig,
 }
 
-fn parse_body<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result<T, Rejection> {
+/// Parses a command's JSON body, naming the command in the error.
+pub(crate) fn parse_body<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result<T, Rejection> {
     serde_json::from_slice(body).map_err(|e| {
         Rejection::invalid(format!(
             "the body is not a valid {name} request: {e}. See ARCHITECTURE.md, section \
@@ -119,6 +120,16 @@ impl SecretHandler {
             clock,
             config,
         }
+    }
+
+    /// A secret's state as of its last commit (from the cache when held).
+    pub async fn state(&self, project: &ProjectId, id: SecretId) -> Result<SecretState, Rejection> {
+        let aggregate = AggregateRef {
+            kind: AggregateKind::Secret,
+            project: project.clone(),
+            id: id.to_string(),
+        };
+        self.executor.state(&aggregate).await
     }
 
     /// The lifecycle rules this handler decides with.

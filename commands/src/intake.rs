@@ -62,7 +62,8 @@ pub struct IntakeContext<'a> {
     pub envelope: &'a Envelope,
 }
 
-fn command_id(given: Option<&str>) -> Result<CommandId, Rejection> {
+/// The command id given, or a fresh one.
+pub(crate) fn command_id(given: Option<&str>) -> Result<CommandId, Rejection> {
     given.map_or_else(
         || Ok(CommandId::from_uuid(Uuid::new_v4())),
         CommandId::parse,
@@ -98,6 +99,18 @@ fn acl_patch(read: &AclOperationRequest) -> Result<AclPatch, Rejection> {
         users,
         conditions: read.conditions.as_ref().map(conditions).transpose()?,
     })
+}
+
+/// The ACL change a `*.acl.set` request asks for.
+pub(crate) fn acl_change(req: &SetAclRequest) -> Result<AclChange, Rejection> {
+    let patch = acl_patch(&req.read)?;
+    match req.mode.as_deref() {
+        None | Some("replace") => Ok(AclChange::Replace(patch)),
+        Some("merge") => Ok(AclChange::Merge(patch)),
+        Some(other) => Err(Rejection::invalid(format!(
+            "mode {other:?} is not valid: use replace (Barbican PUT) or merge (PATCH)"
+        ))),
+    }
 }
 
 fn conditions(c: &ConditionsRequest) -> Result<Conditions, Rejection> {
@@ -424,16 +437,7 @@ impl IntakeContext<'_> {
 
     /// `secret.acl.set`.
     pub fn set_acl(&self, req: &SetAclRequest) -> Result<Intake, Rejection> {
-        let patch = acl_patch(&req.read)?;
-        let change = match req.mode.as_deref() {
-            None | Some("replace") => AclChange::Replace(patch),
-            Some("merge") => AclChange::Merge(patch),
-            Some(other) => {
-                return Err(Rejection::invalid(format!(
-                    "mode {other:?} is not valid: use replace (Barbican PUT) or merge (PATCH)"
-                )));
-            }
-        };
+        let change = acl_change(req)?;
         Ok(Intake {
             command_id: command_id(req.command_id.as_deref())?,
             project: self.project(req.project.as_deref())?,

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod containers;
 pub mod envelope;
 pub mod executor;
 pub mod handler;

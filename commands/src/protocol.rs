@@ -366,6 +366,98 @@ pub struct SetAclRequest {
 /// `keyledger.cmd.secret.acl.delete`: reset a secret's ACL to the default.
 pub type DeleteAclRequest = SecretRequest;
 
+/// A named secret reference in a container request, as Barbican writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRefRequest {
+    /// Its name in the container (`certificate`, `private_key`, …).
+    pub name: String,
+    /// The secret: its `secret_ref` URL or its id.
+    pub secret_ref: String,
+    /// The project that owns the secret; default: the container's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// `keyledger.cmd.container.create`: Barbican's `POST /v1/containers` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContainerRequest {
+    /// Idempotency key; a fresh one is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project to create it in; default: the token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// generic, rsa or certificate.
+    #[serde(rename = "type")]
+    pub container_type: String,
+    /// Its references.
+    #[serde(default)]
+    pub secret_refs: Vec<SecretRefRequest>,
+}
+
+/// `keyledger.cmd.container.secret.add` and `….remove`: one reference of a generic
+/// container.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSecretRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the container; default: the token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The container's id.
+    pub id: String,
+    /// The reference's name.
+    pub name: String,
+    /// The secret: its `secret_ref` URL or its id.
+    pub secret_ref: String,
+    /// The project that owns the secret; default: the container's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_project: Option<String>,
+}
+
+/// `keyledger.cmd.container.consumer.register` and `….remove`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the container; default: the token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The container's id.
+    pub id: String,
+    /// The consumer's name.
+    pub name: String,
+    /// Where it uses the container.
+    #[serde(rename = "URL", alias = "url")]
+    pub url: String,
+}
+
+/// `keyledger.cmd.container.delete`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteContainerRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the container; default: the token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The container's id.
+    pub id: String,
+    /// Delete even though consumers are registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
+}
+
 /// An accepted command: where its commit landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcceptedReply {

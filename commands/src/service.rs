@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::containers::ContainerHandler;
 use crate::handler::SecretHandler;
 use crate::identity::Verifier;
 use crate::protocol::{AUTHORIZATION, AcceptedReply, encode_reply};
@@ -29,8 +30,10 @@ pub struct ServiceError(String);
 pub struct CommandService {
     /// The NATS connection (service credentials).
     pub client: Client,
-    /// Executes commands.
+    /// Executes commands on secrets.
     pub handler: Arc<SecretHandler>,
+    /// Executes commands on containers.
+    pub containers: Arc<ContainerHandler>,
     /// Verifies bearer tokens.
     pub verifier: Verifier,
     /// The clock tokens are checked against.
@@ -112,6 +115,12 @@ impl CommandService {
             .verifier
             .verify_authorization(authorization, (self.clock)())?;
         tracing::debug!(command = %name, user = %principal.user, project = %principal.project, "received");
+        if name.starts_with("container.") {
+            return self
+                .containers
+                .handle(name, &principal, &message.payload)
+                .await;
+        }
         self.handler
             .handle(name, &principal, &message.payload)
             .await

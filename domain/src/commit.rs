@@ -94,6 +94,56 @@ pub trait EventCodec: Sized {
     fn decode(value: Value) -> Result<Self, CommitError>;
 }
 
+/// The JSON of an event: its serde form (`type` included) plus `v`, the version this
+/// build writes for its type.
+pub fn encode_versioned<E: Serialize>(event: &E, version: Option<u64>) -> Value {
+    // Serialising an event's plain structs to a Value cannot fail: every map key is a
+    // string and no Serialize impl there returns an error.
+    let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("v".into(), Value::from(version.unwrap_or(1)));
+    }
+    value
+}
+
+/// Reads an event written as `{"type", "v", …}`: the current version as is, an older
+/// one through `upcast` (which returns the current version's JSON), a newer or unknown
+/// one refused by name.
+pub fn decode_versioned<E: serde::de::DeserializeOwned>(
+    value: Value,
+    current_version: fn(&str) -> Option<u64>,
+    upcast: impl Fn(&str, u64, Value) -> Result<Value, CommitError>,
+) -> Result<E, CommitError> {
+    let Value::Object(mut map) = value else {
+        return Err(CommitError::Event("an event must be a JSON object".into()));
+    };
+    let type_name = map
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CommitError::Event("event without a string \"type\"".into()))?
+        .to_owned();
+    let v = map
+        .remove("v")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| CommitError::Event(format!("{type_name} without a numeric \"v\"")))?;
+    let value = match current_version(&type_name) {
+        Some(current) if v == current => Value::Object(map),
+        Some(current) if v < current => upcast(&type_name, v, Value::Object(map))?,
+        Some(current) => {
+            return Err(CommitError::Event(format!(
+                "{type_name} v{v} cannot be read by this build (it reads up to v{current}); \
+                 upgrade keyledger"
+            )));
+        }
+        None => {
+            return Err(CommitError::Event(format!(
+                "unknown event type {type_name:?}"
+            )));
+        }
+    };
+    serde_json::from_value(value).map_err(|e| CommitError::Event(format!("{type_name}: {e}")))
+}
+
 /// Why bytes from the log are not a valid commit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {

@@ -170,6 +170,11 @@ uuid_id!(
     "secret id"
 );
 uuid_id!(
+    /// A container's id (the `{uuid}` in `/v1/containers/{uuid}`).
+    ContainerId,
+    "container id"
+);
+uuid_id!(
     /// One stored payload of a secret; bound into the payload's AAD.
     VersionId,
     "version id"
@@ -190,6 +195,15 @@ impl SecretId {
     /// inside JetStream's duplicate window.
     pub fn for_create(project: &ProjectId, command: &CommandId) -> Self {
         let name = format!("{project}/{command}");
+        Self(Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes()))
+    }
+}
+
+impl ContainerId {
+    /// The id of the container a create command makes, derived like
+    /// [`SecretId::for_create`] (in its own namespace).
+    pub fn for_create(project: &ProjectId, command: &CommandId) -> Self {
+        let name = format!("container/{project}/{command}");
         Self(Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes()))
     }
 }

@@ -18,6 +18,7 @@ mod macros;
 
 pub mod canonical;
 pub mod commit;
+pub mod container;
 pub mod error;
 pub mod ids;
 pub mod policy;

@@ -22,10 +22,11 @@
 //! conditions restrict grants made through project access and through the ACL's user
 //! list. They do not restrict the creator or the admins.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::Rejection;
-use crate::ids::{ProjectId, SecretId, ServiceName, UserId};
+use crate::ids::{ContainerId, ProjectId, SecretId, ServiceName, UserId};
 use crate::principal::Principal;
 use crate::roles::{ProjectRole, effective, either};
 use crate::secret::acl::Acl;
@@ -40,6 +41,10 @@ pub enum Action {
     CreateSecret,
     /// List a project's secrets.
     ListSecrets,
+    /// Create a container.
+    CreateContainer,
+    /// List a project's containers.
+    ListContainers,
     /// Read a secret's metadata.
     ReadSecret,
     /// Read a secret's decrypted payload.
@@ -59,8 +64,10 @@ impl Action {
     /// They grant it only on a non-private secret.
     fn project_roles(self) -> &'static [ProjectRole] {
         match self {
-            Self::CreateSecret => &[Creator],
-            Self::ListSecrets | Self::ReadSecret => &[Audit, Observer, Creator],
+            Self::CreateSecret | Self::CreateContainer => &[Creator],
+            Self::ListSecrets | Self::ListContainers | Self::ReadSecret => {
+                &[Audit, Observer, Creator]
+            }
             Self::ReadPayload | Self::ReadAcl => &[Observer, Creator],
             Self::UpdateSecret | Self::DeleteSecret | Self::ChangeAcl => &[Creator],
         }
@@ -87,26 +94,69 @@ impl Action {
         )
     }
 
-    fn describe(self, secret: Option<SecretId>) -> String {
-        let id = secret.map(|s| s.to_string()).unwrap_or_default();
+    fn describe(self, object: Option<Object>) -> String {
+        let o = object.map(|o| o.to_string()).unwrap_or_default();
         match self {
             Self::CreateSecret => "creating a secret".into(),
             Self::ListSecrets => "listing secrets".into(),
-            Self::ReadSecret => format!("reading secret {id}"),
-            Self::ReadPayload => format!("reading the payload of secret {id}"),
-            Self::UpdateSecret => format!("changing secret {id}"),
-            Self::DeleteSecret => format!("deleting secret {id}"),
-            Self::ReadAcl => format!("reading the ACL of secret {id}"),
-            Self::ChangeAcl => format!("changing the ACL of secret {id}"),
+            Self::CreateContainer => "creating a container".into(),
+            Self::ListContainers => "listing containers".into(),
+            Self::ReadSecret => format!("reading {o}"),
+            Self::ReadPayload => format!("reading the payload of {o}"),
+            Self::UpdateSecret => format!("changing {o}"),
+            Self::DeleteSecret => format!("deleting {o}"),
+            Self::ReadAcl => format!("reading the ACL of {o}"),
+            Self::ChangeAcl => format!("changing the ACL of {o}"),
         }
     }
 }
 
-/// A secret, as far as the policy needs it.
+/// What an action is on. Secrets and containers share the roles, ACLs and rules; only
+/// the words differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    /// A secret.
+    Secret(SecretId),
+    /// A container.
+    Container(ContainerId),
+}
+
+impl Object {
+    /// `secret` or `container`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Secret(_) => "secret",
+            Self::Container(_) => "container",
+        }
+    }
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Secret(id) => write!(f, "secret {id}"),
+            Self::Container(id) => write!(f, "container {id}"),
+        }
+    }
+}
+
+impl From<SecretId> for Object {
+    fn from(id: SecretId) -> Self {
+        Self::Secret(id)
+    }
+}
+
+impl From<ContainerId> for Object {
+    fn from(id: ContainerId) -> Self {
+        Self::Container(id)
+    }
+}
+
+/// A secret or container, as far as the policy needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct SecretFacts<'a> {
-    /// Its id.
-    pub id: SecretId,
+    /// What it is.
+    pub id: Object,
     /// The project that owns it.
     pub project: &'a ProjectId,
     /// The user who created it.
@@ -120,15 +170,15 @@ pub struct SecretFacts<'a> {
 /// What an action is aimed at.
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
-    /// A project as a whole: creating or listing, or acting on a secret that does not
+    /// A project as a whole: creating or listing, or acting on an object that does not
     /// exist (yet), whose owner and ACL are unknown.
     Project {
         /// The project.
         project: &'a ProjectId,
-        /// The secret named, if any (for messages).
-        secret: Option<SecretId>,
+        /// The object named, if any (for messages).
+        secret: Option<Object>,
     },
-    /// An existing secret.
+    /// An existing secret or container.
     Secret(SecretFacts<'a>),
 }
 
@@ -178,7 +228,7 @@ fn authorize_in_project(
     who: &Principal,
     action: Action,
     project: &ProjectId,
-    secret: Option<SecretId>,
+    secret: Option<Object>,
 ) -> Result<(), Rejection> {
     let what = action.describe(secret);
     let needed = either(&allowing(action));
@@ -230,7 +280,8 @@ fn authorize_on_secret(
                 .check(env.source, env.now)
                 .map_err(|failed| {
                     Rejection::forbidden(format!(
-                        "{what} is not allowed now: {failed} (a condition of the secret's ACL)"
+                        "{what} is not allowed now: {failed} (a condition of the {}'s ACL)",
+                        secret.id.kind()
                     ))
                 })?;
         }
@@ -252,7 +303,8 @@ fn authorize_on_secret(
         let hint = if action.is_read() {
             ""
         } else {
-            " (a secret shared with you through its ACL can be read, not changed)"
+            " (a secret or container shared with you through its ACL can be read, not \
+             changed)"
         };
         format!(
             "{what} in project {project} requires role {needed} in project {project}{or_acl}; \
@@ -273,8 +325,9 @@ fn authorize_on_secret(
             )
         };
         format!(
-            "{what}: the secret is private (project-access is false), so only {who_may} may \
+            "{what}: the {} is private (project-access is false), so only {who_may} may \
              {verb} it; you are {}",
+            secret.id.kind(),
             who.user
         )
     } else {
@@ -335,7 +388,7 @@ mod tests {
 
         fn check(&self, who: &Principal, action: Action) -> Result<(), Rejection> {
             let facts = SecretFacts {
-                id: SecretId::from_uuid(Uuid::from_u128(7)),
+                id: SecretId::from_uuid(Uuid::from_u128(7)).into(),
                 project: &self.project,
                 creator: &self.creator,
                 acl: &self.acl,
@@ -430,7 +483,7 @@ mod tests {
             message(f.check(&carol, Action::DeleteSecret)),
             format!(
                 "deleting secret {ID} in project p1 requires role creator or admin in project \
-                 p1; your token is for project p2 (a secret shared with you through its ACL can \
+                 p1; your token is for project p2 (a secret or container shared with you through its ACL can \
                  be read, not changed)"
             )
         );

@@ -55,6 +55,23 @@ pub mod command {
     /// Reset a secret's ACL to the default (Barbican `DELETE /v1/secrets/{id}/acl`).
     pub const SECRET_ACL_DELETE: &str = "secret.acl.delete";
 
+    /// Create a container (Barbican `POST /v1/containers`).
+    pub const CONTAINER_CREATE: &str = "container.create";
+    /// Add a reference to a generic container.
+    pub const CONTAINER_SECRET_ADD: &str = "container.secret.add";
+    /// Remove a reference from a generic container.
+    pub const CONTAINER_SECRET_REMOVE: &str = "container.secret.remove";
+    /// Register a consumer of a container.
+    pub const CONTAINER_CONSUMER_REGISTER: &str = "container.consumer.register";
+    /// Unregister a consumer of a container.
+    pub const CONTAINER_CONSUMER_REMOVE: &str = "container.consumer.remove";
+    /// Replace or merge a container's ACL.
+    pub const CONTAINER_ACL_SET: &str = "container.acl.set";
+    /// Reset a container's ACL.
+    pub const CONTAINER_ACL_DELETE: &str = "container.acl.delete";
+    /// Delete a container.
+    pub const CONTAINER_DELETE: &str = "container.delete";
+
     /// Every command name served on NATS, for help texts and routing tables.
     pub const ALL: &[&str] = &[
         SECRET_CREATE,
@@ -71,6 +88,14 @@ pub mod command {
         SECRET_EXPIRE,
         SECRET_ACL_SET,
         SECRET_ACL_DELETE,
+        CONTAINER_CREATE,
+        CONTAINER_SECRET_ADD,
+        CONTAINER_SECRET_REMOVE,
+        CONTAINER_CONSUMER_REGISTER,
+        CONTAINER_CONSUMER_REMOVE,
+        CONTAINER_ACL_SET,
+        CONTAINER_ACL_DELETE,
+        CONTAINER_DELETE,
     ];
 }
 
@@ -85,6 +110,8 @@ pub fn command_subject(name: &str) -> String {
 pub enum AggregateKind {
     /// A secret.
     Secret,
+    /// A container.
+    Container,
 }
 
 impl AggregateKind {
@@ -92,6 +119,7 @@ impl AggregateKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Secret => "secret",
+            Self::Container => "container",
         }
     }
 }

@@ -180,7 +180,7 @@ proptest! {
             // Whatever the ACL has become, nobody without a payload-reading role gets
             // the payload, and nobody unlisted from another project does either.
             if let SecretState::Live(secret) = &state {
-                let facts = SecretFacts { id, project: &project, creator: &secret.creator, acl: &secret.acl, owning_service: None };
+                let facts = SecretFacts { id: id.into(), project: &project, creator: &secret.creator, acl: &secret.acl, owning_service: None };
                 let source = if inside_network { "10.1.2.3" } else { "192.168.1.1" };
                 let env = RequestEnv { source: Some(source.parse().unwrap()), now };
                 for p in never_payload() {

@@ -130,14 +130,71 @@ fn golden_path(name: &str) -> std::path::PathBuf {
 }
 
 fn check_golden(event: SecretEvent, golden: ExpectFile) {
+    let v = SecretEvent::current_version(event.type_name()).unwrap();
+    check_any(
+        event.clone(),
+        &format!("{}.v{v}.json", event.type_name()),
+        golden,
+    );
+}
+
+/// Pins the JSON of any event, and checks that the file on disk decodes back to it.
+fn check_any<E: EventCodec + PartialEq + std::fmt::Debug>(
+    event: E,
+    file: &str,
+    golden: ExpectFile,
+) {
     let json = serde_json::to_string_pretty(&event.encode()).unwrap();
     golden.assert_eq(&format!("{json}\n"));
-    // What is on disk must keep decoding to the same event.
-    let v = SecretEvent::current_version(event.type_name()).unwrap();
-    let stored =
-        std::fs::read_to_string(golden_path(&format!("{}.v{v}.json", event.type_name()))).unwrap();
-    let decoded = SecretEvent::decode(serde_json::from_str(&stored).unwrap()).unwrap();
+    let stored = std::fs::read_to_string(golden_path(file)).unwrap();
+    let decoded = E::decode(serde_json::from_str(&stored).unwrap()).unwrap();
     assert_eq!(decoded, event);
+}
+
+#[test]
+fn container_events_v1() {
+    use domain::container::{
+        ConsumerChanged, ContainerCreated, ContainerDeleted, ContainerEvent, ContainerSecretAdded,
+        ContainerSecretRemoved, ContainerType, RefName, SecretRef,
+    };
+    let r = |name: &str, n: u128| SecretRef {
+        name: RefName::parse(name).unwrap(),
+        project: ProjectId::parse("p1").unwrap(),
+        secret_id: SecretId::from_uuid(Uuid::from_u128(n)),
+    };
+    let consumer = ConsumerChanged {
+        name: "lb".into(),
+        url: "https://lb.example/listeners/1".into(),
+    };
+    let events = [
+        ContainerEvent::Created(ContainerCreated {
+            name: Some(SecretName::parse("web tls").unwrap()),
+            kind: ContainerType::Certificate,
+            secret_refs: vec![r("certificate", 1), r("private_key", 2)],
+            creator: UserId::parse("alice").unwrap(),
+        }),
+        ContainerEvent::SecretAdded(ContainerSecretAdded {
+            secret_ref: r("extra", 3),
+        }),
+        ContainerEvent::SecretRemoved(ContainerSecretRemoved {
+            name: RefName::parse("extra").unwrap(),
+            secret_id: SecretId::from_uuid(Uuid::from_u128(3)),
+        }),
+        ContainerEvent::ConsumerRegistered(consumer.clone()),
+        ContainerEvent::ConsumerRemoved(consumer),
+        ContainerEvent::AclSet(AclSet {
+            read: Acl::default(),
+        }),
+        ContainerEvent::Deleted(ContainerDeleted { forced: true }),
+    ];
+    for event in events {
+        let file = format!("{}.v1.json", event.type_name());
+        let golden = ExpectFile {
+            path: format!("golden/{file}").into(),
+            position: file!(),
+        };
+        check_any(event, &file, golden);
+    }
 }
 
 fn decode_file(name: &str) -> SecretEvent {

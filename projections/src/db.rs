@@ -61,6 +61,11 @@ fn migrator() -> Migrator {
             "lifecycle",
             include_str!("../migrations/0003_lifecycle.sql"),
         ),
+        migration(
+            4,
+            "containers",
+            include_str!("../migrations/0004_containers.sql"),
+        ),
     ])
 }
 

@@ -215,7 +215,13 @@ pub async fn rebuild(
     for table in [
         "DELETE FROM secret_payloads",
         "DELETE FROM secret_metadata",
+        "DELETE FROM secret_acl_users",
+        "DELETE FROM secret_stages",
         "DELETE FROM secrets",
+        "DELETE FROM container_secrets",
+        "DELETE FROM container_consumers",
+        "DELETE FROM container_acl_users",
+        "DELETE FROM containers",
         "DELETE FROM skipped_commits",
         "DELETE FROM checkpoints",
     ] {

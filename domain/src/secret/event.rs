@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use std::collections::BTreeSet;
 
-use crate::commit::{CommitError, EventCodec};
+use crate::commit::{CommitError, EventCodec, decode_versioned, encode_versioned};
 use crate::ids::{KeyId, ServiceName, UserId, VersionId};
 use crate::secret::acl::Acl;
 use crate::secret::fields::{Attributes, MetadataKey, MetadataValue, TagKey, Tags};
@@ -237,60 +237,32 @@ impl SecretEvent {
     }
 }
 
-/// Brings an event written as `(type_name, v)` to the current version of its type.
+/// Brings an older event to the current version of its type.
 ///
 /// - `secret.created` v1 had no `owning_service` or `tags`: both default to none.
 /// - `secret.payload_stored` v1 was a secret's one payload, so it was current: v2
 ///   adds `"stages": ["current"]` (and no `created`, which v1 did not record).
 fn upcast(type_name: &str, v: u64, mut value: Value) -> Result<Value, CommitError> {
     match (type_name, v) {
-        ("secret.created", 1) => return Ok(value),
+        ("secret.created", 1) => Ok(value),
         ("secret.payload_stored", 1) => {
             if let Value::Object(map) = &mut value {
                 map.insert("stages".into(), serde_json::json!(["current"]));
             }
-            return Ok(value);
+            Ok(value)
         }
-        _ => {}
-    }
-    match SecretEvent::current_version(type_name) {
-        Some(current) if v == current => Ok(value),
-        Some(current) => Err(CommitError::Event(format!(
-            "{type_name} v{v} cannot be read by this build (it reads up to v{current}); \
-             upgrade keyledger"
-        ))),
-        None => Err(CommitError::Event(format!(
-            "unknown event type {type_name:?}"
+        _ => Err(CommitError::Event(format!(
+            "{type_name} v{v} has no upcaster; the log holds a version this build never wrote"
         ))),
     }
 }
 
 impl EventCodec for SecretEvent {
     fn encode(&self) -> Value {
-        // Serialising these plain structs to a Value cannot fail: every map key is a
-        // string and no Serialize impl here returns an error.
-        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut value {
-            let v = Self::current_version(self.type_name()).unwrap_or(1);
-            map.insert("v".into(), Value::from(v));
-        }
-        value
+        encode_versioned(self, Self::current_version(self.type_name()))
     }
 
     fn decode(value: Value) -> Result<Self, CommitError> {
-        let Value::Object(mut map) = value else {
-            return Err(CommitError::Event("an event must be a JSON object".into()));
-        };
-        let type_name = map
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| CommitError::Event("event without a string \"type\"".into()))?
-            .to_owned();
-        let v = map
-            .remove("v")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| CommitError::Event(format!("{type_name} without a numeric \"v\"")))?;
-        let value = upcast(&type_name, v, Value::Object(map))?;
-        serde_json::from_value(value).map_err(|e| CommitError::Event(format!("{type_name}: {e}")))
+        decode_versioned(value, Self::current_version, upcast)
     }
 }

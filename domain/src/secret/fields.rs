@@ -9,7 +9,7 @@ use crate::timestamp::Timestamp;
 
 /// Checks a free-text field: 1 to `max` characters, no control characters (they break
 /// logs and terminals and are never meaningful in a name).
-fn bounded_text(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
+pub(crate) fn bounded_text(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
     if s.is_empty() {
         return Err(Rejection::invalid(format!(
             "{field} must not be empty; omit it instead"

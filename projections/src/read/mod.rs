@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apply::checkpoint;
 
+mod containers;
 mod due;
 mod list;
 
+pub use containers::{ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::{DueRow, due};
 pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
 
@@ -150,17 +152,22 @@ pub(crate) const SECRET_COLUMNS: &str = "s.project, s.id, s.name, s.secret_type,
                               s.owning_service, s.reference, s.purge_at, s.tags, \
                               s.version_count, s.status, s.purge_at_ms";
 
-pub(crate) fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
+/// The ACL in a row's `acl` column (NULL: the default).
+pub(crate) fn acl_of(r: &SqliteRow) -> Result<Acl, sqlx::Error> {
     let acl: Option<String> = r.try_get("acl")?;
-    let acl = match acl {
-        None => Acl::default(),
+    match acl {
+        None => Ok(Acl::default()),
         // A row whose ACL does not parse is refused rather than read as the default,
         // which could widen access.
         Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::ColumnDecode {
             index: "acl".into(),
             source: Box::new(e),
-        })?,
-    };
+        }),
+    }
+}
+
+pub(crate) fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
+    let acl = acl_of(r)?;
     Ok(SecretRow {
         project: r.try_get("project")?,
         id: r.try_get("id")?,

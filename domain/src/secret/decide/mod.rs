@@ -135,7 +135,7 @@ fn authorize_command(
             secret: None,
         },
         (SecretState::Live(secret), _) => Target::Secret(SecretFacts {
-            id: ctx.id,
+            id: ctx.id.into(),
             project: ctx.project,
             creator: &secret.creator,
             acl: &secret.acl,
@@ -143,7 +143,7 @@ fn authorize_command(
         }),
         (_, _) => Target::Project {
             project: ctx.project,
-            secret: Some(ctx.id),
+            secret: Some(ctx.id.into()),
         },
     };
     let env = RequestEnv {

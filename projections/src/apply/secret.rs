@@ -1,4 +1,4 @@
-//! Folds one commit into the SQL rows of the secrets read model.
+//! Folds a secret's commit into the SQL rows of the read model.
 
 use domain::commit::Commit;
 use domain::ids::SecretId;
@@ -6,29 +6,14 @@ use domain::secret::SecretEvent;
 use domain::secret::reference::reference;
 use sqlx::SqliteConnection;
 
-/// The checkpoint row of this projection.
-pub const PROJECTION: &str = "secrets";
+use super::{json, to_i64};
 
-fn to_i64(n: u64) -> i64 {
-    // Stream sequences and versions stay far below 2^63.
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// Applies the commit stored at `seq`. A commit this build cannot read is recorded in
-/// `skipped_commits` (and logged) instead of stopping the projection.
-pub async fn apply(conn: &mut SqliteConnection, seq: u64, bytes: &[u8]) -> Result<(), sqlx::Error> {
-    let commit = match Commit::<SecretEvent>::from_slice(bytes) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(seq, error = %e, "skipping a commit the projection cannot read");
-            sqlx::query("INSERT OR REPLACE INTO skipped_commits (seq, reason) VALUES (?, ?)")
-                .bind(to_i64(seq))
-                .bind(e.to_string())
-                .execute(&mut *conn)
-                .await?;
-            return Ok(());
-        }
-    };
+/// Applies a secret's commit stored at `seq`.
+pub(super) async fn apply(
+    conn: &mut SqliteConnection,
+    seq: u64,
+    commit: &Commit<SecretEvent>,
+) -> Result<(), sqlx::Error> {
     let project_id = &commit.body.aggregate.project;
     let project = project_id.as_str();
     let id = commit.body.aggregate.id.as_str();
@@ -281,10 +266,6 @@ pub async fn apply(conn: &mut SqliteConnection, seq: u64, bytes: &[u8]) -> Resul
     Ok(())
 }
 
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, sqlx::Error> {
-    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
-}
-
 /// Puts `stage` on `version`, or (`None`) on no version.
 async fn set_stage(
     conn: &mut SqliteConnection,
@@ -344,26 +325,4 @@ async fn upsert_metadatum(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// Records that everything up to `seq` is applied. Runs in the batch's transaction.
-pub async fn set_checkpoint(conn: &mut SqliteConnection, seq: u64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO checkpoints (projection, seq) VALUES (?, ?) \
-         ON CONFLICT (projection) DO UPDATE SET seq = excluded.seq",
-    )
-    .bind(PROJECTION)
-    .bind(to_i64(seq))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// The sequence the projection has applied (0: nothing yet).
-pub async fn checkpoint(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM checkpoints WHERE projection = ?")
-        .bind(PROJECTION)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }

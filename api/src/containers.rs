@@ -1,0 +1,380 @@
+//! `/v1/containers`, in Barbican's shapes: create, list, show, delete; the references
+//! of generic containers; consumers. A container whose referenced secret expired,
+//! was deleted or is scheduled for deletion says so in `status` and `problems`, with
+//! its consumers, so the user knows what to renew and whom to tell.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use commands::protocol::{
+    ConsumerRequest, ContainerSecretRequest, CreateContainerRequest, DeleteContainerRequest,
+    SecretRefRequest,
+};
+use domain::ids::ContainerId;
+use domain::policy::{Action, Target, authorize};
+use domain::subject::command;
+use projections::read::ContainerRow;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::access::{self, check_container, owner_project, resolve};
+use crate::auth::Caller;
+use crate::body::Body;
+use crate::consistency::{Consistent, with_seq, write};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::{base_url, secret_ref};
+
+/// A container's URL.
+pub fn container_ref(base: &str, id: &str) -> String {
+    format!("{base}/v1/containers/{id}")
+}
+
+/// Parses the `{id}` of a containers path.
+fn container_id(raw: &str) -> Result<ContainerId, ApiError> {
+    ContainerId::parse(raw).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no container has the id {raw:?}: container ids are UUIDs, as in the container_ref"
+            ),
+        )
+    })
+}
+
+/// What is wrong with a container's references, each with what to do.
+fn problems(row: &ContainerRow, base: &str) -> Vec<String> {
+    row.refs
+        .iter()
+        .filter_map(|r| {
+            let problem = r.problem.as_ref()?;
+            let url = secret_ref(base, &r.secret_id);
+            Some(format!(
+                "{} secret {url} {problem}; store a renewed {} and create a new container",
+                r.name,
+                r.name.replace('_', " ")
+            ))
+        })
+        .collect()
+}
+
+/// A container as Barbican shows it, plus `problems`.
+pub fn view(base: &str, row: &ContainerRow) -> Value {
+    let problems = problems(row, base);
+    json!({
+        "container_ref": container_ref(base, &row.id),
+        "name": row.name,
+        "type": row.container_type,
+        "status": if problems.is_empty() { "ACTIVE" } else { "ERROR" },
+        "problems": problems,
+        "created": row.created,
+        "updated": row.updated,
+        "creator_id": row.creator,
+        "secret_refs": row.refs.iter().map(|r| json!({
+            "name": r.name,
+            "secret_ref": secret_ref(base, &r.secret_id),
+        })).collect::<Vec<_>>(),
+        "consumers": row.consumers.iter().map(|(name, url)| json!({"name": name, "URL": url}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The container with `id`, if `caller` may do `action` on it.
+pub async fn readable(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    id: ContainerId,
+) -> Result<(ContainerRow, u64), ApiError> {
+    let found = state.read.get_container(id, (state.clock)()).await?;
+    let Some(row) = found.value else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "container {id} not found in project {}",
+                caller.principal.project
+            ),
+        ));
+    };
+    check_container(state, caller, action, &row)?;
+    Ok((row, found.seq))
+}
+
+/// The project owning container `id`, for a write to address.
+async fn container_project(state: &AppState, id: ContainerId) -> Result<Option<String>, ApiError> {
+    let found = state.read.get_container(id, (state.clock)()).await?;
+    Ok(found.value.map(|row| row.project))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefBody {
+    name: String,
+    secret_ref: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "type")]
+    container_type: String,
+    #[serde(default)]
+    secret_refs: Vec<RefBody>,
+}
+
+/// A reference as the command takes it: the secret's id and its project, from the
+/// read model. The command then checks, on the log, that it exists and the caller
+/// may read it.
+async fn reference(
+    state: &AppState,
+    caller: &Caller,
+    r: &RefBody,
+) -> Result<SecretRefRequest, ApiError> {
+    let id = resolve(state, caller, crate::views::last_segment(&r.secret_ref)).await?;
+    Ok(SecretRefRequest {
+        name: r.name.clone(),
+        secret_ref: id.to_string(),
+        project: owner_project(state, id).await?,
+    })
+}
+
+/// `POST /v1/containers`: 201 with `container_ref`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: CreateBody = crate::body::json(&headers, &body, "a container")?;
+    let mut secret_refs = Vec::new();
+    for r in &body.secret_refs {
+        secret_refs.push(reference(&state, &caller, r).await?);
+    }
+    let request = CreateContainerRequest {
+        command_id: None,
+        project: None,
+        name: body.name,
+        container_type: body.container_type,
+        secret_refs,
+    };
+    let accepted = write(&state, command::CONTAINER_CREATE, &caller.token, &request).await?;
+    let url = container_ref(&base_url(&state, &headers), &accepted.id);
+    let mut response = (StatusCode::CREATED, Json(json!({ "container_ref": url }))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&url) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(with_seq(response, accepted.seq))
+}
+
+/// Paging of `GET /v1/containers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: Option<u32>,
+}
+
+/// `GET /v1/containers`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    headers: HeaderMap,
+    query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(paging) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; use limit (1 to 100) and offset",
+            e.body_text()
+        ))
+    })?;
+    let limit = paging.limit.unwrap_or(10).clamp(1, 100);
+    let offset = paging.offset.unwrap_or(0);
+    let who = &caller.principal;
+    authorize(
+        who,
+        Action::ListContainers,
+        Target::Project {
+            project: &who.project,
+            secret: None,
+        },
+        access::env(&state, &caller),
+    )?;
+    let page = state
+        .read
+        .list_containers(&who.project, (limit, offset), (state.clock)(), |row| {
+            check_container(&state, &caller, Action::ReadSecret, row).is_ok()
+        })
+        .await?;
+    let base = base_url(&state, &headers);
+    let mut body = json!({
+        "containers": page.value.containers.iter().map(|c| view(&base, c)).collect::<Vec<_>>(),
+        "total": page.value.total,
+    });
+    if u64::from(offset) + u64::from(limit) < page.value.total {
+        body["next"] = json!(format!(
+            "{base}/v1/containers?limit={limit}&offset={}",
+            offset + limit
+        ));
+    }
+    if offset > 0 {
+        body["previous"] = json!(format!(
+            "{base}/v1/containers?limit={limit}&offset={}",
+            offset.saturating_sub(limit)
+        ));
+    }
+    Ok(with_seq(Json(body).into_response(), page.seq))
+}
+
+/// `GET /v1/containers/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = container_id(&id)?;
+    let (row, seq) = readable(&state, &caller, Action::ReadSecret, id).await?;
+    Ok(with_seq(
+        Json(view(&base_url(&state, &headers), &row)).into_response(),
+        seq,
+    ))
+}
+
+/// The query of `DELETE /v1/containers/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    force: Option<bool>,
+}
+
+/// `DELETE /v1/containers/{id}` (`?force=true` when consumers are registered): 204.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; DELETE takes force=true or nothing",
+            e.body_text()
+        ))
+    })?;
+    let id = container_id(&id)?;
+    let request = DeleteContainerRequest {
+        command_id: None,
+        project: container_project(&state, id).await?,
+        id: id.to_string(),
+        force: query.force,
+    };
+    let accepted = write(&state, command::CONTAINER_DELETE, &caller.token, &request).await?;
+    Ok(with_seq(
+        StatusCode::NO_CONTENT.into_response(),
+        accepted.seq,
+    ))
+}
+
+/// `POST` (add, 201) and `DELETE` (remove, 204) `/v1/containers/{id}/secrets`, body
+/// `{"name", "secret_ref"}`: generic containers only.
+pub async fn change_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    method: axum::http::Method,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: RefBody = crate::body::json(&headers, &body, "a secret reference")?;
+    let id = container_id(&id)?;
+    let r = reference(&state, &caller, &body).await?;
+    let request = ContainerSecretRequest {
+        command_id: None,
+        project: container_project(&state, id).await?,
+        id: id.to_string(),
+        name: r.name,
+        secret_ref: r.secret_ref,
+        secret_project: r.project,
+    };
+    let (name, status) = if method == axum::http::Method::DELETE {
+        (command::CONTAINER_SECRET_REMOVE, StatusCode::NO_CONTENT)
+    } else {
+        (command::CONTAINER_SECRET_ADD, StatusCode::CREATED)
+    };
+    let accepted = write(&state, name, &caller.token, &request).await?;
+    let url = container_ref(&base_url(&state, &headers), &accepted.id);
+    let response = if status == StatusCode::CREATED {
+        (status, Json(json!({ "container_ref": url }))).into_response()
+    } else {
+        status.into_response()
+    };
+    Ok(with_seq(response, accepted.seq))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsumerBody {
+    name: String,
+    #[serde(rename = "URL", alias = "url")]
+    url: String,
+}
+
+/// `GET /v1/containers/{id}/consumers`.
+pub async fn consumers(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = container_id(&id)?;
+    let (row, seq) = readable(&state, &caller, Action::ReadSecret, id).await?;
+    let list: Vec<Value> = row
+        .consumers
+        .iter()
+        .map(|(name, url)| json!({"name": name, "URL": url}))
+        .collect();
+    Ok(with_seq(
+        Json(json!({ "total": list.len(), "consumers": list })).into_response(),
+        seq,
+    ))
+}
+
+/// `POST` (register) and `DELETE` (unregister) `/v1/containers/{id}/consumers`, body
+/// `{"name", "URL"}`: answers with the container, as Barbican does.
+pub async fn change_consumer(
+    State(state): State<AppState>,
+    caller: Caller,
+    method: axum::http::Method,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: ConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
+    let id = container_id(&id)?;
+    let request = ConsumerRequest {
+        command_id: None,
+        project: container_project(&state, id).await?,
+        id: id.to_string(),
+        name: body.name,
+        url: body.url,
+    };
+    let name = if method == axum::http::Method::DELETE {
+        command::CONTAINER_CONSUMER_REMOVE
+    } else {
+        command::CONTAINER_CONSUMER_REGISTER
+    };
+    let accepted = write(&state, name, &caller.token, &request).await?;
+    let (row, _) = readable(&state, &caller, Action::ReadSecret, id).await?;
+    Ok(with_seq(
+        Json(view(&base_url(&state, &headers), &row)).into_response(),
+        accepted.seq,
+    ))
+}

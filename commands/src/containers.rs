@@ -1,0 +1,271 @@
+//! Executes container commands: parse the request, check every secret it references
+//! (loaded from the log, each through its own subject), then the shared command loop.
+
+use std::sync::Arc;
+
+use domain::Rejection;
+use domain::commit::AggregateRef;
+use domain::container::{
+    Consumer, ContainerCommand, ContainerEvent, ContainerState, ContainerType, Context,
+    CreateContainer, RefChecks, RefName, SecretRef, check_ref, decide, evolve,
+};
+use domain::ids::{CommandId, ContainerId, ProjectId, SecretId};
+use domain::principal::{Actor, Principal};
+use domain::secret::fields::SecretName;
+use domain::subject::{AggregateKind, command};
+use domain::timestamp::Timestamp;
+
+use crate::clock::Clock;
+use crate::executor::{Aggregate, Executor, Step};
+use crate::handler::{SecretHandler, parse_body};
+use crate::intake::{acl_change, command_id};
+use crate::protocol::{
+    AcceptedReply, ConsumerRequest, ContainerSecretRequest, CreateContainerRequest,
+    DeleteAclRequest, DeleteContainerRequest, SecretRefRequest, SetAclRequest,
+};
+use crate::store::EventStore;
+
+/// The Container aggregate, for the command loop.
+pub struct ContainerAggregate;
+
+impl Aggregate for ContainerAggregate {
+    type State = ContainerState;
+    type Event = ContainerEvent;
+
+    fn evolve(state: ContainerState, event: &ContainerEvent) -> ContainerState {
+        evolve(state, event)
+    }
+}
+
+/// A container command ready for the decider.
+struct Parsed {
+    command_id: CommandId,
+    project: ProjectId,
+    container: ContainerId,
+    command: ContainerCommand,
+}
+
+/// Executes commands on containers.
+pub struct ContainerHandler {
+    executor: Executor<ContainerAggregate>,
+    secrets: Arc<SecretHandler>,
+    clock: Clock,
+}
+
+/// The secret a `secret_ref` names: its id, or the last segment of its URL.
+fn secret_of(secret_ref: &str) -> Result<SecretId, Rejection> {
+    let last = secret_ref
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(secret_ref);
+    SecretId::parse(last).map_err(|_| {
+        Rejection::invalid(format!(
+            "secret_ref {secret_ref:?} names no secret: give a secret's URL \
+             (…/v1/secrets/<uuid>) or its id"
+        ))
+    })
+}
+
+fn parse_ref(
+    name: &str,
+    secret_ref: &str,
+    project: Option<&str>,
+    default_project: &ProjectId,
+) -> Result<SecretRef, Rejection> {
+    Ok(SecretRef {
+        name: RefName::parse(name)?,
+        project: project.map_or_else(|| Ok(default_project.clone()), ProjectId::parse)?,
+        secret_id: secret_of(secret_ref)?,
+    })
+}
+
+impl ContainerHandler {
+    /// A handler over `store`, checking references through `secrets`.
+    pub fn new(
+        store: Arc<EventStore>,
+        secrets: Arc<SecretHandler>,
+        clock: Clock,
+        cache_capacity: u64,
+    ) -> Self {
+        Self {
+            executor: Executor::new(store, clock.clone(), cache_capacity),
+            secrets,
+            clock,
+        }
+    }
+
+    /// Handles the command `name` (a `container.*` command) with a JSON `body`.
+    pub async fn handle(
+        &self,
+        name: &str,
+        principal: &Principal,
+        body: &[u8],
+    ) -> Result<AcceptedReply, Rejection> {
+        let project = |given: Option<&str>| {
+            given.map_or_else(|| Ok(principal.project.clone()), ProjectId::parse)
+        };
+        let parsed = match name {
+            command::CONTAINER_CREATE => {
+                let req: CreateContainerRequest = parse_body(name, body)?;
+                let command_id = command_id(req.command_id.as_deref())?;
+                let project = project(req.project.as_deref())?;
+                let refs = req
+                    .secret_refs
+                    .iter()
+                    .map(|r: &SecretRefRequest| {
+                        parse_ref(&r.name, &r.secret_ref, r.project.as_deref(), &project)
+                    })
+                    .collect::<Result<_, _>>()?;
+                Parsed {
+                    container: ContainerId::for_create(&project, &command_id),
+                    command: ContainerCommand::Create(Box::new(CreateContainer {
+                        name: req.name.as_deref().map(SecretName::parse).transpose()?,
+                        kind: ContainerType::parse(&req.container_type)?,
+                        refs,
+                    })),
+                    command_id,
+                    project,
+                }
+            }
+            command::CONTAINER_SECRET_ADD | command::CONTAINER_SECRET_REMOVE => {
+                let req: ContainerSecretRequest = parse_body(name, body)?;
+                let project = project(req.project.as_deref())?;
+                let r = parse_ref(
+                    &req.name,
+                    &req.secret_ref,
+                    req.secret_project.as_deref(),
+                    &project,
+                )?;
+                let command = if name == command::CONTAINER_SECRET_ADD {
+                    ContainerCommand::AddSecret(r)
+                } else {
+                    ContainerCommand::RemoveSecret {
+                        name: r.name,
+                        secret_id: r.secret_id,
+                    }
+                };
+                Parsed {
+                    command_id: command_id(req.command_id.as_deref())?,
+                    project,
+                    container: ContainerId::parse(&req.id)?,
+                    command,
+                }
+            }
+            command::CONTAINER_CONSUMER_REGISTER | command::CONTAINER_CONSUMER_REMOVE => {
+                let req: ConsumerRequest = parse_body(name, body)?;
+                let consumer = Consumer::parse(&req.name, &req.url)?;
+                Parsed {
+                    command_id: command_id(req.command_id.as_deref())?,
+                    project: project(req.project.as_deref())?,
+                    container: ContainerId::parse(&req.id)?,
+                    command: if name == command::CONTAINER_CONSUMER_REGISTER {
+                        ContainerCommand::RegisterConsumer(consumer)
+                    } else {
+                        ContainerCommand::RemoveConsumer(consumer)
+                    },
+                }
+            }
+            command::CONTAINER_ACL_SET => {
+                let req: SetAclRequest = parse_body(name, body)?;
+                Parsed {
+                    command_id: command_id(req.command_id.as_deref())?,
+                    project: project(req.project.as_deref())?,
+                    container: ContainerId::parse(&req.id)?,
+                    command: ContainerCommand::SetAcl(acl_change(&req)?),
+                }
+            }
+            command::CONTAINER_ACL_DELETE => {
+                let req: DeleteAclRequest = parse_body(name, body)?;
+                Parsed {
+                    command_id: command_id(req.command_id.as_deref())?,
+                    project: project(req.project.as_deref())?,
+                    container: ContainerId::parse(&req.id)?,
+                    command: ContainerCommand::SetAcl(domain::secret::acl::AclChange::Reset),
+                }
+            }
+            command::CONTAINER_DELETE => {
+                let req: DeleteContainerRequest = parse_body(name, body)?;
+                Parsed {
+                    command_id: command_id(req.command_id.as_deref())?,
+                    project: project(req.project.as_deref())?,
+                    container: ContainerId::parse(&req.id)?,
+                    command: ContainerCommand::Delete {
+                        force: req.force.unwrap_or(false),
+                    },
+                }
+            }
+            other => {
+                return Err(Rejection::invalid(format!(
+                    "unknown command {other:?}; the commands are {}",
+                    command::ALL.join(", ")
+                )));
+            }
+        };
+        self.execute(principal, parsed).await
+    }
+
+    async fn execute(
+        &self,
+        principal: &Principal,
+        parsed: Parsed,
+    ) -> Result<AcceptedReply, Rejection> {
+        let now = (self.clock)();
+        let mut refs = RefChecks::new();
+        for r in parsed.command.new_refs() {
+            let state = self.secrets.state(&r.project, r.secret_id).await?;
+            refs.insert(r.secret_id, check_ref(principal, r, &state, now));
+        }
+        let aggregate = AggregateRef {
+            kind: AggregateKind::Container,
+            project: parsed.project.clone(),
+            id: parsed.container.to_string(),
+        };
+        let actor = Actor::User(principal.clone());
+        let mut step = ContainerStep {
+            actor: &actor,
+            parsed: &parsed,
+            refs: &refs,
+        };
+        let written = self
+            .executor
+            .run(
+                &aggregate,
+                &parsed.command_id,
+                parsed.command.name(),
+                &actor,
+                &mut step,
+            )
+            .await?;
+        Ok(AcceptedReply {
+            seq: written.seq,
+            id: aggregate.id,
+            version: written.version,
+            version_id: None,
+        })
+    }
+}
+
+/// A container command in the loop.
+struct ContainerStep<'a> {
+    actor: &'a Actor,
+    parsed: &'a Parsed,
+    refs: &'a RefChecks,
+}
+
+impl Step<ContainerAggregate> for ContainerStep<'_> {
+    fn decide(
+        &self,
+        state: &ContainerState,
+        now: Timestamp,
+    ) -> Result<Vec<ContainerEvent>, Rejection> {
+        let ctx = Context {
+            actor: self.actor,
+            project: &self.parsed.project,
+            id: self.parsed.container,
+            now,
+            refs: self.refs,
+        };
+        decide(state, &self.parsed.command, ctx)
+    }
+}
