@@ -232,6 +232,7 @@ impl Matrix {
                     recovery_window_days: None,
                     recovery_window: None,
                     force: Some(true),
+                    ignore_consumers: None,
                 };
                 self.nats
                     .send(command::SECRET_DELETE, &token, &request)

@@ -309,3 +309,51 @@ async fn a_container_shows_when_a_secret_it_references_expires() {
     assert_eq!(shown["consumers"][0]["name"], "lb");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_secret_with_consumers_is_deleted_only_when_forced() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "cert", "c").await;
+    let consumers = format!("/v1/secrets/{id}/consumers");
+    let octavia = json!({"service": "octavia", "resource_type": "listener", "resource_id": "l-1"});
+    let registered = t
+        .send(
+            reqwest::Method::POST,
+            &consumers,
+            &alice,
+            Some(octavia.clone()),
+        )
+        .await;
+    assert_eq!(registered.status(), 200);
+    assert_eq!(json_of(registered).await["consumers"], json!([octavia]));
+    let (status, message) = description(
+        t.send(
+            reqwest::Method::DELETE,
+            &format!("/v1/secrets/{id}"),
+            &alice,
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message.contains("has consumers: octavia (listener l-1); unregister them first"),
+        "{message}"
+    );
+    // A scheduled deletion is refused the same way over NATS.
+    let nats = t.client_nats().await;
+    let reply = raw_command(&nats, "secret.delete", Some(&alice), &json!({"id": id})).await;
+    assert_eq!(reply["error"]["code"], "invalid", "{reply}");
+    let forced = t
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/secrets/{id}?force=true"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(forced.status(), 204);
+    t.stop().await;
+}

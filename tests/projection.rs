@@ -66,6 +66,7 @@ async fn write_history(t: &TestStack, creates: usize, per_secret: usize) -> u64 
                         recovery_window_days: None,
                         recovery_window: None,
                         force: Some(true),
+                        ignore_consumers: None,
                     };
                     last = last.max(
                         client

@@ -19,6 +19,7 @@
 //! | `PUT /v1/secrets/{id}/stages/{stage}` | move a stage (204) |
 //! | `GET`, `PUT`, `POST /v1/secrets/{id}/metadata`; `GET`, `PUT`, `DELETE …/metadata/{key}` | Barbican's metadata |
 //! | `GET`, `POST /v1/secrets/{id}/tags`; `DELETE …/tags/{key}` | tags |
+//! | `GET`, `POST`, `DELETE /v1/secrets/{id}/consumers` | secret consumers (`{"service", "resource_type", "resource_id"}`) |
 //!
 //! | `GET`, `POST /v1/containers`; `GET`, `DELETE /v1/containers/{id}` (`?force=true`) | containers |
 //! | `POST`, `DELETE /v1/containers/{id}/secrets` | add or remove a reference (generic containers) |
@@ -107,6 +108,12 @@ pub fn app(state: AppState) -> Router {
             get(metadata::get_tags).post(metadata::set_tags),
         )
         .route("/v1/secrets/{id}/tags/{key}", delete(metadata::delete_tag))
+        .route(
+            "/v1/secrets/{id}/consumers",
+            get(metadata::consumers)
+                .post(metadata::change_consumer)
+                .delete(metadata::change_consumer),
+        )
         .route(
             "/v1/secrets/{id}/acl",
             get(acl::get)

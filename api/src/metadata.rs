@@ -1,5 +1,5 @@
-//! Barbican's `/v1/secrets/{id}/metadata` endpoints, and tags (AWS-style key/value
-//! labels) under `/v1/secrets/{id}/tags`. Each change is a command, so it is an event
+//! Barbican's `/v1/secrets/{id}/metadata` and `/v1/secrets/{id}/consumers` endpoints,
+//! and tags (AWS-style key/value labels) under `/v1/secrets/{id}/tags`. Each change is a command, so it is an event
 //! in the log.
 
 use std::collections::BTreeMap;
@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commands::protocol::{
-    DeleteMetadatumRequest, RemoveTagsRequest, ReplaceMetadataRequest, SetMetadatumRequest,
-    SetTagsRequest,
+    DeleteMetadatumRequest, RemoveTagsRequest, ReplaceMetadataRequest, SecretConsumerRequest,
+    SetMetadatumRequest, SetTagsRequest,
 };
 use domain::ids::SecretId;
 use domain::policy::Action;
@@ -289,4 +289,71 @@ pub async fn delete_tag(
         StatusCode::NO_CONTENT.into_response(),
         accepted.seq,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsumerBody {
+    service: String,
+    resource_type: String,
+    resource_id: String,
+}
+
+/// `GET /v1/secrets/{id}/consumers`.
+pub async fn consumers(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = resolve(&state, &caller, &id).await?;
+    let lookup = state.read.get_consumers(id, (state.clock)()).await?;
+    let (_, list) = readable(
+        &state,
+        &caller,
+        Action::ReadSecret,
+        id,
+        lookup.value,
+        |(s, _)| s,
+    )?;
+    let list: Vec<_> = list
+        .iter()
+        .map(|(service, kind, resource)| {
+            json!({"service": service, "resource_type": kind, "resource_id": resource})
+        })
+        .collect();
+    Ok(with_seq(
+        Json(json!({ "total": list.len(), "consumers": list })).into_response(),
+        lookup.seq,
+    ))
+}
+
+/// `POST` (register) and `DELETE` (unregister) `/v1/secrets/{id}/consumers`, body
+/// `{"service", "resource_type", "resource_id"}`: 200 with the consumers.
+pub async fn change_consumer(
+    State(state): State<AppState>,
+    caller: Caller,
+    method: axum::http::Method,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: ConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
+    let (id, project) = target(&state, &caller, &raw).await?;
+    let request = SecretConsumerRequest {
+        command_id: None,
+        project,
+        id: id.to_string(),
+        service: body.service,
+        resource_type: body.resource_type,
+        resource_id: body.resource_id,
+    };
+    let name = if method == axum::http::Method::DELETE {
+        command::SECRET_CONSUMER_REMOVE
+    } else {
+        command::SECRET_CONSUMER_REGISTER
+    };
+    let accepted = write(&state, name, &caller.token, &request).await?;
+    let response = consumers(State(state), caller, Consistent, Path(id.to_string())).await?;
+    Ok(with_seq(response, accepted.seq))
 }

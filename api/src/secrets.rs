@@ -279,6 +279,8 @@ pub struct DeleteQuery {
     recovery_window_days: Option<u64>,
     /// Keep it restorable for this long, e.g. `7d`.
     recovery_window: Option<String>,
+    /// Delete even though consumers are registered (Barbican's `force`).
+    force: Option<bool>,
 }
 
 /// `DELETE /v1/secrets/{id}`: as Barbican, deletes at once and destroys the secret's
@@ -292,8 +294,8 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| {
         ApiError::bad_request(format!(
-            "{}; DELETE takes recovery_window_days or recovery_window, or nothing to delete at \
-             once",
+            "{}; DELETE takes recovery_window_days or recovery_window (or nothing, to delete \
+             at once), and force=true to delete despite consumers",
             e.body_text()
         ))
     })?;
@@ -310,6 +312,7 @@ pub async fn delete(
             recovery_window_days: query.recovery_window_days,
             recovery_window: query.recovery_window,
             force: (!scheduled).then_some(true),
+            ignore_consumers: query.force,
         },
     )
     .await?;

@@ -165,6 +165,8 @@ impl SecretHandler {
             command::SECRET_DELETE => intake.delete(&parse_body(name, body)?)?,
             command::SECRET_RESTORE => intake.restore(&parse_body(name, body)?)?,
             command::SECRET_EXPIRE => intake.expire(&parse_body(name, body)?)?,
+            command::SECRET_CONSUMER_REGISTER => intake.consumer(&parse_body(name, body)?, true)?,
+            command::SECRET_CONSUMER_REMOVE => intake.consumer(&parse_body(name, body)?, false)?,
             command::SECRET_ACL_SET => intake.set_acl(&parse_body(name, body)?)?,
             command::SECRET_ACL_DELETE => intake.delete_acl(&parse_body(name, body)?)?,
             other => {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use domain::ids::{CommandId, KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
 use domain::principal::Principal;
 use domain::secret::acl::{AclChange, AclPatch, Conditions, HourWindow, MAX_ACL_USERS, Weekday};
+use domain::secret::consumer::SecretConsumer;
 use domain::secret::fields::{
     Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
     SecretType, TagKey, parse_metadata, parse_tags,
@@ -22,8 +23,8 @@ use crate::envelope::{Envelope, WrappedKey};
 use crate::protocol::{
     AclOperationRequest, ConditionsRequest, CreateSecretRequest, DeleteAclRequest,
     DeleteMetadatumRequest, DeleteSecretRequest, MoveStageRequest, PutPayloadRequest,
-    PutValueRequest, RemoveTagsRequest, ReplaceMetadataRequest, SecretRequest, SetAclRequest,
-    SetMetadatumRequest, SetTagsRequest,
+    PutValueRequest, RemoveTagsRequest, ReplaceMetadataRequest, SecretConsumerRequest,
+    SecretRequest, SetAclRequest, SetMetadatumRequest, SetTagsRequest,
 };
 
 /// A command ready for the decider.
@@ -411,7 +412,30 @@ impl IntakeContext<'_> {
             req.command_id.as_deref(),
             req.project.as_deref(),
             &req.id,
-            SecretCommand::Delete(mode),
+            SecretCommand::Delete {
+                mode,
+                ignore_consumers: req.ignore_consumers.unwrap_or(false),
+            },
+        )
+    }
+
+    /// `secret.consumer.register` and `secret.consumer.remove`.
+    pub fn consumer(
+        &self,
+        req: &SecretConsumerRequest,
+        register: bool,
+    ) -> Result<Intake, Rejection> {
+        let consumer = SecretConsumer::parse(&req.service, &req.resource_type, &req.resource_id)?;
+        let command = if register {
+            SecretCommand::RegisterConsumer(consumer)
+        } else {
+            SecretCommand::RemoveConsumer(consumer)
+        };
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            command,
         )
     }
 
@@ -558,19 +582,31 @@ mod tests {
         let day = Duration::from_secs(86_400);
         assert_eq!(
             delete(serde_json::json!({})).unwrap(),
-            SecretCommand::Delete(DeleteMode::After(None))
+            SecretCommand::Delete {
+                mode: DeleteMode::After(None),
+                ignore_consumers: false,
+            }
         );
         assert_eq!(
             delete(serde_json::json!({"recovery_window_days": 7})).unwrap(),
-            SecretCommand::Delete(DeleteMode::After(Some(7 * day)))
+            SecretCommand::Delete {
+                mode: DeleteMode::After(Some(7 * day)),
+                ignore_consumers: false,
+            }
         );
         assert_eq!(
             delete(serde_json::json!({"recovery_window": "2d"})).unwrap(),
-            SecretCommand::Delete(DeleteMode::After(Some(2 * day)))
+            SecretCommand::Delete {
+                mode: DeleteMode::After(Some(2 * day)),
+                ignore_consumers: false,
+            }
         );
         assert_eq!(
             delete(serde_json::json!({"force": true})).unwrap(),
-            SecretCommand::Delete(DeleteMode::Now)
+            SecretCommand::Delete {
+                mode: DeleteMode::Now,
+                ignore_consumers: false,
+            }
         );
         for (body, says) in [
             (

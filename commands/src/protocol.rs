@@ -306,6 +306,30 @@ pub struct DeleteSecretRequest {
     /// Delete at once and destroy the keys, without a recovery window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
+    /// Delete even though consumers are registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_consumers: Option<bool>,
+}
+
+/// `keyledger.cmd.secret.consumer.register` and `….remove`: Barbican's secret
+/// consumers.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConsumerRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// The service, e.g. `octavia`.
+    pub service: String,
+    /// The kind of resource, e.g. `listener`.
+    pub resource_type: String,
+    /// The resource's id.
+    pub resource_id: String,
 }
 
 /// Conditions on the grants of an ACL.

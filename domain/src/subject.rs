@@ -40,6 +40,10 @@ pub mod command {
     pub const SECRET_TAGS_REMOVE: &str = "secret.tags.remove";
     /// Delete a secret: after a recovery window, or at once with `force`.
     pub const SECRET_DELETE: &str = "secret.delete";
+    /// Register a consumer of a secret.
+    pub const SECRET_CONSUMER_REGISTER: &str = "secret.consumer.register";
+    /// Unregister a consumer of a secret.
+    pub const SECRET_CONSUMER_REMOVE: &str = "secret.consumer.remove";
     /// Undo a deletion during its recovery window.
     pub const SECRET_RESTORE: &str = "secret.restore";
     /// Record a secret's expiry and destroy its keys, once its expiration has passed.
@@ -86,6 +90,8 @@ pub mod command {
         SECRET_DELETE,
         SECRET_RESTORE,
         SECRET_EXPIRE,
+        SECRET_CONSUMER_REGISTER,
+        SECRET_CONSUMER_REMOVE,
         SECRET_ACL_SET,
         SECRET_ACL_DELETE,
         CONTAINER_CREATE,

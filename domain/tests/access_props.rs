@@ -116,8 +116,14 @@ fn command() -> impl Strategy<Value = SecretCommand> {
         patch().prop_map(|p| SecretCommand::SetAcl(AclChange::Replace(p))),
         patch().prop_map(|p| SecretCommand::SetAcl(AclChange::Merge(p))),
         Just(SecretCommand::SetAcl(AclChange::Reset)),
-        Just(SecretCommand::Delete(DeleteMode::Now)),
-        Just(SecretCommand::Delete(DeleteMode::After(None))),
+        Just(SecretCommand::Delete {
+            mode: DeleteMode::Now,
+            ignore_consumers: false,
+        }),
+        Just(SecretCommand::Delete {
+            mode: DeleteMode::After(None),
+            ignore_consumers: false,
+        }),
         Just(SecretCommand::Restore),
         Just(SecretCommand::Expire),
         Just(SecretCommand::Purge),

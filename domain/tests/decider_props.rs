@@ -69,10 +69,23 @@ fn command() -> impl Strategy<Value = SecretCommand> {
             value: MetadataValue::parse(&format!("v{v}")).unwrap(),
             presence: Presence::Any,
         }),
-        Just(SecretCommand::Delete(DeleteMode::Now)),
-        prop::option::of(0u64..4_000)
-            .prop_map(|ms| SecretCommand::Delete(DeleteMode::After(ms.map(Duration::from_millis)))),
+        any::<bool>().prop_map(|ignore_consumers| SecretCommand::Delete {
+            mode: DeleteMode::Now,
+            ignore_consumers,
+        }),
+        prop::option::of(0u64..4_000).prop_map(|ms| SecretCommand::Delete {
+            mode: DeleteMode::After(ms.map(Duration::from_millis)),
+            ignore_consumers: false,
+        }),
         Just(SecretCommand::Restore),
+        any::<bool>().prop_map(|register| {
+            let c = domain::secret::consumer::SecretConsumer::parse("lb", "listener", "1").unwrap();
+            if register {
+                SecretCommand::RegisterConsumer(c)
+            } else {
+                SecretCommand::RemoveConsumer(c)
+            }
+        }),
         Just(SecretCommand::Expire),
         Just(SecretCommand::Purge),
         Just(SecretCommand::PruneVersions),
@@ -165,6 +178,10 @@ proptest! {
                         !matches!(state, SecretState::Deleted | SecretState::Expired(_)) || events.is_empty(),
                         "nothing applies after deletion or expiry"
                     );
+                    // Consumers block a user's deletion unless it says to ignore them.
+                    if let (SecretCommand::Delete { ignore_consumers: false, .. }, SecretState::Live(s)) = (&cmd, &state) {
+                        prop_assert!(s.consumers.is_empty(), "deleted a secret with consumers");
+                    }
                     for e in &events {
                         state = evolve(state, e);
                         history.push(e.clone());

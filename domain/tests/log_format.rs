@@ -7,6 +7,7 @@ use domain::commit::{AggregateRef, Commit, CommitError, EventCodec, NewCommit};
 use domain::ids::{CommandId, KeyId, ProjectId, Role, SecretId, ServiceName, UserId, VersionId};
 use domain::principal::{Actor, Principal};
 use domain::secret::acl::{Acl, Conditions, HourWindow, Weekday};
+use domain::secret::consumer::SecretConsumer;
 use domain::secret::fields::{
     Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
     SecretType, TagKey, parse_metadata, parse_tags,
@@ -14,9 +15,9 @@ use domain::secret::fields::{
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::secret::version::Stage;
 use domain::secret::{
-    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, SecretCreated,
-    SecretDeleted, SecretEvent, SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet,
-    VersionsDestroyed,
+    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored,
+    SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent, SecretExpired,
+    SecretRestored, StageMoved, TagsRemoved, TagsSet, VersionsDestroyed,
 };
 use domain::subject::AggregateKind;
 use domain::timestamp::Timestamp;
@@ -88,6 +89,12 @@ fn others() -> Vec<SecretEvent> {
         }),
         SecretEvent::TagsRemoved(TagsRemoved {
             keys: [TagKey::parse("env").unwrap()].into(),
+        }),
+        SecretEvent::ConsumerRegistered(SecretConsumerChanged {
+            consumer: SecretConsumer::parse("octavia", "listener", "l-1").unwrap(),
+        }),
+        SecretEvent::ConsumerRemoved(SecretConsumerChanged {
+            consumer: SecretConsumer::parse("octavia", "listener", "l-1").unwrap(),
         }),
     ]
 }

@@ -66,6 +66,11 @@ fn migrator() -> Migrator {
             "containers",
             include_str!("../migrations/0004_containers.sql"),
         ),
+        migration(
+            5,
+            "secret_consumers",
+            include_str!("../migrations/0005_secret_consumers.sql"),
+        ),
     ])
 }
 

@@ -217,6 +217,7 @@ pub async fn rebuild(
         "DELETE FROM secret_metadata",
         "DELETE FROM secret_acl_users",
         "DELETE FROM secret_stages",
+        "DELETE FROM secret_consumers",
         "DELETE FROM secrets",
         "DELETE FROM container_secrets",
         "DELETE FROM container_consumers",

@@ -262,10 +262,13 @@ impl Context<'_> {
 fn action_of(command: &ContainerCommand) -> Action {
     match command {
         ContainerCommand::Create(_) => Action::CreateContainer,
-        ContainerCommand::AddSecret(_)
-        | ContainerCommand::RemoveSecret { .. }
-        | ContainerCommand::RegisterConsumer(_)
-        | ContainerCommand::RemoveConsumer(_) => Action::UpdateSecret,
+        ContainerCommand::AddSecret(_) | ContainerCommand::RemoveSecret { .. } => {
+            Action::UpdateSecret
+        }
+        // Declaring a use needs what the use needs: reading the container.
+        ContainerCommand::RegisterConsumer(_) | ContainerCommand::RemoveConsumer(_) => {
+            Action::ReadSecret
+        }
         ContainerCommand::SetAcl(_) => Action::ChangeAcl,
         ContainerCommand::Delete { .. } => Action::DeleteSecret,
     }

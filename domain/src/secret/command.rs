@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::ids::{ServiceName, VersionId};
 use crate::secret::acl::AclChange;
+use crate::secret::consumer::SecretConsumer;
 use crate::secret::fields::{Attributes, Metadata, MetadataKey, MetadataValue, TagKey, Tags};
 use crate::secret::payload::SealedPayload;
 use crate::secret::version::Stage;
@@ -91,7 +92,16 @@ pub enum SecretCommand {
     /// Change its read ACL.
     SetAcl(AclChange),
     /// Delete it, now or after a recovery window.
-    Delete(DeleteMode),
+    Delete {
+        /// Now, or after a recovery window.
+        mode: DeleteMode,
+        /// Delete even though consumers are registered.
+        ignore_consumers: bool,
+    },
+    /// Register a service that uses the secret (Barbican's secret consumers).
+    RegisterConsumer(SecretConsumer),
+    /// Unregister a consumer.
+    RemoveConsumer(SecretConsumer),
     /// Undo a deletion during its recovery window.
     Restore,
     /// Record that it expired and destroy its keys. Accepted once the expiration passed.
@@ -117,7 +127,9 @@ impl SecretCommand {
             Self::RemoveTags(_) => command::SECRET_TAGS_REMOVE,
             Self::SetAcl(AclChange::Reset) => command::SECRET_ACL_DELETE,
             Self::SetAcl(_) => command::SECRET_ACL_SET,
-            Self::Delete(_) => command::SECRET_DELETE,
+            Self::Delete { .. } => command::SECRET_DELETE,
+            Self::RegisterConsumer(_) => command::SECRET_CONSUMER_REGISTER,
+            Self::RemoveConsumer(_) => command::SECRET_CONSUMER_REMOVE,
             Self::Restore => command::SECRET_RESTORE,
             Self::Expire => command::SECRET_EXPIRE,
             Self::Purge => command::SECRET_PURGE,

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use crate::commit::{CommitError, EventCodec, decode_versioned, encode_versioned};
 use crate::ids::{KeyId, ServiceName, UserId, VersionId};
 use crate::secret::acl::Acl;
+use crate::secret::consumer::SecretConsumer;
 use crate::secret::fields::{Attributes, MetadataKey, MetadataValue, TagKey, Tags};
 use crate::secret::payload::SealedPayload;
 use crate::secret::version::Stage;
@@ -97,6 +98,14 @@ pub struct SecretRestored {}
 pub struct MetadatumDeleted {
     /// The key.
     pub key: MetadataKey,
+}
+
+/// A consumer of the secret registered or unregistered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConsumerChanged {
+    /// The consumer.
+    pub consumer: SecretConsumer,
 }
 
 /// Tags were added or changed.
@@ -185,6 +194,12 @@ pub enum SecretEvent {
     /// See [`TagsRemoved`].
     #[serde(rename = "secret.tags_removed")]
     TagsRemoved(TagsRemoved),
+    /// A consumer registered.
+    #[serde(rename = "secret.consumer_registered")]
+    ConsumerRegistered(SecretConsumerChanged),
+    /// A consumer unregistered.
+    #[serde(rename = "secret.consumer_removed")]
+    ConsumerRemoved(SecretConsumerChanged),
 }
 
 impl SecretEvent {
@@ -204,6 +219,8 @@ impl SecretEvent {
             Self::MetadatumDeleted(_) => "secret.metadatum_deleted",
             Self::TagsSet(_) => "secret.tags_set",
             Self::TagsRemoved(_) => "secret.tags_removed",
+            Self::ConsumerRegistered(_) => "secret.consumer_registered",
+            Self::ConsumerRemoved(_) => "secret.consumer_removed",
         }
     }
 
@@ -221,7 +238,9 @@ impl SecretEvent {
             | "secret.restored"
             | "secret.metadatum_deleted"
             | "secret.tags_set"
-            | "secret.tags_removed" => Some(1),
+            | "secret.tags_removed"
+            | "secret.consumer_registered"
+            | "secret.consumer_removed" => Some(1),
             _ => None,
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod acl;
 mod command;
+pub mod consumer;
 mod decide;
 mod event;
 pub mod fields;
@@ -14,8 +15,8 @@ pub mod version;
 pub use command::{CreateSecret, DeleteMode, Presence, PutValue, SecretCommand};
 pub use decide::{Context, decide, prune, scheduled_for_deletion};
 pub use event::{
-    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, SecretCreated,
-    SecretDeleted, SecretEvent, SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet,
-    VersionsDestroyed,
+    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored,
+    SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent, SecretExpired,
+    SecretRestored, StageMoved, TagsRemoved, TagsSet, VersionsDestroyed,
 };
 pub use state::{Secret, SecretState, evolve};

@@ -1,9 +1,10 @@
 //! The state of a secret, folded from its events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{KeyId, ServiceName, UserId, VersionId};
 use crate::secret::acl::Acl;
+use crate::secret::consumer::SecretConsumer;
 use crate::secret::event::SecretEvent;
 use crate::secret::fields::{Attributes, Tags};
 use crate::secret::version::{Stage, Version};
@@ -28,6 +29,8 @@ pub struct Secret {
     pub stages: BTreeMap<Stage, VersionId>,
     /// When a scheduled deletion purges it; `None` unless deletion is scheduled.
     pub purge_at: Option<Timestamp>,
+    /// Services using it.
+    pub consumers: BTreeSet<SecretConsumer>,
 }
 
 impl Secret {
@@ -87,6 +90,7 @@ pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
                 versions: Vec::new(),
                 stages: BTreeMap::new(),
                 purge_at: None,
+                consumers: BTreeSet::new(),
             }));
         }
         (SecretState::Live(s), _) => s,
@@ -131,6 +135,12 @@ pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
             s.tags.retain(|k, _| !e.keys.contains(k));
         }
         SecretEvent::AclSet(e) => s.acl = e.read.clone(),
+        SecretEvent::ConsumerRegistered(e) => {
+            s.consumers.insert(e.consumer.clone());
+        }
+        SecretEvent::ConsumerRemoved(e) => {
+            s.consumers.remove(&e.consumer);
+        }
         SecretEvent::DeletionScheduled(e) => s.purge_at = Some(e.purge_at),
         SecretEvent::Restored(_) => s.purge_at = None,
         SecretEvent::Deleted(_) => return SecretState::Deleted,

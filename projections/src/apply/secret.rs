@@ -164,6 +164,24 @@ pub(super) async fn apply(
                     .execute(&mut *conn)
                     .await?;
             }
+            SecretEvent::ConsumerRegistered(e) | SecretEvent::ConsumerRemoved(e) => {
+                let c = &e.consumer;
+                let sql = if matches!(event, SecretEvent::ConsumerRegistered(_)) {
+                    "INSERT OR IGNORE INTO secret_consumers (project, secret_id, service, \
+                     resource_type, resource_id) VALUES (?, ?, ?, ?, ?)"
+                } else {
+                    "DELETE FROM secret_consumers WHERE project = ? AND secret_id = ? AND \
+                     service = ? AND resource_type = ? AND resource_id = ?"
+                };
+                sqlx::query(sql)
+                    .bind(project)
+                    .bind(id)
+                    .bind(&c.service)
+                    .bind(&c.resource_type)
+                    .bind(&c.resource_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             SecretEvent::DeletionScheduled(e) => {
                 sqlx::query(
                     "UPDATE secrets SET status = 'pending_deletion', purge_at = ?, \
@@ -240,6 +258,7 @@ pub(super) async fn apply(
                     "DELETE FROM secret_payloads WHERE project = ? AND secret_id = ?",
                     "DELETE FROM secret_metadata WHERE project = ? AND secret_id = ?",
                     "DELETE FROM secret_stages WHERE project = ? AND secret_id = ?",
+                    "DELETE FROM secret_consumers WHERE project = ? AND secret_id = ?",
                     "DELETE FROM secrets WHERE project = ? AND id = ?",
                 ] {
                     sqlx::query(table)

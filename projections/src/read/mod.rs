@@ -378,6 +378,33 @@ impl ReadModel {
         Ok(Snapshot { value: found, seq })
     }
 
+    /// A secret with its consumers: (service, resource type, resource id).
+    pub async fn get_consumers(
+        &self,
+        id: SecretId,
+        now: Timestamp,
+    ) -> Result<Snapshot<Lookup<(SecretRow, Vec<(String, String, String)>)>>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let seq = checkpoint(&mut tx).await?;
+        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
+            Lookup::Found(secret) => {
+                let consumers = sqlx::query_as::<_, (String, String, String)>(
+                    "SELECT service, resource_type, resource_id FROM secret_consumers \
+                     WHERE project = ? AND secret_id = ? ORDER BY service, resource_type, \
+                     resource_id",
+                )
+                .bind(&secret.project)
+                .bind(id.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+                Lookup::Found((secret, consumers))
+            }
+            other => other.map_never(),
+        };
+        tx.commit().await?;
+        Ok(Snapshot { value: found, seq })
+    }
+
     /// The live secrets of `project` named `name`: exact matches of the name only,
     /// never of a reference's name part.
     pub async fn by_name(

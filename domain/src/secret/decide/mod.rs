@@ -8,8 +8,9 @@ use crate::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
 use crate::principal::{Actor, Principal};
 use crate::secret::command::{DeleteMode, Presence, SecretCommand};
 use crate::secret::event::{
-    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, SecretCreated,
-    SecretDeleted, SecretEvent, SecretExpired, SecretRestored, TagsRemoved, TagsSet,
+    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored,
+    SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent, SecretExpired,
+    SecretRestored, TagsRemoved, TagsSet,
 };
 use crate::secret::fields::{MAX_METADATA_ENTRIES, MAX_TAGS};
 use crate::secret::state::{Secret, SecretState};
@@ -94,7 +95,9 @@ fn action_of(command: &SecretCommand) -> Option<Action> {
         | SecretCommand::ReplaceMetadata(_)
         | SecretCommand::SetTags(_)
         | SecretCommand::RemoveTags(_) => Action::UpdateSecret,
-        SecretCommand::Delete(_) | SecretCommand::Restore | SecretCommand::Expire => {
+        // Declaring a use needs what the use needs: reading the secret.
+        SecretCommand::RegisterConsumer(_) | SecretCommand::RemoveConsumer(_) => Action::ReadSecret,
+        SecretCommand::Delete { .. } | SecretCommand::Restore | SecretCommand::Expire => {
             Action::DeleteSecret
         }
         SecretCommand::SetAcl(_) => Action::ChangeAcl,
@@ -318,22 +321,50 @@ pub fn decide(
                     vec![SecretEvent::TagsRemoved(TagsRemoved { keys })]
                 }
             }
+            SecretCommand::RegisterConsumer(consumer) => {
+                if ctx.live(state)?.consumers.contains(consumer) {
+                    vec![]
+                } else {
+                    vec![SecretEvent::ConsumerRegistered(SecretConsumerChanged {
+                        consumer: consumer.clone(),
+                    })]
+                }
+            }
+            SecretCommand::RemoveConsumer(consumer) => {
+                if !ctx.existing(state)?.consumers.contains(consumer) {
+                    return Err(Rejection::not_found(format!(
+                        "secret {} has no consumer {consumer}",
+                        ctx.id
+                    )));
+                }
+                vec![SecretEvent::ConsumerRemoved(SecretConsumerChanged {
+                    consumer: consumer.clone(),
+                })]
+            }
             SecretCommand::SetAcl(change) => {
                 let secret = ctx.live(state)?;
                 vec![SecretEvent::AclSet(AclSet {
                     read: change.apply(&secret.acl),
                 })]
             }
-            SecretCommand::Delete(DeleteMode::Now) => {
+            SecretCommand::Delete {
+                mode: DeleteMode::Now,
+                ignore_consumers,
+            } => {
                 // Allowed on an expired secret and during a recovery window: it is how their
                 // keys get destroyed at once.
                 let secret = ctx.existing(state)?;
+                consumers_allow(secret, *ignore_consumers, &ctx)?;
                 vec![SecretEvent::Deleted(SecretDeleted {
                     destroyed_keys: secret.key_ids(),
                 })]
             }
-            SecretCommand::Delete(DeleteMode::After(asked)) => {
+            SecretCommand::Delete {
+                mode: DeleteMode::After(asked),
+                ignore_consumers,
+            } => {
                 let secret = ctx.existing(state)?;
+                consumers_allow(secret, *ignore_consumers, &ctx)?;
                 if let Some(at) = secret.purge_at {
                     return Err(Rejection::conflict(format!(
                         "secret {} is already scheduled for deletion on {at}; restore it, or force \
@@ -431,6 +462,20 @@ pub(super) fn stored(
         stages,
         created: Some(now),
     })
+}
+
+/// Refuses to delete a secret services still use, unless told to ignore them.
+fn consumers_allow(secret: &Secret, ignore: bool, ctx: &Context<'_>) -> Result<(), Rejection> {
+    if secret.consumers.is_empty() || ignore {
+        return Ok(());
+    }
+    let names: Vec<String> = secret.consumers.iter().map(ToString::to_string).collect();
+    Err(Rejection::invalid(format!(
+        "secret {} has consumers: {}; unregister them first, or force the deletion \
+         (ignore_consumers on NATS, ?force=true over HTTP)",
+        ctx.id,
+        names.join(", ")
+    )))
 }
 
 fn metadatum_not_found(ctx: &Context<'_>, key: &str) -> Rejection {

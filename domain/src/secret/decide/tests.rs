@@ -169,7 +169,10 @@ fn create_on_an_existing_secret_is_a_conflict() {
 fn delete_destroys_every_version_key() {
     let events = run(
         &[create(Some(sealed(1))), put(2, None)],
-        &SecretCommand::Delete(DeleteMode::Now),
+        &SecretCommand::Delete {
+            mode: DeleteMode::Now,
+            ignore_consumers: false,
+        },
     )
     .unwrap();
     assert_eq!(
@@ -182,9 +185,18 @@ fn delete_destroys_every_version_key() {
 
 #[test]
 fn nothing_applies_to_a_deleted_secret() {
-    let given = [create(None), SecretCommand::Delete(DeleteMode::Now)];
+    let given = [
+        create(None),
+        SecretCommand::Delete {
+            mode: DeleteMode::Now,
+            ignore_consumers: false,
+        },
+    ];
     for when in [
-        SecretCommand::Delete(DeleteMode::Now),
+        SecretCommand::Delete {
+            mode: DeleteMode::Now,
+            ignore_consumers: false,
+        },
         SecretCommand::PutPayload(sealed(1)),
         SecretCommand::SetMetadatum {
             key: MetadataKey::parse("k").unwrap(),
@@ -215,7 +227,13 @@ fn an_expired_secret_takes_no_payload_but_can_be_deleted() {
     );
     assert!(
         world
-            .decide(&SecretCommand::Delete(DeleteMode::Now), later)
+            .decide(
+                &SecretCommand::Delete {
+                    mode: DeleteMode::Now,
+                    ignore_consumers: false,
+                },
+                later
+            )
             .is_ok()
     );
 }
@@ -383,7 +401,10 @@ fn expire_is_accepted_once_the_expiration_passed_and_destroys_the_keys() {
 #[test]
 fn a_scheduled_deletion_can_be_restored_until_it_is_purged() {
     let w = World::new().given(&create(Some(sealed(1))), now()).given(
-        &SecretCommand::Delete(DeleteMode::After(Some(hours(24 * 7)))),
+        &SecretCommand::Delete {
+            mode: DeleteMode::After(Some(hours(24 * 7))),
+            ignore_consumers: false,
+        },
         now(),
     );
     let purge_at = at("2026-11-29T10:00:00Z");
@@ -421,7 +442,10 @@ fn recovery_windows_outside_the_bounds_are_refused() {
     let w = World::new().given(&create(None), now());
     let err = w
         .decide(
-            &SecretCommand::Delete(DeleteMode::After(Some(hours(1)))),
+            &SecretCommand::Delete {
+                mode: DeleteMode::After(Some(hours(1))),
+                ignore_consumers: false,
+            },
             now(),
         )
         .unwrap_err();
@@ -446,7 +470,10 @@ fn only_the_owning_service_changes_a_managed_secret() {
     };
     for cmd in [
         put(2, None),
-        SecretCommand::Delete(DeleteMode::Now),
+        SecretCommand::Delete {
+            mode: DeleteMode::Now,
+            ignore_consumers: false,
+        },
         SecretCommand::Restore,
     ] {
         let err = as_alice.decide(&cmd, now()).unwrap_err();
@@ -479,7 +506,13 @@ fn the_scheduler_runs_its_tasks_only_and_users_cannot_run_them() {
     };
     assert_eq!(
         sched
-            .decide(&SecretCommand::Delete(DeleteMode::Now), now())
+            .decide(
+                &SecretCommand::Delete {
+                    mode: DeleteMode::Now,
+                    ignore_consumers: false,
+                },
+                now()
+            )
             .unwrap_err()
             .code,
         ErrorCode::Forbidden
