@@ -307,6 +307,15 @@ async fn a_container_shows_when_a_secret_it_references_expires() {
         "{problem}"
     );
     assert_eq!(shown["consumers"][0]["name"], "lb");
+    // The TLS check says the same, and lists the consumers to tell.
+    let check = json_of(
+        t.get(&format!("/v1/containers/{id}/tls-check"), &alice)
+            .await,
+    )
+    .await;
+    assert_eq!(check["ok"], false);
+    assert_eq!(check["findings"][0]["message"], problem);
+    assert_eq!(check["consumers"][0]["URL"], "https://lb.example/1");
     t.stop().await;
 }
 

@@ -16,3 +16,4 @@ mod identity;
 mod lifecycle;
 mod nats_commands;
 mod projection;
+mod tls_check;

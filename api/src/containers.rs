@@ -25,7 +25,9 @@ use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tls_check::{Finding, Parts, check};
 use crate::views::{base_url, secret_ref};
+use secrecy::{ExposeSecret, SecretSlice};
 
 /// A container's URL.
 pub fn container_ref(base: &str, id: &str) -> String {
@@ -325,6 +327,109 @@ struct ConsumerBody {
     name: String,
     #[serde(rename = "URL", alias = "url")]
     url: String,
+    /// `"tls"`: register only if the container passes the TLS check.
+    #[serde(default)]
+    validate: Option<String>,
+}
+
+/// The TLS check of a certificate container: findings, each with its fix.
+async fn tls_findings(
+    state: &AppState,
+    caller: &Caller,
+    row: &ContainerRow,
+    base: &str,
+) -> Result<Vec<Finding>, ApiError> {
+    if row.container_type != "certificate" {
+        return Err(ApiError::bad_request(format!(
+            "container {} is a {} container; the TLS check applies to certificate containers",
+            row.id, row.container_type
+        )));
+    }
+    let unusable: Vec<Finding> = problems(row, base)
+        .into_iter()
+        .map(|message| Finding {
+            code: "secret_unusable",
+            message,
+            fix: "store a renewed secret and create a new container".into(),
+        })
+        .collect();
+    if !unusable.is_empty() {
+        return Ok(unusable);
+    }
+    let mut parts: std::collections::BTreeMap<&str, SecretSlice<u8>> = Default::default();
+    for r in &row.refs {
+        let name = match r.name.as_str() {
+            "certificate" => "certificate",
+            "private_key" => "private_key",
+            "intermediates" => "intermediates",
+            _ => continue,
+        };
+        let id = domain::ids::SecretId::parse(&r.secret_id).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the read model holds a malformed secret id; rebuild the read model",
+            )
+        })?;
+        let lookup = state.read.get_payload(id, (state.clock)()).await?;
+        let (secret, payload) = access::readable(
+            state,
+            caller,
+            Action::ReadPayload,
+            id,
+            lookup.value,
+            |(s, _)| s,
+        )?;
+        let Some(payload) = payload else {
+            return Ok(vec![Finding {
+                code: "secret_unusable",
+                message: format!(
+                    "{name} secret {} has no payload",
+                    secret_ref(base, &r.secret_id)
+                ),
+                fix: "store the payload, or reference a secret that has one".into(),
+            }]);
+        };
+        parts.insert(
+            name,
+            crate::payload::decrypt(state, caller, id, &secret, payload).await?,
+        );
+    }
+    let Some(certificate) = parts.get("certificate") else {
+        return Ok(vec![Finding {
+            code: "certificate_missing",
+            message: "the container has no certificate reference".into(),
+            fix: "create a certificate container that references the certificate".into(),
+        }]);
+    };
+    let parts = Parts {
+        certificate: certificate.expose_secret(),
+        private_key: parts.get("private_key").map(|k| k.expose_secret()),
+        intermediates: parts.get("intermediates").map(|k| k.expose_secret()),
+    };
+    Ok(check(&parts, (state.clock)().unix_millis() / 1000))
+}
+
+/// `GET /v1/containers/{id}/tls-check`: `{"ok", "findings": [{code, message, fix}],
+/// "consumers"}`.
+pub async fn tls_check(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = container_id(&id)?;
+    let (row, seq) = readable(&state, &caller, Action::ReadSecret, id).await?;
+    let base = base_url(&state, &headers);
+    let findings = tls_findings(&state, &caller, &row, &base).await?;
+    let body = json!({
+        "container_ref": container_ref(&base, &row.id),
+        "ok": findings.is_empty(),
+        "findings": findings,
+        "consumers": row.consumers.iter().map(|(name, url)| json!({"name": name, "URL": url}))
+            .collect::<Vec<_>>(),
+    });
+    Ok(with_seq(Json(body).into_response(), seq))
 }
 
 /// `GET /v1/containers/{id}/consumers`.
@@ -359,6 +464,29 @@ pub async fn change_consumer(
 ) -> Result<Response, ApiError> {
     let body: ConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
     let id = container_id(&id)?;
+    match body.validate.as_deref() {
+        None => {}
+        Some("tls") if method != axum::http::Method::DELETE => {
+            let (row, _) = readable(&state, &caller, Action::ReadSecret, id).await?;
+            let findings = tls_findings(&state, &caller, &row, &base_url(&state, &headers)).await?;
+            if !findings.is_empty() {
+                let each: Vec<String> = findings
+                    .iter()
+                    .map(|f| format!("{} ({})", f.message, f.fix))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "container {id} fails the TLS check, so it is not registered for {}: {}",
+                    body.name,
+                    each.join("; ")
+                )));
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "validate {other:?} is not supported; use \"tls\" when registering"
+            )));
+        }
+    }
     let request = ConsumerRequest {
         command_id: None,
         project: container_project(&state, id).await?,

@@ -23,7 +23,8 @@
 //!
 //! | `GET`, `POST /v1/containers`; `GET`, `DELETE /v1/containers/{id}` (`?force=true`) | containers |
 //! | `POST`, `DELETE /v1/containers/{id}/secrets` | add or remove a reference (generic containers) |
-//! | `GET`, `POST`, `DELETE /v1/containers/{id}/consumers` | consumers (`{"name", "URL"}`) |
+//! | `GET`, `POST`, `DELETE /v1/containers/{id}/consumers` | consumers (`{"name", "URL"}`; `"validate": "tls"` registers only if the TLS check passes) |
+//! | `GET /v1/containers/{id}/tls-check` | what a load balancer would fail on, each finding with its fix |
 //!
 //! `{id}` is a secret's UUID, its reference (`krn:keyledger:…`) or its name.
 //! | `GET`, `PUT`, `PATCH`, `DELETE /v1/secrets/{id}/acl` | show, replace, merge, reset the ACL |
@@ -43,6 +44,7 @@ mod payload;
 mod secret_versions;
 mod secrets;
 mod state;
+mod tls_check;
 mod views;
 mod whoami;
 
@@ -133,6 +135,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/containers/{id}/secrets",
             post(containers::change_secret).delete(containers::change_secret),
         )
+        .route("/v1/containers/{id}/tls-check", get(containers::tls_check))
         .route(
             "/v1/containers/{id}/acl",
             get(acl::container_get)

@@ -12,7 +12,7 @@ use domain::ids::{KeyId, ProjectId, SecretId, VersionId};
 use domain::policy::Action;
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::subject::command;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::access::resolve;
 use crate::access::{not_found, owner_project, readable};
@@ -125,17 +125,7 @@ pub async fn open(
     row: PayloadRow,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let corrupt = |what: &str| {
-        tracing::error!(secret = %id, what, "read model holds a malformed payload row");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "the stored payload of secret {id} is malformed ({what}); rebuild the read model"
-            ),
-        )
-    };
-    let stored = ContentType::parse(&row.content_type).map_err(|_| corrupt("content type"))?;
-    let project = &ProjectId::parse(&secret.project).map_err(|_| corrupt("project"))?;
+    let stored = ContentType::parse(&row.content_type).map_err(|_| corrupt(id, "content type"))?;
     let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
     let Some(served) = payload_type(accept, stored) else {
         return Err(ApiError::new(
@@ -146,10 +136,44 @@ pub async fn open(
             ),
         ));
     };
+    let version_id = row.version_id.clone();
+    let plaintext = decrypt(state, caller, id, secret, row).await?;
+    let mut response = plaintext.expose_secret().to_vec().into_response();
+    let content_type = match served {
+        ContentType::TextPlain => "text/plain; charset=utf-8",
+        ContentType::OctetStream => "application/octet-stream",
+    };
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&version_id) {
+        h.insert(VERSION_ID, v);
+    }
+    Ok(response)
+}
+
+fn corrupt(id: SecretId, what: &str) -> ApiError {
+    tracing::error!(secret = %id, what, "read model holds a malformed payload row");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the stored payload of secret {id} is malformed ({what}); rebuild the read model"),
+    )
+}
+
+/// Decrypts a stored payload (the caller has been authorized to read it).
+pub async fn decrypt(
+    state: &AppState,
+    caller: &Caller,
+    id: SecretId,
+    secret: &SecretRow,
+    row: PayloadRow,
+) -> Result<SecretSlice<u8>, ApiError> {
+    let project = &ProjectId::parse(&secret.project).map_err(|_| corrupt(id, "project"))?;
     let sealed = SealedPayload {
-        version_id: VersionId::parse(&row.version_id).map_err(|_| corrupt("version id"))?,
-        key_id: KeyId::parse(&row.key_id).map_err(|_| corrupt("key id"))?,
-        content_type: stored,
+        version_id: VersionId::parse(&row.version_id).map_err(|_| corrupt(id, "version id"))?,
+        key_id: KeyId::parse(&row.key_id).map_err(|_| corrupt(id, "key id"))?,
+        content_type: ContentType::parse(&row.content_type)
+            .map_err(|_| corrupt(id, "content type"))?,
         nonce: row.nonce,
         ciphertext: row.ciphertext,
     };
@@ -162,23 +186,11 @@ pub async fn open(
         // The key is destroyed: the secret or version went after the read model answered.
         return Err(not_found(caller, id));
     };
-    let plaintext = state
+    state
         .envelope
         .open(&sealed, &wrapped, project, id)
         .map_err(|e| {
             tracing::error!(secret = %id, error = %e, "a payload did not open");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        })?;
-    let mut response = plaintext.expose_secret().to_vec().into_response();
-    let content_type = match served {
-        ContentType::TextPlain => "text/plain; charset=utf-8",
-        ContentType::OctetStream => "application/octet-stream",
-    };
-    let h = response.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&row.version_id) {
-        h.insert(VERSION_ID, v);
-    }
-    Ok(response)
+        })
 }

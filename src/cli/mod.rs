@@ -3,6 +3,7 @@
 mod acl;
 mod args;
 mod bench;
+mod container;
 mod http;
 mod projections_cmd;
 mod secret;
@@ -46,6 +47,9 @@ enum Command {
     /// Show, replace, merge or reset a secret's ACL through the HTTP API.
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// Containers: show one, or check a certificate container for TLS.
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
     /// Show who the API takes you for: user, project, roles, service.
     Whoami {
         #[command(flatten)]
@@ -81,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Token(cmd) => token::run(cmd),
         Command::Secret(cmd) => secret::run(cmd).await,
         Command::Acl(cmd) => acl::run(cmd).await,
+        Command::Container(cmd) => container::run(cmd).await,
         Command::Whoami { client } => whoami::run(client).await,
         Command::Projections(cmd) => projections_cmd::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
