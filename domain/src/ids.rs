@@ -175,6 +175,11 @@ uuid_id!(
     "container id"
 );
 uuid_id!(
+    /// An order's id (the `{uuid}` in `/v1/orders/{uuid}`).
+    OrderId,
+    "order id"
+);
+uuid_id!(
     /// One stored payload of a secret; bound into the payload's AAD.
     VersionId,
     "version id"
@@ -195,6 +200,15 @@ impl SecretId {
     /// inside JetStream's duplicate window.
     pub fn for_create(project: &ProjectId, command: &CommandId) -> Self {
         let name = format!("{project}/{command}");
+        Self(Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes()))
+    }
+}
+
+impl OrderId {
+    /// The id of the order a place command makes, derived like
+    /// [`SecretId::for_create`] (in its own namespace).
+    pub fn for_create(project: &ProjectId, command: &CommandId) -> Self {
+        let name = format!("order/{project}/{command}");
         Self(Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes()))
     }
 }

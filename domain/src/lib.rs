@@ -21,6 +21,7 @@ pub mod commit;
 pub mod container;
 pub mod error;
 pub mod ids;
+pub mod order;
 pub mod policy;
 pub mod principal;
 pub mod roles;

@@ -26,7 +26,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::Rejection;
-use crate::ids::{ContainerId, ProjectId, SecretId, ServiceName, UserId};
+use crate::ids::{ContainerId, OrderId, ProjectId, SecretId, ServiceName, UserId};
 use crate::principal::Principal;
 use crate::roles::{ProjectRole, effective, either};
 use crate::secret::acl::Acl;
@@ -45,6 +45,10 @@ pub enum Action {
     CreateContainer,
     /// List a project's containers.
     ListContainers,
+    /// Place an order.
+    CreateOrder,
+    /// List a project's orders.
+    ListOrders,
     /// Read a secret's metadata.
     ReadSecret,
     /// Read a secret's decrypted payload.
@@ -64,8 +68,8 @@ impl Action {
     /// They grant it only on a non-private secret.
     fn project_roles(self) -> &'static [ProjectRole] {
         match self {
-            Self::CreateSecret | Self::CreateContainer => &[Creator],
-            Self::ListSecrets | Self::ListContainers | Self::ReadSecret => {
+            Self::CreateSecret | Self::CreateContainer | Self::CreateOrder => &[Creator],
+            Self::ListSecrets | Self::ListContainers | Self::ListOrders | Self::ReadSecret => {
                 &[Audit, Observer, Creator]
             }
             Self::ReadPayload | Self::ReadAcl => &[Observer, Creator],
@@ -101,6 +105,8 @@ impl Action {
             Self::ListSecrets => "listing secrets".into(),
             Self::CreateContainer => "creating a container".into(),
             Self::ListContainers => "listing containers".into(),
+            Self::CreateOrder => "placing an order".into(),
+            Self::ListOrders => "listing orders".into(),
             Self::ReadSecret => format!("reading {o}"),
             Self::ReadPayload => format!("reading the payload of {o}"),
             Self::UpdateSecret => format!("changing {o}"),
@@ -119,6 +125,8 @@ pub enum Object {
     Secret(SecretId),
     /// A container.
     Container(ContainerId),
+    /// An order.
+    Order(OrderId),
 }
 
 impl Object {
@@ -127,6 +135,7 @@ impl Object {
         match self {
             Self::Secret(_) => "secret",
             Self::Container(_) => "container",
+            Self::Order(_) => "order",
         }
     }
 }
@@ -136,6 +145,7 @@ impl fmt::Display for Object {
         match self {
             Self::Secret(id) => write!(f, "secret {id}"),
             Self::Container(id) => write!(f, "container {id}"),
+            Self::Order(id) => write!(f, "order {id}"),
         }
     }
 }

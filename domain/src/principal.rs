@@ -25,6 +25,17 @@ pub enum SystemTask {
     /// The lifecycle scheduler: expiring secrets, purging deletions whose recovery
     /// window has ended, destroying deprecated versions.
     Scheduler,
+    /// The order worker: generating keys and certificates, and storing them.
+    OrderWorker,
+}
+
+impl std::fmt::Display for SystemTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Scheduler => "scheduler",
+            Self::OrderWorker => "order worker",
+        })
+    }
 }
 
 /// Who issued a command, as the commit records it.
@@ -54,6 +65,13 @@ impl Actor {
     pub fn scheduler() -> Self {
         Self::System(SystemActor {
             system: SystemTask::Scheduler,
+        })
+    }
+
+    /// The order worker.
+    pub fn order_worker() -> Self {
+        Self::System(SystemActor {
+            system: SystemTask::OrderWorker,
         })
     }
 

@@ -76,6 +76,11 @@ pub mod command {
     /// Delete a container.
     pub const CONTAINER_DELETE: &str = "container.delete";
 
+    /// Place an order (Barbican `POST /v1/orders`).
+    pub const ORDER_PLACE: &str = "order.place";
+    /// Delete an order.
+    pub const ORDER_DELETE: &str = "order.delete";
+
     /// Every command name served on NATS, for help texts and routing tables.
     pub const ALL: &[&str] = &[
         SECRET_CREATE,
@@ -102,6 +107,8 @@ pub mod command {
         CONTAINER_ACL_SET,
         CONTAINER_ACL_DELETE,
         CONTAINER_DELETE,
+        ORDER_PLACE,
+        ORDER_DELETE,
     ];
 }
 
@@ -118,6 +125,8 @@ pub enum AggregateKind {
     Secret,
     /// A container.
     Container,
+    /// An order.
+    Order,
 }
 
 impl AggregateKind {
@@ -126,6 +135,7 @@ impl AggregateKind {
         match self {
             Self::Secret => "secret",
             Self::Container => "container",
+            Self::Order => "order",
         }
     }
 }

@@ -375,3 +375,51 @@ fn unknown_versions_and_types_are_named() {
         "bad event: unknown event type \"secret.exploded\""
     );
 }
+
+#[test]
+fn order_events_v1() {
+    use domain::ids::ContainerId;
+    use domain::order::{
+        Material, MaterialRecorded, OrderCompleted, OrderEvent, OrderFailed, OrderPlaced, OrderType,
+    };
+    let meta =
+        serde_json::json!({"algorithm": "ec", "bit_length": 256, "subject_dn": "CN=web.example"});
+    let SecretEvent::PayloadStored(stored) = payload_stored() else {
+        unreachable!("payload_stored() builds a PayloadStored")
+    };
+    let events = [
+        OrderEvent::Placed(OrderPlaced {
+            order_type: OrderType::Certificate,
+            meta: meta.as_object().unwrap().clone(),
+            creator: UserId::parse("alice").unwrap(),
+        }),
+        OrderEvent::MaterialRecorded(MaterialRecorded {
+            items: vec![Material {
+                role: "private_key".into(),
+                secret_id: SecretId::from_uuid(Uuid::from_u128(0x44)),
+                attributes: Attributes {
+                    secret_type: SecretType::Private,
+                    ..Default::default()
+                },
+                payload: stored.payload,
+            }],
+        }),
+        OrderEvent::Completed(OrderCompleted {
+            secret_id: None,
+            container_id: Some(ContainerId::from_uuid(Uuid::from_u128(0x55))),
+        }),
+        OrderEvent::Failed(OrderFailed {
+            error_status_code: 503,
+            error_reason: "the CA local is unreachable".into(),
+        }),
+        OrderEvent::Deleted,
+    ];
+    for event in events {
+        let file = format!("{}.v1.json", event.type_name());
+        let golden = ExpectFile {
+            path: format!("golden/{file}").into(),
+            position: file!(),
+        };
+        check_any(event, &file, golden);
+    }
+}

@@ -10,7 +10,7 @@ use crate::container::event::{
 use crate::container::{ContainerType, RefName, SecretRef, validate_refs};
 use crate::ids::{ContainerId, ProjectId, SecretId, UserId};
 use crate::policy::{Action, Object, RequestEnv, SecretFacts, Target, authorize};
-use crate::principal::{Actor, Principal};
+use crate::principal::{Actor, Principal, SystemTask};
 use crate::secret::acl::{Acl, AclChange};
 use crate::secret::fields::SecretName;
 use crate::secret::{AclSet, SecretState};
@@ -53,6 +53,13 @@ impl Consumer {
 pub enum ContainerCommand {
     /// Create it.
     Create(Box<CreateContainer>),
+    /// Create it for an order, owned by the order's creator (the order worker's).
+    CreateForOrder {
+        /// What to create.
+        create: Box<CreateContainer>,
+        /// The user who placed the order.
+        creator: UserId,
+    },
     /// Add a reference (generic containers).
     AddSecret(SecretRef),
     /// Remove a reference (generic containers).
@@ -79,7 +86,7 @@ impl ContainerCommand {
     /// The command's name, as in its subject `keyledger.cmd.<name>`.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Create(_) => command::CONTAINER_CREATE,
+            Self::Create(_) | Self::CreateForOrder { .. } => command::CONTAINER_CREATE,
             Self::AddSecret(_) => command::CONTAINER_SECRET_ADD,
             Self::RemoveSecret { .. } => command::CONTAINER_SECRET_REMOVE,
             Self::RegisterConsumer(_) => command::CONTAINER_CONSUMER_REGISTER,
@@ -94,6 +101,8 @@ impl ContainerCommand {
     pub fn new_refs(&self) -> &[SecretRef] {
         match self {
             Self::Create(c) => &c.refs,
+            // The order worker references the secrets it just created.
+            Self::CreateForOrder { .. } => &[],
             Self::AddSecret(r) => std::slice::from_ref(r),
             _ => &[],
         }
@@ -261,7 +270,9 @@ impl Context<'_> {
 
 fn action_of(command: &ContainerCommand) -> Action {
     match command {
-        ContainerCommand::Create(_) => Action::CreateContainer,
+        ContainerCommand::Create(_) | ContainerCommand::CreateForOrder { .. } => {
+            Action::CreateContainer
+        }
         ContainerCommand::AddSecret(_) | ContainerCommand::RemoveSecret { .. } => {
             Action::UpdateSecret
         }
@@ -280,49 +291,31 @@ pub fn decide(
     command: &ContainerCommand,
     ctx: Context<'_>,
 ) -> Result<Vec<ContainerEvent>, Rejection> {
-    let Actor::User(who) = ctx.actor else {
-        return Err(Rejection::forbidden(format!(
-            "{} is not a task of keyledger's scheduler",
-            command.name()
-        )));
-    };
-    let object = Object::Container(ctx.id);
-    let target = match (state, command) {
-        (_, ContainerCommand::Create(_)) => Target::Project {
-            project: ctx.project,
-            secret: None,
-        },
-        (ContainerState::Live(c), _) => Target::Secret(SecretFacts {
-            id: object,
-            project: ctx.project,
-            creator: &c.creator,
-            acl: &c.acl,
-            owning_service: None,
-        }),
-        _ => Target::Project {
-            project: ctx.project,
-            secret: Some(object),
-        },
-    };
-    let env = RequestEnv {
-        source: None,
-        now: ctx.now,
-    };
-    authorize(who, action_of(command), target, env)?;
-    for r in command.new_refs() {
-        match ctx.refs.get(&r.secret_id) {
-            Some(Ok(())) => {}
-            Some(Err(denied)) => return Err(denied.clone()),
-            None => {
-                return Err(Rejection::internal(format!(
-                    "secret {} was not checked before deciding",
-                    r.secret_id
-                )));
-            }
+    let creator = match (ctx.actor, command) {
+        (Actor::System(system), ContainerCommand::CreateForOrder { creator, .. })
+            if system.system == SystemTask::OrderWorker =>
+        {
+            creator
         }
-    }
+        (Actor::System(system), _) => {
+            return Err(Rejection::forbidden(format!(
+                "{} is not a task of keyledger's {}",
+                command.name(),
+                system.system
+            )));
+        }
+        (Actor::User(_), ContainerCommand::CreateForOrder { .. }) => {
+            return Err(Rejection::forbidden(
+                "containers for orders are created by keyledger's order worker only",
+            ));
+        }
+        (Actor::User(who), _) => {
+            authorize_user(who, state, command, &ctx)?;
+            &who.user
+        }
+    };
     Ok(match command {
-        ContainerCommand::Create(create) => {
+        ContainerCommand::Create(create) | ContainerCommand::CreateForOrder { create, .. } => {
             if !matches!(state, ContainerState::Absent) {
                 return Err(Rejection::conflict(format!(
                     "container {} already exists; send a new command_id to create another",
@@ -334,7 +327,7 @@ pub fn decide(
                 name: create.name.clone(),
                 kind: create.kind,
                 secret_refs: create.refs.clone(),
-                creator: who.user.clone(),
+                creator: creator.clone(),
             })]
         }
         ContainerCommand::AddSecret(r) => {
@@ -418,6 +411,51 @@ pub fn decide(
             })]
         }
     })
+}
+
+/// The policy and the reference checks, for a user's command.
+fn authorize_user(
+    who: &Principal,
+    state: &ContainerState,
+    command: &ContainerCommand,
+    ctx: &Context<'_>,
+) -> Result<(), Rejection> {
+    let object = Object::Container(ctx.id);
+    let target = match (state, command) {
+        (_, ContainerCommand::Create(_)) => Target::Project {
+            project: ctx.project,
+            secret: None,
+        },
+        (ContainerState::Live(c), _) => Target::Secret(SecretFacts {
+            id: object,
+            project: ctx.project,
+            creator: &c.creator,
+            acl: &c.acl,
+            owning_service: None,
+        }),
+        _ => Target::Project {
+            project: ctx.project,
+            secret: Some(object),
+        },
+    };
+    let env = RequestEnv {
+        source: None,
+        now: ctx.now,
+    };
+    authorize(who, action_of(command), target, env)?;
+    for r in command.new_refs() {
+        match ctx.refs.get(&r.secret_id) {
+            Some(Ok(())) => {}
+            Some(Err(denied)) => return Err(denied.clone()),
+            None => {
+                return Err(Rejection::internal(format!(
+                    "secret {} was not checked before deciding",
+                    r.secret_id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn generic_only(c: &Container, id: ContainerId) -> Result<(), Rejection> {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::ids::{ServiceName, VersionId};
+use crate::ids::{ServiceName, UserId, VersionId};
 use crate::secret::acl::AclChange;
 use crate::secret::consumer::SecretConsumer;
 use crate::secret::fields::{Attributes, Metadata, MetadataKey, MetadataValue, TagKey, Tags};
@@ -59,6 +59,13 @@ pub enum DeleteMode {
 pub enum SecretCommand {
     /// Create it.
     Create(Box<CreateSecret>),
+    /// Create it for an order, owned by the order's creator (the order worker's).
+    CreateForOrder {
+        /// What to create, its payload sealed.
+        create: Box<CreateSecret>,
+        /// The user who placed the order.
+        creator: UserId,
+    },
     /// Store the payload of a secret created without one (Barbican). Allowed once.
     PutPayload(SealedPayload),
     /// Store a new version of the value.
@@ -116,7 +123,7 @@ impl SecretCommand {
     /// The command's name, as in its subject `keyledger.cmd.<name>`.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Create(_) => command::SECRET_CREATE,
+            Self::Create(_) | Self::CreateForOrder { .. } => command::SECRET_CREATE,
             Self::PutPayload(_) => command::SECRET_PAYLOAD_PUT,
             Self::PutValue(_) => command::SECRET_VALUE_PUT,
             Self::MoveStage { .. } => command::SECRET_STAGE_MOVE,

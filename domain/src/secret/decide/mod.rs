@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use crate::Rejection;
 use crate::ids::{ProjectId, SecretId};
 use crate::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
-use crate::principal::{Actor, Principal};
+use crate::principal::{Actor, Principal, SystemTask};
 use crate::secret::command::{DeleteMode, Presence, SecretCommand};
 use crate::secret::event::{
     AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored,
@@ -101,7 +101,11 @@ fn action_of(command: &SecretCommand) -> Option<Action> {
             Action::DeleteSecret
         }
         SecretCommand::SetAcl(_) => Action::ChangeAcl,
-        SecretCommand::Purge | SecretCommand::PruneVersions => return None,
+        SecretCommand::Purge
+        | SecretCommand::PruneVersions
+        | SecretCommand::CreateForOrder { .. } => {
+            return None;
+        }
     })
 }
 
@@ -113,14 +117,17 @@ fn authorize_command(
     ctx: &Context<'_>,
 ) -> Result<(), Rejection> {
     let who: &Principal = match ctx.actor {
-        Actor::System(_) => {
-            return match command {
-                SecretCommand::Expire | SecretCommand::Purge | SecretCommand::PruneVersions => {
-                    Ok(())
-                }
+        Actor::System(system) => {
+            return match (system.system, command) {
+                (
+                    SystemTask::Scheduler,
+                    SecretCommand::Expire | SecretCommand::Purge | SecretCommand::PruneVersions,
+                )
+                | (SystemTask::OrderWorker, SecretCommand::CreateForOrder { .. }) => Ok(()),
                 _ => Err(Rejection::forbidden(format!(
-                    "{} is not a task of keyledger's scheduler",
-                    command.name()
+                    "{} is not a task of keyledger's {}",
+                    command.name(),
+                    system.system
                 ))),
             };
         }
@@ -133,7 +140,7 @@ fn authorize_command(
         )));
     };
     let target = match (state, command) {
-        (_, SecretCommand::Create(_)) => Target::Project {
+        (_, SecretCommand::Create(_) | SecretCommand::CreateForOrder { .. }) => Target::Project {
             project: ctx.project,
             secret: None,
         },
@@ -178,277 +185,288 @@ pub fn decide(
     ctx: Context<'_>,
 ) -> Result<Vec<SecretEvent>, Rejection> {
     authorize_command(state, command, &ctx)?;
-    let events =
-        match command {
-            SecretCommand::Create(create) => {
-                if !matches!(state, SecretState::Absent) {
-                    return Err(Rejection::conflict(format!(
-                        "secret {} already exists; send a new command_id to create another secret",
-                        ctx.id
-                    )));
-                }
-                if let Some(exp) = create.attributes.expiration
-                    && exp.has_passed(ctx.now)
-                {
-                    return Err(Rejection::invalid(format!(
-                        "expiration {} is not in the future (it is now {}); choose a later time",
-                        exp.at(),
-                        ctx.now
-                    )));
-                }
-                let mut events =
-                    vec![SecretEvent::Created(SecretCreated {
-                        attributes: create.attributes.clone(),
-                        creator: ctx.actor.principal().map(|p| p.user.clone()).ok_or_else(
-                            || Rejection::forbidden("only a user or a service creates secrets"),
-                        )?,
-                        owning_service: create.owning_service.clone(),
-                        tags: create.tags.clone(),
-                    })];
-                if let Some(payload) = &create.payload {
-                    events.push(stored(payload, [Stage::Current].into(), ctx.now));
-                }
-                events
-            }
-            SecretCommand::PutPayload(payload) => {
-                let secret = ctx.live(state)?;
-                if !secret.versions.is_empty() {
-                    return Err(Rejection::conflict(format!(
-                        "secret {} already has a payload; a payload is stored once. Create a new \
+    let events = match command {
+        SecretCommand::CreateForOrder { create, creator } => created(state, create, creator, &ctx)?,
+        SecretCommand::Create(create) => {
+            let creator = &ctx
+                .actor
+                .principal()
+                .ok_or_else(|| Rejection::forbidden("only a user or a service creates secrets"))?
+                .user;
+            created(state, create, creator, &ctx)?
+        }
+        SecretCommand::PutPayload(payload) => {
+            let secret = ctx.live(state)?;
+            if !secret.versions.is_empty() {
+                return Err(Rejection::conflict(format!(
+                    "secret {} already has a payload; a payload is stored once. Create a new \
                      secret to store a different value, or add a version with the \
                      secret.value.put command",
+                    ctx.id
+                )));
+            }
+            vec![stored(payload, [Stage::Current].into(), ctx.now)]
+        }
+        SecretCommand::PutValue(put) => put_value(ctx.live(state)?, put, &ctx)?,
+        SecretCommand::MoveStage { stage, to, from } => {
+            move_stage(ctx.live(state)?, *stage, *to, *from, &ctx)?
+        }
+        SecretCommand::SetMetadatum {
+            key,
+            value,
+            presence,
+        } => {
+            let metadata = &ctx.live(state)?.attributes.metadata;
+            let key_name = key.as_str();
+            match (presence, metadata.get(key)) {
+                (Presence::Absent, Some(_)) => {
+                    return Err(Rejection::conflict(format!(
+                        "metadata key {key_name:?} of secret {} already exists; change it with \
+                         PUT /v1/secrets/{}/metadata/{key_name}",
+                        ctx.id, ctx.id
+                    )));
+                }
+                (Presence::Present, None) => {
+                    return Err(metadatum_not_found(&ctx, key_name));
+                }
+                (_, Some(old)) if old == value => vec![],
+                _ if !metadata.contains_key(key) && metadata.len() >= MAX_METADATA_ENTRIES => {
+                    return Err(Rejection::invalid(format!(
+                        "secret {} already has {MAX_METADATA_ENTRIES} metadata entries, the \
+                         limit; change an existing key instead of adding {key_name:?}",
                         ctx.id
                     )));
                 }
-                vec![stored(payload, [Stage::Current].into(), ctx.now)]
+                _ => vec![SecretEvent::MetadatumSet(MetadatumSet {
+                    key: key.clone(),
+                    value: value.clone(),
+                })],
             }
-            SecretCommand::PutValue(put) => put_value(ctx.live(state)?, put, &ctx)?,
-            SecretCommand::MoveStage { stage, to, from } => {
-                move_stage(ctx.live(state)?, *stage, *to, *from, &ctx)?
+        }
+        SecretCommand::DeleteMetadatum(key) => {
+            if !ctx.live(state)?.attributes.metadata.contains_key(key) {
+                return Err(metadatum_not_found(&ctx, key.as_str()));
             }
-            SecretCommand::SetMetadatum {
-                key,
-                value,
-                presence,
-            } => {
-                let metadata = &ctx.live(state)?.attributes.metadata;
-                let key_name = key.as_str();
-                match (presence, metadata.get(key)) {
-                    (Presence::Absent, Some(_)) => {
-                        return Err(Rejection::conflict(format!(
-                            "metadata key {key_name:?} of secret {} already exists; change it with \
-                         PUT /v1/secrets/{}/metadata/{key_name}",
-                            ctx.id, ctx.id
-                        )));
-                    }
-                    (Presence::Present, None) => {
-                        return Err(metadatum_not_found(&ctx, key_name));
-                    }
-                    (_, Some(old)) if old == value => vec![],
-                    _ if !metadata.contains_key(key) && metadata.len() >= MAX_METADATA_ENTRIES => {
-                        return Err(Rejection::invalid(format!(
-                            "secret {} already has {MAX_METADATA_ENTRIES} metadata entries, the \
-                         limit; change an existing key instead of adding {key_name:?}",
-                            ctx.id
-                        )));
-                    }
-                    _ => vec![SecretEvent::MetadatumSet(MetadatumSet {
+            vec![SecretEvent::MetadatumDeleted(MetadatumDeleted {
+                key: key.clone(),
+            })]
+        }
+        SecretCommand::ReplaceMetadata(new) => {
+            let old = &ctx.live(state)?.attributes.metadata;
+            let removed = old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .map(|key| SecretEvent::MetadatumDeleted(MetadatumDeleted { key: key.clone() }));
+            let set = new
+                .iter()
+                .filter(|(k, v)| old.get(*k) != Some(*v))
+                .map(|(key, value)| {
+                    SecretEvent::MetadatumSet(MetadatumSet {
                         key: key.clone(),
                         value: value.clone(),
-                    })],
-                }
-            }
-            SecretCommand::DeleteMetadatum(key) => {
-                if !ctx.live(state)?.attributes.metadata.contains_key(key) {
-                    return Err(metadatum_not_found(&ctx, key.as_str()));
-                }
-                vec![SecretEvent::MetadatumDeleted(MetadatumDeleted {
-                    key: key.clone(),
-                })]
-            }
-            SecretCommand::ReplaceMetadata(new) => {
-                let old = &ctx.live(state)?.attributes.metadata;
-                let removed = old.keys().filter(|k| !new.contains_key(*k)).map(|key| {
-                    SecretEvent::MetadatumDeleted(MetadatumDeleted { key: key.clone() })
+                    })
                 });
-                let set =
-                    new.iter()
-                        .filter(|(k, v)| old.get(*k) != Some(*v))
-                        .map(|(key, value)| {
-                            SecretEvent::MetadatumSet(MetadatumSet {
-                                key: key.clone(),
-                                value: value.clone(),
-                            })
-                        });
-                removed.chain(set).collect()
-            }
-            SecretCommand::SetTags(tags) => {
-                let secret = ctx.live(state)?;
-                let total = secret
-                    .tags
-                    .keys()
-                    .chain(tags.keys())
-                    .collect::<BTreeSet<_>>()
-                    .len();
-                if total > MAX_TAGS {
-                    return Err(Rejection::invalid(format!(
-                        "secret {} would have {total} tags; a secret carries at most {MAX_TAGS}. \
+            removed.chain(set).collect()
+        }
+        SecretCommand::SetTags(tags) => {
+            let secret = ctx.live(state)?;
+            let total = secret
+                .tags
+                .keys()
+                .chain(tags.keys())
+                .collect::<BTreeSet<_>>()
+                .len();
+            if total > MAX_TAGS {
+                return Err(Rejection::invalid(format!(
+                    "secret {} would have {total} tags; a secret carries at most {MAX_TAGS}. \
                      Remove some first",
-                        ctx.id
-                    )));
-                }
-                let changed: crate::secret::fields::Tags = tags
-                    .iter()
-                    .filter(|(k, v)| secret.tags.get(*k) != Some(*v))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                if changed.is_empty() {
-                    vec![]
-                } else {
-                    vec![SecretEvent::TagsSet(TagsSet { tags: changed })]
-                }
+                    ctx.id
+                )));
             }
-            SecretCommand::RemoveTags(keys) => {
-                let secret = ctx.live(state)?;
-                let keys: BTreeSet<_> = keys
-                    .iter()
-                    .filter(|k| secret.tags.contains_key(*k))
-                    .cloned()
-                    .collect();
-                if keys.is_empty() {
-                    vec![]
-                } else {
-                    vec![SecretEvent::TagsRemoved(TagsRemoved { keys })]
-                }
+            let changed: crate::secret::fields::Tags = tags
+                .iter()
+                .filter(|(k, v)| secret.tags.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if changed.is_empty() {
+                vec![]
+            } else {
+                vec![SecretEvent::TagsSet(TagsSet { tags: changed })]
             }
-            SecretCommand::RegisterConsumer(consumer) => {
-                if ctx.live(state)?.consumers.contains(consumer) {
-                    vec![]
-                } else {
-                    vec![SecretEvent::ConsumerRegistered(SecretConsumerChanged {
-                        consumer: consumer.clone(),
-                    })]
-                }
+        }
+        SecretCommand::RemoveTags(keys) => {
+            let secret = ctx.live(state)?;
+            let keys: BTreeSet<_> = keys
+                .iter()
+                .filter(|k| secret.tags.contains_key(*k))
+                .cloned()
+                .collect();
+            if keys.is_empty() {
+                vec![]
+            } else {
+                vec![SecretEvent::TagsRemoved(TagsRemoved { keys })]
             }
-            SecretCommand::RemoveConsumer(consumer) => {
-                if !ctx.existing(state)?.consumers.contains(consumer) {
-                    return Err(Rejection::not_found(format!(
-                        "secret {} has no consumer {consumer}",
-                        ctx.id
-                    )));
-                }
-                vec![SecretEvent::ConsumerRemoved(SecretConsumerChanged {
+        }
+        SecretCommand::RegisterConsumer(consumer) => {
+            if ctx.live(state)?.consumers.contains(consumer) {
+                vec![]
+            } else {
+                vec![SecretEvent::ConsumerRegistered(SecretConsumerChanged {
                     consumer: consumer.clone(),
                 })]
             }
-            SecretCommand::SetAcl(change) => {
-                let secret = ctx.live(state)?;
-                vec![SecretEvent::AclSet(AclSet {
-                    read: change.apply(&secret.acl),
-                })]
+        }
+        SecretCommand::RemoveConsumer(consumer) => {
+            if !ctx.existing(state)?.consumers.contains(consumer) {
+                return Err(Rejection::not_found(format!(
+                    "secret {} has no consumer {consumer}",
+                    ctx.id
+                )));
             }
-            SecretCommand::Delete {
-                mode: DeleteMode::Now,
-                ignore_consumers,
-            } => {
-                // Allowed on an expired secret and during a recovery window: it is how their
-                // keys get destroyed at once.
-                let secret = ctx.existing(state)?;
-                consumers_allow(secret, *ignore_consumers, &ctx)?;
-                vec![SecretEvent::Deleted(SecretDeleted {
-                    destroyed_keys: secret.key_ids(),
-                })]
-            }
-            SecretCommand::Delete {
-                mode: DeleteMode::After(asked),
-                ignore_consumers,
-            } => {
-                let secret = ctx.existing(state)?;
-                consumers_allow(secret, *ignore_consumers, &ctx)?;
-                if let Some(at) = secret.purge_at {
-                    return Err(Rejection::conflict(format!(
-                        "secret {} is already scheduled for deletion on {at}; restore it, or force \
+            vec![SecretEvent::ConsumerRemoved(SecretConsumerChanged {
+                consumer: consumer.clone(),
+            })]
+        }
+        SecretCommand::SetAcl(change) => {
+            let secret = ctx.live(state)?;
+            vec![SecretEvent::AclSet(AclSet {
+                read: change.apply(&secret.acl),
+            })]
+        }
+        SecretCommand::Delete {
+            mode: DeleteMode::Now,
+            ignore_consumers,
+        } => {
+            // Allowed on an expired secret and during a recovery window: it is how their
+            // keys get destroyed at once.
+            let secret = ctx.existing(state)?;
+            consumers_allow(secret, *ignore_consumers, &ctx)?;
+            vec![SecretEvent::Deleted(SecretDeleted {
+                destroyed_keys: secret.key_ids(),
+            })]
+        }
+        SecretCommand::Delete {
+            mode: DeleteMode::After(asked),
+            ignore_consumers,
+        } => {
+            let secret = ctx.existing(state)?;
+            consumers_allow(secret, *ignore_consumers, &ctx)?;
+            if let Some(at) = secret.purge_at {
+                return Err(Rejection::conflict(format!(
+                    "secret {} is already scheduled for deletion on {at}; restore it, or force \
                      the deletion to delete it now",
-                        ctx.id
-                    )));
-                }
-                ctx.live(state)?;
-                let window = ctx.lifecycle.recovery.check(*asked)?;
-                let purge_at = ctx.now.plus(window).ok_or_else(|| {
-                    Rejection::invalid(
-                        "the recovery window ends past year 9999; choose a shorter one",
-                    )
-                })?;
-                vec![SecretEvent::DeletionScheduled(DeletionScheduled {
-                    purge_at,
-                })]
+                    ctx.id
+                )));
             }
-            SecretCommand::Restore => {
-                let secret = ctx.existing(state)?;
-                if let Some(exp) = secret.attributes.expiration
-                    && exp.has_passed(ctx.now)
-                {
-                    return Err(ctx.expired(exp.at()));
-                }
-                if secret.purge_at.is_none() {
-                    return Err(Rejection::conflict(format!(
-                        "secret {} is not scheduled for deletion; there is nothing to restore",
-                        ctx.id
-                    )));
-                }
-                vec![SecretEvent::Restored(SecretRestored {})]
+            ctx.live(state)?;
+            let window = ctx.lifecycle.recovery.check(*asked)?;
+            let purge_at = ctx.now.plus(window).ok_or_else(|| {
+                Rejection::invalid("the recovery window ends past year 9999; choose a shorter one")
+            })?;
+            vec![SecretEvent::DeletionScheduled(DeletionScheduled {
+                purge_at,
+            })]
+        }
+        SecretCommand::Restore => {
+            let secret = ctx.existing(state)?;
+            if let Some(exp) = secret.attributes.expiration
+                && exp.has_passed(ctx.now)
+            {
+                return Err(ctx.expired(exp.at()));
             }
-            SecretCommand::Expire => {
-                let secret = ctx.existing(state)?;
-                match secret.attributes.expiration {
-                    Some(exp) if exp.has_passed(ctx.now) => {
-                        vec![SecretEvent::Expired(SecretExpired {
-                            expired_at: exp.at(),
-                            destroyed_keys: secret.key_ids(),
-                        })]
-                    }
-                    Some(exp) => {
-                        return Err(Rejection::conflict(format!(
-                            "secret {} expires at {}, not before; delete it to remove it now",
-                            ctx.id,
-                            exp.at()
-                        )));
-                    }
-                    None => {
-                        return Err(Rejection::conflict(format!(
-                            "secret {} has no expiration; delete it to remove it",
-                            ctx.id
-                        )));
-                    }
-                }
+            if secret.purge_at.is_none() {
+                return Err(Rejection::conflict(format!(
+                    "secret {} is not scheduled for deletion; there is nothing to restore",
+                    ctx.id
+                )));
             }
-            SecretCommand::Purge => {
-                let secret = ctx.existing(state)?;
-                match secret.purge_at {
-                    Some(at) if at <= ctx.now => vec![SecretEvent::Deleted(SecretDeleted {
+            vec![SecretEvent::Restored(SecretRestored {})]
+        }
+        SecretCommand::Expire => {
+            let secret = ctx.existing(state)?;
+            match secret.attributes.expiration {
+                Some(exp) if exp.has_passed(ctx.now) => {
+                    vec![SecretEvent::Expired(SecretExpired {
+                        expired_at: exp.at(),
                         destroyed_keys: secret.key_ids(),
-                    })],
-                    Some(at) => {
-                        return Err(Rejection::conflict(format!(
-                            "the recovery window of secret {} ends at {at}, not yet",
-                            ctx.id
-                        )));
-                    }
-                    None => {
-                        return Err(Rejection::conflict(format!(
-                            "secret {} is not scheduled for deletion",
-                            ctx.id
-                        )));
-                    }
+                    })]
+                }
+                Some(exp) => {
+                    return Err(Rejection::conflict(format!(
+                        "secret {} expires at {}, not before; delete it to remove it now",
+                        ctx.id,
+                        exp.at()
+                    )));
+                }
+                None => {
+                    return Err(Rejection::conflict(format!(
+                        "secret {} has no expiration; delete it to remove it",
+                        ctx.id
+                    )));
                 }
             }
-            SecretCommand::PruneVersions => {
-                let secret = ctx.existing(state)?;
-                prune(secret, ctx.now, ctx.lifecycle.retention)
-                    .into_iter()
-                    .collect()
+        }
+        SecretCommand::Purge => {
+            let secret = ctx.existing(state)?;
+            match secret.purge_at {
+                Some(at) if at <= ctx.now => vec![SecretEvent::Deleted(SecretDeleted {
+                    destroyed_keys: secret.key_ids(),
+                })],
+                Some(at) => {
+                    return Err(Rejection::conflict(format!(
+                        "the recovery window of secret {} ends at {at}, not yet",
+                        ctx.id
+                    )));
+                }
+                None => {
+                    return Err(Rejection::conflict(format!(
+                        "secret {} is not scheduled for deletion",
+                        ctx.id
+                    )));
+                }
             }
-        };
+        }
+        SecretCommand::PruneVersions => {
+            let secret = ctx.existing(state)?;
+            prune(secret, ctx.now, ctx.lifecycle.retention)
+                .into_iter()
+                .collect()
+        }
+    };
+    Ok(events)
+}
+
+/// The events of a creation by `creator`.
+fn created(
+    state: &SecretState,
+    create: &crate::secret::command::CreateSecret,
+    creator: &crate::ids::UserId,
+    ctx: &Context<'_>,
+) -> Result<Vec<SecretEvent>, Rejection> {
+    if !matches!(state, SecretState::Absent) {
+        return Err(Rejection::conflict(format!(
+            "secret {} already exists; send a new command_id to create another secret",
+            ctx.id
+        )));
+    }
+    if let Some(exp) = create.attributes.expiration
+        && exp.has_passed(ctx.now)
+    {
+        return Err(Rejection::invalid(format!(
+            "expiration {} is not in the future (it is now {}); choose a later time",
+            exp.at(),
+            ctx.now
+        )));
+    }
+    let mut events = vec![SecretEvent::Created(SecretCreated {
+        attributes: create.attributes.clone(),
+        creator: creator.clone(),
+        owning_service: create.owning_service.clone(),
+        tags: create.tags.clone(),
+    })];
+    if let Some(payload) = &create.payload {
+        events.push(stored(payload, [Stage::Current].into(), ctx.now));
+    }
     Ok(events)
 }
 

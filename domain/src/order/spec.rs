@@ -1,0 +1,311 @@
+//! What an order asks for: its type and `meta`, checked for shape when it is placed,
+//! and the key sizes and names the generators and CAs support, checked when it runs.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::Rejection;
+use crate::secret::fields::{Expiration, SecretName};
+use crate::timestamp::Timestamp;
+
+/// Barbican's order types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderType {
+    /// Symmetric key material, stored as a secret.
+    Key,
+    /// A key pair, stored as private and public secrets in an `rsa` container.
+    Asymmetric,
+    /// A key pair and a certificate issued by a CA, in a `certificate` container.
+    Certificate,
+}
+
+impl OrderType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Asymmetric => "asymmetric",
+            Self::Certificate => "certificate",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        match s {
+            "key" => Ok(Self::Key),
+            "asymmetric" => Ok(Self::Asymmetric),
+            "certificate" => Ok(Self::Certificate),
+            _ => Err(Rejection::invalid(format!(
+                "order type {s:?} is not supported; use key, asymmetric or certificate"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for OrderType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An order's `meta`, read for its type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderSpec {
+    /// The type.
+    pub order_type: OrderType,
+    /// `algorithm`: aes or hmac (key), rsa or ec (key pairs).
+    pub algorithm: String,
+    /// `bit_length`.
+    pub bit_length: u32,
+    /// `name` of the secrets made.
+    pub name: Option<SecretName>,
+    /// `expiration` of the secrets made.
+    pub expiration: Option<Expiration>,
+    /// `subject_dn` (certificates).
+    pub subject_dn: Option<String>,
+    /// `subject_alt_names`: DNS names (certificates).
+    pub subject_alt_names: Vec<String>,
+    /// `validity_days` (certificates; default 365).
+    pub validity_days: u32,
+    /// `key_usage` (certificates): digital_signature, key_encipherment, server_auth,
+    /// client_auth.
+    pub key_usage: Vec<String>,
+    /// `ca`: the CA plugin that issues (certificates; default `local`).
+    pub ca: String,
+}
+
+fn string(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, Rejection> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Rejection::invalid(format!("meta.{key} must be a string"))),
+    }
+}
+
+fn number(meta: &Map<String, Value>, key: &str) -> Result<Option<u32>, Rejection> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| Rejection::invalid(format!("meta.{key} must be a positive integer"))),
+    }
+}
+
+fn strings(meta: &Map<String, Value>, key: &str) -> Result<Vec<String>, Rejection> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    Rejection::invalid(format!("meta.{key} must be a list of strings"))
+                })
+            })
+            .collect(),
+        Some(_) => Err(Rejection::invalid(format!(
+            "meta.{key} must be a list of strings"
+        ))),
+    }
+}
+
+impl OrderSpec {
+    /// Reads `meta` for `order_type`: the fields the type takes, each of the right
+    /// JSON type; unknown fields are named. Whether an algorithm or size is supported
+    /// is the generator's or the CA's to say when the order runs.
+    pub fn parse(order_type: OrderType, meta: &Map<String, Value>) -> Result<Self, Rejection> {
+        let allowed: &[&str] = match order_type {
+            OrderType::Key => &[
+                "algorithm",
+                "bit_length",
+                "mode",
+                "name",
+                "expiration",
+                "payload_content_type",
+            ],
+            OrderType::Asymmetric => &["algorithm", "bit_length", "name", "expiration"],
+            OrderType::Certificate => &[
+                "algorithm",
+                "bit_length",
+                "name",
+                "expiration",
+                "subject_dn",
+                "subject_alt_names",
+                "validity_days",
+                "key_usage",
+                "ca",
+            ],
+        };
+        if let Some(unknown) = meta.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(Rejection::invalid(format!(
+                "meta.{unknown} is not a field of {order_type} orders; they take {}",
+                allowed.join(", ")
+            )));
+        }
+        let required = |key: &str, v: Option<String>| {
+            v.ok_or_else(|| {
+                Rejection::invalid(format!("meta.{key} is required for {order_type} orders"))
+            })
+        };
+        let (algorithm, bit_length) = match order_type {
+            OrderType::Certificate => {
+                let algorithm = string(meta, "algorithm")?.unwrap_or_else(|| "ec".into());
+                let default_bits = if algorithm == "rsa" { 2048 } else { 256 };
+                (
+                    algorithm,
+                    number(meta, "bit_length")?.unwrap_or(default_bits),
+                )
+            }
+            _ => (
+                required("algorithm", string(meta, "algorithm")?)?,
+                number(meta, "bit_length")?.ok_or_else(|| {
+                    Rejection::invalid(format!(
+                        "meta.bit_length is required for {order_type} orders"
+                    ))
+                })?,
+            ),
+        };
+        if let Some(ct) = string(meta, "payload_content_type")?
+            && ct != "application/octet-stream"
+        {
+            return Err(Rejection::invalid(format!(
+                "meta.payload_content_type {ct:?} is not supported for keys; key material is \
+                 application/octet-stream"
+            )));
+        }
+        let subject_dn = match order_type {
+            OrderType::Certificate => Some(required("subject_dn", string(meta, "subject_dn")?)?),
+            _ => None,
+        };
+        Ok(Self {
+            order_type,
+            algorithm: algorithm.to_ascii_lowercase(),
+            bit_length,
+            name: string(meta, "name")?
+                .as_deref()
+                .map(SecretName::parse)
+                .transpose()?,
+            expiration: None,
+            subject_dn,
+            subject_alt_names: strings(meta, "subject_alt_names")?,
+            validity_days: number(meta, "validity_days")?.unwrap_or(365),
+            key_usage: strings(meta, "key_usage")?,
+            ca: string(meta, "ca")?.unwrap_or_else(|| "local".into()),
+        })
+        .and_then(|spec| spec.with_expiration(meta))
+    }
+
+    fn with_expiration(mut self, meta: &Map<String, Value>) -> Result<Self, Rejection> {
+        if let Some(at) = string(meta, "expiration")? {
+            // Placement checks the form; that it lies in the future is checked against
+            // the clock when the secrets are created.
+            let at = Timestamp::parse_iso8601("meta.expiration", &at)?;
+            let epoch = Timestamp::from_unix_millis(0)
+                .ok_or_else(|| Rejection::internal("the epoch is a valid instant"))?;
+            self.expiration = Some(Expiration::parse(&at.to_rfc3339(), epoch)?);
+        }
+        Ok(self)
+    }
+
+    /// The key pair this spec asks for, if the generator supports it; otherwise what it
+    /// supports.
+    pub fn key_pair(&self) -> Result<KeySpec, String> {
+        KeySpec::parse(&self.algorithm, self.bit_length)
+    }
+}
+
+/// A key pair keyledger generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySpec {
+    /// RSA with this many bits.
+    Rsa(u32),
+    /// ECDSA on NIST P-256.
+    P256,
+    /// ECDSA on NIST P-384.
+    P384,
+}
+
+/// What the key-pair generator supports, for messages.
+pub const SUPPORTED_KEY_PAIRS: &str = "rsa 2048, 3072 or 4096; ec 256 (P-256) or 384 (P-384)";
+
+impl KeySpec {
+    /// The key pair for an algorithm and size, or what is supported.
+    pub fn parse(algorithm: &str, bit_length: u32) -> Result<Self, String> {
+        match (algorithm, bit_length) {
+            ("rsa", 2048 | 3072 | 4096) => Ok(Self::Rsa(bit_length)),
+            ("ec", 256) => Ok(Self::P256),
+            ("ec", 384) => Ok(Self::P384),
+            _ => Err(format!(
+                "{algorithm} {bit_length} is not supported; use {SUPPORTED_KEY_PAIRS}"
+            )),
+        }
+    }
+
+    /// `rsa` or `ec`.
+    pub fn algorithm(self) -> &'static str {
+        match self {
+            Self::Rsa(_) => "rsa",
+            Self::P256 | Self::P384 => "ec",
+        }
+    }
+
+    /// The size in bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            Self::Rsa(bits) => bits,
+            Self::P256 => 256,
+            Self::P384 => 384,
+        }
+    }
+}
+
+/// A subject distinguished name, e.g. `CN=web.example,O=Example,C=DE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistinguishedName(pub Vec<(String, String)>);
+
+/// The attributes a subject DN may carry.
+pub const DN_FIELDS: &str = "CN, O, OU, L, ST, C";
+
+impl DistinguishedName {
+    /// Parses `K=V,K=V`. Each field must be known and non-empty; `C` must be a
+    /// two-letter country code; `CN` is required. The error names the field.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(format!(
+                    "subject_dn part {part:?} is not KEY=value; write e.g. CN=web.example,O=Example"
+                ));
+            };
+            let key = key.trim().to_ascii_uppercase();
+            let value = value.trim();
+            if !["CN", "O", "OU", "L", "ST", "C"].contains(&key.as_str()) {
+                return Err(format!(
+                    "subject_dn field {key} is not supported; use {DN_FIELDS}"
+                ));
+            }
+            if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {
+                return Err(format!(
+                    "subject_dn field {key} must be 1 to 64 printable characters"
+                ));
+            }
+            if key == "C" && !(value.len() == 2 && value.chars().all(|c| c.is_ascii_uppercase())) {
+                return Err(format!(
+                    "subject_dn field C must be a two-letter country code such as DE, got {value:?}"
+                ));
+            }
+            out.push((key, value.to_owned()));
+        }
+        if !out.iter().any(|(k, _)| k == "CN") {
+            return Err(
+                "subject_dn field CN is missing; name the subject, e.g. CN=web.example".into(),
+            );
+        }
+        Ok(Self(out))
+    }
+}
