@@ -17,6 +17,9 @@ use commands::handler::{HandlerConfig, SecretHandler};
 use commands::identity::{self, IdentityProvider, Issuer, TOKEN_KEY_FILE, TrustConfig, Verifier};
 use commands::keystore::KeyStore;
 use commands::log::{LogSettings, ensure_key_bucket};
+use commands::orders::OrderHandler;
+use commands::orders::ca::{CertificateAuthority, LocalCa};
+use commands::orders::worker::{OrderWorker, PendingOrders, Retry, StepHook};
 use commands::scheduler::{Due, DueSource, Task as DueTask};
 use commands::server::{ManagedNats, ServerConfig};
 use commands::service::CommandService;
@@ -171,6 +174,28 @@ impl DueSource for ReadModelDue {
     }
 }
 
+/// The order worker's view of the read model: the orders still pending.
+struct ReadModelPending(sqlx::SqlitePool);
+
+impl PendingOrders for ReadModelPending {
+    async fn pending(&self, limit: u32) -> std::result::Result<Vec<(String, String)>, String> {
+        projections::read::pending_orders(&self.0, limit)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Settings of the order worker.
+#[derive(Clone, Default)]
+pub struct OrderWorkerSettings {
+    /// Make the local CA answer as an unreachable CA would (to show the failure path).
+    pub ca_unreachable: bool,
+    /// Retrying an unreachable CA.
+    pub retry: Retry,
+    /// Observes (and may stop) each step; tests use it to kill the worker mid-order.
+    pub hook: Option<StepHook>,
+}
+
 /// Settings of the command component.
 #[derive(Clone)]
 pub struct CommandSettings {
@@ -180,6 +205,8 @@ pub struct CommandSettings {
     pub database_url: String,
     /// How often the scheduler looks.
     pub scheduler_interval: Duration,
+    /// The order worker.
+    pub orders: OrderWorkerSettings,
 }
 
 /// Starts the command service, the key shredder and the lifecycle scheduler.
@@ -213,15 +240,43 @@ pub async fn start_commands(
         shutdown.clone(),
     ));
     let containers = Arc::new(ContainerHandler::new(
-        store,
+        store.clone(),
         handler.clone(),
         clock.clone(),
         cache_capacity,
     ));
+    let orders = Arc::new(OrderHandler::new(store, clock.clone(), cache_capacity));
+    let local_ca: Arc<dyn CertificateAuthority> = Arc::new(LocalCa::new(
+        keystore.clone(),
+        keys.envelope.clone(),
+        !settings.orders.ca_unreachable,
+    ));
+    let worker = OrderWorker {
+        orders: orders.clone(),
+        secrets: handler.clone(),
+        containers: containers.clone(),
+        keys: keystore.clone(),
+        envelope: keys.envelope.clone(),
+        cas: [("local".to_owned(), local_ca)].into(),
+        clock: clock.clone(),
+        retry: settings.orders.retry,
+        hook: settings.orders.hook.clone(),
+    };
+    let pending = ReadModelPending(projections::db::open(&settings.database_url, 2).await?);
+    let worker_js = js.clone();
+    let worker_stream = log.stream.clone();
+    let worker_shutdown = shutdown.clone();
+    let worker = tokio::spawn(async move {
+        worker
+            .run(worker_js, &worker_stream, pending, worker_shutdown)
+            .await
+            .map_err(|e| anyhow::anyhow!("order worker: {e}"))
+    });
     let service = CommandService {
         client,
         handler,
         containers,
+        orders,
         verifier: keys.verifier.clone(),
         clock,
         concurrency: 256,
@@ -229,6 +284,7 @@ pub async fn start_commands(
     let stream = log.stream.clone();
     let shredder_shutdown = shutdown.clone();
     Ok(vec![
+        worker,
         tokio::spawn(async move {
             scheduler.await?;
             Ok(())
@@ -351,6 +407,8 @@ pub struct StackConfig {
     pub handler: HandlerConfig,
     /// How often the lifecycle scheduler looks for due work.
     pub scheduler_interval: Duration,
+    /// The order worker.
+    pub orders: OrderWorkerSettings,
     /// The projector.
     pub projector: ProjectorConfig,
     /// The clock.
@@ -410,6 +468,7 @@ impl Stack {
                 handler: config.handler.clone(),
                 database_url: database_url.clone(),
                 scheduler_interval: config.scheduler_interval,
+                orders: config.orders.clone(),
             },
             config.clock.clone(),
             shutdown.clone(),

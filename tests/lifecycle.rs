@@ -340,6 +340,7 @@ async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key()
             handler: t.config.handler.clone(),
             database_url: t.stack.database_url.clone(),
             scheduler_interval: Duration::from_millis(50),
+            orders: Default::default(),
         },
         t.config.clock.clone(),
         extra.clone(),

@@ -15,5 +15,6 @@ mod http_api;
 mod identity;
 mod lifecycle;
 mod nats_commands;
+mod orders;
 mod projection;
 mod tls_check;

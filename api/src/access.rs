@@ -3,12 +3,12 @@
 //! creator, ACL) and where and when the request is made.
 
 use axum::http::StatusCode;
-use domain::ids::{ContainerId, ProjectId, SecretId, ServiceName, UserId};
+use domain::ids::{ContainerId, OrderId, ProjectId, SecretId, ServiceName, UserId};
 use domain::policy::{Action, Object, RequestEnv, SecretFacts, Target, authorize};
 use domain::secret::reference::PREFIX;
 use domain::secret::scheduled_for_deletion;
 use domain::timestamp::Timestamp;
-use projections::read::{Candidate, ContainerRow, Lookup, SecretRow};
+use projections::read::{Candidate, ContainerRow, Lookup, OrderRow, SecretRow};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -54,6 +54,7 @@ fn check_owned(
         "container" => ContainerId::parse(row.id)
             .map_err(|_| corrupt("id"))?
             .into(),
+        "order" => Object::Order(OrderId::parse(row.id).map_err(|_| corrupt("id"))?),
         _ => SecretId::parse(row.id).map_err(|_| corrupt("id"))?.into(),
     };
     let project = ProjectId::parse(row.project).map_err(|_| corrupt("project"))?;
@@ -93,6 +94,26 @@ pub fn check(
         creator: &row.creator,
         acl: &row.acl,
         owning_service: row.owning_service.as_deref(),
+    };
+    check_owned(state, caller, action, owned)
+}
+
+/// Allows `action` on the order in `row` (orders have no ACL: the project's roles
+/// decide), or gives the policy's denial.
+pub fn check_order(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    row: &OrderRow,
+) -> Result<(), ApiError> {
+    let acl = domain::secret::acl::Acl::default();
+    let owned = Owned {
+        kind: "order",
+        id: &row.id,
+        project: &row.project,
+        creator: &row.creator,
+        acl: &acl,
+        owning_service: None,
     };
     check_owned(state, caller, action, owned)
 }

@@ -28,6 +28,8 @@
 //!
 //! `{id}` is a secret's UUID, its reference (`krn:keyledger:…`) or its name.
 //! | `GET`, `PUT`, `PATCH`, `DELETE /v1/secrets/{id}/acl` | show, replace, merge, reset the ACL |
+//! | `GET`, `POST /v1/orders` (202); `GET`, `DELETE /v1/orders/{id}` | orders |
+//! | `GET /v1/cas/local` | the local CA's certificate (PEM) |
 //! | `GET /v1/whoami` | the caller as keyledger sees it |
 
 mod access;
@@ -40,6 +42,7 @@ mod discovery;
 mod error;
 mod metadata;
 mod negotiate;
+mod orders;
 mod payload;
 mod secret_versions;
 mod secrets;
@@ -149,6 +152,9 @@ pub fn app(state: AppState) -> Router {
                 .post(containers::change_consumer)
                 .delete(containers::change_consumer),
         )
+        .route("/v1/orders", get(orders::list).post(orders::place))
+        .route("/v1/orders/{id}", get(orders::get).delete(orders::delete))
+        .route("/v1/cas/local", get(orders::local_ca))
         .route("/v1/whoami", get(whoami::get))
         .fallback(|| async {
             ApiError::new(

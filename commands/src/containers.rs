@@ -205,6 +205,24 @@ impl ContainerHandler {
         self.execute(principal, parsed).await
     }
 
+    /// Runs a container command as keyledger's own `actor` (the order worker).
+    pub async fn run_as(
+        &self,
+        actor: &Actor,
+        project: ProjectId,
+        container: ContainerId,
+        command: ContainerCommand,
+        command_id: CommandId,
+    ) -> Result<AcceptedReply, Rejection> {
+        let parsed = Parsed {
+            command_id,
+            project,
+            container,
+            command,
+        };
+        self.run(actor, parsed, RefChecks::new()).await
+    }
+
     async fn execute(
         &self,
         principal: &Principal,
@@ -216,14 +234,23 @@ impl ContainerHandler {
             let state = self.secrets.state(&r.project, r.secret_id).await?;
             refs.insert(r.secret_id, check_ref(principal, r, &state, now));
         }
+        self.run(&Actor::User(principal.clone()), parsed, refs)
+            .await
+    }
+
+    async fn run(
+        &self,
+        actor: &Actor,
+        parsed: Parsed,
+        refs: RefChecks,
+    ) -> Result<AcceptedReply, Rejection> {
         let aggregate = AggregateRef {
             kind: AggregateKind::Container,
             project: parsed.project.clone(),
             id: parsed.container.to_string(),
         };
-        let actor = Actor::User(principal.clone());
         let mut step = ContainerStep {
-            actor: &actor,
+            actor,
             parsed: &parsed,
             refs: &refs,
         };
@@ -233,7 +260,7 @@ impl ContainerHandler {
                 &aggregate,
                 &parsed.command_id,
                 parsed.command.name(),
-                &actor,
+                actor,
                 &mut step,
             )
             .await?;

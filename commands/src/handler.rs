@@ -188,6 +188,20 @@ impl SecretHandler {
         command: SecretCommand,
         command_id: CommandId,
     ) -> Result<AcceptedReply, Rejection> {
+        self.run_as(&Actor::scheduler(), project, secret, command, command_id)
+            .await
+    }
+
+    /// Runs a command already parsed (and any payload already sealed, its data key
+    /// stored) as `actor`: keyledger's own tasks.
+    pub async fn run_as(
+        &self,
+        actor: &Actor,
+        project: ProjectId,
+        secret: SecretId,
+        command: SecretCommand,
+        command_id: CommandId,
+    ) -> Result<AcceptedReply, Rejection> {
         let intake = Intake {
             command_id,
             project,
@@ -195,7 +209,7 @@ impl SecretHandler {
             command,
             data_key: None,
         };
-        self.execute(&Actor::scheduler(), intake).await
+        self.execute(actor, intake).await
     }
 
     async fn execute(&self, actor: &Actor, intake: Intake) -> Result<AcceptedReply, Rejection> {

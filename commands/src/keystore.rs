@@ -78,6 +78,27 @@ impl KeyStore {
             .map_err(|_| KeyStoreError::Malformed(key))
     }
 
+    /// Another kind of entry (e.g. `ca.local`), as raw bytes.
+    pub async fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, KeyStoreError> {
+        Ok(self
+            .kv
+            .get(name)
+            .await
+            .map_err(unavailable)?
+            .map(|b| b.to_vec()))
+    }
+
+    /// Creates an entry unless it exists; whether this call created it.
+    pub async fn create_blob(&self, name: &str, bytes: Vec<u8>) -> Result<bool, KeyStoreError> {
+        match self.kv.create(name, bytes.into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// Destroys a wrapped key. Idempotent: destroying a missing key does nothing.
     ///
     /// The message is erased (JetStream overwrites it with random bytes on disk), not

@@ -13,6 +13,7 @@ pub mod keyfile;
 pub mod keystore;
 pub mod log;
 pub mod nats;
+pub mod orders;
 pub mod protocol;
 pub mod scheduler;
 pub mod server;

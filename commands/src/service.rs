@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::containers::ContainerHandler;
 use crate::handler::SecretHandler;
 use crate::identity::Verifier;
+use crate::orders::OrderHandler;
 use crate::protocol::{AUTHORIZATION, AcceptedReply, encode_reply};
 
 /// The queue group command handlers join.
@@ -34,6 +35,8 @@ pub struct CommandService {
     pub handler: Arc<SecretHandler>,
     /// Executes commands on containers.
     pub containers: Arc<ContainerHandler>,
+    /// Executes commands on orders.
+    pub orders: Arc<OrderHandler>,
     /// Verifies bearer tokens.
     pub verifier: Verifier,
     /// The clock tokens are checked against.
@@ -115,6 +118,9 @@ impl CommandService {
             .verifier
             .verify_authorization(authorization, (self.clock)())?;
         tracing::debug!(command = %name, user = %principal.user, project = %principal.project, "received");
+        if name.starts_with("order.") {
+            return self.orders.handle(name, &principal, &message.payload).await;
+        }
         if name.starts_with("container.") {
             return self
                 .containers

@@ -46,6 +46,11 @@ impl Timestamp {
         std::time::Duration::try_from(self.0 - earlier.0).unwrap_or_default()
     }
 
+    /// The instant as a `time` value (for libraries that take one).
+    pub fn as_offset(&self) -> OffsetDateTime {
+        self.0
+    }
+
     /// The UTC day of the week.
     pub fn weekday(&self) -> time::Weekday {
         self.0.weekday()

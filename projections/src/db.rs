@@ -71,6 +71,7 @@ fn migrator() -> Migrator {
             "secret_consumers",
             include_str!("../migrations/0005_secret_consumers.sql"),
         ),
+        migration(6, "orders", include_str!("../migrations/0006_orders.sql")),
     ])
 }
 

@@ -223,6 +223,7 @@ pub async fn rebuild(
         "DELETE FROM container_consumers",
         "DELETE FROM container_acl_users",
         "DELETE FROM containers",
+        "DELETE FROM orders",
         "DELETE FROM skipped_commits",
         "DELETE FROM checkpoints",
     ] {

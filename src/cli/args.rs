@@ -159,6 +159,35 @@ impl LifecycleArgs {
     }
 }
 
+/// The order worker.
+#[derive(Debug, Clone, Args)]
+pub struct OrderArgs {
+    /// Make the local CA answer as an unreachable CA would: certificate orders then fail
+    /// with 503 after the retries. For trying the failure path, not for production.
+    #[arg(long, env = "KEYLEDGER_LOCAL_CA_UNREACHABLE")]
+    pub local_ca_unreachable: bool,
+    /// Attempts at an unreachable CA before a certificate order fails.
+    #[arg(long, default_value_t = 4)]
+    pub ca_attempts: u32,
+    /// The first pause between attempts; each next one doubles.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub ca_backoff: Duration,
+}
+
+impl OrderArgs {
+    /// The worker's settings.
+    pub fn settings(&self) -> keyledger::stack::OrderWorkerSettings {
+        keyledger::stack::OrderWorkerSettings {
+            ca_unreachable: self.local_ca_unreachable,
+            retry: commands::orders::worker::Retry {
+                attempts: self.ca_attempts.max(1),
+                backoff: self.ca_backoff,
+            },
+            hook: None,
+        }
+    }
+}
+
 /// The payload limit.
 #[derive(Debug, Clone, Args)]
 pub struct PayloadArgs {

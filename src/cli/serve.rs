@@ -9,7 +9,7 @@ use projections::projector::ProjectorConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::up::shutdown_signal;
-use super::{DataDirArgs, KeyArgs, LifecycleArgs, LogArgs, PayloadArgs};
+use super::{DataDirArgs, KeyArgs, LifecycleArgs, LogArgs, OrderArgs, PayloadArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
@@ -29,6 +29,8 @@ pub enum ServeCommand {
         payload: PayloadArgs,
         #[command(flatten)]
         lifecycle: LifecycleArgs,
+        #[command(flatten)]
+        orders: OrderArgs,
     },
     /// The projector: folds the event stream into the read model.
     Projector {
@@ -105,12 +107,14 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             log,
             payload,
             lifecycle,
+            orders,
         } => {
             let keys = keys.load(&db.data)?;
             let settings = stack::CommandSettings {
                 handler: payload.handler(&lifecycle)?,
                 database_url: db.url()?,
                 scheduler_interval: lifecycle.scheduler_interval,
+                orders: orders.settings(),
             };
             stack::start_commands(
                 &nats.nats_url,

@@ -11,7 +11,7 @@ use domain::principal::Principal;
 use keyledger::stack::{NatsChoice, Stack, StackConfig};
 use projections::projector::ProjectorConfig;
 
-use super::{DataDirArgs, IdentityArgs, LifecycleArgs, LogArgs, PayloadArgs};
+use super::{DataDirArgs, IdentityArgs, LifecycleArgs, LogArgs, OrderArgs, PayloadArgs};
 
 /// Runs a managed nats-server (JetStream under <data-dir>/nats, sync_interval: always),
 /// the command service, the projector (SQLite in <data-dir>) and the HTTP API, until
@@ -38,6 +38,8 @@ pub struct UpArgs {
     payload: PayloadArgs,
     #[command(flatten)]
     lifecycle: LifecycleArgs,
+    #[command(flatten)]
+    orders: OrderArgs,
     /// Base URL of links in responses (default: from the request's Host header).
     #[arg(long)]
     public_url: Option<String>,
@@ -68,6 +70,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         log: args.log.settings(),
         handler: args.payload.handler(&args.lifecycle)?,
         scheduler_interval: args.lifecycle.scheduler_interval,
+        orders: args.orders.settings(),
         projector: ProjectorConfig {
             stream: args.log.stream.clone(),
             ..Default::default()

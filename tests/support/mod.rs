@@ -79,6 +79,7 @@ pub fn config(dir: &TempDir) -> StackConfig {
         log: LogSettings::default(),
         handler: HandlerConfig::default(),
         scheduler_interval: std::time::Duration::from_millis(100),
+        orders: Default::default(),
         projector: ProjectorConfig::default(),
         clock: clock::system(),
         identity: Default::default(),

@@ -2,10 +2,12 @@
 //! own module, and a commit this build cannot read is recorded, never dropped.
 
 mod container;
+mod order;
 mod secret;
 
 use domain::commit::Commit;
 use domain::container::ContainerEvent;
+use domain::order::OrderEvent;
 use domain::secret::SecretEvent;
 use domain::subject::AggregateKind;
 use serde::Deserialize;
@@ -44,6 +46,10 @@ pub async fn apply(conn: &mut SqliteConnection, seq: u64, bytes: &[u8]) -> Resul
         },
         Ok(AggregateKind::Container) => match Commit::<ContainerEvent>::from_slice(bytes) {
             Ok(commit) => Ok(container::apply(conn, seq, &commit).await?),
+            Err(e) => Err(e.to_string()),
+        },
+        Ok(AggregateKind::Order) => match Commit::<OrderEvent>::from_slice(bytes) {
+            Ok(commit) => Ok(order::apply(conn, seq, &commit).await?),
             Err(e) => Err(e.to_string()),
         },
         Err(e) => Err(format!("not a commit of a known aggregate kind: {e}")),

@@ -20,10 +20,12 @@ use crate::apply::checkpoint;
 mod containers;
 mod due;
 mod list;
+mod orders;
 
 pub use containers::{ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::{DueRow, due};
 pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
+pub use orders::{OrderPage, OrderRow, pending_orders};
 
 /// A secret's metadata as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

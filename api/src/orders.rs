@@ -1,0 +1,223 @@
+//! `/v1/orders`, in Barbican's shapes: place (202), list, show, delete; and the local
+//! CA's certificate at `/v1/cas/local`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use commands::orders::{DeleteOrderRequest, PlaceOrderRequest};
+use domain::ids::OrderId;
+use domain::policy::{Action, Target, authorize};
+use domain::subject::command;
+use projections::read::OrderRow;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::access::{self, check_order};
+use crate::auth::Caller;
+use crate::body::Body;
+use crate::consistency::{Consistent, with_seq, write};
+use crate::containers::container_ref;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::{base_url, secret_ref};
+
+fn order_ref(base: &str, id: &str) -> String {
+    format!("{base}/v1/orders/{id}")
+}
+
+fn view(base: &str, row: &OrderRow) -> Value {
+    let meta: Value = serde_json::from_str(&row.meta).unwrap_or_else(|_| json!({}));
+    let mut v = json!({
+        "order_ref": order_ref(base, &row.id),
+        "type": row.order_type,
+        "status": row.status,
+        "meta": meta,
+        "created": row.created,
+        "updated": row.updated,
+        "creator_id": row.creator,
+    });
+    if let Some(id) = &row.secret_id {
+        v["secret_ref"] = json!(secret_ref(base, id));
+    }
+    if let Some(id) = &row.container_id {
+        v["container_ref"] = json!(container_ref(base, id));
+    }
+    if let (Some(code), Some(reason)) = (row.error_status_code, &row.error_reason) {
+        v["error_status_code"] = json!(code);
+        v["error_reason"] = json!(reason);
+    }
+    v
+}
+
+fn order_id(raw: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(raw).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no order has the id {raw:?}: order ids are UUIDs, as in the order_ref"),
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceBody {
+    #[serde(rename = "type")]
+    order_type: String,
+    #[serde(default)]
+    meta: Map<String, Value>,
+}
+
+/// `POST /v1/orders`: 202 with `order_ref`; the order worker does the rest.
+pub async fn place(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let body: PlaceBody = crate::body::json(&headers, &body, "an order")?;
+    let request = PlaceOrderRequest {
+        command_id: None,
+        order_type: body.order_type,
+        meta: body.meta,
+    };
+    let accepted = write(&state, command::ORDER_PLACE, &caller.token, &request).await?;
+    let url = order_ref(&base_url(&state, &headers), &accepted.id);
+    let mut response = (StatusCode::ACCEPTED, Json(json!({ "order_ref": url }))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&url) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(with_seq(response, accepted.seq))
+}
+
+/// Paging of `GET /v1/orders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: Option<u32>,
+}
+
+/// `GET /v1/orders`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    headers: HeaderMap,
+    query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(paging) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; use limit (1 to 100) and offset",
+            e.body_text()
+        ))
+    })?;
+    let (limit, offset) = (
+        paging.limit.unwrap_or(10).clamp(1, 100),
+        paging.offset.unwrap_or(0),
+    );
+    let who = &caller.principal;
+    authorize(
+        who,
+        Action::ListOrders,
+        Target::Project {
+            project: &who.project,
+            secret: None,
+        },
+        access::env(&state, &caller),
+    )?;
+    let page = state
+        .read
+        .list_orders(&who.project, (limit, offset), |row| {
+            check_order(&state, &caller, Action::ReadSecret, row).is_ok()
+        })
+        .await?;
+    let base = base_url(&state, &headers);
+    let body = json!({
+        "orders": page.value.orders.iter().map(|o| view(&base, o)).collect::<Vec<_>>(),
+        "total": page.value.total,
+    });
+    Ok(with_seq(Json(body).into_response(), page.seq))
+}
+
+async fn readable(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    id: OrderId,
+) -> Result<(OrderRow, u64), ApiError> {
+    let found = state.read.get_order(id).await?;
+    let Some(row) = found.value else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "order {id} not found in project {}",
+                caller.principal.project
+            ),
+        ));
+    };
+    check_order(state, caller, action, &row)?;
+    Ok((row, found.seq))
+}
+
+/// `GET /v1/orders/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Consistent,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = order_id(&id)?;
+    let (row, seq) = readable(&state, &caller, Action::ReadSecret, id).await?;
+    Ok(with_seq(
+        Json(view(&base_url(&state, &headers), &row)).into_response(),
+        seq,
+    ))
+}
+
+/// `DELETE /v1/orders/{id}`: 204; the secrets it made stay.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = order_id(&id)?;
+    let project = state.read.get_order(id).await?.value.map(|row| row.project);
+    let request = DeleteOrderRequest {
+        command_id: None,
+        project,
+        id: id.to_string(),
+    };
+    let accepted = write(&state, command::ORDER_DELETE, &caller.token, &request).await?;
+    Ok(with_seq(
+        StatusCode::NO_CONTENT.into_response(),
+        accepted.seq,
+    ))
+}
+
+/// `GET /v1/cas/local`: the local CA's certificate (PEM), to trust what it issues.
+pub async fn local_ca(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Response, ApiError> {
+    let pem = commands::orders::ca::local_ca_certificate(&state.keys)
+        .await
+        .map_err(domain::Rejection::from)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "the local CA has no certificate yet; it is created by the first certificate \
+                 order",
+            )
+        })?;
+    let mut response = pem.into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-pem-file"),
+    );
+    Ok(response)
+}

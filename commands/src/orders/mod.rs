@@ -1,0 +1,195 @@
+//! Orders: the command handler for `order.place` and `order.delete`, the order worker
+//! that generates what orders ask for, key generation, and CA plugins.
+
+pub mod ca;
+pub mod generate;
+pub mod worker;
+
+use std::sync::Arc;
+
+use domain::Rejection;
+use domain::commit::AggregateRef;
+use domain::ids::{CommandId, OrderId, ProjectId};
+use domain::order::{Context, OrderCommand, OrderEvent, OrderState, OrderType, decide, evolve};
+use domain::principal::{Actor, Principal};
+use domain::subject::{AggregateKind, command};
+use domain::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::clock::Clock;
+use crate::executor::{Aggregate, Executor, Step};
+use crate::handler::parse_body;
+use crate::intake::command_id;
+use crate::protocol::AcceptedReply;
+use crate::store::EventStore;
+
+/// The Order aggregate, for the command loop.
+pub struct OrderAggregate;
+
+impl Aggregate for OrderAggregate {
+    type State = OrderState;
+    type Event = OrderEvent;
+
+    fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
+        evolve(state, event)
+    }
+}
+
+/// `keyledger.cmd.order.place`: Barbican's `POST /v1/orders` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    /// Idempotency key; a fresh one is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// key, asymmetric or certificate.
+    #[serde(rename = "type")]
+    pub order_type: String,
+    /// What to generate (see ARCHITECTURE.md, Orders).
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+}
+
+/// `keyledger.cmd.order.delete`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteOrderRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the order; default: the token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The order's id.
+    pub id: String,
+}
+
+/// Executes commands on orders.
+pub struct OrderHandler {
+    executor: Executor<OrderAggregate>,
+}
+
+impl OrderHandler {
+    /// A handler over `store`.
+    pub fn new(store: Arc<EventStore>, clock: Clock, cache_capacity: u64) -> Self {
+        Self {
+            executor: Executor::new(store, clock, cache_capacity),
+        }
+    }
+
+    /// Handles `order.place` or `order.delete` from a user.
+    pub async fn handle(
+        &self,
+        name: &str,
+        principal: &Principal,
+        body: &[u8],
+    ) -> Result<AcceptedReply, Rejection> {
+        let (command_id, project, order, command) = match name {
+            command::ORDER_PLACE => {
+                let req: PlaceOrderRequest = parse_body(name, body)?;
+                let command_id = command_id(req.command_id.as_deref())?;
+                let project = principal.project.clone();
+                let order = OrderId::for_create(&project, &command_id);
+                let command = OrderCommand::Place {
+                    order_type: OrderType::parse(&req.order_type)?,
+                    meta: req.meta,
+                };
+                (command_id, project, order, command)
+            }
+            command::ORDER_DELETE => {
+                let req: DeleteOrderRequest = parse_body(name, body)?;
+                let project = req
+                    .project
+                    .as_deref()
+                    .map_or_else(|| Ok(principal.project.clone()), ProjectId::parse)?;
+                (
+                    command_id(req.command_id.as_deref())?,
+                    project,
+                    OrderId::parse(&req.id)?,
+                    OrderCommand::Delete,
+                )
+            }
+            other => {
+                return Err(Rejection::invalid(format!(
+                    "unknown command {other:?}; the commands are {}",
+                    command::ALL.join(", ")
+                )));
+            }
+        };
+        self.run(
+            &Actor::User(principal.clone()),
+            project,
+            order,
+            command,
+            command_id,
+        )
+        .await
+    }
+
+    /// Runs `command` on order `order` as `actor`.
+    pub async fn run(
+        &self,
+        actor: &Actor,
+        project: ProjectId,
+        order: OrderId,
+        command: OrderCommand,
+        command_id: CommandId,
+    ) -> Result<AcceptedReply, Rejection> {
+        let aggregate = AggregateRef {
+            kind: AggregateKind::Order,
+            project: project.clone(),
+            id: order.to_string(),
+        };
+        let mut step = OrderStep {
+            actor,
+            project: &project,
+            order,
+            command: &command,
+        };
+        let written = self
+            .executor
+            .run(&aggregate, &command_id, command.name(), actor, &mut step)
+            .await?;
+        Ok(AcceptedReply {
+            seq: written.seq,
+            id: aggregate.id,
+            version: written.version,
+            version_id: None,
+        })
+    }
+
+    /// The order's state as of its last commit.
+    pub async fn state(
+        &self,
+        project: &ProjectId,
+        order: OrderId,
+    ) -> Result<OrderState, Rejection> {
+        self.executor
+            .state(&AggregateRef {
+                kind: AggregateKind::Order,
+                project: project.clone(),
+                id: order.to_string(),
+            })
+            .await
+    }
+}
+
+struct OrderStep<'a> {
+    actor: &'a Actor,
+    project: &'a ProjectId,
+    order: OrderId,
+    command: &'a OrderCommand,
+}
+
+impl Step<OrderAggregate> for OrderStep<'_> {
+    fn decide(&self, state: &OrderState, now: Timestamp) -> Result<Vec<OrderEvent>, Rejection> {
+        let ctx = Context {
+            actor: self.actor,
+            project: self.project,
+            id: self.order,
+            now,
+        };
+        decide(state, self.command, ctx)
+    }
+}

@@ -1,0 +1,527 @@
+//! The order worker: a process manager fed by the event stream. For each placed order
+//! it generates the material, records it on the order, stores it as secrets (and a
+//! container), and completes the order; or fails it with Barbican's status code and a
+//! reason.
+//!
+//! Every step is idempotent, so the worker is crash-safe: the material is fixed by the
+//! first `order.material_recorded` commit, and each secret and container has an id and
+//! command id derived from the order, so a step run twice writes once. A worker killed
+//! anywhere resumes on restart (pending orders are looked up at start, and the durable
+//! consumer redelivers unacknowledged ones) and never creates a secret twice.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::{self, AckKind};
+use domain::Rejection;
+use domain::commit::Commit;
+use domain::container::{ContainerCommand, ContainerType, CreateContainer, RefName, SecretRef};
+use domain::ids::{CommandId, KeyId, OrderId, ProjectId, VersionId};
+use domain::order::{
+    DistinguishedName, Material, OrderCommand, OrderCompleted, OrderEvent, OrderFailed, OrderSpec,
+    OrderState, OrderStatus, OrderType, container_for, secret_for,
+};
+use domain::principal::Actor;
+use domain::secret::fields::{Algorithm, Attributes, BitLength, SecretType};
+use domain::secret::payload::{ContentType, PayloadLimit, Plaintext};
+use domain::secret::{CreateSecret, SecretCommand};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::OrderHandler;
+use super::ca::{CaError, CertificateAuthority, IssueRequest};
+use super::generate;
+use crate::clock::Clock;
+use crate::containers::ContainerHandler;
+use crate::envelope::Envelope;
+use crate::handler::SecretHandler;
+use crate::keystore::KeyStore;
+
+/// Name of the worker's durable consumer.
+pub const CONSUMER: &str = "keyledger-order-worker";
+
+/// Called after each step with its name; `false` stops the worker there, as a crash
+/// would (tests use it to kill the worker mid-order).
+pub type StepHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// How the worker retries an unreachable CA.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Attempts in all.
+    pub attempts: u32,
+    /// The first pause; each next one doubles.
+    pub backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Where the worker learns, at start, which orders are still pending.
+pub trait PendingOrders: Send + Sync + 'static {
+    /// Up to `limit` pending orders: (project, order id).
+    fn pending(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, String>> + Send;
+}
+
+/// Why the worker stopped on an order.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A step hook stopped it.
+    #[error("stopped after step {0}")]
+    Stopped(String),
+    /// A command was refused or NATS failed; the order stays pending and is retried.
+    #[error(transparent)]
+    Command(#[from] Rejection),
+}
+
+/// The order worker.
+pub struct OrderWorker {
+    /// Orders.
+    pub orders: Arc<OrderHandler>,
+    /// Secrets.
+    pub secrets: Arc<SecretHandler>,
+    /// Containers.
+    pub containers: Arc<ContainerHandler>,
+    /// Where data keys go.
+    pub keys: KeyStore,
+    /// Seals the material.
+    pub envelope: Arc<Envelope>,
+    /// CA plugins by name.
+    pub cas: BTreeMap<String, Arc<dyn CertificateAuthority>>,
+    /// The clock.
+    pub clock: Clock,
+    /// Retrying an unreachable CA.
+    pub retry: Retry,
+    /// Observes (and may stop) each step.
+    pub hook: Option<StepHook>,
+}
+
+fn cmd(id: &str) -> Result<CommandId, Rejection> {
+    CommandId::parse(id)
+}
+
+impl OrderWorker {
+    fn step(&self, name: &str) -> Result<(), WorkerError> {
+        match &self.hook {
+            Some(hook) if !hook(name) => Err(WorkerError::Stopped(name.to_owned())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes order `order` of `project` as far as it goes: to ACTIVE or ERROR. Safe to
+    /// call any number of times, concurrently too.
+    pub async fn process(&self, project: &ProjectId, order: OrderId) -> Result<(), WorkerError> {
+        let worker = Actor::order_worker();
+        let OrderState::Placed(placed) = self.orders.state(project, order).await? else {
+            return Ok(());
+        };
+        if placed.status != OrderStatus::Pending {
+            return Ok(());
+        }
+        let spec = OrderSpec::parse(placed.order_type, &placed.meta)?;
+        let material = match &placed.material {
+            Some(m) => m.clone(),
+            None => match self.generate(project, order, &spec).await {
+                Ok(items) => {
+                    self.orders
+                        .run(
+                            &worker,
+                            project.clone(),
+                            order,
+                            OrderCommand::RecordMaterial(items),
+                            cmd(&format!("order-{order}-material"))?,
+                        )
+                        .await?;
+                    self.step("material")?;
+                    // Whoever recorded first, that material stands.
+                    match self.orders.state(project, order).await? {
+                        OrderState::Placed(o) => o.material.clone().unwrap_or_default(),
+                        _ => return Ok(()),
+                    }
+                }
+                Err(failed) => {
+                    self.orders
+                        .run(
+                            &worker,
+                            project.clone(),
+                            order,
+                            OrderCommand::Fail(failed),
+                            cmd(&format!("order-{order}-fail"))?,
+                        )
+                        .await?;
+                    return Ok(());
+                }
+            },
+        };
+        for item in &material {
+            let (_, command_id) = secret_for(project, order, &item.role);
+            let create = CreateSecret {
+                attributes: item.attributes.clone(),
+                payload: Some(item.payload.clone()),
+                owning_service: None,
+                tags: Default::default(),
+            };
+            self.secrets
+                .run_as(
+                    &worker,
+                    project.clone(),
+                    item.secret_id,
+                    SecretCommand::CreateForOrder {
+                        create: Box::new(create),
+                        creator: placed.creator.clone(),
+                    },
+                    cmd(&command_id)?,
+                )
+                .await?;
+            self.step(&format!("secret:{}", item.role))?;
+        }
+        let completed = if placed.order_type == OrderType::Key {
+            OrderCompleted {
+                secret_id: material.first().map(|m| m.secret_id),
+                container_id: None,
+            }
+        } else {
+            let (container, command_id) = container_for(project, order);
+            let kind = if placed.order_type == OrderType::Certificate {
+                ContainerType::Certificate
+            } else {
+                ContainerType::Rsa
+            };
+            let refs = material
+                .iter()
+                .map(|m| {
+                    Ok(SecretRef {
+                        name: RefName::parse(&m.role)?,
+                        project: project.clone(),
+                        secret_id: m.secret_id,
+                    })
+                })
+                .collect::<Result<_, Rejection>>()?;
+            self.containers
+                .run_as(
+                    &worker,
+                    project.clone(),
+                    container,
+                    ContainerCommand::CreateForOrder {
+                        create: Box::new(CreateContainer {
+                            name: spec.name.clone(),
+                            kind,
+                            refs,
+                        }),
+                        creator: placed.creator.clone(),
+                    },
+                    cmd(&command_id)?,
+                )
+                .await?;
+            self.step("container")?;
+            OrderCompleted {
+                secret_id: None,
+                container_id: Some(container),
+            }
+        };
+        self.orders
+            .run(
+                &worker,
+                project.clone(),
+                order,
+                OrderCommand::Complete(completed),
+                cmd(&format!("order-{order}-complete"))?,
+            )
+            .await?;
+        self.step("complete")?;
+        Ok(())
+    }
+
+    /// Generates and seals what `spec` asks for, or says why not (as an ERROR order).
+    async fn generate(
+        &self,
+        project: &ProjectId,
+        order: OrderId,
+        spec: &OrderSpec,
+    ) -> Result<Vec<Material>, OrderFailed> {
+        let bad = |reason: String| OrderFailed {
+            error_status_code: 400,
+            error_reason: reason,
+        };
+        let attributes = |secret_type,
+                          algorithm: &str,
+                          bits: u32|
+         -> Result<Attributes, OrderFailed> {
+            Ok(Attributes {
+                name: spec.name.clone(),
+                secret_type,
+                algorithm: Some(Algorithm::parse(algorithm).map_err(|r| bad(r.message))?),
+                bit_length: Some(BitLength::parse(i64::from(bits)).map_err(|r| bad(r.message))?),
+                mode: None,
+                expiration: spec.expiration,
+                metadata: Default::default(),
+            })
+        };
+        let mut items: Vec<(String, Attributes, Vec<u8>, ContentType)> = Vec::new();
+        match spec.order_type {
+            OrderType::Key => {
+                let ok = match spec.algorithm.as_str() {
+                    "aes" => matches!(spec.bit_length, 128 | 192 | 256),
+                    "hmac" => {
+                        spec.bit_length.is_multiple_of(8) && (128..=1024).contains(&spec.bit_length)
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err(bad(format!(
+                        "{} {} is not supported for key orders; use aes 128, 192 or 256, or \
+                         hmac with a bit_length that is a multiple of 8 from 128 to 1024",
+                        spec.algorithm, spec.bit_length
+                    )));
+                }
+                let key = generate::symmetric(spec.bit_length as usize / 8);
+                items.push((
+                    "secret".into(),
+                    attributes(SecretType::Symmetric, &spec.algorithm, spec.bit_length)?,
+                    key.to_vec(),
+                    ContentType::OctetStream,
+                ));
+            }
+            OrderType::Asymmetric | OrderType::Certificate => {
+                let key_spec = spec.key_pair().map_err(|why| match spec.order_type {
+                    OrderType::Certificate => {
+                        bad(format!("the CA {} cannot certify {why}", spec.ca))
+                    }
+                    _ => bad(why),
+                })?;
+                let dn = match &spec.subject_dn {
+                    Some(dn) => Some(DistinguishedName::parse(dn).map_err(bad)?),
+                    None => None,
+                };
+                let ca = match spec.order_type {
+                    OrderType::Certificate => {
+                        Some(self.cas.get(&spec.ca).cloned().ok_or_else(|| {
+                            bad(format!(
+                                "meta.ca {:?} names no CA; the CAs are {}",
+                                spec.ca,
+                                self.cas.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ))
+                        })?)
+                    }
+                    _ => None,
+                };
+                let key_pair = generate::key_pair(key_spec).map_err(|e| OrderFailed {
+                    error_status_code: 500,
+                    error_reason: e,
+                })?;
+                let (algorithm, bits) = (key_spec.algorithm(), key_spec.bits());
+                items.push((
+                    "private_key".into(),
+                    attributes(SecretType::Private, algorithm, bits)?,
+                    key_pair.serialize_pem().into_bytes(),
+                    ContentType::TextPlain,
+                ));
+                if let (Some(ca), Some(dn)) = (ca, dn) {
+                    let issued = self
+                        .issue(ca.as_ref(), spec, &dn, key_spec, &key_pair)
+                        .await?;
+                    items.push((
+                        "certificate".into(),
+                        attributes(SecretType::Certificate, algorithm, bits)?,
+                        issued.certificate.into_bytes(),
+                        ContentType::TextPlain,
+                    ));
+                    items.push((
+                        "intermediates".into(),
+                        attributes(SecretType::Certificate, algorithm, bits)?,
+                        issued.chain.into_bytes(),
+                        ContentType::TextPlain,
+                    ));
+                } else {
+                    items.push((
+                        "public_key".into(),
+                        attributes(SecretType::Public, algorithm, bits)?,
+                        key_pair.public_key_pem().into_bytes(),
+                        ContentType::TextPlain,
+                    ));
+                }
+            }
+        }
+        let mut material = Vec::new();
+        for (role, attributes, bytes, content_type) in items {
+            let (secret_id, _) = secret_for(project, order, &role);
+            let internal = |e: &dyn std::fmt::Display| OrderFailed {
+                error_status_code: 500,
+                error_reason: format!("sealing the {role} failed: {e}"),
+            };
+            let plaintext = Plaintext::from_bytes(bytes, content_type, PayloadLimit(512 * 1024))
+                .map_err(|e| internal(&e))?;
+            let (key_id, version_id) = (
+                KeyId::from_uuid(Uuid::new_v4()),
+                VersionId::from_uuid(Uuid::new_v4()),
+            );
+            let (payload, wrapped) = self
+                .envelope
+                .seal(&plaintext, project, secret_id, version_id, key_id)
+                .map_err(|e| internal(&e))?;
+            // The data key is stored before the commit that names it (the material).
+            self.keys
+                .put(project, secret_id, key_id, &wrapped)
+                .await
+                .map_err(|e| OrderFailed {
+                    error_status_code: 503,
+                    error_reason: format!("the key store is unavailable: {e}"),
+                })?;
+            material.push(Material {
+                role,
+                secret_id,
+                attributes,
+                payload,
+            });
+        }
+        Ok(material)
+    }
+
+    /// Asks the CA, retrying an unreachable one with backoff a bounded number of times.
+    async fn issue(
+        &self,
+        ca: &dyn CertificateAuthority,
+        spec: &OrderSpec,
+        dn: &DistinguishedName,
+        key: domain::order::KeySpec,
+        key_pair: &rcgen::KeyPair,
+    ) -> Result<super::ca::Issued, OrderFailed> {
+        let mut pause = self.retry.backoff;
+        let mut waited = Duration::ZERO;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = IssueRequest {
+                subject: dn,
+                subject_alt_names: &spec.subject_alt_names,
+                validity_days: spec.validity_days,
+                key_usage: &spec.key_usage,
+                key,
+                key_pair,
+                now: (self.clock)(),
+            };
+            match ca.issue(request).await {
+                Ok(issued) => return Ok(issued),
+                Err(CaError::Rejected { status, reason }) => {
+                    return Err(OrderFailed {
+                        error_status_code: status,
+                        error_reason: reason,
+                    });
+                }
+                Err(CaError::Unavailable(why)) if attempt >= self.retry.attempts => {
+                    return Err(OrderFailed {
+                        error_status_code: 503,
+                        error_reason: format!(
+                            "the CA {} is unreachable or failing: {why}; tried {attempt} times \
+                             over {waited:?}. Place the order again once the CA is back",
+                            ca.name()
+                        ),
+                    });
+                }
+                Err(CaError::Unavailable(why)) => {
+                    tracing::warn!(ca = ca.name(), attempt, error = %why, "CA unavailable; retrying");
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause *= 2;
+                }
+            }
+        }
+    }
+
+    /// Runs until `shutdown`: first the orders still pending (after a restart), then
+    /// each order placed, from the stream.
+    pub async fn run<P: PendingOrders>(
+        self,
+        js: jetstream::Context,
+        stream: &str,
+        pending: P,
+        shutdown: CancellationToken,
+    ) -> Result<(), String> {
+        match pending.pending(1000).await {
+            Ok(list) => {
+                for (project, id) in list {
+                    if let (Ok(project), Ok(id)) = (ProjectId::parse(&project), OrderId::parse(&id))
+                        && let Err(e) = self.process(&project, id).await
+                    {
+                        tracing::warn!(order = %id, error = %e, "order worker: resuming failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "order worker: cannot list pending orders"),
+        }
+        let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                CONSUMER,
+                pull::Config {
+                    durable_name: Some(CONSUMER.into()),
+                    description: Some("generates what orders ask for".into()),
+                    filter_subject: "keyledger.events.*.order.*".into(),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(60),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let message = match next {
+                None => return Err("the order consumer ended".into()),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "order worker: receiving failed; continuing");
+                    continue;
+                }
+                Some(Ok(m)) => m,
+            };
+            let placed = Commit::<OrderEvent>::from_slice(&message.payload)
+                .ok()
+                .filter(|c| {
+                    c.body
+                        .events
+                        .iter()
+                        .any(|e| matches!(e, OrderEvent::Placed(_)))
+                });
+            let outcome = match placed {
+                None => Ok(()),
+                Some(commit) => match OrderId::parse(&commit.body.aggregate.id) {
+                    Ok(id) => self.process(&commit.body.aggregate.project, id).await,
+                    Err(_) => Ok(()),
+                },
+            };
+            let ack = match outcome {
+                Ok(()) => message.ack().await,
+                Err(WorkerError::Stopped(step)) => {
+                    // Simulates a crash: no acknowledgement; a restart resumes.
+                    tracing::warn!(step, "order worker stopped by its hook");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "order worker: an order failed to progress; retrying");
+                    message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
+                        .await
+                }
+            };
+            if let Err(e) = ack {
+                tracing::warn!(error = %e, "order worker: acknowledging failed");
+            }
+        }
+    }
+}
