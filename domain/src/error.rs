@@ -26,6 +26,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The HTTP status the code answers with (and Barbican reports in orders).
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::Invalid => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::Conflict => 409,
+            Self::TooLarge => 413,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
-use domain::Rejection;
 use domain::commit::Commit;
 use domain::container::{ContainerCommand, ContainerType, CreateContainer, RefName, SecretRef};
 use domain::ids::{CommandId, KeyId, OrderId, ProjectId, VersionId};
@@ -28,6 +27,7 @@ use domain::principal::Actor;
 use domain::secret::fields::{Algorithm, Attributes, BitLength, SecretType};
 use domain::secret::payload::{ContentType, PayloadLimit, Plaintext};
 use domain::secret::{CreateSecret, SecretCommand};
+use domain::{ErrorCode, Rejection};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -112,6 +112,11 @@ fn cmd(id: &str) -> Result<CommandId, Rejection> {
     CommandId::parse(id)
 }
 
+/// A refusal that retrying cannot change.
+fn is_permanent(r: &Rejection) -> bool {
+    !matches!(r.code, ErrorCode::Unavailable | ErrorCode::Internal)
+}
+
 impl OrderWorker {
     fn step(&self, name: &str) -> Result<(), WorkerError> {
         match &self.hook {
@@ -165,7 +170,39 @@ impl OrderWorker {
                 }
             },
         };
-        for item in &material {
+        match self.store(project, order, &placed, &spec, &material).await {
+            Err(WorkerError::Command(r)) if is_permanent(&r) => {
+                // The material cannot be stored as asked (say, its expiration passed while
+                // the order waited): the order fails, rather than being retried forever.
+                self.orders
+                    .run(
+                        &worker,
+                        project.clone(),
+                        order,
+                        OrderCommand::Fail(OrderFailed {
+                            error_status_code: r.code.http_status(),
+                            error_reason: r.message,
+                        }),
+                        cmd(&format!("order-{order}-fail"))?,
+                    )
+                    .await?;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Stores recorded material as secrets (and a container), and completes the order.
+    async fn store(
+        &self,
+        project: &ProjectId,
+        order: OrderId,
+        placed: &domain::order::Order,
+        spec: &OrderSpec,
+        material: &[Material],
+    ) -> Result<(), WorkerError> {
+        let worker = Actor::order_worker();
+        for item in material {
             let (_, command_id) = secret_for(project, order, &item.role);
             let create = CreateSecret {
                 attributes: item.attributes.clone(),
@@ -317,10 +354,15 @@ impl OrderWorker {
                     }
                     _ => None,
                 };
-                let key_pair = generate::key_pair(key_spec).map_err(|e| OrderFailed {
-                    error_status_code: 500,
-                    error_reason: e,
-                })?;
+                // RSA generation takes seconds: keep it off the async workers.
+                let key_pair = tokio::task::spawn_blocking(move || generate::key_pair(key_spec))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+                    .map_err(|e| OrderFailed {
+                        error_status_code: 500,
+                        error_reason: e,
+                    })?;
                 let (algorithm, bits) = (key_spec.algorithm(), key_spec.bits());
                 items.push((
                     "private_key".into(),

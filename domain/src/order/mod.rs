@@ -243,7 +243,16 @@ pub fn decide(
                     ctx.id
                 )));
             }
-            OrderSpec::parse(*order_type, meta)?;
+            let spec = OrderSpec::parse(*order_type, meta)?;
+            if let Some(exp) = spec.expiration
+                && exp.has_passed(ctx.now)
+            {
+                return Err(Rejection::invalid(format!(
+                    "meta.expiration {} is not in the future (it is now {}); choose a later time",
+                    exp.at(),
+                    ctx.now
+                )));
+            }
             let creator = ctx
                 .actor
                 .principal()
