@@ -5,6 +5,7 @@
 mod support;
 
 mod access_control;
+mod audit;
 mod canary;
 mod cli;
 mod containers;

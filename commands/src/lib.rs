@@ -1,6 +1,7 @@
 //! keyledger's write side: command intake over NATS, the JetStream event store,
 //! envelope encryption and the key store.
 
+pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod containers;

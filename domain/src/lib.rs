@@ -16,6 +16,7 @@
 #[macro_use]
 mod macros;
 
+pub mod audit;
 pub mod canonical;
 pub mod commit;
 pub mod container;

@@ -2,6 +2,7 @@
 
 mod acl;
 mod args;
+mod audit;
 mod bench;
 mod container;
 mod http;
@@ -47,6 +48,9 @@ enum Command {
     /// Show, replace, merge or reset a secret's ACL through the HTTP API.
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// The history and integrity of the log, read from NATS.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Containers: show one, or check a certificate container for TLS.
     #[command(subcommand)]
     Container(container::ContainerCommand),
@@ -86,6 +90,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Secret(cmd) => secret::run(cmd).await,
         Command::Acl(cmd) => acl::run(cmd).await,
         Command::Container(cmd) => container::run(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
         Command::Whoami { client } => whoami::run(client).await,
         Command::Projections(cmd) => projections_cmd::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,

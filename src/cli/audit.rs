@@ -1,0 +1,251 @@
+//! `keyledger audit log|export|verify`: the history and the integrity of the log, read
+//! from NATS directly (no keyledger service in between, nothing to trust but the log).
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use clap::{Args, Subcommand};
+use domain::audit::{HistoryFilter, LogVerifier, RawEvent};
+use domain::commit::Commit;
+use domain::timestamp::Timestamp;
+use serde_json::{Value, json};
+
+use super::LogArgs;
+
+/// Where the log is.
+#[derive(Debug, Clone, Args)]
+pub struct Source {
+    /// NATS URL of the event stream (an account that may read it), e.g.
+    /// nats://keyledger:PASSWORD@127.0.0.1:4222 for `keyledger up`'s server.
+    #[arg(long, env = "KEYLEDGER_NATS_URL")]
+    pub nats_url: String,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Who did what, when: every event, filtered; a table, or JSON lines with --json.
+    Log {
+        #[command(flatten)]
+        source: Source,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only this secret, container or order (its id).
+        #[arg(long)]
+        id: Option<String>,
+        /// Only commits by this actor (a user, or system:scheduler, system:order worker).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only events of this type, e.g. secret.acl_set.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only commits at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only commits before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only sequences from this one.
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Only sequences up to this one.
+        #[arg(long)]
+        to_seq: Option<u64>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the whole log as JSON lines ({seq, subject, commit: base64}), to verify a
+    /// copy elsewhere.
+    Export {
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Check every commit's hash, every aggregate's chain and the sequence's continuity;
+    /// name the first bad sequence. Exits non-zero on failure.
+    Verify {
+        /// NATS URL of the event stream.
+        #[arg(long, env = "KEYLEDGER_NATS_URL", required_unless_present = "file")]
+        nats_url: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
+        /// Verify an export instead of the live stream.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+async fn connect(url: &str) -> Result<async_nats::jetstream::Context> {
+    let client = commands::nats::connect(url, "keyledger-audit").await?;
+    Ok(async_nats::jetstream::new(client))
+}
+
+fn time(field: &str, s: Option<String>) -> Result<Option<Timestamp>> {
+    s.map(|s| Timestamp::parse_iso8601(field, &s).map_err(|r| anyhow::anyhow!(r.message)))
+        .transpose()
+}
+
+pub async fn run(command: AuditCommand) -> Result<()> {
+    match command {
+        AuditCommand::Log {
+            source,
+            project,
+            id,
+            actor,
+            event_type,
+            since,
+            until,
+            from_seq,
+            to_seq,
+            json,
+        } => {
+            let filter = HistoryFilter {
+                actor,
+                event_type,
+                since: time("--since", since)?,
+                until: time("--until", until)?,
+                from_seq,
+                to_seq,
+            };
+            let subject = format!(
+                "keyledger.events.{}.*.{}",
+                project.as_deref().unwrap_or("*"),
+                id.as_deref().unwrap_or("*")
+            );
+            let js = connect(&source.nats_url).await?;
+            let mut out = std::io::stdout().lock();
+            if !json {
+                writeln!(
+                    out,
+                    "{:>6}  {:<27}  {:<16}  {:<24}  {:<36}  EVENT",
+                    "SEQ", "AT", "ACTOR", "COMMAND", "AGGREGATE"
+                )?;
+            }
+            let mut failed = None;
+            commands::audit::read_log(
+                &js,
+                &source.log.stream,
+                Some(subject),
+                from_seq.unwrap_or(1),
+                |m| {
+                    if to_seq.is_some_and(|t| m.seq > t) {
+                        return false;
+                    }
+                    let commit = match Commit::<RawEvent>::from_slice(&m.payload) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            failed = Some(format!("sequence {}: {e}", m.seq));
+                            return false;
+                        }
+                    };
+                    for entry in filter.entries(m.seq, &commit) {
+                        let line = if json {
+                            entry.to_string()
+                        } else {
+                            format!(
+                                "{:>6}  {:<27}  {:<16}  {:<24}  {:<36}  {}",
+                                entry["seq"],
+                                entry["at"].as_str().unwrap_or_default(),
+                                entry["actor"].as_str().unwrap_or_default(),
+                                entry["command"].as_str().unwrap_or_default(),
+                                entry["aggregate"]["id"].as_str().unwrap_or_default(),
+                                entry["event"]["type"].as_str().unwrap_or_default(),
+                            )
+                        };
+                        if writeln!(out, "{line}").is_err() {
+                            return false;
+                        }
+                    }
+                    true
+                },
+            )
+            .await?;
+            if let Some(why) = failed {
+                bail!(
+                    "the log holds a commit that does not read: {why}; run keyledger audit verify"
+                );
+            }
+        }
+        AuditCommand::Export { source } => {
+            let js = connect(&source.nats_url).await?;
+            let mut out = std::io::stdout().lock();
+            commands::audit::read_log(&js, &source.log.stream, None, 1, |m| {
+                let line =
+                    json!({"seq": m.seq, "subject": m.subject, "commit": B64.encode(&m.payload)});
+                writeln!(out, "{line}").is_ok()
+            })
+            .await?;
+        }
+        AuditCommand::Verify {
+            nats_url,
+            log,
+            file,
+        } => {
+            let mut verifier = LogVerifier::new();
+            let mut violation = None;
+            let mut last = 0;
+            match (file, nats_url) {
+                (Some(path), _) => {
+                    let f = std::fs::File::open(&path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+                        let line = line?;
+                        let v: Value = serde_json::from_str(&line).with_context(|| {
+                            format!("line {} of {} is not JSON", n + 1, path.display())
+                        })?;
+                        let (Some(seq), Some(subject), Some(commit)) = (
+                            v["seq"].as_u64(),
+                            v["subject"].as_str(),
+                            v["commit"].as_str(),
+                        ) else {
+                            bail!(
+                                "line {} of {} is not an export line ({{seq, subject, commit}})",
+                                n + 1,
+                                path.display()
+                            );
+                        };
+                        let bytes = B64
+                            .decode(commit)
+                            .with_context(|| format!("line {}: commit is not base64", n + 1))?;
+                        last = seq;
+                        if let Err(v) = verifier.check(seq, subject, &bytes) {
+                            violation = Some(v);
+                            break;
+                        }
+                    }
+                }
+                (None, Some(url)) => {
+                    let js = connect(&url).await?;
+                    last = commands::audit::read_log(&js, &log.stream, None, 1, |m| match verifier
+                        .check(m.seq, &m.subject, &m.payload)
+                    {
+                        Ok(()) => true,
+                        Err(v) => {
+                            violation = Some(v);
+                            false
+                        }
+                    })
+                    .await?;
+                }
+                (None, None) => bail!("give --nats-url or --file"),
+            }
+            if let Some(v) = violation {
+                bail!(
+                    "the log FAILS verification at sequence {}: {}",
+                    v.seq,
+                    v.reason
+                );
+            }
+            println!(
+                "ok: {} commits verified, up to sequence {last}: every hash, every aggregate's chain, no gap",
+                verifier.commits()
+            );
+        }
+    }
+    Ok(())
+}
