@@ -354,6 +354,7 @@ pub async fn start_api(
         verifier: keys.verifier.clone(),
         envelope: keys.envelope.clone(),
         keys: KeyStore::new(keys_bucket),
+        js,
         clock,
         config: Arc::new(settings.config),
     };

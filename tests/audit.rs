@@ -167,3 +167,71 @@ async fn the_log_tells_who_did_what_and_verifies_until_tampered_with() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn history_over_http_outlives_the_secret_and_is_for_auditors() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let auditor = t.token_with("audrey", "p1", &["audit"]);
+    let id = t.create_text(&alice, "db", "history-canary").await;
+    let history = |token: String| {
+        let url = t.url(&format!("/v1/secrets/{id}/history"));
+        let http = t.http.clone();
+        async move { http.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let shown: Value = history(auditor.clone()).await.json().await.unwrap();
+    assert_eq!(shown["total"], 2);
+    assert_eq!(shown["history"][0]["actor"], "alice");
+    assert!(shown["history"][0]["hash"].as_str().unwrap().len() == 64);
+    assert!(!shown.to_string().contains("history-canary"));
+    // Another project's user learns nothing.
+    let outsider = history(t.token("bob", "p2")).await;
+    assert_eq!(outsider.status(), 403);
+
+    // Deleted, the secret is gone from reads, not from its history.
+    let deleted = t
+        .http
+        .delete(t.url(&format!("/v1/secrets/{id}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let shown: Value = history(auditor.clone()).await.json().await.unwrap();
+    assert_eq!(shown["total"], 3);
+    assert_eq!(shown["history"][2]["event"]["type"], "secret.deleted");
+    assert_eq!(history(t.token("bob", "p2")).await.status(), 403);
+
+    // The project-wide trail is for auditors and admins, filtered and paged.
+    let events = |token: &str, query: &str| {
+        let url = t.url(&format!("/v1/audit/events{query}"));
+        let http = t.http.clone();
+        let token = token.to_owned();
+        async move { http.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let page: Value = events(&auditor, "?type=secret.deleted")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["events"][0]["actor"], "alice");
+    let page: Value = events(&auditor, "?limit=1&offset=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            page["total"].as_u64(),
+            page["events"].as_array().unwrap().len()
+        ),
+        (Some(3), 1)
+    );
+    let observer = t.token_with("olga", "p1", &["observer"]);
+    let denied = events(&observer, "").await;
+    assert_eq!(denied.status(), 403);
+    let text = denied.text().await.unwrap();
+    assert!(text.contains("requires role audit or admin"), "{text}");
+    t.stop().await;
+}

@@ -30,6 +30,8 @@
 //! | `GET`, `PUT`, `PATCH`, `DELETE /v1/secrets/{id}/acl` | show, replace, merge, reset the ACL |
 //! | `GET`, `POST /v1/orders` (202); `GET`, `DELETE /v1/orders/{id}` | orders |
 //! | `GET /v1/cas/local` | the local CA's certificate (PEM) |
+//! | `GET /v1/secrets/{id}/history` | the secret's events from the log (even once it is gone) |
+//! | `GET /v1/audit/events` | the project's events, filtered (`actor`, `type`, `since`, `until`, `from_seq`, `to_seq`, `id`) and paged; role audit or admin |
 //! | `GET /v1/whoami` | the caller as keyledger sees it |
 
 mod access;
@@ -40,6 +42,7 @@ mod consistency;
 mod containers;
 mod discovery;
 mod error;
+mod history;
 mod metadata;
 mod negotiate;
 mod orders;
@@ -155,6 +158,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/orders", get(orders::list).post(orders::place))
         .route("/v1/orders/{id}", get(orders::get).delete(orders::delete))
         .route("/v1/cas/local", get(orders::local_ca))
+        .route("/v1/secrets/{id}/history", get(history::secret))
+        .route("/v1/audit/events", get(history::events))
         .route("/v1/whoami", get(whoami::get))
         .fallback(|| async {
             ApiError::new(

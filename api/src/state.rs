@@ -21,6 +21,8 @@ pub struct ApiConfig {
     pub consistency_timeout: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// The event stream history is read from.
+    pub stream: String,
 }
 
 impl Default for ApiConfig {
@@ -29,6 +31,7 @@ impl Default for ApiConfig {
             public_url: None,
             consistency_timeout: Duration::from_secs(5),
             max_body_bytes: 1024 * 1024,
+            stream: commands::log::DEFAULT_STREAM.to_owned(),
         }
     }
 }
@@ -46,6 +49,8 @@ pub struct AppState {
     pub envelope: Arc<Envelope>,
     /// Wrapped data keys.
     pub keys: KeyStore,
+    /// JetStream, for reading history from the log.
+    pub js: async_nats::jetstream::Context,
     /// The current time.
     pub clock: Clock,
     /// Settings.

@@ -45,6 +45,8 @@ pub enum Action {
     CreateContainer,
     /// List a project's containers.
     ListContainers,
+    /// Read a project's whole history (the audit trail).
+    ReadAudit,
     /// Place an order.
     CreateOrder,
     /// List a project's orders.
@@ -69,6 +71,7 @@ impl Action {
     fn project_roles(self) -> &'static [ProjectRole] {
         match self {
             Self::CreateSecret | Self::CreateContainer | Self::CreateOrder => &[Creator],
+            Self::ReadAudit => &[Audit],
             Self::ListSecrets | Self::ListContainers | Self::ListOrders | Self::ReadSecret => {
                 &[Audit, Observer, Creator]
             }
@@ -106,6 +109,7 @@ impl Action {
             Self::CreateContainer => "creating a container".into(),
             Self::ListContainers => "listing containers".into(),
             Self::CreateOrder => "placing an order".into(),
+            Self::ReadAudit => "reading the project's history".into(),
             Self::ListOrders => "listing orders".into(),
             Self::ReadSecret => format!("reading {o}"),
             Self::ReadPayload => format!("reading the payload of {o}"),

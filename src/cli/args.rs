@@ -229,6 +229,7 @@ impl PayloadArgs {
             config: api::ApiConfig {
                 public_url,
                 max_body_bytes: self.body_limit(),
+                stream: log.stream.clone(),
                 ..Default::default()
             },
             replicas: log.replicas,
