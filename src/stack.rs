@@ -348,6 +348,10 @@ pub async fn start_api(
     let client = commands::nats::connect(nats_url, "keyledger-api").await?;
     let js = async_nats::jetstream::new(client.clone());
     let keys_bucket = ensure_key_bucket(&js, settings.replicas).await?;
+    api::access_log::ensure_stream(&js, settings.replicas)
+        .await
+        .map_err(|e| anyhow::anyhow!("setting up the access stream: {e}"))?;
+    let access_log = api::access_log::AccessLog::start(js.clone(), settings.config.access_mode);
     let state = AppState {
         read: ReadModel::new(pool, applied),
         commands: CommandClient::new(client, Duration::from_secs(10)),
@@ -355,6 +359,7 @@ pub async fn start_api(
         envelope: keys.envelope.clone(),
         keys: KeyStore::new(keys_bucket),
         js,
+        access_log,
         clock,
         config: Arc::new(settings.config),
     };

@@ -235,3 +235,74 @@ async fn history_over_http_outlives_the_secret_and_is_for_auditors() {
     assert!(text.contains("requires role audit or admin"), "{text}");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn every_payload_read_is_recorded_and_required_records_guard_the_payload() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "db", "guarded").await;
+    let read = |token: String| {
+        let url = t.url(&format!("/v1/secrets/{id}/payload"));
+        let http = t.http.clone();
+        async move { http.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    assert_eq!(read(alice.clone()).await.status(), 200);
+    assert_eq!(read(t.token("bob", "p2")).await.status(), 403);
+
+    let url = t.stack.service_url.clone();
+    let out = audit(args(&["access", "--nats-url", &url, "--id", &id, "--json"])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = lines(&out);
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(
+        (records[0]["user"].as_str(), records[0]["allowed"].as_bool()),
+        (Some("alice"), Some(true))
+    );
+    assert!(records[0]["version"].is_string());
+    assert_eq!(records[0]["source"], "127.0.0.1");
+    assert_eq!(
+        (records[1]["user"].as_str(), records[1]["allowed"].as_bool()),
+        (Some("bob"), Some(false))
+    );
+    assert!(
+        records[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("your token is for project p2")
+    );
+    let denied = audit(args(&["access", "--nats-url", &url, "--denied", "--json"])).await;
+    assert_eq!(lines(&denied).len(), 1);
+
+    // Without the access stream, a required record cannot be stored: no payload.
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    js.delete_stream(api::access_log::STREAM).await.unwrap();
+    let refused = read(alice.clone()).await;
+    assert_eq!(refused.status(), 503);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("could not be stored, so the payload is not returned"),
+        "{text}"
+    );
+    assert!(!text.contains("guarded"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn best_effort_records_let_reads_through() {
+    let t = TestStack::start_with(|c| {
+        c.api.config.access_mode = api::access_log::AccessMode::BestEffort;
+    })
+    .await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "db", "served").await;
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    js.delete_stream(api::access_log::STREAM).await.unwrap();
+    let r = t.get(&format!("/v1/secrets/{id}/payload"), &alice).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "served");
+    t.stop().await;
+}

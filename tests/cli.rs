@@ -62,6 +62,7 @@ async fn every_command_has_help() {
         &["audit"],
         &["audit", "log"],
         &["audit", "export"],
+        &["audit", "access"],
         &["audit", "verify"],
         &["acl"],
         &["acl", "get"],

@@ -371,14 +371,8 @@ async fn tls_findings(
             )
         })?;
         let lookup = state.read.get_payload(id, (state.clock)()).await?;
-        let (secret, payload) = access::readable(
-            state,
-            caller,
-            Action::ReadPayload,
-            id,
-            lookup.value,
-            |(s, _)| s,
-        )?;
+        let (secret, payload) =
+            crate::payload::readable_payload(state, caller, id, lookup.value, |(s, _)| s).await?;
         let Some(payload) = payload else {
             return Ok(vec![Finding {
                 code: "secret_unusable",

@@ -29,6 +29,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, description)
     }
 
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
     /// Asks the client to retry after `seconds`.
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);

@@ -35,6 +35,7 @@
 //! | `GET /v1/whoami` | the caller as keyledger sees it |
 
 mod access;
+pub mod access_log;
 mod acl;
 mod auth;
 mod body;

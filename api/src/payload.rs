@@ -16,12 +16,14 @@ use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::access::resolve;
 use crate::access::{not_found, owner_project, readable};
+use crate::access_log::AccessRecord;
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
 use crate::negotiate::payload_type;
 use crate::state::AppState;
+use projections::read::Lookup;
 use projections::read::{PayloadRow, SecretRow};
 
 /// Response header naming the version a payload belongs to.
@@ -95,14 +97,8 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let id = resolve(&state, &caller, &id).await?;
     let lookup = state.read.get_payload(id, (state.clock)()).await?;
-    let (secret, row) = readable(
-        &state,
-        &caller,
-        Action::ReadPayload,
-        id,
-        lookup.value,
-        |(secret, _)| secret,
-    )?;
+    let (secret, row) =
+        readable_payload(&state, &caller, id, lookup.value, |(secret, _)| secret).await?;
     let Some(row) = row else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -152,6 +148,50 @@ pub async fn open(
     Ok(response)
 }
 
+/// The access record of a payload read by `caller`: allowed (with the version) or
+/// denied (with the reason).
+fn access_record(
+    state: &AppState,
+    caller: &Caller,
+    id: SecretId,
+    version: Option<&str>,
+    denied: Option<&str>,
+) -> AccessRecord {
+    let who = &caller.principal;
+    AccessRecord {
+        at: (state.clock)().to_rfc3339(),
+        user: who.user.to_string(),
+        project: who.project.to_string(),
+        service: who.service.as_ref().map(ToString::to_string),
+        secret: id.to_string(),
+        version: version.map(str::to_owned),
+        source: caller.source.map(|s| s.to_string()),
+        allowed: denied.is_none(),
+        reason: denied.map(str::to_owned),
+    }
+}
+
+/// [`readable`] for reading a payload: a denial is recorded in the access log too.
+pub async fn readable_payload<T>(
+    state: &AppState,
+    caller: &Caller,
+    id: SecretId,
+    lookup: Lookup<T>,
+    row: impl Fn(&T) -> &SecretRow,
+) -> Result<T, ApiError> {
+    let result = readable(state, caller, Action::ReadPayload, id, lookup, row);
+    if let Err(denied) = &result
+        && denied.status() == StatusCode::FORBIDDEN
+    {
+        let record = access_record(state, caller, id, None, Some(denied.description()));
+        // The read is refused either way; a lost record of a refusal is logged.
+        if state.access_log.record(record).await.is_err() {
+            tracing::error!(secret = %id, "the record of a refused payload read was not stored");
+        }
+    }
+    result
+}
+
 fn corrupt(id: SecretId, what: &str) -> ApiError {
     tracing::error!(secret = %id, what, "read model holds a malformed payload row");
     ApiError::new(
@@ -169,6 +209,17 @@ pub async fn decrypt(
     row: PayloadRow,
 ) -> Result<SecretSlice<u8>, ApiError> {
     let project = &ProjectId::parse(&secret.project).map_err(|_| corrupt(id, "project"))?;
+    // Recorded before the payload is opened: no record, no payload.
+    state
+        .access_log
+        .record(access_record(
+            state,
+            caller,
+            id,
+            Some(&row.version_id),
+            None,
+        ))
+        .await?;
     let sealed = SealedPayload {
         version_id: VersionId::parse(&row.version_id).map_err(|_| corrupt(id, "version id"))?,
         key_id: KeyId::parse(&row.key_id).map_err(|_| corrupt(id, "key id"))?,

@@ -169,14 +169,8 @@ pub async fn get_payload(
     let id = resolve(&state, &caller, &id).await?;
     let which = selector(&version)?;
     let lookup = state.read.get_version(id, which, (state.clock)()).await?;
-    let (secret, row) = readable(
-        &state,
-        &caller,
-        Action::ReadPayload,
-        id,
-        lookup.value,
-        |(s, _)| s,
-    )?;
+    let (secret, row) =
+        payload::readable_payload(&state, &caller, id, lookup.value, |(s, _)| s).await?;
     let row = row.ok_or_else(|| no_version(id, &version))?;
     let response = payload::open(&state, &caller, id, &secret, row, &headers).await?;
     Ok(with_seq(response, lookup.seq))

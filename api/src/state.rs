@@ -23,6 +23,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// The event stream history is read from.
     pub stream: String,
+    /// Whether a payload read needs its access record stored.
+    pub access_mode: crate::access_log::AccessMode,
 }
 
 impl Default for ApiConfig {
@@ -32,6 +34,7 @@ impl Default for ApiConfig {
             consistency_timeout: Duration::from_secs(5),
             max_body_bytes: 1024 * 1024,
             stream: commands::log::DEFAULT_STREAM.to_owned(),
+            access_mode: crate::access_log::AccessMode::Required,
         }
     }
 }
@@ -51,6 +54,8 @@ pub struct AppState {
     pub keys: KeyStore,
     /// JetStream, for reading history from the log.
     pub js: async_nats::jetstream::Context,
+    /// Where every payload read is recorded.
+    pub access_log: crate::access_log::AccessLog,
     /// The current time.
     pub clock: Clock,
     /// Settings.

@@ -195,6 +195,11 @@ pub struct PayloadArgs {
     #[arg(long, env = "KEYLEDGER_MAX_PAYLOAD_BYTES", default_value_t = 64 * 1024,
           value_parser = clap::value_parser!(u32).range(1..=512 * 1024))]
     pub max_payload_bytes: u32,
+    /// Whether a payload read needs its access record stored (`required`: else 503)
+    /// or not (`best-effort`: logged when it fails).
+    #[arg(long, env = "KEYLEDGER_ACCESS_RECORDS", default_value = "required",
+          value_parser = ["required", "best-effort"])]
+    pub access_records: String,
 }
 
 impl PayloadArgs {
@@ -230,6 +235,11 @@ impl PayloadArgs {
                 public_url,
                 max_body_bytes: self.body_limit(),
                 stream: log.stream.clone(),
+                access_mode: if self.access_records == "best-effort" {
+                    api::access_log::AccessMode::BestEffort
+                } else {
+                    api::access_log::AccessMode::Required
+                },
                 ..Default::default()
             },
             replicas: log.replicas,

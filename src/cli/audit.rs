@@ -60,6 +60,31 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Who read which payload, when, from where, and whether it was allowed: the access
+    /// records, filtered; a table, or JSON lines with --json.
+    Access {
+        /// NATS URL (an account that may read the access stream).
+        #[arg(long, env = "KEYLEDGER_NATS_URL")]
+        nats_url: String,
+        /// Only reads by this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only reads of this secret (its id).
+        #[arg(long)]
+        id: Option<String>,
+        /// Only reads at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only reads before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only denied reads.
+        #[arg(long)]
+        denied: bool,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the whole log as JSON lines ({seq, subject, commit: base64}), to verify a
     /// copy elsewhere.
     Export {
@@ -170,6 +195,59 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                     "the log holds a commit that does not read: {why}; run keyledger audit verify"
                 );
             }
+        }
+        AuditCommand::Access {
+            nats_url,
+            user,
+            id,
+            since,
+            until,
+            denied,
+            json,
+        } => {
+            let (since, until) = (time("--since", since)?, time("--until", until)?);
+            let js = connect(&nats_url).await?;
+            let mut out = std::io::stdout().lock();
+            if !json {
+                writeln!(
+                    out,
+                    "{:<27}  {:<16}  {:<36}  {:<8}  {:<15}  WHY",
+                    "AT", "USER", "SECRET", "ALLOWED", "SOURCE"
+                )?;
+            }
+            commands::audit::read_log(&js, api::access_log::STREAM, None, 1, |m| {
+                let records: Vec<api::access_log::AccessRecord> =
+                    serde_json::from_slice(&m.payload).unwrap_or_default();
+                for r in records {
+                    let at = Timestamp::parse_iso8601("at", &r.at).ok();
+                    let keep = user.as_ref().is_none_or(|u| &r.user == u)
+                        && id.as_ref().is_none_or(|i| &r.secret == i)
+                        && (!denied || !r.allowed)
+                        && since.is_none_or(|s| at.is_some_and(|a| a >= s))
+                        && until.is_none_or(|u| at.is_some_and(|a| a < u));
+                    if !keep {
+                        continue;
+                    }
+                    let line = if json {
+                        serde_json::to_string(&r).unwrap_or_default()
+                    } else {
+                        format!(
+                            "{:<27}  {:<16}  {:<36}  {:<8}  {:<15}  {}",
+                            r.at,
+                            r.user,
+                            r.secret,
+                            r.allowed,
+                            r.source.clone().unwrap_or_default(),
+                            r.reason.clone().unwrap_or_default()
+                        )
+                    };
+                    if writeln!(out, "{line}").is_err() {
+                        return false;
+                    }
+                }
+                true
+            })
+            .await?;
         }
         AuditCommand::Export { source } => {
             let js = connect(&source.nats_url).await?;

@@ -1,0 +1,147 @@
+//! Access records: every payload read, allowed or denied, appended to a stream of its
+//! own (`KEYLEDGER_ACCESS`), apart from the event stream. Records are batched: a
+//! writer task takes every record waiting, publishes them as one message, and answers
+//! all their readers once JetStream has acknowledged (stored) it. In `required` mode a
+//! read whose record cannot be stored gets 503, never the payload.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+
+/// The access stream's name.
+pub const STREAM: &str = "KEYLEDGER_ACCESS";
+/// The subject batches are published on.
+pub const SUBJECT: &str = "keyledger.access.records";
+
+/// What happens when a record cannot be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessMode {
+    /// The payload is not returned (503).
+    #[default]
+    Required,
+    /// The payload is returned and the failure logged.
+    BestEffort,
+}
+
+/// One payload read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who (the token's user).
+    pub user: String,
+    /// The caller's project.
+    pub project: String,
+    /// The caller's service, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The secret read.
+    pub secret: String,
+    /// The version read, when allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The client's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Whether the read was allowed.
+    pub allowed: bool,
+    /// Why it was denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+type Pending = (AccessRecord, oneshot::Sender<Result<(), String>>);
+
+/// Appends access records, batched.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<Pending>,
+    mode: AccessMode,
+}
+
+/// Most records in one message.
+const BATCH: usize = 512;
+
+/// Creates (or checks) the access stream: file storage, nothing deleted or purged.
+pub async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<(), String> {
+    js.get_or_create_stream(stream::Config {
+        name: STREAM.into(),
+        description: Some("keyledger access records: every payload read, allowed or denied".into()),
+        subjects: vec!["keyledger.access.>".into()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+impl AccessLog {
+    /// Starts the writer task on `js`.
+    pub fn start(js: jetstream::Context, mode: AccessMode) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Pending>(8 * BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let records: Vec<&AccessRecord> = batch.iter().map(|(r, _)| r).collect();
+                let outcome = match serde_json::to_vec(&records) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(body) => match js.publish(SUBJECT, body.into()).await {
+                        Err(e) => Err(e.to_string()),
+                        Ok(ack) => tokio::time::timeout(Duration::from_secs(5), ack)
+                            .await
+                            .map_err(|_| "no acknowledgement within 5 s".to_owned())
+                            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+                    },
+                };
+                for (_, done) in batch {
+                    let _ = done.send(outcome.clone());
+                }
+            }
+        });
+        Self { tx, mode }
+    }
+
+    /// Stores `record`. In `required` mode a failure is a 503 the caller must return
+    /// instead of the payload.
+    pub async fn record(&self, record: AccessRecord) -> Result<(), ApiError> {
+        let (done, wait) = oneshot::channel();
+        let stored = match self.tx.send((record, done)).await {
+            Ok(()) => wait
+                .await
+                .unwrap_or_else(|_| Err("the access writer stopped".into())),
+            Err(_) => Err("the access writer stopped".into()),
+        };
+        match (stored, self.mode) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), AccessMode::BestEffort) => {
+                tracing::warn!(error = %e, "an access record was not stored (best-effort mode)");
+                Ok(())
+            }
+            (Err(e), AccessMode::Required) => {
+                tracing::error!(error = %e, "an access record was not stored; refusing the read");
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the access record of this read could not be stored, so the payload is not \
+                     returned (access records are required); retry shortly",
+                )
+                .retry_after(1))
+            }
+        }
+    }
+}
