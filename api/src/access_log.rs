@@ -99,19 +99,30 @@ impl AccessLog {
                     }
                 }
                 let records: Vec<&AccessRecord> = batch.iter().map(|(r, _)| r).collect();
-                let outcome = match serde_json::to_vec(&records) {
+                let sent = match serde_json::to_vec(&records) {
                     Err(e) => Err(e.to_string()),
-                    Ok(body) => match js.publish(SUBJECT, body.into()).await {
-                        Err(e) => Err(e.to_string()),
+                    Ok(body) => js
+                        .publish(SUBJECT, body.into())
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                // The acknowledgement is awaited apart, so the next batch is gathered and
+                // sent while this one is being stored: batches are pipelined.
+                tokio::spawn(async move {
+                    let outcome = match sent {
+                        Err(e) => Err(e),
                         Ok(ack) => tokio::time::timeout(Duration::from_secs(5), ack)
                             .await
                             .map_err(|_| "no acknowledgement within 5 s".to_owned())
                             .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())),
-                    },
-                };
-                for (_, done) in batch {
-                    let _ = done.send(outcome.clone());
-                }
+                    };
+                    if let Err(e) = &outcome {
+                        tracing::warn!(error = %e, records = batch.len(), "access records were not stored");
+                    }
+                    for (_, done) in batch {
+                        let _ = done.send(outcome.clone());
+                    }
+                });
             }
         });
         Self { tx, mode }
@@ -121,6 +132,14 @@ impl AccessLog {
     /// instead of the payload.
     pub async fn record(&self, record: AccessRecord) -> Result<(), ApiError> {
         let (done, wait) = oneshot::channel();
+        if self.mode == AccessMode::BestEffort {
+            // Nobody waits for a best-effort record; a failure is logged by the writer.
+            if self.tx.try_send((record, done)).is_err() {
+                tracing::warn!("an access record was dropped (best-effort mode, writer busy)");
+            }
+            drop(wait);
+            return Ok(());
+        }
         let stored = match self.tx.send((record, done)).await {
             Ok(()) => wait
                 .await
