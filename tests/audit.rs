@@ -306,3 +306,77 @@ async fn best_effort_records_let_reads_through() {
     assert_eq!(r.text().await.unwrap(), "served");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn who_could_read_a_secret_at_a_time_is_one_command() {
+    let clock = crate::support::TestClock::now();
+    let t = TestStack::start_with(|c| c.clock = clock.clock()).await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "db", "x").await;
+    let before = t.now().plus(std::time::Duration::from_secs(60)).unwrap();
+    clock.advance(std::time::Duration::from_secs(3600));
+    let alice = t.token("alice", "p1");
+    let set = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{id}/acl")))
+        .bearer_auth(&alice)
+        .json(&json!({"read": {"project-access": false, "users": ["bob"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let after = t.now().plus(std::time::Duration::from_secs(60)).unwrap();
+    let url = t.stack.service_url.clone();
+    let readers = |at: String| {
+        let (url, id) = (url.clone(), id.clone());
+        async move {
+            let out = audit(args(&[
+                "state",
+                "--nats-url",
+                &url,
+                "--at",
+                &at,
+                "--id",
+                &id,
+                "--readers",
+            ]))
+            .await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    let then = readers(before.to_rfc3339()).await;
+    assert_eq!(then["private"], false);
+    assert!(!then.to_string().contains("bob"));
+    let now = readers(after.to_rfc3339()).await;
+    assert_eq!(now["private"], true);
+    assert!(
+        now["readers"]
+            .to_string()
+            .contains("bob (on the ACL, any project)"),
+        "{now}"
+    );
+    // The whole project at a sequence.
+    let out = audit(args(&[
+        "state",
+        "--nats-url",
+        &url,
+        "--at",
+        "1",
+        "--project",
+        "p1",
+    ]))
+    .await;
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["commits"], 1);
+    assert_eq!(state["secrets"][0]["acl"]["project_access"], true);
+    assert_eq!(
+        state["secrets"][0]["versions"][0]["stages"],
+        json!(["current"])
+    );
+    t.stop().await;
+}

@@ -63,6 +63,7 @@ async fn every_command_has_help() {
         &["audit", "log"],
         &["audit", "export"],
         &["audit", "access"],
+        &["audit", "state"],
         &["audit", "verify"],
         &["acl"],
         &["acl", "get"],

@@ -85,6 +85,25 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The state of a project (or of one secret, container or order) as it was at a
+    /// time or sequence, rebuilt by replaying the log up to there. With --id and
+    /// --readers: who could read that secret then.
+    State {
+        #[command(flatten)]
+        source: Source,
+        /// An RFC 3339 time, or a stream sequence.
+        #[arg(long)]
+        at: String,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only this secret, container or order (its id).
+        #[arg(long)]
+        id: Option<String>,
+        /// Say who could read the secret (--id) at that point, and why.
+        #[arg(long, requires = "id")]
+        readers: bool,
+    },
     /// Write the whole log as JSON lines ({seq, subject, commit: base64}), to verify a
     /// copy elsewhere.
     Export {
@@ -248,6 +267,67 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 true
             })
             .await?;
+        }
+        AuditCommand::State {
+            source,
+            at,
+            project,
+            id,
+            readers,
+        } => {
+            let (until_seq, until_time) = match at.parse::<u64>() {
+                Ok(seq) => (Some(seq), None),
+                Err(_) => (None, time("--at", Some(at.clone()))?),
+            };
+            let subject = format!(
+                "keyledger.events.{}.*.{}",
+                project.as_deref().unwrap_or("*"),
+                id.as_deref().unwrap_or("*")
+            );
+            let js = connect(&source.nats_url).await?;
+            let mut replay = super::replay::Replay::default();
+            let started = std::time::Instant::now();
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut failed = None;
+            commands::audit::read_log(&js, &source.log.stream, Some(subject), 1, |m| {
+                if until_seq.is_some_and(|s| m.seq > s) {
+                    return false;
+                }
+                match replay.apply(&m.payload, until_time) {
+                    Ok(true) => {}
+                    Ok(false) => return false,
+                    Err(e) => {
+                        failed = Some(format!("sequence {}: {e}", m.seq));
+                        return false;
+                    }
+                }
+                if progress && replay.commits % 10_000 == 0 {
+                    eprint!(
+                        "\rreplayed {} commits ({:.0}/s)",
+                        replay.commits,
+                        replay.commits as f64 / started.elapsed().as_secs_f64()
+                    );
+                }
+                true
+            })
+            .await?;
+            if progress {
+                eprintln!();
+            }
+            if let Some(why) = failed {
+                bail!(
+                    "the log holds a commit that does not read: {why}; run keyledger audit verify"
+                );
+            }
+            let value = if readers {
+                let id = id.unwrap_or_default();
+                replay
+                    .readers(&id, until_time)
+                    .ok_or_else(|| anyhow::anyhow!("no secret {id} existed at {at}"))?
+            } else {
+                replay.to_json()
+            };
+            println!("{}", serde_json::to_string_pretty(&value)?);
         }
         AuditCommand::Export { source } => {
             let js = connect(&source.nats_url).await?;

@@ -7,6 +7,7 @@ mod bench;
 mod container;
 mod http;
 mod projections_cmd;
+mod replay;
 mod secret;
 mod serve;
 mod token;

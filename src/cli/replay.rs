@@ -1,0 +1,184 @@
+//! Folding the log into the state of secrets, containers and orders, for
+//! `keyledger audit state`: the same `evolve` functions the write side uses.
+
+use std::collections::BTreeMap;
+
+use domain::commit::{Commit, CommitError};
+use domain::container::{ContainerEvent, ContainerState};
+use domain::order::{OrderEvent, OrderState};
+use domain::secret::{SecretEvent, SecretState};
+use domain::subject::AggregateKind;
+use domain::timestamp::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The aggregates replayed so far, by (project, id).
+#[derive(Default)]
+pub struct Replay {
+    secrets: BTreeMap<(String, String), SecretState>,
+    containers: BTreeMap<(String, String), ContainerState>,
+    orders: BTreeMap<(String, String), OrderState>,
+    /// Commits applied.
+    pub commits: u64,
+}
+
+#[derive(Deserialize)]
+struct Kind {
+    aggregate: KindOf,
+    at: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct KindOf {
+    kind: AggregateKind,
+}
+
+impl Replay {
+    /// Applies one commit, unless it is after `until`; `Ok(false)` once past it.
+    pub fn apply(&mut self, bytes: &[u8], until: Option<Timestamp>) -> Result<bool, CommitError> {
+        let kind: Kind =
+            serde_json::from_slice(bytes).map_err(|e| CommitError::Malformed(e.to_string()))?;
+        if until.is_some_and(|t| kind.at > t) {
+            return Ok(false);
+        }
+        match kind.aggregate.kind {
+            AggregateKind::Secret => {
+                let c = Commit::<SecretEvent>::from_slice(bytes)?;
+                let key = (
+                    c.body.aggregate.project.to_string(),
+                    c.body.aggregate.id.clone(),
+                );
+                let state = self.secrets.remove(&key).unwrap_or_default();
+                self.secrets.insert(
+                    key,
+                    c.body.events.iter().fold(state, domain::secret::evolve),
+                );
+            }
+            AggregateKind::Container => {
+                let c = Commit::<ContainerEvent>::from_slice(bytes)?;
+                let key = (
+                    c.body.aggregate.project.to_string(),
+                    c.body.aggregate.id.clone(),
+                );
+                let state = self.containers.remove(&key).unwrap_or_default();
+                self.containers.insert(
+                    key,
+                    c.body.events.iter().fold(state, domain::container::evolve),
+                );
+            }
+            AggregateKind::Order => {
+                let c = Commit::<OrderEvent>::from_slice(bytes)?;
+                let key = (
+                    c.body.aggregate.project.to_string(),
+                    c.body.aggregate.id.clone(),
+                );
+                let state = self.orders.remove(&key).unwrap_or_default();
+                self.orders
+                    .insert(key, c.body.events.iter().fold(state, domain::order::evolve));
+            }
+        }
+        self.commits += 1;
+        Ok(true)
+    }
+
+    /// Everything replayed, as JSON.
+    pub fn to_json(&self) -> Value {
+        let secrets: Vec<Value> = self
+            .secrets
+            .iter()
+            .map(|((project, id), s)| {
+                let mut v = match s {
+                    SecretState::Live(s) => json!({
+                        "status": if s.purge_at.is_some() { "scheduled for deletion" } else { "live" },
+                        "purge_at": s.purge_at.map(|t| t.to_rfc3339()),
+                        "name": s.attributes.name.as_ref().map(|n| n.as_str()),
+                        "secret_type": s.attributes.secret_type.as_str(),
+                        "expiration": s.attributes.expiration.map(|e| e.at().to_rfc3339()),
+                        "creator": s.creator.as_str(),
+                        "owning_service": s.owning_service.as_ref().map(|x| x.as_str()),
+                        "metadata": s.attributes.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<BTreeMap<_, _>>(),
+                        "versions": s.versions.iter().map(|v| json!({
+                            "version_id": v.id.to_string(),
+                            "stages": s.stages_of(v.id).iter().map(|st| st.as_str()).collect::<Vec<_>>(),
+                        })).collect::<Vec<_>>(),
+                        "acl": s.acl,
+                        "consumers": s.consumers,
+                    }),
+                    SecretState::Deleted => json!({"status": "deleted"}),
+                    SecretState::Expired(at) => json!({"status": "expired", "expired_at": at.to_rfc3339()}),
+                    SecretState::Absent => json!({"status": "absent"}),
+                };
+                v["project"] = json!(project);
+                v["id"] = json!(id);
+                v
+            })
+            .collect();
+        let containers: Vec<Value> = self
+            .containers
+            .iter()
+            .map(|((project, id), c)| match c {
+                ContainerState::Live(c) => json!({
+                    "project": project, "id": id, "status": "live", "type": c.kind.as_str(),
+                    "creator": c.creator.as_str(),
+                    "secret_refs": c.refs, "acl": c.acl,
+                    "consumers": c.consumers.iter().map(|k| json!({"name": k.name, "URL": k.url})).collect::<Vec<_>>(),
+                }),
+                _ => json!({"project": project, "id": id, "status": "deleted"}),
+            })
+            .collect();
+        let orders: Vec<Value> = self
+            .orders
+            .iter()
+            .map(|((project, id), o)| match o {
+                OrderState::Placed(o) => json!({
+                    "project": project, "id": id, "type": o.order_type.as_str(),
+                    "status": o.status.as_str(), "creator": o.creator.as_str(),
+                    "error": o.failed,
+                }),
+                _ => json!({"project": project, "id": id, "status": "deleted"}),
+            })
+            .collect();
+        json!({ "commits": self.commits, "secrets": secrets, "containers": containers, "orders": orders })
+    }
+
+    /// Who could read secret `id` in the replayed state, and by which rule.
+    pub fn readers(&self, id: &str, at: Option<Timestamp>) -> Option<Value> {
+        let ((project, _), state) = self.secrets.iter().find(|((_, i), _)| i == id)?;
+        let SecretState::Live(s) = state else {
+            return Some(json!({
+                "secret": id, "project": project,
+                "readers": [],
+                "why": "the secret was deleted or had expired: nobody could read it",
+            }));
+        };
+        if let (Some(exp), Some(at)) = (s.attributes.expiration, at)
+            && exp.has_passed(at)
+        {
+            return Some(json!({
+                "secret": id, "project": project,
+                "readers": [],
+                "why": format!("the secret had expired at {}: nobody could read it", exp.at()),
+            }));
+        }
+        let expired = s.attributes.expiration.map(|e| e.at().to_rfc3339());
+        let mut rules = vec![
+            json!({"who": format!("admins of project {project}"), "reads": "metadata and payload"}),
+            json!({"who": format!("{} (its creator)", s.creator), "reads": "metadata and payload"}),
+        ];
+        if s.acl.project_access {
+            rules.push(json!({"who": format!("members of project {project} with role observer or creator"), "reads": "metadata and payload", "conditions": s.acl.conditions}));
+            rules.push(json!({"who": format!("members of project {project} with role audit"), "reads": "metadata", "conditions": s.acl.conditions}));
+        }
+        for user in &s.acl.users {
+            rules.push(json!({"who": format!("{user} (on the ACL, any project)"), "reads": "metadata; the payload with role observer, creator or admin", "conditions": s.acl.conditions}));
+        }
+        Some(json!({
+            "secret": id,
+            "project": project,
+            "private": !s.acl.project_access,
+            "scheduled_for_deletion": s.purge_at.map(|t| t.to_rfc3339()),
+            "expiration": expired,
+            "readers": rules,
+        }))
+    }
+}
