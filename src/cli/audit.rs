@@ -104,6 +104,19 @@ pub enum AuditCommand {
         #[arg(long, requires = "id")]
         readers: bool,
     },
+    /// Measure replay: append N synthetic events straight to the stream, then verify
+    /// and replay the whole stream, reporting events per second. Use a scratch data
+    /// directory: the events stay.
+    ReplayBench {
+        #[command(flatten)]
+        source: Source,
+        /// Events to append.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Secrets they are spread over.
+        #[arg(long, default_value_t = 10_000)]
+        aggregates: u64,
+    },
     /// Write the whole log as JSON lines ({seq, subject, commit: base64}), to verify a
     /// copy elsewhere.
     Export {
@@ -328,6 +341,14 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 replay.to_json()
             };
             println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        AuditCommand::ReplayBench {
+            source,
+            events,
+            aggregates,
+        } => {
+            super::replay_bench::run(&source.nats_url, &source.log.stream, events, aggregates)
+                .await?;
         }
         AuditCommand::Export { source } => {
             let js = connect(&source.nats_url).await?;

@@ -8,6 +8,7 @@ mod container;
 mod http;
 mod projections_cmd;
 mod replay;
+mod replay_bench;
 mod secret;
 mod serve;
 mod token;
