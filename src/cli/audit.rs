@@ -206,7 +206,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                         } else {
                             format!(
                                 "{:>6}  {:<27}  {:<16}  {:<24}  {:<36}  {}",
-                                entry["seq"],
+                                entry["seq"].as_u64().unwrap_or_default(),
                                 entry["at"].as_str().unwrap_or_default(),
                                 entry["actor"].as_str().unwrap_or_default(),
                                 entry["command"].as_str().unwrap_or_default(),
