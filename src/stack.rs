@@ -231,7 +231,9 @@ pub async fn start_commands(
         clock.clone(),
         handler,
     ));
-    let due = ReadModelDue(projections::db::open(&settings.database_url, 2).await?);
+    // The scheduler and the order worker share one read-only view of the read model.
+    let read_model = projections::db::open(&settings.database_url, 2).await?;
+    let due = ReadModelDue(read_model.clone());
     let scheduler = tokio::spawn(commands::scheduler::run(
         handler.clone(),
         due,
@@ -262,7 +264,7 @@ pub async fn start_commands(
         retry: settings.orders.retry,
         hook: settings.orders.hook.clone(),
     };
-    let pending = ReadModelPending(projections::db::open(&settings.database_url, 2).await?);
+    let pending = ReadModelPending(read_model);
     let worker_js = js.clone();
     let worker_stream = log.stream.clone();
     let worker_shutdown = shutdown.clone();

@@ -242,6 +242,17 @@ pub fn not_found(caller: &Caller, id: SecretId) -> ApiError {
     )
 }
 
+/// The secret a change addresses (an id, reference or name) and the project that owns
+/// it, for the command to address.
+pub async fn change_target(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<(SecretId, Option<String>), ApiError> {
+    let id = resolve(state, caller, raw).await?;
+    Ok((id, owner_project(state, id).await?))
+}
+
 /// The project that owns secret `id`, as the read model knows it, for a write to
 /// address. `None` when the read model does not show it: the command then addresses
 /// the caller's own project and answers for itself.

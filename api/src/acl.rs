@@ -87,12 +87,7 @@ impl Owner {
     async fn project(&self, state: &AppState) -> Result<Option<String>, ApiError> {
         match *self {
             Self::Secret(id) => owner_project(state, id).await,
-            Self::Container(id) => Ok(state
-                .read
-                .get_container(id, (state.clock)())
-                .await?
-                .value
-                .map(|row| row.project)),
+            Self::Container(id) => crate::containers::container_project(state, id).await,
         }
     }
 

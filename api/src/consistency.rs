@@ -10,8 +10,9 @@
 //!   model has applied `n`, and otherwise answers 503 with `Retry-After`.
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderValue;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use commands::protocol::AcceptedReply;
 use serde::Serialize;
@@ -59,6 +60,11 @@ impl FromRequestParts<AppState> for Consistent {
         })?;
         Ok(Self)
     }
+}
+
+/// An empty 204 for a write that landed at `seq`.
+pub fn no_content(seq: u64) -> Response {
+    with_seq(StatusCode::NO_CONTENT.into_response(), seq)
 }
 
 /// Adds `X-Keyledger-Seq` to a response.

@@ -22,8 +22,9 @@ use serde_json::{Value, json};
 use crate::access::{self, check_container, owner_project, resolve};
 use crate::auth::Caller;
 use crate::body::Body;
-use crate::consistency::{Consistent, with_seq, write};
+use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
+use crate::paging::Paging;
 use crate::state::AppState;
 use crate::tls_check::{Finding, Parts, check};
 use crate::views::{base_url, secret_ref};
@@ -105,7 +106,10 @@ pub async fn readable(
 }
 
 /// The project owning container `id`, for a write to address.
-async fn container_project(state: &AppState, id: ContainerId) -> Result<Option<String>, ApiError> {
+pub async fn container_project(
+    state: &AppState,
+    id: ContainerId,
+) -> Result<Option<String>, ApiError> {
     let found = state.read.get_container(id, (state.clock)()).await?;
     Ok(found.value.map(|row| row.project))
 }
@@ -172,32 +176,14 @@ pub async fn create(
     Ok(with_seq(response, accepted.seq))
 }
 
-/// Paging of `GET /v1/containers`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Paging {
-    #[serde(default)]
-    limit: Option<u32>,
-    #[serde(default)]
-    offset: Option<u32>,
-}
-
 /// `GET /v1/containers`.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     _: Consistent,
     headers: HeaderMap,
-    query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
+    paging: Paging,
 ) -> Result<Response, ApiError> {
-    let Query(paging) = query.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{}; use limit (1 to 100) and offset",
-            e.body_text()
-        ))
-    })?;
-    let limit = paging.limit.unwrap_or(10).clamp(1, 100);
-    let offset = paging.offset.unwrap_or(0);
     let who = &caller.principal;
     authorize(
         who,
@@ -210,7 +196,7 @@ pub async fn list(
     )?;
     let page = state
         .read
-        .list_containers(&who.project, (limit, offset), (state.clock)(), |row| {
+        .list_containers(&who.project, paging.bounds(), (state.clock)(), |row| {
             check_container(&state, &caller, Action::ReadSecret, row).is_ok()
         })
         .await?;
@@ -219,18 +205,11 @@ pub async fn list(
         "containers": page.value.containers.iter().map(|c| view(&base, c)).collect::<Vec<_>>(),
         "total": page.value.total,
     });
-    if u64::from(offset) + u64::from(limit) < page.value.total {
-        body["next"] = json!(format!(
-            "{base}/v1/containers?limit={limit}&offset={}",
-            offset + limit
-        ));
-    }
-    if offset > 0 {
-        body["previous"] = json!(format!(
-            "{base}/v1/containers?limit={limit}&offset={}",
-            offset.saturating_sub(limit)
-        ));
-    }
+    paging.link(
+        &mut body,
+        &format!("{base}/v1/containers"),
+        page.value.total,
+    );
     Ok(with_seq(Json(body).into_response(), page.seq))
 }
 
@@ -279,10 +258,7 @@ pub async fn delete(
         force: query.force,
     };
     let accepted = write(&state, command::CONTAINER_DELETE, &caller.token, &request).await?;
-    Ok(with_seq(
-        StatusCode::NO_CONTENT.into_response(),
-        accepted.seq,
-    ))
+    Ok(no_content(accepted.seq))
 }
 
 /// `POST` (add, 201) and `DELETE` (remove, 204) `/v1/containers/{id}/secrets`, body

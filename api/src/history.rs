@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::audit::{HistoryFilter, RawEvent};
 use domain::commit::Commit;
-use domain::ids::{ProjectId, SecretId};
+use domain::ids::ProjectId;
 use domain::policy::{Action, Target, authorize};
 use domain::timestamp::Timestamp;
 use projections::read::Lookup;
@@ -72,10 +72,7 @@ pub async fn secret(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = match SecretId::parse(&raw) {
-        Ok(id) => id,
-        Err(_) => resolve(&state, &caller, &raw).await?,
-    };
+    let id = resolve(&state, &caller, &raw).await?;
     let lookup = state.read.get_secret(id, (state.clock)()).await?;
     let row = match lookup.value {
         Lookup::Found(row) => Some(row),

@@ -47,6 +47,7 @@ mod history;
 mod metadata;
 mod negotiate;
 mod orders;
+mod paging;
 mod payload;
 mod secret_versions;
 mod secrets;

@@ -12,29 +12,18 @@ use commands::protocol::{
     DeleteMetadatumRequest, RemoveTagsRequest, ReplaceMetadataRequest, SecretConsumerRequest,
     SetMetadatumRequest, SetTagsRequest,
 };
-use domain::ids::SecretId;
 use domain::policy::Action;
 use domain::subject::command;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::access::{owner_project, readable, resolve};
+use crate::access::{change_target, readable, resolve};
 use crate::auth::Caller;
 use crate::body::Body;
-use crate::consistency::{Consistent, with_seq, write};
+use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{base_url, secret_ref};
-
-/// A secret a change addresses: its id and its project.
-async fn target(
-    state: &AppState,
-    caller: &Caller,
-    raw: &str,
-) -> Result<(SecretId, Option<String>), ApiError> {
-    let id = resolve(state, caller, raw).await?;
-    Ok((id, owner_project(state, id).await?))
-}
 
 /// `GET /v1/secrets/{id}/metadata`.
 pub async fn get_all(
@@ -74,7 +63,7 @@ pub async fn put_all(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let body: MetadataBody = crate::body::json(&headers, &body, "metadata")?;
-    let (id, project) = target(&state, &caller, &id).await?;
+    let (id, project) = change_target(&state, &caller, &id).await?;
     let request = ReplaceMetadataRequest {
         command_id: None,
         project,
@@ -113,7 +102,7 @@ async fn set_one(
     body: MetadatumBody,
     must_exist: bool,
 ) -> Result<(MetadatumBody, u64), ApiError> {
-    let (id, project) = target(state, caller, raw).await?;
+    let (id, project) = change_target(state, caller, raw).await?;
     let request = SetMetadatumRequest {
         command_id: None,
         project,
@@ -205,7 +194,7 @@ pub async fn delete_one(
     caller: Caller,
     Path((id, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (id, project) = target(&state, &caller, &id).await?;
+    let (id, project) = change_target(&state, &caller, &id).await?;
     let request = DeleteMetadatumRequest {
         command_id: None,
         project,
@@ -219,10 +208,7 @@ pub async fn delete_one(
         &request,
     )
     .await?;
-    Ok(with_seq(
-        StatusCode::NO_CONTENT.into_response(),
-        accepted.seq,
-    ))
+    Ok(no_content(accepted.seq))
 }
 
 /// `GET /v1/secrets/{id}/tags`.
@@ -257,7 +243,7 @@ pub async fn set_tags(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let body: TagsBody = crate::body::json(&headers, &body, "tags")?;
-    let (id, project) = target(&state, &caller, &id).await?;
+    let (id, project) = change_target(&state, &caller, &id).await?;
     let request = SetTagsRequest {
         command_id: None,
         project,
@@ -265,10 +251,7 @@ pub async fn set_tags(
         tags: body.tags,
     };
     let accepted = write(&state, command::SECRET_TAGS_SET, &caller.token, &request).await?;
-    Ok(with_seq(
-        StatusCode::NO_CONTENT.into_response(),
-        accepted.seq,
-    ))
+    Ok(no_content(accepted.seq))
 }
 
 /// `DELETE /v1/secrets/{id}/tags/{key}` (AWS `UntagResource`); 204.
@@ -277,7 +260,7 @@ pub async fn delete_tag(
     caller: Caller,
     Path((id, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (id, project) = target(&state, &caller, &id).await?;
+    let (id, project) = change_target(&state, &caller, &id).await?;
     let request = RemoveTagsRequest {
         command_id: None,
         project,
@@ -285,10 +268,7 @@ pub async fn delete_tag(
         keys: vec![key],
     };
     let accepted = write(&state, command::SECRET_TAGS_REMOVE, &caller.token, &request).await?;
-    Ok(with_seq(
-        StatusCode::NO_CONTENT.into_response(),
-        accepted.seq,
-    ))
+    Ok(no_content(accepted.seq))
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,7 +319,7 @@ pub async fn change_consumer(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let body: ConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
-    let (id, project) = target(&state, &caller, &raw).await?;
+    let (id, project) = change_target(&state, &caller, &raw).await?;
     let request = SecretConsumerRequest {
         command_id: None,
         project,

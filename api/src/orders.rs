@@ -2,7 +2,7 @@
 //! CA's certificate at `/v1/cas/local`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,9 +17,10 @@ use serde_json::{Map, Value, json};
 use crate::access::{self, check_order};
 use crate::auth::Caller;
 use crate::body::Body;
-use crate::consistency::{Consistent, with_seq, write};
+use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::containers::container_ref;
 use crate::error::ApiError;
+use crate::paging::Paging;
 use crate::state::AppState;
 use crate::views::{base_url, secret_ref};
 
@@ -91,34 +92,14 @@ pub async fn place(
     Ok(with_seq(response, accepted.seq))
 }
 
-/// Paging of `GET /v1/orders`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Paging {
-    #[serde(default)]
-    limit: Option<u32>,
-    #[serde(default)]
-    offset: Option<u32>,
-}
-
 /// `GET /v1/orders`.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     _: Consistent,
     headers: HeaderMap,
-    query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
+    paging: Paging,
 ) -> Result<Response, ApiError> {
-    let Query(paging) = query.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{}; use limit (1 to 100) and offset",
-            e.body_text()
-        ))
-    })?;
-    let (limit, offset) = (
-        paging.limit.unwrap_or(10).clamp(1, 100),
-        paging.offset.unwrap_or(0),
-    );
     let who = &caller.principal;
     authorize(
         who,
@@ -131,7 +112,7 @@ pub async fn list(
     )?;
     let page = state
         .read
-        .list_orders(&who.project, (limit, offset), |row| {
+        .list_orders(&who.project, paging.bounds(), |row| {
             check_order(&state, &caller, Action::ReadSecret, row).is_ok()
         })
         .await?;
@@ -193,10 +174,7 @@ pub async fn delete(
         id: id.to_string(),
     };
     let accepted = write(&state, command::ORDER_DELETE, &caller.token, &request).await?;
-    Ok(with_seq(
-        StatusCode::NO_CONTENT.into_response(),
-        accepted.seq,
-    ))
+    Ok(no_content(accepted.seq))
 }
 
 /// `GET /v1/cas/local`: the local CA's certificate (PEM), to trust what it issues.

@@ -15,11 +15,11 @@ use domain::subject::command;
 use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::access::resolve;
-use crate::access::{not_found, owner_project, readable};
+use crate::access::{change_target, not_found, readable};
 use crate::access_log::AccessRecord;
 use crate::auth::Caller;
 use crate::body::Body;
-use crate::consistency::{Consistent, with_seq, write};
+use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
 use crate::negotiate::payload_type;
 use crate::state::AppState;
@@ -49,7 +49,7 @@ pub async fn put(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let id = resolve(&state, &caller, &id).await?;
+    let (id, project) = change_target(&state, &caller, &id).await?;
     let content_type = headers
         .get(CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("(not text)"))
@@ -72,17 +72,14 @@ pub async fn put(
     };
     let request = PutPayloadRequest {
         command_id: None,
-        project: owner_project(&state, id).await?,
+        project,
         id: id.to_string(),
         payload: PayloadField::from(payload),
         payload_content_type: Some(parsed.as_str().to_owned()),
         payload_content_encoding: encoding,
     };
     let accepted = write(&state, command::SECRET_PAYLOAD_PUT, &caller.token, &request).await?;
-    Ok(with_seq(
-        StatusCode::NO_CONTENT.into_response(),
-        accepted.seq,
-    ))
+    Ok(no_content(accepted.seq))
 }
 
 /// `GET /v1/secrets/{id}/payload`: the decrypted payload of the current version, in

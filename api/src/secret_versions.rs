@@ -18,10 +18,10 @@ use projections::read::{VersionRow, VersionSelector};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access::{owner_project, readable, resolve};
+use crate::access::{change_target, readable, resolve};
 use crate::auth::Caller;
 use crate::body::Body;
-use crate::consistency::{Consistent, with_seq, write};
+use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
 use crate::payload;
 use crate::state::AppState;
@@ -85,10 +85,10 @@ pub async fn put(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let body: PutValueBody = crate::body::json(&headers, &body, "a secret version")?;
-    let id = resolve(&state, &caller, &id).await?;
+    let (id, project) = change_target(&state, &caller, &id).await?;
     let request = PutValueRequest {
         command_id: None,
-        project: owner_project(&state, id).await?,
+        project,
         id: id.to_string(),
         payload: body.payload,
         payload_content_type: body.payload_content_type,
@@ -195,18 +195,15 @@ pub async fn move_stage(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let body: MoveStageBody = crate::body::json(&headers, &body, "a stage move")?;
-    let id = resolve(&state, &caller, &id).await?;
+    let (id, project) = change_target(&state, &caller, &id).await?;
     let request = MoveStageRequest {
         command_id: None,
-        project: owner_project(&state, id).await?,
+        project,
         id: id.to_string(),
         stage,
         move_to: body.move_to,
         remove_from: body.remove_from,
     };
     let accepted = write(&state, command::SECRET_STAGE_MOVE, &caller.token, &request).await?;
-    Ok(with_seq(
-        StatusCode::NO_CONTENT.into_response(),
-        accepted.seq,
-    ))
+    Ok(no_content(accepted.seq))
 }

@@ -13,10 +13,10 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use projections::read::{Compare, ListFilter, ListScope, SortKey, TimeColumn};
 use serde_json::json;
 
-use crate::access::{self, owner_project, readable, resolve};
+use crate::access::{self, change_target, readable, resolve};
 use crate::auth::Caller;
 use crate::body::Body;
-use crate::consistency::{Consistent, with_seq, write};
+use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
 use crate::negotiate::{SecretView, secret_view};
 use crate::payload;
@@ -299,7 +299,7 @@ pub async fn delete(
             e.body_text()
         ))
     })?;
-    let id = resolve(&state, &caller, &id).await?;
+    let (id, project) = change_target(&state, &caller, &id).await?;
     let scheduled = query.recovery_window_days.is_some() || query.recovery_window.is_some();
     let accepted = write(
         &state,
@@ -307,7 +307,7 @@ pub async fn delete(
         &caller.token,
         &DeleteSecretRequest {
             command_id: None,
-            project: owner_project(&state, id).await?,
+            project,
             id: id.to_string(),
             recovery_window_days: query.recovery_window_days,
             recovery_window: query.recovery_window,
@@ -316,10 +316,7 @@ pub async fn delete(
         },
     )
     .await?;
-    Ok(with_seq(
-        StatusCode::NO_CONTENT.into_response(),
-        accepted.seq,
-    ))
+    Ok(no_content(accepted.seq))
 }
 
 /// `POST /v1/secrets/{id}/restore`: undoes a scheduled deletion; 204.
@@ -328,15 +325,12 @@ pub async fn restore(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = resolve(&state, &caller, &id).await?;
+    let (id, project) = change_target(&state, &caller, &id).await?;
     let request = SecretRequest {
         command_id: None,
-        project: owner_project(&state, id).await?,
+        project,
         id: id.to_string(),
     };
     let accepted = write(&state, command::SECRET_RESTORE, &caller.token, &request).await?;
-    Ok(with_seq(
-        StatusCode::NO_CONTENT.into_response(),
-        accepted.seq,
-    ))
+    Ok(no_content(accepted.seq))
 }

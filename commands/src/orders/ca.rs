@@ -90,6 +90,8 @@ pub struct LocalCa {
     keys: KeyStore,
     envelope: std::sync::Arc<Envelope>,
     reachable: bool,
+    /// The CA's key (PEM) and certificate, once loaded: the key store is read once.
+    loaded: tokio::sync::OnceCell<(zeroize::Zeroizing<String>, String)>,
 }
 
 fn sealing_ids() -> (ProjectId, SecretId, VersionId, KeyId) {
@@ -120,7 +122,21 @@ impl LocalCa {
             keys,
             envelope,
             reachable,
+            loaded: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The CA's key and certificate, from memory after the first use.
+    async fn ca(&self, now: Timestamp) -> Result<(KeyPair, String), CaError> {
+        let (pem, certificate) = self
+            .loaded
+            .get_or_try_init(|| async {
+                let (key, certificate) = self.load_or_create(now).await?;
+                Ok::<_, CaError>((zeroize::Zeroizing::new(key.serialize_pem()), certificate))
+            })
+            .await?;
+        let key = KeyPair::from_pem(pem).map_err(|e| CaError::Unavailable(e.to_string()))?;
+        Ok((key, certificate.clone()))
     }
 
     /// The CA's key and certificate, created on first use (one wins if two workers race).
@@ -237,7 +253,7 @@ impl CertificateAuthority for LocalCa {
                     ),
                 });
             }
-            let (ca_key, ca_pem) = self.load_or_create(request.now).await?;
+            let (ca_key, ca_pem) = self.ca(request.now).await?;
             let ca = ca_params()?
                 .self_signed(&ca_key)
                 .map_err(|e| CaError::Unavailable(e.to_string()))?;

@@ -298,23 +298,28 @@ pub fn decide(
     })
 }
 
+/// The command id of an order's step `role`.
+fn order_command(order: OrderId, role: &str) -> crate::ids::CommandId {
+    // "order-" + a 36-character UUID + "-" + a role of at most 13 token characters
+    // (`intermediates`) is at most 56 characters of [A-Za-z0-9_-]: always a valid id.
+    crate::ids::CommandId::parse(&format!("order-{order}-{role}"))
+        .unwrap_or_else(|_| unreachable!("order step ids are valid command ids"))
+}
+
 /// The id of the secret an order stores for `role` (`secret`, `private_key`, …): derived
 /// from the order, so a worker resuming after a crash writes the same secret.
 pub fn secret_for(project: &ProjectId, order: OrderId, role: &str) -> (SecretId, String) {
-    let command = format!("order-{order}-{role}");
-    let id = crate::ids::CommandId::parse(&command)
-        .map(|c| SecretId::for_create(project, &c))
-        .unwrap_or_else(|_| SecretId::from_uuid(order.as_uuid()));
-    (id, command)
+    let command = order_command(order, role);
+    (SecretId::for_create(project, &command), command.to_string())
 }
 
 /// The id of the container an order stores, derived like [`secret_for`].
 pub fn container_for(project: &ProjectId, order: OrderId) -> (ContainerId, String) {
-    let command = format!("order-{order}-container");
-    let id = crate::ids::CommandId::parse(&command)
-        .map(|c| ContainerId::for_create(project, &c))
-        .unwrap_or_else(|_| ContainerId::from_uuid(order.as_uuid()));
-    (id, command)
+    let command = order_command(order, "container");
+    (
+        ContainerId::for_create(project, &command),
+        command.to_string(),
+    )
 }
 
 #[cfg(test)]

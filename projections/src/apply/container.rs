@@ -4,7 +4,7 @@ use domain::commit::Commit;
 use domain::container::{ContainerEvent, SecretRef};
 use sqlx::SqliteConnection;
 
-use super::{json, to_i64};
+use super::{AclTables, run_each, set_acl, to_i64};
 
 /// Applies a container's commit stored at `seq`.
 pub(super) async fn apply(
@@ -77,47 +77,26 @@ pub(super) async fn apply(
                 .await?;
             }
             ContainerEvent::AclSet(e) => {
-                sqlx::query(
-                    "UPDATE containers SET project_access = ?, acl = ? WHERE project = ? AND id = ?",
-                )
-                .bind(e.read.project_access)
-                .bind(json(&e.read)?)
-                .bind(project)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query(
-                    "DELETE FROM container_acl_users WHERE project = ? AND container_id = ?",
-                )
-                .bind(project)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-                for user in &e.read.users {
-                    sqlx::query(
-                        "INSERT INTO container_acl_users (project, container_id, user_id) \
-                         VALUES (?, ?, ?)",
-                    )
-                    .bind(project)
-                    .bind(id)
-                    .bind(user.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-                }
+                let tables = AclTables {
+                    rows: "containers",
+                    users: "container_acl_users",
+                    key: "container_id",
+                };
+                set_acl(conn, tables, project, id, &e.read).await?;
             }
             ContainerEvent::Deleted(_) => {
-                for sql in [
-                    "DELETE FROM container_secrets WHERE project = ? AND container_id = ?",
-                    "DELETE FROM container_consumers WHERE project = ? AND container_id = ?",
-                    "DELETE FROM container_acl_users WHERE project = ? AND container_id = ?",
-                    "DELETE FROM containers WHERE project = ? AND id = ?",
-                ] {
-                    sqlx::query(sql)
-                        .bind(project)
-                        .bind(id)
-                        .execute(&mut *conn)
-                        .await?;
-                }
+                run_each(
+                    conn,
+                    &[
+                        "DELETE FROM container_secrets WHERE project = ? AND container_id = ?",
+                        "DELETE FROM container_consumers WHERE project = ? AND container_id = ?",
+                        "DELETE FROM container_acl_users WHERE project = ? AND container_id = ?",
+                        "DELETE FROM containers WHERE project = ? AND id = ?",
+                    ],
+                    project,
+                    id,
+                )
+                .await?;
             }
         }
     }

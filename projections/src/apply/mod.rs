@@ -25,6 +25,70 @@ pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, sq
     serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
+/// Runs each statement with `project` and `id` bound (e.g. removing an aggregate's
+/// rows from every table).
+pub(crate) async fn run_each(
+    conn: &mut SqliteConnection,
+    statements: &[&'static str],
+    project: &str,
+    id: &str,
+) -> Result<(), sqlx::Error> {
+    for sql in statements {
+        sqlx::query(*sql)
+            .bind(project)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Where an aggregate kind keeps its ACL: its row's table and its listed-users table
+/// (keyed by `key`).
+pub(crate) struct AclTables {
+    pub(crate) rows: &'static str,
+    pub(crate) users: &'static str,
+    pub(crate) key: &'static str,
+}
+
+/// Stores the whole ACL on the aggregate's row and rewrites its listed users.
+pub(crate) async fn set_acl(
+    conn: &mut SqliteConnection,
+    tables: AclTables,
+    project: &str,
+    id: &str,
+    acl: &domain::secret::acl::Acl,
+) -> Result<(), sqlx::Error> {
+    let AclTables { rows, users, key } = tables;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {rows} SET project_access = ?, acl = ? WHERE project = ? AND id = ?"
+    )))
+    .bind(acl.project_access)
+    .bind(json(acl)?)
+    .bind(project)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {users} WHERE project = ? AND {key} = ?"
+    )))
+    .bind(project)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    for user in &acl.users {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {users} (project, {key}, user_id) VALUES (?, ?, ?)"
+        )))
+        .bind(project)
+        .bind(id)
+        .bind(user.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Just enough of a commit to know which aggregate kind's events it holds.
 #[derive(Deserialize)]
 struct Kind {

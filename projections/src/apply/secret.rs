@@ -6,7 +6,7 @@ use domain::secret::SecretEvent;
 use domain::secret::reference::reference;
 use sqlx::SqliteConnection;
 
-use super::{json, to_i64};
+use super::{AclTables, json, run_each, set_acl, to_i64};
 
 /// Applies a secret's commit stored at `seq`.
 pub(super) async fn apply(
@@ -207,66 +207,46 @@ pub(super) async fn apply(
             SecretEvent::Expired(_) => {
                 // The row stays, so reads can say when the secret expired; its sealed
                 // payloads go, their keys being destroyed.
-                for sql in [
+                run_each(
+                    conn,
+                    &[
                     "DELETE FROM secret_payloads WHERE project = ? AND secret_id = ?",
                     "DELETE FROM secret_stages WHERE project = ? AND secret_id = ?",
                     "DELETE FROM secret_acl_users WHERE project = ? AND secret_id = ?",
                     "UPDATE secrets SET status = 'expired', version_count = 0, purge_at = NULL, \
                      purge_at_ms = NULL WHERE project = ? AND id = ?",
-                ] {
-                    sqlx::query(sql)
-                        .bind(project)
-                        .bind(id)
-                        .execute(&mut *conn)
-                        .await?;
-                }
+                    ],
+                    project,
+                    id,
+                )
+                .await?;
             }
             SecretEvent::MetadatumSet(e) => {
                 upsert_metadatum(conn, project, id, e.key.as_str(), e.value.as_str()).await?;
             }
             SecretEvent::AclSet(e) => {
-                let acl = json(&e.read)?;
-                sqlx::query(
-                    "UPDATE secrets SET project_access = ?, acl = ? WHERE project = ? AND id = ?",
-                )
-                .bind(e.read.project_access)
-                .bind(acl)
-                .bind(project)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query("DELETE FROM secret_acl_users WHERE project = ? AND secret_id = ?")
-                    .bind(project)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                for user in &e.read.users {
-                    sqlx::query(
-                        "INSERT INTO secret_acl_users (project, secret_id, user_id) \
-                         VALUES (?, ?, ?)",
-                    )
-                    .bind(project)
-                    .bind(id)
-                    .bind(user.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-                }
+                let tables = AclTables {
+                    rows: "secrets",
+                    users: "secret_acl_users",
+                    key: "secret_id",
+                };
+                set_acl(conn, tables, project, id, &e.read).await?;
             }
             SecretEvent::Deleted(_) => {
-                for table in [
-                    "DELETE FROM secret_acl_users WHERE project = ? AND secret_id = ?",
-                    "DELETE FROM secret_payloads WHERE project = ? AND secret_id = ?",
-                    "DELETE FROM secret_metadata WHERE project = ? AND secret_id = ?",
-                    "DELETE FROM secret_stages WHERE project = ? AND secret_id = ?",
-                    "DELETE FROM secret_consumers WHERE project = ? AND secret_id = ?",
-                    "DELETE FROM secrets WHERE project = ? AND id = ?",
-                ] {
-                    sqlx::query(table)
-                        .bind(project)
-                        .bind(id)
-                        .execute(&mut *conn)
-                        .await?;
-                }
+                run_each(
+                    conn,
+                    &[
+                        "DELETE FROM secret_acl_users WHERE project = ? AND secret_id = ?",
+                        "DELETE FROM secret_payloads WHERE project = ? AND secret_id = ?",
+                        "DELETE FROM secret_metadata WHERE project = ? AND secret_id = ?",
+                        "DELETE FROM secret_stages WHERE project = ? AND secret_id = ?",
+                        "DELETE FROM secret_consumers WHERE project = ? AND secret_id = ?",
+                        "DELETE FROM secrets WHERE project = ? AND id = ?",
+                    ],
+                    project,
+                    id,
+                )
+                .await?;
             }
         }
     }

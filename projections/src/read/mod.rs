@@ -247,6 +247,26 @@ impl ReadModel {
         })
     }
 
+    /// A secret, with `details` read in the same transaction when it is found.
+    async fn with_secret<T>(
+        &self,
+        id: SecretId,
+        now: Timestamp,
+        details: impl AsyncFnOnce(&mut sqlx::SqliteConnection, &SecretRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Snapshot<Lookup<(SecretRow, T)>>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let seq = checkpoint(&mut tx).await?;
+        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
+            Lookup::Found(secret) => {
+                let more = details(&mut tx, &secret).await?;
+                Lookup::Found((secret, more))
+            }
+            other => other.map_never(),
+        };
+        tx.commit().await?;
+        Ok(Snapshot { value: found, seq })
+    }
+
     /// A secret with the sealed payload of its current version (`None` inside when it
     /// has none).
     pub async fn get_payload(
@@ -266,44 +286,37 @@ impl ReadModel {
         which: VersionSelector<'_>,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
-            Lookup::Found(secret) => {
-                let (condition, value) = match which {
-                    VersionSelector::Id(v) => ("p.version_id = ?3", v),
-                    VersionSelector::Stage(s) => (
-                        "p.version_id = (SELECT g.version_id FROM secret_stages g WHERE \
+        self.with_secret(id, now, async |conn, secret| {
+            let (condition, value) = match which {
+                VersionSelector::Id(v) => ("p.version_id = ?3", v),
+                VersionSelector::Stage(s) => (
+                    "p.version_id = (SELECT g.version_id FROM secret_stages g WHERE \
                          g.project = ?1 AND g.secret_id = ?2 AND g.stage = ?3)",
-                        s,
-                    ),
-                };
-                let payload = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT p.version_id, p.key_id, p.content_type, p.nonce, p.ciphertext \
+                    s,
+                ),
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT p.version_id, p.key_id, p.content_type, p.nonce, p.ciphertext \
                      FROM secret_payloads p WHERE p.project = ?1 AND p.secret_id = ?2 \
                      AND {condition}"
-                )))
-                .bind(&secret.project)
-                .bind(id.to_string())
-                .bind(value)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| -> Result<PayloadRow, sqlx::Error> {
-                    Ok(PayloadRow {
-                        version_id: r.try_get("version_id")?,
-                        key_id: r.try_get("key_id")?,
-                        content_type: r.try_get("content_type")?,
-                        nonce: r.try_get("nonce")?,
-                        ciphertext: r.try_get("ciphertext")?,
-                    })
+            )))
+            .bind(&secret.project)
+            .bind(id.to_string())
+            .bind(value)
+            .fetch_optional(conn)
+            .await?
+            .map(|r| -> Result<PayloadRow, sqlx::Error> {
+                Ok(PayloadRow {
+                    version_id: r.try_get("version_id")?,
+                    key_id: r.try_get("key_id")?,
+                    content_type: r.try_get("content_type")?,
+                    nonce: r.try_get("nonce")?,
+                    ciphertext: r.try_get("ciphertext")?,
                 })
-                .transpose()?;
-                Lookup::Found((secret, payload))
-            }
-            other => other.map_never(),
-        };
-        tx.commit().await?;
-        Ok(Snapshot { value: found, seq })
+            })
+            .transpose()
+        })
+        .await
     }
 
     /// A secret with its versions, oldest first.
@@ -312,44 +325,36 @@ impl ReadModel {
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Vec<VersionRow>)>>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
-            Lookup::Found(secret) => {
-                let rows = sqlx::query(
-                    "SELECT p.version_id, p.content_type, p.created, \
+        self.with_secret(id, now, async |conn, secret| {
+            let rows = sqlx::query(
+                "SELECT p.version_id, p.content_type, p.created, \
                      (SELECT group_concat(g.stage, ',') FROM (SELECT stage FROM secret_stages g \
                       WHERE g.project = p.project AND g.secret_id = p.secret_id \
                       AND g.version_id = p.version_id ORDER BY stage) g) AS stages \
                      FROM secret_payloads p WHERE p.project = ? AND p.secret_id = ? \
                      ORDER BY p.created_ms, p.version_id",
-                )
-                .bind(&secret.project)
-                .bind(id.to_string())
-                .fetch_all(&mut *tx)
-                .await?;
-                let versions = rows
-                    .iter()
-                    .map(|r| -> Result<VersionRow, sqlx::Error> {
-                        let stages: Option<String> = r.try_get("stages")?;
-                        Ok(VersionRow {
-                            version_id: r.try_get("version_id")?,
-                            content_type: r.try_get("content_type")?,
-                            created: r.try_get("created")?,
-                            stages: stages
-                                .iter()
-                                .flat_map(|s| s.split(','))
-                                .map(str::to_owned)
-                                .collect(),
-                        })
+            )
+            .bind(&secret.project)
+            .bind(id.to_string())
+            .fetch_all(conn)
+            .await?;
+            rows.iter()
+                .map(|r| -> Result<VersionRow, sqlx::Error> {
+                    let stages: Option<String> = r.try_get("stages")?;
+                    Ok(VersionRow {
+                        version_id: r.try_get("version_id")?,
+                        content_type: r.try_get("content_type")?,
+                        created: r.try_get("created")?,
+                        stages: stages
+                            .iter()
+                            .flat_map(|s| s.split(','))
+                            .map(str::to_owned)
+                            .collect(),
                     })
-                    .collect::<Result<_, _>>()?;
-                Lookup::Found((secret, versions))
-            }
-            other => other.map_never(),
-        };
-        tx.commit().await?;
-        Ok(Snapshot { value: found, seq })
+                })
+                .collect::<Result<_, _>>()
+        })
+        .await
     }
 
     /// A secret with its metadata.
@@ -358,26 +363,19 @@ impl ReadModel {
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, BTreeMap<String, String>)>>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
-            Lookup::Found(secret) => {
-                let metadata = sqlx::query_as::<_, (String, String)>(
-                    "SELECT key, value FROM secret_metadata WHERE project = ? AND secret_id = ? \
-                     ORDER BY key",
-                )
-                .bind(&secret.project)
-                .bind(id.to_string())
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-                Lookup::Found((secret, metadata))
-            }
-            other => other.map_never(),
-        };
-        tx.commit().await?;
-        Ok(Snapshot { value: found, seq })
+        self.with_secret(id, now, async |conn, secret| {
+            Ok(sqlx::query_as::<_, (String, String)>(
+                "SELECT key, value FROM secret_metadata WHERE project = ? AND secret_id = ? \
+                 ORDER BY key",
+            )
+            .bind(&secret.project)
+            .bind(id.to_string())
+            .fetch_all(conn)
+            .await?
+            .into_iter()
+            .collect())
+        })
+        .await
     }
 
     /// A secret with its consumers: (service, resource type, resource id).
@@ -386,25 +384,18 @@ impl ReadModel {
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Vec<(String, String, String)>)>>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
-            Lookup::Found(secret) => {
-                let consumers = sqlx::query_as::<_, (String, String, String)>(
-                    "SELECT service, resource_type, resource_id FROM secret_consumers \
-                     WHERE project = ? AND secret_id = ? ORDER BY service, resource_type, \
-                     resource_id",
-                )
-                .bind(&secret.project)
-                .bind(id.to_string())
-                .fetch_all(&mut *tx)
-                .await?;
-                Lookup::Found((secret, consumers))
-            }
-            other => other.map_never(),
-        };
-        tx.commit().await?;
-        Ok(Snapshot { value: found, seq })
+        self.with_secret(id, now, async |conn, secret| {
+            sqlx::query_as::<_, (String, String, String)>(
+                "SELECT service, resource_type, resource_id FROM secret_consumers \
+                 WHERE project = ? AND secret_id = ? ORDER BY service, resource_type, \
+                 resource_id",
+            )
+            .bind(&secret.project)
+            .bind(id.to_string())
+            .fetch_all(conn)
+            .await
+        })
+        .await
     }
 
     /// The live secrets of `project` named `name`: exact matches of the name only,
