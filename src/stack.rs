@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use api::{ApiConfig, AppState};
+use commands::checkpoints::{CheckpointSettings, Checkpointer};
 use commands::client::CommandClient;
 use commands::clock::Clock;
 use commands::containers::ContainerHandler;
@@ -207,9 +208,12 @@ pub struct CommandSettings {
     pub scheduler_interval: Duration,
     /// The order worker.
     pub orders: OrderWorkerSettings,
+    /// Signed checkpoints of the log.
+    pub checkpoints: CheckpointSettings,
 }
 
-/// Starts the command service, the key shredder and the lifecycle scheduler.
+/// Starts the command service, the key shredder, the lifecycle scheduler, the order
+/// worker and the checkpointer.
 pub async fn start_commands(
     nats_url: &str,
     keys: &Keys,
@@ -224,6 +228,11 @@ pub async fn start_commands(
     let js = async_nats::jetstream::new(client.clone());
     let store = Arc::new(EventStore::open(js.clone(), log).await?);
     let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?);
+    let signer = commands::checkpoints::load_signer(&settings.checkpoints)?;
+    commands::checkpoints::ensure_stream(&js, log.replicas).await?;
+    let checkpointer = Checkpointer::resume(js.clone(), &log.stream, signer, clock.clone()).await?;
+    let checkpoints =
+        tokio::spawn(checkpointer.run(settings.checkpoints.interval, shutdown.clone()));
     let handler = Arc::new(SecretHandler::new(
         store.clone(),
         keystore.clone(),
@@ -289,6 +298,10 @@ pub async fn start_commands(
         worker,
         tokio::spawn(async move {
             scheduler.await?;
+            Ok(())
+        }),
+        tokio::spawn(async move {
+            checkpoints.await?;
             Ok(())
         }),
         tokio::spawn(async move { service.run(shutdown).await.map_err(Into::into) }),
@@ -383,6 +396,28 @@ pub async fn start_api(
     Ok((addr, task))
 }
 
+/// The streams an auditor reads: the events, the access records and the checkpoints.
+pub fn audited_streams(event_stream: &str) -> Vec<String> {
+    vec![
+        event_stream.to_owned(),
+        api::access_log::STREAM.to_owned(),
+        commands::checkpoints::STREAM.to_owned(),
+    ]
+}
+
+/// The checkpoint key file inside a data directory.
+pub const CHECKPOINT_KEY_FILE: &str = "checkpoint.key";
+
+/// Checkpoints signed with `<data_dir>/checkpoint.key`, named `keyledger/<stream>`,
+/// every 10 s.
+pub fn default_checkpoints(data_dir: &Path, stream: &str) -> CheckpointSettings {
+    CheckpointSettings {
+        key_file: data_dir.join(CHECKPOINT_KEY_FILE),
+        name: format!("keyledger/{stream}"),
+        interval: Duration::from_secs(10),
+    }
+}
+
 /// Where `keyledger up` gets NATS from.
 #[derive(Debug, Clone)]
 pub enum NatsChoice {
@@ -417,6 +452,9 @@ pub struct StackConfig {
     pub scheduler_interval: Duration,
     /// The order worker.
     pub orders: OrderWorkerSettings,
+    /// Signed checkpoints; `None` puts the key in the data directory
+    /// (`checkpoint.key`), named after the stream, signing every 10 s.
+    pub checkpoints: Option<CheckpointSettings>,
     /// The projector.
     pub projector: ProjectorConfig,
     /// The clock.
@@ -433,6 +471,10 @@ pub struct Stack {
     pub service_url: String,
     /// URL other NATS clients use.
     pub client_url: String,
+    /// URL auditors use (read-only), when keyledger manages NATS.
+    pub auditor_url: Option<String>,
+    /// The public key checkpoints are signed with.
+    pub checkpoint_public_key: String,
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
     /// The read model.
@@ -459,6 +501,7 @@ impl Stack {
                     binary,
                     data_dir: data_dir.clone(),
                     port: *port,
+                    audited_streams: audited_streams(&config.log.stream),
                 })
                 .await?;
                 let (service, client) = (server.service_url(), server.client_url());
@@ -466,6 +509,11 @@ impl Stack {
             }
             NatsChoice::External { url } => (None, url.clone(), url.clone()),
         };
+        let checkpoints = config
+            .checkpoints
+            .clone()
+            .unwrap_or_else(|| default_checkpoints(&data_dir, &config.log.stream));
+        let checkpoint_public_key = commands::checkpoints::load_signer(&checkpoints)?.public_key();
         let database_url = default_database_url(&data_dir);
         let shutdown = CancellationToken::new();
         let mut tasks = start_commands(
@@ -477,6 +525,7 @@ impl Stack {
                 database_url: database_url.clone(),
                 scheduler_interval: config.scheduler_interval,
                 orders: config.orders.clone(),
+                checkpoints,
             },
             config.clock.clone(),
             shutdown.clone(),
@@ -501,11 +550,14 @@ impl Stack {
         )
         .await?;
         tasks.push(api);
+        let auditor_url = nats.as_ref().map(ManagedNats::auditor_url);
         Ok(Self {
             _lock: lock,
             nats,
+            auditor_url,
             service_url,
             client_url,
+            checkpoint_public_key,
             http_addr,
             database_url,
             keys,

@@ -7,6 +7,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
+use domain::audit::RawEvent;
+use domain::commit::Commit;
+
 use crate::support::TestStack;
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
@@ -101,46 +104,92 @@ async fn the_log_tells_who_did_what_and_verifies_until_tampered_with() {
     let table = audit(args(&["log", "--nats-url", &url, "--project", "p1"])).await;
     assert!(String::from_utf8_lossy(&table.stdout).contains("secret.acl_set"));
 
-    // The live log verifies.
-    let out = audit(args(&["verify", "--nats-url", &url])).await;
+    // The live log verifies, on its own and against the signed checkpoints, read
+    // with the auditor's read-only account.
+    t.checkpointed(3).await;
+    let auditor = t.auditor_url();
+    let key = t.checkpoint_public_key_file();
+    let out = audit(args(&[
+        "verify",
+        "--nats-url",
+        &auditor,
+        "--public-key",
+        &key,
+    ]))
+    .await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .starts_with("ok: 3 commits verified, up to sequence 3")
+        said.starts_with("ok: 3 commits verified, up to sequence 3"),
+        "{said}"
     );
+    assert!(
+        said.contains("the latest covers sequences 1 to 3"),
+        "{said}"
+    );
+    // Checkpoints are never skipped silently: without the key, verify says so.
+    let out = audit(args(&["verify", "--nats-url", &auditor])).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no public key to check them with"));
 
-    // A copy, tampered with in three ways: each is caught and its sequence named.
-    let export = audit(args(&["export", "--nats-url", &url])).await;
+    // A copy, tampered with in each way: each is caught and its sequence named.
+    let export = audit(args(&["export", "--nats-url", &auditor])).await;
     assert!(export.status.success());
-    let copy: Vec<String> = String::from_utf8(export.stdout)
+    let all: Vec<String> = String::from_utf8(export.stdout)
         .unwrap()
         .lines()
         .map(str::to_owned)
         .collect();
+    let (checkpoints, copy): (Vec<String>, Vec<String>) = all
+        .into_iter()
+        .partition(|l| l.starts_with("{\"checkpoint\""));
+    assert!(!checkpoints.is_empty());
     assert_eq!(copy.len(), 3);
     let dir = tempfile::tempdir().unwrap();
-    let verify_copy = |name: &str, content: Vec<String>| {
+    let verify_copy = |name: &str, commits: Vec<String>, signed: bool| {
         let path = dir.path().join(name);
-        std::fs::write(&path, content.join("\n")).unwrap();
+        let mut lines = if signed {
+            checkpoints.clone()
+        } else {
+            Vec::new()
+        };
+        lines.extend(commits);
+        std::fs::write(&path, lines.join("\n")).unwrap();
         let path = path.to_str().unwrap().to_owned();
-        async move { audit(args(&["verify", "--file", &path])).await }
+        let key = key.clone();
+        async move {
+            let mut a = args(&["verify", "--file", &path]);
+            if signed {
+                a.extend(args(&["--public-key", &key]));
+            }
+            audit(a).await
+        }
     };
-    let ok = verify_copy("intact", copy.clone()).await;
-    assert!(ok.status.success());
+    let ok = verify_copy("intact", copy.clone(), true).await;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
+    let edit = |line: &str, f: &dyn Fn(Commit<RawEvent>) -> Vec<u8>| {
+        let mut line: Value = serde_json::from_str(line).unwrap();
+        let commit = STANDARD.decode(line["commit"].as_str().unwrap()).unwrap();
+        line["commit"] = json!(STANDARD.encode(f(Commit::from_slice(&commit).unwrap())));
+        line.to_string()
+    };
+    // Bob becomes eve in the ACL commit (sequence 2).
+    let to_eve = |mut c: Commit<RawEvent>| {
+        c.body.events[0].0["read"]["users"] = json!(["eve"]);
+        c
+    };
     let mut changed = copy.clone();
-    let mut line: Value = serde_json::from_str(&changed[1]).unwrap();
-    let commit = STANDARD.decode(line["commit"].as_str().unwrap()).unwrap();
-    let commit = String::from_utf8(commit)
-        .unwrap()
-        .replace("\"bob\"", "\"eve\"");
-    line["commit"] = json!(STANDARD.encode(commit));
-    changed[1] = line.to_string();
-    let out = verify_copy("changed", changed).await;
+    changed[1] = edit(&changed[1], &|c| to_eve(c).to_bytes());
+    let out = verify_copy("changed", changed, true).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -148,21 +197,80 @@ async fn the_log_tells_who_did_what_and_verifies_until_tampered_with() {
         "{err}"
     );
 
+    // The same change with the commit's hash recomputed, as someone with write
+    // access to the stream could: the chain alone cannot tell, the checkpoint can.
+    let mut rewritten = copy.clone();
+    rewritten[1] = edit(&rewritten[1], &|c| {
+        let c = to_eve(c);
+        c.body.seal(c.prev).to_bytes()
+    });
+    let out = verify_copy("rewritten, unsigned", rewritten.clone(), false).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = verify_copy("rewritten", rewritten, true).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Checkpoints are signed every 100 ms here, so the smallest one covering
+    // sequence 2 may be of 2 or of 3 commits: the range named starts after the last
+    // one that matched and ends at it.
+    assert!(
+        err.contains("at sequence 1: the first 2 commits do not hash to the root signed")
+            || err.contains("at sequence 2: the first 2 commits do not hash")
+            || err.contains("at sequence 1: the first 3 commits do not hash")
+            || err.contains("at sequence 2: the first 3 commits do not hash"),
+        "{err}"
+    );
+
     let mut dropped = copy.clone();
     dropped.remove(1);
-    let out = verify_copy("dropped", dropped).await;
+    let out = verify_copy("dropped", dropped, true).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("at sequence 2: expected sequence 2 next, found 3"),
         "{err}"
     );
 
+    // The last commit removed: no gap, no broken link; the checkpoint shows it.
+    let mut truncated = copy.clone();
+    truncated.pop();
+    let out = verify_copy("truncated, unsigned", truncated.clone(), false).await;
+    assert!(out.status.success());
+    let out = verify_copy("truncated", truncated, true).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("at sequence 3: the checkpoint of 3 commits")
+            && err.contains("the log ends at sequence 2"),
+        "{err}"
+    );
+
     let mut reordered = copy.clone();
     reordered.swap(0, 1);
-    let out = verify_copy("reordered", reordered).await;
+    let out = verify_copy("reordered", reordered, true).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("at sequence 1: expected sequence 1 next, found 2"),
+        "{err}"
+    );
+
+    // A checkpoint signed with another key does not pass for the log's.
+    let other = dir.path().join("other.pub");
+    let stranger =
+        domain::checkpoint::CheckpointSigner::new("keyledger/KEYLEDGER", &[9; 32]).unwrap();
+    std::fs::write(&other, stranger.public_key()).unwrap();
+    let out = audit(args(&[
+        "verify",
+        "--nats-url",
+        &auditor,
+        "--public-key",
+        other.to_str().unwrap(),
+    ]))
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("FAILS") && err.contains("no signature by a trusted key"),
         "{err}"
     );
     t.stop().await;
@@ -360,6 +468,43 @@ async fn who_could_read_a_secret_at_a_time_is_one_command() {
             .contains("bob (on the ACL, any project)"),
         "{now}"
     );
+    // What bob could read: nothing named him before the ACL change; after it, the
+    // secret, because he is on its ACL. What roles would give is stated per project.
+    let readable_by_bob = |at: String| {
+        let url = url.clone();
+        async move {
+            let out = audit(args(&[
+                "state",
+                "--nats-url",
+                &url,
+                "--at",
+                &at,
+                "--readable-by",
+                "bob",
+            ]))
+            .await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    let then = readable_by_bob(before.to_rfc3339()).await;
+    assert_eq!(then["named"], json!([]));
+    assert_eq!(then["by_role"][0]["as observer or creator"], json!([id]));
+    let now = readable_by_bob(after.to_rfc3339()).await;
+    assert_eq!(now["named"][0]["secret"], id);
+    assert!(
+        now["named"][0]["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("on its ACL")
+    );
+    assert_eq!(now["by_role"][0]["as observer or creator"], json!([]));
+    assert_eq!(now["by_role"][0]["as admin"], json!([id]));
+
     // The whole project at a sequence.
     let out = audit(args(&[
         "state",
@@ -378,5 +523,170 @@ async fn who_could_read_a_secret_at_a_time_is_one_command() {
         state["secrets"][0]["versions"][0]["stages"],
         json!(["current"])
     );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_checkpoints() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "db", "proof-canary").await;
+    let acl = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{id}/acl")))
+        .bearer_auth(&alice)
+        .json(&json!({"read": {"users": ["bob"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acl.status(), 200);
+    t.checkpointed(2).await;
+    let auditor = t.auditor_url();
+    let key = t.checkpoint_public_key_file();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A proof that the ACL change (sequence 2) is in the signed log, checked with
+    // nothing but the public key.
+    let out = audit(args(&[
+        "prove",
+        "2",
+        "--nats-url",
+        &auditor,
+        "--public-key",
+        &key,
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proof_file = dir.path().join("proof.json");
+    std::fs::write(&proof_file, &out.stdout).unwrap();
+    let proof: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!proof.to_string().contains("proof-canary"));
+    let check = |file: std::path::PathBuf| {
+        let key = key.clone();
+        async move {
+            audit(args(&[
+                "check-proof",
+                file.to_str().unwrap(),
+                "--public-key",
+                &key,
+            ]))
+            .await
+        }
+    };
+    let out = check(proof_file.clone()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("ok: the commit at sequence 2 (secret.acl.set by alice")
+            && said.contains("events secret.acl_set"),
+        "{said}"
+    );
+    // The same proof, claimed for another position in the log, fails.
+    let mut forged = proof.clone();
+    forged["sequence"] = json!(1);
+    let forged_file = dir.path().join("forged.json");
+    std::fs::write(&forged_file, forged.to_string()).unwrap();
+    let out = check(forged_file).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the proof FAILS"), "{err}");
+
+    // The auditor keeps today's checkpoint; later, after more commits and a restart
+    // of the service (which resumes the tree from its last checkpoint), the log
+    // still matches it and every checkpoint since.
+    let out = audit(args(&[
+        "checkpoint",
+        "--nats-url",
+        &auditor,
+        "--public-key",
+        &key,
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = dir.path().join("saved.checkpoint");
+    std::fs::write(&saved, &out.stdout).unwrap();
+    let t = t.restart(|| {}).await;
+    t.create_text(&alice, "later", "x").await;
+    t.checkpointed(3).await;
+    let auditor = t.auditor_url();
+    let out = audit(args(&[
+        "verify",
+        "--nats-url",
+        &auditor,
+        "--public-key",
+        &key,
+        "--checkpoint",
+        saved.to_str().unwrap(),
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the latest covers sequences 1 to 3"));
+
+    // The auditor's account reads; it cannot write, send commands, read the key
+    // store, or remove anything.
+    let client = commands::nats::connect(&auditor, "auditor").await.unwrap();
+    let js = async_nats::jetstream::context::ContextBuilder::new()
+        .timeout(std::time::Duration::from_millis(500))
+        .build(client.clone());
+    let readable = js.get_stream("KEYLEDGER").await;
+    assert!(
+        readable.is_ok(),
+        "it may read the log: {:?}",
+        readable.err()
+    );
+    let command = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        client.request(
+            "keyledger.cmd.secret.create",
+            json!({"name": "x"}).to_string().into(),
+        ),
+    )
+    .await;
+    assert!(
+        command.is_err() || command.unwrap().is_err(),
+        "it sent a command"
+    );
+    let published = js
+        .publish(format!("keyledger.events.p1.secret.{id}"), "forged".into())
+        .await;
+    assert!(
+        published.is_err() || published.unwrap().await.is_err(),
+        "it wrote to the log"
+    );
+    assert!(
+        js.delete_stream("KEYLEDGER").await.is_err(),
+        "it deleted the log"
+    );
+    assert!(
+        js.delete_stream(commands::checkpoints::STREAM)
+            .await
+            .is_err(),
+        "it deleted the checkpoints"
+    );
+    assert!(
+        js.get_stream(format!("KV_{}", commands::log::KEY_BUCKET))
+            .await
+            .is_err(),
+        "it read the key store"
+    );
+    let service = async_nats::jetstream::new(t.service_nats().await);
+    let mut log = service.get_stream("KEYLEDGER").await.unwrap();
+    assert_eq!(log.info().await.unwrap().state.messages, 3);
     t.stop().await;
 }

@@ -47,6 +47,7 @@ async fn commands_projector_and_api_run_as_separate_processes() {
         binary: find_binary(None).expect("nats-server (scripts/test installs it)"),
         data_dir: dir.path().join("nats-host"),
         port: None,
+        audited_streams: Vec::new(),
     })
     .await
     .unwrap();

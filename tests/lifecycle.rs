@@ -341,6 +341,8 @@ async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key()
             database_url: t.stack.database_url.clone(),
             scheduler_interval: Duration::from_millis(50),
             orders: Default::default(),
+            // A second checkpointer with the same key races the first too.
+            checkpoints: t.config.checkpoints.clone().unwrap(),
         },
         t.config.clock.clone(),
         extra.clone(),

@@ -2,6 +2,7 @@
 //! envelope encryption and the key store.
 
 pub mod audit;
+pub mod checkpoints;
 pub mod client;
 pub mod clock;
 pub mod containers;

@@ -7,6 +7,10 @@
 //! - `client`, the account of any connection without credentials (`no_auth_user`):
 //!   it may only send commands (`keyledger.cmd.>`) and receive replies, so a NATS
 //!   client cannot write events or read keys behind the command path's back.
+//! - `auditor`, with a password kept in the data directory: it may only read the
+//!   audited streams (events, access records, checkpoints) through consumers and
+//!   direct gets. It cannot publish to any stream, send commands, read the key
+//!   store, or change, purge or delete a stream.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,10 @@ use crate::keyfile::{self, KeyFileError};
 pub const SERVICE_USER: &str = "keyledger";
 /// File (in the data directory) holding the service user's password.
 pub const SERVICE_PASSWORD_FILE: &str = "nats-service.key";
+/// The read-only user auditors connect as.
+pub const AUDITOR_USER: &str = "auditor";
+/// File (in the data directory) holding the auditor's password.
+pub const AUDITOR_PASSWORD_FILE: &str = "nats-auditor.key";
 
 /// Why the managed nats-server could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +86,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Client port on 127.0.0.1; `None` picks a free one.
     pub port: Option<u16>,
+    /// The streams the auditor may read.
+    pub audited_streams: Vec<String>,
 }
 
 /// A running nats-server child process. Dropping it kills the process; [`stop`] shuts
@@ -90,6 +100,7 @@ pub struct ManagedNats {
     requested_port: Option<u16>,
     port: u16,
     password: String,
+    auditor_password: String,
     log: PathBuf,
 }
 
@@ -141,6 +152,32 @@ pub fn service_password(data_dir: &Path) -> Result<String, KeyFileError> {
     keyfile::load_or_create(&data_dir.join(SERVICE_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
 }
 
+/// The auditor's password for the server managed in `data_dir`, created on first use.
+pub fn auditor_password(data_dir: &Path) -> Result<String, KeyFileError> {
+    keyfile::load_or_create(&data_dir.join(AUDITOR_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
+}
+
+/// What the auditor may publish: JetStream API requests that read `streams` (stream
+/// info, consumers to read with, direct and raw message gets), nothing that writes.
+fn auditor_publish_allow(streams: &[String]) -> String {
+    let mut subjects = vec!["$JS.API.INFO".to_owned()];
+    for s in streams {
+        subjects.extend([
+            format!("$JS.API.STREAM.INFO.{s}"),
+            format!("$JS.API.STREAM.MSG.GET.{s}"),
+            format!("$JS.API.DIRECT.GET.{s}"),
+            format!("$JS.API.DIRECT.GET.{s}.>"),
+            format!("$JS.API.CONSUMER.CREATE.{s}"),
+            format!("$JS.API.CONSUMER.CREATE.{s}.>"),
+            format!("$JS.API.CONSUMER.INFO.{s}.*"),
+            format!("$JS.API.CONSUMER.DELETE.{s}.*"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{s}.*"),
+        ]);
+    }
+    let quoted: Vec<String> = subjects.iter().map(|s| quoted(s)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 impl ManagedNats {
     /// Writes the configuration and starts the server; returns once it accepts clients.
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
@@ -152,6 +189,7 @@ impl ManagedNats {
             let _ = fs::remove_file(entry.path());
         }
         let password = service_password(&config.data_dir)?;
+        let auditor_password = auditor_password(&config.data_dir)?;
         let client_password = {
             let mut b = [0u8; 16];
             keyfile::random_bytes(&mut b);
@@ -180,6 +218,10 @@ authorization {{
         publish: {{ allow: ["keyledger.cmd.>"] }}
         subscribe: {{ allow: ["_INBOX.>"] }}
     }} }}
+    {{ user: {auditor_user}, password: {auditor_password}, permissions: {{
+        publish: {{ allow: {auditor_allow} }}
+        subscribe: {{ allow: ["_INBOX.>"] }}
+    }} }}
   ]
 }}
 no_auth_user: client
@@ -190,6 +232,9 @@ no_auth_user: client
             service_user = SERVICE_USER,
             password = quoted(&password),
             client_password = quoted(&client_password),
+            auditor_user = AUDITOR_USER,
+            auditor_password = quoted(&auditor_password),
+            auditor_allow = auditor_publish_allow(&config.audited_streams),
         );
         write_private(&conf_path, &conf)?;
 
@@ -216,6 +261,7 @@ no_auth_user: client
             requested_port: config.port,
             port: 0,
             password,
+            auditor_password,
             log,
         };
         server.port = server.wait_for_port(&ports_dir).await?;
@@ -283,6 +329,15 @@ no_auth_user: client
         format!(
             "nats://{SERVICE_USER}:{}@127.0.0.1:{}",
             self.password, self.port
+        )
+    }
+
+    /// The URL auditors read the audited streams with (carries the auditor's
+    /// credentials).
+    pub fn auditor_url(&self) -> String {
+        format!(
+            "nats://{AUDITOR_USER}:{}@127.0.0.1:{}",
+            self.auditor_password, self.port
         )
     }
 

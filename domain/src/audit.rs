@@ -6,12 +6,19 @@
 //! content; each commit links to its aggregate's previous commit (`prev`, `version`);
 //! the stream's sequence numbers run without gaps (nothing removed); a commit sits on
 //! its aggregate's own subject. The first violation is reported with its sequence.
+//!
+//! It also hashes the commits into the log's Merkle tree and compares the root with
+//! every signed checkpoint it is given, at that checkpoint's size. The chain alone
+//! cannot show a log rewritten with every later hash recomputed, or commits removed
+//! from its end; a checkpoint signed with a key kept outside NATS can.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::Value;
 
+use crate::checkpoint::SignedCheckpoint;
 use crate::commit::{Commit, CommitError, Digest, EventCodec};
+use crate::merkle::{MerkleHash, MerkleLog};
 
 /// An event as stored, of any aggregate kind: its JSON, `type` and `v` included.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,23 +131,105 @@ pub struct Violation {
 }
 
 /// Walks a log in stream order and checks every commit.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogVerifier {
     last_seq: u64,
     /// Each aggregate's last commit: version and hash.
     heads: HashMap<String, (u64, Digest)>,
     commits: u64,
+    tree: MerkleLog,
+    /// Checkpoints not reached yet, smallest first.
+    ahead: VecDeque<SignedCheckpoint>,
+    /// The largest checkpoint the log matched, and how many did.
+    matched: Option<SignedCheckpoint>,
+    matched_count: usize,
+}
+
+impl Default for LogVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl LogVerifier {
     /// A verifier for a log starting at sequence 1.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_checkpoints(Vec::new())
+    }
+
+    /// A verifier that also checks the log against `checkpoints` (whose signatures
+    /// the caller has checked).
+    pub fn with_checkpoints(mut checkpoints: Vec<SignedCheckpoint>) -> Self {
+        checkpoints.sort_by_key(|c| c.size);
+        Self {
+            last_seq: 0,
+            heads: HashMap::new(),
+            commits: 0,
+            tree: MerkleLog::compact(),
+            ahead: checkpoints.into(),
+            matched: None,
+            matched_count: 0,
+        }
     }
 
     /// How many commits have been checked.
     pub fn commits(&self) -> u64 {
         self.commits
+    }
+
+    /// The Merkle root of the commits checked so far.
+    pub fn root(&self) -> MerkleHash {
+        self.tree.root()
+    }
+
+    /// How many checkpoints the log matched, and the largest of them.
+    pub fn matched(&self) -> (usize, Option<&SignedCheckpoint>) {
+        (self.matched_count, self.matched.as_ref())
+    }
+
+    /// After the last commit: a checkpoint covering more commits than the log holds
+    /// means commits were removed from its end.
+    pub fn finish(&self) -> Result<(), Violation> {
+        match self.ahead.front() {
+            Some(c) if c.size > self.tree.size() => Err(Violation {
+                seq: self.tree.size() + 1,
+                reason: format!(
+                    "the checkpoint of {} commits signed {} covers sequences up to {}, but the \
+                     log ends at sequence {}: commits were removed from its end",
+                    c.size,
+                    c.when(),
+                    c.size,
+                    self.tree.size()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Compares the root with the checkpoints of the tree's current size.
+    fn check_checkpoints(&mut self) -> Result<(), Violation> {
+        while let Some(c) = self.ahead.front() {
+            if c.size > self.tree.size() {
+                break;
+            }
+            let since = self.matched.as_ref().map_or(0, |m| m.size) + 1;
+            if c.size > 0 && self.tree.root() != c.root {
+                return Err(Violation {
+                    seq: since,
+                    reason: format!(
+                        "the first {} commits do not hash to the root signed in the checkpoint \
+                         {}: a commit from sequence {since} to {} was changed, removed or \
+                         reordered, and the chain rewritten to hide it",
+                        c.size,
+                        c.when(),
+                        c.size
+                    ),
+                });
+            }
+            self.matched_count += 1;
+            self.matched = self.ahead.pop_front();
+        }
+        Ok(())
     }
 
     /// Checks the message at `seq` on `subject`. After a violation, the verifier's
@@ -191,7 +280,8 @@ impl LogVerifier {
         }
         self.heads.insert(own, (commit.body.version, commit.hash));
         self.commits += 1;
-        Ok(())
+        self.tree.append(bytes);
+        self.check_checkpoints()
     }
 }
 
@@ -206,6 +296,12 @@ mod tests {
 
     /// A log of two aggregates, interleaved: (seq, subject, bytes).
     fn log() -> Vec<(u64, String, Vec<u8>)> {
+        log_with(|_| "secret.metadata.set")
+    }
+
+    /// The same log, with each commit's command chosen by sequence, every hash and
+    /// link computed as the service would: a rewrite that hides itself from the chain.
+    fn log_with(command: impl Fn(u64) -> &'static str) -> Vec<(u64, String, Vec<u8>)> {
         let mut out = Vec::new();
         let mut prev: HashMap<&str, (u64, Digest)> = HashMap::new();
         for (seq, id) in [(1, "a"), (2, "b"), (3, "a"), (4, "a"), (5, "b")] {
@@ -219,7 +315,7 @@ mod tests {
                 id: CommandId::parse(&format!("c{seq}")).unwrap(),
                 aggregate: aggregate.clone(),
                 version,
-                command: "secret.metadata.set".into(),
+                command: command(seq).into(),
                 actor: Actor::scheduler(),
                 at: Timestamp::from_unix_millis(1_800_000_000_000).unwrap(),
                 events: vec![RawEvent(serde_json::json!({"type": "x", "v": 1}))],
@@ -232,11 +328,76 @@ mod tests {
     }
 
     fn verify(log: &[(u64, String, Vec<u8>)]) -> Result<u64, Violation> {
-        let mut v = LogVerifier::new();
+        verify_against(log, Vec::new())
+    }
+
+    fn verify_against(
+        log: &[(u64, String, Vec<u8>)],
+        checkpoints: Vec<SignedCheckpoint>,
+    ) -> Result<u64, Violation> {
+        let mut v = LogVerifier::with_checkpoints(checkpoints);
         for (seq, subject, bytes) in log {
             v.check(*seq, subject, bytes)?;
         }
+        v.finish()?;
         Ok(v.commits())
+    }
+
+    /// Signed checkpoints of `log` at each of `sizes`.
+    fn checkpoints(log: &[(u64, String, Vec<u8>)], sizes: &[u64]) -> Vec<SignedCheckpoint> {
+        let signer = crate::checkpoint::CheckpointSigner::new("test", &[7; 32]).unwrap();
+        let keys = crate::checkpoint::CheckpointVerifier::new(&[signer.public_key()]).unwrap();
+        let at = Timestamp::from_unix_millis(1_800_000_000_000).unwrap();
+        sizes
+            .iter()
+            .map(|&size| {
+                let mut tree = MerkleLog::compact();
+                log[..size as usize]
+                    .iter()
+                    .for_each(|(_, _, b)| tree.append(b));
+                keys.open(&signer.sign(size, tree.root(), at)).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rewritten_chain_passes_the_chain_check_and_fails_the_checkpoint() {
+        let original = log();
+        let signed = checkpoints(&original, &[2, 4]);
+        assert_eq!(verify_against(&original, signed.clone()), Ok(5));
+        // Commit 3 says another command, and every later hash of its aggregate is
+        // recomputed: the chain holds, the checkpoint of 4 commits does not.
+        let rewritten = log_with(|seq| {
+            if seq == 3 {
+                "secret.acl.set"
+            } else {
+                "secret.metadata.set"
+            }
+        });
+        assert_eq!(verify(&rewritten), Ok(5));
+        let v = verify_against(&rewritten, signed).unwrap_err();
+        assert_eq!(v.seq, 3);
+        assert!(
+            v.reason
+                .contains("a commit from sequence 3 to 4 was changed"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn commits_removed_from_the_end_are_caught_by_a_checkpoint() {
+        let mut log = log();
+        let signed = checkpoints(&log, &[5]);
+        log.truncate(3);
+        assert_eq!(verify(&log), Ok(3));
+        let v = verify_against(&log, signed).unwrap_err();
+        assert_eq!(v.seq, 4);
+        assert!(
+            v.reason.contains("the log ends at sequence 3"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]

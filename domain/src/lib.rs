@@ -10,6 +10,8 @@
 //!   [`secret::evolve`].
 //! - [`commit`]: the unit written to the log (one per accepted command) and its
 //!   per-aggregate hash chain.
+//! - [`merkle`], [`checkpoint`]: the log as an RFC 6962 Merkle tree, its signed
+//!   checkpoints and inclusion proofs.
 //! - [`policy`]: who may do what; the one policy both the NATS and HTTP paths enforce.
 //! - [`subject`]: the NATS subjects that form keyledger's public API.
 
@@ -18,10 +20,12 @@ mod macros;
 
 pub mod audit;
 pub mod canonical;
+pub mod checkpoint;
 pub mod commit;
 pub mod container;
 pub mod error;
 pub mod ids;
+pub mod merkle;
 pub mod order;
 pub mod policy;
 pub mod principal;

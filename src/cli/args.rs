@@ -85,6 +85,40 @@ impl KeyArgs {
     }
 }
 
+/// Signed checkpoints of the log.
+#[derive(Debug, Clone, Args)]
+pub struct CheckpointArgs {
+    /// Ed25519 key checkpoints are signed with (32 random bytes, hex, mode 0600),
+    /// created on first use. Keep it off the NATS hosts. Its public key, for
+    /// auditors, is written next to it with the extension .pub. Default:
+    /// <data-dir>/checkpoint.key.
+    #[arg(long, env = "KEYLEDGER_CHECKPOINT_KEY_FILE")]
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// The key's name, which is also the checkpoints' origin, e.g.
+    /// secrets.example.com/keyledger. Default: keyledger/<stream>.
+    #[arg(long, env = "KEYLEDGER_CHECKPOINT_NAME")]
+    pub checkpoint_name: Option<String>,
+    /// How often a checkpoint is signed, if the log has grown.
+    #[arg(long, env = "KEYLEDGER_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
+}
+
+impl CheckpointArgs {
+    /// The settings, with defaults for `data_dir` and `stream`.
+    pub fn settings(
+        &self,
+        data_dir: &std::path::Path,
+        stream: &str,
+    ) -> commands::checkpoints::CheckpointSettings {
+        let default = keyledger::stack::default_checkpoints(data_dir, stream);
+        commands::checkpoints::CheckpointSettings {
+            key_file: self.checkpoint_key_file.clone().unwrap_or(default.key_file),
+            name: self.checkpoint_name.clone().unwrap_or(default.name),
+            interval: self.checkpoint_interval,
+        }
+    }
+}
+
 /// The event stream.
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {

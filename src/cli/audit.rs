@@ -1,17 +1,17 @@
-//! `keyledger audit log|export|verify`: the history and the integrity of the log, read
+//! `keyledger audit`: the history and the integrity of the log, read
 //! from NATS directly (no keyledger service in between, nothing to trust but the log).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Subcommand};
-use domain::audit::{HistoryFilter, LogVerifier, RawEvent};
+use domain::audit::{HistoryFilter, RawEvent};
 use domain::commit::Commit;
 use domain::timestamp::Timestamp;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::LogArgs;
 
@@ -103,6 +103,9 @@ pub enum AuditCommand {
         /// Say who could read the secret (--id) at that point, and why.
         #[arg(long, requires = "id")]
         readers: bool,
+        /// Say what this user could read at that point, and why.
+        #[arg(long, value_name = "USER", conflicts_with = "readers")]
+        readable_by: Option<String>,
     },
     /// Measure replay: append N synthetic events straight to the stream, then verify
     /// and replay the whole stream, reporting events per second. Use a scratch data
@@ -117,14 +120,15 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 10_000)]
         aggregates: u64,
     },
-    /// Write the whole log as JSON lines ({seq, subject, commit: base64}), to verify a
-    /// copy elsewhere.
+    /// Write the signed checkpoints ({checkpoint: note}) and the whole log ({seq,
+    /// subject, commit: base64}) as JSON lines, to verify a copy elsewhere.
     Export {
         #[command(flatten)]
         source: Source,
     },
-    /// Check every commit's hash, every aggregate's chain and the sequence's continuity;
-    /// name the first bad sequence. Exits non-zero on failure.
+    /// Check every commit's hash, every aggregate's chain and the sequence's continuity,
+    /// and the log against every signed checkpoint (with --public-key); name the first
+    /// bad sequence. Exits non-zero on failure.
     Verify {
         /// NATS URL of the event stream.
         #[arg(long, env = "KEYLEDGER_NATS_URL", required_unless_present = "file")]
@@ -134,10 +138,47 @@ pub enum AuditCommand {
         /// Verify an export instead of the live stream.
         #[arg(long)]
         file: Option<PathBuf>,
+        #[command(flatten)]
+        keys: super::proof::PublicKeys,
+        /// A checkpoint saved earlier (keyledger audit checkpoint > FILE) that the log
+        /// must still match; repeatable.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+    },
+    /// Print the latest signed checkpoint, to keep: a later `verify --checkpoint FILE`
+    /// shows the log still holds what it held then.
+    Checkpoint {
+        /// NATS URL (an account that may read the checkpoint stream).
+        #[arg(long, env = "KEYLEDGER_NATS_URL")]
+        nats_url: String,
+        #[command(flatten)]
+        keys: super::proof::PublicKeys,
+    },
+    /// Print, as JSON, a proof that the commit at SEQUENCE is in the log the latest
+    /// checkpoint signs; `audit check-proof` checks it with only the public key.
+    Prove {
+        #[command(flatten)]
+        source: Source,
+        /// The commit's stream sequence.
+        sequence: u64,
+        #[command(flatten)]
+        keys: super::proof::PublicKeys,
+        /// Prove against this saved checkpoint instead of the latest.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Check a proof from `audit prove` (a file, or - for standard input) with only the
+    /// checkpoint public key; no NATS needed.
+    CheckProof {
+        /// The proof.
+        file: PathBuf,
+        #[command(flatten)]
+        keys: super::proof::PublicKeys,
     },
 }
 
-async fn connect(url: &str) -> Result<async_nats::jetstream::Context> {
+/// A JetStream context on `url`.
+pub(super) async fn connect(url: &str) -> Result<async_nats::jetstream::Context> {
     let client = commands::nats::connect(url, "keyledger-audit").await?;
     Ok(async_nats::jetstream::new(client))
 }
@@ -287,6 +328,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             project,
             id,
             readers,
+            readable_by,
         } => {
             let (until_seq, until_time) = match at.parse::<u64>() {
                 Ok(seq) => (Some(seq), None),
@@ -332,7 +374,9 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                     "the log holds a commit that does not read: {why}; run keyledger audit verify"
                 );
             }
-            let value = if readers {
+            let value = if let Some(user) = readable_by {
+                replay.readable_by(&user, until_time)
+            } else if readers {
                 let id = id.unwrap_or_default();
                 replay
                     .readers(&id, until_time)
@@ -352,7 +396,12 @@ pub async fn run(command: AuditCommand) -> Result<()> {
         }
         AuditCommand::Export { source } => {
             let js = connect(&source.nats_url).await?;
+            // Checkpoints first: the log read after them covers every one.
+            let checkpoints = commands::checkpoints::read_all(&js).await?;
             let mut out = std::io::stdout().lock();
+            for (_, note) in checkpoints {
+                writeln!(out, "{}", json!({ "checkpoint": note }))?;
+            }
             commands::audit::read_log(&js, &source.log.stream, None, 1, |m| {
                 let line =
                     json!({"seq": m.seq, "subject": m.subject, "commit": B64.encode(&m.payload)});
@@ -364,67 +413,38 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             nats_url,
             log,
             file,
+            keys,
+            checkpoints,
         } => {
-            let mut verifier = LogVerifier::new();
-            let mut violation = None;
-            let mut last = 0;
-            match (file, nats_url) {
-                (Some(path), _) => {
-                    let f = std::fs::File::open(&path)
-                        .with_context(|| format!("opening {}", path.display()))?;
-                    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-                        let line = line?;
-                        let v: Value = serde_json::from_str(&line).with_context(|| {
-                            format!("line {} of {} is not JSON", n + 1, path.display())
-                        })?;
-                        let (Some(seq), Some(subject), Some(commit)) = (
-                            v["seq"].as_u64(),
-                            v["subject"].as_str(),
-                            v["commit"].as_str(),
-                        ) else {
-                            bail!(
-                                "line {} of {} is not an export line ({{seq, subject, commit}})",
-                                n + 1,
-                                path.display()
-                            );
-                        };
-                        let bytes = B64
-                            .decode(commit)
-                            .with_context(|| format!("line {}: commit is not base64", n + 1))?;
-                        last = seq;
-                        if let Err(v) = verifier.check(seq, subject, &bytes) {
-                            violation = Some(v);
-                            break;
-                        }
-                    }
-                }
-                (None, Some(url)) => {
-                    let js = connect(&url).await?;
-                    last = commands::audit::read_log(&js, &log.stream, None, 1, |m| match verifier
-                        .check(m.seq, &m.subject, &m.payload)
-                    {
-                        Ok(()) => true,
-                        Err(v) => {
-                            violation = Some(v);
-                            false
-                        }
-                    })
-                    .await?;
-                }
+            let origin = match (file, nats_url) {
+                (Some(path), _) => super::verify::Origin::File(path),
+                (None, Some(url)) => super::verify::Origin::Nats {
+                    url,
+                    stream: log.stream,
+                },
                 (None, None) => bail!("give --nats-url or --file"),
-            }
-            if let Some(v) = violation {
-                bail!(
-                    "the log FAILS verification at sequence {}: {}",
-                    v.seq,
-                    v.reason
-                );
-            }
-            println!(
-                "ok: {} commits verified, up to sequence {last}: every hash, every aggregate's chain, no gap",
-                verifier.commits()
-            );
+            };
+            super::verify::run(origin, &keys, &checkpoints).await?;
         }
+        AuditCommand::Checkpoint { nats_url, keys } => {
+            print!("{}", super::proof::latest(&nats_url, &keys).await?);
+        }
+        AuditCommand::Prove {
+            source,
+            sequence,
+            keys,
+            checkpoint,
+        } => {
+            super::proof::prove(
+                &source.nats_url,
+                &source.log.stream,
+                sequence,
+                &keys,
+                checkpoint,
+            )
+            .await?;
+        }
+        AuditCommand::CheckProof { file, keys } => super::proof::check(&file, &keys)?,
     }
     Ok(())
 }

@@ -7,12 +7,14 @@ mod bench;
 mod container;
 mod http;
 mod projections_cmd;
+mod proof;
 mod replay;
 mod replay_bench;
 mod secret;
 mod serve;
 mod token;
 mod up;
+mod verify;
 mod whoami;
 
 use anyhow::Result;

@@ -55,6 +55,8 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
                 binary: commands::server::find_binary(nats_server_bin.as_deref())?,
                 data_dir,
                 port: None,
+                // A rebuild serves no auditor.
+                audited_streams: Vec::new(),
             })
             .await?;
             let url = server.service_url();

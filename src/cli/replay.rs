@@ -141,6 +141,67 @@ impl Replay {
         json!({ "commits": self.commits, "secrets": secrets, "containers": containers, "orders": orders })
     }
 
+    /// The secrets live (not expired) at `at`: (project, id, state).
+    fn live_at(
+        &self,
+        at: Option<Timestamp>,
+    ) -> impl Iterator<Item = (&str, &str, &domain::secret::Secret)> {
+        self.secrets
+            .iter()
+            .filter_map(move |((project, id), state)| match state {
+                SecretState::Live(s)
+                    if !s
+                        .attributes
+                        .expiration
+                        .zip(at)
+                        .is_some_and(|(e, at)| e.has_passed(at)) =>
+                {
+                    Some((project.as_str(), id.as_str(), &**s))
+                }
+                _ => None,
+            })
+    }
+
+    /// What `user` could read in the replayed state: the secrets that name them (as
+    /// creator or on the ACL), and what each project role would have given them.
+    /// Roles come from the identity provider's tokens, not the log, so those are
+    /// stated per role rather than decided.
+    pub fn readable_by(&self, user: &str, at: Option<Timestamp>) -> Value {
+        let mut named = Vec::new();
+        let mut by_project: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+        for (project, id, s) in self.live_at(at) {
+            let entry = by_project.entry(project).or_default();
+            entry.0.push(id);
+            if s.acl.project_access {
+                entry.1.push(id);
+            }
+            let name = s.attributes.name.as_ref().map(|n| n.as_str());
+            if s.creator.as_str() == user {
+                named.push(json!({"secret": id, "project": project, "name": name, "why": "its creator: metadata and payload"}));
+            }
+            if s.acl.users.iter().any(|u| u.as_str() == user) {
+                named.push(json!({"secret": id, "project": project, "name": name, "why": "on its ACL: metadata with any role; the payload with role observer, creator or admin", "conditions": s.acl.conditions}));
+            }
+        }
+        let by_role: Vec<Value> = by_project
+            .into_iter()
+            .map(|(project, (all, shared))| {
+                json!({
+                    "project": project,
+                    "as admin": all,
+                    "as observer or creator": shared,
+                    "as audit (metadata only)": shared,
+                })
+            })
+            .collect();
+        json!({
+            "user": user,
+            "named": named,
+            "by_role": by_role,
+            "note": "roles come from tokens, not the log: by_role lists what each role in a project would have given",
+        })
+    }
+
     /// Who could read secret `id` in the replayed state, and by which rule.
     pub fn readers(&self, id: &str, at: Option<Timestamp>) -> Option<Value> {
         let ((project, _), state) = self.secrets.iter().find(|((_, i), _)| i == id)?;

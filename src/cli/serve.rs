@@ -9,7 +9,7 @@ use projections::projector::ProjectorConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::up::shutdown_signal;
-use super::{DataDirArgs, KeyArgs, LifecycleArgs, LogArgs, OrderArgs, PayloadArgs};
+use super::{CheckpointArgs, DataDirArgs, KeyArgs, LifecycleArgs, LogArgs, OrderArgs, PayloadArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
@@ -31,6 +31,8 @@ pub enum ServeCommand {
         lifecycle: LifecycleArgs,
         #[command(flatten)]
         orders: OrderArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
     },
     /// The projector: folds the event stream into the read model.
     Projector {
@@ -108,6 +110,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             payload,
             lifecycle,
             orders,
+            checkpoints,
         } => {
             let keys = keys.load(&db.data)?;
             let settings = stack::CommandSettings {
@@ -115,6 +118,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 database_url: db.url()?,
                 scheduler_interval: lifecycle.scheduler_interval,
                 orders: orders.settings(),
+                checkpoints: checkpoints.settings(&db.data.data_dir, &log.stream),
             };
             stack::start_commands(
                 &nats.nats_url,

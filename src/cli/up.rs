@@ -11,7 +11,9 @@ use domain::principal::Principal;
 use keyledger::stack::{NatsChoice, Stack, StackConfig};
 use projections::projector::ProjectorConfig;
 
-use super::{DataDirArgs, IdentityArgs, LifecycleArgs, LogArgs, OrderArgs, PayloadArgs};
+use super::{
+    CheckpointArgs, DataDirArgs, IdentityArgs, LifecycleArgs, LogArgs, OrderArgs, PayloadArgs,
+};
 
 /// Runs a managed nats-server (JetStream under <data-dir>/nats, sync_interval: always),
 /// the command service, the projector (SQLite in <data-dir>) and the HTTP API, until
@@ -40,6 +42,8 @@ pub struct UpArgs {
     lifecycle: LifecycleArgs,
     #[command(flatten)]
     orders: OrderArgs,
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
     /// Base URL of links in responses (default: from the request's Host header).
     #[arg(long)]
     public_url: Option<String>,
@@ -61,6 +65,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let clock = commands::clock::system();
     let identity = args.identity.settings();
     let dev_tokens = identity.dev_tokens();
+    let checkpoints = args
+        .checkpoints
+        .settings(&args.data.data_dir, &args.log.stream);
     let mut stack = Stack::start(StackConfig {
         data_dir: args.data.data_dir.clone(),
         nats,
@@ -71,6 +78,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         handler: args.payload.handler(&args.lifecycle)?,
         scheduler_interval: args.lifecycle.scheduler_interval,
         orders: args.orders.settings(),
+        checkpoints: Some(checkpoints.clone()),
         projector: ProjectorConfig {
             stream: args.log.stream.clone(),
             ..Default::default()
@@ -104,11 +112,24 @@ pub async fn run(args: UpArgs) -> Result<()> {
         ),
         None => format!("{}  (external)", commands::nats::redact(&stack.client_url)),
     };
+    let auditor_line = match &stack.auditor_url {
+        Some(url) => format!(
+            "nats://{}:$(cat {})@{}  (read-only)",
+            commands::server::AUDITOR_USER,
+            data_dir
+                .join(commands::server::AUDITOR_PASSWORD_FILE)
+                .display(),
+            url.rsplit('@').next().unwrap_or_default()
+        ),
+        None => "an account of your NATS server that may read the audited streams".to_owned(),
+    };
     println!(
         "keyledger is up.\n\
          \n  HTTP API     http://{http}  (Barbican v1: /v1/secrets)\
          \n  NATS         {nats_line}\
          \n               commands: request/reply on keyledger.cmd.<name>, e.g. keyledger.cmd.secret.create\
+         \n  auditors     {auditor_line}\
+         \n               checkpoints signed every {interval}; public key {public} in {public_file}\
          \n  data         {data}  (read model {db})\
          \n\n{token_line}\
          \n\nTry:  curl -s -H \"X-Auth-Token: $KEYLEDGER_TOKEN\" http://{http}/v1/secrets\
@@ -116,6 +137,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
         http = stack.http_addr,
         data = data_dir.display(),
         db = stack.database_url,
+        interval = humantime::format_duration(checkpoints.interval),
+        public = stack.checkpoint_public_key,
+        public_file = checkpoints.public_key_file().display(),
     );
 
     let outcome = tokio::select! {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use api::ApiConfig;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use commands::checkpoints::CheckpointSettings;
 use commands::clock::{self, Clock};
 use commands::handler::HandlerConfig;
 use commands::log::LogSettings;
@@ -80,6 +81,10 @@ pub fn config(dir: &TempDir) -> StackConfig {
         handler: HandlerConfig::default(),
         scheduler_interval: std::time::Duration::from_millis(100),
         orders: Default::default(),
+        checkpoints: Some(CheckpointSettings {
+            interval: std::time::Duration::from_millis(100),
+            ..keyledger::stack::default_checkpoints(dir.path(), &LogSettings::default().stream)
+        }),
         projector: ProjectorConfig::default(),
         clock: clock::system(),
         identity: Default::default(),
@@ -222,6 +227,43 @@ impl TestStack {
             .unwrap();
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
         id_of(&response.json::<Value>().await.unwrap())
+    }
+
+    /// The read-only auditor's NATS URL.
+    pub fn auditor_url(&self) -> String {
+        self.stack
+            .auditor_url
+            .clone()
+            .expect("a managed nats-server")
+    }
+
+    /// The file holding the checkpoint public key.
+    pub fn checkpoint_public_key_file(&self) -> String {
+        self.dir
+            .path()
+            .join("checkpoint.pub")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Waits until a signed checkpoint covers at least `size` commits; returns it.
+    pub async fn checkpointed(&self, size: u64) -> domain::checkpoint::SignedCheckpoint {
+        let js = async_nats::jetstream::new(self.service_nats().await);
+        let keys =
+            domain::checkpoint::CheckpointVerifier::new(&[&self.stack.checkpoint_public_key])
+                .unwrap();
+        eventually(
+            &format!("a checkpoint of {size} commits"),
+            Duration::from_secs(10),
+            || async {
+                let latest = commands::checkpoints::latest(&js).await.ok()??;
+                let checkpoint = keys
+                    .open(&latest.note)
+                    .expect("signed with the stack's key");
+                (checkpoint.size >= size).then_some(checkpoint)
+            },
+        )
+        .await
     }
 
     pub async fn stop(self) {

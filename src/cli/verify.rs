@@ -1,0 +1,207 @@
+//! `keyledger audit verify`: the log's integrity, from NATS or from an export, checked
+//! on its own (hashes, chains, continuity) and against every signed checkpoint.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use domain::audit::{LogVerifier, Violation};
+use domain::checkpoint::{CheckpointVerifier, SignedCheckpoint};
+use serde_json::Value;
+
+use super::proof::{PublicKeys, saved_checkpoints};
+
+/// Where the log and its checkpoints come from.
+pub enum Origin {
+    /// The live streams.
+    Nats { url: String, stream: String },
+    /// An export (`audit export`): commit lines and checkpoint lines.
+    File(PathBuf),
+}
+
+/// Verifies the log from `origin` against the checkpoints found with it and `saved`
+/// ones, whose signatures `keys` must check.
+pub async fn run(origin: Origin, keys: &PublicKeys, saved: &[PathBuf]) -> Result<()> {
+    let mut notes = saved_checkpoints(saved)?;
+    match &origin {
+        // Checkpoints are read before the log, so the log read covers them all.
+        Origin::Nats { url, .. } => {
+            let js = super::audit::connect(url).await?;
+            let found = commands::checkpoints::read_all(&js).await?;
+            notes.extend(
+                found.into_iter().map(|(seq, note)| {
+                    (format!("{seq} of {}", commands::checkpoints::STREAM), note)
+                }),
+            );
+        }
+        Origin::File(path) => notes.extend(export_checkpoints(path)?),
+    }
+    let checkpoints = open_all(keys.verifier()?.as_ref(), notes)?;
+    let mut verifier = LogVerifier::with_checkpoints(checkpoints);
+    let mut violation = None;
+    let mut check =
+        |seq: u64, subject: &str, bytes: &[u8]| match verifier.check(seq, subject, bytes) {
+            Ok(()) => true,
+            Err(v) => {
+                violation = Some(v);
+                false
+            }
+        };
+    let last = match &origin {
+        Origin::Nats { url, stream } => {
+            let js = super::audit::connect(url).await?;
+            commands::audit::read_log(&js, stream, None, 1, |m| {
+                check(m.seq, &m.subject, &m.payload)
+            })
+            .await?
+        }
+        Origin::File(path) => export_commits(path, check)?,
+    };
+    if let Some(v) = violation.or_else(|| verifier.finish().err()) {
+        fail(&v)?;
+    }
+    println!(
+        "ok: {} commits verified, up to sequence {last}: every hash, every aggregate's chain, no gap",
+        verifier.commits()
+    );
+    match verifier.matched() {
+        (0, _) => println!(
+            "no signed checkpoint checked: the log is consistent with itself; pass --public-key \
+             to check it against its checkpoints (Merkle root now: {})",
+            verifier.root()
+        ),
+        (n, Some(latest)) => println!(
+            "ok: {} the log; the latest covers sequences 1 to {} (signed {}){}",
+            if n == 1 {
+                "1 signed checkpoint matches".to_owned()
+            } else {
+                format!("{n} signed checkpoints match")
+            },
+            latest.size,
+            latest.when(),
+            match verifier.commits().saturating_sub(latest.size) {
+                0 => String::new(),
+                after => format!("; {after} later commits await the next checkpoint"),
+            }
+        ),
+        (_, None) => {}
+    }
+    Ok(())
+}
+
+fn fail(v: &Violation) -> Result<()> {
+    bail!(
+        "the log FAILS verification at sequence {}: {}",
+        v.seq,
+        v.reason
+    )
+}
+
+/// Opens each `(where, note)` with `keys`: every checkpoint must carry a signature
+/// they check. Without keys, finding checkpoints is an error, not a pass.
+fn open_all(
+    keys: Option<&CheckpointVerifier>,
+    notes: Vec<(String, String)>,
+) -> Result<Vec<SignedCheckpoint>> {
+    let Some(keys) = keys else {
+        if !notes.is_empty() {
+            bail!(
+                "found {} signed checkpoint(s) but no public key to check them with: pass \
+                 --public-key (for keyledger up: --public-key .keyledger/checkpoint.pub)",
+                notes.len()
+            );
+        }
+        return Ok(Vec::new());
+    };
+    if notes.is_empty() {
+        bail!(
+            "no signed checkpoint found to check the log against: the command service signs \
+             one every --checkpoint-interval once the log has commits; without checkpoints, \
+             verify without --public-key"
+        );
+    }
+    notes
+        .into_iter()
+        .map(|(place, note)| {
+            keys.open(&note)
+                .with_context(|| format!("checkpoint {place} FAILS"))
+        })
+        .collect()
+}
+
+/// One line of an export: a commit or a checkpoint.
+enum Line {
+    Commit {
+        seq: u64,
+        subject: String,
+        bytes: Vec<u8>,
+    },
+    Checkpoint(String),
+}
+
+fn parse_line(path: &Path, n: usize, line: &str) -> Result<Line> {
+    let at = || format!("line {} of {}", n + 1, path.display());
+    let v: Value = serde_json::from_str(line).with_context(|| format!("{} is not JSON", at()))?;
+    if let Some(note) = v["checkpoint"].as_str() {
+        return Ok(Line::Checkpoint(note.to_owned()));
+    }
+    let (Some(seq), Some(subject), Some(commit)) = (
+        v["seq"].as_u64(),
+        v["subject"].as_str(),
+        v["commit"].as_str(),
+    ) else {
+        bail!(
+            "{} is not an export line ({{seq, subject, commit}} or {{checkpoint}})",
+            at()
+        );
+    };
+    let bytes = B64
+        .decode(commit)
+        .with_context(|| format!("{}: commit is not base64", at()))?;
+    Ok(Line::Commit {
+        seq,
+        subject: subject.to_owned(),
+        bytes,
+    })
+}
+
+fn export_lines(path: &Path) -> Result<impl Iterator<Item = Result<Line>> + '_> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(std::io::BufReader::new(f)
+        .lines()
+        .enumerate()
+        .map(move |(n, line)| parse_line(path, n, &line?)))
+}
+
+/// The checkpoint lines of an export (a first pass: they may come anywhere).
+fn export_checkpoints(path: &Path) -> Result<Vec<(String, String)>> {
+    let mut notes = Vec::new();
+    for line in export_lines(path)? {
+        if let Line::Checkpoint(note) = line? {
+            notes.push((format!("#{} in {}", notes.len() + 1, path.display()), note));
+        }
+    }
+    Ok(notes)
+}
+
+/// Feeds the commit lines of an export to `check` until it returns false; returns the
+/// last sequence read.
+fn export_commits(path: &Path, mut check: impl FnMut(u64, &str, &[u8]) -> bool) -> Result<u64> {
+    let mut last = 0;
+    for line in export_lines(path)? {
+        if let Line::Commit {
+            seq,
+            subject,
+            bytes,
+        } = line?
+        {
+            last = seq;
+            if !check(seq, &subject, &bytes) {
+                break;
+            }
+        }
+    }
+    Ok(last)
+}
