@@ -341,8 +341,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             );
             let js = connect(&source.nats_url).await?;
             let mut replay = super::replay::Replay::default();
-            let started = std::time::Instant::now();
-            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let progress = super::progress::Progress::new("replayed");
             let mut failed = None;
             commands::audit::read_log(&js, &source.log.stream, Some(subject), 1, |m| {
                 if until_seq.is_some_and(|s| m.seq > s) {
@@ -356,19 +355,11 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                         return false;
                     }
                 }
-                if progress && replay.commits % 10_000 == 0 {
-                    eprint!(
-                        "\rreplayed {} commits ({:.0}/s)",
-                        replay.commits,
-                        replay.commits as f64 / started.elapsed().as_secs_f64()
-                    );
-                }
+                progress.at(replay.commits);
                 true
             })
             .await?;
-            if progress {
-                eprintln!();
-            }
+            progress.done();
             if let Some(why) = failed {
                 bail!(
                     "the log holds a commit that does not read: {why}; run keyledger audit verify"
@@ -419,7 +410,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             let origin = match (file, nats_url) {
                 (Some(path), _) => super::verify::Origin::File(path),
                 (None, Some(url)) => super::verify::Origin::Nats {
-                    url,
+                    js: Box::new(connect(&url).await?),
                     stream: log.stream,
                 },
                 (None, None) => bail!("give --nats-url or --file"),

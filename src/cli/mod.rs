@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod container;
 mod http;
+mod progress;
 mod projections_cmd;
 mod proof;
 mod replay;

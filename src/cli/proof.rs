@@ -69,20 +69,24 @@ pub fn saved_checkpoints(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// The latest checkpoint's note, checked with `keys` if given.
-pub async fn latest(url: &str, keys: &PublicKeys) -> Result<String> {
-    let js = super::audit::connect(url).await?;
-    let Some(latest) = commands::checkpoints::latest(&js).await? else {
+/// The latest checkpoint's note.
+async fn latest_note(js: &async_nats::jetstream::Context) -> Result<String> {
+    let Some(latest) = commands::checkpoints::latest(js).await? else {
         bail!(
             "no checkpoint yet: the command service signs one every --checkpoint-interval once \
              the log has commits"
         );
     };
-    if let Some(keys) = keys.verifier()? {
-        keys.open(&latest.note)
-            .context("the latest checkpoint FAILS")?;
-    }
     Ok(latest.note)
+}
+
+/// The latest checkpoint's note, checked with `keys` if given.
+pub async fn latest(url: &str, keys: &PublicKeys) -> Result<String> {
+    let note = latest_note(&super::audit::connect(url).await?).await?;
+    if let Some(keys) = keys.verifier()? {
+        keys.open(&note).context("the latest checkpoint FAILS")?;
+    }
+    Ok(note)
 }
 
 /// Proves that the commit at `sequence` is in the log signed by the latest checkpoint
@@ -95,9 +99,10 @@ pub async fn prove(
     saved: Option<PathBuf>,
 ) -> Result<()> {
     let verifier = keys.required("audit prove")?;
+    let js = super::audit::connect(url).await?;
     let note = match saved {
         Some(path) => saved_checkpoints(&[path])?.remove(0).1,
-        None => latest(url, &PublicKeys { keys: Vec::new() }).await?,
+        None => latest_note(&js).await?,
     };
     let checkpoint = verifier.open(&note).context("the checkpoint FAILS")?;
     if sequence == 0 || sequence > checkpoint.size {
@@ -110,20 +115,22 @@ pub async fn prove(
     }
     // Every hash of the tree up to the checkpoint is needed to build the path (about
     // 64 bytes per commit).
-    let js = super::audit::connect(url).await?;
     let mut tree = MerkleLog::full();
     let mut commit = None;
+    let progress = super::progress::Progress::new("hashed");
     commands::audit::read_log(&js, stream, None, 1, |m| {
         if m.seq != tree.size() + 1 {
             return false;
         }
         tree.append(&m.payload);
+        progress.at(m.seq);
         if m.seq == sequence {
             commit = Some(m.payload.clone());
         }
         m.seq < checkpoint.size
     })
     .await?;
+    progress.done();
     if tree.size() != checkpoint.size || tree.root() != checkpoint.root {
         bail!(
             "the log does not match the checkpoint of {} commits signed {}: run keyledger \

@@ -16,7 +16,10 @@ use super::proof::{PublicKeys, saved_checkpoints};
 /// Where the log and its checkpoints come from.
 pub enum Origin {
     /// The live streams.
-    Nats { url: String, stream: String },
+    Nats {
+        js: Box<async_nats::jetstream::Context>,
+        stream: String,
+    },
     /// An export (`audit export`): commit lines and checkpoint lines.
     File(PathBuf),
 }
@@ -27,9 +30,8 @@ pub async fn run(origin: Origin, keys: &PublicKeys, saved: &[PathBuf]) -> Result
     let mut notes = saved_checkpoints(saved)?;
     match &origin {
         // Checkpoints are read before the log, so the log read covers them all.
-        Origin::Nats { url, .. } => {
-            let js = super::audit::connect(url).await?;
-            let found = commands::checkpoints::read_all(&js).await?;
+        Origin::Nats { js, .. } => {
+            let found = commands::checkpoints::read_all(js).await?;
             notes.extend(
                 found.into_iter().map(|(seq, note)| {
                     (format!("{seq} of {}", commands::checkpoints::STREAM), note)
@@ -41,24 +43,28 @@ pub async fn run(origin: Origin, keys: &PublicKeys, saved: &[PathBuf]) -> Result
     let checkpoints = open_all(keys.verifier()?.as_ref(), notes)?;
     let mut verifier = LogVerifier::with_checkpoints(checkpoints);
     let mut violation = None;
+    let progress = super::progress::Progress::new("verified");
     let mut check =
         |seq: u64, subject: &str, bytes: &[u8]| match verifier.check(seq, subject, bytes) {
-            Ok(()) => true,
+            Ok(()) => {
+                progress.at(seq);
+                true
+            }
             Err(v) => {
                 violation = Some(v);
                 false
             }
         };
     let last = match &origin {
-        Origin::Nats { url, stream } => {
-            let js = super::audit::connect(url).await?;
-            commands::audit::read_log(&js, stream, None, 1, |m| {
+        Origin::Nats { js, stream } => {
+            commands::audit::read_log(js, stream, None, 1, |m| {
                 check(m.seq, &m.subject, &m.payload)
             })
             .await?
         }
         Origin::File(path) => export_commits(path, check)?,
     };
+    progress.done();
     if let Some(v) = violation.or_else(|| verifier.finish().err()) {
         fail(&v)?;
     }
