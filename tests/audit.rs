@@ -545,6 +545,28 @@ async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_chec
     let key = t.checkpoint_public_key_file();
     let dir = tempfile::tempdir().unwrap();
 
+    // A checkpointer starting now resumes from the last checkpoint's right edge,
+    // without reading the log; with another key it has to rehash from sequence 1.
+    let settings = t.config.checkpoints.clone().unwrap();
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    let resume = |settings: commands::checkpoints::CheckpointSettings| {
+        let js = js.clone();
+        let clock = t.config.clock.clone();
+        async move {
+            let signer = commands::checkpoints::load_signer(&settings).unwrap();
+            commands::checkpoints::Checkpointer::resume(js, "KEYLEDGER", signer, clock)
+                .await
+                .unwrap()
+                .covered()
+        }
+    };
+    assert_eq!(resume(settings.clone()).await, 2);
+    let other = commands::checkpoints::CheckpointSettings {
+        key_file: dir.path().join("other.key"),
+        ..settings
+    };
+    assert_eq!(resume(other).await, 0);
+
     // A proof that the ACL change (sequence 2) is in the signed log, checked with
     // nothing but the public key.
     let out = audit(args(&[

@@ -230,6 +230,11 @@ impl Checkpointer {
         Ok(this)
     }
 
+    /// How many commits the tree holds (before the next [`tick`](Self::tick)).
+    pub fn covered(&self) -> u64 {
+        self.tree.size()
+    }
+
     async fn last(&self) -> Result<Option<Last>, CheckpointError> {
         let Some(message) = latest(&self.js).await? else {
             return Ok(None);
@@ -311,10 +316,11 @@ impl Checkpointer {
                 // Another replica published first: take its place in the stream and
                 // publish again only if this tree is larger.
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    if let Some(last) = self.last().await? {
-                        self.last_seq = last.seq;
-                        self.published = last.size;
-                    }
+                    let last = self.last().await?.ok_or_else(|| {
+                        nats("the checkpoint stream refused a publish but holds no checkpoint")
+                    })?;
+                    self.last_seq = last.seq;
+                    self.published = last.size;
                 }
                 Err(e) => return Err(nats(e)),
             }
