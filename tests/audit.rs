@@ -31,6 +31,28 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// Asserts the command succeeded, showing its stderr if not.
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Replaces secret `id`'s ACL over HTTP.
+async fn set_acl(t: &TestStack, token: &str, id: &str, acl: Value) {
+    let response = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{id}/acl")))
+        .bearer_auth(token)
+        .json(&acl)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
 fn lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -43,25 +65,13 @@ async fn the_log_tells_who_did_what_and_verifies_until_tampered_with() {
     let t = TestStack::start().await;
     let alice = t.token("alice", "p1");
     let id = t.create_text(&alice, "db", "audit-canary-payload").await;
-    let acl = t
-        .http
-        .put(t.url(&format!("/v1/secrets/{id}/acl")))
-        .bearer_auth(&alice)
-        .json(&json!({"read": {"users": ["bob"]}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(acl.status(), 200);
+    set_acl(&t, &alice, &id, json!({"read": {"users": ["bob"]}})).await;
     t.create_text(&t.token("carol", "p2"), "other", "x").await;
     let url = t.stack.service_url.clone();
 
     // One secret's history: created by alice, then shared with bob; never a payload.
     let out = audit(args(&["log", "--nats-url", &url, "--id", &id, "--json"])).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let history = lines(&out);
     let types: Vec<&str> = history
         .iter()
@@ -117,11 +127,7 @@ async fn the_log_tells_who_did_what_and_verifies_until_tampered_with() {
         &key,
     ]))
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.starts_with("ok: 3 commits verified, up to sequence 3"),
@@ -170,11 +176,7 @@ async fn the_log_tells_who_did_what_and_verifies_until_tampered_with() {
         }
     };
     let ok = verify_copy("intact", copy.clone(), true).await;
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    succeeded(&ok);
 
     let edit = |line: &str, f: &dyn Fn(Commit<RawEvent>) -> Vec<u8>| {
         let mut line: Value = serde_json::from_str(line).unwrap();
@@ -205,11 +207,7 @@ async fn the_log_tells_who_did_what_and_verifies_until_tampered_with() {
         c.body.seal(c.prev).to_bytes()
     });
     let out = verify_copy("rewritten, unsigned", rewritten.clone(), false).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let out = verify_copy("rewritten", rewritten, true).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -359,11 +357,7 @@ async fn every_payload_read_is_recorded_and_required_records_guard_the_payload()
 
     let url = t.stack.service_url.clone();
     let out = audit(args(&["access", "--nats-url", &url, "--id", &id, "--json"])).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let records = lines(&out);
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!(
@@ -424,15 +418,13 @@ async fn who_could_read_a_secret_at_a_time_is_one_command() {
     let before = t.now().plus(std::time::Duration::from_secs(60)).unwrap();
     clock.advance(std::time::Duration::from_secs(3600));
     let alice = t.token("alice", "p1");
-    let set = t
-        .http
-        .put(t.url(&format!("/v1/secrets/{id}/acl")))
-        .bearer_auth(&alice)
-        .json(&json!({"read": {"project-access": false, "users": ["bob"]}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 200);
+    set_acl(
+        &t,
+        &alice,
+        &id,
+        json!({"read": {"project-access": false, "users": ["bob"]}}),
+    )
+    .await;
     let after = t.now().plus(std::time::Duration::from_secs(60)).unwrap();
     let url = t.stack.service_url.clone();
     let readers = |at: String| {
@@ -449,11 +441,7 @@ async fn who_could_read_a_secret_at_a_time_is_one_command() {
                 "--readers",
             ]))
             .await;
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            succeeded(&out);
             serde_json::from_slice::<Value>(&out.stdout).unwrap()
         }
     };
@@ -483,11 +471,7 @@ async fn who_could_read_a_secret_at_a_time_is_one_command() {
                 "bob",
             ]))
             .await;
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            succeeded(&out);
             serde_json::from_slice::<Value>(&out.stdout).unwrap()
         }
     };
@@ -531,15 +515,7 @@ async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_chec
     let t = TestStack::start().await;
     let alice = t.token("alice", "p1");
     let id = t.create_text(&alice, "db", "proof-canary").await;
-    let acl = t
-        .http
-        .put(t.url(&format!("/v1/secrets/{id}/acl")))
-        .bearer_auth(&alice)
-        .json(&json!({"read": {"users": ["bob"]}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(acl.status(), 200);
+    set_acl(&t, &alice, &id, json!({"read": {"users": ["bob"]}})).await;
     t.checkpointed(2).await;
     let auditor = t.auditor_url();
     let key = t.checkpoint_public_key_file();
@@ -578,11 +554,7 @@ async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_chec
         &key,
     ]))
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let proof_file = dir.path().join("proof.json");
     std::fs::write(&proof_file, &out.stdout).unwrap();
     let proof: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -600,11 +572,7 @@ async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_chec
         }
     };
     let out = check(proof_file.clone()).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.starts_with("ok: the commit at sequence 2 (secret.acl.set by alice")
@@ -632,11 +600,7 @@ async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_chec
         &key,
     ]))
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let saved = dir.path().join("saved.checkpoint");
     std::fs::write(&saved, &out.stdout).unwrap();
     let t = t.restart(|| {}).await;
@@ -653,11 +617,7 @@ async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_chec
         saved.to_str().unwrap(),
     ]))
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("the latest covers sequences 1 to 3"));
 
     // The auditor's account reads; it cannot write, send commands, read the key

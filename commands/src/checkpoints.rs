@@ -242,12 +242,7 @@ impl Checkpointer {
         let ours = CheckpointVerifier::new(&[self.signer.public_key()])?;
         let Ok(checkpoint) = ours.open(&message.note) else {
             // Another key's checkpoint: its size is still the one to exceed.
-            let size = message
-                .note
-                .lines()
-                .nth(1)
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
+            let size = domain::checkpoint::claimed_size(&message.note).unwrap_or(0);
             return Ok(Some(Last {
                 seq: message.seq,
                 size,
