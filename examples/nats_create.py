@@ -4,16 +4,38 @@
     pip install nats-py
     python3 examples/nats_create.py --token "$KEYLEDGER_TOKEN" --name db-password --payload hunter2
 
+Two things every NATS client of keyledger does, whatever its language:
+
+- it connects with its keyledger token as the NATS token: keyledger's nats-server
+  admits a connection only for a valid token (and refuses it otherwise);
+- it uses its principal's own inbox prefix, "_INBOX_" and the first 32 hex digits of
+  SHA-256 of "<project>\\n<user>" (`keyledger whoami` prints it): a connection may
+  subscribe to its own replies only, never to anyone else's.
+
+Each command still carries the token in its Authorization header: that is what the
+command is authorized with.
+
 Prints keyledger's reply, e.g. {"ok":true,"seq":1,"id":"…","version":1}, and exits 1
 if the command was rejected.
 """
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import sys
 
 import nats
+
+
+def inbox_prefix(token: str) -> str:
+    """The inbox prefix of the token's principal (its claims, read unverified: the
+    server checks the token, this only picks the inbox it will allow)."""
+    claims = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+    principal = f"{claims['project']}\n{claims['sub']}".encode()
+    return "_INBOX_" + hashlib.sha256(principal).hexdigest()[:32]
 
 
 async def main() -> int:
@@ -29,7 +51,9 @@ async def main() -> int:
     if args.command_id:
         body["command_id"] = args.command_id
 
-    nc = await nats.connect(args.server)
+    nc = await nats.connect(
+        args.server, token=args.token, inbox_prefix=inbox_prefix(args.token)
+    )
     try:
         reply = await nc.request(
             "keyledger.cmd.secret.create",

@@ -16,15 +16,18 @@ use commands::containers::ContainerHandler;
 use commands::envelope::{Envelope, KEK_FILE};
 use commands::handler::{HandlerConfig, SecretHandler};
 use commands::identity::{self, IdentityProvider, Issuer, TOKEN_KEY_FILE, TrustConfig, Verifier};
+use commands::keyfile::COMMIT_KEY_FILE;
 use commands::keystore::KeyStore;
 use commands::log::{LogSettings, ensure_key_bucket};
+use commands::nats_auth::{AuthCallout, CalloutIssuer};
 use commands::orders::OrderHandler;
 use commands::orders::ca::{CertificateAuthority, LocalCa};
 use commands::orders::worker::{OrderWorker, PendingOrders, Retry, StepHook};
 use commands::scheduler::{Due, DueSource, Task as DueTask};
-use commands::server::{ManagedNats, ServerConfig};
+use commands::server::{CALLOUT_ISSUER_FILE, ManagedNats, ServerConfig};
 use commands::service::CommandService;
 use commands::store::EventStore;
+use domain::commit::CommitKey;
 use domain::ids::{ProjectId, SecretId};
 use domain::secret::version::Lifecycle;
 use domain::timestamp::Timestamp;
@@ -86,6 +89,38 @@ impl IdentitySettings {
     }
 }
 
+/// Where a node's key files are; `None` means the default name in the data directory.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFiles {
+    /// The KEK (`kek.key`).
+    pub kek: Option<PathBuf>,
+    /// The development token key (`token-hs256.key`).
+    pub token: Option<PathBuf>,
+    /// The commit key (`commit.key`).
+    pub commit: Option<PathBuf>,
+    /// Whether a missing commit key may be created: only by the component that writes
+    /// the log. A reader with a key of its own would take every commit for foreign.
+    pub create_commit_key: bool,
+}
+
+/// The commit key of a node: the given file, or `commit.key` in `data_dir`; created on
+/// first use if `create` (the command service), else it must exist.
+pub fn commit_key(data_dir: &Path, file: Option<&Path>, create: bool) -> Result<CommitKey> {
+    let path = file.map_or_else(|| data_dir.join(COMMIT_KEY_FILE), Path::to_owned);
+    if create {
+        return Ok(commands::keyfile::commit_key(&path)?);
+    }
+    if !path.exists() {
+        anyhow::bail!(
+            "the commit key {} does not exist: every component needs the commit key the command \
+             service made (commit.key in its data directory); copy it here, or pass \
+             --commit-key-file",
+            path.display()
+        );
+    }
+    Ok(commands::keyfile::existing_commit_key(&path)?)
+}
+
 /// The keys a node uses, from files (created 0600 on first use in development).
 #[derive(Clone)]
 pub struct Keys {
@@ -95,21 +130,33 @@ pub struct Keys {
     pub issuer: Issuer,
     /// Verifies tokens.
     pub verifier: Verifier,
+    /// Authenticates commits.
+    pub commit: Arc<CommitKey>,
 }
 
 impl Keys {
-    /// Loads the KEK and the token key, creating them if absent: from the given files,
-    /// or by default `kek.key` and `token-hs256.key` in `data_dir`; and the identity
-    /// provider's keys, if `identity` names any.
+    /// Loads the KEK, the token key and the commit key, creating them if absent: from
+    /// the given files, or by default `kek.key`, `token-hs256.key` and `commit.key` in
+    /// `data_dir`; and the identity provider's keys, if `identity` names any.
     pub fn load_or_create(
         data_dir: &Path,
-        kek_file: Option<&Path>,
-        token_key_file: Option<&Path>,
+        files: &KeyFiles,
         identity: &IdentitySettings,
     ) -> Result<Self> {
-        let kek = kek_file.map_or_else(|| data_dir.join(KEK_FILE), Path::to_owned);
-        let token = token_key_file.map_or_else(|| data_dir.join(TOKEN_KEY_FILE), Path::to_owned);
+        let kek = files
+            .kek
+            .clone()
+            .unwrap_or_else(|| data_dir.join(KEK_FILE));
+        let token = files
+            .token
+            .clone()
+            .unwrap_or_else(|| data_dir.join(TOKEN_KEY_FILE));
         let envelope = Arc::new(Envelope::load_or_create(&kek)?);
+        let commit = Arc::new(commit_key(
+            data_dir,
+            files.commit.as_deref(),
+            files.create_commit_key,
+        )?);
         let (issuer, mut verifier) = identity::dev_keys(&token)?;
         if identity.trust.is_configured() {
             verifier = verifier.trust(IdentityProvider::load(&identity.trust)?);
@@ -121,6 +168,7 @@ impl Keys {
             envelope,
             issuer,
             verifier,
+            commit,
         })
     }
 }
@@ -226,11 +274,18 @@ pub async fn start_commands(
     let cache_capacity = handler.cache_capacity;
     let client = commands::nats::connect(nats_url, "keyledger-commands").await?;
     let js = async_nats::jetstream::new(client.clone());
-    let store = Arc::new(EventStore::open(js.clone(), log).await?);
+    let store = Arc::new(EventStore::open(js.clone(), log, (*keys.commit).clone()).await?);
     let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?);
     let signer = commands::checkpoints::load_signer(&settings.checkpoints)?;
     commands::checkpoints::ensure_stream(&js, log.replicas).await?;
-    let checkpointer = Checkpointer::resume(js.clone(), &log.stream, signer, clock.clone()).await?;
+    let checkpointer = Checkpointer::resume(
+        js.clone(),
+        &log.stream,
+        signer,
+        (*keys.commit).clone(),
+        clock.clone(),
+    )
+    .await?;
     let checkpoints =
         tokio::spawn(checkpointer.run(settings.checkpoints.interval, shutdown.clone()));
     let handler = Arc::new(SecretHandler::new(
@@ -294,6 +349,7 @@ pub async fn start_commands(
     };
     let stream = log.stream.clone();
     let shredder_shutdown = shutdown.clone();
+    let shredder_key = (*keys.commit).clone();
     Ok(vec![
         worker,
         tokio::spawn(async move {
@@ -306,26 +362,27 @@ pub async fn start_commands(
         }),
         tokio::spawn(async move { service.run(shutdown).await.map_err(Into::into) }),
         tokio::spawn(async move {
-            commands::shredder::run(js, &stream, keystore, shredder_shutdown)
+            commands::shredder::run(js, &stream, keystore, shredder_key, shredder_shutdown)
                 .await
                 .map_err(Into::into)
         }),
     ])
 }
 
-/// Starts the projector on the read model at `database_url`. Returns a receiver of
-/// the sequence it has applied.
+/// Starts the projector on the read model at `database_url`, applying the commits
+/// `commit_key` authenticates. Returns a receiver of the sequence it has applied.
 pub async fn start_projector(
     nats_url: &str,
     database_url: &str,
     config: ProjectorConfig,
+    commit_key: CommitKey,
     shutdown: CancellationToken,
 ) -> Result<(watch::Receiver<u64>, Task)> {
     let pool = projections::db::open(database_url, 2).await?;
     let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
     let client = commands::nats::connect(nats_url, "keyledger-projector").await?;
     let js = async_nats::jetstream::new(client);
-    let (projector, applied) = Projector::new(pool, js, config).await?;
+    let (projector, applied) = Projector::new(pool, js, config, commit_key).await?;
     let task = tokio::spawn(async move {
         let _lock = lock;
         projector.run(shutdown).await;
@@ -374,6 +431,7 @@ pub async fn start_api(
         envelope: keys.envelope.clone(),
         keys: KeyStore::new(keys_bucket),
         js,
+        commit_key: keys.commit.clone(),
         access_log,
         clock,
         config: Arc::new(settings.config),
@@ -403,6 +461,60 @@ pub fn audited_streams(event_stream: &str) -> Vec<String> {
         api::access_log::STREAM.to_owned(),
         commands::checkpoints::STREAM.to_owned(),
     ]
+}
+
+/// The configuration of the managed nats-server of `data_dir`: its accounts, the
+/// auditor's streams, and the auth callout's issuer (its key is created on first use).
+pub fn managed_server_config(
+    data_dir: &Path,
+    binary: Option<&Path>,
+    port: Option<u16>,
+    event_stream: &str,
+) -> Result<ServerConfig> {
+    Ok(ServerConfig {
+        binary: commands::server::find_binary(binary)?,
+        data_dir: data_dir.to_owned(),
+        port,
+        audited_streams: audited_streams(event_stream),
+        callout_issuer: CalloutIssuer::load_or_create(&data_dir.join(CALLOUT_ISSUER_FILE))?
+            .public_key(),
+    })
+}
+
+/// The data directory's own nats-server, started for a maintenance task (a rebuild, a
+/// migration) while keyledger is stopped; the lock keeps keyledger from starting on
+/// the directory meanwhile. Stop the server when done.
+pub async fn maintenance_nats(
+    data_dir: &Path,
+    binary: Option<&Path>,
+    stream: &str,
+) -> Result<(ManagedNats, DataDirLock)> {
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("the data directory {}", data_dir.display()))?;
+    let lock = lock_data_dir(&data_dir)?;
+    let server =
+        ManagedNats::start(&managed_server_config(&data_dir, binary, None, stream)?).await?;
+    Ok((server, lock))
+}
+
+/// Starts the NATS auth callout: admits NATS clients by their keyledger token.
+pub async fn start_nats_auth(
+    nats_url: &str,
+    issuer_file: &Path,
+    keys: &Keys,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<Task> {
+    let callout = AuthCallout {
+        client: commands::nats::connect(nats_url, "keyledger-nats-auth").await?,
+        issuer: CalloutIssuer::load_or_create(issuer_file)?,
+        verifier: keys.verifier.clone(),
+        clock,
+    };
+    Ok(tokio::spawn(async move {
+        callout.run(shutdown).await.map_err(Into::into)
+    }))
 }
 
 /// The checkpoint key file inside a data directory.
@@ -493,17 +605,32 @@ impl Stack {
         })?;
         let data_dir = config.data_dir.canonicalize()?;
         let lock = lock_data_dir(&data_dir)?;
-        let keys = Keys::load_or_create(&data_dir, None, None, &config.identity)?;
+        let files = KeyFiles {
+            create_commit_key: true,
+            ..Default::default()
+        };
+        let keys = Keys::load_or_create(&data_dir, &files, &config.identity)?;
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
         let (nats, service_url, client_url) = match &config.nats {
             NatsChoice::Managed { port, binary } => {
-                let binary = commands::server::find_binary(binary.as_deref())?;
-                let server = ManagedNats::start(&ServerConfig {
-                    binary,
-                    data_dir: data_dir.clone(),
-                    port: *port,
-                    audited_streams: audited_streams(&config.log.stream),
-                })
+                let server = ManagedNats::start(&managed_server_config(
+                    &data_dir,
+                    binary.as_deref(),
+                    *port,
+                    &config.log.stream,
+                )?)
                 .await?;
+                tasks.push(
+                    start_nats_auth(
+                        &server.callout_url(),
+                        &data_dir.join(CALLOUT_ISSUER_FILE),
+                        &keys,
+                        config.clock.clone(),
+                        shutdown.clone(),
+                    )
+                    .await?,
+                );
                 let (service, client) = (server.service_url(), server.client_url());
                 (Some(server), service, client)
             }
@@ -515,8 +642,8 @@ impl Stack {
             .unwrap_or_else(|| default_checkpoints(&data_dir, &config.log.stream));
         let checkpoint_public_key = commands::checkpoints::load_signer(&checkpoints)?.public_key();
         let database_url = default_database_url(&data_dir);
-        let shutdown = CancellationToken::new();
-        let mut tasks = start_commands(
+        tasks.extend(
+            start_commands(
             &service_url,
             &keys,
             &config.log,
@@ -530,11 +657,13 @@ impl Stack {
             config.clock.clone(),
             shutdown.clone(),
         )
-        .await?;
+        .await?,
+        );
         let (applied, projector) = start_projector(
             &service_url,
             &database_url,
             config.projector.clone(),
+            (*keys.commit).clone(),
             shutdown.clone(),
         )
         .await?;

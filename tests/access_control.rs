@@ -578,6 +578,10 @@ async fn whoami_shows_the_principal_as_keyledger_sees_it() {
         json!({
             "user_id": "alice", "project_id": "p1", "roles": ["member", "ops"],
             "effective_roles": ["creator"], "service": null, "source": "127.0.0.1",
+            "nats_inbox_prefix": commands::nats_auth::inbox_prefix(
+                &domain::ids::ProjectId::parse("p1").unwrap(),
+                &domain::ids::UserId::parse("alice").unwrap(),
+            ),
         })
     );
     t.stop().await;

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use commands::server::{ManagedNats, ServerConfig, find_binary};
+use commands::server::ManagedNats;
 use serde_json::{Value, json};
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
@@ -43,12 +43,15 @@ fn serve(component: &str, nats_url: &str, data: &std::path::Path, extra: &[&str]
 async fn commands_projector_and_api_run_as_separate_processes() {
     let dir = tempfile::tempdir().unwrap();
     // "External" NATS: started here, not by keyledger.
-    let nats = ManagedNats::start(&ServerConfig {
-        binary: find_binary(None).expect("nats-server (scripts/test installs it)"),
-        data_dir: dir.path().join("nats-host"),
-        port: None,
-        audited_streams: Vec::new(),
-    })
+    let nats_host = dir.path().join("nats-host");
+    std::fs::create_dir_all(&nats_host).unwrap();
+    let nats = ManagedNats::start(&keyledger::stack::managed_server_config(
+        &nats_host,
+        None,
+        None,
+        "KEYLEDGER",
+    )
+    .expect("nats-server (scripts/test installs it)"))
     .await
     .unwrap();
     let url = nats.service_url();
@@ -56,6 +59,16 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     std::fs::create_dir_all(&data).unwrap();
 
     let _commands = serve("commands", &url, &data, &[]);
+    // The command service makes the commit key the other components read the log with.
+    crate::support::eventually(
+        "the command service to create the commit key",
+        Duration::from_secs(10),
+        || {
+            let key = data.join("commit.key");
+            async move { key.exists().then_some(()) }
+        },
+    )
+    .await;
     let _projector = serve("projector", &url, &data, &[]);
     let mut api = serve("api", &url, &data, &["--http-addr", "127.0.0.1:0"]);
     // Read the address the API prints, and keep draining its stderr afterwards.

@@ -24,9 +24,13 @@ use crate::support::{TestStack, raw_command};
 async fn handler(t: &TestStack) -> (Arc<EventStore>, Arc<SecretHandler>) {
     let js = jetstream::new(t.service_nats().await);
     let store = Arc::new(
-        EventStore::open(js.clone(), &LogSettings::default())
-            .await
-            .unwrap(),
+        EventStore::open(
+            js.clone(),
+            &LogSettings::default(),
+            (*t.stack.keys.commit).clone(),
+        )
+        .await
+        .unwrap(),
     );
     let keys = KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap());
     let handler = SecretHandler::new(
@@ -37,6 +41,11 @@ async fn handler(t: &TestStack) -> (Arc<EventStore>, Arc<SecretHandler>) {
         HandlerConfig::default(),
     );
     (store, Arc::new(handler))
+}
+
+/// The stack's commit key.
+fn store_key(t: &TestStack) -> &domain::commit::CommitKey {
+    &t.stack.keys.commit
 }
 
 fn alice() -> Principal {
@@ -182,6 +191,7 @@ async fn a_retry_after_a_lost_ack_returns_the_first_reply_and_writes_nothing() {
         .await
         .unwrap()
         .unwrap();
+    let v1 = v1.expect("keyledger wrote the last commit");
     let commit = NewCommit {
         id: CommandId::parse("lost-ack-1").unwrap(),
         aggregate: aggregate(&created.id),
@@ -194,7 +204,7 @@ async fn a_retry_after_a_lost_ack_returns_the_first_reply_and_writes_nothing() {
             value: MetadataValue::parse("v").unwrap(),
         })],
     }
-    .seal(Some(v1.hash));
+    .seal(Some(v1.hash), store.key());
     let js = jetstream::new(t.service_nats().await);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
@@ -342,8 +352,8 @@ async fn stored_commits_are_hash_chained_and_hold_no_plaintext() {
     let first = stream.get_raw_message(created.seq).await.unwrap();
     let second = stream.get_raw_message(set.seq).await.unwrap();
     assert!(!String::from_utf8_lossy(&first.payload).contains("plaintext-needle"));
-    let first = Commit::<SecretEvent>::from_slice(&first.payload).unwrap();
-    let second = Commit::<SecretEvent>::from_slice(&second.payload).unwrap();
+    let first = Commit::<SecretEvent>::open(&first.payload, store_key(&t)).unwrap();
+    let second = Commit::<SecretEvent>::open(&second.payload, store_key(&t)).unwrap();
     assert_eq!(first.check_link(None), Ok(()));
     assert_eq!(second.check_link(Some(&first)), Ok(()));
     assert_eq!(second.prev, Some(first.hash));

@@ -174,7 +174,17 @@ async fn identity_provider_tokens_and_every_refusal() {
         ),
     ];
 
-    let nats = CommandClient::new(t.client_nats().await, Duration::from_secs(10));
+    // The NATS connection itself is admitted by an identity provider's token: with
+    // development tokens off, the auth callout refuses a development one.
+    let admitted = sign(Algorithm::EdDSA, Some("ed-1"), &ed, &good);
+    let refused = commands::nats::connect_as_client(
+        &t.stack.client_url,
+        "test-client",
+        &t.token("alice", "p1"),
+    )
+    .await;
+    assert!(refused.is_err(), "a development token admitted a connection");
+    let nats = CommandClient::new(t.client_nats_as(&admitted).await, Duration::from_secs(10));
     for (name, token, expected) in cases {
         let (status, description) = description(t.get("/v1/secrets", &token).await).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");

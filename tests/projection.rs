@@ -143,6 +143,8 @@ fn projector(t: &TestStack, db: &Path, batch_size: usize) -> Child {
             "projector",
             "--nats-url",
             &t.stack.service_url,
+            "--data-dir",
+            t.dir.path().to_str().unwrap(),
             "--database",
         ])
         .arg(projections::db::sqlite_url(db))
@@ -210,6 +212,8 @@ async fn a_projector_killed_mid_stream_resumes_to_exactly_a_fresh_rebuild() {
             "rebuild",
             "--nats-url",
             &t.stack.service_url,
+            "--data-dir",
+            t.dir.path().to_str().unwrap(),
             "--database",
         ])
         .arg(projections::db::sqlite_url(&fresh))
@@ -250,6 +254,8 @@ async fn a_rebuild_refuses_a_read_model_a_projector_is_writing() {
             "rebuild",
             "--nats-url",
             &t.stack.service_url,
+            "--data-dir",
+            t.dir.path().to_str().unwrap(),
             "--database",
         ])
         .arg(projections::db::sqlite_url(&live))
@@ -269,7 +275,7 @@ async fn a_rebuild_in_place_restores_the_read_model() {
     let pool = open(&path).await;
     let js = async_nats::jetstream::new(t.service_nats().await);
     let config = projections::projector::ProjectorConfig::default();
-    let seq = projections::projector::rebuild(&pool, &js, &config)
+    let seq = projections::projector::rebuild(&pool, &js, &config, (*t.stack.keys.commit).clone())
         .await
         .unwrap();
     let before = dump(&pool).await;
@@ -283,7 +289,7 @@ async fn a_rebuild_in_place_restores_the_read_model() {
         .await
         .unwrap();
     assert_eq!(
-        projections::projector::rebuild(&pool, &js, &config)
+        projections::projector::rebuild(&pool, &js, &config, (*t.stack.keys.commit).clone())
             .await
             .unwrap(),
         seq

@@ -70,19 +70,29 @@ const BATCH: usize = 512;
 
 /// Creates (or checks) the access stream: file storage, nothing deleted or purged.
 pub async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<(), String> {
-    js.get_or_create_stream(stream::Config {
-        name: STREAM.into(),
-        description: Some("keyledger access records: every payload read, allowed or denied".into()),
-        subjects: vec!["keyledger.access.>".into()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        deny_delete: true,
-        deny_purge: true,
-        ..Default::default()
-    })
-    .await
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    let mut stream = js
+        .get_or_create_stream(stream::Config {
+            name: STREAM.into(),
+            description: Some(
+                "keyledger access records: every payload read, allowed or denied".into(),
+            ),
+            subjects: vec!["keyledger.access.>".into()],
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            deny_delete: true,
+            deny_purge: true,
+            // Auditors read it with direct gets, the only API their account reaches.
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut config = stream.info().await.map_err(|e| e.to_string())?.config.clone();
+    if !config.allow_direct {
+        config.allow_direct = true;
+        js.update_stream(config).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 impl AccessLog {

@@ -6,8 +6,10 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+
 use domain::audit::{HistoryFilter, RawEvent};
-use domain::commit::Commit;
+use domain::chain::{Head, Judged, judge};
 use domain::ids::ProjectId;
 use domain::policy::{Action, Target, authorize};
 use domain::timestamp::Timestamp;
@@ -20,7 +22,9 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The entries of the commits on `subject` the filter admits.
+/// The entries of the commits on `subject` the filter admits. Every aggregate's chain
+/// is followed from its first commit, so foreign messages and replayed copies are
+/// skipped (and logged), never shown as history.
 async fn entries(
     state: &AppState,
     subject: String,
@@ -28,14 +32,25 @@ async fn entries(
 ) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::new();
     let mut bad = None;
+    let mut heads: HashMap<String, Head> = HashMap::new();
     commands::audit::read_log(
         &state.js,
         &state.config.stream,
         Some(subject),
-        filter.from_seq.unwrap_or(1),
-        |m| match Commit::<RawEvent>::from_slice(&m.payload) {
-            Ok(commit) => {
+        1,
+        |m| match judge::<RawEvent>(
+            &m.subject,
+            &m.payload,
+            Some(&state.commit_key),
+            heads.get(&m.subject),
+        ) {
+            Ok(Judged::Next(commit)) => {
+                heads.insert(m.subject.clone(), Head::from(&commit));
                 out.extend(filter.entries(m.seq, &commit));
+                true
+            }
+            Ok(Judged::Foreign(reason)) => {
+                commands::store::report_foreign(m.seq, &m.subject, &reason);
                 true
             }
             Err(e) => {

@@ -54,6 +54,8 @@ pub struct AppState {
     pub keys: KeyStore,
     /// JetStream, for reading history from the log.
     pub js: async_nats::jetstream::Context,
+    /// Tells the commits keyledger wrote from foreign messages.
+    pub commit_key: Arc<domain::commit::CommitKey>,
     /// Where every payload read is recorded.
     pub access_log: crate::access_log::AccessLog,
     /// The current time.

@@ -9,7 +9,8 @@ use crate::auth::Caller;
 use crate::state::AppState;
 
 /// The verified principal: user, project, the token's roles and what the policy makes
-/// of them, the service if any, and the address ACL conditions see.
+/// of them, the service if any, the address ACL conditions see, and the inbox prefix
+/// its NATS connections must use.
 pub async fn get(State(_): State<AppState>, caller: Caller) -> Json<Value> {
     let p = &caller.principal;
     Json(json!({
@@ -22,5 +23,6 @@ pub async fn get(State(_): State<AppState>, caller: Caller) -> Json<Value> {
             .collect::<Vec<_>>(),
         "service": p.service.as_ref().map(|s| s.as_str()),
         "source": caller.source.map(|s| s.to_string()),
+        "nats_inbox_prefix": commands::nats_auth::inbox_prefix(&p.project, &p.user),
     }))
 }

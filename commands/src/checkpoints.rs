@@ -9,27 +9,37 @@
 //! checkpoint instead of rehashing the whole log; the edge is trusted only if it
 //! hashes to the signed root. Replicas publish with the checkpoint subject's expected
 //! last sequence, so the checkpoint stream only grows, one checkpoint per size.
+//!
+//! The checkpointer holds the commit key too: each checkpoint names the messages it
+//! adds that keyledger did not write (`foreign` line), so an auditor with only the
+//! public key learns which messages every reader ignored.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::context::{GetStreamErrorKind, PublishErrorKind};
+use async_nats::jetstream::Context;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
-use async_nats::jetstream::{self, Context};
-use domain::checkpoint::{CheckpointSigner, CheckpointVerifier};
+use async_nats::jetstream::stream;
+use domain::audit::RawEvent;
+use domain::checkpoint::{CheckpointSigner, CheckpointVerifier, Foreign};
+use domain::commit::{Commit, CommitKey};
 use domain::merkle::{MerkleHash, MerkleLog};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::read_log;
+use crate::audit::{last_message, read_log};
 use crate::clock::Clock;
 use crate::keyfile::{self, KeyFileError};
 
 /// The stream checkpoints are kept in.
 pub const STREAM: &str = "KEYLEDGER_CHECKPOINTS";
-/// Their subject.
-pub const SUBJECT: &str = "keyledger.checkpoints";
+/// The subjects of the checkpoint stream: one per event stream.
+pub const SUBJECTS: &str = "keyledger.checkpoints.>";
+
+/// The subject of the checkpoints of the event stream `log_stream`.
+pub fn subject(log_stream: &str) -> String {
+    format!("keyledger.checkpoints.{log_stream}")
+}
 /// Header carrying the tree's right edge (base64 hashes, comma-separated).
 const FRONTIER_HEADER: &str = "Keyledger-Frontier";
 
@@ -100,51 +110,48 @@ pub fn load_signer(settings: &CheckpointSettings) -> Result<CheckpointSigner, Ch
     Ok(signer)
 }
 
-/// Creates the checkpoint stream if it does not exist.
+/// Creates the checkpoint stream if it does not exist; one made by an earlier
+/// keyledger (one subject for every log) is given the per-log subjects.
 pub async fn ensure_stream(js: &Context, replicas: usize) -> Result<(), CheckpointError> {
-    js.get_or_create_stream(stream::Config {
-        name: STREAM.into(),
-        description: Some("keyledger signed checkpoints of the event stream".into()),
-        subjects: vec![SUBJECT.into()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        deny_delete: true,
-        deny_purge: true,
-        allow_direct: true,
-        ..Default::default()
-    })
-    .await
-    .map(|_| ())
-    .map_err(nats)
+    let mut stream = js
+        .get_or_create_stream(stream::Config {
+            name: STREAM.into(),
+            description: Some("keyledger signed checkpoints of the event streams".into()),
+            subjects: vec![SUBJECTS.into()],
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    let mut config = stream.info().await.map_err(nats)?.config.clone();
+    if !config.subjects.iter().any(|s| s == SUBJECTS) {
+        config.subjects.push(SUBJECTS.into());
+        js.update_stream(config).await.map_err(nats)?;
+    }
+    Ok(())
 }
 
-/// The checkpoint stream, if it exists.
-async fn stream(js: &Context) -> Result<Option<jetstream::stream::Stream>, CheckpointError> {
-    match js.get_stream(STREAM).await {
-        Ok(stream) => Ok(Some(stream)),
-        Err(e) => match e.kind() {
-            GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-                Ok(None)
-            }
-            _ => Err(nats(e)),
-        },
-    }
-}
-
-/// Every checkpoint note, oldest first, with its sequence in the checkpoint stream.
-/// An absent stream holds none.
-pub async fn read_all(js: &Context) -> Result<Vec<(u64, String)>, CheckpointError> {
-    if stream(js).await?.is_none() {
-        return Ok(Vec::new());
-    }
+/// Every checkpoint note of the event stream `log_stream`, oldest first, with its
+/// sequence in the checkpoint stream. An absent stream holds none.
+pub async fn read_all(
+    js: &Context,
+    log_stream: &str,
+) -> Result<Vec<(u64, String)>, CheckpointError> {
     let mut notes = Vec::new();
-    read_log(js, STREAM, None, 1, |m| {
+    let read = read_log(js, STREAM, Some(subject(log_stream)), 1, |m| {
         notes.push((m.seq, String::from_utf8_lossy(&m.payload).into_owned()));
         true
     })
-    .await
-    .map_err(nats)?;
-    Ok(notes)
+    .await;
+    match read {
+        Err(e) if e.is_absent() => Ok(Vec::new()),
+        Err(e) => Err(nats(e)),
+        Ok(_) => Ok(notes),
+    }
 }
 
 /// A checkpoint as stored.
@@ -158,22 +165,24 @@ pub struct StoredCheckpoint {
     frontier: Option<String>,
 }
 
-/// The latest checkpoint, if any.
-pub async fn latest(js: &Context) -> Result<Option<StoredCheckpoint>, CheckpointError> {
-    let Some(stream) = stream(js).await? else {
-        return Ok(None);
-    };
-    let message = match stream.get_last_raw_message_by_subject(SUBJECT).await {
-        Ok(m) => m,
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+/// The latest checkpoint of the event stream `log_stream`, if any.
+pub async fn latest(
+    js: &Context,
+    log_stream: &str,
+) -> Result<Option<StoredCheckpoint>, CheckpointError> {
+    let message = match last_message(js, STREAM, &subject(log_stream)).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(None),
+        Err(e) if e.is_absent() => return Ok(None),
         Err(e) => return Err(nats(e)),
     };
     Ok(Some(StoredCheckpoint {
-        seq: message.sequence,
+        seq: message.seq,
         note: String::from_utf8_lossy(&message.payload).into_owned(),
         frontier: message
             .headers
-            .get(FRONTIER_HEADER)
+            .as_ref()
+            .and_then(|h| h.get(FRONTIER_HEADER))
             .map(|v| v.as_str().to_owned()),
     }))
 }
@@ -190,9 +199,13 @@ struct Last {
 pub struct Checkpointer {
     js: Context,
     log_stream: String,
+    subject: String,
     signer: CheckpointSigner,
+    commit_key: CommitKey,
     clock: Clock,
     tree: MerkleLog,
+    /// Foreign messages in the tree that no checkpoint has named yet.
+    foreign: Foreign,
     /// The checkpoint stream's last sequence, and the size it covers.
     last_seq: u64,
     published: u64,
@@ -204,14 +217,18 @@ impl Checkpointer {
         js: Context,
         log_stream: &str,
         signer: CheckpointSigner,
+        commit_key: CommitKey,
         clock: Clock,
     ) -> Result<Self, CheckpointError> {
         let mut this = Self {
             js,
             log_stream: log_stream.to_owned(),
+            subject: subject(log_stream),
             signer,
+            commit_key,
             clock,
             tree: MerkleLog::compact(),
+            foreign: Foreign::default(),
             last_seq: 0,
             published: 0,
         };
@@ -236,7 +253,7 @@ impl Checkpointer {
     }
 
     async fn last(&self) -> Result<Option<Last>, CheckpointError> {
-        let Some(message) = latest(&self.js).await? else {
+        let Some(message) = latest(&self.js, &self.log_stream).await? else {
             return Ok(None);
         };
         let ours = CheckpointVerifier::new(&[self.signer.public_key()])?;
@@ -265,14 +282,34 @@ impl Checkpointer {
     /// Reads the commits appended since the last look and, if the log grew past the
     /// last checkpoint, publishes a new one. Returns the size of the log now signed.
     pub async fn tick(&mut self) -> Result<u64, CheckpointError> {
+        let end = self
+            .js
+            .get_stream(&self.log_stream)
+            .await
+            .map_err(nats)?
+            .cached_info()
+            .state
+            .last_sequence;
+        if end < self.published {
+            return Err(CheckpointError::Log(format!(
+                "the log ends at sequence {end} but a checkpoint covers {} messages: messages \
+                 were removed; run keyledger audit verify",
+                self.published
+            )));
+        }
         let mut gap = None;
-        let tree = &mut self.tree;
-        let end = read_log(&self.js, &self.log_stream, None, tree.size() + 1, |m| {
+        let (tree, foreign, key) = (&mut self.tree, &mut self.foreign, &self.commit_key);
+        read_log(&self.js, &self.log_stream, None, tree.size() + 1, |m| {
             if m.seq != tree.size() + 1 {
                 gap = Some(m.seq);
                 return false;
             }
             tree.append(&m.payload);
+            if let Err(e) = Commit::<RawEvent>::open(&m.payload, key)
+                && e.is_foreign()
+            {
+                foreign.push(m.seq);
+            }
             true
         })
         .await
@@ -283,22 +320,19 @@ impl Checkpointer {
                 self.tree.size()
             )));
         }
-        if end < self.published {
-            return Err(CheckpointError::Log(format!(
-                "the log ends at sequence {end} but a checkpoint covers {} commits: commits \
-                 were removed; run keyledger audit verify",
-                self.published
-            )));
-        }
         while self.tree.size() > self.published {
-            let note = self
-                .signer
-                .sign(self.tree.size(), self.tree.root(), (self.clock)());
+            let foreign = self.foreign.after(self.published);
+            let note = self.signer.sign(
+                self.tree.size(),
+                self.tree.root(),
+                (self.clock)(),
+                &foreign,
+            );
             let message = PublishMessage::build()
                 .payload(note.into_bytes().into())
                 .header(FRONTIER_HEADER, format_frontier(&self.tree.frontier()))
                 .expected_last_subject_sequence(self.last_seq);
-            let ack = match self.js.send_publish(SUBJECT, message).await {
+            let ack = match self.js.send_publish(self.subject.clone(), message).await {
                 Ok(pending) => pending.await,
                 Err(e) => Err(e),
             };
@@ -319,6 +353,7 @@ impl Checkpointer {
                 }
                 Err(e) => return Err(nats(e)),
             }
+            self.foreign = self.foreign.after(self.published);
         }
         Ok(self.published)
     }

@@ -35,8 +35,13 @@ pub enum CryptoError {
         /// The loaded KEK's id.
         loaded: String,
     },
-    /// The wrapped DEK did not authenticate: it was altered or belongs to another secret.
-    #[error("data key {0} does not unwrap for this secret (altered, or moved from another secret)")]
+    /// The wrapped DEK did not authenticate under its binding (AAD): the key store entry
+    /// was tampered with.
+    #[error(
+        "data key {0} does not open under its binding to this secret: its key store entry was \
+         tampered with (altered, overwritten, or moved from another secret); restore the key \
+         store from a backup"
+    )]
     Unwrap(KeyId),
     /// The ciphertext did not authenticate: altered, or moved from another secret.
     #[error("payload does not decrypt (altered, or moved from another secret or version)")]

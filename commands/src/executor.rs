@@ -167,7 +167,7 @@ impl<A: Aggregate> Executor<A> {
                 at: now,
                 events,
             }
-            .seal(loaded.last_hash);
+            .seal(loaded.last_hash, self.store.key());
 
             match self.store.append(&commit, loaded.last_seq).await? {
                 AppendOutcome::Appended(seq) => {
@@ -181,7 +181,10 @@ impl<A: Aggregate> Executor<A> {
                 AppendOutcome::Duplicate(seq) => {
                     *cached = None;
                     let earlier = self.store.commit_at::<A::Event>(seq).await?;
-                    if &earlier.body.aggregate == aggregate && &earlier.body.id == command_id {
+                    if let Some(earlier) = earlier
+                        && &earlier.body.aggregate == aggregate
+                        && &earlier.body.id == command_id
+                    {
                         return Ok(done(seq, earlier.body.version));
                     }
                     return Err(Rejection::conflict(format!(
@@ -193,8 +196,10 @@ impl<A: Aggregate> Executor<A> {
                     // Either another writer got in first, or this very command landed
                     // and only its ack was lost: the last commit tells which.
                     *cached = None;
-                    if let Some((seq, last)) = self.store.last_commit::<A::Event>(&subject).await?
+                    if let Some((seq, Some(last))) =
+                        self.store.last_commit::<A::Event>(&subject).await?
                         && &last.body.id == command_id
+                        && &last.body.aggregate == aggregate
                     {
                         return Ok(done(seq, last.body.version));
                     }

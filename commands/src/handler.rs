@@ -49,7 +49,7 @@ impl From<KeyStoreError> for Rejection {
     fn from(e: KeyStoreError) -> Self {
         match e {
             KeyStoreError::Unavailable(_) => Rejection::unavailable(format!("{e}; retry shortly")),
-            KeyStoreError::Malformed(_) => Rejection::internal(e.to_string()),
+            KeyStoreError::Tampered(_) => Rejection::internal(e.to_string()),
         }
     }
 }

@@ -111,6 +111,27 @@ pub fn load_or_create(path: &Path, len: usize) -> Result<Zeroizing<Vec<u8>>, Key
     load(path, len)
 }
 
+/// File name of the commit key inside the data directory.
+pub const COMMIT_KEY_FILE: &str = "commit.key";
+
+/// The commit key at `path` (32 bytes, hex, mode 0600), created on first use: every
+/// component that writes or reads the log loads the same file.
+pub fn commit_key(path: &Path) -> Result<domain::commit::CommitKey, KeyFileError> {
+    load_or_create(path, 32).map(|bytes| to_commit_key(&bytes))
+}
+
+/// The existing commit key at `path` (for auditors: never created).
+pub fn existing_commit_key(path: &Path) -> Result<domain::commit::CommitKey, KeyFileError> {
+    load(path, 32).map(|bytes| to_commit_key(&bytes))
+}
+
+/// `bytes` (32 of them, as `load` checked) as a commit key.
+fn to_commit_key(bytes: &[u8]) -> domain::commit::CommitKey {
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(bytes);
+    domain::commit::CommitKey::new(*key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,9 +17,13 @@ pub enum KeyStoreError {
     /// NATS or JetStream failed; retrying later may work.
     #[error("the key store is unavailable: {0}")]
     Unavailable(String),
-    /// A stored value is not a wrapped key.
-    #[error("the key store holds a malformed entry for key {0}")]
-    Malformed(KeyId),
+    /// An entry is not what keyledger stored there: only keyledger writes the key
+    /// store, so it was altered or overwritten behind its back.
+    #[error(
+        "the key store entry of {0} is not what keyledger stored there: it was tampered with \
+         (altered or overwritten); restore the key store from a backup"
+    )]
+    Tampered(String),
 }
 
 fn unavailable(e: impl std::fmt::Display) -> KeyStoreError {
@@ -73,9 +77,10 @@ impl KeyStore {
         else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|_| KeyStoreError::Malformed(key))
+        serde_json::from_slice(&bytes).map(Some).map_err(|_| {
+            tracing::error!(key = %key, "a key store entry is not a wrapped key: tampered with");
+            KeyStoreError::Tampered(format!("data key {key}"))
+        })
     }
 
     /// Another kind of entry (e.g. `ca.local`), as raw bytes.

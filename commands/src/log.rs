@@ -49,6 +49,18 @@ pub enum SetupError {
         /// The cause.
         source: async_nats::Error,
     },
+    /// The stream holds commits in format 1, written before commits were authenticated.
+    #[error(
+        "stream {stream} was written by a keyledger before commits were authenticated \
+         (commit format 1); this keyledger reads only authenticated commits. Migrate it: \
+         `keyledger log migrate --from {stream} --to <NEW>` copies every commit into a new \
+         stream, sealed with the commit key; then start with --stream <NEW> and rebuild the \
+         read model (`keyledger projections rebuild --stream <NEW>`)"
+    )]
+    Format1 {
+        /// The stream.
+        stream: String,
+    },
     /// An existing stream lacks a required setting.
     #[error(
         "stream {stream} exists but {problem}; keyledger refuses to write to a log that can \
@@ -126,12 +138,29 @@ pub async fn ensure_event_stream(
     } else {
         None
     };
-    match problem {
-        Some(problem) => Err(SetupError::Misconfigured {
+    if let Some(problem) = problem {
+        return Err(SetupError::Misconfigured {
             stream: settings.stream.clone(),
             problem,
+        });
+    }
+    check_format(&stream, &settings.stream).await?;
+    Ok(stream)
+}
+
+/// Refuses a log whose first message is a format 1 commit: every commit in it lacks an
+/// authenticator, so no reader would accept any of them.
+async fn check_format(stream: &stream::Stream, name: &str) -> Result<(), SetupError> {
+    let first = match stream.direct_get(1).await {
+        Ok(message) => message,
+        // Empty, or its first message is gone: nothing to say.
+        Err(_) => return Ok(()),
+    };
+    match domain::commit::Commit::<domain::audit::RawEvent>::parse_unverified(&first.payload) {
+        Ok(commit) if commit.is_format_1() => Err(SetupError::Format1 {
+            stream: name.to_owned(),
         }),
-        None => Ok(stream),
+        _ => Ok(()),
     }
 }
 

@@ -42,11 +42,30 @@ pub fn redact(url: &str) -> String {
 
 /// Connects to `url` as `name` (shown in the server's connection list).
 pub async fn connect(url: &str, name: &str) -> Result<Client, NatsError> {
+    connect_with(url, name, ConnectOptions::new()).await
+}
+
+/// Connects to keyledger's NATS as a client: `token` (a keyledger bearer token) admits
+/// the connection, and its replies arrive in the token's principal's own inbox space
+/// ([`crate::nats_auth::inbox_prefix`]).
+pub async fn connect_as_client(url: &str, name: &str, token: &str) -> Result<Client, NatsError> {
+    let mut options = ConnectOptions::with_token(token.to_owned());
+    if let Some(prefix) = crate::nats_auth::token_inbox_prefix(token) {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    connect_with(url, name, options).await
+}
+
+async fn connect_with(
+    url: &str,
+    name: &str,
+    options: ConnectOptions,
+) -> Result<Client, NatsError> {
     let parsed = Url::parse(url).map_err(|e| NatsError::BadUrl {
         url: redact(url),
         reason: e.to_string(),
     })?;
-    let mut options = ConnectOptions::new()
+    let mut options = options
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)));

@@ -1,16 +1,26 @@
 //! The nats-server that `keyledger up` starts and stops itself for development: bound
 //! to loopback, JetStream on disk under the data directory with
-//! `sync_interval: always` (an acknowledged command is on disk), and two users:
+//! `sync_interval: always` (an acknowledged command is on disk).
 //!
-//! - `keyledger`, with a password kept in the data directory: the command service,
-//!   projector and key store. Only it may touch the event stream and the key store.
-//! - `client`, the account of any connection without credentials (`no_auth_user`):
-//!   it may only send commands (`keyledger.cmd.>`) and receive replies, so a NATS
-//!   client cannot write events or read keys behind the command path's back.
-//! - `auditor`, with a password kept in the data directory: it may only read the
-//!   audited streams (events, access records, checkpoints) through consumers and
-//!   direct gets. It cannot publish to any stream, send commands, read the key
-//!   store, or change, purge or delete a stream.
+//! NATS is a trust boundary. Each identity lives in its own account, so nothing one
+//! account does can reach another's subjects except through what is exported:
+//!
+//! - `KEYLEDGER` (JetStream enabled): the user `keyledger`, with a password kept in the
+//!   data directory, for keyledger's own components. The event stream, the key store,
+//!   the checkpoints and the access records live here, and only here can anything
+//!   write to them. It exports the command subjects (`keyledger.cmd.>`) to `CLIENTS`,
+//!   and direct gets of the audited streams to `AUDIT`. A request that crosses
+//!   accounts reaches keyledger with a `_R_.…` reply subject the server made, so no
+//!   client can make keyledger answer onto a subject of its choosing.
+//! - `CLIENTS`: NATS clients, admitted by the auth callout ([`crate::nats_auth`]) from
+//!   their keyledger token, each with its own inbox space; they may only send commands.
+//! - `AUDIT`: the user `auditor` (password in the data directory). It may only direct-get
+//!   messages of the event, access-record and checkpoint streams: no consumers, no
+//!   stream or key-store API, no commands.
+//! - `AUTH`: the user `auth` (password in the data directory), which answers the
+//!   server's authorization requests.
+//!
+//! A connection with none of these credentials and no valid token is refused.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +39,12 @@ pub const SERVICE_PASSWORD_FILE: &str = "nats-service.key";
 pub const AUDITOR_USER: &str = "auditor";
 /// File (in the data directory) holding the auditor's password.
 pub const AUDITOR_PASSWORD_FILE: &str = "nats-auditor.key";
+/// The user the auth callout connects as.
+pub const CALLOUT_USER: &str = "auth";
+/// File (in the data directory) holding the callout user's password.
+pub const CALLOUT_PASSWORD_FILE: &str = "nats-auth.key";
+/// File (in the data directory) holding the callout's account seed.
+pub const CALLOUT_ISSUER_FILE: &str = "nats-callout.key";
 
 /// Why the managed nats-server could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +104,8 @@ pub struct ServerConfig {
     pub port: Option<u16>,
     /// The streams the auditor may read.
     pub audited_streams: Vec<String>,
+    /// The public key of the auth callout's issuer (`A…`).
+    pub callout_issuer: String,
 }
 
 /// A running nats-server child process. Dropping it kills the process; [`stop`] shuts
@@ -101,6 +119,7 @@ pub struct ManagedNats {
     port: u16,
     password: String,
     auditor_password: String,
+    callout_password: String,
     log: PathBuf,
 }
 
@@ -157,25 +176,119 @@ pub fn auditor_password(data_dir: &Path) -> Result<String, KeyFileError> {
     keyfile::load_or_create(&data_dir.join(AUDITOR_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
 }
 
-/// What the auditor may publish: JetStream API requests that read `streams` (stream
-/// info, consumers to read with, direct and raw message gets), nothing that writes.
-fn auditor_publish_allow(streams: &[String]) -> String {
-    let mut subjects = vec!["$JS.API.INFO".to_owned()];
-    for s in streams {
-        subjects.extend([
-            format!("$JS.API.STREAM.INFO.{s}"),
-            format!("$JS.API.STREAM.MSG.GET.{s}"),
-            format!("$JS.API.DIRECT.GET.{s}"),
-            format!("$JS.API.DIRECT.GET.{s}.>"),
-            format!("$JS.API.CONSUMER.CREATE.{s}"),
-            format!("$JS.API.CONSUMER.CREATE.{s}.>"),
-            format!("$JS.API.CONSUMER.INFO.{s}.*"),
-            format!("$JS.API.CONSUMER.DELETE.{s}.*"),
-            format!("$JS.API.CONSUMER.MSG.NEXT.{s}.*"),
-        ]);
+/// The callout user's password for the server managed in `data_dir`, created on first
+/// use.
+pub fn callout_password(data_dir: &Path) -> Result<String, KeyFileError> {
+    keyfile::load_or_create(&data_dir.join(CALLOUT_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
+}
+
+/// The credentials and streams a keyledger NATS layout names.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    /// The password of `keyledger`.
+    pub service_password: String,
+    /// The password of `auditor`.
+    pub auditor_password: String,
+    /// The password of `auth`.
+    pub callout_password: String,
+    /// The public key of the callout's issuer.
+    pub callout_issuer: String,
+    /// The streams auditors may read.
+    pub audited_streams: Vec<String>,
+}
+
+/// What auditors may request: direct gets of `streams`, nothing else.
+fn direct_gets(streams: &[String]) -> Vec<(String, &'static str)> {
+    streams
+        .iter()
+        .flat_map(|s| {
+            [
+                // A batched read answers with many messages.
+                (format!("$JS.API.DIRECT.GET.{s}"), "stream"),
+                (format!("$JS.API.DIRECT.GET.{s}.>"), "singleton"),
+            ]
+        })
+        .collect()
+}
+
+impl Accounts {
+    /// The `accounts` and `authorization` blocks of a nats-server configuration: the
+    /// same for the managed server and for an external one (`keyledger nats-config`).
+    pub fn config(&self) -> String {
+        let audit = direct_gets(&self.audited_streams);
+        let exports: Vec<String> = audit
+            .iter()
+            .map(|(subject, response)| {
+                format!(
+                    "      {{ service: {}, response_type: {response}, accounts: [AUDIT] }}",
+                    quoted(subject)
+                )
+            })
+            .collect();
+        let imports: Vec<String> = audit
+            .iter()
+            .map(|(subject, _)| {
+                format!(
+                    "      {{ service: {{ account: KEYLEDGER, subject: {} }} }}",
+                    quoted(subject)
+                )
+            })
+            .collect();
+        let audit_publish: Vec<String> = audit.iter().map(|(s, _)| quoted(s)).collect();
+        format!(
+            r#"accounts {{
+  # keyledger's components, and the only account that can write the log.
+  KEYLEDGER {{
+    jetstream: enabled
+    users: [ {{ user: {service_user}, password: {service_password} }} ]
+    exports: [
+      {{ service: "keyledger.cmd.>", accounts: [CLIENTS] }}
+{exports}
+    ]
+  }}
+  # NATS clients, admitted by the auth callout from their keyledger token.
+  CLIENTS {{
+    imports: [ {{ service: {{ account: KEYLEDGER, subject: "keyledger.cmd.>" }} }} ]
+  }}
+  # Auditors: direct gets of the audited streams, nothing else.
+  AUDIT {{
+    users: [ {{ user: {auditor_user}, password: {auditor_password}, permissions: {{
+      publish: {{ allow: [{audit_publish}] }}
+      subscribe: {{ allow: ["_INBOX.>"] }}
+    }} }} ]
+    imports: [
+{imports}
+    ]
+  }}
+  # The auth callout service.
+  AUTH {{
+    users: [ {{ user: {callout_user}, password: {callout_password}, permissions: {{
+      publish: {{ deny: [">"] }}
+      subscribe: {{ allow: ["$SYS.REQ.USER.AUTH"] }}
+      allow_responses: true
+    }} }} ]
+  }}
+}}
+authorization {{
+  auth_callout {{
+    issuer: {issuer}
+    auth_users: [ {service_user}, {auditor_user}, {callout_user} ]
+    account: AUTH
+  }}
+}}
+"#,
+            service_user = SERVICE_USER,
+            service_password = quoted(&self.service_password),
+            auditor_user = AUDITOR_USER,
+            auditor_password = quoted(&self.auditor_password),
+            callout_user = CALLOUT_USER,
+            callout_password = quoted(&self.callout_password),
+            issuer = quoted(&self.callout_issuer),
+            exports = exports.join("\n"),
+            imports = imports.join("\n"),
+            audit_publish = audit_publish.join(", "),
+        )
     }
-    let quoted: Vec<String> = subjects.iter().map(|s| quoted(s)).collect();
-    format!("[{}]", quoted.join(", "))
 }
 
 impl ManagedNats {
@@ -188,12 +301,12 @@ impl ManagedNats {
         for entry in fs::read_dir(&ports_dir).map_err(io(&ports_dir))?.flatten() {
             let _ = fs::remove_file(entry.path());
         }
-        let password = service_password(&config.data_dir)?;
-        let auditor_password = auditor_password(&config.data_dir)?;
-        let client_password = {
-            let mut b = [0u8; 16];
-            keyfile::random_bytes(&mut b);
-            hex::encode(b)
+        let accounts = Accounts {
+            service_password: service_password(&config.data_dir)?,
+            auditor_password: auditor_password(&config.data_dir)?,
+            callout_password: callout_password(&config.data_dir)?,
+            callout_issuer: config.callout_issuer.clone(),
+            audited_streams: config.audited_streams.clone(),
         };
         let log = dir.join("nats-server.log");
         let conf_path = dir.join("nats.conf");
@@ -211,30 +324,11 @@ jetstream {{
   store_dir: {store}
   sync_interval: always
 }}
-authorization {{
-  users: [
-    {{ user: {service_user}, password: {password}, permissions: {{ publish: ">", subscribe: ">" }} }}
-    {{ user: client, password: {client_password}, permissions: {{
-        publish: {{ allow: ["keyledger.cmd.>"] }}
-        subscribe: {{ allow: ["_INBOX.>"] }}
-    }} }}
-    {{ user: {auditor_user}, password: {auditor_password}, permissions: {{
-        publish: {{ allow: {auditor_allow} }}
-        subscribe: {{ allow: ["_INBOX.>"] }}
-    }} }}
-  ]
-}}
-no_auth_user: client
-"#,
+{accounts}"#,
             ports = quoted(&ports_dir.to_string_lossy()),
             log = quoted(&log.to_string_lossy()),
             store = quoted(&dir.join("jetstream").to_string_lossy()),
-            service_user = SERVICE_USER,
-            password = quoted(&password),
-            client_password = quoted(&client_password),
-            auditor_user = AUDITOR_USER,
-            auditor_password = quoted(&auditor_password),
-            auditor_allow = auditor_publish_allow(&config.audited_streams),
+            accounts = accounts.config(),
         );
         write_private(&conf_path, &conf)?;
 
@@ -260,8 +354,9 @@ no_auth_user: client
             child,
             requested_port: config.port,
             port: 0,
-            password,
-            auditor_password,
+            password: accounts.service_password,
+            auditor_password: accounts.auditor_password,
+            callout_password: accounts.callout_password,
             log,
         };
         server.port = server.wait_for_port(&ports_dir).await?;
@@ -341,7 +436,16 @@ no_auth_user: client
         )
     }
 
-    /// The URL other NATS clients use: no credentials, commands only.
+    /// The URL the auth callout connects with (carries its credentials).
+    pub fn callout_url(&self) -> String {
+        format!(
+            "nats://{CALLOUT_USER}:{}@127.0.0.1:{}",
+            self.callout_password, self.port
+        )
+    }
+
+    /// The URL other NATS clients use: no credentials in it; they connect with their
+    /// keyledger token (see [`crate::nats_auth`]).
     pub fn client_url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

@@ -1,6 +1,13 @@
 //! The command service: request/reply on `keyledger.cmd.>` in a queue group, so any
 //! number of replicas share the load. Each request is verified (bearer token), handled
 //! and answered with the reply shape of [`crate::protocol`].
+//!
+//! The service answers with keyledger's own NATS identity, which may write the log.
+//! So it answers only on a subject that can be a reply — an inbox (`_INBOX.`,
+//! `_INBOX_<…>.`) or a cross-account response subject (`_R_.`) — never on whatever a
+//! request names: a reply subject that is an event, key-store or JetStream subject
+//! would make keyledger write there itself. Such a request is refused unanswered and
+//! logged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +92,15 @@ impl CommandService {
             tracing::warn!(subject = %message.subject, "a command without a reply subject was ignored; use request/reply");
             return;
         };
+        if !is_reply_subject(&reply_to) {
+            tracing::warn!(
+                subject = %message.subject,
+                reply = ?reply_to.as_str(),
+                "refused a command whose reply subject is not an inbox (_INBOX.…, \
+                 _INBOX_<name>.… or _R_.…): keyledger never answers onto other subjects"
+            );
+            return;
+        }
         let name = message
             .subject
             .strip_prefix(COMMAND_PREFIX)
@@ -130,5 +146,47 @@ impl CommandService {
         self.handler
             .handle(name, &principal, &message.payload)
             .await
+    }
+}
+
+/// Whether `subject` can be a reply: an inbox or a cross-account response subject, and
+/// nothing a stream, the key store or the JetStream API listens on.
+pub fn is_reply_subject(subject: &str) -> bool {
+    let Some((first, rest)) = subject.split_once('.') else {
+        return false;
+    };
+    let inbox = first == "_INBOX" || first.strip_prefix("_INBOX_").is_some_and(|n| !n.is_empty());
+    (inbox || first == "_R_")
+        && !rest.is_empty()
+        && rest
+            .split('.')
+            .all(|token| !token.is_empty() && token != "*" && token != ">")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reply_subject;
+
+    #[test]
+    fn only_inboxes_and_response_subjects_are_replies() {
+        for ok in ["_INBOX.abc.1", "_INBOX_3f2a.abc.def", "_R_.x1.y2", "_INBOX.a"] {
+            assert!(is_reply_subject(ok), "{ok}");
+        }
+        for bad in [
+            "keyledger.events.p1.secret.1",
+            "$KV.KEYLEDGER_KEYS.ca.local",
+            "$JS.API.STREAM.DELETE.KEYLEDGER",
+            "keyledger.checkpoints.KEYLEDGER",
+            "_INBOX",
+            "_INBOX.",
+            "_INBOX_.x",
+            "_INBOX.*",
+            "_INBOX.>",
+            "_R_",
+            "_INBOXES.x",
+            "$SYS.REQ.USER.AUTH",
+        ] {
+            assert!(!is_reply_subject(bad), "{bad}");
+        }
     }
 }

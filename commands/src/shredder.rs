@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::{self, Context};
-use domain::commit::{AggregateRef, Commit};
+use domain::commit::{AggregateRef, Commit, CommitKey};
 use domain::ids::{KeyId, SecretId};
 use domain::secret::SecretEvent;
 use futures::StreamExt;
@@ -40,11 +40,13 @@ pub async fn destroy_keys(
 #[error("key shredder: {0}")]
 pub struct ShredderError(String);
 
-/// Runs until `shutdown` is cancelled.
+/// Runs until `shutdown` is cancelled. Only commits keyledger wrote (checked with
+/// `commit_key`) destroy keys: a forged deletion destroys nothing.
 pub async fn run(
     js: Context,
     stream: &str,
     keys: KeyStore,
+    commit_key: CommitKey,
     shutdown: CancellationToken,
 ) -> Result<(), ShredderError> {
     let err = |e: &dyn std::fmt::Display| ShredderError(e.to_string());
@@ -79,8 +81,9 @@ pub async fn run(
             }
             Some(Ok(m)) => m,
         };
-        let outcome = match Commit::<SecretEvent>::from_slice(&message.payload) {
-            // Nothing to shred in a commit this build cannot read; the projector reports it.
+        let outcome = match Commit::<SecretEvent>::open(&message.payload, &commit_key) {
+            // Nothing to shred in a foreign message or a commit this build cannot read;
+            // the projector and the auditor report them.
             Err(_) => Ok(()),
             Ok(commit) => shred(&keys, &commit).await,
         };

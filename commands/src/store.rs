@@ -4,8 +4,13 @@
 //!   is one publish, with no reliance on batch publish.
 //! - **Optimistic concurrency**: every append sets `Nats-Expected-Last-Subject-Sequence`
 //!   to the sequence of the aggregate's last commit (0: the aggregate must not exist).
-//! - **Idempotency**: `Nats-Msg-Id` is the command id, so JetStream itself drops a
-//!   retried publish inside the duplicate window.
+//! - **Idempotency**: `Nats-Msg-Id` is the project and the command id, so JetStream
+//!   itself drops a retried publish inside the duplicate window, and one project's
+//!   command ids never collide with another's.
+//! - **Authenticity**: every commit is sealed with the commit key. Loading ignores (and
+//!   logs) any message on the subject that keyledger did not write, or that repeats an
+//!   earlier commit ([`domain::chain`]), so a foreign message never stops the aggregate
+//!   from changing: the next append still expects the subject's true last sequence.
 //! - **Loading** reads only the aggregate's subject, through the stream's per-subject
 //!   index; nothing here ever reads the whole stream.
 
@@ -16,8 +21,9 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
-use domain::commit::{Commit, Digest, EventCodec};
-use domain::ids::CommandId;
+use domain::chain::{Head, Judged, judge};
+use domain::commit::{Commit, CommitKey, Digest, EventCodec};
+use domain::ids::{CommandId, ProjectId};
 use serde::{Deserialize, Serialize};
 
 use crate::log::{LogSettings, SetupError, ensure_event_stream};
@@ -36,7 +42,8 @@ pub struct Accepted {
 pub struct Loaded<S> {
     /// The folded state.
     pub state: S,
-    /// Stream sequence of the last commit; 0 if there is none.
+    /// Stream sequence of the subject's last message (the last commit, or a foreign
+    /// message after it): what the next append expects. 0 if there is none.
     pub last_seq: u64,
     /// Number of commits (0 if none).
     pub version: u64,
@@ -61,6 +68,20 @@ impl<S> Loaded<S> {
     /// Where `command` landed, if this aggregate already applied it.
     pub fn applied(&self, command: &CommandId) -> Option<Accepted> {
         self.applied.get(command).copied()
+    }
+
+    /// The aggregate's last commit, which the next one must follow.
+    pub fn head(&self) -> Option<Head> {
+        self.last_hash.map(|hash| Head {
+            version: self.version,
+            hash,
+        })
+    }
+
+    /// Notes a foreign message at `seq`: it changes nothing but the sequence the next
+    /// append expects.
+    pub fn skip(&mut self, seq: u64) {
+        self.last_seq = seq;
     }
 
     /// Folds a commit stored at `seq` into the state.
@@ -119,18 +140,35 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 pub struct EventStore {
     js: Context,
     stream: Stream,
+    key: CommitKey,
     messages_read: AtomicU64,
+}
+
+/// The `Nats-Msg-Id` of a command: JetStream's duplicate window spans the stream, so
+/// the id is scoped by project, and one tenant never learns of another's command ids.
+fn message_id(project: &ProjectId, command: &CommandId) -> String {
+    format!("{project}/{command}")
 }
 
 impl EventStore {
     /// Opens the store, creating the stream with keyledger's settings if needed.
-    pub async fn open(js: Context, settings: &LogSettings) -> Result<Self, SetupError> {
+    pub async fn open(
+        js: Context,
+        settings: &LogSettings,
+        key: CommitKey,
+    ) -> Result<Self, SetupError> {
         let stream = ensure_event_stream(&js, settings).await?;
         Ok(Self {
             js,
             stream,
+            key,
             messages_read: AtomicU64::new(0),
         })
+    }
+
+    /// The key commits are sealed and checked with.
+    pub fn key(&self) -> &CommitKey {
+        &self.key
     }
 
     /// How many stream messages loads have read so far (for tests and metrics: it grows
@@ -139,14 +177,14 @@ impl EventStore {
         self.messages_read.load(Ordering::Relaxed)
     }
 
-    /// Folds every commit on `subject`, checking hashes and chain links on the way.
+    /// Folds every commit on `subject`, checking hashes, authenticators and chain links
+    /// on the way; foreign messages are logged and skipped.
     pub async fn load<E: EventCodec, S: Default>(
         &self,
         subject: &str,
         evolve: impl Fn(S, &E) -> S + Copy,
     ) -> Result<Loaded<S>, StoreError> {
         let mut loaded = Loaded::<S>::default();
-        let mut previous: Option<Commit<E>> = None;
         let mut next = 1;
         loop {
             let message = match self
@@ -160,21 +198,20 @@ impl EventStore {
             };
             self.messages_read.fetch_add(1, Ordering::Relaxed);
             let seq = message.sequence;
-            let commit = parse_commit::<E>(seq, &message.payload)?;
-            if commit.body.aggregate.subject() != subject {
-                return Err(StoreError::Corrupt {
-                    seq,
-                    reason: format!(
-                        "commit for {} stored on {subject}",
-                        commit.body.aggregate.subject()
-                    ),
-                });
+            match judge::<E>(
+                subject,
+                &message.payload,
+                Some(&self.key),
+                loaded.head().as_ref(),
+            )
+            .map_err(|reason| StoreError::Corrupt { seq, reason })?
+            {
+                Judged::Next(commit) => loaded.apply(&commit, seq, evolve),
+                Judged::Foreign(reason) => {
+                    report_foreign(seq, subject, &reason);
+                    loaded.skip(seq);
+                }
             }
-            commit
-                .check_link(previous.as_ref())
-                .map_err(|reason| StoreError::Corrupt { seq, reason })?;
-            loaded.apply(&commit, seq, evolve);
-            previous = Some(commit);
             next = seq + 1;
         }
         Ok(loaded)
@@ -189,7 +226,10 @@ impl EventStore {
         let subject = commit.body.aggregate.subject();
         let message = PublishMessage::build()
             .payload(commit.to_bytes().into())
-            .message_id(commit.body.id.as_str())
+            .message_id(message_id(
+                &commit.body.aggregate.project,
+                &commit.body.id,
+            ))
             .expected_last_subject_sequence(expected_last_seq);
         // A publish whose ack is lost is retried once: JetStream deduplicates it by
         // command id (Duplicate), or reports the commit as the subject's last
@@ -213,37 +253,65 @@ impl EventStore {
         }
     }
 
-    /// The commit stored at `seq`.
-    pub async fn commit_at<E: EventCodec>(&self, seq: u64) -> Result<Commit<E>, StoreError> {
+    /// The commit stored at `seq`, if keyledger wrote it.
+    pub async fn commit_at<E: EventCodec>(
+        &self,
+        seq: u64,
+    ) -> Result<Option<Commit<E>>, StoreError> {
         let message = self
             .stream
             .get_raw_message(seq)
             .await
             .map_err(unavailable)?;
         self.messages_read.fetch_add(1, Ordering::Relaxed);
-        parse_commit(seq, &message.payload)
+        self.authentic(seq, &message.subject, &message.payload)
     }
 
-    /// The last commit on `subject` and its sequence, if any.
+    /// The last message on `subject`, with its sequence and the commit it holds if
+    /// keyledger wrote it.
     pub async fn last_commit<E: EventCodec>(
         &self,
         subject: &str,
-    ) -> Result<Option<(u64, Commit<E>)>, StoreError> {
+    ) -> Result<Option<(u64, Option<Commit<E>>)>, StoreError> {
         match self.stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => {
                 self.messages_read.fetch_add(1, Ordering::Relaxed);
                 let seq = message.sequence;
-                Ok(Some((seq, parse_commit(seq, &message.payload)?)))
+                Ok(Some((seq, self.authentic(seq, subject, &message.payload)?)))
             }
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
+
+    /// The commit in `bytes` if keyledger wrote it (`None`, logged, if not).
+    fn authentic<E: EventCodec>(
+        &self,
+        seq: u64,
+        subject: &str,
+        bytes: &[u8],
+    ) -> Result<Option<Commit<E>>, StoreError> {
+        match Commit::open(bytes, &self.key) {
+            Ok(commit) => Ok(Some(commit)),
+            Err(e) if e.is_foreign() => {
+                report_foreign(seq, subject, &e.to_string());
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::Corrupt {
+                seq,
+                reason: e.to_string(),
+            }),
+        }
+    }
 }
 
-fn parse_commit<E: EventCodec>(seq: u64, bytes: &[u8]) -> Result<Commit<E>, StoreError> {
-    Commit::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+/// Logs a foreign message on an event subject: never applied, always reported.
+pub fn report_foreign(seq: u64, subject: &str, reason: &str) {
+    tracing::error!(
         seq,
-        reason: e.to_string(),
-    })
+        subject = ?subject,
+        reason,
+        "ignoring a message on an event subject that keyledger did not write; run \
+         `keyledger audit verify` and check who may publish to the event stream"
+    );
 }

@@ -7,6 +7,11 @@
 //! the stream's sequence numbers run without gaps (nothing removed); a commit sits on
 //! its aggregate's own subject. The first violation is reported with its sequence.
 //!
+//! Messages keyledger did not write (see [`crate::chain`]) are not violations of the
+//! chain: every reader ignores them. The verifier names each one. With the commit key
+//! it checks every authenticator itself; an auditor without it relies on the signed
+//! checkpoints, which name the foreign messages they cover.
+//!
 //! It also hashes the commits into the log's Merkle tree and compares the root with
 //! every signed checkpoint it is given, at that checkpoint's size. The chain alone
 //! cannot show a log rewritten with every later hash recomputed, or commits removed
@@ -16,8 +21,9 @@ use std::collections::{HashMap, VecDeque};
 
 use serde_json::Value;
 
-use crate::checkpoint::SignedCheckpoint;
-use crate::commit::{Commit, CommitError, Digest, EventCodec};
+use crate::chain::{Head, Judged, judge};
+use crate::checkpoint::{Foreign, SignedCheckpoint};
+use crate::commit::{Commit, CommitError, CommitKey, EventCodec};
 use crate::merkle::{MerkleHash, MerkleLog};
 
 /// An event as stored, of any aggregate kind: its JSON, `type` and `v` included.
@@ -130,12 +136,23 @@ pub struct Violation {
     pub reason: String,
 }
 
+/// A message on the event stream that keyledger did not write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignMessage {
+    /// Its stream sequence.
+    pub seq: u64,
+    /// Its subject.
+    pub subject: String,
+    /// Why it is foreign.
+    pub reason: String,
+}
+
 /// Walks a log in stream order and checks every commit.
 #[derive(Debug)]
 pub struct LogVerifier {
     last_seq: u64,
-    /// Each aggregate's last commit: version and hash.
-    heads: HashMap<String, (u64, Digest)>,
+    /// Each aggregate's last commit.
+    heads: HashMap<String, Head>,
     commits: u64,
     tree: MerkleLog,
     /// Checkpoints not reached yet, smallest first.
@@ -143,6 +160,11 @@ pub struct LogVerifier {
     /// The largest checkpoint the log matched, and how many did.
     matched: Option<SignedCheckpoint>,
     matched_count: usize,
+    /// Checks authenticators, when the auditor holds the commit key.
+    key: Option<CommitKey>,
+    /// The messages the checkpoints name as foreign.
+    listed: Foreign,
+    foreign: Vec<ForeignMessage>,
 }
 
 impl Default for LogVerifier {
@@ -154,13 +176,17 @@ impl Default for LogVerifier {
 impl LogVerifier {
     /// A verifier for a log starting at sequence 1.
     pub fn new() -> Self {
-        Self::with_checkpoints(Vec::new())
+        Self::with_checkpoints(Vec::new(), None)
     }
 
     /// A verifier that also checks the log against `checkpoints` (whose signatures
-    /// the caller has checked).
-    pub fn with_checkpoints(mut checkpoints: Vec<SignedCheckpoint>) -> Self {
+    /// the caller has checked) and, with `key`, every commit's authenticator.
+    pub fn with_checkpoints(mut checkpoints: Vec<SignedCheckpoint>, key: Option<CommitKey>) -> Self {
         checkpoints.sort_by_key(|c| c.size);
+        let mut listed = Foreign::default();
+        for c in &checkpoints {
+            listed.extend(&c.foreign);
+        }
         Self {
             last_seq: 0,
             heads: HashMap::new(),
@@ -169,12 +195,25 @@ impl LogVerifier {
             ahead: checkpoints.into(),
             matched: None,
             matched_count: 0,
+            key,
+            listed,
+            foreign: Vec::new(),
         }
     }
 
-    /// How many commits have been checked.
+    /// How many commits have been checked (foreign messages excluded).
     pub fn commits(&self) -> u64 {
         self.commits
+    }
+
+    /// How many messages have been read, foreign ones included.
+    pub fn messages(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The foreign messages found so far, in order.
+    pub fn foreign(&self) -> &[ForeignMessage] {
+        &self.foreign
     }
 
     /// The Merkle root of the commits checked so far.
@@ -255,32 +294,25 @@ impl LogVerifier {
             });
         }
         self.last_seq = seq;
-        let commit = Commit::<RawEvent>::from_slice(bytes).map_err(|e| fail(e.to_string()))?;
-        let own = commit.body.aggregate.subject();
-        if own != subject {
-            return Err(fail(format!(
-                "the commit of {own} is stored on {subject}: it was moved"
-            )));
-        }
-        let (want_version, want_prev) = match self.heads.get(&own) {
-            None => (1, None),
-            Some((version, hash)) => (version + 1, Some(*hash)),
-        };
-        if commit.body.version != want_version || commit.prev != want_prev {
-            return Err(fail(format!(
-                "commit version {} of {own} links to {}, but the aggregate's previous commit \
-                 is version {} ({}): a commit before it was removed, reordered or altered",
-                commit.body.version,
-                commit
-                    .prev
-                    .map_or_else(|| "nothing".to_owned(), |h| h.to_string()),
-                want_version - 1,
-                want_prev.map_or_else(|| "none".to_owned(), |h| h.to_string()),
-            )));
-        }
-        self.heads.insert(own, (commit.body.version, commit.hash));
-        self.commits += 1;
+        // Every message is a leaf of the tree the checkpoints sign, foreign or not.
         self.tree.append(bytes);
+        let verdict = if self.listed.contains(seq) {
+            Judged::Foreign("named as foreign by a signed checkpoint".to_owned())
+        } else {
+            judge::<RawEvent>(subject, bytes, self.key.as_ref(), self.heads.get(subject))
+                .map_err(fail)?
+        };
+        match verdict {
+            Judged::Next(commit) => {
+                self.heads.insert(subject.to_owned(), Head::from(&commit));
+                self.commits += 1;
+            }
+            Judged::Foreign(reason) => self.foreign.push(ForeignMessage {
+                seq,
+                subject: subject.to_owned(),
+                reason,
+            }),
+        }
         self.check_checkpoints()
     }
 }
@@ -288,7 +320,7 @@ impl LogVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commit::{AggregateRef, NewCommit};
+    use crate::commit::{AggregateRef, Digest, NewCommit};
     use crate::ids::{CommandId, ProjectId};
     use crate::principal::Actor;
     use crate::subject::AggregateKind;
@@ -303,6 +335,7 @@ mod tests {
     /// link computed as the service would: a rewrite that hides itself from the chain.
     fn log_with(command: impl Fn(u64) -> &'static str) -> Vec<(u64, String, Vec<u8>)> {
         let mut out = Vec::new();
+        let key = CommitKey::new([1; 32]);
         let mut prev: HashMap<&str, (u64, Digest)> = HashMap::new();
         for (seq, id) in [(1, "a"), (2, "b"), (3, "a"), (4, "a"), (5, "b")] {
             let aggregate = AggregateRef {
@@ -320,7 +353,7 @@ mod tests {
                 at: Timestamp::from_unix_millis(1_800_000_000_000).unwrap(),
                 events: vec![RawEvent(serde_json::json!({"type": "x", "v": 1}))],
             }
-            .seal(last);
+            .seal(last, &key);
             prev.insert(id, (version, commit.hash));
             out.push((seq, aggregate.subject(), commit.to_bytes()));
         }
@@ -335,7 +368,7 @@ mod tests {
         log: &[(u64, String, Vec<u8>)],
         checkpoints: Vec<SignedCheckpoint>,
     ) -> Result<u64, Violation> {
-        let mut v = LogVerifier::with_checkpoints(checkpoints);
+        let mut v = LogVerifier::with_checkpoints(checkpoints, Some(CommitKey::new([1; 32])));
         for (seq, subject, bytes) in log {
             v.check(*seq, subject, bytes)?;
         }
@@ -355,7 +388,8 @@ mod tests {
                 log[..size as usize]
                     .iter()
                     .for_each(|(_, _, b)| tree.append(b));
-                keys.open(&signer.sign(size, tree.root(), at)).unwrap()
+                keys.open(&signer.sign(size, tree.root(), at, &Foreign::default()))
+                    .unwrap()
             })
             .collect()
     }
@@ -405,6 +439,15 @@ mod tests {
         assert_eq!(verify(&log()), Ok(5));
     }
 
+    /// The foreign messages a verification of `log` finds, and its result.
+    fn foreign_in(log: &[(u64, String, Vec<u8>)]) -> (Vec<ForeignMessage>, Result<(), Violation>) {
+        let mut v = LogVerifier::with_checkpoints(Vec::new(), Some(CommitKey::new([1; 32])));
+        let result = log
+            .iter()
+            .try_for_each(|(seq, subject, bytes)| v.check(*seq, subject, bytes));
+        (v.foreign().to_vec(), result)
+    }
+
     #[test]
     fn a_changed_byte_is_named_by_its_sequence() {
         let mut log = log();
@@ -412,9 +455,65 @@ mod tests {
             .unwrap()
             .replace("c3", "c9");
         log[2].2 = text.into_bytes();
-        let v = verify(&log).unwrap_err();
-        assert_eq!(v.seq, 3);
-        assert!(v.reason.contains("hash mismatch"), "{}", v.reason);
+        let (foreign, result) = foreign_in(&log);
+        assert_eq!(foreign.len(), 1);
+        assert_eq!(foreign[0].seq, 3);
+        assert!(foreign[0].reason.contains("hash mismatch"), "{foreign:?}");
+        // And the aggregate's next commit no longer links to anything it has.
+        let v = result.unwrap_err();
+        assert_eq!(v.seq, 4);
+        assert!(v.reason.contains("missing"), "{}", v.reason);
+    }
+
+    #[test]
+    fn forged_and_replayed_messages_are_named_and_skipped() {
+        let mut log = log();
+        // Junk, a commit under another key, and a copy of commit 1, appended.
+        log.push((6, log[0].1.clone(), b"{\"error\":\"x\"}".to_vec()));
+        let other = CommitKey::new([2; 32]);
+        let forged = NewCommit {
+            id: CommandId::parse("forged").unwrap(),
+            aggregate: AggregateRef {
+                kind: AggregateKind::Secret,
+                project: ProjectId::parse("p1").unwrap(),
+                id: "a".to_owned(),
+            },
+            version: 4,
+            command: "secret.acl.set".into(),
+            actor: Actor::scheduler(),
+            at: Timestamp::from_unix_millis(1_800_000_000_000).unwrap(),
+            events: vec![RawEvent(serde_json::json!({"type": "x", "v": 1}))],
+        }
+        .seal(None, &other);
+        log.push((7, log[0].1.clone(), forged.to_bytes()));
+        log.push((8, log[0].1.clone(), log[0].2.clone()));
+        let (foreign, result) = foreign_in(&log);
+        assert_eq!(result, Ok(()));
+        let named: Vec<u64> = foreign.iter().map(|f| f.seq).collect();
+        assert_eq!(named, [6, 7, 8]);
+        assert!(foreign[1].reason.contains("not the commit key's"), "{foreign:?}");
+        assert!(foreign[2].reason.contains("replayed"), "{foreign:?}");
+        // Without the key, the forged commit is caught by its link, and a checkpoint
+        // that names it tells the auditor it is foreign.
+        let mut v = LogVerifier::with_checkpoints(Vec::new(), None);
+        let result = log
+            .iter()
+            .try_for_each(|(seq, subject, bytes)| v.check(*seq, subject, bytes));
+        assert_eq!(result.unwrap_err().seq, 7);
+        let signer = crate::checkpoint::CheckpointSigner::new("test", &[7; 32]).unwrap();
+        let keys = crate::checkpoint::CheckpointVerifier::new(&[signer.public_key()]).unwrap();
+        let mut tree = MerkleLog::compact();
+        log.iter().for_each(|(_, _, b)| tree.append(b));
+        let listed = Foreign::parse("6-7").unwrap();
+        let at = Timestamp::from_unix_millis(1_800_000_000_000).unwrap();
+        let checkpoint = keys.open(&signer.sign(8, tree.root(), at, &listed)).unwrap();
+        let mut v = LogVerifier::with_checkpoints(vec![checkpoint], None);
+        for (seq, subject, bytes) in &log {
+            v.check(*seq, subject, bytes).unwrap();
+        }
+        v.finish().unwrap();
+        let named: Vec<u64> = v.foreign().iter().map(|f| f.seq).collect();
+        assert_eq!(named, [6, 7, 8]);
     }
 
     #[test]
@@ -443,6 +542,6 @@ mod tests {
         log[3].0 = 4;
         let v = verify(&log).unwrap_err();
         assert_eq!(v.seq, 3);
-        assert!(v.reason.contains("links to"), "{}", v.reason);
+        assert!(v.reason.contains("missing"), "{}", v.reason);
     }
 }

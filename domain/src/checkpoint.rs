@@ -1,7 +1,9 @@
 //! Signed checkpoints of the log and inclusion proofs against them.
 //!
-//! A checkpoint is a [C2SP tlog-checkpoint] (origin, size, base64 RFC 6962 root, and an
-//! extension line `time <RFC 3339>`) in a [C2SP signed note] signed with Ed25519:
+//! A checkpoint is a [C2SP tlog-checkpoint] (origin, size, base64 RFC 6962 root, an
+//! extension line `time <RFC 3339>`, and, when there were any, an extension line
+//! `foreign <ranges>` naming the messages since the previous checkpoint that keyledger
+//! did not write, e.g. `foreign 17,40-42`) in a [C2SP signed note] signed with Ed25519:
 //! the format of Go's checksum database and of Sigstore's logs, so tools outside
 //! keyledger read and check it. The public key an auditor holds is a note verifier
 //! key, `<name>+<key id>+<base64 key>`.
@@ -96,19 +98,18 @@ impl CheckpointSigner {
         signed_note::new_ed25519_verifier_key(&self.name, &self.key.verifying_key())
     }
 
-    /// The signed checkpoint of a log of `size` commits with Merkle root `root`, made
-    /// at `at`.
-    pub fn sign(&self, size: u64, root: MerkleHash, at: Timestamp) -> String {
-        // The origin is a valid key name and the extension one non-empty line, so the
+    /// The signed checkpoint of a log of `size` messages with Merkle root `root`, made
+    /// at `at`, naming the `foreign` messages among those it adds.
+    pub fn sign(&self, size: u64, root: MerkleHash, at: Timestamp, foreign: &Foreign) -> String {
+        let mut extension = format!("time {}\n", at.to_rfc3339());
+        if !foreign.is_empty() {
+            extension.push_str(&format!("foreign {foreign}\n"));
+        }
+        // The origin is a valid key name and the extension non-empty lines, so the
         // tree head is well formed; its text is printable ASCII ending in a newline,
         // so the note is too; and the signer's name was checked in `new`.
-        let head = TreeHead::new(
-            &self.name,
-            size,
-            root,
-            &format!("time {}\n", at.to_rfc3339()),
-        )
-        .expect("origin and extension are well formed");
+        let head = TreeHead::new(&self.name, size, root, &extension)
+            .expect("origin and extension are well formed");
         let mut note = Note::new(&head.to_bytes(), &[]).expect("a tree head is a valid note text");
         note.add_sigs(&[self])
             .expect("the signer's name was checked when it was made");
@@ -127,8 +128,102 @@ pub struct SignedCheckpoint {
     pub root: MerkleHash,
     /// When it was made, if it says.
     pub at: Option<Timestamp>,
+    /// The messages it names as foreign (not written by keyledger).
+    pub foreign: Foreign,
     /// The note as signed.
     pub note: String,
+}
+
+/// Stream sequences of foreign messages (on the event stream, but not written by
+/// keyledger), as ascending, disjoint ranges. Written `17,40-42`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Foreign(Vec<(u64, u64)>);
+
+impl Foreign {
+    /// Adds `seq`, which must come after every sequence already held.
+    pub fn push(&mut self, seq: u64) {
+        match self.0.last_mut() {
+            Some((_, end)) if *end + 1 == seq => *end = seq,
+            Some((_, end)) if *end >= seq => {}
+            _ => self.0.push((seq, seq)),
+        }
+    }
+
+    /// Adds every range of `other`.
+    pub fn extend(&mut self, other: &Foreign) {
+        self.0.extend_from_slice(&other.0);
+        self.0.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.0.len());
+        for &(start, end) in &self.0 {
+            match merged.last_mut() {
+                Some((_, last)) if start <= last.saturating_add(1) => *last = (*last).max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        self.0 = merged;
+    }
+
+    /// The sequences named after `seq`.
+    pub fn after(&self, seq: u64) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter(|&&(_, end)| end > seq)
+                .map(|&(start, end)| (start.max(seq + 1), end))
+                .collect(),
+        )
+    }
+
+    /// Whether `seq` is named.
+    pub fn contains(&self, seq: u64) -> bool {
+        let i = self.0.partition_point(|&(_, end)| end < seq);
+        self.0.get(i).is_some_and(|&(start, _)| start <= seq)
+    }
+
+    /// Whether no sequence is named.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every sequence named, ascending.
+    pub fn sequences(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().flat_map(|&(start, end)| start..=end)
+    }
+
+    /// Parses `17,40-42`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut out = Self::default();
+        for part in text.split(',') {
+            let (start, end) = match part.split_once('-') {
+                Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+                None => {
+                    let n = part.parse().ok()?;
+                    (n, n)
+                }
+            };
+            if start > end || out.0.last().is_some_and(|&(_, last)| start <= last) {
+                return None;
+            }
+            out.0.push((start, end));
+        }
+        Some(out)
+    }
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (start, end)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if start == end {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl SignedCheckpoint {
@@ -199,11 +294,22 @@ impl CheckpointVerifier {
             .lines()
             .find_map(|l| l.strip_prefix("time "))
             .and_then(|t| Timestamp::parse_iso8601("time", t).ok());
+        let foreign = match head
+            .extension()
+            .lines()
+            .find_map(|l| l.strip_prefix("foreign "))
+        {
+            None => Foreign::default(),
+            Some(list) => Foreign::parse(list).ok_or_else(|| {
+                CheckpointError::Malformed(format!("the foreign line {list:?} does not parse"))
+            })?,
+        };
         Ok(SignedCheckpoint {
             origin: head.origin().to_owned(),
             size: head.size(),
             root: *head.hash(),
             at,
+            foreign,
             note: note.to_owned(),
         })
     }
@@ -296,7 +402,7 @@ mod tests {
         let mut tree = MerkleLog::compact();
         tree.append(b"one");
         tree.append(b"two");
-        let note = signer(1).sign(2, tree.root(), at());
+        let note = signer(1).sign(2, tree.root(), at(), &Foreign::default());
         let lines: Vec<&str> = note.lines().collect();
         assert_eq!(&lines[..2], ["keyledger/test", "2"]);
         assert_eq!(lines[3], "time 2026-11-22T10:00:00Z");
@@ -328,7 +434,7 @@ mod tests {
         let mut tree = MerkleLog::full();
         let commits: Vec<Vec<u8>> = (0..7).map(|i| format!("commit {i}").into_bytes()).collect();
         commits.iter().for_each(|c| tree.append(c));
-        let note = signer(1).sign(7, tree.root(), at());
+        let note = signer(1).sign(7, tree.root(), at(), &Foreign::default());
         let proof = InclusionProof::new(4, &commits[3], &tree.prove(3).unwrap(), &note);
         let keys = CheckpointVerifier::new(&[signer(1).public_key()]).unwrap();
         let (checkpoint, commit) = proof.check(&keys).unwrap();
@@ -342,6 +448,29 @@ mod tests {
         assert!(altered.check(&keys).is_err());
         let other = CheckpointVerifier::new(&[signer(3).public_key()]).unwrap();
         assert!(proof.check(&other).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_names_its_foreign_messages_in_ranges() {
+        let mut foreign = Foreign::default();
+        for seq in [3, 4, 5, 9] {
+            foreign.push(seq);
+        }
+        assert_eq!(foreign.to_string(), "3-5,9");
+        assert_eq!(Foreign::parse("3-5,9"), Some(foreign.clone()));
+        assert!(foreign.contains(4) && foreign.contains(9) && !foreign.contains(6));
+        let mut tree = MerkleLog::compact();
+        (0..9).for_each(|i| tree.append(&[i]));
+        let note = signer(1).sign(9, tree.root(), at(), &foreign);
+        assert!(note.contains("\nforeign 3-5,9\n"), "{note}");
+        let keys = CheckpointVerifier::new(&[signer(1).public_key()]).unwrap();
+        assert_eq!(keys.open(&note).unwrap().foreign, foreign);
+        for bad in ["", "5-3", "4,3", "x", "1-"] {
+            assert_eq!(Foreign::parse(bad), None, "{bad:?}");
+        }
+        let mut all = Foreign::parse("1-2,8").unwrap();
+        all.extend(&foreign);
+        assert_eq!(all.to_string(), "1-5,8-9");
     }
 
     #[test]

@@ -1,19 +1,27 @@
 //! The commit: one JetStream message per accepted command, holding all the events
-//! that command produced, in order, plus the links of a per-aggregate hash chain.
+//! that command produced, in order, plus the links of a per-aggregate hash chain and
+//! an authenticator that proves keyledger wrote it.
 //!
-//! Wire form (JSON; `hash` is SHA-256 over the [canonical](crate::canonical) encoding
-//! of every other member, hex-encoded):
+//! Wire form, format 2 (JSON; `hash` is SHA-256 over the [canonical](crate::canonical)
+//! encoding of every member but `hash` and `mac`, hex-encoded; `mac` is HMAC-SHA256 of
+//! that hash under the commit key, a key held outside NATS):
 //!
 //! ```json
-//! {"id": "<command id>", "aggregate": {"kind": "secret", "project": "p1", "id": "<uuid>"},
+//! {"v": 2, "id": "<command id>", "aggregate": {"kind": "secret", "project": "p1", "id": "<uuid>"},
 //!  "version": 2, "command": "secret.payload.put",
 //!  "actor": {"user": "alice", "project": "p1", "roles": ["admin"]},
 //!  "at": "2026-11-22T10:00:00.123456Z", "events": [{"type": "…", "v": 1, …}],
-//!  "prev": "<hash of version 1>", "hash": "<hash of this commit>"}
+//!  "prev": "<hash of version 1>", "hash": "<hash of this commit>", "mac": "<HMAC of hash>"}
 //! ```
+//!
+//! Format 1 (no `v`, no `mac`) is what keyledger wrote before commits were
+//! authenticated. It still parses ([`Commit::parse_unverified`]), for auditors and for
+//! `keyledger log migrate`, but no reader of the live log accepts it
+//! ([`Commit::open`] refuses it and says how to migrate).
 
 use std::fmt;
 
+use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -65,6 +73,54 @@ impl<'de> Deserialize<'de> for Digest {
         let s = String::deserialize(d)?;
         Self::from_hex(&s)
             .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a SHA-256 hex digest")))
+    }
+}
+
+/// The commit format this build writes.
+pub const FORMAT: u64 = 2;
+
+/// Domain separation for commit authenticators.
+const MAC_CONTEXT: &[u8] = b"keyledger/commit-mac/v2\0";
+
+/// The key that authenticates commits: 32 secret bytes held outside NATS (like the
+/// KEK), by every keyledger component that writes or reads the log. A message on an
+/// event subject without a valid authenticator was not written by keyledger, and
+/// every reader ignores it.
+#[derive(Clone, zeroize::ZeroizeOnDrop)]
+pub struct CommitKey([u8; 32]);
+
+impl CommitKey {
+    /// The key made of these bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    fn hmac(&self) -> Hmac<Sha256> {
+        // HMAC takes keys of any length.
+        <Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"))
+    }
+
+    /// The authenticator of the commit whose hash is `hash`.
+    pub fn mac(&self, hash: &Digest) -> Digest {
+        let mut mac = self.hmac();
+        mac.update(MAC_CONTEXT);
+        mac.update(&hash.0);
+        Digest(mac.finalize().into_bytes().into())
+    }
+
+    /// Whether `mac` authenticates the commit whose hash is `hash` (in constant time).
+    pub fn verifies(&self, hash: &Digest, mac: &Digest) -> bool {
+        let mut check = self.hmac();
+        check.update(MAC_CONTEXT);
+        check.update(&hash.0);
+        check.verify_slice(&mac.0).is_ok()
+    }
+}
+
+impl std::fmt::Debug for CommitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitKey(..)")
     }
 }
 
@@ -161,6 +217,19 @@ pub enum CommitError {
     /// An event has an unknown type or version, or does not match its schema.
     #[error("bad event: {0}")]
     Event(String),
+    /// The authenticator is missing or wrong: keyledger did not write this message.
+    #[error("not written by keyledger: {0}")]
+    Unauthenticated(String),
+}
+
+impl CommitError {
+    /// Whether the message is foreign: not a commit keyledger wrote (unparseable, altered,
+    /// or without a valid authenticator). Readers skip foreign messages; an event this
+    /// build cannot read inside an authentic commit is not foreign, but a reason to
+    /// upgrade.
+    pub fn is_foreign(&self) -> bool {
+        !matches!(self, Self::Event(_))
+    }
 }
 
 /// What a command handler decided to write, before it is linked into the chain.
@@ -182,7 +251,7 @@ pub struct NewCommit<E> {
     pub events: Vec<E>,
 }
 
-/// A commit as stored: a [`NewCommit`] plus its chain links.
+/// A commit as stored: a [`NewCommit`] plus its chain links and authenticator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Commit<E> {
     /// The content.
@@ -191,11 +260,15 @@ pub struct Commit<E> {
     pub prev: Option<Digest>,
     /// The hash of this commit.
     pub hash: Digest,
+    /// The authenticator of `hash` under the commit key; `None` in format 1.
+    pub mac: Option<Digest>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCommit {
+    #[serde(default)]
+    v: Option<u64>,
     id: CommandId,
     aggregate: AggregateRef,
     version: u64,
@@ -205,36 +278,43 @@ struct RawCommit {
     events: Vec<Value>,
     prev: Option<Digest>,
     hash: Digest,
+    #[serde(default)]
+    mac: Option<Digest>,
 }
 
-/// The hash of a commit's JSON form with its `hash` member removed.
+/// The hash of a commit's JSON form with its `hash` and `mac` members removed.
 pub fn hash_of(mut value: Map<String, Value>) -> Digest {
     value.remove("hash");
+    value.remove("mac");
     Digest(Sha256::digest(canonical::to_vec(&Value::Object(value))).into())
 }
 
 impl<E: EventCodec> NewCommit<E> {
-    /// Links this commit after `prev` (the hash of the aggregate's last commit) and
-    /// computes its hash.
-    pub fn seal(self, prev: Option<Digest>) -> Commit<E> {
+    /// Links this commit after `prev` (the hash of the aggregate's last commit),
+    /// computes its hash and authenticates it with `key`.
+    pub fn seal(self, prev: Option<Digest>, key: &CommitKey) -> Commit<E> {
+        // A placeholder mac makes `to_json` write format 2 (`v`); the hash leaves the
+        // mac out.
         let mut commit = Commit {
             body: self,
             prev,
             hash: Digest([0; 32]),
+            mac: Some(Digest([0; 32])),
         };
         let Value::Object(map) = commit.to_json() else {
             unreachable!("to_json always builds an object")
         };
         commit.hash = hash_of(map);
+        commit.mac = Some(key.mac(&commit.hash));
         commit
     }
 }
 
 impl<E: EventCodec> Commit<E> {
-    /// The JSON form written to the log.
+    /// The JSON form written to the log (format 2; format 1 when there is no `mac`).
     pub fn to_json(&self) -> Value {
         let b = &self.body;
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "id": b.id,
             "aggregate": b.aggregate,
             "version": b.version,
@@ -244,7 +324,12 @@ impl<E: EventCodec> Commit<E> {
             "events": b.events.iter().map(EventCodec::encode).collect::<Vec<_>>(),
             "prev": self.prev,
             "hash": self.hash,
-        })
+        });
+        if let (Some(mac), Value::Object(map)) = (&self.mac, &mut json) {
+            map.insert("v".into(), Value::from(FORMAT));
+            map.insert("mac".into(), Value::from(mac.to_hex()));
+        }
+        json
     }
 
     /// The bytes of the JetStream message.
@@ -252,45 +337,44 @@ impl<E: EventCodec> Commit<E> {
         canonical::to_vec(&self.to_json())
     }
 
-    /// Parses a commit from the log, checking that its hash matches its content.
-    pub fn from_slice(bytes: &[u8]) -> Result<Self, CommitError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| CommitError::Malformed(e.to_string()))?;
-        let Value::Object(map) = value else {
-            return Err(CommitError::Malformed("not a JSON object".into()));
-        };
-        let computed = hash_of(map.clone());
-        let raw: RawCommit = serde_json::from_value(Value::Object(map))
-            .map_err(|e| CommitError::Malformed(e.to_string()))?;
-        if raw.hash != computed {
-            return Err(CommitError::HashMismatch {
-                stored: raw.hash,
-                computed,
-            });
+    /// Reads a commit from the live log: its hash must match its content and its
+    /// authenticator must be `key`'s. A message that fails either was not written by
+    /// keyledger ([`CommitError::is_foreign`]).
+    pub fn open(bytes: &[u8], key: &CommitKey) -> Result<Self, CommitError> {
+        let raw = RawCommit::parse(bytes)?;
+        match (raw.v, &raw.mac) {
+            (None, _) => {
+                return Err(CommitError::Unauthenticated(
+                    "it is a format 1 commit, written before commits were authenticated; \
+                     migrate the log with `keyledger log migrate`"
+                        .into(),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(CommitError::Unauthenticated(
+                    "it carries no authenticator (mac)".into(),
+                ));
+            }
+            (Some(_), Some(mac)) if !key.verifies(&raw.hash, mac) => {
+                return Err(CommitError::Unauthenticated(
+                    "its authenticator (mac) is not the commit key's".into(),
+                ));
+            }
+            _ => {}
         }
-        if raw.events.is_empty() {
-            return Err(CommitError::Malformed(
-                "a commit holds at least one event".into(),
-            ));
-        }
-        let events = raw
-            .events
-            .into_iter()
-            .map(E::decode)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            body: NewCommit {
-                id: raw.id,
-                aggregate: raw.aggregate,
-                version: raw.version,
-                command: raw.command,
-                actor: raw.actor,
-                at: raw.at,
-                events,
-            },
-            prev: raw.prev,
-            hash: raw.hash,
-        })
+        raw.into_commit()
+    }
+
+    /// Reads a commit checking only that its hash matches its content, not who wrote
+    /// it: for auditors, who check authenticity against signed checkpoints instead,
+    /// and for migrating a format 1 log.
+    pub fn parse_unverified(bytes: &[u8]) -> Result<Self, CommitError> {
+        RawCommit::parse(bytes)?.into_commit()
+    }
+
+    /// Whether this commit is in format 1 (written before commits were authenticated).
+    pub fn is_format_1(&self) -> bool {
+        self.mac.is_none()
     }
 
     /// Checks that this commit directly follows `previous` in its aggregate's chain
@@ -318,5 +402,67 @@ impl<E: EventCodec> Commit<E> {
             ));
         }
         Ok(())
+    }
+}
+
+impl RawCommit {
+    /// Parses the JSON and checks the hash and the format.
+    fn parse(bytes: &[u8]) -> Result<Self, CommitError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| CommitError::Malformed(e.to_string()))?;
+        let Value::Object(map) = value else {
+            return Err(CommitError::Malformed("not a JSON object".into()));
+        };
+        let computed = hash_of(map.clone());
+        let raw: RawCommit = serde_json::from_value(Value::Object(map))
+            .map_err(|e| CommitError::Malformed(e.to_string()))?;
+        if raw.hash != computed {
+            return Err(CommitError::HashMismatch {
+                stored: raw.hash,
+                computed,
+            });
+        }
+        match raw.v {
+            None if raw.mac.is_some() => {
+                return Err(CommitError::Malformed(
+                    "a format 1 commit cannot carry a mac".into(),
+                ));
+            }
+            Some(v) if v != FORMAT => {
+                return Err(CommitError::Malformed(format!(
+                    "commit format {v} cannot be read by this build (it reads formats 1 and \
+                     {FORMAT}); upgrade keyledger"
+                )));
+            }
+            _ => {}
+        }
+        if raw.events.is_empty() {
+            return Err(CommitError::Malformed(
+                "a commit holds at least one event".into(),
+            ));
+        }
+        Ok(raw)
+    }
+
+    fn into_commit<E: EventCodec>(self) -> Result<Commit<E>, CommitError> {
+        let events = self
+            .events
+            .into_iter()
+            .map(E::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Commit {
+            body: NewCommit {
+                id: self.id,
+                aggregate: self.aggregate,
+                version: self.version,
+                command: self.command,
+                actor: self.actor,
+                at: self.at,
+                events,
+            },
+            prev: self.prev,
+            hash: self.hash,
+            mac: self.mac,
+        })
     }
 }

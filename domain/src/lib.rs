@@ -20,6 +20,7 @@ mod macros;
 
 pub mod audit;
 pub mod canonical;
+pub mod chain;
 pub mod checkpoint;
 pub mod commit;
 pub mod container;

@@ -3,7 +3,7 @@
 //! `v` and an upcaster), never an edit of the files. Update them with
 //! `UPDATE_EXPECT=1 cargo test -p domain --test log_format` only for a new version.
 
-use domain::commit::{AggregateRef, Commit, CommitError, EventCodec, NewCommit};
+use domain::commit::{AggregateRef, Commit, CommitError, CommitKey, EventCodec, NewCommit};
 use domain::ids::{CommandId, KeyId, ProjectId, Role, SecretId, ServiceName, UserId, VersionId};
 use domain::principal::{Actor, Principal};
 use domain::secret::acl::{Acl, Conditions, HourWindow, Weekday};
@@ -289,68 +289,123 @@ fn commit(version: u64, events: Vec<SecretEvent>) -> NewCommit<SecretEvent> {
     }
 }
 
-#[test]
-fn commit_bytes_and_hash() {
-    let c = commit(1, vec![created(), payload_stored()]).seal(None);
-    expect_file!["golden/commit.json"]
-        .assert_eq(&format!("{}\n", String::from_utf8(c.to_bytes()).unwrap()));
-    let parsed = Commit::<SecretEvent>::from_slice(&c.to_bytes()).unwrap();
-    assert_eq!(parsed, c);
+/// The key golden commits are authenticated with.
+fn key() -> CommitKey {
+    CommitKey::new([0x42; 32])
 }
 
-/// A commit written by an earlier build (v1 events) still verifies and reads: its hash
-/// covers the bytes as stored, and upcasting happens after the check.
 #[test]
-fn an_old_commit_still_verifies() {
-    let bytes = std::fs::read(golden_path("commit.v1.json")).unwrap();
-    let c = Commit::<SecretEvent>::from_slice(bytes.trim_ascii_end()).unwrap();
-    assert_eq!(c.body.events.len(), 2);
+fn commit_bytes_hash_and_authenticator() {
+    let c = commit(1, vec![created(), payload_stored()]).seal(None, &key());
+    expect_file!["golden/commit.v2.json"]
+        .assert_eq(&format!("{}\n", String::from_utf8(c.to_bytes()).unwrap()));
+    assert_eq!(Commit::<SecretEvent>::open(&c.to_bytes(), &key()).unwrap(), c);
+}
+
+/// A commit written before commits were authenticated (format 1) still parses and
+/// verifies its hash, for auditors and `keyledger log migrate`; no live reader
+/// accepts it, and the refusal says how to migrate.
+#[test]
+fn a_format_1_commit_parses_but_is_not_accepted_as_authentic() {
+    for file in ["commit.format1.json", "commit.v1.json"] {
+        let bytes = std::fs::read(golden_path(file)).unwrap();
+        let bytes = bytes.trim_ascii_end();
+        let c = Commit::<SecretEvent>::parse_unverified(bytes).unwrap();
+        assert_eq!(c.body.events.len(), 2);
+        assert!(c.is_format_1());
+        let err = Commit::<SecretEvent>::open(bytes, &key()).unwrap_err();
+        assert!(err.is_foreign());
+        assert!(
+            err.to_string().contains("keyledger log migrate"),
+            "{file}: {err}"
+        );
+    }
+}
+
+#[test]
+fn another_key_or_a_missing_authenticator_is_refused() {
+    let c = commit(1, vec![created()]).seal(None, &key());
+    let err = Commit::<SecretEvent>::open(&c.to_bytes(), &CommitKey::new([1; 32])).unwrap_err();
+    assert!(matches!(err, CommitError::Unauthenticated(_)), "{err}");
+    let mut json = c.to_json();
+    json.as_object_mut().unwrap().remove("mac");
+    let err = Commit::<SecretEvent>::open(json.to_string().as_bytes(), &key()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "not written by keyledger: it carries no authenticator (mac)"
+    );
+    // The authenticator covers the hash, which covers the content.
+    let tampered = String::from_utf8(c.to_bytes())
+        .unwrap()
+        .replace("alice", "mallory");
+    let err = Commit::<SecretEvent>::open(tampered.as_bytes(), &key()).unwrap_err();
+    assert!(matches!(err, CommitError::HashMismatch { .. }), "{err}");
 }
 
 #[test]
 fn a_system_commit_names_the_task() {
     let mut c = commit(2, vec![deleted()]);
     c.actor = Actor::scheduler();
-    let c = c.seal(None);
+    let c = c.seal(None, &key());
     let json = c.to_json();
     assert_eq!(json["actor"], serde_json::json!({"system": "scheduler"}));
-    assert_eq!(Commit::<SecretEvent>::from_slice(&c.to_bytes()).unwrap(), c);
+    assert_eq!(Commit::<SecretEvent>::open(&c.to_bytes(), &key()).unwrap(), c);
 }
 
 #[test]
 fn a_changed_byte_breaks_the_hash() {
-    let c = commit(1, vec![created()]).seal(None);
+    let c = commit(1, vec![created()]).seal(None, &key());
     let tampered = String::from_utf8(c.to_bytes())
         .unwrap()
         .replace("alice", "mallory");
-    let err = Commit::<SecretEvent>::from_slice(tampered.as_bytes()).unwrap_err();
+    let err = Commit::<SecretEvent>::parse_unverified(tampered.as_bytes()).unwrap_err();
     assert!(matches!(err, CommitError::HashMismatch { .. }), "{err}");
 }
 
 #[test]
 fn the_hash_ignores_member_order_and_whitespace() {
-    let c = commit(1, vec![created()]).seal(None);
+    let c = commit(1, vec![created()]).seal(None, &key());
     let pretty = serde_json::to_string_pretty(&c.to_json()).unwrap();
     assert_eq!(
-        Commit::<SecretEvent>::from_slice(pretty.as_bytes()).unwrap(),
+        Commit::<SecretEvent>::open(pretty.as_bytes(), &key()).unwrap(),
         c
     );
 }
 
 #[test]
+fn an_unknown_commit_format_is_named() {
+    let c = commit(1, vec![created()]).seal(None, &key());
+    let mut json = c.to_json();
+    json["v"] = 3.into();
+    let mut map = json.as_object().unwrap().clone();
+    map.insert(
+        "hash".into(),
+        domain::commit::hash_of(map.clone()).to_hex().into(),
+    );
+    let err = Commit::<SecretEvent>::parse_unverified(
+        serde_json::Value::Object(map).to_string().as_bytes(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("commit format 3 cannot be read"),
+        "{err}"
+    );
+}
+
+#[test]
 fn chain_links_are_checked() {
-    let first = commit(1, vec![created()]).seal(None);
-    let second = commit(2, vec![metadatum_set()]).seal(Some(first.hash));
+    let first = commit(1, vec![created()]).seal(None, &key());
+    let second = commit(2, vec![metadatum_set()]).seal(Some(first.hash), &key());
     assert_eq!(first.check_link(None), Ok(()));
     assert_eq!(second.check_link(Some(&first)), Ok(()));
-    let orphan = commit(2, vec![metadatum_set()]).seal(None);
+    let orphan = commit(2, vec![metadatum_set()]).seal(None, &key());
     assert!(
         orphan
             .check_link(Some(&first))
             .unwrap_err()
             .contains("links to None")
     );
-    let gap = commit(3, vec![metadatum_set()]).seal(Some(first.hash));
+    let gap = commit(3, vec![metadatum_set()]).seal(Some(first.hash), &key());
     assert!(
         gap.check_link(Some(&first))
             .unwrap_err()

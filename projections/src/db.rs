@@ -72,6 +72,11 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0005_secret_consumers.sql"),
         ),
         migration(6, "orders", include_str!("../migrations/0006_orders.sql")),
+        migration(
+            7,
+            "commit_heads",
+            include_str!("../migrations/0007_commit_heads.sql"),
+        ),
     ])
 }
 

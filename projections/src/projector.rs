@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self, Context};
+use domain::commit::CommitKey;
 use futures::StreamExt;
 use sqlx::SqlitePool;
 use tokio::sync::watch;
@@ -97,16 +98,19 @@ pub struct Projector {
     pool: SqlitePool,
     js: Context,
     config: ProjectorConfig,
+    key: CommitKey,
     applied: watch::Sender<u64>,
 }
 
 impl Projector {
-    /// A projector resuming from the read model's checkpoint. The receiver follows the
-    /// sequence applied, for read-your-writes waits in the same process.
+    /// A projector resuming from the read model's checkpoint, applying only commits
+    /// authenticated by `key`. The receiver follows the sequence applied, for
+    /// read-your-writes waits in the same process.
     pub async fn new(
         pool: SqlitePool,
         js: Context,
         config: ProjectorConfig,
+        key: CommitKey,
     ) -> Result<(Self, watch::Receiver<u64>), ProjectorError> {
         let seq = checkpoint(&mut *pool.acquire().await?).await?;
         let (applied, rx) = watch::channel(seq);
@@ -115,6 +119,7 @@ impl Projector {
                 pool,
                 js,
                 config,
+                key,
                 applied,
             },
             rx,
@@ -186,7 +191,7 @@ impl Projector {
                 if seq <= applied {
                     continue;
                 }
-                apply(&mut tx, seq, &message.payload).await?;
+                apply(&mut tx, seq, &message.subject, &message.payload, &self.key).await?;
                 last = Some(seq);
             }
             if let Some(seq) = last {
@@ -210,6 +215,7 @@ pub async fn rebuild(
     pool: &SqlitePool,
     js: &Context,
     config: &ProjectorConfig,
+    key: CommitKey,
 ) -> Result<u64, ProjectorError> {
     let mut tx = pool.begin().await?;
     for table in [
@@ -225,6 +231,7 @@ pub async fn rebuild(
         "DELETE FROM containers",
         "DELETE FROM orders",
         "DELETE FROM skipped_commits",
+        "DELETE FROM commit_heads",
         "DELETE FROM checkpoints",
     ] {
         sqlx::query(table).execute(&mut *tx).await?;
@@ -232,7 +239,7 @@ pub async fn rebuild(
     tx.commit().await?;
     let mut stream = js.get_stream(&config.stream).await.map_err(stream_err)?;
     let target = stream.info().await.map_err(stream_err)?.state.last_sequence;
-    let (projector, _) = Projector::new(pool.clone(), js.clone(), config.clone()).await?;
+    let (projector, _) = Projector::new(pool.clone(), js.clone(), config.clone(), key).await?;
     projector.catch_up(target).await?;
     Ok(target)
 }

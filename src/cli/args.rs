@@ -25,7 +25,32 @@ pub struct KeyArgs {
     #[arg(long, env = "KEYLEDGER_TOKEN_KEY_FILE")]
     pub token_key_file: Option<PathBuf>,
     #[command(flatten)]
+    pub commit_key: CommitKeyArgs,
+    #[command(flatten)]
     pub identity: IdentityArgs,
+}
+
+/// The commit key: every component that writes or reads the log needs the same one.
+#[derive(Debug, Clone, Args)]
+pub struct CommitKeyArgs {
+    /// Commit key file (32 bytes, hex, mode 0600): authenticates every commit, so
+    /// readers ignore messages keyledger did not write. Every component needs the same
+    /// file; keep it off the NATS hosts. Default: <data-dir>/commit.key.
+    #[arg(long, env = "KEYLEDGER_COMMIT_KEY_FILE")]
+    pub commit_key_file: Option<PathBuf>,
+}
+
+impl CommitKeyArgs {
+    /// The existing key (readers never make one: theirs must be the writer's).
+    pub fn load(&self, data: &DataDirArgs) -> anyhow::Result<domain::commit::CommitKey> {
+        keyledger::stack::commit_key(&data.data_dir, self.commit_key_file.as_deref(), false)
+    }
+
+    /// The key of a tool that writes the log, created on first use.
+    pub fn load_or_create(&self, data: &DataDirArgs) -> anyhow::Result<domain::commit::CommitKey> {
+        std::fs::create_dir_all(&data.data_dir)?;
+        keyledger::stack::commit_key(&data.data_dir, self.commit_key_file.as_deref(), true)
+    }
 }
 
 /// Which tokens are accepted: an identity provider's, development tokens, or both.
@@ -73,13 +98,22 @@ impl IdentityArgs {
 }
 
 impl KeyArgs {
-    /// Loads (or creates) the keys.
-    pub fn load(&self, data: &DataDirArgs) -> anyhow::Result<keyledger::stack::Keys> {
+    /// Loads (or creates) the keys; the commit key is created only by the log's
+    /// `writer`.
+    pub fn load(
+        &self,
+        data: &DataDirArgs,
+        writer: bool,
+    ) -> anyhow::Result<keyledger::stack::Keys> {
         std::fs::create_dir_all(&data.data_dir)?;
         keyledger::stack::Keys::load_or_create(
             &data.data_dir,
-            self.kek_file.as_deref(),
-            self.token_key_file.as_deref(),
+            &keyledger::stack::KeyFiles {
+                kek: self.kek_file.clone(),
+                token: self.token_key_file.clone(),
+                commit: self.commit_key.commit_key_file.clone(),
+                create_commit_key: writer,
+            },
             &self.identity.settings(),
         )
     }

@@ -4,12 +4,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Subcommand};
 use domain::audit::{HistoryFilter, RawEvent};
-use domain::commit::Commit;
 use domain::timestamp::Timestamp;
 use serde_json::json;
 
@@ -32,6 +31,8 @@ pub enum AuditCommand {
     Log {
         #[command(flatten)]
         source: Source,
+        #[command(flatten)]
+        trust: super::trust::TrustArgs,
         /// Only this project.
         #[arg(long)]
         project: Option<String>,
@@ -91,6 +92,8 @@ pub enum AuditCommand {
     State {
         #[command(flatten)]
         source: Source,
+        #[command(flatten)]
+        trust: super::trust::TrustArgs,
         /// An RFC 3339 time, or a stream sequence.
         #[arg(long)]
         at: String,
@@ -113,6 +116,10 @@ pub enum AuditCommand {
     ReplayBench {
         #[command(flatten)]
         source: Source,
+        #[command(flatten)]
+        data: super::DataDirArgs,
+        #[command(flatten)]
+        commit_key: super::CommitKeyArgs,
         /// Events to append.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
@@ -128,7 +135,8 @@ pub enum AuditCommand {
     },
     /// Check every commit's hash, every aggregate's chain and the sequence's continuity,
     /// and the log against every signed checkpoint (with --public-key); name the first
-    /// bad sequence. Exits non-zero on failure.
+    /// bad sequence and every message keyledger did not write. Exits non-zero on
+    /// failure, or when foreign messages are found that --accept-foreign does not list.
     Verify {
         /// NATS URL of the event stream.
         #[arg(long, env = "KEYLEDGER_NATS_URL", required_unless_present = "file")]
@@ -144,6 +152,14 @@ pub enum AuditCommand {
         /// must still match; repeatable.
         #[arg(long = "checkpoint", value_name = "FILE")]
         checkpoints: Vec<PathBuf>,
+        /// The commit key file (keyledger's commit.key), to check every commit's
+        /// authenticator; without it, foreign messages are known from the checkpoints.
+        #[arg(long, env = "KEYLEDGER_COMMIT_KEY_FILE")]
+        commit_key_file: Option<PathBuf>,
+        /// Foreign messages already investigated, e.g. 17,40-42: found, they are
+        /// reported but do not fail the verification.
+        #[arg(long, value_name = "SEQUENCES")]
+        accept_foreign: Option<String>,
     },
     /// Print the latest signed checkpoint, to keep: a later `verify --checkpoint FILE`
     /// shows the log still holds what it held then.
@@ -151,6 +167,8 @@ pub enum AuditCommand {
         /// NATS URL (an account that may read the checkpoint stream).
         #[arg(long, env = "KEYLEDGER_NATS_URL")]
         nats_url: String,
+        #[command(flatten)]
+        log: LogArgs,
         #[command(flatten)]
         keys: super::proof::PublicKeys,
     },
@@ -192,6 +210,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
     match command {
         AuditCommand::Log {
             source,
+            trust,
             project,
             id,
             actor,
@@ -216,6 +235,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 id.as_deref().unwrap_or("*")
             );
             let js = connect(&source.nats_url).await?;
+            let mut trust = super::trust::Trust::load(&trust, &js, &source.log.stream).await?;
             let mut out = std::io::stdout().lock();
             if !json {
                 writeln!(
@@ -225,22 +245,20 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 )?;
             }
             let mut failed = None;
-            commands::audit::read_log(
-                &js,
-                &source.log.stream,
-                Some(subject),
-                from_seq.unwrap_or(1),
-                |m| {
-                    if to_seq.is_some_and(|t| m.seq > t) {
+            // Every chain is followed from its start, so the filter's range applies to
+            // what is printed, not to what is read.
+            commands::audit::read_log(&js, &source.log.stream, Some(subject), 1, |m| {
+                if to_seq.is_some_and(|t| m.seq > t) {
+                    return false;
+                }
+                let commit = match trust.next::<RawEvent>(m.seq, &m.subject, &m.payload) {
+                    Ok(Some(c)) => c,
+                    Ok(None) => return true,
+                    Err(e) => {
+                        failed = Some(format!("sequence {}: {e}", m.seq));
                         return false;
                     }
-                    let commit = match Commit::<RawEvent>::from_slice(&m.payload) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            failed = Some(format!("sequence {}: {e}", m.seq));
-                            return false;
-                        }
-                    };
+                };
                     for entry in filter.entries(m.seq, &commit) {
                         let line = if json {
                             entry.to_string()
@@ -255,13 +273,12 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                                 entry["event"]["type"].as_str().unwrap_or_default(),
                             )
                         };
-                        if writeln!(out, "{line}").is_err() {
-                            return false;
-                        }
+                    if writeln!(out, "{line}").is_err() {
+                        return false;
                     }
-                    true
-                },
-            )
+                }
+                true
+            })
             .await?;
             if let Some(why) = failed {
                 bail!(
@@ -324,6 +341,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
         }
         AuditCommand::State {
             source,
+            trust,
             at,
             project,
             id,
@@ -340,6 +358,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 id.as_deref().unwrap_or("*")
             );
             let js = connect(&source.nats_url).await?;
+            let mut trust = super::trust::Trust::load(&trust, &js, &source.log.stream).await?;
             let mut replay = super::replay::Replay::default();
             let progress = super::progress::Progress::new("replayed");
             let mut failed = None;
@@ -347,7 +366,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 if until_seq.is_some_and(|s| m.seq > s) {
                     return false;
                 }
-                match replay.apply(&m.payload, until_time) {
+                match replay.apply(m.seq, &m.subject, &m.payload, until_time, &mut trust) {
                     Ok(true) => {}
                     Ok(false) => return false,
                     Err(e) => {
@@ -379,16 +398,24 @@ pub async fn run(command: AuditCommand) -> Result<()> {
         }
         AuditCommand::ReplayBench {
             source,
+            data,
+            commit_key,
             events,
             aggregates,
         } => {
-            super::replay_bench::run(&source.nats_url, &source.log.stream, events, aggregates)
-                .await?;
+            super::replay_bench::run(
+                &source.nats_url,
+                &source.log.stream,
+                commit_key.load_or_create(&data)?,
+                events,
+                aggregates,
+            )
+            .await?;
         }
         AuditCommand::Export { source } => {
             let js = connect(&source.nats_url).await?;
             // Checkpoints first: the log read after them covers every one.
-            let checkpoints = commands::checkpoints::read_all(&js).await?;
+            let checkpoints = commands::checkpoints::read_all(&js, &source.log.stream).await?;
             let mut out = std::io::stdout().lock();
             for (_, note) in checkpoints {
                 writeln!(out, "{}", json!({ "checkpoint": note }))?;
@@ -406,6 +433,8 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             file,
             keys,
             checkpoints,
+            commit_key_file,
+            accept_foreign,
         } => {
             let origin = match (file, nats_url) {
                 (Some(path), _) => super::verify::Origin::File(path),
@@ -415,10 +444,27 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 },
                 (None, None) => bail!("give --nats-url or --file"),
             };
-            super::verify::run(origin, &keys, &checkpoints).await?;
+            let trust = super::verify::Trusted {
+                keys,
+                saved: checkpoints,
+                commit_key: commit_key_file
+                    .as_deref()
+                    .map(commands::keyfile::existing_commit_key)
+                    .transpose()?,
+                accepted: match accept_foreign {
+                    None => domain::checkpoint::Foreign::default(),
+                    Some(list) => domain::checkpoint::Foreign::parse(&list).with_context(|| {
+                        format!(
+                            "--accept-foreign {list:?}: give ascending sequences and ranges, \
+                             e.g. 17,40-42"
+                        )
+                    })?,
+                },
+            };
+            super::verify::run(origin, &trust).await?;
         }
-        AuditCommand::Checkpoint { nats_url, keys } => {
-            print!("{}", super::proof::latest(&nats_url, &keys).await?);
+        AuditCommand::Checkpoint { nats_url, log, keys } => {
+            print!("{}", super::proof::latest(&nats_url, &log.stream, &keys).await?);
         }
         AuditCommand::Prove {
             source,

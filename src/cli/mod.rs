@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod container;
 mod http;
+mod log_cmd;
 mod progress;
 mod projections_cmd;
 mod proof;
@@ -14,6 +15,7 @@ mod replay_bench;
 mod secret;
 mod serve;
 mod token;
+mod trust;
 mod up;
 mod verify;
 mod whoami;
@@ -67,23 +69,49 @@ enum Command {
     /// Maintain read models.
     #[command(subcommand)]
     Projections(projections_cmd::ProjectionsCommand),
+    /// Maintain the event log: migrate a log from an earlier commit format.
+    #[command(subcommand)]
+    Log(log_cmd::LogCommand),
     /// Measure a running keyledger: commands/s over NATS, payload reads/s over HTTP.
     Bench(bench::BenchArgs),
 }
 
-/// Sets up logging to stderr. Logs never carry payloads, keys or tokens.
+/// keyledger's own crates: their log lines never carry payloads, keys, tokens or
+/// command bodies, at any level.
+const OWN_TARGETS: &[&str] = &["keyledger", "commands", "projections", "api", "domain"];
+
+/// Whether a log line at `meta` may be written: keyledger's own at any level; a
+/// dependency's at info and above only, whatever RUST_LOG asks, because below that
+/// some print whole messages (async-nats traces every protocol frame, headers and
+/// payload included: a command's token and plaintext).
+fn printable(meta: &tracing::Metadata<'_>) -> bool {
+    let target = meta.target();
+    let own = OWN_TARGETS.iter().any(|c| {
+        target
+            .strip_prefix(c)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    });
+    own || *meta.level() <= tracing::Level::INFO
+}
+
+/// Sets up logging to stderr. Logs never carry payloads, keys or tokens: keyledger's
+/// own lines are written so, and dependencies are held to info and above.
 pub fn init_tracing(verbose: u8) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let default = match verbose {
         0 => "info,async_nats=warn,sqlx=warn",
-        1 => "debug,async_nats=info,sqlx=info,hyper=info",
+        1 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(printable));
+    tracing_subscriber::registry().with(layer).init();
 }
 
 /// Runs the parsed command.
@@ -98,6 +126,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Whoami { client } => whoami::run(client).await,
         Command::Projections(cmd) => projections_cmd::run(cmd).await,
+        Command::Log(cmd) => log_cmd::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
-use commands::server::{ManagedNats, ServerConfig};
 use projections::projector::{ProjectorConfig, lock, rebuild};
 
-use super::LogArgs;
+use super::{CommitKeyArgs, LogArgs};
 use super::serve::DatabaseArgs;
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +25,8 @@ pub enum ProjectionsCommand {
         #[arg(long)]
         nats_server_bin: Option<PathBuf>,
         #[command(flatten)]
+        commit_key: CommitKeyArgs,
+        #[command(flatten)]
         log: LogArgs,
         /// Most commits applied per transaction.
         #[arg(long, default_value_t = 512)]
@@ -38,26 +39,21 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
         db,
         nats_url,
         nats_server_bin,
+        commit_key,
         log,
         batch_size,
     } = command;
+    let commit_key = commit_key.load(&db.data)?;
     let url = db.url()?;
     let _lock = lock(projections::db::sqlite_path(&url).as_deref())?;
     let (managed, nats_url) = match nats_url {
         Some(url) => (None, url),
         None => {
-            let data_dir =
-                db.data.data_dir.canonicalize().with_context(|| {
-                    format!("the data directory {}", db.data.data_dir.display())
-                })?;
-            let lock = keyledger::stack::lock_data_dir(&data_dir)?;
-            let server = ManagedNats::start(&ServerConfig {
-                binary: commands::server::find_binary(nats_server_bin.as_deref())?,
-                data_dir,
-                port: None,
-                // A rebuild serves no auditor.
-                audited_streams: Vec::new(),
-            })
+            let (server, lock) = keyledger::stack::maintenance_nats(
+                &db.data.data_dir,
+                nats_server_bin.as_deref(),
+                &log.stream,
+            )
             .await?;
             let url = server.service_url();
             (Some((server, lock)), url)
@@ -72,7 +68,7 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
             stream: log.stream.clone(),
             batch_size,
         };
-        let seq = rebuild(&pool, &js, &config).await?;
+        let seq = rebuild(&pool, &js, &config, commit_key).await?;
         pool.close().await;
         anyhow::Ok(seq)
     }

@@ -70,8 +70,8 @@ pub fn saved_checkpoints(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
 }
 
 /// The latest checkpoint's note.
-async fn latest_note(js: &async_nats::jetstream::Context) -> Result<String> {
-    let Some(latest) = commands::checkpoints::latest(js).await? else {
+async fn latest_note(js: &async_nats::jetstream::Context, stream: &str) -> Result<String> {
+    let Some(latest) = commands::checkpoints::latest(js, stream).await? else {
         bail!(
             "no checkpoint yet: the command service signs one every --checkpoint-interval once \
              the log has commits"
@@ -81,8 +81,8 @@ async fn latest_note(js: &async_nats::jetstream::Context) -> Result<String> {
 }
 
 /// The latest checkpoint's note, checked with `keys` if given.
-pub async fn latest(url: &str, keys: &PublicKeys) -> Result<String> {
-    let note = latest_note(&super::audit::connect(url).await?).await?;
+pub async fn latest(url: &str, stream: &str, keys: &PublicKeys) -> Result<String> {
+    let note = latest_note(&super::audit::connect(url).await?, stream).await?;
     if let Some(keys) = keys.verifier()? {
         keys.open(&note).context("the latest checkpoint FAILS")?;
     }
@@ -102,7 +102,7 @@ pub async fn prove(
     let js = super::audit::connect(url).await?;
     let note = match saved {
         Some(path) => saved_checkpoints(&[path])?.remove(0).1,
-        None => latest_note(&js).await?,
+        None => latest_note(&js, stream).await?,
     };
     let checkpoint = verifier.open(&note).context("the checkpoint FAILS")?;
     if sequence == 0 || sequence > checkpoint.size {
@@ -161,7 +161,18 @@ pub fn check(file: &Path, keys: &PublicKeys) -> Result<()> {
     let proof: InclusionProof = serde_json::from_str(&text)
         .context("not an inclusion proof (the JSON keyledger audit prove prints)")?;
     let (checkpoint, bytes) = proof.check(&verifier).context("the proof FAILS")?;
-    let commit = Commit::<RawEvent>::from_slice(&bytes)
+    if checkpoint.foreign.contains(proof.sequence) {
+        bail!(
+            "the message at sequence {} is in the log of {} messages that {} signed {}, but \
+             that checkpoint names it as foreign: keyledger did not write it, and no reader \
+             applies it",
+            proof.sequence,
+            checkpoint.size,
+            checkpoint.origin,
+            checkpoint.when()
+        );
+    }
+    let commit = Commit::<RawEvent>::parse_unverified(&bytes)
         .context("the proven commit does not read as a keyledger commit")?;
     let b = &commit.body;
     let events: Vec<&str> = b.events.iter().map(RawEvent::type_name).collect();

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use domain::commit::{Commit, CommitError};
 use domain::container::{ContainerEvent, ContainerState};
 use domain::order::{OrderEvent, OrderState};
 use domain::secret::{SecretEvent, SecretState};
@@ -34,16 +33,30 @@ struct KindOf {
 }
 
 impl Replay {
-    /// Applies one commit, unless it is after `until`; `Ok(false)` once past it.
-    pub fn apply(&mut self, bytes: &[u8], until: Option<Timestamp>) -> Result<bool, CommitError> {
-        let kind: Kind =
-            serde_json::from_slice(bytes).map_err(|e| CommitError::Malformed(e.to_string()))?;
+    /// Applies the message at `seq` on `subject` if `trust` takes it for its
+    /// aggregate's next commit, unless it is after `until`; `Ok(false)` once past it.
+    /// Foreign messages are skipped.
+    pub fn apply(
+        &mut self,
+        seq: u64,
+        subject: &str,
+        bytes: &[u8],
+        until: Option<Timestamp>,
+        trust: &mut super::trust::Trust,
+    ) -> Result<bool, String> {
+        let Ok(kind) = serde_json::from_slice::<Kind>(bytes) else {
+            // Not even shaped like a commit: foreign, and said so by `trust`.
+            let _ = trust.next::<domain::audit::RawEvent>(seq, subject, bytes)?;
+            return Ok(true);
+        };
         if until.is_some_and(|t| kind.at > t) {
             return Ok(false);
         }
         match kind.aggregate.kind {
             AggregateKind::Secret => {
-                let c = Commit::<SecretEvent>::from_slice(bytes)?;
+                let Some(c) = trust.next::<SecretEvent>(seq, subject, bytes)? else {
+                    return Ok(true);
+                };
                 let key = (
                     c.body.aggregate.project.to_string(),
                     c.body.aggregate.id.clone(),
@@ -55,7 +68,9 @@ impl Replay {
                 );
             }
             AggregateKind::Container => {
-                let c = Commit::<ContainerEvent>::from_slice(bytes)?;
+                let Some(c) = trust.next::<ContainerEvent>(seq, subject, bytes)? else {
+                    return Ok(true);
+                };
                 let key = (
                     c.body.aggregate.project.to_string(),
                     c.body.aggregate.id.clone(),
@@ -67,7 +82,9 @@ impl Replay {
                 );
             }
             AggregateKind::Order => {
-                let c = Commit::<OrderEvent>::from_slice(bytes)?;
+                let Some(c) = trust.next::<OrderEvent>(seq, subject, bytes)? else {
+                    return Ok(true);
+                };
                 let key = (
                     c.body.aggregate.project.to_string(),
                     c.body.aggregate.id.clone(),

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use async_nats::jetstream::context::PublishAckFuture;
 use domain::audit::LogVerifier;
-use domain::commit::{AggregateRef, Digest, NewCommit};
+use domain::commit::{AggregateRef, CommitKey, Digest, NewCommit};
 use domain::ids::{CommandId, ProjectId, UserId};
 use domain::principal::Actor;
 use domain::secret::fields::{MetadataKey, MetadataValue};
@@ -20,8 +20,13 @@ use uuid::Uuid;
 
 use super::replay::Replay;
 
-/// Appends `events` synthetic events over `aggregates` secrets.
-async fn fill(js: &async_nats::jetstream::Context, events: u64, aggregates: u64) -> Result<()> {
+/// Appends `events` synthetic events over `aggregates` secrets, sealed with `key`.
+async fn fill(
+    js: &async_nats::jetstream::Context,
+    key: &CommitKey,
+    events: u64,
+    aggregates: u64,
+) -> Result<()> {
     let project = ProjectId::parse("replay-bench")?;
     let mut heads: Vec<(u64, Option<Digest>)> = vec![(0, None); aggregates as usize];
     let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::new();
@@ -57,7 +62,7 @@ async fn fill(js: &async_nats::jetstream::Context, events: u64, aggregates: u64)
             at,
             events: vec![event],
         }
-        .seal(prev);
+        .seal(prev, key);
         heads[a] = (version + 1, Some(commit.hash));
         in_flight.push_back(
             js.publish(aggregate.subject(), commit.to_bytes().into())
@@ -79,12 +84,18 @@ async fn fill(js: &async_nats::jetstream::Context, events: u64, aggregates: u64)
     Ok(())
 }
 
-/// Runs the benchmark.
-pub async fn run(nats_url: &str, stream: &str, events: u64, aggregates: u64) -> Result<()> {
+/// Runs the benchmark, with the log's commit key.
+pub async fn run(
+    nats_url: &str,
+    stream: &str,
+    key: CommitKey,
+    events: u64,
+    aggregates: u64,
+) -> Result<()> {
     let client = commands::nats::connect(nats_url, "keyledger-replay-bench").await?;
     let js = async_nats::jetstream::new(client);
     let started = Instant::now();
-    fill(&js, events, aggregates.max(1)).await?;
+    fill(&js, &key, events, aggregates.max(1)).await?;
     let fill_secs = started.elapsed().as_secs_f64();
     println!(
         "appended {events} events in {fill_secs:.1} s ({:.0}/s)",
@@ -92,7 +103,7 @@ pub async fn run(nats_url: &str, stream: &str, events: u64, aggregates: u64) -> 
     );
 
     let started = Instant::now();
-    let mut verifier = LogVerifier::new();
+    let mut verifier = LogVerifier::with_checkpoints(Vec::new(), Some(key.clone()));
     let mut violation = None;
     commands::audit::read_log(&js, stream, None, 1, |m| {
         match verifier.check(m.seq, &m.subject, &m.payload) {
@@ -116,9 +127,10 @@ pub async fn run(nats_url: &str, stream: &str, events: u64, aggregates: u64) -> 
 
     let started = Instant::now();
     let mut replay = Replay::default();
+    let mut trust = super::trust::Trust::with_key(key);
     let mut failed = None;
     commands::audit::read_log(&js, stream, None, 1, |m| {
-        match replay.apply(&m.payload, None) {
+        match replay.apply(m.seq, &m.subject, &m.payload, None, &mut trust) {
             Ok(_) => true,
             Err(e) => {
                 failed = Some(e.to_string());

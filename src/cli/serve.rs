@@ -9,7 +9,10 @@ use projections::projector::ProjectorConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::up::shutdown_signal;
-use super::{CheckpointArgs, DataDirArgs, KeyArgs, LifecycleArgs, LogArgs, OrderArgs, PayloadArgs};
+use super::{
+    CheckpointArgs, CommitKeyArgs, DataDirArgs, KeyArgs, LifecycleArgs, LogArgs, OrderArgs,
+    PayloadArgs,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
@@ -40,6 +43,8 @@ pub enum ServeCommand {
         nats: NatsUrlArgs,
         #[command(flatten)]
         db: DatabaseArgs,
+        #[command(flatten)]
+        commit_key: CommitKeyArgs,
         #[command(flatten)]
         log: LogArgs,
         /// Most commits applied per transaction.
@@ -112,7 +117,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             orders,
             checkpoints,
         } => {
-            let keys = keys.load(&db.data)?;
+            let keys = keys.load(&db.data, true)?;
             let settings = stack::CommandSettings {
                 handler: payload.handler(&lifecycle)?,
                 database_url: db.url()?,
@@ -133,6 +138,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
         ServeCommand::Projector {
             nats,
             db,
+            commit_key,
             log,
             batch_size,
         } => {
@@ -140,9 +146,14 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 stream: log.stream,
                 batch_size,
             };
-            let (_, task) =
-                stack::start_projector(&nats.nats_url, &db.url()?, config, shutdown.clone())
-                    .await?;
+            let (_, task) = stack::start_projector(
+                &nats.nats_url,
+                &db.url()?,
+                config,
+                commit_key.load(&db.data)?,
+                shutdown.clone(),
+            )
+            .await?;
             vec![task]
         }
         ServeCommand::Api {
@@ -154,7 +165,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             http_addr,
             public_url,
         } => {
-            let keys = keys.load(&db.data)?;
+            let keys = keys.load(&db.data, false)?;
             let settings = payload.api_settings(&log, http_addr, public_url);
             let (addr, task) = stack::start_api(
                 &nats.nats_url,

@@ -127,7 +127,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
         "keyledger is up.\n\
          \n  HTTP API     http://{http}  (Barbican v1: /v1/secrets)\
          \n  NATS         {nats_line}\
-         \n               commands: request/reply on keyledger.cmd.<name>, e.g. keyledger.cmd.secret.create\
+         \n               commands: request/reply on keyledger.cmd.<name>, e.g. keyledger.cmd.secret.create;\
+         \n               connect with your token as the NATS token, inbox prefix from `keyledger whoami`\
          \n  auditors     {auditor_line}\
          \n               checkpoints signed every {interval}; public key {public} in {public_file}\
          \n  data         {data}  (read model {db})\

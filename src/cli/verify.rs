@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use domain::audit::{LogVerifier, Violation};
-use domain::checkpoint::{CheckpointVerifier, SignedCheckpoint};
+use domain::checkpoint::{CheckpointVerifier, Foreign, SignedCheckpoint};
+use domain::commit::CommitKey;
 use serde_json::Value;
 
 use super::proof::{PublicKeys, saved_checkpoints};
@@ -24,14 +25,26 @@ pub enum Origin {
     File(PathBuf),
 }
 
-/// Verifies the log from `origin` against the checkpoints found with it and `saved`
-/// ones, whose signatures `keys` must check.
-pub async fn run(origin: Origin, keys: &PublicKeys, saved: &[PathBuf]) -> Result<()> {
-    let mut notes = saved_checkpoints(saved)?;
+/// What the log is checked against.
+pub struct Trusted {
+    /// The checkpoint public keys.
+    pub keys: PublicKeys,
+    /// Checkpoints the auditor kept.
+    pub saved: Vec<PathBuf>,
+    /// The commit key, to check every authenticator.
+    pub commit_key: Option<CommitKey>,
+    /// Foreign messages already investigated.
+    pub accepted: Foreign,
+}
+
+/// Verifies the log from `origin` against the checkpoints found with it and saved
+/// ones, whose signatures the public keys must check.
+pub async fn run(origin: Origin, trusted: &Trusted) -> Result<()> {
+    let mut notes = saved_checkpoints(&trusted.saved)?;
     match &origin {
         // Checkpoints are read before the log, so the log read covers them all.
-        Origin::Nats { js, .. } => {
-            let found = commands::checkpoints::read_all(js).await?;
+        Origin::Nats { js, stream } => {
+            let found = commands::checkpoints::read_all(js, stream).await?;
             notes.extend(
                 found.into_iter().map(|(seq, note)| {
                     (format!("{seq} of {}", commands::checkpoints::STREAM), note)
@@ -40,8 +53,8 @@ pub async fn run(origin: Origin, keys: &PublicKeys, saved: &[PathBuf]) -> Result
         }
         Origin::File(path) => notes.extend(export_checkpoints(path)?),
     }
-    let checkpoints = open_all(keys.verifier()?.as_ref(), notes)?;
-    let mut verifier = LogVerifier::with_checkpoints(checkpoints);
+    let checkpoints = open_all(trusted.keys.verifier()?.as_ref(), notes)?;
+    let mut verifier = LogVerifier::with_checkpoints(checkpoints, trusted.commit_key.clone());
     let mut violation = None;
     let progress = super::progress::Progress::new("verified");
     let mut check =
@@ -65,12 +78,37 @@ pub async fn run(origin: Origin, keys: &PublicKeys, saved: &[PathBuf]) -> Result
         Origin::File(path) => export_commits(path, check)?,
     };
     progress.done();
-    if let Some(v) = violation.or_else(|| verifier.finish().err()) {
-        fail(&v)?;
+    report_foreign(&verifier, &trusted.accepted);
+    let violation = violation.or_else(|| verifier.finish().err());
+    let first_foreign = verifier
+        .foreign()
+        .iter()
+        .find(|f| !trusted.accepted.contains(f.seq));
+    match (first_foreign, violation) {
+        // A foreign message comes first: it is what breaks a chain or a checkpoint after it.
+        (Some(f), v) => bail!(
+            "the log FAILS verification at sequence {}: a message keyledger did not write ({}){}. \
+             Every reader ignores such messages, but someone could publish to the event stream: \
+             check its NATS permissions; once investigated, --accept-foreign with their \
+             sequences lets verification pass them",
+            f.seq,
+            f.reason,
+            v.map(|v| format!("; and at sequence {}: {}", v.seq, v.reason))
+                .unwrap_or_default()
+        ),
+        (None, Some(v)) => fail(&v)?,
+        (None, None) => {}
     }
     println!(
-        "ok: {} commits verified, up to sequence {last}: every hash, every aggregate's chain, no gap",
-        verifier.commits()
+        "ok: {} commits verified, up to sequence {last}: every hash, every aggregate's chain, \
+         no gap{}",
+        verifier.commits(),
+        match (&trusted.commit_key, verifier.foreign().len()) {
+            (Some(_), 0) => ", every authenticator".to_owned(),
+            (Some(_), n) => format!(", every authenticator ({n} accepted foreign messages)"),
+            (None, 0) => String::new(),
+            (None, n) => format!(" ({n} accepted foreign messages)"),
+        }
     );
     match verifier.matched() {
         (0, _) => println!(
@@ -95,6 +133,21 @@ pub async fn run(origin: Origin, keys: &PublicKeys, saved: &[PathBuf]) -> Result
         (_, None) => {}
     }
     Ok(())
+}
+
+/// Prints every foreign message found.
+fn report_foreign(verifier: &LogVerifier, accepted: &Foreign) {
+    for f in verifier.foreign() {
+        let known = accepted.contains(f.seq);
+        println!(
+            "{} sequence {} on {:?}: not written by keyledger ({}){}",
+            if known { "accepted:" } else { "FOREIGN:" },
+            f.seq,
+            f.subject,
+            f.reason,
+            if known { ", accepted" } else { "" }
+        );
+    }
 }
 
 fn fail(v: &Violation) -> Result<()> {

@@ -178,7 +178,7 @@ impl TestStack {
         for seq in 1..=last {
             let message = stream.get_raw_message(seq).await.unwrap();
             if message.subject.ends_with(id) {
-                out.push(Commit::from_slice(&message.payload).unwrap());
+                out.push(Commit::open(&message.payload, &self.stack.keys.commit).unwrap());
             }
         }
         out
@@ -198,10 +198,16 @@ impl TestStack {
             .expect("the API answers")
     }
 
-    /// A NATS connection without credentials: the `client` account, which may only
-    /// send commands, as any outside NATS client.
+    /// A NATS connection as an outside client would make it: admitted by a token (of
+    /// user `nats-client` in project p1) to the `CLIENTS` account, which may only send
+    /// commands and receive its own replies. Commands still carry their own tokens.
     pub async fn client_nats(&self) -> async_nats::Client {
-        async_nats::connect(&self.stack.client_url)
+        self.client_nats_as(&self.token("nats-client", "p1")).await
+    }
+
+    /// A NATS connection admitted by `token`, with its principal's inbox prefix.
+    pub async fn client_nats_as(&self, token: &str) -> async_nats::Client {
+        commands::nats::connect_as_client(&self.stack.client_url, "test-client", token)
             .await
             .expect("connect as a client")
     }
@@ -256,7 +262,7 @@ impl TestStack {
             &format!("a checkpoint of {size} commits"),
             Duration::from_secs(10),
             || async {
-                let latest = commands::checkpoints::latest(&js).await.ok()??;
+                let latest = commands::checkpoints::latest(&js, "KEYLEDGER").await.ok()??;
                 let checkpoint = keys
                     .open(&latest.note)
                     .expect("signed with the stack's key");

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::envelope::{Envelope, WrappedKey};
-use crate::keystore::KeyStore;
+use crate::keystore::{KeyStore, KeyStoreError};
 
 /// What a CA is asked to certify.
 pub struct IssueRequest<'a> {
@@ -149,11 +149,11 @@ impl LocalCa {
             .await
             .map_err(|e| unavailable(&e))?
         {
-            let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| unavailable(&e))?;
+            let stored: Stored = serde_json::from_slice(&bytes).map_err(|_| tampered())?;
             let pem = self
                 .envelope
                 .open(&stored.key, &stored.wrapped, &project, secret)
-                .map_err(|e| unavailable(&e))?;
+                .map_err(|_| tampered())?;
             use secrecy::ExposeSecret;
             let pem = std::str::from_utf8(pem.expose_secret()).map_err(|e| unavailable(&e))?;
             let key = KeyPair::from_pem(pem).map_err(|e| unavailable(&e))?;
@@ -299,14 +299,22 @@ impl CertificateAuthority for LocalCa {
     }
 }
 
+/// The local CA's entry in the key store does not open: a refusal retrying cannot
+/// change.
+fn tampered() -> CaError {
+    tracing::error!("the local CA's key store entry does not open: tampered with");
+    CaError::Rejected {
+        status: 500,
+        reason: KeyStoreError::Tampered(format!("the local CA ({LOCAL_CA_ENTRY})")).to_string(),
+    }
+}
+
 /// The local CA's certificate, PEM, if it has been created.
-pub async fn local_ca_certificate(
-    keys: &KeyStore,
-) -> Result<Option<String>, crate::keystore::KeyStoreError> {
+pub async fn local_ca_certificate(keys: &KeyStore) -> Result<Option<String>, KeyStoreError> {
     let Some(bytes) = keys.get_blob(LOCAL_CA_ENTRY).await? else {
         return Ok(None);
     };
-    Ok(serde_json::from_slice::<Stored>(&bytes)
-        .ok()
-        .map(|s| s.certificate))
+    serde_json::from_slice::<Stored>(&bytes)
+        .map(|s| Some(s.certificate))
+        .map_err(|_| KeyStoreError::Tampered(format!("the local CA ({LOCAL_CA_ENTRY})")))
 }

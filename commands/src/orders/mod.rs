@@ -72,6 +72,12 @@ pub struct OrderHandler {
 
 impl OrderHandler {
     /// A handler over `store`.
+    /// The key commits are checked with.
+    pub fn commit_key(&self) -> &domain::commit::CommitKey {
+        self.executor.store().key()
+    }
+
+    /// A handler over `store`.
     pub fn new(store: Arc<EventStore>, clock: Clock, cache_capacity: u64) -> Self {
         Self {
             executor: Executor::new(store, clock, cache_capacity),

@@ -532,7 +532,9 @@ impl OrderWorker {
                 }
                 Some(Ok(m)) => m,
             };
-            let placed = Commit::<OrderEvent>::from_slice(&message.payload)
+            // Only a commit keyledger wrote starts work; a foreign message is reported
+            // by the projector and the auditor, and ignored here.
+            let placed = Commit::<OrderEvent>::open(&message.payload, self.orders.commit_key())
                 .ok()
                 .filter(|c| {
                     c.body

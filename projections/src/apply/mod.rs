@@ -1,11 +1,14 @@
 //! Folds one commit into the SQL rows of the read model: each aggregate kind has its
-//! own module, and a commit this build cannot read is recorded, never dropped.
+//! own module. Only the commit that follows its aggregate's last applied one is
+//! applied ([`domain::chain`]); a foreign message, a replayed copy of an old commit,
+//! or a commit this build cannot read is recorded in `skipped_commits`, never applied.
 
 mod container;
 mod order;
 mod secret;
 
-use domain::commit::Commit;
+use domain::chain::{Head, Judged, judge};
+use domain::commit::{Commit, CommitKey, Digest, EventCodec};
 use domain::container::ContainerEvent;
 use domain::order::OrderEvent;
 use domain::secret::SecretEvent;
@@ -100,26 +103,94 @@ struct KindOf {
     kind: AggregateKind,
 }
 
-/// Applies the commit stored at `seq`. A commit this build cannot read is recorded in
-/// `skipped_commits` (and logged) instead of stopping the projection.
-pub async fn apply(conn: &mut SqliteConnection, seq: u64, bytes: &[u8]) -> Result<(), sqlx::Error> {
+/// The last commit applied to the aggregate on `subject`.
+async fn head(conn: &mut SqliteConnection, subject: &str) -> Result<Option<Head>, sqlx::Error> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT version, hash FROM commit_heads WHERE subject = ?")
+            .bind(subject)
+            .fetch_optional(&mut *conn)
+            .await?;
+    row.map(|(version, hash)| {
+        let hash = Digest::from_hex(&hash).ok_or_else(|| {
+            sqlx::Error::Decode(format!("commit_heads holds a malformed hash for {subject}").into())
+        })?;
+        Ok(Head {
+            version: u64::try_from(version).unwrap_or(0),
+            hash,
+        })
+    })
+    .transpose()
+}
+
+/// Judges the message and, if it is its aggregate's next commit, applies it and moves
+/// the head; otherwise says why not.
+async fn apply_next<E: EventCodec>(
+    conn: &mut SqliteConnection,
+    subject: &str,
+    bytes: &[u8],
+    key: &CommitKey,
+    fold: impl AsyncFnOnce(&mut SqliteConnection, &Commit<E>) -> Result<(), sqlx::Error>,
+) -> Result<Result<(), String>, sqlx::Error> {
+    let head = head(conn, subject).await?;
+    let commit = match judge::<E>(subject, bytes, Some(key), head.as_ref()) {
+        Ok(Judged::Next(commit)) => commit,
+        Ok(Judged::Foreign(reason)) => return Ok(Err(format!("foreign message: {reason}"))),
+        Err(reason) => return Ok(Err(reason)),
+    };
+    fold(conn, &commit).await?;
+    sqlx::query(
+        "INSERT INTO commit_heads (subject, version, hash) VALUES (?, ?, ?) \
+         ON CONFLICT (subject) DO UPDATE SET version = excluded.version, hash = excluded.hash",
+    )
+    .bind(subject)
+    .bind(to_i64(commit.body.version))
+    .bind(commit.hash.to_hex())
+    .execute(&mut *conn)
+    .await?;
+    Ok(Ok(()))
+}
+
+/// Applies the message stored at `seq` on `subject` if it is its aggregate's next
+/// commit. Anything else (a foreign message, a replay, a commit this build cannot
+/// read) is recorded in `skipped_commits` and logged instead of stopping the
+/// projection.
+pub async fn apply(
+    conn: &mut SqliteConnection,
+    seq: u64,
+    subject: &str,
+    bytes: &[u8],
+    key: &CommitKey,
+) -> Result<(), sqlx::Error> {
     let applied = match serde_json::from_slice::<Kind>(bytes).map(|k| k.aggregate.kind) {
-        Ok(AggregateKind::Secret) => match Commit::<SecretEvent>::from_slice(bytes) {
-            Ok(commit) => Ok(secret::apply(conn, seq, &commit).await?),
-            Err(e) => Err(e.to_string()),
-        },
-        Ok(AggregateKind::Container) => match Commit::<ContainerEvent>::from_slice(bytes) {
-            Ok(commit) => Ok(container::apply(conn, seq, &commit).await?),
-            Err(e) => Err(e.to_string()),
-        },
-        Ok(AggregateKind::Order) => match Commit::<OrderEvent>::from_slice(bytes) {
-            Ok(commit) => Ok(order::apply(conn, seq, &commit).await?),
-            Err(e) => Err(e.to_string()),
-        },
-        Err(e) => Err(format!("not a commit of a known aggregate kind: {e}")),
+        Ok(AggregateKind::Secret) => {
+            apply_next::<SecretEvent>(conn, subject, bytes, key, async |conn, c| {
+                secret::apply(conn, seq, c).await
+            })
+            .await?
+        }
+        Ok(AggregateKind::Container) => {
+            apply_next::<ContainerEvent>(conn, subject, bytes, key, async |conn, c| {
+                container::apply(conn, seq, c).await
+            })
+            .await?
+        }
+        Ok(AggregateKind::Order) => {
+            apply_next::<OrderEvent>(conn, subject, bytes, key, async |conn, c| {
+                order::apply(conn, seq, c).await
+            })
+            .await?
+        }
+        Err(e) => Err(format!(
+            "foreign message: not a commit of a known aggregate kind: {e}"
+        )),
     };
     if let Err(reason) = applied {
-        tracing::error!(seq, error = %reason, "skipping a commit the projection cannot read");
+        tracing::error!(
+            seq,
+            subject = ?subject,
+            error = %reason,
+            "skipping a message the projection cannot apply; run `keyledger audit verify`"
+        );
         sqlx::query("INSERT OR REPLACE INTO skipped_commits (seq, reason) VALUES (?, ?)")
             .bind(to_i64(seq))
             .bind(reason)
