@@ -143,10 +143,7 @@ impl Keys {
         files: &KeyFiles,
         identity: &IdentitySettings,
     ) -> Result<Self> {
-        let kek = files
-            .kek
-            .clone()
-            .unwrap_or_else(|| data_dir.join(KEK_FILE));
+        let kek = files.kek.clone().unwrap_or_else(|| data_dir.join(KEK_FILE));
         let token = files
             .token
             .clone()
@@ -157,13 +154,7 @@ impl Keys {
             files.commit.as_deref(),
             files.create_commit_key,
         )?);
-        let (issuer, mut verifier) = identity::dev_keys(&token)?;
-        if identity.trust.is_configured() {
-            verifier = verifier.trust(IdentityProvider::load(&identity.trust)?);
-        }
-        if !identity.dev_tokens() {
-            verifier = verifier.without_dev_tokens();
-        }
+        let (issuer, verifier) = token_keys(&token, identity)?;
         Ok(Self {
             envelope,
             issuer,
@@ -171,6 +162,19 @@ impl Keys {
             commit,
         })
     }
+}
+
+/// The development token issuer (key file `token`, created on first use) and the
+/// verifier of the tokens `identity` accepts.
+pub fn token_keys(token: &Path, identity: &IdentitySettings) -> Result<(Issuer, Verifier)> {
+    let (issuer, mut verifier) = identity::dev_keys(token)?;
+    if identity.trust.is_configured() {
+        verifier = verifier.trust(IdentityProvider::load(&identity.trust)?);
+    }
+    if !identity.dev_tokens() {
+        verifier = verifier.without_dev_tokens();
+    }
+    Ok((issuer, verifier))
 }
 
 /// The default read-model URL for a data directory.
@@ -498,18 +502,19 @@ pub async fn maintenance_nats(
     Ok((server, lock))
 }
 
-/// Starts the NATS auth callout: admits NATS clients by their keyledger token.
+/// Starts the NATS auth callout: admits NATS clients by their keyledger token, as
+/// `verifier` checks it, signing with the issuer key in `issuer_file`.
 pub async fn start_nats_auth(
     nats_url: &str,
     issuer_file: &Path,
-    keys: &Keys,
+    verifier: Verifier,
     clock: Clock,
     shutdown: CancellationToken,
 ) -> Result<Task> {
     let callout = AuthCallout {
         client: commands::nats::connect(nats_url, "keyledger-nats-auth").await?,
         issuer: CalloutIssuer::load_or_create(issuer_file)?,
-        verifier: keys.verifier.clone(),
+        verifier,
         clock,
     };
     Ok(tokio::spawn(async move {
@@ -625,7 +630,7 @@ impl Stack {
                     start_nats_auth(
                         &server.callout_url(),
                         &data_dir.join(CALLOUT_ISSUER_FILE),
-                        &keys,
+                        keys.verifier.clone(),
                         config.clock.clone(),
                         shutdown.clone(),
                     )
@@ -644,20 +649,20 @@ impl Stack {
         let database_url = default_database_url(&data_dir);
         tasks.extend(
             start_commands(
-            &service_url,
-            &keys,
-            &config.log,
-            CommandSettings {
-                handler: config.handler.clone(),
-                database_url: database_url.clone(),
-                scheduler_interval: config.scheduler_interval,
-                orders: config.orders.clone(),
-                checkpoints,
-            },
-            config.clock.clone(),
-            shutdown.clone(),
-        )
-        .await?,
+                &service_url,
+                &keys,
+                &config.log,
+                CommandSettings {
+                    handler: config.handler.clone(),
+                    database_url: database_url.clone(),
+                    scheduler_interval: config.scheduler_interval,
+                    orders: config.orders.clone(),
+                    checkpoints,
+                },
+                config.clock.clone(),
+                shutdown.clone(),
+            )
+            .await?,
         );
         let (applied, projector) = start_projector(
             &service_url,

@@ -1,7 +1,7 @@
 //! The audit CLI against a real stack's log: history with filters, never a payload;
 //! verification of the live log and of a copy tampered with in each way.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,29 +10,10 @@ use serde_json::{Value, json};
 use domain::audit::RawEvent;
 use domain::commit::Commit;
 
-use crate::support::TestStack;
-
-const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
-
-async fn audit(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(KEYLEDGER)
-            .arg("audit")
-            .args(args)
-            .env_remove("KEYLEDGER_NATS_URL")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
+use crate::support::{TestStack, args, audit};
 
 /// Asserts the command succeeded, showing its stderr if not.
-fn succeeded(out: &Output) {
+pub fn succeeded(out: &Output) {
     assert!(
         out.status.success(),
         "{}",

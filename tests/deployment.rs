@@ -45,13 +45,10 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     // "External" NATS: started here, not by keyledger.
     let nats_host = dir.path().join("nats-host");
     std::fs::create_dir_all(&nats_host).unwrap();
-    let nats = ManagedNats::start(&keyledger::stack::managed_server_config(
-        &nats_host,
-        None,
-        None,
-        "KEYLEDGER",
+    let nats = ManagedNats::start(
+        &keyledger::stack::managed_server_config(&nats_host, None, None, "KEYLEDGER")
+            .expect("nats-server (scripts/test installs it)"),
     )
-    .expect("nats-server (scripts/test installs it)"))
     .await
     .unwrap();
     let url = nats.service_url();
@@ -136,5 +133,33 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     let status = payload.status();
     let text = payload.text().await.unwrap();
     assert_eq!((status.as_u16(), text.as_str()), (200, "across processes"));
+
+    // NATS clients are admitted by `serve nats-auth`, signing with the key whose public
+    // half the server's configuration names.
+    let callout_key = nats_host.join("nats-callout.key");
+    let _auth = serve(
+        "nats-auth",
+        &nats.callout_url(),
+        &data,
+        &["--callout-key-file", callout_key.to_str().unwrap()],
+    );
+    let client_url = nats.client_url();
+    let client = crate::support::eventually("the auth callout", Duration::from_secs(20), || {
+        let (url, token) = (client_url.clone(), token.clone());
+        async move {
+            commands::nats::connect_as_client(&url, "deployment", &token)
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let reply = crate::support::raw_command(
+        &client,
+        "secret.metadata.set",
+        Some(&token),
+        &json!({"id": id, "key": "via", "value": "nats"}),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
     nats.stop().await;
 }

@@ -183,7 +183,10 @@ async fn identity_provider_tokens_and_every_refusal() {
         &t.token("alice", "p1"),
     )
     .await;
-    assert!(refused.is_err(), "a development token admitted a connection");
+    assert!(
+        refused.is_err(),
+        "a development token admitted a connection"
+    );
     let nats = CommandClient::new(t.client_nats_as(&admitted).await, Duration::from_secs(10));
     for (name, token, expected) in cases {
         let (status, description) = description(t.get("/v1/secrets", &token).await).await;

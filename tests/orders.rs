@@ -7,36 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use commands::orders::worker::Retry;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::{TestStack, description, eventually, json_of, raw_command};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 impl TestStack {
-    async fn place(&self, token: &str, body: Value) -> String {
-        let r = self
-            .http
-            .post(self.url("/v1/orders"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-        let url = json_of(r).await["order_ref"].as_str().unwrap().to_owned();
-        url.rsplit('/').next().unwrap().to_owned()
-    }
-
-    /// The order once it is no longer PENDING.
-    async fn settled(&self, token: &str, id: &str) -> Value {
-        eventually("the order to settle", WAIT, || async {
-            let order = json_of(self.get(&format!("/v1/orders/{id}"), token).await).await;
-            (order["status"] != "PENDING").then_some(order)
-        })
-        .await
-    }
-
     async fn payload_of(&self, token: &str, secret_ref: &str) -> Vec<u8> {
         let id = secret_ref.rsplit('/').next().unwrap();
         let r = self

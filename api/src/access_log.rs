@@ -87,7 +87,12 @@ pub async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<(
         })
         .await
         .map_err(|e| e.to_string())?;
-    let mut config = stream.info().await.map_err(|e| e.to_string())?.config.clone();
+    let mut config = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .config
+        .clone();
     if !config.allow_direct {
         config.allow_direct = true;
         js.update_stream(config).await.map_err(|e| e.to_string())?;

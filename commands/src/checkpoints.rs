@@ -322,12 +322,9 @@ impl Checkpointer {
         }
         while self.tree.size() > self.published {
             let foreign = self.foreign.after(self.published);
-            let note = self.signer.sign(
-                self.tree.size(),
-                self.tree.root(),
-                (self.clock)(),
-                &foreign,
-            );
+            let note =
+                self.signer
+                    .sign(self.tree.size(), self.tree.root(), (self.clock)(), &foreign);
             let message = PublishMessage::build()
                 .payload(note.into_bytes().into())
                 .header(FRONTIER_HEADER, format_frontier(&self.tree.frontier()))

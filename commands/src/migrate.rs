@@ -63,7 +63,9 @@ pub async fn migrate(
     mut progress: impl FnMut(u64),
 ) -> Result<Migrated, MigrateError> {
     if from == to {
-        return Err(err("--from and --to name the same stream; give the new stream a new name"));
+        return Err(err(
+            "--from and --to name the same stream; give the new stream a new name",
+        ));
     }
     retire(js, from).await?;
     let settings = LogSettings {
@@ -134,20 +136,22 @@ async fn copied_so_far(
 ) -> Result<HashMap<String, Target>, MigrateError> {
     let mut targets = HashMap::new();
     let mut bad = None;
-    read_log(js, to, None, 1, |m| match Commit::<RawEvent>::open(&m.payload, key) {
-        Ok(commit) => {
-            targets.insert(
-                m.subject.clone(),
-                Target {
-                    head: Head::from(&commit),
-                    last_seq: m.seq,
-                },
-            );
-            true
-        }
-        Err(e) => {
-            bad = Some(format!("sequence {} of {to}: {e}", m.seq));
-            false
+    read_log(js, to, None, 1, |m| {
+        match Commit::<RawEvent>::open(&m.payload, key) {
+            Ok(commit) => {
+                targets.insert(
+                    m.subject.clone(),
+                    Target {
+                        head: Head::from(&commit),
+                        last_seq: m.seq,
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                bad = Some(format!("sequence {} of {to}: {e}", m.seq));
+                false
+            }
         }
     })
     .await

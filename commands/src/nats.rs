@@ -56,11 +56,7 @@ pub async fn connect_as_client(url: &str, name: &str, token: &str) -> Result<Cli
     connect_with(url, name, options).await
 }
 
-async fn connect_with(
-    url: &str,
-    name: &str,
-    options: ConnectOptions,
-) -> Result<Client, NatsError> {
+async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<Client, NatsError> {
     let parsed = Url::parse(url).map_err(|e| NatsError::BadUrl {
         url: redact(url),
         reason: e.to_string(),

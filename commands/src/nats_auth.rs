@@ -73,7 +73,9 @@ pub enum NatsAuthError {
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),
     /// The issuer key file does not hold an account seed.
-    #[error("{0} does not hold a NATS account seed (SA…); restore it or remove it to make a new one")]
+    #[error(
+        "{0} does not hold a NATS account seed (SA…); restore it or remove it to make a new one"
+    )]
     BadSeed(String),
     /// NATS failed.
     #[error("NATS auth callout: {0}")]

@@ -169,7 +169,12 @@ mod tests {
 
     #[test]
     fn only_inboxes_and_response_subjects_are_replies() {
-        for ok in ["_INBOX.abc.1", "_INBOX_3f2a.abc.def", "_R_.x1.y2", "_INBOX.a"] {
+        for ok in [
+            "_INBOX.abc.1",
+            "_INBOX_3f2a.abc.def",
+            "_R_.x1.y2",
+            "_INBOX.a",
+        ] {
             assert!(is_reply_subject(ok), "{ok}");
         }
         for bad in [

@@ -226,10 +226,7 @@ impl EventStore {
         let subject = commit.body.aggregate.subject();
         let message = PublishMessage::build()
             .payload(commit.to_bytes().into())
-            .message_id(message_id(
-                &commit.body.aggregate.project,
-                &commit.body.id,
-            ))
+            .message_id(message_id(&commit.body.aggregate.project, &commit.body.id))
             .expected_last_subject_sequence(expected_last_seq);
         // A publish whose ack is lost is retried once: JetStream deduplicates it by
         // command id (Duplicate), or reports the commit as the subject's last

@@ -181,7 +181,10 @@ impl LogVerifier {
 
     /// A verifier that also checks the log against `checkpoints` (whose signatures
     /// the caller has checked) and, with `key`, every commit's authenticator.
-    pub fn with_checkpoints(mut checkpoints: Vec<SignedCheckpoint>, key: Option<CommitKey>) -> Self {
+    pub fn with_checkpoints(
+        mut checkpoints: Vec<SignedCheckpoint>,
+        key: Option<CommitKey>,
+    ) -> Self {
         checkpoints.sort_by_key(|c| c.size);
         let mut listed = Foreign::default();
         for c in &checkpoints {
@@ -491,7 +494,10 @@ mod tests {
         assert_eq!(result, Ok(()));
         let named: Vec<u64> = foreign.iter().map(|f| f.seq).collect();
         assert_eq!(named, [6, 7, 8]);
-        assert!(foreign[1].reason.contains("not the commit key's"), "{foreign:?}");
+        assert!(
+            foreign[1].reason.contains("not the commit key's"),
+            "{foreign:?}"
+        );
         assert!(foreign[2].reason.contains("replayed"), "{foreign:?}");
         // Without the key, the forged commit is caught by its link, and a checkpoint
         // that names it tells the auditor it is foreign.
@@ -506,7 +512,9 @@ mod tests {
         log.iter().for_each(|(_, _, b)| tree.append(b));
         let listed = Foreign::parse("6-7").unwrap();
         let at = Timestamp::from_unix_millis(1_800_000_000_000).unwrap();
-        let checkpoint = keys.open(&signer.sign(8, tree.root(), at, &listed)).unwrap();
+        let checkpoint = keys
+            .open(&signer.sign(8, tree.root(), at, &listed))
+            .unwrap();
         let mut v = LogVerifier::with_checkpoints(vec![checkpoint], None);
         for (seq, subject, bytes) in &log {
             v.check(*seq, subject, bytes).unwrap();

@@ -37,6 +37,9 @@ impl<E> From<&Commit<E>> for Head {
 }
 
 /// What a message on an aggregate's subject is.
+// Returned and matched at once, and `Next` is the common case: boxing it would cost
+// an allocation per commit on every replay for the sake of the rare foreign one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Judged<E> {
     /// The aggregate's next commit.
@@ -168,7 +171,8 @@ mod tests {
             panic!("a commit under another key is foreign")
         };
         assert!(why.contains("not the commit key's"), "{why}");
-        let Ok(Judged::Foreign(why)) = judge::<RawEvent>(&subject, b"{\"error\":1}", Some(&k), None)
+        let Ok(Judged::Foreign(why)) =
+            judge::<RawEvent>(&subject, b"{\"error\":1}", Some(&k), None)
         else {
             panic!("junk is foreign")
         };

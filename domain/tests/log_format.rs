@@ -299,7 +299,10 @@ fn commit_bytes_hash_and_authenticator() {
     let c = commit(1, vec![created(), payload_stored()]).seal(None, &key());
     expect_file!["golden/commit.v2.json"]
         .assert_eq(&format!("{}\n", String::from_utf8(c.to_bytes()).unwrap()));
-    assert_eq!(Commit::<SecretEvent>::open(&c.to_bytes(), &key()).unwrap(), c);
+    assert_eq!(
+        Commit::<SecretEvent>::open(&c.to_bytes(), &key()).unwrap(),
+        c
+    );
 }
 
 /// A commit written before commits were authenticated (format 1) still parses and
@@ -349,7 +352,10 @@ fn a_system_commit_names_the_task() {
     let c = c.seal(None, &key());
     let json = c.to_json();
     assert_eq!(json["actor"], serde_json::json!({"system": "scheduler"}));
-    assert_eq!(Commit::<SecretEvent>::open(&c.to_bytes(), &key()).unwrap(), c);
+    assert_eq!(
+        Commit::<SecretEvent>::open(&c.to_bytes(), &key()).unwrap(),
+        c
+    );
 }
 
 #[test]

@@ -100,11 +100,7 @@ impl IdentityArgs {
 impl KeyArgs {
     /// Loads (or creates) the keys; the commit key is created only by the log's
     /// `writer`.
-    pub fn load(
-        &self,
-        data: &DataDirArgs,
-        writer: bool,
-    ) -> anyhow::Result<keyledger::stack::Keys> {
+    pub fn load(&self, data: &DataDirArgs, writer: bool) -> anyhow::Result<keyledger::stack::Keys> {
         std::fs::create_dir_all(&data.data_dir)?;
         keyledger::stack::Keys::load_or_create(
             &data.data_dir,

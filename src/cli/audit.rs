@@ -259,20 +259,20 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                         return false;
                     }
                 };
-                    for entry in filter.entries(m.seq, &commit) {
-                        let line = if json {
-                            entry.to_string()
-                        } else {
-                            format!(
-                                "{:>6}  {:<27}  {:<16}  {:<24}  {:<36}  {}",
-                                entry["seq"].as_u64().unwrap_or_default(),
-                                entry["at"].as_str().unwrap_or_default(),
-                                entry["actor"].as_str().unwrap_or_default(),
-                                entry["command"].as_str().unwrap_or_default(),
-                                entry["aggregate"]["id"].as_str().unwrap_or_default(),
-                                entry["event"]["type"].as_str().unwrap_or_default(),
-                            )
-                        };
+                for entry in filter.entries(m.seq, &commit) {
+                    let line = if json {
+                        entry.to_string()
+                    } else {
+                        format!(
+                            "{:>6}  {:<27}  {:<16}  {:<24}  {:<36}  {}",
+                            entry["seq"].as_u64().unwrap_or_default(),
+                            entry["at"].as_str().unwrap_or_default(),
+                            entry["actor"].as_str().unwrap_or_default(),
+                            entry["command"].as_str().unwrap_or_default(),
+                            entry["aggregate"]["id"].as_str().unwrap_or_default(),
+                            entry["event"]["type"].as_str().unwrap_or_default(),
+                        )
+                    };
                     if writeln!(out, "{line}").is_err() {
                         return false;
                     }
@@ -463,8 +463,15 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             };
             super::verify::run(origin, &trust).await?;
         }
-        AuditCommand::Checkpoint { nats_url, log, keys } => {
-            print!("{}", super::proof::latest(&nats_url, &log.stream, &keys).await?);
+        AuditCommand::Checkpoint {
+            nats_url,
+            log,
+            keys,
+        } => {
+            print!(
+                "{}",
+                super::proof::latest(&nats_url, &log.stream, &keys).await?
+            );
         }
         AuditCommand::Prove {
             source,

@@ -120,8 +120,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let deadline = started + args.duration;
     let mut workers = Vec::new();
     for _ in 0..args.nats_clients.max(1) {
-        let nats = commands::nats::connect_as_client(&args.nats_url, "keyledger-bench", &args.token)
-            .await?;
+        let nats =
+            commands::nats::connect_as_client(&args.nats_url, "keyledger-bench", &args.token)
+                .await?;
         let client = CommandClient::new(nats, Duration::from_secs(10));
         let token = args.token.clone();
         let payload = payload.clone();

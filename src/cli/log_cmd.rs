@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 
-use super::serve::DatabaseArgs;
 use super::CommitKeyArgs;
+use super::serve::DatabaseArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
@@ -67,10 +67,9 @@ pub async fn run(command: LogCommand) -> Result<()> {
         let client = commands::nats::connect(&url, "keyledger-migrate").await?;
         let js = async_nats::jetstream::new(client);
         let progress = super::progress::Progress::new("migrated");
-        let done = commands::migrate::migrate(&js, &from, &to, replicas, &key, |seq| {
-            progress.at(seq)
-        })
-        .await?;
+        let done =
+            commands::migrate::migrate(&js, &from, &to, replicas, &key, |seq| progress.at(seq))
+                .await?;
         progress.done();
         anyhow::Ok(done)
     }

@@ -7,6 +7,7 @@ mod bench;
 mod container;
 mod http;
 mod log_cmd;
+mod nats_config;
 mod progress;
 mod projections_cmd;
 mod proof;
@@ -69,6 +70,9 @@ enum Command {
     /// Maintain read models.
     #[command(subcommand)]
     Projections(projections_cmd::ProjectionsCommand),
+    /// Print the nats-server accounts and authorization keyledger needs, for running
+    /// it against your own NATS.
+    NatsConfig(nats_config::NatsConfigArgs),
     /// Maintain the event log: migrate a log from an earlier commit format.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -127,6 +131,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Whoami { client } => whoami::run(client).await,
         Command::Projections(cmd) => projections_cmd::run(cmd).await,
         Command::Log(cmd) => log_cmd::run(cmd).await,
+        Command::NatsConfig(args) => nats_config::run(args),
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Subcommand;
 use projections::projector::{ProjectorConfig, lock, rebuild};
 
-use super::{CommitKeyArgs, LogArgs};
 use super::serve::DatabaseArgs;
+use super::{CommitKeyArgs, LogArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectionsCommand {

@@ -51,6 +51,22 @@ pub enum ServeCommand {
         #[arg(long, default_value_t = 512)]
         batch_size: usize,
     },
+    /// The NATS auth callout: admits NATS clients to the CLIENTS account by their
+    /// keyledger token, each with its own inbox space (connect as the callout user,
+    /// `auth` in `keyledger nats-config`).
+    NatsAuth {
+        #[command(flatten)]
+        nats: NatsUrlArgs,
+        #[command(flatten)]
+        data: DataDirArgs,
+        #[command(flatten)]
+        callout_key: CalloutKeyArgs,
+        /// Development token key file. Default: <data-dir>/token-hs256.key.
+        #[arg(long, env = "KEYLEDGER_TOKEN_KEY_FILE")]
+        token_key_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        identity: super::IdentityArgs,
+    },
     /// The HTTP API, reading a read model a projector keeps up to date.
     Api {
         #[command(flatten)]
@@ -70,6 +86,26 @@ pub enum ServeCommand {
         #[arg(long)]
         public_url: Option<String>,
     },
+}
+
+/// The auth callout's issuer key.
+#[derive(Debug, Clone, Args)]
+pub struct CalloutKeyArgs {
+    /// The callout's NATS account key (32 random bytes, hex, mode 0600), created on
+    /// first use; its public key is `auth_callout.issuer` in the server's
+    /// configuration (`keyledger nats-config` prints it). Default:
+    /// <data-dir>/nats-callout.key.
+    #[arg(long, env = "KEYLEDGER_NATS_CALLOUT_KEY_FILE")]
+    pub callout_key_file: Option<std::path::PathBuf>,
+}
+
+impl CalloutKeyArgs {
+    /// The key file.
+    pub fn path(&self, data: &DataDirArgs) -> std::path::PathBuf {
+        self.callout_key_file
+            .clone()
+            .unwrap_or_else(|| data.data_dir.join(commands::server::CALLOUT_ISSUER_FILE))
+    }
 }
 
 /// An external NATS server.
@@ -155,6 +191,28 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             )
             .await?;
             vec![task]
+        }
+        ServeCommand::NatsAuth {
+            nats,
+            data,
+            callout_key,
+            token_key_file,
+            identity,
+        } => {
+            std::fs::create_dir_all(&data.data_dir)?;
+            let token = token_key_file
+                .unwrap_or_else(|| data.data_dir.join(commands::identity::TOKEN_KEY_FILE));
+            let (_, verifier) = stack::token_keys(&token, &identity.settings())?;
+            vec![
+                stack::start_nats_auth(
+                    &nats.nats_url,
+                    &callout_key.path(&data),
+                    verifier,
+                    clock,
+                    shutdown.clone(),
+                )
+                .await?,
+            ]
         }
         ServeCommand::Api {
             nats,

@@ -169,16 +169,27 @@ impl TestStack {
             .issue(&principal, Duration::from_secs(600), self.now())
     }
 
-    /// Every commit of secret `id`, in order, read from the stream.
+    /// Every commit of secret `id`, in order, read from the stream: its chain, as
+    /// every reader follows it (foreign messages on its subject left out).
     pub async fn commits_of(&self, id: &str) -> Vec<Commit<SecretEvent>> {
         let js = async_nats::jetstream::new(self.service_nats().await);
         let mut stream = js.get_stream("KEYLEDGER").await.unwrap();
         let last = stream.info().await.unwrap().state.last_sequence;
-        let mut out = Vec::new();
+        let mut out: Vec<Commit<SecretEvent>> = Vec::new();
         for seq in 1..=last {
             let message = stream.get_raw_message(seq).await.unwrap();
             if message.subject.ends_with(id) {
-                out.push(Commit::open(&message.payload, &self.stack.keys.commit).unwrap());
+                let head = out.last().map(domain::chain::Head::from);
+                let judged = domain::chain::judge(
+                    &message.subject,
+                    &message.payload,
+                    Some(&self.stack.keys.commit),
+                    head.as_ref(),
+                )
+                .unwrap();
+                if let domain::chain::Judged::Next(commit) = judged {
+                    out.push(commit);
+                }
             }
         }
         out
@@ -262,7 +273,9 @@ impl TestStack {
             &format!("a checkpoint of {size} commits"),
             Duration::from_secs(10),
             || async {
-                let latest = commands::checkpoints::latest(&js, "KEYLEDGER").await.ok()??;
+                let latest = commands::checkpoints::latest(&js, &self.config.log.stream)
+                    .await
+                    .ok()??;
                 let checkpoint = keys
                     .open(&latest.note)
                     .expect("signed with the stack's key");
@@ -272,9 +285,53 @@ impl TestStack {
         .await
     }
 
+    /// Places an order over HTTP; returns its id.
+    pub async fn place(&self, token: &str, body: Value) -> String {
+        let r = self
+            .http
+            .post(self.url("/v1/orders"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+        let url = json_of(r).await["order_ref"].as_str().unwrap().to_owned();
+        url.rsplit('/').next().unwrap().to_owned()
+    }
+
+    /// The order once it is no longer PENDING.
+    pub async fn settled(&self, token: &str, id: &str) -> Value {
+        eventually("the order to settle", Duration::from_secs(30), || async {
+            let order = json_of(self.get(&format!("/v1/orders/{id}"), token).await).await;
+            (order["status"] != "PENDING").then_some(order)
+        })
+        .await
+    }
+
     pub async fn stop(self) {
         self.stack.stop().await;
     }
+}
+
+/// Runs `keyledger audit <args>`.
+pub async fn audit(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyledger"))
+            .arg("audit")
+            .args(args)
+            .env_remove("KEYLEDGER_NATS_URL")
+            .env_remove("KEYLEDGER_COMMIT_KEY_FILE")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Owned arguments.
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
 }
 
 /// The JSON body of a response.

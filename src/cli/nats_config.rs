@@ -1,0 +1,45 @@
+//! `keyledger nats-config`: the accounts and authorization blocks an external
+//! nats-server needs for keyledger, the same ones `keyledger up` writes for its own.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::serve::CalloutKeyArgs;
+use super::{DataDirArgs, LogArgs};
+
+/// Print the nats-server configuration keyledger needs.
+#[derive(Debug, Args)]
+pub struct NatsConfigArgs {
+    #[command(flatten)]
+    data: DataDirArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    callout_key: CalloutKeyArgs,
+}
+
+/// Prints the blocks, with the passwords and the callout's public key from the data
+/// directory (made on first use).
+pub fn run(args: NatsConfigArgs) -> Result<()> {
+    let dir = &args.data.data_dir;
+    std::fs::create_dir_all(dir)?;
+    let issuer =
+        commands::nats_auth::CalloutIssuer::load_or_create(&args.callout_key.path(&args.data))?;
+    let accounts = commands::server::Accounts {
+        service_password: commands::server::service_password(dir)?,
+        auditor_password: commands::server::auditor_password(dir)?,
+        callout_password: commands::server::callout_password(dir)?,
+        callout_issuer: issuer.public_key(),
+        audited_streams: keyledger::stack::audited_streams(&args.log.stream),
+    };
+    println!(
+        "# keyledger's accounts for nats-server (2.11 or later): add these blocks to the \
+         server's\n# configuration, with `jetstream {{ sync_interval: always }}`. Components \
+         connect as\n# keyledger (service), auditors as auditor, `keyledger serve nats-auth` \
+         as auth; NATS\n# clients connect with their keyledger token. The passwords are those \
+         in {}.\n{}",
+        dir.display(),
+        accounts.config()
+    );
+    Ok(())
+}

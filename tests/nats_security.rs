@@ -1,0 +1,565 @@
+//! NATS is a trust boundary, checked on `keyledger up`'s real nats-server: for each
+//! identity (no credentials, a token holder, the auditor, keyledger's own services)
+//! and each dangerous action (writing the log, the key store, the checkpoints or the
+//! access records; answering onto them through a reply subject; reading another
+//! connection's replies; the JetStream API on keyledger's streams, consumers and key
+//! bucket), the server allows or denies what the table says; and the reply-injection
+//! attack that once destroyed data leaves the secret, its key and the CA intact.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::audit::succeeded;
+use crate::support::{TestStack, args, audit, eventually, raw_command};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Who connects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    /// A token holder, admitted by the auth callout.
+    TokenHolder,
+    /// The read-only auditor account.
+    Auditor,
+    /// keyledger's own components.
+    Service,
+}
+
+/// A connection that records every permission violation the server reports.
+struct Probe {
+    client: Client,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl Probe {
+    async fn connect(t: &TestStack, who: Who, token: &str) -> Probe {
+        let data = t.dir.path();
+        let password = |file: &str| std::fs::read_to_string(data.join(file)).unwrap();
+        let options = match who {
+            Who::TokenHolder => ConnectOptions::with_token(token.to_owned())
+                .custom_inbox_prefix(commands::nats_auth::token_inbox_prefix(token).unwrap()),
+            Who::Auditor => ConnectOptions::with_user_and_password(
+                "auditor".into(),
+                password("nats-auditor.key"),
+            ),
+            Who::Service => ConnectOptions::with_user_and_password(
+                "keyledger".into(),
+                password("nats-service.key"),
+            ),
+        };
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let seen = violations.clone();
+        let client = options
+            .event_callback(move |event| {
+                let seen = seen.clone();
+                async move {
+                    if let Event::ServerError(e) = event {
+                        seen.lock().unwrap().push(e.to_string().to_lowercase());
+                    }
+                }
+            })
+            .connect(&t.stack.client_url)
+            .await
+            .expect("the identity connects");
+        Probe { client, violations }
+    }
+
+    /// Waits for the server to report a permission violation naming `subject`.
+    async fn denied(&self, subject: &str) {
+        let subject = subject.to_lowercase();
+        let seen = self.violations.clone();
+        eventually(
+            &format!("a permissions violation for {subject}"),
+            WAIT,
+            || {
+                let seen = seen.clone();
+                let subject = subject.clone();
+                async move {
+                    seen.lock()
+                        .unwrap()
+                        .iter()
+                        .any(|v| v.contains("permissions violation") && v.contains(&subject))
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Whether the server reported any violation naming `subject` so far.
+    fn saw_violation(&self, subject: &str) -> bool {
+        let subject = subject.to_lowercase();
+        self.violations
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|v| v.contains(&subject))
+    }
+
+    /// Publishes `body` to `subject` (with a reply inbox, as a request would), then a
+    /// round trip to the server.
+    async fn publish(&self, subject: &str, body: &'static [u8]) {
+        self.client
+            .publish_with_reply(subject.to_owned(), self.client.new_inbox(), body.into())
+            .await
+            .unwrap();
+        self.client.flush().await.unwrap();
+    }
+
+    /// A JetStream API (or any) request; `None` if nothing answered.
+    async fn request(&self, subject: &str, body: Value) -> Option<Value> {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.client
+                .request(subject.to_owned(), body.to_string().into()),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        Some(serde_json::from_slice(&reply.payload).unwrap_or(Value::Null))
+    }
+}
+
+/// The dangerous actions: what each tries.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Publish(&'static str),
+    Subscribe(&'static str),
+    Api(&'static str),
+}
+
+/// Subjects named by the actions, once the secret, its key and the other principal
+/// are known.
+struct Targets {
+    event: String,
+    key: String,
+    other_inbox: String,
+}
+
+impl Targets {
+    fn subject(&self, template: &str) -> String {
+        template
+            .replace("{event}", &self.event)
+            .replace("{key}", &self.key)
+            .replace("{other_inbox}", &self.other_inbox)
+    }
+}
+
+const ACTIONS: &[(&str, Action)] = &[
+    ("publish to the event log", Action::Publish("{event}")),
+    ("publish to the key store", Action::Publish("{key}")),
+    (
+        "publish a checkpoint",
+        Action::Publish("keyledger.checkpoints.KEYLEDGER"),
+    ),
+    (
+        "publish an access record",
+        Action::Publish("keyledger.access.forged"),
+    ),
+    (
+        "subscribe to every inbox of its account",
+        Action::Subscribe("_INBOX.>"),
+    ),
+    (
+        "subscribe to another identity's inbox",
+        Action::Subscribe("{other_inbox}.>"),
+    ),
+    ("subscribe to every subject", Action::Subscribe(">")),
+    (
+        "create a consumer on the log",
+        Action::Api("$JS.API.CONSUMER.CREATE.KEYLEDGER"),
+    ),
+    (
+        "delete keyledger's order-worker consumer",
+        Action::Api("$JS.API.CONSUMER.DELETE.KEYLEDGER.keyledger-order-worker"),
+    ),
+    (
+        "rewrite the order-worker consumer's filter",
+        Action::Api("$JS.API.CONSUMER.CREATE.KEYLEDGER.keyledger-order-worker.keyledger.events.x"),
+    ),
+    (
+        "pull from keyledger's key-shredder consumer",
+        Action::Api("$JS.API.CONSUMER.MSG.NEXT.KEYLEDGER.keyledger-key-shredder"),
+    ),
+    (
+        "update the log stream",
+        Action::Api("$JS.API.STREAM.UPDATE.KEYLEDGER"),
+    ),
+    (
+        "delete the log stream",
+        Action::Api("$JS.API.STREAM.DELETE.KEYLEDGER"),
+    ),
+    (
+        "purge the log stream",
+        Action::Api("$JS.API.STREAM.PURGE.KEYLEDGER"),
+    ),
+    (
+        "delete the checkpoint stream",
+        Action::Api("$JS.API.STREAM.DELETE.KEYLEDGER_CHECKPOINTS"),
+    ),
+    (
+        "purge the key bucket",
+        Action::Api("$JS.API.STREAM.PURGE.KV_KEYLEDGER_KEYS"),
+    ),
+    (
+        "delete the key bucket",
+        Action::Api("$JS.API.STREAM.DELETE.KV_KEYLEDGER_KEYS"),
+    ),
+    (
+        "direct-get from the key bucket",
+        Action::Api("$JS.API.DIRECT.GET.KV_KEYLEDGER_KEYS"),
+    ),
+    (
+        "read the key bucket's info",
+        Action::Api("$JS.API.STREAM.INFO.KV_KEYLEDGER_KEYS"),
+    ),
+    (
+        "answer auth callouts",
+        Action::Subscribe("$SYS.REQ.USER.AUTH"),
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_identity_is_held_to_its_permissions() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "db", "matrix-canary").await;
+    let key_id = t.commits_of(&id).await[0]
+        .body
+        .events
+        .iter()
+        .find_map(|e| match e {
+            domain::secret::SecretEvent::Created(_) => None,
+            domain::secret::SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
+            _ => None,
+        });
+    let key_id = key_id.expect("the create stored a payload");
+    let targets = Targets {
+        event: format!("keyledger.events.p1.secret.{id}"),
+        key: format!("$KV.KEYLEDGER_KEYS.p1.{id}.{key_id}"),
+        other_inbox: commands::nats_auth::token_inbox_prefix(&alice).unwrap(),
+    };
+    let service = Probe::connect(&t, Who::Service, "").await;
+    let js = async_nats::jetstream::new(service.client.clone());
+    let log_messages = || async {
+        js.get_stream("KEYLEDGER")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages
+    };
+    let before = log_messages().await;
+
+    // Without credentials, or with a token keyledger does not accept, nothing connects.
+    for (what, options) in [
+        ("no credentials", ConnectOptions::new()),
+        (
+            "a tampered token",
+            ConnectOptions::with_token(format!("{alice}x")),
+        ),
+        (
+            "a made-up password",
+            ConnectOptions::with_user_and_password("keyledger".into(), "guess".into()),
+        ),
+    ] {
+        let refused = options.connect(&t.stack.client_url).await;
+        let kind = refused.map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(
+            kind,
+            Err(async_nats::ConnectErrorKind::AuthorizationViolation),
+            "{what}"
+        );
+    }
+
+    // A token holder (bob, another principal) and the auditor: every action denied,
+    // but for the auditor subscribing to the inboxes of its own account (no one else's
+    // replies ever arrive there: see no_identity_reads_another_connections_replies).
+    let bob = t.token("bob", "p2");
+    for who in [Who::TokenHolder, Who::Auditor] {
+        let probe = Probe::connect(&t, who, &bob).await;
+        for (name, action) in ACTIONS {
+            let allowed = who == Who::Auditor && *name == "subscribe to every inbox of its account";
+            match action {
+                Action::Publish(s) | Action::Api(s) => {
+                    let subject = targets.subject(s);
+                    probe.publish(&subject, b"{}").await;
+                    probe.denied(&subject).await;
+                }
+                Action::Subscribe(s) => {
+                    let subject = targets.subject(s);
+                    let _sub = probe.client.subscribe(subject.clone()).await.unwrap();
+                    probe.client.flush().await.unwrap();
+                    if allowed {
+                        assert!(!probe.saw_violation(&subject), "{who:?}: {name}");
+                    } else {
+                        probe.denied(&subject).await;
+                    }
+                }
+            }
+        }
+    }
+
+    // keyledger's services may do what they need (tried on harmless targets).
+    let scratch_key = format!("$KV.KEYLEDGER_KEYS.p1.{id}.scratch");
+    service.publish(&scratch_key, b"scratch").await;
+    let kv = js.get_key_value("KEYLEDGER_KEYS").await.unwrap();
+    assert!(kv.get(format!("p1.{id}.scratch")).await.unwrap().is_some());
+    let mut inboxes = service.client.subscribe("_INBOX.>").await.unwrap();
+    let info = service
+        .request("$JS.API.STREAM.INFO.KEYLEDGER", json!({}))
+        .await
+        .expect("the service reaches the JetStream API");
+    assert_eq!(info["config"]["name"], "KEYLEDGER");
+    let copy = tokio::time::timeout(WAIT, inboxes.next()).await;
+    assert!(
+        matches!(copy, Ok(Some(_))),
+        "the service reads its own account's inboxes"
+    );
+    assert!(!service.saw_violation("_inbox"));
+
+    // Nothing the others tried changed the log, the key, the consumers or the CA.
+    assert_eq!(log_messages().await, before);
+    let consumer = js
+        .get_stream("KEYLEDGER")
+        .await
+        .unwrap()
+        .consumer_info("keyledger-order-worker")
+        .await
+        .unwrap();
+    assert_eq!(consumer.config.filter_subject, "keyledger.events.*.order.*");
+    let payload = t.get(&format!("/v1/secrets/{id}/payload"), &alice).await;
+    assert_eq!(payload.text().await.unwrap(), "matrix-canary");
+    t.stop().await;
+}
+
+/// The attack that once destroyed data: a command whose reply subject is the log, the
+/// key store, the CA's key or the checkpoints. Across accounts, keyledger sees a reply
+/// subject the server made (`_R_.…`) and its answer never reaches those subjects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "db", "injection-canary").await;
+    let order = t
+        .place(
+            &alice,
+            json!({"type": "certificate", "meta": {"subject_dn": "CN=one.example"}}),
+        )
+        .await;
+    assert_eq!(t.settled(&alice, &order).await["status"], "ACTIVE");
+    let key_id = t.commits_of(&id).await[0]
+        .body
+        .events
+        .iter()
+        .find_map(|e| match e {
+            domain::secret::SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
+            _ => None,
+        })
+        .unwrap();
+    let targets = [
+        format!("keyledger.events.p1.secret.{id}"),
+        format!("$KV.KEYLEDGER_KEYS.p1.{id}.{key_id}"),
+        "$KV.KEYLEDGER_KEYS.ca.local".to_owned(),
+        "keyledger.checkpoints.KEYLEDGER".to_owned(),
+    ];
+    let service = Probe::connect(&t, Who::Service, "").await;
+    // A copy of every create command, as keyledger's account receives it.
+    let mut seen = service
+        .client
+        .subscribe("keyledger.cmd.secret.create")
+        .await
+        .unwrap();
+    service.client.flush().await.unwrap();
+    let mallory = t.token("mallory", "p9");
+    let attacker = t.client_nats_as(&mallory).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {mallory}").as_str());
+    for target in &targets {
+        attacker
+            .publish_with_reply_and_headers(
+                "keyledger.cmd.secret.create",
+                target.clone(),
+                headers.clone(),
+                json!({"name": "junk"}).to_string().into(),
+            )
+            .await
+            .unwrap();
+        let received = tokio::time::timeout(WAIT, seen.next())
+            .await
+            .expect("keyledger receives the command")
+            .unwrap();
+        let reply = received.reply.expect("a reply subject").to_string();
+        assert!(
+            reply.starts_with("_R_."),
+            "keyledger would answer on {reply}, not on a subject the server made"
+        );
+    }
+    // The auditor's requests cannot aim JetStream's answers either.
+    let auditor = Probe::connect(&t, Who::Auditor, "").await;
+    auditor
+        .client
+        .publish_with_reply(
+            "$JS.API.DIRECT.GET.KEYLEDGER",
+            targets[0].clone(),
+            json!({"seq": 1}).to_string().into(),
+        )
+        .await
+        .unwrap();
+    auditor.client.flush().await.unwrap();
+    // Inside keyledger's account, the command service itself refuses a reply subject
+    // that is not an inbox (and answers a proper one).
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {alice}").as_str());
+    service
+        .client
+        .publish_with_reply_and_headers(
+            "keyledger.cmd.secret.metadata.set",
+            targets[0].clone(),
+            headers,
+            json!({"id": id, "key": "k", "value": "v"})
+                .to_string()
+                .into(),
+        )
+        .await
+        .unwrap();
+    let answered = raw_command(
+        &t.client_nats().await,
+        "secret.metadata.set",
+        Some(&alice),
+        &json!({"id": id, "key": "after", "value": "attack"}),
+    )
+    .await;
+    assert_eq!(answered["ok"], true, "{answered}");
+
+    // The secret, its key and the CA are intact: the payload reads, the secret
+    // changes, another certificate is issued, and the log holds only keyledger's
+    // commits.
+    let payload = t.get(&format!("/v1/secrets/{id}/payload"), &alice).await;
+    assert_eq!(payload.text().await.unwrap(), "injection-canary");
+    let second = t
+        .place(
+            &alice,
+            json!({"type": "certificate", "meta": {"subject_dn": "CN=two.example"}}),
+        )
+        .await;
+    let settled = t.settled(&alice, &second).await;
+    assert_eq!(settled["status"], "ACTIVE", "{settled}");
+    let last = answered["seq"].as_u64().unwrap();
+    t.checkpointed(last).await;
+    let key_file = t.dir.path().join("commit.key");
+    let out = audit(args(&[
+        "verify",
+        "--nats-url",
+        &t.auditor_url(),
+        "--public-key",
+        &t.checkpoint_public_key_file(),
+        "--commit-key-file",
+        key_file.to_str().unwrap(),
+    ]))
+    .await;
+    succeeded(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("FOREIGN"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    t.stop().await;
+}
+
+/// No identity sees another's replies: a token holder may not subscribe outside its
+/// own inbox space, and the auditor's inboxes are in an account of their own, where
+/// no reply of keyledger's or of a client's ever arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_identity_reads_another_connections_replies() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let auditor = Probe::connect(&t, Who::Auditor, "").await;
+    let mut snooped = auditor.client.subscribe("_INBOX.>").await.unwrap();
+    auditor.client.flush().await.unwrap();
+
+    // Commands over NATS, and HTTP reads that make keyledger read its log and key
+    // store (replies on keyledger's own inboxes).
+    let nats = t.client_nats_as(&alice).await;
+    let created = raw_command(
+        &nats,
+        "secret.create",
+        Some(&alice),
+        &json!({"name": "snoop", "payload": "snoop-canary", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let read = t
+        .http
+        .get(t.url(&format!("/v1/secrets/{id}/payload")))
+        .bearer_auth(&alice)
+        .header("X-Keyledger-Min-Seq", created["seq"].to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.text().await.unwrap(), "snoop-canary");
+    let history = t.get(&format!("/v1/secrets/{id}/history"), &alice).await;
+    assert_eq!(history.status(), 200);
+
+    // The auditor's own request comes last: every message before it on its
+    // subscription is one of its own replies, or someone else's that leaked.
+    let inbox = auditor.client.new_inbox();
+    auditor
+        .client
+        .publish_with_reply(
+            "$JS.API.DIRECT.GET.KEYLEDGER",
+            inbox.clone(),
+            json!({"seq": 1}).to_string().into(),
+        )
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(WAIT, snooped.next())
+        .await
+        .expect("the auditor's own reply arrives")
+        .unwrap();
+    assert_eq!(
+        first.subject.as_str(),
+        inbox,
+        "the auditor received another connection's reply first"
+    );
+
+    // A token holder's reach is its own inbox space.
+    let bob = t.token("bob", "p1");
+    let probe = Probe::connect(&t, Who::TokenHolder, &bob).await;
+    let alices = commands::nats_auth::token_inbox_prefix(&alice).unwrap();
+    for subject in [
+        "_INBOX.>".to_owned(),
+        format!("{alices}.>"),
+        "_INBOX_*.>".into(),
+    ] {
+        let _sub = probe.client.subscribe(subject.clone()).await.unwrap();
+        probe.client.flush().await.unwrap();
+        probe.denied(&subject).await;
+    }
+    t.stop().await;
+}
+
+/// One tenant's command ids say nothing about another's: the same id in two projects
+/// makes two secrets, and neither learns of the other.
+#[tokio::test]
+async fn command_ids_are_scoped_per_project() {
+    let t = TestStack::start().await;
+    let nats = t.client_nats().await;
+    let body = json!({"command_id": "deploy-2026-12-01", "name": "same-id"});
+    let a = raw_command(&nats, "secret.create", Some(&t.token("a", "pa")), &body).await;
+    let b = raw_command(&nats, "secret.create", Some(&t.token("b", "pb")), &body).await;
+    assert_eq!(a["ok"], true, "{a}");
+    assert_eq!(b["ok"], true, "{b}");
+    assert_ne!(a["id"], b["id"]);
+    assert_ne!(a["seq"], b["seq"]);
+    // Retried in the same project, it is the same command.
+    let again = raw_command(&nats, "secret.create", Some(&t.token("b", "pb")), &body).await;
+    assert_eq!(again, b);
+    t.stop().await;
+}
