@@ -483,12 +483,13 @@ pub fn print_fields(value: &Value) {
         println!("{value}");
         return;
     };
+    let width = map.keys().map(String::len).max().unwrap_or(0);
     for (key, v) in map {
         let shown = match v {
             Value::Null => "-".to_owned(),
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        println!("{key:<14} {shown}");
+        println!("{key:<width$} {shown}");
     }
 }
