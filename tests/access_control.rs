@@ -586,3 +586,116 @@ async fn whoami_shows_the_principal_as_keyledger_sees_it() {
     );
     t.stop().await;
 }
+
+/// A caller the policy refuses learns nothing from a command: not that a command id
+/// was used, not whether a guessed payload matches a stored version, not whether a
+/// secret exists in another project. Authorization comes before every other answer.
+#[tokio::test]
+async fn a_refused_caller_learns_nothing_from_retries_payload_guesses_or_existence() {
+    let t = TestStack::start().await;
+    let nats = t.client_nats().await;
+    let alice = t.token("alice", "p1");
+    let created = crate::support::raw_command(
+        &nats,
+        command::SECRET_CREATE,
+        Some(&alice),
+        &json!({"command_id": "cid-1", "name": "pin", "payload": "4711",
+                "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert_eq!(created["ok"], true, "{created}");
+    let (id, version) = (created["id"].clone(), created["version_id"].clone());
+    let private = crate::support::raw_command(
+        &nats,
+        command::SECRET_ACL_SET,
+        Some(&alice),
+        &json!({"id": id, "read": {"project-access": false}}),
+    )
+    .await;
+    assert_eq!(private["ok"], true, "{private}");
+
+    let send = |token: String, name: &'static str, body: Value| {
+        let nats = nats.clone();
+        async move { crate::support::raw_command(&nats, name, Some(&token), &body).await }
+    };
+    let code = |reply: &Value| reply["error"]["code"].as_str().unwrap_or("ok").to_owned();
+    let bob = t.token("bob", "p2");
+    let auditor = t.token_with("audrey", "p1", &["audit"]);
+    // A guessed payload with the token of an existing version: refused alike, right
+    // or wrong.
+    for (who, token) in [("bob", &bob), ("an auditor", &auditor)] {
+        for guess in ["4711", "0000"] {
+            let reply = send(
+                token.clone(),
+                command::SECRET_VALUE_PUT,
+                json!({"project": "p1", "id": id, "client_request_token": version,
+                       "payload": guess, "payload_content_type": "text/plain"}),
+            )
+            .await;
+            assert_eq!(code(&reply), "forbidden", "{who} guessing {guess}: {reply}");
+        }
+    }
+    // Alice's command id, sent by others: refused, or a conflict, never her reply.
+    for (who, token, name, body) in [
+        (
+            "bob",
+            bob.clone(),
+            command::SECRET_METADATA_SET,
+            json!({"command_id": "cid-1", "project": "p1", "id": id, "key": "k", "value": "v"}),
+        ),
+        (
+            "bob",
+            bob.clone(),
+            command::SECRET_CREATE,
+            json!({"command_id": "cid-1", "project": "p1", "name": "x"}),
+        ),
+        (
+            "an observer",
+            t.token_with("olga", "p1", &["observer"]),
+            command::SECRET_CREATE,
+            json!({"command_id": "cid-1", "name": "x"}),
+        ),
+    ] {
+        let reply = send(token, name, body).await;
+        assert_eq!(code(&reply), "forbidden", "{who}: {reply}");
+        // A create names no id: the reply must not give alice's.
+        if name == command::SECRET_CREATE {
+            assert!(!reply.to_string().contains(id.as_str().unwrap()), "{reply}");
+        }
+    }
+    let eve = send(
+        t.token_with("eve", "p1", &["creator"]),
+        command::SECRET_CREATE,
+        json!({"command_id": "cid-1", "name": "x", "payload": "eve's",
+               "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert_eq!(code(&eve), "conflict", "{eve}");
+    assert!(!eve.to_string().contains(id.as_str().unwrap()), "{eve}");
+    // Alice's own retry is still answered as the first time.
+    let again = send(
+        alice.clone(),
+        command::SECRET_CREATE,
+        json!({"command_id": "cid-1", "name": "pin", "payload": "4711",
+               "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert_eq!(again["id"], id, "{again}");
+
+    // From another project, an existing secret and a made-up one are refused alike.
+    let made_up = "00000000-0000-4000-8000-000000000001";
+    for name in [command::SECRET_DELETE, command::SECRET_METADATA_SET] {
+        let on = |target: &str| json!({"project": "p1", "id": target, "key": "k", "value": "v", "force": true});
+        let real = send(bob.clone(), name, on(id.as_str().unwrap())).await;
+        let fake = send(bob.clone(), name, on(made_up)).await;
+        assert_eq!(
+            real["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace(id.as_str().unwrap(), made_up),
+            fake["error"]["message"].as_str().unwrap(),
+            "{name}"
+        );
+    }
+    t.stop().await;
+}

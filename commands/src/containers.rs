@@ -280,19 +280,28 @@ struct ContainerStep<'a> {
     refs: &'a RefChecks,
 }
 
-impl Step<ContainerAggregate> for ContainerStep<'_> {
-    fn decide(
-        &self,
-        state: &ContainerState,
-        now: Timestamp,
-    ) -> Result<Vec<ContainerEvent>, Rejection> {
-        let ctx = Context {
+impl ContainerStep<'_> {
+    fn context(&self, now: Timestamp) -> Context<'_> {
+        Context {
             actor: self.actor,
             project: &self.parsed.project,
             id: self.parsed.container,
             now,
             refs: self.refs,
-        };
-        decide(state, &self.parsed.command, ctx)
+        }
+    }
+}
+
+impl Step<ContainerAggregate> for ContainerStep<'_> {
+    fn authorize(&self, state: &ContainerState, now: Timestamp) -> Result<(), Rejection> {
+        domain::container::authorize(state, &self.parsed.command, &self.context(now))
+    }
+
+    fn decide(
+        &self,
+        state: &ContainerState,
+        now: Timestamp,
+    ) -> Result<Vec<ContainerEvent>, Rejection> {
+        decide(state, &self.parsed.command, self.context(now))
     }
 }

@@ -34,6 +34,11 @@ pub trait Aggregate: Send + Sync + 'static {
 
 /// One command going through the loop.
 pub trait Step<A: Aggregate>: Send {
+    /// Whether the caller may send this command to the aggregate in `state` at all.
+    /// Checked before anything else: a caller the policy refuses learns nothing, not
+    /// even that the command was applied already.
+    fn authorize(&self, state: &A::State, now: Timestamp) -> Result<(), Rejection>;
+
     /// Whether the state already holds what the command asks for (a retry recognised
     /// by its content); then nothing is decided or written.
     fn settled(
@@ -133,13 +138,27 @@ impl<A: Aggregate> Executor<A> {
                 Some(loaded) => loaded,
                 None => cached.insert(self.store.load(&subject, A::evolve).await?),
             };
+            let now: Timestamp = (self.clock)();
+            if let Err(rejection) = step.authorize(&loaded.state, now) {
+                // As for any rejection: only state fresh from the log decides it.
+                if !fresh {
+                    *cached = None;
+                    continue;
+                }
+                return Err(rejection);
+            }
             if let Some(applied) = loaded.applied(command_id) {
-                return Ok(done(applied.seq, applied.version));
+                if applied.command != command || !applied.actor.same_caller(actor) {
+                    return Err(Rejection::conflict(format!(
+                        "command_id {command_id} was already used for another command; send a \
+                         new command_id"
+                    )));
+                }
+                return Ok(done(applied.accepted.seq, applied.accepted.version));
             }
             if step.settled(&loaded.state).await? {
                 return Ok(done(loaded.last_seq, loaded.version));
             }
-            let now: Timestamp = (self.clock)();
             let events = match step.decide(&loaded.state, now) {
                 Ok(events) => events,
                 // Another replica may have changed the aggregate since it was cached:

@@ -296,20 +296,29 @@ struct SecretStep<'a> {
     intake: &'a Intake,
 }
 
-impl Step<SecretAggregate> for SecretStep<'_> {
-    async fn settled(&mut self, state: &SecretState) -> Result<bool, Rejection> {
-        self.handler.is_retried_value(self.intake, state).await
-    }
-
-    fn decide(&self, state: &SecretState, now: Timestamp) -> Result<Vec<SecretEvent>, Rejection> {
-        let ctx = Context {
+impl SecretStep<'_> {
+    fn context(&self, now: Timestamp) -> Context<'_> {
+        Context {
             actor: self.actor,
             project: &self.intake.project,
             id: self.intake.secret,
             now,
             lifecycle: &self.handler.config.lifecycle,
-        };
-        decide(state, &self.intake.command, ctx)
+        }
+    }
+}
+
+impl Step<SecretAggregate> for SecretStep<'_> {
+    fn authorize(&self, state: &SecretState, now: Timestamp) -> Result<(), Rejection> {
+        domain::secret::authorize(state, &self.intake.command, &self.context(now))
+    }
+
+    async fn settled(&mut self, state: &SecretState) -> Result<bool, Rejection> {
+        self.handler.is_retried_value(self.intake, state).await
+    }
+
+    fn decide(&self, state: &SecretState, now: Timestamp) -> Result<Vec<SecretEvent>, Rejection> {
+        decide(state, &self.intake.command, self.context(now))
     }
 
     /// The wrapped key is stored before the commit that references it: an orphaned

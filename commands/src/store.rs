@@ -24,6 +24,7 @@ use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use domain::chain::{Head, Judged, judge};
 use domain::commit::{Commit, CommitKey, Digest, EventCodec};
 use domain::ids::{CommandId, ProjectId};
+use domain::principal::Actor;
 use serde::{Deserialize, Serialize};
 
 use crate::log::{LogSettings, SetupError, ensure_event_stream};
@@ -49,7 +50,18 @@ pub struct Loaded<S> {
     pub version: u64,
     /// Hash of the last commit, which the next one links to.
     pub last_hash: Option<Digest>,
-    applied: HashMap<CommandId, Accepted>,
+    applied: HashMap<CommandId, Applied>,
+}
+
+/// A command this aggregate applied: where it landed, what it was and who sent it.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Where it landed.
+    pub accepted: Accepted,
+    /// The command's name.
+    pub command: String,
+    /// Who sent it.
+    pub actor: Actor,
 }
 
 impl<S: Default> Default for Loaded<S> {
@@ -65,9 +77,9 @@ impl<S: Default> Default for Loaded<S> {
 }
 
 impl<S> Loaded<S> {
-    /// Where `command` landed, if this aggregate already applied it.
-    pub fn applied(&self, command: &CommandId) -> Option<Accepted> {
-        self.applied.get(command).copied()
+    /// The command `id`, if this aggregate already applied it.
+    pub fn applied(&self, id: &CommandId) -> Option<&Applied> {
+        self.applied.get(id)
     }
 
     /// The aggregate's last commit, which the next one must follow.
@@ -96,9 +108,13 @@ impl<S> Loaded<S> {
         self.last_hash = Some(commit.hash);
         self.applied.insert(
             commit.body.id.clone(),
-            Accepted {
-                seq,
-                version: commit.body.version,
+            Applied {
+                accepted: Accepted {
+                    seq,
+                    version: commit.body.version,
+                },
+                command: commit.body.command.clone(),
+                actor: commit.body.actor.clone(),
             },
         );
     }

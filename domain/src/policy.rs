@@ -247,11 +247,7 @@ fn authorize_in_project(
     let what = action.describe(secret);
     let needed = either(&allowing(action));
     if &who.project != project {
-        return Err(Rejection::forbidden(format!(
-            "{what} in project {project} requires role {needed} in project {project}; your \
-             token is for project {}",
-            who.project
-        )));
+        return Err(other_project(who, action, project, secret));
     }
     if any_of(&effective(&who.roles), &allowing(action)) {
         return Ok(());
@@ -262,12 +258,43 @@ fn authorize_in_project(
     )))
 }
 
+/// The denial for a caller from another project who is not on the object's ACL: the
+/// same words whether the object exists or not, so it tells nobody outside the
+/// project what the project holds.
+fn other_project(
+    who: &Principal,
+    action: Action,
+    project: &ProjectId,
+    object: Option<Object>,
+) -> Rejection {
+    let what = action.describe(object);
+    let needed = either(&allowing(action));
+    let (or_acl, hint) = match (object.is_some(), action.is_read()) {
+        (false, _) => ("", ""),
+        (true, true) => (", or being on its ACL", ""),
+        (true, false) => (
+            "",
+            " (a secret or container shared with you through its ACL can be read, not \
+             changed)",
+        ),
+    };
+    Rejection::forbidden(format!(
+        "{what} in project {project} requires role {needed} in project {project}{or_acl}; your \
+         token is for project {}{hint}",
+        who.project
+    ))
+}
+
 fn authorize_on_secret(
     who: &Principal,
     action: Action,
     secret: SecretFacts<'_>,
     env: RequestEnv,
 ) -> Result<(), Rejection> {
+    let same = &who.project == secret.project;
+    if !same && !secret.acl.lists(&who.user) {
+        return Err(other_project(who, action, secret.project, Some(secret.id)));
+    }
     if let Some(service) = secret.owning_service
         && action.is_write()
         && who.service.as_ref() != Some(service)
@@ -275,7 +302,6 @@ fn authorize_on_secret(
         return Err(managed_by(service));
     }
     let roles = effective(&who.roles);
-    let same = &who.project == secret.project;
     let admin = same && roles.contains(&Admin);
     let owner = same && roles.contains(&Creator) && &who.user == secret.creator;
     if admin || owner {

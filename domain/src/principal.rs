@@ -75,6 +75,18 @@ impl Actor {
         })
     }
 
+    /// Whether `other` is the same caller: the same user, project and service (roles
+    /// may differ between two of their tokens), or the same task of keyledger's.
+    pub fn same_caller(&self, other: &Actor) -> bool {
+        match (self, other) {
+            (Self::User(a), Self::User(b)) => {
+                a.user == b.user && a.project == b.project && a.service == b.service
+            }
+            (Self::System(a), Self::System(b)) => a.system == b.system,
+            _ => false,
+        }
+    }
+
     /// The principal, for a user's command.
     pub fn principal(&self) -> Option<&Principal> {
         match self {

@@ -188,14 +188,23 @@ struct OrderStep<'a> {
     command: &'a OrderCommand,
 }
 
-impl Step<OrderAggregate> for OrderStep<'_> {
-    fn decide(&self, state: &OrderState, now: Timestamp) -> Result<Vec<OrderEvent>, Rejection> {
-        let ctx = Context {
+impl OrderStep<'_> {
+    fn context(&self, now: Timestamp) -> Context<'_> {
+        Context {
             actor: self.actor,
             project: self.project,
             id: self.order,
             now,
-        };
-        decide(state, self.command, ctx)
+        }
+    }
+}
+
+impl Step<OrderAggregate> for OrderStep<'_> {
+    fn authorize(&self, state: &OrderState, now: Timestamp) -> Result<(), Rejection> {
+        domain::order::authorize(state, self.command, &self.context(now))
+    }
+
+    fn decide(&self, state: &OrderState, now: Timestamp) -> Result<Vec<OrderEvent>, Rejection> {
+        decide(state, self.command, self.context(now))
     }
 }

@@ -9,7 +9,8 @@ use crate::container::event::{
 };
 use crate::container::{ContainerType, RefName, SecretRef, validate_refs};
 use crate::ids::{ContainerId, ProjectId, SecretId, UserId};
-use crate::policy::{Action, Object, RequestEnv, SecretFacts, Target, authorize};
+use crate::policy;
+use crate::policy::{Action, Object, RequestEnv, SecretFacts, Target};
 use crate::principal::{Actor, Principal, SystemTask};
 use crate::secret::acl::{Acl, AclChange};
 use crate::secret::fields::SecretName;
@@ -209,7 +210,7 @@ pub fn check_ref(
         owning_service: secret.owning_service.as_ref(),
     };
     let env = RequestEnv { source: None, now };
-    authorize(who, Action::ReadSecret, Target::Secret(facts), env).map_err(|denied| {
+    policy::authorize(who, Action::ReadSecret, Target::Secret(facts), env).map_err(|denied| {
         Rejection::forbidden(format!(
             "secret_refs {:?}: {}",
             r.name.as_str(),
@@ -286,32 +287,43 @@ fn action_of(command: &ContainerCommand) -> Action {
 }
 
 /// Decides what `command` does to a container in `state`. Pure.
+/// Allows the command for the actor, or says why not: the order worker runs its own
+/// steps only, principals go through the policy and the reference checks.
+pub fn authorize(
+    state: &ContainerState,
+    command: &ContainerCommand,
+    ctx: &Context<'_>,
+) -> Result<(), Rejection> {
+    match (ctx.actor, command) {
+        (Actor::System(system), ContainerCommand::CreateForOrder { .. })
+            if system.system == SystemTask::OrderWorker =>
+        {
+            Ok(())
+        }
+        (Actor::System(system), _) => Err(Rejection::forbidden(format!(
+            "{} is not a task of keyledger's {}",
+            command.name(),
+            system.system
+        ))),
+        (Actor::User(_), ContainerCommand::CreateForOrder { .. }) => Err(Rejection::forbidden(
+            "containers for orders are created by keyledger's order worker only",
+        )),
+        (Actor::User(who), _) => authorize_user(who, state, command, ctx),
+    }
+}
+
+/// Decides what `command` does to a container in `state`. Pure.
 pub fn decide(
     state: &ContainerState,
     command: &ContainerCommand,
     ctx: Context<'_>,
 ) -> Result<Vec<ContainerEvent>, Rejection> {
+    authorize(state, command, &ctx)?;
     let creator = match (ctx.actor, command) {
-        (Actor::System(system), ContainerCommand::CreateForOrder { creator, .. })
-            if system.system == SystemTask::OrderWorker =>
-        {
-            creator
-        }
-        (Actor::System(system), _) => {
-            return Err(Rejection::forbidden(format!(
-                "{} is not a task of keyledger's {}",
-                command.name(),
-                system.system
-            )));
-        }
-        (Actor::User(_), ContainerCommand::CreateForOrder { .. }) => {
-            return Err(Rejection::forbidden(
-                "containers for orders are created by keyledger's order worker only",
-            ));
-        }
-        (Actor::User(who), _) => {
-            authorize_user(who, state, command, &ctx)?;
-            &who.user
+        (_, ContainerCommand::CreateForOrder { creator, .. }) => creator,
+        (Actor::User(who), _) => &who.user,
+        (Actor::System(_), _) => {
+            return Err(Rejection::internal("a system command passed authorization"));
         }
     };
     Ok(match command {
@@ -442,7 +454,7 @@ fn authorize_user(
         source: None,
         now: ctx.now,
     };
-    authorize(who, action_of(command), target, env)?;
+    policy::authorize(who, action_of(command), target, env)?;
     for r in command.new_refs() {
         match ctx.refs.get(&r.secret_id) {
             Some(Ok(())) => {}

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use decide::{
     Consumer, Container, ContainerCommand, ContainerState, Context, CreateContainer, RefChecks,
-    check_ref, decide, evolve,
+    authorize, check_ref, decide, evolve,
 };
 pub use event::{
     ConsumerChanged, ContainerCreated, ContainerDeleted, ContainerEvent, ContainerSecretAdded,

@@ -19,7 +19,8 @@ pub use spec::{DistinguishedName, KeySpec, OrderSpec, OrderType};
 
 use crate::Rejection;
 use crate::ids::{ContainerId, OrderId, ProjectId, SecretId, UserId};
-use crate::policy::{Action, Object, RequestEnv, SecretFacts, Target, authorize};
+use crate::policy;
+use crate::policy::{Action, Object, RequestEnv, SecretFacts, Target};
 use crate::principal::{Actor, SystemTask};
 use crate::secret::acl::Acl;
 use crate::subject::command;
@@ -158,12 +159,13 @@ pub struct Context<'a> {
     pub now: Timestamp,
 }
 
-/// Decides what `command` does to an order in `state`. Pure.
-pub fn decide(
+/// Allows the command for the actor, or says why not: the worker's steps are the
+/// order worker's only, the rest goes through the policy.
+pub fn authorize(
     state: &OrderState,
     command: &OrderCommand,
-    ctx: Context<'_>,
-) -> Result<Vec<OrderEvent>, Rejection> {
+    ctx: &Context<'_>,
+) -> Result<(), Rejection> {
     let by_worker = matches!(ctx.actor, Actor::System(s) if s.system == SystemTask::OrderWorker);
     let worker_step = matches!(
         command,
@@ -217,9 +219,19 @@ pub fn decide(
                 source: None,
                 now: ctx.now,
             };
-            authorize(who, action, target, env)?;
+            policy::authorize(who, action, target, env)?;
         }
     }
+    Ok(())
+}
+
+/// Decides what `command` does to an order in `state`. Pure.
+pub fn decide(
+    state: &OrderState,
+    command: &OrderCommand,
+    ctx: Context<'_>,
+) -> Result<Vec<OrderEvent>, Rejection> {
+    authorize(state, command, &ctx)?;
     let not_found = || {
         Rejection::not_found(format!(
             "order {} not found in project {}",

@@ -13,7 +13,7 @@ mod state;
 pub mod version;
 
 pub use command::{CreateSecret, DeleteMode, Presence, PutValue, SecretCommand};
-pub use decide::{Context, decide, prune, scheduled_for_deletion};
+pub use decide::{Context, authorize, decide, prune, scheduled_for_deletion};
 pub use event::{
     AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored,
     SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent, SecretExpired,

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use crate::Rejection;
 use crate::ids::{ProjectId, SecretId};
-use crate::policy::{Action, RequestEnv, SecretFacts, Target, authorize};
+use crate::policy;
+use crate::policy::{Action, RequestEnv, SecretFacts, Target};
 use crate::principal::{Actor, Principal, SystemTask};
 use crate::secret::command::{DeleteMode, Presence, SecretCommand};
 use crate::secret::event::{
@@ -110,8 +111,10 @@ fn action_of(command: &SecretCommand) -> Option<Action> {
 }
 
 /// Allows the command for the actor, or says why not. keyledger's scheduler may only
-/// run its own tasks; principals go through the policy.
-fn authorize_command(
+/// run its own tasks; principals go through the policy. `decide` calls it first; the
+/// command loop calls it before anything else too, so no answer (not even "already
+/// done" for a retried command id) reaches a caller the policy refuses.
+pub fn authorize(
     state: &SecretState,
     command: &SecretCommand,
     ctx: &Context<'_>,
@@ -160,7 +163,7 @@ fn authorize_command(
         source: None,
         now: ctx.now,
     };
-    authorize(who, action, target, env)?;
+    policy::authorize(who, action, target, env)?;
     if let SecretCommand::Create(create) = command
         && let Some(service) = &create.owning_service
         && who.service.as_ref() != Some(service)
@@ -184,7 +187,7 @@ pub fn decide(
     command: &SecretCommand,
     ctx: Context<'_>,
 ) -> Result<Vec<SecretEvent>, Rejection> {
-    authorize_command(state, command, &ctx)?;
+    authorize(state, command, &ctx)?;
     let events = match command {
         SecretCommand::CreateForOrder { create, creator } => created(state, create, creator, &ctx)?,
         SecretCommand::Create(create) => {
