@@ -427,7 +427,11 @@ pub async fn start_api(
     api::access_log::ensure_stream(&js, settings.replicas)
         .await
         .map_err(|e| anyhow::anyhow!("setting up the access stream: {e}"))?;
-    let access_log = api::access_log::AccessLog::start(js.clone(), settings.config.access_mode);
+    let access_log = api::access_log::AccessLog::start(
+        js.clone(),
+        settings.config.access_mode,
+        keys.commit.clone(),
+    );
     let state = AppState {
         read: ReadModel::new(pool, applied),
         commands: CommandClient::new(client, Duration::from_secs(10)),
@@ -605,7 +609,7 @@ pub struct Stack {
 impl Stack {
     /// Starts everything.
     pub async fn start(config: StackConfig) -> Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        commands::keyfile::private_dir(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         let data_dir = config.data_dir.canonicalize()?;

@@ -239,6 +239,14 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
         .collect();
     assert!(leaked.is_empty(), "secrets in logs:\n{}", leaked.join("\n"));
 
+    // Only the owner may look into the data directory, or read the server's log (it
+    // names the users of refused connections).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("nats")), 0o700);
+    assert_eq!(mode(&data.join("nats/nats-server.log")), 0o600);
+
     // The search looked at the right files: the (non-secret) names are there, in the
     // stream's files and in the read model.
     let holding = |needle: &str| -> Vec<&str> {

@@ -278,5 +278,136 @@ async fn a_tampered_key_store_entry_is_reported_as_tampered() {
         assert!(message.contains("tampered"), "{what}: {message}");
         assert!(!message.contains("malformed"), "{what}: {message}");
     }
+    // Removed behind keyledger's back (no commit destroyed it): tampered, not "not found".
+    kv.purge(&entry).await.unwrap();
+    let (status, message) =
+        description(t.get(&format!("/v1/secrets/{id}/payload"), &alice).await).await;
+    assert_eq!(
+        (status.as_u16(), message.contains("tampered")),
+        (500, true),
+        "{message}"
+    );
+    // Destroyed by keyledger, the answer is the usual one.
+    let deleted = t
+        .http
+        .delete(t.url(&format!("/v1/secrets/{other}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (status, _) =
+        description(t.get(&format!("/v1/secrets/{other}/payload"), &alice).await).await;
+    assert_eq!(status, 404);
+    t.stop().await;
+}
+
+/// A note on the checkpoint subject that the checkpoint key did not sign (here, a real
+/// one with its size raised) is trusted by no one: the checkpointer passes over it and
+/// goes on signing, and verification names it until the auditor accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_checkpoint_is_passed_over_and_named() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    t.create_text(&alice, "one", "x").await;
+    t.checkpointed(1).await;
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    let latest = commands::checkpoints::latest(&js, "KEYLEDGER")
+        .await
+        .unwrap()
+        .unwrap();
+    let forged_note = latest.note.replacen("\n1\n", "\n999999999\n", 1);
+    assert_ne!(forged_note, latest.note);
+    let forged = append(
+        &js,
+        &commands::checkpoints::subject("KEYLEDGER"),
+        forged_note.into_bytes(),
+    )
+    .await;
+    // The log grows, and the checkpointer signs it: the forged size stopped nothing.
+    t.create_text(&alice, "two", "y").await;
+    let signed = t.checkpointed(2).await;
+    assert!(signed.size >= 2 && signed.size < 999_999_999);
+
+    let public = t.checkpoint_public_key_file();
+    let auditor = t.auditor_url();
+    let out = audit(args(&[
+        "verify",
+        "--nats-url",
+        &auditor,
+        "--public-key",
+        &public,
+    ]))
+    .await;
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "FOREIGN: checkpoint {forged} of KEYLEDGER_CHECKPOINTS: not signed by a trusted key"
+        )),
+        "{stdout}"
+    );
+    let out = audit(args(&[
+        "verify",
+        "--nats-url",
+        &auditor,
+        "--public-key",
+        &public,
+        "--accept-foreign-checkpoints",
+        &forged.to_string(),
+    ]))
+    .await;
+    succeeded(&out);
+    t.stop().await;
+}
+
+/// Access records carry an authenticator too: a forged record (someone claiming a read
+/// that never happened, or hiding behind a made-up user) is named and left out.
+#[tokio::test]
+async fn forged_access_records_are_named_and_left_out() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "db", "read-me").await;
+    let read = t.get(&format!("/v1/secrets/{id}/payload"), &alice).await;
+    assert_eq!(read.status(), 200);
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    let record = json!([{"at": "2026-12-01T17:31:55.000000Z", "user": "ceo-forged",
+        "project": "p1", "secret": id, "source": "10.6.6.6", "allowed": true}]);
+    let forged = append(
+        &js,
+        "keyledger.access.records",
+        record.to_string().into_bytes(),
+    )
+    .await;
+    let junk = append(&js, "keyledger.access.records", b"junk".to_vec()).await;
+
+    let key = t.dir.path().join("commit.key");
+    let out = audit(args(&[
+        "access",
+        "--nats-url",
+        &t.auditor_url(),
+        "--commit-key-file",
+        key.to_str().unwrap(),
+        "--id",
+        &id,
+        "--json",
+    ]))
+    .await;
+    succeeded(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("\"alice\""),
+        "the real read is listed: {stdout}"
+    );
+    assert!(!stdout.contains("ceo-forged"), "{stdout}");
+    for seq in [forged, junk] {
+        assert!(
+            stderr.contains(&format!(
+                "sequence {seq} of KEYLEDGER_ACCESS: not written by keyledger"
+            )),
+            "{stderr}"
+        );
+    }
     t.stop().await;
 }

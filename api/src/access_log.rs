@@ -3,6 +3,10 @@
 //! writer task takes every record waiting, publishes them as one message, and answers
 //! all their readers once JetStream has acknowledged (stored) it. In `required` mode a
 //! read whose record cannot be stored gets 503, never the payload.
+//!
+//! Each batch carries an authenticator under the commit key (header
+//! `Keyledger-Mac`), so a record published behind keyledger's back is told from its
+//! own (`keyledger audit access --commit-key-file`).
 
 use std::time::Duration;
 
@@ -17,6 +21,22 @@ use crate::error::ApiError;
 pub const STREAM: &str = "KEYLEDGER_ACCESS";
 /// The subject batches are published on.
 pub const SUBJECT: &str = "keyledger.access.records";
+/// The header carrying a batch's authenticator.
+pub const MAC_HEADER: &str = "Keyledger-Mac";
+/// Keeps access-record authenticators apart from commits'.
+pub const MAC_CONTEXT: &[u8] = b"keyledger/access-mac/v1\0";
+
+/// Whether the batch `body` stored with `headers` was written by keyledger.
+pub fn authentic(
+    key: &domain::commit::CommitKey,
+    headers: Option<&async_nats::HeaderMap>,
+    body: &[u8],
+) -> bool {
+    headers
+        .and_then(|h| h.get(MAC_HEADER))
+        .and_then(|v| domain::commit::Digest::from_hex(v.as_str()))
+        .is_some_and(|mac| key.verifies_bytes(MAC_CONTEXT, body, &mac))
+}
 
 /// What happens when a record cannot be stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -101,8 +121,12 @@ pub async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<(
 }
 
 impl AccessLog {
-    /// Starts the writer task on `js`.
-    pub fn start(js: jetstream::Context, mode: AccessMode) -> Self {
+    /// Starts the writer task on `js`, authenticating batches with `key`.
+    pub fn start(
+        js: jetstream::Context,
+        mode: AccessMode,
+        key: std::sync::Arc<domain::commit::CommitKey>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Pending>(8 * BATCH);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -116,10 +140,16 @@ impl AccessLog {
                 let records: Vec<&AccessRecord> = batch.iter().map(|(r, _)| r).collect();
                 let sent = match serde_json::to_vec(&records) {
                     Err(e) => Err(e.to_string()),
-                    Ok(body) => js
-                        .publish(SUBJECT, body.into())
-                        .await
-                        .map_err(|e| e.to_string()),
+                    Ok(body) => {
+                        let mut headers = async_nats::HeaderMap::new();
+                        headers.insert(
+                            MAC_HEADER,
+                            key.mac_bytes(MAC_CONTEXT, &body).to_hex().as_str(),
+                        );
+                        js.publish_with_headers(SUBJECT, headers, body.into())
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
                 };
                 // The acknowledgement is awaited before the next batch is taken: while one
                 // batch is being stored, the next one grows. (Sending batches without

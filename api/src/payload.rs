@@ -197,6 +197,35 @@ fn corrupt(id: SecretId, what: &str) -> ApiError {
     )
 }
 
+/// Whether a data key missing from the key store went without any commit destroying
+/// it: the secret's last commit is still the one the read model showed (`version`).
+/// Otherwise a later commit (a deletion, an expiry) explains it.
+async fn destroyed_behind_keyledgers_back(
+    state: &AppState,
+    project: &ProjectId,
+    id: SecretId,
+    version: i64,
+) -> bool {
+    let subject = domain::subject::aggregate_subject(
+        project,
+        domain::subject::AggregateKind::Secret,
+        &id.to_string(),
+    );
+    let last = commands::audit::last_message(&state.js, &state.config.stream, &subject).await;
+    match last {
+        Ok(Some(message)) => {
+            match domain::commit::Commit::<domain::audit::RawEvent>::open(
+                &message.payload,
+                &state.commit_key,
+            ) {
+                Ok(commit) => i64::try_from(commit.body.version).is_ok_and(|v| v == version),
+                Err(_) => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 /// Decrypts a stored payload (the caller has been authorized to read it).
 pub async fn decrypt(
     state: &AppState,
@@ -231,6 +260,18 @@ pub async fn decrypt(
         .await
         .map_err(domain::Rejection::from)?
     else {
+        if destroyed_behind_keyledgers_back(state, project, id, secret.version).await {
+            tracing::error!(secret = %id, key = %sealed.key_id, "a data key is missing from the key store though no commit destroyed it: tampered with");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "the data key {} of secret {id} is missing from the key store, though no \
+                     commit destroyed it: the key store was tampered with; restore it from a \
+                     backup",
+                    sealed.key_id
+                ),
+            ));
+        }
         // The key is destroyed: the secret or version went after the read model answered.
         return Err(not_found(caller, id));
     };

@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_nats::jetstream::Context;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream;
+use async_nats::jetstream::stream::{self, DirectGetErrorKind};
 use domain::audit::RawEvent;
 use domain::checkpoint::{CheckpointSigner, CheckpointVerifier, Foreign};
 use domain::commit::{Commit, CommitKey};
@@ -42,6 +42,8 @@ pub fn subject(log_stream: &str) -> String {
 }
 /// Header carrying the tree's right edge (base64 hashes, comma-separated).
 const FRONTIER_HEADER: &str = "Keyledger-Frontier";
+/// How many notes back a restarted checkpointer looks for its own latest one.
+const LOOK_BACK: usize = 1000;
 
 /// Why checkpoints cannot be made.
 #[derive(Debug, thiserror::Error)]
@@ -252,31 +254,81 @@ impl Checkpointer {
         self.tree.size()
     }
 
+    /// Where the checkpoint subject stands: its last message (what the next publish
+    /// expects), and this key's latest checkpoint. A note this key did not sign (another
+    /// key's, or one written behind keyledger's back) is passed over, never trusted for
+    /// its size: it could claim anything.
     async fn last(&self) -> Result<Option<Last>, CheckpointError> {
-        let Some(message) = latest(&self.js, &self.log_stream).await? else {
+        let Some(latest) = latest(&self.js, &self.log_stream).await? else {
             return Ok(None);
         };
-        let ours = CheckpointVerifier::new(&[self.signer.public_key()])?;
-        let Ok(checkpoint) = ours.open(&message.note) else {
-            // Another key's checkpoint: its size is still the one to exceed.
-            let size = domain::checkpoint::claimed_size(&message.note).unwrap_or(0);
-            return Ok(Some(Last {
-                seq: message.seq,
-                size,
-                tree: None,
-            }));
-        };
-        let tree = message
-            .frontier
-            .as_deref()
-            .and_then(parse_frontier)
-            .and_then(|edge| MerkleLog::from_frontier(checkpoint.size, edge).ok())
-            .filter(|tree| tree.root() == checkpoint.root);
+        let mut at = Some(latest.clone());
+        let mut looked = 0;
+        while let Some(stored) = at {
+            if let Some(checkpoint) = self.ours(&stored.note)? {
+                let tree = stored
+                    .frontier
+                    .as_deref()
+                    .and_then(parse_frontier)
+                    .and_then(|edge| MerkleLog::from_frontier(checkpoint.size, edge).ok())
+                    .filter(|tree| tree.root() == checkpoint.root);
+                return Ok(Some(Last {
+                    seq: latest.seq,
+                    size: checkpoint.size,
+                    tree,
+                }));
+            }
+            tracing::warn!(
+                seq = stored.seq,
+                subject = %self.subject,
+                "checkpoints: a note this key did not sign; passed over (another key's, or \
+                 written behind keyledger's back: run keyledger audit verify)"
+            );
+            looked += 1;
+            at = if looked < LOOK_BACK {
+                self.earlier(stored.seq).await?
+            } else {
+                None
+            };
+        }
         Ok(Some(Last {
-            seq: message.seq,
-            size: checkpoint.size,
-            tree,
+            seq: latest.seq,
+            size: 0,
+            tree: None,
         }))
+    }
+
+    /// The checkpoint in `note`, if this key signed it.
+    fn ours(
+        &self,
+        note: &str,
+    ) -> Result<Option<domain::checkpoint::SignedCheckpoint>, CheckpointError> {
+        Ok(CheckpointVerifier::new(&[self.signer.public_key()])?
+            .open(note)
+            .ok())
+    }
+
+    /// The checkpoint of this log stored before `seq` in the checkpoint stream.
+    async fn earlier(&self, seq: u64) -> Result<Option<StoredCheckpoint>, CheckpointError> {
+        let stream = self.js.get_stream_no_info(STREAM).await.map_err(nats)?;
+        for s in (1..seq).rev().take(LOOK_BACK) {
+            let message = match stream.direct_get(s).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => continue,
+                Err(e) => return Err(nats(e)),
+            };
+            if message.subject.as_str() == self.subject {
+                return Ok(Some(StoredCheckpoint {
+                    seq: s,
+                    note: String::from_utf8_lossy(&message.payload).into_owned(),
+                    frontier: message
+                        .headers
+                        .get(FRONTIER_HEADER)
+                        .map(|v| v.as_str().to_owned()),
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Reads the commits appended since the last look and, if the log grew past the

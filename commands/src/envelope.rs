@@ -27,7 +27,9 @@ const NONCE_LEN: usize = 12;
 pub enum CryptoError {
     /// The DEK was wrapped by another KEK than the one loaded.
     #[error(
-        "data key was wrapped by KEK {wrapped_by}, but KEK {loaded} is loaded; start keyledger with the KEK file it was created with"
+        "data key was wrapped by KEK {wrapped_by}, but KEK {loaded} is loaded: start keyledger \
+         with the KEK file it was created with; if that is the one loaded, the key store entry \
+         was tampered with (restore it from a backup)"
     )]
     WrongKek {
         /// The KEK id recorded with the wrapped key.

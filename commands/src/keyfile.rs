@@ -44,6 +44,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
     }
 }
 
+/// Creates the directory `path` (and its parents) and makes it private to its owner
+/// (mode 0700): the data directory and the nats-server's store hold keys, ciphertext,
+/// logs that may name users, and the read model.
+pub fn private_dir(path: &Path) -> Result<(), KeyFileError> {
+    fs::create_dir_all(path).map_err(io(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io(path))
+}
+
 /// Fills `buf` from the operating system's random source.
 pub fn random_bytes(buf: &mut [u8]) {
     // The OS random source only fails on platforms keyledger does not run on (no

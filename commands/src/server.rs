@@ -296,6 +296,7 @@ impl ManagedNats {
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
         let dir = config.data_dir.join("nats");
         let ports_dir = dir.join("ports");
+        keyfile::private_dir(&dir)?;
         fs::create_dir_all(&ports_dir).map_err(io(&ports_dir))?;
         // Stale port files from an earlier run would be mistaken for this one's.
         for entry in fs::read_dir(&ports_dir).map_err(io(&ports_dir))?.flatten() {
@@ -332,11 +333,20 @@ jetstream {{
         );
         write_private(&conf_path, &conf)?;
 
-        let stderr = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(io(&log))?;
+        // The server's log names the users of refused connections: private.
+        let stderr = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&log)
+                .map_err(io(&log))?
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).map_err(io(&log))?;
+        }
         let mut command = Command::new(&config.binary);
         command
             .arg("-c")

@@ -299,11 +299,25 @@ impl LogVerifier {
         self.last_seq = seq;
         // Every message is a leaf of the tree the checkpoints sign, foreign or not.
         self.tree.append(bytes);
-        let verdict = if self.listed.contains(seq) {
-            Judged::Foreign("named as foreign by a signed checkpoint".to_owned())
-        } else {
-            judge::<RawEvent>(subject, bytes, self.key.as_ref(), self.heads.get(subject))
-                .map_err(fail)?
+        let listed = self.listed.contains(seq);
+        let verdict = match (&self.key, listed) {
+            // Without the key, the checkpoint's word is all there is.
+            (None, true) => Judged::Foreign("named as foreign by a signed checkpoint".to_owned()),
+            // With it, the message's own fault is the better reason.
+            (Some(key), true) => {
+                match judge::<RawEvent>(subject, bytes, Some(key), self.heads.get(subject)) {
+                    Ok(Judged::Foreign(reason)) => Judged::Foreign(reason),
+                    _ => Judged::Foreign(
+                        "named as foreign by a signed checkpoint, though its authenticator \
+                         checks"
+                            .to_owned(),
+                    ),
+                }
+            }
+            (key, false) => {
+                judge::<RawEvent>(subject, bytes, key.as_ref(), self.heads.get(subject))
+                    .map_err(fail)?
+            }
         };
         match verdict {
             Judged::Next(commit) => {

@@ -109,6 +109,23 @@ impl CommitKey {
         Digest(mac.finalize().into_bytes().into())
     }
 
+    /// The authenticator of other bytes keyledger writes to NATS (e.g. a batch of
+    /// access records), kept apart from commits' by `context`.
+    pub fn mac_bytes(&self, context: &[u8], bytes: &[u8]) -> Digest {
+        let mut mac = self.hmac();
+        mac.update(context);
+        mac.update(bytes);
+        Digest(mac.finalize().into_bytes().into())
+    }
+
+    /// Whether `mac` authenticates `bytes` under `context` (in constant time).
+    pub fn verifies_bytes(&self, context: &[u8], bytes: &[u8], mac: &Digest) -> bool {
+        let mut check = self.hmac();
+        check.update(context);
+        check.update(bytes);
+        check.verify_slice(&mac.0).is_ok()
+    }
+
     /// Whether `mac` authenticates the commit whose hash is `hash` (in constant time).
     pub fn verifies(&self, hash: &Digest, mac: &Digest) -> bool {
         let mut check = self.hmac();

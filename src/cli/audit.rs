@@ -67,6 +67,10 @@ pub enum AuditCommand {
         /// NATS URL (an account that may read the access stream).
         #[arg(long, env = "KEYLEDGER_NATS_URL")]
         nats_url: String,
+        /// The commit key file (keyledger's commit.key): records keyledger did not
+        /// write are named and left out. Without it, they cannot be told apart.
+        #[arg(long, env = "KEYLEDGER_COMMIT_KEY_FILE")]
+        commit_key_file: Option<PathBuf>,
         /// Only reads by this user.
         #[arg(long)]
         user: Option<String>,
@@ -160,6 +164,10 @@ pub enum AuditCommand {
         /// reported but do not fail the verification.
         #[arg(long, value_name = "SEQUENCES")]
         accept_foreign: Option<String>,
+        /// Checkpoints not signed by a trusted key, already investigated (their
+        /// sequences in the checkpoint stream, or numbers in an export).
+        #[arg(long, value_name = "SEQUENCES")]
+        accept_foreign_checkpoints: Option<String>,
     },
     /// Print the latest signed checkpoint, to keep: a later `verify --checkpoint FILE`
     /// shows the log still holds what it held then.
@@ -199,6 +207,16 @@ pub enum AuditCommand {
 pub(super) async fn connect(url: &str) -> Result<async_nats::jetstream::Context> {
     let client = commands::nats::connect(url, "keyledger-audit").await?;
     Ok(async_nats::jetstream::new(client))
+}
+
+/// A list of sequences and ranges, e.g. `17,40-42`, given as `flag`.
+fn sequences(flag: &str, list: Option<String>) -> Result<domain::checkpoint::Foreign> {
+    let Some(list) = list else {
+        return Ok(Default::default());
+    };
+    domain::checkpoint::Foreign::parse(&list).with_context(|| {
+        format!("{flag} {list:?}: give ascending sequences and ranges, e.g. 17,40-42")
+    })
 }
 
 fn time(field: &str, s: Option<String>) -> Result<Option<Timestamp>> {
@@ -288,6 +306,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
         }
         AuditCommand::Access {
             nats_url,
+            commit_key_file,
             user,
             id,
             since,
@@ -305,9 +324,38 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                     "AT", "USER", "SECRET", "ALLOWED", "SOURCE"
                 )?;
             }
+            let key = commit_key_file
+                .as_deref()
+                .map(commands::keyfile::existing_commit_key)
+                .transpose()?;
+            if key.is_none() {
+                eprintln!(
+                    "note: authenticity not checked: pass --commit-key-file to leave out \
+                     records keyledger did not write"
+                );
+            }
             commands::audit::read_log(&js, api::access_log::STREAM, None, 1, |m| {
-                let records: Vec<api::access_log::AccessRecord> =
-                    serde_json::from_slice(&m.payload).unwrap_or_default();
+                if let Some(key) = &key
+                    && !api::access_log::authentic(key, m.headers.as_ref(), &m.payload)
+                {
+                    eprintln!(
+                        "sequence {} of {}: not written by keyledger (no valid \
+                         authenticator); its records are left out",
+                        m.seq,
+                        api::access_log::STREAM
+                    );
+                    return true;
+                }
+                let Ok(records) =
+                    serde_json::from_slice::<Vec<api::access_log::AccessRecord>>(&m.payload)
+                else {
+                    eprintln!(
+                        "sequence {} of {}: not a batch of access records; left out",
+                        m.seq,
+                        api::access_log::STREAM
+                    );
+                    return true;
+                };
                 for r in records {
                     let at = Timestamp::parse_iso8601("at", &r.at).ok();
                     let keep = user.as_ref().is_none_or(|u| &r.user == u)
@@ -435,6 +483,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             checkpoints,
             commit_key_file,
             accept_foreign,
+            accept_foreign_checkpoints,
         } => {
             let origin = match (file, nats_url) {
                 (Some(path), _) => super::verify::Origin::File(path),
@@ -451,15 +500,11 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                     .as_deref()
                     .map(commands::keyfile::existing_commit_key)
                     .transpose()?,
-                accepted: match accept_foreign {
-                    None => domain::checkpoint::Foreign::default(),
-                    Some(list) => domain::checkpoint::Foreign::parse(&list).with_context(|| {
-                        format!(
-                            "--accept-foreign {list:?}: give ascending sequences and ranges, \
-                             e.g. 17,40-42"
-                        )
-                    })?,
-                },
+                accepted: sequences("--accept-foreign", accept_foreign)?,
+                accepted_checkpoints: sequences(
+                    "--accept-foreign-checkpoints",
+                    accept_foreign_checkpoints,
+                )?,
             };
             super::verify::run(origin, &trust).await?;
         }

@@ -35,25 +35,42 @@ pub struct Trusted {
     pub commit_key: Option<CommitKey>,
     /// Foreign messages already investigated.
     pub accepted: Foreign,
+    /// Checkpoints not signed by a trusted key, already investigated (by their
+    /// sequence in the checkpoint stream, or their number in an export).
+    pub accepted_checkpoints: Foreign,
+}
+
+/// A checkpoint found with the log: where (for messages), its number (for
+/// `--accept-foreign-checkpoints`), and the note.
+struct Found {
+    place: String,
+    number: u64,
+    note: String,
 }
 
 /// Verifies the log from `origin` against the checkpoints found with it and saved
 /// ones, whose signatures the public keys must check.
 pub async fn run(origin: Origin, trusted: &Trusted) -> Result<()> {
-    let mut notes = saved_checkpoints(&trusted.saved)?;
-    match &origin {
+    let found: Vec<Found> = match &origin {
         // Checkpoints are read before the log, so the log read covers them all.
-        Origin::Nats { js, stream } => {
-            let found = commands::checkpoints::read_all(js, stream).await?;
-            notes.extend(
-                found.into_iter().map(|(seq, note)| {
-                    (format!("{seq} of {}", commands::checkpoints::STREAM), note)
-                }),
-            );
-        }
-        Origin::File(path) => notes.extend(export_checkpoints(path)?),
-    }
-    let checkpoints = open_all(trusted.keys.verifier()?.as_ref(), notes)?;
+        Origin::Nats { js, stream } => commands::checkpoints::read_all(js, stream)
+            .await?
+            .into_iter()
+            .map(|(seq, note)| Found {
+                place: format!("{seq} of {}", commands::checkpoints::STREAM),
+                number: seq,
+                note,
+            })
+            .collect(),
+        Origin::File(path) => export_checkpoints(path)?,
+    };
+    let keys = trusted.keys.verifier()?;
+    let mut checkpoints = saved(keys.as_ref(), &trusted.saved)?;
+    checkpoints.extend(open_found(
+        keys.as_ref(),
+        found,
+        &trusted.accepted_checkpoints,
+    )?);
     let mut verifier = LogVerifier::with_checkpoints(checkpoints, trusted.commit_key.clone());
     let mut violation = None;
     let progress = super::progress::Progress::new("verified");
@@ -158,36 +175,85 @@ fn fail(v: &Violation) -> Result<()> {
     )
 }
 
-/// Opens each `(where, note)` with `keys`: every checkpoint must carry a signature
-/// they check. Without keys, finding checkpoints is an error, not a pass.
-fn open_all(
+/// Opens the checkpoints the auditor kept: each must carry a signature `keys` check.
+fn saved(keys: Option<&CheckpointVerifier>, paths: &[PathBuf]) -> Result<Vec<SignedCheckpoint>> {
+    let notes = saved_checkpoints(paths)?;
+    if notes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = keys.context("--checkpoint needs --public-key to check the checkpoint with")?;
+    notes
+        .into_iter()
+        .map(|(place, note)| {
+            keys.open(&note)
+                .with_context(|| format!("the saved checkpoint {place} FAILS"))
+        })
+        .collect()
+}
+
+/// Opens the checkpoints found with the log. Without keys, finding any is an error,
+/// not a pass. One that no trusted key signed was not written by keyledger's
+/// checkpointer: it is named, and fails the verification unless `accepted` lists it;
+/// if none opens at all, the keys are wrong.
+fn open_found(
     keys: Option<&CheckpointVerifier>,
-    notes: Vec<(String, String)>,
+    found: Vec<Found>,
+    accepted: &Foreign,
 ) -> Result<Vec<SignedCheckpoint>> {
     let Some(keys) = keys else {
-        if !notes.is_empty() {
+        if !found.is_empty() {
             bail!(
                 "found {} signed checkpoint(s) but no public key to check them with: pass \
                  --public-key (for keyledger up: --public-key .keyledger/checkpoint.pub)",
-                notes.len()
+                found.len()
             );
         }
         return Ok(Vec::new());
     };
-    if notes.is_empty() {
+    if found.is_empty() {
         bail!(
             "no signed checkpoint found to check the log against: the command service signs \
              one every --checkpoint-interval once the log has commits; without checkpoints, \
              verify without --public-key"
         );
     }
-    notes
-        .into_iter()
-        .map(|(place, note)| {
-            keys.open(&note)
-                .with_context(|| format!("checkpoint {place} FAILS"))
-        })
-        .collect()
+    let total = found.len();
+    let mut opened = Vec::new();
+    let mut refused = Vec::new();
+    for f in found {
+        match keys.open(&f.note) {
+            Ok(checkpoint) => opened.push(checkpoint),
+            Err(e) => {
+                let known = accepted.contains(f.number);
+                println!(
+                    "{} checkpoint {}: not signed by a trusted key ({e}){}",
+                    if known { "accepted:" } else { "FOREIGN:" },
+                    f.place,
+                    if known { ", accepted" } else { "" }
+                );
+                if !known {
+                    refused.push(f.place);
+                }
+            }
+        }
+    }
+    if opened.is_empty() {
+        bail!(
+            "none of the {total} checkpoint(s) found is signed by the given public key(s): is \
+             it the right key (checkpoint.pub next to the command service's checkpoint.key)?"
+        );
+    }
+    if !refused.is_empty() {
+        bail!(
+            "the checkpoints FAIL verification: {} not signed by a trusted key ({}). The \
+             checkpointer passes over them, but someone could publish to the checkpoint \
+             stream: check its NATS permissions; pass --accept-foreign-checkpoints with their \
+             numbers once investigated (or --public-key with a key they were signed with)",
+            refused.len(),
+            refused.join(", ")
+        );
+    }
+    Ok(opened)
 }
 
 /// One line of an export: a commit or a checkpoint.
@@ -234,15 +300,21 @@ fn export_lines(path: &Path) -> Result<impl Iterator<Item = Result<Line>> + '_> 
         .map(move |(n, line)| parse_line(path, n, &line?)))
 }
 
-/// The checkpoint lines of an export (a first pass: they may come anywhere).
-fn export_checkpoints(path: &Path) -> Result<Vec<(String, String)>> {
-    let mut notes = Vec::new();
+/// The checkpoint lines of an export (a first pass: they may come anywhere),
+/// numbered from 1.
+fn export_checkpoints(path: &Path) -> Result<Vec<Found>> {
+    let mut found = Vec::new();
     for line in export_lines(path)? {
         if let Line::Checkpoint(note) = line? {
-            notes.push((format!("#{} in {}", notes.len() + 1, path.display()), note));
+            let number = found.len() as u64 + 1;
+            found.push(Found {
+                place: format!("#{number} in {}", path.display()),
+                number,
+                note,
+            });
         }
     }
-    Ok(notes)
+    Ok(found)
 }
 
 /// Feeds the commit lines of an export to `check` until it returns false; returns the
