@@ -55,7 +55,7 @@ fn certificates(pem: &[u8]) -> Result<Vec<Pem>, String> {
 
 fn time_of(t: x509_parser::time::ASN1Time) -> String {
     let at = t.to_datetime();
-    domain::timestamp::Timestamp::new(at).to_rfc3339()
+    domain::timestamp::Timestamp::saturating(at).to_rfc3339()
 }
 
 /// The DER SubjectPublicKeyInfo of the public half of a PEM private key.

@@ -9,5 +9,5 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// The system clock.
 pub fn system() -> Clock {
-    Arc::new(|| Timestamp::new(time::OffsetDateTime::now_utc()))
+    Arc::new(|| Timestamp::saturating(time::OffsetDateTime::now_utc()))
 }

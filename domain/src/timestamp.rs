@@ -1,5 +1,6 @@
 //! Points in time, always UTC, with microsecond precision (what SQL stores and what
-//! Barbican reports).
+//! Barbican reports), from year 0 to year 9999 (what RFC 3339 can write). Every way in
+//! is checked: a time outside that range is refused, never a panic.
 
 use std::fmt;
 
@@ -14,19 +15,38 @@ use crate::Rejection;
 pub struct Timestamp(OffsetDateTime);
 
 impl Timestamp {
-    /// Wraps an instant, converted to UTC and truncated to microseconds.
-    pub fn new(at: OffsetDateTime) -> Self {
-        let at = at.to_offset(UtcOffset::UTC);
+    /// The earliest instant: 0000-01-01T00:00:00Z.
+    pub const MIN: Self = Self(time::macros::datetime!(0000-01-01 00:00:00 UTC));
+    /// The latest instant: 9999-12-31T23:59:59.999999Z.
+    pub const MAX: Self = Self(time::macros::datetime!(9999-12-31 23:59:59.999_999 UTC));
+
+    /// The instant, converted to UTC and truncated to microseconds; `None` outside
+    /// years 0 to 9999 in UTC (`9999-12-31T23:59:59-01:00` is year 10000 in UTC).
+    pub fn new(at: OffsetDateTime) -> Option<Self> {
+        let at = at.checked_to_offset(UtcOffset::UTC)?;
+        if !(0..=9999).contains(&at.year()) {
+            return None;
+        }
         let micros = at.microsecond();
         // Truncation to whole microseconds always yields a valid nanosecond value.
-        Self(at.replace_nanosecond(micros * 1_000).unwrap_or(at))
+        Some(Self(at.replace_nanosecond(micros * 1_000).unwrap_or(at)))
+    }
+
+    /// The instant, clamped into the range: for clocks and certificates, whose times
+    /// are always in it but must not be able to crash anything if one is not.
+    pub fn saturating(at: OffsetDateTime) -> Self {
+        Self::new(at).unwrap_or(if at < Self::MIN.0 {
+            Self::MIN
+        } else {
+            Self::MAX
+        })
     }
 
     /// The instant from milliseconds since the Unix epoch; `None` if out of range.
     pub fn from_unix_millis(ms: i64) -> Option<Self> {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
             .ok()
-            .map(Self::new)
+            .and_then(Self::new)
     }
 
     /// Milliseconds since the Unix epoch.
@@ -38,7 +58,7 @@ impl Timestamp {
     /// This instant plus `d`; `None` past the representable range (year 9999).
     pub fn plus(&self, d: std::time::Duration) -> Option<Self> {
         let d = time::Duration::try_from(d).ok()?;
-        self.0.checked_add(d).map(Self::new)
+        self.0.checked_add(d).and_then(Self::new)
     }
 
     /// How long after `earlier` this instant is; zero if it is not after it.
@@ -69,7 +89,7 @@ impl Timestamp {
     /// RFC 3339 text, e.g. `2026-11-22T10:00:00.123456Z`.
     pub fn to_rfc3339(&self) -> String {
         // Formatting a UTC OffsetDateTime as RFC 3339 only fails for years outside
-        // 0..=9999, which `parse_iso8601` and the clock never produce.
+        // 0..=9999, which no Timestamp holds.
         self.0
             .format(&Rfc3339)
             .unwrap_or_else(|_| self.0.to_string())
@@ -78,18 +98,19 @@ impl Timestamp {
     /// Parses an ISO-8601 date-time. A value without an offset is taken as UTC, as
     /// Barbican does (`2027-01-01T00:00:00`); `Z` and `±hh:mm` offsets are honoured.
     pub fn parse_iso8601(field: &str, s: &str) -> Result<Self, Rejection> {
-        if let Ok(at) = OffsetDateTime::parse(s, &Rfc3339) {
-            return Ok(Self::new(at));
-        }
-        if let Ok(at) = OffsetDateTime::parse(s, &Iso8601::DEFAULT) {
-            return Ok(Self::new(at));
-        }
-        if let Ok(at) = PrimitiveDateTime::parse(s, &Iso8601::DEFAULT) {
-            return Ok(Self::new(at.assume_utc()));
-        }
-        Err(Rejection::invalid(format!(
-            "{field} {s:?} is not an ISO-8601 date-time; use e.g. 2027-01-31T23:59:59Z"
-        )))
+        let parsed = OffsetDateTime::parse(s, &Rfc3339)
+            .or_else(|_| OffsetDateTime::parse(s, &Iso8601::DEFAULT))
+            .or_else(|_| PrimitiveDateTime::parse(s, &Iso8601::DEFAULT).map(|t| t.assume_utc()));
+        let Ok(at) = parsed else {
+            return Err(Rejection::invalid(format!(
+                "{field} {s:?} is not an ISO-8601 date-time; use e.g. 2027-01-31T23:59:59Z"
+            )));
+        };
+        Self::new(at).ok_or_else(|| {
+            Rejection::invalid(format!(
+                "{field} {s:?} is outside the times keyledger keeps: years 0000 to 9999, in UTC"
+            ))
+        })
     }
 }
 
@@ -108,9 +129,13 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        OffsetDateTime::parse(&s, &Rfc3339)
-            .map(Self::new)
-            .map_err(|e| serde::de::Error::custom(format!("timestamp {s:?}: {e}")))
+        let at = OffsetDateTime::parse(&s, &Rfc3339)
+            .map_err(|e| serde::de::Error::custom(format!("timestamp {s:?}: {e}")))?;
+        Self::new(at).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "timestamp {s:?} is outside years 0000 to 9999 in UTC"
+            ))
+        })
     }
 }
 
@@ -135,6 +160,29 @@ mod tests {
             err.message,
             "expiration \"tomorrow\" is not an ISO-8601 date-time; use e.g. 2027-01-31T23:59:59Z"
         );
+    }
+
+    #[test]
+    fn the_edges_of_the_range_parse_and_beyond_them_is_refused() {
+        let last = Timestamp::parse_iso8601("t", "9999-12-31T23:59:59.999999Z").unwrap();
+        assert_eq!(last, Timestamp::MAX);
+        assert_eq!(last.plus(std::time::Duration::from_micros(1)), None);
+        let first = Timestamp::parse_iso8601("t", "0000-01-01T00:00:00Z").unwrap();
+        assert_eq!(first, Timestamp::MIN);
+        for past_the_end in [
+            "9999-12-31T23:59:59-01:00",
+            "9999-12-31T23:00:00-23:59",
+            "0000-01-01T00:00:00+00:01",
+        ] {
+            let err = Timestamp::parse_iso8601("expiration", past_the_end).unwrap_err();
+            assert!(
+                err.message.contains("years 0000 to 9999"),
+                "{}",
+                err.message
+            );
+        }
+        assert_eq!(Timestamp::from_unix_millis(i64::MAX), None);
+        assert_eq!(Timestamp::from_unix_millis(i64::MIN), None);
     }
 
     #[test]

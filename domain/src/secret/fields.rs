@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::Rejection;
 use crate::timestamp::Timestamp;
@@ -29,9 +30,41 @@ pub(crate) fn bounded_text(field: &str, s: &str, max: usize) -> Result<String, R
     Ok(s.to_owned())
 }
 
-/// Declares a bounded free-text field type.
+/// Checks a new value of a field people read in listings: [`bounded_text`], and no
+/// invisible formatting character (Unicode category Cf: direction overrides and
+/// isolates, zero-width spaces and joiners, byte-order marks…) or line or paragraph
+/// separator, which can make one name look like another.
+pub(crate) fn visible_text(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
+    let text = bounded_text(field, s, max)?;
+    let hidden = s.chars().enumerate().find(|(_, c)| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+    });
+    if let Some((at, c)) = hidden {
+        return Err(Rejection::invalid(format!(
+            "{field} contains U+{:04X} at character {}, an invisible {} character that can make \
+             one {field} look like another; remove it",
+            u32::from(c),
+            at + 1,
+            if c.general_category() == GeneralCategory::Format {
+                "formatting (or text-direction)"
+            } else {
+                "line-breaking"
+            }
+        )));
+    }
+    Ok(text)
+}
+
+/// Declares a bounded free-text field type. New values are checked by `$check`
+/// ([`bounded_text`] or [`visible_text`]); values read back from the log by
+/// [`bounded_text`], the rule they were written under.
 macro_rules! text_field {
-    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, $check:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
@@ -41,13 +74,18 @@ macro_rules! text_field {
             /// Longest accepted value, in characters.
             pub const MAX_CHARS: usize = $max;
 
-            /// Parses the field.
+            /// Parses a new value of the field.
             pub fn parse(s: &str) -> Result<Self, Rejection> {
+                $check($field, s, $max).map(Self)
+            }
+
+            /// A value as stored in the log.
+            fn stored(s: &str) -> Result<Self, Rejection> {
                 bounded_text($field, s, $max).map(Self)
             }
         }
 
-        parsed_string!($name);
+        parsed_string!($name, stored = $name::stored);
     };
 }
 
@@ -55,32 +93,37 @@ text_field!(
     /// A secret's human-readable name (Barbican: up to 255 characters).
     SecretName,
     "name",
-    255
+    255,
+    visible_text
 );
 text_field!(
     /// The algorithm the secret is for, e.g. `aes` (informational, as in Barbican).
     Algorithm,
     "algorithm",
-    255
+    255,
+    bounded_text
 );
 text_field!(
     /// The cipher mode, e.g. `cbc` (informational, as in Barbican).
     Mode,
     "mode",
-    255
+    255,
+    bounded_text
 );
 text_field!(
     /// A metadata value.
     MetadataValue,
     "metadata value",
-    1024
+    1024,
+    visible_text
 );
 
 text_field!(
     /// A tag's key (AWS: up to 128 characters).
     TagKey,
     "tag key",
-    128
+    128,
+    visible_text
 );
 
 /// A tag's value: up to 256 characters, may be empty (as in AWS).
@@ -89,15 +132,23 @@ text_field!(
 pub struct TagValue(String);
 
 impl TagValue {
-    /// Parses a value.
+    /// Parses a new value.
     pub fn parse(s: &str) -> Result<Self, Rejection> {
+        if s.is_empty() {
+            return Ok(Self(String::new()));
+        }
+        visible_text("tag value", s, 256).map(Self)
+    }
+
+    /// A value as stored in the log.
+    fn stored(s: &str) -> Result<Self, Rejection> {
         if s.is_empty() {
             return Ok(Self(String::new()));
         }
         bounded_text("tag value", s, 256).map(Self)
     }
 }
-parsed_string!(TagValue);
+parsed_string!(TagValue, stored = TagValue::stored);
 
 /// A secret's tags.
 pub type Tags = BTreeMap<TagKey, TagValue>;
@@ -367,5 +418,31 @@ mod tests {
         assert_eq!(md.keys().next().unwrap().as_str(), "owner");
         assert!(parse_metadata([("a", "1"), ("A", "2")]).is_err());
         assert!(parse_metadata([("a b", "1")]).is_err());
+    }
+
+    #[test]
+    fn names_and_tags_refuse_invisible_characters_naming_the_character() {
+        for (c, code) in [
+            ('\u{202E}', "U+202E"),
+            ('\u{200B}', "U+200B"),
+            ('\u{FEFF}', "U+FEFF"),
+            ('\u{2028}', "U+2028"),
+        ] {
+            let text = format!("pay{c}roll");
+            for err in [
+                SecretName::parse(&text).unwrap_err(),
+                TagKey::parse(&text).unwrap_err(),
+                TagValue::parse(&text).unwrap_err(),
+                MetadataValue::parse(&text).unwrap_err(),
+            ] {
+                assert!(err.message.contains(code), "{}", err.message);
+                assert!(err.message.contains("at character 4"), "{}", err.message);
+            }
+        }
+        // What the log already holds keeps reading.
+        let stored: SecretName = serde_json::from_str("\"pay\\u202eroll\"").unwrap();
+        assert_eq!(stored.as_str(), "pay\u{202E}roll");
+        // Visible text of any script is fine.
+        assert!(SecretName::parse("données-機密-🔑").is_ok());
     }
 }
