@@ -402,6 +402,8 @@ pub struct ApiSettings {
     pub addr: SocketAddr,
     /// HTTP behaviour.
     pub config: ApiConfig,
+    /// Timeouts and the connection limit.
+    pub limits: api::ServerLimits,
     /// Key-store replicas (when the API has to create the bucket).
     pub replicas: usize,
 }
@@ -455,7 +457,7 @@ pub async fn start_api(
         })?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        api::serve(listener, api::app(state), shutdown)
+        api::serve(listener, api::app(state), settings.limits, shutdown)
             .await
             .map_err(Into::into)
     });

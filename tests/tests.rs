@@ -21,4 +21,5 @@ mod nats_commands;
 mod nats_security;
 mod orders;
 mod projection;
+mod robustness;
 mod tls_check;

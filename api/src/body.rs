@@ -28,9 +28,28 @@ impl FromRequest<AppState> for Body {
                         state.config.max_body_bytes
                     ),
                 ),
+                _ if timed_out(&r) => ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {:?}; send it at once",
+                        state.config.body_timeout
+                    ),
+                ),
                 status => ApiError::new(status, r.body_text()),
             })
     }
+}
+
+/// Whether reading the body stopped at the body timeout.
+fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Parses a JSON body sent as `application/json`; `what` names it in errors ("a

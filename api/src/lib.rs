@@ -51,6 +51,7 @@ mod paging;
 mod payload;
 mod secret_versions;
 mod secrets;
+mod server;
 mod state;
 mod tls_check;
 mod views;
@@ -69,11 +70,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use consistency::{MIN_SEQ, SEQ};
 pub use error::{ApiError, status_of};
+pub use server::{ServerLimits, default_max_connections};
 pub use state::{ApiConfig, AppState};
 
 /// The router of the whole API.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let body_timeout = state.config.body_timeout;
     Router::new()
         .route("/", get(discovery::root))
         .route("/v1", get(discovery::version))
@@ -176,7 +179,11 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
         .layer(middleware::from_fn(log_request))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
 }
 
@@ -197,14 +204,64 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled.
+/// Serves `app` on `listener` until `shutdown` is cancelled, within `limits`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    server::serve(listener, app, limits, shutdown).await
+}
+
+/// The answer to a request whose handler panicked: 500 with an id to find it in the
+/// log, instead of a connection closed without a word.
+fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let what = cause
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| cause.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(error_id = %id, panic = %what, "a request handler panicked");
+    axum::response::IntoResponse::into_response(ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!(
+            "keyledger failed while handling this request (error id {id}); if it was a write, \
+             retry it with the same Idempotency-Key"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_500_with_an_error_id() {
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let v: Vec<u8> = Vec::new();
+                    // An index out of bounds, as a bug would have it.
+                    v[std::hint::black_box(3)].to_string()
+                }),
+            )
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("error id"), "{text}");
+    }
 }

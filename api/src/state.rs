@@ -21,6 +21,8 @@ pub struct ApiConfig {
     pub consistency_timeout: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Longest a request body may take to arrive (408 after it).
+    pub body_timeout: Duration,
     /// The event stream history is read from.
     pub stream: String,
     /// Whether a payload read needs its access record stored.
@@ -33,6 +35,7 @@ impl Default for ApiConfig {
             public_url: None,
             consistency_timeout: Duration::from_secs(5),
             max_body_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             stream: commands::log::DEFAULT_STREAM.to_owned(),
             access_mode: crate::access_log::AccessMode::Required,
         }

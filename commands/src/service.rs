@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_nats::{Client, Message};
 use domain::Rejection;
 use domain::subject::{COMMAND_PREFIX, COMMANDS_WILDCARD};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -106,7 +106,15 @@ impl CommandService {
             .strip_prefix(COMMAND_PREFIX)
             .unwrap_or_default()
             .to_owned();
-        let result = self.execute(&name, &message).await;
+        // A panic while handling one command must not leave its caller without an
+        // answer: it is caught, logged with an id, and answered as internal.
+        let result = match std::panic::AssertUnwindSafe(self.execute(&name, &message))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(cause) => Err(panicked(&name, cause)),
+        };
         match &result {
             Ok(a) => {
                 tracing::info!(command = %name, id = %a.id, seq = a.seq, version = a.version, "accepted")
@@ -147,6 +155,21 @@ impl CommandService {
             .handle(name, &principal, &message.payload)
             .await
     }
+}
+
+/// The answer to a command whose handling panicked.
+fn panicked(name: &str, cause: Box<dyn std::any::Any + Send>) -> Rejection {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let what = cause
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| cause.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(command = %name, error_id = %id, panic = %what, "handling a command panicked");
+    Rejection::internal(format!(
+        "keyledger failed while handling this command (error id {id}); retry it with the same \
+         command_id: it is applied at most once"
+    ))
 }
 
 /// Whether `subject` can be a reply: an inbox or a cross-account response subject, and

@@ -285,19 +285,28 @@ impl PayloadArgs {
         self.max_payload_bytes as usize * 2 + 64 * 1024
     }
 
-    /// The HTTP API's settings for this limit, the log's replicas, an address and an
-    /// optional public URL.
+    /// The HTTP API's settings for this limit, the log's replicas, an address, an
+    /// optional public URL and the server's limits.
     pub fn api_settings(
         &self,
         log: &LogArgs,
         addr: std::net::SocketAddr,
         public_url: Option<String>,
+        http: &HttpArgs,
     ) -> keyledger::stack::ApiSettings {
         keyledger::stack::ApiSettings {
             addr,
+            limits: api::ServerLimits {
+                header_timeout: http.http_header_timeout,
+                idle_timeout: http.http_idle_timeout,
+                max_connections: http
+                    .http_max_connections
+                    .unwrap_or_else(api::default_max_connections),
+            },
             config: api::ApiConfig {
                 public_url,
                 max_body_bytes: self.body_limit(),
+                body_timeout: http.http_body_timeout,
                 stream: log.stream.clone(),
                 access_mode: if self.access_records == "best-effort" {
                     api::access_log::AccessMode::BestEffort
@@ -309,6 +318,24 @@ impl PayloadArgs {
             replicas: log.replicas,
         }
     }
+}
+
+/// The HTTP server's limits (the defaults follow Vault/OpenBao's listener).
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Longest time a request's head may take to arrive, from its first byte.
+    #[arg(long, env = "KEYLEDGER_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
+    /// Longest time a request's body may take to arrive (408 after it).
+    #[arg(long, env = "KEYLEDGER_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http_body_timeout: Duration,
+    /// Longest time a keep-alive connection may wait for its next request.
+    #[arg(long, env = "KEYLEDGER_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub http_idle_timeout: Duration,
+    /// Most connections at once; beyond it the longest-idle one is closed, or the
+    /// newcomer gets 503. Default: the file-descriptor limit less 256, at most 16384.
+    #[arg(long, env = "KEYLEDGER_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
 }
 
 /// How a client reaches the HTTP API.

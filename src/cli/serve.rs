@@ -85,6 +85,8 @@ pub enum ServeCommand {
         /// Base URL of links in responses (default: from the request's Host header).
         #[arg(long)]
         public_url: Option<String>,
+        #[command(flatten)]
+        http: super::HttpArgs,
     },
 }
 
@@ -222,9 +224,10 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             payload,
             http_addr,
             public_url,
+            http,
         } => {
             let keys = keys.load(&db.data, false)?;
-            let settings = payload.api_settings(&log, http_addr, public_url);
+            let settings = payload.api_settings(&log, http_addr, public_url, &http);
             let (addr, task) = stack::start_api(
                 &nats.nats_url,
                 &db.url()?,

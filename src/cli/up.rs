@@ -12,7 +12,8 @@ use keyledger::stack::{NatsChoice, Stack, StackConfig};
 use projections::projector::ProjectorConfig;
 
 use super::{
-    CheckpointArgs, DataDirArgs, IdentityArgs, LifecycleArgs, LogArgs, OrderArgs, PayloadArgs,
+    CheckpointArgs, DataDirArgs, HttpArgs, IdentityArgs, LifecycleArgs, LogArgs, OrderArgs,
+    PayloadArgs,
 };
 
 /// Runs a managed nats-server (JetStream under <data-dir>/nats, sync_interval: always),
@@ -49,6 +50,8 @@ pub struct UpArgs {
     public_url: Option<String>,
     #[command(flatten)]
     identity: IdentityArgs,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 /// The development token `up` prints.
@@ -71,9 +74,12 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let mut stack = Stack::start(StackConfig {
         data_dir: args.data.data_dir.clone(),
         nats,
-        api: args
-            .payload
-            .api_settings(&args.log, args.http_addr, args.public_url.clone()),
+        api: args.payload.api_settings(
+            &args.log,
+            args.http_addr,
+            args.public_url.clone(),
+            &args.http,
+        ),
         log: args.log.settings(),
         handler: args.payload.handler(&args.lifecycle)?,
         scheduler_interval: args.lifecycle.scheduler_interval,

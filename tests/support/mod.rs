@@ -71,6 +71,7 @@ pub fn config(dir: &TempDir) -> StackConfig {
         },
         api: ApiSettings {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits: api::ServerLimits::default(),
             config: ApiConfig {
                 max_body_bytes: 256 * 1024,
                 ..Default::default()

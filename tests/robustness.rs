@@ -1,0 +1,353 @@
+//! Hostile or unlucky inputs never take keyledger down: times past year 9999, clients
+//! that hold connections open, send nothing or send slowly, speak HTTP/2, or hold more
+//! connections than the process has file descriptors.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{TestStack, description, raw_command};
+
+/// Reads until the server closes the connection (or `within` passes); what it sent.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| out)
+}
+
+/// A complete request for `/`, keeping the connection open.
+const ROOT: &[u8] = b"GET / HTTP/1.1\r\nHost: keyledger\r\n\r\n";
+
+/// Sends `ROOT` and reads the response.
+async fn get_root(stream: &mut TcpStream) -> String {
+    stream.write_all(ROOT).await.unwrap();
+    read_response(stream, Duration::from_secs(5)).await
+}
+
+/// Reads one response, head and body (by its Content-Length).
+async fn read_response(stream: &mut TcpStream, within: Duration) -> String {
+    let mut response = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = tokio::time::timeout(within, stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the server closed the connection instead of answering"
+        );
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text.into_owned();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn times_past_year_9999_are_refused_over_http_and_nats() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let far = "9999-12-31T23:59:59-01:00";
+    let (status, message) = description(
+        t.get(&format!("/v1/secrets?created=gt:{far}"), &token)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("years 0000 to 9999"), "{message}");
+    let created = t
+        .http
+        .post(t.url("/v1/secrets"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "far", "expiration": far}))
+        .send()
+        .await
+        .unwrap();
+    let (status, message) = description(created).await;
+    assert_eq!(status, 400, "{message}");
+    let nats = t.client_nats().await;
+    let reply = raw_command(
+        &nats,
+        "secret.create",
+        Some(&token),
+        &json!({"name": "far", "expiration": far}),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], "invalid", "{reply}");
+    // The service is still there: the next command is answered.
+    let reply = raw_command(
+        &nats,
+        "secret.create",
+        Some(&token),
+        &json!({"name": "near"}),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn slow_silent_and_idle_connections_are_closed_and_http2_is_refused() {
+    let t = TestStack::start_with(|c| {
+        c.api.limits = api::ServerLimits {
+            header_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(500),
+            max_connections: 64,
+        };
+        c.api.config.body_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let addr = t.stack.http_addr;
+
+    // Idle after a request: closed once the idle timeout passes.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert!(get_root(&mut idle).await.starts_with("HTTP/1.1 300"));
+    let started = Instant::now();
+    until_closed(&mut idle, Duration::from_secs(5))
+        .await
+        .expect("an idle connection is closed");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+
+    // Silent, or sending its head too slowly (slowloris): closed at the header timeout.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: k").await.unwrap();
+    for stream in [&mut silent, &mut slow] {
+        until_closed(stream, Duration::from_secs(5))
+            .await
+            .expect("a connection without a whole head is closed");
+    }
+
+    // A body that never finishes arriving: 408.
+    let token = t.token("alice", "p1");
+    let mut body = TcpStream::connect(addr).await.unwrap();
+    body.write_all(
+        format!(
+            "POST /v1/secrets HTTP/1.1\r\nHost: k\r\nX-Auth-Token: {token}\r\nContent-Type: \
+             application/json\r\nContent-Length: 100\r\n\r\n{{\"na"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = until_closed(&mut body, Duration::from_secs(5))
+        .await
+        .expect("a slow body is answered and closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // HTTP/2 with prior knowledge: refused the standard way, GOAWAY HTTP_1_1_REQUIRED.
+    let mut h2 = TcpStream::connect(addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let frames = until_closed(&mut h2, Duration::from_secs(5))
+        .await
+        .expect("an HTTP/2 client is answered and closed");
+    // A SETTINGS frame (type 4), then GOAWAY (type 7) with error code 0xd.
+    assert_eq!(frames[3], 0x4, "{frames:?}");
+    assert_eq!(frames[9 + 3], 0x7, "{frames:?}");
+    assert_eq!(
+        &frames[9 + 9 + 4..9 + 9 + 8],
+        &[0, 0, 0, 0x0d],
+        "{frames:?}"
+    );
+
+    // The server still answers a normal client.
+    let mut normal = TcpStream::connect(addr).await.unwrap();
+    assert!(get_root(&mut normal).await.starts_with("HTTP/1.1 300"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_connection_limit_waiting_connections_make_room_and_busy_ones_get_503() {
+    let t = TestStack::start_with(|c| {
+        c.api.limits = api::ServerLimits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 4,
+        };
+    })
+    .await;
+    let addr = t.stack.http_addr;
+    // Four connections that hold their place and send nothing.
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        holders.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // A fifth, normal client is served: the connection waiting longest made room.
+    let mut normal = TcpStream::connect(addr).await.unwrap();
+    assert!(get_root(&mut normal).await.starts_with("HTTP/1.1 300"));
+    let closed = until_closed(&mut holders[0], Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some(),
+        "the longest-waiting connection was closed"
+    );
+    drop(holders);
+    drop(normal);
+
+    // Four requests being handled (each waits for a sequence the log has not reached):
+    // a fifth connection gets a clear 503, and they are not disturbed.
+    let token = t.token("alice", "p1");
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!(
+                "GET /v1/secrets HTTP/1.1\r\nHost: k\r\nX-Auth-Token: {token}\r\n\
+                 X-Keyledger-Min-Seq: 1000000\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        busy.push(s);
+    }
+    // Every one of them is being handled before the fifth arrives.
+    crate::support::eventually(
+        "four requests in flight",
+        Duration::from_secs(5),
+        || async {
+            let mut probe = TcpStream::connect(addr).await.ok()?;
+            let refused = until_closed(&mut probe, Duration::from_secs(2)).await?;
+            String::from_utf8_lossy(&refused)
+                .starts_with("HTTP/1.1 503")
+                .then_some(())
+        },
+    )
+    .await;
+    let mut fifth = TcpStream::connect(addr).await.unwrap();
+    let refused = until_closed(&mut fifth, Duration::from_secs(5))
+        .await
+        .expect("refused at once");
+    let refused = String::from_utf8_lossy(&refused);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.contains("retry-after: 1") || refused.contains("Retry-After: 1"),
+        "{refused}"
+    );
+    for mut s in busy {
+        let answer = read_response(&mut s, Duration::from_secs(10)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 503"),
+            "the waits end in their own 503: {answer}"
+        );
+        assert!(answer.contains("did not reach 1000000"), "{answer}");
+    }
+    t.stop().await;
+}
+
+/// The attack that blocked every request: more idle connections than the process has
+/// file descriptors. keyledger up runs with a limit of 1024; 1,100 connections are
+/// held open; a normal client is still answered within its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_connections_than_file_descriptors_block_nobody() {
+    // This process holds the 1,100 connections: raise its own limit to the hard one.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit(2) on a struct we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(
+        limit.rlim_cur >= 2048,
+        "the test needs a hard file-descriptor limit of at least 2048, not {}",
+        limit.rlim_cur
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
+    command
+        .args([
+            "up",
+            "--nats-port",
+            "0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY: setrlimit(2) is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut up = command.spawn().unwrap();
+    let stdout = up.stdout.take().unwrap();
+    let http = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.trim().strip_prefix("HTTP API") {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("keyledger up printed no HTTP address")
+    })
+    .await
+    .unwrap();
+    let addr: std::net::SocketAddr = http.trim_start_matches("http://").parse().unwrap();
+
+    let mut held = Vec::new();
+    for _ in 0..1_100 {
+        if let Ok(s) = TcpStream::connect(addr).await {
+            held.push(s);
+        }
+    }
+    let started = Instant::now();
+    let answer: Value = tokio::time::timeout(Duration::from_secs(10), async {
+        reqwest::Client::new()
+            .get(format!("{http}/"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("a normal client is answered within 10 s");
+    assert!(answer["versions"].is_object(), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(held);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(up.id() as i32, libc::SIGTERM) };
+    let status = up.wait().unwrap();
+    assert!(status.success(), "keyledger up exits cleanly: {status}");
+}
