@@ -586,10 +586,19 @@ pub struct StackConfig {
     pub identity: IdentitySettings,
 }
 
+/// The managed nats-server, supervised: restarted when it dies.
+struct Supervised {
+    log: PathBuf,
+    pid: Arc<std::sync::atomic::AtomicU32>,
+    /// Stopped after every component, so they finish their work against it.
+    stop: CancellationToken,
+    task: Task,
+}
+
 /// A running keyledger: managed nats-server, command service, projector, HTTP API.
 pub struct Stack {
     _lock: DataDirLock,
-    nats: Option<ManagedNats>,
+    nats: Option<Supervised>,
     /// URL keyledger's components use (with credentials when managed).
     pub service_url: String,
     /// URL other NATS clients use.
@@ -623,15 +632,12 @@ impl Stack {
         let keys = Keys::load_or_create(&data_dir, &files, &config.identity)?;
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
+        let mut auditor_url = None;
         let (nats, service_url, client_url) = match &config.nats {
             NatsChoice::Managed { port, binary } => {
-                let server = ManagedNats::start(&managed_server_config(
-                    &data_dir,
-                    binary.as_deref(),
-                    *port,
-                    &config.log.stream,
-                )?)
-                .await?;
+                let server_config =
+                    managed_server_config(&data_dir, binary.as_deref(), *port, &config.log.stream)?;
+                let server = ManagedNats::start(&server_config).await?;
                 tasks.push(
                     start_nats_auth(
                         &server.callout_url(),
@@ -643,7 +649,25 @@ impl Stack {
                     .await?,
                 );
                 let (service, client) = (server.service_url(), server.client_url());
-                (Some(server), service, client)
+                auditor_url = Some(server.auditor_url());
+                let log = server.log_file().to_owned();
+                let pid = Arc::new(std::sync::atomic::AtomicU32::new(server.pid().unwrap_or(0)));
+                let stop = CancellationToken::new();
+                let task = tokio::spawn({
+                    let (pid, stop) = (pid.clone(), stop.clone());
+                    async move {
+                        commands::server::supervise(server, server_config, pid, stop)
+                            .await
+                            .map_err(Into::into)
+                    }
+                });
+                let supervised = Supervised {
+                    log,
+                    pid,
+                    stop,
+                    task,
+                };
+                (Some(supervised), service, client)
             }
             NatsChoice::External { url } => (None, url.clone(), url.clone()),
         };
@@ -690,7 +714,6 @@ impl Stack {
         )
         .await?;
         tasks.push(api);
-        let auditor_url = nats.as_ref().map(ManagedNats::auditor_url);
         Ok(Self {
             _lock: lock,
             nats,
@@ -708,16 +731,36 @@ impl Stack {
 
     /// The managed nats-server's log file, if keyledger started one.
     pub fn nats_log(&self) -> Option<&Path> {
-        self.nats.as_ref().map(ManagedNats::log_file)
+        self.nats.as_ref().map(|n| n.log.as_path())
     }
 
-    /// Waits until a component fails (returning its error) or `stop` is requested.
+    /// The managed nats-server's process id, while it runs.
+    pub fn nats_pid(&self) -> Option<u32> {
+        self.nats
+            .as_ref()
+            .map(|n| n.pid.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|pid| *pid != 0)
+    }
+
+    /// Waits until a component (or the managed nats-server's supervisor) fails,
+    /// returning its error, or `stop` is requested.
     pub async fn until_failure(&mut self) -> Result<()> {
         if self.tasks.is_empty() {
             return Ok(());
         }
-        let (result, index, _) = futures::future::select_all(self.tasks.iter_mut()).await;
-        self.tasks.remove(index);
+        let supervisor = async {
+            match self.nats.as_mut() {
+                Some(n) => (&mut n.task).await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            (result, index, _) = futures::future::select_all(self.tasks.iter_mut()) => {
+                self.tasks.remove(index);
+                result
+            }
+            result = supervisor => result,
+        };
         match result {
             Ok(Ok(())) if self.shutdown.is_cancelled() => Ok(()),
             Ok(Ok(())) => anyhow::bail!("a component stopped unexpectedly"),
@@ -734,7 +777,8 @@ impl Stack {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
         if let Some(nats) = self.nats {
-            nats.stop().await;
+            nats.stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(15), nats.task).await;
         }
         drop(self._lock);
     }

@@ -351,3 +351,196 @@ async fn more_connections_than_file_descriptors_block_nobody() {
     let status = up.wait().unwrap();
     assert!(status.success(), "keyledger up exits cleanly: {status}");
 }
+
+/// kill -9 of the managed nats-server under a write load: `up` starts it again, the
+/// components reconnect, writes succeed again within a few seconds, and every write
+/// that was acknowledged is there, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nats_server_is_restarted_and_no_acknowledged_write_is_lost() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::sync::Mutex;
+
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    // (secret, when its first attempt was sent, when it was acknowledged)
+    let acked: Arc<Mutex<Vec<(String, Instant, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (http, url, token) = (t.http.clone(), t.url("/v1/secrets"), token.clone());
+        let (acked, stop) = (acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // One key per write, retried until acknowledged: a retry is never a
+                // second secret.
+                let key = format!("load-{w}-{n}");
+                let first_sent = Instant::now();
+                loop {
+                    let sent = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("Idempotency-Key", &key)
+                        .timeout(Duration::from_secs(15))
+                        .json(&json!({"name": key, "payload": "x", "payload_content_type": "text/plain"}))
+                        .send()
+                        .await;
+                    if let Ok(r) = sent
+                        && r.status() == 201
+                    {
+                        let body: Value = r.json().await.unwrap();
+                        acked.lock().await.push((
+                            crate::support::id_of(&body),
+                            first_sent,
+                            Instant::now(),
+                        ));
+                        break;
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                n += 1;
+            }
+        }));
+    }
+    crate::support::eventually("some writes", Duration::from_secs(30), || async {
+        (acked.lock().await.len() >= 20).then_some(())
+    })
+    .await;
+
+    let old = t.stack.nats_pid().expect("a managed nats-server");
+    // SAFETY: kill(2) on the stack's own child.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    let restarted =
+        crate::support::eventually("nats-server restarted", Duration::from_secs(30), || async {
+            t.stack.nats_pid().filter(|pid| *pid != old)
+        })
+        .await;
+    assert_ne!(restarted, old);
+    // The first write sent after the kill, once acknowledged, says when writes work again.
+    let recovered = crate::support::eventually(
+        "a write sent after the kill to be acknowledged",
+        Duration::from_secs(30),
+        || async {
+            acked
+                .lock()
+                .await
+                .iter()
+                .filter(|(_, sent, _)| *sent > killed)
+                .map(|(_, _, at)| at.duration_since(killed))
+                .min()
+        },
+    )
+    .await;
+    eprintln!("a write sent after the kill was acknowledged {recovered:?} after it");
+    assert!(recovered < Duration::from_secs(10), "{recovered:?}");
+    crate::support::eventually(
+        "more writes after the kill",
+        Duration::from_secs(30),
+        || async {
+            (acked
+                .lock()
+                .await
+                .iter()
+                .filter(|(_, sent, _)| *sent > killed)
+                .count()
+                >= 20)
+                .then_some(())
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    // Every acknowledged write is readable, and is one commit.
+    let acked = acked.lock().await.clone();
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    let last = js
+        .get_stream("KEYLEDGER")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .last_sequence;
+    for (id, _, _) in &acked {
+        let r = t
+            .http
+            .get(t.url(&format!("/v1/secrets/{id}")))
+            .bearer_auth(&token)
+            .header("X-Keyledger-Min-Seq", last.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "acknowledged secret {id} is missing");
+        assert_eq!(
+            t.commits_of(id).await.len(),
+            1,
+            "{id} was written more than once"
+        );
+    }
+    t.stop().await;
+}
+
+/// After nats-server comes back, the projector resumes at once (its consumer is
+/// recreated when the connection is, not after missed heartbeats): a command
+/// acknowledged then is visible to reads within the read-your-writes wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projector_resumes_at_once_after_nats_restarts() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    t.create_text(&token, "before", "x").await;
+    let old = t.stack.nats_pid().expect("a managed nats-server");
+    // SAFETY: kill(2) on the stack's own child.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    crate::support::eventually("nats-server restarted", Duration::from_secs(30), || async {
+        t.stack.nats_pid().filter(|pid| *pid != old)
+    })
+    .await;
+    let nats =
+        crate::support::eventually("a client connection", Duration::from_secs(10), || async {
+            commands::nats::connect_as_client(&t.stack.client_url, "after", &t.token("c", "p1"))
+                .await
+                .ok()
+        })
+        .await;
+    let reply = crate::support::eventually(
+        "a command acknowledged",
+        Duration::from_secs(10),
+        || async {
+            let reply = raw_command(
+                &nats,
+                "secret.create",
+                Some(&token),
+                &json!({"name": "after"}),
+            )
+            .await;
+            (reply["ok"] == true).then_some(reply)
+        },
+    )
+    .await;
+    let acknowledged = Instant::now();
+    let read = t
+        .http
+        .get(t.url(&format!("/v1/secrets/{}", reply["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .header("X-Keyledger-Min-Seq", reply["seq"].to_string())
+        .send()
+        .await
+        .unwrap();
+    let lag = acknowledged.elapsed();
+    eprintln!("visible {lag:?} after the acknowledgement");
+    assert_eq!(
+        read.status(),
+        200,
+        "the projector did not resume within the 5 s wait"
+    );
+    t.stop().await;
+}

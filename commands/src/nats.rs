@@ -1,9 +1,10 @@
 //! Connecting to NATS. A URL may carry credentials (`nats://user:password@host:4222`);
 //! they are sent as user/password auth and never printed.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions};
+use async_nats::{Client, ConnectOptions, Event};
 use url::Url;
 
 /// Why NATS could not be reached.
@@ -61,10 +62,34 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
         url: redact(url),
         reason: e.to_string(),
     })?;
+    let connection = name.to_owned();
     let mut options = options
         .name(name)
         .connection_timeout(Duration::from_secs(5))
-        .request_timeout(Some(Duration::from_secs(10)));
+        .request_timeout(Some(Duration::from_secs(10)))
+        // Back soon after the server is: retry every 50 ms at first, then at most
+        // every 250 ms, forever.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(50 * u64::try_from(attempts).unwrap_or(u64::MAX).min(5))
+        })
+        .event_callback(move |event| {
+            let connection = connection.clone();
+            async move {
+                match event {
+                    Event::Disconnected => {
+                        tracing::warn!(connection, "NATS connection lost; reconnecting")
+                    }
+                    Event::Connected => tracing::info!(connection, "NATS connected"),
+                    Event::ServerError(e) => {
+                        tracing::warn!(connection, error = %e, "NATS server error")
+                    }
+                    Event::SlowConsumer(sid) => {
+                        tracing::warn!(connection, sid, "NATS slow consumer")
+                    }
+                    _ => {}
+                }
+            }
+        });
     let mut bare = parsed.clone();
     if !parsed.username().is_empty() {
         let user = percent_decode(parsed.username());
@@ -82,6 +107,25 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
             url: redact(url),
             source,
         })
+}
+
+/// How many times `client` has connected so far (1 after the first connection).
+pub fn connects(client: &Client) -> u64 {
+    client.statistics().connects.load(Ordering::Relaxed)
+}
+
+/// Resolves once `client` has connected again after `seen` connections: a reader whose
+/// server-side state (a consumer) may be gone restarts then, rather than waiting for
+/// missed heartbeats.
+pub async fn reconnected(client: &Client, seen: u64) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if connects(client) > seen {
+            return;
+        }
+    }
 }
 
 fn percent_decode(s: &str) -> String {

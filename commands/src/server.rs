@@ -81,6 +81,19 @@ pub enum ServerError {
          --nats-port with a free port (0 picks one), or --nats-url to use the running server"
     )]
     PortInUse(u16),
+    /// The server keeps exiting.
+    #[error(
+        "the managed nats-server exited {times} times within {window:?}; keyledger stops. See \
+         its log ({log}) for why"
+    )]
+    KeepsDying {
+        /// How often.
+        times: usize,
+        /// Within how long.
+        window: Duration,
+        /// Its log.
+        log: PathBuf,
+    },
     /// The process exited or did not report its port in time.
     #[error("nats-server did not start: {reason}. From its log ({log}):\n{tail}")]
     NotReady {
@@ -465,6 +478,21 @@ jetstream {{
         &self.log
     }
 
+    /// The client port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Waits until the process exits, however it does.
+    pub async fn exited(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait().await
+    }
+
     /// Asks the server to shut down (SIGTERM) and waits for it; kills it after 10 s.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -480,6 +508,76 @@ jetstream {{
         {
             let _ = self.child.kill().await;
         }
+    }
+}
+
+/// How often the server may die within [`RESTART_WINDOW`] before keyledger gives up.
+const RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// Keeps the managed nats-server running until `shutdown`: when it exits, it is
+/// started again on the same port and data (with backoff, logged), and keyledger's
+/// components reconnect on their own. If it dies [`RESTARTS`] times within
+/// [`RESTART_WINDOW`], or cannot be started, this returns the reason, which stops
+/// `keyledger up` with it. `pid` follows the running server's process id.
+pub async fn supervise(
+    mut server: ManagedNats,
+    config: ServerConfig,
+    pid: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), ServerError> {
+    use std::sync::atomic::Ordering;
+    let config = ServerConfig {
+        port: Some(server.port()),
+        ..config
+    };
+    let mut deaths: std::collections::VecDeque<Instant> = Default::default();
+    loop {
+        pid.store(server.pid().unwrap_or(0), Ordering::Relaxed);
+        let status = tokio::select! {
+            () = shutdown.cancelled() => {
+                server.stop().await;
+                return Ok(());
+            }
+            status = server.exited() => status,
+        };
+        let why = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+        tracing::error!(
+            status = %why,
+            log = %server.log_file().display(),
+            "the managed nats-server exited; starting it again"
+        );
+        let now = Instant::now();
+        deaths.push_back(now);
+        while deaths
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
+        {
+            deaths.pop_front();
+        }
+        if deaths.len() >= RESTARTS {
+            return Err(ServerError::KeepsDying {
+                times: deaths.len(),
+                window: RESTART_WINDOW,
+                log: server.log_file().to_owned(),
+            });
+        }
+        let mut delay = Duration::from_millis(50);
+        server = loop {
+            match ManagedNats::start(&config).await {
+                Ok(s) => break s,
+                Err(e) if delay < Duration::from_secs(5) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "starting nats-server again failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        tracing::info!(port = server.port(), "nats-server is running again");
     }
 }
 

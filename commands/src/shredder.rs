@@ -41,7 +41,9 @@ pub async fn destroy_keys(
 pub struct ShredderError(String);
 
 /// Runs until `shutdown` is cancelled. Only commits keyledger wrote (checked with
-/// `commit_key`) destroy keys: a forged deletion destroys nothing.
+/// `commit_key`) destroy keys: a forged deletion destroys nothing. When NATS goes away
+/// and comes back, or the consumer fails, it starts again from the consumer's
+/// position: nothing is lost, and destroying a key twice is harmless.
 pub async fn run(
     js: Context,
     stream: &str,
@@ -49,7 +51,34 @@ pub async fn run(
     commit_key: CommitKey,
     shutdown: CancellationToken,
 ) -> Result<(), ShredderError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match follow(&js, stream, &keys, &commit_key, &shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "key shredder: restarting");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Follows the log with the durable consumer until shutdown, a failure, or a
+/// reconnection to NATS.
+async fn follow(
+    js: &Context,
+    stream: &str,
+    keys: &KeyStore,
+    commit_key: &CommitKey,
+    shutdown: &CancellationToken,
+) -> Result<(), ShredderError> {
     let err = |e: &dyn std::fmt::Display| ShredderError(e.to_string());
+    let client = js.client();
+    let connects = crate::nats::connects(&client);
     let stream = js.get_stream(stream).await.map_err(|e| err(&e))?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -71,6 +100,9 @@ pub async fn run(
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
+            () = crate::nats::reconnected(&client, connects) => {
+                return Err(ShredderError("NATS reconnected".into()));
+            }
             next = messages.next() => next,
         };
         let message = match next {
@@ -81,11 +113,11 @@ pub async fn run(
             }
             Some(Ok(m)) => m,
         };
-        let outcome = match Commit::<SecretEvent>::open(&message.payload, &commit_key) {
+        let outcome = match Commit::<SecretEvent>::open(&message.payload, commit_key) {
             // Nothing to shred in a foreign message or a commit this build cannot read;
             // the projector and the auditor report them.
             Err(_) => Ok(()),
-            Ok(commit) => shred(&keys, &commit).await,
+            Ok(commit) => shred(keys, &commit).await,
         };
         let ack = match outcome {
             Ok(()) => message.ack().await,

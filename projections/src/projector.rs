@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
@@ -46,6 +47,9 @@ pub enum ProjectorError {
     /// SQL failed.
     #[error("projector: writing the read model failed: {0}")]
     Sql(#[from] sqlx::Error),
+    /// NATS reconnected: the consumer may be gone, so follow again.
+    #[error("projector: NATS reconnected")]
+    Reconnected,
     /// Another projector holds the read model.
     #[error(
         "another projector is writing {0}; stop it (keyledger up, or keyledger serve projector) \
@@ -127,12 +131,17 @@ impl Projector {
     }
 
     /// Applies commits until `shutdown` is cancelled. Failures (NATS restarting, a
-    /// locked database) are logged and retried with backoff from the checkpoint.
+    /// locked database) are logged and retried with backoff from the checkpoint; after
+    /// NATS reconnects, the projector resumes at once.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.follow(None, &shutdown).await {
                 Ok(()) => return,
+                Err(ProjectorError::Reconnected) => {
+                    tracing::info!("projector: NATS is back; resuming from the checkpoint");
+                    backoff = Duration::from_millis(100);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "projector failed; resuming from its checkpoint");
                     tokio::select! {
@@ -158,6 +167,8 @@ impl Projector {
         target: Option<u64>,
         shutdown: &CancellationToken,
     ) -> Result<(), ProjectorError> {
+        let client = self.js.client();
+        let connects = client.statistics().connects.load(Ordering::Relaxed);
         let mut applied = checkpoint(&mut *self.pool.acquire().await?).await?;
         let stream = self
             .js
@@ -181,6 +192,7 @@ impl Projector {
         loop {
             let batch = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
+                () = reconnected(&client, connects) => return Err(ProjectorError::Reconnected),
                 b = batches.next() => b.ok_or_else(|| stream_err("the consumer ended"))?,
             };
             let mut tx = self.pool.begin().await?;
@@ -204,6 +216,20 @@ impl Projector {
             if target.is_some_and(|t| applied >= t) {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Resolves once `client` has connected again after `seen` connections: the ordered
+/// consumer lives in the server's memory and is gone after a restart, so the projector
+/// starts a new one at once rather than after missed heartbeats.
+async fn reconnected(client: &async_nats::Client, seen: u64) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if client.statistics().connects.load(Ordering::Relaxed) > seen {
+            return;
         }
     }
 }

@@ -483,7 +483,9 @@ impl OrderWorker {
     }
 
     /// Runs until `shutdown`: first the orders still pending (after a restart), then
-    /// each order placed, from the stream.
+    /// each order placed, from the stream. When NATS goes away and comes back, or the
+    /// consumer fails, it starts again from the consumer's position: every step is
+    /// idempotent.
     pub async fn run<P: PendingOrders>(
         self,
         js: jetstream::Context,
@@ -503,6 +505,32 @@ impl OrderWorker {
             }
             Err(e) => tracing::warn!(error = %e, "order worker: cannot list pending orders"),
         }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.follow(&js, stream, &shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "order worker: restarting");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Follows placed orders with the durable consumer until shutdown (or the hook
+    /// stops the worker), a failure, or a reconnection to NATS.
+    async fn follow(
+        &self,
+        js: &jetstream::Context,
+        stream: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        let client = js.client();
+        let connects = crate::nats::connects(&client);
         let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
         let consumer: jetstream::consumer::PullConsumer = stream
             .get_or_create_consumer(
@@ -522,6 +550,9 @@ impl OrderWorker {
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
+                () = crate::nats::reconnected(&client, connects) => {
+                    return Err("NATS reconnected".into());
+                }
                 next = messages.next() => next,
             };
             let message = match next {
