@@ -71,14 +71,7 @@ fn aggregate(id: &str) -> AggregateRef {
 
 async fn stream_messages(t: &TestStack) -> u64 {
     let js = jetstream::new(t.service_nats().await);
-    js.get_stream("KEYLEDGER")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages
+    crate::support::log_state(&js).await.messages
 }
 
 #[tokio::test]

@@ -245,16 +245,7 @@ async fn every_identity_is_held_to_its_permissions() {
     };
     let service = Probe::connect(&t, Who::Service, "").await;
     let js = async_nats::jetstream::new(service.client.clone());
-    let log_messages = || async {
-        js.get_stream("KEYLEDGER")
-            .await
-            .unwrap()
-            .info()
-            .await
-            .unwrap()
-            .state
-            .messages
-    };
+    let log_messages = || async { crate::support::log_state(&js).await.messages };
     let before = log_messages().await;
 
     // Without credentials, or with a token keyledger does not accept, nothing connects.

@@ -1,92 +1,307 @@
 //! History from the log itself, for auditors: `GET /v1/secrets/{id}/history` (one
-//! secret, even after it is gone) and `GET /v1/audit/events` (a project, filtered and
-//! paged). Entries carry actor, time, sequence and hash; sealed bytes are redacted.
+//! secret, even after it is gone) and `GET /v1/audit/events` (a project, filtered).
+//! Entries carry actor, time, sequence and hash; sealed bytes are redacted.
+//!
+//! Both are read from the log page by page, never whole: a request returns at most
+//! `limit` entries (100 by default, 1,000 at most; more only when one commit alone
+//! holds more events, as a commit is never split) and reads at most [`SCAN_CAP`]
+//! messages, and says where to go on (`next`, from a sequence; a page of a sparse
+//! filter may be empty and still have a `next`). At most [`CONCURRENT`] history reads
+//! run at once and the others wait for a slot (503 with `Retry-After` after
+//! [`QUEUE_WAIT`]); a caller may have [`PER_CALLER`] in flight (429 beyond). So a
+//! running read holds one batch of messages (at most 4 MiB) and its page, whatever
+//! the size of the project's history, and a waiting one next to nothing.
+//!
+//! Only keyledger's commits are shown: a message whose authenticator does not check
+//! is left out, and so is any message the projector skipped (a replayed copy, say),
+//! after waiting (as reads do) until the read model has judged the page.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::collections::HashMap;
-
 use domain::audit::{HistoryFilter, RawEvent};
-use domain::chain::{Head, Judged, judge};
-use domain::ids::ProjectId;
+use domain::commit::Commit;
+use domain::ids::{ProjectId, SecretId};
 use domain::policy::{Action, Target, authorize};
+use domain::subject::{AggregateKind, aggregate_subject};
 use domain::timestamp::Timestamp;
 use projections::read::Lookup;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::{self, check, resolve};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The entries of the commits on `subject` the filter admits. Every aggregate's chain
-/// is followed from its first commit, so foreign messages and replayed copies are
-/// skipped (and logged), never shown as history.
-async fn entries(
+/// Most log messages one request reads.
+pub const SCAN_CAP: u64 = 10_000;
+/// History reads running at once; more wait for a slot.
+pub const CONCURRENT: usize = 4;
+/// History reads one caller may have in flight (running or waiting).
+pub const PER_CALLER: usize = 4;
+/// Longest a history read waits for a slot.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
+/// Entries a page holds unless asked for fewer or more.
+const DEFAULT_LIMIT: u32 = 100;
+/// Entries a page holds at most.
+const MAX_LIMIT: u32 = 1000;
+
+/// Who is reading history now.
+#[derive(Debug)]
+pub struct HistoryReads {
+    running: Arc<Semaphore>,
+    callers: Mutex<HashMap<String, usize>>,
+}
+
+impl Default for HistoryReads {
+    fn default() -> Self {
+        Self {
+            running: Arc::new(Semaphore::new(CONCURRENT)),
+            callers: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// A history read in flight (waiting for a slot, then running); ends when dropped.
+pub struct Reading<'a> {
+    reads: &'a HistoryReads,
+    caller: String,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        let mut callers = self.reads.callers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = callers.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                callers.remove(&self.caller);
+            }
+        }
+    }
+}
+
+impl HistoryReads {
+    /// Starts a read for `caller` once one of the [`CONCURRENT`] slots is free, or
+    /// says to come back: at once when the caller has [`PER_CALLER`] reads in flight
+    /// already (429), after [`QUEUE_WAIT`] when the slots stay taken (503).
+    async fn start(&self, caller: &Caller) -> Result<Reading<'_>, ApiError> {
+        let who = format!("{}@{}", caller.principal.user, caller.principal.project);
+        {
+            let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+            let n = callers.entry(who.clone()).or_default();
+            if *n >= PER_CALLER {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "you have {PER_CALLER} history reads in flight already; wait for a \
+                         page before asking for the next"
+                    ),
+                )
+                .retry_after(1));
+            }
+            *n += 1;
+        }
+        // Counted from here: dropping `Reading` (also when the wait below fails or the
+        // client goes away) gives the caller's place back.
+        let mut reading = Reading {
+            reads: self,
+            caller: who,
+            _permit: None,
+        };
+        let permit = tokio::time::timeout(QUEUE_WAIT, self.running.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "history reads stayed busy for {} s; retry in a moment",
+                        QUEUE_WAIT.as_secs()
+                    ),
+                )
+                .retry_after(1)
+            })?;
+        reading._permit = Some(permit);
+        Ok(reading)
+    }
+}
+
+/// One page of history.
+struct Page {
+    entries: Vec<Value>,
+    /// Where the next page starts, if the log goes on.
+    next_seq: Option<u64>,
+}
+
+/// The entries of the commits on `subject` from `from_seq`, as the filter admits
+/// them, up to `limit` entries or [`SCAN_CAP`] messages read.
+async fn page(
     state: &AppState,
     subject: String,
     filter: &HistoryFilter,
-) -> Result<Vec<Value>, ApiError> {
-    let mut out = Vec::new();
-    let mut bad = None;
-    let mut heads: HashMap<String, Head> = HashMap::new();
-    commands::audit::read_log(
+    from_seq: u64,
+    limit: usize,
+) -> Result<Page, ApiError> {
+    let mut entries = Vec::new();
+    let mut scanned = 0;
+    let mut last = None;
+    let mut more = false;
+    let key = &state.commit_key;
+    let read = commands::audit::read_log(
         &state.js,
         &state.config.stream,
         Some(subject),
-        1,
-        |m| match judge::<RawEvent>(
-            &m.subject,
-            &m.payload,
-            Some(&state.commit_key),
-            heads.get(&m.subject),
-        ) {
-            Ok(Judged::Next(commit)) => {
-                heads.insert(m.subject.clone(), Head::from(&commit));
-                out.extend(filter.entries(m.seq, &commit));
-                true
+        from_seq,
+        |m| {
+            if filter.to_seq.is_some_and(|to| m.seq > to) {
+                return false;
             }
-            Ok(Judged::Foreign(reason)) => {
-                commands::store::report_foreign(m.seq, &m.subject, &reason);
-                true
+            if entries.len() >= limit || scanned >= SCAN_CAP {
+                more = true;
+                return false;
             }
-            Err(e) => {
-                bad = Some(format!("sequence {}: {e}", m.seq));
-                false
+            let admitted = match Commit::<RawEvent>::open(&m.payload, key) {
+                Ok(commit) => filter.entries(m.seq, &commit),
+                Err(e) => {
+                    commands::store::report_foreign(m.seq, &m.subject, &e.to_string());
+                    Vec::new()
+                }
+            };
+            // A commit's entries are never split between pages: one that would not
+            // fit starts the next page (unless the page is empty, so pages move on).
+            if !entries.is_empty() && entries.len() + admitted.len() > limit {
+                more = true;
+                return false;
             }
+            scanned += 1;
+            last = Some(m.seq);
+            entries.extend(admitted);
+            true
         },
     )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "reading history failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the log is unavailable; retry shortly",
-        )
-        .retry_after(1)
-    })?;
-    if let Some(why) = bad {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "the log holds a commit that does not verify ({why}); run keyledger audit verify"
-            ),
-        ));
+    .await;
+    match read {
+        Ok(_) => {}
+        Err(e) if e.is_absent() => {}
+        Err(e) => {
+            tracing::error!(error = %e, "reading history failed");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the log is unavailable; retry shortly",
+            )
+            .retry_after(1));
+        }
     }
-    Ok(out)
+    if let Some(last) = last {
+        // A replayed copy carries a valid authenticator: the projector's judgement of
+        // every message in the page is what leaves it out.
+        let timeout = state.config.consistency_timeout;
+        state.read.wait_for(last, timeout).await.map_err(|lag| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the read model has not judged the log up to {} yet ({lag}); retry shortly",
+                    lag.wanted
+                ),
+            )
+            .retry_after(1)
+        })?;
+        let skipped = state.read.skipped_between(from_seq, last).await?;
+        entries.retain(|e| e["seq"].as_u64().is_none_or(|seq| !skipped.contains(&seq)));
+    }
+    Ok(Page {
+        entries,
+        next_seq: if more { last.map(|s| s + 1) } else { None },
+    })
 }
 
-/// `GET /v1/secrets/{id}/history`: every event of the secret. While the secret
-/// exists, whoever may read its metadata may read its history; once it is gone, the
-/// project's auditors, observers, creators and admins may.
+/// The paging of a history request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    from_seq: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// The page's `limit`, checked.
+fn limit(asked: Option<u32>) -> Result<usize, ApiError> {
+    match asked.unwrap_or(DEFAULT_LIMIT) {
+        0 => Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_LIMIT}"
+        ))),
+        n => Ok(n.min(MAX_LIMIT) as usize),
+    }
+}
+
+/// The URL of the page after this one: the request's, with `from_seq` moved on.
+fn next_link(state: &AppState, headers: &HeaderMap, path: &str, query: &str, next: u64) -> String {
+    let base = crate::views::base_url(state, headers);
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("from_seq="))
+        .collect();
+    let mut params = kept.join("&");
+    if !params.is_empty() {
+        params.push('&');
+    }
+    format!("{base}{path}?{params}from_seq={next}")
+}
+
+/// The project owning the secret `id` as the log says (a secret gone from the read
+/// model): the project of the first message on any `keyledger.events.*.secret.<id>`.
+async fn owner_in_log(state: &AppState, id: SecretId) -> Result<Option<ProjectId>, ApiError> {
+    let mut owner = None;
+    let read = commands::audit::read_log(
+        &state.js,
+        &state.config.stream,
+        Some(format!("keyledger.events.*.secret.{id}")),
+        1,
+        |m| {
+            owner = Commit::<RawEvent>::open(&m.payload, &state.commit_key)
+                .ok()
+                .map(|c| c.body.aggregate.project);
+            owner.is_none()
+        },
+    )
+    .await;
+    match read {
+        Ok(_) => Ok(owner),
+        Err(e) if e.is_absent() => Ok(None),
+        Err(e) => {
+            tracing::error!(error = %e, "reading history failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the log is unavailable; retry shortly",
+            )
+            .retry_after(1))
+        }
+    }
+}
+
+/// `GET /v1/secrets/{id}/history`: the secret's events, a page at a time. While the
+/// secret exists, whoever may read its metadata may read its history; once it is
+/// gone, the project's auditors, observers, creators and admins may.
 pub async fn secret(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(paging) = query.map_err(|e| {
+        ApiError::bad_request(format!("{}; page with from_seq and limit", e.body_text()))
+    })?;
+    let limit = limit(paging.limit)?;
     let id = resolve(&state, &caller, &raw).await?;
     let lookup = state.read.get_secret(id, (state.clock)()).await?;
     let row = match lookup.value {
@@ -97,39 +312,38 @@ pub async fn secret(
     let project = match row {
         Some(row) => {
             check(&state, &caller, Action::ReadSecret, &row)?;
-            Some(row.project)
+            ProjectId::parse(&row.project)?
         }
-        None => None,
+        None => {
+            let Some(owner) = owner_in_log(&state, id).await? else {
+                return Err(access::not_found(&caller, id));
+            };
+            authorize(
+                &caller.principal,
+                Action::ReadSecret,
+                Target::Project {
+                    project: &owner,
+                    secret: Some(id.into()),
+                },
+                access::env(&state, &caller),
+            )?;
+            owner
+        }
     };
-    let subject = format!(
-        "keyledger.events.{}.secret.{id}",
-        project.as_deref().unwrap_or("*")
-    );
-    let history = entries(&state, subject, &HistoryFilter::default()).await?;
-    let Some(first) = history.first() else {
-        return Err(access::not_found(&caller, id));
-    };
-    if project.is_none() {
-        let owner = first["aggregate"]["project"]
-            .as_str()
-            .and_then(|p| ProjectId::parse(p).ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "a commit without a project",
-                )
-            })?;
-        authorize(
-            &caller.principal,
-            Action::ReadSecret,
-            Target::Project {
-                project: &owner,
-                secret: Some(id.into()),
-            },
-            access::env(&state, &caller),
-        )?;
-    }
-    Ok(Json(json!({ "total": history.len(), "history": history })).into_response())
+    let _reading = state.history.start(&caller).await?;
+    let subject = aggregate_subject(&project, AggregateKind::Secret, &id.to_string());
+    let page = page(
+        &state,
+        subject,
+        &HistoryFilter::default(),
+        paging.from_seq.unwrap_or(1),
+        limit,
+    )
+    .await?;
+    let next = page
+        .next_seq
+        .map(|n| next_link(&state, &headers, uri.path(), uri.query().unwrap_or(""), n));
+    Ok(Json(json!({ "history": page.entries, "next": next })).into_response())
 }
 
 /// The filters and paging of `GET /v1/audit/events`.
@@ -145,20 +359,22 @@ pub struct EventsQuery {
     to_seq: Option<u64>,
     id: Option<String>,
     limit: Option<u32>,
-    offset: Option<u32>,
 }
 
 /// `GET /v1/audit/events`: the caller's project's history (role audit or admin),
-/// filtered by actor, event type, time and sequence range, or one aggregate (`id`).
+/// filtered by actor, event type, time and sequence range, or one aggregate (`id`),
+/// a page at a time.
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| {
         ApiError::bad_request(format!(
             "{}; filter with actor, type, since, until, from_seq, to_seq, id; page with limit \
-             and offset",
+             (and from_seq, as the next link does)",
             e.body_text()
         ))
     })?;
@@ -190,17 +406,16 @@ pub async fn events(
     {
         return Err(ApiError::bad_request(format!("id {id:?} is not a UUID")));
     }
+    let limit = limit(q.limit)?;
+    let _reading = state.history.start(&caller).await?;
     let subject = format!(
         "keyledger.events.{}.*.{}",
         who.project,
         q.id.as_deref().unwrap_or("*")
     );
-    let all = entries(&state, subject, &filter).await?;
-    let (limit, offset) = (q.limit.unwrap_or(100).clamp(1, 1000), q.offset.unwrap_or(0));
-    let page: Vec<&Value> = all
-        .iter()
-        .skip(offset as usize)
-        .take(limit as usize)
-        .collect();
-    Ok(Json(json!({ "total": all.len(), "events": page })).into_response())
+    let page = page(&state, subject, &filter, q.from_seq.unwrap_or(1), limit).await?;
+    let next = page
+        .next_seq
+        .map(|n| next_link(&state, &headers, uri.path(), uri.query().unwrap_or(""), n));
+    Ok(Json(json!({ "events": page.entries, "next": next })).into_response())
 }

@@ -31,7 +31,7 @@
 //! | `GET`, `POST /v1/orders` (202); `GET`, `DELETE /v1/orders/{id}` | orders |
 //! | `GET /v1/cas/local` | the local CA's certificate (PEM) |
 //! | `GET /v1/secrets/{id}/history` | the secret's events from the log (even once it is gone) |
-//! | `GET /v1/audit/events` | the project's events, filtered (`actor`, `type`, `since`, `until`, `from_seq`, `to_seq`, `id`) and paged; role audit or admin |
+//! | `GET /v1/audit/events` | the project's events, filtered (`actor`, `type`, `since`, `until`, `from_seq`, `to_seq`, `id`) and paged (`limit`, `next`; bounded, see `history`); role audit or admin |
 //! | `GET /v1/whoami` | the caller as keyledger sees it |
 
 mod access;
@@ -43,7 +43,7 @@ mod consistency;
 mod containers;
 mod discovery;
 mod error;
-mod history;
+pub mod history;
 mod metadata;
 mod negotiate;
 mod orders;

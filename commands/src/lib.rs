@@ -24,3 +24,4 @@ pub mod server;
 pub mod service;
 pub mod shredder;
 pub mod store;
+pub mod synthetic;

@@ -361,6 +361,20 @@ pub fn id_of(created: &Value) -> String {
         .to_owned()
 }
 
+/// The event stream's state (messages, last sequence), as JetStream reports it.
+pub async fn log_state(
+    js: &async_nats::jetstream::Context,
+) -> async_nats::jetstream::stream::State {
+    js.get_stream(commands::log::DEFAULT_STREAM)
+        .await
+        .expect("the event stream exists")
+        .info()
+        .await
+        .expect("the event stream's info")
+        .state
+        .clone()
+}
+
 /// Polls `check` every 10 ms until it yields a value, failing after `within`.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where

@@ -230,6 +230,25 @@ impl ReadModel {
         }
     }
 
+    /// The sequences between `from` and `to` (inclusive) the projector skipped: foreign
+    /// messages, replayed copies, commits it could not read.
+    pub async fn skipped_between(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<std::collections::BTreeSet<u64>, sqlx::Error> {
+        let rows: Vec<i64> =
+            sqlx::query_scalar("SELECT seq FROM skipped_commits WHERE seq BETWEEN ? AND ?")
+                .bind(i64::try_from(from).unwrap_or(i64::MAX))
+                .bind(i64::try_from(to).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|s| u64::try_from(s).ok())
+            .collect())
+    }
+
     /// One secret's metadata. Expired secrets are not found from the instant they
     /// expire, whether or not the log has recorded it.
     pub async fn get_secret(
