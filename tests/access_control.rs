@@ -40,15 +40,19 @@ const OPS: [Op; 6] = [
 ];
 
 /// What each role may do to a non-private secret of its own project that it did not
-/// create, per operation in the order of `OPS` (Barbican's policy; see
-/// ARCHITECTURE.md, "Access control").
+/// create, per operation in the order of `OPS`: Barbican's current defaults for admin,
+/// member and reader, its legacy policy for creator, observer and audit (see
+/// ARCHITECTURE.md, "Access control"). For `List`: whether the role may list the
+/// project's secrets at all.
 fn grants(role: &str) -> [bool; 6] {
     const T: bool = true;
     const F: bool = false;
     match role {
-        "admin" | "creator" | "member" => [T, T, T, T, T, T],
+        "admin" | "creator" => [T, T, T, T, T, T],
+        // Only the secret's creator (or an admin) changes its ACL.
+        "member" => [T, T, T, T, T, F],
         "observer" => [F, T, T, T, F, F],
-        "audit" | "reader" => [F, T, T, F, F, F],
+        "audit" => [F, F, T, F, F, F],
         _ => [F, F, F, F, F, F],
     }
 }
@@ -86,16 +90,21 @@ impl Case {
 
     /// The expected outcome: the role's grants in its own project (on a private
     /// secret only admins keep them, and creating is unaffected), plus what the ACL
-    /// gives a listed user from anywhere: metadata for any role, the payload for a
-    /// role that reads payloads.
+    /// gives a listed user from anywhere: metadata for any role, the payload for any
+    /// role but audit. A listing of the own project needs a role that lists, and then
+    /// shows the secret if its metadata may be read; another project's secrets are
+    /// listed through `acl_only`.
     fn allowed(&self, op: Op) -> bool {
         let index = OPS.iter().position(|o| *o == op).unwrap();
         let by_role = grants(self.role)[index];
+        if op == Op::List && self.same_project {
+            return by_role && self.allowed(Op::Get);
+        }
         let by_acl = self.listed
             && self.role != "none"
             && match op {
                 Op::List | Op::Get => true,
-                Op::Payload => ["admin", "creator", "member", "observer"].contains(&self.role),
+                Op::Payload => self.role != "audit",
                 _ => false,
             };
         match (self.same_project, self.private) {
@@ -341,7 +350,7 @@ async fn denials_say_what_would_allow_the_action() {
         description(r).await,
         (
             StatusCode::FORBIDDEN,
-            "creating a secret in project p1 requires role creator or admin; you have observer"
+            "creating a secret in project p1 requires role member, creator or admin; you have observer"
                 .to_owned()
         )
     );
@@ -379,7 +388,7 @@ async fn denials_say_what_would_allow_the_action() {
         (
             StatusCode::FORBIDDEN,
             format!(
-                "reading the payload of secret {shared} in project p1 requires role observer, \
+                "reading the payload of secret {shared} in project p1 requires role observer, member, \
                  creator or admin, or being on its ACL; you have audit"
             )
         )
@@ -577,7 +586,7 @@ async fn whoami_shows_the_principal_as_keyledger_sees_it() {
         me,
         json!({
             "user_id": "alice", "project_id": "p1", "roles": ["member", "ops"],
-            "effective_roles": ["creator"], "service": null, "source": "127.0.0.1",
+            "effective_roles": ["member"], "service": null, "source": "127.0.0.1",
             "nats_inbox_prefix": commands::nats_auth::inbox_prefix(
                 &domain::ids::ProjectId::parse("p1").unwrap(),
                 &domain::ids::UserId::parse("alice").unwrap(),

@@ -500,7 +500,10 @@ async fn who_could_read_a_secret_at_a_time_is_one_command() {
     };
     let then = readable_by_bob(before.to_rfc3339()).await;
     assert_eq!(then["named"], json!([]));
-    assert_eq!(then["by_role"][0]["as observer or creator"], json!([id]));
+    assert_eq!(
+        then["by_role"][0]["as observer, member or creator"],
+        json!([id])
+    );
     let now = readable_by_bob(after.to_rfc3339()).await;
     assert_eq!(now["named"][0]["secret"], id);
     assert!(
@@ -509,7 +512,10 @@ async fn who_could_read_a_secret_at_a_time_is_one_command() {
             .unwrap()
             .starts_with("on its ACL")
     );
-    assert_eq!(now["by_role"][0]["as observer or creator"], json!([]));
+    assert_eq!(
+        now["by_role"][0]["as observer, member or creator"],
+        json!([])
+    );
     assert_eq!(now["by_role"][0]["as admin"], json!([id]));
 
     // The whole project at a sequence.

@@ -255,7 +255,7 @@ async fn whoami_and_acls_through_the_cli() {
     assert!(
         shown.contains("owner")
             && shown.contains("[\"member\"]")
-            && shown.contains("[\"creator\"]"),
+            && shown.contains("effective_roles"),
         "{shown}"
     );
 

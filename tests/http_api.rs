@@ -10,7 +10,7 @@ use domain::timestamp::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestStack, id_of, json_of};
+use crate::support::{TestStack, description, id_of, json_of};
 
 fn seq_of(response: &reqwest::Response) -> u64 {
     response
@@ -39,7 +39,105 @@ async fn version_discovery_answers_like_barbican() {
     );
     let version = t.http.get(t.url("/v1")).send().await.unwrap();
     assert_eq!(version.status(), StatusCode::OK);
+    assert_eq!(
+        version.headers()["openstack-api-version"],
+        "key-manager 1.0"
+    );
     assert_eq!(json_of(version).await["version"]["id"], "v1");
+
+    // A client that asks for a microversion (python-barbicanclient asks for 1.1) learns
+    // the range served, in Barbican's shape for it, and each response names its version.
+    let asked = |path: &str, version: &str| {
+        t.http
+            .get(t.url(path))
+            .header("OpenStack-API-Version", format!("key-manager {version}"))
+            .send()
+    };
+    let root = asked("/", "1.1").await.unwrap();
+    assert_eq!(root.status(), StatusCode::MULTIPLE_CHOICES);
+    assert_eq!(root.headers()["openstack-api-version"], "key-manager 1.1");
+    assert_eq!(root.headers()["vary"], "OpenStack-API-Version");
+    let body = json_of(root).await;
+    assert_eq!(
+        body["versions"][0],
+        json!({"id": "v1", "status": "CURRENT", "min_version": "1.0", "max_version": "1.2",
+               "links": body["versions"][0]["links"].clone()})
+    );
+    let latest = asked("/v1/", "latest").await.unwrap();
+    assert_eq!(latest.headers()["openstack-api-version"], "key-manager 1.2");
+    assert_eq!(json_of(latest).await["version"]["max_version"], "1.2");
+    let (status, text) = description(asked("/v1", "1.3").await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    assert!(text.contains("serves 1.0 to 1.2"), "{text}");
+    let (status, text) = description(asked("/v1", "one").await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("key-manager latest"), "{text}");
+    t.stop().await;
+}
+
+/// A trailing slash names the same resource, for every method (python-barbicanclient
+/// POSTs to `/v1/secrets/`); an unknown path or method keeps Barbican's error shape.
+#[tokio::test]
+async fn a_trailing_slash_is_the_same_resource_for_every_method() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let created = t
+        .http
+        .post(t.url("/v1/secrets/"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "slash", "payload": "s", "payload_content_type": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = id_of(&json_of(created).await);
+    for path in [format!("/v1/secrets/{id}"), format!("/v1/secrets/{id}/")] {
+        let got = json_of(t.get(&path, &token).await).await;
+        assert_eq!(got["name"], "slash", "{path}: {got}");
+    }
+    let listed = json_of(t.get("/v1/secrets/?name=slash", &token).await).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    let acl = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{id}/acl/")))
+        .bearer_auth(&token)
+        .json(&json!({"read": {"users": ["bob"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acl.status(), StatusCode::OK);
+    let deleted = t
+        .http
+        .delete(t.url(&format!("/v1/secrets/{id}/")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/v1/nothing/", StatusCode::NOT_FOUND),
+        (
+            reqwest::Method::PATCH,
+            "/v1/secrets/",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/v1/secrets",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ] {
+        let answer = t
+            .http
+            .request(method.clone(), t.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let (got, text) = description(answer).await;
+        assert_eq!(got, status, "{method} {path}: {text}");
+        assert!(!text.is_empty(), "{method} {path}");
+    }
     t.stop().await;
 }
 

@@ -81,7 +81,7 @@ async fn identity_provider_tokens_and_every_refusal() {
         let me = json_of(t.get("/v1/whoami", &token).await).await;
         assert_eq!(me["user_id"], "svc-orders");
         assert_eq!(me["service"], "orders");
-        assert_eq!(me["effective_roles"], json!(["creator"]));
+        assert_eq!(me["effective_roles"], json!(["member"]));
     }
 
     let expired_at = now() - 10;

@@ -45,6 +45,7 @@ mod discovery;
 mod error;
 pub mod history;
 mod metadata;
+pub mod microversion;
 mod negotiate;
 mod orders;
 mod paging;
@@ -67,6 +68,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::normalize_path::NormalizePathLayer;
 
 pub use consistency::{MIN_SEQ, SEQ};
 pub use error::{ApiError, status_of};
@@ -77,10 +79,9 @@ pub use state::{ApiConfig, AppState};
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     let body_timeout = state.config.body_timeout;
-    Router::new()
+    let routes = Router::new()
         .route("/", get(discovery::root))
         .route("/v1", get(discovery::version))
-        .route("/v1/", get(discovery::version))
         .route("/v1/secrets", get(secrets::list).post(secrets::create))
         .route(
             "/v1/secrets/{id}",
@@ -182,9 +183,17 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             body_timeout,
         ))
+        .layer(middleware::from_fn(microversion::negotiate))
         .layer(middleware::from_fn(log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
-        .with_state(state)
+        .with_state(state);
+    // A path with a trailing slash is the same resource as without, for every method,
+    // as in Barbican (python-barbicanclient POSTs to `/v1/secrets/`). Routing happens
+    // inside a `Router`, so the path is normalised before the routes see it.
+    Router::new().fallback_service(tower::Layer::layer(
+        &NormalizePathLayer::trim_trailing_slash(),
+        routes,
+    ))
 }
 
 /// Logs method, path, status and latency; never headers, queries or bodies, which may

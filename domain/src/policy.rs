@@ -1,26 +1,41 @@
 //! Authorization: the one policy that both the command path and the read path apply.
 //!
-//! Barbican's policy, with its legacy and secure-RBAC role names (see
-//! [`crate::roles`]), plus per-secret ACLs. A denial names the action, the project,
-//! the roles that would allow it and the roles the caller has. Where Barbican's rules
-//! are ambiguous this takes the safer reading. ARCHITECTURE.md ("Access control")
-//! lists those choices.
+//! Barbican's policy per role name: its current secure-RBAC defaults for `admin`,
+//! `member` and `reader`, its legacy policy for `creator`, `observer` and `audit`
+//! (see [`crate::roles`]), plus per-object ACLs. Where keyledger is stricter than
+//! Barbican it is on purpose and safer; ARCHITECTURE.md ("Access control") lists each
+//! divergence. A denial names the action, the project, the roles that would allow it
+//! and the roles the caller has.
 //!
-//! | action | who may |
-//! |---|---|
-//! | create a secret | creator, admin |
-//! | list secrets | any role; each row is filtered by "read metadata" |
-//! | read metadata | admin; creator of the secret; audit, observer or creator on a non-private secret; any role on the ACL |
-//! | read payload | admin; creator of the secret; observer or creator on a non-private secret; admin, creator or observer on the ACL |
-//! | change, delete, set ACL | admin; creator of the secret; creator on a non-private secret |
-//! | read ACL | admin; creator of the secret; observer or creator on a non-private secret |
+//! On a secret or container of the caller's project, a role reaches an action on
+//! every object ([`Reach::Any`]), on those it created or that are not private
+//! ([`Reach::OwnOrShared`]), only on those not private ([`Reach::Shared`]), or only
+//! on its own ([`Reach::Own`]):
+//!
+//! | action | admin | member | creator | observer | audit | reader |
+//! |---|---|---|---|---|---|---|
+//! | create (secrets, containers, orders) | yes | yes | yes | – | – | – |
+//! | list (secrets, containers, orders) | yes | yes | yes | yes | – | – |
+//! | read metadata (secret, container) | any | own or shared | own or shared | shared | shared | – |
+//! | read payload | any | own or shared | own or shared | shared | – | – |
+//! | change (payload, metadata, references) | any | own or shared | own or shared | – | – | – |
+//! | delete a secret | any | own or shared | own or shared | – | – | – |
+//! | delete a container | any | own or shared | own | – | – | – |
+//! | read ACL | any | own | own or shared | shared | – | – |
+//! | change ACL | any | own | own or shared | – | – | – |
+//! | read an order | any | any | any | any | any | – |
+//! | delete an order | any | any | – | – | – | – |
+//! | read the project's history | yes | – | – | – | yes | – |
+//!
+//! A user on an object's read ACL, from any project, may read its metadata with any
+//! of these roles and its payload with any but `audit`.
 //!
 //! A managed secret (one with an owning service) can be changed, deleted or have its
 //! ACL changed only by a token of that service, whatever its roles; see [`managed_by`].
 //!
-//! "Admin" and "creator" always mean roles in the secret's own project. The ACL's
-//! conditions restrict grants made through project access and through the ACL's user
-//! list. They do not restrict the creator or the admins.
+//! "Admin" always means admin of the object's own project. The ACL's conditions
+//! restrict grants made through project access and through the ACL's user list, not
+//! what an object's creator or the admins may do.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -32,7 +47,7 @@ use crate::roles::{ProjectRole, effective, either};
 use crate::secret::acl::Acl;
 use crate::timestamp::Timestamp;
 
-use ProjectRole::{Admin, Audit, Creator, Observer};
+use ProjectRole::{Admin, Audit, Creator, Member, Observer, Reader};
 
 /// What a principal attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,29 +80,97 @@ pub enum Action {
     ChangeAcl,
 }
 
+/// Which objects of its project a role reaches for an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Every object.
+    Any,
+    /// Those the caller created, and those not private (project access on).
+    OwnOrShared,
+    /// Those not private.
+    Shared,
+    /// Those the caller created.
+    Own,
+}
+
+/// The roles, weakest first: the order in which messages name them.
+const WEAKEST_FIRST: [ProjectRole; 6] = [Reader, Audit, Observer, Member, Creator, Admin];
+
 impl Action {
-    /// Project roles that allow the action, besides the secret's creator and admins.
-    /// They grant it only on a non-private secret.
-    fn project_roles(self) -> &'static [ProjectRole] {
+    /// Whether `role` may do this project-wide action (create, list, read history).
+    fn in_project(self, role: ProjectRole) -> bool {
         match self {
-            Self::CreateSecret | Self::CreateContainer | Self::CreateOrder => &[Creator],
-            Self::ReadAudit => &[Audit],
-            Self::ListSecrets | Self::ListContainers | Self::ListOrders | Self::ReadSecret => {
-                &[Audit, Observer, Creator]
+            Self::CreateSecret | Self::CreateContainer | Self::CreateOrder => {
+                matches!(role, Admin | Member | Creator)
             }
-            Self::ReadPayload | Self::ReadAcl => &[Observer, Creator],
-            Self::UpdateSecret | Self::DeleteSecret | Self::ChangeAcl => &[Creator],
+            Self::ListSecrets | Self::ListContainers | Self::ListOrders => {
+                matches!(role, Admin | Member | Creator | Observer)
+            }
+            Self::ReadAudit => matches!(role, Admin | Audit),
+            _ => false,
         }
     }
 
-    /// Roles a user on the secret's ACL needs (in their own project) for the action.
-    /// An empty list means the ACL does not grant it.
-    fn acl_roles(self) -> &'static [ProjectRole] {
-        match self {
-            Self::ReadSecret => &[Audit, Observer, Creator, Admin],
-            Self::ReadPayload => &[Observer, Creator, Admin],
-            _ => &[],
+    /// Which objects of kind `kind` in its project `role` reaches for this action.
+    fn reach(self, role: ProjectRole, kind: Kind) -> Option<Reach> {
+        use Reach::{Any, Own, OwnOrShared, Shared};
+        if role == Admin {
+            return Some(Any);
         }
+        if kind == Kind::Order {
+            // Orders have no owner or ACL that Barbican's rules consult.
+            return match self {
+                Self::ReadSecret => {
+                    matches!(role, Member | Creator | Observer | Audit).then_some(Any)
+                }
+                Self::DeleteSecret => (role == Member).then_some(Any),
+                _ => None,
+            };
+        }
+        match (self, role) {
+            (Self::ReadSecret, Member | Creator) => Some(OwnOrShared),
+            (Self::ReadSecret, Observer | Audit) => Some(Shared),
+            (Self::ReadPayload, Member | Creator) => Some(OwnOrShared),
+            (Self::ReadPayload, Observer) => Some(Shared),
+            (Self::UpdateSecret, Member | Creator) => Some(OwnOrShared),
+            (Self::DeleteSecret, Member) => Some(OwnOrShared),
+            (Self::DeleteSecret, Creator) if kind == Kind::Container => Some(Own),
+            (Self::DeleteSecret, Creator) => Some(OwnOrShared),
+            (Self::ReadAcl | Self::ChangeAcl, Member) => Some(Own),
+            (Self::ReadAcl | Self::ChangeAcl, Creator) => Some(OwnOrShared),
+            (Self::ReadAcl, Observer) => Some(Shared),
+            _ => None,
+        }
+    }
+
+    /// Whether a user on the object's read ACL with `role` (in their own project) may
+    /// do this.
+    fn via_acl(self, role: ProjectRole) -> bool {
+        match self {
+            Self::ReadSecret => true,
+            Self::ReadPayload => role != Audit,
+            _ => false,
+        }
+    }
+
+    /// The roles that allow the action somewhere (on some object of `kind`, or
+    /// project-wide), weakest first, for messages.
+    fn allowing(self, kind: Option<Kind>) -> Vec<ProjectRole> {
+        WEAKEST_FIRST
+            .into_iter()
+            .filter(|r| match kind {
+                None => self.in_project(*r),
+                Some(kind) => self.reach(*r, kind).is_some(),
+            })
+            .collect()
+    }
+
+    /// The roles with which a user on the ACL may do it, for messages.
+    fn acl_roles(self) -> Vec<ProjectRole> {
+        WEAKEST_FIRST
+            .into_iter()
+            .filter(|r| self.via_acl(*r))
+            .collect()
     }
 
     fn is_read(self) -> bool {
@@ -133,13 +216,32 @@ pub enum Object {
     Order(OrderId),
 }
 
+/// The kinds of [`Object`], for the rules that tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Secrets.
+    Secret,
+    /// Containers.
+    Container,
+    /// Orders.
+    Order,
+}
+
 impl Object {
-    /// `secret` or `container`.
+    /// `secret`, `container` or `order`.
     pub fn kind(self) -> &'static str {
         match self {
             Self::Secret(_) => "secret",
             Self::Container(_) => "container",
             Self::Order(_) => "order",
+        }
+    }
+
+    fn of_kind(self) -> Kind {
+        match self {
+            Self::Secret(_) => Kind::Secret,
+            Self::Container(_) => Kind::Container,
+            Self::Order(_) => Kind::Order,
         }
     }
 }
@@ -213,17 +315,6 @@ fn have(who: &Principal) -> String {
     format!("you have {}", names.join(", "))
 }
 
-fn any_of(roles: &[ProjectRole], wanted: &[ProjectRole]) -> bool {
-    roles.iter().any(|r| wanted.contains(r))
-}
-
-/// The roles that allow `action` in a project, weakest first, admin last.
-fn allowing(action: Action) -> Vec<ProjectRole> {
-    let mut roles = action.project_roles().to_vec();
-    roles.push(Admin);
-    roles
-}
-
 /// Allows `action` on `target`, or says why not, in terms a person can act on. Deny by
 /// default: every grant below is explicit.
 pub fn authorize(
@@ -244,16 +335,24 @@ fn authorize_in_project(
     project: &ProjectId,
     secret: Option<Object>,
 ) -> Result<(), Rejection> {
-    let what = action.describe(secret);
-    let needed = either(&allowing(action));
     if &who.project != project {
         return Err(other_project(who, action, project, secret));
     }
-    if any_of(&effective(&who.roles), &allowing(action)) {
+    let kind = secret.map(Object::of_kind);
+    let roles = effective(&who.roles);
+    let allowed = match kind {
+        // Acting on an object that does not exist (yet): the roles that could act on
+        // some object of the kind go on, and learn that it does not.
+        Some(kind) => roles.iter().any(|r| action.reach(*r, kind).is_some()),
+        None => roles.iter().any(|r| action.in_project(*r)),
+    };
+    if allowed {
         return Ok(());
     }
     Err(Rejection::forbidden(format!(
-        "{what} in project {project} requires role {needed}; {}",
+        "{} in project {project} requires role {}; {}",
+        action.describe(secret),
+        either(&action.allowing(kind)),
         have(who)
     )))
 }
@@ -268,7 +367,7 @@ fn other_project(
     object: Option<Object>,
 ) -> Rejection {
     let what = action.describe(object);
-    let needed = either(&allowing(action));
+    let needed = either(&action.allowing(object.map(Object::of_kind)));
     let (or_acl, hint) = match (object.is_some(), action.is_read()) {
         (false, _) => ("", ""),
         (true, true) => (", or being on its ACL", ""),
@@ -301,17 +400,35 @@ fn authorize_on_secret(
     {
         return Err(managed_by(service));
     }
+    let kind = secret.id.of_kind();
     let roles = effective(&who.roles);
-    let admin = same && roles.contains(&Admin);
-    let owner = same && roles.contains(&Creator) && &who.user == secret.creator;
-    if admin || owner {
+    let acl = secret.acl;
+    let own = &who.user == secret.creator;
+    // What the caller's roles in the object's project reach. A grant to everything,
+    // or to the caller's own object, holds whatever the ACL's conditions say; one
+    // through project access is bound by them.
+    let reaches: Vec<Reach> = if same {
+        roles
+            .iter()
+            .filter_map(|r| action.reach(*r, kind))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let unconditional = reaches.iter().any(|r| match r {
+        Reach::Any => true,
+        Reach::Own | Reach::OwnOrShared => own,
+        Reach::Shared => false,
+    });
+    if unconditional {
         return Ok(());
     }
-    let acl = secret.acl;
-    let by_role = same && any_of(&roles, action.project_roles());
-    let via_project = by_role && acl.project_access;
+    let via_project = acl.project_access
+        && reaches
+            .iter()
+            .any(|r| matches!(r, Reach::OwnOrShared | Reach::Shared));
     let listed = acl.lists(&who.user);
-    let via_acl = listed && any_of(&roles, action.acl_roles());
+    let via_acl = listed && roles.iter().any(|r| action.via_acl(*r));
     let what = action.describe(Some(secret.id));
     let project = secret.project;
     if via_project || via_acl {
@@ -327,16 +444,17 @@ fn authorize_on_secret(
         }
         return Ok(());
     }
-    let needed = either(&allowing(action));
+    let needed = either(&action.allowing(Some(kind)));
     let or_acl = if action.is_read() {
         ", or being on its ACL"
     } else {
         ""
     };
+    let verb = if action.is_read() { "read" } else { "change" };
     let message = if listed && action.is_read() {
         format!(
             "{what}: you are on its ACL, but that also requires role {}; {}",
-            either(action.acl_roles()),
+            either(&action.acl_roles()),
             have(who)
         )
     } else if !same {
@@ -351,8 +469,13 @@ fn authorize_on_secret(
              your token is for project {}{hint}",
             who.project
         )
-    } else if by_role {
-        let verb = if action.is_read() { "read" } else { "change" };
+    } else if !reaches.is_empty() && reaches.iter().all(|r| *r == Reach::Own) {
+        format!(
+            "{what}: with your roles only its creator ({}) and admins of project {project} may \
+             {verb} it; you are {}",
+            secret.creator, who.user
+        )
+    } else if !reaches.is_empty() {
         let who_may = if action.is_read() {
             format!(
                 "its creator ({}), admins of project {project} and users on its ACL",
@@ -456,7 +579,7 @@ mod tests {
         let observer = principal("bob", "p1", &["observer"]);
         assert_eq!(
             message(authorize(&observer, Action::CreateSecret, target, env())),
-            "creating a secret in project p1 requires role creator or admin; you have observer"
+            "creating a secret in project p1 requires role member, creator or admin; you have observer"
         );
         let member = principal("bob", "p1", &["member"]);
         assert_eq!(
@@ -466,7 +589,7 @@ mod tests {
         let other = principal("bob", "p2", &["admin"]);
         assert_eq!(
             message(authorize(&other, Action::CreateSecret, target, env())),
-            "creating a secret in project p1 requires role creator or admin in project p1; \
+            "creating a secret in project p1 requires role member, creator or admin in project p1; \
              your token is for project p2"
         );
     }
@@ -479,7 +602,7 @@ mod tests {
         assert_eq!(
             message(f.check(&auditor, Action::ReadPayload)),
             format!(
-                "reading the payload of secret {ID} in project p1 requires role observer, \
+                "reading the payload of secret {ID} in project p1 requires role observer, member, \
                  creator or admin, or being on its ACL; you have audit"
             )
         );
@@ -522,19 +645,118 @@ mod tests {
         assert_eq!(
             message(f.check(&carol, Action::DeleteSecret)),
             format!(
-                "deleting secret {ID} in project p1 requires role creator or admin in project \
+                "deleting secret {ID} in project p1 requires role member, creator or admin in project \
                  p1; your token is for project p2 (a secret or container shared with you through its ACL can \
                  be read, not changed)"
             )
         );
-        let carol_audit = principal("carol", "p2", &["reader"]);
+        // A reader on the ACL reads the payload too (Barbican's current default);
+        // audit never does.
+        let carol_reader = principal("carol", "p2", &["reader"]);
+        assert_eq!(f.check(&carol_reader, Action::ReadPayload), Ok(()));
+        let carol_audit = principal("carol", "p2", &["audit"]);
         assert_eq!(
             message(f.check(&carol_audit, Action::ReadPayload)),
             format!(
                 "reading the payload of secret {ID}: you are on its ACL, but that also \
-                 requires role observer, creator or admin; you have reader"
+                 requires role reader, observer, member, creator or admin; you have audit"
             )
         );
+    }
+
+    #[test]
+    fn member_and_creator_differ_where_barbican_does() {
+        let shared = Fixture::new(Acl::default());
+        let bob_member = principal("bob", "p1", &["member"]);
+        let bob_creator = principal("bob", "p1", &["creator"]);
+        // Both change and delete the project's non-private secrets...
+        for who in [&bob_member, &bob_creator] {
+            assert_eq!(shared.check(who, Action::UpdateSecret), Ok(()));
+            assert_eq!(shared.check(who, Action::DeleteSecret), Ok(()));
+        }
+        // ...but only the legacy creator reads and changes another's ACL.
+        assert_eq!(shared.check(&bob_creator, Action::ChangeAcl), Ok(()));
+        assert_eq!(
+            message(shared.check(&bob_member, Action::ChangeAcl)),
+            format!(
+                "changing the ACL of secret {ID}: with your roles only its creator (alice) and \
+                 admins of project p1 may change it; you are bob"
+            )
+        );
+        let alice_member = principal("alice", "p1", &["member"]);
+        assert_eq!(shared.check(&alice_member, Action::ChangeAcl), Ok(()));
+        // A container: the legacy creator deletes only its own.
+        let container = SecretFacts {
+            id: ContainerId::from_uuid(Uuid::from_u128(8)).into(),
+            project: &shared.project,
+            creator: &shared.creator,
+            acl: &shared.acl,
+            owning_service: None,
+        };
+        let delete = |who: &Principal| {
+            authorize(who, Action::DeleteSecret, Target::Secret(container), env())
+        };
+        assert_eq!(delete(&bob_member), Ok(()));
+        assert!(message(delete(&bob_creator)).contains("only its creator (alice)"));
+    }
+
+    #[test]
+    fn reader_and_audit_list_nothing_and_reader_reads_only_through_the_acl() {
+        let p1 = ProjectId::parse("p1").unwrap();
+        let project = Target::Project {
+            project: &p1,
+            secret: None,
+        };
+        for role in ["reader", "audit"] {
+            let who = principal("rita", "p1", &[role]);
+            assert_eq!(
+                message(authorize(&who, Action::ListSecrets, project, env())),
+                format!(
+                    "listing secrets in project p1 requires role observer, member, creator or \
+                     admin; you have {role}"
+                )
+            );
+        }
+        let shared = Fixture::new(Acl::default());
+        let rita = principal("rita", "p1", &["reader"]);
+        assert!(shared.check(&rita, Action::ReadSecret).is_err());
+        let listed = Fixture::new(Acl {
+            users: [UserId::parse("rita").unwrap()].into(),
+            ..Acl::default()
+        });
+        assert_eq!(listed.check(&rita, Action::ReadSecret), Ok(()));
+        assert_eq!(listed.check(&rita, Action::ReadPayload), Ok(()));
+        assert!(listed.check(&rita, Action::UpdateSecret).is_err());
+    }
+
+    #[test]
+    fn orders_are_read_by_the_project_and_deleted_by_members_and_admins() {
+        let p1 = ProjectId::parse("p1").unwrap();
+        let alice = UserId::parse("alice").unwrap();
+        let acl = Acl::default();
+        let order = SecretFacts {
+            id: Object::Order(OrderId::from_uuid(Uuid::from_u128(9))),
+            project: &p1,
+            creator: &alice,
+            acl: &acl,
+            owning_service: None,
+        };
+        let may = |role: &str, action| {
+            authorize(
+                &principal("alice", "p1", &[role]),
+                action,
+                Target::Secret(order),
+                env(),
+            )
+            .is_ok()
+        };
+        for role in ["admin", "member", "creator", "observer", "audit"] {
+            assert!(may(role, Action::ReadSecret), "{role}");
+        }
+        assert!(!may("reader", Action::ReadSecret));
+        assert!(may("member", Action::DeleteSecret));
+        // Barbican's legacy rule: only admins delete orders, even the creator's own.
+        assert!(!may("creator", Action::DeleteSecret));
     }
 
     #[test]

@@ -1,12 +1,11 @@
 //! Project roles as Barbican defines them, and how token role names map onto them.
 //!
 //! Barbican's legacy policy has four roles: `admin`, `creator`, `observer` and `audit`.
-//! Its secure-RBAC policy replaced them with `admin`, `member` and `reader`, where
-//! `member` took over from `creator`, and `reader` from both `observer` and `audit`.
-//! keyledger accepts both sets. `member` is read as `creator`. `reader` gets only what
-//! `observer` and `audit` both allow, which is `audit`: it can read metadata but
-//! never a payload. This is the safer reading, and it is recorded in ARCHITECTURE.md.
-//! Any other role name in a token grants nothing.
+//! Its secure-RBAC policy, the current default, has `admin`, `member` and `reader`.
+//! keyledger follows each role name's own rules: the current defaults for `admin`,
+//! `member` and `reader`, the legacy policy for `creator`, `observer` and `audit`
+//! (see [`crate::policy`]). Role names are matched without regard to case. Any other
+//! role name in a token grants nothing.
 
 use std::fmt;
 
@@ -15,15 +14,23 @@ use crate::ids::Role;
 /// A role keyledger's policy knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProjectRole {
-    /// Everything in the project, including private secrets and their ACLs.
+    /// Everything in the project, including private objects and their ACLs.
     Admin,
-    /// Creates secrets. It also changes and deletes its own secrets, and the project's
-    /// non-private ones.
+    /// Secure RBAC's member: creates; reads, changes and deletes its own objects and
+    /// the project's non-private ones; reads and changes only its own objects' ACLs.
+    Member,
+    /// Legacy creator: as member, but it reads and changes the ACLs of non-private
+    /// objects too, deletes only its own containers, and no orders.
     Creator,
-    /// Lists the project's non-private secrets and reads their metadata and payloads.
+    /// Legacy observer: lists the project's objects and reads non-private ones,
+    /// payloads included.
     Observer,
-    /// Reads the metadata and history of non-private secrets, never a payload.
+    /// Legacy audit: reads the metadata of non-private objects, never a payload, and
+    /// the project's history; lists nothing.
     Audit,
+    /// Secure RBAC's reader: nothing of the project's on its own; reads what an ACL
+    /// shares with it.
+    Reader,
 }
 
 impl ProjectRole {
@@ -31,9 +38,11 @@ impl ProjectRole {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",
+            Self::Member => "member",
             Self::Creator => "creator",
             Self::Observer => "observer",
             Self::Audit => "audit",
+            Self::Reader => "reader",
         }
     }
 
@@ -41,9 +50,11 @@ impl ProjectRole {
     pub fn of(role: &Role) -> Option<Self> {
         match role.as_str() {
             "admin" => Some(Self::Admin),
-            "creator" | "member" => Some(Self::Creator),
+            "member" => Some(Self::Member),
+            "creator" => Some(Self::Creator),
             "observer" => Some(Self::Observer),
-            "audit" | "reader" => Some(Self::Audit),
+            "audit" => Some(Self::Audit),
+            "reader" => Some(Self::Reader),
             _ => None,
         }
     }
@@ -87,9 +98,9 @@ mod tests {
     }
 
     #[test]
-    fn aliases_map_as_barbican_maps_them() {
-        assert_eq!(effective(&roles(&["member"])), [ProjectRole::Creator]);
-        assert_eq!(effective(&roles(&["reader"])), [ProjectRole::Audit]);
+    fn each_name_is_its_own_role() {
+        assert_eq!(effective(&roles(&["member"])), [ProjectRole::Member]);
+        assert_eq!(effective(&roles(&["reader"])), [ProjectRole::Reader]);
         assert_eq!(
             effective(&roles(&["Observer", "admin", "ops"])),
             [ProjectRole::Admin, ProjectRole::Observer]

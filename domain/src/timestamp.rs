@@ -95,6 +95,26 @@ impl Timestamp {
             .unwrap_or_else(|_| self.0.to_string())
     }
 
+    /// Barbican's form: UTC without an offset, with microseconds when there are any
+    /// (Python's `isoformat()`), e.g. `2026-11-22T10:00:00.123456`. Clients such as
+    /// gophercloud parse only this.
+    pub fn to_naive_utc(&self) -> String {
+        let t = self.0;
+        let base = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        match t.microsecond() {
+            0 => base,
+            us => format!("{base}.{us:06}"),
+        }
+    }
+
     /// Parses an ISO-8601 date-time. A value without an offset is taken as UTC, as
     /// Barbican does (`2027-01-01T00:00:00`); `Z` and `±hh:mm` offsets are honoured.
     pub fn parse_iso8601(field: &str, s: &str) -> Result<Self, Rejection> {
@@ -183,6 +203,18 @@ mod tests {
         }
         assert_eq!(Timestamp::from_unix_millis(i64::MAX), None);
         assert_eq!(Timestamp::from_unix_millis(i64::MIN), None);
+    }
+
+    #[test]
+    fn barbicans_form_is_naive_utc_with_microseconds_when_there_are_any() {
+        let whole = Timestamp::parse_iso8601("t", "2027-01-01T02:00:00+02:00").unwrap();
+        assert_eq!(whole.to_naive_utc(), "2027-01-01T00:00:00");
+        let fraction = Timestamp::parse_iso8601("t", "2026-11-22T10:00:00.1234567Z").unwrap();
+        assert_eq!(fraction.to_naive_utc(), "2026-11-22T10:00:00.123456");
+        assert_eq!(Timestamp::MIN.to_naive_utc(), "0000-01-01T00:00:00");
+        assert_eq!(Timestamp::MAX.to_naive_utc(), "9999-12-31T23:59:59.999999");
+        let back = Timestamp::parse_iso8601("t", &fraction.to_naive_utc()).unwrap();
+        assert_eq!(back.to_naive_utc(), fraction.to_naive_utc());
     }
 
     #[test]

@@ -197,7 +197,7 @@ impl Replay {
                 named.push(json!({"secret": id, "project": project, "name": name, "why": "its creator: metadata and payload"}));
             }
             if s.acl.users.iter().any(|u| u.as_str() == user) {
-                named.push(json!({"secret": id, "project": project, "name": name, "why": "on its ACL: metadata with any role; the payload with role observer, creator or admin", "conditions": s.acl.conditions}));
+                named.push(json!({"secret": id, "project": project, "name": name, "why": "on its ACL: metadata with any role; the payload with role reader, observer, member, creator or admin", "conditions": s.acl.conditions}));
             }
         }
         let by_role: Vec<Value> = by_project
@@ -206,8 +206,9 @@ impl Replay {
                 json!({
                     "project": project,
                     "as admin": all,
-                    "as observer or creator": shared,
+                    "as observer, member or creator": shared,
                     "as audit (metadata only)": shared,
+                    "as reader": [],
                 })
             })
             .collect();
@@ -241,14 +242,14 @@ impl Replay {
         let expired = s.attributes.expiration.map(|e| e.at().to_rfc3339());
         let mut rules = vec![
             json!({"who": format!("admins of project {project}"), "reads": "metadata and payload"}),
-            json!({"who": format!("{} (its creator)", s.creator), "reads": "metadata and payload"}),
+            json!({"who": format!("{} (its creator, with role member or creator)", s.creator), "reads": "metadata and payload"}),
         ];
         if s.acl.project_access {
-            rules.push(json!({"who": format!("members of project {project} with role observer or creator"), "reads": "metadata and payload", "conditions": s.acl.conditions}));
-            rules.push(json!({"who": format!("members of project {project} with role audit"), "reads": "metadata", "conditions": s.acl.conditions}));
+            rules.push(json!({"who": format!("users of project {project} with role observer, member or creator"), "reads": "metadata and payload", "conditions": s.acl.conditions}));
+            rules.push(json!({"who": format!("users of project {project} with role audit"), "reads": "metadata", "conditions": s.acl.conditions}));
         }
         for user in &s.acl.users {
-            rules.push(json!({"who": format!("{user} (on the ACL, any project)"), "reads": "metadata; the payload with role observer, creator or admin", "conditions": s.acl.conditions}));
+            rules.push(json!({"who": format!("{user} (on the ACL, any project)"), "reads": "metadata; the payload with role reader, observer, member, creator or admin", "conditions": s.acl.conditions}));
         }
         Some(json!({
             "secret": id,

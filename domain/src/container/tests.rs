@@ -218,6 +218,6 @@ fn a_denied_reference_refuses_the_whole_command() {
     .unwrap_err();
     assert_eq!(
         err.message,
-        "creating a container in project p1 requires role creator or admin; you have observer"
+        "creating a container in project p1 requires role member, creator or admin; you have observer"
     );
 }

@@ -1,0 +1,183 @@
+//! Barbican's microversions: a request names the behaviour it expects with
+//! `OpenStack-API-Version: key-manager <X.Y>` (1.0 when it names none, the newest for
+//! `latest`), and every response says which one it got, as Barbican's middleware does.
+//!
+//! What each adds, as in Barbican: 1.1 secret consumers (and `consumers` in a
+//! secret's metadata); 1.2 refuses to delete a secret that has consumers unless
+//! `force=true` (below 1.2 the consumers go with it).
+
+use std::fmt;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// The header, as OpenStack names it.
+pub const HEADER: &str = "openstack-api-version";
+/// The service type the header names for keyledger.
+const SERVICE: &str = "key-manager";
+
+/// A microversion of the `/v1` API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Microversion {
+    major: u16,
+    minor: u16,
+}
+
+impl Microversion {
+    /// What a request gets when it names no version.
+    pub const V1_0: Self = Self { major: 1, minor: 0 };
+    /// Secret consumers.
+    pub const V1_1: Self = Self { major: 1, minor: 1 };
+    /// A secret with consumers is deleted only with `force=true`.
+    pub const V1_2: Self = Self { major: 1, minor: 2 };
+    /// The oldest served.
+    pub const MIN: Self = Self::V1_0;
+    /// The newest served.
+    pub const MAX: Self = Self::V1_2;
+
+    /// The version a request's `OpenStack-API-Version` header asks keyledger for:
+    /// `Ok(None)` when it names none (other services' versions are ignored), an error
+    /// naming what is wrong (400) or the versions served (406) otherwise.
+    pub fn requested(values: &[&str]) -> Result<Option<Self>, ApiError> {
+        let mut found = None;
+        for entry in values.iter().flat_map(|v| v.split(',')) {
+            let mut words = entry.split_whitespace();
+            let (Some(service), version, None) = (words.next(), words.next(), words.next()) else {
+                if entry.trim().is_empty() {
+                    continue;
+                }
+                return Err(malformed(entry));
+            };
+            if !service.eq_ignore_ascii_case(SERVICE) {
+                continue;
+            }
+            let version = version.ok_or_else(|| malformed(entry))?;
+            let asked = if version.eq_ignore_ascii_case("latest") {
+                Self::MAX
+            } else {
+                Self::parse(version).ok_or_else(|| malformed(entry))?
+            };
+            if !(Self::MIN..=Self::MAX).contains(&asked) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    format!(
+                        "key-manager microversion {asked} is not served; this server serves {} \
+                         to {}",
+                        Self::MIN,
+                        Self::MAX
+                    ),
+                ));
+            }
+            found = Some(asked);
+        }
+        Ok(found)
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let (major, minor) = text.split_once('.')?;
+        let number = |s: &str| {
+            (!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        Some(Self {
+            major: number(major)?,
+            minor: number(minor)?,
+        })
+    }
+}
+
+impl fmt::Display for Microversion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+fn malformed(entry: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "the OpenStack-API-Version header has {:?}; send `key-manager <major>.<minor>` (for \
+         example `key-manager 1.1`) or `key-manager latest`",
+        entry.trim()
+    ))
+}
+
+/// Reads the request's microversion into its extensions and names it on the response
+/// (`OpenStack-API-Version`, and `Vary` so caches keep versions apart).
+pub async fn negotiate(mut request: Request, next: Next) -> Response {
+    let values: Vec<&str> = request
+        .headers()
+        .get_all(HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let version = match Microversion::requested(&values) {
+        Ok(v) => v.unwrap_or(Microversion::V1_0),
+        Err(e) => return e.into_response(),
+    };
+    request.extensions_mut().insert(version);
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&format!("{SERVICE} {version}")) {
+        headers.insert(HeaderName::from_static(HEADER), value);
+    }
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("OpenStack-API-Version"),
+    );
+    response
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Microversion {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Microversion>()
+            .copied()
+            .unwrap_or(Microversion::V1_0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(values: &[&str]) -> Result<Option<String>, (u16, String)> {
+        Microversion::requested(values)
+            .map(|v| v.map(|v| v.to_string()))
+            .map_err(|e| (e.status().as_u16(), e.description().to_owned()))
+    }
+
+    #[test]
+    fn the_header_picks_a_served_version_or_says_which_are() {
+        assert_eq!(asked(&[]), Ok(None));
+        assert_eq!(asked(&["key-manager 1.1"]), Ok(Some("1.1".into())));
+        assert_eq!(asked(&["Key-Manager LATEST"]), Ok(Some("1.2".into())));
+        assert_eq!(
+            asked(&["compute 2.1, key-manager 1.0"]),
+            Ok(Some("1.0".into()))
+        );
+        assert_eq!(asked(&["compute 2.90"]), Ok(None));
+        let (status, text) = asked(&["key-manager 1.3"]).unwrap_err();
+        assert_eq!(status, 406);
+        assert!(text.contains("serves 1.0 to 1.2"), "{text}");
+        for bad in [
+            "key-manager",
+            "key-manager 1",
+            "key-manager 1.x",
+            "key-manager 1.1 extra",
+            "key-manager 99999.1",
+            "key-manager -1.1",
+        ] {
+            let (status, text) = asked(&[bad]).unwrap_err();
+            assert_eq!(status, 400, "{bad}");
+            assert!(text.contains("key-manager 1.1"), "{text}");
+        }
+    }
+}
