@@ -24,6 +24,26 @@ impl TestStack {
         request.send().await.unwrap()
     }
 
+    /// [`Self::send`] at a Barbican microversion.
+    async fn send_at(
+        &self,
+        version: &str,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .header("OpenStack-API-Version", format!("key-manager {version}"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
     async fn container(&self, token: &str, body: Value) -> reqwest::Response {
         self.send(reqwest::Method::POST, "/v1/containers", token, Some(body))
             .await
@@ -154,11 +174,12 @@ async fn containers_hold_checked_references_of_their_type() {
 }
 
 #[tokio::test]
-async fn generic_references_change_and_consumers_guard_deletion() {
+async fn generic_references_change_and_consumers_go_with_a_deletion_over_http() {
     let t = TestStack::start().await;
     let alice = t.token("alice", "p1");
     let a = t.create_text(&alice, "a", "1").await;
     let b = t.create_text(&alice, "b", "2").await;
+    let c = t.create_text(&alice, "c", "3").await;
     let id = t
         .container_id(
             &alice,
@@ -171,6 +192,35 @@ async fn generic_references_change_and_consumers_guard_deletion() {
         .send(reqwest::Method::POST, &secrets, &alice, Some(add.clone()))
         .await;
     assert_eq!(added.status(), 201);
+    let container_url = t.url(&format!("/v1/containers/{id}"));
+    assert_eq!(added.headers()["location"], container_url.as_str());
+    assert_eq!(
+        json_of(added).await,
+        json!({"container_ref": container_url})
+    );
+    // A reference needs no name in a generic container, as in Barbican.
+    let unnamed = t
+        .send(
+            reqwest::Method::POST,
+            &secrets,
+            &alice,
+            Some(json!({"secret_ref": c})),
+        )
+        .await;
+    assert_eq!(unnamed.status(), 201);
+    // Each secret is referenced once.
+    let (status, message) = description(
+        t.send(
+            reqwest::Method::POST,
+            &secrets,
+            &alice,
+            Some(json!({"name": "again", "secret_ref": a})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("referenced more than once"), "{message}");
     let removed = t
         .send(reqwest::Method::DELETE, &secrets, &alice, Some(add))
         .await;
@@ -182,7 +232,7 @@ async fn generic_references_change_and_consumers_guard_deletion() {
             .iter()
             .map(|r| r["name"].clone())
             .collect();
-    assert_eq!(names, [json!("a")]);
+    assert_eq!(names, [json!("a"), json!("")]);
 
     let consumers = format!("/v1/containers/{id}/consumers");
     let lb = json!({"name": "lb", "URL": "https://lb.example/listeners/1"});
@@ -191,30 +241,29 @@ async fn generic_references_change_and_consumers_guard_deletion() {
         .await;
     assert_eq!(registered.status(), 200);
     assert_eq!(json_of(registered).await["consumers"], json!([lb]));
-    let (status, message) = description(
-        t.send(
+    let listed = json_of(t.get(&consumers, &alice).await).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["consumers"][0]["URL"], lb["URL"], "{listed}");
+    assert_eq!(listed["consumers"][0]["status"], "ACTIVE", "{listed}");
+    // Over NATS a container with consumers is deleted only when forced...
+    let nats = t.client_nats().await;
+    let reply = raw_command(&nats, "container.delete", Some(&alice), &json!({"id": id})).await;
+    assert_eq!(reply["error"]["code"], "invalid", "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("has consumers: lb (https://lb.example/listeners/1)"),
+        "{message}"
+    );
+    // ...while over HTTP they go with it, as in Barbican.
+    let deleted = t
+        .send(
             reqwest::Method::DELETE,
             &format!("/v1/containers/{id}"),
             &alice,
             None,
         )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        message.contains("has consumers: lb (https://lb.example/listeners/1)"),
-        "{message}"
-    );
-    let forced = t
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/containers/{id}?force=true"),
-            &alice,
-            None,
-        )
         .await;
-    assert_eq!(forced.status(), 204);
+    assert_eq!(deleted.status(), 204);
     assert_eq!(
         t.get(&format!("/v1/containers/{id}"), &alice)
             .await
@@ -320,25 +369,91 @@ async fn a_container_shows_when_a_secret_it_references_expires() {
 }
 
 #[tokio::test]
-async fn a_secret_with_consumers_is_deleted_only_when_forced() {
+async fn secret_consumers_follow_barbicans_microversions() {
+    use reqwest::Method;
     let t = TestStack::start().await;
     let alice = t.token("alice", "p1");
     let id = t.create_text(&alice, "cert", "c").await;
     let consumers = format!("/v1/secrets/{id}/consumers");
     let octavia = json!({"service": "octavia", "resource_type": "listener", "resource_id": "l-1"});
+    // Consumers came with 1.1; before it they do not exist, as in Barbican.
+    let (status, message) = description(
+        t.send(Method::POST, &consumers, &alice, Some(octavia.clone()))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(message.contains("key-manager 1.1"), "{message}");
+
+    // Registering answers with the secret, its consumers included, as Barbican does.
     let registered = t
-        .send(
-            reqwest::Method::POST,
+        .send_at(
+            "1.1",
+            Method::POST,
             &consumers,
             &alice,
             Some(octavia.clone()),
         )
         .await;
     assert_eq!(registered.status(), 200);
-    assert_eq!(json_of(registered).await["consumers"], json!([octavia]));
+    assert!(
+        registered.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with(&consumers)
+    );
+    let secret = json_of(registered).await;
+    assert_eq!(secret["name"], "cert", "{secret}");
+    let consumer = &secret["consumers"][0];
+    assert_eq!(
+        (
+            &consumer["service"],
+            &consumer["resource_id"],
+            &consumer["status"]
+        ),
+        (&json!("octavia"), &json!("l-1"), &json!("ACTIVE"))
+    );
+    assert!(consumer["created"].as_str().unwrap().len() >= 19);
+    // Below 1.1 the secret shows no consumers; from 1.1 it does.
+    let plain = json_of(t.get(&format!("/v1/secrets/{id}"), &alice).await).await;
+    assert!(plain.get("consumers").is_none(), "{plain}");
+    // The listing pages as Barbican pages.
+    for n in 2..=3 {
+        let other =
+            json!({"service": "nova", "resource_type": "server", "resource_id": format!("s-{n}")});
+        let r = t
+            .send_at("1.1", Method::POST, &consumers, &alice, Some(other))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let page = json_of(
+        t.send_at(
+            "1.1",
+            Method::GET,
+            &format!("{consumers}?limit=2"),
+            &alice,
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(page["total"], 3, "{page}");
+    assert_eq!(page["consumers"].as_array().unwrap().len(), 2, "{page}");
+    assert!(
+        page["next"]
+            .as_str()
+            .unwrap()
+            .ends_with("?limit=2&offset=2"),
+        "{page}"
+    );
+    assert!(page.get("previous").is_none(), "{page}");
+
+    // From 1.2, consumers stop a deletion unless forced, in the words Barbican's
+    // clients look for.
     let (status, message) = description(
-        t.send(
-            reqwest::Method::DELETE,
+        t.send_at(
+            "1.2",
+            Method::DELETE,
             &format!("/v1/secrets/{id}"),
             &alice,
             None,
@@ -348,21 +463,46 @@ async fn a_secret_with_consumers_is_deleted_only_when_forced() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        message.contains("has consumers: octavia (listener l-1); unregister them first"),
+        message.starts_with("Secret cannot be deleted as it has consumers.")
+            && message.contains("octavia (listener l-1)"),
         "{message}"
     );
     // A scheduled deletion is refused the same way over NATS.
     let nats = t.client_nats().await;
     let reply = raw_command(&nats, "secret.delete", Some(&alice), &json!({"id": id})).await;
     assert_eq!(reply["error"]["code"], "invalid", "{reply}");
+    // python-barbicanclient sends force=1.
     let forced = t
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/secrets/{id}?force=true"),
+        .send_at(
+            "1.2",
+            Method::DELETE,
+            &format!("/v1/secrets/{id}?force=1"),
             &alice,
             None,
         )
         .await;
     assert_eq!(forced.status(), 204);
+
+    // Before 1.2, the deletion takes the consumers with it.
+    let other = t.create_text(&alice, "other", "o").await;
+    let r = t
+        .send_at(
+            "1.1",
+            Method::POST,
+            &format!("/v1/secrets/{other}/consumers"),
+            &alice,
+            Some(octavia),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let deleted = t
+        .send(
+            Method::DELETE,
+            &format!("/v1/secrets/{other}"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
     t.stop().await;
 }

@@ -189,7 +189,8 @@ async fn create_read_list_and_delete() {
     assert_eq!(meta["algorithm"], "aes");
     assert_eq!(meta["bit_length"], 256);
     assert_eq!(meta["mode"], "cbc");
-    assert_eq!(meta["expiration"], "2099-01-01T00:00:00Z");
+    // Times as Barbican shows them: UTC, no offset (gophercloud parses only this).
+    assert_eq!(meta["expiration"], "2099-01-01T00:00:00");
     assert_eq!(meta["status"], "ACTIVE");
     assert_eq!(meta["creator_id"], "alice");
     assert_eq!(meta["content_types"]["default"], "text/plain");
@@ -261,7 +262,7 @@ async fn create_read_list_and_delete() {
         assert_eq!(err["title"], "Not Found");
         assert_eq!(
             err["description"],
-            format!("secret {text_id} not found in project p1")
+            format!("Secret not found: no secret {text_id} in project p1")
         );
     }
     assert_eq!(list("").await["total"], 1);
@@ -377,20 +378,33 @@ async fn accept_is_negotiated_as_barbican_does() {
         StatusCode::NOT_ACCEPTABLE
     );
 
-    // A binary payload is not served as text.
-    let created = t
-        .http
-        .post(t.url("/v1/secrets"))
-        .bearer_auth(&token)
-        .json(&json!({"payload": "AAE=", "payload_content_type": "application/octet-stream", "payload_content_encoding": "base64"}))
-        .send()
+    // A binary payload is served as text when its bytes are UTF-8 (as Barbican does;
+    // gophercloud and the openstack CLI ask for text/plain), and refused otherwise.
+    let binary = |b64: &'static str| {
+        let request = t
+            .http
+            .post(t.url("/v1/secrets"))
+            .bearer_auth(&token)
+            .json(&json!({"payload": b64, "payload_content_type": "application/octet-stream", "payload_content_encoding": "base64"}));
+        async move { id_of(&json_of(request.send().await.unwrap()).await) }
+    };
+    let utf8_id = binary("aMOpbGxv").await;
+    let served = get(format!("/v1/secrets/{utf8_id}/payload"), "text/plain")
         .await
         .unwrap();
-    let binary_id = id_of(&json_of(created).await);
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(
+        served.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(served.text().await.unwrap(), "h\u{e9}llo");
+    let binary_id = binary("/wA=").await;
     let refused = get(format!("/v1/secrets/{binary_id}/payload"), "text/plain")
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::NOT_ACCEPTABLE);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("binary, not UTF-8 text"), "{text}");
     t.stop().await;
 }
 
@@ -742,5 +756,97 @@ async fn an_expired_secret_is_not_found_from_the_instant_it_expires() {
     }
     let list = json_of(t.get("/v1/secrets", &token).await).await;
     assert_eq!(list["total"], 0);
+    t.stop().await;
+}
+
+/// What Barbican accepts and its clients send, keyledger accepts: empty names kept as
+/// given, the times Python prints, an encoding without a payload, `limit=0`; and it
+/// answers as Barbican does where its clients read the answer.
+#[tokio::test]
+async fn barbicans_edge_cases_are_answered_as_barbican_answers_them() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let post = |path: &str, body: Value| {
+        let request = t.http.post(t.url(path)).bearer_auth(&token).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    // An empty name is a name, and an encoding alone says nothing.
+    let created = post(
+        "/v1/secrets/",
+        json!({"name": "", "payload_content_encoding": "base64"}),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = id_of(&json_of(created).await);
+    let shown = json_of(t.get(&format!("/v1/secrets/{id}"), &token).await).await;
+    assert_eq!(shown["name"], "", "{shown}");
+    // What python-barbicanclient sends for an expiration: str(datetime).
+    let created = post(
+        "/v1/secrets",
+        json!({"name": "py", "expiration": "2099-12-02 18:34:28.475561-01"}),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let py = id_of(&json_of(created).await);
+    let shown = json_of(t.get(&format!("/v1/secrets/{py}"), &token).await).await;
+    assert_eq!(shown["expiration"], "2099-12-02T19:34:28.475561");
+    // limit=0 reads as 1 (python-barbicanclient counts secrets with it).
+    let page = json_of(t.get("/v1/secrets?limit=0", &token).await).await;
+    assert_eq!(page["secrets"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["total"], 2, "{page}");
+    // A UUID no secret can have is an invalid id, in Barbican's words.
+    let (status, text) = description(
+        t.get("/v1/secrets/9999999f-ffff-ffff-9fff-f99f999ff9ff", &token)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(text.starts_with("Provided secret id is invalid."), "{text}");
+    let (status, text) = description(
+        t.get("/v1/secrets/9999999f-f99f-49f9-9fff-f99f999ff9ff", &token)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(text.starts_with("Secret not found"), "{text}");
+    // A payload without a Content-Type is 415.
+    let put = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{id}")))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Containers filter by name and type, and page with links.
+    for (name, kind) in [("web", "generic"), ("db", "generic")] {
+        let r = post("/v1/containers/", json!({"name": name, "type": kind})).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let listed = json_of(t.get("/v1/containers?type=generic&name=db", &token).await).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["containers"][0]["name"], "db", "{listed}");
+    let first = json_of(t.get("/v1/containers?limit=1&type=generic", &token).await).await;
+    assert_eq!(
+        first["next"],
+        t.url("/v1/containers?limit=1&offset=1&type=generic"),
+        "{first}"
+    );
+    // Orders page with links too (gophercloud follows them).
+    for _ in 0..2 {
+        t.place(
+            &token,
+            json!({"type": "key", "meta": {"algorithm": "aes", "bit_length": 128}}),
+        )
+        .await;
+    }
+    let orders = json_of(t.get("/v1/orders?limit=1", &token).await).await;
+    assert_eq!(orders["total"], 2, "{orders}");
+    assert_eq!(
+        orders["next"],
+        t.url("/v1/orders?limit=1&offset=1"),
+        "{orders}"
+    );
     t.stop().await;
 }

@@ -152,7 +152,7 @@ async fn rejections_carry_stable_codes_and_actionable_messages() {
             Some(token.as_str()),
             json!({"id": "8a5e3f4c-1b2d-4e6f-9a0b-1c2d3e4f5a6b"}),
             "not_found",
-            "not found in project p1",
+            "Secret not found: no secret 8a5e3f4c-1b2d-4e6f-9a0b-1c2d3e4f5a6b in project p1",
         ),
         (
             "secret.delete",

@@ -189,6 +189,18 @@ pub fn readable<T>(
 /// is compared whole, so no name can make a partial reference match another secret.
 pub async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> Result<SecretId, ApiError> {
     if let Ok(id) = SecretId::parse(raw) {
+        // No secret has a UUID of a version RFC 9562 does not define; Barbican's
+        // clients recognise this answer by its first sentence.
+        let version = id.as_uuid().get_version_num();
+        if !(1..=8).contains(&version) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Provided secret id is invalid. {raw} is not a UUID of a defined version \
+                     (its version digit is {version:x}); copy the id from the secret_ref"
+                ),
+            ));
+        }
         return Ok(id);
     }
     let project = &caller.principal.project;
@@ -233,10 +245,11 @@ pub async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> Result<Sec
 
 /// The not-found answer for a secret the read model does not show.
 pub fn not_found(caller: &Caller, id: SecretId) -> ApiError {
+    // Barbican's clients recognise the answer by its first words.
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!(
-            "secret {id} not found in project {}",
+            "Secret not found: no secret {id} in project {}",
             caller.principal.project
         ),
     )

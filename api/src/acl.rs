@@ -10,10 +10,8 @@ use axum::response::{IntoResponse, Response};
 use commands::protocol::{AclOperationRequest, DeleteAclRequest, SetAclRequest};
 use domain::ids::{ContainerId, SecretId};
 use domain::policy::Action;
-use domain::secret::acl::Acl;
 use domain::subject::command;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::access::{owner_project, readable, resolve};
 use crate::auth::Caller;
@@ -21,6 +19,8 @@ use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::views::acl::{AclBody as AclView, AclRef};
+use crate::views::container::container_ref;
 use crate::views::{base_url, secret_ref};
 
 /// Barbican's ACL body: one member per operation, and `read` is the only one.
@@ -29,21 +29,6 @@ use crate::views::{base_url, secret_ref};
 struct AclBody {
     #[serde(default)]
     read: AclOperationRequest,
-}
-
-/// The ACL as Barbican shows it; the default is `{"read": {"project-access": true}}`.
-fn view(acl: &Acl) -> Value {
-    if acl == &Acl::default() {
-        return json!({ "read": { "project-access": true } });
-    }
-    let mut read = json!({
-        "project-access": acl.project_access,
-        "users": acl.users.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
-    });
-    if !acl.conditions.is_empty() {
-        read["conditions"] = json!(acl.conditions);
-    }
-    json!({ "read": read })
 }
 
 /// What an ACL belongs to.
@@ -67,18 +52,18 @@ impl Owner {
         })
     }
 
-    /// The ACL, if `caller` may read it, and the sequence it reflects.
-    async fn acl(&self, state: &AppState, caller: &Caller) -> Result<(Acl, u64), ApiError> {
+    /// The ACL as shown, if `caller` may read it, and the sequence it reflects.
+    async fn acl(&self, state: &AppState, caller: &Caller) -> Result<(AclView, u64), ApiError> {
         match *self {
             Self::Secret(id) => {
                 let lookup = state.read.get_secret(id, (state.clock)()).await?;
                 let row = readable(state, caller, Action::ReadAcl, id, lookup.value, |r| r)?;
-                Ok((row.acl, lookup.seq))
+                Ok((AclView::of(&row.acl, row.acl_set.as_ref()), lookup.seq))
             }
             Self::Container(id) => {
                 let (row, seq) =
                     crate::containers::readable(state, caller, Action::ReadAcl, id).await?;
-                Ok((row.acl, seq))
+                Ok((AclView::of(&row.acl, row.acl_set.as_ref()), seq))
             }
         }
     }
@@ -109,17 +94,14 @@ impl Owner {
     fn acl_ref(&self, base: &str) -> String {
         match self {
             Self::Secret(id) => format!("{}/acl", secret_ref(base, &id.to_string())),
-            Self::Container(id) => format!(
-                "{}/acl",
-                crate::containers::container_ref(base, &id.to_string())
-            ),
+            Self::Container(id) => format!("{}/acl", container_ref(base, &id.to_string())),
         }
     }
 }
 
 async fn show(state: &AppState, caller: &Caller, owner: Owner) -> Result<Response, ApiError> {
     let (acl, seq) = owner.acl(state, caller).await?;
-    Ok(with_seq(Json(view(&acl)).into_response(), seq))
+    Ok(with_seq(Json(acl).into_response(), seq))
 }
 
 /// `PUT` replaces the ACL (fields left out take their default); `PATCH` changes only
@@ -148,7 +130,7 @@ async fn change(
     let accepted = write(state, owner.commands().0, &caller.token, &request).await?;
     let acl_ref = owner.acl_ref(&base_url(state, headers));
     Ok(with_seq(
-        Json(json!({ "acl_ref": acl_ref })).into_response(),
+        Json(AclRef { acl_ref }).into_response(),
         accepted.seq,
     ))
 }
@@ -161,7 +143,11 @@ async fn reset(state: &AppState, caller: &Caller, owner: Owner) -> Result<Respon
         id: owner.id(),
     };
     let accepted = write(state, owner.commands().1, &caller.token, &request).await?;
-    Ok(with_seq(StatusCode::OK.into_response(), accepted.seq))
+    // Barbican answers 200 with a JSON body of `null`; its clients parse a body.
+    Ok(with_seq(
+        Json(serde_json::Value::Null).into_response(),
+        accepted.seq,
+    ))
 }
 
 /// `GET /v1/secrets/{id}/acl`.

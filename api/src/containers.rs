@@ -17,7 +17,7 @@ use domain::policy::{Action, Target, authorize};
 use domain::subject::command;
 use projections::read::ContainerRow;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::access::{self, check_container, owner_project, resolve};
 use crate::auth::Caller;
@@ -27,13 +27,13 @@ use crate::error::ApiError;
 use crate::paging::Paging;
 use crate::state::AppState;
 use crate::tls_check::{Finding, Parts, check};
-use crate::views::{base_url, secret_ref};
+use crate::views::base_url;
+use crate::views::container::{
+    Container, ContainerConsumer, ContainerConsumerList, ContainerList, ContainerRefBody,
+    container_ref, problems,
+};
+use crate::views::secret_ref;
 use secrecy::{ExposeSecret, SecretSlice};
-
-/// A container's URL.
-pub fn container_ref(base: &str, id: &str) -> String {
-    format!("{base}/v1/containers/{id}")
-}
 
 /// Parses the `{id}` of a containers path.
 fn container_id(raw: &str) -> Result<ContainerId, ApiError> {
@@ -44,43 +44,6 @@ fn container_id(raw: &str) -> Result<ContainerId, ApiError> {
                 "no container has the id {raw:?}: container ids are UUIDs, as in the container_ref"
             ),
         )
-    })
-}
-
-/// What is wrong with a container's references, each with what to do.
-fn problems(row: &ContainerRow, base: &str) -> Vec<String> {
-    row.refs
-        .iter()
-        .filter_map(|r| {
-            let problem = r.problem.as_ref()?;
-            let url = secret_ref(base, &r.secret_id);
-            Some(format!(
-                "{} secret {url} {problem}; store a renewed {} and create a new container",
-                r.name,
-                r.name.replace('_', " ")
-            ))
-        })
-        .collect()
-}
-
-/// A container as Barbican shows it, plus `problems`.
-pub fn view(base: &str, row: &ContainerRow) -> Value {
-    let problems = problems(row, base);
-    json!({
-        "container_ref": container_ref(base, &row.id),
-        "name": row.name,
-        "type": row.container_type,
-        "status": if problems.is_empty() { "ACTIVE" } else { "ERROR" },
-        "problems": problems,
-        "created": row.created,
-        "updated": row.updated,
-        "creator_id": row.creator,
-        "secret_refs": row.refs.iter().map(|r| json!({
-            "name": r.name,
-            "secret_ref": secret_ref(base, &r.secret_id),
-        })).collect::<Vec<_>>(),
-        "consumers": row.consumers.iter().map(|(name, url)| json!({"name": name, "URL": url}))
-            .collect::<Vec<_>>(),
     })
 }
 
@@ -117,7 +80,9 @@ pub async fn container_project(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RefBody {
-    name: String,
+    /// Optional, as in Barbican: a generic container's references need no names.
+    #[serde(default)]
+    name: Option<String>,
     secret_ref: String,
 }
 
@@ -142,7 +107,7 @@ async fn reference(
 ) -> Result<SecretRefRequest, ApiError> {
     let id = resolve(state, caller, crate::views::last_segment(&r.secret_ref)).await?;
     Ok(SecretRefRequest {
-        name: r.name.clone(),
+        name: r.name.clone().unwrap_or_default(),
         secret_ref: id.to_string(),
         project: owner_project(state, id).await?,
     })
@@ -169,11 +134,37 @@ pub async fn create(
     };
     let accepted = write(&state, command::CONTAINER_CREATE, &caller.token, &request).await?;
     let url = container_ref(&base_url(&state, &headers), &accepted.id);
-    let mut response = (StatusCode::CREATED, Json(json!({ "container_ref": url }))).into_response();
-    if let Ok(location) = HeaderValue::from_str(&url) {
+    Ok(with_seq(created(url), accepted.seq))
+}
+
+/// 201 with `{"container_ref"}` and `Location`.
+fn created(url: String) -> Response {
+    let location = HeaderValue::from_str(&url).ok();
+    let mut response = (
+        StatusCode::CREATED,
+        Json(ContainerRefBody { container_ref: url }),
+    )
+        .into_response();
+    if let Some(location) = location {
         response.headers_mut().insert(LOCATION, location);
     }
-    Ok(with_seq(response, accepted.seq))
+    response
+}
+
+/// The query of `GET /v1/containers`: Barbican's filters and paging.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: Option<u32>,
+    /// Only containers with this name.
+    #[serde(default)]
+    name: Option<String>,
+    /// Only containers of this type.
+    #[serde(default, rename = "type")]
+    container_type: Option<String>,
 }
 
 /// `GET /v1/containers`.
@@ -182,8 +173,15 @@ pub async fn list(
     caller: Caller,
     _: Consistent,
     headers: HeaderMap,
-    paging: Paging,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; filter with name and type, page with limit (1 to 100) and offset",
+            e.body_text()
+        ))
+    })?;
+    let paging = Paging::new(query.limit, query.offset);
     let who = &caller.principal;
     authorize(
         who,
@@ -197,19 +195,42 @@ pub async fn list(
     let page = state
         .read
         .list_containers(&who.project, paging.bounds(), (state.clock)(), |row| {
-            check_container(&state, &caller, Action::ReadSecret, row).is_ok()
+            query
+                .name
+                .as_ref()
+                .is_none_or(|n| row.name.as_ref() == Some(n))
+                && query
+                    .container_type
+                    .as_ref()
+                    .is_none_or(|t| &row.container_type == t)
+                && check_container(&state, &caller, Action::ReadSecret, row).is_ok()
         })
         .await?;
     let base = base_url(&state, &headers);
-    let mut body = json!({
-        "containers": page.value.containers.iter().map(|c| view(&base, c)).collect::<Vec<_>>(),
-        "total": page.value.total,
-    });
-    paging.link(
-        &mut body,
+    let containers: Vec<Container> = page
+        .value
+        .containers
+        .iter()
+        .map(|c| Container::of(&base, c))
+        .collect();
+    let mut params = Vec::new();
+    if let Some(name) = &query.name {
+        params.push(("name", name.as_str()));
+    }
+    if let Some(kind) = &query.container_type {
+        params.push(("type", kind.as_str()));
+    }
+    let links = paging.links(
         &format!("{base}/v1/containers"),
+        containers.len(),
         page.value.total,
+        &params,
     );
+    let body = ContainerList {
+        containers,
+        total: page.value.total,
+        links,
+    };
     Ok(with_seq(Json(body).into_response(), page.seq))
 }
 
@@ -224,7 +245,7 @@ pub async fn get(
     let id = container_id(&id)?;
     let (row, seq) = readable(&state, &caller, Action::ReadSecret, id).await?;
     Ok(with_seq(
-        Json(view(&base_url(&state, &headers), &row)).into_response(),
+        Json(Container::of(&base_url(&state, &headers), &row)).into_response(),
         seq,
     ))
 }
@@ -233,11 +254,14 @@ pub async fn get(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
-    #[serde(default)]
+    /// Accepted for symmetry with secrets; a container's consumers never stop its
+    /// deletion over HTTP, as in Barbican.
+    #[serde(default, deserialize_with = "crate::query::flag")]
     force: Option<bool>,
 }
 
-/// `DELETE /v1/containers/{id}` (`?force=true` when consumers are registered): 204.
+/// `DELETE /v1/containers/{id}`: 204. As in Barbican, registered consumers go with it
+/// (the NATS command `container.delete` refuses unless forced).
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -255,14 +279,15 @@ pub async fn delete(
         command_id: None,
         project: container_project(&state, id).await?,
         id: id.to_string(),
-        force: query.force,
+        force: Some(query.force.unwrap_or(true)),
     };
     let accepted = write(&state, command::CONTAINER_DELETE, &caller.token, &request).await?;
     Ok(no_content(accepted.seq))
 }
 
-/// `POST` (add, 201) and `DELETE` (remove, 204) `/v1/containers/{id}/secrets`, body
-/// `{"name", "secret_ref"}`: generic containers only.
+/// `POST` (add, 201 with `container_ref` and `Location`) and `DELETE` (remove, 204)
+/// `/v1/containers/{id}/secrets`, body `{"name" (optional), "secret_ref"}`: generic
+/// containers only.
 pub async fn change_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -290,7 +315,7 @@ pub async fn change_secret(
     let accepted = write(&state, name, &caller.token, &request).await?;
     let url = container_ref(&base_url(&state, &headers), &accepted.id);
     let response = if status == StatusCode::CREATED {
-        (status, Json(json!({ "container_ref": url }))).into_response()
+        created(url)
     } else {
         status.into_response()
     };
@@ -396,30 +421,42 @@ pub async fn tls_check(
         "container_ref": container_ref(&base, &row.id),
         "ok": findings.is_empty(),
         "findings": findings,
-        "consumers": row.consumers.iter().map(|(name, url)| json!({"name": name, "URL": url}))
+        "consumers": row.consumers.iter().map(|c| json!({"name": c.name, "URL": c.url}))
             .collect::<Vec<_>>(),
     });
     Ok(with_seq(Json(body).into_response(), seq))
 }
 
-/// `GET /v1/containers/{id}/consumers`.
+/// `GET /v1/containers/{id}/consumers`: a page of them, as Barbican pages.
 pub async fn consumers(
     State(state): State<AppState>,
     caller: Caller,
     _: Consistent,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    paging: Paging,
 ) -> Result<Response, ApiError> {
     let id = container_id(&id)?;
     let (row, seq) = readable(&state, &caller, Action::ReadSecret, id).await?;
-    let list: Vec<Value> = row
+    let consumers: Vec<ContainerConsumer> = row
         .consumers
         .iter()
-        .map(|(name, url)| json!({"name": name, "URL": url}))
+        .skip(paging.offset as usize)
+        .take(paging.limit as usize)
+        .map(ContainerConsumer::of)
         .collect();
-    Ok(with_seq(
-        Json(json!({ "total": list.len(), "consumers": list })).into_response(),
-        seq,
-    ))
+    let total = row.consumers.len() as u64;
+    let url = format!(
+        "{}/consumers",
+        container_ref(&base_url(&state, &headers), &row.id)
+    );
+    let links = paging.links(&url, consumers.len(), total, &[]);
+    let body = ContainerConsumerList {
+        consumers,
+        total,
+        links,
+    };
+    Ok(with_seq(Json(body).into_response(), seq))
 }
 
 /// `POST` (register) and `DELETE` (unregister) `/v1/containers/{id}/consumers`, body
@@ -472,7 +509,7 @@ pub async fn change_consumer(
     let accepted = write(&state, name, &caller.token, &request).await?;
     let (row, _) = readable(&state, &caller, Action::ReadSecret, id).await?;
     Ok(with_seq(
-        Json(view(&base_url(&state, &headers), &row)).into_response(),
+        Json(Container::of(&base_url(&state, &headers), &row)).into_response(),
         accepted.seq,
     ))
 }

@@ -50,6 +50,7 @@ mod negotiate;
 mod orders;
 mod paging;
 mod payload;
+mod query;
 mod secret_versions;
 mod secrets;
 mod server;

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commands::protocol::{
     DeleteMetadatumRequest, RemoveTagsRequest, ReplaceMetadataRequest, SecretConsumerRequest,
@@ -22,7 +23,10 @@ use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
+use crate::microversion::Microversion;
+use crate::paging::Paging;
 use crate::state::AppState;
+use crate::views::secret::{Secret, SecretConsumer, SecretConsumerList, Shape};
 use crate::views::{base_url, secret_ref};
 
 /// `GET /v1/secrets/{id}/metadata`.
@@ -101,7 +105,7 @@ async fn set_one(
     raw: &str,
     body: MetadatumBody,
     must_exist: bool,
-) -> Result<(MetadatumBody, u64), ApiError> {
+) -> Result<(MetadatumBody, commands::protocol::AcceptedReply), ApiError> {
     let (id, project) = change_target(state, caller, raw).await?;
     let request = SetMetadatumRequest {
         command_id: None,
@@ -112,7 +116,7 @@ async fn set_one(
         must_exist: Some(must_exist),
     };
     let accepted = write(state, command::SECRET_METADATA_SET, &caller.token, &request).await?;
-    Ok((body, accepted.seq))
+    Ok((body, accepted))
 }
 
 /// `POST /v1/secrets/{id}/metadata`: adds a key (409 if it exists); 201.
@@ -124,15 +128,21 @@ pub async fn add_one(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let body: MetadatumBody = crate::body::json(&headers, &body, "a metadata item")?;
-    let (body, seq) = set_one(&state, &caller, &id, body, false).await?;
-    Ok(with_seq(
-        (
-            StatusCode::CREATED,
-            Json(json!({ "key": body.key, "value": body.value })),
-        )
-            .into_response(),
-        seq,
-    ))
+    let (body, accepted) = set_one(&state, &caller, &id, body, false).await?;
+    let location = format!(
+        "{}/metadata/{}",
+        secret_ref(&base_url(&state, &headers), &accepted.id),
+        body.key.to_ascii_lowercase()
+    );
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({ "key": body.key, "value": body.value })),
+    )
+        .into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(with_seq(response, accepted.seq))
 }
 
 /// `GET /v1/secrets/{id}/metadata/{key}`.
@@ -176,15 +186,18 @@ pub async fn put_one(
 ) -> Result<Response, ApiError> {
     let body: MetadatumBody = crate::body::json(&headers, &body, "a metadata item")?;
     if !body.key.eq_ignore_ascii_case(&key) {
-        return Err(ApiError::bad_request(format!(
-            "the body names key {:?} but the URL names {key:?}; they must be the same",
-            body.key
-        )));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the body names key {:?} but the URL names {key:?}; they must be the same",
+                body.key
+            ),
+        ));
     }
-    let (body, seq) = set_one(&state, &caller, &id, body, true).await?;
+    let (body, accepted) = set_one(&state, &caller, &id, body, true).await?;
     Ok(with_seq(
         Json(json!({ "key": body.key, "value": body.value })).into_response(),
-        seq,
+        accepted.seq,
     ))
 }
 
@@ -279,45 +292,71 @@ struct ConsumerBody {
     resource_id: String,
 }
 
-/// `GET /v1/secrets/{id}/consumers`.
+/// `GET /v1/secrets/{id}/consumers` (microversion 1.1): a page of them, as Barbican
+/// pages.
 pub async fn consumers(
     State(state): State<AppState>,
     caller: Caller,
     _: Consistent,
-    Path(id): Path<String>,
+    version: Microversion,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    paging: Paging,
 ) -> Result<Response, ApiError> {
-    let id = resolve(&state, &caller, &id).await?;
-    let lookup = state.read.get_consumers(id, (state.clock)()).await?;
-    let (_, list) = readable(
-        &state,
-        &caller,
-        Action::ReadSecret,
-        id,
-        lookup.value,
-        |(s, _)| s,
-    )?;
-    let list: Vec<_> = list
+    consumers_since(version)?;
+    let id = resolve(&state, &caller, &raw).await?;
+    let lookup = state.read.get_secret(id, (state.clock)()).await?;
+    let row = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |r| r)?;
+    let consumers: Vec<SecretConsumer> = row
+        .consumers
         .iter()
-        .map(|(service, kind, resource)| {
-            json!({"service": service, "resource_type": kind, "resource_id": resource})
-        })
+        .skip(paging.offset as usize)
+        .take(paging.limit as usize)
+        .map(SecretConsumer::of)
         .collect();
-    Ok(with_seq(
-        Json(json!({ "total": list.len(), "consumers": list })).into_response(),
-        lookup.seq,
-    ))
+    let total = row.consumers.len() as u64;
+    let url = format!(
+        "{}/consumers",
+        secret_ref(&base_url(&state, &headers), &row.id)
+    );
+    let links = paging.links(&url, consumers.len(), total, &[]);
+    let body = SecretConsumerList {
+        consumers,
+        total,
+        links,
+    };
+    Ok(with_seq(Json(body).into_response(), lookup.seq))
 }
 
-/// `POST` (register) and `DELETE` (unregister) `/v1/secrets/{id}/consumers`, body
-/// `{"service", "resource_type", "resource_id"}`: 200 with the consumers.
+/// Secret consumers came with microversion 1.1, and Barbican refuses them before.
+fn consumers_since(version: Microversion) -> Result<(), ApiError> {
+    if version < Microversion::V1_1 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "secret consumers need microversion 1.1 or later; send \
+                 OpenStack-API-Version: key-manager 1.1 (this request is at {version})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST` (register) and `DELETE` (unregister) `/v1/secrets/{id}/consumers`
+/// (microversion 1.1), body `{"service", "resource_type", "resource_id"}`: 200 with
+/// the secret, its consumers included, as Barbican answers.
+#[allow(clippy::too_many_arguments)] // axum extractors, one per part of the request
 pub async fn change_consumer(
     State(state): State<AppState>,
     caller: Caller,
     method: axum::http::Method,
+    shape: Shape,
+    version: Microversion,
     Path(raw): Path<String>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
+    consumers_since(version)?;
     let body: ConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
     let (id, project) = change_target(&state, &caller, &raw).await?;
     let request = SecretConsumerRequest {
@@ -334,6 +373,14 @@ pub async fn change_consumer(
         command::SECRET_CONSUMER_REGISTER
     };
     let accepted = write(&state, name, &caller.token, &request).await?;
-    let response = consumers(State(state), caller, Consistent, Path(id.to_string())).await?;
+    let lookup = state.read.get_secret(id, (state.clock)()).await?;
+    let row = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |r| r)?;
+    let base = base_url(&state, &headers);
+    let mut response = Json(Secret::of(&base, &row, shape)).into_response();
+    if let Ok(location) =
+        HeaderValue::from_str(&format!("{}/consumers", secret_ref(&base, &row.id)))
+    {
+        response.headers_mut().insert(LOCATION, location);
+    }
     Ok(with_seq(response, accepted.seq))
 }

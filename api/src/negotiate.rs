@@ -49,18 +49,35 @@ pub fn secret_view(accept: Option<&str>) -> Option<SecretView> {
         })
 }
 
-/// The type to serve a payload stored as `stored` in; `None`: 406.
-pub fn payload_type(accept: Option<&str>, stored: ContentType) -> Option<ContentType> {
+/// How to serve a payload stored as `stored`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// As stored.
+    Stored,
+    /// As raw octets (any payload is a sequence of octets).
+    Octets,
+    /// A binary payload as text: served if its bytes are UTF-8, as Barbican does
+    /// (gophercloud and the openstack CLI ask for `text/plain` by default).
+    TextIfUtf8,
+}
+
+/// How to serve a payload stored as `stored` to a client that accepts `accept`;
+/// `None`: 406.
+pub fn payload_type(accept: Option<&str>, stored: ContentType) -> Option<Served> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
-        return Some(stored);
+        return Some(Served::Stored);
     };
     ranges(accept)
         .into_iter()
         .find_map(|(media, _)| match (media.as_str(), stored) {
-            ("*/*", _) => Some(stored),
-            ("text/plain" | "text/*", ContentType::TextPlain) => Some(stored),
-            // Any payload is a sequence of octets.
-            ("application/octet-stream" | "application/*", _) => Some(ContentType::OctetStream),
+            ("*/*", _) | ("text/plain" | "text/*", ContentType::TextPlain) => Some(Served::Stored),
+            ("text/plain" | "text/*", ContentType::OctetStream) => Some(Served::TextIfUtf8),
+            ("application/octet-stream" | "application/*", ContentType::TextPlain) => {
+                Some(Served::Octets)
+            }
+            ("application/octet-stream" | "application/*", ContentType::OctetStream) => {
+                Some(Served::Stored)
+            }
             _ => None,
         })
 }
@@ -84,12 +101,18 @@ mod tests {
     #[test]
     fn payload_type_follows_the_stored_type() {
         use ContentType::*;
-        assert_eq!(payload_type(None, TextPlain), Some(TextPlain));
-        assert_eq!(payload_type(Some("text/plain"), TextPlain), Some(TextPlain));
-        assert_eq!(payload_type(Some("text/plain"), OctetStream), None);
+        assert_eq!(payload_type(None, TextPlain), Some(Served::Stored));
+        assert_eq!(
+            payload_type(Some("text/plain"), TextPlain),
+            Some(Served::Stored)
+        );
+        assert_eq!(
+            payload_type(Some("text/plain"), OctetStream),
+            Some(Served::TextIfUtf8)
+        );
         assert_eq!(
             payload_type(Some("application/octet-stream"), TextPlain),
-            Some(OctetStream)
+            Some(Served::Octets)
         );
         assert_eq!(payload_type(Some("application/json"), TextPlain), None);
         assert_eq!(
@@ -97,7 +120,7 @@ mod tests {
                 Some("text/plain;q=0.5, application/octet-stream"),
                 TextPlain
             ),
-            Some(OctetStream)
+            Some(Served::Octets)
         );
         assert_eq!(payload_type(Some("text/plain;q=0"), TextPlain), None);
     }

@@ -12,45 +12,17 @@ use domain::policy::{Action, Target, authorize};
 use domain::subject::command;
 use projections::read::OrderRow;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::access::{self, check_order};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
-use crate::containers::container_ref;
 use crate::error::ApiError;
 use crate::paging::Paging;
 use crate::state::AppState;
-use crate::views::{base_url, secret_ref};
-
-fn order_ref(base: &str, id: &str) -> String {
-    format!("{base}/v1/orders/{id}")
-}
-
-fn view(base: &str, row: &OrderRow) -> Value {
-    let meta: Value = serde_json::from_str(&row.meta).unwrap_or_else(|_| json!({}));
-    let mut v = json!({
-        "order_ref": order_ref(base, &row.id),
-        "type": row.order_type,
-        "status": row.status,
-        "meta": meta,
-        "created": row.created,
-        "updated": row.updated,
-        "creator_id": row.creator,
-    });
-    if let Some(id) = &row.secret_id {
-        v["secret_ref"] = json!(secret_ref(base, id));
-    }
-    if let Some(id) = &row.container_id {
-        v["container_ref"] = json!(container_ref(base, id));
-    }
-    if let (Some(code), Some(reason)) = (row.error_status_code, &row.error_reason) {
-        v["error_status_code"] = json!(code);
-        v["error_reason"] = json!(reason);
-    }
-    v
-}
+use crate::views::base_url;
+use crate::views::order::{Order, OrderList, OrderRefBody, order_ref};
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(raw).map_err(|_| {
@@ -84,12 +56,42 @@ pub async fn place(
         meta: body.meta,
     };
     let accepted = write(&state, command::ORDER_PLACE, &caller.token, &request).await?;
+    settled(&state, &accepted.id).await;
     let url = order_ref(&base_url(&state, &headers), &accepted.id);
-    let mut response = (StatusCode::ACCEPTED, Json(json!({ "order_ref": url }))).into_response();
-    if let Ok(location) = HeaderValue::from_str(&url) {
+    let location = HeaderValue::from_str(&url).ok();
+    let mut response =
+        (StatusCode::ACCEPTED, Json(OrderRefBody { order_ref: url })).into_response();
+    if let Some(location) = location {
         response.headers_mut().insert(LOCATION, location);
     }
     Ok(with_seq(response, accepted.seq))
+}
+
+/// Waits, for at most the configured order wait, until the order `id` is ACTIVE or
+/// ERROR in the read model, following the projector rather than polling. Barbican
+/// runs orders as they are placed by default, and its clients read the result right
+/// after placing (python-barbicanclient's own tests do); an order that takes longer
+/// is still PENDING, and its client polls as Barbican's API allows.
+async fn settled(state: &AppState, id: &str) {
+    let Ok(id) = OrderId::parse(id) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + state.config.order_wait;
+    loop {
+        let seen = state.read.applied();
+        match state.read.get_order(id).await {
+            Ok(found) if found.value.as_ref().is_some_and(|o| o.status != "PENDING") => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading an order placed just now failed");
+                return;
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() || state.read.wait_for(seen + 1, left).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// `GET /v1/orders`.
@@ -117,10 +119,23 @@ pub async fn list(
         })
         .await?;
     let base = base_url(&state, &headers);
-    let body = json!({
-        "orders": page.value.orders.iter().map(|o| view(&base, o)).collect::<Vec<_>>(),
-        "total": page.value.total,
-    });
+    let orders: Vec<Order> = page
+        .value
+        .orders
+        .iter()
+        .map(|o| Order::of(&base, o))
+        .collect();
+    let links = paging.links(
+        &format!("{base}/v1/orders"),
+        orders.len(),
+        page.value.total,
+        &[],
+    );
+    let body = OrderList {
+        orders,
+        total: page.value.total,
+        links,
+    };
     Ok(with_seq(Json(body).into_response(), page.seq))
 }
 
@@ -155,7 +170,7 @@ pub async fn get(
     let id = order_id(&id)?;
     let (row, seq) = readable(&state, &caller, Action::ReadSecret, id).await?;
     Ok(with_seq(
-        Json(view(&base_url(&state, &headers), &row)).into_response(),
+        Json(Order::of(&base_url(&state, &headers), &row)).into_response(),
         seq,
     ))
 }

@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
-use crate::negotiate::payload_type;
+use crate::negotiate::{Served, payload_type};
 use crate::state::AppState;
 use projections::read::Lookup;
 use projections::read::{PayloadRow, SecretRow};
@@ -40,7 +40,7 @@ fn unsupported(content_type: &str) -> ApiError {
 }
 
 /// `PUT /v1/secrets/{id}`: stores the payload of a secret created without one. The
-/// body is the payload itself; `Content-Type` says its type (default text/plain) and
+/// body is the payload itself; `Content-Type` says its type (required) and
 /// `Content-Encoding: base64` says an octet-stream body is base64 text.
 pub async fn put(
     State(state): State<AppState>,
@@ -50,10 +50,29 @@ pub async fn put(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let (id, project) = change_target(&state, &caller, &id).await?;
-    let content_type = headers
+    // As Barbican: who may not change the secret learns that first, whatever the
+    // body (the command checks again, on the log).
+    let lookup = state.read.get_secret(id, (state.clock)()).await?;
+    if !matches!(lookup.value, Lookup::Missing) {
+        readable(
+            &state,
+            &caller,
+            Action::UpdateSecret,
+            id,
+            lookup.value,
+            |r| r,
+        )?;
+    }
+    // As Barbican: the type must be named (415 otherwise).
+    let Some(content_type) = headers
         .get(CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("(not text)"))
-        .unwrap_or("text/plain");
+    else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a payload needs a Content-Type: text/plain or application/octet-stream",
+        ));
+    };
     let parsed = ContentType::parse(content_type).map_err(|_| unsupported(content_type))?;
     let encoding = headers
         .get(CONTENT_ENCODING)
@@ -120,21 +139,39 @@ pub async fn open(
 ) -> Result<Response, ApiError> {
     let stored = ContentType::parse(&row.content_type).map_err(|_| corrupt(id, "content type"))?;
     let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let ask_for = match stored {
+        ContentType::TextPlain => "text/plain or application/octet-stream",
+        ContentType::OctetStream => "application/octet-stream (or text/plain, for UTF-8 text)",
+    };
     let Some(served) = payload_type(accept, stored) else {
         return Err(ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
-            format!(
-                "the payload of secret {id} is {stored}; request it with Accept: {stored} or \
-                 application/octet-stream"
-            ),
+            format!("the payload of secret {id} is {stored}; request it with Accept: {ask_for}"),
         ));
     };
     let version_id = row.version_id.clone();
     let plaintext = decrypt(state, caller, id, secret, row).await?;
+    let as_text = match served {
+        Served::Stored => stored == ContentType::TextPlain,
+        Served::Octets => false,
+        Served::TextIfUtf8 => {
+            if std::str::from_utf8(plaintext.expose_secret()).is_err() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    format!(
+                        "the payload of secret {id} is binary, not UTF-8 text; request it with \
+                         Accept: application/octet-stream"
+                    ),
+                ));
+            }
+            true
+        }
+    };
     let mut response = plaintext.expose_secret().to_vec().into_response();
-    let content_type = match served {
-        ContentType::TextPlain => "text/plain; charset=utf-8",
-        ContentType::OctetStream => "application/octet-stream",
+    let content_type = if as_text {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
     };
     let h = response.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

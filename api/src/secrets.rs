@@ -9,25 +9,24 @@ use commands::protocol::{CreateSecretRequest, DeleteSecretRequest, SecretRequest
 use domain::policy::{Action, Target, authorize};
 use domain::secret::fields::SecretType;
 use domain::subject::command;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use projections::read::{Compare, ListFilter, ListScope, SortKey, TimeColumn};
-use serde_json::json;
 
 use crate::access::{self, change_target, readable, resolve};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
+use crate::microversion::Microversion;
 use crate::negotiate::{SecretView, secret_view};
 use crate::payload;
 use crate::state::AppState;
-use crate::views::{base_url, secret, secret_ref};
+use crate::views::secret::{Secret, SecretList, Shape};
+use crate::views::{Links, SecretRef, base_url, secret_ref};
 
 /// Header a client may set to make a create safe to retry (used as the command id).
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-const DEFAULT_LIMIT: u32 = 10;
-const MAX_LIMIT: u32 = 100;
+use crate::paging::{DEFAULT_LIMIT, MAX_LIMIT};
 
 fn parse_number(name: &str, value: &str, min: u32) -> Result<u32, ApiError> {
     value
@@ -112,6 +111,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     _: Consistent,
+    shape: Shape,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
@@ -122,7 +122,8 @@ pub async fn list(
     let mut acl_only = false;
     for (key, value) in &params {
         match key.as_str() {
-            "limit" => filter.limit = parse_number("limit", value, 1)?.min(MAX_LIMIT),
+            // As Barbican: 0 reads as 1 (python-barbicanclient counts with limit=0).
+            "limit" => filter.limit = parse_number("limit", value, 0)?.clamp(1, MAX_LIMIT),
             "offset" => filter.offset = parse_number("offset", value, 0)?,
             "name" => filter.name = Some(value.clone()),
             "alg" => filter.algorithm = Some(value.clone()),
@@ -142,10 +143,8 @@ pub async fn list(
             )?,
             "sort" => filter.sort = sort_keys(value)?,
             "acl_only" => {
-                acl_only = value.parse::<bool>().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "query parameter acl_only={value:?} must be true or false"
-                    ))
+                acl_only = crate::query::parse_flag(value).ok_or_else(|| {
+                    ApiError::bad_request(crate::query::flag_error("acl_only", value))
                 })?;
             }
             other => {
@@ -184,35 +183,32 @@ pub async fn list(
         })
         .await?;
     let base = base_url(&state, &headers);
+    // The other parameters, as given, so every page has the same filters and order.
+    let others: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, _)| k != "limit" && k != "offset")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let link = |offset: u32| {
-        let mut query = vec![
-            ("limit".to_owned(), filter.limit.to_string()),
-            ("offset".to_owned(), offset.to_string()),
-        ];
-        // The other parameters, as given, so every page has the same filters and order.
-        query.extend(
-            params
-                .iter()
-                .filter(|(k, _)| k != "limit" && k != "offset")
-                .cloned(),
-        );
-        let query: String = query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
-            .collect::<Vec<_>>()
-            .join("&");
-        format!("{base}/v1/secrets?{query}")
+        crate::paging::link(&format!("{base}/v1/secrets"), filter.limit, offset, &others)
     };
-    let mut body = json!({
-        "secrets": page.value.secrets.iter().map(|row| secret(&base, row)).collect::<Vec<_>>(),
-        "total": page.value.total,
-    });
-    if u64::from(filter.offset) + u64::from(filter.limit) < page.value.total {
-        body["next"] = json!(link(filter.offset + filter.limit));
-    }
-    if filter.offset > 0 {
-        body["previous"] = json!(link(filter.offset.saturating_sub(filter.limit)));
-    }
+    let secrets: Vec<Secret> = page
+        .value
+        .secrets
+        .iter()
+        .map(|row| Secret::of(&base, row, shape))
+        .collect();
+    let links = Links::of(
+        (filter.limit, filter.offset),
+        secrets.len(),
+        page.value.total,
+        link,
+    );
+    let body = SecretList {
+        secrets,
+        total: page.value.total,
+        links,
+    };
     Ok(with_seq(Json(body).into_response(), page.seq))
 }
 
@@ -232,7 +228,13 @@ pub async fn create(
     }
     let accepted = write(&state, command::SECRET_CREATE, &caller.token, &request).await?;
     let url = secret_ref(&base_url(&state, &headers), &accepted.id);
-    let mut response = (StatusCode::CREATED, Json(json!({ "secret_ref": url }))).into_response();
+    let mut response = (
+        StatusCode::CREATED,
+        Json(SecretRef {
+            secret_ref: url.clone(),
+        }),
+    )
+        .into_response();
     if let Ok(location) = HeaderValue::from_str(&url) {
         response.headers_mut().insert(LOCATION, location);
     }
@@ -245,6 +247,7 @@ pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     consistent: Consistent,
+    shape: Shape,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -265,7 +268,7 @@ pub async fn get(
             let id = resolve(&state, &caller, &id).await?;
             let lookup = state.read.get_secret(id, (state.clock)()).await?;
             let row = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |r| r)?;
-            let body = secret(&base_url(&state, &headers), &row);
+            let body = Secret::of(&base_url(&state, &headers), &row, shape);
             Ok(with_seq(Json(body).into_response(), lookup.seq))
         }
     }
@@ -279,16 +282,19 @@ pub struct DeleteQuery {
     recovery_window_days: Option<u64>,
     /// Keep it restorable for this long, e.g. `7d`.
     recovery_window: Option<String>,
-    /// Delete even though consumers are registered (Barbican's `force`).
+    /// Delete even though consumers are registered (Barbican's `force`, from
+    /// microversion 1.2; before it, consumers never stop a deletion).
+    #[serde(default, deserialize_with = "crate::query::flag")]
     force: Option<bool>,
 }
 
 /// `DELETE /v1/secrets/{id}`: as Barbican, deletes at once and destroys the secret's
-/// keys. With `?recovery_window_days=N` (or `?recovery_window=7d`) it schedules the
+/// keys (with consumers registered: from microversion 1.2 only with `force`). With `?recovery_window_days=N` (or `?recovery_window=7d`) it schedules the
 /// deletion instead: the secret can be restored until the window ends.
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
+    version: Microversion,
     Path(id): Path<String>,
     query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -312,7 +318,9 @@ pub async fn delete(
             recovery_window_days: query.recovery_window_days,
             recovery_window: query.recovery_window,
             force: (!scheduled).then_some(true),
-            ignore_consumers: query.force,
+            // As Barbican: consumers stop a deletion from microversion 1.2 on, unless
+            // forced; before, the deletion takes them with it.
+            ignore_consumers: Some(version < Microversion::V1_2 || query.force.unwrap_or(false)),
         },
     )
     .await?;

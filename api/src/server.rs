@@ -92,6 +92,8 @@ struct Connection {
     head_started: AtomicU64,
     /// Asks the connection to close (to make room for a newcomer).
     evict: Notify,
+    /// Already asked to close: not a candidate for the next newcomer.
+    evicted: std::sync::atomic::AtomicBool,
     epoch: Instant,
 }
 
@@ -102,6 +104,7 @@ impl Connection {
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
             evict: Notify::new(),
+            evicted: std::sync::atomic::AtomicBool::new(false),
             epoch: Instant::now(),
         }
     }
@@ -167,10 +170,13 @@ impl Registry {
         let live = self.lock();
         let longest = live
             .values()
-            .filter(|c| c.waiting())
+            .filter(|c| c.waiting() && !c.evicted.load(Ordering::Acquire))
             .min_by_key(|c| c.epoch + Duration::from_millis(c.waiting_since()));
         match longest {
             Some(c) => {
+                // Each newcomer evicts a different connection, even before the last
+                // one evicted has closed.
+                c.evicted.store(true, Ordering::Release);
                 c.evict.notify_one();
                 true
             }
@@ -335,6 +341,24 @@ async fn refuse(mut stream: TcpStream, max: usize) {
         stream.shutdown().await
     })
     .await;
+    linger(stream).await;
+}
+
+/// Reads what the client still sends (for at most a second, 64 KiB) before closing: a
+/// socket closed with unread data is reset, and a reset can make the client discard
+/// the answer it was sent (a "lingering close", as web servers do).
+async fn linger(mut stream: TcpStream) {
+    let mut buf = [0u8; 4096];
+    let mut left: usize = 64 * 1024;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads the start of a connection: if it is HTTP/2's preface, refuses it (SETTINGS,
@@ -423,6 +447,8 @@ async fn connection(
                 if state.waiting() {
                     break;
                 }
+                // Busy after all: a candidate again once it waits.
+                state.evicted.store(false, Ordering::Release);
             }
             () = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {
                 if state.deadline(&limits).is_some_and(|d| d.is_zero()) {

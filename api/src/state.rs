@@ -27,6 +27,9 @@ pub struct ApiConfig {
     pub stream: String,
     /// Whether a payload read needs its access record stored.
     pub access_mode: crate::access_log::AccessMode,
+    /// How long placing an order waits for it to be ACTIVE or ERROR before answering
+    /// 202 anyway (Barbican's clients read the order right after placing it).
+    pub order_wait: Duration,
 }
 
 impl Default for ApiConfig {
@@ -38,6 +41,7 @@ impl Default for ApiConfig {
             body_timeout: Duration::from_secs(30),
             stream: commands::log::DEFAULT_STREAM.to_owned(),
             access_mode: crate::access_log::AccessMode::Required,
+            order_wait: Duration::from_secs(10),
         }
     }
 }

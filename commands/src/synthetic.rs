@@ -24,7 +24,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 const IN_FLIGHT: usize = 4096;
 
 /// Appends `events` commits to project `project`, one event each, over `aggregates`
-/// secrets (ids `00000000-…-0001` on): each secret's first is `secret.created`, the
+/// secrets (UUIDv5 ids from their number): each secret's first is `secret.created`, the
 /// rest `secret.metadatum_set`. Publishes are pipelined; returns once all are
 /// acknowledged. `progress` is called after every 100,000.
 pub async fn fill(
@@ -61,7 +61,11 @@ pub async fn fill(
         let aggregate = AggregateRef {
             kind: AggregateKind::Secret,
             project: project.clone(),
-            id: Uuid::from_u128(a as u128 + 1).to_string(),
+            id: Uuid::new_v5(
+                &Uuid::NAMESPACE_OID,
+                format!("keyledger-synthetic-{a}").as_bytes(),
+            )
+            .to_string(),
         };
         let commit = NewCommit {
             id: CommandId::parse(&format!("synthetic-{n}")).expect("a valid command id"),

@@ -118,20 +118,55 @@ impl Timestamp {
     /// Parses an ISO-8601 date-time. A value without an offset is taken as UTC, as
     /// Barbican does (`2027-01-01T00:00:00`); `Z` and `±hh:mm` offsets are honoured.
     pub fn parse_iso8601(field: &str, s: &str) -> Result<Self, Rejection> {
+        let given = s;
+        let s = &python_form(s);
         let parsed = OffsetDateTime::parse(s, &Rfc3339)
             .or_else(|_| OffsetDateTime::parse(s, &Iso8601::DEFAULT))
             .or_else(|_| PrimitiveDateTime::parse(s, &Iso8601::DEFAULT).map(|t| t.assume_utc()));
         let Ok(at) = parsed else {
             return Err(Rejection::invalid(format!(
-                "{field} {s:?} is not an ISO-8601 date-time; use e.g. 2027-01-31T23:59:59Z"
+                "{field} {given:?} is not an ISO-8601 date-time; use e.g. 2027-01-31T23:59:59Z"
             )));
         };
         Self::new(at).ok_or_else(|| {
             Rejection::invalid(format!(
-                "{field} {s:?} is outside the times keyledger keeps: years 0000 to 9999, in UTC"
+                "{field} {given:?} is outside the times keyledger keeps: years 0000 to 9999, in \
+                 UTC"
             ))
         })
     }
+}
+
+/// The ISO-8601 form of what Python's `str(datetime)` prints, which Barbican's
+/// clients send and Barbican accepts: a space between date and time, and an offset of
+/// hours only (`-01`) or without a colon (`+0530`). Anything else is left as given.
+fn python_form(s: &str) -> std::borrow::Cow<'_, str> {
+    let b = s.as_bytes();
+    let dated = b.len() > 10
+        && b[..10].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        });
+    // Byte 10 must be the separator, ASCII, so that slicing after it is safe.
+    if !dated || !matches!(b[10], b' ' | b'T') {
+        return s.into();
+    }
+    let mut out = s.to_owned();
+    if b[10] == b' ' {
+        out.replace_range(10..11, "T");
+    }
+    // The offset: a sign after the time, followed by digits only.
+    if let Some(sign) = out[11..].rfind(['+', '-']).map(|i| i + 11) {
+        let digits = &out[sign + 1..];
+        if digits.bytes().all(|c| c.is_ascii_digit()) {
+            match digits.len() {
+                2 => out.push_str(":00"),
+                4 => out.insert(sign + 3, ':'),
+                _ => {}
+            }
+        }
+    }
+    out.into()
 }
 
 impl fmt::Display for Timestamp {
@@ -171,6 +206,34 @@ mod tests {
         assert_eq!(naive, zulu);
         assert_eq!(zulu, plus);
         assert_eq!(zulu.to_rfc3339(), "2027-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn what_python_prints_is_read_as_barbican_reads_it() {
+        let at = |s| {
+            Timestamp::parse_iso8601("expiration", s)
+                .unwrap()
+                .to_rfc3339()
+        };
+        assert_eq!(
+            at("2026-12-02 18:34:28.475561-01"),
+            "2026-12-02T19:34:28.475561Z"
+        );
+        assert_eq!(at("2026-12-02 18:34:28+05:30"), "2026-12-02T13:04:28Z");
+        assert_eq!(at("2026-12-02T18:34:28+0530"), "2026-12-02T13:04:28Z");
+        assert_eq!(at("2026-12-02 18:34:28"), "2026-12-02T18:34:28Z");
+        for bad in [
+            "2026-12-02 18:34:28-1",
+            "2026-12-02  18:34:28",
+            "2026-12-02 ",
+            "12-02 18:00",
+            "2026-12-02é18:00:00",
+        ] {
+            assert!(
+                Timestamp::parse_iso8601("expiration", bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

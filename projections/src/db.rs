@@ -77,6 +77,11 @@ fn migrator() -> Migrator {
             "commit_heads",
             include_str!("../migrations/0007_commit_heads.sql"),
         ),
+        migration(
+            8,
+            "acl_and_consumer_times",
+            include_str!("../migrations/0008_acl_and_consumer_times.sql"),
+        ),
     ])
 }
 

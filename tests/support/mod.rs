@@ -210,6 +210,20 @@ impl TestStack {
             .expect("the API answers")
     }
 
+    /// A secret's metadata with keyledger's own fields (`reference`, `tags`,
+    /// `owning_service`), which Barbican's shape leaves out unless asked for.
+    pub async fn extended(&self, id: &str, token: &str) -> Value {
+        let response = self
+            .http
+            .get(self.url(&format!("/v1/secrets/{id}")))
+            .bearer_auth(token)
+            .header("X-Keyledger-Extended", "true")
+            .send()
+            .await
+            .expect("the API answers");
+        json_of(response).await
+    }
+
     /// A NATS connection as an outside client would make it: admitted by a token (of
     /// user `nats-client` in project p1) to the `CLIENTS` account, which may only send
     /// commands and receive its own replies. Commands still carry their own tokens.

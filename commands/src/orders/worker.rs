@@ -301,7 +301,7 @@ impl OrderWorker {
                 secret_type,
                 algorithm: Some(Algorithm::parse(algorithm).map_err(|r| bad(r.message))?),
                 bit_length: Some(BitLength::parse(i64::from(bits)).map_err(|r| bad(r.message))?),
-                mode: None,
+                mode: spec.mode.clone(),
                 expiration: spec.expiration,
                 metadata: Default::default(),
             })

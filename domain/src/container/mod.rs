@@ -25,7 +25,6 @@ mod tests;
 
 use crate::Rejection;
 use crate::ids::{ProjectId, SecretId};
-use crate::secret::fields::bounded_text;
 
 /// Barbican's container types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -94,9 +93,10 @@ impl fmt::Display for ContainerType {
 pub struct RefName(String);
 
 impl RefName {
-    /// Parses a name: 1 to 255 characters, no control characters.
+    /// Parses a name: up to 255 characters, no control characters; may be empty (a
+    /// generic container's references need no names, as in Barbican).
     pub fn parse(s: &str) -> Result<Self, Rejection> {
-        bounded_text("secret_refs name", s, 255).map(Self)
+        crate::secret::fields::bounded_or_empty("secret_refs name", s, 255).map(Self)
     }
 }
 parsed_string!(RefName);
@@ -137,11 +137,18 @@ pub fn validate_refs(kind: ContainerType, refs: &[SecretRef]) -> Result<(), Reje
                 allowed.join(", ")
             )));
         }
-        if !seen.insert(name) {
+        if !name.is_empty() && !seen.insert(name) {
             return Err(Rejection::invalid(format!(
                 "secret_refs name {name:?} appears twice; each name is used once"
             )));
         }
+    }
+    let mut secrets = std::collections::BTreeSet::new();
+    if let Some(twice) = refs.iter().find(|r| !secrets.insert(r.secret_id)) {
+        return Err(Rejection::invalid(format!(
+            "secret {} is referenced more than once; a container references each secret once",
+            twice.secret_id
+        )));
     }
     let missing: Vec<&str> = required
         .iter()

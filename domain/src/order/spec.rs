@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::Rejection;
-use crate::secret::fields::{Expiration, SecretName};
+use crate::secret::fields::{Expiration, Mode, SecretName};
 use crate::timestamp::Timestamp;
 
 /// Barbican's order types.
@@ -60,6 +60,8 @@ pub struct OrderSpec {
     pub algorithm: String,
     /// `bit_length`.
     pub bit_length: u32,
+    /// `mode` of the key made (informational, as in Barbican).
+    pub mode: Option<Mode>,
     /// `name` of the secrets made.
     pub name: Option<SecretName>,
     /// `expiration` of the secrets made.
@@ -127,7 +129,13 @@ impl OrderSpec {
                 "expiration",
                 "payload_content_type",
             ],
-            OrderType::Asymmetric => &["algorithm", "bit_length", "name", "expiration"],
+            OrderType::Asymmetric => &[
+                "algorithm",
+                "bit_length",
+                "name",
+                "expiration",
+                "payload_content_type",
+            ],
             OrderType::Certificate => &[
                 "algorithm",
                 "bit_length",
@@ -169,12 +177,31 @@ impl OrderSpec {
                 })?,
             ),
         };
+        // Barbican's clients send a content type with every order; key material is
+        // stored as application/octet-stream whichever of these was named.
         if let Some(ct) = string(meta, "payload_content_type")?
-            && ct != "application/octet-stream"
+            && !matches!(
+                ct.to_ascii_lowercase().as_str(),
+                "application/octet-stream"
+                    | "text/plain"
+                    | "text/plain;charset=utf-8"
+                    | "text/plain; charset=utf-8"
+            )
         {
             return Err(Rejection::invalid(format!(
-                "meta.payload_content_type {ct:?} is not supported for keys; key material is \
-                 application/octet-stream"
+                "meta.payload_content_type {ct:?} is not supported; use \
+                 application/octet-stream (key material is stored as such)"
+            )));
+        }
+        if order_type == OrderType::Key && (bit_length == 0 || !bit_length.is_multiple_of(8)) {
+            return Err(Rejection::invalid(format!(
+                "meta.bit_length {bit_length} is not a whole number of bytes; use a positive \
+                 multiple of 8, e.g. 256"
+            )));
+        }
+        if bit_length > 32767 {
+            return Err(Rejection::invalid(format!(
+                "meta.bit_length {bit_length} is out of range; use at most 32767"
             )));
         }
         let subject_dn = match order_type {
@@ -185,6 +212,13 @@ impl OrderSpec {
             order_type,
             algorithm: algorithm.to_ascii_lowercase(),
             bit_length,
+            mode: match order_type {
+                OrderType::Key => string(meta, "mode")?
+                    .as_deref()
+                    .map(Mode::parse)
+                    .transpose()?,
+                _ => None,
+            },
             name: string(meta, "name")?
                 .as_deref()
                 .map(SecretName::parse)

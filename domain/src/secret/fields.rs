@@ -60,11 +60,31 @@ pub(crate) fn visible_text(field: &str, s: &str, max: usize) -> Result<String, R
     Ok(text)
 }
 
+/// [`visible_text`], or the empty string: names, which Barbican lets be empty
+/// (`"name": ""` is kept and shown as given, unlike a name left out).
+pub(crate) fn visible_or_empty(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    visible_text(field, s, max)
+}
+
+/// [`bounded_text`], or the empty string: names as stored.
+pub(crate) fn bounded_or_empty(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    bounded_text(field, s, max)
+}
+
 /// Declares a bounded free-text field type. New values are checked by `$check`
 /// ([`bounded_text`] or [`visible_text`]); values read back from the log by
-/// [`bounded_text`], the rule they were written under.
+/// `$stored` (by default [`bounded_text`]), the rule they were written under.
 macro_rules! text_field {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, $check:ident) => {
+        text_field!($(#[$doc])* $name, $field, $max, $check, bounded_text);
+    };
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, $check:ident, $stored:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
@@ -81,7 +101,7 @@ macro_rules! text_field {
 
             /// A value as stored in the log.
             fn stored(s: &str) -> Result<Self, Rejection> {
-                bounded_text($field, s, $max).map(Self)
+                $stored($field, s, $max).map(Self)
             }
         }
 
@@ -90,11 +110,13 @@ macro_rules! text_field {
 }
 
 text_field!(
-    /// A secret's human-readable name (Barbican: up to 255 characters).
+    /// A secret's (or container's) human-readable name: up to 255 characters, and may
+    /// be empty, as in Barbican.
     SecretName,
     "name",
     255,
-    visible_text
+    visible_or_empty,
+    bounded_or_empty
 );
 text_field!(
     /// The algorithm the secret is for, e.g. `aes` (informational, as in Barbican).
@@ -372,10 +394,7 @@ mod tests {
             "name is 256 characters long; the limit is 255"
         );
         assert!(SecretName::parse("a\nb").is_err());
-        assert_eq!(
-            SecretName::parse("").unwrap_err().message,
-            "name must not be empty; omit it instead"
-        );
+        assert_eq!(SecretName::parse("").unwrap().as_str(), "");
     }
 
     #[test]

@@ -131,10 +131,12 @@ impl Plaintext {
         limit: PayloadLimit,
     ) -> Result<Option<Self>, Rejection> {
         let Some(payload) = payload else {
-            if content_type.is_some() || content_encoding.is_some() {
+            // As Barbican: an encoding alone says nothing (its clients send one with
+            // every secret), a content type alone is a payload forgotten.
+            if content_type.is_some() {
                 return Err(Rejection::invalid(
-                    "payload_content_type or payload_content_encoding was given without \
-                     payload; send the payload too, or omit both to store the payload later",
+                    "payload_content_type was given without payload; send the payload too, or \
+                     omit it to store the payload later",
                 ));
             }
             return Ok(None);

@@ -27,7 +27,10 @@ pub fn suffix(id: SecretId) -> String {
 
 /// The reference of a secret. A secret without a name uses its id as the name part.
 pub fn reference(project: &ProjectId, name: Option<&SecretName>, id: SecretId) -> String {
-    let name = name.map_or_else(|| id.to_string(), |n| n.as_str().to_owned());
+    // An empty name (Barbican allows one) reads like no name.
+    let name = name
+        .filter(|n| !n.as_str().is_empty())
+        .map_or_else(|| id.to_string(), |n| n.as_str().to_owned());
     format!("{PREFIX}{project}:secret:{name}-{}", suffix(id))
 }
 

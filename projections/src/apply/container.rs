@@ -54,13 +54,14 @@ pub(super) async fn apply(
             }
             ContainerEvent::ConsumerRegistered(e) => {
                 sqlx::query(
-                    "INSERT OR IGNORE INTO container_consumers (project, container_id, name, url) \
-                     VALUES (?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO container_consumers (project, container_id, name, url, \
+                     created) VALUES (?, ?, ?, ?, ?)",
                 )
                 .bind(project)
                 .bind(id)
                 .bind(&e.name)
                 .bind(&e.url)
+                .bind(at.to_rfc3339())
                 .execute(&mut *conn)
                 .await?;
             }
@@ -82,7 +83,8 @@ pub(super) async fn apply(
                     users: "container_acl_users",
                     key: "container_id",
                 };
-                set_acl(conn, tables, project, id, &e.read).await?;
+                let set = (!commit.body.command.ends_with(".acl.delete")).then_some(at);
+                set_acl(conn, tables, project, id, &e.read, set).await?;
             }
             ContainerEvent::Deleted(_) => {
                 run_each(

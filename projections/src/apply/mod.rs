@@ -54,20 +54,28 @@ pub(crate) struct AclTables {
     pub(crate) key: &'static str,
 }
 
-/// Stores the whole ACL on the aggregate's row and rewrites its listed users.
+/// Stores the whole ACL on the aggregate's row and rewrites its listed users. `set`
+/// is when it was set; `None` for a reset to the default, which has no times.
 pub(crate) async fn set_acl(
     conn: &mut SqliteConnection,
     tables: AclTables,
     project: &str,
     id: &str,
     acl: &domain::secret::acl::Acl,
+    set: Option<domain::timestamp::Timestamp>,
 ) -> Result<(), sqlx::Error> {
     let AclTables { rows, users, key } = tables;
+    let at = set.map(|t| t.to_rfc3339());
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE {rows} SET project_access = ?, acl = ? WHERE project = ? AND id = ?"
+        "UPDATE {rows} SET project_access = ?, acl = ?, \
+         acl_created = CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(acl_created, ?) END, \
+         acl_updated = ? WHERE project = ? AND id = ?"
     )))
     .bind(acl.project_access)
     .bind(json(acl)?)
+    .bind(&at)
+    .bind(&at)
+    .bind(&at)
     .bind(project)
     .bind(id)
     .execute(&mut *conn)

@@ -166,14 +166,24 @@ pub(super) async fn apply(
             }
             SecretEvent::ConsumerRegistered(e) | SecretEvent::ConsumerRemoved(e) => {
                 let c = &e.consumer;
-                let sql = if matches!(event, SecretEvent::ConsumerRegistered(_)) {
-                    "INSERT OR IGNORE INTO secret_consumers (project, secret_id, service, \
-                     resource_type, resource_id) VALUES (?, ?, ?, ?, ?)"
+                if matches!(event, SecretEvent::ConsumerRegistered(_)) {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO secret_consumers (project, secret_id, service, \
+                         resource_type, resource_id, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(project)
+                    .bind(id)
+                    .bind(&c.service)
+                    .bind(&c.resource_type)
+                    .bind(&c.resource_id)
+                    .bind(at.to_rfc3339())
+                    .execute(&mut *conn)
+                    .await?;
                 } else {
-                    "DELETE FROM secret_consumers WHERE project = ? AND secret_id = ? AND \
-                     service = ? AND resource_type = ? AND resource_id = ?"
-                };
-                sqlx::query(sql)
+                    sqlx::query(
+                        "DELETE FROM secret_consumers WHERE project = ? AND secret_id = ? AND \
+                         service = ? AND resource_type = ? AND resource_id = ?",
+                    )
                     .bind(project)
                     .bind(id)
                     .bind(&c.service)
@@ -181,6 +191,7 @@ pub(super) async fn apply(
                     .bind(&c.resource_id)
                     .execute(&mut *conn)
                     .await?;
+                }
             }
             SecretEvent::DeletionScheduled(e) => {
                 sqlx::query(
@@ -230,7 +241,8 @@ pub(super) async fn apply(
                     users: "secret_acl_users",
                     key: "secret_id",
                 };
-                set_acl(conn, tables, project, id, &e.read).await?;
+                let set = (!commit.body.command.ends_with(".acl.delete")).then_some(at);
+                set_acl(conn, tables, project, id, &e.read, set).await?;
             }
             SecretEvent::Deleted(_) => {
                 run_each(

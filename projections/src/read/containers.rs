@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{ReadModel, Snapshot, acl_of};
+use super::{AclTimes, ReadModel, Snapshot, acl_of, acl_times_of};
 use crate::apply::checkpoint;
 
 /// A container as the read model holds it.
@@ -30,10 +30,23 @@ pub struct ContainerRow {
     pub updated: String,
     /// Who may read it.
     pub acl: Acl,
+    /// When its ACL was set, unless it is the default.
+    pub acl_set: Option<AclTimes>,
     /// Its references, in order.
     pub refs: Vec<ContainerRefRow>,
-    /// Its consumers: (name, URL).
-    pub consumers: Vec<(String, String)>,
+    /// Its consumers.
+    pub consumers: Vec<ContainerConsumerRow>,
+}
+
+/// A container's consumer: Barbican's `{name, URL}`, and when it registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerConsumerRow {
+    /// Its name.
+    pub name: String,
+    /// Where it uses the container.
+    pub url: String,
+    /// RFC 3339 registration time.
+    pub created: String,
 }
 
 /// One reference of a container, and what became of the secret.
@@ -62,7 +75,7 @@ pub struct ContainerPage {
 }
 
 const COLUMNS: &str = "c.project, c.id, c.name, c.container_type, c.creator, c.created, \
-                       c.updated, c.acl";
+                       c.updated, c.acl, c.acl_created, c.acl_updated";
 
 fn container_row(r: &SqliteRow) -> Result<ContainerRow, sqlx::Error> {
     Ok(ContainerRow {
@@ -74,6 +87,7 @@ fn container_row(r: &SqliteRow) -> Result<ContainerRow, sqlx::Error> {
         created: r.try_get("created")?,
         updated: r.try_get("updated")?,
         acl: acl_of(r)?,
+        acl_set: acl_times_of(r)?,
         refs: Vec::new(),
         consumers: Vec::new(),
     })
@@ -123,14 +137,17 @@ async fn details(
             })
         })
         .collect::<Result<_, _>>()?;
-    row.consumers = sqlx::query_as::<_, (String, String)>(
-        "SELECT name, url FROM container_consumers WHERE project = ? AND container_id = ? \
-         ORDER BY name, url",
+    row.consumers = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT name, url, created FROM container_consumers WHERE project = ? AND \
+         container_id = ? ORDER BY name, url",
     )
     .bind(&row.project)
     .bind(&row.id)
     .fetch_all(&mut *conn)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|(name, url, created)| ContainerConsumerRow { name, url, created })
+    .collect();
     Ok(())
 }
 

@@ -22,7 +22,7 @@ mod due;
 mod list;
 mod orders;
 
-pub use containers::{ContainerPage, ContainerRefRow, ContainerRow};
+pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::{DueRow, due};
 pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
 pub use orders::{OrderPage, OrderRow, pending_orders};
@@ -68,6 +68,10 @@ pub struct SecretRow {
     pub tags: BTreeMap<String, String>,
     /// Stored versions whose keys still exist.
     pub version_count: i64,
+    /// When its ACL was set, unless it is the default.
+    pub acl_set: Option<AclTimes>,
+    /// Its consumers.
+    pub consumers: Vec<SecretConsumerRow>,
 }
 
 /// One version of a secret's value, without its ciphertext.
@@ -152,7 +156,67 @@ pub(crate) const SECRET_COLUMNS: &str = "s.project, s.id, s.name, s.secret_type,
                               s.mode, s.expiration, s.creator, s.created, s.updated, \
                               s.content_type, s.version, s.acl, s.expiration_ms, \
                               s.owning_service, s.reference, s.purge_at, s.tags, \
-                              s.version_count, s.status, s.purge_at_ms";
+                              s.version_count, s.status, s.purge_at_ms, s.acl_created, \
+                              s.acl_updated, \
+                              (SELECT json_group_array(json_array(c.service, c.resource_type, \
+                               c.resource_id, c.created)) FROM secret_consumers c \
+                               WHERE c.project = s.project AND c.secret_id = s.id) AS consumers";
+
+/// When an ACL was set and last changed (RFC 3339); none for the default ACL that
+/// was never set, or was reset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclTimes {
+    /// First set.
+    pub created: String,
+    /// Last changed.
+    pub updated: String,
+}
+
+/// A secret's consumer (Barbican 1.1): a service resource that uses the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretConsumerRow {
+    /// The service, e.g. `image`.
+    pub service: String,
+    /// The kind of resource, e.g. `image`.
+    pub resource_type: String,
+    /// The resource.
+    pub resource_id: String,
+    /// RFC 3339 registration time.
+    pub created: String,
+}
+
+/// The ACL times of a row's `acl_created` and `acl_updated` columns.
+pub(crate) fn acl_times_of(r: &SqliteRow) -> Result<Option<AclTimes>, sqlx::Error> {
+    let created: Option<String> = r.try_get("acl_created")?;
+    let updated: Option<String> = r.try_get("acl_updated")?;
+    Ok(created.map(|created| AclTimes {
+        updated: updated.unwrap_or_else(|| created.clone()),
+        created,
+    }))
+}
+
+fn consumers_of(r: &SqliteRow) -> Result<Vec<SecretConsumerRow>, sqlx::Error> {
+    let text: Option<String> = r.try_get("consumers")?;
+    let mut rows: Vec<(String, String, String, String)> =
+        serde_json::from_str(text.as_deref().unwrap_or("[]")).map_err(|e| {
+            sqlx::Error::ColumnDecode {
+                index: "consumers".into(),
+                source: Box::new(e),
+            }
+        })?;
+    rows.sort();
+    Ok(rows
+        .into_iter()
+        .map(
+            |(service, resource_type, resource_id, created)| SecretConsumerRow {
+                service,
+                resource_type,
+                resource_id,
+                created,
+            },
+        )
+        .collect())
+}
 
 /// The ACL in a row's `acl` column (NULL: the default).
 pub(crate) fn acl_of(r: &SqliteRow) -> Result<Acl, sqlx::Error> {
@@ -195,6 +259,8 @@ pub(crate) fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
             }
         })?,
         version_count: r.try_get("version_count")?,
+        acl_set: acl_times_of(r)?,
+        consumers: consumers_of(r)?,
     })
 }
 
@@ -397,26 +463,6 @@ impl ReadModel {
         .await
     }
 
-    /// A secret with its consumers: (service, resource type, resource id).
-    pub async fn get_consumers(
-        &self,
-        id: SecretId,
-        now: Timestamp,
-    ) -> Result<Snapshot<Lookup<(SecretRow, Vec<(String, String, String)>)>>, sqlx::Error> {
-        self.with_secret(id, now, async |conn, secret| {
-            sqlx::query_as::<_, (String, String, String)>(
-                "SELECT service, resource_type, resource_id FROM secret_consumers \
-                 WHERE project = ? AND secret_id = ? ORDER BY service, resource_type, \
-                 resource_id",
-            )
-            .bind(&secret.project)
-            .bind(id.to_string())
-            .fetch_all(conn)
-            .await
-        })
-        .await
-    }
-
     /// The live secrets of `project` named `name`: exact matches of the name only,
     /// never of a reference's name part.
     pub async fn by_name(
@@ -549,9 +595,14 @@ mod tests {
         .iter()
         .map(|r| r.get::<String, _>("detail"))
         .collect();
+        // The secret by its id, and its consumers by their primary key.
         assert_eq!(
             plan,
-            ["SEARCH s USING INDEX secrets_by_id (id=?)"],
+            [
+                "SEARCH s USING INDEX secrets_by_id (id=?)",
+                "CORRELATED SCALAR SUBQUERY 1",
+                "SEARCH c USING PRIMARY KEY (project=? AND secret_id=?)"
+            ],
             "{plan:?}"
         );
     }

@@ -42,7 +42,7 @@ pub struct Context<'a> {
 impl Context<'_> {
     fn not_found(&self) -> Rejection {
         Rejection::not_found(format!(
-            "secret {} not found in project {}",
+            "Secret not found: no secret {} in project {}",
             self.id, self.project
         ))
     }
@@ -491,9 +491,10 @@ fn consumers_allow(secret: &Secret, ignore: bool, ctx: &Context<'_>) -> Result<(
         return Ok(());
     }
     let names: Vec<String> = secret.consumers.iter().map(ToString::to_string).collect();
+    // Barbican's clients recognise the refusal by its first sentence.
     Err(Rejection::invalid(format!(
-        "secret {} has consumers: {}; unregister them first, or force the deletion \
-         (ignore_consumers on NATS, ?force=true over HTTP)",
+        "Secret cannot be deleted as it has consumers. Secret {} is used by {}; unregister \
+         them first, or force the deletion (ignore_consumers on NATS, ?force=true over HTTP)",
         ctx.id,
         names.join(", ")
     )))

@@ -208,7 +208,7 @@ fn nothing_applies_to_a_deleted_secret() {
         assert_eq!(err.code, ErrorCode::NotFound, "{when:?}");
         assert_eq!(
             err.message,
-            "secret 00000000-0000-0000-0000-000000000007 not found in project p1"
+            "Secret not found: no secret 00000000-0000-0000-0000-000000000007 in project p1"
         );
     }
 }

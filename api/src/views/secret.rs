@@ -1,0 +1,177 @@
+//! Secrets as Barbican shows them, and their consumers.
+
+use std::collections::BTreeMap;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use projections::read::{SecretConsumerRow, SecretRow};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{ACTIVE, Links, secret_ref, time};
+use crate::microversion::Microversion;
+
+/// Request header asking for keyledger's own fields (`reference`, `tags`,
+/// `owning_service`) in secret objects. Barbican's clients build their objects from
+/// exactly Barbican's fields and fail on any other, so they are left out otherwise.
+pub const EXTENDED: &str = "x-keyledger-extended";
+
+/// Which fields a request's secret objects carry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shape {
+    /// `consumers` (microversion 1.1 and later).
+    pub consumers: bool,
+    /// keyledger's own fields ([`EXTENDED`]: `true`).
+    pub extended: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Shape {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Ok(version) = Microversion::from_request_parts(parts, state).await;
+        let extended = parts
+            .headers
+            .get(EXTENDED)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        Ok(Self {
+            consumers: version >= Microversion::V1_1,
+            extended,
+        })
+    }
+}
+
+/// The content type a secret's payload is served in by default.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContentTypes {
+    /// `text/plain` or `application/octet-stream`.
+    pub default: String,
+}
+
+/// A secret's metadata.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Secret {
+    /// Its URL.
+    pub secret_ref: String,
+    /// Its name.
+    pub name: Option<String>,
+    /// symmetric, public, private, passphrase, certificate or opaque.
+    pub secret_type: String,
+    /// Informational algorithm.
+    pub algorithm: Option<String>,
+    /// Informational size in bits.
+    pub bit_length: Option<i64>,
+    /// Informational mode.
+    pub mode: Option<String>,
+    /// When it expires (UTC).
+    pub expiration: Option<String>,
+    /// Always `ACTIVE`: secrets that are gone are not shown.
+    pub status: &'static str,
+    /// When it was created (UTC).
+    pub created: String,
+    /// When it last changed (UTC).
+    pub updated: String,
+    /// Who created it.
+    pub creator_id: String,
+    /// The payload's content type, once a payload is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_types: Option<ContentTypes>,
+    /// Its consumers (microversion 1.1 and later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<Vec<SecretConsumer>>,
+    /// keyledger's reference, `krn:keyledger:<project>:secret:<name>-<6 characters>`
+    /// (with `X-Keyledger-Extended: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Tags (with `X-Keyledger-Extended: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
+    /// The service that manages it, if any (with `X-Keyledger-Extended: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owning_service: Option<String>,
+}
+
+impl Secret {
+    /// `row` as a request shaped `shape` sees it.
+    pub fn of(base: &str, row: &SecretRow, shape: Shape) -> Self {
+        Self {
+            secret_ref: secret_ref(base, &row.id),
+            name: row.name.clone(),
+            secret_type: row.secret_type.clone(),
+            algorithm: row.algorithm.clone(),
+            bit_length: row.bit_length,
+            mode: row.mode.clone(),
+            expiration: row.expiration.as_deref().map(time),
+            status: ACTIVE,
+            created: time(&row.created),
+            updated: time(&row.updated),
+            creator_id: row.creator.clone(),
+            content_types: row
+                .content_type
+                .clone()
+                .map(|default| ContentTypes { default }),
+            consumers: shape
+                .consumers
+                .then(|| row.consumers.iter().map(SecretConsumer::of).collect()),
+            reference: shape.extended.then(|| row.reference.clone()),
+            tags: shape.extended.then(|| row.tags.clone()),
+            owning_service: row.owning_service.clone().filter(|_| shape.extended),
+        }
+    }
+}
+
+/// A page of secrets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretList {
+    /// The page.
+    pub secrets: Vec<Secret>,
+    /// How many the caller may see in all.
+    pub total: u64,
+    /// Links to the pages around this one.
+    #[serde(flatten)]
+    pub links: Links,
+}
+
+/// A secret's consumer: a service resource that uses it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretConsumer {
+    /// The service, e.g. `image`.
+    pub service: String,
+    /// The kind of resource, e.g. `image`.
+    pub resource_type: String,
+    /// The resource.
+    pub resource_id: String,
+    /// When it was registered (UTC).
+    pub created: String,
+    /// When it last changed (UTC): its registration.
+    pub updated: String,
+    /// Always `ACTIVE`.
+    pub status: &'static str,
+}
+
+impl SecretConsumer {
+    /// A consumer row as shown.
+    pub fn of(row: &SecretConsumerRow) -> Self {
+        Self {
+            service: row.service.clone(),
+            resource_type: row.resource_type.clone(),
+            resource_id: row.resource_id.clone(),
+            created: time(&row.created),
+            updated: time(&row.created),
+            status: ACTIVE,
+        }
+    }
+}
+
+/// A page of a secret's consumers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretConsumerList {
+    /// The page.
+    pub consumers: Vec<SecretConsumer>,
+    /// How many in all.
+    pub total: u64,
+    /// Links to the pages around this one.
+    #[serde(flatten)]
+    pub links: Links,
+}
