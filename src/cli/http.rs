@@ -22,11 +22,15 @@ impl Api {
         }
     }
 
-    /// A request to `path` (under the base URL) with the token.
+    /// A request to `path` (under the base URL) with the token, at the newest
+    /// microversion and asking for keyledger's own fields (the CLI is keyledger's
+    /// client, not Barbican's).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+            .header("OpenStack-API-Version", "key-manager latest")
+            .header("X-Keyledger-Extended", "true")
     }
 
     /// Sends `request`; a non-success status becomes an error naming the status and

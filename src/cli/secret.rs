@@ -114,6 +114,9 @@ pub enum SecretCommand {
         /// Keep it restorable this long, e.g. 7d.
         #[arg(long)]
         recovery_window: Option<String>,
+        /// Delete it even though consumers are registered.
+        #[arg(long)]
+        force: bool,
     },
     /// Undo a scheduled deletion.
     Restore {
@@ -347,6 +350,7 @@ pub async fn run(command: SecretCommand) -> Result<()> {
             secret,
             recovery_window_days,
             recovery_window,
+            force,
         } => {
             let api = Api::new(&client);
             // Learn the id first: once scheduled, the name no longer resolves, and the
@@ -356,6 +360,9 @@ pub async fn run(command: SecretCommand) -> Result<()> {
             query.extend(recovery_window_days.map(|d| ("recovery_window_days", d.to_string())));
             query.extend(recovery_window.map(|w| ("recovery_window", w)));
             let scheduled = !query.is_empty();
+            if force {
+                query.push(("force", "true".to_owned()));
+            }
             api.send(
                 api.request(Method::DELETE, &format!("/v1/secrets/{id}"))
                     .query(&query),
