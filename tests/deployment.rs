@@ -121,12 +121,18 @@ async fn commands_projector_and_api_run_as_separate_processes() {
         }
     })
     .await;
+    let seq = created.headers()["x-keyledger-seq"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let id = crate::support::id_of(&created.json::<Value>().await.unwrap());
-    // The API polls the projector's checkpoint (no projector in its process), and the
-    // write returned only once the read model showed it.
+    // The API polls the projector's checkpoint (no projector in its process). The
+    // write returns once the read model shows it, or after the consistency timeout
+    // on a loaded machine: the read names the write's sequence to be sure.
     let payload = http
         .get(format!("{addr}/v1/secrets/{id}/payload"))
         .bearer_auth(&token)
+        .header("X-Keyledger-Min-Seq", seq)
         .send()
         .await
         .unwrap();

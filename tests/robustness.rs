@@ -3,13 +3,13 @@
 //! connections than the process has file descriptors.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::up::{Up, rss_of};
 use crate::support::{TestStack, description, raw_command};
 
 /// Reads until the server closes the connection (or `within` passes); what it sent.
@@ -257,119 +257,6 @@ async fn at_the_connection_limit_waiting_connections_make_room_and_busy_ones_get
         assert!(answer.contains("did not reach 1000000"), "{answer}");
     }
     t.stop().await;
-}
-
-/// A `keyledger up` process on free ports in a temporary data directory; killed when
-/// dropped.
-struct Up {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    /// `http://127.0.0.1:<port>`.
-    http: String,
-    /// `127.0.0.1:<port>` of the managed nats-server.
-    nats: String,
-}
-
-impl Up {
-    /// Starts `keyledger up`, with `configure` applied to its command, and waits until
-    /// it prints where it listens.
-    async fn spawn(configure: impl FnOnce(&mut Command)) -> Up {
-        let dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
-        command
-            .args([
-                "up",
-                "--nats-port",
-                "0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        configure(&mut command);
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (http, nats) = tokio::task::spawn_blocking(move || {
-            use std::io::BufRead;
-            let (mut http, mut nats) = (None, None);
-            for line in std::io::BufReader::new(stdout).lines() {
-                let line = line.unwrap();
-                let first = |rest: &str| rest.split_whitespace().next().unwrap().to_owned();
-                if let Some(rest) = line.trim().strip_prefix("HTTP API") {
-                    http = Some(first(rest));
-                } else if let Some(rest) = line.trim().strip_prefix("NATS ") {
-                    nats = Some(first(rest).trim_start_matches("nats://").to_owned());
-                }
-                if let (Some(http), Some(nats)) = (&http, &nats) {
-                    return (http.clone(), nats.clone());
-                }
-            }
-            panic!("keyledger up printed no HTTP or NATS address")
-        })
-        .await
-        .unwrap();
-        Up {
-            child,
-            dir,
-            http,
-            nats,
-        }
-    }
-
-    fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// A JetStream context with keyledger's service credentials.
-    async fn service_js(&self) -> async_nats::jetstream::Context {
-        let password = std::fs::read_to_string(
-            self.data_dir()
-                .join(commands::server::SERVICE_PASSWORD_FILE),
-        )
-        .unwrap();
-        let url = format!(
-            "nats://{}:{}@{}",
-            commands::server::SERVICE_USER,
-            password.trim(),
-            self.nats
-        );
-        async_nats::jetstream::new(commands::nats::connect(&url, "test").await.unwrap())
-    }
-
-    /// A token `keyledger token issue` gives `user` in `project` with `roles`.
-    fn token(&self, user: &str, project: &str, roles: &str) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_keyledger"))
-            .args(["token", "issue", "--user", user, "--project", project])
-            .args(["--roles", roles, "--ttl", "1h", "--data-dir"])
-            .arg(self.data_dir())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    /// The process's resident set size, in bytes.
-    fn rss(&self) -> u64 {
-        rss_of(self.child.id()).expect("VmRSS in /proc/<pid>/status")
-    }
-
-    /// SIGTERM, and a clean exit.
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "keyledger up exits cleanly: {status}");
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The attack that blocked every request: more idle connections than the process has
@@ -805,18 +692,4 @@ async fn concurrent_audit_reads_of_a_long_log_stay_within_a_memory_bound() {
         mib(CEILING)
     );
     up.stop();
-}
-
-/// The resident set size of process `pid`, in bytes, while it runs.
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod access_control;
 mod audit;
+mod barbican_clients;
 mod canary;
 mod cli;
 mod containers;

@@ -24,6 +24,8 @@ use projections::projector::ProjectorConfig;
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod up;
+
 /// A whole keyledger on loopback, in a temporary data directory.
 pub struct TestStack {
     pub stack: Stack,

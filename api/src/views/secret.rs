@@ -77,9 +77,10 @@ pub struct Secret {
     /// The payload's content type, once a payload is stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_types: Option<ContentTypes>,
-    /// Its consumers (microversion 1.1 and later).
+    /// Its consumers (microversion 1.1 and later), as Barbican lists them in a secret:
+    /// without the times and status its consumer listing adds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consumers: Option<Vec<SecretConsumer>>,
+    pub consumers: Option<Vec<ConsumerOf>>,
     /// keyledger's reference, `krn:keyledger:<project>:secret:<name>-<6 characters>`
     /// (with `X-Keyledger-Extended: true`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,9 +112,16 @@ impl Secret {
                 .content_type
                 .clone()
                 .map(|default| ContentTypes { default }),
-            consumers: shape
-                .consumers
-                .then(|| row.consumers.iter().map(SecretConsumer::of).collect()),
+            consumers: shape.consumers.then(|| {
+                row.consumers
+                    .iter()
+                    .map(|c| ConsumerOf {
+                        service: c.service.clone(),
+                        resource_type: c.resource_type.clone(),
+                        resource_id: c.resource_id.clone(),
+                    })
+                    .collect()
+            }),
             reference: shape.extended.then(|| row.reference.clone()),
             tags: shape.extended.then(|| row.tags.clone()),
             owning_service: row.owning_service.clone().filter(|_| shape.extended),
@@ -133,7 +141,18 @@ pub struct SecretList {
     pub links: Links,
 }
 
-/// A secret's consumer: a service resource that uses it.
+/// A consumer as a secret lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsumerOf {
+    /// The service, e.g. `image`.
+    pub service: String,
+    /// The kind of resource, e.g. `image`.
+    pub resource_type: String,
+    /// The resource.
+    pub resource_id: String,
+}
+
+/// A secret's consumer as its consumer listing shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SecretConsumer {
     /// The service, e.g. `image`.

@@ -326,7 +326,11 @@ impl OrderWorker {
                 let key = generate::symmetric(spec.bit_length as usize / 8);
                 items.push((
                     "secret".into(),
-                    attributes(SecretType::Symmetric, &spec.algorithm, spec.bit_length)?,
+                    attributes(
+                        SecretType::Symmetric,
+                        &spec.algorithm_as_named,
+                        spec.bit_length,
+                    )?,
                     key.to_vec(),
                     ContentType::OctetStream,
                 ));
@@ -363,12 +367,14 @@ impl OrderWorker {
                         error_status_code: 500,
                         error_reason: e,
                     })?;
-                let (algorithm, bits) = (key_spec.algorithm(), key_spec.bits());
+                let (algorithm, bits) = (spec.algorithm_as_named.as_str(), key_spec.bits());
+                // PEM text, stored as application/octet-stream as Barbican stores what
+                // its orders make: Castellan reads these payloads as bytes.
                 items.push((
                     "private_key".into(),
                     attributes(SecretType::Private, algorithm, bits)?,
                     key_pair.serialize_pem().into_bytes(),
-                    ContentType::TextPlain,
+                    ContentType::OctetStream,
                 ));
                 if let (Some(ca), Some(dn)) = (ca, dn) {
                     let issued = self
@@ -378,20 +384,20 @@ impl OrderWorker {
                         "certificate".into(),
                         attributes(SecretType::Certificate, algorithm, bits)?,
                         issued.certificate.into_bytes(),
-                        ContentType::TextPlain,
+                        ContentType::OctetStream,
                     ));
                     items.push((
                         "intermediates".into(),
                         attributes(SecretType::Certificate, algorithm, bits)?,
                         issued.chain.into_bytes(),
-                        ContentType::TextPlain,
+                        ContentType::OctetStream,
                     ));
                 } else {
                     items.push((
                         "public_key".into(),
                         attributes(SecretType::Public, algorithm, bits)?,
                         key_pair.public_key_pem().into_bytes(),
-                        ContentType::TextPlain,
+                        ContentType::OctetStream,
                     ));
                 }
             }

@@ -56,8 +56,11 @@ impl fmt::Display for OrderType {
 pub struct OrderSpec {
     /// The type.
     pub order_type: OrderType,
-    /// `algorithm`: aes or hmac (key), rsa or ec (key pairs).
+    /// `algorithm`, lowercased: aes or hmac (key), rsa or ec (key pairs).
     pub algorithm: String,
+    /// `algorithm` as the order named it, for the secrets made (Barbican keeps it so:
+    /// Castellan asks for `AES` and reads `AES` back).
+    pub algorithm_as_named: String,
     /// `bit_length`.
     pub bit_length: u32,
     /// `mode` of the key made (informational, as in Barbican).
@@ -211,6 +214,7 @@ impl OrderSpec {
         Ok(Self {
             order_type,
             algorithm: algorithm.to_ascii_lowercase(),
+            algorithm_as_named: algorithm,
             bit_length,
             mode: match order_type {
                 OrderType::Key => string(meta, "mode")?

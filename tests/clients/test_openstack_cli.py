@@ -1,0 +1,170 @@
+"""The `openstack` CLI (python-openstackclient with python-barbicanclient's plugin)
+against keyledger, as a user points it there: `--os-auth-type admin_token
+--os-endpoint <keyledger>/v1 --os-token <token>`.
+
+Environment: KEYLEDGER_URL (the API's base URL), KEYLEDGER_TOKEN (an admin of
+project `demo`), KEYLEDGER_OTHER_TOKEN (user `bob`, an observer in another project).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+import uuid
+
+URL = os.environ["KEYLEDGER_URL"].rstrip("/")
+TOKEN = os.environ["KEYLEDGER_TOKEN"]
+OTHER = os.environ["KEYLEDGER_OTHER_TOKEN"]
+OPENSTACK = os.path.join(os.path.dirname(sys.executable), "openstack")
+
+
+def openstack(*args, token=TOKEN, check=True):
+    """Runs `openstack <args>` against keyledger; its stdout (JSON when asked)."""
+    command = [OPENSTACK, "--os-auth-type", "admin_token", "--os-endpoint", URL + "/v1",
+               "--os-token", token, *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if check and done.returncode != 0:
+        raise AssertionError(f"openstack {' '.join(args)} failed:\n{done.stderr}")
+    return done
+
+
+def unique(name):
+    """`name` with a suffix no other run uses, so listings by name find one."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def as_json(*args, token=TOKEN):
+    return json.loads(openstack(*args, "-f", "json", token=token).stdout)
+
+
+class Secrets(unittest.TestCase):
+    def test_store_get_list_update_and_delete(self):
+        name = unique("cli-text")
+        href = as_json("secret", "store", "--name", name, "--payload", "hello cli")[
+            "Secret href"]
+        self.assertTrue(href.startswith(URL + "/v1/secrets/"), href)
+        payload = openstack("secret", "get", href, "--payload", "-f", "value").stdout
+        self.assertEqual(payload.strip(), "hello cli")
+        shown = as_json("secret", "get", href)
+        self.assertEqual(shown["Name"], name)
+        self.assertEqual(shown["Status"], "ACTIVE")
+        listed = as_json("secret", "list", "--name", name)
+        self.assertEqual([s["Secret href"] for s in listed], [href])
+
+        # A secret created without a payload gets one later, once.
+        later = as_json("secret", "store", "--name", "cli-later")["Secret href"]
+        openstack("secret", "update", later, "stored later")
+        payload = openstack("secret", "get", later, "--payload", "-f", "value").stdout
+        self.assertEqual(payload.strip(), "stored later")
+
+        openstack("secret", "delete", href)
+        gone = openstack("secret", "get", href, check=False)
+        self.assertNotEqual(gone.returncode, 0)
+        self.assertIn("Secret not found", gone.stderr)
+
+    def test_a_binary_file_round_trips(self):
+        data = bytes(range(256))
+        with tempfile.TemporaryDirectory() as tmp:
+            source = os.path.join(tmp, "key.bin")
+            with open(source, "wb") as f:
+                f.write(data)
+            href = as_json("secret", "store", "--name", "cli-bin", "--file", source)[
+                "Secret href"]
+            target = os.path.join(tmp, "out.bin")
+            openstack("secret", "get", href, "--file", target,
+                      "--payload_content_type", "application/octet-stream")
+            with open(target, "rb") as f:
+                self.assertEqual(f.read(), data)
+
+
+class Acls(unittest.TestCase):
+    def test_users_are_granted_read_and_the_grant_is_revoked(self):
+        href = as_json("secret", "store", "--name", "cli-shared", "--payload", "shared")[
+            "Secret href"]
+        # bob, of another project, cannot read it...
+        denied = openstack("secret", "get", href, "--payload", token=OTHER, check=False)
+        self.assertNotEqual(denied.returncode, 0)
+        self.assertIn("Forbidden: reading the payload", denied.stderr)
+        # ...until the ACL lists him.
+        openstack("acl", "submit", href, "--user", "bob", "--no-project-access")
+        acl = as_json("acl", "get", href)
+        self.assertEqual(acl[0]["Users"], ["bob"], acl)
+        self.assertFalse(acl[0]["Project Access"], acl)
+        payload = openstack("secret", "get", href, "--payload", "-f", "value",
+                            token=OTHER).stdout
+        self.assertEqual(payload.strip(), "shared")
+        added = as_json("acl", "user", "add", href, "--user", "dave")
+        self.assertEqual(sorted(added[0]["Users"]), ["bob", "dave"], added)
+        removed = as_json("acl", "user", "remove", href, "--user", "bob")
+        self.assertEqual(removed[0]["Users"], ["dave"], removed)
+        openstack("acl", "delete", href)
+        acl = as_json("acl", "get", href)
+        self.assertTrue(acl[0]["Project Access"], acl)
+        denied = openstack("secret", "get", href, "--payload", token=OTHER, check=False)
+        self.assertNotEqual(denied.returncode, 0)
+
+
+class Containers(unittest.TestCase):
+    def test_generic_and_rsa_containers(self):
+        a = as_json("secret", "store", "--name", "a", "--payload", "aaa")["Secret href"]
+        b = as_json("secret", "store", "--name", "b", "--payload", "bbb")["Secret href"]
+        name = unique("cli-gen")
+        generic = as_json("secret", "container", "create", "--name", name, "--type",
+                          "generic", "--secret", "a=" + a, "--secret", "b=" + b)[
+            "Container href"]
+        listed = as_json("secret", "container", "list", "--name", name)
+        self.assertEqual([c["Container href"] for c in listed], [generic])
+        shown = openstack("secret", "container", "get", generic).stdout
+        self.assertIn(a, shown)
+        self.assertIn(b, shown)
+
+        # An rsa container from a key pair an order generated.
+        order = as_json("secret", "order", "create", "asymmetric", "--name", "cli-pair",
+                        "--algorithm", "rsa", "--bit-length", "2048")["Order href"]
+        placed = as_json("secret", "order", "get", order)
+        self.assertEqual(placed["Status"], "ACTIVE", placed)
+        pair = placed["Container href"]
+        rsa = openstack("secret", "container", "get", pair).stdout
+        self.assertIn("Private Key    | " + URL + "/v1/secrets/", rsa)
+        self.assertIn("Public Key     | " + URL + "/v1/secrets/", rsa)
+        self.assertIn(pair, [c["Container href"] for c in
+                             as_json("secret", "container", "list", "--type", "rsa")])
+
+        openstack("secret", "container", "delete", generic)
+        gone = openstack("secret", "container", "get", generic, check=False)
+        self.assertNotEqual(gone.returncode, 0)
+
+
+class Consumers(unittest.TestCase):
+    def test_a_consumer_is_registered_listed_and_removed(self):
+        href = as_json("secret", "store", "--name", "cli-used", "--payload", "x")[
+            "Secret href"]
+        who = ["--service-type-name", "image", "--resource-type", "image",
+               "--resource-id", "img-1"]
+        openstack("secret", "consumer", "create", *who, href)
+        listed = as_json("secret", "consumer", "list", href)
+        self.assertEqual([(c["Service"], c["Resource id"]) for c in listed],
+                         [("image", "img-1")], listed)
+        openstack("secret", "consumer", "delete", *who, href)
+        self.assertEqual(as_json("secret", "consumer", "list", href), [])
+
+
+class Orders(unittest.TestCase):
+    def test_a_key_order_makes_a_key(self):
+        order = as_json("secret", "order", "create", "key", "--name", "cli-key",
+                        "--algorithm", "aes", "--bit-length", "256", "--mode", "cbc",
+                        "--payload-content-type", "application/octet-stream")["Order href"]
+        placed = as_json("secret", "order", "get", order)
+        self.assertEqual(placed["Status"], "ACTIVE", placed)
+        key = as_json("secret", "get", placed["Secret href"])
+        self.assertEqual((key["Algorithm"], key["Bit length"], key["Mode"]),
+                         ("aes", 256, "cbc"), key)
+        self.assertIn(order, [o["Order href"] for o in as_json("secret", "order", "list")])
+        openstack("secret", "order", "delete", order)
+        gone = openstack("secret", "order", "get", order, check=False)
+        self.assertNotEqual(gone.returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,131 @@
+//! A real `keyledger up` process, as users run it, for the tests that need the whole
+//! binary: its own data directory, free ports, its stdout read for where it listens.
+
+use std::process::{Command, Stdio};
+
+/// A `keyledger up` process on free ports in a temporary data directory; killed when
+/// dropped.
+pub struct Up {
+    pub child: std::process::Child,
+    pub dir: tempfile::TempDir,
+    /// `http://127.0.0.1:<port>`.
+    pub http: String,
+    /// `127.0.0.1:<port>` of the managed nats-server.
+    pub nats: String,
+}
+
+impl Up {
+    /// Starts `keyledger up`, with `configure` applied to its command, and waits until
+    /// it prints where it listens.
+    pub async fn spawn(configure: impl FnOnce(&mut Command)) -> Up {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
+        command
+            .args([
+                "up",
+                "--nats-port",
+                "0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        configure(&mut command);
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (http, nats) = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let (mut http, mut nats) = (None, None);
+            for line in std::io::BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                let first = |rest: &str| rest.split_whitespace().next().unwrap().to_owned();
+                if let Some(rest) = line.trim().strip_prefix("HTTP API") {
+                    http = Some(first(rest));
+                } else if let Some(rest) = line.trim().strip_prefix("NATS ") {
+                    nats = Some(first(rest).trim_start_matches("nats://").to_owned());
+                }
+                if let (Some(http), Some(nats)) = (&http, &nats) {
+                    return (http.clone(), nats.clone());
+                }
+            }
+            panic!("keyledger up printed no HTTP or NATS address")
+        })
+        .await
+        .unwrap();
+        Up {
+            child,
+            dir,
+            http,
+            nats,
+        }
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A JetStream context with keyledger's service credentials.
+    pub async fn service_js(&self) -> async_nats::jetstream::Context {
+        let password = std::fs::read_to_string(
+            self.data_dir()
+                .join(commands::server::SERVICE_PASSWORD_FILE),
+        )
+        .unwrap();
+        let url = format!(
+            "nats://{}:{}@{}",
+            commands::server::SERVICE_USER,
+            password.trim(),
+            self.nats
+        );
+        async_nats::jetstream::new(commands::nats::connect(&url, "test").await.unwrap())
+    }
+
+    /// A token `keyledger token issue` gives `user` in `project` with `roles`.
+    pub fn token(&self, user: &str, project: &str, roles: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+            .args(["token", "issue", "--user", user, "--project", project])
+            .args(["--roles", roles, "--ttl", "1h", "--data-dir"])
+            .arg(self.data_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// The process's resident set size, in bytes.
+    pub fn rss(&self) -> u64 {
+        rss_of(self.child.id()).expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// SIGTERM, and a clean exit.
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "keyledger up exits cleanly: {status}");
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The resident set size of process `pid`, in bytes, while it runs.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
