@@ -755,13 +755,17 @@ impl Stack {
                 None => std::future::pending().await,
             }
         };
-        let result = tokio::select! {
+        let (result, supervisor_ended) = tokio::select! {
             (result, index, _) = futures::future::select_all(self.tasks.iter_mut()) => {
                 self.tasks.remove(index);
-                result
+                (result, false)
             }
-            result = supervisor => result,
+            result = supervisor => (result, true),
         };
+        if supervisor_ended {
+            // Its task is done: `stop` must not await it again.
+            self.nats = None;
+        }
         match result {
             Ok(Ok(())) if self.shutdown.is_cancelled() => Ok(()),
             Ok(Ok(())) => anyhow::bail!("a component stopped unexpectedly"),

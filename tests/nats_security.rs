@@ -554,3 +554,196 @@ async fn command_ids_are_scoped_per_project() {
     assert_eq!(again, b);
     t.stop().await;
 }
+
+/// A NATS client speaking the protocol by hand, as an attacker would: admitted with
+/// its token, it sends what no library would.
+struct RawNats {
+    stream: tokio::net::TcpStream,
+    inbox: String,
+}
+
+impl RawNats {
+    async fn connect(url: &str, token: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let address = url.trim_start_matches("nats://");
+        let address = address.rsplit('@').next().unwrap();
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut info = String::new();
+        BufReader::new(&mut stream)
+            .read_line(&mut info)
+            .await
+            .unwrap();
+        assert!(info.starts_with("INFO"), "{info}");
+        let connect = json!({"auth_token": token, "headers": true, "verbose": false,
+                             "pedantic": false, "protocol": 1, "name": "raw"});
+        let prefix = commands::nats_auth::token_inbox_prefix(token).unwrap();
+        let inbox = format!("{prefix}.raw");
+        stream
+            .write_all(format!("CONNECT {connect}\r\nSUB {inbox} 1\r\nPING\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut raw = Self { stream, inbox };
+        let pong = raw.read_until(b"PONG\r\n").await;
+        assert!(!String::from_utf8_lossy(&pong).contains("-ERR"), "{pong:?}");
+        raw
+    }
+
+    /// Reads until `needle` arrives (or 10 s pass); what was read.
+    async fn read_until(&mut self, needle: &[u8]) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while !seen.windows(needle.len()).any(|w| w == needle) {
+                match self.stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        seen
+    }
+
+    /// Sends a request on `subject` with the raw header block `headers` and `body`;
+    /// keyledger's reply.
+    async fn request(&mut self, subject: &[u8], headers: &[u8], body: &[u8]) -> String {
+        use tokio::io::AsyncWriteExt;
+        let mut message = Vec::new();
+        message.extend_from_slice(b"HPUB ");
+        message.extend_from_slice(subject);
+        message.extend_from_slice(
+            format!(
+                " {} {} {}\r\n",
+                self.inbox,
+                headers.len(),
+                headers.len() + body.len()
+            )
+            .as_bytes(),
+        );
+        message.extend_from_slice(headers);
+        message.extend_from_slice(body);
+        message.extend_from_slice(b"\r\n");
+        self.stream.write_all(&message).await.unwrap();
+        String::from_utf8_lossy(&self.read_until(b"\"ok\":false").await).into_owned()
+    }
+}
+
+/// One message from any token holder used to stop keyledger: a header value with a
+/// lone CR panicked the NATS client library in the command service's connection, and
+/// other malformed header blocks or subjects ended the connection. Each now gets an
+/// answer (no token was readable), and keyledger serves the next command at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_headers_and_subjects_get_an_answer_and_stop_nothing() {
+    let t = TestStack::start().await;
+    let mallory = t.token_with("mallory", "evil", &["observer"]);
+    let mut raw = RawNats::connect(&t.stack.client_url, &mallory).await;
+    let cases: [(&str, &[u8], &[u8]); 5] = [
+        (
+            "a lone CR in a value",
+            b"keyledger.cmd.secret.create",
+            b"NATS/1.0\r\nX: a\rb\r\n\r\n",
+        ),
+        (
+            "a line without a colon",
+            b"keyledger.cmd.secret.create",
+            b"NATS/1.0\r\nno colon\r\n\r\n",
+        ),
+        (
+            "a bad header name",
+            b"keyledger.cmd.secret.create",
+            b"NATS/1.0\r\nBad Name: x\r\n\r\n",
+        ),
+        (
+            "a bad version line",
+            b"keyledger.cmd.secret.create",
+            b"HTTP/1.1 200\r\n\r\n",
+        ),
+        (
+            "a subject that is not UTF-8",
+            b"keyledger.cmd.\xff",
+            b"NATS/1.0\r\n\r\n",
+        ),
+    ];
+    for (what, subject, headers) in cases {
+        let reply = raw.request(subject, headers, b"{}").await;
+        assert!(reply.contains("\"ok\":false"), "{what}: no answer: {reply}");
+    }
+    // The command service still answers everyone, at once.
+    let alice = t.token("alice", "p1");
+    let nats = t.client_nats_as(&alice).await;
+    let started = std::time::Instant::now();
+    let created = raw_command(
+        &nats,
+        "secret.create",
+        Some(&alice),
+        &json!({"name": "after", "payload": "x", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert_eq!(created["ok"], true, "{created}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    t.stop().await;
+}
+
+/// One caller's flood of commands: beyond its share of the command slots its commands
+/// are refused at once (`too_many_requests`), and another caller's command is served
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_caller_is_refused_beyond_its_share_and_others_are_served() {
+    let t = TestStack::start().await;
+    let mallory = t.token("mallory", "flood");
+    let flooder = t.client_nats_as(&mallory).await;
+    let prefix = commands::nats_auth::token_inbox_prefix(&mallory).unwrap();
+    let inbox = format!("{prefix}.flood");
+    let mut replies = flooder.subscribe(inbox.clone()).await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {mallory}").as_str());
+    const SENT: usize = 1500;
+    for i in 0..SENT {
+        let body =
+            json!({"name": format!("f{i}"), "payload": "x", "payload_content_type": "text/plain"});
+        flooder
+            .publish_with_reply_and_headers(
+                "keyledger.cmd.secret.create",
+                inbox.clone(),
+                headers.clone(),
+                body.to_string().into(),
+            )
+            .await
+            .unwrap();
+    }
+    flooder.flush().await.unwrap();
+    // Meanwhile, someone else.
+    let alice = t.token("alice", "p1");
+    let nats = t.client_nats_as(&alice).await;
+    let created = raw_command(
+        &nats,
+        "secret.create",
+        Some(&alice),
+        &json!({"name": "meanwhile", "payload": "x", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert_eq!(created["ok"], true, "{created}");
+    // Every one of the flood's commands is answered: done, or refused at once.
+    let (mut done, mut refused) = (0, 0);
+    while done + refused < SENT {
+        let reply = tokio::time::timeout(Duration::from_secs(30), replies.next())
+            .await
+            .expect("every command is answered")
+            .unwrap();
+        let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+        if reply["ok"] == true {
+            done += 1;
+        } else {
+            assert_eq!(reply["error"]["code"], "too_many_requests", "{reply}");
+            refused += 1;
+        }
+    }
+    println!("{done} done, {refused} refused as too many");
+    assert!(refused > 0, "the share was never reached: {done} done");
+    t.stop().await;
+}

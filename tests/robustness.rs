@@ -3,6 +3,7 @@
 //! connections than the process has file descriptors.
 
 use std::os::unix::process::CommandExt;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -157,6 +158,42 @@ async fn slow_silent_and_idle_connections_are_closed_and_http2_is_refused() {
         .expect("a slow body is answered and closed");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Nor does one that trickles in, a byte well within the timeout of the last: the
+    // timeout is for the whole body.
+    let mut trickle = TcpStream::connect(addr).await.unwrap();
+    trickle
+        .write_all(
+            format!(
+                "POST /v1/secrets HTTP/1.1\r\nHost: k\r\nX-Auth-Token: {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    while started.elapsed() < Duration::from_secs(5) {
+        if trickle.write_all(b" ").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(150), trickle.read(&mut buf)).await
+        {
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.starts_with(b"HTTP/1.1 408") {
+                break;
+            }
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
     // HTTP/2 with prior knowledge: refused the standard way, GOAWAY HTTP_1_1_REQUIRED.
     let mut h2 = TcpStream::connect(addr).await.unwrap();
@@ -189,6 +226,7 @@ async fn at_the_connection_limit_waiting_connections_make_room_and_busy_ones_get
             idle_timeout: Duration::from_secs(30),
             max_connections: 4,
         };
+        c.api.config.body_timeout = Duration::from_secs(5);
     })
     .await;
     let addr = t.stack.http_addr;
@@ -208,16 +246,16 @@ async fn at_the_connection_limit_waiting_connections_make_room_and_busy_ones_get
     drop(holders);
     drop(normal);
 
-    // Four requests being handled (each waits for a sequence the log has not reached):
-    // a fifth connection gets a clear 503, and they are not disturbed.
+    // Four requests being handled (each waits for a body that never comes): a fifth
+    // connection gets a clear 503, and they are not disturbed.
     let token = t.token("alice", "p1");
     let mut busy = Vec::new();
     for _ in 0..4 {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(
             format!(
-                "GET /v1/secrets HTTP/1.1\r\nHost: k\r\nX-Auth-Token: {token}\r\n\
-                 X-Keyledger-Min-Seq: 1000000\r\n\r\n"
+                "POST /v1/secrets HTTP/1.1\r\nHost: k\r\nX-Auth-Token: {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 64\r\n\r\n"
             )
             .as_bytes(),
         )
@@ -251,10 +289,10 @@ async fn at_the_connection_limit_waiting_connections_make_room_and_busy_ones_get
     for mut s in busy {
         let answer = read_response(&mut s, Duration::from_secs(10)).await;
         assert!(
-            answer.starts_with("HTTP/1.1 503"),
-            "the waits end in their own 503: {answer}"
+            answer.starts_with("HTTP/1.1 408"),
+            "the waits end in their own 408: {answer}"
         );
-        assert!(answer.contains("did not reach 1000000"), "{answer}");
+        assert!(answer.contains("did not arrive within"), "{answer}");
     }
     t.stop().await;
 }
@@ -692,4 +730,75 @@ async fn concurrent_audit_reads_of_a_long_log_stay_within_a_memory_bound() {
         mib(CEILING)
     );
     up.stop();
+}
+
+/// The process ids of `pid`'s children (whichever of its threads started them).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// A nats-server that keeps dying is not restarted forever: the fifth death within a
+/// minute stops `keyledger up` with the reason, and an exit code (not a panic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_that_keeps_dying_stops_up_with_the_reason() {
+    let mut up = Up::spawn(|command| {
+        command.stderr(Stdio::piped());
+    })
+    .await;
+    let pid = up.child.id();
+    let token = up.token("alice", "p1", "admin");
+    let http = reqwest::Client::new();
+    let mut killed = Vec::new();
+    for _ in 0..5 {
+        // A nats-server that keyledger is running on: a write goes through it (one
+        // killed while keyledger still starts it is retried as a start, not counted
+        // as a death).
+        crate::support::eventually(
+            "a write through the running nats-server",
+            Duration::from_secs(20),
+            || async {
+                let created = http
+                    .post(format!("{}/v1/secrets", up.http))
+                    .header("X-Auth-Token", &token)
+                    .json(&serde_json::json!({"name": "alive"}))
+                    .send()
+                    .await
+                    .ok()?;
+                (created.status() == reqwest::StatusCode::CREATED).then_some(())
+            },
+        )
+        .await;
+        let server = children(pid)
+            .into_iter()
+            .find(|child| !killed.contains(child))
+            .expect("the running nats-server is a child of keyledger up");
+        // SAFETY: kill(2) of a child of our child, by its pid.
+        unsafe { libc::kill(server as i32, libc::SIGKILL) };
+        killed.push(server);
+    }
+    let status =
+        crate::support::eventually("keyledger up to stop", Duration::from_secs(30), || {
+            let status = up.child.try_wait().unwrap();
+            async move { status }
+        })
+        .await;
+    // It exited, so its end of the pipe is closed: this read ends.
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(up.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let status = (status, stderr);
+    let (status, stderr) = status;
+    assert_eq!(status.code(), Some(1), "{status}: {stderr}");
+    assert!(stderr.contains("5 times"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

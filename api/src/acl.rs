@@ -18,15 +18,17 @@ use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, with_seq, write};
 use crate::error::ApiError;
+use crate::openapi::{ContainerPath, MinSeq, SecretPath};
 use crate::state::AppState;
-use crate::views::acl::{AclBody as AclView, AclRef};
+use crate::views::acl::{AclRef, AclView};
 use crate::views::container::container_ref;
 use crate::views::{base_url, secret_ref};
 
 /// Barbican's ACL body: one member per operation, and `read` is the only one.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AclBody {
+pub struct AclBody {
+    /// Who may read it.
     #[serde(default)]
     read: AclOperationRequest,
 }
@@ -151,6 +153,13 @@ async fn reset(state: &AppState, caller: &Caller, owner: Owner) -> Result<Respon
 }
 
 /// `GET /v1/secrets/{id}/acl`.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/acl",
+    tag = "acls",
+    params(SecretPath, MinSeq),
+    responses((status = 200, description = "The secret's ACL", body = AclView)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,6 +171,15 @@ pub async fn get(
 }
 
 /// `PUT`, `PATCH /v1/secrets/{id}/acl`.
+#[utoipa::path(
+    method(put, patch),
+    path = "/v1/secrets/{id}/acl",
+    tag = "acls",
+    params(SecretPath),
+    request_body(content = AclBody, content_type = "application/json",
+        description = "PUT replaces the ACL (fields left out take their defaults); PATCH changes only the fields given"),
+    responses((status = 200, description = "Set", body = AclRef)),
+)]
 pub async fn set(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,6 +193,13 @@ pub async fn set(
 }
 
 /// `DELETE /v1/secrets/{id}/acl`.
+#[utoipa::path(
+    delete,
+    path = "/v1/secrets/{id}/acl",
+    tag = "acls",
+    params(SecretPath),
+    responses((status = 200, description = "Reset to the default; the body is `null`, as Barbican answers", body = Option<Object>)),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -185,6 +210,13 @@ pub async fn delete(
 }
 
 /// `GET /v1/containers/{id}/acl`.
+#[utoipa::path(
+    get,
+    path = "/v1/containers/{id}/acl",
+    tag = "acls",
+    params(ContainerPath, MinSeq),
+    responses((status = 200, description = "The container's ACL", body = AclView)),
+)]
 pub async fn container_get(
     State(state): State<AppState>,
     caller: Caller,
@@ -195,6 +227,15 @@ pub async fn container_get(
 }
 
 /// `PUT`, `PATCH /v1/containers/{id}/acl`.
+#[utoipa::path(
+    method(put, patch),
+    path = "/v1/containers/{id}/acl",
+    tag = "acls",
+    params(ContainerPath),
+    request_body(content = AclBody, content_type = "application/json",
+        description = "PUT replaces the ACL (fields left out take their defaults); PATCH changes only the fields given"),
+    responses((status = 200, description = "Set", body = AclRef)),
+)]
 pub async fn container_set(
     State(state): State<AppState>,
     caller: Caller,
@@ -208,6 +249,13 @@ pub async fn container_set(
 }
 
 /// `DELETE /v1/containers/{id}/acl`.
+#[utoipa::path(
+    delete,
+    path = "/v1/containers/{id}/acl",
+    tag = "acls",
+    params(ContainerPath),
+    responses((status = 200, description = "Reset to the default; the body is `null`, as Barbican answers", body = Option<Object>)),
+)]
 pub async fn container_delete(
     State(state): State<AppState>,
     caller: Caller,

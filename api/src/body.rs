@@ -15,9 +15,20 @@ pub struct Body(pub Bytes);
 impl FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
+    /// The whole body must arrive within the body timeout, counted from when the
+    /// handler starts reading it (a client trickling a byte at a time is not given
+    /// more).
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
+        let timeout = state.config.body_timeout;
+        let late = || {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request body did not arrive within {timeout:?}; send it at once"),
+            )
+        };
+        tokio::time::timeout(timeout, Bytes::from_request(req, state))
             .await
+            .map_err(|_| late())?
             .map(Body)
             .map_err(|r| match r.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
@@ -28,28 +39,9 @@ impl FromRequest<AppState> for Body {
                         state.config.max_body_bytes
                     ),
                 ),
-                _ if timed_out(&r) => ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the request body did not arrive within {:?}; send it at once",
-                        state.config.body_timeout
-                    ),
-                ),
                 status => ApiError::new(status, r.body_text()),
             })
     }
-}
-
-/// Whether reading the body stopped at the body timeout.
-fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(rejection);
-    while let Some(e) = cause {
-        if e.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
 }
 
 /// Parses a JSON body sent as `application/json`; `what` names it in errors ("a

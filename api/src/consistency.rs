@@ -46,6 +46,16 @@ impl FromRequestParts<AppState> for Consistent {
                     "{MIN_SEQ} must be a stream sequence number (the seq of a command reply)"
                 ))
             })?;
+        if state.read.applied() < seq {
+            // A sequence the log does not hold yet would be waited for in vain.
+            let end = log_end(state).await?;
+            if seq > end {
+                return Err(ApiError::bad_request(format!(
+                    "{MIN_SEQ} {seq} is beyond the end of the log (sequence {end}); send the seq \
+                     of a write (its X-Keyledger-Seq, or a command reply's seq)"
+                )));
+            }
+        }
         let timeout = state.config.consistency_timeout;
         state.read.wait_for(seq, timeout).await.map_err(|lag| {
             ApiError::new(
@@ -60,6 +70,25 @@ impl FromRequestParts<AppState> for Consistent {
         })?;
         Ok(Self)
     }
+}
+
+/// The log's last sequence.
+async fn log_end(state: &AppState) -> Result<u64, ApiError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "reading the log's end failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the log is unavailable; retry shortly",
+        )
+        .retry_after(1)
+    };
+    let mut stream = state
+        .js
+        .get_stream(&state.config.stream)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let info = stream.info().await.map_err(|e| unavailable(&e))?;
+    Ok(info.state.last_sequence)
 }
 
 /// An empty 204 for a write that landed at `seq`.

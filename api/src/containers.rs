@@ -16,21 +16,22 @@ use domain::ids::ContainerId;
 use domain::policy::{Action, Target, authorize};
 use domain::subject::command;
 use projections::read::ContainerRow;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::access::{self, check_container, owner_project, resolve};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
-use crate::paging::Paging;
+use crate::openapi::{ContainerPath, MinSeq};
+use crate::paging::{PageQuery, Paging};
 use crate::state::AppState;
 use crate::tls_check::{Finding, Parts, check};
 use crate::views::base_url;
 use crate::views::container::{
-    Container, ContainerConsumer, ContainerConsumerList, ContainerList, ContainerRefBody,
-    container_ref, problems,
+    ConsumerRef, Container, ContainerConsumer, ContainerConsumerList, ContainerList,
+    ContainerRefBody, container_ref, problems,
 };
 use crate::views::secret_ref;
 use secrecy::{ExposeSecret, SecretSlice};
@@ -77,24 +78,37 @@ pub async fn container_project(
     Ok(found.value.map(|row| row.project))
 }
 
-#[derive(Debug, Deserialize)]
+/// A reference to a secret, in a container's body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RefBody {
-    /// Optional, as in Barbican: a generic container's references need no names.
+pub struct ContainerSecretRef {
+    /// Its name in the container; optional, as in Barbican: a generic container's
+    /// references need no names. Typed containers need theirs (`certificate`,
+    /// `private_key`, `public_key`, …).
     #[serde(default)]
+    #[schema(max_length = 255, pattern = "keyledger:printable")]
     name: Option<String>,
+    /// The secret: its URL (`secret_ref`), id, reference or name.
+    #[schema(min_length = 1)]
     secret_ref: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// A container to create.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub struct CreateContainerBody {
+    /// Its name.
     #[serde(default)]
+    #[schema(max_length = 255, pattern = "keyledger:visible")]
     name: Option<String>,
+    /// generic, rsa or certificate.
     #[serde(rename = "type")]
+    #[schema(pattern = "^(generic|rsa|certificate)$")]
     container_type: String,
+    /// Its references (at most 50).
     #[serde(default)]
-    secret_refs: Vec<RefBody>,
+    #[schema(max_items = 50)]
+    secret_refs: Vec<ContainerSecretRef>,
 }
 
 /// A reference as the command takes it: the secret's id and its project, from the
@@ -103,7 +117,7 @@ struct CreateBody {
 async fn reference(
     state: &AppState,
     caller: &Caller,
-    r: &RefBody,
+    r: &ContainerSecretRef,
 ) -> Result<SecretRefRequest, ApiError> {
     let id = resolve(state, caller, crate::views::last_segment(&r.secret_ref)).await?;
     Ok(SecretRefRequest {
@@ -114,13 +128,21 @@ async fn reference(
 }
 
 /// `POST /v1/containers`: 201 with `container_ref`.
+#[utoipa::path(
+    post,
+    path = "/v1/containers",
+    tag = "containers",
+    request_body(content = CreateContainerBody, content_type = "application/json"),
+    responses((status = 201, description = "Created; `Location` is its URL", body = ContainerRefBody,
+        headers(("Location" = String, description = "The container's URL")))),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body: CreateBody = crate::body::json(&headers, &body, "a container")?;
+    let body: CreateContainerBody = crate::body::json(&headers, &body, "a container")?;
     let mut secret_refs = Vec::new();
     for r in &body.secret_refs {
         secret_refs.push(reference(&state, &caller, r).await?);
@@ -152,22 +174,35 @@ fn created(url: String) -> Response {
 }
 
 /// The query of `GET /v1/containers`: Barbican's filters and paging.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1 to 100 (0 reads as 1, larger as 100; default 10).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 4294967295_u64)]
     limit: Option<u32>,
+    /// Rows to skip.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 4294967295_u64)]
     offset: Option<u32>,
     /// Only containers with this name.
     #[serde(default)]
     name: Option<String>,
     /// Only containers of this type.
     #[serde(default, rename = "type")]
+    #[param(rename = "type")]
     container_type: Option<String>,
 }
 
 /// `GET /v1/containers`.
+#[utoipa::path(
+    get,
+    path = "/v1/containers",
+    tag = "containers",
+    params(ListQuery, MinSeq),
+    responses((status = 200, description = "A page of the containers the caller may see", body = ContainerList)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -235,6 +270,13 @@ pub async fn list(
 }
 
 /// `GET /v1/containers/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/containers/{id}",
+    tag = "containers",
+    params(ContainerPath, MinSeq),
+    responses((status = 200, description = "The container", body = Container)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -251,17 +293,26 @@ pub async fn get(
 }
 
 /// The query of `DELETE /v1/containers/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Accepted for symmetry with secrets; a container's consumers never stop its
     /// deletion over HTTP, as in Barbican.
     #[serde(default, deserialize_with = "crate::query::flag")]
+    #[param(value_type = Option<bool>)]
     force: Option<bool>,
 }
 
 /// `DELETE /v1/containers/{id}`: 204. As in Barbican, registered consumers go with it
 /// (the NATS command `container.delete` refuses unless forced).
+#[utoipa::path(
+    delete,
+    path = "/v1/containers/{id}",
+    tag = "containers",
+    params(ContainerPath, DeleteQuery),
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -288,6 +339,18 @@ pub async fn delete(
 /// `POST` (add, 201 with `container_ref` and `Location`) and `DELETE` (remove, 204)
 /// `/v1/containers/{id}/secrets`, body `{"name" (optional), "secret_ref"}`: generic
 /// containers only.
+#[utoipa::path(
+    method(post, delete),
+    path = "/v1/containers/{id}/secrets",
+    tag = "containers",
+    params(ContainerPath),
+    request_body(content = ContainerSecretRef, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Added (POST); `Location` is the container's URL", body = ContainerRefBody,
+            headers(("Location" = String, description = "The container's URL"))),
+        (status = 204, description = "Removed (DELETE)"),
+    ),
+)]
 pub async fn change_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -296,7 +359,7 @@ pub async fn change_secret(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body: RefBody = crate::body::json(&headers, &body, "a secret reference")?;
+    let body: ContainerSecretRef = crate::body::json(&headers, &body, "a secret reference")?;
     let id = container_id(&id)?;
     let r = reference(&state, &caller, &body).await?;
     let request = ContainerSecretRequest {
@@ -322,10 +385,13 @@ pub async fn change_secret(
     Ok(with_seq(response, accepted.seq))
 }
 
-#[derive(Debug, Deserialize)]
+/// A consumer of a container.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConsumerBody {
+pub struct ContainerConsumerBody {
+    /// Its name.
     name: String,
+    /// Where it uses the container.
     #[serde(rename = "URL", alias = "url")]
     url: String,
     /// `"tls"`: register only if the container passes the TLS check.
@@ -404,8 +470,28 @@ async fn tls_findings(
     Ok(check(&parts, (state.clock)().unix_millis() / 1000))
 }
 
+/// What the TLS check found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TlsCheck {
+    /// The container checked.
+    pub container_ref: String,
+    /// Whether a load balancer would take it.
+    pub ok: bool,
+    /// What is wrong, each with its fix.
+    pub findings: Vec<Finding>,
+    /// Whom to tell: its consumers.
+    pub consumers: Vec<ConsumerRef>,
+}
+
 /// `GET /v1/containers/{id}/tls-check`: `{"ok", "findings": [{code, message, fix}],
 /// "consumers"}`.
+#[utoipa::path(
+    get,
+    path = "/v1/containers/{id}/tls-check",
+    tag = "containers",
+    params(ContainerPath, MinSeq),
+    responses((status = 200, description = "What a load balancer would fail on", body = TlsCheck)),
+)]
 pub async fn tls_check(
     State(state): State<AppState>,
     caller: Caller,
@@ -417,17 +503,23 @@ pub async fn tls_check(
     let (row, seq) = readable(&state, &caller, Action::ReadSecret, id).await?;
     let base = base_url(&state, &headers);
     let findings = tls_findings(&state, &caller, &row, &base).await?;
-    let body = json!({
-        "container_ref": container_ref(&base, &row.id),
-        "ok": findings.is_empty(),
-        "findings": findings,
-        "consumers": row.consumers.iter().map(|c| json!({"name": c.name, "URL": c.url}))
-            .collect::<Vec<_>>(),
-    });
+    let body = TlsCheck {
+        container_ref: container_ref(&base, &row.id),
+        ok: findings.is_empty(),
+        findings,
+        consumers: Container::of(&base, &row).consumers,
+    };
     Ok(with_seq(Json(body).into_response(), seq))
 }
 
 /// `GET /v1/containers/{id}/consumers`: a page of them, as Barbican pages.
+#[utoipa::path(
+    get,
+    path = "/v1/containers/{id}/consumers",
+    tag = "consumers",
+    params(ContainerPath, MinSeq, PageQuery),
+    responses((status = 200, description = "A page of its consumers", body = ContainerConsumerList)),
+)]
 pub async fn consumers(
     State(state): State<AppState>,
     caller: Caller,
@@ -461,6 +553,14 @@ pub async fn consumers(
 
 /// `POST` (register) and `DELETE` (unregister) `/v1/containers/{id}/consumers`, body
 /// `{"name", "URL"}`: answers with the container, as Barbican does.
+#[utoipa::path(
+    method(post, delete),
+    path = "/v1/containers/{id}/consumers",
+    tag = "consumers",
+    params(ContainerPath),
+    request_body(content = ContainerConsumerBody, content_type = "application/json"),
+    responses((status = 200, description = "Registered (POST) or removed (DELETE); the container", body = Container)),
+)]
 pub async fn change_consumer(
     State(state): State<AppState>,
     caller: Caller,
@@ -469,7 +569,7 @@ pub async fn change_consumer(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body: ConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
+    let body: ContainerConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
     let id = container_id(&id)?;
     match body.validate.as_deref() {
         None => {}

@@ -54,7 +54,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         let error = Self::new(status_of(r.code), r.message);
-        if r.code == ErrorCode::Unavailable {
+        if matches!(r.code, ErrorCode::Unavailable | ErrorCode::TooManyRequests) {
             error.retry_after(1)
         } else {
             error

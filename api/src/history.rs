@@ -31,13 +31,15 @@ use domain::policy::{Action, Target, authorize};
 use domain::subject::{AggregateKind, aggregate_subject};
 use domain::timestamp::Timestamp;
 use projections::read::Lookup;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use utoipa::ToSchema;
 
 use crate::access::{self, check, resolve};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::SecretPath;
 use crate::state::AppState;
 
 /// Most log messages one request reads.
@@ -225,11 +227,59 @@ async fn page(
 }
 
 /// The paging of a history request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
+    /// Where the page starts: a log sequence (the `next` link carries it).
+    #[param(minimum = 0)]
     from_seq: Option<u64>,
+    /// Most entries a page holds, 1 to 1000 (default 100); a commit is never split.
+    #[param(minimum = 1, maximum = 4294967295_u64)]
     limit: Option<u32>,
+}
+
+/// One event of the history, as the log holds it: sealed bytes redacted.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // describes the entries `domain::audit` makes; never built
+pub struct HistoryEntry {
+    /// The commit's log sequence.
+    seq: u64,
+    /// When it was committed (RFC 3339).
+    at: String,
+    /// Who: a user, or `system:<task>`.
+    actor: String,
+    /// The command.
+    command: String,
+    /// What it changed: `{kind, project, id}`.
+    aggregate: Map<String, Value>,
+    /// The aggregate's version after the commit.
+    version: u64,
+    /// The commit's hash (hex).
+    hash: String,
+    /// The event, `{type, v, …}`; `nonce` and `ciphertext` are `[sealed]`.
+    event: Map<String, Value>,
+}
+
+/// A page of a secret's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretHistory {
+    /// Its events, oldest first.
+    #[schema(value_type = Vec<HistoryEntry>)]
+    history: Vec<Value>,
+    /// The next page, or null at the end of the log.
+    next: Option<String>,
+}
+
+/// A page of the project's events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsPage {
+    /// The events the filter admits, oldest first.
+    #[schema(value_type = Vec<HistoryEntry>)]
+    events: Vec<Value>,
+    /// The next page (a page of a sparse filter may be empty and still have one), or
+    /// null at the end of the log.
+    next: Option<String>,
 }
 
 /// The page's `limit`, checked.
@@ -290,6 +340,13 @@ async fn owner_in_log(state: &AppState, id: SecretId) -> Result<Option<ProjectId
 /// `GET /v1/secrets/{id}/history`: the secret's events, a page at a time. While the
 /// secret exists, whoever may read its metadata may read its history; once it is
 /// gone, the project's auditors, observers, creators and admins may.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/history",
+    tag = "audit",
+    params(SecretPath, Paging),
+    responses((status = 200, description = "A page of the secret's events, from the log (also once it is gone)", body = SecretHistory)),
+)]
 pub async fn secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -343,27 +400,56 @@ pub async fn secret(
     let next = page
         .next_seq
         .map(|n| next_link(&state, &headers, uri.path(), uri.query().unwrap_or(""), n));
-    Ok(Json(json!({ "history": page.entries, "next": next })).into_response())
+    Ok(Json(SecretHistory {
+        history: page.entries,
+        next,
+    })
+    .into_response())
 }
 
 /// The filters and paging of `GET /v1/audit/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Only what this actor did: a user, or `system:<task>`.
     actor: Option<String>,
+    /// Only events of this type, e.g. `secret.created`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     event_type: Option<String>,
+    /// Only commits at or after this time (ISO-8601).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Only commits before this time (ISO-8601).
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// From this log sequence on (the `next` link carries it).
+    #[param(minimum = 0)]
     from_seq: Option<u64>,
+    /// Up to this log sequence.
+    #[param(minimum = 0)]
     to_seq: Option<u64>,
+    /// Only this aggregate (secret, container or order), by its UUID.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     id: Option<String>,
+    /// Most entries a page holds, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
 
 /// `GET /v1/audit/events`: the caller's project's history (role audit or admin),
 /// filtered by actor, event type, time and sequence range, or one aggregate (`id`),
 /// a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/events",
+    tag = "audit",
+    params(EventsQuery),
+    responses((status = 200, description = "A page of the project's events, from the log (role audit or admin)", body = EventsPage)),
+)]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -417,5 +503,9 @@ pub async fn events(
     let next = page
         .next_seq
         .map(|n| next_link(&state, &headers, uri.path(), uri.query().unwrap_or(""), n));
-    Ok(Json(json!({ "events": page.entries, "next": next })).into_response())
+    Ok(Json(EventsPage {
+        events: page.entries,
+        next,
+    })
+    .into_response())
 }

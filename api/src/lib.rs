@@ -47,6 +47,7 @@ pub mod history;
 mod metadata;
 pub mod microversion;
 mod negotiate;
+pub mod openapi;
 mod orders;
 mod paging;
 mod payload;
@@ -66,108 +67,75 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post, put};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::normalize_path::NormalizePathLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use consistency::{MIN_SEQ, SEQ};
 pub use error::{ApiError, status_of};
 pub use server::{ServerLimits, default_max_connections};
 pub use state::{ApiConfig, AppState};
 
+/// The routes and the OpenAPI document, both from the handlers' `#[utoipa::path]`
+/// annotations: every route is added here through `routes!`, which takes the method
+/// and path from the annotation, so the document and the router cannot differ.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(discovery::root))
+        .routes(routes!(discovery::version))
+        .routes(routes!(openapi::document))
+        .routes(routes!(secrets::list, secrets::create))
+        .routes(routes!(secrets::get, payload::put, secrets::delete))
+        .routes(routes!(payload::get))
+        .routes(routes!(secrets::restore))
+        .routes(routes!(secret_versions::list, secret_versions::put))
+        .routes(routes!(secret_versions::get))
+        .routes(routes!(secret_versions::get_payload))
+        .routes(routes!(secret_versions::move_stage))
+        .routes(routes!(
+            metadata::get_all,
+            metadata::put_all,
+            metadata::add_one
+        ))
+        .routes(routes!(
+            metadata::get_one,
+            metadata::put_one,
+            metadata::delete_one
+        ))
+        .routes(routes!(metadata::get_tags, metadata::set_tags))
+        .routes(routes!(metadata::delete_tag))
+        .routes(routes!(metadata::consumers, metadata::change_consumer))
+        .routes(routes!(acl::get, acl::set, acl::delete))
+        .routes(routes!(containers::list, containers::create))
+        .routes(routes!(containers::get, containers::delete))
+        .routes(routes!(containers::change_secret))
+        .routes(routes!(containers::tls_check))
+        .routes(routes!(
+            acl::container_get,
+            acl::container_set,
+            acl::container_delete
+        ))
+        .routes(routes!(containers::consumers, containers::change_consumer))
+        .routes(routes!(orders::list, orders::place))
+        .routes(routes!(orders::get, orders::delete))
+        .routes(routes!(orders::local_ca))
+        .routes(routes!(history::secret))
+        .routes(routes!(history::events))
+        .routes(routes!(whoami::get))
+        .split_for_parts();
+    openapi::finish(&mut document);
+    (router, document)
+}
+
 /// The router of the whole API.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
-    let body_timeout = state.config.body_timeout;
-    let routes = Router::new()
-        .route("/", get(discovery::root))
-        .route("/v1", get(discovery::version))
-        .route("/v1/secrets", get(secrets::list).post(secrets::create))
-        .route(
-            "/v1/secrets/{id}",
-            get(secrets::get).put(payload::put).delete(secrets::delete),
-        )
-        .route("/v1/secrets/{id}/payload", get(payload::get))
-        .route("/v1/secrets/{id}/restore", post(secrets::restore))
-        .route(
-            "/v1/secrets/{id}/versions",
-            get(secret_versions::list).post(secret_versions::put),
-        )
-        .route(
-            "/v1/secrets/{id}/versions/{version}",
-            get(secret_versions::get),
-        )
-        .route(
-            "/v1/secrets/{id}/versions/{version}/payload",
-            get(secret_versions::get_payload),
-        )
-        .route(
-            "/v1/secrets/{id}/stages/{stage}",
-            put(secret_versions::move_stage),
-        )
-        .route(
-            "/v1/secrets/{id}/metadata",
-            get(metadata::get_all)
-                .put(metadata::put_all)
-                .post(metadata::add_one),
-        )
-        .route(
-            "/v1/secrets/{id}/metadata/{key}",
-            get(metadata::get_one)
-                .put(metadata::put_one)
-                .delete(metadata::delete_one),
-        )
-        .route(
-            "/v1/secrets/{id}/tags",
-            get(metadata::get_tags).post(metadata::set_tags),
-        )
-        .route("/v1/secrets/{id}/tags/{key}", delete(metadata::delete_tag))
-        .route(
-            "/v1/secrets/{id}/consumers",
-            get(metadata::consumers)
-                .post(metadata::change_consumer)
-                .delete(metadata::change_consumer),
-        )
-        .route(
-            "/v1/secrets/{id}/acl",
-            get(acl::get)
-                .put(acl::set)
-                .patch(acl::set)
-                .delete(acl::delete),
-        )
-        .route(
-            "/v1/containers",
-            get(containers::list).post(containers::create),
-        )
-        .route(
-            "/v1/containers/{id}",
-            get(containers::get).delete(containers::delete),
-        )
-        .route(
-            "/v1/containers/{id}/secrets",
-            post(containers::change_secret).delete(containers::change_secret),
-        )
-        .route("/v1/containers/{id}/tls-check", get(containers::tls_check))
-        .route(
-            "/v1/containers/{id}/acl",
-            get(acl::container_get)
-                .put(acl::container_set)
-                .patch(acl::container_set)
-                .delete(acl::container_delete),
-        )
-        .route(
-            "/v1/containers/{id}/consumers",
-            get(containers::consumers)
-                .post(containers::change_consumer)
-                .delete(containers::change_consumer),
-        )
-        .route("/v1/orders", get(orders::list).post(orders::place))
-        .route("/v1/orders/{id}", get(orders::get).delete(orders::delete))
-        .route("/v1/cas/local", get(orders::local_ca))
-        .route("/v1/secrets/{id}/history", get(history::secret))
-        .route("/v1/audit/events", get(history::events))
-        .route("/v1/whoami", get(whoami::get))
+    let (routes, document) = routes();
+    let document = openapi::Document(std::sync::Arc::new(openapi::to_json(&document)));
+    let routes = routes
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -181,9 +149,7 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            body_timeout,
-        ))
+        .layer(axum::Extension(document))
         .layer(middleware::from_fn(microversion::negotiate))
         .layer(middleware::from_fn(log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
@@ -247,9 +213,64 @@ fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
 mod tests {
     use axum::body::Body;
     use axum::http::Request;
+    use axum::routing::get;
     use tower::ServiceExt as _;
 
     use super::*;
+
+    /// Every route is added through `routes!` in [`routes`], from its handler's
+    /// `#[utoipa::path]`: a route added any other way would have no entry in the
+    /// OpenAPI document. (That every entry is served is checked over HTTP, in
+    /// `tests/http_api.rs`.)
+    #[test]
+    fn routes_are_added_only_with_their_openapi_entries() {
+        fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push((
+                        path.display().to_string(),
+                        std::fs::read_to_string(&path).unwrap(),
+                    ));
+                }
+            }
+        }
+        let mut files = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut offending = Vec::new();
+        for (path, text) in &files {
+            // This module's own tests build routers of their own.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for call in [".route(", ".route_service(", ".nest(", ".merge("] {
+                if text.contains(call) {
+                    offending.push(format!("{path}: {call}"));
+                }
+            }
+        }
+        assert!(
+            offending.is_empty(),
+            "routes must be added with `.routes(routes!(handler))`, from the handler's \
+             #[utoipa::path]: {offending:?}"
+        );
+        let (_, document) = routes();
+        let operations: usize = document
+            .paths
+            .paths
+            .values()
+            .map(|item| {
+                [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+                    .into_iter()
+                    .flatten()
+                    .count()
+            })
+            .sum();
+        assert!(operations >= 45, "{operations} operations");
+    }
 
     #[tokio::test]
     async fn a_handler_that_panics_answers_500_with_an_error_id() {

@@ -15,8 +15,8 @@ use commands::protocol::{
 };
 use domain::policy::Action;
 use domain::subject::command;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::access::{change_target, readable, resolve};
 use crate::auth::Caller;
@@ -24,12 +24,20 @@ use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
 use crate::microversion::Microversion;
-use crate::paging::Paging;
+use crate::openapi::{MinSeq, SecretPath};
+use crate::paging::{PageQuery, Paging};
 use crate::state::AppState;
-use crate::views::secret::{Secret, SecretConsumer, SecretConsumerList, Shape};
+use crate::views::secret::{Extended, Secret, SecretConsumer, SecretConsumerList, Shape};
 use crate::views::{base_url, secret_ref};
 
 /// `GET /v1/secrets/{id}/metadata`.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/metadata",
+    tag = "metadata",
+    params(SecretPath, MinSeq),
+    responses((status = 200, description = "Its user metadata", body = MetadataBody)),
+)]
 pub async fn get_all(
     State(state): State<AppState>,
     caller: Caller,
@@ -47,18 +55,43 @@ pub async fn get_all(
         |(s, _)| s,
     )?;
     Ok(with_seq(
-        Json(json!({ "metadata": metadata })).into_response(),
+        Json(MetadataBody { metadata }).into_response(),
         lookup.seq,
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// A secret's user metadata.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MetadataBody {
+pub struct MetadataBody {
+    /// Key to value; keys are lowercased.
     metadata: BTreeMap<String, String>,
 }
 
+/// The metadata's URL, as a replacement answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetadataRef {
+    /// The URL.
+    metadata_ref: String,
+}
+
+/// A secret's tags.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagsBody {
+    /// Key to value.
+    tags: BTreeMap<String, String>,
+}
+
 /// `PUT /v1/secrets/{id}/metadata`: replaces all metadata; 201.
+#[utoipa::path(
+    put,
+    path = "/v1/secrets/{id}/metadata",
+    tag = "metadata",
+    params(SecretPath),
+    request_body(content = MetadataBody, content_type = "application/json"),
+    responses((status = 201, description = "Replaced", body = MetadataRef)),
+)]
 pub async fn put_all(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,15 +119,18 @@ pub async fn put_all(
         secret_ref(&base_url(&state, &headers), &accepted.id)
     );
     Ok(with_seq(
-        (StatusCode::CREATED, Json(json!({ "metadata_ref": url }))).into_response(),
+        (StatusCode::CREATED, Json(MetadataRef { metadata_ref: url })).into_response(),
         accepted.seq,
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// One metadata item.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MetadatumBody {
+pub struct MetadatumBody {
+    /// Its key.
     key: String,
+    /// Its value.
     value: String,
 }
 
@@ -120,6 +156,15 @@ async fn set_one(
 }
 
 /// `POST /v1/secrets/{id}/metadata`: adds a key (409 if it exists); 201.
+#[utoipa::path(
+    post,
+    path = "/v1/secrets/{id}/metadata",
+    tag = "metadata",
+    params(SecretPath),
+    request_body(content = MetadatumBody, content_type = "application/json"),
+    responses((status = 201, description = "Added; `Location` is its URL", body = MetadatumBody,
+        headers(("Location" = String, description = "The item's URL")))),
+)]
 pub async fn add_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -132,13 +177,12 @@ pub async fn add_one(
     let location = format!(
         "{}/metadata/{}",
         secret_ref(&base_url(&state, &headers), &accepted.id),
-        body.key.to_ascii_lowercase()
+        percent_encoding::utf8_percent_encode(
+            &body.key.to_ascii_lowercase(),
+            percent_encoding::NON_ALPHANUMERIC
+        )
     );
-    let mut response = (
-        StatusCode::CREATED,
-        Json(json!({ "key": body.key, "value": body.value })),
-    )
-        .into_response();
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(LOCATION, location);
     }
@@ -146,6 +190,13 @@ pub async fn add_one(
 }
 
 /// `GET /v1/secrets/{id}/metadata/{key}`.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/metadata/{key}",
+    tag = "metadata",
+    params(SecretPath, MinSeq, ("key" = String, Path, description = "The metadata key (case-insensitive)")),
+    responses((status = 200, description = "The item", body = MetadatumBody)),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -170,13 +221,25 @@ pub async fn get_one(
         )
     })?;
     Ok(with_seq(
-        Json(json!({ "key": folded, "value": value })).into_response(),
+        Json(MetadatumBody {
+            key: folded,
+            value: value.clone(),
+        })
+        .into_response(),
         lookup.seq,
     ))
 }
 
 /// `PUT /v1/secrets/{id}/metadata/{key}`: changes an existing key (404 if it does not
 /// exist); 200.
+#[utoipa::path(
+    put,
+    path = "/v1/secrets/{id}/metadata/{key}",
+    tag = "metadata",
+    params(SecretPath, ("key" = String, Path, description = "The metadata key (case-insensitive)")),
+    request_body(content = MetadatumBody, content_type = "application/json"),
+    responses((status = 200, description = "Changed", body = MetadatumBody)),
+)]
 pub async fn put_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -195,13 +258,17 @@ pub async fn put_one(
         ));
     }
     let (body, accepted) = set_one(&state, &caller, &id, body, true).await?;
-    Ok(with_seq(
-        Json(json!({ "key": body.key, "value": body.value })).into_response(),
-        accepted.seq,
-    ))
+    Ok(with_seq(Json(body).into_response(), accepted.seq))
 }
 
 /// `DELETE /v1/secrets/{id}/metadata/{key}`: 204.
+#[utoipa::path(
+    delete,
+    path = "/v1/secrets/{id}/metadata/{key}",
+    tag = "metadata",
+    params(SecretPath, ("key" = String, Path, description = "The metadata key (case-insensitive)")),
+    responses((status = 204, description = "Removed")),
+)]
 pub async fn delete_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -225,6 +292,13 @@ pub async fn delete_one(
 }
 
 /// `GET /v1/secrets/{id}/tags`.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/tags",
+    tag = "metadata",
+    params(SecretPath, MinSeq),
+    responses((status = 200, description = "Its tags", body = TagsBody)),
+)]
 pub async fn get_tags(
     State(state): State<AppState>,
     caller: Caller,
@@ -235,19 +309,21 @@ pub async fn get_tags(
     let lookup = state.read.get_secret(id, (state.clock)()).await?;
     let row = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |r| r)?;
     Ok(with_seq(
-        Json(json!({ "tags": row.tags })).into_response(),
+        Json(TagsBody { tags: row.tags }).into_response(),
         lookup.seq,
     ))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TagsBody {
-    tags: BTreeMap<String, String>,
-}
-
 /// `POST /v1/secrets/{id}/tags`: adds or changes the tags given (AWS `TagResource`);
 /// 204.
+#[utoipa::path(
+    post,
+    path = "/v1/secrets/{id}/tags",
+    tag = "metadata",
+    params(SecretPath),
+    request_body(content = TagsBody, content_type = "application/json"),
+    responses((status = 204, description = "Added or changed")),
+)]
 pub async fn set_tags(
     State(state): State<AppState>,
     caller: Caller,
@@ -268,6 +344,13 @@ pub async fn set_tags(
 }
 
 /// `DELETE /v1/secrets/{id}/tags/{key}` (AWS `UntagResource`); 204.
+#[utoipa::path(
+    delete,
+    path = "/v1/secrets/{id}/tags/{key}",
+    tag = "metadata",
+    params(SecretPath, ("key" = String, Path, description = "The tag's key")),
+    responses((status = 204, description = "Removed")),
+)]
 pub async fn delete_tag(
     State(state): State<AppState>,
     caller: Caller,
@@ -284,16 +367,27 @@ pub async fn delete_tag(
     Ok(no_content(accepted.seq))
 }
 
-#[derive(Debug, Deserialize)]
+/// A consumer of a secret.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConsumerBody {
+pub struct SecretConsumerBody {
+    /// The service, e.g. `image`.
     service: String,
+    /// The kind of resource, e.g. `image`.
     resource_type: String,
+    /// The resource.
     resource_id: String,
 }
 
 /// `GET /v1/secrets/{id}/consumers` (microversion 1.1): a page of them, as Barbican
 /// pages.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/consumers",
+    tag = "consumers",
+    params(SecretPath, MinSeq, PageQuery),
+    responses((status = 200, description = "A page of its consumers (microversion 1.1 and later)", body = SecretConsumerList)),
+)]
 pub async fn consumers(
     State(state): State<AppState>,
     caller: Caller,
@@ -345,6 +439,15 @@ fn consumers_since(version: Microversion) -> Result<(), ApiError> {
 /// `POST` (register) and `DELETE` (unregister) `/v1/secrets/{id}/consumers`
 /// (microversion 1.1), body `{"service", "resource_type", "resource_id"}`: 200 with
 /// the secret, its consumers included, as Barbican answers.
+#[utoipa::path(
+    method(post, delete),
+    path = "/v1/secrets/{id}/consumers",
+    tag = "consumers",
+    params(SecretPath, Extended),
+    request_body(content = SecretConsumerBody, content_type = "application/json"),
+    responses((status = 200, description = "Registered (POST) or removed (DELETE); the secret, its consumers included (microversion 1.1 and later)", body = Secret,
+        headers(("Location" = String, description = "Its consumers' URL")))),
+)]
 #[allow(clippy::too_many_arguments)] // axum extractors, one per part of the request
 pub async fn change_consumer(
     State(state): State<AppState>,
@@ -357,7 +460,7 @@ pub async fn change_consumer(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     consumers_since(version)?;
-    let body: ConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
+    let body: SecretConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
     let (id, project) = change_target(&state, &caller, &raw).await?;
     let request = SecretConsumerRequest {
         command_id: None,

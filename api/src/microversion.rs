@@ -41,47 +41,53 @@ impl Microversion {
     pub const MAX: Self = Self::V1_2;
 
     /// The version a request's `OpenStack-API-Version` header asks keyledger for:
-    /// `Ok(None)` when it names none (other services' versions are ignored), an error
-    /// naming what is wrong (400) or the versions served (406) otherwise.
-    pub fn requested(values: &[&str]) -> Result<Option<Self>, ApiError> {
-        let mut found = None;
-        for entry in values.iter().flat_map(|v| v.split(',')) {
-            let mut words = entry.split_whitespace();
-            let (Some(service), version, None) = (words.next(), words.next(), words.next()) else {
-                if entry.trim().is_empty() {
-                    continue;
-                }
-                return Err(malformed(entry));
-            };
-            if !service.eq_ignore_ascii_case(SERVICE) {
-                continue;
-            }
-            let version = version.ok_or_else(|| malformed(entry))?;
-            let asked = if version.eq_ignore_ascii_case("latest") {
-                Self::MAX
-            } else {
-                Self::parse(version).ok_or_else(|| malformed(entry))?
-            };
-            if !(Self::MIN..=Self::MAX).contains(&asked) {
-                return Err(ApiError::new(
-                    StatusCode::NOT_ACCEPTABLE,
-                    format!(
-                        "key-manager microversion {asked} is not served; this server serves {} \
-                         to {}",
-                        Self::MIN,
-                        Self::MAX
-                    ),
+    /// `Ok(None)` when there is no header, an error naming what is wrong (400) or the
+    /// versions served (406) otherwise. keyledger takes one entry, for its own service
+    /// (`key-manager <major>.<minor>` or `key-manager latest`), which is what every
+    /// Barbican client sends; [`PATTERN`] is the same rule as a regular expression.
+    pub fn requested(values: &[&[u8]]) -> Result<Option<Self>, ApiError> {
+        let value = match values {
+            [] => return Ok(None),
+            [one] => std::str::from_utf8(one).map_err(|_| malformed("(not text)"))?,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "the OpenStack-API-Version header is given more than once; send it once, \
+                     e.g. `key-manager 1.1`",
                 ));
             }
-            found = Some(asked);
+        };
+        let mut words = value.split([' ', '\t']).filter(|w| !w.is_empty());
+        let (Some(service), Some(version), None) = (words.next(), words.next(), words.next())
+        else {
+            return Err(malformed(value));
+        };
+        if !service.eq_ignore_ascii_case(SERVICE) {
+            return Err(malformed(value));
         }
-        Ok(found)
+        let asked = if version.eq_ignore_ascii_case("latest") {
+            Self::MAX
+        } else {
+            Self::parse(version).ok_or_else(|| malformed(value))?
+        };
+        if !(Self::MIN..=Self::MAX).contains(&asked) {
+            return Err(ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                format!(
+                    "key-manager microversion {asked} is not served; this server serves {} to {}",
+                    Self::MIN,
+                    Self::MAX
+                ),
+            ));
+        }
+        Ok(Some(asked))
     }
 
+    /// `<major>.<minor>`: numbers without leading zeros, up to 4 digits each.
     fn parse(text: &str) -> Option<Self> {
         let (major, minor) = text.split_once('.')?;
         let number = |s: &str| {
-            (!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
+            let digits = !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit());
+            (digits && (s == "0" || !s.starts_with('0')))
                 .then(|| s.parse().ok())
                 .flatten()
         };
@@ -92,28 +98,33 @@ impl Microversion {
     }
 }
 
+/// The values of the header keyledger serves, as a regular expression (for the
+/// OpenAPI document): [`Microversion::requested`]'s rule, without the versions it
+/// does not serve.
+pub const PATTERN: &str = r"^[ \t]*[Kk][Ee][Yy]-[Mm][Aa][Nn][Aa][Gg][Ee][Rr][ \t]+(1\.[0-2]|[Ll][Aa][Tt][Ee][Ss][Tt])[ \t]*$";
+
 impl fmt::Display for Microversion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.major, self.minor)
     }
 }
 
-fn malformed(entry: &str) -> ApiError {
+fn malformed(value: &str) -> ApiError {
     ApiError::bad_request(format!(
-        "the OpenStack-API-Version header has {:?}; send `key-manager <major>.<minor>` (for \
+        "the OpenStack-API-Version header is {:?}; send `key-manager <major>.<minor>` (for \
          example `key-manager 1.1`) or `key-manager latest`",
-        entry.trim()
+        value.trim()
     ))
 }
 
 /// Reads the request's microversion into its extensions and names it on the response
 /// (`OpenStack-API-Version`, and `Vary` so caches keep versions apart).
 pub async fn negotiate(mut request: Request, next: Next) -> Response {
-    let values: Vec<&str> = request
+    let values: Vec<&[u8]> = request
         .headers()
         .get_all(HEADER)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(HeaderValue::as_bytes)
         .collect();
     let version = match Microversion::requested(&values) {
         Ok(v) => v.unwrap_or(Microversion::V1_0),
@@ -149,7 +160,8 @@ mod tests {
     use super::*;
 
     fn asked(values: &[&str]) -> Result<Option<String>, (u16, String)> {
-        Microversion::requested(values)
+        let values: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        Microversion::requested(&values)
             .map(|v| v.map(|v| v.to_string()))
             .map_err(|e| (e.status().as_u16(), e.description().to_owned()))
     }
@@ -159,25 +171,33 @@ mod tests {
         assert_eq!(asked(&[]), Ok(None));
         assert_eq!(asked(&["key-manager 1.1"]), Ok(Some("1.1".into())));
         assert_eq!(asked(&["Key-Manager LATEST"]), Ok(Some("1.2".into())));
-        assert_eq!(
-            asked(&["compute 2.1, key-manager 1.0"]),
-            Ok(Some("1.0".into()))
-        );
-        assert_eq!(asked(&["compute 2.90"]), Ok(None));
+        assert_eq!(asked(&[" key-manager\t1.0 "]), Ok(Some("1.0".into())));
         let (status, text) = asked(&["key-manager 1.3"]).unwrap_err();
         assert_eq!(status, 406);
         assert!(text.contains("serves 1.0 to 1.2"), "{text}");
         for bad in [
+            "",
             "key-manager",
             "key-manager 1",
             "key-manager 1.x",
+            "key-manager 01.1",
+            "key-manager 1.01",
             "key-manager 1.1 extra",
             "key-manager 99999.1",
             "key-manager -1.1",
+            "compute 2.1",
+            "compute 2.1, key-manager 1.0",
+            "{}",
         ] {
             let (status, text) = asked(&[bad]).unwrap_err();
             assert_eq!(status, 400, "{bad}");
             assert!(text.contains("key-manager 1.1"), "{text}");
         }
+        assert_eq!(
+            asked(&["key-manager 1.1", "key-manager 1.0"])
+                .unwrap_err()
+                .0,
+            400
+        );
     }
 }

@@ -19,7 +19,8 @@ use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
-use crate::paging::Paging;
+use crate::openapi::{MinSeq, OrderPath};
+use crate::paging::{PageQuery, Paging};
 use crate::state::AppState;
 use crate::views::base_url;
 use crate::views::order::{Order, OrderList, OrderRefBody, order_ref};
@@ -33,23 +34,39 @@ fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// An order to place.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PlaceBody {
+pub struct PlaceOrderBody {
+    /// key, asymmetric or certificate.
     #[serde(rename = "type")]
+    #[schema(pattern = "^(key|asymmetric|certificate)$")]
     order_type: String,
+    /// What to make. key: `algorithm` (aes, hmac), `bit_length` (a multiple of 8),
+    /// `mode`, `name`, `expiration`, `payload_content_type`; asymmetric: `algorithm`
+    /// (rsa, ec), `bit_length`, `name`, `expiration`; certificate: `subject_dn`,
+    /// `subject_alt_names`, `validity_days`, `key_usage`, `ca`, `algorithm`,
+    /// `bit_length`, `name`, `expiration`.
     #[serde(default)]
     meta: Map<String, Value>,
 }
 
 /// `POST /v1/orders`: 202 with `order_ref`; the order worker does the rest.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    request_body(content = PlaceOrderBody, content_type = "application/json"),
+    responses((status = 202, description = "Placed (and run, when it ran within the order wait); `Location` is its URL", body = OrderRefBody,
+        headers(("Location" = String, description = "The order's URL")))),
+)]
 pub async fn place(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body: PlaceBody = crate::body::json(&headers, &body, "an order")?;
+    let body: PlaceOrderBody = crate::body::json(&headers, &body, "an order")?;
     let request = PlaceOrderRequest {
         command_id: None,
         order_type: body.order_type,
@@ -95,6 +112,13 @@ async fn settled(state: &AppState, id: &str) {
 }
 
 /// `GET /v1/orders`.
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "orders",
+    params(PageQuery, MinSeq),
+    responses((status = 200, description = "A page of the project's orders", body = OrderList)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -160,6 +184,13 @@ async fn readable(
 }
 
 /// `GET /v1/orders/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(OrderPath, MinSeq),
+    responses((status = 200, description = "The order", body = Order)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -176,6 +207,13 @@ pub async fn get(
 }
 
 /// `DELETE /v1/orders/{id}`: 204; the secrets it made stay.
+#[utoipa::path(
+    delete,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(OrderPath),
+    responses((status = 204, description = "Deleted; what it made stays")),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -193,6 +231,12 @@ pub async fn delete(
 }
 
 /// `GET /v1/cas/local`: the local CA's certificate (PEM), to trust what it issues.
+#[utoipa::path(
+    get,
+    path = "/v1/cas/local",
+    tag = "orders",
+    responses((status = 200, description = "The local CA's certificate, PEM", content_type = "application/x-pem-file", body = String)),
+)]
 pub async fn local_ca(
     State(state): State<AppState>,
     _caller: Caller,

@@ -15,12 +15,18 @@ pub const MAX_LIMIT: u32 = 100;
 /// Page size when none is asked for.
 pub const DEFAULT_LIMIT: u32 = 10;
 
-#[derive(Debug, Deserialize)]
+/// The paging parameters, as given (and as the OpenAPI document describes them).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 100 (0 reads as 1, larger as 100; default 10).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 4294967295_u64)]
     limit: Option<u32>,
+    /// Rows to skip.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 4294967295_u64)]
     offset: Option<u32>,
 }
 
@@ -38,7 +44,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
 
     /// For listings that take nothing but `limit` and `offset`.
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(raw) = Query::<Raw>::from_request_parts(parts, state)
+        let Query(raw) = Query::<PageQuery>::from_request_parts(parts, state)
             .await
             .map_err(|e| {
                 ApiError::bad_request(format!(

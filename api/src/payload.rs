@@ -22,6 +22,7 @@ use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
 use crate::negotiate::{Served, payload_type};
+use crate::openapi::{MinSeq, SecretPath};
 use crate::state::AppState;
 use projections::read::Lookup;
 use projections::read::{PayloadRow, SecretRow};
@@ -42,6 +43,18 @@ fn unsupported(content_type: &str) -> ApiError {
 /// `PUT /v1/secrets/{id}`: stores the payload of a secret created without one. The
 /// body is the payload itself; `Content-Type` says its type (required) and
 /// `Content-Encoding: base64` says an octet-stream body is base64 text.
+#[utoipa::path(
+    put,
+    path = "/v1/secrets/{id}",
+    tag = "secrets",
+    params(SecretPath,
+        ("Content-Encoding" = Option<String>, Header, description = "`base64` when an `application/octet-stream` body is base64 text")),
+    request_body(description = "The payload itself", content(
+        (String = "text/plain"),
+        (String = "application/octet-stream"),
+    )),
+    responses((status = 204, description = "Stored")),
+)]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,6 +117,17 @@ pub async fn put(
 /// `GET /v1/secrets/{id}/payload`: the decrypted payload of the current version, in
 /// its stored type or as `application/octet-stream`, as the `Accept` header asks; 406
 /// otherwise.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/payload",
+    tag = "secrets",
+    params(SecretPath, MinSeq,
+        ("Accept" = Option<String>, Header, description = "The type to serve it in: its own (none, or `*/*`), `text/plain` (a binary payload only when it is UTF-8) or `application/octet-stream`")),
+    responses((status = 200, description = "The payload of the current version", content(
+        (String = "text/plain"),
+        (String = "application/octet-stream"),
+    ), headers(("X-Keyledger-Version-Id" = String, description = "The version served")))),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,

@@ -15,28 +15,67 @@ use domain::policy::Action;
 use domain::secret::version::Stage;
 use domain::subject::command;
 use projections::read::{VersionRow, VersionSelector};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::access::{change_target, readable, resolve};
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
+use crate::openapi::{MinSeq, SecretPath};
 use crate::payload;
 use crate::state::AppState;
 use crate::views::{base_url, secret_ref};
 
-fn view(v: &VersionRow) -> Value {
-    json!({
-        "version_id": v.version_id,
-        "created": v.created,
-        "content_type": v.content_type,
-        "stages": v.stages,
-    })
+/// A version of a secret's value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretVersion {
+    /// Its id.
+    pub version_id: String,
+    /// When it was stored (UTC).
+    pub created: String,
+    /// The payload's content type.
+    pub content_type: String,
+    /// Its stages: `current`, `previous`, `pending`.
+    pub stages: Vec<String>,
+}
+
+/// A secret's versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    /// Every version whose key still exists, oldest first.
+    pub versions: Vec<SecretVersion>,
+    /// How many.
+    pub total: usize,
+}
+
+/// A version just stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionStored {
+    /// The secret's URL.
+    pub secret_ref: String,
+    /// The new version's id (or the one a retried `client_request_token` stored).
+    pub version_id: Option<String>,
+}
+
+fn view(v: &VersionRow) -> SecretVersion {
+    SecretVersion {
+        version_id: v.version_id.clone(),
+        created: crate::views::time(&v.created),
+        content_type: v.content_type.clone(),
+        stages: v.stages.clone(),
+    }
 }
 
 /// `GET /v1/secrets/{id}/versions`.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/versions",
+    tag = "secrets",
+    params(SecretPath, MinSeq),
+    responses((status = 200, description = "Its versions and their stages", body = VersionList)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -53,30 +92,45 @@ pub async fn list(
         lookup.value,
         |(s, _)| s,
     )?;
-    let body = json!({
-        "versions": versions.iter().map(view).collect::<Vec<_>>(),
-        "total": versions.len(),
-    });
+    let body = VersionList {
+        versions: versions.iter().map(view).collect(),
+        total: versions.len(),
+    };
     Ok(with_seq(Json(body).into_response(), lookup.seq))
 }
 
 /// The body of `POST /v1/secrets/{id}/versions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutValueBody {
+pub struct PutValueBody {
+    /// The value: text, or base64 for `application/octet-stream`.
+    #[schema(value_type = String)]
     payload: PayloadField,
+    /// `text/plain` or `application/octet-stream`.
     #[serde(default)]
     payload_content_type: Option<String>,
+    /// `base64`, for `application/octet-stream`.
     #[serde(default)]
     payload_content_encoding: Option<String>,
+    /// Makes retrying safe, as AWS's `ClientRequestToken`: the same token and value,
+    /// the same version.
     #[serde(default)]
     client_request_token: Option<String>,
+    /// The stages the new version takes (default `current`).
     #[serde(default)]
     stages: Option<Vec<String>>,
 }
 
 /// `POST /v1/secrets/{id}/versions`: 201 with the new version's id; a retry with the
 /// same `client_request_token` and payload answers with the same version.
+#[utoipa::path(
+    post,
+    path = "/v1/secrets/{id}/versions",
+    tag = "secrets",
+    params(SecretPath),
+    request_body(content = PutValueBody, content_type = "application/json"),
+    responses((status = 201, description = "Stored", body = VersionStored)),
+)]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,10 +151,10 @@ pub async fn put(
         stages: body.stages,
     };
     let accepted = write(&state, command::SECRET_VALUE_PUT, &caller.token, &request).await?;
-    let body = json!({
-        "secret_ref": secret_ref(&base_url(&state, &headers), &accepted.id),
-        "version_id": accepted.version_id,
-    });
+    let body = VersionStored {
+        secret_ref: secret_ref(&base_url(&state, &headers), &accepted.id),
+        version_id: accepted.version_id,
+    };
     Ok(with_seq(
         (StatusCode::CREATED, Json(body)).into_response(),
         accepted.seq,
@@ -133,6 +187,14 @@ fn no_version(id: domain::ids::SecretId, raw: &str) -> ApiError {
 }
 
 /// `GET /v1/secrets/{id}/versions/{version}`.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/versions/{version}",
+    tag = "secrets",
+    params(SecretPath, MinSeq,
+        ("version" = String, Path, description = "A version id, or a stage: `current`, `previous`, `pending` (or `AWSCURRENT`, `AWSPREVIOUS`, `AWSPENDING`)")),
+    responses((status = 200, description = "The version", body = SecretVersion)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -159,6 +221,18 @@ pub async fn get(
 }
 
 /// `GET /v1/secrets/{id}/versions/{version}/payload`.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}/versions/{version}/payload",
+    tag = "secrets",
+    params(SecretPath, MinSeq,
+        ("version" = String, Path, description = "A version id, or a stage: `current`, `previous`, `pending` (or `AWSCURRENT`, `AWSPREVIOUS`, `AWSPENDING`)"),
+        ("Accept" = Option<String>, Header, description = "As for the current payload")),
+    responses((status = 200, description = "The version's payload", content(
+        (String = "text/plain"),
+        (String = "application/octet-stream"),
+    ), headers(("X-Keyledger-Version-Id" = String, description = "The version served")))),
+)]
 pub async fn get_payload(
     State(state): State<AppState>,
     caller: Caller,
@@ -177,16 +251,27 @@ pub async fn get_payload(
 }
 
 /// The body of `PUT /v1/secrets/{id}/stages/{stage}`, named as AWS names them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MoveStageBody {
+pub struct MoveStageBody {
+    /// The version (id) that takes the stage.
     #[serde(default)]
     move_to: Option<String>,
+    /// The version (id) that gives it up.
     #[serde(default)]
     remove_from: Option<String>,
 }
 
 /// `PUT /v1/secrets/{id}/stages/{stage}`: 204.
+#[utoipa::path(
+    put,
+    path = "/v1/secrets/{id}/stages/{stage}",
+    tag = "secrets",
+    params(SecretPath,
+        ("stage" = String, Path, description = "`current`, `previous` or `pending` (or the AWS names)")),
+    request_body(content = MoveStageBody, content_type = "application/json"),
+    responses((status = 204, description = "Moved")),
+)]
 pub async fn move_stage(
     State(state): State<AppState>,
     caller: Caller,

@@ -18,8 +18,10 @@ use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
 use crate::microversion::Microversion;
 use crate::negotiate::{SecretView, secret_view};
+use crate::openapi::{MinSeq, SecretPath};
 use crate::payload;
 use crate::state::AppState;
+use crate::views::secret::Extended;
 use crate::views::secret::{Secret, SecretList, Shape};
 use crate::views::{Links, SecretRef, base_url, secret_ref};
 
@@ -104,9 +106,86 @@ fn sort_keys(value: &str) -> Result<Vec<(SortKey, bool)>, ApiError> {
         .collect()
 }
 
+/// The query of `GET /v1/secrets`, as the OpenAPI document describes it (the
+/// handler reads the parameters in order, to keep them in the paging links).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // describes parameters; never built
+pub struct ListQuery {
+    /// Page size, 1 to 100 (0 reads as 1, larger as 100; default 10).
+    #[param(minimum = 0, maximum = 4294967295_u64)]
+    limit: Option<u32>,
+    /// Secrets to skip.
+    #[param(minimum = 0, maximum = 4294967295_u64)]
+    offset: Option<u32>,
+    /// Only secrets with this name.
+    name: Option<String>,
+    /// Only secrets with this algorithm.
+    alg: Option<String>,
+    /// Only secrets with this mode.
+    mode: Option<String>,
+    /// Only secrets of this size in bits.
+    #[param(minimum = 1, maximum = 4294967295_u64)]
+    bits: Option<u32>,
+    /// Only secrets of this type.
+    #[param(inline)]
+    secret_type: Option<SecretTypeName>,
+    /// Creation time: `gt:`, `gte:`, `lt:` or `lte:` and an ISO-8601 time, or a time
+    /// alone (equal to it), comma-separated, e.g.
+    /// `gt:2026-01-01T00:00:00,lt:2026-02-01T00:00:00`.
+    #[param(
+        pattern = r"^((gt|gte|lt|lte):)?[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?(,((gt|gte|lt|lte):)?[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)*$"
+    )]
+    created: Option<String>,
+    /// Time of the last change, as `created`.
+    #[param(
+        pattern = r"^((gt|gte|lt|lte):)?[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?(,((gt|gte|lt|lte):)?[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)*$"
+    )]
+    updated: Option<String>,
+    /// Expiration, as `created`.
+    #[param(
+        pattern = r"^((gt|gte|lt|lte):)?[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?(,((gt|gte|lt|lte):)?[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)*$"
+    )]
+    expiration: Option<String>,
+    /// Order: keys (`created`, `updated`, `expiration`, `name`, `algorithm`, `mode`,
+    /// `bit_length`, `secret_type`), each with `:asc` or `:desc`, comma-separated.
+    #[param(
+        pattern = r"^(created|updated|expiration|name|algorithm|alg|mode|bit_length|bits|secret_type)(:(asc|desc))?(,(created|updated|expiration|name|algorithm|alg|mode|bit_length|bits|secret_type)(:(asc|desc))?)*$"
+    )]
+    sort: Option<String>,
+    /// `true`: the secrets of any project whose ACL names the caller.
+    acl_only: Option<bool>,
+}
+
+/// Barbican's secret types.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // describes a parameter; never built
+pub enum SecretTypeName {
+    /// A symmetric key.
+    Symmetric,
+    /// A public key.
+    Public,
+    /// A private key.
+    Private,
+    /// A passphrase.
+    Passphrase,
+    /// A certificate.
+    Certificate,
+    /// Anything else (the default).
+    Opaque,
+}
+
 /// `GET /v1/secrets`: Barbican's filters (`name`, `alg`, `mode`, `bits`,
 /// `secret_type`, `acl_only`, `created`, `updated`, `expiration`), `sort`, and offset
 /// paging.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets",
+    tag = "secrets",
+    params(ListQuery, MinSeq, Extended),
+    responses((status = 200, description = "A page of the secrets the caller may see", body = SecretList)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -213,6 +292,17 @@ pub async fn list(
 }
 
 /// `POST /v1/secrets`.
+#[utoipa::path(
+    post,
+    path = "/v1/secrets",
+    tag = "secrets",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retrying the create safe: the same key, the same secret (1 to 64 letters, digits, `-` or `_`)", pattern = "^[A-Za-z0-9_-]{1,64}$"),
+    ),
+    request_body(content = CreateSecretRequest, content_type = "application/json"),
+    responses((status = 201, description = "Created; `Location` is its URL", body = SecretRef,
+        headers(("Location" = String, description = "The secret's URL")))),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -243,6 +333,19 @@ pub async fn create(
 
 /// `GET /v1/secrets/{id}`: metadata, or the payload for `text/plain` and
 /// `application/octet-stream` clients (Barbican's original way of reading it).
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{id}",
+    tag = "secrets",
+    params(SecretPath, MinSeq, Extended,
+        ("Accept" = Option<String>, Header, description = "`application/json` (or none) for the metadata; `text/plain` or `application/octet-stream` for the payload")),
+    responses((status = 200, description = "The metadata, or the payload as `Accept` asks",
+        content(
+            (Secret = "application/json"),
+            (String = "text/plain"),
+            (String = "application/octet-stream"),
+        ))),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -275,22 +378,33 @@ pub async fn get(
 }
 
 /// The query of `DELETE /v1/secrets/{id}`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
-    /// Keep the secret restorable for this many days.
+    /// Keep the secret restorable for this many days (7 to 30 by default) instead of
+    /// deleting it at once.
+    #[param(minimum = 0)]
     recovery_window_days: Option<u64>,
     /// Keep it restorable for this long, e.g. `7d`.
     recovery_window: Option<String>,
     /// Delete even though consumers are registered (Barbican's `force`, from
     /// microversion 1.2; before it, consumers never stop a deletion).
     #[serde(default, deserialize_with = "crate::query::flag")]
+    #[param(value_type = Option<bool>)]
     force: Option<bool>,
 }
 
 /// `DELETE /v1/secrets/{id}`: as Barbican, deletes at once and destroys the secret's
 /// keys (with consumers registered: from microversion 1.2 only with `force`). With `?recovery_window_days=N` (or `?recovery_window=7d`) it schedules the
 /// deletion instead: the secret can be restored until the window ends.
+#[utoipa::path(
+    delete,
+    path = "/v1/secrets/{id}",
+    tag = "secrets",
+    params(SecretPath, DeleteQuery),
+    responses((status = 204, description = "Deleted, or scheduled for deletion")),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -328,6 +442,13 @@ pub async fn delete(
 }
 
 /// `POST /v1/secrets/{id}/restore`: undoes a scheduled deletion; 204.
+#[utoipa::path(
+    post,
+    path = "/v1/secrets/{id}/restore",
+    tag = "secrets",
+    params(SecretPath),
+    responses((status = 204, description = "Restored")),
+)]
 pub async fn restore(
     State(state): State<AppState>,
     caller: Caller,

@@ -6,7 +6,8 @@
 //! - **Idle timeout**: a keep-alive connection with no request for `idle_timeout` is
 //!   closed.
 //! - **Body timeout**: a request body must arrive within `body_timeout`
-//!   (tower-http's `RequestBodyTimeout`, in [`crate::app`]: 408).
+//!   in all, counted from when the handler reads it (in [`crate::body`]: 408), however
+//!   the bytes are spread.
 //! - **Connection limit**: at most `max_connections` at once, below the process's
 //!   file-descriptor limit. At the limit, the connection that has waited longest
 //!   without a request being handled (idle, silent, or still sending its head) is

@@ -12,7 +12,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::pem::Pem;
 
 /// One thing wrong, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     /// A stable code.
     pub code: &'static str,

@@ -3,26 +3,52 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::state::AppState;
 
+/// The caller, as keyledger sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Whoami {
+    /// The user.
+    pub user_id: String,
+    /// The project.
+    pub project_id: String,
+    /// The roles, as the token names them.
+    pub roles: Vec<String>,
+    /// The roles the policy knows, as it reads them.
+    pub effective_roles: Vec<&'static str>,
+    /// The service the token is for, if any.
+    pub service: Option<String>,
+    /// The address ACL conditions see.
+    pub source: Option<String>,
+    /// The inbox prefix the caller's NATS connections must use.
+    pub nats_inbox_prefix: String,
+}
+
 /// The verified principal: user, project, the token's roles and what the policy makes
 /// of them, the service if any, the address ACL conditions see, and the inbox prefix
 /// its NATS connections must use.
-pub async fn get(State(_): State<AppState>, caller: Caller) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/v1/whoami",
+    tag = "identity",
+    responses((status = 200, description = "The caller", body = Whoami)),
+)]
+pub async fn get(State(_): State<AppState>, caller: Caller) -> Json<Whoami> {
     let p = &caller.principal;
-    Json(json!({
-        "user_id": p.user.as_str(),
-        "project_id": p.project.as_str(),
-        "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "effective_roles": domain::roles::effective(&p.roles)
+    Json(Whoami {
+        user_id: p.user.as_str().to_owned(),
+        project_id: p.project.as_str().to_owned(),
+        roles: p.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        effective_roles: domain::roles::effective(&p.roles)
             .iter()
             .map(|r| r.as_str())
-            .collect::<Vec<_>>(),
-        "service": p.service.as_ref().map(|s| s.as_str()),
-        "source": caller.source.map(|s| s.to_string()),
-        "nats_inbox_prefix": commands::nats_auth::inbox_prefix(&p.project, &p.user),
-    }))
+            .collect(),
+        service: p.service.as_ref().map(|s| s.as_str().to_owned()),
+        source: caller.source.map(|s| s.to_string()),
+        nats_inbox_prefix: commands::nats_auth::inbox_prefix(&p.project, &p.user),
+    })
 }

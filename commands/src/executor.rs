@@ -19,8 +19,9 @@ use tokio::sync::Mutex;
 use crate::clock::Clock;
 use crate::store::{AppendOutcome, EventStore, Loaded};
 
-/// How often a command is decided again after losing a race to another writer.
-const MAX_ATTEMPTS: usize = 8;
+/// How often a command is decided again after losing a race to another writer (with
+/// a random pause after each loss, so colliding writers spread out).
+const MAX_ATTEMPTS: usize = 24;
 
 /// An aggregate kind, as the loop needs it.
 pub trait Aggregate: Send + Sync + 'static {
@@ -132,17 +133,25 @@ impl<A: Aggregate> Executor<A> {
         let mut cached = slot.lock().await;
         let mut prepared = false;
 
-        for _ in 0..MAX_ATTEMPTS {
-            let fresh = cached.is_none();
+        // Whether the state is known to be the log's latest (loaded, or caught up, in
+        // this call): only a rejection decided on it is final.
+        let mut fresh = false;
+        for attempt in 0..MAX_ATTEMPTS {
             let loaded = match cached.as_mut() {
                 Some(loaded) => loaded,
-                None => cached.insert(self.store.load(&subject, A::evolve).await?),
+                None => {
+                    fresh = true;
+                    cached.insert(self.store.load(&subject, A::evolve).await?)
+                }
             };
             let now: Timestamp = (self.clock)();
             if let Err(rejection) = step.authorize(&loaded.state, now) {
-                // As for any rejection: only state fresh from the log decides it.
                 if !fresh {
-                    *cached = None;
+                    // Another replica may have changed the aggregate since it was
+                    // cached: read what it wrote since (nothing, usually: one request),
+                    // never the whole history again.
+                    self.store.catch_up(&subject, loaded, A::evolve).await?;
+                    fresh = true;
                     continue;
                 }
                 return Err(rejection);
@@ -161,10 +170,10 @@ impl<A: Aggregate> Executor<A> {
             }
             let events = match step.decide(&loaded.state, now) {
                 Ok(events) => events,
-                // Another replica may have changed the aggregate since it was cached:
-                // only a rejection decided on state fresh from the log is final.
+                // As above: a rejection on cached state is checked against the log.
                 Err(_) if !fresh => {
-                    *cached = None;
+                    self.store.catch_up(&subject, loaded, A::evolve).await?;
+                    fresh = true;
                     continue;
                 }
                 Err(rejection) => return Err(rejection),
@@ -213,15 +222,23 @@ impl<A: Aggregate> Executor<A> {
                 }
                 AppendOutcome::WrongLastSequence => {
                     // Either another writer got in first, or this very command landed
-                    // and only its ack was lost: the last commit tells which.
-                    *cached = None;
+                    // and only its ack was lost: the last commit tells which. Either
+                    // way, read what was written since and decide again.
                     if let Some((seq, Some(last))) =
                         self.store.last_commit::<A::Event>(&subject).await?
                         && &last.body.id == command_id
                         && &last.body.aggregate == aggregate
                     {
+                        self.store.catch_up(&subject, loaded, A::evolve).await?;
                         return Ok(done(seq, last.body.version));
                     }
+                    self.store.catch_up(&subject, loaded, A::evolve).await?;
+                    fresh = true;
+                    // Writers that just collided would collide again at once: each
+                    // waits a random moment, longer after each loss.
+                    let ceiling = 1u64 << attempt.min(6);
+                    let pause = rand::random_range(0..=ceiling);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
             }
         }

@@ -59,35 +59,44 @@ impl<'de> Deserialize<'de> for PayloadField {
 }
 
 /// `keyledger.cmd.secret.create`: Barbican's `POST /v1/secrets` body.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSecretRequest {
     /// Idempotency key; a fresh one is generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub command_id: Option<String>,
     /// The project to create it in; default (and the only one allowed): the token's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
-    /// Name, up to 255 characters.
+    /// Name, up to 255 characters, none of them control, invisible formatting or line
+    /// separator characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255, pattern = "keyledger:visible")]
     pub name: Option<String>,
     /// symmetric, public, private, passphrase, certificate or opaque (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(symmetric|public|private|passphrase|certificate|opaque)$")]
     pub secret_type: Option<String>,
     /// Informational algorithm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:printable")]
     pub algorithm: Option<String>,
     /// 1 to 32767.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 32767)]
     pub bit_length: Option<i64>,
     /// Informational mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:printable")]
     pub mode: Option<String>,
     /// ISO-8601, in the future.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub expiration: Option<String>,
     /// The payload (optional: Barbican's two-step create stores it later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub payload: Option<PayloadField>,
     /// text/plain or application/octet-stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,7 +342,7 @@ pub struct SecretConsumerRequest {
 }
 
 /// Conditions on the grants of an ACL.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConditionsRequest {
     /// Networks requests must come from, e.g. `["192.168.0.0/16"]`.
@@ -349,7 +358,7 @@ pub struct ConditionsRequest {
 
 /// The ACL of one operation, in Barbican's shape (`{"users": [...],
 /// "project-access": false}`), plus optional conditions.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclOperationRequest {
     /// Whether project members may read as their roles allow (default true).

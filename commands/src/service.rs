@@ -52,6 +52,54 @@ pub struct CommandService {
     pub concurrency: usize,
 }
 
+/// The share of the process's command slots one caller (user in project) may hold:
+/// beyond it, a caller's commands are refused at once (`too_many_requests`), so one
+/// caller's flood is answered quickly and leaves room for everyone else.
+const PER_CALLER_SHARE: usize = 4;
+
+/// The callers with commands in flight, and how many each has.
+#[derive(Default)]
+struct Callers(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// A caller's command in flight; its place is given back when dropped.
+struct InFlight<'a> {
+    callers: &'a Callers,
+    caller: String,
+}
+
+impl Callers {
+    fn start(&self, caller: String, limit: usize) -> Result<InFlight<'_>, Rejection> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(caller.clone()).or_default();
+        if *n >= limit {
+            return Err(Rejection::new(
+                domain::ErrorCode::TooManyRequests,
+                format!(
+                    "you have {limit} commands in flight already; wait for their replies \
+                     before sending more"
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(InFlight {
+            callers: self,
+            caller,
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self.callers.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.caller);
+            }
+        }
+    }
+}
+
 impl CommandService {
     /// Serves commands until `shutdown` is cancelled, then finishes those in flight.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
@@ -61,6 +109,7 @@ impl CommandService {
             .await
             .map_err(|e| ServiceError(e.to_string()))?;
         let permits = Arc::new(Semaphore::new(self.concurrency));
+        let callers = Arc::new(Callers::default());
         let this = Arc::new(self);
         loop {
             let message = tokio::select! {
@@ -73,9 +122,9 @@ impl CommandService {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let this = this.clone();
+            let (this, callers) = (this.clone(), callers.clone());
             tokio::spawn(async move {
-                this.answer(message).await;
+                this.answer(message, &callers).await;
                 drop(permit);
             });
         }
@@ -87,7 +136,7 @@ impl CommandService {
         Ok(())
     }
 
-    async fn answer(&self, message: Message) {
+    async fn answer(&self, message: Message, callers: &Callers) {
         let Some(reply_to) = message.reply.clone() else {
             tracing::warn!(subject = %message.subject, "a command without a reply subject was ignored; use request/reply");
             return;
@@ -108,7 +157,7 @@ impl CommandService {
             .to_owned();
         // A panic while handling one command must not leave its caller without an
         // answer: it is caught, logged with an id, and answered as internal.
-        let result = match std::panic::AssertUnwindSafe(self.execute(&name, &message))
+        let result = match std::panic::AssertUnwindSafe(self.execute(&name, &message, callers))
             .catch_unwind()
             .await
         {
@@ -132,7 +181,12 @@ impl CommandService {
         }
     }
 
-    async fn execute(&self, name: &str, message: &Message) -> Result<AcceptedReply, Rejection> {
+    async fn execute(
+        &self,
+        name: &str,
+        message: &Message,
+        callers: &Callers,
+    ) -> Result<AcceptedReply, Rejection> {
         let authorization = message
             .headers
             .as_ref()
@@ -141,6 +195,10 @@ impl CommandService {
         let principal = self
             .verifier
             .verify_authorization(authorization, (self.clock)())?;
+        let _in_flight = callers.start(
+            format!("{}@{}", principal.user, principal.project),
+            (self.concurrency / PER_CALLER_SHARE).max(1),
+        )?;
         tracing::debug!(command = %name, user = %principal.user, project = %principal.project, "received");
         if name.starts_with("order.") {
             return self.orders.handle(name, &principal, &message.payload).await;

@@ -193,44 +193,57 @@ impl EventStore {
         self.messages_read.load(Ordering::Relaxed)
     }
 
-    /// Folds every commit on `subject`, checking hashes, authenticators and chain links
-    /// on the way; foreign messages are logged and skipped.
+    /// Loads an aggregate: folds every commit on `subject`, in order, read in batches
+    /// of direct gets. A message keyledger did not write there (a foreign message, a
+    /// replayed copy) is skipped and logged; a malformed one is corruption.
     pub async fn load<E: EventCodec, S: Default>(
         &self,
         subject: &str,
         evolve: impl Fn(S, &E) -> S + Copy,
     ) -> Result<Loaded<S>, StoreError> {
         let mut loaded = Loaded::<S>::default();
-        let mut next = 1;
-        loop {
-            let message = match self
-                .stream
-                .get_first_raw_message_by_subject(subject, next)
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
-                Err(e) => return Err(unavailable(e)),
-            };
-            self.messages_read.fetch_add(1, Ordering::Relaxed);
-            let seq = message.sequence;
-            match judge::<E>(
-                subject,
-                &message.payload,
-                Some(&self.key),
-                loaded.head().as_ref(),
-            )
-            .map_err(|reason| StoreError::Corrupt { seq, reason })?
-            {
-                Judged::Next(commit) => loaded.apply(&commit, seq, evolve),
-                Judged::Foreign(reason) => {
-                    report_foreign(seq, subject, &reason);
-                    loaded.skip(seq);
-                }
-            }
-            next = seq + 1;
-        }
+        self.catch_up(subject, &mut loaded, evolve).await?;
         Ok(loaded)
+    }
+
+    /// Folds into `loaded` the messages on `subject` after those it holds (none, when
+    /// nobody wrote since: one request, nothing read).
+    pub async fn catch_up<E: EventCodec, S: Default>(
+        &self,
+        subject: &str,
+        loaded: &mut Loaded<S>,
+        evolve: impl Fn(S, &E) -> S + Copy,
+    ) -> Result<(), StoreError> {
+        let mut failed = None;
+        let read = crate::audit::read_log(
+            &self.js,
+            &self.stream.cached_info().config.name,
+            Some(subject.to_owned()),
+            loaded.last_seq + 1,
+            |m| {
+                self.messages_read.fetch_add(1, Ordering::Relaxed);
+                let seq = m.seq;
+                match judge::<E>(subject, &m.payload, Some(&self.key), loaded.head().as_ref()) {
+                    Ok(Judged::Next(commit)) => loaded.apply(&commit, seq, evolve),
+                    Ok(Judged::Foreign(reason)) => {
+                        report_foreign(seq, subject, &reason);
+                        loaded.skip(seq);
+                    }
+                    Err(reason) => {
+                        failed = Some(StoreError::Corrupt { seq, reason });
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
+        match (failed, read) {
+            (Some(corrupt), _) => Err(corrupt),
+            (None, Ok(_)) => Ok(()),
+            (None, Err(e)) if e.is_absent() => Ok(()),
+            (None, Err(e)) => Err(unavailable(e)),
+        }
     }
 
     /// Appends `commit` if the aggregate's last commit is still at `expected_last_seq`.

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     Conflict,
     /// A payload or body exceeds the configured limit.
     TooLarge,
+    /// The caller has too many requests in flight; retrying shortly works.
+    TooManyRequests,
     /// A dependency (NATS, the key store) is unreachable; retrying later may work.
     Unavailable,
     /// A bug or corrupted data; the message says which.
@@ -35,6 +37,7 @@ impl ErrorCode {
             Self::NotFound => 404,
             Self::Conflict => 409,
             Self::TooLarge => 413,
+            Self::TooManyRequests => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
         }
@@ -49,6 +52,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
             Self::TooLarge => "too_large",
+            Self::TooManyRequests => "too_many_requests",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }

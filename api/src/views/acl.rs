@@ -31,12 +31,12 @@ pub struct ReadAcl {
 
 /// An object's ACL, by operation (`read` is the only one).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AclBody {
+pub struct AclView {
     /// Who may read it.
     pub read: ReadAcl,
 }
 
-impl AclBody {
+impl AclView {
     /// The ACL; one never set (or reset) is Barbican's default,
     /// `{"read": {"project-access": true}}`.
     pub fn of(acl: &Acl, set: Option<&AclTimes>) -> Self {

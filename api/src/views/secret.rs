@@ -16,6 +16,17 @@ use crate::microversion::Microversion;
 /// exactly Barbican's fields and fail on any other, so they are left out otherwise.
 pub const EXTENDED: &str = "x-keyledger-extended";
 
+/// [`EXTENDED`], as the OpenAPI document describes it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // describes a parameter; never built
+pub struct Extended {
+    /// `true`: keyledger's own fields (`reference`, `tags`, `owning_service`) in
+    /// secret objects.
+    #[param(rename = "X-Keyledger-Extended")]
+    extended: Option<bool>,
+}
+
 /// Which fields a request's secret objects carry.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Shape {

@@ -8,6 +8,37 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use crate::Rejection;
 use crate::timestamp::Timestamp;
 
+/// Whether free text refuses `c`: a control character always (Unicode Cc: they break
+/// logs and terminals and are never meaningful in a name); in text people read in
+/// listings (`visible`), also invisible formatting (Cf) and line or paragraph
+/// separators (Zl, Zp).
+pub fn refused(c: char, visible: bool) -> bool {
+    c.is_control()
+        || (visible
+            && matches!(
+                c.general_category(),
+                GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+            ))
+}
+
+/// The ranges of characters [`refused`] refuses, in order (for describing the rule,
+/// as the OpenAPI document's patterns do).
+pub fn refused_ranges(visible: bool) -> Vec<(char, char)> {
+    let mut ranges: Vec<(char, char)> = Vec::new();
+    for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+        if !refused(c, visible) {
+            continue;
+        }
+        match ranges.last_mut() {
+            Some((_, end)) if u32::from(*end) + 1 == u32::from(c) => *end = c,
+            _ => ranges.push((c, c)),
+        }
+    }
+    ranges
+}
+
 /// Checks a free-text field: 1 to `max` characters, no control characters (they break
 /// logs and terminals and are never meaningful in a name).
 pub(crate) fn bounded_text(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
@@ -22,7 +53,7 @@ pub(crate) fn bounded_text(field: &str, s: &str, max: usize) -> Result<String, R
             "{field} is {len} characters long; the limit is {max}"
         )));
     }
-    if s.chars().any(char::is_control) {
+    if s.chars().any(|c| refused(c, false)) {
         return Err(Rejection::invalid(format!(
             "{field} {s:?} contains a control character; use printable characters only"
         )));
@@ -36,14 +67,7 @@ pub(crate) fn bounded_text(field: &str, s: &str, max: usize) -> Result<String, R
 /// separator, which can make one name look like another.
 pub(crate) fn visible_text(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
     let text = bounded_text(field, s, max)?;
-    let hidden = s.chars().enumerate().find(|(_, c)| {
-        matches!(
-            c.general_category(),
-            GeneralCategory::Format
-                | GeneralCategory::LineSeparator
-                | GeneralCategory::ParagraphSeparator
-        )
-    });
+    let hidden = s.chars().enumerate().find(|(_, c)| refused(*c, true));
     if let Some((at, c)) = hidden {
         return Err(Rejection::invalid(format!(
             "{field} contains U+{:04X} at character {}, an invisible {} character that can make \

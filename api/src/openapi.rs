@@ -1,0 +1,345 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' own
+//! `#[utoipa::path]` annotations and the response and request types: the router is
+//! built from the same annotations (`utoipa_axum::routes!` in [`crate::app`]), so a
+//! route cannot be served without its entry, nor an entry exist without its route.
+//! Served at `GET /v1/openapi.json`.
+
+use axum::{Extension, Json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
+
+/// An error, as Barbican shapes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status code.
+    pub code: u16,
+    /// The status's name, e.g. `Not Found`.
+    pub title: String,
+    /// What is wrong and what to do.
+    pub description: String,
+}
+
+/// The errors any operation may answer with, each in Barbican's shape. A
+/// deliberate 503 carries `Retry-After`.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // describes responses; never built
+pub enum Failures {
+    /// The request is malformed: a parameter, a header or the body; the description
+    /// names it and says what to send.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No token, or one keyledger does not accept.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The policy refuses it; the description names the roles that would allow it.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Nothing is there (or no longer), or not for this caller.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The `Accept` header or the microversion asked for cannot be served.
+    #[response(status = 406)]
+    NotAcceptable(ErrorBody),
+    /// The body took longer than the body timeout to arrive.
+    #[response(status = 408)]
+    RequestTimeout(ErrorBody),
+    /// It conflicts with the object's state (e.g. a payload stored twice).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The body is larger than allowed.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body's `Content-Type` is not one this operation takes.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// Too many requests of this caller at once; retry after `Retry-After`.
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
+    /// keyledger failed; the description has an error id to find in its log.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// A part keyledger needs is unavailable, or the read model lags; retry after
+    /// `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The two ways to present a token: `Authorization: Bearer` and Barbican's
+/// `X-Auth-Token`.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A keyledger token (a JWT from your identity provider, or `keyledger \
+                         token issue`)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "x_auth_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Auth-Token",
+                "The same token, in Barbican's header",
+            ))),
+        );
+    }
+}
+
+/// The document's frame: what the paths are added to.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keyledger",
+        description = "OpenStack Barbican's v1 API (microversions 1.0 to 1.2), served from an \
+                       event-sourced ledger, with keyledger's own additions (versions and \
+                       stages, tags, history, the TLS check). Errors are `{code, title, \
+                       description}`. Writes answer once reads show them; every response to \
+                       a secrets request names the log sequence it reflects \
+                       (`X-Keyledger-Seq`), and a read may wait for one \
+                       (`X-Keyledger-Min-Seq`).",
+        license(name = "Apache-2.0"),
+    ),
+    modifiers(&Security),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "discovery", description = "Versions and microversions"),
+        (name = "secrets", description = "Secrets, their payloads, versions and stages"),
+        (name = "metadata", description = "User metadata and tags of a secret"),
+        (name = "consumers", description = "Services that use a secret or container"),
+        (name = "acls", description = "Who may read a secret or container"),
+        (name = "containers", description = "Containers of secrets"),
+        (name = "orders", description = "Keys, key pairs and certificates made for you"),
+        (name = "audit", description = "History from the log"),
+        (name = "identity", description = "The caller as keyledger sees it"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Operations anyone may call, without a token.
+const PUBLIC: [&str; 3] = ["/", "/v1", "/v1/openapi.json"];
+
+/// What every operation shares, added to each once the router has collected them:
+/// the microversion header and its echo, the errors, the log sequence a response
+/// reflects, and (but for [`PUBLIC`]) the tokens.
+pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{Header, ObjectBuilder, Required, Type};
+    let text = |description: &str| {
+        Header::builder()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(description))
+            .build()
+    };
+    let microversion: Parameter = ParameterBuilder::new()
+        .name("OpenStack-API-Version")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "The microversion asked for: `key-manager 1.0` (when absent) to `key-manager \
+             1.2`, or `key-manager latest`; one entry, for keyledger's service",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(crate::microversion::PATTERN)),
+        ))
+        .build();
+    let failures = Failures::responses();
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let public = PUBLIC.contains(&path.as_str());
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .push(microversion.clone());
+            for (status, response) in &failures {
+                if public && status == "401" {
+                    continue;
+                }
+                operation
+                    .responses
+                    .responses
+                    .entry(status.clone())
+                    .or_insert_with(|| response.clone());
+            }
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let utoipa::openapi::RefOr::T(response) = response else {
+                    continue;
+                };
+                response.headers.insert(
+                    "OpenStack-API-Version".into(),
+                    text("The microversion the response follows, e.g. `key-manager 1.1`"),
+                );
+                if status.starts_with('2') && !public {
+                    response.headers.insert(
+                        "X-Keyledger-Seq".into(),
+                        Header::builder()
+                            .schema(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::Integer)
+                                    .minimum(Some(0)),
+                            )
+                            .description(Some(
+                                "The log sequence the response reflects (for a write, its \
+                                 commit): send it as X-Keyledger-Min-Seq to read what it wrote",
+                            ))
+                            .build(),
+                    );
+                }
+                if status == "429" || status == "503" {
+                    response.headers.insert(
+                        "Retry-After".into(),
+                        text("Seconds to wait before retrying"),
+                    );
+                }
+            }
+            if !public {
+                operation.security = Some(vec![
+                    utoipa::openapi::security::SecurityRequirement::new(
+                        "bearer",
+                        Vec::<String>::new(),
+                    ),
+                    utoipa::openapi::security::SecurityRequirement::new(
+                        "x_auth_token",
+                        Vec::<String>::new(),
+                    ),
+                ]);
+            }
+        }
+    }
+}
+
+/// A pattern standing for "text without control characters", replaced in [`to_json`]
+/// by the character class keyledger refuses (Unicode Cc), computed from the same
+/// predicate the checks use.
+pub const PRINTABLE: &str = "keyledger:printable";
+/// A pattern standing for "text people read in listings": also without invisible
+/// formatting or separator characters (Unicode Cc, Cf, Zl, Zp).
+pub const VISIBLE: &str = "keyledger:visible";
+
+/// `^[^<refused>]*$` for the characters free text refuses.
+fn text_pattern(visible: bool) -> String {
+    let escape = |c: char| match u32::from(c) {
+        n if n <= 0xFFFF => format!("\\u{n:04X}"),
+        n => format!("\\U{n:08X}"),
+    };
+    let class: String = domain::secret::fields::refused_ranges(visible)
+        .into_iter()
+        .map(|(a, b)| {
+            if a == b {
+                escape(a)
+            } else {
+                format!("{}-{}", escape(a), escape(b))
+            }
+        })
+        .collect();
+    format!("^[^{class}]*$")
+}
+
+/// The document as JSON, its text-pattern placeholders replaced.
+pub fn to_json(document: &utoipa::openapi::OpenApi) -> Value {
+    fn replace(value: &mut Value, printable: &str, visible: &str) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    match (key.as_str(), v.as_str()) {
+                        ("pattern", Some(PRINTABLE)) => *v = Value::from(printable),
+                        ("pattern", Some(VISIBLE)) => *v = Value::from(visible),
+                        _ => replace(v, printable, visible),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for v in items {
+                    replace(v, printable, visible);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(document).unwrap_or_default();
+    replace(&mut json, &text_pattern(false), &text_pattern(true));
+    json
+}
+
+/// The document, as served.
+#[derive(Clone)]
+pub struct Document(pub std::sync::Arc<Value>);
+
+/// `GET /v1/openapi.json`: this API's OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "discovery",
+    responses((status = 200, description = "The OpenAPI document", body = Object)),
+)]
+pub async fn document(Extension(document): Extension<Document>) -> Json<Value> {
+    Json((*document.0).clone())
+}
+
+/// `X-Keyledger-Min-Seq`: the read waits until the read model shows this sequence.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // describes parameters; never built
+pub struct MinSeq {
+    /// A log sequence (a write's `X-Keyledger-Seq`, or a NATS command reply's `seq`):
+    /// the read waits, up to the consistency timeout (5 s), until the read model
+    /// shows it; a sequence the log does not hold yet is 400.
+    #[param(rename = "X-Keyledger-Min-Seq", minimum = 0)]
+    min_seq: Option<u64>,
+}
+
+/// `{id}` of a secret's paths.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes parameters; never built
+pub struct SecretPath {
+    /// The secret: its UUID (as in its `secret_ref`), its reference
+    /// (`krn:keyledger:<project>:secret:<name>-<6 characters>`) or its name in your
+    /// project.
+    id: String,
+}
+
+/// `{id}` of a container's paths.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes parameters; never built
+pub struct ContainerPath {
+    /// The container's UUID, as in its `container_ref`.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    id: String,
+}
+
+/// `{id}` of an order's paths.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes parameters; never built
+pub struct OrderPath {
+    /// The order's UUID, as in its `order_ref`.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    id: String,
+}
