@@ -443,7 +443,7 @@ pub async fn start_api(
         js,
         commit_key: keys.commit.clone(),
         access_log,
-        history: Arc::default(),
+        costly: Arc::default(),
         clock,
         config: Arc::new(settings.config),
     };

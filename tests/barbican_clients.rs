@@ -6,27 +6,12 @@
 //! of each test is in `tests/clients/`.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
 
+use crate::support::clients::{clients_dir, installed};
 use crate::support::up::Up;
-
-/// Where the client tests' Python files are.
-fn clients_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// An environment variable `scripts/clients.sh` sets; a clear failure without it.
-fn installed(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: run the tests with ./scripts/test, which installs the \
-             clients (scripts/clients.sh)"
-        )
-    })
-}
 
 /// `keyledger up` and a Keystone stand-in issuing its tokens.
 struct Clients {

@@ -117,7 +117,7 @@ async fn containers_hold_checked_references_of_their_type() {
         ),
         (
             json!({"type": "generic", "secret_refs": refs(&[("x", missing)])}),
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "which does not exist; create the secret first",
         ),
     ] {

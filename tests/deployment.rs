@@ -66,7 +66,7 @@ async fn commands_projector_and_api_run_as_separate_processes() {
         },
     )
     .await;
-    let _projector = serve("projector", &url, &data, &[]);
+    let projector = serve("projector", &url, &data, &[]);
     let mut api = serve("api", &url, &data, &["--http-addr", "127.0.0.1:0"]);
     // Read the address the API prints, and keep draining its stderr afterwards.
     let stderr = api.0.stderr.take().unwrap();
@@ -167,5 +167,30 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     )
     .await;
     assert_eq!(reply["ok"], true, "{reply}");
+
+    // Without its projector the read model stays behind the log: a read naming a
+    // later sequence waits out the consistency timeout, then answers 503 with
+    // Retry-After, and the write it waited for is still in the log.
+    drop(projector);
+    let later = crate::support::raw_command(
+        &client,
+        "secret.metadata.set",
+        Some(&token),
+        &json!({"id": id, "key": "via", "value": "lagging"}),
+    )
+    .await;
+    assert_eq!(later["ok"], true, "{later}");
+    let seq = later["seq"].as_u64().unwrap();
+    let lagging = http
+        .get(format!("{addr}/v1/secrets/{id}"))
+        .bearer_auth(&token)
+        .header("X-Keyledger-Min-Seq", seq.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lagging.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(lagging.headers()["retry-after"], "1");
+    let text = lagging.text().await.unwrap();
+    assert!(text.contains(&format!("did not reach {seq}")), "{text}");
     nats.stop().await;
 }

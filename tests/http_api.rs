@@ -688,7 +688,7 @@ async fn writes_are_visible_to_the_next_read_and_reads_say_what_they_reflect() {
         .send()
         .await
         .unwrap();
-    assert_eq!(ahead.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(ahead.status(), StatusCode::CONFLICT);
     assert!(
         json_of(ahead).await["description"]
             .as_str()
@@ -900,6 +900,15 @@ async fn every_operation_of_the_openapi_document_is_served_and_no_other() {
         }
     }
     assert_eq!(checked, paths.len() * 5);
+    // Operation ids are unique, as OpenAPI requires (code generators name methods
+    // after them).
+    let ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op.get("operationId")?.as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
     // A path the document does not have is Barbican's 404.
     let (status, text) = description(t.get("/v1/nowhere", "no token").await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

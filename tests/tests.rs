@@ -5,6 +5,7 @@
 mod support;
 
 mod access_control;
+mod api_fuzz;
 mod audit;
 mod barbican_clients;
 mod canary;
@@ -14,6 +15,7 @@ mod deployment;
 mod event_store;
 mod external_clients;
 mod forged_commits;
+mod hostile_requests;
 mod http_api;
 mod identity;
 mod lifecycle;

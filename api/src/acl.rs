@@ -29,7 +29,7 @@ use crate::views::{base_url, secret_ref};
 #[serde(deny_unknown_fields)]
 pub struct AclBody {
     /// Who may read it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "commands::objects::object")]
     read: AclOperationRequest,
 }
 

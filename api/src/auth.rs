@@ -44,6 +44,16 @@ impl FromRequestParts<AppState> for Caller {
                 .transpose()
         };
         let authorization = match (text(AUTHORIZATION.as_str())?, text(X_AUTH_TOKEN)?) {
+            // Two different tokens: a proxy that vetted one must not see the other used.
+            (Some(a), Some(token))
+                if a.split_once(' ').map(|(_, t)| t.trim()) != Some(token.trim()) =>
+            {
+                return Err(Rejection::unauthorized(
+                    "the request carries two different tokens (Authorization and \
+                     X-Auth-Token); send one of them",
+                )
+                .into());
+            }
             (Some(a), _) => Some(a),
             (None, Some(token)) => Some(format!("Bearer {}", token.trim())),
             (None, None) => None,

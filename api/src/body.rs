@@ -44,6 +44,18 @@ impl FromRequest<AppState> for Body {
     }
 }
 
+/// Whether a Content-Type names JSON as keyledger reads it: `application/json`, with
+/// no charset but UTF-8 (a body in another charset would be misread).
+fn is_json(content_type: &str) -> bool {
+    let lower = content_type.to_ascii_lowercase();
+    let mut parts = lower.split(';').map(str::trim);
+    parts.next() == Some("application/json")
+        && parts.all(|p| match p.split_once('=') {
+            Some(("charset", v)) => v.trim().trim_matches('"') == "utf-8",
+            Some(_) | None => p.is_empty() || p.contains('='),
+        })
+}
+
 /// Parses a JSON body sent as `application/json`; `what` names it in errors ("a
 /// secret", "an ACL").
 pub fn json<T: DeserializeOwned>(
@@ -55,10 +67,7 @@ pub fn json<T: DeserializeOwned>(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+    if !is_json(content_type) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
@@ -67,6 +76,36 @@ pub fn json<T: DeserializeOwned>(
             ),
         ));
     }
+    // Every body is an object; serde would also read a struct from an array.
+    if !commands::objects::is_object(body) {
+        return Err(ApiError::bad_request(format!(
+            "the body is not valid as {what}: send a JSON object ({{...}})"
+        )));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid as {what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_is_application_json_in_utf_8() {
+        for yes in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+        ] {
+            assert!(super::is_json(yes), "{yes}");
+        }
+        for no in [
+            "application/jsonx",
+            "application/json, text/plain",
+            "application/json; charset=utf-16",
+            "text/json",
+            "",
+        ] {
+            assert!(!super::is_json(no), "{no}");
+        }
+    }
 }

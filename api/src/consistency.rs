@@ -7,7 +7,9 @@
 //!   sees it.
 //! - A read may send `X-Keyledger-Min-Seq: <n>` (e.g. the `seq` of a command a service
 //!   sent over NATS): it waits, for up to the consistency timeout, until the read
-//!   model has applied `n`, and otherwise answers 503 with `Retry-After`.
+//!   model has applied `n`, and otherwise answers 503 with `Retry-After`; a sequence
+//!   beyond the log's end is a 409 at once (waiting for it would hold the request in
+//!   vain).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -50,10 +52,15 @@ impl FromRequestParts<AppState> for Consistent {
             // A sequence the log does not hold yet would be waited for in vain.
             let end = log_end(state).await?;
             if seq > end {
-                return Err(ApiError::bad_request(format!(
-                    "{MIN_SEQ} {seq} is beyond the end of the log (sequence {end}); send the seq \
-                     of a write (its X-Keyledger-Seq, or a command reply's seq)"
-                )));
+                // 409: the request is well formed, but names a state the log has not
+                // reached (nor may ever: no write has that sequence yet).
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "{MIN_SEQ} {seq} is beyond the end of the log (sequence {end}); send the \
+                         seq of a write (its X-Keyledger-Seq, or a command reply's seq)"
+                    ),
+                ));
             }
         }
         let timeout = state.config.consistency_timeout;

@@ -106,7 +106,7 @@ pub struct CreateContainerBody {
     #[schema(pattern = "^(generic|rsa|certificate)$")]
     container_type: String,
     /// Its references (at most 50).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "commands::objects::objects")]
     #[schema(max_items = 50)]
     secret_refs: Vec<ContainerSecretRef>,
 }
@@ -119,7 +119,15 @@ async fn reference(
     caller: &Caller,
     r: &ContainerSecretRef,
 ) -> Result<SecretRefRequest, ApiError> {
-    let id = resolve(state, caller, crate::views::last_segment(&r.secret_ref)).await?;
+    let named = crate::views::last_segment(&r.secret_ref);
+    if named.trim().is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "secret_ref {:?} names no secret; give the secret's URL (its secret_ref), id, \
+             reference or name",
+            r.secret_ref
+        )));
+    }
+    let id = resolve(state, caller, named).await?;
     Ok(SecretRefRequest {
         name: r.name.clone().unwrap_or_default(),
         secret_ref: id.to_string(),
@@ -227,6 +235,7 @@ pub async fn list(
         },
         access::env(&state, &caller),
     )?;
+    let _listing = state.costly.listings.start(&caller).await?;
     let page = state
         .read
         .list_containers(&who.project, paging.bounds(), (state.clock)(), |row| {
@@ -390,12 +399,15 @@ pub async fn change_secret(
 #[serde(deny_unknown_fields)]
 pub struct ContainerConsumerBody {
     /// Its name.
+    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:printable")]
     name: String,
     /// Where it uses the container.
     #[serde(rename = "URL", alias = "url")]
+    #[schema(min_length = 1, max_length = 2048, pattern = "keyledger:printable")]
     url: String,
     /// `"tls"`: register only if the container passes the TLS check.
     #[serde(default)]
+    #[schema(pattern = "^tls$")]
     validate: Option<String>,
 }
 
@@ -406,11 +418,16 @@ async fn tls_findings(
     row: &ContainerRow,
     base: &str,
 ) -> Result<Vec<Finding>, ApiError> {
+    // The request is well formed; the container's type is what does not fit (409).
     if row.container_type != "certificate" {
-        return Err(ApiError::bad_request(format!(
-            "container {} is a {} container; the TLS check applies to certificate containers",
-            row.id, row.container_type
-        )));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "container {} is a {} container; the TLS check applies to certificate \
+                 containers",
+                row.id, row.container_type
+            ),
+        ));
     }
     let unusable: Vec<Finding> = problems(row, base)
         .into_iter()
@@ -572,8 +589,10 @@ pub async fn change_consumer(
     let body: ContainerConsumerBody = crate::body::json(&headers, &body, "a consumer")?;
     let id = container_id(&id)?;
     match body.validate.as_deref() {
+        // Removing a consumer checks nothing: the same body is taken as is.
         None => {}
-        Some("tls") if method != axum::http::Method::DELETE => {
+        Some("tls") if method == axum::http::Method::DELETE => {}
+        Some("tls") => {
             let (row, _) = readable(&state, &caller, Action::ReadSecret, id).await?;
             let findings = tls_findings(&state, &caller, &row, &base_url(&state, &headers)).await?;
             if !findings.is_empty() {
@@ -590,7 +609,8 @@ pub async fn change_consumer(
         }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "validate {other:?} is not supported; use \"tls\" when registering"
+                "validate {other:?} is not supported; use \"tls\" (register only after the \
+                 TLS check) or leave it out"
             )));
         }
     }

@@ -95,3 +95,27 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Puts every error answer in Barbican's shape: axum's own rejections (a path that
+/// is not UTF-8, say) answer in plain text, which Barbican's clients cannot read.
+pub async fn in_barbican_shape(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    // These texts are axum's short messages; a longer one is cut, not buffered whole.
+    let text = match axum::body::to_bytes(response.into_body(), 4096).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    ApiError::new(status, text).into_response()
+}

@@ -4,21 +4,18 @@
 //!
 //! Both are read from the log page by page, never whole: a request returns at most
 //! `limit` entries (100 by default, 1,000 at most; more only when one commit alone
-//! holds more events, as a commit is never split) and reads at most [`SCAN_CAP`]
-//! messages, and says where to go on (`next`, from a sequence; a page of a sparse
-//! filter may be empty and still have a `next`). At most [`CONCURRENT`] history reads
-//! run at once and the others wait for a slot (503 with `Retry-After` after
-//! [`QUEUE_WAIT`]); a caller may have [`PER_CALLER`] in flight (429 beyond). So a
+//! holds more events, as a commit is never split), about [`PAGE_BYTES`] of commits,
+//! and reads at most [`SCAN_CAP`] messages, and says where to go on (`next`, from a sequence; a page of a sparse
+//! filter may be empty and still have a `next`). At most four history reads run at
+//! once and the others wait for a slot (503 with `Retry-After` after
+//! [`crate::costly::QUEUE_WAIT`]); a caller may have four in flight (429 beyond):
+//! [`crate::costly::Costly`]. So a
 //! running read holds one batch of messages (at most 4 MiB) and its page, whatever
 //! the size of the project's history, and a waiting one next to nothing.
 //!
 //! Only keyledger's commits are shown: a message whose authenticator does not check
 //! is left out, and so is any message the projector skipped (a replayed copy, say),
 //! after waiting (as reads do) until the read model has judged the page.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -33,7 +30,6 @@ use domain::timestamp::Timestamp;
 use projections::read::Lookup;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa::ToSchema;
 
 use crate::access::{self, check, resolve};
@@ -44,98 +40,13 @@ use crate::state::AppState;
 
 /// Most log messages one request reads.
 pub const SCAN_CAP: u64 = 10_000;
-/// History reads running at once; more wait for a slot.
-pub const CONCURRENT: usize = 4;
-/// History reads one caller may have in flight (running or waiting).
-pub const PER_CALLER: usize = 4;
-/// Longest a history read waits for a slot.
-pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
+/// A page ends once the commits in it reach this many bytes (a page holds at least
+/// one commit), so a page of large commits stays small whatever `limit` says.
+pub const PAGE_BYTES: usize = 1 << 20;
 /// Entries a page holds unless asked for fewer or more.
 const DEFAULT_LIMIT: u32 = 100;
 /// Entries a page holds at most.
 const MAX_LIMIT: u32 = 1000;
-
-/// Who is reading history now.
-#[derive(Debug)]
-pub struct HistoryReads {
-    running: Arc<Semaphore>,
-    callers: Mutex<HashMap<String, usize>>,
-}
-
-impl Default for HistoryReads {
-    fn default() -> Self {
-        Self {
-            running: Arc::new(Semaphore::new(CONCURRENT)),
-            callers: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-/// A history read in flight (waiting for a slot, then running); ends when dropped.
-pub struct Reading<'a> {
-    reads: &'a HistoryReads,
-    caller: String,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Drop for Reading<'_> {
-    fn drop(&mut self) {
-        let mut callers = self.reads.callers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = callers.get_mut(&self.caller) {
-            *n -= 1;
-            if *n == 0 {
-                callers.remove(&self.caller);
-            }
-        }
-    }
-}
-
-impl HistoryReads {
-    /// Starts a read for `caller` once one of the [`CONCURRENT`] slots is free, or
-    /// says to come back: at once when the caller has [`PER_CALLER`] reads in flight
-    /// already (429), after [`QUEUE_WAIT`] when the slots stay taken (503).
-    async fn start(&self, caller: &Caller) -> Result<Reading<'_>, ApiError> {
-        let who = format!("{}@{}", caller.principal.user, caller.principal.project);
-        {
-            let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
-            let n = callers.entry(who.clone()).or_default();
-            if *n >= PER_CALLER {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "you have {PER_CALLER} history reads in flight already; wait for a \
-                         page before asking for the next"
-                    ),
-                )
-                .retry_after(1));
-            }
-            *n += 1;
-        }
-        // Counted from here: dropping `Reading` (also when the wait below fails or the
-        // client goes away) gives the caller's place back.
-        let mut reading = Reading {
-            reads: self,
-            caller: who,
-            _permit: None,
-        };
-        let permit = tokio::time::timeout(QUEUE_WAIT, self.running.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "history reads stayed busy for {} s; retry in a moment",
-                        QUEUE_WAIT.as_secs()
-                    ),
-                )
-                .retry_after(1)
-            })?;
-        reading._permit = Some(permit);
-        Ok(reading)
-    }
-}
 
 /// One page of history.
 struct Page {
@@ -154,6 +65,7 @@ async fn page(
     limit: usize,
 ) -> Result<Page, ApiError> {
     let mut entries = Vec::new();
+    let mut bytes = 0;
     let mut scanned = 0;
     let mut last = None;
     let mut more = false;
@@ -167,7 +79,7 @@ async fn page(
             if filter.to_seq.is_some_and(|to| m.seq > to) {
                 return false;
             }
-            if entries.len() >= limit || scanned >= SCAN_CAP {
+            if entries.len() >= limit || scanned >= SCAN_CAP || bytes >= PAGE_BYTES {
                 more = true;
                 return false;
             }
@@ -186,6 +98,9 @@ async fn page(
             }
             scanned += 1;
             last = Some(m.seq);
+            if !admitted.is_empty() {
+                bytes += m.payload.len();
+            }
             entries.extend(admitted);
             true
         },
@@ -234,7 +149,8 @@ pub struct Paging {
     /// Where the page starts: a log sequence (the `next` link carries it).
     #[param(minimum = 0)]
     from_seq: Option<u64>,
-    /// Most entries a page holds, 1 to 1000 (default 100); a commit is never split.
+    /// Most entries a page holds, from 1 (default 100; more reads as 1000); a commit
+    /// is never split, so a page may hold more.
     #[param(minimum = 1, maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
@@ -366,6 +282,11 @@ pub async fn secret(
         Lookup::Expired(row) | Lookup::PendingDeletion(row) => Some(*row),
         Lookup::Missing => None,
     };
+    // Who may read the secret reads its history; the ACL changes in it only who may
+    // read its ACL, or audit the project.
+    let may_read_acl = row
+        .as_ref()
+        .is_some_and(|row| check(&state, &caller, Action::ReadAcl, row).is_ok());
     let project = match row {
         Some(row) => {
             check(&state, &caller, Action::ReadSecret, &row)?;
@@ -387,9 +308,19 @@ pub async fn secret(
             owner
         }
     };
-    let _reading = state.history.start(&caller).await?;
+    let may_audit = authorize(
+        &caller.principal,
+        Action::ReadAudit,
+        Target::Project {
+            project: &project,
+            secret: None,
+        },
+        access::env(&state, &caller),
+    )
+    .is_ok();
+    let _reading = state.costly.history.start(&caller).await?;
     let subject = aggregate_subject(&project, AggregateKind::Secret, &id.to_string());
-    let page = page(
+    let mut page = page(
         &state,
         subject,
         &HistoryFilter::default(),
@@ -397,6 +328,9 @@ pub async fn secret(
         limit,
     )
     .await?;
+    if !(may_read_acl || may_audit) {
+        hide_acls(&mut page.entries);
+    }
     let next = page
         .next_seq
         .map(|n| next_link(&state, &headers, uri.path(), uri.query().unwrap_or(""), n));
@@ -405,6 +339,23 @@ pub async fn secret(
         next,
     })
     .into_response())
+}
+
+/// Replaces the grants of ACL changes with a note: who is on an ACL, and from where
+/// and when they may read, is for those who may read the ACL itself.
+fn hide_acls(entries: &mut [Value]) {
+    for entry in entries {
+        let Some(event) = entry.get_mut("event") else {
+            continue;
+        };
+        let kind = event["type"].as_str().unwrap_or_default().to_owned();
+        if kind.ends_with(".acl_set") {
+            *event = serde_json::json!({
+                "type": kind,
+                "redacted": "the ACL's grants; they show to those who may read the ACL",
+            });
+        }
+    }
 }
 
 /// The filters and paging of `GET /v1/audit/events`.
@@ -435,7 +386,8 @@ pub struct EventsQuery {
         pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
     )]
     id: Option<String>,
-    /// Most entries a page holds, 1 to 1000 (default 100).
+    /// Most entries a page holds, from 1 (default 100; more reads as 1000); a commit
+    /// is never split, so a page may hold more.
     #[param(minimum = 1, maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
@@ -493,7 +445,7 @@ pub async fn events(
         return Err(ApiError::bad_request(format!("id {id:?} is not a UUID")));
     }
     let limit = limit(q.limit)?;
-    let _reading = state.history.start(&caller).await?;
+    let _reading = state.costly.history.start(&caller).await?;
     let subject = format!(
         "keyledger.events.{}.*.{}",
         who.project,

@@ -41,6 +41,7 @@ mod auth;
 mod body;
 mod consistency;
 mod containers;
+pub mod costly;
 mod discovery;
 mod error;
 pub mod history;
@@ -150,6 +151,7 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::Extension(document))
+        .layer(middleware::from_fn(error::in_barbican_shape))
         .layer(middleware::from_fn(microversion::negotiate))
         .layer(middleware::from_fn(log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))

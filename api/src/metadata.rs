@@ -65,6 +65,7 @@ pub async fn get_all(
 #[serde(deny_unknown_fields)]
 pub struct MetadataBody {
     /// Key to value; keys are lowercased.
+    #[schema(value_type = commands::schemas::MetadataMap)]
     metadata: BTreeMap<String, String>,
 }
 
@@ -80,6 +81,7 @@ pub struct MetadataRef {
 #[serde(deny_unknown_fields)]
 pub struct TagsBody {
     /// Key to value.
+    #[schema(value_type = commands::schemas::TagsMap)]
     tags: BTreeMap<String, String>,
 }
 
@@ -129,8 +131,10 @@ pub async fn put_all(
 #[serde(deny_unknown_fields)]
 pub struct MetadatumBody {
     /// Its key.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,255}$")]
     key: String,
     /// Its value.
+    #[schema(min_length = 1, max_length = 1024, pattern = "keyledger:visible")]
     value: String,
 }
 
@@ -194,7 +198,7 @@ pub async fn add_one(
     get,
     path = "/v1/secrets/{id}/metadata/{key}",
     tag = "metadata",
-    params(SecretPath, MinSeq, ("key" = String, Path, description = "The metadata key (case-insensitive)")),
+    params(SecretPath, MinSeq, ("key" = String, Path, pattern = "^[A-Za-z0-9._-]{1,255}$", description = "The metadata key (case-insensitive)")),
     responses((status = 200, description = "The item", body = MetadatumBody)),
 )]
 pub async fn get_one(
@@ -236,7 +240,7 @@ pub async fn get_one(
     put,
     path = "/v1/secrets/{id}/metadata/{key}",
     tag = "metadata",
-    params(SecretPath, ("key" = String, Path, description = "The metadata key (case-insensitive)")),
+    params(SecretPath, ("key" = String, Path, pattern = "^[A-Za-z0-9._-]{1,255}$", description = "The metadata key (case-insensitive)")),
     request_body(content = MetadatumBody, content_type = "application/json"),
     responses((status = 200, description = "Changed", body = MetadatumBody)),
 )]
@@ -266,7 +270,7 @@ pub async fn put_one(
     delete,
     path = "/v1/secrets/{id}/metadata/{key}",
     tag = "metadata",
-    params(SecretPath, ("key" = String, Path, description = "The metadata key (case-insensitive)")),
+    params(SecretPath, ("key" = String, Path, pattern = "^[A-Za-z0-9._-]{1,255}$", description = "The metadata key (case-insensitive)")),
     responses((status = 204, description = "Removed")),
 )]
 pub async fn delete_one(
@@ -348,7 +352,7 @@ pub async fn set_tags(
     delete,
     path = "/v1/secrets/{id}/tags/{key}",
     tag = "metadata",
-    params(SecretPath, ("key" = String, Path, description = "The tag's key")),
+    params(SecretPath, ("key" = String, Path, min_length = 1, max_length = 128, pattern = "keyledger:visible", description = "The tag's key")),
     responses((status = 204, description = "Removed")),
 )]
 pub async fn delete_tag(
@@ -372,10 +376,13 @@ pub async fn delete_tag(
 #[serde(deny_unknown_fields)]
 pub struct SecretConsumerBody {
     /// The service, e.g. `image`.
+    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:printable")]
     service: String,
     /// The kind of resource, e.g. `image`.
+    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:printable")]
     resource_type: String,
     /// The resource.
+    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:printable")]
     resource_id: String,
 }
 

@@ -41,12 +41,18 @@ impl Microversion {
     pub const MAX: Self = Self::V1_2;
 
     /// The version a request's `OpenStack-API-Version` header asks keyledger for:
-    /// `Ok(None)` when there is no header, an error naming what is wrong (400) or the
+    /// `Ok(None)` when there is no header (an empty one counts as none, as HTTP
+    /// intermediaries treat it), an error naming what is wrong (400) or the
     /// versions served (406) otherwise. keyledger takes one entry, for its own service
     /// (`key-manager <major>.<minor>` or `key-manager latest`), which is what every
     /// Barbican client sends; [`PATTERN`] is the same rule as a regular expression.
     pub fn requested(values: &[&[u8]]) -> Result<Option<Self>, ApiError> {
-        let value = match values {
+        let values: Vec<&[u8]> = values
+            .iter()
+            .copied()
+            .filter(|v| !v.trim_ascii().is_empty())
+            .collect();
+        let value = match values[..] {
             [] => return Ok(None),
             [one] => std::str::from_utf8(one).map_err(|_| malformed("(not text)"))?,
             _ => {
@@ -101,7 +107,7 @@ impl Microversion {
 /// The values of the header keyledger serves, as a regular expression (for the
 /// OpenAPI document): [`Microversion::requested`]'s rule, without the versions it
 /// does not serve.
-pub const PATTERN: &str = r"^[ \t]*[Kk][Ee][Yy]-[Mm][Aa][Nn][Aa][Gg][Ee][Rr][ \t]+(1\.[0-2]|[Ll][Aa][Tt][Ee][Ss][Tt])[ \t]*$";
+pub const PATTERN: &str = r"^[ \t]*([Kk][Ee][Yy]-[Mm][Aa][Nn][Aa][Gg][Ee][Rr][ \t]+(1\.[0-2]|[Ll][Aa][Tt][Ee][Ss][Tt])[ \t]*)?$";
 
 impl fmt::Display for Microversion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -175,8 +181,9 @@ mod tests {
         let (status, text) = asked(&["key-manager 1.3"]).unwrap_err();
         assert_eq!(status, 406);
         assert!(text.contains("serves 1.0 to 1.2"), "{text}");
+        assert_eq!(asked(&[""]), Ok(None));
+        assert_eq!(asked(&[" \t", "key-manager 1.1"]), Ok(Some("1.1".into())));
         for bad in [
-            "",
             "key-manager",
             "key-manager 1",
             "key-manager 1.x",

@@ -2,7 +2,26 @@
 //! to JSON clients and the payload to `text/plain` / `application/octet-stream`
 //! clients; `GET …/payload` serves the payload in the stored type, or as raw octets.
 
+use axum::http::header::ACCEPT;
+use axum::http::{HeaderMap, StatusCode};
 use domain::secret::payload::ContentType;
+
+use crate::error::ApiError;
+
+/// The `Accept` header's text, if there is one; a value that is not visible ASCII
+/// names no media type keyledger serves: 406.
+pub fn accept(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(ACCEPT) else {
+        return Ok(None);
+    };
+    value.to_str().map(Some).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "the Accept header is not ASCII text; ask for application/json (metadata), or \
+             text/plain or application/octet-stream (payload)",
+        )
+    })
+}
 
 /// One media range of an `Accept` header, with its quality.
 fn ranges(accept: &str) -> Vec<(String, f32)> {

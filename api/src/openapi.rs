@@ -45,7 +45,8 @@ pub enum Failures {
     /// The body took longer than the body timeout to arrive.
     #[response(status = 408)]
     RequestTimeout(ErrorBody),
-    /// It conflicts with the object's state (e.g. a payload stored twice).
+    /// It conflicts with the object's state (e.g. a payload stored twice), or asks
+    /// for a log sequence not written yet.
     #[response(status = 409)]
     Conflict(ErrorBody),
     /// The body is larger than allowed.
@@ -158,16 +159,17 @@ pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
     let failures = Failures::responses();
     for (path, item) in openapi.paths.paths.iter_mut() {
         let public = PUBLIC.contains(&path.as_str());
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
+        for (method, operation) in [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
         ]
         .into_iter()
-        .flatten()
+        .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
         {
+            operation.operation_id = Some(operation_id(method, path));
             operation
                 .parameters
                 .get_or_insert_with(Vec::new)
@@ -229,19 +231,35 @@ pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// A pattern standing for "text without control characters", replaced in [`to_json`]
-/// by the character class keyledger refuses (Unicode Cc), computed from the same
-/// predicate the checks use.
-pub const PRINTABLE: &str = "keyledger:printable";
-/// A pattern standing for "text people read in listings": also without invisible
-/// formatting or separator characters (Unicode Cc, Cf, Zl, Zp).
-pub const VISIBLE: &str = "keyledger:visible";
+/// An operation's id, unique as its method and path are (the handlers' names
+/// repeat across resources): `get_secrets_id_payload` for `GET
+/// /v1/secrets/{id}/payload`.
+fn operation_id(method: &str, path: &str) -> String {
+    let words: Vec<String> = match path {
+        "/" => vec!["root".into()],
+        "/v1" => vec!["version".into()],
+        _ => path
+            .trim_start_matches("/v1")
+            .split('/')
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                w.trim_matches(['{', '}'])
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            })
+            .collect(),
+    };
+    format!("{method}_{}", words.join("_"))
+}
+
+pub use commands::schemas::{PRINTABLE, VISIBLE};
 
 /// `^[^<refused>]*$` for the characters free text refuses.
 fn text_pattern(visible: bool) -> String {
+    // Beyond the BMP the character itself: ECMA-262 and Python regexes agree on
+    // no escape for those (`\u{…}` needs ECMA's u flag; `\U` is Python's alone).
     let escape = |c: char| match u32::from(c) {
         n if n <= 0xFFFF => format!("\\u{n:04X}"),
-        n => format!("\\U{n:08X}"),
+        _ => c.to_string(),
     };
     let class: String = domain::secret::fields::refused_ranges(visible)
         .into_iter()
@@ -279,7 +297,67 @@ pub fn to_json(document: &utoipa::openapi::OpenApi) -> Value {
     }
     let mut json = serde_json::to_value(document).unwrap_or_default();
     replace(&mut json, &text_pattern(false), &text_pattern(true));
+    exact_integers(&mut json);
+    never_null_parameters(&mut json);
     json
+}
+
+/// Gives unsigned integers (`format: uint64` …) their exact maximum, as a JSON
+/// integer: utoipa writes none for 64 bits, and a float for the rest.
+fn exact_integers(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            // utoipa spells them `u-int64` …; the usual name is `uint64`.
+            let format = map.get("format").and_then(Value::as_str);
+            let (name, max) = match format {
+                Some("u-int64" | "uint64") => ("uint64", u64::MAX),
+                Some("u-int32" | "uint32") => ("uint32", u32::MAX.into()),
+                Some("u-int16" | "uint16") => ("uint16", u16::MAX.into()),
+                Some("u-int8" | "uint8") => ("uint8", u8::MAX.into()),
+                _ => ("", 0),
+            };
+            if !name.is_empty() {
+                map.insert("format".into(), Value::from(name));
+                let declared = map.get("maximum").and_then(Value::as_f64);
+                if declared.is_none_or(|d| d >= max as f64) {
+                    map.insert("maximum".into(), Value::from(max));
+                }
+            }
+            map.values_mut().for_each(exact_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(exact_integers),
+        _ => {}
+    }
+}
+
+/// A header or query parameter is text, never JSON `null`: an optional one is left
+/// out. utoipa marks `Option` parameters nullable; this takes that back.
+fn never_null_parameters(document: &mut Value) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let parameters = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("parameters"))
+        .filter_map(Value::as_array_mut)
+        .flatten();
+    for parameter in parameters {
+        let Some(types) = parameter
+            .pointer_mut("/schema/type")
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        types.retain(|t| t != "null");
+        if let [only] = &types[..] {
+            let only = only.clone();
+            if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
+                schema.insert("type".into(), only);
+            }
+        }
+    }
 }
 
 /// The document, as served.
@@ -304,7 +382,7 @@ pub async fn document(Extension(document): Extension<Document>) -> Json<Value> {
 pub struct MinSeq {
     /// A log sequence (a write's `X-Keyledger-Seq`, or a NATS command reply's `seq`):
     /// the read waits, up to the consistency timeout (5 s), until the read model
-    /// shows it; a sequence the log does not hold yet is 400.
+    /// shows it; a sequence the log does not hold yet is 409.
     #[param(rename = "X-Keyledger-Min-Seq", minimum = 0)]
     min_seq: Option<u64>,
 }
@@ -342,4 +420,34 @@ pub struct OrderPath {
         pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
     )]
     id: String,
+}
+
+/// `Accept` of `GET /v1/secrets/{id}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // describes parameters; never built
+pub struct AcceptSecret {
+    /// `application/json` (or none, or `*/*`) for the metadata; `text/plain` or
+    /// `application/octet-stream` for the payload, as for `…/payload`. A list with
+    /// q-values is read too; nothing served: 406.
+    #[param(
+        rename = "Accept",
+        pattern = r"^[ \t]*(application/json|application/\*|\*/\*|text/plain|text/\*|application/octet-stream)?[ \t]*$"
+    )]
+    accept: Option<String>,
+}
+
+/// `Accept` of a payload read.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // describes parameters; never built
+pub struct AcceptPayload {
+    /// The type to serve it in: its own (none, or `*/*`), `text/plain` (a binary
+    /// payload only when it is UTF-8, else 406) or `application/octet-stream`. A
+    /// list with q-values is read too; nothing served: 406.
+    #[param(
+        rename = "Accept",
+        pattern = r"^[ \t]*(application/\*|\*/\*|text/plain|text/\*|application/octet-stream)?[ \t]*$"
+    )]
+    accept: Option<String>,
 }

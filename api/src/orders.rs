@@ -136,6 +136,7 @@ pub async fn list(
         },
         access::env(&state, &caller),
     )?;
+    let _listing = state.costly.listings.start(&caller).await?;
     let page = state
         .read
         .list_orders(&who.project, paging.bounds(), |row| {

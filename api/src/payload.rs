@@ -2,7 +2,7 @@
 //! two-step create) and `GET /v1/secrets/{id}/payload`.
 
 use axum::extract::{Path, State};
-use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -22,7 +22,7 @@ use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
 use crate::negotiate::{Served, payload_type};
-use crate::openapi::{MinSeq, SecretPath};
+use crate::openapi::{AcceptPayload, MinSeq, SecretPath};
 use crate::state::AppState;
 use projections::read::Lookup;
 use projections::read::{PayloadRow, SecretRow};
@@ -48,10 +48,10 @@ fn unsupported(content_type: &str) -> ApiError {
     path = "/v1/secrets/{id}",
     tag = "secrets",
     params(SecretPath,
-        ("Content-Encoding" = Option<String>, Header, description = "`base64` when an `application/octet-stream` body is base64 text")),
+        ("Content-Encoding" = Option<String>, Header, pattern = "^[ \t]*([Bb][Aa][Ss][Ee]64)?[ \t]*$", description = "`base64` when an `application/octet-stream` body is base64 text")),
     request_body(description = "The payload itself", content(
-        (String = "text/plain"),
-        (String = "application/octet-stream"),
+        (commands::schemas::PayloadBody = "text/plain"),
+        (commands::schemas::PayloadBody = "application/octet-stream"),
     )),
     responses((status = 204, description = "Stored")),
 )]
@@ -87,9 +87,16 @@ pub async fn put(
         ));
     };
     let parsed = ContentType::parse(content_type).map_err(|_| unsupported(content_type))?;
+    // An empty header is no header, as for every optional header.
     let encoding = headers
         .get(CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("(not text)").to_ascii_lowercase());
+        .map(|v| {
+            v.to_str()
+                .unwrap_or("(not text)")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|v| !v.is_empty());
     let as_text = |bytes: &[u8]| {
         String::from_utf8(bytes.to_vec()).map_err(|_| {
             ApiError::bad_request(
@@ -121,8 +128,7 @@ pub async fn put(
     get,
     path = "/v1/secrets/{id}/payload",
     tag = "secrets",
-    params(SecretPath, MinSeq,
-        ("Accept" = Option<String>, Header, description = "The type to serve it in: its own (none, or `*/*`), `text/plain` (a binary payload only when it is UTF-8) or `application/octet-stream`")),
+    params(SecretPath, MinSeq, AcceptPayload),
     responses((status = 200, description = "The payload of the current version", content(
         (String = "text/plain"),
         (String = "application/octet-stream"),
@@ -162,7 +168,7 @@ pub async fn open(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let stored = ContentType::parse(&row.content_type).map_err(|_| corrupt(id, "content type"))?;
-    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = crate::negotiate::accept(headers)?;
     let ask_for = match stored {
         ContentType::TextPlain => "text/plain or application/octet-stream",
         ContentType::OctetStream => "application/octet-stream (or text/plain, for UTF-8 text)",

@@ -28,6 +28,12 @@ pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
         .ok_or_else(|| serde::de::Error::custom(flag_error("the flag", &text)))
 }
 
+/// An optional text parameter: empty (`?recovery_window=`) is the same as absent, as
+/// a form leaves an unfilled field.
+pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|t| !t.trim().is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,8 @@ use crate::auth::Caller;
 use crate::body::Body;
 use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
-use crate::openapi::{MinSeq, SecretPath};
+use crate::openapi::{AcceptPayload, MinSeq, SecretPath};
+use crate::paging::{PageQuery, Paging};
 use crate::payload;
 use crate::state::AppState;
 use crate::views::{base_url, secret_ref};
@@ -44,10 +45,13 @@ pub struct SecretVersion {
 /// A secret's versions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VersionList {
-    /// Every version whose key still exists, oldest first.
+    /// A page of the versions whose keys still exist, oldest first.
     pub versions: Vec<SecretVersion>,
-    /// How many.
-    pub total: usize,
+    /// How many versions the secret has.
+    pub total: u64,
+    /// The next and previous pages.
+    #[serde(flatten)]
+    pub links: crate::views::Links,
 }
 
 /// A version just stored.
@@ -73,18 +77,24 @@ fn view(v: &VersionRow) -> SecretVersion {
     get,
     path = "/v1/secrets/{id}/versions",
     tag = "secrets",
-    params(SecretPath, MinSeq),
-    responses((status = 200, description = "Its versions and their stages", body = VersionList)),
+    params(SecretPath, MinSeq, PageQuery),
+    responses((status = 200, description = "A page of its versions and their stages", body = VersionList)),
 )]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     _: Consistent,
+    paging: Paging,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = resolve(&state, &caller, &id).await?;
-    let lookup = state.read.list_versions(id, (state.clock)()).await?;
-    let (_, versions) = readable(
+    let _listing = state.costly.listings.start(&caller).await?;
+    let lookup = state
+        .read
+        .list_versions(id, (state.clock)(), paging.bounds())
+        .await?;
+    let (_, page) = readable(
         &state,
         &caller,
         Action::ReadSecret,
@@ -92,11 +102,29 @@ pub async fn list(
         lookup.value,
         |(s, _)| s,
     )?;
+    let versions: Vec<SecretVersion> = page.versions.iter().map(view).collect();
+    let url = format!("{}/v1/secrets/{id}/versions", base_url(&state, &headers));
+    let links = paging.links(&url, versions.len(), page.total, &[]);
     let body = VersionList {
-        versions: versions.iter().map(view).collect(),
-        total: versions.len(),
+        versions,
+        total: page.total,
+        links,
     };
     Ok(with_seq(Json(body).into_response(), lookup.seq))
+}
+
+/// A stage a new version may take.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes a schema; never built
+enum StageName {
+    #[schema(rename = "current")]
+    Current,
+    #[schema(rename = "pending")]
+    Pending,
+    #[schema(rename = "AWSCURRENT")]
+    AwsCurrent,
+    #[schema(rename = "AWSPENDING")]
+    AwsPending,
 }
 
 /// The body of `POST /v1/secrets/{id}/versions`.
@@ -104,20 +132,28 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct PutValueBody {
     /// The value: text, or base64 for `application/octet-stream`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1)]
     payload: PayloadField,
     /// `text/plain` or `application/octet-stream`.
     #[serde(default)]
+    #[schema(
+        required = true,
+        nullable = false,
+        pattern = "^[ \t]*(text/plain([ \t]*;[ \t]*charset=(utf-8|\"utf-8\"))?|application/octet-stream)[ \t]*$"
+    )]
     payload_content_type: Option<String>,
     /// `base64`, for `application/octet-stream`.
     #[serde(default)]
+    #[schema(pattern = "^base64$")]
     payload_content_encoding: Option<String>,
     /// Makes retrying safe, as AWS's `ClientRequestToken`: the same token and value,
-    /// the same version.
+    /// the same version (32 to 64 printable ASCII characters; a UUID works).
     #[serde(default)]
+    #[schema(pattern = "^[!-~]{32,64}$")]
     client_request_token: Option<String>,
     /// The stages the new version takes (default `current`).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<StageName>>, min_items = 1)]
     stages: Option<Vec<String>>,
 }
 
@@ -203,8 +239,8 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let id = resolve(&state, &caller, &id).await?;
     let which = selector(&version)?;
-    let lookup = state.read.list_versions(id, (state.clock)()).await?;
-    let (_, versions) = readable(
+    let lookup = state.read.find_version(id, which, (state.clock)()).await?;
+    let (_, found) = readable(
         &state,
         &caller,
         Action::ReadSecret,
@@ -212,12 +248,8 @@ pub async fn get(
         lookup.value,
         |(s, _)| s,
     )?;
-    let found = versions.iter().find(|v| match which {
-        VersionSelector::Id(vid) => v.version_id == vid,
-        VersionSelector::Stage(stage) => v.stages.iter().any(|s| s == stage),
-    });
     let found = found.ok_or_else(|| no_version(id, &version))?;
-    Ok(with_seq(Json(view(found)).into_response(), lookup.seq))
+    Ok(with_seq(Json(view(&found)).into_response(), lookup.seq))
 }
 
 /// `GET /v1/secrets/{id}/versions/{version}/payload`.
@@ -227,7 +259,7 @@ pub async fn get(
     tag = "secrets",
     params(SecretPath, MinSeq,
         ("version" = String, Path, description = "A version id, or a stage: `current`, `previous`, `pending` (or `AWSCURRENT`, `AWSPREVIOUS`, `AWSPENDING`)"),
-        ("Accept" = Option<String>, Header, description = "As for the current payload")),
+        AcceptPayload),
     responses((status = 200, description = "The version's payload", content(
         (String = "text/plain"),
         (String = "application/octet-stream"),
@@ -256,9 +288,11 @@ pub async fn get_payload(
 pub struct MoveStageBody {
     /// The version (id) that takes the stage.
     #[serde(default)]
+    #[schema(nullable = false)]
     move_to: Option<String>,
     /// The version (id) that gives it up.
     #[serde(default)]
+    #[schema(nullable = false)]
     remove_from: Option<String>,
 }
 
@@ -268,7 +302,7 @@ pub struct MoveStageBody {
     path = "/v1/secrets/{id}/stages/{stage}",
     tag = "secrets",
     params(SecretPath,
-        ("stage" = String, Path, description = "`current`, `previous` or `pending` (or the AWS names)")),
+        ("stage" = String, Path, pattern = "^(current|previous|pending|AWSCURRENT|AWSPREVIOUS|AWSPENDING)$", description = "`current`, `previous` or `pending` (or the AWS names)")),
     request_body(content = MoveStageBody, content_type = "application/json"),
     responses((status = 204, description = "Moved")),
 )]

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{ACCEPT, LOCATION};
+use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commands::protocol::{CreateSecretRequest, DeleteSecretRequest, SecretRequest};
@@ -18,7 +18,7 @@ use crate::consistency::{Consistent, no_content, with_seq, write};
 use crate::error::ApiError;
 use crate::microversion::Microversion;
 use crate::negotiate::{SecretView, secret_view};
-use crate::openapi::{MinSeq, SecretPath};
+use crate::openapi::{AcceptSecret, MinSeq, SecretPath};
 use crate::payload;
 use crate::state::AppState;
 use crate::views::secret::Extended;
@@ -72,7 +72,7 @@ fn time_filter(
 
 /// `sort=created:desc,name` (Barbican's form; ascending by default).
 fn sort_keys(value: &str) -> Result<Vec<(SortKey, bool)>, ApiError> {
-    value
+    let keys: Vec<(SortKey, bool)> = value
         .split(',')
         .map(|item| {
             let (key, dir) = item.split_once(':').unwrap_or((item, "asc"));
@@ -103,7 +103,16 @@ fn sort_keys(value: &str) -> Result<Vec<(SortKey, bool)>, ApiError> {
             };
             Ok((key, desc))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // A key named again orders nothing more: its first mention counts, and the query
+    // stays short however long `sort` is.
+    let mut once: Vec<(SortKey, bool)> = Vec::new();
+    for (key, desc) in keys {
+        if !once.iter().any(|(k, _)| *k == key) {
+            once.push((key, desc));
+        }
+    }
+    Ok(once)
 }
 
 /// The query of `GET /v1/secrets`, as the OpenAPI document describes it (the
@@ -255,6 +264,7 @@ pub async fn list(
                 .contains(&domain::roles::ProjectRole::Admin),
         }
     };
+    let _listing = state.costly.listings.start(&caller).await?;
     let page = state
         .read
         .list_secrets(scope, &filter, (state.clock)(), |row| {
@@ -337,8 +347,7 @@ pub async fn create(
     get,
     path = "/v1/secrets/{id}",
     tag = "secrets",
-    params(SecretPath, MinSeq, Extended,
-        ("Accept" = Option<String>, Header, description = "`application/json` (or none) for the metadata; `text/plain` or `application/octet-stream` for the payload")),
+    params(SecretPath, MinSeq, Extended, AcceptSecret),
     responses((status = 200, description = "The metadata, or the payload as `Accept` asks",
         content(
             (Secret = "application/json"),
@@ -354,7 +363,7 @@ pub async fn get(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = crate::negotiate::accept(&headers)?;
     match secret_view(accept) {
         None => Err(ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
@@ -387,6 +396,7 @@ pub struct DeleteQuery {
     #[param(minimum = 0)]
     recovery_window_days: Option<u64>,
     /// Keep it restorable for this long, e.g. `7d`.
+    #[serde(default, deserialize_with = "crate::query::text")]
     recovery_window: Option<String>,
     /// Delete even though consumers are registered (Barbican's `force`, from
     /// microversion 1.2; before it, consumers never stop a deletion).

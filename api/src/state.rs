@@ -65,8 +65,8 @@ pub struct AppState {
     pub commit_key: Arc<domain::commit::CommitKey>,
     /// Where every payload read is recorded.
     pub access_log: crate::access_log::AccessLog,
-    /// History reads in progress, bounded.
-    pub history: Arc<crate::history::HistoryReads>,
+    /// Reads that scan (history, listings) in progress, bounded.
+    pub costly: Arc<crate::costly::Costly>,
     /// The current time.
     pub clock: Clock,
     /// Settings.

@@ -50,6 +50,14 @@ pub trait Step<A: Aggregate>: Send {
         async { Ok(false) }
     }
 
+    /// Called when the command id was applied already, by this caller and command:
+    /// whether this request is that one again (a retry) or another request reusing
+    /// its id, which is refused.
+    fn retried(&mut self, state: &A::State) -> impl Future<Output = Result<(), Rejection>> + Send {
+        let _ = state;
+        async { Ok(()) }
+    }
+
     /// The events to append, or why not. Called again after losing a race.
     fn decide(&self, state: &A::State, now: Timestamp) -> Result<Vec<A::Event>, Rejection>;
 
@@ -163,7 +171,9 @@ impl<A: Aggregate> Executor<A> {
                          new command_id"
                     )));
                 }
-                return Ok(done(applied.accepted.seq, applied.accepted.version));
+                let accepted = applied.accepted;
+                step.retried(&loaded.state).await?;
+                return Ok(done(accepted.seq, accepted.version));
             }
             if step.settled(&loaded.state).await? {
                 return Ok(done(loaded.last_seq, loaded.version));

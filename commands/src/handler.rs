@@ -96,6 +96,12 @@ pub struct SecretHandler {
 
 /// Parses a command's JSON body, naming the command in the error.
 pub(crate) fn parse_body<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result<T, Rejection> {
+    if !crate::objects::is_object(body) {
+        return Err(Rejection::invalid(format!(
+            "the body is not a valid {name} request: send a JSON object ({{...}}). See \
+             ARCHITECTURE.md, section Command protocol"
+        )));
+    }
     serde_json::from_slice(body).map_err(|e| {
         Rejection::invalid(format!(
             "the body is not a valid {name} request: {e}. See ARCHITECTURE.md, section \
@@ -269,6 +275,71 @@ impl SecretHandler {
         ))
     }
 
+    /// Whether a create whose command id (`Idempotency-Key`) was applied already is
+    /// the same request again: the same fields a secret keeps from its creation and
+    /// the same payload (by fingerprint), or none as before. Another request reusing
+    /// the key is refused (409), rather than answered with a secret it did not ask
+    /// for.
+    async fn is_same_create(&self, intake: &Intake, state: &SecretState) -> Result<(), Rejection> {
+        let (SecretCommand::Create(create), SecretState::Live(secret)) = (&intake.command, state)
+        else {
+            return Ok(());
+        };
+        let (asked, kept) = (&create.attributes, &secret.attributes);
+        let mut differs = Vec::new();
+        if asked.name != kept.name {
+            differs.push("name");
+        }
+        if asked.secret_type != kept.secret_type {
+            differs.push("secret_type");
+        }
+        if (&asked.algorithm, asked.bit_length, &asked.mode)
+            != (&kept.algorithm, kept.bit_length, &kept.mode)
+        {
+            differs.push("algorithm, bit_length or mode");
+        }
+        if asked.expiration != kept.expiration {
+            differs.push("expiration");
+        }
+        if create.owning_service != secret.owning_service {
+            differs.push("owning_service");
+        }
+        let first = domain::secret::version::ClientToken::version_for_command(
+            intake.secret,
+            &intake.command_id,
+        );
+        let same_payload = match (secret.version(first), &intake.data_key) {
+            (Some(stored), Some(new)) => {
+                let kept = self
+                    .keys
+                    .get(&intake.project, intake.secret, stored.key_id)
+                    .await?;
+                matches!(
+                    (kept.and_then(|w| w.fingerprint), &new.wrapped.fingerprint),
+                    (Some(a), Some(b)) if &a == b
+                )
+            }
+            // Created with a payload the first time, without one now.
+            (Some(_), None) => false,
+            // Without one the first time (or the version is gone to retention: then
+            // the secret has others).
+            (None, new) => new.is_none() || !secret.versions.is_empty(),
+        };
+        if !same_payload {
+            differs.push("payload");
+        }
+        if differs.is_empty() {
+            return Ok(());
+        }
+        Err(Rejection::conflict(format!(
+            "command_id (Idempotency-Key) {} already created secret {} with another {}; send \
+             a new key for a new secret",
+            intake.command_id,
+            intake.secret,
+            differs.join(", ")
+        )))
+    }
+
     /// Destroys the data keys a commit names right away. Failure is logged, not
     /// returned: the commit stands, and the key shredder retries from the log.
     async fn after_commit(&self, aggregate: &AggregateRef, events: &[SecretEvent]) {
@@ -315,6 +386,10 @@ impl Step<SecretAggregate> for SecretStep<'_> {
 
     async fn settled(&mut self, state: &SecretState) -> Result<bool, Rejection> {
         self.handler.is_retried_value(self.intake, state).await
+    }
+
+    async fn retried(&mut self, state: &SecretState) -> Result<(), Rejection> {
+        self.handler.is_same_create(self.intake, state).await
     }
 
     fn decide(&self, state: &SecretState, now: Timestamp) -> Result<Vec<SecretEvent>, Rejection> {

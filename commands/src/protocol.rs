@@ -80,7 +80,7 @@ pub struct CreateSecretRequest {
     pub secret_type: Option<String>,
     /// Informational algorithm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:printable")]
+    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:visible")]
     pub algorithm: Option<String>,
     /// 1 to 32767.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +88,7 @@ pub struct CreateSecretRequest {
     pub bit_length: Option<i64>,
     /// Informational mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:printable")]
+    #[schema(min_length = 1, max_length = 255, pattern = "keyledger:visible")]
     pub mode: Option<String>,
     /// ISO-8601, in the future.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,16 +96,21 @@ pub struct CreateSecretRequest {
     pub expiration: Option<String>,
     /// The payload (optional: Barbican's two-step create stores it later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1)]
     pub payload: Option<PayloadField>,
     /// text/plain or application/octet-stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = "^[ \t]*(text/plain([ \t]*;[ \t]*charset=(utf-8|\"utf-8\"))?|application/octet-stream)[ \t]*$"
+    )]
     pub payload_content_type: Option<String>,
     /// base64, for application/octet-stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^base64$")]
     pub payload_content_encoding: Option<String>,
     /// User metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::MetadataMap>)]
     pub metadata: Option<BTreeMap<String, String>>,
     /// The service that manages the secret; only it may change the secret. Must be the
     /// token's own service.
@@ -113,6 +118,7 @@ pub struct CreateSecretRequest {
     pub owning_service: Option<String>,
     /// Tags (key to value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::TagsMap>)]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -348,11 +354,14 @@ pub struct ConditionsRequest {
     /// Networks requests must come from, e.g. `["192.168.0.0/16"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_cidrs: Option<Vec<String>>,
-    /// `[from, to]`: UTC hours during which reads are allowed, `to` not included.
+    /// `[from, to]`: UTC hours during which reads are allowed, `to` not included
+    /// (from 0 to 23, to 0 to 24; not the same hour, nor `[0, 24]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::HourWindow>)]
     pub utc_hours: Option<(i64, i64)>,
     /// Days (UTC) on which reads are allowed: `mon` … `sun`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::schemas::Weekday>>, min_items = 1)]
     pub weekdays: Option<Vec<String>>,
 }
 
@@ -370,9 +379,14 @@ pub struct AclOperationRequest {
     pub project_access: Option<bool>,
     /// Users who may read and decrypt, from any project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::schemas::UserId>>)]
     pub users: Option<Vec<String>>,
     /// Limits on the grants.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::objects::optional_object"
+    )]
     pub conditions: Option<ConditionsRequest>,
 }
 
@@ -393,6 +407,7 @@ pub struct SetAclRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// The ACL of the `read` operation, the only one Barbican defines.
+    #[serde(deserialize_with = "crate::objects::object")]
     pub read: AclOperationRequest,
 }
 
@@ -429,7 +444,7 @@ pub struct CreateContainerRequest {
     #[serde(rename = "type")]
     pub container_type: String,
     /// Its references.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::objects::objects")]
     pub secret_refs: Vec<SecretRefRequest>,
 }
 

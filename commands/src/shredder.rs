@@ -51,17 +51,18 @@ pub async fn run(
     commit_key: CommitKey,
     shutdown: CancellationToken,
 ) -> Result<(), ShredderError> {
-    let mut backoff = Duration::from_millis(100);
+    let mut restarts = domain::restarts::Restarts::new();
     loop {
+        let started = std::time::Instant::now();
         match follow(&js, stream, &keys, &commit_key, &shutdown).await {
             Ok(()) => return Ok(()),
             Err(e) => {
+                let backoff = restarts.after_failure(started.elapsed());
                 tracing::warn!(error = %e, retry_in = ?backoff, "key shredder: restarting");
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

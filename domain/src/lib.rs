@@ -30,6 +30,7 @@ pub mod merkle;
 pub mod order;
 pub mod policy;
 pub mod principal;
+pub mod restarts;
 pub mod roles;
 pub mod secret;
 pub mod subject;

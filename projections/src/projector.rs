@@ -134,21 +134,22 @@ impl Projector {
     /// locked database) are logged and retried with backoff from the checkpoint; after
     /// NATS reconnects, the projector resumes at once.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        let mut restarts = domain::restarts::Restarts::new();
         loop {
+            let started = std::time::Instant::now();
             match self.follow(None, &shutdown).await {
                 Ok(()) => return,
                 Err(ProjectorError::Reconnected) => {
                     tracing::info!("projector: NATS is back; resuming from the checkpoint");
-                    backoff = Duration::from_millis(100);
+                    restarts.reset();
                 }
                 Err(e) => {
+                    let backoff = restarts.after_failure(started.elapsed());
                     tracing::warn!(error = %e, retry_in = ?backoff, "projector failed; resuming from its checkpoint");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

@@ -419,16 +419,31 @@ pub async fn run(command: SecretCommand) -> Result<()> {
         } => {
             let api = Api::new(&client);
             let id = secret_id(&secret);
-            let response = api
-                .send(api.request(Method::GET, &format!("/v1/secrets/{id}/versions")))
-                .await?;
-            let value: Value = response.json().await?;
+            // Every page of them (a secret holds at most a few hundred).
+            let mut versions: Vec<Value> = Vec::new();
+            loop {
+                let response = api
+                    .send(
+                        api.request(Method::GET, &format!("/v1/secrets/{id}/versions"))
+                            .query(&[("limit", "100"), ("offset", &versions.len().to_string())]),
+                    )
+                    .await?;
+                let page: Value = response.json().await?;
+                let got = page["versions"].as_array().cloned().unwrap_or_default();
+                let total = page["total"].as_u64().unwrap_or_default();
+                let done = got.is_empty() || versions.len() + got.len() >= total as usize;
+                versions.extend(got);
+                if done {
+                    break;
+                }
+            }
             if json {
+                let value = serde_json::json!({"versions": versions, "total": versions.len()});
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 return Ok(());
             }
             println!("{:<36}  {:<27}  STAGES", "VERSION", "CREATED");
-            for v in value["versions"].as_array().into_iter().flatten() {
+            for v in &versions {
                 let stages: Vec<&str> = v["stages"]
                     .as_array()
                     .into_iter()

@@ -24,6 +24,7 @@ use projections::projector::ProjectorConfig;
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod clients;
 pub mod up;
 
 /// A whole keyledger on loopback, in a temporary data directory.

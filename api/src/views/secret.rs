@@ -37,15 +37,24 @@ pub struct Shape {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Shape {
-    type Rejection = std::convert::Infallible;
+    type Rejection = crate::error::ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Ok(version) = Microversion::from_request_parts(parts, state).await;
-        let extended = parts
+        let extended = match parts
             .headers
             .get(EXTENDED)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+            .map(|v| v.to_str().map(str::trim))
+        {
+            None => false,
+            Some(Ok(v)) if v.eq_ignore_ascii_case("true") => true,
+            Some(Ok(v)) if v.is_empty() || v.eq_ignore_ascii_case("false") => false,
+            Some(_) => {
+                return Err(crate::error::ApiError::bad_request(
+                    "X-Keyledger-Extended must be true or false",
+                ));
+            }
+        };
         Ok(Self {
             consumers: version >= Microversion::V1_1,
             extended,

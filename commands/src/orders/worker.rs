@@ -511,17 +511,18 @@ impl OrderWorker {
             }
             Err(e) => tracing::warn!(error = %e, "order worker: cannot list pending orders"),
         }
-        let mut backoff = Duration::from_millis(100);
+        let mut restarts = domain::restarts::Restarts::new();
         loop {
+            let started = std::time::Instant::now();
             match self.follow(&js, stream, &shutdown).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
+                    let backoff = restarts.after_failure(started.elapsed());
                     tracing::warn!(error = %e, retry_in = ?backoff, "order worker: restarting");
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
                         () = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

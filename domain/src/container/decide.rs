@@ -190,8 +190,10 @@ pub fn check_ref(
     state: &SecretState,
     now: Timestamp,
 ) -> Result<(), Rejection> {
+    // As Barbican: a reference to a secret that is not there is a 404; one to a
+    // secret in the wrong state (expired, going away) conflicts with it (409).
     let not_found = || {
-        Rejection::invalid(format!(
+        Rejection::not_found(format!(
             "secret_refs {:?} names secret {} in project {}, which does not exist; create the \
              secret first",
             r.name.as_str(),
@@ -220,7 +222,7 @@ pub fn check_ref(
     if let Some(exp) = secret.attributes.expiration
         && exp.has_passed(now)
     {
-        return Err(Rejection::invalid(format!(
+        return Err(Rejection::conflict(format!(
             "secret_refs {:?} names secret {}, which expired at {}; store a renewed secret \
              and reference it",
             r.name.as_str(),
@@ -229,7 +231,7 @@ pub fn check_ref(
         )));
     }
     if let Some(at) = secret.purge_at {
-        return Err(Rejection::invalid(format!(
+        return Err(Rejection::conflict(format!(
             "secret_refs {:?} names secret {}, which is scheduled for deletion on {at}",
             r.name.as_str(),
             r.secret_id

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::Rejection;
-use crate::secret::fields::{Expiration, Mode, SecretName};
+use crate::secret::fields::{Algorithm, Expiration, Mode, SecretName};
 use crate::timestamp::Timestamp;
 
 /// Barbican's order types.
@@ -82,6 +82,11 @@ pub struct OrderSpec {
     pub ca: String,
 }
 
+/// The most bytes an order's `meta` may take, as JSON.
+pub const MAX_META_BYTES: usize = 16 * 1024;
+/// The most names in `subject_alt_names` or `key_usage`.
+const MAX_LIST: usize = 100;
+
 fn string(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, Rejection> {
     match meta.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -104,12 +109,17 @@ fn number(meta: &Map<String, Value>, key: &str) -> Result<Option<u32>, Rejection
 fn strings(meta: &Map<String, Value>, key: &str) -> Result<Vec<String>, Rejection> {
     match meta.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() > MAX_LIST => Err(Rejection::invalid(format!(
+            "meta.{key} names {} items; the limit is {MAX_LIST}",
+            items.len()
+        ))),
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| {
-                v.as_str().map(str::to_owned).ok_or_else(|| {
+                let item = v.as_str().ok_or_else(|| {
                     Rejection::invalid(format!("meta.{key} must be a list of strings"))
-                })
+                })?;
+                crate::secret::fields::bounded_text(&format!("an item of meta.{key}"), item, 255)
             })
             .collect(),
         Some(_) => Err(Rejection::invalid(format!(
@@ -123,6 +133,13 @@ impl OrderSpec {
     /// JSON type; unknown fields are named. Whether an algorithm or size is supported
     /// is the generator's or the CA's to say when the order runs.
     pub fn parse(order_type: OrderType, meta: &Map<String, Value>) -> Result<Self, Rejection> {
+        // Every order's meta is kept in the log and shown with the order: bounded.
+        let size = serde_json::to_vec(meta).map_or(usize::MAX, |json| json.len());
+        if size > MAX_META_BYTES {
+            return Err(Rejection::invalid(format!(
+                "meta is {size} bytes of JSON; the limit is {MAX_META_BYTES}"
+            )));
+        }
         let allowed: &[&str] = match order_type {
             OrderType::Key => &[
                 "algorithm",
@@ -208,9 +225,16 @@ impl OrderSpec {
             )));
         }
         let subject_dn = match order_type {
-            OrderType::Certificate => Some(required("subject_dn", string(meta, "subject_dn")?)?),
+            OrderType::Certificate => Some(crate::secret::fields::visible_text(
+                "meta.subject_dn",
+                &required("subject_dn", string(meta, "subject_dn")?)?,
+                1024,
+            )?),
             _ => None,
         };
+        let algorithm = Algorithm::parse(&algorithm)?.as_str().to_owned();
+        let ca = string(meta, "ca")?.unwrap_or_else(|| "local".into());
+        crate::secret::fields::bounded_text("meta.ca", &ca, 64)?;
         Ok(Self {
             order_type,
             algorithm: algorithm.to_ascii_lowercase(),
@@ -232,7 +256,7 @@ impl OrderSpec {
             subject_alt_names: strings(meta, "subject_alt_names")?,
             validity_days: number(meta, "validity_days")?.unwrap_or(365),
             key_usage: strings(meta, "key_usage")?,
-            ca: string(meta, "ca")?.unwrap_or_else(|| "local".into()),
+            ca,
         })
         .and_then(|spec| spec.with_expiration(meta))
     }
@@ -241,10 +265,9 @@ impl OrderSpec {
         if let Some(at) = string(meta, "expiration")? {
             // Placement checks the form; that it lies in the future is checked against
             // the clock when the secrets are created.
+            // The earliest instant as "now": placement checks the form only.
             let at = Timestamp::parse_iso8601("meta.expiration", &at)?;
-            let epoch = Timestamp::from_unix_millis(0)
-                .ok_or_else(|| Rejection::internal("the epoch is a valid instant"))?;
-            self.expiration = Some(Expiration::parse(&at.to_rfc3339(), epoch)?);
+            self.expiration = Some(Expiration::parse(&at.to_rfc3339(), Timestamp::MIN)?);
         }
         Ok(self)
     }

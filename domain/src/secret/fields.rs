@@ -143,17 +143,21 @@ text_field!(
     bounded_or_empty
 );
 text_field!(
-    /// The algorithm the secret is for, e.g. `aes` (informational, as in Barbican).
+    /// The algorithm the secret is for, e.g. `aes` (informational, as in Barbican;
+    /// shown in listings, so visible characters only).
     Algorithm,
     "algorithm",
     255,
+    visible_text,
     bounded_text
 );
 text_field!(
-    /// The cipher mode, e.g. `cbc` (informational, as in Barbican).
+    /// The cipher mode, e.g. `cbc` (informational, as in Barbican; shown in
+    /// listings, so visible characters only).
     Mode,
     "mode",
     255,
+    visible_text,
     bounded_text
 );
 text_field!(

@@ -129,6 +129,14 @@ pub struct Retention {
     pub min_age: Duration,
 }
 
+impl Retention {
+    /// The most versions a secret holds at once: twice `keep`. Beyond it a new value
+    /// is refused until retention has destroyed old deprecated versions.
+    pub fn ceiling(&self) -> usize {
+        self.keep.saturating_mul(2).max(2)
+    }
+}
+
 impl Default for Retention {
     /// 100 versions, 24 hours.
     fn default() -> Self {

@@ -87,6 +87,35 @@ pub struct VersionRow {
     pub stages: Vec<String>,
 }
 
+/// A page of a secret's versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionPage {
+    /// The versions of the page, oldest first.
+    pub versions: Vec<VersionRow>,
+    /// How many versions the secret has.
+    pub total: u64,
+}
+
+/// The columns of a [`VersionRow`], from `secret_payloads p`.
+const VERSION_COLUMNS: &str = "p.version_id, p.content_type, p.created, \
+    (SELECT group_concat(g.stage, ',') FROM (SELECT stage FROM secret_stages g \
+     WHERE g.project = p.project AND g.secret_id = p.secret_id \
+     AND g.version_id = p.version_id ORDER BY stage) g) AS stages";
+
+fn version_row(r: &sqlx::sqlite::SqliteRow) -> Result<VersionRow, sqlx::Error> {
+    let stages: Option<String> = r.try_get("stages")?;
+    Ok(VersionRow {
+        version_id: r.try_get("version_id")?,
+        content_type: r.try_get("content_type")?,
+        created: r.try_get("created")?,
+        stages: stages
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// Which version a read asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionSelector<'a> {
@@ -404,40 +433,68 @@ impl ReadModel {
         .await
     }
 
-    /// A secret with its versions, oldest first.
+    /// A secret with one page of its versions, oldest first, and how many it has.
     pub async fn list_versions(
         &self,
         id: SecretId,
         now: Timestamp,
-    ) -> Result<Snapshot<Lookup<(SecretRow, Vec<VersionRow>)>>, sqlx::Error> {
+        (limit, offset): (u32, u32),
+    ) -> Result<Snapshot<Lookup<(SecretRow, VersionPage)>>, sqlx::Error> {
         self.with_secret(id, now, async |conn, secret| {
-            let rows = sqlx::query(
-                "SELECT p.version_id, p.content_type, p.created, \
-                     (SELECT group_concat(g.stage, ',') FROM (SELECT stage FROM secret_stages g \
-                      WHERE g.project = p.project AND g.secret_id = p.secret_id \
-                      AND g.version_id = p.version_id ORDER BY stage) g) AS stages \
-                     FROM secret_payloads p WHERE p.project = ? AND p.secret_id = ? \
-                     ORDER BY p.created_ms, p.version_id",
+            let total: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM secret_payloads WHERE project = ? AND secret_id = ?",
             )
             .bind(&secret.project)
             .bind(id.to_string())
-            .fetch_all(conn)
+            .fetch_one(&mut *conn)
             .await?;
-            rows.iter()
-                .map(|r| -> Result<VersionRow, sqlx::Error> {
-                    let stages: Option<String> = r.try_get("stages")?;
-                    Ok(VersionRow {
-                        version_id: r.try_get("version_id")?,
-                        content_type: r.try_get("content_type")?,
-                        created: r.try_get("created")?,
-                        stages: stages
-                            .iter()
-                            .flat_map(|s| s.split(','))
-                            .map(str::to_owned)
-                            .collect(),
-                    })
-                })
-                .collect::<Result<_, _>>()
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VERSION_COLUMNS} FROM secret_payloads p WHERE p.project = ? AND \
+                 p.secret_id = ? ORDER BY p.created_ms, p.version_id LIMIT ? OFFSET ?"
+            )))
+            .bind(&secret.project)
+            .bind(id.to_string())
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(VersionPage {
+                versions: rows.iter().map(version_row).collect::<Result<_, _>>()?,
+                total: u64::try_from(total).unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    /// A secret with one of its versions, by id or by stage (`None` inside when
+    /// there is no such version).
+    pub async fn find_version(
+        &self,
+        id: SecretId,
+        which: VersionSelector<'_>,
+        now: Timestamp,
+    ) -> Result<Snapshot<Lookup<(SecretRow, Option<VersionRow>)>>, sqlx::Error> {
+        self.with_secret(id, now, async |conn, secret| {
+            let (condition, value) = match which {
+                VersionSelector::Id(v) => ("p.version_id = ?3", v),
+                VersionSelector::Stage(s) => (
+                    "p.version_id = (SELECT g.version_id FROM secret_stages g WHERE \
+                         g.project = ?1 AND g.secret_id = ?2 AND g.stage = ?3)",
+                    s,
+                ),
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VERSION_COLUMNS} FROM secret_payloads p WHERE p.project = ?1 AND \
+                 p.secret_id = ?2 AND {condition}"
+            )))
+            .bind(&secret.project)
+            .bind(id.to_string())
+            .bind(value)
+            .fetch_optional(conn)
+            .await?
+            .as_ref()
+            .map(version_row)
+            .transpose()
         })
         .await
     }

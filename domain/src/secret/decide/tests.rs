@@ -375,6 +375,31 @@ fn retention_destroys_old_deprecated_versions_only() {
 }
 
 #[test]
+fn a_secret_holds_at_most_twice_keep_versions_until_retention_catches_up() {
+    // keep 3, min age 1 h: the ceiling is 6. Six versions at once; the seventh is
+    // refused.
+    let mut w = World::new();
+    w.lifecycle.retention.min_age = hours(1);
+    let mut w = w.given(&create(Some(sealed(1))), now());
+    for n in 2..=6u128 {
+        w = w.given(&put(n, None), now());
+    }
+    assert_eq!(w.secret().versions.len(), 6);
+    let err = w.decide(&put(7, None), now()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    assert!(err.message.contains("holds 6 versions"), "{}", err.message);
+    // Once they are old enough the deprecated ones go, and the same value is stored.
+    let later = now().plus(hours(2)).unwrap();
+    let events = w.decide(&put(7, None), later).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SecretEvent::VersionsDestroyed(_))),
+        "{events:?}"
+    );
+}
+
+#[test]
 fn expire_is_accepted_once_the_expiration_passed_and_destroys_the_keys() {
     let w = World::as_actor(Actor::scheduler());
     let w = World {

@@ -42,6 +42,24 @@ pub(super) fn put_value(
              the version current leaves",
         ));
     }
+    // Retention destroys a deprecated version only once it is `min_age` old: storing
+    // faster than that would grow a secret without bound, so there is a ceiling (as
+    // AWS's quota of versions per secret).
+    let ceiling = ctx.lifecycle.retention.ceiling();
+    let younger = secret.versions.len()
+        - prune(secret, ctx.now, ctx.lifecycle.retention).map_or(0, |e| match e {
+            SecretEvent::VersionsDestroyed(d) => d.versions.len(),
+            _ => 0,
+        });
+    if younger >= ceiling {
+        return Err(Rejection::conflict(format!(
+            "secret {} holds {younger} versions, the most it may hold; deprecated versions \
+             are destroyed once they are {} old, so store the next value later (or reuse a \
+             version with a stage move)",
+            ctx.id,
+            crate::secret::version::human(ctx.lifecycle.retention.min_age)
+        )));
+    }
     let mut events = vec![stored(&put.payload, stages.clone(), ctx.now)];
     if stages.contains(&Stage::Current)
         && let Some(old) = secret.stages.get(&Stage::Current)
