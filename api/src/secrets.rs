@@ -208,7 +208,15 @@ pub async fn list(
         ..Default::default()
     };
     let mut acl_only = false;
-    for (key, value) in &params {
+    for (i, (key, value)) in params.iter().enumerate() {
+        // One value per parameter, as every other listing reads them: which of two
+        // would count is not for a client to guess.
+        if params[..i].iter().any(|(k, _)| k == key) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {key:?} is given more than once; give it once (times take \
+                 several conditions, comma-separated)"
+            )));
+        }
         match key.as_str() {
             // As Barbican: 0 reads as 1 (python-barbicanclient counts with limit=0).
             "limit" => filter.limit = parse_number("limit", value, 0)?.clamp(1, MAX_LIMIT),

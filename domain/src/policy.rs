@@ -450,7 +450,7 @@ fn authorize_on_secret(
     } else {
         ""
     };
-    let verb = if action.is_read() { "read" } else { "change" };
+    let verb = if action.is_write() { "change" } else { "read" };
     let message = if listed && action.is_read() {
         format!(
             "{what}: you are on its ACL, but that also requires role {}; {}",
