@@ -2,6 +2,9 @@
 //! starts it), a real SQLite read model, real HTTP. One binary, so the suite links
 //! once; modules by capability.
 
+// A test states what it expects by unwrapping it.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod access_control;

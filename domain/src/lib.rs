@@ -15,6 +15,9 @@
 //! - [`policy`]: who may do what; the one policy both the NATS and HTTP paths enforce.
 //! - [`subject`]: the NATS subjects that form keyledger's public API.
 
+// The domain is the contract of every other crate: each public item says what it is.
+#![deny(missing_docs)]
+
 #[macro_use]
 mod macros;
 

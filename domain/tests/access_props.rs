@@ -4,6 +4,9 @@
 //! The property: a principal without rights never changes the state and is never
 //! allowed the payload.
 
+// A test states what it expects by unwrapping it.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::sealed;

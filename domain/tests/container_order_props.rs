@@ -2,6 +2,9 @@
 //! sequences by the owner, a foreign principal and keyledger's own actors, folding
 //! `decide` into `evolve` keeps each aggregate's rules.
 
+// A test states what it expects by unwrapping it.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 
 use domain::container::{

@@ -2,6 +2,9 @@
 //! arbitrary principals and the scheduler, at arbitrary times, folding `decide` into
 //! `evolve` never breaks an invariant of the aggregate.
 
+// A test states what it expects by unwrapping it.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -2,6 +2,9 @@
 //! a value or a rejection, and the deciders answer commands at the edges of time. What
 //! reaches these functions comes from HTTP bodies, query strings and NATS messages.
 
+// A test states what it expects by unwrapping it.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

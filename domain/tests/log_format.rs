@@ -3,6 +3,9 @@
 //! `v` and an upcaster), never an edit of the files. Update them with
 //! `UPDATE_EXPECT=1 cargo test -p domain --test log_format` only for a new version.
 
+// A test states what it expects by unwrapping it.
+#![allow(clippy::unwrap_used)]
+
 use domain::commit::{AggregateRef, Commit, CommitError, CommitKey, EventCodec, NewCommit};
 use domain::ids::{CommandId, KeyId, ProjectId, Role, SecretId, ServiceName, UserId, VersionId};
 use domain::principal::{Actor, Principal};
