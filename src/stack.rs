@@ -10,27 +10,27 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use api::{ApiConfig, AppState};
 use commands::checkpoints::{CheckpointSettings, Checkpointer};
-use commands::client::CommandClient;
-use commands::clock::Clock;
 use commands::containers::ContainerHandler;
-use commands::envelope::{Envelope, KEK_FILE};
 use commands::handler::{HandlerConfig, SecretHandler};
-use commands::identity::{self, IdentityProvider, Issuer, TOKEN_KEY_FILE, TrustConfig, Verifier};
-use commands::keyfile::COMMIT_KEY_FILE;
-use commands::keystore::KeyStore;
-use commands::log::{LogSettings, ensure_key_bucket};
-use commands::nats_auth::{AuthCallout, CalloutIssuer};
 use commands::orders::OrderHandler;
 use commands::orders::ca::{CertificateAuthority, LocalCa};
 use commands::orders::worker::{OrderWorker, PendingOrders, Retry, StepHook};
 use commands::scheduler::{Due, DueSource, Task as DueTask};
-use commands::server::{CALLOUT_ISSUER_FILE, ManagedNats, ServerConfig};
 use commands::service::CommandService;
 use commands::store::EventStore;
 use domain::commit::CommitKey;
 use domain::ids::{ProjectId, SecretId};
 use domain::secret::version::Lifecycle;
 use domain::timestamp::Timestamp;
+use infra::client::CommandClient;
+use infra::clock::Clock;
+use infra::envelope::{Envelope, KEK_FILE};
+use infra::identity::{self, IdentityProvider, Issuer, TOKEN_KEY_FILE, TrustConfig, Verifier};
+use infra::keyfile::COMMIT_KEY_FILE;
+use infra::keystore::KeyStore;
+use infra::log::{LogSettings, ensure_key_bucket};
+use infra::nats_auth::{AuthCallout, CalloutIssuer};
+use infra::server::{CALLOUT_ISSUER_FILE, ManagedNats, ServerConfig};
 use projections::projector::{Projector, ProjectorConfig};
 use projections::read::{ReadModel, poll_checkpoint};
 use tokio::sync::watch;
@@ -108,7 +108,7 @@ pub struct KeyFiles {
 pub fn commit_key(data_dir: &Path, file: Option<&Path>, create: bool) -> Result<CommitKey> {
     let path = file.map_or_else(|| data_dir.join(COMMIT_KEY_FILE), Path::to_owned);
     if create {
-        return Ok(commands::keyfile::commit_key(&path)?);
+        return Ok(infra::keyfile::commit_key(&path)?);
     }
     if !path.exists() {
         anyhow::bail!(
@@ -118,7 +118,7 @@ pub fn commit_key(data_dir: &Path, file: Option<&Path>, create: bool) -> Result<
             path.display()
         );
     }
-    Ok(commands::keyfile::existing_commit_key(&path)?)
+    Ok(infra::keyfile::existing_commit_key(&path)?)
 }
 
 /// The keys a node uses, from files (created 0600 on first use in development).
@@ -276,7 +276,7 @@ pub async fn start_commands(
 ) -> Result<Vec<Task>> {
     let handler = settings.handler;
     let cache_capacity = handler.cache_capacity;
-    let client = commands::nats::connect(nats_url, "keyledger-commands").await?;
+    let client = infra::nats::connect(nats_url, "keyledger-commands").await?;
     let js = async_nats::jetstream::new(client.clone());
     let store = Arc::new(EventStore::open(js.clone(), log, (*keys.commit).clone()).await?);
     let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?);
@@ -384,7 +384,7 @@ pub async fn start_projector(
 ) -> Result<(watch::Receiver<u64>, Task)> {
     let pool = projections::db::open(database_url, 2).await?;
     let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
-    let client = commands::nats::connect(nats_url, "keyledger-projector").await?;
+    let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
     let js = async_nats::jetstream::new(client);
     let (projector, applied) = Projector::new(pool, js, config, commit_key).await?;
     let task = tokio::spawn(async move {
@@ -423,7 +423,7 @@ pub async fn start_api(
     let applied = applied.unwrap_or_else(|| {
         poll_checkpoint(pool.clone(), Duration::from_millis(20), shutdown.clone())
     });
-    let client = commands::nats::connect(nats_url, "keyledger-api").await?;
+    let client = infra::nats::connect(nats_url, "keyledger-api").await?;
     let js = async_nats::jetstream::new(client.clone());
     let keys_bucket = ensure_key_bucket(&js, settings.replicas).await?;
     api::access_log::ensure_stream(&js, settings.replicas)
@@ -483,7 +483,7 @@ pub fn managed_server_config(
     event_stream: &str,
 ) -> Result<ServerConfig> {
     Ok(ServerConfig {
-        binary: commands::server::find_binary(binary)?,
+        binary: infra::server::find_binary(binary)?,
         data_dir: data_dir.to_owned(),
         port,
         audited_streams: audited_streams(event_stream),
@@ -519,7 +519,7 @@ pub async fn start_nats_auth(
     shutdown: CancellationToken,
 ) -> Result<Task> {
     let callout = AuthCallout {
-        client: commands::nats::connect(nats_url, "keyledger-nats-auth").await?,
+        client: infra::nats::connect(nats_url, "keyledger-nats-auth").await?,
         issuer: CalloutIssuer::load_or_create(issuer_file)?,
         verifier,
         clock,
@@ -621,7 +621,7 @@ pub struct Stack {
 impl Stack {
     /// Starts everything.
     pub async fn start(config: StackConfig) -> Result<Self> {
-        commands::keyfile::private_dir(&config.data_dir).with_context(|| {
+        infra::keyfile::private_dir(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         let data_dir = config.data_dir.canonicalize()?;
@@ -657,7 +657,7 @@ impl Stack {
                 let task = tokio::spawn({
                     let (pid, stop) = (pid.clone(), stop.clone());
                     async move {
-                        commands::server::supervise(server, server_config, pid, stop)
+                        infra::server::supervise(server, server_config, pid, stop)
                             .await
                             .map_err(Into::into)
                     }

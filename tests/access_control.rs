@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use commands::client::CommandClient;
-use commands::protocol::{
-    AclOperationRequest, CreateSecretRequest, DeleteSecretRequest, SetAclRequest,
-};
 use domain::ErrorCode;
 use domain::subject::command;
+use infra::client::CommandClient;
+use infra::protocol::{
+    AclOperationRequest, CreateSecretRequest, DeleteSecretRequest, SetAclRequest,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -42,7 +42,7 @@ const OPS: [Op; 6] = [
 /// What each role may do to a non-private secret of its own project that it did not
 /// create, per operation in the order of `OPS`: Barbican's current defaults for admin,
 /// member and reader, its legacy policy for creator, observer and audit (see
-/// ARCHITECTURE.md, "Access control"). For `List`: whether the role may list the
+/// docs/access-control.md). For `List`: whether the role may list the
 /// project's secrets at all.
 fn grants(role: &str) -> [bool; 6] {
     const T: bool = true;
@@ -608,7 +608,7 @@ async fn whoami_shows_the_principal_as_keyledger_sees_it() {
         json!({
             "user_id": "alice", "project_id": "p1", "roles": ["member", "ops"],
             "effective_roles": ["member"], "service": null, "source": "127.0.0.1",
-            "nats_inbox_prefix": commands::nats_auth::inbox_prefix(
+            "nats_inbox_prefix": infra::nats_auth::inbox_prefix(
                 &domain::ids::ProjectId::parse("p1").unwrap(),
                 &domain::ids::UserId::parse("alice").unwrap(),
             ),

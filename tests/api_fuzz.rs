@@ -5,7 +5,9 @@
 //! must be unchanged: nothing the fuzzer sends reaches it.
 //!
 //! The example count per operation is `KEYLEDGER_FUZZ_EXAMPLES` (default 25, a
-//! minute or two on 2 cores); `scripts/fuzz-api` runs the same with more.
+//! minute or two on 2 cores) and the seed `KEYLEDGER_FUZZ_SEED` (default fixed, so a
+//! CI run explores the same requests every time and a red run is a change's doing);
+//! `scripts/fuzz-api` runs the same with more examples and a fresh seed.
 
 use std::process::Command;
 
@@ -30,6 +32,7 @@ async fn schemathesis_finds_nothing_and_another_project_is_untouched() {
     let ours = api.fixtures(&fuzzer, "ours").await;
 
     let examples = std::env::var("KEYLEDGER_FUZZ_EXAMPLES").unwrap_or_else(|_| "25".into());
+    let seed = std::env::var("KEYLEDGER_FUZZ_SEED").unwrap_or_else(|_| "20261201".into());
     let reports = tempfile::tempdir().unwrap();
     let (json_report, har) = (
         reports.path().join("run.json"),
@@ -47,6 +50,8 @@ async fn schemathesis_finds_nothing_and_another_project_is_untouched() {
             "1",
             "--max-examples",
             &examples,
+            "--seed",
+            &seed,
         ])
         .args(["-H", &format!("Authorization: Bearer {fuzzer}")])
         .args(["--report", "json,har", "--report-json-path"])
@@ -80,8 +85,9 @@ async fn schemathesis_finds_nothing_and_another_project_is_untouched() {
             .as_array()
             .map_or(0, Vec::len);
     println!(
-        "schemathesis: {requests} requests, {} test cases, {} examples per operation",
-        report["test_cases"]["generated"], examples
+        "schemathesis: {requests} requests, {} test cases, {examples} examples per \
+         operation, seed {seed}",
+        report["test_cases"]["generated"]
     );
     assert!(requests > 1000, "only {requests} requests were sent");
 

@@ -653,7 +653,7 @@ async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_chec
 
     // The auditor's account reads the log with direct gets (everything it cannot do
     // is in tests/nats_security.rs).
-    let client = commands::nats::connect(&auditor, "auditor").await.unwrap();
+    let client = infra::nats::connect(&auditor, "auditor").await.unwrap();
     let js = async_nats::jetstream::new(client);
     let first = js
         .get_stream_no_info("KEYLEDGER")

@@ -69,7 +69,7 @@ impl Clients {
 
     /// Runs the clients' Python with `args` in `tests/clients`, with the addresses and
     /// tokens the tests read; fails with its output unless it succeeds.
-    async fn python(&self, args: &[&str]) -> String {
+    async fn python(&mut self, args: &[&str]) -> String {
         let mut command = Command::new(installed("KEYLEDGER_CLIENTS_PYTHON"));
         command
             .args(args)
@@ -86,11 +86,17 @@ impl Clients {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{args:?} failed ({}):\n{stdout}\n{stderr}",
-            out.status
-        );
+        if !out.status.success() {
+            let keystone = match self.keystone.try_wait() {
+                Ok(None) => "the Keystone stand-in is running".to_owned(),
+                other => format!("the Keystone stand-in ended: {other:?}"),
+            };
+            panic!(
+                "{args:?} failed ({}):\n{stdout}\n{stderr}\n{keystone}\n{}",
+                out.status,
+                self.up.diagnosis()
+            );
+        }
         stdout
     }
 }
@@ -112,18 +118,19 @@ fn summary(output: &str) -> &str {
 /// `tests/clients/barbicanclient_functional_excluded.txt`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_barbicanclients_own_functional_tests_pass() {
-    let clients = Clients::start().await;
+    let mut clients = Clients::start().await;
     let work = tempfile::tempdir().unwrap();
     let sdist = installed("KEYLEDGER_BARBICANCLIENT_SDIST");
+    let (keyledger_url, keystone_url) = (clients.up.http.clone(), clients.keystone_url.clone());
     let output = clients
         .python(&[
             "barbicanclient_functional.py",
             "--sdist",
             &sdist,
             "--keyledger-url",
-            &clients.up.http,
+            &keyledger_url,
             "--keystone-url",
-            &clients.keystone_url,
+            &keystone_url,
             "--workdir",
             work.path().to_str().unwrap(),
         ])
@@ -138,7 +145,7 @@ async fn python_barbicanclients_own_functional_tests_pass() {
 /// consumers and orders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openstack_cli_works_against_keyledger() {
-    let clients = Clients::start().await;
+    let mut clients = Clients::start().await;
     let output = clients.python(&["run.py", "test_openstack_cli"]).await;
     println!("{}", summary(&output));
 }
@@ -147,7 +154,7 @@ async fn the_openstack_cli_works_against_keyledger() {
 /// re-scoped at Keystone, and by a plugin of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn castellan_stores_generates_and_deletes_keys() {
-    let clients = Clients::start().await;
+    let mut clients = Clients::start().await;
     let output = clients.python(&["run.py", "test_castellan"]).await;
     println!("{}", summary(&output));
 }

@@ -83,7 +83,7 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
     ids.push(id_of(&r.json().await.unwrap()));
 
     // 2. Created over NATS as base64 octets.
-    let client = commands::nats::connect_as_client(&nats, "canary", &token)
+    let client = infra::nats::connect_as_client(&nats, "canary", &token)
         .await
         .unwrap();
     let reply = raw_command(

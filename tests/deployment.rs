@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use commands::server::ManagedNats;
+use infra::server::ManagedNats;
 use serde_json::{Value, json};
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
@@ -153,7 +153,7 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     let client = crate::support::eventually("the auth callout", Duration::from_secs(20), || {
         let (url, token) = (client_url.clone(), token.clone());
         async move {
-            commands::nats::connect_as_client(&url, "deployment", &token)
+            infra::nats::connect_as_client(&url, "deployment", &token)
                 .await
                 .ok()
         }

@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use async_nats::jetstream::{self, stream::StorageType};
 use commands::handler::{HandlerConfig, SecretHandler};
-use commands::keystore::KeyStore;
-use commands::log::{LogSettings, ensure_key_bucket};
 use commands::store::EventStore;
 use domain::commit::{AggregateRef, Commit, NewCommit};
 use domain::ids::{CommandId, ProjectId, Role, UserId};
@@ -14,6 +12,8 @@ use domain::principal::Principal;
 use domain::secret::fields::{MetadataKey, MetadataValue};
 use domain::secret::{MetadatumSet, SecretEvent, SecretState, evolve};
 use domain::subject::AggregateKind;
+use infra::keystore::KeyStore;
+use infra::log::{LogSettings, ensure_key_bucket};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -37,7 +37,7 @@ async fn handler(t: &TestStack) -> (Arc<EventStore>, Arc<SecretHandler>) {
         store.clone(),
         keys,
         t.stack.keys.envelope.clone(),
-        commands::clock::system(),
+        infra::clock::system(),
         HandlerConfig::default(),
     );
     (store, Arc::new(handler))
@@ -191,7 +191,7 @@ async fn a_retry_after_a_lost_ack_returns_the_first_reply_and_writes_nothing() {
         version: 2,
         command: "secret.metadata.set".into(),
         actor: domain::principal::Actor::User(alice()),
-        at: commands::clock::system()(),
+        at: infra::clock::system()(),
         events: vec![SecretEvent::MetadatumSet(MetadatumSet {
             key: MetadataKey::parse("k").unwrap(),
             value: MetadataValue::parse("v").unwrap(),

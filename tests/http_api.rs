@@ -584,7 +584,7 @@ async fn tokens_are_required_and_verified() {
             .contains("signature does not verify")
     );
 
-    let other_key = commands::identity::dev_keys_from_secret(&[9; 32]).0.issue(
+    let other_key = infra::identity::dev_keys_from_secret(&[9; 32]).0.issue(
         &domain::principal::Principal {
             user: domain::ids::UserId::parse("alice").unwrap(),
             project: domain::ids::ProjectId::parse("p1").unwrap(),
@@ -592,7 +592,7 @@ async fn tokens_are_required_and_verified() {
             service: None,
         },
         Duration::from_secs(60),
-        commands::clock::system()(),
+        infra::clock::system()(),
     );
     let foreign = t.get("/v1/secrets", &other_key).await;
     assert_eq!(foreign.status(), StatusCode::UNAUTHORIZED);
@@ -713,7 +713,7 @@ async fn an_expired_secret_is_not_found_from_the_instant_it_expires() {
     let clock_offset = offset.clone();
     let t = TestStack::start_with(move |c| {
         c.clock = Arc::new(move || {
-            let now = commands::clock::system()();
+            let now = infra::clock::system()();
             Timestamp::from_unix_millis(now.unix_millis() + clock_offset.load(Ordering::SeqCst))
                 .unwrap()
         });
@@ -721,7 +721,7 @@ async fn an_expired_secret_is_not_found_from_the_instant_it_expires() {
     .await;
     let token = t.token("alice", "p1");
     let expires =
-        Timestamp::from_unix_millis(commands::clock::system()().unix_millis() + 60_000).unwrap();
+        Timestamp::from_unix_millis(infra::clock::system()().unix_millis() + 60_000).unwrap();
     let created = t
         .http
         .post(t.url("/v1/secrets"))

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use commands::client::CommandClient;
-use commands::identity::TrustConfig;
-use commands::protocol::CreateSecretRequest;
 use domain::ErrorCode;
 use domain::subject::command;
+use infra::client::CommandClient;
+use infra::identity::TrustConfig;
+use infra::protocol::CreateSecretRequest;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use keyledger::stack::IdentitySettings;
 use reqwest::StatusCode;
@@ -177,12 +177,9 @@ async fn identity_provider_tokens_and_every_refusal() {
     // The NATS connection itself is admitted by an identity provider's token: with
     // development tokens off, the auth callout refuses a development one.
     let admitted = sign(Algorithm::EdDSA, Some("ed-1"), &ed, &good);
-    let refused = commands::nats::connect_as_client(
-        &t.stack.client_url,
-        "test-client",
-        &t.token("alice", "p1"),
-    )
-    .await;
+    let refused =
+        infra::nats::connect_as_client(&t.stack.client_url, "test-client", &t.token("alice", "p1"))
+            .await;
     assert!(
         refused.is_err(),
         "a development token admitted a connection"

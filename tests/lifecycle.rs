@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use commands::keystore::KeyStore;
-use commands::log::ensure_key_bucket;
 use domain::ids::{KeyId, ProjectId, SecretId};
 use domain::principal::Actor;
 use domain::secret::SecretEvent;
 use domain::secret::version::{Lifecycle, Retention};
+use infra::keystore::KeyStore;
+use infra::log::ensure_key_bucket;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

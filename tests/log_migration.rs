@@ -18,7 +18,7 @@ const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
 /// Every message of the stream, in order.
 async fn messages(js: &async_nats::jetstream::Context, stream: &str) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    commands::audit::read_log(js, stream, None, 1, |m| {
+    infra::audit::read_log(js, stream, None, 1, |m| {
         out.push((m.subject, m.payload.to_vec()));
         true
     })
@@ -80,13 +80,13 @@ async fn a_format_1_log_is_refused_then_migrated_and_served() {
         .await
         .unwrap();
     let js = async_nats::jetstream::new(
-        commands::nats::connect(&nats.service_url(), "test")
+        infra::nats::connect(&nats.service_url(), "test")
             .await
             .unwrap(),
     );
     let old = format_1(&messages(&js, "KEYLEDGER").await);
     js.delete_stream("KEYLEDGER").await.unwrap();
-    js.create_stream(commands::log::stream_config(&Default::default()))
+    js.create_stream(infra::log::stream_config(&Default::default()))
         .await
         .unwrap();
     for (subject, bytes) in &old {

@@ -107,7 +107,7 @@ async fn rejections_carry_stable_codes_and_actionable_messages() {
     );
 
     // Signed with a key this keyledger does not trust.
-    let untrusted = commands::identity::dev_keys_from_secret(&[0; 32]).0.issue(
+    let untrusted = infra::identity::dev_keys_from_secret(&[0; 32]).0.issue(
         &domain::principal::Principal {
             user: domain::ids::UserId::parse("x").unwrap(),
             project: domain::ids::ProjectId::parse("p1").unwrap(),
@@ -115,7 +115,7 @@ async fn rejections_carry_stable_codes_and_actionable_messages() {
             service: None,
         },
         Duration::from_secs(60),
-        commands::clock::system()(),
+        infra::clock::system()(),
     );
     let cases = [
         ("secret.create", None, json!({}), "unauthorized", "no token"),

@@ -41,7 +41,7 @@ impl Probe {
         let password = |file: &str| std::fs::read_to_string(data.join(file)).unwrap();
         let options = match who {
             Who::TokenHolder => ConnectOptions::with_token(token.to_owned())
-                .custom_inbox_prefix(commands::nats_auth::token_inbox_prefix(token).unwrap()),
+                .custom_inbox_prefix(infra::nats_auth::token_inbox_prefix(token).unwrap()),
             Who::Auditor => ConnectOptions::with_user_and_password(
                 "auditor".into(),
                 password("nats-auditor.key"),
@@ -241,7 +241,7 @@ async fn every_identity_is_held_to_its_permissions() {
     let targets = Targets {
         event: format!("keyledger.events.p1.secret.{id}"),
         key: format!("$KV.KEYLEDGER_KEYS.p1.{id}.{key_id}"),
-        other_inbox: commands::nats_auth::token_inbox_prefix(&alice).unwrap(),
+        other_inbox: infra::nats_auth::token_inbox_prefix(&alice).unwrap(),
     };
     let service = Probe::connect(&t, Who::Service, "").await;
     let js = async_nats::jetstream::new(service.client.clone());
@@ -523,7 +523,7 @@ async fn no_identity_reads_another_connections_replies() {
     // A token holder's reach is its own inbox space.
     let bob = t.token("bob", "p1");
     let probe = Probe::connect(&t, Who::TokenHolder, &bob).await;
-    let alices = commands::nats_auth::token_inbox_prefix(&alice).unwrap();
+    let alices = infra::nats_auth::token_inbox_prefix(&alice).unwrap();
     for subject in [
         "_INBOX.>".to_owned(),
         format!("{alices}.>"),
@@ -576,7 +576,7 @@ impl RawNats {
         assert!(info.starts_with("INFO"), "{info}");
         let connect = json!({"auth_token": token, "headers": true, "verbose": false,
                              "pedantic": false, "protocol": 1, "name": "raw"});
-        let prefix = commands::nats_auth::token_inbox_prefix(token).unwrap();
+        let prefix = infra::nats_auth::token_inbox_prefix(token).unwrap();
         let inbox = format!("{prefix}.raw");
         stream
             .write_all(format!("CONNECT {connect}\r\nSUB {inbox} 1\r\nPING\r\n").as_bytes())
@@ -697,7 +697,7 @@ async fn a_flood_from_one_caller_is_refused_beyond_its_share_and_others_are_serv
     let t = TestStack::start().await;
     let mallory = t.token("mallory", "flood");
     let flooder = t.client_nats_as(&mallory).await;
-    let prefix = commands::nats_auth::token_inbox_prefix(&mallory).unwrap();
+    let prefix = infra::nats_auth::token_inbox_prefix(&mallory).unwrap();
     let inbox = format!("{prefix}.flood");
     let mut replies = flooder.subscribe(inbox.clone()).await.unwrap();
     let mut headers = async_nats::HeaderMap::new();

@@ -4,11 +4,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use commands::client::CommandClient;
-use commands::protocol::{
+use domain::subject::command;
+use infra::client::CommandClient;
+use infra::protocol::{
     CreateSecretRequest, DeleteSecretRequest, PayloadField, SetMetadatumRequest,
 };
-use domain::subject::command;
 use sqlx::{Row, SqlitePool};
 use tokio::task::JoinSet;
 

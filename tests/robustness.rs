@@ -519,7 +519,7 @@ async fn the_projector_resumes_at_once_after_nats_restarts() {
     .await;
     let nats =
         crate::support::eventually("a client connection", Duration::from_secs(10), || async {
-            commands::nats::connect_as_client(&t.stack.client_url, "after", &t.token("c", "p1"))
+            infra::nats::connect_as_client(&t.stack.client_url, "after", &t.token("c", "p1"))
                 .await
                 .ok()
         })
@@ -614,10 +614,9 @@ async fn concurrent_audit_reads_of_a_long_log_stay_within_a_memory_bound() {
     const CEILING: u64 = 100 * 1024 * 1024;
     let up = Up::spawn(|_| {}).await;
     let js = up.service_js().await;
-    let key = commands::keyfile::existing_commit_key(
-        &up.data_dir().join(commands::keyfile::COMMIT_KEY_FILE),
-    )
-    .unwrap();
+    let key =
+        infra::keyfile::existing_commit_key(&up.data_dir().join(infra::keyfile::COMMIT_KEY_FILE))
+            .unwrap();
     let project = domain::ids::ProjectId::parse("bulk").unwrap();
     commands::synthetic::fill(&js, &key, &project, COMMITS, 1_000, |_| {})
         .await

@@ -15,6 +15,7 @@ mod canary;
 mod cli;
 mod containers;
 mod deployment;
+mod docs;
 mod event_store;
 mod external_clients;
 mod forged_commits;

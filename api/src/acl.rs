@@ -7,10 +7,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use commands::protocol::{AclOperationRequest, DeleteAclRequest, SetAclRequest};
 use domain::ids::{ContainerId, SecretId};
 use domain::policy::Action;
 use domain::subject::command;
+use infra::protocol::{AclOperationRequest, DeleteAclRequest, SetAclRequest};
 use serde::Deserialize;
 
 use crate::access::{owner_project, readable, resolve};
@@ -29,7 +29,7 @@ use crate::views::{base_url, secret_ref};
 #[serde(deny_unknown_fields)]
 pub struct AclBody {
     /// Who may read it.
-    #[serde(default, deserialize_with = "commands::objects::object")]
+    #[serde(default, deserialize_with = "infra::objects::object")]
     read: AclOperationRequest,
 }
 

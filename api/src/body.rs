@@ -77,7 +77,7 @@ pub fn json<T: DeserializeOwned>(
         ));
     }
     // Every body is an object; serde would also read a struct from an array.
-    if !commands::objects::is_object(body) {
+    if !infra::objects::is_object(body) {
         return Err(ApiError::bad_request(format!(
             "the body is not valid as {what}: send a JSON object ({{...}})"
         )));

@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::Response;
-use commands::protocol::AcceptedReply;
+use infra::protocol::AcceptedReply;
 use serde::Serialize;
 
 use crate::error::ApiError;

@@ -8,13 +8,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use commands::protocol::{
-    ConsumerRequest, ContainerSecretRequest, CreateContainerRequest, DeleteContainerRequest,
-    SecretRefRequest,
-};
 use domain::ids::ContainerId;
 use domain::policy::{Action, Target, authorize};
 use domain::subject::command;
+use infra::protocol::{
+    ConsumerRequest, ContainerSecretRequest, CreateContainerRequest, DeleteContainerRequest,
+    SecretRefRequest,
+};
 use projections::read::ContainerRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -106,7 +106,7 @@ pub struct CreateContainerBody {
     #[schema(pattern = "^(generic|rsa|certificate)$")]
     container_type: String,
     /// Its references (at most 50).
-    #[serde(default, deserialize_with = "commands::objects::objects")]
+    #[serde(default, deserialize_with = "infra::objects::objects")]
     #[schema(max_items = 50)]
     secret_refs: Vec<ContainerSecretRef>,
 }

@@ -70,7 +70,7 @@ async fn page(
     let mut last = None;
     let mut more = false;
     let key = &state.commit_key;
-    let read = commands::audit::read_log(
+    let read = infra::audit::read_log(
         &state.js,
         &state.config.stream,
         Some(subject),
@@ -86,7 +86,7 @@ async fn page(
             let admitted = match Commit::<RawEvent>::open(&m.payload, key) {
                 Ok(commit) => filter.entries(m.seq, &commit),
                 Err(e) => {
-                    commands::store::report_foreign(m.seq, &m.subject, &e.to_string());
+                    infra::audit::report_foreign(m.seq, &m.subject, &e.to_string());
                     Vec::new()
                 }
             };
@@ -226,7 +226,7 @@ fn next_link(state: &AppState, headers: &HeaderMap, path: &str, query: &str, nex
 /// model): the project of the first message on any `keyledger.events.*.secret.<id>`.
 async fn owner_in_log(state: &AppState, id: SecretId) -> Result<Option<ProjectId>, ApiError> {
     let mut owner = None;
-    let read = commands::audit::read_log(
+    let read = infra::audit::read_log(
         &state.js,
         &state.config.stream,
         Some(format!("keyledger.events.*.secret.{id}")),

@@ -213,6 +213,18 @@ fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    /// The read side never depends on the write side: what both need is in `infra`.
+    #[test]
+    fn the_api_does_not_depend_on_the_write_side() {
+        let manifest = include_str!("../Cargo.toml");
+        assert!(
+            !manifest
+                .lines()
+                .any(|l| l.trim_start().starts_with("commands")),
+            "api/Cargo.toml names the commands crate"
+        );
+    }
+
     use axum::body::Body;
     use axum::http::Request;
     use axum::routing::get;

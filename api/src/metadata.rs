@@ -9,12 +9,12 @@ use axum::extract::{Path, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use commands::protocol::{
+use domain::policy::Action;
+use domain::subject::command;
+use infra::protocol::{
     DeleteMetadatumRequest, RemoveTagsRequest, ReplaceMetadataRequest, SecretConsumerRequest,
     SetMetadatumRequest, SetTagsRequest,
 };
-use domain::policy::Action;
-use domain::subject::command;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -65,7 +65,7 @@ pub async fn get_all(
 #[serde(deny_unknown_fields)]
 pub struct MetadataBody {
     /// Key to value; keys are lowercased.
-    #[schema(value_type = commands::schemas::MetadataMap)]
+    #[schema(value_type = infra::schemas::MetadataMap)]
     metadata: BTreeMap<String, String>,
 }
 
@@ -81,7 +81,7 @@ pub struct MetadataRef {
 #[serde(deny_unknown_fields)]
 pub struct TagsBody {
     /// Key to value.
-    #[schema(value_type = commands::schemas::TagsMap)]
+    #[schema(value_type = infra::schemas::TagsMap)]
     tags: BTreeMap<String, String>,
 }
 
@@ -145,7 +145,7 @@ async fn set_one(
     raw: &str,
     body: MetadatumBody,
     must_exist: bool,
-) -> Result<(MetadatumBody, commands::protocol::AcceptedReply), ApiError> {
+) -> Result<(MetadatumBody, infra::protocol::AcceptedReply), ApiError> {
     let (id, project) = change_target(state, caller, raw).await?;
     let request = SetMetadatumRequest {
         command_id: None,

@@ -251,7 +251,7 @@ fn operation_id(method: &str, path: &str) -> String {
     format!("{method}_{}", words.join("_"))
 }
 
-pub use commands::schemas::{PRINTABLE, VISIBLE};
+pub use infra::schemas::{PRINTABLE, VISIBLE};
 
 /// `^[^<refused>]*$` for the characters free text refuses.
 fn text_pattern(visible: bool) -> String {

@@ -6,10 +6,10 @@ use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use commands::orders::{DeleteOrderRequest, PlaceOrderRequest};
 use domain::ids::OrderId;
 use domain::policy::{Action, Target, authorize};
 use domain::subject::command;
+use infra::protocol::{DeleteOrderRequest, PlaceOrderRequest};
 use projections::read::OrderRow;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -242,7 +242,7 @@ pub async fn local_ca(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Result<Response, ApiError> {
-    let pem = commands::orders::ca::local_ca_certificate(&state.keys)
+    let pem = infra::keystore::local_ca_certificate(&state.keys)
         .await
         .map_err(domain::Rejection::from)?
         .ok_or_else(|| {

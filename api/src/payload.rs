@@ -7,11 +7,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use commands::protocol::{PayloadField, PutPayloadRequest};
 use domain::ids::{KeyId, ProjectId, SecretId, VersionId};
 use domain::policy::Action;
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::subject::command;
+use infra::protocol::{PayloadField, PutPayloadRequest};
 use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::access::resolve;
@@ -50,8 +50,8 @@ fn unsupported(content_type: &str) -> ApiError {
     params(SecretPath,
         ("Content-Encoding" = Option<String>, Header, pattern = "^[ \t]*([Bb][Aa][Ss][Ee]64)?[ \t]*$", description = "`base64` when an `application/octet-stream` body is base64 text")),
     request_body(description = "The payload itself", content(
-        (commands::schemas::PayloadBody = "text/plain"),
-        (commands::schemas::PayloadBody = "application/octet-stream"),
+        (infra::schemas::PayloadBody = "text/plain"),
+        (infra::schemas::PayloadBody = "application/octet-stream"),
     )),
     responses((status = 204, description = "Stored")),
 )]
@@ -278,7 +278,7 @@ async fn destroyed_behind_keyledgers_back(
         domain::subject::AggregateKind::Secret,
         &id.to_string(),
     );
-    let last = commands::audit::last_message(&state.js, &state.config.stream, &subject).await;
+    let last = infra::audit::last_message(&state.js, &state.config.stream, &subject).await;
     match last {
         Ok(Some(message)) => {
             match domain::commit::Commit::<domain::audit::RawEvent>::open(

@@ -5,10 +5,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use commands::protocol::{CreateSecretRequest, DeleteSecretRequest, SecretRequest};
 use domain::policy::{Action, Target, authorize};
 use domain::secret::fields::SecretType;
 use domain::subject::command;
+use infra::protocol::{CreateSecretRequest, DeleteSecretRequest, SecretRequest};
 use projections::read::{Compare, ListFilter, ListScope, SortKey, TimeColumn};
 
 use crate::access::{self, change_target, readable, resolve};

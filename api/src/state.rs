@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use commands::client::CommandClient;
-use commands::clock::Clock;
-use commands::envelope::Envelope;
-use commands::identity::Verifier;
-use commands::keystore::KeyStore;
+use infra::client::CommandClient;
+use infra::clock::Clock;
+use infra::envelope::Envelope;
+use infra::identity::Verifier;
+use infra::keystore::KeyStore;
 use projections::read::ReadModel;
 
 /// Settings of the HTTP API.
@@ -39,7 +39,7 @@ impl Default for ApiConfig {
             consistency_timeout: Duration::from_secs(5),
             max_body_bytes: 1024 * 1024,
             body_timeout: Duration::from_secs(30),
-            stream: commands::log::DEFAULT_STREAM.to_owned(),
+            stream: infra::log::DEFAULT_STREAM.to_owned(),
             access_mode: crate::access_log::AccessMode::Required,
             order_wait: Duration::from_secs(10),
         }

@@ -49,6 +49,6 @@ pub async fn get(State(_): State<AppState>, caller: Caller) -> Json<Whoami> {
             .collect(),
         service: p.service.as_ref().map(|s| s.as_str().to_owned()),
         source: caller.source.map(|s| s.to_string()),
-        nats_inbox_prefix: commands::nats_auth::inbox_prefix(&p.project, &p.user),
+        nats_inbox_prefix: infra::nats_auth::inbox_prefix(&p.project, &p.user),
     })
 }

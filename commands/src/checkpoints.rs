@@ -27,9 +27,9 @@ use domain::commit::{Commit, CommitKey};
 use domain::merkle::{MerkleHash, MerkleLog};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{last_message, read_log};
-use crate::clock::Clock;
-use crate::keyfile::{self, KeyFileError};
+use infra::audit::{last_message, read_log};
+use infra::clock::Clock;
+use infra::keyfile::{self, KeyFileError};
 
 /// The stream checkpoints are kept in.
 pub const STREAM: &str = "KEYLEDGER_CHECKPOINTS";

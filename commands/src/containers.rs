@@ -15,15 +15,15 @@ use domain::secret::fields::SecretName;
 use domain::subject::{AggregateKind, command};
 use domain::timestamp::Timestamp;
 
-use crate::clock::Clock;
 use crate::executor::{Aggregate, Executor, Step};
 use crate::handler::{SecretHandler, parse_body};
 use crate::intake::{acl_change, command_id};
-use crate::protocol::{
+use crate::store::EventStore;
+use infra::clock::Clock;
+use infra::protocol::{
     AcceptedReply, ConsumerRequest, ContainerSecretRequest, CreateContainerRequest,
     DeleteAclRequest, DeleteContainerRequest, SecretRefRequest, SetAclRequest,
 };
-use crate::store::EventStore;
 
 /// The Container aggregate, for the command loop.
 pub struct ContainerAggregate;

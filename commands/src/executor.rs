@@ -16,8 +16,8 @@ use domain::timestamp::Timestamp;
 use moka::sync::Cache;
 use tokio::sync::Mutex;
 
-use crate::clock::Clock;
 use crate::store::{AppendOutcome, EventStore, Loaded};
+use infra::clock::Clock;
 
 /// How often a command is decided again after losing a race to another writer (with
 /// a random pause after each loss, so colliding writers spread out).

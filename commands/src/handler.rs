@@ -16,13 +16,13 @@ use domain::subject::{AggregateKind, command};
 use domain::timestamp::Timestamp;
 use serde::de::DeserializeOwned;
 
-use crate::clock::Clock;
-use crate::envelope::Envelope;
 use crate::executor::{Aggregate, Executor, Step};
 use crate::intake::{Intake, IntakeContext};
-use crate::keystore::{KeyStore, KeyStoreError};
-use crate::protocol::AcceptedReply;
 use crate::store::{EventStore, StoreError};
+use infra::clock::Clock;
+use infra::envelope::Envelope;
+use infra::keystore::KeyStore;
+use infra::protocol::AcceptedReply;
 
 /// The Secret aggregate, for the command loop.
 pub struct SecretAggregate;
@@ -41,15 +41,6 @@ impl From<StoreError> for Rejection {
         match e {
             StoreError::Unavailable(_) => Rejection::unavailable(format!("{e}; retry shortly")),
             StoreError::Corrupt { .. } => Rejection::internal(e.to_string()),
-        }
-    }
-}
-
-impl From<KeyStoreError> for Rejection {
-    fn from(e: KeyStoreError) -> Self {
-        match e {
-            KeyStoreError::Unavailable(_) => Rejection::unavailable(format!("{e}; retry shortly")),
-            KeyStoreError::Tampered(_) => Rejection::internal(e.to_string()),
         }
     }
 }
@@ -96,15 +87,15 @@ pub struct SecretHandler {
 
 /// Parses a command's JSON body, naming the command in the error.
 pub(crate) fn parse_body<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result<T, Rejection> {
-    if !crate::objects::is_object(body) {
+    if !infra::objects::is_object(body) {
         return Err(Rejection::invalid(format!(
             "the body is not a valid {name} request: send a JSON object ({{...}}). See \
-             ARCHITECTURE.md, section Command protocol"
+             docs/protocol.md, section Command protocol"
         )));
     }
     serde_json::from_slice(body).map_err(|e| {
         Rejection::invalid(format!(
-            "the body is not a valid {name} request: {e}. See ARCHITECTURE.md, section \
+            "the body is not a valid {name} request: {e}. See docs/protocol.md, section \
              Command protocol"
         ))
     })

@@ -19,8 +19,8 @@ use domain::secret::{CreateSecret, DeleteMode, Presence, PutValue, SecretCommand
 use domain::timestamp::Timestamp;
 use uuid::Uuid;
 
-use crate::envelope::{Envelope, WrappedKey};
-use crate::protocol::{
+use infra::envelope::{Envelope, WrappedKey};
+use infra::protocol::{
     AclOperationRequest, ConditionsRequest, CreateSecretRequest, DeleteAclRequest,
     DeleteMetadatumRequest, DeleteSecretRequest, MoveStageRequest, PutPayloadRequest,
     PutValueRequest, RemoveTagsRequest, ReplaceMetadataRequest, SecretConsumerRequest,

@@ -18,8 +18,8 @@ use domain::chain::{Head, Judged, judge};
 use domain::commit::{Commit, CommitKey};
 use domain::subject::EVENTS_WILDCARD;
 
-use crate::audit::{LogMessage, read_log};
-use crate::log::{LogSettings, ensure_event_stream};
+use infra::audit::{LogMessage, read_log};
+use infra::log::{LogSettings, ensure_event_stream};
 
 /// Messages read from the old stream at a time.
 const CHUNK: usize = 1000;

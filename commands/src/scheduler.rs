@@ -21,8 +21,8 @@ use domain::secret::version::Lifecycle;
 use domain::timestamp::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
 use crate::handler::SecretHandler;
+use infra::clock::Clock;
 
 /// A task found due.
 #[derive(Debug, Clone, PartialEq, Eq)]

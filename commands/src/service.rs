@@ -1,6 +1,6 @@
 //! The command service: request/reply on `keyledger.cmd.>` in a queue group, so any
 //! number of replicas share the load. Each request is verified (bearer token), handled
-//! and answered with the reply shape of [`crate::protocol`].
+//! and answered with the reply shape of [`infra::protocol`].
 //!
 //! The service answers with keyledger's own NATS identity, which may write the log.
 //! So it answers only on a subject that can be a reply — an inbox (`_INBOX.`,
@@ -19,12 +19,12 @@ use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
 use crate::containers::ContainerHandler;
 use crate::handler::SecretHandler;
-use crate::identity::Verifier;
 use crate::orders::OrderHandler;
-use crate::protocol::{AUTHORIZATION, AcceptedReply, encode_reply};
+use infra::clock::Clock;
+use infra::identity::Verifier;
+use infra::protocol::{AUTHORIZATION, AcceptedReply, encode_reply};
 
 /// The queue group command handlers join.
 pub const QUEUE_GROUP: &str = "keyledger-commands";

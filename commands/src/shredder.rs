@@ -15,7 +15,7 @@ use domain::secret::SecretEvent;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::keystore::{KeyStore, KeyStoreError};
+use infra::keystore::{KeyStore, KeyStoreError};
 
 /// Name of the shredder's durable consumer.
 pub const CONSUMER: &str = "keyledger-key-shredder";
@@ -79,7 +79,7 @@ async fn follow(
 ) -> Result<(), ShredderError> {
     let err = |e: &dyn std::fmt::Display| ShredderError(e.to_string());
     let client = js.client();
-    let connects = crate::nats::connects(&client);
+    let connects = infra::nats::connects(&client);
     let stream = js.get_stream(stream).await.map_err(|e| err(&e))?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -101,7 +101,7 @@ async fn follow(
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            () = crate::nats::reconnected(&client, connects) => {
+            () = infra::nats::reconnected(&client, connects) => {
                 return Err(ShredderError("NATS reconnected".into()));
             }
             next = messages.next() => next,

@@ -27,7 +27,7 @@ use domain::ids::{CommandId, ProjectId};
 use domain::principal::Actor;
 use serde::{Deserialize, Serialize};
 
-use crate::log::{LogSettings, SetupError, ensure_event_stream};
+use infra::log::{LogSettings, SetupError, ensure_event_stream};
 
 /// Where an accepted command landed: its stream sequence and the aggregate version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,7 +215,7 @@ impl EventStore {
         evolve: impl Fn(S, &E) -> S + Copy,
     ) -> Result<(), StoreError> {
         let mut failed = None;
-        let read = crate::audit::read_log(
+        let read = infra::audit::read_log(
             &self.js,
             &self.stream.cached_info().config.name,
             Some(subject.to_owned()),
@@ -226,7 +226,7 @@ impl EventStore {
                 match judge::<E>(subject, &m.payload, Some(&self.key), loaded.head().as_ref()) {
                     Ok(Judged::Next(commit)) => loaded.apply(&commit, seq, evolve),
                     Ok(Judged::Foreign(reason)) => {
-                        report_foreign(seq, subject, &reason);
+                        infra::audit::report_foreign(seq, subject, &reason);
                         loaded.skip(seq);
                     }
                     Err(reason) => {
@@ -320,7 +320,7 @@ impl EventStore {
         match Commit::open(bytes, &self.key) {
             Ok(commit) => Ok(Some(commit)),
             Err(e) if e.is_foreign() => {
-                report_foreign(seq, subject, &e.to_string());
+                infra::audit::report_foreign(seq, subject, &e.to_string());
                 Ok(None)
             }
             Err(e) => Err(StoreError::Corrupt {
@@ -329,15 +329,4 @@ impl EventStore {
             }),
         }
     }
-}
-
-/// Logs a foreign message on an event subject: never applied, always reported.
-pub fn report_foreign(seq: u64, subject: &str, reason: &str) {
-    tracing::error!(
-        seq,
-        subject = ?subject,
-        reason,
-        "ignoring a message on an event subject that keyledger did not write; run \
-         `keyledger audit verify` and check who may publish to the event stream"
-    );
 }

@@ -38,7 +38,7 @@ pub async fn fill(
     let aggregates = aggregates.max(1);
     let mut heads: Vec<(u64, Option<Digest>)> = vec![(0, None); aggregates as usize];
     let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::new();
-    let at = crate::clock::system()();
+    let at = infra::clock::system()();
     let actor = Actor::scheduler();
     let creator = UserId::parse("synthetic").expect("a valid user id");
     for n in 0..events {

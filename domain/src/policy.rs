@@ -3,7 +3,7 @@
 //! Barbican's policy per role name: its current secure-RBAC defaults for `admin`,
 //! `member` and `reader`, its legacy policy for `creator`, `observer` and `audit`
 //! (see [`crate::roles`]), plus per-object ACLs. Where keyledger is stricter than
-//! Barbican it is on purpose and safer; ARCHITECTURE.md ("Access control") lists each
+//! Barbican it is on purpose and safer; docs/access-control.md ("Deliberate divergences from Barbican") lists each
 //! divergence. A denial names the action, the project, the roles that would allow it
 //! and the roles the caller has.
 //!

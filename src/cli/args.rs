@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use commands::log::{DEFAULT_STREAM, LogSettings, MIN_DUPLICATE_WINDOW};
 use domain::secret::version::{Lifecycle, RecoveryWindow, Retention};
+use infra::log::{DEFAULT_STREAM, LogSettings, MIN_DUPLICATE_WINDOW};
 
 /// The data directory.
 #[derive(Debug, Clone, Args)]
@@ -60,7 +60,7 @@ pub struct IdentityArgs {
     #[arg(long, env = "KEYLEDGER_TOKEN_ISSUER")]
     pub token_issuer: Option<String>,
     /// The `aud` tokens must name.
-    #[arg(long, env = "KEYLEDGER_TOKEN_AUDIENCE", default_value = commands::identity::AUDIENCE)]
+    #[arg(long, env = "KEYLEDGER_TOKEN_AUDIENCE", default_value = infra::identity::AUDIENCE)]
     pub token_audience: String,
     /// The identity provider's keys as a JWKS file (Ed25519 for EdDSA, RSA for RS256).
     #[arg(long, env = "KEYLEDGER_JWKS_FILE")]
@@ -86,7 +86,7 @@ impl IdentityArgs {
             })
             .collect();
         keyledger::stack::IdentitySettings {
-            trust: commands::identity::TrustConfig {
+            trust: infra::identity::TrustConfig {
                 issuer: self.token_issuer.clone(),
                 audience: self.token_audience.clone(),
                 jwks_file: self.jwks_file.clone(),

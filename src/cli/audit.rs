@@ -205,7 +205,7 @@ pub enum AuditCommand {
 
 /// A JetStream context on `url`.
 pub(super) async fn connect(url: &str) -> Result<async_nats::jetstream::Context> {
-    let client = commands::nats::connect(url, "keyledger-audit").await?;
+    let client = infra::nats::connect(url, "keyledger-audit").await?;
     Ok(async_nats::jetstream::new(client))
 }
 
@@ -265,7 +265,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             let mut failed = None;
             // Every chain is followed from its start, so the filter's range applies to
             // what is printed, not to what is read.
-            commands::audit::read_log(&js, &source.log.stream, Some(subject), 1, |m| {
+            infra::audit::read_log(&js, &source.log.stream, Some(subject), 1, |m| {
                 if to_seq.is_some_and(|t| m.seq > t) {
                     return false;
                 }
@@ -326,7 +326,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             }
             let key = commit_key_file
                 .as_deref()
-                .map(commands::keyfile::existing_commit_key)
+                .map(infra::keyfile::existing_commit_key)
                 .transpose()?;
             if key.is_none() {
                 eprintln!(
@@ -334,7 +334,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                      records keyledger did not write"
                 );
             }
-            commands::audit::read_log(&js, api::access_log::STREAM, None, 1, |m| {
+            infra::audit::read_log(&js, api::access_log::STREAM, None, 1, |m| {
                 if let Some(key) = &key
                     && !api::access_log::authentic(key, m.headers.as_ref(), &m.payload)
                 {
@@ -410,7 +410,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             let mut replay = super::replay::Replay::default();
             let progress = super::progress::Progress::new("replayed");
             let mut failed = None;
-            commands::audit::read_log(&js, &source.log.stream, Some(subject), 1, |m| {
+            infra::audit::read_log(&js, &source.log.stream, Some(subject), 1, |m| {
                 if until_seq.is_some_and(|s| m.seq > s) {
                     return false;
                 }
@@ -468,7 +468,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             for (_, note) in checkpoints {
                 writeln!(out, "{}", json!({ "checkpoint": note }))?;
             }
-            commands::audit::read_log(&js, &source.log.stream, None, 1, |m| {
+            infra::audit::read_log(&js, &source.log.stream, None, 1, |m| {
                 let line =
                     json!({"seq": m.seq, "subject": m.subject, "commit": B64.encode(&m.payload)});
                 writeln!(out, "{line}").is_ok()
@@ -498,7 +498,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 saved: checkpoints,
                 commit_key: commit_key_file
                     .as_deref()
-                    .map(commands::keyfile::existing_commit_key)
+                    .map(infra::keyfile::existing_commit_key)
                     .transpose()?,
                 accepted: sequences("--accept-foreign", accept_foreign)?,
                 accepted_checkpoints: sequences(

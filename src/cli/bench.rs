@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Args;
-use commands::client::CommandClient;
-use commands::protocol::{CreateSecretRequest, PayloadField};
 use domain::subject::command;
 use hdrhistogram::Histogram;
+use infra::client::CommandClient;
+use infra::protocol::{CreateSecretRequest, PayloadField};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -121,8 +121,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut workers = Vec::new();
     for _ in 0..args.nats_clients.max(1) {
         let nats =
-            commands::nats::connect_as_client(&args.nats_url, "keyledger-bench", &args.token)
-                .await?;
+            infra::nats::connect_as_client(&args.nats_url, "keyledger-bench", &args.token).await?;
         let client = CommandClient::new(nats, Duration::from_secs(10));
         let token = args.token.clone();
         let payload = payload.clone();

@@ -28,7 +28,7 @@ pub enum LogCommand {
         #[arg(long)]
         nats_server_bin: Option<PathBuf>,
         /// The stream to migrate.
-        #[arg(long, default_value = commands::log::DEFAULT_STREAM)]
+        #[arg(long, default_value = infra::log::DEFAULT_STREAM)]
         from: String,
         /// The new stream.
         #[arg(long)]
@@ -64,7 +64,7 @@ pub async fn run(command: LogCommand) -> Result<()> {
         }
     };
     let outcome = async {
-        let client = commands::nats::connect(&url, "keyledger-migrate").await?;
+        let client = infra::nats::connect(&url, "keyledger-migrate").await?;
         let js = async_nats::jetstream::new(client);
         let progress = super::progress::Progress::new("migrated");
         let done =

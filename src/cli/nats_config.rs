@@ -24,11 +24,11 @@ pub fn run(args: NatsConfigArgs) -> Result<()> {
     let dir = &args.data.data_dir;
     std::fs::create_dir_all(dir)?;
     let issuer =
-        commands::nats_auth::CalloutIssuer::load_or_create(&args.callout_key.path(&args.data))?;
-    let accounts = commands::server::Accounts {
-        service_password: commands::server::service_password(dir)?,
-        auditor_password: commands::server::auditor_password(dir)?,
-        callout_password: commands::server::callout_password(dir)?,
+        infra::nats_auth::CalloutIssuer::load_or_create(&args.callout_key.path(&args.data))?;
+    let accounts = infra::server::Accounts {
+        service_password: infra::server::service_password(dir)?,
+        auditor_password: infra::server::auditor_password(dir)?,
+        callout_password: infra::server::callout_password(dir)?,
         callout_issuer: issuer.public_key(),
         audited_streams: keyledger::stack::audited_streams(&args.log.stream),
     };

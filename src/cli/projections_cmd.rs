@@ -62,7 +62,7 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
     let started = Instant::now();
     let outcome = async {
         let pool = projections::db::open(&url, 2).await?;
-        let client = commands::nats::connect(&nats_url, "keyledger-rebuild").await?;
+        let client = infra::nats::connect(&nats_url, "keyledger-rebuild").await?;
         let js = async_nats::jetstream::new(client);
         let config = ProjectorConfig {
             stream: log.stream.clone(),

@@ -118,7 +118,7 @@ pub async fn prove(
     let mut tree = MerkleLog::full();
     let mut commit = None;
     let progress = super::progress::Progress::new("hashed");
-    commands::audit::read_log(&js, stream, None, 1, |m| {
+    infra::audit::read_log(&js, stream, None, 1, |m| {
         if m.seq != tree.size() + 1 {
             return false;
         }

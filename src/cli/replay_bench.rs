@@ -21,7 +21,7 @@ pub async fn run(
     events: u64,
     aggregates: u64,
 ) -> Result<()> {
-    let client = commands::nats::connect(nats_url, "keyledger-replay-bench").await?;
+    let client = infra::nats::connect(nats_url, "keyledger-replay-bench").await?;
     let js = async_nats::jetstream::new(client);
     let started = Instant::now();
     commands::synthetic::fill(
@@ -42,7 +42,7 @@ pub async fn run(
     let started = Instant::now();
     let mut verifier = LogVerifier::with_checkpoints(Vec::new(), Some(key.clone()));
     let mut violation = None;
-    commands::audit::read_log(&js, stream, None, 1, |m| {
+    infra::audit::read_log(&js, stream, None, 1, |m| {
         match verifier.check(m.seq, &m.subject, &m.payload) {
             Ok(()) => true,
             Err(v) => {
@@ -66,7 +66,7 @@ pub async fn run(
     let mut replay = Replay::default();
     let mut trust = super::trust::Trust::with_key(key);
     let mut failed = None;
-    commands::audit::read_log(&js, stream, None, 1, |m| {
+    infra::audit::read_log(&js, stream, None, 1, |m| {
         match replay.apply(m.seq, &m.subject, &m.payload, None, &mut trust) {
             Ok(_) => true,
             Err(e) => {

@@ -106,7 +106,7 @@ impl CalloutKeyArgs {
     pub fn path(&self, data: &DataDirArgs) -> std::path::PathBuf {
         self.callout_key_file
             .clone()
-            .unwrap_or_else(|| data.data_dir.join(commands::server::CALLOUT_ISSUER_FILE))
+            .unwrap_or_else(|| data.data_dir.join(infra::server::CALLOUT_ISSUER_FILE))
     }
 }
 
@@ -143,7 +143,7 @@ impl DatabaseArgs {
 
 pub async fn run(command: ServeCommand) -> Result<()> {
     let shutdown = CancellationToken::new();
-    let clock = commands::clock::system();
+    let clock = infra::clock::system();
     let tasks: Vec<Task> = match command {
         ServeCommand::Commands {
             nats,
@@ -203,7 +203,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
         } => {
             std::fs::create_dir_all(&data.data_dir)?;
             let token = token_key_file
-                .unwrap_or_else(|| data.data_dir.join(commands::identity::TOKEN_KEY_FILE));
+                .unwrap_or_else(|| data.data_dir.join(infra::identity::TOKEN_KEY_FILE));
             let (_, verifier) = stack::token_keys(&token, &identity.settings())?;
             vec![
                 stack::start_nats_auth(

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
-use commands::identity::{TOKEN_KEY_FILE, dev_keys};
 use domain::ids::{ProjectId, Role, ServiceName, UserId};
 use domain::principal::Principal;
+use infra::identity::{TOKEN_KEY_FILE, dev_keys};
 
 use super::DataDirArgs;
 
@@ -58,7 +58,7 @@ pub fn run(command: TokenCommand) -> Result<()> {
     };
     println!(
         "{}",
-        issuer.issue(&principal, ttl, commands::clock::system()())
+        issuer.issue(&principal, ttl, infra::clock::system()())
     );
     Ok(())
 }

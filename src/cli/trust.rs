@@ -45,7 +45,7 @@ impl Trust {
         let key = args
             .commit_key_file
             .as_deref()
-            .map(commands::keyfile::existing_commit_key)
+            .map(infra::keyfile::existing_commit_key)
             .transpose()
             .context("the commit key")?;
         let mut listed = Foreign::default();

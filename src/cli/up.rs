@@ -65,7 +65,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             binary: args.nats_server_bin.clone(),
         },
     };
-    let clock = commands::clock::system();
+    let clock = infra::clock::system();
     let identity = args.identity.settings();
     let dev_tokens = identity.dev_tokens();
     let checkpoints = args
@@ -116,14 +116,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
             stack.client_url,
             log.display()
         ),
-        None => format!("{}  (external)", commands::nats::redact(&stack.client_url)),
+        None => format!("{}  (external)", infra::nats::redact(&stack.client_url)),
     };
     let auditor_line = match &stack.auditor_url {
         Some(url) => format!(
             "nats://{}:$(cat {})@{}  (read-only)",
-            commands::server::AUDITOR_USER,
+            infra::server::AUDITOR_USER,
             data_dir
-                .join(commands::server::AUDITOR_PASSWORD_FILE)
+                .join(infra::server::AUDITOR_PASSWORD_FILE)
                 .display(),
             url.rsplit('@').next().unwrap_or_default()
         ),

@@ -87,7 +87,7 @@ pub async fn run(origin: Origin, trusted: &Trusted) -> Result<()> {
         };
     let last = match &origin {
         Origin::Nats { js, stream } => {
-            commands::audit::read_log(js, stream, None, 1, |m| {
+            infra::audit::read_log(js, stream, None, 1, |m| {
                 check(m.seq, &m.subject, &m.payload)
             })
             .await?

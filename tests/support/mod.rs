@@ -11,14 +11,14 @@ use api::ApiConfig;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use commands::checkpoints::CheckpointSettings;
-use commands::clock::{self, Clock};
 use commands::handler::HandlerConfig;
-use commands::log::LogSettings;
 use domain::commit::Commit;
 use domain::ids::{ProjectId, Role, ServiceName, UserId};
 use domain::principal::Principal;
 use domain::secret::SecretEvent;
 use domain::timestamp::Timestamp;
+use infra::clock::{self, Clock};
+use infra::log::LogSettings;
 use keyledger::stack::{ApiSettings, NatsChoice, Stack, StackConfig};
 use projections::projector::ProjectorConfig;
 use serde_json::Value;
@@ -236,14 +236,14 @@ impl TestStack {
 
     /// A NATS connection admitted by `token`, with its principal's inbox prefix.
     pub async fn client_nats_as(&self, token: &str) -> async_nats::Client {
-        commands::nats::connect_as_client(&self.stack.client_url, "test-client", token)
+        infra::nats::connect_as_client(&self.stack.client_url, "test-client", token)
             .await
             .expect("connect as a client")
     }
 
     /// A NATS connection with keyledger's service credentials.
     pub async fn service_nats(&self) -> async_nats::Client {
-        commands::nats::connect(&self.stack.service_url, "test")
+        infra::nats::connect(&self.stack.service_url, "test")
             .await
             .expect("connect as the service")
     }
@@ -382,7 +382,7 @@ pub fn id_of(created: &Value) -> String {
 pub async fn log_state(
     js: &async_nats::jetstream::Context,
 ) -> async_nats::jetstream::stream::State {
-    js.get_stream(commands::log::DEFAULT_STREAM)
+    js.get_stream(infra::log::DEFAULT_STREAM)
         .await
         .expect("the event stream exists")
         .info()

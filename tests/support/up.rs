@@ -32,7 +32,8 @@ impl Up {
             .arg(dir.path().join("data"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            // Its log, for `diagnosis` when a test fails.
+            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap());
         configure(&mut command);
         let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -69,18 +70,16 @@ impl Up {
 
     /// A JetStream context with keyledger's service credentials.
     pub async fn service_js(&self) -> async_nats::jetstream::Context {
-        let password = std::fs::read_to_string(
-            self.data_dir()
-                .join(commands::server::SERVICE_PASSWORD_FILE),
-        )
-        .unwrap();
+        let password =
+            std::fs::read_to_string(self.data_dir().join(infra::server::SERVICE_PASSWORD_FILE))
+                .unwrap();
         let url = format!(
             "nats://{}:{}@{}",
-            commands::server::SERVICE_USER,
+            infra::server::SERVICE_USER,
             password.trim(),
             self.nats
         );
-        async_nats::jetstream::new(commands::nats::connect(&url, "test").await.unwrap())
+        async_nats::jetstream::new(infra::nats::connect(&url, "test").await.unwrap())
     }
 
     /// A token `keyledger token issue` gives `user` in `project` with `roles`.
@@ -93,6 +92,20 @@ impl Up {
             .unwrap();
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Whether the process still runs (or how it ended), and the end of its log: for
+    /// the message of a test that failed talking to it.
+    pub fn diagnosis(&mut self) -> String {
+        let state = match self.child.try_wait() {
+            Ok(None) => "keyledger up is running".to_owned(),
+            Ok(Some(status)) => format!("keyledger up exited: {status}"),
+            Err(e) => format!("keyledger up: {e}"),
+        };
+        let log = std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("{state}; the end of its log:\n{}", tail.join("\n"))
     }
 
     /// The process's resident set size, in bytes.

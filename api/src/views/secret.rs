@@ -48,7 +48,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Shape {
         {
             None => false,
             Some(Ok(v)) if v.eq_ignore_ascii_case("true") => true,
-            Some(Ok(v)) if v.is_empty() || v.eq_ignore_ascii_case("false") => false,
+            Some(Ok(v)) if v.eq_ignore_ascii_case("false") => false,
             Some(_) => {
                 return Err(crate::error::ApiError::bad_request(
                     "X-Keyledger-Extended must be true or false",

@@ -6,18 +6,17 @@ use std::time::Duration;
 
 use domain::ids::{KeyId, ProjectId, SecretId, VersionId};
 use domain::order::{DistinguishedName, KeySpec};
-use domain::secret::payload::{ContentType, PayloadLimit, Plaintext, SealedPayload};
+use domain::secret::payload::{ContentType, PayloadLimit, Plaintext};
 use domain::timestamp::Timestamp;
 use futures::future::BoxFuture;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::envelope::{Envelope, WrappedKey};
-use crate::keystore::{KeyStore, KeyStoreError};
+use infra::envelope::Envelope;
+use infra::keystore::{KeyStore, KeyStoreError};
 
 /// What a CA is asked to certify.
 pub struct IssueRequest<'a> {
@@ -69,17 +68,7 @@ pub trait CertificateAuthority: Send + Sync {
     fn issue<'a>(&'a self, request: IssueRequest<'a>) -> BoxFuture<'a, Result<Issued, CaError>>;
 }
 
-/// What the local CA keeps in the key store: its key sealed under the KEK, its
-/// certificate in the clear.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    key: SealedPayload,
-    wrapped: WrappedKey,
-    certificate: String,
-}
-
-/// The key-store entry of the local CA.
-pub const LOCAL_CA_ENTRY: &str = "ca.local";
+use infra::keystore::{LOCAL_CA_ENTRY, LocalCaEntry as Stored};
 
 /// The local CA's subject.
 const LOCAL_CA_NAME: &str = "keyledger local CA";
@@ -307,14 +296,4 @@ fn tampered() -> CaError {
         status: 500,
         reason: KeyStoreError::Tampered(format!("the local CA ({LOCAL_CA_ENTRY})")).to_string(),
     }
-}
-
-/// The local CA's certificate, PEM, if it has been created.
-pub async fn local_ca_certificate(keys: &KeyStore) -> Result<Option<String>, KeyStoreError> {
-    let Some(bytes) = keys.get_blob(LOCAL_CA_ENTRY).await? else {
-        return Ok(None);
-    };
-    serde_json::from_slice::<Stored>(&bytes)
-        .map(|s| Some(s.certificate))
-        .map_err(|_| KeyStoreError::Tampered(format!("the local CA ({LOCAL_CA_ENTRY})")))
 }

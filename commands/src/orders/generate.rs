@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 /// `bytes` random bytes of key material.
 pub fn symmetric(bytes: usize) -> Zeroizing<Vec<u8>> {
     let mut key = Zeroizing::new(vec![0u8; bytes]);
-    crate::keyfile::random_bytes(&mut key);
+    infra::keyfile::random_bytes(&mut key);
     key
 }
 

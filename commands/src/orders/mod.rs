@@ -14,15 +14,13 @@ use domain::order::{Context, OrderCommand, OrderEvent, OrderState, OrderType, de
 use domain::principal::{Actor, Principal};
 use domain::subject::{AggregateKind, command};
 use domain::timestamp::Timestamp;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
-use crate::clock::Clock;
 use crate::executor::{Aggregate, Executor, Step};
 use crate::handler::parse_body;
 use crate::intake::command_id;
-use crate::protocol::AcceptedReply;
 use crate::store::EventStore;
+use infra::clock::Clock;
+use infra::protocol::{AcceptedReply, DeleteOrderRequest, PlaceOrderRequest};
 
 /// The Order aggregate, for the command loop.
 pub struct OrderAggregate;
@@ -34,35 +32,6 @@ impl Aggregate for OrderAggregate {
     fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
         evolve(state, event)
     }
-}
-
-/// `keyledger.cmd.order.place`: Barbican's `POST /v1/orders` body.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlaceOrderRequest {
-    /// Idempotency key; a fresh one is generated when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command_id: Option<String>,
-    /// key, asymmetric or certificate.
-    #[serde(rename = "type")]
-    pub order_type: String,
-    /// What to generate (see ARCHITECTURE.md, Orders).
-    #[serde(default)]
-    pub meta: Map<String, Value>,
-}
-
-/// `keyledger.cmd.order.delete`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteOrderRequest {
-    /// Idempotency key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command_id: Option<String>,
-    /// The project that owns the order; default: the token's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    /// The order's id.
-    pub id: String,
 }
 
 /// Executes commands on orders.

@@ -35,11 +35,11 @@ use uuid::Uuid;
 use super::OrderHandler;
 use super::ca::{CaError, CertificateAuthority, IssueRequest};
 use super::generate;
-use crate::clock::Clock;
 use crate::containers::ContainerHandler;
-use crate::envelope::Envelope;
 use crate::handler::SecretHandler;
-use crate::keystore::KeyStore;
+use infra::clock::Clock;
+use infra::envelope::Envelope;
+use infra::keystore::KeyStore;
 
 /// Name of the worker's durable consumer.
 pub const CONSUMER: &str = "keyledger-order-worker";
@@ -537,7 +537,7 @@ impl OrderWorker {
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let client = js.client();
-        let connects = crate::nats::connects(&client);
+        let connects = infra::nats::connects(&client);
         let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
         let consumer: jetstream::consumer::PullConsumer = stream
             .get_or_create_consumer(
@@ -557,7 +557,7 @@ impl OrderWorker {
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                () = crate::nats::reconnected(&client, connects) => {
+                () = infra::nats::reconnected(&client, connects) => {
                     return Err("NATS reconnected".into());
                 }
                 next = messages.next() => next,

@@ -64,7 +64,7 @@ pub enum SetupError {
     /// An existing stream lacks a required setting.
     #[error(
         "stream {stream} exists but {problem}; keyledger refuses to write to a log that can \
-         be rewritten. Create the stream with keyledger's settings (see ARCHITECTURE.md)"
+         be rewritten. Create the stream with keyledger's settings (see docs/operations.md, section The log)"
     )]
     Misconfigured {
         /// The stream.

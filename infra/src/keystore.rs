@@ -137,3 +137,40 @@ impl KeyStore {
         }
     }
 }
+
+/// The key-store entry of the local CA.
+pub const LOCAL_CA_ENTRY: &str = "ca.local";
+
+/// What the local CA keeps in the key store: its key sealed under the KEK, its
+/// certificate in the clear (the order worker's CA writes it; the API serves the
+/// certificate).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct LocalCaEntry {
+    /// The CA's private key, sealed.
+    pub key: domain::secret::payload::SealedPayload,
+    /// The data key that sealed it, wrapped by the KEK.
+    pub wrapped: crate::envelope::WrappedKey,
+    /// The CA's certificate, PEM.
+    pub certificate: String,
+}
+
+/// The local CA's certificate, PEM, if it has been created.
+pub async fn local_ca_certificate(keys: &KeyStore) -> Result<Option<String>, KeyStoreError> {
+    let Some(bytes) = keys.get_blob(LOCAL_CA_ENTRY).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice::<LocalCaEntry>(&bytes)
+        .map(|s| Some(s.certificate))
+        .map_err(|_| KeyStoreError::Tampered(format!("the local CA ({LOCAL_CA_ENTRY})")))
+}
+
+impl From<KeyStoreError> for domain::Rejection {
+    fn from(e: KeyStoreError) -> Self {
+        match e {
+            KeyStoreError::Unavailable(_) => {
+                domain::Rejection::unavailable(format!("{e}; retry shortly"))
+            }
+            KeyStoreError::Tampered(_) => domain::Rejection::internal(e.to_string()),
+        }
+    }
+}

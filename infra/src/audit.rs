@@ -211,3 +211,14 @@ pub async fn last_message(
         headers: reply.headers.clone(),
     }))
 }
+
+/// Logs a foreign message on an event subject: never applied, always reported.
+pub fn report_foreign(seq: u64, subject: &str, reason: &str) {
+    tracing::error!(
+        seq,
+        subject = ?subject,
+        reason,
+        "ignoring a message on an event subject that keyledger did not write; run \
+         `keyledger audit verify` and check who may publish to the event stream"
+    );
+}

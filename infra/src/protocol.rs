@@ -613,3 +613,32 @@ mod tests {
         assert!(!format!("{req:?}").contains("hunter2"));
     }
 }
+
+/// `keyledger.cmd.order.place`: Barbican's `POST /v1/orders` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    /// Idempotency key; a fresh one is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// key, asymmetric or certificate.
+    #[serde(rename = "type")]
+    pub order_type: String,
+    /// What to generate (see docs/lifecycle.md, Orders).
+    #[serde(default)]
+    pub meta: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `keyledger.cmd.order.delete`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteOrderRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the order; default: the token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The order's id.
+    pub id: String,
+}
