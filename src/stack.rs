@@ -15,7 +15,7 @@ use commands::handler::{HandlerConfig, SecretHandler};
 use commands::orders::OrderHandler;
 use commands::orders::ca::{CertificateAuthority, LocalCa};
 use commands::orders::worker::{OrderWorker, PendingOrders, Retry, StepHook};
-use commands::scheduler::{Due, DueSource, Task as DueTask};
+use commands::scheduler::{Due, DueSource};
 use commands::service::CommandService;
 use commands::store::EventStore;
 use domain::commit::CommitKey;
@@ -210,11 +210,7 @@ impl DueSource for ReadModelDue {
                     Some(Due {
                         project: ProjectId::parse(&r.project).ok()?,
                         secret: SecretId::parse(&r.id).ok()?,
-                        task: match r.task {
-                            "expire" => DueTask::Expire,
-                            "purge" => DueTask::Purge,
-                            _ => DueTask::Prune,
-                        },
+                        task: r.task,
                         version: u64::try_from(r.version).ok()?,
                     })
                 })();

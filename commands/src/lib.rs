@@ -4,9 +4,9 @@
 
 pub mod checkpoints;
 pub mod containers;
-pub mod executor;
+mod executor;
 pub mod handler;
-pub mod intake;
+mod intake;
 pub mod migrate;
 pub mod orders;
 pub mod scheduler;

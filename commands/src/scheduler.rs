@@ -37,16 +37,7 @@ pub struct Due {
     pub version: u64,
 }
 
-/// What the scheduler does to a secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    /// Its expiration passed.
-    Expire,
-    /// Its recovery window ended.
-    Purge,
-    /// Retention lets deprecated versions go.
-    Prune,
-}
+pub use domain::secret::version::DueTask as Task;
 
 impl Due {
     /// The command and its id. An expiry happens once per secret; a purge or a prune

@@ -252,3 +252,14 @@ mod tests {
         );
     }
 }
+
+/// Lifecycle work keyledger's scheduler does to a secret when it falls due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DueTask {
+    /// Its expiration passed: record it and destroy the keys.
+    Expire,
+    /// Its recovery window ended: purge it.
+    Purge,
+    /// Retention lets deprecated versions go.
+    Prune,
+}

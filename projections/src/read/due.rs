@@ -1,5 +1,6 @@
 //! What the lifecycle scheduler finds due.
 
+use domain::secret::version::DueTask;
 use domain::timestamp::Timestamp;
 use sqlx::SqlitePool;
 
@@ -10,8 +11,8 @@ pub struct DueRow {
     pub project: String,
     /// The secret.
     pub id: String,
-    /// `expire`, `purge` or `prune`.
-    pub task: &'static str,
+    /// What is due.
+    pub task: DueTask,
     /// The secret's aggregate version when found due (makes command ids unique per
     /// occasion).
     pub version: i64,
@@ -19,19 +20,19 @@ pub struct DueRow {
 
 /// The scheduler's queries: each reads an index range (`?1` now, `?2` limit, `?3`
 /// versions kept, `?4` the newest a deprecated version may be to go).
-const DUE_QUERIES: [(&str, &str); 3] = [
+const DUE_QUERIES: [(DueTask, &str); 3] = [
     (
-        "expire",
+        DueTask::Expire,
         "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status != 'expired' \
          AND s.expiration_ms <= ?1 ORDER BY s.expiration_ms LIMIT ?2",
     ),
     (
-        "purge",
+        DueTask::Purge,
         "SELECT s.project, s.id, s.version FROM secrets s WHERE s.purge_at_ms <= ?1 \
          ORDER BY s.purge_at_ms LIMIT ?2",
     ),
     (
-        "prune",
+        DueTask::Prune,
         "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status = 'active' \
          AND s.version_count > ?3 AND EXISTS (SELECT 1 FROM secret_payloads p WHERE \
          p.project = s.project AND p.secret_id = s.id AND p.created_ms <= ?4 \
@@ -98,7 +99,7 @@ mod tests {
             let outer = &plan[0];
             assert!(
                 outer.starts_with("SEARCH s USING INDEX secrets_by_"),
-                "{task}: {plan:?}"
+                "{task:?}: {plan:?}"
             );
         }
     }
