@@ -61,7 +61,9 @@ async fn schemathesis_finds_nothing_and_another_project_is_untouched() {
         .env("KEYLEDGER_FUZZ_SECRET", &ours.secret)
         .env("KEYLEDGER_FUZZ_CONTAINER", &ours.container)
         .env("KEYLEDGER_FUZZ_ORDER", &ours.order)
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        // Its cache (.schemathesis/) goes with the reports, not into the checkout.
+        .current_dir(reports.path());
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();

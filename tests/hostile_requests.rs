@@ -217,3 +217,23 @@ async fn an_idempotency_key_reused_for_another_secret_is_refused() {
     assert_eq!(payload.text().await.unwrap(), "first");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_row_the_read_model_cannot_read_is_a_500_not_a_retry() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let id = t.create_text(&token, "damaged", "v").await;
+    let pool = projections::db::open(&t.stack.database_url, 1)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE secrets SET bit_length = 'many' WHERE id = ?")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, text) = description(t.get(&format!("/v1/secrets/{id}"), &token).await).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{text}");
+    assert!(text.contains("projections rebuild"), "{text}");
+    assert!(text.contains("error id"), "{text}");
+    t.stop().await;
+}

@@ -62,14 +62,27 @@ impl From<Rejection> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        tracing::error!(error = %e, "read model query failed");
+impl From<projections::read::ReadError> for ApiError {
+    /// Unavailable: 503, retry. Corrupt: 500 with an id to find it in the log, since
+    /// retrying cannot help (the read model needs a rebuild from the log).
+    fn from(e: projections::read::ReadError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "read model query failed");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the read model is unavailable; retry shortly",
+            )
+            .retry_after(1);
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        tracing::error!(error = %e, error_id = %id, "the read model is corrupt; rebuild it");
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the read model is unavailable; retry shortly",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "keyledger's read model holds a row it cannot read (error id {id}); an operator \
+                 rebuilds it from the log with `keyledger projections rebuild`"
+            ),
         )
-        .retry_after(1)
     }
 }
 

@@ -129,7 +129,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         ),
         None => "an account of your NATS server that may read the audited streams".to_owned(),
     };
-    println!(
+    let banner = format!(
         "keyledger is up.\n\
          \n  HTTP API     http://{http}  (Barbican v1: /v1/secrets)\
          \n  NATS         {nats_line}\
@@ -148,6 +148,15 @@ pub async fn run(args: UpArgs) -> Result<()> {
         public = stack.checkpoint_public_key,
         public_file = checkpoints.public_key_file().display(),
     );
+    // Where it listens, for whoever started it. A reader that went away (a closed
+    // pipe: `keyledger up | head`) must not stop keyledger: println! would panic.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{banner}").and_then(|()| out.flush()) {
+            tracing::warn!(error = %e, "printing where keyledger listens failed");
+        }
+    }
 
     let outcome = tokio::select! {
         r = stack.until_failure() => r,

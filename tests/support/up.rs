@@ -37,22 +37,32 @@ impl Up {
         configure(&mut command);
         let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
-        let (http, nats) = tokio::task::spawn_blocking(move || {
+        // Its stdout is read to the end, not only to the addresses: a closed pipe would
+        // fail keyledger's later writes.
+        let (found, addresses) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             use std::io::BufRead;
             let (mut http, mut nats) = (None, None);
-            for line in std::io::BufReader::new(stdout).lines() {
-                let line = line.unwrap();
-                let first = |rest: &str| rest.split_whitespace().next().unwrap().to_owned();
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let first = |rest: &str| rest.split_whitespace().next().map(str::to_owned);
                 if let Some(rest) = line.trim().strip_prefix("HTTP API") {
-                    http = Some(first(rest));
+                    http = first(rest);
                 } else if let Some(rest) = line.trim().strip_prefix("NATS ") {
-                    nats = Some(first(rest).trim_start_matches("nats://").to_owned());
+                    nats = first(rest).map(|n| n.trim_start_matches("nats://").to_owned());
                 }
-                if let (Some(http), Some(nats)) = (&http, &nats) {
-                    return (http.clone(), nats.clone());
+                if let (Some(h), Some(n)) = (&http, &nats) {
+                    let _ = found.send((h.clone(), n.clone()));
+                    http = None;
                 }
             }
-            panic!("keyledger up printed no HTTP or NATS address")
+        });
+        let (http, nats) = tokio::task::spawn_blocking(move || {
+            addresses
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("keyledger up prints its HTTP and NATS addresses")
         })
         .await
         .unwrap();

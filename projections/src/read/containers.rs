@@ -1,6 +1,7 @@
 //! Reads of containers: one by id, with its references (and what became of each
 //! referenced secret) and consumers; and listings filtered by the read policy.
 
+use crate::read::ReadError;
 use domain::ids::{ContainerId, ProjectId};
 use domain::secret::acl::Acl;
 use domain::timestamp::Timestamp;
@@ -157,7 +158,7 @@ impl ReadModel {
         &self,
         id: ContainerId,
         now: Timestamp,
-    ) -> Result<Snapshot<Option<ContainerRow>>, sqlx::Error> {
+    ) -> Result<Snapshot<Option<ContainerRow>>, ReadError> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -186,7 +187,7 @@ impl ReadModel {
         (limit, offset): (u32, u32),
         now: Timestamp,
         keep: impl Fn(&ContainerRow) -> bool,
-    ) -> Result<Snapshot<ContainerPage>, sqlx::Error> {
+    ) -> Result<Snapshot<ContainerPage>, ReadError> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
         let rows: Vec<ContainerRow> = {

@@ -1,5 +1,6 @@
 //! What the lifecycle scheduler finds due.
 
+use crate::read::ReadError;
 use domain::secret::version::DueTask;
 use domain::timestamp::Timestamp;
 use sqlx::SqlitePool;
@@ -51,7 +52,7 @@ pub async fn due(
     keep: usize,
     prune_before: Timestamp,
     limit: u32,
-) -> Result<Vec<DueRow>, sqlx::Error> {
+) -> Result<Vec<DueRow>, ReadError> {
     let now = now.unix_millis();
     let mut out = Vec::new();
     for (task, sql) in DUE_QUERIES {

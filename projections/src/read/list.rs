@@ -1,6 +1,7 @@
 //! Listings: Barbican's filters and sort keys, paged after the read policy has
 //! filtered each row.
 
+use crate::read::ReadError;
 use domain::ids::{ProjectId, UserId};
 use domain::timestamp::Timestamp;
 use futures::TryStreamExt;
@@ -155,7 +156,7 @@ impl ReadModel {
         filter: &ListFilter,
         now: Timestamp,
         keep: impl Fn(&SecretRow) -> bool,
-    ) -> Result<Snapshot<Page>, sqlx::Error> {
+    ) -> Result<Snapshot<Page>, ReadError> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {SECRET_COLUMNS} "));

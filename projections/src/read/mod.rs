@@ -19,11 +19,13 @@ use crate::apply::checkpoint;
 
 mod containers;
 mod due;
+mod error;
 mod list;
 mod orders;
 
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::{DueRow, due};
+pub use error::ReadError;
 pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
 pub use orders::{OrderPage, OrderRow, pending_orders};
 
@@ -331,7 +333,7 @@ impl ReadModel {
         &self,
         from: u64,
         to: u64,
-    ) -> Result<std::collections::BTreeSet<u64>, sqlx::Error> {
+    ) -> Result<std::collections::BTreeSet<u64>, ReadError> {
         let rows: Vec<i64> =
             sqlx::query_scalar("SELECT seq FROM skipped_commits WHERE seq BETWEEN ? AND ?")
                 .bind(i64::try_from(from).unwrap_or(i64::MAX))
@@ -350,7 +352,7 @@ impl ReadModel {
         &self,
         id: SecretId,
         now: Timestamp,
-    ) -> Result<Snapshot<Lookup<SecretRow>>, sqlx::Error> {
+    ) -> Result<Snapshot<Lookup<SecretRow>>, ReadError> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
         let row = fetch_secret(&mut tx, id).await?;
@@ -367,7 +369,7 @@ impl ReadModel {
         id: SecretId,
         now: Timestamp,
         details: impl AsyncFnOnce(&mut sqlx::SqliteConnection, &SecretRow) -> Result<T, sqlx::Error>,
-    ) -> Result<Snapshot<Lookup<(SecretRow, T)>>, sqlx::Error> {
+    ) -> Result<Snapshot<Lookup<(SecretRow, T)>>, ReadError> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
         let found = match visible(fetch_secret(&mut tx, id).await?, now) {
@@ -387,7 +389,7 @@ impl ReadModel {
         &self,
         id: SecretId,
         now: Timestamp,
-    ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, sqlx::Error> {
+    ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
         self.get_version(id, VersionSelector::Stage("current"), now)
             .await
     }
@@ -399,7 +401,7 @@ impl ReadModel {
         id: SecretId,
         which: VersionSelector<'_>,
         now: Timestamp,
-    ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, sqlx::Error> {
+    ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
         self.with_secret(id, now, async |conn, secret| {
             let (condition, value) = match which {
                 VersionSelector::Id(v) => ("p.version_id = ?3", v),
@@ -439,7 +441,7 @@ impl ReadModel {
         id: SecretId,
         now: Timestamp,
         (limit, offset): (u32, u32),
-    ) -> Result<Snapshot<Lookup<(SecretRow, VersionPage)>>, sqlx::Error> {
+    ) -> Result<Snapshot<Lookup<(SecretRow, VersionPage)>>, ReadError> {
         self.with_secret(id, now, async |conn, secret| {
             let total: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM secret_payloads WHERE project = ? AND secret_id = ?",
@@ -473,7 +475,7 @@ impl ReadModel {
         id: SecretId,
         which: VersionSelector<'_>,
         now: Timestamp,
-    ) -> Result<Snapshot<Lookup<(SecretRow, Option<VersionRow>)>>, sqlx::Error> {
+    ) -> Result<Snapshot<Lookup<(SecretRow, Option<VersionRow>)>>, ReadError> {
         self.with_secret(id, now, async |conn, secret| {
             let (condition, value) = match which {
                 VersionSelector::Id(v) => ("p.version_id = ?3", v),
@@ -504,7 +506,7 @@ impl ReadModel {
         &self,
         id: SecretId,
         now: Timestamp,
-    ) -> Result<Snapshot<Lookup<(SecretRow, BTreeMap<String, String>)>>, sqlx::Error> {
+    ) -> Result<Snapshot<Lookup<(SecretRow, BTreeMap<String, String>)>>, ReadError> {
         self.with_secret(id, now, async |conn, secret| {
             Ok(sqlx::query_as::<_, (String, String)>(
                 "SELECT key, value FROM secret_metadata WHERE project = ? AND secret_id = ? \
@@ -527,7 +529,7 @@ impl ReadModel {
         project: &ProjectId,
         name: &str,
         now: Timestamp,
-    ) -> Result<Vec<Candidate>, sqlx::Error> {
+    ) -> Result<Vec<Candidate>, ReadError> {
         sqlx::query_as::<_, (String, String)>(
             "SELECT s.id, s.reference FROM secrets s WHERE s.project = ? AND s.name = ? \
              AND s.status = 'active' AND (s.expiration_ms IS NULL OR s.expiration_ms > ?) \
@@ -539,10 +541,11 @@ impl ReadModel {
         .fetch_all(&self.pool)
         .await
         .map(candidates)
+        .map_err(ReadError::from)
     }
 
     /// The secrets whose reference is exactly `reference`.
-    pub async fn by_reference(&self, reference: &str) -> Result<Vec<Candidate>, sqlx::Error> {
+    pub async fn by_reference(&self, reference: &str) -> Result<Vec<Candidate>, ReadError> {
         sqlx::query_as::<_, (String, String)>(
             "SELECT s.id, s.reference FROM secrets s WHERE s.reference = ? ORDER BY s.id",
         )
@@ -550,6 +553,7 @@ impl ReadModel {
         .fetch_all(&self.pool)
         .await
         .map(candidates)
+        .map_err(ReadError::from)
     }
 }
 

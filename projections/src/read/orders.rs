@@ -1,5 +1,6 @@
 //! Reads of orders.
 
+use crate::read::ReadError;
 use domain::ids::{OrderId, ProjectId};
 use futures::TryStreamExt;
 use sqlx::Row;
@@ -68,7 +69,7 @@ fn order_row(r: &SqliteRow) -> Result<OrderRow, sqlx::Error> {
 
 impl ReadModel {
     /// One order.
-    pub async fn get_order(&self, id: OrderId) -> Result<Snapshot<Option<OrderRow>>, sqlx::Error> {
+    pub async fn get_order(&self, id: OrderId) -> Result<Snapshot<Option<OrderRow>>, ReadError> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -90,7 +91,7 @@ impl ReadModel {
         project: &ProjectId,
         (limit, offset): (u32, u32),
         keep: impl Fn(&OrderRow) -> bool,
-    ) -> Result<Snapshot<OrderPage>, sqlx::Error> {
+    ) -> Result<Snapshot<OrderPage>, ReadError> {
         let mut tx = self.pool.begin().await?;
         let seq = checkpoint(&mut tx).await?;
         let mut all = Vec::new();
@@ -125,11 +126,12 @@ impl ReadModel {
 pub async fn pending_orders(
     pool: &sqlx::SqlitePool,
     limit: u32,
-) -> Result<Vec<(String, String)>, sqlx::Error> {
+) -> Result<Vec<(String, String)>, ReadError> {
     sqlx::query_as::<_, (String, String)>(
         "SELECT project, id FROM orders WHERE status = 'PENDING' ORDER BY created_ms LIMIT ?",
     )
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await
+    .map_err(ReadError::from)
 }

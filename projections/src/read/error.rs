@@ -1,0 +1,50 @@
+//! Why a read of the read model failed: the database is unavailable (busy, locked, out
+//! of connections: retry), or a row does not decode (the read model is corrupt:
+//! retrying will not help; rebuild it from the log).
+
+/// A failed read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The database did not answer: retry shortly.
+    #[error("the read model is unavailable: {0}")]
+    Unavailable(sqlx::Error),
+    /// A row does not decode into what the projector writes.
+    #[error("the read model holds a row that does not decode: {0}")]
+    Corrupt(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ReadError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match e {
+            E::ColumnDecode { .. }
+            | E::Decode(_)
+            | E::ColumnNotFound(_)
+            | E::ColumnIndexOutOfBounds { .. }
+            | E::TypeNotFound { .. } => Self::Corrupt(e),
+            other => Self::Unavailable(other),
+        }
+    }
+}
+
+impl ReadError {
+    /// Whether retrying may help.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_failures_are_corruption_and_the_rest_unavailability() {
+        let decode = sqlx::Error::ColumnDecode {
+            index: "content_type".into(),
+            source: "not a content type".into(),
+        };
+        assert!(!ReadError::from(decode).is_unavailable());
+        assert!(ReadError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+    }
+}
