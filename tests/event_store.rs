@@ -1,6 +1,7 @@
 //! The event store on a real JetStream: stream settings, optimistic concurrency with
 //! several writers, idempotency, the lost-ack retry, and per-aggregate loading.
 
+use domain::subject::SecretOp;
 use std::sync::Arc;
 
 use async_nats::jetstream::{self, stream::StorageType};
@@ -100,7 +101,7 @@ async fn concurrent_writers_on_one_aggregate_leave_no_gap_and_lose_no_update() {
     let t = TestStack::start().await;
     let (_, first) = handler(&t).await;
     let created = first
-        .handle("secret.create", &alice(), &body(json!({"name": "hot"})))
+        .handle(SecretOp::Create, &alice(), &body(json!({"name": "hot"})))
         .await
         .unwrap();
     let id = created.id.clone();
@@ -134,7 +135,7 @@ async fn concurrent_writers_on_one_aggregate_leave_no_gap_and_lose_no_update() {
             let h = handlers[i % 3].clone();
             writes.spawn(async move {
                 h.handle(
-                    "secret.metadata.set",
+                    SecretOp::MetadataSet,
                     &alice(),
                     &body(json!({"id": id, "key": format!("k{i}"), "value": "v"})),
                 )
@@ -171,7 +172,7 @@ async fn a_retry_after_a_lost_ack_returns_the_first_reply_and_writes_nothing() {
     let t = TestStack::start().await;
     let (store, b) = handler(&t).await;
     let created = b
-        .handle("secret.create", &alice(), &body(json!({"name": "s"})))
+        .handle(SecretOp::Create, &alice(), &body(json!({"name": "s"})))
         .await
         .unwrap();
     let subject = aggregate(&created.id).subject();
@@ -214,7 +215,7 @@ async fn a_retry_after_a_lost_ack_returns_the_first_reply_and_writes_nothing() {
     // The client retries through B, whose cache still holds version 1.
     let retry = b
         .handle(
-            "secret.metadata.set",
+            SecretOp::MetadataSet,
             &alice(),
             &body(json!({"command_id": "lost-ack-1", "id": created.id, "key": "k", "value": "v"})),
         )
@@ -231,24 +232,24 @@ async fn a_duplicate_inside_the_window_is_answered_from_the_log() {
     let (_, a) = handler(&t).await;
     let (_, b) = handler(&t).await;
     let created = b
-        .handle("secret.create", &alice(), &body(json!({"name": "s"})))
+        .handle(SecretOp::Create, &alice(), &body(json!({"name": "s"})))
         .await
         .unwrap();
     let set = body(json!({"command_id": "set-1", "id": created.id, "key": "k", "value": "v"}));
     let first = a
-        .handle("secret.metadata.set", &alice(), &set)
+        .handle(SecretOp::MetadataSet, &alice(), &set)
         .await
         .unwrap();
     // B's cache is stale (version 1): its append is deduplicated by JetStream.
     let again = b
-        .handle("secret.metadata.set", &alice(), &set)
+        .handle(SecretOp::MetadataSet, &alice(), &set)
         .await
         .unwrap();
     assert_eq!(first, again);
     // A handler with a cold cache finds the command in the aggregate's own log.
     let (_, c) = handler(&t).await;
     assert_eq!(
-        c.handle("secret.metadata.set", &alice(), &set)
+        c.handle(SecretOp::MetadataSet, &alice(), &set)
             .await
             .unwrap(),
         first
@@ -257,12 +258,12 @@ async fn a_duplicate_inside_the_window_is_answered_from_the_log() {
 
     // Reusing a command id for a different command is refused, not silently merged.
     let other = b
-        .handle("secret.create", &alice(), &body(json!({"name": "t"})))
+        .handle(SecretOp::Create, &alice(), &body(json!({"name": "t"})))
         .await
         .unwrap();
     let reused = a
         .handle(
-            "secret.delete",
+            SecretOp::Delete,
             &alice(),
             &body(json!({"command_id": "set-1", "id": other.id})),
         )
@@ -284,7 +285,7 @@ async fn a_command_reads_only_its_own_aggregate() {
     let mut ids = Vec::new();
     for i in 0..40 {
         let c = writer
-            .handle("secret.create", &alice(), &body(json!({"name": format!("s{i}"), "payload": "x", "payload_content_type": "text/plain"})))
+            .handle(SecretOp::Create, &alice(), &body(json!({"name": format!("s{i}"), "payload": "x", "payload_content_type": "text/plain"})))
             .await
             .unwrap();
         ids.push(c.id);
@@ -293,16 +294,16 @@ async fn a_command_reads_only_its_own_aggregate() {
     // secret's one commit, not the stream.
     let (store, cold) = handler(&t).await;
     let set = |i: usize| body(json!({"id": ids[17], "key": format!("k{i}"), "value": "v"}));
-    cold.handle("secret.metadata.set", &alice(), &set(1))
+    cold.handle(SecretOp::MetadataSet, &alice(), &set(1))
         .await
         .unwrap();
     assert_eq!(store.messages_read(), 1);
     // Further commands on it are decided on the cached state.
-    cold.handle("secret.metadata.set", &alice(), &set(2))
+    cold.handle(SecretOp::MetadataSet, &alice(), &set(2))
         .await
         .unwrap();
     cold.handle(
-        "secret.delete",
+        SecretOp::Delete,
         &alice(),
         &body(json!({"id": ids[17], "force": true})),
     )
@@ -314,7 +315,7 @@ async fn a_command_reads_only_its_own_aggregate() {
     // (anyone could send one: from another project, or refused by the policy).
     let again = cold
         .handle(
-            "secret.delete",
+            SecretOp::Delete,
             &alice(),
             &body(json!({"id": ids[17], "force": true})),
         )
@@ -330,7 +331,7 @@ async fn a_command_reads_only_its_own_aggregate() {
     for _ in 0..3 {
         let refused = cold
             .handle(
-                "secret.metadata.set",
+                SecretOp::MetadataSet,
                 &mallory,
                 &body(json!({"project": "p1", "id": ids[17], "key": "k", "value": "v"})),
             )
@@ -347,12 +348,12 @@ async fn stored_commits_are_hash_chained_and_hold_no_plaintext() {
     let t = TestStack::start().await;
     let (_, h) = handler(&t).await;
     let created = h
-        .handle("secret.create", &alice(), &body(json!({"name": "s", "payload": "plaintext-needle", "payload_content_type": "text/plain"})))
+        .handle(SecretOp::Create, &alice(), &body(json!({"name": "s", "payload": "plaintext-needle", "payload_content_type": "text/plain"})))
         .await
         .unwrap();
     let set = h
         .handle(
-            "secret.metadata.set",
+            SecretOp::MetadataSet,
             &alice(),
             &body(json!({"id": created.id, "key": "k", "value": "v"})),
         )
@@ -383,20 +384,20 @@ async fn a_stale_cache_never_decides_a_rejection() {
 
     // B looks at the secret before it exists, and caches that.
     let early = b
-        .handle("secret.payload.put", &alice(), &put)
+        .handle(SecretOp::PayloadPut, &alice(), &put)
         .await
         .unwrap_err();
     assert_eq!(early.code, domain::ErrorCode::NotFound);
     // A creates it.
     a.handle(
-        "secret.create",
+        SecretOp::Create,
         &alice(),
         &body(json!({"command_id": "create-x", "name": "x"})),
     )
     .await
     .unwrap();
     // B must not answer from its stale cache.
-    let stored = b.handle("secret.payload.put", &alice(), &put).await;
+    let stored = b.handle(SecretOp::PayloadPut, &alice(), &put).await;
     assert!(stored.is_ok(), "{stored:?}");
     t.stop().await;
 }

@@ -12,7 +12,7 @@ use domain::container::{
 use domain::ids::{CommandId, ContainerId, ProjectId, SecretId};
 use domain::principal::{Actor, Principal};
 use domain::secret::fields::SecretName;
-use domain::subject::{AggregateKind, command};
+use domain::subject::{AggregateKind, ContainerOp};
 use domain::timestamp::Timestamp;
 
 use crate::executor::{Aggregate, Executor, Step};
@@ -98,15 +98,16 @@ impl ContainerHandler {
     /// Handles the command `name` (a `container.*` command) with a JSON `body`.
     pub async fn handle(
         &self,
-        name: &str,
+        op: ContainerOp,
         principal: &Principal,
         body: &[u8],
     ) -> Result<AcceptedReply, Rejection> {
+        let name = op.as_str();
         let project = |given: Option<&str>| {
             given.map_or_else(|| Ok(principal.project.clone()), ProjectId::parse)
         };
-        let parsed = match name {
-            command::CONTAINER_CREATE => {
+        let parsed = match op {
+            ContainerOp::Create => {
                 let req: CreateContainerRequest = parse_body(name, body)?;
                 let command_id = command_id(req.command_id.as_deref())?;
                 let project = project(req.project.as_deref())?;
@@ -128,7 +129,7 @@ impl ContainerHandler {
                     project,
                 }
             }
-            command::CONTAINER_SECRET_ADD | command::CONTAINER_SECRET_REMOVE => {
+            ContainerOp::SecretAdd | ContainerOp::SecretRemove => {
                 let req: ContainerSecretRequest = parse_body(name, body)?;
                 let project = project(req.project.as_deref())?;
                 let r = parse_ref(
@@ -137,7 +138,7 @@ impl ContainerHandler {
                     req.secret_project.as_deref(),
                     &project,
                 )?;
-                let command = if name == command::CONTAINER_SECRET_ADD {
+                let command = if op == ContainerOp::SecretAdd {
                     ContainerCommand::AddSecret(r)
                 } else {
                     ContainerCommand::RemoveSecret {
@@ -152,21 +153,21 @@ impl ContainerHandler {
                     command,
                 }
             }
-            command::CONTAINER_CONSUMER_REGISTER | command::CONTAINER_CONSUMER_REMOVE => {
+            ContainerOp::ConsumerRegister | ContainerOp::ConsumerRemove => {
                 let req: ConsumerRequest = parse_body(name, body)?;
                 let consumer = Consumer::parse(&req.name, &req.url)?;
                 Parsed {
                     command_id: command_id(req.command_id.as_deref())?,
                     project: project(req.project.as_deref())?,
                     container: ContainerId::parse(&req.id)?,
-                    command: if name == command::CONTAINER_CONSUMER_REGISTER {
+                    command: if op == ContainerOp::ConsumerRegister {
                         ContainerCommand::RegisterConsumer(consumer)
                     } else {
                         ContainerCommand::RemoveConsumer(consumer)
                     },
                 }
             }
-            command::CONTAINER_ACL_SET => {
+            ContainerOp::AclSet => {
                 let req: SetAclRequest = parse_body(name, body)?;
                 Parsed {
                     command_id: command_id(req.command_id.as_deref())?,
@@ -175,7 +176,7 @@ impl ContainerHandler {
                     command: ContainerCommand::SetAcl(acl_change(&req)?),
                 }
             }
-            command::CONTAINER_ACL_DELETE => {
+            ContainerOp::AclDelete => {
                 let req: DeleteAclRequest = parse_body(name, body)?;
                 Parsed {
                     command_id: command_id(req.command_id.as_deref())?,
@@ -184,7 +185,7 @@ impl ContainerHandler {
                     command: ContainerCommand::SetAcl(domain::secret::acl::AclChange::Reset),
                 }
             }
-            command::CONTAINER_DELETE => {
+            ContainerOp::Delete => {
                 let req: DeleteContainerRequest = parse_body(name, body)?;
                 Parsed {
                     command_id: command_id(req.command_id.as_deref())?,
@@ -194,12 +195,6 @@ impl ContainerHandler {
                         force: req.force.unwrap_or(false),
                     },
                 }
-            }
-            other => {
-                return Err(Rejection::invalid(format!(
-                    "unknown command {other:?}; the commands are {}",
-                    command::ALL.join(", ")
-                )));
             }
         };
         self.execute(principal, parsed).await

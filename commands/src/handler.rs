@@ -12,7 +12,7 @@ use domain::principal::{Actor, Principal};
 use domain::secret::payload::PayloadLimit;
 use domain::secret::version::Lifecycle;
 use domain::secret::{Context, SecretCommand, SecretEvent, SecretState, decide, evolve};
-use domain::subject::{AggregateKind, command};
+use domain::subject::{AggregateKind, SecretOp};
 use domain::timestamp::Timestamp;
 use serde::de::DeserializeOwned;
 
@@ -137,41 +137,34 @@ impl SecretHandler {
     /// Handles the command `name` (as in `keyledger.cmd.<name>`) with a JSON `body`.
     pub async fn handle(
         &self,
-        name: &str,
+        op: SecretOp,
         principal: &Principal,
         body: &[u8],
     ) -> Result<AcceptedReply, Rejection> {
+        let name = op.as_str();
         let intake = IntakeContext {
             principal,
             now: (self.clock)(),
             limit: self.config.payload_limit,
             envelope: &self.envelope,
         };
-        let parsed = match name {
-            command::SECRET_CREATE => intake.create(&parse_body(name, body)?)?,
-            command::SECRET_PAYLOAD_PUT => intake.put_payload(&parse_body(name, body)?)?,
-            command::SECRET_METADATA_SET => intake.set_metadatum(&parse_body(name, body)?)?,
-            command::SECRET_VALUE_PUT => intake.put_value(&parse_body(name, body)?)?,
-            command::SECRET_STAGE_MOVE => intake.move_stage(&parse_body(name, body)?)?,
-            command::SECRET_METADATA_DELETE => intake.delete_metadatum(&parse_body(name, body)?)?,
-            command::SECRET_METADATA_REPLACE => {
-                intake.replace_metadata(&parse_body(name, body)?)?
-            }
-            command::SECRET_TAGS_SET => intake.set_tags(&parse_body(name, body)?)?,
-            command::SECRET_TAGS_REMOVE => intake.remove_tags(&parse_body(name, body)?)?,
-            command::SECRET_DELETE => intake.delete(&parse_body(name, body)?)?,
-            command::SECRET_RESTORE => intake.restore(&parse_body(name, body)?)?,
-            command::SECRET_EXPIRE => intake.expire(&parse_body(name, body)?)?,
-            command::SECRET_CONSUMER_REGISTER => intake.consumer(&parse_body(name, body)?, true)?,
-            command::SECRET_CONSUMER_REMOVE => intake.consumer(&parse_body(name, body)?, false)?,
-            command::SECRET_ACL_SET => intake.set_acl(&parse_body(name, body)?)?,
-            command::SECRET_ACL_DELETE => intake.delete_acl(&parse_body(name, body)?)?,
-            other => {
-                return Err(Rejection::invalid(format!(
-                    "unknown command {other:?}; the commands are {}",
-                    command::ALL.join(", ")
-                )));
-            }
+        let parsed = match op {
+            SecretOp::Create => intake.create(&parse_body(name, body)?)?,
+            SecretOp::PayloadPut => intake.put_payload(&parse_body(name, body)?)?,
+            SecretOp::MetadataSet => intake.set_metadatum(&parse_body(name, body)?)?,
+            SecretOp::ValuePut => intake.put_value(&parse_body(name, body)?)?,
+            SecretOp::StageMove => intake.move_stage(&parse_body(name, body)?)?,
+            SecretOp::MetadataDelete => intake.delete_metadatum(&parse_body(name, body)?)?,
+            SecretOp::MetadataReplace => intake.replace_metadata(&parse_body(name, body)?)?,
+            SecretOp::TagsSet => intake.set_tags(&parse_body(name, body)?)?,
+            SecretOp::TagsRemove => intake.remove_tags(&parse_body(name, body)?)?,
+            SecretOp::Delete => intake.delete(&parse_body(name, body)?)?,
+            SecretOp::Restore => intake.restore(&parse_body(name, body)?)?,
+            SecretOp::Expire => intake.expire(&parse_body(name, body)?)?,
+            SecretOp::ConsumerRegister => intake.consumer(&parse_body(name, body)?, true)?,
+            SecretOp::ConsumerRemove => intake.consumer(&parse_body(name, body)?, false)?,
+            SecretOp::AclSet => intake.set_acl(&parse_body(name, body)?)?,
+            SecretOp::AclDelete => intake.delete_acl(&parse_body(name, body)?)?,
         };
         self.execute(&Actor::User(principal.clone()), parsed).await
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_nats::{Client, Message};
 use domain::Rejection;
-use domain::subject::{COMMAND_PREFIX, COMMANDS_WILDCARD};
+use domain::subject::{COMMAND_PREFIX, COMMANDS_WILDCARD, CommandName};
 use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -200,18 +200,18 @@ impl CommandService {
             (self.concurrency / PER_CALLER_SHARE).max(1),
         )?;
         tracing::debug!(command = %name, user = %principal.user, project = %principal.project, "received");
-        if name.starts_with("order.") {
-            return self.orders.handle(name, &principal, &message.payload).await;
+        let Some(command) = CommandName::parse(name) else {
+            return Err(Rejection::invalid(format!(
+                "unknown command {name:?}; the commands are {}",
+                domain::subject::command::ALL.join(", ")
+            )));
+        };
+        let body = &message.payload;
+        match command {
+            CommandName::Secret(op) => self.handler.handle(op, &principal, body).await,
+            CommandName::Container(op) => self.containers.handle(op, &principal, body).await,
+            CommandName::Order(op) => self.orders.handle(op, &principal, body).await,
         }
-        if name.starts_with("container.") {
-            return self
-                .containers
-                .handle(name, &principal, &message.payload)
-                .await;
-        }
-        self.handler
-            .handle(name, &principal, &message.payload)
-            .await
     }
 }
 

@@ -112,6 +112,141 @@ pub mod command {
     ];
 }
 
+/// Declares the commands of one aggregate: an enum whose variants are its served
+/// commands, each with its wire name from [`command`].
+macro_rules! commands_of {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:path,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every one of them.
+            pub const ALL: &[Self] = &[$(Self::$variant,)*];
+
+            /// Its name, as in `keyledger.cmd.<name>`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $wire,)*
+                }
+            }
+        }
+    };
+}
+
+commands_of!(
+    /// The commands served on secrets.
+    SecretOp {
+        /// [`command::SECRET_CREATE`].
+        Create = command::SECRET_CREATE,
+        /// [`command::SECRET_PAYLOAD_PUT`].
+        PayloadPut = command::SECRET_PAYLOAD_PUT,
+        /// [`command::SECRET_VALUE_PUT`].
+        ValuePut = command::SECRET_VALUE_PUT,
+        /// [`command::SECRET_STAGE_MOVE`].
+        StageMove = command::SECRET_STAGE_MOVE,
+        /// [`command::SECRET_METADATA_SET`].
+        MetadataSet = command::SECRET_METADATA_SET,
+        /// [`command::SECRET_METADATA_DELETE`].
+        MetadataDelete = command::SECRET_METADATA_DELETE,
+        /// [`command::SECRET_METADATA_REPLACE`].
+        MetadataReplace = command::SECRET_METADATA_REPLACE,
+        /// [`command::SECRET_TAGS_SET`].
+        TagsSet = command::SECRET_TAGS_SET,
+        /// [`command::SECRET_TAGS_REMOVE`].
+        TagsRemove = command::SECRET_TAGS_REMOVE,
+        /// [`command::SECRET_DELETE`].
+        Delete = command::SECRET_DELETE,
+        /// [`command::SECRET_RESTORE`].
+        Restore = command::SECRET_RESTORE,
+        /// [`command::SECRET_EXPIRE`].
+        Expire = command::SECRET_EXPIRE,
+        /// [`command::SECRET_CONSUMER_REGISTER`].
+        ConsumerRegister = command::SECRET_CONSUMER_REGISTER,
+        /// [`command::SECRET_CONSUMER_REMOVE`].
+        ConsumerRemove = command::SECRET_CONSUMER_REMOVE,
+        /// [`command::SECRET_ACL_SET`].
+        AclSet = command::SECRET_ACL_SET,
+        /// [`command::SECRET_ACL_DELETE`].
+        AclDelete = command::SECRET_ACL_DELETE,
+    }
+);
+
+commands_of!(
+    /// The commands served on containers.
+    ContainerOp {
+        /// [`command::CONTAINER_CREATE`].
+        Create = command::CONTAINER_CREATE,
+        /// [`command::CONTAINER_SECRET_ADD`].
+        SecretAdd = command::CONTAINER_SECRET_ADD,
+        /// [`command::CONTAINER_SECRET_REMOVE`].
+        SecretRemove = command::CONTAINER_SECRET_REMOVE,
+        /// [`command::CONTAINER_CONSUMER_REGISTER`].
+        ConsumerRegister = command::CONTAINER_CONSUMER_REGISTER,
+        /// [`command::CONTAINER_CONSUMER_REMOVE`].
+        ConsumerRemove = command::CONTAINER_CONSUMER_REMOVE,
+        /// [`command::CONTAINER_ACL_SET`].
+        AclSet = command::CONTAINER_ACL_SET,
+        /// [`command::CONTAINER_ACL_DELETE`].
+        AclDelete = command::CONTAINER_ACL_DELETE,
+        /// [`command::CONTAINER_DELETE`].
+        Delete = command::CONTAINER_DELETE,
+    }
+);
+
+commands_of!(
+    /// The commands served on orders.
+    OrderOp {
+        /// [`command::ORDER_PLACE`].
+        Place = command::ORDER_PLACE,
+        /// [`command::ORDER_DELETE`].
+        Delete = command::ORDER_DELETE,
+    }
+);
+
+/// A command served on NATS, parsed once from its subject and dispatched by its
+/// aggregate: each handler matches its own commands exhaustively, so a new command
+/// does not compile until it is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommandName {
+    /// On a secret.
+    Secret(SecretOp),
+    /// On a container.
+    Container(ContainerOp),
+    /// On an order.
+    Order(OrderOp),
+}
+
+impl CommandName {
+    /// The command named `name` (as in `keyledger.cmd.<name>`), if keyledger serves it.
+    pub fn parse(name: &str) -> Option<Self> {
+        let secret = SecretOp::ALL.iter().copied().map(Self::Secret);
+        let container = ContainerOp::ALL.iter().copied().map(Self::Container);
+        let order = OrderOp::ALL.iter().copied().map(Self::Order);
+        secret
+            .chain(container)
+            .chain(order)
+            .find(|c| c.as_str() == name)
+    }
+
+    /// Its name, as in `keyledger.cmd.<name>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secret(op) => op.as_str(),
+            Self::Container(op) => op.as_str(),
+            Self::Order(op) => op.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for CommandName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The subject a command named `name` is sent on.
 pub fn command_subject(name: &str) -> String {
     format!("{COMMAND_PREFIX}{name}")
@@ -153,6 +288,18 @@ pub fn aggregate_subject(project: &ProjectId, kind: AggregateKind, id: &str) -> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_served_command_name_parses_to_its_command() {
+        for name in command::ALL {
+            let parsed = CommandName::parse(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(parsed.as_str(), *name);
+        }
+        let served = SecretOp::ALL.len() + ContainerOp::ALL.len() + OrderOp::ALL.len();
+        assert_eq!(served, command::ALL.len());
+        assert_eq!(CommandName::parse(command::SECRET_PURGE), None);
+        assert_eq!(CommandName::parse("secret.nothing"), None);
+    }
+
     use super::*;
 
     #[test]

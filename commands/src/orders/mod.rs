@@ -12,7 +12,7 @@ use domain::commit::AggregateRef;
 use domain::ids::{CommandId, OrderId, ProjectId};
 use domain::order::{Context, OrderCommand, OrderEvent, OrderState, OrderType, decide, evolve};
 use domain::principal::{Actor, Principal};
-use domain::subject::{AggregateKind, command};
+use domain::subject::{AggregateKind, OrderOp};
 use domain::timestamp::Timestamp;
 
 use crate::executor::{Aggregate, Executor, Step};
@@ -56,12 +56,13 @@ impl OrderHandler {
     /// Handles `order.place` or `order.delete` from a user.
     pub async fn handle(
         &self,
-        name: &str,
+        op: OrderOp,
         principal: &Principal,
         body: &[u8],
     ) -> Result<AcceptedReply, Rejection> {
-        let (command_id, project, order, command) = match name {
-            command::ORDER_PLACE => {
+        let name = op.as_str();
+        let (command_id, project, order, command) = match op {
+            OrderOp::Place => {
                 let req: PlaceOrderRequest = parse_body(name, body)?;
                 let command_id = command_id(req.command_id.as_deref())?;
                 let project = principal.project.clone();
@@ -72,7 +73,7 @@ impl OrderHandler {
                 };
                 (command_id, project, order, command)
             }
-            command::ORDER_DELETE => {
+            OrderOp::Delete => {
                 let req: DeleteOrderRequest = parse_body(name, body)?;
                 let project = req
                     .project
@@ -84,12 +85,6 @@ impl OrderHandler {
                     OrderId::parse(&req.id)?,
                     OrderCommand::Delete,
                 )
-            }
-            other => {
-                return Err(Rejection::invalid(format!(
-                    "unknown command {other:?}; the commands are {}",
-                    command::ALL.join(", ")
-                )));
             }
         };
         self.run(
