@@ -1,0 +1,280 @@
+//! Starting each component: the command service (with its scheduler, shredder, order
+//! worker and checkpointer), the projector, the HTTP API and the NATS auth callout.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use api::{ApiConfig, AppState};
+use commands::checkpoints::{CheckpointSettings, Checkpointer};
+use commands::containers::ContainerHandler;
+use commands::handler::{HandlerConfig, SecretHandler};
+use commands::orders::OrderHandler;
+use commands::orders::ca::{CertificateAuthority, LocalCa};
+use commands::orders::worker::{OrderWorker, Retry, StepHook};
+use commands::service::CommandService;
+use commands::store::EventStore;
+use domain::commit::CommitKey;
+use infra::client::CommandClient;
+use infra::clock::Clock;
+use infra::identity::Verifier;
+use infra::keystore::KeyStore;
+use infra::log::{LogSettings, ensure_key_bucket};
+use infra::nats_auth::{AuthCallout, CalloutIssuer};
+use projections::projector::{Projector, ProjectorConfig};
+use projections::read::{ReadModel, poll_checkpoint};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::Task;
+use super::keys::Keys;
+use super::read_model::{ReadModelDue, ReadModelPending};
+
+/// Settings of the order worker.
+#[derive(Clone, Default)]
+pub struct OrderWorkerSettings {
+    /// Make the local CA answer as an unreachable CA would (to show the failure path).
+    pub ca_unreachable: bool,
+    /// Retrying an unreachable CA.
+    pub retry: Retry,
+    /// Observes (and may stop) each step; tests use it to kill the worker mid-order.
+    pub hook: Option<StepHook>,
+}
+
+/// Settings of the command component.
+#[derive(Clone)]
+pub struct CommandSettings {
+    /// The handler.
+    pub handler: HandlerConfig,
+    /// The read model the scheduler reads what is due from.
+    pub database_url: String,
+    /// How often the scheduler looks.
+    pub scheduler_interval: Duration,
+    /// The order worker.
+    pub orders: OrderWorkerSettings,
+    /// Signed checkpoints of the log.
+    pub checkpoints: CheckpointSettings,
+}
+
+/// Starts the command service, the key shredder, the lifecycle scheduler, the order
+/// worker and the checkpointer.
+pub async fn start_commands(
+    nats_url: &str,
+    keys: &Keys,
+    log: &LogSettings,
+    settings: CommandSettings,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<Vec<Task>> {
+    let handler = settings.handler;
+    let cache_capacity = handler.cache_capacity;
+    let client = infra::nats::connect(nats_url, "keyledger-commands").await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let store = Arc::new(EventStore::open(js.clone(), log, (*keys.commit).clone()).await?);
+    let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?);
+    let signer = commands::checkpoints::load_signer(&settings.checkpoints)?;
+    commands::checkpoints::ensure_stream(&js, log.replicas).await?;
+    let checkpointer = Checkpointer::resume(
+        js.clone(),
+        &log.stream,
+        signer,
+        (*keys.commit).clone(),
+        clock.clone(),
+    )
+    .await?;
+    let checkpoints =
+        tokio::spawn(checkpointer.run(settings.checkpoints.interval, shutdown.clone()));
+    let handler = Arc::new(SecretHandler::new(
+        store.clone(),
+        keystore.clone(),
+        keys.envelope.clone(),
+        clock.clone(),
+        handler,
+    ));
+    // The scheduler and the order worker share one read-only view of the read model.
+    let read_model = projections::db::open(&settings.database_url, 2).await?;
+    let due = ReadModelDue(read_model.clone());
+    let scheduler = tokio::spawn(commands::scheduler::run(
+        handler.clone(),
+        due,
+        clock.clone(),
+        settings.scheduler_interval,
+        shutdown.clone(),
+    ));
+    let containers = Arc::new(ContainerHandler::new(
+        store.clone(),
+        handler.clone(),
+        clock.clone(),
+        cache_capacity,
+    ));
+    let orders = Arc::new(OrderHandler::new(store, clock.clone(), cache_capacity));
+    let local_ca: Arc<dyn CertificateAuthority> = Arc::new(LocalCa::new(
+        keystore.clone(),
+        keys.envelope.clone(),
+        !settings.orders.ca_unreachable,
+    ));
+    let worker = OrderWorker {
+        orders: orders.clone(),
+        secrets: handler.clone(),
+        containers: containers.clone(),
+        keys: keystore.clone(),
+        envelope: keys.envelope.clone(),
+        cas: [("local".to_owned(), local_ca)].into(),
+        clock: clock.clone(),
+        retry: settings.orders.retry,
+        hook: settings.orders.hook.clone(),
+    };
+    let pending = ReadModelPending(read_model);
+    let worker_js = js.clone();
+    let worker_stream = log.stream.clone();
+    let worker_shutdown = shutdown.clone();
+    let worker = tokio::spawn(async move {
+        worker
+            .run(worker_js, &worker_stream, pending, worker_shutdown)
+            .await
+            .map_err(|e| anyhow::anyhow!("order worker: {e}"))
+    });
+    let service = CommandService {
+        client,
+        handler,
+        containers,
+        orders,
+        verifier: keys.verifier.clone(),
+        clock,
+        concurrency: 256,
+    };
+    let stream = log.stream.clone();
+    let shredder_shutdown = shutdown.clone();
+    let shredder_key = (*keys.commit).clone();
+    Ok(vec![
+        worker,
+        tokio::spawn(async move {
+            scheduler.await?;
+            Ok(())
+        }),
+        tokio::spawn(async move {
+            checkpoints.await?;
+            Ok(())
+        }),
+        tokio::spawn(async move { service.run(shutdown).await.map_err(Into::into) }),
+        tokio::spawn(async move {
+            commands::shredder::run(js, &stream, keystore, shredder_key, shredder_shutdown)
+                .await
+                .map_err(Into::into)
+        }),
+    ])
+}
+
+/// Starts the projector on the read model at `database_url`, applying the commits
+/// `commit_key` authenticates. Returns a receiver of the sequence it has applied.
+pub async fn start_projector(
+    nats_url: &str,
+    database_url: &str,
+    config: ProjectorConfig,
+    commit_key: CommitKey,
+    shutdown: CancellationToken,
+) -> Result<(watch::Receiver<u64>, Task)> {
+    let pool = projections::db::open(database_url, 2).await?;
+    let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
+    let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
+    let js = async_nats::jetstream::new(client);
+    let (projector, applied) = Projector::new(pool, js, config, commit_key).await?;
+    let task = tokio::spawn(async move {
+        let _lock = lock;
+        projector.run(shutdown).await;
+        Ok(())
+    });
+    Ok((applied, task))
+}
+
+/// Settings of the HTTP API component.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+    /// HTTP behaviour.
+    pub config: ApiConfig,
+    /// Timeouts and the connection limit.
+    pub limits: api::ServerLimits,
+    /// Key-store replicas (when the API has to create the bucket).
+    pub replicas: usize,
+}
+
+/// Starts the HTTP API. `applied` follows a projector in this process; without one,
+/// the API polls the read model's checkpoint. Returns the bound address.
+pub async fn start_api(
+    nats_url: &str,
+    database_url: &str,
+    keys: &Keys,
+    settings: ApiSettings,
+    applied: Option<watch::Receiver<u64>>,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, Task)> {
+    let pool = projections::db::open(database_url, 16).await?;
+    let applied = applied.unwrap_or_else(|| {
+        poll_checkpoint(pool.clone(), Duration::from_millis(20), shutdown.clone())
+    });
+    let client = infra::nats::connect(nats_url, "keyledger-api").await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let keys_bucket = ensure_key_bucket(&js, settings.replicas).await?;
+    api::access_log::ensure_stream(&js, settings.replicas)
+        .await
+        .map_err(|e| anyhow::anyhow!("setting up the access stream: {e}"))?;
+    let access_log = api::access_log::AccessLog::start(
+        js.clone(),
+        settings.config.access_mode,
+        keys.commit.clone(),
+    );
+    let state = AppState {
+        read: ReadModel::new(pool, applied),
+        commands: CommandClient::new(client, Duration::from_secs(10)),
+        verifier: keys.verifier.clone(),
+        envelope: keys.envelope.clone(),
+        keys: KeyStore::new(keys_bucket),
+        js,
+        commit_key: keys.commit.clone(),
+        access_log,
+        costly: Arc::default(),
+        clock,
+        config: Arc::new(settings.config),
+    };
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another keyledger running?); pass --http-addr with a \
+                 free address",
+                settings.addr
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        api::serve(listener, api::app(state), settings.limits, shutdown)
+            .await
+            .map_err(Into::into)
+    });
+    Ok((addr, task))
+}
+
+/// Starts the NATS auth callout: admits NATS clients by their keyledger token, as
+/// `verifier` checks it, signing with the issuer key in `issuer_file`.
+pub async fn start_nats_auth(
+    nats_url: &str,
+    issuer_file: &Path,
+    verifier: Verifier,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<Task> {
+    let callout = AuthCallout {
+        client: infra::nats::connect(nats_url, "keyledger-nats-auth").await?,
+        issuer: CalloutIssuer::load_or_create(issuer_file)?,
+        verifier,
+        clock,
+    };
+    Ok(tokio::spawn(async move {
+        callout.run(shutdown).await.map_err(Into::into)
+    }))
+}

@@ -1,0 +1,262 @@
+//! Starting keyledger's components: each alone (`keyledger serve commands|projector|api`,
+//! for deployments against an external NATS) or all together with a managed
+//! nats-server (`keyledger up`).
+
+mod components;
+mod data_dir;
+mod keys;
+mod nats;
+mod read_model;
+
+pub use components::*;
+pub use data_dir::*;
+pub use keys::*;
+pub use nats::*;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use commands::checkpoints::CheckpointSettings;
+use commands::handler::HandlerConfig;
+use infra::clock::Clock;
+use infra::log::LogSettings;
+use infra::server::{CALLOUT_ISSUER_FILE, ManagedNats};
+use projections::projector::ProjectorConfig;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running component: stops with the stack's token; its handle reports failure.
+pub type Task = JoinHandle<Result<()>>;
+
+/// Everything `keyledger up` runs.
+#[derive(Clone)]
+pub struct StackConfig {
+    /// Data directory (keys, NATS store, read model).
+    pub data_dir: PathBuf,
+    /// NATS.
+    pub nats: NatsChoice,
+    /// HTTP API.
+    pub api: ApiSettings,
+    /// The event log.
+    pub log: LogSettings,
+    /// The command handler.
+    pub handler: HandlerConfig,
+    /// How often the lifecycle scheduler looks for due work.
+    pub scheduler_interval: Duration,
+    /// The order worker.
+    pub orders: OrderWorkerSettings,
+    /// Signed checkpoints; `None` puts the key in the data directory
+    /// (`checkpoint.key`), named after the stream, signing every 10 s.
+    pub checkpoints: Option<CheckpointSettings>,
+    /// The projector.
+    pub projector: ProjectorConfig,
+    /// The clock.
+    pub clock: Clock,
+    /// Which tokens are accepted.
+    pub identity: IdentitySettings,
+}
+
+/// The managed nats-server, supervised: restarted when it dies.
+struct Supervised {
+    log: PathBuf,
+    pid: Arc<std::sync::atomic::AtomicU32>,
+    /// Stopped after every component, so they finish their work against it.
+    stop: CancellationToken,
+    task: Task,
+}
+
+/// A running keyledger: managed nats-server, command service, projector, HTTP API.
+pub struct Stack {
+    _lock: DataDirLock,
+    nats: Option<Supervised>,
+    /// URL keyledger's components use (with credentials when managed).
+    pub service_url: String,
+    /// URL other NATS clients use.
+    pub client_url: String,
+    /// URL auditors use (read-only), when keyledger manages NATS.
+    pub auditor_url: Option<String>,
+    /// The public key checkpoints are signed with.
+    pub checkpoint_public_key: String,
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// The read model.
+    pub database_url: String,
+    /// The keys.
+    pub keys: Keys,
+    shutdown: CancellationToken,
+    tasks: Vec<Task>,
+}
+
+impl Stack {
+    /// Starts everything.
+    pub async fn start(config: StackConfig) -> Result<Self> {
+        infra::keyfile::private_dir(&config.data_dir).with_context(|| {
+            format!("creating the data directory {}", config.data_dir.display())
+        })?;
+        let data_dir = config.data_dir.canonicalize()?;
+        let lock = lock_data_dir(&data_dir)?;
+        let files = KeyFiles {
+            create_commit_key: true,
+            ..Default::default()
+        };
+        let keys = Keys::load_or_create(&data_dir, &files, &config.identity)?;
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let mut auditor_url = None;
+        let (nats, service_url, client_url) = match &config.nats {
+            NatsChoice::Managed { port, binary } => {
+                let server_config =
+                    managed_server_config(&data_dir, binary.as_deref(), *port, &config.log.stream)?;
+                let server = ManagedNats::start(&server_config).await?;
+                tasks.push(
+                    start_nats_auth(
+                        &server.callout_url(),
+                        &data_dir.join(CALLOUT_ISSUER_FILE),
+                        keys.verifier.clone(),
+                        config.clock.clone(),
+                        shutdown.clone(),
+                    )
+                    .await?,
+                );
+                let (service, client) = (server.service_url(), server.client_url());
+                auditor_url = Some(server.auditor_url());
+                let log = server.log_file().to_owned();
+                let pid = Arc::new(std::sync::atomic::AtomicU32::new(server.pid().unwrap_or(0)));
+                let stop = CancellationToken::new();
+                let task = tokio::spawn({
+                    let (pid, stop) = (pid.clone(), stop.clone());
+                    async move {
+                        infra::server::supervise(server, server_config, pid, stop)
+                            .await
+                            .map_err(Into::into)
+                    }
+                });
+                let supervised = Supervised {
+                    log,
+                    pid,
+                    stop,
+                    task,
+                };
+                (Some(supervised), service, client)
+            }
+            NatsChoice::External { url } => (None, url.clone(), url.clone()),
+        };
+        let checkpoints = config
+            .checkpoints
+            .clone()
+            .unwrap_or_else(|| default_checkpoints(&data_dir, &config.log.stream));
+        let checkpoint_public_key = commands::checkpoints::load_signer(&checkpoints)?.public_key();
+        let database_url = default_database_url(&data_dir);
+        tasks.extend(
+            start_commands(
+                &service_url,
+                &keys,
+                &config.log,
+                CommandSettings {
+                    handler: config.handler.clone(),
+                    database_url: database_url.clone(),
+                    scheduler_interval: config.scheduler_interval,
+                    orders: config.orders.clone(),
+                    checkpoints,
+                },
+                config.clock.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        );
+        let (applied, projector) = start_projector(
+            &service_url,
+            &database_url,
+            config.projector.clone(),
+            (*keys.commit).clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tasks.push(projector);
+        let (http_addr, api) = start_api(
+            &service_url,
+            &database_url,
+            &keys,
+            config.api.clone(),
+            Some(applied),
+            config.clock.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tasks.push(api);
+        Ok(Self {
+            _lock: lock,
+            nats,
+            auditor_url,
+            service_url,
+            client_url,
+            checkpoint_public_key,
+            http_addr,
+            database_url,
+            keys,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The managed nats-server's log file, if keyledger started one.
+    pub fn nats_log(&self) -> Option<&Path> {
+        self.nats.as_ref().map(|n| n.log.as_path())
+    }
+
+    /// The managed nats-server's process id, while it runs.
+    pub fn nats_pid(&self) -> Option<u32> {
+        self.nats
+            .as_ref()
+            .map(|n| n.pid.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|pid| *pid != 0)
+    }
+
+    /// Waits until a component (or the managed nats-server's supervisor) fails,
+    /// returning its error, or `stop` is requested.
+    pub async fn until_failure(&mut self) -> Result<()> {
+        if self.tasks.is_empty() {
+            return Ok(());
+        }
+        let supervisor = async {
+            match self.nats.as_mut() {
+                Some(n) => (&mut n.task).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (result, supervisor_ended) = tokio::select! {
+            (result, index, _) = futures::future::select_all(self.tasks.iter_mut()) => {
+                self.tasks.remove(index);
+                (result, false)
+            }
+            result = supervisor => (result, true),
+        };
+        if supervisor_ended {
+            // Its task is done: `stop` must not await it again.
+            self.nats = None;
+        }
+        match result {
+            Ok(Ok(())) if self.shutdown.is_cancelled() => Ok(()),
+            Ok(Ok(())) => anyhow::bail!("a component stopped unexpectedly"),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stops every component, then the managed nats-server, then releases the data
+    /// directory.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+        if let Some(nats) = self.nats {
+            nats.stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(15), nats.task).await;
+        }
+        drop(self._lock);
+    }
+}
