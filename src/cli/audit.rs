@@ -13,6 +13,7 @@ use domain::timestamp::Timestamp;
 use serde_json::json;
 
 use super::LogArgs;
+use super::auditor::connect;
 
 /// Where the log is.
 #[derive(Debug, Clone, Args)]
@@ -201,12 +202,6 @@ pub enum AuditCommand {
         #[command(flatten)]
         keys: super::proof::PublicKeys,
     },
-}
-
-/// A JetStream context on `url`.
-pub(super) async fn connect(url: &str) -> Result<async_nats::jetstream::Context> {
-    let client = infra::nats::connect(url, "keyledger-audit").await?;
-    Ok(async_nats::jetstream::new(client))
 }
 
 /// A list of sequences and ranges, e.g. `17,40-42`, given as `flag`.

@@ -3,6 +3,7 @@
 mod acl;
 mod args;
 mod audit;
+mod auditor;
 mod bench;
 mod container;
 mod http;

@@ -82,7 +82,7 @@ async fn latest_note(js: &async_nats::jetstream::Context, stream: &str) -> Resul
 
 /// The latest checkpoint's note, checked with `keys` if given.
 pub async fn latest(url: &str, stream: &str, keys: &PublicKeys) -> Result<String> {
-    let note = latest_note(&super::audit::connect(url).await?, stream).await?;
+    let note = latest_note(&super::auditor::connect(url).await?, stream).await?;
     if let Some(keys) = keys.verifier()? {
         keys.open(&note).context("the latest checkpoint FAILS")?;
     }
@@ -99,7 +99,7 @@ pub async fn prove(
     saved: Option<PathBuf>,
 ) -> Result<()> {
     let verifier = keys.required("audit prove")?;
-    let js = super::audit::connect(url).await?;
+    let js = super::auditor::connect(url).await?;
     let note = match saved {
         Some(path) => saved_checkpoints(&[path])?.remove(0).1,
         None => latest_note(&js, stream).await?,
