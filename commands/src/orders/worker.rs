@@ -309,21 +309,10 @@ impl OrderWorker {
         let mut items: Vec<(String, Attributes, Vec<u8>, ContentType)> = Vec::new();
         match spec.order_type {
             OrderType::Key => {
-                let ok = match spec.algorithm.as_str() {
-                    "aes" => matches!(spec.bit_length, 128 | 192 | 256),
-                    "hmac" => {
-                        spec.bit_length.is_multiple_of(8) && (128..=1024).contains(&spec.bit_length)
-                    }
-                    _ => false,
-                };
-                if !ok {
-                    return Err(bad(format!(
-                        "{} {} is not supported for key orders; use aes 128, 192 or 256, or \
-                         hmac with a bit_length that is a multiple of 8 from 128 to 1024",
-                        spec.algorithm, spec.bit_length
-                    )));
-                }
-                let key = generate::symmetric(spec.bit_length as usize / 8);
+                let bytes = spec
+                    .symmetric_key_bytes()
+                    .map_err(|why| bad(why.to_string()))?;
+                let key = generate::symmetric(bytes);
                 items.push((
                     "secret".into(),
                     attributes(
@@ -340,10 +329,10 @@ impl OrderWorker {
                     OrderType::Certificate => {
                         bad(format!("the CA {} cannot certify {why}", spec.ca))
                     }
-                    _ => bad(why),
+                    _ => bad(why.to_string()),
                 })?;
                 let dn = match &spec.subject_dn {
-                    Some(dn) => Some(DistinguishedName::parse(dn).map_err(bad)?),
+                    Some(dn) => Some(DistinguishedName::parse(dn).map_err(|e| bad(e.to_string()))?),
                     None => None,
                 };
                 let ca = match spec.order_type {

@@ -274,10 +274,37 @@ impl OrderSpec {
 
     /// The key pair this spec asks for, if the generator supports it; otherwise what it
     /// supports.
-    pub fn key_pair(&self) -> Result<KeySpec, String> {
+    pub fn key_pair(&self) -> Result<KeySpec, CannotMake> {
         KeySpec::parse(&self.algorithm, self.bit_length)
     }
+
+    /// The bytes of the symmetric key a key order asks for, if the generator supports
+    /// it (aes 128, 192 or 256; hmac a whole number of bytes from 128 to 1024 bits);
+    /// otherwise what it supports.
+    pub fn symmetric_key_bytes(&self) -> Result<usize, CannotMake> {
+        let bits = self.bit_length;
+        let supported = match self.algorithm.as_str() {
+            "aes" => matches!(bits, 128 | 192 | 256),
+            "hmac" => bits.is_multiple_of(8) && (128..=1024).contains(&bits),
+            _ => false,
+        };
+        if !supported {
+            return Err(CannotMake(format!(
+                "{} {bits} is not supported for key orders; use aes 128, 192 or 256, or hmac \
+                 with a bit_length that is a multiple of 8 from 128 to 1024",
+                self.algorithm
+            )));
+        }
+        Ok(bits as usize / 8)
+    }
 }
+
+/// Why what an order asks for cannot be made as asked (the order ends in ERROR with
+/// this reason): an unsupported algorithm or size, or a subject name the CA cannot
+/// use. It says what would work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CannotMake(pub String);
 
 /// A key pair keyledger generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,14 +322,14 @@ pub const SUPPORTED_KEY_PAIRS: &str = "rsa 2048, 3072 or 4096; ec 256 (P-256) or
 
 impl KeySpec {
     /// The key pair for an algorithm and size, or what is supported.
-    pub fn parse(algorithm: &str, bit_length: u32) -> Result<Self, String> {
+    pub fn parse(algorithm: &str, bit_length: u32) -> Result<Self, CannotMake> {
         match (algorithm, bit_length) {
             ("rsa", 2048 | 3072 | 4096) => Ok(Self::Rsa(bit_length)),
             ("ec", 256) => Ok(Self::P256),
             ("ec", 384) => Ok(Self::P384),
-            _ => Err(format!(
+            _ => Err(CannotMake(format!(
                 "{algorithm} {bit_length} is not supported; use {SUPPORTED_KEY_PAIRS}"
-            )),
+            ))),
         }
     }
 
@@ -334,38 +361,38 @@ pub const DN_FIELDS: &str = "CN, O, OU, L, ST, C";
 impl DistinguishedName {
     /// Parses `K=V,K=V`. Each field must be known and non-empty; `C` must be a
     /// two-letter country code; `CN` is required. The error names the field.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, CannotMake> {
         let mut out = Vec::new();
         for part in s.split(',') {
             let part = part.trim();
             let Some((key, value)) = part.split_once('=') else {
-                return Err(format!(
+                return Err(CannotMake(format!(
                     "subject_dn part {part:?} is not KEY=value; write e.g. CN=web.example,O=Example"
-                ));
+                )));
             };
             let key = key.trim().to_ascii_uppercase();
             let value = value.trim();
             if !["CN", "O", "OU", "L", "ST", "C"].contains(&key.as_str()) {
-                return Err(format!(
+                return Err(CannotMake(format!(
                     "subject_dn field {key} is not supported; use {DN_FIELDS}"
-                ));
+                )));
             }
             if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {
-                return Err(format!(
+                return Err(CannotMake(format!(
                     "subject_dn field {key} must be 1 to 64 printable characters"
-                ));
+                )));
             }
             if key == "C" && !(value.len() == 2 && value.chars().all(|c| c.is_ascii_uppercase())) {
-                return Err(format!(
+                return Err(CannotMake(format!(
                     "subject_dn field C must be a two-letter country code such as DE, got {value:?}"
-                ));
+                )));
             }
             out.push((key, value.to_owned()));
         }
         if !out.iter().any(|(k, _)| k == "CN") {
-            return Err(
+            return Err(CannotMake(
                 "subject_dn field CN is missing; name the subject, e.g. CN=web.example".into(),
-            );
+            ));
         }
         Ok(Self(out))
     }

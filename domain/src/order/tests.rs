@@ -136,26 +136,51 @@ fn material_is_recorded_once() {
 }
 
 #[test]
+fn symmetric_keys_are_checked_with_what_is_supported() {
+    let key = |algorithm: &str, bits: u32| {
+        let mut meta = serde_json::Map::new();
+        meta.insert("algorithm".into(), algorithm.into());
+        meta.insert("bit_length".into(), bits.into());
+        OrderSpec::parse(OrderType::Key, &meta)
+            .unwrap()
+            .symmetric_key_bytes()
+    };
+    assert_eq!(key("aes", 256), Ok(32));
+    assert_eq!(key("hmac", 512), Ok(64));
+    assert!(
+        key("aes", 512)
+            .unwrap_err()
+            .0
+            .contains("use aes 128, 192 or 256")
+    );
+    assert!(key("des", 64).is_err());
+}
+
+#[test]
 fn key_pairs_and_names_are_checked_with_what_is_supported() {
     assert_eq!(KeySpec::parse("rsa", 2048), Ok(KeySpec::Rsa(2048)));
     assert_eq!(KeySpec::parse("ec", 384), Ok(KeySpec::P384));
     assert_eq!(
-        KeySpec::parse("rsa", 1024).unwrap_err(),
+        KeySpec::parse("rsa", 1024).unwrap_err().to_string(),
         "rsa 1024 is not supported; use rsa 2048, 3072 or 4096; ec 256 (P-256) or 384 (P-384)"
     );
     assert!(DistinguishedName::parse("CN=web.example,O=Example,C=DE").is_ok());
     assert_eq!(
-        DistinguishedName::parse("CN=web.example,XX=1").unwrap_err(),
+        DistinguishedName::parse("CN=web.example,XX=1")
+            .unwrap_err()
+            .to_string(),
         "subject_dn field XX is not supported; use CN, O, OU, L, ST, C"
     );
     assert!(
         DistinguishedName::parse("CN=a,C=Germany")
             .unwrap_err()
+            .0
             .contains("field C must be a two-letter country code")
     );
     assert!(
         DistinguishedName::parse("O=Example")
             .unwrap_err()
+            .0
             .contains("field CN is missing")
     );
 }
