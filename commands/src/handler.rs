@@ -249,9 +249,20 @@ impl SecretHandler {
         let Some(existing) = secret.version(put.payload.version_id) else {
             return Ok(false);
         };
+        self.same_payload(intake, existing.key_id, new).await
+    }
+
+    /// Whether the payload stored under `key_id` is the one `new` seals: their
+    /// fingerprints (kept next to each data key) are equal.
+    async fn same_payload(
+        &self,
+        intake: &Intake,
+        key_id: domain::ids::KeyId,
+        new: &crate::intake::DataKey,
+    ) -> Result<bool, Rejection> {
         let stored = self
             .keys
-            .get(&intake.project, intake.secret, existing.key_id)
+            .get(&intake.project, intake.secret, key_id)
             .await?;
         Ok(matches!(
             (stored.and_then(|w| w.fingerprint), &new.wrapped.fingerprint),
@@ -293,16 +304,7 @@ impl SecretHandler {
             &intake.command_id,
         );
         let same_payload = match (secret.version(first), &intake.data_key) {
-            (Some(stored), Some(new)) => {
-                let kept = self
-                    .keys
-                    .get(&intake.project, intake.secret, stored.key_id)
-                    .await?;
-                matches!(
-                    (kept.and_then(|w| w.fingerprint), &new.wrapped.fingerprint),
-                    (Some(a), Some(b)) if &a == b
-                )
-            }
+            (Some(stored), Some(new)) => self.same_payload(intake, stored.key_id, new).await?,
             // Created with a payload the first time, without one now.
             (Some(_), None) => false,
             // Without one the first time (or the version is gone to retention: then
