@@ -38,3 +38,60 @@ fn the_protocol_reference_lists_every_command_and_no_other() {
         .collect();
     assert_eq!(listed, served, "docs/protocol.md's command table");
 }
+
+/// The README's route table as (method, path) pairs. A first cell lists methods, each
+/// in backticks, the last of a group with its path: "`GET`, `POST /v1/secrets`;
+/// `GET`, `DELETE /v1/secrets/{id}`".
+fn readme_routes() -> BTreeSet<(String, String)> {
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let table = readme
+        .split_once("| route | |")
+        .expect("the README's route table")
+        .1;
+    let mut out = BTreeSet::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cell = row.split('|').nth(1).unwrap_or_default();
+        let mut methods = Vec::new();
+        for token in cell.split('`').skip(1).step_by(2) {
+            match token.split_once(' ') {
+                None => methods.push(token.to_owned()),
+                Some((method, path)) => {
+                    methods.push(method.to_owned());
+                    for m in methods.drain(..) {
+                        out.insert((m, path.to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_readme_route_table_lists_every_route_and_no_other() {
+    let (_, document) = api::routes();
+    let mut served = BTreeSet::new();
+    for (path, item) in &document.paths.paths {
+        let methods = [
+            ("GET", &item.get),
+            ("PUT", &item.put),
+            ("POST", &item.post),
+            ("DELETE", &item.delete),
+            ("PATCH", &item.patch),
+        ];
+        for (method, operation) in methods {
+            if operation.is_some() {
+                served.insert((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    let listed = readme_routes();
+    let missing: Vec<_> = served.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&served).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "README route table: routes served but not listed: {missing:?}; listed but not \
+         served: {extra:?}"
+    );
+}

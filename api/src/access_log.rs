@@ -20,7 +20,7 @@ use crate::error::ApiError;
 /// The access stream's name.
 pub const STREAM: &str = "KEYLEDGER_ACCESS";
 /// The subject batches are published on.
-pub const SUBJECT: &str = "keyledger.access.records";
+pub const SUBJECT: &str = domain::subject::ACCESS_RECORDS;
 /// The header carrying a batch's authenticator.
 pub const MAC_HEADER: &str = "Keyledger-Mac";
 /// Keeps access-record authenticators apart from commits'.
@@ -76,7 +76,24 @@ pub struct AccessRecord {
     pub reason: Option<String>,
 }
 
-type Pending = (AccessRecord, oneshot::Sender<Result<(), String>>);
+type Pending = (AccessRecord, oneshot::Sender<Result<(), NotStored>>);
+
+/// Why a batch of access records was not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+enum NotStored {
+    /// The batch could not be published (or encoded).
+    #[error("publishing the access records failed: {0}")]
+    Publish(String),
+    /// JetStream did not acknowledge it in time.
+    #[error("no acknowledgement within 5 s")]
+    Unacknowledged,
+    /// JetStream refused it.
+    #[error("JetStream refused the access records: {0}")]
+    Refused(String),
+    /// The writer task is gone.
+    #[error("the access writer stopped")]
+    WriterStopped,
+}
 
 /// Appends access records, batched.
 #[derive(Clone)]
@@ -89,14 +106,17 @@ pub struct AccessLog {
 const BATCH: usize = 512;
 
 /// Creates (or checks) the access stream: file storage, nothing deleted or purged.
-pub async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<(), String> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<(), async_nats::Error> {
     let mut stream = js
         .get_or_create_stream(stream::Config {
             name: STREAM.into(),
             description: Some(
                 "keyledger access records: every payload read, allowed or denied".into(),
             ),
-            subjects: vec!["keyledger.access.>".into()],
+            subjects: vec![domain::subject::ACCESS_WILDCARD.into()],
             storage: stream::StorageType::File,
             num_replicas: replicas,
             deny_delete: true,
@@ -105,17 +125,11 @@ pub async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<(
             allow_direct: true,
             ..Default::default()
         })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut config = stream
-        .info()
-        .await
-        .map_err(|e| e.to_string())?
-        .config
-        .clone();
+        .await?;
+    let mut config = stream.info().await?.config.clone();
     if !config.allow_direct {
         config.allow_direct = true;
-        js.update_stream(config).await.map_err(|e| e.to_string())?;
+        js.update_stream(config).await?;
     }
     Ok(())
 }
@@ -139,7 +153,7 @@ impl AccessLog {
                 }
                 let records: Vec<&AccessRecord> = batch.iter().map(|(r, _)| r).collect();
                 let sent = match serde_json::to_vec(&records) {
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(NotStored::Publish(e.to_string())),
                     Ok(body) => {
                         let mut headers = async_nats::HeaderMap::new();
                         headers.insert(
@@ -148,7 +162,7 @@ impl AccessLog {
                         );
                         js.publish_with_headers(SUBJECT, headers, body.into())
                             .await
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| NotStored::Publish(e.to_string()))
                     }
                 };
                 // The acknowledgement is awaited before the next batch is taken: while one
@@ -158,8 +172,8 @@ impl AccessLog {
                     Err(e) => Err(e),
                     Ok(ack) => tokio::time::timeout(Duration::from_secs(5), ack)
                         .await
-                        .map_err(|_| "no acknowledgement within 5 s".to_owned())
-                        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+                        .map_err(|_| NotStored::Unacknowledged)
+                        .and_then(|r| r.map(|_| ()).map_err(|e| NotStored::Refused(e.to_string()))),
                 };
                 if let Err(e) = &outcome {
                     tracing::warn!(error = %e, records = batch.len(), "access records were not stored");
@@ -185,10 +199,8 @@ impl AccessLog {
             return Ok(());
         }
         let stored = match self.tx.send((record, done)).await {
-            Ok(()) => wait
-                .await
-                .unwrap_or_else(|_| Err("the access writer stopped".into())),
-            Err(_) => Err("the access writer stopped".into()),
+            Ok(()) => wait.await.unwrap_or(Err(NotStored::WriterStopped)),
+            Err(_) => Err(NotStored::WriterStopped),
         };
         match (stored, self.mode) {
             (Ok(()), _) => Ok(()),

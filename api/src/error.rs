@@ -62,6 +62,12 @@ impl From<Rejection> for ApiError {
     }
 }
 
+impl From<domain::policy::Denial> for ApiError {
+    fn from(denial: domain::policy::Denial) -> Self {
+        Rejection::from(denial).into()
+    }
+}
+
 impl From<projections::read::ReadError> for ApiError {
     /// Unavailable: 503, retry. Corrupt: 500 with an id to find it in the log, since
     /// retrying cannot help (the read model needs a rebuild from the log).

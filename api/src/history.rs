@@ -25,7 +25,7 @@ use domain::audit::{HistoryFilter, RawEvent};
 use domain::commit::Commit;
 use domain::ids::{ProjectId, SecretId};
 use domain::policy::{Action, Target, authorize};
-use domain::subject::{AggregateKind, aggregate_subject};
+use domain::subject::{AggregateKind, aggregate_subject, events_filter};
 use domain::timestamp::Timestamp;
 use projections::read::Lookup;
 use serde::{Deserialize, Serialize};
@@ -229,7 +229,11 @@ async fn owner_in_log(state: &AppState, id: SecretId) -> Result<Option<ProjectId
     let read = infra::audit::read_log(
         &state.js,
         &state.config.stream,
-        Some(format!("keyledger.events.*.secret.{id}")),
+        Some(events_filter(
+            None,
+            Some(AggregateKind::Secret),
+            Some(&id.to_string()),
+        )),
         1,
         |m| {
             owner = Commit::<RawEvent>::open(&m.payload, &state.commit_key)
@@ -446,11 +450,7 @@ pub async fn events(
     }
     let limit = limit(q.limit)?;
     let _reading = state.costly.history.start(&caller).await?;
-    let subject = format!(
-        "keyledger.events.{}.*.{}",
-        who.project,
-        q.id.as_deref().unwrap_or("*")
-    );
+    let subject = events_filter(Some(who.project.as_str()), None, q.id.as_deref());
     let page = page(&state, subject, &filter, q.from_seq.unwrap_or(1), limit).await?;
     let next = page
         .next_seq

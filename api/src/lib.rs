@@ -236,30 +236,67 @@ mod tests {
     /// `#[utoipa::path]`: a route added any other way would have no entry in the
     /// OpenAPI document. (That every entry is served is checked over HTTP, in
     /// `tests/http_api.rs`.)
-    #[test]
-    fn routes_are_added_only_with_their_openapi_entries() {
-        fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+    /// The crate's source files: (path, text), each without its test module.
+    fn sources() -> Vec<(String, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
-                    sources(&path, out);
+                    walk(&path, out);
                 } else if path.extension().is_some_and(|e| e == "rs") {
-                    out.push((
-                        path.display().to_string(),
-                        std::fs::read_to_string(&path).unwrap(),
-                    ));
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    // Test modules build routers and name commands of their own.
+                    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+                    out.push((path.display().to_string(), text.to_owned()));
                 }
             }
         }
         let mut files = Vec::new();
-        sources(
+        walk(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
             &mut files,
         );
+        files
+    }
+
+    /// Every command is sent by some HTTP route, or is one of the few that only
+    /// services (over NATS) or keyledger itself send: the command list and the router
+    /// agree, so a new command cannot be left without its route by accident.
+    #[test]
+    fn every_command_has_a_route_or_is_declared_nats_only() {
+        use domain::subject::command;
+        /// Served commands no HTTP route sends, and why.
+        const NOT_OVER_HTTP: &[(&str, &str)] = &[(
+            command::SECRET_EXPIRE,
+            "a service (or the scheduler) expires a secret; Barbican has no route for it",
+        )];
+        let mut sent = std::collections::BTreeSet::new();
+        for (_, text) in sources() {
+            for part in text.split("command::").skip(1) {
+                let ident: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                if !ident.is_empty() {
+                    // The constants are named after their values: SECRET_ACL_SET is
+                    // `secret.acl.set`.
+                    sent.insert(ident.to_lowercase().replace('_', "."));
+                }
+            }
+        }
+        sent.extend(NOT_OVER_HTTP.iter().map(|(c, _)| (*c).to_owned()));
+        let all: std::collections::BTreeSet<String> =
+            command::ALL.iter().map(|c| (*c).to_owned()).collect();
+        assert_eq!(
+            sent, all,
+            "commands sent by HTTP routes or declared NATS-only"
+        );
+    }
+
+    #[test]
+    fn routes_are_added_only_with_their_openapi_entries() {
         let mut offending = Vec::new();
-        for (path, text) in &files {
-            // This module's own tests build routers of their own.
-            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (path, text) in &sources() {
             for call in [".route(", ".route_service(", ".nest(", ".merge("] {
                 if text.contains(call) {
                     offending.push(format!("{path}: {call}"));

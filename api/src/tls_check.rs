@@ -42,10 +42,10 @@ pub struct Parts<'a> {
     pub intermediates: Option<&'a [u8]>,
 }
 
-fn certificates(pem: &[u8]) -> Result<Vec<Pem>, String> {
+fn certificates(pem: &[u8]) -> Result<Vec<Pem>, x509_parser::error::PEMError> {
     let mut out = Vec::new();
     for item in Pem::iter_from_buffer(pem) {
-        let item = item.map_err(|e| format!("not PEM: {e}"))?;
+        let item = item?;
         if item.label == "CERTIFICATE" {
             out.push(item);
         }
@@ -58,21 +58,30 @@ fn time_of(t: x509_parser::time::ASN1Time) -> String {
     domain::timestamp::Timestamp::saturating(at).to_rfc3339()
 }
 
+/// Why the check cannot read a private key.
+#[derive(Debug, thiserror::Error)]
+enum UnreadableKey {
+    #[error("the private key is not PEM text")]
+    NotText,
+    #[error("the private key is encrypted with a passphrase, which this check cannot open")]
+    Encrypted,
+    #[error("the private key's public half cannot be encoded: {0}")]
+    Encoding(p256::pkcs8::spki::Error),
+    #[error("the private key is not an RSA, P-256 or P-384 key in PEM (PKCS#8, PKCS#1 or SEC1)")]
+    UnknownKind,
+}
+
 /// The DER SubjectPublicKeyInfo of the public half of a PEM private key.
-fn public_key_of(pem: &[u8]) -> Result<Vec<u8>, String> {
+fn public_key_of(pem: &[u8]) -> Result<Vec<u8>, UnreadableKey> {
     use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
     use rsa::pkcs1::DecodeRsaPrivateKey;
-    let text =
-        std::str::from_utf8(pem).map_err(|_| "the private key is not PEM text".to_owned())?;
+    let text = std::str::from_utf8(pem).map_err(|_| UnreadableKey::NotText)?;
     if text.contains("ENCRYPTED PRIVATE KEY") {
-        return Err(
-            "the private key is encrypted with a passphrase, which this check cannot \
-                    open"
-                .into(),
-        );
+        return Err(UnreadableKey::Encrypted);
     }
     let der = |r: Result<p256::pkcs8::Document, p256::pkcs8::spki::Error>| {
-        r.map(|d| d.as_bytes().to_vec()).map_err(|e| e.to_string())
+        r.map(|d| d.as_bytes().to_vec())
+            .map_err(UnreadableKey::Encoding)
     };
     if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(text) {
         return der(rsa::RsaPublicKey::from(&k).to_public_key_der());
@@ -90,7 +99,7 @@ fn public_key_of(pem: &[u8]) -> Result<Vec<u8>, String> {
     {
         return der(k.public_key().to_public_key_der());
     }
-    Err("the private key is not an RSA, P-256 or P-384 key in PEM (PKCS#8, PKCS#1 or SEC1)".into())
+    Err(UnreadableKey::UnknownKind)
 }
 
 /// Checks the decrypted parts at `now` (Unix seconds).
@@ -141,7 +150,7 @@ pub fn check(parts: &Parts<'_>, now: i64) -> Vec<Finding> {
             )),
             Err(why) => findings.push(Finding::new(
                 "private_key_unreadable",
-                why,
+                why.to_string(),
                 "store the private key unencrypted as PEM (keyledger encrypts it at rest)",
             )),
         },

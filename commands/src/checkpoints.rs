@@ -33,13 +33,9 @@ use infra::keyfile::{self, KeyFileError};
 
 /// The stream checkpoints are kept in.
 pub const STREAM: &str = "KEYLEDGER_CHECKPOINTS";
-/// The subjects of the checkpoint stream: one per event stream.
-pub const SUBJECTS: &str = "keyledger.checkpoints.>";
+use domain::subject::CHECKPOINTS_WILDCARD as SUBJECTS;
+pub use domain::subject::checkpoint_subject as subject;
 
-/// The subject of the checkpoints of the event stream `log_stream`.
-pub fn subject(log_stream: &str) -> String {
-    format!("keyledger.checkpoints.{log_stream}")
-}
 /// Header carrying the tree's right edge (base64 hashes, comma-separated).
 const FRONTIER_HEADER: &str = "Keyledger-Frontier";
 /// How many notes back a restarted checkpointer looks for its own latest one.

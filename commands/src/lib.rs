@@ -14,3 +14,7 @@ pub mod service;
 pub mod shredder;
 pub mod store;
 pub mod synthetic;
+
+/// Why a view the write side reads (the read model's due tasks and pending orders)
+/// could not be read; the caller logs it and tries again on its next round.
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;

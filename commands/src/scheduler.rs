@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::ErrorCode;
-use domain::ids::{CommandId, ProjectId, SecretId};
-use domain::secret::SecretCommand;
 use domain::secret::version::Lifecycle;
 use domain::timestamp::Timestamp;
 use tokio_util::sync::CancellationToken;
@@ -24,40 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::handler::SecretHandler;
 use infra::clock::Clock;
 
-/// A task found due.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Due {
-    /// The project owning the secret.
-    pub project: ProjectId,
-    /// The secret.
-    pub secret: SecretId,
-    /// What to do.
-    pub task: Task,
-    /// The secret's aggregate version when it was found due.
-    pub version: u64,
-}
-
-pub use domain::secret::version::DueTask as Task;
-
-impl Due {
-    /// The command and its id. An expiry happens once per secret; a purge or a prune
-    /// once per state of the secret (a restored and re-deleted secret is a new
-    /// occasion).
-    fn command(&self) -> Result<(SecretCommand, CommandId), domain::Rejection> {
-        let (command, id) = match self.task {
-            Task::Expire => (SecretCommand::Expire, format!("expire-{}", self.secret)),
-            Task::Purge => (
-                SecretCommand::Purge,
-                format!("purge-{}-v{}", self.secret, self.version),
-            ),
-            Task::Prune => (
-                SecretCommand::PruneVersions,
-                format!("prune-{}-v{}", self.secret, self.version),
-            ),
-        };
-        Ok((command, CommandId::parse(&id)?))
-    }
-}
+pub use domain::secret::version::{Due, DueTask as Task};
 
 /// Where the scheduler learns what is due.
 pub trait DueSource: Send + Sync + 'static {
@@ -67,7 +32,7 @@ pub trait DueSource: Send + Sync + 'static {
         now: Timestamp,
         lifecycle: Lifecycle,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<Due>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<Due>, crate::SourceError>> + Send;
 }
 
 /// How often the scheduler looks for due work by default.
@@ -151,6 +116,7 @@ async fn run_one(handler: &SecretHandler, due: Due) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::ids::{CommandId, ProjectId, SecretId};
     use uuid::Uuid;
 
     fn due(task: Task, version: u64) -> Due {

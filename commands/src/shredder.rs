@@ -12,6 +12,7 @@ use async_nats::jetstream::{self, Context};
 use domain::commit::{AggregateRef, Commit, CommitKey};
 use domain::ids::{KeyId, SecretId};
 use domain::secret::SecretEvent;
+use domain::subject::{AggregateKind, events_filter};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -89,7 +90,7 @@ async fn follow(
                 description: Some(
                     "destroys the data keys of deleted and expired secrets and versions".into(),
                 ),
-                filter_subject: "keyledger.events.*.secret.*".into(),
+                filter_subject: events_filter(None, Some(AggregateKind::Secret), None),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 ..Default::default()

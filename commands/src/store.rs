@@ -21,7 +21,7 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
-use domain::chain::{Head, Judged, judge};
+use domain::chain::{Broken, Head, Judged, judge};
 use domain::commit::{Commit, CommitKey, Digest, EventCodec};
 use domain::ids::{CommandId, ProjectId};
 use domain::principal::Actor;
@@ -143,7 +143,7 @@ pub enum StoreError {
         /// The sequence of the bad message.
         seq: u64,
         /// What is wrong with it.
-        reason: String,
+        reason: Broken,
     },
 }
 
@@ -325,7 +325,7 @@ impl EventStore {
             }
             Err(e) => Err(StoreError::Corrupt {
                 seq,
-                reason: e.to_string(),
+                reason: Broken::Unreadable(e),
             }),
         }
     }

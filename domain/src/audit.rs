@@ -316,7 +316,7 @@ impl LogVerifier {
             }
             (key, false) => {
                 judge::<RawEvent>(subject, bytes, key.as_ref(), self.heads.get(subject))
-                    .map_err(fail)?
+                    .map_err(|broken| fail(broken.to_string()))?
             }
         };
         match verdict {

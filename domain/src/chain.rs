@@ -16,7 +16,7 @@
 //! - **broken**: an authentic commit that does not follow the head: a commit keyledger
 //!   wrote is missing or altered. The log is corrupt; readers refuse to go on.
 
-use crate::commit::{Commit, CommitKey, Digest, EventCodec};
+use crate::commit::{Commit, CommitError, CommitKey, Digest, EventCodec};
 
 /// An aggregate's last commit, as far as a reader has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,16 +48,63 @@ pub enum Judged<E> {
     Foreign(String),
 }
 
+/// Why the log is broken at a message: not a foreign message to skip, but a chain that
+/// no longer holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Broken {
+    /// An authentic commit this build cannot read.
+    #[error(transparent)]
+    Unreadable(CommitError),
+    /// Commits are missing between the head and this one.
+    #[error(
+        "commit version {version} of {subject} follows version {current}: the commits \
+         between them are missing"
+    )]
+    Gap {
+        /// The aggregate's subject.
+        subject: String,
+        /// The commit's version.
+        version: u64,
+        /// The head's version.
+        current: u64,
+    },
+    /// The commit links to another hash than its predecessor's.
+    #[error(
+        "commit version {version} of {subject} links to {}, but version {current} is {}: a \
+         commit before it was altered",
+        Self::hash_or_nothing(*links_to),
+        Self::hash_or_nothing(*previous)
+    )]
+    Altered {
+        /// The aggregate's subject.
+        subject: String,
+        /// The commit's version.
+        version: u64,
+        /// The head's version.
+        current: u64,
+        /// The hash the commit links to.
+        links_to: Option<Digest>,
+        /// The head's hash.
+        previous: Option<Digest>,
+    },
+}
+
+impl Broken {
+    fn hash_or_nothing(hash: Option<Digest>) -> String {
+        hash.map_or_else(|| "nothing".to_owned(), |h| h.to_string())
+    }
+}
+
 /// Judges the message `bytes` stored on `subject`, given the aggregate's `head`
 /// (`None`: no commit yet). With `key`, the authenticator is checked; without it (an
 /// auditor holding only the checkpoint key), only the hash, the subject and the chain.
-/// `Err` means the log is broken, with the reason.
+/// `Err` means the log is broken, and says how.
 pub fn judge<E: EventCodec>(
     subject: &str,
     bytes: &[u8],
     key: Option<&CommitKey>,
     head: Option<&Head>,
-) -> Result<Judged<E>, String> {
+) -> Result<Judged<E>, Broken> {
     let parsed = match key {
         Some(key) => Commit::<E>::open(bytes, key),
         None => Commit::<E>::parse_unverified(bytes),
@@ -65,7 +112,7 @@ pub fn judge<E: EventCodec>(
     let commit = match parsed {
         Ok(commit) => commit,
         Err(e) if e.is_foreign() => return Ok(Judged::Foreign(e.to_string())),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(Broken::Unreadable(e)),
     };
     let own = commit.body.aggregate.subject();
     if own != subject {
@@ -82,20 +129,20 @@ pub fn judge<E: EventCodec>(
         )));
     }
     if version > current + 1 {
-        return Err(format!(
-            "commit version {version} of {subject} follows version {current}: the commits \
-             between them are missing"
-        ));
+        return Err(Broken::Gap {
+            subject: subject.to_owned(),
+            version,
+            current,
+        });
     }
     if commit.prev != want_prev {
-        return Err(format!(
-            "commit version {version} of {subject} links to {}, but version {current} is {}: \
-             a commit before it was altered",
-            commit
-                .prev
-                .map_or_else(|| "nothing".to_owned(), |h| h.to_string()),
-            want_prev.map_or_else(|| "nothing".to_owned(), |h| h.to_string()),
-        ));
+        return Err(Broken::Altered {
+            subject: subject.to_owned(),
+            version,
+            current,
+            links_to: commit.prev,
+            previous: want_prev,
+        });
     }
     Ok(Judged::Next(commit))
 }
@@ -141,7 +188,7 @@ mod tests {
         key: Option<&CommitKey>,
         head: Option<&Head>,
     ) -> Result<Judged<RawEvent>, String> {
-        judge(subject, &c.to_bytes(), key, head)
+        judge(subject, &c.to_bytes(), key, head).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -396,30 +396,58 @@ impl<E: EventCodec> Commit<E> {
 
     /// Checks that this commit directly follows `previous` in its aggregate's chain
     /// (`None`: this must be the first commit).
-    pub fn check_link(&self, previous: Option<&Commit<E>>) -> Result<(), String> {
+    pub fn check_link(&self, previous: Option<&Commit<E>>) -> Result<(), BadLink> {
         let (want_version, want_prev) = match previous {
             None => (1, None),
             Some(p) => (p.body.version + 1, Some(p.hash)),
         };
         if self.body.version != want_version {
-            return Err(format!(
-                "commit {} of {} has version {}, expected {want_version}",
-                self.body.id,
-                self.body.aggregate.subject(),
-                self.body.version
-            ));
+            return Err(BadLink::Version {
+                commit: self.body.id.clone(),
+                subject: self.body.aggregate.subject(),
+                version: self.body.version,
+                expected: want_version,
+            });
         }
         if self.prev != want_prev {
-            return Err(format!(
-                "commit {} of {} links to {:?}, expected {:?}",
-                self.body.id,
-                self.body.aggregate.subject(),
-                self.prev,
-                want_prev
-            ));
+            return Err(BadLink::Prev {
+                commit: self.body.id.clone(),
+                subject: self.body.aggregate.subject(),
+                links_to: self.prev,
+                expected: want_prev,
+            });
         }
         Ok(())
     }
+}
+
+/// How a commit fails to follow the one before it ([`Commit::check_link`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadLink {
+    /// Its version is not the next one.
+    #[error("commit {commit} of {subject} has version {version}, expected {expected}")]
+    Version {
+        /// The commit's id.
+        commit: CommandId,
+        /// Its aggregate's subject.
+        subject: String,
+        /// Its version.
+        version: u64,
+        /// The version that comes next.
+        expected: u64,
+    },
+    /// It links to another hash than its predecessor's.
+    #[error("commit {commit} of {subject} links to {links_to:?}, expected {expected:?}")]
+    Prev {
+        /// The commit's id.
+        commit: CommandId,
+        /// Its aggregate's subject.
+        subject: String,
+        /// The hash it links to.
+        links_to: Option<Digest>,
+        /// The predecessor's hash.
+        expected: Option<Digest>,
+    },
 }
 
 impl RawCommit {

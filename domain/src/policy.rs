@@ -4,8 +4,8 @@
 //! `member` and `reader`, its legacy policy for `creator`, `observer` and `audit`
 //! (see [`crate::roles`]), plus per-object ACLs. Where keyledger is stricter than
 //! Barbican it is on purpose and safer; docs/access-control.md ("Deliberate divergences from Barbican") lists each
-//! divergence. A denial names the action, the project, the roles that would allow it
-//! and the roles the caller has.
+//! divergence. A [`Denial`] names the action, the project, the roles that would allow
+//! it and the roles the caller has.
 //!
 //! On a secret or container of the caller's project, a role reaches an action on
 //! every object ([`Reach::Any`]), on those it created or that are not private
@@ -41,10 +41,10 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::Rejection;
-use crate::ids::{ContainerId, OrderId, ProjectId, SecretId, ServiceName, UserId};
+use crate::ids::{ContainerId, OrderId, ProjectId, Role, SecretId, ServiceName, UserId};
 use crate::principal::Principal;
 use crate::roles::{ProjectRole, effective, either};
-use crate::secret::acl::Acl;
+use crate::secret::acl::{Acl, ConditionFailure};
 use crate::timestamp::Timestamp;
 
 use ProjectRole::{Admin, Audit, Creator, Member, Observer, Reader};
@@ -307,22 +307,14 @@ pub struct RequestEnv {
     pub now: Timestamp,
 }
 
-fn have(who: &Principal) -> String {
-    if who.roles.is_empty() {
-        return "you have no roles".into();
-    }
-    let names: Vec<_> = who.roles.iter().map(|r| r.as_str()).collect();
-    format!("you have {}", names.join(", "))
-}
-
-/// Allows `action` on `target`, or says why not, in terms a person can act on. Deny by
-/// default: every grant below is explicit.
+/// Allows `action` on `target`, or says why not. Deny by default: every grant below is
+/// explicit.
 pub fn authorize(
     who: &Principal,
     action: Action,
     target: Target<'_>,
     env: RequestEnv,
-) -> Result<(), Rejection> {
+) -> Result<(), Denial> {
     match target {
         Target::Project { project, secret } => authorize_in_project(who, action, project, secret),
         Target::Secret(facts) => authorize_on_secret(who, action, facts, env),
@@ -334,9 +326,9 @@ fn authorize_in_project(
     action: Action,
     project: &ProjectId,
     secret: Option<Object>,
-) -> Result<(), Rejection> {
+) -> Result<(), Denial> {
     if &who.project != project {
-        return Err(other_project(who, action, project, secret));
+        return Err(Denial::other_project(who, action, project, secret));
     }
     let kind = secret.map(Object::of_kind);
     let roles = effective(&who.roles);
@@ -349,39 +341,13 @@ fn authorize_in_project(
     if allowed {
         return Ok(());
     }
-    Err(Rejection::forbidden(format!(
-        "{} in project {project} requires role {}; {}",
-        action.describe(secret),
-        either(&action.allowing(kind)),
-        have(who)
-    )))
-}
-
-/// The denial for a caller from another project who is not on the object's ACL: the
-/// same words whether the object exists or not, so it tells nobody outside the
-/// project what the project holds.
-fn other_project(
-    who: &Principal,
-    action: Action,
-    project: &ProjectId,
-    object: Option<Object>,
-) -> Rejection {
-    let what = action.describe(object);
-    let needed = either(&action.allowing(object.map(Object::of_kind)));
-    let (or_acl, hint) = match (object.is_some(), action.is_read()) {
-        (false, _) => ("", ""),
-        (true, true) => (", or being on its ACL", ""),
-        (true, false) => (
-            "",
-            " (a secret or container shared with you through its ACL can be read, not \
-             changed)",
-        ),
-    };
-    Rejection::forbidden(format!(
-        "{what} in project {project} requires role {needed} in project {project}{or_acl}; your \
-         token is for project {}{hint}",
-        who.project
-    ))
+    Err(Denial::Roles {
+        action,
+        object: secret,
+        project: project.clone(),
+        or_acl: false,
+        roles: who.roles.clone(),
+    })
 }
 
 fn authorize_on_secret(
@@ -389,16 +355,21 @@ fn authorize_on_secret(
     action: Action,
     secret: SecretFacts<'_>,
     env: RequestEnv,
-) -> Result<(), Rejection> {
+) -> Result<(), Denial> {
     let same = &who.project == secret.project;
     if !same && !secret.acl.lists(&who.user) {
-        return Err(other_project(who, action, secret.project, Some(secret.id)));
+        return Err(Denial::other_project(
+            who,
+            action,
+            secret.project,
+            Some(secret.id),
+        ));
     }
     if let Some(service) = secret.owning_service
         && action.is_write()
         && who.service.as_ref() != Some(service)
     {
-        return Err(managed_by(service));
+        return Err(Denial::ManagedBy(service.clone()));
     }
     let kind = secret.id.of_kind();
     let roles = effective(&who.roles);
@@ -429,92 +400,268 @@ fn authorize_on_secret(
             .any(|r| matches!(r, Reach::OwnOrShared | Reach::Shared));
     let listed = acl.lists(&who.user);
     let via_acl = listed && roles.iter().any(|r| action.via_acl(*r));
-    let what = action.describe(Some(secret.id));
-    let project = secret.project;
     if via_project || via_acl {
         if action.is_read() {
             acl.conditions
                 .check(env.source, env.now)
-                .map_err(|failed| {
-                    Rejection::forbidden(format!(
-                        "{what} is not allowed now: {failed} (a condition of the {}'s ACL)",
-                        secret.id.kind()
-                    ))
+                .map_err(|failed| Denial::Condition {
+                    action,
+                    object: secret.id,
+                    failed,
                 })?;
         }
         return Ok(());
     }
-    let needed = either(&action.allowing(Some(kind)));
-    let or_acl = if action.is_read() {
-        ", or being on its ACL"
-    } else {
-        ""
-    };
-    let verb = if action.is_write() { "change" } else { "read" };
-    let message = if listed && action.is_read() {
-        format!(
-            "{what}: you are on its ACL, but that also requires role {}; {}",
-            either(&action.acl_roles()),
-            have(who)
-        )
+    let project = secret.project.clone();
+    Err(if listed && action.is_read() {
+        Denial::AclRoles {
+            action,
+            object: secret.id,
+            roles: who.roles.clone(),
+        }
     } else if !same {
-        let hint = if action.is_read() {
-            ""
-        } else {
-            " (a secret or container shared with you through its ACL can be read, not \
-             changed)"
-        };
-        format!(
-            "{what} in project {project} requires role {needed} in project {project}{or_acl}; \
-             your token is for project {}{hint}",
-            who.project
-        )
-    } else if !reaches.is_empty() && reaches.iter().all(|r| *r == Reach::Own) {
-        format!(
-            "{what}: with your roles only its creator ({}) and admins of project {project} may \
-             {verb} it; you are {}",
-            secret.creator, who.user
-        )
+        Denial::other_project(who, action, &project, Some(secret.id))
     } else if !reaches.is_empty() {
-        let who_may = if action.is_read() {
-            format!(
-                "its creator ({}), admins of project {project} and users on its ACL",
-                secret.creator
-            )
-        } else {
-            format!(
-                "its creator ({}) and admins of project {project}",
-                secret.creator
-            )
-        };
-        format!(
-            "{what}: the {} is private (project-access is false), so only {who_may} may \
-             {verb} it; you are {}",
-            secret.id.kind(),
-            who.user
-        )
+        let creator_only = reaches.iter().all(|r| *r == Reach::Own);
+        Denial::Owners {
+            action,
+            object: secret.id,
+            project,
+            creator: secret.creator.clone(),
+            user: who.user.clone(),
+            private: !creator_only,
+        }
     } else {
-        format!(
-            "{what} in project {project} requires role {needed}{or_acl}; {}",
-            have(who)
-        )
-    };
-    Err(Rejection::forbidden(message))
+        Denial::Roles {
+            action,
+            object: Some(secret.id),
+            project,
+            or_acl: action.is_read(),
+            roles: who.roles.clone(),
+        }
+    })
 }
 
 /// The refusal of a change to a managed secret by anyone but its service. The same
 /// words on every path (NATS and HTTP), as AWS words it.
 pub fn managed_by(service: &ServiceName) -> Rejection {
-    Rejection::forbidden(format!(
-        "This secret is managed by {service}; use that service to update it"
-    ))
+    Denial::ManagedBy(service.clone()).into()
+}
+
+/// Why the policy refused an action: what it takes, and what the caller has. Its
+/// [`Display`](fmt::Display) is the one place the policy's words live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// The caller's roles in the project do not allow the action.
+    Roles {
+        /// What was attempted.
+        action: Action,
+        /// On what, if on one object.
+        object: Option<Object>,
+        /// The project it is in.
+        project: ProjectId,
+        /// Whether being on the object's ACL would also allow it.
+        or_acl: bool,
+        /// The caller's roles.
+        roles: Vec<Role>,
+    },
+    /// The caller's token is for another project, and nothing grants it across.
+    OtherProject {
+        /// What was attempted.
+        action: Action,
+        /// On what, if on one object.
+        object: Option<Object>,
+        /// The project it is in.
+        project: ProjectId,
+        /// The project the caller's token is for.
+        token_project: ProjectId,
+    },
+    /// The caller is on the object's ACL, but its roles do not read through it.
+    AclRoles {
+        /// What was attempted.
+        action: Action,
+        /// On what.
+        object: Object,
+        /// The caller's roles.
+        roles: Vec<Role>,
+    },
+    /// With the caller's roles only the object's owners reach it: its creator and the
+    /// project's admins (and for reads of a private object, the users on its ACL).
+    Owners {
+        /// What was attempted.
+        action: Action,
+        /// On what.
+        object: Object,
+        /// The project it is in.
+        project: ProjectId,
+        /// Its creator.
+        creator: UserId,
+        /// The caller.
+        user: UserId,
+        /// Whether the object is private (project access off); otherwise the caller's
+        /// roles reach only objects they created.
+        private: bool,
+    },
+    /// A condition of the object's ACL failed.
+    Condition {
+        /// What was attempted.
+        action: Action,
+        /// On what.
+        object: Object,
+        /// Which condition, and how.
+        failed: ConditionFailure,
+    },
+    /// A managed secret, changed by someone other than its service.
+    ManagedBy(ServiceName),
+}
+
+impl Denial {
+    /// The denial for a caller from another project who is not on the object's ACL:
+    /// the same words whether the object exists or not, so it tells nobody outside
+    /// the project what the project holds.
+    fn other_project(
+        who: &Principal,
+        action: Action,
+        project: &ProjectId,
+        object: Option<Object>,
+    ) -> Self {
+        Self::OtherProject {
+            action,
+            object,
+            project: project.clone(),
+            token_project: who.project.clone(),
+        }
+    }
+}
+
+/// "you have admin, member", or "you have no roles".
+struct Have<'a>(&'a [Role]);
+
+impl fmt::Display for Have<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("you have no roles");
+        }
+        let names: Vec<_> = self.0.iter().map(|r| r.as_str()).collect();
+        write!(f, "you have {}", names.join(", "))
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Roles {
+                action,
+                object,
+                project,
+                or_acl,
+                roles,
+            } => {
+                let needed = either(&action.allowing(object.map(Object::of_kind)));
+                let or_acl = if *or_acl { ", or being on its ACL" } else { "" };
+                write!(
+                    f,
+                    "{} in project {project} requires role {needed}{or_acl}; {}",
+                    action.describe(*object),
+                    Have(roles)
+                )
+            }
+            Self::OtherProject {
+                action,
+                object,
+                project,
+                token_project,
+            } => {
+                let needed = either(&action.allowing(object.map(Object::of_kind)));
+                let (or_acl, hint) = match (object.is_some(), action.is_read()) {
+                    (false, _) => ("", ""),
+                    (true, true) => (", or being on its ACL", ""),
+                    (true, false) => (
+                        "",
+                        " (a secret or container shared with you through its ACL can be read, \
+                         not changed)",
+                    ),
+                };
+                write!(
+                    f,
+                    "{} in project {project} requires role {needed} in project \
+                     {project}{or_acl}; your token is for project {token_project}{hint}",
+                    action.describe(*object)
+                )
+            }
+            Self::AclRoles {
+                action,
+                object,
+                roles,
+            } => write!(
+                f,
+                "{}: you are on its ACL, but that also requires role {}; {}",
+                action.describe(Some(*object)),
+                either(&action.acl_roles()),
+                Have(roles)
+            ),
+            Self::Owners {
+                action,
+                object,
+                project,
+                creator,
+                user,
+                private,
+            } => {
+                let what = action.describe(Some(*object));
+                let verb = if action.is_write() { "change" } else { "read" };
+                if !private {
+                    return write!(
+                        f,
+                        "{what}: with your roles only its creator ({creator}) and admins of \
+                         project {project} may {verb} it; you are {user}"
+                    );
+                }
+                let who_may = if action.is_read() {
+                    format!(
+                        "its creator ({creator}), admins of project {project} and users on its \
+                         ACL"
+                    )
+                } else {
+                    format!("its creator ({creator}) and admins of project {project}")
+                };
+                write!(
+                    f,
+                    "{what}: the {} is private (project-access is false), so only {who_may} may \
+                     {verb} it; you are {user}",
+                    object.kind()
+                )
+            }
+            Self::Condition {
+                action,
+                object,
+                failed,
+            } => write!(
+                f,
+                "{} is not allowed now: {failed} (a condition of the {}'s ACL)",
+                action.describe(Some(*object)),
+                object.kind()
+            ),
+            Self::ManagedBy(service) => write!(
+                f,
+                "This secret is managed by {service}; use that service to update it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Denial {}
+
+impl From<Denial> for Rejection {
+    fn from(denial: Denial) -> Self {
+        Rejection::forbidden(denial.to_string())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ErrorCode;
-    use crate::ids::Role;
     use crate::secret::acl::Conditions;
     use uuid::Uuid;
 
@@ -557,12 +704,12 @@ mod tests {
                 acl: &self.acl,
                 owning_service: None,
             };
-            authorize(who, action, Target::Secret(facts), env())
+            authorize(who, action, Target::Secret(facts), env()).map_err(Rejection::from)
         }
     }
 
-    fn message(r: Result<(), Rejection>) -> String {
-        let r = r.unwrap_err();
+    fn message<E: Into<Rejection> + fmt::Debug>(r: Result<(), E>) -> String {
+        let r: Rejection = r.unwrap_err().into();
         assert_eq!(r.code, ErrorCode::Forbidden);
         r.message
     }

@@ -2,6 +2,10 @@
 //!
 //! - Commands: request/reply on `keyledger.cmd.<name>`, e.g. `keyledger.cmd.secret.create`.
 //! - Events: one stream, `keyledger.events.<project>.<kind>.<id>`, one subject per aggregate.
+//! - Checkpoints: `keyledger.checkpoints.<event stream>`.
+//! - Access records: `keyledger.access.records`.
+//!
+//! Every subject and filter keyledger builds comes from a function or constant here.
 
 use std::fmt;
 
@@ -286,8 +290,53 @@ pub fn aggregate_subject(project: &ProjectId, kind: AggregateKind, id: &str) -> 
     format!("keyledger.events.{project}.{kind}.{id}")
 }
 
+/// A filter over the event stream, `keyledger.events.<project>.<kind>.<id>`, with `*`
+/// for each part that is `None`. The parts must be subject tokens (no `.`).
+pub fn events_filter(
+    project: Option<&str>,
+    kind: Option<AggregateKind>,
+    id: Option<&str>,
+) -> String {
+    format!(
+        "keyledger.events.{}.{}.{}",
+        project.unwrap_or("*"),
+        kind.map_or("*", AggregateKind::as_str),
+        id.unwrap_or("*")
+    )
+}
+
+/// Subjects of the checkpoint stream: one per event stream.
+pub const CHECKPOINTS_WILDCARD: &str = "keyledger.checkpoints.>";
+
+/// The subject of the checkpoints of the event stream `log_stream`.
+pub fn checkpoint_subject(log_stream: &str) -> String {
+    format!("keyledger.checkpoints.{log_stream}")
+}
+
+/// Subjects of the access stream.
+pub const ACCESS_WILDCARD: &str = "keyledger.access.>";
+
+/// The subject access records are appended on.
+pub const ACCESS_RECORDS: &str = "keyledger.access.records";
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn filters_put_a_wildcard_where_a_part_is_open() {
+        assert_eq!(
+            events_filter(Some("p1"), None, Some("x")),
+            "keyledger.events.p1.*.x"
+        );
+        assert_eq!(
+            events_filter(None, Some(AggregateKind::Order), None),
+            "keyledger.events.*.order.*"
+        );
+        assert_eq!(
+            checkpoint_subject("KEYLEDGER"),
+            "keyledger.checkpoints.KEYLEDGER"
+        );
+    }
+
     #[test]
     fn every_served_command_name_parses_to_its_command() {
         for name in command::ALL {

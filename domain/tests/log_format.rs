@@ -412,12 +412,14 @@ fn chain_links_are_checked() {
         orphan
             .check_link(Some(&first))
             .unwrap_err()
+            .to_string()
             .contains("links to None")
     );
     let gap = commit(3, vec![metadatum_set()]).seal(Some(first.hash), &key());
     assert!(
         gap.check_link(Some(&first))
             .unwrap_err()
+            .to_string()
             .contains("expected 2")
     );
 }

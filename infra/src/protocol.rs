@@ -548,13 +548,24 @@ pub fn encode_reply(result: &Result<AcceptedReply, Rejection>) -> Vec<u8> {
     serde_json::to_vec(&wire).unwrap_or_default()
 }
 
+/// Why a reply body is not a reply.
+#[derive(Debug, thiserror::Error)]
+pub enum MalformedReply {
+    /// Not the reply's JSON shape.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Both or neither of `accepted` and `error`, or one that contradicts `ok`.
+    #[error("reply is neither accepted nor rejected")]
+    Neither,
+}
+
 /// Parses a reply body.
-pub fn decode_reply(bytes: &[u8]) -> Result<Result<AcceptedReply, Rejection>, String> {
-    let wire: WireReply = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn decode_reply(bytes: &[u8]) -> Result<Result<AcceptedReply, Rejection>, MalformedReply> {
+    let wire: WireReply = serde_json::from_slice(bytes)?;
     match (wire.ok, wire.accepted, wire.error) {
         (true, Some(a), _) => Ok(Ok(a)),
         (false, _, Some(e)) => Ok(Err(e)),
-        _ => Err("reply is neither accepted nor rejected".into()),
+        _ => Err(MalformedReply::Neither),
     }
 }
 

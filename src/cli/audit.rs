@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Subcommand};
 use domain::audit::{HistoryFilter, RawEvent};
+use domain::subject::events_filter;
 use domain::timestamp::Timestamp;
 use serde_json::json;
 
@@ -242,11 +243,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 from_seq,
                 to_seq,
             };
-            let subject = format!(
-                "keyledger.events.{}.*.{}",
-                project.as_deref().unwrap_or("*"),
-                id.as_deref().unwrap_or("*")
-            );
+            let subject = events_filter(project.as_deref(), None, id.as_deref());
             let js = connect(&source.nats_url).await?;
             let mut trust = super::trust::Trust::load(&trust, &js, &source.log.stream).await?;
             let mut out = std::io::stdout().lock();
@@ -395,11 +392,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 Ok(seq) => (Some(seq), None),
                 Err(_) => (None, time("--at", Some(at.clone()))?),
             };
-            let subject = format!(
-                "keyledger.events.{}.*.{}",
-                project.as_deref().unwrap_or("*"),
-                id.as_deref().unwrap_or("*")
-            );
+            let subject = events_filter(project.as_deref(), None, id.as_deref());
             let js = connect(&source.nats_url).await?;
             let mut trust = super::trust::Trust::load(&trust, &js, &source.log.stream).await?;
             let mut replay = super::replay::Replay::default();

@@ -43,7 +43,7 @@ impl Replay {
         bytes: &[u8],
         until: Option<Timestamp>,
         trust: &mut super::trust::Trust,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, domain::chain::Broken> {
         let Ok(kind) = serde_json::from_slice::<Kind>(bytes) else {
             // Not even shaped like a commit: foreign, and said so by `trust`.
             let _ = trust.next::<domain::audit::RawEvent>(seq, subject, bytes)?;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use domain::chain::{Head, Judged, judge};
+use domain::chain::{Broken, Head, Judged, judge};
 use domain::checkpoint::Foreign;
 use domain::commit::{Commit, CommitKey, EventCodec};
 
@@ -90,7 +90,7 @@ impl Trust {
         seq: u64,
         subject: &str,
         bytes: &[u8],
-    ) -> std::result::Result<Option<Commit<E>>, String> {
+    ) -> std::result::Result<Option<Commit<E>>, Broken> {
         let verdict = if self.listed.contains(seq) {
             Judged::Foreign("named as foreign by a signed checkpoint".into())
         } else {

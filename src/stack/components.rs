@@ -133,8 +133,8 @@ pub async fn start_commands(
     let worker = tokio::spawn(async move {
         worker
             .run(worker_js, &worker_stream, pending, worker_shutdown)
-            .await
-            .map_err(|e| anyhow::anyhow!("order worker: {e}"))
+            .await;
+        Ok(())
     });
     let service = CommandService {
         client,

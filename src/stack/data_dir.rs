@@ -1,6 +1,7 @@
 //! The data directory: its lock, so one process owns it, and the read model's file.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
@@ -14,6 +15,14 @@ pub struct DataDirLock {
     _file: std::fs::File,
 }
 
+/// How long a taken lock is waited for before it counts as held by another keyledger.
+///
+/// A lock can stay taken for a moment after its owner let go: a process this one (or
+/// the one before it) forks shares the lock's open file until the child execs, and a
+/// keyledger that is stopping releases it only as it exits. Waiting this long turns
+/// those moments into a short pause instead of a false "another keyledger is running".
+const LOCK_GRACE: Duration = Duration::from_secs(3);
+
 /// Takes the data directory's lock, or says who holds it.
 pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
     let path = data_dir.join("keyledger.lock");
@@ -23,15 +32,21 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(DataDirLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another keyledger is running with the data directory {}; stop it first, or pass \
-             another --data-dir",
-            data_dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
+    let deadline = Instant::now() + LOCK_GRACE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(DataDirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another keyledger is running with the data directory {}; stop it first, or \
+                 pass another --data-dir",
+                data_dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ use domain::principal::Actor;
 use domain::secret::fields::{Algorithm, Attributes, BitLength, SecretType};
 use domain::secret::payload::{ContentType, PayloadLimit, Plaintext};
 use domain::secret::{CreateSecret, SecretCommand};
+use domain::subject::{AggregateKind, events_filter};
 use domain::{ErrorCode, Rejection};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +73,7 @@ pub trait PendingOrders: Send + Sync + 'static {
     fn pending(
         &self,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<(String, String)>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<(ProjectId, OrderId)>, crate::SourceError>> + Send;
 }
 
 /// Why the worker stopped on an order.
@@ -351,7 +352,7 @@ impl OrderWorker {
                 let key_pair = tokio::task::spawn_blocking(move || generate::key_pair(key_spec))
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|r| r)
+                    .and_then(|r| r.map_err(|e| e.to_string()))
                     .map_err(|e| OrderFailed {
                         error_status_code: 500,
                         error_reason: e,
@@ -487,13 +488,11 @@ impl OrderWorker {
         stream: &str,
         pending: P,
         shutdown: CancellationToken,
-    ) -> Result<(), String> {
+    ) {
         match pending.pending(1000).await {
             Ok(list) => {
                 for (project, id) in list {
-                    if let (Ok(project), Ok(id)) = (ProjectId::parse(&project), OrderId::parse(&id))
-                        && let Err(e) = self.process(&project, id).await
-                    {
+                    if let Err(e) = self.process(&project, id).await {
                         tracing::warn!(order = %id, error = %e, "order worker: resuming failed");
                     }
                 }
@@ -504,12 +503,12 @@ impl OrderWorker {
         loop {
             let started = std::time::Instant::now();
             match self.follow(&js, stream, &shutdown).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return,
                 Err(e) => {
                     let backoff = restarts.after_failure(started.elapsed());
                     tracing::warn!(error = %e, retry_in = ?backoff, "order worker: restarting");
                     tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
+                        () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
                 }
@@ -524,35 +523,35 @@ impl OrderWorker {
         js: &jetstream::Context,
         stream: &str,
         shutdown: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(), Interrupted> {
         let client = js.client();
         let connects = infra::nats::connects(&client);
-        let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+        let stream = js.get_stream(stream).await.map_err(Interrupted::setup)?;
         let consumer: jetstream::consumer::PullConsumer = stream
             .get_or_create_consumer(
                 CONSUMER,
                 pull::Config {
                     durable_name: Some(CONSUMER.into()),
                     description: Some("generates what orders ask for".into()),
-                    filter_subject: "keyledger.events.*.order.*".into(),
+                    filter_subject: events_filter(None, Some(AggregateKind::Order), None),
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: Duration::from_secs(60),
                     ..Default::default()
                 },
             )
             .await
-            .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            .map_err(Interrupted::setup)?;
+        let mut messages = consumer.messages().await.map_err(Interrupted::setup)?;
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = infra::nats::reconnected(&client, connects) => {
-                    return Err("NATS reconnected".into());
+                    return Err(Interrupted::Reconnected);
                 }
                 next = messages.next() => next,
             };
             let message = match next {
-                None => return Err("the order consumer ended".into()),
+                None => return Err(Interrupted::Ended),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "order worker: receiving failed; continuing");
                     continue;
@@ -594,5 +593,25 @@ impl OrderWorker {
                 tracing::warn!(error = %e, "order worker: acknowledging failed");
             }
         }
+    }
+}
+
+/// Why the worker stopped following orders, to start again.
+#[derive(Debug, thiserror::Error)]
+enum Interrupted {
+    /// The stream, the consumer or its message feed could not be set up.
+    #[error("setting up the order consumer failed: {0}")]
+    Setup(Box<dyn std::error::Error + Send + Sync>),
+    /// NATS reconnected: the consumer's position is read again.
+    #[error("NATS reconnected")]
+    Reconnected,
+    /// The consumer's message feed ended.
+    #[error("the order consumer ended")]
+    Ended,
+}
+
+impl Interrupted {
+    fn setup(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Setup(Box::new(e))
     }
 }

@@ -213,11 +213,7 @@ pub fn check_ref(
     };
     let env = RequestEnv { source: None, now };
     policy::authorize(who, Action::ReadSecret, Target::Secret(facts), env).map_err(|denied| {
-        Rejection::forbidden(format!(
-            "secret_refs {:?}: {}",
-            r.name.as_str(),
-            denied.message
-        ))
+        Rejection::forbidden(format!("secret_refs {:?}: {denied}", r.name.as_str()))
     })?;
     if let Some(exp) = secret.attributes.expiration
         && exp.has_passed(now)

@@ -183,10 +183,10 @@ impl From<HourWindow> for [u8; 2] {
 }
 
 impl TryFrom<[u8; 2]> for HourWindow {
-    type Error = String;
+    type Error = Rejection;
 
-    fn try_from([from, to]: [u8; 2]) -> Result<Self, String> {
-        Self::parse(from.into(), to.into()).map_err(|r| r.message)
+    fn try_from([from, to]: [u8; 2]) -> Result<Self, Rejection> {
+        Self::parse(from.into(), to.into())
     }
 }
 
@@ -278,43 +278,99 @@ impl Conditions {
     }
 
     /// Checks a request from `source` at `now`; the error says which condition failed.
-    pub fn check(&self, source: Option<IpAddr>, now: Timestamp) -> Result<(), String> {
+    pub fn check(&self, source: Option<IpAddr>, now: Timestamp) -> Result<(), ConditionFailure> {
         if !self.source_cidrs.is_empty() {
-            let allowed = self
-                .source_cidrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let allowed = self.source_cidrs.clone();
             let Some(source) = source.map(|s| s.to_canonical()) else {
-                return Err(format!(
-                    "the request's source address is unknown, and only {allowed} is allowed"
-                ));
+                return Err(ConditionFailure::UnknownSource { allowed });
             };
             if !self.source_cidrs.iter().any(|net| net.contains(&source)) {
-                return Err(format!("source {source} is outside the allowed {allowed}"));
+                return Err(ConditionFailure::SourceOutside { source, allowed });
             }
         }
         if let Some(days) = &self.weekdays {
             let today = Weekday::of(now);
             if !days.contains(&today) {
-                let allowed = days.iter().map(|d| d.as_str()).collect::<Vec<_>>();
-                return Err(format!(
-                    "{today} (UTC) is not an allowed day; allowed: {}",
-                    allowed.join(", ")
-                ));
+                return Err(ConditionFailure::Weekday {
+                    today,
+                    allowed: days.clone(),
+                });
             }
         }
         if let Some(window) = self.utc_hours
             && !window.contains(now.hour())
         {
-            return Err(format!(
-                "the time {:02}:{:02} UTC is outside the allowed hours {window}",
-                now.hour(),
-                now.minute()
-            ));
+            return Err(ConditionFailure::Hours {
+                hour: now.hour(),
+                minute: now.minute(),
+                window,
+            });
         }
         Ok(())
+    }
+}
+
+/// Which of an ACL's conditions a request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConditionFailure {
+    /// Source networks are required and the transport does not know the source (NATS).
+    UnknownSource {
+        /// The allowed networks.
+        allowed: Vec<IpNet>,
+    },
+    /// The source is outside every allowed network.
+    SourceOutside {
+        /// The request's source.
+        source: IpAddr,
+        /// The allowed networks.
+        allowed: Vec<IpNet>,
+    },
+    /// Today (UTC) is not an allowed day.
+    Weekday {
+        /// Today.
+        today: Weekday,
+        /// The allowed days.
+        allowed: BTreeSet<Weekday>,
+    },
+    /// The time is outside the allowed UTC hours.
+    Hours {
+        /// The hour now.
+        hour: u8,
+        /// The minute now.
+        minute: u8,
+        /// The allowed hours.
+        window: HourWindow,
+    },
+}
+
+impl fmt::Display for ConditionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |items: Vec<String>| items.join(", ");
+        match self {
+            Self::UnknownSource { allowed } => write!(
+                f,
+                "the request's source address is unknown, and only {} is allowed",
+                list(allowed.iter().map(ToString::to_string).collect())
+            ),
+            Self::SourceOutside { source, allowed } => write!(
+                f,
+                "source {source} is outside the allowed {}",
+                list(allowed.iter().map(ToString::to_string).collect())
+            ),
+            Self::Weekday { today, allowed } => write!(
+                f,
+                "{today} (UTC) is not an allowed day; allowed: {}",
+                list(allowed.iter().map(ToString::to_string).collect())
+            ),
+            Self::Hours {
+                hour,
+                minute,
+                window,
+            } => write!(
+                f,
+                "the time {hour:02}:{minute:02} UTC is outside the allowed hours {window}"
+            ),
+        }
     }
 }
 
@@ -341,9 +397,19 @@ mod tests {
     // 2026-11-23 is a Monday.
     const MONDAY_NOON: &str = "2026-11-23T12:00:00Z";
 
+    /// The conditions' check with its failure in words, as a denial shows it.
+    struct Checker<'a>(&'a Conditions);
+
+    impl Checker<'_> {
+        fn check(&self, source: Option<IpAddr>, now: Timestamp) -> Result<(), String> {
+            self.0.check(source, now).map_err(|f| f.to_string())
+        }
+    }
+
     #[test]
     fn each_failed_condition_is_named() {
-        let c = office();
+        let office = office();
+        let c = Checker(&office);
         let inside: IpAddr = "192.168.4.5".parse().unwrap();
         assert_eq!(c.check(Some(inside), at(MONDAY_NOON)), Ok(()));
         assert_eq!(

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Rejection;
-use crate::ids::{CommandId, KeyId, SecretId, VersionId};
+use crate::ids::{CommandId, KeyId, ProjectId, SecretId, VersionId};
+use crate::secret::SecretCommand;
 use crate::secret::payload::ContentType;
 use crate::timestamp::Timestamp;
 
@@ -262,4 +263,37 @@ pub enum DueTask {
     Purge,
     /// Retention lets deprecated versions go.
     Prune,
+}
+
+/// A secret found due for a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The project owning the secret.
+    pub project: ProjectId,
+    /// The secret.
+    pub secret: SecretId,
+    /// What to do.
+    pub task: DueTask,
+    /// The secret's aggregate version when it was found due.
+    pub version: u64,
+}
+
+impl Due {
+    /// The command and its id. An expiry happens once per secret; a purge or a prune
+    /// once per state of the secret (a restored and re-deleted secret is a new
+    /// occasion).
+    pub fn command(&self) -> Result<(SecretCommand, CommandId), Rejection> {
+        let (command, id) = match self.task {
+            DueTask::Expire => (SecretCommand::Expire, format!("expire-{}", self.secret)),
+            DueTask::Purge => (
+                SecretCommand::Purge,
+                format!("purge-{}-v{}", self.secret, self.version),
+            ),
+            DueTask::Prune => (
+                SecretCommand::PruneVersions,
+                format!("prune-{}-v{}", self.secret, self.version),
+            ),
+        };
+        Ok((command, CommandId::parse(&id)?))
+    }
 }

@@ -158,18 +158,19 @@ impl Verifier {
 
     /// Chooses the key and validation for a token from its header.
     fn check_for(&self, token: &str) -> Result<Check<'_>, Rejection> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| {
-            match claimed_alg(token) {
-                Some(alg) if alg.eq_ignore_ascii_case("none") => rejected(
-                    "it is unsigned (alg none), and unsigned tokens are never accepted",
-                    "sign tokens with EdDSA or RS256",
+        let header = jsonwebtoken::decode_header(token).map_err(|_| match claimed_alg(token) {
+            Some(alg) if alg.eq_ignore_ascii_case("none") => rejected(
+                "it is unsigned (alg none), and unsigned tokens are never accepted",
+                "sign tokens with EdDSA or RS256",
+            ),
+            Some(alg) => rejected(
+                format!(
+                    "its algorithm {alg} is not accepted; keyledger accepts EdDSA and RS256 \
+                     (identity provider) and HS256 (development)"
                 ),
-                Some(alg) => rejected(
-                    format!("its algorithm {alg} is not accepted; keyledger accepts EdDSA and RS256 (identity provider) and HS256 (development)"),
-                    PROVIDER_RENEW,
-                ),
-                None => rejected("it is not a well-formed JWT", DEV_RENEW),
-            }
+                PROVIDER_RENEW,
+            ),
+            None => rejected("it is not a well-formed JWT", DEV_RENEW),
         })?;
         match header.alg {
             Algorithm::HS256 => match &self.dev {
@@ -221,7 +222,8 @@ impl Verifier {
             }
             other => Err(rejected(
                 format!(
-                    "its algorithm {other:?} is not accepted; keyledger accepts EdDSA and RS256                      (identity provider) and HS256 (development)"
+                    "its algorithm {other:?} is not accepted; keyledger accepts EdDSA and RS256 \
+                     (identity provider) and HS256 (development)"
                 ),
                 PROVIDER_RENEW,
             )),

@@ -115,31 +115,39 @@ impl IdentityProvider {
     }
 
     /// The key a token names by `kid`; without a `kid`, the one key without an id.
-    pub(crate) fn key(&self, kid: Option<&str>) -> Result<&TrustedKey, String> {
+    pub(crate) fn key(&self, kid: Option<&str>) -> Result<&TrustedKey, UnknownKey> {
         match kid {
             Some(kid) => self
                 .keys
                 .iter()
                 .find(|k| k.kid.as_deref() == Some(kid))
-                .ok_or_else(|| {
-                    format!(
-                        "its key id {kid:?} is not among the trusted keys; if your identity \
-                         provider rotated its keys, update the JWKS file"
-                    )
-                }),
+                .ok_or_else(|| UnknownKey::NotTrusted(kid.to_owned())),
             None => {
                 let unnamed: Vec<_> = self.keys.iter().filter(|k| k.kid.is_none()).collect();
                 match unnamed.as_slice() {
                     [one] => Ok(one),
-                    _ => Err(
-                        "it names no key id (kid), and the trusted keys all have one; \
-                              the identity provider must set kid"
-                            .into(),
-                    ),
+                    _ => Err(UnknownKey::NoKid),
                 }
             }
         }
     }
+}
+
+/// Why no trusted key verifies a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UnknownKey {
+    /// The token names a key id no trusted key has.
+    #[error(
+        "its key id {0:?} is not among the trusted keys; if your identity provider rotated \
+         its keys, update the JWKS file"
+    )]
+    NotTrusted(String),
+    /// The token names no key id, and the trusted keys all have one.
+    #[error(
+        "it names no key id (kid), and the trusted keys all have one; the identity provider \
+         must set kid"
+    )]
+    NoKid,
 }
 
 fn jwks(path: &Path, bytes: &[u8]) -> Result<Vec<TrustedKey>, TrustError> {

@@ -7,7 +7,7 @@ mod container;
 mod order;
 mod secret;
 
-use domain::chain::{Head, Judged, judge};
+use domain::chain::{Broken, Head, Judged, judge};
 use domain::commit::{Commit, CommitKey, Digest, EventCodec};
 use domain::container::ContainerEvent;
 use domain::order::OrderEvent;
@@ -130,6 +130,17 @@ async fn head(conn: &mut SqliteConnection, subject: &str) -> Result<Option<Head>
     .transpose()
 }
 
+/// Why the projection skips a message.
+#[derive(Debug, thiserror::Error)]
+enum Skip {
+    /// Not a commit keyledger wrote at this place.
+    #[error("foreign message: {0}")]
+    Foreign(String),
+    /// An authentic commit that does not follow its aggregate's head.
+    #[error(transparent)]
+    Broken(Broken),
+}
+
 /// Judges the message and, if it is its aggregate's next commit, applies it and moves
 /// the head; otherwise says why not.
 async fn apply_next<E: EventCodec>(
@@ -138,12 +149,12 @@ async fn apply_next<E: EventCodec>(
     bytes: &[u8],
     key: &CommitKey,
     fold: impl AsyncFnOnce(&mut SqliteConnection, &Commit<E>) -> Result<(), sqlx::Error>,
-) -> Result<Result<(), String>, sqlx::Error> {
+) -> Result<Result<(), Skip>, sqlx::Error> {
     let head = head(conn, subject).await?;
     let commit = match judge::<E>(subject, bytes, Some(key), head.as_ref()) {
         Ok(Judged::Next(commit)) => commit,
-        Ok(Judged::Foreign(reason)) => return Ok(Err(format!("foreign message: {reason}"))),
-        Err(reason) => return Ok(Err(reason)),
+        Ok(Judged::Foreign(reason)) => return Ok(Err(Skip::Foreign(reason))),
+        Err(broken) => return Ok(Err(Skip::Broken(broken))),
     };
     fold(conn, &commit).await?;
     sqlx::query(
@@ -188,9 +199,9 @@ pub async fn apply(
             })
             .await?
         }
-        Err(e) => Err(format!(
-            "foreign message: not a commit of a known aggregate kind: {e}"
-        )),
+        Err(e) => Err(Skip::Foreign(format!(
+            "not a commit of a known aggregate kind: {e}"
+        ))),
     };
     if let Err(reason) = applied {
         tracing::error!(
@@ -201,7 +212,7 @@ pub async fn apply(
         );
         sqlx::query("INSERT OR REPLACE INTO skipped_commits (seq, reason) VALUES (?, ?)")
             .bind(to_i64(seq))
-            .bind(reason)
+            .bind(reason.to_string())
             .execute(&mut *conn)
             .await?;
     }

@@ -1,23 +1,10 @@
 //! What the lifecycle scheduler finds due.
 
 use crate::read::ReadError;
-use domain::secret::version::DueTask;
+use domain::ids::{ProjectId, SecretId};
+use domain::secret::version::{Due, DueTask};
 use domain::timestamp::Timestamp;
 use sqlx::SqlitePool;
-
-/// Work the lifecycle scheduler finds due.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DueRow {
-    /// The project.
-    pub project: String,
-    /// The secret.
-    pub id: String,
-    /// What is due.
-    pub task: DueTask,
-    /// The secret's aggregate version when found due (makes command ids unique per
-    /// occasion).
-    pub version: i64,
-}
 
 /// The scheduler's queries: each reads an index range (`?1` now, `?2` limit, `?3`
 /// versions kept, `?4` the newest a deprecated version may be to go).
@@ -52,7 +39,7 @@ pub async fn due(
     keep: usize,
     prune_before: Timestamp,
     limit: u32,
-) -> Result<Vec<DueRow>, ReadError> {
+) -> Result<Vec<Due>, ReadError> {
     let now = now.unix_millis();
     let mut out = Vec::new();
     for (task, sql) in DUE_QUERIES {
@@ -63,12 +50,15 @@ pub async fn due(
             .bind(prune_before.unix_millis())
             .fetch_all(pool)
             .await?;
-        out.extend(rows.into_iter().map(|(project, id, version)| DueRow {
-            project,
-            id,
-            task,
-            version,
-        }));
+        for (project, id, version) in rows {
+            out.push(Due {
+                project: ProjectId::parse(&project)
+                    .map_err(|e| ReadError::malformed("project", e))?,
+                secret: SecretId::parse(&id).map_err(|e| ReadError::malformed("id", e))?,
+                task,
+                version: u64::try_from(version).map_err(|e| ReadError::malformed("version", e))?,
+            });
+        }
     }
     Ok(out)
 }

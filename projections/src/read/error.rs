@@ -28,6 +28,17 @@ impl From<sqlx::Error> for ReadError {
 }
 
 impl ReadError {
+    /// A column whose text does not parse as what the projector writes there.
+    pub(crate) fn malformed(
+        column: &str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Corrupt(sqlx::Error::ColumnDecode {
+            index: column.into(),
+            source: Box::new(e),
+        })
+    }
+
     /// Whether retrying may help.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))

@@ -24,7 +24,7 @@ mod list;
 mod orders;
 
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
-pub use due::{DueRow, due};
+pub use due::due;
 pub use error::ReadError;
 pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
 pub use orders::{OrderPage, OrderRow, pending_orders};

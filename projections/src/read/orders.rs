@@ -126,12 +126,19 @@ impl ReadModel {
 pub async fn pending_orders(
     pool: &sqlx::SqlitePool,
     limit: u32,
-) -> Result<Vec<(String, String)>, ReadError> {
-    sqlx::query_as::<_, (String, String)>(
+) -> Result<Vec<(ProjectId, OrderId)>, ReadError> {
+    let rows = sqlx::query_as::<_, (String, String)>(
         "SELECT project, id FROM orders WHERE status = 'PENDING' ORDER BY created_ms LIMIT ?",
     )
     .bind(i64::from(limit))
     .fetch_all(pool)
-    .await
-    .map_err(ReadError::from)
+    .await?;
+    rows.into_iter()
+        .map(|(project, id)| {
+            Ok((
+                ProjectId::parse(&project).map_err(|e| ReadError::malformed("project", e))?,
+                OrderId::parse(&id).map_err(|e| ReadError::malformed("id", e))?,
+            ))
+        })
+        .collect()
 }
