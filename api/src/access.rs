@@ -3,7 +3,7 @@
 //! creator, ACL) and where and when the request is made.
 
 use axum::http::StatusCode;
-use domain::ids::{ContainerId, OrderId, ProjectId, SecretId, ServiceName, UserId};
+use domain::ids::{ProjectId, SecretId};
 use domain::policy::{Action, Object, RequestEnv, SecretFacts, Target, authorize};
 use domain::secret::reference::PREFIX;
 use domain::secret::scheduled_for_deletion;
@@ -22,55 +22,13 @@ pub fn env(state: &AppState, caller: &Caller) -> RequestEnv {
     }
 }
 
-/// A secret's or container's owner facts, as read-model strings.
-struct Owned<'a> {
-    kind: &'static str,
-    id: &'a str,
-    project: &'a str,
-    creator: &'a str,
-    acl: &'a domain::secret::acl::Acl,
-    owning_service: Option<&'a str>,
-}
-
-/// Allows `action` on what `row` describes, or gives the policy's denial. A row whose
-/// fields do not parse is a 500 naming the field, never a default.
-fn check_owned(
+/// Allows `action` on the object `facts` describe, or gives the policy's denial.
+fn check_facts(
     state: &AppState,
     caller: &Caller,
     action: Action,
-    row: Owned<'_>,
+    facts: SecretFacts<'_>,
 ) -> Result<(), ApiError> {
-    let corrupt = |what: &str| {
-        tracing::error!(id = %row.id, what, "read model row does not parse");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "the read model's row of {} {} has a malformed {what}; rebuild the read model",
-                row.kind, row.id
-            ),
-        )
-    };
-    let object: Object = match row.kind {
-        "container" => ContainerId::parse(row.id)
-            .map_err(|_| corrupt("id"))?
-            .into(),
-        "order" => Object::Order(OrderId::parse(row.id).map_err(|_| corrupt("id"))?),
-        _ => SecretId::parse(row.id).map_err(|_| corrupt("id"))?.into(),
-    };
-    let project = ProjectId::parse(row.project).map_err(|_| corrupt("project"))?;
-    let creator = UserId::parse(row.creator).map_err(|_| corrupt("creator"))?;
-    let service = row
-        .owning_service
-        .map(ServiceName::parse)
-        .transpose()
-        .map_err(|_| corrupt("owning service"))?;
-    let facts = SecretFacts {
-        id: object,
-        project: &project,
-        creator: &creator,
-        acl: row.acl,
-        owning_service: service.as_ref(),
-    };
     authorize(
         &caller.principal,
         action,
@@ -87,15 +45,14 @@ pub fn check(
     action: Action,
     row: &SecretRow,
 ) -> Result<(), ApiError> {
-    let owned = Owned {
-        kind: "secret",
-        id: &row.id,
+    let facts = SecretFacts {
+        id: row.id.into(),
         project: &row.project,
         creator: &row.creator,
         acl: &row.acl,
-        owning_service: row.owning_service.as_deref(),
+        owning_service: row.owning_service.as_ref(),
     };
-    check_owned(state, caller, action, owned)
+    check_facts(state, caller, action, facts)
 }
 
 /// Allows `action` on the order in `row` (orders have no ACL: the project's roles
@@ -107,15 +64,14 @@ pub fn check_order(
     row: &OrderRow,
 ) -> Result<(), ApiError> {
     let acl = domain::secret::acl::Acl::default();
-    let owned = Owned {
-        kind: "order",
-        id: &row.id,
+    let facts = SecretFacts {
+        id: Object::Order(row.id),
         project: &row.project,
         creator: &row.creator,
         acl: &acl,
         owning_service: None,
     };
-    check_owned(state, caller, action, owned)
+    check_facts(state, caller, action, facts)
 }
 
 /// Allows `action` on the container in `row`, or gives the policy's denial.
@@ -125,15 +81,14 @@ pub fn check_container(
     action: Action,
     row: &ContainerRow,
 ) -> Result<(), ApiError> {
-    let owned = Owned {
-        kind: "container",
-        id: &row.id,
+    let facts = SecretFacts {
+        id: row.id.into(),
         project: &row.project,
         creator: &row.creator,
         acl: &row.acl,
         owning_service: None,
     };
-    check_owned(state, caller, action, owned)
+    check_facts(state, caller, action, facts)
 }
 
 /// Whether `caller` may read the metadata of the secret in `row` (list filtering).
@@ -263,13 +218,13 @@ pub async fn change_target(
     raw: &str,
 ) -> Result<(SecretId, Option<String>), ApiError> {
     let id = resolve(state, caller, raw).await?;
-    Ok((id, owner_project(state, id).await?))
+    Ok((id, owner_project(state, id).await?.map(String::from)))
 }
 
 /// The project that owns secret `id`, as the read model knows it, for a write to
 /// address. `None` when the read model does not show it: the command then addresses
 /// the caller's own project and answers for itself.
-pub async fn owner_project(state: &AppState, id: SecretId) -> Result<Option<String>, ApiError> {
+pub async fn owner_project(state: &AppState, id: SecretId) -> Result<Option<ProjectId>, ApiError> {
     let lookup = state.read.get_secret(id, (state.clock)()).await?;
     Ok(match lookup.value {
         Lookup::Found(row) => Some(row.project),

@@ -73,7 +73,7 @@ impl Owner {
     /// The owning project, for the command to address.
     async fn project(&self, state: &AppState) -> Result<Option<String>, ApiError> {
         match *self {
-            Self::Secret(id) => owner_project(state, id).await,
+            Self::Secret(id) => Ok(owner_project(state, id).await?.map(String::from)),
             Self::Container(id) => crate::containers::container_project(state, id).await,
         }
     }
@@ -95,8 +95,8 @@ impl Owner {
 
     fn acl_ref(&self, base: &str) -> String {
         match self {
-            Self::Secret(id) => format!("{}/acl", secret_ref(base, &id.to_string())),
-            Self::Container(id) => format!("{}/acl", container_ref(base, &id.to_string())),
+            Self::Secret(id) => format!("{}/acl", secret_ref(base, id)),
+            Self::Container(id) => format!("{}/acl", container_ref(base, id)),
         }
     }
 }

@@ -75,7 +75,7 @@ pub async fn container_project(
     id: ContainerId,
 ) -> Result<Option<String>, ApiError> {
     let found = state.read.get_container(id, (state.clock)()).await?;
-    Ok(found.value.map(|row| row.project))
+    Ok(found.value.map(|row| row.project.into()))
 }
 
 /// A reference to a secret, in a container's body.
@@ -131,7 +131,7 @@ async fn reference(
     Ok(SecretRefRequest {
         name: r.name.clone().unwrap_or_default(),
         secret_ref: id.to_string(),
-        project: owner_project(state, id).await?,
+        project: owner_project(state, id).await?.map(String::from),
     })
 }
 
@@ -448,12 +448,7 @@ async fn tls_findings(
             "intermediates" => "intermediates",
             _ => continue,
         };
-        let id = domain::ids::SecretId::parse(&r.secret_id).map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the read model holds a malformed secret id; rebuild the read model",
-            )
-        })?;
+        let id = r.secret_id;
         let lookup = state.read.get_payload(id, (state.clock)()).await?;
         let (secret, payload) =
             crate::payload::readable_payload(state, caller, id, lookup.value, |(s, _)| s).await?;
@@ -462,7 +457,7 @@ async fn tls_findings(
                 code: "secret_unusable",
                 message: format!(
                     "{name} secret {} has no payload",
-                    secret_ref(base, &r.secret_id)
+                    secret_ref(base, r.secret_id)
                 ),
                 fix: "store the payload, or reference a secret that has one".into(),
             }]);
@@ -521,7 +516,7 @@ pub async fn tls_check(
     let base = base_url(&state, &headers);
     let findings = tls_findings(&state, &caller, &row, &base).await?;
     let body = TlsCheck {
-        container_ref: container_ref(&base, &row.id),
+        container_ref: container_ref(&base, row.id),
         ok: findings.is_empty(),
         findings,
         consumers: Container::of(&base, &row).consumers,
@@ -557,7 +552,7 @@ pub async fn consumers(
     let total = row.consumers.len() as u64;
     let url = format!(
         "{}/consumers",
-        container_ref(&base_url(&state, &headers), &row.id)
+        container_ref(&base_url(&state, &headers), row.id)
     );
     let links = paging.links(&url, consumers.len(), total, &[]);
     let body = ContainerConsumerList {

@@ -294,7 +294,7 @@ pub async fn secret(
     let project = match row {
         Some(row) => {
             check(&state, &caller, Action::ReadSecret, &row)?;
-            ProjectId::parse(&row.project)?
+            row.project
         }
         None => {
             let Some(owner) = owner_in_log(&state, id).await? else {

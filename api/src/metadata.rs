@@ -418,7 +418,7 @@ pub async fn consumers(
     let total = row.consumers.len() as u64;
     let url = format!(
         "{}/consumers",
-        secret_ref(&base_url(&state, &headers), &row.id)
+        secret_ref(&base_url(&state, &headers), row.id)
     );
     let links = paging.links(&url, consumers.len(), total, &[]);
     let body = SecretConsumerList {
@@ -487,8 +487,7 @@ pub async fn change_consumer(
     let row = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |r| r)?;
     let base = base_url(&state, &headers);
     let mut response = Json(Secret::of(&base, &row, shape)).into_response();
-    if let Ok(location) =
-        HeaderValue::from_str(&format!("{}/consumers", secret_ref(&base, &row.id)))
+    if let Ok(location) = HeaderValue::from_str(&format!("{}/consumers", secret_ref(&base, row.id)))
     {
         response.headers_mut().insert(LOCATION, location);
     }

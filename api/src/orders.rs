@@ -221,7 +221,12 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = order_id(&id)?;
-    let project = state.read.get_order(id).await?.value.map(|row| row.project);
+    let project = state
+        .read
+        .get_order(id)
+        .await?
+        .value
+        .map(|row| row.project.into());
     let request = DeleteOrderRequest {
         command_id: None,
         project,

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use domain::ids::{KeyId, ProjectId, SecretId, VersionId};
+use domain::ids::{ProjectId, SecretId, VersionId};
 use domain::policy::Action;
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::subject::command;
@@ -167,7 +167,7 @@ pub async fn open(
     row: PayloadRow,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let stored = ContentType::parse(&row.content_type).map_err(|_| corrupt(id, "content type"))?;
+    let stored = row.content_type;
     let accept = crate::negotiate::accept(headers)?;
     let ask_for = match stored {
         ContentType::TextPlain => "text/plain or application/octet-stream",
@@ -179,7 +179,7 @@ pub async fn open(
             format!("the payload of secret {id} is {stored}; request it with Accept: {ask_for}"),
         ));
     };
-    let version_id = row.version_id.clone();
+    let version_id = row.version_id;
     let plaintext = decrypt(state, caller, id, secret, row).await?;
     let as_text = match served {
         Served::Stored => stored == ContentType::TextPlain,
@@ -206,7 +206,7 @@ pub async fn open(
     let h = response.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&version_id) {
+    if let Ok(v) = HeaderValue::from_str(&version_id.to_string()) {
         h.insert(VERSION_ID, v);
     }
     Ok(response)
@@ -218,7 +218,7 @@ fn access_record(
     state: &AppState,
     caller: &Caller,
     id: SecretId,
-    version: Option<&str>,
+    version: Option<VersionId>,
     denied: Option<&str>,
 ) -> AccessRecord {
     let who = &caller.principal;
@@ -228,7 +228,7 @@ fn access_record(
         project: who.project.to_string(),
         service: who.service.as_ref().map(ToString::to_string),
         secret: id.to_string(),
-        version: version.map(str::to_owned),
+        version: version.map(|v| v.to_string()),
         source: caller.source.map(|s| s.to_string()),
         allowed: denied.is_none(),
         reason: denied.map(str::to_owned),
@@ -254,14 +254,6 @@ pub async fn readable_payload<T>(
         }
     }
     result
-}
-
-fn corrupt(id: SecretId, what: &str) -> ApiError {
-    tracing::error!(secret = %id, what, "read model holds a malformed payload row");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("the stored payload of secret {id} is malformed ({what}); rebuild the read model"),
-    )
 }
 
 /// Whether a data key missing from the key store went without any commit destroying
@@ -301,23 +293,16 @@ pub async fn decrypt(
     secret: &SecretRow,
     row: PayloadRow,
 ) -> Result<SecretSlice<u8>, ApiError> {
-    let project = &ProjectId::parse(&secret.project).map_err(|_| corrupt(id, "project"))?;
+    let project = &secret.project;
     // Recorded before the payload is opened: no record, no payload.
     state
         .access_log
-        .record(access_record(
-            state,
-            caller,
-            id,
-            Some(&row.version_id),
-            None,
-        ))
+        .record(access_record(state, caller, id, Some(row.version_id), None))
         .await?;
     let sealed = SealedPayload {
-        version_id: VersionId::parse(&row.version_id).map_err(|_| corrupt(id, "version id"))?,
-        key_id: KeyId::parse(&row.key_id).map_err(|_| corrupt(id, "key id"))?,
-        content_type: ContentType::parse(&row.content_type)
-            .map_err(|_| corrupt(id, "content type"))?,
+        version_id: row.version_id,
+        key_id: row.key_id,
+        content_type: row.content_type,
         nonce: row.nonce,
         ciphertext: row.ciphertext,
     };

@@ -21,6 +21,12 @@ macro_rules! parsed_string {
             }
         }
 
+        impl ::std::convert::From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
         impl<'de> ::serde::Deserialize<'de> for $name {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = <String as ::serde::Deserialize>::deserialize(d)?;
@@ -39,6 +45,12 @@ macro_rules! parsed_string {
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+
+        impl ::std::convert::From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
             }
         }
 

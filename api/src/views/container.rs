@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::{ACTIVE, Links, secret_ref, time};
 
 /// A container's URL.
-pub fn container_ref(base: &str, id: &str) -> String {
+pub fn container_ref(base: &str, id: impl std::fmt::Display) -> String {
     format!("{base}/v1/containers/{id}")
 }
 
@@ -65,7 +65,7 @@ pub fn problems(row: &ContainerRow, base: &str) -> Vec<String> {
         .iter()
         .filter_map(|r| {
             let problem = r.problem.as_ref()?;
-            let url = secret_ref(base, &r.secret_id);
+            let url = secret_ref(base, r.secret_id);
             let what = if r.name.is_empty() {
                 "referenced"
             } else {
@@ -88,20 +88,20 @@ impl Container {
     pub fn of(base: &str, row: &ContainerRow) -> Self {
         let problems = problems(row, base);
         Self {
-            container_ref: container_ref(base, &row.id),
+            container_ref: container_ref(base, row.id),
             name: row.name.clone(),
             container_type: row.container_type.clone(),
             status: if problems.is_empty() { ACTIVE } else { "ERROR" },
             problems,
             created: time(&row.created),
             updated: time(&row.updated),
-            creator_id: row.creator.clone(),
+            creator_id: row.creator.to_string(),
             secret_refs: row
                 .refs
                 .iter()
                 .map(|r| ContainerSecret {
                     name: r.name.clone(),
-                    secret_ref: secret_ref(base, &r.secret_id),
+                    secret_ref: secret_ref(base, r.secret_id),
                 })
                 .collect(),
             consumers: row

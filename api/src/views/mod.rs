@@ -42,7 +42,7 @@ pub fn last_segment(given: &str) -> &str {
 }
 
 /// A secret's `secret_ref`.
-pub fn secret_ref(base: &str, id: &str) -> String {
+pub fn secret_ref(base: &str, id: impl std::fmt::Display) -> String {
     format!("{base}/v1/secrets/{id}")
 }
 

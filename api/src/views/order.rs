@@ -9,7 +9,7 @@ use super::container::container_ref;
 use super::{Links, secret_ref, time};
 
 /// An order's URL.
-pub fn order_ref(base: &str, id: &str) -> String {
+pub fn order_ref(base: &str, id: impl std::fmt::Display) -> String {
     format!("{base}/v1/orders/{id}")
 }
 
@@ -54,7 +54,7 @@ impl Order {
     pub fn of(base: &str, row: &OrderRow) -> Self {
         let failed = row.error_status_code.zip(row.error_reason.clone());
         Self {
-            order_ref: order_ref(base, &row.id),
+            order_ref: order_ref(base, row.id),
             order_type: row.order_type.clone(),
             meta: serde_json::from_str(&row.meta).unwrap_or_default(),
             status: row.status.clone(),
@@ -62,7 +62,7 @@ impl Order {
             sub_status_message: "Unknown",
             created: time(&row.created),
             updated: time(&row.updated),
-            creator_id: row.creator.clone(),
+            creator_id: row.creator.to_string(),
             secret_ref: row.secret_id.as_deref().map(|id| secret_ref(base, id)),
             container_ref: row
                 .container_id

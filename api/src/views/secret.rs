@@ -117,7 +117,7 @@ impl Secret {
     /// `row` as a request shaped `shape` sees it.
     pub fn of(base: &str, row: &SecretRow, shape: Shape) -> Self {
         Self {
-            secret_ref: secret_ref(base, &row.id),
+            secret_ref: secret_ref(base, row.id),
             name: row.name.clone(),
             secret_type: row.secret_type.clone(),
             algorithm: row.algorithm.clone(),
@@ -127,11 +127,10 @@ impl Secret {
             status: ACTIVE,
             created: time(&row.created),
             updated: time(&row.updated),
-            creator_id: row.creator.clone(),
-            content_types: row
-                .content_type
-                .clone()
-                .map(|default| ContentTypes { default }),
+            creator_id: row.creator.to_string(),
+            content_types: row.content_type.map(|default| ContentTypes {
+                default: default.to_string(),
+            }),
             consumers: shape.consumers.then(|| {
                 row.consumers
                     .iter()
@@ -144,7 +143,11 @@ impl Secret {
             }),
             reference: shape.extended.then(|| row.reference.clone()),
             tags: shape.extended.then(|| row.tags.clone()),
-            owning_service: row.owning_service.clone().filter(|_| shape.extended),
+            owning_service: row
+                .owning_service
+                .as_ref()
+                .filter(|_| shape.extended)
+                .map(ToString::to_string),
         }
     }
 }

@@ -2,29 +2,29 @@
 //! referenced secret) and consumers; and listings filtered by the read policy.
 
 use crate::read::ReadError;
-use domain::ids::{ContainerId, ProjectId};
+use domain::ids::{ContainerId, ProjectId, SecretId, UserId};
 use domain::secret::acl::Acl;
 use domain::timestamp::Timestamp;
 use futures::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{AclTimes, ReadModel, Snapshot, acl_of, acl_times_of};
+use super::{AclTimes, ReadModel, Snapshot, acl_of, acl_times_of, parsed};
 use crate::apply::checkpoint;
 
 /// A container as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerRow {
     /// The project that owns it.
-    pub project: String,
+    pub project: ProjectId,
     /// The id.
-    pub id: String,
+    pub id: ContainerId,
     /// Name.
     pub name: Option<String>,
     /// generic, rsa or certificate.
     pub container_type: String,
     /// The creating user.
-    pub creator: String,
+    pub creator: UserId,
     /// RFC 3339 creation time.
     pub created: String,
     /// RFC 3339 time of the last change.
@@ -56,9 +56,9 @@ pub struct ContainerRefRow {
     /// Its name in the container.
     pub name: String,
     /// The project owning the secret.
-    pub secret_project: String,
+    pub secret_project: ProjectId,
     /// The secret.
-    pub secret_id: String,
+    pub secret_id: SecretId,
     /// RFC 3339 expiration of the secret, if it has one.
     pub expiration: Option<String>,
     /// Why the secret cannot be used any more (expired, deleted, scheduled for
@@ -80,11 +80,11 @@ const COLUMNS: &str = "c.project, c.id, c.name, c.container_type, c.creator, c.c
 
 fn container_row(r: &SqliteRow) -> Result<ContainerRow, sqlx::Error> {
     Ok(ContainerRow {
-        project: r.try_get("project")?,
-        id: r.try_get("id")?,
+        project: parsed(r, "project", ProjectId::parse)?,
+        id: parsed(r, "id", ContainerId::parse)?,
         name: r.try_get("name")?,
         container_type: r.try_get("container_type")?,
-        creator: r.try_get("creator")?,
+        creator: parsed(r, "creator", UserId::parse)?,
         created: r.try_get("created")?,
         updated: r.try_get("updated")?,
         acl: acl_of(r)?,
@@ -106,8 +106,8 @@ async fn details(
          ON s.project = r.secret_project AND s.id = r.secret_id \
          WHERE r.project = ? AND r.container_id = ? ORDER BY r.position",
     )
-    .bind(&row.project)
-    .bind(&row.id)
+    .bind(row.project.as_str())
+    .bind(row.id.to_string())
     .fetch_all(&mut *conn)
     .await?;
     row.refs = refs
@@ -131,8 +131,8 @@ async fn details(
             };
             Ok(ContainerRefRow {
                 name: r.try_get("name")?,
-                secret_project: r.try_get("secret_project")?,
-                secret_id: r.try_get("secret_id")?,
+                secret_project: parsed(r, "secret_project", ProjectId::parse)?,
+                secret_id: parsed(r, "secret_id", SecretId::parse)?,
                 expiration,
                 problem,
             })
@@ -142,8 +142,8 @@ async fn details(
         "SELECT name, url, created FROM container_consumers WHERE project = ? AND \
          container_id = ? ORDER BY name, url",
     )
-    .bind(&row.project)
-    .bind(&row.id)
+    .bind(row.project.as_str())
+    .bind(row.id.to_string())
     .fetch_all(&mut *conn)
     .await?
     .into_iter()

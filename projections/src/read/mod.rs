@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use domain::ids::{ProjectId, SecretId};
+use domain::ids::{KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
 use domain::secret::acl::Acl;
+use domain::secret::payload::ContentType;
 use domain::timestamp::Timestamp;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
@@ -33,9 +34,9 @@ pub use orders::{OrderPage, OrderRow, pending_orders};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRow {
     /// The project that owns it.
-    pub project: String,
+    pub project: ProjectId,
     /// The id.
-    pub id: String,
+    pub id: SecretId,
     /// Name.
     pub name: Option<String>,
     /// Barbican secret type.
@@ -49,19 +50,19 @@ pub struct SecretRow {
     /// RFC 3339 expiration.
     pub expiration: Option<String>,
     /// The creating user.
-    pub creator: String,
+    pub creator: UserId,
     /// RFC 3339 creation time.
     pub created: String,
     /// RFC 3339 time of the last change.
     pub updated: String,
     /// Media type of the payload, once stored.
-    pub content_type: Option<String>,
+    pub content_type: Option<ContentType>,
     /// Aggregate version.
     pub version: i64,
     /// Who may read it.
     pub acl: Acl,
     /// The service that manages it.
-    pub owning_service: Option<String>,
+    pub owning_service: Option<ServiceName>,
     /// `krn:keyledger:<project>:secret:<name>-<suffix>`.
     pub reference: String,
     /// RFC 3339 end of the recovery window, when deletion is scheduled.
@@ -140,11 +141,11 @@ pub struct Candidate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadRow {
     /// The payload version.
-    pub version_id: String,
+    pub version_id: VersionId,
     /// The data key.
-    pub key_id: String,
+    pub key_id: KeyId,
     /// Media type.
-    pub content_type: String,
+    pub content_type: ContentType,
     /// GCM nonce.
     pub nonce: Vec<u8>,
     /// Ciphertext and tag.
@@ -263,24 +264,60 @@ pub(crate) fn acl_of(r: &SqliteRow) -> Result<Acl, sqlx::Error> {
     }
 }
 
+/// A text column parsed into the domain type the projector wrote it from; one that
+/// does not parse is a corrupt row, never a default.
+pub(crate) fn parsed<T, E>(
+    r: &SqliteRow,
+    column: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, sqlx::Error>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = r.try_get(column)?;
+    parse(&text).map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.into(),
+        source: Box::new(e),
+    })
+}
+
+/// [`parsed`] for a nullable column.
+pub(crate) fn parsed_opt<T, E>(
+    r: &SqliteRow,
+    column: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, sqlx::Error>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let text: Option<String> = r.try_get(column)?;
+    text.map(|t| {
+        parse(&t).map_err(|e| sqlx::Error::ColumnDecode {
+            index: column.into(),
+            source: Box::new(e),
+        })
+    })
+    .transpose()
+}
+
 pub(crate) fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
     let acl = acl_of(r)?;
     Ok(SecretRow {
-        project: r.try_get("project")?,
-        id: r.try_get("id")?,
+        project: parsed(r, "project", ProjectId::parse)?,
+        id: parsed(r, "id", SecretId::parse)?,
         name: r.try_get("name")?,
         secret_type: r.try_get("secret_type")?,
         algorithm: r.try_get("algorithm")?,
         bit_length: r.try_get("bit_length")?,
         mode: r.try_get("mode")?,
         expiration: r.try_get("expiration")?,
-        creator: r.try_get("creator")?,
+        creator: parsed(r, "creator", UserId::parse)?,
         created: r.try_get("created")?,
         updated: r.try_get("updated")?,
-        content_type: r.try_get("content_type")?,
+        content_type: parsed_opt(r, "content_type", ContentType::parse)?,
         version: r.try_get("version")?,
         acl,
-        owning_service: r.try_get("owning_service")?,
+        owning_service: parsed_opt(r, "owning_service", ServiceName::parse)?,
         reference: r.try_get("reference")?,
         purge_at: r.try_get("purge_at")?,
         tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).map_err(|e| {
@@ -416,16 +453,16 @@ impl ReadModel {
                      FROM secret_payloads p WHERE p.project = ?1 AND p.secret_id = ?2 \
                      AND {condition}"
             )))
-            .bind(&secret.project)
+            .bind(secret.project.as_str())
             .bind(id.to_string())
             .bind(value)
             .fetch_optional(conn)
             .await?
             .map(|r| -> Result<PayloadRow, sqlx::Error> {
                 Ok(PayloadRow {
-                    version_id: r.try_get("version_id")?,
-                    key_id: r.try_get("key_id")?,
-                    content_type: r.try_get("content_type")?,
+                    version_id: parsed(&r, "version_id", VersionId::parse)?,
+                    key_id: parsed(&r, "key_id", KeyId::parse)?,
+                    content_type: parsed(&r, "content_type", ContentType::parse)?,
                     nonce: r.try_get("nonce")?,
                     ciphertext: r.try_get("ciphertext")?,
                 })
@@ -446,7 +483,7 @@ impl ReadModel {
             let total: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM secret_payloads WHERE project = ? AND secret_id = ?",
             )
-            .bind(&secret.project)
+            .bind(secret.project.as_str())
             .bind(id.to_string())
             .fetch_one(&mut *conn)
             .await?;
@@ -454,7 +491,7 @@ impl ReadModel {
                 "SELECT {VERSION_COLUMNS} FROM secret_payloads p WHERE p.project = ? AND \
                  p.secret_id = ? ORDER BY p.created_ms, p.version_id LIMIT ? OFFSET ?"
             )))
-            .bind(&secret.project)
+            .bind(secret.project.as_str())
             .bind(id.to_string())
             .bind(i64::from(limit))
             .bind(i64::from(offset))
@@ -489,7 +526,7 @@ impl ReadModel {
                 "SELECT {VERSION_COLUMNS} FROM secret_payloads p WHERE p.project = ?1 AND \
                  p.secret_id = ?2 AND {condition}"
             )))
-            .bind(&secret.project)
+            .bind(secret.project.as_str())
             .bind(id.to_string())
             .bind(value)
             .fetch_optional(conn)
@@ -512,7 +549,7 @@ impl ReadModel {
                 "SELECT key, value FROM secret_metadata WHERE project = ? AND secret_id = ? \
                  ORDER BY key",
             )
-            .bind(&secret.project)
+            .bind(secret.project.as_str())
             .bind(id.to_string())
             .fetch_all(conn)
             .await?

@@ -1,21 +1,21 @@
 //! Reads of orders.
 
 use crate::read::ReadError;
-use domain::ids::{OrderId, ProjectId};
+use domain::ids::{OrderId, ProjectId, UserId};
 use futures::TryStreamExt;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{ReadModel, Snapshot};
+use super::{ReadModel, Snapshot, parsed};
 use crate::apply::checkpoint;
 
 /// An order as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRow {
     /// The project that owns it.
-    pub project: String,
+    pub project: ProjectId,
     /// The id.
-    pub id: String,
+    pub id: OrderId,
     /// key, asymmetric or certificate.
     pub order_type: String,
     /// PENDING, ACTIVE or ERROR.
@@ -23,7 +23,7 @@ pub struct OrderRow {
     /// Barbican's `meta`, as JSON.
     pub meta: String,
     /// Who placed it.
-    pub creator: String,
+    pub creator: UserId,
     /// RFC 3339 creation time.
     pub created: String,
     /// RFC 3339 time of the last change.
@@ -52,12 +52,12 @@ const COLUMNS: &str = "project, id, order_type, status, meta, creator, created, 
 
 fn order_row(r: &SqliteRow) -> Result<OrderRow, sqlx::Error> {
     Ok(OrderRow {
-        project: r.try_get("project")?,
-        id: r.try_get("id")?,
+        project: parsed(r, "project", ProjectId::parse)?,
+        id: parsed(r, "id", OrderId::parse)?,
         order_type: r.try_get("order_type")?,
         status: r.try_get("status")?,
         meta: r.try_get("meta")?,
-        creator: r.try_get("creator")?,
+        creator: parsed(r, "creator", UserId::parse)?,
         created: r.try_get("created")?,
         updated: r.try_get("updated")?,
         secret_id: r.try_get("secret_id")?,

@@ -1,0 +1,69 @@
+//! `keyledger secret get`.
+
+use std::io::Write as _;
+
+use anyhow::Result;
+use clap::Args;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::print_fields;
+use crate::cli::ClientArgs;
+use crate::cli::http::{Api, secret_id};
+
+/// Show a secret's metadata, or with --payload write its payload to stdout.
+#[derive(Debug, Args)]
+pub struct Get {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The secret: id, secret_ref, reference or name.
+    secret: String,
+    /// Write the decrypted payload (raw bytes) to stdout.
+    #[arg(long)]
+    payload: bool,
+    /// A version (id) or stage (current, previous, pending) instead of the secret.
+    #[arg(long)]
+    version: Option<String>,
+    /// Print the JSON the API returned.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Get {
+    pub async fn run(self) -> Result<()> {
+        let Self {
+            client,
+            secret,
+            payload,
+            version,
+            json,
+        } = self;
+        let api = Api::new(&client);
+        let id = secret_id(&secret);
+        let base = match &version {
+            Some(v) => format!("/v1/secrets/{id}/versions/{}", secret_id(v)),
+            None => format!("/v1/secrets/{id}"),
+        };
+        if payload {
+            let response = api
+                .send(api.request(Method::GET, &format!("{base}/payload")))
+                .await?;
+            let bytes = response.bytes().await?;
+            std::io::stdout().write_all(&bytes)?;
+            return Ok(());
+        }
+        let response = api
+            .send(
+                api.request(Method::GET, &base)
+                    .header("Accept", "application/json"),
+            )
+            .await?;
+        let value: Value = response.json().await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            print_fields(&value);
+        }
+        Ok(())
+    }
+}
