@@ -299,4 +299,11 @@ impl Step<ContainerAggregate> for ContainerStep<'_> {
     ) -> Result<Vec<ContainerEvent>, Rejection> {
         decide(state, &self.parsed.command, self.context(now))
     }
+
+    fn creates(&self) -> bool {
+        matches!(
+            self.parsed.command,
+            ContainerCommand::Create(_) | ContainerCommand::CreateForOrder { .. }
+        )
+    }
 }

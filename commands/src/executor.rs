@@ -61,6 +61,15 @@ pub trait Step<A: Aggregate>: Send {
     /// The events to append, or why not. Called again after losing a race.
     fn decide(&self, state: &A::State, now: Timestamp) -> Result<Vec<A::Event>, Rejection>;
 
+    /// Whether the command creates its aggregate. Then, when the aggregate is not
+    /// cached, the loop starts from the empty state instead of reading the subject
+    /// first: for a new id there is nothing to read, and the append's expectation (no
+    /// message on the subject yet) refuses it if the aggregate does exist after all (a
+    /// retried create), which sends the loop to the log like any lost race.
+    fn creates(&self) -> bool {
+        false
+    }
+
     /// Runs once, before the first append (e.g. storing a data key the commit names).
     fn before_append(&mut self) -> impl Future<Output = Result<(), Rejection>> + Send {
         async { Ok(()) }
@@ -147,6 +156,9 @@ impl<A: Aggregate> Executor<A> {
         for attempt in 0..MAX_ATTEMPTS {
             let loaded = match cached.as_mut() {
                 Some(loaded) => loaded,
+                // Not fresh: only assumed empty. A rejection on it is checked against
+                // the log, as for a cached state.
+                None if step.creates() => cached.insert(Loaded::default()),
                 None => {
                     fresh = true;
                     cached.insert(self.store.load(&subject, A::evolve).await?)
@@ -231,24 +243,20 @@ impl<A: Aggregate> Executor<A> {
                     )));
                 }
                 AppendOutcome::WrongLastSequence => {
-                    // Either another writer got in first, or this very command landed
-                    // and only its ack was lost: the last commit tells which. Either
-                    // way, read what was written since and decide again.
-                    if let Some((seq, Some(last))) =
-                        self.store.last_commit::<A::Event>(&subject).await?
-                        && &last.body.id == command_id
-                        && &last.body.aggregate == aggregate
-                    {
-                        self.store.catch_up(&subject, loaded, A::evolve).await?;
-                        return Ok(done(seq, last.body.version));
-                    }
+                    // Another writer got in first; or this very command landed and only
+                    // its ack was lost; or a create found its aggregate existing (a
+                    // retry). Read what was written since and go round again: the
+                    // applied-command check tells a retry (this caller, this command)
+                    // from another request reusing the id.
                     self.store.catch_up(&subject, loaded, A::evolve).await?;
                     fresh = true;
-                    // Writers that just collided would collide again at once: each
-                    // waits a random moment, longer after each loss.
-                    let ceiling = 1u64 << attempt.min(6);
-                    let pause = rand::random_range(0..=ceiling);
-                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    if loaded.applied(command_id).is_none() {
+                        // Writers that just collided would collide again at once: each
+                        // waits a random moment, longer after each loss.
+                        let ceiling = 1u64 << attempt.min(6);
+                        let pause = rand::random_range(0..=ceiling);
+                        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    }
                 }
             }
         }

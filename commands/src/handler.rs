@@ -382,6 +382,10 @@ impl Step<SecretAggregate> for SecretStep<'_> {
         decide(state, &self.intake.command, self.context(now))
     }
 
+    fn creates(&self) -> bool {
+        matches!(self.intake.command, SecretCommand::Create(_))
+    }
+
     /// The wrapped key is stored before the commit that references it: an orphaned
     /// key is harmless, a commit whose key is missing is lost data.
     async fn before_append(&mut self) -> Result<(), Rejection> {

@@ -171,4 +171,8 @@ impl Step<OrderAggregate> for OrderStep<'_> {
     fn decide(&self, state: &OrderState, now: Timestamp) -> Result<Vec<OrderEvent>, Rejection> {
         decide(state, self.command, self.context(now))
     }
+
+    fn creates(&self) -> bool {
+        matches!(self.command, OrderCommand::Place { .. })
+    }
 }
