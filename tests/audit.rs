@@ -555,20 +555,20 @@ async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_chec
     let settings = t.config.checkpoints.clone().unwrap();
     let js = async_nats::jetstream::new(t.service_nats().await);
     let commit_key = (*t.stack.keys.commit).clone();
-    let resume = |settings: commands::checkpoints::CheckpointSettings| {
+    let resume = |settings: commands::log::checkpoints::CheckpointSettings| {
         let js = js.clone();
         let clock = t.config.clock.clone();
         let key = commit_key.clone();
         async move {
-            let signer = commands::checkpoints::load_signer(&settings).unwrap();
-            commands::checkpoints::Checkpointer::resume(js, "KEYLEDGER", signer, key, clock)
+            let signer = commands::log::checkpoints::load_signer(&settings).unwrap();
+            commands::log::checkpoints::Checkpointer::resume(js, "KEYLEDGER", signer, key, clock)
                 .await
                 .unwrap()
                 .covered()
         }
     };
     assert_eq!(resume(settings.clone()).await, 2);
-    let other = commands::checkpoints::CheckpointSettings {
+    let other = commands::log::checkpoints::CheckpointSettings {
         key_file: dir.path().join("other.key"),
         ..settings
     };

@@ -5,8 +5,8 @@ use domain::subject::SecretOp;
 use std::sync::Arc;
 
 use async_nats::jetstream::{self, stream::StorageType};
-use commands::handler::{HandlerConfig, SecretHandler};
-use commands::store::EventStore;
+use commands::secret::{HandlerConfig, SecretHandler};
+use commands::shared::store::EventStore;
 use domain::commit::{AggregateRef, Commit, NewCommit};
 use domain::ids::{CommandId, ProjectId, Role, UserId};
 use domain::principal::Principal;

@@ -312,7 +312,7 @@ async fn a_forged_checkpoint_is_passed_over_and_named() {
     t.create_text(&alice, "one", "x").await;
     t.checkpointed(1).await;
     let js = async_nats::jetstream::new(t.service_nats().await);
-    let latest = commands::checkpoints::latest(&js, "KEYLEDGER")
+    let latest = commands::log::checkpoints::latest(&js, "KEYLEDGER")
         .await
         .unwrap()
         .unwrap();
@@ -320,7 +320,7 @@ async fn a_forged_checkpoint_is_passed_over_and_named() {
     assert_ne!(forged_note, latest.note);
     let forged = append(
         &js,
-        &commands::checkpoints::subject("KEYLEDGER"),
+        &commands::log::checkpoints::subject("KEYLEDGER"),
         forged_note.into_bytes(),
     )
     .await;

@@ -154,7 +154,7 @@ async fn a_format_1_log_is_refused_then_migrated_and_served() {
     config.log.stream = "KEYLEDGER_V2".into();
     config.projector.stream = "KEYLEDGER_V2".into();
     config.api.config.stream = "KEYLEDGER_V2".into();
-    config.checkpoints = Some(commands::checkpoints::CheckpointSettings {
+    config.checkpoints = Some(commands::log::checkpoints::CheckpointSettings {
         name: "keyledger/KEYLEDGER_V2".into(),
         ..config.checkpoints.clone().unwrap()
     });

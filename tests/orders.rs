@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use commands::orders::worker::Retry;
+use commands::order::worker::Retry;
 use serde_json::json;
 
 use crate::support::{TestStack, description, eventually, json_of, raw_command};

@@ -618,7 +618,7 @@ async fn concurrent_audit_reads_of_a_long_log_stay_within_a_memory_bound() {
         infra::keyfile::existing_commit_key(&up.data_dir().join(infra::keyfile::COMMIT_KEY_FILE))
             .unwrap();
     let project = domain::ids::ProjectId::parse("bulk").unwrap();
-    commands::synthetic::fill(&js, &key, &project, COMMITS, 1_000, |_| {})
+    commands::log::synthetic::fill(&js, &key, &project, COMMITS, 1_000, |_| {})
         .await
         .unwrap();
     let last = crate::support::log_state(&js).await.last_sequence;

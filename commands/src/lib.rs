@@ -1,19 +1,13 @@
-//! keyledger's write side: command intake over NATS, the command loop over the
-//! JetStream event store, the order worker, the scheduler, the key shredder and the
-//! checkpointer. What the read side shares with it is in `infra`.
+//! keyledger's write side, laid out as `domain` is: one module per aggregate
+//! (`secret`, `container`, `order`), the command loop and the NATS command service
+//! they share (`shared`), and what works on the log as a whole (`log`: checkpoints,
+//! migration, synthetic load). What the read side shares with it is in `infra`.
 
-pub mod checkpoints;
-pub mod containers;
-mod executor;
-pub mod handler;
-mod intake;
-pub mod migrate;
-pub mod orders;
-pub mod scheduler;
-pub mod service;
-pub mod shredder;
-pub mod store;
-pub mod synthetic;
+pub mod container;
+pub mod log;
+pub mod order;
+pub mod secret;
+pub mod shared;
 
 /// Why a view the write side reads (the read model's due tasks and pending orders)
 /// could not be read; the caller logs it and tries again on its next round.

@@ -139,9 +139,9 @@ impl CheckpointArgs {
         &self,
         data_dir: &std::path::Path,
         stream: &str,
-    ) -> commands::checkpoints::CheckpointSettings {
+    ) -> commands::log::checkpoints::CheckpointSettings {
         let default = keyledger::stack::default_checkpoints(data_dir, stream);
-        commands::checkpoints::CheckpointSettings {
+        commands::log::checkpoints::CheckpointSettings {
             key_file: self.checkpoint_key_file.clone().unwrap_or(default.key_file),
             name: self.checkpoint_name.clone().unwrap_or(default.name),
             interval: self.checkpoint_interval,
@@ -243,7 +243,7 @@ impl OrderArgs {
     pub fn settings(&self) -> keyledger::stack::OrderWorkerSettings {
         keyledger::stack::OrderWorkerSettings {
             ca_unreachable: self.local_ca_unreachable,
-            retry: commands::orders::worker::Retry {
+            retry: commands::order::worker::Retry {
                 attempts: self.ca_attempts.max(1),
                 backoff: self.ca_backoff,
             },
@@ -271,8 +271,8 @@ impl PayloadArgs {
     pub fn handler(
         &self,
         lifecycle: &LifecycleArgs,
-    ) -> anyhow::Result<commands::handler::HandlerConfig> {
-        Ok(commands::handler::HandlerConfig {
+    ) -> anyhow::Result<commands::secret::HandlerConfig> {
+        Ok(commands::secret::HandlerConfig {
             payload_limit: domain::secret::payload::PayloadLimit(self.max_payload_bytes as usize),
             lifecycle: lifecycle.lifecycle()?,
             ..Default::default()

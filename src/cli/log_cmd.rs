@@ -67,9 +67,10 @@ pub async fn run(command: LogCommand) -> Result<()> {
         let client = infra::nats::connect(&url, "keyledger-migrate").await?;
         let js = async_nats::jetstream::new(client);
         let progress = super::progress::Progress::new("migrated");
-        let done =
-            commands::migrate::migrate(&js, &from, &to, replicas, &key, |seq| progress.at(seq))
-                .await?;
+        let done = commands::log::migrate::migrate(&js, &from, &to, replicas, &key, |seq| {
+            progress.at(seq)
+        })
+        .await?;
         progress.done();
         anyhow::Ok(done)
     }

@@ -71,7 +71,7 @@ pub fn saved_checkpoints(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
 
 /// The latest checkpoint's note.
 async fn latest_note(js: &async_nats::jetstream::Context, stream: &str) -> Result<String> {
-    let Some(latest) = commands::checkpoints::latest(js, stream).await? else {
+    let Some(latest) = commands::log::checkpoints::latest(js, stream).await? else {
         bail!(
             "no checkpoint yet: the command service signs one every --checkpoint-interval once \
              the log has commits"

@@ -24,7 +24,7 @@ pub async fn run(
     let client = infra::nats::connect(nats_url, "keyledger-replay-bench").await?;
     let js = async_nats::jetstream::new(client);
     let started = Instant::now();
-    commands::synthetic::fill(
+    commands::log::synthetic::fill(
         &js,
         &key,
         &ProjectId::parse("replay-bench")?,

@@ -50,7 +50,7 @@ impl Trust {
             .context("the commit key")?;
         let mut listed = Foreign::default();
         if let Some(keys) = args.keys.verifier()? {
-            for (seq, note) in commands::checkpoints::read_all(js, stream).await? {
+            for (seq, note) in commands::log::checkpoints::read_all(js, stream).await? {
                 match keys.open(&note) {
                     Ok(checkpoint) => listed.extend(&checkpoint.foreign),
                     Err(e) => eprintln!(

@@ -53,11 +53,11 @@ struct Found {
 pub async fn run(origin: Origin, trusted: &Trusted) -> Result<()> {
     let found: Vec<Found> = match &origin {
         // Checkpoints are read before the log, so the log read covers them all.
-        Origin::Nats { js, stream } => commands::checkpoints::read_all(js, stream)
+        Origin::Nats { js, stream } => commands::log::checkpoints::read_all(js, stream)
             .await?
             .into_iter()
             .map(|(seq, note)| Found {
-                place: format!("{seq} of {}", commands::checkpoints::STREAM),
+                place: format!("{seq} of {}", commands::log::checkpoints::STREAM),
                 number: seq,
                 note,
             })

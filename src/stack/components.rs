@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use api::{ApiConfig, AppState};
-use commands::checkpoints::{CheckpointSettings, Checkpointer};
-use commands::containers::ContainerHandler;
-use commands::handler::{HandlerConfig, SecretHandler};
-use commands::orders::OrderHandler;
-use commands::orders::ca::{CertificateAuthority, LocalCa};
-use commands::orders::worker::{OrderWorker, Retry, StepHook};
-use commands::service::CommandService;
-use commands::store::EventStore;
+use commands::container::ContainerHandler;
+use commands::log::checkpoints::{CheckpointSettings, Checkpointer};
+use commands::order::OrderHandler;
+use commands::order::ca::{CertificateAuthority, LocalCa};
+use commands::order::worker::{OrderWorker, Retry, StepHook};
+use commands::secret::{HandlerConfig, SecretHandler};
+use commands::shared::service::CommandService;
+use commands::shared::store::EventStore;
 use domain::commit::CommitKey;
 use infra::client::CommandClient;
 use infra::clock::Clock;
@@ -74,8 +74,8 @@ pub async fn start_commands(
     let js = async_nats::jetstream::new(client.clone());
     let store = Arc::new(EventStore::open(js.clone(), log, (*keys.commit).clone()).await?);
     let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?);
-    let signer = commands::checkpoints::load_signer(&settings.checkpoints)?;
-    commands::checkpoints::ensure_stream(&js, log.replicas).await?;
+    let signer = commands::log::checkpoints::load_signer(&settings.checkpoints)?;
+    commands::log::checkpoints::ensure_stream(&js, log.replicas).await?;
     let checkpointer = Checkpointer::resume(
         js.clone(),
         &log.stream,
@@ -96,7 +96,7 @@ pub async fn start_commands(
     // The scheduler and the order worker share one read-only view of the read model.
     let read_model = projections::db::open(&settings.database_url, 2).await?;
     let due = ReadModelDue(read_model.clone());
-    let scheduler = tokio::spawn(commands::scheduler::run(
+    let scheduler = tokio::spawn(commands::secret::scheduler::run(
         handler.clone(),
         due,
         clock.clone(),
@@ -160,7 +160,7 @@ pub async fn start_commands(
         }),
         tokio::spawn(async move { service.run(shutdown).await.map_err(Into::into) }),
         tokio::spawn(async move {
-            commands::shredder::run(js, &stream, keystore, shredder_key, shredder_shutdown)
+            commands::secret::shredder::run(js, &stream, keystore, shredder_key, shredder_shutdown)
                 .await
                 .map_err(Into::into)
         }),
@@ -233,7 +233,8 @@ pub async fn start_api(
         commands: CommandClient::new(client, Duration::from_secs(10)),
         verifier: keys.verifier.clone(),
         envelope: keys.envelope.clone(),
-        keys: KeyStore::new(keys_bucket),
+        keys: KeyStore::new(keys_bucket.clone()),
+        wrapped_keys: api::key_cache::KeyCache::new(KeyStore::new(keys_bucket)),
         js,
         commit_key: keys.commit.clone(),
         access_log,

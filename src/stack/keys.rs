@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use commands::checkpoints::CheckpointSettings;
+use commands::log::checkpoints::CheckpointSettings;
 use domain::commit::CommitKey;
 use infra::envelope::{Envelope, KEK_FILE};
 use infra::identity::{self, IdentityProvider, Issuer, TOKEN_KEY_FILE, TrustConfig, Verifier};

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use commands::checkpoints::CheckpointSettings;
-use commands::handler::HandlerConfig;
+use commands::log::checkpoints::CheckpointSettings;
+use commands::secret::HandlerConfig;
 use infra::clock::Clock;
 use infra::log::LogSettings;
 use infra::server::{CALLOUT_ISSUER_FILE, ManagedNats};
@@ -148,7 +148,8 @@ impl Stack {
             .checkpoints
             .clone()
             .unwrap_or_else(|| default_checkpoints(&data_dir, &config.log.stream));
-        let checkpoint_public_key = commands::checkpoints::load_signer(&checkpoints)?.public_key();
+        let checkpoint_public_key =
+            commands::log::checkpoints::load_signer(&checkpoints)?.public_key();
         let database_url = default_database_url(&data_dir);
         tasks.extend(
             start_commands(

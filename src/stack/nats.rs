@@ -14,7 +14,7 @@ pub fn audited_streams(event_stream: &str) -> Vec<String> {
     vec![
         event_stream.to_owned(),
         api::access_log::STREAM.to_owned(),
-        commands::checkpoints::STREAM.to_owned(),
+        commands::log::checkpoints::STREAM.to_owned(),
     ]
 }
 

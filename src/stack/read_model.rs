@@ -2,8 +2,8 @@
 //! orders still pending.
 
 use commands::SourceError;
-use commands::orders::worker::PendingOrders;
-use commands::scheduler::{Due, DueSource};
+use commands::order::worker::PendingOrders;
+use commands::secret::scheduler::{Due, DueSource};
 use domain::ids::{OrderId, ProjectId};
 use domain::secret::version::Lifecycle;
 use domain::timestamp::Timestamp;

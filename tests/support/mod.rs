@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use api::ApiConfig;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use commands::checkpoints::CheckpointSettings;
-use commands::handler::HandlerConfig;
+use commands::log::checkpoints::CheckpointSettings;
+use commands::secret::HandlerConfig;
 use domain::commit::Commit;
 use domain::ids::{ProjectId, Role, ServiceName, UserId};
 use domain::principal::Principal;
@@ -291,7 +291,7 @@ impl TestStack {
             &format!("a checkpoint of {size} commits"),
             Duration::from_secs(10),
             || async {
-                let latest = commands::checkpoints::latest(&js, &self.config.log.stream)
+                let latest = commands::log::checkpoints::latest(&js, &self.config.log.stream)
                     .await
                     .ok()??;
                 // A note the stack's key did not sign is passed over, as the

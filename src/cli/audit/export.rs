@@ -24,7 +24,7 @@ impl Export {
         let Self { source } = self;
         let js = connect(&source.nats_url).await?;
         // Checkpoints first: the log read after them covers every one.
-        let checkpoints = commands::checkpoints::read_all(&js, &source.log.stream).await?;
+        let checkpoints = commands::log::checkpoints::read_all(&js, &source.log.stream).await?;
         let mut out = std::io::stdout().lock();
         for (_, note) in checkpoints {
             writeln!(out, "{}", json!({ "checkpoint": note }))?;

@@ -14,7 +14,7 @@ use domain::secret::{MetadatumSet, SecretCreated, SecretEvent};
 use domain::subject::AggregateKind;
 use uuid::Uuid;
 
-use crate::store::StoreError;
+use crate::shared::store::StoreError;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())

@@ -19,9 +19,9 @@ use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::containers::ContainerHandler;
-use crate::handler::SecretHandler;
-use crate::orders::OrderHandler;
+use crate::container::ContainerHandler;
+use crate::order::OrderHandler;
+use crate::secret::SecretHandler;
 use infra::clock::Clock;
 use infra::identity::Verifier;
 use infra::protocol::{AUTHORIZATION, AcceptedReply, encode_reply};

@@ -16,7 +16,7 @@ use domain::timestamp::Timestamp;
 use moka::sync::Cache;
 use tokio::sync::Mutex;
 
-use crate::store::{AppendOutcome, EventStore, Loaded};
+use crate::shared::store::{AppendOutcome, EventStore, Loaded};
 use infra::clock::Clock;
 
 /// How often a command is decided again after losing a race to another writer (with

@@ -3,6 +3,10 @@
 //! its fingerprint, the data key is stored before the commit that names it, and keys a
 //! commit destroys are erased right after it.
 
+mod intake;
+pub mod scheduler;
+pub mod shredder;
+
 use std::sync::Arc;
 
 use domain::Rejection;
@@ -14,15 +18,15 @@ use domain::secret::version::Lifecycle;
 use domain::secret::{Context, SecretCommand, SecretEvent, SecretState, decide, evolve};
 use domain::subject::{AggregateKind, SecretOp};
 use domain::timestamp::Timestamp;
-use serde::de::DeserializeOwned;
 
-use crate::executor::{Aggregate, Executor, Step};
-use crate::intake::{Intake, IntakeContext};
-use crate::store::{EventStore, StoreError};
+use crate::shared::executor::{Aggregate, Executor, Step};
+use crate::shared::request::parse_body;
+use crate::shared::store::{EventStore, StoreError};
 use infra::clock::Clock;
 use infra::envelope::Envelope;
 use infra::keystore::KeyStore;
 use infra::protocol::AcceptedReply;
+use intake::{Intake, IntakeContext};
 
 /// The Secret aggregate, for the command loop.
 pub struct SecretAggregate;
@@ -83,22 +87,6 @@ pub struct SecretHandler {
     envelope: Arc<Envelope>,
     clock: Clock,
     config: HandlerConfig,
-}
-
-/// Parses a command's JSON body, naming the command in the error.
-pub(crate) fn parse_body<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result<T, Rejection> {
-    if !infra::objects::is_object(body) {
-        return Err(Rejection::invalid(format!(
-            "the body is not a valid {name} request: send a JSON object ({{...}}). See \
-             docs/protocol.md, section Command protocol"
-        )));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        Rejection::invalid(format!(
-            "the body is not a valid {name} request: {e}. See docs/protocol.md, section \
-             Command protocol"
-        ))
-    })
 }
 
 impl SecretHandler {
@@ -258,7 +246,7 @@ impl SecretHandler {
         &self,
         intake: &Intake,
         key_id: domain::ids::KeyId,
-        new: &crate::intake::DataKey,
+        new: &intake::DataKey,
     ) -> Result<bool, Rejection> {
         let stored = self
             .keys
@@ -332,7 +320,7 @@ impl SecretHandler {
         for event in events {
             let keys = event.destroyed_keys();
             if !keys.is_empty() {
-                crate::shredder::destroy_keys(&self.keys, aggregate, keys)
+                crate::secret::shredder::destroy_keys(&self.keys, aggregate, keys)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(

@@ -19,7 +19,7 @@ use domain::secret::version::Lifecycle;
 use domain::timestamp::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::SecretHandler;
+use crate::secret::SecretHandler;
 use infra::clock::Clock;
 
 pub use domain::secret::version::{Due, DueTask as Task};

@@ -15,10 +15,10 @@ use domain::principal::{Actor, Principal};
 use domain::subject::{AggregateKind, OrderOp};
 use domain::timestamp::Timestamp;
 
-use crate::executor::{Aggregate, Executor, Step};
-use crate::handler::parse_body;
-use crate::intake::command_id;
-use crate::store::EventStore;
+use crate::shared::executor::{Aggregate, Executor, Step};
+use crate::shared::request::command_id;
+use crate::shared::request::parse_body;
+use crate::shared::store::EventStore;
 use infra::clock::Clock;
 use infra::protocol::{AcceptedReply, DeleteOrderRequest, PlaceOrderRequest};
 

@@ -15,10 +15,11 @@ use domain::secret::fields::SecretName;
 use domain::subject::{AggregateKind, ContainerOp};
 use domain::timestamp::Timestamp;
 
-use crate::executor::{Aggregate, Executor, Step};
-use crate::handler::{SecretHandler, parse_body};
-use crate::intake::{acl_change, command_id};
-use crate::store::EventStore;
+use crate::secret::SecretHandler;
+use crate::shared::executor::{Aggregate, Executor, Step};
+use crate::shared::request::parse_body;
+use crate::shared::request::{acl_change, command_id};
+use crate::shared::store::EventStore;
 use infra::clock::Clock;
 use infra::protocol::{
     AcceptedReply, ConsumerRequest, ContainerSecretRequest, CreateContainerRequest,

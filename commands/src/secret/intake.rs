@@ -3,11 +3,10 @@
 //! unchecked value or a plaintext.
 
 use domain::Rejection;
-use std::collections::BTreeSet;
 
-use domain::ids::{CommandId, KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
+use domain::ids::{CommandId, KeyId, ProjectId, SecretId, ServiceName, VersionId};
 use domain::principal::Principal;
-use domain::secret::acl::{AclChange, AclPatch, Conditions, HourWindow, MAX_ACL_USERS, Weekday};
+use domain::secret::acl::AclChange;
 use domain::secret::consumer::SecretConsumer;
 use domain::secret::fields::{
     Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
@@ -19,12 +18,13 @@ use domain::secret::{CreateSecret, DeleteMode, Presence, PutValue, SecretCommand
 use domain::timestamp::Timestamp;
 use uuid::Uuid;
 
+use crate::shared::request::{acl_change, command_id};
 use infra::envelope::{Envelope, WrappedKey};
 use infra::protocol::{
-    AclOperationRequest, ConditionsRequest, CreateSecretRequest, DeleteAclRequest,
-    DeleteMetadatumRequest, DeleteSecretRequest, MoveStageRequest, PutPayloadRequest,
-    PutValueRequest, RemoveTagsRequest, ReplaceMetadataRequest, SecretConsumerRequest,
-    SecretRequest, SetAclRequest, SetMetadatumRequest, SetTagsRequest,
+    CreateSecretRequest, DeleteAclRequest, DeleteMetadatumRequest, DeleteSecretRequest,
+    MoveStageRequest, PutPayloadRequest, PutValueRequest, RemoveTagsRequest,
+    ReplaceMetadataRequest, SecretConsumerRequest, SecretRequest, SetAclRequest,
+    SetMetadatumRequest, SetTagsRequest,
 };
 
 /// A command ready for the decider.
@@ -63,83 +63,11 @@ pub struct IntakeContext<'a> {
     pub envelope: &'a Envelope,
 }
 
-/// The command id given, or a fresh one.
-pub(crate) fn command_id(given: Option<&str>) -> Result<CommandId, Rejection> {
-    given.map_or_else(
-        || Ok(CommandId::from_uuid(Uuid::new_v4())),
-        CommandId::parse,
-    )
-}
-
 fn opt<T>(
     value: Option<&str>,
     parse: impl FnOnce(&str) -> Result<T, Rejection>,
 ) -> Result<Option<T>, Rejection> {
     value.map(parse).transpose()
-}
-
-fn acl_patch(read: &AclOperationRequest) -> Result<AclPatch, Rejection> {
-    let users = read
-        .users
-        .as_ref()
-        .map(|users| {
-            if users.len() > MAX_ACL_USERS {
-                return Err(Rejection::invalid(format!(
-                    "read.users lists {} users; at most {MAX_ACL_USERS} are allowed",
-                    users.len()
-                )));
-            }
-            users
-                .iter()
-                .map(|u| UserId::parse(u))
-                .collect::<Result<BTreeSet<_>, _>>()
-        })
-        .transpose()?;
-    Ok(AclPatch {
-        project_access: read.project_access,
-        users,
-        conditions: read.conditions.as_ref().map(conditions).transpose()?,
-    })
-}
-
-/// The ACL change a `*.acl.set` request asks for.
-pub(crate) fn acl_change(req: &SetAclRequest) -> Result<AclChange, Rejection> {
-    let patch = acl_patch(&req.read)?;
-    match req.mode.as_deref() {
-        None | Some("replace") => Ok(AclChange::Replace(patch)),
-        Some("merge") => Ok(AclChange::Merge(patch)),
-        Some(other) => Err(Rejection::invalid(format!(
-            "mode {other:?} is not valid: use replace (Barbican PUT) or merge (PATCH)"
-        ))),
-    }
-}
-
-fn conditions(c: &ConditionsRequest) -> Result<Conditions, Rejection> {
-    let weekdays = c
-        .weekdays
-        .as_ref()
-        .map(|days| {
-            let days = days
-                .iter()
-                .map(|d| Weekday::parse(d))
-                .collect::<Result<BTreeSet<_>, _>>()?;
-            if days.is_empty() {
-                return Err(Rejection::invalid(
-                    "weekdays is empty, which would allow no day at all; leave it out to allow \
-                     every day",
-                ));
-            }
-            Ok(days)
-        })
-        .transpose()?;
-    Ok(Conditions {
-        source_cidrs: Conditions::parse_cidrs(c.source_cidrs.iter().flatten().map(String::as_str))?,
-        utc_hours: c
-            .utc_hours
-            .map(|(from, to)| HourWindow::parse(from, to))
-            .transpose()?,
-        weekdays,
-    })
 }
 
 impl IntakeContext<'_> {
@@ -486,7 +414,8 @@ impl IntakeContext<'_> {
 mod tests {
     use super::*;
     use domain::ErrorCode;
-    use domain::ids::Role;
+    use domain::ids::{Role, UserId};
+    use domain::secret::acl::{HourWindow, MAX_ACL_USERS};
 
     fn with_context<T>(f: impl FnOnce(&IntakeContext<'_>) -> T) -> T {
         let envelope = Envelope::new(&[7; 32]);
