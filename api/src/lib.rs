@@ -45,6 +45,7 @@ pub mod costly;
 mod discovery;
 mod error;
 pub mod history;
+pub mod key_cache;
 mod metadata;
 pub mod microversion;
 mod negotiate;

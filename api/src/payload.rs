@@ -307,7 +307,7 @@ pub async fn decrypt(
         ciphertext: row.ciphertext,
     };
     let Some(wrapped) = state
-        .keys
+        .wrapped_keys
         .get(project, id, sealed.key_id)
         .await
         .map_err(domain::Rejection::from)?
@@ -331,6 +331,7 @@ pub async fn decrypt(
         .envelope
         .open(&sealed, &wrapped, project, id)
         .map_err(|e| {
+            state.wrapped_keys.forget(project, id, sealed.key_id);
             tracing::error!(secret = %id, error = %e, "a payload did not open");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         })

@@ -59,6 +59,8 @@ pub struct AppState {
     pub envelope: Arc<Envelope>,
     /// Wrapped data keys.
     pub keys: KeyStore,
+    /// The same, cached for payload reads.
+    pub wrapped_keys: crate::key_cache::KeyCache,
     /// JetStream, for reading history from the log.
     pub js: async_nats::jetstream::Context,
     /// Tells the commits keyledger wrote from foreign messages.

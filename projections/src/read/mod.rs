@@ -433,43 +433,71 @@ impl ReadModel {
 
     /// A secret with the sealed payload of one version, by id or by stage (`None`
     /// inside when there is no such version).
+    ///
+    /// The hot path of every payload read, so it is one statement: the checkpoint,
+    /// the secret's row and the payload's, read in SQLite's one implicit snapshot
+    /// (each further statement is a round trip to the connection's thread).
     pub async fn get_version(
         &self,
         id: SecretId,
         which: VersionSelector<'_>,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
-        self.with_secret(id, now, async |conn, secret| {
-            let (condition, value) = match which {
-                VersionSelector::Id(v) => ("p.version_id = ?3", v),
-                VersionSelector::Stage(s) => (
-                    "p.version_id = (SELECT g.version_id FROM secret_stages g WHERE \
-                         g.project = ?1 AND g.secret_id = ?2 AND g.stage = ?3)",
-                    s,
-                ),
-            };
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT p.version_id, p.key_id, p.content_type, p.nonce, p.ciphertext \
-                     FROM secret_payloads p WHERE p.project = ?1 AND p.secret_id = ?2 \
-                     AND {condition}"
-            )))
-            .bind(secret.project.as_str())
-            .bind(id.to_string())
-            .bind(value)
-            .fetch_optional(conn)
-            .await?
-            .map(|r| -> Result<PayloadRow, sqlx::Error> {
-                Ok(PayloadRow {
-                    version_id: parsed(&r, "version_id", VersionId::parse)?,
-                    key_id: parsed(&r, "key_id", KeyId::parse)?,
-                    content_type: parsed(&r, "content_type", ContentType::parse)?,
-                    nonce: r.try_get("nonce")?,
-                    ciphertext: r.try_get("ciphertext")?,
-                })
-            })
-            .transpose()
-        })
-        .await
+        let (condition, value) = match which {
+            VersionSelector::Id(v) => ("p.version_id = ?3", v),
+            VersionSelector::Stage(s) => (
+                "p.version_id = (SELECT g.version_id FROM secret_stages g WHERE \
+                 g.project = s.project AND g.secret_id = s.id AND g.stage = ?3)",
+                s,
+            ),
+        };
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SECRET_COLUMNS}, \
+             (SELECT c.seq FROM checkpoints c WHERE c.projection = ?1) AS applied_seq, \
+             p.version_id AS p_version_id, p.key_id AS p_key_id, \
+             p.content_type AS p_content_type, p.nonce AS p_nonce, \
+             p.ciphertext AS p_ciphertext \
+             FROM secrets s LEFT JOIN secret_payloads p ON p.project = s.project \
+             AND p.secret_id = s.id AND {condition} WHERE s.id = ?2"
+        )))
+        .bind(crate::apply::PROJECTION)
+        .bind(id.to_string())
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(r) = row else {
+            let seq = checkpoint(&mut conn).await?;
+            return Ok(Snapshot {
+                value: Lookup::Missing,
+                seq,
+            });
+        };
+        let seq: Option<i64> = r.try_get("applied_seq")?;
+        let seq = seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+        let payload = |r: &SqliteRow| -> Result<Option<PayloadRow>, sqlx::Error> {
+            let version: Option<String> = r.try_get("p_version_id")?;
+            if version.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(PayloadRow {
+                version_id: parsed(r, "p_version_id", VersionId::parse)?,
+                key_id: parsed(r, "p_key_id", KeyId::parse)?,
+                content_type: parsed(r, "p_content_type", ContentType::parse)?,
+                nonce: r.try_get("p_nonce")?,
+                ciphertext: r.try_get("p_ciphertext")?,
+            }))
+        };
+        let found = (
+            secret_row(&r)?,
+            r.try_get("expiration_ms")?,
+            r.try_get("status")?,
+        );
+        let value = match visible(Some(found), now) {
+            Lookup::Found(secret) => Lookup::Found((secret, payload(&r)?)),
+            other => other.map_never(),
+        };
+        Ok(Snapshot { value, seq })
     }
 
     /// A secret with one page of its versions, oldest first, and how many it has.
