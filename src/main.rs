@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The request path allocates for every request (headers, JSON, rows); mimalloc's
+/// per-thread free lists cost less there than glibc's malloc, which profiles of the
+/// payload read path showed at about 15% of the server's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose);

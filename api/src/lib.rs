@@ -79,7 +79,7 @@ use utoipa_axum::routes;
 pub use consistency::{MIN_SEQ, SEQ};
 pub use error::{ApiError, status_of};
 pub use server::{ServerLimits, default_max_connections};
-pub use state::{ApiConfig, AppState};
+pub use state::{ApiConfig, AppState, Shared};
 
 /// The routes and the OpenAPI document, both from the handlers' `#[utoipa::path]`
 /// annotations: every route is added here through `routes!`, which takes the method

@@ -46,9 +46,28 @@ impl Default for ApiConfig {
     }
 }
 
-/// Shared state of the API.
+/// Shared state of the API: one allocation, so the clone every handler's `State`
+/// extractor makes is one reference count, not a copy of each client inside.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state of an API over `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What the API's handlers share.
+pub struct Shared {
     /// Queries.
     pub read: ReadModel,
     /// Sends writes as commands over NATS.

@@ -228,7 +228,7 @@ pub async fn start_api(
         settings.config.access_mode,
         keys.commit.clone(),
     );
-    let state = AppState {
+    let state = AppState::new(api::Shared {
         read: ReadModel::new(pool, applied),
         commands: CommandClient::new(client, Duration::from_secs(10)),
         verifier: keys.verifier.clone(),
@@ -241,7 +241,7 @@ pub async fn start_api(
         costly: Arc::default(),
         clock,
         config: Arc::new(settings.config),
-    };
+    });
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| {
