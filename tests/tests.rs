@@ -28,5 +28,6 @@ mod nats_commands;
 mod nats_security;
 mod orders;
 mod projection;
+mod read_cache;
 mod robustness;
 mod tls_check;
