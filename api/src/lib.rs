@@ -81,6 +81,13 @@ pub use error::{ApiError, status_of};
 pub use server::{ServerLimits, default_max_connections};
 pub use state::{ApiConfig, AppState, Shared};
 
+/// The response bodies the CLI reads, as the API writes them.
+pub mod responses {
+    pub use crate::secret_versions::{SecretVersion, VersionList, VersionStored};
+    pub use crate::views::secret::{Secret, SecretList};
+    pub use crate::views::{Links, SecretRef};
+}
+
 /// The routes and the OpenAPI document, both from the handlers' `#[utoipa::path]`
 /// annotations: every route is added here through `routes!`, which takes the method
 /// and path from the annotation, so the document and the router cannot differ.

@@ -30,7 +30,7 @@ use crate::state::AppState;
 use crate::views::{base_url, secret_ref};
 
 /// A version of a secret's value.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SecretVersion {
     /// Its id.
     pub version_id: String,
@@ -43,7 +43,7 @@ pub struct SecretVersion {
 }
 
 /// A secret's versions.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VersionList {
     /// A page of the versions whose keys still exist, oldest first.
     pub versions: Vec<SecretVersion>,
@@ -55,7 +55,7 @@ pub struct VersionList {
 }
 
 /// A version just stored.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VersionStored {
     /// The secret's URL.
     pub secret_ref: String,

@@ -10,7 +10,7 @@ pub mod secret;
 use axum::http::HeaderMap;
 use axum::http::header::HOST;
 use domain::timestamp::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::state::AppState;
@@ -56,7 +56,7 @@ pub fn time(rfc3339: &str) -> String {
 
 /// The links of an offset-paged listing: `next` when rows follow the page, `previous`
 /// when rows precede it (and the page is not empty), as Barbican adds them.
-#[derive(Debug, Default, Serialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct Links {
     /// The next page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,7 +84,7 @@ impl Links {
 }
 
 /// A reference returned by a create or change: `{"<kind>_ref": url}`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SecretRef {
     /// The secret's URL.
     pub secret_ref: String,

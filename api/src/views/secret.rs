@@ -1,11 +1,12 @@
 //! Secrets as Barbican shows them, and their consumers.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use projections::read::{SecretConsumerRow, SecretRow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ACTIVE, Links, secret_ref, time};
@@ -63,14 +64,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Shape {
 }
 
 /// The content type a secret's payload is served in by default.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ContentTypes {
     /// `text/plain` or `application/octet-stream`.
     pub default: String,
 }
 
 /// A secret's metadata.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Secret {
     /// Its URL.
     pub secret_ref: String,
@@ -87,7 +88,7 @@ pub struct Secret {
     /// When it expires (UTC).
     pub expiration: Option<String>,
     /// Always `ACTIVE`: secrets that are gone are not shown.
-    pub status: &'static str,
+    pub status: Cow<'static, str>,
     /// When it was created (UTC).
     pub created: String,
     /// When it last changed (UTC).
@@ -124,7 +125,7 @@ impl Secret {
             bit_length: row.bit_length,
             mode: row.mode.clone(),
             expiration: row.expiration.as_deref().map(time),
-            status: ACTIVE,
+            status: Cow::Borrowed(ACTIVE),
             created: time(&row.created),
             updated: time(&row.updated),
             creator_id: row.creator.to_string(),
@@ -153,7 +154,7 @@ impl Secret {
 }
 
 /// A page of secrets.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SecretList {
     /// The page.
     pub secrets: Vec<Secret>,
@@ -165,7 +166,7 @@ pub struct SecretList {
 }
 
 /// A consumer as a secret lists it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConsumerOf {
     /// The service, e.g. `image`.
     pub service: String,

@@ -102,9 +102,9 @@ impl Create {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("?")
             .to_owned();
-        let created: Value = response.json().await?;
-        let reference = created["secret_ref"].as_str().unwrap_or_default();
-        println!("{}", secret_id(reference));
+        let created: api::responses::SecretRef = response.json().await?;
+        let reference = created.secret_ref;
+        println!("{}", secret_id(&reference));
         eprintln!("created {reference} (log sequence {seq})");
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! `keyledger secret list`.
 
 use anyhow::Result;
+use api::responses::SecretList;
 use clap::Args;
 use reqwest::Method;
 use serde_json::Value;
@@ -54,26 +55,24 @@ impl List {
         let response = api
             .send(api.request(Method::GET, "/v1/secrets").query(&query))
             .await?;
-        let value: Value = response.json().await?;
         if json {
+            // As the API wrote it, every field included.
+            let value: Value = response.json().await?;
             println!("{}", serde_json::to_string_pretty(&value)?);
             return Ok(());
         }
+        let page: SecretList = response.json().await?;
         println!("{:<36}  {:<12}  {:<27}  NAME", "ID", "TYPE", "CREATED");
-        for s in value["secrets"].as_array().into_iter().flatten() {
+        for s in &page.secrets {
             println!(
                 "{:<36}  {:<12}  {:<27}  {}",
-                secret_id(s["secret_ref"].as_str().unwrap_or_default()),
-                s["secret_type"].as_str().unwrap_or_default(),
-                s["created"].as_str().unwrap_or_default(),
-                s["name"].as_str().unwrap_or("-"),
+                secret_id(&s.secret_ref),
+                s.secret_type,
+                s.created,
+                s.name.as_deref().unwrap_or("-"),
             );
         }
-        eprintln!(
-            "{} of {} shown",
-            value["secrets"].as_array().map_or(0, Vec::len),
-            value["total"]
-        );
+        eprintln!("{} of {} shown", page.secrets.len(), page.total);
         Ok(())
     }
 }

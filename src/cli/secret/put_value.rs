@@ -66,8 +66,8 @@ impl PutValue {
                     .json(&body),
             )
             .await?;
-        let value: Value = response.json().await?;
-        println!("{}", value["version_id"].as_str().unwrap_or_default());
+        let stored: api::responses::VersionStored = response.json().await?;
+        println!("{}", stored.version_id.unwrap_or_default());
         Ok(())
     }
 }

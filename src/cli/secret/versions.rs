@@ -1,9 +1,9 @@
 //! `keyledger secret versions`.
 
 use anyhow::Result;
+use api::responses::VersionList;
 use clap::Args;
 use reqwest::Method;
-use serde_json::{Value, json};
 
 use crate::cli::ClientArgs;
 use crate::cli::http::{Api, secret_id};
@@ -30,7 +30,7 @@ impl Versions {
         let api = Api::new(&client);
         let id = secret_id(&secret);
         // Every page of them (a secret holds at most a few hundred).
-        let mut versions: Vec<Value> = Vec::new();
+        let mut versions = Vec::new();
         loop {
             let response = api
                 .send(
@@ -38,36 +38,33 @@ impl Versions {
                         .query(&[("limit", "100"), ("offset", &versions.len().to_string())]),
                 )
                 .await?;
-            let page: Value = response.json().await?;
-            let got = page["versions"].as_array().cloned().unwrap_or_default();
-            let total = page["total"].as_u64().unwrap_or_default();
-            let done = got.is_empty() || versions.len() + got.len() >= total as usize;
-            versions.extend(got);
+            let page: VersionList = response.json().await?;
+            let done = page.versions.is_empty()
+                || versions.len() + page.versions.len() >= page.total as usize;
+            versions.extend(page.versions);
             if done {
                 break;
             }
         }
         if json {
-            let value = json!({"versions": versions, "total": versions.len()});
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            let all = VersionList {
+                total: versions.len() as u64,
+                versions,
+                links: Default::default(),
+            };
+            println!("{}", serde_json::to_string_pretty(&all)?);
             return Ok(());
         }
         println!("{:<36}  {:<27}  STAGES", "VERSION", "CREATED");
         for v in &versions {
-            let stages: Vec<&str> = v["stages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
             println!(
                 "{:<36}  {:<27}  {}",
-                v["version_id"].as_str().unwrap_or_default(),
-                v["created"].as_str().unwrap_or_default(),
-                if stages.is_empty() {
+                v.version_id,
+                v.created,
+                if v.stages.is_empty() {
                     "(deprecated)".to_owned()
                 } else {
-                    stages.join(",")
+                    v.stages.join(",")
                 }
             );
         }
