@@ -289,111 +289,95 @@ impl OrderWorker {
         order: OrderId,
         spec: &OrderSpec,
     ) -> Result<Vec<Material>, OrderFailed> {
-        let bad = |reason: String| OrderFailed {
-            error_status_code: 400,
-            error_reason: reason,
+        let made = match spec.order_type {
+            OrderType::Key => vec![symmetric_key(spec)?],
+            OrderType::Asymmetric | OrderType::Certificate => self.key_pair(spec).await?,
         };
-        let attributes = |secret_type,
-                          algorithm: &str,
-                          bits: u32|
-         -> Result<Attributes, OrderFailed> {
-            Ok(Attributes {
-                name: spec.name.clone(),
-                secret_type,
-                algorithm: Some(Algorithm::parse(algorithm).map_err(|r| bad(r.message))?),
-                bit_length: Some(BitLength::parse(i64::from(bits)).map_err(|r| bad(r.message))?),
-                mode: spec.mode.clone(),
-                expiration: spec.expiration,
-                metadata: Default::default(),
+        self.seal_and_store(project, order, made).await
+    }
+
+    /// The key pair an asymmetric or certificate order asks for, with the certificate
+    /// and its chain from the CA for a certificate order, else the public key.
+    async fn key_pair(&self, spec: &OrderSpec) -> Result<Vec<Made>, OrderFailed> {
+        let key_spec = spec.key_pair().map_err(|why| match spec.order_type {
+            OrderType::Certificate => bad(format!("the CA {} cannot certify {why}", spec.ca)),
+            _ => bad(why.to_string()),
+        })?;
+        let dn = match &spec.subject_dn {
+            Some(dn) => Some(DistinguishedName::parse(dn).map_err(|e| bad(e.to_string()))?),
+            None => None,
+        };
+        let ca = match spec.order_type {
+            OrderType::Certificate => Some(self.cas.get(&spec.ca).cloned().ok_or_else(|| {
+                bad(format!(
+                    "meta.ca {:?} names no CA; the CAs are {}",
+                    spec.ca,
+                    self.cas.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?),
+            _ => None,
+        };
+        // RSA generation takes seconds: keep it off the async workers.
+        let key_pair = tokio::task::spawn_blocking(move || generate::key_pair(key_spec))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| OrderFailed {
+                error_status_code: 500,
+                error_reason: e,
+            })?;
+        let (algorithm, bits) = (spec.algorithm_as_named.as_str(), key_spec.bits());
+        // PEM text, stored as application/octet-stream as Barbican stores what its
+        // orders make: Castellan reads these payloads as bytes.
+        let pem = |role: &str, secret_type, text: String| -> Result<Made, OrderFailed> {
+            Ok(Made {
+                role: role.to_owned(),
+                attributes: attributes(spec, secret_type, algorithm, bits)?,
+                bytes: text.into_bytes(),
+                content_type: ContentType::OctetStream,
             })
         };
-        let mut items: Vec<(String, Attributes, Vec<u8>, ContentType)> = Vec::new();
-        match spec.order_type {
-            OrderType::Key => {
-                let bytes = spec
-                    .symmetric_key_bytes()
-                    .map_err(|why| bad(why.to_string()))?;
-                let key = generate::symmetric(bytes);
-                items.push((
-                    "secret".into(),
-                    attributes(
-                        SecretType::Symmetric,
-                        &spec.algorithm_as_named,
-                        spec.bit_length,
-                    )?,
-                    key.to_vec(),
-                    ContentType::OctetStream,
-                ));
-            }
-            OrderType::Asymmetric | OrderType::Certificate => {
-                let key_spec = spec.key_pair().map_err(|why| match spec.order_type {
-                    OrderType::Certificate => {
-                        bad(format!("the CA {} cannot certify {why}", spec.ca))
-                    }
-                    _ => bad(why.to_string()),
-                })?;
-                let dn = match &spec.subject_dn {
-                    Some(dn) => Some(DistinguishedName::parse(dn).map_err(|e| bad(e.to_string()))?),
-                    None => None,
-                };
-                let ca = match spec.order_type {
-                    OrderType::Certificate => {
-                        Some(self.cas.get(&spec.ca).cloned().ok_or_else(|| {
-                            bad(format!(
-                                "meta.ca {:?} names no CA; the CAs are {}",
-                                spec.ca,
-                                self.cas.keys().cloned().collect::<Vec<_>>().join(", ")
-                            ))
-                        })?)
-                    }
-                    _ => None,
-                };
-                // RSA generation takes seconds: keep it off the async workers.
-                let key_pair = tokio::task::spawn_blocking(move || generate::key_pair(key_spec))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-                    .map_err(|e| OrderFailed {
-                        error_status_code: 500,
-                        error_reason: e,
-                    })?;
-                let (algorithm, bits) = (spec.algorithm_as_named.as_str(), key_spec.bits());
-                // PEM text, stored as application/octet-stream as Barbican stores what
-                // its orders make: Castellan reads these payloads as bytes.
-                items.push((
-                    "private_key".into(),
-                    attributes(SecretType::Private, algorithm, bits)?,
-                    key_pair.serialize_pem().into_bytes(),
-                    ContentType::OctetStream,
-                ));
-                if let (Some(ca), Some(dn)) = (ca, dn) {
-                    let issued = self
-                        .issue(ca.as_ref(), spec, &dn, key_spec, &key_pair)
-                        .await?;
-                    items.push((
-                        "certificate".into(),
-                        attributes(SecretType::Certificate, algorithm, bits)?,
-                        issued.certificate.into_bytes(),
-                        ContentType::OctetStream,
-                    ));
-                    items.push((
-                        "intermediates".into(),
-                        attributes(SecretType::Certificate, algorithm, bits)?,
-                        issued.chain.into_bytes(),
-                        ContentType::OctetStream,
-                    ));
-                } else {
-                    items.push((
-                        "public_key".into(),
-                        attributes(SecretType::Public, algorithm, bits)?,
-                        key_pair.public_key_pem().into_bytes(),
-                        ContentType::OctetStream,
-                    ));
-                }
-            }
+        let mut made = vec![pem(
+            "private_key",
+            SecretType::Private,
+            key_pair.serialize_pem(),
+        )?];
+        if let (Some(ca), Some(dn)) = (ca, dn) {
+            let issued = self
+                .issue(ca.as_ref(), spec, &dn, key_spec, &key_pair)
+                .await?;
+            made.push(pem(
+                "certificate",
+                SecretType::Certificate,
+                issued.certificate,
+            )?);
+            made.push(pem("intermediates", SecretType::Certificate, issued.chain)?);
+        } else {
+            made.push(pem(
+                "public_key",
+                SecretType::Public,
+                key_pair.public_key_pem(),
+            )?);
         }
+        Ok(made)
+    }
+
+    /// Seals each thing made under a fresh data key and stores the wrapped key, before
+    /// any commit names it.
+    async fn seal_and_store(
+        &self,
+        project: &ProjectId,
+        order: OrderId,
+        made: Vec<Made>,
+    ) -> Result<Vec<Material>, OrderFailed> {
         let mut material = Vec::new();
-        for (role, attributes, bytes, content_type) in items {
+        for Made {
+            role,
+            attributes,
+            bytes,
+            content_type,
+        } in made
+        {
             let (secret_id, _) = secret_for(project, order, &role);
             let internal = |e: &dyn std::fmt::Display| OrderFailed {
                 error_status_code: 500,
@@ -594,6 +578,59 @@ impl OrderWorker {
             }
         }
     }
+}
+
+/// One thing an order makes, before it is sealed: its role in the order's container,
+/// its attributes and its bytes.
+struct Made {
+    role: String,
+    attributes: Attributes,
+    bytes: Vec<u8>,
+    content_type: ContentType,
+}
+
+/// An order refused for what it asks (400).
+fn bad(reason: String) -> OrderFailed {
+    OrderFailed {
+        error_status_code: 400,
+        error_reason: reason,
+    }
+}
+
+/// The attributes of a secret an order makes.
+fn attributes(
+    spec: &OrderSpec,
+    secret_type: SecretType,
+    algorithm: &str,
+    bits: u32,
+) -> Result<Attributes, OrderFailed> {
+    Ok(Attributes {
+        name: spec.name.clone(),
+        secret_type,
+        algorithm: Some(Algorithm::parse(algorithm).map_err(|r| bad(r.message))?),
+        bit_length: Some(BitLength::parse(i64::from(bits)).map_err(|r| bad(r.message))?),
+        mode: spec.mode.clone(),
+        expiration: spec.expiration,
+        metadata: Default::default(),
+    })
+}
+
+/// The symmetric key a key order asks for.
+fn symmetric_key(spec: &OrderSpec) -> Result<Made, OrderFailed> {
+    let bytes = spec
+        .symmetric_key_bytes()
+        .map_err(|why| bad(why.to_string()))?;
+    Ok(Made {
+        role: "secret".into(),
+        attributes: attributes(
+            spec,
+            SecretType::Symmetric,
+            &spec.algorithm_as_named,
+            spec.bit_length,
+        )?,
+        bytes: generate::symmetric(bytes).to_vec(),
+        content_type: ContentType::OctetStream,
+    })
 }
 
 /// Why the worker stopped following orders, to start again.
