@@ -307,6 +307,50 @@ pub struct RequestEnv {
     pub now: Timestamp,
 }
 
+/// The roles that let a member of an object's project do `action` on an object of
+/// `kind` that is shared with the project (project access on) and that they did not
+/// create, weakest first; admins, who reach every object, are left out.
+pub fn shared_roles(action: Action, kind: Kind) -> Vec<ProjectRole> {
+    WEAKEST_FIRST
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                action.reach(*r, kind),
+                Some(Reach::Shared | Reach::OwnOrShared)
+            )
+        })
+        .collect()
+}
+
+/// The roles that let the creator of an object of `kind` do `action` on it whatever
+/// its ACL says, weakest first; admins are left out.
+pub fn creator_roles(action: Action, kind: Kind) -> Vec<ProjectRole> {
+    WEAKEST_FIRST
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                action.reach(*r, kind),
+                Some(Reach::Own | Reach::OwnOrShared)
+            )
+        })
+        .collect()
+}
+
+/// The roles, admins left out, that reach no object of `kind` in their project
+/// through project access, not even its metadata, weakest first.
+pub fn unshared_roles(kind: Kind) -> Vec<ProjectRole> {
+    WEAKEST_FIRST
+        .into_iter()
+        .filter(|r| *r != Admin && Action::ReadSecret.reach(*r, kind).is_none())
+        .collect()
+}
+
+/// The roles with which a user on an object's ACL, from any project, may do
+/// `action`, weakest first.
+pub fn acl_roles(action: Action) -> Vec<ProjectRole> {
+    action.acl_roles()
+}
+
 /// Allows `action` on `target`, or says why not. Deny by default: every grant below is
 /// explicit.
 pub fn authorize(
@@ -715,6 +759,30 @@ mod tests {
     }
 
     const ID: &str = "00000000-0000-0000-0000-000000000007";
+
+    /// What the audit CLI tells an auditor about who could read a secret comes from
+    /// these; they must say what `authorize` decides.
+    #[test]
+    fn the_role_lists_match_the_table_above() {
+        use ProjectRole::*;
+        assert_eq!(
+            shared_roles(Action::ReadPayload, Kind::Secret),
+            [Observer, Member, Creator]
+        );
+        assert_eq!(
+            shared_roles(Action::ReadSecret, Kind::Secret),
+            [Audit, Observer, Member, Creator]
+        );
+        assert_eq!(
+            creator_roles(Action::ReadPayload, Kind::Secret),
+            [Member, Creator]
+        );
+        assert_eq!(unshared_roles(Kind::Secret), [Reader]);
+        assert_eq!(
+            acl_roles(Action::ReadPayload),
+            [Reader, Observer, Member, Creator, Admin]
+        );
+    }
 
     #[test]
     fn creating_names_the_roles_that_would_allow_it() {

@@ -5,11 +5,46 @@ use std::collections::BTreeMap;
 
 use domain::container::{ContainerEvent, ContainerState};
 use domain::order::{OrderEvent, OrderState};
+use domain::policy::{self, Action, acl_roles, creator_roles, shared_roles, unshared_roles};
+use domain::roles::{ProjectRole, either};
 use domain::secret::{SecretEvent, SecretState};
 use domain::subject::AggregateKind;
 use domain::timestamp::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// The roles each rule of the access policy names, in words, read from the policy
+/// itself so that what an auditor is told is what the policy decides.
+struct RoleWords {
+    /// Who reads the payload of a secret shared with the project.
+    payload: String,
+    /// Who reads only the metadata of a secret shared with the project.
+    metadata_only: String,
+    /// Who reads nothing of the project's through project access.
+    nothing: String,
+    /// With which roles a secret's creator reads it whatever its ACL says.
+    creator: String,
+    /// With which roles a user on the ACL reads the payload.
+    on_acl: String,
+}
+
+impl RoleWords {
+    fn of_policy() -> Self {
+        let payload = shared_roles(Action::ReadPayload, policy::Kind::Secret);
+        let metadata_only: Vec<ProjectRole> =
+            shared_roles(Action::ReadSecret, policy::Kind::Secret)
+                .into_iter()
+                .filter(|r| !payload.contains(r))
+                .collect();
+        Self {
+            payload: either(&payload),
+            metadata_only: either(&metadata_only),
+            nothing: either(&unshared_roles(policy::Kind::Secret)),
+            creator: either(&creator_roles(Action::ReadPayload, policy::Kind::Secret)),
+            on_acl: either(&acl_roles(Action::ReadPayload)),
+        }
+    }
+}
 
 /// The aggregates replayed so far, by (project, id).
 #[derive(Default)]
@@ -184,6 +219,7 @@ impl Replay {
     /// Roles come from the identity provider's tokens, not the log, so those are
     /// stated per role rather than decided.
     pub fn readable_by(&self, user: &str, at: Option<Timestamp>) -> Value {
+        let words = RoleWords::of_policy();
         let mut named = Vec::new();
         let mut by_project: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
         for (project, id, s) in self.live_at(at) {
@@ -197,19 +233,22 @@ impl Replay {
                 named.push(json!({"secret": id, "project": project, "name": name, "why": "its creator: metadata and payload"}));
             }
             if s.acl.users.iter().any(|u| u.as_str() == user) {
-                named.push(json!({"secret": id, "project": project, "name": name, "why": "on its ACL: metadata with any role; the payload with role reader, observer, member, creator or admin", "conditions": s.acl.conditions}));
+                named.push(json!({"secret": id, "project": project, "name": name, "why": format!("on its ACL: metadata with any role; the payload with role {}", words.on_acl), "conditions": s.acl.conditions}));
             }
         }
         let by_role: Vec<Value> = by_project
             .into_iter()
             .map(|(project, (all, shared))| {
-                json!({
-                    "project": project,
-                    "as admin": all,
-                    "as observer, member or creator": shared,
-                    "as audit (metadata only)": shared,
-                    "as reader": [],
-                })
+                let mut entry = serde_json::Map::new();
+                entry.insert("project".into(), json!(project));
+                entry.insert("as admin".into(), json!(all));
+                entry.insert(format!("as {}", words.payload), json!(shared));
+                entry.insert(
+                    format!("as {} (metadata only)", words.metadata_only),
+                    json!(shared),
+                );
+                entry.insert(format!("as {}", words.nothing), json!([]));
+                Value::Object(entry)
             })
             .collect();
         json!({
@@ -240,16 +279,17 @@ impl Replay {
             }));
         }
         let expired = s.attributes.expiration.map(|e| e.at().to_rfc3339());
+        let words = RoleWords::of_policy();
         let mut rules = vec![
             json!({"who": format!("admins of project {project}"), "reads": "metadata and payload"}),
-            json!({"who": format!("{} (its creator, with role member or creator)", s.creator), "reads": "metadata and payload"}),
+            json!({"who": format!("{} (its creator, with role {})", s.creator, words.creator), "reads": "metadata and payload"}),
         ];
         if s.acl.project_access {
-            rules.push(json!({"who": format!("users of project {project} with role observer, member or creator"), "reads": "metadata and payload", "conditions": s.acl.conditions}));
-            rules.push(json!({"who": format!("users of project {project} with role audit"), "reads": "metadata", "conditions": s.acl.conditions}));
+            rules.push(json!({"who": format!("users of project {project} with role {}", words.payload), "reads": "metadata and payload", "conditions": s.acl.conditions}));
+            rules.push(json!({"who": format!("users of project {project} with role {}", words.metadata_only), "reads": "metadata", "conditions": s.acl.conditions}));
         }
         for user in &s.acl.users {
-            rules.push(json!({"who": format!("{user} (on the ACL, any project)"), "reads": "metadata; the payload with role reader, observer, member, creator or admin", "conditions": s.acl.conditions}));
+            rules.push(json!({"who": format!("{user} (on the ACL, any project)"), "reads": format!("metadata; the payload with role {}", words.on_acl), "conditions": s.acl.conditions}));
         }
         Some(json!({
             "secret": id,
