@@ -27,7 +27,7 @@ use infra::protocol::{
 };
 
 /// The Container aggregate, for the command loop.
-pub struct ContainerAggregate;
+pub(crate) struct ContainerAggregate;
 
 impl Aggregate for ContainerAggregate {
     type State = ContainerState;
@@ -202,7 +202,7 @@ impl ContainerHandler {
     }
 
     /// Runs a container command as keyledger's own `actor` (the order worker).
-    pub async fn run_as(
+    pub(crate) async fn run_as(
         &self,
         actor: &Actor,
         project: ProjectId,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::protocol::{AUTHORIZATION, AcceptedReply, decode_reply};
 
 /// How long one attempt of a command waits for its reply before it is sent again.
-pub const ATTEMPT: Duration = Duration::from_secs(2);
+pub(crate) const ATTEMPT: Duration = Duration::from_secs(2);
 
 /// Sends commands and reads replies.
 #[derive(Debug, Clone)]

@@ -186,11 +186,6 @@ impl Envelope {
         Ok(Self::new(&key))
     }
 
-    /// The loaded KEK's id.
-    pub fn kek_id(&self) -> &str {
-        &self.kek_id
-    }
-
     /// Seals `plaintext` as version `version_id` of `secret` under a fresh DEK with id
     /// `key_id`. Returns what goes into the log and the wrapped DEK for the key store.
     pub fn seal(
@@ -362,6 +357,6 @@ mod tests {
             b.open(&sealed, &wrapped, &p, s),
             Err(CryptoError::WrongKek { .. })
         ));
-        assert_ne!(a.kek_id(), b.kek_id());
+        assert_ne!(a.kek_id, b.kek_id);
     }
 }

@@ -33,11 +33,11 @@ use crate::identity::Verifier;
 use crate::keyfile::{self, KeyFileError};
 
 /// The subject nats-server sends authorization requests on.
-pub const CALLOUT_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
+pub(crate) const CALLOUT_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 /// The account admitted clients are placed in.
-pub const CLIENTS_ACCOUNT: &str = "CLIENTS";
+pub(crate) const CLIENTS_ACCOUNT: &str = "CLIENTS";
 /// The subjects an admitted client may publish: commands only.
-pub const CLIENT_PUBLISH: &str = "keyledger.cmd.>";
+pub(crate) const CLIENT_PUBLISH: &str = "keyledger.cmd.>";
 
 /// The inbox prefix of `user` in `project`: the only subjects that principal's NATS
 /// connections may subscribe to (`<prefix>.>`). `_INBOX_` and the first 32 hex digits

@@ -38,7 +38,7 @@ pub fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T,
 }
 
 /// An optional struct: `null` or absent is `None`, else an object.
-pub fn optional_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+pub(crate) fn optional_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(
     d: D,
 ) -> Result<Option<T>, D::Error> {
     match Value::deserialize(d)? {

@@ -550,7 +550,7 @@ pub fn encode_reply(result: &Result<AcceptedReply, Rejection>) -> Vec<u8> {
 
 /// Why a reply body is not a reply.
 #[derive(Debug, thiserror::Error)]
-pub enum MalformedReply {
+pub(crate) enum MalformedReply {
     /// Not the reply's JSON shape.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
@@ -560,7 +560,9 @@ pub enum MalformedReply {
 }
 
 /// Parses a reply body.
-pub fn decode_reply(bytes: &[u8]) -> Result<Result<AcceptedReply, Rejection>, MalformedReply> {
+pub(crate) fn decode_reply(
+    bytes: &[u8],
+) -> Result<Result<AcceptedReply, Rejection>, MalformedReply> {
     let wire: WireReply = serde_json::from_slice(bytes)?;
     match (wire.ok, wire.accepted, wire.error) {
         (true, Some(a), _) => Ok(Ok(a)),

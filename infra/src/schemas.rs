@@ -17,7 +17,7 @@ pub const PRINTABLE: &str = "keyledger:printable";
 pub const VISIBLE: &str = "keyledger:visible";
 
 /// A metadata key: [`domain::secret::fields::MetadataKey::parse`]'s rule.
-pub const METADATA_KEY: &str = "^[A-Za-z0-9._-]{1,255}$";
+pub(crate) const METADATA_KEY: &str = "^[A-Za-z0-9._-]{1,255}$";
 
 fn text(min: usize, max: usize, pattern: &str) -> ObjectBuilder {
     ObjectBuilder::new()

@@ -40,9 +40,9 @@ pub const AUDITOR_USER: &str = "auditor";
 /// File (in the data directory) holding the auditor's password.
 pub const AUDITOR_PASSWORD_FILE: &str = "nats-auditor.key";
 /// The user the auth callout connects as.
-pub const CALLOUT_USER: &str = "auth";
+pub(crate) const CALLOUT_USER: &str = "auth";
 /// File (in the data directory) holding the callout user's password.
-pub const CALLOUT_PASSWORD_FILE: &str = "nats-auth.key";
+pub(crate) const CALLOUT_PASSWORD_FILE: &str = "nats-auth.key";
 /// File (in the data directory) holding the callout's account seed.
 pub const CALLOUT_ISSUER_FILE: &str = "nats-callout.key";
 

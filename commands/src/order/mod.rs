@@ -23,7 +23,7 @@ use infra::clock::Clock;
 use infra::protocol::{AcceptedReply, DeleteOrderRequest, PlaceOrderRequest};
 
 /// The Order aggregate, for the command loop.
-pub struct OrderAggregate;
+pub(crate) struct OrderAggregate;
 
 impl Aggregate for OrderAggregate {
     type State = OrderState;

@@ -29,7 +29,7 @@ use infra::protocol::{
 
 /// A command ready for the decider.
 #[derive(Debug)]
-pub struct Intake {
+pub(crate) struct Intake {
     /// The idempotency key.
     pub command_id: CommandId,
     /// The project that owns the secret.
@@ -44,7 +44,7 @@ pub struct Intake {
 
 /// A fresh data key, wrapped, waiting to be stored in the key store.
 #[derive(Debug)]
-pub struct DataKey {
+pub(crate) struct DataKey {
     /// Its id, named by the sealed payload.
     pub id: KeyId,
     /// The key, wrapped by the KEK.
@@ -52,7 +52,7 @@ pub struct DataKey {
 }
 
 /// What intake needs besides the request.
-pub struct IntakeContext<'a> {
+pub(crate) struct IntakeContext<'a> {
     /// The caller.
     pub principal: &'a Principal,
     /// The current time.
@@ -153,7 +153,7 @@ impl IntakeContext<'_> {
     }
 
     /// `secret.payload.put`.
-    pub fn put_payload(&self, req: &PutPayloadRequest) -> Result<Intake, Rejection> {
+    pub(crate) fn put_payload(&self, req: &PutPayloadRequest) -> Result<Intake, Rejection> {
         let command_id = command_id(req.command_id.as_deref())?;
         let project = self.project(req.project.as_deref())?;
         let secret = SecretId::parse(&req.id)?;
@@ -180,7 +180,7 @@ impl IntakeContext<'_> {
     }
 
     /// `secret.metadata.set`.
-    pub fn set_metadatum(&self, req: &SetMetadatumRequest) -> Result<Intake, Rejection> {
+    pub(crate) fn set_metadatum(&self, req: &SetMetadatumRequest) -> Result<Intake, Rejection> {
         Ok(Intake {
             command_id: command_id(req.command_id.as_deref())?,
             project: self.project(req.project.as_deref())?,
@@ -263,7 +263,10 @@ impl IntakeContext<'_> {
     }
 
     /// `secret.metadata.delete`.
-    pub fn delete_metadatum(&self, req: &DeleteMetadatumRequest) -> Result<Intake, Rejection> {
+    pub(crate) fn delete_metadatum(
+        &self,
+        req: &DeleteMetadatumRequest,
+    ) -> Result<Intake, Rejection> {
         let command = SecretCommand::DeleteMetadatum(MetadataKey::parse(&req.key)?);
         self.on_secret(
             req.command_id.as_deref(),
@@ -274,7 +277,10 @@ impl IntakeContext<'_> {
     }
 
     /// `secret.metadata.replace`.
-    pub fn replace_metadata(&self, req: &ReplaceMetadataRequest) -> Result<Intake, Rejection> {
+    pub(crate) fn replace_metadata(
+        &self,
+        req: &ReplaceMetadataRequest,
+    ) -> Result<Intake, Rejection> {
         let metadata = parse_metadata(req.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let command = SecretCommand::ReplaceMetadata(metadata);
         self.on_secret(
@@ -297,7 +303,7 @@ impl IntakeContext<'_> {
     }
 
     /// `secret.tags.remove`.
-    pub fn remove_tags(&self, req: &RemoveTagsRequest) -> Result<Intake, Rejection> {
+    pub(crate) fn remove_tags(&self, req: &RemoveTagsRequest) -> Result<Intake, Rejection> {
         let keys = req
             .keys
             .iter()
@@ -400,7 +406,7 @@ impl IntakeContext<'_> {
     }
 
     /// `secret.acl.delete`.
-    pub fn delete_acl(&self, req: &DeleteAclRequest) -> Result<Intake, Rejection> {
+    pub(crate) fn delete_acl(&self, req: &DeleteAclRequest) -> Result<Intake, Rejection> {
         self.on_secret(
             req.command_id.as_deref(),
             req.project.as_deref(),

@@ -29,7 +29,7 @@ use infra::protocol::AcceptedReply;
 use intake::{Intake, IntakeContext};
 
 /// The Secret aggregate, for the command loop.
-pub struct SecretAggregate;
+pub(crate) struct SecretAggregate;
 
 impl Aggregate for SecretAggregate {
     type State = SecretState;
@@ -159,7 +159,7 @@ impl SecretHandler {
 
     /// Runs one of keyledger's own tasks (the scheduler's) on a secret. `command_id`
     /// is derived from the task, so replicas running the same task write it once.
-    pub async fn run_task(
+    pub(crate) async fn run_task(
         &self,
         project: ProjectId,
         secret: SecretId,
@@ -172,7 +172,7 @@ impl SecretHandler {
 
     /// Runs a command already parsed (and any payload already sealed, its data key
     /// stored) as `actor`: keyledger's own tasks.
-    pub async fn run_as(
+    pub(crate) async fn run_as(
         &self,
         actor: &Actor,
         project: ProjectId,

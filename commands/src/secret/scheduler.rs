@@ -35,9 +35,6 @@ pub trait DueSource: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Due>, crate::SourceError>> + Send;
 }
 
-/// How often the scheduler looks for due work by default.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
-
 /// Batch size of one pass, per kind of task.
 const BATCH: u32 = 256;
 

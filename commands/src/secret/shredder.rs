@@ -22,7 +22,7 @@ use infra::keystore::{KeyStore, KeyStoreError};
 pub const CONSUMER: &str = "keyledger-key-shredder";
 
 /// Destroys `keys` of the secret `aggregate`.
-pub async fn destroy_keys(
+pub(crate) async fn destroy_keys(
     keys: &KeyStore,
     aggregate: &AggregateRef,
     ids: &[KeyId],

@@ -34,7 +34,7 @@ pub trait Aggregate: Send + Sync + 'static {
 }
 
 /// One command going through the loop.
-pub trait Step<A: Aggregate>: Send {
+pub(crate) trait Step<A: Aggregate>: Send {
     /// Whether the caller may send this command to the aggregate in `state` at all.
     /// Checked before anything else: a caller the policy refuses learns nothing, not
     /// even that the command was applied already.
@@ -95,7 +95,7 @@ pub struct Written<E> {
 type Slot<S> = Arc<Mutex<Option<Loaded<S>>>>;
 
 /// Runs commands on one aggregate kind.
-pub struct Executor<A: Aggregate> {
+pub(crate) struct Executor<A: Aggregate> {
     store: Arc<EventStore>,
     clock: Clock,
     cache: Cache<String, Slot<A::State>>,

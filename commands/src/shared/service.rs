@@ -27,7 +27,7 @@ use infra::identity::Verifier;
 use infra::protocol::{AUTHORIZATION, AcceptedReply, encode_reply};
 
 /// The queue group command handlers join.
-pub const QUEUE_GROUP: &str = "keyledger-commands";
+pub(crate) const QUEUE_GROUP: &str = "keyledger-commands";
 
 /// Why the service stopped.
 #[derive(Debug, thiserror::Error)]
@@ -232,7 +232,7 @@ fn panicked(name: &str, cause: Box<dyn std::any::Any + Send>) -> Rejection {
 
 /// Whether `subject` can be a reply: an inbox or a cross-account response subject, and
 /// nothing a stream, the key store or the JetStream API listens on.
-pub fn is_reply_subject(subject: &str) -> bool {
+pub(crate) fn is_reply_subject(subject: &str) -> bool {
     let Some((first, rest)) = subject.split_once('.') else {
         return false;
     };

@@ -280,7 +280,7 @@ impl EventStore {
     }
 
     /// The commit stored at `seq`, if keyledger wrote it.
-    pub async fn commit_at<E: EventCodec>(
+    pub(crate) async fn commit_at<E: EventCodec>(
         &self,
         seq: u64,
     ) -> Result<Option<Commit<E>>, StoreError> {

@@ -18,7 +18,7 @@ use crate::keyfile::{self, KeyFileError};
 /// File name of the development token-signing key inside the data directory.
 pub const TOKEN_KEY_FILE: &str = "token-hs256.key";
 /// Issuer of development tokens.
-pub const DEV_ISSUER: &str = "keyledger-dev";
+pub(crate) const DEV_ISSUER: &str = "keyledger-dev";
 
 #[derive(Serialize)]
 struct IssuedClaims<'a> {

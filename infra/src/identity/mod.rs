@@ -25,7 +25,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-pub use dev::{DEV_ISSUER, Issuer, TOKEN_KEY_FILE, dev_keys, dev_keys_from_secret};
+use dev::DEV_ISSUER;
+pub use dev::{Issuer, TOKEN_KEY_FILE, dev_keys, dev_keys_from_secret};
 pub use trust::{IdentityProvider, TrustConfig, TrustError};
 
 /// The default audience: tokens must name keyledger.
