@@ -72,7 +72,9 @@ async fn a_cached_key_never_serves_a_deleted_expired_or_unshared_secret() {
     assert!(!body.contains("cache-canary"), "{body}");
 
     // Read, then deleted: not found at the deletion's sequence.
-    let deleted = t.create_text(&alice, "deleted", "cache-canary-delete").await;
+    let deleted = t
+        .create_text(&alice, "deleted", "cache-canary-delete")
+        .await;
     assert_eq!(
         read_at(&t, &deleted, &alice, "0").await,
         (200, "cache-canary-delete".to_owned())
