@@ -129,3 +129,85 @@ async fn a_cached_key_never_serves_a_deleted_expired_or_unshared_secret() {
     assert!(!body.contains("cache-canary"), "{body}");
     t.stop().await;
 }
+
+/// An API whose read model lags (here: a frozen copy) still shows a secret after it
+/// was deleted. Its cache must not open the payload from a key the deletion destroyed:
+/// the commit goes by on NATS and the cache forgets the secret's keys, so the read
+/// finds the key gone, as it would without a cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_replica_does_not_open_a_shredded_payload_from_its_cache() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "shredded", "cache-canary-lag").await;
+    assert_eq!(read_at(&t, &id, &alice, "0").await.0, 200);
+
+    // A second API over a copy of the read model that no projector updates.
+    let frozen = tempfile::tempdir().unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = t
+            .dir
+            .path()
+            .join(format!("{}{suffix}", keyledger::stack::READ_MODEL_FILE));
+        if from.exists() {
+            std::fs::copy(
+                &from,
+                frozen
+                    .path()
+                    .join(format!("{}{suffix}", keyledger::stack::READ_MODEL_FILE)),
+            )
+            .unwrap();
+        }
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (addr, _task) = keyledger::stack::start_api(
+        &t.stack.service_url,
+        &projections::db::sqlite_url(&frozen.path().join(keyledger::stack::READ_MODEL_FILE)),
+        &t.stack.keys,
+        t.config.api.clone(),
+        None,
+        t.config.clock.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let lagging = |path: String| {
+        t.http
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(&alice)
+            .header("Accept", "text/plain")
+            .send()
+    };
+    let payload = format!("/v1/secrets/{id}/payload");
+    let warm = lagging(payload.clone()).await.unwrap();
+    assert_eq!(warm.status(), 200);
+    assert_eq!(warm.text().await.unwrap(), "cache-canary-lag");
+
+    let deleted = t
+        .http
+        .delete(t.url(&format!("/v1/secrets/{id}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    // The commit reaches the lagging API's cache within moments; from then on its
+    // reads find the key destroyed.
+    let refused = crate::support::eventually(
+        "the lagging API to stop serving the shredded payload",
+        Duration::from_secs(5),
+        || async {
+            let response = lagging(payload.clone()).await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            (status != 200).then_some((status, body))
+        },
+    )
+    .await;
+    assert_eq!(refused.0, 404, "{}", refused.1);
+    assert!(!refused.1.contains("cache-canary"), "{}", refused.1);
+    // And it stays refused: the key is not cached again.
+    let again = lagging(payload).await.unwrap();
+    assert_eq!(again.status(), 404);
+    shutdown.cancel();
+    t.stop().await;
+}

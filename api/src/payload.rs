@@ -331,7 +331,7 @@ pub async fn decrypt(
         .envelope
         .open(&sealed, &wrapped, project, id)
         .map_err(|e| {
-            state.wrapped_keys.forget(project, id, sealed.key_id);
+            state.wrapped_keys.forget(project, id);
             tracing::error!(secret = %id, error = %e, "a payload did not open");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         })

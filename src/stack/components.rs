@@ -230,11 +230,16 @@ pub async fn start_api(
     );
     let state = AppState::new(api::Shared {
         read: ReadModel::new(pool, applied),
-        commands: CommandClient::new(client, Duration::from_secs(10)),
+        commands: CommandClient::new(client.clone(), Duration::from_secs(10)),
         verifier: keys.verifier.clone(),
         envelope: keys.envelope.clone(),
         keys: KeyStore::new(keys_bucket.clone()),
-        wrapped_keys: api::key_cache::KeyCache::new(KeyStore::new(keys_bucket)),
+        wrapped_keys: api::key_cache::KeyCache::start(
+            KeyStore::new(keys_bucket),
+            client.clone(),
+            shutdown.clone(),
+        )
+        .await?,
         js,
         commit_key: keys.commit.clone(),
         access_log,

@@ -229,18 +229,26 @@ impl<A: Aggregate> Executor<A> {
                     });
                 }
                 AppendOutcome::Duplicate(seq) => {
-                    *cached = None;
                     let earlier = self.store.commit_at::<A::Event>(seq).await?;
-                    if let Some(earlier) = earlier
-                        && &earlier.body.aggregate == aggregate
-                        && &earlier.body.id == command_id
-                    {
-                        return Ok(done(seq, earlier.body.version));
+                    let here = earlier.is_some_and(|earlier| {
+                        &earlier.body.aggregate == aggregate && &earlier.body.id == command_id
+                    });
+                    if !here {
+                        *cached = None;
+                        return Err(Rejection::conflict(format!(
+                            "command_id {command_id} was already used for another command in \
+                             the last few minutes; send a new command_id"
+                        )));
                     }
-                    return Err(Rejection::conflict(format!(
-                        "command_id {command_id} was already used for another command in the \
-                         last few minutes; send a new command_id"
-                    )));
+                    // JetStream's duplicate window knew the id on this aggregate: this
+                    // command landed already (its ack lost), or another request reuses
+                    // the id. (A clustered stream reports the duplicate before the
+                    // expected sequence, so a create that assumed its aggregate empty
+                    // lands here too.) Read the aggregate and go round: the
+                    // applied-command check tells the same caller's same command from
+                    // anyone else's.
+                    *cached = Some(self.store.load(&subject, A::evolve).await?);
+                    fresh = true;
                 }
                 AppendOutcome::WrongLastSequence => {
                     // Another writer got in first; or this very command landed and only
