@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::ids::{KeyId, ProjectId, SecretId};
-use domain::subject::{AggregateKind, events_filter};
+use domain::subject::{AggregateKind, events_filter, parse_aggregate_subject};
 use futures::StreamExt as _;
 use infra::envelope::WrappedKey;
 use infra::keystore::{KeyStore, KeyStoreError};
@@ -136,13 +136,12 @@ impl KeyCache {
     }
 }
 
-/// The secret a commit's subject, `keyledger.events.<project>.secret.<id>`, names.
+/// The secret a commit's subject names.
 fn secret_of(subject: &str) -> Option<Name> {
-    let mut parts = subject.rsplitn(3, '.');
-    let id = SecretId::parse(parts.next()?).ok()?;
-    let _kind = parts.next()?;
-    let project = parts.next()?.rsplit('.').next()?;
-    Some((ProjectId::parse(project).ok()?, id))
+    match parse_aggregate_subject(subject)? {
+        (project, AggregateKind::Secret, id) => Some((project, SecretId::parse(id).ok()?)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -290,6 +290,24 @@ pub fn aggregate_subject(project: &ProjectId, kind: AggregateKind, id: &str) -> 
     format!("keyledger.events.{project}.{kind}.{id}")
 }
 
+/// The project, kind and id an aggregate's subject names (the inverse of
+/// [`aggregate_subject`]); `None` for any other subject.
+pub fn parse_aggregate_subject(subject: &str) -> Option<(ProjectId, AggregateKind, &str)> {
+    let rest = subject.strip_prefix("keyledger.events.")?;
+    let mut parts = rest.splitn(3, '.');
+    let project = ProjectId::parse(parts.next()?).ok()?;
+    let kind = match parts.next()? {
+        "secret" => AggregateKind::Secret,
+        "container" => AggregateKind::Container,
+        "order" => AggregateKind::Order,
+        _ => return None,
+    };
+    let id = parts
+        .next()
+        .filter(|id| !id.is_empty() && !id.contains('.'))?;
+    Some((project, kind, id))
+}
+
 /// A filter over the event stream, `keyledger.events.<project>.<kind>.<id>`, with `*`
 /// for each part that is `None`. The parts must be subject tokens (no `.`).
 pub fn events_filter(
@@ -335,6 +353,19 @@ mod tests {
             checkpoint_subject("KEYLEDGER"),
             "keyledger.checkpoints.KEYLEDGER"
         );
+    }
+
+    #[test]
+    fn an_aggregate_subject_parses_back_to_what_made_it() {
+        let p1 = ProjectId::parse("p1").unwrap();
+        let subject = aggregate_subject(&p1, AggregateKind::Order, "x-1");
+        assert_eq!(
+            parse_aggregate_subject(&subject),
+            Some((p1, AggregateKind::Order, "x-1"))
+        );
+        assert_eq!(parse_aggregate_subject("keyledger.events.p1.secret"), None);
+        assert_eq!(parse_aggregate_subject("keyledger.events.p1.key.x"), None);
+        assert_eq!(parse_aggregate_subject("keyledger.cmd.secret.create"), None);
     }
 
     #[test]

@@ -228,18 +228,15 @@ pub async fn start_api(
         settings.config.access_mode,
         keys.commit.clone(),
     );
+    let keys_store = KeyStore::new(keys_bucket);
     let state = AppState::new(api::Shared {
         read: ReadModel::new(pool, applied),
         commands: CommandClient::new(client.clone(), Duration::from_secs(10)),
         verifier: keys.verifier.clone(),
         envelope: keys.envelope.clone(),
-        keys: KeyStore::new(keys_bucket.clone()),
-        wrapped_keys: api::key_cache::KeyCache::start(
-            KeyStore::new(keys_bucket),
-            client.clone(),
-            shutdown.clone(),
-        )
-        .await?,
+        keys: keys_store.clone(),
+        wrapped_keys: api::key_cache::KeyCache::start(keys_store, client.clone(), shutdown.clone())
+            .await?,
         js,
         commit_key: keys.commit.clone(),
         access_log,

@@ -27,16 +27,25 @@ impl From<sqlx::Error> for ReadError {
     }
 }
 
+/// The error of a column whose value does not decode into what the projector writes
+/// there: the mark of a corrupt row, whatever the column holds.
+pub(crate) fn bad_column(
+    column: &str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.into(),
+        source: Box::new(e),
+    }
+}
+
 impl ReadError {
     /// A column whose text does not parse as what the projector writes there.
     pub(crate) fn malformed(
         column: &str,
         e: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self::Corrupt(sqlx::Error::ColumnDecode {
-            index: column.into(),
-            source: Box::new(e),
-        })
+        Self::Corrupt(bad_column(column, e))
     }
 
     /// Whether retrying may help.

@@ -16,6 +16,8 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use error::bad_column;
+
 use crate::apply::checkpoint;
 
 mod containers;
@@ -230,12 +232,8 @@ pub(crate) fn acl_times_of(r: &SqliteRow) -> Result<Option<AclTimes>, sqlx::Erro
 fn consumers_of(r: &SqliteRow) -> Result<Vec<SecretConsumerRow>, sqlx::Error> {
     let text: Option<String> = r.try_get("consumers")?;
     let mut rows: Vec<(String, String, String, String)> =
-        serde_json::from_str(text.as_deref().unwrap_or("[]")).map_err(|e| {
-            sqlx::Error::ColumnDecode {
-                index: "consumers".into(),
-                source: Box::new(e),
-            }
-        })?;
+        serde_json::from_str(text.as_deref().unwrap_or("[]"))
+            .map_err(|e| bad_column("consumers", e))?;
     rows.sort();
     Ok(rows
         .into_iter()
@@ -257,10 +255,7 @@ pub(crate) fn acl_of(r: &SqliteRow) -> Result<Acl, sqlx::Error> {
         None => Ok(Acl::default()),
         // A row whose ACL does not parse is refused rather than read as the default,
         // which could widen access.
-        Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::ColumnDecode {
-            index: "acl".into(),
-            source: Box::new(e),
-        }),
+        Some(json) => serde_json::from_str(&json).map_err(|e| bad_column("acl", e)),
     }
 }
 
@@ -275,10 +270,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let text: String = r.try_get(column)?;
-    parse(&text).map_err(|e| sqlx::Error::ColumnDecode {
-        index: column.into(),
-        source: Box::new(e),
-    })
+    parse(&text).map_err(|e| bad_column(column, e))
 }
 
 /// [`parsed`] for a nullable column.
@@ -291,13 +283,8 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let text: Option<String> = r.try_get(column)?;
-    text.map(|t| {
-        parse(&t).map_err(|e| sqlx::Error::ColumnDecode {
-            index: column.into(),
-            source: Box::new(e),
-        })
-    })
-    .transpose()
+    text.map(|t| parse(&t).map_err(|e| bad_column(column, e)))
+        .transpose()
 }
 
 pub(crate) fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
@@ -320,12 +307,8 @@ pub(crate) fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
         owning_service: parsed_opt(r, "owning_service", ServiceName::parse)?,
         reference: r.try_get("reference")?,
         purge_at: r.try_get("purge_at")?,
-        tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).map_err(|e| {
-            sqlx::Error::ColumnDecode {
-                index: "tags".into(),
-                source: Box::new(e),
-            }
-        })?,
+        tags: serde_json::from_str(&r.try_get::<String, _>("tags")?)
+            .map_err(|e| bad_column("tags", e))?,
         version_count: r.try_get("version_count")?,
         acl_set: acl_times_of(r)?,
         consumers: consumers_of(r)?,
