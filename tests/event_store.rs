@@ -22,7 +22,7 @@ use crate::support::{TestStack, raw_command};
 
 /// A command handler as a separate process would have it: its own connection, store
 /// and cache.
-async fn handler(t: &TestStack) -> (Arc<EventStore>, Arc<SecretHandler>) {
+pub(crate) async fn handler(t: &TestStack) -> (Arc<EventStore>, Arc<SecretHandler>) {
     let js = jetstream::new(t.service_nats().await);
     let store = Arc::new(
         EventStore::open(
@@ -33,7 +33,7 @@ async fn handler(t: &TestStack) -> (Arc<EventStore>, Arc<SecretHandler>) {
         .await
         .unwrap(),
     );
-    let keys = KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap());
+    let keys = KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap(), js.clone());
     let handler = SecretHandler::new(
         store.clone(),
         keys,
@@ -49,7 +49,7 @@ fn store_key(t: &TestStack) -> &domain::commit::CommitKey {
     &t.stack.keys.commit
 }
 
-fn alice() -> Principal {
+pub(crate) fn alice() -> Principal {
     Principal {
         user: UserId::parse("alice").unwrap(),
         project: ProjectId::parse("p1").unwrap(),
@@ -58,7 +58,7 @@ fn alice() -> Principal {
     }
 }
 
-fn body(v: serde_json::Value) -> Vec<u8> {
+pub(crate) fn body(v: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 

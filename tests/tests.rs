@@ -19,6 +19,7 @@ mod docs;
 mod event_store;
 mod external_clients;
 mod forged_commits;
+mod group_commit;
 mod hostile_requests;
 mod http_api;
 mod identity;

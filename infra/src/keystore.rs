@@ -6,9 +6,11 @@
 //! be opened by anyone, even with the KEK and a copy of the data directory
 //! (crypto-shredding; `tests/lifecycle.rs` searches the files to prove it).
 
+use async_nats::jetstream::Context;
 use async_nats::jetstream::kv::{self, Operation};
 use domain::ids::{KeyId, ProjectId, SecretId};
 
+use crate::batch::{Batcher, Write};
 use crate::envelope::WrappedKey;
 
 /// Why the key store could not answer.
@@ -34,6 +36,9 @@ fn unavailable(e: impl std::fmt::Display) -> KeyStoreError {
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     kv: kv::Store,
+    /// Stores keys, grouping those stored together into one atomic batch: the key
+    /// puts of concurrent creates share their fsyncs.
+    writer: Batcher,
 }
 
 fn entry_name(project: &ProjectId, secret: SecretId, key: KeyId) -> String {
@@ -41,9 +46,12 @@ fn entry_name(project: &ProjectId, secret: SecretId, key: KeyId) -> String {
 }
 
 impl KeyStore {
-    /// A key store over the bucket `kv`.
-    pub fn new(kv: kv::Store) -> Self {
-        Self { kv }
+    /// A key store over the bucket `kv`, writing through `js`.
+    pub fn new(kv: kv::Store, js: Context) -> Self {
+        Self {
+            kv,
+            writer: Batcher::new(js),
+        }
     }
 
     /// Stores a wrapped key. Must complete before the commit that references it.
@@ -55,8 +63,13 @@ impl KeyStore {
         wrapped: &WrappedKey,
     ) -> Result<(), KeyStoreError> {
         let value = serde_json::to_vec(wrapped).map_err(unavailable)?;
-        self.kv
-            .put(entry_name(project, secret, key), value.into())
+        let write = Write {
+            subject: format!("{}{}", self.kv.prefix, entry_name(project, secret, key)),
+            headers: async_nats::HeaderMap::new(),
+            payload: value.into(),
+        };
+        self.writer
+            .write(write)
             .await
             .map(|_| ())
             .map_err(unavailable)

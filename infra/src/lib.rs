@@ -8,11 +8,12 @@
 //!   wrapped by the KEK), [`keystore`] (wrapped keys in NATS KV);
 //! - who is calling: [`identity`] (tokens) and [`nats_auth`] (NATS clients admitted
 //!   by them);
-//! - NATS: [`nats`] connections, the managed nats-server ([`server`]), the log's
+//! - NATS: [`nats`] connections, group commit ([`batch`]), the managed nats-server ([`server`]), the log's
 //!   streams ([`log`]) and reading them ([`audit`]);
 //! - the [`clock`].
 
 pub mod audit;
+pub mod batch;
 pub mod client;
 pub mod clock;
 pub mod envelope;

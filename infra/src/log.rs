@@ -99,7 +99,31 @@ pub fn stream_config(settings: &LogSettings) -> stream::Config {
         deny_purge: true,
         allow_rollup: false,
         allow_direct: true,
+        allow_atomic_publish: true,
         ..Default::default()
+    }
+}
+
+/// Lets a stream created before group commit take atomic batches ([`crate::batch`]).
+/// Without it writes still work, one message at a time, so a refusal (say, an account
+/// that may not edit streams) is only logged.
+async fn allow_atomic_batches(js: &Context, stream: &stream::Stream) {
+    let config = &stream.cached_info().config;
+    if config.allow_atomic_publish {
+        return;
+    }
+    let name = config.name.clone();
+    let wanted = stream::Config {
+        allow_atomic_publish: true,
+        ..config.clone()
+    };
+    match js.update_stream(wanted).await {
+        Ok(_) => tracing::info!(stream = %name, "the stream now takes atomic batches"),
+        Err(e) => tracing::warn!(
+            stream = %name,
+            error = %e,
+            "could not let the stream take atomic batches; writes go out one at a time"
+        ),
     }
 }
 
@@ -145,6 +169,7 @@ pub async fn ensure_event_stream(
         });
     }
     check_format(&stream, &settings.stream).await?;
+    allow_atomic_batches(js, &stream).await;
     Ok(stream)
 }
 
@@ -172,6 +197,7 @@ async fn check_format(stream: &stream::Stream, name: &str) -> Result<(), SetupEr
 /// stream is what a KV bucket's is, so the KV API works on it.
 pub async fn ensure_key_bucket(js: &Context, replicas: usize) -> Result<kv::Store, SetupError> {
     if let Ok(store) = js.get_key_value(KEY_BUCKET).await {
+        allow_atomic_batches(js, &store.stream).await;
         return Ok(store);
     }
     let config = async_nats::jetstream::stream::Config {
@@ -185,6 +211,7 @@ pub async fn ensure_key_bucket(js: &Context, replicas: usize) -> Result<kv::Stor
         deny_delete: false,
         deny_purge: false,
         allow_direct: true,
+        allow_atomic_publish: true,
         discard: async_nats::jetstream::stream::DiscardPolicy::New,
         ..Default::default()
     };

@@ -1,7 +1,8 @@
 //! `keyledger bench`: drives a running keyledger and reports throughput and latency.
 //!
 //! Phase 1: N NATS clients (one connection each) send `secret.create` commands with a
-//! small payload, each waiting for its reply, for the given duration. Phase 2: M HTTP
+//! small payload for the given duration, each keeping `--in-flight` commands in flight
+//! (1: each waits for its reply before sending the next). Phase 2: M HTTP
 //! clients read the payloads of those secrets (`GET /v1/secrets/{id}/payload`).
 
 use std::sync::Arc;
@@ -26,12 +27,24 @@ pub struct BenchArgs {
     /// Base URL of the HTTP API.
     #[arg(long, env = "KEYLEDGER_URL", default_value = "http://127.0.0.1:9311")]
     url: String,
-    /// Bearer token (see `keyledger token issue`).
-    #[arg(long, env = "KEYLEDGER_TOKEN", hide_env_values = true)]
-    token: String,
+    /// Bearer token (see `keyledger token issue`); several (`--token a --token b`, or
+    /// comma-separated in the variable) are used in turn by the NATS clients.
+    #[arg(
+        long,
+        env = "KEYLEDGER_TOKEN",
+        hide_env_values = true,
+        value_delimiter = ',',
+        required = true
+    )]
+    token: Vec<String>,
     /// Concurrent NATS clients creating secrets.
     #[arg(long, default_value_t = 8)]
     nats_clients: usize,
+    /// Commands each NATS client keeps in flight (pipelined on its connection). The
+    /// command service admits at most 64 in flight per caller (user in project), so
+    /// beyond that use more tokens (one per `--token`).
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
     /// Concurrent HTTP clients reading payloads.
     #[arg(long, default_value_t = 8)]
     http_clients: usize,
@@ -47,7 +60,9 @@ struct Outcome {
     latencies: Histogram<u64>,
     errors: u64,
     first_error: Option<String>,
-    created: Vec<(String, u64)>,
+    /// Each created secret: its id, its commit's sequence and the token (index) that
+    /// created it, which phase 2 reads it with.
+    created: Vec<(String, u64, usize)>,
 }
 
 impl Outcome {
@@ -108,8 +123,9 @@ impl Outcome {
 pub async fn run(args: BenchArgs) -> Result<()> {
     let payload = "x".repeat(args.payload_bytes.max(1));
     println!(
-        "keyledger bench: {} NATS clients creating secrets ({} B payloads), then {} HTTP clients reading payloads, {:?} each",
+        "keyledger bench: {} NATS clients creating secrets ({} in flight each, {} B payloads), then {} HTTP clients reading payloads, {:?} each",
         args.nats_clients,
+        args.in_flight.max(1),
         payload.len(),
         args.http_clients,
         args.duration
@@ -119,32 +135,35 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut workers = Vec::new();
-    for _ in 0..args.nats_clients.max(1) {
+    for n in 0..args.nats_clients.max(1) {
+        let which = n % args.token.len();
+        let token = args.token[which].clone();
         let nats =
-            infra::nats::connect_as_client(&args.nats_url, "keyledger-bench", &args.token).await?;
-        let client = CommandClient::new(nats, Duration::from_secs(10));
-        let token = args.token.clone();
-        let payload = payload.clone();
-        workers.push(tokio::spawn(async move {
-            let mut outcome = Outcome::new();
-            while Instant::now() < deadline {
-                let request = CreateSecretRequest {
-                    name: Some("bench".into()),
-                    payload: Some(PayloadField::from(payload.clone())),
-                    payload_content_type: Some("text/plain".into()),
-                    ..Default::default()
-                };
-                let t = Instant::now();
-                match client.send(command::SECRET_CREATE, &token, &request).await {
-                    Ok(a) => {
-                        outcome.record(t, Ok(()));
-                        outcome.created.push((a.id, a.seq));
+            infra::nats::connect_as_client(&args.nats_url, "keyledger-bench", &token).await?;
+        let client = Arc::new(CommandClient::new(nats, Duration::from_secs(10)));
+        for _ in 0..args.in_flight.max(1) {
+            let (client, token, payload) = (client.clone(), token.clone(), payload.clone());
+            workers.push(tokio::spawn(async move {
+                let mut outcome = Outcome::new();
+                while Instant::now() < deadline {
+                    let request = CreateSecretRequest {
+                        name: Some("bench".into()),
+                        payload: Some(PayloadField::from(payload.clone())),
+                        payload_content_type: Some("text/plain".into()),
+                        ..Default::default()
+                    };
+                    let t = Instant::now();
+                    match client.send(command::SECRET_CREATE, &token, &request).await {
+                        Ok(a) => {
+                            outcome.record(t, Ok(()));
+                            outcome.created.push((a.id, a.seq, which));
+                        }
+                        Err(e) => outcome.record(t, Err(e.message)),
                     }
-                    Err(e) => outcome.record(t, Err(e.message)),
                 }
-            }
-            outcome
-        }));
+                outcome
+            }));
+        }
     }
     let mut commands = Outcome::new();
     for w in workers {
@@ -152,7 +171,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     commands.report(
         "commands (NATS secret.create)",
-        args.nats_clients,
+        args.nats_clients * args.in_flight.max(1),
         started.elapsed(),
     );
     if commands.created.is_empty() {
@@ -160,17 +179,30 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
 
     // Phase 2: payload reads over HTTP, after the read model shows every create.
-    let last_seq = commands.created.iter().map(|(_, s)| *s).max().unwrap_or(0);
-    let ids: Arc<Vec<String>> = Arc::new(commands.created.into_iter().map(|(id, _)| id).collect());
+    let last_seq = commands
+        .created
+        .iter()
+        .map(|(_, s, _)| *s)
+        .max()
+        .unwrap_or(0);
+    let ids: Arc<Vec<(String, usize)>> = Arc::new(
+        commands
+            .created
+            .into_iter()
+            .map(|(id, _, token)| (id, token))
+            .collect(),
+    );
     let http = reqwest::Client::new();
     let warm = http
-        .get(format!("{}/v1/secrets/{}/payload", args.url, ids[0]))
-        .bearer_auth(&args.token)
+        .get(format!("{}/v1/secrets/{}/payload", args.url, ids[0].0))
+        .bearer_auth(&args.token[ids[0].1])
         .header(api::MIN_SEQ, last_seq)
         .send()
         .await?;
     if !warm.status().is_success() {
-        bail!("reading a created secret failed: {}", warm.status());
+        let status = warm.status();
+        let body = warm.text().await.unwrap_or_default();
+        bail!("reading a created secret failed: {status}: {body}");
     }
     let started = Instant::now();
     let deadline = started + args.duration;
@@ -179,17 +211,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         let client = reqwest::Client::new();
         let ids = ids.clone();
         let url = args.url.clone();
-        let token = args.token.clone();
+        let tokens = args.token.clone();
         workers.push(tokio::spawn(async move {
             let mut outcome = Outcome::new();
             let mut i = worker;
             while Instant::now() < deadline {
-                let id = &ids[i % ids.len()];
+                let (id, token) = &ids[i % ids.len()];
+                let token = &tokens[*token];
                 i += 7;
                 let t = Instant::now();
                 let result = client
                     .get(format!("{url}/v1/secrets/{id}/payload"))
-                    .bearer_auth(&token)
+                    .bearer_auth(token)
                     .send()
                     .await;
                 let result = match result {

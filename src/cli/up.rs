@@ -72,6 +72,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .checkpoints
         .settings(&args.data.data_dir, &args.log.stream);
     let mut stack = Stack::start(StackConfig {
+        commands: true,
         data_dir: args.data.data_dir.clone(),
         nats,
         api: args.payload.api_settings(

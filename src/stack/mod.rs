@@ -44,6 +44,10 @@ pub struct StackConfig {
     pub log: LogSettings,
     /// The command handler.
     pub handler: HandlerConfig,
+    /// Whether the command service (with the scheduler, key shredder, order worker
+    /// and checkpointer) runs in this process; `false` when it runs elsewhere, as
+    /// `keyledger serve commands`.
+    pub commands: bool,
     /// How often the lifecycle scheduler looks for due work.
     pub scheduler_interval: Duration,
     /// The order worker.
@@ -151,23 +155,25 @@ impl Stack {
         let checkpoint_public_key =
             commands::log::checkpoints::load_signer(&checkpoints)?.public_key();
         let database_url = default_database_url(&data_dir);
-        tasks.extend(
-            start_commands(
-                &service_url,
-                &keys,
-                &config.log,
-                CommandSettings {
-                    handler: config.handler.clone(),
-                    database_url: database_url.clone(),
-                    scheduler_interval: config.scheduler_interval,
-                    orders: config.orders.clone(),
-                    checkpoints,
-                },
-                config.clock.clone(),
-                shutdown.clone(),
-            )
-            .await?,
-        );
+        if config.commands {
+            tasks.extend(
+                start_commands(
+                    &service_url,
+                    &keys,
+                    &config.log,
+                    CommandSettings {
+                        handler: config.handler.clone(),
+                        database_url: database_url.clone(),
+                        scheduler_interval: config.scheduler_interval,
+                        orders: config.orders.clone(),
+                        checkpoints,
+                    },
+                    config.clock.clone(),
+                    shutdown.clone(),
+                )
+                .await?,
+            );
+        }
         let (applied, projector) = start_projector(
             &service_url,
             &database_url,

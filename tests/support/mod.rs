@@ -83,6 +83,7 @@ pub fn config(dir: &TempDir) -> StackConfig {
         },
         log: LogSettings::default(),
         handler: HandlerConfig::default(),
+        commands: true,
         scheduler_interval: std::time::Duration::from_millis(100),
         orders: Default::default(),
         checkpoints: Some(CheckpointSettings {

@@ -1,7 +1,9 @@
 //! The event store: one JetStream message per commit, on the aggregate's own subject.
 //!
 //! - **Atomic commands**: a commit holds every event one command produced, so a command
-//!   is one publish, with no reliance on batch publish.
+//!   is one message. Commits of concurrent commands (on other aggregates) share one
+//!   atomic batch and its fsyncs ([`infra::batch`]); a batch refused as a whole goes
+//!   out again one commit at a time, so each command gets its own answer.
 //! - **Optimistic concurrency**: every append sets `Nats-Expected-Last-Subject-Sequence`
 //!   to the sequence of the aggregate's last commit (0: the aggregate must not exist).
 //! - **Idempotency**: `Nats-Msg-Id` is the project and the command id, so JetStream
@@ -18,8 +20,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::jetstream::Context;
-use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use domain::chain::{Broken, Head, Judged, judge};
 use domain::commit::{Commit, CommitKey, Digest, EventCodec};
@@ -27,6 +27,7 @@ use domain::ids::{CommandId, ProjectId};
 use domain::principal::Actor;
 use serde::{Deserialize, Serialize};
 
+use infra::batch::{Batcher, Write, WriteError};
 use infra::log::{LogSettings, SetupError, ensure_event_stream};
 
 /// Where an accepted command landed: its stream sequence and the aggregate version.
@@ -158,6 +159,7 @@ pub struct EventStore {
     stream: Stream,
     key: CommitKey,
     messages_read: AtomicU64,
+    writer: Batcher,
 }
 
 /// The `Nats-Msg-Id` of a command: JetStream's duplicate window spans the stream, so
@@ -175,6 +177,7 @@ impl EventStore {
     ) -> Result<Self, SetupError> {
         let stream = ensure_event_stream(&js, settings).await?;
         Ok(Self {
+            writer: Batcher::new(js.clone()),
             js,
             stream,
             key,
@@ -191,6 +194,11 @@ impl EventStore {
     /// with the commits of the aggregates loaded, never with the stream).
     pub fn messages_read(&self) -> u64 {
         self.messages_read.load(Ordering::Relaxed)
+    }
+
+    /// What the commit writer has done so far: batches, refusals, single writes.
+    pub fn writer_stats(&self) -> infra::batch::BatchStats {
+        self.writer.stats()
     }
 
     /// Loads an aggregate: folds every commit on `subject`, in order, read in batches
@@ -252,28 +260,31 @@ impl EventStore {
         commit: &Commit<E>,
         expected_last_seq: u64,
     ) -> Result<AppendOutcome, StoreError> {
-        let subject = commit.body.aggregate.subject();
-        let message = PublishMessage::build()
-            .payload(commit.to_bytes().into())
-            .message_id(message_id(&commit.body.aggregate.project, &commit.body.id))
-            .expected_last_subject_sequence(expected_last_seq);
-        // A publish whose ack is lost is retried once: JetStream deduplicates it by
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            message_id(&commit.body.aggregate.project, &commit.body.id).as_str(),
+        );
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected_last_seq.to_string().as_str(),
+        );
+        let write = Write {
+            subject: commit.body.aggregate.subject(),
+            headers,
+            payload: commit.to_bytes().into(),
+        };
+        // A write whose ack is lost is retried once: JetStream deduplicates it by
         // command id (Duplicate), or reports the commit as the subject's last
         // (WrongLastSequence, which the caller resolves by command id).
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let ack = match self.js.send_publish(subject.clone(), message.clone()).await {
-                Ok(pending) => pending.await,
-                Err(e) => Err(e),
-            };
-            return match ack {
-                Ok(ack) if ack.duplicate => Ok(AppendOutcome::Duplicate(ack.sequence)),
-                Ok(ack) => Ok(AppendOutcome::Appended(ack.sequence)),
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    Ok(AppendOutcome::WrongLastSequence)
-                }
-                Err(e) if e.kind() == PublishErrorKind::TimedOut && attempts < 2 => continue,
+            return match self.writer.write(write.clone()).await {
+                Ok(stored) if stored.duplicate => Ok(AppendOutcome::Duplicate(stored.seq)),
+                Ok(stored) => Ok(AppendOutcome::Appended(stored.seq)),
+                Err(WriteError::WrongLastSequence) => Ok(AppendOutcome::WrongLastSequence),
+                Err(WriteError::TimedOut) if attempts < 2 => continue,
                 Err(e) => Err(unavailable(e)),
             };
         }
