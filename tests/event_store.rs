@@ -33,7 +33,7 @@ pub(crate) async fn handler(t: &TestStack) -> (Arc<EventStore>, Arc<SecretHandle
         .await
         .unwrap(),
     );
-    let keys = KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap(), js.clone());
+    let keys = KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap());
     let handler = SecretHandler::new(
         store.clone(),
         keys,

@@ -74,7 +74,7 @@ impl TestStack {
     /// The key store, as keyledger's components see it.
     async fn key_store(&self) -> KeyStore {
         let js = async_nats::jetstream::new(self.service_nats().await);
-        KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap(), js.clone())
+        KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap())
     }
 
     /// The data keys the log says secret `id`'s versions were sealed under.

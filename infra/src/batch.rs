@@ -12,14 +12,25 @@
 //! out, the next one gathers, so under light load a write waits for nothing but its
 //! own publish, and under heavy load rounds grow until batches carry them.
 //!
-//! A batch is all or nothing, with each message's headers (the expected last subject
-//! sequence, the message id) checked against the stream as it was before the batch.
-//! When the server refuses a batch (one stale expectation, one duplicate message id,
-//! the batch limits), nothing of it was stored, so its writes go out again one by one
-//! and each gets its own answer. When the commit's answer is lost, whether the batch
-//! was stored is unknown: every write in it is answered [`WriteError::TimedOut`] and its
-//! caller decides (the event store retries with the same message id and expectation,
-//! which cannot store a commit twice).
+//! Each message's headers (the expected last subject sequence, the message id) are
+//! checked against the stream as it was before the batch. When the server refuses a
+//! batch (one stale expectation, one duplicate message id, the batch limits), nothing
+//! of it was stored, so its writes go out again one by one and each gets its own
+//! answer; so do they when the batch could not even be sent. When the commit's answer
+//! is lost, whether (or how much of) the batch was stored is unknown (a server out of
+//! storage can store part of one without answering): every write in it is answered
+//! [`WriteError::TimedOut`] and its caller decides. The event store retries with the
+//! same message id and expectation, which cannot store a commit twice.
+//!
+//! Only the event log is written this way. Data keys are not: nats-server stages a
+//! batch's messages in files of their own before committing it and removes them
+//! without overwriting, which would leave copies of wrapped keys that crypto-shredding
+//! cannot erase.
+//!
+//! Atomic batches need nats-server 2.12; an older server ignores the batch headers and
+//! stores each message on its own, so against one the writer never batches (and if a
+//! commit's answer does not name its batch, it stops batching and answers "timed
+//! out": the writes may be stored, one by one).
 //!
 //! A round never holds two writes to one subject: only the first write per subject in
 //! a batch may carry an expectation, so a second one waits for the next round.
@@ -125,13 +136,19 @@ pub struct Batcher {
 
 impl Batcher {
     /// A writer publishing through `js`, for a stream that allows atomic publishes.
-    /// (If it does not, every write goes out on its own.)
+    /// (If it does not, or the server predates them, every write goes out on its own.)
     pub fn new(js: Context) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
+        let atomic = takes_atomic_batches(&js.client().server_info().version);
+        if !atomic {
+            tracing::warn!(
+                "nats-server predates atomic batches (2.12); writing one message at a time"
+            );
+        }
         let writer = Writer {
             js,
-            atomic: true,
+            atomic,
             counters: counters.clone(),
         };
         tokio::spawn(writer.run(pending));
@@ -173,12 +190,24 @@ struct BatchAck {
     count: usize,
 }
 
+/// Whether a nats-server of `version` (e.g. "2.15.1") takes atomic batches.
+fn takes_atomic_batches(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+    matches!(
+        (parts.next().flatten(), parts.next().flatten()),
+        (Some(major), Some(minor)) if (major, minor) >= (2, 12)
+    )
+}
+
 /// What became of a batch.
 enum Committed {
     /// Stored; the last message at this sequence (a batch's messages are contiguous).
     At(u64),
-    /// Refused with nothing stored: each write can go out on its own.
-    Refused(ErrorCode),
+    /// Refused, or not sent whole, with nothing stored: each write can go out on its
+    /// own. The server's error code, if it refused.
+    Refused(Option<ErrorCode>),
+    /// The server answered as if it did not know atomic batches.
+    Ignored,
     /// Unknown.
     Lost(WriteError),
 }
@@ -221,19 +250,33 @@ impl Writer {
         let n = round.len() as u64;
         match committed {
             Committed::At(last) => {
+                let Some(first) = (last + 1).checked_sub(n) else {
+                    let error = WriteError::Failed(format!(
+                        "JetStream acknowledged a batch of {n} ending at sequence {last}"
+                    ));
+                    return answer_all(round, &error);
+                };
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
                 self.counters.batched_writes.fetch_add(n, Ordering::Relaxed);
-                for (i, pending) in (0u64..).zip(round) {
+                for (seq, pending) in (first..).zip(round) {
                     let stored = Stored {
-                        seq: last - (n - 1 - i),
+                        seq,
                         duplicate: false,
                     };
                     let _ = pending.answer.send(Ok(stored));
                 }
             }
+            Committed::Ignored => {
+                tracing::warn!(
+                    "nats-server ignored an atomic batch (a server before 2.12?); writing one \
+                     message at a time"
+                );
+                self.atomic = false;
+                answer_all(round, &WriteError::TimedOut);
+            }
             Committed::Refused(code) => {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                if code == ErrorCode::ATOMIC_PUBLISH_DISABLED {
+                if code == Some(ErrorCode::ATOMIC_PUBLISH_DISABLED) {
                     tracing::warn!(
                         "the stream does not allow atomic publishes; writing one message at a time"
                     );
@@ -241,11 +284,7 @@ impl Writer {
                 }
                 self.each(round).await;
             }
-            Committed::Lost(error) => {
-                for pending in round {
-                    let _ = pending.answer.send(Err(error.clone()));
-                }
-            }
+            Committed::Lost(error) => answer_all(round, &error),
         }
     }
 
@@ -271,8 +310,11 @@ impl Writer {
                 )
                 .await
             {
-                // Nothing was committed: the server drops the batch once it goes idle.
-                return Committed::Lost(WriteError::Failed(e.to_string()));
+                // Nothing was committed (the server drops the batch once it goes idle):
+                // the writes go out one by one, and one that cannot be sent (too large)
+                // fails alone.
+                tracing::debug!(error = %e, "a batch could not be sent");
+                return Committed::Refused(None);
             }
         }
         let mut commit = headers(&last.write, round.len());
@@ -289,16 +331,21 @@ impl Writer {
             Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
                 return Committed::Lost(WriteError::TimedOut);
             }
+            // Nothing took the commit, so nothing was stored.
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Committed::Refused(None);
+            }
             Err(e) => return Committed::Lost(WriteError::Failed(e.to_string())),
         };
         match serde_json::from_slice::<Response<BatchAck>>(&reply.payload) {
             Ok(Response::Ok(ack)) if ack.batch == id && ack.count == round.len() => {
                 Committed::At(ack.sequence)
             }
+            Ok(Response::Ok(ack)) if ack.batch.is_empty() => Committed::Ignored,
             Ok(Response::Ok(_)) => Committed::Lost(WriteError::Failed(
                 "JetStream acknowledged another batch than the one committed".into(),
             )),
-            Ok(Response::Err { error }) => Committed::Refused(error.error_code()),
+            Ok(Response::Err { error }) => Committed::Refused(Some(error.error_code())),
             Err(e) => Committed::Lost(WriteError::Failed(format!(
                 "JetStream's answer to a batch commit is not an acknowledgement: {e}"
             ))),
@@ -328,17 +375,31 @@ impl Writer {
                     seq: ack.sequence,
                     duplicate: ack.duplicate,
                 }),
-                Err(e) => Err(match e.kind() {
-                    PublishErrorKind::WrongLastSequence => WriteError::WrongLastSequence,
-                    PublishErrorKind::TimedOut => WriteError::TimedOut,
-                    _ => WriteError::Failed(e.to_string()),
-                }),
+                Err(e) if wrong_last_sequence(&e) => Err(WriteError::WrongLastSequence),
+                Err(e) if e.kind() == PublishErrorKind::TimedOut => Err(WriteError::TimedOut),
+                Err(e) => Err(WriteError::Failed(e.to_string())),
             }
         }))
         .await;
         for (pending, stored) in round.into_iter().zip(stored) {
             let _ = pending.answer.send(stored);
         }
+    }
+}
+
+/// Whether a publish failed on its expected last subject sequence: the subject has
+/// moved on (10071), or, on a clustered stream, another write to it is still in flight
+/// (10164), which is the same race.
+fn wrong_last_sequence(e: &async_nats::jetstream::context::PublishError) -> bool {
+    e.kind() == PublishErrorKind::WrongLastSequence
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(|s| s.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT)
+}
+
+fn answer_all(round: Vec<Pending>, error: &WriteError) {
+    for pending in round {
+        let _ = pending.answer.send(Err(error.clone()));
     }
 }
 
@@ -357,4 +418,24 @@ fn take_round(waiting: &mut VecDeque<Pending>) -> Vec<Pending> {
     }
     *waiting = later;
     round
+}
+
+#[cfg(test)]
+mod tests {
+    use super::takes_atomic_batches;
+
+    #[test]
+    fn atomic_batches_need_nats_server_2_12() {
+        for (version, atomic) in [
+            ("2.15.1", true),
+            ("2.12.0", true),
+            ("3.0.0", true),
+            ("2.11.11", false),
+            ("2.10.0-beta.1", false),
+            ("", false),
+            ("x.y", false),
+        ] {
+            assert_eq!(takes_atomic_batches(version), atomic, "{version}");
+        }
+    }
 }

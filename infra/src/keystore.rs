@@ -6,11 +6,9 @@
 //! be opened by anyone, even with the KEK and a copy of the data directory
 //! (crypto-shredding; `tests/lifecycle.rs` searches the files to prove it).
 
-use async_nats::jetstream::Context;
 use async_nats::jetstream::kv::{self, Operation};
 use domain::ids::{KeyId, ProjectId, SecretId};
 
-use crate::batch::{Batcher, Write};
 use crate::envelope::WrappedKey;
 
 /// Why the key store could not answer.
@@ -36,9 +34,6 @@ fn unavailable(e: impl std::fmt::Display) -> KeyStoreError {
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     kv: kv::Store,
-    /// Stores keys, grouping those stored together into one atomic batch: the key
-    /// puts of concurrent creates share their fsyncs.
-    writer: Batcher,
 }
 
 fn entry_name(project: &ProjectId, secret: SecretId, key: KeyId) -> String {
@@ -46,12 +41,9 @@ fn entry_name(project: &ProjectId, secret: SecretId, key: KeyId) -> String {
 }
 
 impl KeyStore {
-    /// A key store over the bucket `kv`, writing through `js`.
-    pub fn new(kv: kv::Store, js: Context) -> Self {
-        Self {
-            kv,
-            writer: Batcher::new(js),
-        }
+    /// A key store over the bucket `kv`.
+    pub fn new(kv: kv::Store) -> Self {
+        Self { kv }
     }
 
     /// Stores a wrapped key. Must complete before the commit that references it.
@@ -63,13 +55,8 @@ impl KeyStore {
         wrapped: &WrappedKey,
     ) -> Result<(), KeyStoreError> {
         let value = serde_json::to_vec(wrapped).map_err(unavailable)?;
-        let write = Write {
-            subject: format!("{}{}", self.kv.prefix, entry_name(project, secret, key)),
-            headers: async_nats::HeaderMap::new(),
-            payload: value.into(),
-        };
-        self.writer
-            .write(write)
+        self.kv
+            .put(entry_name(project, secret, key), value.into())
             .await
             .map(|_| ())
             .map_err(unavailable)

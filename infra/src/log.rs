@@ -197,7 +197,6 @@ async fn check_format(stream: &stream::Stream, name: &str) -> Result<(), SetupEr
 /// stream is what a KV bucket's is, so the KV API works on it.
 pub async fn ensure_key_bucket(js: &Context, replicas: usize) -> Result<kv::Store, SetupError> {
     if let Ok(store) = js.get_key_value(KEY_BUCKET).await {
-        allow_atomic_batches(js, &store.stream).await;
         return Ok(store);
     }
     let config = async_nats::jetstream::stream::Config {
@@ -211,7 +210,6 @@ pub async fn ensure_key_bucket(js: &Context, replicas: usize) -> Result<kv::Stor
         deny_delete: false,
         deny_purge: false,
         allow_direct: true,
-        allow_atomic_publish: true,
         discard: async_nats::jetstream::stream::DiscardPolicy::New,
         ..Default::default()
     };

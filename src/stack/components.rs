@@ -73,7 +73,7 @@ pub async fn start_commands(
     let client = infra::nats::connect(nats_url, "keyledger-commands").await?;
     let js = async_nats::jetstream::new(client.clone());
     let store = Arc::new(EventStore::open(js.clone(), log, (*keys.commit).clone()).await?);
-    let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?, js.clone());
+    let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?);
     let signer = commands::log::checkpoints::load_signer(&settings.checkpoints)?;
     commands::log::checkpoints::ensure_stream(&js, log.replicas).await?;
     let checkpointer = Checkpointer::resume(
@@ -228,7 +228,7 @@ pub async fn start_api(
         settings.config.access_mode,
         keys.commit.clone(),
     );
-    let keys_store = KeyStore::new(keys_bucket, js.clone());
+    let keys_store = KeyStore::new(keys_bucket);
     let state = AppState::new(api::Shared {
         read: ReadModel::new(pool, applied),
         commands: CommandClient::new(client.clone(), Duration::from_secs(10)),
