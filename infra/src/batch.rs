@@ -6,11 +6,12 @@
 //! its size. A batch commits in ~4 ms on this project's reference machine where a
 //! single publish takes ~0.5 ms, so batching pays only when enough writes wait.
 //!
-//! The writer is one task that works in rounds and clocks itself: it takes every write
-//! waiting (up to [`MAX_BATCH`]); a round of fewer than [`MIN_BATCH`] goes out as
-//! ordinary publishes, pipelined; a bigger one as one atomic batch. While a round is
-//! out, the next one gathers, so under light load a write waits for nothing but its
-//! own publish, and under heavy load rounds grow until batches carry them.
+//! The writer is one task that clocks itself. Under light load each write goes out at
+//! once as an ordinary publish, up to [`MIN_BATCH`] in flight, so a write waits for
+//! nothing but its own fsync. Once that many are in flight, writes wait; as soon as
+//! [`MIN_BATCH`] wait, they go out together as one atomic batch (up to [`MAX_BATCH`]),
+//! and while a batch is out the next one gathers, so under heavy load batches grow
+//! until they carry it.
 //!
 //! Each message's headers (the expected last subject sequence, the message id) are
 //! checked against the stream as it was before the batch. When the server refuses a
@@ -50,12 +51,17 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::response::Response;
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::future::join_all;
+use futures::stream::FuturesUnordered;
 use serde::Deserialize;
+use std::sync::atomic::AtomicBool;
 use tokio::sync::{mpsc, oneshot};
 
-/// Fewest writes sent as one atomic batch: below it, pipelined publishes (about one
-/// fsync each) finish sooner than a batch (about four).
+/// Fewest writes sent as one atomic batch, and most ordinary publishes in flight:
+/// below it, pipelined publishes (about one fsync each) finish sooner than a batch
+/// (about four).
 pub const MIN_BATCH: usize = 8;
 
 /// Most writes in one batch (the server's limit is 1,000).
@@ -148,10 +154,10 @@ impl Batcher {
         }
         let writer = Writer {
             js,
-            atomic,
+            atomic: AtomicBool::new(atomic),
             counters: counters.clone(),
         };
-        tokio::spawn(writer.run(pending));
+        tokio::spawn(run(Arc::new(writer), pending));
         Self { queue, counters }
     }
 
@@ -215,37 +221,90 @@ enum Committed {
 struct Writer {
     js: Context,
     /// Whether the stream takes atomic batches (until it refuses one as disabled).
-    atomic: bool,
+    atomic: AtomicBool,
     counters: Arc<Counters>,
 }
 
-impl Writer {
-    async fn run(mut self, mut queue: mpsc::Receiver<Pending>) {
-        let mut waiting: VecDeque<Pending> = VecDeque::new();
-        loop {
-            if waiting.is_empty() {
-                match queue.recv().await {
-                    Some(pending) => waiting.push_back(pending),
-                    None => return,
+/// Writes out what `queue` brings, as the module describes, until every [`Batcher`]
+/// is dropped and nothing is left in flight.
+async fn run(writer: Arc<Writer>, mut queue: mpsc::Receiver<Pending>) {
+    let mut waiting: VecDeque<Pending> = VecDeque::new();
+    // Subjects with a write out: a second write to one waits for the first.
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut singles: FuturesUnordered<BoxFuture<'static, Vec<String>>> = FuturesUnordered::new();
+    let mut batch: Option<BoxFuture<'static, Vec<String>>> = None;
+    let mut open = true;
+    loop {
+        while waiting.len() < 2 * MAX_BATCH {
+            match queue.try_recv() {
+                Ok(pending) => waiting.push_back(pending),
+                Err(_) => break,
+            }
+        }
+        if batch.is_none() {
+            let atomic = writer.atomic.load(Ordering::Relaxed);
+            if atomic && waiting.len() >= MIN_BATCH {
+                let round = take(&mut waiting, &mut busy, MAX_BATCH);
+                let (writer, subjects) = (writer.clone(), subjects_of(&round));
+                if round.len() >= MIN_BATCH {
+                    batch = Some(Box::pin(async move {
+                        writer.batch(round).await;
+                        subjects
+                    }));
+                } else {
+                    singles.push(Box::pin(async move {
+                        writer.each(round).await;
+                        subjects
+                    }));
                 }
             }
-            while waiting.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(pending) => waiting.push_back(pending),
-                    Err(_) => break,
+            while batch.is_none() && singles.len() < MIN_BATCH && !waiting.is_empty() {
+                let round = take(&mut waiting, &mut busy, 1);
+                if round.is_empty() {
+                    break;
+                }
+                let (writer, subjects) = (writer.clone(), subjects_of(&round));
+                singles.push(Box::pin(async move {
+                    writer.each(round).await;
+                    subjects
+                }));
+            }
+        }
+        if !open && waiting.is_empty() && batch.is_none() && singles.is_empty() {
+            return;
+        }
+        tokio::select! {
+            pending = queue.recv(), if open && waiting.len() < 2 * MAX_BATCH => match pending {
+                Some(pending) => waiting.push_back(pending),
+                None => open = false,
+            },
+            Some(done) = singles.next(), if !singles.is_empty() => {
+                for subject in done {
+                    busy.remove(&subject);
                 }
             }
-            let round = take_round(&mut waiting);
-            if self.atomic && round.len() >= MIN_BATCH {
-                self.batch(round).await;
-            } else {
-                self.each(round).await;
+            done = async {
+                match batch.as_mut() {
+                    Some(batch) => batch.await,
+                    None => std::future::pending().await,
+                }
+            }, if batch.is_some() => {
+                batch = None;
+                for subject in done {
+                    busy.remove(&subject);
+                }
             }
         }
     }
+}
 
+fn subjects_of(round: &[Pending]) -> Vec<String> {
+    round.iter().map(|p| p.write.subject.clone()).collect()
+}
+
+impl Writer {
     /// Publishes `round` as one atomic batch and answers each write.
-    async fn batch(&mut self, round: Vec<Pending>) {
+    async fn batch(&self, round: Vec<Pending>) {
         let committed = self.commit(&round).await;
         let n = round.len() as u64;
         match committed {
@@ -271,7 +330,7 @@ impl Writer {
                     "nats-server ignored an atomic batch (a server before 2.12?); writing one \
                      message at a time"
                 );
-                self.atomic = false;
+                self.atomic.store(false, Ordering::Relaxed);
                 answer_all(round, &WriteError::TimedOut);
             }
             Committed::Refused(code) => {
@@ -280,7 +339,7 @@ impl Writer {
                     tracing::warn!(
                         "the stream does not allow atomic publishes; writing one message at a time"
                     );
-                    self.atomic = false;
+                    self.atomic.store(false, Ordering::Relaxed);
                 }
                 self.each(round).await;
             }
@@ -403,19 +462,24 @@ fn answer_all(round: Vec<Pending>, error: &WriteError) {
     }
 }
 
-/// The next round: waiting writes in order, at most [`MAX_BATCH`], one per subject (a
-/// later write to a subject already in the round waits for the next).
-fn take_round(waiting: &mut VecDeque<Pending>) -> Vec<Pending> {
+/// The next writes to send, in order: at most `most`, none to a subject in `busy` or
+/// twice to one subject (such a write waits, in its place, for a later round). Their
+/// subjects are added to `busy`.
+fn take(waiting: &mut VecDeque<Pending>, busy: &mut HashSet<String>, most: usize) -> Vec<Pending> {
     let mut round = Vec::new();
-    let mut subjects = HashSet::new();
     let mut later = VecDeque::new();
-    for pending in waiting.drain(..) {
-        if round.len() < MAX_BATCH && subjects.insert(pending.write.subject.clone()) {
+    while let Some(pending) = waiting.pop_front() {
+        if round.len() >= most {
+            waiting.push_front(pending);
+            break;
+        }
+        if busy.insert(pending.write.subject.clone()) {
             round.push(pending);
         } else {
             later.push_back(pending);
         }
     }
+    later.append(waiting);
     *waiting = later;
     round
 }
