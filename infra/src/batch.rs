@@ -309,7 +309,8 @@ impl Writer {
         let n = round.len() as u64;
         match committed {
             Committed::At(last) => {
-                let Some(first) = (last + 1).checked_sub(n) else {
+                // A round is never empty, so `n - 1` does not underflow.
+                let Some(first) = last.checked_sub(n - 1).filter(|&first| first > 0) else {
                     let error = WriteError::Failed(format!(
                         "JetStream acknowledged a batch of {n} ending at sequence {last}"
                     ));
