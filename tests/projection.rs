@@ -275,9 +275,11 @@ async fn a_rebuild_in_place_restores_the_read_model() {
     let pool = open(&path).await;
     let js = async_nats::jetstream::new(t.service_nats().await);
     let config = projections::projector::ProjectorConfig::default();
-    let seq = projections::projector::rebuild(&pool, &js, &config, (*t.stack.keys.commit).clone())
-        .await
-        .unwrap();
+    let writer = || projections::writer::Writer::open(&path).unwrap();
+    let seq =
+        projections::projector::rebuild(writer(), &js, &config, (*t.stack.keys.commit).clone())
+            .await
+            .unwrap();
     let before = dump(&pool).await;
     // Damage it, then rebuild again: the same rows come back.
     sqlx::query("DELETE FROM secrets")
@@ -289,7 +291,7 @@ async fn a_rebuild_in_place_restores_the_read_model() {
         .await
         .unwrap();
     assert_eq!(
-        projections::projector::rebuild(&pool, &js, &config, (*t.stack.keys.commit).clone())
+        projections::projector::rebuild(writer(), &js, &config, (*t.stack.keys.commit).clone())
             .await
             .unwrap(),
         seq

@@ -9,6 +9,8 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, SqlitePool};
 
+use crate::writer::Writer;
+
 /// Why the read model could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -32,6 +34,20 @@ pub enum OpenError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The URL names no file the projector's writer can open.
+    #[error(
+        "the projector writes a SQLite file, and {0:?} names none; use sqlite://<path>, e.g. \
+         sqlite://.keyledger/readmodel.sqlite"
+    )]
+    NotAFile(String),
+    /// The writer's connection could not be opened.
+    #[error("opening the read model {url} for writing: {source}")]
+    Writer {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: crate::writer::WriteError,
     },
     /// A migration failed.
     #[error("migrating the read model {url}: {source}")]
@@ -132,6 +148,17 @@ pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenErr
             source,
         })?;
     Ok(pool)
+}
+
+/// Opens (creating and migrating if needed) the read model at `url` for the
+/// projector: its single writer ([`Writer`]).
+pub async fn open_writer(url: &str) -> Result<Writer, OpenError> {
+    let path = sqlite_path(url).ok_or_else(|| OpenError::NotAFile(url.to_owned()))?;
+    open(url, 1).await?.close().await;
+    Writer::open(&path).map_err(|source| OpenError::Writer {
+        url: url.to_owned(),
+        source,
+    })
 }
 
 /// Takes `<db>.migrate.lock`, waiting for another process that holds it.

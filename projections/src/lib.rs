@@ -6,3 +6,4 @@ pub mod apply;
 pub mod db;
 pub mod projector;
 pub mod read;
+pub mod writer;

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,20 +13,24 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self, Context};
 use domain::commit::CommitKey;
 use futures::StreamExt;
-use sqlx::SqlitePool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{apply, checkpoint, set_checkpoint};
+use crate::writer::{Stored, WriteError, Writer};
+
+/// Most commits applied in one transaction by default: a rebuild of 200,000 commits
+/// took 12.8 s with batches of 512, 4.7 s with 16,384; 8,192 keeps a batch's commits
+/// (about 1 KiB each) and its transaction small.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
 
 /// Settings of a projector.
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     /// The event stream.
     pub stream: String,
-    /// Most commits applied in one transaction. A batch takes whatever the consumer
-    /// has ready, up to this many, so a quiet stream is applied commit by commit and a
-    /// busy one in large batches.
+    /// Most commits applied in one transaction. A batch takes what the stream holds
+    /// beyond the checkpoint, up to this many, so a projector at the head of the
+    /// stream applies each commit as it arrives and one catching up, full batches.
     pub batch_size: usize,
 }
 
@@ -33,7 +38,7 @@ impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
             stream: "KEYLEDGER".into(),
-            batch_size: 512,
+            batch_size: DEFAULT_BATCH_SIZE,
         }
     }
 }
@@ -44,9 +49,9 @@ pub enum ProjectorError {
     /// JetStream failed.
     #[error("projector: the event stream is unavailable: {0}")]
     Stream(String),
-    /// SQL failed.
+    /// Writing the read model failed.
     #[error("projector: writing the read model failed: {0}")]
-    Sql(#[from] sqlx::Error),
+    Write(#[from] WriteError),
     /// NATS reconnected: the consumer may be gone, so follow again.
     #[error("projector: NATS reconnected")]
     Reconnected,
@@ -99,10 +104,10 @@ pub fn lock(db: Option<&Path>) -> Result<Option<ProjectorLock>, ProjectorError> 
 
 /// Applies the event stream to the read model.
 pub struct Projector {
-    pool: SqlitePool,
+    writer: Writer,
     js: Context,
     config: ProjectorConfig,
-    key: CommitKey,
+    key: Arc<CommitKey>,
     applied: watch::Sender<u64>,
 }
 
@@ -111,19 +116,19 @@ impl Projector {
     /// authenticated by `key`. The receiver follows the sequence applied, for
     /// read-your-writes waits in the same process.
     pub async fn new(
-        pool: SqlitePool,
+        writer: Writer,
         js: Context,
         config: ProjectorConfig,
         key: CommitKey,
     ) -> Result<(Self, watch::Receiver<u64>), ProjectorError> {
-        let seq = checkpoint(&mut *pool.acquire().await?).await?;
+        let seq = writer.checkpoint().await?;
         let (applied, rx) = watch::channel(seq);
         Ok((
             Self {
-                pool,
+                writer,
                 js,
                 config,
-                key,
+                key: Arc::new(key),
                 applied,
             },
             rx,
@@ -170,7 +175,7 @@ impl Projector {
     ) -> Result<(), ProjectorError> {
         let client = self.js.client();
         let connects = client.statistics().connects.load(Ordering::Relaxed);
-        let mut applied = checkpoint(&mut *self.pool.acquire().await?).await?;
+        let mut applied = self.writer.checkpoint().await?;
         let stream = self
             .js
             .get_stream(&self.config.stream)
@@ -185,31 +190,43 @@ impl Projector {
             })
             .await
             .map_err(stream_err)?;
-        let mut batches = consumer
-            .messages()
-            .await
-            .map_err(stream_err)?
-            .ready_chunks(self.config.batch_size.max(1));
-        loop {
-            let batch = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = reconnected(&client, connects) => return Err(ProjectorError::Reconnected),
-                b = batches.next() => b.ok_or_else(|| stream_err("the consumer ended"))?,
-            };
-            let mut tx = self.pool.begin().await?;
-            let mut last = None;
-            for message in batch {
-                let message = message.map_err(stream_err)?;
-                let seq = message.info().map_err(stream_err)?.stream_sequence;
-                if seq <= applied {
-                    continue;
-                }
-                apply(&mut tx, seq, &message.subject, &message.payload, &self.key).await?;
-                last = Some(seq);
+        let mut messages = consumer.messages().await.map_err(stream_err)?;
+        let batch_size = self.config.batch_size.max(1);
+        let next = async |messages: &mut pull::Ordered| {
+            tokio::select! {
+                () = shutdown.cancelled() => Ok(None),
+                () = reconnected(&client, connects) => Err(ProjectorError::Reconnected),
+                m = messages.next() => match m {
+                    Some(m) => m.map(Some).map_err(stream_err),
+                    None => Err(stream_err("the consumer ended")),
+                },
             }
-            if let Some(seq) = last {
-                set_checkpoint(&mut tx, seq).await?;
-                tx.commit().await?;
+        };
+        loop {
+            // A batch is what the stream holds beyond the checkpoint, up to batch_size:
+            // while catching up, full batches (one transaction each); at the head of
+            // the stream, each commit as it arrives.
+            let mut commits = Vec::new();
+            loop {
+                let Some(message) = next(&mut messages).await? else {
+                    return Ok(());
+                };
+                let info = message.info().map_err(stream_err)?;
+                let (seq, pending) = (info.stream_sequence, info.pending);
+                if seq > applied {
+                    let message = message.split().0;
+                    commits.push(Stored {
+                        seq,
+                        subject: message.subject.to_string(),
+                        payload: message.payload,
+                    });
+                }
+                if pending == 0 || commits.len() >= batch_size {
+                    break;
+                }
+            }
+            if let Some(seq) = commits.last().map(|c| c.seq) {
+                self.writer.apply(commits, Arc::clone(&self.key)).await?;
                 applied = seq;
                 self.applied.send_replace(seq);
                 tracing::debug!(seq, "projected");
@@ -239,34 +256,15 @@ async fn reconnected(client: &async_nats::Client, seen: u64) {
 /// one transaction, then applies the whole stream. If interrupted, the read model is
 /// consistent with its checkpoint and the next projector run finishes the job.
 pub async fn rebuild(
-    pool: &SqlitePool,
+    writer: Writer,
     js: &Context,
     config: &ProjectorConfig,
     key: CommitKey,
 ) -> Result<u64, ProjectorError> {
-    let mut tx = pool.begin().await?;
-    for table in [
-        "DELETE FROM secret_payloads",
-        "DELETE FROM secret_metadata",
-        "DELETE FROM secret_acl_users",
-        "DELETE FROM secret_stages",
-        "DELETE FROM secret_consumers",
-        "DELETE FROM secrets",
-        "DELETE FROM container_secrets",
-        "DELETE FROM container_consumers",
-        "DELETE FROM container_acl_users",
-        "DELETE FROM containers",
-        "DELETE FROM orders",
-        "DELETE FROM skipped_commits",
-        "DELETE FROM commit_heads",
-        "DELETE FROM checkpoints",
-    ] {
-        sqlx::query(table).execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    writer.clear().await?;
     let mut stream = js.get_stream(&config.stream).await.map_err(stream_err)?;
     let target = stream.info().await.map_err(stream_err)?.state.last_sequence;
-    let (projector, _) = Projector::new(pool.clone(), js.clone(), config.clone(), key).await?;
+    let (projector, _) = Projector::new(writer, js.clone(), config.clone(), key).await?;
     projector.catch_up(target).await?;
     Ok(target)
 }

@@ -28,8 +28,9 @@ pub enum ProjectionsCommand {
         commit_key: CommitKeyArgs,
         #[command(flatten)]
         log: LogArgs,
-        /// Most commits applied per transaction.
-        #[arg(long, default_value_t = 512)]
+        /// Most commits applied per transaction (while catching up; at the head of
+        /// the stream each commit is applied as it arrives).
+        #[arg(long, default_value_t = projections::projector::DEFAULT_BATCH_SIZE)]
         batch_size: usize,
     },
 }
@@ -61,16 +62,14 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
     };
     let started = Instant::now();
     let outcome = async {
-        let pool = projections::db::open(&url, 2).await?;
+        let writer = projections::db::open_writer(&url).await?;
         let client = infra::nats::connect(&nats_url, "keyledger-rebuild").await?;
         let js = async_nats::jetstream::new(client);
         let config = ProjectorConfig {
             stream: log.stream.clone(),
             batch_size,
         };
-        let seq = rebuild(&pool, &js, &config, commit_key).await?;
-        pool.close().await;
-        anyhow::Ok(seq)
+        anyhow::Ok(rebuild(writer, &js, &config, commit_key).await?)
     }
     .await;
     if let Some((server, _lock)) = managed {

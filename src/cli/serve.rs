@@ -47,8 +47,9 @@ pub enum ServeCommand {
         commit_key: CommitKeyArgs,
         #[command(flatten)]
         log: LogArgs,
-        /// Most commits applied per transaction.
-        #[arg(long, default_value_t = 512)]
+        /// Most commits applied per transaction (while catching up; at the head of
+        /// the stream each commit is applied as it arrives).
+        #[arg(long, default_value_t = projections::projector::DEFAULT_BATCH_SIZE)]
         batch_size: usize,
     },
     /// The NATS auth callout: admits NATS clients to the CLIENTS account by their

@@ -176,11 +176,11 @@ pub async fn start_projector(
     commit_key: CommitKey,
     shutdown: CancellationToken,
 ) -> Result<(watch::Receiver<u64>, Task)> {
-    let pool = projections::db::open(database_url, 2).await?;
+    let writer = projections::db::open_writer(database_url).await?;
     let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
     let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
     let js = async_nats::jetstream::new(client);
-    let (projector, applied) = Projector::new(pool, js, config, commit_key).await?;
+    let (projector, applied) = Projector::new(writer, js, config, commit_key).await?;
     let task = tokio::spawn(async move {
         let _lock = lock;
         projector.run(shutdown).await;

@@ -2,81 +2,63 @@
 
 use domain::commit::Commit;
 use domain::container::{ContainerEvent, SecretRef};
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, params};
 
-use super::{AclTables, run_each, set_acl, to_i64};
+use super::{AclTables, run, run_each, set_acl, to_i64};
 
 /// Applies a container's commit stored at `seq`.
-pub(super) async fn apply(
-    conn: &mut SqliteConnection,
+pub(super) fn apply(
+    conn: &Connection,
     seq: u64,
     commit: &Commit<ContainerEvent>,
-) -> Result<(), sqlx::Error> {
+) -> rusqlite::Result<()> {
     let project = commit.body.aggregate.project.as_str();
     let id = commit.body.aggregate.id.as_str();
     let at = commit.body.at;
     for event in &commit.body.events {
         match event {
             ContainerEvent::Created(e) => {
-                sqlx::query(
+                run(
+                    conn,
                     "INSERT INTO containers (project, id, name, container_type, creator, created, \
-                     created_ms, updated, version, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     created_ms, updated, version, seq) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9) \
                      ON CONFLICT (project, id) DO NOTHING",
-                )
-                .bind(project)
-                .bind(id)
-                .bind(e.name.as_ref().map(|n| n.as_str()))
-                .bind(e.kind.as_str())
-                .bind(e.creator.as_str())
-                .bind(at.to_rfc3339())
-                .bind(at.unix_millis())
-                .bind(at.to_rfc3339())
-                .bind(to_i64(commit.body.version))
-                .bind(to_i64(seq))
-                .execute(&mut *conn)
-                .await?;
+                    params![
+                        project,
+                        id,
+                        e.name.as_ref().map(|n| n.as_str()),
+                        e.kind.as_str(),
+                        e.creator.as_str(),
+                        at.to_rfc3339(),
+                        at.unix_millis(),
+                        to_i64(commit.body.version),
+                        to_i64(seq),
+                    ],
+                )?;
                 for r in &e.secret_refs {
-                    add_ref(conn, project, id, r).await?;
+                    add_ref(conn, project, id, r)?;
                 }
             }
-            ContainerEvent::SecretAdded(e) => add_ref(conn, project, id, &e.secret_ref).await?,
-            ContainerEvent::SecretRemoved(e) => {
-                sqlx::query(
-                    "DELETE FROM container_secrets WHERE project = ? AND container_id = ? \
-                     AND name = ? AND secret_id = ?",
-                )
-                .bind(project)
-                .bind(id)
-                .bind(e.name.as_str())
-                .bind(e.secret_id.to_string())
-                .execute(&mut *conn)
-                .await?;
-            }
-            ContainerEvent::ConsumerRegistered(e) => {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO container_consumers (project, container_id, name, url, \
-                     created) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(project)
-                .bind(id)
-                .bind(&e.name)
-                .bind(&e.url)
-                .bind(at.to_rfc3339())
-                .execute(&mut *conn)
-                .await?;
-            }
-            ContainerEvent::ConsumerRemoved(e) => {
-                sqlx::query(
-                    "DELETE FROM container_consumers WHERE project = ? AND container_id = ? \
-                     AND name = ? AND url = ?",
-                )
-                .bind(project)
-                .bind(id)
-                .bind(&e.name)
-                .bind(&e.url)
-                .execute(&mut *conn)
-                .await?;
-            }
+            ContainerEvent::SecretAdded(e) => add_ref(conn, project, id, &e.secret_ref)?,
+            ContainerEvent::SecretRemoved(e) => run(
+                conn,
+                "DELETE FROM container_secrets WHERE project = ?1 AND container_id = ?2 \
+                 AND name = ?3 AND secret_id = ?4",
+                params![project, id, e.name.as_str(), e.secret_id.to_string()],
+            )?,
+            ContainerEvent::ConsumerRegistered(e) => run(
+                conn,
+                "INSERT OR IGNORE INTO container_consumers (project, container_id, name, url, \
+                 created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![project, id, e.name, e.url, at.to_rfc3339()],
+            )?,
+            ContainerEvent::ConsumerRemoved(e) => run(
+                conn,
+                "DELETE FROM container_consumers WHERE project = ?1 AND container_id = ?2 \
+                 AND name = ?3 AND url = ?4",
+                params![project, id, e.name, e.url],
+            )?,
             ContainerEvent::AclSet(e) => {
                 let tables = AclTables {
                     rows: "containers",
@@ -84,54 +66,46 @@ pub(super) async fn apply(
                     key: "container_id",
                 };
                 let set = (!commit.body.command.ends_with(".acl.delete")).then_some(at);
-                set_acl(conn, tables, project, id, &e.read, set).await?;
+                set_acl(conn, tables, project, id, &e.read, set)?;
             }
-            ContainerEvent::Deleted(_) => {
-                run_each(
-                    conn,
-                    &[
-                        "DELETE FROM container_secrets WHERE project = ? AND container_id = ?",
-                        "DELETE FROM container_consumers WHERE project = ? AND container_id = ?",
-                        "DELETE FROM container_acl_users WHERE project = ? AND container_id = ?",
-                        "DELETE FROM containers WHERE project = ? AND id = ?",
-                    ],
-                    project,
-                    id,
-                )
-                .await?;
-            }
+            ContainerEvent::Deleted(_) => run_each(
+                conn,
+                &[
+                    "DELETE FROM container_secrets WHERE project = ?1 AND container_id = ?2",
+                    "DELETE FROM container_consumers WHERE project = ?1 AND container_id = ?2",
+                    "DELETE FROM container_acl_users WHERE project = ?1 AND container_id = ?2",
+                    "DELETE FROM containers WHERE project = ?1 AND id = ?2",
+                ],
+                project,
+                id,
+            )?,
         }
     }
-    sqlx::query(
-        "UPDATE containers SET updated = ?, version = ?, seq = ? WHERE project = ? AND id = ?",
+    run(
+        conn,
+        "UPDATE containers SET updated = ?1, version = ?2, seq = ?3 WHERE project = ?4 AND id = ?5",
+        params![
+            at.to_rfc3339(),
+            to_i64(commit.body.version),
+            to_i64(seq),
+            project,
+            id
+        ],
     )
-    .bind(at.to_rfc3339())
-    .bind(to_i64(commit.body.version))
-    .bind(to_i64(seq))
-    .bind(project)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
-async fn add_ref(
-    conn: &mut SqliteConnection,
-    project: &str,
-    id: &str,
-    r: &SecretRef,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+fn add_ref(conn: &Connection, project: &str, id: &str, r: &SecretRef) -> rusqlite::Result<()> {
+    run(
+        conn,
         "INSERT OR IGNORE INTO container_secrets (project, container_id, position, name, \
          secret_project, secret_id) VALUES (?1, ?2, (SELECT COUNT(*) FROM container_secrets \
          WHERE project = ?1 AND container_id = ?2), ?3, ?4, ?5)",
+        params![
+            project,
+            id,
+            r.name.as_str(),
+            r.project.as_str(),
+            r.secret_id.to_string()
+        ],
     )
-    .bind(project)
-    .bind(id)
-    .bind(r.name.as_str())
-    .bind(r.project.as_str())
-    .bind(r.secret_id.to_string())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

@@ -2,6 +2,9 @@
 //! own module. Only the commit that follows its aggregate's last applied one is
 //! applied ([`domain::chain`]); a foreign message, a replayed copy of an old commit,
 //! or a commit this build cannot read is recorded in `skipped_commits`, never applied.
+//!
+//! Runs synchronously inside the projector's batch transaction ([`crate::writer`]);
+//! statements are prepared once per connection and cached.
 
 mod container;
 mod order;
@@ -13,8 +16,8 @@ use domain::container::ContainerEvent;
 use domain::order::OrderEvent;
 use domain::secret::SecretEvent;
 use domain::subject::AggregateKind;
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
-use sqlx::SqliteConnection;
 
 /// The checkpoint row of this projection.
 pub const PROJECTION: &str = "secrets";
@@ -24,24 +27,30 @@ pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, sqlx::Error> {
-    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Runs one statement, prepared once per connection.
+pub(crate) fn run(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute(params)?;
+    Ok(())
 }
 
 /// Runs each statement with `project` and `id` bound (e.g. removing an aggregate's
 /// rows from every table).
-pub(crate) async fn run_each(
-    conn: &mut SqliteConnection,
+pub(crate) fn run_each(
+    conn: &Connection,
     statements: &[&'static str],
     project: &str,
     id: &str,
-) -> Result<(), sqlx::Error> {
+) -> rusqlite::Result<()> {
     for sql in statements {
-        sqlx::query(*sql)
-            .bind(project)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        run(conn, sql, params![project, id])?;
     }
     Ok(())
 }
@@ -56,46 +65,33 @@ pub(crate) struct AclTables {
 
 /// Stores the whole ACL on the aggregate's row and rewrites its listed users. `set`
 /// is when it was set; `None` for a reset to the default, which has no times.
-pub(crate) async fn set_acl(
-    conn: &mut SqliteConnection,
+pub(crate) fn set_acl(
+    conn: &Connection,
     tables: AclTables,
     project: &str,
     id: &str,
     acl: &domain::secret::acl::Acl,
     set: Option<domain::timestamp::Timestamp>,
-) -> Result<(), sqlx::Error> {
+) -> rusqlite::Result<()> {
     let AclTables { rows, users, key } = tables;
     let at = set.map(|t| t.to_rfc3339());
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE {rows} SET project_access = ?, acl = ?, \
-         acl_created = CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(acl_created, ?) END, \
-         acl_updated = ? WHERE project = ? AND id = ?"
-    )))
-    .bind(acl.project_access)
-    .bind(json(acl)?)
-    .bind(&at)
-    .bind(&at)
-    .bind(&at)
-    .bind(project)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM {users} WHERE project = ? AND {key} = ?"
-    )))
-    .bind(project)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    run(
+        conn,
+        &format!(
+            "UPDATE {rows} SET project_access = ?1, acl = ?2, \
+             acl_created = CASE WHEN ?3 IS NULL THEN NULL ELSE COALESCE(acl_created, ?3) END, \
+             acl_updated = ?3 WHERE project = ?4 AND id = ?5"
+        ),
+        params![acl.project_access, json(acl)?, at, project, id],
+    )?;
+    run(
+        conn,
+        &format!("DELETE FROM {users} WHERE project = ?1 AND {key} = ?2"),
+        params![project, id],
+    )?;
+    let insert = format!("INSERT INTO {users} (project, {key}, user_id) VALUES (?1, ?2, ?3)");
     for user in &acl.users {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {users} (project, {key}, user_id) VALUES (?, ?, ?)"
-        )))
-        .bind(project)
-        .bind(id)
-        .bind(user.as_str())
-        .execute(&mut *conn)
-        .await?;
+        run(conn, &insert, params![project, id, user.as_str()])?;
     }
     Ok(())
 }
@@ -112,15 +108,18 @@ struct KindOf {
 }
 
 /// The last commit applied to the aggregate on `subject`.
-async fn head(conn: &mut SqliteConnection, subject: &str) -> Result<Option<Head>, sqlx::Error> {
-    let row: Option<(i64, String)> =
-        sqlx::query_as("SELECT version, hash FROM commit_heads WHERE subject = ?")
-            .bind(subject)
-            .fetch_optional(&mut *conn)
-            .await?;
+fn head(conn: &Connection, subject: &str) -> rusqlite::Result<Option<Head>> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached("SELECT version, hash FROM commit_heads WHERE subject = ?1")?
+        .query_row([subject], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     row.map(|(version, hash)| {
         let hash = Digest::from_hex(&hash).ok_or_else(|| {
-            sqlx::Error::Decode(format!("commit_heads holds a malformed hash for {subject}").into())
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("commit_heads holds a malformed hash for {subject}").into(),
+            )
         })?;
         Ok(Head {
             version: u64::try_from(version).unwrap_or(0),
@@ -143,29 +142,26 @@ enum Skip {
 
 /// Judges the message and, if it is its aggregate's next commit, applies it and moves
 /// the head; otherwise says why not.
-async fn apply_next<E: EventCodec>(
-    conn: &mut SqliteConnection,
+fn apply_next<E: EventCodec>(
+    conn: &Connection,
     subject: &str,
     bytes: &[u8],
     key: &CommitKey,
-    fold: impl AsyncFnOnce(&mut SqliteConnection, &Commit<E>) -> Result<(), sqlx::Error>,
-) -> Result<Result<(), Skip>, sqlx::Error> {
-    let head = head(conn, subject).await?;
+    fold: impl FnOnce(&Connection, &Commit<E>) -> rusqlite::Result<()>,
+) -> rusqlite::Result<Result<(), Skip>> {
+    let head = head(conn, subject)?;
     let commit = match judge::<E>(subject, bytes, Some(key), head.as_ref()) {
         Ok(Judged::Next(commit)) => commit,
         Ok(Judged::Foreign(reason)) => return Ok(Err(Skip::Foreign(reason))),
         Err(broken) => return Ok(Err(Skip::Broken(broken))),
     };
-    fold(conn, &commit).await?;
-    sqlx::query(
-        "INSERT INTO commit_heads (subject, version, hash) VALUES (?, ?, ?) \
+    fold(conn, &commit)?;
+    run(
+        conn,
+        "INSERT INTO commit_heads (subject, version, hash) VALUES (?1, ?2, ?3) \
          ON CONFLICT (subject) DO UPDATE SET version = excluded.version, hash = excluded.hash",
-    )
-    .bind(subject)
-    .bind(to_i64(commit.body.version))
-    .bind(commit.hash.to_hex())
-    .execute(&mut *conn)
-    .await?;
+        params![subject, to_i64(commit.body.version), commit.hash.to_hex()],
+    )?;
     Ok(Ok(()))
 }
 
@@ -173,31 +169,28 @@ async fn apply_next<E: EventCodec>(
 /// commit. Anything else (a foreign message, a replay, a commit this build cannot
 /// read) is recorded in `skipped_commits` and logged instead of stopping the
 /// projection.
-pub async fn apply(
-    conn: &mut SqliteConnection,
+pub fn apply(
+    conn: &Connection,
     seq: u64,
     subject: &str,
     bytes: &[u8],
     key: &CommitKey,
-) -> Result<(), sqlx::Error> {
+) -> rusqlite::Result<()> {
     let applied = match serde_json::from_slice::<Kind>(bytes).map(|k| k.aggregate.kind) {
         Ok(AggregateKind::Secret) => {
-            apply_next::<SecretEvent>(conn, subject, bytes, key, async |conn, c| {
-                secret::apply(conn, seq, c).await
-            })
-            .await?
+            apply_next::<SecretEvent>(conn, subject, bytes, key, |conn, c| {
+                secret::apply(conn, seq, c)
+            })?
         }
         Ok(AggregateKind::Container) => {
-            apply_next::<ContainerEvent>(conn, subject, bytes, key, async |conn, c| {
-                container::apply(conn, seq, c).await
-            })
-            .await?
+            apply_next::<ContainerEvent>(conn, subject, bytes, key, |conn, c| {
+                container::apply(conn, seq, c)
+            })?
         }
         Ok(AggregateKind::Order) => {
-            apply_next::<OrderEvent>(conn, subject, bytes, key, async |conn, c| {
-                order::apply(conn, seq, c).await
-            })
-            .await?
+            apply_next::<OrderEvent>(conn, subject, bytes, key, |conn, c| {
+                order::apply(conn, seq, c)
+            })?
         }
         Err(e) => Err(Skip::Foreign(format!(
             "not a commit of a known aggregate kind: {e}"
@@ -210,33 +203,30 @@ pub async fn apply(
             error = %reason,
             "skipping a message the projection cannot apply; run `keyledger audit verify`"
         );
-        sqlx::query("INSERT OR REPLACE INTO skipped_commits (seq, reason) VALUES (?, ?)")
-            .bind(to_i64(seq))
-            .bind(reason.to_string())
-            .execute(&mut *conn)
-            .await?;
+        run(
+            conn,
+            "INSERT OR REPLACE INTO skipped_commits (seq, reason) VALUES (?1, ?2)",
+            params![to_i64(seq), reason.to_string()],
+        )?;
     }
     Ok(())
 }
 
 /// Records that everything up to `seq` is applied. Runs in the batch's transaction.
-pub async fn set_checkpoint(conn: &mut SqliteConnection, seq: u64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO checkpoints (projection, seq) VALUES (?, ?) \
+pub fn set_checkpoint(conn: &Connection, seq: u64) -> rusqlite::Result<()> {
+    run(
+        conn,
+        "INSERT INTO checkpoints (projection, seq) VALUES (?1, ?2) \
          ON CONFLICT (projection) DO UPDATE SET seq = excluded.seq",
+        params![PROJECTION, to_i64(seq)],
     )
-    .bind(PROJECTION)
-    .bind(to_i64(seq))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
-/// The sequence the projection has applied (0: nothing yet).
-pub async fn checkpoint(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM checkpoints WHERE projection = ?")
-        .bind(PROJECTION)
-        .fetch_optional(&mut *conn)
-        .await?;
+/// The sequence the projection has applied (0: nothing yet), as its writer sees it.
+pub fn applied(conn: &Connection) -> rusqlite::Result<u64> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM checkpoints WHERE projection = ?1")?
+        .query_row([PROJECTION], |r| r.get(0))
+        .optional()?;
     Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }

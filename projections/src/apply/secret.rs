@@ -4,16 +4,16 @@ use domain::commit::Commit;
 use domain::ids::SecretId;
 use domain::secret::SecretEvent;
 use domain::secret::reference::reference;
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{AclTables, json, run_each, set_acl, to_i64};
+use super::{AclTables, json, run, run_each, set_acl, to_i64};
 
 /// Applies a secret's commit stored at `seq`.
-pub(super) async fn apply(
-    conn: &mut SqliteConnection,
+pub(super) fn apply(
+    conn: &Connection,
     seq: u64,
     commit: &Commit<SecretEvent>,
-) -> Result<(), sqlx::Error> {
+) -> rusqlite::Result<()> {
     let project_id = &commit.body.aggregate.project;
     let project = project_id.as_str();
     let id = commit.body.aggregate.id.as_str();
@@ -25,124 +25,107 @@ pub(super) async fn apply(
                 let reference = SecretId::parse(id)
                     .map(|sid| reference(project_id, a.name.as_ref(), sid))
                     .unwrap_or_default();
-                let tags = json(&e.tags)?;
-                sqlx::query(
+                run(
+                    conn,
                     "INSERT INTO secrets (project, id, name, secret_type, algorithm, bit_length, \
                      mode, expiration, expiration_ms, creator, created, created_ms, updated, \
                      content_type, version, seq, owning_service, reference, tags) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, NULL, ?13, \
+                     ?14, ?15, ?16, ?17) \
                      ON CONFLICT (project, id) DO NOTHING",
-                )
-                .bind(project)
-                .bind(id)
-                .bind(a.name.as_ref().map(|n| n.as_str()))
-                .bind(a.secret_type.as_str())
-                .bind(a.algorithm.as_ref().map(|a| a.as_str()))
-                .bind(a.bit_length.map(|b| i64::from(b.get())))
-                .bind(a.mode.as_ref().map(|m| m.as_str()))
-                .bind(a.expiration.map(|x| x.at().to_rfc3339()))
-                .bind(a.expiration.map(|x| x.at().unix_millis()))
-                .bind(e.creator.as_str())
-                .bind(at.to_rfc3339())
-                .bind(at.unix_millis())
-                .bind(at.to_rfc3339())
-                .bind(to_i64(commit.body.version))
-                .bind(to_i64(seq))
-                .bind(e.owning_service.as_ref().map(|s| s.as_str()))
-                .bind(reference)
-                .bind(tags)
-                .execute(&mut *conn)
-                .await?;
+                    params![
+                        project,
+                        id,
+                        a.name.as_ref().map(|n| n.as_str()),
+                        a.secret_type.as_str(),
+                        a.algorithm.as_ref().map(|a| a.as_str()),
+                        a.bit_length.map(|b| i64::from(b.get())),
+                        a.mode.as_ref().map(|m| m.as_str()),
+                        a.expiration.map(|x| x.at().to_rfc3339()),
+                        a.expiration.map(|x| x.at().unix_millis()),
+                        e.creator.as_str(),
+                        at.to_rfc3339(),
+                        at.unix_millis(),
+                        to_i64(commit.body.version),
+                        to_i64(seq),
+                        e.owning_service.as_ref().map(|s| s.as_str()),
+                        reference,
+                        json(&e.tags)?,
+                    ],
+                )?;
                 for (key, value) in &a.metadata {
-                    upsert_metadatum(conn, project, id, key.as_str(), value.as_str()).await?;
+                    upsert_metadatum(conn, project, id, key.as_str(), value.as_str())?;
                 }
             }
             SecretEvent::PayloadStored(e) => {
                 let p = &e.payload;
                 let created = e.created.unwrap_or(at);
-                sqlx::query(
+                let version = p.version_id.to_string();
+                run(
+                    conn,
                     "INSERT OR REPLACE INTO secret_payloads (project, secret_id, version_id, \
                      key_id, content_type, nonce, ciphertext, created, created_ms) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(project)
-                .bind(id)
-                .bind(p.version_id.to_string())
-                .bind(p.key_id.to_string())
-                .bind(p.content_type.as_str())
-                .bind(&p.nonce)
-                .bind(&p.ciphertext)
-                .bind(created.to_rfc3339())
-                .bind(created.unix_millis())
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query(
-                    "UPDATE secrets SET version_count = version_count + 1 \
-                     WHERE project = ? AND id = ?",
-                )
-                .bind(project)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-                for stage in &e.stages {
-                    set_stage(
-                        conn,
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
                         project,
                         id,
-                        stage.as_str(),
-                        Some(&p.version_id.to_string()),
-                    )
-                    .await?;
+                        version,
+                        p.key_id.to_string(),
+                        p.content_type.as_str(),
+                        p.nonce,
+                        p.ciphertext,
+                        created.to_rfc3339(),
+                        created.unix_millis(),
+                    ],
+                )?;
+                run(
+                    conn,
+                    "UPDATE secrets SET version_count = version_count + 1 \
+                     WHERE project = ?1 AND id = ?2",
+                    params![project, id],
+                )?;
+                for stage in &e.stages {
+                    set_stage(conn, project, id, stage.as_str(), Some(&version))?;
                 }
             }
             SecretEvent::StageMoved(e) => {
                 let version = e.version.map(|v| v.to_string());
-                set_stage(conn, project, id, e.stage.as_str(), version.as_deref()).await?;
+                set_stage(conn, project, id, e.stage.as_str(), version.as_deref())?;
             }
             SecretEvent::VersionsDestroyed(e) => {
                 for v in &e.versions {
                     let v = v.to_string();
                     for sql in [
-                        "DELETE FROM secret_payloads WHERE project = ? AND secret_id = ? \
-                         AND version_id = ?",
-                        "DELETE FROM secret_stages WHERE project = ? AND secret_id = ? \
-                         AND version_id = ?",
+                        "DELETE FROM secret_payloads WHERE project = ?1 AND secret_id = ?2 \
+                         AND version_id = ?3",
+                        "DELETE FROM secret_stages WHERE project = ?1 AND secret_id = ?2 \
+                         AND version_id = ?3",
                     ] {
-                        sqlx::query(sql)
-                            .bind(project)
-                            .bind(id)
-                            .bind(&v)
-                            .execute(&mut *conn)
-                            .await?;
+                        run(conn, sql, params![project, id, v])?;
                     }
                 }
-                sqlx::query(
-                    "UPDATE secrets SET version_count = version_count - ? \
-                     WHERE project = ? AND id = ?",
-                )
-                .bind(i64::try_from(e.versions.len()).unwrap_or(i64::MAX))
-                .bind(project)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
+                run(
+                    conn,
+                    "UPDATE secrets SET version_count = version_count - ?1 \
+                     WHERE project = ?2 AND id = ?3",
+                    params![
+                        i64::try_from(e.versions.len()).unwrap_or(i64::MAX),
+                        project,
+                        id
+                    ],
+                )?;
             }
-            SecretEvent::MetadatumDeleted(e) => {
-                sqlx::query(
-                    "DELETE FROM secret_metadata WHERE project = ? AND secret_id = ? AND key = ?",
-                )
-                .bind(project)
-                .bind(id)
-                .bind(e.key.as_str())
-                .execute(&mut *conn)
-                .await?;
-            }
+            SecretEvent::MetadatumDeleted(e) => run(
+                conn,
+                "DELETE FROM secret_metadata WHERE project = ?1 AND secret_id = ?2 AND key = ?3",
+                params![project, id, e.key.as_str()],
+            )?,
             SecretEvent::TagsSet(_) | SecretEvent::TagsRemoved(_) => {
-                let tags: Option<String> =
-                    sqlx::query_scalar("SELECT tags FROM secrets WHERE project = ? AND id = ?")
-                        .bind(project)
-                        .bind(id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
+                let tags: Option<String> = conn
+                    .prepare_cached("SELECT tags FROM secrets WHERE project = ?1 AND id = ?2")?
+                    .query_row(params![project, id], |r| r.get(0))
+                    .optional()?
+                    .flatten();
                 let mut tags: std::collections::BTreeMap<String, String> = tags
                     .and_then(|t| serde_json::from_str(&t).ok())
                     .unwrap_or_default();
@@ -157,83 +140,72 @@ pub(super) async fn apply(
                     }
                     _ => {}
                 }
-                sqlx::query("UPDATE secrets SET tags = ? WHERE project = ? AND id = ?")
-                    .bind(json(&tags)?)
-                    .bind(project)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
+                run(
+                    conn,
+                    "UPDATE secrets SET tags = ?1 WHERE project = ?2 AND id = ?3",
+                    params![json(&tags)?, project, id],
+                )?;
             }
-            SecretEvent::ConsumerRegistered(e) | SecretEvent::ConsumerRemoved(e) => {
+            SecretEvent::ConsumerRegistered(e) => {
                 let c = &e.consumer;
-                if matches!(event, SecretEvent::ConsumerRegistered(_)) {
-                    sqlx::query(
-                        "INSERT OR IGNORE INTO secret_consumers (project, secret_id, service, \
-                         resource_type, resource_id, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(project)
-                    .bind(id)
-                    .bind(&c.service)
-                    .bind(&c.resource_type)
-                    .bind(&c.resource_id)
-                    .bind(at.to_rfc3339())
-                    .execute(&mut *conn)
-                    .await?;
-                } else {
-                    sqlx::query(
-                        "DELETE FROM secret_consumers WHERE project = ? AND secret_id = ? AND \
-                         service = ? AND resource_type = ? AND resource_id = ?",
-                    )
-                    .bind(project)
-                    .bind(id)
-                    .bind(&c.service)
-                    .bind(&c.resource_type)
-                    .bind(&c.resource_id)
-                    .execute(&mut *conn)
-                    .await?;
-                }
+                run(
+                    conn,
+                    "INSERT OR IGNORE INTO secret_consumers (project, secret_id, service, \
+                     resource_type, resource_id, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        project,
+                        id,
+                        c.service,
+                        c.resource_type,
+                        c.resource_id,
+                        at.to_rfc3339()
+                    ],
+                )?;
             }
-            SecretEvent::DeletionScheduled(e) => {
-                sqlx::query(
-                    "UPDATE secrets SET status = 'pending_deletion', purge_at = ?, \
-                     purge_at_ms = ? WHERE project = ? AND id = ?",
-                )
-                .bind(e.purge_at.to_rfc3339())
-                .bind(e.purge_at.unix_millis())
-                .bind(project)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
+            SecretEvent::ConsumerRemoved(e) => {
+                let c = &e.consumer;
+                run(
+                    conn,
+                    "DELETE FROM secret_consumers WHERE project = ?1 AND secret_id = ?2 AND \
+                     service = ?3 AND resource_type = ?4 AND resource_id = ?5",
+                    params![project, id, c.service, c.resource_type, c.resource_id],
+                )?;
             }
-            SecretEvent::Restored(_) => {
-                sqlx::query(
-                    "UPDATE secrets SET status = 'active', purge_at = NULL, purge_at_ms = NULL \
-                     WHERE project = ? AND id = ?",
-                )
-                .bind(project)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-            }
+            SecretEvent::DeletionScheduled(e) => run(
+                conn,
+                "UPDATE secrets SET status = 'pending_deletion', purge_at = ?1, \
+                 purge_at_ms = ?2 WHERE project = ?3 AND id = ?4",
+                params![
+                    e.purge_at.to_rfc3339(),
+                    e.purge_at.unix_millis(),
+                    project,
+                    id
+                ],
+            )?,
+            SecretEvent::Restored(_) => run(
+                conn,
+                "UPDATE secrets SET status = 'active', purge_at = NULL, purge_at_ms = NULL \
+                 WHERE project = ?1 AND id = ?2",
+                params![project, id],
+            )?,
             SecretEvent::Expired(_) => {
                 // The row stays, so reads can say when the secret expired; its sealed
                 // payloads go, their keys being destroyed.
                 run_each(
                     conn,
                     &[
-                    "DELETE FROM secret_payloads WHERE project = ? AND secret_id = ?",
-                    "DELETE FROM secret_stages WHERE project = ? AND secret_id = ?",
-                    "DELETE FROM secret_acl_users WHERE project = ? AND secret_id = ?",
-                    "UPDATE secrets SET status = 'expired', version_count = 0, purge_at = NULL, \
-                     purge_at_ms = NULL WHERE project = ? AND id = ?",
+                        "DELETE FROM secret_payloads WHERE project = ?1 AND secret_id = ?2",
+                        "DELETE FROM secret_stages WHERE project = ?1 AND secret_id = ?2",
+                        "DELETE FROM secret_acl_users WHERE project = ?1 AND secret_id = ?2",
+                        "UPDATE secrets SET status = 'expired', version_count = 0, \
+                         purge_at = NULL, purge_at_ms = NULL WHERE project = ?1 AND id = ?2",
                     ],
                     project,
                     id,
-                )
-                .await?;
+                )?;
             }
             SecretEvent::MetadatumSet(e) => {
-                upsert_metadatum(conn, project, id, e.key.as_str(), e.value.as_str()).await?;
+                upsert_metadatum(conn, project, id, e.key.as_str(), e.value.as_str())?;
             }
             SecretEvent::AclSet(e) => {
                 let tables = AclTables {
@@ -242,98 +214,84 @@ pub(super) async fn apply(
                     key: "secret_id",
                 };
                 let set = (!commit.body.command.ends_with(".acl.delete")).then_some(at);
-                set_acl(conn, tables, project, id, &e.read, set).await?;
+                set_acl(conn, tables, project, id, &e.read, set)?;
             }
-            SecretEvent::Deleted(_) => {
-                run_each(
-                    conn,
-                    &[
-                        "DELETE FROM secret_acl_users WHERE project = ? AND secret_id = ?",
-                        "DELETE FROM secret_payloads WHERE project = ? AND secret_id = ?",
-                        "DELETE FROM secret_metadata WHERE project = ? AND secret_id = ?",
-                        "DELETE FROM secret_stages WHERE project = ? AND secret_id = ?",
-                        "DELETE FROM secret_consumers WHERE project = ? AND secret_id = ?",
-                        "DELETE FROM secrets WHERE project = ? AND id = ?",
-                    ],
-                    project,
-                    id,
-                )
-                .await?;
-            }
+            SecretEvent::Deleted(_) => run_each(
+                conn,
+                &[
+                    "DELETE FROM secret_acl_users WHERE project = ?1 AND secret_id = ?2",
+                    "DELETE FROM secret_payloads WHERE project = ?1 AND secret_id = ?2",
+                    "DELETE FROM secret_metadata WHERE project = ?1 AND secret_id = ?2",
+                    "DELETE FROM secret_stages WHERE project = ?1 AND secret_id = ?2",
+                    "DELETE FROM secret_consumers WHERE project = ?1 AND secret_id = ?2",
+                    "DELETE FROM secrets WHERE project = ?1 AND id = ?2",
+                ],
+                project,
+                id,
+            )?,
         }
     }
-    sqlx::query(
-        "UPDATE secrets SET updated = ?, updated_ms = ?, version = ?, seq = ? \
-         WHERE project = ? AND id = ?",
+    run(
+        conn,
+        "UPDATE secrets SET updated = ?1, updated_ms = ?2, version = ?3, seq = ?4 \
+         WHERE project = ?5 AND id = ?6",
+        params![
+            at.to_rfc3339(),
+            at.unix_millis(),
+            to_i64(commit.body.version),
+            to_i64(seq),
+            project,
+            id
+        ],
     )
-    .bind(at.to_rfc3339())
-    .bind(at.unix_millis())
-    .bind(to_i64(commit.body.version))
-    .bind(to_i64(seq))
-    .bind(project)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// Puts `stage` on `version`, or (`None`) on no version.
-async fn set_stage(
-    conn: &mut SqliteConnection,
+fn set_stage(
+    conn: &Connection,
     project: &str,
     id: &str,
     stage: &str,
     version: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    let query = match version {
-        Some(v) => sqlx::query(
-            "INSERT INTO secret_stages (project, secret_id, stage, version_id) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (project, secret_id, stage) DO UPDATE SET version_id = excluded.version_id",
-        )
-        .bind(project)
-        .bind(id)
-        .bind(stage)
-        .bind(v.to_owned()),
-        None => sqlx::query(
-            "DELETE FROM secret_stages WHERE project = ? AND secret_id = ? AND stage = ?",
-        )
-        .bind(project)
-        .bind(id)
-        .bind(stage),
-    };
-    query.execute(&mut *conn).await?;
+) -> rusqlite::Result<()> {
+    match version {
+        Some(v) => run(
+            conn,
+            "INSERT INTO secret_stages (project, secret_id, stage, version_id) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (project, secret_id, stage) \
+             DO UPDATE SET version_id = excluded.version_id",
+            params![project, id, stage, v],
+        )?,
+        None => run(
+            conn,
+            "DELETE FROM secret_stages WHERE project = ?1 AND secret_id = ?2 AND stage = ?3",
+            params![project, id, stage],
+        )?,
+    }
     if stage == "current" {
         // Barbican shows the current version's media type on the secret.
-        sqlx::query(
+        run(
+            conn,
             "UPDATE secrets SET content_type = (SELECT p.content_type FROM secret_payloads p \
              WHERE p.project = ?1 AND p.secret_id = ?2 AND p.version_id = ?3) \
              WHERE project = ?1 AND id = ?2",
-        )
-        .bind(project)
-        .bind(id)
-        .bind(version)
-        .execute(&mut *conn)
-        .await?;
+            params![project, id, version],
+        )?;
     }
     Ok(())
 }
 
-async fn upsert_metadatum(
-    conn: &mut SqliteConnection,
+fn upsert_metadatum(
+    conn: &Connection,
     project: &str,
     id: &str,
     key: &str,
     value: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO secret_metadata (project, secret_id, key, value) VALUES (?, ?, ?, ?) \
+) -> rusqlite::Result<()> {
+    run(
+        conn,
+        "INSERT INTO secret_metadata (project, secret_id, key, value) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (project, secret_id, key) DO UPDATE SET value = excluded.value",
+        params![project, id, key, value],
     )
-    .bind(project)
-    .bind(id)
-    .bind(key)
-    .bind(value)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

@@ -9,8 +9,8 @@ use futures::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
+use super::checkpoint;
 use super::{AclTimes, ReadModel, Snapshot, acl_of, acl_times_of, parsed};
-use crate::apply::checkpoint;
 
 /// A container as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

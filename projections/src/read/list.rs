@@ -7,8 +7,8 @@ use domain::timestamp::Timestamp;
 use futures::TryStreamExt;
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::checkpoint;
 use super::{ReadModel, SECRET_COLUMNS, SecretRow, Snapshot, secret_row};
-use crate::apply::checkpoint;
 
 /// Which secrets a listing considers, before the policy filters each row.
 #[derive(Debug, Clone)]

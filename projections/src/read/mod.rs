@@ -18,8 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use error::bad_column;
 
-use crate::apply::checkpoint;
-
 mod containers;
 mod due;
 mod error;
@@ -31,6 +29,16 @@ pub use due::due;
 pub use error::ReadError;
 pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
 pub use orders::{OrderPage, OrderRow, pending_orders};
+
+/// The sequence the projection has applied (0: nothing yet), read in the caller's
+/// transaction so it matches the rows read beside it.
+pub(crate) async fn checkpoint(conn: &mut sqlx::SqliteConnection) -> Result<u64, sqlx::Error> {
+    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM checkpoints WHERE projection = ?")
+        .bind(crate::apply::PROJECTION)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+}
 
 /// A secret's metadata as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use futures::TryStreamExt;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::checkpoint;
 use super::{ReadModel, Snapshot, parsed};
-use crate::apply::checkpoint;
 
 /// An order as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
