@@ -1,7 +1,9 @@
-//! The read path caches wrapped data keys (`api/src/key_cache.rs`). A cached key must
-//! never let a payload out that the read model no longer shows: after the command that
-//! deleted, expired or un-shared a secret, a read at that command's sequence is refused,
-//! though the key it needed was read a moment before.
+//! The read path caches wrapped data keys (`api/src/key_cache.rs`) and, beside the
+//! projector, secrets' rows with their current sealed payloads
+//! (`projections/src/read/cache.rs`). Neither may let a payload out that the read
+//! model no longer shows: after the command that deleted, expired or un-shared a
+//! secret, or stored a new version, a read at that command's sequence sees the change,
+//! though the row and key it needed were read a moment before.
 
 use std::time::Duration;
 
@@ -209,5 +211,101 @@ async fn a_lagging_replica_does_not_open_a_shredded_payload_from_its_cache() {
     let again = lagging(payload).await.unwrap();
     assert_eq!(again.status(), 404);
     shutdown.cancel();
+    t.stop().await;
+}
+
+/// A new current version replaces the cached one at once: a read at the new
+/// version's sequence gets the new payload, never the cached old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_is_read_at_its_sequence_not_the_cached_one() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "rotated", "version-0").await;
+    for n in 1..=5 {
+        // Warm: the current version is cached.
+        assert_eq!(read_at(&t, &id, &alice, "0").await.0, 200);
+        let stored = t
+            .http
+            .post(t.url(&format!("/v1/secrets/{id}/versions")))
+            .bearer_auth(&alice)
+            .json(&json!({"payload": format!("version-{n}"), "payload_content_type": "text/plain"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.status(), 201);
+        assert_eq!(
+            read_at(&t, &id, &alice, &seq_of(&stored)).await,
+            (200, format!("version-{n}"))
+        );
+    }
+    t.stop().await;
+}
+
+/// Readers that fill the cache race the projector's evictions: while eight tasks read
+/// the same secret without pause (each miss stores the row it read), its ACL is
+/// shared with bob and revoked again, 60 rounds (without the guard against a stale
+/// insert, one run in two failed at 20). At each change's sequence,
+/// bob's read must show that change: allowed after the share, refused after the
+/// revocation, never a row the revocation made stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_filling_the_cache_never_outlive_an_acl_revocation() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let bob = t.token_with("bob", "p2", &["creator"]);
+    let id = t.create_text(&alice, "contended", "race-canary").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url, alice, stop) = (
+            t.http.clone(),
+            t.url(&format!("/v1/secrets/{id}/payload")),
+            alice.clone(),
+            stop.clone(),
+        );
+        readers.spawn(async move {
+            let mut reads = 0u32;
+            while !stop.is_cancelled() {
+                let response = http
+                    .get(&url)
+                    .bearer_auth(&alice)
+                    .header("Accept", "text/plain")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                reads += 1;
+            }
+            reads
+        });
+    }
+    let acl = |body: serde_json::Value| {
+        t.http
+            .put(t.url(&format!("/v1/secrets/{id}/acl")))
+            .bearer_auth(&alice)
+            .json(&body)
+            .send()
+    };
+    for round in 0..60 {
+        let shared = acl(json!({"read": {"users": ["bob"], "project-access": true}}))
+            .await
+            .unwrap();
+        assert!(shared.status().is_success());
+        let (status, body) = read_at(&t, &id, &bob, &seq_of(&shared)).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "race-canary"),
+            "round {round}"
+        );
+        let revoked = acl(json!({"read": {"users": [], "project-access": true}}))
+            .await
+            .unwrap();
+        assert!(revoked.status().is_success());
+        let (status, body) = read_at(&t, &id, &bob, &seq_of(&revoked)).await;
+        assert_eq!(status, 403, "round {round}: {body}");
+        assert!(!body.contains("race-canary"), "round {round}: {body}");
+    }
+    stop.cancel();
+    let reads: u32 = readers.join_all().await.into_iter().sum();
+    assert!(reads > 0, "the readers never ran");
     t.stop().await;
 }

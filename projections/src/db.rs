@@ -128,6 +128,9 @@ pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenErr
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
+        // A SQLite connection is a file handle that does not go stale; sqlx's ping
+        // before each acquire would cost every read one more hand-off to its thread.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(|source| OpenError::Sqlite {

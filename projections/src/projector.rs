@@ -12,10 +12,13 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self, Context};
 use domain::commit::CommitKey;
+use domain::ids::SecretId;
+use domain::subject::{AggregateKind, parse_aggregate_subject};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::read::PayloadCache;
 use crate::writer::{Stored, WriteError, Writer};
 
 /// Most commits applied in one transaction by default: a rebuild of 200,000 commits
@@ -109,6 +112,7 @@ pub struct Projector {
     config: ProjectorConfig,
     key: Arc<CommitKey>,
     applied: watch::Sender<u64>,
+    cache: PayloadCache,
 }
 
 impl Projector {
@@ -130,9 +134,16 @@ impl Projector {
                 config,
                 key: Arc::new(key),
                 applied,
+                cache: PayloadCache::default(),
             },
             rx,
         ))
+    }
+
+    /// The payload cache this projector keeps true, for a read model in this process
+    /// ([`crate::read::ReadModel::with_cache`]).
+    pub fn cache(&self) -> PayloadCache {
+        self.cache.clone()
     }
 
     /// Applies commits until `shutdown` is cancelled. Failures (NATS restarting, a
@@ -226,8 +237,14 @@ impl Projector {
                 }
             }
             if let Some(seq) = commits.last().map(|c| c.seq) {
+                let touched: Vec<SecretId> = commits
+                    .iter()
+                    .filter_map(|c| secret_of(&c.subject))
+                    .collect();
                 self.writer.apply(commits, Arc::clone(&self.key)).await?;
                 applied = seq;
+                // Before readers learn of `seq`: a cached row they find then is current.
+                self.cache.evict(touched, seq);
                 self.applied.send_replace(seq);
                 tracing::debug!(seq, "projected");
             }
@@ -235,6 +252,14 @@ impl Projector {
                 return Ok(());
             }
         }
+    }
+}
+
+/// The secret a commit's subject names, if it names one.
+fn secret_of(subject: &str) -> Option<SecretId> {
+    match parse_aggregate_subject(subject)? {
+        (_, AggregateKind::Secret, id) => SecretId::parse(id).ok(),
+        _ => None,
     }
 }
 

@@ -24,7 +24,7 @@ use infra::keystore::KeyStore;
 use infra::log::{LogSettings, ensure_key_bucket};
 use infra::nats_auth::{AuthCallout, CalloutIssuer};
 use projections::projector::{Projector, ProjectorConfig};
-use projections::read::{ReadModel, poll_checkpoint};
+use projections::read::{PayloadCache, ReadModel, poll_checkpoint};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -167,26 +167,42 @@ pub async fn start_commands(
     ])
 }
 
+/// What a projector tells an API in the same process: the sequence it has applied, and
+/// the payload cache it keeps true.
+pub struct Applied {
+    /// The sequence applied.
+    pub seq: watch::Receiver<u64>,
+    /// The cache it evicts from as it applies.
+    pub cache: PayloadCache,
+}
+
 /// Starts the projector on the read model at `database_url`, applying the commits
-/// `commit_key` authenticates. Returns a receiver of the sequence it has applied.
+/// `commit_key` authenticates. Returns what it has applied.
 pub async fn start_projector(
     nats_url: &str,
     database_url: &str,
     config: ProjectorConfig,
     commit_key: CommitKey,
     shutdown: CancellationToken,
-) -> Result<(watch::Receiver<u64>, Task)> {
+) -> Result<(Applied, Task)> {
     let writer = projections::db::open_writer(database_url).await?;
     let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
     let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
     let js = async_nats::jetstream::new(client);
     let (projector, applied) = Projector::new(writer, js, config, commit_key).await?;
+    let cache = projector.cache();
     let task = tokio::spawn(async move {
         let _lock = lock;
         projector.run(shutdown).await;
         Ok(())
     });
-    Ok((applied, task))
+    Ok((
+        Applied {
+            seq: applied,
+            cache,
+        },
+        task,
+    ))
 }
 
 /// Settings of the HTTP API component.
@@ -209,14 +225,18 @@ pub async fn start_api(
     database_url: &str,
     keys: &Keys,
     settings: ApiSettings,
-    applied: Option<watch::Receiver<u64>>,
+    applied: Option<Applied>,
     clock: Clock,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Task)> {
     let pool = projections::db::open(database_url, 16).await?;
-    let applied = applied.unwrap_or_else(|| {
-        poll_checkpoint(pool.clone(), Duration::from_millis(20), shutdown.clone())
-    });
+    let read = match applied {
+        Some(Applied { seq, cache }) => ReadModel::new(pool, seq).with_cache(cache),
+        None => {
+            let seq = poll_checkpoint(pool.clone(), Duration::from_millis(20), shutdown.clone());
+            ReadModel::new(pool, seq)
+        }
+    };
     let client = infra::nats::connect(nats_url, "keyledger-api").await?;
     let js = async_nats::jetstream::new(client.clone());
     let keys_bucket = ensure_key_bucket(&js, settings.replicas).await?;
@@ -230,7 +250,7 @@ pub async fn start_api(
     );
     let keys_store = KeyStore::new(keys_bucket);
     let state = AppState::new(api::Shared {
-        read: ReadModel::new(pool, applied),
+        read,
         commands: CommandClient::new(client.clone(), Duration::from_secs(10)),
         verifier: keys.verifier.clone(),
         envelope: keys.envelope.clone(),

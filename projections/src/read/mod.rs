@@ -18,12 +18,14 @@ use tokio_util::sync::CancellationToken;
 
 use error::bad_column;
 
+mod cache;
 mod containers;
 mod due;
 mod error;
 mod list;
 mod orders;
 
+pub use cache::{Entry, PayloadCache};
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::due;
 pub use error::ReadError;
@@ -328,13 +330,26 @@ pub(crate) fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
 pub struct ReadModel {
     pool: SqlitePool,
     applied: watch::Receiver<u64>,
+    cache: Option<PayloadCache>,
 }
 
 impl ReadModel {
     /// Reads from `pool`; `applied` follows the projector's checkpoint (from a projector
     /// in this process, or from [`poll_checkpoint`]).
     pub fn new(pool: SqlitePool, applied: watch::Receiver<u64>) -> Self {
-        Self { pool, applied }
+        Self {
+            pool,
+            applied,
+            cache: None,
+        }
+    }
+
+    /// Answers payload reads from `cache` when it can: only with the cache of the
+    /// projector whose `applied` this read model follows, which keeps it true.
+    #[must_use]
+    pub fn with_cache(mut self, cache: PayloadCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// The sequence applied so far.
@@ -412,28 +427,67 @@ impl ReadModel {
     }
 
     /// A secret with the sealed payload of its current version (`None` inside when it
-    /// has none).
+    /// has none). Beside a projector in this process, from the [`PayloadCache`] when it
+    /// holds the secret.
     pub async fn get_payload(
         &self,
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
-        self.get_version(id, VersionSelector::Stage("current"), now)
-            .await
+        let current = VersionSelector::Stage("current");
+        let Some(cache) = &self.cache else {
+            return self.get_version(id, current, now).await;
+        };
+        // Read before the cache: an entry still held then reflects every commit up to
+        // this sequence (the projector evicts before it publishes a sequence).
+        let applied = self.applied();
+        if let Some(entry) = cache.get(id) {
+            return Ok(Snapshot {
+                value: with_payload(entry.as_ref().clone(), now),
+                seq: applied,
+            });
+        }
+        let (found, seq) = self.fetch_version(id, current).await?;
+        let Some(entry) = found else {
+            return Ok(Snapshot {
+                value: Lookup::Missing,
+                seq,
+            });
+        };
+        cache.insert(id, entry.clone(), seq);
+        Ok(Snapshot {
+            value: with_payload(entry, now),
+            seq,
+        })
     }
 
     /// A secret with the sealed payload of one version, by id or by stage (`None`
     /// inside when there is no such version).
-    ///
-    /// The hot path of every payload read, so it is one statement: the checkpoint,
-    /// the secret's row and the payload's, read in SQLite's one implicit snapshot
-    /// (each further statement is a round trip to the connection's thread).
     pub async fn get_version(
         &self,
         id: SecretId,
         which: VersionSelector<'_>,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
+        let (found, seq) = self.fetch_version(id, which).await?;
+        let value = match found {
+            Some(entry) => with_payload(entry, now),
+            None => Lookup::Missing,
+        };
+        Ok(Snapshot { value, seq })
+    }
+
+    /// A secret's row with the sealed payload of one version, and the sequence they
+    /// reflect.
+    ///
+    /// The hot path of every payload read, so it is one statement: the checkpoint,
+    /// the secret's row and the payload's, read in SQLite's one implicit snapshot
+    /// (each further statement is a round trip to the connection's thread).
+    async fn fetch_version(
+        &self,
+        id: SecretId,
+        which: VersionSelector<'_>,
+    ) -> Result<(Option<Entry>, u64), ReadError> {
         let (condition, value) = match which {
             VersionSelector::Id(v) => ("p.version_id = ?3", v),
             VersionSelector::Stage(s) => (
@@ -458,37 +512,28 @@ impl ReadModel {
         .fetch_optional(&mut *conn)
         .await?;
         let Some(r) = row else {
-            let seq = checkpoint(&mut conn).await?;
-            return Ok(Snapshot {
-                value: Lookup::Missing,
-                seq,
-            });
+            return Ok((None, checkpoint(&mut conn).await?));
         };
         let seq: Option<i64> = r.try_get("applied_seq")?;
         let seq = seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-        let payload = |r: &SqliteRow| -> Result<Option<PayloadRow>, sqlx::Error> {
-            let version: Option<String> = r.try_get("p_version_id")?;
-            if version.is_none() {
-                return Ok(None);
-            }
-            Ok(Some(PayloadRow {
-                version_id: parsed(r, "p_version_id", VersionId::parse)?,
-                key_id: parsed(r, "p_key_id", KeyId::parse)?,
-                content_type: parsed(r, "p_content_type", ContentType::parse)?,
+        let version: Option<String> = r.try_get("p_version_id")?;
+        let payload = match version {
+            None => None,
+            Some(_) => Some(PayloadRow {
+                version_id: parsed(&r, "p_version_id", VersionId::parse)?,
+                key_id: parsed(&r, "p_key_id", KeyId::parse)?,
+                content_type: parsed(&r, "p_content_type", ContentType::parse)?,
                 nonce: r.try_get("p_nonce")?,
                 ciphertext: r.try_get("p_ciphertext")?,
-            }))
+            }),
         };
-        let found = (
-            secret_row(&r)?,
-            r.try_get("expiration_ms")?,
-            r.try_get("status")?,
-        );
-        let value = match visible(Some(found), now) {
-            Lookup::Found(secret) => Lookup::Found((secret, payload(&r)?)),
-            other => other.map_never(),
+        let entry = Entry {
+            row: secret_row(&r)?,
+            expiration_ms: r.try_get("expiration_ms")?,
+            status: r.try_get("status")?,
+            payload,
         };
-        Ok(Snapshot { value, seq })
+        Ok((Some(entry), seq))
     }
 
     /// A secret with one page of its versions, oldest first, and how many it has.
@@ -652,6 +697,20 @@ async fn fetch_secret(
             ))
         })
         .transpose()
+}
+
+/// A secret with its payload, as [`visible`] at `now`.
+fn with_payload(entry: Entry, now: Timestamp) -> Lookup<(SecretRow, Option<PayloadRow>)> {
+    let Entry {
+        row,
+        expiration_ms,
+        status,
+        payload,
+    } = entry;
+    match visible(Some((row, expiration_ms, status)), now) {
+        Lookup::Found(secret) => Lookup::Found((secret, payload)),
+        other => other.map_never(),
+    }
 }
 
 fn visible(row: Option<(SecretRow, Option<i64>, String)>, now: Timestamp) -> Lookup<SecretRow> {
