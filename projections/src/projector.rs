@@ -187,6 +187,7 @@ impl Projector {
         let client = self.js.client();
         let connects = client.statistics().connects.load(Ordering::Relaxed);
         let mut applied = self.writer.checkpoint().await?;
+        self.cache.clear(applied);
         let stream = self
             .js
             .get_stream(&self.config.stream)
@@ -224,7 +225,8 @@ impl Projector {
                 };
                 let info = message.info().map_err(stream_err)?;
                 let (seq, pending) = (info.stream_sequence, info.pending);
-                if seq > applied {
+                // Past the checkpoint and past what this batch holds: each commit once.
+                if seq > commits.last().map_or(applied, |c: &Stored| c.seq) {
                     let message = message.split().0;
                     commits.push(Stored {
                         seq,

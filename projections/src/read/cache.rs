@@ -12,7 +12,7 @@
 //! snapshot older than the last batch that evicted anything.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use domain::ids::SecretId;
 use moka::sync::Cache;
@@ -93,7 +93,10 @@ impl PayloadCache {
         }
         self.entries.insert(id, Arc::new(entry));
         // An eviction that raced with this insert has either set `evicted` already
-        // (seen here: undo) or will remove the entry after this point.
+        // (seen here: undo) or will remove the entry after this point. The fences (here
+        // and in `evict`) rule out both sides missing each other's write, which moka's
+        // acquire/release map alone would allow.
+        fence(Ordering::SeqCst);
         if self.evicted.load(Ordering::SeqCst) > seq {
             self.entries.invalidate(&id);
         }
@@ -103,14 +106,17 @@ impl PayloadCache {
     /// batch commits and before `seq` is published as applied.
     pub fn evict(&self, touched: impl IntoIterator<Item = SecretId>, seq: u64) {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         for id in touched {
             self.entries.invalidate(&id);
         }
     }
 
-    /// Forgets everything (a rebuild, a restart of the projector from its checkpoint).
+    /// Forgets everything: the projector (re)starts from its checkpoint at `seq`, so
+    /// whatever happened to the read model before is not assumed.
     pub fn clear(&self, seq: u64) {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         self.entries.invalidate_all();
     }
 }
