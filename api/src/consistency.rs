@@ -8,8 +8,10 @@
 //! - A read may send `X-Keyledger-Min-Seq: <n>` (e.g. the `seq` of a command a service
 //!   sent over NATS): it waits, for up to the consistency timeout, until the read
 //!   model has applied `n`, and otherwise answers 503 with `Retry-After`; a sequence
-//!   beyond the log's end is a 409 at once (waiting for it would hold the request in
-//!   vain).
+//!   beyond the log's end is a 409 once the read has waited `GRACE` for it (waiting
+//!   longer would hold the request in vain).
+
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -17,6 +19,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use infra::protocol::AcceptedReply;
+use projections::read::Lagging;
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -26,6 +29,13 @@ use crate::state::AppState;
 pub const MIN_SEQ: &str = "x-keyledger-min-seq";
 /// Response header: the sequence a response reflects.
 pub const SEQ: &str = "x-keyledger-seq";
+
+/// How long a read waits for its sequence before asking the log whether that sequence
+/// exists. A sequence from a command reply is usually applied within milliseconds;
+/// asking first would cost every such read two JetStream API requests (the stream's
+/// info, which nats-server computes under the stream's lock), taken from the server
+/// the commands are waiting on.
+const GRACE: Duration = Duration::from_millis(100);
 
 /// The sequence a read must reflect, if the client named one; waiting for it happens
 /// while extracting, before the handler reads.
@@ -48,7 +58,20 @@ impl FromRequestParts<AppState> for Consistent {
                     "{MIN_SEQ} must be a stream sequence number (the seq of a command reply)"
                 ))
             })?;
-        if state.read.applied() < seq {
+        let timeout = state.config.consistency_timeout;
+        let lagging = |lag: Lagging| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the read model has applied sequence {} and did not reach {} within {:?}; \
+                     retry shortly",
+                    lag.applied, lag.wanted, timeout
+                ),
+            )
+            .retry_after(1)
+        };
+        let grace = GRACE.min(timeout);
+        if state.read.wait_for(seq, grace).await.is_err() {
             // A sequence the log does not hold yet would be waited for in vain.
             let end = log_end(state).await?;
             if seq > end {
@@ -62,19 +85,12 @@ impl FromRequestParts<AppState> for Consistent {
                     ),
                 ));
             }
+            state
+                .read
+                .wait_for(seq, timeout.saturating_sub(grace))
+                .await
+                .map_err(lagging)?;
         }
-        let timeout = state.config.consistency_timeout;
-        state.read.wait_for(seq, timeout).await.map_err(|lag| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the read model has applied sequence {} and did not reach {} within {:?}; \
-                     retry shortly",
-                    lag.applied, lag.wanted, timeout
-                ),
-            )
-            .retry_after(1)
-        })?;
         Ok(Self)
     }
 }

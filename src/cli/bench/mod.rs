@@ -4,6 +4,10 @@
 //! small payload for the given duration, each keeping `--in-flight` commands in flight
 //! (1: each waits for its reply before sending the next). Phase 2: M HTTP
 //! clients read the payloads of those secrets (`GET /v1/secrets/{id}/payload`).
+//! Phase 3 (`--visibility-rate`): how soon an acknowledged command shows in HTTP reads.
+
+mod outcome;
+mod visibility;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,9 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Args;
 use domain::subject::command;
-use hdrhistogram::Histogram;
 use infra::client::CommandClient;
 use infra::protocol::{CreateSecretRequest, PayloadField};
+use outcome::Outcome;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -37,7 +41,7 @@ pub struct BenchArgs {
         required = true
     )]
     token: Vec<String>,
-    /// Concurrent NATS clients creating secrets.
+    /// Concurrent NATS clients creating secrets (0 skips phases 1 and 2).
     #[arg(long, default_value_t = 8)]
     nats_clients: usize,
     /// Commands each NATS client keeps in flight (pipelined on its connection). The
@@ -45,9 +49,14 @@ pub struct BenchArgs {
     /// beyond that use more tokens (one per `--token`).
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
-    /// Concurrent HTTP clients reading payloads.
+    /// Concurrent HTTP clients reading payloads (0 skips phase 2).
     #[arg(long, default_value_t = 8)]
     http_clients: usize,
+    /// Phase 3: commands per second sent at a steady rate (open loop), each followed,
+    /// once acknowledged, by a read that waits for its sequence; reports how long after
+    /// its acknowledgement each command was visible to HTTP reads. 0 skips the phase.
+    #[arg(long, default_value_t = 0)]
+    visibility_rate: u32,
     /// Length of each phase.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -56,102 +65,61 @@ pub struct BenchArgs {
     payload_bytes: usize,
 }
 
-struct Outcome {
-    latencies: Histogram<u64>,
-    errors: u64,
-    first_error: Option<String>,
-    /// Each created secret: its id, its commit's sequence and the token (index) that
-    /// created it, which phase 2 reads it with.
-    created: Vec<(String, u64, usize)>,
-}
-
-impl Outcome {
-    fn new() -> Self {
-        Self {
-            // Three significant figures from 1 us to 60 s: low >= 1, high >= 2 * low and
-            // sigfig <= 5, so these bounds are always accepted.
-            latencies: Histogram::new_with_bounds(1, 60_000_000, 3)
-                .expect("valid histogram bounds"),
-            errors: 0,
-            first_error: None,
-            created: Vec::new(),
-        }
-    }
-
-    fn record(&mut self, started: Instant, result: Result<(), String>) {
-        let micros = started.elapsed().as_micros().clamp(1, 60_000_000) as u64;
-        match result {
-            Ok(()) => {
-                let _ = self.latencies.record(micros);
-            }
-            Err(e) => {
-                self.errors += 1;
-                self.first_error.get_or_insert(e);
-            }
-        }
-    }
-
-    fn merge(mut self, other: Outcome) -> Self {
-        let _ = self.latencies.add(&other.latencies);
-        self.errors += other.errors;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
-        self.created.extend(other.created);
-        self
-    }
-
-    fn report(&self, what: &str, clients: usize, elapsed: Duration) {
-        let ok = self.latencies.len();
-        let ms = |q: f64| self.latencies.value_at_quantile(q) as f64 / 1000.0;
-        println!(
-            "{what}: {clients} clients, {:.1} s: {ok} ok, {} failed, {:.0}/s; latency ms p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            elapsed.as_secs_f64(),
-            self.errors,
-            ok as f64 / elapsed.as_secs_f64(),
-            ms(0.5),
-            ms(0.9),
-            ms(0.99),
-            self.latencies.max() as f64 / 1000.0,
-        );
-        if let Some(e) = &self.first_error {
-            println!("  first error: {e}");
-        }
-    }
-}
-
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.nats_clients == 0 && args.visibility_rate == 0 {
+        bail!("nothing to measure: give --nats-clients above 0 or a --visibility-rate");
+    }
     let payload = "x".repeat(args.payload_bytes.max(1));
-    println!(
-        "keyledger bench: {} NATS clients creating secrets ({} in flight each, {} B payloads), then {} HTTP clients reading payloads, {:?} each",
-        args.nats_clients,
-        args.in_flight.max(1),
-        payload.len(),
-        args.http_clients,
-        args.duration
-    );
+    if args.nats_clients > 0 {
+        println!(
+            "keyledger bench: {} NATS clients creating secrets ({} in flight each, {} B payloads), then {} HTTP clients reading payloads, {:?} each",
+            args.nats_clients,
+            args.in_flight.max(1),
+            payload.len(),
+            args.http_clients,
+            args.duration
+        );
+        let created = creates(&args, &payload).await?;
+        if args.http_clients > 0 {
+            reads(&args, created).await?;
+        }
+    }
+    if args.visibility_rate > 0 {
+        let nats =
+            infra::nats::connect_as_client(&args.nats_url, "keyledger-bench", &args.token[0])
+                .await?;
+        let nats = Arc::new(CommandClient::new(nats, Duration::from_secs(10)));
+        visibility::run(&args, nats, &payload).await;
+    }
+    Ok(())
+}
 
-    // Phase 1: commands over NATS.
+/// A create request with `payload`.
+fn create_request(payload: &str) -> CreateSecretRequest {
+    CreateSecretRequest {
+        name: Some("bench".into()),
+        payload: Some(PayloadField::from(payload.to_owned())),
+        payload_content_type: Some("text/plain".into()),
+        ..Default::default()
+    }
+}
+
+/// Phase 1: commands over NATS, closed loop. Returns the secrets created.
+async fn creates(args: &BenchArgs, payload: &str) -> Result<Vec<(String, u64, usize)>> {
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut workers = Vec::new();
-    for n in 0..args.nats_clients.max(1) {
+    for n in 0..args.nats_clients {
         let which = n % args.token.len();
         let token = args.token[which].clone();
         let nats =
             infra::nats::connect_as_client(&args.nats_url, "keyledger-bench", &token).await?;
         let client = Arc::new(CommandClient::new(nats, Duration::from_secs(10)));
         for _ in 0..args.in_flight.max(1) {
-            let (client, token, payload) = (client.clone(), token.clone(), payload.clone());
+            let (client, token, request) = (client.clone(), token.clone(), create_request(payload));
             workers.push(tokio::spawn(async move {
                 let mut outcome = Outcome::new();
                 while Instant::now() < deadline {
-                    let request = CreateSecretRequest {
-                        name: Some("bench".into()),
-                        payload: Some(PayloadField::from(payload.clone())),
-                        payload_content_type: Some("text/plain".into()),
-                        ..Default::default()
-                    };
                     let t = Instant::now();
                     match client.send(command::SECRET_CREATE, &token, &request).await {
                         Ok(a) => {
@@ -169,25 +137,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     for w in workers {
         commands = commands.merge(w.await?);
     }
+    let clients = args.nats_clients * args.in_flight.max(1);
     commands.report(
-        "commands (NATS secret.create)",
-        args.nats_clients * args.in_flight.max(1),
+        &format!("commands (NATS secret.create): {clients} clients"),
         started.elapsed(),
     );
     if commands.created.is_empty() {
         bail!("no secret was created; check the token and that keyledger is up");
     }
+    Ok(commands.created)
+}
 
-    // Phase 2: payload reads over HTTP, after the read model shows every create.
-    let last_seq = commands
-        .created
-        .iter()
-        .map(|(_, s, _)| *s)
-        .max()
-        .unwrap_or(0);
+/// Phase 2: payload reads over HTTP, after the read model shows every create.
+async fn reads(args: &BenchArgs, created: Vec<(String, u64, usize)>) -> Result<()> {
+    let last_seq = created.iter().map(|(_, s, _)| *s).max().unwrap_or(0);
     let ids: Arc<Vec<(String, usize)>> = Arc::new(
-        commands
-            .created
+        created
             .into_iter()
             .map(|(id, _, token)| (id, token))
             .collect(),
@@ -207,7 +172,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut workers = Vec::new();
-    for worker in 0..args.http_clients.max(1) {
+    for worker in 0..args.http_clients {
         let client = reqwest::Client::new();
         let ids = ids.clone();
         let url = args.url.clone();
@@ -220,19 +185,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 let token = &tokens[*token];
                 i += 7;
                 let t = Instant::now();
-                let result = client
+                let response = client
                     .get(format!("{url}/v1/secrets/{id}/payload"))
                     .bearer_auth(token)
                     .send()
                     .await;
-                let result = match result {
-                    Ok(r) if r.status().is_success() => {
-                        r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
-                    }
-                    Ok(r) => Err(format!("HTTP {}", r.status())),
-                    Err(e) => Err(e.to_string()),
-                };
-                outcome.record(t, result);
+                outcome.record(t, answered(response).await);
             }
             outcome
         }));
@@ -242,9 +200,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         reads = reads.merge(w.await?);
     }
     reads.report(
-        "reads (HTTP GET payload)",
-        args.http_clients,
+        &format!("reads (HTTP GET payload): {} clients", args.http_clients),
         started.elapsed(),
     );
     Ok(())
+}
+
+/// Whether an HTTP request succeeded, its body read to the end.
+async fn answered(response: reqwest::Result<reqwest::Response>) -> Result<(), String> {
+    match response {
+        Ok(r) if r.status().is_success() => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+        Ok(r) => Err(format!("HTTP {}", r.status())),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -1,0 +1,78 @@
+//! Phase 3 of `keyledger bench`: how soon an acknowledged command is visible to HTTP
+//! reads.
+//!
+//! Commands go out at a steady rate, each at its tick whatever is still in flight (an
+//! open loop, so a slow answer does not lower the load it is measured under). Once a
+//! command is acknowledged, a metadata read names its sequence in
+//! `X-Keyledger-Min-Seq`, which the API answers as soon as its read model shows that
+//! sequence (an event, not a poll). The time from the acknowledgement to that answer
+//! is the command's visibility latency; it includes one HTTP round trip.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::subject::command;
+use infra::client::CommandClient;
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+
+use super::outcome::Outcome;
+use super::{BenchArgs, answered, create_request};
+
+/// Runs the phase for `args.duration` at `args.visibility_rate` commands per second
+/// and prints the commands' latency and their visibility latency.
+pub(super) async fn run(args: &BenchArgs, nats: Arc<CommandClient>, payload: &str) {
+    let rate = args.visibility_rate;
+    println!(
+        "visibility: {rate} commands/s for {:?}, each read back with X-Keyledger-Min-Seq once acknowledged",
+        args.duration
+    );
+    let http = reqwest::Client::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    // Burst: ticks the timer could not keep up with are sent at once, so the rate
+    // holds on average.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut sent = JoinSet::new();
+    let started = Instant::now();
+    let deadline = started + args.duration;
+    let mut n = 0usize;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let token = args.token[n % args.token.len()].clone();
+        n += 1;
+        let (nats, http, request) = (nats.clone(), http.clone(), create_request(payload));
+        let url = args.url.clone();
+        sent.spawn(async move {
+            let (mut acked, mut visible) = (Outcome::new(), Outcome::new());
+            let t = Instant::now();
+            match nats.send(command::SECRET_CREATE, &token, &request).await {
+                Ok(a) => {
+                    acked.record(t, Ok(()));
+                    let t = Instant::now();
+                    let response = http
+                        .get(format!("{url}/v1/secrets/{}", a.id))
+                        .bearer_auth(&token)
+                        .header(api::MIN_SEQ, a.seq)
+                        .send()
+                        .await;
+                    visible.record(t, answered(response).await);
+                }
+                Err(e) => acked.record(t, Err(e.message)),
+            }
+            (acked, visible)
+        });
+    }
+    let (mut acked, mut visible) = (Outcome::new(), Outcome::new());
+    while let Some(done) = sent.join_next().await {
+        match done {
+            Ok((a, v)) => {
+                acked = acked.merge(a);
+                visible = visible.merge(v);
+            }
+            Err(e) => acked.record(Instant::now(), Err(e.to_string())),
+        }
+    }
+    let elapsed = started.elapsed();
+    acked.report("  commands (NATS secret.create)", elapsed);
+    visible.report("  acknowledged -> visible to HTTP reads", elapsed);
+}
