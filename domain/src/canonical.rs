@@ -9,12 +9,23 @@
 //! re-serialised struct, lets an auditor in any language recompute a hash, and keeps
 //! hashes valid after old events are upcast on read.
 
-use serde_json::Value;
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value};
 
 /// The canonical encoding of `value`.
 pub fn to_vec(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     write(value, &mut out);
+    out
+}
+
+/// The canonical encoding of the object `map` without its members named in `skip`
+/// (a commit's hash covers the commit without its `hash` and `mac`): the same bytes as
+/// [`to_vec`] of a copy with those members removed, without making the copy.
+pub fn object_to_vec_without(map: &Map<String, Value>, skip: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    write_object(map, skip, &mut out);
     out
 }
 
@@ -30,21 +41,37 @@ fn write(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push(b'{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(&Value::String(key.clone()), out);
-                out.push(b':');
-                write(item, out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(map, &[], out),
         scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_object(map: &Map<String, Value>, skip: &[&str], out: &mut Vec<u8>) {
+    let mut entries: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(key, _)| !skip.contains(&key.as_str()))
+        .collect();
+    entries.sort_by(|(a, _), (b, _)| utf16_order(a, b));
+    out.push(b'{');
+    for (i, (key, item)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // A string serialises into a Vec without fail.
+        serde_json::to_writer(&mut *out, key).unwrap_or_default();
+        out.push(b':');
+        write(item, out);
+    }
+    out.push(b'}');
+}
+
+/// JCS orders member names by UTF-16 code units. For ASCII names (every name
+/// keyledger writes) that is byte order, which is much cheaper to compare.
+fn utf16_order(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.as_bytes().cmp(b.as_bytes())
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
     }
 }
 
@@ -84,6 +111,24 @@ mod tests {
         assert!(
             s.find('\u{1F600}').unwrap() < s.find('\u{FB01}').unwrap(),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn an_object_without_some_members_encodes_as_a_copy_without_them() {
+        let v = json!({
+            "hash": "h", "mac": "m", "b": {"hash": "kept when nested", "\u{FB01}": 1, "\u{1F600}": 2},
+            "a": [1, {"z": null, "y": "\u{2028}"}], "\u{e9}": true,
+        });
+        let Value::Object(map) = v else {
+            unreachable!()
+        };
+        let mut copy = map.clone();
+        copy.remove("hash");
+        copy.remove("mac");
+        assert_eq!(
+            object_to_vec_without(&map, &["hash", "mac"]),
+            to_vec(&Value::Object(copy))
         );
     }
 }

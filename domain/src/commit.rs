@@ -300,10 +300,14 @@ struct RawCommit {
 }
 
 /// The hash of a commit's JSON form with its `hash` and `mac` members removed.
-pub fn hash_of(mut value: Map<String, Value>) -> Digest {
-    value.remove("hash");
-    value.remove("mac");
-    Digest(Sha256::digest(canonical::to_vec(&Value::Object(value))).into())
+pub fn hash_of(value: Map<String, Value>) -> Digest {
+    hash_of_object(&value)
+}
+
+/// [`hash_of`] without taking the object: reading a commit hashes the object it
+/// then deserialises, and a deep copy of it cost more than the hash.
+fn hash_of_object(value: &Map<String, Value>) -> Digest {
+    Digest(Sha256::digest(canonical::object_to_vec_without(value, &["hash", "mac"])).into())
 }
 
 impl<E: EventCodec> NewCommit<E> {
@@ -458,7 +462,7 @@ impl RawCommit {
         let Value::Object(map) = value else {
             return Err(CommitError::Malformed("not a JSON object".into()));
         };
-        let computed = hash_of(map.clone());
+        let computed = hash_of_object(&map);
         let raw: RawCommit = serde_json::from_value(Value::Object(map))
             .map_err(|e| CommitError::Malformed(e.to_string()))?;
         if raw.hash != computed {

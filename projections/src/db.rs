@@ -98,6 +98,11 @@ fn migrator() -> Migrator {
             "acl_and_consumer_times",
             include_str!("../migrations/0008_acl_and_consumer_times.sql"),
         ),
+        migration(
+            9,
+            "partial_due_indexes",
+            include_str!("../migrations/0009_partial_due_indexes.sql"),
+        ),
     ])
 }
 
@@ -154,11 +159,11 @@ pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenErr
 }
 
 /// Opens (creating and migrating if needed) the read model at `url` for the
-/// projector: its single writer ([`Writer`]).
-pub async fn open_writer(url: &str) -> Result<Writer, OpenError> {
+/// projector: its single writer ([`Writer`]), with a page cache of `cache_kib` KiB.
+pub async fn open_writer(url: &str, cache_kib: i64) -> Result<Writer, OpenError> {
     let path = sqlite_path(url).ok_or_else(|| OpenError::NotAFile(url.to_owned()))?;
     open(url, 1).await?.close().await;
-    Writer::open(&path).map_err(|source| OpenError::Writer {
+    Writer::open(&path, cache_kib).map_err(|source| OpenError::Writer {
         url: url.to_owned(),
         source,
     })

@@ -175,8 +175,14 @@ impl LogArgs {
 /// applies them.
 #[derive(Debug, Clone, Args)]
 pub struct LifecycleArgs {
-    /// Versions a secret holds before its oldest deprecated ones are destroyed.
-    #[arg(long, env = "KEYLEDGER_KEEP_VERSIONS", default_value_t = 100)]
+    /// Versions a secret holds before its oldest deprecated ones are destroyed (at
+    /// least 1).
+    #[arg(
+        long,
+        env = "KEYLEDGER_KEEP_VERSIONS",
+        default_value_t = 100,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
     pub keep_versions: usize,
     /// The youngest a deprecated version may be when it is destroyed.
     #[arg(long, env = "KEYLEDGER_VERSION_MIN_AGE", default_value = "24h", value_parser = humantime::parse_duration)]

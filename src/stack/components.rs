@@ -185,7 +185,8 @@ pub async fn start_projector(
     commit_key: CommitKey,
     shutdown: CancellationToken,
 ) -> Result<(Applied, Task)> {
-    let writer = projections::db::open_writer(database_url).await?;
+    let writer =
+        projections::db::open_writer(database_url, projections::writer::WRITER_CACHE_KIB).await?;
     let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
     let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
     let js = async_nats::jetstream::new(client);

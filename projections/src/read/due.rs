@@ -7,7 +7,10 @@ use domain::timestamp::Timestamp;
 use sqlx::SqlitePool;
 
 /// The scheduler's queries: each reads an index range (`?1` now, `?2` limit, `?3`
-/// versions kept, `?4` the newest a deprecated version may be to go).
+/// versions kept, at least 1, `?4` the newest a deprecated version may be to go). The
+/// prune query spells out `version_count > 1`, which `?3` implies, because its index
+/// leaves single-version secrets out and SQLite uses a partial index only for a query
+/// that names its condition.
 const DUE_QUERIES: [(DueTask, &str); 3] = [
     (
         DueTask::Expire,
@@ -22,7 +25,7 @@ const DUE_QUERIES: [(DueTask, &str); 3] = [
     (
         DueTask::Prune,
         "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status = 'active' \
-         AND s.version_count > ?3 AND EXISTS (SELECT 1 FROM secret_payloads p WHERE \
+         AND s.version_count > 1 AND s.version_count > ?3 AND EXISTS (SELECT 1 FROM secret_payloads p WHERE \
          p.project = s.project AND p.secret_id = s.id AND p.created_ms <= ?4 \
          AND NOT EXISTS (SELECT 1 FROM secret_stages g WHERE g.project = p.project \
          AND g.secret_id = p.secret_id AND g.version_id = p.version_id)) LIMIT ?2",

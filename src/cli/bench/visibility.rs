@@ -28,7 +28,9 @@ pub(super) async fn run(args: &BenchArgs, nats: Arc<CommandClient>, payload: &st
         args.duration
     );
     let http = reqwest::Client::new();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    // At least a nanosecond: tokio refuses a zero period, which an absurd rate gives.
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate)).max(Duration::from_nanos(1));
+    let mut tick = tokio::time::interval(period);
     // Burst: ticks the timer could not keep up with are sent at once, so the rate
     // holds on average.
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -62,6 +64,8 @@ pub(super) async fn run(args: &BenchArgs, nats: Arc<CommandClient>, payload: &st
             (acked, visible)
         });
     }
+    // The rate is what was sent while sending, not while the last answers came in.
+    let elapsed = started.elapsed();
     let (mut acked, mut visible) = (Outcome::new(), Outcome::new());
     while let Some(done) = sent.join_next().await {
         match done {
@@ -72,7 +76,6 @@ pub(super) async fn run(args: &BenchArgs, nats: Arc<CommandClient>, payload: &st
             Err(e) => acked.record(Instant::now(), Err(e.to_string())),
         }
     }
-    let elapsed = started.elapsed();
     acked.report("  commands (NATS secret.create)", elapsed);
     visible.report("  acknowledged -> visible to HTTP reads", elapsed);
 }
