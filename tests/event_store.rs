@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, stream::StorageType};
 use commands::secret::{HandlerConfig, SecretHandler};
 use commands::shared::store::EventStore;
 use domain::commit::{AggregateRef, Commit, NewCommit};
-use domain::ids::{CommandId, ProjectId, Role, UserId};
+use domain::ids::{AggregateId, CommandId, ProjectId, Role, UserId};
 use domain::principal::Principal;
 use domain::secret::fields::{MetadataKey, MetadataValue};
 use domain::secret::{MetadatumSet, SecretEvent, SecretState, evolve};
@@ -66,7 +66,7 @@ fn aggregate(id: &str) -> AggregateRef {
     AggregateRef {
         kind: AggregateKind::Secret,
         project: ProjectId::parse("p1").unwrap(),
-        id: id.to_owned(),
+        id: AggregateId::parse(id).unwrap(),
     }
 }
 

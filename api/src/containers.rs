@@ -432,7 +432,7 @@ async fn tls_findings(
     let unusable: Vec<Finding> = problems(row, base)
         .into_iter()
         .map(|message| Finding {
-            code: "secret_unusable",
+            code: "secret_unusable".to_owned(),
             message,
             fix: "store a renewed secret and create a new container".into(),
         })
@@ -454,7 +454,7 @@ async fn tls_findings(
             crate::payload::readable_payload(state, caller, id, lookup.value, |(s, _)| s).await?;
         let Some(payload) = payload else {
             return Ok(vec![Finding {
-                code: "secret_unusable",
+                code: "secret_unusable".to_owned(),
                 message: format!(
                     "{name} secret {} has no payload",
                     secret_ref(base, r.secret_id)
@@ -469,7 +469,7 @@ async fn tls_findings(
     }
     let Some(certificate) = parts.get("certificate") else {
         return Ok(vec![Finding {
-            code: "certificate_missing",
+            code: "certificate_missing".to_owned(),
             message: "the container has no certificate reference".into(),
             fix: "create a certificate container that references the certificate".into(),
         }]);
@@ -483,7 +483,7 @@ async fn tls_findings(
 }
 
 /// What the TLS check found.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TlsCheck {
     /// The container checked.
     pub container_ref: String,

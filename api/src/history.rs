@@ -323,7 +323,7 @@ pub async fn secret(
     )
     .is_ok();
     let _reading = state.costly.history.start(&caller).await?;
-    let subject = aggregate_subject(&project, AggregateKind::Secret, &id.to_string());
+    let subject = aggregate_subject(&project, AggregateKind::Secret, &id.into());
     let mut page = page(
         &state,
         subject,

@@ -139,7 +139,7 @@ impl KeyCache {
 /// The secret a commit's subject names.
 fn secret_of(subject: &str) -> Option<Name> {
     match parse_aggregate_subject(subject)? {
-        (project, AggregateKind::Secret, id) => Some((project, SecretId::parse(id).ok()?)),
+        (project, AggregateKind::Secret, id) => Some((project, SecretId::parse(id.as_str()).ok()?)),
         _ => None,
     }
 }

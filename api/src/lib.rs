@@ -83,9 +83,13 @@ pub use state::{ApiConfig, AppState, Shared};
 
 /// The response bodies the CLI reads, as the API writes them.
 pub mod responses {
+    pub use crate::containers::TlsCheck;
     pub use crate::secret_versions::{SecretVersion, VersionList, VersionStored};
+    pub use crate::tls_check::Finding;
+    pub use crate::views::container::ConsumerRef;
     pub use crate::views::secret::{Secret, SecretList};
     pub use crate::views::{Links, SecretRef};
+    pub use crate::whoami::Whoami;
 }
 
 /// The routes and the OpenAPI document, both from the handlers' `#[utoipa::path]`

@@ -268,7 +268,7 @@ async fn destroyed_behind_keyledgers_back(
     let subject = domain::subject::aggregate_subject(
         project,
         domain::subject::AggregateKind::Secret,
-        &id.to_string(),
+        &id.into(),
     );
     let last = infra::audit::last_message(&state.js, &state.config.stream, &subject).await;
     match last {

@@ -7,15 +7,15 @@
 //! certificate and key belong together; whether the intermediates chain the
 //! certificate to its issuer.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::pem::Pem;
 
 /// One thing wrong, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     /// A stable code.
-    pub code: &'static str,
+    pub code: String,
     /// What is wrong.
     pub message: String,
     /// What to do.
@@ -25,7 +25,7 @@ pub struct Finding {
 impl Finding {
     fn new(code: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
-            code,
+            code: code.to_owned(),
             message: message.into(),
             fix: fix.into(),
         }

@@ -3,14 +3,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::state::AppState;
 
 /// The caller, as keyledger sees it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Whoami {
     /// The user.
     pub user_id: String,
@@ -19,7 +19,7 @@ pub struct Whoami {
     /// The roles, as the token names them.
     pub roles: Vec<String>,
     /// The roles the policy knows, as it reads them.
-    pub effective_roles: Vec<&'static str>,
+    pub effective_roles: Vec<String>,
     /// The service the token is for, if any.
     pub service: Option<String>,
     /// The address ACL conditions see.
@@ -45,7 +45,7 @@ pub async fn get(State(_): State<AppState>, caller: Caller) -> Json<Whoami> {
         roles: p.roles.iter().map(|r| r.as_str().to_owned()).collect(),
         effective_roles: domain::roles::effective(&p.roles)
             .iter()
-            .map(|r| r.as_str())
+            .map(|r| r.as_str().to_owned())
             .collect(),
         service: p.service.as_ref().map(|s| s.as_str().to_owned()),
         source: caller.source.map(|s| s.to_string()),

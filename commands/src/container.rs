@@ -243,7 +243,7 @@ impl ContainerHandler {
         let aggregate = AggregateRef {
             kind: AggregateKind::Container,
             project: parsed.project.clone(),
-            id: parsed.container.to_string(),
+            id: parsed.container.into(),
         };
         let mut step = ContainerStep {
             actor,
@@ -262,7 +262,7 @@ impl ContainerHandler {
             .await?;
         Ok(AcceptedReply {
             seq: written.seq,
-            id: aggregate.id,
+            id: aggregate.id.into(),
             version: written.version,
             version_id: None,
         })

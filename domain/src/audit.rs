@@ -338,7 +338,7 @@ impl LogVerifier {
 mod tests {
     use super::*;
     use crate::commit::{AggregateRef, Digest, NewCommit};
-    use crate::ids::{CommandId, ProjectId};
+    use crate::ids::{AggregateId, CommandId, ProjectId};
     use crate::principal::Actor;
     use crate::subject::AggregateKind;
     use crate::timestamp::Timestamp;
@@ -358,7 +358,7 @@ mod tests {
             let aggregate = AggregateRef {
                 kind: AggregateKind::Secret,
                 project: ProjectId::parse("p1").unwrap(),
-                id: id.to_owned(),
+                id: AggregateId::parse(id).unwrap(),
             };
             let (version, last) = prev.get(id).map_or((1, None), |(v, h)| (v + 1, Some(*h)));
             let commit = NewCommit {
@@ -493,7 +493,7 @@ mod tests {
             aggregate: AggregateRef {
                 kind: AggregateKind::Secret,
                 project: ProjectId::parse("p1").unwrap(),
-                id: "a".to_owned(),
+                id: AggregateId::parse("a").unwrap(),
             },
             version: 4,
             command: "secret.acl.set".into(),

@@ -152,7 +152,7 @@ mod tests {
     use super::*;
     use crate::audit::RawEvent;
     use crate::commit::{AggregateRef, NewCommit};
-    use crate::ids::{CommandId, ProjectId};
+    use crate::ids::{AggregateId, CommandId, ProjectId};
     use crate::principal::Actor;
     use crate::subject::AggregateKind;
     use crate::timestamp::Timestamp;
@@ -165,7 +165,7 @@ mod tests {
         AggregateRef {
             kind: AggregateKind::Secret,
             project: ProjectId::parse("p1").unwrap(),
-            id: id.to_owned(),
+            id: AggregateId::parse(id).unwrap(),
         }
     }
 

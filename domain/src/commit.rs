@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::canonical;
-use crate::ids::{CommandId, ProjectId};
+use crate::ids::{AggregateId, CommandId, ProjectId};
 use crate::principal::Actor;
 use crate::subject::{AggregateKind, aggregate_subject};
 use crate::timestamp::Timestamp;
@@ -148,8 +148,8 @@ pub struct AggregateRef {
     pub kind: AggregateKind,
     /// The project that owns it.
     pub project: ProjectId,
-    /// Its id (a UUID for secrets).
-    pub id: String,
+    /// Its id (a UUID for secrets, containers and orders).
+    pub id: AggregateId,
 }
 
 impl AggregateRef {

@@ -126,6 +126,31 @@ impl CommandId {
 }
 parsed_string!(CommandId);
 
+/// An aggregate's id: the last token of its subject
+/// (`keyledger.events.<project>.<kind>.<id>`), so, like a project id, it admits only
+/// ASCII letters, digits, `-` and `_` (a UUID fits) and can never address another
+/// aggregate's subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AggregateId(String);
+
+impl AggregateId {
+    /// Longest accepted aggregate id.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses an aggregate id.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        if s.is_empty() || s.len() > Self::MAX_LEN || !s.chars().all(is_token_char) {
+            return Err(Rejection::invalid(format!(
+                "aggregate id {s:?} is not valid: use 1 to {} ASCII letters, digits, '-' or '_'",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+parsed_string!(AggregateId);
+
 /// Declares a UUID-backed id type.
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
@@ -190,6 +215,18 @@ uuid_id!(
     "key id"
 );
 
+/// The ids of aggregates: each is a UUID, whose hyphenated form is a valid aggregate id.
+macro_rules! aggregate_id_from {
+    ($($name:ident),*) => {
+        $(impl From<$name> for AggregateId {
+            fn from(id: $name) -> Self {
+                Self(id.to_string())
+            }
+        })*
+    };
+}
+aggregate_id_from!(SecretId, ContainerId, OrderId);
+
 /// The namespace for ids derived from command ids (see [`SecretId::for_create`]).
 const CREATE_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_796c_6564_6765_7200_0000_0000_0001);
 
@@ -233,6 +270,21 @@ mod tests {
             assert!(err.message.contains("is not valid"), "{}", err.message);
         }
         assert_eq!(ProjectId::parse("p-1_A").unwrap().as_str(), "p-1_A");
+    }
+
+    #[test]
+    fn aggregate_ids_cannot_address_other_subjects() {
+        for bad in ["", "a.b", "a*", ">", "a b", "é", &"x".repeat(65)] {
+            let err = AggregateId::parse(bad).expect_err(bad);
+            assert!(err.message.contains("is not valid"), "{}", err.message);
+            let json = serde_json::to_string(bad).unwrap();
+            assert!(
+                serde_json::from_str::<AggregateId>(&json).is_err(),
+                "{bad:?}"
+            );
+        }
+        let secret = SecretId::from_uuid(Uuid::from_u128(7));
+        assert_eq!(AggregateId::from(secret).as_str(), secret.to_string());
     }
 
     #[test]

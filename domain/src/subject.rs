@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::ProjectId;
+use crate::ids::{AggregateId, ProjectId};
 
 /// Subjects of every commit in the event stream.
 pub const EVENTS_WILDCARD: &str = "keyledger.events.>";
@@ -285,14 +285,14 @@ impl fmt::Display for AggregateKind {
     }
 }
 
-/// The subject of one aggregate's commits. `id` must be subject-safe (a UUID is).
-pub fn aggregate_subject(project: &ProjectId, kind: AggregateKind, id: &str) -> String {
+/// The subject of one aggregate's commits.
+pub fn aggregate_subject(project: &ProjectId, kind: AggregateKind, id: &AggregateId) -> String {
     format!("keyledger.events.{project}.{kind}.{id}")
 }
 
 /// The project, kind and id an aggregate's subject names (the inverse of
 /// [`aggregate_subject`]); `None` for any other subject.
-pub fn parse_aggregate_subject(subject: &str) -> Option<(ProjectId, AggregateKind, &str)> {
+pub fn parse_aggregate_subject(subject: &str) -> Option<(ProjectId, AggregateKind, AggregateId)> {
     let rest = subject.strip_prefix("keyledger.events.")?;
     let mut parts = rest.splitn(3, '.');
     let project = ProjectId::parse(parts.next()?).ok()?;
@@ -302,9 +302,7 @@ pub fn parse_aggregate_subject(subject: &str) -> Option<(ProjectId, AggregateKin
         "order" => AggregateKind::Order,
         _ => return None,
     };
-    let id = parts
-        .next()
-        .filter(|id| !id.is_empty() && !id.contains('.'))?;
+    let id = AggregateId::parse(parts.next()?).ok()?;
     Some((project, kind, id))
 }
 
@@ -358,12 +356,17 @@ mod tests {
     #[test]
     fn an_aggregate_subject_parses_back_to_what_made_it() {
         let p1 = ProjectId::parse("p1").unwrap();
-        let subject = aggregate_subject(&p1, AggregateKind::Order, "x-1");
+        let id = AggregateId::parse("x-1").unwrap();
+        let subject = aggregate_subject(&p1, AggregateKind::Order, &id);
         assert_eq!(
             parse_aggregate_subject(&subject),
-            Some((p1, AggregateKind::Order, "x-1"))
+            Some((p1, AggregateKind::Order, id))
         );
         assert_eq!(parse_aggregate_subject("keyledger.events.p1.secret"), None);
+        assert_eq!(
+            parse_aggregate_subject("keyledger.events.p1.secret.*"),
+            None
+        );
         assert_eq!(parse_aggregate_subject("keyledger.events.p1.key.x"), None);
         assert_eq!(parse_aggregate_subject("keyledger.cmd.secret.create"), None);
     }
@@ -386,7 +389,11 @@ mod tests {
     fn subjects_have_the_documented_shape() {
         let p = ProjectId::parse("p1").unwrap();
         assert_eq!(
-            aggregate_subject(&p, AggregateKind::Secret, "abc"),
+            aggregate_subject(
+                &p,
+                AggregateKind::Secret,
+                &AggregateId::parse("abc").unwrap()
+            ),
             "keyledger.events.p1.secret.abc"
         );
         assert_eq!(

@@ -277,7 +277,7 @@ fn commit(version: u64, events: Vec<SecretEvent>) -> NewCommit<SecretEvent> {
         aggregate: AggregateRef {
             kind: AggregateKind::Secret,
             project: project.clone(),
-            id: SecretId::from_uuid(Uuid::from_u128(0x33)).to_string(),
+            id: SecretId::from_uuid(Uuid::from_u128(0x33)).into(),
         },
         version,
         command: "secret.create".into(),

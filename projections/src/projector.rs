@@ -277,7 +277,7 @@ impl Projector {
 /// The secret a commit's subject names, if it names one.
 fn secret_of(subject: &str) -> Option<SecretId> {
     match parse_aggregate_subject(subject)? {
-        (_, AggregateKind::Secret, id) => SecretId::parse(id).ok(),
+        (_, AggregateKind::Secret, id) => SecretId::parse(id.as_str()).ok(),
         _ => None,
     }
 }

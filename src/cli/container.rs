@@ -1,6 +1,7 @@
 //! `keyledger container get|check`, through the HTTP API.
 
 use anyhow::{Result, bail};
+use api::responses::TlsCheck;
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::Value;
@@ -44,30 +45,19 @@ pub async fn run(command: ContainerCommand) -> Result<()> {
             let response = api
                 .send(api.request(Method::GET, &format!("/v1/containers/{id}/tls-check")))
                 .await?;
-            let value: Value = response.json().await?;
-            let findings = value["findings"].as_array().cloned().unwrap_or_default();
-            if findings.is_empty() {
+            let check: TlsCheck = response.json().await?;
+            if check.findings.is_empty() {
                 println!("ok: nothing a TLS endpoint would fail on");
                 return Ok(());
             }
-            for f in &findings {
-                println!(
-                    "{}: {}\n  fix: {}",
-                    f["code"].as_str().unwrap_or_default(),
-                    f["message"].as_str().unwrap_or_default(),
-                    f["fix"].as_str().unwrap_or_default()
-                );
+            for f in &check.findings {
+                println!("{}: {}\n  fix: {}", f.code, f.message, f.fix);
             }
-            let consumers: Vec<&str> = value["consumers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["URL"].as_str())
-                .collect();
+            let consumers: Vec<&str> = check.consumers.iter().map(|c| c.url.as_str()).collect();
             if !consumers.is_empty() {
                 println!("consumers to tell: {}", consumers.join(", "));
             }
-            bail!("{} finding(s)", findings.len());
+            bail!("{} finding(s)", check.findings.len());
         }
     }
     Ok(())

@@ -94,7 +94,7 @@ impl Replay {
                 };
                 let key = (
                     c.body.aggregate.project.to_string(),
-                    c.body.aggregate.id.clone(),
+                    c.body.aggregate.id.to_string(),
                 );
                 let state = self.secrets.remove(&key).unwrap_or_default();
                 self.secrets.insert(
@@ -108,7 +108,7 @@ impl Replay {
                 };
                 let key = (
                     c.body.aggregate.project.to_string(),
-                    c.body.aggregate.id.clone(),
+                    c.body.aggregate.id.to_string(),
                 );
                 let state = self.containers.remove(&key).unwrap_or_default();
                 self.containers.insert(
@@ -122,7 +122,7 @@ impl Replay {
                 };
                 let key = (
                     c.body.aggregate.project.to_string(),
-                    c.body.aggregate.id.clone(),
+                    c.body.aggregate.id.to_string(),
                 );
                 let state = self.orders.remove(&key).unwrap_or_default();
                 self.orders

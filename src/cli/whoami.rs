@@ -1,19 +1,19 @@
 //! `keyledger whoami`: the caller as the API sees it.
 
 use anyhow::Result;
+use api::responses::Whoami;
 use reqwest::Method;
-use serde_json::Value;
 
 use super::ClientArgs;
 use super::http::Api;
 
 pub async fn run(client: ClientArgs) -> Result<()> {
     let api = Api::new(&client);
-    let value: Value = api
+    let me: Whoami = api
         .send(api.request(Method::GET, "/v1/whoami"))
         .await?
         .json()
         .await?;
-    super::secret::print_fields(&value);
+    super::secret::print_fields(&serde_json::to_value(&me)?);
     Ok(())
 }

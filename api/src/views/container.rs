@@ -1,7 +1,7 @@
 //! Containers as Barbican shows them, and their consumers.
 
 use projections::read::{ContainerConsumerRow, ContainerRow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ACTIVE, Links, secret_ref, time};
@@ -21,7 +21,7 @@ pub struct ContainerSecret {
 }
 
 /// A consumer as a container lists it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConsumerRef {
     /// The consumer's name.
     pub name: String,

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use async_nats::jetstream::context::PublishAckFuture;
 use domain::commit::{AggregateRef, CommitKey, Digest, NewCommit};
-use domain::ids::{CommandId, ProjectId, UserId};
+use domain::ids::{CommandId, ProjectId, SecretId, UserId};
 use domain::principal::Actor;
 use domain::secret::fields::{MetadataKey, MetadataValue};
 use domain::secret::{MetadatumSet, SecretCreated, SecretEvent};
@@ -61,11 +61,11 @@ pub async fn fill(
         let aggregate = AggregateRef {
             kind: AggregateKind::Secret,
             project: project.clone(),
-            id: Uuid::new_v5(
+            id: SecretId::from_uuid(Uuid::new_v5(
                 &Uuid::NAMESPACE_OID,
                 format!("keyledger-synthetic-{a}").as_bytes(),
-            )
-            .to_string(),
+            ))
+            .into(),
         };
         let commit = NewCommit {
             id: CommandId::parse(&format!("synthetic-{n}")).expect("a valid command id"),

@@ -109,7 +109,7 @@ impl OrderHandler {
         let aggregate = AggregateRef {
             kind: AggregateKind::Order,
             project: project.clone(),
-            id: order.to_string(),
+            id: order.into(),
         };
         let mut step = OrderStep {
             actor,
@@ -123,7 +123,7 @@ impl OrderHandler {
             .await?;
         Ok(AcceptedReply {
             seq: written.seq,
-            id: aggregate.id,
+            id: aggregate.id.into(),
             version: written.version,
             version_id: None,
         })
@@ -139,7 +139,7 @@ impl OrderHandler {
             .state(&AggregateRef {
                 kind: AggregateKind::Order,
                 project: project.clone(),
-                id: order.to_string(),
+                id: order.into(),
             })
             .await
     }

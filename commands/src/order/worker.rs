@@ -554,7 +554,7 @@ impl OrderWorker {
                 });
             let outcome = match placed {
                 None => Ok(()),
-                Some(commit) => match OrderId::parse(&commit.body.aggregate.id) {
+                Some(commit) => match OrderId::parse(commit.body.aggregate.id.as_str()) {
                     Ok(id) => self.process(&commit.body.aggregate.project, id).await,
                     Err(_) => Ok(()),
                 },

@@ -112,7 +112,7 @@ impl SecretHandler {
         let aggregate = AggregateRef {
             kind: AggregateKind::Secret,
             project: project.clone(),
-            id: id.to_string(),
+            id: id.into(),
         };
         self.executor.state(&aggregate).await
     }
@@ -194,7 +194,7 @@ impl SecretHandler {
         let aggregate = AggregateRef {
             kind: AggregateKind::Secret,
             project: intake.project.clone(),
-            id: intake.secret.to_string(),
+            id: intake.secret.into(),
         };
         let mut step = SecretStep {
             handler: self,
@@ -214,7 +214,7 @@ impl SecretHandler {
         self.after_commit(&aggregate, &written.events).await;
         Ok(AcceptedReply {
             seq: written.seq,
-            id: aggregate.id,
+            id: aggregate.id.into(),
             version: written.version,
             version_id: stored_version(&intake.command).map(|v| v.to_string()),
         })

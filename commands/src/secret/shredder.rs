@@ -27,7 +27,7 @@ pub(crate) async fn destroy_keys(
     aggregate: &AggregateRef,
     ids: &[KeyId],
 ) -> Result<(), KeyStoreError> {
-    let Ok(secret) = SecretId::parse(&aggregate.id) else {
+    let Ok(secret) = SecretId::parse(aggregate.id.as_str()) else {
         return Ok(());
     };
     for id in ids {
