@@ -13,6 +13,16 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
+/// `s` if it is 1 to `max` such characters; otherwise a rejection naming `what`.
+fn token<'a>(s: &'a str, what: &str, max: usize) -> Result<&'a str, Rejection> {
+    if s.is_empty() || s.len() > max || !s.chars().all(is_token_char) {
+        return Err(Rejection::invalid(format!(
+            "{what} {s:?} is not valid: use 1 to {max} ASCII letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(s)
+}
+
 /// A project (tenant). Its id becomes a token of NATS subjects
 /// (`keyledger.events.<project>.…`), so it only admits ASCII letters, digits, `-` and
 /// `_`: never `.`, `*`, `>` or whitespace, so a project can never address another's
@@ -27,13 +37,7 @@ impl ProjectId {
 
     /// Parses a project id.
     pub fn parse(s: &str) -> Result<Self, Rejection> {
-        if s.is_empty() || s.len() > Self::MAX_LEN || !s.chars().all(is_token_char) {
-            return Err(Rejection::invalid(format!(
-                "project id {s:?} is not valid: use 1 to {} ASCII letters, digits, '-' or '_'",
-                Self::MAX_LEN
-            )));
-        }
-        Ok(Self(s.to_owned()))
+        token(s, "project id", Self::MAX_LEN).map(|s| Self(s.to_owned()))
     }
 }
 parsed_string!(ProjectId);
@@ -68,12 +72,7 @@ pub struct Role(String);
 impl Role {
     /// Parses a role: 1 to 64 ASCII letters, digits, `-` or `_`; folded to lower case.
     pub fn parse(s: &str) -> Result<Self, Rejection> {
-        if s.is_empty() || s.len() > 64 || !s.chars().all(is_token_char) {
-            return Err(Rejection::invalid(format!(
-                "role {s:?} is not valid: use 1 to 64 ASCII letters, digits, '-' or '_'"
-            )));
-        }
-        Ok(Self(s.to_ascii_lowercase()))
+        token(s, "role", 64).map(|s| Self(s.to_ascii_lowercase()))
     }
 }
 parsed_string!(Role);
@@ -87,12 +86,7 @@ pub struct ServiceName(String);
 impl ServiceName {
     /// Parses a service name: 1 to 64 ASCII letters, digits, `-` or `_`.
     pub fn parse(s: &str) -> Result<Self, Rejection> {
-        if s.is_empty() || s.len() > 64 || !s.chars().all(is_token_char) {
-            return Err(Rejection::invalid(format!(
-                "service name {s:?} is not valid: use 1 to 64 ASCII letters, digits, '-' or '_'"
-            )));
-        }
-        Ok(Self(s.to_owned()))
+        token(s, "service name", 64).map(|s| Self(s.to_owned()))
     }
 }
 parsed_string!(ServiceName);
@@ -140,13 +134,7 @@ impl AggregateId {
 
     /// Parses an aggregate id.
     pub fn parse(s: &str) -> Result<Self, Rejection> {
-        if s.is_empty() || s.len() > Self::MAX_LEN || !s.chars().all(is_token_char) {
-            return Err(Rejection::invalid(format!(
-                "aggregate id {s:?} is not valid: use 1 to {} ASCII letters, digits, '-' or '_'",
-                Self::MAX_LEN
-            )));
-        }
-        Ok(Self(s.to_owned()))
+        token(s, "aggregate id", Self::MAX_LEN).map(|s| Self(s.to_owned()))
     }
 }
 parsed_string!(AggregateId);
