@@ -304,8 +304,9 @@ pub fn hash_of(value: Map<String, Value>) -> Digest {
     hash_of_object(&value)
 }
 
-/// [`hash_of`] without taking the object: reading a commit hashes the object it
-/// then deserialises, and a deep copy of it cost more than the hash.
+/// [`hash_of`] without taking the object: reading a commit hashes the object it then
+/// deserialises, and copying all of it first, only to leave out two members, cost an
+/// allocation for every value in it.
 fn hash_of_object(value: &Map<String, Value>) -> Digest {
     Digest(Sha256::digest(canonical::object_to_vec_without(value, &["hash", "mac"])).into())
 }

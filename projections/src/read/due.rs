@@ -25,8 +25,9 @@ const DUE_QUERIES: [(DueTask, &str); 3] = [
     (
         DueTask::Prune,
         "SELECT s.project, s.id, s.version FROM secrets s WHERE s.status = 'active' \
-         AND s.version_count > 1 AND s.version_count > ?3 AND EXISTS (SELECT 1 FROM secret_payloads p WHERE \
-         p.project = s.project AND p.secret_id = s.id AND p.created_ms <= ?4 \
+         AND s.version_count > 1 AND s.version_count > ?3 \
+         AND EXISTS (SELECT 1 FROM secret_payloads p WHERE p.project = s.project \
+         AND p.secret_id = s.id AND p.created_ms <= ?4 \
          AND NOT EXISTS (SELECT 1 FROM secret_stages g WHERE g.project = p.project \
          AND g.secret_id = p.secret_id AND g.version_id = p.version_id)) LIMIT ?2",
     ),
