@@ -59,15 +59,7 @@ pub(super) fn apply(
                  AND name = ?3 AND url = ?4",
                 params![project, id, e.name, e.url],
             )?,
-            ContainerEvent::AclSet(e) => {
-                let tables = AclTables {
-                    rows: "containers",
-                    users: "container_acl_users",
-                    key: "container_id",
-                };
-                let set = (!commit.body.command.ends_with(".acl.delete")).then_some(at);
-                set_acl(conn, tables, project, id, &e.read, set)?;
-            }
+            ContainerEvent::AclSet(e) => set_acl(conn, AclTables::CONTAINERS, commit, &e.read)?,
             ContainerEvent::Deleted(_) => run_each(
                 conn,
                 &[

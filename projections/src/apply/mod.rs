@@ -15,9 +15,8 @@ use domain::commit::{Commit, CommitKey, Digest, EventCodec};
 use domain::container::ContainerEvent;
 use domain::order::OrderEvent;
 use domain::secret::SecretEvent;
-use domain::subject::AggregateKind;
+use domain::subject::{AggregateKind, parse_aggregate_subject};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Deserialize;
 
 /// The checkpoint row of this projection.
 pub const PROJECTION: &str = "secrets";
@@ -58,23 +57,40 @@ pub(crate) fn run_each(
 /// Where an aggregate kind keeps its ACL: its row's table and its listed-users table
 /// (keyed by `key`).
 pub(crate) struct AclTables {
-    pub(crate) rows: &'static str,
-    pub(crate) users: &'static str,
-    pub(crate) key: &'static str,
+    rows: &'static str,
+    users: &'static str,
+    key: &'static str,
 }
 
-/// Stores the whole ACL on the aggregate's row and rewrites its listed users. `set`
-/// is when it was set; `None` for a reset to the default, which has no times.
-pub(crate) fn set_acl(
+impl AclTables {
+    /// A secret's ACL.
+    pub(crate) const SECRETS: Self = Self {
+        rows: "secrets",
+        users: "secret_acl_users",
+        key: "secret_id",
+    };
+    /// A container's ACL.
+    pub(crate) const CONTAINERS: Self = Self {
+        rows: "containers",
+        users: "container_acl_users",
+        key: "container_id",
+    };
+}
+
+/// Stores the whole ACL `commit` set on the aggregate's row and rewrites its listed
+/// users. An `….acl.delete` command resets the ACL to the default, which has no times.
+pub(crate) fn set_acl<E>(
     conn: &Connection,
     tables: AclTables,
-    project: &str,
-    id: &str,
+    commit: &Commit<E>,
     acl: &domain::secret::acl::Acl,
-    set: Option<domain::timestamp::Timestamp>,
 ) -> rusqlite::Result<()> {
     let AclTables { rows, users, key } = tables;
-    let at = set.map(|t| t.to_rfc3339());
+    let (project, id) = (
+        commit.body.aggregate.project.as_str(),
+        commit.body.aggregate.id.as_str(),
+    );
+    let at = (!commit.body.command.ends_with(".acl.delete")).then(|| commit.body.at.to_rfc3339());
     run(
         conn,
         &format!(
@@ -94,17 +110,6 @@ pub(crate) fn set_acl(
         run(conn, &insert, params![project, id, user.as_str()])?;
     }
     Ok(())
-}
-
-/// Just enough of a commit to know which aggregate kind's events it holds.
-#[derive(Deserialize)]
-struct Kind {
-    aggregate: KindOf,
-}
-
-#[derive(Deserialize)]
-struct KindOf {
-    kind: AggregateKind,
 }
 
 /// The last commit applied to the aggregate on `subject`.
@@ -176,25 +181,27 @@ pub fn apply(
     bytes: &[u8],
     key: &CommitKey,
 ) -> rusqlite::Result<()> {
-    let applied = match serde_json::from_slice::<Kind>(bytes).map(|k| k.aggregate.kind) {
-        Ok(AggregateKind::Secret) => {
+    // The subject names the aggregate kind; `judge` checks that the commit is that
+    // aggregate's, so its JSON is read once.
+    let applied = match parse_aggregate_subject(subject).map(|(_, kind, _)| kind) {
+        Some(AggregateKind::Secret) => {
             apply_next::<SecretEvent>(conn, subject, bytes, key, |conn, c| {
                 secret::apply(conn, seq, c)
             })?
         }
-        Ok(AggregateKind::Container) => {
+        Some(AggregateKind::Container) => {
             apply_next::<ContainerEvent>(conn, subject, bytes, key, |conn, c| {
                 container::apply(conn, seq, c)
             })?
         }
-        Ok(AggregateKind::Order) => {
+        Some(AggregateKind::Order) => {
             apply_next::<OrderEvent>(conn, subject, bytes, key, |conn, c| {
                 order::apply(conn, seq, c)
             })?
         }
-        Err(e) => Err(Skip::Foreign(format!(
-            "not a commit of a known aggregate kind: {e}"
-        ))),
+        None => Err(Skip::Foreign(
+            "not on the subject of a known aggregate kind".into(),
+        )),
     };
     if let Err(reason) = applied {
         tracing::error!(

@@ -207,15 +207,7 @@ pub(super) fn apply(
             SecretEvent::MetadatumSet(e) => {
                 upsert_metadatum(conn, project, id, e.key.as_str(), e.value.as_str())?;
             }
-            SecretEvent::AclSet(e) => {
-                let tables = AclTables {
-                    rows: "secrets",
-                    users: "secret_acl_users",
-                    key: "secret_id",
-                };
-                let set = (!commit.body.command.ends_with(".acl.delete")).then_some(at);
-                set_acl(conn, tables, project, id, &e.read, set)?;
-            }
+            SecretEvent::AclSet(e) => set_acl(conn, AclTables::SECRETS, commit, &e.read)?,
             SecretEvent::Deleted(_) => run_each(
                 conn,
                 &[
