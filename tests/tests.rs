@@ -13,6 +13,7 @@ mod audit;
 mod barbican_clients;
 mod canary;
 mod cli;
+mod cluster;
 mod containers;
 mod deployment;
 mod docs;

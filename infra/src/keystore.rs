@@ -6,7 +6,8 @@
 //! be opened by anyone, even with the KEK and a copy of the data directory
 //! (crypto-shredding; `tests/lifecycle.rs` searches the files to prove it).
 
-use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::kv;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use domain::ids::{KeyId, ProjectId, SecretId};
 
 use crate::envelope::WrappedKey;
@@ -69,18 +70,47 @@ impl KeyStore {
         secret: SecretId,
         key: KeyId,
     ) -> Result<Option<WrappedKey>, KeyStoreError> {
-        let Some(bytes) = self
-            .kv
-            .get(entry_name(project, secret, key))
-            .await
-            .map_err(unavailable)?
-        else {
+        let name = entry_name(project, secret, key);
+        let found = match self.kv.get(&name).await.map_err(unavailable)? {
+            Some(bytes) => Some(bytes),
+            None => self.leader_entry(&name).await?.map(|(_, bytes)| bytes),
+        };
+        let Some(bytes) = found else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|_| {
             tracing::error!(key = %key, "a key store entry is not a wrapped key: tampered with");
             KeyStoreError::Tampered(format!("data key {key}"))
         })
+    }
+
+    /// An entry's stored revision and value as the bucket's stream leader holds it;
+    /// `None` if it has none or was deleted or purged.
+    ///
+    /// Reads go through JetStream's direct gets, which any replica of a replicated
+    /// bucket may answer, and a follower can lag behind a put acknowledged a moment
+    /// ago. So a read that would conclude a key is missing (destroyed: the payload is
+    /// gone) asks the leader first, and a destroy finds what to erase there: a lagging
+    /// follower must never turn a shred into a no-op.
+    async fn leader_entry(&self, name: &str) -> Result<Option<(u64, bytes::Bytes)>, KeyStoreError> {
+        let subject = format!("{}{name}", self.kv.prefix);
+        match self
+            .kv
+            .stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(message) => {
+                let headers = &message.headers;
+                let gone = headers
+                    .get("KV-Operation")
+                    .is_some_and(|op| op.as_str() != "PUT")
+                    || headers.get("Nats-Marker-Reason").is_some();
+                Ok((!gone).then_some((message.sequence, message.payload)))
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// Another kind of entry (e.g. `ca.local`), as raw bytes.
@@ -116,13 +146,10 @@ impl KeyStore {
         key: KeyId,
     ) -> Result<(), KeyStoreError> {
         let name = entry_name(project, secret, key);
-        let Some(entry) = self.kv.entry(name.clone()).await.map_err(unavailable)? else {
+        let Some((revision, _)) = self.leader_entry(&name).await? else {
             return Ok(());
         };
-        if entry.operation != Operation::Put {
-            return Ok(());
-        }
-        match self.kv.stream.delete_message(entry.revision).await {
+        match self.kv.stream.delete_message(revision).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 // A bucket created by an earlier keyledger forbids deletes: purge, which

@@ -28,9 +28,14 @@ pub enum NatsError {
     },
 }
 
-/// `url` with any password replaced by `***`, for messages and logs.
+/// `url` with any password replaced by `***`, for messages and logs. A list of
+/// servers (`nats://a:4222,nats://b:4222`) has each of its URLs redacted.
 pub fn redact(url: &str) -> String {
-    match Url::parse(url) {
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one(url: &str) -> String {
+    match Url::parse(url.trim()) {
         Ok(mut u) if u.password().is_some() => {
             // Setting a password only fails for URLs without a host, which a URL that
             // parsed with a password has.
@@ -39,6 +44,51 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// A user and password.
+type Credentials = (String, String);
+
+/// The servers a NATS URL names (one, or several separated by commas: the nodes of a
+/// cluster), without credentials, and the user and password they carry. Every URL
+/// that carries credentials must carry the same: a connection has one identity.
+fn servers(url: &str) -> Result<(Vec<String>, Option<Credentials>), NatsError> {
+    let bad = |reason: String| NatsError::BadUrl {
+        url: redact(url),
+        reason,
+    };
+    let mut credentials: Option<Credentials> = None;
+    let mut bare = Vec::new();
+    for one in url.split(',').map(str::trim) {
+        if one.is_empty() {
+            return Err(bad(
+                "an empty server in the list; separate URLs with single commas".into(),
+            ));
+        }
+        let mut parsed = Url::parse(one).map_err(|e| bad(format!("{}: {e}", redact_one(one))))?;
+        if !parsed.username().is_empty() {
+            let these = (
+                percent_decode(parsed.username()),
+                percent_decode(parsed.password().unwrap_or_default()),
+            );
+            match &credentials {
+                Some(seen) if *seen != these => {
+                    return Err(bad(
+                        "the servers carry different credentials; give every URL the same \
+                         user and password, or only the first"
+                            .into(),
+                    ));
+                }
+                _ => credentials = Some(these),
+            }
+            // These setters only fail for cannot-be-a-base URLs, which nats:// URLs
+            // are not.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+        }
+        bare.push(parsed.to_string());
+    }
+    Ok((bare, credentials))
 }
 
 /// Connects to `url` as `name` (shown in the server's connection list).
@@ -58,10 +108,7 @@ pub async fn connect_as_client(url: &str, name: &str, token: &str) -> Result<Cli
 }
 
 async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<Client, NatsError> {
-    let parsed = Url::parse(url).map_err(|e| NatsError::BadUrl {
-        url: redact(url),
-        reason: e.to_string(),
-    })?;
+    let (servers, credentials) = servers(url)?;
     let connection = name.to_owned();
     let mut options = options
         .name(name)
@@ -90,18 +137,11 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
                 }
             }
         });
-    let mut bare = parsed.clone();
-    if !parsed.username().is_empty() {
-        let user = percent_decode(parsed.username());
-        let password = percent_decode(parsed.password().unwrap_or_default());
+    if let Some((user, password)) = credentials {
         options = options.user_and_password(user, password);
-        // Userinfo was taken over above; these setters only fail for cannot-be-a-base
-        // URLs, which nats:// URLs are not.
-        let _ = bare.set_username("");
-        let _ = bare.set_password(None);
     }
     options
-        .connect(bare.as_str())
+        .connect(servers)
         .await
         .map_err(|source| NatsError::Connect {
             url: redact(url),
@@ -145,5 +185,25 @@ mod tests {
             "nats://keyledger:***@127.0.0.1:4222"
         );
         assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            redact("nats://k:s3cret@127.0.0.1:4222,nats://k:s3cret@127.0.0.1:4223"),
+            "nats://k:***@127.0.0.1:4222,nats://k:***@127.0.0.1:4223"
+        );
+    }
+
+    #[test]
+    fn a_list_names_every_node_with_one_identity() {
+        let (bare, credentials) =
+            servers("nats://k:p%40ss@127.0.0.1:4222, nats://127.0.0.1:4223").unwrap();
+        assert_eq!(bare, ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]);
+        assert_eq!(credentials, Some(("k".to_owned(), "p@ss".to_owned())));
+        let mixed = servers("nats://a:1@127.0.0.1:4222,nats://b:2@127.0.0.1:4223").unwrap_err();
+        assert!(
+            mixed.to_string().contains("different credentials"),
+            "{mixed}"
+        );
+        assert!(!mixed.to_string().contains(":1@"), "{mixed}");
+        let empty = servers("nats://127.0.0.1:4222,").unwrap_err();
+        assert!(empty.to_string().contains("empty server"), "{empty}");
     }
 }

@@ -119,6 +119,68 @@ pub struct ServerConfig {
     pub audited_streams: Vec<String>,
     /// The public key of the auth callout's issuer (`A…`).
     pub callout_issuer: String,
+    /// This server's place in a cluster of servers on this machine; `None` for a
+    /// single server.
+    pub cluster: Option<ClusterNode>,
+}
+
+/// One node of a cluster of nats-servers on this machine (`keyledger cluster`): the
+/// nodes route to each other on 127.0.0.1 and form one JetStream cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    /// The node's name, unique in the cluster; its files are in
+    /// `<data_dir>/nats/<name>`.
+    pub name: String,
+    /// The port it takes routes from other nodes on, on 127.0.0.1.
+    pub route_port: u16,
+    /// The route ports of every node (its own is ignored).
+    pub routes: Vec<u16>,
+    /// The password routes authenticate with: without one, any local process could
+    /// connect to a route port as a server and publish into any account.
+    pub route_password: String,
+}
+
+/// The user routes between cluster nodes authenticate as.
+const ROUTE_USER: &str = "route";
+
+/// The route password of a cluster managed in `data_dir`, created on first use.
+pub fn route_password(data_dir: &Path) -> Result<String, KeyFileError> {
+    keyfile::load_or_create(&data_dir.join(ROUTE_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
+}
+
+/// The file of [`route_password`].
+pub const ROUTE_PASSWORD_FILE: &str = "nats-route.key";
+
+impl ClusterNode {
+    /// The `server_name` and `cluster` lines of the node's configuration.
+    fn config(&self) -> String {
+        let password = quoted(&self.route_password);
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|p| **p != self.route_port)
+            .map(|p| {
+                quoted(&format!(
+                    "nats-route://{ROUTE_USER}:{}@127.0.0.1:{p}",
+                    self.route_password
+                ))
+            })
+            .collect();
+        format!(
+            r#"server_name: {name}
+cluster {{
+  name: keyledger
+  host: 127.0.0.1
+  port: {port}
+  authorization {{ user: {ROUTE_USER}, password: {password} }}
+  routes: [ {routes} ]
+}}
+"#,
+            name = quoted(&self.name),
+            port = self.route_port,
+            routes = routes.join(", "),
+        )
+    }
 }
 
 /// A running nats-server child process. Dropping it kills the process; [`stop`] shuts
@@ -307,8 +369,12 @@ authorization {{
 impl ManagedNats {
     /// Writes the configuration and starts the server; returns once it accepts clients.
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
-        let dir = config.data_dir.join("nats");
+        let dir = match &config.cluster {
+            Some(node) => config.data_dir.join("nats").join(&node.name),
+            None => config.data_dir.join("nats"),
+        };
         let ports_dir = dir.join("ports");
+        keyfile::private_dir(&config.data_dir.join("nats"))?;
         keyfile::private_dir(&dir)?;
         fs::create_dir_all(&ports_dir).map_err(io(&ports_dir))?;
         // Stale port files from an earlier run would be mistaken for this one's.
@@ -327,10 +393,13 @@ impl ManagedNats {
         let port = config
             .port
             .map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        let server = config.cluster.as_ref().map_or_else(
+            || "server_name: keyledger_local\n".to_owned(),
+            ClusterNode::config,
+        );
         let conf = format!(
             r#"# Written by keyledger at every start; edits are overwritten.
-server_name: keyledger_local
-host: 127.0.0.1
+{server}host: 127.0.0.1
 port: {port}
 ports_file_dir: {ports}
 log_file: {log}
@@ -495,19 +564,22 @@ jetstream {{
 
     /// Asks the server to shut down (SIGTERM) and waits for it; kills it after 10 s.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
-            // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped) and
-            // a valid signal number has no memory-safety preconditions.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+        terminate(&mut self.child, Duration::from_secs(10)).await;
+    }
+}
+
+/// Asks a child process to shut down (SIGTERM) and waits for it; kills it after
+/// `grace`.
+pub async fn terminate(child: &mut Child, grace: Duration) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped) and a
+        // valid signal number has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
         }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = child.kill().await;
     }
 }
 
@@ -605,10 +677,10 @@ fn write_private(path: &Path, content: &str) -> Result<(), ServerError> {
     f.write_all(content.as_bytes()).map_err(io(path))
 }
 
-/// On Linux, has the kernel send SIGTERM to the server when keyledger dies, so a
-/// crashed or killed keyledger never leaves an orphaned server holding the data
-/// directory.
-fn die_with_parent(command: &mut Command) {
+/// On Linux, has the kernel send SIGTERM to a child (a nats-server, a component) when
+/// keyledger dies, so a crashed or killed keyledger never leaves an orphan holding the
+/// data directory.
+pub fn die_with_parent(command: &mut Command) {
     #[cfg(target_os = "linux")]
     // SAFETY: the closure runs in the forked child before exec and only calls
     // prctl(2), which is async-signal-safe, allocates nothing and touches no locks.

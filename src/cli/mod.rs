@@ -5,6 +5,7 @@ mod args;
 mod audit;
 mod auditor;
 mod bench;
+mod cluster;
 mod container;
 mod http;
 mod log_cmd;
@@ -45,6 +46,10 @@ enum Command {
     /// Run everything on this machine: a managed nats-server, the command service, the
     /// projector and the HTTP API.
     Up(up::UpArgs),
+    /// Run keyledger scaled out on this machine: three nats-servers as one JetStream
+    /// cluster, two command services, a projector and two API replicas, each its own
+    /// process.
+    Cluster(cluster::ClusterArgs),
     /// Run one component against an external NATS (for real deployments).
     #[command(subcommand)]
     Serve(serve::ServeCommand),
@@ -123,6 +128,7 @@ pub fn init_tracing(verbose: u8) {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
         Command::Serve(cmd) => serve::run(cmd).await,
         Command::Token(cmd) => token::run(cmd),
         Command::Secret(cmd) => secret::run(cmd).await,

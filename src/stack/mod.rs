@@ -2,12 +2,14 @@
 //! for deployments against an external NATS) or all together with a managed
 //! nats-server (`keyledger up`).
 
+mod cluster;
 mod components;
 mod data_dir;
 mod keys;
 mod nats;
 mod read_model;
 
+pub use cluster::*;
 pub use components::*;
 pub use data_dir::*;
 pub use keys::*;

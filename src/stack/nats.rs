@@ -33,6 +33,7 @@ pub fn managed_server_config(
         audited_streams: audited_streams(event_stream),
         callout_issuer: CalloutIssuer::load_or_create(&data_dir.join(CALLOUT_ISSUER_FILE))?
             .public_key(),
+        cluster: None,
     })
 }
 

@@ -1,0 +1,302 @@
+//! `keyledger cluster`: keyledger scaled out on this machine, to try a deployment and
+//! its failures before building one: three nats-servers routed as one JetStream
+//! cluster (the streams and the key bucket with three replicas), two command services,
+//! one projector and two HTTP API replicas, each its own process (`keyledger serve …`)
+//! as in a real deployment, all sharing one data directory's keys and SQLite read
+//! model. Whatever dies is started again, as an orchestrator would; Ctrl-C stops all.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use domain::ids::{ProjectId, Role, UserId};
+use domain::principal::Principal;
+use keyledger::stack::{self, NODES, free_port};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use super::up::shutdown_signal;
+
+/// Runs a local cluster until Ctrl-C.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Data directory: keys, every node's store (nats/n1 …), the read model, logs.
+    #[arg(long, default_value = ".keyledger-cluster")]
+    data_dir: PathBuf,
+    /// Client port of the first nats-server; the others take the next ones. 0 picks
+    /// free ports.
+    #[arg(long, default_value_t = 4222)]
+    nats_port: u16,
+    /// Port of the first API replica; the second takes the next one. 0 picks free
+    /// ports.
+    #[arg(long, default_value_t = 9311)]
+    http_port: u16,
+    /// The nats-server binary; default: $KEYLEDGER_NATS_SERVER, then $PATH.
+    #[arg(long)]
+    nats_server_bin: Option<PathBuf>,
+}
+
+/// Command services and API replicas the cluster runs.
+const REPLICAS: usize = 2;
+
+/// How often a component may die within [`RESTART_WINDOW`] before the cluster stops.
+const RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// The development token the cluster prints.
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// One `keyledger serve …` process.
+#[derive(Debug, Clone)]
+struct Component {
+    /// Its name in messages and its log file's.
+    name: String,
+    args: Vec<String>,
+}
+
+pub async fn run(args: ClusterArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir)?;
+    let data = args.data_dir.canonicalize()?;
+    let _lock = stack::lock_data_dir(&data)?;
+    let stream = infra::log::DEFAULT_STREAM;
+
+    // Keys first, so that no two components race to create them.
+    let keys = stack::Keys::load_or_create(
+        &data,
+        &stack::KeyFiles {
+            create_commit_key: true,
+            ..Default::default()
+        },
+        &stack::IdentitySettings::default(),
+    )?;
+    let ports = |first: u16, n: usize| -> Result<Vec<u16>> {
+        (0..n)
+            .map(|i| match first {
+                0 => free_port(),
+                p => Ok(p + u16::try_from(i)?),
+            })
+            .collect()
+    };
+    let client_ports = ports(args.nats_port, NODES)?;
+    let http_ports = ports(args.http_port, REPLICAS)?;
+
+    let configs = stack::node_configs(
+        &data,
+        args.nats_server_bin.as_deref(),
+        [0, 1, 2].map(|i| Some(client_ports[i])),
+        stream,
+    )?;
+    let nodes = stack::start_nodes(&configs).await?;
+    let service_url = list(&nodes, infra::server::ManagedNats::service_url);
+    let callout_url = list(&nodes, infra::server::ManagedNats::callout_url);
+    let node_lines: Vec<String> = nodes
+        .iter()
+        .zip(&configs)
+        .map(|(node, config)| {
+            format!(
+                "  nats {}      {}  (pid {}; log {})",
+                config.cluster.as_ref().map_or("", |c| c.name.as_str()),
+                node.client_url(),
+                node.pid().unwrap_or_default(),
+                node.log_file().display()
+            )
+        })
+        .collect();
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (node, config) in nodes.into_iter().zip(configs) {
+        let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            infra::server::supervise(node, config, pid, shutdown)
+                .await
+                .context("a nats-server of the cluster")
+        });
+    }
+    let logs = data.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let data_arg = data.to_string_lossy().into_owned();
+    let serve = |name: String, component: &str, url: &str, extra: &[String]| Component {
+        name,
+        args: [
+            "serve",
+            component,
+            "--nats-url",
+            url,
+            "--data-dir",
+            &data_arg,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(extra.iter().cloned())
+        .collect(),
+    };
+    let replicated = ["--replicas".to_owned(), NODES.to_string()];
+    let mut components = vec![serve("nats-auth".into(), "nats-auth", &callout_url, &[])];
+    for i in 1..=REPLICAS {
+        components.push(serve(
+            format!("commands-{i}"),
+            "commands",
+            &service_url,
+            &replicated,
+        ));
+    }
+    components.push(serve("projector".into(), "projector", &service_url, &[]));
+    for (i, port) in http_ports.iter().enumerate() {
+        let mut extra = replicated.to_vec();
+        extra.extend(["--http-addr".to_owned(), format!("127.0.0.1:{port}")]);
+        components.push(serve(format!("api-{}", i + 1), "api", &service_url, &extra));
+    }
+    for component in components {
+        let (logs, shutdown) = (logs.clone(), shutdown.clone());
+        tasks.spawn(async move { keep_running(component, &logs, shutdown).await });
+    }
+    for port in &http_ports {
+        listening(*port, &mut tasks).await?;
+    }
+
+    let dev = Principal {
+        user: UserId::parse("dev")?,
+        project: ProjectId::parse("dev")?,
+        roles: vec![Role::parse("admin")?],
+        service: None,
+    };
+    let token = keys
+        .issuer
+        .issue(&dev, DEV_TOKEN_TTL, infra::clock::system()());
+    let api_lines: Vec<String> = http_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("  API {}       http://127.0.0.1:{p}", i + 1))
+        .collect();
+    let banner = format!(
+        "keyledger cluster is up: {NODES} nats-servers as one JetStream cluster (streams and key \
+         bucket with {NODES} replicas, sync_interval: always), {REPLICAS} command services, 1 \
+         projector, {REPLICAS} API replicas.\n\n{nodes}\n{apis}\
+         \n  components  --nats-url {url}\
+         \n              (the keyledger user's password is in {password}); logs in {logs}\
+         \n  read model  {db}\
+         \n\nA development token (user dev, project dev, role admin, valid 12 h):\
+         \n  export KEYLEDGER_TOKEN={token}\
+         \n\nA write through one API replica is read through the other with the sequence it \
+         answered: X-Keyledger-Min-Seq.\nStop with Ctrl-C.",
+        nodes = node_lines.join("\n"),
+        apis = api_lines.join("\n"),
+        url = infra::nats::redact(&service_url),
+        password = data.join(infra::server::SERVICE_PASSWORD_FILE).display(),
+        logs = logs.display(),
+        db = stack::default_database_url(&data),
+    );
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{banner}").and_then(|()| out.flush()) {
+            tracing::warn!(error = %e, "printing the cluster's addresses failed");
+        }
+    }
+
+    let outcome = tokio::select! {
+        Some(done) = tasks.join_next() => match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        },
+        () = shutdown_signal() => Ok(()),
+    };
+    eprintln!("keyledger cluster: stopping");
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    outcome
+}
+
+/// The nodes' URLs of one kind, as one comma-separated list.
+fn list(
+    nodes: &[infra::server::ManagedNats],
+    url: fn(&infra::server::ManagedNats) -> String,
+) -> String {
+    nodes.iter().map(url).collect::<Vec<_>>().join(",")
+}
+
+/// Waits until an API replica takes connections on `port`; fails if a component
+/// gives up first or it takes longer than 60 s.
+async fn listening(port: u16, tasks: &mut tokio::task::JoinSet<Result<()>>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(Ok(Err(e))) = tasks.try_join_next() {
+            return Err(e);
+        }
+        if Instant::now() > deadline {
+            bail!("the API replica on port {port} did not listen within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `component` until `shutdown`, starting it again when it exits (after a pause
+/// that grows while it keeps dying); gives up after [`RESTARTS`] deaths within
+/// [`RESTART_WINDOW`].
+async fn keep_running(
+    component: Component,
+    logs: &Path,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let log = logs.join(format!("{}.log", component.name));
+    let mut deaths = std::collections::VecDeque::new();
+    loop {
+        let mut child = spawn(&component, &log)?;
+        let status = tokio::select! {
+            () = shutdown.cancelled() => {
+                infra::server::terminate(&mut child, Duration::from_secs(15)).await;
+                return Ok(());
+            }
+            status = child.wait() => status?,
+        };
+        tracing::warn!(component = %component.name, %status, log = %log.display(), "exited; starting it again");
+        let now = Instant::now();
+        deaths.push_back(now);
+        deaths.retain(|t| now.duration_since(*t) <= RESTART_WINDOW);
+        if deaths.len() >= RESTARTS {
+            bail!(
+                "{} exited {} times within {RESTART_WINDOW:?} (last: {status}); see {}",
+                component.name,
+                deaths.len(),
+                log.display()
+            );
+        }
+        let pause = Duration::from_millis(200) * u32::try_from(deaths.len()).unwrap_or(1);
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+fn spawn(component: &Component, log: &Path) -> Result<Child> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(&component.args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .kill_on_drop(true);
+    infra::server::die_with_parent(&mut command);
+    command
+        .spawn()
+        .with_context(|| format!("starting {}", component.name))
+}

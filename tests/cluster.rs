@@ -1,0 +1,425 @@
+//! keyledger scaled out on this machine (`keyledger cluster`): three nats-servers as one
+//! JetStream cluster with every stream replicated three times, two command services, a
+//! projector and two API replicas, each its own process. A write through one API
+//! replica is read through the other; a stream leader, a command service, the projector
+//! or an API replica killed with SIGKILL under a write load loses no acknowledged
+//! write and duplicates none, and the log verifies afterwards.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
+
+/// A running `keyledger cluster`, stopped (SIGTERM, which stops every process it
+/// started) when dropped.
+struct Cluster {
+    process: Child,
+    data: PathBuf,
+    /// Each node's name and process id, as printed.
+    nodes: BTreeMap<String, u32>,
+    /// The NATS URL of every node, with the keyledger service user's credentials.
+    service_url: String,
+    apis: Vec<String>,
+    token: String,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        signal(self.process.id(), libc::SIGTERM);
+        let _ = self.process.wait();
+    }
+}
+
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(i32::try_from(pid).unwrap(), signal);
+    }
+}
+
+/// Starts `keyledger cluster` on free ports and reads the addresses it prints.
+fn start(data: &Path) -> Cluster {
+    let mut process = Command::new(KEYLEDGER)
+        .args([
+            "cluster",
+            "--nats-port",
+            "0",
+            "--http-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = process.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut banner = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !banner
+        .iter()
+        .any(|l: &String| l.starts_with("Stop with Ctrl-C"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => banner.push(line),
+            Err(e) => panic!("keyledger cluster printed no banner ({e}); got {banner:?}"),
+        }
+    }
+    let word = |line: &str, n: usize| line.split_whitespace().nth(n).unwrap().to_owned();
+    let mut nodes = BTreeMap::new();
+    let mut ports = Vec::new();
+    let mut apis = Vec::new();
+    let mut token = String::new();
+    for line in &banner {
+        let line = line.trim();
+        if line.starts_with("nats n") {
+            // nats n1      nats://127.0.0.1:PORT  (pid PID; log …)
+            let pid = word(line, 4).trim_end_matches(';').parse().unwrap();
+            nodes.insert(word(line, 1), pid);
+            ports.push(word(line, 2).rsplit(':').next().unwrap().to_owned());
+        } else if line.starts_with("API ") {
+            apis.push(word(line, 2));
+        } else if let Some(t) = line.strip_prefix("export KEYLEDGER_TOKEN=") {
+            token = t.to_owned();
+        }
+    }
+    assert_eq!((nodes.len(), apis.len()), (3, 2), "{banner:#?}");
+    let password = std::fs::read_to_string(data.join("nats-service.key")).unwrap();
+    let service_url = ports
+        .iter()
+        .map(|p| format!("nats://keyledger:{}@127.0.0.1:{p}", password.trim()))
+        .collect::<Vec<_>>()
+        .join(",");
+    Cluster {
+        process,
+        data: data.to_owned(),
+        nodes,
+        service_url,
+        apis,
+        token,
+    }
+}
+
+impl Cluster {
+    async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(
+            infra::nats::connect(&self.service_url, "cluster-test")
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// The node that leads the event stream.
+    async fn stream_leader(&self, js: &async_nats::jetstream::Context) -> String {
+        let stream = js.get_stream("KEYLEDGER").await.unwrap();
+        let cluster = stream.cached_info().cluster.clone().unwrap();
+        cluster.leader.unwrap()
+    }
+
+    /// The JSON at `url`, read as the development user once the read model shows
+    /// sequence `seq`.
+    async fn read_json(&self, url: &str, seq: u64) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(&self.token)
+            .header("X-Keyledger-Min-Seq", seq.to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The processes of `keyledger serve <component>` running for this cluster.
+    fn component_pids(&self, component: &str) -> Vec<u32> {
+        let data = self.data.to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                args.windows(2)
+                    .any(|w| w[0] == "serve" && w[1] == component)
+                    && args.contains(&data)
+            })
+            .collect()
+    }
+}
+
+/// Creates a secret through `api`, sending the same Idempotency-Key again while the
+/// answer is "unavailable" or the connection fails (as a client rides out a failover),
+/// until a 201 or the deadline. Returns the id and the sequence it answered.
+async fn create(http: &reqwest::Client, api: &str, token: &str, key: &str) -> (String, u64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let sent = http
+            .post(format!("{api}/v1/secrets"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .timeout(Duration::from_secs(30))
+            .json(&json!({"name": key, "payload": format!("payload of {key}"), "payload_content_type": "text/plain"}))
+            .send()
+            .await;
+        let status = match sent {
+            Ok(r) if r.status() == reqwest::StatusCode::CREATED => {
+                let seq = r.headers()["x-keyledger-seq"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let body: serde_json::Value = r.json().await.unwrap();
+                return (crate::support::id_of(&body), seq);
+            }
+            Ok(r) if r.status().as_u16() == 503 || r.status().as_u16() == 504 => {
+                format!("{}", r.status())
+            }
+            Ok(r) => {
+                let status = r.status();
+                panic!(
+                    "creating {key} answered {status}: {}",
+                    r.text().await.unwrap()
+                );
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "creating {key} kept failing ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes 80 secrets from 4 concurrent writers, alternating API replicas, and sends
+/// SIGKILL to `victim` (a process id, found once 20 writes are acknowledged). Prints
+/// the longest wait between two acknowledgements (the stall). Returns key → (id,
+/// sequence) of every write, each acknowledged.
+async fn kill_under_load(
+    cluster: &Cluster,
+    prefix: &str,
+    victim: impl FnOnce() -> u32,
+) -> BTreeMap<String, (String, u64)> {
+    const WRITERS: usize = 4;
+    const COUNT: usize = 80;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let http = reqwest::Client::new();
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (http, token, acked) = (http.clone(), cluster.token.clone(), acked.clone());
+            let apis = cluster.apis.clone();
+            let prefix = prefix.to_owned();
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                for i in (w..COUNT).step_by(WRITERS) {
+                    let key = format!("{prefix}-{i}");
+                    let created = create(&http, &apis[i % 2], &token, &key).await;
+                    acked.fetch_add(1, Ordering::SeqCst);
+                    done.push((key, created, Instant::now()));
+                }
+                done
+            })
+        })
+        .collect();
+    crate::support::eventually("20 acknowledged writes", Duration::from_secs(60), || {
+        let acked = acked.clone();
+        async move { (acked.load(Ordering::SeqCst) >= 20).then_some(()) }
+    })
+    .await;
+    let pid = victim();
+    signal(pid, libc::SIGKILL);
+    let killed_at = Instant::now();
+    crate::support::eventually(
+        "the killed process to be gone",
+        Duration::from_secs(10),
+        || async move { (!Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
+    )
+    .await;
+    let mut all = BTreeMap::new();
+    let mut times = vec![killed_at];
+    for task in tasks {
+        for (key, created, at) in task.await.unwrap() {
+            all.insert(key, created);
+            times.push(at);
+        }
+    }
+    times.sort();
+    let stall = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    eprintln!(
+        "{prefix}: {COUNT} writes acknowledged; longest wait between two acknowledgements {stall:?}"
+    );
+    assert_eq!(all.len(), COUNT);
+    all
+}
+
+/// Every acknowledged write reads back through the API replica that did not take
+/// it, at the sequence it answered, exactly once by its name.
+async fn all_readable(cluster: &Cluster, written: &BTreeMap<String, (String, u64)>) {
+    let http = reqwest::Client::new();
+    for (i, (key, (id, seq))) in written.iter().enumerate() {
+        let api = &cluster.apis[(i + 1) % 2];
+        let payload = http
+            .get(format!("{api}/v1/secrets/{id}/payload"))
+            .bearer_auth(&cluster.token)
+            .header("X-Keyledger-Min-Seq", seq.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(payload.status(), 200, "{key}");
+        assert_eq!(payload.text().await.unwrap(), format!("payload of {key}"));
+        let named = cluster
+            .read_json(&format!("{api}/v1/secrets?name={key}"), *seq)
+            .await;
+        assert_eq!(named["total"], 1, "{key} was created once: {named}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(dir.path());
+    let js = cluster.jetstream().await;
+
+    // Every stream and the key bucket are replicated on all three nodes.
+    for stream in ["KEYLEDGER", "KV_KEYLEDGER_KEYS", "KEYLEDGER_CHECKPOINTS"] {
+        let info = crate::support::eventually(
+            "the streams to be created",
+            Duration::from_secs(30),
+            || {
+                let js = js.clone();
+                async move { Some(js.get_stream(stream).await.ok()?.cached_info().clone()) }
+            },
+        )
+        .await;
+        assert_eq!(info.config.num_replicas, 3, "{stream}");
+    }
+
+    // The stream leader, killed once 20 of 80 writes are acknowledged: another node
+    // takes over, and clients that got no answer send their writes again.
+    let leader = cluster.stream_leader(&js).await;
+    let written = kill_under_load(&cluster, "leader", || cluster.nodes[&leader]).await;
+    all_readable(&cluster, &written).await;
+
+    // The cluster starts the killed node again, and it catches up with the others.
+    crate::support::eventually(
+        "the killed node to rejoin the stream's replicas",
+        Duration::from_secs(60),
+        || {
+            let js = js.clone();
+            let leader = leader.clone();
+            async move {
+                let stream = js.get_stream("KEYLEDGER").await.ok()?;
+                let cluster = stream.cached_info().cluster.clone()?;
+                // Back as a current replica, or elected leader again; and every
+                // replica current.
+                let back = cluster.leader.as_deref() == Some(leader.as_str())
+                    || cluster.replicas.iter().any(|r| r.name == leader);
+                (back && cluster.replicas.len() == 2 && cluster.replicas.iter().all(|r| r.current))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
+    // A command service, the projector, an API replica: each killed under load and
+    // started again by the cluster. A command service's requests go to the other one
+    // (the API sends what got no answer again, with its command id); reads wait for
+    // the restarted projector to catch up; a client of the killed API replica
+    // retries there once it is back.
+    for component in ["commands", "projector", "api"] {
+        let pids = cluster.component_pids(component);
+        let expected = if component == "projector" { 1 } else { 2 };
+        assert_eq!(pids.len(), expected, "{component}: {pids:?}");
+        let written = kill_under_load(&cluster, component, || pids[0]).await;
+        all_readable(&cluster, &written).await;
+    }
+
+    // Both command services race on one secret: 40 metadata keys added at once
+    // through both API replicas. None is lost, and the chain check below finds no
+    // version gap.
+    let (id, _) = written.values().next().unwrap().clone();
+    let http = reqwest::Client::new();
+    let adds = (0..40).map(|i| {
+        let request = http
+            .post(format!("{}/v1/secrets/{id}/metadata", cluster.apis[i % 2]))
+            .bearer_auth(&cluster.token)
+            .json(&json!({"key": format!("k{i}"), "value": "v"}));
+        async move {
+            let added = request.send().await.unwrap();
+            let status = added.status();
+            assert_eq!(status, 201, "{}", added.text().await.unwrap());
+            added.headers()["x-keyledger-seq"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        }
+    });
+    let last = futures::future::join_all(adds)
+        .await
+        .into_iter()
+        .max()
+        .unwrap();
+    let metadata = cluster
+        .read_json(
+            &format!("{}/v1/secrets/{id}/metadata", cluster.apis[0]),
+            last,
+        )
+        .await;
+    assert_eq!(
+        metadata["metadata"].as_object().unwrap().len(),
+        40,
+        "{metadata}"
+    );
+
+    // The log verifies across the failovers: every commit, chain and authenticator,
+    // and the checkpoints both command services signed.
+    let auditor = std::fs::read_to_string(dir.path().join("nats-auditor.key")).unwrap();
+    let auditor_url = cluster
+        .service_url
+        .split(',')
+        .map(|u| {
+            let port = u.rsplit(':').next().unwrap();
+            format!("nats://auditor:{}@127.0.0.1:{port}", auditor.trim())
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let verify = crate::support::audit(crate::support::args(&[
+        "verify",
+        "--nats-url",
+        &auditor_url,
+        "--commit-key-file",
+        dir.path().join("commit.key").to_str().unwrap(),
+        "--public-key",
+        dir.path().join("checkpoint.pub").to_str().unwrap(),
+    ]))
+    .await;
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(out.contains("every authenticator"), "{out}");
+    assert!(out.contains("match the log"), "{out}");
+}
