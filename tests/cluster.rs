@@ -426,7 +426,6 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_secrets_key_is_erased_on_every_node() {
-    use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
     let cluster = start(dir.path());
     let http = reqwest::Client::new();
@@ -447,12 +446,7 @@ async fn a_deleted_secrets_key_is_erased_on_every_node() {
     assert_eq!(names.len(), 1, "{names:?}");
     let key = domain::ids::KeyId::parse(names[0].rsplit('.').next().unwrap()).unwrap();
     let wrapped = store.get(&project, secret, key).await.unwrap().unwrap();
-    let mut wanted = crate::support::needles(&wrapped.wrapped);
-    wanted.push(
-        base64::engine::general_purpose::STANDARD
-            .encode(&wrapped.wrapped)
-            .into_bytes(),
-    );
+    let wanted = crate::support::wrapped_key_needles(&wrapped.wrapped);
     // The search bites: every node's copy of the key bucket holds the key.
     let before = crate::support::files_holding(dir.path(), &wanted);
     for node in ["n1", "n2", "n3"] {
@@ -471,19 +465,7 @@ async fn a_deleted_secrets_key_is_erased_on_every_node() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    crate::support::eventually("the key to be destroyed", Duration::from_secs(30), || {
-        let store = store.clone();
-        let project = project.clone();
-        async move {
-            store
-                .get(&project, secret, key)
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        }
-    })
-    .await;
+    crate::support::key_destroyed(&store, &project, secret, key, Duration::from_secs(30)).await;
     // The erase reached every replica: no node's stream files hold the key. Each
     // node's Raft log of the bucket (under `_js_`) still does until NATS compacts it,
     // which this test does not wait for (docs/operations.md, Known limits).

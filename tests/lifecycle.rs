@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use domain::ids::{KeyId, ProjectId, SecretId};
 use domain::principal::Actor;
 use domain::secret::SecretEvent;
@@ -18,8 +16,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestClock, TestStack, description, eventually, files_holding, id_of, json_of, needles,
-    raw_command,
+    TestClock, TestStack, description, eventually, files_holding, id_of, json_of, key_destroyed,
+    raw_command, wrapped_key_needles,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -364,8 +362,7 @@ async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key()
     let store = t.key_store().await;
     let wrapped = store.get(&project, secret, key).await.unwrap().unwrap();
     // The needles: the wrapped key's bytes, raw and as stored (base64 in JSON).
-    let mut wanted = needles(&wrapped.wrapped);
-    wanted.push(STANDARD.encode(&wrapped.wrapped).into_bytes());
+    let wanted = wrapped_key_needles(&wrapped.wrapped);
     let data = t.dir.path();
     assert!(
         !files_holding(data, &wanted).is_empty(),
@@ -386,15 +383,7 @@ async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key()
     );
 
     // The schedulers issue Expire; it lands once and the key is destroyed.
-    eventually("the key is destroyed", WAIT, || async {
-        store
-            .get(&project, secret, key)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    key_destroyed(&store, &project, secret, key, WAIT).await;
     eventually("the read model shows the expiry", WAIT, || async {
         let body = t
             .get(
@@ -521,15 +510,7 @@ async fn deletion_waits_for_its_recovery_window_and_can_be_restored() {
         ProjectId::parse("p1").unwrap(),
         SecretId::parse(&id).unwrap(),
     );
-    eventually("the key is destroyed", WAIT, || async {
-        store
-            .get(&project, secret, key)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    key_destroyed(&store, &project, secret, key, WAIT).await;
     let gone = t.get(&format!("/v1/secrets/{id}"), &token).await;
     assert_eq!(gone.status(), 404);
 

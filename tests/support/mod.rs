@@ -455,6 +455,33 @@ pub fn needles(canary: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// The forms a wrapped data key could take in a file: [`needles`] of its bytes, and
+/// the base64 the key store keeps it in.
+pub fn wrapped_key_needles(wrapped: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = needles(wrapped);
+    out.push(STANDARD.encode(wrapped).into_bytes());
+    out
+}
+
+/// Waits until the key store has no data key `key` of `secret` (it was destroyed).
+pub async fn key_destroyed(
+    store: &infra::keystore::KeyStore,
+    project: &ProjectId,
+    secret: domain::ids::SecretId,
+    key: domain::ids::KeyId,
+    within: Duration,
+) {
+    eventually("the data key to be destroyed", within, || async {
+        store
+            .get(project, secret, key)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
 pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
