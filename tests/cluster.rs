@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::read_model;
+
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
 
 /// A running `keyledger cluster`, stopped (SIGTERM, which stops every process it
@@ -390,6 +392,41 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
         metadata["metadata"].as_object().unwrap().len(),
         40,
         "{metadata}"
+    );
+
+    // The read model the projector kept through its kill equals a fresh rebuild.
+    let last = js
+        .get_stream("KEYLEDGER")
+        .await
+        .unwrap()
+        .cached_info()
+        .state
+        .last_sequence;
+    let live = read_model::open(&dir.path().join(keyledger::stack::READ_MODEL_FILE)).await;
+    crate::support::eventually("the projector to catch up", Duration::from_secs(30), || {
+        let live = live.clone();
+        async move { (read_model::checkpoint(&live).await >= last).then_some(()) }
+    })
+    .await;
+    let fresh = dir.path().join("fresh.sqlite");
+    let rebuilt = std::process::Command::new(KEYLEDGER)
+        .args(["projections", "rebuild", "--nats-url", &cluster.service_url])
+        .args(["--replicas", "3", "--data-dir"])
+        .arg(dir.path())
+        .arg("--database")
+        .arg(projections::db::sqlite_url(&fresh))
+        .output()
+        .unwrap();
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    let rows = read_model::dump(&live).await;
+    assert!(rows.len() > 320, "the read model holds every secret");
+    assert_eq!(
+        rows,
+        read_model::dump(&read_model::open(&fresh).await).await
     );
 
     // The log verifies across the failovers: every commit, chain and authenticator,

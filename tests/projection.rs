@@ -9,9 +9,9 @@ use infra::client::CommandClient;
 use infra::protocol::{
     CreateSecretRequest, DeleteSecretRequest, PayloadField, SetMetadatumRequest,
 };
-use sqlx::{Row, SqlitePool};
 use tokio::task::JoinSet;
 
+use crate::support::read_model::{checkpoint, dump, open};
 use crate::support::{TestStack, eventually};
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
@@ -81,59 +81,6 @@ async fn write_history(t: &TestStack, creates: usize, per_secret: usize) -> u64 
         });
     }
     tasks.join_all().await.into_iter().max().unwrap_or(0)
-}
-
-async fn open(path: &Path) -> SqlitePool {
-    projections::db::open(&projections::db::sqlite_url(path), 1)
-        .await
-        .unwrap()
-}
-
-async fn checkpoint(pool: &SqlitePool) -> u64 {
-    sqlx::query_scalar::<_, i64>("SELECT seq FROM checkpoints WHERE projection = 'secrets'")
-        .fetch_optional(pool)
-        .await
-        .unwrap()
-        .unwrap_or(0) as u64
-}
-
-/// Every row of every table, as text, in primary-key order.
-async fn dump(pool: &SqlitePool) -> Vec<String> {
-    let mut out = Vec::new();
-    for table in [
-        "checkpoints",
-        "secrets",
-        "secret_payloads",
-        "secret_metadata",
-        "skipped_commits",
-    ] {
-        let columns: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT name FROM pragma_table_info('{table}')"
-        )))
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>(0))
-        .collect();
-        let select = columns
-            .iter()
-            .map(|c| format!("quote({c})"))
-            .collect::<Vec<_>>()
-            .join(" || '|' || ");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {select} FROM {table} ORDER BY 1"
-        )))
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        out.extend(
-            rows.iter()
-                .map(|r| format!("{table}: {}", r.get::<String, _>(0))),
-        );
-    }
-    out.sort();
-    out
 }
 
 fn projector(t: &TestStack, db: &Path, batch_size: usize) -> Child {

@@ -25,6 +25,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub mod clients;
+pub mod read_model;
 pub mod up;
 
 /// A whole keyledger on loopback, in a temporary data directory.
