@@ -41,6 +41,7 @@ async fn every_command_has_help() {
     for path in [
         &[][..],
         &["up"],
+        &["cluster"],
         &["serve"],
         &["serve", "commands"],
         &["serve", "projector"],
@@ -80,6 +81,40 @@ async fn every_command_has_help() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{path:?} --help failed");
         assert!(text.contains("Usage: keyledger"), "{path:?}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn up_and_cluster_refuse_each_others_data_directory() {
+    // One read model must never fold two logs: `up`'s store is nats/jetstream, a
+    // cluster's nats/n1…; each refuses the other's before starting anything.
+    let dir = tempfile::tempdir().unwrap();
+    let single = dir.path().join("single");
+    std::fs::create_dir_all(single.join("nats/jetstream")).unwrap();
+    let cluster = dir.path().join("cluster");
+    std::fs::create_dir_all(cluster.join("nats/n1")).unwrap();
+    for (command, data, says) in [
+        (
+            "cluster",
+            &single,
+            "holds the store of a single nats-server",
+        ),
+        ("up", &cluster, "holds the stores of a local cluster"),
+    ] {
+        let out = run(
+            args(&[
+                command,
+                "--nats-port",
+                "0",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ]),
+            None,
+        )
+        .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command} started");
+        assert!(stderr.contains(says), "{command}: {stderr}");
     }
 }
 

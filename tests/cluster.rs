@@ -302,6 +302,20 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
     let cluster = start(dir.path());
     let js = cluster.jetstream().await;
 
+    // No component's command line carries a password: every local user can read it.
+    let password = std::fs::read_to_string(dir.path().join("nats-service.key")).unwrap();
+    let callout = std::fs::read_to_string(dir.path().join("nats-auth.key")).unwrap();
+    for component in ["nats-auth", "commands", "projector", "api"] {
+        for pid in cluster.component_pids(component) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            assert!(
+                !cmdline.contains(password.trim()) && !cmdline.contains(callout.trim()),
+                "{component}: {cmdline}"
+            );
+        }
+    }
+
     // Every stream and the key bucket are replicated on all three nodes.
     for stream in ["KEYLEDGER", "KV_KEYLEDGER_KEYS", "KEYLEDGER_CHECKPOINTS"] {
         let info = crate::support::eventually(

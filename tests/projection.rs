@@ -247,3 +247,53 @@ async fn a_rebuild_in_place_restores_the_read_model() {
     assert_eq!(dump(&pool).await, before);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_refuses_a_read_model_built_from_another_log() {
+    // A read model folded from one stack's log…
+    let a = TestStack::start().await;
+    let last = write_history(&a, 16, 1).await;
+    let folded = open(&a.dir.path().join(keyledger::stack::READ_MODEL_FILE)).await;
+    eventually("stack A's projector", Duration::from_secs(30), || {
+        let folded = folded.clone();
+        async move { (checkpoint(&folded).await >= last).then_some(()) }
+    })
+    .await;
+    let copy = a.dir.path().join("other.sqlite");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "VACUUM INTO '{}'",
+        copy.display()
+    )))
+    .execute(&folded)
+    .await
+    .unwrap();
+    // …given to a projector of another, shorter log: it says so, and applies nothing.
+    let b = TestStack::start().await;
+    let mut child = Command::new(KEYLEDGER)
+        .args(["serve", "projector", "--nats-url", &b.stack.service_url])
+        .args(["--data-dir", b.dir.path().to_str().unwrap(), "--database"])
+        .arg(projections::db::sqlite_url(&copy))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let said = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("built from another log"))
+    });
+    let said = tokio::time::timeout(Duration::from_secs(30), said)
+        .await
+        .expect("the projector names the mismatch within 30 s")
+        .unwrap()
+        .expect("the projector names the mismatch");
+    assert!(said.contains(&format!("applied sequence {last}")), "{said}");
+    assert!(said.contains("keyledger projections rebuild"), "{said}");
+    signal(&child, libc::SIGTERM);
+    child.wait().unwrap();
+    assert_eq!(checkpoint(&open(&copy).await).await, last);
+}

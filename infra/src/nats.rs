@@ -31,7 +31,11 @@ pub enum NatsError {
 /// `url` with any password replaced by `***`, for messages and logs. A list of
 /// servers (`nats://a:4222,nats://b:4222`) has each of its URLs redacted.
 pub fn redact(url: &str) -> String {
-    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+    split_list(url)
+        .iter()
+        .map(|one| redact_one(one))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn redact_one(url: &str) -> String {
@@ -42,8 +46,42 @@ fn redact_one(url: &str) -> String {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        // A URL that does not parse may still carry credentials: hide whatever sits
+        // between the scheme and the last `@`.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.to_owned(),
+        },
     }
+}
+
+/// The URLs of a list separated by commas. A comma inside a URL (a password holding
+/// one) does not separate: each URL of a list starts with its scheme (`nats://`), so
+/// only a comma followed by a scheme, by another comma or by nothing ends one.
+fn split_list(url: &str) -> Vec<&str> {
+    let starts_url = |rest: &str| {
+        rest.is_empty()
+            || rest.starts_with(',')
+            || rest.split_once("://").is_some_and(|(scheme, _)| {
+                !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            })
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (comma, _) in url.match_indices(',') {
+        if starts_url(url[comma + 1..].trim_start()) {
+            out.push(&url[start..comma]);
+            start = comma + 1;
+        }
+    }
+    out.push(&url[start..]);
+    out
 }
 
 /// A user and password.
@@ -59,13 +97,14 @@ fn servers(url: &str) -> Result<(Vec<String>, Option<Credentials>), NatsError> {
     };
     let mut credentials: Option<Credentials> = None;
     let mut bare = Vec::new();
-    for one in url.split(',').map(str::trim) {
+    for one in split_list(url) {
+        let one = one.trim();
         if one.is_empty() {
             return Err(bad(
                 "an empty server in the list; separate URLs with single commas".into(),
             ));
         }
-        let mut parsed = Url::parse(one).map_err(|e| bad(format!("{}: {e}", redact_one(one))))?;
+        let mut parsed = Url::parse(one).map_err(|e| bad(e.to_string()))?;
         if !parsed.username().is_empty() {
             let these = (
                 percent_decode(parsed.username()),
@@ -114,6 +153,11 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))
+        // A server that hangs (or a partition) is noticed after two unanswered pings:
+        // 10 to 15 s, then the client moves to another server of the list. The default
+        // (60 s) kept writes failing for about three minutes when one node of three
+        // hung.
+        .ping_interval(Duration::from_secs(5))
         // Back soon after the server is: retry every 50 ms at first, then at most
         // every 250 ms, forever.
         .reconnect_delay_callback(|attempts| {
@@ -205,5 +249,18 @@ mod tests {
         assert!(!mixed.to_string().contains(":1@"), "{mixed}");
         let empty = servers("nats://127.0.0.1:4222,").unwrap_err();
         assert!(empty.to_string().contains("empty server"), "{empty}");
+        // A comma in a password stays in it.
+        let (bare, credentials) = servers("nats://k:se,cret@127.0.0.1:4222").unwrap();
+        assert_eq!(bare, ["nats://127.0.0.1:4222"]);
+        assert_eq!(credentials, Some(("k".to_owned(), "se,cret".to_owned())));
+        // A URL that does not parse is shown without its password.
+        for bad in [
+            "nats://k:s3cret@127.0.0.1:4222;nats://k:s3cret@127.0.0.1:4223",
+            "nats://k:s3cret@127.0.0.1:99999",
+            "nats://k:s3cret@[::1:4222",
+        ] {
+            let e = servers(bad).unwrap_err().to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+        }
     }
 }

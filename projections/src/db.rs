@@ -14,11 +14,17 @@ use crate::writer::Writer;
 /// Why the read model could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// The URL is not a SQLite URL.
+    /// The URL is not a SQLite URL (shown without any password).
     #[error(
         "database URL {0:?} is not valid; use sqlite://<path>, e.g. sqlite://.keyledger/readmodel.sqlite"
     )]
     BadUrl(String),
+    /// A PostgreSQL URL: that read model is not built yet.
+    #[error(
+        "the read model is SQLite only for now (a PostgreSQL read model is planned, not built); \
+         use sqlite://<path>, e.g. sqlite://.keyledger/readmodel.sqlite"
+    )]
+    Postgres,
     /// SQLite failed.
     #[error("opening the read model {url}: {source}")]
     Sqlite {
@@ -115,6 +121,21 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
+/// `url` with the userinfo of its authority (`user:password@`) replaced by `***@`:
+/// a URL that is not valid is shown back, and it may carry a password.
+fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// The `sqlite://` URL of a file.
 pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
@@ -122,8 +143,11 @@ pub fn sqlite_url(path: &Path) -> String {
 
 /// Opens (creating if needed) and migrates the read model at `url`.
 pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(OpenError::Postgres);
+    }
     let options = SqliteConnectOptions::from_str(url)
-        .map_err(|_| OpenError::BadUrl(url.to_owned()))?
+        .map_err(|_| OpenError::BadUrl(without_password(url)))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // With WAL, NORMAL keeps the database consistent across crashes; the log, not
@@ -187,4 +211,29 @@ async fn migration_lock(db: PathBuf) -> Result<std::fs::File, OpenError> {
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };
     locked.map_err(|source| OpenError::Lock { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_shown_back_carries_no_password() {
+        assert_eq!(
+            without_password("mysql://app:s3cret@db:3306/x"),
+            "mysql://***@db:3306/x"
+        );
+        assert_eq!(without_password("sqlite://a/b@c"), "sqlite://a/b@c");
+        assert_eq!(without_password("nonsense"), "nonsense");
+    }
+
+    #[tokio::test]
+    async fn a_postgres_url_says_what_is_built() {
+        let err = open("postgres://app:s3cret@db/keyledger", 1)
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("SQLite only"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
 }

@@ -60,6 +60,18 @@ pub enum ProjectorError {
     /// NATS reconnected: the consumer may be gone, so follow again.
     #[error("projector: NATS reconnected")]
     Reconnected,
+    /// The read model has applied more of the log than the stream holds.
+    #[error(
+        "projector: the read model has applied sequence {applied}, but the event stream ends \
+         at {last}: it was built from another log (or the stream was restored from an older \
+         backup). Rebuild it from this log: keyledger projections rebuild"
+    )]
+    AheadOfLog {
+        /// The read model's checkpoint.
+        applied: u64,
+        /// The stream's last sequence.
+        last: u64,
+    },
     /// Another projector holds the read model.
     #[error(
         "another projector is writing {0}; stop it (keyledger up, or keyledger serve projector) \
@@ -195,6 +207,12 @@ impl Projector {
             .get_stream(&self.config.stream)
             .await
             .map_err(stream_err)?;
+        // A read model ahead of the stream folds another log: applying this one from
+        // its checkpoint would mix the two and hide every commit up to it.
+        let last = stream.cached_info().state.last_sequence;
+        if applied > last {
+            return Err(ProjectorError::AheadOfLog { applied, last });
+        }
         let consumer: jetstream::consumer::Consumer<pull::OrderedConfig> = stream
             .create_consumer(pull::OrderedConfig {
                 deliver_policy: DeliverPolicy::ByStartSequence {

@@ -54,12 +54,17 @@ struct Component {
     /// Its name in messages and its log file's.
     name: String,
     args: Vec<String>,
+    /// Its NATS URL, with credentials: passed in the environment
+    /// (`KEYLEDGER_NATS_URL`), which only this user may read, never on the command
+    /// line, which every local user can.
+    nats_url: String,
 }
 
 pub async fn run(args: ClusterArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     let data = args.data_dir.canonicalize()?;
     let _lock = stack::lock_data_dir(&data)?;
+    stack::check_cluster_layout(&data)?;
     let stream = infra::log::DEFAULT_STREAM;
 
     // Keys first, so that no two components race to create them.
@@ -75,7 +80,14 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         (0..n)
             .map(|i| match first {
                 0 => free_port(),
-                p => Ok(p + u16::try_from(i)?),
+                p => u16::try_from(i)
+                    .ok()
+                    .and_then(|i| p.checked_add(i))
+                    .with_context(|| {
+                        format!(
+                            "port {p} leaves no room for {n} consecutive ports; pass a lower one"
+                        )
+                    }),
             })
             .collect()
     };
@@ -88,7 +100,7 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         [0, 1, 2].map(|i| Some(client_ports[i])),
         stream,
     )?;
-    let nodes = stack::start_nodes(&configs).await?;
+    let nodes = stack::start_nodes(&configs, stream).await?;
     let service_url = list(&nodes, infra::server::ManagedNats::service_url);
     let callout_url = list(&nodes, infra::server::ManagedNats::callout_url);
     let node_lines: Vec<String> = nodes
@@ -110,10 +122,16 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
     for (node, config) in nodes.into_iter().zip(configs) {
         let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let shutdown = shutdown.clone();
+        let name = config
+            .cluster
+            .as_ref()
+            .map_or_else(String::new, |c| c.name.clone());
         tasks.spawn(async move {
             infra::server::supervise(node, config, pid, shutdown)
                 .await
-                .context("a nats-server of the cluster")
+                .with_context(|| {
+                    format!("nats-server {name} is not started again; the other nodes run on")
+                })
         });
     }
     let logs = data.join("logs");
@@ -121,18 +139,12 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
     let data_arg = data.to_string_lossy().into_owned();
     let serve = |name: String, component: &str, url: &str, extra: &[String]| Component {
         name,
-        args: [
-            "serve",
-            component,
-            "--nats-url",
-            url,
-            "--data-dir",
-            &data_arg,
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(extra.iter().cloned())
-        .collect(),
+        args: ["serve", component, "--data-dir", &data_arg]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(extra.iter().cloned())
+            .collect(),
+        nats_url: url.to_owned(),
     };
     let replicated = ["--replicas".to_owned(), NODES.to_string()];
     let mut components = vec![serve("nats-auth".into(), "nats-auth", &callout_url, &[])];
@@ -198,18 +210,25 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         }
     }
 
-    let outcome = tokio::select! {
-        Some(done) = tasks.join_next() => match done {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(e.into()),
-        },
-        () = shutdown_signal() => Ok(()),
-    };
+    // A process that keeps dying is given up on alone: the cluster is for trying
+    // failures, and the rest of it runs on until Ctrl-C.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => tracing::error!("{e:#}"),
+                Some(Err(e)) => tracing::error!(error = %e, "a supervisor of the cluster failed"),
+                None => break,
+            },
+            () = &mut signal => break,
+        }
+    }
     eprintln!("keyledger cluster: stopping");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
-    outcome
+    Ok(())
 }
 
 /// The nodes' URLs of one kind, as one comma-separated list.
@@ -260,18 +279,19 @@ async fn keep_running(
             }
             status = child.wait() => status?,
         };
-        tracing::warn!(component = %component.name, %status, log = %log.display(), "exited; starting it again");
         let now = Instant::now();
         deaths.push_back(now);
         deaths.retain(|t| now.duration_since(*t) <= RESTART_WINDOW);
         if deaths.len() >= RESTARTS {
             bail!(
-                "{} exited {} times within {RESTART_WINDOW:?} (last: {status}); see {}",
+                "{} exited {} times within {RESTART_WINDOW:?} (last: {status}); it is not \
+                 started again, the rest of the cluster runs on. See {}",
                 component.name,
                 deaths.len(),
                 log.display()
             );
         }
+        tracing::warn!(component = %component.name, %status, log = %log.display(), "exited; starting it again");
         let pause = Duration::from_millis(200) * u32::try_from(deaths.len()).unwrap_or(1);
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -289,7 +309,16 @@ fn spawn(component: &Component, log: &Path) -> Result<Child> {
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
     let mut command = Command::new(std::env::current_exe()?);
+    // The components get their settings from the cluster alone: a KEYLEDGER_*
+    // variable meant for `keyledger cluster` (which reads none) must not change them
+    // behind its back (another stream, read model or key).
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KEYLEDGER_") {
+            command.env_remove(name);
+        }
+    }
     command
+        .env("KEYLEDGER_NATS_URL", &component.nats_url)
         .args(&component.args)
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)

@@ -54,24 +54,63 @@ pub fn node_configs(
         .collect()
 }
 
-/// Starts every node, and returns once the cluster has a JetStream meta leader (streams
-/// can be created).
-pub async fn start_nodes(configs: &[ServerConfig]) -> Result<Vec<ManagedNats>> {
+/// Refuses a data directory that `keyledger up` runs on: its store is
+/// `<data-dir>/nats/jetstream`, and the two would share one read model over two logs.
+pub fn check_cluster_layout(data_dir: &Path) -> Result<()> {
+    if data_dir.join("nats").join("jetstream").exists() {
+        anyhow::bail!(
+            "{} holds the store of a single nats-server (`keyledger up`); a cluster would share \
+             its read model with another log. Pass another --data-dir",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a data directory that `keyledger cluster` runs on (the counterpart of
+/// [`check_cluster_layout`]).
+pub fn check_single_layout(data_dir: &Path) -> Result<()> {
+    if data_dir.join("nats").join("n1").exists() {
+        anyhow::bail!(
+            "{} holds the stores of a local cluster (`keyledger cluster`); one server would \
+             share its read model with another log. Run `keyledger cluster` on it, or pass \
+             another --data-dir",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Starts every node, waits until the cluster has a JetStream meta leader, and creates
+/// keyledger's streams and key bucket with a replica on every node, before any
+/// component races to create them.
+pub async fn start_nodes(configs: &[ServerConfig], stream: &str) -> Result<Vec<ManagedNats>> {
     let nodes = futures::future::try_join_all(configs.iter().map(ManagedNats::start)).await?;
     let urls: Vec<String> = nodes.iter().map(ManagedNats::service_url).collect();
-    wait_for_meta_leader(&urls.join(",")).await?;
+    let js = wait_for_meta_leader(&urls.join(",")).await?;
+    let log = infra::log::LogSettings {
+        stream: stream.to_owned(),
+        replicas: NODES,
+        ..Default::default()
+    };
+    infra::log::ensure_event_stream(&js, &log).await?;
+    infra::log::ensure_key_bucket(&js, NODES).await?;
+    commands::log::checkpoints::ensure_stream(&js, NODES).await?;
+    api::access_log::ensure_stream(&js, NODES)
+        .await
+        .map_err(|e| anyhow::anyhow!("setting up the access stream: {e}"))?;
     Ok(nodes)
 }
 
 /// Waits until JetStream answers on the cluster at `url`: a new cluster answers only
 /// once its nodes have elected a meta leader.
-pub async fn wait_for_meta_leader(url: &str) -> Result<()> {
+async fn wait_for_meta_leader(url: &str) -> Result<async_nats::jetstream::Context> {
     let client = infra::nats::connect(url, "keyledger-cluster").await?;
     let js = async_nats::jetstream::new(client);
     let deadline = Instant::now() + META_LEADER_WAIT;
     loop {
         match js.query_account().await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(js),
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "waiting for the JetStream meta leader");
                 tokio::time::sleep(Duration::from_millis(100)).await;

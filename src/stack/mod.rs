@@ -114,6 +114,7 @@ impl Stack {
         let mut auditor_url = None;
         let (nats, service_url, client_url) = match &config.nats {
             NatsChoice::Managed { port, binary } => {
+                check_single_layout(&data_dir)?;
                 let server_config =
                     managed_server_config(&data_dir, binary.as_deref(), *port, &config.log.stream)?;
                 let server = ManagedNats::start(&server_config).await?;

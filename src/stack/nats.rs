@@ -49,6 +49,7 @@ pub async fn maintenance_nats(
         .canonicalize()
         .with_context(|| format!("the data directory {}", data_dir.display()))?;
     let lock = lock_data_dir(&data_dir)?;
+    super::check_single_layout(&data_dir)?;
     let server =
         ManagedNats::start(&managed_server_config(&data_dir, binary, None, stream)?).await?;
     Ok((server, lock))
