@@ -11,7 +11,7 @@ use domain::ids::{ContainerId, SecretId};
 use domain::policy::Action;
 use domain::subject::command;
 use infra::protocol::{AclOperationRequest, DeleteAclRequest, SetAclRequest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::access::{owner_project, readable, resolve};
 use crate::auth::Caller;
@@ -25,12 +25,12 @@ use crate::views::container::container_ref;
 use crate::views::{base_url, secret_ref};
 
 /// Barbican's ACL body: one member per operation, and `read` is the only one.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclBody {
     /// Who may read it.
     #[serde(default, deserialize_with = "infra::objects::object")]
-    read: AclOperationRequest,
+    pub read: AclOperationRequest,
 }
 
 /// What an ACL belongs to.

@@ -92,6 +92,13 @@ pub mod responses {
     pub use crate::whoami::Whoami;
 }
 
+/// The request bodies the CLI sends, as the API reads them.
+pub mod requests {
+    pub use crate::acl::AclBody;
+    pub use crate::secret_versions::{MoveStageBody, PutValueBody};
+    pub use infra::protocol::CreateSecretRequest;
+}
+
 /// The routes and the OpenAPI document, both from the handlers' `#[utoipa::path]`
 /// annotations: every route is added here through `routes!`, which takes the method
 /// and path from the annotation, so the document and the router cannot differ.

@@ -128,33 +128,33 @@ enum StageName {
 }
 
 /// The body of `POST /v1/secrets/{id}/versions`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutValueBody {
     /// The value: text, or base64 for `application/octet-stream`.
     #[schema(value_type = String, min_length = 1)]
-    payload: PayloadField,
+    pub payload: PayloadField,
     /// `text/plain` or `application/octet-stream`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(
         required = true,
         nullable = false,
         pattern = "^[ \t]*(text/plain([ \t]*;[ \t]*charset=(utf-8|\"utf-8\"))?|application/octet-stream)[ \t]*$"
     )]
-    payload_content_type: Option<String>,
+    pub payload_content_type: Option<String>,
     /// `base64`, for `application/octet-stream`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^base64$")]
-    payload_content_encoding: Option<String>,
+    pub payload_content_encoding: Option<String>,
     /// Makes retrying safe, as AWS's `ClientRequestToken`: the same token and value,
     /// the same version (32 to 64 printable ASCII characters; a UUID works).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^[!-~]{32,64}$")]
-    client_request_token: Option<String>,
+    pub client_request_token: Option<String>,
     /// The stages the new version takes (default `current`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<StageName>>, min_items = 1)]
-    stages: Option<Vec<String>>,
+    pub stages: Option<Vec<String>>,
 }
 
 /// `POST /v1/secrets/{id}/versions`: 201 with the new version's id; a retry with the
@@ -283,17 +283,17 @@ pub async fn get_payload(
 }
 
 /// The body of `PUT /v1/secrets/{id}/stages/{stage}`, named as AWS names them.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveStageBody {
     /// The version (id) that takes the stage.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    move_to: Option<String>,
+    pub move_to: Option<String>,
     /// The version (id) that gives it up.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    remove_from: Option<String>,
+    pub remove_from: Option<String>,
 }
 
 /// `PUT /v1/secrets/{id}/stages/{stage}`: 204.

@@ -2,9 +2,11 @@
 //! `acl get`, `acl submit`, `acl delete`).
 
 use anyhow::Result;
+use api::requests::AclBody;
 use clap::Subcommand;
+use infra::protocol::{AclOperationRequest, ConditionsRequest};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ClientArgs;
 use super::http::{Api, secret_id};
@@ -88,30 +90,24 @@ pub async fn run(command: AclCommand) -> Result<()> {
             merge,
         } => {
             let api = Api::new(&client);
-            let mut read = json!({});
-            if let Some(users) = users {
-                read["users"] = json!(users);
-            }
-            if let Some(access) = project_access {
-                read["project-access"] = json!(access);
-            }
-            let mut conditions = json!({});
-            if !source_cidrs.is_empty() {
-                conditions["source_cidrs"] = json!(source_cidrs);
-            }
-            if let Some((from, to)) = utc_hours {
-                conditions["utc_hours"] = json!([from, to]);
-            }
-            if let Some(days) = weekdays {
-                conditions["weekdays"] = json!(days);
-            }
-            if conditions.as_object().is_some_and(|c| !c.is_empty()) {
-                read["conditions"] = conditions;
-            }
+            let conditions = ConditionsRequest {
+                source_cidrs: (!source_cidrs.is_empty()).then_some(source_cidrs),
+                utc_hours,
+                weekdays,
+            };
+            let any_condition = conditions.source_cidrs.is_some()
+                || conditions.utc_hours.is_some()
+                || conditions.weekdays.is_some();
+            let body = AclBody {
+                read: AclOperationRequest {
+                    project_access,
+                    users,
+                    conditions: any_condition.then_some(conditions),
+                },
+            };
             let method = if merge { Method::PATCH } else { Method::PUT };
             let path = format!("/v1/secrets/{}/acl", secret_id(&secret));
-            api.send(api.request(method, &path).json(&json!({ "read": read })))
-                .await?;
+            api.send(api.request(method, &path).json(&body)).await?;
             eprintln!("ACL of {} set", secret_id(&secret));
         }
         AclCommand::Delete { client, secret } => {

@@ -17,6 +17,7 @@ mod replay;
 mod replay_bench;
 mod secret;
 mod serve;
+mod state_view;
 mod token;
 mod trust;
 mod up;

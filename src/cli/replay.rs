@@ -11,7 +11,11 @@ use domain::secret::{SecretEvent, SecretState};
 use domain::subject::AggregateKind;
 use domain::timestamp::Timestamp;
 use serde::Deserialize;
-use serde_json::{Value, json};
+
+use super::state_view::{
+    ByRole, ConsumerView, ContainerView, Gone, LiveContainer, LiveReaders, LiveSecret, Named,
+    OrderView, PlacedOrder, ReadableBy, Readers, Rule, SecretView, State, VersionView,
+};
 
 /// The roles each rule of the access policy names, in words, read from the policy
 /// itself so that what an auditor is told is what the policy decides.
@@ -133,64 +137,96 @@ impl Replay {
         Ok(true)
     }
 
-    /// Everything replayed, as JSON.
-    pub fn to_json(&self) -> Value {
-        let secrets: Vec<Value> = self
+    /// Everything replayed.
+    pub fn state(&self) -> State<'_> {
+        let gone = Gone::new;
+        let secrets = self
             .secrets
             .iter()
-            .map(|((project, id), s)| {
-                let mut v = match s {
-                    SecretState::Live(s) => json!({
-                        "status": if s.purge_at.is_some() { "scheduled for deletion" } else { "live" },
-                        "purge_at": s.purge_at.map(|t| t.to_rfc3339()),
-                        "name": s.attributes.name.as_ref().map(|n| n.as_str()),
-                        "secret_type": s.attributes.secret_type.as_str(),
-                        "expiration": s.attributes.expiration.map(|e| e.at().to_rfc3339()),
-                        "creator": s.creator.as_str(),
-                        "owning_service": s.owning_service.as_ref().map(|x| x.as_str()),
-                        "metadata": s.attributes.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<BTreeMap<_, _>>(),
-                        "versions": s.versions.iter().map(|v| json!({
-                            "version_id": v.id.to_string(),
-                            "stages": s.stages_of(v.id).iter().map(|st| st.as_str()).collect::<Vec<_>>(),
-                        })).collect::<Vec<_>>(),
-                        "acl": s.acl,
-                        "consumers": s.consumers,
-                    }),
-                    SecretState::Deleted => json!({"status": "deleted"}),
-                    SecretState::Expired(at) => json!({"status": "expired", "expired_at": at.to_rfc3339()}),
-                    SecretState::Absent => json!({"status": "absent"}),
-                };
-                v["project"] = json!(project);
-                v["id"] = json!(id);
-                v
+            .map(|((project, id), s)| match s {
+                SecretState::Live(s) => SecretView::Live(LiveSecret {
+                    acl: &s.acl,
+                    consumers: &s.consumers,
+                    creator: s.creator.as_str(),
+                    expiration: s.attributes.expiration.map(|e| e.at().to_rfc3339()),
+                    id,
+                    metadata: s
+                        .attributes
+                        .metadata
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect(),
+                    name: s.attributes.name.as_ref().map(|n| n.as_str()),
+                    owning_service: s.owning_service.as_ref().map(|x| x.as_str()),
+                    project,
+                    purge_at: s.purge_at.map(|t| t.to_rfc3339()),
+                    secret_type: s.attributes.secret_type.as_str(),
+                    status: if s.purge_at.is_some() {
+                        "scheduled for deletion"
+                    } else {
+                        "live"
+                    },
+                    versions: s
+                        .versions
+                        .iter()
+                        .map(|v| VersionView {
+                            stages: s.stages_of(v.id).iter().map(|st| st.as_str()).collect(),
+                            version_id: v.id.to_string(),
+                        })
+                        .collect(),
+                }),
+                SecretState::Deleted => SecretView::Gone(gone(project, id, "deleted", None)),
+                SecretState::Expired(at) => {
+                    SecretView::Gone(gone(project, id, "expired", Some(at.to_rfc3339())))
+                }
+                SecretState::Absent => SecretView::Gone(gone(project, id, "absent", None)),
             })
             .collect();
-        let containers: Vec<Value> = self
+        let containers = self
             .containers
             .iter()
             .map(|((project, id), c)| match c {
-                ContainerState::Live(c) => json!({
-                    "project": project, "id": id, "status": "live", "type": c.kind.as_str(),
-                    "creator": c.creator.as_str(),
-                    "secret_refs": c.refs, "acl": c.acl,
-                    "consumers": c.consumers.iter().map(|k| json!({"name": k.name, "URL": k.url})).collect::<Vec<_>>(),
+                ContainerState::Live(c) => ContainerView::Live(LiveContainer {
+                    acl: &c.acl,
+                    consumers: c
+                        .consumers
+                        .iter()
+                        .map(|k| ConsumerView {
+                            url: &k.url,
+                            name: &k.name,
+                        })
+                        .collect(),
+                    creator: c.creator.as_str(),
+                    id,
+                    project,
+                    secret_refs: &c.refs,
+                    status: "live",
+                    kind: c.kind.as_str(),
                 }),
-                _ => json!({"project": project, "id": id, "status": "deleted"}),
+                _ => ContainerView::Gone(gone(project, id, "deleted", None)),
             })
             .collect();
-        let orders: Vec<Value> = self
+        let orders = self
             .orders
             .iter()
             .map(|((project, id), o)| match o {
-                OrderState::Placed(o) => json!({
-                    "project": project, "id": id, "type": o.order_type.as_str(),
-                    "status": o.status.as_str(), "creator": o.creator.as_str(),
-                    "error": o.failed,
+                OrderState::Placed(o) => OrderView::Placed(PlacedOrder {
+                    creator: o.creator.as_str(),
+                    error: &o.failed,
+                    id,
+                    project,
+                    status: o.status.as_str(),
+                    kind: o.order_type.as_str(),
                 }),
-                _ => json!({"project": project, "id": id, "status": "deleted"}),
+                _ => OrderView::Gone(gone(project, id, "deleted", None)),
             })
             .collect();
-        json!({ "commits": self.commits, "secrets": secrets, "containers": containers, "orders": orders })
+        State {
+            commits: self.commits,
+            containers,
+            orders,
+            secrets,
+        }
     }
 
     /// The secrets live (not expired) at `at`: (project, id, state).
@@ -218,7 +254,7 @@ impl Replay {
     /// creator or on the ACL), and what each project role would have given them.
     /// Roles come from the identity provider's tokens, not the log, so those are
     /// stated per role rather than decided.
-    pub fn readable_by(&self, user: &str, at: Option<Timestamp>) -> Value {
+    pub fn readable_by<'a>(&'a self, user: &'a str, at: Option<Timestamp>) -> ReadableBy<'a> {
         let words = RoleWords::of_policy();
         let mut named = Vec::new();
         let mut by_project: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
@@ -230,74 +266,118 @@ impl Replay {
             }
             let name = s.attributes.name.as_ref().map(|n| n.as_str());
             if s.creator.as_str() == user {
-                named.push(json!({"secret": id, "project": project, "name": name, "why": "its creator: metadata and payload"}));
+                named.push(Named {
+                    conditions: None,
+                    name,
+                    project,
+                    secret: id,
+                    why: "its creator: metadata and payload".to_owned(),
+                });
             }
             if s.acl.users.iter().any(|u| u.as_str() == user) {
-                named.push(json!({"secret": id, "project": project, "name": name, "why": format!("on its ACL: metadata with any role; the payload with role {}", words.on_acl), "conditions": s.acl.conditions}));
+                named.push(Named {
+                    conditions: Some(&s.acl.conditions),
+                    name,
+                    project,
+                    secret: id,
+                    why: format!(
+                        "on its ACL: metadata with any role; the payload with role {}",
+                        words.on_acl
+                    ),
+                });
             }
         }
-        let by_role: Vec<Value> = by_project
+        let by_role = by_project
             .into_iter()
-            .map(|(project, (all, shared))| {
-                let mut entry = serde_json::Map::new();
-                entry.insert("project".into(), json!(project));
-                entry.insert("as admin".into(), json!(all));
-                entry.insert(format!("as {}", words.payload), json!(shared));
-                entry.insert(
-                    format!("as {} (metadata only)", words.metadata_only),
-                    json!(shared),
-                );
-                entry.insert(format!("as {}", words.nothing), json!([]));
-                Value::Object(entry)
+            .map(|(project, (all, shared))| ByRole {
+                roles: BTreeMap::from([
+                    ("as admin".to_owned(), all),
+                    (format!("as {}", words.payload), shared.clone()),
+                    (
+                        format!("as {} (metadata only)", words.metadata_only),
+                        shared,
+                    ),
+                    (format!("as {}", words.nothing), Vec::new()),
+                ]),
+                project,
             })
             .collect();
-        json!({
-            "user": user,
-            "named": named,
-            "by_role": by_role,
-            "note": "roles come from tokens, not the log: by_role lists what each role in a project would have given",
-        })
+        ReadableBy {
+            by_role,
+            named,
+            note: "roles come from tokens, not the log: by_role lists what each role in a \
+                   project would have given",
+            user,
+        }
     }
 
     /// Who could read secret `id` in the replayed state, and by which rule.
-    pub fn readers(&self, id: &str, at: Option<Timestamp>) -> Option<Value> {
+    pub fn readers<'a>(&'a self, id: &'a str, at: Option<Timestamp>) -> Option<Readers<'a>> {
         let ((project, _), state) = self.secrets.iter().find(|((_, i), _)| i == id)?;
+        let nobody = |why: String| Readers::Nobody {
+            project,
+            readers: [],
+            secret: id,
+            why,
+        };
         let SecretState::Live(s) = state else {
-            return Some(json!({
-                "secret": id, "project": project,
-                "readers": [],
-                "why": "the secret was deleted or had expired: nobody could read it",
-            }));
+            return Some(nobody(
+                "the secret was deleted or had expired: nobody could read it".to_owned(),
+            ));
         };
         if let (Some(exp), Some(at)) = (s.attributes.expiration, at)
             && exp.has_passed(at)
         {
-            return Some(json!({
-                "secret": id, "project": project,
-                "readers": [],
-                "why": format!("the secret had expired at {}: nobody could read it", exp.at()),
-            }));
+            return Some(nobody(format!(
+                "the secret had expired at {}: nobody could read it",
+                exp.at()
+            )));
         }
-        let expired = s.attributes.expiration.map(|e| e.at().to_rfc3339());
         let words = RoleWords::of_policy();
+        let rule = |who: String, reads: String, conditions| Rule {
+            conditions,
+            reads,
+            who,
+        };
+        let both = || "metadata and payload".to_owned();
+        let conditions = Some(&s.acl.conditions);
         let mut rules = vec![
-            json!({"who": format!("admins of project {project}"), "reads": "metadata and payload"}),
-            json!({"who": format!("{} (its creator, with role {})", s.creator, words.creator), "reads": "metadata and payload"}),
+            rule(format!("admins of project {project}"), both(), None),
+            rule(
+                format!("{} (its creator, with role {})", s.creator, words.creator),
+                both(),
+                None,
+            ),
         ];
         if s.acl.project_access {
-            rules.push(json!({"who": format!("users of project {project} with role {}", words.payload), "reads": "metadata and payload", "conditions": s.acl.conditions}));
-            rules.push(json!({"who": format!("users of project {project} with role {}", words.metadata_only), "reads": "metadata", "conditions": s.acl.conditions}));
+            rules.push(rule(
+                format!("users of project {project} with role {}", words.payload),
+                both(),
+                conditions,
+            ));
+            rules.push(rule(
+                format!(
+                    "users of project {project} with role {}",
+                    words.metadata_only
+                ),
+                "metadata".to_owned(),
+                conditions,
+            ));
         }
         for user in &s.acl.users {
-            rules.push(json!({"who": format!("{user} (on the ACL, any project)"), "reads": format!("metadata; the payload with role {}", words.on_acl), "conditions": s.acl.conditions}));
+            rules.push(rule(
+                format!("{user} (on the ACL, any project)"),
+                format!("metadata; the payload with role {}", words.on_acl),
+                conditions,
+            ));
         }
-        Some(json!({
-            "secret": id,
-            "project": project,
-            "private": !s.acl.project_access,
-            "scheduled_for_deletion": s.purge_at.map(|t| t.to_rfc3339()),
-            "expiration": expired,
-            "readers": rules,
+        Some(Readers::Live(LiveReaders {
+            expiration: s.attributes.expiration.map(|e| e.at().to_rfc3339()),
+            private: !s.acl.project_access,
+            project,
+            readers: rules,
+            scheduled_for_deletion: s.purge_at.map(|t| t.to_rfc3339()),
+            secret: id,
         }))
     }
 }

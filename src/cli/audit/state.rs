@@ -74,17 +74,18 @@ impl State {
         if let Some(why) = failed {
             bail!("the log holds a commit that does not read: {why}; run keyledger audit verify");
         }
-        let value = if let Some(user) = readable_by {
-            replay.readable_by(&user, until_time)
+        let printed = if let Some(user) = readable_by {
+            serde_json::to_string_pretty(&replay.readable_by(&user, until_time))?
         } else if readers {
             let id = id.unwrap_or_default();
-            replay
+            let readers = replay
                 .readers(&id, until_time)
-                .ok_or_else(|| anyhow::anyhow!("no secret {id} existed at {at}"))?
+                .ok_or_else(|| anyhow::anyhow!("no secret {id} existed at {at}"))?;
+            serde_json::to_string_pretty(&readers)?
         } else {
-            replay.to_json()
+            serde_json::to_string_pretty(&replay.state())?
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{printed}");
         Ok(())
     }
 }

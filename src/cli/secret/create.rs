@@ -1,14 +1,13 @@
 //! `keyledger secret create`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use api::requests::CreateSecretRequest;
 use clap::Args;
 use reqwest::Method;
-use serde_json::{Value, json};
 
-use super::{add_payload, parse_pair, read_payload};
+use super::{PayloadFields, parse_pair, read_payload};
 use crate::cli::ClientArgs;
 use crate::cli::http::{Api, secret_id};
 
@@ -60,39 +59,29 @@ pub struct Create {
 
 impl Create {
     pub async fn run(self) -> Result<()> {
-        let Self {
-            client,
-            name,
-            secret_type,
-            algorithm,
-            bit_length,
-            mode,
-            expiration,
+        let api = Api::new(&self.client);
+        let payload = read_payload(self.payload, self.payload_file)?
+            .map(|bytes| PayloadFields::of(&bytes, self.content_type))
+            .transpose()?;
+        let (payload, payload_content_type, payload_content_encoding) = match payload {
+            Some(p) => (Some(p.payload), Some(p.content_type), p.encoding),
+            None => (None, None, None),
+        };
+        let body = CreateSecretRequest {
+            name: self.name,
+            secret_type: self.secret_type,
+            algorithm: self.algorithm,
+            bit_length: self.bit_length,
+            mode: self.mode,
+            expiration: self.expiration,
             payload,
-            payload_file,
-            content_type,
-            metadata,
-            tags,
-            owning_service,
-        } = self;
-        let api = Api::new(&client);
-        let mut body = json!({
-            "name": name, "secret_type": secret_type, "algorithm": algorithm,
-            "bit_length": bit_length, "mode": mode, "expiration": expiration,
-            "owning_service": owning_service,
-        });
-        if !metadata.is_empty() {
-            body["metadata"] = json!(metadata.into_iter().collect::<BTreeMap<_, _>>());
-        }
-        if !tags.is_empty() {
-            body["tags"] = json!(tags.into_iter().collect::<BTreeMap<_, _>>());
-        }
-        if let Some(bytes) = read_payload(payload, payload_file)? {
-            add_payload(&mut body, &bytes, content_type)?;
-        }
-        if let Value::Object(map) = &mut body {
-            map.retain(|_, v| !v.is_null());
-        }
+            payload_content_type,
+            payload_content_encoding,
+            metadata: (!self.metadata.is_empty()).then(|| self.metadata.into_iter().collect()),
+            owning_service: self.owning_service,
+            tags: (!self.tags.is_empty()).then(|| self.tags.into_iter().collect()),
+            ..Default::default()
+        };
         let response = api
             .send(api.request(Method::POST, "/v1/secrets").json(&body))
             .await?;

@@ -9,8 +9,9 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::Subcommand;
+use infra::protocol::PayloadField;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::http::{Api, secret_id};
 
@@ -46,28 +47,41 @@ pub enum SecretCommand {
     Stage(stage::Stage),
 }
 
-/// Adds the payload fields to a request body: text as-is, anything else base64.
-fn add_payload(body: &mut Value, bytes: &[u8], content_type: Option<String>) -> Result<()> {
-    let text = std::str::from_utf8(bytes).ok();
-    let content_type = content_type.unwrap_or_else(|| {
-        if text.is_some() {
-            "text/plain"
+/// A payload as a request carries it: text as-is, anything else base64.
+struct PayloadFields {
+    payload: PayloadField,
+    content_type: String,
+    encoding: Option<String>,
+}
+
+impl PayloadFields {
+    fn of(bytes: &[u8], content_type: Option<String>) -> Result<Self> {
+        let text = std::str::from_utf8(bytes).ok();
+        let content_type = content_type.unwrap_or_else(|| {
+            if text.is_some() {
+                "text/plain"
+            } else {
+                "application/octet-stream"
+            }
+            .into()
+        });
+        if content_type.starts_with("text/plain") {
+            let Some(text) = text else {
+                bail!("the payload is not UTF-8 text; use --content-type application/octet-stream");
+            };
+            Ok(Self {
+                payload: PayloadField::from(text.to_owned()),
+                content_type,
+                encoding: None,
+            })
         } else {
-            "application/octet-stream"
+            Ok(Self {
+                payload: PayloadField::from(B64.encode(bytes)),
+                content_type,
+                encoding: Some("base64".to_owned()),
+            })
         }
-        .into()
-    });
-    if content_type.starts_with("text/plain") {
-        let Some(text) = text else {
-            bail!("the payload is not UTF-8 text; use --content-type application/octet-stream");
-        };
-        body["payload"] = json!(text);
-    } else {
-        body["payload"] = json!(B64.encode(bytes));
-        body["payload_content_encoding"] = json!("base64");
     }
-    body["payload_content_type"] = json!(content_type);
-    Ok(())
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

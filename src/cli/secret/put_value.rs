@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use api::requests::PutValueBody;
 use clap::Args;
 use reqwest::Method;
-use serde_json::{Value, json};
 
-use super::{add_payload, read_payload};
+use super::{PayloadFields, read_payload};
 use crate::cli::ClientArgs;
 use crate::cli::http::{Api, secret_id};
 
@@ -52,14 +52,14 @@ impl PutValue {
         let Some(bytes) = read_payload(payload, payload_file)? else {
             bail!("give the new value with --payload or --payload-file");
         };
-        let mut body = json!({ "client_request_token": client_request_token });
-        if !stages.is_empty() {
-            body["stages"] = json!(stages);
-        }
-        add_payload(&mut body, &bytes, content_type)?;
-        if let Value::Object(map) = &mut body {
-            map.retain(|_, v| !v.is_null());
-        }
+        let payload = PayloadFields::of(&bytes, content_type)?;
+        let body = PutValueBody {
+            payload: payload.payload,
+            payload_content_type: Some(payload.content_type),
+            payload_content_encoding: payload.encoding,
+            client_request_token,
+            stages: (!stages.is_empty()).then_some(stages),
+        };
         let response = api
             .send(
                 api.request(Method::POST, &format!("/v1/secrets/{id}/versions"))

@@ -1,9 +1,9 @@
 //! `keyledger secret stage`.
 
 use anyhow::Result;
+use api::requests::MoveStageBody;
 use clap::Args;
 use reqwest::Method;
-use serde_json::json;
 
 use crate::cli::ClientArgs;
 use crate::cli::http::{Api, secret_id};
@@ -36,7 +36,10 @@ impl Stage {
         } = self;
         let api = Api::new(&client);
         let id = secret_id(&secret);
-        let body = json!({ "move_to": to, "remove_from": from });
+        let body = MoveStageBody {
+            move_to: to,
+            remove_from: from,
+        };
         api.send(
             api.request(Method::PUT, &format!("/v1/secrets/{id}/stages/{stage}"))
                 .json(&body),
