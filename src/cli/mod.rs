@@ -7,6 +7,7 @@ mod auditor;
 mod bench;
 mod cluster;
 mod container;
+mod export_format;
 mod http;
 mod log_cmd;
 mod nats_config;

@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use domain::audit::{LogVerifier, Violation};
 use domain::checkpoint::{CheckpointVerifier, Foreign, SignedCheckpoint};
 use domain::commit::CommitKey;
-use serde_json::Value;
 
+use super::export_format::ReadLine;
 use super::proof::{PublicKeys, saved_checkpoints};
 
 /// Where the log and its checkpoints come from.
@@ -268,26 +268,30 @@ enum Line {
 
 fn parse_line(path: &Path, n: usize, line: &str) -> Result<Line> {
     let at = || format!("line {} of {}", n + 1, path.display());
-    let v: Value = serde_json::from_str(line).with_context(|| format!("{} is not JSON", at()))?;
-    if let Some(note) = v["checkpoint"].as_str() {
-        return Ok(Line::Checkpoint(note.to_owned()));
-    }
-    let (Some(seq), Some(subject), Some(commit)) = (
-        v["seq"].as_u64(),
-        v["subject"].as_str(),
-        v["commit"].as_str(),
-    ) else {
-        bail!(
+    let not_a_line = || {
+        anyhow::anyhow!(
             "{} is not an export line ({{seq, subject, commit}} or {{checkpoint}})",
             at()
-        );
+        )
+    };
+    // A field of the wrong type is a JSON line that is not an export line.
+    let parsed = serde_json::from_str::<ReadLine>(line).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => not_a_line(),
+        _ => anyhow::anyhow!("{} is not JSON: {e}", at()),
+    })?;
+    if let Some(note) = parsed.checkpoint {
+        return Ok(Line::Checkpoint(note.into_owned()));
+    }
+    let (Some(seq), Some(subject), Some(commit)) = (parsed.seq, parsed.subject, parsed.commit)
+    else {
+        return Err(not_a_line());
     };
     let bytes = B64
         .decode(commit)
         .with_context(|| format!("{}: commit is not base64", at()))?;
     Ok(Line::Commit {
         seq,
-        subject: subject.to_owned(),
+        subject: subject.into_owned(),
         bytes,
     })
 }
@@ -335,4 +339,48 @@ fn export_commits(path: &Path, mut check: impl FnMut(u64, &str, &[u8]) -> bool) 
         }
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_lines_read_back_and_bad_ones_say_what_they_are() {
+        let path = Path::new("export.jsonl");
+        let line = |text: &str| parse_line(path, 0, text);
+        let written = serde_json::to_string(&super::super::export_format::ExportLine::Commit {
+            commit: B64.encode(b"{}"),
+            seq: 7,
+            subject: "keyledger.events.p.secret.x".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            written,
+            r#"{"commit":"e30=","seq":7,"subject":"keyledger.events.p.secret.x"}"#
+        );
+        assert!(matches!(
+            line(&written).unwrap(),
+            Line::Commit { seq: 7, ref subject, ref bytes } if subject == "keyledger.events.p.secret.x" && bytes == b"{}"
+        ));
+        assert!(matches!(
+            line(r#"{"checkpoint":"a note\nwith lines"}"#).unwrap(),
+            Line::Checkpoint(ref note) if note == "a note\nwith lines"
+        ));
+        for (text, says) in [
+            (
+                r#"{"seq":"7","subject":"s","commit":"e30="}"#,
+                "is not an export line",
+            ),
+            (r#"{"seq":7}"#, "is not an export line"),
+            ("not json", "is not JSON"),
+            (
+                r#"{"seq":7,"subject":"s","commit":"!!"}"#,
+                "commit is not base64",
+            ),
+        ] {
+            let e = format!("{:#}", line(text).err().unwrap());
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
 }

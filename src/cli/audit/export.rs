@@ -2,11 +2,11 @@
 
 use std::io::Write as _;
 
+use crate::cli::export_format::ExportLine;
 use anyhow::Result;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::Args;
-use serde_json::json;
 
 use super::Source;
 use crate::cli::auditor::connect;
@@ -27,12 +27,16 @@ impl Export {
         let checkpoints = commands::log::checkpoints::read_all(&js, &source.log.stream).await?;
         let mut out = std::io::stdout().lock();
         for (_, note) in checkpoints {
-            writeln!(out, "{}", json!({ "checkpoint": note }))?;
+            let line = ExportLine::Checkpoint { checkpoint: note };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
         }
         infra::audit::read_log(&js, &source.log.stream, None, 1, |m| {
-            let line =
-                json!({"seq": m.seq, "subject": m.subject, "commit": B64.encode(&m.payload)});
-            writeln!(out, "{line}").is_ok()
+            let line = ExportLine::Commit {
+                commit: B64.encode(&m.payload),
+                seq: m.seq,
+                subject: m.subject,
+            };
+            serde_json::to_string(&line).is_ok_and(|line| writeln!(out, "{line}").is_ok())
         })
         .await?;
         Ok(())
