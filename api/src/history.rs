@@ -21,7 +21,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use domain::audit::{HistoryFilter, RawEvent};
+use domain::audit::{HistoryEntry, HistoryFilter, RawEvent};
 use domain::commit::Commit;
 use domain::ids::{ProjectId, SecretId};
 use domain::policy::{Action, Target, authorize};
@@ -50,7 +50,7 @@ const MAX_LIMIT: u32 = 1000;
 
 /// One page of history.
 struct Page {
-    entries: Vec<Value>,
+    entries: Vec<HistoryEntry>,
     /// Where the next page starts, if the log goes on.
     next_seq: Option<u64>,
 }
@@ -133,7 +133,7 @@ async fn page(
             .retry_after(1)
         })?;
         let skipped = state.read.skipped_between(from_seq, last).await?;
-        entries.retain(|e| e["seq"].as_u64().is_none_or(|seq| !skipped.contains(&seq)));
+        entries.retain(|e| !skipped.contains(&e.seq));
     }
     Ok(Page {
         entries,
@@ -157,8 +157,9 @@ pub struct Paging {
 
 /// One event of the history, as the log holds it: sealed bytes redacted.
 #[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)] // describes the entries `domain::audit` makes; never built
-pub struct HistoryEntry {
+#[allow(dead_code)] // describes `domain::audit::HistoryEntry` for the OpenAPI document
+#[schema(as = HistoryEntry)]
+pub struct HistoryEntrySchema {
     /// The commit's log sequence.
     seq: u64,
     /// When it was committed (RFC 3339).
@@ -181,8 +182,8 @@ pub struct HistoryEntry {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SecretHistory {
     /// Its events, oldest first.
-    #[schema(value_type = Vec<HistoryEntry>)]
-    history: Vec<Value>,
+    #[schema(value_type = Vec<HistoryEntrySchema>)]
+    history: Vec<HistoryEntry>,
     /// The next page, or null at the end of the log.
     next: Option<String>,
 }
@@ -191,8 +192,8 @@ pub struct SecretHistory {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventsPage {
     /// The events the filter admits, oldest first.
-    #[schema(value_type = Vec<HistoryEntry>)]
-    events: Vec<Value>,
+    #[schema(value_type = Vec<HistoryEntrySchema>)]
+    events: Vec<HistoryEntry>,
     /// The next page (a page of a sparse filter may be empty and still have one), or
     /// null at the end of the log.
     next: Option<String>,
@@ -347,14 +348,11 @@ pub async fn secret(
 
 /// Replaces the grants of ACL changes with a note: who is on an ACL, and from where
 /// and when they may read, is for those who may read the ACL itself.
-fn hide_acls(entries: &mut [Value]) {
+fn hide_acls(entries: &mut [HistoryEntry]) {
     for entry in entries {
-        let Some(event) = entry.get_mut("event") else {
-            continue;
-        };
-        let kind = event["type"].as_str().unwrap_or_default().to_owned();
+        let kind = entry.event["type"].as_str().unwrap_or_default().to_owned();
         if kind.ends_with(".acl_set") {
-            *event = serde_json::json!({
+            entry.event = serde_json::json!({
                 "type": kind,
                 "redacted": "the ACL's grants; they show to those who may read the ACL",
             });

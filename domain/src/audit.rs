@@ -19,11 +19,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::chain::{Head, Judged, judge};
 use crate::checkpoint::{Foreign, SignedCheckpoint};
-use crate::commit::{Commit, CommitError, CommitKey, EventCodec};
+use crate::commit::{AggregateRef, Commit, CommitError, CommitKey, EventCodec};
 use crate::merkle::{MerkleHash, MerkleLog};
 
 /// An event as stored, of any aggregate kind: its JSON, `type` and `v` included.
@@ -91,9 +92,9 @@ pub struct HistoryFilter {
 }
 
 impl HistoryFilter {
-    /// The entries of the commit at `seq` that the filter admits, as JSON: sequence,
-    /// time, actor, command, aggregate, version, hash and the event (redacted).
-    pub fn entries(&self, seq: u64, commit: &Commit<RawEvent>) -> Vec<Value> {
+    /// The entries of the commit at `seq` that the filter admits: sequence, time,
+    /// actor, command, aggregate, version, hash and the event (redacted).
+    pub fn entries(&self, seq: u64, commit: &Commit<RawEvent>) -> Vec<HistoryEntry> {
         let b = &commit.body;
         let admitted = self.from_seq.is_none_or(|s| seq >= s)
             && self.to_seq.is_none_or(|s| seq <= s)
@@ -112,19 +113,42 @@ impl HistoryFilter {
             .map(|e| {
                 let mut event = e.0.clone();
                 redact(&mut event);
-                serde_json::json!({
-                    "seq": seq,
-                    "at": b.at.to_rfc3339(),
-                    "actor": actor_name(&b.actor),
-                    "command": b.command,
-                    "aggregate": b.aggregate,
-                    "version": b.version,
-                    "hash": commit.hash.to_hex(),
-                    "event": event,
-                })
+                HistoryEntry {
+                    actor: actor_name(&b.actor),
+                    aggregate: b.aggregate.clone(),
+                    at: b.at.to_rfc3339(),
+                    command: b.command.clone(),
+                    event,
+                    hash: commit.hash.to_hex(),
+                    seq,
+                    version: b.version,
+                }
             })
             .collect()
     }
+}
+
+/// One event of the history, with its commit's place and who made it: what the
+/// history endpoints and `keyledger audit log` show. (Fields in the order they are
+/// written.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Who: a user, or `system:<task>`.
+    pub actor: String,
+    /// What it changed.
+    pub aggregate: AggregateRef,
+    /// When it was committed (RFC 3339).
+    pub at: String,
+    /// The command.
+    pub command: String,
+    /// The event, `{type, v, …}`, with `nonce` and `ciphertext` shown as `[sealed]`.
+    pub event: Value,
+    /// The commit's hash (hex).
+    pub hash: String,
+    /// The commit's log sequence.
+    pub seq: u64,
+    /// The aggregate's version after the commit.
+    pub version: u64,
 }
 
 /// The first thing wrong with a log.

@@ -97,16 +97,22 @@ impl Log {
             };
             for entry in filter.entries(m.seq, &commit) {
                 let line = if json {
-                    entry.to_string()
+                    match serde_json::to_string(&entry) {
+                        Ok(line) => line,
+                        Err(e) => {
+                            failed = Some(format!("sequence {}: {e}", m.seq));
+                            return false;
+                        }
+                    }
                 } else {
                     format!(
                         "{:>6}  {:<27}  {:<16}  {:<24}  {:<36}  {}",
-                        entry["seq"].as_u64().unwrap_or_default(),
-                        entry["at"].as_str().unwrap_or_default(),
-                        entry["actor"].as_str().unwrap_or_default(),
-                        entry["command"].as_str().unwrap_or_default(),
-                        entry["aggregate"]["id"].as_str().unwrap_or_default(),
-                        entry["event"]["type"].as_str().unwrap_or_default(),
+                        entry.seq,
+                        entry.at,
+                        entry.actor,
+                        entry.command,
+                        entry.aggregate.id.as_str(),
+                        entry.event["type"].as_str().unwrap_or_default(),
                     )
                 };
                 if writeln!(out, "{line}").is_err() {
