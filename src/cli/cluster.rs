@@ -13,11 +13,13 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use domain::ids::{ProjectId, Role, UserId};
 use domain::principal::Principal;
+use infra::server::ManagedNats;
 use keyledger::stack::{self, NODES, free_port};
 use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::up::shutdown_signal;
+use super::up::{print_banner, shutdown_signal};
 
 /// Runs a local cluster until Ctrl-C.
 #[derive(Debug, Args)]
@@ -76,40 +78,24 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         },
         &stack::IdentitySettings::default(),
     )?;
-    let ports = |first: u16, n: usize| -> Result<Vec<u16>> {
-        (0..n)
-            .map(|i| match first {
-                0 => free_port(),
-                p => u16::try_from(i)
-                    .ok()
-                    .and_then(|i| p.checked_add(i))
-                    .with_context(|| {
-                        format!(
-                            "port {p} leaves no room for {n} consecutive ports; pass a lower one"
-                        )
-                    }),
-            })
-            .collect()
-    };
-    let client_ports = ports(args.nats_port, NODES)?;
-    let http_ports = ports(args.http_port, REPLICAS)?;
-
+    let client_ports = consecutive_ports(args.nats_port, NODES)?;
+    let http_ports = consecutive_ports(args.http_port, REPLICAS)?;
     let configs = stack::node_configs(
         &data,
         args.nats_server_bin.as_deref(),
-        [0, 1, 2].map(|i| Some(client_ports[i])),
+        std::array::from_fn(|i| Some(client_ports[i])),
         stream,
     )?;
     let nodes = stack::start_nodes(&configs, stream).await?;
-    let service_url = list(&nodes, infra::server::ManagedNats::service_url);
-    let callout_url = list(&nodes, infra::server::ManagedNats::callout_url);
+    let service_url = list(&nodes, ManagedNats::service_url);
+    let callout_url = list(&nodes, ManagedNats::callout_url);
     let node_lines: Vec<String> = nodes
         .iter()
         .zip(&configs)
         .map(|(node, config)| {
             format!(
                 "  nats {}      {}  (pid {}; log {})",
-                config.cluster.as_ref().map_or("", |c| c.name.as_str()),
+                node_name(config),
                 node.client_url(),
                 node.pid().unwrap_or_default(),
                 node.log_file().display()
@@ -118,14 +104,11 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         .collect();
 
     let shutdown = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = JoinSet::new();
     for (node, config) in nodes.into_iter().zip(configs) {
         let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let shutdown = shutdown.clone();
-        let name = config
-            .cluster
-            .as_ref()
-            .map_or_else(String::new, |c| c.name.clone());
+        let name = node_name(&config).to_owned();
         tasks.spawn(async move {
             infra::server::supervise(node, config, pid, shutdown)
                 .await
@@ -136,33 +119,7 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
     }
     let logs = data.join("logs");
     std::fs::create_dir_all(&logs)?;
-    let data_arg = data.to_string_lossy().into_owned();
-    let serve = |name: String, component: &str, url: &str, extra: &[String]| Component {
-        name,
-        args: ["serve", component, "--data-dir", &data_arg]
-            .into_iter()
-            .map(str::to_owned)
-            .chain(extra.iter().cloned())
-            .collect(),
-        nats_url: url.to_owned(),
-    };
-    let replicated = ["--replicas".to_owned(), NODES.to_string()];
-    let mut components = vec![serve("nats-auth".into(), "nats-auth", &callout_url, &[])];
-    for i in 1..=REPLICAS {
-        components.push(serve(
-            format!("commands-{i}"),
-            "commands",
-            &service_url,
-            &replicated,
-        ));
-    }
-    components.push(serve("projector".into(), "projector", &service_url, &[]));
-    for (i, port) in http_ports.iter().enumerate() {
-        let mut extra = replicated.to_vec();
-        extra.extend(["--http-addr".to_owned(), format!("127.0.0.1:{port}")]);
-        components.push(serve(format!("api-{}", i + 1), "api", &service_url, &extra));
-    }
-    for component in components {
+    for component in components(&data, &service_url, &callout_url, &http_ports) {
         let (logs, shutdown) = (logs.clone(), shutdown.clone());
         tasks.spawn(async move { keep_running(component, &logs, shutdown).await });
     }
@@ -184,7 +141,7 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         .enumerate()
         .map(|(i, p)| format!("  API {}       http://127.0.0.1:{p}", i + 1))
         .collect();
-    let banner = format!(
+    print_banner(&format!(
         "keyledger cluster is up: {NODES} nats-servers as one JetStream cluster (streams and key \
          bucket with {NODES} replicas, sync_interval: always), {REPLICAS} command services, 1 \
          projector, {REPLICAS} API replicas.\n\n{nodes}\n{apis}\
@@ -201,17 +158,14 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         password = data.join(infra::server::SERVICE_PASSWORD_FILE).display(),
         logs = logs.display(),
         db = stack::default_database_url(&data),
-    );
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = writeln!(out, "{banner}").and_then(|()| out.flush()) {
-            tracing::warn!(error = %e, "printing the cluster's addresses failed");
-        }
-    }
+    ));
+    run_until_stopped(tasks, shutdown).await;
+    Ok(())
+}
 
-    // A process that keeps dying is given up on alone: the cluster is for trying
-    // failures, and the rest of it runs on until Ctrl-C.
+/// Waits for Ctrl-C, then stops everything. A process that keeps dying meanwhile is
+/// given up on alone: the cluster is for trying failures, and the rest runs on.
+async fn run_until_stopped(mut tasks: JoinSet<Result<()>>, shutdown: CancellationToken) {
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -228,20 +182,72 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
     eprintln!("keyledger cluster: stopping");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
-    Ok(())
+}
+
+/// `n` ports from `first` on; 0 picks `n` free ones.
+fn consecutive_ports(first: u16, n: usize) -> Result<Vec<u16>> {
+    (0..n)
+        .map(|i| match first {
+            0 => free_port(),
+            p => u16::try_from(i)
+                .ok()
+                .and_then(|i| p.checked_add(i))
+                .with_context(|| {
+                    format!("port {p} leaves no room for {n} consecutive ports; pass a lower one")
+                }),
+        })
+        .collect()
+}
+
+fn node_name(config: &infra::server::ServerConfig) -> &str {
+    config.cluster.as_ref().map_or("", |c| c.name.as_str())
+}
+
+/// The `keyledger serve` processes of the cluster: the auth callout, the command
+/// services, the projector and the API replicas (one per HTTP port).
+fn components(
+    data: &Path,
+    service_url: &str,
+    callout_url: &str,
+    http_ports: &[u16],
+) -> Vec<Component> {
+    let data = data.to_string_lossy();
+    let serve = |name: String, component: &str, url: &str, extra: &[String]| Component {
+        name,
+        args: ["serve", component, "--data-dir", &data]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(extra.iter().cloned())
+            .collect(),
+        nats_url: url.to_owned(),
+    };
+    let replicated = ["--replicas".to_owned(), NODES.to_string()];
+    let mut components = vec![serve("nats-auth".into(), "nats-auth", callout_url, &[])];
+    for i in 1..=REPLICAS {
+        components.push(serve(
+            format!("commands-{i}"),
+            "commands",
+            service_url,
+            &replicated,
+        ));
+    }
+    components.push(serve("projector".into(), "projector", service_url, &[]));
+    for (i, port) in http_ports.iter().enumerate() {
+        let mut extra = replicated.to_vec();
+        extra.extend(["--http-addr".to_owned(), format!("127.0.0.1:{port}")]);
+        components.push(serve(format!("api-{}", i + 1), "api", service_url, &extra));
+    }
+    components
 }
 
 /// The nodes' URLs of one kind, as one comma-separated list.
-fn list(
-    nodes: &[infra::server::ManagedNats],
-    url: fn(&infra::server::ManagedNats) -> String,
-) -> String {
+fn list(nodes: &[ManagedNats], url: fn(&ManagedNats) -> String) -> String {
     nodes.iter().map(url).collect::<Vec<_>>().join(",")
 }
 
 /// Waits until an API replica takes connections on `port`; fails if a component
 /// gives up first or it takes longer than 60 s.
-async fn listening(port: u16, tasks: &mut tokio::task::JoinSet<Result<()>>) -> Result<()> {
+async fn listening(port: u16, tasks: &mut JoinSet<Result<()>>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))

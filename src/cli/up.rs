@@ -149,15 +149,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         public = stack.checkpoint_public_key,
         public_file = checkpoints.public_key_file().display(),
     );
-    // Where it listens, for whoever started it. A reader that went away (a closed
-    // pipe: `keyledger up | head`) must not stop keyledger: println! would panic.
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = writeln!(out, "{banner}").and_then(|()| out.flush()) {
-            tracing::warn!(error = %e, "printing where keyledger listens failed");
-        }
-    }
+    print_banner(&banner);
 
     let outcome = tokio::select! {
         r = stack.until_failure() => r,
@@ -166,6 +158,16 @@ pub async fn run(args: UpArgs) -> Result<()> {
     eprintln!("keyledger: stopping");
     stack.stop().await;
     outcome
+}
+
+/// Prints where keyledger listens, for whoever started it. A reader that went away (a
+/// closed pipe: `keyledger up | head`) must not stop keyledger: println! would panic.
+pub fn print_banner(banner: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{banner}").and_then(|()| out.flush()) {
+        tracing::warn!(error = %e, "printing where keyledger listens failed");
+    }
 }
 
 /// Ctrl-C or SIGTERM.
