@@ -145,7 +145,7 @@ const ROUTE_USER: &str = "route";
 
 /// The route password of a cluster managed in `data_dir`, created on first use.
 pub fn route_password(data_dir: &Path) -> Result<String, KeyFileError> {
-    keyfile::load_or_create(&data_dir.join(ROUTE_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
+    password(data_dir, ROUTE_PASSWORD_FILE)
 }
 
 /// The file of [`route_password`].
@@ -243,18 +243,24 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
 /// The service user's password for the server managed in `data_dir`, created on first
 /// use.
 pub fn service_password(data_dir: &Path) -> Result<String, KeyFileError> {
-    keyfile::load_or_create(&data_dir.join(SERVICE_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
+    password(data_dir, SERVICE_PASSWORD_FILE)
+}
+
+/// The password kept in `file` of `data_dir` (16 random bytes, hex), created on first
+/// use.
+fn password(data_dir: &Path, file: &str) -> Result<String, KeyFileError> {
+    keyfile::load_or_create(&data_dir.join(file), 16).map(|k| hex::encode(&*k))
 }
 
 /// The auditor's password for the server managed in `data_dir`, created on first use.
 pub fn auditor_password(data_dir: &Path) -> Result<String, KeyFileError> {
-    keyfile::load_or_create(&data_dir.join(AUDITOR_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
+    password(data_dir, AUDITOR_PASSWORD_FILE)
 }
 
 /// The callout user's password for the server managed in `data_dir`, created on first
 /// use.
 pub fn callout_password(data_dir: &Path) -> Result<String, KeyFileError> {
-    keyfile::load_or_create(&data_dir.join(CALLOUT_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
+    password(data_dir, CALLOUT_PASSWORD_FILE)
 }
 
 /// The credentials and streams a keyledger NATS layout names.
@@ -583,9 +589,26 @@ pub async fn terminate(child: &mut Child, grace: Duration) {
     }
 }
 
-/// How often the server may die within [`RESTART_WINDOW`] before keyledger gives up.
-const RESTARTS: usize = 5;
-const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// How often a supervised process may die within [`RESTART_WINDOW`] before its
+/// supervisor gives up.
+pub const RESTARTS: usize = 5;
+/// See [`RESTARTS`].
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// The recent deaths of a supervised process (the managed nats-server, a cluster's
+/// component), to tell one that crashed from one that keeps crashing.
+#[derive(Debug, Default)]
+pub struct Deaths(std::collections::VecDeque<Instant>);
+
+impl Deaths {
+    /// Records a death now; how many fell within the last [`RESTART_WINDOW`].
+    pub fn record(&mut self) -> usize {
+        let now = Instant::now();
+        self.0.push_back(now);
+        self.0.retain(|t| now.duration_since(*t) <= RESTART_WINDOW);
+        self.0.len()
+    }
+}
 
 /// Keeps the managed nats-server running until `shutdown`: when it exits, it is
 /// started again on the same port and data (with backoff, logged), and keyledger's
@@ -603,7 +626,7 @@ pub async fn supervise(
         port: Some(server.port()),
         ..config
     };
-    let mut deaths: std::collections::VecDeque<Instant> = Default::default();
+    let mut deaths = Deaths::default();
     loop {
         pid.store(server.pid().unwrap_or(0), Ordering::Relaxed);
         let status = tokio::select! {
@@ -619,17 +642,10 @@ pub async fn supervise(
             log = %server.log_file().display(),
             "the managed nats-server exited; starting it again"
         );
-        let now = Instant::now();
-        deaths.push_back(now);
-        while deaths
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
-        {
-            deaths.pop_front();
-        }
-        if deaths.len() >= RESTARTS {
+        let recent = deaths.record();
+        if recent >= RESTARTS {
             return Err(ServerError::KeepsDying {
-                times: deaths.len(),
+                times: recent,
                 window: RESTART_WINDOW,
                 log: server.log_file().to_owned(),
             });

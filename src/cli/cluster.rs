@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use domain::ids::{ProjectId, Role, UserId};
 use domain::principal::Principal;
-use infra::server::ManagedNats;
+use infra::server::{Deaths, ManagedNats, RESTART_WINDOW, RESTARTS};
 use keyledger::stack::{self, NODES, free_port};
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
@@ -42,10 +42,6 @@ pub struct ClusterArgs {
 
 /// Command services and API replicas the cluster runs.
 const REPLICAS: usize = 2;
-
-/// How often a component may die within [`RESTART_WINDOW`] before the cluster stops.
-const RESTARTS: usize = 5;
-const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// The development token the cluster prints.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -275,7 +271,7 @@ async fn keep_running(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let log = logs.join(format!("{}.log", component.name));
-    let mut deaths = std::collections::VecDeque::new();
+    let mut deaths = Deaths::default();
     loop {
         let mut child = spawn(&component, &log)?;
         let status = tokio::select! {
@@ -285,20 +281,18 @@ async fn keep_running(
             }
             status = child.wait() => status?,
         };
-        let now = Instant::now();
-        deaths.push_back(now);
-        deaths.retain(|t| now.duration_since(*t) <= RESTART_WINDOW);
-        if deaths.len() >= RESTARTS {
+        let recent = deaths.record();
+        if recent >= RESTARTS {
             bail!(
                 "{} exited {} times within {RESTART_WINDOW:?} (last: {status}); it is not \
                  started again, the rest of the cluster runs on. See {}",
                 component.name,
-                deaths.len(),
+                recent,
                 log.display()
             );
         }
         tracing::warn!(component = %component.name, %status, log = %log.display(), "exited; starting it again");
-        let pause = Duration::from_millis(200) * u32::try_from(deaths.len()).unwrap_or(1);
+        let pause = Duration::from_millis(200) * u32::try_from(recent).unwrap_or(1);
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(pause) => {}
