@@ -11,8 +11,9 @@ _kl_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 _kl_tools="$_kl_root/.tools"
 
 _kl_nats_ok() {
-    # nats-server: v2.15.1 -> accept 2.10 and later.
-    "$1" --version 2>/dev/null | awk '{ split(substr($2, 2), v, "."); exit !(v[1] > 2 || (v[1] == 2 && v[2] >= 10)) }'
+    # nats-server: v2.15.1 -> accept 2.10 and later. The -x test matters: sourced
+    # without pipefail, awk on no input would exit 0 for a missing binary.
+    [ -x "$1" ] && "$1" --version 2>/dev/null | awk '{ split(substr($2, 2), v, "."); exit !(v[1] > 2 || (v[1] == 2 && v[2] >= 10)) }'
 }
 
 if [ -n "${KEYLEDGER_NATS_SERVER:-}" ] && _kl_nats_ok "$KEYLEDGER_NATS_SERVER"; then

@@ -10,33 +10,64 @@ use serde_json::{Value, json};
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
 
-struct Killed(Child);
+/// A component process, killed when dropped. Its stderr is copied to the test's
+/// output (where errors then show) and kept for [`Component::line_with`].
+struct Component {
+    child: Child,
+    lines: Option<std::sync::mpsc::Receiver<String>>,
+}
 
-impl Drop for Killed {
+impl Drop for Component {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn serve(component: &str, nats_url: &str, data: &std::path::Path, extra: &[&str]) -> Killed {
-    Killed(
-        Command::new(KEYLEDGER)
-            .args(["serve", component, "--nats-url", nats_url, "--data-dir"])
-            .arg(data)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            // The API's address is read from its stderr; the others' errors show in
-            // the test's output.
-            .stderr(if component == "api" {
-                Stdio::piped()
-            } else {
-                Stdio::inherit()
-            })
-            .spawn()
-            .expect("start a component"),
-    )
+impl Component {
+    /// Waits for a line of stderr that contains `needle`, and returns it.
+    async fn line_with(&mut self, needle: &'static str) -> String {
+        let lines = self.lines.take().unwrap();
+        let (line, lines) = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match lines.recv_timeout(left) {
+                    Ok(line) if line.contains(needle) => return (line, lines),
+                    Ok(_) => {}
+                    Err(_) => panic!("no line with {needle:?} within 20 s"),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        self.lines = Some(lines);
+        line
+    }
+}
+
+fn serve(component: &str, nats_url: &str, data: &std::path::Path, extra: &[&str]) -> Component {
+    let mut child = Command::new(KEYLEDGER)
+        .args(["serve", component, "--nats-url", nats_url, "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a component");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let _ = tx.send(line);
+        }
+    });
+    Component {
+        child,
+        lines: Some(rx),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,33 +86,21 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     let data = dir.path().join("node");
     std::fs::create_dir_all(&data).unwrap();
 
+    // Components start in any order. Here the projector comes first, before the
+    // command service has created the event stream: it waits for the stream and
+    // applies the first commit as soon as there is one (it once backed off for
+    // seconds, longer than a read waits for its write).
+    infra::keyfile::commit_key(&data.join("commit.key")).unwrap();
+    let mut projector = serve("projector", &url, &data, &[]);
+    projector.line_with("does not exist yet").await;
     let _commands = serve("commands", &url, &data, &[]);
-    // The command service makes the commit key the other components read the log with.
-    crate::support::eventually(
-        "the command service to create the commit key",
-        Duration::from_secs(10),
-        || {
-            let key = data.join("commit.key");
-            async move { key.exists().then_some(()) }
-        },
-    )
-    .await;
-    let projector = serve("projector", &url, &data, &[]);
     let mut api = serve("api", &url, &data, &["--http-addr", "127.0.0.1:0"]);
-    // Read the address the API prints, and keep draining its stderr afterwards.
-    let stderr = api.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("keyledger API listening on ") {
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)))
-        .await
+    let listening = api.line_with("keyledger API listening on ").await;
+    let addr = listening
+        .split("keyledger API listening on ")
+        .nth(1)
         .unwrap()
-        .expect("the API prints its address");
+        .to_owned();
 
     let token = String::from_utf8(
         Command::new(KEYLEDGER)

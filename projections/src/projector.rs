@@ -13,6 +13,7 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self, Context};
 use domain::commit::CommitKey;
 use domain::ids::SecretId;
+use domain::restarts::Restarts;
 use domain::subject::{AggregateKind, parse_aggregate_subject};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
@@ -60,6 +61,10 @@ pub enum ProjectorError {
     /// NATS reconnected: the consumer may be gone, so follow again.
     #[error("projector: NATS reconnected")]
     Reconnected,
+    /// The event stream does not exist yet: the command service creates it when it
+    /// first starts, and a projector may start first.
+    #[error("projector: the event stream {0} does not exist yet; the command service creates it")]
+    NoStream(String),
     /// The read model has applied more of the log than the stream holds.
     #[error(
         "projector: the read model has applied sequence {applied}, but the event stream ends \
@@ -164,7 +169,8 @@ impl Projector {
     /// locked database) are logged and retried with backoff from the checkpoint; after
     /// NATS reconnects, the projector resumes at once.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut restarts = domain::restarts::Restarts::new();
+        let mut restarts = Restarts::new();
+        let mut waited_for_stream = false;
         loop {
             let started = std::time::Instant::now();
             match self.follow(None, &shutdown).await {
@@ -172,6 +178,20 @@ impl Projector {
                 Err(ProjectorError::Reconnected) => {
                     tracing::info!("projector: NATS is back; resuming from the checkpoint");
                     restarts.reset();
+                }
+                // Not a failure when the projector started before the command
+                // service: look again soon, at a steady pace, so that the first
+                // commits are applied as soon as they exist. Said once, as a warning:
+                // a misspelt stream name looks just like this.
+                Err(e @ ProjectorError::NoStream(_)) => {
+                    if !waited_for_stream {
+                        tracing::warn!("{e}; waiting for it");
+                        waited_for_stream = true;
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Restarts::FIRST * 2) => {}
+                    }
                 }
                 Err(e) => {
                     let backoff = restarts.after_failure(started.elapsed());
@@ -206,7 +226,14 @@ impl Projector {
             .js
             .get_stream(&self.config.stream)
             .await
-            .map_err(stream_err)?;
+            .map_err(|e| match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    ProjectorError::NoStream(self.config.stream.clone())
+                }
+                _ => stream_err(e),
+            })?;
         // A read model ahead of the stream folds another log: applying this one from
         // its checkpoint would mix the two and hide every commit up to it.
         let last = stream.cached_info().state.last_sequence;
