@@ -1,9 +1,10 @@
 //! keyledger scaled out on this machine (`keyledger cluster`): three nats-servers as one
-//! JetStream cluster with every stream replicated three times, two command services, a
-//! projector and two API replicas, each its own process. A write through one API
-//! replica is read through the other; a stream leader, a command service, the projector
-//! or an API replica killed with SIGKILL under a write load loses no acknowledged
-//! write and duplicates none, and the log verifies afterwards.
+//! JetStream cluster with every stream replicated three times, two command services, two
+//! projectors (one on standby) and two API replicas, each its own process. A write
+//! through one API replica is read through the other; a stream leader, a command
+//! service, the active projector or an API replica killed with SIGKILL under a write
+//! load loses no acknowledged write and duplicates none, and the log verifies
+//! afterwards.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -150,6 +151,23 @@ impl Cluster {
 
     /// The processes of `keyledger serve <component>` running for this cluster.
     fn component_pids(&self, component: &str) -> Vec<u32> {
+        self.pids_where(|args| {
+            args.windows(2)
+                .any(|w| w[0] == "serve" && w[1] == component)
+        })
+    }
+
+    /// The process id of the nats-server of node `name` (which changes when the
+    /// cluster starts a killed node again).
+    fn node_pid(&self, name: &str) -> u32 {
+        let dir = format!("/nats/{name}/");
+        let pids = self.pids_where(|args| args.iter().any(|a| a.contains(&dir)));
+        assert_eq!(pids.len(), 1, "node {name}: {pids:?}");
+        pids[0]
+    }
+
+    /// The processes of this cluster whose arguments pass `test`.
+    fn pids_where(&self, test: impl Fn(&[String]) -> bool) -> Vec<u32> {
         let data = self.data.to_string_lossy().into_owned();
         std::fs::read_dir("/proc")
             .unwrap()
@@ -161,9 +179,7 @@ impl Cluster {
                     .split(|b| *b == 0)
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect();
-                args.windows(2)
-                    .any(|w| w[0] == "serve" && w[1] == component)
-                    && args.contains(&data)
+                test(&args) && args.iter().any(|a| a.contains(&data))
             })
             .collect()
     }
@@ -216,12 +232,23 @@ async fn create(http: &reqwest::Client, api: &str, token: &str, key: &str) -> (S
 /// Writes 80 secrets from 4 concurrent writers, alternating API replicas, and sends
 /// SIGKILL to `victim` (a process id, found once 20 writes are acknowledged). Prints
 /// the longest wait between two acknowledgements (the stall). Returns key → (id,
-/// sequence) of every write, each acknowledged.
+/// sequence) of every write, each acknowledged, and when the victim was killed.
 async fn kill_under_load(
     cluster: &Cluster,
     prefix: &str,
     victim: impl FnOnce() -> u32,
-) -> BTreeMap<String, (String, u64)> {
+) -> (BTreeMap<String, (String, u64)>, Instant) {
+    fault_under_load(cluster, prefix, libc::SIGKILL, victim).await
+}
+
+/// As [`kill_under_load`], with any signal: SIGSTOP hangs the victim (it keeps its
+/// connections open and answers nothing) until the caller sends SIGCONT.
+async fn fault_under_load(
+    cluster: &Cluster,
+    prefix: &str,
+    fault: i32,
+    victim: impl FnOnce() -> u32,
+) -> (BTreeMap<String, (String, u64)>, Instant) {
     const WRITERS: usize = 4;
     const COUNT: usize = 80;
     let acked = Arc::new(AtomicUsize::new(0));
@@ -249,14 +276,16 @@ async fn kill_under_load(
     })
     .await;
     let pid = victim();
-    signal(pid, libc::SIGKILL);
+    signal(pid, fault);
     let killed_at = Instant::now();
-    crate::support::eventually(
-        "the killed process to be gone",
-        Duration::from_secs(10),
-        || async move { (!Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
-    )
-    .await;
+    if fault == libc::SIGKILL {
+        crate::support::eventually(
+            "the killed process to be gone",
+            Duration::from_secs(10),
+            || async move { (!Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
+        )
+        .await;
+    }
     let mut all = BTreeMap::new();
     let mut times = vec![killed_at];
     for task in tasks {
@@ -271,7 +300,25 @@ async fn kill_under_load(
         "{prefix}: {COUNT} writes acknowledged; longest wait between two acknowledgements {stall:?}"
     );
     assert_eq!(all.len(), COUNT);
-    all
+    (all, killed_at)
+}
+
+/// The process holding the `flock` on `file`, from the kernel's table of locks.
+fn lock_holder(file: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(file).ok()?.ino();
+    // "1: FLOCK  ADVISORY  WRITE 4242 00:2e:1234 0 EOF"; waiters' lines carry "->".
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|line| !line.contains("->"))
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let file_inode = fields.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
+            (fields.get(1) == Some(&"FLOCK") && file_inode == inode)
+                .then(|| fields.get(4)?.parse().ok())
+                .flatten()
+        })
 }
 
 /// Every acknowledged write reads back through the API replica that did not take
@@ -287,8 +334,13 @@ async fn all_readable(cluster: &Cluster, written: &BTreeMap<String, (String, u64
             .send()
             .await
             .unwrap();
-        assert_eq!(payload.status(), 200, "{key}");
-        assert_eq!(payload.text().await.unwrap(), format!("payload of {key}"));
+        let status = payload.status();
+        let text = payload.text().await.unwrap();
+        assert_eq!(
+            (status.as_u16(), text.as_str()),
+            (200, format!("payload of {key}").as_str()),
+            "{key}"
+        );
         let named = cluster
             .read_json(&format!("{api}/v1/secrets?name={key}"), *seq)
             .await;
@@ -333,7 +385,7 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
     // The stream leader, killed once 20 of 80 writes are acknowledged: another node
     // takes over, and clients that got no answer send their writes again.
     let leader = cluster.stream_leader(&js).await;
-    let written = kill_under_load(&cluster, "leader", || cluster.nodes[&leader]).await;
+    let (written, _) = kill_under_load(&cluster, "leader", || cluster.nodes[&leader]).await;
     all_readable(&cluster, &written).await;
 
     // The cluster starts the killed node again, and it catches up with the others.
@@ -357,18 +409,62 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
     )
     .await;
 
+    // A follower hung (SIGSTOP: its connections stay open and nothing answers) under
+    // load: the other two nodes keep a quorum, components connected to it move to
+    // another node once their pings go unanswered, and after SIGCONT it catches up.
+    let leader = cluster.stream_leader(&js).await;
+    let follower = cluster
+        .nodes
+        .keys()
+        .find(|n| **n != leader)
+        .unwrap()
+        .clone();
+    let hung = cluster.node_pid(&follower);
+    let (written, _) = fault_under_load(&cluster, "hung", libc::SIGSTOP, || hung).await;
+    signal(hung, libc::SIGCONT);
+    all_readable(&cluster, &written).await;
+
     // A command service, the projector, an API replica: each killed under load and
     // started again by the cluster. A command service's requests go to the other one
     // (the API sends what got no answer again, with its command id); reads wait for
     // the restarted projector to catch up; a client of the killed API replica
     // retries there once it is back.
-    for component in ["commands", "projector", "api"] {
+    for component in ["commands", "api"] {
         let pids = cluster.component_pids(component);
-        let expected = if component == "projector" { 1 } else { 2 };
-        assert_eq!(pids.len(), expected, "{component}: {pids:?}");
-        let written = kill_under_load(&cluster, component, || pids[0]).await;
+        assert_eq!(pids.len(), 2, "{component}: {pids:?}");
+        let (written, _) = kill_under_load(&cluster, component, || pids[0]).await;
         all_readable(&cluster, &written).await;
     }
+    // The projector that holds the read model's lock is killed; the standby takes the
+    // lock over and goes on from the checkpoint.
+    let lock = dir.path().join(format!(
+        "{}.projector.lock",
+        keyledger::stack::READ_MODEL_FILE
+    ));
+    let pids = cluster.component_pids("projector");
+    assert_eq!(pids.len(), 2, "projector: {pids:?}");
+    let active = lock_holder(&lock).expect("a projector holds the read model's lock");
+    let standby = *pids.iter().find(|p| **p != active).unwrap();
+    let handed_over = {
+        let lock = lock.clone();
+        tokio::spawn(async move {
+            crate::support::eventually(
+                "the standby projector to take the lock",
+                Duration::from_secs(30),
+                || {
+                    let lock = lock.clone();
+                    async move { (lock_holder(&lock) == Some(standby)).then(Instant::now) }
+                },
+            )
+            .await
+        })
+    };
+    let (written, killed_at) = kill_under_load(&cluster, "projector", || active).await;
+    eprintln!(
+        "projector: the standby held the lock {:?} after the kill",
+        handed_over.await.unwrap() - killed_at
+    );
+    all_readable(&cluster, &written).await;
 
     // Both command services race on one secret: 40 metadata keys added at once
     // through both API replicas. None is lost, and the chain check below finds no

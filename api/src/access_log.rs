@@ -134,6 +134,48 @@ pub async fn ensure_stream(
     Ok(())
 }
 
+/// How long a batch keeps being offered to JetStream while it answers "unavailable"
+/// (a node catching up after a hang or a restart, a leader being elected).
+const RETRY_BUDGET: Duration = Duration::from_secs(3);
+
+/// Publishes one batch and waits for its acknowledgement. A refusal or a failed
+/// publish is retried, with the same message id so that JetStream stores the batch
+/// once even if an earlier attempt's acknowledgement was lost; a batch that got no
+/// acknowledgement in 5 s is not (the read waiting on it has waited long enough).
+async fn store(
+    js: &jetstream::Context,
+    key: &domain::commit::CommitKey,
+    body: bytes::Bytes,
+) -> Result<(), NotStored> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        MAC_HEADER,
+        key.mac_bytes(MAC_CONTEXT, &body).to_hex().as_str(),
+    );
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        uuid::Uuid::new_v4().to_string().as_str(),
+    );
+    let mut retries = infra::nats::Retries::within(RETRY_BUDGET);
+    loop {
+        let outcome = match js
+            .publish_with_headers(SUBJECT, headers.clone(), body.clone())
+            .await
+        {
+            Err(e) => Err(NotStored::Publish(e.to_string())),
+            Ok(ack) => match tokio::time::timeout(Duration::from_secs(5), ack).await {
+                Err(_) => return Err(NotStored::Unacknowledged),
+                Ok(r) => r.map(|_| ()).map_err(|e| NotStored::Refused(e.to_string())),
+            },
+        };
+        let Err(e) = outcome else { return Ok(()) };
+        tracing::warn!(error = %e, "storing access records failed; retrying");
+        if !retries.pause().await {
+            return Err(e);
+        }
+    }
+}
+
 impl AccessLog {
     /// Starts the writer task on `js`, authenticating batches with `key`.
     pub fn start(
@@ -152,28 +194,12 @@ impl AccessLog {
                     }
                 }
                 let records: Vec<&AccessRecord> = batch.iter().map(|(r, _)| r).collect();
-                let sent = match serde_json::to_vec(&records) {
-                    Err(e) => Err(NotStored::Publish(e.to_string())),
-                    Ok(body) => {
-                        let mut headers = async_nats::HeaderMap::new();
-                        headers.insert(
-                            MAC_HEADER,
-                            key.mac_bytes(MAC_CONTEXT, &body).to_hex().as_str(),
-                        );
-                        js.publish_with_headers(SUBJECT, headers, body.into())
-                            .await
-                            .map_err(|e| NotStored::Publish(e.to_string()))
-                    }
-                };
                 // The acknowledgement is awaited before the next batch is taken: while one
                 // batch is being stored, the next one grows. (Sending batches without
                 // waiting makes them small, and each costs a disk sync: slower.)
-                let outcome = match sent {
-                    Err(e) => Err(e),
-                    Ok(ack) => tokio::time::timeout(Duration::from_secs(5), ack)
-                        .await
-                        .map_err(|_| NotStored::Unacknowledged)
-                        .and_then(|r| r.map(|_| ()).map_err(|e| NotStored::Refused(e.to_string()))),
+                let outcome = match serde_json::to_vec(&records) {
+                    Err(e) => Err(NotStored::Publish(e.to_string())),
+                    Ok(body) => store(&js, &key, body.into()).await,
                 };
                 if let Err(e) = &outcome {
                     tracing::warn!(error = %e, records = batch.len(), "access records were not stored");

@@ -6,6 +6,8 @@
 //! be opened by anyone, even with the KEK and a copy of the data directory
 //! (crypto-shredding; `tests/lifecycle.rs` searches the files to prove it).
 
+use std::time::Duration;
+
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use domain::ids::{KeyId, ProjectId, SecretId};
@@ -26,6 +28,9 @@ pub enum KeyStoreError {
     )]
     Tampered(String),
 }
+
+/// How long a read of a data key keeps retrying JetStream's "unavailable" answers.
+const READ_RETRY_BUDGET: Duration = Duration::from_secs(3);
 
 fn unavailable(e: impl std::fmt::Display) -> KeyStoreError {
     KeyStoreError::Unavailable(e.to_string())
@@ -71,9 +76,20 @@ impl KeyStore {
         key: KeyId,
     ) -> Result<Option<WrappedKey>, KeyStoreError> {
         let name = entry_name(project, secret, key);
-        let found = match self.kv.get(&name).await.map_err(unavailable)? {
-            Some(bytes) => Some(bytes),
-            None => self.leader_entry(&name).await?.map(|(_, bytes)| bytes),
+        // JetStream answers "temporarily unavailable" for a moment while a node that
+        // hung or restarted catches up, or a leader is elected; a read then is
+        // retried, briefly, rather than failing while two healthy nodes could answer.
+        let mut retries = crate::nats::Retries::within(READ_RETRY_BUDGET);
+        let found = loop {
+            match self.find(&name).await {
+                Err(e @ KeyStoreError::Unavailable(_)) => {
+                    tracing::warn!(error = %e, "reading a data key failed; retrying");
+                    if !retries.pause().await {
+                        return Err(e);
+                    }
+                }
+                found => break found?,
+            }
         };
         let Some(bytes) = found else {
             return Ok(None);
@@ -82,6 +98,15 @@ impl KeyStore {
             tracing::error!(key = %key, "a key store entry is not a wrapped key: tampered with");
             KeyStoreError::Tampered(format!("data key {key}"))
         })
+    }
+
+    /// The entry `name`, from any replica or else from the leader.
+    async fn find(&self, name: &str) -> Result<Option<bytes::Bytes>, KeyStoreError> {
+        match self.kv.get(name).await {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) => Ok(self.leader_entry(name).await?.map(|(_, bytes)| bytes)),
+            Err(e) => Err(unavailable(format!("reading from a replica: {e}"))),
+        }
     }
 
     /// An entry's stored revision and value as the bucket's stream leader holds it;
@@ -109,7 +134,7 @@ impl KeyStore {
                 Ok((!gone).then_some((message.sequence, message.payload)))
             }
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(unavailable(format!("reading from the leader: {e}"))),
         }
     }
 

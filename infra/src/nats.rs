@@ -264,3 +264,32 @@ mod tests {
         }
     }
 }
+
+/// Pauses between tries of a request JetStream answered "unavailable": a node that hung
+/// or restarted answers so for a moment while it catches up, and so does a stream
+/// while its leader is elected. The pauses double from 50 ms, within a time budget.
+#[derive(Debug)]
+pub struct Retries {
+    deadline: tokio::time::Instant,
+    pause: Duration,
+}
+
+impl Retries {
+    /// Retries that end once `budget` has passed.
+    pub fn within(budget: Duration) -> Self {
+        Self {
+            deadline: tokio::time::Instant::now() + budget,
+            pause: Duration::from_millis(50),
+        }
+    }
+
+    /// Waits before the next try; `false` (at once) if it would end past the budget.
+    pub async fn pause(&mut self) -> bool {
+        if tokio::time::Instant::now() + self.pause >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause *= 2;
+        true
+    }
+}

@@ -104,9 +104,50 @@ pub struct ProjectorLock {
     _file: File,
 }
 
-/// Takes the projector lock of the SQLite database at `db`, if it is a file.
+/// Takes the projector lock of the SQLite database at `db`, if it is a file; fails
+/// at once if another projector holds it.
 pub fn lock(db: Option<&Path>) -> Result<Option<ProjectorLock>, ProjectorError> {
     let Some(db) = db else { return Ok(None) };
+    let (path, file) = lock_file(db)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(ProjectorLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ProjectorError::Locked(db.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(ProjectorError::LockFile { path, source }),
+    }
+}
+
+/// Takes the projector lock of the SQLite database at `db`, if it is a file, waiting
+/// as a standby while another projector holds it. The kernel releases the lock the
+/// moment its holder exits, even by `kill -9`, and this returns then.
+pub async fn lock_when_free(db: Option<&Path>) -> Result<Option<ProjectorLock>, ProjectorError> {
+    let Some(db) = db else { return Ok(None) };
+    match lock(Some(db)) {
+        Err(ProjectorError::Locked(_)) => {}
+        taken => return taken,
+    }
+    tracing::info!(db = %db.display(), "another projector is writing the read model; standing by");
+    let (path, file) = lock_file(db)?;
+    // A plain thread, not spawn_blocking: the runtime waits for blocking tasks when it
+    // shuts down, and a standby stopped by Ctrl-C must not wait for the lock.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(file.lock().map(|()| file));
+    });
+    match rx.await {
+        Ok(Ok(file)) => {
+            tracing::info!(db = %db.display(), "took over the read model");
+            Ok(Some(ProjectorLock { _file: file }))
+        }
+        Ok(Err(source)) => Err(ProjectorError::LockFile { path, source }),
+        Err(_) => Err(ProjectorError::LockFile {
+            path,
+            source: std::io::Error::other("the thread waiting for the lock ended"),
+        }),
+    }
+}
+
+/// The lock file beside the database at `db`, opened.
+fn lock_file(db: &Path) -> Result<(PathBuf, File), ProjectorError> {
     let path = PathBuf::from(format!("{}.projector.lock", db.display()));
     let file = File::options()
         .create(true)
@@ -117,11 +158,7 @@ pub fn lock(db: Option<&Path>) -> Result<Option<ProjectorLock>, ProjectorError> 
             path: path.clone(),
             source,
         })?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(ProjectorLock { _file: file })),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ProjectorError::Locked(db.to_owned())),
-        Err(std::fs::TryLockError::Error(source)) => Err(ProjectorError::LockFile { path, source }),
-    }
+    Ok((path, file))
 }
 
 /// Applies the event stream to the read model.

@@ -1,9 +1,9 @@
 //! `keyledger cluster`: keyledger scaled out on this machine, to try a deployment and
 //! its failures before building one: three nats-servers routed as one JetStream
 //! cluster (the streams and the key bucket with three replicas), two command services,
-//! one projector and two HTTP API replicas, each its own process (`keyledger serve …`)
-//! as in a real deployment, all sharing one data directory's keys and SQLite read
-//! model. Whatever dies is started again, as an orchestrator would; Ctrl-C stops all.
+//! two projectors (one active, one standby) and two HTTP API replicas, each its own
+//! process (`keyledger serve …`) as in a real deployment, all sharing one data
+//! directory's keys and SQLite read model. Whatever dies is started again, as an orchestrator would; Ctrl-C stops all.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -139,8 +139,8 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         .collect();
     print_banner(&format!(
         "keyledger cluster is up: {NODES} nats-servers as one JetStream cluster (streams and key \
-         bucket with {NODES} replicas, sync_interval: always), {REPLICAS} command services, 1 \
-         projector, {REPLICAS} API replicas.\n\n{nodes}\n{apis}\
+         bucket with {NODES} replicas, sync_interval: always), {REPLICAS} command services, \
+         {REPLICAS} projectors (one active, one standby), {REPLICAS} API replicas.\n\n{nodes}\n{apis}\
          \n  components  --nats-url {url}\
          \n              (the keyledger user's password is in {password}); logs in {logs}\
          \n  read model  {db}\
@@ -200,7 +200,8 @@ fn node_name(config: &infra::server::ServerConfig) -> &str {
 }
 
 /// The `keyledger serve` processes of the cluster: the auth callout, the command
-/// services, the projector and the API replicas (one per HTTP port).
+/// services, the projectors (active and standby) and the API replicas (one per HTTP
+/// port).
 fn components(
     data: &Path,
     service_url: &str,
@@ -227,7 +228,16 @@ fn components(
             &replicated,
         ));
     }
-    components.push(serve("projector".into(), "projector", service_url, &[]));
+    // One projector writes the read model; the other stands by on its lock and takes
+    // over the moment the first stops.
+    for i in 1..=REPLICAS {
+        components.push(serve(
+            format!("projector-{i}"),
+            "projector",
+            service_url,
+            &[],
+        ));
+    }
     for (i, port) in http_ports.iter().enumerate() {
         let mut extra = replicated.to_vec();
         extra.extend(["--http-addr".to_owned(), format!("127.0.0.1:{port}")]);

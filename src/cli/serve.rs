@@ -37,7 +37,8 @@ pub enum ServeCommand {
         #[command(flatten)]
         checkpoints: CheckpointArgs,
     },
-    /// The projector: folds the event stream into the read model.
+    /// The projector: folds the event stream into the read model. A second projector
+    /// on the same read model stands by and takes over the moment the first stops.
     Projector {
         #[command(flatten)]
         nats: NatsUrlArgs,
@@ -185,15 +186,13 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 stream: log.stream,
                 batch_size,
             };
-            let (_, task) = stack::start_projector(
+            vec![stack::start_projector_or_stand_by(
                 &nats.nats_url,
                 &db.url()?,
                 config,
                 commit_key.load(&db.data)?,
                 shutdown.clone(),
-            )
-            .await?;
-            vec![task]
+            )]
         }
         ServeCommand::NatsAuth {
             nats,

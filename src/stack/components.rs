@@ -177,8 +177,46 @@ pub struct Applied {
 }
 
 /// Starts the projector on the read model at `database_url`, applying the commits
-/// `commit_key` authenticates. Returns what it has applied.
+/// `commit_key` authenticates. Returns what it has applied. Fails if another projector
+/// writes that read model.
 pub async fn start_projector(
+    nats_url: &str,
+    database_url: &str,
+    config: ProjectorConfig,
+    commit_key: CommitKey,
+    shutdown: CancellationToken,
+) -> Result<(Applied, Task)> {
+    let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
+    run_projector(lock, nats_url, database_url, config, commit_key, shutdown).await
+}
+
+/// Starts a projector that stands by while another projector writes the read model at
+/// `database_url`, and takes over when that one stops (`keyledger serve projector`:
+/// run two for a hot standby).
+pub fn start_projector_or_stand_by(
+    nats_url: &str,
+    database_url: &str,
+    config: ProjectorConfig,
+    commit_key: CommitKey,
+    shutdown: CancellationToken,
+) -> Task {
+    let (nats_url, database_url) = (nats_url.to_owned(), database_url.to_owned());
+    tokio::spawn(async move {
+        let db = projections::db::sqlite_path(&database_url);
+        let lock = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            lock = projections::projector::lock_when_free(db.as_deref()) => lock?,
+        };
+        let (_, task) =
+            run_projector(lock, &nats_url, &database_url, config, commit_key, shutdown).await?;
+        task.await?
+    })
+}
+
+/// Runs the projector holding `lock`: it reads the checkpoint only now, so a standby
+/// resumes from where the projector before it stopped.
+async fn run_projector(
+    lock: Option<projections::projector::ProjectorLock>,
     nats_url: &str,
     database_url: &str,
     config: ProjectorConfig,
@@ -187,7 +225,6 @@ pub async fn start_projector(
 ) -> Result<(Applied, Task)> {
     let writer =
         projections::db::open_writer(database_url, projections::writer::WRITER_CACHE_KIB).await?;
-    let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
     let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
     let js = async_nats::jetstream::new(client);
     let (projector, applied) = Projector::new(writer, js, config, commit_key).await?;
