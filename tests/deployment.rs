@@ -1,5 +1,6 @@
 //! The components run as separate processes against an external NATS, as in a real
-//! deployment: `keyledger serve commands`, `serve projector` and `serve api`.
+//! deployment: `keyledger serve commands`, `serve projector` (and a standby) and
+//! `serve api`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -51,7 +52,8 @@ fn serve(component: &str, nats_url: &str, data: &std::path::Path, extra: &[&str]
         .args(["serve", component, "--nats-url", nats_url, "--data-dir"])
         .arg(data)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        // Warnings, and the projectors' hand-over of the read model.
+        .env("RUST_LOG", "warn,projections::projector=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -187,10 +189,40 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     .await;
     assert_eq!(reply["ok"], true, "{reply}");
 
-    // Without its projector the read model stays behind the log: a read naming a
+    // A second projector, on the same read model through a symbolic link, stands by
+    // on its lock; when the first one dies it takes over from the checkpoint.
+    let alias = dir.path().join("alias.sqlite");
+    std::os::unix::fs::symlink(data.join(keyledger::stack::READ_MODEL_FILE), &alias).unwrap();
+    let alias = projections::db::sqlite_url(&alias);
+    let mut standby = serve("projector", &url, &data, &["--database", &alias]);
+    standby.line_with("standing by").await;
+    drop(projector);
+    standby.line_with("took over the read model").await;
+    let taken_over = crate::support::raw_command(
+        &client,
+        "secret.metadata.set",
+        Some(&token),
+        &json!({"id": id, "key": "via", "value": "standby"}),
+    )
+    .await;
+    let seq = taken_over["seq"].as_u64().unwrap();
+    let metadata = http
+        .get(format!("{addr}/v1/secrets/{id}/metadata"))
+        .bearer_auth(&token)
+        .header("X-Keyledger-Min-Seq", seq.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metadata.status(), 200);
+    assert_eq!(
+        metadata.json::<Value>().await.unwrap()["metadata"]["via"],
+        "standby"
+    );
+
+    // Without a projector the read model stays behind the log: a read naming a
     // later sequence waits out the consistency timeout, then answers 503 with
     // Retry-After, and the write it waited for is still in the log.
-    drop(projector);
+    drop(standby);
     let later = crate::support::raw_command(
         &client,
         "secret.metadata.set",
@@ -212,4 +244,26 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     let text = lagging.text().await.unwrap();
     assert!(text.contains(&format!("did not reach {seq}")), "{text}");
     nats.stop().await;
+}
+
+/// A projector that cannot start (here: a database it cannot write) says why and
+/// exits with status 1, standby or not: never a panic, never the password.
+#[test]
+fn a_projector_that_cannot_start_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    infra::keyfile::commit_key(&dir.path().join("commit.key")).unwrap();
+    let output = Command::new(KEYLEDGER)
+        .args(["serve", "projector", "--nats-url", "nats://127.0.0.1:1"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--database", "postgres://app:s3cret@127.0.0.1:1/keyledger"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SQLite only"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
 }

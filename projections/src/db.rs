@@ -121,6 +121,33 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
+/// The lock file `<database>.<purpose>.lock` of the SQLite database at `db`, named
+/// after the file SQLite opens: through symbolic links and relative paths, two
+/// processes that open one database take one lock.
+pub(crate) fn lock_path(db: &Path, purpose: &str) -> PathBuf {
+    // A link is followed even to a database not created yet, to where SQLite will
+    // create it; then the directory is resolved.
+    let mut file = db.to_owned();
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&file) else {
+            break;
+        };
+        file = file.parent().unwrap_or(Path::new(".")).join(target);
+    }
+    let real = match (file.parent(), file.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir).map_or_else(|_| file.clone(), |dir| dir.join(name))
+        }
+        _ => file,
+    };
+    PathBuf::from(format!("{}.{purpose}.lock", real.display()))
+}
+
 /// `url` with the userinfo of its authority (`user:password@`) replaced by `***@`:
 /// a URL that is not valid is shown back, and it may carry a password.
 fn without_password(url: &str) -> String {
@@ -141,9 +168,14 @@ pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
+/// Whether `url` names a PostgreSQL database (not supported yet).
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// Opens (creating if needed) and migrates the read model at `url`.
 pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres(url) {
         return Err(OpenError::Postgres);
     }
     let options = SqliteConnectOptions::from_str(url)
@@ -185,7 +217,10 @@ pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenErr
 /// Opens (creating and migrating if needed) the read model at `url` for the
 /// projector: its single writer ([`Writer`]), with a page cache of `cache_kib` KiB.
 pub async fn open_writer(url: &str, cache_kib: i64) -> Result<Writer, OpenError> {
-    let path = sqlite_path(url).ok_or_else(|| OpenError::NotAFile(url.to_owned()))?;
+    if is_postgres(url) {
+        return Err(OpenError::Postgres);
+    }
+    let path = sqlite_path(url).ok_or_else(|| OpenError::NotAFile(without_password(url)))?;
     open(url, 1).await?.close().await;
     Writer::open(&path, cache_kib).map_err(|source| OpenError::Writer {
         url: url.to_owned(),
@@ -195,7 +230,7 @@ pub async fn open_writer(url: &str, cache_kib: i64) -> Result<Writer, OpenError>
 
 /// Takes `<db>.migrate.lock`, waiting for another process that holds it.
 async fn migration_lock(db: PathBuf) -> Result<std::fs::File, OpenError> {
-    let path = PathBuf::from(format!("{}.migrate.lock", db.display()));
+    let path = lock_path(&db, "migrate");
     let locked = {
         let path = path.clone();
         tokio::task::spawn_blocking(move || {
@@ -225,6 +260,29 @@ mod tests {
         );
         assert_eq!(without_password("sqlite://a/b@c"), "sqlite://a/b@c");
         assert_eq!(without_password("nonsense"), "nonsense");
+    }
+
+    /// A symbolic link or a relative path to the database names the same lock.
+    #[test]
+    fn every_path_to_one_database_names_one_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("rm.sqlite");
+        let link = dir.path().join("alias.sqlite");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        let linked_dir = dir.path().join("linked");
+        std::os::unix::fs::symlink(dir.path(), &linked_dir).unwrap();
+        // Before the database exists, and after.
+        for created in [false, true] {
+            if created {
+                std::fs::write(&db, b"").unwrap();
+            }
+            let expected = lock_path(&db, "projector");
+            assert_eq!(
+                lock_path(&linked_dir.join("rm.sqlite"), "projector"),
+                expected
+            );
+            assert_eq!(lock_path(&link, "projector"), expected);
+        }
     }
 
     #[tokio::test]

@@ -148,7 +148,7 @@ pub async fn lock_when_free(db: Option<&Path>) -> Result<Option<ProjectorLock>, 
 
 /// The lock file beside the database at `db`, opened.
 fn lock_file(db: &Path) -> Result<(PathBuf, File), ProjectorError> {
-    let path = PathBuf::from(format!("{}.projector.lock", db.display()));
+    let path = crate::db::lock_path(db, "projector");
     let file = File::options()
         .create(true)
         .truncate(false)
@@ -342,7 +342,9 @@ impl Projector {
                     .iter()
                     .filter_map(|c| secret_of(&c.subject))
                     .collect();
-                self.writer.apply(commits, Arc::clone(&self.key)).await?;
+                self.writer
+                    .apply(commits, Arc::clone(&self.key), applied)
+                    .await?;
                 applied = seq;
                 // Before readers learn of `seq`: a cached row they find then is current.
                 self.cache.evict(touched, seq);

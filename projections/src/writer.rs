@@ -66,6 +66,17 @@ pub enum WriteError {
     /// SQLite failed.
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Another writer moved the checkpoint since this one read it.
+    #[error(
+        "the read model's checkpoint is at {found}, not at {expected} as this projector left \
+         it: another projector writes this read model; resuming from the checkpoint"
+    )]
+    CheckpointMoved {
+        /// The checkpoint this writer expected.
+        expected: u64,
+        /// The checkpoint found.
+        found: u64,
+    },
     /// The blocking task running the writes panicked or was cancelled.
     #[error("the read model writer stopped: {0}")]
     Stopped(String),
@@ -126,21 +137,42 @@ impl Writer {
         self.with(|conn| applied(conn)).await
     }
 
-    /// Applies `commits` (in stream order) and moves the checkpoint to the last one,
-    /// in one transaction.
-    pub async fn apply(&self, commits: Vec<Stored>, key: Arc<CommitKey>) -> Result<(), WriteError> {
+    /// Applies `commits` (in stream order, following the checkpoint `after`) and moves
+    /// the checkpoint to the last one, in one transaction. If the checkpoint is no
+    /// longer `after`, another writer has moved it: nothing is written.
+    pub async fn apply(
+        &self,
+        commits: Vec<Stored>,
+        key: Arc<CommitKey>,
+        after: u64,
+    ) -> Result<(), WriteError> {
         let Some(last) = commits.last().map(|c| c.seq) else {
             return Ok(());
         };
-        self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for c in &commits {
-                apply(&tx, c.seq, &c.subject, &c.payload, &key)?;
-            }
-            set_checkpoint(&tx, last)?;
-            tx.commit()
-        })
-        .await
+        let moved = self
+            .with(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // Commits applied twice would be judged replays and hidden from the
+                // history: a second writer (a lock that did not hold, a projector
+                // whose last batch outlived its lock) must never apply them again.
+                let found = applied(&tx)?;
+                if found != after {
+                    return Ok(Some(found));
+                }
+                for c in &commits {
+                    apply(&tx, c.seq, &c.subject, &c.payload, &key)?;
+                }
+                set_checkpoint(&tx, last)?;
+                tx.commit().map(|()| None)
+            })
+            .await?;
+        match moved {
+            None => Ok(()),
+            Some(found) => Err(WriteError::CheckpointMoved {
+                expected: after,
+                found,
+            }),
+        }
     }
 
     /// Removes every row and the checkpoint, in one transaction.
@@ -153,5 +185,51 @@ impl Writer {
             tx.commit()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn junk(seq: u64) -> Stored {
+        Stored {
+            seq,
+            subject: "not.a.commit".into(),
+            payload: Bytes::from_static(b"{}"),
+        }
+    }
+
+    /// Two writers on one read model (as when a lock did not hold): the second one,
+    /// behind the checkpoint, writes nothing and says why.
+    #[tokio::test]
+    async fn a_writer_behind_the_checkpoint_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::db::sqlite_url(&dir.path().join("rm.sqlite"));
+        let first = crate::db::open_writer(&url, 1024).await.unwrap();
+        let second = crate::db::open_writer(&url, 1024).await.unwrap();
+        let key = Arc::new(CommitKey::new([7; 32]));
+        first
+            .apply(vec![junk(1), junk(2)], key.clone(), 0)
+            .await
+            .unwrap();
+        let err = second
+            .apply(vec![junk(1)], key.clone(), 0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WriteError::CheckpointMoved {
+                    expected: 0,
+                    found: 2
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(second.checkpoint().await.unwrap(), 2);
+        // From the checkpoint it reads, it goes on.
+        second.apply(vec![junk(3)], key, 2).await.unwrap();
+        assert_eq!(first.checkpoint().await.unwrap(), 3);
     }
 }

@@ -244,10 +244,14 @@ pub async fn run(command: ServeCommand) -> Result<()> {
     };
     let mut tasks = tasks;
     let outcome = tokio::select! {
-        (r, _, _) = futures::future::select_all(tasks.iter_mut()) => match r {
-            Ok(r) => r,
-            Err(e) => Err(e.into()),
-        },
+        (r, ended, _) = futures::future::select_all(tasks.iter_mut()) => {
+            // That task has ended: waiting on its handle again below would panic.
+            tasks.swap_remove(ended);
+            match r {
+                Ok(r) => r,
+                Err(e) => Err(e.into()),
+            }
+        }
         () = shutdown_signal() => Ok(()),
     };
     shutdown.cancel();
