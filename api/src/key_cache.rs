@@ -6,8 +6,9 @@
 //! its own key id and afterwards only destroyed (crypto-shredding), and a destroy
 //! always follows a commit on the secret's subject. So the cache forgets a secret's
 //! keys whenever a commit on that secret is published, as the commit goes by on NATS,
-//! and does not cache that secret's keys again for [`SETTLING`], the time the command
-//! service takes to destroy what the commit names. A read model that lags behind the
+//! and does not cache that secret's keys again for [`SETTLING`] (the time the command
+//! service takes to destroy what the commit names) plus the time a slow key-store
+//! read may take. A read model that lags behind the
 //! log therefore cannot open a shredded payload from the cache either: it finds the key
 //! gone in the key store, as it would without a cache. When the subscription may have
 //! missed commits (NATS reconnected), the whole cache is forgotten.
@@ -31,6 +32,12 @@ pub const CAPACITY: u64 = 100_000;
 
 /// How long after a commit on a secret its keys are read from the key store only.
 pub const SETTLING: Duration = Duration::from_secs(5);
+
+/// The longest a key-store read may take for what it found to be cached. A secret
+/// stays settling for [`SETTLING`] plus this, so a read that began before a commit's
+/// destroy and ended after it finds the secret still settling, however slow it was
+/// (the key store retries for seconds while a node catches up).
+const SLOWEST_CACHED_READ: Duration = Duration::from_secs(5);
 
 /// A secret's keys, by (project, secret).
 type Name = (ProjectId, SecretId);
@@ -59,7 +66,9 @@ impl KeyCache {
                 .max_capacity(CAPACITY)
                 .time_to_live(TIME_TO_LIVE)
                 .build(),
-            settling: Cache::builder().time_to_live(SETTLING).build(),
+            settling: Cache::builder()
+                .time_to_live(SETTLING + SLOWEST_CACHED_READ)
+                .build(),
         };
         let commits = client
             .subscribe(events_filter(None, Some(AggregateKind::Secret), None))
@@ -114,8 +123,10 @@ impl KeyCache {
         {
             return Ok(Some(wrapped.clone()));
         }
+        let began = std::time::Instant::now();
         let found = self.keys.get(project, secret, key).await?;
         if let Some(wrapped) = &found
+            && began.elapsed() < SLOWEST_CACHED_READ
             && !self.settling.contains_key(&name)
         {
             let mut held = self
