@@ -135,7 +135,12 @@ impl KeyCache {
                 .map(|held| held.as_ref().clone())
                 .unwrap_or_default();
             held.push((key, wrapped.clone()));
-            self.cached.insert(name, Arc::new(held));
+            self.cached.insert(name.clone(), Arc::new(held));
+            // A commit that went by between the check above and the insert marked
+            // the secret settling and cleared it before this insert: undo it.
+            if self.settling.contains_key(&name) {
+                self.cached.invalidate(&name);
+            }
         }
         Ok(found)
     }

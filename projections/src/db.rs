@@ -217,15 +217,20 @@ pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenErr
 /// Opens (creating and migrating if needed) the read model at `url` for the
 /// projector: its single writer ([`Writer`]), with a page cache of `cache_kib` KiB.
 pub async fn open_writer(url: &str, cache_kib: i64) -> Result<Writer, OpenError> {
-    if is_postgres(url) {
-        return Err(OpenError::Postgres);
-    }
-    let path = sqlite_path(url).ok_or_else(|| OpenError::NotAFile(without_password(url)))?;
+    let path = writer_path(url)?;
     open(url, 1).await?.close().await;
     Writer::open(&path, cache_kib).map_err(|source| OpenError::Writer {
         url: url.to_owned(),
         source,
     })
+}
+
+/// The SQLite file a projector would write for `url`, or why `url` names none.
+pub fn writer_path(url: &str) -> Result<PathBuf, OpenError> {
+    if is_postgres(url) {
+        return Err(OpenError::Postgres);
+    }
+    sqlite_path(url).ok_or_else(|| OpenError::NotAFile(without_password(url)))
 }
 
 /// Takes `<db>.migrate.lock`, waiting for another process that holds it.

@@ -69,7 +69,7 @@ pub enum WriteError {
     /// Another writer moved the checkpoint since this one read it.
     #[error(
         "the read model's checkpoint is at {found}, not at {expected} as this projector left \
-         it: another projector writes this read model; resuming from the checkpoint"
+         it: another projector writes this read model"
     )]
     CheckpointMoved {
         /// The checkpoint this writer expected.

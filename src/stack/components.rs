@@ -187,14 +187,19 @@ pub async fn start_projector(
     shutdown: CancellationToken,
 ) -> Result<(Applied, Task)> {
     let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
-    let (writer, js) = projector_connections(nats_url, database_url).await?;
+    let writer =
+        projections::db::open_writer(database_url, projections::writer::WRITER_CACHE_KIB).await?;
+    let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
+    let js = async_nats::jetstream::new(client);
     run_projector(lock, writer, js, config, commit_key, shutdown).await
 }
 
 /// Starts a projector that stands by while another projector writes the read model at
 /// `database_url`, and takes over when that one stops (`keyledger serve projector`:
-/// run two for a hot standby). It opens the read model and connects to NATS first, so
-/// a standby that could not take over fails now, not when it is needed.
+/// run two for a hot standby). It checks the URL and connects to NATS first, so a
+/// standby that could not take over fails now, not when it is needed; it opens (and
+/// migrates) the read model only once it holds the lock, never under a running
+/// projector.
 pub fn start_projector_or_stand_by(
     nats_url: &str,
     database_url: &str,
@@ -204,26 +209,19 @@ pub fn start_projector_or_stand_by(
 ) -> Task {
     let (nats_url, database_url) = (nats_url.to_owned(), database_url.to_owned());
     tokio::spawn(async move {
-        let (writer, js) = projector_connections(&nats_url, &database_url).await?;
-        let db = projections::db::sqlite_path(&database_url);
+        let db = projections::db::writer_path(&database_url)?;
+        let client = infra::nats::connect(&nats_url, "keyledger-projector").await?;
         let lock = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            lock = projections::projector::lock_when_free(db.as_deref()) => lock?,
+            lock = projections::projector::lock_when_free(Some(&db)) => lock?,
         };
+        let writer =
+            projections::db::open_writer(&database_url, projections::writer::WRITER_CACHE_KIB)
+                .await?;
+        let js = async_nats::jetstream::new(client);
         let (_, task) = run_projector(lock, writer, js, config, commit_key, shutdown).await?;
         task.await?
     })
-}
-
-/// The projector's writer on the read model and its JetStream context.
-async fn projector_connections(
-    nats_url: &str,
-    database_url: &str,
-) -> Result<(projections::writer::Writer, async_nats::jetstream::Context)> {
-    let writer =
-        projections::db::open_writer(database_url, projections::writer::WRITER_CACHE_KIB).await?;
-    let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
-    Ok((writer, async_nats::jetstream::new(client)))
 }
 
 /// Runs the projector holding `lock`: it reads the checkpoint only now, so a standby
