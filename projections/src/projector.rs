@@ -49,6 +49,9 @@ impl Default for ProjectorConfig {
     }
 }
 
+/// How often a projector started before its event stream exists looks for it again.
+const STREAM_POLL: Duration = Duration::from_millis(200);
+
 /// Why the projector stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -108,11 +111,9 @@ pub struct ProjectorLock {
 /// at once if another projector holds it.
 pub fn lock(db: Option<&Path>) -> Result<Option<ProjectorLock>, ProjectorError> {
     let Some(db) = db else { return Ok(None) };
-    let (path, file) = lock_file(db)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(ProjectorLock { _file: file })),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ProjectorError::Locked(db.to_owned())),
-        Err(std::fs::TryLockError::Error(source)) => Err(ProjectorError::LockFile { path, source }),
+    match try_lock(db)? {
+        Attempt::Taken(lock) => Ok(Some(lock)),
+        Attempt::Held(..) => Err(ProjectorError::Locked(db.to_owned())),
     }
 }
 
@@ -121,12 +122,11 @@ pub fn lock(db: Option<&Path>) -> Result<Option<ProjectorLock>, ProjectorError> 
 /// moment its holder exits, even by `kill -9`, and this returns then.
 pub async fn lock_when_free(db: Option<&Path>) -> Result<Option<ProjectorLock>, ProjectorError> {
     let Some(db) = db else { return Ok(None) };
-    match lock(Some(db)) {
-        Err(ProjectorError::Locked(_)) => {}
-        taken => return taken,
-    }
+    let (path, file) = match try_lock(db)? {
+        Attempt::Taken(lock) => return Ok(Some(lock)),
+        Attempt::Held(path, file) => (path, file),
+    };
     tracing::info!(db = %db.display(), "another projector is writing the read model; standing by");
-    let (path, file) = lock_file(db)?;
     // A plain thread, not spawn_blocking: the runtime waits for blocking tasks when it
     // shuts down, and a standby stopped by Ctrl-C must not wait for the lock.
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -146,8 +146,16 @@ pub async fn lock_when_free(db: Option<&Path>) -> Result<Option<ProjectorLock>, 
     }
 }
 
-/// The lock file beside the database at `db`, opened.
-fn lock_file(db: &Path) -> Result<(PathBuf, File), ProjectorError> {
+/// What one try at the projector lock got.
+enum Attempt {
+    /// The lock.
+    Taken(ProjectorLock),
+    /// Another projector holds it: the lock file, opened, to wait on.
+    Held(PathBuf, File),
+}
+
+/// Opens the lock file beside the database at `db` and tries to lock it.
+fn try_lock(db: &Path) -> Result<Attempt, ProjectorError> {
     let path = crate::db::lock_path(db, "projector");
     let file = File::options()
         .create(true)
@@ -158,7 +166,11 @@ fn lock_file(db: &Path) -> Result<(PathBuf, File), ProjectorError> {
             path: path.clone(),
             source,
         })?;
-    Ok((path, file))
+    match file.try_lock() {
+        Ok(()) => Ok(Attempt::Taken(ProjectorLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Attempt::Held(path, file)),
+        Err(std::fs::TryLockError::Error(source)) => Err(ProjectorError::LockFile { path, source }),
+    }
 }
 
 /// Applies the event stream to the read model.
@@ -227,7 +239,7 @@ impl Projector {
                     }
                     tokio::select! {
                         () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(Restarts::FIRST * 2) => {}
+                        () = tokio::time::sleep(STREAM_POLL) => {}
                     }
                 }
                 Err(e) => {

@@ -3,7 +3,8 @@
 //! cluster (the streams and the key bucket with three replicas), two command services,
 //! two projectors (one active, one standby) and two HTTP API replicas, each its own
 //! process (`keyledger serve …`) as in a real deployment, all sharing one data
-//! directory's keys and SQLite read model. Whatever dies is started again, as an orchestrator would; Ctrl-C stops all.
+//! directory's keys and SQLite read model. Whatever dies is started again, as an
+//! orchestrator would; Ctrl-C stops all.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
