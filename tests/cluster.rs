@@ -1,10 +1,11 @@
 //! keyledger scaled out on this machine (`keyledger cluster`): three nats-servers as one
-//! JetStream cluster with every stream replicated three times, two command services, two
-//! projectors (one on standby) and two API replicas, each its own process. A write
-//! through one API replica is read through the other; a stream leader, a command
-//! service, the active projector or an API replica killed with SIGKILL under a write
-//! load loses no acknowledged write and duplicates none, and the log verifies
-//! afterwards.
+//! JetStream cluster with every stream replicated three times, a PostgreSQL read
+//! model, two command services, two projectors (one on standby) and two API replicas,
+//! each its own process. A write through one API replica is read through the other; a
+//! stream leader, a command service, the active projector, an API replica or
+//! PostgreSQL killed with SIGKILL under a write load loses no acknowledged write and
+//! duplicates none, the read model equals a fresh rebuild (on SQLite), and the log
+//! verifies afterwards.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -31,6 +32,8 @@ struct Cluster {
     service_url: String,
     apis: Vec<String>,
     token: String,
+    /// The read model's URL, when it is PostgreSQL.
+    postgres: Option<String>,
 }
 
 impl Drop for Cluster {
@@ -47,8 +50,9 @@ fn signal(pid: u32, signal: i32) {
     }
 }
 
-/// Starts `keyledger cluster` on free ports and reads the addresses it prints.
-fn start(data: &Path) -> Cluster {
+/// Starts `keyledger cluster` on free ports with a `read_model` (`postgres` or
+/// `sqlite`) and reads the addresses it prints.
+fn start(data: &Path, read_model: &str) -> Cluster {
     let mut process = Command::new(KEYLEDGER)
         .args([
             "cluster",
@@ -56,6 +60,8 @@ fn start(data: &Path) -> Cluster {
             "0",
             "--http-port",
             "0",
+            "--read-model",
+            read_model,
             "--data-dir",
         ])
         .arg(data)
@@ -88,6 +94,7 @@ fn start(data: &Path) -> Cluster {
     let mut ports = Vec::new();
     let mut apis = Vec::new();
     let mut token = String::new();
+    let mut postgres = None;
     for line in &banner {
         let line = line.trim();
         if line.starts_with("nats n") {
@@ -97,6 +104,8 @@ fn start(data: &Path) -> Cluster {
             ports.push(word(line, 2).rsplit(':').next().unwrap().to_owned());
         } else if line.starts_with("API ") {
             apis.push(word(line, 2));
+        } else if line.starts_with("postgres ") {
+            postgres = Some(word(line, 1));
         } else if let Some(t) = line.strip_prefix("export KEYLEDGER_TOKEN=") {
             token = t.to_owned();
         }
@@ -115,6 +124,7 @@ fn start(data: &Path) -> Cluster {
         service_url,
         apis,
         token,
+        postgres,
     }
 }
 
@@ -164,6 +174,54 @@ impl Cluster {
         let pids = self.pids_where(|args| args.iter().any(|a| a.contains(&dir)));
         assert_eq!(pids.len(), 1, "node {name}: {pids:?}");
         pids[0]
+    }
+
+    /// The process id of the PostgreSQL server (the postmaster, which changes when the
+    /// cluster starts a killed one again): the `postgres` process listening on the
+    /// read model's port.
+    fn postgres_pid(&self) -> u32 {
+        let url = self.postgres.as_deref().expect("a PostgreSQL read model");
+        let port = url.rsplit("port=").next().unwrap();
+        let pids: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                args[0].ends_with("/postgres")
+                    && args.windows(2).any(|w| w[0] == "-p" && w[1] == port)
+            })
+            .collect();
+        assert_eq!(pids.len(), 1, "postgres on port {port}: {pids:?}");
+        pids[0]
+    }
+
+    /// The projector holding the PostgreSQL read model's advisory lock, by the
+    /// process id its session is named after.
+    async fn lock_holder(&self) -> Option<u32> {
+        let url = self.postgres.as_deref().expect("a PostgreSQL read model");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            .await
+            .ok()?;
+        let key = projections::writer::POSTGRES_LOCK;
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT a.application_name::text FROM pg_locks l JOIN pg_stat_activity a \
+             ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted \
+             AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1",
+        )
+        .bind(key >> 32)
+        .bind(key & 0xffff_ffff)
+        .fetch_optional(&mut conn)
+        .await
+        .ok()?;
+        name?
+            .strip_prefix(projections::writer::LOCK_HOLDER_PREFIX)?
+            .parse()
+            .ok()
     }
 
     /// The processes of this cluster whose arguments pass `test`.
@@ -303,24 +361,6 @@ async fn fault_under_load(
     (all, killed_at)
 }
 
-/// The process holding the `flock` on `file`, from the kernel's table of locks.
-fn lock_holder(file: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let inode = std::fs::metadata(file).ok()?.ino();
-    // "1: FLOCK  ADVISORY  WRITE 4242 00:2e:1234 0 EOF"; waiters' lines carry "->".
-    std::fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .filter(|line| !line.contains("->"))
-        .find_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let file_inode = fields.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
-            (fields.get(1) == Some(&"FLOCK") && file_inode == inode)
-                .then(|| fields.get(4)?.parse().ok())
-                .flatten()
-        })
-}
-
 /// Every acknowledged write reads back through the API replica that did not take
 /// it, at the sequence it answered, exactly once by its name.
 async fn all_readable(cluster: &Cluster, written: &BTreeMap<String, (String, u64)>) {
@@ -351,7 +391,7 @@ async fn all_readable(cluster: &Cluster, written: &BTreeMap<String, (String, u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = start(dir.path());
+    let cluster = start(dir.path(), "postgres");
     let js = cluster.jetstream().await;
 
     // No component's command line carries a password: every local user can read it.
@@ -435,25 +475,27 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
         let (written, _) = kill_under_load(&cluster, component, || pids[0]).await;
         all_readable(&cluster, &written).await;
     }
-    // The projector that holds the read model's lock is killed; the standby takes the
-    // lock over and goes on from the checkpoint.
-    let lock = dir.path().join(format!(
-        "{}.projector.lock",
-        keyledger::stack::READ_MODEL_FILE
-    ));
+    // The projector that holds the read model's advisory lock is killed; PostgreSQL
+    // ends its session, the standby's waiting session gets the lock, and it goes on
+    // from the checkpoint.
     let pids = cluster.component_pids("projector");
     assert_eq!(pids.len(), 2, "projector: {pids:?}");
-    let active = lock_holder(&lock).expect("a projector holds the read model's lock");
+    let active = cluster
+        .lock_holder()
+        .await
+        .expect("a projector holds the read model's lock");
+    assert!(pids.contains(&active), "{active} is not one of {pids:?}");
     let standby = *pids.iter().find(|p| **p != active).unwrap();
+    let cluster = Arc::new(cluster);
     let handed_over = {
-        let lock = lock.clone();
+        let cluster = cluster.clone();
         tokio::spawn(async move {
             crate::support::eventually(
                 "the standby projector to take the lock",
                 Duration::from_secs(30),
                 || {
-                    let lock = lock.clone();
-                    async move { (lock_holder(&lock) == Some(standby)).then(Instant::now) }
+                    let cluster = cluster.clone();
+                    async move { (cluster.lock_holder().await == Some(standby)).then(Instant::now) }
                 },
             )
             .await
@@ -464,6 +506,12 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
         "projector: the standby held the lock {:?} after the kill",
         handed_over.await.unwrap() - killed_at
     );
+    all_readable(&cluster, &written).await;
+
+    // PostgreSQL killed under load: the cluster starts it again, and its crash
+    // recovery keeps every committed batch; the projector reconnects (taking the lock
+    // again, or leaving it to the standby) and the API replicas' pools reconnect.
+    let (written, _) = kill_under_load(&cluster, "postgres", || cluster.postgres_pid()).await;
     all_readable(&cluster, &written).await;
 
     // Both command services race on one secret: 40 metadata keys added at once
@@ -512,10 +560,12 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
         .cached_info()
         .state
         .last_sequence;
-    let live = read_model::open(&dir.path().join(keyledger::stack::READ_MODEL_FILE)).await;
+    let live = projections::db::open(cluster.postgres.as_deref().unwrap(), 1)
+        .await
+        .unwrap();
     crate::support::eventually("the projector to catch up", Duration::from_secs(30), || {
         let live = live.clone();
-        async move { (read_model::checkpoint(&live).await >= last).then_some(()) }
+        async move { (read_model::checkpoint_of(&live).await >= last).then_some(()) }
     })
     .await;
     let fresh = dir.path().join("fresh.sqlite");
@@ -532,8 +582,10 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
         "{}",
         String::from_utf8_lossy(&rebuilt.stderr)
     );
-    let rows = read_model::dump(&live).await;
-    assert!(rows.len() > 320, "the read model holds every secret");
+    // The live read model is PostgreSQL's, the rebuild SQLite's: they fold the log
+    // the same.
+    let rows = read_model::dump_of(&live).await;
+    assert!(rows.len() > 400, "the read model holds every secret");
     assert_eq!(
         rows,
         read_model::dump(&read_model::open(&fresh).await).await
@@ -574,7 +626,8 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_secrets_key_is_erased_on_every_node() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = start(dir.path());
+    // The key store is NATS's alone: SQLite keeps the read model out of the way.
+    let cluster = start(dir.path(), "sqlite");
     let http = reqwest::Client::new();
     let (id, _) = create(&http, &cluster.apis[0], &cluster.token, "shred-canary").await;
 

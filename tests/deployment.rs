@@ -256,12 +256,15 @@ fn a_projector_that_cannot_start_says_why() {
         .args(["serve", "projector", "--nats-url", "nats://127.0.0.1:1"])
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--database", "postgres://app:s3cret@127.0.0.1:1/keyledger"])
+        .args(["--database", "mysql://app:s3cret@127.0.0.1:1/keyledger"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("SQLite only"), "{stderr}");
+    assert!(
+        stderr.contains("use sqlite://<path>") && stderr.contains("or postgres://"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("panicked") && !stderr.contains("s3cret"),
         "{stderr}"

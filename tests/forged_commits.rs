@@ -90,9 +90,7 @@ async fn foreign_messages_on_the_log_are_ignored_named_and_never_brick_a_secret(
     assert_eq!(acl["read"]["project-access"], false, "{acl}");
     let payload = get_at(&t, &format!("/v1/secrets/{id}/payload"), &alice, moved).await;
     assert_eq!(payload.text().await.unwrap(), "forged-canary");
-    let pool = projections::db::open(&t.stack.database_url, 1)
-        .await
-        .unwrap();
+    let pool = crate::support::read_model::open_url(&t.stack.database_url).await;
     let skipped: Vec<(i64, String)> =
         sqlx::query_as("SELECT seq, reason FROM skipped_commits ORDER BY seq")
             .fetch_all(&pool)

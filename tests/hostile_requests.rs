@@ -223,9 +223,7 @@ async fn a_row_the_read_model_cannot_read_is_a_500_not_a_retry() {
     let t = TestStack::start().await;
     let token = t.token("alice", "p1");
     let id = t.create_text(&token, "damaged", "v").await;
-    let pool = projections::db::open(&t.stack.database_url, 1)
-        .await
-        .unwrap();
+    let pool = crate::support::read_model::open_url(&t.stack.database_url).await;
     sqlx::query("UPDATE secrets SET bit_length = 'many' WHERE id = ?")
         .bind(&id)
         .execute(&pool)

@@ -29,6 +29,7 @@ mod log_migration;
 mod nats_commands;
 mod nats_security;
 mod orders;
+mod postgres;
 mod projection;
 mod read_cache;
 mod robustness;

@@ -24,6 +24,7 @@ pub mod log;
 pub mod nats;
 pub mod nats_auth;
 pub mod objects;
+pub mod postgres_server;
 pub mod protocol;
 pub mod schemas;
 pub mod server;

@@ -1,30 +1,35 @@
-//! Opening the SQLite read model: WAL journal (readers never block the projector),
-//! a busy timeout, and the schema migrations embedded in the binary.
+//! Opening the read model: SQLite (the embedded default: WAL journal, so readers never
+//! block the projector, and a busy timeout) or PostgreSQL, each with its schema
+//! migrations embedded in the binary (`migrations/` and `migrations/postgres/`).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlSafeStr, SqlitePool};
+use sqlx::{PgPool, SqlSafeStr, SqlitePool};
 
 use crate::writer::Writer;
 
 /// Why the read model could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// The URL is not a SQLite URL (shown without any password).
+    /// The URL is not a read model URL (shown without any password).
     #[error(
-        "database URL {0:?} is not valid; use sqlite://<path>, e.g. sqlite://.keyledger/readmodel.sqlite"
+        "database URL {0:?} is not valid; use sqlite://<path> (e.g. \
+         sqlite://.keyledger/readmodel.sqlite) or postgres://<user>@<host>:<port>/<database>"
     )]
     BadUrl(String),
-    /// A PostgreSQL URL: that read model is not built yet.
-    #[error(
-        "the read model is SQLite only for now (a PostgreSQL read model is planned, not built); \
-         use sqlite://<path>, e.g. sqlite://.keyledger/readmodel.sqlite"
-    )]
-    Postgres,
+    /// PostgreSQL failed.
+    #[error("opening the read model {url}: {source}")]
+    Postgres {
+        /// The URL, without its password.
+        url: String,
+        /// The cause.
+        source: sqlx::Error,
+    },
     /// SQLite failed.
     #[error("opening the read model {url}: {source}")]
     Sqlite {
@@ -43,8 +48,9 @@ pub enum OpenError {
     },
     /// The URL names no file the projector's writer can open.
     #[error(
-        "the projector writes a SQLite file, and {0:?} names none; use sqlite://<path>, e.g. \
-         sqlite://.keyledger/readmodel.sqlite"
+        "the projector writes a SQLite file or a PostgreSQL database, and {0:?} names \
+         neither; use sqlite://<path> (e.g. sqlite://.keyledger/readmodel.sqlite) or \
+         postgres://<user>@<host>:<port>/<database>"
     )]
     NotAFile(String),
     /// The writer's connection could not be opened.
@@ -65,16 +71,28 @@ pub enum OpenError {
     },
 }
 
+fn migration(version: i64, name: &str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        name.to_owned().into(),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )
+}
+
+/// The PostgreSQL read model's migrations: a baseline at SQLite's version 9, then one
+/// for each later SQLite migration, with its version and name.
+fn postgres_migrator() -> Migrator {
+    Migrator::with_migrations(vec![migration(
+        9,
+        "baseline",
+        include_str!("../migrations/postgres/0009_baseline.sql"),
+    )])
+}
+
+/// The SQLite read model's migrations.
 fn migrator() -> Migrator {
-    let migration = |version, name: &str, sql: &'static str| {
-        Migration::new(
-            version,
-            name.to_owned().into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )
-    };
     Migrator::with_migrations(vec![
         migration(1, "secrets", include_str!("../migrations/0001_secrets.sql")),
         migration(2, "acls", include_str!("../migrations/0002_acls.sql")),
@@ -148,19 +166,38 @@ pub(crate) fn lock_path(db: &Path, purpose: &str) -> PathBuf {
     PathBuf::from(format!("{}.{purpose}.lock", real.display()))
 }
 
-/// `url` with the userinfo of its authority (`user:password@`) replaced by `***@`:
-/// a URL that is not valid is shown back, and it may carry a password.
-fn without_password(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***{}", &rest[at..]),
-                None => url.to_owned(),
+/// `url` as it may be shown (in an error, a log line, a report): with its password,
+/// and any `password` or `sslpassword` parameter, replaced by `***`. A URL that does not
+/// parse is shown only up to its scheme, since where its password is cannot be known.
+pub fn without_password(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') || rest.contains("password") => {
+                format!("{scheme}://… (not a valid URL)")
             }
-        }
-        None => url.to_owned(),
+            _ => url.to_owned(),
+        };
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    let secret =
+        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+    if parsed.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 /// The `sqlite://` URL of a file.
@@ -168,16 +205,85 @@ pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
-/// Whether `url` names a PostgreSQL database (not supported yet).
-fn is_postgres(url: &str) -> bool {
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// Opens (creating if needed) and migrates the read model at `url`.
-pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenError> {
-    if is_postgres(url) {
-        return Err(OpenError::Postgres);
+/// A read model's connection pool.
+#[derive(Debug, Clone)]
+pub enum Pool {
+    /// An embedded SQLite file.
+    Sqlite(SqlitePool),
+    /// A PostgreSQL database.
+    Postgres(PgPool),
+}
+
+impl Pool {
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
     }
+}
+
+/// What the projector writes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(Box<PgConnectOptions>),
+}
+
+/// What the projector would write for `url`, or why `url` names nothing it can write.
+pub fn target(url: &str) -> Result<Target, OpenError> {
+    if is_postgres(url) {
+        return postgres_options(url).map(|o| Target::Postgres(Box::new(o)));
+    }
+    sqlite_path(url)
+        .map(Target::Sqlite)
+        .ok_or_else(|| OpenError::NotAFile(without_password(url)))
+}
+
+fn postgres_options(url: &str) -> Result<PgConnectOptions, OpenError> {
+    PgConnectOptions::from_str(url).map_err(|_| OpenError::BadUrl(without_password(url)))
+}
+
+/// Opens (creating if needed) and migrates the read model at `url`.
+pub async fn open(url: &str, max_connections: u32) -> Result<Pool, OpenError> {
+    if is_postgres(url) {
+        open_postgres(url, max_connections)
+            .await
+            .map(Pool::Postgres)
+    } else {
+        open_sqlite(url, max_connections).await.map(Pool::Sqlite)
+    }
+}
+
+/// Opens and migrates the PostgreSQL read model at `url` (sqlx serializes concurrent
+/// migrations with an advisory lock of its own).
+async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenError> {
+    let shown = without_password(url);
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .connect_with(postgres_options(url)?)
+        .await
+        .map_err(|source| OpenError::Postgres {
+            url: shown.clone(),
+            source,
+        })?;
+    postgres_migrator()
+        .run(&pool)
+        .await
+        .map_err(|source| OpenError::Migrate { url: shown, source })?;
+    Ok(pool)
+}
+
+/// Opens (creating if needed) and migrates the SQLite read model at `url`.
+async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, OpenError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|_| OpenError::BadUrl(without_password(url)))?
         .create_if_missing(true)
@@ -215,22 +321,45 @@ pub async fn open(url: &str, max_connections: u32) -> Result<SqlitePool, OpenErr
 }
 
 /// Opens (creating and migrating if needed) the read model at `url` for the
-/// projector: its single writer ([`Writer`]), with a page cache of `cache_kib` KiB.
+/// projector: its single writer ([`Writer`]), with a page cache of `cache_kib` KiB on
+/// SQLite. On PostgreSQL the writer takes the read model's advisory lock, and fails
+/// if another projector holds it; on SQLite the caller holds the file lock
+/// ([`crate::projector::lock`]).
 pub async fn open_writer(url: &str, cache_kib: i64) -> Result<Writer, OpenError> {
-    let path = writer_path(url)?;
-    open(url, 1).await?.close().await;
-    Writer::open(&path, cache_kib).map_err(|source| OpenError::Writer {
-        url: url.to_owned(),
+    let writer_error = |source| OpenError::Writer {
+        url: without_password(url),
         source,
-    })
+    };
+    match target(url)? {
+        Target::Sqlite(path) => {
+            open(url, 1).await?.close().await;
+            Writer::open(&path, cache_kib).map_err(writer_error)
+        }
+        Target::Postgres(options) => {
+            let writer = Writer::open_postgres(*options, false)
+                .await
+                .map_err(writer_error)?;
+            open(url, 1).await?.close().await;
+            Ok(writer)
+        }
+    }
 }
 
-/// The SQLite file a projector would write for `url`, or why `url` names none.
-pub fn writer_path(url: &str) -> Result<PathBuf, OpenError> {
-    if is_postgres(url) {
-        return Err(OpenError::Postgres);
-    }
-    sqlite_path(url).ok_or_else(|| OpenError::NotAFile(without_password(url)))
+/// [`open_writer`] for a standby on PostgreSQL: waits (in PostgreSQL, without
+/// polling) until no other projector holds the read model's advisory lock, and
+/// migrates only then.
+pub async fn open_postgres_writer_when_free(
+    url: &str,
+    options: PgConnectOptions,
+) -> Result<Writer, OpenError> {
+    let writer = Writer::open_postgres(options, true)
+        .await
+        .map_err(|source| OpenError::Writer {
+            url: without_password(url),
+            source,
+        })?;
+    open(url, 1).await?.close().await;
+    Ok(writer)
 }
 
 /// Takes `<db>.migrate.lock`, waiting for another process that holds it.
@@ -261,7 +390,16 @@ mod tests {
     fn a_url_shown_back_carries_no_password() {
         assert_eq!(
             without_password("mysql://app:s3cret@db:3306/x"),
-            "mysql://***@db:3306/x"
+            "mysql://app:***@db:3306/x"
+        );
+        assert_eq!(
+            without_password("postgres://app@db/kl?sslmode=require&password=s3cret"),
+            "postgres://app@db/kl?sslmode=require&password=***"
+        );
+        // A password with a raw `/` does not parse: nothing past the scheme is shown.
+        assert_eq!(
+            without_password("postgres://app:pa/ss@db/x"),
+            "postgres://… (not a valid URL)"
         );
         assert_eq!(without_password("sqlite://a/b@c"), "sqlite://a/b@c");
         assert_eq!(without_password("nonsense"), "nonsense");
@@ -291,12 +429,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_postgres_url_says_what_is_built() {
-        let err = open("postgres://app:s3cret@db/keyledger", 1)
+    async fn a_postgres_error_carries_no_password() {
+        // Port 1 on loopback: nothing listens there.
+        let err = open("postgres://app:s3cret@127.0.0.1:1/keyledger", 1)
             .await
             .unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("SQLite only"), "{message}");
+        assert!(
+            message.contains("postgres://app:***@127.0.0.1:1"),
+            "{message}"
+        );
         assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    /// Every PostgreSQL migration after the baseline has its SQLite twin (version and
+    /// name), and both dialects end at the same version. That their schemas agree is
+    /// checked on real databases (`tests/postgres.rs`).
+    #[test]
+    fn both_dialects_have_the_same_migrations() {
+        let sqlite: Vec<_> = migrator()
+            .iter()
+            .map(|m| (m.version, m.description.to_string()))
+            .collect();
+        let postgres: Vec<_> = postgres_migrator()
+            .iter()
+            .map(|m| (m.version, m.description.to_string()))
+            .collect();
+        assert_eq!(sqlite.last().map(|m| m.0), postgres.last().map(|m| m.0));
+        let (baseline, later) = postgres.split_first().unwrap();
+        assert!(sqlite.iter().any(|m| m.0 == baseline.0), "{baseline:?}");
+        for m in later {
+            assert!(sqlite.contains(m), "{m:?} has no SQLite twin");
+        }
     }
 }

@@ -242,6 +242,13 @@ impl Projector {
                         () = tokio::time::sleep(STREAM_POLL) => {}
                     }
                 }
+                // Its PostgreSQL session ended (a restart of the server) and another
+                // projector took the lock meanwhile: that one writes now. Stop, so the
+                // process ends and its supervisor starts it again as a standby.
+                Err(e @ ProjectorError::Write(WriteError::Locked(_))) => {
+                    tracing::error!("{e}; this projector stops");
+                    return;
+                }
                 Err(e) => {
                     let backoff = restarts.after_failure(started.elapsed());
                     tracing::warn!(error = %e, retry_in = ?backoff, "projector failed; resuming from its checkpoint");

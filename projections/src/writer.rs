@@ -1,4 +1,4 @@
-//! The projector's own connection to a SQLite read model.
+//! The projector's own connection to the read model (SQLite or PostgreSQL).
 //!
 //! sqlx runs each SQLite statement on a worker thread and wakes the calling task after
 //! every one. The projector runs several statements per commit, and those hand-offs
@@ -7,16 +7,24 @@
 //! connection (rusqlite) and applies a whole batch, checkpoint included, in one
 //! blocking call: one hand-off per batch, each statement prepared once and cached.
 //! Readers keep their sqlx pool; WAL lets them read while the writer writes.
+//!
+//! On PostgreSQL the same fold runs on the same blocking thread, each statement a
+//! round trip through sqlx; the writer's session holds the advisory lock that makes it
+//! the one active projector, and the checkpoint's row is NOTIFYed to readers.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use domain::commit::CommitKey;
 use rusqlite::{Connection, TransactionBehavior};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection as _};
+use tokio::runtime::Handle;
 
-use crate::apply::{applied, apply, set_checkpoint};
+use crate::apply::sql::{ApplyError, Lite, Pg, Sql};
+use crate::apply::{applied, apply_batch, set_checkpoint};
 
 /// Every table the projection writes, cleared by a rebuild.
 const TABLES: [&str; 14] = [
@@ -63,9 +71,9 @@ pub struct Stored {
 /// Why writing the read model failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// SQLite failed.
+    /// The database failed.
     #[error("{0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Apply(#[from] ApplyError),
     /// Another writer moved the checkpoint since this one read it.
     #[error(
         "the read model's checkpoint is at {found}, not at {expected} as this projector left \
@@ -77,15 +85,80 @@ pub enum WriteError {
         /// The checkpoint found.
         found: u64,
     },
+    /// Another projector holds the PostgreSQL read model's lock.
+    #[error(
+        "another projector holds the lock of this PostgreSQL read model (advisory lock {0}); \
+         run one projector per read model, or `keyledger serve projector` to stand by"
+    )]
+    Locked(i64),
     /// The blocking task running the writes panicked or was cancelled.
     #[error("the read model writer stopped: {0}")]
     Stopped(String),
 }
 
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Apply(e.into())
+    }
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Apply(e.into())
+    }
+}
+
+/// The key of the PostgreSQL advisory lock one active projector holds (session level,
+/// so PostgreSQL releases it when the projector's connection ends, kill -9 included).
+pub const POSTGRES_LOCK: i64 = 0x6b65_796c_6564_6772; // "keyledgr"
+
+/// The `application_name` of a projector's PostgreSQL session: this, then its process
+/// id.
+pub const LOCK_HOLDER_PREFIX: &str = "keyledger-projector-";
+
 /// The read model's single writer.
 #[derive(Clone)]
 pub struct Writer {
-    conn: Arc<Mutex<Connection>>,
+    backend: Arc<Backend>,
+}
+
+enum Backend {
+    Sqlite(Mutex<Connection>),
+    Postgres {
+        session: Box<Mutex<PgSession>>,
+        runtime: Handle,
+    },
+}
+
+/// The projector's PostgreSQL session: its connection, which holds the advisory lock,
+/// and the writes of the current batch not sent yet.
+struct PgSession {
+    options: PgConnectOptions,
+    conn: Option<PgConnection>,
+    pending: String,
+}
+
+impl PgSession {
+    /// The connection, reconnecting (and taking the lock again) after a failure: a
+    /// PostgreSQL restart ends the session and with it the lock, which another
+    /// projector may have taken meanwhile.
+    fn connection(&mut self, runtime: &Handle) -> Result<&mut PgConnection, WriteError> {
+        if self.conn.is_none() {
+            let mut conn = runtime.block_on(self.options.connect())?;
+            if !runtime.block_on(try_lock(&mut conn))? {
+                return Err(WriteError::Locked(POSTGRES_LOCK));
+            }
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+}
+
+async fn try_lock(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(POSTGRES_LOCK)
+        .fetch_one(conn)
+        .await
 }
 
 impl Writer {
@@ -109,32 +182,80 @@ impl Writer {
         // Every statement the projection runs stays prepared.
         conn.set_prepared_statement_cache_capacity(128);
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            backend: Arc::new(Backend::Sqlite(Mutex::new(conn))),
         })
     }
 
-    /// Runs `f` on the connection in a blocking thread.
-    async fn with<T: Send + 'static>(
+    /// Opens the (already migrated) PostgreSQL read model for writing, holding its
+    /// advisory lock: fails with [`WriteError::Locked`] if another projector holds it,
+    /// or, if `wait`, stands by until that one's session ends.
+    pub async fn open_postgres(options: PgConnectOptions, wait: bool) -> Result<Self, WriteError> {
+        // Named so that an operator sees in pg_stat_activity (and pg_locks) which
+        // projector process holds the lock.
+        let options = options
+            .application_name(&format!("{LOCK_HOLDER_PREFIX}{}", std::process::id()))
+            // The writes' literals are quoted for this setting (apply::sql::postgres_literal);
+            // it is PostgreSQL's default, and set here whatever the server's is.
+            .options([("standard_conforming_strings", "on")]);
+        let mut conn = options.connect().await?;
+        if wait {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(POSTGRES_LOCK)
+                .execute(&mut conn)
+                .await?;
+        } else if !try_lock(&mut conn).await? {
+            return Err(WriteError::Locked(POSTGRES_LOCK));
+        }
+        Ok(Self {
+            backend: Arc::new(Backend::Postgres {
+                session: Box::new(Mutex::new(PgSession {
+                    options,
+                    conn: Some(conn),
+                    pending: String::new(),
+                })),
+                runtime: Handle::current(),
+            }),
+        })
+    }
+
+    /// Runs `f` in one transaction that only this writer can hold (SQLite `BEGIN
+    /// IMMEDIATE`; on PostgreSQL an exclusive lock on the checkpoints, which readers
+    /// do not take), on a blocking thread, and commits it if `f` succeeds.
+    async fn transaction<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, ApplyError> + Send + 'static,
     ) -> Result<T, WriteError> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic mid-transaction rolled it back (the transaction is dropped), so
-            // the connection is still sound.
-            let mut conn = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut conn)
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || match &*backend {
+            Backend::Sqlite(conn) => {
+                // A panic mid-transaction rolled it back (the transaction is dropped),
+                // so the connection is still sound.
+                let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&mut Lite(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Backend::Postgres { session, runtime } => {
+                let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
+                let result = postgres_transaction(&mut session, runtime, f);
+                if let Err(WriteError::Apply(ApplyError::Postgres(e))) = &result
+                    && !matches!(e, sqlx::Error::Database(_))
+                {
+                    // The session may be gone (PostgreSQL restarted): the next batch
+                    // connects again and takes the lock again.
+                    session.conn = None;
+                }
+                result
+            }
         })
         .await
         .map_err(|e| WriteError::Stopped(e.to_string()))?
-        .map_err(WriteError::from)
     }
 
     /// The sequence the read model has applied (0: nothing yet).
     pub async fn checkpoint(&self) -> Result<u64, WriteError> {
-        self.with(|conn| applied(conn)).await
+        self.transaction(applied).await
     }
 
     /// Applies `commits` (in stream order, following the checkpoint `after`) and moves
@@ -150,20 +271,18 @@ impl Writer {
             return Ok(());
         };
         let moved = self
-            .with(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .transaction(move |conn| {
                 // Commits applied twice would be judged replays and hidden from the
                 // history: a second writer (a lock that did not hold, a projector
                 // whose last batch outlived its lock) must never apply them again.
-                let found = applied(&tx)?;
+                let found = applied(conn)?;
                 if found != after {
                     return Ok(Some(found));
                 }
-                for c in &commits {
-                    apply(&tx, c.seq, &c.subject, &c.payload, &key)?;
-                }
-                set_checkpoint(&tx, last)?;
-                tx.commit().map(|()| None)
+                apply_batch(conn, &commits, &key)?;
+                set_checkpoint(conn, last)?;
+                conn.announce(last)?;
+                Ok(None)
             })
             .await?;
         match moved {
@@ -177,15 +296,38 @@ impl Writer {
 
     /// Removes every row and the checkpoint, in one transaction.
     pub async fn clear(&self) -> Result<(), WriteError> {
-        self.with(|conn| {
-            let tx = conn.transaction()?;
+        self.transaction(|conn| {
             for table in TABLES {
-                tx.execute(&format!("DELETE FROM {table}"), [])?;
+                conn.execute_dynamic(&format!("DELETE FROM {table}"), &[])?;
             }
-            tx.commit()
+            Ok(())
         })
         .await
     }
+}
+
+/// [`Writer::transaction`] on PostgreSQL.
+fn postgres_transaction<T>(
+    session: &mut PgSession,
+    runtime: &Handle,
+    f: impl FnOnce(&mut dyn Sql) -> Result<T, ApplyError>,
+) -> Result<T, WriteError> {
+    session.connection(runtime)?;
+    let PgSession { conn, pending, .. } = session;
+    // What a failed batch left unsent is not this batch's.
+    pending.clear();
+    let conn = conn.as_mut().expect("connected above");
+    let mut tx = runtime.block_on(conn.begin())?;
+    runtime.block_on(sqlx::query("LOCK TABLE checkpoints IN EXCLUSIVE MODE").execute(&mut *tx))?;
+    let mut pg = Pg {
+        conn: &mut tx,
+        runtime,
+        pending,
+    };
+    let out = f(&mut pg)?;
+    pg.flush()?;
+    runtime.block_on(tx.commit())?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! cluster (the streams and the key bucket with three replicas), two command services,
 //! two projectors (one active, one standby) and two HTTP API replicas, each its own
 //! process (`keyledger serve …`) as in a real deployment, all sharing one data
-//! directory's keys and SQLite read model. Whatever dies is started again, as an
-//! orchestrator would; Ctrl-C stops all.
+//! directory's keys and one read model: a PostgreSQL server the cluster starts in a
+//! temporary directory (or, with `--read-model sqlite`, a SQLite file in the data
+//! directory). Whatever dies is started again, as an orchestrator would; Ctrl-C stops
+//! all.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,6 +41,23 @@ pub struct ClusterArgs {
     /// The nats-server binary; default: $KEYLEDGER_NATS_SERVER, then $PATH.
     #[arg(long)]
     nats_server_bin: Option<PathBuf>,
+    /// The read model: `postgres` (a PostgreSQL server the cluster starts in a
+    /// temporary directory, from Debian's `postgresql` package or $KEYLEDGER_PG_BIN;
+    /// the read model is rebuilt from the log at each start) or `sqlite` (a file in
+    /// the data directory).
+    #[arg(long, value_enum, default_value_t = ReadModelKind::Postgres)]
+    read_model: ReadModelKind,
+    /// The port that names PostgreSQL's socket (it listens on no TCP port); 0 picks a
+    /// free one.
+    #[arg(long, default_value_t = 0)]
+    postgres_port: u16,
+}
+
+/// Where the cluster keeps its read model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReadModelKind {
+    Postgres,
+    Sqlite,
 }
 
 /// Command services and API replicas the cluster runs.
@@ -102,6 +121,34 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let (database_url, read_model_line) = match args.read_model {
+        ReadModelKind::Postgres => {
+            let port = match args.postgres_port {
+                0 => free_port()?,
+                port => port,
+            };
+            let postgres = infra::postgres_server::ManagedPostgres::start(port)
+                .await
+                .context("starting PostgreSQL for the read model (or pass --read-model sqlite)")?;
+            let url = postgres.url();
+            let line = format!(
+                "  postgres    {url}  (pid {}; data in a temporary directory)",
+                postgres.pid().unwrap_or_default()
+            );
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                postgres
+                    .supervise(shutdown)
+                    .await
+                    .context("PostgreSQL is not started again")
+            });
+            (url, line)
+        }
+        ReadModelKind::Sqlite => {
+            let url = stack::default_database_url(&data);
+            (url.clone(), format!("  read model  {url}"))
+        }
+    };
     for (node, config) in nodes.into_iter().zip(configs) {
         let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let shutdown = shutdown.clone();
@@ -116,7 +163,13 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
     }
     let logs = data.join("logs");
     std::fs::create_dir_all(&logs)?;
-    for component in components(&data, &service_url, &callout_url, &http_ports) {
+    for component in components(
+        &data,
+        &service_url,
+        &callout_url,
+        &http_ports,
+        &database_url,
+    ) {
         let (logs, shutdown) = (logs.clone(), shutdown.clone());
         tasks.spawn(async move { keep_running(component, &logs, shutdown).await });
     }
@@ -144,7 +197,7 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
          {REPLICAS} projectors (one active, one standby), {REPLICAS} API replicas.\n\n{nodes}\n{apis}\
          \n  components  --nats-url {url}\
          \n              (the keyledger user's password is in {password}); logs in {logs}\
-         \n  read model  {db}\
+         \n{read_model_line}\
          \n\nA development token (user dev, project dev, role admin, valid 12 h):\
          \n  export KEYLEDGER_TOKEN={token}\
          \n\nA write through one API replica is read through the other with the sequence it \
@@ -154,7 +207,6 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         url = infra::nats::redact(&service_url),
         password = data.join(infra::server::SERVICE_PASSWORD_FILE).display(),
         logs = logs.display(),
-        db = stack::default_database_url(&data),
     ));
     run_until_stopped(tasks, shutdown).await;
     Ok(())
@@ -208,6 +260,7 @@ fn components(
     service_url: &str,
     callout_url: &str,
     http_ports: &[u16],
+    database_url: &str,
 ) -> Vec<Component> {
     let data = data.to_string_lossy();
     let serve = |name: String, component: &str, url: &str, extra: &[String]| Component {
@@ -219,14 +272,19 @@ fn components(
             .collect(),
         nats_url: url.to_owned(),
     };
+    // The read model's URL carries no password (the managed PostgreSQL trusts whoever
+    // reaches its socket, in a directory only this user can enter), so it may go on
+    // the command line.
+    let database = ["--database".to_owned(), database_url.to_owned()];
     let replicated = ["--replicas".to_owned(), NODES.to_string()];
+    let with_database = [&replicated[..], &database[..]].concat();
     let mut components = vec![serve("nats-auth".into(), "nats-auth", callout_url, &[])];
     for i in 1..=REPLICAS {
         components.push(serve(
             format!("commands-{i}"),
             "commands",
             service_url,
-            &replicated,
+            &with_database,
         ));
     }
     // One projector writes the read model; the other stands by on its lock and takes
@@ -236,11 +294,11 @@ fn components(
             format!("projector-{i}"),
             "projector",
             service_url,
-            &[],
+            &database,
         ));
     }
     for (i, port) in http_ports.iter().enumerate() {
-        let mut extra = replicated.to_vec();
+        let mut extra = with_database.clone();
         extra.extend(["--http-addr".to_owned(), format!("127.0.0.1:{port}")]);
         components.push(serve(format!("api-{}", i + 1), "api", service_url, &extra));
     }

@@ -78,7 +78,8 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
     }
     let seq = outcome?;
     println!(
-        "rebuilt {url} from sequence 1 to {seq} in {:.1} s",
+        "rebuilt {} from sequence 1 to {seq} in {:.1} s",
+        projections::db::without_password(&url),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -125,7 +125,8 @@ pub struct NatsUrlArgs {
 pub struct DatabaseArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
-    /// Read model URL; default sqlite://<data-dir>/readmodel.sqlite.
+    /// Read model URL: sqlite://<path> or postgres://<user>@<host>:<port>/<database>;
+    /// default sqlite://<data-dir>/readmodel.sqlite.
     #[arg(long, env = "KEYLEDGER_DATABASE_URL")]
     pub database: Option<String>,
 }

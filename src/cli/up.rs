@@ -90,6 +90,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             stream: args.log.stream.clone(),
             ..Default::default()
         },
+        database_url: None,
         clock: clock.clone(),
         identity,
     })

@@ -23,8 +23,9 @@ use infra::identity::Verifier;
 use infra::keystore::KeyStore;
 use infra::log::{LogSettings, ensure_key_bucket};
 use infra::nats_auth::{AuthCallout, CalloutIssuer};
+use projections::db::{Pool, Target};
 use projections::projector::{Projector, ProjectorConfig};
-use projections::read::{PayloadCache, ReadModel, poll_checkpoint};
+use projections::read::{PayloadCache, ReadModel, listen_checkpoint, poll_checkpoint};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -186,6 +187,7 @@ pub async fn start_projector(
     commit_key: CommitKey,
     shutdown: CancellationToken,
 ) -> Result<(Applied, Task)> {
+    // On PostgreSQL the writer's session holds the lock (an advisory lock).
     let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
     let writer =
         projections::db::open_writer(database_url, projections::writer::WRITER_CACHE_KIB).await?;
@@ -199,7 +201,8 @@ pub async fn start_projector(
 /// run two for a hot standby). It checks the URL and connects to NATS first, so a
 /// standby that could not take over fails now, not when it is needed; it opens (and
 /// migrates) the read model only once it holds the lock, never under a running
-/// projector.
+/// projector. The lock is a file lock beside a SQLite read model, and an advisory lock
+/// that PostgreSQL grants the standby's waiting session.
 pub fn start_projector_or_stand_by(
     nats_url: &str,
     database_url: &str,
@@ -209,15 +212,29 @@ pub fn start_projector_or_stand_by(
 ) -> Task {
     let (nats_url, database_url) = (nats_url.to_owned(), database_url.to_owned());
     tokio::spawn(async move {
-        let db = projections::db::writer_path(&database_url)?;
+        let target = projections::db::target(&database_url)?;
         let client = infra::nats::connect(&nats_url, "keyledger-projector").await?;
-        let lock = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            lock = projections::projector::lock_when_free(Some(&db)) => lock?,
-        };
-        let writer =
-            projections::db::open_writer(&database_url, projections::writer::WRITER_CACHE_KIB)
+        let (lock, writer) = match target {
+            Target::Sqlite(db) => {
+                let lock = tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    lock = projections::projector::lock_when_free(Some(&db)) => lock?,
+                };
+                let writer = projections::db::open_writer(
+                    &database_url,
+                    projections::writer::WRITER_CACHE_KIB,
+                )
                 .await?;
+                (lock, writer)
+            }
+            Target::Postgres(options) => {
+                let writer = tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    writer = projections::db::open_postgres_writer_when_free(&database_url, *options) => writer?,
+                };
+                (None, writer)
+            }
+        };
         let js = async_nats::jetstream::new(client);
         let (_, task) = run_projector(lock, writer, js, config, commit_key, shutdown).await?;
         task.await?
@@ -275,9 +292,15 @@ pub async fn start_api(
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Task)> {
     let pool = projections::db::open(database_url, 16).await?;
-    let read = match applied {
-        Some(Applied { seq, cache }) => ReadModel::new(pool, seq).with_cache(cache),
-        None => {
+    let read = match (applied, &pool) {
+        (Some(Applied { seq, cache }), _) => ReadModel::new(pool, seq).with_cache(cache),
+        // The projector NOTIFYs each checkpoint it commits; the resync covers a
+        // notification lost with a connection.
+        (None, Pool::Postgres(pg)) => {
+            let seq = listen_checkpoint(pg.clone(), Duration::from_secs(1), shutdown.clone());
+            ReadModel::new(pool, seq)
+        }
+        (None, Pool::Sqlite(_)) => {
             let seq = poll_checkpoint(pool.clone(), Duration::from_millis(20), shutdown.clone());
             ReadModel::new(pool, seq)
         }

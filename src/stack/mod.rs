@@ -59,6 +59,9 @@ pub struct StackConfig {
     pub checkpoints: Option<CheckpointSettings>,
     /// The projector.
     pub projector: ProjectorConfig,
+    /// The read model's URL (`sqlite://…` or `postgres://…`); `None`: the SQLite file
+    /// in the data directory.
+    pub database_url: Option<String>,
     /// The clock.
     pub clock: Clock,
     /// Which tokens are accepted.
@@ -157,7 +160,10 @@ impl Stack {
             .unwrap_or_else(|| default_checkpoints(&data_dir, &config.log.stream));
         let checkpoint_public_key =
             commands::log::checkpoints::load_signer(&checkpoints)?.public_key();
-        let database_url = default_database_url(&data_dir);
+        let database_url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| default_database_url(&data_dir));
         if config.commands {
             tasks.extend(
                 start_commands(

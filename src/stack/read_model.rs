@@ -9,7 +9,7 @@ use domain::secret::version::Lifecycle;
 use domain::timestamp::Timestamp;
 
 /// The scheduler's view of the read model.
-pub(super) struct ReadModelDue(pub(super) sqlx::SqlitePool);
+pub(super) struct ReadModelDue(pub(super) projections::db::Pool);
 
 impl DueSource for ReadModelDue {
     async fn due(
@@ -29,7 +29,7 @@ impl DueSource for ReadModelDue {
 }
 
 /// The order worker's view of the read model: the orders still pending.
-pub(super) struct ReadModelPending(pub(super) sqlx::SqlitePool);
+pub(super) struct ReadModelPending(pub(super) projections::db::Pool);
 
 impl PendingOrders for ReadModelPending {
     async fn pending(&self, limit: u32) -> Result<Vec<(ProjectId, OrderId)>, SourceError> {

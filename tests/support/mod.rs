@@ -92,6 +92,7 @@ pub fn config(dir: &TempDir) -> StackConfig {
             ..keyledger::stack::default_checkpoints(dir.path(), &LogSettings::default().stream)
         }),
         projector: ProjectorConfig::default(),
+        database_url: None,
         clock: clock::system(),
         identity: Default::default(),
     }

@@ -1,17 +1,17 @@
 //! Folds a container's commit into the SQL rows of the read model.
 
+use super::sql::{ApplyError, Sql, params};
 use domain::commit::Commit;
 use domain::container::{ContainerEvent, SecretRef};
-use rusqlite::{Connection, params};
 
 use super::{AclTables, run, run_each, set_acl, to_i64};
 
 /// Applies a container's commit stored at `seq`.
 pub(super) fn apply(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     seq: u64,
     commit: &Commit<ContainerEvent>,
-) -> rusqlite::Result<()> {
+) -> Result<(), ApplyError> {
     let project = commit.body.aggregate.project.as_str();
     let id = commit.body.aggregate.id.as_str();
     let at = commit.body.at;
@@ -49,8 +49,8 @@ pub(super) fn apply(
             )?,
             ContainerEvent::ConsumerRegistered(e) => run(
                 conn,
-                "INSERT OR IGNORE INTO container_consumers (project, container_id, name, url, \
-                 created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO container_consumers (project, container_id, name, url, \
+                 created) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                 params![project, id, e.name, e.url, at.to_rfc3339()],
             )?,
             ContainerEvent::ConsumerRemoved(e) => run(
@@ -86,12 +86,12 @@ pub(super) fn apply(
     )
 }
 
-fn add_ref(conn: &Connection, project: &str, id: &str, r: &SecretRef) -> rusqlite::Result<()> {
+fn add_ref(conn: &mut dyn Sql, project: &str, id: &str, r: &SecretRef) -> Result<(), ApplyError> {
     run(
         conn,
-        "INSERT OR IGNORE INTO container_secrets (project, container_id, position, name, \
+        "INSERT INTO container_secrets (project, container_id, position, name, \
          secret_project, secret_id) VALUES (?1, ?2, (SELECT COUNT(*) FROM container_secrets \
-         WHERE project = ?1 AND container_id = ?2), ?3, ?4, ?5)",
+         WHERE project = ?1 AND container_id = ?2), ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         params![
             project,
             id,

@@ -1,17 +1,17 @@
 //! Folds an order's commit into the SQL rows of the read model.
 
+use super::sql::{ApplyError, Sql, params};
 use domain::commit::Commit;
 use domain::order::{OrderEvent, OrderStatus};
-use rusqlite::{Connection, params};
 
 use super::{json, run, to_i64};
 
 /// Applies an order's commit stored at `seq`.
 pub(super) fn apply(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     seq: u64,
     commit: &Commit<OrderEvent>,
-) -> rusqlite::Result<()> {
+) -> Result<(), ApplyError> {
     let project = commit.body.aggregate.project.as_str();
     let id = commit.body.aggregate.id.as_str();
     let at = commit.body.at;

@@ -1,19 +1,19 @@
 //! Folds a secret's commit into the SQL rows of the read model.
 
+use super::sql::{ApplyError, Sql, params};
 use domain::commit::Commit;
 use domain::ids::SecretId;
 use domain::secret::SecretEvent;
 use domain::secret::reference::reference;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{AclTables, json, run, run_each, set_acl, to_i64};
 
 /// Applies a secret's commit stored at `seq`.
 pub(super) fn apply(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     seq: u64,
     commit: &Commit<SecretEvent>,
-) -> rusqlite::Result<()> {
+) -> Result<(), ApplyError> {
     let project_id = &commit.body.aggregate.project;
     let project = project_id.as_str();
     let id = commit.body.aggregate.id.as_str();
@@ -63,9 +63,13 @@ pub(super) fn apply(
                 let version = p.version_id.to_string();
                 run(
                     conn,
-                    "INSERT OR REPLACE INTO secret_payloads (project, secret_id, version_id, \
-                     key_id, content_type, nonce, ciphertext, created, created_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO secret_payloads (project, secret_id, version_id, key_id, \
+                     content_type, nonce, ciphertext, created, created_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT (project, secret_id, version_id) DO UPDATE SET \
+                     key_id = excluded.key_id, content_type = excluded.content_type, \
+                     nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
+                     created = excluded.created, created_ms = excluded.created_ms",
                     params![
                         project,
                         id,
@@ -121,11 +125,14 @@ pub(super) fn apply(
                 params![project, id, e.key.as_str()],
             )?,
             SecretEvent::TagsSet(_) | SecretEvent::TagsRemoved(_) => {
-                let tags: Option<String> = conn
-                    .prepare_cached("SELECT tags FROM secrets WHERE project = ?1 AND id = ?2")?
-                    .query_row(params![project, id], |r| r.get(0))
-                    .optional()?
-                    .flatten();
+                let row = conn.query_row(
+                    "SELECT tags FROM secrets WHERE project = ?1 AND id = ?2",
+                    params![project, id],
+                )?;
+                let tags = row
+                    .as_deref()
+                    .and_then(|r| r.first())
+                    .and_then(|v| v.text().map(str::to_owned));
                 let mut tags: std::collections::BTreeMap<String, String> = tags
                     .and_then(|t| serde_json::from_str(&t).ok())
                     .unwrap_or_default();
@@ -150,8 +157,9 @@ pub(super) fn apply(
                 let c = &e.consumer;
                 run(
                     conn,
-                    "INSERT OR IGNORE INTO secret_consumers (project, secret_id, service, \
-                     resource_type, resource_id, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO secret_consumers (project, secret_id, service, \
+                     resource_type, resource_id, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT DO NOTHING",
                     params![
                         project,
                         id,
@@ -240,12 +248,12 @@ pub(super) fn apply(
 
 /// Puts `stage` on `version`, or (`None`) on no version.
 fn set_stage(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     project: &str,
     id: &str,
     stage: &str,
     version: Option<&str>,
-) -> rusqlite::Result<()> {
+) -> Result<(), ApplyError> {
     match version {
         Some(v) => run(
             conn,
@@ -274,12 +282,12 @@ fn set_stage(
 }
 
 fn upsert_metadatum(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     project: &str,
     id: &str,
     key: &str,
     value: &str,
-) -> rusqlite::Result<()> {
+) -> Result<(), ApplyError> {
     run(
         conn,
         "INSERT INTO secret_metadata (project, secret_id, key, value) VALUES (?1, ?2, ?3, ?4) \

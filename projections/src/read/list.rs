@@ -4,11 +4,8 @@
 use crate::read::ReadError;
 use domain::ids::{ProjectId, UserId};
 use domain::timestamp::Timestamp;
-use futures::TryStreamExt;
-use sqlx::{QueryBuilder, Sqlite};
 
-use super::checkpoint;
-use super::{ReadModel, SECRET_COLUMNS, SecretRow, Snapshot, secret_row};
+use super::{ReadModel, SecretRow, Snapshot, on_pool};
 
 /// Which secrets a listing considers, before the policy filters each row.
 #[derive(Debug, Clone)]
@@ -45,7 +42,7 @@ pub enum Compare {
 }
 
 impl Compare {
-    fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             Self::Gt => " > ",
             Self::Gte => " >= ",
@@ -68,7 +65,7 @@ pub enum TimeColumn {
 }
 
 impl TimeColumn {
-    fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             Self::Created => "s.created_ms",
             Self::Updated => "s.updated_ms",
@@ -99,7 +96,7 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             Self::Created => "s.created_ms",
             Self::Updated => "s.updated_ms",
@@ -157,91 +154,10 @@ impl ReadModel {
         now: Timestamp,
         keep: impl Fn(&SecretRow) -> bool,
     ) -> Result<Snapshot<Page>, ReadError> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {SECRET_COLUMNS} "));
-        match scope {
-            ListScope::Project {
-                project,
-                user,
-                admin,
-            } => {
-                q.push("FROM secrets s WHERE s.project = ")
-                    .push_bind(project.as_str().to_owned());
-                if !admin {
-                    q.push(" AND (s.project_access = 1 OR s.creator = ")
-                        .push_bind(user.as_str().to_owned())
-                        .push(
-                            " OR EXISTS (SELECT 1 FROM secret_acl_users u WHERE \
-                             u.project = s.project AND u.secret_id = s.id AND u.user_id = ",
-                        )
-                        .push_bind(user.as_str().to_owned())
-                        .push("))");
-                }
-            }
-            ListScope::SharedWith(user) => {
-                q.push(
-                    "FROM secret_acl_users u JOIN secrets s ON s.project = u.project \
-                     AND s.id = u.secret_id WHERE u.user_id = ",
-                )
-                .push_bind(user.as_str().to_owned());
-            }
-        }
-        q.push(" AND s.status = 'active' AND (s.expiration_ms IS NULL OR s.expiration_ms > ")
-            .push_bind(now.unix_millis())
-            .push(")");
-        let exact = [
-            ("s.name", filter.name.clone()),
-            ("s.secret_type", filter.secret_type.clone()),
-            ("s.algorithm", filter.algorithm.clone()),
-            ("s.mode", filter.mode.clone()),
-        ];
-        for (column, value) in exact {
-            if let Some(value) = value {
-                q.push(format!(" AND {column} = ")).push_bind(value);
-            }
-        }
-        if let Some(bits) = filter.bit_length {
-            q.push(" AND s.bit_length = ").push_bind(bits);
-        }
-        for (column, op, ms) in &filter.times {
-            q.push(format!(" AND {}{}", column.sql(), op.sql()))
-                .push_bind(*ms);
-        }
-        q.push(" ORDER BY ");
-        for (key, desc) in &filter.sort {
-            q.push(format!(
-                "{} {}, ",
-                key.sql(),
-                if *desc { "DESC" } else { "ASC" }
-            ));
-        }
-        q.push("s.created_ms, s.id");
-        let mut rows = q.build().fetch(&mut *tx);
-        let (first, end) = (
-            u64::from(filter.offset),
-            u64::from(filter.offset) + u64::from(filter.limit),
-        );
-        let mut page = Vec::new();
-        let mut total = 0u64;
-        while let Some(r) = rows.try_next().await? {
-            let row = secret_row(&r)?;
-            if !keep(&row) {
-                continue;
-            }
-            if (first..end).contains(&total) {
-                page.push(row);
-            }
-            total += 1;
-        }
-        drop(rows);
-        tx.commit().await?;
-        Ok(Snapshot {
-            value: Page {
-                secrets: page,
-                total,
-            },
-            seq,
-        })
+        let (value, seq) = on_pool!(
+            &self.pool,
+            list_secrets(scope, filter, now.unix_millis(), keep)
+        )?;
+        Ok(Snapshot { value, seq })
     }
 }

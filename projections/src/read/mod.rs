@@ -1,22 +1,24 @@
-//! Reads of the secrets read model. Each read runs in one SQLite read transaction that
-//! also reads the checkpoint, so the sequence a response reports is exactly the state
-//! it shows. Lookups are by primary key or index and never touch the stream. A
-//! listing walks the project's rows that the caller could possibly read (an indexed
-//! range), because the read policy decides row by row.
+//! Reads of the secrets read model. Each read runs in one read transaction that also
+//! reads the checkpoint, so the sequence a response reports is exactly the state it
+//! shows. Lookups are by primary key or index and never touch the stream. A listing
+//! walks the project's rows that the caller could possibly read (an indexed range),
+//! because the read policy decides row by row.
+//!
+//! The SQL lives in `sql/`, compiled once per dialect (SQLite and PostgreSQL), so each
+//! runs on its own sqlx driver with no translation layer between; [`ReadModel`] picks
+//! the one its pool speaks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use domain::ids::{KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
 use domain::secret::acl::Acl;
 use domain::secret::payload::ContentType;
 use domain::timestamp::Timestamp;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use error::bad_column;
+use crate::db::Pool;
 
 mod cache;
 mod containers;
@@ -25,22 +27,79 @@ mod error;
 mod list;
 mod orders;
 
+/// The SQL dialect a copy of `sql/` is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// One copy of the queries in `sql/` for a sqlx driver. Both copies come from the same
+/// files (hence `duplicate_mod`): the queries are written once, with `$N` parameters,
+/// which both drivers accept, and the few fragments that differ match on `DIALECT`.
+macro_rules! dialect {
+    ($name:ident, $db:ty, $dialect:expr) => {
+        #[allow(clippy::duplicate_mod)]
+        #[path = "sql"]
+        pub(crate) mod $name {
+            pub(crate) type Db = $db;
+            pub(crate) type Conn = <Db as sqlx::Database>::Connection;
+            pub(crate) type DbRow = <Db as sqlx::Database>::Row;
+            pub(crate) use super::Dialect;
+            pub(crate) const DIALECT: Dialect = $dialect;
+
+            /// The queries, on a pool of this driver.
+            pub(crate) struct Reads<'p>(pub(crate) &'p sqlx::Pool<Db>);
+
+            /// A read transaction that sees one snapshot: SQLite's always does;
+            /// PostgreSQL's default (READ COMMITTED) takes one per statement, and the
+            /// checkpoint a response reports, or an ACL checked before the rows read
+            /// after it, would then be of another moment than those rows.
+            pub(crate) async fn begin(
+                pool: &sqlx::Pool<Db>,
+            ) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
+                match DIALECT {
+                    Dialect::Sqlite => pool.begin().await,
+                    Dialect::Postgres => {
+                        pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                            .await
+                    }
+                }
+            }
+
+            mod containers;
+            pub(crate) mod due;
+            mod list;
+            mod orders;
+            pub(crate) mod secrets;
+        }
+    };
+}
+
+dialect!(sqlite, sqlx::Sqlite, Dialect::Sqlite);
+dialect!(postgres, sqlx::Postgres, Dialect::Postgres);
+
+/// Runs the query method `$method` of whichever dialect `$pool` speaks.
+macro_rules! on_pool {
+    ($pool:expr, $method:ident($($arg:expr),* $(,)?)) => {
+        match $pool {
+            $crate::db::Pool::Sqlite(pool) => {
+                $crate::read::sqlite::Reads(pool).$method($($arg),*).await
+            }
+            $crate::db::Pool::Postgres(pool) => {
+                $crate::read::postgres::Reads(pool).$method($($arg),*).await
+            }
+        }
+    };
+}
+pub(crate) use on_pool;
+
 pub use cache::{Entry, PayloadCache};
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::due;
 pub use error::ReadError;
 pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
 pub use orders::{OrderPage, OrderRow, pending_orders};
-
-/// The sequence the projection has applied (0: nothing yet), read in the caller's
-/// transaction so it matches the rows read beside it.
-pub(crate) async fn checkpoint(conn: &mut sqlx::SqliteConnection) -> Result<u64, sqlx::Error> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM checkpoints WHERE projection = ?")
-        .bind(crate::apply::PROJECTION)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
-}
 
 /// A secret's metadata as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,26 +170,6 @@ pub struct VersionPage {
     pub total: u64,
 }
 
-/// The columns of a [`VersionRow`], from `secret_payloads p`.
-const VERSION_COLUMNS: &str = "p.version_id, p.content_type, p.created, \
-    (SELECT group_concat(g.stage, ',') FROM (SELECT stage FROM secret_stages g \
-     WHERE g.project = p.project AND g.secret_id = p.secret_id \
-     AND g.version_id = p.version_id ORDER BY stage) g) AS stages";
-
-fn version_row(r: &sqlx::sqlite::SqliteRow) -> Result<VersionRow, sqlx::Error> {
-    let stages: Option<String> = r.try_get("stages")?;
-    Ok(VersionRow {
-        version_id: r.try_get("version_id")?,
-        content_type: r.try_get("content_type")?,
-        created: r.try_get("created")?,
-        stages: stages
-            .iter()
-            .flat_map(|s| s.split(','))
-            .map(str::to_owned)
-            .collect(),
-    })
-}
-
 /// Which version a read asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionSelector<'a> {
@@ -196,16 +235,6 @@ pub struct Lagging {
     pub applied: u64,
 }
 
-pub(crate) const SECRET_COLUMNS: &str = "s.project, s.id, s.name, s.secret_type, s.algorithm, s.bit_length, \
-                              s.mode, s.expiration, s.creator, s.created, s.updated, \
-                              s.content_type, s.version, s.acl, s.expiration_ms, \
-                              s.owning_service, s.reference, s.purge_at, s.tags, \
-                              s.version_count, s.status, s.purge_at_ms, s.acl_created, \
-                              s.acl_updated, \
-                              (SELECT json_group_array(json_array(c.service, c.resource_type, \
-                               c.resource_id, c.created)) FROM secret_consumers c \
-                               WHERE c.project = s.project AND c.secret_id = s.id) AS consumers";
-
 /// When an ACL was set and last changed (RFC 3339); none for the default ACL that
 /// was never set, or was reset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,114 +258,33 @@ pub struct SecretConsumerRow {
     pub created: String,
 }
 
-/// The ACL times of a row's `acl_created` and `acl_updated` columns.
-pub(crate) fn acl_times_of(r: &SqliteRow) -> Result<Option<AclTimes>, sqlx::Error> {
-    let created: Option<String> = r.try_get("acl_created")?;
-    let updated: Option<String> = r.try_get("acl_updated")?;
-    Ok(created.map(|created| AclTimes {
-        updated: updated.unwrap_or_else(|| created.clone()),
-        created,
-    }))
-}
-
-fn consumers_of(r: &SqliteRow) -> Result<Vec<SecretConsumerRow>, sqlx::Error> {
-    let text: Option<String> = r.try_get("consumers")?;
-    let mut rows: Vec<(String, String, String, String)> =
-        serde_json::from_str(text.as_deref().unwrap_or("[]"))
-            .map_err(|e| bad_column("consumers", e))?;
-    rows.sort();
-    Ok(rows
-        .into_iter()
-        .map(
-            |(service, resource_type, resource_id, created)| SecretConsumerRow {
-                service,
-                resource_type,
-                resource_id,
-                created,
-            },
-        )
-        .collect())
-}
-
-/// The ACL in a row's `acl` column (NULL: the default).
-pub(crate) fn acl_of(r: &SqliteRow) -> Result<Acl, sqlx::Error> {
-    let acl: Option<String> = r.try_get("acl")?;
-    match acl {
-        None => Ok(Acl::default()),
-        // A row whose ACL does not parse is refused rather than read as the default,
-        // which could widen access.
-        Some(json) => serde_json::from_str(&json).map_err(|e| bad_column("acl", e)),
-    }
-}
-
-/// A text column parsed into the domain type the projector wrote it from; one that
-/// does not parse is a corrupt row, never a default.
-pub(crate) fn parsed<T, E>(
-    r: &SqliteRow,
-    column: &str,
-    parse: impl FnOnce(&str) -> Result<T, E>,
-) -> Result<T, sqlx::Error>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = r.try_get(column)?;
-    parse(&text).map_err(|e| bad_column(column, e))
-}
-
-/// [`parsed`] for a nullable column.
-pub(crate) fn parsed_opt<T, E>(
-    r: &SqliteRow,
-    column: &str,
-    parse: impl FnOnce(&str) -> Result<T, E>,
-) -> Result<Option<T>, sqlx::Error>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let text: Option<String> = r.try_get(column)?;
-    text.map(|t| parse(&t).map_err(|e| bad_column(column, e)))
-        .transpose()
-}
-
-pub(crate) fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
-    let acl = acl_of(r)?;
-    Ok(SecretRow {
-        project: parsed(r, "project", ProjectId::parse)?,
-        id: parsed(r, "id", SecretId::parse)?,
-        name: r.try_get("name")?,
-        secret_type: r.try_get("secret_type")?,
-        algorithm: r.try_get("algorithm")?,
-        bit_length: r.try_get("bit_length")?,
-        mode: r.try_get("mode")?,
-        expiration: r.try_get("expiration")?,
-        creator: parsed(r, "creator", UserId::parse)?,
-        created: r.try_get("created")?,
-        updated: r.try_get("updated")?,
-        content_type: parsed_opt(r, "content_type", ContentType::parse)?,
-        version: r.try_get("version")?,
-        acl,
-        owning_service: parsed_opt(r, "owning_service", ServiceName::parse)?,
-        reference: r.try_get("reference")?,
-        purge_at: r.try_get("purge_at")?,
-        tags: serde_json::from_str(&r.try_get::<String, _>("tags")?)
-            .map_err(|e| bad_column("tags", e))?,
-        version_count: r.try_get("version_count")?,
-        acl_set: acl_times_of(r)?,
-        consumers: consumers_of(r)?,
-    })
-}
-
 /// Queries of the secrets read model.
 #[derive(Debug, Clone)]
 pub struct ReadModel {
-    pool: SqlitePool,
+    pool: Pool,
     applied: watch::Receiver<u64>,
     cache: Option<PayloadCache>,
 }
 
+/// A secret's row as [`visible`] at `now`, with what was read beside it if it is.
+fn judged<T>(found: Option<(Found, Option<T>)>, now: Timestamp) -> Lookup<(SecretRow, T)> {
+    match found {
+        None => Lookup::Missing,
+        Some((row, details)) => match (visible(Some(row), now), details) {
+            (Lookup::Found(secret), Some(details)) => Lookup::Found((secret, details)),
+            (other, _) => other.map_never(),
+        },
+    }
+}
+
+/// A secret's row with its expiry (Unix milliseconds) and status, which decide
+/// whether it is visible.
+pub(crate) type Found = (SecretRow, Option<i64>, String);
+
 impl ReadModel {
     /// Reads from `pool`; `applied` follows the projector's checkpoint (from a projector
-    /// in this process, or from [`poll_checkpoint`]).
-    pub fn new(pool: SqlitePool, applied: watch::Receiver<u64>) -> Self {
+    /// in this process, from [`poll_checkpoint`], or from [`listen_checkpoint`]).
+    pub fn new(pool: Pool, applied: watch::Receiver<u64>) -> Self {
         Self {
             pool,
             applied,
@@ -372,21 +320,8 @@ impl ReadModel {
 
     /// The sequences between `from` and `to` (inclusive) the projector skipped: foreign
     /// messages, replayed copies, commits it could not read.
-    pub async fn skipped_between(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<std::collections::BTreeSet<u64>, ReadError> {
-        let rows: Vec<i64> =
-            sqlx::query_scalar("SELECT seq FROM skipped_commits WHERE seq BETWEEN ? AND ?")
-                .bind(i64::try_from(from).unwrap_or(i64::MAX))
-                .bind(i64::try_from(to).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|s| u64::try_from(s).ok())
-            .collect())
+    pub async fn skipped_between(&self, from: u64, to: u64) -> Result<BTreeSet<u64>, ReadError> {
+        Ok(on_pool!(&self.pool, skipped_between(from, to))?)
     }
 
     /// One secret's metadata. Expired secrets are not found from the instant they
@@ -396,34 +331,11 @@ impl ReadModel {
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<SecretRow>>, ReadError> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let row = fetch_secret(&mut tx, id).await?;
-        tx.commit().await?;
+        let (row, seq) = on_pool!(&self.pool, secret(id))?;
         Ok(Snapshot {
             value: visible(row, now),
             seq,
         })
-    }
-
-    /// A secret, with `details` read in the same transaction when it is found.
-    async fn with_secret<T>(
-        &self,
-        id: SecretId,
-        now: Timestamp,
-        details: impl AsyncFnOnce(&mut sqlx::SqliteConnection, &SecretRow) -> Result<T, sqlx::Error>,
-    ) -> Result<Snapshot<Lookup<(SecretRow, T)>>, ReadError> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let found = match visible(fetch_secret(&mut tx, id).await?, now) {
-            Lookup::Found(secret) => {
-                let more = details(&mut tx, &secret).await?;
-                Lookup::Found((secret, more))
-            }
-            other => other.map_never(),
-        };
-        tx.commit().await?;
-        Ok(Snapshot { value: found, seq })
     }
 
     /// A secret with the sealed payload of its current version (`None` inside when it
@@ -447,7 +359,7 @@ impl ReadModel {
                 seq: applied,
             });
         }
-        let (found, seq) = self.fetch_version(id, current).await?;
+        let (found, seq) = on_pool!(&self.pool, version(id, current))?;
         let Some(entry) = found else {
             return Ok(Snapshot {
                 value: Lookup::Missing,
@@ -469,7 +381,7 @@ impl ReadModel {
         which: VersionSelector<'_>,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
-        let (found, seq) = self.fetch_version(id, which).await?;
+        let (found, seq) = on_pool!(&self.pool, version(id, which))?;
         let value = match found {
             Some(entry) => with_payload(entry, now),
             None => Lookup::Missing,
@@ -477,96 +389,19 @@ impl ReadModel {
         Ok(Snapshot { value, seq })
     }
 
-    /// A secret's row with the sealed payload of one version, and the sequence they
-    /// reflect.
-    ///
-    /// The hot path of every payload read, so it is one statement: the checkpoint,
-    /// the secret's row and the payload's, read in SQLite's one implicit snapshot
-    /// (each further statement is a round trip to the connection's thread).
-    async fn fetch_version(
-        &self,
-        id: SecretId,
-        which: VersionSelector<'_>,
-    ) -> Result<(Option<Entry>, u64), ReadError> {
-        let (condition, value) = match which {
-            VersionSelector::Id(v) => ("p.version_id = ?3", v),
-            VersionSelector::Stage(s) => (
-                "p.version_id = (SELECT g.version_id FROM secret_stages g WHERE \
-                 g.project = s.project AND g.secret_id = s.id AND g.stage = ?3)",
-                s,
-            ),
-        };
-        let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SECRET_COLUMNS}, \
-             (SELECT c.seq FROM checkpoints c WHERE c.projection = ?1) AS applied_seq, \
-             p.version_id AS p_version_id, p.key_id AS p_key_id, \
-             p.content_type AS p_content_type, p.nonce AS p_nonce, \
-             p.ciphertext AS p_ciphertext \
-             FROM secrets s LEFT JOIN secret_payloads p ON p.project = s.project \
-             AND p.secret_id = s.id AND {condition} WHERE s.id = ?2"
-        )))
-        .bind(crate::apply::PROJECTION)
-        .bind(id.to_string())
-        .bind(value)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(r) = row else {
-            return Ok((None, checkpoint(&mut conn).await?));
-        };
-        let seq: Option<i64> = r.try_get("applied_seq")?;
-        let seq = seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-        let version: Option<String> = r.try_get("p_version_id")?;
-        let payload = match version {
-            None => None,
-            Some(_) => Some(PayloadRow {
-                version_id: parsed(&r, "p_version_id", VersionId::parse)?,
-                key_id: parsed(&r, "p_key_id", KeyId::parse)?,
-                content_type: parsed(&r, "p_content_type", ContentType::parse)?,
-                nonce: r.try_get("p_nonce")?,
-                ciphertext: r.try_get("p_ciphertext")?,
-            }),
-        };
-        let entry = Entry {
-            row: secret_row(&r)?,
-            expiration_ms: r.try_get("expiration_ms")?,
-            status: r.try_get("status")?,
-            payload,
-        };
-        Ok((Some(entry), seq))
-    }
-
     /// A secret with one page of its versions, oldest first, and how many it has.
     pub async fn list_versions(
         &self,
         id: SecretId,
         now: Timestamp,
-        (limit, offset): (u32, u32),
+        page: (u32, u32),
     ) -> Result<Snapshot<Lookup<(SecretRow, VersionPage)>>, ReadError> {
-        self.with_secret(id, now, async |conn, secret| {
-            let total: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM secret_payloads WHERE project = ? AND secret_id = ?",
-            )
-            .bind(secret.project.as_str())
-            .bind(id.to_string())
-            .fetch_one(&mut *conn)
-            .await?;
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {VERSION_COLUMNS} FROM secret_payloads p WHERE p.project = ? AND \
-                 p.secret_id = ? ORDER BY p.created_ms, p.version_id LIMIT ? OFFSET ?"
-            )))
-            .bind(secret.project.as_str())
-            .bind(id.to_string())
-            .bind(i64::from(limit))
-            .bind(i64::from(offset))
-            .fetch_all(&mut *conn)
-            .await?;
-            Ok(VersionPage {
-                versions: rows.iter().map(version_row).collect::<Result<_, _>>()?,
-                total: u64::try_from(total).unwrap_or_default(),
-            })
+        let shown = |row: &Found| is_visible(row, now);
+        let (found, seq) = on_pool!(&self.pool, versions(id, shown, page))?;
+        Ok(Snapshot {
+            value: judged(found, now),
+            seq,
         })
-        .await
     }
 
     /// A secret with one of its versions, by id or by stage (`None` inside when
@@ -577,29 +412,12 @@ impl ReadModel {
         which: VersionSelector<'_>,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<VersionRow>)>>, ReadError> {
-        self.with_secret(id, now, async |conn, secret| {
-            let (condition, value) = match which {
-                VersionSelector::Id(v) => ("p.version_id = ?3", v),
-                VersionSelector::Stage(s) => (
-                    "p.version_id = (SELECT g.version_id FROM secret_stages g WHERE \
-                         g.project = ?1 AND g.secret_id = ?2 AND g.stage = ?3)",
-                    s,
-                ),
-            };
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {VERSION_COLUMNS} FROM secret_payloads p WHERE p.project = ?1 AND \
-                 p.secret_id = ?2 AND {condition}"
-            )))
-            .bind(secret.project.as_str())
-            .bind(id.to_string())
-            .bind(value)
-            .fetch_optional(conn)
-            .await?
-            .as_ref()
-            .map(version_row)
-            .transpose()
+        let shown = |row: &Found| is_visible(row, now);
+        let (found, seq) = on_pool!(&self.pool, find_version(id, shown, which))?;
+        Ok(Snapshot {
+            value: judged(found, now),
+            seq,
         })
-        .await
     }
 
     /// A secret with its metadata.
@@ -608,19 +426,12 @@ impl ReadModel {
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, BTreeMap<String, String>)>>, ReadError> {
-        self.with_secret(id, now, async |conn, secret| {
-            Ok(sqlx::query_as::<_, (String, String)>(
-                "SELECT key, value FROM secret_metadata WHERE project = ? AND secret_id = ? \
-                 ORDER BY key",
-            )
-            .bind(secret.project.as_str())
-            .bind(id.to_string())
-            .fetch_all(conn)
-            .await?
-            .into_iter()
-            .collect())
+        let shown = |row: &Found| is_visible(row, now);
+        let (found, seq) = on_pool!(&self.pool, metadata(id, shown))?;
+        Ok(Snapshot {
+            value: judged(found, now),
+            seq,
         })
-        .await
     }
 
     /// The live secrets of `project` named `name`: exact matches of the name only,
@@ -631,37 +442,13 @@ impl ReadModel {
         name: &str,
         now: Timestamp,
     ) -> Result<Vec<Candidate>, ReadError> {
-        sqlx::query_as::<_, (String, String)>(
-            "SELECT s.id, s.reference FROM secrets s WHERE s.project = ? AND s.name = ? \
-             AND s.status = 'active' AND (s.expiration_ms IS NULL OR s.expiration_ms > ?) \
-             ORDER BY s.created_ms, s.id",
-        )
-        .bind(project.as_str())
-        .bind(name)
-        .bind(now.unix_millis())
-        .fetch_all(&self.pool)
-        .await
-        .map(candidates)
-        .map_err(ReadError::from)
+        Ok(on_pool!(&self.pool, by_name(project, name, now))?)
     }
 
     /// The secrets whose reference is exactly `reference`.
     pub async fn by_reference(&self, reference: &str) -> Result<Vec<Candidate>, ReadError> {
-        sqlx::query_as::<_, (String, String)>(
-            "SELECT s.id, s.reference FROM secrets s WHERE s.reference = ? ORDER BY s.id",
-        )
-        .bind(reference)
-        .fetch_all(&self.pool)
-        .await
-        .map(candidates)
-        .map_err(ReadError::from)
+        Ok(on_pool!(&self.pool, by_reference(reference))?)
     }
-}
-
-fn candidates(rows: Vec<(String, String)>) -> Vec<Candidate> {
-    rows.into_iter()
-        .map(|(id, reference)| Candidate { id, reference })
-        .collect()
 }
 
 impl<T> Lookup<T> {
@@ -674,29 +461,6 @@ impl<T> Lookup<T> {
             Lookup::PendingDeletion(row) => Lookup::PendingDeletion(row),
         }
     }
-}
-
-/// The lookup behind every read of one secret and its access check.
-fn fetch_secret_sql() -> String {
-    format!("SELECT {SECRET_COLUMNS} FROM secrets s WHERE s.id = ?")
-}
-
-async fn fetch_secret(
-    conn: &mut sqlx::SqliteConnection,
-    id: SecretId,
-) -> Result<Option<(SecretRow, Option<i64>, String)>, sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(fetch_secret_sql()))
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| {
-            Ok((
-                secret_row(&r)?,
-                r.try_get("expiration_ms")?,
-                r.try_get("status")?,
-            ))
-        })
-        .transpose()
 }
 
 /// A secret with its payload, as [`visible`] at `now`.
@@ -713,7 +477,15 @@ fn with_payload(entry: Entry, now: Timestamp) -> Lookup<(SecretRow, Option<Paylo
     }
 }
 
-fn visible(row: Option<(SecretRow, Option<i64>, String)>, now: Timestamp) -> Lookup<SecretRow> {
+/// Whether a secret's row is readable at `now` (neither expired nor scheduled for
+/// deletion).
+fn is_visible((row, expiration_ms, status): &Found, now: Timestamp) -> bool {
+    !(expiration_ms.is_some_and(|exp| exp <= now.unix_millis())
+        || status == "expired"
+        || row.purge_at.is_some())
+}
+
+fn visible(row: Option<Found>, now: Timestamp) -> Lookup<SecretRow> {
     match row {
         None => Lookup::Missing,
         Some((row, Some(exp), _)) if exp <= now.unix_millis() => Lookup::Expired(Box::new(row)),
@@ -723,23 +495,18 @@ fn visible(row: Option<(SecretRow, Option<i64>, String)>, now: Timestamp) -> Loo
     }
 }
 
-/// Follows the checkpoint of a projector running in another process, by polling.
+/// Follows the checkpoint of a projector running in another process, by polling every
+/// `interval` (SQLite; a PostgreSQL read model is followed by [`listen_checkpoint`]).
 pub fn poll_checkpoint(
-    pool: SqlitePool,
+    pool: Pool,
     interval: Duration,
     shutdown: CancellationToken,
 ) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(0);
     tokio::spawn(async move {
         loop {
-            if let Ok(mut conn) = pool.acquire().await
-                && let Ok(seq) = checkpoint(&mut conn).await
-            {
-                tx.send_if_modified(|v| {
-                    let changed = *v != seq;
-                    *v = seq;
-                    changed
-                });
+            if let Ok(seq) = on_pool!(&pool, checkpoint()) {
+                advance(&tx, seq);
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -750,19 +517,96 @@ pub fn poll_checkpoint(
     rx
 }
 
+/// Moves `tx` to `seq` (never back: a notification may overtake a poll).
+fn advance(tx: &watch::Sender<u64>, seq: u64) {
+    tx.send_if_modified(|v| {
+        let changed = *v < seq;
+        *v = (*v).max(seq);
+        changed
+    });
+}
+
+/// Follows the checkpoint of a PostgreSQL read model's projector, in another process:
+/// it LISTENs to the NOTIFY the projector sends with each batch it commits, so a read
+/// waiting on a sequence wakes when the batch commits, without polling. The checkpoint
+/// is read again whenever the listener (re)connects, and every `resync` in case a
+/// notification was lost with a connection.
+pub fn listen_checkpoint(
+    pool: sqlx::PgPool,
+    resync: Duration,
+    shutdown: CancellationToken,
+) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0);
+    tokio::spawn(async move {
+        let reads = || postgres::Reads(&pool);
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot LISTEN for the read model's checkpoint; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if let Err(e) = listener.listen(crate::apply::sql::APPLIED_CHANNEL).await {
+                tracing::warn!(error = %e, "cannot LISTEN for the read model's checkpoint; retrying");
+                continue;
+            }
+            // Read after LISTEN: no batch committed in between goes unseen.
+            if let Ok(seq) = reads().checkpoint().await {
+                advance(&tx, seq);
+            }
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    note = listener.try_recv() => match note {
+                        Ok(Some(note)) => {
+                            if let Ok(seq) = note.payload().parse() {
+                                advance(&tx, seq);
+                            }
+                        }
+                        // The connection was lost: sqlx reconnects and listens again,
+                        // but a NOTIFY sent meanwhile is gone, so read the checkpoint.
+                        Ok(None) => {
+                            if let Ok(seq) = reads().checkpoint().await {
+                                advance(&tx, seq);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the read model's LISTEN connection; reconnecting");
+                            break;
+                        }
+                    },
+                    () = tokio::time::sleep(resync) => {
+                        if let Ok(seq) = reads().checkpoint().await {
+                            advance(&tx, seq);
+                        }
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Row;
 
     /// The access check reads one row through an index: never a scan.
     #[tokio::test]
     async fn a_secret_and_its_acl_are_one_indexed_lookup() {
         let dir = tempfile::tempdir().unwrap();
         let url = crate::db::sqlite_url(&dir.path().join("rm.sqlite"));
-        let pool = crate::db::open(&url, 1).await.unwrap();
+        let Pool::Sqlite(pool) = crate::db::open(&url, 1).await.unwrap() else {
+            unreachable!("a sqlite:// URL opens SQLite")
+        };
         let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {}",
-            fetch_secret_sql()
+            sqlite::secrets::fetch_secret_sql()
         )))
         .bind("00000000-0000-0000-0000-000000000001")
         .fetch_all(&pool)

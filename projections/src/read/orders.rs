@@ -2,12 +2,9 @@
 
 use crate::read::ReadError;
 use domain::ids::{OrderId, ProjectId, UserId};
-use futures::TryStreamExt;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::checkpoint;
-use super::{ReadModel, Snapshot, parsed};
+use super::{ReadModel, Snapshot, on_pool};
+use crate::db::Pool;
 
 /// An order as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,41 +44,11 @@ pub struct OrderPage {
     pub total: u64,
 }
 
-const COLUMNS: &str = "project, id, order_type, status, meta, creator, created, updated, \
-                       secret_id, container_id, error_status_code, error_reason";
-
-fn order_row(r: &SqliteRow) -> Result<OrderRow, sqlx::Error> {
-    Ok(OrderRow {
-        project: parsed(r, "project", ProjectId::parse)?,
-        id: parsed(r, "id", OrderId::parse)?,
-        order_type: r.try_get("order_type")?,
-        status: r.try_get("status")?,
-        meta: r.try_get("meta")?,
-        creator: parsed(r, "creator", UserId::parse)?,
-        created: r.try_get("created")?,
-        updated: r.try_get("updated")?,
-        secret_id: r.try_get("secret_id")?,
-        container_id: r.try_get("container_id")?,
-        error_status_code: r.try_get("error_status_code")?,
-        error_reason: r.try_get("error_reason")?,
-    })
-}
-
 impl ReadModel {
     /// One order.
     pub async fn get_order(&self, id: OrderId) -> Result<Snapshot<Option<OrderRow>>, ReadError> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM orders WHERE id = ?"
-        )))
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| order_row(&r))
-        .transpose()?;
-        tx.commit().await?;
-        Ok(Snapshot { value: row, seq })
+        let (value, seq) = on_pool!(&self.pool, order(id))?;
+        Ok(Snapshot { value, seq })
     }
 
     /// A page of a project's orders that `keep` (the caller's read policy) admits,
@@ -89,50 +56,20 @@ impl ReadModel {
     pub async fn list_orders(
         &self,
         project: &ProjectId,
-        (limit, offset): (u32, u32),
+        page: (u32, u32),
         keep: impl Fn(&OrderRow) -> bool,
     ) -> Result<Snapshot<OrderPage>, ReadError> {
-        let mut tx = self.pool.begin().await?;
-        let seq = checkpoint(&mut tx).await?;
-        let mut all = Vec::new();
-        {
-            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM orders WHERE project = ? ORDER BY created_ms, id"
-            )))
-            .bind(project.as_str())
-            .fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await? {
-                let row = order_row(&r)?;
-                if keep(&row) {
-                    all.push(row);
-                }
-            }
-        }
-        tx.commit().await?;
-        let total = all.len() as u64;
-        let orders = all
-            .into_iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .collect();
-        Ok(Snapshot {
-            value: OrderPage { orders, total },
-            seq,
-        })
+        let (value, seq) = on_pool!(&self.pool, orders(project, page, keep))?;
+        Ok(Snapshot { value, seq })
     }
 }
 
 /// Orders still pending, oldest first: what the order worker resumes after a restart.
 pub async fn pending_orders(
-    pool: &sqlx::SqlitePool,
+    pool: &Pool,
     limit: u32,
 ) -> Result<Vec<(ProjectId, OrderId)>, ReadError> {
-    let rows = sqlx::query_as::<_, (String, String)>(
-        "SELECT project, id FROM orders WHERE status = 'PENDING' ORDER BY created_ms LIMIT ?",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
+    let rows = on_pool!(pool, pending_orders(limit))?;
     rows.into_iter()
         .map(|(project, id)| {
             Ok((

@@ -158,16 +158,32 @@ async fn reads(args: &BenchArgs, created: Vec<(String, u64, usize)>) -> Result<(
             .collect(),
     );
     let http = reqwest::Client::new();
-    let warm = http
-        .get(format!("{}/v1/secrets/{}/payload", args.url, ids[0].0))
-        .bearer_auth(&args.token[ids[0].1])
-        .header(api::MIN_SEQ, last_seq)
-        .send()
-        .await?;
-    if !warm.status().is_success() {
+    // A read model slower than the write load (PostgreSQL's, on a loaded machine) may
+    // still be catching up: each wait is bounded (503 after 5 s), so ask again, for
+    // up to 5 minutes, and say how long it took.
+    let waited = Instant::now();
+    let catch_up = waited + Duration::from_secs(300);
+    loop {
+        let warm = http
+            .get(format!("{}/v1/secrets/{}/payload", args.url, ids[0].0))
+            .bearer_auth(&args.token[ids[0].1])
+            .header(api::MIN_SEQ, last_seq)
+            .send()
+            .await?;
         let status = warm.status();
+        if status.is_success() {
+            break;
+        }
         let body = warm.text().await.unwrap_or_default();
-        bail!("reading a created secret failed: {status}: {body}");
+        if status != reqwest::StatusCode::SERVICE_UNAVAILABLE || Instant::now() > catch_up {
+            bail!("reading a created secret failed: {status}: {body}");
+        }
+    }
+    if waited.elapsed() > Duration::from_secs(1) {
+        println!(
+            "the read model reached sequence {last_seq} {:.1} s after the last create",
+            waited.elapsed().as_secs_f64()
+        );
     }
     let started = Instant::now();
     let deadline = started + args.duration;

@@ -1,0 +1,470 @@
+//! The PostgreSQL read model, on a real PostgreSQL server (Debian's `postgresql`,
+//! started in a temporary directory): its migrations give the schema SQLite's give,
+//! and every Barbican read answers on it exactly as on SQLite.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use infra::postgres_server::ManagedPostgres;
+use projections::db::Pool;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::support::TestStack;
+
+async fn postgres() -> ManagedPostgres {
+    ManagedPostgres::start(keyledger::stack::free_port().unwrap())
+        .await
+        .expect("PostgreSQL starts (apt-get install postgresql)")
+}
+
+/// A column as both dialects can state it: table, name, type, NOT NULL, in the
+/// primary key.
+type ColumnShape = (String, String, &'static str, bool, bool);
+
+async fn sqlite_schema(pool: &sqlx::SqlitePool) -> (BTreeSet<ColumnShape>, BTreeSet<String>) {
+    let rows = sqlx::query(
+        "SELECT m.name AS tbl, p.name AS col, p.type AS ty, p.\"notnull\" AS nn, p.pk AS pk \
+         FROM sqlite_master m, pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE '\\_sqlx%' ESCAPE '\\' \
+         AND m.name NOT LIKE 'sqlite%'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let columns = rows
+        .iter()
+        .map(|r| {
+            let ty = match r.get::<String, _>("ty").as_str() {
+                "INTEGER" => "integer",
+                "TEXT" => "text",
+                "BLOB" => "bytes",
+                other => panic!("an unexpected SQLite type {other}"),
+            };
+            let pk = r.get::<i64, _>("pk") > 0;
+            // A primary key is never NULL in PostgreSQL; SQLite states it only on
+            // tables WITHOUT ROWID.
+            let not_null = r.get::<i64, _>("nn") == 1 || pk;
+            (r.get("tbl"), r.get("col"), ty, not_null, pk)
+        })
+        .collect();
+    let indexes = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    (columns, indexes)
+}
+
+async fn postgres_schema(pool: &sqlx::PgPool) -> (BTreeSet<ColumnShape>, BTreeSet<String>) {
+    let rows = sqlx::query(
+        "SELECT c.table_name::text AS tbl, c.column_name::text AS col, \
+         c.data_type::text AS ty, c.is_nullable = 'NO' AS nn, \
+         EXISTS (SELECT 1 FROM information_schema.table_constraints t \
+           JOIN information_schema.key_column_usage k \
+           ON k.constraint_name = t.constraint_name AND k.table_name = t.table_name \
+           WHERE t.constraint_type = 'PRIMARY KEY' AND t.table_name = c.table_name \
+           AND k.column_name = c.column_name) AS pk \
+         FROM information_schema.columns c \
+         WHERE c.table_schema = 'public' AND c.table_name NOT LIKE '\\_sqlx%'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let columns = rows
+        .iter()
+        .map(|r| {
+            let ty = match r.get::<String, _>("ty").as_str() {
+                "bigint" => "integer",
+                "text" => "text",
+                "bytea" => "bytes",
+                other => panic!("an unexpected PostgreSQL type {other}"),
+            };
+            (r.get("tbl"), r.get("col"), ty, r.get("nn"), r.get("pk"))
+        })
+        .collect();
+    let indexes = sqlx::query_scalar::<_, String>(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+         AND indexname NOT LIKE '%\\_pkey'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    (columns, indexes)
+}
+
+/// The migrations of both dialects, run on real databases, give the same tables,
+/// columns (type, NOT NULL, primary key) and indexes.
+#[tokio::test]
+async fn both_dialects_migrate_to_one_schema() {
+    let pg = postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = projections::db::sqlite_url(&dir.path().join("rm.sqlite"));
+    let Pool::Sqlite(sqlite) = projections::db::open(&sqlite_url, 1).await.unwrap() else {
+        unreachable!("a sqlite:// URL")
+    };
+    let Pool::Postgres(postgres) = projections::db::open(&pg.url(), 1).await.unwrap() else {
+        unreachable!("a postgres:// URL")
+    };
+    let (lite_columns, lite_indexes) = sqlite_schema(&sqlite).await;
+    let (pg_columns, pg_indexes) = postgres_schema(&postgres).await;
+    assert!(lite_columns.len() > 80, "{lite_columns:?}");
+    let only = |a: &BTreeSet<ColumnShape>, b: &BTreeSet<ColumnShape>| {
+        a.difference(b).cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (
+            only(&lite_columns, &pg_columns),
+            only(&pg_columns, &lite_columns)
+        ),
+        (vec![], vec![]),
+        "(only in SQLite, only in PostgreSQL)"
+    );
+    assert_eq!(lite_indexes, pg_indexes);
+    // Opening again (as every replica does) finds the schema current.
+    projections::db::open(&pg.url(), 1).await.unwrap();
+}
+
+/// Replaces what differs between two runs of one scenario (ids, times, hashes over
+/// them, sequence numbers, the stack's address) by what it stands for; ids are
+/// numbered in order of first sight.
+#[derive(Default)]
+struct Normalizer {
+    seen: BTreeMap<String, String>,
+}
+
+impl Normalizer {
+    fn text(&mut self, text: &str) -> String {
+        // The stack's address, wherever it appears.
+        let mut unaddressed = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("http://127.0.0.1:") {
+            unaddressed.push_str(&rest[..at]);
+            unaddressed.push_str("<api>");
+            rest = rest[at + "http://127.0.0.1:".len()..]
+                .trim_start_matches(|c: char| c.is_ascii_digit());
+        }
+        unaddressed.push_str(rest);
+        let mut out = String::new();
+        let mut rest = unaddressed.as_str();
+        // UUIDs, numbered in order of first sight.
+        while let Some(at) = find_uuid(rest) {
+            out.push_str(&rest[..at]);
+            let uuid = &rest[at..at + 36];
+            let n = self.seen.len();
+            out.push_str(
+                self.seen
+                    .entry(uuid.to_owned())
+                    .or_insert_with(|| format!("<id{n}>")),
+            );
+            rest = &rest[at + 36..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn value(&mut self, value: &Value) -> Value {
+        match value {
+            Value::String(s) if looks_like_time(s) => json!("<time>"),
+            Value::String(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                json!("<hash>")
+            }
+            Value::String(s) => json!(self.text(s)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.value(v)).collect()),
+            Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match k.as_str() {
+                            "seq" | "sequence" | "applied_seq" => json!("<seq>"),
+                            _ => self.value(v),
+                        };
+                        (self.text(k), v)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+fn find_uuid(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    (0..bytes.len().saturating_sub(35)).find(|&i| {
+        bytes[i..i + 36].iter().enumerate().all(|(j, b)| match j {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit() && !b.is_ascii_uppercase(),
+        })
+    })
+}
+
+/// RFC 3339, or Barbican's ISO 8601 without an offset (`2026-12-02T15:47:08.054731`).
+fn looks_like_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() >= 19
+        && [4, 7].iter().all(|&i| b[i] == b'-')
+        && b[10] == b'T'
+        && [13, 16].iter().all(|&i| b[i] == b':')
+        && s[..4].bytes().all(|c| c.is_ascii_digit())
+}
+
+/// One request of the scenario and its answer, normalized.
+struct Run<'a> {
+    t: &'a TestStack,
+    admin: String,
+    bob: String,
+    normalizer: Normalizer,
+    answers: Vec<String>,
+    /// The sequence of the last write: every read waits for it.
+    seq: u64,
+}
+
+impl Run<'_> {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut request = self
+            .t
+            .http
+            .request(method.clone(), self.t.url(path))
+            .bearer_auth(token)
+            // Barbican 1.1: secret consumers.
+            .header("OpenStack-API-Version", "key-manager 1.1")
+            .header("X-Keyledger-Min-Seq", self.seq.to_string());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        if let Some(seq) = response.headers().get("x-keyledger-seq")
+            && method != Method::GET
+        {
+            self.seq = self.seq.max(seq.to_str().unwrap().parse().unwrap());
+        }
+        let text = response.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let shown = self.normalizer.value(&body);
+        let path = self.normalizer.text(path);
+        self.answers
+            .push(format!("{method} {path} -> {status}: {shown}"));
+        body
+    }
+
+    async fn get(&mut self, path: &str) -> Value {
+        let token = self.admin.clone();
+        self.send(Method::GET, path, &token, None).await
+    }
+
+    async fn write(&mut self, method: Method, path: &str, body: Value) -> Value {
+        let token = self.admin.clone();
+        self.send(method, path, &token, Some(body)).await
+    }
+}
+
+/// The sequence of the last commit in the event stream.
+async fn last_seq(t: &TestStack) -> u64 {
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    js.get_stream("KEYLEDGER")
+        .await
+        .unwrap()
+        .cached_info()
+        .state
+        .last_sequence
+}
+
+fn last_segment(url: &Value) -> String {
+    url.as_str().unwrap().rsplit('/').next().unwrap().to_owned()
+}
+
+/// Writes through every kind of aggregate, then every read the Barbican API (and
+/// keyledger's extensions) makes of the read model; returns each answer.
+async fn scenario(t: &TestStack) -> Vec<String> {
+    let mut run = Run {
+        t,
+        admin: t.token("alice", "p1"),
+        bob: t.token_with("bob", "p1", &["observer"]),
+        normalizer: Normalizer::default(),
+        answers: Vec::new(),
+        seq: 0,
+    };
+    let db = run
+        .write(
+            Method::POST,
+            "/v1/secrets",
+            json!({"name": "db", "payload": "first", "payload_content_type": "text/plain",
+                   "algorithm": "aes", "bit_length": 256, "mode": "cbc"}),
+        )
+        .await;
+    let db = last_segment(&db["secret_ref"]);
+    run.write(
+        Method::POST,
+        "/v1/secrets",
+        json!({"name": "api", "secret_type": "passphrase", "expiration": "2999-01-01T00:00:00Z"}),
+    )
+    .await;
+    run.write(
+        Method::POST,
+        "/v1/secrets",
+        json!({"payload": "AAEC", "payload_content_type": "application/octet-stream",
+               "payload_content_encoding": "base64", "bit_length": 128}),
+    )
+    .await;
+    let gone = run
+        .write(
+            Method::POST,
+            "/v1/secrets",
+            json!({"name": "o'gone\\?2", "payload": "x", "payload_content_type": "text/plain"}),
+        )
+        .await;
+    let gone = last_segment(&gone["secret_ref"]);
+    run.write(
+        Method::PUT,
+        &format!("/v1/secrets/{db}/metadata"),
+        // Text that SQL quoting must carry intact.
+        json!({"metadata": {"owner": "ops", "tier": "1",
+                            "quoted": "it's \\ ?1 $$x$$ ';-- é 🔑"}}),
+    )
+    .await;
+    run.write(
+        Method::POST,
+        &format!("/v1/secrets/{db}/versions"),
+        json!({"payload": "second", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    run.write(
+        Method::POST,
+        &format!("/v1/secrets/{db}/consumers"),
+        json!({"service": "image", "resource_type": "image", "resource_id": "img-1"}),
+    )
+    .await;
+    run.write(
+        Method::PUT,
+        &format!("/v1/secrets/{db}/acl"),
+        json!({"read": {"users": ["bob"], "project-access": false}}),
+    )
+    .await;
+    let container = run
+        .write(
+            Method::POST,
+            "/v1/containers",
+            json!({"type": "generic", "name": "bundle", "secret_refs": [
+                {"name": "db", "secret_ref": format!("{}/v1/secrets/{db}", t.url("")) },
+                {"name": "gone", "secret_ref": format!("{}/v1/secrets/{gone}", t.url("")) }]}),
+        )
+        .await;
+    let container = last_segment(&container["container_ref"]);
+    run.write(
+        Method::POST,
+        &format!("/v1/containers/{container}/consumers"),
+        json!({"name": "lb", "URL": "https://lb.example"}),
+    )
+    .await;
+    let token = run.admin.clone();
+    run.send(Method::DELETE, &format!("/v1/secrets/{gone}"), &token, None)
+        .await;
+    // The order last: the worker's commits then come after every other write.
+    let order = run
+        .write(
+            Method::POST,
+            "/v1/orders",
+            json!({"type": "key", "meta": {"name": "k", "algorithm": "aes", "bit_length": 256}}),
+        )
+        .await;
+    let order = last_segment(&order["order_ref"]);
+    let settled =
+        crate::support::eventually("the order to settle", Duration::from_secs(30), || {
+            let request = t
+                .http
+                .get(t.url(&format!("/v1/orders/{order}")))
+                .bearer_auth(&token);
+            async move {
+                let order: Value = request.send().await.ok()?.json().await.ok()?;
+                (order["status"] != "PENDING").then_some(order)
+            }
+        })
+        .await;
+    assert_eq!(settled["status"], "ACTIVE", "{settled}");
+    let key = last_segment(&settled["secret_ref"]);
+    run.seq = run.seq.max(last_seq(t).await);
+
+    for path in [
+        format!("/v1/secrets/{db}"),
+        format!("/v1/secrets/{db}/payload"),
+        "/v1/secrets/db/payload".to_owned(),
+        format!("/v1/secrets/{db}/metadata"),
+        format!("/v1/secrets/{db}/metadata/owner"),
+        format!("/v1/secrets/{db}/versions"),
+        format!("/v1/secrets/{db}/versions/AWSCURRENT"),
+        format!("/v1/secrets/{db}/versions/AWSPREVIOUS/payload"),
+        format!("/v1/secrets/{db}/consumers"),
+        format!("/v1/secrets/{db}/acl"),
+        format!("/v1/secrets/{db}/history"),
+        format!("/v1/secrets/{gone}"),
+        format!("/v1/secrets/{key}"),
+        "/v1/secrets".to_owned(),
+        "/v1/secrets?sort=name:desc,bit_length".to_owned(),
+        "/v1/secrets?sort=bit_length:asc&limit=2&offset=1".to_owned(),
+        "/v1/secrets?name=db".to_owned(),
+        "/v1/secrets?alg=aes&bits=256".to_owned(),
+        "/v1/secrets?created=gt:2000-01-01T00:00:00Z".to_owned(),
+        "/v1/secrets?acl_only=true".to_owned(),
+        format!("/v1/containers/{container}"),
+        "/v1/containers".to_owned(),
+        format!("/v1/containers/{container}/consumers"),
+        format!("/v1/orders/{order}"),
+        "/v1/orders".to_owned(),
+    ] {
+        run.get(&path).await;
+    }
+    // What another user of the project sees: only what the ACLs give them.
+    let bob = run.bob.clone();
+    for path in ["/v1/secrets", "/v1/secrets?acl_only=true", "/v1/containers"] {
+        run.send(Method::GET, path, &bob, None).await;
+    }
+    run.send(
+        Method::GET,
+        &format!("/v1/secrets/{db}/payload"),
+        &bob,
+        None,
+    )
+    .await;
+    run.answers
+}
+
+/// The same writes and reads, on SQLite and on PostgreSQL, answer the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_answers_on_postgres_as_on_sqlite() {
+    let pg = postgres().await;
+    let on_sqlite = TestStack::start().await;
+    let lite = scenario(&on_sqlite).await;
+    on_sqlite.stop().await;
+    let url = pg.url();
+    let on_postgres = TestStack::start_with(|c| c.database_url = Some(url)).await;
+    let postgres = scenario(&on_postgres).await;
+    on_postgres.stop().await;
+    assert!(lite.len() > 40, "{lite:#?}");
+    // Each answer is a read that worked, or a write that was taken: the scenario is
+    // not comparing two sets of errors.
+    for answer in &lite {
+        assert!(
+            [" -> 200 ", " -> 201 ", " -> 202 ", " -> 204 ", " -> 404 "]
+                .iter()
+                .any(|s| answer.contains(s)),
+            "{answer}"
+        );
+    }
+    for (i, (l, p)) in lite.iter().zip(&postgres).enumerate() {
+        assert_eq!(l, p, "answer {i} differs (SQLite, then PostgreSQL)");
+    }
+    assert_eq!(lite.len(), postgres.len());
+}
