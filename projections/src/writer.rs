@@ -8,9 +8,10 @@
 //! blocking call: one hand-off per batch, each statement prepared once and cached.
 //! Readers keep their sqlx pool; WAL lets them read while the writer writes.
 //!
-//! On PostgreSQL the same fold runs on the same blocking thread, each statement a
-//! round trip through sqlx; the writer's session holds the advisory lock that makes it
-//! the one active projector, and the checkpoint's row is NOTIFYed to readers.
+//! On PostgreSQL the same fold runs on the same blocking thread through sqlx, its
+//! writes sent in one round trip per batch (`apply::sql::Pg`); the writer's session
+//! holds the advisory lock that makes it the one active projector, and each batch
+//! NOTIFYs its checkpoint to readers in other processes.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -196,7 +197,13 @@ impl Writer {
             .application_name(&format!("{LOCK_HOLDER_PREFIX}{}", std::process::id()))
             // The writes' literals are quoted for this setting (apply::sql::postgres_literal);
             // it is PostgreSQL's default, and set here whatever the server's is.
-            .options([("standard_conforming_strings", "on")]);
+            .options([
+                ("standard_conforming_strings", "on"),
+                // A timeout set on the role or database would end a standby's wait
+                // for the lock, or a long batch of a rebuild.
+                ("lock_timeout", "0"),
+                ("statement_timeout", "0"),
+            ]);
         let mut conn = options.connect().await?;
         if wait {
             sqlx::query("SELECT pg_advisory_lock($1)")

@@ -552,7 +552,10 @@ pub fn listen_checkpoint(
             };
             if let Err(e) = listener.listen(crate::apply::sql::APPLIED_CHANNEL).await {
                 tracing::warn!(error = %e, "cannot LISTEN for the read model's checkpoint; retrying");
-                continue;
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
             }
             // Read after LISTEN: no batch committed in between goes unseen.
             if let Ok(seq) = reads().checkpoint().await {
