@@ -21,6 +21,10 @@ use crate::support::read_model;
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
 
+/// One cluster at a time: each is three nats-servers, PostgreSQL and seven components,
+/// and two at once beside the rest of the suite starved each other on two cores.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A running `keyledger cluster`, stopped (SIGTERM, which stops every process it
 /// started) when dropped.
 struct Cluster {
@@ -390,6 +394,7 @@ async fn all_readable(cluster: &Cluster, written: &BTreeMap<String, (String, u64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
+    let _one = ONE_CLUSTER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let cluster = start(dir.path(), "postgres");
     let js = cluster.jetstream().await;
@@ -625,6 +630,7 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_secrets_key_is_erased_on_every_node() {
+    let _one = ONE_CLUSTER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     // The key store is NATS's alone: SQLite keeps the read model out of the way.
     let cluster = start(dir.path(), "sqlite");

@@ -528,13 +528,14 @@ async fn the_projector_resumes_at_once_after_nats_restarts() {
         "a command acknowledged",
         Duration::from_secs(10),
         || async {
-            let reply = raw_command(
+            // No responders until the command service has resubscribed: ask again.
+            let reply = crate::support::try_raw_command(
                 &nats,
                 "secret.create",
                 Some(&token),
                 &json!({"name": "after"}),
             )
-            .await;
+            .await?;
             (reply["ok"] == true).then_some(reply)
         },
     )

@@ -422,6 +422,19 @@ pub async fn raw_command(
     token: Option<&str>,
     body: &Value,
 ) -> Value {
+    try_raw_command(nats, name, token, body)
+        .await
+        .expect("a reply")
+}
+
+/// [`raw_command`], or `None` when the request got no reply (no responders yet, as
+/// while the command service resubscribes after a NATS restart; or a timeout).
+pub async fn try_raw_command(
+    nats: &async_nats::Client,
+    name: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Option<Value> {
     let mut headers = async_nats::HeaderMap::new();
     if let Some(token) = token {
         headers.insert("Authorization", format!("Bearer {token}").as_str());
@@ -433,8 +446,8 @@ pub async fn raw_command(
             serde_json::to_vec(body).unwrap().into(),
         )
         .await
-        .expect("a reply");
-    serde_json::from_slice(&reply.payload).expect("reply is JSON")
+        .ok()?;
+    Some(serde_json::from_slice(&reply.payload).expect("reply is JSON"))
 }
 
 /// The forms a leaked canary could take.
