@@ -186,19 +186,12 @@ impl Cluster {
     fn postgres_pid(&self) -> u32 {
         let url = self.postgres.as_deref().expect("a PostgreSQL read model");
         let port = url.rsplit("port=").next().unwrap();
-        let pids: Vec<u32> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let args: Vec<String> = cmdline
-                    .split(|b| *b == 0)
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
+        let pids: Vec<u32> = processes()
+            .filter(|(_, args)| {
                 args[0].ends_with("/postgres")
                     && args.windows(2).any(|w| w[0] == "-p" && w[1] == port)
             })
+            .map(|(pid, _)| pid)
             .collect();
         assert_eq!(pids.len(), 1, "postgres on port {port}: {pids:?}");
         pids[0]
@@ -231,20 +224,27 @@ impl Cluster {
     /// The processes of this cluster whose arguments pass `test`.
     fn pids_where(&self, test: impl Fn(&[String]) -> bool) -> Vec<u32> {
         let data = self.data.to_string_lossy().into_owned();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let args: Vec<String> = cmdline
-                    .split(|b| *b == 0)
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
-                test(&args) && args.iter().any(|a| a.contains(&data))
-            })
+        processes()
+            .filter(|(_, args)| test(args) && args.iter().any(|a| a.contains(&data)))
+            .map(|(pid, _)| pid)
             .collect()
     }
+}
+
+/// Every process of this machine, with its arguments.
+fn processes() -> impl Iterator<Item = (u32, Vec<String>)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            (pid, args)
+        })
 }
 
 /// Creates a secret through `api`, sending the same Idempotency-Key again while the

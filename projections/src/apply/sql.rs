@@ -157,7 +157,9 @@ pub trait Sql {
         &mut self,
         sql: &'static str,
         params: &[Value<'_>],
-    ) -> Result<Option<Vec<Value<'static>>>, ApplyError>;
+    ) -> Result<Option<Vec<Value<'static>>>, ApplyError> {
+        Ok(self.query_all(sql, params)?.into_iter().next())
+    }
 
     /// Every row a query (built at run time) returns.
     fn query_all(
@@ -203,14 +205,6 @@ impl Sql for Lite<'_> {
             .prepare_cached(sql)?
             .execute(rusqlite::params_from_iter(params))?;
         Ok(())
-    }
-
-    fn query_row(
-        &mut self,
-        sql: &'static str,
-        params: &[Value<'_>],
-    ) -> Result<Option<Vec<Value<'static>>>, ApplyError> {
-        Ok(self.query_all(sql, params)?.into_iter().next())
     }
 
     fn query_all(
@@ -327,14 +321,6 @@ impl Sql for Pg<'_> {
 
     fn execute_dynamic(&mut self, sql: &str, params: &[Value<'_>]) -> Result<(), ApplyError> {
         self.queue(sql, params)
-    }
-
-    fn query_row(
-        &mut self,
-        sql: &'static str,
-        params: &[Value<'_>],
-    ) -> Result<Option<Vec<Value<'static>>>, ApplyError> {
-        Ok(self.query_all(sql, params)?.into_iter().next())
     }
 
     fn query_all(
