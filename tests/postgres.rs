@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::support::TestStack;
+use crate::support::{TestStack, read_model};
 
 async fn postgres() -> ManagedPostgres {
     ManagedPostgres::start(keyledger::stack::free_port().unwrap())
@@ -441,12 +441,51 @@ async fn scenario(t: &TestStack) -> Vec<String> {
     run.answers
 }
 
+/// The log of `t` (a stack on SQLite), rebuilt into a new database of `pg` in one
+/// batch, leaves every row `t`'s live projector left: the rebuild runs each commit's
+/// writes in its aggregate's lane and joins like INSERTs of many aggregates into one
+/// statement (`projections/src/apply/pending.rs`), where the live projector on SQLite
+/// applied the commits as they came.
+async fn rebuilt_in_one_batch_as_live(pg: &ManagedPostgres, t: &TestStack) {
+    let admin = projections::db::open(&pg.url(), 1).await.unwrap();
+    let Pool::Postgres(admin) = admin else {
+        panic!("a PostgreSQL pool")
+    };
+    sqlx::query("CREATE DATABASE rebuilt")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = pg.url().replace("/keyledger?", "/rebuilt?");
+    assert_ne!(url, pg.url());
+    let writer = projections::db::open_writer(&url, 1024).await.unwrap();
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    let config = projections::projector::ProjectorConfig::default();
+    let seq = projections::projector::rebuild(writer, &js, &config, (*t.stack.keys.commit).clone())
+        .await
+        .unwrap();
+    let live = Pool::Sqlite(read_model::open(&t.dir.path().join("readmodel.sqlite")).await);
+    crate::support::eventually(
+        "the live projector to apply the log",
+        Duration::from_secs(30),
+        || {
+            let live = live.clone();
+            async move { (read_model::checkpoint_of(&live).await == seq).then_some(()) }
+        },
+    )
+    .await;
+    let rebuilt = projections::db::open(&url, 1).await.unwrap();
+    let rows = read_model::dump_of(&rebuilt).await;
+    assert!(rows.len() > 25, "{rows:#?}");
+    assert_eq!(rows, read_model::dump_of(&live).await);
+}
+
 /// The same writes and reads, on SQLite and on PostgreSQL, answer the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_read_answers_on_postgres_as_on_sqlite() {
     let pg = postgres().await;
     let on_sqlite = TestStack::start().await;
     let lite = scenario(&on_sqlite).await;
+    rebuilt_in_one_batch_as_live(&pg, &on_sqlite).await;
     on_sqlite.stop().await;
     let url = pg.url();
     let on_postgres = TestStack::start_with(|c| c.database_url = Some(url)).await;

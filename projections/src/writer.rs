@@ -136,7 +136,7 @@ enum Backend {
 struct PgSession {
     options: PgConnectOptions,
     conn: Option<PgConnection>,
-    pending: String,
+    pending: crate::apply::sql::Pending,
 }
 
 impl PgSession {
@@ -218,7 +218,7 @@ impl Writer {
                 session: Box::new(Mutex::new(PgSession {
                     options,
                     conn: Some(conn),
-                    pending: String::new(),
+                    pending: Default::default(),
                 })),
                 runtime: Handle::current(),
             }),

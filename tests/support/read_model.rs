@@ -40,12 +40,21 @@ pub async fn checkpoint_of(pool: &Pool) -> u64 {
     seq.unwrap_or(0) as u64
 }
 
-/// The tables compared.
-const TABLES: [&str; 5] = [
+/// The tables compared: every table the projection writes.
+const TABLES: [&str; 14] = [
     "checkpoints",
+    "commit_heads",
     "secrets",
     "secret_payloads",
     "secret_metadata",
+    "secret_acl_users",
+    "secret_stages",
+    "secret_consumers",
+    "containers",
+    "container_secrets",
+    "container_consumers",
+    "container_acl_users",
+    "orders",
     "skipped_commits",
 ];
 

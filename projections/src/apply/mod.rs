@@ -8,6 +8,7 @@
 
 mod container;
 mod order;
+mod pending;
 mod secret;
 pub mod sql;
 
@@ -255,8 +256,10 @@ pub fn apply_batch(
 ) -> Result<(), ApplyError> {
     let mut heads = Heads::read(conn, commits.iter().map(|c| c.subject.as_str()))?;
     for c in commits {
+        conn.aggregate(Some(&c.subject));
         apply(conn, &mut heads, c.seq, &c.subject, &c.payload, key)?;
     }
+    conn.aggregate(None);
     heads.write(conn)
 }
 

@@ -3,8 +3,10 @@
 use super::sql::{ApplyError, Sql, params};
 use domain::commit::Commit;
 use domain::ids::SecretId;
-use domain::secret::SecretEvent;
 use domain::secret::reference::reference;
+use domain::secret::version::Stage;
+use domain::secret::{PayloadStored, SecretCreated, SecretEvent};
+use domain::timestamp::Timestamp;
 
 use super::{AclTables, json, run, run_each, set_acl, to_i64};
 
@@ -14,74 +16,51 @@ pub(super) fn apply(
     seq: u64,
     commit: &Commit<SecretEvent>,
 ) -> Result<(), ApplyError> {
-    let project_id = &commit.body.aggregate.project;
-    let project = project_id.as_str();
+    let project = commit.body.aggregate.project.as_str();
+    let id = commit.body.aggregate.id.as_str();
+    let at = commit.body.at;
+    // A create (the secret, then its first payload if it has one: all that deciding a
+    // create emits) is written as the rows it leaves, each inserted once and never
+    // updated in the same commit: on PostgreSQL a batch of creates is then a few
+    // multi-row INSERTs (`super::pending`). Any other commit goes event by event. (The
+    // row cannot exist yet: a create is only decided, and only applied, on an absent
+    // secret, so `ON CONFLICT DO NOTHING` never skips a row that later updates would
+    // have changed.)
+    let first_payload = match commit.body.events.as_slice() {
+        [SecretEvent::Created(e)] => Some((e, None)),
+        [SecretEvent::Created(e), SecretEvent::PayloadStored(p)] => Some((e, Some(p))),
+        _ => None,
+    };
+    if let Some((created, payload)) = first_payload {
+        let current = payload
+            .filter(|p| p.stages.contains(&Stage::Current))
+            .map(|p| p.payload.content_type.as_str());
+        insert_secret(conn, seq, commit, created, payload.is_some(), current)?;
+        if let Some(p) = payload {
+            let version = insert_payload(conn, project, id, p, at)?;
+            for stage in &p.stages {
+                put_stage(conn, project, id, stage.as_str(), &version)?;
+            }
+        }
+        return Ok(());
+    }
+    apply_events(conn, seq, commit)
+}
+
+/// Applies a secret's commit stored at `seq` one event at a time.
+fn apply_events(
+    conn: &mut dyn Sql,
+    seq: u64,
+    commit: &Commit<SecretEvent>,
+) -> Result<(), ApplyError> {
+    let project = commit.body.aggregate.project.as_str();
     let id = commit.body.aggregate.id.as_str();
     let at = commit.body.at;
     for event in &commit.body.events {
         match event {
-            SecretEvent::Created(e) => {
-                let a = &e.attributes;
-                let reference = SecretId::parse(id)
-                    .map(|sid| reference(project_id, a.name.as_ref(), sid))
-                    .unwrap_or_default();
-                run(
-                    conn,
-                    "INSERT INTO secrets (project, id, name, secret_type, algorithm, bit_length, \
-                     mode, expiration, expiration_ms, creator, created, created_ms, updated, \
-                     content_type, version, seq, owning_service, reference, tags) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, NULL, ?13, \
-                     ?14, ?15, ?16, ?17) \
-                     ON CONFLICT (project, id) DO NOTHING",
-                    params![
-                        project,
-                        id,
-                        a.name.as_ref().map(|n| n.as_str()),
-                        a.secret_type.as_str(),
-                        a.algorithm.as_ref().map(|a| a.as_str()),
-                        a.bit_length.map(|b| i64::from(b.get())),
-                        a.mode.as_ref().map(|m| m.as_str()),
-                        a.expiration.map(|x| x.at().to_rfc3339()),
-                        a.expiration.map(|x| x.at().unix_millis()),
-                        e.creator.as_str(),
-                        at.to_rfc3339(),
-                        at.unix_millis(),
-                        to_i64(commit.body.version),
-                        to_i64(seq),
-                        e.owning_service.as_ref().map(|s| s.as_str()),
-                        reference,
-                        json(&e.tags)?,
-                    ],
-                )?;
-                for (key, value) in &a.metadata {
-                    upsert_metadatum(conn, project, id, key.as_str(), value.as_str())?;
-                }
-            }
+            SecretEvent::Created(e) => insert_secret(conn, seq, commit, e, false, None)?,
             SecretEvent::PayloadStored(e) => {
-                let p = &e.payload;
-                let created = e.created.unwrap_or(at);
-                let version = p.version_id.to_string();
-                run(
-                    conn,
-                    "INSERT INTO secret_payloads (project, secret_id, version_id, key_id, \
-                     content_type, nonce, ciphertext, created, created_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                     ON CONFLICT (project, secret_id, version_id) DO UPDATE SET \
-                     key_id = excluded.key_id, content_type = excluded.content_type, \
-                     nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
-                     created = excluded.created, created_ms = excluded.created_ms",
-                    params![
-                        project,
-                        id,
-                        version,
-                        p.key_id.to_string(),
-                        p.content_type.as_str(),
-                        p.nonce,
-                        p.ciphertext,
-                        created.to_rfc3339(),
-                        created.unix_millis(),
-                    ],
-                )?;
+                let version = insert_payload(conn, project, id, e, at)?;
                 run(
                     conn,
                     "UPDATE secrets SET version_count = version_count + 1 \
@@ -246,7 +225,113 @@ pub(super) fn apply(
     )
 }
 
-/// Puts `stage` on `version`, or (`None`) on no version.
+/// Inserts the row of a created secret, as of its commit: with one payload version
+/// (`has_payload`) or none, and the media type of its current version, if any.
+fn insert_secret(
+    conn: &mut dyn Sql,
+    seq: u64,
+    commit: &Commit<SecretEvent>,
+    e: &SecretCreated,
+    has_payload: bool,
+    content_type: Option<&str>,
+) -> Result<(), ApplyError> {
+    let project_id = &commit.body.aggregate.project;
+    let (project, id) = (project_id.as_str(), commit.body.aggregate.id.as_str());
+    let at = commit.body.at;
+    let a = &e.attributes;
+    let reference = SecretId::parse(id)
+        .map(|sid| reference(project_id, a.name.as_ref(), sid))
+        .unwrap_or_default();
+    run(
+        conn,
+        "INSERT INTO secrets (project, id, name, secret_type, algorithm, bit_length, mode, \
+         expiration, expiration_ms, creator, created, created_ms, updated, updated_ms, \
+         content_type, version, seq, owning_service, reference, tags, version_count) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, ?12, ?13, ?14, ?15, \
+         ?16, ?17, ?18, ?19) \
+         ON CONFLICT (project, id) DO NOTHING",
+        params![
+            project,
+            id,
+            a.name.as_ref().map(|n| n.as_str()),
+            a.secret_type.as_str(),
+            a.algorithm.as_ref().map(|a| a.as_str()),
+            a.bit_length.map(|b| i64::from(b.get())),
+            a.mode.as_ref().map(|m| m.as_str()),
+            a.expiration.map(|x| x.at().to_rfc3339()),
+            a.expiration.map(|x| x.at().unix_millis()),
+            e.creator.as_str(),
+            at.to_rfc3339(),
+            at.unix_millis(),
+            content_type,
+            to_i64(commit.body.version),
+            to_i64(seq),
+            e.owning_service.as_ref().map(|s| s.as_str()),
+            reference,
+            json(&e.tags)?,
+            i64::from(has_payload),
+        ],
+    )?;
+    for (key, value) in &a.metadata {
+        upsert_metadatum(conn, project, id, key.as_str(), value.as_str())?;
+    }
+    Ok(())
+}
+
+/// Inserts a stored payload version's row; its version id.
+fn insert_payload(
+    conn: &mut dyn Sql,
+    project: &str,
+    id: &str,
+    e: &PayloadStored,
+    at: Timestamp,
+) -> Result<String, ApplyError> {
+    let p = &e.payload;
+    let created = e.created.unwrap_or(at);
+    let version = p.version_id.to_string();
+    run(
+        conn,
+        "INSERT INTO secret_payloads (project, secret_id, version_id, key_id, \
+         content_type, nonce, ciphertext, created, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (project, secret_id, version_id) DO UPDATE SET \
+         key_id = excluded.key_id, content_type = excluded.content_type, \
+         nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
+         created = excluded.created, created_ms = excluded.created_ms",
+        params![
+            project,
+            id,
+            version,
+            p.key_id.to_string(),
+            p.content_type.as_str(),
+            p.nonce,
+            p.ciphertext,
+            created.to_rfc3339(),
+            created.unix_millis(),
+        ],
+    )?;
+    Ok(version)
+}
+
+/// Puts `stage` on `version` (and nothing else: see [`set_stage`]).
+fn put_stage(
+    conn: &mut dyn Sql,
+    project: &str,
+    id: &str,
+    stage: &str,
+    version: &str,
+) -> Result<(), ApplyError> {
+    run(
+        conn,
+        "INSERT INTO secret_stages (project, secret_id, stage, version_id) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (project, secret_id, stage) \
+         DO UPDATE SET version_id = excluded.version_id",
+        params![project, id, stage, version],
+    )
+}
+
+/// Puts `stage` on `version`, or (`None`) on no version, and keeps the secret's media
+/// type that of its current version.
 fn set_stage(
     conn: &mut dyn Sql,
     project: &str,
@@ -255,13 +340,7 @@ fn set_stage(
     version: Option<&str>,
 ) -> Result<(), ApplyError> {
     match version {
-        Some(v) => run(
-            conn,
-            "INSERT INTO secret_stages (project, secret_id, stage, version_id) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (project, secret_id, stage) \
-             DO UPDATE SET version_id = excluded.version_id",
-            params![project, id, stage, v],
-        )?,
+        Some(v) => put_stage(conn, project, id, stage, v)?,
         None => run(
             conn,
             "DELETE FROM secret_stages WHERE project = ?1 AND secret_id = ?2 AND stage = ?3",
@@ -294,4 +373,93 @@ fn upsert_metadatum(
          ON CONFLICT (project, secret_id, key) DO UPDATE SET value = excluded.value",
         params![project, id, key, value],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::sql::{Lite, Value};
+    use domain::commit::{AggregateRef, CommitKey, EventCodec, NewCommit};
+    use domain::ids::{CommandId, ProjectId};
+    use domain::subject::AggregateKind;
+
+    fn event(json: &str) -> SecretEvent {
+        SecretEvent::decode(serde_json::from_str(json).unwrap()).unwrap()
+    }
+
+    fn create(events: Vec<SecretEvent>) -> Commit<SecretEvent> {
+        let id = SecretId::parse("00000000-0000-0000-0000-000000000001").unwrap();
+        NewCommit {
+            id: CommandId::parse("create-1").unwrap(),
+            aggregate: AggregateRef {
+                kind: AggregateKind::Secret,
+                project: ProjectId::parse("p").unwrap(),
+                id: id.into(),
+            },
+            version: 1,
+            command: "secret.create".into(),
+            actor: serde_json::from_value(serde_json::json!({"system": "scheduler"})).unwrap(),
+            at: Timestamp::from_unix_millis(1_795_000_000_000).unwrap(),
+            events,
+        }
+        .seal(None, &CommitKey::new([1; 32]))
+    }
+
+    /// Every row of the secret's tables after `write` on a fresh read model.
+    fn rows_after(write: impl FnOnce(&mut dyn Sql)) -> Vec<Vec<Value<'static>>> {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut migrations: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+        migrations.sort();
+        for m in migrations {
+            db.execute_batch(&std::fs::read_to_string(m).unwrap())
+                .unwrap();
+        }
+        let mut conn = Lite(&db);
+        write(&mut conn);
+        [
+            "secrets",
+            "secret_payloads",
+            "secret_stages",
+            "secret_metadata",
+        ]
+        .iter()
+        .flat_map(|t| {
+            conn.query_all(&format!("SELECT '{t}', * FROM {t} ORDER BY 2, 3, 4"), &[])
+                .unwrap()
+        })
+        .collect()
+    }
+
+    /// A create is written as the rows it leaves at once; applied event by event, the
+    /// same commit leaves the same rows.
+    #[test]
+    fn a_create_leaves_the_rows_its_events_leave() {
+        let created = event(include_str!(
+            "../../../domain/tests/golden/secret.created.v2.json"
+        ));
+        let stored = event(include_str!(
+            "../../../domain/tests/golden/secret.payload_stored.v2.json"
+        ));
+        let SecretEvent::PayloadStored(mut pending) = stored.clone() else {
+            panic!("a payload event")
+        };
+        pending.stages = [Stage::Pending].into();
+        for events in [
+            vec![created.clone()],
+            vec![created.clone(), stored.clone()],
+            vec![created.clone(), SecretEvent::PayloadStored(pending)],
+        ] {
+            let commit = create(events);
+            let at_once = rows_after(|conn| apply(conn, 7, &commit).unwrap());
+            let one_by_one = rows_after(|conn| apply_events(conn, 7, &commit).unwrap());
+            assert!(at_once.len() >= 2, "{at_once:?}");
+            assert_eq!(at_once, one_by_one, "{:?}", commit.body.events);
+        }
+    }
 }

@@ -10,6 +10,8 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Column, Row, TypeInfo};
 use tokio::runtime::Handle;
 
+pub use super::pending::Pending;
+
 /// Why a write to the read model failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -168,6 +170,13 @@ pub trait Sql {
         params: &[Value<'_>],
     ) -> Result<Vec<Vec<Value<'static>>>, ApplyError>;
 
+    /// The writes that follow touch only the rows of the aggregate on `subject`
+    /// (`None`: of no aggregate), so they may be reordered against other aggregates'
+    /// writes ([`super::pending`]; SQLite runs each at once).
+    fn aggregate(&mut self, subject: Option<&str>) {
+        let _ = subject;
+    }
+
     /// Tells readers in other processes, once the transaction commits, that the read
     /// model has applied `seq` (PostgreSQL: a NOTIFY on [`APPLIED_CHANNEL`]; SQLite
     /// readers poll the checkpoint).
@@ -257,20 +266,20 @@ const PENDING_LIMIT: usize = 4 * 1024 * 1024;
 /// A PostgreSQL connection (in a transaction) driven from a blocking thread.
 ///
 /// Writes are not sent one by one: each is rendered with its parameters as literals
-/// ([`postgres_literal`]) and queued, and the queue goes to PostgreSQL as one
-/// multi-statement simple query, in order, before any read, every 4 MiB, and before the
-/// transaction commits ([`Pg::flush`]): one round trip per batch instead of one per
-/// statement (five or six per commit), which beside a write load is what the
-/// projector waits on. (Preparing each statement once and sending `EXECUTE`s instead
-/// was slower by far: PostgreSQL's plan cache then keeps a plan chosen while the
-/// tables were empty.) Reads are prepared statements with bound parameters.
+/// ([`postgres_literal`]) and queued in its aggregate's lane ([`Pending`]), and the
+/// queue goes to PostgreSQL as one multi-statement simple query before any read, every
+/// 4 MiB, and before the transaction commits ([`Pg::flush`]): one round trip per batch
+/// instead of one per statement, with the rows of like INSERTs of many aggregates
+/// joined into one statement. (Preparing each statement once and sending `EXECUTE`s
+/// instead was slower by far: PostgreSQL's plan cache then keeps a plan chosen while
+/// the tables were empty.) Reads are prepared statements with bound parameters.
 pub struct Pg<'c> {
     /// The connection.
     pub conn: &'c mut PgConnection,
     /// The runtime whose reactor drives it.
     pub runtime: &'c Handle,
     /// Writes rendered and not sent yet.
-    pub pending: &'c mut String,
+    pub pending: &'c mut Pending,
 }
 
 impl Pg<'_> {
@@ -294,9 +303,8 @@ impl Pg<'_> {
 
     /// Queues a write.
     fn queue(&mut self, sql: &str, params: &[Value<'_>]) -> Result<(), ApplyError> {
-        render(sql, params, self.pending)?;
-        self.pending.push_str(";\n");
-        if self.pending.len() > PENDING_LIMIT {
+        self.pending.push(sql, params)?;
+        if self.pending.bytes() > PENDING_LIMIT {
             self.flush()?;
         }
         Ok(())
@@ -304,10 +312,10 @@ impl Pg<'_> {
 
     /// Sends the queued writes, in one round trip.
     pub fn flush(&mut self) -> Result<(), ApplyError> {
-        if self.pending.is_empty() {
+        let batch = self.pending.take();
+        if batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(self.pending);
         self.runtime
             .block_on(sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(&mut *self.conn))?;
         Ok(())
@@ -336,6 +344,10 @@ impl Sql for Pg<'_> {
         rows.iter().map(owned).collect()
     }
 
+    fn aggregate(&mut self, subject: Option<&str>) {
+        self.pending.enter(subject);
+    }
+
     fn announce(&mut self, seq: u64) -> Result<(), ApplyError> {
         self.queue(
             "SELECT pg_notify(?1, ?2)",
@@ -350,7 +362,7 @@ impl Sql for Pg<'_> {
 /// Appends `sql` to `out` with each `?N` replaced by [`postgres_literal`] of
 /// `params[N - 1]`. The projection's statements hold no `?` in a string literal; a
 /// parameter's text is never scanned again.
-fn render(sql: &str, params: &[Value<'_>], out: &mut String) -> Result<(), ApplyError> {
+pub(super) fn render(sql: &str, params: &[Value<'_>], out: &mut String) -> Result<(), ApplyError> {
     let mut rest = sql;
     while let Some(at) = rest.find('?') {
         out.push_str(&rest[..at]);
