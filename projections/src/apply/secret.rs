@@ -16,9 +16,6 @@ pub(super) fn apply(
     seq: u64,
     commit: &Commit<SecretEvent>,
 ) -> Result<(), ApplyError> {
-    let project = commit.body.aggregate.project.as_str();
-    let id = commit.body.aggregate.id.as_str();
-    let at = commit.body.at;
     // A create (the secret, then its first payload if it has one: all that deciding a
     // create emits) is written as the rows it leaves, each inserted once and never
     // updated in the same commit: on PostgreSQL a batch of creates is then a few
@@ -26,18 +23,22 @@ pub(super) fn apply(
     // row cannot exist yet: a create is only decided, and only applied, on an absent
     // secret, so `ON CONFLICT DO NOTHING` never skips a row that later updates would
     // have changed.)
-    let first_payload = match commit.body.events.as_slice() {
+    let create = match commit.body.events.as_slice() {
         [SecretEvent::Created(e)] => Some((e, None)),
         [SecretEvent::Created(e), SecretEvent::PayloadStored(p)] => Some((e, Some(p))),
         _ => None,
     };
-    if let Some((created, payload)) = first_payload {
+    if let Some((created, payload)) = create {
+        let (project, id) = (
+            commit.body.aggregate.project.as_str(),
+            commit.body.aggregate.id.as_str(),
+        );
         let current = payload
             .filter(|p| p.stages.contains(&Stage::Current))
             .map(|p| p.payload.content_type.as_str());
         insert_secret(conn, seq, commit, created, payload.is_some(), current)?;
         if let Some(p) = payload {
-            let version = insert_payload(conn, project, id, p, at)?;
+            let version = insert_payload(conn, project, id, p, commit.body.at)?;
             for stage in &p.stages {
                 put_stage(conn, project, id, stage.as_str(), &version)?;
             }
