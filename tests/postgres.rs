@@ -507,3 +507,187 @@ async fn every_read_answers_on_postgres_as_on_sqlite() {
     }
     assert_eq!(lite.len(), postgres.len());
 }
+
+/// `url` as `role` (a role of `pg`'s server) would connect.
+fn as_role(pg: &ManagedPostgres, role: &str) -> String {
+    let url = pg.url().replacen("keyledger@", &format!("{role}@"), 1);
+    assert_ne!(url, pg.url());
+    url
+}
+
+/// Messages that are no keyledger commits at sequences `seqs`: the projection records
+/// them as skipped, which moves the checkpoint without a command service.
+fn foreign(seqs: std::ops::RangeInclusive<u64>) -> Vec<projections::writer::Stored> {
+    seqs.map(|seq| projections::writer::Stored {
+        seq,
+        subject: "not.a.commit".into(),
+        payload: b"{}".as_slice().into(),
+    })
+    .collect()
+}
+
+fn commit_key() -> std::sync::Arc<domain::commit::CommitKey> {
+    std::sync::Arc::new(domain::commit::CommitKey::new([7; 32]))
+}
+
+/// Any role that may connect can NOTIFY the projector's channel, with any sequence:
+/// an API replica only wakes on it and reads the checkpoint the projector wrote, so
+/// a false sequence never lets a read that waits for its write see an older model.
+#[tokio::test]
+async fn a_false_notification_never_moves_a_readers_sequence() {
+    let pg = postgres().await;
+    let Pool::Postgres(pool) = projections::db::open(&pg.url(), 2).await.unwrap() else {
+        panic!("a PostgreSQL pool")
+    };
+    sqlx::query("CREATE ROLE intruder LOGIN")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    // No periodic re-read during the test: only notifications move the sequence.
+    let mut applied =
+        projections::read::listen_checkpoint(pool.clone(), Duration::from_secs(3600), shutdown);
+    crate::support::eventually("the reader to LISTEN", Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            let listening: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (listening == 1).then_some(())
+        }
+    })
+    .await;
+
+    let mut intruder = <sqlx::PgConnection as sqlx::Connection>::connect(&as_role(&pg, "intruder"))
+        .await
+        .unwrap();
+    sqlx::query("NOTIFY keyledger_applied, '1000000'")
+        .execute(&mut intruder)
+        .await
+        .unwrap();
+    // Then the projector commits sequences 1 and 2, and notifies 2: the reader gets
+    // both notifications, in that order.
+    let writer = projections::db::open_writer(&pg.url(), 1024).await.unwrap();
+    writer.apply(foreign(1..=2), commit_key(), 0).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), applied.wait_for(|seq| *seq >= 2))
+        .await
+        .expect("the reader follows the projector")
+        .unwrap();
+    assert_eq!(*applied.borrow(), 2);
+
+    // A rebuild clears the read model: readers follow its checkpoint back, and wait
+    // for it again, rather than answer for sequences it no longer holds.
+    writer.clear().await.unwrap();
+    writer.apply(foreign(1..=1), commit_key(), 0).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), applied.wait_for(|seq| *seq == 1))
+        .await
+        .expect("the reader follows the checkpoint back")
+        .unwrap();
+}
+
+/// The read model lives in one schema for every component, whatever schemas appear
+/// later: with PostgreSQL's default search path a schema named after the role would
+/// be searched first, and a component started after it would migrate a second,
+/// empty read model into it. A URL may name another schema; a role that may only
+/// read starts an API replica on a migrated read model.
+#[tokio::test]
+async fn every_component_finds_the_read_model_in_one_schema() {
+    let pg = postgres().await;
+    let url = pg.url();
+    let writer = projections::db::open_writer(&url, 1024).await.unwrap();
+    writer.apply(foreign(1..=2), commit_key(), 0).await.unwrap();
+    drop(writer);
+    let Pool::Postgres(admin) = projections::db::open(&url, 1).await.unwrap() else {
+        panic!("a PostgreSQL pool")
+    };
+    for sql in [
+        "CREATE SCHEMA keyledger AUTHORIZATION keyledger",
+        "CREATE SCHEMA elsewhere AUTHORIZATION keyledger",
+        "CREATE ROLE reader LOGIN",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader",
+        // Settings of the role that would end the projector's session, and with it
+        // the lock, between two quiet batches.
+        "ALTER ROLE keyledger SET idle_session_timeout = '300ms'",
+        "ALTER ROLE keyledger SET idle_in_transaction_session_timeout = '300ms'",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+
+    // A projector and an API replica started now find the read model as it was.
+    let writer = projections::db::open_postgres_writer_when_free(
+        &url,
+        match projections::db::target(&url).unwrap() {
+            projections::db::Target::Postgres(options) => *options,
+            projections::db::Target::Sqlite(_) => unreachable!("a postgres:// URL"),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(writer.checkpoint().await.unwrap(), 2);
+    crate::support::eventually(
+        "the projector's session to be idle for longer than the role's idle timeout",
+        Duration::from_secs(10),
+        || {
+            let admin = admin.clone();
+            async move {
+                let idle: Option<f64> = sqlx::query_scalar(
+                    "SELECT extract(epoch FROM now() - state_change)::float8 \
+                     FROM pg_stat_activity WHERE state = 'idle' \
+                     AND application_name LIKE 'keyledger-projector-%'",
+                )
+                .fetch_optional(&admin)
+                .await
+                .unwrap();
+                idle.is_some_and(|s| s > 1.0).then_some(())
+            }
+        },
+    )
+    .await;
+    // The same session writes: it was not ended.
+    writer.apply(foreign(3..=3), commit_key(), 2).await.unwrap();
+    let api = projections::db::open(&url, 2).await.unwrap();
+    assert_eq!(read_model::checkpoint_of(&api).await, 3);
+    let reader = projections::db::open(&as_role(&pg, "reader"), 2)
+        .await
+        .expect("a role that may only read opens a migrated read model");
+    assert_eq!(read_model::checkpoint_of(&reader).await, 3);
+
+    let tables_in = |schema: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = $1")
+                .bind(schema)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+            n
+        }
+    };
+    assert_eq!(tables_in("keyledger").await, 0);
+    assert_eq!(tables_in("elsewhere").await, 0);
+    let in_public = tables_in("public").await;
+    assert!(in_public >= 14, "{in_public}");
+
+    // A URL that names a schema gets a read model of its own there.
+    let other = format!("{url}&options=-c%20search_path%3Delsewhere");
+    drop(writer);
+    let other_writer = projections::db::open_postgres_writer_when_free(
+        &other,
+        match projections::db::target(&other).unwrap() {
+            projections::db::Target::Postgres(options) => *options,
+            projections::db::Target::Sqlite(_) => unreachable!("a postgres:// URL"),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(other_writer.checkpoint().await.unwrap(), 0);
+    assert_eq!(tables_in("elsewhere").await, in_public);
+    assert_eq!(read_model::checkpoint_of(&api).await, 3);
+}

@@ -248,8 +248,25 @@ pub fn target(url: &str) -> Result<Target, OpenError> {
         .ok_or_else(|| OpenError::NotAFile(without_password(url)))
 }
 
+/// The schema the PostgreSQL read model lives in unless the URL names another (with
+/// `options=-c search_path=<schema>`).
+pub const POSTGRES_SCHEMA: &str = "public";
+
+/// The connect options of `url`, with `search_path` pinned for every connection
+/// keyledger opens (projector, migrations, readers, the checkpoint listener).
+/// PostgreSQL's default, `"$user", public`, resolves differently once a schema named
+/// after the role appears: a component started after that would find no migrations
+/// table there, create a second, empty read model in it, and read from that one.
 fn postgres_options(url: &str) -> Result<PgConnectOptions, OpenError> {
-    PgConnectOptions::from_str(url).map_err(|_| OpenError::BadUrl(without_password(url)))
+    let options =
+        PgConnectOptions::from_str(url).map_err(|_| OpenError::BadUrl(without_password(url)))?;
+    if options
+        .get_options()
+        .is_some_and(|o| o.contains("search_path"))
+    {
+        return Ok(options);
+    }
+    Ok(options.options([("search_path", POSTGRES_SCHEMA)]))
 }
 
 /// Opens (creating if needed) and migrates the read model at `url`.
@@ -275,10 +292,24 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
             url: shown.clone(),
             source,
         })?;
-    postgres_migrator()
-        .run(&pool)
-        .await
-        .map_err(|source| OpenError::Migrate { url: shown, source })?;
+    let migrator = postgres_migrator();
+    // A reader (an API replica) may connect as a role that can only read: it needs
+    // no migration once the projector's role has run them, and running them would
+    // fail on the migrations table's CREATE ... IF NOT EXISTS.
+    let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(None);
+    // Anything else (no table, older or newer migrations) is for sqlx to migrate or
+    // to refuse.
+    if applied != Some(latest) {
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| OpenError::Migrate { url: shown, source })?;
+    }
     Ok(pool)
 }
 
@@ -347,19 +378,39 @@ pub async fn open_writer(url: &str, cache_kib: i64) -> Result<Writer, OpenError>
 
 /// [`open_writer`] for a standby on PostgreSQL: waits (in PostgreSQL, without
 /// polling) until no other projector holds the read model's advisory lock, and
-/// migrates only then.
+/// migrates only then. A standby that cannot connect fails at once, not when it is
+/// needed; once it has, it stands by through PostgreSQL's restarts.
 pub async fn open_postgres_writer_when_free(
     url: &str,
     options: PgConnectOptions,
 ) -> Result<Writer, OpenError> {
-    let writer = Writer::open_postgres(options, true)
-        .await
-        .map_err(|source| OpenError::Writer {
-            url: without_password(url),
-            source,
-        })?;
+    let shown = without_password(url);
+    let writer = match Writer::open_postgres(options.clone(), false).await {
+        Ok(writer) => writer,
+        Err(crate::writer::WriteError::Locked(_)) => {
+            tracing::info!(url = %shown, "another projector is writing the read model; standing by");
+            stand_by(&shown, &options).await
+        }
+        Err(source) => return Err(OpenError::Writer { url: shown, source }),
+    };
     open(url, 1).await?.close().await;
     Ok(writer)
+}
+
+/// Waits for the advisory lock, through lost sessions, until it holds it.
+async fn stand_by(shown: &str, options: &PgConnectOptions) -> Writer {
+    let mut restarts = domain::restarts::Restarts::new();
+    loop {
+        let started = std::time::Instant::now();
+        match Writer::open_postgres(options.clone(), true).await {
+            Ok(writer) => break writer,
+            Err(e) => {
+                let backoff = restarts.after_failure(started.elapsed());
+                tracing::warn!(url = %shown, error = %e, retry_in = ?backoff, "projector: lost the session that stands by for the read model; standing by again");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
 }
 
 /// Takes `<db>.migrate.lock`, waiting for another process that holds it.

@@ -242,12 +242,31 @@ impl Projector {
                         () = tokio::time::sleep(STREAM_POLL) => {}
                     }
                 }
-                // Its PostgreSQL session ended (a restart of the server) and another
-                // projector took the lock meanwhile: that one writes now. Stop, so the
-                // process ends and its supervisor starts it again as a standby.
-                Err(e @ ProjectorError::Write(WriteError::Locked(_))) => {
-                    tracing::error!("{e}; this projector stops");
-                    return;
+                // Its PostgreSQL session ended (a restart of the server, an operator
+                // ending it) and the standby took the lock meanwhile: that one writes
+                // now, and this one becomes its standby, in this process, so that a
+                // supervisor's restart limit never leaves the read model without one.
+                Err(ProjectorError::Write(WriteError::Locked(_))) => {
+                    tracing::info!(
+                        "projector: another projector took the read model over; standing by"
+                    );
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        taken = self.writer.stand_by() => match taken {
+                            Ok(()) => {
+                                tracing::info!("projector: took over the read model");
+                                restarts.reset();
+                            }
+                            Err(e) => {
+                                let backoff = restarts.after_failure(started.elapsed());
+                                tracing::warn!(error = %e, retry_in = ?backoff, "projector: cannot stand by; trying again");
+                                tokio::select! {
+                                    () = shutdown.cancelled() => return,
+                                    () = tokio::time::sleep(backoff) => {}
+                                }
+                            }
+                        },
+                    }
                 }
                 Err(e) => {
                     let backoff = restarts.after_failure(started.elapsed());

@@ -155,6 +155,42 @@ impl PgSession {
     }
 }
 
+/// The projector's session settings, whatever the role's or the database's are.
+fn session_options(options: PgConnectOptions) -> PgConnectOptions {
+    options
+        // Named so that an operator sees in pg_stat_activity (and pg_locks) which
+        // projector process holds the lock.
+        .application_name(&format!("{LOCK_HOLDER_PREFIX}{}", std::process::id()))
+        .options([
+            // The writes' literals are quoted for this setting
+            // (apply::sql::postgres_literal); it is PostgreSQL's default.
+            ("standard_conforming_strings", "on"),
+            // A timeout would end a standby's wait for the lock, or a long batch of
+            // a rebuild; an idle timeout would end the session that holds the lock
+            // between two quiet batches and hand the read model to the standby.
+            ("lock_timeout", "0"),
+            ("statement_timeout", "0"),
+            ("idle_session_timeout", "0"),
+            ("idle_in_transaction_session_timeout", "0"),
+        ])
+        // The writes carry the read model's rows as literals (names, metadata,
+        // ciphertexts): sqlx must not log them, and a standby's wait for the lock is
+        // no slow statement.
+        .log_statements(log::LevelFilter::Off)
+        .log_slow_statements(log::LevelFilter::Off, Duration::ZERO)
+}
+
+/// A new session holding the read model's advisory lock, waiting (in PostgreSQL,
+/// without polling) while another session holds it.
+async fn lock_when_free(options: &PgConnectOptions) -> Result<PgConnection, WriteError> {
+    let mut conn = options.connect().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(POSTGRES_LOCK)
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
 async fn try_lock(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(POSTGRES_LOCK)
@@ -191,28 +227,16 @@ impl Writer {
     /// advisory lock: fails with [`WriteError::Locked`] if another projector holds it,
     /// or, if `wait`, stands by until that one's session ends.
     pub async fn open_postgres(options: PgConnectOptions, wait: bool) -> Result<Self, WriteError> {
-        // Named so that an operator sees in pg_stat_activity (and pg_locks) which
-        // projector process holds the lock.
-        let options = options
-            .application_name(&format!("{LOCK_HOLDER_PREFIX}{}", std::process::id()))
-            // The writes' literals are quoted for this setting (apply::sql::postgres_literal);
-            // it is PostgreSQL's default, and set here whatever the server's is.
-            .options([
-                ("standard_conforming_strings", "on"),
-                // A timeout set on the role or database would end a standby's wait
-                // for the lock, or a long batch of a rebuild.
-                ("lock_timeout", "0"),
-                ("statement_timeout", "0"),
-            ]);
-        let mut conn = options.connect().await?;
-        if wait {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(POSTGRES_LOCK)
-                .execute(&mut conn)
-                .await?;
-        } else if !try_lock(&mut conn).await? {
-            return Err(WriteError::Locked(POSTGRES_LOCK));
-        }
+        let options = session_options(options);
+        let conn = if wait {
+            lock_when_free(&options).await?
+        } else {
+            let mut conn = options.connect().await?;
+            if !try_lock(&mut conn).await? {
+                return Err(WriteError::Locked(POSTGRES_LOCK));
+            }
+            conn
+        };
         Ok(Self {
             backend: Arc::new(Backend::Postgres {
                 session: Box::new(Mutex::new(PgSession {
@@ -223,6 +247,23 @@ impl Writer {
                 runtime: Handle::current(),
             }),
         })
+    }
+
+    /// After [`WriteError::Locked`] (this writer lost its PostgreSQL session, and
+    /// another projector took the lock meanwhile): stands by until that one's session
+    /// ends, then holds the lock again. A SQLite writer has nothing to wait for.
+    pub async fn stand_by(&self) -> Result<(), WriteError> {
+        let Backend::Postgres { session, .. } = &*self.backend else {
+            return Ok(());
+        };
+        let options = session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .options
+            .clone();
+        let conn = lock_when_free(&options).await?;
+        session.lock().unwrap_or_else(PoisonError::into_inner).conn = Some(conn);
+        Ok(())
     }
 
     /// Runs `f` in one transaction that only this writer can hold (SQLite `BEGIN
@@ -246,11 +287,11 @@ impl Writer {
             Backend::Postgres { session, runtime } => {
                 let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
                 let result = postgres_transaction(&mut session, runtime, f);
-                if let Err(WriteError::Apply(ApplyError::Postgres(e))) = &result
-                    && !matches!(e, sqlx::Error::Database(_))
-                {
-                    // The session may be gone (PostgreSQL restarted): the next batch
-                    // connects again and takes the lock again.
+                if result.is_err() {
+                    // The session may be gone (PostgreSQL restarted, an operator ended
+                    // it) or stuck in a state no retry leaves (a server made read-only):
+                    // the next batch connects again and takes the lock again, or finds
+                    // that the standby holds it now.
                     session.conn = None;
                 }
                 result

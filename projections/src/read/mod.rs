@@ -506,7 +506,7 @@ pub fn poll_checkpoint(
     tokio::spawn(async move {
         loop {
             if let Ok(seq) = on_pool!(&pool, checkpoint()) {
-                advance(&tx, seq);
+                follow(&tx, seq);
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -517,20 +517,21 @@ pub fn poll_checkpoint(
     rx
 }
 
-/// Moves `tx` to `seq` (never back: a notification may overtake a poll).
-fn advance(tx: &watch::Sender<u64>, seq: u64) {
-    tx.send_if_modified(|v| {
-        let changed = *v < seq;
-        *v = (*v).max(seq);
-        changed
-    });
+/// Moves `tx` to `seq`, the checkpoint just read. Each follower reads the checkpoint
+/// from one task, one read after the other, so a later read never shows an older
+/// state; the checkpoint goes back only when a rebuild clears the read model, and
+/// then readers must wait for it again rather than trust a sequence it no longer has.
+fn follow(tx: &watch::Sender<u64>, seq: u64) {
+    tx.send_if_modified(|v| std::mem::replace(v, seq) != seq);
 }
 
 /// Follows the checkpoint of a PostgreSQL read model's projector, in another process:
 /// it LISTENs to the NOTIFY the projector sends with each batch it commits, so a read
-/// waiting on a sequence wakes when the batch commits, without polling. The checkpoint
-/// is read again whenever the listener (re)connects, and every `resync` in case a
-/// notification was lost with a connection.
+/// waiting on a sequence wakes when the batch commits, without polling. A notification
+/// only wakes it: any role that can connect may NOTIFY anything, so the sequence is
+/// always read from the checkpoints table, which only the projector's role writes.
+/// The checkpoint is read again whenever the listener (re)connects, and every
+/// `resync` in case a notification was lost with a connection.
 pub fn listen_checkpoint(
     pool: sqlx::PgPool,
     resync: Duration,
@@ -559,22 +560,21 @@ pub fn listen_checkpoint(
             }
             // Read after LISTEN: no batch committed in between goes unseen.
             if let Ok(seq) = reads().checkpoint().await {
-                advance(&tx, seq);
+                follow(&tx, seq);
             }
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     note = listener.try_recv() => match note {
-                        Ok(Some(note)) => {
-                            if let Ok(seq) = note.payload().parse() {
-                                advance(&tx, seq);
-                            }
-                        }
-                        // The connection was lost: sqlx reconnects and listens again,
-                        // but a NOTIFY sent meanwhile is gone, so read the checkpoint.
-                        Ok(None) => {
+                        // A batch committed; or the connection was lost (`None`): sqlx
+                        // reconnects and listens again, but a NOTIFY sent meanwhile is
+                        // gone. Either way, read the checkpoint.
+                        Ok(_) => {
+                            // One read answers every notification already here (a
+                            // flood of false ones costs one read, not one each).
+                            while listener.next_buffered().is_some() {}
                             if let Ok(seq) = reads().checkpoint().await {
-                                advance(&tx, seq);
+                                follow(&tx, seq);
                             }
                         }
                         Err(e) => {
@@ -584,7 +584,7 @@ pub fn listen_checkpoint(
                     },
                     () = tokio::time::sleep(resync) => {
                         if let Ok(seq) = reads().checkpoint().await {
-                            advance(&tx, seq);
+                            follow(&tx, seq);
                         }
                     }
                 }
