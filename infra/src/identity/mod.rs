@@ -15,6 +15,7 @@
 //! header alone.
 
 mod dev;
+pub mod sigv4;
 pub mod trust;
 
 use domain::Rejection;
