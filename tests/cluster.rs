@@ -406,8 +406,9 @@ async fn fault_under_load(
 
 /// Every acknowledged write reads back through the API replica that did not take
 /// it, at the sequence it answered, exactly once by its name. A payload read answered
-/// 503 (its access record not stored while a stream elects a leader after a fault)
-/// is sent again, as its "retry shortly" asks, for up to 30 s.
+/// 503 because its access record could not be stored (while a stream elects a leader
+/// after a fault) is sent again, as its "retry shortly" asks, for up to 30 s; any
+/// other answer (a read model behind the write's sequence included) fails.
 async fn all_readable(cluster: &Cluster, written: &BTreeMap<String, (String, u64)>) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -424,7 +425,7 @@ async fn all_readable(cluster: &Cluster, written: &BTreeMap<String, (String, u64
                 .unwrap();
             let status = payload.status();
             let text = payload.text().await.unwrap();
-            if status != 503 || Instant::now() >= deadline {
+            if status != 503 || !text.contains("access record") || Instant::now() >= deadline {
                 break (status, text);
             }
             retries += 1;

@@ -579,13 +579,31 @@ async fn a_false_notification_never_moves_a_readers_sequence() {
         .unwrap();
     assert_eq!(*applied.borrow(), 2);
 
-    // A rebuild clears the read model: readers follow its checkpoint back, and wait
-    // for it again, rather than answer for sequences it no longer holds.
+    // A rebuild clears the read model. A read that began at sequence 2 answers 503
+    // rather than from the emptied tables, and readers follow the checkpoint back at
+    // once (the clear NOTIFYs), so reads that name a sequence wait for it again.
+    let (_at, at_two) = tokio::sync::watch::channel(2);
+    let reader = projections::read::ReadModel::new(Pool::Postgres(pool.clone()), at_two);
     writer.clear().await.unwrap();
+    let now = domain::timestamp::Timestamp::from_unix_millis(1_800_000_000_000).unwrap();
+    let read = reader
+        .get_secret(domain::ids::SecretId::from_uuid(uuid::Uuid::nil()), now)
+        .await;
+    assert!(
+        matches!(
+            read,
+            Err(projections::read::ReadError::WentBack { floor: 2, seq: 0 })
+        ),
+        "{read:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), applied.wait_for(|seq| *seq == 0))
+        .await
+        .expect("the reader follows the checkpoint back")
+        .unwrap();
     writer.apply(foreign(1..=1), commit_key(), 0).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), applied.wait_for(|seq| *seq == 1))
         .await
-        .expect("the reader follows the checkpoint back")
+        .expect("the reader follows the rebuild")
         .unwrap();
 }
 
@@ -690,4 +708,57 @@ async fn every_component_finds_the_read_model_in_one_schema() {
     assert_eq!(other_writer.checkpoint().await.unwrap(), 0);
     assert_eq!(tables_in("elsewhere").await, in_public);
     assert_eq!(read_model::checkpoint_of(&api).await, 3);
+
+    // A URL that names no schema, on a database whose read model lives in another
+    // one (a deployment from before the path was pinned, its tables in the role's
+    // schema): refused, never answered from a new, empty read model.
+    sqlx::query("CREATE DATABASE moved")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let moved = url.replace("/keyledger?", "/moved?");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&moved)
+        .await
+        .unwrap();
+    sqlx::query("CREATE SCHEMA keyledger AUTHORIZATION keyledger")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    projections::db::open(&format!("{moved}&options=-c%20search_path%3Dkeyledger"), 1)
+        .await
+        .unwrap();
+    let err = projections::db::open(&moved, 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("schema keyledger holds a keyledger read model")
+            && err.contains("options=-c%20search_path%3Dkeyledger"),
+        "{err}"
+    );
+    let public: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(public, 0);
+
+    // A role that may not read the migrations table is told so.
+    for sql in [
+        "CREATE ROLE blind LOGIN",
+        "GRANT SELECT ON checkpoints TO blind",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    let err = projections::db::open(&as_role(&pg, "blind"), 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("_sqlx_migrations") && err.contains("needs SELECT on it"),
+        "{err}"
+    );
 }

@@ -72,6 +72,16 @@ impl From<projections::read::ReadError> for ApiError {
     /// Unavailable: 503, retry. Corrupt: 500 with an id to find it in the log, since
     /// retrying cannot help (the read model needs a rebuild from the log).
     fn from(e: projections::read::ReadError) -> Self {
+        if let projections::read::ReadError::WentBack { floor, seq } = e {
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the read model went back from sequence {floor} to {seq}: it is being \
+                     rebuilt from the log; retry shortly"
+                ),
+            )
+            .retry_after(1);
+        }
         if e.is_unavailable() {
             tracing::warn!(error = %e, "read model query failed");
             return Self::new(

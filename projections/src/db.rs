@@ -61,6 +61,31 @@ pub enum OpenError {
         /// The cause.
         source: crate::writer::WriteError,
     },
+    /// The migrations table could not be read.
+    #[error(
+        "reading the migrations of the read model {url} (table _sqlx_migrations; a role \
+         that only reads needs SELECT on it too): {source}"
+    )]
+    Migrations {
+        /// The URL, without its password.
+        url: String,
+        /// The cause.
+        source: sqlx::Error,
+    },
+    /// The connection's schema holds no read model, and another schema does.
+    #[error(
+        "the read model {url} has no tables in its schema (search_path, `public` unless the \
+         URL names another), but schema {schemas} holds a keyledger read model; to use it, \
+         add options=-c%20search_path%3D{example} to the URL"
+    )]
+    Elsewhere {
+        /// The URL, without its password.
+        url: String,
+        /// The schemas that hold one.
+        schemas: String,
+        /// One of them.
+        example: String,
+    },
     /// A migration failed.
     #[error("migrating the read model {url}: {source}")]
     Migrate {
@@ -260,13 +285,20 @@ pub const POSTGRES_SCHEMA: &str = "public";
 fn postgres_options(url: &str) -> Result<PgConnectOptions, OpenError> {
     let options =
         PgConnectOptions::from_str(url).map_err(|_| OpenError::BadUrl(without_password(url)))?;
-    if options
-        .get_options()
-        .is_some_and(|o| o.contains("search_path"))
-    {
+    if names_search_path(&options) {
         return Ok(options);
     }
     Ok(options.options([("search_path", POSTGRES_SCHEMA)]))
+}
+
+/// Whether the URL's options set `search_path` (`-c search_path=…`,
+/// `--search-path=…`, `options[search_path]=…`, in any case).
+fn names_search_path(options: &PgConnectOptions) -> bool {
+    options.get_options().is_some_and(|o| {
+        o.to_ascii_lowercase()
+            .replace('-', "_")
+            .contains("search_path")
+    })
 }
 
 /// Opens (creating if needed) and migrates the read model at `url`.
@@ -294,23 +326,67 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
         })?;
     let migrator = postgres_migrator();
     // A reader (an API replica) may connect as a role that can only read: it needs
-    // no migration once the projector's role has run them, and running them would
-    // fail on the migrations table's CREATE ... IF NOT EXISTS.
-    let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Option<i64> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(None);
-    // Anything else (no table, older or newer migrations) is for sqlx to migrate or
-    // to refuse.
-    if applied != Some(latest) {
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|source| OpenError::Migrate { url: shown, source })?;
+    // no migration once the projector's role has run them all, unchanged, and running
+    // them would fail on the migrations table's CREATE ... IF NOT EXISTS.
+    let applied: Vec<(i64, Vec<u8>)> = match sqlx::query_as(
+        "SELECT version, checksum FROM _sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(&pool)
+    .await
+    {
+        Ok(applied) => applied,
+        // No such table yet: nothing is migrated.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+        Err(source) => {
+            return Err(OpenError::Migrations { url: shown, source });
+        }
+    };
+    let embedded: Vec<(i64, Vec<u8>)> = migrator
+        .iter()
+        .map(|m| (m.version, m.checksum.to_vec()))
+        .collect();
+    if applied == embedded {
+        return Ok(pool);
     }
+    // A schema the URL names is the operator's choice: a read model is created there.
+    let named = PgConnectOptions::from_str(url).is_ok_and(|o| names_search_path(&o));
+    if applied.is_empty() && !named {
+        elsewhere(&pool, &shown).await?;
+    }
+    // Anything else (older migrations, a changed or a newer one) is for sqlx to
+    // migrate or to refuse.
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|source| OpenError::Migrate { url: shown, source })?;
     Ok(pool)
+}
+
+/// Refuses to create a read model in `public` (the schema of a URL that names none)
+/// when one already lives in another schema: a deployment from before `search_path`
+/// was pinned may have its tables in a schema named after its role (PostgreSQL's
+/// default path), and a second, empty read model beside it would hide every secret
+/// until rebuilt.
+async fn elsewhere(pool: &PgPool, shown: &str) -> Result<(), OpenError> {
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relname = '_sqlx_migrations' AND c.relkind = 'r' \
+         AND n.nspname <> current_schema() ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|source| OpenError::Postgres {
+        url: shown.to_owned(),
+        source,
+    })?;
+    match schemas.first() {
+        None => Ok(()),
+        Some(schema) => Err(OpenError::Elsewhere {
+            url: shown.to_owned(),
+            schemas: schemas.join(", "),
+            example: schema.clone(),
+        }),
+    }
 }
 
 /// Opens (creating if needed) and migrates the SQLite read model at `url`.
@@ -389,7 +465,13 @@ pub async fn open_postgres_writer_when_free(
         Ok(writer) => writer,
         Err(crate::writer::WriteError::Locked(_)) => {
             tracing::info!(url = %shown, "another projector is writing the read model; standing by");
-            stand_by(&shown, &options).await
+            stand_by(&shown, &options).await?
+        }
+        // PostgreSQL down or starting: a standby waits for it rather than exit
+        // and be restarted until its supervisor gives up.
+        Err(e) if e.is_of_the_session() => {
+            tracing::warn!(url = %shown, error = %e, "cannot reach the read model yet; standing by");
+            stand_by(&shown, &options).await?
         }
         Err(source) => return Err(OpenError::Writer { url: shown, source }),
     };
@@ -397,17 +479,24 @@ pub async fn open_postgres_writer_when_free(
     Ok(writer)
 }
 
-/// Waits for the advisory lock, through lost sessions, until it holds it.
-async fn stand_by(shown: &str, options: &PgConnectOptions) -> Writer {
+/// Waits for the advisory lock, through lost sessions, until it holds it; fails on
+/// what no new session would mend (a password refused, a database that is gone).
+async fn stand_by(shown: &str, options: &PgConnectOptions) -> Result<Writer, OpenError> {
     let mut restarts = domain::restarts::Restarts::new();
     loop {
         let started = std::time::Instant::now();
         match Writer::open_postgres(options.clone(), true).await {
-            Ok(writer) => break writer,
-            Err(e) => {
+            Ok(writer) => return Ok(writer),
+            Err(e) if e.is_of_the_session() => {
                 let backoff = restarts.after_failure(started.elapsed());
                 tracing::warn!(url = %shown, error = %e, retry_in = ?backoff, "projector: lost the session that stands by for the read model; standing by again");
                 tokio::time::sleep(backoff).await;
+            }
+            Err(source) => {
+                return Err(OpenError::Writer {
+                    url: shown.to_owned(),
+                    source,
+                });
             }
         }
     }

@@ -38,6 +38,12 @@ pub struct ProjectorConfig {
     /// what arrived during its last transaction, and one at the head of a quiet
     /// stream each commit as it arrives.
     pub batch_size: usize,
+    /// On PostgreSQL, once another projector has taken the read model over (this one
+    /// lost its session meanwhile): stand by in this process and take over again when
+    /// the other's session ends (`keyledger serve projector`), instead of stopping.
+    /// Only for a projector whose process serves no reads of its own: an API beside it
+    /// follows this projector's cache and sequence, which would stop moving.
+    pub stand_by_when_locked: bool,
 }
 
 impl Default for ProjectorConfig {
@@ -45,6 +51,7 @@ impl Default for ProjectorConfig {
         Self {
             stream: "KEYLEDGER".into(),
             batch_size: DEFAULT_BATCH_SIZE,
+            stand_by_when_locked: false,
         }
     }
 }
@@ -246,6 +253,13 @@ impl Projector {
                 // ending it) and the standby took the lock meanwhile: that one writes
                 // now, and this one becomes its standby, in this process, so that a
                 // supervisor's restart limit never leaves the read model without one.
+                Err(e @ ProjectorError::Write(WriteError::Locked(_)))
+                    if !self.config.stand_by_when_locked =>
+                {
+                    // Its supervisor (`keyledger up` stops the whole stack) decides.
+                    tracing::error!("{e}; this projector stops");
+                    return;
+                }
                 Err(ProjectorError::Write(WriteError::Locked(_))) => {
                     tracing::info!(
                         "projector: another projector took the read model over; standing by"
@@ -253,10 +267,9 @@ impl Projector {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         taken = self.writer.stand_by() => match taken {
-                            Ok(()) => {
-                                tracing::info!("projector: took over the read model");
-                                restarts.reset();
-                            }
+                            // No reset of the delays: two projectors that each fail a
+                            // batch must not hand the lock back and forth at full speed.
+                            Ok(()) => tracing::info!("projector: took over the read model"),
                             Err(e) => {
                                 let backoff = restarts.after_failure(started.elapsed());
                                 tracing::warn!(error = %e, retry_in = ?backoff, "projector: cannot stand by; trying again");
@@ -297,6 +310,9 @@ impl Projector {
         let connects = client.statistics().connects.load(Ordering::Relaxed);
         let mut applied = self.writer.checkpoint().await?;
         self.cache.clear(applied);
+        // Where the read model is now: another projector may have moved it while this
+        // one stood by.
+        self.applied.send_replace(applied);
         let stream = self
             .js
             .get_stream(&self.config.stream)

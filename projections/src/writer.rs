@@ -97,6 +97,35 @@ pub enum WriteError {
     Stopped(String),
 }
 
+impl WriteError {
+    /// Whether this failure is of the PostgreSQL session rather than of the batch: the
+    /// connection was lost or ended (SQLSTATE classes 08 and 57, e.g. an operator's
+    /// `pg_terminate_backend`, a server starting or shutting down), the server is out
+    /// of connections (53), or the session was made read-only (25006). A new session
+    /// may succeed where this one cannot; any other failure would fail the same way
+    /// on every session, and the standby's too.
+    pub fn is_of_the_session(&self) -> bool {
+        let Self::Apply(ApplyError::Postgres(e)) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || code.starts_with("57")
+                    || code.starts_with("53")
+                    || code == "25006"
+            }),
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            _ => false,
+        }
+    }
+}
+
 impl From<rusqlite::Error> for WriteError {
     fn from(e: rusqlite::Error) -> Self {
         Self::Apply(e.into())
@@ -128,13 +157,15 @@ enum Backend {
     Postgres {
         session: Box<Mutex<PgSession>>,
         runtime: Handle,
+        /// How the session connects (outside the mutex, which a batch holds for as
+        /// long as it runs).
+        options: Box<PgConnectOptions>,
     },
 }
 
 /// The projector's PostgreSQL session: its connection, which holds the advisory lock,
 /// and the writes of the current batch not sent yet.
 struct PgSession {
-    options: PgConnectOptions,
     conn: Option<PgConnection>,
     pending: crate::apply::sql::Pending,
 }
@@ -143,9 +174,13 @@ impl PgSession {
     /// The connection, reconnecting (and taking the lock again) after a failure: a
     /// PostgreSQL restart ends the session and with it the lock, which another
     /// projector may have taken meanwhile.
-    fn connection(&mut self, runtime: &Handle) -> Result<&mut PgConnection, WriteError> {
+    fn connection(
+        &mut self,
+        options: &PgConnectOptions,
+        runtime: &Handle,
+    ) -> Result<&mut PgConnection, WriteError> {
         if self.conn.is_none() {
-            let mut conn = runtime.block_on(self.options.connect())?;
+            let mut conn = runtime.block_on(options.connect())?;
             if !runtime.block_on(try_lock(&mut conn))? {
                 return Err(WriteError::Locked(POSTGRES_LOCK));
             }
@@ -240,11 +275,11 @@ impl Writer {
         Ok(Self {
             backend: Arc::new(Backend::Postgres {
                 session: Box::new(Mutex::new(PgSession {
-                    options,
                     conn: Some(conn),
                     pending: Default::default(),
                 })),
                 runtime: Handle::current(),
+                options: Box::new(options),
             }),
         })
     }
@@ -253,15 +288,14 @@ impl Writer {
     /// another projector took the lock meanwhile): stands by until that one's session
     /// ends, then holds the lock again. A SQLite writer has nothing to wait for.
     pub async fn stand_by(&self) -> Result<(), WriteError> {
-        let Backend::Postgres { session, .. } = &*self.backend else {
+        let Backend::Postgres {
+            session, options, ..
+        } = &*self.backend
+        else {
             return Ok(());
         };
-        let options = session
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .options
-            .clone();
-        let conn = lock_when_free(&options).await?;
+        let conn = lock_when_free(options).await?;
+        // No batch runs on a writer that stands by: the mutex is free.
         session.lock().unwrap_or_else(PoisonError::into_inner).conn = Some(conn);
         Ok(())
     }
@@ -284,14 +318,21 @@ impl Writer {
                 tx.commit()?;
                 Ok(out)
             }
-            Backend::Postgres { session, runtime } => {
+            Backend::Postgres {
+                session,
+                runtime,
+                options,
+            } => {
                 let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
-                let result = postgres_transaction(&mut session, runtime, f);
-                if result.is_err() {
-                    // The session may be gone (PostgreSQL restarted, an operator ended
-                    // it) or stuck in a state no retry leaves (a server made read-only):
-                    // the next batch connects again and takes the lock again, or finds
-                    // that the standby holds it now.
+                let result = postgres_transaction(&mut session, options, runtime, f);
+                if let Err(e) = &result
+                    && e.is_of_the_session()
+                {
+                    // The session is gone (PostgreSQL restarted, an operator ended it)
+                    // or in a state no retry on it leaves (made read-only): the next
+                    // batch connects again and takes the lock again, or finds that the
+                    // standby holds it now. A failure of the batch itself keeps the
+                    // session, and the lock with it: the standby would fail the same.
                     session.conn = None;
                 }
                 result
@@ -348,6 +389,8 @@ impl Writer {
             for table in TABLES {
                 conn.execute_dynamic(&format!("DELETE FROM {table}"), &[])?;
             }
+            // Readers in other processes follow the checkpoint back at once.
+            conn.announce(0)?;
             Ok(())
         })
         .await
@@ -357,10 +400,11 @@ impl Writer {
 /// [`Writer::transaction`] on PostgreSQL.
 fn postgres_transaction<T>(
     session: &mut PgSession,
+    options: &PgConnectOptions,
     runtime: &Handle,
     f: impl FnOnce(&mut dyn Sql) -> Result<T, ApplyError>,
 ) -> Result<T, WriteError> {
-    session.connection(runtime)?;
+    session.connection(options, runtime)?;
     let PgSession { conn, pending, .. } = session;
     // What a failed batch left unsent is not this batch's.
     pending.clear();

@@ -69,6 +69,7 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
         let config = ProjectorConfig {
             stream: log.stream.clone(),
             batch_size,
+            ..Default::default()
         };
         anyhow::Ok(rebuild(writer, &js, &config, commit_key).await?)
     }

@@ -183,9 +183,12 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             log,
             batch_size,
         } => {
+            // This process serves no reads: on PostgreSQL it stands by again after
+            // losing the read model to the other projector.
             let config = ProjectorConfig {
                 stream: log.stream,
                 batch_size,
+                stand_by_when_locked: true,
             };
             vec![stack::start_projector_or_stand_by(
                 &nats.nats_url,

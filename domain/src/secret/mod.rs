@@ -2,6 +2,7 @@
 //! rejection) given the current state; [`evolve`] folds an event into the state.
 
 pub mod acl;
+pub mod arn;
 mod command;
 pub mod consumer;
 mod decide;

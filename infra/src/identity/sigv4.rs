@@ -8,8 +8,16 @@
 //! sign different sets, and hashes the body itself: a client's `X-Amz-Content-SHA256`
 //! is never trusted (a signature replayed with another body then fails).
 //!
-//! Not supported, refused by the caller: query-string (presigned) signatures, chunked
-//! (streaming) payloads, SigV4a.
+//! What a server using it must still do: call [`Authorization::check`] (with
+//! `host`, `x-amz-date` and the header that names the action, e.g. `x-amz-target`, as
+//! required: an unsigned action could be swapped for another that takes the same
+//! body) before [`Authorization::verify`], with the same `X-Amz-Date` in
+//! [`string_to_sign`]; check the scope's region if it cares; refuse
+//! `X-Amz-Security-Token`, query-string (presigned) signatures, chunked (streaming)
+//! payloads and SigV4a; cap the body before hashing it; pass the path and query as
+//! they came over the wire (and a `host` header from `:authority` on HTTP/2); look up
+//! the access key without telling unknown keys from bad signatures by timing; and
+//! accept that a signed request can be replayed within the 15 minutes of skew.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -155,9 +163,11 @@ impl Authorization {
                 )));
             }
         }
+        // The header itself is not echoed: whatever logs the error need not hold it.
         let missing = |name: &str| {
             incomplete(format!(
-                "Authorization header requires '{name}' parameter. Authorization={value}"
+                "Authorization header requires '{name}' parameter; it takes Credential, \
+                 SignedHeaders and Signature"
             ))
         };
         let (access_key_id, scope) =
@@ -214,17 +224,19 @@ impl Authorization {
                 self.scope.date
             )));
         }
-        if at < now - MAX_SKEW {
+        let earliest = now.checked_sub(MAX_SKEW).unwrap_or(now);
+        let latest = now.checked_add(MAX_SKEW).unwrap_or(now);
+        if at < earliest {
             return Err(SigV4Error::Expired {
                 amz_date: amz_date.to_owned(),
-                earliest: format_amz_date(now - MAX_SKEW),
+                earliest: format_amz_date(earliest),
                 now: format_amz_date(now),
             });
         }
-        if at > now + MAX_SKEW {
+        if at > latest {
             return Err(SigV4Error::NotYetCurrent {
                 amz_date: amz_date.to_owned(),
-                latest: format_amz_date(now + MAX_SKEW),
+                latest: format_amz_date(latest),
                 now: format_amz_date(now),
             });
         }
@@ -428,16 +440,17 @@ fn encode(bytes: &[u8], keep: impl Fn(u8) -> bool, out: &mut String) {
     }
 }
 
-/// The path, decoded, with `.` and `..` segments and empty segments removed (a
-/// trailing `/` kept), then encoded again: how AWS's services other than S3
-/// canonicalise it.
+/// The path as sent, with `.` and `..` segments and empty segments removed (a
+/// trailing `/` kept), then every byte but unreserved ones and `/` percent-encoded:
+/// how AWS's SDKs sign for services other than S3, which encode the already encoded
+/// path again (`/a%20b` is signed as `/a%2520b`), so an encoded `/` or `.` never
+/// becomes a separator or a dot segment.
 fn canonical_path(path: &str) -> String {
-    let decoded: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
-    let mut segments: Vec<&[u8]> = Vec::new();
-    for segment in decoded.split(|&b| b == b'/') {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
         match segment {
-            b"" | b"." => {}
-            b".." => {
+            "" | "." => {}
+            ".." => {
                 segments.pop();
             }
             s => segments.push(s),
@@ -448,16 +461,17 @@ fn canonical_path(path: &str) -> String {
         if i > 0 {
             out.push('/');
         }
-        encode(segment, unreserved, &mut out);
+        encode(segment.as_bytes(), unreserved, &mut out);
     }
-    if !segments.is_empty() && decoded.ends_with(b"/") {
+    if !segments.is_empty() && path.ends_with('/') {
         out.push('/');
     }
     out
 }
 
 /// The query's parameters, each name and value decoded and encoded again, sorted by
-/// name, then value.
+/// name, then value. What an SDK sends encoded this way comes out as it signed it; a
+/// query written by hand with `+`, lowercase escapes or empty `&&` pairs may not.
 fn canonical_query(query: &str) -> String {
     let mut pairs: Vec<(String, String)> = query
         .split('&')

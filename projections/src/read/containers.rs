@@ -78,8 +78,8 @@ impl ReadModel {
         id: ContainerId,
         now: Timestamp,
     ) -> Result<Snapshot<Option<ContainerRow>>, ReadError> {
-        let (value, seq) = on_pool!(&self.pool, container(id, now))?;
-        Ok(Snapshot { value, seq })
+        self.fresh(async { on_pool!(&self.pool, container(id, now)) })
+            .await
     }
 
     /// A page of a project's containers that `keep` (the caller's read policy)
@@ -91,7 +91,7 @@ impl ReadModel {
         now: Timestamp,
         keep: impl Fn(&ContainerRow) -> bool,
     ) -> Result<Snapshot<ContainerPage>, ReadError> {
-        let (value, seq) = on_pool!(&self.pool, containers(project, page, now, keep))?;
-        Ok(Snapshot { value, seq })
+        self.fresh(async { on_pool!(&self.pool, containers(project, page, now, keep)) })
+            .await
     }
 }

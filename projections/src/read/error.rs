@@ -11,6 +11,18 @@ pub enum ReadError {
     /// A row does not decode into what the projector writes.
     #[error("the read model holds a row that does not decode: {0}")]
     Corrupt(sqlx::Error),
+    /// The snapshot read is older than what the read model had applied when the read
+    /// began: it went back (a rebuild cleared it) and is being applied again.
+    #[error(
+        "the read model went back from sequence {floor} to {seq} (it is being rebuilt from \
+         the log)"
+    )]
+    WentBack {
+        /// What was applied when the read began.
+        floor: u64,
+        /// What the snapshot had applied.
+        seq: u64,
+    },
 }
 
 impl From<sqlx::Error> for ReadError {
@@ -50,7 +62,7 @@ impl ReadError {
 
     /// Whether retrying may help.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::WentBack { .. })
     }
 }
 

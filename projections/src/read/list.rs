@@ -154,10 +154,12 @@ impl ReadModel {
         now: Timestamp,
         keep: impl Fn(&SecretRow) -> bool,
     ) -> Result<Snapshot<Page>, ReadError> {
-        let (value, seq) = on_pool!(
-            &self.pool,
-            list_secrets(scope, filter, now.unix_millis(), keep)
-        )?;
-        Ok(Snapshot { value, seq })
+        self.fresh(async {
+            on_pool!(
+                &self.pool,
+                list_secrets(scope, filter, now.unix_millis(), keep)
+            )
+        })
+        .await
     }
 }

@@ -15,6 +15,7 @@ use domain::ids::{KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
 use domain::secret::acl::Acl;
 use domain::secret::payload::ContentType;
 use domain::timestamp::Timestamp;
+use futures::FutureExt as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -318,6 +319,22 @@ impl ReadModel {
         }
     }
 
+    /// The answer of `query` (a value and the sequence its snapshot reflects), refused
+    /// if that snapshot is older than what this read model had applied when the query
+    /// began: the read model went back (a rebuild cleared it), and a read that waited
+    /// for a sequence (`X-Keyledger-Min-Seq`) must not answer from before it.
+    pub(crate) async fn fresh<T, E: Into<ReadError>>(
+        &self,
+        query: impl Future<Output = Result<(T, u64), E>>,
+    ) -> Result<Snapshot<T>, ReadError> {
+        let floor = self.applied();
+        let (value, seq) = query.await.map_err(Into::into)?;
+        if seq < floor {
+            return Err(ReadError::WentBack { floor, seq });
+        }
+        Ok(Snapshot { value, seq })
+    }
+
     /// The sequences between `from` and `to` (inclusive) the projector skipped: foreign
     /// messages, replayed copies, commits it could not read.
     pub async fn skipped_between(&self, from: u64, to: u64) -> Result<BTreeSet<u64>, ReadError> {
@@ -331,7 +348,9 @@ impl ReadModel {
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<SecretRow>>, ReadError> {
-        let (row, seq) = on_pool!(&self.pool, secret(id))?;
+        let Snapshot { value: row, seq } = self
+            .fresh(async { on_pool!(&self.pool, secret(id)) })
+            .await?;
         Ok(Snapshot {
             value: visible(row, now),
             seq,
@@ -359,7 +378,9 @@ impl ReadModel {
                 seq: applied,
             });
         }
-        let (found, seq) = on_pool!(&self.pool, version(id, current))?;
+        let Snapshot { value: found, seq } = self
+            .fresh(async { on_pool!(&self.pool, version(id, current)) })
+            .await?;
         let Some(entry) = found else {
             return Ok(Snapshot {
                 value: Lookup::Missing,
@@ -381,7 +402,9 @@ impl ReadModel {
         which: VersionSelector<'_>,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
-        let (found, seq) = on_pool!(&self.pool, version(id, which))?;
+        let Snapshot { value: found, seq } = self
+            .fresh(async { on_pool!(&self.pool, version(id, which)) })
+            .await?;
         let value = match found {
             Some(entry) => with_payload(entry, now),
             None => Lookup::Missing,
@@ -397,7 +420,9 @@ impl ReadModel {
         page: (u32, u32),
     ) -> Result<Snapshot<Lookup<(SecretRow, VersionPage)>>, ReadError> {
         let shown = |row: &Found| is_visible(row, now);
-        let (found, seq) = on_pool!(&self.pool, versions(id, shown, page))?;
+        let Snapshot { value: found, seq } = self
+            .fresh(async { on_pool!(&self.pool, versions(id, shown, page)) })
+            .await?;
         Ok(Snapshot {
             value: judged(found, now),
             seq,
@@ -413,7 +438,9 @@ impl ReadModel {
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<VersionRow>)>>, ReadError> {
         let shown = |row: &Found| is_visible(row, now);
-        let (found, seq) = on_pool!(&self.pool, find_version(id, shown, which))?;
+        let Snapshot { value: found, seq } = self
+            .fresh(async { on_pool!(&self.pool, find_version(id, shown, which)) })
+            .await?;
         Ok(Snapshot {
             value: judged(found, now),
             seq,
@@ -427,7 +454,9 @@ impl ReadModel {
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, BTreeMap<String, String>)>>, ReadError> {
         let shown = |row: &Found| is_visible(row, now);
-        let (found, seq) = on_pool!(&self.pool, metadata(id, shown))?;
+        let Snapshot { value: found, seq } = self
+            .fresh(async { on_pool!(&self.pool, metadata(id, shown)) })
+            .await?;
         Ok(Snapshot {
             value: judged(found, now),
             seq,
@@ -570,9 +599,10 @@ pub fn listen_checkpoint(
                         // reconnects and listens again, but a NOTIFY sent meanwhile is
                         // gone. Either way, read the checkpoint.
                         Ok(_) => {
-                            // One read answers every notification already here (a
-                            // flood of false ones costs one read, not one each).
-                            while listener.next_buffered().is_some() {}
+                            // One read answers every notification already received: a
+                            // flood of false ones costs a read per round trip, not
+                            // one each.
+                            while let Some(Ok(Some(_))) = listener.try_recv().now_or_never() {}
                             if let Ok(seq) = reads().checkpoint().await {
                                 follow(&tx, seq);
                             }

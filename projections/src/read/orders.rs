@@ -47,8 +47,7 @@ pub struct OrderPage {
 impl ReadModel {
     /// One order.
     pub async fn get_order(&self, id: OrderId) -> Result<Snapshot<Option<OrderRow>>, ReadError> {
-        let (value, seq) = on_pool!(&self.pool, order(id))?;
-        Ok(Snapshot { value, seq })
+        self.fresh(async { on_pool!(&self.pool, order(id)) }).await
     }
 
     /// A page of a project's orders that `keep` (the caller's read policy) admits,
@@ -59,8 +58,8 @@ impl ReadModel {
         page: (u32, u32),
         keep: impl Fn(&OrderRow) -> bool,
     ) -> Result<Snapshot<OrderPage>, ReadError> {
-        let (value, seq) = on_pool!(&self.pool, orders(project, page, keep))?;
-        Ok(Snapshot { value, seq })
+        self.fresh(async { on_pool!(&self.pool, orders(project, page, keep)) })
+            .await
     }
 }
 

@@ -173,6 +173,23 @@ fn any_change_to_what_was_signed_is_refused() {
     flipped.signature[31] ^= 1;
     assert_eq!(signs(&raw, &flipped, &key), Err(SigV4Error::Mismatch));
 
+    // An encoded path is signed encoded once more, as the SDKs do: `%2F` stays a
+    // byte of a segment, never a separator.
+    let encoded = Request {
+        method: "GET",
+        path: "/a%20b/..%2F/c",
+        query: "",
+        headers: &[("host", b"h")],
+        body: b"",
+    };
+    let creq = encoded.canonical(&["host".to_owned()]).unwrap();
+    assert!(
+        String::from_utf8(creq)
+            .unwrap()
+            .starts_with("GET\n/a%2520b/..%252F/c\n"),
+        "the path is encoded again"
+    );
+
     let other = signing_key(b"another secret", &auth.scope);
     assert_eq!(signs(&raw, &auth, &other), Err(SigV4Error::Mismatch));
 
