@@ -142,6 +142,41 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
     std::fs::remove_file(&file).unwrap();
     ids.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
 
+    // 5. An access key generated over HTTP: its secret access key is a canary too.
+    let mut canaries = canaries;
+    let r = http_client
+        .post(format!("{http}/v1/access-keys"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let generated: serde_json::Value = r.json().await.unwrap();
+    let generated_id = generated["access_key_id"].as_str().unwrap().to_owned();
+    canaries.push(generated["secret_access_key"].as_str().unwrap().to_owned());
+
+    // 6. An access key imported over NATS, with a canary as its secret.
+    let imported = format!("CANARY-KEY-{}", uuid::Uuid::new_v4().simple());
+    let reply = raw_command(
+        &client,
+        "access_key.create",
+        Some(&token),
+        &json!({"access_key_id": "AKLGCANARY0000000001", "secret_access_key": imported, "user": "dev", "roles": ["admin"]}),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    canaries.push(imported);
+
+    // The generated key is revoked (its data key is destroyed).
+    let r = http_client
+        .delete(format!("{http}/v1/access-keys/{generated_id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
     // Every payload reads back intact (so the reads are exercised and logged too).
     for (id, canary) in ids.iter().zip(&canaries) {
         let body = http_client

@@ -369,7 +369,23 @@ async fn scenario(t: &TestStack) -> Vec<String> {
         json!({"name": "lb", "URL": "https://lb.example"}),
     )
     .await;
+    for id in ["AKLGPOSTGRES00000001", "AKLGPOSTGRES00000002"] {
+        run.write(
+            Method::POST,
+            "/v1/access-keys",
+            json!({"access_key_id": id, "secret_access_key": "a-secret-of-20-chars",
+                   "user": "bob", "roles": ["observer"]}),
+        )
+        .await;
+    }
     let token = run.admin.clone();
+    run.send(
+        Method::DELETE,
+        "/v1/access-keys/AKLGPOSTGRES00000002",
+        &token,
+        None,
+    )
+    .await;
     run.send(Method::DELETE, &format!("/v1/secrets/{gone}"), &token, None)
         .await;
     // The order last: the worker's commits then come after every other write.
@@ -423,12 +439,18 @@ async fn scenario(t: &TestStack) -> Vec<String> {
         format!("/v1/containers/{container}/consumers"),
         format!("/v1/orders/{order}"),
         "/v1/orders".to_owned(),
+        "/v1/access-keys?all=true".to_owned(),
     ] {
         run.get(&path).await;
     }
     // What another user of the project sees: only what the ACLs give them.
     let bob = run.bob.clone();
-    for path in ["/v1/secrets", "/v1/secrets?acl_only=true", "/v1/containers"] {
+    for path in [
+        "/v1/secrets",
+        "/v1/secrets?acl_only=true",
+        "/v1/containers",
+        "/v1/access-keys",
+    ] {
         run.send(Method::GET, path, &bob, None).await;
     }
     run.send(

@@ -8,6 +8,7 @@
 mod support;
 
 mod access_control;
+mod access_keys;
 mod api_fuzz;
 mod audit;
 mod barbican_clients;

@@ -29,6 +29,13 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, description)
     }
 
+    /// This error without the string values a JSON parse error quotes (for bodies
+    /// that carry a secret).
+    pub fn without_string_values(mut self) -> Self {
+        self.description = infra::protocol::without_string_values(&self.description);
+        self
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status

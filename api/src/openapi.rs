@@ -121,6 +121,7 @@ impl Modify for Security {
         (name = "acls", description = "Who may read a secret or container"),
         (name = "containers", description = "Containers of secrets"),
         (name = "orders", description = "Keys, key pairs and certificates made for you"),
+        (name = "access-keys", description = "AWS-style access keys (SigV4) that act as a principal of the project"),
         (name = "audit", description = "History from the log"),
         (name = "identity", description = "The caller as keyledger sees it"),
     )
@@ -419,6 +420,16 @@ pub struct OrderPath {
     #[param(
         pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
     )]
+    id: String,
+}
+
+/// `{id}` of an access key's paths.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes parameters; never built
+pub struct AccessKeyPath {
+    /// The access key id (`AWS_ACCESS_KEY_ID`), as `GET /v1/access-keys` lists it.
+    #[param(pattern = "^[A-Za-z0-9]{16,64}$")]
     id: String,
 }
 

@@ -3,6 +3,7 @@
 //! they share (`shared`), and what works on the log as a whole (`log`: checkpoints,
 //! migration, synthetic load). What the read side shares with it is in `infra`.
 
+pub mod access_key;
 pub mod container;
 pub mod log;
 pub mod order;

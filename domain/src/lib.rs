@@ -21,6 +21,7 @@
 #[macro_use]
 mod macros;
 
+pub mod access_key;
 pub mod audit;
 pub mod canonical;
 pub mod chain;

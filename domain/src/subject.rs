@@ -85,6 +85,11 @@ pub mod command {
     /// Delete an order.
     pub const ORDER_DELETE: &str = "order.delete";
 
+    /// Create or import an access key (AWS SigV4 credentials for a principal).
+    pub const ACCESS_KEY_CREATE: &str = "access_key.create";
+    /// Revoke an access key and destroy its sealed secret.
+    pub const ACCESS_KEY_REVOKE: &str = "access_key.revoke";
+
     /// Every command name served on NATS, for help texts and routing tables.
     pub const ALL: &[&str] = &[
         SECRET_CREATE,
@@ -113,6 +118,8 @@ pub mod command {
         CONTAINER_DELETE,
         ORDER_PLACE,
         ORDER_DELETE,
+        ACCESS_KEY_CREATE,
+        ACCESS_KEY_REVOKE,
     ];
 }
 
@@ -210,6 +217,16 @@ commands_of!(
     }
 );
 
+commands_of!(
+    /// The commands served on access keys.
+    AccessKeyOp {
+        /// [`command::ACCESS_KEY_CREATE`].
+        Create = command::ACCESS_KEY_CREATE,
+        /// [`command::ACCESS_KEY_REVOKE`].
+        Revoke = command::ACCESS_KEY_REVOKE,
+    }
+);
+
 /// A command served on NATS, parsed once from its subject and dispatched by its
 /// aggregate: each handler matches its own commands exhaustively, so a new command
 /// does not compile until it is handled.
@@ -221,6 +238,8 @@ pub enum CommandName {
     Container(ContainerOp),
     /// On an order.
     Order(OrderOp),
+    /// On an access key.
+    AccessKey(AccessKeyOp),
 }
 
 impl CommandName {
@@ -229,9 +248,11 @@ impl CommandName {
         let secret = SecretOp::ALL.iter().copied().map(Self::Secret);
         let container = ContainerOp::ALL.iter().copied().map(Self::Container);
         let order = OrderOp::ALL.iter().copied().map(Self::Order);
+        let access_key = AccessKeyOp::ALL.iter().copied().map(Self::AccessKey);
         secret
             .chain(container)
             .chain(order)
+            .chain(access_key)
             .find(|c| c.as_str() == name)
     }
 
@@ -241,6 +262,7 @@ impl CommandName {
             Self::Secret(op) => op.as_str(),
             Self::Container(op) => op.as_str(),
             Self::Order(op) => op.as_str(),
+            Self::AccessKey(op) => op.as_str(),
         }
     }
 }
@@ -266,6 +288,8 @@ pub enum AggregateKind {
     Container,
     /// An order.
     Order,
+    /// An access key (its id is the access key id).
+    AccessKey,
 }
 
 impl AggregateKind {
@@ -275,6 +299,7 @@ impl AggregateKind {
             Self::Secret => "secret",
             Self::Container => "container",
             Self::Order => "order",
+            Self::AccessKey => "access_key",
         }
     }
 }
@@ -300,6 +325,7 @@ pub fn parse_aggregate_subject(subject: &str) -> Option<(ProjectId, AggregateKin
         "secret" => AggregateKind::Secret,
         "container" => AggregateKind::Container,
         "order" => AggregateKind::Order,
+        "access_key" => AggregateKind::AccessKey,
         _ => return None,
     };
     let id = AggregateId::parse(parts.next()?).ok()?;
@@ -377,7 +403,10 @@ mod tests {
             let parsed = CommandName::parse(name).unwrap_or_else(|| panic!("{name}"));
             assert_eq!(parsed.as_str(), *name);
         }
-        let served = SecretOp::ALL.len() + ContainerOp::ALL.len() + OrderOp::ALL.len();
+        let served = SecretOp::ALL.len()
+            + ContainerOp::ALL.len()
+            + OrderOp::ALL.len()
+            + AccessKeyOp::ALL.len();
         assert_eq!(served, command::ALL.len());
         assert_eq!(CommandName::parse(command::SECRET_PURGE), None);
         assert_eq!(CommandName::parse("secret.nothing"), None);

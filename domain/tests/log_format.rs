@@ -489,3 +489,31 @@ fn order_events_v1() {
         check_any(event, &file, golden);
     }
 }
+
+#[test]
+fn access_key_events_v1() {
+    use domain::access_key::{AccessKeyCreated, AccessKeyEvent, AccessKeyRevoked};
+    let SecretEvent::PayloadStored(stored) = payload_stored() else {
+        unreachable!("payload_stored() builds a PayloadStored")
+    };
+    let events = [
+        AccessKeyEvent::Created(Box::new(AccessKeyCreated {
+            user: UserId::parse("ci-deployer").unwrap(),
+            roles: vec![Role::parse("member").unwrap()],
+            service: Some(ServiceName::parse("deploy").unwrap()),
+            creator: UserId::parse("alice").unwrap(),
+            secret: stored.payload.clone(),
+        })),
+        AccessKeyEvent::Revoked(AccessKeyRevoked {
+            destroyed_keys: vec![stored.payload.key_id],
+        }),
+    ];
+    for event in events {
+        let file = format!("{}.v1.json", event.type_name());
+        let golden = ExpectFile {
+            path: format!("golden/{file}").into(),
+            position: file!(),
+        };
+        check_any(event, &file, golden);
+    }
+}

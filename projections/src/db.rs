@@ -109,11 +109,18 @@ fn migration(version: i64, name: &str, sql: &'static str) -> Migration {
 /// The PostgreSQL read model's migrations: a baseline at SQLite's version 9, then one
 /// for each later SQLite migration, with its version and name.
 fn postgres_migrator() -> Migrator {
-    Migrator::with_migrations(vec![migration(
-        9,
-        "baseline",
-        include_str!("../migrations/postgres/0009_baseline.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        migration(
+            9,
+            "baseline",
+            include_str!("../migrations/postgres/0009_baseline.sql"),
+        ),
+        migration(
+            10,
+            "access_keys",
+            include_str!("../migrations/postgres/0010_access_keys.sql"),
+        ),
+    ])
 }
 
 /// The SQLite read model's migrations.
@@ -151,6 +158,11 @@ fn migrator() -> Migrator {
             9,
             "partial_due_indexes",
             include_str!("../migrations/0009_partial_due_indexes.sql"),
+        ),
+        migration(
+            10,
+            "access_keys",
+            include_str!("../migrations/0010_access_keys.sql"),
         ),
     ])
 }

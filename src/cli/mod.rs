@@ -1,5 +1,6 @@
 //! The command line.
 
+mod access_key;
 mod acl;
 mod args;
 mod audit;
@@ -70,6 +71,10 @@ enum Command {
     /// Containers: show one, or check a certificate container for TLS.
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Access keys (AWS SigV4 credentials) acting as a principal of your project:
+    /// create, import, list, revoke.
+    #[command(subcommand)]
+    AccessKey(access_key::AccessKeyCommand),
     /// Show who the API takes you for: user, project, roles, service.
     Whoami {
         #[command(flatten)]
@@ -136,6 +141,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Secret(cmd) => secret::run(cmd).await,
         Command::Acl(cmd) => acl::run(cmd).await,
         Command::Container(cmd) => container::run(cmd).await,
+        Command::AccessKey(cmd) => access_key::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Whoami { client } => whoami::run(client).await,
         Command::Projections(cmd) => projections_cmd::run(cmd).await,

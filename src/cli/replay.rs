@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use domain::access_key::{AccessKeyEvent, AccessKeyState};
 use domain::container::{ContainerEvent, ContainerState};
 use domain::order::{OrderEvent, OrderState};
 use domain::policy::{self, Action, acl_roles, creator_roles, shared_roles, unshared_roles};
@@ -13,8 +14,9 @@ use domain::timestamp::Timestamp;
 use serde::Deserialize;
 
 use super::state_view::{
-    ByRole, ConsumerView, ContainerView, Gone, LiveContainer, LiveReaders, LiveSecret, Named,
-    OrderView, PlacedOrder, ReadableBy, Readers, Rule, SecretView, State, VersionView,
+    AccessKeyView, ByRole, ConsumerView, ContainerView, Gone, LiveContainer, LiveReaders,
+    LiveSecret, Named, OrderView, PlacedOrder, ReadableBy, Readers, Rule, SecretView, State,
+    VersionView,
 };
 
 /// The roles each rule of the access policy names, in words, read from the policy
@@ -56,6 +58,7 @@ pub struct Replay {
     secrets: BTreeMap<(String, String), SecretState>,
     containers: BTreeMap<(String, String), ContainerState>,
     orders: BTreeMap<(String, String), OrderState>,
+    access_keys: BTreeMap<(String, String), AccessKeyState>,
     /// Commits applied.
     pub commits: u64,
 }
@@ -131,6 +134,20 @@ impl Replay {
                 let state = self.orders.remove(&key).unwrap_or_default();
                 self.orders
                     .insert(key, c.body.events.iter().fold(state, domain::order::evolve));
+            }
+            AggregateKind::AccessKey => {
+                let Some(c) = trust.next::<AccessKeyEvent>(seq, subject, bytes)? else {
+                    return Ok(true);
+                };
+                let key = (
+                    c.body.aggregate.project.to_string(),
+                    c.body.aggregate.id.to_string(),
+                );
+                let state = self.access_keys.remove(&key).unwrap_or_default();
+                self.access_keys.insert(
+                    key,
+                    c.body.events.iter().fold(state, domain::access_key::evolve),
+                );
             }
         }
         self.commits += 1;
@@ -221,7 +238,28 @@ impl Replay {
                 _ => OrderView::Gone(gone(project, id, "deleted", None)),
             })
             .collect();
+        let access_keys = self
+            .access_keys
+            .iter()
+            .map(|((project, id), k)| {
+                let key = match k {
+                    AccessKeyState::Active(key) | AccessKeyState::Revoked { key, .. } => Some(key),
+                    AccessKeyState::Absent => None,
+                };
+                AccessKeyView {
+                    access_key_id: id,
+                    creator: key.map(|k| k.creator.as_str()),
+                    project,
+                    roles: key
+                        .map_or_else(Vec::new, |k| k.roles.iter().map(|r| r.as_str()).collect()),
+                    service: key.and_then(|k| k.service.as_ref().map(|s| s.as_str())),
+                    status: k.to_string(),
+                    user: key.map(|k| k.user.as_str()),
+                }
+            })
+            .collect();
         State {
+            access_keys,
             commits: self.commits,
             containers,
             orders,

@@ -13,6 +13,9 @@ use serde::Serialize;
 /// Everything replayed.
 #[derive(Serialize)]
 pub struct State<'a> {
+    /// Left out when the log has none, so outputs from before access keys read alike.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access_keys: Vec<AccessKeyView<'a>>,
     pub commits: u64,
     pub containers: Vec<ContainerView<'a>>,
     pub orders: Vec<OrderView<'a>>,
@@ -127,6 +130,19 @@ pub struct PlacedOrder<'a> {
     pub status: &'a str,
     #[serde(rename = "type")]
     pub kind: &'a str,
+}
+
+/// An access key: whom it stands for, never its secret.
+#[derive(Serialize)]
+pub struct AccessKeyView<'a> {
+    pub access_key_id: &'a str,
+    pub creator: Option<&'a str>,
+    pub project: &'a str,
+    pub roles: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<&'a str>,
+    pub status: String,
+    pub user: Option<&'a str>,
 }
 
 /// What a user could read (`audit state --readable-by`).

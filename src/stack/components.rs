@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use api::{ApiConfig, AppState};
+use commands::access_key::AccessKeyHandler;
 use commands::container::ContainerHandler;
 use commands::log::checkpoints::{CheckpointSettings, Checkpointer};
 use commands::order::OrderHandler;
@@ -110,7 +111,11 @@ pub async fn start_commands(
         clock.clone(),
         cache_capacity,
     ));
-    let orders = Arc::new(OrderHandler::new(store, clock.clone(), cache_capacity));
+    let orders = Arc::new(OrderHandler::new(
+        store.clone(),
+        clock.clone(),
+        cache_capacity,
+    ));
     let local_ca: Arc<dyn CertificateAuthority> = Arc::new(LocalCa::new(
         keystore.clone(),
         keys.envelope.clone(),
@@ -137,11 +142,19 @@ pub async fn start_commands(
             .await;
         Ok(())
     });
+    let access_keys = Arc::new(AccessKeyHandler::new(
+        store.clone(),
+        keystore.clone(),
+        keys.envelope.clone(),
+        clock.clone(),
+        cache_capacity,
+    ));
     let service = CommandService {
         client,
         handler,
         containers,
         orders,
+        access_keys,
         verifier: keys.verifier.clone(),
         clock,
         concurrency: 256,

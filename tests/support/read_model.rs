@@ -41,7 +41,8 @@ pub async fn checkpoint_of(pool: &Pool) -> u64 {
 }
 
 /// The tables compared: every table the projection writes.
-const TABLES: [&str; 14] = [
+const TABLES: [&str; 15] = [
+    "access_keys",
     "checkpoints",
     "commit_heads",
     "secrets",

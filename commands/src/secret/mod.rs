@@ -3,7 +3,7 @@
 //! its fingerprint, the data key is stored before the commit that names it, and keys a
 //! commit destroys are erased right after it.
 
-mod intake;
+pub(crate) mod intake;
 pub mod scheduler;
 pub mod shredder;
 

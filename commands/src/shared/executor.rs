@@ -229,7 +229,7 @@ impl<A: Aggregate> Executor<A> {
                     });
                 }
                 AppendOutcome::Duplicate(seq) => {
-                    let earlier = self.store.commit_at::<A::Event>(seq).await?;
+                    let earlier = self.store.commit_at::<A::Event>(seq, &subject).await?;
                     let here = earlier.is_some_and(|earlier| {
                         &earlier.body.aggregate == aggregate && &earlier.body.id == command_id
                     });

@@ -19,6 +19,7 @@ use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::access_key::AccessKeyHandler;
 use crate::container::ContainerHandler;
 use crate::order::OrderHandler;
 use crate::secret::SecretHandler;
@@ -44,6 +45,8 @@ pub struct CommandService {
     pub containers: Arc<ContainerHandler>,
     /// Executes commands on orders.
     pub orders: Arc<OrderHandler>,
+    /// Executes commands on access keys.
+    pub access_keys: Arc<AccessKeyHandler>,
     /// Verifies bearer tokens.
     pub verifier: Verifier,
     /// The clock tokens are checked against.
@@ -211,6 +214,7 @@ impl CommandService {
             CommandName::Secret(op) => self.handler.handle(op, &principal, body).await,
             CommandName::Container(op) => self.containers.handle(op, &principal, body).await,
             CommandName::Order(op) => self.orders.handle(op, &principal, body).await,
+            CommandName::AccessKey(op) => self.access_keys.handle(op, &principal, body).await,
         }
     }
 }

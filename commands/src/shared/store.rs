@@ -290,10 +290,13 @@ impl EventStore {
         }
     }
 
-    /// The commit stored at `seq`, if keyledger wrote it.
+    /// The commit stored at `seq` if it is on `subject` and keyledger wrote it. A
+    /// message on another subject (another aggregate, maybe of another kind, whose
+    /// events `E` cannot read) is `None`, not an error.
     pub(crate) async fn commit_at<E: EventCodec>(
         &self,
         seq: u64,
+        subject: &str,
     ) -> Result<Option<Commit<E>>, StoreError> {
         let message = self
             .stream
@@ -301,6 +304,9 @@ impl EventStore {
             .await
             .map_err(unavailable)?;
         self.messages_read.fetch_add(1, Ordering::Relaxed);
+        if message.subject.as_str() != subject {
+            return Ok(None);
+        }
         self.authentic(seq, &message.subject, &message.payload)
     }
 

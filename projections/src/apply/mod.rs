@@ -6,12 +6,14 @@
 //! Runs synchronously inside the projector's batch transaction ([`crate::writer`]),
 //! on SQLite or PostgreSQL ([`sql`]); statements are prepared once per connection.
 
+mod access_key;
 mod container;
 mod order;
 mod pending;
 mod secret;
 pub mod sql;
 
+use domain::access_key::AccessKeyEvent;
 use domain::chain::{Broken, Head, Judged, judge};
 use domain::commit::{Commit, CommitKey, Digest, EventCodec};
 use domain::container::ContainerEvent;
@@ -291,6 +293,11 @@ fn apply(
         Some(AggregateKind::Order) => {
             apply_next::<OrderEvent>(conn, heads, subject, bytes, key, |conn, c| {
                 order::apply(conn, seq, c)
+            })?
+        }
+        Some(AggregateKind::AccessKey) => {
+            apply_next::<AccessKeyEvent>(conn, heads, subject, bytes, key, |conn, c| {
+                access_key::apply(conn, seq, c)
             })?
         }
         None => Err(Skip::Foreign(

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::Pool;
 
+mod access_keys;
 mod cache;
 mod containers;
 mod due;
@@ -68,6 +69,7 @@ macro_rules! dialect {
                 }
             }
 
+            mod access_keys;
             mod containers;
             pub(crate) mod due;
             mod list;
@@ -95,6 +97,7 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+pub use access_keys::AccessKeyRow;
 pub use cache::{Entry, PayloadCache};
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::due;

@@ -1,0 +1,294 @@
+//! Executes access-key commands: parse the request and seal the secret access key on
+//! arrival (so nothing past intake holds it in the clear), store its data key before
+//! the commit, and destroy that key right after a revocation's commit.
+
+use std::sync::Arc;
+
+use domain::Rejection;
+use domain::access_key::{
+    AccessKeyCommand, AccessKeyEvent, AccessKeyId, AccessKeyState, Context, CreateAccessKey,
+    check_secret, decide, evolve, sealing_ids,
+};
+use domain::commit::AggregateRef;
+use domain::ids::{CommandId, KeyId, ProjectId, Role, ServiceName, UserId};
+use domain::principal::{Actor, Principal};
+use domain::secret::payload::{ContentType, PayloadLimit, Plaintext};
+use domain::subject::{AccessKeyOp, AggregateKind};
+use domain::timestamp::Timestamp;
+use uuid::Uuid;
+
+use crate::secret::intake::DataKey;
+use crate::shared::executor::{Aggregate, Executor, Step};
+use crate::shared::request::{command_id, parse_body};
+use crate::shared::store::EventStore;
+use infra::clock::Clock;
+use infra::envelope::Envelope;
+use infra::keystore::KeyStore;
+use infra::protocol::{
+    AcceptedReply, CreateAccessKeyRequest, RevokeAccessKeyRequest, without_string_values,
+};
+
+/// The AccessKey aggregate, for the command loop.
+pub(crate) struct AccessKeyAggregate;
+
+impl Aggregate for AccessKeyAggregate {
+    type State = AccessKeyState;
+    type Event = AccessKeyEvent;
+
+    fn evolve(state: AccessKeyState, event: &AccessKeyEvent) -> AccessKeyState {
+        evolve(state, event)
+    }
+}
+
+/// An access-key command ready for the decider.
+struct Parsed {
+    command_id: CommandId,
+    project: ProjectId,
+    id: AccessKeyId,
+    command: AccessKeyCommand,
+    data_key: Option<DataKey>,
+}
+
+/// Executes commands on access keys.
+pub struct AccessKeyHandler {
+    executor: Executor<AccessKeyAggregate>,
+    keys: KeyStore,
+    envelope: Arc<Envelope>,
+}
+
+impl AccessKeyHandler {
+    /// A handler over `store`, sealing secrets with `envelope` under data keys kept in
+    /// `keys`.
+    pub fn new(
+        store: Arc<EventStore>,
+        keys: KeyStore,
+        envelope: Arc<Envelope>,
+        clock: Clock,
+        cache_capacity: u64,
+    ) -> Self {
+        Self {
+            executor: Executor::new(store, clock.clone(), cache_capacity),
+            keys,
+            envelope,
+        }
+    }
+
+    /// Handles an `access_key.*` command with a JSON `body`.
+    pub async fn handle(
+        &self,
+        op: AccessKeyOp,
+        principal: &Principal,
+        body: &[u8],
+    ) -> Result<AcceptedReply, Rejection> {
+        let name = op.as_str();
+        let project = |given: Option<&str>| {
+            given.map_or_else(|| Ok(principal.project.clone()), ProjectId::parse)
+        };
+        let parsed = match op {
+            AccessKeyOp::Create => {
+                // A secret put in the wrong field must not come back in a parse error.
+                let req: CreateAccessKeyRequest =
+                    parse_body(name, body).map_err(|mut r: Rejection| {
+                        r.message = without_string_values(&r.message);
+                        r
+                    })?;
+                let project = project(req.project.as_deref())?;
+                let id = AccessKeyId::parse(&req.access_key_id)?;
+                // One order, each role once: a retry that lists them otherwise is the
+                // same key.
+                let roles: Vec<Role> = req
+                    .roles
+                    .iter()
+                    .map(|r| Role::parse(r))
+                    .collect::<Result<std::collections::BTreeSet<_>, _>>()?
+                    .into_iter()
+                    .collect();
+                let secret = req.secret_access_key.expose().as_bytes();
+                check_secret(secret)?;
+                let plaintext = Plaintext::from_bytes(
+                    secret.to_vec(),
+                    ContentType::TextPlain,
+                    PayloadLimit::default(),
+                )?;
+                let (secret_id, version_id) = sealing_ids(&project, &id);
+                let key_id = KeyId::from_uuid(Uuid::new_v4());
+                let (sealed, wrapped) = self
+                    .envelope
+                    .seal(&plaintext, &project, secret_id, version_id, key_id)
+                    .map_err(|e| Rejection::internal(e.to_string()))?;
+                Parsed {
+                    command_id: command_id(req.command_id.as_deref())?,
+                    command: AccessKeyCommand::Create(Box::new(CreateAccessKey {
+                        user: UserId::parse(&req.user)?,
+                        roles,
+                        service: req.service.as_deref().map(ServiceName::parse).transpose()?,
+                        secret: sealed,
+                    })),
+                    data_key: Some(DataKey {
+                        id: key_id,
+                        wrapped,
+                    }),
+                    project,
+                    id,
+                }
+            }
+            AccessKeyOp::Revoke => {
+                let req: RevokeAccessKeyRequest = parse_body(name, body)?;
+                Parsed {
+                    command_id: command_id(req.command_id.as_deref())?,
+                    project: project(req.project.as_deref())?,
+                    id: AccessKeyId::parse(&req.access_key_id)?,
+                    command: AccessKeyCommand::Revoke,
+                    data_key: None,
+                }
+            }
+        };
+        let actor = Actor::User(principal.clone());
+        let aggregate = AggregateRef {
+            kind: AggregateKind::AccessKey,
+            project: parsed.project.clone(),
+            id: parsed.id.aggregate_id(),
+        };
+        let mut step = AccessKeyStep {
+            handler: self,
+            actor: &actor,
+            parsed: &parsed,
+        };
+        let written = self
+            .executor
+            .run(
+                &aggregate,
+                &parsed.command_id,
+                parsed.command.name(),
+                &actor,
+                &mut step,
+            )
+            .await?;
+        if matches!(parsed.command, AccessKeyCommand::Revoke) {
+            self.destroy_revoked(&parsed, &aggregate).await;
+        }
+        Ok(AcceptedReply {
+            seq: written.seq,
+            id: parsed.id.to_string(),
+            version: written.version,
+            version_id: None,
+        })
+    }
+
+    /// Destroys the data keys of a revoked key, right after the revocation's commit,
+    /// and again on every repeated revocation (destroying is idempotent): so revoking
+    /// again repairs a destroy that failed or was cut short. Failure is logged, not
+    /// returned: the revocation stands.
+    async fn destroy_revoked(&self, parsed: &Parsed, aggregate: &AggregateRef) {
+        let keys = match self.executor.state(aggregate).await {
+            Ok(AccessKeyState::Revoked { destroyed_keys, .. }) => destroyed_keys,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(access_key = %parsed.id, error = %e.message, "reading a revoked access key failed; revoke it again to destroy its data key");
+                return;
+            }
+        };
+        let (secret, _) = sealing_ids(&parsed.project, &parsed.id);
+        for key in keys {
+            if let Err(e) = self.keys.destroy(&parsed.project, secret, key).await {
+                tracing::warn!(
+                    access_key = %parsed.id,
+                    error = %e,
+                    "destroying a revoked access key's data key failed; revoke it again to \
+                     retry"
+                );
+            }
+        }
+    }
+}
+
+/// An access-key command in the loop.
+struct AccessKeyStep<'a> {
+    handler: &'a AccessKeyHandler,
+    actor: &'a Actor,
+    parsed: &'a Parsed,
+}
+
+impl AccessKeyStep<'_> {
+    fn context(&self, now: Timestamp) -> Context<'_> {
+        Context {
+            actor: self.actor,
+            project: &self.parsed.project,
+            id: &self.parsed.id,
+            now,
+        }
+    }
+}
+
+impl Step<AccessKeyAggregate> for AccessKeyStep<'_> {
+    fn authorize(&self, state: &AccessKeyState, now: Timestamp) -> Result<(), Rejection> {
+        domain::access_key::authorize(state, &self.parsed.command, &self.context(now))
+    }
+
+    fn decide(
+        &self,
+        state: &AccessKeyState,
+        now: Timestamp,
+    ) -> Result<Vec<AccessKeyEvent>, Rejection> {
+        decide(state, &self.parsed.command, self.context(now))
+    }
+
+    fn creates(&self) -> bool {
+        matches!(self.parsed.command, AccessKeyCommand::Create(_))
+    }
+
+    /// A create retried with its command id must carry the same key pair (compared by
+    /// the keyed fingerprint the data key keeps, as a secret's payload is), so a retry
+    /// that changed the secret is refused rather than answered as if it were stored.
+    async fn retried(&mut self, state: &AccessKeyState) -> Result<(), Rejection> {
+        let stored = match (&self.parsed.command, state) {
+            (AccessKeyCommand::Create(_), AccessKeyState::Revoked { .. }) => {
+                return Err(Rejection::conflict(format!(
+                    "command_id {} created access key {}, which has been revoked since; \
+                     create a new key with a new access key id",
+                    self.parsed.command_id, self.parsed.id
+                )));
+            }
+            (AccessKeyCommand::Create(new), AccessKeyState::Active(stored)) => (new, stored),
+            _ => return Ok(()),
+        };
+        let (new, stored) = stored;
+        let project = &self.parsed.project;
+        let (secret, _) = sealing_ids(project, &self.parsed.id);
+        let stored_key = self
+            .handler
+            .keys
+            .get(project, secret, stored.secret.key_id)
+            .await?;
+        let new_key = self.parsed.data_key.as_ref();
+        let same = matches!(
+            (stored_key.and_then(|w| w.fingerprint), new_key.and_then(|k| k.wrapped.fingerprint.as_ref())),
+            (Some(a), Some(b)) if &a == b
+        );
+        let same = same
+            && stored.user == new.user
+            && stored.roles == new.roles
+            && stored.service == new.service;
+        if same {
+            Ok(())
+        } else {
+            Err(Rejection::conflict(format!(
+                "command_id {} already created access key {} with other values (a secret \
+                 keyledger generated is shown once: if that answer was lost, revoke {} and \
+                 create another); send a new command_id",
+                self.parsed.command_id, self.parsed.id, self.parsed.id
+            )))
+        }
+    }
+
+    async fn before_append(&mut self) -> Result<(), Rejection> {
+        if let Some(key) = &self.parsed.data_key {
+            let (secret, _) = sealing_ids(&self.parsed.project, &self.parsed.id);
+            self.handler
+                .keys
+                .put(&self.parsed.project, secret, key.id, &key.wrapped)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! Access keys: a project's listing, and one by id. The sealed secret is never read.
+
+use domain::access_key::AccessKeyId;
+use domain::ids::{ProjectId, UserId};
+use sqlx::Row;
+
+use super::secrets::{checkpoint, parsed};
+use crate::read::error::bad_column;
+use super::{DbRow, Reads};
+use crate::read::AccessKeyRow;
+
+const COLUMNS: &str = "project, access_key_id, user_id, roles, service, status, creator, \
+                       created, revoked";
+
+fn access_key_row(r: &DbRow) -> Result<AccessKeyRow, sqlx::Error> {
+    let roles: String = r.try_get("roles")?;
+    Ok(AccessKeyRow {
+        project: parsed(r, "project", ProjectId::parse)?,
+        access_key_id: parsed(r, "access_key_id", AccessKeyId::parse)?,
+        user: parsed(r, "user_id", UserId::parse)?,
+        roles: serde_json::from_str(&roles).map_err(|e| bad_column("roles", e))?,
+        service: r.try_get("service")?,
+        status: r.try_get("status")?,
+        creator: parsed(r, "creator", UserId::parse)?,
+        created: r.try_get("created")?,
+        revoked: r.try_get("revoked")?,
+    })
+}
+
+impl Reads<'_> {
+    /// The access keys of `project`, only `user`'s when given.
+    pub(crate) async fn access_keys(
+        &self,
+        project: &ProjectId,
+        user: Option<&UserId>,
+    ) -> Result<(Vec<AccessKeyRow>, u64), sqlx::Error> {
+        let mut tx = super::begin(self.0).await?;
+        let seq = checkpoint(&mut tx).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM access_keys WHERE project = $1 \
+             AND ($2 IS NULL OR user_id = $2) ORDER BY created_ms, access_key_id"
+        )))
+        .bind(project.as_str())
+        .bind(user.map(UserId::as_str))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(access_key_row)
+        .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok((rows, seq))
+    }
+
+    /// One access key of `project`.
+    pub(crate) async fn access_key(
+        &self,
+        project: &ProjectId,
+        id: &AccessKeyId,
+    ) -> Result<(Option<AccessKeyRow>, u64), sqlx::Error> {
+        let mut tx = super::begin(self.0).await?;
+        let seq = checkpoint(&mut tx).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM access_keys WHERE project = $1 AND access_key_id = $2"
+        )))
+        .bind(project.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| access_key_row(&r))
+        .transpose()?;
+        tx.commit().await?;
+        Ok((row, seq))
+    }
+}
