@@ -48,6 +48,27 @@ impl TestStack {
     }
 }
 
+/// What `keyledger access-key <command>` prints on stdout, against `stack` with `token`.
+fn access_key_cli(command: &str, stack: &TestStack, token: &str) -> String {
+    let out = std::process::Command::new(KEYLEDGER)
+        .args([
+            "access-key",
+            command,
+            "--url",
+            &stack.url(""),
+            "--token",
+            token,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_created_listed_and_revoked_as_their_owner_and_admins_may() {
     let stack = TestStack::start().await;
@@ -293,23 +314,7 @@ async fn keys_are_created_listed_and_revoked_as_their_owner_and_admins_may() {
     );
 
     // The CLI prints the pair as environment assignments and nothing else.
-    let out = std::process::Command::new(KEYLEDGER)
-        .args([
-            "access-key",
-            "create",
-            "--url",
-            &stack.url(""),
-            "--token",
-            &bob,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = access_key_cli("create", &stack, &bob);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0].starts_with("AWS_ACCESS_KEY_ID=AKLG"), "{stdout}");
@@ -318,23 +323,7 @@ async fn keys_are_created_listed_and_revoked_as_their_owner_and_admins_may() {
         "{stdout}"
     );
     let cli_id = lines[0].trim_start_matches("AWS_ACCESS_KEY_ID=");
-    let out = std::process::Command::new(KEYLEDGER)
-        .args([
-            "access-key",
-            "list",
-            "--url",
-            &stack.url(""),
-            "--token",
-            &bob,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listing = String::from_utf8(out.stdout).unwrap();
+    let listing = access_key_cli("list", &stack, &bob);
     assert!(
         listing.contains(cli_id) && listing.contains(imported),
         "{listing}"

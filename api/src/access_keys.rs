@@ -19,8 +19,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use domain::access_key::{AccessKeyId, GENERATED_RANDOM_BYTES, check_secret};
 use domain::ids::{Role, ServiceName, UserId};
-use domain::principal::Principal;
-use domain::roles::ProjectRole;
 use domain::subject::command;
 use infra::protocol::{CreateAccessKeyRequest, PayloadField, RevokeAccessKeyRequest};
 use projections::read::AccessKeyRow;
@@ -54,13 +52,6 @@ fn access_key_id(raw: &str) -> Result<AccessKeyId, ApiError> {
             ),
         )
     })
-}
-
-/// Whether `who` is an admin of its project.
-fn is_admin(who: &Principal) -> bool {
-    who.roles
-        .iter()
-        .any(|r| ProjectRole::of(r) == Some(ProjectRole::Admin))
 }
 
 /// A role name, as [`Role::parse`] takes it.
@@ -230,14 +221,7 @@ pub async fn create(
     // A secret put in the wrong field must not come back in a parse error.
     let body: CreateAccessKeyBody = crate::body::json(&headers, &body, "an access key")
         .map_err(ApiError::without_string_values)?;
-    let command_id = match headers.get(crate::secrets::IDEMPOTENCY_KEY) {
-        Some(key) => Some(
-            key.to_str()
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII text"))?
-                .to_owned(),
-        ),
-        None => None,
-    };
+    let command_id = crate::secrets::idempotency_key(&headers)?;
     let who = &caller.principal;
     let (id, secret, generated) = match (body.access_key_id, body.secret_access_key) {
         (None, Some(_)) => {
@@ -374,7 +358,7 @@ pub async fn list(
     })?;
     let who = &caller.principal;
     let all = query.all.unwrap_or(false);
-    if all && !is_admin(who) {
+    if all && !who.is_admin() {
         let roles: Vec<&str> = who.roles.iter().map(Role::as_str).collect();
         let have = if roles.is_empty() {
             "you have no roles".to_owned()

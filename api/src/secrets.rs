@@ -28,6 +28,18 @@ use crate::views::{Links, SecretRef, base_url, secret_ref};
 /// Header a client may set to make a create safe to retry (used as the command id).
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// The `Idempotency-Key` a create names, which becomes its command id.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|key| {
+            key.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII text"))
+        })
+        .transpose()
+}
+
 use crate::paging::{DEFAULT_LIMIT, MAX_LIMIT};
 
 fn parse_number(name: &str, value: &str, min: u32) -> Result<u32, ApiError> {
@@ -328,11 +340,8 @@ pub async fn create(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let mut request: CreateSecretRequest = crate::body::json(&headers, &body, "a secret")?;
-    if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
-        let key = key
-            .to_str()
-            .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII text"))?;
-        request.command_id = Some(key.to_owned());
+    if let Some(key) = idempotency_key(&headers)? {
+        request.command_id = Some(key);
     }
     let accepted = write(&state, command::SECRET_CREATE, &caller.token, &request).await?;
     let url = secret_ref(&base_url(&state, &headers), &accepted.id);

@@ -10,7 +10,7 @@ use domain::access_key::{
     check_secret, decide, evolve, sealing_ids,
 };
 use domain::commit::AggregateRef;
-use domain::ids::{CommandId, KeyId, ProjectId, Role, ServiceName, UserId};
+use domain::ids::{CommandId, KeyId, ProjectId, Role, SecretId, ServiceName, UserId};
 use domain::principal::{Actor, Principal};
 use domain::secret::payload::{ContentType, PayloadLimit, Plaintext};
 use domain::subject::{AccessKeyOp, AggregateKind};
@@ -47,6 +47,14 @@ struct Parsed {
     id: AccessKeyId,
     command: AccessKeyCommand,
     data_key: Option<DataKey>,
+}
+
+impl Parsed {
+    /// The secret id the key's secret is sealed under, which names its data keys in
+    /// the key store.
+    fn sealing_secret(&self) -> SecretId {
+        sealing_ids(&self.project, &self.id).0
+    }
 }
 
 /// Executes commands on access keys.
@@ -188,7 +196,7 @@ impl AccessKeyHandler {
                 return;
             }
         };
-        let (secret, _) = sealing_ids(&parsed.project, &parsed.id);
+        let secret = parsed.sealing_secret();
         for key in keys {
             if let Err(e) = self.keys.destroy(&parsed.project, secret, key).await {
                 tracing::warn!(
@@ -254,7 +262,7 @@ impl Step<AccessKeyAggregate> for AccessKeyStep<'_> {
         };
         let (new, stored) = stored;
         let project = &self.parsed.project;
-        let (secret, _) = sealing_ids(project, &self.parsed.id);
+        let secret = self.parsed.sealing_secret();
         let stored_key = self
             .handler
             .keys
@@ -283,7 +291,7 @@ impl Step<AccessKeyAggregate> for AccessKeyStep<'_> {
 
     async fn before_append(&mut self) -> Result<(), Rejection> {
         if let Some(key) = &self.parsed.data_key {
-            let (secret, _) = sealing_ids(&self.parsed.project, &self.parsed.id);
+            let secret = self.parsed.sealing_secret();
             self.handler
                 .keys
                 .put(&self.parsed.project, secret, key.id, &key.wrapped)

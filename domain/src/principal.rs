@@ -18,6 +18,15 @@ pub struct Principal {
     pub service: Option<ServiceName>,
 }
 
+impl Principal {
+    /// Whether a role of the token is `admin` (of the token's project).
+    pub fn is_admin(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|r| crate::roles::ProjectRole::of(r) == Some(crate::roles::ProjectRole::Admin))
+    }
+}
+
 /// A task keyledger itself runs, not on anyone's behalf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::ClientArgs;
-use super::http::{Api, secret_id};
+use super::http::{Api, secret_id, seq_of};
 
 /// Whom a key stands for; each defaults to the token's.
 #[derive(Debug, Args)]
@@ -117,12 +117,7 @@ async fn create(
     let response = api
         .send(api.request(Method::POST, "/v1/access-keys").json(&body))
         .await?;
-    let seq = response
-        .headers()
-        .get(api::SEQ)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("?")
-        .to_owned();
+    let seq = seq_of(&response);
     let created: AccessKeyCreated = response.json().await?;
     eprintln!(
         "created access key {} for user {} in project {} (log sequence {seq})",

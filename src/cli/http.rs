@@ -59,6 +59,16 @@ impl Api {
     }
 }
 
+/// The log sequence a write's response names (`?` when it names none).
+pub fn seq_of(response: &Response) -> String {
+    response
+        .headers()
+        .get(api::SEQ)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_owned()
+}
+
 /// The path segment that addresses a secret given as a `secret_ref` URL (its last
 /// segment), or as an id, a reference or a name (percent-encoded whole, so a name
 /// such as `prod/db` stays one segment).

@@ -9,7 +9,7 @@ use crate::Rejection;
 use crate::access_key::AccessKeyId;
 use crate::access_key::event::{AccessKeyCreated, AccessKeyEvent, AccessKeyRevoked};
 use crate::ids::{KeyId, ProjectId, Role, ServiceName, UserId};
-use crate::principal::{Actor, Principal};
+use crate::principal::Actor;
 use crate::roles::ProjectRole;
 use crate::secret::payload::SealedPayload;
 use crate::subject::command;
@@ -114,12 +114,6 @@ pub struct Context<'a> {
     pub now: Timestamp,
 }
 
-fn is_admin(who: &Principal) -> bool {
-    who.roles
-        .iter()
-        .any(|r| ProjectRole::of(r) == Some(ProjectRole::Admin))
-}
-
 /// Whether the caller may send `command` to the key in `state`: a user of the key's
 /// project, for a key of their own (with what their token has) or as its admin.
 pub fn authorize(
@@ -144,7 +138,7 @@ pub fn authorize(
             who.project, ctx.project
         )));
     }
-    if is_admin(who) {
+    if who.is_admin() {
         return Ok(());
     }
     match (command, state) {

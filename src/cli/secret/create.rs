@@ -9,7 +9,7 @@ use reqwest::Method;
 
 use super::{PayloadFields, parse_pair, read_payload};
 use crate::cli::ClientArgs;
-use crate::cli::http::{Api, secret_id};
+use crate::cli::http::{Api, secret_id, seq_of};
 
 /// Create a secret. The payload comes from --payload-file (or - for stdin), or
 /// --payload (visible in your shell history: prefer a file for real secrets).
@@ -85,12 +85,7 @@ impl Create {
         let response = api
             .send(api.request(Method::POST, "/v1/secrets").json(&body))
             .await?;
-        let seq = response
-            .headers()
-            .get(api::SEQ)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("?")
-            .to_owned();
+        let seq = seq_of(&response);
         let created: api::responses::SecretRef = response.json().await?;
         let reference = created.secret_ref;
         println!("{}", secret_id(&reference));
