@@ -6,6 +6,8 @@
 #
 #   KEYLEDGER_CLIENTS_PYTHON          the virtualenv's python
 #   KEYLEDGER_BARBICANCLIENT_SDIST    the unpacked sdist (its functionaltests/)
+#   KEYLEDGER_AWS_PYTHON              the python of .tools/venv-aws: boto3 and the aws
+#                                     CLI (tests/clients/requirements-aws.txt)
 #
 # Requires python3 with venv and pip. Reinstalls only when the requirements change.
 
@@ -34,4 +36,18 @@ if [ ! -d "$_kl_sdist/functionaltests" ]; then
         -C "$_kl_root/.tools/barbicanclient"
 fi
 export KEYLEDGER_BARBICANCLIENT_SDIST="$_kl_sdist"
+# boto3 and the aws CLI, in a venv of their own (awscli pins what the OpenStack
+# clients need newer).
+_kl_aws_venv="$_kl_root/.tools/venv-aws"
+_kl_aws_req="$_kl_root/tests/clients/requirements-aws.txt"
+_kl_aws_want="$(sha256sum "$_kl_aws_req" | cut -d' ' -f1)"
+if [ ! -x "$_kl_aws_venv/bin/python" ] || [ "$(cat "$_kl_aws_venv/.requirements.sha256" 2>/dev/null)" != "$_kl_aws_want" ]; then
+    echo "installing boto3 and the aws CLI into $_kl_aws_venv (tests/clients/requirements-aws.txt)" >&2
+    rm -rf "$_kl_aws_venv"
+    python3 -m venv "$_kl_aws_venv" >&2
+    "$_kl_aws_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$_kl_aws_req" >&2
+    echo "$_kl_aws_want" > "$_kl_aws_venv/.requirements.sha256"
+fi
+export KEYLEDGER_AWS_PYTHON="$_kl_aws_venv/bin/python"
 unset _kl_root _kl_venv _kl_req _kl_stamp _kl_want _kl_bc_version _kl_sdist
+unset _kl_aws_venv _kl_aws_req _kl_aws_want

@@ -11,6 +11,7 @@ mod access_control;
 mod access_keys;
 mod api_fuzz;
 mod audit;
+mod aws_clients;
 mod barbican_clients;
 mod canary;
 mod cli;

@@ -75,6 +75,11 @@ impl ToSchema for RoleName {}
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccessKeyBody {
+    /// The project the key acts in: the token's (the default), which this only
+    /// confirms; a key for another project needs a token for that project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub project: Option<String>,
     /// The user the key acts as; default: yours. Only an admin of the project makes
     /// keys for another user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +228,15 @@ pub async fn create(
         .map_err(ApiError::without_string_values)?;
     let command_id = crate::secrets::idempotency_key(&headers)?;
     let who = &caller.principal;
+    if let Some(project) = body.project.as_deref()
+        && project != who.project.as_str()
+    {
+        return Err(ApiError::bad_request(format!(
+            "project {project:?} is not your token's project {}: a key acts in the project of \
+             the token that makes it; use a token for {project:?}",
+            who.project
+        )));
+    }
     let (id, secret, generated) = match (body.access_key_id, body.secret_access_key) {
         (None, Some(_)) => {
             return Err(ApiError::bad_request(

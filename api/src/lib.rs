@@ -6,6 +6,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` | version discovery (300) |
+//! | `POST /` | AWS Secrets Manager's API (`X-Amz-Target: secretsmanager.<Operation>`, SigV4-signed; see `aws`) |
 //! | `GET /v1` | this version |
 //! | `GET /v1/secrets` | list (`limit`, `offset`, `name`, `alg`, `mode`, `bits`, `secret_type`, `created`, `updated`, `expiration`, `sort`, `acl_only`) |
 //! | `POST /v1/secrets` | create (201, `secret_ref`) |
@@ -40,6 +41,7 @@ mod access_keys;
 pub mod access_log;
 mod acl;
 mod auth;
+pub mod aws;
 mod body;
 mod consistency;
 mod containers;
@@ -108,7 +110,7 @@ pub mod requests {
 /// and path from the annotation, so the document and the router cannot differ.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(discovery::root))
+        .routes(routes!(discovery::root, aws::dispatch))
         .routes(routes!(discovery::version))
         .routes(routes!(openapi::document))
         .routes(routes!(secrets::list, secrets::create))

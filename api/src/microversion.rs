@@ -126,6 +126,10 @@ fn malformed(value: &str) -> ApiError {
 /// Reads the request's microversion into its extensions and names it on the response
 /// (`OpenStack-API-Version`, and `Vary` so caches keep versions apart).
 pub async fn negotiate(mut request: Request, next: Next) -> Response {
+    // AWS's API (`POST /`) has no microversions.
+    if request.method() == axum::http::Method::POST && request.uri().path() == "/" {
+        return next.run(request).await;
+    }
     let values: Vec<&[u8]> = request
         .headers()
         .get_all(HEADER)

@@ -122,6 +122,7 @@ impl Modify for Security {
         (name = "containers", description = "Containers of secrets"),
         (name = "orders", description = "Keys, key pairs and certificates made for you"),
         (name = "access-keys", description = "AWS-style access keys (SigV4) that act as a principal of the project"),
+        (name = "aws", description = "AWS Secrets Manager's API (JSON 1.1, SigV4-signed) on POST /"),
         (name = "audit", description = "History from the log"),
         (name = "identity", description = "The caller as keyledger sees it"),
     )
@@ -171,6 +172,11 @@ pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
         .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
         {
             operation.operation_id = Some(operation_id(method, path));
+            // AWS's API speaks AWS's protocol: no microversions, AWS-shaped errors
+            // (documented on the operation itself).
+            if (method, path.as_str()) == ("post", "/") {
+                continue;
+            }
             operation
                 .parameters
                 .get_or_insert_with(Vec::new)

@@ -88,6 +88,8 @@ pub struct Shared {
     pub access_log: crate::access_log::AccessLog,
     /// Reads that scan (history, listings) in progress, bounded.
     pub costly: Arc<crate::costly::Costly>,
+    /// Verifies AWS signatures and hands their principals to the command service.
+    pub aws: crate::aws::AwsKeys,
     /// The current time.
     pub clock: Clock,
     /// Settings.

@@ -215,6 +215,10 @@ macro_rules! aggregate_id_from {
 }
 aggregate_id_from!(SecretId, ContainerId, OrderId);
 
+/// How often one unique name may be created and deleted again: each create walks the
+/// name's earlier incarnations ([`SecretId::for_name`]).
+pub const MAX_INCARNATIONS: u32 = 1000;
+
 /// The namespace for ids derived from command ids (see [`SecretId::for_create`]).
 const CREATE_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_796c_6564_6765_7200_0000_0000_0001);
 
@@ -226,6 +230,22 @@ impl SecretId {
     pub fn for_create(project: &ProjectId, command: &CommandId) -> Self {
         let name = format!("{project}/{command}");
         Self(Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes()))
+    }
+
+    /// The id of incarnation `n` of the secret named `name` in `project`, for creates
+    /// that keep names unique (AWS's). Every create of a name addresses the same
+    /// aggregate until it is deleted or expires, so two creates of one name race on one
+    /// subject and the second is refused; the next incarnation is only created once
+    /// the previous one has ended.
+    pub fn for_name(project: &ProjectId, name: &str, n: u32) -> Self {
+        let name = format!("unique-name/{project}/{n}/{name}");
+        Self(Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes()))
+    }
+
+    /// Which incarnation of the unique name `name` this secret is, if it is one
+    /// (rather than a secret created under a name that need not be unique).
+    pub fn incarnation_of(self, project: &ProjectId, name: &str) -> Option<u32> {
+        (0..MAX_INCARNATIONS).find(|n| Self::for_name(project, name, *n) == self)
     }
 }
 
@@ -250,6 +270,32 @@ impl ContainerId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unique_names_incarnations_are_distinct_and_recognised() {
+        let p = ProjectId::parse("p1").unwrap();
+        let first = SecretId::for_name(&p, "db", 0);
+        assert_ne!(first, SecretId::for_name(&p, "db", 1));
+        assert_ne!(
+            first,
+            SecretId::for_name(&ProjectId::parse("p2").unwrap(), "db", 0)
+        );
+        // No name can spell another's incarnation: the number comes before the name.
+        assert_ne!(
+            SecretId::for_name(&p, "1/db", 0),
+            SecretId::for_name(&p, "db", 1)
+        );
+        assert_eq!(
+            SecretId::for_name(&p, "db", 7).incarnation_of(&p, "db"),
+            Some(7)
+        );
+        assert_eq!(first.incarnation_of(&p, "db2"), None);
+        let command = CommandId::parse("c1").unwrap();
+        assert_eq!(
+            SecretId::for_create(&p, &command).incarnation_of(&p, "db"),
+            None
+        );
+    }
 
     #[test]
     fn project_ids_cannot_address_other_subjects() {

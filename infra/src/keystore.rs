@@ -176,6 +176,17 @@ impl KeyStore {
         };
         match self.kv.stream.delete_message(revision).await {
             Ok(_) => Ok(()),
+            // Erased meanwhile by another destroy of the same key (the command's own
+            // and the shredder's may run together): done.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::jetstream::stream::DeleteMessageErrorKind::JetStream(ref j)
+                        if j.error_code() == async_nats::jetstream::ErrorCode::SEQUENCE_NOT_FOUND
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => {
                 // A bucket created by an earlier keyledger forbids deletes: purge, which
                 // still makes the key unreadable, and say that its bytes may linger.

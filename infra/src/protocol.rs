@@ -120,6 +120,15 @@ pub struct CreateSecretRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schemas::TagsMap>)]
     pub tags: Option<BTreeMap<String, String>>,
+    /// `true`: no other live secret of the project (nor one scheduled for deletion)
+    /// may have this name, as in AWS Secrets Manager; `name` is then required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_name: Option<bool>,
+    /// Names the first version, as for `secret.value.put`: a UUID is the version id
+    /// itself (as in AWS), any other token names one derived from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 32, max_length = 64)]
+    pub client_request_token: Option<String>,
 }
 
 /// `keyledger.cmd.secret.value.put`: store a new version of a secret's value (AWS

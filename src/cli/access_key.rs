@@ -1,8 +1,8 @@
 //! `keyledger access-key create|import|list|revoke`: AWS-style access keys (SigV4
 //! credentials) through the HTTP API.
 //!
-//! There is no `--project`: a token is for one project, and a key is made in the
-//! token's project, as every other write of the CLI is.
+//! A key acts in the project of the token that makes it, as every other write of the
+//! CLI does; `--project` only confirms it (and is refused when it names another).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,9 @@ use super::http::{Api, secret_id, seq_of};
 /// Whom a key stands for; each defaults to the token's.
 #[derive(Debug, Args)]
 pub struct Principal {
+    /// The project the key acts in: your token's (the default); another is refused.
+    #[arg(long)]
+    project: Option<String>,
     /// The user the key acts as (default: yours; another user's needs admin).
     #[arg(long)]
     user: Option<String>,
@@ -108,6 +111,7 @@ async fn create(
 ) -> Result<AccessKeyCreated> {
     let api = Api::new(client);
     let body = CreateAccessKeyBody {
+        project: principal.project,
         user: principal.user,
         roles: principal.roles,
         service: principal.service,

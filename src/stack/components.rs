@@ -155,7 +155,9 @@ pub async fn start_commands(
         containers,
         orders,
         access_keys,
-        verifier: keys.verifier.clone(),
+        // Only here: the HTTP API hands principals it verified by AWS signatures to
+        // the command service in delegation tokens; no client may present one.
+        verifier: keys.verifier.clone().with_delegation(&keys.commit),
         clock,
         concurrency: 256,
     };
@@ -342,6 +344,7 @@ pub async fn start_api(
         commit_key: keys.commit.clone(),
         access_log,
         costly: Arc::default(),
+        aws: api::aws::AwsKeys::new(&keys.commit),
         clock,
         config: Arc::new(settings.config),
     });

@@ -99,10 +99,36 @@ impl IntakeContext<'_> {
     }
 
     /// `secret.create`.
-    pub fn create(&self, req: &CreateSecretRequest) -> Result<Intake, Rejection> {
+    /// The project and name a create keeps unique (`unique_name`), which the caller
+    /// turns into the id of the name's current incarnation; `None` for other creates.
+    pub fn unique_name(
+        &self,
+        req: &CreateSecretRequest,
+    ) -> Result<Option<(ProjectId, SecretName)>, Rejection> {
+        if req.unique_name != Some(true) {
+            return Ok(None);
+        }
+        let project = self.project(req.project.as_deref())?;
+        let name = opt(req.name.as_deref(), SecretName::parse)?
+            .filter(|n| !n.as_str().is_empty())
+            .ok_or_else(|| {
+                Rejection::invalid(
+                    "unique_name needs a name: name the secret, or leave unique_name out",
+                )
+            })?;
+        Ok(Some((project, name)))
+    }
+
+    /// `secret.create`: the secret gets the id `unique` (a name's incarnation) when
+    /// given, else one derived from the command id.
+    pub fn create(
+        &self,
+        req: &CreateSecretRequest,
+        unique: Option<SecretId>,
+    ) -> Result<Intake, Rejection> {
         let command_id = command_id(req.command_id.as_deref())?;
         let project = self.project(req.project.as_deref())?;
-        let secret = SecretId::for_create(&project, &command_id);
+        let secret = unique.unwrap_or_else(|| SecretId::for_create(&project, &command_id));
         let attributes = Attributes {
             name: opt(req.name.as_deref(), SecretName::parse)?,
             secret_type: opt(req.secret_type.as_deref(), SecretType::parse)?.unwrap_or_default(),
@@ -127,7 +153,10 @@ impl IntakeContext<'_> {
         )?;
         let (payload, data_key) = match plaintext {
             Some(p) => {
-                let version = ClientToken::version_for_command(secret, &command_id);
+                let version = match &req.client_request_token {
+                    Some(t) => ClientToken::parse(t)?.version_id(secret),
+                    None => ClientToken::version_for_command(secret, &command_id),
+                };
                 let (sealed, key) = self.seal(&p, &project, secret, version)?;
                 (Some(sealed), Some(key))
             }

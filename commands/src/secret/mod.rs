@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use domain::Rejection;
 use domain::commit::AggregateRef;
-use domain::ids::{CommandId, ProjectId, SecretId, VersionId};
+use domain::ids::{CommandId, MAX_INCARNATIONS, ProjectId, SecretId, VersionId};
 use domain::principal::{Actor, Principal};
 use domain::secret::payload::PayloadLimit;
 use domain::secret::version::Lifecycle;
@@ -117,6 +117,28 @@ impl SecretHandler {
         self.executor.state(&aggregate).await
     }
 
+    /// The id a create of the unique name `name` addresses: its first incarnation
+    /// that is not over (deleted or expired). A live one, or one scheduled for
+    /// deletion, is addressed too, and `decide` refuses to create it again.
+    async fn incarnation(
+        &self,
+        project: &ProjectId,
+        name: &domain::secret::fields::SecretName,
+    ) -> Result<SecretId, Rejection> {
+        for n in 0..MAX_INCARNATIONS {
+            let id = SecretId::for_name(project, name.as_str(), n);
+            match self.state(project, id).await? {
+                SecretState::Deleted | SecretState::Expired(_) => continue,
+                SecretState::Absent | SecretState::Live(_) => return Ok(id),
+            }
+        }
+        Err(Rejection::conflict(format!(
+            "the name {:?} was created and deleted {MAX_INCARNATIONS} times in project \
+             {project}; choose another name",
+            name.as_str()
+        )))
+    }
+
     /// The lifecycle rules this handler decides with.
     pub fn lifecycle(&self) -> Lifecycle {
         self.config.lifecycle
@@ -137,7 +159,14 @@ impl SecretHandler {
             envelope: &self.envelope,
         };
         let parsed = match op {
-            SecretOp::Create => intake.create(&parse_body(name, body)?)?,
+            SecretOp::Create => {
+                let request = parse_body(name, body)?;
+                let unique = match intake.unique_name(&request)? {
+                    Some((project, name)) => Some(self.incarnation(&project, &name).await?),
+                    None => None,
+                };
+                intake.create(&request, unique)?
+            }
             SecretOp::PayloadPut => intake.put_payload(&parse_body(name, body)?)?,
             SecretOp::MetadataSet => intake.set_metadatum(&parse_body(name, body)?)?,
             SecretOp::ValuePut => intake.put_value(&parse_body(name, body)?)?,
@@ -287,9 +316,16 @@ impl SecretHandler {
         if create.owning_service != secret.owning_service {
             differs.push("owning_service");
         }
-        let first = domain::secret::version::ClientToken::version_for_command(
-            intake.secret,
-            &intake.command_id,
+        // The first version's id: the one this request seals under (from its client
+        // request token, or its command id), or the command's when it has no payload.
+        let first = create.payload.as_ref().map_or_else(
+            || {
+                domain::secret::version::ClientToken::version_for_command(
+                    intake.secret,
+                    &intake.command_id,
+                )
+            },
+            |p| p.version_id,
         );
         let same_payload = match (secret.version(first), &intake.data_key) {
             (Some(stored), Some(new)) => self.same_payload(intake, stored.key_id, new).await?,

@@ -20,8 +20,9 @@ pub const TOKEN_KEY_FILE: &str = "token-hs256.key";
 /// Issuer of development tokens.
 pub(crate) const DEV_ISSUER: &str = "keyledger-dev";
 
+/// The claims keyledger signs into its own tokens.
 #[derive(Serialize)]
-struct IssuedClaims<'a> {
+pub(crate) struct IssuedClaims<'a> {
     sub: &'a str,
     project: &'a str,
     roles: Vec<&'a str>,
@@ -31,6 +32,22 @@ struct IssuedClaims<'a> {
     iat: i64,
     iss: &'a str,
     aud: &'a str,
+}
+
+impl<'a> IssuedClaims<'a> {
+    /// The claims of a token for `principal` from `iat` to `exp` (Unix seconds).
+    pub(crate) fn of(principal: &'a Principal, iat: i64, exp: i64, iss: &'a str) -> Self {
+        Self {
+            sub: principal.user.as_str(),
+            project: principal.project.as_str(),
+            roles: principal.roles.iter().map(|r| r.as_str()).collect(),
+            service: principal.service.as_ref().map(|s| s.as_str()),
+            exp,
+            iat,
+            iss,
+            aud: AUDIENCE,
+        }
+    }
 }
 
 /// Signs development tokens.
@@ -60,16 +77,7 @@ impl Issuer {
     pub fn issue(&self, principal: &Principal, ttl: Duration, now: Timestamp) -> String {
         let iat = now.unix_millis() / 1000;
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let claims = IssuedClaims {
-            sub: principal.user.as_str(),
-            project: principal.project.as_str(),
-            roles: principal.roles.iter().map(|r| r.as_str()).collect(),
-            service: principal.service.as_ref().map(|s| s.as_str()),
-            exp: iat.saturating_add(ttl),
-            iat,
-            iss: DEV_ISSUER,
-            aud: AUDIENCE,
-        };
+        let claims = IssuedClaims::of(principal, iat, iat.saturating_add(ttl), DEV_ISSUER);
         // HS256 signing with an in-memory secret and plain claims cannot fail.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key).unwrap_or_default()
     }

@@ -7,13 +7,17 @@
 //!   ([`trust`]), with the configured issuer and audience;
 //! - development tokens: HS256 under keyledger's own key ([`dev`]), issuer
 //!   `keyledger-dev`. They can be turned off, and are off by default once an identity
-//!   provider is configured.
+//!   provider is configured;
+//! - at the command service only, delegation tokens ([`delegation`]): HS256 with kid
+//!   `keyledger-api/v1`, minted by the HTTP API for a principal it verified by an AWS
+//!   signature.
 //!
 //! Every token needs `sub`, `project`, `exp`, `iss` and `aud`. `roles` (a list of
 //! strings) and `service` are optional. `alg: none` is never accepted, whatever the
 //! configuration. The algorithm comes from the key a token names, never from its
 //! header alone.
 
+pub mod delegation;
 mod dev;
 pub mod sigv4;
 pub mod trust;
@@ -50,6 +54,7 @@ struct Claims {
 pub struct Verifier {
     dev: Option<DecodingKey>,
     provider: Option<IdentityProvider>,
+    delegation: Option<DecodingKey>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -57,6 +62,7 @@ impl std::fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("dev_tokens", &self.dev.is_some())
             .field("provider", &self.provider)
+            .field("delegation", &self.delegation.is_some())
             .finish()
     }
 }
@@ -98,6 +104,7 @@ impl<'a> Check<'a> {
 
 const DEV_RENEW: &str = "create one with `keyledger token issue`";
 const PROVIDER_RENEW: &str = "get one from your identity provider";
+const DELEGATION_RENEW: &str = "send the request to keyledger's HTTP API again";
 
 fn rejected(reason: impl std::fmt::Display, renew: &str) -> Rejection {
     Rejection::unauthorized(format!("token rejected: {reason}; {renew}"))
@@ -120,7 +127,15 @@ impl Verifier {
         Self {
             dev: Some(key),
             provider: None,
+            delegation: None,
         }
+    }
+
+    /// Also accepts delegation tokens minted under `commit`'s delegation key: for the
+    /// command service only.
+    pub fn with_delegation(mut self, commit: &domain::commit::CommitKey) -> Self {
+        self.delegation = Some(delegation::decoding_key(commit));
+        self
     }
 
     /// Also accepts tokens from `provider`.
@@ -174,6 +189,21 @@ impl Verifier {
             ),
             None => rejected("it is not a well-formed JWT", DEV_RENEW),
         })?;
+        if header.kid.as_deref() == Some(delegation::DELEGATION_KID) {
+            return match (&self.delegation, header.alg) {
+                (Some(key), Algorithm::HS256) => Ok(Check::new(
+                    key,
+                    Algorithm::HS256,
+                    delegation::DELEGATION_ISSUER,
+                    AUDIENCE,
+                    DELEGATION_RENEW,
+                )),
+                _ => Err(rejected(
+                    "it is a delegation token, which only keyledger's command service accepts",
+                    DEV_RENEW,
+                )),
+            };
+        }
         match header.alg {
             Algorithm::HS256 => match &self.dev {
                 Some(key) => Ok(Check::new(
@@ -343,6 +373,46 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn delegation_tokens_verify_only_where_delegation_is_on() {
+        let commit = domain::commit::CommitKey::new([7; 32]);
+        let token = delegation::Delegation::from_commit_key(&commit).mint(&alice(), now());
+        let (_, verifier) = dev_keys_from_secret(&[1; 32]);
+        let err = verifier.verify(&token, now()).unwrap_err();
+        assert!(
+            err.message.contains("only keyledger's command service"),
+            "{}",
+            err.message
+        );
+        let verifier = verifier.with_delegation(&commit);
+        assert_eq!(verifier.verify(&token, now()), Ok(alice()));
+        // Still refused without development tokens: the delegation key is apart.
+        let verifier = verifier.without_dev_tokens();
+        assert_eq!(verifier.verify(&token, now()), Ok(alice()));
+        // Under another commit key, and after 60 s, it is refused.
+        let other = dev_keys_from_secret(&[1; 32])
+            .1
+            .with_delegation(&domain::commit::CommitKey::new([8; 32]));
+        assert!(other.verify(&token, now()).is_err());
+        let later = Timestamp::parse_iso8601("t", "2026-11-22T10:01:00Z").unwrap();
+        assert!(verifier.verify(&token, later).is_err());
+        // A development token is not a delegation token, whatever its header says.
+        let (issuer, dev) = dev_keys_from_secret(&[1; 32]);
+        let dev = dev.with_delegation(&commit);
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = Some(delegation::DELEGATION_KID.to_owned());
+        let forged = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "alice", "project": "p1", "exp": 9999999999_i64,
+                "iss": "keyledger-api", "aud": "keyledger"}),
+            &jsonwebtoken::EncodingKey::from_secret(&[1; 32]),
+        )
+        .unwrap();
+        assert!(dev.verify(&forged, now()).is_err());
+        let plain = issuer.issue(&alice(), Duration::from_secs(60), now());
+        assert_eq!(dev.verify(&plain, now()), Ok(alice()));
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Reads of access keys: a project's keys, or one of them. Never the sealed secret:
-//! listing a key shows whom it stands for, not what signs with it.
+//! Reads of access keys: a project's keys, or one of them, never with the sealed
+//! secret: listing a key shows whom it stands for, not what signs with it. Only
+//! signature verification reads the sealed secret ([`ReadModel::sealed_access_keys`]).
 
 use domain::access_key::AccessKeyId;
-use domain::ids::{ProjectId, UserId};
+use domain::ids::{KeyId, ProjectId, UserId, VersionId};
 
 use super::{ReadModel, Snapshot, on_pool};
 use crate::read::ReadError;
@@ -30,7 +31,41 @@ pub struct AccessKeyRow {
     pub revoked: Option<String>,
 }
 
+/// An access key with its sealed secret, for verifying a signature made with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedAccessKey {
+    /// The key.
+    pub key: AccessKeyRow,
+    /// The data key its secret is sealed under.
+    pub key_id: KeyId,
+    /// The version id bound into the seal.
+    pub version_id: VersionId,
+    /// GCM nonce.
+    pub nonce: Vec<u8>,
+    /// Ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedAccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedAccessKey")
+            .field("key", &self.key)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ReadModel {
+    /// The access keys with the id `id`, in any project, with their sealed secrets:
+    /// usually one (ids are unique per project; a signature decides among several).
+    pub async fn sealed_access_keys(
+        &self,
+        id: &AccessKeyId,
+    ) -> Result<Snapshot<Vec<SealedAccessKey>>, ReadError> {
+        self.fresh(async { on_pool!(&self.pool, sealed_access_keys(id)) })
+            .await
+    }
+
     /// The access keys of `project` (only `user`'s when given), oldest first.
     pub async fn list_access_keys(
         &self,

@@ -131,6 +131,9 @@ pub struct ListFilter {
     pub limit: u32,
     /// Rows to skip.
     pub offset: u32,
+    /// Whether secrets scheduled for deletion are listed too (AWS's
+    /// `IncludePlannedDeletion`).
+    pub include_pending_deletion: bool,
 }
 
 /// A page of secrets and the total matching the filter.

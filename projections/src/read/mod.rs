@@ -97,7 +97,7 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-pub use access_keys::AccessKeyRow;
+pub use access_keys::{AccessKeyRow, SealedAccessKey};
 pub use cache::{Entry, PayloadCache};
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::due;
@@ -475,6 +475,17 @@ impl ReadModel {
         now: Timestamp,
     ) -> Result<Vec<Candidate>, ReadError> {
         Ok(on_pool!(&self.pool, by_name(project, name, now))?)
+    }
+
+    /// The secrets of `project` named `name` that are live or scheduled for deletion
+    /// (AWS's names stay taken through the recovery window).
+    pub async fn by_name_any(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Candidate>, ReadError> {
+        Ok(on_pool!(&self.pool, by_name_any(project, name, now))?)
     }
 
     /// The secrets whose reference is exactly `reference`.

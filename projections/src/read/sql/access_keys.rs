@@ -1,13 +1,14 @@
-//! Access keys: a project's listing, and one by id. The sealed secret is never read.
+//! Access keys: a project's listing, and one by id, without the sealed secret; and
+//! the keys with an id, with it, for verifying a signature.
 
 use domain::access_key::AccessKeyId;
-use domain::ids::{ProjectId, UserId};
+use domain::ids::{KeyId, ProjectId, UserId, VersionId};
 use sqlx::Row;
 
 use super::secrets::{checkpoint, parsed};
 use crate::read::error::bad_column;
 use super::{DbRow, Reads};
-use crate::read::AccessKeyRow;
+use crate::read::{AccessKeyRow, SealedAccessKey};
 
 const COLUMNS: &str = "project, access_key_id, user_id, roles, service, status, creator, \
                        created, revoked";
@@ -70,5 +71,36 @@ impl Reads<'_> {
         .transpose()?;
         tx.commit().await?;
         Ok((row, seq))
+    }
+}
+
+impl Reads<'_> {
+    /// Every project's access key with the id `id`, with its sealed secret.
+    pub(crate) async fn sealed_access_keys(
+        &self,
+        id: &AccessKeyId,
+    ) -> Result<(Vec<SealedAccessKey>, u64), sqlx::Error> {
+        let mut tx = super::begin(self.0).await?;
+        let seq = checkpoint(&mut tx).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, key_id, version_id, nonce, ciphertext FROM access_keys \
+             WHERE access_key_id = $1 ORDER BY project"
+        )))
+        .bind(id.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(SealedAccessKey {
+                key: access_key_row(r)?,
+                key_id: parsed(r, "key_id", KeyId::parse)?,
+                version_id: parsed(r, "version_id", VersionId::parse)?,
+                nonce: r.try_get("nonce")?,
+                ciphertext: r.try_get("ciphertext")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        tx.commit().await?;
+        Ok((rows, seq))
     }
 }

@@ -47,7 +47,12 @@ impl Reads<'_> {
                 .push_bind(user.as_str().to_owned());
             }
         }
-        q.push(" AND s.status = 'active' AND (s.expiration_ms IS NULL OR s.expiration_ms > ")
+        q.push(if filter.include_pending_deletion {
+            " AND s.status IN ('active', 'pending_deletion')"
+        } else {
+            " AND s.status = 'active'"
+        })
+        .push(" AND (s.expiration_ms IS NULL OR s.expiration_ms > ")
             .push_bind(now_ms)
             .push(")");
         let exact = [

@@ -421,6 +421,26 @@ impl Reads<'_> {
         .map(candidates)
     }
 
+    /// The secrets of `project` named `name`, live or scheduled for deletion.
+    pub(crate) async fn by_name_any(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Candidate>, sqlx::Error> {
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT s.id, s.reference FROM secrets s WHERE s.project = $1 AND s.name = $2 \
+             AND s.status IN ('active', 'pending_deletion') \
+             AND (s.expiration_ms IS NULL OR s.expiration_ms > $3) ORDER BY s.created_ms, s.id",
+        )
+        .bind(project.as_str())
+        .bind(name)
+        .bind(now.unix_millis())
+        .fetch_all(self.0)
+        .await
+        .map(candidates)
+    }
+
     /// The secrets whose reference is exactly `reference`.
     pub(crate) async fn by_reference(&self, reference: &str) -> Result<Vec<Candidate>, sqlx::Error> {
         sqlx::query_as::<_, (String, String)>(

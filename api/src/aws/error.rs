@@ -1,0 +1,191 @@
+//! Errors as AWS's JSON protocol sends them: HTTP 400 for what the client must change,
+//! 500 for keyledger's own failures (which AWS's SDKs retry), and a body
+//! `{"__type": "<Code>", "message": "…"}` that botocore turns into the exception its
+//! service model names. Where AWS's wording is known it comes first, then keyledger's
+//! sentence on what to do.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// The content type of every request and answer of AWS's JSON 1.1 protocol.
+pub const AMZ_JSON: &str = "application/x-amz-json-1.1";
+
+/// An error code of AWS Secrets Manager's API, or of AWS's request authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// A parameter is not valid.
+    InvalidParameter,
+    /// The request is valid but the secret's state does not allow it.
+    InvalidRequest,
+    /// No such secret.
+    ResourceNotFound,
+    /// The secret, or the version, exists already.
+    ResourceExists,
+    /// The paging token is not one keyledger handed out for this listing.
+    InvalidNextToken,
+    /// A limit would be exceeded.
+    LimitExceeded,
+    /// The policy denies the caller.
+    AccessDenied,
+    /// The request did not name an operation keyledger knows.
+    UnknownOperation,
+    /// The body is not JSON of the operation's shape.
+    Serialization,
+    /// No `Authorization` header.
+    MissingAuthenticationToken,
+    /// The `Authorization` header or a header it must sign is missing or malformed.
+    IncompleteSignature,
+    /// The access key is unknown or revoked, or a session token was sent.
+    UnrecognizedClient,
+    /// The signature does not verify, or its time or scope is wrong.
+    InvalidSignature,
+    /// Too many requests; retry.
+    Throttling,
+    /// keyledger failed; retry.
+    InternalServiceError,
+}
+
+impl Code {
+    /// The `__type` AWS sends.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidParameter => "InvalidParameterException",
+            Self::InvalidRequest => "InvalidRequestException",
+            Self::ResourceNotFound => "ResourceNotFoundException",
+            Self::ResourceExists => "ResourceExistsException",
+            Self::InvalidNextToken => "InvalidNextTokenException",
+            Self::LimitExceeded => "LimitExceededException",
+            Self::AccessDenied => "AccessDeniedException",
+            Self::UnknownOperation => "UnknownOperationException",
+            Self::Serialization => "SerializationException",
+            Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            Self::IncompleteSignature => "IncompleteSignatureException",
+            Self::UnrecognizedClient => "UnrecognizedClientException",
+            Self::InvalidSignature => "InvalidSignatureException",
+            Self::Throttling => "ThrottlingException",
+            Self::InternalServiceError => "InternalServiceError",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Self::InternalServiceError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// An error answer of the AWS API.
+#[derive(Debug)]
+pub struct AwsError {
+    /// Its code.
+    pub code: Code,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl AwsError {
+    /// An error with a code and a message a person can act on.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `InvalidParameterException`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidParameter, message)
+    }
+
+    /// `ResourceNotFoundException` with AWS's sentence and keyledger's detail.
+    pub fn not_found(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            Code::ResourceNotFound,
+            format!("Secrets Manager can't find the specified secret. {detail}"),
+        )
+    }
+}
+
+/// The code an error of the Barbican side (a read, or a command's rejection) has for
+/// an AWS client, by its status.
+impl From<ApiError> for AwsError {
+    fn from(e: ApiError) -> Self {
+        let code = match e.status() {
+            StatusCode::NOT_FOUND | StatusCode::GONE => Code::ResourceNotFound,
+            StatusCode::FORBIDDEN => Code::AccessDenied,
+            StatusCode::UNAUTHORIZED => Code::UnrecognizedClient,
+            StatusCode::CONFLICT | StatusCode::REQUEST_TIMEOUT => Code::InvalidRequest,
+            StatusCode::TOO_MANY_REQUESTS => Code::Throttling,
+            s if s.is_server_error() => Code::InternalServiceError,
+            _ => Code::InvalidParameter,
+        };
+        Self::new(code, e.description())
+    }
+}
+
+impl From<domain::Rejection> for AwsError {
+    fn from(r: domain::Rejection) -> Self {
+        ApiError::from(r).into()
+    }
+}
+
+impl From<projections::read::ReadError> for AwsError {
+    fn from(e: projections::read::ReadError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "__type")]
+    code: &'static str,
+    message: &'a str,
+}
+
+impl IntoResponse for AwsError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&Body {
+            code: self.code.as_str(),
+            message: &self.message,
+        })
+        .unwrap_or_default();
+        let mut response = (self.code.status(), body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn barbican_statuses_map_to_aws_codes() {
+        for (status, code) in [
+            (StatusCode::NOT_FOUND, Code::ResourceNotFound),
+            (StatusCode::FORBIDDEN, Code::AccessDenied),
+            (StatusCode::CONFLICT, Code::InvalidRequest),
+            (StatusCode::BAD_REQUEST, Code::InvalidParameter),
+            (StatusCode::PAYLOAD_TOO_LARGE, Code::InvalidParameter),
+            (StatusCode::TOO_MANY_REQUESTS, Code::Throttling),
+            (StatusCode::SERVICE_UNAVAILABLE, Code::InternalServiceError),
+        ] {
+            let e = AwsError::from(ApiError::new(status, "why"));
+            assert_eq!(e.code, code, "{status}");
+            assert_eq!(e.message, "why");
+        }
+    }
+
+    #[test]
+    fn only_keyledgers_failures_are_500() {
+        assert_eq!(Code::InternalServiceError.status(), 500);
+        assert_eq!(Code::InvalidSignature.status(), 400);
+        assert_eq!(Code::AccessDenied.status(), 400);
+    }
+}

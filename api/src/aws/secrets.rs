@@ -1,0 +1,603 @@
+//! CreateSecret, DescribeSecret, ListSecrets, DeleteSecret and RestoreSecret: the
+//! secret as a whole, through the same read model, policy and commands as Barbican's
+//! API.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use domain::ids::SecretId;
+use domain::policy::{Action, Target, authorize};
+use domain::secret::fields::SecretName;
+use domain::secret::version::Stage;
+use domain::subject::command;
+use infra::protocol::{CreateSecretRequest, DeleteSecretRequest, SecretRequest};
+use projections::read::{ListFilter, ListScope, Lookup, SecretRow, SortKey};
+
+use super::error::{AwsError, Code};
+use super::resolve::{arn_of, resolve};
+use super::shapes::{
+    CreateSecretInput, DeleteSecretInput, DeleteSecretOutput, Filter, ListSecretsInput,
+    ListSecretsOutput, NamedOutput, SecretDescription, SecretIdInput, WriteOutput, epoch, tags_of,
+};
+use super::values::payload_fields;
+use super::{AwsCaller, output};
+use crate::access;
+use crate::consistency::write;
+use crate::state::AppState;
+
+/// The default recovery window of a deletion, as AWS's.
+const DEFAULT_RECOVERY_DAYS: i64 = 30;
+
+/// The `SecretId` member, which every operation on one secret requires.
+pub fn secret_id(given: Option<String>) -> Result<String, AwsError> {
+    given
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AwsError::invalid("SecretId is required: give the secret's name or ARN"))
+}
+
+/// The ARN of the secret in `row`, in the caller's region.
+pub fn arn(caller: &AwsCaller, row: &SecretRow) -> String {
+    arn_of(&caller.region, &row.project, &row.reference)
+}
+
+/// The name AWS shows for the secret in `row` (its id when it has none).
+pub fn name_of(row: &SecretRow) -> String {
+    row.name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| row.id.to_string())
+}
+
+/// AWS's answer for an operation other than describing, listing, deleting or
+/// restoring, on a secret in its recovery window.
+pub fn marked_for_deletion(row: &SecretRow) -> AwsError {
+    AwsError::new(
+        Code::InvalidRequest,
+        format!(
+            "You can't perform this operation on the secret because it was marked for \
+             deletion. It is deleted on {}; restore it with RestoreSecret first",
+            row.purge_at
+                .as_deref()
+                .unwrap_or("the end of its recovery window")
+        ),
+    )
+}
+
+/// The secret `input` names, as the read model holds it, if the caller may do `action`
+/// on it; one in its recovery window too. An expired or missing secret is not found.
+pub async fn secret_row(
+    state: &AppState,
+    caller: &AwsCaller,
+    id: SecretId,
+    action: Action,
+) -> Result<SecretRow, AwsError> {
+    let lookup = state.read.get_secret(id, (state.clock)()).await?;
+    match lookup.value {
+        Lookup::Found(row) => {
+            access::check(state, &caller.caller, action, &row)?;
+            Ok(row)
+        }
+        Lookup::PendingDeletion(row) => {
+            access::check(state, &caller.caller, action, &row)?;
+            Ok(*row)
+        }
+        Lookup::Expired(row) => {
+            access::check(state, &caller.caller, action, &row)?;
+            Err(AwsError::not_found(format!(
+                "It expired at {}.",
+                row.expiration.as_deref().unwrap_or("an earlier time")
+            )))
+        }
+        Lookup::Missing => Err(AwsError::not_found(format!(
+            "No secret {id} in project {}.",
+            caller.caller.principal.project
+        ))),
+    }
+}
+
+/// AWS's rule for names: letters, digits and `/_+=.@-`. keyledger's own limit of 255
+/// characters applies (AWS allows 512).
+fn aws_name(name: &str) -> Result<SecretName, AwsError> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+    {
+        return Err(AwsError::invalid(format!(
+            "Name {name:?} is not valid: use 1 to 255 ASCII letters, digits and the characters \
+             /_+=.@-"
+        )));
+    }
+    SecretName::parse(name).map_err(|r| AwsError::invalid(r.message))
+}
+
+/// `CreateSecret`: a secret whose name is unique in the project, as in AWS (also
+/// against one in its recovery window), with its first value if one is given.
+pub async fn create(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: CreateSecretInput,
+) -> Result<Response, AwsError> {
+    let name = aws_name(input.name.as_deref().unwrap_or_default())?;
+    if input.description.is_some() {
+        return Err(AwsError::invalid(
+            "keyledger keeps no Description yet; leave it out (Tags can carry free text)",
+        ));
+    }
+    if let Some(kms) = input.kms_key_id.as_deref()
+        && kms != "alias/aws/secretsmanager"
+    {
+        return Err(AwsError::invalid(format!(
+            "KmsKeyId {kms:?} is not supported: keyledger seals every secret under its own key \
+             encryption key (see docs/aws.md); leave KmsKeyId out"
+        )));
+    }
+    if input.add_replica_regions.is_some() {
+        return Err(AwsError::new(
+            Code::InvalidRequest,
+            "AddReplicaRegions: keyledger does not replicate secrets to regions; its NATS cluster \
+             replicates every secret",
+        ));
+    }
+    if input.secret_kind.is_some() {
+        return Err(AwsError::invalid(
+            "Type is not supported by keyledger; leave it out",
+        ));
+    }
+    let project = caller.caller.principal.project.clone();
+    let now = (state.clock)();
+    // A secret of the same name that Barbican's API created (whose id is no
+    // incarnation of the name) holds the name too: AWS's names are unique.
+    for taken in state.read.by_name_any(&project, name.as_str(), now).await? {
+        let Ok(id) = SecretId::parse(&taken.id) else {
+            continue;
+        };
+        if id.incarnation_of(&project, name.as_str()).is_none() {
+            return Err(exists(&caller.region, &project, &name, &taken.reference));
+        }
+    }
+    let (payload, content_type, encoding) =
+        match payload_fields(input.secret_string, input.secret_binary)? {
+            Some((p, t, e)) => (Some(p), Some(t), e),
+            None => (None, None, None),
+        };
+    let tags: Option<BTreeMap<String, String>> = input
+        .tags
+        .map(|tags| tags.into_iter().map(|t| (t.key, t.value)).collect());
+    let token = input.client_request_token;
+    // The command id follows the token, so a retried create is answered with the
+    // secret the first attempt made.
+    let command_id = token.as_deref().map(|t| {
+        let key = format!("aws-create/{project}/{}/{t}", name.as_str());
+        uuid::Uuid::new_v5(&AWS_CREATE_NAMESPACE, key.as_bytes()).to_string()
+    });
+    let request = CreateSecretRequest {
+        command_id,
+        name: Some(name.as_str().to_owned()),
+        payload,
+        payload_content_type: content_type,
+        payload_content_encoding: encoding,
+        tags,
+        unique_name: Some(true),
+        client_request_token: token,
+        ..Default::default()
+    };
+    match write(
+        state,
+        command::SECRET_CREATE,
+        &caller.caller.token,
+        &request,
+    )
+    .await
+    {
+        Ok(accepted) => {
+            let id = SecretId::parse(&accepted.id)?;
+            output(&WriteOutput {
+                arn: domain::secret::arn::arn(&caller.region, &project, Some(&name), id),
+                name: name.as_str().to_owned(),
+                version_id: accepted.version_id,
+                version_stages: None,
+            })
+        }
+        Err(e) if e.status() == StatusCode::CONFLICT => {
+            // Taken: by a live secret, or one in its recovery window.
+            let now = (state.clock)();
+            for taken in state.read.by_name_any(&project, name.as_str(), now).await? {
+                if let Ok(id) = SecretId::parse(&taken.id)
+                    && let Lookup::PendingDeletion(_) = state.read.get_secret(id, now).await?.value
+                {
+                    return Err(AwsError::new(
+                        Code::InvalidRequest,
+                        format!(
+                            "You can't create this secret because a secret with this name is \
+                             already scheduled for deletion. Restore it with RestoreSecret, or \
+                             wait until it is deleted ({})",
+                            arn_of(&caller.region, &project, &taken.reference)
+                        ),
+                    ));
+                }
+            }
+            Err(AwsError::new(
+                Code::ResourceExists,
+                format!(
+                    "The operation failed because the secret {} already exists. {}",
+                    name.as_str(),
+                    e.description()
+                ),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The namespace of the command ids of AWS creates with a client request token.
+const AWS_CREATE_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6b65_796c_6564_6765_7200_0000_0000_00a3);
+
+fn exists(
+    region: &str,
+    project: &domain::ids::ProjectId,
+    name: &SecretName,
+    reference: &str,
+) -> AwsError {
+    AwsError::new(
+        Code::ResourceExists,
+        format!(
+            "The operation failed because the secret {} already exists ({}).",
+            name.as_str(),
+            arn_of(region, project, reference)
+        ),
+    )
+}
+
+/// The versions of a secret that carry a staging label, with AWS's label names.
+async fn labelled_versions(
+    state: &AppState,
+    id: SecretId,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, AwsError> {
+    let lookup = state
+        .read
+        .list_versions(id, (state.clock)(), (crate::paging::MAX_LIMIT, 0))
+        .await?;
+    let Lookup::Found((_, page)) = lookup.value else {
+        return Ok(None);
+    };
+    Ok(Some(
+        page.versions
+            .into_iter()
+            .filter(|v| !v.stages.is_empty())
+            .map(|v| {
+                let labels = v
+                    .stages
+                    .iter()
+                    .map(|s| {
+                        Stage::parse(s).map_or_else(|_| s.clone(), |s| s.aws_name().to_owned())
+                    })
+                    .collect();
+                (v.version_id, labels)
+            })
+            .collect(),
+    ))
+}
+
+fn describe_row(caller: &AwsCaller, row: &SecretRow) -> SecretDescription {
+    SecretDescription {
+        arn: arn(caller, row),
+        name: name_of(row),
+        last_changed_date: epoch(&row.updated),
+        deleted_date: row.purge_at.as_deref().and_then(epoch),
+        tags: tags_of(&row.tags),
+        version_ids_to_stages: None,
+        secret_versions_to_stages: None,
+        owning_service: row.owning_service.as_ref().map(ToString::to_string),
+        created_date: epoch(&row.created),
+        rotation_enabled: false,
+    }
+}
+
+/// `DescribeSecret`: one secret's metadata, also in its recovery window.
+pub async fn describe(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: SecretIdInput,
+) -> Result<Response, AwsError> {
+    let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
+    let row = secret_row(state, caller, id, Action::ReadSecret).await?;
+    let mut description = describe_row(caller, &row);
+    description.version_ids_to_stages = labelled_versions(state, id).await?;
+    output(&description)
+}
+
+/// `RestoreSecret`: cancels a scheduled deletion.
+pub async fn restore(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: SecretIdInput,
+) -> Result<Response, AwsError> {
+    let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
+    let row = secret_row(state, caller, id, Action::DeleteSecret).await?;
+    let request = SecretRequest {
+        command_id: None,
+        project: Some(row.project.to_string()),
+        id: id.to_string(),
+    };
+    write(
+        state,
+        command::SECRET_RESTORE,
+        &caller.caller.token,
+        &request,
+    )
+    .await?;
+    output(&NamedOutput {
+        arn: arn(caller, &row),
+        name: name_of(&row),
+    })
+}
+
+/// `DeleteSecret`: schedules the deletion (7 to 30 days; 30 by default), or deletes at
+/// once with `ForceDeleteWithoutRecovery`, which also succeeds for a missing secret.
+pub async fn delete(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: DeleteSecretInput,
+) -> Result<Response, AwsError> {
+    let given = secret_id(input.secret_id)?;
+    let force = input.force_delete_without_recovery.unwrap_or(false);
+    if force && input.recovery_window_in_days.is_some() {
+        return Err(AwsError::invalid(
+            "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
+        ));
+    }
+    let days = input
+        .recovery_window_in_days
+        .unwrap_or(DEFAULT_RECOVERY_DAYS);
+    if !(7..=30).contains(&days) {
+        return Err(AwsError::invalid(
+            "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).",
+        ));
+    }
+    let now = (state.clock)();
+    let id = match resolve(state, caller, &given).await {
+        Ok(id) => id,
+        // AWS: a forced deletion of a missing secret succeeds.
+        Err(e) if force && e.code == Code::ResourceNotFound => {
+            return output(&DeleteSecretOutput {
+                arn: given.clone(),
+                name: given,
+                deletion_date: now.unix_millis() as f64 / 1000.0,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let row = secret_row(state, caller, id, Action::DeleteSecret).await?;
+    let request = DeleteSecretRequest {
+        command_id: None,
+        project: Some(row.project.to_string()),
+        id: id.to_string(),
+        recovery_window_days: (!force).then_some(days.unsigned_abs()),
+        recovery_window: None,
+        force: force.then_some(true),
+        ignore_consumers: None,
+    };
+    write(
+        state,
+        command::SECRET_DELETE,
+        &caller.caller.token,
+        &request,
+    )
+    .await?;
+    let deletion = if force {
+        now.unix_millis()
+    } else {
+        now.unix_millis() + days * 86_400_000
+    };
+    output(&DeleteSecretOutput {
+        arn: arn(caller, &row),
+        name: name_of(&row),
+        deletion_date: deletion as f64 / 1000.0,
+    })
+}
+
+/// The largest page of `ListSecrets`, and its default.
+const MAX_RESULTS: i64 = 100;
+
+/// One filter, parsed: its key and values (negated when they start with `!`).
+struct Parsed<'a> {
+    key: &'a str,
+    values: Vec<(bool, &'a str)>,
+}
+
+fn parse_filters(filters: &[Filter]) -> Result<Vec<Parsed<'_>>, AwsError> {
+    const KEYS: [&str; 7] = [
+        "description",
+        "name",
+        "tag-key",
+        "tag-value",
+        "primary-region",
+        "owning-service",
+        "all",
+    ];
+    filters
+        .iter()
+        .map(|f| {
+            let key = f.key.as_deref().unwrap_or_default();
+            if !KEYS.contains(&key) {
+                return Err(AwsError::invalid(format!(
+                    "filter key {key:?} is not valid; use one of {}",
+                    KEYS.join(", ")
+                )));
+            }
+            let values = f.values.as_deref().unwrap_or_default();
+            if values.is_empty() || values.len() > 10 {
+                return Err(AwsError::invalid(format!(
+                    "filter {key} needs 1 to 10 values (it has {})",
+                    values.len()
+                )));
+            }
+            Ok(Parsed {
+                key,
+                values: values
+                    .iter()
+                    .map(|v| match v.strip_prefix('!') {
+                        Some(rest) => (true, rest),
+                        None => (false, v.as_str()),
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Whether `row` passes one filter: any of its values matches (a negated value
+/// matches what does not match it). Prefix matches, case-sensitive except for
+/// `description` and `all`, as AWS documents them.
+fn passes(row: &SecretRow, filter: &Parsed<'_>) -> bool {
+    let name = name_of(row);
+    let service = row.owning_service.as_ref().map(ToString::to_string);
+    filter.values.iter().any(|(negated, value)| {
+        let hit = match filter.key {
+            "name" => name.starts_with(value),
+            "tag-key" => row.tags.keys().any(|k| k.starts_with(value)),
+            "tag-value" => row.tags.values().any(|v| v.starts_with(value)),
+            "owning-service" => service.as_deref().is_some_and(|s| s.starts_with(value)),
+            // keyledger keeps neither descriptions nor primary regions.
+            "description" | "primary-region" => false,
+            _ => {
+                let lower = |s: &str| s.to_lowercase();
+                let mut words = value.split_whitespace().map(lower);
+                let attributes: Vec<String> = std::iter::once(name.clone())
+                    .chain(row.tags.keys().cloned())
+                    .chain(row.tags.values().cloned())
+                    .chain(service.clone())
+                    .map(|a| lower(&a))
+                    .collect();
+                words.all(|w| attributes.iter().any(|a| a.starts_with(&w)))
+            }
+        };
+        hit != *negated
+    })
+}
+
+/// A paging token: the offset, and a fingerprint of the listing it belongs to.
+fn next_token(offset: u32, fingerprint: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{offset}:{fingerprint:016x}"))
+}
+
+fn parse_token(token: &str, fingerprint: u64) -> Result<u32, AwsError> {
+    let bad = || {
+        AwsError::new(
+            Code::InvalidNextToken,
+            "NextToken is not one this listing handed out; send the same filters and sort \
+             with the NextToken of the previous page, or start without one",
+        )
+    };
+    let text = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(text).map_err(|_| bad())?;
+    let (offset, print) = text.split_once(':').ok_or_else(bad)?;
+    if print != format!("{fingerprint:016x}") {
+        return Err(bad());
+    }
+    offset.parse().map_err(|_| bad())
+}
+
+/// `ListSecrets`: the secrets of the caller's project it may read, filtered, sorted
+/// and paged.
+pub async fn list(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: ListSecretsInput,
+) -> Result<Response, AwsError> {
+    let filters = input.filters.unwrap_or_default();
+    let parsed = parse_filters(&filters)?;
+    let limit = input.max_results.unwrap_or(MAX_RESULTS);
+    if !(1..=MAX_RESULTS).contains(&limit) {
+        return Err(AwsError::invalid(format!(
+            "MaxResults must be between 1 and {MAX_RESULTS} (it is {limit})"
+        )));
+    }
+    let key = match input.sort_by.as_deref().unwrap_or("created-date") {
+        "created-date" => SortKey::Created,
+        "last-changed-date" => SortKey::Updated,
+        "name" => SortKey::Name,
+        other => {
+            return Err(AwsError::invalid(format!(
+                "SortBy {other:?} is not supported; sort by created-date, last-changed-date or \
+                 name (keyledger does not track last-accessed-date)"
+            )));
+        }
+    };
+    let desc = match input.sort_order.as_deref().unwrap_or("asc") {
+        "asc" => false,
+        "desc" => true,
+        other => {
+            return Err(AwsError::invalid(format!(
+                "SortOrder {other:?} is not asc or desc"
+            )));
+        }
+    };
+    let include_pending_deletion = input.include_planned_deletion.unwrap_or(false);
+    let fingerprint = {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for f in &parsed {
+            f.key.hash(&mut h);
+            f.values.hash(&mut h);
+        }
+        (
+            input.sort_by,
+            input.sort_order,
+            include_pending_deletion,
+            limit,
+        )
+            .hash(&mut h);
+        h.finish()
+    };
+    let offset = match input.next_token.as_deref() {
+        Some(token) => parse_token(token, fingerprint)?,
+        None => 0,
+    };
+    let who = &caller.caller.principal;
+    authorize(
+        who,
+        Action::ListSecrets,
+        Target::Project {
+            project: &who.project,
+            secret: None,
+        },
+        access::env(state, &caller.caller),
+    )
+    .map_err(crate::error::ApiError::from)?;
+    let scope = ListScope::Project {
+        project: &who.project,
+        user: &who.user,
+        admin: who.is_admin(),
+    };
+    let filter = ListFilter {
+        sort: vec![(key, desc)],
+        limit: u32::try_from(limit).unwrap_or(100),
+        offset,
+        include_pending_deletion,
+        ..Default::default()
+    };
+    let _listing = state.costly.listings.start(&caller.caller).await?;
+    let page = state
+        .read
+        .list_secrets(scope, &filter, (state.clock)(), |row| {
+            access::may_read(state, &caller.caller, row) && parsed.iter().all(|f| passes(row, f))
+        })
+        .await?
+        .value;
+    let shown = u32::try_from(page.secrets.len()).unwrap_or(u32::MAX);
+    let next = offset.saturating_add(shown);
+    output(&ListSecretsOutput {
+        secret_list: page
+            .secrets
+            .iter()
+            .map(|row| describe_row(caller, row))
+            .collect(),
+        next_token: (u64::from(next) < page.total).then(|| next_token(next, fingerprint)),
+    })
+}

@@ -1,0 +1,98 @@
+//! AWS's real clients against a real `keyledger up`, configured as a user points them
+//! at it: `AWS_ENDPOINT_URL_SECRETS_MANAGER` and a key pair that `keyledger
+//! access-key create` printed. boto3 and the aws CLI come from PyPI
+//! (`scripts/clients.sh`, `.tools/venv-aws`); the Python side is in
+//! `tests/clients/test_boto3.py` and `test_awscli.py`.
+
+use std::process::Command;
+
+use crate::support::clients::{clients_dir, installed};
+use crate::support::up::Up;
+
+/// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, as `keyledger access-key create`
+/// prints them for `user` in `project` with `roles`, run with `token`.
+fn access_key(up: &Up, token: &str, user: &str, project: &str, roles: &str) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+        .args(["access-key", "create", "--url", &up.http, "--token", token])
+        .args(["--user", user, "--project", project, "--roles", roles])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let value = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {stdout:?}"))
+            .to_owned()
+    };
+    (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"))
+}
+
+/// Runs `run.py <modules>` with the AWS venv's Python against `up`; fails with its
+/// output unless every test ran and passed.
+async fn run(up: &mut Up, modules: &[&str]) -> String {
+    let admin = up.token("alice", "demo", "admin");
+    let (key, secret) = access_key(up, &admin, "alice", "demo", "admin");
+    let (auditor_key, auditor_secret) = access_key(up, &admin, "carol", "demo", "audit");
+    let other_admin = up.token("bob", "other", "admin");
+    let (other_key, other_secret) = access_key(up, &other_admin, "bob", "other", "admin");
+    let python = installed("KEYLEDGER_AWS_PYTHON");
+    let mut command = Command::new(&python);
+    command
+        .arg("run.py")
+        .args(modules)
+        .current_dir(clients_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", up.dir.path())
+        .env("KEYLEDGER_AWS_PYTHON", &python)
+        // No __pycache__ in the checkout.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &up.http)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_DEFAULT_REGION", "eu-west-3")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_RETRY_MODE", "standard")
+        .env("AWS_MAX_ATTEMPTS", "2")
+        .env("AUDITOR_ACCESS_KEY_ID", auditor_key)
+        .env("AUDITOR_SECRET_ACCESS_KEY", auditor_secret)
+        .env("OTHER_ACCESS_KEY_ID", other_key)
+        .env("OTHER_SECRET_ACCESS_KEY", other_secret)
+        .env("KEYLEDGER_URL", &up.http)
+        .env("KEYLEDGER_TOKEN", admin);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{modules:?} failed ({}):\n{stdout}\n{stderr}\n{}",
+        out.status,
+        up.diagnosis()
+    );
+    stdout
+}
+
+/// boto3: every operation keyledger serves, their errors (signature, unknown key,
+/// skew, another service, not found, scheduled for deletion, a policy denial, another
+/// project, the hyphen-six-characters ambiguity) and one secret across both APIs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_works_against_keyledger() {
+    let mut up = Up::spawn(|_| {}).await;
+    let output = run(&mut up, &["test_boto3"]).await;
+    println!("{}", output.lines().last().unwrap_or_default());
+}
+
+/// The aws CLI: a secret's life (create, get, put, describe, list, delete, restore,
+/// force delete) and a binary secret from a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_works_against_keyledger() {
+    let mut up = Up::spawn(|_| {}).await;
+    let output = run(&mut up, &["test_awscli"]).await;
+    println!("{}", output.lines().last().unwrap_or_default());
+}

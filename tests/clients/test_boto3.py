@@ -1,0 +1,273 @@
+"""boto3 against a real `keyledger up`, configured as a user points an AWS SDK at it:
+AWS_ENDPOINT_URL_SECRETS_MANAGER and a key pair from `keyledger access-key create`.
+
+Environment (set by tests/aws_clients.rs):
+  AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+  AWS_DEFAULT_REGION   alice, admin of project demo
+  AUDITOR_ACCESS_KEY_ID, AUDITOR_SECRET_ACCESS_KEY   carol, role audit in demo
+  OTHER_ACCESS_KEY_ID, OTHER_SECRET_ACCESS_KEY       bob, admin of project other
+  KEYLEDGER_URL, KEYLEDGER_TOKEN                     Barbican's API, as alice
+"""
+import datetime
+import json
+import os
+import re
+import unittest
+import urllib.error
+import urllib.request
+import uuid
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+from botocore.exceptions import ClientError
+
+ENDPOINT = os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"]
+REGION = os.environ["AWS_DEFAULT_REGION"]
+
+
+def client(key=None, secret=None):
+    return boto3.client(
+        "secretsmanager",
+        aws_access_key_id=key or os.environ["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=secret or os.environ["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def barbican(method, path, body=None, headers=None):
+    """A request to keyledger's Barbican API as alice."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        os.environ["KEYLEDGER_URL"] + path, data=data, method=method,
+        headers={"X-Auth-Token": os.environ["KEYLEDGER_TOKEN"],
+                 "Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(request) as response:
+        return response.read()
+
+
+class Boto3(unittest.TestCase):
+    def setUp(self):
+        self.sm = client()
+
+    def assertCode(self, code, call, *args, **kwargs):
+        with self.assertRaises(ClientError) as caught:
+            call(*args, **kwargs)
+        error = caught.exception.response["Error"]
+        self.assertEqual(error["Code"], code, error)
+        return error["Message"]
+
+    def test_a_string_and_a_binary_secret_round_trip(self):
+        name = unique("app/db")
+        created = self.sm.create_secret(Name=name, SecretString='{"password":"pw1"}')
+        self.assertRegex(
+            created["ARN"],
+            rf"^arn:aws:secretsmanager:{REGION}:\d{{12}}:secret:{re.escape(name)}-[A-Za-z0-9]{{6}}$")
+        self.assertEqual(created["Name"], name)
+        got = self.sm.get_secret_value(SecretId=name)
+        self.assertEqual(got["SecretString"], '{"password":"pw1"}')
+        self.assertEqual(got["VersionId"], created["VersionId"])
+        self.assertEqual(got["VersionStages"], ["AWSCURRENT"])
+        self.assertIsInstance(got["CreatedDate"], datetime.datetime)
+        self.assertEqual(self.sm.get_secret_value(SecretId=created["ARN"])["ARN"], created["ARN"])
+
+        raw = bytes(range(256))
+        binary = self.sm.create_secret(Name=unique("blob"), SecretBinary=raw)
+        got = self.sm.get_secret_value(SecretId=binary["ARN"])
+        self.assertEqual(got["SecretBinary"], raw)
+        self.assertNotIn("SecretString", got)
+
+    def test_a_client_request_token_names_the_version_and_makes_retries_safe(self):
+        token = str(uuid.uuid4())
+        name = unique("token")
+        first = self.sm.create_secret(Name=name, SecretString="v1", ClientRequestToken=token)
+        self.assertEqual(first["VersionId"], token)
+        again = self.sm.create_secret(Name=name, SecretString="v1", ClientRequestToken=token)
+        self.assertEqual(again["ARN"], first["ARN"])
+        self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
+                        SecretString="other", ClientRequestToken=token)
+        self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
+                        SecretString="v1")
+
+    def test_put_moves_awscurrent_and_awsprevious_follows(self):
+        name = unique("rotating")
+        v1 = self.sm.create_secret(Name=name, SecretString="one")["VersionId"]
+        token = str(uuid.uuid4())
+        put = self.sm.put_secret_value(SecretId=name, SecretString="two", ClientRequestToken=token)
+        self.assertEqual(put["VersionId"], token)
+        self.assertEqual(put["VersionStages"], ["AWSCURRENT"])
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "two")
+        previous = self.sm.get_secret_value(SecretId=name, VersionStage="AWSPREVIOUS")
+        self.assertEqual((previous["SecretString"], previous["VersionId"]), ("one", v1))
+        self.assertEqual(
+            self.sm.get_secret_value(SecretId=name, VersionId=v1)["SecretString"], "one")
+        # The same token and value: no new version; another value: refused.
+        again = self.sm.put_secret_value(SecretId=name, SecretString="two", ClientRequestToken=token)
+        self.assertEqual(again["VersionId"], token)
+        self.assertCode("ResourceExistsException", self.sm.put_secret_value, SecretId=name,
+                        SecretString="three", ClientRequestToken=token)
+        stages = self.sm.describe_secret(SecretId=name)["VersionIdsToStages"]
+        self.assertEqual(stages, {token: ["AWSCURRENT"], v1: ["AWSPREVIOUS"]})
+        # AWSPENDING holds a value beside AWSCURRENT.
+        pending = self.sm.put_secret_value(SecretId=name, SecretString="next",
+                                           VersionStages=["AWSPENDING"])
+        self.assertEqual(self.sm.get_secret_value(SecretId=name, VersionStage="AWSPENDING")
+                         ["VersionId"], pending["VersionId"])
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "two")
+        self.assertCode("InvalidRequestException", self.sm.get_secret_value, SecretId=name,
+                        VersionId=v1, VersionStage="AWSCURRENT")
+
+    def test_describe_and_list_with_filters_and_pages(self):
+        prefix = unique("list")
+        arns = [self.sm.create_secret(Name=f"{prefix}/{i}", SecretString=str(i),
+                                      Tags=[{"Key": "team", "Value": f"t{i % 2}"}])["ARN"]
+                for i in range(3)]
+        described = self.sm.describe_secret(SecretId=arns[0])
+        self.assertEqual(described["Tags"], [{"Key": "team", "Value": "t0"}])
+        self.assertIsInstance(described["CreatedDate"], datetime.datetime)
+        self.assertFalse(described["RotationEnabled"])
+
+        def names(**kwargs):
+            pages = self.sm.get_paginator("list_secrets").paginate(**kwargs)
+            return sorted(s["Name"] for page in pages for s in page["SecretList"])
+
+        self.assertEqual(names(Filters=[{"Key": "name", "Values": [prefix]}]),
+                         [f"{prefix}/{i}" for i in range(3)])
+        self.assertEqual(
+            names(Filters=[{"Key": "name", "Values": [prefix]},
+                           {"Key": "tag-value", "Values": ["t1"]}]), [f"{prefix}/1"])
+        self.assertEqual(
+            names(Filters=[{"Key": "name", "Values": [prefix]},
+                           {"Key": "tag-value", "Values": ["!t1"]}]),
+            [f"{prefix}/0", f"{prefix}/2"])
+        # One per page: the paginator follows NextToken through all three.
+        pages = list(self.sm.get_paginator("list_secrets").paginate(
+            Filters=[{"Key": "name", "Values": [prefix]}], PaginationConfig={"PageSize": 1}))
+        self.assertEqual(sum(len(p["SecretList"]) for p in pages), 3)
+        self.assertGreaterEqual(len(pages), 3)
+        self.assertCode("InvalidNextTokenException", self.sm.list_secrets, NextToken="bm9wZQ")
+        self.assertCode("InvalidParameterException", self.sm.list_secrets,
+                        Filters=[{"Key": "colour", "Values": ["red"]}])
+
+    def test_delete_with_a_recovery_window_restore_and_force(self):
+        name = unique("doomed")
+        first = self.sm.create_secret(Name=name, SecretString="x")
+        deleted = self.sm.delete_secret(SecretId=name, RecoveryWindowInDays=7)
+        self.assertIsInstance(deleted["DeletionDate"], datetime.datetime)
+        self.assertCode("InvalidRequestException", self.sm.get_secret_value, SecretId=name)
+        message = self.assertCode("InvalidRequestException", self.sm.create_secret, Name=name,
+                                  SecretString="y")
+        self.assertIn("scheduled for deletion", message)
+        self.assertCode("InvalidRequestException", self.sm.delete_secret, SecretId=name)
+        self.assertIn("DeletedDate", self.sm.describe_secret(SecretId=name))
+        planned = self.sm.list_secrets(IncludePlannedDeletion=True,
+                                       Filters=[{"Key": "name", "Values": [name]}])
+        self.assertEqual([s["Name"] for s in planned["SecretList"]], [name])
+        hidden = self.sm.list_secrets(Filters=[{"Key": "name", "Values": [name]}])
+        self.assertEqual(hidden["SecretList"], [])
+
+        self.sm.restore_secret(SecretId=name)
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "x")
+
+        self.assertCode("InvalidParameterException", self.sm.delete_secret, SecretId=name,
+                        RecoveryWindowInDays=3)
+        self.assertCode("InvalidParameterException", self.sm.delete_secret, SecretId=name,
+                        RecoveryWindowInDays=7, ForceDeleteWithoutRecovery=True)
+        self.sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        self.assertCode("ResourceNotFoundException", self.sm.get_secret_value, SecretId=name)
+        # Deleting what is gone, by force, succeeds (as AWS documents).
+        self.sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        # The name is free again, for a secret with a new ARN.
+        second = self.sm.create_secret(Name=name, SecretString="z")
+        self.assertNotEqual(second["ARN"], first["ARN"])
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "z")
+
+    def test_a_partial_arn_and_a_name_ending_in_six_characters_resolve_or_name_both(self):
+        base = unique("db")
+        first = self.sm.create_secret(Name=base, SecretString="first")
+        suffix = first["ARN"].rsplit("-", 1)[1]
+        partial = first["ARN"].rsplit("-", 1)[0]
+        self.assertEqual(self.sm.get_secret_value(SecretId=partial)["SecretString"], "first")
+        # A second secret whose name is the first one's name and suffix.
+        second = self.sm.create_secret(Name=f"{base}-{suffix}", SecretString="second")
+        self.assertEqual(
+            self.sm.get_secret_value(SecretId=f"{base}-{suffix}")["SecretString"], "second")
+        self.assertEqual(
+            self.sm.get_secret_value(SecretId=second["ARN"])["SecretString"], "second")
+        # The first one's full ARN is also the second one's partial ARN: both are named.
+        message = self.assertCode("InvalidParameterException", self.sm.get_secret_value,
+                                  SecretId=first["ARN"])
+        self.assertIn(first["ARN"], message)
+        self.assertIn(second["ARN"], message)
+
+    def test_errors_say_what_is_wrong(self):
+        self.assertCode("ResourceNotFoundException", self.sm.get_secret_value,
+                        SecretId=unique("missing"))
+        self.assertCode("ResourceNotFoundException", self.sm.describe_secret,
+                        SecretId=f"arn:aws:secretsmanager:{REGION}:000000000000:secret:x")
+        bad = client(secret="not-the-secret-access-key-0123456789")
+        self.assertCode("InvalidSignatureException", bad.list_secrets)
+        unknown = client(key="AKLGUNKNOWNUNKNOWN00", secret="whatever-whatever-whatever")
+        message = self.assertCode("UnrecognizedClientException", unknown.list_secrets)
+        self.assertIn("keyledger access-key", message)
+        self.assertCode("InvalidRequestException", self.sm.rotate_secret, SecretId="x")
+
+    def test_a_clock_off_by_twenty_minutes_is_refused(self):
+        real = botocore.auth.get_current_datetime
+        botocore.auth.get_current_datetime = lambda: real() - datetime.timedelta(minutes=20)
+        try:
+            message = self.assertCode("InvalidSignatureException", self.sm.list_secrets)
+        finally:
+            botocore.auth.get_current_datetime = real
+        self.assertIn("Signature expired", message)
+
+    def test_a_signature_for_another_service_is_refused(self):
+        credentials = botocore.credentials.Credentials(
+            os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+        request = botocore.awsrequest.AWSRequest(
+            method="POST", url=ENDPOINT + "/", data=b"{}",
+            headers={"X-Amz-Target": "secretsmanager.ListSecrets",
+                     "Content-Type": "application/x-amz-json-1.1"})
+        botocore.auth.SigV4Auth(credentials, "kms", REGION).add_auth(request)
+        prepared = request.prepare()
+        sent = urllib.request.Request(prepared.url, data=prepared.body, method="POST",
+                                      headers=dict(prepared.headers))
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(sent)
+        self.assertEqual(caught.exception.code, 400)
+        body = json.loads(caught.exception.read())
+        self.assertEqual(body["__type"], "InvalidSignatureException")
+        self.assertIn("secretsmanager", body["message"])
+
+    def test_the_policy_decides_per_key(self):
+        name = unique("private")
+        arn = self.sm.create_secret(Name=name, SecretString="s")["ARN"]
+        auditor = client(os.environ["AUDITOR_ACCESS_KEY_ID"],
+                         os.environ["AUDITOR_SECRET_ACCESS_KEY"])
+        self.assertCode("AccessDeniedException", auditor.get_secret_value, SecretId=arn)
+        other = client(os.environ["OTHER_ACCESS_KEY_ID"], os.environ["OTHER_SECRET_ACCESS_KEY"])
+        # Another project is another account: its ARN names nothing there.
+        self.assertCode("ResourceNotFoundException", other.get_secret_value, SecretId=arn)
+        self.assertCode("ResourceNotFoundException", other.get_secret_value, SecretId=name)
+
+    def test_one_secret_whichever_api_made_it(self):
+        name = unique("shared")
+        self.sm.create_secret(Name=name, SecretString="from-aws")
+        payload = barbican("GET", f"/v1/secrets/{name}/payload", headers={"Accept": "text/plain"})
+        self.assertEqual(payload, b"from-aws")
+
+        other = unique("barbican")
+        barbican("POST", "/v1/secrets", {"name": other, "payload": "from-barbican",
+                                         "payload_content_type": "text/plain"})
+        self.assertEqual(self.sm.get_secret_value(SecretId=other)["SecretString"], "from-barbican")
+        # AWS names are unique, and Barbican's secret holds this one.
+        self.assertCode("ResourceExistsException", self.sm.create_secret, Name=other,
+                        SecretString="again")
+
+
+if __name__ == "__main__":
+    unittest.main()
