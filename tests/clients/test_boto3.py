@@ -39,6 +39,16 @@ def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def pages(call, **kwargs):
+    """Every page of a listing botocore has no paginator for, following NextToken."""
+    while True:
+        page = call(**kwargs)
+        yield page
+        if "NextToken" not in page:
+            return
+        kwargs["NextToken"] = page["NextToken"]
+
+
 def barbican(method, path, body=None, headers=None):
     """A request to keyledger's Barbican API as alice."""
     data = None if body is None else json.dumps(body).encode()
@@ -203,6 +213,77 @@ class Boto3(unittest.TestCase):
                                   SecretId=first["ARN"])
         self.assertIn(first["ARN"], message)
         self.assertIn(second["ARN"], message)
+
+    def test_versions_labels_and_moving_them(self):
+        name = unique("labels")
+        v1 = self.sm.create_secret(Name=name, SecretString="one")["VersionId"]
+        v2 = self.sm.put_secret_value(SecretId=name, SecretString="two")["VersionId"]
+        v3 = self.sm.put_secret_value(SecretId=name, SecretString="three",
+                                      VersionStages=["AWSPENDING"])["VersionId"]
+        v4 = self.sm.put_secret_value(SecretId=name, SecretString="four",
+                                      VersionStages=["AWSPENDING"])["VersionId"]
+
+        def versions(**kwargs):
+            return {v["VersionId"]: v["VersionStages"]
+                    for p in pages(self.sm.list_secret_version_ids, SecretId=name,
+                                   MaxResults=1, **kwargs)
+                    for v in p["Versions"]}
+
+        self.assertEqual(versions(), {v1: ["AWSPREVIOUS"], v2: ["AWSCURRENT"],
+                                      v4: ["AWSPENDING"]})
+        self.assertEqual(versions(IncludeDeprecated=True)[v3], [])
+        # AWSCURRENT sits on v2: moving it needs RemoveFromVersionId, as in AWS.
+        message = self.assertCode("InvalidParameterException",
+                                  self.sm.update_secret_version_stage, SecretId=name,
+                                  VersionStage="AWSCURRENT", MoveToVersionId=v4)
+        self.assertIn(v2, message)
+        self.sm.update_secret_version_stage(SecretId=name, VersionStage="AWSCURRENT",
+                                            MoveToVersionId=v4, RemoveFromVersionId=v2)
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "four")
+        self.assertEqual(self.sm.get_secret_value(SecretId=name, VersionStage="AWSPREVIOUS")
+                         ["VersionId"], v2)
+        # Taking AWSPENDING off the version it is on.
+        self.sm.update_secret_version_stage(SecretId=name, VersionStage="AWSPENDING",
+                                            RemoveFromVersionId=v4)
+        self.assertNotIn("AWSPENDING", versions()[v4])
+
+    def test_update_secret_tags_and_random_passwords(self):
+        name = unique("update")
+        self.sm.create_secret(Name=name, SecretString="old")
+        updated = self.sm.update_secret(SecretId=name, SecretString="new")
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["VersionId"],
+                         updated["VersionId"])
+        self.assertCode("InvalidParameterException", self.sm.update_secret, SecretId=name,
+                        Description="keyledger keeps none")
+
+        self.sm.tag_resource(SecretId=name, Tags=[{"Key": "env", "Value": "prod"},
+                                                  {"Key": "team", "Value": "db"}])
+        self.sm.untag_resource(SecretId=name, TagKeys=["team", "absent"])
+        self.assertEqual(self.sm.describe_secret(SecretId=name)["Tags"],
+                         [{"Key": "env", "Value": "prod"}])
+
+        password = self.sm.get_random_password()["RandomPassword"]
+        self.assertEqual(len(password), 32)
+        short = self.sm.get_random_password(PasswordLength=20, ExcludePunctuation=True,
+                                            ExcludeCharacters="abc")["RandomPassword"]
+        self.assertEqual(len(short), 20)
+        self.assertTrue(short.isalnum(), short)
+        self.assertFalse(set(short) & set("abc"), short)
+
+    def test_batch_get_by_ids_and_by_filters(self):
+        prefix = unique("batch")
+        arns = [self.sm.create_secret(Name=f"{prefix}-{i}", SecretString=f"v{i}")["ARN"]
+                for i in range(3)]
+        missing = unique("absent")
+        got = self.sm.batch_get_secret_value(SecretIdList=[arns[0], f"{prefix}-1", missing])
+        self.assertEqual(sorted(v["SecretString"] for v in got["SecretValues"]), ["v0", "v1"])
+        self.assertEqual([(e["SecretId"], e["ErrorCode"]) for e in got["Errors"]],
+                         [(missing, "ResourceNotFoundException")])
+        values = sorted(v["SecretString"]
+                        for p in pages(self.sm.batch_get_secret_value, MaxResults=1,
+                                       Filters=[{"Key": "name", "Values": [prefix]}])
+                        for v in p["SecretValues"])
+        self.assertEqual(values, ["v0", "v1", "v2"])
 
     def test_errors_say_what_is_wrong(self):
         self.assertCode("ResourceNotFoundException", self.sm.get_secret_value,

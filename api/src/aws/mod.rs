@@ -10,10 +10,14 @@
 
 pub mod auth;
 pub mod error;
+mod paging;
+mod password;
 mod resolve;
 mod secrets;
 mod shapes;
+mod tags;
 mod values;
+mod versions;
 
 use std::net::SocketAddr;
 
@@ -42,6 +46,13 @@ enum Operation {
     ListSecrets,
     DeleteSecret,
     RestoreSecret,
+    UpdateSecret,
+    BatchGetSecretValue,
+    ListSecretVersionIds,
+    UpdateSecretVersionStage,
+    TagResource,
+    UntagResource,
+    GetRandomPassword,
     /// In AWS's model, not served yet.
     NotYet(&'static str),
     /// Cross-region replication: keyledger replicates through its NATS cluster.
@@ -82,6 +93,13 @@ impl Operation {
             "ListSecrets" => Self::ListSecrets,
             "DeleteSecret" => Self::DeleteSecret,
             "RestoreSecret" => Self::RestoreSecret,
+            "UpdateSecret" => Self::UpdateSecret,
+            "BatchGetSecretValue" => Self::BatchGetSecretValue,
+            "ListSecretVersionIds" => Self::ListSecretVersionIds,
+            "UpdateSecretVersionStage" => Self::UpdateSecretVersionStage,
+            "TagResource" => Self::TagResource,
+            "UntagResource" => Self::UntagResource,
+            "GetRandomPassword" => Self::GetRandomPassword,
             other => {
                 if let Some(n) = NOT_YET.iter().find(|n| **n == other) {
                     Self::NotYet(n)
@@ -223,12 +241,21 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, AwsError
         Operation::RestoreSecret => secrets::restore(state, &caller, input(&body)?).await,
         Operation::GetSecretValue => values::get(state, &caller, input(&body)?).await,
         Operation::PutSecretValue => values::put(state, &caller, input(&body)?).await,
+        Operation::UpdateSecret => values::update(state, &caller, input(&body)?).await,
+        Operation::BatchGetSecretValue => values::batch_get(state, &caller, input(&body)?).await,
+        Operation::ListSecretVersionIds => versions::list(state, &caller, input(&body)?).await,
+        Operation::UpdateSecretVersionStage => {
+            versions::update_stage(state, &caller, input(&body)?).await
+        }
+        Operation::TagResource => tags::tag(state, &caller, input(&body)?).await,
+        Operation::UntagResource => tags::untag(state, &caller, input(&body)?).await,
+        Operation::GetRandomPassword => password::get(&caller, input(&body)?).await,
         Operation::NotYet(name) => Err(AwsError::new(
             Code::InvalidRequest,
             format!(
-                "keyledger does not serve {name} yet; it serves CreateSecret, GetSecretValue, \
-                 PutSecretValue, DescribeSecret, ListSecrets, DeleteSecret and RestoreSecret \
-                 (see docs/aws.md; Barbican's API under /v1 covers the rest)"
+                "keyledger does not serve {name} yet: rotation and resource policies come in \
+                 a later release (see docs/aws.md); Barbican's API sets who may read a secret \
+                 (PUT /v1/secrets/{{id}}/acl, `keyledger acl set`)"
             ),
         )),
         Operation::Replication(name) => Err(AwsError::new(

@@ -3,16 +3,12 @@
 //! API.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::ids::SecretId;
 use domain::policy::{Action, Target, authorize};
 use domain::secret::fields::SecretName;
-use domain::secret::version::Stage;
 use domain::subject::command;
 use infra::protocol::{CreateSecretRequest, DeleteSecretRequest, SecretRequest};
 use projections::read::{ListFilter, ListScope, Lookup, SecretRow, SortKey};
@@ -21,10 +17,11 @@ use super::error::{AwsError, Code};
 use super::resolve::{arn_of, resolve};
 use super::shapes::{
     CreateSecretInput, DeleteSecretInput, DeleteSecretOutput, Filter, ListSecretsInput,
-    ListSecretsOutput, NamedOutput, SecretDescription, SecretIdInput, WriteOutput, epoch, tags_of,
+    ListSecretsOutput, NamedOutput, SecretDescription, SecretIdInput, WriteOutput, aws_labels,
+    epoch, tags_of,
 };
 use super::values::payload_fields;
-use super::{AwsCaller, output};
+use super::{AwsCaller, output, paging};
 use crate::access;
 use crate::consistency::write;
 use crate::state::AppState;
@@ -271,13 +268,7 @@ async fn labelled_versions(
             .into_iter()
             .filter(|v| !v.stages.is_empty())
             .map(|v| {
-                let labels = v
-                    .stages
-                    .iter()
-                    .map(|s| {
-                        Stage::parse(s).map_or_else(|_| s.clone(), |s| s.aws_name().to_owned())
-                    })
-                    .collect();
+                let labels = aws_labels(&v.stages);
                 (v.version_id, labels)
             })
             .collect(),
@@ -482,44 +473,31 @@ fn passes(row: &SecretRow, filter: &Parsed<'_>) -> bool {
     })
 }
 
-/// A paging token: the offset, and a fingerprint of the listing it belongs to.
-fn next_token(offset: u32, fingerprint: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{offset}:{fingerprint:016x}"))
+/// A listing of the caller's secrets as `ListSecrets` and `BatchGetSecretValue` ask
+/// for it.
+pub struct Listing<'a> {
+    /// Filters, each of which a secret must pass.
+    pub filters: &'a [Filter],
+    /// `SortBy`.
+    pub sort_by: Option<&'a str>,
+    /// `SortOrder`.
+    pub sort_order: Option<&'a str>,
+    /// `IncludePlannedDeletion`.
+    pub include_pending_deletion: bool,
+    /// Page size.
+    pub limit: u32,
+    /// `NextToken`.
+    pub next_token: Option<&'a str>,
 }
 
-fn parse_token(token: &str, fingerprint: u64) -> Result<u32, AwsError> {
-    let bad = || {
-        AwsError::new(
-            Code::InvalidNextToken,
-            "NextToken is not one this listing handed out; send the same filters and sort \
-             with the NextToken of the previous page, or start without one",
-        )
-    };
-    let text = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(text).map_err(|_| bad())?;
-    let (offset, print) = text.split_once(':').ok_or_else(bad)?;
-    if print != format!("{fingerprint:016x}") {
-        return Err(bad());
-    }
-    offset.parse().map_err(|_| bad())
-}
-
-/// `ListSecrets`: the secrets of the caller's project it may read, filtered, sorted
-/// and paged.
-pub async fn list(
+/// One page of a listing, and the token of the next.
+pub async fn list_rows(
     state: &AppState,
     caller: &AwsCaller,
-    input: ListSecretsInput,
-) -> Result<Response, AwsError> {
-    let filters = input.filters.unwrap_or_default();
-    let parsed = parse_filters(&filters)?;
-    let limit = input.max_results.unwrap_or(MAX_RESULTS);
-    if !(1..=MAX_RESULTS).contains(&limit) {
-        return Err(AwsError::invalid(format!(
-            "MaxResults must be between 1 and {MAX_RESULTS} (it is {limit})"
-        )));
-    }
-    let key = match input.sort_by.as_deref().unwrap_or("created-date") {
+    listing: Listing<'_>,
+) -> Result<(Vec<SecretRow>, Option<String>), AwsError> {
+    let parsed = parse_filters(listing.filters)?;
+    let key = match listing.sort_by.unwrap_or("created-date") {
         "created-date" => SortKey::Created,
         "last-changed-date" => SortKey::Updated,
         "name" => SortKey::Name,
@@ -530,7 +508,7 @@ pub async fn list(
             )));
         }
     };
-    let desc = match input.sort_order.as_deref().unwrap_or("asc") {
+    let desc = match listing.sort_order.unwrap_or("asc") {
         "asc" => false,
         "desc" => true,
         other => {
@@ -539,26 +517,16 @@ pub async fn list(
             )));
         }
     };
-    let include_pending_deletion = input.include_planned_deletion.unwrap_or(false);
-    let fingerprint = {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for f in &parsed {
-            f.key.hash(&mut h);
-            f.values.hash(&mut h);
-        }
-        (
-            input.sort_by,
-            input.sort_order,
-            include_pending_deletion,
-            limit,
-        )
-            .hash(&mut h);
-        h.finish()
-    };
-    let offset = match input.next_token.as_deref() {
-        Some(token) => parse_token(token, fingerprint)?,
-        None => 0,
-    };
+    let values: Vec<(&str, &Vec<(bool, &str)>)> =
+        parsed.iter().map(|f| (f.key, &f.values)).collect();
+    let fingerprint = paging::fingerprint(&(
+        values,
+        listing.sort_by,
+        listing.sort_order,
+        listing.include_pending_deletion,
+        listing.limit,
+    ));
+    let offset = paging::offset(listing.next_token, fingerprint)?;
     let who = &caller.caller.principal;
     authorize(
         who,
@@ -577,9 +545,9 @@ pub async fn list(
     };
     let filter = ListFilter {
         sort: vec![(key, desc)],
-        limit: u32::try_from(limit).unwrap_or(100),
+        limit: listing.limit,
         offset,
-        include_pending_deletion,
+        include_pending_deletion: listing.include_pending_deletion,
         ..Default::default()
     };
     let _listing = state.costly.listings.start(&caller.caller).await?;
@@ -592,12 +560,29 @@ pub async fn list(
         .value;
     let shown = u32::try_from(page.secrets.len()).unwrap_or(u32::MAX);
     let next = offset.saturating_add(shown);
+    let token = (u64::from(next) < page.total).then(|| paging::token(next, fingerprint));
+    Ok((page.secrets, token))
+}
+
+/// `ListSecrets`: the secrets of the caller's project it may read, filtered, sorted
+/// and paged.
+pub async fn list(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: ListSecretsInput,
+) -> Result<Response, AwsError> {
+    let filters = input.filters.unwrap_or_default();
+    let listing = Listing {
+        filters: &filters,
+        sort_by: input.sort_by.as_deref(),
+        sort_order: input.sort_order.as_deref(),
+        include_pending_deletion: input.include_planned_deletion.unwrap_or(false),
+        limit: paging::max_results(input.max_results, MAX_RESULTS)?,
+        next_token: input.next_token.as_deref(),
+    };
+    let (rows, next_token) = list_rows(state, caller, listing).await?;
     output(&ListSecretsOutput {
-        secret_list: page
-            .secrets
-            .iter()
-            .map(|row| describe_row(caller, row))
-            .collect(),
-        next_token: (u64::from(next) < page.total).then(|| next_token(next, fingerprint)),
+        secret_list: rows.iter().map(|row| describe_row(caller, row)).collect(),
+        next_token,
     })
 }

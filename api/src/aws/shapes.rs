@@ -35,6 +35,17 @@ pub fn epoch(rfc3339: &str) -> Option<f64> {
         .map(|t| t.unix_millis() as f64 / 1000.0)
 }
 
+/// Staging labels as AWS names them (`AWSCURRENT`, …), from the read model's names.
+pub fn aws_labels(stages: &[String]) -> Vec<String> {
+    stages
+        .iter()
+        .map(|s| {
+            domain::secret::version::Stage::parse(s)
+                .map_or_else(|_| s.clone(), |s| s.aws_name().to_owned())
+        })
+        .collect()
+}
+
 /// `CreateSecret`'s input.
 // No Debug: it holds a secret value.
 #[derive(Deserialize)]
@@ -191,4 +202,127 @@ pub struct PutSecretValueInput {
     pub secret_string: Option<String>,
     pub version_stages: Option<Vec<String>>,
     pub rotation_token: Option<String>,
+}
+
+/// `UpdateSecret`'s input.
+// No Debug: it holds a secret value.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateSecretInput {
+    pub secret_id: Option<String>,
+    pub client_request_token: Option<String>,
+    pub description: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub secret_binary: Option<String>,
+    pub secret_string: Option<String>,
+    #[serde(rename = "Type")]
+    pub secret_kind: Option<String>,
+}
+
+/// `BatchGetSecretValue`'s input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchGetSecretValueInput {
+    pub secret_id_list: Option<Vec<String>>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+/// One failure of `BatchGetSecretValue`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchError {
+    pub secret_id: String,
+    pub error_code: &'static str,
+    pub message: String,
+}
+
+/// `BatchGetSecretValue`'s output.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchGetSecretValueOutput {
+    pub secret_values: Vec<GetSecretValueOutput>,
+    pub errors: Vec<BatchError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// `ListSecretVersionIds`' input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretVersionIdsInput {
+    pub secret_id: Option<String>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+    pub include_deprecated: Option<bool>,
+}
+
+/// One version in `ListSecretVersionIds`' output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VersionEntry {
+    pub version_id: String,
+    pub version_stages: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_date: Option<f64>,
+}
+
+/// `ListSecretVersionIds`' output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretVersionIdsOutput {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    pub versions: Vec<VersionEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// `UpdateSecretVersionStage`'s input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateSecretVersionStageInput {
+    pub secret_id: Option<String>,
+    pub version_stage: Option<String>,
+    pub remove_from_version_id: Option<String>,
+    pub move_to_version_id: Option<String>,
+}
+
+/// `TagResource`'s input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceInput {
+    pub secret_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+/// `UntagResource`'s input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagResourceInput {
+    pub secret_id: Option<String>,
+    pub tag_keys: Option<Vec<String>>,
+}
+
+/// `GetRandomPassword`'s input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRandomPasswordInput {
+    pub password_length: Option<i64>,
+    pub exclude_characters: Option<String>,
+    pub exclude_numbers: Option<bool>,
+    pub exclude_punctuation: Option<bool>,
+    pub exclude_uppercase: Option<bool>,
+    pub exclude_lowercase: Option<bool>,
+    pub include_space: Option<bool>,
+    pub require_each_included_type: Option<bool>,
+}
+
+/// `GetRandomPassword`'s output.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRandomPasswordOutput {
+    pub random_password: String,
 }

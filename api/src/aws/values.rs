@@ -11,16 +11,19 @@ use domain::secret::payload::ContentType;
 use domain::secret::version::{ClientToken, Stage};
 use domain::subject::command;
 use infra::protocol::{PayloadField, PutValueRequest};
-use projections::read::{Lookup, VersionSelector};
+use projections::read::{Lookup, SecretRow, VersionSelector};
 use secrecy::ExposeSecret;
 
 use super::error::{AwsError, Code};
 use super::resolve::resolve;
-use super::secrets::{arn, marked_for_deletion, name_of, secret_id, secret_row};
-use super::shapes::{
-    GetSecretValueInput, GetSecretValueOutput, PutSecretValueInput, WriteOutput, epoch,
+use super::secrets::{
+    Listing, arn, list_rows, marked_for_deletion, name_of, secret_id, secret_row,
 };
-use super::{AwsCaller, output};
+use super::shapes::{
+    BatchError, BatchGetSecretValueInput, BatchGetSecretValueOutput, GetSecretValueInput,
+    GetSecretValueOutput, PutSecretValueInput, UpdateSecretInput, WriteOutput, aws_labels, epoch,
+};
+use super::{AwsCaller, output, paging};
 use crate::consistency::write;
 use crate::payload::{decrypt, readable_payload};
 use crate::state::AppState;
@@ -58,7 +61,7 @@ pub fn payload_fields(
 
 /// A built-in staging label from AWS's name (or keyledger's); custom labels are not
 /// served yet.
-fn stage(label: &str) -> Result<Stage, AwsError> {
+pub fn stage(label: &str) -> Result<Stage, AwsError> {
     Stage::parse(label).map_err(|_| {
         AwsError::invalid(format!(
             "staging label {label:?} is not one keyledger serves yet: use AWSCURRENT, \
@@ -69,7 +72,7 @@ fn stage(label: &str) -> Result<Stage, AwsError> {
 
 /// A `VersionId` as keyledger stores it: a UUID is itself; another client request
 /// token names the version derived from it, as when it was stored.
-fn version_id(secret: SecretId, given: &str) -> Result<VersionId, AwsError> {
+pub fn version_id(secret: SecretId, given: &str) -> Result<VersionId, AwsError> {
     ClientToken::parse(given)
         .map(|t| t.version_id(secret))
         .map_err(|_| {
@@ -88,13 +91,30 @@ pub async fn get(
     input: GetSecretValueInput,
 ) -> Result<Response, AwsError> {
     let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
+    output(
+        &value(
+            state,
+            caller,
+            id,
+            input.version_id.as_deref(),
+            input.version_stage.as_deref(),
+        )
+        .await?,
+    )
+}
+
+/// The value of secret `id` in the version named by id or label (`AWSCURRENT` when
+/// neither is), read as `GetSecretValue` reads it.
+pub async fn value(
+    state: &AppState,
+    caller: &AwsCaller,
+    id: SecretId,
+    version_id_input: Option<&str>,
+    stage_input: Option<&str>,
+) -> Result<GetSecretValueOutput, AwsError> {
     let now = (state.clock)();
-    let label = input.version_stage.as_deref().map(stage).transpose()?;
-    let version = input
-        .version_id
-        .as_deref()
-        .map(|v| version_id(id, v))
-        .transpose()?;
+    let label = stage_input.map(stage).transpose()?;
+    let version = version_id_input.map(|v| version_id(id, v)).transpose()?;
     let version_text = version.map(|v| v.to_string());
     let which = match (&version_text, label) {
         (Some(v), _) => VersionSelector::Id(v),
@@ -137,10 +157,7 @@ pub async fn get(
         Lookup::Found((_, Some(v))) => (epoch(&v.created), v.stages),
         _ => (None, Vec::new()),
     };
-    let labels: Vec<String> = stages
-        .iter()
-        .map(|s| Stage::parse(s).map_or_else(|_| s.clone(), |s| s.aws_name().to_owned()))
-        .collect();
+    let labels = aws_labels(&stages);
     if let (Some(_), Some(stage)) = (&version_text, label)
         && !labels.iter().any(|l| l == stage.aws_name())
     {
@@ -163,7 +180,7 @@ pub async fn get(
         ContentType::OctetStream => None,
     };
     let binary = text.is_none().then(|| B64.encode(bytes));
-    output(&GetSecretValueOutput {
+    Ok(GetSecretValueOutput {
         arn: arn(caller, &secret),
         name: name_of(&secret),
         version_id: version,
@@ -189,9 +206,7 @@ pub async fn put(
         ));
     }
     let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
-    let Some((payload, content_type, encoding)) =
-        payload_fields(input.secret_string, input.secret_binary)?
-    else {
+    let Some(value) = payload_fields(input.secret_string, input.secret_binary)? else {
         return Err(AwsError::invalid(
             "You must provide either SecretString or SecretBinary.",
         ));
@@ -207,10 +222,43 @@ pub async fn put(
         })
         .transpose()?;
     let row = secret_row(state, caller, id, Action::UpdateSecret).await?;
+    let version = put_value(
+        state,
+        caller,
+        &row,
+        value,
+        input.client_request_token,
+        labels.as_deref(),
+    )
+    .await?;
+    output(&WriteOutput {
+        arn: arn(caller, &row),
+        name: name_of(&row),
+        version_id: version,
+        version_stages: Some(
+            labels
+                .unwrap_or_else(|| vec![Stage::Current])
+                .iter()
+                .map(|s| s.aws_name().to_owned())
+                .collect(),
+        ),
+    })
+}
+
+/// Stores `value` as a new version of the secret in `row` with `labels` (`AWSCURRENT`
+/// when `None`); the new version's id.
+async fn put_value(
+    state: &AppState,
+    caller: &AwsCaller,
+    row: &SecretRow,
+    (payload, content_type, encoding): (PayloadField, String, Option<String>),
+    token: Option<String>,
+    labels: Option<&[Stage]>,
+) -> Result<Option<String>, AwsError> {
     if row.purge_at.is_some() {
-        return Err(marked_for_deletion(&row));
+        return Err(marked_for_deletion(row));
     }
-    let token = input.client_request_token;
+    let id = row.id;
     let request = PutValueRequest {
         command_id: None,
         project: Some(row.project.to_string()),
@@ -219,11 +267,9 @@ pub async fn put(
         payload_content_type: Some(content_type),
         payload_content_encoding: encoding,
         client_request_token: token.clone(),
-        stages: labels
-            .as_ref()
-            .map(|l| l.iter().map(|s| s.as_str().to_owned()).collect()),
+        stages: labels.map(|l| l.iter().map(|s| s.as_str().to_owned()).collect()),
     };
-    let accepted = match write(
+    match write(
         state,
         command::SECRET_VALUE_PUT,
         &caller.caller.token,
@@ -231,7 +277,7 @@ pub async fn put(
     )
     .await
     {
-        Ok(accepted) => accepted,
+        Ok(accepted) => Ok(accepted.version_id),
         Err(e) if e.status() == StatusCode::CONFLICT => {
             // The token's version exists with another value, or the secret is full.
             let reused = match token.as_deref().map(|t| version_id(id, t)) {
@@ -250,20 +296,126 @@ pub async fn put(
             } else {
                 Code::LimitExceeded
             };
-            return Err(AwsError::new(code, e.description()));
+            Err(AwsError::new(code, e.description()))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `UpdateSecret`: a new `AWSCURRENT` value when one is given. keyledger keeps no
+/// description and seals under its own KEK, so `Description` and a `KmsKeyId` are
+/// refused by name.
+pub async fn update(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: UpdateSecretInput,
+) -> Result<Response, AwsError> {
+    if input.description.is_some() {
+        return Err(AwsError::invalid(
+            "keyledger keeps no Description yet; leave it out (TagResource can carry free \
+             text)",
+        ));
+    }
+    if let Some(kms) = input.kms_key_id.as_deref()
+        && kms != "alias/aws/secretsmanager"
+    {
+        return Err(AwsError::invalid(format!(
+            "KmsKeyId {kms:?} is not supported: keyledger seals every secret under its own key \
+             encryption key; leave KmsKeyId out"
+        )));
+    }
+    if input.secret_kind.is_some() {
+        return Err(AwsError::invalid(
+            "Type is not supported by keyledger; leave it out",
+        ));
+    }
+    let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
+    let row = secret_row(state, caller, id, Action::UpdateSecret).await?;
+    let version = match payload_fields(input.secret_string, input.secret_binary)? {
+        Some(value) => {
+            put_value(state, caller, &row, value, input.client_request_token, None).await?
+        }
+        None if row.purge_at.is_some() => return Err(marked_for_deletion(&row)),
+        None => None,
     };
     output(&WriteOutput {
         arn: arn(caller, &row),
         name: name_of(&row),
-        version_id: accepted.version_id,
-        version_stages: Some(
-            labels
-                .unwrap_or_else(|| vec![Stage::Current])
-                .iter()
-                .map(|s| s.aws_name().to_owned())
-                .collect(),
-        ),
+        version_id: version,
+        version_stages: None,
+    })
+}
+
+/// The largest `BatchGetSecretValue` request and page.
+const MAX_BATCH: i64 = 20;
+
+/// `BatchGetSecretValue`: the current values of up to 20 secrets named in
+/// `SecretIdList`, or of a page of the secrets `Filters` select. A secret that cannot
+/// be read is an entry of `Errors`, not a failure of the whole request.
+pub async fn batch_get(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: BatchGetSecretValueInput,
+) -> Result<Response, AwsError> {
+    let mut values = Vec::new();
+    let mut errors = Vec::new();
+    let mut fetch = async |given: String, id: Result<SecretId, AwsError>| {
+        let result = match id {
+            Ok(id) => value(state, caller, id, None, None).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(v) => values.push(v),
+            Err(e) => errors.push(BatchError {
+                secret_id: given,
+                error_code: e.code.as_str(),
+                message: e.message,
+            }),
+        }
+    };
+    let next_token = match (input.secret_id_list, input.filters) {
+        (Some(ids), None) => {
+            if input.max_results.is_some() || input.next_token.is_some() {
+                return Err(AwsError::invalid(
+                    "MaxResults and NextToken go with Filters, not with SecretIdList",
+                ));
+            }
+            if ids.is_empty() || ids.len() > MAX_BATCH as usize {
+                return Err(AwsError::invalid(format!(
+                    "SecretIdList must name 1 to {MAX_BATCH} secrets (it names {})",
+                    ids.len()
+                )));
+            }
+            for given in ids {
+                let id = resolve(state, caller, &given).await;
+                fetch(given, id).await;
+            }
+            None
+        }
+        (None, Some(filters)) => {
+            let listing = Listing {
+                filters: &filters,
+                sort_by: None,
+                sort_order: None,
+                include_pending_deletion: false,
+                limit: paging::max_results(input.max_results, MAX_BATCH)?,
+                next_token: input.next_token.as_deref(),
+            };
+            let (rows, next) = list_rows(state, caller, listing).await?;
+            for row in rows {
+                fetch(arn(caller, &row), Ok(row.id)).await;
+            }
+            next
+        }
+        _ => {
+            return Err(AwsError::invalid(
+                "give either SecretIdList or Filters, not both and not neither",
+            ));
+        }
+    };
+    output(&BatchGetSecretValueOutput {
+        secret_values: values,
+        errors,
+        next_token,
     })
 }

@@ -1,0 +1,85 @@
+//! Paging as AWS's listings do it: `MaxResults` and an opaque `NextToken`. A token
+//! holds the offset of the next page and a fingerprint of the request it belongs to,
+//! so a token sent with other filters is refused rather than misread.
+
+use std::hash::{Hash, Hasher};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::error::{AwsError, Code};
+
+/// `MaxResults`, 1 to `max` (`max` when absent).
+pub fn max_results(given: Option<i64>, max: i64) -> Result<u32, AwsError> {
+    let n = given.unwrap_or(max);
+    if !(1..=max).contains(&n) {
+        return Err(AwsError::invalid(format!(
+            "MaxResults must be between 1 and {max} (it is {n})"
+        )));
+    }
+    Ok(u32::try_from(n).unwrap_or(1))
+}
+
+/// A fingerprint of what a listing was asked for.
+pub fn fingerprint(request: &impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    request.hash(&mut h);
+    h.finish()
+}
+
+/// The token of the page at `offset` of the listing with `fingerprint`.
+pub fn token(offset: u32, fingerprint: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{offset}:{fingerprint:016x}"))
+}
+
+/// The offset a `NextToken` names (0 without one), if it belongs to this listing.
+pub fn offset(token: Option<&str>, fingerprint: u64) -> Result<u32, AwsError> {
+    let Some(token) = token else {
+        return Ok(0);
+    };
+    let bad = || {
+        AwsError::new(
+            Code::InvalidNextToken,
+            "NextToken is not one this listing handed out; send the same request with the \
+             NextToken of the previous page, or start without one",
+        )
+    };
+    let text = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(text).map_err(|_| bad())?;
+    let (offset, print) = text.split_once(':').ok_or_else(bad)?;
+    if print != format!("{fingerprint:016x}") {
+        return Err(bad());
+    }
+    offset.parse().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_reads_back_only_for_its_own_listing() {
+        let print = fingerprint(&("name", 3));
+        assert_eq!(offset(Some(&token(40, print)), print).unwrap(), 40);
+        assert_eq!(offset(None, print).unwrap(), 0);
+        let other = fingerprint(&("name", 4));
+        for bad in [
+            token(40, other),
+            "bm9wZQ".into(),
+            "!!".into(),
+            String::new(),
+        ] {
+            let e = offset(Some(&bad), print).unwrap_err();
+            assert_eq!(e.code, Code::InvalidNextToken, "{bad}");
+        }
+    }
+
+    #[test]
+    fn max_results_is_bounded() {
+        assert_eq!(max_results(None, 100).unwrap(), 100);
+        assert_eq!(max_results(Some(1), 20).unwrap(), 1);
+        for bad in [0, -1, 101, i64::MAX] {
+            assert!(max_results(Some(bad), 100).is_err(), "{bad}");
+        }
+    }
+}

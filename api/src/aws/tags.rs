@@ -1,0 +1,81 @@
+//! TagResource and UntagResource: a secret's tags, the same tags Barbican's API shows
+//! under `/v1/secrets/{id}/tags`.
+
+use axum::response::Response;
+use domain::policy::Action;
+use domain::subject::command;
+use infra::protocol::{RemoveTagsRequest, SetTagsRequest};
+
+use super::error::AwsError;
+use super::resolve::resolve;
+use super::secrets::{marked_for_deletion, secret_id, secret_row};
+use super::shapes::{TagResourceInput, UntagResourceInput};
+use super::{AwsCaller, output};
+use crate::consistency::write;
+use crate::state::AppState;
+
+/// The empty output of both operations.
+#[derive(serde::Serialize)]
+struct Empty {}
+
+/// `TagResource`: sets the tags given (others stay).
+pub async fn tag(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: TagResourceInput,
+) -> Result<Response, AwsError> {
+    let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
+    let tags = input
+        .tags
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AwsError::invalid("Tags is required: give at least one {Key, Value}"))?;
+    let row = secret_row(state, caller, id, Action::UpdateSecret).await?;
+    if row.purge_at.is_some() {
+        return Err(marked_for_deletion(&row));
+    }
+    let request = SetTagsRequest {
+        command_id: None,
+        project: Some(row.project.to_string()),
+        id: id.to_string(),
+        tags: tags.into_iter().map(|t| (t.key, t.value)).collect(),
+    };
+    write(
+        state,
+        command::SECRET_TAGS_SET,
+        &caller.caller.token,
+        &request,
+    )
+    .await?;
+    output(&Empty {})
+}
+
+/// `UntagResource`: removes the tags with the keys given (missing ones are no error).
+pub async fn untag(
+    state: &AppState,
+    caller: &AwsCaller,
+    input: UntagResourceInput,
+) -> Result<Response, AwsError> {
+    let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
+    let keys = input
+        .tag_keys
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| AwsError::invalid("TagKeys is required: give at least one key"))?;
+    let row = secret_row(state, caller, id, Action::UpdateSecret).await?;
+    if row.purge_at.is_some() {
+        return Err(marked_for_deletion(&row));
+    }
+    let request = RemoveTagsRequest {
+        command_id: None,
+        project: Some(row.project.to_string()),
+        id: id.to_string(),
+        keys,
+    };
+    write(
+        state,
+        command::SECRET_TAGS_REMOVE,
+        &caller.caller.token,
+        &request,
+    )
+    .await?;
+    output(&Empty {})
+}
