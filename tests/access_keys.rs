@@ -370,3 +370,32 @@ async fn keys_are_created_listed_and_revoked_as_their_owner_and_admins_may() {
     );
     stack.stop().await;
 }
+
+/// A signed request names only the access key id, so an imported pair cannot be in
+/// two projects at once: the second import is refused, and the first project keeps
+/// it. The same id may come back once the first project has revoked it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_key_id_lives_in_one_project() {
+    let stack = TestStack::start().await;
+    let p1 = stack.token("root", "p1");
+    let p2 = stack.token("root", "p2");
+    let pair = json!({"access_key_id": "SHAREDKEY0000001", "secret_access_key": "imported-secret-0123456789"});
+    let r = stack.create_key(&p1, pair.clone()).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = stack.create_key(&p2, pair.clone()).await;
+    assert_eq!(r.status(), 409);
+    let said = json_of(r).await;
+    assert!(
+        said["description"]
+            .as_str()
+            .unwrap()
+            .contains("in use in another project"),
+        "{said}"
+    );
+    assert_eq!(
+        stack.revoke_key(&p1, "SHAREDKEY0000001").await.status(),
+        204
+    );
+    let r = stack.create_key(&p2, pair).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}

@@ -747,3 +747,51 @@ async fn a_flood_from_one_caller_is_refused_beyond_its_share_and_others_are_serv
     assert!(refused > 0, "the share was never reached: {done} done");
     t.stop().await;
 }
+
+fn now() -> domain::timestamp::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    domain::timestamp::Timestamp::from_unix_millis(i64::try_from(ms).unwrap()).unwrap()
+}
+
+/// The HTTP API hands principals it verified by AWS signatures to the command service
+/// in delegation tokens. Such a token is accepted only on the delegated subjects,
+/// which no client may publish to: one that leaked is no use to a NATS client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegation_tokens_count_only_on_subjects_clients_cannot_publish_to() {
+    let t = TestStack::start().await;
+    let commit = infra::keyfile::existing_commit_key(&t.dir.path().join("commit.key")).unwrap();
+    let admin = domain::principal::Principal {
+        user: domain::ids::UserId::parse("alice").unwrap(),
+        project: domain::ids::ProjectId::parse("p1").unwrap(),
+        roles: vec![domain::ids::Role::parse("admin").unwrap()],
+        service: None,
+    };
+    let delegated =
+        infra::identity::delegation::Delegation::from_commit_key(&commit).mint(&admin, now());
+    let mallory = t.token_with("mallory", "p1", &["observer"]);
+    let client = t.client_nats_as(&mallory).await;
+    let reply = raw_command(
+        &client,
+        "secret.create",
+        Some(&delegated),
+        &json!({"name": "by-a-leaked-token", "payload": "x"}),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], "unauthorized", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only from keyledger's HTTP API"),
+        "{reply}"
+    );
+    // The delegated subjects are not there for a client at all.
+    let probe = Probe::connect(&t, Who::TokenHolder, &mallory).await;
+    probe
+        .publish("keyledger.api.cmd.secret.create", b"{}")
+        .await;
+    probe.denied("keyledger.api.cmd.secret.create").await;
+}

@@ -107,6 +107,31 @@ pub struct CreateAccessKeyBody {
     pub secret_access_key: Option<PayloadField>,
 }
 
+/// Refuses to import an access key id that is active in another project: a signed
+/// request names only the id, and the same pair in two projects could not say which
+/// one it acts in (verification refuses such a pair too; this says so up front).
+/// Best effort: two imports racing in two projects both pass here.
+async fn refuse_id_of_another_project(
+    state: &AppState,
+    project: &domain::ids::ProjectId,
+    id: &AccessKeyId,
+) -> Result<(), ApiError> {
+    let keys = state.read.sealed_access_keys(id).await?.value;
+    if keys
+        .iter()
+        .any(|k| &k.key.project != project && k.key.status == "active")
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "access key id {id} is in use in another project; import the pair under \
+                 another id (or leave access_key_id out to have one generated)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A created access key.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccessKeyCreated {
@@ -313,6 +338,9 @@ pub async fn create(
         None if own => who.service.as_ref().map(ToString::to_string),
         None => None,
     };
+    if !generated {
+        refuse_id_of_another_project(&state, &who.project, &id).await?;
+    }
     let request = CreateAccessKeyRequest {
         command_id,
         project: None,

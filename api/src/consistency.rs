@@ -135,7 +135,18 @@ pub async fn write<T: Serialize>(
     token: &str,
     body: &T,
 ) -> Result<AcceptedReply, ApiError> {
-    let accepted = state.commands.send(name, token, body).await?;
+    write_with(state, &state.commands, name, token, body).await
+}
+
+/// [`write`], sent with `commands` (the AWS API's delegated commands).
+pub async fn write_with<T: Serialize>(
+    state: &AppState,
+    commands: &infra::client::CommandClient,
+    name: &str,
+    token: &str,
+    body: &T,
+) -> Result<AcceptedReply, ApiError> {
+    let accepted = commands.send(name, token, body).await?;
     if let Err(lag) = state
         .read
         .wait_for(accepted.seq, state.config.consistency_timeout)

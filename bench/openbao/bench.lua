@@ -4,9 +4,19 @@
 --
 --   BENCH_TARGET  keyledger | openbao
 --   BENCH_OP      create (each request creates a new secret) | read (payload reads)
+--                 | get (keyledger: AWS GetSecretValue; OpenBao: as read)
+--                 | put (a new version of an existing secret: keyledger: AWS
+--                 PutSecretValue; OpenBao: a KV v2 write to an existing path)
 --   BENCH_TOKEN   keyledger bearer token or OpenBao token
 --   BENCH_PREFIX  makes names unique across wrk runs (names add thread and counter)
---   BENCH_IDS     read: file with one keyledger secret id or OpenBao path per line
+--   BENCH_IDS     read, get, put: file with one keyledger secret id or OpenBao path
+--                 per line
+--   BENCH_THREADS wrk's -t, so each thread takes its own share of the signed puts
+--   BENCH_SIGNED  keyledger get and put: file of requests the runner signed with
+--                 SigV4, one per line: X-Amz-Target, X-Amz-Date, Authorization and
+--                 body, tab-separated. get cycles over them (a read may be replayed);
+--                 put uses each once (each has its own ClientRequestToken), and
+--                 running out is an error, since a replayed put would be a no-op
 --
 -- Every response is checked: a non-2xx status, or a read whose body is shorter than
 -- the payload, is an error. done() prints one machine-readable line, BENCH_RESULT
@@ -18,6 +28,8 @@ local op = os.getenv("BENCH_OP")
 local token = os.getenv("BENCH_TOKEN")
 local prefix = os.getenv("BENCH_PREFIX") or "x"
 local ids_file = os.getenv("BENCH_IDS")
+local signed_file = os.getenv("BENCH_SIGNED")
+local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
 
 local PAYLOAD_BYTES = 1024
 local payload = string.rep("x", PAYLOAD_BYTES) -- 1 KiB, needs no JSON escaping
@@ -34,6 +46,7 @@ end
 n = 0         -- requests this thread has built
 codes = {}    -- non-2xx status -> count
 short = 0     -- 2xx reads whose body was shorter than the payload
+spent = 0     -- puts asked for after the signed ones ran out (each an error)
 
 local headers
 local reads = {} -- prebuilt read requests, so a read costs wrk no string building
@@ -46,13 +59,36 @@ function init(args)
   else
     error("BENCH_TARGET must be keyledger or openbao, not " .. tostring(target))
   end
-  if op == "read" then
+  if target == "keyledger" and (op == "get" or op == "put") then
+    local f = assert(io.open(signed_file, "r"), "cannot open BENCH_SIGNED " .. tostring(signed_file))
+    local line_no = 0
+    for line in f:lines() do
+      line_no = line_no + 1
+      -- Puts: each thread takes its own share of the lines, so no two send one.
+      if op == "get" or (line_no - tid) % nthreads == 0 then
+        local amz_target, date, auth, body = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t(.*)$")
+        if amz_target then
+          table.insert(reads, wrk.format("POST", "/", {
+            ["Content-Type"] = "application/x-amz-json-1.1",
+            ["X-Amz-Target"] = amz_target,
+            ["X-Amz-Date"] = date,
+            ["Authorization"] = auth,
+          }, body))
+        end
+      end
+    end
+    f:close()
+    assert(#reads > 0, "BENCH_SIGNED is empty")
+  elseif op == "read" or op == "get" or op == "put" then
     local f = assert(io.open(ids_file, "r"), "cannot open BENCH_IDS " .. tostring(ids_file))
     for id in f:lines() do
       if id ~= "" then
         if target == "keyledger" then
           table.insert(reads, wrk.format("GET", "/v1/secrets/" .. id .. "/payload",
             { ["X-Auth-Token"] = token, ["Accept"] = "text/plain" }))
+        elseif op == "put" then
+          table.insert(reads, wrk.format("POST", "/v1/secret/data/" .. id, headers,
+            '{"data":{"v":"' .. payload .. '"}}'))
         else
           table.insert(reads, wrk.format("GET", "/v1/secret/data/" .. id,
             { ["X-Vault-Token"] = token }))
@@ -68,7 +104,14 @@ end
 
 function request()
   n = n + 1
-  if op == "read" then
+  if op == "put" and target == "keyledger" then
+    if n > #reads then
+      spent = spent + 1
+      return reads[(n - 1) % #reads + 1]
+    end
+    return reads[n]
+  end
+  if op ~= "create" then
     -- Threads start at different offsets and walk the whole set.
     return reads[(n + tid * 7919) % #reads + 1]
   end
@@ -84,7 +127,7 @@ end
 function response(status, hdrs, body)
   if status < 200 or status > 299 then
     codes[status] = (codes[status] or 0) + 1
-  elseif op == "read" and #body < PAYLOAD_BYTES then
+  elseif (op == "read" or op == "get") and #body < PAYLOAD_BYTES then
     short = short + 1
   end
 end
@@ -95,7 +138,8 @@ function done(summary, latency, requests)
     for code, count in pairs(t:get("codes")) do
       by_code[code] = (by_code[code] or 0) + count
     end
-    shorts = shorts + t:get("short")
+    -- A put sent again after the signed ones ran out counts as a short answer.
+    shorts = shorts + t:get("short") + t:get("spent")
   end
   local parts = {}
   for code, count in pairs(by_code) do

@@ -22,6 +22,14 @@ pub const COMMANDS_WILDCARD: &str = "keyledger.cmd.>";
 /// The prefix of command subjects; the rest is the command name.
 pub const COMMAND_PREFIX: &str = "keyledger.cmd.";
 
+/// Every delegated command: those the HTTP API sends with a delegation token, for a
+/// principal it verified by an AWS signature. Only keyledger's own NATS account may
+/// publish here (it is not exported to clients), and only here does the command
+/// service accept delegation tokens.
+pub const DELEGATED_WILDCARD: &str = "keyledger.api.cmd.>";
+/// The prefix of delegated command subjects: `keyledger.api.cmd.<name>`.
+pub const DELEGATED_PREFIX: &str = "keyledger.api.cmd.";
+
 /// Command names, as in `keyledger.cmd.<name>`.
 pub mod command {
     /// Create a secret (Barbican `POST /v1/secrets`).

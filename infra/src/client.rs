@@ -19,12 +19,27 @@ pub(crate) const ATTEMPT: Duration = Duration::from_secs(2);
 pub struct CommandClient {
     nats: Client,
     timeout: Duration,
+    /// Sends on the delegated command subjects (`keyledger.api.cmd.<name>`).
+    delegated: bool,
 }
 
 impl CommandClient {
     /// A client over `nats`, waiting up to `timeout` for each reply.
     pub fn new(nats: Client, timeout: Duration) -> Self {
-        Self { nats, timeout }
+        Self {
+            nats,
+            timeout,
+            delegated: false,
+        }
+    }
+
+    /// The same client sending on the delegated command subjects, with delegation
+    /// tokens: for keyledger's HTTP API only (clients cannot publish there).
+    pub fn delegated(&self) -> Self {
+        Self {
+            delegated: true,
+            ..self.clone()
+        }
     }
 
     /// Sends the command `name` with `body`, authenticated by `token`.
@@ -40,7 +55,11 @@ impl CommandClient {
         token: &str,
         body: &T,
     ) -> Result<AcceptedReply, Rejection> {
-        let subject = command_subject(name);
+        let subject = if self.delegated {
+            format!("{}{name}", domain::subject::DELEGATED_PREFIX)
+        } else {
+            command_subject(name)
+        };
         let encoding =
             |e: serde_json::Error| Rejection::invalid(format!("encoding the {name} request: {e}"));
         let mut body = serde_json::to_value(body).map_err(encoding)?;

@@ -554,9 +554,10 @@ pub struct RevokeAccessKeyRequest {
     pub access_key_id: String,
 }
 
-/// A JSON parse error's message without the string values it quotes (serde_json's
-/// `invalid type: string "…", expected …`): for bodies that carry a secret, which a
-/// caller may put in the wrong field. Field names and positions stay.
+/// A JSON parse error's message without the values it quotes (serde_json's
+/// `invalid type: string "…", expected …`, and the same for numbers and booleans):
+/// for bodies that carry a secret, which a caller may put in the wrong field, or send
+/// as a number. Field names and positions stay.
 pub fn without_string_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
@@ -572,6 +573,17 @@ pub fn without_string_values(message: &str) -> String {
         rest = &quoted[end..];
     }
     out.push_str(rest);
+    for kind in ["integer `", "floating point `", "boolean `"] {
+        let mut kept = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(kind) {
+            kept.push_str(&rest[..at + kind.len() - 2]);
+            let value = &rest[at + kind.len()..];
+            rest = value.find('`').map_or("", |e| &value[e + 1..]);
+        }
+        kept.push_str(rest);
+        out = kept;
+    }
     out
 }
 
@@ -672,6 +684,20 @@ mod tests {
             without_string_values("unknown field `x`"),
             "unknown field `x`"
         );
+        // A secret sent as a number or a boolean is not repeated either.
+        for (body, value) in [
+            (r#"{"roles": 987654321}"#, "987654321"),
+            (r#"{"roles": 98765.4321}"#, "98765.4321"),
+            (r#"{"roles": true}"#, "true"),
+        ] {
+            let raw = serde_json::from_str::<CreateAccessKeyRequest>(body)
+                .unwrap_err()
+                .to_string();
+            assert!(raw.contains(value), "{raw}");
+            let said = without_string_values(&raw);
+            assert!(!said.contains(value), "{said}");
+            assert!(said.contains("invalid type"), "{said}");
+        }
     }
 
     #[test]

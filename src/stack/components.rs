@@ -155,9 +155,10 @@ pub async fn start_commands(
         containers,
         orders,
         access_keys,
-        // Only here: the HTTP API hands principals it verified by AWS signatures to
-        // the command service in delegation tokens; no client may present one.
-        verifier: keys.verifier.clone().with_delegation(&keys.commit),
+        verifier: keys.verifier.clone(),
+        // The HTTP API hands principals it verified by AWS signatures to the command
+        // service in delegation tokens, on subjects no client may publish to.
+        delegated: infra::identity::Verifier::delegated(&keys.commit),
         clock,
         concurrency: 256,
     };
@@ -332,9 +333,10 @@ pub async fn start_api(
         keys.commit.clone(),
     );
     let keys_store = KeyStore::new(keys_bucket);
+    let commands = CommandClient::new(client.clone(), Duration::from_secs(10));
     let state = AppState::new(api::Shared {
         read,
-        commands: CommandClient::new(client.clone(), Duration::from_secs(10)),
+        commands: commands.clone(),
         verifier: keys.verifier.clone(),
         envelope: keys.envelope.clone(),
         keys: keys_store.clone(),
@@ -344,7 +346,7 @@ pub async fn start_api(
         commit_key: keys.commit.clone(),
         access_log,
         costly: Arc::default(),
-        aws: api::aws::AwsKeys::new(&keys.commit),
+        aws: api::aws::AwsKeys::new(&keys.commit, &commands),
         clock,
         config: Arc::new(settings.config),
     });

@@ -162,6 +162,16 @@ class Boto3(unittest.TestCase):
         self.assertCode("InvalidNextTokenException", self.sm.list_secrets, NextToken="bm9wZQ")
         self.assertCode("InvalidParameterException", self.sm.list_secrets,
                         Filters=[{"Key": "colour", "Values": ["red"]}])
+        # AWS's bounds on filters, and keyledger's on the words of `all`.
+        self.assertCode("InvalidParameterException", self.sm.list_secrets,
+                        Filters=[{"Key": "name", "Values": ["x"]}] * 11)
+        self.assertCode("InvalidParameterException", self.sm.list_secrets,
+                        Filters=[{"Key": "all", "Values": [" ".join(["w"] * 65)]}])
+        self.assertEqual(names(Filters=[{"Key": "all", "Values": [f"{prefix.upper()} T1"]}]),
+                         [f"{prefix}/1"])
+        self.assertCode("InvalidParameterException", self.sm.create_secret,
+                        Name=unique("dup"), SecretString="x",
+                        Tags=[{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}])
 
     def test_delete_with_a_recovery_window_restore_and_force(self):
         name = unique("doomed")
@@ -202,17 +212,22 @@ class Boto3(unittest.TestCase):
         suffix = first["ARN"].rsplit("-", 1)[1]
         partial = first["ARN"].rsplit("-", 1)[0]
         self.assertEqual(self.sm.get_secret_value(SecretId=partial)["SecretString"], "first")
-        # A second secret whose name is the first one's name and suffix.
+        # A second secret whose name is the first one's name and suffix: it cannot take
+        # over the first one's full ARN, which names exactly one secret.
         second = self.sm.create_secret(Name=f"{base}-{suffix}", SecretString="second")
         self.assertEqual(
-            self.sm.get_secret_value(SecretId=f"{base}-{suffix}")["SecretString"], "second")
+            self.sm.get_secret_value(SecretId=first["ARN"])["SecretString"], "first")
         self.assertEqual(
             self.sm.get_secret_value(SecretId=second["ARN"])["SecretString"], "second")
-        # The first one's full ARN is also the second one's partial ARN: both are named.
+        # The name `<base>-<suffix>` reads two ways: both are named, with their ARNs.
         message = self.assertCode("InvalidParameterException", self.sm.get_secret_value,
-                                  SecretId=first["ARN"])
+                                  SecretId=f"{base}-{suffix}")
         self.assertIn(first["ARN"], message)
         self.assertIn(second["ARN"], message)
+        # A secret Barbican's API gives the same name does not hide the AWS one.
+        barbican("POST", "/v1/secrets", {"name": base, "payload": "shadow",
+                                         "payload_content_type": "text/plain"})
+        self.assertEqual(self.sm.get_secret_value(SecretId=base)["SecretString"], "first")
 
     def test_versions_labels_and_moving_them(self):
         name = unique("labels")
@@ -330,10 +345,16 @@ class Boto3(unittest.TestCase):
         auditor = client(os.environ["AUDITOR_ACCESS_KEY_ID"],
                          os.environ["AUDITOR_SECRET_ACCESS_KEY"])
         self.assertCode("AccessDeniedException", auditor.get_secret_value, SecretId=arn)
+        # Not even a forced deletion of a name no secret has: the auditor deletes nothing.
+        self.assertCode("AccessDeniedException", auditor.delete_secret, SecretId=unique("none"),
+                        ForceDeleteWithoutRecovery=True)
         other = client(os.environ["OTHER_ACCESS_KEY_ID"], os.environ["OTHER_SECRET_ACCESS_KEY"])
         # Another project is another account: its ARN names nothing there.
         self.assertCode("ResourceNotFoundException", other.get_secret_value, SecretId=arn)
         self.assertCode("ResourceNotFoundException", other.get_secret_value, SecretId=name)
+        self.assertCode("ResourceNotFoundException", other.delete_secret, SecretId=arn,
+                        ForceDeleteWithoutRecovery=True)
+        self.assertEqual(self.sm.get_secret_value(SecretId=arn)["SecretString"], "s")
 
     def test_one_secret_whichever_api_made_it(self):
         name = unique("shared")

@@ -41,16 +41,24 @@ type SigningScope = (ProjectId, String, String, String);
 #[derive(Clone)]
 pub struct AwsKeys {
     delegation: Delegation,
+    /// Sends writes on the delegated command subjects, which accept the delegation
+    /// tokens minted here.
+    pub(crate) commands: infra::client::CommandClient,
     /// Signing keys by (project, access key id, day, region): what a secret access key
     /// signs with on one day, for one region and this service.
     signing: Cache<SigningScope, Arc<Zeroizing<[u8; 32]>>>,
 }
 
 impl AwsKeys {
-    /// Keys whose delegation tokens the command service holding `commit` accepts.
-    pub fn new(commit: &domain::commit::CommitKey) -> Self {
+    /// Keys whose delegation tokens the command service holding `commit` accepts, sent
+    /// with `commands` on its delegated subjects.
+    pub fn new(
+        commit: &domain::commit::CommitKey,
+        commands: &infra::client::CommandClient,
+    ) -> Self {
         Self {
             delegation: Delegation::from_commit_key(commit),
+            commands: commands.delegated(),
             signing: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(600))
@@ -165,19 +173,14 @@ pub async fn authenticate(
         ))
     })?;
     let keys = state.read.sealed_access_keys(&id).await?.value;
-    let (live, revoked): (Vec<_>, Vec<_>) = keys.iter().partition(|k| k.key.status == "active");
+    let live: Vec<&SealedAccessKey> = keys.iter().filter(|k| k.key.status == "active").collect();
     if live.is_empty() {
-        return Err(match revoked.first() {
-            Some(k) => unrecognized(format!(
-                "access key {id} was revoked at {}; create a new one with `keyledger access-key \
-                 create`",
-                k.key.revoked.as_deref().unwrap_or("an earlier time")
-            )),
-            None => unrecognized(format!(
-                "keyledger has no access key {id}; create one with `keyledger access-key \
-                 create`, or import yours with `keyledger access-key import`"
-            )),
-        });
+        // Unknown and revoked read alike: an unsigned caller learns nothing of the
+        // ids keyledger holds.
+        return Err(unrecognized(format!(
+            "keyledger has no active access key {id} (unknown, or revoked); create one with \
+             `keyledger access-key create`, or import yours with `keyledger access-key import`"
+        )));
     }
     let headers: Vec<(&str, &[u8])> = headers
         .iter()
@@ -195,23 +198,35 @@ pub async fn authenticate(
         .map_err(sigv4_error)?;
     let to_sign = sigv4::string_to_sign(amz_date, &authorization.scope, &canonical);
     // Ids are unique per project only: the key whose secret verifies the signature is
-    // the one that signed.
+    // the one that signed. Should two verify (the same pair imported into two
+    // projects), which project is meant cannot be told: refused.
+    let mut signer = None;
     for key in live {
         let signing = signing_key(state, key, &authorization).await?;
         if authorization.verify(&to_sign, &signing).is_ok() {
-            let principal = principal_of(key)?;
-            let token = state.aws.delegation.mint(&principal, (state.clock)());
-            return Ok(AwsCaller {
-                caller: Caller {
-                    principal,
-                    token,
-                    source,
-                },
-                region: authorization.scope.region.clone(),
-            });
+            if signer.is_some() {
+                return Err(unrecognized(format!(
+                    "access key {id} with this secret is active in more than one project, so \
+                     keyledger cannot tell which one a request acts in; revoke all but one \
+                     (`keyledger access-key revoke {id}` with a token of each other project)"
+                )));
+            }
+            signer = Some(key);
         }
     }
-    Err(sigv4_error(SigV4Error::Mismatch))
+    let Some(key) = signer else {
+        return Err(sigv4_error(SigV4Error::Mismatch));
+    };
+    let principal = principal_of(key)?;
+    let token = state.aws.delegation.mint(&principal, (state.clock)());
+    Ok(AwsCaller {
+        caller: Caller {
+            principal,
+            token,
+            source,
+        },
+        region: authorization.scope.region.clone(),
+    })
 }
 
 /// The signing key of `key` for the request's scope: cached, or derived from its

@@ -138,6 +138,18 @@ fn input<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
     })
 }
 
+/// Sends a write as the command `name` for `caller`, on the delegated command
+/// subjects with its delegation token, and returns once reads show it.
+async fn write<T: Serialize>(
+    state: &AppState,
+    caller: &AwsCaller,
+    name: &str,
+    body: &T,
+) -> Result<infra::protocol::AcceptedReply, crate::error::ApiError> {
+    crate::consistency::write_with(state, &state.aws.commands, name, &caller.caller.token, body)
+        .await
+}
+
 /// A successful answer: the output shape as JSON 1.1.
 fn output<T: Serialize>(value: &T) -> Result<Response, AwsError> {
     let body = serde_json::to_vec(value).map_err(|e| {

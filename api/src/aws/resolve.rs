@@ -9,33 +9,38 @@
 use domain::ids::{ProjectId, SecretId};
 use domain::secret::arn::{SecretInput, account_of, split_suffix};
 use domain::secret::reference::PREFIX;
-use projections::read::Candidate;
+use projections::read::{Candidate, Lookup};
 
 use super::AwsCaller;
 use super::error::AwsError;
 use crate::state::AppState;
 
 /// The secret `input` names in the caller's project: live, or scheduled for deletion.
+///
+/// - A full ARN names exactly the secret whose reference it carries; only when no
+///   secret has it is it read as a partial ARN (the whole rest as a name). So a
+///   secret named after another's name and suffix can never take over that one's ARN.
+/// - A name is every secret with that name and, when it ends in a hyphen and six
+///   characters, the secret with that name and suffix; several are an error that
+///   gives each one's full ARN.
+/// - Among secrets with one name, those AWS's API created (unique names) come first:
+///   a secret Barbican's API later gave the same name does not hide them.
+/// - An error names only the secrets the caller may see; it counts the others.
 pub async fn resolve(
     state: &AppState,
     caller: &AwsCaller,
     input: &str,
 ) -> Result<SecretId, AwsError> {
     let project = &caller.caller.principal.project;
-    let now = (state.clock)();
     let parsed = SecretInput::parse(input)?;
-    let by_reference =
-        |name: &str, suffix: &str| format!("{PREFIX}{project}:secret:{name}-{suffix}");
+    let reference = |name: &str, suffix: &str| format!("{PREFIX}{project}:secret:{name}-{suffix}");
     let mut found: Vec<Candidate> = match parsed {
         SecretInput::Name(name) => {
-            let named = state.read.by_name_any(project, name, now).await?;
-            match split_suffix(name) {
-                // keyledger resolves what AWS refuses: a full name with its suffix.
-                Some((base, suffix)) if named.is_empty() => {
-                    state.read.by_reference(&by_reference(base, suffix)).await?
-                }
-                _ => named,
+            let mut found = named(state, caller, name).await?;
+            if let Some((base, suffix)) = split_suffix(name) {
+                found.extend(state.read.by_reference(&reference(base, suffix)).await?);
             }
+            found
         }
         SecretInput::Arn { account, rest, .. } => {
             let mine = account_of(project);
@@ -45,42 +50,95 @@ pub async fn resolve(
                      {project}, which is account {mine}"
                 )));
             }
-            let mut found = match split_suffix(rest) {
-                Some((base, suffix)) => {
-                    state.read.by_reference(&by_reference(base, suffix)).await?
-                }
+            let exact = match split_suffix(rest) {
+                Some((base, suffix)) => state.read.by_reference(&reference(base, suffix)).await?,
                 None => Vec::new(),
             };
-            // The partial-ARN reading: `rest` is the whole name.
-            found.extend(state.read.by_name_any(project, rest, now).await?);
-            found
+            if exact.is_empty() {
+                // The partial-ARN reading: `rest` is the whole name.
+                named(state, caller, rest).await?
+            } else {
+                exact
+            }
         }
     };
     found.sort_by(|a, b| a.id.cmp(&b.id));
     found.dedup_by(|a, b| a.id == b.id);
     match found.as_slice() {
-        [one] => SecretId::parse(&one.id).map_err(|_| {
-            AwsError::new(
-                super::error::Code::InternalServiceError,
-                "the read model holds a malformed secret id; an operator rebuilds it with \
-                 `keyledger projections rebuild`",
-            )
-        }),
+        [one] => parse_id(one),
         [] => Err(AwsError::not_found(format!(
             "No secret in project {project} is named or has the ARN {input:?}."
         ))),
         many => {
-            let arns: Vec<String> = many
+            let shown = visible(state, caller, many.to_vec()).await?;
+            let mut arns: Vec<String> = shown
                 .iter()
                 .map(|c| arn_of(&caller.region, project, &c.reference))
                 .collect();
+            if shown.len() < many.len() {
+                arns.push(format!("{} you may not read", many.len() - shown.len()));
+            }
             Err(AwsError::invalid(format!(
                 "SecretId {input:?} names {} secrets: {}. Give the full ARN of the one you mean.",
-                arns.len(),
+                many.len(),
                 arns.join(", ")
             )))
         }
     }
+}
+
+fn parse_id(candidate: &Candidate) -> Result<SecretId, AwsError> {
+    SecretId::parse(&candidate.id).map_err(|_| {
+        AwsError::new(
+            super::error::Code::InternalServiceError,
+            "the read model holds a malformed secret id; an operator rebuilds it with \
+             `keyledger projections rebuild`",
+        )
+    })
+}
+
+/// The secrets named `name`: the one AWS's API created under it (its unique-name
+/// incarnation), if there is one, else every secret with the name.
+async fn named(
+    state: &AppState,
+    caller: &AwsCaller,
+    name: &str,
+) -> Result<Vec<Candidate>, AwsError> {
+    let project = &caller.caller.principal.project;
+    let all = state
+        .read
+        .by_name_any(project, name, (state.clock)())
+        .await?;
+    let unique: Vec<Candidate> = all
+        .iter()
+        .filter(|c| {
+            SecretId::parse(&c.id).is_ok_and(|id| id.incarnation_of(project, name).is_some())
+        })
+        .cloned()
+        .collect();
+    Ok(if unique.is_empty() { all } else { unique })
+}
+
+/// The candidates the caller may see (read the metadata of).
+async fn visible(
+    state: &AppState,
+    caller: &AwsCaller,
+    candidates: Vec<Candidate>,
+) -> Result<Vec<Candidate>, AwsError> {
+    let now = (state.clock)();
+    let mut shown = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        let id = parse_id(&candidate)?;
+        let row = match state.read.get_secret(id, now).await?.value {
+            Lookup::Found(row) => row,
+            Lookup::PendingDeletion(row) | Lookup::Expired(row) => *row,
+            Lookup::Missing => continue,
+        };
+        if crate::access::may_read(state, &caller.caller, &row) {
+            shown.push(candidate);
+        }
+    }
+    Ok(shown)
 }
 
 /// The ARN of a secret of `project` with `reference`

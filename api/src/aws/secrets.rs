@@ -23,7 +23,6 @@ use super::shapes::{
 use super::values::payload_fields;
 use super::{AwsCaller, output, paging};
 use crate::access;
-use crate::consistency::write;
 use crate::state::AppState;
 
 /// The default recovery window of a deletion, as AWS's.
@@ -154,7 +153,7 @@ pub async fn create(
             continue;
         };
         if id.incarnation_of(&project, name.as_str()).is_none() {
-            return Err(exists(&caller.region, &project, &name, &taken.reference));
+            return Err(exists(&name));
         }
     }
     let (payload, content_type, encoding) =
@@ -162,9 +161,7 @@ pub async fn create(
             Some((p, t, e)) => (Some(p), Some(t), e),
             None => (None, None, None),
         };
-    let tags: Option<BTreeMap<String, String>> = input
-        .tags
-        .map(|tags| tags.into_iter().map(|t| (t.key, t.value)).collect());
+    let tags = input.tags.map(tag_map).transpose()?;
     let token = input.client_request_token;
     // The command id follows the token, so a retried create is answered with the
     // secret the first attempt made.
@@ -183,14 +180,7 @@ pub async fn create(
         client_request_token: token,
         ..Default::default()
     };
-    match write(
-        state,
-        command::SECRET_CREATE,
-        &caller.caller.token,
-        &request,
-    )
-    .await
-    {
+    match super::write(state, caller, command::SECRET_CREATE, &request).await {
         Ok(accepted) => {
             let id = SecretId::parse(&accepted.id)?;
             output(&WriteOutput {
@@ -231,22 +221,32 @@ pub async fn create(
     }
 }
 
+/// AWS's tags as keyledger's map; a key given twice is refused, not decided by order.
+pub fn tag_map(tags: Vec<super::shapes::Tag>) -> Result<BTreeMap<String, String>, AwsError> {
+    let mut map = BTreeMap::new();
+    for tag in tags {
+        if map.contains_key(&tag.key) {
+            return Err(AwsError::invalid(format!(
+                "tag key {:?} is given twice; give each key once",
+                tag.key
+            )));
+        }
+        map.insert(tag.key, tag.value);
+    }
+    Ok(map)
+}
+
 /// The namespace of the command ids of AWS creates with a client request token.
 const AWS_CREATE_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6b65_796c_6564_6765_7200_0000_0000_00a3);
 
-fn exists(
-    region: &str,
-    project: &domain::ids::ProjectId,
-    name: &SecretName,
-    reference: &str,
-) -> AwsError {
+fn exists(name: &SecretName) -> AwsError {
     AwsError::new(
         Code::ResourceExists,
         format!(
-            "The operation failed because the secret {} already exists ({}).",
-            name.as_str(),
-            arn_of(region, project, reference)
+            "The operation failed because the secret {} already exists. AWS's names are \
+             unique in a project; choose another name",
+            name.as_str()
         ),
     )
 }
@@ -316,13 +316,7 @@ pub async fn restore(
         project: Some(row.project.to_string()),
         id: id.to_string(),
     };
-    write(
-        state,
-        command::SECRET_RESTORE,
-        &caller.caller.token,
-        &request,
-    )
-    .await?;
+    super::write(state, caller, command::SECRET_RESTORE, &request).await?;
     output(&NamedOutput {
         arn: arn(caller, &row),
         name: name_of(&row),
@@ -354,8 +348,20 @@ pub async fn delete(
     let now = (state.clock)();
     let id = match resolve(state, caller, &given).await {
         Ok(id) => id,
-        // AWS: a forced deletion of a missing secret succeeds.
-        Err(e) if force && e.code == Code::ResourceNotFound => {
+        // AWS: a forced deletion of a missing secret succeeds, for a caller who may
+        // delete secrets of the project, and for a name or ARN of it.
+        Err(e) if force && e.code == Code::ResourceNotFound && !other_account(caller, &given) => {
+            let who = &caller.caller.principal;
+            authorize(
+                who,
+                Action::DeleteSecret,
+                Target::Project {
+                    project: &who.project,
+                    secret: Some(SecretId::for_name(&who.project, &given, 0).into()),
+                },
+                access::env(state, &caller.caller),
+            )
+            .map_err(crate::error::ApiError::from)?;
             return output(&DeleteSecretOutput {
                 arn: given.clone(),
                 name: given,
@@ -374,13 +380,7 @@ pub async fn delete(
         force: force.then_some(true),
         ignore_consumers: None,
     };
-    write(
-        state,
-        command::SECRET_DELETE,
-        &caller.caller.token,
-        &request,
-    )
-    .await?;
+    super::write(state, caller, command::SECRET_DELETE, &request).await?;
     let deletion = if force {
         now.unix_millis()
     } else {
@@ -393,14 +393,38 @@ pub async fn delete(
     })
 }
 
+/// Whether `given` is an ARN of another account than the caller's.
+fn other_account(caller: &AwsCaller, given: &str) -> bool {
+    matches!(
+        domain::secret::arn::SecretInput::parse(given),
+        Ok(domain::secret::arn::SecretInput::Arn { account, .. })
+            if account != domain::secret::arn::account_of(&caller.caller.principal.project)
+    )
+}
+
 /// The largest page of `ListSecrets`, and its default.
 const MAX_RESULTS: i64 = 100;
 
-/// One filter, parsed: its key and values (negated when they start with `!`).
+/// One filter value, parsed: negated when it starts with `!`; for `all`, its words in
+/// lowercase (split once per request, not per row).
+struct Value<'a> {
+    negated: bool,
+    text: &'a str,
+    words: Vec<String>,
+}
+
+/// One filter, parsed: its key and values.
 struct Parsed<'a> {
     key: &'a str,
-    values: Vec<(bool, &'a str)>,
+    values: Vec<Value<'a>>,
 }
+
+/// AWS's bounds: 10 filters, 10 values each, 512 characters a value; and keyledger's
+/// own on the words of `all` filters, which every row is matched against.
+const MAX_FILTERS: usize = 10;
+const MAX_VALUES: usize = 10;
+const MAX_VALUE_CHARS: usize = 512;
+const MAX_ALL_WORDS: usize = 64;
 
 fn parse_filters(filters: &[Filter]) -> Result<Vec<Parsed<'_>>, AwsError> {
     const KEYS: [&str; 7] = [
@@ -412,6 +436,13 @@ fn parse_filters(filters: &[Filter]) -> Result<Vec<Parsed<'_>>, AwsError> {
         "owning-service",
         "all",
     ];
+    if filters.len() > MAX_FILTERS {
+        return Err(AwsError::invalid(format!(
+            "Filters holds {} filters; give at most {MAX_FILTERS}",
+            filters.len()
+        )));
+    }
+    let mut words = 0;
     filters
         .iter()
         .map(|f| {
@@ -423,22 +454,43 @@ fn parse_filters(filters: &[Filter]) -> Result<Vec<Parsed<'_>>, AwsError> {
                 )));
             }
             let values = f.values.as_deref().unwrap_or_default();
-            if values.is_empty() || values.len() > 10 {
+            if values.is_empty() || values.len() > MAX_VALUES {
                 return Err(AwsError::invalid(format!(
-                    "filter {key} needs 1 to 10 values (it has {})",
+                    "filter {key} needs 1 to {MAX_VALUES} values (it has {})",
                     values.len()
                 )));
             }
-            Ok(Parsed {
-                key,
-                values: values
-                    .iter()
-                    .map(|v| match v.strip_prefix('!') {
+            let values = values
+                .iter()
+                .map(|v| {
+                    if v.chars().count() > MAX_VALUE_CHARS {
+                        return Err(AwsError::invalid(format!(
+                            "a value of filter {key} is longer than {MAX_VALUE_CHARS} characters"
+                        )));
+                    }
+                    let (negated, text) = match v.strip_prefix('!') {
                         Some(rest) => (true, rest),
                         None => (false, v.as_str()),
+                    };
+                    let split: Vec<String> = if key == "all" {
+                        text.split_whitespace().map(str::to_lowercase).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    words += split.len();
+                    if words > MAX_ALL_WORDS {
+                        return Err(AwsError::invalid(format!(
+                            "the all filters hold more than {MAX_ALL_WORDS} words; give fewer"
+                        )));
+                    }
+                    Ok(Value {
+                        negated,
+                        text,
+                        words: split,
                     })
-                    .collect(),
-            })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Parsed { key, values })
         })
         .collect()
 }
@@ -449,27 +501,32 @@ fn parse_filters(filters: &[Filter]) -> Result<Vec<Parsed<'_>>, AwsError> {
 fn passes(row: &SecretRow, filter: &Parsed<'_>) -> bool {
     let name = name_of(row);
     let service = row.owning_service.as_ref().map(ToString::to_string);
-    filter.values.iter().any(|(negated, value)| {
+    let mut attributes: Option<Vec<String>> = None;
+    filter.values.iter().any(|value| {
+        let text = value.text;
         let hit = match filter.key {
-            "name" => name.starts_with(value),
-            "tag-key" => row.tags.keys().any(|k| k.starts_with(value)),
-            "tag-value" => row.tags.values().any(|v| v.starts_with(value)),
-            "owning-service" => service.as_deref().is_some_and(|s| s.starts_with(value)),
+            "name" => name.starts_with(text),
+            "tag-key" => row.tags.keys().any(|k| k.starts_with(text)),
+            "tag-value" => row.tags.values().any(|v| v.starts_with(text)),
+            "owning-service" => service.as_deref().is_some_and(|s| s.starts_with(text)),
             // keyledger keeps neither descriptions nor primary regions.
             "description" | "primary-region" => false,
             _ => {
-                let lower = |s: &str| s.to_lowercase();
-                let mut words = value.split_whitespace().map(lower);
-                let attributes: Vec<String> = std::iter::once(name.clone())
-                    .chain(row.tags.keys().cloned())
-                    .chain(row.tags.values().cloned())
-                    .chain(service.clone())
-                    .map(|a| lower(&a))
-                    .collect();
-                words.all(|w| attributes.iter().any(|a| a.starts_with(&w)))
+                let attributes = attributes.get_or_insert_with(|| {
+                    std::iter::once(name.as_str())
+                        .chain(row.tags.keys().map(String::as_str))
+                        .chain(row.tags.values().map(String::as_str))
+                        .chain(service.as_deref())
+                        .map(str::to_lowercase)
+                        .collect()
+                });
+                value
+                    .words
+                    .iter()
+                    .all(|w| attributes.iter().any(|a| a.starts_with(w.as_str())))
             }
         };
-        hit != *negated
+        hit != value.negated
     })
 }
 
@@ -517,8 +574,15 @@ pub async fn list_rows(
             )));
         }
     };
-    let values: Vec<(&str, &Vec<(bool, &str)>)> =
-        parsed.iter().map(|f| (f.key, &f.values)).collect();
+    let values: Vec<(&str, Vec<(bool, &str)>)> = parsed
+        .iter()
+        .map(|f| {
+            (
+                f.key,
+                f.values.iter().map(|v| (v.negated, v.text)).collect(),
+            )
+        })
+        .collect();
     let fingerprint = paging::fingerprint(&(
         values,
         listing.sort_by,

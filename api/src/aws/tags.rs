@@ -11,7 +11,6 @@ use super::resolve::resolve;
 use super::secrets::{marked_for_deletion, secret_id, secret_row};
 use super::shapes::{TagResourceInput, UntagResourceInput};
 use super::{AwsCaller, output};
-use crate::consistency::write;
 use crate::state::AppState;
 
 /// The empty output of both operations.
@@ -37,15 +36,9 @@ pub async fn tag(
         command_id: None,
         project: Some(row.project.to_string()),
         id: id.to_string(),
-        tags: tags.into_iter().map(|t| (t.key, t.value)).collect(),
+        tags: super::secrets::tag_map(tags)?,
     };
-    write(
-        state,
-        command::SECRET_TAGS_SET,
-        &caller.caller.token,
-        &request,
-    )
-    .await?;
+    super::write(state, caller, command::SECRET_TAGS_SET, &request).await?;
     output(&Empty {})
 }
 
@@ -70,12 +63,6 @@ pub async fn untag(
         id: id.to_string(),
         keys,
     };
-    write(
-        state,
-        command::SECRET_TAGS_REMOVE,
-        &caller.caller.token,
-        &request,
-    )
-    .await?;
+    super::write(state, caller, command::SECRET_TAGS_REMOVE, &request).await?;
     output(&Empty {})
 }

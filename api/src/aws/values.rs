@@ -24,7 +24,6 @@ use super::shapes::{
     GetSecretValueOutput, PutSecretValueInput, UpdateSecretInput, WriteOutput, aws_labels, epoch,
 };
 use super::{AwsCaller, output, paging};
-use crate::consistency::write;
 use crate::payload::{decrypt, readable_payload};
 use crate::state::AppState;
 
@@ -269,14 +268,7 @@ async fn put_value(
         client_request_token: token.clone(),
         stages: labels.map(|l| l.iter().map(|s| s.as_str().to_owned()).collect()),
     };
-    match write(
-        state,
-        command::SECRET_VALUE_PUT,
-        &caller.caller.token,
-        &request,
-    )
-    .await
-    {
+    match super::write(state, caller, command::SECRET_VALUE_PUT, &request).await {
         Ok(accepted) => Ok(accepted.version_id),
         Err(e) if e.status() == StatusCode::CONFLICT => {
             // The token's version exists with another value, or the secret is full.

@@ -18,7 +18,6 @@ use super::shapes::{
 };
 use super::values::{stage, version_id};
 use super::{AwsCaller, output, paging};
-use crate::consistency::write;
 use crate::state::AppState;
 
 /// Every version of secret `id` the read model holds, oldest first.
@@ -134,22 +133,17 @@ pub async fn update_stage(
         move_to: to.map(|v| v.to_string()),
         remove_from: from.map(|v| v.to_string()),
     };
-    write(
-        state,
-        command::SECRET_STAGE_MOVE,
-        &caller.caller.token,
-        &request,
-    )
-    .await
-    .map_err(|e| {
-        let e = AwsError::from(e);
-        // The label is not where the request said: AWS calls that invalid.
-        if e.code == Code::InvalidRequest {
-            AwsError::invalid(e.message)
-        } else {
-            e
-        }
-    })?;
+    super::write(state, caller, command::SECRET_STAGE_MOVE, &request)
+        .await
+        .map_err(|e| {
+            let e = AwsError::from(e);
+            // The label is not where the request said: AWS calls that invalid.
+            if e.code == Code::InvalidRequest {
+                AwsError::invalid(e.message)
+            } else {
+                e
+            }
+        })?;
     output(&NamedOutput {
         arn: arn(caller, &row),
         name: name_of(&row),

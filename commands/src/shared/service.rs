@@ -1,6 +1,9 @@
 //! The command service: request/reply on `keyledger.cmd.>` in a queue group, so any
 //! number of replicas share the load. Each request is verified (bearer token), handled
-//! and answered with the reply shape of [`infra::protocol`].
+//! and answered with the reply shape of [`infra::protocol`]. The HTTP API's
+//! delegated commands (for principals it verified by AWS signatures) come on
+//! `keyledger.api.cmd.>`, which clients cannot publish to; delegation tokens are
+//! accepted there and nowhere else.
 //!
 //! The service answers with keyledger's own NATS identity, which may write the log.
 //! So it answers only on a subject that can be a reply — an inbox (`_INBOX.`,
@@ -14,7 +17,9 @@ use std::time::Duration;
 
 use async_nats::{Client, Message};
 use domain::Rejection;
-use domain::subject::{COMMAND_PREFIX, COMMANDS_WILDCARD, CommandName};
+use domain::subject::{
+    COMMAND_PREFIX, COMMANDS_WILDCARD, CommandName, DELEGATED_PREFIX, DELEGATED_WILDCARD,
+};
 use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +54,8 @@ pub struct CommandService {
     pub access_keys: Arc<AccessKeyHandler>,
     /// Verifies bearer tokens.
     pub verifier: Verifier,
+    /// Verifies the delegation tokens of delegated commands.
+    pub delegated: Verifier,
     /// The clock tokens are checked against.
     pub clock: Clock,
     /// Most commands handled at once by this process.
@@ -106,11 +113,15 @@ impl Drop for InFlight<'_> {
 impl CommandService {
     /// Serves commands until `shutdown` is cancelled, then finishes those in flight.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
-        let mut requests = self
-            .client
-            .queue_subscribe(COMMANDS_WILDCARD, QUEUE_GROUP.into())
-            .await
-            .map_err(|e| ServiceError(e.to_string()))?;
+        let subscribe = |subject: &'static str| {
+            self.client
+                .queue_subscribe(subject, QUEUE_GROUP.into())
+                .map(|r| r.map_err(|e| ServiceError(e.to_string())))
+        };
+        let mut requests = futures::stream::select(
+            subscribe(COMMANDS_WILDCARD).await?,
+            subscribe(DELEGATED_WILDCARD).await?,
+        );
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let callers = Arc::new(Callers::default());
         let this = Arc::new(self);
@@ -131,7 +142,9 @@ impl CommandService {
                 drop(permit);
             });
         }
-        let _ = requests.unsubscribe().await;
+        let (mut commands, mut delegated) = requests.into_inner();
+        let _ = commands.unsubscribe().await;
+        let _ = delegated.unsubscribe().await;
         // Let commands in flight finish, so their callers get a reply.
         let concurrency = u32::try_from(this.concurrency).unwrap_or(u32::MAX);
         let _ =
@@ -153,20 +166,27 @@ impl CommandService {
             );
             return;
         }
-        let name = message
-            .subject
-            .strip_prefix(COMMAND_PREFIX)
-            .unwrap_or_default()
-            .to_owned();
+        let (name, verifier) = match message.subject.strip_prefix(DELEGATED_PREFIX) {
+            Some(name) => (name.to_owned(), &self.delegated),
+            None => (
+                message
+                    .subject
+                    .strip_prefix(COMMAND_PREFIX)
+                    .unwrap_or_default()
+                    .to_owned(),
+                &self.verifier,
+            ),
+        };
         // A panic while handling one command must not leave its caller without an
         // answer: it is caught, logged with an id, and answered as internal.
-        let result = match std::panic::AssertUnwindSafe(self.execute(&name, &message, callers))
-            .catch_unwind()
-            .await
-        {
-            Ok(result) => result,
-            Err(cause) => Err(panicked(&name, cause)),
-        };
+        let result =
+            match std::panic::AssertUnwindSafe(self.execute(&name, verifier, &message, callers))
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(cause) => Err(panicked(&name, cause)),
+            };
         match &result {
             Ok(a) => {
                 tracing::info!(command = %name, id = %a.id, seq = a.seq, version = a.version, "accepted")
@@ -187,6 +207,7 @@ impl CommandService {
     async fn execute(
         &self,
         name: &str,
+        verifier: &Verifier,
         message: &Message,
         callers: &Callers,
     ) -> Result<AcceptedReply, Rejection> {
@@ -195,9 +216,7 @@ impl CommandService {
             .as_ref()
             .and_then(|h| h.get(AUTHORIZATION))
             .map(|v| v.as_str());
-        let principal = self
-            .verifier
-            .verify_authorization(authorization, (self.clock)())?;
+        let principal = verifier.verify_authorization(authorization, (self.clock)())?;
         let _in_flight = callers.start(
             format!("{}@{}", principal.user, principal.project),
             (self.concurrency / PER_CALLER_SHARE).max(1),

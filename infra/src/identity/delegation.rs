@@ -6,9 +6,11 @@
 //! `keyledger-api`, audience `keyledger`, valid for 60 seconds. Its key is derived
 //! from the commit key, which every component that writes the log already holds: no
 //! new file to distribute, and no new trust (whoever holds the commit key can already
-//! write commits in anyone's name). Only the command service accepts these tokens
-//! ([`super::Verifier::with_delegation`]); the HTTP API and the NATS auth callout do
-//! not, so a client that saw one could not use it at the edge.
+//! write commits in anyone's name). The command service accepts these tokens only on
+//! its delegated subjects (`keyledger.api.cmd.>`, [`super::Verifier::delegated`]),
+//! which only keyledger's own NATS account may publish to; neither the HTTP API, nor
+//! the NATS auth callout, nor the client command subjects accept them, so a client
+//! that saw one could not use it.
 
 use std::time::Duration;
 

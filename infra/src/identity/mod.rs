@@ -131,11 +131,15 @@ impl Verifier {
         }
     }
 
-    /// Also accepts delegation tokens minted under `commit`'s delegation key: for the
-    /// command service only.
-    pub fn with_delegation(mut self, commit: &domain::commit::CommitKey) -> Self {
-        self.delegation = Some(delegation::decoding_key(commit));
-        self
+    /// Accepts only delegation tokens minted under `commit`'s delegation key: for the
+    /// command service's delegated subjects, which only keyledger's own account may
+    /// publish to.
+    pub fn delegated(commit: &domain::commit::CommitKey) -> Self {
+        Self {
+            dev: None,
+            provider: None,
+            delegation: Some(delegation::decoding_key(commit)),
+        }
     }
 
     /// Also accepts tokens from `provider`.
@@ -199,7 +203,8 @@ impl Verifier {
                     DELEGATION_RENEW,
                 )),
                 _ => Err(rejected(
-                    "it is a delegation token, which only keyledger's command service accepts",
+                    "it is a delegation token, which keyledger's command service accepts only \
+                     from keyledger's HTTP API",
                     DEV_RENEW,
                 )),
             };
@@ -379,28 +384,24 @@ mod tests {
     fn delegation_tokens_verify_only_where_delegation_is_on() {
         let commit = domain::commit::CommitKey::new([7; 32]);
         let token = delegation::Delegation::from_commit_key(&commit).mint(&alice(), now());
-        let (_, verifier) = dev_keys_from_secret(&[1; 32]);
+        let (issuer, verifier) = dev_keys_from_secret(&[1; 32]);
         let err = verifier.verify(&token, now()).unwrap_err();
         assert!(
-            err.message.contains("only keyledger's command service"),
+            err.message.contains("only from keyledger's HTTP API"),
             "{}",
             err.message
         );
-        let verifier = verifier.with_delegation(&commit);
-        assert_eq!(verifier.verify(&token, now()), Ok(alice()));
-        // Still refused without development tokens: the delegation key is apart.
-        let verifier = verifier.without_dev_tokens();
-        assert_eq!(verifier.verify(&token, now()), Ok(alice()));
+        let delegated = Verifier::delegated(&commit);
+        assert_eq!(delegated.verify(&token, now()), Ok(alice()));
         // Under another commit key, and after 60 s, it is refused.
-        let other = dev_keys_from_secret(&[1; 32])
-            .1
-            .with_delegation(&domain::commit::CommitKey::new([8; 32]));
+        let other = Verifier::delegated(&domain::commit::CommitKey::new([8; 32]));
         assert!(other.verify(&token, now()).is_err());
         let later = Timestamp::parse_iso8601("t", "2026-11-22T10:01:00Z").unwrap();
-        assert!(verifier.verify(&token, later).is_err());
-        // A development token is not a delegation token, whatever its header says.
-        let (issuer, dev) = dev_keys_from_secret(&[1; 32]);
-        let dev = dev.with_delegation(&commit);
+        assert!(delegated.verify(&token, later).is_err());
+        // Only delegation tokens: a development token is refused there.
+        let plain = issuer.issue(&alice(), Duration::from_secs(60), now());
+        assert!(delegated.verify(&plain, now()).is_err());
+        // A development-key token with the delegation kid is not a delegation token.
         let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
         header.kid = Some(delegation::DELEGATION_KID.to_owned());
         let forged = jsonwebtoken::encode(
@@ -410,9 +411,8 @@ mod tests {
             &jsonwebtoken::EncodingKey::from_secret(&[1; 32]),
         )
         .unwrap();
-        assert!(dev.verify(&forged, now()).is_err());
-        let plain = issuer.issue(&alice(), Duration::from_secs(60), now());
-        assert_eq!(dev.verify(&plain, now()), Ok(alice()));
+        assert!(delegated.verify(&forged, now()).is_err());
+        assert!(verifier.verify(&forged, now()).is_err());
     }
 
     #[test]
