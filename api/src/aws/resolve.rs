@@ -109,6 +109,9 @@ async fn named(
         .read
         .by_name_any(project, name, (state.clock)())
         .await?;
+    if all.len() < 2 {
+        return Ok(all);
+    }
     let unique: Vec<Candidate> = all
         .iter()
         .filter(|c| {

@@ -144,19 +144,10 @@ pub async fn value(
     let Some(payload) = payload else {
         return Err(missing());
     };
-    let found = state
-        .read
-        .find_version(
-            id,
-            VersionSelector::Id(&payload.version_id.to_string()),
-            now,
-        )
-        .await?;
-    let (created, stages) = match found.value {
-        Lookup::Found((_, Some(v))) => (epoch(&v.created), v.stages),
-        _ => (None, Vec::new()),
-    };
-    let labels = aws_labels(&stages);
+    // The version's stages and time come with its payload (one statement, or the
+    // payload cache).
+    let created = epoch(&payload.created);
+    let labels = aws_labels(&payload.stages);
     if let (Some(_), Some(stage)) = (&version_text, label)
         && !labels.iter().any(|l| l == stage.aws_name())
     {

@@ -205,6 +205,10 @@ pub struct PayloadRow {
     pub nonce: Vec<u8>,
     /// Ciphertext and tag.
     pub ciphertext: Vec<u8>,
+    /// RFC 3339 time it was stored.
+    pub created: String,
+    /// The built-in stages on it (`current`, `previous`, `pending`), in that order.
+    pub stages: Vec<String>,
 }
 
 /// The result of looking up one secret.
