@@ -207,7 +207,7 @@ pub struct PayloadRow {
     pub ciphertext: Vec<u8>,
     /// RFC 3339 time it was stored.
     pub created: String,
-    /// The built-in stages on it (`current`, `previous`, `pending`), in that order.
+    /// The stages on it (`current`, `previous`, `pending`), sorted.
     pub stages: Vec<String>,
 }
 

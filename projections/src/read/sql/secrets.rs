@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use domain::ids::{KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
-use domain::secret::version::Stage;
 use domain::secret::acl::Acl;
 use domain::secret::payload::ContentType;
 use domain::timestamp::Timestamp;
@@ -46,33 +45,22 @@ fn version_columns() -> String {
 }
 
 fn version_row(r: &DbRow) -> Result<VersionRow, sqlx::Error> {
-    let stages: Option<String> = r.try_get("stages")?;
     Ok(VersionRow {
         version_id: r.try_get("version_id")?,
         content_type: r.try_get("content_type")?,
         created: r.try_get("created")?,
-        stages: stages
-            .iter()
-            .flat_map(|s| s.split(','))
-            .map(str::to_owned)
-            .collect(),
+        stages: stages_of(r)?,
     })
 }
 
-/// The version each built-in stage is on (`g_current`, `g_previous`, `g_pending`), so
-/// a payload read learns its version's stages in the same statement.
-fn stage_columns() -> String {
-    Stage::ALL
+/// The [`STAGES`] column, as a list.
+fn stages_of(r: &DbRow) -> Result<Vec<String>, sqlx::Error> {
+    let stages: Option<String> = r.try_get("stages")?;
+    Ok(stages
         .iter()
-        .map(|stage| {
-            format!(
-                "(SELECT g.version_id FROM secret_stages g WHERE g.project = s.project AND \
-                 g.secret_id = s.id AND g.stage = '{0}') AS g_{0}",
-                stage.as_str()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .flat_map(|s| s.split(','))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// The columns of a [`SecretRow`], from `secrets s`: its consumers as a JSON array of
@@ -295,12 +283,10 @@ impl Reads<'_> {
              (SELECT c.seq FROM checkpoints c WHERE c.projection = $1) AS applied_seq, \
              p.version_id AS p_version_id, p.key_id AS p_key_id, \
              p.content_type AS p_content_type, p.nonce AS p_nonce, \
-             p.ciphertext AS p_ciphertext, p.created AS p_created, \
-             {} \
+             p.ciphertext AS p_ciphertext, p.created AS p_created, {STAGES} \
              FROM secrets s LEFT JOIN secret_payloads p ON p.project = s.project \
              AND p.secret_id = s.id AND {condition} WHERE s.id = $2",
-            secret_columns(),
-            stage_columns()
+            secret_columns()
         )))
         .bind(crate::apply::PROJECTION)
         .bind(id.to_string())
@@ -315,14 +301,7 @@ impl Reads<'_> {
         let version: Option<String> = r.try_get("p_version_id")?;
         let payload = match version {
             None => None,
-            Some(version) => {
-                let mut stages = Vec::new();
-                for stage in Stage::ALL {
-                    let on: Option<String> = r.try_get(format!("g_{}", stage.as_str()).as_str())?;
-                    if on.as_deref() == Some(version.as_str()) {
-                        stages.push(stage.as_str().to_owned());
-                    }
-                }
+            Some(_) => {
                 Some(PayloadRow {
                     version_id: parsed(&r, "p_version_id", VersionId::parse)?,
                     key_id: parsed(&r, "p_key_id", KeyId::parse)?,
@@ -330,7 +309,7 @@ impl Reads<'_> {
                     nonce: r.try_get("p_nonce")?,
                     ciphertext: r.try_get("p_ciphertext")?,
                     created: r.try_get("p_created")?,
-                    stages,
+                    stages: stages_of(&r)?,
                 })
             }
         };
