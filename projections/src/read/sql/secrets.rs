@@ -417,17 +417,7 @@ impl Reads<'_> {
         name: &str,
         now: Timestamp,
     ) -> Result<Vec<Candidate>, sqlx::Error> {
-        sqlx::query_as::<_, (String, String)>(
-            "SELECT s.id, s.reference FROM secrets s WHERE s.project = $1 AND s.name = $2 \
-             AND s.status = 'active' AND (s.expiration_ms IS NULL OR s.expiration_ms > $3) \
-             ORDER BY s.created_ms, s.id",
-        )
-        .bind(project.as_str())
-        .bind(name)
-        .bind(now.unix_millis())
-        .fetch_all(self.0)
-        .await
-        .map(candidates)
+        self.named(project, name, now, "s.status = 'active'").await
     }
 
     /// The secrets of `project` named `name`, live or scheduled for deletion.
@@ -437,11 +427,31 @@ impl Reads<'_> {
         name: &str,
         now: Timestamp,
     ) -> Result<Vec<Candidate>, sqlx::Error> {
-        sqlx::query_as::<_, (String, String)>(
-            "SELECT s.id, s.reference FROM secrets s WHERE s.project = $1 AND s.name = $2 \
-             AND s.status IN ('active', 'pending_deletion') \
-             AND (s.expiration_ms IS NULL OR s.expiration_ms > $3) ORDER BY s.created_ms, s.id",
-        )
+        self.named(project, name, now, "s.status IN ('active', 'pending_deletion')")
+            .await
+    }
+
+    /// The unexpired secrets of `project` named `name` whose status passes `status`,
+    /// oldest first. On SQLite the name index is named: without statistics its
+    /// planner walks all of the project's secrets by primary key (or in creation
+    /// order, for the ORDER BY) rather than look the name up, so every look-up by
+    /// name read every secret of the project.
+    async fn named(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        now: Timestamp,
+        status: &'static str,
+    ) -> Result<Vec<Candidate>, sqlx::Error> {
+        let by_name = match DIALECT {
+            Dialect::Sqlite => "INDEXED BY secrets_by_name",
+            Dialect::Postgres => "",
+        };
+        sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(format!(
+            "SELECT s.id, s.reference FROM secrets s {by_name} WHERE s.project = $1 \
+             AND s.name = $2 AND {status} \
+             AND (s.expiration_ms IS NULL OR s.expiration_ms > $3) ORDER BY s.created_ms, s.id"
+        )))
         .bind(project.as_str())
         .bind(name)
         .bind(now.unix_millis())
