@@ -15,16 +15,41 @@ const LOWERCASE: &str = "abcdefghijklmnopqrstuvwxyz";
 const UPPERCASE: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const DIGITS: &str = "0123456789";
 
-/// A uniformly random index below `n` (rejection sampling: no modulo bias).
-fn below(n: usize) -> usize {
-    let n = u32::try_from(n).unwrap_or(u32::MAX).max(1);
-    let zone = u32::MAX - (u32::MAX % n);
-    loop {
-        let mut bytes = [0u8; 4];
-        infra::keyfile::random_bytes(&mut bytes);
-        let x = u32::from_le_bytes(bytes);
-        if x < zone {
-            return (x % n) as usize;
+/// Random numbers from the operating system's source, drawn 256 bytes at a time (a
+/// 4,096-character password would otherwise cost thousands of system calls).
+struct Random {
+    buf: [u8; 256],
+    at: usize,
+}
+
+impl Random {
+    fn new() -> Self {
+        Self {
+            buf: [0; 256],
+            at: 256,
+        }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if self.at + 4 > self.buf.len() {
+            infra::keyfile::random_bytes(&mut self.buf);
+            self.at = 0;
+        }
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&self.buf[self.at..self.at + 4]);
+        self.at += 4;
+        u32::from_le_bytes(word)
+    }
+
+    /// A uniformly random index below `n` (rejection sampling: no modulo bias).
+    fn below(&mut self, n: usize) -> usize {
+        let n = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        let zone = u32::MAX - (u32::MAX % n);
+        loop {
+            let x = self.next_u32();
+            if x < zone {
+                return (x % n) as usize;
+            }
         }
     }
 }
@@ -70,16 +95,17 @@ pub fn password(input: &GetRandomPasswordInput) -> Result<String, AwsError> {
         )));
     }
     let all: Vec<char> = types.iter().flatten().copied().collect();
+    let mut random = Random::new();
     let mut chars: Vec<char> = Vec::with_capacity(length);
     if each {
-        chars.extend(types.iter().map(|t| t[below(t.len())]));
+        chars.extend(types.iter().map(|t| t[random.below(t.len())]));
     }
     while chars.len() < length {
-        chars.push(all[below(all.len())]);
+        chars.push(all[random.below(all.len())]);
     }
     // Shuffle (Fisher–Yates), so the required characters are anywhere.
     for i in (1..chars.len()).rev() {
-        chars.swap(i, below(i + 1));
+        chars.swap(i, random.below(i + 1));
     }
     Ok(chars.into_iter().collect())
 }
