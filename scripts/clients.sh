@@ -12,17 +12,24 @@
 # Requires python3 with venv and pip. Reinstalls only when the requirements change.
 
 _kl_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
+
+# _kl_venv_with VENV REQUIREMENTS: (re)creates VENV with REQUIREMENTS installed,
+# unless the hash stamped in VENV says they are installed already.
+_kl_venv_with() {
+    local want
+    want="$(sha256sum "$2" | cut -d' ' -f1)"
+    if [ ! -x "$1/bin/python" ] || [ "$(cat "$1/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+        echo "installing the Python packages of ${2#"$_kl_root"/} into $1" >&2
+        rm -rf "$1"
+        python3 -m venv "$1" >&2
+        "$1/bin/python" -m pip install --quiet --disable-pip-version-check -r "$2" >&2
+        echo "$want" > "$1/.requirements.sha256"
+    fi
+}
+
 _kl_venv="$_kl_root/.tools/venv"
 _kl_req="$_kl_root/tests/clients/requirements.txt"
-_kl_stamp="$_kl_venv/.requirements.sha256"
-_kl_want="$(sha256sum "$_kl_req" | cut -d' ' -f1)"
-if [ ! -x "$_kl_venv/bin/python" ] || [ "$(cat "$_kl_stamp" 2>/dev/null)" != "$_kl_want" ]; then
-    echo "installing the client tests' Python packages into $_kl_venv (tests/clients/requirements.txt)" >&2
-    rm -rf "$_kl_venv"
-    python3 -m venv "$_kl_venv" >&2
-    "$_kl_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$_kl_req" >&2
-    echo "$_kl_want" > "$_kl_stamp"
-fi
+_kl_venv_with "$_kl_venv" "$_kl_req"
 export KEYLEDGER_CLIENTS_PYTHON="$_kl_venv/bin/python"
 
 _kl_bc_version="$(sed -n 's/^python-barbicanclient==//p' "$_kl_req")"
@@ -39,15 +46,7 @@ export KEYLEDGER_BARBICANCLIENT_SDIST="$_kl_sdist"
 # boto3 and the aws CLI, in a venv of their own (awscli pins what the OpenStack
 # clients need newer).
 _kl_aws_venv="$_kl_root/.tools/venv-aws"
-_kl_aws_req="$_kl_root/tests/clients/requirements-aws.txt"
-_kl_aws_want="$(sha256sum "$_kl_aws_req" | cut -d' ' -f1)"
-if [ ! -x "$_kl_aws_venv/bin/python" ] || [ "$(cat "$_kl_aws_venv/.requirements.sha256" 2>/dev/null)" != "$_kl_aws_want" ]; then
-    echo "installing boto3 and the aws CLI into $_kl_aws_venv (tests/clients/requirements-aws.txt)" >&2
-    rm -rf "$_kl_aws_venv"
-    python3 -m venv "$_kl_aws_venv" >&2
-    "$_kl_aws_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$_kl_aws_req" >&2
-    echo "$_kl_aws_want" > "$_kl_aws_venv/.requirements.sha256"
-fi
+_kl_venv_with "$_kl_aws_venv" "$_kl_root/tests/clients/requirements-aws.txt"
 export KEYLEDGER_AWS_PYTHON="$_kl_aws_venv/bin/python"
-unset _kl_root _kl_venv _kl_req _kl_stamp _kl_want _kl_bc_version _kl_sdist
-unset _kl_aws_venv _kl_aws_req _kl_aws_want
+unset _kl_root _kl_venv _kl_req _kl_bc_version _kl_sdist _kl_aws_venv
+unset -f _kl_venv_with

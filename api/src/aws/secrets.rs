@@ -95,6 +95,21 @@ pub async fn secret_row(
     }
 }
 
+/// [`secret_row`] for operations a secret in its recovery window refuses (all but
+/// describing, listing, deleting and restoring it).
+pub async fn live_row(
+    state: &AppState,
+    caller: &AwsCaller,
+    id: SecretId,
+    action: Action,
+) -> Result<SecretRow, AwsError> {
+    let row = secret_row(state, caller, id, action).await?;
+    if row.purge_at.is_some() {
+        return Err(marked_for_deletion(&row));
+    }
+    Ok(row)
+}
+
 /// AWS's rule for names: letters, digits and `/_+=.@-`. keyledger's own limit of 255
 /// characters applies (AWS allows 512).
 fn aws_name(name: &str) -> Result<SecretName, AwsError> {

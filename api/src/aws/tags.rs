@@ -8,7 +8,7 @@ use infra::protocol::{RemoveTagsRequest, SetTagsRequest};
 
 use super::error::AwsError;
 use super::resolve::resolve;
-use super::secrets::{marked_for_deletion, secret_id, secret_row};
+use super::secrets::{live_row, secret_id};
 use super::shapes::{TagResourceInput, UntagResourceInput};
 use super::{AwsCaller, output};
 use crate::state::AppState;
@@ -28,10 +28,7 @@ pub async fn tag(
         .tags
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AwsError::invalid("Tags is required: give at least one {Key, Value}"))?;
-    let row = secret_row(state, caller, id, Action::UpdateSecret).await?;
-    if row.purge_at.is_some() {
-        return Err(marked_for_deletion(&row));
-    }
+    let row = live_row(state, caller, id, Action::UpdateSecret).await?;
     let request = SetTagsRequest {
         command_id: None,
         project: Some(row.project.to_string()),
@@ -53,10 +50,7 @@ pub async fn untag(
         .tag_keys
         .filter(|k| !k.is_empty())
         .ok_or_else(|| AwsError::invalid("TagKeys is required: give at least one key"))?;
-    let row = secret_row(state, caller, id, Action::UpdateSecret).await?;
-    if row.purge_at.is_some() {
-        return Err(marked_for_deletion(&row));
-    }
+    let row = live_row(state, caller, id, Action::UpdateSecret).await?;
     let request = RemoveTagsRequest {
         command_id: None,
         project: Some(row.project.to_string()),

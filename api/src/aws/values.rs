@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use super::error::{AwsError, Code};
 use super::resolve::resolve;
 use super::secrets::{
-    Listing, arn, list_rows, marked_for_deletion, name_of, secret_id, secret_row,
+    Listing, arn, list_rows, live_row, marked_for_deletion, name_of, secret_id, secret_row,
 };
 use super::shapes::{
     BatchError, BatchGetSecretValueInput, BatchGetSecretValueOutput, GetSecretValueInput,
@@ -211,7 +211,7 @@ pub async fn put(
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    let row = secret_row(state, caller, id, Action::UpdateSecret).await?;
+    let row = live_row(state, caller, id, Action::UpdateSecret).await?;
     let version = put_value(
         state,
         caller,
@@ -235,8 +235,8 @@ pub async fn put(
     })
 }
 
-/// Stores `value` as a new version of the secret in `row` with `labels` (`AWSCURRENT`
-/// when `None`); the new version's id.
+/// Stores `value` as a new version of the live secret in `row` with `labels`
+/// (`AWSCURRENT` when `None`); the new version's id.
 async fn put_value(
     state: &AppState,
     caller: &AwsCaller,
@@ -245,9 +245,6 @@ async fn put_value(
     token: Option<String>,
     labels: Option<&[Stage]>,
 ) -> Result<Option<String>, AwsError> {
-    if row.purge_at.is_some() {
-        return Err(marked_for_deletion(row));
-    }
     let id = row.id;
     let request = PutValueRequest {
         command_id: None,
@@ -313,12 +310,11 @@ pub async fn update(
         ));
     }
     let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
-    let row = secret_row(state, caller, id, Action::UpdateSecret).await?;
+    let row = live_row(state, caller, id, Action::UpdateSecret).await?;
     let version = match payload_fields(input.secret_string, input.secret_binary)? {
         Some(value) => {
             put_value(state, caller, &row, value, input.client_request_token, None).await?
         }
-        None if row.purge_at.is_some() => return Err(marked_for_deletion(&row)),
         None => None,
     };
     output(&WriteOutput {

@@ -11,7 +11,7 @@ use projections::read::{Lookup, VersionRow, VersionSelector};
 
 use super::error::{AwsError, Code};
 use super::resolve::resolve;
-use super::secrets::{arn, marked_for_deletion, name_of, secret_id, secret_row};
+use super::secrets::{arn, live_row, name_of, secret_id};
 use super::shapes::{
     ListSecretVersionIdsInput, ListSecretVersionIdsOutput, NamedOutput,
     UpdateSecretVersionStageInput, VersionEntry, aws_labels, epoch,
@@ -49,10 +49,7 @@ pub async fn list(
     input: ListSecretVersionIdsInput,
 ) -> Result<Response, AwsError> {
     let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
-    let row = secret_row(state, caller, id, Action::ReadSecret).await?;
-    if row.purge_at.is_some() {
-        return Err(marked_for_deletion(&row));
-    }
+    let row = live_row(state, caller, id, Action::ReadSecret).await?;
     let deprecated = input.include_deprecated.unwrap_or(false);
     let limit = paging::max_results(input.max_results, 100)?;
     let fingerprint = paging::fingerprint(&(id.to_string(), deprecated, limit));
@@ -105,10 +102,7 @@ pub async fn update_stage(
         .as_deref()
         .map(|v| version_id(id, v))
         .transpose()?;
-    let row = secret_row(state, caller, id, Action::UpdateSecret).await?;
-    if row.purge_at.is_some() {
-        return Err(marked_for_deletion(&row));
-    }
+    let row = live_row(state, caller, id, Action::UpdateSecret).await?;
     let holder = state
         .read
         .find_version(id, VersionSelector::Stage(label.as_str()), (state.clock)())

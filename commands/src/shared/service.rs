@@ -118,20 +118,20 @@ impl CommandService {
                 .queue_subscribe(subject, QUEUE_GROUP.into())
                 .map(|r| r.map_err(|e| ServiceError(e.to_string())))
         };
-        let mut requests = futures::stream::select(
-            subscribe(COMMANDS_WILDCARD).await?,
-            subscribe(DELEGATED_WILDCARD).await?,
-        );
+        let mut commands = subscribe(COMMANDS_WILDCARD).await?;
+        let mut delegated = subscribe(DELEGATED_WILDCARD).await?;
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let callers = Arc::new(Callers::default());
         let this = Arc::new(self);
         loop {
+            // Either subscription ending ends the service, to be restarted whole.
             let message = tokio::select! {
                 () = shutdown.cancelled() => break,
-                m = requests.next() => match m {
-                    Some(m) => m,
-                    None => return Err(ServiceError("the subscription ended".into())),
-                },
+                m = commands.next() => m,
+                m = delegated.next() => m,
+            };
+            let Some(message) = message else {
+                return Err(ServiceError("a subscription ended".into()));
             };
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
@@ -142,7 +142,6 @@ impl CommandService {
                 drop(permit);
             });
         }
-        let (mut commands, mut delegated) = requests.into_inner();
         let _ = commands.unsubscribe().await;
         let _ = delegated.unsubscribe().await;
         // Let commands in flight finish, so their callers get a reply.
