@@ -126,6 +126,21 @@ fn actor(who: Who) -> Actor {
     }
 }
 
+/// The command with the data key the handler would draw for step `n`: version ids
+/// come from clients and repeat, but every stored value gets a fresh key.
+fn with_fresh_key(mut cmd: SecretCommand, n: usize) -> SecretCommand {
+    let payload = match &mut cmd {
+        SecretCommand::Create(c) => c.payload.as_mut(),
+        SecretCommand::PutPayload(p) => Some(p),
+        SecretCommand::PutValue(p) => Some(&mut p.payload),
+        _ => None,
+    };
+    if let Some(p) = payload {
+        p.key_id = KeyId::from_uuid(Uuid::from_u128((u128::try_from(n).unwrap() + 1) << 64));
+    }
+    cmd
+}
+
 fn lifecycle() -> Lifecycle {
     // Small numbers so that sequences reach every rule: keep 3 versions, destroy
     // deprecated ones after 2 s, recovery windows of 1 to 4 s.
@@ -154,7 +169,8 @@ proptest! {
         let mut now_ms = T0;
         let mut history: Vec<SecretEvent> = Vec::new();
 
-        for (who, cmd, advance) in steps {
+        for (n, (who, cmd, advance)) in steps.into_iter().enumerate() {
+            let cmd = with_fresh_key(cmd, n);
             now_ms += advance;
             let actor = actor(who);
             let now = Timestamp::from_unix_millis(now_ms).unwrap();
@@ -203,7 +219,7 @@ proptest! {
                 _ => None,
             }).collect();
             let stored_set: BTreeSet<_> = stored.iter().copied().collect();
-            prop_assert_eq!(stored.len(), stored_set.len(), "a version is stored once");
+            prop_assert_eq!(stored.len(), stored_set.len(), "a data key is stored once");
             let destroyed: Vec<KeyId> = history.iter().flat_map(|e| e.destroyed_keys().to_vec()).collect();
             let destroyed_set: BTreeSet<_> = destroyed.iter().copied().collect();
             prop_assert_eq!(destroyed.len(), destroyed_set.len(), "a key is destroyed once");
@@ -213,6 +229,10 @@ proptest! {
             match &state {
                 SecretState::Absent => prop_assert!(history.is_empty()),
                 SecretState::Live(s) => {
+                    // A version id names one live version, even when a client reuses
+                    // the id of a version retention destroyed.
+                    let ids: BTreeSet<_> = s.versions.iter().map(|v| v.id).collect();
+                    prop_assert_eq!(ids.len(), s.versions.len(), "two live versions share an id");
                     // Every stage is on a version whose key still exists.
                     for v in s.stages.values() {
                         prop_assert!(s.version(*v).is_some(), "stage on a destroyed version");
