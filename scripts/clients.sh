@@ -22,7 +22,12 @@ _kl_venv_with() {
         echo "installing the Python packages of ${2#"$_kl_root"/} into $1" >&2
         rm -rf "$1"
         python3 -m venv "$1" >&2
-        "$1/bin/python" -m pip install --quiet --disable-pip-version-check -r "$2" >&2
+        # Stamped only once everything installed: a failed install is tried again.
+        if ! "$1/bin/python" -m pip install --quiet --disable-pip-version-check -r "$2" >&2; then
+            echo "installing ${2#"$_kl_root"/} failed; it is tried again next time" >&2
+            rm -rf "$1"
+            return 1
+        fi
         echo "$want" > "$1/.requirements.sha256"
     fi
 }

@@ -32,6 +32,11 @@ fn access_key(up: &Up, token: &str, user: &str, project: &str, roles: &str) -> (
 /// Runs `run.py <modules>` with the AWS venv's Python against `up`; fails with its
 /// output unless every test ran and passed.
 async fn run(up: &mut Up, modules: &[&str]) -> String {
+    run_with(up, modules, &[]).await
+}
+
+/// [`run`], with more environment variables.
+async fn run_with(up: &mut Up, modules: &[&str], env: &[(&str, String)]) -> String {
     let admin = up.token("alice", "demo", "admin");
     let (key, secret) = access_key(up, &admin, "alice", "demo", "admin");
     let (auditor_key, auditor_secret) = access_key(up, &admin, "carol", "demo", "audit");
@@ -63,7 +68,8 @@ async fn run(up: &mut Up, modules: &[&str]) -> String {
         .env("OTHER_ACCESS_KEY_ID", other_key)
         .env("OTHER_SECRET_ACCESS_KEY", other_secret)
         .env("KEYLEDGER_URL", &up.http)
-        .env("KEYLEDGER_TOKEN", admin);
+        .env("KEYLEDGER_TOKEN", admin)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
@@ -94,5 +100,33 @@ async fn boto3_works_against_keyledger() {
 async fn the_aws_cli_works_against_keyledger() {
     let mut up = Up::spawn(|_| {}).await;
     let output = run(&mut up, &["test_awscli"]).await;
+    println!("{}", output.lines().last().unwrap_or_default());
+}
+
+/// Rotation on NATS handlers: AWS's generic rotation template, run unchanged by
+/// `handlers/nats_lambda.py` as the `rotation` NATS user, rotates a secret through its
+/// four steps; a failed testSecret leaves AWSCURRENT; an unserved handler, a step
+/// timeout, a rotation in progress and a cancelled one each answer what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_runs_on_nats_handlers() {
+    let mut up = Up::spawn(|c| {
+        c.args(["--rotation-step-timeout", "2s", "--rotation-attempts", "2"])
+            .args([
+                "--rotation-retry-after",
+                "1s",
+                "--scheduler-interval",
+                "200ms",
+            ]);
+    })
+    .await;
+    let password =
+        std::fs::read_to_string(up.dir.path().join("data").join("nats-rotation.key")).unwrap();
+    let url = format!("nats://rotation:{}@{}", password.trim(), up.nats);
+    let output = run_with(
+        &mut up,
+        &["test_rotation"],
+        &[("KEYLEDGER_ROTATION_NATS", url)],
+    )
+    .await;
     println!("{}", output.lines().last().unwrap_or_default());
 }

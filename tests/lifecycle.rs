@@ -338,6 +338,7 @@ async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key()
             handler: t.config.handler.clone(),
             database_url: t.stack.database_url.clone(),
             scheduler_interval: Duration::from_millis(50),
+            rotation: t.config.rotation,
             orders: Default::default(),
             // A second checkpointer with the same key races the first too.
             checkpoints: t.config.checkpoints.clone().unwrap(),

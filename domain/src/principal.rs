@@ -36,6 +36,8 @@ pub enum SystemTask {
     Scheduler,
     /// The order worker: generating keys and certificates, and storing them.
     OrderWorker,
+    /// The rotation runner: starting scheduled rotations and recording each step.
+    Rotator,
 }
 
 impl std::fmt::Display for SystemTask {
@@ -43,6 +45,7 @@ impl std::fmt::Display for SystemTask {
         f.write_str(match self {
             Self::Scheduler => "scheduler",
             Self::OrderWorker => "order worker",
+            Self::Rotator => "rotation runner",
         })
     }
 }
@@ -81,6 +84,13 @@ impl Actor {
     pub fn order_worker() -> Self {
         Self::System(SystemActor {
             system: SystemTask::OrderWorker,
+        })
+    }
+
+    /// The rotation runner.
+    pub fn rotator() -> Self {
+        Self::System(SystemActor {
+            system: SystemTask::Rotator,
         })
     }
 

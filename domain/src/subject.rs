@@ -30,6 +30,15 @@ pub const DELEGATED_WILDCARD: &str = "keyledger.api.cmd.>";
 /// The prefix of delegated command subjects: `keyledger.api.cmd.<name>`.
 pub const DELEGATED_PREFIX: &str = "keyledger.api.cmd.";
 
+/// The subject a rotation handler serves: `keyledger.rotate.<handler>`.
+pub fn rotation_handler(handler: &crate::secret::rotation::HandlerName) -> String {
+    format!("{ROTATE_PREFIX}{handler}")
+}
+/// The prefix of rotation handlers' subjects.
+pub const ROTATE_PREFIX: &str = "keyledger.rotate.";
+/// Every rotation handler's subject: what the `rotation` NATS user may serve.
+pub const ROTATE_WILDCARD: &str = "keyledger.rotate.>";
+
 /// Command names, as in `keyledger.cmd.<name>`.
 pub mod command {
     /// Create a secret (Barbican `POST /v1/secrets`).
@@ -70,6 +79,16 @@ pub mod command {
     pub const SECRET_ACL_SET: &str = "secret.acl.set";
     /// Reset a secret's ACL to the default (Barbican `DELETE /v1/secrets/{id}/acl`).
     pub const SECRET_ACL_DELETE: &str = "secret.acl.delete";
+    /// Configure a secret's rotation, start one, or both (AWS `RotateSecret`).
+    pub const SECRET_ROTATE: &str = "secret.rotate";
+    /// Turn rotation off and stop a run (AWS `CancelRotateSecret`).
+    pub const SECRET_ROTATION_CANCEL: &str = "secret.rotation.cancel";
+    /// Start a scheduled rotation. Issued by keyledger's rotation runner only; not
+    /// served on NATS.
+    pub const SECRET_ROTATION_START: &str = "secret.rotation.start";
+    /// Record a rotation step's outcome. Issued by keyledger's rotation runner only;
+    /// not served on NATS.
+    pub const SECRET_ROTATION_STEP: &str = "secret.rotation.step";
 
     /// Create a container (Barbican `POST /v1/containers`).
     pub const CONTAINER_CREATE: &str = "container.create";
@@ -116,6 +135,8 @@ pub mod command {
         SECRET_CONSUMER_REMOVE,
         SECRET_ACL_SET,
         SECRET_ACL_DELETE,
+        SECRET_ROTATE,
+        SECRET_ROTATION_CANCEL,
         CONTAINER_CREATE,
         CONTAINER_SECRET_ADD,
         CONTAINER_SECRET_REMOVE,
@@ -190,6 +211,10 @@ commands_of!(
         AclSet = command::SECRET_ACL_SET,
         /// [`command::SECRET_ACL_DELETE`].
         AclDelete = command::SECRET_ACL_DELETE,
+        /// [`command::SECRET_ROTATE`].
+        Rotate = command::SECRET_ROTATE,
+        /// [`command::SECRET_ROTATION_CANCEL`].
+        RotationCancel = command::SECRET_ROTATION_CANCEL,
     }
 );
 

@@ -15,10 +15,11 @@ use domain::ErrorCode;
 use domain::ids::{KeyId, ProjectId, Role, SecretId, UserId, VersionId};
 use domain::principal::{Actor, Principal};
 use domain::secret::fields::{Attributes, Expiration, MetadataKey, MetadataValue};
+use domain::secret::rotation::{HandlerName, RotationRules, Step, StepResult};
 use domain::secret::version::{Lifecycle, RecoveryWindow, Retention, Stage};
 use domain::secret::{
-    Context, CreateSecret, DeleteMode, Presence, PutValue, SecretCommand, SecretEvent, SecretState,
-    decide, evolve,
+    Context, CreateSecret, DeleteMode, Presence, PutValue, RecordStep, Rotate, SecretCommand,
+    SecretEvent, SecretState, decide, evolve,
 };
 use domain::timestamp::Timestamp;
 use proptest::prelude::*;
@@ -92,6 +93,45 @@ fn command() -> impl Strategy<Value = SecretCommand> {
         Just(SecretCommand::Expire),
         Just(SecretCommand::Purge),
         Just(SecretCommand::PruneVersions),
+        (any::<bool>(), 0u32..6).prop_map(|(immediately, n)| SecretCommand::Rotate(Box::new(
+            Rotate {
+                handler: Some(HandlerName::parse("pg").unwrap()),
+                rules: Some(RotationRules::parse(Some(1), None, None).unwrap()),
+                immediately,
+                version: sealed(n).version_id,
+            }
+        ))),
+        Just(SecretCommand::CancelRotation),
+        (0u32..6).prop_map(|n| SecretCommand::StartScheduledRotation {
+            version: sealed(n).version_id
+        }),
+        (
+            0u32..6,
+            prop::sample::select(Step::ALL.to_vec()),
+            1u32..3,
+            any::<bool>(),
+            prop::option::of(0i64..5_000)
+        )
+            .prop_map(
+                |(n, step, attempt, ok, retry)| SecretCommand::RecordRotationStep(Box::new(
+                    RecordStep {
+                        version: sealed(n).version_id,
+                        step,
+                        attempt,
+                        result: if ok {
+                            StepResult::Done {
+                                lease: Timestamp::from_unix_millis(T0).unwrap(),
+                            }
+                        } else {
+                            StepResult::Failed {
+                                reason: "refused".into(),
+                                retry_at: retry
+                                    .map(|ms| Timestamp::from_unix_millis(T0 + ms).unwrap()),
+                            }
+                        },
+                    }
+                ))
+            ),
     ]
 }
 
@@ -101,6 +141,7 @@ enum Who {
     Owner,
     Foreign,
     Scheduler,
+    Rotator,
 }
 
 /// A step: who sends which command, and how far the clock moved before it.
@@ -109,6 +150,7 @@ fn step() -> impl Strategy<Value = (Who, SecretCommand, i64)> {
         8 => Just(Who::Owner),
         1 => Just(Who::Foreign),
         2 => Just(Who::Scheduler),
+        2 => Just(Who::Rotator),
     ];
     (who, command(), 0i64..3_000)
 }
@@ -117,6 +159,7 @@ fn actor(who: Who) -> Actor {
     let own = who == Who::Owner;
     match who {
         Who::Scheduler => Actor::scheduler(),
+        Who::Rotator => Actor::rotator(),
         _ => Actor::User(Principal {
             user: UserId::parse(if own { "alice" } else { "mallory" }).unwrap(),
             project: ProjectId::parse(if own { "p1" } else { "p2" }).unwrap(),
@@ -193,6 +236,14 @@ proptest! {
                         prop_assert!(matches!(cmd, SecretCommand::Expire | SecretCommand::Purge | SecretCommand::PruneVersions),
                             "the scheduler ran {:?}", cmd);
                     }
+                    if who == Who::Rotator {
+                        prop_assert!(matches!(cmd, SecretCommand::StartScheduledRotation { .. } | SecretCommand::RecordRotationStep(_)),
+                            "the rotation runner ran {:?}", cmd);
+                    }
+                    if who == Who::Owner {
+                        prop_assert!(!matches!(cmd, SecretCommand::StartScheduledRotation { .. } | SecretCommand::RecordRotationStep(_)),
+                            "a user ran the rotation runner's {:?}", cmd);
+                    }
                     prop_assert!(
                         !matches!(state, SecretState::Deleted | SecretState::Expired(_)) || events.is_empty(),
                         "nothing applies after deletion or expiry"
@@ -233,9 +284,15 @@ proptest! {
                     // the id of a version retention destroyed.
                     let ids: BTreeSet<_> = s.versions.iter().map(|v| v.id).collect();
                     prop_assert_eq!(ids.len(), s.versions.len(), "two live versions share an id");
-                    // Every stage is on a version whose key still exists.
-                    for v in s.stages.values() {
-                        prop_assert!(s.version(*v).is_some(), "stage on a destroyed version");
+                    // Every stage is on a version whose key still exists, but AWSPENDING,
+                    // which a rotation puts on its version before the value exists.
+                    for (stage, v) in &s.stages {
+                        prop_assert!(*stage == Stage::Pending || s.version(*v).is_some(), "stage on a destroyed version");
+                    }
+                    // A run makes a version that did not exist when it started, and
+                    // AWSCURRENT is never moved by the rotation itself.
+                    if let Some(r) = &s.rotation {
+                        prop_assert!(r.run.is_none() || r.enabled, "a run of a cancelled rotation");
                     }
                     let live: BTreeSet<_> = s.key_ids().into_iter().collect();
                     prop_assert_eq!(live, stored_set.difference(&destroyed_set).copied().collect::<BTreeSet<_>>());

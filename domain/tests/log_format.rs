@@ -16,11 +16,13 @@ use domain::secret::fields::{
     SecretType, TagKey, parse_metadata, parse_tags,
 };
 use domain::secret::payload::{ContentType, SealedPayload};
+use domain::secret::rotation::{HandlerName, RotationRules, Step};
 use domain::secret::version::Stage;
 use domain::secret::{
-    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored,
-    SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent, SecretExpired,
-    SecretRestored, StageMoved, TagsRemoved, TagsSet, VersionsDestroyed,
+    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, RotationCancelled,
+    RotationConfigured, RotationStarted, RotationStepFailed, RotationStepSucceeded,
+    RotationSucceeded, SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent,
+    SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet, VersionsDestroyed,
 };
 use domain::subject::AggregateKind;
 use domain::timestamp::Timestamp;
@@ -98,6 +100,35 @@ fn others() -> Vec<SecretEvent> {
         }),
         SecretEvent::ConsumerRemoved(SecretConsumerChanged {
             consumer: SecretConsumer::parse("octavia", "listener", "l-1").unwrap(),
+        }),
+        SecretEvent::RotationConfigured(RotationConfigured {
+            handler: HandlerName::parse("postgres").unwrap(),
+            rules: Some(RotationRules::parse(None, Some("rate(10 days)"), Some("3h")).unwrap()),
+            next_rotation: Some(at("2026-12-02T10:00:00Z")),
+        }),
+        SecretEvent::RotationStarted(RotationStarted {
+            version: v(0x33),
+            at: at("2026-11-22T10:00:00Z"),
+            next_rotation: Some(at("2026-12-02T10:00:00Z")),
+        }),
+        SecretEvent::RotationStepSucceeded(RotationStepSucceeded {
+            version: v(0x33),
+            step: Step::Create,
+            lease: at("2026-11-22T10:02:00Z"),
+        }),
+        SecretEvent::RotationStepFailed(RotationStepFailed {
+            version: v(0x33),
+            step: Step::Test,
+            reason: "the new password does not log in".into(),
+            retry_at: Some(at("2026-11-22T10:05:00Z")),
+        }),
+        SecretEvent::RotationSucceeded(RotationSucceeded {
+            version: v(0x33),
+            at: at("2026-11-22T10:06:00Z"),
+            next_rotation: None,
+        }),
+        SecretEvent::RotationCancelled(RotationCancelled {
+            pending: Some(v(0x33)),
         }),
     ]
 }

@@ -184,6 +184,40 @@ pub struct MoveStageRequest {
     pub remove_from: Option<String>,
 }
 
+/// `keyledger.cmd.secret.rotate`: configure a secret's rotation, start one, or both
+/// (AWS `RotateSecret`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// The rotation handler (the NATS service on `keyledger.rotate.<name>`), bare or
+    /// as a Lambda function ARN; default: the one configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Rotate every 1 to 1000 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatically_after_days: Option<i64>,
+    /// `rate(<n> hours)` or `rate(<n> days)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_expression: Option<String>,
+    /// The rotation window, `<n>h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Start a rotation now; default true (AWS's `RotateImmediately`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_immediately: Option<bool>,
+    /// Names the version the rotation makes (32–64 characters); generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_token: Option<String>,
+}
+
 /// A command that names only a secret: `secret.restore`, `secret.expire`,
 /// `secret.acl.delete`.
 #[derive(Debug, Serialize, Deserialize)]

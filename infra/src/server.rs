@@ -19,6 +19,9 @@
 //!   stream or key-store API, no commands.
 //! - `AUTH`: the user `auth` (password in the data directory), which answers the
 //!   server's authorization requests.
+//! - `ROTATION`: the user `rotation` (password in the data directory), for rotation
+//!   handlers. It may serve `keyledger.rotate.>` (exported to `KEYLEDGER`, so only
+//!   keyledger's runner reaches a handler) and send commands; nothing else.
 //!
 //! A connection with none of these credentials and no valid token is refused.
 
@@ -43,6 +46,10 @@ pub const AUDITOR_PASSWORD_FILE: &str = "nats-auditor.key";
 pub(crate) const CALLOUT_USER: &str = "auth";
 /// File (in the data directory) holding the callout user's password.
 pub(crate) const CALLOUT_PASSWORD_FILE: &str = "nats-auth.key";
+/// The user rotation handlers connect as.
+pub const ROTATION_USER: &str = "rotation";
+/// File (in the data directory) holding the rotation user's password.
+pub const ROTATION_PASSWORD_FILE: &str = "nats-rotation.key";
 /// File (in the data directory) holding the callout's account seed.
 pub const CALLOUT_ISSUER_FILE: &str = "nats-callout.key";
 
@@ -195,6 +202,7 @@ pub struct ManagedNats {
     password: String,
     auditor_password: String,
     callout_password: String,
+    rotation_password: String,
     log: PathBuf,
 }
 
@@ -263,6 +271,12 @@ pub fn callout_password(data_dir: &Path) -> Result<String, KeyFileError> {
     password(data_dir, CALLOUT_PASSWORD_FILE)
 }
 
+/// The rotation user's password for the server managed in `data_dir`, created on
+/// first use.
+pub fn rotation_password(data_dir: &Path) -> Result<String, KeyFileError> {
+    password(data_dir, ROTATION_PASSWORD_FILE)
+}
+
 /// The credentials and streams a keyledger NATS layout names.
 #[derive(Debug, Clone)]
 pub struct Accounts {
@@ -272,6 +286,8 @@ pub struct Accounts {
     pub auditor_password: String,
     /// The password of `auth`.
     pub callout_password: String,
+    /// The password of `rotation`.
+    pub rotation_password: String,
     /// The public key of the callout's issuer.
     pub callout_issuer: String,
     /// The streams auditors may read.
@@ -323,9 +339,21 @@ impl Accounts {
     jetstream: enabled
     users: [ {{ user: {service_user}, password: {service_password} }} ]
     exports: [
-      {{ service: "keyledger.cmd.>", accounts: [CLIENTS] }}
+      {{ service: "keyledger.cmd.>", accounts: [CLIENTS, ROTATION] }}
 {exports}
     ]
+    # The rotation runner asks handlers for each step.
+    imports: [ {{ service: {{ account: ROTATION, subject: {rotate} }} }} ]
+  }}
+  # Rotation handlers: they answer keyledger's runner and may send commands.
+  ROTATION {{
+    users: [ {{ user: {rotation_user}, password: {rotation_password}, permissions: {{
+      publish: {{ allow: ["keyledger.cmd.>"] }}
+      subscribe: {{ allow: [{rotate}, "_INBOX.>"] }}
+      allow_responses: true
+    }} }} ]
+    exports: [ {{ service: {rotate}, accounts: [KEYLEDGER] }} ]
+    imports: [ {{ service: {{ account: KEYLEDGER, subject: "keyledger.cmd.>" }} }} ]
   }}
   # NATS clients, admitted by the auth callout from their keyledger token.
   CLIENTS {{
@@ -353,7 +381,7 @@ impl Accounts {
 authorization {{
   auth_callout {{
     issuer: {issuer}
-    auth_users: [ {service_user}, {auditor_user}, {callout_user} ]
+    auth_users: [ {service_user}, {auditor_user}, {callout_user}, {rotation_user} ]
     account: AUTH
   }}
 }}
@@ -364,6 +392,9 @@ authorization {{
             auditor_password = quoted(&self.auditor_password),
             callout_user = CALLOUT_USER,
             callout_password = quoted(&self.callout_password),
+            rotation_user = ROTATION_USER,
+            rotation_password = quoted(&self.rotation_password),
+            rotate = quoted(domain::subject::ROTATE_WILDCARD),
             issuer = quoted(&self.callout_issuer),
             exports = exports.join("\n"),
             imports = imports.join("\n"),
@@ -391,6 +422,7 @@ impl ManagedNats {
             service_password: service_password(&config.data_dir)?,
             auditor_password: auditor_password(&config.data_dir)?,
             callout_password: callout_password(&config.data_dir)?,
+            rotation_password: rotation_password(&config.data_dir)?,
             callout_issuer: config.callout_issuer.clone(),
             audited_streams: config.audited_streams.clone(),
         };
@@ -455,6 +487,7 @@ jetstream {{
             password: accounts.service_password,
             auditor_password: accounts.auditor_password,
             callout_password: accounts.callout_password,
+            rotation_password: accounts.rotation_password,
             log,
         };
         server.port = server.wait_for_port(&ports_dir).await?;
@@ -539,6 +572,15 @@ jetstream {{
         format!(
             "nats://{CALLOUT_USER}:{}@127.0.0.1:{}",
             self.callout_password, self.port
+        )
+    }
+
+    /// The URL rotation handlers connect with (carries the rotation user's
+    /// credentials).
+    pub fn rotation_url(&self) -> String {
+        format!(
+            "nats://{ROTATION_USER}:{}@127.0.0.1:{}",
+            self.rotation_password, self.port
         )
     }
 

@@ -120,6 +120,11 @@ fn postgres_migrator() -> Migrator {
             "access_keys",
             include_str!("../migrations/postgres/0010_access_keys.sql"),
         ),
+        migration(
+            11,
+            "rotation",
+            include_str!("../migrations/postgres/0011_rotation.sql"),
+        ),
     ])
 }
 
@@ -163,6 +168,11 @@ fn migrator() -> Migrator {
             10,
             "access_keys",
             include_str!("../migrations/0010_access_keys.sql"),
+        ),
+        migration(
+            11,
+            "rotation",
+            include_str!("../migrations/0011_rotation.sql"),
         ),
     ])
 }

@@ -200,9 +200,33 @@ pub struct LifecycleArgs {
     /// versions to destroy.
     #[arg(long, env = "KEYLEDGER_SCHEDULER_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub scheduler_interval: Duration,
+    /// How long a rotation handler has to answer one step.
+    #[arg(long, env = "KEYLEDGER_ROTATION_STEP_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub rotation_step_timeout: Duration,
+    /// Attempts at one rotation step before the rotation fails.
+    #[arg(
+        long,
+        env = "KEYLEDGER_ROTATION_ATTEMPTS",
+        default_value_t = 3,
+        value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=100)
+    )]
+    pub rotation_attempts: u32,
+    /// The wait before a failed rotation step is tried again (doubling each time).
+    #[arg(long, env = "KEYLEDGER_ROTATION_RETRY_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub rotation_retry_after: Duration,
 }
 
 impl LifecycleArgs {
+    /// The rotation runner's timing; it looks as often as the scheduler.
+    pub fn rotation(&self) -> commands::secret::rotation::RotationSettings {
+        commands::secret::rotation::RotationSettings {
+            interval: self.scheduler_interval,
+            step_timeout: self.rotation_step_timeout,
+            attempts: self.rotation_attempts,
+            retry_after: self.rotation_retry_after,
+        }
+    }
+
     /// The rules, checked for consistency.
     pub fn lifecycle(&self) -> anyhow::Result<Lifecycle> {
         let recovery = RecoveryWindow {

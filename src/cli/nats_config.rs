@@ -29,6 +29,7 @@ pub fn run(args: NatsConfigArgs) -> Result<()> {
         service_password: infra::server::service_password(dir)?,
         auditor_password: infra::server::auditor_password(dir)?,
         callout_password: infra::server::callout_password(dir)?,
+        rotation_password: infra::server::rotation_password(dir)?,
         callout_issuer: issuer.public_key(),
         audited_streams: keyledger::stack::audited_streams(&args.log.stream),
     };
@@ -36,8 +37,8 @@ pub fn run(args: NatsConfigArgs) -> Result<()> {
         "# keyledger's accounts for nats-server (2.11 or later): add these blocks to the \
          server's\n# configuration, with `jetstream {{ sync_interval: always }}`. Components \
          connect as\n# keyledger (service), auditors as auditor, `keyledger serve nats-auth` \
-         as auth; NATS\n# clients connect with their keyledger token. The passwords are those \
-         in {}.\n{}",
+         as auth, rotation\n# handlers as rotation; NATS clients connect with their keyledger token. The passwords are \
+         those in {}.\n{}",
         dir.display(),
         accounts.config()
     );

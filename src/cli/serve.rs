@@ -163,6 +163,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 handler: payload.handler(&lifecycle)?,
                 database_url: db.url()?,
                 scheduler_interval: lifecycle.scheduler_interval,
+                rotation: lifecycle.rotation(),
                 orders: orders.settings(),
                 checkpoints: checkpoints.settings(&db.data.data_dir, &log.stream),
             };

@@ -84,6 +84,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         log: args.log.settings(),
         handler: args.payload.handler(&args.lifecycle)?,
         scheduler_interval: args.lifecycle.scheduler_interval,
+        rotation: args.lifecycle.rotation(),
         orders: args.orders.settings(),
         checkpoints: Some(checkpoints.clone()),
         projector: ProjectorConfig {
@@ -131,6 +132,17 @@ pub async fn run(args: UpArgs) -> Result<()> {
         ),
         None => "an account of your NATS server that may read the audited streams".to_owned(),
     };
+    let rotation_line = match &stack.rotation_url {
+        Some(url) => format!(
+            "nats://{}:$(cat {})@{}  (serve keyledger.rotate.<handler>)",
+            infra::server::ROTATION_USER,
+            data_dir
+                .join(infra::server::ROTATION_PASSWORD_FILE)
+                .display(),
+            url.rsplit('@').next().unwrap_or_default()
+        ),
+        None => "an account of your NATS server that may serve keyledger.rotate.>".to_owned(),
+    };
     let banner = format!(
         "keyledger is up.\n\
          \n  HTTP API     http://{http}  (Barbican v1: /v1/secrets)\
@@ -139,6 +151,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
          \n               connect with your token as the NATS token, inbox prefix from `keyledger whoami`\
          \n  auditors     {auditor_line}\
          \n               checkpoints signed every {interval}; public key {public} in {public_file}\
+         \n  rotation     {rotation_line}\
          \n  data         {data}  (read model {db})\
          \n\n{token_line}\
          \n\nTry:  curl -s -H \"X-Auth-Token: $KEYLEDGER_TOKEN\" http://{http}/v1/secrets\

@@ -14,6 +14,7 @@ use commands::log::checkpoints::{CheckpointSettings, Checkpointer};
 use commands::order::OrderHandler;
 use commands::order::ca::{CertificateAuthority, LocalCa};
 use commands::order::worker::{OrderWorker, Retry, StepHook};
+use commands::secret::rotation::RotationSettings;
 use commands::secret::{HandlerConfig, SecretHandler};
 use commands::shared::service::CommandService;
 use commands::shared::store::EventStore;
@@ -54,6 +55,8 @@ pub struct CommandSettings {
     pub database_url: String,
     /// How often the scheduler looks.
     pub scheduler_interval: Duration,
+    /// The rotation runner.
+    pub rotation: RotationSettings,
     /// The order worker.
     pub orders: OrderWorkerSettings,
     /// Signed checkpoints of the log.
@@ -105,6 +108,16 @@ pub async fn start_commands(
         settings.scheduler_interval,
         shutdown.clone(),
     ));
+    let rotation = tokio::spawn(
+        commands::secret::rotation::Runner {
+            handler: handler.clone(),
+            nats: client.clone(),
+            source: ReadModelDue(read_model.clone()),
+            clock: clock.clone(),
+            settings: settings.rotation,
+        }
+        .run(shutdown.clone()),
+    );
     let containers = Arc::new(ContainerHandler::new(
         store.clone(),
         handler.clone(),
@@ -169,6 +182,10 @@ pub async fn start_commands(
         worker,
         tokio::spawn(async move {
             scheduler.await?;
+            Ok(())
+        }),
+        tokio::spawn(async move {
+            rotation.await?;
             Ok(())
         }),
         tokio::spawn(async move {

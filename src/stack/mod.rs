@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use commands::log::checkpoints::CheckpointSettings;
 use commands::secret::HandlerConfig;
+use commands::secret::rotation::RotationSettings;
 use infra::clock::Clock;
 use infra::log::LogSettings;
 use infra::server::{CALLOUT_ISSUER_FILE, ManagedNats};
@@ -52,6 +53,8 @@ pub struct StackConfig {
     pub commands: bool,
     /// How often the lifecycle scheduler looks for due work.
     pub scheduler_interval: Duration,
+    /// The rotation runner.
+    pub rotation: RotationSettings,
     /// The order worker.
     pub orders: OrderWorkerSettings,
     /// Signed checkpoints; `None` puts the key in the data directory
@@ -87,6 +90,8 @@ pub struct Stack {
     pub client_url: String,
     /// URL auditors use (read-only), when keyledger manages NATS.
     pub auditor_url: Option<String>,
+    /// URL rotation handlers use, when keyledger manages NATS.
+    pub rotation_url: Option<String>,
     /// The public key checkpoints are signed with.
     pub checkpoint_public_key: String,
     /// Where the HTTP API listens.
@@ -115,6 +120,7 @@ impl Stack {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let mut auditor_url = None;
+        let mut rotation_url = None;
         let (nats, service_url, client_url) = match &config.nats {
             NatsChoice::Managed { port, binary } => {
                 check_single_layout(&data_dir)?;
@@ -133,6 +139,7 @@ impl Stack {
                 );
                 let (service, client) = (server.service_url(), server.client_url());
                 auditor_url = Some(server.auditor_url());
+                rotation_url = Some(server.rotation_url());
                 let log = server.log_file().to_owned();
                 let pid = Arc::new(std::sync::atomic::AtomicU32::new(server.pid().unwrap_or(0)));
                 let stop = CancellationToken::new();
@@ -174,6 +181,7 @@ impl Stack {
                         handler: config.handler.clone(),
                         database_url: database_url.clone(),
                         scheduler_interval: config.scheduler_interval,
+                        rotation: config.rotation,
                         orders: config.orders.clone(),
                         checkpoints,
                     },
@@ -207,6 +215,7 @@ impl Stack {
             _lock: lock,
             nats,
             auditor_url,
+            rotation_url,
             service_url,
             client_url,
             checkpoint_public_key,

@@ -3,8 +3,10 @@
 
 use commands::SourceError;
 use commands::order::worker::PendingOrders;
+use commands::secret::rotation::RotationSource;
 use commands::secret::scheduler::{Due, DueSource};
 use domain::ids::{OrderId, ProjectId};
+use domain::secret::rotation::DueRotation;
 use domain::secret::version::Lifecycle;
 use domain::timestamp::Timestamp;
 
@@ -25,6 +27,12 @@ impl DueSource for ReadModelDue {
         )
         .unwrap_or(now);
         Ok(projections::read::due(&self.0, now, retention.keep, before, limit).await?)
+    }
+}
+
+impl RotationSource for ReadModelDue {
+    async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<DueRotation>, SourceError> {
+        Ok(projections::read::rotations_due(&self.0, now, limit).await?)
     }
 }
 

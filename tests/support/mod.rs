@@ -86,6 +86,12 @@ pub fn config(dir: &TempDir) -> StackConfig {
         handler: HandlerConfig::default(),
         commands: true,
         scheduler_interval: std::time::Duration::from_millis(100),
+        rotation: commands::secret::rotation::RotationSettings {
+            interval: std::time::Duration::from_millis(100),
+            step_timeout: std::time::Duration::from_secs(5),
+            attempts: 2,
+            retry_after: std::time::Duration::from_millis(300),
+        },
         orders: Default::default(),
         checkpoints: Some(CheckpointSettings {
             interval: std::time::Duration::from_millis(100),

@@ -13,6 +13,7 @@ pub mod error;
 mod paging;
 mod password;
 mod resolve;
+mod rotation;
 mod secrets;
 mod shapes;
 mod tags;
@@ -53,6 +54,8 @@ enum Operation {
     TagResource,
     UntagResource,
     GetRandomPassword,
+    RotateSecret,
+    CancelRotateSecret,
     /// In AWS's model, not served yet.
     NotYet(&'static str),
     /// Cross-region replication: keyledger replicates through its NATS cluster.
@@ -60,20 +63,11 @@ enum Operation {
 }
 
 /// Operations of AWS's model keyledger does not serve yet.
-const NOT_YET: [&str; 13] = [
-    "UpdateSecret",
-    "UpdateSecretVersionStage",
-    "ListSecretVersionIds",
-    "TagResource",
-    "UntagResource",
-    "GetRandomPassword",
-    "RotateSecret",
-    "CancelRotateSecret",
+const NOT_YET: [&str; 4] = [
     "GetResourcePolicy",
     "PutResourcePolicy",
     "DeleteResourcePolicy",
     "ValidateResourcePolicy",
-    "BatchGetSecretValue",
 ];
 
 const REPLICATION: [&str; 3] = [
@@ -100,6 +94,8 @@ impl Operation {
             "TagResource" => Self::TagResource,
             "UntagResource" => Self::UntagResource,
             "GetRandomPassword" => Self::GetRandomPassword,
+            "RotateSecret" => Self::RotateSecret,
+            "CancelRotateSecret" => Self::CancelRotateSecret,
             other => {
                 if let Some(n) = NOT_YET.iter().find(|n| **n == other) {
                     Self::NotYet(n)
@@ -262,11 +258,13 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, AwsError
         Operation::TagResource => tags::tag(state, &caller, input(&body)?).await,
         Operation::UntagResource => tags::untag(state, &caller, input(&body)?).await,
         Operation::GetRandomPassword => password::get(&caller, input(&body)?).await,
+        Operation::RotateSecret => rotation::rotate(state, &caller, input(&body)?).await,
+        Operation::CancelRotateSecret => rotation::cancel(state, &caller, input(&body)?).await,
         Operation::NotYet(name) => Err(AwsError::new(
             Code::InvalidRequest,
             format!(
-                "keyledger does not serve {name} yet: rotation and resource policies come in \
-                 a later release (see docs/aws.md); Barbican's API sets who may read a secret \
+                "keyledger does not serve {name} yet: resource policies come in a later \
+                 release (see docs/aws.md); Barbican's API sets who may read a secret \
                  (PUT /v1/secrets/{{id}}/acl, `keyledger acl set`)"
             ),
         )),
@@ -292,8 +290,8 @@ mod tests {
             Some(Operation::GetSecretValue)
         );
         assert_eq!(
-            Operation::parse("secretsmanager.RotateSecret"),
-            Some(Operation::NotYet("RotateSecret"))
+            Operation::parse("secretsmanager.GetResourcePolicy"),
+            Some(Operation::NotYet("GetResourcePolicy"))
         );
         assert_eq!(
             Operation::parse("secretsmanager.ReplicateSecretToRegions"),

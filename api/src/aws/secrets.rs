@@ -291,7 +291,7 @@ async fn labelled_versions(
 }
 
 fn describe_row(caller: &AwsCaller, row: &SecretRow) -> SecretDescription {
-    SecretDescription {
+    let mut d = SecretDescription {
         arn: arn(caller, row),
         name: name_of(row),
         last_changed_date: epoch(&row.updated),
@@ -302,7 +302,13 @@ fn describe_row(caller: &AwsCaller, row: &SecretRow) -> SecretDescription {
         owning_service: row.owning_service.as_ref().map(ToString::to_string),
         created_date: epoch(&row.created),
         rotation_enabled: false,
-    }
+        rotation_lambda_arn: None,
+        rotation_rules: None,
+        last_rotated_date: None,
+        next_rotation_date: None,
+    };
+    super::rotation::describe_rotation(caller, row, &mut d);
+    d
 }
 
 /// `DescribeSecret`: one secret's metadata, also in its recovery window.
@@ -315,6 +321,8 @@ pub async fn describe(
     let row = secret_row(state, caller, id, Action::ReadSecret).await?;
     let mut description = describe_row(caller, &row);
     description.version_ids_to_stages = labelled_versions(state, id).await?;
+    // Again, now that the versions are there: a run's version may have no value yet.
+    super::rotation::describe_rotation(caller, &row, &mut description);
     output(&description)
 }
 

@@ -106,6 +106,14 @@ pub struct SecretDescription {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_date: Option<f64>,
     pub rotation_enabled: bool,
+    #[serde(rename = "RotationLambdaARN", skip_serializing_if = "Option::is_none")]
+    pub rotation_lambda_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_rules: Option<super::rotation::RotationRulesShape>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_rotated_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation_date: Option<f64>,
 }
 
 /// A `ListSecrets` filter.

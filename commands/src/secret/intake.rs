@@ -13,8 +13,9 @@ use domain::secret::fields::{
     SecretType, TagKey, parse_metadata, parse_tags,
 };
 use domain::secret::payload::{PayloadLimit, Plaintext, SealedPayload};
+use domain::secret::rotation::{HandlerName, RotationRules};
 use domain::secret::version::{ClientToken, Stage};
-use domain::secret::{CreateSecret, DeleteMode, Presence, PutValue, SecretCommand};
+use domain::secret::{CreateSecret, DeleteMode, Presence, PutValue, Rotate, SecretCommand};
 use domain::timestamp::Timestamp;
 use uuid::Uuid;
 
@@ -23,7 +24,7 @@ use infra::envelope::{Envelope, WrappedKey};
 use infra::protocol::{
     CreateSecretRequest, DeleteAclRequest, DeleteMetadatumRequest, DeleteSecretRequest,
     MoveStageRequest, PutPayloadRequest, PutValueRequest, RemoveTagsRequest,
-    ReplaceMetadataRequest, SecretConsumerRequest, SecretRequest, SetAclRequest,
+    ReplaceMetadataRequest, RotateRequest, SecretConsumerRequest, SecretRequest, SetAclRequest,
     SetMetadatumRequest, SetTagsRequest,
 };
 
@@ -409,6 +410,51 @@ impl IntakeContext<'_> {
             req.project.as_deref(),
             &req.id,
             SecretCommand::Restore,
+        )
+    }
+
+    /// `secret.rotate`.
+    pub fn rotate(&self, req: &RotateRequest) -> Result<Intake, Rejection> {
+        let command_id = command_id(req.command_id.as_deref())?;
+        let secret = SecretId::parse(&req.id)?;
+        let version = match &req.client_request_token {
+            Some(t) => ClientToken::parse(t)?.version_id(secret),
+            None => ClientToken::version_for_command(secret, &command_id),
+        };
+        let rules = match (
+            &req.automatically_after_days,
+            &req.schedule_expression,
+            &req.duration,
+        ) {
+            (None, None, None) => None,
+            (days, expression, duration) => Some(RotationRules::parse(
+                *days,
+                expression.as_deref(),
+                duration.as_deref(),
+            )?),
+        };
+        let command = SecretCommand::Rotate(Box::new(Rotate {
+            handler: opt(req.handler.as_deref(), HandlerName::parse)?,
+            rules,
+            immediately: req.rotate_immediately.unwrap_or(true),
+            version,
+        }));
+        Ok(Intake {
+            command_id,
+            project: self.project(req.project.as_deref())?,
+            secret,
+            command,
+            data_key: None,
+        })
+    }
+
+    /// `secret.rotation.cancel`.
+    pub fn cancel_rotation(&self, req: &SecretRequest) -> Result<Intake, Rejection> {
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            SecretCommand::CancelRotation,
         )
     }
 

@@ -4,6 +4,7 @@
 //! commit destroys are erased right after it.
 
 pub(crate) mod intake;
+pub mod rotation;
 pub mod scheduler;
 pub mod shredder;
 
@@ -76,6 +77,8 @@ fn stored_version(command: &SecretCommand) -> Option<VersionId> {
         SecretCommand::Create(c) => c.payload.as_ref().map(|p| p.version_id),
         SecretCommand::PutPayload(p) => Some(p.version_id),
         SecretCommand::PutValue(p) => Some(p.payload.version_id),
+        SecretCommand::Rotate(r) if r.immediately => Some(r.version),
+        SecretCommand::StartScheduledRotation { version } => Some(*version),
         _ => None,
     }
 }
@@ -182,6 +185,8 @@ impl SecretHandler {
             SecretOp::ConsumerRemove => intake.consumer(&parse_body(name, body)?, false)?,
             SecretOp::AclSet => intake.set_acl(&parse_body(name, body)?)?,
             SecretOp::AclDelete => intake.delete_acl(&parse_body(name, body)?)?,
+            SecretOp::Rotate => intake.rotate(&parse_body(name, body)?)?,
+            SecretOp::RotationCancel => intake.cancel_rotation(&parse_body(name, body)?)?,
         };
         self.execute(&Actor::User(principal.clone()), parsed).await
     }

@@ -8,6 +8,7 @@ use crate::secret::acl::AclChange;
 use crate::secret::consumer::SecretConsumer;
 use crate::secret::fields::{Attributes, Metadata, MetadataKey, MetadataValue, TagKey, Tags};
 use crate::secret::payload::SealedPayload;
+use crate::secret::rotation::{HandlerName, RotationRules, Step, StepResult};
 use crate::secret::version::Stage;
 use crate::subject::command;
 
@@ -31,6 +32,32 @@ pub struct PutValue {
     pub payload: SealedPayload,
     /// The stages the new version takes; `current` when not given.
     pub stages: Option<BTreeSet<Stage>>,
+}
+
+/// Configure rotation, start one, or both (AWS `RotateSecret`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotate {
+    /// The handler; the configured one when `None`.
+    pub handler: Option<HandlerName>,
+    /// The schedule; unchanged when `None`.
+    pub rules: Option<RotationRules>,
+    /// Start a rotation now (AWS's `RotateImmediately`, true by default).
+    pub immediately: bool,
+    /// The version a rotation started now makes (from the ClientRequestToken).
+    pub version: VersionId,
+}
+
+/// The outcome of one attempt at one step (keyledger's rotation runner).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordStep {
+    /// The run's version.
+    pub version: VersionId,
+    /// The step.
+    pub step: Step,
+    /// The attempt, which must be the run's current one.
+    pub attempt: u32,
+    /// What came of it.
+    pub result: StepResult,
 }
 
 /// Whether setting a metadata key requires it to exist already.
@@ -117,6 +144,17 @@ pub enum SecretCommand {
     Purge,
     /// Destroy deprecated versions retention no longer keeps (the scheduler's).
     PruneVersions,
+    /// Configure or start a rotation.
+    Rotate(Box<Rotate>),
+    /// Turn rotation off and stop a run under way (AWS `CancelRotateSecret`).
+    CancelRotation,
+    /// Start the scheduled rotation that is due, making `version` (the runner's).
+    StartScheduledRotation {
+        /// The version the rotation makes.
+        version: VersionId,
+    },
+    /// Record a step's outcome (the runner's).
+    RecordRotationStep(Box<RecordStep>),
 }
 
 impl SecretCommand {
@@ -141,6 +179,10 @@ impl SecretCommand {
             Self::Expire => command::SECRET_EXPIRE,
             Self::Purge => command::SECRET_PURGE,
             Self::PruneVersions => command::SECRET_VERSIONS_PRUNE,
+            Self::Rotate(_) => command::SECRET_ROTATE,
+            Self::CancelRotation => command::SECRET_ROTATION_CANCEL,
+            Self::StartScheduledRotation { .. } => command::SECRET_ROTATION_START,
+            Self::RecordRotationStep(_) => command::SECRET_ROTATION_STEP,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::secret::acl::Acl;
 use crate::secret::consumer::SecretConsumer;
 use crate::secret::fields::{Attributes, MetadataKey, MetadataValue, TagKey, Tags};
 use crate::secret::payload::SealedPayload;
+use crate::secret::rotation::{HandlerName, RotationRules, Step};
 use crate::secret::version::Stage;
 use crate::timestamp::Timestamp;
 
@@ -151,6 +152,84 @@ pub struct AclSet {
     pub read: Acl,
 }
 
+/// Rotation was configured: a handler, and a schedule or none (on demand only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfigured {
+    /// The handler asked for each step.
+    pub handler: HandlerName,
+    /// The schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RotationRules>,
+    /// When the next scheduled rotation starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<Timestamp>,
+}
+
+/// A rotation started: `version` takes AWSPENDING before it has a value (the handler's
+/// `createSecret` stores one), and off any version that had it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationStarted {
+    /// The version the rotation makes.
+    pub version: VersionId,
+    /// When.
+    pub at: Timestamp,
+    /// When the scheduled rotation after this one starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<Timestamp>,
+}
+
+/// The handler answered a step without an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationStepSucceeded {
+    /// The run's version.
+    pub version: VersionId,
+    /// The step.
+    pub step: Step,
+    /// Until when the runner that asked holds the run.
+    pub lease: Timestamp,
+}
+
+/// A step failed: the handler's error, a timeout, no handler answering, or a check
+/// keyledger makes after the step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationStepFailed {
+    /// The run's version.
+    pub version: VersionId,
+    /// The step.
+    pub step: Step,
+    /// Why.
+    pub reason: String,
+    /// When the step is tried again; `None` ends the run as failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
+}
+
+/// A rotation finished: AWSCURRENT is on `version`, which loses AWSPENDING.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationSucceeded {
+    /// The new current version.
+    pub version: VersionId,
+    /// When.
+    pub at: Timestamp,
+    /// When the next scheduled rotation starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<Timestamp>,
+}
+
+/// Rotation was turned off, and a run under way stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationCancelled {
+    /// The version a stopped run left with AWSPENDING, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<VersionId>,
+}
+
 /// Everything that can happen to a secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -200,6 +279,24 @@ pub enum SecretEvent {
     /// A consumer unregistered.
     #[serde(rename = "secret.consumer_removed")]
     ConsumerRemoved(SecretConsumerChanged),
+    /// See [`RotationConfigured`].
+    #[serde(rename = "secret.rotation_configured")]
+    RotationConfigured(RotationConfigured),
+    /// See [`RotationStarted`].
+    #[serde(rename = "secret.rotation_started")]
+    RotationStarted(RotationStarted),
+    /// See [`RotationStepSucceeded`].
+    #[serde(rename = "secret.rotation_step_succeeded")]
+    RotationStepSucceeded(RotationStepSucceeded),
+    /// See [`RotationStepFailed`].
+    #[serde(rename = "secret.rotation_step_failed")]
+    RotationStepFailed(RotationStepFailed),
+    /// See [`RotationSucceeded`].
+    #[serde(rename = "secret.rotation_succeeded")]
+    RotationSucceeded(RotationSucceeded),
+    /// See [`RotationCancelled`].
+    #[serde(rename = "secret.rotation_cancelled")]
+    RotationCancelled(RotationCancelled),
 }
 
 impl SecretEvent {
@@ -221,6 +318,12 @@ impl SecretEvent {
             Self::TagsRemoved(_) => "secret.tags_removed",
             Self::ConsumerRegistered(_) => "secret.consumer_registered",
             Self::ConsumerRemoved(_) => "secret.consumer_removed",
+            Self::RotationConfigured(_) => "secret.rotation_configured",
+            Self::RotationStarted(_) => "secret.rotation_started",
+            Self::RotationStepSucceeded(_) => "secret.rotation_step_succeeded",
+            Self::RotationStepFailed(_) => "secret.rotation_step_failed",
+            Self::RotationSucceeded(_) => "secret.rotation_succeeded",
+            Self::RotationCancelled(_) => "secret.rotation_cancelled",
         }
     }
 
@@ -240,7 +343,13 @@ impl SecretEvent {
             | "secret.tags_set"
             | "secret.tags_removed"
             | "secret.consumer_registered"
-            | "secret.consumer_removed" => Some(1),
+            | "secret.consumer_removed"
+            | "secret.rotation_configured"
+            | "secret.rotation_started"
+            | "secret.rotation_step_succeeded"
+            | "secret.rotation_step_failed"
+            | "secret.rotation_succeeded"
+            | "secret.rotation_cancelled" => Some(1),
             _ => None,
         }
     }

@@ -10,14 +10,18 @@ mod event;
 pub mod fields;
 pub mod payload;
 pub mod reference;
+pub mod rotation;
 mod state;
 pub mod version;
 
-pub use command::{CreateSecret, DeleteMode, Presence, PutValue, SecretCommand};
+pub use command::{
+    CreateSecret, DeleteMode, Presence, PutValue, RecordStep, Rotate, SecretCommand,
+};
 pub use decide::{Context, authorize, decide, prune, scheduled_for_deletion};
 pub use event::{
-    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored,
-    SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent, SecretExpired,
-    SecretRestored, StageMoved, TagsRemoved, TagsSet, VersionsDestroyed,
+    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, RotationCancelled,
+    RotationConfigured, RotationStarted, RotationStepFailed, RotationStepSucceeded,
+    RotationSucceeded, SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent,
+    SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet, VersionsDestroyed,
 };
-pub use state::{Secret, SecretState, evolve};
+pub use state::{Secret, SecretState, evolve, evolve_rotation};

@@ -7,6 +7,7 @@ use crate::secret::acl::Acl;
 use crate::secret::consumer::SecretConsumer;
 use crate::secret::event::SecretEvent;
 use crate::secret::fields::{Attributes, Tags};
+use crate::secret::rotation::{Rotation, Run, Step};
 use crate::secret::version::{Stage, Version};
 use crate::timestamp::Timestamp;
 
@@ -31,6 +32,8 @@ pub struct Secret {
     pub purge_at: Option<Timestamp>,
     /// Services using it.
     pub consumers: BTreeSet<SecretConsumer>,
+    /// Its rotation, once configured.
+    pub rotation: Option<Rotation>,
 }
 
 impl Secret {
@@ -91,6 +94,7 @@ pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
                 stages: BTreeMap::new(),
                 purge_at: None,
                 consumers: BTreeSet::new(),
+                rotation: None,
             }));
         }
         (SecretState::Live(s), _) => s,
@@ -143,8 +147,98 @@ pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
         }
         SecretEvent::DeletionScheduled(e) => s.purge_at = Some(e.purge_at),
         SecretEvent::Restored(_) => s.purge_at = None,
+        SecretEvent::RotationConfigured(_)
+        | SecretEvent::RotationStarted(_)
+        | SecretEvent::RotationStepSucceeded(_)
+        | SecretEvent::RotationStepFailed(_)
+        | SecretEvent::RotationSucceeded(_)
+        | SecretEvent::RotationCancelled(_) => {
+            if let SecretEvent::RotationStarted(e) = event {
+                s.stages.insert(Stage::Pending, e.version);
+            }
+            if let SecretEvent::RotationSucceeded(e) = event
+                && s.stages.get(&Stage::Pending) == Some(&e.version)
+            {
+                s.stages.remove(&Stage::Pending);
+            }
+            s.rotation = evolve_rotation(s.rotation.take(), event);
+        }
         SecretEvent::Deleted(_) => return SecretState::Deleted,
         SecretEvent::Expired(e) => return SecretState::Expired(e.expired_at),
     }
     SecretState::Live(s)
+}
+
+/// Folds a rotation event into a secret's rotation (the stages it moves are the
+/// secret's: [`evolve`] moves them). The read model keeps the same fold.
+pub fn evolve_rotation(rotation: Option<Rotation>, event: &SecretEvent) -> Option<Rotation> {
+    if let SecretEvent::RotationConfigured(e) = event {
+        let old = rotation.unwrap_or_else(|| Rotation {
+            handler: e.handler.clone(),
+            rules: None,
+            enabled: true,
+            last_rotated: None,
+            next: None,
+            run: None,
+            last_failure: None,
+        });
+        return Some(Rotation {
+            handler: e.handler.clone(),
+            rules: e.rules.clone(),
+            enabled: true,
+            next: e.next_rotation,
+            ..old
+        });
+    }
+    let mut r = rotation?;
+    match event {
+        SecretEvent::RotationStarted(e) => {
+            r.enabled = true;
+            r.next = e.next_rotation;
+            r.run = Some(Run {
+                version: e.version,
+                started: e.at,
+                step: Step::Create,
+                attempt: 1,
+                due: e.at,
+                last_error: None,
+            });
+        }
+        SecretEvent::RotationStepSucceeded(e) => {
+            if let Some(run) = &mut r.run
+                && let Some(next) = e.step.next()
+            {
+                run.step = next;
+                run.attempt = 1;
+                run.due = e.lease;
+                run.last_error = None;
+            }
+        }
+        SecretEvent::RotationStepFailed(e) => match e.retry_at {
+            Some(at) => {
+                if let Some(run) = &mut r.run {
+                    run.attempt = run.attempt.saturating_add(1);
+                    run.due = at;
+                    run.last_error = Some(e.reason.clone());
+                }
+            }
+            None => {
+                r.run = None;
+                r.last_failure = Some(format!("{}: {}", e.step, e.reason));
+            }
+        },
+        SecretEvent::RotationSucceeded(e) => {
+            r.run = None;
+            r.last_rotated = Some(e.at);
+            r.next = e.next_rotation;
+            r.last_failure = None;
+        }
+        SecretEvent::RotationCancelled(_) => {
+            r.enabled = false;
+            r.next = None;
+            r.run = None;
+        }
+        _ => {}
+    }
+    Some(r)
 }

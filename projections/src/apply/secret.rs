@@ -4,8 +4,9 @@ use super::sql::{ApplyError, Sql, params};
 use domain::commit::Commit;
 use domain::ids::SecretId;
 use domain::secret::reference::reference;
+use domain::secret::rotation::Rotation;
 use domain::secret::version::Stage;
-use domain::secret::{PayloadStored, SecretCreated, SecretEvent};
+use domain::secret::{PayloadStored, SecretCreated, SecretEvent, evolve_rotation};
 use domain::timestamp::Timestamp;
 
 use super::{AclTables, json, run, run_each, set_acl, to_i64};
@@ -159,6 +160,12 @@ fn apply_events(
                     params![project, id, c.service, c.resource_type, c.resource_id],
                 )?;
             }
+            SecretEvent::RotationConfigured(_)
+            | SecretEvent::RotationStarted(_)
+            | SecretEvent::RotationStepSucceeded(_)
+            | SecretEvent::RotationStepFailed(_)
+            | SecretEvent::RotationSucceeded(_)
+            | SecretEvent::RotationCancelled(_) => apply_rotation(conn, project, id, event)?,
             SecretEvent::DeletionScheduled(e) => run(
                 conn,
                 "UPDATE secrets SET status = 'pending_deletion', purge_at = ?1, \
@@ -333,6 +340,52 @@ fn put_stage(
 
 /// Puts `stage` on `version`, or (`None`) on no version, and keeps the secret's media
 /// type that of its current version.
+/// Folds a rotation event into the secret's `rotation` column (the domain's own fold)
+/// and `rotation_due_ms`, and moves AWSPENDING as the domain does.
+fn apply_rotation(
+    conn: &mut dyn Sql,
+    project: &str,
+    id: &str,
+    event: &SecretEvent,
+) -> Result<(), ApplyError> {
+    let row = conn.query_row(
+        "SELECT rotation FROM secrets WHERE project = ?1 AND id = ?2",
+        params![project, id],
+    )?;
+    let stored = row
+        .as_deref()
+        .and_then(|r| r.first())
+        .and_then(|v| v.text().map(str::to_owned));
+    let rotation = stored
+        .map(|t| serde_json::from_str::<Rotation>(&t))
+        .transpose()
+        .map_err(|e| ApplyError::Corrupt(format!("secret {id}: rotation column: {e}")))?;
+    let rotation = evolve_rotation(rotation, event);
+    let due = rotation
+        .as_ref()
+        .and_then(Rotation::due)
+        .map(|t| t.unix_millis());
+    let text = rotation.as_ref().map(json).transpose()?;
+    run(
+        conn,
+        "UPDATE secrets SET rotation = ?1, rotation_due_ms = ?2 WHERE project = ?3 AND id = ?4",
+        params![text, due, project, id],
+    )?;
+    match event {
+        SecretEvent::RotationStarted(e) => {
+            put_stage(conn, project, id, "pending", &e.version.to_string())?;
+        }
+        SecretEvent::RotationSucceeded(e) => run(
+            conn,
+            "DELETE FROM secret_stages WHERE project = ?1 AND secret_id = ?2 AND stage = ?3 \
+             AND version_id = ?4",
+            params![project, id, "pending", e.version.to_string()],
+        )?,
+        _ => {}
+    }
+    Ok(())
+}
+
 fn set_stage(
     conn: &mut dyn Sql,
     project: &str,

@@ -152,6 +152,7 @@ mod tests {
             version_count: 0,
             acl_set: None,
             consumers: Vec::new(),
+            rotation: None,
         };
         Entry {
             row,

@@ -4,6 +4,7 @@ use super::on_pool;
 use crate::db::Pool;
 use crate::read::ReadError;
 use domain::ids::{ProjectId, SecretId};
+use domain::secret::rotation::DueRotation;
 use domain::secret::version::Due;
 use domain::timestamp::Timestamp;
 
@@ -51,10 +52,32 @@ pub async fn due(
         .collect()
 }
 
+/// Up to `limit` secrets whose rotation is due at `now`: a scheduled start, a run to
+/// drive, a retry, or a run whose runner's lease lapsed. Oldest first.
+pub async fn rotations_due(
+    pool: &Pool,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<DueRotation>, ReadError> {
+    let now_ms = now.unix_millis();
+    let rows = on_pool!(pool, rotations_due(now_ms, limit))?;
+    rows.into_iter()
+        .map(|(project, id, rotation)| {
+            Ok(DueRotation {
+                project: ProjectId::parse(&project)
+                    .map_err(|e| ReadError::malformed("project", e))?,
+                secret: SecretId::parse(&id).map_err(|e| ReadError::malformed("id", e))?,
+                rotation: serde_json::from_str(&rotation)
+                    .map_err(|e| ReadError::malformed("rotation", e))?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::DueAt;
-    use crate::read::sqlite::due::{DUE_QUERIES, bound};
+    use crate::read::sqlite::due::{DUE_QUERIES, ROTATIONS_DUE, bound};
 
     #[tokio::test]
     async fn the_schedulers_queries_use_their_indexes() {
@@ -85,5 +108,18 @@ mod tests {
                 "{task:?}: {plan:?}"
             );
         }
+        let explain = format!("EXPLAIN QUERY PLAN {ROTATIONS_DUE}");
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(explain))
+            .bind(0_i64)
+            .bind(1_i64)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert!(
+            plan[0]
+                .3
+                .starts_with("SEARCH s USING INDEX secrets_by_rotation_due"),
+            "{plan:?}"
+        );
     }
 }

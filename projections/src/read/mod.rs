@@ -100,7 +100,7 @@ pub(crate) use on_pool;
 pub use access_keys::{AccessKeyRow, SealedAccessKey};
 pub use cache::{Entry, PayloadCache};
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
-pub use due::due;
+pub use due::{due, rotations_due};
 pub use error::ReadError;
 pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
 pub use orders::{OrderPage, OrderRow, pending_orders};
@@ -150,6 +150,8 @@ pub struct SecretRow {
     pub acl_set: Option<AclTimes>,
     /// Its consumers.
     pub consumers: Vec<SecretConsumerRow>,
+    /// Its rotation, once configured.
+    pub rotation: Option<domain::secret::rotation::Rotation>,
 }
 
 /// One version of a secret's value, without its ciphertext.

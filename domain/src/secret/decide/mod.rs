@@ -17,6 +17,7 @@ use crate::secret::fields::{MAX_METADATA_ENTRIES, MAX_TAGS};
 use crate::secret::state::{Secret, SecretState};
 use crate::secret::version::{Lifecycle, Stage};
 
+mod rotation;
 mod values;
 
 use crate::timestamp::Timestamp;
@@ -95,7 +96,9 @@ fn action_of(command: &SecretCommand) -> Option<Action> {
         | SecretCommand::DeleteMetadatum(_)
         | SecretCommand::ReplaceMetadata(_)
         | SecretCommand::SetTags(_)
-        | SecretCommand::RemoveTags(_) => Action::UpdateSecret,
+        | SecretCommand::RemoveTags(_)
+        | SecretCommand::Rotate(_)
+        | SecretCommand::CancelRotation => Action::UpdateSecret,
         // Declaring a use needs what the use needs: reading the secret.
         SecretCommand::RegisterConsumer(_) | SecretCommand::RemoveConsumer(_) => Action::ReadSecret,
         SecretCommand::Delete { .. } | SecretCommand::Restore | SecretCommand::Expire => {
@@ -104,6 +107,8 @@ fn action_of(command: &SecretCommand) -> Option<Action> {
         SecretCommand::SetAcl(_) => Action::ChangeAcl,
         SecretCommand::Purge
         | SecretCommand::PruneVersions
+        | SecretCommand::StartScheduledRotation { .. }
+        | SecretCommand::RecordRotationStep(_)
         | SecretCommand::CreateForOrder { .. } => {
             return None;
         }
@@ -126,7 +131,12 @@ pub fn authorize(
                     SystemTask::Scheduler,
                     SecretCommand::Expire | SecretCommand::Purge | SecretCommand::PruneVersions,
                 )
-                | (SystemTask::OrderWorker, SecretCommand::CreateForOrder { .. }) => Ok(()),
+                | (SystemTask::OrderWorker, SecretCommand::CreateForOrder { .. })
+                | (
+                    SystemTask::Rotator,
+                    SecretCommand::StartScheduledRotation { .. }
+                    | SecretCommand::RecordRotationStep(_),
+                ) => Ok(()),
                 _ => Err(Rejection::forbidden(format!(
                     "{} is not a task of keyledger's {}",
                     command.name(),
@@ -138,7 +148,7 @@ pub fn authorize(
     };
     let Some(action) = action_of(command) else {
         return Err(Rejection::forbidden(format!(
-            "{} is issued by keyledger's scheduler only",
+            "{} is issued by keyledger itself only",
             command.name()
         )));
     };
@@ -435,6 +445,12 @@ pub fn decide(
                 .into_iter()
                 .collect()
         }
+        SecretCommand::Rotate(r) => rotation::rotate(ctx.live(state)?, r, &ctx)?,
+        SecretCommand::CancelRotation => rotation::cancel(ctx.existing(state)?),
+        SecretCommand::StartScheduledRotation { version } => {
+            rotation::start_scheduled(ctx.live(state)?, *version, &ctx)?
+        }
+        SecretCommand::RecordRotationStep(r) => rotation::record_step(ctx.live(state)?, r, &ctx)?,
     };
     Ok(events)
 }

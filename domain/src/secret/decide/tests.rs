@@ -523,7 +523,7 @@ fn the_scheduler_runs_its_tasks_only_and_users_cannot_run_them() {
     let w = World::new().given(&create(None), now());
     assert_eq!(
         w.decide(&SecretCommand::Purge, now()).unwrap_err().message,
-        "secret.purge is issued by keyledger's scheduler only"
+        "secret.purge is issued by keyledger itself only"
     );
     let sched = World {
         actor: Actor::scheduler(),
@@ -565,4 +565,150 @@ fn metadata_keys_can_be_required_new_or_existing() {
     );
     let w = w.given(&SecretCommand::DeleteMetadatum(k.clone()), now());
     assert!(w.secret().attributes.metadata.is_empty());
+}
+
+mod rotation {
+    use super::*;
+    use crate::secret::command::{RecordStep, Rotate};
+    use crate::secret::rotation::{HandlerName, RotationRules, Step, StepResult};
+
+    fn rotate(immediately: bool, v: u128) -> SecretCommand {
+        SecretCommand::Rotate(Box::new(Rotate {
+            handler: Some(HandlerName::parse("pg").unwrap()),
+            rules: Some(RotationRules::parse(Some(1), None, None).unwrap()),
+            immediately,
+            version: version(v),
+        }))
+    }
+
+    fn step(v: u128, step: Step, attempt: u32, result: StepResult) -> SecretCommand {
+        SecretCommand::RecordRotationStep(Box::new(RecordStep {
+            version: version(v),
+            step,
+            attempt,
+            result,
+        }))
+    }
+
+    fn done() -> StepResult {
+        StepResult::Done { lease: now() }
+    }
+
+    /// Applies `cmd` as the rotation runner.
+    fn as_runner(w: World, cmd: &SecretCommand) -> World {
+        let mut runner = World::as_actor(Actor::rotator());
+        runner.state = w.state;
+        let mut runner = runner.given(cmd, now());
+        let mut user = World::new();
+        user.state = std::mem::take(&mut runner.state);
+        user
+    }
+
+    fn live(w: &World) -> &Secret {
+        match &w.state {
+            SecretState::Live(s) => s,
+            other => panic!("not live: {other:?}"),
+        }
+    }
+
+    /// A run from start to finish: AWSPENDING on a version without a value, the
+    /// handler's own writes between steps, AWSCURRENT moved by its finishSecret.
+    #[test]
+    fn a_rotation_runs_its_four_steps() {
+        let w = World::new()
+            .given(&create(Some(sealed(1))), now())
+            .given(&rotate(true, 9), now());
+        assert_eq!(live(&w).stages.get(&Stage::Pending), Some(&version(9)));
+        assert!(live(&w).version(version(9)).is_none());
+        // A second RotateSecret while it runs is AWS's refusal.
+        let busy = w.decide(&rotate(true, 10), now()).unwrap_err();
+        assert!(
+            busy.message
+                .starts_with("A previous rotation isn't complete"),
+            "{busy:?}"
+        );
+        // createSecret that stored nothing fails with what to do.
+        let mut runner = World::as_actor(Actor::rotator());
+        runner.state = w.state.clone();
+        let empty = runner
+            .decide(&step(9, Step::Create, 1, done()), now())
+            .unwrap();
+        assert!(
+            matches!(&empty[0], SecretEvent::RotationStepFailed(f) if f.reason.contains("PutSecretValue")),
+            "{empty:?}"
+        );
+        let w = w.given(&put(9, Some(&[Stage::Pending])), now());
+        let w = as_runner(w, &step(9, Step::Create, 1, done()));
+        let w = as_runner(w, &step(9, Step::Set, 1, done()));
+        let w = as_runner(w, &step(9, Step::Test, 1, done()));
+        let w = w.given(
+            &SecretCommand::MoveStage {
+                stage: Stage::Current,
+                to: Some(version(9)),
+                from: Some(version(1)),
+            },
+            now(),
+        );
+        let w = as_runner(w, &step(9, Step::Finish, 1, done()));
+        let s = live(&w);
+        assert_eq!(s.stages.get(&Stage::Current), Some(&version(9)));
+        assert_eq!(s.stages.get(&Stage::Pending), None);
+        let r = s.rotation.as_ref().unwrap();
+        assert!(r.run.is_none() && r.last_rotated == Some(now()));
+        assert_eq!(r.next, now().plus(hours(24)));
+    }
+
+    /// A failed testSecret leaves AWSCURRENT where it was; each outcome is recorded
+    /// once, for the run's current attempt only.
+    #[test]
+    fn a_failed_step_retries_then_ends_and_leaves_current() {
+        let w = World::new()
+            .given(&create(Some(sealed(1))), now())
+            .given(&rotate(true, 9), now())
+            .given(&put(9, Some(&[Stage::Pending])), now());
+        let w = as_runner(w, &step(9, Step::Create, 1, done()));
+        let w = as_runner(w, &step(9, Step::Set, 1, done()));
+        let fail = |retry_at| StepResult::Failed {
+            reason: "login refused".into(),
+            retry_at,
+        };
+        let w = as_runner(w, &step(9, Step::Test, 1, fail(Some(now()))));
+        let mut runner = World::as_actor(Actor::rotator());
+        runner.state = w.state.clone();
+        let stale = runner
+            .decide(&step(9, Step::Test, 1, fail(None)), now())
+            .unwrap_err();
+        assert_eq!(stale.code, ErrorCode::Conflict);
+        let w = as_runner(w, &step(9, Step::Test, 2, fail(None)));
+        let s = live(&w);
+        assert_eq!(s.stages.get(&Stage::Current), Some(&version(1)));
+        let r = s.rotation.as_ref().unwrap();
+        assert!(r.run.is_none());
+        assert_eq!(r.last_failure.as_deref(), Some("testSecret: login refused"));
+    }
+
+    /// Cancelling names the version left with AWSPENDING; only the runner records steps.
+    #[test]
+    fn cancel_names_what_it_leaves_and_users_cannot_record_steps() {
+        let w = World::new()
+            .given(&create(Some(sealed(1))), now())
+            .given(&rotate(true, 9), now());
+        let forged = w
+            .decide(&step(9, Step::Create, 1, done()), now())
+            .unwrap_err();
+        assert_eq!(forged.code, ErrorCode::Forbidden);
+        let events = w.decide(&SecretCommand::CancelRotation, now()).unwrap();
+        assert!(
+            matches!(&events[..], [SecretEvent::RotationCancelled(c)] if c.pending == Some(version(9))),
+            "{events:?}"
+        );
+        let w = w.given(&SecretCommand::CancelRotation, now());
+        assert!(
+            w.decide(&SecretCommand::CancelRotation, now())
+                .unwrap()
+                .is_empty()
+        );
+        let r = live(&w).rotation.clone().unwrap();
+        assert!(!r.enabled && r.due().is_none());
+    }
 }

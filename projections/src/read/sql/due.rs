@@ -65,3 +65,22 @@ impl Reads<'_> {
         Ok(out)
     }
 }
+
+/// The rotation runner's query: secrets whose rotation is due at `$1`, up to `$2`.
+pub(crate) const ROTATIONS_DUE: &str = "SELECT s.project, s.id, s.rotation FROM secrets s \
+     WHERE s.rotation_due_ms <= $1 AND s.status = 'active' ORDER BY s.rotation_due_ms LIMIT $2";
+
+impl Reads<'_> {
+    /// Up to `limit` secrets whose rotation is due at `now_ms`.
+    pub(crate) async fn rotations_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+        sqlx::query_as::<_, (String, String, String)>(ROTATIONS_DUE)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(self.0)
+            .await
+    }
+}

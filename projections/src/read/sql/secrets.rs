@@ -82,7 +82,8 @@ pub(crate) fn secret_columns() -> String {
         "s.project, s.id, s.name, s.secret_type, s.algorithm, s.bit_length, s.mode, \
          s.expiration, s.creator, s.created, s.updated, s.content_type, s.version, s.acl, \
          s.expiration_ms, s.owning_service, s.reference, s.purge_at, s.tags, \
-         s.version_count, s.status, s.purge_at_ms, s.acl_created, s.acl_updated, {consumers}"
+         s.version_count, s.status, s.purge_at_ms, s.acl_created, s.acl_updated, s.rotation, \
+         {consumers}"
     )
 }
 
@@ -179,6 +180,7 @@ pub(crate) fn secret_row(r: &DbRow) -> Result<SecretRow, sqlx::Error> {
         version_count: r.try_get("version_count")?,
         acl_set: acl_times_of(r)?,
         consumers: consumers_of(r)?,
+        rotation: parsed_opt(r, "rotation", |t| serde_json::from_str(t))?,
     })
 }
 

@@ -1,0 +1,353 @@
+//! The rotation runner: starts scheduled rotations and drives each run through its
+//! four steps by asking the secret's handler on `keyledger.rotate.<handler>`, where
+//! AWS invokes a Lambda function.
+//!
+//! It asks a [`RotationSource`] (the read model) which rotations are due, and records
+//! every outcome as a commit of the secret, as keyledger's own actor. Replicas may run
+//! it side by side: a scheduled start's command id and version are derived from the
+//! due time, so the log starts it once; each step's outcome is recorded only for the
+//! run's current step and attempt, so a second runner asking for the same step finds
+//! it recorded and stops. Handlers must take a step asked twice, as AWS's contract
+//! already requires of a rotation function.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::ErrorCode;
+use domain::Rejection;
+use domain::ids::{CommandId, ProjectId, SecretId, VersionId};
+use domain::principal::Actor;
+use domain::secret::arn::arn;
+use domain::secret::rotation::{DueRotation, HandlerName, Run, Step, StepResult};
+use domain::secret::{RecordStep, SecretCommand, SecretState};
+use domain::subject::rotation_handler;
+use domain::timestamp::Timestamp;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::secret::SecretHandler;
+use infra::clock::Clock;
+
+/// Where the runner learns which rotations are due.
+pub trait RotationSource: Send + Sync + 'static {
+    /// Up to `limit` rotations due at `now`.
+    fn due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<DueRotation>, crate::SourceError>> + Send;
+}
+
+/// How the runner asks handlers and retries.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationSettings {
+    /// How often it looks for due rotations.
+    pub interval: Duration,
+    /// How long a handler has to answer one step.
+    pub step_timeout: Duration,
+    /// Attempts of one step before the run ends as failed.
+    pub attempts: u32,
+    /// The wait before the second attempt; it doubles for each later one.
+    pub retry_after: Duration,
+}
+
+impl Default for RotationSettings {
+    /// Steps of 60 s, three attempts, a minute before the first retry.
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            step_timeout: Duration::from_secs(60),
+            attempts: 3,
+            retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The region in the ARNs handlers receive. keyledger answers an ARN of any region
+/// (it is one region wherever a client says it is), so this only fills the field.
+pub const ARN_REGION: &str = "us-east-1";
+
+/// What a handler receives: AWS's rotation event.
+#[derive(Debug, Serialize)]
+struct StepRequest<'a> {
+    #[serde(rename = "SecretId")]
+    secret_id: &'a str,
+    #[serde(rename = "ClientRequestToken")]
+    token: String,
+    #[serde(rename = "Step")]
+    step: Step,
+}
+
+/// The runner.
+pub struct Runner<S> {
+    /// Records outcomes.
+    pub handler: Arc<SecretHandler>,
+    /// Asks handlers.
+    pub nats: async_nats::Client,
+    /// What is due.
+    pub source: S,
+    /// The time.
+    pub clock: Clock,
+    /// Timing.
+    pub settings: RotationSettings,
+}
+
+/// Due rotations looked at in one pass.
+const BATCH: u32 = 64;
+
+impl<S: RotationSource> Runner<S> {
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.source.due((self.clock)(), BATCH).await {
+                Ok(due) => {
+                    for rotation in due {
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = self.drive(rotation) => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rotation runner: cannot read what is due; retrying");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.settings.interval) => {}
+            }
+        }
+    }
+
+    /// Starts the rotation if it is a scheduled one, then asks for its steps until it
+    /// ends, fails an attempt, or another runner holds it.
+    async fn drive(&self, due: DueRotation) {
+        let (project, secret) = (due.project, due.secret);
+        if due.rotation.run.is_none() {
+            let Some(next) = due.rotation.next else {
+                return;
+            };
+            if let Err(r) = self.start(&project, secret, next).await {
+                quiet_or_warn(secret, "start", &r);
+                return;
+            }
+        }
+        let mut first = true;
+        loop {
+            let state = match self.handler.state(&project, secret).await {
+                Ok(s) => s,
+                Err(r) => return quiet_or_warn(secret, "load", &r),
+            };
+            let SecretState::Live(s) = state else { return };
+            let Some(rotation) = s.rotation.as_ref() else {
+                return;
+            };
+            let Some(run) = rotation.run.clone() else {
+                return;
+            };
+            // The read model said due; the log may say a retry waits, or another
+            // runner holds the run. Once this runner records a step it holds it.
+            if first && run.due > (self.clock)() {
+                return;
+            }
+            first = false;
+            let secret_arn = arn(ARN_REGION, &project, s.attributes.name.as_ref(), secret);
+            let outcome = self
+                .ask(&rotation.handler, &secret_arn, run.version, run.step)
+                .await;
+            let failed = outcome.is_err();
+            if let Err(reason) = &outcome {
+                tracing::warn!(%secret, step = %run.step, attempt = run.attempt, %reason, "rotation step failed");
+            }
+            if let Err(r) = self.record(&project, secret, &run, outcome).await {
+                return quiet_or_warn(secret, "record", &r);
+            }
+            if failed || run.step == Step::Finish {
+                return;
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        project: &ProjectId,
+        secret: SecretId,
+        due: Timestamp,
+    ) -> Result<(), Rejection> {
+        let occasion = format!("rotate-{secret}-{}", due.unix_millis());
+        let version = VersionId::from_uuid(Uuid::new_v5(&RUN_NAMESPACE, occasion.as_bytes()));
+        let command = SecretCommand::StartScheduledRotation { version };
+        self.handler
+            .run_as(
+                &Actor::rotator(),
+                project.clone(),
+                secret,
+                command,
+                CommandId::parse(&occasion)?,
+            )
+            .await?;
+        tracing::info!(%secret, %version, "rotation started on schedule");
+        Ok(())
+    }
+
+    /// Asks the handler for one step; the error says why it failed.
+    async fn ask(
+        &self,
+        handler: &HandlerName,
+        secret_arn: &str,
+        version: VersionId,
+        step: Step,
+    ) -> Result<(), String> {
+        let request = StepRequest {
+            secret_id: secret_arn,
+            token: version.to_string(),
+            step,
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+        let subject = rotation_handler(handler);
+        let timeout = self.settings.step_timeout;
+        let asked = self.nats.request(subject.clone(), body.into());
+        let reply = match tokio::time::timeout(timeout, asked).await {
+            Err(_) => {
+                return Err(format!(
+                    "{step} timed out: handler {handler} did not answer within {}s",
+                    timeout.as_secs_f64()
+                ));
+            }
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Err(format!(
+                    "handler {handler} not reachable: no NATS service answers {subject}; start \
+                     it (it connects as the rotation user), or name another handler with \
+                     RotateSecret"
+                ));
+            }
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                return Err(format!(
+                    "{step} timed out: handler {handler} did not answer in time"
+                ));
+            }
+            Ok(Err(e)) => return Err(format!("asking handler {handler} for {step}: {e}")),
+            Ok(Ok(reply)) => reply,
+        };
+        handler_error(&reply.payload).map_or(Ok(()), |e| Err(format!("{step} failed: {e}")))
+    }
+
+    async fn record(
+        &self,
+        project: &ProjectId,
+        secret: SecretId,
+        run: &Run,
+        outcome: Result<(), String>,
+    ) -> Result<(), Rejection> {
+        let now = (self.clock)();
+        let result = match outcome {
+            // Other runners leave the run alone while this one asks for the next step.
+            Ok(()) => StepResult::Done {
+                lease: now.plus(self.settings.step_timeout * 2).unwrap_or(now),
+            },
+            Err(reason) => StepResult::Failed {
+                retry_at: (run.attempt < self.settings.attempts)
+                    .then(|| now.plus(backoff(self.settings.retry_after, run.attempt)))
+                    .flatten(),
+                reason,
+            },
+        };
+        let id = format!(
+            "rot-{}-{}-{}",
+            run.version,
+            step_letter(run.step),
+            run.attempt
+        );
+        let command = SecretCommand::RecordRotationStep(Box::new(RecordStep {
+            version: run.version,
+            step: run.step,
+            attempt: run.attempt,
+            result,
+        }));
+        self.handler
+            .run_as(
+                &Actor::rotator(),
+                project.clone(),
+                secret,
+                command,
+                CommandId::parse(&id)?,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+const RUN_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_796c_6564_6765_7200_0000_0000_0003);
+
+/// The wait before attempt `attempt + 1`: `first`, doubled for each attempt after the
+/// first, capped at a day.
+fn backoff(first: Duration, attempt: u32) -> Duration {
+    let doubled = first.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    doubled.min(Duration::from_secs(86_400))
+}
+
+fn step_letter(step: Step) -> &'static str {
+    match step {
+        Step::Create => "c",
+        Step::Set => "s",
+        Step::Test => "t",
+        Step::Finish => "f",
+    }
+}
+
+/// The error in a handler's reply: Lambda's `{"errorMessage", "errorType"}` or
+/// `{"error": "..."}`. Any other reply (AWS's templates return nothing) is success.
+fn handler_error(payload: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let text = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let message = text("errorMessage").or_else(|| text("error"))?;
+    // A handler's message reaches the log and DescribeSecret: keep it bounded.
+    let message: String = message.chars().take(1000).collect();
+    Some(match text("errorType") {
+        Some(kind) => format!("{kind}: {message}"),
+        None => message,
+    })
+}
+
+/// A refusal because the log says otherwise (another runner got there first, the
+/// secret was deleted or the rotation cancelled) is expected and quiet.
+fn quiet_or_warn(secret: SecretId, what: &str, r: &Rejection) {
+    if matches!(r.code, ErrorCode::Conflict | ErrorCode::NotFound) {
+        tracing::debug!(%secret, what, reason = %r, "rotation runner: skipped");
+    } else {
+        tracing::warn!(%secret, what, error = %r, "rotation runner: failed; retried on the next pass");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_errors_read_as_lambda_writes_them() {
+        assert_eq!(handler_error(b"null"), None);
+        assert_eq!(handler_error(b"{}"), None);
+        assert_eq!(handler_error(b"not json"), None);
+        assert_eq!(
+            handler_error(br#"{"errorMessage": "login refused", "errorType": "ValueError"}"#)
+                .as_deref(),
+            Some("ValueError: login refused")
+        );
+        assert_eq!(handler_error(br#"{"error": "no"}"#).as_deref(), Some("no"));
+    }
+
+    #[test]
+    fn retries_back_off_and_command_ids_fit() {
+        let m = Duration::from_secs(60);
+        assert_eq!(backoff(m, 1), m);
+        assert_eq!(backoff(m, 3), m * 4);
+        assert_eq!(backoff(m, 40), Duration::from_secs(86_400));
+        let v = VersionId::from_uuid(Uuid::from_u128(u128::MAX));
+        let id = format!("rot-{v}-f-{}", u32::MAX);
+        assert!(CommandId::parse(&id).is_ok(), "{id}");
+        let s = SecretId::from_uuid(Uuid::from_u128(u128::MAX));
+        assert!(CommandId::parse(&format!("rotate-{s}-{}", i64::MAX)).is_ok());
+    }
+}

@@ -1,0 +1,406 @@
+//! Rotation, as AWS Secrets Manager runs it, with a NATS service where AWS calls a
+//! Lambda function: a handler named by the secret is asked for four steps in order
+//! (`createSecret`, `setSecret`, `testSecret`, `finishSecret`) against a new version
+//! that carries AWSPENDING until the handler's `finishSecret` makes it AWSCURRENT.
+//!
+//! The configuration, every run, every step's outcome and every cancellation are events
+//! of the secret, so history and audit show them. The timing of retries and leases
+//! comes from keyledger's rotation runner in its commands; the rules here only check
+//! that each outcome follows the run it belongs to.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Rejection;
+use crate::ids::VersionId;
+use crate::timestamp::Timestamp;
+
+/// The name of a rotation handler: the NATS service on `keyledger.rotate.<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HandlerName(String);
+
+impl HandlerName {
+    /// The longest name (AWS's limit on a Lambda function name).
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses a bare name, or the name inside a Lambda function ARN
+    /// (`arn:aws:lambda:<region>:<account>:function:<name>`), so configurations written
+    /// for AWS keep working. A name is 1 to 64 letters, digits, `-` and `_`: one NATS
+    /// subject token.
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        let name = match s.strip_prefix("arn:") {
+            Some(rest) => {
+                let parts: Vec<&str> = rest.split(':').collect();
+                match parts.as_slice() {
+                    [_, "lambda", _, _, "function", name] => *name,
+                    _ => {
+                        return Err(Rejection::invalid(format!(
+                            "RotationLambdaARN {s:?} is not a Lambda function ARN; give the \
+                             rotation handler's name (the NATS service on \
+                             keyledger.rotate.<name>), or \
+                             arn:aws:lambda:<region>:<account>:function:<name>"
+                        )));
+                    }
+                }
+            }
+            None => s,
+        };
+        let ok = !name.is_empty()
+            && name.len() <= Self::MAX_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(Rejection::invalid(format!(
+                "rotation handler {name:?} is not a valid name: use 1 to {} letters, digits, \
+                 '-' or '_' (it names the NATS subject keyledger.rotate.<name>)",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for HandlerName {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).map_err(|r| r.message)
+    }
+}
+
+impl From<HandlerName> for String {
+    fn from(h: HandlerName) -> Self {
+        h.0
+    }
+}
+
+impl std::fmt::Display for HandlerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How often a secret rotates: AWS's `RotationRules`, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationRules {
+    /// `AutomaticallyAfterDays`: 1 to 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatically_after_days: Option<u16>,
+    /// `ScheduleExpression`: `rate(<n> hours|days)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_expression: Option<String>,
+    /// `Duration`: the rotation window, `<n>h` with n from 1 to 24.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+impl RotationRules {
+    /// Checks AWS's rules; `None` members stay unset.
+    pub fn parse(
+        after_days: Option<i64>,
+        expression: Option<&str>,
+        duration: Option<&str>,
+    ) -> Result<Self, Rejection> {
+        let rules = Self {
+            automatically_after_days: after_days
+                .map(|d| {
+                    u16::try_from(d)
+                        .ok()
+                        .filter(|d| (1..=1000).contains(d))
+                        .ok_or_else(|| {
+                            Rejection::invalid(format!(
+                                "AutomaticallyAfterDays is {d}; rotate every 1 to 1000 days"
+                            ))
+                        })
+                })
+                .transpose()?,
+            schedule_expression: expression.map(str::to_owned),
+            duration: duration.map(str::to_owned),
+        };
+        if rules.automatically_after_days.is_some() && rules.schedule_expression.is_some() {
+            return Err(Rejection::invalid(
+                "give AutomaticallyAfterDays or ScheduleExpression, not both",
+            ));
+        }
+        if rules.automatically_after_days.is_none() && rules.schedule_expression.is_none() {
+            return Err(Rejection::invalid(
+                "RotationRules needs AutomaticallyAfterDays (1 to 1000) or a ScheduleExpression \
+                 such as rate(30 days)",
+            ));
+        }
+        if let Some(e) = &rules.schedule_expression {
+            rate(e)?;
+        }
+        if let Some(d) = &rules.duration {
+            window(d)?;
+        }
+        Ok(rules)
+    }
+
+    /// The time between two rotations.
+    pub fn interval(&self) -> Duration {
+        let day = Duration::from_secs(86_400);
+        match (self.automatically_after_days, &self.schedule_expression) {
+            (Some(days), _) => day * u32::from(days),
+            // Checked when parsed; a rule read back from an older log that no longer
+            // parses rotates daily rather than never.
+            (None, Some(e)) => rate(e).unwrap_or(day),
+            (None, None) => day,
+        }
+    }
+
+    /// When the rotation after one at `from` is due.
+    pub fn next_after(&self, from: Timestamp) -> Option<Timestamp> {
+        from.plus(self.interval())
+    }
+}
+
+/// Parses `rate(<n> hours)` (4 to 23) or `rate(<n> days)` (1 to 1000), AWS's bounds.
+fn rate(expression: &str) -> Result<Duration, Rejection> {
+    let bad = |why: &str| {
+        Rejection::invalid(format!(
+            "ScheduleExpression {expression:?} {why}; use rate(<n> hours) with n from 4 to 23, \
+             rate(<n> days) with n from 1 to 1000, or AutomaticallyAfterDays"
+        ))
+    };
+    if expression.starts_with("cron(") {
+        return Err(bad(
+            "is a cron expression, which keyledger does not schedule yet",
+        ));
+    }
+    let inner = expression
+        .strip_prefix("rate(")
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| bad("is not a rate expression"))?;
+    let (n, unit) = inner
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| bad("has no unit"))?;
+    let n: u64 = n.parse().map_err(|_| bad("does not start with a number"))?;
+    match unit.trim() {
+        "hour" | "hours" if (4..=23).contains(&n) => Ok(Duration::from_secs(n * 3600)),
+        "day" | "days" if (1..=1000).contains(&n) => Ok(Duration::from_secs(n * 86_400)),
+        "hour" | "hours" | "day" | "days" => Err(bad("is out of range")),
+        _ => Err(bad("has an unknown unit")),
+    }
+}
+
+/// Parses a rotation window, `<n>h` with n from 1 to 24.
+fn window(duration: &str) -> Result<Duration, Rejection> {
+    duration
+        .strip_suffix('h')
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| (1..=24).contains(n))
+        .map(|n| Duration::from_secs(n * 3600))
+        .ok_or_else(|| {
+            Rejection::invalid(format!(
+                "Duration {duration:?} is not a rotation window; give hours from 1h to 24h"
+            ))
+        })
+}
+
+/// The steps of a rotation, in order, as AWS's rotation functions name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Step {
+    /// Create the new value and store it as the AWSPENDING version.
+    #[serde(rename = "createSecret")]
+    Create,
+    /// Set the new value in the service the secret is for.
+    #[serde(rename = "setSecret")]
+    Set,
+    /// Check that the new value works.
+    #[serde(rename = "testSecret")]
+    Test,
+    /// Move AWSCURRENT to the new version.
+    #[serde(rename = "finishSecret")]
+    Finish,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 4] = [Self::Create, Self::Set, Self::Test, Self::Finish];
+
+    /// The name handlers receive in `Step`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "createSecret",
+            Self::Set => "setSecret",
+            Self::Test => "testSecret",
+            Self::Finish => "finishSecret",
+        }
+    }
+
+    /// The step after this one; `None` after `finishSecret`.
+    pub fn next(self) -> Option<Self> {
+        match self {
+            Self::Create => Some(Self::Set),
+            Self::Set => Some(Self::Test),
+            Self::Test => Some(Self::Finish),
+            Self::Finish => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rotation under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Run {
+    /// The version being made (the ClientRequestToken handlers receive).
+    pub version: VersionId,
+    /// When it started.
+    pub started: Timestamp,
+    /// The step to ask for next.
+    pub step: Step,
+    /// Which attempt of that step comes next (from 1).
+    pub attempt: u32,
+    /// When the runner should act on it: at once after a start, after a retry delay
+    /// after a failure, or when a runner's lease lapses.
+    pub due: Timestamp,
+    /// Why the last attempt failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// A secret's rotation: its handler, its schedule and the run under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// The handler.
+    pub handler: HandlerName,
+    /// The schedule; `None` rotates only when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RotationRules>,
+    /// Whether rotation is on (CancelRotateSecret turns it off).
+    pub enabled: bool,
+    /// When a rotation last succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotated: Option<Timestamp>,
+    /// When the next scheduled rotation starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Timestamp>,
+    /// The rotation under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Run>,
+    /// Why the last run failed for good, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+}
+
+impl Rotation {
+    /// When keyledger's runner must act next: the run's due time, or the next
+    /// scheduled start.
+    pub fn due(&self) -> Option<Timestamp> {
+        match &self.run {
+            Some(run) => Some(run.due),
+            None if self.enabled => self.next,
+            None => None,
+        }
+    }
+}
+
+/// A secret whose rotation needs keyledger's runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRotation {
+    /// The project owning the secret.
+    pub project: crate::ids::ProjectId,
+    /// The secret.
+    pub secret: crate::ids::SecretId,
+    /// Its rotation as the read model last saw it.
+    pub rotation: Rotation,
+}
+
+/// What a step's attempt came to, as the runner reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepResult {
+    /// The handler answered without an error. The runner holds the run until `lease`.
+    Done {
+        /// Until when other runners leave the run to this one.
+        lease: Timestamp,
+    },
+    /// The handler failed, timed out or was not reachable.
+    Failed {
+        /// Why, in words an operator can act on.
+        reason: String,
+        /// When to try the step again; `None` ends the run as failed.
+        retry_at: Option<Timestamp>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handlers_are_names_or_lambda_arns() {
+        assert_eq!(
+            HandlerName::parse("pg-rotator").unwrap().as_str(),
+            "pg-rotator"
+        );
+        assert_eq!(
+            HandlerName::parse("arn:aws:lambda:us-east-1:123456789012:function:pg_rot")
+                .unwrap()
+                .as_str(),
+            "pg_rot"
+        );
+        for bad in ["", "a.b", "a b", "arn:aws:s3:::bucket", &"x".repeat(65)] {
+            assert!(HandlerName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rules_follow_aws_bounds() {
+        let days = |d| RotationRules::parse(Some(d), None, None);
+        assert_eq!(
+            days(30).unwrap().interval(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert!(days(0).is_err() && days(1001).is_err());
+        let rate = |e| RotationRules::parse(None, Some(e), Some("2h"));
+        assert_eq!(
+            rate("rate(4 hours)").unwrap().interval(),
+            Duration::from_secs(4 * 3600)
+        );
+        assert_eq!(
+            rate("rate(10 days)").unwrap().interval(),
+            Duration::from_secs(10 * 86_400)
+        );
+        for bad in [
+            "rate(3 hours)",
+            "rate(1001 days)",
+            "rate(x days)",
+            "every day",
+        ] {
+            assert!(rate(bad).is_err(), "{bad}");
+        }
+        let cron = rate("cron(0 16 1,15 * ? *)").unwrap_err().message;
+        assert!(cron.contains("cron expression"), "{cron}");
+        assert!(RotationRules::parse(Some(1), Some("rate(1 days)"), None).is_err());
+        assert!(RotationRules::parse(None, None, None).is_err());
+        assert!(RotationRules::parse(Some(1), None, Some("25h")).is_err());
+    }
+
+    #[test]
+    fn steps_go_in_aws_order() {
+        let order: Vec<_> = std::iter::successors(Some(Step::Create), |s| s.next()).collect();
+        assert_eq!(order, Step::ALL);
+        assert_eq!(
+            serde_json::to_string(&Step::Finish).unwrap(),
+            "\"finishSecret\""
+        );
+    }
+}
