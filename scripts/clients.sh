@@ -23,7 +23,10 @@ _kl_venv_with() {
         rm -rf "$1"
         python3 -m venv "$1" >&2
         # Stamped only once everything installed: a failed install is tried again.
-        if ! "$1/bin/python" -m pip install --quiet --disable-pip-version-check -r "$2" >&2; then
+        # Without PYTHONPATH (scripts/tools.sh puts nats-py there): pip would take a
+        # package found there as installed, and the venv would run without it.
+        if ! env -u PYTHONPATH "$1/bin/python" -m pip install --quiet --disable-pip-version-check \
+            -r "$2" >&2; then
             echo "installing ${2#"$_kl_root"/} failed; it is tried again next time" >&2
             rm -rf "$1"
             return 1

@@ -119,9 +119,7 @@ async fn rotation_runs_on_nats_handlers() {
             ]);
     })
     .await;
-    let password =
-        std::fs::read_to_string(up.dir.path().join("data").join("nats-rotation.key")).unwrap();
-    let url = format!("nats://rotation:{}@{}", password.trim(), up.nats);
+    let url = rotation_url(&up);
     let output = run_with(
         &mut up,
         &["test_rotation"],
@@ -129,4 +127,40 @@ async fn rotation_runs_on_nats_handlers() {
     )
     .await;
     println!("{}", output.lines().last().unwrap_or_default());
+}
+
+/// The rotation user's NATS URL for `up`, as `keyledger up` prints it.
+fn rotation_url(up: &Up) -> String {
+    let password =
+        std::fs::read_to_string(up.dir.path().join("data").join("nats-rotation.key")).unwrap();
+    format!("nats://rotation:{}@{}", password.trim(), up.nats)
+}
+
+/// The shipped PostgreSQL handler against Debian's PostgreSQL, which checks
+/// passwords: the new password logs in and the old one does not after finishSecret;
+/// a handler failing testSecret leaves AWSCURRENT where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_handler_rotates_a_database_password() {
+    let pg = infra::postgres_server::ManagedPostgres::start_checking_passwords(
+        keyledger::stack::free_port().unwrap(),
+    )
+    .await
+    .expect("PostgreSQL starts (apt-get install postgresql)");
+    let mut up = Up::spawn(|c| {
+        c.args(["--rotation-step-timeout", "10s", "--rotation-attempts", "2"])
+            .args([
+                "--rotation-retry-after",
+                "1s",
+                "--scheduler-interval",
+                "200ms",
+            ]);
+    })
+    .await;
+    let env = [
+        ("KEYLEDGER_ROTATION_NATS", rotation_url(&up)),
+        ("PG_SOCKET", pg.socket().display().to_string()),
+    ];
+    let output = run_with(&mut up, &["test_rotation_postgres"], &env).await;
+    println!("{}", output.lines().last().unwrap_or_default());
+    pg.stop().await;
 }

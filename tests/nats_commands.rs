@@ -195,11 +195,12 @@ async fn rejections_carry_stable_codes_and_actionable_messages() {
             "already has a payload",
         ),
         (
-            "secret.rotate",
+            // The rotation runner's own command is not served on NATS.
+            "secret.rotation.start",
             Some(token.as_str()),
             json!({}),
             "invalid",
-            "unknown command \"secret.rotate\"; the commands are secret.create",
+            "unknown command \"secret.rotation.start\"; the commands are secret.create",
         ),
     ];
     for (name, token, body, code, message) in cases {

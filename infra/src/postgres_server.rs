@@ -72,6 +72,17 @@ impl ManagedPostgres {
     /// for it, with a database and a role named `keyledger`, on a Unix socket in that
     /// directory named after `port` (`.s.PGSQL.<port>`; no TCP listener).
     pub async fn start(port: u16) -> Result<Self, PostgresError> {
+        Self::start_with(port, false).await
+    }
+
+    /// As [`Self::start`], but every role other than `keyledger` logs in with its
+    /// password (SCRAM), as a production server asks: for tests of what a password
+    /// change does.
+    pub async fn start_checking_passwords(port: u16) -> Result<Self, PostgresError> {
+        Self::start_with(port, true).await
+    }
+
+    async fn start_with(port: u16, passwords: bool) -> Result<Self, PostgresError> {
         let bin = bin_dir()?;
         let user = server_user()?;
         let dir = tempfile::Builder::new()
@@ -97,6 +108,14 @@ impl ManagedPostgres {
             "--no-sync",
         ]);
         run(initdb, "initdb").await?;
+        if passwords {
+            let hba = data.join("pg_hba.conf");
+            std::fs::write(
+                &hba,
+                format!("local all {DATABASE} trust\nlocal all all scram-sha-256\n"),
+            )
+            .map_err(|e| failed("writing pg_hba.conf", e))?;
+        }
         let mut server = Self {
             child: spawn(&bin, &data, port, user)?,
             _dir: dir,
@@ -117,6 +136,11 @@ impl ManagedPostgres {
             self.data.display(),
             self.port
         )
+    }
+
+    /// The server's Unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.data.join(format!(".s.PGSQL.{}", self.port))
     }
 
     /// The process id.

@@ -310,7 +310,9 @@ class Boto3(unittest.TestCase):
         unknown = client(key="AKLGUNKNOWNUNKNOWN00", secret="whatever-whatever-whatever")
         message = self.assertCode("UnrecognizedClientException", unknown.list_secrets)
         self.assertIn("keyledger access-key", message)
-        self.assertCode("InvalidRequestException", self.sm.rotate_secret, SecretId="x")
+        message = self.assertCode("InvalidRequestException", self.sm.get_resource_policy,
+                                  SecretId="x")
+        self.assertIn("PUT /v1/secrets/{id}/acl", message)
 
     def test_a_clock_off_by_twenty_minutes_is_refused(self):
         real = botocore.auth.get_current_datetime

@@ -58,11 +58,12 @@ def until(what, check, seconds=30):
         time.sleep(0.1)
 
 
-def start_handler(name, **env):
-    """Runs the template as handler `name`; returns once it serves its subject."""
+def start_handler(name, module=FUNCTION, **env):
+    """Runs `module` (the template by default) as handler `name` under the adapter;
+    returns once it serves its subject."""
     log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(
-        [sys.executable, str(ADAPTER), "--handler", name, "--module", str(FUNCTION)],
+        [sys.executable, str(ADAPTER), "--handler", name, "--module", str(module)],
         stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **env})
     line = process.stdout.readline()
     if not line.startswith("serving keyledger.rotate."):
