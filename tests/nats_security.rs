@@ -27,6 +27,8 @@ enum Who {
     Auditor,
     /// keyledger's own components.
     Service,
+    /// Rotation handlers (the `rotation` user).
+    RotationHandler,
 }
 
 /// A connection that records every permission violation the server reports.
@@ -49,6 +51,10 @@ impl Probe {
             Who::Service => ConnectOptions::with_user_and_password(
                 "keyledger".into(),
                 password("nats-service.key"),
+            ),
+            Who::RotationHandler => ConnectOptions::with_user_and_password(
+                "rotation".into(),
+                password("nats-rotation.key"),
             ),
         };
         let violations = Arc::new(Mutex::new(Vec::new()));
@@ -170,6 +176,14 @@ const ACTIONS: &[(&str, Action)] = &[
     ),
     ("subscribe to every subject", Action::Subscribe(">")),
     (
+        "serve a rotation handler",
+        Action::Subscribe("keyledger.rotate.>"),
+    ),
+    (
+        "ask a rotation handler for a step",
+        Action::Publish("keyledger.rotate.postgres"),
+    ),
+    (
         "create a consumer on the log",
         Action::Api("$JS.API.CONSUMER.CREATE.KEYLEDGER"),
     ),
@@ -269,14 +283,20 @@ async fn every_identity_is_held_to_its_permissions() {
         );
     }
 
-    // A token holder (bob, another principal) and the auditor: every action denied,
-    // but for the auditor subscribing to the inboxes of its own account (no one else's
-    // replies ever arrive there: see no_identity_reads_another_connections_replies).
+    // A token holder (bob, another principal), the auditor and a rotation handler:
+    // every action denied, but for the auditor and handlers subscribing to the inboxes
+    // of their own account (no one else's replies ever arrive there: see
+    // no_identity_reads_another_connections_replies), and handlers serving
+    // keyledger.rotate.>, which only keyledger's runner can reach.
     let bob = t.token("bob", "p2");
-    for who in [Who::TokenHolder, Who::Auditor] {
+    for who in [Who::TokenHolder, Who::Auditor, Who::RotationHandler] {
         let probe = Probe::connect(&t, who, &bob).await;
         for (name, action) in ACTIONS {
-            let allowed = who == Who::Auditor && *name == "subscribe to every inbox of its account";
+            let allowed = match *name {
+                "subscribe to every inbox of its account" => who != Who::TokenHolder,
+                "serve a rotation handler" => who == Who::RotationHandler,
+                _ => false,
+            };
             match action {
                 Action::Publish(s) | Action::Api(s) => {
                     let subject = targets.subject(s);

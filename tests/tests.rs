@@ -35,4 +35,5 @@ mod postgres;
 mod projection;
 mod read_cache;
 mod robustness;
+mod rotation;
 mod tls_check;

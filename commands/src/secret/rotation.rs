@@ -231,7 +231,8 @@ impl<S: RotationSource> Runner<S> {
             Ok(Err(e)) => return Err(format!("asking handler {handler} for {step}: {e}")),
             Ok(Ok(reply)) => reply,
         };
-        handler_error(&reply.payload).map_or(Ok(()), |e| Err(format!("{step} failed: {e}")))
+        // The step is recorded beside the reason: the handler's words suffice.
+        handler_error(&reply.payload).map_or(Ok(()), Err)
     }
 
     async fn record(
