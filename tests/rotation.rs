@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use domain::principal::Actor;
-use domain::secret::{SecretEvent, SecretState, evolve};
 use domain::secret::version::Stage;
+use domain::secret::{SecretEvent, SecretState, evolve};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -37,7 +37,12 @@ async fn refusing_handler(t: &TestStack, name: &str) -> Arc<AtomicUsize> {
     tokio::spawn(async move {
         while let Some(request) = requests.next().await {
             let event: Value = serde_json::from_slice(&request.payload).unwrap();
-            assert!(event["SecretId"].as_str().unwrap().starts_with("arn:aws:secretsmanager:"));
+            assert!(
+                event["SecretId"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("arn:aws:secretsmanager:")
+            );
             count.fetch_add(1, Ordering::SeqCst);
             let reply = json!({"errorType": "ValueError", "errorMessage": format!("{} refused", event["Step"].as_str().unwrap())});
             if let Some(to) = request.reply {
@@ -85,7 +90,10 @@ async fn a_scheduled_rotation_starts_once_with_two_runners_and_fails_after_its_r
     )
     .await;
     assert_eq!(reply["ok"], true, "{reply}");
-    assert!(reply.get("version_id").is_none(), "nothing started yet: {reply}");
+    assert!(
+        reply.get("version_id").is_none(),
+        "nothing started yet: {reply}"
+    );
 
     // A day later the rotation is due; then each poll moves the clock a second, so
     // the failed step's retry (300 ms in these tests) falls due too.
@@ -111,11 +119,20 @@ async fn a_scheduled_rotation_starts_once_with_two_runners_and_fails_after_its_r
     // Two attempts, each recorded once, the first with its retry.
     assert_eq!(failures.len(), 2, "{failures:?}");
     assert!(failures[0].retry_at.is_some());
-    assert!(failures.iter().all(|f| f.reason == "ValueError: createSecret refused"));
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.reason == "ValueError: createSecret refused")
+    );
     let commits = t.commits_of(&id).await;
     let started: Vec<_> = commits
         .iter()
-        .filter(|c| c.body.events.iter().any(|e| matches!(e, SecretEvent::RotationStarted(_))))
+        .filter(|c| {
+            c.body
+                .events
+                .iter()
+                .any(|e| matches!(e, SecretEvent::RotationStarted(_)))
+        })
         .collect();
     assert_eq!(started.len(), 1, "started once");
     assert_eq!(started[0].body.actor, Actor::rotator());

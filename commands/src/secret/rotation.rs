@@ -10,8 +10,9 @@
 //! it recorded and stops. Handlers must take a step asked twice, as AWS's contract
 //! already requires of a rotation function.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use domain::ErrorCode;
@@ -97,17 +98,35 @@ pub struct Runner<S> {
 /// Due rotations looked at in one pass.
 const BATCH: u32 = 64;
 
+/// Rotations one runner drives at once: each waits on its handler, so a slow or silent
+/// handler holds one of these, never the others.
+const IN_FLIGHT: usize = 32;
+
 impl<S: RotationSource> Runner<S> {
-    /// Runs until `shutdown` is cancelled.
+    /// Runs until `shutdown` is cancelled. Each due rotation is driven in a task of its
+    /// own, one per secret at a time; on shutdown they stop where they are, and the
+    /// lease of a run lapses so that a runner takes it up again.
     pub async fn run(self, shutdown: CancellationToken) {
+        let runner = Arc::new(self);
+        let driving: Arc<Mutex<HashSet<SecretId>>> = Arc::default();
+        let mut tasks = tokio::task::JoinSet::new();
         loop {
-            match self.source.due((self.clock)(), BATCH).await {
+            while tasks.try_join_next().is_some() {}
+            match runner.source.due((runner.clock)(), BATCH).await {
                 Ok(due) => {
                     for rotation in due {
-                        tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            () = self.drive(rotation) => {}
+                        if tasks.len() >= IN_FLIGHT {
+                            break;
                         }
+                        let secret = rotation.secret;
+                        if !lock(&driving).insert(secret) {
+                            continue;
+                        }
+                        let (runner, driving) = (runner.clone(), driving.clone());
+                        tasks.spawn(async move {
+                            runner.drive(rotation).await;
+                            lock(&driving).remove(&secret);
+                        });
                     }
                 }
                 Err(e) => {
@@ -115,8 +134,11 @@ impl<S: RotationSource> Runner<S> {
                 }
             }
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.settings.interval) => {}
+                () = shutdown.cancelled() => {
+                    tasks.abort_all();
+                    return;
+                }
+                () = tokio::time::sleep(runner.settings.interval) => {}
             }
         }
     }
@@ -278,6 +300,12 @@ impl<S: RotationSource> Runner<S> {
             .await?;
         Ok(())
     }
+}
+
+/// The set of secrets being driven; a task that panicked while holding it left it
+/// whole (an insert or a remove), so a poisoned lock is still good.
+fn lock(set: &Mutex<HashSet<SecretId>>) -> MutexGuard<'_, HashSet<SecretId>> {
+    set.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 const RUN_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_796c_6564_6765_7200_0000_0000_0003);
