@@ -18,6 +18,7 @@ keyledger records it as the step's failure and retries the step. Needs nats-py.
 """
 import argparse
 import asyncio
+import hashlib
 import importlib.util
 import json
 import logging
@@ -30,6 +31,20 @@ import nats
 log = logging.getLogger("keyledger.rotation")
 
 
+def account_of(project):
+    """The AWS account id keyledger shows for `project` (docs/aws.md, Accounts)."""
+    if len(project) == 12 and project.isdigit():
+        return project
+    digest = hashlib.sha256(f"keyledger/aws-account/v1\0{project}".encode()).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % 10**12:012d}"
+
+
+def printable(text):
+    """`text` as valid UTF-8 (an exception's message may hold lone surrogates, which
+    no JSON reader accepts)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def load(path):
     """The rotation function's module, loaded from its file."""
     spec = importlib.util.spec_from_file_location("rotation_function", path)
@@ -40,7 +55,7 @@ def load(path):
     return module
 
 
-async def serve(url, handler, module):
+async def serve(url, handler, module, accounts):
     subject = f"keyledger.rotate.{handler}"
     nc = await nats.connect(url, name=f"keyledger-rotation-{handler}")
     loop = asyncio.get_running_loop()
@@ -50,12 +65,20 @@ async def serve(url, handler, module):
             event = json.loads(msg.data)
             log.info("%s %s %s", event.get("Step"), event.get("SecretId"),
                      event.get("ClientRequestToken"))
+            # Handler names are one namespace for the whole deployment: serve only the
+            # projects this handler is for.
+            parts = str(event.get("SecretId", "")).split(":")
+            account = parts[4] if len(parts) > 4 else None
+            if accounts and account not in accounts:
+                raise PermissionError(f"secret {event.get('SecretId')} is in an account this "
+                                      f"handler does not serve (--project)")
             # A step may take long (a database round trip): off the event loop.
             result = await loop.run_in_executor(None, module.lambda_handler, event, None)
             reply = json.dumps(result)
         except Exception as e:  # noqa: BLE001 - every failure is the step's answer
-            log.warning("step failed: %s: %s", type(e).__name__, e)
-            reply = json.dumps({"errorType": type(e).__name__, "errorMessage": str(e)})
+            message = printable(str(e))
+            log.warning("step failed: %s: %r", type(e).__name__, message)
+            reply = json.dumps({"errorType": type(e).__name__, "errorMessage": message})
         await msg.respond(reply.encode())
 
     await nc.subscribe(subject, queue=subject, cb=on_request)
@@ -77,11 +100,15 @@ def main():
                         help="the handler's name, as RotationLambdaARN names it")
     parser.add_argument("--module", required=True,
                         help="the file defining lambda_handler(event, context)")
+    parser.add_argument("--project", action="append", default=[],
+                        help="serve only secrets of this keyledger project (repeatable); "
+                             "without it, every project whose users name this handler")
     args = parser.parse_args()
     if not args.nats:
         parser.error("give --nats or set KEYLEDGER_ROTATION_NATS")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(serve(args.nats, args.handler, load(args.module)))
+    accounts = {account_of(p) for p in args.project}
+    asyncio.run(serve(args.nats, args.handler, load(args.module), accounts))
 
 
 if __name__ == "__main__":

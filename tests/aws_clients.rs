@@ -69,6 +69,7 @@ async fn run_with(up: &mut Up, modules: &[&str], env: &[(&str, String)]) -> Stri
         .env("OTHER_SECRET_ACCESS_KEY", other_secret)
         .env("KEYLEDGER_URL", &up.http)
         .env("KEYLEDGER_TOKEN", admin)
+        .env("OTHER_TOKEN", other_admin)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await

@@ -203,7 +203,7 @@ fn selector(raw: &str) -> Result<VersionSelector<'_>, ApiError> {
         return Ok(VersionSelector::Id(raw));
     }
     Stage::parse(raw)
-        .map(|s| VersionSelector::Stage(s.as_str()))
+        .map(|s| VersionSelector::Stage(s.builtin_name().unwrap_or(raw)))
         .map_err(|r| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -302,7 +302,7 @@ pub struct MoveStageBody {
     path = "/v1/secrets/{id}/stages/{stage}",
     tag = "secrets",
     params(SecretPath,
-        ("stage" = String, Path, pattern = "^(current|previous|pending|AWSCURRENT|AWSPREVIOUS|AWSPENDING)$", description = "`current`, `previous` or `pending` (or the AWS names)")),
+        ("stage" = String, Path, description = "`current`, `previous` or `pending` (or the AWS names), or a custom label (1 to 256 visible characters, case-sensitive)")),
     request_body(content = MoveStageBody, content_type = "application/json"),
     responses((status = 204, description = "Moved")),
 )]

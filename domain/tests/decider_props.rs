@@ -28,7 +28,10 @@ use uuid::Uuid;
 const T0: i64 = 1_800_000_000_000; // 2027-01-15, in ms
 
 fn stage() -> impl Strategy<Value = Stage> {
-    prop::sample::select(Stage::ALL.to_vec())
+    prop_oneof![
+        prop::sample::select(Stage::ALL.to_vec()),
+        prop::sample::select(vec!["blue", "green"]).prop_map(|l| Stage::parse(l).unwrap()),
+    ]
 }
 
 fn version() -> impl Strategy<Value = Option<VersionId>> {
@@ -286,6 +289,9 @@ proptest! {
                     prop_assert_eq!(ids.len(), s.versions.len(), "two live versions share an id");
                     // Every stage is on a version whose key still exists, but AWSPENDING,
                     // which a rotation puts on its version before the value exists.
+                    for v in s.versions.iter().map(|v| v.id) {
+                        prop_assert!(s.stages_of(v).len() <= domain::secret::version::MAX_LABELS_PER_VERSION);
+                    }
                     for (stage, v) in &s.stages {
                         prop_assert!(*stage == Stage::Pending || s.version(*v).is_some(), "stage on a destroyed version");
                     }

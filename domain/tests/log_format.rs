@@ -61,7 +61,7 @@ fn payload_stored() -> SecretEvent {
             nonce: vec![0xA5; 12],
             ciphertext: vec![0x5A; 20],
         },
-        stages: [Stage::Current].into(),
+        stages: [Stage::Current, Stage::parse("blue-green").unwrap()].into(),
         created: Some(at("2026-11-22T10:00:00Z")),
     })
 }
@@ -71,7 +71,7 @@ fn others() -> Vec<SecretEvent> {
     let k = |n| KeyId::from_uuid(Uuid::from_u128(n));
     vec![
         SecretEvent::StageMoved(StageMoved {
-            stage: Stage::Previous,
+            stage: Stage::parse("Canary").unwrap(),
             version: Some(v(0x11)),
         }),
         SecretEvent::VersionsDestroyed(VersionsDestroyed {
@@ -249,10 +249,10 @@ fn secret_created_v2() {
 }
 
 #[test]
-fn secret_payload_stored_v2() {
+fn secret_payload_stored_v3() {
     check_golden(
         payload_stored(),
-        expect_file!["golden/secret.payload_stored.v2.json"],
+        expect_file!["golden/secret.payload_stored.v3.json"],
     );
 }
 
@@ -269,12 +269,22 @@ fn v1_events_are_upcast() {
     };
     assert_eq!(p.stages, [Stage::Current].into());
     assert_eq!(p.created, None);
+    // Before custom labels: built-in labels only, spelled as now.
+    let SecretEvent::PayloadStored(p) = decode_file("secret.payload_stored.v2.json") else {
+        panic!("a payload")
+    };
+    assert_eq!(p.stages, [Stage::Current].into());
+    let SecretEvent::StageMoved(m) = decode_file("secret.stage_moved.v1.json") else {
+        panic!("a stage move")
+    };
+    assert_eq!(m.stage, Stage::Previous);
 }
 
 #[test]
-fn lifecycle_events_v1() {
+fn lifecycle_events_at_their_current_versions() {
     for event in others() {
-        let name = format!("golden/{}.v1.json", event.type_name());
+        let v = SecretEvent::current_version(event.type_name()).unwrap();
+        let name = format!("golden/{}.v{v}.json", event.type_name());
         let golden = ExpectFile {
             path: name.into(),
             position: file!(),
@@ -337,6 +347,14 @@ fn commit_bytes_hash_and_authenticator() {
         Commit::<SecretEvent>::open(&c.to_bytes(), &key()).unwrap(),
         c
     );
+    // A commit written before custom labels (payload_stored v2) still authenticates,
+    // and reads as the same events.
+    let bytes = std::fs::read(golden_path("commit.v2.built-in-labels.json")).unwrap();
+    let old = Commit::<SecretEvent>::open(bytes.trim_ascii_end(), &key()).unwrap();
+    let SecretEvent::PayloadStored(p) = &old.body.events[1] else {
+        panic!("a payload")
+    };
+    assert_eq!(p.stages, [Stage::Current].into());
 }
 
 /// A commit written before commits were authenticated (format 1) still parses and
@@ -462,7 +480,7 @@ fn unknown_versions_and_types_are_named() {
     let err = SecretEvent::decode(v).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "bad event: secret.payload_stored v9 cannot be read by this build (it reads up to v2); \
+        "bad event: secret.payload_stored v9 cannot be read by this build (it reads up to v3); \
          upgrade keyledger"
     );
     let err =

@@ -131,6 +131,42 @@ class Boto3(unittest.TestCase):
         self.assertCode("InvalidRequestException", self.sm.get_secret_value, SecretId=name,
                         VersionId=v1, VersionStage="AWSCURRENT")
 
+    def test_custom_staging_labels(self):
+        name = unique("labels")
+        v1 = self.sm.create_secret(Name=name, SecretString="one")["VersionId"]
+        put = self.sm.put_secret_value(SecretId=name, SecretString="two",
+                                       VersionStages=["Canary", "blue-green"])
+        v2 = put["VersionId"]
+        self.assertEqual(sorted(put["VersionStages"]), ["Canary", "blue-green"])
+        # Read by a custom label; AWSCURRENT stayed on the first version.
+        self.assertEqual(self.sm.get_secret_value(SecretId=name, VersionStage="Canary")
+                         ["SecretString"], "two")
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "one")
+        # Labels are case-sensitive: "canary" is another label, on no version.
+        self.assertCode("ResourceNotFoundException", self.sm.get_secret_value, SecretId=name,
+                        VersionStage="canary")
+        # Moving a label off another version must name that version, as in AWS.
+        message = self.assertCode("InvalidParameterException", self.sm.update_secret_version_stage,
+                                  SecretId=name, VersionStage="Canary", MoveToVersionId=v1)
+        self.assertIn("RemoveFromVersionId", message)
+        self.sm.update_secret_version_stage(SecretId=name, VersionStage="Canary",
+                                            MoveToVersionId=v1, RemoveFromVersionId=v2)
+        stages = self.sm.describe_secret(SecretId=name)["VersionIdsToStages"]
+        self.assertEqual(sorted(stages[v1]), ["AWSCURRENT", "Canary"])
+        self.assertEqual(stages[v2], ["blue-green"])
+        listed = {v["VersionId"]: sorted(v["VersionStages"])
+                  for v in self.sm.list_secret_version_ids(SecretId=name)["Versions"]}
+        self.assertEqual(listed[v1], ["AWSCURRENT", "Canary"])
+        # Taken off, a custom label is gone; at most 20 labels on one version.
+        self.sm.update_secret_version_stage(SecretId=name, VersionStage="blue-green",
+                                            RemoveFromVersionId=v2)
+        self.assertCode("InvalidParameterException", self.sm.put_secret_value, SecretId=name,
+                        SecretString="three", VersionStages=[f"l{i}" for i in range(21)])
+        message = self.assertCode("InvalidParameterException", self.sm.put_secret_value,
+                                  SecretId=name, SecretString="three",
+                                  VersionStages=["bad\u202elabel"])
+        self.assertIn("U+202E", message)
+
     def test_describe_and_list_with_filters_and_pages(self):
         prefix = unique("list")
         arns = [self.sm.create_secret(Name=f"{prefix}/{i}", SecretString=str(i),

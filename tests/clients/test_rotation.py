@@ -37,11 +37,12 @@ def lambda_arn(name):
     return f"arn:aws:lambda:{REGION}:123456789012:function:{name}"
 
 
-def history(name):
-    """The secret's events from keyledger's log (Barbican's API, as alice)."""
+def history(name, token=None):
+    """The secret's events from keyledger's log (Barbican's API, as alice unless
+    `token` says otherwise)."""
     request = urllib.request.Request(
         os.environ["KEYLEDGER_URL"] + f"/v1/secrets/{name}/history?limit=1000",
-        headers={"X-Auth-Token": os.environ["KEYLEDGER_TOKEN"]})
+        headers={"X-Auth-Token": token or os.environ["KEYLEDGER_TOKEN"]})
     with urllib.request.urlopen(request) as response:
         return [e["event"] for e in json.load(response)["history"]]
 
@@ -58,12 +59,13 @@ def until(what, check, seconds=30):
         time.sleep(0.1)
 
 
-def start_handler(name, module=FUNCTION, **env):
-    """Runs `module` (the template by default) as handler `name` under the adapter;
-    returns once it serves its subject."""
+def start_handler(name, module=FUNCTION, projects=(), **env):
+    """Runs `module` (the template by default) as handler `name` under the adapter,
+    for `projects` (all when empty); returns once it serves its subject."""
     log = tempfile.TemporaryFile(mode="w+")
+    only = [arg for p in projects for arg in ("--project", p)]
     process = subprocess.Popen(
-        [sys.executable, str(ADAPTER), "--handler", name, "--module", str(module)],
+        [sys.executable, str(ADAPTER), "--handler", name, "--module", str(module), *only],
         stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **env})
     line = process.stdout.readline()
     if not line.startswith("serving keyledger.rotate."):
@@ -78,7 +80,8 @@ class Rotation(unittest.TestCase):
     def setUpClass(cls):
         cls.sm = boto3.client("secretsmanager")
         cls.handlers = [
-            start_handler("template"),
+            # For project demo only: the adapter computes demo's account as keyledger.
+            start_handler("template", projects=["demo"]),
             start_handler("fails-test", ROTATION_FAIL_AT="testSecret"),
             start_handler("slow-set", ROTATION_SLOW_AT="setSecret", ROTATION_SLOW_SECONDS="4"),
         ]
@@ -177,6 +180,38 @@ class Rotation(unittest.TestCase):
         (event,) = [e for e in history(name) if e["type"] == "secret.rotation_cancelled"]
         self.assertEqual(event["pending"], version)
 
+    def test_a_handler_serves_only_its_projects(self):
+        # Bob, of project other, names the handler that serves project demo only.
+        other = boto3.client("secretsmanager",
+                             aws_access_key_id=os.environ["OTHER_ACCESS_KEY_ID"],
+                             aws_secret_access_key=os.environ["OTHER_SECRET_ACCESS_KEY"])
+        name = unique("elsewhere")
+        other.create_secret(Name=name, SecretString="x")
+        other.rotate_secret(SecretId=name, RotationLambdaARN="template")
+        failure = until("the refusal", lambda: [
+            e for e in history(name, os.environ["OTHER_TOKEN"])
+            if e["type"] == "secret.rotation_step_failed"])[0]
+        self.assertIn("PermissionError", failure["reason"])
+        self.assertIn("an account this handler does not serve", failure["reason"])
+        self.assertEqual(other.get_secret_value(SecretId=name)["SecretString"], "x")
+
+    def test_a_reused_token_starts_a_run_that_records_its_own_steps(self):
+        name = unique("again")
+        self.sm.create_secret(Name=name, SecretString="x")
+        token = str(uuid.uuid4())
+        self.sm.rotate_secret(SecretId=name, RotationLambdaARN="nobody-serves-this",
+                              ClientRequestToken=token)
+        until("the first run to fail for good", lambda: [
+            f for f in self.failures(name) if "retry_at" not in f])
+        # The same token again, now with a handler that works: a new run of the same
+        # version, whose steps are recorded as its own.
+        again = self.sm.rotate_secret(SecretId=name, RotationLambdaARN="template",
+                                      ClientRequestToken=token)
+        self.assertEqual(again["VersionId"], token)
+        until("the second run to finish", lambda: "LastRotatedDate" in
+              self.sm.describe_secret(SecretId=name))
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["VersionId"], token)
+
     def test_bad_rotation_input_is_refused_with_what_to_do(self):
         name = unique("bad")
         self.sm.create_secret(Name=name, SecretString="x")
@@ -192,6 +227,13 @@ class Rotation(unittest.TestCase):
                         RotationRules={"AutomaticallyAfterDays": 1001})
         self.assertCode("InvalidParameterException", self.sm.rotate_secret, SecretId=name,
                         RotationLambdaARN="arn:aws:s3:::bucket")
+        message = self.assertCode("InvalidParameterException", self.sm.rotate_secret,
+                                  SecretId=name, RotationLambdaARN="template",
+                                  RotationRules={})
+        self.assertIn("AutomaticallyAfterDays", message)
+        self.assertCode("InvalidParameterException", self.sm.rotate_secret, SecretId=name,
+                        RotationLambdaARN="template",
+                        RotationRules={"ScheduleExpression": "rate(4 hours)", "Duration": "5h"})
 
 
 if __name__ == "__main__":

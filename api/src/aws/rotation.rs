@@ -52,6 +52,17 @@ pub async fn rotate(
 ) -> Result<Response, AwsError> {
     let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
     let row = live_row(state, caller, id, Action::UpdateSecret).await?;
+    if let Some(RotationRulesShape {
+        automatically_after_days: None,
+        schedule_expression: None,
+        ..
+    }) = &input.rotation_rules
+    {
+        return Err(AwsError::invalid(
+            "RotationRules needs AutomaticallyAfterDays (1 to 1000) or a ScheduleExpression \
+             such as rate(30 days); leave RotationRules out to keep the schedule",
+        ));
+    }
     let rules = input.rotation_rules.unwrap_or_default();
     let request = RotateRequest {
         command_id: None,

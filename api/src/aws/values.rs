@@ -58,15 +58,10 @@ pub fn payload_fields(
     }
 }
 
-/// A built-in staging label from AWS's name (or keyledger's); custom labels are not
-/// served yet.
+/// A staging label from AWS's name (or keyledger's) of a built-in one, or a custom
+/// label.
 pub fn stage(label: &str) -> Result<Stage, AwsError> {
-    Stage::parse(label).map_err(|_| {
-        AwsError::invalid(format!(
-            "staging label {label:?} is not one keyledger serves yet: use AWSCURRENT, \
-             AWSPREVIOUS or AWSPENDING (custom labels come in a later release)"
-        ))
-    })
+    Stage::parse(label).map_err(|r| AwsError::invalid(r.message))
 }
 
 /// A `VersionId` as keyledger stores it: a UUID is itself; another client request
@@ -115,7 +110,7 @@ pub async fn value(
     let label = stage_input.map(stage).transpose()?;
     let version = version_id_input.map(|v| version_id(id, v)).transpose()?;
     let version_text = version.map(|v| v.to_string());
-    let which = match (&version_text, label) {
+    let which = match (&version_text, &label) {
         (Some(v), _) => VersionSelector::Id(v),
         (None, Some(stage)) => VersionSelector::Stage(stage.as_str()),
         (None, None) => VersionSelector::Stage(Stage::Current.as_str()),
@@ -132,7 +127,7 @@ pub async fn value(
     let (secret, payload) =
         readable_payload(state, &caller.caller, id, lookup.value, |(s, _)| s).await?;
     let missing = || {
-        let what = match (&version_text, label) {
+        let what = match (&version_text, &label) {
             (Some(v), _) => format!("version: {v}"),
             (None, Some(stage)) => format!("staging label: {}", stage.aws_name()),
             (None, None) => "staging label: AWSCURRENT".to_owned(),
@@ -148,7 +143,7 @@ pub async fn value(
     // payload cache).
     let created = epoch(&payload.created);
     let labels = aws_labels(&payload.stages);
-    if let (Some(_), Some(stage)) = (&version_text, label)
+    if let (Some(_), Some(stage)) = (&version_text, &label)
         && !labels.iter().any(|l| l == stage.aws_name())
     {
         return Err(AwsError::new(

@@ -20,7 +20,7 @@ use domain::Rejection;
 use domain::ids::{CommandId, ProjectId, SecretId, VersionId};
 use domain::principal::Actor;
 use domain::secret::arn::arn;
-use domain::secret::rotation::{DueRotation, HandlerName, Run, Step, StepResult};
+use domain::secret::rotation::{DueRotation, HandlerName, Run, Step, StepResult, clean_reason};
 use domain::secret::{RecordStep, SecretCommand, SecretState};
 use domain::subject::rotation_handler;
 use domain::timestamp::Timestamp;
@@ -157,6 +157,7 @@ impl<S: RotationSource> Runner<S> {
             }
         }
         let mut first = true;
+        let mut asked: Option<(VersionId, Timestamp, Step, u32)> = None;
         loop {
             let state = match self.handler.state(&project, secret).await {
                 Ok(s) => s,
@@ -175,6 +176,14 @@ impl<S: RotationSource> Runner<S> {
                 return;
             }
             first = false;
+            // A record that left the run where it was (it was already there: a
+            // command id answered as done) must not make this runner ask again.
+            let at = (run.version, run.started, run.step, run.attempt);
+            if asked == Some(at) {
+                tracing::warn!(%secret, step = %run.step, "rotation runner: the step's record changed nothing; stopping");
+                return;
+            }
+            asked = Some(at);
             let secret_arn = arn(ARN_REGION, &project, s.attributes.name.as_ref(), secret);
             let outcome = self
                 .ask(&rotation.handler, &secret_arn, run.version, run.step)
@@ -254,7 +263,7 @@ impl<S: RotationSource> Runner<S> {
             Ok(Ok(reply)) => reply,
         };
         // The step is recorded beside the reason: the handler's words suffice.
-        handler_error(&reply.payload).map_or(Ok(()), Err)
+        handler_answer(&reply.payload)
     }
 
     async fn record(
@@ -277,9 +286,12 @@ impl<S: RotationSource> Runner<S> {
                 reason,
             },
         };
+        // A run is named by its version and its start: a later run with the same
+        // version (a reused ClientRequestToken) records its steps anew.
         let id = format!(
-            "rot-{}-{}-{}",
-            run.version,
+            "rot-{}-{}-{}-{}",
+            run.version.to_string().replace('-', ""),
+            run.started.unix_millis(),
             step_letter(run.step),
             run.attempt
         );
@@ -326,18 +338,35 @@ fn step_letter(step: Step) -> &'static str {
     }
 }
 
-/// The error in a handler's reply: Lambda's `{"errorMessage", "errorType"}` or
-/// `{"error": "..."}`. Any other reply (AWS's templates return nothing) is success.
-fn handler_error(payload: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let text = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-    let message = text("errorMessage").or_else(|| text("error"))?;
-    // A handler's message reaches the log and DescribeSecret: keep it bounded.
-    let message: String = message.chars().take(1000).collect();
-    Some(match text("errorType") {
-        Some(kind) => format!("{kind}: {message}"),
-        None => message,
-    })
+/// What a handler's reply says, failing closed: success is a JSON reply without an
+/// error (AWS's functions return nothing: `null`); Lambda's `{"errorMessage",
+/// "errorType"}` or `{"error"}` is the handler's failure, and so is a reply that is not
+/// JSON at all, since a step that cannot be read cannot be taken as done.
+fn handler_answer(payload: &[u8]) -> Result<(), String> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return Err(format!(
+            "the handler's reply ({} bytes) is not JSON; a handler answers null (or any JSON \
+             without an error) on success, and {{\"errorMessage\": \"…\"}} on failure",
+            payload.len()
+        ));
+    };
+    let member = |k: &str| {
+        value.get(k).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    let message = member("errorMessage").or_else(|| member("error"));
+    let kind = member("errorType");
+    match (kind, message) {
+        (None, None) => Ok(()),
+        (Some(kind), None) => Err(clean_reason(&kind)),
+        (None, Some(message)) => Err(clean_reason(&message)),
+        (Some(kind), Some(message)) => Err(clean_reason(&format!(
+            "{}: {message}",
+            kind.chars().take(100).collect::<String>()
+        ))),
+    }
 }
 
 /// A refusal because the log says otherwise (another runner got there first, the
@@ -355,16 +384,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn handler_errors_read_as_lambda_writes_them() {
-        assert_eq!(handler_error(b"null"), None);
-        assert_eq!(handler_error(b"{}"), None);
-        assert_eq!(handler_error(b"not json"), None);
+    fn handler_answers_read_as_lambda_writes_them_and_fail_closed() {
+        assert_eq!(handler_answer(b"null"), Ok(()));
+        assert_eq!(handler_answer(b"{}"), Ok(()));
         assert_eq!(
-            handler_error(br#"{"errorMessage": "login refused", "errorType": "ValueError"}"#)
-                .as_deref(),
-            Some("ValueError: login refused")
+            handler_answer(br#"{"errorMessage": "login refused", "errorType": "ValueError"}"#),
+            Err("ValueError: login refused".to_owned())
         );
-        assert_eq!(handler_error(br#"{"error": "no"}"#).as_deref(), Some("no"));
+        assert_eq!(handler_answer(br#"{"error": "no"}"#), Err("no".to_owned()));
+        // Unreadable or odd replies are failures, never a step done.
+        assert!(handler_answer(b"").unwrap_err().contains("not JSON"));
+        assert!(handler_answer(br#"{"errorMessage": "\udcff"}"#).is_err());
+        assert_eq!(
+            handler_answer(br#"{"errorMessage": 7}"#),
+            Err("7".to_owned())
+        );
+        assert_eq!(
+            handler_answer(br#"{"errorMessage": null}"#),
+            Err("null".to_owned())
+        );
+        // Bounded and without control characters, whatever the handler sends.
+        let huge = format!(
+            r#"{{"errorType": "{}", "errorMessage": "a\nb"}}"#,
+            "T".repeat(1 << 20)
+        );
+        let reason = handler_answer(huge.as_bytes()).unwrap_err();
+        assert!(reason.chars().count() <= domain::secret::rotation::MAX_REASON_CHARS);
+        assert!(reason.ends_with(": a\u{FFFD}b"), "{reason}");
     }
 
     #[test]
@@ -373,8 +419,15 @@ mod tests {
         assert_eq!(backoff(m, 1), m);
         assert_eq!(backoff(m, 3), m * 4);
         assert_eq!(backoff(m, 40), Duration::from_secs(86_400));
+        // The longest a step's id gets: the last instant a timestamp holds (year
+        // 9999), the most attempts --rotation-attempts allows.
         let v = VersionId::from_uuid(Uuid::from_u128(u128::MAX));
-        let id = format!("rot-{v}-f-{}", u32::MAX);
+        let last = Timestamp::parse_iso8601("t", "9999-12-31T23:59:59.999Z").unwrap();
+        let id = format!(
+            "rot-{}-{}-f-100",
+            v.to_string().replace('-', ""),
+            last.unix_millis()
+        );
         assert!(CommandId::parse(&id).is_ok(), "{id}");
         let s = SecretId::from_uuid(Uuid::from_u128(u128::MAX));
         assert!(CommandId::parse(&format!("rotate-{s}-{}", i64::MAX)).is_ok());

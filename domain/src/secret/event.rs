@@ -330,11 +330,11 @@ impl SecretEvent {
     /// The version this build writes for `type_name`; `None` for unknown types.
     pub fn current_version(type_name: &str) -> Option<u64> {
         match type_name {
-            "secret.created" | "secret.payload_stored" => Some(2),
+            "secret.payload_stored" => Some(3),
+            "secret.created" | "secret.stage_moved" => Some(2),
             "secret.metadatum_set"
             | "secret.deleted"
             | "secret.acl_set"
-            | "secret.stage_moved"
             | "secret.versions_destroyed"
             | "secret.expired"
             | "secret.deletion_scheduled"
@@ -370,9 +370,15 @@ impl SecretEvent {
 /// - `secret.created` v1 had no `owning_service` or `tags`: both default to none.
 /// - `secret.payload_stored` v1 was a secret's one payload, so it was current: v2
 ///   adds `"stages": ["current"]` (and no `created`, which v1 did not record).
+/// - `secret.payload_stored` v3 and `secret.stage_moved` v2 may name custom staging
+///   labels; v2 and v1 named built-in ones only, which v3 and v2 spell the same. The
+///   versions moved so that a build without custom labels stops at such an event
+///   ("no upcaster") instead of misreading it.
 fn upcast(type_name: &str, v: u64, mut value: Value) -> Result<Value, CommitError> {
     match (type_name, v) {
-        ("secret.created", 1) => Ok(value),
+        ("secret.created", 1) | ("secret.payload_stored", 2) | ("secret.stage_moved", 1) => {
+            Ok(value)
+        }
         ("secret.payload_stored", 1) => {
             if let Value::Object(map) = &mut value {
                 map.insert("stages".into(), serde_json::json!(["current"]));

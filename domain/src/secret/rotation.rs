@@ -140,8 +140,13 @@ impl RotationRules {
         if let Some(e) = &rules.schedule_expression {
             rate(e)?;
         }
-        if let Some(d) = &rules.duration {
-            window(d)?;
+        if let Some(d) = &rules.duration
+            && window(d)? > rules.interval()
+        {
+            return Err(Rejection::invalid(format!(
+                "Duration {d} is longer than the time between rotations; the rotation window \
+                 must end before the next one opens"
+            )));
         }
         Ok(rules)
     }
@@ -185,7 +190,12 @@ fn rate(expression: &str) -> Result<Duration, Rejection> {
         .trim()
         .split_once(' ')
         .ok_or_else(|| bad("has no unit"))?;
-    let n: u64 = n.parse().map_err(|_| bad("does not start with a number"))?;
+    let n: u64 = n
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| n.parse().ok())
+        .flatten()
+        .ok_or_else(|| bad("does not start with a number"))?;
     match unit.trim() {
         "hour" | "hours" if (4..=23).contains(&n) => Ok(Duration::from_secs(n * 3600)),
         "day" | "days" if (1..=1000).contains(&n) => Ok(Duration::from_secs(n * 86_400)),
@@ -198,6 +208,7 @@ fn rate(expression: &str) -> Result<Duration, Rejection> {
 fn window(duration: &str) -> Result<Duration, Rejection> {
     duration
         .strip_suffix('h')
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|n| n.parse::<u64>().ok())
         .filter(|n| (1..=24).contains(n))
         .map(|n| Duration::from_secs(n * 3600))
@@ -313,6 +324,31 @@ impl Rotation {
     }
 }
 
+/// The most characters of a failure's reason the log keeps.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// A failure's reason as the log keeps it: control, formatting and line-breaking
+/// characters (which could forge log lines or reorder text) replaced by U+FFFD, and
+/// at most [`MAX_REASON_CHARS`] characters. A handler's words are untrusted.
+pub fn clean_reason(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if crate::secret::fields::refused(c, true) {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .take(MAX_REASON_CHARS + 1)
+        .collect();
+    if out.chars().count() > MAX_REASON_CHARS {
+        out = out.chars().take(MAX_REASON_CHARS - 1).collect();
+        out.push('…');
+    }
+    out
+}
+
 /// A secret whose rotation needs keyledger's runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueRotation {
@@ -384,6 +420,7 @@ mod tests {
             "rate(1001 days)",
             "rate(x days)",
             "every day",
+            "rate(+4 hours)",
         ] {
             assert!(rate(bad).is_err(), "{bad}");
         }
@@ -392,6 +429,20 @@ mod tests {
         assert!(RotationRules::parse(Some(1), Some("rate(1 days)"), None).is_err());
         assert!(RotationRules::parse(None, None, None).is_err());
         assert!(RotationRules::parse(Some(1), None, Some("25h")).is_err());
+        assert!(RotationRules::parse(None, Some("rate(4 hours)"), Some("5h")).is_err());
+        assert!(RotationRules::parse(Some(1), None, Some("+3h")).is_err());
+    }
+
+    #[test]
+    fn reasons_are_cleaned_and_bounded() {
+        assert_eq!(
+            clean_reason("a\nb\u{202E}c\u{1b}[31m"),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}[31m"
+        );
+        let long = clean_reason(&"x".repeat(5000));
+        assert_eq!(long.chars().count(), MAX_REASON_CHARS);
+        assert!(long.ends_with('…'));
+        assert_eq!(clean_reason("fine"), "fine");
     }
 
     #[test]

@@ -48,11 +48,11 @@ impl Secret {
     }
 
     /// The stages on a version.
-    pub fn stages_of(&self, id: VersionId) -> Vec<Stage> {
+    pub fn stages_of(&self, id: VersionId) -> Vec<&Stage> {
         self.stages
             .iter()
             .filter(|(_, v)| **v == id)
-            .map(|(s, _)| *s)
+            .map(|(s, _)| s)
             .collect()
     }
 
@@ -111,12 +111,12 @@ pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
                 created: e.created,
             });
             for stage in &e.stages {
-                s.stages.insert(*stage, id);
+                s.stages.insert(stage.clone(), id);
             }
         }
         SecretEvent::StageMoved(e) => match e.version {
             Some(v) => {
-                s.stages.insert(e.stage, v);
+                s.stages.insert(e.stage.clone(), v);
             }
             None => {
                 s.stages.remove(&e.stage);

@@ -14,9 +14,14 @@ use crate::secret::SecretCommand;
 use crate::secret::payload::ContentType;
 use crate::timestamp::Timestamp;
 
-/// A staging label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// A staging label: one of AWS's three built-in labels, or a custom one.
+///
+/// Built-ins are written as `current`, `previous` and `pending` and parse from those
+/// or from AWS's names (`AWSCURRENT`, …) in any case; anything else is a custom label,
+/// case-sensitive, as AWS keeps it. So a custom label never spells a built-in, and the
+/// log's JSON stays unambiguous.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Stage {
     /// The version reads get by default (AWSCURRENT).
     Current,
@@ -24,41 +29,87 @@ pub enum Stage {
     Previous,
     /// A version being prepared, e.g. during rotation (AWSPENDING).
     Pending,
+    /// A label of the user's.
+    Custom(StageLabel),
 }
 
+/// A custom staging label: 1 to 256 visible characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StageLabel(String);
+
+impl StageLabel {
+    /// The longest label (AWS's).
+    pub const MAX_LEN: usize = 256;
+
+    /// The label.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The most labels one version carries (AWS's quota).
+pub const MAX_LABELS_PER_VERSION: usize = 20;
+
 impl Stage {
-    /// Every stage.
+    /// The built-in stages.
     pub const ALL: [Stage; 3] = [Self::Current, Self::Previous, Self::Pending];
 
-    /// The native name.
-    pub fn as_str(self) -> &'static str {
+    /// The native name (a custom label as it is).
+    pub fn as_str(&self) -> &str {
         match self {
-            Self::Current => "current",
-            Self::Previous => "previous",
-            Self::Pending => "pending",
+            Self::Custom(l) => l.as_str(),
+            builtin => builtin.builtin_name().unwrap_or_default(),
         }
     }
 
-    /// The name AWS Secrets Manager uses.
-    pub fn aws_name(self) -> &'static str {
+    /// The native name of a built-in stage; `None` for a custom label.
+    pub fn builtin_name(&self) -> Option<&'static str> {
+        match self {
+            Self::Current => Some("current"),
+            Self::Previous => Some("previous"),
+            Self::Pending => Some("pending"),
+            Self::Custom(_) => None,
+        }
+    }
+
+    /// The name AWS Secrets Manager uses (a custom label as it is).
+    pub fn aws_name(&self) -> &str {
         match self {
             Self::Current => "AWSCURRENT",
             Self::Previous => "AWSPREVIOUS",
             Self::Pending => "AWSPENDING",
+            Self::Custom(l) => l.as_str(),
         }
     }
 
-    /// Parses a native or an AWS name, in any case.
+    /// Parses a native or an AWS name of a built-in stage, in any case; any other
+    /// text of 1 to 256 visible characters is a custom label.
     pub fn parse(s: &str) -> Result<Self, Rejection> {
-        Self::ALL
+        if let Some(builtin) = Self::ALL
             .into_iter()
             .find(|st| st.as_str().eq_ignore_ascii_case(s) || st.aws_name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                Rejection::invalid(format!(
-                    "stage {s:?} is not known; use current, previous or pending (or AWSCURRENT, \
-                     AWSPREVIOUS, AWSPENDING)"
-                ))
-            })
+        {
+            return Ok(builtin);
+        }
+        crate::secret::fields::visible_text("staging label", s, StageLabel::MAX_LEN)
+            .map(|l| Self::Custom(StageLabel(l)))
+    }
+}
+
+impl TryFrom<String> for Stage {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).map_err(|r| r.message)
+    }
+}
+
+impl From<Stage> for String {
+    fn from(s: Stage) -> Self {
+        match s {
+            Stage::Custom(l) => l.0,
+            builtin => builtin.as_str().to_owned(),
+        }
     }
 }
 
@@ -211,16 +262,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stages_take_native_and_aws_names() {
+    fn stages_take_native_and_aws_names_and_anything_else_is_custom() {
         assert_eq!(Stage::parse("AWSCURRENT").unwrap(), Stage::Current);
         assert_eq!(Stage::parse("awsprevious").unwrap(), Stage::Previous);
         assert_eq!(Stage::parse("pending").unwrap(), Stage::Pending);
-        assert!(
-            Stage::parse("latest")
-                .unwrap_err()
-                .message
-                .contains("use current")
+        let custom = Stage::parse("Blue-Green").unwrap();
+        assert_eq!(
+            (custom.as_str(), custom.aws_name()),
+            ("Blue-Green", "Blue-Green")
         );
+        assert_eq!(serde_json::to_string(&custom).unwrap(), "\"Blue-Green\"");
+        assert_eq!(
+            serde_json::to_string(&Stage::Current).unwrap(),
+            "\"current\""
+        );
+        for bad in ["", "a\u{202E}b", "tab\there"] {
+            assert!(Stage::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Stage::parse(&"x".repeat(257)).is_err());
+        assert!(Stage::parse(&"x".repeat(256)).is_ok());
     }
 
     #[test]

@@ -222,7 +222,7 @@ pub fn decide(
         }
         SecretCommand::PutValue(put) => put_value(ctx.live(state)?, put, &ctx)?,
         SecretCommand::MoveStage { stage, to, from } => {
-            move_stage(ctx.live(state)?, *stage, *to, *from, &ctx)?
+            move_stage(ctx.live(state)?, stage, *to, *from, &ctx)?
         }
         SecretCommand::SetMetadatum {
             key,

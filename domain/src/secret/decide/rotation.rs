@@ -8,7 +8,7 @@ use crate::secret::event::{
     RotationCancelled, RotationConfigured, RotationStarted, RotationStepFailed,
     RotationStepSucceeded, RotationSucceeded, SecretEvent,
 };
-use crate::secret::rotation::{Rotation, RotationRules, Step, StepResult};
+use crate::secret::rotation::{Rotation, RotationRules, Step, StepResult, clean_reason};
 use crate::secret::state::Secret;
 use crate::secret::version::Stage;
 
@@ -167,7 +167,7 @@ pub(super) fn record_step(
     };
     let lease = match &record.result {
         StepResult::Failed { reason, retry_at } => {
-            return Ok(vec![failed(reason.clone(), *retry_at)]);
+            return Ok(vec![failed(clean_reason(reason), *retry_at)]);
         }
         StepResult::Done { lease } => *lease,
     };

@@ -66,7 +66,7 @@ fn create(payload: Option<SealedPayload>) -> SecretCommand {
 fn put(n: u128, stages: Option<&[Stage]>) -> SecretCommand {
     SecretCommand::PutValue(Box::new(PutValue {
         payload: sealed(n),
-        stages: stages.map(|s| s.iter().copied().collect()),
+        stages: stages.map(|s| s.iter().cloned().collect()),
     }))
 }
 

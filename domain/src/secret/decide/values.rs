@@ -6,7 +6,7 @@ use crate::ids::VersionId;
 use crate::secret::command::PutValue;
 use crate::secret::event::{SecretEvent, StageMoved, VersionsDestroyed};
 use crate::secret::state::{Secret, SecretState, evolve};
-use crate::secret::version::{Retention, Stage};
+use crate::secret::version::{MAX_LABELS_PER_VERSION, Retention, Stage};
 use crate::timestamp::Timestamp;
 
 use super::{Context, stored};
@@ -35,6 +35,9 @@ pub(super) fn put_value(
             "stages is empty, so the new version would be deprecated at once; leave stages out \
              (the version becomes current) or name current or pending",
         ));
+    }
+    if stages.len() > MAX_LABELS_PER_VERSION {
+        return Err(too_many_labels(ctx, id, stages.len()));
     }
     if stages.contains(&Stage::Previous) {
         return Err(Rejection::invalid(
@@ -74,12 +77,12 @@ pub(super) fn put_value(
 
 pub(super) fn move_stage(
     secret: &Secret,
-    stage: Stage,
+    stage: &Stage,
     to: Option<VersionId>,
     from: Option<VersionId>,
     ctx: &Context<'_>,
 ) -> Result<Vec<SecretEvent>, Rejection> {
-    let holder = secret.stages.get(&stage).copied();
+    let holder = secret.stages.get(stage).copied();
     let name = stage.as_str();
     if let Some(from) = from
         && holder != Some(from)
@@ -97,13 +100,13 @@ pub(super) fn move_stage(
                  (remove_from), or both",
             ));
         }
-        if stage == Stage::Current {
+        if *stage == Stage::Current {
             return Err(Rejection::invalid(
                 "stage current cannot be removed, only moved: name the version it moves to",
             ));
         }
         return Ok(vec![SecretEvent::StageMoved(StageMoved {
-            stage,
+            stage: stage.clone(),
             version: None,
         })]);
     };
@@ -122,11 +125,15 @@ pub(super) fn move_stage(
              so a move never takes it from a version you did not mean"
         )));
     }
+    let labels = secret.stages_of(to).len() + 1;
+    if labels > MAX_LABELS_PER_VERSION {
+        return Err(too_many_labels(ctx, to, labels));
+    }
     let mut events = vec![SecretEvent::StageMoved(StageMoved {
-        stage,
+        stage: stage.clone(),
         version: Some(to),
     })];
-    if stage == Stage::Current
+    if *stage == Stage::Current
         && let Some(old) = holder
     {
         events.push(SecretEvent::StageMoved(StageMoved {
@@ -135,6 +142,15 @@ pub(super) fn move_stage(
         }));
     }
     Ok(with_retention(secret, events, ctx))
+}
+
+/// AWS's quota of labels on one version.
+fn too_many_labels(ctx: &Context<'_>, version: VersionId, labels: usize) -> Rejection {
+    Rejection::invalid(format!(
+        "version {version} of secret {} would carry {labels} staging labels; a version \
+         carries at most {MAX_LABELS_PER_VERSION}. Remove a label first",
+        ctx.id
+    ))
 }
 
 /// Appends the destruction of versions that retention no longer keeps once `events`
