@@ -79,6 +79,8 @@ pub mod command {
     pub const SECRET_ACL_SET: &str = "secret.acl.set";
     /// Reset a secret's ACL to the default (Barbican `DELETE /v1/secrets/{id}/acl`).
     pub const SECRET_ACL_DELETE: &str = "secret.acl.delete";
+    /// Set or clear a secret's description (AWS `UpdateSecret` with `Description`).
+    pub const SECRET_DESCRIPTION_SET: &str = "secret.description.set";
     /// Configure a secret's rotation, start one, or both (AWS `RotateSecret`).
     pub const SECRET_ROTATE: &str = "secret.rotate";
     /// Turn rotation off and stop a run (AWS `CancelRotateSecret`).
@@ -135,6 +137,7 @@ pub mod command {
         SECRET_CONSUMER_REMOVE,
         SECRET_ACL_SET,
         SECRET_ACL_DELETE,
+        SECRET_DESCRIPTION_SET,
         SECRET_ROTATE,
         SECRET_ROTATION_CANCEL,
         CONTAINER_CREATE,
@@ -211,6 +214,8 @@ commands_of!(
         AclSet = command::SECRET_ACL_SET,
         /// [`command::SECRET_ACL_DELETE`].
         AclDelete = command::SECRET_ACL_DELETE,
+        /// [`command::SECRET_DESCRIPTION_SET`].
+        DescriptionSet = command::SECRET_DESCRIPTION_SET,
         /// [`command::SECRET_ROTATE`].
         Rotate = command::SECRET_ROTATE,
         /// [`command::SECRET_ROTATION_CANCEL`].

@@ -12,17 +12,18 @@ use domain::principal::{Actor, Principal};
 use domain::secret::acl::{Acl, Conditions, HourWindow, Weekday};
 use domain::secret::consumer::SecretConsumer;
 use domain::secret::fields::{
-    Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
-    SecretType, TagKey, parse_metadata, parse_tags,
+    Algorithm, Attributes, BitLength, Description, Expiration, MetadataKey, MetadataValue, Mode,
+    SecretName, SecretType, TagKey, parse_metadata, parse_tags,
 };
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::secret::rotation::{HandlerName, RotationRules, Step};
 use domain::secret::version::Stage;
 use domain::secret::{
-    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, RotationCancelled,
-    RotationConfigured, RotationStarted, RotationStepFailed, RotationStepSucceeded,
-    RotationSucceeded, SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent,
-    SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet, VersionsDestroyed,
+    AclSet, DeletionScheduled, DescriptionSet, MetadatumDeleted, MetadatumSet, PayloadStored,
+    RotationCancelled, RotationConfigured, RotationStarted, RotationStepFailed,
+    RotationStepSucceeded, RotationSucceeded, SecretConsumerChanged, SecretCreated, SecretDeleted,
+    SecretEvent, SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet,
+    VersionsDestroyed,
 };
 use domain::subject::AggregateKind;
 use domain::timestamp::Timestamp;
@@ -45,6 +46,7 @@ fn created() -> SecretEvent {
                 Expiration::parse("2027-01-01T00:00:00Z", at("2026-01-01T00:00:00Z")).unwrap(),
             ),
             metadata: parse_metadata([("owner", "ops")]).unwrap(),
+            description: Description::parse("the orders database").unwrap(),
         },
         creator: UserId::parse("alice").unwrap(),
         owning_service: Some(ServiceName::parse("rotator").unwrap()),
@@ -129,6 +131,9 @@ fn others() -> Vec<SecretEvent> {
         }),
         SecretEvent::RotationCancelled(RotationCancelled {
             pending: Some(v(0x33)),
+        }),
+        SecretEvent::DescriptionSet(DescriptionSet {
+            description: Description::parse("rotated nightly").unwrap(),
         }),
     ]
 }
@@ -244,8 +249,8 @@ fn decode_file(name: &str) -> SecretEvent {
 }
 
 #[test]
-fn secret_created_v2() {
-    check_golden(created(), expect_file!["golden/secret.created.v2.json"]);
+fn secret_created_v3() {
+    check_golden(created(), expect_file!["golden/secret.created.v3.json"]);
 }
 
 #[test]

@@ -129,6 +129,28 @@ pub struct CreateSecretRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 32, max_length = 64)]
     pub client_request_token: Option<String>,
+    /// A description (up to 2,048 characters; AWS's `Description`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2048)]
+    pub description: Option<String>,
+}
+
+/// `keyledger.cmd.secret.description.set`: set or clear a secret's description (AWS
+/// `UpdateSecret` with `Description`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetDescriptionRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project that owns the secret; default: the token's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The secret's id.
+    pub id: String,
+    /// The new description; empty or absent clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// `keyledger.cmd.secret.value.put`: store a new version of a secret's value (AWS

@@ -125,6 +125,11 @@ fn postgres_migrator() -> Migrator {
             "rotation",
             include_str!("../migrations/postgres/0011_rotation.sql"),
         ),
+        migration(
+            12,
+            "description",
+            include_str!("../migrations/postgres/0012_description.sql"),
+        ),
     ])
 }
 
@@ -173,6 +178,11 @@ fn migrator() -> Migrator {
             11,
             "rotation",
             include_str!("../migrations/0011_rotation.sql"),
+        ),
+        migration(
+            12,
+            "description",
+            include_str!("../migrations/0012_description.sql"),
         ),
     ])
 }

@@ -304,8 +304,23 @@ class Boto3(unittest.TestCase):
         updated = self.sm.update_secret(SecretId=name, SecretString="new")
         self.assertEqual(self.sm.get_secret_value(SecretId=name)["VersionId"],
                          updated["VersionId"])
+        # A description: set on update, shown by DescribeSecret and ListSecrets, found
+        # by the description filter (a prefix, in any case), cleared by an empty one.
+        self.sm.update_secret(SecretId=name, Description="Orders DB password")
+        self.assertEqual(self.sm.describe_secret(SecretId=name)["Description"],
+                         "Orders DB password")
+        found = self.sm.list_secrets(Filters=[{"Key": "description", "Values": ["orders db"]},
+                                              {"Key": "name", "Values": [name]}])["SecretList"]
+        self.assertEqual([(s["Name"], s["Description"]) for s in found],
+                         [(name, "Orders DB password")])
+        self.sm.update_secret(SecretId=name, Description="")
+        self.assertNotIn("Description", self.sm.describe_secret(SecretId=name))
+        described = unique("described")
+        self.sm.create_secret(Name=described, SecretString="x", Description="made with one")
+        self.assertEqual(self.sm.describe_secret(SecretId=described)["Description"],
+                         "made with one")
         self.assertCode("InvalidParameterException", self.sm.update_secret, SecretId=name,
-                        Description="keyledger keeps none")
+                        Description="x" * 2049)
 
         self.sm.tag_resource(SecretId=name, Tags=[{"Key": "env", "Value": "prod"},
                                                   {"Key": "team", "Value": "db"}])

@@ -126,6 +126,15 @@ fn aws_name(name: &str) -> Result<SecretName, AwsError> {
     SecretName::parse(name).map_err(|r| AwsError::invalid(r.message))
 }
 
+/// Checks a `Description` as AWS bounds it (2,048 characters).
+pub fn description(given: Option<&str>) -> Result<(), AwsError> {
+    given
+        .map(domain::secret::fields::Description::parse)
+        .transpose()
+        .map(|_| ())
+        .map_err(|r| AwsError::invalid(r.message))
+}
+
 /// `CreateSecret`: a secret whose name is unique in the project, as in AWS (also
 /// against one in its recovery window), with its first value if one is given.
 pub async fn create(
@@ -134,11 +143,7 @@ pub async fn create(
     input: CreateSecretInput,
 ) -> Result<Response, AwsError> {
     let name = aws_name(input.name.as_deref().unwrap_or_default())?;
-    if input.description.is_some() {
-        return Err(AwsError::invalid(
-            "keyledger keeps no Description yet; leave it out (Tags can carry free text)",
-        ));
-    }
+    description(input.description.as_deref())?;
     if let Some(kms) = input.kms_key_id.as_deref()
         && kms != "alias/aws/secretsmanager"
     {
@@ -193,6 +198,7 @@ pub async fn create(
         tags,
         unique_name: Some(true),
         client_request_token: token,
+        description: input.description,
         ..Default::default()
     };
     match super::write(state, caller, command::SECRET_CREATE, &request).await {
@@ -301,6 +307,7 @@ fn describe_row(caller: &AwsCaller, row: &SecretRow) -> SecretDescription {
         secret_versions_to_stages: None,
         owning_service: row.owning_service.as_ref().map(ToString::to_string),
         created_date: epoch(&row.created),
+        description: row.description.clone(),
         rotation_enabled: false,
         rotation_lambda_arn: None,
         rotation_rules: None,
@@ -532,14 +539,19 @@ fn passes(row: &SecretRow, filter: &Parsed<'_>) -> bool {
             "tag-key" => row.tags.keys().any(|k| k.starts_with(text)),
             "tag-value" => row.tags.values().any(|v| v.starts_with(text)),
             "owning-service" => service.as_deref().is_some_and(|s| s.starts_with(text)),
-            // keyledger keeps neither descriptions nor primary regions.
-            "description" | "primary-region" => false,
+            "description" => row
+                .description
+                .as_deref()
+                .is_some_and(|d| d.to_lowercase().starts_with(&text.to_lowercase())),
+            // keyledger keeps no primary regions: every secret is in every region.
+            "primary-region" => false,
             _ => {
                 let attributes = attributes.get_or_insert_with(|| {
                     std::iter::once(name.as_str())
                         .chain(row.tags.keys().map(String::as_str))
                         .chain(row.tags.values().map(String::as_str))
                         .chain(service.as_deref())
+                        .chain(row.description.as_deref())
                         .map(str::to_lowercase)
                         .collect()
                 });

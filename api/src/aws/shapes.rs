@@ -105,6 +105,8 @@ pub struct SecretDescription {
     pub owning_service: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     pub rotation_enabled: bool,
     #[serde(rename = "RotationLambdaARN", skip_serializing_if = "Option::is_none")]
     pub rotation_lambda_arn: Option<String>,

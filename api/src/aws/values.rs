@@ -10,7 +10,7 @@ use domain::policy::Action;
 use domain::secret::payload::ContentType;
 use domain::secret::version::{ClientToken, Stage};
 use domain::subject::command;
-use infra::protocol::{PayloadField, PutValueRequest};
+use infra::protocol::{PayloadField, PutValueRequest, SetDescriptionRequest};
 use projections::read::{Lookup, SecretRow, VersionSelector};
 use secrecy::ExposeSecret;
 
@@ -277,20 +277,15 @@ async fn put_value(
     }
 }
 
-/// `UpdateSecret`: a new `AWSCURRENT` value when one is given. keyledger keeps no
-/// description and seals under its own KEK, so `Description` and a `KmsKeyId` are
-/// refused by name.
+/// `UpdateSecret`: the `Description` (an empty one clears it) and a new `AWSCURRENT`
+/// value, each when given. keyledger seals under its own KEK, so a `KmsKeyId` other
+/// than AWS's default is refused by name.
 pub async fn update(
     state: &AppState,
     caller: &AwsCaller,
     input: UpdateSecretInput,
 ) -> Result<Response, AwsError> {
-    if input.description.is_some() {
-        return Err(AwsError::invalid(
-            "keyledger keeps no Description yet; leave it out (TagResource can carry free \
-             text)",
-        ));
-    }
+    super::secrets::description(input.description.as_deref())?;
     if let Some(kms) = input.kms_key_id.as_deref()
         && kms != "alias/aws/secretsmanager"
     {
@@ -306,6 +301,15 @@ pub async fn update(
     }
     let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
     let row = live_row(state, caller, id, Action::UpdateSecret).await?;
+    if let Some(text) = input.description {
+        let request = SetDescriptionRequest {
+            command_id: None,
+            project: Some(row.project.to_string()),
+            id: id.to_string(),
+            description: Some(text),
+        };
+        super::write(state, caller, command::SECRET_DESCRIPTION_SET, &request).await?;
+    }
     let version = match payload_fields(input.secret_string, input.secret_binary)? {
         Some(value) => {
             put_value(state, caller, &row, value, input.client_request_token, None).await?

@@ -612,6 +612,7 @@ fn attributes(
         mode: spec.mode.clone(),
         expiration: spec.expiration,
         metadata: Default::default(),
+        description: None,
     })
 }
 

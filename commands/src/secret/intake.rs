@@ -9,8 +9,8 @@ use domain::principal::Principal;
 use domain::secret::acl::AclChange;
 use domain::secret::consumer::SecretConsumer;
 use domain::secret::fields::{
-    Algorithm, Attributes, BitLength, Expiration, MetadataKey, MetadataValue, Mode, SecretName,
-    SecretType, TagKey, parse_metadata, parse_tags,
+    Algorithm, Attributes, BitLength, Description, Expiration, MetadataKey, MetadataValue, Mode,
+    SecretName, SecretType, TagKey, parse_metadata, parse_tags,
 };
 use domain::secret::payload::{PayloadLimit, Plaintext, SealedPayload};
 use domain::secret::rotation::{HandlerName, RotationRules};
@@ -25,7 +25,7 @@ use infra::protocol::{
     CreateSecretRequest, DeleteAclRequest, DeleteMetadatumRequest, DeleteSecretRequest,
     MoveStageRequest, PutPayloadRequest, PutValueRequest, RemoveTagsRequest,
     ReplaceMetadataRequest, RotateRequest, SecretConsumerRequest, SecretRequest, SetAclRequest,
-    SetMetadatumRequest, SetTagsRequest,
+    SetDescriptionRequest, SetMetadatumRequest, SetTagsRequest,
 };
 
 /// A command ready for the decider.
@@ -145,6 +145,7 @@ impl IntakeContext<'_> {
                     .flatten()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             )?,
+            description: opt(req.description.as_deref(), Description::parse)?.flatten(),
         };
         let plaintext = Plaintext::parse_fields(
             req.payload.as_ref().map(|p| p.expose()),
@@ -446,6 +447,17 @@ impl IntakeContext<'_> {
             command,
             data_key: None,
         })
+    }
+
+    /// `secret.description.set`.
+    pub fn set_description(&self, req: &SetDescriptionRequest) -> Result<Intake, Rejection> {
+        let description = opt(req.description.as_deref(), Description::parse)?.flatten();
+        self.on_secret(
+            req.command_id.as_deref(),
+            req.project.as_deref(),
+            &req.id,
+            SecretCommand::SetDescription(description),
+        )
     }
 
     /// `secret.rotation.cancel`.

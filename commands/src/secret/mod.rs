@@ -185,6 +185,7 @@ impl SecretHandler {
             SecretOp::ConsumerRemove => intake.consumer(&parse_body(name, body)?, false)?,
             SecretOp::AclSet => intake.set_acl(&parse_body(name, body)?)?,
             SecretOp::AclDelete => intake.delete_acl(&parse_body(name, body)?)?,
+            SecretOp::DescriptionSet => intake.set_description(&parse_body(name, body)?)?,
             SecretOp::Rotate => intake.rotate(&parse_body(name, body)?)?,
             SecretOp::RotationCancel => intake.cancel_rotation(&parse_body(name, body)?)?,
         };

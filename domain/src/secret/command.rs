@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::ids::{ServiceName, UserId, VersionId};
 use crate::secret::acl::AclChange;
 use crate::secret::consumer::SecretConsumer;
-use crate::secret::fields::{Attributes, Metadata, MetadataKey, MetadataValue, TagKey, Tags};
+use crate::secret::fields::{
+    Attributes, Description, Metadata, MetadataKey, MetadataValue, TagKey, Tags,
+};
 use crate::secret::payload::SealedPayload;
 use crate::secret::rotation::{HandlerName, RotationRules, Step, StepResult};
 use crate::secret::version::Stage;
@@ -155,6 +157,8 @@ pub enum SecretCommand {
     },
     /// Record a step's outcome (the runner's).
     RecordRotationStep(Box<RecordStep>),
+    /// Set or clear the description.
+    SetDescription(Option<Description>),
 }
 
 impl SecretCommand {
@@ -183,6 +187,7 @@ impl SecretCommand {
             Self::CancelRotation => command::SECRET_ROTATION_CANCEL,
             Self::StartScheduledRotation { .. } => command::SECRET_ROTATION_START,
             Self::RecordRotationStep(_) => command::SECRET_ROTATION_STEP,
+            Self::SetDescription(_) => command::SECRET_DESCRIPTION_SET,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::commit::{CommitError, EventCodec, decode_versioned, encode_versioned}
 use crate::ids::{KeyId, ServiceName, UserId, VersionId};
 use crate::secret::acl::Acl;
 use crate::secret::consumer::SecretConsumer;
-use crate::secret::fields::{Attributes, MetadataKey, MetadataValue, TagKey, Tags};
+use crate::secret::fields::{Attributes, Description, MetadataKey, MetadataValue, TagKey, Tags};
 use crate::secret::payload::SealedPayload;
 use crate::secret::rotation::{HandlerName, RotationRules, Step};
 use crate::secret::version::Stage;
@@ -230,6 +230,15 @@ pub struct RotationCancelled {
     pub pending: Option<VersionId>,
 }
 
+/// The secret's description was set (or, with none, cleared).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptionSet {
+    /// The new description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Description>,
+}
+
 /// Everything that can happen to a secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -297,6 +306,9 @@ pub enum SecretEvent {
     /// See [`RotationCancelled`].
     #[serde(rename = "secret.rotation_cancelled")]
     RotationCancelled(RotationCancelled),
+    /// See [`DescriptionSet`].
+    #[serde(rename = "secret.description_set")]
+    DescriptionSet(DescriptionSet),
 }
 
 impl SecretEvent {
@@ -324,14 +336,15 @@ impl SecretEvent {
             Self::RotationStepFailed(_) => "secret.rotation_step_failed",
             Self::RotationSucceeded(_) => "secret.rotation_succeeded",
             Self::RotationCancelled(_) => "secret.rotation_cancelled",
+            Self::DescriptionSet(_) => "secret.description_set",
         }
     }
 
     /// The version this build writes for `type_name`; `None` for unknown types.
     pub fn current_version(type_name: &str) -> Option<u64> {
         match type_name {
-            "secret.payload_stored" => Some(3),
-            "secret.created" | "secret.stage_moved" => Some(2),
+            "secret.payload_stored" | "secret.created" => Some(3),
+            "secret.stage_moved" => Some(2),
             "secret.metadatum_set"
             | "secret.deleted"
             | "secret.acl_set"
@@ -349,7 +362,8 @@ impl SecretEvent {
             | "secret.rotation_step_succeeded"
             | "secret.rotation_step_failed"
             | "secret.rotation_succeeded"
-            | "secret.rotation_cancelled" => Some(1),
+            | "secret.rotation_cancelled"
+            | "secret.description_set" => Some(1),
             _ => None,
         }
     }
@@ -370,13 +384,14 @@ impl SecretEvent {
 /// - `secret.created` v1 had no `owning_service` or `tags`: both default to none.
 /// - `secret.payload_stored` v1 was a secret's one payload, so it was current: v2
 ///   adds `"stages": ["current"]` (and no `created`, which v1 did not record).
+/// - `secret.created` v3 may carry a `description`, which v2 never had.
 /// - `secret.payload_stored` v3 and `secret.stage_moved` v2 may name custom staging
 ///   labels; v2 and v1 named built-in ones only, which v3 and v2 spell the same. The
 ///   versions moved so that a build without custom labels stops at such an event
 ///   ("no upcaster") instead of misreading it.
 fn upcast(type_name: &str, v: u64, mut value: Value) -> Result<Value, CommitError> {
     match (type_name, v) {
-        ("secret.created", 1) | ("secret.payload_stored", 2) | ("secret.stage_moved", 1) => {
+        ("secret.created", 1 | 2) | ("secret.payload_stored", 2) | ("secret.stage_moved", 1) => {
             Ok(value)
         }
         ("secret.payload_stored", 1) => {

@@ -379,6 +379,48 @@ pub struct Attributes {
     pub expiration: Option<Expiration>,
     /// User metadata.
     pub metadata: Metadata,
+    /// A description (AWS's `Description`; since `secret.created` v3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Description>,
+}
+
+/// A secret's description: 1 to 2,048 characters without control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Description(String);
+
+impl Description {
+    /// The longest description (AWS's).
+    pub const MAX_LEN: usize = 2048;
+
+    /// Parses a description; the empty string is none.
+    pub fn parse(s: &str) -> Result<Option<Self>, Rejection> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        bounded_text("description", s, Self::MAX_LEN).map(|d| Some(Self(d)))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Description {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+            .map_err(|r| r.message)?
+            .ok_or_else(|| "description must not be empty".to_owned())
+    }
+}
+
+impl From<Description> for String {
+    fn from(d: Description) -> Self {
+        d.0
+    }
 }
 
 /// Most metadata entries a secret may carry.

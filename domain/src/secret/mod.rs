@@ -19,9 +19,10 @@ pub use command::{
 };
 pub use decide::{Context, authorize, decide, prune, scheduled_for_deletion};
 pub use event::{
-    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored, RotationCancelled,
-    RotationConfigured, RotationStarted, RotationStepFailed, RotationStepSucceeded,
-    RotationSucceeded, SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent,
-    SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet, VersionsDestroyed,
+    AclSet, DeletionScheduled, DescriptionSet, MetadatumDeleted, MetadatumSet, PayloadStored,
+    RotationCancelled, RotationConfigured, RotationStarted, RotationStepFailed,
+    RotationStepSucceeded, RotationSucceeded, SecretConsumerChanged, SecretCreated, SecretDeleted,
+    SecretEvent, SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet,
+    VersionsDestroyed,
 };
 pub use state::{Secret, SecretState, evolve, evolve_rotation};

@@ -135,6 +135,7 @@ pub fn evolve(state: SecretState, event: &SecretEvent) -> SecretState {
         SecretEvent::TagsSet(e) => {
             s.tags.extend(e.tags.clone());
         }
+        SecretEvent::DescriptionSet(e) => s.attributes.description = e.description.clone(),
         SecretEvent::TagsRemoved(e) => {
             s.tags.retain(|k, _| !e.keys.contains(k));
         }

@@ -166,6 +166,11 @@ fn apply_events(
             | SecretEvent::RotationStepFailed(_)
             | SecretEvent::RotationSucceeded(_)
             | SecretEvent::RotationCancelled(_) => apply_rotation(conn, project, id, event)?,
+            SecretEvent::DescriptionSet(e) => run(
+                conn,
+                "UPDATE secrets SET description = ?1 WHERE project = ?2 AND id = ?3",
+                params![e.description.as_ref().map(|d| d.as_str()), project, id],
+            )?,
             SecretEvent::DeletionScheduled(e) => run(
                 conn,
                 "UPDATE secrets SET status = 'pending_deletion', purge_at = ?1, \
@@ -254,9 +259,10 @@ fn insert_secret(
         conn,
         "INSERT INTO secrets (project, id, name, secret_type, algorithm, bit_length, mode, \
          expiration, expiration_ms, creator, created, created_ms, updated, updated_ms, \
-         content_type, version, seq, owning_service, reference, tags, version_count) \
+         content_type, version, seq, owning_service, reference, tags, version_count, \
+         description) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, ?12, ?13, ?14, ?15, \
-         ?16, ?17, ?18, ?19) \
+         ?16, ?17, ?18, ?19, ?20) \
          ON CONFLICT (project, id) DO NOTHING",
         params![
             project,
@@ -278,6 +284,7 @@ fn insert_secret(
             reference,
             json(&e.tags)?,
             i64::from(has_payload),
+            a.description.as_ref().map(|d| d.as_str()),
         ],
     )?;
     for (key, value) in &a.metadata {

@@ -153,6 +153,7 @@ mod tests {
             acl_set: None,
             consumers: Vec::new(),
             rotation: None,
+            description: None,
         };
         Entry {
             row,

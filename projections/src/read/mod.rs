@@ -152,6 +152,8 @@ pub struct SecretRow {
     pub consumers: Vec<SecretConsumerRow>,
     /// Its rotation, once configured.
     pub rotation: Option<domain::secret::rotation::Rotation>,
+    /// Its description.
+    pub description: Option<String>,
 }
 
 /// One version of a secret's value, without its ciphertext.

@@ -9,7 +9,7 @@ use crate::policy::{Action, RequestEnv, SecretFacts, Target};
 use crate::principal::{Actor, Principal, SystemTask};
 use crate::secret::command::{DeleteMode, Presence, SecretCommand};
 use crate::secret::event::{
-    AclSet, DeletionScheduled, MetadatumDeleted, MetadatumSet, PayloadStored,
+    AclSet, DeletionScheduled, DescriptionSet, MetadatumDeleted, MetadatumSet, PayloadStored,
     SecretConsumerChanged, SecretCreated, SecretDeleted, SecretEvent, SecretExpired,
     SecretRestored, TagsRemoved, TagsSet,
 };
@@ -98,7 +98,8 @@ fn action_of(command: &SecretCommand) -> Option<Action> {
         | SecretCommand::SetTags(_)
         | SecretCommand::RemoveTags(_)
         | SecretCommand::Rotate(_)
-        | SecretCommand::CancelRotation => Action::UpdateSecret,
+        | SecretCommand::CancelRotation
+        | SecretCommand::SetDescription(_) => Action::UpdateSecret,
         // Declaring a use needs what the use needs: reading the secret.
         SecretCommand::RegisterConsumer(_) | SecretCommand::RemoveConsumer(_) => Action::ReadSecret,
         SecretCommand::Delete { .. } | SecretCommand::Restore | SecretCommand::Expire => {
@@ -444,6 +445,15 @@ pub fn decide(
             prune(secret, ctx.now, ctx.lifecycle.retention)
                 .into_iter()
                 .collect()
+        }
+        SecretCommand::SetDescription(description) => {
+            if ctx.live(state)?.attributes.description == *description {
+                vec![]
+            } else {
+                vec![SecretEvent::DescriptionSet(DescriptionSet {
+                    description: description.clone(),
+                })]
+            }
         }
         SecretCommand::Rotate(r) => rotation::rotate(ctx.live(state)?, r, &ctx)?,
         SecretCommand::CancelRotation => rotation::cancel(ctx.existing(state)?),

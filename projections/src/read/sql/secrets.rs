@@ -83,7 +83,7 @@ pub(crate) fn secret_columns() -> String {
          s.expiration, s.creator, s.created, s.updated, s.content_type, s.version, s.acl, \
          s.expiration_ms, s.owning_service, s.reference, s.purge_at, s.tags, \
          s.version_count, s.status, s.purge_at_ms, s.acl_created, s.acl_updated, s.rotation, \
-         {consumers}"
+         s.description, {consumers}"
     )
 }
 
@@ -181,6 +181,7 @@ pub(crate) fn secret_row(r: &DbRow) -> Result<SecretRow, sqlx::Error> {
         acl_set: acl_times_of(r)?,
         consumers: consumers_of(r)?,
         rotation: parsed_opt(r, "rotation", |t| serde_json::from_str(t))?,
+        description: r.try_get("description")?,
     })
 }
 

@@ -1,0 +1,2 @@
+-- A secret's description (AWS's `Description`).
+ALTER TABLE secrets ADD COLUMN description TEXT COLLATE "C";
