@@ -10,6 +10,7 @@ Environment (set by tests/aws_clients.rs), besides test_boto3's:
 keyledger runs with --rotation-step-timeout 2s --rotation-attempts 2
 --rotation-retry-after 1s.
 """
+import datetime
 import json
 import os
 import pathlib
@@ -212,6 +213,23 @@ class Rotation(unittest.TestCase):
               self.sm.describe_secret(SecretId=name))
         self.assertEqual(self.sm.get_secret_value(SecretId=name)["VersionId"], token)
 
+    def test_a_cron_schedule_names_the_next_rotation_in_utc(self):
+        name = unique("cron")
+        self.sm.create_secret(Name=name, SecretString="x")
+        self.sm.rotate_secret(SecretId=name, RotationLambdaARN="template", RotateImmediately=False,
+                              RotationRules={"ScheduleExpression": "cron(0 16 1,15 * ? *)",
+                                             "Duration": "2h"})
+        described = self.sm.describe_secret(SecretId=name)
+        self.assertTrue(described["RotationEnabled"])
+        self.assertEqual(described["RotationRules"],
+                         {"ScheduleExpression": "cron(0 16 1,15 * ? *)", "Duration": "2h"})
+        after = described["NextRotationDate"].astimezone(datetime.timezone.utc)
+        self.assertEqual((after.day in (1, 15), after.hour, after.minute), (True, 16, 0))
+        self.assertGreater(after, datetime.datetime.now(datetime.timezone.utc))
+        self.assertLess(after - datetime.datetime.now(datetime.timezone.utc),
+                        datetime.timedelta(days=17))
+        self.assertNotIn("LastRotatedDate", described)
+
     def test_bad_rotation_input_is_refused_with_what_to_do(self):
         name = unique("bad")
         self.sm.create_secret(Name=name, SecretString="x")
@@ -220,8 +238,8 @@ class Rotation(unittest.TestCase):
         self.assertIn("RotationLambdaARN", message)
         message = self.assertCode("InvalidParameterException", self.sm.rotate_secret,
                                   SecretId=name, RotationLambdaARN="template",
-                                  RotationRules={"ScheduleExpression": "cron(0 16 1,15 * ? *)"})
-        self.assertIn("cron expression", message)
+                                  RotationRules={"ScheduleExpression": "cron(0 16 1,15 * * *)"})
+        self.assertIn("? in exactly one of day-of-month and day-of-week", message)
         self.assertCode("InvalidParameterException", self.sm.rotate_secret, SecretId=name,
                         RotationLambdaARN="template",
                         RotationRules={"AutomaticallyAfterDays": 1001})

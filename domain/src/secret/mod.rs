@@ -11,6 +11,7 @@ pub mod fields;
 pub mod payload;
 pub mod reference;
 pub mod rotation;
+pub mod schedule;
 mod state;
 pub mod version;
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Rejection;
 use crate::ids::VersionId;
+use crate::secret::schedule::CronSchedule;
 use crate::timestamp::Timestamp;
 
 /// The name of a rotation handler: the NATS service on `keyledger.rotate.<name>`.
@@ -95,7 +96,7 @@ pub struct RotationRules {
     /// `AutomaticallyAfterDays`: 1 to 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatically_after_days: Option<u16>,
-    /// `ScheduleExpression`: `rate(<n> hours|days)`.
+    /// `ScheduleExpression`: `rate(<n> hours|days)` or `cron(...)` (UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
     /// `Duration`: the rotation window, `<n>h` with n from 1 to 24.
@@ -137,11 +138,16 @@ impl RotationRules {
                  such as rate(30 days)",
             ));
         }
-        if let Some(e) = &rules.schedule_expression {
-            rate(e)?;
-        }
+        let shortest = match &rules.schedule_expression {
+            Some(e) if e.starts_with("cron(") => {
+                let gap = CronSchedule::parse(e)?.shortest_gap().unwrap_or(i64::MAX);
+                Duration::from_secs(u64::try_from(gap).unwrap_or(u64::MAX))
+            }
+            Some(e) => rate(e)?,
+            None => rules.interval(),
+        };
         if let Some(d) = &rules.duration
-            && window(d)? > rules.interval()
+            && window(d)? > shortest
         {
             return Err(Rejection::invalid(format!(
                 "Duration {d} is longer than the time between rotations; the rotation window \
@@ -163,25 +169,25 @@ impl RotationRules {
         }
     }
 
-    /// When the rotation after one at `from` is due.
+    /// When the rotation after one at `from` is due: a cron schedule's next
+    /// occurrence, or `from` plus the interval.
     pub fn next_after(&self, from: Timestamp) -> Option<Timestamp> {
-        from.plus(self.interval())
+        match &self.schedule_expression {
+            Some(e) if e.starts_with("cron(") => CronSchedule::parse(e).ok()?.next_after(from),
+            _ => from.plus(self.interval()),
+        }
     }
 }
 
 /// Parses `rate(<n> hours)` (4 to 23) or `rate(<n> days)` (1 to 1000), AWS's bounds.
+/// (A `cron(...)` expression is [`CronSchedule`]'s.)
 fn rate(expression: &str) -> Result<Duration, Rejection> {
     let bad = |why: &str| {
         Rejection::invalid(format!(
             "ScheduleExpression {expression:?} {why}; use rate(<n> hours) with n from 4 to 23, \
-             rate(<n> days) with n from 1 to 1000, or AutomaticallyAfterDays"
+             rate(<n> days) with n from 1 to 1000, cron(...), or AutomaticallyAfterDays"
         ))
     };
-    if expression.starts_with("cron(") {
-        return Err(bad(
-            "is a cron expression, which keyledger does not schedule yet",
-        ));
-    }
     let inner = expression
         .strip_prefix("rate(")
         .and_then(|r| r.strip_suffix(')'))
@@ -424,8 +430,15 @@ mod tests {
         ] {
             assert!(rate(bad).is_err(), "{bad}");
         }
-        let cron = rate("cron(0 16 1,15 * ? *)").unwrap_err().message;
-        assert!(cron.contains("cron expression"), "{cron}");
+        let cron = rate("cron(0 16 1,15 * ? *)").unwrap();
+        let from = Timestamp::parse_iso8601("t", "2026-12-03T12:00:00Z").unwrap();
+        assert_eq!(
+            cron.next_after(from),
+            Timestamp::parse_iso8601("t", "2026-12-15T16:00:00Z").ok()
+        );
+        assert!(rate("cron(0 16 1,15 * * *)").is_err());
+        // Every 4 hours with a 5-hour window: the window would overlap the next.
+        assert!(RotationRules::parse(None, Some("cron(0 */4 * * ? *)"), Some("5h")).is_err());
         assert!(RotationRules::parse(Some(1), Some("rate(1 days)"), None).is_err());
         assert!(RotationRules::parse(None, None, None).is_err());
         assert!(RotationRules::parse(Some(1), None, Some("25h")).is_err());

@@ -1,0 +1,207 @@
+//! AWS's `cron(...)` rotation schedules, in UTC: `cron(<minutes> <hours> <day-of-month>
+//! <month> <day-of-week> <year>)` with AWS's (Quartz's) syntax: day-of-week 1–7 for
+//! SUN–SAT or their names, `?` in exactly one of the two day fields, `L`, `W` and `#`.
+//! The evaluation is croner's; this module checks AWS's rules around it and gives it
+//! keyledger's clock.
+
+use std::cmp::Ordering;
+
+use croner::parser::CronParser;
+use croner::{CivilDate, CivilDateTime, CivilTime, Cron, CronDateTime, Resolution, Weekday};
+use time::OffsetDateTime;
+
+use crate::Rejection;
+use crate::timestamp::Timestamp;
+
+/// The shortest time between two rotations AWS allows.
+const MIN_GAP_SECS: i64 = 4 * 3600;
+
+/// A parsed `cron(...)` schedule.
+#[derive(Debug, Clone)]
+pub struct CronSchedule(Cron);
+
+impl CronSchedule {
+    /// Parses `cron(...)`, with what to do when it is not one AWS accepts.
+    pub fn parse(expression: &str) -> Result<Self, Rejection> {
+        let bad = |why: String| {
+            Rejection::invalid(format!(
+                "ScheduleExpression {expression:?} {why}; write cron(<minutes> <hours> \
+                 <day-of-month> <month> <day-of-week> <year>) in UTC with ? in one of the day \
+                 fields, e.g. cron(0 16 1,15 * ? *)"
+            ))
+        };
+        let inner = expression
+            .strip_prefix("cron(")
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or_else(|| bad("is not a cron expression".into()))?;
+        let fields: Vec<&str> = inner.split_whitespace().collect();
+        let [_, _, dom, _, dow, _] = fields[..] else {
+            return Err(bad(format!("has {} fields, not 6", fields.len())));
+        };
+        if (dom == "?") == (dow == "?") {
+            return Err(bad(
+                "must have ? in exactly one of day-of-month and day-of-week".into(),
+            ));
+        }
+        let cron = CronParser::builder()
+            .alternative_weekdays(true)
+            .build()
+            .parse(&format!("0 {}", fields.join(" ")))
+            .map_err(|e| bad(format!("does not parse ({e})")))?;
+        let schedule = Self(cron);
+        match schedule.shortest_gap() {
+            None => Err(bad("never occurs".into())),
+            Some(gap) if gap < MIN_GAP_SECS => Err(bad(
+                "rotates more often than every 4 hours, the shortest interval".into(),
+            )),
+            Some(_) => Ok(schedule),
+        }
+    }
+
+    /// The shortest time, in seconds, between the first occurrences of 2027 (AWS
+    /// rotates at most every four hours); `None` if it does not occur twice.
+    pub fn shortest_gap(&self) -> Option<i64> {
+        let mut at = Timestamp::from_unix_millis(1_798_761_600_000)?;
+        let mut previous: Option<Timestamp> = None;
+        let mut shortest: Option<i64> = None;
+        for _ in 0..16 {
+            let Some(next) = self.next_after(at) else {
+                break;
+            };
+            if let Some(p) = previous {
+                let gap = (next.unix_millis() - p.unix_millis()) / 1000;
+                shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+            }
+            previous = Some(next);
+            at = next;
+        }
+        shortest
+    }
+
+    /// The first occurrence strictly after `from`; `None` when there is none left.
+    pub fn next_after(&self, from: Timestamp) -> Option<Timestamp> {
+        let start = Utc(from.unix_millis().div_euclid(1000));
+        let next = self.0.find_next_occurrence(&start, false).ok()?;
+        Timestamp::from_unix_millis(next.0.checked_mul(1000)?)
+    }
+}
+
+/// A UTC instant in whole seconds, as croner searches over it.
+#[derive(Debug, Clone, Copy)]
+struct Utc(i64);
+
+impl Utc {
+    fn datetime(self) -> Option<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp(self.0).ok()
+    }
+}
+
+impl CronDateTime for Utc {
+    fn to_civil(&self) -> CivilDateTime {
+        // Out of time's range (years ±9999) a search reads the epoch and finds nothing
+        // more: croner stops at its own year limit first.
+        let d = self.datetime().unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        CivilDateTime::new(
+            CivilDate::from_parts_unchecked(
+                d.year(),
+                u32::from(u8::from(d.month())),
+                u32::from(d.day()),
+            ),
+            CivilTime::from_parts_unchecked(
+                u32::from(d.hour()),
+                u32::from(d.minute()),
+                u32::from(d.second()),
+            ),
+        )
+    }
+
+    fn civil_weekday(&self) -> Weekday {
+        let d = self.datetime().unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Weekday::from_days_from_sunday(u32::from(d.weekday().number_days_from_sunday()))
+    }
+
+    fn resolve_civil(
+        &self,
+        civil: CivilDateTime,
+    ) -> Result<Resolution<Self>, croner::errors::CronError> {
+        let month = u8::try_from(civil.month())
+            .ok()
+            .and_then(|m| time::Month::try_from(m).ok())
+            .ok_or(croner::errors::CronError::InvalidTime)?;
+        let small = |v: u32| u8::try_from(v).map_err(|_| croner::errors::CronError::InvalidTime);
+        let date = time::Date::from_calendar_date(civil.year(), month, small(civil.day())?)
+            .map_err(|_| croner::errors::CronError::InvalidTime)?;
+        let t = time::Time::from_hms(
+            small(civil.hour())?,
+            small(civil.minute())?,
+            small(civil.second())?,
+        )
+        .map_err(|_| croner::errors::CronError::InvalidTime)?;
+        Ok(Resolution::Single(Utc(date
+            .with_time(t)
+            .assume_utc()
+            .unix_timestamp())))
+    }
+
+    fn checked_add_seconds(&self, seconds: i64) -> Option<Self> {
+        self.0.checked_add(seconds).map(Utc)
+    }
+
+    fn cmp_instant(&self, other: &Self) -> Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        Timestamp::parse_iso8601("t", s).unwrap()
+    }
+
+    #[test]
+    fn aws_cron_expressions_give_their_next_rotation_in_utc() {
+        let twice_a_month = CronSchedule::parse("cron(0 16 1,15 * ? *)").unwrap();
+        assert_eq!(
+            twice_a_month.next_after(at("2026-12-03T12:00:00Z")),
+            Some(at("2026-12-15T16:00:00Z"))
+        );
+        // Day-of-week 1-7 is SUN-SAT, as in AWS: 7 is a Saturday; SAT#2 the second one.
+        let saturdays = CronSchedule::parse("cron(0 8 ? * 7 *)").unwrap();
+        assert_eq!(
+            saturdays.next_after(at("2026-12-03T12:00:00Z")),
+            Some(at("2026-12-05T08:00:00Z"))
+        );
+        let second_saturday = CronSchedule::parse("cron(30 2 ? * SAT#2 *)").unwrap();
+        assert_eq!(
+            second_saturday.next_after(at("2026-12-03T12:00:00Z")),
+            Some(at("2026-12-12T02:30:00Z"))
+        );
+        let last_day = CronSchedule::parse("cron(0 0 L * ? *)").unwrap();
+        assert_eq!(
+            last_day.next_after(at("2027-02-01T00:00:00Z")),
+            Some(at("2027-02-28T00:00:00Z"))
+        );
+        // Strictly after: an occurrence at `from` itself is not the next one.
+        assert_eq!(
+            twice_a_month.next_after(at("2026-12-15T16:00:00Z")),
+            Some(at("2027-01-01T16:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn aws_rules_are_checked() {
+        for (bad, why) in [
+            ("cron(0 16 1,15 * * *)", "exactly one"),
+            ("cron(0 16 ? * ? *)", "exactly one"),
+            ("cron(0 16 1 *)", "fields"),
+            ("cron(*/5 * * * ? *)", "4 hours"),
+            ("cron(0 99 1 * ? *)", "does not parse"),
+            ("rate(1 day)", "not a cron"),
+        ] {
+            let message = CronSchedule::parse(bad).unwrap_err().message;
+            assert!(message.contains(why), "{bad}: {message}");
+        }
+    }
+}
