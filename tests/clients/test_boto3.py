@@ -174,6 +174,10 @@ class Boto3(unittest.TestCase):
                 for i in range(3)]
         described = self.sm.describe_secret(SecretId=arns[0])
         self.assertEqual(described["Tags"], [{"Key": "team", "Value": "t0"}])
+        # Listed entries name their labelled versions, as DescribeSecret does.
+        (entry,) = self.sm.list_secrets(Filters=[{"Key": "name", "Values": [f"{prefix}/0"]}]
+                                        )["SecretList"]
+        self.assertEqual(entry["SecretVersionsToStages"], described["VersionIdsToStages"])
         self.assertIsInstance(described["CreatedDate"], datetime.datetime)
         self.assertFalse(described["RotationEnabled"])
 

@@ -138,11 +138,17 @@ pub fn describe_rotation(caller: &AwsCaller, row: &SecretRow, d: &mut SecretDesc
 /// A run's version holds AWSPENDING before its handler stores a value; AWS's rotation
 /// functions look for it in `VersionIdsToStages` first.
 fn pending_placeholder(r: &Rotation, d: &mut SecretDescription) {
-    let (Some(run), Some(map)) = (&r.run, d.version_ids_to_stages.as_mut()) else {
+    let Some(run) = &r.run else {
         return;
     };
-    map.entry(run.version.to_string())
-        .or_insert_with(|| vec!["AWSPENDING".to_owned()]);
+    let maps = [
+        d.version_ids_to_stages.as_mut(),
+        d.secret_versions_to_stages.as_mut(),
+    ];
+    for map in maps.into_iter().flatten() {
+        map.entry(run.version.to_string())
+            .or_insert_with(|| vec!["AWSPENDING".to_owned()]);
+    }
 }
 
 fn seconds(t: domain::timestamp::Timestamp) -> f64 {

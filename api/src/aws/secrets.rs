@@ -680,8 +680,17 @@ pub async fn list(
         next_token: input.next_token.as_deref(),
     };
     let (rows, next_token) = list_rows(state, caller, listing).await?;
+    let mut secret_list = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut entry = describe_row(caller, row);
+        // As AWS lists them: each secret's labelled versions (one read-model lookup
+        // each, at most MAX_RESULTS a page).
+        entry.secret_versions_to_stages = labelled_versions(state, row.id).await?;
+        super::rotation::describe_rotation(caller, row, &mut entry);
+        secret_list.push(entry);
+    }
     output(&ListSecretsOutput {
-        secret_list: rows.iter().map(|row| describe_row(caller, row)).collect(),
+        secret_list,
         next_token,
     })
 }
