@@ -24,13 +24,20 @@ SOCKET = os.environ["PG_SOCKET"]
 
 
 def login(user, password):
-    """Whether `user` logs in with `password`."""
+    """Whether `user` logs in with `password`: False only when the server refused the
+    password (28P01). pg8000 may report that refusal as a network error, when the
+    server shut the socket before pg8000 closed it: the refusal is then in the chain."""
     try:
         pg8000.connect(user=user, password=password, database="keyledger",
                        unix_sock=SOCKET, timeout=5).close()
         return True
-    except pg8000.exceptions.DatabaseError:
-        return False
+    except (pg8000.exceptions.DatabaseError, pg8000.exceptions.InterfaceError) as e:
+        cause = e
+        while cause is not None:
+            if isinstance(cause, pg8000.exceptions.DatabaseError) and "28P01" in str(cause):
+                return False
+            cause = cause.__cause__ or cause.__context__
+        raise
 
 
 def admin(sql):
