@@ -239,28 +239,26 @@ impl<S: RotationSource> Runner<S> {
         let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
         let subject = rotation_handler(handler);
         let timeout = self.settings.step_timeout;
-        let asked = self.nats.request(subject.clone(), body.into());
-        let reply = match tokio::time::timeout(timeout, asked).await {
-            Err(_) => {
-                return Err(format!(
-                    "{step} timed out: handler {handler} did not answer within {}s",
-                    timeout.as_secs_f64()
-                ));
-            }
-            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+        // The step's own deadline, not the connection's default request timeout.
+        let request = async_nats::Request::new()
+            .payload(body.into())
+            .timeout(Some(timeout));
+        let reply = match self.nats.send_request(subject.clone(), request).await {
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
                 return Err(format!(
                     "handler {handler} not reachable: no NATS service answers {subject}; start \
                      it (it connects as the rotation user), or name another handler with \
                      RotateSecret"
                 ));
             }
-            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
                 return Err(format!(
-                    "{step} timed out: handler {handler} did not answer in time"
+                    "{step} timed out: handler {handler} did not answer within {}s",
+                    timeout.as_secs_f64()
                 ));
             }
-            Ok(Err(e)) => return Err(format!("asking handler {handler} for {step}: {e}")),
-            Ok(Ok(reply)) => reply,
+            Err(e) => return Err(format!("asking handler {handler} for {step}: {e}")),
+            Ok(reply) => reply,
         };
         // The step is recorded beside the reason: the handler's words suffice.
         handler_answer(&reply.payload)
