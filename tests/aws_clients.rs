@@ -110,16 +110,7 @@ async fn the_aws_cli_works_against_keyledger() {
 /// timeout, a rotation in progress and a cancelled one each answer what happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_runs_on_nats_handlers() {
-    let mut up = Up::spawn(|c| {
-        c.args(["--rotation-step-timeout", "2s", "--rotation-attempts", "2"])
-            .args([
-                "--rotation-retry-after",
-                "1s",
-                "--scheduler-interval",
-                "200ms",
-            ]);
-    })
-    .await;
+    let mut up = up_rotating("2s").await;
     let url = rotation_url(&up);
     let output = run_with(
         &mut up,
@@ -128,6 +119,26 @@ async fn rotation_runs_on_nats_handlers() {
     )
     .await;
     println!("{}", output.lines().last().unwrap_or_default());
+}
+
+/// `keyledger up` rotating quickly: steps of `step_timeout`, two attempts a second
+/// apart, due rotations looked for every 200 ms.
+async fn up_rotating(step_timeout: &str) -> Up {
+    Up::spawn(|c| {
+        c.args([
+            "--rotation-step-timeout",
+            step_timeout,
+            "--rotation-attempts",
+            "2",
+        ])
+        .args([
+            "--rotation-retry-after",
+            "1s",
+            "--scheduler-interval",
+            "200ms",
+        ]);
+    })
+    .await
 }
 
 /// The rotation user's NATS URL for `up`, as `keyledger up` prints it.
@@ -147,16 +158,7 @@ async fn the_postgres_handler_rotates_a_database_password() {
     )
     .await
     .expect("PostgreSQL starts (apt-get install postgresql)");
-    let mut up = Up::spawn(|c| {
-        c.args(["--rotation-step-timeout", "10s", "--rotation-attempts", "2"])
-            .args([
-                "--rotation-retry-after",
-                "1s",
-                "--scheduler-interval",
-                "200ms",
-            ]);
-    })
-    .await;
+    let mut up = up_rotating("10s").await;
     let env = [
         ("KEYLEDGER_ROTATION_NATS", rotation_url(&up)),
         ("PG_SOCKET", pg.socket().display().to_string()),

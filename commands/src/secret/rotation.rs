@@ -210,14 +210,7 @@ impl<S: RotationSource> Runner<S> {
         let occasion = format!("rotate-{secret}-{}", due.unix_millis());
         let version = VersionId::from_uuid(Uuid::new_v5(&RUN_NAMESPACE, occasion.as_bytes()));
         let command = SecretCommand::StartScheduledRotation { version };
-        self.handler
-            .run_as(
-                &Actor::rotator(),
-                project.clone(),
-                secret,
-                command,
-                CommandId::parse(&occasion)?,
-            )
+        self.run_command(project, secret, command, &occasion)
             .await?;
         tracing::info!(%secret, %version, "rotation started on schedule");
         Ok(())
@@ -299,13 +292,24 @@ impl<S: RotationSource> Runner<S> {
             attempt: run.attempt,
             result,
         }));
+        self.run_command(project, secret, command, &id).await
+    }
+
+    /// Runs `command` on `secret` as the rotation runner, with command id `id`.
+    async fn run_command(
+        &self,
+        project: &ProjectId,
+        secret: SecretId,
+        command: SecretCommand,
+        id: &str,
+    ) -> Result<(), Rejection> {
         self.handler
             .run_as(
                 &Actor::rotator(),
                 project.clone(),
                 secret,
                 command,
-                CommandId::parse(&id)?,
+                CommandId::parse(id)?,
             )
             .await?;
         Ok(())
