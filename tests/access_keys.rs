@@ -399,3 +399,100 @@ async fn an_imported_key_id_lives_in_one_project() {
     let r = stack.create_key(&p2, pair).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
+
+/// The key shredder covers access keys as it covers secrets: a data key a revocation
+/// left behind (a command service killed between the commit and the destroy) is
+/// destroyed when the shredder reaches the revocation. A shredder consumer made by an
+/// older build, which followed secrets only, is widened when keyledger starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_shredder_destroys_what_a_revocation_left_behind() {
+    use async_nats::jetstream::consumer::pull;
+    use std::time::Duration;
+
+    let stack = TestStack::start().await;
+    let admin = stack.token_with("root", "p1", &["admin"]);
+    let id = "AKLGSHRED00000000001";
+    let created = stack
+        .create_key(
+            &admin,
+            json!({"access_key_id": id, "secret_access_key": "shred-me-0123456789abcdef",
+                   "user": "bob", "roles": ["creator"]}),
+        )
+        .await;
+    assert_eq!(
+        created.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        created.text().await
+    );
+    let names = stack.data_keys_of(id).await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    let js = async_nats::jetstream::new(stack.service_nats().await);
+    let bucket = js.get_key_value("KEYLEDGER_KEYS").await.unwrap();
+    let wrapped = bucket.get(&names[0]).await.unwrap().expect("the data key");
+
+    let revoked = stack.revoke_key(&admin, id).await;
+    assert!(revoked.status().is_success(), "{:?}", revoked.text().await);
+    crate::support::eventually(
+        "the revocation to destroy the data key",
+        Duration::from_secs(10),
+        || async { stack.data_keys_of(id).await.is_empty().then_some(()) },
+    )
+    .await;
+
+    // As if the destroy had been cut short: the key is back, and the shredder reads
+    // the log again from its start.
+    bucket.put(&names[0], wrapped).await.unwrap();
+    let stream = js.get_stream("KEYLEDGER").await.unwrap();
+    stream
+        .delete_consumer(commands::shredder::CONSUMER)
+        .await
+        .unwrap();
+    crate::support::eventually(
+        "the shredder to destroy the data key again",
+        Duration::from_secs(30),
+        || async { stack.data_keys_of(id).await.is_empty().then_some(()) },
+    )
+    .await;
+
+    // An older build's consumer, narrowed to secrets, is widened on start.
+    let secrets_only =
+        domain::subject::events_filter(None, Some(domain::subject::AggregateKind::Secret), None);
+    stream
+        .update_consumer(pull::Config {
+            durable_name: Some(commands::shredder::CONSUMER.into()),
+            filter_subject: secrets_only,
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stack = stack.restart(|| {}).await;
+    let js = async_nats::jetstream::new(stack.service_nats().await);
+    let stream = js.get_stream("KEYLEDGER").await.unwrap();
+    let filters = crate::support::eventually(
+        "the shredder's consumer to follow access keys",
+        Duration::from_secs(30),
+        || {
+            let stream = stream.clone();
+            async move {
+                let info = stream
+                    .consumer_info(commands::shredder::CONSUMER)
+                    .await
+                    .ok()?;
+                let filters = info.config.filter_subjects.clone();
+                filters
+                    .iter()
+                    .any(|f| f.contains(".access_key."))
+                    .then_some(filters)
+            }
+        },
+    )
+    .await;
+    assert!(
+        filters.iter().any(|f| f.contains(".secret.")),
+        "{filters:?}"
+    );
+    stack.stop().await;
+}

@@ -389,6 +389,10 @@ async fn every_payload_read_is_recorded_and_required_records_guard_the_payload()
     );
     assert!(records[0]["version"].is_string());
     assert_eq!(records[0]["source"], "127.0.0.1");
+    assert!(
+        records[0].get("access_key").is_none(),
+        "a bearer token's read"
+    );
     assert_eq!(
         (records[1]["user"].as_str(), records[1]["allowed"].as_bool()),
         (Some("bob"), Some(false))

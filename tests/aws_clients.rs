@@ -93,6 +93,28 @@ async fn boto3_works_against_keyledger() {
     let mut up = Up::spawn(|_| {}).await;
     let output = run(&mut up, &["test_boto3"]).await;
     println!("{}", output.lines().last().unwrap_or_default());
+
+    // Each payload read over AWS's API is recorded with the access key that signed it.
+    let js = up.service_js().await;
+    let mut stream = js.get_stream(api::access_log::STREAM).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut signed = 0;
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await.unwrap();
+        let records: Vec<api::access_log::AccessRecord> =
+            serde_json::from_slice(&message.payload).unwrap();
+        signed += records
+            .iter()
+            .filter(|r| {
+                r.allowed
+                    && r.user == "alice"
+                    && r.access_key
+                        .as_deref()
+                        .is_some_and(|k| k.starts_with("AKLG"))
+            })
+            .count();
+    }
+    assert!(signed > 0, "no allowed read names its access key");
 }
 
 /// The aws CLI: a secret's life (create, get, put, describe, list, delete, restore,

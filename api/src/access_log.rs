@@ -61,6 +61,9 @@ pub struct AccessRecord {
     /// The caller's service, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The access key the request was signed with (AWS's API), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
     /// The secret read.
     pub secret: String,
     /// The version read, when allowed.

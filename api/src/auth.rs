@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use domain::Rejection;
+use domain::access_key::AccessKeyId;
 use domain::principal::Principal;
 
 use crate::error::ApiError;
@@ -25,6 +26,8 @@ pub struct Caller {
     pub token: String,
     /// The client's address (the TCP peer), which ACL conditions test.
     pub source: Option<IpAddr>,
+    /// The access key a SigV4 request was signed with; `None` for a bearer token.
+    pub access_key: Option<AccessKeyId>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -84,6 +87,7 @@ impl FromRequestParts<AppState> for Caller {
             principal,
             token,
             source,
+            access_key: None,
         })
     }
 }

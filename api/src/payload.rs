@@ -227,6 +227,7 @@ fn access_record(
         user: who.user.to_string(),
         project: who.project.to_string(),
         service: who.service.as_ref().map(ToString::to_string),
+        access_key: caller.access_key.as_ref().map(ToString::to_string),
         secret: id.to_string(),
         version: version.map(|v| v.to_string()),
         source: caller.source.map(|s| s.to_string()),

@@ -9,6 +9,7 @@ pub mod log;
 pub mod order;
 pub mod secret;
 pub mod shared;
+pub mod shredder;
 
 /// Why a view the write side reads (the read model's due tasks and pending orders)
 /// could not be read; the caller logs it and tries again on its next round.

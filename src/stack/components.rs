@@ -194,7 +194,7 @@ pub async fn start_commands(
         }),
         tokio::spawn(async move { service.run(shutdown).await.map_err(Into::into) }),
         tokio::spawn(async move {
-            commands::secret::shredder::run(js, &stream, keystore, shredder_key, shredder_shutdown)
+            commands::shredder::run(js, &stream, keystore, shredder_key, shredder_shutdown)
                 .await
                 .map_err(Into::into)
         }),

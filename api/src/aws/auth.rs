@@ -224,6 +224,7 @@ pub async fn authenticate(
             principal,
             token,
             source,
+            access_key: Some(id),
         },
         region: authorization.scope.region.clone(),
     })

@@ -6,7 +6,6 @@
 pub(crate) mod intake;
 pub mod rotation;
 pub mod scheduler;
-pub mod shredder;
 
 use std::sync::Arc;
 
@@ -362,7 +361,7 @@ impl SecretHandler {
         for event in events {
             let keys = event.destroyed_keys();
             if !keys.is_empty() {
-                crate::secret::shredder::destroy_keys(&self.keys, aggregate, keys)
+                crate::shredder::destroy_keys(&self.keys, aggregate, keys)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Rejection;
-use crate::ids::VersionId;
+use crate::ids::{SecretId, VersionId};
 use crate::secret::schedule::CronSchedule;
 use crate::timestamp::Timestamp;
 
@@ -169,7 +169,36 @@ impl RotationRules {
         }
     }
 
-    /// When the rotation after one at `from` is due: a cron schedule's next
+    /// The rotation window (`Duration`), when one is set.
+    pub fn window(&self) -> Option<Duration> {
+        self.duration.as_deref().and_then(|d| window(d).ok())
+    }
+
+    /// When the scheduled rotation of `secret` whose window opens at `open` starts.
+    /// AWS starts a rotation at some point in its window; keyledger picks a point in
+    /// the window's first half (so the four steps have the rest to finish), spread by
+    /// the secret's id so that secrets on one schedule do not all rotate at once, and
+    /// the same for every runner, so that the start stays one. With no window it is
+    /// the opening.
+    pub fn start_in_window(&self, open: Timestamp, secret: SecretId) -> Timestamp {
+        let Some(half) = self.window().map(|w| w.as_millis() / 2).filter(|h| *h > 0) else {
+            return open;
+        };
+        // FNV-1a over the id and the opening: stable across builds and platforms.
+        let seed = secret
+            .as_uuid()
+            .as_bytes()
+            .iter()
+            .chain(open.unix_millis().to_le_bytes().iter())
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        let offset = u128::from(seed) % half;
+        open.plus(Duration::from_millis(u64::try_from(offset).unwrap_or(0)))
+            .unwrap_or(open)
+    }
+
+    /// When the rotation window after one at `from` opens: a cron schedule's next
     /// occurrence, or `from` plus the interval.
     pub fn next_after(&self, from: Timestamp) -> Option<Timestamp> {
         match &self.schedule_expression {
@@ -319,12 +348,19 @@ pub struct Rotation {
 }
 
 impl Rotation {
-    /// When keyledger's runner must act next: the run's due time, or the next
-    /// scheduled start.
-    pub fn due(&self) -> Option<Timestamp> {
+    /// When keyledger's runner must act next on `secret`: the run's due time, or the
+    /// scheduled start in the rotation window that opens at `next`.
+    pub fn due(&self, secret: SecretId) -> Option<Timestamp> {
         match &self.run {
             Some(run) => Some(run.due),
-            None if self.enabled => self.next,
+            None if self.enabled => {
+                let open = self.next?;
+                Some(
+                    self.rules
+                        .as_ref()
+                        .map_or(open, |r| r.start_in_window(open, secret)),
+                )
+            }
             None => None,
         }
     }
@@ -402,6 +438,26 @@ mod tests {
         for bad in ["", "a.b", "a b", "arn:aws:s3:::bucket", &"x".repeat(65)] {
             assert!(HandlerName::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_scheduled_start_falls_in_the_first_half_of_its_window_and_is_the_same_for_everyone() {
+        let open = Timestamp::parse_iso8601("t", "2026-12-03T00:00:00Z").unwrap();
+        let windowed = RotationRules::parse(Some(1), None, Some("4h")).unwrap();
+        let starts: Vec<Timestamp> = (0..64u128)
+            .map(|n| windowed.start_in_window(open, SecretId::from_uuid(uuid::Uuid::from_u128(n))))
+            .collect();
+        let half = open.plus(Duration::from_secs(2 * 3600)).unwrap();
+        assert!(starts.iter().all(|s| *s >= open && *s < half), "{starts:?}");
+        let distinct: std::collections::BTreeSet<_> = starts.iter().collect();
+        assert!(distinct.len() > 32, "spread: {}", distinct.len());
+        let one = SecretId::from_uuid(uuid::Uuid::from_u128(7));
+        assert_eq!(
+            windowed.start_in_window(open, one),
+            windowed.start_in_window(open, one)
+        );
+        let no_window = RotationRules::parse(Some(1), None, None).unwrap();
+        assert_eq!(no_window.start_in_window(open, one), open);
     }
 
     #[test]

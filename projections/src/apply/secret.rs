@@ -368,9 +368,11 @@ fn apply_rotation(
         .transpose()
         .map_err(|e| ApplyError::Corrupt(format!("secret {id}: rotation column: {e}")))?;
     let rotation = evolve_rotation(rotation, event);
+    let secret = SecretId::parse(id)
+        .map_err(|e| ApplyError::Corrupt(format!("secret {id}: {}", e.message)))?;
     let due = rotation
         .as_ref()
-        .and_then(Rotation::due)
+        .and_then(|r| r.due(secret))
         .map(|t| t.unix_millis());
     let text = rotation.as_ref().map(json).transpose()?;
     run(

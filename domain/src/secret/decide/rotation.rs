@@ -115,8 +115,8 @@ pub(super) fn start_scheduled(
     if let Some(refusal) = in_progress(secret, ctx) {
         return Err(refusal);
     }
-    match rotation.next {
-        Some(next) if rotation.enabled && next <= ctx.now => {}
+    match rotation.due(ctx.id) {
+        Some(due) if rotation.enabled && due <= ctx.now => {}
         _ => {
             return Err(Rejection::conflict(format!(
                 "no rotation of secret {} is due",

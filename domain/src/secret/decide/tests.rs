@@ -687,6 +687,37 @@ mod rotation {
         assert_eq!(r.last_failure.as_deref(), Some("testSecret: login refused"));
     }
 
+    /// A scheduled rotation with a window starts at the secret's own point in it, not
+    /// before.
+    #[test]
+    fn a_scheduled_rotation_starts_at_its_point_in_the_window() {
+        let windowed = SecretCommand::Rotate(Box::new(Rotate {
+            handler: Some(HandlerName::parse("pg").unwrap()),
+            rules: Some(RotationRules::parse(None, Some("rate(4 hours)"), Some("4h")).unwrap()),
+            immediately: false,
+            version: version(9),
+        }));
+        let w = World::new()
+            .given(&create(Some(sealed(1))), now())
+            .given(&windowed, now());
+        let r = live(&w).rotation.clone().unwrap();
+        let open = r.next.unwrap();
+        let id = SecretId::from_uuid(Uuid::from_u128(7));
+        let due = r.due(id).unwrap();
+        assert!(
+            due > open && due < open.plus(hours(2)).unwrap(),
+            "{open:?} {due:?}"
+        );
+        let start = SecretCommand::StartScheduledRotation {
+            version: version(10),
+        };
+        let mut runner = World::as_actor(Actor::rotator());
+        runner.state = w.state;
+        let early = runner.decide(&start, open).unwrap_err();
+        assert!(early.message.contains("no rotation"), "{}", early.message);
+        assert!(runner.decide(&start, due).is_ok());
+    }
+
     /// Cancelling names the version left with AWSPENDING; only the runner records steps.
     #[test]
     fn cancel_names_what_it_leaves_and_users_cannot_record_steps() {
@@ -709,6 +740,6 @@ mod rotation {
                 .is_empty()
         );
         let r = live(&w).rotation.clone().unwrap();
-        assert!(!r.enabled && r.due().is_none());
+        assert!(!r.enabled && r.due(SecretId::from_uuid(uuid::Uuid::nil())).is_none());
     }
 }

@@ -1,18 +1,19 @@
 //! The key shredder: a durable consumer of the event stream that destroys the data
-//! keys every `secret.deleted`, `secret.expired` and `secret.versions_destroyed` event
-//! names. The command handler destroys them right
-//! after the commit; the shredder makes that crash-safe (a handler killed between the
-//! commit and the purge leaves the work to it) and is idempotent.
+//! keys every `secret.deleted`, `secret.expired`, `secret.versions_destroyed` and
+//! `access_key.revoked` event names. The command handlers destroy them right after
+//! the commit; the shredder makes that crash-safe (a handler killed between the commit
+//! and the purge leaves the work to it) and is idempotent.
 
 use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::{self, Context};
+use domain::access_key::{AccessKeyEvent, AccessKeyId, sealing_ids};
 use domain::commit::{AggregateRef, Commit, CommitKey};
 use domain::ids::{KeyId, SecretId};
 use domain::secret::SecretEvent;
-use domain::subject::{AggregateKind, events_filter};
+use domain::subject::{AggregateKind, events_filter, parse_aggregate_subject};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -82,20 +83,24 @@ async fn follow(
     let client = js.client();
     let connects = infra::nats::connects(&client);
     let stream = js.get_stream(stream).await.map_err(|e| err(&e))?;
+    // Create or update: a consumer made by an older build, which followed secrets
+    // only, gains the access keys' subjects (a filter is updatable in place).
     let consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            pull::Config {
-                durable_name: Some(CONSUMER.into()),
-                description: Some(
-                    "destroys the data keys of deleted and expired secrets and versions".into(),
-                ),
-                filter_subject: events_filter(None, Some(AggregateKind::Secret), None),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
+        .create_consumer(pull::Config {
+            durable_name: Some(CONSUMER.into()),
+            description: Some(
+                "destroys the data keys of deleted and expired secrets and versions, and of \
+                 revoked access keys"
+                    .into(),
+            ),
+            filter_subjects: [AggregateKind::Secret, AggregateKind::AccessKey]
+                .into_iter()
+                .map(|kind| events_filter(None, Some(kind), None))
+                .collect(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            ..Default::default()
+        })
         .await
         .map_err(|e| err(&e))?;
     let mut messages = consumer.messages().await.map_err(|e| err(&e))?;
@@ -115,12 +120,7 @@ async fn follow(
             }
             Some(Ok(m)) => m,
         };
-        let outcome = match Commit::<SecretEvent>::open(&message.payload, commit_key) {
-            // Nothing to shred in a foreign message or a commit this build cannot read;
-            // the projector and the auditor report them.
-            Err(_) => Ok(()),
-            Ok(commit) => shred(keys, &commit).await,
-        };
+        let outcome = shred(keys, &message.subject, &message.payload, commit_key).await;
         let ack = match outcome {
             Ok(()) => message.ack().await,
             Err(e) => {
@@ -136,9 +136,42 @@ async fn follow(
     }
 }
 
-async fn shred(keys: &KeyStore, commit: &Commit<SecretEvent>) -> Result<(), KeyStoreError> {
-    for event in &commit.body.events {
-        destroy_keys(keys, &commit.body.aggregate, event.destroyed_keys()).await?;
+/// Destroys the keys the commit `payload` on `subject` names. Nothing is shredded for
+/// a foreign message or a commit this build cannot read; the projector and the auditor
+/// report them.
+async fn shred(
+    keys: &KeyStore,
+    subject: &str,
+    payload: &[u8],
+    commit_key: &CommitKey,
+) -> Result<(), KeyStoreError> {
+    match parse_aggregate_subject(subject) {
+        Some((_, AggregateKind::Secret, _)) => {
+            let Ok(commit) = Commit::<SecretEvent>::open(payload, commit_key) else {
+                return Ok(());
+            };
+            for event in &commit.body.events {
+                destroy_keys(keys, &commit.body.aggregate, event.destroyed_keys()).await?;
+            }
+        }
+        Some((_, AggregateKind::AccessKey, _)) => {
+            let Ok(commit) = Commit::<AccessKeyEvent>::open(payload, commit_key) else {
+                return Ok(());
+            };
+            let aggregate = &commit.body.aggregate;
+            let Ok(id) = AccessKeyId::parse(aggregate.id.as_str()) else {
+                return Ok(());
+            };
+            let (secret, _) = sealing_ids(&aggregate.project, &id);
+            for event in &commit.body.events {
+                if let AccessKeyEvent::Revoked(revoked) = event {
+                    for key in &revoked.destroyed_keys {
+                        keys.destroy(&aggregate.project, secret, *key).await?;
+                    }
+                }
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
