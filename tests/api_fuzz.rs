@@ -21,7 +21,7 @@ use crate::support::up::Up;
 async fn schemathesis_finds_nothing_and_another_project_is_untouched() {
     let up = Up::spawn(|_| {}).await;
     let api = Api {
-        http: reqwest::Client::new(),
+        http: crate::support::http(),
         base: up.http.clone(),
     };
     let fuzzer = up.token("fuzzer", "fuzz", "admin");

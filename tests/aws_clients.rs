@@ -12,11 +12,16 @@ use crate::support::up::Up;
 /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, as `keyledger access-key create`
 /// prints them for `user` in `project` with `roles`, run with `token`.
 fn access_key(up: &Up, token: &str, user: &str, project: &str, roles: &str) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
+    command
         .args(["access-key", "create", "--url", &up.http, "--token", token])
-        .args(["--user", user, "--project", project, "--roles", roles])
-        .output()
-        .unwrap();
+        .args(["--user", user, "--project", project, "--roles", roles]);
+    // `keyledger up --tls`: trust its development CA.
+    let ca = up.data_dir().join("tls").join("ca.pem");
+    if ca.exists() {
+        command.env("KEYLEDGER_CACERT", ca);
+    }
+    let out = command.output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let value = |name: &str| {
@@ -115,6 +120,24 @@ async fn boto3_works_against_keyledger() {
             .count();
     }
     assert!(signed > 0, "no allowed read names its access key");
+}
+
+/// boto3 and the aws CLI over HTTPS (`keyledger up --tls`), trusting its development
+/// CA with AWS_CA_BUNDLE as users do; without it the certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_and_the_aws_cli_work_over_https() {
+    let mut up = Up::spawn(|c| {
+        c.arg("--tls");
+    })
+    .await;
+    let ca = up.data_dir().join("tls").join("ca.pem");
+    let output = run_with(
+        &mut up,
+        &["test_https_aws"],
+        &[("AWS_CA_BUNDLE", ca.display().to_string())],
+    )
+    .await;
+    println!("{}", output.lines().last().unwrap_or_default());
 }
 
 /// The aws CLI: a secret's life (create, get, put, describe, list, delete, restore,

@@ -18,11 +18,18 @@ struct Clients {
     up: Up,
     keystone: Child,
     keystone_url: String,
+    /// More environment for the Python side.
+    env: Vec<(&'static str, String)>,
 }
 
 impl Clients {
     async fn start() -> Self {
-        let up = Up::spawn(|_| {}).await;
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Clients::start`] with `configure` applied to `keyledger up`.
+    async fn start_with(configure: impl FnOnce(&mut Command)) -> Self {
+        let up = Up::spawn(configure).await;
         let user = |id: &str, password: &str, projects: serde_json::Value| json!({"id": id, "password": password, "domain": "Default", "projects": projects});
         let config = json!({
             "listen": "127.0.0.1:0",
@@ -64,6 +71,7 @@ impl Clients {
             up,
             keystone,
             keystone_url,
+            env: Vec::new(),
         }
     }
 
@@ -80,7 +88,8 @@ impl Clients {
             .env(
                 "KEYLEDGER_OTHER_TOKEN",
                 self.up.token("bob", "other", "observer"),
-            );
+            )
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
         let out = tokio::task::spawn_blocking(move || command.output().unwrap())
             .await
             .unwrap();
@@ -147,6 +156,22 @@ async fn python_barbicanclients_own_functional_tests_pass() {
 async fn the_openstack_cli_works_against_keyledger() {
     let mut clients = Clients::start().await;
     let output = clients.python(&["run.py", "test_openstack_cli"]).await;
+    println!("{}", summary(&output));
+}
+
+/// The openstack CLI over HTTPS (`keyledger up --tls`), trusting its development CA
+/// with REQUESTS_CA_BUNDLE as users do; without it the certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openstack_cli_works_over_https() {
+    let mut clients = Clients::start_with(|c| {
+        c.arg("--tls");
+    })
+    .await;
+    let ca = clients.up.data_dir().join("tls").join("ca.pem");
+    clients
+        .env
+        .push(("REQUESTS_CA_BUNDLE", ca.display().to_string()));
+    let output = clients.python(&["run.py", "test_https_openstack"]).await;
     println!("{}", summary(&output));
 }
 

@@ -68,7 +68,7 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
     let canaries: Vec<String> = (0..4)
         .map(|i| format!("CANARY{i}-{}", uuid::Uuid::new_v4().simple()))
         .collect();
-    let http_client = reqwest::Client::new();
+    let http_client = crate::support::http();
     let mut ids = Vec::new();
 
     // 1. Created over HTTP as text.

@@ -158,7 +158,7 @@ impl Cluster {
     /// The JSON at `url`, read as the development user once the read model shows
     /// sequence `seq`.
     async fn read_json(&self, url: &str, seq: u64) -> serde_json::Value {
-        reqwest::Client::new()
+        crate::support::http()
             .get(url)
             .bearer_auth(&self.token)
             .header("X-Keyledger-Min-Seq", seq.to_string())
@@ -353,7 +353,7 @@ async fn fault_under_load(
     const WRITERS: usize = 4;
     const COUNT: usize = 80;
     let acked = Arc::new(AtomicUsize::new(0));
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let tasks: Vec<_> = (0..WRITERS)
         .map(|w| {
             let (http, token, acked) = (http.clone(), cluster.token.clone(), acked.clone());
@@ -410,7 +410,7 @@ async fn fault_under_load(
 /// after a fault) is sent again, as its "retry shortly" asks, for up to 30 s; any
 /// other answer (a read model behind the write's sequence included) fails.
 async fn all_readable(cluster: &Cluster, written: &BTreeMap<String, (String, u64)>) {
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut retries = 0;
     for (i, (key, (id, seq))) in written.iter().enumerate() {
@@ -587,7 +587,7 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
         .await;
         let standby = *pids.iter().find(|p| **p != active).unwrap();
         cluster.end_session(active).await;
-        let http = reqwest::Client::new();
+        let http = crate::support::http();
         let mut written = BTreeMap::new();
         for i in 0..10 {
             let key = format!("session-{round}-{i}");
@@ -618,7 +618,7 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
     // through both API replicas. None is lost, and the chain check below finds no
     // version gap.
     let (id, _) = written.values().next().unwrap().clone();
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let adds = (0..40).map(|i| {
         let request = http
             .post(format!("{}/v1/secrets/{id}/metadata", cluster.apis[i % 2]))
@@ -729,7 +729,7 @@ async fn a_deleted_secrets_key_is_erased_on_every_node() {
     let dir = tempfile::tempdir().unwrap();
     // The key store is NATS's alone: SQLite keeps the read model out of the way.
     let cluster = start(dir.path(), "sqlite");
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let (id, _) = create(&http, &cluster.apis[0], &cluster.token, "shred-canary").await;
 
     let js = cluster.jetstream().await;

@@ -125,7 +125,7 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     .to_owned();
 
     // The command service may still be subscribing: retry "unavailable" with a deadline.
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let created = crate::support::eventually("the command service", Duration::from_secs(20), || {
         let request = http
             .post(format!("{addr}/v1/secrets"))

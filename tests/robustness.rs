@@ -348,7 +348,7 @@ async fn more_connections_than_file_descriptors_block_nobody() {
     let started = Instant::now();
     let answer: Value = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let response = reqwest::Client::new()
+            let response = crate::support::http()
                 .get(format!("{http}/"))
                 .send()
                 .await
@@ -627,7 +627,7 @@ async fn concurrent_audit_reads_of_a_long_log_stay_within_a_memory_bound() {
     let tokens: Vec<String> = (0..AUDITORS)
         .map(|i| up.token(&format!("auditor{i}"), "bulk", "audit"))
         .collect();
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let events = |query: &str| format!("{}/v1/audit/events{query}", up.http);
     // The read model has judged the whole log once the last commit reads as history.
     crate::support::eventually(
@@ -758,7 +758,7 @@ async fn a_nats_server_that_keeps_dying_stops_up_with_the_reason() {
     .await;
     let pid = up.child.id();
     let token = up.token("alice", "p1", "admin");
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let mut killed = Vec::new();
     for _ in 0..5 {
         // A nats-server that keyledger is running on: a write goes through it (one

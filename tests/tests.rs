@@ -36,4 +36,5 @@ mod projection;
 mod read_cache;
 mod robustness;
 mod rotation;
+mod tls;
 mod tls_check;

@@ -350,7 +350,7 @@ pub async fn create(
         roles,
         service,
     };
-    let accepted = write(&state, command::ACCESS_KEY_CREATE, &caller.token, &request).await?;
+    let accepted = write(&state, command::ACCESS_KEY_CREATE, &caller, &request).await?;
     let body = AccessKeyCreated {
         access_key_id: request.access_key_id,
         secret_access_key: generated.then_some(request.secret_access_key),
@@ -449,6 +449,6 @@ pub async fn revoke(
         project: None,
         access_key_id: id.to_string(),
     };
-    let accepted = write(&state, command::ACCESS_KEY_REVOKE, &caller.token, &request).await?;
+    let accepted = write(&state, command::ACCESS_KEY_REVOKE, &caller, &request).await?;
     Ok(no_content(accepted.seq))
 }

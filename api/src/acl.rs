@@ -129,7 +129,7 @@ async fn change(
         mode: Some(mode.to_owned()),
         read: body.read,
     };
-    let accepted = write(state, owner.commands().0, &caller.token, &request).await?;
+    let accepted = write(state, owner.commands().0, caller, &request).await?;
     let acl_ref = owner.acl_ref(&base_url(state, headers));
     Ok(with_seq(
         Json(AclRef { acl_ref }).into_response(),
@@ -144,7 +144,7 @@ async fn reset(state: &AppState, caller: &Caller, owner: Owner) -> Result<Respon
         project: owner.project(state).await?,
         id: owner.id(),
     };
-    let accepted = write(state, owner.commands().1, &caller.token, &request).await?;
+    let accepted = write(state, owner.commands().1, caller, &request).await?;
     // Barbican answers 200 with a JSON body of `null`; its clients parse a body.
     Ok(with_seq(
         Json(serde_json::Value::Null).into_response(),

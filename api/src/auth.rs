@@ -12,6 +12,7 @@ use domain::principal::Principal;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tls::ClientCertificate;
 
 /// Barbican's token header.
 pub const X_AUTH_TOKEN: &str = "x-auth-token";
@@ -28,6 +29,9 @@ pub struct Caller {
     pub source: Option<IpAddr>,
     /// The access key a SigV4 request was signed with; `None` for a bearer token.
     pub access_key: Option<AccessKeyId>,
+    /// Whether `token` is a delegation token keyledger minted (for a SigV4 or client
+    /// certificate caller), which only the delegated command subjects accept.
+    pub delegated: bool,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -61,6 +65,28 @@ impl FromRequestParts<AppState> for Caller {
             (None, Some(token)) => Some(format!("Bearer {}", token.trim())),
             (None, None) => None,
         };
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip());
+        // No token, and a client certificate the handshake verified: the principal the
+        // operator mapped it to, acting with a delegation token as an AWS caller does.
+        if authorization.is_none()
+            && let (Some(map), Some(ClientCertificate(der))) = (
+                state.config.client_principals.as_deref(),
+                parts.extensions.get::<ClientCertificate>(),
+            )
+        {
+            let principal = map.principal_of(der)?;
+            let token = state.aws.delegation.mint(&principal, (state.clock)());
+            return Ok(Self {
+                principal,
+                token,
+                source,
+                access_key: None,
+                delegated: true,
+            });
+        }
         let principal = state
             .verifier
             .verify_authorization(authorization.as_deref(), (state.clock)())
@@ -79,15 +105,12 @@ impl FromRequestParts<AppState> for Caller {
             .as_deref()
             .and_then(|a| a.split_once(' ').map(|(_, t)| t.trim().to_owned()))
             .unwrap_or_default();
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
         Ok(Self {
             principal,
             token,
             source,
             access_key: None,
+            delegated: false,
         })
     }
 }

@@ -129,13 +129,21 @@ pub fn with_seq(mut response: Response, seq: u64) -> Response {
 /// the read model lags past the timeout the write still succeeded, so this answers
 /// success (and logs the lag): the header `X-Keyledger-Seq` lets the client insist on
 /// it with `X-Keyledger-Min-Seq`.
+/// It is sent as `caller`: with their bearer token, or with the delegation token
+/// minted for a principal keyledger verified itself (a client certificate), on the
+/// delegated subjects that accept it.
 pub async fn write<T: Serialize>(
     state: &AppState,
     name: &str,
-    token: &str,
+    caller: &crate::auth::Caller,
     body: &T,
 ) -> Result<AcceptedReply, ApiError> {
-    write_with(state, &state.commands, name, token, body).await
+    let commands = if caller.delegated {
+        &state.aws.commands
+    } else {
+        &state.commands
+    };
+    write_with(state, commands, name, &caller.token, body).await
 }
 
 /// [`write`], sent with `commands` (the AWS API's delegated commands).

@@ -162,7 +162,7 @@ pub async fn create(
         container_type: body.container_type,
         secret_refs,
     };
-    let accepted = write(&state, command::CONTAINER_CREATE, &caller.token, &request).await?;
+    let accepted = write(&state, command::CONTAINER_CREATE, &caller, &request).await?;
     let url = container_ref(&base_url(&state, &headers), &accepted.id);
     Ok(with_seq(created(url), accepted.seq))
 }
@@ -341,7 +341,7 @@ pub async fn delete(
         id: id.to_string(),
         force: Some(query.force.unwrap_or(true)),
     };
-    let accepted = write(&state, command::CONTAINER_DELETE, &caller.token, &request).await?;
+    let accepted = write(&state, command::CONTAINER_DELETE, &caller, &request).await?;
     Ok(no_content(accepted.seq))
 }
 
@@ -384,7 +384,7 @@ pub async fn change_secret(
     } else {
         (command::CONTAINER_SECRET_ADD, StatusCode::CREATED)
     };
-    let accepted = write(&state, name, &caller.token, &request).await?;
+    let accepted = write(&state, name, &caller, &request).await?;
     let url = container_ref(&base_url(&state, &headers), &accepted.id);
     let response = if status == StatusCode::CREATED {
         created(url)
@@ -621,7 +621,7 @@ pub async fn change_consumer(
     } else {
         command::CONTAINER_CONSUMER_REGISTER
     };
-    let accepted = write(&state, name, &caller.token, &request).await?;
+    let accepted = write(&state, name, &caller, &request).await?;
     let (row, _) = readable(&state, &caller, Action::ReadSecret, id).await?;
     Ok(with_seq(
         Json(Container::of(&base_url(&state, &headers), &row)).into_response(),

@@ -43,6 +43,7 @@ mod acl;
 mod auth;
 pub mod aws;
 mod body;
+pub mod client_cert;
 mod consistency;
 mod containers;
 pub mod costly;
@@ -62,6 +63,7 @@ mod secret_versions;
 mod secrets;
 mod server;
 mod state;
+pub mod tls;
 mod tls_check;
 mod views;
 mod whoami;
@@ -209,14 +211,19 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, within `limits`.
+/// Serves `app` on `listener` until `shutdown` is cancelled, within `limits`: HTTPS
+/// with `tls` (whose files are watched for changes meanwhile), else plain HTTP.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
+    tls: Option<std::sync::Arc<tls::ServerTls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    server::serve(listener, app, limits, shutdown).await
+    if let Some(tls) = &tls {
+        tokio::spawn(tls::watch(tls.clone(), shutdown.clone()));
+    }
+    server::serve(listener, app, limits, tls, shutdown).await
 }
 
 /// The answer to a request whose handler panicked: 500 with an id to find it in the

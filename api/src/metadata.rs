@@ -109,13 +109,7 @@ pub async fn put_all(
         id: id.to_string(),
         metadata: body.metadata,
     };
-    let accepted = write(
-        &state,
-        command::SECRET_METADATA_REPLACE,
-        &caller.token,
-        &request,
-    )
-    .await?;
+    let accepted = write(&state, command::SECRET_METADATA_REPLACE, &caller, &request).await?;
     let url = format!(
         "{}/metadata",
         secret_ref(&base_url(&state, &headers), &accepted.id)
@@ -155,7 +149,7 @@ async fn set_one(
         value: body.value.clone(),
         must_exist: Some(must_exist),
     };
-    let accepted = write(state, command::SECRET_METADATA_SET, &caller.token, &request).await?;
+    let accepted = write(state, command::SECRET_METADATA_SET, caller, &request).await?;
     Ok((body, accepted))
 }
 
@@ -285,13 +279,7 @@ pub async fn delete_one(
         id: id.to_string(),
         key,
     };
-    let accepted = write(
-        &state,
-        command::SECRET_METADATA_DELETE,
-        &caller.token,
-        &request,
-    )
-    .await?;
+    let accepted = write(&state, command::SECRET_METADATA_DELETE, &caller, &request).await?;
     Ok(no_content(accepted.seq))
 }
 
@@ -343,7 +331,7 @@ pub async fn set_tags(
         id: id.to_string(),
         tags: body.tags,
     };
-    let accepted = write(&state, command::SECRET_TAGS_SET, &caller.token, &request).await?;
+    let accepted = write(&state, command::SECRET_TAGS_SET, &caller, &request).await?;
     Ok(no_content(accepted.seq))
 }
 
@@ -367,7 +355,7 @@ pub async fn delete_tag(
         id: id.to_string(),
         keys: vec![key],
     };
-    let accepted = write(&state, command::SECRET_TAGS_REMOVE, &caller.token, &request).await?;
+    let accepted = write(&state, command::SECRET_TAGS_REMOVE, &caller, &request).await?;
     Ok(no_content(accepted.seq))
 }
 
@@ -482,7 +470,7 @@ pub async fn change_consumer(
     } else {
         command::SECRET_CONSUMER_REGISTER
     };
-    let accepted = write(&state, name, &caller.token, &request).await?;
+    let accepted = write(&state, name, &caller, &request).await?;
     let lookup = state.read.get_secret(id, (state.clock)()).await?;
     let row = readable(&state, &caller, Action::ReadSecret, id, lookup.value, |r| r)?;
     let base = base_url(&state, &headers);

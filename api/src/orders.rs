@@ -72,7 +72,7 @@ pub async fn place(
         order_type: body.order_type,
         meta: body.meta,
     };
-    let accepted = write(&state, command::ORDER_PLACE, &caller.token, &request).await?;
+    let accepted = write(&state, command::ORDER_PLACE, &caller, &request).await?;
     settled(&state, &accepted.id).await;
     let url = order_ref(&base_url(&state, &headers), &accepted.id);
     let location = HeaderValue::from_str(&url).ok();
@@ -232,7 +232,7 @@ pub async fn delete(
         project,
         id: id.to_string(),
     };
-    let accepted = write(&state, command::ORDER_DELETE, &caller.token, &request).await?;
+    let accepted = write(&state, command::ORDER_DELETE, &caller, &request).await?;
     Ok(no_content(accepted.seq))
 }
 

@@ -117,7 +117,7 @@ pub async fn put(
         payload_content_type: Some(parsed.as_str().to_owned()),
         payload_content_encoding: encoding,
     };
-    let accepted = write(&state, command::SECRET_PAYLOAD_PUT, &caller.token, &request).await?;
+    let accepted = write(&state, command::SECRET_PAYLOAD_PUT, &caller, &request).await?;
     Ok(no_content(accepted.seq))
 }
 

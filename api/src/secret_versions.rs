@@ -186,7 +186,7 @@ pub async fn put(
         client_request_token: body.client_request_token,
         stages: body.stages,
     };
-    let accepted = write(&state, command::SECRET_VALUE_PUT, &caller.token, &request).await?;
+    let accepted = write(&state, command::SECRET_VALUE_PUT, &caller, &request).await?;
     let body = VersionStored {
         secret_ref: secret_ref(&base_url(&state, &headers), &accepted.id),
         version_id: accepted.version_id,
@@ -323,6 +323,6 @@ pub async fn move_stage(
         move_to: body.move_to,
         remove_from: body.remove_from,
     };
-    let accepted = write(&state, command::SECRET_STAGE_MOVE, &caller.token, &request).await?;
+    let accepted = write(&state, command::SECRET_STAGE_MOVE, &caller, &request).await?;
     Ok(no_content(accepted.seq))
 }

@@ -343,7 +343,7 @@ pub async fn create(
     if let Some(key) = idempotency_key(&headers)? {
         request.command_id = Some(key);
     }
-    let accepted = write(&state, command::SECRET_CREATE, &caller.token, &request).await?;
+    let accepted = write(&state, command::SECRET_CREATE, &caller, &request).await?;
     let url = secret_ref(&base_url(&state, &headers), &accepted.id);
     let mut response = (
         StatusCode::CREATED,
@@ -451,7 +451,7 @@ pub async fn delete(
     let accepted = write(
         &state,
         command::SECRET_DELETE,
-        &caller.token,
+        &caller,
         &DeleteSecretRequest {
             command_id: None,
             project,
@@ -487,6 +487,6 @@ pub async fn restore(
         project,
         id: id.to_string(),
     };
-    let accepted = write(&state, command::SECRET_RESTORE, &caller.token, &request).await?;
+    let accepted = write(&state, command::SECRET_RESTORE, &caller, &request).await?;
     Ok(no_content(accepted.seq))
 }

@@ -15,7 +15,11 @@
 //!   connection has a request being handled, the newcomer gets a 503 with
 //!   `Retry-After`.
 //! - **HTTP/2**: not spoken. A client that opens with HTTP/2's preface is told so the
-//!   standard way (GOAWAY, `HTTP_1_1_REQUIRED`), not left hanging.
+//!   standard way (GOAWAY, `HTTP_1_1_REQUIRED`), not left hanging; over TLS, ALPN
+//!   offers HTTP/1.1 only.
+//! - **TLS** ([`crate::tls`]): the handshake must end within `header_timeout`, and
+//!   counts as waiting for eviction. A newcomer with no room is closed without a
+//!   handshake (a 503 in the clear would be garbage to a TLS client).
 //!
 //! The defaults follow Vault/OpenBao's listener (`http_read_header_timeout` 10 s,
 //! `http_read_timeout` 30 s) with a shorter idle timeout than its 5 minutes, since
@@ -39,6 +43,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+
+use crate::tls::{ClientCertificate, ServerTls};
 
 /// The limits of the HTTP server.
 #[derive(Debug, Clone, Copy)]
@@ -260,11 +266,13 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, within `limits`.
+/// Serves `app` on `listener` until `shutdown` is cancelled, within `limits`: HTTPS
+/// with `tls`, else plain HTTP.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
+    tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -305,13 +313,17 @@ pub async fn serve(
                 tokio::spawn(connection(
                     stream,
                     peer,
-                    app.clone(),
-                    limits,
-                    registry.clone(),
+                    Served {
+                        app: app.clone(),
+                        limits,
+                        registry: registry.clone(),
+                        shutdown: shutdown.clone(),
+                    },
+                    tls.clone(),
                     permit,
-                    shutdown.clone(),
                 ));
             }
+            None if tls.is_some() => drop(stream),
             None => {
                 tokio::spawn(refuse(stream, limits.max_connections));
             }
@@ -364,7 +376,7 @@ async fn linger(mut stream: TcpStream) {
 
 /// Reads the start of a connection: if it is HTTP/2's preface, refuses it (SETTINGS,
 /// then GOAWAY with HTTP_1_1_REQUIRED) and returns `None`; else returns what it read.
-async fn http1_or_refuse(stream: &mut TcpStream) -> Option<Vec<u8>> {
+async fn http1_or_refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
     let mut read = Vec::with_capacity(H2_PREFACE.len());
     let mut buf = [0u8; 64];
     while read.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&read) {
@@ -387,27 +399,70 @@ async fn http1_or_refuse(stream: &mut TcpStream) -> Option<Vec<u8>> {
     None
 }
 
-/// Serves one connection until it closes, times out, is evicted, or the server stops.
-async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+/// What every connection is served with.
+struct Served {
     app: Router,
     limits: ServerLimits,
     registry: Arc<Registry>,
-    _permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
+}
+
+/// Serves one connection (after its TLS handshake, with `tls`) until it closes, times
+/// out, is evicted, or the server stops.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    served: Served,
+    tls: Option<Arc<ServerTls>>,
+    _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     let state = Arc::new(Connection::new());
     // Waiting for its first request from now: the header timeout runs.
     state.head_started.store(1, Ordering::Release);
-    let id = registry.add(state.clone());
+    let id = served.registry.add(state.clone());
+    match tls {
+        None => serve_stream(stream, peer, None, &served, &state).await,
+        Some(tls) => {
+            let accepted = tokio::select! {
+                accepted = tokio::time::timeout(served.limits.header_timeout, tls.acceptor().accept(stream)) => accepted,
+                () = state.evict.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
+            };
+            match accepted {
+                Ok(Ok(stream)) => {
+                    let certificate = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(<[_]>::first)
+                        .map(|c| ClientCertificate(Arc::new(c.clone().into_owned())));
+                    serve_stream(stream, peer, certificate, &served, &state).await;
+                }
+                // A client that does not trust the certificate, speaks plain HTTP to
+                // the HTTPS port, or presents an unverified client certificate.
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+    served.registry.remove(id);
+}
+
+/// Serves HTTP/1.1 on `stream` until it closes, times out, is evicted, or the server
+/// stops.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    mut stream: S,
+    peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
+    served: &Served,
+    state: &Arc<Connection>,
+) {
+    let limits = served.limits;
     let start = tokio::select! {
         start = tokio::time::timeout(limits.header_timeout, http1_or_refuse(&mut stream)) => start,
         () = state.evict.notified() => Ok(None),
     };
     let Ok(Some(prefix)) = start else {
-        registry.remove(id);
         return;
     };
     let io = TokioIo::new(Watched {
@@ -421,7 +476,10 @@ async fn connection(
             // In flight until the response body is sent or dropped.
             let guard = InFlight::start(&state);
             request.extensions_mut().insert(ConnectInfo(peer));
-            let app = app.clone();
+            if let Some(c) = &certificate {
+                request.extensions_mut().insert(c.clone());
+            }
+            let app = served.app.clone();
             async move {
                 let response = app.oneshot(request.map(axum::body::Body::new)).await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| {
@@ -456,12 +514,11 @@ async fn connection(
                     break;
                 }
             }
-            () = shutdown.cancelled() => {
+            () = served.shutdown.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(Duration::from_secs(10), conn.as_mut()).await;
                 break;
             }
         }
     }
-    registry.remove(id);
 }

@@ -30,6 +30,9 @@ pub struct ApiConfig {
     /// How long placing an order waits for it to be ACTIVE or ERROR before answering
     /// 202 anyway (Barbican's clients read the order right after placing it).
     pub order_wait: Duration,
+    /// Who verified client certificates stand for (mutual TLS); `None`: a
+    /// certificate alone authenticates nobody.
+    pub client_principals: Option<std::sync::Arc<crate::client_cert::CertPrincipals>>,
 }
 
 impl Default for ApiConfig {
@@ -42,6 +45,7 @@ impl Default for ApiConfig {
             stream: infra::log::DEFAULT_STREAM.to_owned(),
             access_mode: crate::access_log::AccessMode::Required,
             order_wait: Duration::from_secs(10),
+            client_principals: None,
         }
     }
 }

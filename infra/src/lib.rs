@@ -28,3 +28,4 @@ pub mod postgres_server;
 pub mod protocol;
 pub mod schemas;
 pub mod server;
+pub mod tls;

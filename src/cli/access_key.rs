@@ -109,7 +109,7 @@ async fn create(
     access_key_id: Option<String>,
     secret_access_key: Option<PayloadField>,
 ) -> Result<AccessKeyCreated> {
-    let api = Api::new(client);
+    let api = Api::new(client)?;
     let body = CreateAccessKeyBody {
         project: principal.project,
         user: principal.user,
@@ -157,7 +157,7 @@ pub async fn run(command: AccessKeyCommand) -> Result<()> {
             println!("AWS_ACCESS_KEY_ID={}", created.access_key_id);
         }
         AccessKeyCommand::List { client, all, json } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let mut request = api.request(Method::GET, "/v1/access-keys");
             if all {
                 request = request.query(&[("all", "true")]);
@@ -192,7 +192,7 @@ pub async fn run(command: AccessKeyCommand) -> Result<()> {
             eprintln!("{} access key(s)", list.total);
         }
         AccessKeyCommand::Revoke { client, id } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let path = format!("/v1/access-keys/{}", secret_id(&id));
             api.send(api.request(Method::DELETE, &path)).await?;
             eprintln!(

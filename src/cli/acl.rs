@@ -70,7 +70,7 @@ fn parse_hours(s: &str) -> Result<(i64, i64), String> {
 pub async fn run(command: AclCommand) -> Result<()> {
     match command {
         AclCommand::Get { client, secret } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let path = format!("/v1/secrets/{}/acl", secret_id(&secret));
             let value: Value = api
                 .send(api.request(Method::GET, &path))
@@ -89,7 +89,7 @@ pub async fn run(command: AclCommand) -> Result<()> {
             weekdays,
             merge,
         } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let conditions = ConditionsRequest {
                 source_cidrs: (!source_cidrs.is_empty()).then_some(source_cidrs),
                 utc_hours,
@@ -111,7 +111,7 @@ pub async fn run(command: AclCommand) -> Result<()> {
             eprintln!("ACL of {} set", secret_id(&secret));
         }
         AclCommand::Delete { client, secret } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let path = format!("/v1/secrets/{}/acl", secret_id(&secret));
             api.send(api.request(Method::DELETE, &path)).await?;
             eprintln!("ACL of {} reset to the default", secret_id(&secret));

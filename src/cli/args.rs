@@ -316,16 +316,32 @@ impl PayloadArgs {
     }
 
     /// The HTTP API's settings for this limit, the log's replicas, an address, an
-    /// optional public URL and the server's limits.
+    /// optional public URL, the server's limits and its TLS files (`tls`, which may
+    /// be generated ones rather than the flags').
     pub fn api_settings(
         &self,
         log: &LogArgs,
         addr: std::net::SocketAddr,
         public_url: Option<String>,
         http: &HttpArgs,
-    ) -> keyledger::stack::ApiSettings {
-        keyledger::stack::ApiSettings {
+        tls: Option<infra::tls::ServerFiles>,
+    ) -> anyhow::Result<keyledger::stack::ApiSettings> {
+        let tls = tls
+            .map(api::tls::ServerTls::load)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("HTTPS: {e}"))?
+            .map(std::sync::Arc::new);
+        let client_principals = http
+            .tls
+            .tls_client_principals
+            .as_deref()
+            .map(api::client_cert::CertPrincipals::load)
+            .transpose()?
+            .map(std::sync::Arc::new);
+        Ok(keyledger::stack::ApiSettings {
             addr,
+            tls,
+            allow_plain_http: http.tls.allow_plain_http,
             limits: api::ServerLimits {
                 header_timeout: http.http_header_timeout,
                 idle_timeout: http.http_idle_timeout,
@@ -343,10 +359,11 @@ impl PayloadArgs {
                 } else {
                     api::access_log::AccessMode::Required
                 },
+                client_principals,
                 ..Default::default()
             },
             replicas: log.replicas,
-        }
+        })
     }
 }
 
@@ -366,15 +383,107 @@ pub struct HttpArgs {
     /// newcomer gets 503. Default: the file-descriptor limit less 256, at most 16384.
     #[arg(long, env = "KEYLEDGER_HTTP_MAX_CONNECTIONS")]
     pub http_max_connections: Option<usize>,
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
 }
 
 /// How a client reaches the HTTP API.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Base URL of the HTTP API.
+    /// Base URL of the HTTP API (https://… when keyledger serves TLS).
     #[arg(long, env = "KEYLEDGER_URL", default_value = "http://127.0.0.1:9311")]
     pub url: String,
     /// Bearer token (see `keyledger token issue`).
     #[arg(long, env = "KEYLEDGER_TOKEN", hide_env_values = true)]
     pub token: String,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+}
+
+/// How a client trusts keyledger's HTTPS certificate, and proves its own.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientTlsArgs {
+    /// CA certificate (PEM) that signed keyledger's HTTPS certificate; default: the
+    /// system's CAs. `keyledger up --tls` writes its CA to <data-dir>/tls/ca.pem.
+    #[arg(long, env = "KEYLEDGER_CACERT")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, env = "KEYLEDGER_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "KEYLEDGER_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// An HTTP client trusting `--cacert` (or the system's CAs) and presenting
+    /// `--client-cert`, if given.
+    pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
+        infra::tls::install_provider();
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(infra::tls::ClientIdentityFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let builder = reqwest::Client::builder();
+        let builder = if self.cacert.is_some() || identity.is_some() {
+            builder.tls_backend_preconfigured(infra::tls::client_config(
+                self.cacert.as_deref(),
+                identity.as_ref(),
+            )?)
+        } else {
+            builder
+        };
+        Ok(builder.build()?)
+    }
+}
+
+/// HTTPS for the HTTP API.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerTlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); reloaded when the
+    /// file changes or on SIGHUP.
+    #[arg(long, env = "KEYLEDGER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "KEYLEDGER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Ask clients for a certificate signed by these CAs (PEM): mutual TLS.
+    #[arg(long, env = "KEYLEDGER_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: refuse clients without a certificate.
+    #[arg(
+        long,
+        env = "KEYLEDGER_TLS_REQUIRE_CLIENT_CERT",
+        requires = "tls_client_ca"
+    )]
+    pub tls_require_client_cert: bool,
+    /// JSON map from a client certificate's name (common name, DNS, URI or e-mail
+    /// name) to {"user", "project", "roles", "service"?}: who a verified certificate
+    /// without a token stands for.
+    #[arg(
+        long,
+        env = "KEYLEDGER_TLS_CLIENT_PRINCIPALS",
+        requires = "tls_client_ca"
+    )]
+    pub tls_client_principals: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (refused without it: tokens
+    /// and payloads would cross the network in the clear).
+    #[arg(long, env = "KEYLEDGER_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
+}
+
+impl ServerTlsArgs {
+    /// The files to serve, when HTTPS is asked for.
+    pub fn files(&self) -> Option<infra::tls::ServerFiles> {
+        let (cert, key) = (self.tls_cert.clone()?, self.tls_key.clone()?);
+        Some(infra::tls::ServerFiles {
+            cert,
+            key,
+            client_ca: self.tls_client_ca.clone(),
+            require_client_cert: self.tls_require_client_cert,
+        })
+    }
 }

@@ -31,7 +31,7 @@ pub enum ContainerCommand {
 pub async fn run(command: ContainerCommand) -> Result<()> {
     match command {
         ContainerCommand::Get { client, container } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let id = secret_id(&container);
             let response = api
                 .send(api.request(Method::GET, &format!("/v1/containers/{id}")))
@@ -40,7 +40,7 @@ pub async fn run(command: ContainerCommand) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         ContainerCommand::Check { client, container } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let id = secret_id(&container);
             let response = api
                 .send(api.request(Method::GET, &format!("/v1/containers/{id}/tls-check")))

@@ -14,12 +14,12 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(args: &ClientArgs) -> Self {
-        Self {
-            client: reqwest::Client::new(),
+    pub fn new(args: &ClientArgs) -> Result<Self> {
+        Ok(Self {
+            client: args.tls.http_client()?,
             base: args.url.trim_end_matches('/').to_owned(),
             token: args.token.clone(),
-        }
+        })
     }
 
     /// A request to `path` (under the base URL) with the token, at the newest
@@ -36,12 +36,10 @@ impl Api {
     /// Sends `request`; a non-success status becomes an error naming the status and
     /// the API's description.
     pub async fn send(&self, request: RequestBuilder) -> Result<Response> {
-        let response = request.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the keyledger API at {}: {e}; is `keyledger up` running?",
-                self.base
-            )
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| unreachable_api(&self.base, &e))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -97,3 +95,26 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'`')
     .add(b'{')
     .add(b'}');
+
+/// Why the API at `base` could not be reached, with the cause's whole chain (reqwest's
+/// own message hides a certificate problem behind "error sending request") and what
+/// to do about it.
+pub fn unreachable_api(base: &str, e: &reqwest::Error) -> anyhow::Error {
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause.push_str(": ");
+        cause.push_str(&s.to_string());
+        source = s.source();
+    }
+    let hint = if cause.contains("certificate") || cause.contains("UnknownIssuer") {
+        "keyledger's HTTPS certificate is not trusted: pass --cacert FILE (or set \
+         KEYLEDGER_CACERT) with the CA that signed it; `keyledger up --tls` writes it to \
+         <data-dir>/tls/ca.pem"
+    } else if base.starts_with("http://") && cause.contains("connection closed") {
+        "is keyledger serving HTTPS? Then use an https:// URL"
+    } else {
+        "is `keyledger up` running?"
+    };
+    anyhow!("cannot reach the keyledger API at {base}: {cause}; {hint}")
+}

@@ -232,7 +232,13 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             http,
         } => {
             let keys = keys.load(&db.data, false)?;
-            let settings = payload.api_settings(&log, http_addr, public_url, &http);
+            let settings =
+                payload.api_settings(&log, http_addr, public_url, &http, http.tls.files())?;
+            let scheme = if settings.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             let (addr, task) = stack::start_api(
                 &nats.nats_url,
                 &db.url()?,
@@ -243,7 +249,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 shutdown.clone(),
             )
             .await?;
-            eprintln!("keyledger API listening on http://{addr}");
+            eprintln!("keyledger API listening on {scheme}://{addr}");
             vec![task]
         }
     };

@@ -26,6 +26,11 @@ pub struct UpArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "KEYLEDGER_HTTP_ADDR", default_value = "127.0.0.1:9311")]
     http_addr: SocketAddr,
+    /// Serve HTTPS with a development CA and server certificate, made under
+    /// <data-dir>/tls/ when missing (ca.pem is what clients trust). --tls-cert and
+    /// --tls-key serve your own instead.
+    #[arg(long, env = "KEYLEDGER_TLS")]
+    tls: bool,
     /// Client port of the managed nats-server (on 127.0.0.1); 0 picks a free one.
     #[arg(long, default_value_t = 4222, conflicts_with = "nats_url")]
     nats_port: u16,
@@ -71,6 +76,17 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let checkpoints = args
         .checkpoints
         .settings(&args.data.data_dir, &args.log.stream);
+    let (tls, dev_ca) = match (args.http.tls.files(), args.tls) {
+        (Some(files), _) => (Some(files), None),
+        (None, true) => {
+            let (mut files, ca) =
+                keyledger::stack::dev_tls::ensure(&args.data.data_dir, args.http_addr)?;
+            files.client_ca = args.http.tls.tls_client_ca.clone();
+            files.require_client_cert = args.http.tls.tls_require_client_cert;
+            (Some(files), Some(ca))
+        }
+        (None, false) => (None, None),
+    };
     let mut stack = Stack::start(StackConfig {
         commands: true,
         data_dir: args.data.data_dir.clone(),
@@ -80,7 +96,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
             args.http_addr,
             args.public_url.clone(),
             &args.http,
-        ),
+            tls,
+        )?,
         log: args.log.settings(),
         handler: args.payload.handler(&args.lifecycle)?,
         scheduler_interval: args.lifecycle.scheduler_interval,
@@ -143,9 +160,26 @@ pub async fn run(args: UpArgs) -> Result<()> {
         ),
         None => "an account of your NATS server that may serve keyledger.rotate.>".to_owned(),
     };
+    let (scheme, trust_line, curl_ca) = match (&stack.api_tls, &dev_ca) {
+        (false, _) => ("http", String::new(), String::new()),
+        (true, Some(ca)) => {
+            let ca = ca.canonicalize()?;
+            (
+                "https",
+                format!(
+                    "\n               TLS with a development CA: trust it with\
+                     \n                 export KEYLEDGER_CACERT={ca}  (the CLI; --cacert)\
+                     \n                 export REQUESTS_CA_BUNDLE={ca} AWS_CA_BUNDLE={ca}  (openstack, boto3, aws)",
+                    ca = ca.display()
+                ),
+                format!(" --cacert {}", ca.display()),
+            )
+        }
+        (true, None) => ("https", String::new(), String::new()),
+    };
     let banner = format!(
         "keyledger is up.\n\
-         \n  HTTP API     http://{http}  (Barbican v1: /v1/secrets)\
+         \n  HTTP API     {scheme}://{http}  (Barbican v1: /v1/secrets){trust_line}\
          \n  NATS         {nats_line}\
          \n               commands: request/reply on keyledger.cmd.<name>, e.g. keyledger.cmd.secret.create;\
          \n               connect with your token as the NATS token, inbox prefix from `keyledger whoami`\
@@ -154,7 +188,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
          \n  rotation     {rotation_line}\
          \n  data         {data}  (read model {db})\
          \n\n{token_line}\
-         \n\nTry:  curl -s -H \"X-Auth-Token: $KEYLEDGER_TOKEN\" http://{http}/v1/secrets\
+         \n\nTry:  curl -s{curl_ca} -H \"X-Auth-Token: $KEYLEDGER_TOKEN\" {scheme}://{http}/v1/secrets\
          \nStop with Ctrl-C.",
         http = stack.http_addr,
         data = data_dir.display(),

@@ -8,7 +8,7 @@ use super::ClientArgs;
 use super::http::Api;
 
 pub async fn run(client: ClientArgs) -> Result<()> {
-    let api = Api::new(&client);
+    let api = Api::new(&client)?;
     let me: Whoami = api
         .send(api.request(Method::GET, "/v1/whoami"))
         .await?

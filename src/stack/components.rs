@@ -311,6 +311,11 @@ pub struct ApiSettings {
     pub limits: api::ServerLimits,
     /// Key-store replicas (when the API has to create the bucket).
     pub replicas: usize,
+    /// HTTPS: the certificate served (reloaded when its files change); `None`: plain
+    /// HTTP.
+    pub tls: Option<Arc<api::tls::ServerTls>>,
+    /// Serve plain HTTP on an address other than loopback (refused otherwise).
+    pub allow_plain_http: bool,
 }
 
 /// Starts the HTTP API. `applied` follows a projector in this process; without one,
@@ -324,6 +329,7 @@ pub async fn start_api(
     clock: Clock,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Task)> {
+    check_plain_http(&settings)?;
     let pool = projections::db::open(database_url, 16).await?;
     let read = match (applied, &pool) {
         (Some(Applied { seq, cache }), _) => ReadModel::new(pool, seq).with_cache(cache),
@@ -378,11 +384,33 @@ pub async fn start_api(
         })?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        api::serve(listener, api::app(state), settings.limits, shutdown)
-            .await
-            .map_err(Into::into)
+        api::serve(
+            listener,
+            api::app(state),
+            settings.limits,
+            settings.tls,
+            shutdown,
+        )
+        .await
+        .map_err(Into::into)
     });
     Ok((addr, task))
+}
+
+/// Plain HTTP is for loopback: elsewhere tokens and payloads would cross the network
+/// in the clear, so it takes `--allow-plain-http` (and is warned about).
+fn check_plain_http(settings: &ApiSettings) -> Result<()> {
+    if settings.tls.is_some() || settings.addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if !settings.allow_plain_http {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {}, which is not a loopback address: tokens and              payloads would cross the network in the clear. Serve HTTPS (--tls-cert and              --tls-key, or `keyledger up --tls`), listen on 127.0.0.1 behind a TLS proxy, or              pass --allow-plain-http",
+            settings.addr
+        );
+    }
+    tracing::warn!(addr = %settings.addr, "serving plain HTTP on a non-loopback address (--allow-plain-http): tokens and payloads cross the network in the clear");
+    Ok(())
 }
 
 /// Starts the NATS auth callout: admits NATS clients by their keyledger token, as

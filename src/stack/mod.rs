@@ -5,6 +5,7 @@
 mod cluster;
 mod components;
 mod data_dir;
+pub mod dev_tls;
 mod keys;
 mod nats;
 mod read_model;
@@ -96,6 +97,8 @@ pub struct Stack {
     pub checkpoint_public_key: String,
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
+    /// Whether it serves HTTPS.
+    pub api_tls: bool,
     /// The read model.
     pub database_url: String,
     /// The keys.
@@ -212,6 +215,7 @@ impl Stack {
         .await?;
         tasks.push(api);
         Ok(Self {
+            api_tls: config.api.tls.is_some(),
             _lock: lock,
             nats,
             auditor_url,

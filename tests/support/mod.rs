@@ -81,6 +81,8 @@ pub fn config(dir: &TempDir) -> StackConfig {
                 ..Default::default()
             },
             replicas: 1,
+            tls: None,
+            allow_plain_http: false,
         },
         log: LogSettings::default(),
         handler: HandlerConfig::default(),
@@ -104,6 +106,13 @@ pub fn config(dir: &TempDir) -> StackConfig {
     }
 }
 
+/// An HTTP client, with rustls's crypto provider installed first (as the binary's
+/// `main` does): reqwest asks rustls for the default one.
+pub fn http() -> reqwest::Client {
+    infra::tls::install_provider();
+    reqwest::Client::new()
+}
+
 impl TestStack {
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
@@ -119,7 +128,7 @@ impl TestStack {
         Self {
             stack,
             dir,
-            http: reqwest::Client::new(),
+            http: crate::support::http(),
             config,
         }
     }

@@ -40,7 +40,7 @@ type SigningScope = (ProjectId, String, String, String);
 /// The keys AWS requests are verified and forwarded with.
 #[derive(Clone)]
 pub struct AwsKeys {
-    delegation: Delegation,
+    pub(crate) delegation: Delegation,
     /// Sends writes on the delegated command subjects, which accept the delegation
     /// tokens minted here.
     pub(crate) commands: infra::client::CommandClient,
@@ -225,6 +225,7 @@ pub async fn authenticate(
             token,
             source,
             access_key: Some(id),
+            delegated: true,
         },
         region: authorization.scope.region.clone(),
     })

@@ -31,6 +31,8 @@ pub struct BenchArgs {
     /// Base URL of the HTTP API.
     #[arg(long, env = "KEYLEDGER_URL", default_value = "http://127.0.0.1:9311")]
     url: String,
+    #[command(flatten)]
+    tls: crate::cli::ClientTlsArgs,
     /// Bearer token (see `keyledger token issue`); several (`--token a --token b`, or
     /// comma-separated in the variable) are used in turn by the NATS clients.
     #[arg(
@@ -157,7 +159,7 @@ async fn reads(args: &BenchArgs, created: Vec<(String, u64, usize)>) -> Result<(
             .map(|(id, _, token)| (id, token))
             .collect(),
     );
-    let http = reqwest::Client::new();
+    let http = args.tls.http_client()?;
     // A read model slower than the write load (PostgreSQL's, on a loaded machine) may
     // still be catching up: each wait is bounded (503 after 5 s), so ask again, for
     // up to 5 minutes, and say how long it took.
@@ -189,7 +191,7 @@ async fn reads(args: &BenchArgs, created: Vec<(String, u64, usize)>) -> Result<(
     let deadline = started + args.duration;
     let mut workers = Vec::new();
     for worker in 0..args.http_clients {
-        let client = reqwest::Client::new();
+        let client = args.tls.http_client()?;
         let ids = ids.clone();
         let url = args.url.clone();
         let tokens = args.token.clone();

@@ -27,7 +27,13 @@ pub(super) async fn run(args: &BenchArgs, nats: Arc<CommandClient>, payload: &st
         "visibility: {rate} commands/s for {:?}, each read back with X-Keyledger-Min-Seq once acknowledged",
         args.duration
     );
-    let http = reqwest::Client::new();
+    let http = match args.tls.http_client() {
+        Ok(h) => h,
+        Err(e) => {
+            println!("visibility: no HTTP client: {e:#}");
+            return;
+        }
+    };
     // At least a nanosecond: tokio refuses a zero period, which an absurd rate gives.
     let period = Duration::from_secs_f64(1.0 / f64::from(rate)).max(Duration::from_nanos(1));
     let mut tick = tokio::time::interval(period);

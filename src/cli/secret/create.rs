@@ -59,7 +59,7 @@ pub struct Create {
 
 impl Create {
     pub async fn run(self) -> Result<()> {
-        let api = Api::new(&self.client);
+        let api = Api::new(&self.client)?;
         let payload = read_payload(self.payload, self.payload_file)?
             .map(|bytes| PayloadFields::of(&bytes, self.content_type))
             .transpose()?;

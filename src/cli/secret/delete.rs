@@ -36,7 +36,7 @@ impl Delete {
             recovery_window,
             force,
         } = self;
-        let api = Api::new(&client);
+        let api = Api::new(&client)?;
         // Learn the id first: once scheduled, the name no longer resolves, and the
         // id is what `restore` takes.
         let id = resolve_id(&api, &secret).await?;

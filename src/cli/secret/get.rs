@@ -38,7 +38,7 @@ impl Get {
             version,
             json,
         } = self;
-        let api = Api::new(&client);
+        let api = Api::new(&client)?;
         let id = secret_id(&secret);
         let base = match &version {
             Some(v) => format!("/v1/secrets/{id}/versions/{}", secret_id(v)),

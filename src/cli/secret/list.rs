@@ -45,7 +45,7 @@ impl List {
             acl_only,
             json,
         } = self;
-        let api = Api::new(&client);
+        let api = Api::new(&client)?;
         let mut query = vec![("limit", limit.to_string()), ("offset", offset.to_string())];
         query.extend(name.map(|n| ("name", n)));
         query.extend(secret_type.map(|t| ("secret_type", t)));

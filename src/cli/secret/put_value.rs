@@ -47,7 +47,7 @@ impl PutValue {
             client_request_token,
             stages,
         } = self;
-        let api = Api::new(&client);
+        let api = Api::new(&client)?;
         let id = secret_id(&secret);
         let Some(bytes) = read_payload(payload, payload_file)? else {
             bail!("give the new value with --payload or --payload-file");

@@ -19,7 +19,7 @@ pub struct Restore {
 impl Restore {
     pub async fn run(self) -> Result<()> {
         let Self { client, secret } = self;
-        let api = Api::new(&client);
+        let api = Api::new(&client)?;
         let id = secret_id(&secret);
         api.send(api.request(Method::POST, &format!("/v1/secrets/{id}/restore")))
             .await?;

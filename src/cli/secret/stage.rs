@@ -34,7 +34,7 @@ impl Stage {
             to,
             from,
         } = self;
-        let api = Api::new(&client);
+        let api = Api::new(&client)?;
         let id = secret_id(&secret);
         let body = MoveStageBody {
             move_to: to,

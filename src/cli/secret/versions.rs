@@ -27,7 +27,7 @@ impl Versions {
             secret,
             json,
         } = self;
-        let api = Api::new(&client);
+        let api = Api::new(&client)?;
         let id = secret_id(&secret);
         // Every page of them (a secret holds at most a few hundred).
         let mut versions = Vec::new();
