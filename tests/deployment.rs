@@ -79,7 +79,7 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     let nats_host = dir.path().join("nats-host");
     std::fs::create_dir_all(&nats_host).unwrap();
     let nats = ManagedNats::start(
-        &keyledger::stack::managed_server_config(&nats_host, None, None, "KEYLEDGER")
+        &keyledger::stack::managed_server_config(&nats_host, None, None, "KEYLEDGER", None)
             .expect("nats-server (scripts/test installs it)"),
     )
     .await

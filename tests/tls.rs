@@ -404,3 +404,142 @@ async fn plain_http_is_refused_off_loopback() {
         "{stderr}"
     );
 }
+
+/// TLS to NATS: `keyledger up --tls --nats-tls-verify` runs its nats-server with TLS
+/// and `verify`; keyledger's own components work through it (a secret is created and
+/// read over HTTPS, which goes through NATS); a NATS client needs TLS, the CA and a
+/// client certificate from it (plain, certificate-less and foreign-CA connections are
+/// refused); the CLI connects with --nats-ca, --nats-cert and --nats-key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_speaks_tls_and_verifies_clients() {
+    let mut up = crate::support::up::Up::spawn(|c| {
+        c.args(["--tls", "--nats-tls-verify"]);
+    })
+    .await;
+    let tls_dir = up.data_dir().join("tls");
+    let ca = tls_dir.join("ca.pem");
+    let own = (tls_dir.join("client.pem"), tls_dir.join("client.key"));
+    let token = up.token("alice", "demo", "admin");
+
+    let https = client(&ca, None);
+    let created = https
+        .post(format!("{}/v1/secrets", up.http))
+        .bearer_auth(&token)
+        .json(
+            &json!({"name": "over-nats-tls", "payload": "nats-tls-canary",
+                      "payload_content_type": "text/plain"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED, "{}", up.diagnosis());
+    let id = crate::support::id_of(&created.json().await.unwrap());
+    let payload = https
+        .get(format!("{}/v1/secrets/{id}/payload", up.http))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(payload.text().await.unwrap(), "nats-tls-canary");
+
+    let url = format!("tls://127.0.0.1:{}", up.nats.rsplit(':').next().unwrap());
+    let connect = |options: async_nats::ConnectOptions, url: String| async move {
+        options
+            .connection_timeout(Duration::from_secs(3))
+            .retry_on_initial_connect()
+            .max_reconnects(Some(1))
+            .connect(url)
+            .await
+    };
+    // Plain NATS to a TLS port.
+    let plain = tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::ConnectOptions::with_token(token.clone())
+            .connection_timeout(Duration::from_secs(3))
+            .connect(format!(
+                "nats://127.0.0.1:{}",
+                up.nats.rsplit(':').next().unwrap()
+            )),
+    )
+    .await;
+    assert!(!matches!(plain, Ok(Ok(_))), "a plain connection is refused");
+    // TLS, the CA, but no client certificate.
+    let anonymous = tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::ConnectOptions::with_token(token.clone())
+            .add_root_certificates(ca.clone())
+            .connection_timeout(Duration::from_secs(3))
+            .connect(url.clone()),
+    )
+    .await;
+    assert!(
+        !matches!(anonymous, Ok(Ok(_))),
+        "a client without a certificate is refused"
+    );
+    // A client certificate from another CA.
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = Ca::new(dir.path(), "foreign").issue(dir.path(), "c", &["c"], true, (-1, 30));
+    let forged = tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::ConnectOptions::with_token(token.clone())
+            .add_root_certificates(ca.clone())
+            .add_client_certificate(foreign.0.clone(), foreign.1.clone())
+            .connection_timeout(Duration::from_secs(3))
+            .connect(url.clone()),
+    )
+    .await;
+    assert!(
+        !matches!(forged, Ok(Ok(_))),
+        "a foreign client certificate is refused"
+    );
+    // The CA and a certificate it signed: a client with its token sends a command.
+    let mut options = async_nats::ConnectOptions::with_token(token.clone())
+        .add_root_certificates(ca.clone())
+        .add_client_certificate(own.0.clone(), own.1.clone());
+    if let Some(prefix) = infra::nats_auth::token_inbox_prefix(&token) {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    let nats = connect(options, url.clone()).await.unwrap();
+    let reply = crate::support::raw_command(
+        &nats,
+        "secret.create",
+        Some(&token),
+        &json!({"name": "from-nats-tls"}),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+
+    // The CLI, with the global NATS TLS flags, as the auditor.
+    let password =
+        std::fs::read_to_string(up.data_dir().join(infra::server::AUDITOR_PASSWORD_FILE)).unwrap();
+    let auditor = format!(
+        "tls://{}:{}@127.0.0.1:{}",
+        infra::server::AUDITOR_USER,
+        password.trim(),
+        up.nats.rsplit(':').next().unwrap()
+    );
+    let verify = |tls: &[&str]| {
+        Command::new(KEYLEDGER)
+            .args(["audit", "verify", "--nats-url", &auditor])
+            .args(tls)
+            .output()
+            .unwrap()
+    };
+    let (ca_arg, cert_arg, key_arg) = (
+        ca.to_str().unwrap(),
+        own.0.to_str().unwrap(),
+        own.1.to_str().unwrap(),
+    );
+    let out = verify(&[
+        "--nats-ca",
+        ca_arg,
+        "--nats-cert",
+        cert_arg,
+        "--nats-key",
+        key_arg,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = verify(&["--nats-ca", ca_arg]);
+    assert!(!out.status.success(), "no client certificate: {out:?}");
+    up.stop();
+}

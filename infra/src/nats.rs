@@ -1,6 +1,10 @@
 //! Connecting to NATS. A URL may carry credentials (`nats://user:password@host:4222`);
-//! they are sent as user/password auth and never printed.
+//! they are sent as user/password auth and never printed. TLS (a `tls://` URL, or a
+//! server that requires it) uses the CA and client certificate this process was
+//! given once with [`use_tls`].
 
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -26,6 +30,45 @@ pub enum NatsError {
         /// The cause.
         source: async_nats::ConnectError,
     },
+}
+
+/// How this process's NATS connections do TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsTls {
+    /// The CA (PEM) that signed the servers' certificates; `None`: the system's.
+    pub ca: Option<PathBuf>,
+    /// A client certificate and key (PEM), for servers that `verify` clients.
+    pub client: Option<crate::tls::ClientIdentityFiles>,
+}
+
+/// TLS for every NATS connection of this process. Set once, at start, from the
+/// command line: how a process reaches NATS is one setting of that process, as its
+/// crypto provider is, rather than an argument of the dozen places that connect.
+static TLS: OnceLock<NatsTls> = OnceLock::new();
+
+/// Makes every later connection of this process require TLS with `tls`, after
+/// checking that its files can be read. A second call with other settings is refused.
+pub fn use_tls(tls: NatsTls) -> Result<(), crate::tls::TlsError> {
+    if let Some(ca) = &tls.ca {
+        crate::tls::roots(ca)?;
+    }
+    if let Some(client) = &tls.client {
+        crate::tls::certificates(&client.cert)?;
+        crate::tls::private_key(&client.key)?;
+    }
+    let set = TLS.get_or_init(|| tls.clone());
+    if *set != tls {
+        return Err(crate::tls::TlsError::File {
+            path: tls.ca.clone().unwrap_or_default(),
+            problem: "NATS TLS is already set up otherwise in this process".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether this process's NATS connections use TLS.
+pub fn tls_in_use() -> bool {
+    TLS.get().is_some()
 }
 
 /// `url` with any password replaced by `***`, for messages and logs. A list of
@@ -183,6 +226,15 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
         });
     if let Some((user, password)) = credentials {
         options = options.user_and_password(user, password);
+    }
+    if let Some(tls) = TLS.get() {
+        options = options.require_tls(true);
+        if let Some(ca) = &tls.ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some(client) = &tls.client {
+            options = options.add_client_certificate(client.cert.clone(), client.key.clone());
+        }
     }
     options
         .connect(servers)

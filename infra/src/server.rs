@@ -129,6 +129,33 @@ pub struct ServerConfig {
     /// This server's place in a cluster of servers on this machine; `None` for a
     /// single server.
     pub cluster: Option<ClusterNode>,
+    /// TLS on the client port; `None`: plain (loopback only).
+    pub tls: Option<ServerTls>,
+}
+
+/// TLS on the managed server's client port (nats-server's `tls` block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// The server's certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA client certificates are verified against (PEM).
+    pub ca: PathBuf,
+    /// Whether every client must present a certificate that CA signed (`verify`).
+    pub verify: bool,
+}
+
+impl ServerTls {
+    fn config(&self) -> String {
+        format!(
+            "tls {{\n  cert_file: {}\n  key_file: {}\n  ca_file: {}\n  verify: {}\n  timeout: 5\n}}\n",
+            quoted(&self.cert.to_string_lossy()),
+            quoted(&self.key.to_string_lossy()),
+            quoted(&self.ca.to_string_lossy()),
+            self.verify
+        )
+    }
 }
 
 /// One node of a cluster of nats-servers on this machine (`keyledger cluster`): the
@@ -199,6 +226,8 @@ pub struct ManagedNats {
     child: Child,
     requested_port: Option<u16>,
     port: u16,
+    /// `tls` when the client port speaks TLS, else `nats`.
+    scheme: &'static str,
     password: String,
     auditor_password: String,
     callout_password: String,
@@ -435,11 +464,16 @@ impl ManagedNats {
             || "server_name: keyledger_local\n".to_owned(),
             ClusterNode::config,
         );
+        let tls = config
+            .tls
+            .as_ref()
+            .map(ServerTls::config)
+            .unwrap_or_default();
         let conf = format!(
             r#"# Written by keyledger at every start; edits are overwritten.
 {server}host: 127.0.0.1
 port: {port}
-ports_file_dir: {ports}
+{tls}ports_file_dir: {ports}
 log_file: {log}
 jetstream {{
   store_dir: {store}
@@ -484,6 +518,7 @@ jetstream {{
             child,
             requested_port: config.port,
             port: 0,
+            scheme: if config.tls.is_some() { "tls" } else { "nats" },
             password: accounts.service_password,
             auditor_password: accounts.auditor_password,
             callout_password: accounts.callout_password,
@@ -553,8 +588,8 @@ jetstream {{
     /// print it through [`crate::nats::redact`]).
     pub fn service_url(&self) -> String {
         format!(
-            "nats://{SERVICE_USER}:{}@127.0.0.1:{}",
-            self.password, self.port
+            "{}://{SERVICE_USER}:{}@127.0.0.1:{}",
+            self.scheme, self.password, self.port
         )
     }
 
@@ -562,16 +597,16 @@ jetstream {{
     /// credentials).
     pub fn auditor_url(&self) -> String {
         format!(
-            "nats://{AUDITOR_USER}:{}@127.0.0.1:{}",
-            self.auditor_password, self.port
+            "{}://{AUDITOR_USER}:{}@127.0.0.1:{}",
+            self.scheme, self.auditor_password, self.port
         )
     }
 
     /// The URL the auth callout connects with (carries its credentials).
     pub fn callout_url(&self) -> String {
         format!(
-            "nats://{CALLOUT_USER}:{}@127.0.0.1:{}",
-            self.callout_password, self.port
+            "{}://{CALLOUT_USER}:{}@127.0.0.1:{}",
+            self.scheme, self.callout_password, self.port
         )
     }
 
@@ -579,15 +614,15 @@ jetstream {{
     /// credentials).
     pub fn rotation_url(&self) -> String {
         format!(
-            "nats://{ROTATION_USER}:{}@127.0.0.1:{}",
-            self.rotation_password, self.port
+            "{}://{ROTATION_USER}:{}@127.0.0.1:{}",
+            self.scheme, self.rotation_password, self.port
         )
     }
 
     /// The URL other NATS clients use: no credentials in it; they connect with their
     /// keyledger token (see [`crate::nats_auth`]).
     pub fn client_url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// The server's log file.

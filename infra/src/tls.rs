@@ -110,7 +110,7 @@ fn system_roots() -> RootCertStore {
 }
 
 /// A client certificate and its key, for mutual TLS.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentityFiles {
     /// The certificate chain (PEM).
     pub cert: PathBuf,

@@ -440,6 +440,49 @@ impl ClientTlsArgs {
     }
 }
 
+/// TLS for every NATS connection of the process (any subcommand).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NatsTlsArgs {
+    /// CA certificate (PEM) that signed the NATS servers' certificates: connections
+    /// then require TLS (a tls:// URL, or nats:// upgraded). Default without it: no TLS
+    /// unless the URL is tls:// (then the system's CAs).
+    #[arg(long, global = true, env = "KEYLEDGER_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a NATS server that verifies clients (`verify`).
+    #[arg(
+        long,
+        global = true,
+        env = "KEYLEDGER_NATS_CERT",
+        requires = "nats_key"
+    )]
+    pub nats_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "KEYLEDGER_NATS_KEY",
+        requires = "nats_cert"
+    )]
+    pub nats_key: Option<PathBuf>,
+}
+
+impl NatsTlsArgs {
+    /// The TLS settings these flags ask for, if any.
+    pub fn settings(&self) -> Option<infra::nats::NatsTls> {
+        let client = match (&self.nats_cert, &self.nats_key) {
+            (Some(cert), Some(key)) => Some(infra::tls::ClientIdentityFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        (self.nats_ca.is_some() || client.is_some()).then(|| infra::nats::NatsTls {
+            ca: self.nats_ca.clone(),
+            client,
+        })
+    }
+}
+
 /// HTTPS for the HTTP API.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServerTlsArgs {

@@ -40,6 +40,8 @@ pub struct Cli {
     /// Log more (repeat for even more); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    #[command(flatten)]
+    pub nats_tls: NatsTlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -133,6 +135,9 @@ pub fn init_tracing(verbose: u8) {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
+    if let Some(tls) = cli.nats_tls.settings() {
+        infra::nats::use_tls(tls).map_err(|e| anyhow::anyhow!("NATS TLS: {e}"))?;
+    }
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,

@@ -26,11 +26,17 @@ pub struct UpArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "KEYLEDGER_HTTP_ADDR", default_value = "127.0.0.1:9311")]
     http_addr: SocketAddr,
-    /// Serve HTTPS with a development CA and server certificate, made under
-    /// <data-dir>/tls/ when missing (ca.pem is what clients trust). --tls-cert and
-    /// --tls-key serve your own instead.
+    /// TLS everywhere with a development CA, made under <data-dir>/tls/ when missing
+    /// (ca.pem is what clients trust): the HTTP API serves HTTPS (--tls-cert and
+    /// --tls-key serve your own certificate instead) and the managed nats-server
+    /// speaks TLS (tls:// URLs).
     #[arg(long, env = "KEYLEDGER_TLS")]
     tls: bool,
+    /// With --tls: the managed nats-server verifies client certificates (nats-server's
+    /// `verify`); keyledger's own components present <data-dir>/tls/client.pem, and
+    /// every other client needs a certificate from the CA.
+    #[arg(long, requires = "tls")]
+    nats_tls_verify: bool,
     /// Client port of the managed nats-server (on 127.0.0.1); 0 picks a free one.
     #[arg(long, default_value_t = 4222, conflicts_with = "nats_url")]
     nats_port: u16,
@@ -68,6 +74,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         None => NatsChoice::Managed {
             port: (args.nats_port != 0).then_some(args.nats_port),
             binary: args.nats_server_bin.clone(),
+            tls: managed_nats_tls(&args)?,
         },
     };
     let clock = infra::clock::system();
@@ -140,7 +147,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
     };
     let auditor_line = match &stack.auditor_url {
         Some(url) => format!(
-            "nats://{}:$(cat {})@{}  (read-only)",
+            "{}://{}:$(cat {})@{}  (read-only)",
+            scheme_of(url),
             infra::server::AUDITOR_USER,
             data_dir
                 .join(infra::server::AUDITOR_PASSWORD_FILE)
@@ -151,7 +159,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
     };
     let rotation_line = match &stack.rotation_url {
         Some(url) => format!(
-            "nats://{}:$(cat {})@{}  (serve keyledger.rotate.<handler>)",
+            "{}://{}:$(cat {})@{}  (serve keyledger.rotate.<handler>)",
+            scheme_of(url),
             infra::server::ROTATION_USER,
             data_dir
                 .join(infra::server::ROTATION_PASSWORD_FILE)
@@ -164,12 +173,22 @@ pub async fn run(args: UpArgs) -> Result<()> {
         (false, _) => ("http", String::new(), String::new()),
         (true, Some(ca)) => {
             let ca = ca.canonicalize()?;
+            let nats_note = if args.nats_tls_verify {
+                format!(
+                    "\n               nats-server verifies client certificates: sign yours with {}",
+                    ca.with_file_name(keyledger::stack::dev_tls::CA_KEY)
+                        .display()
+                )
+            } else {
+                String::new()
+            };
             (
                 "https",
                 format!(
-                    "\n               TLS with a development CA: trust it with\
-                     \n                 export KEYLEDGER_CACERT={ca}  (the CLI; --cacert)\
-                     \n                 export REQUESTS_CA_BUNDLE={ca} AWS_CA_BUNDLE={ca}  (openstack, boto3, aws)",
+                    "\n               TLS (HTTPS and NATS) with a development CA: trust it with\
+                     \n                 export KEYLEDGER_CACERT={ca} KEYLEDGER_NATS_CA={ca}  (the CLI)\
+                     \n                 export REQUESTS_CA_BUNDLE={ca} AWS_CA_BUNDLE={ca}  (openstack, boto3, aws)\
+                     \n                 nats --tlsca {ca}  (the NATS CLI){nats_note}",
                     ca = ca.display()
                 ),
                 format!(" --cacert {}", ca.display()),
@@ -206,6 +225,41 @@ pub async fn run(args: UpArgs) -> Result<()> {
     eprintln!("keyledger: stopping");
     stack.stop().await;
     outcome
+}
+
+/// With `--tls`, TLS on the managed nats-server's client port, with the development
+/// CA's server certificate; this process's connections then trust that CA (and
+/// present the development client certificate when the server verifies clients),
+/// unless --nats-ca or --nats-cert said otherwise.
+fn managed_nats_tls(args: &UpArgs) -> Result<Option<infra::server::ServerTls>> {
+    if !args.tls {
+        return Ok(None);
+    }
+    let data_dir = &args.data.data_dir;
+    let (files, ca) = keyledger::stack::dev_tls::ensure(data_dir, args.http_addr)?;
+    let client = if args.nats_tls_verify {
+        Some(keyledger::stack::dev_tls::ensure_client(data_dir)?)
+    } else {
+        None
+    };
+    if !infra::nats::tls_in_use() {
+        infra::nats::use_tls(infra::nats::NatsTls {
+            ca: Some(ca.clone()),
+            client,
+        })
+        .map_err(|e| anyhow::anyhow!("NATS TLS: {e}"))?;
+    }
+    Ok(Some(infra::server::ServerTls {
+        cert: files.cert,
+        key: files.key,
+        ca,
+        verify: args.nats_tls_verify,
+    }))
+}
+
+/// The scheme of a NATS URL (`nats` or `tls`).
+fn scheme_of(url: &str) -> &str {
+    url.split_once("://").map_or("nats", |(scheme, _)| scheme)
 }
 
 /// Prints where keyledger listens, for whoever started it. A reader that went away (a

@@ -48,7 +48,7 @@ pub fn node_configs(
                     routes: routes.clone(),
                     route_password: route_password.clone(),
                 }),
-                ..managed_server_config(data_dir, binary, *port, event_stream)?
+                ..managed_server_config(data_dir, binary, *port, event_stream, None)?
             })
         })
         .collect()

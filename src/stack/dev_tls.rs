@@ -23,65 +23,112 @@ pub const CA_KEY: &str = "ca.key";
 pub const SERVER_CERT: &str = "server.pem";
 /// The server's private key.
 pub const SERVER_KEY: &str = "server.key";
+/// The client certificate keyledger's components present to a managed nats-server
+/// that verifies clients.
+pub const CLIENT_CERT: &str = "client.pem";
+/// Its private key.
+pub const CLIENT_KEY: &str = "client.key";
 
 const CA_NAME: &str = "keyledger development CA";
-/// A development CA lives ten years; its server certificates one.
+/// A development CA lives ten years; the certificates it signs one.
 const CA_DAYS: i64 = 3650;
-const SERVER_DAYS: i64 = 365;
+const LEAF_DAYS: i64 = 365;
 
 /// The development TLS files under `data_dir` for a server listening on `addr`, made
-/// when missing: returns the files to serve and the CA file clients trust.
+/// when missing: returns the files to serve and the CA file clients trust. The same
+/// certificate serves the HTTP API and the managed nats-server.
 pub fn ensure(data_dir: &Path, addr: SocketAddr) -> Result<(infra::tls::ServerFiles, PathBuf)> {
     let dir = data_dir.join(TLS_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (ca_cert, ca_key) = (dir.join(CA_CERT), dir.join(CA_KEY));
-    let (server_cert, server_key) = (dir.join(SERVER_CERT), dir.join(SERVER_KEY));
-    let now = OffsetDateTime::now_utc();
-    let ca_key_pair = if ca_cert.exists() && ca_key.exists() {
-        let pem = std::fs::read_to_string(&ca_key)
-            .with_context(|| format!("reading {}", ca_key.display()))?;
-        KeyPair::from_pem(&pem).with_context(|| format!("{} is not a key", ca_key.display()))?
-    } else {
-        let key = KeyPair::generate()?;
-        let cert = ca_params(now)?.self_signed(&key)?;
-        write_private(&ca_key, &key.serialize_pem())?;
-        std::fs::write(&ca_cert, cert.pem())
-            .with_context(|| format!("writing {}", ca_cert.display()))?;
-        // A new CA: a server certificate left from an old one would not chain to it.
-        let _ = std::fs::remove_file(&server_cert);
-        key
-    };
-    if !(server_cert.exists() && server_key.exists()) {
-        // The CA again from its key and name: the same subject and key identifier, so
-        // what it signs chains to the ca.pem clients already trust.
-        let issuer = ca_params(now)?.self_signed(&ca_key_pair)?;
-        let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
-        let ip = addr.ip();
-        if !ip.is_unspecified() && !ip.is_loopback() {
-            names.push(ip.to_string());
-        }
-        let mut params = CertificateParams::new(names)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "keyledger");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(SERVER_DAYS);
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &issuer, &ca_key_pair)?;
-        write_private(&server_key, &key.serialize_pem())?;
-        std::fs::write(&server_cert, cert.pem())
-            .with_context(|| format!("writing {}", server_cert.display()))?;
+    let (ca_key, ca_cert) = ensure_ca(&dir)?;
+    let (cert, key) = (dir.join(SERVER_CERT), dir.join(SERVER_KEY));
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
+    let ip = addr.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        names.push(ip.to_string());
     }
+    issue(
+        &ca_key,
+        (&cert, &key),
+        names,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
     Ok((
         infra::tls::ServerFiles {
-            cert: server_cert,
-            key: server_key,
+            cert,
+            key,
             client_ca: None,
             require_client_cert: false,
         },
         ca_cert,
     ))
+}
+
+/// The client certificate keyledger's own components present to a managed
+/// nats-server that verifies clients, made when missing.
+pub fn ensure_client(data_dir: &Path) -> Result<infra::tls::ClientIdentityFiles> {
+    let dir = data_dir.join(TLS_DIR);
+    let (ca_key, _) = ensure_ca(&dir)?;
+    let (cert, key) = (dir.join(CLIENT_CERT), dir.join(CLIENT_KEY));
+    issue(
+        &ca_key,
+        (&cert, &key),
+        vec!["keyledger".to_owned()],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+    Ok(infra::tls::ClientIdentityFiles { cert, key })
+}
+
+/// The CA's key and certificate file in `dir`, made when missing. A new CA removes
+/// the certificates of an old one, which would not chain to it.
+fn ensure_ca(dir: &Path) -> Result<(KeyPair, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (ca_cert, ca_key) = (dir.join(CA_CERT), dir.join(CA_KEY));
+    if ca_cert.exists() && ca_key.exists() {
+        let pem = std::fs::read_to_string(&ca_key)
+            .with_context(|| format!("reading {}", ca_key.display()))?;
+        let key = KeyPair::from_pem(&pem)
+            .with_context(|| format!("{} is not a key", ca_key.display()))?;
+        return Ok((key, ca_cert));
+    }
+    let key = KeyPair::generate()?;
+    let cert = ca_params(OffsetDateTime::now_utc())?.self_signed(&key)?;
+    write_private(&ca_key, &key.serialize_pem())?;
+    std::fs::write(&ca_cert, cert.pem())
+        .with_context(|| format!("writing {}", ca_cert.display()))?;
+    for stale in [SERVER_CERT, CLIENT_CERT] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    Ok((key, ca_cert))
+}
+
+/// Writes a certificate for `names` with `usage`, signed by the CA, and its key, unless
+/// both files exist.
+fn issue(
+    ca_key: &KeyPair,
+    (cert_file, key_file): (&Path, &Path),
+    names: Vec<String>,
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<()> {
+    if cert_file.exists() && key_file.exists() {
+        return Ok(());
+    }
+    let now = OffsetDateTime::now_utc();
+    // The CA again from its key and name: the same subject and key identifier, so what
+    // it signs chains to the ca.pem clients already trust.
+    let issuer = ca_params(now)?.self_signed(ca_key)?;
+    let common_name = names[0].clone();
+    let mut params = CertificateParams::new(names)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.extended_key_usages = vec![usage];
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(LEAF_DAYS);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer, ca_key)?;
+    write_private(key_file, &key.serialize_pem())?;
+    std::fs::write(cert_file, cert.pem())
+        .with_context(|| format!("writing {}", cert_file.display()))
 }
 
 fn ca_params(now: OffsetDateTime) -> Result<CertificateParams> {

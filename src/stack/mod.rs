@@ -125,10 +125,15 @@ impl Stack {
         let mut auditor_url = None;
         let mut rotation_url = None;
         let (nats, service_url, client_url) = match &config.nats {
-            NatsChoice::Managed { port, binary } => {
+            NatsChoice::Managed { port, binary, tls } => {
                 check_single_layout(&data_dir)?;
-                let server_config =
-                    managed_server_config(&data_dir, binary.as_deref(), *port, &config.log.stream)?;
+                let server_config = managed_server_config(
+                    &data_dir,
+                    binary.as_deref(),
+                    *port,
+                    &config.log.stream,
+                    tls.clone(),
+                )?;
                 let server = ManagedNats::start(&server_config).await?;
                 tasks.push(
                     start_nats_auth(

@@ -25,8 +25,10 @@ pub fn managed_server_config(
     binary: Option<&Path>,
     port: Option<u16>,
     event_stream: &str,
+    tls: Option<infra::server::ServerTls>,
 ) -> Result<ServerConfig> {
     Ok(ServerConfig {
+        tls,
         binary: infra::server::find_binary(binary)?,
         data_dir: data_dir.to_owned(),
         port,
@@ -50,8 +52,10 @@ pub async fn maintenance_nats(
         .with_context(|| format!("the data directory {}", data_dir.display()))?;
     let lock = lock_data_dir(&data_dir)?;
     super::check_single_layout(&data_dir)?;
-    let server =
-        ManagedNats::start(&managed_server_config(&data_dir, binary, None, stream)?).await?;
+    let server = ManagedNats::start(&managed_server_config(
+        &data_dir, binary, None, stream, None,
+    )?)
+    .await?;
     Ok((server, lock))
 }
 
@@ -64,6 +68,8 @@ pub enum NatsChoice {
         port: Option<u16>,
         /// The binary; `None` searches for it.
         binary: Option<PathBuf>,
+        /// TLS on its client port.
+        tls: Option<infra::server::ServerTls>,
     },
     /// Use a running server.
     External {

@@ -72,6 +72,7 @@ pub fn config(dir: &TempDir) -> StackConfig {
         nats: NatsChoice::Managed {
             port: None,
             binary: None,
+            tls: None,
         },
         api: ApiSettings {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -51,7 +51,11 @@ impl Up {
                 if let Some(rest) = line.trim().strip_prefix("HTTP API") {
                     http = first(rest);
                 } else if let Some(rest) = line.trim().strip_prefix("NATS ") {
-                    nats = first(rest).map(|n| n.trim_start_matches("nats://").to_owned());
+                    nats = first(rest).map(|n| {
+                        n.trim_start_matches("nats://")
+                            .trim_start_matches("tls://")
+                            .to_owned()
+                    });
                 }
                 if let (Some(h), Some(n)) = (&http, &nats) {
                     let _ = found.send((h.clone(), n.clone()));
