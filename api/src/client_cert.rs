@@ -186,7 +186,8 @@ mod tests {
         )
         .unwrap();
         assert!(m.principal_of(&certificate("a", &["b"])).is_err());
-        let bad = map(r#"{"a": {"user": "a b", "project": "p1", "roles": []}}"#).unwrap_err();
+        let bad =
+            map(r#"{"a": {"user": "a", "project": "p1", "roles": ["not a role!"]}}"#).unwrap_err();
         assert!(bad.to_string().contains("entry \"a\""), "{bad}");
         let unknown = map(r#"{"a": {"user": "a", "project": "p1", "roles": [], "admin": true}}"#)
             .unwrap_err();
