@@ -235,3 +235,44 @@ async fn a_row_the_read_model_cannot_read_is_a_500_not_a_retry() {
     assert!(text.contains("error id"), "{text}");
     t.stop().await;
 }
+
+/// AWS's API checks a request's signature headers before it reads the body: a caller
+/// without an active access key holds no connection for a body's time (the body
+/// timeout), however slowly it sends one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_aws_request_is_refused_before_its_body_arrives() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let t = crate::support::TestStack::start().await;
+    let mut stream = tokio::net::TcpStream::connect(t.stack.http_addr)
+        .await
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nX-Amz-Date: {stamp}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKLGNOSUCHKEY0000000/{day}/us-east-1/\
+         secretsmanager/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}\r\n\
+         Content-Length: 100\r\n\r\n{{",
+        day = &stamp[..8],
+        sig = "0".repeat(64)
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    // Far below the 30 s body timeout.
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer before the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("UnrecognizedClientException") && answer.contains("no active access key"),
+        "{answer}"
+    );
+    t.stop().await;
+}

@@ -12,6 +12,7 @@ mod access_keys;
 mod api_fuzz;
 mod audit;
 mod aws_clients;
+mod backup;
 mod barbican_clients;
 mod canary;
 mod cli;

@@ -45,7 +45,7 @@ impl Ca {
         stem: &str,
         names: &[&str],
         client: bool,
-        (from, until): (i64, i64),
+        (from, until): (time::Duration, time::Duration),
     ) -> (PathBuf, PathBuf) {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -57,8 +57,8 @@ impl Ca {
             ExtendedKeyUsagePurpose::ServerAuth
         }];
         let now = OffsetDateTime::now_utc();
-        params.not_before = now + time::Duration::days(from);
-        params.not_after = now + time::Duration::days(until);
+        params.not_before = now + from;
+        params.not_after = now + until;
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         let (cert_file, key_file) = (
@@ -69,6 +69,10 @@ impl Ca {
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
         (cert_file, key_file)
     }
+}
+
+fn days(n: i64) -> time::Duration {
+    time::Duration::days(n)
 }
 
 /// A client trusting `ca`, presenting `identity` (certificate, key) if given.
@@ -126,7 +130,7 @@ async fn https_is_served_refused_where_it_should_be_and_reloaded_without_droppin
         "server",
         &["127.0.0.1", "localhost"],
         false,
-        (-1, 30),
+        (days(-1), days(30)),
     );
     let t = start(
         infra::tls::ServerFiles {
@@ -169,8 +173,13 @@ async fn https_is_served_refused_where_it_should_be_and_reloaded_without_droppin
     );
 
     // An expired certificate replaces the good one: new connections refuse it...
-    let (expired_cert, expired_key) =
-        ca.issue(dir.path(), "expired", &["127.0.0.1"], false, (-30, -1));
+    let (expired_cert, expired_key) = ca.issue(
+        dir.path(),
+        "expired",
+        &["127.0.0.1"],
+        false,
+        (days(-30), days(-1)),
+    );
     std::fs::copy(&expired_key, &key).unwrap();
     std::fs::copy(&expired_cert, &cert).unwrap();
     let refused = eventually(
@@ -194,8 +203,13 @@ async fn https_is_served_refused_where_it_should_be_and_reloaded_without_droppin
     assert_eq!(r.status(), StatusCode::OK);
 
     // A good certificate again.
-    let (renewed_cert, renewed_key) =
-        ca.issue(dir.path(), "renewed", &["127.0.0.1"], false, (-1, 30));
+    let (renewed_cert, renewed_key) = ca.issue(
+        dir.path(),
+        "renewed",
+        &["127.0.0.1"],
+        false,
+        (days(-1), days(30)),
+    );
     std::fs::copy(&renewed_key, &key).unwrap();
     std::fs::copy(&renewed_cert, &cert).unwrap();
     eventually(
@@ -225,7 +239,13 @@ async fn a_client_certificate_is_mapped_to_a_principal() {
     let ca = Ca::new(dir.path(), "server-ca");
     let clients = Ca::new(dir.path(), "client-ca");
     let stranger = Ca::new(dir.path(), "stranger-ca");
-    let (cert, key) = ca.issue(dir.path(), "server", &["127.0.0.1"], false, (-1, 30));
+    let (cert, key) = ca.issue(
+        dir.path(),
+        "server",
+        &["127.0.0.1"],
+        false,
+        (days(-1), days(30)),
+    );
     let map = dir.path().join("principals.json");
     std::fs::write(
         &map,
@@ -245,7 +265,13 @@ async fn a_client_certificate_is_mapped_to_a_principal() {
     )
     .await;
 
-    let nova = clients.issue(dir.path(), "nova", &["nova.compute.test"], true, (-1, 30));
+    let nova = clients.issue(
+        dir.path(),
+        "nova",
+        &["nova.compute.test"],
+        true,
+        (days(-1), days(30)),
+    );
     let as_nova = client(&ca.file, Some(&nova));
     let me: Value = as_nova
         .get(https(&t, "/v1/whoami"))
@@ -290,7 +316,36 @@ async fn a_client_certificate_is_mapped_to_a_principal() {
         other => panic!("created by {other:?}"),
     }
 
-    let unmapped = clients.issue(dir.path(), "unmapped", &["cron.test"], true, (-1, 30));
+    // A certificate that expires while its connection is kept alive stops standing
+    // for anyone on that connection (and TLS sessions are not resumed past it).
+    let brief = clients.issue(
+        dir.path(),
+        "brief",
+        &["nova.compute.test"],
+        true,
+        (days(-1), time::Duration::seconds(3)),
+    );
+    let as_brief = client(&ca.file, Some(&brief));
+    let r = as_brief.get(https(&t, "/v1/whoami")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let refused = eventually(
+        "the certificate to expire",
+        Duration::from_secs(20),
+        || async {
+            let r = as_brief.get(https(&t, "/v1/whoami")).send().await.ok()?;
+            (r.status() == StatusCode::UNAUTHORIZED).then_some(r.text().await.unwrap_or_default())
+        },
+    )
+    .await;
+    assert!(refused.contains("not valid now"), "{refused}");
+
+    let unmapped = clients.issue(
+        dir.path(),
+        "unmapped",
+        &["cron.test"],
+        true,
+        (days(-1), days(30)),
+    );
     let r = client(&ca.file, Some(&unmapped))
         .get(https(&t, "/v1/whoami"))
         .send()
@@ -303,7 +358,13 @@ async fn a_client_certificate_is_mapped_to_a_principal() {
         "{text}"
     );
 
-    let forged = stranger.issue(dir.path(), "forged", &["nova.compute.test"], true, (-1, 30));
+    let forged = stranger.issue(
+        dir.path(),
+        "forged",
+        &["nova.compute.test"],
+        true,
+        (days(-1), days(30)),
+    );
     let e = client(&ca.file, Some(&forged))
         .get(https(&t, "/v1/whoami"))
         .send()
@@ -403,6 +464,26 @@ async fn plain_http_is_refused_off_loopback() {
         stderr.contains("not a loopback address") && stderr.contains("--allow-plain-http"),
         "{stderr}"
     );
+
+    // Client certificates without HTTPS are refused, not ignored.
+    let ca = Ca::new(dir.path(), "client-ca");
+    let out = Command::new(KEYLEDGER)
+        .args([
+            "up",
+            "--nats-port",
+            "0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data2"))
+        .arg("--tls-client-ca")
+        .arg(&ca.file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("need HTTPS"), "{stderr}");
 }
 
 /// TLS to NATS: `keyledger up --tls --nats-tls-verify` runs its nats-server with TLS
@@ -478,7 +559,8 @@ async fn nats_speaks_tls_and_verifies_clients() {
     );
     // A client certificate from another CA.
     let dir = tempfile::tempdir().unwrap();
-    let foreign = Ca::new(dir.path(), "foreign").issue(dir.path(), "c", &["c"], true, (-1, 30));
+    let foreign =
+        Ca::new(dir.path(), "foreign").issue(dir.path(), "c", &["c"], true, (days(-1), days(30)));
     let forged = tokio::time::timeout(
         Duration::from_secs(10),
         async_nats::ConnectOptions::with_token(token.clone())

@@ -77,7 +77,8 @@ impl FromRequestParts<AppState> for Caller {
                 parts.extensions.get::<ClientCertificate>(),
             )
         {
-            let principal = map.principal_of(der)?;
+            let now = (state.clock)().unix_millis() / 1000;
+            let principal = map.principal_of(der, now)?;
             let token = state.aws.delegation.mint(&principal, (state.clock)());
             return Ok(Self {
                 principal,

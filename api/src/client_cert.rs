@@ -77,14 +77,39 @@ impl CertPrincipals {
                 })
             })()
             .map_err(|r| problem(format!("entry {name:?}: {}", r.message)))?;
+            // A role the policy does not know grants nothing: a typo would leave the
+            // certificate authenticated and able to do nothing, silently.
+            if let Some(unknown) = principal
+                .roles
+                .iter()
+                .find(|r| domain::roles::ProjectRole::of(r).is_none())
+            {
+                return Err(problem(format!(
+                    "entry {name:?}: role {unknown} is not one keyledger's policy knows (admin, \
+                     member, creator, observer, audit or reader)"
+                )));
+            }
             map.insert(name, principal);
         }
         Ok(Self(map))
     }
 
-    /// The principal of the certificate `der`, which the handshake verified.
-    pub fn principal_of(&self, der: &[u8]) -> Result<Principal, Rejection> {
-        let names = names(der)?;
+    /// The principal of the certificate `der`, which the handshake verified, at `now`
+    /// (Unix seconds). Its validity is checked again on every request: a connection
+    /// kept alive, or a TLS session resumed, outlives the handshake's check.
+    pub fn principal_of(&self, der: &[u8], now: i64) -> Result<Principal, Rejection> {
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+            .map_err(|_| Rejection::unauthorized("the client certificate cannot be read"))?;
+        let valid = x509_parser::time::ASN1Time::from_timestamp(now)
+            .is_ok_and(|t| cert.validity().is_valid_at(t));
+        if !valid {
+            return Err(Rejection::unauthorized(format!(
+                "the client certificate is not valid now (valid from {} to {}): renew it",
+                cert.validity().not_before,
+                cert.validity().not_after
+            )));
+        }
+        let names = names(&cert);
         let mut found = names.iter().filter_map(|n| self.0.get(n).map(|p| (n, p)));
         let Some((name, principal)) = found.next() else {
             return Err(Rejection::unauthorized(format!(
@@ -104,9 +129,7 @@ impl CertPrincipals {
 }
 
 /// The certificate's common name(s) and subject alternative names.
-fn names(der: &[u8]) -> Result<Vec<String>, Rejection> {
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
-        .map_err(|_| Rejection::unauthorized("the client certificate cannot be read"))?;
+fn names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
     let mut names: Vec<String> = cert
         .subject()
         .iter_common_name()
@@ -122,7 +145,7 @@ fn names(der: &[u8]) -> Result<Vec<String>, Rejection> {
             }
         }
     }
-    Ok(names)
+    names
 }
 
 fn describe(names: &[String]) -> String {
@@ -148,6 +171,13 @@ mod tests {
         params.self_signed(&key).unwrap().der().to_vec()
     }
 
+    impl CertPrincipals {
+        fn principal_of_now(&self, der: &[u8]) -> Result<Principal, Rejection> {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            self.principal_of(der, now)
+        }
+    }
+
     fn map(json: &str) -> Result<CertPrincipals, MapError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("map.json");
@@ -161,15 +191,17 @@ mod tests {
             r#"{"nova.example": {"user": "nova", "project": "p1", "roles": ["member"], "service": "nova"}}"#,
         )
         .unwrap();
-        let by_cn = m.principal_of(&certificate("nova.example", &[])).unwrap();
+        let by_cn = m
+            .principal_of_now(&certificate("nova.example", &[]))
+            .unwrap();
         assert_eq!(by_cn.user.as_str(), "nova");
         assert_eq!(by_cn.service.as_ref().map(|s| s.as_str()), Some("nova"));
         let by_san = m
-            .principal_of(&certificate("other", &["nova.example"]))
+            .principal_of_now(&certificate("other", &["nova.example"]))
             .unwrap();
         assert_eq!(by_san, by_cn);
         let unmapped = m
-            .principal_of(&certificate("x", &["y.example"]))
+            .principal_of_now(&certificate("x", &["y.example"]))
             .unwrap_err();
         assert!(
             unmapped.message.contains("x, y.example") && unmapped.message.contains("token"),
@@ -185,7 +217,7 @@ mod tests {
                 "b": {"user": "b", "project": "p1", "roles": ["member"]}}"#,
         )
         .unwrap();
-        assert!(m.principal_of(&certificate("a", &["b"])).is_err());
+        assert!(m.principal_of_now(&certificate("a", &["b"])).is_err());
         let bad =
             map(r#"{"a": {"user": "a", "project": "p1", "roles": ["not a role!"]}}"#).unwrap_err();
         assert!(bad.to_string().contains("entry \"a\""), "{bad}");

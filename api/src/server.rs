@@ -421,11 +421,13 @@ async fn connection(
     // Waiting for its first request from now: the header timeout runs.
     state.head_started.store(1, Ordering::Release);
     let id = served.registry.add(state.clone());
+    // The handshake and the first request's head share one header timeout.
+    let deadline = tokio::time::Instant::now() + served.limits.header_timeout;
     match tls {
-        None => serve_stream(stream, peer, None, &served, &state).await,
+        None => serve_stream(stream, peer, None, &served, (&state, deadline)).await,
         Some(tls) => {
             let accepted = tokio::select! {
-                accepted = tokio::time::timeout(served.limits.header_timeout, tls.acceptor().accept(stream)) => accepted,
+                accepted = tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)) => accepted,
                 () = state.evict.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
             };
             match accepted {
@@ -436,7 +438,7 @@ async fn connection(
                         .peer_certificates()
                         .and_then(<[_]>::first)
                         .map(|c| ClientCertificate(Arc::new(c.clone().into_owned())));
-                    serve_stream(stream, peer, certificate, &served, &state).await;
+                    serve_stream(stream, peer, certificate, &served, (&state, deadline)).await;
                 }
                 // A client that does not trust the certificate, speaks plain HTTP to
                 // the HTTPS port, or presents an unverified client certificate.
@@ -455,11 +457,11 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     peer: SocketAddr,
     certificate: Option<ClientCertificate>,
     served: &Served,
-    state: &Arc<Connection>,
+    (state, deadline): (&Arc<Connection>, tokio::time::Instant),
 ) {
     let limits = served.limits;
     let start = tokio::select! {
-        start = tokio::time::timeout(limits.header_timeout, http1_or_refuse(&mut stream)) => start,
+        start = tokio::time::timeout_at(deadline, http1_or_refuse(&mut stream)) => start,
         () = state.evict.notified() => Ok(None),
     };
     let Ok(Some(prefix)) = start else {

@@ -33,6 +33,9 @@ pub struct ApiConfig {
     /// Who verified client certificates stand for (mutual TLS); `None`: a
     /// certificate alone authenticates nobody.
     pub client_principals: Option<std::sync::Arc<crate::client_cert::CertPrincipals>>,
+    /// Whether the API serves HTTPS: the scheme of the links it writes (without
+    /// `public_url`).
+    pub https: bool,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +49,7 @@ impl Default for ApiConfig {
             access_mode: crate::access_log::AccessMode::Required,
             order_wait: Duration::from_secs(10),
             client_principals: None,
+            https: false,
         }
     }
 }

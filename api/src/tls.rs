@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use infra::tls::{ServerFiles, TlsError, server_config};
 use rustls::ServerConfig;
@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 /// How often the files are looked at for a change.
 pub const POLL: Duration = Duration::from_secs(2);
 
-/// What a file looked like when read: its modification time and length.
-type Stamp = Vec<Option<(SystemTime, u64)>>;
+/// What the files held when read: a hash of each one's bytes (a change that keeps a
+/// file's size and time is still a change).
+type Stamp = Vec<Option<u64>>;
 
 /// The server's TLS configuration, swapped whole on reload.
 pub struct ServerTls {
@@ -89,9 +90,12 @@ fn stamp(files: &ServerFiles) -> Stamp {
     paths
         .into_iter()
         .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
+            std::fs::read(p).ok().map(|bytes| {
+                use std::hash::{Hash as _, Hasher as _};
+                let mut hasher = std::hash::DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                hasher.finish()
+            })
         })
         .collect()
 }

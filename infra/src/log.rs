@@ -12,7 +12,7 @@ use domain::subject::EVENTS_WILDCARD;
 /// Default name of the event stream.
 pub const DEFAULT_STREAM: &str = "KEYLEDGER";
 /// Name of the key-store bucket (wrapped data keys).
-pub(crate) const KEY_BUCKET: &str = "KEYLEDGER_KEYS";
+pub const KEY_BUCKET: &str = "KEYLEDGER_KEYS";
 /// The shortest duplicate window accepted: a client retry within it is deduplicated
 /// by JetStream itself.
 pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);

@@ -55,7 +55,7 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| problem(format!("cannot read PEM certificates: {e}")))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| problem(format!("not a PEM certificate file: {e}")))?;
+        .map_err(|e| problem(format!("not a PEM certificate file ({})", pem_problem(&e))))?;
     if certs.is_empty() {
         return Err(problem(
             "holds no certificate: give a PEM file with `-----BEGIN CERTIFICATE-----` blocks"
@@ -72,16 +72,19 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         problem: format!(
             "no private key read ({}): give a PEM file with a `-----BEGIN PRIVATE KEY-----` \
              (or RSA/EC PRIVATE KEY) block",
-            key_problem(&e)
+            pem_problem(&e)
         ),
     })
 }
 
-/// A key file's problem, without the file's contents.
-fn key_problem(e: &rustls_pki_types::pem::Error) -> String {
+/// A PEM file's problem, without the file's contents (a key's bytes must not reach a
+/// message, and a certificate's are noise in one).
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
     match e {
-        rustls_pki_types::pem::Error::Io(io) => io.to_string(),
-        rustls_pki_types::pem::Error::NoItemsFound => "none found".into(),
+        Error::Io(io) => io.to_string(),
+        Error::NoItemsFound => "none found".into(),
+        Error::MissingSectionEnd { .. } => "a section has no END line: cut short?".into(),
         _ => "malformed PEM".into(),
     }
 }
@@ -204,6 +207,13 @@ pub fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
             source,
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if files.client_ca.is_some() {
+        // A resumed session skips the handshake's certificate checks (an expired
+        // certificate, a CA since removed): with client certificates, every connection
+        // is a full handshake.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Ok(config)
 }
 

@@ -326,6 +326,12 @@ impl PayloadArgs {
         http: &HttpArgs,
         tls: Option<infra::tls::ServerFiles>,
     ) -> anyhow::Result<keyledger::stack::ApiSettings> {
+        if tls.is_none() && http.tls.tls_client_ca.is_some() {
+            anyhow::bail!(
+                "--tls-client-ca asks for client certificates, which need HTTPS: give \
+                 --tls-cert and --tls-key (or --tls with `keyledger up`)"
+            );
+        }
         let tls = tls
             .map(api::tls::ServerTls::load)
             .transpose()
@@ -393,9 +399,15 @@ pub struct ClientArgs {
     /// Base URL of the HTTP API (https://… when keyledger serves TLS).
     #[arg(long, env = "KEYLEDGER_URL", default_value = "http://127.0.0.1:9311")]
     pub url: String,
-    /// Bearer token (see `keyledger token issue`).
-    #[arg(long, env = "KEYLEDGER_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// Bearer token (see `keyledger token issue`). Not needed with a client
+    /// certificate that keyledger maps to a principal (--client-cert).
+    #[arg(
+        long,
+        env = "KEYLEDGER_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "client_cert"
+    )]
+    pub token: Option<String>,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
 }

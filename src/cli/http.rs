@@ -10,7 +10,8 @@ use super::ClientArgs;
 pub struct Api {
     client: reqwest::Client,
     base: String,
-    token: String,
+    /// `None` with a client certificate that stands for the caller.
+    token: Option<String>,
 }
 
 impl Api {
@@ -26,11 +27,15 @@ impl Api {
     /// microversion and asking for keyledger's own fields (the CLI is keyledger's
     /// client, not Barbican's).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client
+        let request = self
+            .client
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
             .header("OpenStack-API-Version", "key-manager latest")
-            .header("X-Keyledger-Extended", "true")
+            .header("X-Keyledger-Extended", "true");
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// Sends `request`; a non-success status becomes an error naming the status and
@@ -107,7 +112,9 @@ pub fn unreachable_api(base: &str, e: &reqwest::Error) -> anyhow::Error {
         cause.push_str(&s.to_string());
         source = s.source();
     }
-    let hint = if cause.contains("certificate") || cause.contains("UnknownIssuer") {
+    let hint = if cause.contains("alert") && cause.contains("Certificate") {
+        "the server asks for a client certificate: pass --client-cert and --client-key"
+    } else if cause.contains("certificate") || cause.contains("UnknownIssuer") {
         "keyledger's HTTPS certificate is not trusted: pass --cacert FILE (or set \
          KEYLEDGER_CACERT) with the CA that signed it; `keyledger up --tls` writes it to \
          <data-dir>/tls/ca.pem"

@@ -5,6 +5,7 @@ mod acl;
 mod args;
 mod audit;
 mod auditor;
+mod backup;
 mod bench;
 mod cluster;
 mod container;
@@ -58,6 +59,12 @@ enum Command {
     /// Run one component against an external NATS (for real deployments).
     #[command(subcommand)]
     Serve(serve::ServeCommand),
+    /// Back up the event stream, checkpoints, access records and key store to a file,
+    /// while keyledger runs (the key files are not in it: keep them apart).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new, empty data directory (then put the key files there
+    /// and run `keyledger up`, which rebuilds the read model from the log).
+    Restore(backup::RestoreArgs),
     /// Issue development tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -142,6 +149,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Up(args) => up::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
         Command::Serve(cmd) => serve::run(cmd).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
         Command::Token(cmd) => token::run(cmd),
         Command::Secret(cmd) => secret::run(cmd).await,
         Command::Acl(cmd) => acl::run(cmd).await,

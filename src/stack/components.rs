@@ -330,6 +330,8 @@ pub async fn start_api(
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Task)> {
     check_plain_http(&settings)?;
+    let mut settings = settings;
+    settings.config.https = settings.tls.is_some();
     let pool = projections::db::open(database_url, 16).await?;
     let read = match (applied, &pool) {
         (Some(Applied { seq, cache }), _) => ReadModel::new(pool, seq).with_cache(cache),
@@ -405,7 +407,10 @@ fn check_plain_http(settings: &ApiSettings) -> Result<()> {
     }
     if !settings.allow_plain_http {
         anyhow::bail!(
-            "refusing to serve plain HTTP on {}, which is not a loopback address: tokens and              payloads would cross the network in the clear. Serve HTTPS (--tls-cert and              --tls-key, or `keyledger up --tls`), listen on 127.0.0.1 behind a TLS proxy, or              pass --allow-plain-http",
+            "refusing to serve plain HTTP on {}, which is not a loopback address: tokens and \
+             payloads would cross the network in the clear. Serve HTTPS (--tls-cert and \
+             --tls-key, or `keyledger up --tls`), listen on 127.0.0.1 behind a TLS proxy, or \
+             pass --allow-plain-http",
             settings.addr
         );
     }

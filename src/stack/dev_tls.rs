@@ -83,6 +83,21 @@ pub fn ensure_client(data_dir: &Path) -> Result<infra::tls::ClientIdentityFiles>
 fn ensure_ca(dir: &Path) -> Result<(KeyPair, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (ca_cert, ca_key) = (dir.join(CA_CERT), dir.join(CA_KEY));
+    if ca_cert.exists() != ca_key.exists() {
+        let (there, missing) = if ca_cert.exists() {
+            (&ca_cert, &ca_key)
+        } else {
+            (&ca_key, &ca_cert)
+        };
+        anyhow::bail!(
+            "{} is there without {}: keyledger overwrites no CA it did not make whole. To \
+             serve your own certificate, give --tls-cert and --tls-key; to have a new \
+             development CA made, remove {}",
+            there.display(),
+            missing.display(),
+            there.display()
+        );
+    }
     if ca_cert.exists() && ca_key.exists() {
         let pem = std::fs::read_to_string(&ca_key)
             .with_context(|| format!("reading {}", ca_key.display()))?;
@@ -156,6 +171,9 @@ fn write_private(path: &Path, pem: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
+    // A file that was there keeps its mode through open(2): set it.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("making {} private", path.display()))?;
     file.write_all(pem.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }

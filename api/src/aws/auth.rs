@@ -112,16 +112,22 @@ fn unrecognized(detail: impl std::fmt::Display) -> AwsError {
     )
 }
 
-/// Verifies the SigV4 signature of a request to `path`?`query` with `body`, and
-/// returns who signed it.
-pub async fn authenticate(
+/// A request's signature as far as it can be checked before its body arrives: well
+/// formed, in time, for this service, under an active access key.
+pub struct Presented {
+    authorization: Authorization,
+    amz_date: String,
+    id: AccessKeyId,
+    live: Vec<SealedAccessKey>,
+}
+
+/// Checks what a request's headers say of its signature, before its body is read: a
+/// caller without an active access key id holds no connection for a body's time.
+pub async fn presented(
     state: &AppState,
     headers: &HeaderMap,
-    path: &str,
     query: &str,
-    body: &[u8],
-    source: Option<IpAddr>,
-) -> Result<AwsCaller, AwsError> {
+) -> Result<Presented, AwsError> {
     if headers.contains_key("x-amz-security-token") {
         return Err(unrecognized(
             "keyledger issues no session tokens: unset AWS_SESSION_TOKEN and sign with a \
@@ -173,7 +179,10 @@ pub async fn authenticate(
         ))
     })?;
     let keys = state.read.sealed_access_keys(&id).await?.value;
-    let live: Vec<&SealedAccessKey> = keys.iter().filter(|k| k.key.status == "active").collect();
+    let live: Vec<SealedAccessKey> = keys
+        .into_iter()
+        .filter(|k| k.key.status == "active")
+        .collect();
     if live.is_empty() {
         // Unknown and revoked read alike: an unsigned caller learns nothing of the
         // ids keyledger holds.
@@ -182,6 +191,30 @@ pub async fn authenticate(
              `keyledger access-key create`, or import yours with `keyledger access-key import`"
         )));
     }
+    Ok(Presented {
+        authorization,
+        amz_date: amz_date.to_owned(),
+        id,
+        live,
+    })
+}
+
+/// Verifies the SigV4 signature `presented` of a request to `path`?`query` with
+/// `body`, and returns who signed it.
+pub async fn authenticate(
+    state: &AppState,
+    presented: Presented,
+    headers: &HeaderMap,
+    (path, query): (&str, &str),
+    body: &[u8],
+    source: Option<IpAddr>,
+) -> Result<AwsCaller, AwsError> {
+    let Presented {
+        authorization,
+        amz_date,
+        id,
+        live,
+    } = presented;
     let headers: Vec<(&str, &[u8])> = headers
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_bytes()))
@@ -196,12 +229,12 @@ pub async fn authenticate(
     let canonical = request
         .canonical(&authorization.signed_headers)
         .map_err(sigv4_error)?;
-    let to_sign = sigv4::string_to_sign(amz_date, &authorization.scope, &canonical);
+    let to_sign = sigv4::string_to_sign(&amz_date, &authorization.scope, &canonical);
     // Ids are unique per project only: the key whose secret verifies the signature is
     // the one that signed. Should two verify (the same pair imported into two
     // projects), which project is meant cannot be told: refused.
     let mut signer = None;
-    for key in live {
+    for key in &live {
         let signing = signing_key(state, key, &authorization).await?;
         if authorization.verify(&to_sign, &signing).is_ok() {
             if signer.is_some() {

@@ -213,6 +213,8 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, AwsError
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
     let (parts, body) = request.into_parts();
+    let presented =
+        auth::presented(state, &parts.headers, parts.uri.query().unwrap_or_default()).await?;
     let limit = state.config.max_body_bytes;
     let timeout = state.config.body_timeout;
     let body = tokio::time::timeout(
@@ -234,9 +236,9 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, AwsError
     })?;
     let caller = auth::authenticate(
         state,
+        presented,
         &parts.headers,
-        parts.uri.path(),
-        parts.uri.query().unwrap_or_default(),
+        (parts.uri.path(), parts.uri.query().unwrap_or_default()),
         &body,
         source,
     )

@@ -25,7 +25,8 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    format!("http://{host}")
+    let scheme = if state.config.https { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 /// The last path segment of a `…_ref` URL; anything else as given (an id, a
