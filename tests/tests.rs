@@ -25,6 +25,7 @@ mod external_clients;
 mod forged_commits;
 mod group_commit;
 mod hostile_requests;
+mod hsm;
 mod http_api;
 mod identity;
 mod lifecycle;

@@ -1,7 +1,7 @@
 //! Envelope encryption: a fresh 256-bit data key (DEK) per payload version seals the
-//! payload with AES-256-GCM; the DEK is wrapped by the key-encryption key (KEK), which
-//! lives outside NATS. Only the wrapped DEK leaves this module, and only to the key
-//! store, never to the log.
+//! payload with AES-256-GCM; the DEK is wrapped by the key-encryption key (KEK, a key
+//! file or an HSM: [`crate::kek`]), which lives outside NATS. Only the wrapped DEK
+//! leaves this module, and only to the key store, never to the log.
 
 use std::path::Path;
 
@@ -14,13 +14,13 @@ use secrecy::SecretSlice;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::kek::{FileKek, Kek, KekError, NONCE_LEN};
 use crate::keyfile::{self, KeyFileError};
 
 /// File name of the development KEK inside the data directory.
 pub const KEK_FILE: &str = "kek.key";
 
 const KEY_LEN: usize = 32;
-const NONCE_LEN: usize = 12;
 
 /// Why sealing or opening failed. Never carries key material or plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +51,9 @@ pub enum CryptoError {
     /// Encryption itself failed (only for absurd sizes).
     #[error("payload could not be encrypted")]
     Seal,
+    /// The KEK's provider failed (an HSM error): nothing is wrong with the data.
+    #[error("{0}; retry once the KEK's provider works again")]
+    Kek(String),
 }
 
 /// A DEK wrapped by the KEK: what the key store holds.
@@ -87,18 +90,6 @@ mod b64 {
     }
 }
 
-/// A KEK's id: the first 8 bytes, hex, of the KEK's encryption of a zero block under
-/// the all-zero nonce. Stable per key and reveals nothing about it. (That nonce is
-/// never used for data: data nonces are random.)
-fn kek_id(cipher: &Aes256Gcm) -> String {
-    let nonce = Nonce::<Aes256Gcm>::default();
-    // Encrypting 16 bytes cannot exceed AES-GCM's limits.
-    let tagged = cipher
-        .encrypt(&nonce, [0u8; 16].as_slice())
-        .unwrap_or_default();
-    hex::encode(&tagged[..8.min(tagged.len())])
-}
-
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     // HMAC takes keys of any length, so this cannot fail.
@@ -126,28 +117,43 @@ fn dek_aad(project: &ProjectId, secret: SecretId, key: KeyId) -> Vec<u8> {
 
 /// Seals and opens payloads under one KEK.
 pub struct Envelope {
-    kek: Aes256Gcm,
-    kek_id: String,
+    kek: Box<dyn Kek>,
     fingerprint_key: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl std::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Envelope(kek {})", self.kek_id)
+        write!(f, "Envelope(kek {})", self.kek.id())
     }
 }
 
 impl Envelope {
-    /// An envelope over a 32-byte KEK.
+    /// An envelope over a 32-byte KEK held in this process.
     pub fn new(kek: &[u8; KEY_LEN]) -> Self {
-        let fingerprint_key = Zeroizing::new(hmac_sha256(kek, &[b"keyledger/fingerprint-key/v1"]));
-        let kek = cipher(kek);
-        let kek_id = kek_id(&kek);
+        let kek = FileKek::new(kek);
+        let fingerprint_key = kek
+            .fingerprint_key()
+            .unwrap_or_else(|_| unreachable!("a file KEK's fingerprint key is derived in memory"));
         Self {
-            kek,
-            kek_id,
+            kek: Box::new(kek),
             fingerprint_key,
         }
+    }
+
+    /// An envelope over `kek`, wherever it is held.
+    pub fn with_kek(kek: Box<dyn Kek>) -> Result<Self, CryptoError> {
+        let fingerprint_key = kek
+            .fingerprint_key()
+            .map_err(|e| CryptoError::Kek(e.to_string()))?;
+        Ok(Self {
+            kek,
+            fingerprint_key,
+        })
+    }
+
+    /// The KEK's id.
+    pub fn kek_id(&self) -> &str {
+        self.kek.id()
     }
 
     /// The fingerprint of version `version` of `secret` holding `plaintext`: HMAC-SHA256
@@ -212,17 +218,16 @@ impl Envelope {
             )
             .map_err(|_| CryptoError::Seal)?;
 
-        let wrap_nonce = random_nonce();
+        let mut wrap_nonce = [0u8; NONCE_LEN];
+        keyfile::random_bytes(&mut wrap_nonce);
         let wrapped = self
             .kek
-            .encrypt(
+            .seal(
                 &wrap_nonce,
-                Payload {
-                    msg: dek.as_slice(),
-                    aad: &dek_aad(project, secret, key_id),
-                },
+                dek.as_slice(),
+                &dek_aad(project, secret, key_id),
             )
-            .map_err(|_| CryptoError::Seal)?;
+            .map_err(|e| CryptoError::Kek(e.to_string()))?;
 
         Ok((
             SealedPayload {
@@ -233,7 +238,7 @@ impl Envelope {
                 ciphertext,
             },
             WrappedKey {
-                kek_id: self.kek_id.clone(),
+                kek_id: self.kek.id().to_owned(),
                 nonce: wrap_nonce.to_vec(),
                 wrapped,
                 fingerprint: Some(self.fingerprint(plaintext, project, secret, version_id)),
@@ -249,25 +254,23 @@ impl Envelope {
         project: &ProjectId,
         secret: SecretId,
     ) -> Result<SecretSlice<u8>, CryptoError> {
-        if wrapped.kek_id != self.kek_id {
+        if wrapped.kek_id != self.kek.id() {
             return Err(CryptoError::WrongKek {
                 wrapped_by: wrapped.kek_id.clone(),
-                loaded: self.kek_id.clone(),
+                loaded: self.kek.id().to_owned(),
             });
         }
-        let wrap_nonce = Nonce::<Aes256Gcm>::try_from(wrapped.nonce.as_slice())
-            .map_err(|_| CryptoError::Unwrap(sealed.key_id))?;
-        let dek = Zeroizing::new(
-            self.kek
-                .decrypt(
-                    &wrap_nonce,
-                    Payload {
-                        msg: &wrapped.wrapped,
-                        aad: &dek_aad(project, secret, sealed.key_id),
-                    },
-                )
-                .map_err(|_| CryptoError::Unwrap(sealed.key_id))?,
-        );
+        let dek = self
+            .kek
+            .open(
+                &wrapped.nonce,
+                &wrapped.wrapped,
+                &dek_aad(project, secret, sealed.key_id),
+            )
+            .map_err(|e| match e {
+                KekError::Unwrap => CryptoError::Unwrap(sealed.key_id),
+                KekError::Provider(p) => CryptoError::Kek(p),
+            })?;
         let dek: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
             dek.as_slice()
                 .try_into()
@@ -357,6 +360,6 @@ mod tests {
             b.open(&sealed, &wrapped, &p, s),
             Err(CryptoError::WrongKek { .. })
         ));
-        assert_ne!(a.kek_id, b.kek_id);
+        assert_ne!(a.kek_id(), b.kek_id());
     }
 }

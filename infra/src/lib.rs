@@ -18,6 +18,7 @@ pub mod client;
 pub mod clock;
 pub mod envelope;
 pub mod identity;
+pub mod kek;
 pub mod keyfile;
 pub mod keystore;
 pub mod log;

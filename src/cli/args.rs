@@ -28,6 +28,64 @@ pub struct KeyArgs {
     pub commit_key: CommitKeyArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub pkcs11: Pkcs11Args,
+}
+
+/// The KEK in an HSM, through PKCS#11, instead of the KEK file.
+#[derive(Debug, Clone, Args)]
+pub struct Pkcs11Args {
+    /// PKCS#11 module holding the KEK (an HSM's; SoftHSM2's for development), used
+    /// instead of the KEK file. The KEK is created in the token on first use.
+    #[arg(
+        long,
+        env = "KEYLEDGER_KEK_PKCS11_MODULE",
+        requires = "kek_pkcs11_token_label"
+    )]
+    pub kek_pkcs11_module: Option<PathBuf>,
+    /// The token's label.
+    #[arg(
+        long,
+        env = "KEYLEDGER_KEK_PKCS11_TOKEN_LABEL",
+        requires = "kek_pkcs11_module"
+    )]
+    pub kek_pkcs11_token_label: Option<String>,
+    /// File holding the token's user PIN (else the variable KEYLEDGER_KEK_PKCS11_PIN;
+    /// never a flag: the command line is visible to every local user).
+    #[arg(long, env = "KEYLEDGER_KEK_PKCS11_PIN_FILE")]
+    pub kek_pkcs11_pin_file: Option<PathBuf>,
+    /// The KEK's label in the token.
+    #[arg(long, env = "KEYLEDGER_KEK_PKCS11_KEY_LABEL", default_value = infra::kek::DEFAULT_KEY_LABEL)]
+    pub kek_pkcs11_key_label: String,
+}
+
+impl Pkcs11Args {
+    /// The HSM settings, when a module is named.
+    pub fn settings(&self) -> anyhow::Result<Option<infra::kek::Pkcs11Settings>> {
+        let (Some(module), Some(token_label)) =
+            (&self.kek_pkcs11_module, &self.kek_pkcs11_token_label)
+        else {
+            return Ok(None);
+        };
+        let pin = match &self.kek_pkcs11_pin_file {
+            Some(file) => std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("the PIN file {}: {e}", file.display()))?
+                .trim()
+                .to_owned(),
+            None => std::env::var("KEYLEDGER_KEK_PKCS11_PIN").map_err(|_| {
+                anyhow::anyhow!(
+                    "the HSM's PIN: give --kek-pkcs11-pin-file FILE or set \
+                     KEYLEDGER_KEK_PKCS11_PIN"
+                )
+            })?,
+        };
+        Ok(Some(infra::kek::Pkcs11Settings {
+            module: module.clone(),
+            token_label: token_label.clone(),
+            pin: pin.into(),
+            key_label: self.kek_pkcs11_key_label.clone(),
+        }))
+    }
 }
 
 /// The commit key: every component that writes or reads the log needs the same one.
@@ -109,6 +167,7 @@ impl KeyArgs {
                 token: self.token_key_file.clone(),
                 commit: self.commit_key.commit_key_file.clone(),
                 create_commit_key: writer,
+                kek_pkcs11: self.pkcs11.settings()?,
             },
             &self.identity.settings(),
         )

@@ -63,6 +63,8 @@ pub struct UpArgs {
     identity: IdentityArgs,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    pkcs11: super::Pkcs11Args,
 }
 
 /// The development token `up` prints.
@@ -95,6 +97,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         (None, false) => (None, None),
     };
     let mut stack = Stack::start(StackConfig {
+        kek_pkcs11: args.pkcs11.settings()?,
         commands: true,
         data_dir: args.data.data_dir.clone(),
         nats,

@@ -10,6 +10,7 @@ use commands::log::checkpoints::CheckpointSettings;
 use domain::commit::CommitKey;
 use infra::envelope::{Envelope, KEK_FILE};
 use infra::identity::{self, IdentityProvider, Issuer, TOKEN_KEY_FILE, TrustConfig, Verifier};
+use infra::kek::{Pkcs11Kek, Pkcs11Settings};
 use infra::keyfile::COMMIT_KEY_FILE;
 
 /// Which tokens a node accepts.
@@ -41,6 +42,8 @@ pub struct KeyFiles {
     /// Whether a missing commit key may be created: only by the component that writes
     /// the log. A reader with a key of its own would take every commit for foreign.
     pub create_commit_key: bool,
+    /// The KEK in an HSM instead of the `kek` file.
+    pub kek_pkcs11: Option<Pkcs11Settings>,
 }
 
 /// The commit key of a node: the given file, or `commit.key` in `data_dir`; created on
@@ -88,7 +91,14 @@ impl Keys {
             .token
             .clone()
             .unwrap_or_else(|| data_dir.join(TOKEN_KEY_FILE));
-        let envelope = Arc::new(Envelope::load_or_create(&kek)?);
+        let envelope = Arc::new(match &files.kek_pkcs11 {
+            Some(settings) => {
+                let kek = Pkcs11Kek::open(settings)
+                    .map_err(|e| anyhow::anyhow!("the KEK in the HSM: {e}"))?;
+                Envelope::with_kek(Box::new(kek))?
+            }
+            None => Envelope::load_or_create(&kek)?,
+        });
         let commit = Arc::new(commit_key(
             data_dir,
             files.commit.as_deref(),

@@ -40,6 +40,8 @@ pub type Task = JoinHandle<Result<()>>;
 pub struct StackConfig {
     /// Data directory (keys, NATS store, read model).
     pub data_dir: PathBuf,
+    /// The KEK in an HSM; `None`: the data directory's `kek.key`.
+    pub kek_pkcs11: Option<infra::kek::Pkcs11Settings>,
     /// NATS.
     pub nats: NatsChoice,
     /// HTTP API.
@@ -117,6 +119,7 @@ impl Stack {
         let lock = lock_data_dir(&data_dir)?;
         let files = KeyFiles {
             create_commit_key: true,
+            kek_pkcs11: config.kek_pkcs11.clone(),
             ..Default::default()
         };
         let keys = Keys::load_or_create(&data_dir, &files, &config.identity)?;

@@ -69,6 +69,7 @@ impl TestClock {
 pub fn config(dir: &TempDir) -> StackConfig {
     StackConfig {
         data_dir: dir.path().to_owned(),
+        kek_pkcs11: None,
         nats: NatsChoice::Managed {
             port: None,
             binary: None,

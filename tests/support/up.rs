@@ -18,7 +18,12 @@ impl Up {
     /// Starts `keyledger up`, with `configure` applied to its command, and waits until
     /// it prints where it listens.
     pub async fn spawn(configure: impl FnOnce(&mut Command)) -> Up {
-        let dir = tempfile::tempdir().unwrap();
+        Self::spawn_in(tempfile::tempdir().unwrap(), configure).await
+    }
+
+    /// [`Up::spawn`] on `dir` (its data directory is `dir/data`): again on the
+    /// directory of an earlier run that [`Up::stop_keeping`] returned.
+    pub async fn spawn_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Command)) -> Up {
         let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
         command
             .args([
@@ -128,11 +133,17 @@ impl Up {
     }
 
     /// SIGTERM, and a clean exit.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        drop(self.stop_keeping());
+    }
+
+    /// [`Up::stop`], keeping the directory for another run.
+    pub fn stop_keeping(mut self) -> tempfile::TempDir {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
         assert!(status.success(), "keyledger up exits cleanly: {status}");
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 }
 

@@ -1,0 +1,71 @@
+//! A KEK read from a key file into the process: the development default.
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Nonce, Payload};
+use zeroize::Zeroizing;
+
+use super::{Kek, KekError, NONCE_LEN, id_from};
+
+/// A 32-byte AES-256-GCM key in memory.
+pub struct FileKek {
+    cipher: Aes256Gcm,
+    id: String,
+    /// Derived from the key's bytes with HMAC, as keyledger always has for file KEKs
+    /// (so fingerprints stored before the KEK trait still match).
+    fingerprint_key: Zeroizing<[u8; 32]>,
+}
+
+impl FileKek {
+    /// The KEK `key`.
+    pub fn new(key: &[u8; 32]) -> Self {
+        let fingerprint_key = Zeroizing::new(hmac_sha256(key, b"keyledger/fingerprint-key/v1"));
+        let cipher = Aes256Gcm::new(&(*key).into());
+        // Encrypting 16 bytes cannot exceed AES-GCM's limits.
+        let zero = cipher
+            .encrypt(&Nonce::<Aes256Gcm>::default(), [0u8; 16].as_slice())
+            .unwrap_or_default();
+        Self {
+            cipher,
+            id: id_from(&zero),
+            fingerprint_key,
+        }
+    }
+}
+
+fn hmac_sha256(key: &[u8], label: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    mac.update(label);
+    mac.finalize().into_bytes().into()
+}
+
+impl Kek for FileKek {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn seal(&self, nonce: &[u8; NONCE_LEN], dek: &[u8], aad: &[u8]) -> Result<Vec<u8>, KekError> {
+        self.cipher
+            .encrypt(&(*nonce).into(), Payload { msg: dek, aad })
+            .map_err(|_| KekError::Provider("AES-GCM refused to encrypt".into()))
+    }
+
+    fn open(
+        &self,
+        nonce: &[u8],
+        wrapped: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KekError> {
+        let nonce = Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| KekError::Unwrap)?;
+        self.cipher
+            .decrypt(&nonce, Payload { msg: wrapped, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| KekError::Unwrap)
+    }
+
+    fn fingerprint_key(&self) -> Result<Zeroizing<[u8; 32]>, KekError> {
+        Ok(self.fingerprint_key.clone())
+    }
+}

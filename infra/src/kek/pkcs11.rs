@@ -1,0 +1,228 @@
+//! A KEK held in an HSM through PKCS#11: an AES-256 key created inside the token on
+//! first use (sensitive, not extractable), found again by its label. Data keys are
+//! wrapped and unwrapped by AES-GCM inside the token with the same AAD binding as the
+//! file KEK; the KEK's bytes never reach this process.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+use secrecy::{ExposeSecret as _, SecretString};
+use zeroize::Zeroizing;
+
+use super::{FINGERPRINT_AAD, FINGERPRINT_NONCE, Kek, KekError, NONCE_LEN, id_from};
+
+/// Where the KEK is: a PKCS#11 module, a token, its user PIN and the key's label.
+#[derive(Clone)]
+pub struct Pkcs11Settings {
+    /// The module (e.g. /usr/lib/softhsm/libsofthsm2.so).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The user PIN (from a file or the environment, never a flag).
+    pub pin: SecretString,
+    /// The KEK's label in the token.
+    pub key_label: String,
+}
+
+impl std::fmt::Debug for Pkcs11Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Settings")
+            .field("module", &self.module)
+            .field("token_label", &self.token_label)
+            .field("key_label", &self.key_label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default label of the KEK in the token.
+pub const DEFAULT_KEY_LABEL: &str = "keyledger-kek";
+
+/// GCM's tag, in bits.
+const TAG_BITS: u64 = 128;
+
+/// A KEK in a PKCS#11 token, used through one logged-in session.
+pub struct Pkcs11Kek {
+    // The context must outlive the session; the session is used by one thread at a
+    // time (PKCS#11 sessions are not to be shared concurrently).
+    session: Mutex<Session>,
+    key: ObjectHandle,
+    id: String,
+    _context: Pkcs11,
+}
+
+fn provider(what: &str) -> impl Fn(cryptoki::error::Error) -> KekError + '_ {
+    move |e| KekError::Provider(format!("{what}: {e}"))
+}
+
+impl Pkcs11Kek {
+    /// Opens the token `settings` names, logs in, and finds the KEK by its label, or
+    /// creates it inside the token when missing.
+    pub fn open(settings: &Pkcs11Settings) -> Result<Self, KekError> {
+        let context = Pkcs11::new(&settings.module).map_err(|e| {
+            KekError::Provider(format!(
+                "loading the PKCS#11 module {}: {e}",
+                settings.module.display()
+            ))
+        })?;
+        match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            // Another context of this process initialised the module: it is usable.
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::CryptokiAlreadyInitialized,
+                _,
+            )) => {}
+            Err(e) => return Err(provider("initializing the PKCS#11 module")(e)),
+        }
+        let slots = context
+            .get_slots_with_token()
+            .map_err(provider("listing the tokens"))?;
+        let mut labels = Vec::new();
+        let mut found = None;
+        for slot in slots {
+            let info = context
+                .get_token_info(slot)
+                .map_err(provider("reading a token's label"))?;
+            let label = info.label().trim().to_owned();
+            if label == settings.token_label {
+                found = Some(slot);
+                break;
+            }
+            labels.push(label);
+        }
+        let slot = found.ok_or_else(|| {
+            KekError::Provider(format!(
+                "no token labelled {:?} in {} (tokens: {}); initialise one (softhsm2-util \
+                 --init-token --free --label {0:?}) or pass --kek-pkcs11-token-label",
+                settings.token_label,
+                settings.module.display(),
+                if labels.is_empty() {
+                    "none".to_owned()
+                } else {
+                    labels.join(", ")
+                }
+            ))
+        })?;
+        let session = context
+            .open_rw_session(slot)
+            .map_err(provider("opening a session"))?;
+        session
+            .login(
+                UserType::User,
+                Some(&AuthPin::new(settings.pin.expose_secret().into())),
+            )
+            .map_err(|e| {
+                KekError::Provider(format!(
+                    "logging in to token {:?}: {e}; check the PIN file",
+                    settings.token_label
+                ))
+            })?;
+        let label = settings.key_label.as_bytes().to_vec();
+        let existing = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Label(label.clone()),
+            ])
+            .map_err(provider("looking for the KEK"))?;
+        let key = match existing.as_slice() {
+            [one] => *one,
+            [] => session
+                .generate_key(
+                    &Mechanism::AesKeyGen,
+                    &[
+                        Attribute::Class(ObjectClass::SECRET_KEY),
+                        Attribute::KeyType(KeyType::AES),
+                        Attribute::ValueLen(32.into()),
+                        Attribute::Token(true),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(false),
+                        Attribute::Encrypt(true),
+                        Attribute::Decrypt(true),
+                        Attribute::Label(label),
+                    ],
+                )
+                .map_err(provider("creating the KEK in the token"))?,
+            _ => {
+                return Err(KekError::Provider(format!(
+                    "{} keys labelled {:?} in token {:?}: keyledger cannot tell which is the \
+                     KEK; give each its own label",
+                    existing.len(),
+                    settings.key_label,
+                    settings.token_label
+                )));
+            }
+        };
+        let kek = Self {
+            session: Mutex::new(session),
+            key,
+            id: String::new(),
+            _context: context,
+        };
+        let zero = kek.seal(&[0; NONCE_LEN], &[0; 16], &[])?;
+        Ok(Self {
+            id: format!("p11-{}", id_from(&zero)),
+            ..kek
+        })
+    }
+
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        // A panic while holding the lock leaves the session as usable as before.
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Kek for Pkcs11Kek {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn seal(&self, nonce: &[u8; NONCE_LEN], dek: &[u8], aad: &[u8]) -> Result<Vec<u8>, KekError> {
+        let mut iv = *nonce;
+        let params =
+            GcmParams::new(&mut iv, aad, TAG_BITS.into()).map_err(provider("GCM parameters"))?;
+        self.session()
+            .encrypt(&Mechanism::AesGcm(params), self.key, dek)
+            .map_err(provider("wrapping in the token"))
+    }
+
+    fn open(
+        &self,
+        nonce: &[u8],
+        wrapped: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KekError> {
+        let mut iv: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| KekError::Unwrap)?;
+        let params =
+            GcmParams::new(&mut iv, aad, TAG_BITS.into()).map_err(provider("GCM parameters"))?;
+        use cryptoki::error::{Error, RvError};
+        self.session()
+            .decrypt(&Mechanism::AesGcm(params), self.key, wrapped)
+            .map(Zeroizing::new)
+            .map_err(|e| match e {
+                // A tag that does not verify: the binding or the bytes are wrong.
+                // SoftHSM2 reports it as CKR_GENERAL_ERROR rather than the standard's
+                // CKR_ENCRYPTED_DATA_INVALID.
+                Error::Pkcs11(
+                    RvError::EncryptedDataInvalid
+                    | RvError::EncryptedDataLenRange
+                    | RvError::GeneralError,
+                    _,
+                ) => KekError::Unwrap,
+                other => provider("unwrapping in the token")(other),
+            })
+    }
+
+    fn fingerprint_key(&self) -> Result<Zeroizing<[u8; 32]>, KekError> {
+        let sealed = self.seal(&FINGERPRINT_NONCE, &[0; 32], FINGERPRINT_AAD)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&sealed[..32]);
+        Ok(key)
+    }
+}
