@@ -125,6 +125,59 @@ async fn a_backup_taken_under_load_restores_on_a_fresh_data_directory() {
         "{refused:?}"
     );
 
+    // A backup is input like any other: a line onto JetStream's API, or for a stream
+    // keyledger does not have, is refused before anything is written; so is a pipe
+    // (a restore reads its file twice).
+    let hostile = |line: &str, name: &str| {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.insert(1, line);
+        let path = work.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+    for (line, what) in [
+        (
+            r#"{"kind":"message","stream":"KEYLEDGER","seq":999999,"subject":"$JS.API.STREAM.CREATE.EVIL","data":"e30="}"#,
+            "is not one of stream KEYLEDGER's",
+        ),
+        (
+            r#"{"kind":"message","stream":"EVIL","seq":1,"subject":"keyledger.events.p1.secret.x","data":"e30="}"#,
+            "is not one of keyledger's",
+        ),
+    ] {
+        let target = work.path().join("hostile-target");
+        let out = restore(&target, &hostile(line, "hostile.backup"));
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(what), "{stderr}");
+        assert!(!target.exists(), "nothing is written for a refused backup");
+    }
+    let mut child = Command::new(KEYLEDGER)
+        .args(["restore", "--data-dir"])
+        .arg(work.path().join("piped"))
+        .args(["--from", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = std::thread::spawn({
+        let text = text.clone();
+        move || {
+            use std::io::Write as _;
+            // Refused unread: a broken pipe is expected.
+            let _ = stdin.write_all(text.as_bytes());
+        }
+    });
+    let piped = child.wait_with_output().unwrap();
+    feed.join().unwrap();
+    assert!(!piped.status.success());
+    assert!(
+        String::from_utf8_lossy(&piped.stderr).contains("not a regular file"),
+        "{piped:?}"
+    );
+
     // The key files travel apart from the backup.
     for f in [
         "kek.key",
@@ -139,6 +192,17 @@ async fn a_backup_taken_under_load_restores_on_a_fresh_data_directory() {
     assert!(restored.status.success(), "{restored:?}");
     let original_checkpoint_key = t.stack.checkpoint_public_key.clone();
     t.stop().await;
+
+    // A restore that did not finish leaves its marker, and keyledger will not start
+    // on the directory until it is gone.
+    let marker = fresh.path().join(keyledger::stack::RESTORE_MARKER);
+    std::fs::write(&marker, "").unwrap();
+    let refused = keyledger::stack::Stack::start(config(&fresh)).await;
+    let e = refused
+        .err()
+        .expect("a partly restored directory is refused");
+    assert!(e.to_string().contains("did not finish"), "{e:#}");
+    std::fs::remove_file(&marker).unwrap();
 
     let r = TestStack::start_on(fresh).await;
     assert_eq!(r.stack.checkpoint_public_key, original_checkpoint_key);

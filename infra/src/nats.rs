@@ -23,7 +23,10 @@ pub enum NatsError {
         reason: String,
     },
     /// Connecting failed.
-    #[error("cannot connect to NATS at {url}: {source}; is nats-server running there?")]
+    #[error(
+        "cannot connect to NATS at {url}: {source}; is nats-server running there, and does \
+         its TLS match --nats-ca and --nats-cert (TLS needs both sides to agree)?"
+    )]
     Connect {
         /// The URL with any password removed.
         url: String,

@@ -142,7 +142,10 @@ pub fn init_tracing(verbose: u8) {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
-    if let Some(tls) = cli.nats_tls.settings() {
+    // `up --tls` trusts the development CA it makes and presents its own client
+    // certificate: flags (or variables) meant for the CLI do not apply to it.
+    let own_tls = matches!(&cli.command, Command::Up(args) if args.manages_nats_tls());
+    if let Some(tls) = cli.nats_tls.settings().filter(|_| !own_tls) {
         infra::nats::use_tls(tls).map_err(|e| anyhow::anyhow!("NATS TLS: {e}"))?;
     }
     match cli.command {

@@ -67,6 +67,13 @@ pub struct UpArgs {
     pkcs11: super::Pkcs11Args,
 }
 
+impl UpArgs {
+    /// Whether `up` runs its own nats-server with TLS, and so sets its own NATS TLS.
+    pub fn manages_nats_tls(&self) -> bool {
+        self.tls && self.nats_url.is_none()
+    }
+}
+
 /// The development token `up` prints.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
@@ -189,7 +196,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 "https",
                 format!(
                     "\n               TLS (HTTPS and NATS) with a development CA: trust it with\
-                     \n                 export KEYLEDGER_CACERT={ca} KEYLEDGER_NATS_CA={ca}  (the CLI)\
+                     \n                 export KEYLEDGER_CACERT={ca}  (the CLI over HTTPS)\
+                     \n                 --nats-ca {ca}  (the CLI's NATS commands, e.g. audit)\
                      \n                 export REQUESTS_CA_BUNDLE={ca} AWS_CA_BUNDLE={ca}  (openstack, boto3, aws)\
                      \n                 nats --tlsca {ca}  (the NATS CLI){nats_note}",
                     ca = ca.display()
@@ -232,8 +240,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
 
 /// With `--tls`, TLS on the managed nats-server's client port, with the development
 /// CA's server certificate; this process's connections then trust that CA (and
-/// present the development client certificate when the server verifies clients),
-/// unless --nats-ca or --nats-cert said otherwise.
+/// present the development client certificate when the server verifies clients).
 fn managed_nats_tls(args: &UpArgs) -> Result<Option<infra::server::ServerTls>> {
     if !args.tls {
         return Ok(None);
@@ -245,13 +252,11 @@ fn managed_nats_tls(args: &UpArgs) -> Result<Option<infra::server::ServerTls>> {
     } else {
         None
     };
-    if !infra::nats::tls_in_use() {
-        infra::nats::use_tls(infra::nats::NatsTls {
-            ca: Some(ca.clone()),
-            client,
-        })
-        .map_err(|e| anyhow::anyhow!("NATS TLS: {e}"))?;
-    }
+    infra::nats::use_tls(infra::nats::NatsTls {
+        ca: Some(ca.clone()),
+        client,
+    })
+    .map_err(|e| anyhow::anyhow!("NATS TLS: {e}"))?;
     Ok(Some(infra::server::ServerTls {
         cert: files.cert,
         key: files.key,

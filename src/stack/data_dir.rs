@@ -8,6 +8,23 @@ use anyhow::{Context as _, Result};
 /// The read model's file inside the data directory.
 pub const READ_MODEL_FILE: &str = "readmodel.sqlite";
 
+/// The marker of a restore that runs or did not finish (`keyledger restore`): keyledger
+/// refuses to start on a log that is only partly there.
+pub const RESTORE_MARKER: &str = "RESTORE-INCOMPLETE";
+
+/// Refuses a data directory a restore did not finish.
+pub fn check_restored(data_dir: &Path) -> Result<()> {
+    if data_dir.join(RESTORE_MARKER).exists() {
+        anyhow::bail!(
+            "{} holds a restore that did not finish ({} is there): its log may be partial. \
+             Restore the backup into a new, empty data directory",
+            data_dir.display(),
+            RESTORE_MARKER
+        );
+    }
+    Ok(())
+}
+
 /// Held by the one process that owns a data directory (`keyledger up`, or a rebuild
 /// that starts the directory's nats-server), so two never share a JetStream store.
 #[derive(Debug)]

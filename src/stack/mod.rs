@@ -117,6 +117,7 @@ impl Stack {
         })?;
         let data_dir = config.data_dir.canonicalize()?;
         let lock = lock_data_dir(&data_dir)?;
+        check_restored(&data_dir)?;
         let files = KeyFiles {
             create_commit_key: true,
             kek_pkcs11: config.kek_pkcs11.clone(),

@@ -52,6 +52,12 @@ pub async fn maintenance_nats(
         .with_context(|| format!("the data directory {}", data_dir.display()))?;
     let lock = lock_data_dir(&data_dir)?;
     super::check_single_layout(&data_dir)?;
+    if infra::nats::tls_in_use() {
+        anyhow::bail!(
+            "the data directory's own nats-server runs without TLS for this task: leave out \
+             --nats-ca/--nats-cert (and KEYLEDGER_NATS_CA/KEYLEDGER_NATS_CERT) here"
+        );
+    }
     let server = ManagedNats::start(&managed_server_config(
         &data_dir, binary, None, stream, None,
     )?)

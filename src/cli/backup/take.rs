@@ -10,22 +10,30 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::{BackupArgs, FORMAT, Line, key_stream};
 
-/// Writes the backup `args` names.
+/// Writes the backup `args` names. An existing file (an earlier backup) is never
+/// overwritten; a backup that fails leaves no file behind.
 pub async fn run(args: BackupArgs) -> Result<()> {
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            // As secret as the key store it holds.
+            .mode(0o600)
+            .open(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?
+    };
+    let outcome = take(&args, file).await;
+    if outcome.is_err() {
+        let _ = std::fs::remove_file(&args.out);
+    }
+    outcome
+}
+
+async fn take(args: &BackupArgs, file: std::fs::File) -> Result<()> {
+    let mut out = std::io::BufWriter::new(file);
     let client = infra::nats::connect(&args.nats_url, "keyledger-backup").await?;
     let js = async_nats::jetstream::new(client);
-    // create_new: an existing file (an earlier backup) is never overwritten.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        // As secret as the key store it holds.
-        std::fs::set_permissions(&args.out, std::fs::Permissions::from_mode(0o600))?;
-    }
-    let mut out = std::io::BufWriter::new(file);
     let event_stream = args.log.stream.clone();
     write(
         &mut out,
