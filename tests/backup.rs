@@ -102,9 +102,44 @@ async fn a_backup_taken_under_load_restores_on_a_fresh_data_directory() {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(mode & 0o077, 0, "the backup is private");
     let text = std::fs::read_to_string(&file).unwrap();
+    // Every message's bytes, decoded: none holds a plaintext payload.
+    let messages: Vec<(String, Vec<u8>)> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["kind"] == "message")
+        .map(|l| {
+            use base64::Engine as _;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(l["data"].as_str().unwrap())
+                .unwrap();
+            (l["subject"].as_str().unwrap().to_owned(), data)
+        })
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|(s, _)| s.starts_with("$KV.KEYLEDGER_KEYS."))
+    );
     for (_, value) in &before {
-        assert!(!text.contains(value.as_str()), "no plaintext in the backup");
+        for (subject, data) in &messages {
+            assert!(
+                !crate::support::contains(data, value.as_bytes()),
+                "a plaintext payload in {subject}"
+            );
+        }
     }
+    // The secret shredded before the backup has no data key in it.
+    let shredded_keys = format!("$KV.KEYLEDGER_KEYS.p1.{shredded}.");
+    assert!(
+        !messages.iter().any(|(s, _)| s.starts_with(&shredded_keys)),
+        "a shredded secret's data key is in the backup"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|(s, _)| s.starts_with(&format!("$KV.KEYLEDGER_KEYS.p1.{}.", before[0].0))),
+        "a kept secret's data key is in the backup (so the search above bites)"
+    );
     // A backup is never overwritten.
     let again = Command::new(KEYLEDGER)
         .args(["backup", "--nats-url", &t.stack.service_url, "--out"])

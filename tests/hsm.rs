@@ -3,58 +3,22 @@
 //! token, seals and opens payloads through it, writes no KEK file, finds the same KEK
 //! again after a restart, and keeps the PIN off its command line and out of its log.
 
-use std::path::{Path, PathBuf};
+#[path = "../infra/tests/support/softhsm.rs"]
+mod softhsm;
 
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::up::Up;
 
-/// SoftHSM2's module: `$KEYLEDGER_SOFTHSM_MODULE`, else Debian's path.
-fn module() -> PathBuf {
-    let path = std::env::var_os("KEYLEDGER_SOFTHSM_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
-    assert!(
-        path.exists(),
-        "SoftHSM2's PKCS#11 module is not at {}: install Debian's softhsm2 (.ci/run does), or \
-         set KEYLEDGER_SOFTHSM_MODULE",
-        path.display()
-    );
-    path
-}
-
-/// A SoftHSM2 configuration under `dir` with the token `label` (user PIN in `pin`).
-fn token(dir: &Path, label: &str, pin: &str) -> PathBuf {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", label, "--pin", pin])
-        .args(["--so-pin", "so-pin-5678"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util (Debian's softhsm2)");
-    assert!(out.status.success(), "{out:?}");
-    conf
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kek_lives_in_the_hsm_and_survives_a_restart() {
     let hsm = tempfile::tempdir().unwrap();
     let pin = "hsm-pin-0451";
-    let conf = token(hsm.path(), "keyledger", pin);
+    let conf = softhsm::token(hsm.path(), "keyledger", pin);
     let pin_file = hsm.path().join("pin");
     std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
-    let module = module();
+    let module = softhsm::module();
     let configure = |c: &mut std::process::Command| {
         c.arg("--kek-pkcs11-module")
             .arg(&module)

@@ -90,7 +90,8 @@ mod b64 {
     }
 }
 
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 of `parts` under `key`.
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     // HMAC takes keys of any length, so this cannot fail.
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)

@@ -503,6 +503,9 @@ jetstream {{
         }
         let mut command = Command::new(&config.binary);
         command
+            // nats-server needs nothing from keyledger's environment, which may hold
+            // secrets (an HSM's PIN).
+            .env_clear()
             .arg("-c")
             .arg(&conf_path)
             .stdin(Stdio::null())

@@ -5,47 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+#[path = "support/softhsm.rs"]
+mod softhsm;
 
 use infra::envelope::Envelope;
 use infra::kek::{FileKek, Kek, KekError, Pkcs11Kek, Pkcs11Settings};
-
-/// SoftHSM2's module: `$KEYLEDGER_SOFTHSM_MODULE`, else Debian's path.
-fn module() -> PathBuf {
-    let path = std::env::var_os("KEYLEDGER_SOFTHSM_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
-    assert!(
-        path.exists(),
-        "SoftHSM2's PKCS#11 module is not at {}: install Debian's softhsm2 (.ci/run does), or \
-         set KEYLEDGER_SOFTHSM_MODULE",
-        path.display()
-    );
-    path
-}
-
-/// A SoftHSM2 configuration with one token, `label`, PIN 1234, under `dir`.
-fn token(dir: &Path, label: &str) -> PathBuf {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", label])
-        .args(["--pin", "1234", "--so-pin", "5678"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util (Debian's softhsm2)");
-    assert!(out.status.success(), "{out:?}");
-    conf
-}
 
 /// What every KEK must do: wrap and unwrap under a binding, refuse another binding,
 /// another nonce or altered bytes, keep one id, and seal payloads in an envelope.
@@ -132,11 +96,11 @@ fn both_kek_providers_pass_one_suite() {
     envelope_round_trip(&Envelope::new(&[9u8; 32]));
 
     let dir = tempfile::tempdir().unwrap();
-    let conf = token(dir.path(), "kl-test");
+    let conf = softhsm::token(dir.path(), "kl-test", "1234");
     // SAFETY: the only test of this binary; no other thread reads the environment.
     unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
     let settings = Pkcs11Settings {
-        module: module(),
+        module: softhsm::module(),
         token_label: "kl-test".into(),
         pin: "1234".to_owned().into(),
         key_label: "keyledger-kek".into(),
@@ -164,7 +128,7 @@ fn both_kek_providers_pass_one_suite() {
         use cryptoki::object::{Attribute, AttributeType, ObjectClass};
         use cryptoki::session::UserType;
         use cryptoki::types::AuthPin;
-        let context = Pkcs11::new(module()).unwrap();
+        let context = Pkcs11::new(softhsm::module()).unwrap();
         context
             .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
             .unwrap();

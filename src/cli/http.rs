@@ -105,13 +105,10 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 /// own message hides a certificate problem behind "error sending request") and what
 /// to do about it.
 pub fn unreachable_api(base: &str, e: &reqwest::Error) -> anyhow::Error {
-    let mut cause = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause.push_str(": ");
-        cause.push_str(&s.to_string());
-        source = s.source();
-    }
+    let cause = anyhow::Chain::new(e)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
     let hint = if cause.contains("alert") && cause.contains("Certificate") {
         "the server asks for a client certificate: pass --client-cert and --client-key"
     } else if cause.contains("certificate") || cause.contains("UnknownIssuer") {

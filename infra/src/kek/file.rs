@@ -18,7 +18,10 @@ pub struct FileKek {
 impl FileKek {
     /// The KEK `key`.
     pub fn new(key: &[u8; 32]) -> Self {
-        let fingerprint_key = Zeroizing::new(hmac_sha256(key, b"keyledger/fingerprint-key/v1"));
+        let fingerprint_key = Zeroizing::new(crate::envelope::hmac_sha256(
+            key,
+            &[b"keyledger/fingerprint-key/v1"],
+        ));
         let cipher = Aes256Gcm::new(&(*key).into());
         // Encrypting 16 bytes cannot exceed AES-GCM's limits.
         let zero = cipher
@@ -30,15 +33,6 @@ impl FileKek {
             fingerprint_key,
         }
     }
-}
-
-fn hmac_sha256(key: &[u8], label: &[u8]) -> [u8; 32] {
-    use hmac::{Hmac, Mac};
-    // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
-    mac.update(label);
-    mac.finalize().into_bytes().into()
 }
 
 impl Kek for FileKek {

@@ -123,16 +123,18 @@ impl Pkcs11Kek {
                 ))
             })?;
         let label = settings.key_label.as_bytes().to_vec();
-        let existing = session
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Label(label.clone()),
-            ])
-            .map_err(provider("looking for the KEK"))?;
-        let key = match existing.as_slice() {
-            [one] => *one,
-            [] => session
+        let find = |session: &Session| {
+            session
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::AES),
+                    Attribute::Label(label.clone()),
+                ])
+                .map_err(provider("looking for the KEK"))
+        };
+        let mut existing = find(&session)?;
+        if existing.is_empty() {
+            session
                 .generate_key(
                     &Mechanism::AesKeyGen,
                     &[
@@ -145,10 +147,16 @@ impl Pkcs11Kek {
                         Attribute::Extractable(false),
                         Attribute::Encrypt(true),
                         Attribute::Decrypt(true),
-                        Attribute::Label(label),
+                        Attribute::Label(label.clone()),
                     ],
                 )
-                .map_err(provider("creating the KEK in the token"))?,
+                .map_err(provider("creating the KEK in the token"))?;
+            // Looked for again: another process creating it at the same moment would
+            // make two, which must not go unnoticed.
+            existing = find(&session)?;
+        }
+        let key = match existing.as_slice() {
+            [one] => *one,
             _ => {
                 return Err(KekError::Provider(format!(
                     "{} keys labelled {:?} in token {:?}: keyledger cannot tell which is the \
@@ -187,9 +195,21 @@ impl Kek for Pkcs11Kek {
         let mut iv = *nonce;
         let params =
             GcmParams::new(&mut iv, aad, TAG_BITS.into()).map_err(provider("GCM parameters"))?;
-        self.session()
+        let sealed = self
+            .session()
             .encrypt(&Mechanism::AesGcm(params), self.key, dek)
-            .map_err(provider("wrapping in the token"))
+            .map_err(provider("wrapping in the token"))?;
+        // PKCS#11 lets a token make the IV itself and write it back: the nonce stored
+        // with the wrapped key would then not be the one used, and it could never be
+        // opened. keyledger needs a token that takes the caller's nonce.
+        if iv != *nonce {
+            return Err(KekError::Provider(
+                "the token chose its own GCM nonce; keyledger needs one that uses the \
+                 caller's (a FIPS-mode setting may forbid it)"
+                    .into(),
+            ));
+        }
+        Ok(sealed)
     }
 
     fn open(
@@ -222,7 +242,9 @@ impl Kek for Pkcs11Kek {
     fn fingerprint_key(&self) -> Result<Zeroizing<[u8; 32]>, KekError> {
         let sealed = self.seal(&FINGERPRINT_NONCE, &[0; 32], FINGERPRINT_AAD)?;
         let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(&sealed[..32]);
+        key.copy_from_slice(sealed.get(..32).ok_or_else(|| {
+            KekError::Provider("the token's AES-GCM returned less than it encrypted".into())
+        })?);
         Ok(key)
     }
 }

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead as _;
 use std::path::Path;
+use std::str::FromStr as _;
 
 use anyhow::{Context as _, Result, bail};
 use async_nats::HeaderMap;
@@ -32,7 +33,8 @@ const MAX_LINE: u64 = 12 * 1024 * 1024;
 
 /// Restores the backup `args` names.
 pub async fn run(args: RestoreArgs) -> Result<()> {
-    let (event_stream, counts) = check(&args.from)?;
+    let mut file = open(&args.from)?;
+    let (event_stream, counts) = check(&mut file, &args.from)?;
     let data_dir = &args.data.data_dir;
     infra::keyfile::private_dir(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -55,7 +57,7 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         // From here until every message is stored, keyledger refuses the directory.
         std::fs::write(&marker, "a restore is running or did not finish\n")
             .with_context(|| format!("writing {}", marker.display()))?;
-        publish(&js, &args.from).await
+        publish(&js, &mut file, &args.from, &event_stream).await
     }
     .await;
     server.stop().await;
@@ -67,10 +69,15 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         );
     }
     std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
-    let missing: Vec<&str> = ["kek.key", "commit.key", "checkpoint.key", "token-hs256.key"]
-        .into_iter()
-        .filter(|f| !data_dir.join(f).exists())
-        .collect();
+    let missing: Vec<&str> = [
+        infra::envelope::KEK_FILE,
+        infra::keyfile::COMMIT_KEY_FILE,
+        keyledger::stack::CHECKPOINT_KEY_FILE,
+        infra::identity::TOKEN_KEY_FILE,
+    ]
+    .into_iter()
+    .filter(|f| !data_dir.join(f).exists())
+    .collect();
     eprintln!(
         "restored {} into {}",
         stored
@@ -83,8 +90,9 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
     if !missing.is_empty() {
         eprintln!(
             "before `keyledger up --data-dir {}`, put the key files of the backed-up deployment \
-             there (missing: {}): the KEK opens the data keys, the commit key the commits, the \
-             checkpoint key signs on from the last checkpoint",
+             there (missing: {}; no KEK file when the KEK is in an HSM): the KEK opens the data \
+             keys, the commit key the commits, the checkpoint key signs on from the last \
+             checkpoint",
             data_dir.display(),
             missing.join(", ")
         );
@@ -92,10 +100,14 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
     Ok(())
 }
 
-/// The lines of a backup file, each bounded by [`MAX_LINE`]. Only a regular file is
-/// read (twice: checked, then published), never a pipe.
-fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, Line)>>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?;
+/// The backup file, opened once: both passes (the check, then the publishing) read
+/// this handle, so what is published is what was checked. Only a regular file, never
+/// a pipe (it is read twice).
+fn open(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("opening {}", path.display()))?;
     if !meta.is_file() {
         bail!(
             "{} is not a regular file: a restore reads its backup twice (checked, then \
@@ -103,9 +115,18 @@ fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, Line)>>> {
             path.display()
         );
     }
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(file)
+}
+
+/// The lines of `file` from its start, each bounded by [`MAX_LINE`].
+fn lines<'a>(
+    file: &'a mut std::fs::File,
+    path: &'a Path,
+) -> Result<impl Iterator<Item = Result<(usize, Line)>> + 'a> {
+    use std::io::Seek as _;
+    file.rewind()
+        .with_context(|| format!("reading {}", path.display()))?;
     let mut reader = std::io::BufReader::new(file);
-    let path = path.to_owned();
     let mut n = 0usize;
     Ok(std::iter::from_fn(move || {
         let mut buf = Vec::new();
@@ -129,31 +150,94 @@ fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, Line)>>> {
 
 /// The subject prefix of each stream a backup may hold.
 fn subjects(event_stream: &str) -> BTreeMap<String, String> {
+    let prefix = |wildcard: &str| wildcard.trim_end_matches('>').to_owned();
     BTreeMap::from([
         (
             commands::log::checkpoints::STREAM.to_owned(),
-            "keyledger.checkpoints.".to_owned(),
+            prefix(domain::subject::CHECKPOINTS_WILDCARD),
         ),
-        (event_stream.to_owned(), "keyledger.events.".to_owned()),
+        (
+            event_stream.to_owned(),
+            prefix(domain::subject::EVENTS_WILDCARD),
+        ),
         (
             api::access_log::STREAM.to_owned(),
-            "keyledger.access.".to_owned(),
+            prefix(domain::subject::ACCESS_WILDCARD),
         ),
         (key_stream(), format!("$KV.{}.", infra::log::KEY_BUCKET)),
     ])
 }
 
-/// Reads the whole file before touching anything: every line parses and belongs to
-/// keyledger's streams and subjects, its data decodes, each stream's sequences rise,
-/// and the end line's counts match (the file was not cut short). Returns the event
-/// stream's name and the counts.
-fn check(path: &Path) -> Result<(String, BTreeMap<String, u64>)> {
+/// A message of a backup, checked: its stream is one of keyledger's, its subject one of
+/// that stream's, its headers well formed (JetStream's own left out), its data base64.
+struct Checked {
+    stream: String,
+    seq: u64,
+    subject: String,
+    headers: HeaderMap,
+    payload: Vec<u8>,
+}
+
+/// Checks a message line against the streams `allowed` (stream → subject prefix).
+fn checked(line: Line, allowed: &BTreeMap<String, String>) -> Result<Option<Checked>> {
+    let Line::Message {
+        stream,
+        seq,
+        subject,
+        headers,
+        data,
+    } = line
+    else {
+        return Ok(None);
+    };
+    let Some(prefix) = allowed.get(&stream) else {
+        bail!("stream {stream:?} is not one of keyledger's");
+    };
+    let valid_subject = subject.len() > prefix.len()
+        && subject.starts_with(prefix.as_str())
+        && subject
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>');
+    if !valid_subject {
+        bail!("subject {subject:?} is not one of stream {stream}'s");
+    }
+    let mut map = HeaderMap::new();
+    for (name, value) in &headers {
+        // JetStream's own headers (expectations, batch markers, message ids) said how
+        // the message was written the first time; replayed, they would be checked again.
+        if name.to_ascii_lowercase().starts_with("nats-") {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            async_nats::HeaderName::from_str(name),
+            async_nats::HeaderValue::from_str(value),
+        ) else {
+            bail!("header {name:?} of {stream} sequence {seq} is not a valid NATS header");
+        };
+        map.append(name, value);
+    }
+    let payload = B64
+        .decode(&data)
+        .with_context(|| format!("{stream} sequence {seq}: the data is not base64"))?;
+    Ok(Some(Checked {
+        stream,
+        seq,
+        subject,
+        headers: map,
+        payload,
+    }))
+}
+
+/// Reads the whole file before touching anything: every line parses and checks
+/// ([`checked`]), each stream's sequences rise, and the end line's counts match (the
+/// file was not cut short). Returns the event stream's name and the counts.
+fn check(file: &mut std::fs::File, path: &Path) -> Result<(String, BTreeMap<String, u64>)> {
     let mut event_stream = None;
     let mut allowed = BTreeMap::new();
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_seq: BTreeMap<String, u64> = BTreeMap::new();
     let mut end = None;
-    for line in lines(path)? {
+    for line in lines(file, path)? {
         let (n, line) = line?;
         let at = || format!("{} line {n}", path.display());
         match line {
@@ -168,41 +252,37 @@ fn check(path: &Path) -> Result<(String, BTreeMap<String, u64>)> {
                         at()
                     );
                 }
+                let valid = !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !valid {
+                    bail!("{}: {name:?} is not a stream name", at());
+                }
                 allowed = subjects(&name);
                 event_stream = Some(name);
             }
             _ if n == 1 => bail!("{} does not start with a backup header", path.display()),
-            Line::Message {
-                stream,
-                seq,
-                subject,
-                data,
-                ..
-            } if end.is_none() => {
-                let Some(prefix) = allowed.get(&stream) else {
-                    bail!("{}: stream {stream:?} is not one of keyledger's", at());
-                };
-                let valid_subject = subject.len() > prefix.len()
-                    && subject.starts_with(prefix.as_str())
-                    && !subject.contains(['*', '>', ' ']);
-                if !valid_subject {
-                    bail!(
-                        "{}: subject {subject:?} is not one of stream {stream}'s",
-                        at()
-                    );
-                }
-                if last_seq.get(&stream).is_some_and(|last| seq <= *last) {
-                    bail!(
-                        "{}: sequence {seq} of {stream} does not follow the one before",
-                        at()
-                    );
-                }
-                last_seq.insert(stream.clone(), seq);
-                B64.decode(&data)
-                    .with_context(|| format!("{}: the data is not base64", at()))?;
-                *seen.entry(stream).or_default() += 1;
-            }
             Line::End { counts } if end.is_none() => end = Some(counts),
+            line @ Line::Message { .. } if end.is_none() => {
+                let message = checked(line, &allowed)
+                    .with_context(at)?
+                    .context("a message line")?;
+                if last_seq
+                    .get(&message.stream)
+                    .is_some_and(|last| message.seq <= *last)
+                {
+                    bail!(
+                        "{}: sequence {} of {} does not follow the one before",
+                        at(),
+                        message.seq,
+                        message.stream
+                    );
+                }
+                last_seq.insert(message.stream.clone(), message.seq);
+                *seen.entry(message.stream).or_default() += 1;
+            }
             _ => bail!("{}: after the end line, or a second header", at()),
         }
     }
@@ -255,45 +335,33 @@ async fn prepare(url: &str, event_stream: &str) -> Result<async_nats::jetstream:
 /// positions), and its acknowledgement.
 type InFlight = (String, Option<u64>, PublishAckFuture);
 
-/// Publishes every message of the file (checked before); returns how many each
-/// stream stored.
+/// Publishes every message of the file, checked again line by line as it goes;
+/// returns how many each stream stored.
 async fn publish(
     js: &async_nats::jetstream::Context,
+    file: &mut std::fs::File,
     path: &Path,
+    event_stream: &str,
 ) -> Result<BTreeMap<String, u64>> {
     let keys = key_stream();
+    let allowed = subjects(event_stream);
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut stored = BTreeMap::new();
     let mut done = 0u64;
     let progress = crate::cli::progress::Progress::new("restored");
-    for line in lines(path)? {
-        let (_, line) = line?;
-        let Line::Message {
-            stream,
-            seq,
-            subject,
-            headers,
-            data,
-        } = line
+    for line in lines(file, path)? {
+        let (n, line) = line?;
+        let Some(message) =
+            checked(line, &allowed).with_context(|| format!("{} line {n}", path.display()))?
         else {
             continue;
         };
-        let mut map = HeaderMap::new();
-        // JetStream's own headers (expectations, batch markers, message ids) said how
-        // the message was written the first time; replayed, they would be checked again.
-        for (name, value) in headers
-            .iter()
-            .filter(|(n, _)| !n.to_ascii_lowercase().starts_with("nats-"))
-        {
-            map.append(name.as_str(), value.as_str());
-        }
-        let payload = B64.decode(data)?;
-        let expected = (stream != keys).then_some(seq);
+        let expected = (message.stream != keys).then_some(message.seq);
         let ack = js
-            .publish_with_headers(subject, map, payload.into())
+            .publish_with_headers(message.subject, message.headers, message.payload.into())
             .await
-            .with_context(|| format!("publishing {stream} sequence {seq}"))?;
-        in_flight.push_back((stream, expected, ack));
+            .with_context(|| format!("publishing {} sequence {}", message.stream, message.seq))?;
+        in_flight.push_back((message.stream, expected, ack));
         if in_flight.len() >= WINDOW
             && let Some(next) = in_flight.pop_front()
         {
