@@ -86,16 +86,7 @@ async fn the_kek_lives_in_the_hsm_and_survives_a_restart() {
     // A wrong PIN stops keyledger at start with what to check.
     let wrong = hsm.path().join("wrong-pin");
     std::fs::write(&wrong, "wrong-pin-9137").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyledger"))
-        .args([
-            "up",
-            "--nats-port",
-            "0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(hsm.path().join("other"))
+    let out = crate::support::up::command(&hsm.path().join("other"), "127.0.0.1:0")
         .arg("--kek-pkcs11-module")
         .arg(&module)
         .args([

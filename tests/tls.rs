@@ -437,17 +437,7 @@ async fn plain_http_is_refused_off_loopback() {
     let out = tokio::task::spawn_blocking({
         let data = dir.path().join("data");
         move || {
-            Command::new(KEYLEDGER)
-                .args([
-                    "up",
-                    "--nats-port",
-                    "0",
-                    "--http-addr",
-                    "0.0.0.0:0",
-                    "--data-dir",
-                ])
-                .arg(data)
-                .env("RUST_LOG", "warn")
+            crate::support::up::command(&data, "0.0.0.0:0")
                 .output()
                 .unwrap()
         }
@@ -463,16 +453,7 @@ async fn plain_http_is_refused_off_loopback() {
 
     // Client certificates without HTTPS are refused, not ignored.
     let ca = Ca::new(dir.path(), "client-ca");
-    let out = Command::new(KEYLEDGER)
-        .args([
-            "up",
-            "--nats-port",
-            "0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data2"))
+    let out = crate::support::up::command(&dir.path().join("data2"), "127.0.0.1:0")
         .arg("--tls-client-ca")
         .arg(&ca.file)
         .output()

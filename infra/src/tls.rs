@@ -121,6 +121,28 @@ pub struct ClientIdentityFiles {
     pub key: PathBuf,
 }
 
+impl ClientIdentityFiles {
+    /// The pair, when both files are given.
+    pub fn pair(cert: Option<&Path>, key: Option<&Path>) -> Option<Self> {
+        Some(Self {
+            cert: cert?.to_owned(),
+            key: key?.to_owned(),
+        })
+    }
+}
+
+/// rustls's refusal of a certificate `cert` with its key `key` (`what` names its use).
+fn refused_pair<'a>(
+    what: &'a str,
+    cert: &'a Path,
+    key: &'a Path,
+) -> impl FnOnce(rustls::Error) -> TlsError + 'a {
+    move |source| TlsError::Refused {
+        what: format!("{what} {} with key {}", cert.display(), key.display()),
+        source,
+    }
+}
+
 /// A client configuration trusting `ca` (or, without one, the system's CAs), with an
 /// optional client certificate. It offers HTTP/1.1 only, as keyledger speaks it.
 pub fn client_config(
@@ -142,14 +164,7 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
         Some(files) => builder
             .with_client_auth_cert(certificates(&files.cert)?, private_key(&files.key)?)
-            .map_err(|source| TlsError::Refused {
-                what: format!(
-                    "client certificate {} with key {}",
-                    files.cert.display(),
-                    files.key.display()
-                ),
-                source,
-            })?,
+            .map_err(refused_pair("client certificate", &files.cert, &files.key))?,
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -198,14 +213,7 @@ pub fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
     };
     let mut config = builder
         .with_single_cert(certificates(&files.cert)?, private_key(&files.key)?)
-        .map_err(|source| TlsError::Refused {
-            what: format!(
-                "certificate {} with key {}",
-                files.cert.display(),
-                files.key.display()
-            ),
-            source,
-        })?;
+        .map_err(refused_pair("certificate", &files.cert, &files.key))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     if files.client_ca.is_some() {
         // A resumed session skips the handshake's certificate checks (an expired

@@ -491,13 +491,10 @@ impl ClientTlsArgs {
     /// `--client-cert`, if given.
     pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
         infra::tls::install_provider();
-        let identity = match (&self.client_cert, &self.client_key) {
-            (Some(cert), Some(key)) => Some(infra::tls::ClientIdentityFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        };
+        let identity = infra::tls::ClientIdentityFiles::pair(
+            self.client_cert.as_deref(),
+            self.client_key.as_deref(),
+        );
         let builder = reqwest::Client::builder();
         let builder = if self.cacert.is_some() || identity.is_some() {
             builder.tls_backend_preconfigured(infra::tls::client_config(
@@ -540,13 +537,10 @@ pub struct NatsTlsArgs {
 impl NatsTlsArgs {
     /// The TLS settings these flags ask for, if any.
     pub fn settings(&self) -> Option<infra::nats::NatsTls> {
-        let client = match (&self.nats_cert, &self.nats_key) {
-            (Some(cert), Some(key)) => Some(infra::tls::ClientIdentityFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        };
+        let client = infra::tls::ClientIdentityFiles::pair(
+            self.nats_cert.as_deref(),
+            self.nats_key.as_deref(),
+        );
         (self.nats_ca.is_some() || client.is_some()).then(|| infra::nats::NatsTls {
             ca: self.nats_ca.clone(),
             client,

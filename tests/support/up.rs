@@ -14,6 +14,25 @@ pub struct Up {
     pub nats: String,
 }
 
+/// `keyledger up` on the data directory `data`, its HTTP API on `http_addr` and its
+/// nats-server on a free port: for [`Up::spawn`], or for a start that must be refused
+/// (run with `output()`).
+pub fn command(data: &std::path::Path, http_addr: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
+    command
+        .args([
+            "up",
+            "--nats-port",
+            "0",
+            "--http-addr",
+            http_addr,
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("RUST_LOG", "warn");
+    command
+}
+
 impl Up {
     /// Starts `keyledger up`, with `configure` applied to its command, and waits until
     /// it prints where it listens.
@@ -24,18 +43,8 @@ impl Up {
     /// [`Up::spawn`] on `dir` (its data directory is `dir/data`): again on the
     /// directory of an earlier run that [`Up::stop_keeping`] returned.
     pub async fn spawn_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Command)) -> Up {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
+        let mut command = command(&dir.path().join("data"), "127.0.0.1:0");
         command
-            .args([
-                "up",
-                "--nats-port",
-                "0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             // Its log, for `diagnosis` when a test fails.
             .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap());
