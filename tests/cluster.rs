@@ -857,6 +857,7 @@ async fn a_lagging_follower_never_makes_a_key_look_destroyed() {
         nonce: vec![7; 12],
         wrapped: vec![9; 48],
         fingerprint: None,
+        fingerprint_kek: None,
     };
 
     // The follower hangs (SIGSTOP) while 1,000 keys are written: two of three replicas

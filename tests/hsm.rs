@@ -11,26 +11,50 @@ use serde_json::json;
 
 use crate::support::up::Up;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_kek_lives_in_the_hsm_and_survives_a_restart() {
-    let hsm = tempfile::tempdir().unwrap();
-    let pin = "hsm-pin-0451";
-    let conf = softhsm::token(hsm.path(), "keyledger", pin);
-    let pin_file = hsm.path().join("pin");
-    std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
-    let module = softhsm::module();
-    let configure = |c: &mut std::process::Command| {
+/// A SoftHSM2 token labelled `keyledger` in a temporary directory, its PIN in a file.
+struct Token {
+    dir: tempfile::TempDir,
+    conf: std::path::PathBuf,
+    pin_file: std::path::PathBuf,
+}
+
+impl Token {
+    fn new(pin: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = softhsm::token(dir.path(), "keyledger", pin);
+        let pin_file = dir.path().join("pin");
+        std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
+        Self {
+            dir,
+            conf,
+            pin_file,
+        }
+    }
+
+    /// The flags and environment that put a keyledger command's KEK in this token.
+    fn flags(&self, c: &mut std::process::Command) {
         c.arg("--kek-pkcs11-module")
-            .arg(&module)
+            .arg(softhsm::module())
             .args([
                 "--kek-pkcs11-token-label",
                 "keyledger",
                 "--kek-pkcs11-pin-file",
             ])
-            .arg(&pin_file)
-            .env("SOFTHSM2_CONF", &conf)
-            .env("RUST_LOG", "info");
+            .arg(&self.pin_file)
+            .env("SOFTHSM2_CONF", &self.conf);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kek_lives_in_the_hsm_and_survives_a_restart() {
+    let pin = "hsm-pin-0451";
+    let token = Token::new(pin);
+    let (module, conf) = (softhsm::module(), token.conf.clone());
+    let configure = |c: &mut std::process::Command| {
+        token.flags(c);
+        c.env("RUST_LOG", "info");
     };
+    let hsm = &token.dir;
     let mut up = Up::spawn(configure).await;
     let http = crate::support::http();
     let token = up.token("alice", "demo", "admin");
@@ -104,4 +128,95 @@ async fn the_kek_lives_in_the_hsm_and_survives_a_restart() {
         stderr.contains("PIN") && !stderr.contains("wrong-pin-9137"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kek_in_the_hsm_rotates_and_the_old_one_is_destroyed_in_the_token() {
+    let token = Token::new("hsm-pin-2207");
+    let hsm_flags = |c: &mut std::process::Command| token.flags(c);
+    let mut up = Up::spawn(hsm_flags).await;
+    let http = crate::support::http();
+    let token = up.token("alice", "demo", "admin");
+    let create = |name: &'static str, value: &'static str| {
+        let (http, url, token) = (
+            http.clone(),
+            format!("{}/v1/secrets", up.http),
+            token.clone(),
+        );
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(
+                    &json!({"name": name, "payload": value, "payload_content_type": "text/plain"}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            crate::support::id_of(&r.json().await.unwrap())
+        }
+    };
+    let read = |base: String, id: String| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let r = http
+                .get(format!("{base}/v1/secrets/{id}/payload"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let keys = |command: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_keyledger"));
+        c.arg("keys")
+            .args(command)
+            .args(["--nats-url", &up.service_url(), "--data-dir"])
+            .arg(up.data_dir());
+        hsm_flags(&mut c);
+        c.output().unwrap()
+    };
+    let before = create("before", "hsm-before-rotation").await;
+    let rotated = keys(&["rotate-kek"]);
+    assert!(rotated.status.success(), "{rotated:?} {}", up.diagnosis());
+    let after = create("after", "hsm-after-rotation").await;
+    let rewrapped = keys(&["rewrap"]);
+    assert!(rewrapped.status.success(), "{rewrapped:?}");
+    assert!(
+        String::from_utf8_lossy(&rewrapped.stdout).contains("1 re-wrapped now, 1 already"),
+        "{rewrapped:?}"
+    );
+    let retired = keys(&["retire-kek", "0"]);
+    assert!(retired.status.success(), "{retired:?}");
+    let status = String::from_utf8_lossy(&keys(&["status"]).stdout).into_owned();
+    assert!(
+        status.contains("held here: version 1") && !status.contains("held here: version 0"),
+        "version 0 is gone from the token: {status}"
+    );
+    for (id, value) in [
+        (&before, "hsm-before-rotation"),
+        (&after, "hsm-after-rotation"),
+    ] {
+        assert_eq!(
+            read(up.http.clone(), id.clone()).await,
+            (StatusCode::OK, value.to_owned())
+        );
+    }
+    // Restarted on the token that holds only version 1: everything reads.
+    let dir = up.stop_keeping();
+    let mut up = Up::spawn_in(dir, hsm_flags).await;
+    for (id, value) in [
+        (&before, "hsm-before-rotation"),
+        (&after, "hsm-after-rotation"),
+    ] {
+        assert_eq!(
+            read(up.http.clone(), id.clone()).await,
+            (StatusCode::OK, value.to_owned()),
+            "{}",
+            up.diagnosis()
+        );
+    }
+    up.stop();
 }

@@ -28,6 +28,7 @@ mod hostile_requests;
 mod hsm;
 mod http_api;
 mod identity;
+mod kek_rotation;
 mod lifecycle;
 mod log_migration;
 mod nats_commands;

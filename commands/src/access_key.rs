@@ -10,12 +10,11 @@ use domain::access_key::{
     check_secret, decide, evolve, sealing_ids,
 };
 use domain::commit::AggregateRef;
-use domain::ids::{CommandId, KeyId, ProjectId, Role, SecretId, ServiceName, UserId};
+use domain::ids::{CommandId, ProjectId, Role, SecretId, ServiceName, UserId};
 use domain::principal::{Actor, Principal};
 use domain::secret::payload::{ContentType, PayloadLimit, Plaintext};
 use domain::subject::{AccessKeyOp, AggregateKind};
 use domain::timestamp::Timestamp;
-use uuid::Uuid;
 
 use crate::secret::intake::DataKey;
 use crate::shared::executor::{Aggregate, Executor, Step};
@@ -119,11 +118,8 @@ impl AccessKeyHandler {
                     PayloadLimit::default(),
                 )?;
                 let (secret_id, version_id) = sealing_ids(&project, &id);
-                let key_id = KeyId::from_uuid(Uuid::new_v4());
-                let (sealed, wrapped) = self
-                    .envelope
-                    .seal(&plaintext, &project, secret_id, version_id, key_id)
-                    .map_err(|e| Rejection::internal(e.to_string()))?;
+                let (sealed, data_key) =
+                    DataKey::seal(&self.envelope, &plaintext, &project, secret_id, version_id)?;
                 Parsed {
                     command_id: command_id(req.command_id.as_deref())?,
                     command: AccessKeyCommand::Create(Box::new(CreateAccessKey {
@@ -132,10 +128,7 @@ impl AccessKeyHandler {
                         service: req.service.as_deref().map(ServiceName::parse).transpose()?,
                         secret: sealed,
                     })),
-                    data_key: Some(DataKey {
-                        id: key_id,
-                        wrapped,
-                    }),
+                    data_key: Some(data_key),
                     project,
                     id,
                 }
@@ -268,11 +261,11 @@ impl Step<AccessKeyAggregate> for AccessKeyStep<'_> {
             .keys
             .get(project, secret, stored.secret.key_id)
             .await?;
-        let new_key = self.parsed.data_key.as_ref();
-        let same = matches!(
-            (stored_key.and_then(|w| w.fingerprint), new_key.and_then(|k| k.wrapped.fingerprint.as_ref())),
-            (Some(a), Some(b)) if &a == b
-        );
+        let same = self
+            .parsed
+            .data_key
+            .as_ref()
+            .is_some_and(|k| k.same_payload_as(stored_key.as_ref()));
         let same = same
             && stored.user == new.user
             && stored.roles == new.roles

@@ -5,6 +5,7 @@
 
 pub mod access_key;
 pub mod container;
+pub mod keyring;
 pub mod log;
 pub mod order;
 pub mod secret;

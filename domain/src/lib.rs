@@ -30,6 +30,7 @@ pub mod commit;
 pub mod container;
 pub mod error;
 pub mod ids;
+pub mod keyring;
 pub mod merkle;
 pub mod order;
 pub mod policy;

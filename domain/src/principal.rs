@@ -38,6 +38,8 @@ pub enum SystemTask {
     OrderWorker,
     /// The rotation runner: starting scheduled rotations and recording each step.
     Rotator,
+    /// KEK rotation: `keyledger keys rotate-kek`, `rewrap` and `retire-kek`.
+    KekRotation,
 }
 
 impl std::fmt::Display for SystemTask {
@@ -46,6 +48,7 @@ impl std::fmt::Display for SystemTask {
             Self::Scheduler => "scheduler",
             Self::OrderWorker => "order worker",
             Self::Rotator => "rotation runner",
+            Self::KekRotation => "kek rotation",
         })
     }
 }
@@ -91,6 +94,13 @@ impl Actor {
     pub fn rotator() -> Self {
         Self::System(SystemActor {
             system: SystemTask::Rotator,
+        })
+    }
+
+    /// KEK rotation.
+    pub fn kek_rotation() -> Self {
+        Self::System(SystemActor {
+            system: SystemTask::KekRotation,
         })
     }
 

@@ -328,6 +328,8 @@ pub enum AggregateKind {
     Order,
     /// An access key (its id is the access key id).
     AccessKey,
+    /// The KEK keyring ([`crate::keyring`]): keyledger's own, in project `_keyledger`.
+    Kek,
 }
 
 impl AggregateKind {
@@ -338,6 +340,7 @@ impl AggregateKind {
             Self::Container => "container",
             Self::Order => "order",
             Self::AccessKey => "access_key",
+            Self::Kek => "kek",
         }
     }
 }
@@ -364,6 +367,7 @@ pub fn parse_aggregate_subject(subject: &str) -> Option<(ProjectId, AggregateKin
         "container" => AggregateKind::Container,
         "order" => AggregateKind::Order,
         "access_key" => AggregateKind::AccessKey,
+        "kek" => AggregateKind::Kek,
         _ => return None,
     };
     let id = AggregateId::parse(parts.next()?).ok()?;

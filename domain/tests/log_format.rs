@@ -197,6 +197,15 @@ fn check_any<E: EventCodec + PartialEq + std::fmt::Debug>(
     assert_eq!(decoded, event);
 }
 
+/// Pins a version-1 event in `golden/<file>`.
+fn check_v1<E: EventCodec + PartialEq + std::fmt::Debug>(event: E, file: &str) {
+    let golden = ExpectFile {
+        path: format!("golden/{file}").into(),
+        position: file!(),
+    };
+    check_any(event, file, golden);
+}
+
 #[test]
 fn container_events_v1() {
     use domain::container::{
@@ -235,11 +244,7 @@ fn container_events_v1() {
     ];
     for event in events {
         let file = format!("{}.v1.json", event.type_name());
-        let golden = ExpectFile {
-            path: format!("golden/{file}").into(),
-            position: file!(),
-        };
-        check_any(event, &file, golden);
+        check_v1(event, &file);
     }
 }
 
@@ -536,11 +541,7 @@ fn order_events_v1() {
     ];
     for event in events {
         let file = format!("{}.v1.json", event.type_name());
-        let golden = ExpectFile {
-            path: format!("golden/{file}").into(),
-            position: file!(),
-        };
-        check_any(event, &file, golden);
+        check_v1(event, &file);
     }
 }
 
@@ -564,10 +565,33 @@ fn access_key_events_v1() {
     ];
     for event in events {
         let file = format!("{}.v1.json", event.type_name());
-        let golden = ExpectFile {
-            path: format!("golden/{file}").into(),
-            position: file!(),
-        };
-        check_any(event, &file, golden);
+        check_v1(event, &file);
+    }
+}
+
+#[test]
+fn keyring_events_v1() {
+    use domain::keyring::{KekRetired, KekRotated, KeyringEvent, RewrapFinished, RewrapStarted};
+    let events = [
+        KeyringEvent::Rotated(KekRotated {
+            from: 0,
+            to: 1,
+            kek_id: "2bcb9c43392063e2".into(),
+        }),
+        KeyringEvent::RewrapStarted(RewrapStarted { to: 1, total: 2048 }),
+        KeyringEvent::RewrapFinished(RewrapFinished {
+            to: 1,
+            rewrapped: 2000,
+            already: 40,
+            gone: 8,
+        }),
+        KeyringEvent::Retired(KekRetired {
+            version: 0,
+            kek_id: "0c214a649be441f4".into(),
+        }),
+    ];
+    for event in events {
+        let file = format!("{}.v1.json", event.type_name());
+        check_v1(event, &file);
     }
 }

@@ -3,7 +3,9 @@
 //! file or an HSM: [`crate::kek`]), which lives outside NATS. Only the wrapped DEK
 //! leaves this module, and only to the key store, never to the log.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Nonce, Payload};
@@ -14,8 +16,8 @@ use secrecy::SecretSlice;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::kek::{FileKek, Kek, KekError, NONCE_LEN};
-use crate::keyfile::{self, KeyFileError};
+use crate::kek::{FileKek, FileSource, Kek, KekError, KekSource, KekVersion, NONCE_LEN};
+use crate::keyfile;
 
 /// File name of the development KEK inside the data directory.
 pub const KEK_FILE: &str = "kek.key";
@@ -25,16 +27,17 @@ const KEY_LEN: usize = 32;
 /// Why sealing or opening failed. Never carries key material or plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
-    /// The DEK was wrapped by another KEK than the one loaded.
+    /// The DEK was wrapped by a KEK this node does not hold.
     #[error(
-        "data key was wrapped by KEK {wrapped_by}, but KEK {loaded} is loaded: start keyledger \
-         with the KEK file it was created with; if that is the one loaded, the key store entry \
-         was tampered with (restore it from a backup)"
+        "data key was wrapped by KEK {wrapped_by}, but this node holds only KEK {loaded}: start \
+         keyledger with the KEK it was created with (a KEK retired while a key still named it, \
+         or a key file of another deployment); if it holds that KEK, the key store entry was \
+         tampered with (restore it from a backup)"
     )]
     WrongKek {
         /// The KEK id recorded with the wrapped key.
         wrapped_by: String,
-        /// The loaded KEK's id.
+        /// The ids of the KEKs held.
         loaded: String,
     },
     /// The wrapped DEK did not authenticate under its binding (AAD): the key store entry
@@ -73,6 +76,10 @@ pub struct WrappedKey {
     /// of a shredded payload against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The KEK whose fingerprint key made `fingerprint`, once a re-wrap moved the key
+    /// to another KEK; absent while it is `kek_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint_kek: Option<String>,
 }
 
 mod b64 {
@@ -116,50 +123,246 @@ fn dek_aad(project: &ProjectId, secret: SecretId, key: KeyId) -> Vec<u8> {
     format!("keyledger/dek/v1\0{project}\0{secret}\0{key}").into_bytes()
 }
 
-/// Seals and opens payloads under one KEK.
-pub struct Envelope {
-    kek: Box<dyn Kek>,
+fn fingerprint_under(
+    held: &Held,
+    plaintext: &Plaintext,
+    project: &ProjectId,
+    secret: SecretId,
+    version: VersionId,
+) -> String {
+    let who = format!(
+        "keyledger/fingerprint/v1\0{project}\0{secret}\0{version}\0{}\0",
+        plaintext.content_type()
+    );
+    hex::encode(hmac_sha256(
+        &held.fingerprint_key[..],
+        &[who.as_bytes(), plaintext.expose()],
+    ))
+}
+
+/// One KEK version an envelope holds, with the key its fingerprints are made with.
+struct Held {
+    version: KekVersion,
+    kek: Arc<dyn Kek>,
     fingerprint_key: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl Held {
+    fn new(version: KekVersion, kek: Box<dyn Kek>) -> Result<Self, CryptoError> {
+        let fingerprint_key = kek
+            .fingerprint_key()
+            .map_err(|e| CryptoError::Kek(e.to_string()))?;
+        Ok(Self {
+            version,
+            kek: Arc::from(kek),
+            fingerprint_key,
+        })
+    }
+}
+
+/// The KEK versions held, and which one wraps new data keys.
+struct Keyring {
+    held: Vec<Arc<Held>>,
+    current: Arc<Held>,
+}
+
+/// Seals payloads under the current KEK and opens them under whichever KEK version
+/// wrapped their data key: during a KEK rotation both are held, so reads never fail
+/// while keys are re-wrapped.
+pub struct Envelope {
+    ring: RwLock<Keyring>,
+    /// Where more versions come from; `None` for an envelope over one fixed KEK.
+    source: Option<Box<dyn KekSource>>,
 }
 
 impl std::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Envelope(kek {})", self.kek.id())
+        write!(f, "Envelope(kek {})", self.kek_id())
+    }
+}
+
+/// The fingerprints of one payload under every KEK version held (see
+/// [`Envelope::fingerprints`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprints(BTreeMap<String, String>);
+
+impl Fingerprints {
+    /// Whether `stored` was made for the same payload: its fingerprint equals this
+    /// payload's under the KEK that made it.
+    pub fn match_stored(&self, stored: &WrappedKey) -> bool {
+        matches!(
+            (&stored.fingerprint, self.0.get(stored.fingerprinted_by())),
+            (Some(a), Some(b)) if a == b
+        )
+    }
+}
+
+impl WrappedKey {
+    /// The id of the KEK whose fingerprint key made [`WrappedKey::fingerprint`]: the
+    /// one that first wrapped the key, which a re-wrap records.
+    pub fn fingerprinted_by(&self) -> &str {
+        self.fingerprint_kek.as_deref().unwrap_or(&self.kek_id)
     }
 }
 
 impl Envelope {
     /// An envelope over a 32-byte KEK held in this process.
     pub fn new(kek: &[u8; KEY_LEN]) -> Self {
-        let kek = FileKek::new(kek);
-        let fingerprint_key = kek
-            .fingerprint_key()
-            .unwrap_or_else(|_| unreachable!("a file KEK's fingerprint key is derived in memory"));
-        Self {
-            kek: Box::new(kek),
-            fingerprint_key,
-        }
+        Self::with_kek(Box::new(FileKek::new(kek)))
+            .unwrap_or_else(|_| unreachable!("a file KEK's fingerprint key is derived in memory"))
     }
 
-    /// An envelope over `kek`, wherever it is held.
+    /// An envelope over `kek`, wherever it is held, as version 0 and nothing else.
     pub fn with_kek(kek: Box<dyn Kek>) -> Result<Self, CryptoError> {
-        let fingerprint_key = kek
-            .fingerprint_key()
-            .map_err(|e| CryptoError::Kek(e.to_string()))?;
+        let held = Arc::new(Held::new(0, kek)?);
         Ok(Self {
-            kek,
-            fingerprint_key,
+            ring: RwLock::new(Keyring {
+                held: vec![held.clone()],
+                current: held,
+            }),
+            source: None,
         })
     }
 
-    /// The KEK's id.
-    pub fn kek_id(&self) -> &str {
-        self.kek.id()
+    /// An envelope over every KEK version `source` holds, the newest current until
+    /// [`Envelope::use_version`] says otherwise. With no version at all, version 0 is
+    /// made (first use).
+    pub fn from_source(source: Box<dyn KekSource>) -> Result<Self, CryptoError> {
+        let kek = |e: KekError| CryptoError::Kek(e.to_string());
+        let mut held = Vec::new();
+        for version in source.versions().map_err(kek)? {
+            if let Some(k) = source.load(version).map_err(kek)? {
+                held.push(Arc::new(Held::new(version, k)?));
+            }
+        }
+        if held.is_empty() {
+            held.push(Arc::new(Held::new(0, source.create(0).map_err(kek)?)?));
+        }
+        let current = held
+            .last()
+            .cloned()
+            .unwrap_or_else(|| unreachable!("one version was just made"));
+        Ok(Self {
+            ring: RwLock::new(Keyring { held, current }),
+            source: Some(source),
+        })
+    }
+
+    /// The KEK files beside `path` (`path` itself is version 0), version 0 created
+    /// (mode 0600) on first use.
+    pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
+        Self::from_source(Box::new(FileSource::new(path)))
+    }
+
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
+        // The ring is replaced whole under the lock; a panic elsewhere leaves it valid.
+        self.ring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn current(&self) -> Arc<Held> {
+        self.ring().current.clone()
+    }
+
+    /// The current KEK's id.
+    pub fn kek_id(&self) -> String {
+        self.current().kek.id().to_owned()
+    }
+
+    /// The current KEK's version.
+    pub fn current_version(&self) -> KekVersion {
+        self.current().version
+    }
+
+    /// The versions held and their KEK ids, ascending.
+    pub fn versions(&self) -> Vec<(KekVersion, String)> {
+        self.ring()
+            .held
+            .iter()
+            .map(|h| (h.version, h.kek.id().to_owned()))
+            .collect()
+    }
+
+    /// Where versions come from, for rotation and retirement.
+    pub fn source(&self) -> Option<&dyn KekSource> {
+        self.source.as_deref()
+    }
+
+    /// Loads the versions the source gained since (another process rotated).
+    pub fn refresh(&self) -> Result<(), CryptoError> {
+        let Some(source) = &self.source else {
+            return Ok(());
+        };
+        let kek = |e: KekError| CryptoError::Kek(e.to_string());
+        let have: Vec<KekVersion> = self.ring().held.iter().map(|h| h.version).collect();
+        let mut more = Vec::new();
+        for version in source.versions().map_err(kek)? {
+            if have.contains(&version) {
+                continue;
+            }
+            if let Some(k) = source.load(version).map_err(kek)? {
+                more.push(Arc::new(Held::new(version, k)?));
+            }
+        }
+        if !more.is_empty() {
+            let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
+            ring.held.extend(more);
+            ring.held.sort_by_key(|h| h.version);
+            ring.held.dedup_by_key(|h| h.version);
+        }
+        Ok(())
+    }
+
+    /// Makes version `version` (whose KEK id is `kek_id`) the one new data keys are
+    /// wrapped with, loading it first if it is new. Refused if this node does not hold
+    /// it, or holds another key under its name.
+    pub fn use_version(&self, version: KekVersion, kek_id: &str) -> Result<(), CryptoError> {
+        let find = |ring: &Keyring| ring.held.iter().find(|h| h.version == version).cloned();
+        // Bound first, so that the read lock is released before a refresh writes.
+        let found = find(&self.ring());
+        let held = match found {
+            Some(h) => h,
+            None => {
+                self.refresh()?;
+                find(&self.ring()).ok_or_else(|| {
+                    CryptoError::Kek(format!(
+                        "KEK version {version} is current, but this node does not hold it ({}); \
+                         give it that KEK",
+                        self.source
+                            .as_ref()
+                            .map_or_else(|| "a single fixed KEK".to_owned(), |s| s.name(version))
+                    ))
+                })?
+            }
+        };
+        if held.kek.id() != kek_id {
+            return Err(CryptoError::Kek(format!(
+                "KEK version {version} is {kek_id}, but this node holds another key under its \
+                 name ({}); give it the deployment's KEK",
+                held.kek.id()
+            )));
+        }
+        self.ring.write().unwrap_or_else(|e| e.into_inner()).current = held;
+        Ok(())
+    }
+
+    /// The held KEK with id `id`, looking for new versions once if none is.
+    fn by_id(&self, id: &str) -> Option<Arc<Held>> {
+        let find = |ring: &Keyring| ring.held.iter().find(|h| h.kek.id() == id).cloned();
+        let found = find(&self.ring());
+        if found.is_some() {
+            return found;
+        }
+        // A version made after this node started (a rotation elsewhere): look once.
+        if let Err(e) = self.refresh() {
+            tracing::warn!(error = %e, "looking for new KEK versions failed");
+        }
+        find(&self.ring())
     }
 
     /// The fingerprint of version `version` of `secret` holding `plaintext`: HMAC-SHA256
-    /// under a key derived from the KEK, over the version's identity, media type and
-    /// bytes. Equal fingerprints mean the same payload was sent for the same version.
+    /// under a key derived from the current KEK, over the version's identity, media
+    /// type and bytes. Equal fingerprints mean the same payload was sent for the same
+    /// version.
     pub fn fingerprint(
         &self,
         plaintext: &Plaintext,
@@ -167,30 +370,95 @@ impl Envelope {
         secret: SecretId,
         version: VersionId,
     ) -> String {
-        let who = format!(
-            "keyledger/fingerprint/v1\0{project}\0{secret}\0{version}\0{}\0",
-            plaintext.content_type()
-        );
-        hex::encode(hmac_sha256(
-            &self.fingerprint_key[..],
-            &[who.as_bytes(), plaintext.expose()],
-        ))
+        fingerprint_under(&self.current(), plaintext, project, secret, version)
     }
 
-    /// Loads the KEK file at `path`, creating a fresh one (mode 0600) on first use.
-    pub fn load_or_create(path: &Path) -> Result<Self, KeyFileError> {
-        Self::from_file_bytes(keyfile::load_or_create(path, KEY_LEN)?)
+    /// The payload's fingerprints under every KEK version held: a retried write is
+    /// compared with what was stored under the KEK that stored it, also after a
+    /// rotation.
+    pub fn fingerprints(
+        &self,
+        plaintext: &Plaintext,
+        project: &ProjectId,
+        secret: SecretId,
+        version: VersionId,
+    ) -> Fingerprints {
+        let held = self.ring().held.clone();
+        Fingerprints(
+            held.iter()
+                .map(|h| {
+                    (
+                        h.kek.id().to_owned(),
+                        fingerprint_under(h, plaintext, project, secret, version),
+                    )
+                })
+                .collect(),
+        )
     }
 
-    /// Loads an existing KEK file.
-    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
-        Self::from_file_bytes(keyfile::load(path, KEY_LEN)?)
+    /// `wrapped` (the data key `key` of `secret`) wrapped again by the current KEK
+    /// under the same binding and a fresh nonce, its fingerprint kept; `None` if the
+    /// current KEK wrapped it already.
+    pub fn rewrap(
+        &self,
+        wrapped: &WrappedKey,
+        project: &ProjectId,
+        secret: SecretId,
+        key: KeyId,
+    ) -> Result<Option<WrappedKey>, CryptoError> {
+        let current = self.current();
+        if wrapped.kek_id == current.kek.id() {
+            return Ok(None);
+        }
+        let aad = dek_aad(project, secret, key);
+        let dek = self.unwrap_dek(wrapped, &aad, key)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        keyfile::random_bytes(&mut nonce);
+        let rewrapped = current
+            .kek
+            .seal(&nonce, &dek, &aad)
+            .map_err(|e| CryptoError::Kek(e.to_string()))?;
+        Ok(Some(WrappedKey {
+            kek_id: current.kek.id().to_owned(),
+            nonce: nonce.to_vec(),
+            wrapped: rewrapped,
+            fingerprint_kek: wrapped
+                .fingerprint
+                .as_ref()
+                .map(|_| wrapped.fingerprinted_by().to_owned()),
+            fingerprint: wrapped.fingerprint.clone(),
+        }))
     }
 
-    fn from_file_bytes(bytes: Zeroizing<Vec<u8>>) -> Result<Self, KeyFileError> {
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        key.copy_from_slice(&bytes);
-        Ok(Self::new(&key))
+    /// The data key `key` in `wrapped`, opened by the KEK that wrapped it.
+    fn unwrap_dek(
+        &self,
+        wrapped: &WrappedKey,
+        aad: &[u8],
+        key: KeyId,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let held = self
+            .by_id(&wrapped.kek_id)
+            .ok_or_else(|| CryptoError::WrongKek {
+                wrapped_by: wrapped.kek_id.clone(),
+                loaded: self
+                    .versions()
+                    .into_iter()
+                    .map(|(_, id)| id)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let dek = held
+            .kek
+            .open(&wrapped.nonce, &wrapped.wrapped, aad)
+            .map_err(|e| match e {
+                KekError::Unwrap => CryptoError::Unwrap(key),
+                KekError::Provider(p) => CryptoError::Kek(p),
+            })?;
+        if dek.len() != KEY_LEN {
+            return Err(CryptoError::Unwrap(key));
+        }
+        Ok(dek)
     }
 
     /// Seals `plaintext` as version `version_id` of `secret` under a fresh DEK with id
@@ -219,9 +487,10 @@ impl Envelope {
             )
             .map_err(|_| CryptoError::Seal)?;
 
+        let current = self.current();
         let mut wrap_nonce = [0u8; NONCE_LEN];
         keyfile::random_bytes(&mut wrap_nonce);
-        let wrapped = self
+        let wrapped = current
             .kek
             .seal(
                 &wrap_nonce,
@@ -239,10 +508,13 @@ impl Envelope {
                 ciphertext,
             },
             WrappedKey {
-                kek_id: self.kek.id().to_owned(),
+                kek_id: current.kek.id().to_owned(),
                 nonce: wrap_nonce.to_vec(),
                 wrapped,
-                fingerprint: Some(self.fingerprint(plaintext, project, secret, version_id)),
+                fingerprint: Some(fingerprint_under(
+                    &current, plaintext, project, secret, version_id,
+                )),
+                fingerprint_kek: None,
             },
         ))
     }
@@ -255,23 +527,11 @@ impl Envelope {
         project: &ProjectId,
         secret: SecretId,
     ) -> Result<SecretSlice<u8>, CryptoError> {
-        if wrapped.kek_id != self.kek.id() {
-            return Err(CryptoError::WrongKek {
-                wrapped_by: wrapped.kek_id.clone(),
-                loaded: self.kek.id().to_owned(),
-            });
-        }
-        let dek = self
-            .kek
-            .open(
-                &wrapped.nonce,
-                &wrapped.wrapped,
-                &dek_aad(project, secret, sealed.key_id),
-            )
-            .map_err(|e| match e {
-                KekError::Unwrap => CryptoError::Unwrap(sealed.key_id),
-                KekError::Provider(p) => CryptoError::Kek(p),
-            })?;
+        let dek = self.unwrap_dek(
+            wrapped,
+            &dek_aad(project, secret, sealed.key_id),
+            sealed.key_id,
+        )?;
         let dek: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
             dek.as_slice()
                 .try_into()

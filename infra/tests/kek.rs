@@ -8,8 +8,10 @@
 #[path = "support/softhsm.rs"]
 mod softhsm;
 
-use infra::envelope::Envelope;
-use infra::kek::{FileKek, Kek, KekError, Pkcs11Kek, Pkcs11Settings};
+use infra::envelope::{CryptoError, Envelope};
+use infra::kek::{
+    FileKek, FileSource, Kek, KekError, KekSource, Pkcs11Kek, Pkcs11Settings, Pkcs11Source,
+};
 
 /// What every KEK must do: wrap and unwrap under a binding, refuse another binding,
 /// another nonce or altered bytes, keep one id, and seal payloads in an envelope.
@@ -55,16 +57,10 @@ fn envelope_round_trip(
     infra::envelope::WrappedKey,
 ) {
     use domain::ids::{ProjectId, SecretId};
-    use domain::secret::payload::{ContentType, PayloadLimit, Plaintext};
     use secrecy::ExposeSecret as _;
     let project = ProjectId::parse("p1").unwrap();
     let (secret, version, key) = ids();
-    let text = Plaintext::from_bytes(
-        b"hsm-canary".to_vec(),
-        ContentType::TextPlain,
-        PayloadLimit::default(),
-    )
-    .unwrap();
+    let text = canary();
     let (sealed, wrapped) = envelope
         .seal(&text, &project, secret, version, key)
         .unwrap();
@@ -74,6 +70,91 @@ fn envelope_round_trip(
     let other = SecretId::from_uuid(uuid::Uuid::from_u128(99));
     assert!(envelope.open(&sealed, &wrapped, &project, other).is_err());
     (sealed, wrapped)
+}
+
+/// What every KEK source must do for a rotation: make version 0 on first use, a
+/// new version once, keep opening what an old version wrapped, re-wrap it under the
+/// new one keeping its fingerprint, and retire the old one for good. `make` opens the
+/// source again (a restart).
+fn rotation_suite(make: &dyn Fn() -> Box<dyn KekSource>) {
+    let project = domain::ids::ProjectId::parse("p1").unwrap();
+    let (secret, version, key) = ids();
+    let text = canary();
+    let (sealed, moved) = {
+        let envelope = Envelope::from_source(make()).unwrap();
+        assert_eq!(
+            envelope.current_version(),
+            0,
+            "version 0 is made on first use"
+        );
+        let old = envelope.kek_id();
+        let (sealed, wrapped) = envelope_round_trip(&envelope);
+        let source = envelope.source().unwrap();
+        assert_eq!(source.versions().unwrap(), vec![0]);
+        source.create(1).unwrap();
+        assert!(source.create(1).is_err(), "a version is made once");
+        assert!(
+            envelope.use_version(1, "another-kek").is_err(),
+            "a version held under another id is refused"
+        );
+        envelope.refresh().unwrap();
+        let new = envelope.versions()[1].1.clone();
+        envelope.use_version(1, &new).unwrap();
+        assert_ne!(old, new);
+        // Keys of the old version still open; new ones are wrapped by the new.
+        assert!(envelope.open(&sealed, &wrapped, &project, secret).is_ok());
+        let (_, fresh) = envelope_round_trip(&envelope);
+        assert_eq!(fresh.kek_id, new);
+        // A re-wrap moves the old key and keeps its fingerprint, by the KEK that made it.
+        let moved = envelope
+            .rewrap(&wrapped, &project, secret, key)
+            .unwrap()
+            .expect("wrapped by the old version");
+        assert_eq!(moved.kek_id, new);
+        assert_ne!(moved.nonce, wrapped.nonce);
+        assert_eq!(moved.fingerprint, wrapped.fingerprint);
+        assert_eq!(moved.fingerprinted_by(), old);
+        assert!(
+            envelope
+                .rewrap(&moved, &project, secret, key)
+                .unwrap()
+                .is_none()
+        );
+        let retry = envelope.fingerprints(&text, &project, secret, version);
+        assert!(
+            retry.match_stored(&moved),
+            "a retry matches after the re-wrap"
+        );
+        assert!(retry.match_stored(&wrapped), "and before it");
+        // The binding holds: moved to another secret, it does not open.
+        let other = domain::ids::SecretId::from_uuid(uuid::Uuid::from_u128(99));
+        assert!(envelope.open(&sealed, &moved, &project, other).is_err());
+        source.retire(0).unwrap();
+        assert_eq!(source.versions().unwrap(), vec![1]);
+        (sealed, moved)
+    };
+    // Opened again with only version 1: it is current, opens the moved key, and the
+    // old wrapping is lost with version 0.
+    let envelope = Envelope::from_source(make()).unwrap();
+    assert_eq!(envelope.current_version(), 1);
+    assert!(envelope.open(&sealed, &moved, &project, secret).is_ok());
+    let mut stale = moved.clone();
+    stale.kek_id = "retired".into();
+    assert!(matches!(
+        envelope.open(&sealed, &stale, &project, secret),
+        Err(CryptoError::WrongKek { .. })
+    ));
+}
+
+/// The payload the suites seal.
+fn canary() -> domain::secret::payload::Plaintext {
+    use domain::secret::payload::{ContentType, PayloadLimit, Plaintext};
+    Plaintext::from_bytes(
+        b"hsm-canary".to_vec(),
+        ContentType::TextPlain,
+        PayloadLimit::default(),
+    )
+    .unwrap()
 }
 
 fn ids() -> (
@@ -186,4 +267,22 @@ fn both_kek_providers_pass_one_suite() {
         .expect("an unknown token")
         .to_string();
     assert!(e.contains("kl-test") && e.contains("nope"), "{e}");
+
+    // Rotation, with key files and with keys in the token.
+    let files = tempfile::tempdir().unwrap();
+    let base = files.path().join("kek.key");
+    rotation_suite(&|| Box::new(FileSource::new(&base)));
+    // A half-written key file and other names beside the KEK are not versions.
+    std::fs::write(files.path().join("kek.key.5.0123abcd.tmp"), "x").unwrap();
+    std::fs::write(files.path().join("kek.key.x"), "x").unwrap();
+    assert_eq!(FileSource::new(&base).versions().unwrap(), vec![1]);
+    let rotated = Pkcs11Settings {
+        key_label: "rotated-kek".into(),
+        ..missing
+    };
+    let rotated = Pkcs11Settings {
+        token_label: "kl-test".into(),
+        ..rotated
+    };
+    rotation_suite(&|| Box::new(Pkcs11Source::open(&rotated).unwrap()));
 }

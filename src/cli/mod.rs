@@ -11,6 +11,7 @@ mod cluster;
 mod container;
 mod export_format;
 mod http;
+mod keys;
 mod log_cmd;
 mod nats_config;
 mod progress;
@@ -65,6 +66,10 @@ enum Command {
     /// Restore a backup into a new, empty data directory (then put the key files there
     /// and run `keyledger up`, which rebuilds the read model from the log).
     Restore(backup::RestoreArgs),
+    /// Rotate the key-encryption key while keyledger runs: a new KEK version, every
+    /// stored data key re-wrapped under it, the old version retired.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Issue development tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -154,6 +159,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(cmd) => serve::run(cmd).await,
         Command::Backup(args) => backup::backup(args).await,
         Command::Restore(args) => backup::restore(args).await,
+        Command::Keys(cmd) => keys::run(cmd).await,
         Command::Token(cmd) => token::run(cmd),
         Command::Secret(cmd) => secret::run(cmd).await,
         Command::Acl(cmd) => acl::run(cmd).await,

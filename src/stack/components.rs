@@ -78,7 +78,16 @@ pub async fn start_commands(
     let client = infra::nats::connect(nats_url, "keyledger-commands").await?;
     let js = async_nats::jetstream::new(client.clone());
     let store = Arc::new(EventStore::open(js.clone(), log, (*keys.commit).clone()).await?);
-    let keystore = KeyStore::new(ensure_key_bucket(&js, log.replicas).await?);
+    let key_bucket = ensure_key_bucket(&js, log.replicas).await?;
+    // New data keys are wrapped by the deployment's current KEK from the first one on,
+    // and by each new one from the moment `keys rotate-kek` names it.
+    infra::kek::current::adopt_now(&keys.envelope, &key_bucket).await?;
+    let kek_follower = tokio::spawn(infra::kek::current::follow(
+        keys.envelope.clone(),
+        key_bucket.clone(),
+        shutdown.clone(),
+    ));
+    let keystore = KeyStore::new(key_bucket);
     let signer = commands::log::checkpoints::load_signer(&settings.checkpoints)?;
     commands::log::checkpoints::ensure_stream(&js, log.replicas).await?;
     let checkpointer = Checkpointer::resume(
@@ -180,6 +189,10 @@ pub async fn start_commands(
     let shredder_key = (*keys.commit).clone();
     Ok(vec![
         worker,
+        tokio::spawn(async move {
+            kek_follower.await?;
+            Ok(())
+        }),
         tokio::spawn(async move {
             scheduler.await?;
             Ok(())

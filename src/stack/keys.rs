@@ -10,7 +10,7 @@ use commands::log::checkpoints::CheckpointSettings;
 use domain::commit::CommitKey;
 use infra::envelope::{Envelope, KEK_FILE};
 use infra::identity::{self, IdentityProvider, Issuer, TOKEN_KEY_FILE, TrustConfig, Verifier};
-use infra::kek::{Pkcs11Kek, Pkcs11Settings};
+use infra::kek::{Pkcs11Settings, Pkcs11Source};
 use infra::keyfile::COMMIT_KEY_FILE;
 
 /// Which tokens a node accepts.
@@ -33,7 +33,7 @@ impl IdentitySettings {
 /// Where a node's key files are; `None` means the default name in the data directory.
 #[derive(Debug, Clone, Default)]
 pub struct KeyFiles {
-    /// The KEK (`kek.key`).
+    /// The KEK (`kek.key`; later versions beside it, `kek.key.1`, ...).
     pub kek: Option<PathBuf>,
     /// The development token key (`token-hs256.key`).
     pub token: Option<PathBuf>,
@@ -93,9 +93,9 @@ impl Keys {
             .unwrap_or_else(|| data_dir.join(TOKEN_KEY_FILE));
         let envelope = Arc::new(match &files.kek_pkcs11 {
             Some(settings) => {
-                let kek = Pkcs11Kek::open(settings)
+                let token = Pkcs11Source::open(settings)
                     .map_err(|e| anyhow::anyhow!("the KEK in the HSM: {e}"))?;
-                Envelope::with_kek(Box::new(kek))?
+                Envelope::from_source(Box::new(token))?
             }
             None => Envelope::load_or_create(&kek)?,
         });

@@ -96,18 +96,26 @@ impl Up {
         self.dir.path().join("data")
     }
 
-    /// A JetStream context with keyledger's service credentials.
-    pub async fn service_js(&self) -> async_nats::jetstream::Context {
+    /// The managed nats-server's URL with keyledger's service credentials.
+    pub fn service_url(&self) -> String {
         let password =
             std::fs::read_to_string(self.data_dir().join(infra::server::SERVICE_PASSWORD_FILE))
                 .unwrap();
-        let url = format!(
+        format!(
             "nats://{}:{}@{}",
             infra::server::SERVICE_USER,
             password.trim(),
             self.nats
-        );
-        async_nats::jetstream::new(infra::nats::connect(&url, "test").await.unwrap())
+        )
+    }
+
+    /// A JetStream context with keyledger's service credentials.
+    pub async fn service_js(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(
+            infra::nats::connect(&self.service_url(), "test")
+                .await
+                .unwrap(),
+        )
     }
 
     /// A token `keyledger token issue` gives `user` in `project` with `roles`.

@@ -93,6 +93,24 @@ fn sealing_ids() -> (ProjectId, SecretId, VersionId, KeyId) {
     )
 }
 
+/// The local CA's key-store entry `bytes` with its data key wrapped again by the
+/// current KEK; `None` if it already is.
+pub fn rewrapped_entry(
+    envelope: &Envelope,
+    bytes: &[u8],
+) -> Result<Option<Vec<u8>>, infra::envelope::CryptoError> {
+    let tampered = || infra::envelope::CryptoError::Kek(format!("{LOCAL_CA_ENTRY} is malformed"));
+    let mut stored: Stored = serde_json::from_slice(bytes).map_err(|_| tampered())?;
+    let (project, secret, _, key) = sealing_ids();
+    let Some(wrapped) = envelope.rewrap(&stored.wrapped, &project, secret, key)? else {
+        return Ok(None);
+    };
+    stored.wrapped = wrapped;
+    serde_json::to_vec(&stored)
+        .map(Some)
+        .map_err(|_| tampered())
+}
+
 fn ca_params() -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::new(Vec::<String>::new())
         .map_err(|e| CaError::Unavailable(e.to_string()))?;

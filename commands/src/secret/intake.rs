@@ -20,7 +20,7 @@ use domain::timestamp::Timestamp;
 use uuid::Uuid;
 
 use crate::shared::request::{acl_change, command_id};
-use infra::envelope::{Envelope, WrappedKey};
+use infra::envelope::{Envelope, Fingerprints, WrappedKey};
 use infra::protocol::{
     CreateSecretRequest, DeleteAclRequest, DeleteMetadatumRequest, DeleteSecretRequest,
     MoveStageRequest, PutPayloadRequest, PutValueRequest, RemoveTagsRequest,
@@ -50,6 +50,39 @@ pub(crate) struct DataKey {
     pub id: KeyId,
     /// The key, wrapped by the KEK.
     pub wrapped: WrappedKey,
+    /// The payload's fingerprints under every KEK version held, to tell a retry from
+    /// another write by comparing with a stored key, whichever KEK stored it.
+    pub fingerprints: Fingerprints,
+}
+
+impl DataKey {
+    /// Seals `plaintext` as version `version_id` of `secret` under a fresh data key.
+    pub fn seal(
+        envelope: &Envelope,
+        plaintext: &Plaintext,
+        project: &ProjectId,
+        secret: SecretId,
+        version_id: VersionId,
+    ) -> Result<(SealedPayload, Self), Rejection> {
+        let id = KeyId::from_uuid(Uuid::new_v4());
+        let (sealed, wrapped) = envelope
+            .seal(plaintext, project, secret, version_id, id)
+            .map_err(|e| Rejection::internal(e.to_string()))?;
+        let fingerprints = envelope.fingerprints(plaintext, project, secret, version_id);
+        Ok((
+            sealed,
+            Self {
+                id,
+                wrapped,
+                fingerprints,
+            },
+        ))
+    }
+
+    /// Whether `stored` holds the same payload this key seals (a retried write).
+    pub fn same_payload_as(&self, stored: Option<&WrappedKey>) -> bool {
+        stored.is_some_and(|s| self.fingerprints.match_stored(s))
+    }
 }
 
 /// What intake needs besides the request.
@@ -85,18 +118,7 @@ impl IntakeContext<'_> {
         secret: SecretId,
         version_id: VersionId,
     ) -> Result<(SealedPayload, DataKey), Rejection> {
-        let key_id = KeyId::from_uuid(Uuid::new_v4());
-        let (sealed, wrapped) = self
-            .envelope
-            .seal(plaintext, project, secret, version_id, key_id)
-            .map_err(|e| Rejection::internal(e.to_string()))?;
-        Ok((
-            sealed,
-            DataKey {
-                id: key_id,
-                wrapped,
-            },
-        ))
+        DataKey::seal(self.envelope, plaintext, project, secret, version_id)
     }
 
     /// `secret.create`.

@@ -286,10 +286,7 @@ impl SecretHandler {
             .keys
             .get(&intake.project, intake.secret, key_id)
             .await?;
-        Ok(matches!(
-            (stored.and_then(|w| w.fingerprint), &new.wrapped.fingerprint),
-            (Some(a), Some(b)) if &a == b
-        ))
+        Ok(new.same_payload_as(stored.as_ref()))
     }
 
     /// Whether a create whose command id (`Idempotency-Key`) was applied already is

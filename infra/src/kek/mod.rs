@@ -1,13 +1,18 @@
 //! Key-encryption keys: what wraps and unwraps data keys, bound to their AAD. One
 //! trait, two providers: a key file read into the process (`file.rs`, the development
 //! default) and a key held in an HSM through PKCS#11 (`pkcs11.rs`), which never leaves
-//! it. The envelope (`crate::envelope`) uses either the same way.
+//! it. The envelope (`crate::envelope`) uses either the same way. A KEK has versions
+//! (`source.rs`), one of them current deployment-wide (`current.rs`): rotation adds
+//! one, re-wrapping moves data keys to it, retirement removes an old one.
 
+pub mod current;
 mod file;
 mod pkcs11;
+mod source;
 
 pub use file::FileKek;
-pub use pkcs11::{DEFAULT_KEY_LABEL, Pkcs11Kek, Pkcs11Settings};
+pub use pkcs11::{DEFAULT_KEY_LABEL, Pkcs11Kek, Pkcs11Settings, Token};
+pub use source::{FileSource, KekSource, KekVersion, Pkcs11Source};
 
 use zeroize::Zeroizing;
 

@@ -4,12 +4,12 @@
 //! file KEK; the KEK's bytes never reach this process.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -46,24 +46,39 @@ pub const DEFAULT_KEY_LABEL: &str = "keyledger-kek";
 /// GCM's tag, in bits.
 const TAG_BITS: u64 = 128;
 
-/// A KEK in a PKCS#11 token, used through one logged-in session.
-pub struct Pkcs11Kek {
+/// A logged-in session with a PKCS#11 token, shared by every KEK version held in it:
+/// one context per process, because dropping a context finalises the module under
+/// every other session of the process.
+pub struct Token {
     // The context must outlive the session; the session is used by one thread at a
     // time (PKCS#11 sessions are not to be shared concurrently).
     session: Mutex<Session>,
-    key: ObjectHandle,
-    id: String,
+    label: String,
     _context: Pkcs11,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({:?})", self.label)
+    }
 }
 
 fn provider(what: &str) -> impl Fn(cryptoki::error::Error) -> KekError + '_ {
     move |e| KekError::Provider(format!("{what}: {e}"))
 }
 
-impl Pkcs11Kek {
-    /// Opens the token `settings` names, logs in, and finds the KEK by its label, or
-    /// creates it inside the token when missing.
-    pub fn open(settings: &Pkcs11Settings) -> Result<Self, KekError> {
+/// What finds the AES keys labelled `label`.
+fn key_template(label: &str) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
+}
+
+impl Token {
+    /// Opens the token `settings` names and logs in.
+    pub fn open(settings: &Pkcs11Settings) -> Result<Arc<Self>, KekError> {
         let context = Pkcs11::new(&settings.module).map_err(|e| {
             KekError::Provider(format!(
                 "loading the PKCS#11 module {}: {e}",
@@ -122,56 +137,120 @@ impl Pkcs11Kek {
                     settings.token_label
                 ))
             })?;
-        let label = settings.key_label.as_bytes().to_vec();
-        let find = |session: &Session| {
-            session
-                .find_objects(&[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::AES),
-                    Attribute::Label(label.clone()),
-                ])
-                .map_err(provider("looking for the KEK"))
-        };
-        let mut existing = find(&session)?;
-        if existing.is_empty() {
-            session
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Class(ObjectClass::SECRET_KEY),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::ValueLen(32.into()),
-                        Attribute::Token(true),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(false),
-                        Attribute::Encrypt(true),
-                        Attribute::Decrypt(true),
-                        Attribute::Label(label.clone()),
-                    ],
-                )
-                .map_err(provider("creating the KEK in the token"))?;
-            // Looked for again: another process creating it at the same moment would
-            // make two, which must not go unnoticed.
-            existing = find(&session)?;
-        }
-        let key = match existing.as_slice() {
-            [one] => *one,
-            _ => {
-                return Err(KekError::Provider(format!(
-                    "{} keys labelled {:?} in token {:?}: keyledger cannot tell which is the \
-                     KEK; give each its own label",
-                    existing.len(),
-                    settings.key_label,
-                    settings.token_label
-                )));
-            }
-        };
-        let kek = Self {
+        Ok(Arc::new(Self {
             session: Mutex::new(session),
+            label: settings.token_label.clone(),
+            _context: context,
+        }))
+    }
+
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        // A panic while holding the lock leaves the session as usable as before.
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The KEK labelled `label`, if the token holds one; more than one is refused.
+    pub fn find(self: &Arc<Self>, label: &str) -> Result<Option<Pkcs11Kek>, KekError> {
+        let found = self
+            .session()
+            .find_objects(&key_template(label))
+            .map_err(provider("looking for the KEK"))?;
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Pkcs11Kek::new(self.clone(), *one).map(Some),
+            _ => Err(KekError::Provider(format!(
+                "{} keys labelled {label:?} in token {:?}: keyledger cannot tell which is the \
+                 KEK; give each its own label",
+                found.len(),
+                self.label
+            ))),
+        }
+    }
+
+    /// Creates the KEK `label` inside the token: sensitive, never extractable.
+    pub fn generate(self: &Arc<Self>, label: &str) -> Result<Pkcs11Kek, KekError> {
+        let mut template = key_template(label);
+        template.extend([
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+        ]);
+        self.session()
+            .generate_key(&Mechanism::AesKeyGen, &template)
+            .map_err(provider("creating the KEK in the token"))?;
+        // Looked for again: another process creating it at the same moment would
+        // make two, which must not go unnoticed.
+        self.find(label)?.ok_or_else(|| {
+            KekError::Provider(format!("the token lost the KEK {label:?} it just made"))
+        })
+    }
+
+    /// The labels of the AES keys the token holds.
+    pub fn labels(&self) -> Result<Vec<String>, KekError> {
+        let session = self.session();
+        let keys = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+            ])
+            .map_err(provider("listing the token's keys"))?;
+        let mut labels = Vec::new();
+        for key in keys {
+            let attributes = session
+                .get_attributes(key, &[AttributeType::Label])
+                .map_err(provider("reading a key's label"))?;
+            for attribute in attributes {
+                if let Attribute::Label(bytes) = attribute {
+                    labels.push(String::from_utf8_lossy(&bytes).into_owned());
+                }
+            }
+        }
+        Ok(labels)
+    }
+
+    /// Destroys the KEK labelled `label` inside the token: what it wrapped can no
+    /// longer be opened by anyone.
+    pub fn destroy(&self, label: &str) -> Result<(), KekError> {
+        let session = self.session();
+        let found = session
+            .find_objects(&key_template(label))
+            .map_err(provider("looking for the KEK"))?;
+        for key in found {
+            session
+                .destroy_object(key)
+                .map_err(provider("destroying the KEK in the token"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A KEK in a PKCS#11 token.
+pub struct Pkcs11Kek {
+    token: Arc<Token>,
+    key: ObjectHandle,
+    id: String,
+}
+
+impl Pkcs11Kek {
+    /// Opens the token `settings` names, logs in, and finds the KEK by its label, or
+    /// creates it inside the token when missing.
+    pub fn open(settings: &Pkcs11Settings) -> Result<Self, KekError> {
+        let token = Token::open(settings)?;
+        match token.find(&settings.key_label)? {
+            Some(kek) => Ok(kek),
+            None => token.generate(&settings.key_label),
+        }
+    }
+
+    fn new(token: Arc<Token>, key: ObjectHandle) -> Result<Self, KekError> {
+        let kek = Self {
+            token,
             key,
             id: String::new(),
-            _context: context,
         };
         let zero = kek.seal(&[0; NONCE_LEN], &[0; 16], &[])?;
         Ok(Self {
@@ -181,8 +260,7 @@ impl Pkcs11Kek {
     }
 
     fn session(&self) -> std::sync::MutexGuard<'_, Session> {
-        // A panic while holding the lock leaves the session as usable as before.
-        self.session.lock().unwrap_or_else(|e| e.into_inner())
+        self.token.session()
     }
 }
 

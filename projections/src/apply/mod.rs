@@ -17,6 +17,7 @@ use domain::access_key::AccessKeyEvent;
 use domain::chain::{Broken, Head, Judged, judge};
 use domain::commit::{Commit, CommitKey, Digest, EventCodec};
 use domain::container::ContainerEvent;
+use domain::keyring::KeyringEvent;
 use domain::order::OrderEvent;
 use domain::secret::SecretEvent;
 use domain::subject::{AggregateKind, parse_aggregate_subject};
@@ -299,6 +300,10 @@ fn apply(
             apply_next::<AccessKeyEvent>(conn, heads, subject, bytes, key, |conn, c| {
                 access_key::apply(conn, seq, c)
             })?
+        }
+        // The keyring has no rows: its commits are checked and their chain followed.
+        Some(AggregateKind::Kek) => {
+            apply_next::<KeyringEvent>(conn, heads, subject, bytes, key, |_, _| Ok(()))?
         }
         None => Err(Skip::Foreign(
             "not on the subject of a known aggregate kind".into(),

@@ -90,8 +90,9 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
     if !missing.is_empty() {
         eprintln!(
             "before `keyledger up --data-dir {}`, put the key files of the backed-up deployment \
-             there (missing: {}; no KEK file when the KEK is in an HSM): the KEK opens the data \
-             keys, the commit key the commits, the checkpoint key signs on from the last \
+             there (missing: {}; no KEK file when the KEK is in an HSM; after a KEK rotation, \
+             also kek.key.N for each version the backup's keys name: `keyledger keys status` \
+             counts them): the KEK opens the data keys, the commit key the commits, the checkpoint key signs on from the last \
              checkpoint",
             data_dir.display(),
             missing.join(", ")

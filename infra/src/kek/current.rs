@@ -1,0 +1,155 @@
+//! Which KEK version wraps new data keys, deployment-wide: one entry in the key
+//! bucket (`kek.current`), written by `keyledger keys rotate-kek` with a
+//! compare-and-set, and followed by every component that wraps data keys, so that all
+//! replicas switch at once. A node that does not hold the version the entry names
+//! keeps wrapping with its own current KEK (still readable by every node that holds
+//! both) and says so in its log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::KekVersion;
+use crate::envelope::Envelope;
+
+/// The key-bucket entry naming the current KEK.
+pub const ENTRY: &str = "kek.current";
+
+/// What the entry holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurrentKek {
+    /// The version new data keys are wrapped with.
+    pub version: KekVersion,
+    /// Its KEK id, so a node holding another key under that version's name (a key
+    /// file from elsewhere) refuses it instead of wrapping with it.
+    pub kek_id: String,
+}
+
+/// Why the entry could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CurrentError {
+    /// NATS failed; retrying later may work.
+    #[error("the current-KEK entry ({ENTRY}) is unavailable: {0}")]
+    Unavailable(String),
+    /// The entry is not what keyledger writes there.
+    #[error("the current-KEK entry ({ENTRY}) is not what keyledger writes there: {0}")]
+    Malformed(String),
+    /// Someone else changed it since it was read.
+    #[error(
+        "the current KEK changed while this rotation ran (another `keys rotate-kek`?); run \
+         `keyledger keys status` and try again"
+    )]
+    Changed,
+}
+
+/// The entry and its revision; `None` before the first rotation (version 0 is then
+/// current).
+pub async fn read(kv: &kv::Store) -> Result<Option<(CurrentKek, u64)>, CurrentError> {
+    let Some(entry) = kv
+        .entry(ENTRY)
+        .await
+        .map_err(|e| CurrentError::Unavailable(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    if entry.operation != kv::Operation::Put {
+        return Ok(None);
+    }
+    let current =
+        serde_json::from_slice(&entry.value).map_err(|e| CurrentError::Malformed(e.to_string()))?;
+    Ok(Some((current, entry.revision)))
+}
+
+/// Sets the entry to `next` if it is still at `revision` (`None`: absent).
+pub async fn set(
+    kv: &kv::Store,
+    next: &CurrentKek,
+    revision: Option<u64>,
+) -> Result<(), CurrentError> {
+    let value = serde_json::to_vec(next).map_err(|e| CurrentError::Malformed(e.to_string()))?;
+    match revision {
+        None => match kv.create(ENTRY, value.into()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(CurrentError::Changed),
+            Err(e) => Err(CurrentError::Unavailable(e.to_string())),
+        },
+        Some(revision) => match kv.update(ENTRY, value.into(), revision).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Err(CurrentError::Changed)
+            }
+            Err(e) => Err(CurrentError::Unavailable(e.to_string())),
+        },
+    }
+}
+
+/// Makes `current` the envelope's current KEK if this node holds it under that id.
+pub fn adopt(
+    envelope: &Envelope,
+    current: &CurrentKek,
+) -> Result<(), crate::envelope::CryptoError> {
+    if envelope.current_version() == current.version && envelope.kek_id() == current.kek_id {
+        return Ok(());
+    }
+    envelope.use_version(current.version, &current.kek_id)?;
+    tracing::info!(
+        version = current.version,
+        kek = %current.kek_id,
+        "new data keys are now wrapped by this KEK"
+    );
+    Ok(())
+}
+
+/// Reads the entry once and adopts it: before a component wraps its first key.
+pub async fn adopt_now(envelope: &Envelope, kv: &kv::Store) -> Result<(), CurrentError> {
+    if let Some((current, _)) = read(kv).await?
+        && let Err(e) = adopt(envelope, &current)
+    {
+        tracing::error!(error = %e, "cannot wrap with the current KEK; keeping this node's own");
+    }
+    Ok(())
+}
+
+/// Follows the entry until `shutdown`, adopting each new value; the watch is made
+/// again after NATS drops it.
+pub async fn follow(envelope: Arc<Envelope>, kv: kv::Store, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match kv.watch_with_history(ENTRY).await {
+            Ok(mut watch) => loop {
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    next = watch.next() => next,
+                };
+                let Some(Ok(entry)) = next else { break };
+                backoff = Duration::from_millis(200);
+                if entry.operation != kv::Operation::Put {
+                    continue;
+                }
+                match serde_json::from_slice::<CurrentKek>(&entry.value) {
+                    Ok(current) => {
+                        if let Err(e) = adopt(&envelope, &current) {
+                            tracing::error!(
+                                error = %e,
+                                "cannot wrap with the current KEK; keeping this node's own"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "the current-KEK entry is malformed"),
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "watching the current-KEK entry failed"),
+        }
+        // Watched again after a pause that grows while NATS stays away.
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
