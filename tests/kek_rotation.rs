@@ -23,11 +23,16 @@ const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
 
 /// `keyledger keys <command> ...` against `t`'s NATS and data directory.
 fn keys_command(t: &TestStack, command: &[&str]) -> Command {
+    keys_command_in(t, t.dir.path(), command)
+}
+
+/// `keyledger keys <command> ...` against `t`'s NATS with the keys in `data`.
+fn keys_command_in(t: &TestStack, data: &std::path::Path, command: &[&str]) -> Command {
     let mut c = Command::new(KEYLEDGER);
     c.arg("keys")
         .args(command)
         .args(["--nats-url", &t.stack.service_url, "--data-dir"])
-        .arg(t.dir.path())
+        .arg(data)
         .env("RUST_LOG", "warn");
     c
 }
@@ -81,6 +86,27 @@ async fn all_read_back(t: &TestStack, token: &str, all: &[(String, String)]) {
     }
 }
 
+/// Creates a text secret with an `Idempotency-Key`: the status and the answer.
+async fn create_once(t: &TestStack, token: &str, key: &str, value: &str) -> (StatusCode, String) {
+    let r = t
+        .http
+        .post(t.url("/v1/secrets"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&serde_json::json!({"name": key, "payload": value,
+            "payload_content_type": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// The KEK id that wrapped the data key of `secret`.
+async fn wrapped_by(kv: &kv::Store, secret: &str) -> String {
+    let entry = kv.get(entry_of(kv, secret).await).await.unwrap().unwrap();
+    serde_json::from_slice::<WrappedKey>(&entry).unwrap().kek_id
+}
+
 async fn payload(http: &reqwest::Client, url: &str, token: &str) -> (StatusCode, String) {
     match http.get(url).bearer_auth(token).send().await {
         Ok(r) => (r.status(), r.text().await.unwrap_or_default()),
@@ -98,6 +124,8 @@ async fn a_rewrap_killed_half_way_and_resumed_under_load_never_fails_a_read() {
         stored.push((t.create_text(&alice, &format!("s{i}"), &value).await, value));
     }
     let old = kek_ids(&t)[&0].clone();
+    let first = create_once(&t, &alice, "retried-create", "retried-value").await;
+    assert_eq!(first.0, StatusCode::CREATED);
 
     // Readers read every stored payload in turn; writers keep creating secrets.
     let stop = Arc::new(AtomicBool::new(false));
@@ -237,6 +265,12 @@ async fn a_rewrap_killed_half_way_and_resumed_under_load_never_fails_a_read() {
     let all: Vec<(String, String)> = stored.iter().cloned().chain(written).collect();
     all_read_back(&t, &alice, &all).await;
 
+    // A create retried with its Idempotency-Key after the re-wrap is the same create.
+    assert_eq!(
+        create_once(&t, &alice, "retried-create", "retried-value").await,
+        first
+    );
+
     // The old KEK is retired: refused while current is asked, done for version 0.
     let refused = keys(&t, &["retire-kek", "1"]).await;
     assert!(!refused.status.success());
@@ -272,6 +306,11 @@ async fn a_rewrap_killed_half_way_and_resumed_under_load_never_fails_a_read() {
     // After a restart with only the new KEK, everything still reads.
     let t = t.restart(|| {}).await;
     all_read_back(&t, &alice, &all).await;
+    // Its first attempt was fingerprinted under the retired KEK: a retry now cannot be
+    // told from another request, and is refused saying so.
+    let (status, said) = create_once(&t, &alice, "retried-create", "retried-value").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(said.contains("can no longer be told"), "{said}");
     t.stop().await;
 }
 
@@ -285,6 +324,9 @@ async fn a_key_destroyed_during_a_rewrap_stays_destroyed() {
     assert!(rotated.status.success(), "{rotated:?}");
     let kv = key_bucket(&t).await;
     let envelope = Envelope::load_or_create(&t.dir.path().join("kek.key")).unwrap();
+    infra::kek::current::adopt_now(&envelope, &kv)
+        .await
+        .unwrap();
     assert_eq!(envelope.current_version(), 1);
 
     // The re-wrap reads the entry and wraps it again...
@@ -357,5 +399,149 @@ async fn a_key_destroyed_during_a_rewrap_stays_destroyed() {
     let read = t.get(&format!("/v1/secrets/{raced}/payload"), &alice).await;
     assert_eq!(read.status(), StatusCode::OK);
     assert_eq!(read.text().await.unwrap(), "raced-canary");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_kek_waits_and_a_node_without_the_current_kek_wraps_nothing() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let v0 = kek_ids(&t)[&0].clone();
+
+    // Staged: made, not current, also after a restart.
+    let staged = keys(&t, &["rotate-kek", "--stage"]).await;
+    assert!(staged.status.success(), "{staged:?}");
+    let status = String::from_utf8_lossy(&keys(&t, &["status"]).await.stdout).into_owned();
+    assert!(
+        status.contains(&format!("current KEK: version 0 ({v0})")),
+        "{status}"
+    );
+    let t = t.restart(|| {}).await;
+    let kv = key_bucket(&t).await;
+    let before = t.create_text(&alice, "before", "before-value").await;
+    assert_eq!(
+        wrapped_by(&kv, &before).await,
+        v0,
+        "a staged KEK wraps nothing"
+    );
+
+    // The next rotation makes the staged version current; it makes no other.
+    let rotated = keys(&t, &["rotate-kek"]).await;
+    assert!(rotated.status.success(), "{rotated:?}");
+    assert!(!t.dir.path().join("kek.key.2").exists());
+    let v1 = kek_ids(&t)[&1].clone();
+    let after = t.create_text(&alice, "after", "after-value").await;
+    assert_eq!(wrapped_by(&kv, &after).await, v1);
+
+    // The entry names a version this node does not hold: it wraps nothing (not with
+    // an older KEK, which a retirement would take away), and reads go on.
+    let create = |name: &'static str| {
+        let (http, url, token) = (t.http.clone(), t.url("/v1/secrets"), alice.clone());
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({"name": name, "payload": "x",
+                    "payload_content_type": "text/plain"}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    use infra::kek::KekSource as _;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let v7 = infra::kek::FileSource::new(elsewhere.path().join("kek.key"))
+        .create(7)
+        .unwrap()
+        .id()
+        .to_owned();
+    kv.put(
+        infra::kek::current::ENTRY,
+        serde_json::to_vec(&serde_json::json!({"version": 7, "kek_id": v7}))
+            .unwrap()
+            .into(),
+    )
+    .await
+    .unwrap();
+    let (status, said) = eventually("creates to be refused", Duration::from_secs(10), || {
+        let create = create("refused");
+        async move {
+            let got = create.await;
+            (got.0 != StatusCode::CREATED).then_some(got)
+        }
+    })
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{said}");
+    assert!(said.contains("KEK version 7 is current"), "{said}");
+    all_read_back(&t, &alice, &[(before.clone(), "before-value".into())]).await;
+    // Given the KEK, the node finds it by itself and wraps with it.
+    std::fs::copy(
+        elsewhere.path().join("kek.key.7"),
+        t.dir.path().join("kek.key.7"),
+    )
+    .unwrap();
+    let given = eventually(
+        "creates to work with version 7",
+        Duration::from_secs(10),
+        || {
+            let create = create("given");
+            async move {
+                let (status, said) = create.await;
+                (status == StatusCode::CREATED).then_some(said)
+            }
+        },
+    )
+    .await;
+    let given = crate::support::id_of(&serde_json::from_str(&given).unwrap());
+    assert_eq!(wrapped_by(&kv, &given).await, v7);
+
+    // Malformed, it is named, with what repairs it.
+    kv.put(infra::kek::current::ENTRY, "not json".into())
+        .await
+        .unwrap();
+    eventually(
+        "the malformed entry to be named",
+        Duration::from_secs(10),
+        || {
+            let create = create("malformed");
+            async move {
+                let (status, said) = create.await;
+                (status == StatusCode::SERVICE_UNAVAILABLE && said.contains("keys rotate-kek"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let status = String::from_utf8_lossy(&keys(&t, &["status"]).await.stdout).into_owned();
+    assert!(status.contains("current KEK: unknown"), "{status}");
+    // `rotate-kek` writes it again, and creates work at once.
+    let repaired = keys(&t, &["rotate-kek"]).await;
+    assert!(repaired.status.success(), "{repaired:?}");
+    let v8 = kek_ids(&t)[&8].clone();
+    let fixed = eventually("creates to work again", Duration::from_secs(10), || {
+        let create = create("fixed");
+        async move {
+            let (status, said) = create.await;
+            (status == StatusCode::CREATED).then_some(said)
+        }
+    })
+    .await;
+    let fixed = crate::support::id_of(&serde_json::from_str(&fixed).unwrap());
+    assert_eq!(wrapped_by(&kv, &fixed).await, v8);
+
+    // Another data directory's keys are refused before anything is made or written.
+    let other = TestStack::start().await;
+    let mut wrong = keys_command_in(&t, other.dir.path(), &["rotate-kek"]);
+    let wrong = tokio::task::spawn_blocking(move || wrong.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("commit key is not this deployment's"),
+        "{wrong:?}"
+    );
+    assert!(!other.dir.path().join("kek.key.1").exists());
+    other.stop().await;
     t.stop().await;
 }

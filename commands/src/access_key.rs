@@ -265,7 +265,9 @@ impl Step<AccessKeyAggregate> for AccessKeyStep<'_> {
             .parsed
             .data_key
             .as_ref()
-            .is_some_and(|k| k.same_payload_as(stored_key.as_ref()));
+            .map(|k| k.same_payload_as(&self.parsed.command_id, stored_key.as_ref()))
+            .transpose()?
+            .unwrap_or(false);
         let same = same
             && stored.user == new.user
             && stored.roles == new.roles

@@ -164,7 +164,26 @@ impl Held {
 struct Keyring {
     held: Vec<Arc<Held>>,
     current: Arc<Held>,
+    /// Set while the deployment's current KEK is one this node cannot wrap with: new
+    /// data keys are then refused (never wrapped by an older version, which a
+    /// retirement would take away), and the version is looked for again now and then.
+    wanted: Option<Wanted>,
 }
+
+/// The current KEK this node does not have.
+enum Wanted {
+    /// A version it does not hold (yet): looked for again at most once a second.
+    Version {
+        version: KekVersion,
+        kek_id: String,
+        tried: std::time::Instant,
+    },
+    /// The deployment's current-KEK entry cannot be read (malformed).
+    Unknown(String),
+}
+
+/// How often a node that lacks the current KEK looks for it again.
+const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Seals payloads under the current KEK and opens them under whichever KEK version
 /// wrapped their data key: during a KEK rotation both are held, so reads never fail
@@ -188,12 +207,15 @@ pub struct Fingerprints(BTreeMap<String, String>);
 
 impl Fingerprints {
     /// Whether `stored` was made for the same payload: its fingerprint equals this
-    /// payload's under the KEK that made it.
-    pub fn match_stored(&self, stored: &WrappedKey) -> bool {
-        matches!(
-            (&stored.fingerprint, self.0.get(stored.fingerprinted_by())),
-            (Some(a), Some(b)) if a == b
-        )
+    /// payload's under the KEK that made it. `None` when that KEK is not held (it was
+    /// retired): nothing can tell any more.
+    pub fn compare(&self, stored: &WrappedKey) -> Option<bool> {
+        let Some(fingerprint) = &stored.fingerprint else {
+            return Some(false);
+        };
+        self.0
+            .get(stored.fingerprinted_by())
+            .map(|f| f == fingerprint)
     }
 }
 
@@ -219,14 +241,16 @@ impl Envelope {
             ring: RwLock::new(Keyring {
                 held: vec![held.clone()],
                 current: held,
+                wanted: None,
             }),
             source: None,
         })
     }
 
-    /// An envelope over every KEK version `source` holds, the newest current until
-    /// [`Envelope::use_version`] says otherwise. With no version at all, version 0 is
-    /// made (first use).
+    /// An envelope over every KEK version `source` holds, the oldest current until
+    /// [`Envelope::use_version`] says otherwise (before any rotation, that is version
+    /// 0; a version made but not yet made current, staged, is never used by itself).
+    /// With no version at all, version 0 is made (first use).
     pub fn from_source(source: Box<dyn KekSource>) -> Result<Self, CryptoError> {
         let kek = |e: KekError| CryptoError::Kek(e.to_string());
         let mut held = Vec::new();
@@ -239,11 +263,15 @@ impl Envelope {
             held.push(Arc::new(Held::new(0, source.create(0).map_err(kek)?)?));
         }
         let current = held
-            .last()
+            .first()
             .cloned()
             .unwrap_or_else(|| unreachable!("one version was just made"));
         Ok(Self {
-            ring: RwLock::new(Keyring { held, current }),
+            ring: RwLock::new(Keyring {
+                held,
+                current,
+                wanted: None,
+            }),
             source: Some(source),
         })
     }
@@ -271,6 +299,12 @@ impl Envelope {
     /// The current KEK's version.
     pub fn current_version(&self) -> KekVersion {
         self.current().version
+    }
+
+    /// Whether new data keys are wrapped by version `version` with id `kek_id`.
+    pub fn wraps_with(&self, version: KekVersion, kek_id: &str) -> bool {
+        let ring = self.ring();
+        ring.wanted.is_none() && ring.current.version == version && ring.current.kek.id() == kek_id
     }
 
     /// The versions held and their KEK ids, ascending.
@@ -313,9 +347,35 @@ impl Envelope {
     }
 
     /// Makes version `version` (whose KEK id is `kek_id`) the one new data keys are
-    /// wrapped with, loading it first if it is new. Refused if this node does not hold
-    /// it, or holds another key under its name.
+    /// wrapped with, loading it first if it is new. If this node does not hold it, or
+    /// holds another key under its name, new data keys are refused until it does.
     pub fn use_version(&self, version: KekVersion, kek_id: &str) -> Result<(), CryptoError> {
+        let found = self.find_version(version, kek_id);
+        let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        match found {
+            Ok(held) => {
+                ring.current = held;
+                ring.wanted = None;
+                Ok(())
+            }
+            Err(e) => {
+                ring.wanted = Some(Wanted::Version {
+                    version,
+                    kek_id: kek_id.to_owned(),
+                    tried: std::time::Instant::now(),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses new data keys: the deployment's current KEK cannot be known (`why`).
+    pub fn refuse_sealing(&self, why: String) {
+        self.ring.write().unwrap_or_else(|e| e.into_inner()).wanted = Some(Wanted::Unknown(why));
+    }
+
+    /// Version `version` with id `kek_id`, loaded if new.
+    fn find_version(&self, version: KekVersion, kek_id: &str) -> Result<Arc<Held>, CryptoError> {
         let find = |ring: &Keyring| ring.held.iter().find(|h| h.version == version).cloned();
         // Bound first, so that the read lock is released before a refresh writes.
         let found = find(&self.ring());
@@ -326,7 +386,7 @@ impl Envelope {
                 find(&self.ring()).ok_or_else(|| {
                     CryptoError::Kek(format!(
                         "KEK version {version} is current, but this node does not hold it ({}); \
-                         give it that KEK",
+                         give it that KEK: new data keys are refused until then",
                         self.source
                             .as_ref()
                             .map_or_else(|| "a single fixed KEK".to_owned(), |s| s.name(version))
@@ -337,12 +397,39 @@ impl Envelope {
         if held.kek.id() != kek_id {
             return Err(CryptoError::Kek(format!(
                 "KEK version {version} is {kek_id}, but this node holds another key under its \
-                 name ({}); give it the deployment's KEK",
+                 name ({}); give it the deployment's KEK: new data keys are refused until then",
                 held.kek.id()
             )));
         }
-        self.ring.write().unwrap_or_else(|e| e.into_inner()).current = held;
-        Ok(())
+        Ok(held)
+    }
+
+    /// The KEK new data keys are wrapped with; refused while this node lacks the
+    /// deployment's current one.
+    fn sealing(&self) -> Result<Arc<Held>, CryptoError> {
+        let (version, kek_id) = {
+            let ring = self.ring();
+            match &ring.wanted {
+                None => return Ok(ring.current.clone()),
+                Some(Wanted::Unknown(why)) => return Err(CryptoError::Kek(why.clone())),
+                Some(Wanted::Version {
+                    version,
+                    kek_id,
+                    tried,
+                }) => {
+                    if tried.elapsed() < LOOK_AGAIN {
+                        return Err(CryptoError::Kek(format!(
+                            "KEK version {version} is current, but this node does not hold it: \
+                             give it that KEK; new data keys are refused until then"
+                        )));
+                    }
+                    (*version, kek_id.clone())
+                }
+            }
+        };
+        self.use_version(version, &kek_id)?;
+        tracing::info!(version, kek = %kek_id, "new data keys are now wrapped by this KEK");
+        Ok(self.current())
     }
 
     /// The held KEK with id `id`, looking for new versions once if none is.
@@ -357,20 +444,6 @@ impl Envelope {
             tracing::warn!(error = %e, "looking for new KEK versions failed");
         }
         find(&self.ring())
-    }
-
-    /// The fingerprint of version `version` of `secret` holding `plaintext`: HMAC-SHA256
-    /// under a key derived from the current KEK, over the version's identity, media
-    /// type and bytes. Equal fingerprints mean the same payload was sent for the same
-    /// version.
-    pub fn fingerprint(
-        &self,
-        plaintext: &Plaintext,
-        project: &ProjectId,
-        secret: SecretId,
-        version: VersionId,
-    ) -> String {
-        fingerprint_under(&self.current(), plaintext, project, secret, version)
     }
 
     /// The payload's fingerprints under every KEK version held: a retried write is
@@ -406,7 +479,7 @@ impl Envelope {
         secret: SecretId,
         key: KeyId,
     ) -> Result<Option<WrappedKey>, CryptoError> {
-        let current = self.current();
+        let current = self.sealing()?;
         if wrapped.kek_id == current.kek.id() {
             return Ok(None);
         }
@@ -487,7 +560,7 @@ impl Envelope {
             )
             .map_err(|_| CryptoError::Seal)?;
 
-        let current = self.current();
+        let current = self.sealing()?;
         let mut wrap_nonce = [0u8; NONCE_LEN];
         keyfile::random_bytes(&mut wrap_nonce);
         let wrapped = current

@@ -14,7 +14,7 @@ use commands::keyring::rewrap::{self, Report};
 use commands::shared::store::EventStore;
 use domain::keyring::{KekRetired, KekRotated, KeyringEvent, RewrapFinished, RewrapStarted};
 use infra::envelope::{Envelope, KEK_FILE};
-use infra::kek::current::{self, CurrentKek};
+use infra::kek::current::{self, CurrentKek, Found};
 use infra::kek::{FileSource, KekSource, KekVersion, Pkcs11Source};
 
 use super::args::{CommitKeyArgs, DataDirArgs, LogArgs, Pkcs11Args};
@@ -86,6 +86,15 @@ struct Deployment {
     clock: infra::clock::Clock,
 }
 
+/// The deployment's current KEK as the `keys` commands see it.
+struct Current {
+    kek: CurrentKek,
+    /// The entry's revision; `None` before the first rotation.
+    revision: Option<u64>,
+    /// Why the entry cannot be read, when it is malformed.
+    malformed: Option<String>,
+}
+
 impl KeysArgs {
     fn source(&self) -> Result<Box<dyn KekSource>> {
         Ok(match self.pkcs11.settings()? {
@@ -113,10 +122,11 @@ impl KeysArgs {
         let commit = self.commit_key.load(&self.data)?;
         let client = infra::nats::connect(&self.nats_url, "keyledger-keys").await?;
         let js = async_nats::jetstream::new(client);
-        let bucket = js
-            .get_key_value(infra::log::KEY_BUCKET)
-            .await
-            .context("opening the key store: is keyledger running against this NATS?")?;
+        let bucket = js.get_key_value(infra::log::KEY_BUCKET).await.context(
+            "opening the key store: is keyledger running against this NATS, and is the URL's \
+             user keyledger's service user?",
+        )?;
+        check_commit_key(&js, &self.log.stream, &commit).await?;
         let store = EventStore::open(js, &self.log.settings(), commit).await?;
         Ok(Deployment {
             envelope,
@@ -125,6 +135,44 @@ impl KeysArgs {
             clock: infra::clock::system(),
         })
     }
+}
+
+/// Refuses a commit key that is not the deployment's (another data directory's): one
+/// of the log's last commits must authenticate under it, or the commits this command
+/// appends would be foreign to every reader.
+async fn check_commit_key(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    key: &domain::commit::CommitKey,
+) -> Result<()> {
+    use domain::audit::RawEvent;
+    use domain::commit::Commit;
+    let mut log = js
+        .get_stream(stream)
+        .await
+        .with_context(|| format!("opening the event stream {stream}"))?;
+    let state = log.info().await?.state.clone();
+    if state.messages == 0 {
+        return Ok(());
+    }
+    let mut commits = 0;
+    for seq in (state.first_sequence..=state.last_sequence).rev().take(50) {
+        let Ok(message) = log.get_raw_message(seq).await else {
+            continue;
+        };
+        if Commit::<RawEvent>::open(&message.payload, key).is_ok() {
+            return Ok(());
+        }
+        commits += usize::from(Commit::<RawEvent>::parse_unverified(&message.payload).is_ok());
+    }
+    if commits > 0 {
+        bail!(
+            "the commit key is not this deployment's: none of the log's last {commits} commits \
+             authenticates under it; point --data-dir (or --commit-key-file) at the data \
+             directory of the keyledger this NATS serves"
+        );
+    }
+    Ok(())
 }
 
 pub async fn run(command: KeysCommand) -> Result<()> {
@@ -136,30 +184,96 @@ pub async fn run(command: KeysCommand) -> Result<()> {
     }
 }
 
-/// The deployment's current KEK and the entry's revision; before any rotation, this
-/// node's newest version (the one every node then wraps with).
-async fn current(d: &Deployment) -> Result<(CurrentKek, Option<u64>)> {
+/// The deployment's current KEK; before any rotation, version 0 (this node's oldest,
+/// which every node wraps with until the first rotation).
+async fn current(d: &Deployment) -> Result<Current> {
+    let oldest = || {
+        let (version, kek_id) = d.envelope.versions().swap_remove(0);
+        CurrentKek { version, kek_id }
+    };
     Ok(match current::read(&d.bucket).await? {
-        Some((current, revision)) => (current, Some(revision)),
-        None => (
-            CurrentKek {
-                version: d.envelope.current_version(),
-                kek_id: d.envelope.kek_id(),
-            },
-            None,
-        ),
+        Found::Current(kek, revision) => Current {
+            kek,
+            revision: Some(revision),
+            malformed: None,
+        },
+        Found::Absent => Current {
+            kek: oldest(),
+            revision: None,
+            malformed: None,
+        },
+        Found::Malformed(why, revision) => Current {
+            kek: oldest(),
+            revision: Some(revision),
+            malformed: Some(why),
+        },
     })
 }
 
+impl Current {
+    /// Refuses to go on while nobody can tell which KEK is current.
+    fn readable(&self) -> Result<&CurrentKek> {
+        match &self.malformed {
+            None => Ok(&self.kek),
+            Some(why) => bail!(
+                "the current-KEK entry ({}) is not what keyledger writes there ({why}): run \
+                 `keyledger keys rotate-kek` to write it again",
+                current::ENTRY
+            ),
+        }
+    }
+}
+
+/// Refuses a node that does not hold the deployment's KEKs (another data directory's
+/// key files): what it made or destroyed would be some other deployment's.
+async fn check_holds(d: &Deployment, current: &Current) -> Result<()> {
+    let held: Vec<String> = d
+        .envelope
+        .versions()
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    if current.malformed.is_none() && current.revision.is_some() {
+        if held.contains(&current.kek.kek_id) {
+            return Ok(());
+        }
+        bail!(
+            "this node does not hold the deployment's current KEK (version {}, {}): point \
+             --data-dir, --kek-file or the --kek-pkcs11-* flags at the deployment's KEK",
+            current.kek.version,
+            current.kek.kek_id
+        );
+    }
+    let census = rewrap::census(&d.bucket).await?;
+    if !census.is_empty() && !census.keys().any(|id| held.contains(id)) {
+        bail!(
+            "the key store's keys are wrapped by KEK {}, none of which this node holds: point \
+             --data-dir, --kek-file or the --kek-pkcs11-* flags at the deployment's KEK",
+            census.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
 async fn rotate(d: &Deployment, stage: bool) -> Result<()> {
-    let (from, revision) = current(d).await?;
+    let current = current(d).await?;
+    check_holds(d, &current).await?;
+    if let Some(why) = &current.malformed {
+        eprintln!(
+            "the current-KEK entry is malformed ({why}); this rotation writes it again, from \
+             version {}",
+            current.kek.version
+        );
+    }
+    let from = &current.kek;
     let source = d
         .envelope
         .source()
         .context("the envelope has no KEK source")?;
     let newest = d.envelope.versions().last().map_or(0, |(v, _)| *v);
-    // A version staged earlier (made, not yet current) is made current now.
-    let to = if newest > from.version && !stage {
+    // A version staged earlier (made, not yet current) is made current now; after a
+    // malformed entry nobody knows what was current, so a new version is made.
+    let to = if newest > from.version && !stage && current.malformed.is_none() {
         newest
     } else {
         let next = newest + 1;
@@ -175,13 +289,24 @@ async fn rotate(d: &Deployment, stage: bool) -> Result<()> {
         .context("the new KEK version cannot be loaded back")?;
     if stage {
         println!(
-            "KEK version {to} ({kek_id}) is made: {}. Give every node running keyledger a copy \
-             (the same path beside its KEK), then run `keyledger keys rotate-kek` to make it \
-             current.",
+            "KEK version {to} ({kek_id}) is made, not current: {}. Give every node running \
+             keyledger a copy (the same path beside its KEK), then run `keyledger keys \
+             rotate-kek` to make it current.",
             source.name(to)
         );
         return Ok(());
     }
+    // The compare-and-set decides which of two rotations at once wins; only the winner
+    // records one.
+    current::set(
+        &d.bucket,
+        &CurrentKek {
+            version: to,
+            kek_id: kek_id.clone(),
+        },
+        current.revision,
+    )
+    .await?;
     commands::keyring::record(
         &d.store,
         KeyringEvent::Rotated(KekRotated {
@@ -191,16 +316,8 @@ async fn rotate(d: &Deployment, stage: bool) -> Result<()> {
         }),
         &d.clock,
     )
-    .await?;
-    current::set(
-        &d.bucket,
-        &CurrentKek {
-            version: to,
-            kek_id: kek_id.clone(),
-        },
-        revision,
-    )
-    .await?;
+    .await
+    .context("the rotation took effect, but its commit could not be appended")?;
     println!(
         "KEK version {to} ({kek_id}) is current: new data keys are wrapped by it. Version {} \
          still opens the keys it wrapped; run `keyledger keys rewrap` to move them to version \
@@ -211,8 +328,9 @@ async fn rotate(d: &Deployment, stage: bool) -> Result<()> {
 }
 
 async fn rewrap(d: &Deployment, rate: Option<NonZeroU32>) -> Result<()> {
-    let (current, _) = current(d).await?;
-    current::adopt(&d.envelope, &current)?;
+    let current = current(d).await?;
+    let current = current.readable()?;
+    d.envelope.use_version(current.version, &current.kek_id)?;
     let total = d
         .bucket
         .status()
@@ -262,7 +380,9 @@ async fn rewrap(d: &Deployment, rate: Option<NonZeroU32>) -> Result<()> {
 }
 
 async fn retire(d: &Deployment, version: KekVersion) -> Result<()> {
-    let (current, _) = current(d).await?;
+    let found = current(d).await?;
+    check_holds(d, &found).await?;
+    let current = found.readable()?;
     if version == current.version {
         bail!(
             "KEK version {version} is current: rotate to a new one (`keyledger keys rotate-kek`) \
@@ -326,34 +446,44 @@ async fn retire(d: &Deployment, version: KekVersion) -> Result<()> {
 }
 
 async fn status(d: &Deployment) -> Result<()> {
-    let (current, revision) = current(d).await?;
+    let current = current(d).await?;
     let census = rewrap::census(&d.bucket).await?;
     let keyring = commands::keyring::load(&d.store).await?.state;
-    println!(
-        "current KEK: version {} ({}){}",
-        current.version,
-        current.kek_id,
-        if revision.is_none() {
-            " (never rotated)"
-        } else {
-            ""
-        }
-    );
+    let held: Vec<(KekVersion, String)> = d.envelope.versions();
+    match (&current.malformed, current.revision) {
+        (Some(why), _) => println!(
+            "current KEK: unknown: the entry {} is malformed ({why}); `keyledger keys \
+             rotate-kek` writes it again",
+            current::ENTRY
+        ),
+        (None, revision) => println!(
+            "current KEK: version {} ({}){}{}",
+            current.kek.version,
+            current.kek.kek_id,
+            if revision.is_none() {
+                " (never rotated)"
+            } else {
+                ""
+            },
+            if held.iter().any(|(_, id)| *id == current.kek.kek_id) {
+                ""
+            } else {
+                " (not held here)"
+            }
+        ),
+    }
     let source = d.envelope.source();
-    for (version, id) in d.envelope.versions() {
+    for (version, id) in &held {
         println!(
             "held here: version {version} ({id}) at {}: wraps {} stored keys",
-            source.map_or_else(String::new, |s| s.name(version)),
-            census.get(&id).copied().unwrap_or(0)
+            source.map_or_else(String::new, |s| s.name(*version)),
+            census.get(id).copied().unwrap_or(0)
         );
     }
-    let held: Vec<String> = d
-        .envelope
-        .versions()
-        .into_iter()
-        .map(|(_, id)| id)
-        .collect();
-    for (id, n) in census.iter().filter(|(id, _)| !held.contains(id)) {
+    for (id, n) in census
+        .iter()
+        .filter(|(id, _)| !held.iter().any(|(_, h)| h == *id))
+    {
         println!("not held here: KEK {id} wraps {n} stored keys");
     }
     if let Some(to) = keyring.rewrapping {

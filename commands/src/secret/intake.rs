@@ -20,7 +20,7 @@ use domain::timestamp::Timestamp;
 use uuid::Uuid;
 
 use crate::shared::request::{acl_change, command_id};
-use infra::envelope::{Envelope, Fingerprints, WrappedKey};
+use infra::envelope::{CryptoError, Envelope, Fingerprints, WrappedKey};
 use infra::protocol::{
     CreateSecretRequest, DeleteAclRequest, DeleteMetadatumRequest, DeleteSecretRequest,
     MoveStageRequest, PutPayloadRequest, PutValueRequest, RemoveTagsRequest,
@@ -67,7 +67,12 @@ impl DataKey {
         let id = KeyId::from_uuid(Uuid::new_v4());
         let (sealed, wrapped) = envelope
             .seal(plaintext, project, secret, version_id, id)
-            .map_err(|e| Rejection::internal(e.to_string()))?;
+            .map_err(|e| match e {
+                // The KEK's provider, or this node's lack of the current KEK: no fault
+                // of the request's, and one that passes.
+                CryptoError::Kek(_) => Rejection::unavailable(e.to_string()),
+                _ => Rejection::internal(e.to_string()),
+            })?;
         let fingerprints = envelope.fingerprints(plaintext, project, secret, version_id);
         Ok((
             sealed,
@@ -79,9 +84,23 @@ impl DataKey {
         ))
     }
 
-    /// Whether `stored` holds the same payload this key seals (a retried write).
-    pub fn same_payload_as(&self, stored: Option<&WrappedKey>) -> bool {
-        stored.is_some_and(|s| self.fingerprints.match_stored(s))
+    /// Whether `stored` holds the same payload this key seals (a retried write); an
+    /// error when that can no longer be told (the KEK that fingerprinted it is retired).
+    pub fn same_payload_as(
+        &self,
+        command_id: &CommandId,
+        stored: Option<&WrappedKey>,
+    ) -> Result<bool, Rejection> {
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        self.fingerprints.compare(stored).ok_or_else(|| {
+            Rejection::conflict(format!(
+                "command_id (Idempotency-Key) {command_id} was first sent before a KEK rotation \
+                 whose old KEK has been retired since: whether this retry carries the same \
+                 payload can no longer be told; send a new key"
+            ))
+        })
     }
 }
 

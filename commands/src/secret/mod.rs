@@ -286,7 +286,7 @@ impl SecretHandler {
             .keys
             .get(&intake.project, intake.secret, key_id)
             .await?;
-        Ok(new.same_payload_as(stored.as_ref()))
+        new.same_payload_as(&intake.command_id, stored.as_ref())
     }
 
     /// Whether a create whose command id (`Idempotency-Key`) was applied already is

@@ -36,9 +36,9 @@ pub enum CurrentError {
     /// NATS failed; retrying later may work.
     #[error("the current-KEK entry ({ENTRY}) is unavailable: {0}")]
     Unavailable(String),
-    /// The entry is not what keyledger writes there.
-    #[error("the current-KEK entry ({ENTRY}) is not what keyledger writes there: {0}")]
-    Malformed(String),
+    /// What keyledger would write could not be encoded.
+    #[error("the current-KEK entry ({ENTRY}) could not be encoded: {0}")]
+    Encode(String),
     /// Someone else changed it since it was read.
     #[error(
         "the current KEK changed while this rotation ran (another `keys rotate-kek`?); run \
@@ -47,22 +47,38 @@ pub enum CurrentError {
     Changed,
 }
 
-/// The entry and its revision; `None` before the first rotation (version 0 is then
-/// current).
-pub async fn read(kv: &kv::Store) -> Result<Option<(CurrentKek, u64)>, CurrentError> {
+/// What the entry holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// No entry: no rotation yet, version 0 is current.
+    Absent,
+    /// The current KEK, at the entry's revision.
+    Current(CurrentKek, u64),
+    /// Something keyledger did not write (why), at the entry's revision: nobody can
+    /// tell which KEK is current until `keyledger keys rotate-kek` writes it again.
+    Malformed(String, u64),
+}
+
+/// Reads the entry.
+pub async fn read(kv: &kv::Store) -> Result<Found, CurrentError> {
     let Some(entry) = kv
         .entry(ENTRY)
         .await
         .map_err(|e| CurrentError::Unavailable(e.to_string()))?
     else {
-        return Ok(None);
+        return Ok(Found::Absent);
     };
     if entry.operation != kv::Operation::Put {
-        return Ok(None);
+        return Ok(Found::Malformed("it was deleted".into(), entry.revision));
     }
-    let current =
-        serde_json::from_slice(&entry.value).map_err(|e| CurrentError::Malformed(e.to_string()))?;
-    Ok(Some((current, entry.revision)))
+    Ok(parse(&entry.value, entry.revision))
+}
+
+fn parse(value: &[u8], revision: u64) -> Found {
+    match serde_json::from_slice(value) {
+        Ok(current) => Found::Current(current, revision),
+        Err(e) => Found::Malformed(e.to_string(), revision),
+    }
 }
 
 /// Sets the entry to `next` if it is still at `revision` (`None`: absent).
@@ -71,7 +87,7 @@ pub async fn set(
     next: &CurrentKek,
     revision: Option<u64>,
 ) -> Result<(), CurrentError> {
-    let value = serde_json::to_vec(next).map_err(|e| CurrentError::Malformed(e.to_string()))?;
+    let value = serde_json::to_vec(next).map_err(|e| CurrentError::Encode(e.to_string()))?;
     match revision {
         None => match kv.create(ENTRY, value.into()).await {
             Ok(_) => Ok(()),
@@ -88,30 +104,38 @@ pub async fn set(
     }
 }
 
-/// Makes `current` the envelope's current KEK if this node holds it under that id.
-pub fn adopt(
-    envelope: &Envelope,
-    current: &CurrentKek,
-) -> Result<(), crate::envelope::CryptoError> {
-    if envelope.current_version() == current.version && envelope.kek_id() == current.kek_id {
-        return Ok(());
+/// Makes what the entry holds the envelope's current KEK; while this node lacks it (or
+/// the entry is malformed), new data keys are refused.
+pub fn adopt(envelope: &Envelope, found: &Found) {
+    match found {
+        Found::Absent => {}
+        Found::Current(current, _) => {
+            if envelope.wraps_with(current.version, &current.kek_id) {
+                return;
+            }
+            match envelope.use_version(current.version, &current.kek_id) {
+                Ok(()) => tracing::info!(
+                    version = current.version,
+                    kek = %current.kek_id,
+                    "new data keys are now wrapped by this KEK"
+                ),
+                Err(e) => tracing::error!(error = %e, "this node lacks the current KEK"),
+            }
+        }
+        Found::Malformed(why, _) => {
+            let why = format!(
+                "the current-KEK entry ({ENTRY}) is not what keyledger writes there ({why}): \
+                 new data keys are refused until `keyledger keys rotate-kek` writes it again"
+            );
+            tracing::error!("{why}");
+            envelope.refuse_sealing(why);
+        }
     }
-    envelope.use_version(current.version, &current.kek_id)?;
-    tracing::info!(
-        version = current.version,
-        kek = %current.kek_id,
-        "new data keys are now wrapped by this KEK"
-    );
-    Ok(())
 }
 
 /// Reads the entry once and adopts it: before a component wraps its first key.
 pub async fn adopt_now(envelope: &Envelope, kv: &kv::Store) -> Result<(), CurrentError> {
-    if let Some((current, _)) = read(kv).await?
-        && let Err(e) = adopt(envelope, &current)
-    {
-        tracing::error!(error = %e, "cannot wrap with the current KEK; keeping this node's own");
-    }
+    adopt(envelope, &read(kv).await?);
     Ok(())
 }
 
@@ -128,20 +152,12 @@ pub async fn follow(envelope: Arc<Envelope>, kv: kv::Store, shutdown: Cancellati
                 };
                 let Some(Ok(entry)) = next else { break };
                 backoff = Duration::from_millis(200);
-                if entry.operation != kv::Operation::Put {
-                    continue;
-                }
-                match serde_json::from_slice::<CurrentKek>(&entry.value) {
-                    Ok(current) => {
-                        if let Err(e) = adopt(&envelope, &current) {
-                            tracing::error!(
-                                error = %e,
-                                "cannot wrap with the current KEK; keeping this node's own"
-                            );
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "the current-KEK entry is malformed"),
-                }
+                let found = if entry.operation == kv::Operation::Put {
+                    parse(&entry.value, entry.revision)
+                } else {
+                    Found::Malformed("it was deleted".into(), entry.revision)
+                };
+                adopt(&envelope, &found);
             },
             Err(e) => tracing::warn!(error = %e, "watching the current-KEK entry failed"),
         }

@@ -160,7 +160,8 @@ impl Token {
             [one] => Pkcs11Kek::new(self.clone(), *one).map(Some),
             _ => Err(KekError::Provider(format!(
                 "{} keys labelled {label:?} in token {:?}: keyledger cannot tell which is the \
-                 KEK; give each its own label",
+                 KEK; keep the one that wrapped the stored keys (`keyledger keys status` names \
+                 their KEK ids) and destroy the others with the token's tools",
                 found.len(),
                 self.label
             ))),
@@ -179,14 +180,30 @@ impl Token {
             Attribute::Encrypt(true),
             Attribute::Decrypt(true),
         ]);
-        self.session()
+        let made = self
+            .session()
             .generate_key(&Mechanism::AesKeyGen, &template)
             .map_err(provider("creating the KEK in the token"))?;
-        // Looked for again: another process creating it at the same moment would
-        // make two, which must not go unnoticed.
-        self.find(label)?.ok_or_else(|| {
-            KekError::Provider(format!("the token lost the KEK {label:?} it just made"))
-        })
+        // Looked for again: another process making it at the same moment makes two
+        // keys with one label. Whoever finds another key beside its own takes its own
+        // back, so two never stay (at worst both take theirs back, and both fail).
+        let found = self
+            .session()
+            .find_objects(&key_template(label))
+            .map_err(provider("looking for the KEK"))?;
+        match found.as_slice() {
+            [one] if *one == made => Pkcs11Kek::new(self.clone(), made),
+            _ => {
+                self.session()
+                    .destroy_object(made)
+                    .map_err(provider("taking back a KEK made twice"))?;
+                Err(KekError::Provider(format!(
+                    "another process made the KEK {label:?} in token {:?} at the same moment; \
+                     run this again",
+                    self.label
+                )))
+            }
+        }
     }
 
     /// The labels of the AES keys the token holds.
