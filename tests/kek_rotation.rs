@@ -323,6 +323,20 @@ async fn a_key_destroyed_during_a_rewrap_stays_destroyed() {
     let rotated = keys(&t, &["rotate-kek"]).await;
     assert!(rotated.status.success(), "{rotated:?}");
     let kv = key_bucket(&t).await;
+    // A node that slept through the rotation (it still wraps with version 0) stores no
+    // key its stale view wrapped: the store confirms the current KEK first.
+    let stale = Arc::new(Envelope::load_or_create(&t.dir.path().join("kek.key")).unwrap());
+    assert_eq!(stale.current_version(), 0, "before it reads the entry");
+    let v0 = stale.kek_id();
+    let lease = infra::kek::current::Lease::new(stale.clone(), kv.clone());
+    let refused = lease.confirm(&v0).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("rotated while this command ran"),
+        "{refused}"
+    );
+    lease.confirm(&stale.kek_id()).await.unwrap();
+    assert_eq!(stale.current_version(), 1, "the lease read the entry");
+
     let envelope = Envelope::load_or_create(&t.dir.path().join("kek.key")).unwrap();
     infra::kek::current::adopt_now(&envelope, &kv)
         .await
@@ -407,6 +421,12 @@ async fn a_staged_kek_waits_and_a_node_without_the_current_kek_wraps_nothing() {
     let t = TestStack::start().await;
     let alice = t.token("alice", "p1");
     let v0 = kek_ids(&t)[&0].clone();
+    // On a log without a commit, nothing shows the keys are the deployment's.
+    let empty = keys(&t, &["rotate-kek", "--stage"]).await;
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("no commit yet"));
+    assert!(!t.dir.path().join("kek.key.1").exists());
+    let first = t.create_text(&alice, "first", "first-value").await;
 
     // Staged: made, not current, also after a restart.
     let staged = keys(&t, &["rotate-kek", "--stage"]).await;
@@ -419,6 +439,7 @@ async fn a_staged_kek_waits_and_a_node_without_the_current_kek_wraps_nothing() {
     let t = t.restart(|| {}).await;
     let kv = key_bucket(&t).await;
     let before = t.create_text(&alice, "before", "before-value").await;
+    assert_eq!(wrapped_by(&kv, &first).await, v0);
     assert_eq!(
         wrapped_by(&kv, &before).await,
         v0,
@@ -515,10 +536,11 @@ async fn a_staged_kek_waits_and_a_node_without_the_current_kek_wraps_nothing() {
     .await;
     let status = String::from_utf8_lossy(&keys(&t, &["status"]).await.stdout).into_owned();
     assert!(status.contains("current KEK: unknown"), "{status}");
-    // `rotate-kek` writes it again, and creates work at once.
+    // `rotate-kek` writes it again, from the version the log's last rotation names
+    // (1) to the newest one held (7, given above), and creates work at once.
     let repaired = keys(&t, &["rotate-kek"]).await;
     assert!(repaired.status.success(), "{repaired:?}");
-    let v8 = kek_ids(&t)[&8].clone();
+    assert!(!t.dir.path().join("kek.key.8").exists());
     let fixed = eventually("creates to work again", Duration::from_secs(10), || {
         let create = create("fixed");
         async move {
@@ -528,7 +550,7 @@ async fn a_staged_kek_waits_and_a_node_without_the_current_kek_wraps_nothing() {
     })
     .await;
     let fixed = crate::support::id_of(&serde_json::from_str(&fixed).unwrap());
-    assert_eq!(wrapped_by(&kv, &fixed).await, v8);
+    assert_eq!(wrapped_by(&kv, &fixed).await, v7);
 
     // Another data directory's keys are refused before anything is made or written.
     let other = TestStack::start().await;

@@ -301,6 +301,11 @@ impl Envelope {
         self.current().version
     }
 
+    /// Whether this node wraps new data keys at all (it holds the current KEK).
+    pub fn seals(&self) -> bool {
+        self.ring().wanted.is_none()
+    }
+
     /// Whether new data keys are wrapped by version `version` with id `kek_id`.
     pub fn wraps_with(&self, version: KekVersion, kek_id: &str) -> bool {
         let ring = self.ring();

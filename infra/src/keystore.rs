@@ -40,6 +40,8 @@ fn unavailable(e: impl std::fmt::Display) -> KeyStoreError {
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     kv: kv::Store,
+    /// For a store that writes data keys: their KEK is confirmed current first.
+    lease: Option<std::sync::Arc<crate::kek::current::Lease>>,
 }
 
 fn entry_name(project: &ProjectId, secret: SecretId, key: KeyId) -> String {
@@ -49,7 +51,15 @@ fn entry_name(project: &ProjectId, secret: SecretId, key: KeyId) -> String {
 impl KeyStore {
     /// A key store over the bucket `kv`.
     pub fn new(kv: kv::Store) -> Self {
-        Self { kv }
+        Self { kv, lease: None }
+    }
+
+    /// A store that writes a data key only while its KEK is confirmed current.
+    pub fn with_lease(kv: kv::Store, lease: crate::kek::current::Lease) -> Self {
+        Self {
+            kv,
+            lease: Some(std::sync::Arc::new(lease)),
+        }
     }
 
     /// Stores a wrapped key. Must complete before the commit that references it.
@@ -60,6 +70,9 @@ impl KeyStore {
         key: KeyId,
         wrapped: &WrappedKey,
     ) -> Result<(), KeyStoreError> {
+        if let Some(lease) = &self.lease {
+            lease.confirm(&wrapped.kek_id).await.map_err(unavailable)?;
+        }
         let value = serde_json::to_vec(wrapped).map_err(unavailable)?;
         self.kv
             .put(entry_name(project, secret, key), value.into())

@@ -109,7 +109,9 @@ impl KeysArgs {
         })
     }
 
-    async fn open(&self) -> Result<Deployment> {
+    /// Opens the deployment; `writes` for the commands that change it, which need a
+    /// log to check their commit key against.
+    async fn open(&self, writes: bool) -> Result<Deployment> {
         let source = self.source()?;
         if source.versions()?.is_empty() {
             bail!(
@@ -126,7 +128,7 @@ impl KeysArgs {
             "opening the key store: is keyledger running against this NATS, and is the URL's \
              user keyledger's service user?",
         )?;
-        check_commit_key(&js, &self.log.stream, &commit).await?;
+        check_commit_key(&js, &self.log.stream, &commit, writes).await?;
         let store = EventStore::open(js, &self.log.settings(), commit).await?;
         Ok(Deployment {
             envelope,
@@ -144,6 +146,7 @@ async fn check_commit_key(
     js: &async_nats::jetstream::Context,
     stream: &str,
     key: &domain::commit::CommitKey,
+    writes: bool,
 ) -> Result<()> {
     use domain::audit::RawEvent;
     use domain::commit::Commit;
@@ -153,6 +156,12 @@ async fn check_commit_key(
         .with_context(|| format!("opening the event stream {stream}"))?;
     let state = log.info().await?.state.clone();
     if state.messages == 0 {
+        if writes {
+            bail!(
+                "the event log {stream} has no commit yet, so nothing shows that this commit \
+                 key is the deployment's; rotate once keyledger has written a commit"
+            );
+        }
         return Ok(());
     }
     let mut commits = 0;
@@ -177,18 +186,25 @@ async fn check_commit_key(
 
 pub async fn run(command: KeysCommand) -> Result<()> {
     match command {
-        KeysCommand::RotateKek { keys, stage } => rotate(&keys.open().await?, stage).await,
-        KeysCommand::Rewrap { keys, rate } => rewrap(&keys.open().await?, rate).await,
-        KeysCommand::RetireKek { keys, version } => retire(&keys.open().await?, version).await,
-        KeysCommand::Status { keys } => status(&keys.open().await?).await,
+        KeysCommand::RotateKek { keys, stage } => rotate(&keys.open(true).await?, stage).await,
+        KeysCommand::Rewrap { keys, rate } => rewrap(&keys.open(true).await?, rate).await,
+        KeysCommand::RetireKek { keys, version } => retire(&keys.open(true).await?, version).await,
+        KeysCommand::Status { keys } => status(&keys.open(false).await?).await,
     }
 }
 
-/// The deployment's current KEK; before any rotation, version 0 (this node's oldest,
-/// which every node wraps with until the first rotation).
+/// The deployment's current KEK. Without a readable entry, the version the log's last
+/// rotation names (version 0 before any), so that a lost or damaged entry is repaired
+/// from the record rather than guessed.
 async fn current(d: &Deployment) -> Result<Current> {
+    let logged = commands::keyring::load(&d.store).await?.state.current;
     let oldest = || {
-        let (version, kek_id) = d.envelope.versions().swap_remove(0);
+        let versions = d.envelope.versions();
+        let (version, kek_id) = versions
+            .iter()
+            .find(|(v, _)| *v == logged)
+            .cloned()
+            .unwrap_or_else(|| (logged, "(not held here)".to_owned()));
         CurrentKek { version, kek_id }
     };
     Ok(match current::read(&d.bucket).await? {
@@ -197,10 +213,17 @@ async fn current(d: &Deployment) -> Result<Current> {
             revision: Some(revision),
             malformed: None,
         },
-        Found::Absent => Current {
+        Found::Absent if logged == 0 => Current {
             kek: oldest(),
             revision: None,
             malformed: None,
+        },
+        Found::Absent => Current {
+            kek: oldest(),
+            revision: None,
+            malformed: Some(format!(
+                "it is missing, though the log records a rotation to version {logged}"
+            )),
         },
         Found::Malformed(why, revision) => Current {
             kek: oldest(),
@@ -271,9 +294,9 @@ async fn rotate(d: &Deployment, stage: bool) -> Result<()> {
         .source()
         .context("the envelope has no KEK source")?;
     let newest = d.envelope.versions().last().map_or(0, |(v, _)| *v);
-    // A version staged earlier (made, not yet current) is made current now; after a
-    // malformed entry nobody knows what was current, so a new version is made.
-    let to = if newest > from.version && !stage && current.malformed.is_none() {
+    // A version staged earlier (made, not yet current) is made current now.
+    let made = newest <= from.version || stage;
+    let to = if !made {
         newest
     } else {
         let next = newest + 1;
@@ -298,7 +321,7 @@ async fn rotate(d: &Deployment, stage: bool) -> Result<()> {
     }
     // The compare-and-set decides which of two rotations at once wins; only the winner
     // records one.
-    current::set(
+    let set = current::set(
         &d.bucket,
         &CurrentKek {
             version: to,
@@ -306,7 +329,17 @@ async fn rotate(d: &Deployment, stage: bool) -> Result<()> {
         },
         current.revision,
     )
-    .await?;
+    .await;
+    if let Err(e) = set {
+        // Lost to another rotation: the version made here is nobody's.
+        if made && let Err(cleanup) = source.retire(to) {
+            eprintln!(
+                "removing the version made here ({}): {cleanup}",
+                source.name(to)
+            );
+        }
+        return Err(e.into());
+    }
     commands::keyring::record(
         &d.store,
         KeyringEvent::Rotated(KekRotated {

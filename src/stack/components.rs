@@ -87,7 +87,10 @@ pub async fn start_commands(
         key_bucket.clone(),
         shutdown.clone(),
     ));
-    let keystore = KeyStore::new(key_bucket);
+    let keystore = KeyStore::with_lease(
+        key_bucket.clone(),
+        infra::kek::current::Lease::new(keys.envelope.clone(), key_bucket),
+    );
     let signer = commands::log::checkpoints::load_signer(&settings.checkpoints)?;
     commands::log::checkpoints::ensure_stream(&js, log.replicas).await?;
     let checkpointer = Checkpointer::resume(

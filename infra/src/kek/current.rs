@@ -169,3 +169,52 @@ pub async fn follow(envelope: Arc<Envelope>, kv: kv::Store, shutdown: Cancellati
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
+
+/// How long a node trusts its view of the current KEK before it reads the entry
+/// again, when it stores a data key.
+pub const LEASE: Duration = Duration::from_secs(2);
+
+/// The check a command service makes before it stores a data key: that the KEK which
+/// wrapped it is still the deployment's current one, read again from the entry when
+/// the last reading is older than [`LEASE`]. A node that was paused (or cut off) while
+/// a rotation, a re-wrap and a retirement went by would otherwise store a key wrapped
+/// by a KEK that no longer exists.
+#[derive(Debug)]
+pub struct Lease {
+    envelope: Arc<Envelope>,
+    kv: kv::Store,
+    confirmed: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Lease {
+    /// A lease on `envelope`'s view of the entry in `kv`.
+    pub fn new(envelope: Arc<Envelope>, kv: kv::Store) -> Self {
+        Self {
+            envelope,
+            kv,
+            confirmed: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether a key wrapped by `kek_id` may be stored now; an error says why not.
+    pub async fn confirm(&self, kek_id: &str) -> Result<(), CurrentError> {
+        let fresh = self
+            .confirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < LEASE);
+        if !fresh {
+            adopt(&self.envelope, &read(&self.kv).await?);
+            *self.confirmed.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
+        }
+        if self.envelope.kek_id() == kek_id && self.envelope.seals() {
+            return Ok(());
+        }
+        Err(CurrentError::Unavailable(format!(
+            "the KEK was rotated while this command ran (its data key is wrapped by {kek_id}, \
+             the current KEK is {}); send it again",
+            self.envelope.kek_id()
+        )))
+    }
+}
