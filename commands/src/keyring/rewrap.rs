@@ -107,6 +107,13 @@ fn rewrapped(
         .map_err(|_| RewrapError::Tampered(name.to_owned()))
 }
 
+/// The names of the key store's entries that hold a data key (or the local CA's).
+async fn key_entries(kv: &kv::Store) -> Result<Vec<String>, RewrapError> {
+    let keys = kv.keys().await.map_err(unavailable)?;
+    let names: Vec<String> = keys.try_collect().await.map_err(unavailable)?;
+    Ok(names.into_iter().filter(|n| holds_a_key(n)).collect())
+}
+
 /// Whether `name` is a data key's entry (or the local CA's), not bookkeeping.
 fn holds_a_key(name: &str) -> bool {
     name == LOCAL_CA_ENTRY || name.split('.').count() == 3
@@ -184,15 +191,9 @@ pub async fn rewrap_all(
     });
     // The names are listed first: entries made after this are wrapped by the current
     // KEK already.
-    let names: Vec<String> = match kv.keys().await {
-        Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
-        Err(e) => return Err(unavailable(e)),
-    };
+    let names = key_entries(kv).await?;
     let mut report = Report::default();
     for name in names {
-        if !holds_a_key(&name) {
-            continue;
-        }
         if let Some(pace) = pace.as_mut() {
             pace.tick().await;
         }
@@ -217,12 +218,9 @@ pub async fn rewrap_all(
 pub async fn census(
     kv: &kv::Store,
 ) -> Result<std::collections::BTreeMap<String, u64>, RewrapError> {
-    let names: Vec<String> = match kv.keys().await {
-        Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
-        Err(e) => return Err(unavailable(e)),
-    };
+    let names = key_entries(kv).await?;
     let mut by_kek = std::collections::BTreeMap::new();
-    for name in names.iter().filter(|n| holds_a_key(n)) {
+    for name in &names {
         let Some(entry) = kv.entry(name.as_str()).await.map_err(unavailable)? else {
             continue;
         };
