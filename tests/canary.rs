@@ -28,6 +28,8 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
             "0",
             "--http-addr",
             "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(&data)
@@ -40,7 +42,8 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
     // Read what `up` prints: where everything is, and the development token.
     let mut stdout = BufReader::new(up.stdout.take().unwrap());
     let mut printed = String::new();
-    let (mut http, mut nats, mut token) = (String::new(), String::new(), String::new());
+    let (mut http, mut nats, mut token, mut metrics) =
+        (String::new(), String::new(), String::new(), String::new());
     while !printed.contains("Stop with Ctrl-C") {
         let mut line = String::new();
         assert!(
@@ -51,6 +54,7 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
         match words.as_slice() {
             ["HTTP", "API", url, ..] => http = url.to_string(),
             ["NATS", url, ..] => nats = url.to_string(),
+            ["metrics", url, ..] => metrics = url.to_string(),
             ["export", assignment] => {
                 token = assignment.trim_start_matches("KEYLEDGER_TOKEN=").to_owned()
             }
@@ -198,6 +202,21 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
         .unwrap();
     assert_eq!(r.status(), 204);
 
+    // What Prometheus would scrape, searched with the rest.
+    let scraped = http_client
+        .get(&metrics)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    assert!(
+        contains(&scraped, b"keyledger_commands_total"),
+        "scraped {metrics}"
+    );
+
     // Stop keyledger (and its nats-server) so every file is flushed.
     // SAFETY: kill(2) on our own child process.
     unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
@@ -218,6 +237,7 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
     let mut searched = vec![
         ("keyledger stdout".to_owned(), printed.into_bytes()),
         ("keyledger stderr".to_owned(), logs),
+        ("/metrics".to_owned(), scraped),
     ];
     for path in files_under(&data) {
         searched.push((path.display().to_string(), std::fs::read(&path).unwrap()));
@@ -241,9 +261,15 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
     // (`up` prints the development token on stdout on purpose; the logs never do.)
     let logs: Vec<&(String, Vec<u8>)> = searched
         .iter()
-        .filter(|(name, _)| name == "keyledger stderr" || name.ends_with("nats-server.log"))
+        .filter(|(name, _)| {
+            name == "keyledger stderr" || name == "/metrics" || name.ends_with("nats-server.log")
+        })
         .collect();
-    assert_eq!(logs.len(), 2, "keyledger's and nats-server's logs searched");
+    assert_eq!(
+        logs.len(),
+        3,
+        "keyledger's and nats-server's logs, and /metrics, searched"
+    );
     let mut secrets = vec![
         ("the bearer token".to_owned(), token.clone().into_bytes()),
         (

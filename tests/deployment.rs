@@ -16,6 +16,8 @@ const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
 struct Component {
     child: Child,
     lines: Option<std::sync::mpsc::Receiver<String>>,
+    /// Lines read while waiting for others, for a later [`Component::line_with`].
+    passed: Vec<String>,
 }
 
 impl Drop for Component {
@@ -28,14 +30,18 @@ impl Drop for Component {
 impl Component {
     /// Waits for a line of stderr that contains `needle`, and returns it.
     async fn line_with(&mut self, needle: &'static str) -> String {
+        if let Some(i) = self.passed.iter().position(|l| l.contains(needle)) {
+            return self.passed.remove(i);
+        }
         let lines = self.lines.take().unwrap();
-        let (line, lines) = tokio::task::spawn_blocking(move || {
+        let (line, lines, passed) = tokio::task::spawn_blocking(move || {
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let mut passed = Vec::new();
             loop {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 match lines.recv_timeout(left) {
-                    Ok(line) if line.contains(needle) => return (line, lines),
-                    Ok(_) => {}
+                    Ok(line) if line.contains(needle) => return (line, lines, passed),
+                    Ok(line) => passed.push(line),
                     Err(_) => panic!("no line with {needle:?} within 20 s"),
                 }
             }
@@ -43,7 +49,17 @@ impl Component {
         .await
         .unwrap();
         self.lines = Some(lines);
+        self.passed.extend(passed);
         line
+    }
+
+    /// The `http://…` base of its `/metrics`, `/healthz` and `/readyz`.
+    async fn ops(&mut self) -> String {
+        let line = self.line_with("keyledger metrics and health on ").await;
+        line.split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap()
+            .to_owned()
     }
 }
 
@@ -69,6 +85,7 @@ fn serve(component: &str, nats_url: &str, data: &std::path::Path, extra: &[&str]
     Component {
         child,
         lines: Some(rx),
+        passed: Vec::new(),
     }
 }
 
@@ -93,10 +110,28 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     // applies the first commit as soon as there is one (it once backed off for
     // seconds, longer than a read waits for its write).
     infra::keyfile::commit_key(&data.join("commit.key")).unwrap();
-    let mut projector = serve("projector", &url, &data, &[]);
+    // Each serves its metrics and health on a port of its own.
+    let ops = ["--metrics-addr", "127.0.0.1:0"];
+    let mut projector = serve("projector", &url, &data, &ops);
     projector.line_with("does not exist yet").await;
-    let _commands = serve("commands", &url, &data, &[]);
-    let mut api = serve("api", &url, &data, &["--http-addr", "127.0.0.1:0"]);
+    let projector_ops = projector.ops().await;
+    let mut commands = serve("commands", &url, &data, &ops);
+    let commands_ops = commands.ops().await;
+    // The API is ready only while the read model is at most one commit behind.
+    let mut api = serve(
+        "api",
+        &url,
+        &data,
+        &[
+            "--http-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--ready-max-lag",
+            "1",
+        ],
+    );
+    let api_ops = api.ops().await;
     let listening = api.line_with("keyledger API listening on ").await;
     let addr = listening
         .split("keyledger API listening on ")
@@ -160,6 +195,62 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     let status = payload.status();
     let text = payload.text().await.unwrap();
     assert_eq!((status.as_u16(), text.as_str()), (200, "across processes"));
+
+    // Every component reports its own work on /metrics, and is ready.
+    let metrics = |ops: &String| {
+        let request = http.get(format!("{ops}/metrics"));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let command_metrics = metrics(&commands_ops).await;
+    assert!(
+        command_metrics
+            .contains(r#"keyledger_commands_total{command="secret.create",outcome="accepted"} 1"#),
+        "{command_metrics}"
+    );
+    let api_metrics = metrics(&api_ops).await;
+    assert!(
+        api_metrics.contains(r#"keyledger_payload_reads_total{outcome="allowed"} 1"#),
+        "{api_metrics}"
+    );
+    let projected =
+        crate::support::eventually("the projector's gauge", Duration::from_secs(20), || {
+            let m = metrics(&projector_ops);
+            async move {
+                let m = m.await;
+                m.contains("keyledger_projector_applied_sequence 1")
+                    .then_some(m)
+            }
+        })
+        .await;
+    assert!(
+        projected.contains("keyledger_projector_lag_commits 0"),
+        "{projected}"
+    );
+    for ops in [&commands_ops, &projector_ops, &api_ops] {
+        let ready = http.get(format!("{ops}/readyz")).send().await.unwrap();
+        assert_eq!(
+            ready.status(),
+            200,
+            "{ops}: {}",
+            ready.text().await.unwrap()
+        );
+    }
+    // `keyledger status` finds the three processes.
+    let status = Command::new(KEYLEDGER)
+        .args(["status", "--json", "--nats-url", &url])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(status.status.success(), "{report}");
+    let mut components: Vec<String> = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["components"].as_array().unwrap().iter())
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    components.sort();
+    assert_eq!(components, ["api", "commands", "projector"], "{report}");
 
     // NATS clients are admitted by `serve nats-auth`, signing with the key whose public
     // half the server's configuration names.
@@ -243,6 +334,31 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     assert_eq!(lagging.headers()["retry-after"], "1");
     let text = lagging.text().await.unwrap();
     assert!(text.contains(&format!("did not reach {seq}")), "{text}");
+    // Two commits behind, more than the one allowed: the API is not ready, and says
+    // why, on its own port and on its operations port.
+    let more = crate::support::raw_command(
+        &client,
+        "secret.metadata.set",
+        Some(&token),
+        &json!({"id": id, "key": "via", "value": "still lagging"}),
+    )
+    .await;
+    assert_eq!(more["ok"], true, "{more}");
+    for base in [&addr, &api_ops] {
+        let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 503);
+        let report: Value = ready.json().await.unwrap();
+        let failing: Vec<&Value> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .collect();
+        assert_eq!(failing.len(), 1, "{report}");
+        assert_eq!(failing[0]["name"], "api.read_model");
+        let detail = failing[0]["detail"].as_str().unwrap();
+        assert!(detail.contains("2 commits behind"), "{detail}");
+    }
     nats.stop().await;
 }
 

@@ -344,6 +344,7 @@ async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key()
             checkpoints: t.config.checkpoints.clone().unwrap(),
         },
         t.config.clock.clone(),
+        &Default::default(),
         extra.clone(),
     )
     .await

@@ -168,6 +168,7 @@ async fn a_lagging_replica_does_not_open_a_shredded_payload_from_its_cache() {
         t.config.api.clone(),
         None,
         t.config.clock.clone(),
+        &Default::default(),
         shutdown.clone(),
     )
     .await

@@ -72,6 +72,7 @@ async fn a_scheduled_rotation_starts_once_with_two_runners_and_fails_after_its_r
             checkpoints: t.config.checkpoints.clone().unwrap(),
         },
         t.config.clock.clone(),
+        &Default::default(),
         extra.clone(),
     )
     .await

@@ -33,6 +33,7 @@ mod lifecycle;
 mod log_migration;
 mod nats_commands;
 mod nats_security;
+mod operability;
 mod orders;
 mod postgres;
 mod projection;

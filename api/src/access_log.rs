@@ -8,6 +8,7 @@
 //! `Keyledger-Mac`), so a record published behind keyledger's back is told from its
 //! own (`keyledger audit access --commit-key-file`).
 
+use infra::metrics::{ACCESS_RECORD_BATCHES, ACCESS_RECORDS};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -207,6 +208,10 @@ impl AccessLog {
                 if let Err(e) = &outcome {
                     tracing::warn!(error = %e, records = batch.len(), "access records were not stored");
                 }
+                let result = if outcome.is_ok() { "ok" } else { "failed" };
+                metrics::counter!(ACCESS_RECORD_BATCHES, "outcome" => result).increment(1);
+                metrics::counter!(ACCESS_RECORDS, "outcome" => result)
+                    .increment(batch.len() as u64);
                 for (_, done) in batch {
                     let _ = done.send(outcome.clone());
                 }
@@ -223,6 +228,7 @@ impl AccessLog {
             // Nobody waits for a best-effort record; a failure is logged by the writer.
             if self.tx.try_send((record, done)).is_err() {
                 tracing::warn!("an access record was dropped (best-effort mode, writer busy)");
+                metrics::counter!(ACCESS_RECORDS, "outcome" => "failed").increment(1);
             }
             drop(wait);
             return Ok(());

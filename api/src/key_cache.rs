@@ -121,8 +121,10 @@ impl KeyCache {
         if let Some(held) = self.cached.get(&name)
             && let Some((_, wrapped)) = held.iter().find(|(id, _)| *id == key)
         {
+            infra::metrics::cache_lookup(infra::metrics::cache::WRAPPED_KEYS, true);
             return Ok(Some(wrapped.clone()));
         }
+        infra::metrics::cache_lookup(infra::metrics::cache::WRAPPED_KEYS, false);
         let began = std::time::Instant::now();
         let found = self.keys.get(project, secret, key).await?;
         if let Some(wrapped) = &found

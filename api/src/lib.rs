@@ -34,6 +34,7 @@
 //! | `GET /v1/secrets/{id}/history` | the secret's events from the log (even once it is gone) |
 //! | `GET /v1/audit/events` | the project's events, filtered (`actor`, `type`, `since`, `until`, `from_seq`, `to_seq`, `id`) and paged (`limit`, `next`; bounded, see `history`); role audit or admin |
 //! | `GET /v1/whoami` | the caller as keyledger sees it |
+//! | `GET /healthz`, `GET /readyz` | alive; ready (every check of this process, 503 naming those that fail); no token |
 //! | `GET`, `POST /v1/access-keys`; `DELETE /v1/access-keys/{id}` | access keys (AWS SigV4 credentials) of the caller, or with `?all=true` of the project (admin); the secret is shown once, when generated |
 
 mod access;
@@ -49,6 +50,7 @@ mod containers;
 pub mod costly;
 mod discovery;
 mod error;
+mod health;
 pub mod history;
 pub mod key_cache;
 mod metadata;
@@ -155,6 +157,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(history::secret))
         .routes(routes!(history::events))
         .routes(routes!(whoami::get))
+        .routes(routes!(health::alive))
+        .routes(routes!(health::ready))
         .split_for_parts();
     openapi::finish(&mut document);
     (router, document)
@@ -196,18 +200,35 @@ pub fn app(state: AppState) -> Router {
 
 /// Logs method, path, status and latency; never headers, queries or bodies, which may
 /// hold tokens or payloads.
+/// Counts it by method, route template (never the path itself, which names secrets)
+/// and status.
 async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let started = Instant::now();
     let response = next.run(request).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
     tracing::info!(
         %method,
         %path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        status,
+        micros = took.as_micros() as u64,
         "http"
     );
+    // A method outside the standard ones is one series, not one per spelling.
+    let method = match method.as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
+    metrics::counter!(infra::metrics::HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(infra::metrics::HTTP_DURATION, "method" => method, "route" => route)
+        .record(took.as_secs_f64());
     response
 }
 

@@ -125,12 +125,13 @@ impl Modify for Security {
         (name = "aws", description = "AWS Secrets Manager's API (JSON 1.1, SigV4-signed) on POST /"),
         (name = "audit", description = "History from the log"),
         (name = "identity", description = "The caller as keyledger sees it"),
+        (name = "health", description = "Liveness and readiness, for probes (no token)"),
     )
 )]
 pub struct ApiDoc;
 
 /// Operations anyone may call, without a token.
-const PUBLIC: [&str; 3] = ["/", "/v1", "/v1/openapi.json"];
+const PUBLIC: [&str; 5] = ["/", "/v1", "/v1/openapi.json", "/healthz", "/readyz"];
 
 /// What every operation shares, added to each once the router has collected them:
 /// the microversion header and its echo, the errors, the log sequence a response

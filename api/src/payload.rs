@@ -248,6 +248,7 @@ pub async fn readable_payload<T>(
     if let Err(denied) = &result
         && denied.status() == StatusCode::FORBIDDEN
     {
+        count_read(caller, "denied");
         let record = access_record(state, caller, id, None, Some(denied.description()));
         // The read is refused either way; a lost record of a refusal is logged.
         if state.access_log.record(record).await.is_err() {
@@ -255,6 +256,15 @@ pub async fn readable_payload<T>(
         }
     }
     result
+}
+
+/// Counts a payload read, `allowed` (its access record stored) or `denied`.
+fn count_read(caller: &Caller, outcome: &'static str) {
+    let mut labels = vec![metrics::Label::from_static_parts("outcome", outcome)];
+    labels.extend(infra::metrics::project_label(
+        caller.principal.project.as_str(),
+    ));
+    metrics::counter!(infra::metrics::PAYLOAD_READS, labels).increment(1);
 }
 
 /// Whether a data key missing from the key store went without any commit destroying
@@ -300,6 +310,7 @@ pub async fn decrypt(
         .access_log
         .record(access_record(state, caller, id, Some(row.version_id), None))
         .await?;
+    count_read(caller, "allowed");
     let sealed = SealedPayload {
         version_id: row.version_id,
         key_id: row.key_id,

@@ -100,6 +100,8 @@ pub struct Shared {
     pub aws: crate::aws::AwsKeys,
     /// The current time.
     pub clock: Clock,
+    /// This process's readiness checks (`/readyz`).
+    pub health: infra::health::Health,
     /// Settings.
     pub config: Arc<ApiConfig>,
 }

@@ -318,6 +318,8 @@ impl Writer {
                 };
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
                 self.counters.batched_writes.fetch_add(n, Ordering::Relaxed);
+                #[expect(clippy::cast_precision_loss, reason = "at most MAX_BATCH")]
+                metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH).record(n as f64);
                 for (seq, pending) in (first..).zip(round) {
                     let stored = Stored {
                         seq,
@@ -416,6 +418,10 @@ impl Writer {
     async fn each(&self, round: Vec<Pending>) {
         let n = round.len() as u64;
         self.counters.single_writes.fetch_add(n, Ordering::Relaxed);
+        // Each is a batch of one on the log.
+        for _ in 0..n {
+            metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH).record(1.0);
+        }
         let stored = join_all(round.iter().map(|pending| async {
             let write = &pending.write;
             let ack = match self

@@ -10,18 +10,21 @@
 //!   by them);
 //! - NATS: [`nats`] connections, group commit ([`batch`]), the managed nats-server ([`server`]), the log's
 //!   streams ([`log`]) and reading them ([`audit`]);
-//! - the [`clock`].
+//! - the [`clock`], the names of every [`metrics`] series, and readiness
+//!   ([`health`]).
 
 pub mod audit;
 pub mod batch;
 pub mod client;
 pub mod clock;
 pub mod envelope;
+pub mod health;
 pub mod identity;
 pub mod kek;
 pub mod keyfile;
 pub mod keystore;
 pub mod log;
+pub mod metrics;
 pub mod nats;
 pub mod nats_auth;
 pub mod objects;

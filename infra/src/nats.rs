@@ -194,7 +194,13 @@ pub async fn connect_as_client(url: &str, name: &str, token: &str) -> Result<Cli
 
 async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<Client, NatsError> {
     let (servers, credentials) = servers(url)?;
+    // keyledger's own connection names (a bounded set), so a label value.
     let connection = name.to_owned();
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    metrics::counter!(crate::metrics::NATS_RECONNECTS, "connection" => connection.clone())
+        .increment(0);
+    metrics::counter!(crate::metrics::NATS_DISCONNECTS, "connection" => connection.clone())
+        .increment(0);
     let mut options = options
         .name(name)
         .connection_timeout(Duration::from_secs(5))
@@ -211,12 +217,22 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
         })
         .event_callback(move |event| {
             let connection = connection.clone();
+            let lost = lost.clone();
             async move {
                 match event {
                     Event::Disconnected => {
+                        lost.store(true, Ordering::Relaxed);
+                        metrics::counter!(crate::metrics::NATS_DISCONNECTS, "connection" => connection.clone())
+                            .increment(1);
                         tracing::warn!(connection, "NATS connection lost; reconnecting")
                     }
-                    Event::Connected => tracing::info!(connection, "NATS connected"),
+                    Event::Connected => {
+                        if lost.swap(false, Ordering::Relaxed) {
+                            metrics::counter!(crate::metrics::NATS_RECONNECTS, "connection" => connection.clone())
+                                .increment(1);
+                        }
+                        tracing::info!(connection, "NATS connected")
+                    }
                     Event::ServerError(e) => {
                         tracing::warn!(connection, error = %e, "NATS server error")
                     }

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod db;
+pub mod metrics;
 pub mod projector;
 pub mod read;
 pub mod writer;

@@ -362,6 +362,7 @@ impl Projector {
             // stream still has each commit applied as it arrives.
             let mut commits = Vec::new();
             let mut wait = true;
+            let mut last = (0, time::OffsetDateTime::UNIX_EPOCH);
             loop {
                 let message = if wait {
                     let Some(message) = next(&mut messages).await? else {
@@ -377,6 +378,7 @@ impl Projector {
                 };
                 let info = message.info().map_err(stream_err)?;
                 let (seq, pending) = (info.stream_sequence, info.pending);
+                last = (pending, info.published);
                 // Past the checkpoint and past what this batch holds: each commit once.
                 if seq > commits.last().map_or(applied, |c: &Stored| c.seq) {
                     let message = message.split().0;
@@ -403,6 +405,8 @@ impl Projector {
                 // Before readers learn of `seq`: a cached row they find then is current.
                 self.cache.evict(touched, seq);
                 self.applied.send_replace(seq);
+                let behind = time::OffsetDateTime::now_utc() - last.1;
+                crate::metrics::projector_at(seq, last.0, behind.try_into().unwrap_or_default());
                 tracing::debug!(seq, "projected");
             }
             if target.is_some_and(|t| applied >= t) {

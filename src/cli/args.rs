@@ -595,3 +595,56 @@ impl ServerTlsArgs {
         })
     }
 }
+
+/// Metrics and health: where a process reports on itself.
+#[derive(Debug, Clone, Args)]
+pub struct OpsArgs {
+    /// Where to serve /metrics (Prometheus), /healthz and /readyz, plain HTTP; `off`
+    /// serves none (the API's port still answers /healthz and /readyz). `keyledger up`
+    /// serves them on 127.0.0.1:9464 unless told otherwise.
+    #[arg(long, env = "KEYLEDGER_METRICS_ADDR", value_parser = parse_ops_addr)]
+    pub metrics_addr: Option<OpsAddr>,
+    /// Label command and payload-read metrics by project: one series per project, so
+    /// only where projects are few.
+    #[arg(long, env = "KEYLEDGER_METRICS_PROJECT_LABELS")]
+    pub metrics_project_labels: bool,
+    /// The read model may lag the log by this many commits and stay ready (/readyz).
+    #[arg(long, env = "KEYLEDGER_READY_MAX_LAG", default_value_t = infra::health::DEFAULT_MAX_LAG)]
+    pub ready_max_lag: u64,
+}
+
+/// `--metrics-addr`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub enum OpsAddr {
+    /// Not served.
+    Off,
+    /// Served here.
+    At(std::net::SocketAddr),
+}
+
+fn parse_ops_addr(s: &str) -> Result<OpsAddr, String> {
+    if s == "off" {
+        return Ok(OpsAddr::Off);
+    }
+    s.parse()
+        .map(OpsAddr::At)
+        .map_err(|e| format!("{e}: give an address such as 127.0.0.1:9464, or off"))
+}
+
+impl OpsArgs {
+    /// The settings, serving on `default` when no address was given.
+    pub fn settings(
+        &self,
+        default: Option<std::net::SocketAddr>,
+    ) -> keyledger::stack::ops::OpsSettings {
+        keyledger::stack::ops::OpsSettings {
+            addr: match self.metrics_addr {
+                None => default,
+                Some(OpsAddr::Off) => None,
+                Some(OpsAddr::At(addr)) => Some(addr),
+            },
+            project_labels: self.metrics_project_labels,
+            max_lag: self.ready_max_lag,
+        }
+    }
+}

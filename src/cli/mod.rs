@@ -22,6 +22,7 @@ mod replay_bench;
 mod secret;
 mod serve;
 mod state_view;
+mod status;
 mod token;
 mod trust;
 mod up;
@@ -70,6 +71,9 @@ enum Command {
     /// stored data key re-wrapped under it, the old version retired.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// A deployment's health: streams, consumers, the last checkpoint, and every
+    /// running process's readiness (read-model lag, last scheduler run).
+    Status(status::StatusArgs),
     /// Issue development tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -160,6 +164,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Backup(args) => backup::backup(args).await,
         Command::Restore(args) => backup::restore(args).await,
         Command::Keys(cmd) => keys::run(cmd).await,
+        Command::Status(args) => status::run(args).await,
         Command::Token(cmd) => token::run(cmd),
         Command::Secret(cmd) => secret::run(cmd).await,
         Command::Acl(cmd) => acl::run(cmd).await,

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::up::shutdown_signal;
 use super::{
-    CheckpointArgs, CommitKeyArgs, DataDirArgs, KeyArgs, LifecycleArgs, LogArgs, OrderArgs,
-    PayloadArgs,
+    CheckpointArgs, CommitKeyArgs, DataDirArgs, KeyArgs, LifecycleArgs, LogArgs, OpsArgs,
+    OrderArgs, PayloadArgs,
 };
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +36,8 @@ pub enum ServeCommand {
         orders: OrderArgs,
         #[command(flatten)]
         checkpoints: CheckpointArgs,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
     /// The projector: folds the event stream into the read model. A second projector
     /// on the same read model stands by and takes over the moment the first stops.
@@ -52,6 +54,8 @@ pub enum ServeCommand {
         /// the stream each commit is applied as it arrives).
         #[arg(long, default_value_t = projections::projector::DEFAULT_BATCH_SIZE)]
         batch_size: usize,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
     /// The NATS auth callout: admits NATS clients to the CLIENTS account by their
     /// keyledger token, each with its own inbox space (connect as the callout user,
@@ -89,7 +93,21 @@ pub enum ServeCommand {
         public_url: Option<String>,
         #[command(flatten)]
         http: super::HttpArgs,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
+}
+
+impl ServeCommand {
+    /// How the component reports on itself (the auth callout has no checks yet).
+    fn ops(&self) -> Option<(&OpsArgs, &str)> {
+        match self {
+            Self::Commands { ops, nats, .. }
+            | Self::Projector { ops, nats, .. }
+            | Self::Api { ops, nats, .. } => Some((ops, &nats.nats_url)),
+            Self::NatsAuth { .. } => None,
+        }
+    }
 }
 
 /// The auth callout's issuer key.
@@ -147,7 +165,13 @@ impl DatabaseArgs {
 pub async fn run(command: ServeCommand) -> Result<()> {
     let shutdown = CancellationToken::new();
     let clock = infra::clock::system();
-    let tasks: Vec<Task> = match command {
+    let ops = command
+        .ops()
+        .map(|(ops, url)| (ops.settings(None), url.to_owned()));
+    let settings = ops.as_ref().map(|(s, _)| s.clone()).unwrap_or_default();
+    let exporter = stack::ops::exporter(settings.project_labels);
+    let health = infra::health::Health::new(settings.max_lag);
+    let mut tasks: Vec<Task> = match command {
         ServeCommand::Commands {
             nats,
             db,
@@ -157,6 +181,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             lifecycle,
             orders,
             checkpoints,
+            ..
         } => {
             let keys = keys.load(&db.data, true)?;
             let settings = stack::CommandSettings {
@@ -173,6 +198,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 &log.settings(),
                 settings,
                 clock,
+                &health,
                 shutdown.clone(),
             )
             .await?
@@ -183,6 +209,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             commit_key,
             log,
             batch_size,
+            ..
         } => {
             // This process serves no reads: on PostgreSQL it stands by again after
             // losing the read model to the other projector.
@@ -196,6 +223,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 &db.url()?,
                 config,
                 commit_key.load(&db.data)?,
+                &health,
                 shutdown.clone(),
             )]
         }
@@ -230,6 +258,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             http_addr,
             public_url,
             http,
+            ..
         } => {
             let keys = keys.load(&db.data, false)?;
             let settings =
@@ -246,6 +275,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 settings,
                 None,
                 clock,
+                &health,
                 shutdown.clone(),
             )
             .await?;
@@ -253,7 +283,20 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             vec![task]
         }
     };
-    let mut tasks = tasks;
+    if let Some((settings, nats_url)) = ops {
+        tasks.push(stack::ops::answer_status(
+            &nats_url,
+            health.clone(),
+            shutdown.clone(),
+        ));
+        if let Some(addr) = settings.addr {
+            let (bound, task) = stack::ops::serve(addr, health, exporter, shutdown.clone()).await?;
+            eprintln!(
+                "keyledger metrics and health on http://{bound} (/metrics, /healthz, /readyz)"
+            );
+            tasks.push(task);
+        }
+    }
     let outcome = tokio::select! {
         (r, ended, _) = futures::future::select_all(tasks.iter_mut()) => {
             // That task has ended: waiting on its handle again below would panic.

@@ -65,7 +65,13 @@ pub struct UpArgs {
     http: HttpArgs,
     #[command(flatten)]
     pkcs11: super::Pkcs11Args,
+    #[command(flatten)]
+    ops: super::OpsArgs,
 }
+
+/// Where `up` serves metrics and health unless told otherwise (the port of
+/// OpenTelemetry's Prometheus exporter).
+const DEFAULT_METRICS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 9464);
 
 impl UpArgs {
     /// Whether `up` runs its own nats-server with TLS, and so sets its own NATS TLS.
@@ -128,6 +134,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
         database_url: None,
         clock: clock.clone(),
         identity,
+        ops: args
+            .ops
+            .settings(Some(SocketAddr::from(DEFAULT_METRICS_ADDR))),
     })
     .await?;
 
@@ -179,6 +188,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
         ),
         None => "an account of your NATS server that may serve keyledger.rotate.>".to_owned(),
     };
+    let ops_line = match stack.ops_addr {
+        Some(addr) => format!("http://{addr}/metrics  (also /healthz, /readyz)"),
+        None => "off (the HTTP API answers /healthz and /readyz)".to_owned(),
+    };
     let (scheme, trust_line, curl_ca) = match (&stack.api_tls, &dev_ca) {
         (false, _) => ("http", String::new(), String::new()),
         (true, Some(ca)) => {
@@ -216,6 +229,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
          \n  auditors     {auditor_line}\
          \n               checkpoints signed every {interval}; public key {public} in {public_file}\
          \n  rotation     {rotation_line}\
+         \n  metrics      {ops_line}\
          \n  data         {data}  (read model {db})\
          \n\n{token_line}\
          \n\nTry:  curl -s{curl_ca} -H \"X-Auth-Token: $KEYLEDGER_TOKEN\" {scheme}://{http}/v1/secrets\

@@ -21,6 +21,7 @@ use commands::shared::store::EventStore;
 use domain::commit::CommitKey;
 use infra::client::CommandClient;
 use infra::clock::Clock;
+use infra::health::Health;
 use infra::identity::Verifier;
 use infra::keystore::KeyStore;
 use infra::log::{LogSettings, ensure_key_bucket};
@@ -71,12 +72,33 @@ pub async fn start_commands(
     log: &LogSettings,
     settings: CommandSettings,
     clock: Clock,
+    health: &Health,
     shutdown: CancellationToken,
 ) -> Result<Vec<Task>> {
     let handler = settings.handler;
     let cache_capacity = handler.cache_capacity;
     let client = infra::nats::connect(nats_url, "keyledger-commands").await?;
     let js = async_nats::jetstream::new(client.clone());
+    health.component("commands");
+    health.nats("commands", &client);
+    health.stream("commands", &js, &log.stream);
+    health.stream("commands", &js, &format!("KV_{}", infra::log::KEY_BUCKET));
+    let envelope = keys.envelope.clone();
+    health.check("commands.kek", move || {
+        let seals = envelope.seals();
+        let version = envelope.current_version();
+        async move {
+            if seals {
+                Ok(format!("wrapping new data keys with KEK version {version}"))
+            } else {
+                Err(
+                    "this node does not hold the deployment's current KEK, so it stores no \
+                     new payloads; see `keyledger keys status`"
+                        .to_owned(),
+                )
+            }
+        }
+    });
     let store = Arc::new(EventStore::open(js.clone(), log, (*keys.commit).clone()).await?);
     let key_bucket = ensure_key_bucket(&js, log.replicas).await?;
     // New data keys are wrapped by the deployment's current KEK from the first one on,
@@ -113,11 +135,14 @@ pub async fn start_commands(
     // The scheduler and the order worker share one read-only view of the read model.
     let read_model = projections::db::open(&settings.database_url, 2).await?;
     let due = ReadModelDue(read_model.clone());
+    let heartbeat = infra::health::Heartbeat::default();
+    heartbeat.watch(health, "commands.scheduler");
     let scheduler = tokio::spawn(commands::secret::scheduler::run(
         handler.clone(),
         due,
         clock.clone(),
         settings.scheduler_interval,
+        heartbeat,
         shutdown.clone(),
     ));
     let rotation = tokio::spawn(
@@ -234,6 +259,7 @@ pub async fn start_projector(
     database_url: &str,
     config: ProjectorConfig,
     commit_key: CommitKey,
+    health: &Health,
     shutdown: CancellationToken,
 ) -> Result<(Applied, Task)> {
     // On PostgreSQL the writer's session holds the lock (an advisory lock).
@@ -241,8 +267,25 @@ pub async fn start_projector(
     let writer =
         projections::db::open_writer(database_url, projections::writer::WRITER_CACHE_KIB).await?;
     let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
-    let js = async_nats::jetstream::new(client);
-    run_projector(lock, writer, js, config, commit_key, shutdown).await
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = config.stream.clone();
+    let (applied, task) =
+        run_projector(lock, writer, js.clone(), config, commit_key, shutdown).await?;
+    watch_projector(health, &client, &js, &stream, applied.seq.clone());
+    Ok((applied, task))
+}
+
+/// The projector's checks: NATS, its stream, and its lag.
+fn watch_projector(
+    health: &Health,
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    applied: watch::Receiver<u64>,
+) {
+    health.component("projector");
+    health.nats("projector", client);
+    health.read_model("projector", js, stream, applied);
 }
 
 /// Starts a projector that stands by while another projector writes the read model at
@@ -257,9 +300,11 @@ pub fn start_projector_or_stand_by(
     database_url: &str,
     config: ProjectorConfig,
     commit_key: CommitKey,
+    health: &Health,
     shutdown: CancellationToken,
 ) -> Task {
     let (nats_url, database_url) = (nats_url.to_owned(), database_url.to_owned());
+    let health = health.clone();
     tokio::spawn(async move {
         let target = projections::db::target(&database_url)?;
         let client = infra::nats::connect(&nats_url, "keyledger-projector").await?;
@@ -284,8 +329,11 @@ pub fn start_projector_or_stand_by(
                 (None, writer)
             }
         };
-        let js = async_nats::jetstream::new(client);
-        let (_, task) = run_projector(lock, writer, js, config, commit_key, shutdown).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        let stream = config.stream.clone();
+        let (applied, task) =
+            run_projector(lock, writer, js.clone(), config, commit_key, shutdown).await?;
+        watch_projector(&health, &client, &js, &stream, applied.seq);
         task.await?
     })
 }
@@ -336,6 +384,10 @@ pub struct ApiSettings {
 
 /// Starts the HTTP API. `applied` follows a projector in this process; without one,
 /// the API polls the read model's checkpoint. Returns the bound address.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a different part the API is built from, named at its two callers"
+)]
 pub async fn start_api(
     nats_url: &str,
     database_url: &str,
@@ -343,6 +395,7 @@ pub async fn start_api(
     settings: ApiSettings,
     applied: Option<Applied>,
     clock: Clock,
+    health: &Health,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Task)> {
     check_plain_http(&settings)?;
@@ -368,6 +421,10 @@ pub async fn start_api(
     api::access_log::ensure_stream(&js, settings.replicas)
         .await
         .map_err(|e| anyhow::anyhow!("setting up the access stream: {e}"))?;
+    health.component("api");
+    health.nats("api", &client);
+    health.stream("api", &js, api::access_log::STREAM);
+    health.read_model("api", &js, &settings.config.stream, read.applied_watch());
     let access_log = api::access_log::AccessLog::start(
         js.clone(),
         settings.config.access_mode,
@@ -389,6 +446,7 @@ pub async fn start_api(
         costly: Arc::default(),
         aws: api::aws::AwsKeys::new(&keys.commit, &commands),
         clock,
+        health: health.clone(),
         config: Arc::new(settings.config),
     });
     let listener = tokio::net::TcpListener::bind(settings.addr)

@@ -8,6 +8,7 @@ mod data_dir;
 pub mod dev_tls;
 mod keys;
 mod nats;
+pub mod ops;
 mod read_model;
 
 pub use cluster::*;
@@ -72,6 +73,8 @@ pub struct StackConfig {
     pub clock: Clock,
     /// Which tokens are accepted.
     pub identity: IdentitySettings,
+    /// Metrics and health.
+    pub ops: ops::OpsSettings,
 }
 
 /// The managed nats-server, supervised: restarted when it dies.
@@ -105,6 +108,10 @@ pub struct Stack {
     pub database_url: String,
     /// The keys.
     pub keys: Keys,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if they are.
+    pub ops_addr: Option<SocketAddr>,
+    /// The readiness checks of every component.
+    pub health: infra::health::Health,
     shutdown: CancellationToken,
     tasks: Vec<Task>,
 }
@@ -125,6 +132,8 @@ impl Stack {
         };
         let keys = Keys::load_or_create(&data_dir, &files, &config.identity)?;
         let shutdown = CancellationToken::new();
+        let exporter = ops::exporter(config.ops.project_labels);
+        let health = infra::health::Health::new(config.ops.max_lag);
         let mut tasks = Vec::new();
         let mut auditor_url = None;
         let mut rotation_url = None;
@@ -198,6 +207,7 @@ impl Stack {
                         checkpoints,
                     },
                     config.clock.clone(),
+                    &health,
                     shutdown.clone(),
                 )
                 .await?,
@@ -208,6 +218,7 @@ impl Stack {
             &database_url,
             config.projector.clone(),
             (*keys.commit).clone(),
+            &health,
             shutdown.clone(),
         )
         .await?;
@@ -219,10 +230,25 @@ impl Stack {
             config.api.clone(),
             Some(applied),
             config.clock.clone(),
+            &health,
             shutdown.clone(),
         )
         .await?;
         tasks.push(api);
+        tasks.push(ops::answer_status(
+            &service_url,
+            health.clone(),
+            shutdown.clone(),
+        ));
+        let ops_addr = match config.ops.addr {
+            Some(addr) => {
+                let (bound, task) =
+                    ops::serve(addr, health.clone(), exporter, shutdown.clone()).await?;
+                tasks.push(task);
+                Some(bound)
+            }
+            None => None,
+        };
         Ok(Self {
             api_tls: config.api.tls.is_some(),
             _lock: lock,
@@ -235,6 +261,8 @@ impl Stack {
             http_addr,
             database_url,
             keys,
+            ops_addr,
+            health,
             shutdown,
             tasks,
         })

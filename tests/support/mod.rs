@@ -105,6 +105,7 @@ pub fn config(dir: &TempDir) -> StackConfig {
         database_url: None,
         clock: clock::system(),
         identity: Default::default(),
+        ops: Default::default(),
     }
 }
 

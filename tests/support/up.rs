@@ -12,6 +12,8 @@ pub struct Up {
     pub http: String,
     /// `127.0.0.1:<port>` of the managed nats-server.
     pub nats: String,
+    /// `http://127.0.0.1:<port>` of `/metrics`, `/healthz` and `/readyz`.
+    pub ops: String,
 }
 
 /// `keyledger up` on the data directory `data`, its HTTP API on `http_addr` and its
@@ -26,6 +28,9 @@ pub fn command(data: &std::path::Path, http_addr: &str) -> Command {
             "0",
             "--http-addr",
             http_addr,
+            // Tests run side by side: not the default port.
+            "--metrics-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data)
@@ -56,7 +61,7 @@ impl Up {
         let (found, addresses) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            let (mut http, mut nats) = (None, None);
+            let (mut http, mut nats, mut ops) = (None, None, None);
             for line in std::io::BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
@@ -70,17 +75,19 @@ impl Up {
                             .trim_start_matches("tls://")
                             .to_owned()
                     });
+                } else if let Some(rest) = line.trim().strip_prefix("metrics ") {
+                    ops = first(rest).map(|m| m.trim_end_matches("/metrics").to_owned());
                 }
-                if let (Some(h), Some(n)) = (&http, &nats) {
-                    let _ = found.send((h.clone(), n.clone()));
+                if let (Some(h), Some(n), Some(o)) = (&http, &nats, &ops) {
+                    let _ = found.send((h.clone(), n.clone(), o.clone()));
                     http = None;
                 }
             }
         });
-        let (http, nats) = tokio::task::spawn_blocking(move || {
+        let (http, nats, ops) = tokio::task::spawn_blocking(move || {
             addresses
                 .recv_timeout(std::time::Duration::from_secs(120))
-                .expect("keyledger up prints its HTTP and NATS addresses")
+                .expect("keyledger up prints its HTTP, NATS and metrics addresses")
         })
         .await
         .unwrap();
@@ -89,6 +96,7 @@ impl Up {
             dir,
             http,
             nats,
+            ops,
         }
     }
 

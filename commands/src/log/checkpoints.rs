@@ -413,8 +413,9 @@ impl Checkpointer {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            if let Err(e) = self.tick().await {
-                tracing::error!("{e}");
+            match self.tick().await {
+                Ok(covered) => infra::metrics::checkpoint_covered(covered),
+                Err(e) => tracing::error!("{e}"),
             }
         }
     }

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::secret::SecretHandler;
 use infra::clock::Clock;
+use infra::health::Heartbeat;
+use infra::metrics::{SCHEDULER_DONE, SCHEDULER_DUE};
 
 pub use domain::secret::version::{Due, DueTask as Task};
 
@@ -45,20 +47,25 @@ pub async fn run<S: DueSource>(
     source: S,
     clock: Clock,
     interval: Duration,
+    heartbeat: Heartbeat,
     shutdown: CancellationToken,
 ) {
     let lifecycle = handler.lifecycle();
     loop {
-        let full = match source.due(clock(), lifecycle, BATCH).await {
+        let now = clock();
+        let full = match source.due(now, lifecycle, BATCH).await {
             Ok(due) => {
                 let full = due.len() >= BATCH as usize;
                 for task in due {
+                    metrics::counter!(SCHEDULER_DUE, "task" => task_name(task.task)).increment(1);
                     run_one(&handler, task).await;
                 }
+                heartbeat.beat(now, None);
                 full
             }
             Err(e) => {
                 tracing::warn!(error = %e, "scheduler: cannot read what is due; retrying");
+                heartbeat.beat(now, Some(format!("cannot read what is due: {e}")));
                 false
             }
         };
@@ -76,6 +83,15 @@ pub async fn run<S: DueSource>(
     }
 }
 
+/// A task's name, as a label.
+fn task_name(task: Task) -> &'static str {
+    match task {
+        Task::Expire => "expire",
+        Task::Purge => "purge",
+        Task::Prune => "prune",
+    }
+}
+
 /// Runs one task. A refusal because the log already says otherwise (the read model
 /// lagged) is expected and quiet.
 async fn run_one(handler: &SecretHandler, due: Due) {
@@ -87,10 +103,17 @@ async fn run_one(handler: &SecretHandler, due: Due) {
         }
     };
     let name = command.name();
-    match handler
+    let result = handler
         .run_task(due.project.clone(), due.secret, command, id)
-        .await
-    {
+        .await;
+    let outcome = match &result {
+        Ok(_) => "done",
+        Err(r) if matches!(r.code, ErrorCode::Conflict | ErrorCode::NotFound) => "skipped",
+        Err(_) => "failed",
+    };
+    metrics::counter!(SCHEDULER_DONE, "task" => task_name(due.task), "outcome" => outcome)
+        .increment(1);
+    match result {
         Ok(accepted) => {
             tracing::info!(task = name, secret = %due.secret, seq = accepted.seq, "scheduler: done");
         }

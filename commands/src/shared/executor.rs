@@ -124,6 +124,7 @@ impl<A: Aggregate> Executor<A> {
         let subject = aggregate.subject();
         let slot = self.cache.get_with(subject.clone(), Slot::default);
         let mut cached = slot.lock().await;
+        infra::metrics::cache_lookup(infra::metrics::cache::AGGREGATES, cached.is_some());
         let loaded = match cached.as_mut() {
             Some(loaded) => loaded,
             None => cached.insert(self.store.load(&subject, A::evolve).await?),
@@ -148,6 +149,7 @@ impl<A: Aggregate> Executor<A> {
         };
         let slot = self.cache.get_with(subject.clone(), Slot::default);
         let mut cached = slot.lock().await;
+        infra::metrics::cache_lookup(infra::metrics::cache::AGGREGATES, cached.is_some());
         let mut prepared = false;
 
         // Whether the state is known to be the log's latest (loaded, or caught up, in

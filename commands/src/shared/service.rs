@@ -176,16 +176,24 @@ impl CommandService {
                 &self.verifier,
             ),
         };
+        let started = std::time::Instant::now();
+        let mut project = None;
         // A panic while handling one command must not leave its caller without an
         // answer: it is caught, logged with an id, and answered as internal.
-        let result =
-            match std::panic::AssertUnwindSafe(self.execute(&name, verifier, &message, callers))
-                .catch_unwind()
-                .await
-            {
-                Ok(result) => result,
-                Err(cause) => Err(panicked(&name, cause)),
-            };
+        let result = match std::panic::AssertUnwindSafe(self.execute(
+            &name,
+            verifier,
+            &message,
+            callers,
+            &mut project,
+        ))
+        .catch_unwind()
+        .await
+        {
+            Ok(result) => result,
+            Err(cause) => Err(panicked(&name, cause)),
+        };
+        record(&name, project.as_deref(), &result, started.elapsed());
         match &result {
             Ok(a) => {
                 tracing::info!(command = %name, id = %a.id, seq = a.seq, version = a.version, "accepted")
@@ -209,6 +217,7 @@ impl CommandService {
         verifier: &Verifier,
         message: &Message,
         callers: &Callers,
+        project: &mut Option<String>,
     ) -> Result<AcceptedReply, Rejection> {
         let authorization = message
             .headers
@@ -216,6 +225,7 @@ impl CommandService {
             .and_then(|h| h.get(AUTHORIZATION))
             .map(|v| v.as_str());
         let principal = verifier.verify_authorization(authorization, (self.clock)())?;
+        *project = Some(principal.project.to_string());
         let _in_flight = callers.start(
             format!("{}@{}", principal.user, principal.project),
             (self.concurrency / PER_CALLER_SHARE).max(1),
@@ -235,6 +245,29 @@ impl CommandService {
             CommandName::AccessKey(op) => self.access_keys.handle(op, &principal, body).await,
         }
     }
+}
+
+/// Counts a command by its name (`unknown` for a name that is not a command: the
+/// label takes no caller's string) and outcome, and observes how long it took.
+fn record(
+    name: &str,
+    project: Option<&str>,
+    result: &Result<AcceptedReply, Rejection>,
+    took: Duration,
+) {
+    use infra::metrics::{COMMAND_DURATION, COMMANDS, project_label};
+    let command = CommandName::parse(name).map_or("unknown", CommandName::as_str);
+    let outcome = match result {
+        Ok(_) => "accepted",
+        Err(r) => r.code.as_str(),
+    };
+    let mut labels = vec![
+        metrics::Label::from_static_parts("command", command),
+        metrics::Label::from_static_parts("outcome", outcome),
+    ];
+    labels.extend(project.and_then(project_label));
+    metrics::counter!(COMMANDS, labels).increment(1);
+    metrics::histogram!(COMMAND_DURATION, "command" => command).record(took.as_secs_f64());
 }
 
 /// The answer to a command whose handling panicked.

@@ -82,7 +82,9 @@ impl PayloadCache {
 
     /// The entry of `id`, if held.
     pub fn get(&self, id: SecretId) -> Option<Arc<Entry>> {
-        self.entries.get(&id)
+        let entry = self.entries.get(&id);
+        crate::metrics::payload_row_lookup(entry.is_some());
+        entry
     }
 
     /// Holds `entry`, read from the read model's snapshot at sequence `seq`, unless a

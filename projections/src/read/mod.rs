@@ -317,6 +317,11 @@ impl ReadModel {
         *self.applied.borrow()
     }
 
+    /// Follows the sequence applied.
+    pub fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
     /// Waits until the read model has applied `seq`, for at most `timeout`.
     pub async fn wait_for(&self, seq: u64, timeout: Duration) -> Result<(), Lagging> {
         let mut rx = self.applied.clone();

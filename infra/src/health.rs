@@ -1,0 +1,281 @@
+//! Health: whether a process is ready to serve, as load balancers, Kubernetes probes and
+//! `keyledger status` ask.
+//!
+//! Each component adds its readiness checks to the process's [`Health`] as it starts
+//! (NATS reachable, its streams present, the read model within a lag, the current KEK
+//! held). A [`Report`] runs them all at once, each within [`CHECK_TIMEOUT`]: a probe
+//! never hangs on a partitioned NATS. Liveness (`/healthz`) asks nothing: a process that
+//! answers is alive, and restarting it because NATS is away would not bring NATS back.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// Longest one check may take before it counts as failed.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The subject every keyledger process answers status requests on (keyledger's own
+/// NATS account only: clients and auditors cannot reach it).
+pub const STATUS_SUBJECT: &str = "keyledger.status";
+
+type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
+/// The readiness checks of one process, shared by its components.
+#[derive(Clone)]
+pub struct Health {
+    checks: Arc<Mutex<Vec<(String, Probe)>>>,
+    components: Arc<Mutex<Vec<String>>>,
+    max_lag: u64,
+}
+
+/// The read model's lag a process stays ready with by default: about a second of
+/// commits at a busy command service's pace.
+pub const DEFAULT_MAX_LAG: u64 = 10_000;
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_LAG)
+    }
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("components", &self.components())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckResult {
+    /// What was checked, e.g. `commands.nats`.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found, or what is wrong and what to do.
+    pub detail: String,
+}
+
+/// Every check of a process, run now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Report {
+    /// Whether every check passed.
+    pub ready: bool,
+    /// The checks, in the order the components added them.
+    pub checks: Vec<CheckResult>,
+}
+
+impl Health {
+    /// No checks yet; a read model more than `max_lag` commits behind the log is not
+    /// ready.
+    pub fn new(max_lag: u64) -> Self {
+        Self {
+            checks: Arc::default(),
+            components: Arc::default(),
+            max_lag,
+        }
+    }
+
+    /// Records that `component` runs in this process.
+    pub fn component(&self, component: &str) {
+        lock(&self.components).push(component.to_owned());
+    }
+
+    /// The components running in this process.
+    pub fn components(&self) -> Vec<String> {
+        lock(&self.components).clone()
+    }
+
+    /// Adds the check `name`: `probe` answers what it found, or what is wrong.
+    pub fn check<F>(&self, name: impl Into<String>, probe: impl Fn() -> F + Send + Sync + 'static)
+    where
+        F: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        let probe: Probe = Arc::new(move || Box::pin(probe()));
+        lock(&self.checks).push((name.into(), probe));
+    }
+
+    /// Runs every check, concurrently, each within [`CHECK_TIMEOUT`].
+    pub async fn report(&self) -> Report {
+        let checks = lock(&self.checks).clone();
+        let results =
+            futures::future::join_all(checks.into_iter().map(|(name, probe)| async move {
+                let outcome = match tokio::time::timeout(CHECK_TIMEOUT, probe()).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+                };
+                let (ok, detail) = match outcome {
+                    Ok(found) => (true, found),
+                    Err(problem) => (false, problem),
+                };
+                CheckResult { name, ok, detail }
+            }))
+            .await;
+        Report {
+            ready: results.iter().all(|c| c.ok),
+            checks: results,
+        }
+    }
+
+    /// Adds `<component>.nats`: `client` is connected.
+    pub fn nats(&self, component: &str, client: &async_nats::Client) {
+        let client = client.clone();
+        self.check(format!("{component}.nats"), move || {
+            let state = client.connection_state();
+            async move {
+                match state {
+                    async_nats::connection::State::Connected => Ok("connected".to_owned()),
+                    other => Err(format!(
+                        "not connected to NATS ({other}); reconnecting by itself — check that \
+                         nats-server runs and is reachable"
+                    )),
+                }
+            }
+        });
+    }
+
+    /// Adds `<component>.stream.<name>`: the stream `name` exists.
+    pub fn stream(&self, component: &str, js: &jetstream::Context, name: &str) {
+        let (js, stream) = (js.clone(), name.to_owned());
+        self.check(format!("{component}.stream.{name}"), move || {
+            let (js, stream) = (js.clone(), stream.clone());
+            async move {
+                let info = last_sequence(&js, &stream).await?;
+                Ok(format!("last sequence {info}"))
+            }
+        });
+    }
+
+    /// Adds `<component>.read_model`: `applied` is at most the allowed lag behind the
+    /// end of the event stream `stream`.
+    pub fn read_model(
+        &self,
+        component: &str,
+        js: &jetstream::Context,
+        stream: &str,
+        applied: watch::Receiver<u64>,
+    ) {
+        let (js, stream, max_lag) = (js.clone(), stream.to_owned(), self.max_lag);
+        self.check(format!("{component}.read_model"), move || {
+            let (js, stream, applied) = (js.clone(), stream.clone(), *applied.borrow());
+            async move {
+                let last = last_sequence(&js, &stream).await?;
+                let lag = last.saturating_sub(applied);
+                if lag > max_lag {
+                    Err(format!(
+                        "the read model is {lag} commits behind the log (applied {applied} of \
+                         {last}; at most {max_lag} allowed): the projector is catching up, or \
+                         not running"
+                    ))
+                } else {
+                    Ok(format!("applied {applied} of {last} (lag {lag})"))
+                }
+            }
+        });
+    }
+}
+
+/// The last sequence of `stream`, or what is wrong.
+async fn last_sequence(js: &jetstream::Context, stream: &str) -> Result<u64, String> {
+    let found = js.get_stream(stream).await.map_err(|e| {
+        format!("the stream {stream} cannot be read ({e}); is it there, and is JetStream up?")
+    })?;
+    Ok(found.cached_info().state.last_sequence)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a process answers on [`STATUS_SUBJECT`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    /// The process id.
+    pub pid: u32,
+    /// keyledger's version.
+    pub version: String,
+    /// The components it runs.
+    pub components: Vec<String>,
+    /// Its readiness.
+    pub report: Report,
+}
+
+/// Answers status requests on [`STATUS_SUBJECT`] with `health`'s report until
+/// `shutdown`, on `client` (keyledger's own account).
+pub async fn answer_status(
+    client: async_nats::Client,
+    health: Health,
+    version: &'static str,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), async_nats::SubscribeError> {
+    use futures::StreamExt as _;
+    let mut requests = client.subscribe(STATUS_SUBJECT).await?;
+    loop {
+        let request = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            r = requests.next() => r,
+        };
+        let Some(request) = request else {
+            return Ok(());
+        };
+        // Only keyledger's own account can ask; still, answer only onto an inbox.
+        let Some(reply) = request.reply.filter(|r| r.starts_with("_INBOX")) else {
+            continue;
+        };
+        let status = ProcessStatus {
+            pid: std::process::id(),
+            version: version.to_owned(),
+            components: health.components(),
+            report: health.report().await,
+        };
+        match serde_json::to_vec(&status) {
+            Ok(body) => {
+                if let Err(e) = client.publish(reply, body.into()).await {
+                    tracing::debug!(error = %e, "answering a status request failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "encoding the status failed"),
+        }
+    }
+}
+
+/// When a periodic task (the lifecycle scheduler) last made a pass, and whether it
+/// went wrong: a check, and `keyledger status`'s "last scheduler run".
+#[derive(Clone, Default)]
+pub struct Heartbeat(Arc<Mutex<Option<Pass>>>);
+
+/// A pass: when, and what went wrong in it, if anything did.
+type Pass = (domain::timestamp::Timestamp, Option<String>);
+
+impl Heartbeat {
+    /// Records a pass at `at`; `problem` says what went wrong, if anything did.
+    pub fn beat(&self, at: domain::timestamp::Timestamp, problem: Option<String>) {
+        if problem.is_none() {
+            #[expect(clippy::cast_precision_loss, reason = "a gauge of seconds")]
+            metrics::gauge!(crate::metrics::SCHEDULER_LAST_RUN)
+                .set(at.unix_millis() as f64 / 1000.0);
+        }
+        *lock(&self.0) = Some((at, problem));
+    }
+
+    /// Adds the check `name` to `health`: the last pass went right (or none was made
+    /// yet).
+    pub fn watch(&self, health: &Health, name: &str) {
+        let beat = self.clone();
+        health.check(name, move || {
+            let last = lock(&beat.0).clone();
+            async move {
+                match last {
+                    None => Ok("no pass yet".to_owned()),
+                    Some((at, None)) => Ok(format!("last pass at {at}")),
+                    Some((at, Some(problem))) => Err(format!("the pass at {at} failed: {problem}")),
+                }
+            }
+        });
+    }
+}
