@@ -402,6 +402,31 @@ async fn readiness_flips_when_nats_stops_and_recovers() {
         (status == 200).then_some(())
     })
     .await;
+
+    // A log that refuses new messages (its limit reached, discard new) is not ready:
+    // writes would fail.
+    t.create_text(&t.token("alice", "p1"), "one", "x").await;
+    let js = async_nats::jetstream::new(
+        infra::nats::connect(&t.stack.service_url, "test")
+            .await
+            .unwrap(),
+    );
+    let mut stream = js.get_stream("KEYLEDGER").await.unwrap();
+    let info = stream.info().await.unwrap().clone();
+    let mut config = info.config.clone();
+    config.max_messages = i64::try_from(info.state.messages).unwrap();
+    config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
+    js.update_stream(config).await.unwrap();
+    let (status, report) = ready().await;
+    assert_eq!(status, 503, "{report}");
+    let failing: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, ["commands.stream.KEYLEDGER"], "{report}");
 }
 
 /// A hung process, continued when dropped (also when the test fails meanwhile).
@@ -431,6 +456,14 @@ async fn status_shows_the_whole_deployment() {
     assert_eq!(r.status(), 201);
     let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyledger"))
         .args(["status", "--json", "--nats-url", &up.service_url()])
+        .args([
+            "--expect",
+            "commands",
+            "--expect",
+            "projector",
+            "--expect",
+            "api",
+        ])
         .output()
         .await
         .unwrap();
@@ -481,5 +514,43 @@ async fn status_shows_the_whole_deployment() {
     assert!(
         out.contains("api.read_model") && out.contains("Ready."),
         "{out}"
+    );
+
+    // A second API replica was expected, and none answered: not ready.
+    let short = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyledger"))
+        .args(["status", "--nats-url", &up.service_url()])
+        .args(["--expect", "api", "--expect", "api"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!short.status.success());
+    let out = String::from_utf8_lossy(&short.stdout);
+    assert!(
+        out.contains("MISSING api") && out.contains("Not ready."),
+        "{out}"
+    );
+
+    // The auditor may not read keyledger's streams: told so at once.
+    let auditor = format!(
+        "nats://{}:{}@{}",
+        infra::server::AUDITOR_USER,
+        std::fs::read_to_string(up.data_dir().join(infra::server::AUDITOR_PASSWORD_FILE))
+            .unwrap()
+            .trim(),
+        up.nats
+    );
+    let started = std::time::Instant::now();
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyledger"))
+        .args(["status", "--nats-url", &auditor])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("service user"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
     );
 }

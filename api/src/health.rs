@@ -23,7 +23,8 @@ pub async fn alive() -> &'static str {
 
 /// Ready: every component of this process passes its checks (NATS reachable, its
 /// streams present, the read model within the allowed lag). 503 names each failing
-/// check and what is wrong.
+/// check. The details (sequences, what is wrong) are on the operations port only:
+/// here, without a token, they would tell anyone how busy the deployment is.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -34,7 +35,10 @@ pub async fn alive() -> &'static str {
     ),
 )]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Report>) {
-    let report = state.health.report().await;
+    let mut report = state.health.report().await;
+    for check in &mut report.checks {
+        check.detail.clear();
+    }
     let status = if report.ready {
         StatusCode::OK
     } else {

@@ -57,7 +57,9 @@ pub struct CheckResult {
     pub name: String,
     /// Whether it passed.
     pub ok: bool,
-    /// What was found, or what is wrong and what to do.
+    /// What was found, or what is wrong and what to do (left out where the report is
+    /// public: on the API's port).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
 }
 
@@ -145,8 +147,8 @@ impl Health {
         self.check(format!("{component}.stream.{name}"), move || {
             let (js, stream) = (js.clone(), stream.clone());
             async move {
-                let info = last_sequence(&js, &stream).await?;
-                Ok(format!("last sequence {info}"))
+                let last = writable_end(&js, &stream).await?;
+                Ok(format!("last sequence {last}"))
             }
         });
     }
@@ -161,16 +163,39 @@ impl Health {
         applied: watch::Receiver<u64>,
     ) {
         let (js, stream, max_lag) = (js.clone(), stream.to_owned(), self.max_lag);
+        // Since when this check has seen the read model behind the log at the same
+        // sequence: still for longer than STALLED, the projector is failing or gone,
+        // however small the lag.
+        let behind: Arc<Mutex<(u64, Option<std::time::Instant>)>> = Arc::default();
         self.check(format!("{component}.read_model"), move || {
             let (js, stream, applied) = (js.clone(), stream.clone(), *applied.borrow());
+            let behind = behind.clone();
             async move {
                 let last = last_sequence(&js, &stream).await?;
                 let lag = last.saturating_sub(applied);
+                let still_for = {
+                    let mut seen = lock(&behind);
+                    if seen.0 != applied || lag == 0 {
+                        *seen = (applied, None);
+                    }
+                    if lag > 0 {
+                        seen.1.get_or_insert_with(std::time::Instant::now).elapsed()
+                    } else {
+                        Duration::ZERO
+                    }
+                };
                 if lag > max_lag {
                     Err(format!(
                         "the read model is {lag} commits behind the log (applied {applied} of \
                          {last}; at most {max_lag} allowed): the projector is catching up, or \
                          not running"
+                    ))
+                } else if still_for > STALLED {
+                    Err(format!(
+                        "the read model has not moved for {} s while {lag} commits behind the \
+                         log (applied {applied} of {last}): the projector is failing or not \
+                         running; see its log",
+                        still_for.as_secs()
                     ))
                 } else {
                     Ok(format!("applied {applied} of {last} (lag {lag})"))
@@ -180,12 +205,45 @@ impl Health {
     }
 }
 
-/// The last sequence of `stream`, or what is wrong.
-async fn last_sequence(js: &jetstream::Context, stream: &str) -> Result<u64, String> {
+/// How long a read model may stay still while behind the log before it is not ready.
+pub const STALLED: Duration = Duration::from_secs(10);
+
+/// The state and limits of `stream`, or what is wrong.
+async fn stream_info(
+    js: &jetstream::Context,
+    stream: &str,
+) -> Result<jetstream::stream::Info, String> {
     let found = js.get_stream(stream).await.map_err(|e| {
         format!("the stream {stream} cannot be read ({e}); is it there, and is JetStream up?")
     })?;
-    Ok(found.cached_info().state.last_sequence)
+    Ok(found.cached_info().clone())
+}
+
+/// The last sequence of `stream`, or what is wrong.
+async fn last_sequence(js: &jetstream::Context, stream: &str) -> Result<u64, String> {
+    Ok(stream_info(js, stream).await?.state.last_sequence)
+}
+
+/// The last sequence of `stream`, or why it cannot take writes: missing, or at a limit
+/// it was given that refuses new messages.
+async fn writable_end(js: &jetstream::Context, stream: &str) -> Result<u64, String> {
+    let info = stream_info(js, stream).await?;
+    let (config, state) = (&info.config, &info.state);
+    let refuses = config.discard == jetstream::stream::DiscardPolicy::New;
+    // A limit of 0 or -1 is none.
+    let reached = |max: i64, now: u64| u64::try_from(max).is_ok_and(|max| max > 0 && now >= max);
+    let (full_messages, full_bytes) = (
+        reached(config.max_messages, state.messages),
+        reached(config.max_bytes, state.bytes),
+    );
+    if refuses && (full_messages || full_bytes) {
+        return Err(format!(
+            "the stream {stream} is full ({} messages, {} bytes; its limits are {} and {}) and \
+             refuses new messages: raise or remove its limits (max_msgs, max_bytes)",
+            state.messages, state.bytes, config.max_messages, config.max_bytes
+        ));
+    }
+    Ok(state.last_sequence)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -224,7 +282,7 @@ pub async fn answer_status(
             return Ok(());
         };
         // Only keyledger's own account can ask; still, answer only onto an inbox.
-        let Some(reply) = request.reply.filter(|r| r.starts_with("_INBOX")) else {
+        let Some(reply) = request.reply.filter(|r| crate::nats::is_reply_subject(r)) else {
             continue;
         };
         let status = ProcessStatus {

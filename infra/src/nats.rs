@@ -92,6 +92,11 @@ fn redact_one(url: &str) -> String {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
+        // A user without a password is a token to NATS (`nats://<token>@host`).
+        Ok(mut u) if !u.username().is_empty() => {
+            let _ = u.set_username("***");
+            u.to_string()
+        }
         Ok(_) => url.to_owned(),
         // A URL that does not parse may still carry credentials: hide whatever sits
         // between the scheme and the last `@`.
@@ -289,9 +294,59 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// Whether `subject` can be a reply: an inbox or a cross-account response subject, and
+/// nothing a stream, the key store or the JetStream API listens on.
+pub fn is_reply_subject(subject: &str) -> bool {
+    let Some((first, rest)) = subject.split_once('.') else {
+        return false;
+    };
+    let inbox = first == "_INBOX" || first.strip_prefix("_INBOX_").is_some_and(|n| !n.is_empty());
+    (inbox || first == "_R_")
+        && !rest.is_empty()
+        && rest
+            .split('.')
+            .all(|token| !token.is_empty() && token != "*" && token != ">")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_inboxes_and_response_subjects_are_replies() {
+        for ok in [
+            "_INBOX.abc.1",
+            "_INBOX_3f2a.abc.def",
+            "_R_.x1.y2",
+            "_INBOX.a",
+        ] {
+            assert!(is_reply_subject(ok), "{ok}");
+        }
+        for bad in [
+            "keyledger.events.p1.secret.1",
+            "$KV.KEYLEDGER_KEYS.ca.local",
+            "$JS.API.STREAM.DELETE.KEYLEDGER",
+            "keyledger.checkpoints.KEYLEDGER",
+            "_INBOX",
+            "_INBOX.",
+            "_INBOX_.x",
+            "_INBOX.*",
+            "_INBOX.>",
+            "_R_",
+            "_INBOXES.x",
+            "$SYS.REQ.USER.AUTH",
+        ] {
+            assert!(!is_reply_subject(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_never_reach_messages() {
+        assert_eq!(
+            redact("nats://eyJ0eXAi.eyJzdWIi.sig@127.0.0.1:4222"),
+            "nats://***@127.0.0.1:4222"
+        );
+    }
 
     #[test]
     fn passwords_never_reach_messages() {

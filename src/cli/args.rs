@@ -601,7 +601,8 @@ impl ServerTlsArgs {
 pub struct OpsArgs {
     /// Where to serve /metrics (Prometheus), /healthz and /readyz, plain HTTP; `off`
     /// serves none (the API's port still answers /healthz and /readyz). `keyledger up`
-    /// serves them on 127.0.0.1:9464 unless told otherwise.
+    /// serves them on 127.0.0.1:9464 unless told otherwise (and without them, with a
+    /// warning, if that port is taken).
     #[arg(long, env = "KEYLEDGER_METRICS_ADDR", value_parser = parse_ops_addr)]
     pub metrics_addr: Option<OpsAddr>,
     /// Label command and payload-read metrics by project: one series per project, so
@@ -643,6 +644,7 @@ impl OpsArgs {
                 Some(OpsAddr::Off) => None,
                 Some(OpsAddr::At(addr)) => Some(addr),
             },
+            default_addr: self.metrics_addr.is_none(),
             project_labels: self.metrics_project_labels,
             max_lag: self.ready_max_lag,
         }

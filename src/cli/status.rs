@@ -24,9 +24,15 @@ pub struct StatusArgs {
     nats_url: String,
     #[command(flatten)]
     log: LogArgs,
-    /// How long to wait for processes to answer.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// How long to wait for processes to answer: longer than a process's checks take
+    /// (each at most 2 s), or a process whose checks time out goes unseen.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     wait: Duration,
+    /// A component that must be running (`commands`, `projector`, `api`), as often as
+    /// named (`--expect api --expect api` for two API replicas): a process that cannot
+    /// reach NATS does not answer, so only this tells it is missing.
+    #[arg(long)]
+    expect: Vec<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -70,8 +76,14 @@ struct Status {
     consumers: Vec<ConsumerState>,
     checkpoint: Option<CheckpointState>,
     processes: Vec<ProcessStatus>,
+    /// Components `--expect` named that fewer processes run than expected.
+    missing: Vec<String>,
     ready: bool,
 }
+
+/// How long one JetStream request of `status` may take: a user without JetStream
+/// rights is never answered (the server only logs a permissions violation).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn rfc3339<S: serde::Serializer>(at: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
     let text = at.and_then(|at| {
@@ -85,6 +97,18 @@ pub async fn run(args: StatusArgs) -> Result<()> {
     let client = infra::nats::connect(&args.nats_url, "keyledger-status-cli").await?;
     let js = jetstream::new(client.clone());
     let log = &args.log.stream;
+    // A user who may not use JetStream here (the auditor, a client) is told so at
+    // once, not after every request has timed out.
+    let log_info = tokio::time::timeout(REQUEST_TIMEOUT, js.get_stream(log.as_str())).await;
+    match log_info {
+        Err(_) => anyhow::bail!(
+            "JetStream did not answer within {} s: is the URL's user keyledger's service user \
+             (nats://keyledger:<password>@…)? Others may not read keyledger's streams",
+            REQUEST_TIMEOUT.as_secs()
+        ),
+        Ok(Err(e)) => tracing::debug!(error = %e, "the log stream"),
+        Ok(Ok(_)) => {}
+    }
     let mut streams = Vec::new();
     for name in [
         log.as_str(),
@@ -97,12 +121,15 @@ pub async fn run(args: StatusArgs) -> Result<()> {
     let consumers = consumers(&js, log).await?;
     let checkpoint = checkpoint(&js, log, &streams).await?;
     let processes = gather(&client, args.wait).await?;
-    let ready = !processes.is_empty() && processes.iter().all(|p| p.report.ready);
+    let missing = missing(&args.expect, &processes);
+    let ready =
+        !processes.is_empty() && missing.is_empty() && processes.iter().all(|p| p.report.ready);
     let status = Status {
         streams,
         consumers,
         checkpoint,
         processes,
+        missing,
         ready,
     };
     if args.json {
@@ -117,8 +144,8 @@ pub async fn run(args: StatusArgs) -> Result<()> {
 }
 
 async fn stream_state(js: &jetstream::Context, name: &str) -> StreamState {
-    match js.get_stream(name).await {
-        Ok(stream) => {
+    match tokio::time::timeout(REQUEST_TIMEOUT, js.get_stream(name)).await {
+        Ok(Ok(stream)) => {
             let state = &stream.cached_info().state;
             StreamState {
                 name: name.to_owned(),
@@ -129,7 +156,7 @@ async fn stream_state(js: &jetstream::Context, name: &str) -> StreamState {
                 present: true,
             }
         }
-        Err(_) => StreamState {
+        Ok(Err(_)) | Err(_) => StreamState {
             name: name.to_owned(),
             messages: 0,
             bytes: 0,
@@ -202,6 +229,10 @@ async fn gather(client: &async_nats::Client, wait: Duration) -> Result<Vec<Proce
     let mut found = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
     while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await {
+        // The server's "no responders" notice: nobody listens.
+        if reply.status.is_some() {
+            continue;
+        }
         match serde_json::from_slice::<ProcessStatus>(&reply.payload) {
             Ok(status) => found.push(status),
             Err(e) => tracing::warn!(error = %e, "a status answer did not parse"),
@@ -209,6 +240,24 @@ async fn gather(client: &async_nats::Client, wait: Duration) -> Result<Vec<Proce
     }
     found.sort_by_key(|p| p.pid);
     Ok(found)
+}
+
+/// Each expected component as often as it is missing from `processes`.
+fn missing(expect: &[String], processes: &[ProcessStatus]) -> Vec<String> {
+    let mut running: Vec<&str> = processes
+        .iter()
+        .flat_map(|p| p.components.iter().map(String::as_str))
+        .collect();
+    let mut missing = Vec::new();
+    for wanted in expect {
+        match running.iter().position(|c| c == wanted) {
+            Some(i) => {
+                running.swap_remove(i);
+            }
+            None => missing.push(wanted.clone()),
+        }
+    }
+    missing
 }
 
 fn render(status: &Status) -> String {
@@ -287,10 +336,51 @@ fn render(status: &Status) -> String {
             let _ = writeln!(out, "    {mark} {:<36} {}", c.name, c.detail);
         }
     }
+    for component in &status.missing {
+        let _ = writeln!(
+            out,
+            "  MISSING {component}: expected (--expect) but no process running it answered"
+        );
+    }
     let _ = writeln!(
         out,
         "{}",
         if status.ready { "Ready." } else { "Not ready." }
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infra::health::Report;
+
+    fn process(components: &[&str]) -> ProcessStatus {
+        ProcessStatus {
+            pid: 1,
+            version: "0".into(),
+            components: components.iter().map(|c| (*c).to_owned()).collect(),
+            report: Report {
+                ready: true,
+                checks: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn each_expected_component_counts_once_per_process_running_it() {
+        let running = [
+            process(&["commands", "projector", "api"]),
+            process(&["api"]),
+        ];
+        let expect = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert!(missing(&expect(&["api", "api", "commands"]), &running).is_empty());
+        assert_eq!(
+            missing(
+                &expect(&["api", "api", "api", "projector", "projector"]),
+                &running
+            ),
+            ["api", "projector"]
+        );
+    }
 }

@@ -190,7 +190,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     };
     let ops_line = match stack.ops_addr {
         Some(addr) => format!("http://{addr}/metrics  (also /healthz, /readyz)"),
-        None => "off (the HTTP API answers /healthz and /readyz)".to_owned(),
+        None => "not served (the HTTP API answers /healthz and /readyz)".to_owned(),
     };
     let (scheme, trust_line, curl_ca) = match (&stack.api_tls, &dev_ca) {
         (false, _) => ("http", String::new(), String::new()),

@@ -242,10 +242,17 @@ impl Stack {
         ));
         let ops_addr = match config.ops.addr {
             Some(addr) => {
-                let (bound, task) =
-                    ops::serve(addr, health.clone(), exporter, shutdown.clone()).await?;
-                tasks.push(task);
-                Some(bound)
+                match ops::serve(addr, health.clone(), exporter, shutdown.clone()).await {
+                    Ok((bound, task)) => {
+                        tasks.push(task);
+                        Some(bound)
+                    }
+                    Err(e) if config.ops.default_addr => {
+                        tracing::warn!(error = %e, "metrics and health are not served on their default address; pass --metrics-addr with a free one");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             None => None,
         };

@@ -29,6 +29,9 @@ pub struct OpsSettings {
     /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: not served (the
     /// API's port still answers `/healthz` and `/readyz`).
     pub addr: Option<SocketAddr>,
+    /// Whether `addr` is a default rather than the operator's choice: taken by another
+    /// program, it is then given up with a warning instead of stopping the start.
+    pub default_addr: bool,
     /// Label commands and payload reads by project.
     pub project_labels: bool,
     /// A read model more commits behind the log than this is not ready.
@@ -39,11 +42,15 @@ impl Default for OpsSettings {
     fn default() -> Self {
         Self {
             addr: None,
+            default_addr: false,
             project_labels: false,
             max_lag: infra::health::DEFAULT_MAX_LAG,
         }
     }
 }
+
+/// Most connections the operations port holds at once (scrapers and probes are few).
+const MAX_CONNECTIONS: usize = 64;
 
 /// The version every process reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -114,9 +121,15 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state((health, exporter));
+    // The API's server, with its timeouts and a small connection limit of its own: a
+    // scrape port is often open to a whole cluster network, and slow or idle
+    // connections there must not take the process's file descriptors.
+    let limits = api::ServerLimits {
+        max_connections: MAX_CONNECTIONS,
+        ..api::ServerLimits::default()
+    };
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+        api::serve(listener, app, limits, None, shutdown)
             .await
             .map_err(Into::into)
     });

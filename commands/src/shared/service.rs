@@ -156,7 +156,7 @@ impl CommandService {
             tracing::warn!(subject = %message.subject, "a command without a reply subject was ignored; use request/reply");
             return;
         };
-        if !is_reply_subject(&reply_to) {
+        if !infra::nats::is_reply_subject(&reply_to) {
             tracing::warn!(
                 subject = %message.subject,
                 reply = ?reply_to.as_str(),
@@ -283,51 +283,4 @@ fn panicked(name: &str, cause: Box<dyn std::any::Any + Send>) -> Rejection {
         "keyledger failed while handling this command (error id {id}); retry it with the same \
          command_id: it is applied at most once"
     ))
-}
-
-/// Whether `subject` can be a reply: an inbox or a cross-account response subject, and
-/// nothing a stream, the key store or the JetStream API listens on.
-pub(crate) fn is_reply_subject(subject: &str) -> bool {
-    let Some((first, rest)) = subject.split_once('.') else {
-        return false;
-    };
-    let inbox = first == "_INBOX" || first.strip_prefix("_INBOX_").is_some_and(|n| !n.is_empty());
-    (inbox || first == "_R_")
-        && !rest.is_empty()
-        && rest
-            .split('.')
-            .all(|token| !token.is_empty() && token != "*" && token != ">")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_reply_subject;
-
-    #[test]
-    fn only_inboxes_and_response_subjects_are_replies() {
-        for ok in [
-            "_INBOX.abc.1",
-            "_INBOX_3f2a.abc.def",
-            "_R_.x1.y2",
-            "_INBOX.a",
-        ] {
-            assert!(is_reply_subject(ok), "{ok}");
-        }
-        for bad in [
-            "keyledger.events.p1.secret.1",
-            "$KV.KEYLEDGER_KEYS.ca.local",
-            "$JS.API.STREAM.DELETE.KEYLEDGER",
-            "keyledger.checkpoints.KEYLEDGER",
-            "_INBOX",
-            "_INBOX.",
-            "_INBOX_.x",
-            "_INBOX.*",
-            "_INBOX.>",
-            "_R_",
-            "_INBOXES.x",
-            "$SYS.REQ.USER.AUTH",
-        ] {
-            assert!(!is_reply_subject(bad), "{bad}");
-        }
-    }
 }
