@@ -37,6 +37,7 @@ mod operability;
 mod orders;
 mod postgres;
 mod projection;
+mod quotas;
 mod read_cache;
 mod robustness;
 mod rotation;

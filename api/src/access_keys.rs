@@ -61,7 +61,7 @@ impl PartialSchema for RoleName {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .pattern(Some("^[A-Za-z0-9_-]{1,64}$"))
+            .pattern(Some("^[A-Za-z0-9_:-]{1,64}$"))
             .into()
     }
 }

@@ -36,6 +36,8 @@
 //! | `GET /v1/whoami` | the caller as keyledger sees it |
 //! | `GET /healthz`, `GET /readyz` | alive; ready (every check of this process, 503 naming those that fail); no token |
 //! | `GET`, `POST /v1/access-keys`; `DELETE /v1/access-keys/{id}` | access keys (AWS SigV4 credentials) of the caller, or with `?all=true` of the project (admin); the secret is shown once, when generated |
+//! | `GET /v1/quotas` | the caller's project's effective quotas |
+//! | `GET /v1/project-quotas`; `GET`, `PUT`, `DELETE /v1/project-quotas/{project}` | quotas set per project (role `key-manager:service-admin`) |
 
 mod access;
 mod access_keys;
@@ -61,6 +63,7 @@ mod orders;
 mod paging;
 mod payload;
 mod query;
+mod quotas;
 mod secret_versions;
 mod secrets;
 mod server;
@@ -154,6 +157,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(orders::local_ca))
         .routes(routes!(access_keys::list, access_keys::create))
         .routes(routes!(access_keys::revoke))
+        .routes(routes!(quotas::effective_quotas))
+        .routes(routes!(quotas::list))
+        .routes(routes!(quotas::get, quotas::set, quotas::delete))
         .routes(routes!(history::secret))
         .routes(routes!(history::events))
         .routes(routes!(whoami::get))

@@ -122,6 +122,7 @@ impl Modify for Security {
         (name = "containers", description = "Containers of secrets"),
         (name = "orders", description = "Keys, key pairs and certificates made for you"),
         (name = "access-keys", description = "AWS-style access keys (SigV4) that act as a principal of the project"),
+        (name = "quotas", description = "How many secrets, orders, containers and consumers a project may hold"),
         (name = "aws", description = "AWS Secrets Manager's API (JSON 1.1, SigV4-signed) on POST /"),
         (name = "audit", description = "History from the log"),
         (name = "identity", description = "The caller as keyledger sees it"),
@@ -438,6 +439,16 @@ pub struct AccessKeyPath {
     /// The access key id (`AWS_ACCESS_KEY_ID`), as `GET /v1/access-keys` lists it.
     #[param(pattern = "^[A-Za-z0-9]{16,64}$")]
     id: String,
+}
+
+/// The `{project}` of a project's quotas.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes parameters; never built
+pub struct ProjectPath {
+    /// The project id (1 to 64 ASCII letters, digits, `-` or `_`).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    project: String,
 }
 
 /// `Accept` of `GET /v1/secrets/{id}`.

@@ -307,4 +307,12 @@ impl Step<ContainerAggregate> for ContainerStep<'_> {
             ContainerCommand::Create(_) | ContainerCommand::CreateForOrder { .. }
         )
     }
+
+    fn charges(&self, events: &[ContainerEvent]) -> Option<domain::quota::Resource> {
+        events.iter().find_map(|event| match event {
+            ContainerEvent::Created(_) => Some(domain::quota::Resource::Containers),
+            ContainerEvent::ConsumerRegistered(_) => Some(domain::quota::Resource::Consumers),
+            _ => None,
+        })
+    }
 }

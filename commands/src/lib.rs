@@ -8,6 +8,7 @@ pub mod container;
 pub mod keyring;
 pub mod log;
 pub mod order;
+pub mod quota;
 pub mod secret;
 pub mod shared;
 pub mod shredder;

@@ -70,9 +70,15 @@ parsed_string!(UserId);
 pub struct Role(String);
 
 impl Role {
-    /// Parses a role: 1 to 64 ASCII letters, digits, `-` or `_`; folded to lower case.
+    /// Parses a role: 1 to 64 ASCII letters, digits, `-`, `_` or `:` (Keystone's
+    /// `key-manager:service-admin`); folded to lower case.
     pub fn parse(s: &str) -> Result<Self, Rejection> {
-        token(s, "role", 64).map(|s| Self(s.to_ascii_lowercase()))
+        if s.is_empty() || s.len() > 64 || !s.chars().all(|c| is_token_char(c) || c == ':') {
+            return Err(Rejection::invalid(format!(
+                "role {s:?} is not valid: use 1 to 64 ASCII letters, digits, '-', '_' or ':'"
+            )));
+        }
+        Ok(Self(s.to_ascii_lowercase()))
     }
 }
 parsed_string!(Role);

@@ -35,6 +35,7 @@ pub mod merkle;
 pub mod order;
 pub mod policy;
 pub mod principal;
+pub mod quota;
 pub mod restarts;
 pub mod roles;
 pub mod secret;

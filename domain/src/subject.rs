@@ -118,6 +118,10 @@ pub mod command {
     pub const ACCESS_KEY_CREATE: &str = "access_key.create";
     /// Revoke an access key and destroy its sealed secret.
     pub const ACCESS_KEY_REVOKE: &str = "access_key.revoke";
+    /// Set a project's quotas (the service admin only).
+    pub const QUOTA_SET: &str = "quota.set";
+    /// Remove a project's quotas (the service admin only).
+    pub const QUOTA_DELETE: &str = "quota.delete";
 
     /// Every command name served on NATS, for help texts and routing tables.
     pub const ALL: &[&str] = &[
@@ -152,6 +156,8 @@ pub mod command {
         ORDER_DELETE,
         ACCESS_KEY_CREATE,
         ACCESS_KEY_REVOKE,
+        QUOTA_SET,
+        QUOTA_DELETE,
     ];
 }
 
@@ -265,6 +271,16 @@ commands_of!(
     }
 );
 
+commands_of!(
+    /// The commands served on project quotas.
+    QuotaOp {
+        /// [`command::QUOTA_SET`].
+        Set = command::QUOTA_SET,
+        /// [`command::QUOTA_DELETE`].
+        Delete = command::QUOTA_DELETE,
+    }
+);
+
 /// A command served on NATS, parsed once from its subject and dispatched by its
 /// aggregate: each handler matches its own commands exhaustively, so a new command
 /// does not compile until it is handled.
@@ -278,6 +294,8 @@ pub enum CommandName {
     Order(OrderOp),
     /// On an access key.
     AccessKey(AccessKeyOp),
+    /// On a project's quotas.
+    Quota(QuotaOp),
 }
 
 impl CommandName {
@@ -287,10 +305,12 @@ impl CommandName {
         let container = ContainerOp::ALL.iter().copied().map(Self::Container);
         let order = OrderOp::ALL.iter().copied().map(Self::Order);
         let access_key = AccessKeyOp::ALL.iter().copied().map(Self::AccessKey);
+        let quota = QuotaOp::ALL.iter().copied().map(Self::Quota);
         secret
             .chain(container)
             .chain(order)
             .chain(access_key)
+            .chain(quota)
             .find(|c| c.as_str() == name)
     }
 
@@ -301,6 +321,7 @@ impl CommandName {
             Self::Container(op) => op.as_str(),
             Self::Order(op) => op.as_str(),
             Self::AccessKey(op) => op.as_str(),
+            Self::Quota(op) => op.as_str(),
         }
     }
 }
@@ -330,6 +351,8 @@ pub enum AggregateKind {
     AccessKey,
     /// The KEK keyring ([`crate::keyring`]): keyledger's own, in project `_keyledger`.
     Kek,
+    /// A project's quotas ([`crate::quota`]): its limits and its charges.
+    Quota,
 }
 
 impl AggregateKind {
@@ -341,6 +364,7 @@ impl AggregateKind {
             Self::Order => "order",
             Self::AccessKey => "access_key",
             Self::Kek => "kek",
+            Self::Quota => "quota",
         }
     }
 }
@@ -368,6 +392,7 @@ pub fn parse_aggregate_subject(subject: &str) -> Option<(ProjectId, AggregateKin
         "order" => AggregateKind::Order,
         "access_key" => AggregateKind::AccessKey,
         "kek" => AggregateKind::Kek,
+        "quota" => AggregateKind::Quota,
         _ => return None,
     };
     let id = AggregateId::parse(parts.next()?).ok()?;
@@ -448,7 +473,8 @@ mod tests {
         let served = SecretOp::ALL.len()
             + ContainerOp::ALL.len()
             + OrderOp::ALL.len()
-            + AccessKeyOp::ALL.len();
+            + AccessKeyOp::ALL.len()
+            + QuotaOp::ALL.len();
         assert_eq!(served, command::ALL.len());
         assert_eq!(CommandName::parse(command::SECRET_PURGE), None);
         assert_eq!(CommandName::parse("secret.nothing"), None);

@@ -595,3 +595,33 @@ fn keyring_events_v1() {
         check_v1(event, &file);
     }
 }
+
+#[test]
+fn quota_events_v1() {
+    use domain::quota::{Limit, QuotaCharged, QuotaEvent, QuotaSet, Resource};
+    let events = [
+        QuotaEvent::Set(QuotaSet {
+            limits: [
+                (
+                    Resource::Secrets,
+                    Limit::parse(100, Resource::Secrets).unwrap(),
+                ),
+                (Resource::Orders, Limit::parse(0, Resource::Orders).unwrap()),
+                (Resource::Cas, Limit::UNLIMITED),
+            ]
+            .into_iter()
+            .collect(),
+        }),
+        QuotaEvent::Cleared,
+        QuotaEvent::Charged(QuotaCharged {
+            resource: Resource::Secrets,
+            subject: "keyledger.events.p1.secret.5e3b8bd9-8a4e-4b3e-9df4-0d6c3c1a2b7f".into(),
+            used: 41,
+            limit: 100,
+        }),
+    ];
+    for event in events {
+        let file = format!("{}.v1.json", event.type_name());
+        check_v1(event, &file);
+    }
+}

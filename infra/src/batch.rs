@@ -138,6 +138,8 @@ struct Counters {
 pub struct Batcher {
     queue: mpsc::Sender<Pending>,
     counters: Arc<Counters>,
+    /// The writer, for writes that must land together ([`Batcher::write_together`]).
+    writer: Arc<Writer>,
 }
 
 impl Batcher {
@@ -152,13 +154,17 @@ impl Batcher {
                 "nats-server predates atomic batches (2.12); writing one message at a time"
             );
         }
-        let writer = Writer {
+        let writer = Arc::new(Writer {
             js,
             atomic: AtomicBool::new(atomic),
             counters: counters.clone(),
-        };
-        tokio::spawn(run(Arc::new(writer), pending));
-        Self { queue, counters }
+        });
+        tokio::spawn(run(writer.clone(), pending));
+        Self {
+            queue,
+            counters,
+            writer,
+        }
     }
 
     /// What this writer has done so far.
@@ -184,6 +190,61 @@ impl Batcher {
             .map_err(|_| WriteError::Failed("the writer has stopped".into()))?
     }
 }
+
+impl Batcher {
+    /// Stores `writes` as one atomic batch of their own, all or none, each at the
+    /// sequence after the one before; answers once they are on disk. Refused as a
+    /// whole when one expectation fails or one message id was seen
+    /// ([`WriteError::WrongLastSequence`]: the caller reads again and decides again).
+    /// Needs atomic batches (nats-server 2.12, `allow_atomic` on the stream); without
+    /// them nothing is written and the answer says so.
+    pub async fn write_together(&self, writes: Vec<Write>) -> Result<Vec<Stored>, WriteError> {
+        if !self.writer.atomic.load(Ordering::Relaxed) {
+            return Err(WriteError::Failed(NO_ATOMIC_BATCHES.into()));
+        }
+        let (round, answers): (Vec<Pending>, Vec<_>) = writes
+            .into_iter()
+            .map(|write| {
+                let (answer, stored) = oneshot::channel();
+                (Pending { write, answer }, stored)
+            })
+            .unzip();
+        let n = round.len() as u64;
+        match self.writer.commit(&round).await {
+            Committed::At(last) => {
+                let first = last
+                    .checked_sub(n.saturating_sub(1))
+                    .filter(|&first| first > 0)
+                    .ok_or_else(|| {
+                        WriteError::Failed(format!(
+                            "JetStream acknowledged a batch of {n} ending at sequence {last}"
+                        ))
+                    })?;
+                #[expect(clippy::cast_precision_loss, reason = "a handful of writes")]
+                metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH).record(n as f64);
+                drop(answers);
+                Ok((first..first + n)
+                    .map(|seq| Stored {
+                        seq,
+                        duplicate: false,
+                    })
+                    .collect())
+            }
+            Committed::Refused(Some(ErrorCode::ATOMIC_PUBLISH_DISABLED)) | Committed::Ignored => {
+                self.writer.atomic.store(false, Ordering::Relaxed);
+                Err(WriteError::Failed(NO_ATOMIC_BATCHES.into()))
+            }
+            Committed::Refused(Some(_)) => Err(WriteError::WrongLastSequence),
+            Committed::Refused(None) => Err(WriteError::Failed(
+                "the writes could not be sent to JetStream".into(),
+            )),
+            Committed::Lost(error) => Err(error),
+        }
+    }
+}
+
+const NO_ATOMIC_BATCHES: &str = "writes that must land together need JetStream atomic batches \
+                                 (nats-server 2.12 or later, and allow_atomic on the stream)";
 
 /// The commit's answer: a publish acknowledgement naming the batch.
 #[derive(Deserialize)]
@@ -218,6 +279,7 @@ enum Committed {
     Lost(WriteError),
 }
 
+#[derive(Debug)]
 struct Writer {
     js: Context,
     /// Whether the stream takes atomic batches (until it refuses one as disabled).

@@ -610,6 +610,69 @@ pub struct RevokeAccessKeyRequest {
     pub access_key_id: String,
 }
 
+/// A project's limits, as Barbican's `project_quotas` document holds them: `-1`
+/// unlimited, `0` none, `n` at most `n`; a resource not given is unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaValues {
+    /// Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<i64>,
+    /// Orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders: Option<i64>,
+    /// Containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<i64>,
+    /// Consumers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<i64>,
+    /// Certificate authorities (keyledger creates none; kept for Barbican's clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cas: Option<i64>,
+}
+
+impl QuotaValues {
+    /// The limits these name, each checked (a value below -1 is refused by name).
+    pub fn limits(&self) -> Result<domain::quota::Limits, domain::Rejection> {
+        use domain::quota::{Limit, Resource};
+        [
+            (Resource::Secrets, self.secrets),
+            (Resource::Orders, self.orders),
+            (Resource::Containers, self.containers),
+            (Resource::Consumers, self.consumers),
+            (Resource::Cas, self.cas),
+        ]
+        .into_iter()
+        .filter_map(|(resource, value)| value.map(|v| Ok((resource, Limit::parse(v, resource)?))))
+        .collect()
+    }
+}
+
+/// `keyledger.cmd.quota.set` (the service admin only).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetQuotaRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project whose quotas these are.
+    pub project: String,
+    /// Its limits (replacing those set before).
+    pub quotas: QuotaValues,
+}
+
+/// `keyledger.cmd.quota.delete` (the service admin only).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuotaRequest {
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// The project whose quotas are removed.
+    pub project: String,
+}
+
 /// A JSON parse error's message without the values it quotes (serde_json's
 /// `invalid type: string "…", expected …`, and the same for numbers and booleans):
 /// for bodies that carry a secret, which a caller may put in the wrong field, or send

@@ -130,6 +130,11 @@ fn postgres_migrator() -> Migrator {
             "description",
             include_str!("../migrations/postgres/0012_description.sql"),
         ),
+        migration(
+            13,
+            "project_quotas",
+            include_str!("../migrations/postgres/0013_project_quotas.sql"),
+        ),
     ])
 }
 
@@ -183,6 +188,11 @@ fn migrator() -> Migrator {
             12,
             "description",
             include_str!("../migrations/0012_description.sql"),
+        ),
+        migration(
+            13,
+            "project_quotas",
+            include_str!("../migrations/0013_project_quotas.sql"),
         ),
     ])
 }

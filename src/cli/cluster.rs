@@ -94,15 +94,8 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         },
         &stack::IdentitySettings::default(),
     )?;
-    let client_ports = consecutive_ports(args.nats_port, NODES)?;
     let http_ports = consecutive_ports(args.http_port, REPLICAS)?;
-    let configs = stack::node_configs(
-        &data,
-        args.nats_server_bin.as_deref(),
-        std::array::from_fn(|i| Some(client_ports[i])),
-        stream,
-    )?;
-    let nodes = stack::start_nodes(&configs, stream).await?;
+    let (nodes, configs) = start_cluster(&data, &args, stream).await?;
     let service_url = list(&nodes, ManagedNats::service_url);
     let callout_url = list(&nodes, ManagedNats::callout_url);
     let node_lines: Vec<String> = nodes
@@ -231,6 +224,46 @@ async fn run_until_stopped(mut tasks: JoinSet<Result<()>>, shutdown: Cancellatio
     eprintln!("keyledger cluster: stopping");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
+}
+
+/// How often free ports are picked again when another process took one first.
+const PORT_ATTEMPTS: usize = 3;
+
+/// Starts the nodes. Ports this process picks (`--nats-port 0`, and the routes') are
+/// free when picked but released until nats-server binds them, so another process may
+/// take one meanwhile: then, if the operator named no client port, fresh ports are
+/// picked, a few times. (A taken route port reads as the client port's in nats-server's
+/// log, so with a named client port the start fails as before.)
+async fn start_cluster(
+    data: &Path,
+    args: &ClusterArgs,
+    stream: &str,
+) -> Result<(Vec<ManagedNats>, Vec<infra::server::ServerConfig>)> {
+    let mut attempt = 1;
+    loop {
+        let client_ports = consecutive_ports(args.nats_port, NODES)?;
+        let configs = stack::node_configs(
+            data,
+            args.nats_server_bin.as_deref(),
+            std::array::from_fn(|i| Some(client_ports[i])),
+            stream,
+        )?;
+        match stack::start_nodes(&configs, stream).await {
+            Ok(nodes) => return Ok((nodes, configs)),
+            Err(e) if attempt < PORT_ATTEMPTS && args.nats_port == 0 && port_taken(&e) => {
+                tracing::warn!(error = %e, attempt, "a port picked for the cluster was taken; picking others");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn port_taken(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<infra::server::ServerError>(),
+        Some(infra::server::ServerError::PortInUse(_))
+    )
 }
 
 /// `n` ports from `first` on; 0 picks `n` free ones.

@@ -149,6 +149,15 @@ impl Replay {
                     c.body.events.iter().fold(state, domain::access_key::evolve),
                 );
             }
+            // Quotas hold no secret state: checked and counted only.
+            AggregateKind::Quota => {
+                if trust
+                    .next::<domain::quota::QuotaEvent>(seq, subject, bytes)?
+                    .is_none()
+                {
+                    return Ok(true);
+                }
+            }
             // The KEK keyring holds no secret state: checked and counted only.
             AggregateKind::Kek => {
                 if trust

@@ -14,6 +14,7 @@ use commands::log::checkpoints::{CheckpointSettings, Checkpointer};
 use commands::order::OrderHandler;
 use commands::order::ca::{CertificateAuthority, LocalCa};
 use commands::order::worker::{OrderWorker, Retry, StepHook};
+use commands::quota::{QuotaHandler, Quotas};
 use commands::secret::rotation::RotationSettings;
 use commands::secret::{HandlerConfig, SecretHandler};
 use commands::shared::service::CommandService;
@@ -34,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Task;
 use super::keys::Keys;
-use super::read_model::{ReadModelDue, ReadModelPending};
+use super::read_model::{ReadModelDue, ReadModelPending, ReadModelUsage};
 
 /// Settings of the order worker.
 #[derive(Clone, Default)]
@@ -99,7 +100,15 @@ pub async fn start_commands(
             }
         }
     });
-    let store = Arc::new(EventStore::open(js.clone(), log, (*keys.commit).clone()).await?);
+    // The scheduler, the order worker and the quota gate share one read-only view of
+    // the read model.
+    let read_model = projections::db::open(&settings.database_url, 2).await?;
+    let quotas = Arc::new(Quotas::new(Arc::new(ReadModelUsage(read_model.clone()))));
+    let store = Arc::new(
+        EventStore::open(js.clone(), log, (*keys.commit).clone())
+            .await?
+            .with_quotas(quotas.clone()),
+    );
     let key_bucket = ensure_key_bucket(&js, log.replicas).await?;
     // New data keys are wrapped by the deployment's current KEK from the first one on,
     // and by each new one from the moment `keys rotate-kek` names it.
@@ -132,8 +141,6 @@ pub async fn start_commands(
         clock.clone(),
         handler,
     ));
-    // The scheduler and the order worker share one read-only view of the read model.
-    let read_model = projections::db::open(&settings.database_url, 2).await?;
     let due = ReadModelDue(read_model.clone());
     let heartbeat = infra::health::Heartbeat::default();
     heartbeat.watch(health, "commands.scheduler");
@@ -205,6 +212,11 @@ pub async fn start_commands(
         containers,
         orders,
         access_keys,
+        quotas: Arc::new(QuotaHandler::new(
+            store.clone(),
+            clock.clone(),
+            Some(quotas),
+        )),
         verifier: keys.verifier.clone(),
         // The HTTP API hands principals it verified by AWS signatures to the command
         // service in delegation tokens, on subjects no client may publish to.

@@ -113,7 +113,13 @@ pub fn config(dir: &TempDir) -> StackConfig {
 /// `main` does): reqwest asks rustls for the default one.
 pub fn http() -> reqwest::Client {
     infra::tls::install_provider();
-    reqwest::Client::new()
+    // Pooled connections are dropped well before keyledger's idle timeout (60 s)
+    // closes them, so a request is never sent on a connection the server is closing
+    // at that moment (hyper's `UnexpectedMessage`).
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(20))
+        .build()
+        .expect("an HTTP client")
 }
 
 impl TestStack {

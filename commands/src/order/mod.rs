@@ -175,4 +175,11 @@ impl Step<OrderAggregate> for OrderStep<'_> {
     fn creates(&self) -> bool {
         matches!(self.command, OrderCommand::Place { .. })
     }
+
+    fn charges(&self, events: &[OrderEvent]) -> Option<domain::quota::Resource> {
+        events
+            .iter()
+            .any(|event| matches!(event, OrderEvent::Placed(_)))
+            .then_some(domain::quota::Resource::Orders)
+    }
 }

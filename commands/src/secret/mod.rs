@@ -412,6 +412,14 @@ impl Step<SecretAggregate> for SecretStep<'_> {
         matches!(self.intake.command, SecretCommand::Create(_))
     }
 
+    fn charges(&self, events: &[SecretEvent]) -> Option<domain::quota::Resource> {
+        events.iter().find_map(|event| match event {
+            SecretEvent::Created(_) => Some(domain::quota::Resource::Secrets),
+            SecretEvent::ConsumerRegistered(_) => Some(domain::quota::Resource::Consumers),
+            _ => None,
+        })
+    }
+
     /// The wrapped key is stored before the commit that references it: an orphaned
     /// key is harmless, a commit whose key is missing is lost data.
     async fn before_append(&mut self) -> Result<(), Rejection> {

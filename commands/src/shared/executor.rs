@@ -16,6 +16,7 @@ use domain::timestamp::Timestamp;
 use moka::sync::Cache;
 use tokio::sync::Mutex;
 
+use crate::quota::Charged;
 use crate::shared::store::{AppendOutcome, EventStore, Loaded};
 use infra::clock::Clock;
 
@@ -68,6 +69,14 @@ pub(crate) trait Step<A: Aggregate>: Send {
     /// retried create), which sends the loop to the log like any lost race.
     fn creates(&self) -> bool {
         false
+    }
+
+    /// What the commit of `events` counts against its project's quotas, if anything
+    /// (checked only for commands a user sends: keyledger's own actors, such as the
+    /// order worker making an order's secrets, are not charged).
+    fn charges(&self, events: &[A::Event]) -> Option<domain::quota::Resource> {
+        let _ = events;
+        None
     }
 
     /// Runs once, before the first append (e.g. storing a data key the commit names).
@@ -206,6 +215,31 @@ impl<A: Aggregate> Executor<A> {
                 // Nothing to change: the state already is what the command asks for.
                 return Ok(done(loaded.last_seq, loaded.version));
             }
+            let charge = match (step.charges(&events), actor, self.store.quotas()) {
+                (Some(resource), Actor::User(_), Some(quotas)) => {
+                    let charged = Charged {
+                        project: &aggregate.project,
+                        resource,
+                        subject: &subject,
+                        command_id,
+                        command,
+                        actor,
+                        now,
+                    };
+                    match quotas.charge(&self.store, charged).await {
+                        Ok(charge) => charge,
+                        // As above: a refusal for a create that assumed its aggregate
+                        // new may be a retry of one that landed, answered from the log.
+                        Err(_) if !fresh => {
+                            self.store.catch_up(&subject, loaded, A::evolve).await?;
+                            fresh = true;
+                            continue;
+                        }
+                        Err(rejection) => return Err(rejection),
+                    }
+                }
+                _ => None,
+            };
             if !prepared {
                 step.before_append().await?;
                 prepared = true;
@@ -221,7 +255,20 @@ impl<A: Aggregate> Executor<A> {
             }
             .seal(loaded.last_hash, self.store.key());
 
-            match self.store.append(&commit, loaded.last_seq).await? {
+            let outcome = match &charge {
+                Some(charge) => {
+                    self.store
+                        .append_together(
+                            (&commit, loaded.last_seq),
+                            (&charge.commit, charge.expected_last_seq),
+                        )
+                        .await?
+                }
+                None => self.store.append(&commit, loaded.last_seq).await?,
+            };
+            // The project's next charge in this process may be decided now.
+            drop(charge);
+            match outcome {
                 AppendOutcome::Appended(seq) => {
                     loaded.apply(&commit, seq, A::evolve);
                     return Ok(Written {

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access_key::AccessKeyHandler;
 use crate::container::ContainerHandler;
 use crate::order::OrderHandler;
+use crate::quota::QuotaHandler;
 use crate::secret::SecretHandler;
 use infra::clock::Clock;
 use infra::identity::Verifier;
@@ -52,6 +53,8 @@ pub struct CommandService {
     pub orders: Arc<OrderHandler>,
     /// Executes commands on access keys.
     pub access_keys: Arc<AccessKeyHandler>,
+    /// Executes commands on project quotas.
+    pub quotas: Arc<QuotaHandler>,
     /// Verifies bearer tokens.
     pub verifier: Verifier,
     /// Verifies the delegation tokens of delegated commands.
@@ -243,6 +246,7 @@ impl CommandService {
             CommandName::Container(op) => self.containers.handle(op, &principal, body).await,
             CommandName::Order(op) => self.orders.handle(op, &principal, body).await,
             CommandName::AccessKey(op) => self.access_keys.handle(op, &principal, body).await,
+            CommandName::Quota(op) => self.quotas.handle(op, &principal, body).await,
         }
     }
 }

@@ -160,12 +160,32 @@ pub struct EventStore {
     key: CommitKey,
     messages_read: AtomicU64,
     writer: Batcher,
+    quotas: Option<std::sync::Arc<crate::quota::Quotas>>,
 }
 
 /// The `Nats-Msg-Id` of a command: JetStream's duplicate window spans the stream, so
 /// the id is scoped by project, and one tenant never learns of another's command ids.
 fn message_id(project: &ProjectId, command: &CommandId) -> String {
     format!("{project}/{command}")
+}
+
+/// The write of `commit`, expecting its aggregate's last message at `expected_last_seq`,
+/// with its command id as the message id.
+fn write_of<E: EventCodec>(commit: &Commit<E>, expected_last_seq: u64) -> Write {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        message_id(&commit.body.aggregate.project, &commit.body.id).as_str(),
+    );
+    headers.insert(
+        async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+        expected_last_seq.to_string().as_str(),
+    );
+    Write {
+        subject: commit.body.aggregate.subject(),
+        headers,
+        payload: commit.to_bytes().into(),
+    }
 }
 
 impl EventStore {
@@ -182,7 +202,20 @@ impl EventStore {
             stream,
             key,
             messages_read: AtomicU64::new(0),
+            quotas: None,
         })
+    }
+
+    /// The store with project quotas enforced by `quotas` on every create a user sends.
+    #[must_use]
+    pub fn with_quotas(mut self, quotas: std::sync::Arc<crate::quota::Quotas>) -> Self {
+        self.quotas = Some(quotas);
+        self
+    }
+
+    /// The quota gate, when quotas are enforced.
+    pub(crate) fn quotas(&self) -> Option<&crate::quota::Quotas> {
+        self.quotas.as_deref()
     }
 
     /// The key commits are sealed and checked with.
@@ -260,20 +293,7 @@ impl EventStore {
         commit: &Commit<E>,
         expected_last_seq: u64,
     ) -> Result<AppendOutcome, StoreError> {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            message_id(&commit.body.aggregate.project, &commit.body.id).as_str(),
-        );
-        headers.insert(
-            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            expected_last_seq.to_string().as_str(),
-        );
-        let write = Write {
-            subject: commit.body.aggregate.subject(),
-            headers,
-            payload: commit.to_bytes().into(),
-        };
+        let write = write_of(commit, expected_last_seq);
         // A write whose ack is lost is retried once: JetStream deduplicates it by
         // command id (Duplicate), or reports the commit as the subject's last
         // (WrongLastSequence, which the caller resolves by command id).
@@ -288,6 +308,40 @@ impl EventStore {
                 Err(e) => Err(unavailable(e)),
             };
         }
+    }
+
+    /// Appends `commit` and `with` together or not at all (one atomic batch, `commit`
+    /// first), each if its aggregate's last commit is still at the sequence given:
+    /// a create and the quota charge that counts it. `Appended` names `commit`'s
+    /// sequence (`with` is at the next); any refusal is `WrongLastSequence`, which the
+    /// command loop resolves by reading again (a retry finds its command applied).
+    pub async fn append_together<E: EventCodec, F: EventCodec>(
+        &self,
+        (commit, expected_last_seq): (&Commit<E>, u64),
+        (with, with_expected_last_seq): (&Commit<F>, u64),
+    ) -> Result<AppendOutcome, StoreError> {
+        let writes = vec![
+            write_of(commit, expected_last_seq),
+            write_of(with, with_expected_last_seq),
+        ];
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            return match self.writer.write_together(writes.clone()).await {
+                Ok(stored) => Ok(AppendOutcome::Appended(stored.first().map_or(0, |s| s.seq))),
+                Err(WriteError::WrongLastSequence) => Ok(AppendOutcome::WrongLastSequence),
+                // Sent again with the same ids and expectations: it cannot land twice.
+                Err(WriteError::TimedOut) if attempts < 2 => continue,
+                Err(e) => Err(unavailable(e)),
+            };
+        }
+    }
+
+    /// The stream's last sequence: a read model at it has seen every commit so far.
+    pub async fn last_sequence(&self) -> Result<u64, StoreError> {
+        let mut stream = self.stream.clone();
+        let info = stream.info().await.map_err(unavailable)?;
+        Ok(info.state.last_sequence)
     }
 
     /// The commit stored at `seq` if it is on `subject` and keyledger wrote it. A

@@ -10,6 +10,7 @@ mod access_key;
 mod container;
 mod order;
 mod pending;
+mod quota;
 mod secret;
 pub mod sql;
 
@@ -19,6 +20,7 @@ use domain::commit::{Commit, CommitKey, Digest, EventCodec};
 use domain::container::ContainerEvent;
 use domain::keyring::KeyringEvent;
 use domain::order::OrderEvent;
+use domain::quota::QuotaEvent;
 use domain::secret::SecretEvent;
 use domain::subject::{AggregateKind, parse_aggregate_subject};
 use std::collections::{BTreeSet, HashMap};
@@ -299,6 +301,11 @@ fn apply(
         Some(AggregateKind::AccessKey) => {
             apply_next::<AccessKeyEvent>(conn, heads, subject, bytes, key, |conn, c| {
                 access_key::apply(conn, seq, c)
+            })?
+        }
+        Some(AggregateKind::Quota) => {
+            apply_next::<QuotaEvent>(conn, heads, subject, bytes, key, |conn, c| {
+                quota::apply(conn, seq, c)
             })?
         }
         // The keyring has no rows: its commits are checked and their chain followed.

@@ -28,6 +28,7 @@ mod due;
 mod error;
 mod list;
 mod orders;
+mod quotas;
 
 /// The SQL dialect a copy of `sql/` is compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,7 @@ macro_rules! dialect {
             pub(crate) mod due;
             mod list;
             mod orders;
+            mod quotas;
             pub(crate) mod secrets;
         }
     };
@@ -104,6 +106,7 @@ pub use due::{due, rotations_due};
 pub use error::ReadError;
 pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
 pub use orders::{OrderPage, OrderRow, pending_orders};
+pub use quotas::{QuotaPage, usage};
 
 /// A secret's metadata as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,9 @@
+-- Project quotas, as the service admin set them: a JSON object of limits by
+-- resource ({"secrets": 10, ...}); a resource not named is unlimited. A project
+-- without a row has no quotas of its own.
+CREATE TABLE project_quotas (
+    project TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    limits  TEXT COLLATE "C" NOT NULL,
+    updated TEXT COLLATE "C" NOT NULL,
+    seq     BIGINT NOT NULL
+);

@@ -1,0 +1,298 @@
+//! Project quotas as Barbican has them: set by the service admin over HTTP, read by
+//! everyone for their own project, enforced where commands are decided, so HTTP and
+//! NATS creators racing for the last places never overshoot.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{TestStack, args, audit, description, json_of, raw_command};
+
+const SERVICE_ADMIN: &str = "key-manager:service-admin";
+
+impl TestStack {
+    async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let request = self.http.request(method, self.url(path)).bearer_auth(token);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        request.send().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn quotas_are_set_by_the_service_admin_read_as_barbican_shows_them_and_enforced() {
+    let t = TestStack::start().await;
+    let admin = t.token("alice", "p1");
+    let ops = t.token_with("ops", "ops", &[SERVICE_ADMIN]);
+
+    // Every limit starts unlimited, and a project's own admin cannot change its quotas.
+    let effective = json_of(t.get("/v1/quotas", &admin).await).await;
+    assert_eq!(
+        effective,
+        json!({"quotas": {"secrets": -1, "orders": -1, "containers": -1, "consumers": -1, "cas": -1}})
+    );
+    let set =
+        json!({"project_quotas": {"secrets": 1, "orders": 0, "containers": 1, "consumers": 1}});
+    let (status, message) = description(
+        t.send_json(
+            Method::PUT,
+            "/v1/project-quotas/p1",
+            &admin,
+            Some(set.clone()),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 403, "{message}");
+    assert!(message.contains(SERVICE_ADMIN), "{message}");
+    let refused = t.get("/v1/project-quotas", &admin).await;
+    assert_eq!(refused.status(), 403);
+
+    // Bad limits are refused by name, before anything is written.
+    for (body, names) in [
+        (
+            json!({"project_quotas": {"secrets": -2}}),
+            "secrets quota -2",
+        ),
+        (json!({"project_quotas": {"keys": 1}}), "keys"),
+        (json!({"quotas": {"secrets": 1}}), "quotas"),
+    ] {
+        let (status, message) = description(
+            t.send_json(Method::PUT, "/v1/project-quotas/p1", &ops, Some(body))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 400, "{message}");
+        assert!(message.contains(names), "{names}: {message}");
+    }
+    let missing = t.get("/v1/project-quotas/p1", &ops).await;
+    assert_eq!(missing.status(), 404);
+
+    let put = t
+        .send_json(Method::PUT, "/v1/project-quotas/p1", &ops, Some(set))
+        .await;
+    assert_eq!(put.status(), 204, "{}", put.text().await.unwrap());
+    assert_eq!(
+        json_of(t.get("/v1/project-quotas/p1", &ops).await).await,
+        json!({"project_quotas": {"secrets": 1, "orders": 0, "containers": 1, "consumers": 1}})
+    );
+    assert_eq!(
+        json_of(t.get("/v1/quotas", &admin).await).await,
+        json!({"quotas": {"secrets": 1, "orders": 0, "containers": 1, "consumers": 1, "cas": -1}})
+    );
+    let listed = json_of(t.get("/v1/project-quotas", &ops).await).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["project_quotas"][0]["project_id"], "p1", "{listed}");
+
+    // Each resource is held to its limit: the 403 names the quota, the limit and the count.
+    let secret = t.create_text(&admin, "one", "x").await;
+    let over = t
+        .send_json(
+            Method::POST,
+            "/v1/secrets",
+            &admin,
+            Some(json!({"name": "two", "payload": "y", "payload_content_type": "text/plain"})),
+        )
+        .await;
+    let (status, message) = description(over).await;
+    assert_eq!(status, 403, "{message}");
+    assert!(
+        message.contains("Quota reached for project p1")
+            && message.contains("secrets quota is 1")
+            && message.contains("holds 1 secret"),
+        "{message}"
+    );
+    let order = t
+        .send_json(
+            Method::POST,
+            "/v1/orders",
+            &admin,
+            Some(json!({"type": "key", "meta": {"algorithm": "aes", "bit_length": 256}})),
+        )
+        .await;
+    let (status, message) = description(order).await;
+    assert_eq!(status, 403, "{message}");
+    assert!(message.contains("orders quota is 0"), "{message}");
+    let container = json!({"type": "generic", "name": "c"});
+    let first = t
+        .send_json(
+            Method::POST,
+            "/v1/containers",
+            &admin,
+            Some(container.clone()),
+        )
+        .await;
+    assert_eq!(first.status(), 201);
+    let second = t
+        .send_json(Method::POST, "/v1/containers", &admin, Some(container))
+        .await;
+    assert_eq!(second.status(), 403);
+    let consumers = format!("/v1/secrets/{secret}/consumers");
+    let consumer =
+        |id: &str| json!({"service": "nova", "resource_type": "instance", "resource_id": id});
+    let registered = t
+        .http
+        .post(t.url(&consumers))
+        .bearer_auth(&admin)
+        .header("OpenStack-API-Version", "key-manager 1.1")
+        .json(&consumer("vm-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        registered.status(),
+        200,
+        "{}",
+        registered.text().await.unwrap()
+    );
+    let (status, message) = description(
+        t.http
+            .post(t.url(&consumers))
+            .bearer_auth(&admin)
+            .header("OpenStack-API-Version", "key-manager 1.1")
+            .json(&consumer("vm-2"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403, "{message}");
+    assert!(message.contains("consumers quota is 1"), "{message}");
+
+    // Deleting a secret gives its place back.
+    let deleted = t
+        .send_json(
+            Method::DELETE,
+            &format!("/v1/secrets/{secret}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    t.create_text(&admin, "two", "y").await;
+
+    // Removed: unlimited again, and a second removal finds nothing.
+    let removed = t
+        .send_json(Method::DELETE, "/v1/project-quotas/p1", &ops, None)
+        .await;
+    assert_eq!(removed.status(), 204);
+    assert_eq!(t.get("/v1/project-quotas/p1", &ops).await.status(), 404);
+    let again = t
+        .send_json(Method::DELETE, "/v1/project-quotas/p1", &ops, None)
+        .await;
+    assert_eq!(again.status(), 404);
+    t.create_text(&admin, "three", "z").await;
+
+    // The quota commits are part of the log an auditor verifies.
+    let key = t.checkpoint_public_key_file();
+    let out = audit(args(&[
+        "verify",
+        "--nats-url",
+        &t.auditor_url(),
+        "--public-key",
+        &key,
+    ]))
+    .await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("ok: "),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_creators_over_http_and_nats_never_overshoot_a_quota() {
+    const LIMIT: usize = 5;
+    let t = TestStack::start().await;
+    let ops = t.token_with("ops", "ops", &[SERVICE_ADMIN]);
+    let put = t
+        .send_json(
+            Method::PUT,
+            "/v1/project-quotas/p1",
+            &ops,
+            Some(json!({"project_quotas": {"secrets": LIMIT}})),
+        )
+        .await;
+    assert_eq!(put.status(), 204);
+
+    // Eight creators, four over HTTP and four over NATS, each trying four creates at
+    // once: 32 creates for 5 places.
+    let nats = t.client_nats().await;
+    let creators = (0..8).map(|c| {
+        let (t, nats) = (&t, nats.clone());
+        async move {
+            let token = t.token(&format!("user{c}"), "p1");
+            let attempts = (0..4).map(|i| {
+                let (token, nats) = (token.clone(), nats.clone());
+                async move {
+                    let name = format!("c{c}-{i}");
+                    if c % 2 == 0 {
+                        let response = t
+                            .send_json(
+                                Method::POST,
+                                "/v1/secrets",
+                                &token,
+                                Some(json!({"name": name, "payload": "x", "payload_content_type": "text/plain"})),
+                            )
+                            .await;
+                        let (status, message) = description(response).await;
+                        (status.as_u16(), message)
+                    } else {
+                        let reply = raw_command(
+                            &nats,
+                            "secret.create",
+                            Some(&token),
+                            &json!({"name": name, "payload": "x", "payload_content_type": "text/plain"}),
+                        )
+                        .await;
+                        match reply["ok"].as_bool() {
+                            Some(true) => (201, String::new()),
+                            _ => (
+                                match reply["error"]["code"].as_str() {
+                                    Some("forbidden") => 403,
+                                    _ => 500,
+                                },
+                                reply.to_string(),
+                            ),
+                        }
+                    }
+                }
+            });
+            futures::future::join_all(attempts).await
+        }
+    });
+    let outcomes: Vec<(u16, String)> = futures::future::join_all(creators)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let created = outcomes.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created, LIMIT, "{outcomes:#?}");
+    for (status, message) in outcomes.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(*status, 403, "{message}");
+        assert!(
+            message.contains("secrets quota is 5") && message.contains("holds 5 secrets"),
+            "{message}"
+        );
+    }
+    let listed = json_of(
+        t.get("/v1/secrets?limit=100", &t.token("alice", "p1"))
+            .await,
+    )
+    .await;
+    assert_eq!(listed["total"], LIMIT, "{listed}");
+
+    // Another project is not held to p1's quota.
+    let other = t.token("bob", "p2");
+    for i in 0..LIMIT + 1 {
+        t.create_text(&other, &format!("p2-{i}"), "x").await;
+    }
+}
