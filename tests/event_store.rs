@@ -401,3 +401,46 @@ async fn a_stale_cache_never_decides_a_rejection() {
     assert!(stored.is_ok(), "{stored:?}");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_change_that_looks_applied_on_a_stale_cache_is_decided_again_on_the_log() {
+    let t = TestStack::start().await;
+    let (_, a) = handler(&t).await;
+    let (_, b) = handler(&t).await;
+    let created = a
+        .handle(SecretOp::Create, &alice(), &body(json!({"name": "owner"})))
+        .await
+        .unwrap();
+    let id = created.id.clone();
+    let set = |value: &str| body(json!({"id": id, "key": "owner", "value": value}));
+    // A caches "ops"; B (another process) changes it to "dev"; A is asked for "ops"
+    // again, which its cache says is there already.
+    a.handle(SecretOp::MetadataSet, &alice(), &set("ops"))
+        .await
+        .unwrap();
+    b.handle(SecretOp::MetadataSet, &alice(), &set("dev"))
+        .await
+        .unwrap();
+    let again = a
+        .handle(SecretOp::MetadataSet, &alice(), &set("ops"))
+        .await
+        .unwrap();
+    assert_eq!(again.version, 4, "the change was not written: {again:?}");
+    let commits = t.commits_of(&id).await;
+    let state = commits
+        .iter()
+        .flat_map(|c| c.body.events.iter())
+        .fold(SecretState::default(), evolve);
+    let SecretState::Live(secret) = state else {
+        panic!("the secret is live")
+    };
+    let owner = MetadataKey::parse("owner").unwrap();
+    assert_eq!(
+        secret
+            .attributes
+            .metadata
+            .get(&owner)
+            .map(MetadataValue::as_str),
+        Some("ops")
+    );
+}

@@ -178,6 +178,20 @@ async fn quotas_are_set_by_the_service_admin_read_as_barbican_shows_them_and_enf
     assert_eq!(deleted.status(), 204);
     t.create_text(&admin, "two", "y").await;
 
+    // A project's admin cannot hand the service admin's role to an access key.
+    let (status, message) = description(
+        t.send_json(
+            Method::POST,
+            "/v1/access-keys",
+            &admin,
+            Some(json!({"user": "u1", "roles": ["admin", SERVICE_ADMIN]})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 403, "{message}");
+    assert!(message.contains(SERVICE_ADMIN), "{message}");
+
     // Removed: unlimited again, and a second removal finds nothing.
     let removed = t
         .send_json(Method::DELETE, "/v1/project-quotas/p1", &ops, None)
@@ -257,7 +271,7 @@ async fn concurrent_creators_over_http_and_nats_never_overshoot_a_quota() {
                             Some(true) => (201, String::new()),
                             _ => (
                                 match reply["error"]["code"].as_str() {
-                                    Some("forbidden") => 403,
+                                    Some("quota_exceeded") => 403,
                                     _ => 500,
                                 },
                                 reply.to_string(),
@@ -294,5 +308,87 @@ async fn concurrent_creators_over_http_and_nats_never_overshoot_a_quota() {
     let other = t.token("bob", "p2");
     for i in 0..LIMIT + 1 {
         t.create_text(&other, &format!("p2-{i}"), "x").await;
+    }
+}
+
+/// The read model's counts, as the command service's quota gate reads them.
+struct Usage(projections::db::Pool);
+
+impl commands::quota::QuotaUsage for Usage {
+    fn usage<'a>(
+        &'a self,
+        project: &'a domain::ids::ProjectId,
+        resource: domain::quota::Resource,
+    ) -> commands::quota::Counted<'a> {
+        Box::pin(async move { Ok(projections::read::usage(&self.0, project, resource).await?) })
+    }
+}
+
+#[tokio::test]
+async fn a_lowered_limit_holds_at_once_on_another_command_service() {
+    use commands::secret::{HandlerConfig, SecretHandler};
+    use commands::shared::store::EventStore;
+    use domain::subject::SecretOp;
+    use std::sync::Arc;
+
+    let t = TestStack::start().await;
+    let ops = t.token_with("ops", "ops", &[SERVICE_ADMIN]);
+    let set = |limit: i64| json!({"project_quotas": {"secrets": limit}});
+    let put = t
+        .send_json(Method::PUT, "/v1/project-quotas/p1", &ops, Some(set(10)))
+        .await;
+    assert_eq!(put.status(), 204);
+
+    // Another command service: its own connection, store, caches and quota gate.
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    let url = keyledger::stack::default_database_url(t.dir.path());
+    let pool = projections::db::open(&url, 2).await.unwrap();
+    let quotas = Arc::new(commands::quota::Quotas::new(Arc::new(Usage(pool))));
+    let store = Arc::new(
+        EventStore::open(
+            js.clone(),
+            &infra::log::LogSettings::default(),
+            (*t.stack.keys.commit).clone(),
+        )
+        .await
+        .unwrap()
+        .with_quotas(quotas),
+    );
+    let keys = infra::keystore::KeyStore::new(infra::log::ensure_key_bucket(&js, 1).await.unwrap());
+    let other = SecretHandler::new(
+        store,
+        keys,
+        t.stack.keys.envelope.clone(),
+        infra::clock::system(),
+        HandlerConfig::default(),
+    );
+    let alice = crate::event_store::alice();
+    let create = |name: &str| serde_json::to_vec(&json!({"name": name})).unwrap();
+    // It reads the limit (10) once and keeps it for a second.
+    other
+        .handle(SecretOp::Create, &alice, &create("first"))
+        .await
+        .unwrap();
+
+    // Lowered to 2 through the stack's command service: the other service's next
+    // charges are decided on 2 at once, not on the 10 it read a moment ago.
+    let put = t
+        .send_json(Method::PUT, "/v1/project-quotas/p1", &ops, Some(set(2)))
+        .await;
+    assert_eq!(put.status(), 204);
+    let mut outcomes = Vec::new();
+    for i in 0..3 {
+        outcomes.push(
+            other
+                .handle(SecretOp::Create, &alice, &create(&format!("more-{i}")))
+                .await
+                .map_err(|r| (r.code, r.message)),
+        );
+    }
+    assert!(outcomes[0].is_ok(), "{outcomes:?}");
+    for refused in &outcomes[1..] {
+        let (code, message) = refused.clone().unwrap_err();
+        assert_eq!(code, domain::ErrorCode::QuotaExceeded, "{message}");
+        assert!(message.contains("secrets quota is 2"), "{message}");
     }
 }

@@ -15,6 +15,7 @@ mod aws_clients;
 mod backup;
 mod barbican_clients;
 mod canary;
+mod changes;
 mod cli;
 mod cluster;
 mod containers;

@@ -27,13 +27,13 @@ pub struct CostlyReads {
 }
 
 /// A read in flight (waiting for a slot, then running); ends when dropped.
-pub struct Reading<'a> {
-    reads: &'a CostlyReads,
+pub struct Reading {
+    reads: Arc<CostlyReads>,
     caller: String,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-impl Drop for Reading<'_> {
+impl Drop for Reading {
     fn drop(&mut self) {
         let mut callers = self.reads.callers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = callers.get_mut(&self.caller) {
@@ -60,7 +60,7 @@ impl CostlyReads {
     /// Starts a read for `caller` once a slot is free, or says to come back: at once
     /// when the caller has its reads in flight already (429), after [`QUEUE_WAIT`]
     /// when the slots stay taken (503).
-    pub async fn start(&self, caller: &Caller) -> Result<Reading<'_>, ApiError> {
+    pub async fn start(self: &Arc<Self>, caller: &Caller) -> Result<Reading, ApiError> {
         let who = format!("{}@{}", caller.principal.user, caller.principal.project);
         {
             let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
@@ -81,7 +81,7 @@ impl CostlyReads {
         // Counted from here: dropping `Reading` (also when the wait below fails or the
         // client goes away) gives the caller's place back.
         let mut reading = Reading {
-            reads: self,
+            reads: self.clone(),
             caller: who,
             _permit: None,
         };
@@ -109,17 +109,21 @@ impl CostlyReads {
 #[derive(Debug)]
 pub struct Costly {
     /// History and audit pages: they read the log (4 at once, 4 per caller).
-    pub history: CostlyReads,
+    pub history: Arc<CostlyReads>,
     /// Listings of secrets, containers and orders: they scan the project's rows in
     /// the read model (8 at once, 4 per caller).
-    pub listings: CostlyReads,
+    pub listings: Arc<CostlyReads>,
+    /// Change streams (`GET /v1/changes`): each follows the log for as long as its
+    /// client listens (256 at once, 4 per caller).
+    pub changes: Arc<CostlyReads>,
 }
 
 impl Default for Costly {
     fn default() -> Self {
         Self {
-            history: CostlyReads::new("history reads", 4, 4),
-            listings: CostlyReads::new("listings", 8, 4),
+            history: Arc::new(CostlyReads::new("history reads", 4, 4)),
+            listings: Arc::new(CostlyReads::new("listings", 8, 4)),
+            changes: Arc::new(CostlyReads::new("change streams", 256, 4)),
         }
     }
 }

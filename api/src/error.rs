@@ -12,6 +12,8 @@ pub struct ApiError {
     status: StatusCode,
     description: String,
     retry_after: Option<u32>,
+    /// The rejection's code, when it came from one.
+    code: Option<ErrorCode>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
             status,
             description: description.into(),
             retry_after: None,
+            code: None,
         }
     }
 
@@ -46,6 +49,11 @@ impl ApiError {
         &self.description
     }
 
+    /// The rejection's code, when it came from one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        self.code
+    }
+
     /// Asks the client to retry after `seconds`.
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
@@ -60,7 +68,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        let error = Self::new(status_of(r.code), r.message);
+        let mut error = Self::new(status_of(r.code), r.message);
+        error.code = Some(r.code);
         if matches!(r.code, ErrorCode::Unavailable | ErrorCode::TooManyRequests) {
             error.retry_after(1)
         } else {

@@ -37,6 +37,7 @@
 //! | `GET /healthz`, `GET /readyz` | alive; ready (every check of this process, 503 naming those that fail); no token |
 //! | `GET`, `POST /v1/access-keys`; `DELETE /v1/access-keys/{id}` | access keys (AWS SigV4 credentials) of the caller, or with `?all=true` of the project (admin); the secret is shown once, when generated |
 //! | `GET /v1/quotas` | the caller's project's effective quotas |
+//! | `GET /v1/changes` | the caller's project's changes it may list, as Server-Sent Events (`since`, `Last-Event-ID`) |
 //! | `GET /v1/project-quotas`; `GET`, `PUT`, `DELETE /v1/project-quotas/{project}` | quotas set per project (role `key-manager:service-admin`) |
 
 mod access;
@@ -46,6 +47,7 @@ mod acl;
 mod auth;
 pub mod aws;
 mod body;
+pub mod changes;
 pub mod client_cert;
 mod consistency;
 mod containers;
@@ -157,6 +159,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(orders::local_ca))
         .routes(routes!(access_keys::list, access_keys::create))
         .routes(routes!(access_keys::revoke))
+        .routes(routes!(changes::changes))
         .routes(routes!(quotas::effective_quotas))
         .routes(routes!(quotas::list))
         .routes(routes!(quotas::get, quotas::set, quotas::delete))

@@ -122,6 +122,7 @@ impl Modify for Security {
         (name = "containers", description = "Containers of secrets"),
         (name = "orders", description = "Keys, key pairs and certificates made for you"),
         (name = "access-keys", description = "AWS-style access keys (SigV4) that act as a principal of the project"),
+        (name = "changes", description = "What changed, as Server-Sent Events, for services and caches to react"),
         (name = "quotas", description = "How many secrets, orders, containers and consumers a project may hold"),
         (name = "aws", description = "AWS Secrets Manager's API (JSON 1.1, SigV4-signed) on POST /"),
         (name = "audit", description = "History from the log"),

@@ -47,9 +47,10 @@ use infra::protocol::{AcceptedReply, DeleteQuotaRequest, SetQuotaRequest};
 /// service holds here at most this much later.
 pub const LIMITS_TTL: Duration = Duration::from_secs(1);
 
-/// How long a charge waits for the read model to reach the usage subject's last
-/// charge before it answers "unavailable".
-const READ_MODEL_WAIT: Duration = Duration::from_secs(5);
+/// How long a charge may wait, for its turn in the project and for the read model to
+/// reach the usage subject's last charge, before it answers "unavailable": less than
+/// the 2 s after which the HTTP API sends a command again.
+const CHARGE_WAIT: Duration = Duration::from_millis(1_500);
 
 /// How often a charge looks at the read model while it waits for it.
 const READ_MODEL_POLL: Duration = Duration::from_millis(2);
@@ -92,11 +93,10 @@ pub(crate) struct Charge {
     _turn: OwnedMutexGuard<()>,
 }
 
-/// What a charge is for.
+/// The command a charge or a marker is written for.
 pub(crate) struct Charged<'a> {
     pub(crate) project: &'a ProjectId,
-    pub(crate) resource: Resource,
-    /// The subject of the create's commit.
+    /// The subject of the command's commit.
     pub(crate) subject: &'a str,
     pub(crate) command_id: &'a CommandId,
     pub(crate) command: &'a str,
@@ -154,53 +154,129 @@ impl Quotas {
         &self,
         store: &EventStore,
         what: Charged<'_>,
+        resource: Resource,
     ) -> Result<Option<Charge>, Rejection> {
         let project = what.project;
-        let limits = self.limits(store, project).await?;
-        if effective(&limits, what.resource).most().is_none() {
+        // Unlimited here (read at most a second ago): nothing to charge.
+        if effective(&*self.limits(store, project).await?, resource)
+            .most()
+            .is_none()
+        {
             return Ok(None);
         }
-        let turn = self
-            .locks
-            .get_with(project.clone(), Arc::default)
-            .lock_owned()
-            .await;
+        let deadline = Instant::now() + CHARGE_WAIT;
+        let turn = self.turn(project, deadline).await?;
         let usage = usage_aggregate(project);
+        // The usage subject first, then the limits: a change of limits writes a marker
+        // on the usage subject (see `mark`), so limits read after it are at least as
+        // new as the charge's expectation, and a charge decided on older limits is
+        // refused by JetStream.
         let (last_seq, head) = self.usage_head(store, &usage).await?;
-        let used = self.used(project, what.resource, last_seq).await?;
-        let charged = match charge(&limits, project, what.resource, used, what.subject) {
+        let limits = self.read_limits(store, project).await?;
+        let caller_project = match what.actor {
+            Actor::User(principal) => &principal.project,
+            Actor::System(_) => project,
+        };
+        let used = self.used(project, resource, last_seq, deadline).await?;
+        let decide = |used| {
+            charge(
+                &limits,
+                project,
+                resource,
+                used,
+                what.subject,
+                caller_project,
+            )
+        };
+        let charged = match decide(used) {
             Ok(charged) => charged,
-            // Refused on limits up to a second old and a count at the last charge:
-            // decided again on the log's limits and a count at the log's end.
+            // Refused on a count at the last charge: decided again on a count at the
+            // log's end (a deletion since may have made room).
             Err(_) => {
-                let limits = self.read_limits(store, project).await?;
                 let end = store.last_sequence().await?;
-                let used = self.used(project, what.resource, end).await?;
-                charge(&limits, project, what.resource, used, what.subject)?
+                let used = self.used(project, resource, end, deadline).await?;
+                decide(used)?
             }
         };
         let Some(charged) = charged else {
             return Ok(None);
         };
+        let commit = self.usage_commit(
+            store,
+            (usage, head),
+            &what,
+            "charge",
+            vec![QuotaEvent::Charged(charged)],
+        );
+        Ok(Some(Charge {
+            commit,
+            expected_last_seq: last_seq,
+            _turn: turn,
+        }))
+    }
+
+    /// The marker a change of `project`'s limits writes on its usage subject, in one
+    /// atomic batch with the change: every charge decided before it expects an older
+    /// sequence there and is decided again, on the new limits.
+    pub(crate) async fn mark(
+        &self,
+        store: &EventStore,
+        what: Charged<'_>,
+        events: Vec<QuotaEvent>,
+    ) -> Result<Charge, Rejection> {
+        let turn = self
+            .turn(what.project, Instant::now() + CHARGE_WAIT)
+            .await?;
+        let usage = usage_aggregate(what.project);
+        let (last_seq, head) = self.usage_head(store, &usage).await?;
+        let commit = self.usage_commit(store, (usage, head), &what, "mark", events);
+        Ok(Charge {
+            commit,
+            expected_last_seq: last_seq,
+            _turn: turn,
+        })
+    }
+
+    /// This process's turn to charge in `project`, waited for until `deadline`.
+    async fn turn(
+        &self,
+        project: &ProjectId,
+        deadline: Instant,
+    ) -> Result<OwnedMutexGuard<()>, Rejection> {
+        let lock = self.locks.get_with(project.clone(), Arc::default);
+        tokio::time::timeout_at(deadline.into(), lock.lock_owned())
+            .await
+            .map_err(|_| {
+                Rejection::unavailable(format!(
+                    "project {project}'s quota is busy counting other creates; retry shortly"
+                ))
+            })
+    }
+
+    /// The commit of `events` on the usage subject, after `head`, for the command
+    /// `what` describes (its id derived from the command's, so a retry writes the same).
+    fn usage_commit(
+        &self,
+        store: &EventStore,
+        (usage, head): (AggregateRef, Option<domain::chain::Head>),
+        what: &Charged<'_>,
+        purpose: &str,
+        events: Vec<QuotaEvent>,
+    ) -> Commit<QuotaEvent> {
         let id = Uuid::new_v5(
             &CHARGE_NAMESPACE,
-            format!("{}/{}", what.subject, what.command_id).as_bytes(),
+            format!("{purpose}/{}/{}", what.subject, what.command_id).as_bytes(),
         );
-        let commit = NewCommit {
+        NewCommit {
             id: CommandId::from_uuid(id),
             aggregate: usage,
             version: head.as_ref().map_or(0, |h| h.version) + 1,
             command: what.command.to_owned(),
             actor: what.actor.clone(),
             at: what.now,
-            events: vec![QuotaEvent::Charged(charged)],
+            events,
         }
-        .seal(head.map(|h| h.hash), store.key());
-        Ok(Some(Charge {
-            commit,
-            expected_last_seq: last_seq,
-            _turn: turn,
-        }))
+        .seal(head.map(|h| h.hash), store.key())
     }
 
     /// The usage subject's last sequence and last commit (read from the log).
@@ -223,14 +299,15 @@ impl Quotas {
         })
     }
 
-    /// The count of `resource` in `project` from a read model at `seq` or later.
+    /// The count of `resource` in `project` from a read model at `seq` or later,
+    /// waited for until `deadline`.
     async fn used(
         &self,
         project: &ProjectId,
         resource: Resource,
         seq: u64,
+        deadline: Instant,
     ) -> Result<u64, Rejection> {
-        let deadline = Instant::now() + READ_MODEL_WAIT;
         loop {
             let (used, at) = self
                 .usage
@@ -339,5 +416,9 @@ impl Step<QuotaAggregate> for QuotaStep<'_> {
 
     fn decide(&self, state: &QuotaState, _: Timestamp) -> Result<Vec<QuotaEvent>, Rejection> {
         Ok(domain::quota::decide(state, self.command))
+    }
+
+    fn quota_marker(&self, events: &[QuotaEvent]) -> Option<Vec<QuotaEvent>> {
+        Some(events.to_vec())
     }
 }

@@ -13,6 +13,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// The caller is known but not allowed to do this.
     Forbidden,
+    /// A project quota is reached: the object would be one more than its limit
+    /// allows (HTTP 403, as Barbican answers; AWS's `LimitExceededException`).
+    QuotaExceeded,
     /// The addressed resource does not exist (or is not visible to the caller).
     NotFound,
     /// The request contradicts the current state (e.g. a payload is already stored).
@@ -33,7 +36,7 @@ impl ErrorCode {
         match self {
             Self::Invalid => 400,
             Self::Unauthorized => 401,
-            Self::Forbidden => 403,
+            Self::Forbidden | Self::QuotaExceeded => 403,
             Self::NotFound => 404,
             Self::Conflict => 409,
             Self::TooLarge => 413,
@@ -49,6 +52,7 @@ impl ErrorCode {
             Self::Invalid => "invalid",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
             Self::TooLarge => "too_large",

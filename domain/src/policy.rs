@@ -307,6 +307,29 @@ pub struct RequestEnv {
     pub now: Timestamp,
 }
 
+/// Whether every role that may `list` objects of `kind` in their project may read the
+/// metadata of one with `acl` through its roles alone (not as its creator, nor named
+/// in its ACL): then any of the project's listers may learn of it. This is what
+/// decides whether a change of it is announced on the project's NATS subjects, which
+/// every lister may subscribe to.
+pub fn read_by_every_lister(list: Action, kind: Kind, acl: &crate::secret::acl::Acl) -> bool {
+    WEAKEST_FIRST
+        .into_iter()
+        .filter(|r| list.in_project(*r))
+        .all(|r| match Action::ReadSecret.reach(r, kind) {
+            Some(Reach::Any) => true,
+            Some(Reach::Shared | Reach::OwnOrShared) => {
+                acl.project_access && acl.conditions.is_empty()
+            }
+            Some(Reach::Own) | None => false,
+        })
+}
+
+/// Whether `who` may `list` (a listing action) in its own project.
+pub fn lists(who: &Principal, list: Action) -> bool {
+    effective(&who.roles).iter().any(|r| list.in_project(*r))
+}
+
 /// The roles that let a member of an object's project do `action` on an object of
 /// `kind` that is shared with the project (project access on) and that they did not
 /// create, weakest first; admins, who reach every object, are left out.
@@ -762,6 +785,29 @@ mod tests {
 
     /// What the audit CLI tells an auditor about who could read a secret comes from
     /// these; they must say what `authorize` decides.
+    #[test]
+    fn every_lister_reads_a_shared_object_and_not_a_private_one() {
+        use crate::secret::acl::Acl;
+        let shared = Acl::default();
+        let private = Acl {
+            project_access: false,
+            ..Acl::default()
+        };
+        for (list, kind) in [
+            (Action::ListSecrets, Kind::Secret),
+            (Action::ListContainers, Kind::Container),
+        ] {
+            assert!(read_by_every_lister(list, kind, &shared));
+            assert!(!read_by_every_lister(list, kind, &private));
+        }
+        // Orders have no ACL: their project's listers read every one.
+        assert!(read_by_every_lister(
+            Action::ListOrders,
+            Kind::Order,
+            &private
+        ));
+    }
+
     #[test]
     fn the_role_lists_match_the_table_above() {
         use ProjectRole::*;

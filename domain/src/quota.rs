@@ -19,11 +19,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Rejection;
 use crate::commit::{AggregateRef, CommitError, EventCodec, decode_versioned, encode_versioned};
 use crate::ids::{AggregateId, ProjectId, Role};
 use crate::principal::Principal;
 use crate::subject::AggregateKind;
+use crate::{ErrorCode, Rejection};
 
 /// The role that manages every project's quotas (Barbican's policy names it so).
 pub const SERVICE_ADMIN: &str = "key-manager:service-admin";
@@ -308,28 +308,43 @@ pub fn decide(state: &QuotaState, command: &QuotaCommand) -> Vec<QuotaEvent> {
 
 /// Whether one more `resource` fits in `project` holding `used` under `limits`: the
 /// charge to record with its commit (on `subject`), `None` when unlimited, or the
-/// refusal naming the quota, its limit and the count.
+/// refusal (`quota_exceeded`) naming the quota, its limit and the count. A caller of
+/// another project (one an ACL lets register a consumer) is told that the quota is
+/// reached, not the project's numbers.
 pub fn charge(
     limits: &Limits,
     project: &ProjectId,
     resource: Resource,
     used: u64,
     subject: &str,
+    caller_project: &ProjectId,
 ) -> Result<Option<QuotaCharged>, Rejection> {
     let Some(most) = effective(limits, resource).most() else {
         return Ok(None);
     };
     if used >= most {
+        if caller_project != project {
+            return Err(Rejection::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "Quota reached for project {project}: its {resource} quota is full. Ask \
+                     its owners to make room or have the limit raised"
+                ),
+            ));
+        }
         let noun = if used == 1 {
             singular(resource)
         } else {
             resource.as_str()
         };
-        return Err(Rejection::forbidden(format!(
-            "Quota reached for project {project}: the {resource} quota is {most}, and the project \
-             holds {used} {noun}. Delete some, or ask an operator to raise it (PUT \
-             /v1/project-quotas/{project})"
-        )));
+        return Err(Rejection::new(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "Quota reached for project {project}: the {resource} quota is {most}, and the \
+                 project holds {used} {noun}. Delete some, or ask an operator to raise it (PUT \
+                 /v1/project-quotas/{project})"
+            ),
+        ));
     }
     Ok(Some(QuotaCharged {
         resource,
@@ -368,20 +383,25 @@ mod tests {
     #[test]
     fn a_charge_fits_below_the_limit_and_is_refused_at_it_naming_limit_and_count() {
         let l = limits(&[(Resource::Secrets, 2), (Resource::Orders, 0)]);
-        let charged = charge(&l, &project(), Resource::Secrets, 1, "s").unwrap();
+        let p = project();
+        let charged = charge(&l, &p, Resource::Secrets, 1, "s", &p).unwrap();
         assert_eq!(charged.map(|c| (c.used, c.limit)), Some((1, 2)));
-        let refused = charge(&l, &project(), Resource::Secrets, 2, "s").unwrap_err();
-        assert_eq!(refused.code, crate::ErrorCode::Forbidden);
+        let refused = charge(&l, &p, Resource::Secrets, 2, "s", &p).unwrap_err();
+        assert_eq!(refused.code, crate::ErrorCode::QuotaExceeded);
         assert!(
             refused.message.contains("secrets quota is 2")
                 && refused.message.contains("holds 2 secrets"),
             "{}",
             refused.message
         );
+        // Another project's caller learns that it is full, not the numbers.
+        let other = ProjectId::parse("p2").unwrap();
+        let told = charge(&l, &p, Resource::Secrets, 2, "s", &other).unwrap_err();
+        assert!(!told.message.contains('2'), "{}", told.message);
         // 0 allows none; an unnamed resource is unlimited.
-        assert!(charge(&l, &project(), Resource::Orders, 0, "o").is_err());
+        assert!(charge(&l, &p, Resource::Orders, 0, "o", &p).is_err());
         assert_eq!(
-            charge(&l, &project(), Resource::Containers, 1_000_000, "c").unwrap(),
+            charge(&l, &p, Resource::Containers, 1_000_000, "c", &p).unwrap(),
             None
         );
     }

@@ -414,6 +414,19 @@ pub fn events_filter(
     )
 }
 
+/// The prefix of change notifications: `keyledger.changes.<project>.<kind>.<id>`,
+/// payload-free, announced for every object every lister of its project may see.
+pub const CHANGES_PREFIX: &str = "keyledger.changes.";
+
+/// Every change notification.
+pub const CHANGES_WILDCARD: &str = "keyledger.changes.>";
+
+/// The change notifications of `kind` in `project` (what a lister of that kind may
+/// subscribe to).
+pub fn changes_filter(project: &ProjectId, kind: AggregateKind) -> String {
+    format!("{CHANGES_PREFIX}{project}.{kind}.>")
+}
+
 /// Subjects of the checkpoint stream: one per event stream.
 pub const CHECKPOINTS_WILDCARD: &str = "keyledger.checkpoints.>";
 

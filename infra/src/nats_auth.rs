@@ -225,13 +225,19 @@ impl AuthCallout {
         });
         match verdict {
             Ok(principal) => {
+                // Its replies, and the change notifications of the kinds it may list.
+                let mut subscribe = vec![format!(
+                    "{}.>",
+                    inbox_prefix(&principal.project, &principal.user)
+                )];
+                subscribe.extend(change_subjects(&principal));
                 let user = json!({
                     "sub": request.user_nkey,
                     "aud": CLIENTS_ACCOUNT,
                     "name": format!("{}@{}", principal.user, principal.project),
                     "nats": {
                         "pub": {"allow": [CLIENT_PUBLISH]},
-                        "sub": {"allow": [format!("{}.>", inbox_prefix(&principal.project, &principal.user))]},
+                        "sub": {"allow": subscribe},
                         "subs": -1, "data": -1, "payload": -1,
                         "type": "user", "version": 2,
                     },
@@ -246,6 +252,22 @@ impl AuthCallout {
         }
         self.issuer.sign(response, now)
     }
+}
+
+/// The change notifications `principal` may subscribe to: those of each kind its roles
+/// list in its project (the relay announces only objects every such lister may see).
+fn change_subjects(principal: &domain::principal::Principal) -> Vec<String> {
+    use domain::policy::{Action, lists};
+    use domain::subject::{AggregateKind, changes_filter};
+    [
+        (AggregateKind::Secret, Action::ListSecrets),
+        (AggregateKind::Container, Action::ListContainers),
+        (AggregateKind::Order, Action::ListOrders),
+    ]
+    .into_iter()
+    .filter(|(_, list)| lists(principal, *list))
+    .map(|(kind, _)| changes_filter(&principal.project, kind))
+    .collect()
 }
 
 /// Reads the claims of nats-server's request JWT. The request arrives on a subject

@@ -369,6 +369,7 @@ impl Accounts {
     users: [ {{ user: {service_user}, password: {service_password} }} ]
     exports: [
       {{ service: "keyledger.cmd.>", accounts: [CLIENTS, ROTATION] }}
+      {{ stream: "keyledger.changes.>", accounts: [CLIENTS] }}
 {exports}
     ]
     # The rotation runner asks handlers for each step.
@@ -386,7 +387,12 @@ impl Accounts {
   }}
   # NATS clients, admitted by the auth callout from their keyledger token.
   CLIENTS {{
-    imports: [ {{ service: {{ account: KEYLEDGER, subject: "keyledger.cmd.>" }} }} ]
+    imports: [
+      {{ service: {{ account: KEYLEDGER, subject: "keyledger.cmd.>" }} }}
+      # Change notifications; the auth callout lets each client subscribe to its own
+      # project's, of the kinds its roles list.
+      {{ stream: {{ account: KEYLEDGER, subject: "keyledger.changes.>" }} }}
+    ]
   }}
   # Auditors: direct gets of the audited streams, nothing else.
   AUDIT {{

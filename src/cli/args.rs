@@ -407,6 +407,7 @@ impl PayloadArgs {
             addr,
             tls,
             allow_plain_http: http.tls.allow_plain_http,
+            relay_changes: false,
             limits: api::ServerLimits {
                 header_timeout: http.http_header_timeout,
                 idle_timeout: http.http_idle_timeout,

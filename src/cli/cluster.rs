@@ -333,6 +333,10 @@ fn components(
     for (i, port) in http_ports.iter().enumerate() {
         let mut extra = with_database.clone();
         extra.extend(["--http-addr".to_owned(), format!("127.0.0.1:{port}")]);
+        // One replica announces changes on NATS: two would announce each twice.
+        if i == 0 {
+            extra.push("--relay-changes".to_owned());
+        }
         components.push(serve(format!("api-{}", i + 1), "api", service_url, &extra));
     }
     components

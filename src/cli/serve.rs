@@ -95,6 +95,10 @@ pub enum ServeCommand {
         http: super::HttpArgs,
         #[command(flatten)]
         ops: OpsArgs,
+        /// Announce every change on NATS (`keyledger.changes.<project>.<kind>.<id>`)
+        /// from this replica; give it to one API replica of a deployment.
+        #[arg(long)]
+        relay_changes: bool,
     },
 }
 
@@ -258,11 +262,13 @@ pub async fn run(command: ServeCommand) -> Result<()> {
             http_addr,
             public_url,
             http,
+            relay_changes,
             ..
         } => {
             let keys = keys.load(&db.data, false)?;
-            let settings =
+            let mut settings =
                 payload.api_settings(&log, http_addr, public_url, &http, http.tls.files())?;
+            settings.relay_changes = relay_changes;
             let scheme = if settings.tls.is_some() {
                 "https"
             } else {

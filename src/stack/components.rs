@@ -392,6 +392,9 @@ pub struct ApiSettings {
     pub tls: Option<Arc<api::tls::ServerTls>>,
     /// Serve plain HTTP on an address other than loopback (refused otherwise).
     pub allow_plain_http: bool,
+    /// Announce changes on NATS (`keyledger.changes.>`) from this process: one
+    /// process of a deployment does ([`api::changes::relay`]).
+    pub relay_changes: bool,
 }
 
 /// Starts the HTTP API. `applied` follows a projector in this process; without one,
@@ -471,6 +474,15 @@ pub async fn start_api(
             )
         })?;
     let addr = listener.local_addr()?;
+    if settings.relay_changes {
+        let (state, nats, shutdown) = (state.clone(), client.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = api::changes::relay(state, nats) => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
     let task = tokio::spawn(async move {
         api::serve(
             listener,

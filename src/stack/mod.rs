@@ -223,11 +223,16 @@ impl Stack {
         )
         .await?;
         tasks.push(projector);
+        // The one projector of this stack runs here: so does the one NATS relay.
+        let api_settings = ApiSettings {
+            relay_changes: true,
+            ..config.api.clone()
+        };
         let (http_addr, api) = start_api(
             &service_url,
             &database_url,
             &keys,
-            config.api.clone(),
+            api_settings,
             Some(applied),
             config.clock.clone(),
             &health,

@@ -85,6 +85,7 @@ pub fn config(dir: &TempDir) -> StackConfig {
             replicas: 1,
             tls: None,
             allow_plain_http: false,
+            relay_changes: false,
         },
         log: LogSettings::default(),
         handler: HandlerConfig::default(),

@@ -115,6 +115,7 @@ impl AwsError {
 impl From<ApiError> for AwsError {
     fn from(e: ApiError) -> Self {
         let code = match e.status() {
+            _ if e.code() == Some(domain::ErrorCode::QuotaExceeded) => Code::LimitExceeded,
             StatusCode::NOT_FOUND | StatusCode::GONE => Code::ResourceNotFound,
             StatusCode::FORBIDDEN => Code::AccessDenied,
             StatusCode::UNAUTHORIZED => Code::UnrecognizedClient,
@@ -180,6 +181,14 @@ mod tests {
             assert_eq!(e.code, code, "{status}");
             assert_eq!(e.message, "why");
         }
+    }
+
+    #[test]
+    fn a_reached_quota_is_aws_limit_exceeded() {
+        let quota = domain::Rejection::new(domain::ErrorCode::QuotaExceeded, "full");
+        assert_eq!(AwsError::from(quota).code, Code::LimitExceeded);
+        let denied = domain::Rejection::forbidden("no");
+        assert_eq!(AwsError::from(denied).code, Code::AccessDenied);
     }
 
     #[test]

@@ -8,11 +8,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use domain::Rejection;
 use domain::commit::{AggregateRef, EventCodec, NewCommit};
 use domain::ids::CommandId;
 use domain::principal::Actor;
 use domain::timestamp::Timestamp;
+use domain::{ErrorCode, Rejection};
 use moka::sync::Cache;
 use tokio::sync::Mutex;
 
@@ -75,6 +75,14 @@ pub(crate) trait Step<A: Aggregate>: Send {
     /// (checked only for commands a user sends: keyledger's own actors, such as the
     /// order worker making an order's secrets, are not charged).
     fn charges(&self, events: &[A::Event]) -> Option<domain::quota::Resource> {
+        let _ = events;
+        None
+    }
+
+    /// Events to write on the project's quota usage subject, in one atomic batch with
+    /// the commit of `events` (a change of quota limits marks it, so that charges
+    /// decided on the old limits are decided again).
+    fn quota_marker(&self, events: &[A::Event]) -> Option<Vec<domain::quota::QuotaEvent>> {
         let _ = events;
         None
     }
@@ -212,25 +220,31 @@ impl<A: Aggregate> Executor<A> {
                 Err(rejection) => return Err(rejection),
             };
             if events.is_empty() {
+                // Nothing to change on cached state may be a change another replica
+                // made since (and this command would undo): decided again on the log.
+                if !fresh {
+                    self.store.catch_up(&subject, loaded, A::evolve).await?;
+                    fresh = true;
+                    continue;
+                }
                 // Nothing to change: the state already is what the command asks for.
                 return Ok(done(loaded.last_seq, loaded.version));
             }
+            let what = || Charged {
+                project: &aggregate.project,
+                subject: &subject,
+                command_id,
+                command,
+                actor,
+                now,
+            };
             let charge = match (step.charges(&events), actor, self.store.quotas()) {
                 (Some(resource), Actor::User(_), Some(quotas)) => {
-                    let charged = Charged {
-                        project: &aggregate.project,
-                        resource,
-                        subject: &subject,
-                        command_id,
-                        command,
-                        actor,
-                        now,
-                    };
-                    match quotas.charge(&self.store, charged).await {
+                    match quotas.charge(&self.store, what(), resource).await {
                         Ok(charge) => charge,
                         // As above: a refusal for a create that assumed its aggregate
                         // new may be a retry of one that landed, answered from the log.
-                        Err(_) if !fresh => {
+                        Err(r) if r.code == ErrorCode::QuotaExceeded && !fresh => {
                             self.store.catch_up(&subject, loaded, A::evolve).await?;
                             fresh = true;
                             continue;
@@ -238,7 +252,12 @@ impl<A: Aggregate> Executor<A> {
                         Err(rejection) => return Err(rejection),
                     }
                 }
-                _ => None,
+                _ => match (step.quota_marker(&events), self.store.quotas()) {
+                    (Some(marker), Some(quotas)) => {
+                        Some(quotas.mark(&self.store, what(), marker).await?)
+                    }
+                    _ => None,
+                },
             };
             if !prepared {
                 step.before_append().await?;

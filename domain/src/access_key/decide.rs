@@ -206,6 +206,15 @@ pub fn decide(
     };
     match (command, state) {
         (AccessKeyCommand::Create(create), AccessKeyState::Absent) => {
+            // The service admin's role reaches every project: a project's key never
+            // carries it, whoever makes the key.
+            if crate::quota::names_service_admin(&create.roles) {
+                return Err(Rejection::forbidden(format!(
+                    "an access key cannot carry the role {}, which acts on every project's \
+                     quotas; leave it out",
+                    crate::quota::SERVICE_ADMIN
+                )));
+            }
             if !create.roles.iter().any(|r| ProjectRole::of(r).is_some()) {
                 return Err(Rejection::invalid(
                     "an access key needs at least one role keyledger's policy knows (admin, \

@@ -26,8 +26,11 @@ fn count_query(resource: Resource) -> &'static str {
         }
         Resource::Orders => "SELECT count(*) FROM orders WHERE project = $1",
         Resource::Containers => "SELECT count(*) FROM containers WHERE project = $1",
+        // Consumers of an expired secret (which cannot be removed any more) do not.
         Resource::Consumers => {
-            "SELECT (SELECT count(*) FROM secret_consumers WHERE project = $1) \
+            "SELECT (SELECT count(*) FROM secret_consumers c JOIN secrets s \
+             ON s.project = c.project AND s.id = c.secret_id \
+             WHERE c.project = $1 AND s.status != 'expired') \
              + (SELECT count(*) FROM container_consumers WHERE project = $1)"
         }
         // keyledger makes no CAs on request.

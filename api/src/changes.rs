@@ -1,0 +1,571 @@
+//! `GET /v1/changes`: what changed in the caller's project, as Server-Sent Events, so
+//! services and caches react instead of polling.
+//!
+//! One event per commit on a secret, container or order of the caller's project that
+//! the caller may list: its sequence, kind, id, version and event types, never a
+//! payload, a key, a name or an ACL. Each event's SSE `id` is its log sequence, so a
+//! client that reconnects with `Last-Event-ID` (or `?since=<seq>`) gets every later
+//! change once, with no gap: the stream reads the log itself, in order.
+//!
+//! *Who sees what.* A commit is shown if the caller may list its object (the project
+//! role that lists the kind, and the object's ACL, as `GET /v1/secrets` filters) in
+//! the object's state just before the commit or just after it: so a grant shows, and
+//! so does the deletion or the revocation that ends what the caller could see. Those
+//! states are folded from the log (per stream, each object's once, then kept up to
+//! date), so a deleted object is judged as it was. Nobody learns of an object they
+//! could not list. Secrets shared from other projects (`acl_only`) are not streamed.
+//!
+//! *When.* A change is sent once this API's read model has applied it, so a read made
+//! on receiving it shows it. Messages the projector skipped (foreign or replayed
+//! copies) are never sent.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use domain::audit::RawEvent;
+use domain::commit::{Commit, EventCodec};
+use domain::container::{ContainerEvent, ContainerState};
+use domain::ids::ProjectId;
+use domain::order::{OrderEvent, OrderState};
+use domain::policy::{Action, Kind, Object, SecretFacts, Target, authorize, read_by_every_lister};
+use domain::principal::Principal;
+use domain::secret::SecretState;
+use domain::secret::acl::Acl;
+use domain::subject::{AggregateKind, events_filter, parse_aggregate_subject};
+use futures::Stream;
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Most messages read from the log at a time.
+const BATCH: usize = 512;
+
+/// How long a stream waits for the read model before it looks again (the keep-alive
+/// comments go out meanwhile).
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Objects whose state one caller's stream keeps folded (each a whole aggregate
+/// state: bounded so 256 streams stay small); an object evicted is read again from
+/// the log when it next changes.
+const FOLDED_PER_STREAM: u64 = 256;
+
+/// Objects whose state the NATS relay keeps folded.
+const FOLDED_FOR_RELAY: u64 = 10_000;
+
+/// Events waiting for a slow client before the stream waits for it.
+const BUFFER: usize = 256;
+
+/// One change, as sent in an event's `data`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Change {
+    /// The commit's log sequence (also the event's `id`).
+    pub seq: u64,
+    /// The project.
+    pub project: String,
+    /// `secret`, `container` or `order`.
+    pub kind: String,
+    /// The object's id.
+    pub id: String,
+    /// The object's version after the commit.
+    pub version: u64,
+    /// The types of the commit's events (e.g. `secret.payload_stored`).
+    pub events: Vec<String>,
+    /// When it was committed (RFC 3339).
+    pub at: String,
+}
+
+/// One event of the stream, as SSE frames it (its schema for the OpenAPI document).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChangeEvent {
+    /// Always `change`.
+    #[schema(pattern = "^change$")]
+    pub event: String,
+    /// The change's log sequence: send it back as `Last-Event-ID` to resume after it.
+    #[schema(pattern = "^[0-9]{1,20}$")]
+    pub id: String,
+    /// The change, as JSON (see `Change`).
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+/// The query of `GET /v1/changes`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesQuery {
+    /// Send the changes after this log sequence (a change's `id`); default: only those
+    /// from now on. `Last-Event-ID`, which SSE clients send when they reconnect, wins.
+    #[serde(default)]
+    since: Option<u64>,
+}
+
+/// `GET /v1/changes`: the caller's project's changes, as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/v1/changes",
+    tag = "changes",
+    params(
+        ChangesQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence (the last event's `id`)", pattern = "^[0-9]{1,20}$"),
+    ),
+    responses((status = 200, description = "A stream of `change` events (`text/event-stream`), each `data` a `Change` as JSON; comments keep it alive", content_type = "text/event-stream", body = ChangeEvent)),
+)]
+pub async fn changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; use since=<sequence> (the id of the last change you saw), or nothing for \
+             changes from now on",
+            e.body_text()
+        ))
+    })?;
+    let resume = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "Last-Event-ID must be the id of a change (a log sequence number)",
+                    )
+                })?,
+        ),
+        None => query.since,
+    };
+    let who = &caller.principal;
+    let env = crate::access::env(&state, &caller);
+    let kinds = listed_kinds(who, env);
+    if kinds.is_empty() {
+        // The policy's own words: which roles would list secrets.
+        authorize(
+            who,
+            Action::ListSecrets,
+            Target::Project {
+                project: &who.project,
+                secret: None,
+            },
+            env,
+        )?;
+    }
+    let slot = state.costly.changes.start(&caller).await?;
+    let from = resume.unwrap_or_else(|| state.read.applied());
+    let (tx, rx) = mpsc::channel(BUFFER);
+    let filter = events_filter(Some(who.project.as_str()), None, None);
+    let follower = Follower {
+        state: state.clone(),
+        audience: Audience::Caller(Box::new(caller)),
+        kinds,
+        folds: Cache::new(FOLDED_PER_STREAM),
+        sink: Sink::Sse(tx),
+    };
+    tokio::spawn(async move {
+        let _slot = slot;
+        follower.run(&filter, from.saturating_add(1)).await;
+    });
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok(event), rx))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// The kinds `who` may list in its project.
+fn listed_kinds(who: &Principal, env: domain::policy::RequestEnv) -> Vec<AggregateKind> {
+    [
+        (AggregateKind::Secret, Action::ListSecrets),
+        (AggregateKind::Container, Action::ListContainers),
+        (AggregateKind::Order, Action::ListOrders),
+    ]
+    .into_iter()
+    .filter(|(_, action)| {
+        let target = Target::Project {
+            project: &who.project,
+            secret: None,
+        };
+        authorize(who, *action, target, env).is_ok()
+    })
+    .map(|(kind, _)| kind)
+    .collect()
+}
+
+/// An object's state, folded from its commits, as far as who may list it goes.
+#[derive(Debug, Clone, Default)]
+enum Folded {
+    #[default]
+    Absent,
+    Secret(SecretState),
+    Container(ContainerState),
+    Order(OrderState),
+}
+
+/// What the listing policy needs of an object, when it exists.
+struct Listed<'a> {
+    creator: &'a domain::ids::UserId,
+    acl: &'a Acl,
+    owning_service: Option<&'a domain::ids::ServiceName>,
+}
+
+impl Folded {
+    fn listed(&self) -> Option<Listed<'_>> {
+        match self {
+            Self::Secret(SecretState::Live(s)) => Some(Listed {
+                creator: &s.creator,
+                acl: &s.acl,
+                owning_service: s.owning_service.as_ref(),
+            }),
+            Self::Container(ContainerState::Live(c)) => Some(Listed {
+                creator: &c.creator,
+                acl: &c.acl,
+                owning_service: None,
+            }),
+            Self::Order(OrderState::Placed(o)) => Some(Listed {
+                creator: &o.creator,
+                acl: &NO_ACL,
+                owning_service: None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The state after `commit` (whose events are of this object's kind).
+    fn evolve(self, kind: AggregateKind, commit: &Commit<RawEvent>) -> Self {
+        fn fold<E: EventCodec, S: Default>(
+            state: S,
+            commit: &Commit<RawEvent>,
+            evolve: fn(S, &E) -> S,
+        ) -> S {
+            commit
+                .body
+                .events
+                .iter()
+                .filter_map(|e| E::decode(e.0.clone()).ok())
+                .fold(state, |s, e| evolve(s, &e))
+        }
+        match (self, kind) {
+            (Self::Secret(s), _) => Self::Secret(fold(s, commit, domain::secret::evolve)),
+            (Self::Absent, AggregateKind::Secret) => {
+                Self::Secret(fold(SecretState::default(), commit, domain::secret::evolve))
+            }
+            (Self::Container(c), _) => Self::Container(fold::<ContainerEvent, _>(
+                c,
+                commit,
+                domain::container::evolve,
+            )),
+            (Self::Absent, AggregateKind::Container) => Self::Container(fold::<ContainerEvent, _>(
+                ContainerState::default(),
+                commit,
+                domain::container::evolve,
+            )),
+            (Self::Order(o), _) => {
+                Self::Order(fold::<OrderEvent, _>(o, commit, domain::order::evolve))
+            }
+            (Self::Absent, AggregateKind::Order) => Self::Order(fold::<OrderEvent, _>(
+                OrderState::default(),
+                commit,
+                domain::order::evolve,
+            )),
+            (state, _) => state,
+        }
+    }
+}
+
+/// Orders have no ACL: the project's roles decide.
+static NO_ACL: std::sync::LazyLock<Acl> = std::sync::LazyLock::new(Acl::default);
+
+/// Announces every change that every lister of its project may see on NATS, on
+/// `keyledger.changes.<project>.<kind>.<id>` (the same document as an SSE event's
+/// `data`), from the moment it starts; a client of a project may subscribe to the
+/// kinds its roles list (the auth callout grants them). At most once: a change made
+/// while no relay runs is not announced there (`GET /v1/changes` resumes from any
+/// sequence). Run it in one process of a deployment.
+pub async fn relay(state: AppState, nats: async_nats::Client) {
+    let follower = Follower {
+        kinds: vec![
+            AggregateKind::Secret,
+            AggregateKind::Container,
+            AggregateKind::Order,
+        ],
+        audience: Audience::EveryLister,
+        folds: Cache::new(FOLDED_FOR_RELAY),
+        sink: Sink::Nats(nats),
+        state,
+    };
+    let from = follower.state.read.applied();
+    follower
+        .run(&events_filter(None, None, None), from.saturating_add(1))
+        .await;
+}
+
+/// The NATS subject a change is announced on.
+pub fn change_subject(change: &Change) -> String {
+    format!(
+        "{}{}.{}.{}",
+        domain::subject::CHANGES_PREFIX,
+        change.project,
+        change.kind,
+        change.id
+    )
+}
+
+/// Whom a follower shows changes to.
+enum Audience {
+    /// One caller, as their listings show (`GET /v1/changes`).
+    Caller(Box<Caller>),
+    /// Every principal that may list the object's kind in its project (NATS).
+    EveryLister,
+}
+
+/// Where a follower sends changes.
+enum Sink {
+    Sse(mpsc::Sender<Event>),
+    Nats(async_nats::Client),
+}
+
+/// Reads commits in order and sends those its audience may see.
+struct Follower {
+    state: AppState,
+    audience: Audience,
+    kinds: Vec<AggregateKind>,
+    /// Each object's version and state as of its last commit this follower read.
+    folds: Cache<String, (u64, Folded)>,
+    sink: Sink,
+}
+
+impl Follower {
+    async fn run(self, filter: &str, mut next: u64) {
+        loop {
+            if let Sink::Sse(tx) = &self.sink
+                && tx.is_closed()
+            {
+                return;
+            }
+            let applied = self.state.read.applied();
+            if applied < next {
+                let _ = self.state.read.wait_for(next, WAIT).await;
+                continue;
+            }
+            match self.send_between(filter, next, applied).await {
+                Ok(Some(read_up_to)) => next = read_up_to + 1,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a change stream could not read the log; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Sends the visible changes from `from` up to `to` (at most [`BATCH`] messages
+    /// read); the sequence read up to, or `None` once the client is gone.
+    async fn send_between(&self, filter: &str, from: u64, to: u64) -> Result<Option<u64>, String> {
+        let mut batch = Vec::new();
+        let read = infra::audit::read_log(
+            &self.state.js,
+            &self.state.config.stream,
+            Some(filter.to_owned()),
+            from,
+            |m| {
+                if m.seq > to {
+                    return false;
+                }
+                batch.push(m);
+                batch.len() < BATCH
+            },
+        )
+        .await;
+        match read {
+            Ok(_) => {}
+            Err(e) if e.is_absent() => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        // A full batch reads on from its last message; otherwise everything up to `to`
+        // was read.
+        let read_up_to = match batch.last() {
+            Some(last) if batch.len() >= BATCH => last.seq,
+            _ => to,
+        };
+        let skipped: HashSet<u64> = match batch.first() {
+            Some(first) => self
+                .state
+                .read
+                .skipped_between(first.seq, read_up_to)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .collect(),
+            None => HashSet::new(),
+        };
+        for m in batch {
+            if skipped.contains(&m.seq) {
+                continue;
+            }
+            let Some(change) = self.visible(m.seq, &m.subject, &m.payload).await? else {
+                continue;
+            };
+            let data = serde_json::to_string(&change).map_err(|e| e.to_string())?;
+            match &self.sink {
+                Sink::Sse(tx) => {
+                    let event = Event::default()
+                        .id(change.seq.to_string())
+                        .event("change")
+                        .data(data);
+                    if tx.send(event).await.is_err() {
+                        return Ok(None);
+                    }
+                }
+                Sink::Nats(nats) => {
+                    if let Err(e) = nats.publish(change_subject(&change), data.into()).await {
+                        tracing::warn!(error = %e, seq = change.seq, "a change could not be announced on NATS");
+                    }
+                }
+            }
+        }
+        Ok(Some(read_up_to))
+    }
+
+    /// The change the message at `seq` makes, if the caller may see it.
+    async fn visible(
+        &self,
+        seq: u64,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<Option<Change>, String> {
+        let Some((project, kind, id)) = parse_aggregate_subject(subject) else {
+            return Ok(None);
+        };
+        let project = &project;
+        if !self.kinds.contains(&kind) {
+            return Ok(None);
+        }
+        let Ok(commit) = Commit::<RawEvent>::open(payload, &self.state.commit_key) else {
+            return Ok(None);
+        };
+        let version = commit.body.version;
+        let before = match self.folds.get(subject) {
+            Some((v, state)) if v + 1 == version => state,
+            _ => self.fold_before(kind, subject, seq).await?,
+        };
+        let after = before.clone().evolve(kind, &commit);
+        let object = match kind {
+            AggregateKind::Secret => domain::ids::SecretId::parse(id.as_str())
+                .map(Object::Secret)
+                .ok(),
+            AggregateKind::Container => domain::ids::ContainerId::parse(id.as_str())
+                .map(Object::Container)
+                .ok(),
+            AggregateKind::Order => domain::ids::OrderId::parse(id.as_str())
+                .map(Object::Order)
+                .ok(),
+            _ => None,
+        };
+        let shown = object.is_some_and(|object| {
+            self.may_list(project, object, &before) || self.may_list(project, object, &after)
+        });
+        self.folds.insert(subject.to_owned(), (version, after));
+        Ok(shown.then(|| Change {
+            seq,
+            project: project.to_string(),
+            kind: kind.as_str().to_owned(),
+            id: id.to_string(),
+            version,
+            events: commit
+                .body
+                .events
+                .iter()
+                .map(|e| e.type_name().to_owned())
+                .collect(),
+            at: commit.body.at.to_rfc3339(),
+        }))
+    }
+
+    /// Whether the audience may list `object` in `state`: the caller as the listings
+    /// filter, or every lister of its project.
+    fn may_list(&self, project: &ProjectId, object: Object, state: &Folded) -> bool {
+        let Some(listed) = state.listed() else {
+            return false;
+        };
+        let caller = match &self.audience {
+            Audience::Caller(caller) => caller,
+            Audience::EveryLister => {
+                let (list, kind) = match object {
+                    Object::Secret(_) => (Action::ListSecrets, Kind::Secret),
+                    Object::Container(_) => (Action::ListContainers, Kind::Container),
+                    Object::Order(_) => (Action::ListOrders, Kind::Order),
+                };
+                return read_by_every_lister(list, kind, listed.acl);
+            }
+        };
+        let facts = SecretFacts {
+            id: object,
+            project,
+            creator: listed.creator,
+            acl: listed.acl,
+            owning_service: listed.owning_service,
+        };
+        authorize(
+            &caller.principal,
+            Action::ReadSecret,
+            Target::Secret(facts),
+            crate::access::env(&self.state, caller),
+        )
+        .is_ok()
+    }
+
+    /// The object's state just before the commit at `seq`, folded from its subject.
+    async fn fold_before(
+        &self,
+        kind: AggregateKind,
+        subject: &str,
+        seq: u64,
+    ) -> Result<Folded, String> {
+        let mut commits = Vec::new();
+        let read = infra::audit::read_log(
+            &self.state.js,
+            &self.state.config.stream,
+            Some(subject.to_owned()),
+            1,
+            |m| {
+                if m.seq >= seq {
+                    return false;
+                }
+                commits.push(m);
+                true
+            },
+        )
+        .await;
+        match read {
+            Ok(_) => {}
+            Err(e) if e.is_absent() => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let skipped: HashSet<u64> = match commits.first() {
+            Some(first) => self
+                .state
+                .read
+                .skipped_between(first.seq, seq)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .collect(),
+            None => HashSet::new(),
+        };
+        Ok(commits
+            .iter()
+            .filter(|m| !skipped.contains(&m.seq))
+            .filter_map(|m| Commit::<RawEvent>::open(&m.payload, &self.state.commit_key).ok())
+            .fold(Folded::Absent, |state, commit| state.evolve(kind, &commit)))
+    }
+}

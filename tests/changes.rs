@@ -1,0 +1,375 @@
+//! Change notifications over HTTP (`GET /v1/changes`, Server-Sent Events): a stream
+//! shows only what its caller may list, resumes from a sequence without gaps or
+//! duplicates, and shows another project nothing.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestStack, json_of};
+
+/// One event of a stream: its `id` and its `data`.
+#[derive(Debug, Clone, PartialEq)]
+struct Received {
+    id: u64,
+    change: Value,
+}
+
+/// A change stream, read event by event.
+struct Changes {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Changes {
+    async fn open(t: &TestStack, token: &str, resume: Option<u64>) -> Self {
+        let mut request = t.http.get(t.url("/v1/changes")).bearer_auth(token);
+        if let Some(seq) = resume {
+            request = request.header("Last-Event-ID", seq.to_string());
+        } else {
+            request = request.query(&[("since", "0")]);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "{:?}",
+            response.headers()
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next change, or `None` if none comes within `within`.
+    async fn next(&mut self, within: Duration) -> Option<Received> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = None;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().parse::<u64>().unwrap());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = Some(serde_json::from_str::<Value>(v.trim()).unwrap());
+                    }
+                }
+                // Comments (keep-alives) have neither.
+                if let (Some(id), Some(change)) = (id, data) {
+                    return Some(Received { id, change });
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Every change up to the one of object `id` (included), within 20 s.
+    async fn until(&mut self, id: &str) -> Vec<Received> {
+        let mut all = Vec::new();
+        loop {
+            let r = self
+                .next(Duration::from_secs(20))
+                .await
+                .unwrap_or_else(|| panic!("no change of {id} came; got {all:#?}"));
+            let last = r.change["id"] == id;
+            all.push(r);
+            if last {
+                return all;
+            }
+        }
+    }
+}
+
+async fn send(t: &TestStack, method: reqwest::Method, path: &str, token: &str, body: Value) {
+    let response = t
+        .http
+        .request(method, t.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.text().await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_duplicates() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let bob = t.token_with("bob", "p1", &["member"]);
+    let carol = t.token("carol", "p2");
+    let mut bobs = Changes::open(&t, &bob, None).await;
+    let mut carols = Changes::open(&t, &carol, None).await;
+
+    // A shared secret, changed; a private one, changed; the private one shared with
+    // bob, changed, then taken back from him and changed again.
+    let shared = t.create_text(&alice, "nm-shared", "cv1").await;
+    let versions = format!("/v1/secrets/{shared}/versions");
+    send(
+        &t,
+        reqwest::Method::POST,
+        &versions,
+        &alice,
+        json!({"payload": "cv2", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    let private = t.create_text(&alice, "nm-private", "cp1").await;
+    let acl = format!("/v1/secrets/{private}/acl");
+    send(
+        &t,
+        reqwest::Method::PUT,
+        &acl,
+        &alice,
+        json!({"read": {"project-access": false}}),
+    )
+    .await;
+    let private_versions = format!("/v1/secrets/{private}/versions");
+    send(
+        &t,
+        reqwest::Method::POST,
+        &private_versions,
+        &alice,
+        json!({"payload": "cp2", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    send(
+        &t,
+        reqwest::Method::PUT,
+        &acl,
+        &alice,
+        json!({"read": {"project-access": false, "users": ["bob"]}}),
+    )
+    .await;
+    send(
+        &t,
+        reqwest::Method::POST,
+        &private_versions,
+        &alice,
+        json!({"payload": "cp3", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    send(
+        &t,
+        reqwest::Method::PUT,
+        &acl,
+        &alice,
+        json!({"read": {"project-access": false}}),
+    )
+    .await;
+    send(
+        &t,
+        reqwest::Method::POST,
+        &private_versions,
+        &alice,
+        json!({"payload": "cp4", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    // The deletion of the shared secret shows, judged as it was before.
+    let deleted = t
+        .http
+        .delete(t.url(&format!("/v1/secrets/{shared}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    // Project p2's one change: the only thing carol's stream may show.
+    let marker = t.create_text(&carol, "p2-marker", "x").await;
+    // The last of p1's, which bob sees: everything before it has come by then.
+    let end = t.create_text(&alice, "end", "x").await;
+
+    let mut seen = bobs.until(&end).await;
+    assert_eq!(
+        seen.pop().map(|r| r.change["version"].clone()),
+        Some(json!(1))
+    );
+    let what: Vec<(String, u64)> = seen
+        .iter()
+        .map(|r| {
+            (
+                r.change["id"].as_str().unwrap().to_owned(),
+                r.change["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // shared v1, v2 and its deletion. The other secret while bob could list it: made
+    // (shared, as every secret starts), made private (v2: he could list it before),
+    // shared with him (v4) until taken back (v6); not v3 or v7, made while he could
+    // not list it.
+    assert_eq!(
+        what,
+        vec![
+            (shared.clone(), 1),
+            (shared.clone(), 2),
+            (private.clone(), 1),
+            (private.clone(), 2),
+            (private.clone(), 4),
+            (private.clone(), 5),
+            (private.clone(), 6),
+            (shared.clone(), 3),
+        ],
+        "{seen:#?}"
+    );
+    for r in &seen {
+        assert_eq!(r.change["seq"].as_u64(), Some(r.id));
+        assert_eq!(r.change["project"], "p1");
+        assert_eq!(r.change["kind"], "secret");
+        // Payload-free: the stream never carries a payload, a name or an ACL.
+        let text = r.change.to_string();
+        for secret in ["cv1", "cv2", "cp1", "cp2", "cp3", "cp4", "nm-", "bob"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+    assert_eq!(
+        seen[0].change["events"],
+        json!(["secret.created", "secret.payload_stored"])
+    );
+    assert!(seen.windows(2).all(|w| w[0].id < w[1].id), "{seen:#?}");
+
+    let carol_saw = carols.until(&marker).await;
+    assert_eq!(carol_saw.len(), 1, "{carol_saw:#?}");
+    assert_eq!(carol_saw[0].change["id"], marker.as_str());
+
+    // Resuming: bob reconnects after the fifth change; more happens meanwhile; the
+    // new stream carries exactly what followed, once each.
+    drop(bobs);
+    let later = t.create_text(&alice, "later", "l1").await;
+    let mut resumed = Changes::open(&t, &bob, Some(seen[4].id)).await;
+    let after: Vec<u64> = resumed.until(&later).await.iter().map(|r| r.id).collect();
+    // From the start again: the same changes, with `end` and `later`.
+    let all_again = Changes::open(&t, &bob, None).await.until(&later).await;
+    let expected: Vec<u64> = all_again.iter().map(|r| r.id).skip(5).collect();
+    assert_eq!(after, expected);
+    assert_eq!(
+        all_again.iter().map(|r| r.id).take(5).collect::<Vec<_>>(),
+        seen.iter().map(|r| r.id).take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(all_again.len(), seen.len() + 2);
+
+    // A role that lists nothing is refused, as listing is.
+    let reader = t.token_with("rita", "p1", &["reader"]);
+    let refused = t.get("/v1/changes", &reader).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let bad = t
+        .http
+        .get(t.url("/v1/changes"))
+        .bearer_auth(&bob)
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        json_of(bad).await["description"]
+            .as_str()
+            .unwrap()
+            .contains("Last-Event-ID")
+    );
+}
+
+/// The next notification on `sub`, within 20 s.
+async fn notified(sub: &mut async_nats::Subscriber) -> Value {
+    use futures::StreamExt;
+    let message = tokio::time::timeout(Duration::from_secs(20), sub.next())
+        .await
+        .expect("a notification within 20 s")
+        .expect("the subscription is open");
+    serde_json::from_slice(&message.payload).unwrap()
+}
+
+#[tokio::test]
+async fn nats_subscribers_hear_only_their_projects_changes_that_every_lister_may_see() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let bob = t.token_with("bob", "p1", &["member"]);
+    let carol = t.token("carol", "p2");
+    let bobs = t.client_nats_as(&bob).await;
+    let carols = t.client_nats_as(&carol).await;
+    let mut bob_hears = bobs
+        .subscribe("keyledger.changes.p1.secret.>")
+        .await
+        .unwrap();
+    // Beyond its own project's kinds, a subscription is refused by the server and
+    // hears nothing; its own project's does.
+    let mut carol_snoops = carols.subscribe("keyledger.changes.>").await.unwrap();
+    let mut carol_pries = carols
+        .subscribe("keyledger.changes.p1.secret.>")
+        .await
+        .unwrap();
+    let mut carol_hears = carols
+        .subscribe("keyledger.changes.p2.secret.>")
+        .await
+        .unwrap();
+    bobs.flush().await.unwrap();
+    carols.flush().await.unwrap();
+
+    let shared = t.create_text(&alice, "nm-shared", "cv1").await;
+    let private = t.create_text(&alice, "nm-private", "cp1").await;
+    let acl = format!("/v1/secrets/{private}/acl");
+    send(
+        &t,
+        reqwest::Method::PUT,
+        &acl,
+        &alice,
+        json!({"read": {"project-access": false}}),
+    )
+    .await;
+    let versions = format!("/v1/secrets/{private}/versions");
+    send(
+        &t,
+        reqwest::Method::POST,
+        &versions,
+        &alice,
+        json!({"payload": "cp2", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    let end = t.create_text(&alice, "end", "x").await;
+    let marker = t.create_text(&carol, "p2-marker", "x").await;
+
+    // Bob hears the shared secret, the other one while it was shared (its creation and
+    // the change that made it private), not its later change, and the last one.
+    let mut heard = Vec::new();
+    loop {
+        let change = notified(&mut bob_hears).await;
+        let done = change["id"] == end.as_str();
+        heard.push((
+            change["id"].as_str().unwrap().to_owned(),
+            change["version"].as_u64().unwrap(),
+        ));
+        assert!(!change.to_string().contains("cv1") && !change.to_string().contains("nm-"));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        heard,
+        vec![(shared, 1), (private.clone(), 1), (private, 2), (end, 1)]
+    );
+    let first = notified(&mut carol_hears).await;
+    assert_eq!(first["id"], marker.as_str(), "{first}");
+    assert_eq!(first["project"], "p2");
+    // Carol's subscriptions beyond her project heard nothing, not even her own
+    // project's change: the server refused them (and says so in its log).
+    use futures::StreamExt;
+    for refused in [&mut carol_snoops, &mut carol_pries] {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), refused.next())
+                .await
+                .map_or(true, |m| m.is_none()),
+            "a subscription beyond the client's project heard something"
+        );
+    }
+}
