@@ -72,6 +72,23 @@ impl Changes {
         }
     }
 
+    /// Whether the server ends the stream within `within` without sending a change
+    /// first (keep-alive comments aside).
+    async fn ends(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return false,
+                Ok(Ok(None) | Err(_)) => return true,
+                Ok(Ok(Some(chunk))) => {
+                    if std::str::from_utf8(&chunk).unwrap().contains("data:") {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
     /// Every change up to the one of object `id` (included), within 20 s.
     async fn until(&mut self, id: &str) -> Vec<Received> {
         let mut all = Vec::new();
@@ -372,4 +389,26 @@ async fn nats_subscribers_hear_only_their_projects_changes_that_every_lister_may
             "a subscription beyond the client's project heard something"
         );
     }
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_expires() {
+    let clock = crate::support::TestClock::now();
+    let t = TestStack::start_with(|c| c.clock = clock.clock()).await;
+    let alice = t.token("alice", "p1");
+    let mut stream = Changes::open(&t, &alice, None).await;
+    let first = t.create_text(&alice, "before", "x").await;
+    assert_eq!(
+        stream.next(Duration::from_secs(20)).await.unwrap().change["id"],
+        first.as_str()
+    );
+    // The token (valid ten minutes) has expired by the next change: the stream ends
+    // instead of showing it, and the client comes back with a fresh token.
+    clock.advance(Duration::from_secs(11 * 60));
+    let fresh = t.token("alice", "p1");
+    let second = t.create_text(&fresh, "after", "x").await;
+    assert!(stream.ends(Duration::from_secs(20)).await);
+    let mut again = Changes::open(&t, &fresh, Some(0)).await;
+    let seen = again.until(&second).await;
+    assert_eq!(seen.len(), 2, "{seen:#?}");
 }

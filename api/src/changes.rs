@@ -15,6 +15,8 @@
 //! date), so a deleted object is judged as it was. Nobody learns of an object they
 //! could not list. Secrets shared from other projects (`acl_only`) are not streamed.
 //!
+//! *For how long.* Until the client goes, or the token it was opened with expires.
+//!
 //! *When.* A change is sent once this API's read model has applied it, so a read made
 //! on receiving it shows it. Messages the projector skipped (foreign or replayed
 //! copies) are never sent.
@@ -352,6 +354,19 @@ impl Follower {
             {
                 return;
             }
+            // A stream lives no longer than the token it was opened with: once that
+            // expires (checked at least every WAIT), it ends, and the client
+            // reconnects with a fresh one from the last id it saw.
+            if let Audience::Caller(caller) = &self.audience
+                && !caller.delegated
+                && self
+                    .state
+                    .verifier
+                    .verify(&caller.token, (self.state.clock)())
+                    .is_err()
+            {
+                return;
+            }
             let applied = self.state.read.applied();
             if applied < next {
                 let _ = self.state.read.wait_for(next, WAIT).await;
@@ -456,6 +471,8 @@ impl Follower {
         let version = commit.body.version;
         let before = match self.folds.get(subject) {
             Some((v, state)) if v + 1 == version => state,
+            // A first commit has nothing before it: no read (creates are most commits).
+            _ if version == 1 => Folded::Absent,
             _ => self.fold_before(kind, subject, seq).await?,
         };
         let after = before.clone().evolve(kind, &commit);
