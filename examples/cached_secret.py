@@ -13,9 +13,11 @@ How it works, and what any client of `GET /v1/changes` does:
   types, never a payload. When one names its secret, it reads the payload again: a
   change is sent only once the API's reads show it, so the read returns the new
   version.
-- Each event's `id` is a log sequence. When the stream breaks, it reconnects with
-  `Last-Event-ID` and misses nothing; a new version stored while it was away is read
-  as soon as it is back.
+- Each event's `id` is a log sequence. When the stream breaks (or a refresh fails),
+  it reconnects with `Last-Event-ID` of the last change it handled and misses
+  nothing; a new version stored while it was away is read as soon as it is back.
+  The stream ends when the token expires: it then stops and says so (a real service
+  would fetch a new token and go on from the last id).
 - When the secret is deleted or expires, it drops the cached payload and exits.
 
 It prints one JSON line per payload it holds: the version, the SHA-256 of the
@@ -99,22 +101,29 @@ def main():
     while True:
         try:
             for event_id, change in changes(args, last):
+                if change["kind"] == "secret" and change["id"] == args.secret:
+                    events = set(change["events"])
+                    if events & GONE:
+                        print(json.dumps({"gone": change["events"], "seq": event_id}), flush=True)
+                        return 0
+                    if events & REFRESH:
+                        payload, seq = read_payload(args)
+                        version = change["version"]
+                        show(payload, version, seq)
+                # Only once the change is handled: a refresh that failed is tried
+                # again from here after the reconnect.
                 last = event_id
-                if change["kind"] != "secret" or change["id"] != args.secret:
-                    continue
-                events = set(change["events"])
-                if events & GONE:
-                    print(json.dumps({"gone": change["events"], "seq": event_id}), flush=True)
-                    return 0
-                if events & REFRESH:
-                    payload, seq = read_payload(args)
-                    version = change["version"]
-                    show(payload, version, seq)
+        except urllib.error.HTTPError as e:
+            if e.code in (401, 403):
+                # The token expired or lost its rights: a new one is needed.
+                print(json.dumps({"stopped": f"{e.code} {e.reason}"}), file=sys.stderr, flush=True)
+                return 1
+            print(json.dumps({"reconnecting": f"{e.code} {e.reason}"}), file=sys.stderr, flush=True)
+            time.sleep(1)
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
-            # The stream broke: come back after a moment, from the last change seen.
+            # The stream broke: come back after a moment, from the last change handled.
             print(json.dumps({"reconnecting": str(e)}), file=sys.stderr, flush=True)
             time.sleep(1)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -267,7 +267,8 @@ async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_dup
     let mut resumed = Changes::open(&t, &bob, Some(seen[4].id)).await;
     let after: Vec<u64> = resumed.until(&later).await.iter().map(|r| r.id).collect();
     // From the start again: the same changes, with `end` and `later`.
-    let all_again = Changes::open(&t, &bob, None).await.until(&later).await;
+    let mut all_again_stream = Changes::open(&t, &bob, None).await;
+    let all_again = all_again_stream.until(&later).await;
     let expected: Vec<u64> = all_again.iter().map(|r| r.id).skip(5).collect();
     assert_eq!(after, expected);
     assert_eq!(
@@ -295,6 +296,33 @@ async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_dup
             .unwrap()
             .contains("Last-Event-ID")
     );
+    // A resume point past the log's end is not this log's: refused, not skipped.
+    let beyond = t
+        .http
+        .get(t.url("/v1/changes"))
+        .bearer_auth(&bob)
+        .header("Last-Event-ID", "999999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), StatusCode::CONFLICT);
+
+    // Four streams a caller; one closed gives its place back at once (well before
+    // the 15 s a quiet stream waits), so a reconnect is not refused.
+    drop((resumed, all_again_stream));
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(Changes::open(&t, &bob, None).await);
+    }
+    let fifth = t.get("/v1/changes", &bob).await;
+    assert_eq!(fifth.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(fifth);
+    open.pop();
+    crate::support::eventually("a closed stream's place", Duration::from_secs(5), || async {
+        let r = t.get("/v1/changes", &bob).await;
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
 }
 
 /// The next notification on `sub`, within 20 s.
@@ -411,4 +439,39 @@ async fn a_stream_ends_when_its_token_expires() {
     let mut again = Changes::open(&t, &fresh, Some(0)).await;
     let seen = again.until(&second).await;
     assert_eq!(seen.len(), 2, "{seen:#?}");
+}
+
+#[tokio::test]
+async fn a_nats_connection_ends_when_its_token_expires() {
+    let t = TestStack::start().await;
+    let bob = domain::principal::Principal {
+        user: domain::ids::UserId::parse("bob").unwrap(),
+        project: domain::ids::ProjectId::parse("p1").unwrap(),
+        roles: vec![domain::ids::Role::parse("member").unwrap()],
+        service: None,
+    };
+    // Real seconds: nats-server ends the connection by its own clock.
+    let token = t
+        .stack
+        .keys
+        .issuer
+        .issue(&bob, Duration::from_secs(3), infra::clock::system()());
+    let client = t.client_nats_as(&token).await;
+    let mut hears = client
+        .subscribe("keyledger.changes.p1.secret.>")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let alice = t.token("alice", "p1");
+    let first = t.create_text(&alice, "while-valid", "x").await;
+    assert_eq!(notified(&mut hears).await["id"], first.as_str());
+    crate::support::eventually(
+        "the connection to end with its token",
+        Duration::from_secs(20),
+        || {
+            let state = client.connection_state();
+            async move { (state != async_nats::connection::State::Connected).then_some(()) }
+        },
+    )
+    .await;
 }

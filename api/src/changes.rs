@@ -30,12 +30,12 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use domain::audit::RawEvent;
 use domain::commit::{Commit, EventCodec};
-use domain::container::{ContainerEvent, ContainerState};
-use domain::ids::ProjectId;
-use domain::order::{OrderEvent, OrderState};
+use domain::container::ContainerEvent;
+use domain::ids::{ProjectId, ServiceName, UserId};
+use domain::order::OrderEvent;
 use domain::policy::{Action, Kind, Object, SecretFacts, Target, authorize, read_by_every_lister};
 use domain::principal::Principal;
-use domain::secret::SecretState;
+use domain::secret::SecretEvent;
 use domain::secret::acl::Acl;
 use domain::subject::{AggregateKind, events_filter, parse_aggregate_subject};
 use futures::Stream;
@@ -163,6 +163,23 @@ pub async fn changes(
             env,
         )?;
     }
+    // A resume point the log has not reached is another log's (a reset, another
+    // deployment): resuming from it would skip changes without a word.
+    if let Some(seq) = resume
+        && seq > state.read.applied()
+    {
+        let end = crate::consistency::log_end(&state).await?;
+        if seq > end {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "the resume point {seq} is beyond the end of the log (sequence {end}): it is \
+                     not a change of this log. Start again with since=0, or without since for \
+                     changes from now on"
+                ),
+            ));
+        }
+    }
     let slot = state.costly.changes.start(&caller).await?;
     let from = resume.unwrap_or_else(|| state.read.applied());
     let (tx, rx) = mpsc::channel(BUFFER);
@@ -203,89 +220,82 @@ fn listed_kinds(who: &Principal, env: domain::policy::RequestEnv) -> Vec<Aggrega
     .collect()
 }
 
-/// An object's state, folded from its commits, as far as who may list it goes.
+/// What the listing policy needs of an object, folded from its commits: whether it
+/// exists, who made it, and its ACL (kept small: of the ACL's users only the one
+/// caller of a stream, none for the relay), so a stream's memory does not grow with
+/// what objects hold.
 #[derive(Debug, Clone, Default)]
-enum Folded {
-    #[default]
-    Absent,
-    Secret(SecretState),
-    Container(ContainerState),
-    Order(OrderState),
+struct Facts {
+    live: bool,
+    creator: Option<UserId>,
+    acl: Acl,
+    owning_service: Option<ServiceName>,
 }
 
-/// What the listing policy needs of an object, when it exists.
-struct Listed<'a> {
-    creator: &'a domain::ids::UserId,
-    acl: &'a Acl,
-    owning_service: Option<&'a domain::ids::ServiceName>,
-}
-
-impl Folded {
-    fn listed(&self) -> Option<Listed<'_>> {
-        match self {
-            Self::Secret(SecretState::Live(s)) => Some(Listed {
-                creator: &s.creator,
-                acl: &s.acl,
-                owning_service: s.owning_service.as_ref(),
-            }),
-            Self::Container(ContainerState::Live(c)) => Some(Listed {
-                creator: &c.creator,
-                acl: &c.acl,
-                owning_service: None,
-            }),
-            Self::Order(OrderState::Placed(o)) => Some(Listed {
-                creator: &o.creator,
-                acl: &NO_ACL,
-                owning_service: None,
-            }),
-            _ => None,
-        }
-    }
-
-    /// The state after `commit` (whose events are of this object's kind).
-    fn evolve(self, kind: AggregateKind, commit: &Commit<RawEvent>) -> Self {
-        fn fold<E: EventCodec, S: Default>(
-            state: S,
-            commit: &Commit<RawEvent>,
-            evolve: fn(S, &E) -> S,
-        ) -> S {
-            commit
-                .body
-                .events
+impl Facts {
+    /// The facts after `commit` (of an object of `kind`), the ACL's users kept only
+    /// if they are `me`.
+    fn evolve(
+        mut self,
+        kind: AggregateKind,
+        commit: &Commit<RawEvent>,
+        me: Option<&UserId>,
+    ) -> Self {
+        let reduced = |acl: &Acl| Acl {
+            users: acl
+                .users
                 .iter()
-                .filter_map(|e| E::decode(e.0.clone()).ok())
-                .fold(state, |s, e| evolve(s, &e))
-        }
-        match (self, kind) {
-            (Self::Secret(s), _) => Self::Secret(fold(s, commit, domain::secret::evolve)),
-            (Self::Absent, AggregateKind::Secret) => {
-                Self::Secret(fold(SecretState::default(), commit, domain::secret::evolve))
+                .filter(|u| Some(*u) == me)
+                .cloned()
+                .collect(),
+            ..acl.clone()
+        };
+        for raw in &commit.body.events {
+            match kind {
+                AggregateKind::Secret => match SecretEvent::decode(raw.0.clone()) {
+                    Ok(SecretEvent::Created(e)) => {
+                        self = Self {
+                            live: true,
+                            creator: Some(e.creator.clone()),
+                            acl: Acl::default(),
+                            owning_service: e.owning_service.clone(),
+                        };
+                    }
+                    Ok(SecretEvent::AclSet(e)) => self.acl = reduced(&e.read),
+                    Ok(SecretEvent::Deleted(_) | SecretEvent::Expired(_)) => self.live = false,
+                    _ => {}
+                },
+                AggregateKind::Container => match ContainerEvent::decode(raw.0.clone()) {
+                    Ok(ContainerEvent::Created(e)) => {
+                        self = Self {
+                            live: true,
+                            creator: Some(e.creator.clone()),
+                            acl: Acl::default(),
+                            owning_service: None,
+                        };
+                    }
+                    Ok(ContainerEvent::AclSet(e)) => self.acl = reduced(&e.read),
+                    Ok(ContainerEvent::Deleted(_)) => self.live = false,
+                    _ => {}
+                },
+                AggregateKind::Order => match OrderEvent::decode(raw.0.clone()) {
+                    Ok(OrderEvent::Placed(e)) => {
+                        self = Self {
+                            live: true,
+                            creator: Some(e.creator.clone()),
+                            acl: Acl::default(),
+                            owning_service: None,
+                        };
+                    }
+                    Ok(OrderEvent::Deleted) => self.live = false,
+                    _ => {}
+                },
+                _ => {}
             }
-            (Self::Container(c), _) => Self::Container(fold::<ContainerEvent, _>(
-                c,
-                commit,
-                domain::container::evolve,
-            )),
-            (Self::Absent, AggregateKind::Container) => Self::Container(fold::<ContainerEvent, _>(
-                ContainerState::default(),
-                commit,
-                domain::container::evolve,
-            )),
-            (Self::Order(o), _) => {
-                Self::Order(fold::<OrderEvent, _>(o, commit, domain::order::evolve))
-            }
-            (Self::Absent, AggregateKind::Order) => Self::Order(fold::<OrderEvent, _>(
-                OrderState::default(),
-                commit,
-                domain::order::evolve,
-            )),
-            (state, _) => state,
         }
+        self
     }
 }
-
-/// Orders have no ACL: the project's roles decide.
-static NO_ACL: std::sync::LazyLock<Acl> = std::sync::LazyLock::new(Acl::default);
 
 /// Announces every change that every lister of its project may see on NATS, on
 /// `keyledger.changes.<project>.<kind>.<id>` (the same document as an SSE event's
@@ -342,7 +352,7 @@ struct Follower {
     audience: Audience,
     kinds: Vec<AggregateKind>,
     /// Each object's version and state as of its last commit this follower read.
-    folds: Cache<String, (u64, Folded)>,
+    folds: Cache<String, (u64, Facts)>,
     sink: Sink,
 }
 
@@ -369,7 +379,20 @@ impl Follower {
             }
             let applied = self.state.read.applied();
             if applied < next {
-                let _ = self.state.read.wait_for(next, WAIT).await;
+                let waited = self.state.read.wait_for(next, WAIT);
+                match &self.sink {
+                    // A client that goes while nothing happens gives its slot back at
+                    // once, not at the next change or keep-alive.
+                    Sink::Sse(tx) => {
+                        tokio::select! {
+                            _ = waited => {}
+                            () = tx.closed() => return,
+                        }
+                    }
+                    Sink::Nats(_) => {
+                        let _ = waited.await;
+                    }
+                }
                 continue;
             }
             match self.send_between(filter, next, applied).await {
@@ -472,10 +495,10 @@ impl Follower {
         let before = match self.folds.get(subject) {
             Some((v, state)) if v + 1 == version => state,
             // A first commit has nothing before it: no read (creates are most commits).
-            _ if version == 1 => Folded::Absent,
+            _ if version == 1 => Facts::default(),
             _ => self.fold_before(kind, subject, seq).await?,
         };
-        let after = before.clone().evolve(kind, &commit);
+        let after = before.clone().evolve(kind, &commit, self.me());
         let object = match kind {
             AggregateKind::Secret => domain::ids::SecretId::parse(id.as_str())
                 .map(Object::Secret)
@@ -508,10 +531,18 @@ impl Follower {
         }))
     }
 
+    /// The user whose ACL entries the facts keep: the stream's caller.
+    fn me(&self) -> Option<&UserId> {
+        match &self.audience {
+            Audience::Caller(caller) => Some(&caller.principal.user),
+            Audience::EveryLister => None,
+        }
+    }
+
     /// Whether the audience may list `object` in `state`: the caller as the listings
     /// filter, or every lister of its project.
-    fn may_list(&self, project: &ProjectId, object: Object, state: &Folded) -> bool {
-        let Some(listed) = state.listed() else {
+    fn may_list(&self, project: &ProjectId, object: Object, state: &Facts) -> bool {
+        let (true, Some(creator)) = (state.live, state.creator.as_ref()) else {
             return false;
         };
         let caller = match &self.audience {
@@ -522,15 +553,15 @@ impl Follower {
                     Object::Container(_) => (Action::ListContainers, Kind::Container),
                     Object::Order(_) => (Action::ListOrders, Kind::Order),
                 };
-                return read_by_every_lister(list, kind, listed.acl);
+                return read_by_every_lister(list, kind, &state.acl);
             }
         };
         let facts = SecretFacts {
             id: object,
             project,
-            creator: listed.creator,
-            acl: listed.acl,
-            owning_service: listed.owning_service,
+            creator,
+            acl: &state.acl,
+            owning_service: state.owning_service.as_ref(),
         };
         authorize(
             &caller.principal,
@@ -547,7 +578,7 @@ impl Follower {
         kind: AggregateKind,
         subject: &str,
         seq: u64,
-    ) -> Result<Folded, String> {
+    ) -> Result<Facts, String> {
         let mut commits = Vec::new();
         let read = infra::audit::read_log(
             &self.state.js,
@@ -583,6 +614,8 @@ impl Follower {
             .iter()
             .filter(|m| !skipped.contains(&m.seq))
             .filter_map(|m| Commit::<RawEvent>::open(&m.payload, &self.state.commit_key).ok())
-            .fold(Folded::Absent, |state, commit| state.evolve(kind, &commit)))
+            .fold(Facts::default(), |state, commit| {
+                state.evolve(kind, &commit, self.me())
+            }))
     }
 }

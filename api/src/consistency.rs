@@ -96,7 +96,7 @@ impl FromRequestParts<AppState> for Consistent {
 }
 
 /// The log's last sequence.
-async fn log_end(state: &AppState) -> Result<u64, ApiError> {
+pub(crate) async fn log_end(state: &AppState) -> Result<u64, ApiError> {
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, "reading the log's end failed");
         ApiError::new(

@@ -215,7 +215,7 @@ impl AuthCallout {
             ),
             Some(token) => self
                 .verifier
-                .verify(token, now)
+                .verify_until(token, now)
                 .map_err(|r| format!("keyledger: {}", r.message)),
         };
         let mut response = json!({
@@ -224,7 +224,10 @@ impl AuthCallout {
             "nats": {"type": "authorization_response", "version": 2},
         });
         match verdict {
-            Ok(principal) => {
+            // The connection ends when the token does (nats-server disconnects it at
+            // the user JWT's `exp`): it holds standing reads (change notifications),
+            // and a new token may carry fewer roles.
+            Ok((principal, expires)) => {
                 // Its replies, and the change notifications of the kinds it may list.
                 let mut subscribe = vec![format!(
                     "{}.>",
@@ -234,6 +237,7 @@ impl AuthCallout {
                 let user = json!({
                     "sub": request.user_nkey,
                     "aud": CLIENTS_ACCOUNT,
+                    "exp": expires,
                     "name": format!("{}@{}", principal.user, principal.project),
                     "nats": {
                         "pub": {"allow": [CLIENT_PUBLISH]},

@@ -269,6 +269,13 @@ impl Verifier {
 
     /// Verifies a bare token.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Principal, Rejection> {
+        self.verify_until(token, now)
+            .map(|(principal, _)| principal)
+    }
+
+    /// Verifies a bare token; with its principal, when it expires (Unix seconds), for
+    /// grants that must end with it (a NATS connection's).
+    pub fn verify_until(&self, token: &str, now: Timestamp) -> Result<(Principal, i64), Rejection> {
         let check = self.check_for(token)?;
         let claims = jsonwebtoken::decode::<Claims>(token, check.key, &check.validation)
             .map_err(|e| explain(&check, e.kind()))?
@@ -284,7 +291,7 @@ impl Verifier {
         let bad_claim = |name: &str, r: Rejection| {
             Rejection::unauthorized(format!("token claim {name} is not valid: {}", r.message))
         };
-        Ok(Principal {
+        let principal = Principal {
             user: UserId::parse(&claims.sub).map_err(|r| bad_claim("sub", r))?,
             project: ProjectId::parse(&claims.project).map_err(|r| bad_claim("project", r))?,
             roles: claims
@@ -299,7 +306,8 @@ impl Verifier {
                 .map(ServiceName::parse)
                 .transpose()
                 .map_err(|r| bad_claim("service", r))?,
-        })
+        };
+        Ok((principal, claims.exp))
     }
 }
 
