@@ -318,10 +318,14 @@ async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_dup
     assert_eq!(fifth.status(), StatusCode::TOO_MANY_REQUESTS);
     drop(fifth);
     open.pop();
-    crate::support::eventually("a closed stream's place", Duration::from_secs(5), || async {
-        let r = t.get("/v1/changes", &bob).await;
-        (r.status() == StatusCode::OK).then_some(())
-    })
+    crate::support::eventually(
+        "a closed stream's place",
+        Duration::from_secs(5),
+        || async {
+            let r = t.get("/v1/changes", &bob).await;
+            (r.status() == StatusCode::OK).then_some(())
+        },
+    )
     .await;
 }
 

@@ -51,6 +51,10 @@ use crate::state::AppState;
 /// Most messages read from the log at a time.
 const BATCH: usize = 512;
 
+/// Most bytes of messages read from the log at a time: a stream holds no more than
+/// this of commits, however large they are (a commit can be some 200 KB).
+const BATCH_BYTES: usize = 1024 * 1024;
+
 /// How long a stream waits for the read model before it looks again (the keep-alive
 /// comments go out meanwhile).
 const WAIT: Duration = Duration::from_secs(15);
@@ -406,10 +410,13 @@ impl Follower {
         }
     }
 
-    /// Sends the visible changes from `from` up to `to` (at most [`BATCH`] messages
-    /// read); the sequence read up to, or `None` once the client is gone.
+    /// Sends the visible changes from `from` up to `to` (at most [`BATCH`] messages,
+    /// or [`BATCH_BYTES`], read); the sequence read up to, or `None` once the client
+    /// is gone.
     async fn send_between(&self, filter: &str, from: u64, to: u64) -> Result<Option<u64>, String> {
         let mut batch = Vec::new();
+        let mut bytes = 0;
+        let mut full = false;
         let read = infra::audit::read_log(
             &self.state.js,
             &self.state.config.stream,
@@ -419,8 +426,10 @@ impl Follower {
                 if m.seq > to {
                     return false;
                 }
+                bytes += m.payload.len();
                 batch.push(m);
-                batch.len() < BATCH
+                full = batch.len() >= BATCH || bytes >= BATCH_BYTES;
+                !full
             },
         )
         .await;
@@ -432,7 +441,7 @@ impl Follower {
         // A full batch reads on from its last message; otherwise everything up to `to`
         // was read.
         let read_up_to = match batch.last() {
-            Some(last) if batch.len() >= BATCH => last.seq,
+            Some(last) if full => last.seq,
             _ => to,
         };
         let skipped: HashSet<u64> = match batch.first() {
