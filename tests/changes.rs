@@ -122,6 +122,12 @@ async fn send(t: &TestStack, method: reqwest::Method, path: &str, token: &str, b
     );
 }
 
+/// Stores a new text version at `versions` (a secret's `/versions`).
+async fn store_version(t: &TestStack, token: &str, versions: &str, payload: &str) {
+    let body = json!({"payload": payload, "payload_content_type": "text/plain"});
+    send(t, reqwest::Method::POST, versions, token, body).await;
+}
+
 #[tokio::test]
 async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_duplicates() {
     let t = TestStack::start().await;
@@ -135,14 +141,7 @@ async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_dup
     // bob, changed, then taken back from him and changed again.
     let shared = t.create_text(&alice, "nm-shared", "cv1").await;
     let versions = format!("/v1/secrets/{shared}/versions");
-    send(
-        &t,
-        reqwest::Method::POST,
-        &versions,
-        &alice,
-        json!({"payload": "cv2", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    store_version(&t, &alice, &versions, "cv2").await;
     let private = t.create_text(&alice, "nm-private", "cp1").await;
     let acl = format!("/v1/secrets/{private}/acl");
     send(
@@ -154,14 +153,7 @@ async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_dup
     )
     .await;
     let private_versions = format!("/v1/secrets/{private}/versions");
-    send(
-        &t,
-        reqwest::Method::POST,
-        &private_versions,
-        &alice,
-        json!({"payload": "cp2", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    store_version(&t, &alice, &private_versions, "cp2").await;
     send(
         &t,
         reqwest::Method::PUT,
@@ -170,14 +162,7 @@ async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_dup
         json!({"read": {"project-access": false, "users": ["bob"]}}),
     )
     .await;
-    send(
-        &t,
-        reqwest::Method::POST,
-        &private_versions,
-        &alice,
-        json!({"payload": "cp3", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    store_version(&t, &alice, &private_versions, "cp3").await;
     send(
         &t,
         reqwest::Method::PUT,
@@ -186,14 +171,7 @@ async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_dup
         json!({"read": {"project-access": false}}),
     )
     .await;
-    send(
-        &t,
-        reqwest::Method::POST,
-        &private_versions,
-        &alice,
-        json!({"payload": "cp4", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    store_version(&t, &alice, &private_versions, "cp4").await;
     // The deletion of the shared secret shows, judged as it was before.
     let deleted = t
         .http
@@ -377,14 +355,7 @@ async fn nats_subscribers_hear_only_their_projects_changes_that_every_lister_may
     )
     .await;
     let versions = format!("/v1/secrets/{private}/versions");
-    send(
-        &t,
-        reqwest::Method::POST,
-        &versions,
-        &alice,
-        json!({"payload": "cp2", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    store_version(&t, &alice, &versions, "cp2").await;
     let end = t.create_text(&alice, "end", "x").await;
     let marker = t.create_text(&carol, "p2-marker", "x").await;
 
