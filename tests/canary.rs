@@ -286,6 +286,7 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
         "nats-auditor.key",
         "nats-auth.key",
         "nats-callout.key",
+        "nats-rotation.key",
     ] {
         let text = std::fs::read_to_string(data.join(file)).unwrap();
         secrets.push((file.to_owned(), text.trim().as_bytes().to_vec()));

@@ -1,4 +1,4 @@
-//! The reference in `docs/` lists what the code defines; these tests keep the lists
+//! The reference in `docs/` and the README list what the code defines; these tests keep the lists
 //! and the code in step, so a new command or route cannot go undocumented.
 
 use std::collections::BTreeSet;
@@ -39,12 +39,55 @@ fn the_protocol_reference_lists_every_command_and_no_other() {
     assert_eq!(listed, served, "docs/protocol.md's command table");
 }
 
+fn readme() -> String {
+    std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// The commands the README's NATS paragraph lists, between "on
+/// `keyledger.cmd.<name>` —" and "— with": each a dotted name in backticks, where
+/// `a.b.x|y` stands for `a.b.x` and `a.b.y` (a backticked word without a dot, such as
+/// `force`, is a field, not a command).
+fn readme_commands() -> BTreeSet<String> {
+    let readme = readme();
+    let list = readme
+        .split_once("**NATS**: request/reply on `keyledger.cmd.<name>` —")
+        .expect("the README's NATS paragraph")
+        .1;
+    let list = list
+        .split_once("— with")
+        .expect("the end of the README's NATS command list")
+        .0;
+    let mut out = BTreeSet::new();
+    for name in list.split('`').skip(1).step_by(2) {
+        let Some((prefix, last)) = name.rsplit_once('.') else {
+            continue;
+        };
+        for alternative in last.split('|') {
+            out.insert(format!("{prefix}.{alternative}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_readme_lists_every_nats_command_and_no_other() {
+    let served: BTreeSet<String> = domain::subject::command::ALL
+        .iter()
+        .map(|name| {
+            domain::subject::CommandName::parse(name)
+                .unwrap_or_else(|| panic!("{name} is not served"))
+                .as_str()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(readme_commands(), served, "the README's NATS command list");
+}
+
 /// The README's route table as (method, path) pairs. A first cell lists methods, each
 /// in backticks, the last of a group with its path: "`GET`, `POST /v1/secrets`;
 /// `GET`, `DELETE /v1/secrets/{id}`".
 fn readme_routes() -> BTreeSet<(String, String)> {
-    let readme =
-        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let readme = readme();
     let table = readme
         .split_once("| route | |")
         .expect("the README's route table")

@@ -1,6 +1,7 @@
 //! Group commit on a real nats-server: writes that arrive together share one atomic
 //! batch; a batch the server refuses (one stale expectation among many) stores every
-//! other write exactly once; concurrent writers on one aggregate keep its versions
+//! other write exactly once; wrapped data keys put in batches read back, and once
+//! shredded are in no file of the data directory; concurrent writers on one aggregate keep its versions
 //! gap-free through batches; and a command service killed with SIGKILL in the middle
 //! of its batches loses no acknowledged command, leaves no commit without its key, and
 //! a retry of every command writes each exactly once.
@@ -12,16 +13,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use domain::ids::{KeyId, ProjectId, SecretId};
 use domain::subject::SecretOp;
-use infra::batch::{Batcher, Write, WriteError};
+use infra::batch::{Batcher, Resend, Write, WriteError};
 use infra::client::CommandClient;
+use infra::envelope::WrappedKey;
+use infra::keystore::KeyStore;
 use infra::protocol::{CreateSecretRequest, PayloadField};
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use crate::event_store::{alice, body, handler};
-use crate::support::{TestStack, eventually};
+use crate::support::{TestStack, eventually, files_holding, wrapped_key_needles};
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
 
@@ -48,7 +54,7 @@ async fn a_refused_batch_stores_every_other_write_exactly_once() {
         })
         .await
         .unwrap();
-    let batcher = Batcher::new(js.clone());
+    let batcher = Batcher::new(js.clone(), "test", Resend::Always);
     let mut stored_total = 0;
 
     // Rounds of 40 concurrent writes, each expecting its subject empty; in every other
@@ -159,6 +165,72 @@ async fn concurrent_writers_on_one_aggregate_keep_versions_gap_free_through_batc
     );
     let batches: u64 = stores.iter().map(|s| s.writer_stats().batches).sum();
     assert!(batches > 0, "the writes went out in atomic batches");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_put_in_batches_read_back_and_shred_from_every_file() {
+    let t = TestStack::start().await;
+    let js = jetstream::new(t.service_nats().await);
+    let bucket = infra::log::ensure_key_bucket(&js, 1).await.unwrap();
+    let store = KeyStore::new(bucket).batched(js.clone());
+    let project = ProjectId::parse("p1").unwrap();
+    let uuid = || uuid::Uuid::new_v4().to_string();
+
+    // 96 keys put at once, until some went out in atomic batches.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut keys = Vec::new();
+    while store.writer_stats().unwrap().batches == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no batch after {} puts",
+            keys.len()
+        );
+        let mut puts = JoinSet::new();
+        for _ in 0..96 {
+            let secret = SecretId::parse(&uuid()).unwrap();
+            let key = KeyId::parse(&uuid()).unwrap();
+            // Random bytes, so the file search below cannot match anything else.
+            let wrapped: WrappedKey = serde_json::from_value(json!({
+                "kek_id": "test",
+                "nonce": STANDARD.encode(uuid::Uuid::new_v4().as_bytes()),
+                "wrapped": STANDARD.encode([*uuid::Uuid::new_v4().as_bytes(), *uuid::Uuid::new_v4().as_bytes()].concat()),
+            }))
+            .unwrap();
+            let (store, project) = (store.clone(), project.clone());
+            puts.spawn(async move {
+                store.put(&project, secret, key, &wrapped).await.unwrap();
+                (secret, key, wrapped)
+            });
+        }
+        keys.extend(puts.join_all().await);
+    }
+
+    // Every key reads back as put; then half are shredded.
+    for (secret, key, wrapped) in &keys {
+        let found = store.get(&project, *secret, *key).await.unwrap().unwrap();
+        assert_eq!(found.wrapped, wrapped.wrapped);
+    }
+    let (shredded, kept) = keys.split_at(keys.len() / 2);
+    for (secret, key, _) in shredded {
+        store.destroy(&project, *secret, *key).await.unwrap();
+    }
+
+    // No file of the data directory holds a shredded key (a committed batch's staging
+    // file is gone with its commit); every kept key is still there and reads.
+    let data = t.dir.path();
+    for (secret, key, wrapped) in shredded {
+        let left = files_holding(data, &wrapped_key_needles(&wrapped.wrapped));
+        assert!(left.is_empty(), "a shredded key survives in {left:?}");
+        assert!(store.get(&project, *secret, *key).await.unwrap().is_none());
+    }
+    for (secret, key, wrapped) in kept {
+        assert!(
+            !files_holding(data, &wrapped_key_needles(&wrapped.wrapped)).is_empty(),
+            "the search must find a kept key, or it proves nothing"
+        );
+        assert!(store.get(&project, *secret, *key).await.unwrap().is_some());
+    }
     t.stop().await;
 }
 

@@ -1,10 +1,12 @@
 //! NATS is a trust boundary, checked on `keyledger up`'s real nats-server: for each
-//! identity (no credentials, a token holder, the auditor, keyledger's own services)
-//! and each dangerous action (writing the log, the key store, the checkpoints or the
-//! access records; answering onto them through a reply subject; reading another
-//! connection's replies; the JetStream API on keyledger's streams, consumers and key
-//! bucket), the server allows or denies what the table says; and the reply-injection
-//! attack that once destroyed data leaves the secret, its key and the CA intact.
+//! identity (no credentials, a token holder, the auditor, a rotation handler,
+//! keyledger's own services) and each dangerous action (writing the log, a project's
+//! quotas, the key store, the checkpoints, the access records or the change
+//! notifications; answering onto them through a reply subject; reading another
+//! connection's replies or another project's changes; the JetStream API on keyledger's
+//! streams, consumers and key bucket), the server allows or denies what the table
+//! says; and the reply-injection attack that once destroyed data leaves the secret,
+//! its key and the CA intact.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -143,6 +145,7 @@ enum Action {
 struct Targets {
     event: String,
     key: String,
+    change: String,
     other_inbox: String,
 }
 
@@ -151,6 +154,7 @@ impl Targets {
         template
             .replace("{event}", &self.event)
             .replace("{key}", &self.key)
+            .replace("{change}", &self.change)
             .replace("{other_inbox}", &self.other_inbox)
     }
 }
@@ -164,7 +168,7 @@ const ACTIONS: &[(&str, Action)] = &[
     ),
     (
         "publish an access record",
-        Action::Publish("keyledger.access.forged"),
+        Action::Publish("keyledger.access.records"),
     ),
     (
         "subscribe to every inbox of its account",
@@ -235,6 +239,62 @@ const ACTIONS: &[(&str, Action)] = &[
         "answer auth callouts",
         Action::Subscribe("$SYS.REQ.USER.AUTH"),
     ),
+    // Rows below name subjects of which an earlier row's is a prefix (the purge of
+    // KEYLEDGER before KEYLEDGER_ACCESS): a denial is matched by substring, so the
+    // shorter one is tried first.
+    (
+        "publish to an event subject of its choosing",
+        Action::Publish("keyledger.events.p1.secret.forged-by-matrix"),
+    ),
+    (
+        "publish a project's quota limits",
+        Action::Publish("keyledger.events.p1.quota.limits"),
+    ),
+    (
+        "publish a project's quota usage",
+        Action::Publish("keyledger.events.p1.quota.usage"),
+    ),
+    ("publish a change notification", Action::Publish("{change}")),
+    (
+        "subscribe to every change notification",
+        Action::Subscribe("keyledger.changes.>"),
+    ),
+    (
+        "subscribe to another project's secret changes",
+        Action::Subscribe("keyledger.changes.p1.secret.>"),
+    ),
+    (
+        "subscribe to its own project's secret changes",
+        Action::Subscribe("keyledger.changes.p2.secret.>"),
+    ),
+    (
+        "create a stream",
+        Action::Api("$JS.API.STREAM.CREATE.MATRIX_SCRATCH"),
+    ),
+    (
+        "update the key bucket",
+        Action::Api("$JS.API.STREAM.UPDATE.KV_KEYLEDGER_KEYS"),
+    ),
+    (
+        "create a consumer on the key bucket",
+        Action::Api("$JS.API.CONSUMER.CREATE.KV_KEYLEDGER_KEYS"),
+    ),
+    (
+        "create a durable consumer on the key bucket",
+        Action::Api("$JS.API.CONSUMER.DURABLE.CREATE.KV_KEYLEDGER_KEYS.matrix-scratch"),
+    ),
+    (
+        "purge the access-record stream",
+        Action::Api("$JS.API.STREAM.PURGE.KEYLEDGER_ACCESS"),
+    ),
+    (
+        "delete the access-record stream",
+        Action::Api("$JS.API.STREAM.DELETE.KEYLEDGER_ACCESS"),
+    ),
+    (
+        "purge the checkpoint stream",
+        Action::Api("$JS.API.STREAM.PURGE.KEYLEDGER_CHECKPOINTS"),
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,6 +315,7 @@ async fn every_identity_is_held_to_its_permissions() {
     let targets = Targets {
         event: format!("keyledger.events.p1.secret.{id}"),
         key: format!("$KV.KEYLEDGER_KEYS.p1.{id}.{key_id}"),
+        change: format!("keyledger.changes.p1.secret.{id}"),
         other_inbox: infra::nats_auth::token_inbox_prefix(&alice).unwrap(),
     };
     let service = Probe::connect(&t, Who::Service, "").await;
@@ -283,11 +344,13 @@ async fn every_identity_is_held_to_its_permissions() {
         );
     }
 
-    // A token holder (bob, another principal), the auditor and a rotation handler:
-    // every action denied, but for the auditor and handlers subscribing to the inboxes
-    // of their own account (no one else's replies ever arrive there: see
-    // no_identity_reads_another_connections_replies), and handlers serving
-    // keyledger.rotate.>, which only keyledger's runner can reach.
+    // A token holder (bob, an admin of another project, p2), the auditor and a
+    // rotation handler: every action denied, but for the auditor and handlers
+    // subscribing to the inboxes of their own account (no one else's replies ever
+    // arrive there: see no_identity_reads_another_connections_replies), handlers
+    // serving keyledger.rotate.>, which only keyledger's runner can reach, and bob
+    // hearing his own project's secret changes (his role lists secrets, so the auth
+    // callout grants keyledger.changes.p2.secret.>; see tests/changes.rs).
     let bob = t.token("bob", "p2");
     for who in [Who::TokenHolder, Who::Auditor, Who::RotationHandler] {
         let probe = Probe::connect(&t, who, &bob).await;
@@ -295,6 +358,7 @@ async fn every_identity_is_held_to_its_permissions() {
             let allowed = match *name {
                 "subscribe to every inbox of its account" => who != Who::TokenHolder,
                 "serve a rotation handler" => who == Who::RotationHandler,
+                "subscribe to its own project's secret changes" => who == Who::TokenHolder,
                 _ => false,
             };
             match action {
@@ -334,6 +398,135 @@ async fn every_identity_is_held_to_its_permissions() {
         "the service reads its own account's inboxes"
     );
     assert!(!service.saw_violation("_inbox"));
+
+    // It announces changes and hears every project's.
+    let mut changes = service
+        .client
+        .subscribe("keyledger.changes.>")
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for subject in [
+        "keyledger.changes.p1.secret.>",
+        "keyledger.changes.p2.secret.>",
+    ] {
+        held.push(service.client.subscribe(subject).await.unwrap());
+    }
+    service.client.flush().await.unwrap();
+    let scratch_change = "keyledger.changes.p1.secret.matrix-scratch";
+    service.publish(scratch_change, b"{}").await;
+    let heard = tokio::time::timeout(WAIT, async {
+        while let Some(change) = changes.next().await {
+            if change.subject.as_str() == scratch_change {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(heard, Ok(true)),
+        "the service publishes and hears change notifications"
+    );
+    assert!(!service.saw_violation("keyledger.changes"));
+    drop(held);
+
+    // It reaches the log on a project's quota subjects: the stream itself answers,
+    // refusing the message only for the expected last sequence it was sent with (so
+    // nothing is written).
+    for subject in [
+        "keyledger.events.p1.quota.limits",
+        "keyledger.events.p1.quota.usage",
+    ] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Expected-Last-Subject-Sequence", "999999999");
+        let ack = tokio::time::timeout(
+            WAIT,
+            service
+                .client
+                .request_with_headers(subject, headers, "{}".into()),
+        )
+        .await
+        .expect("the stream answers in time")
+        .expect("the stream answers");
+        let ack: Value = serde_json::from_slice(&ack.payload).unwrap();
+        let refusal = ack["error"]["description"].as_str().unwrap_or_default();
+        assert!(
+            refusal.starts_with("wrong last sequence"),
+            "{subject}: {ack}"
+        );
+        assert!(!service.saw_violation(subject));
+    }
+
+    // It creates and deletes streams and consumers (its own scratch ones).
+    let created = service
+        .request(
+            "$JS.API.STREAM.CREATE.MATRIX_SCRATCH",
+            json!({"name": "MATRIX_SCRATCH", "subjects": ["matrix.scratch"], "storage": "memory"}),
+        )
+        .await
+        .expect("the service creates a stream");
+    assert_eq!(created["config"]["name"], "MATRIX_SCRATCH", "{created}");
+    let deleted = service
+        .request("$JS.API.STREAM.DELETE.MATRIX_SCRATCH", json!({}))
+        .await
+        .expect("the service deletes a stream");
+    assert_eq!(deleted["success"], true, "{deleted}");
+    for (subject, config) in [
+        (
+            "$JS.API.CONSUMER.CREATE.KV_KEYLEDGER_KEYS",
+            json!({"ack_policy": "explicit", "inactive_threshold": 5_000_000_000_u64}),
+        ),
+        (
+            "$JS.API.CONSUMER.DURABLE.CREATE.KV_KEYLEDGER_KEYS.matrix-scratch",
+            json!({"durable_name": "matrix-scratch", "ack_policy": "explicit"}),
+        ),
+    ] {
+        let created = service
+            .request(
+                subject,
+                json!({"stream_name": "KV_KEYLEDGER_KEYS", "config": config}),
+            )
+            .await
+            .expect("the service creates a consumer on the key bucket");
+        assert_eq!(
+            created["stream_name"], "KV_KEYLEDGER_KEYS",
+            "{subject}: {created}"
+        );
+        let name = created["name"].as_str().expect("a consumer name");
+        let deleted = service
+            .request(
+                &format!("$JS.API.CONSUMER.DELETE.KV_KEYLEDGER_KEYS.{name}"),
+                json!({}),
+            )
+            .await
+            .expect("the service deletes its consumer");
+        assert_eq!(deleted["success"], true, "{deleted}");
+    }
+    // An update of the key bucket and purges of the access-record and checkpoint
+    // streams reach the JetStream API, which refuses them itself: a name that is not
+    // the bucket's, streams that deny purges. Nothing changes.
+    for (subject, body) in [
+        (
+            "$JS.API.STREAM.UPDATE.KV_KEYLEDGER_KEYS",
+            json!({"name": "MATRIX_MISMATCH"}),
+        ),
+        (
+            "$JS.API.STREAM.PURGE.KEYLEDGER_ACCESS",
+            json!({"filter": "keyledger.access.matrix-scratch"}),
+        ),
+        (
+            "$JS.API.STREAM.PURGE.KEYLEDGER_CHECKPOINTS",
+            json!({"filter": "keyledger.checkpoints.MATRIX_SCRATCH"}),
+        ),
+    ] {
+        let answer = service
+            .request(subject, body)
+            .await
+            .expect("the service reaches the JetStream API");
+        assert!(answer["error"].is_object(), "{subject}: {answer}");
+    }
+    assert!(!service.saw_violation("$js.api"));
 
     // Nothing the others tried changed the log, the key, the consumers or the CA.
     assert_eq!(log_messages().await, before);
@@ -390,28 +583,36 @@ async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
     service.client.flush().await.unwrap();
     let mallory = t.token("mallory", "p9");
     let attacker = t.client_nats_as(&mallory).await;
+    // A rotation handler may send commands too, from an account of its own.
+    let handler = Probe::connect(&t, Who::RotationHandler, "").await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Authorization", format!("Bearer {mallory}").as_str());
-    for target in &targets {
-        attacker
-            .publish_with_reply_and_headers(
-                "keyledger.cmd.secret.create",
-                target.clone(),
-                headers.clone(),
-                json!({"name": "junk"}).to_string().into(),
-            )
-            .await
-            .unwrap();
-        let received = tokio::time::timeout(WAIT, seen.next())
-            .await
-            .expect("keyledger receives the command")
-            .unwrap();
-        let reply = received.reply.expect("a reply subject").to_string();
-        assert!(
-            reply.starts_with("_R_."),
-            "keyledger would answer on {reply}, not on a subject the server made"
-        );
+    for (who, sender) in [
+        ("a token holder", &attacker),
+        ("a rotation handler", &handler.client),
+    ] {
+        for target in &targets {
+            sender
+                .publish_with_reply_and_headers(
+                    "keyledger.cmd.secret.create",
+                    target.clone(),
+                    headers.clone(),
+                    json!({"name": "junk"}).to_string().into(),
+                )
+                .await
+                .unwrap();
+            let received = tokio::time::timeout(WAIT, seen.next())
+                .await
+                .expect("keyledger receives the command")
+                .unwrap();
+            let reply = received.reply.expect("a reply subject").to_string();
+            assert!(
+                reply.starts_with("_R_."),
+                "{who}: keyledger would answer on {reply}, not on a subject the server made"
+            );
+        }
     }
+    assert!(!handler.saw_violation("keyledger.cmd"));
     // The auditor's requests cannot aim JetStream's answers either.
     let auditor = Probe::connect(&t, Who::Auditor, "").await;
     auditor

@@ -167,15 +167,27 @@ async fn metrics_are_scraped_and_parsed_during_a_load_run() {
         .text()
         .await
         .unwrap();
-    let committed: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("keyledger_group_commit_batch_size_sum "))
-        .expect("the batch-size histogram")
-        .parse()
-        .unwrap();
-    assert_eq!(committed, total);
-    let batches = observations(&after, "keyledger_group_commit_batch_size", &[]);
-    assert!((1.0..=total).contains(&batches), "{batches}");
+    // Each create writes one commit on the log and one wrapped key on the key bucket,
+    // each through its own group-commit writer.
+    for stream in ["events", "keys"] {
+        let written: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "keyledger_group_commit_batch_size_sum{{stream=\"{stream}\"}} "
+                ))
+            })
+            .unwrap_or_else(|| panic!("the batch-size histogram of {stream}"))
+            .parse()
+            .unwrap();
+        assert_eq!(written, total, "{stream}");
+        let batches = observations(
+            &after,
+            "keyledger_group_commit_batch_size",
+            &[("stream", stream)],
+        );
+        assert!((1.0..=total).contains(&batches), "{stream}: {batches}");
+    }
     assert_eq!(
         value(
             &after,

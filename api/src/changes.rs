@@ -336,6 +336,20 @@ pub fn change_subject(change: &Change) -> String {
     )
 }
 
+/// Why a follower could not go on for a moment (it retries after a pause).
+#[derive(Debug, thiserror::Error)]
+enum FollowError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Log(#[from] infra::audit::ReadError),
+    /// The read model could not say which commits it skipped.
+    #[error(transparent)]
+    ReadModel(#[from] projections::read::ReadError),
+    /// A change could not be written as JSON.
+    #[error("a change could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
 /// Whom a follower shows changes to.
 enum Audience {
     /// One caller, as their listings show (`GET /v1/changes`).
@@ -413,7 +427,12 @@ impl Follower {
     /// Sends the visible changes from `from` up to `to` (at most [`BATCH`] messages,
     /// or [`BATCH_BYTES`], read); the sequence read up to, or `None` once the client
     /// is gone.
-    async fn send_between(&self, filter: &str, from: u64, to: u64) -> Result<Option<u64>, String> {
+    async fn send_between(
+        &self,
+        filter: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<u64>, FollowError> {
         let mut batch = Vec::new();
         let mut bytes = 0;
         let mut full = false;
@@ -436,7 +455,7 @@ impl Follower {
         match read {
             Ok(_) => {}
             Err(e) if e.is_absent() => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
         // A full batch reads on from its last message; otherwise everything up to `to`
         // was read.
@@ -449,8 +468,7 @@ impl Follower {
                 .state
                 .read
                 .skipped_between(first.seq, read_up_to)
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .into_iter()
                 .collect(),
             None => HashSet::new(),
@@ -462,7 +480,7 @@ impl Follower {
             let Some(change) = self.visible(m.seq, &m.subject, &m.payload).await? else {
                 continue;
             };
-            let data = serde_json::to_string(&change).map_err(|e| e.to_string())?;
+            let data = serde_json::to_string(&change)?;
             match &self.sink {
                 Sink::Sse(tx) => {
                     let event = Event::default()
@@ -489,7 +507,7 @@ impl Follower {
         seq: u64,
         subject: &str,
         payload: &[u8],
-    ) -> Result<Option<Change>, String> {
+    ) -> Result<Option<Change>, FollowError> {
         let Some((project, kind, id)) = parse_aggregate_subject(subject) else {
             return Ok(None);
         };
@@ -587,7 +605,7 @@ impl Follower {
         kind: AggregateKind,
         subject: &str,
         seq: u64,
-    ) -> Result<Facts, String> {
+    ) -> Result<Facts, FollowError> {
         let mut commits = Vec::new();
         let read = infra::audit::read_log(
             &self.state.js,
@@ -606,15 +624,14 @@ impl Follower {
         match read {
             Ok(_) => {}
             Err(e) if e.is_absent() => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
         let skipped: HashSet<u64> = match commits.first() {
             Some(first) => self
                 .state
                 .read
                 .skipped_between(first.seq, seq)
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .into_iter()
                 .collect(),
             None => HashSet::new(),

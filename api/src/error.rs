@@ -1,10 +1,26 @@
 //! Errors as Barbican returns them: `{"code": 404, "title": "Not Found",
 //! "description": "…"}`, with the status code in one place for every rejection.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{ErrorCode, Rejection};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// An error's body, as Barbican shapes it: what every error response carries, and
+/// what the CLI reads back. (Fields in alphabetical order, as the API has always
+/// written them.)
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status code.
+    pub code: u16,
+    /// What is wrong and what to do.
+    pub description: String,
+    /// The status's name, e.g. `Not Found`.
+    pub title: Cow<'static, str>,
+}
 
 /// An HTTP error response.
 #[derive(Debug)]
@@ -120,11 +136,11 @@ impl From<projections::read::ReadError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "code": self.status.as_u16(),
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "description": self.description,
-        });
+        let body = ErrorBody {
+            code: self.status.as_u16(),
+            description: self.description,
+            title: Cow::Borrowed(self.status.canonical_reason().unwrap_or("Error")),
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

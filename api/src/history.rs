@@ -350,7 +350,7 @@ pub async fn secret(
 /// and when they may read, is for those who may read the ACL itself.
 fn hide_acls(entries: &mut [HistoryEntry]) {
     for entry in entries {
-        let kind = entry.event["type"].as_str().unwrap_or_default().to_owned();
+        let kind = entry.event_type().to_owned();
         if kind.ends_with(".acl_set") {
             entry.event = serde_json::json!({
                 "type": kind,

@@ -5,21 +5,11 @@
 //! Served at `GET /v1/openapi.json`.
 
 use axum::{Extension, Json};
-use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
 
-/// An error, as Barbican shapes it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The HTTP status code.
-    pub code: u16,
-    /// The status's name, e.g. `Not Found`.
-    pub title: String,
-    /// What is wrong and what to do.
-    pub description: String,
-}
+use crate::error::ErrorBody;
 
 /// The errors any operation may answer with, each in Barbican's shape. A
 /// deliberate 503 carries `Retry-After`.

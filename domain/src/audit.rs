@@ -151,6 +151,14 @@ pub struct HistoryEntry {
     pub version: u64,
 }
 
+impl HistoryEntry {
+    /// The event's `type`, e.g. `secret.created`; empty for an event without one
+    /// (every event keyledger writes has one).
+    pub fn event_type(&self) -> &str {
+        self.event["type"].as_str().unwrap_or_default()
+    }
+}
+
 /// The first thing wrong with a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

@@ -187,8 +187,8 @@ mod tests {
         c: &Commit<RawEvent>,
         key: Option<&CommitKey>,
         head: Option<&Head>,
-    ) -> Result<Judged<RawEvent>, String> {
-        judge(subject, &c.to_bytes(), key, head).map_err(|e| e.to_string())
+    ) -> Result<Judged<RawEvent>, Broken> {
+        judge(subject, &c.to_bytes(), key, head)
     }
 
     #[test]
@@ -255,12 +255,14 @@ mod tests {
         assert!(
             judged(&subject, &gap, Some(&k), Some(&head))
                 .unwrap_err()
+                .to_string()
                 .contains("missing")
         );
         let unlinked = commit("a", 2, None, &k);
         assert!(
             judged(&subject, &unlinked, Some(&k), Some(&head))
                 .unwrap_err()
+                .to_string()
                 .contains("altered")
         );
     }

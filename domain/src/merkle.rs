@@ -27,6 +27,15 @@ pub enum MerkleError {
         /// How many were given.
         got: usize,
     },
+    /// A size past [`MerkleLog::MAX_SIZE`], whose stored-hash indexes would not fit in
+    /// a `u64` (`tlog_tiles`' arithmetic would overflow on it).
+    #[error("a tree of {size} commits is larger than the {max} a log can hold")]
+    TooLarge {
+        /// The size given.
+        size: u64,
+        /// The largest size.
+        max: u64,
+    },
     /// Proving a leaf the tree does not hold, or with a compact tree.
     #[error("cannot prove leaf {index} of a tree of {size}{why}")]
     Unprovable {
@@ -68,6 +77,11 @@ pub struct MerkleLog {
 }
 
 impl MerkleLog {
+    /// The largest tree: 2^62 commits. A tree's stored hashes are numbered up to about
+    /// twice its size, so beyond 2^63 their indexes overflow `u64`; the margin leaves
+    /// room to append (which no log will ever come near).
+    pub const MAX_SIZE: u64 = 1 << 62;
+
     /// An empty tree keeping only its right edge.
     pub fn compact() -> Self {
         Self {
@@ -86,6 +100,12 @@ impl MerkleLog {
 
     /// A compact tree of `size` commits resumed from its [`frontier`](Self::frontier).
     pub fn from_frontier(size: u64, frontier: Vec<Hash>) -> Result<Self, MerkleError> {
+        if size > Self::MAX_SIZE {
+            return Err(MerkleError::TooLarge {
+                size,
+                max: Self::MAX_SIZE,
+            });
+        }
         let indexes = tlog::sub_tree_index(0, size, Vec::new());
         if indexes.len() != frontier.len() {
             return Err(MerkleError::Frontier {
@@ -270,5 +290,26 @@ mod tests {
         log.append(b"a");
         assert!(log.prove(0).is_err());
         assert!(MerkleLog::full().prove(0).is_err());
+    }
+
+    #[test]
+    fn a_size_past_the_largest_tree_is_refused_not_a_panic() {
+        // Past 2^63, tlog_tiles' index arithmetic overflowed (a panic in a debug build).
+        for size in [MerkleLog::MAX_SIZE + 1, (1 << 63) + 2, u64::MAX] {
+            assert_eq!(
+                MerkleLog::from_frontier(size, vec![]).unwrap_err(),
+                MerkleError::TooLarge {
+                    size,
+                    max: MerkleLog::MAX_SIZE
+                }
+            );
+        }
+        // The largest tree resumes from its frontier, appends and has a root.
+        let edge = tlog::sub_tree_index(0, MerkleLog::MAX_SIZE, Vec::new()).len();
+        let mut log =
+            MerkleLog::from_frontier(MerkleLog::MAX_SIZE, vec![leaf_hash(b"x"); edge]).unwrap();
+        log.append(b"next");
+        assert_eq!(log.size(), MerkleLog::MAX_SIZE + 1);
+        let _ = log.root();
     }
 }

@@ -151,11 +151,13 @@ impl Limit {
 }
 
 impl TryFrom<i64> for Limit {
-    type Error = String;
+    type Error = Rejection;
 
-    fn try_from(value: i64) -> Result<Self, String> {
+    fn try_from(value: i64) -> Result<Self, Rejection> {
         if value < -1 {
-            return Err(format!("a quota is -1 or more, not {value}"));
+            return Err(Rejection::invalid(format!(
+                "a quota is -1 or more, not {value}"
+            )));
         }
         Ok(Self(value))
     }

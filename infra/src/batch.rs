@@ -23,10 +23,15 @@
 //! [`WriteError::TimedOut`] and its caller decides. The event store retries with the
 //! same message id and expectation, which cannot store a commit twice.
 //!
-//! Only the event log is written this way. Data keys are not: nats-server stages a
-//! batch's messages in files of their own before committing it and removes them
-//! without overwriting, which would leave copies of wrapped keys that crypto-shredding
-//! cannot erase.
+//! The event log and the key store are written this way, each with a writer of its
+//! own (a batch is on one stream). nats-server stages a batch's messages in a
+//! directory of the stream's own (`batches/`) until the commit, and removes it once the
+//! batch is stored or abandoned: a wrapped data key is then, file by file, only where
+//! a single put would have left it, and crypto-shredding's secure erase overwrites
+//! that (`tests/group_commit.rs` searches the data directory after a shred). Like any
+//! erase through a filesystem, neither reaches blocks a disk keeps after a file is
+//! removed or rewritten; that needs an encrypted disk (docs/operations.md, "The
+//! log").
 //!
 //! Atomic batches need nats-server 2.12; an older server ignores the batch headers and
 //! stores each message on its own, so against one the writer never batches (and if a
@@ -72,6 +77,54 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Writes that may wait for the writer task before callers wait to hand theirs over.
 const QUEUE: usize = 4 * MAX_BATCH;
+
+/// What a writer does with the writes of a batch the server refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// Sends each again on its own. Right where a second copy cannot be stored: the
+    /// log's writes carry message ids and expectations, so a write the batch stored
+    /// before failing part-way is answered as a duplicate.
+    Always,
+    /// Sends each again only when nothing of the batch was stored: it could not be sent
+    /// whole, or the server refused it on its own checks (disabled, incomplete, too
+    /// large, too many in flight, ...).
+    /// A batch that failed part-way (storage exhausted) may have stored some writes,
+    /// and a second copy of a wrapped key would replace the first without erasing it,
+    /// out of crypto-shredding's reach: each write is answered as failed instead, and
+    /// its command fails (a retry makes a new key; a key stored without its commit is
+    /// an orphan that opens nothing).
+    IfNothingStored,
+}
+
+impl Resend {
+    /// Whether the writes of a batch refused with `code` go out again one by one.
+    fn after(self, code: Option<ErrorCode>) -> bool {
+        match self {
+            Resend::Always => true,
+            // No code: the batch was not sent whole, so nothing of it was committed.
+            Resend::IfNothingStored => code.is_none_or(refused_before_storing),
+        }
+    }
+}
+
+/// Whether the server refuses a batch with `code` before storing any of it: the codes
+/// of its atomic-publish checks (nats-server's `JSAtomicPublish*` errors), and a failed
+/// expectation, all checked before the first message is stored.
+fn refused_before_storing(code: ErrorCode) -> bool {
+    matches!(
+        code.0,
+        10071 // wrong last sequence
+        | 10174 // atomic publish is disabled
+        | 10175 // sequence missing
+        | 10176 // batch incomplete
+        | 10177 // unsupported header
+        | 10179 // invalid batch id
+        | 10199 // batch too large
+        | 10200 // invalid batch commit
+        | 10201 // duplicate message id in the batch
+        | 10210 // too many batches in flight
+    )
+}
 
 /// Where a write was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +198,9 @@ pub struct Batcher {
 impl Batcher {
     /// A writer publishing through `js`, for a stream that allows atomic publishes.
     /// (If it does not, or the server predates them, every write goes out on its own.)
-    pub fn new(js: Context) -> Self {
+    /// `stream` names what it writes in metrics: `events` or `keys`; `resend` says what
+    /// becomes of the writes of a batch the server refuses.
+    pub fn new(js: Context, stream: &'static str, resend: Resend) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let atomic = takes_atomic_batches(&js.client().server_info().version);
@@ -156,6 +211,8 @@ impl Batcher {
         }
         let writer = Arc::new(Writer {
             js,
+            stream,
+            resend,
             atomic: AtomicBool::new(atomic),
             counters: counters.clone(),
         });
@@ -221,7 +278,8 @@ impl Batcher {
                         ))
                     })?;
                 #[expect(clippy::cast_precision_loss, reason = "a handful of writes")]
-                metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH).record(n as f64);
+                metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH, "stream" => self.writer.stream)
+                    .record(n as f64);
                 drop(answers);
                 Ok((first..first + n)
                     .map(|seq| Stored {
@@ -282,6 +340,10 @@ enum Committed {
 #[derive(Debug)]
 struct Writer {
     js: Context,
+    /// What it writes, for metrics.
+    stream: &'static str,
+    /// What becomes of a refused batch's writes.
+    resend: Resend,
     /// Whether the stream takes atomic batches (until it refuses one as disabled).
     atomic: AtomicBool,
     counters: Arc<Counters>,
@@ -381,7 +443,8 @@ impl Writer {
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
                 self.counters.batched_writes.fetch_add(n, Ordering::Relaxed);
                 #[expect(clippy::cast_precision_loss, reason = "at most MAX_BATCH")]
-                metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH).record(n as f64);
+                metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH, "stream" => self.stream)
+                    .record(n as f64);
                 for (seq, pending) in (first..).zip(round) {
                     let stored = Stored {
                         seq,
@@ -406,7 +469,19 @@ impl Writer {
                     );
                     self.atomic.store(false, Ordering::Relaxed);
                 }
-                self.each(round).await;
+                if self.resend.after(code) {
+                    self.each(round).await;
+                } else {
+                    tracing::warn!(
+                        code = code.map(|c| c.0),
+                        "JetStream failed a batch part-way; its writes are not sent again"
+                    );
+                    let error = WriteError::Failed(format!(
+                        "JetStream failed the batch (error code {}); it may be out of storage",
+                        code.map_or_else(|| "none".to_owned(), |c| c.0.to_string())
+                    ));
+                    answer_all(round, &error);
+                }
             }
             Committed::Lost(error) => answer_all(round, &error),
         }
@@ -481,8 +556,10 @@ impl Writer {
         let n = round.len() as u64;
         self.counters.single_writes.fetch_add(n, Ordering::Relaxed);
         // Each is a batch of one on the log.
+        let batches =
+            metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH, "stream" => self.stream);
         for _ in 0..n {
-            metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH).record(1.0);
+            batches.record(1.0);
         }
         let stored = join_all(round.iter().map(|pending| async {
             let write = &pending.write;
@@ -555,7 +632,19 @@ fn take(waiting: &mut VecDeque<Pending>, busy: &mut HashSet<String>, most: usize
 
 #[cfg(test)]
 mod tests {
-    use super::takes_atomic_batches;
+    use super::{ErrorCode, Resend, takes_atomic_batches};
+
+    #[test]
+    fn key_writes_are_sent_again_only_when_their_batch_stored_nothing() {
+        let out_of_storage = Some(ErrorCode::STORAGE_RESOURCES_EXCEEDED);
+        assert!(Resend::Always.after(out_of_storage));
+        assert!(!Resend::IfNothingStored.after(out_of_storage));
+        assert!(!Resend::IfNothingStored.after(Some(ErrorCode::ACCOUNT_RESOURCES_EXCEEDED)));
+        // Refused on the batch's own checks, or never sent whole: nothing stored.
+        assert!(Resend::IfNothingStored.after(Some(ErrorCode::ATOMIC_PUBLISH_DISABLED)));
+        assert!(Resend::IfNothingStored.after(Some(ErrorCode(10210))));
+        assert!(Resend::IfNothingStored.after(None));
+    }
 
     #[test]
     fn atomic_batches_need_nats_server_2_12() {

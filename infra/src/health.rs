@@ -22,7 +22,93 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// NATS account only: clients and auditors cannot reach it).
 pub const STATUS_SUBJECT: &str = "keyledger.status";
 
-type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<String, Unhealthy>> + Send + Sync>;
+
+/// Why a readiness check failed: what is wrong, and what to do about it (a report's
+/// `detail`).
+#[derive(Debug, thiserror::Error)]
+pub enum Unhealthy {
+    /// The check did not answer within [`CHECK_TIMEOUT`].
+    #[error("no answer within {} s", CHECK_TIMEOUT.as_secs())]
+    TimedOut,
+    /// The NATS connection is down.
+    #[error(
+        "not connected to NATS ({0}); reconnecting by itself — check that nats-server runs \
+         and is reachable"
+    )]
+    Disconnected(async_nats::connection::State),
+    /// A stream cannot be read.
+    #[error("the stream {stream} cannot be read ({error}); is it there, and is JetStream up?")]
+    StreamUnreadable {
+        /// The stream's name.
+        stream: String,
+        /// What reading it answered.
+        error: jetstream::context::GetStreamError,
+    },
+    /// A stream is at a limit it was given that refuses new messages.
+    #[error(
+        "the stream {stream} is full ({messages} messages, {bytes} bytes; its limits are \
+         {max_messages} and {max_bytes}) and refuses new messages: raise or remove its limits \
+         (max_msgs, max_bytes)"
+    )]
+    StreamFull {
+        /// The stream's name.
+        stream: String,
+        /// The messages it holds.
+        messages: u64,
+        /// The bytes it holds.
+        bytes: u64,
+        /// Its limit of messages.
+        max_messages: i64,
+        /// Its limit of bytes.
+        max_bytes: i64,
+    },
+    /// The read model is further behind the log than allowed.
+    #[error(
+        "the read model is {lag} commits behind the log (applied {applied} of {last}; at most \
+         {max_lag} allowed): the projector is catching up, or not running"
+    )]
+    Lagging {
+        /// Commits behind.
+        lag: u64,
+        /// The last sequence applied.
+        applied: u64,
+        /// The log's last sequence.
+        last: u64,
+        /// The most commits behind allowed.
+        max_lag: u64,
+    },
+    /// The read model has stood still, behind the log, for longer than [`STALLED`].
+    #[error(
+        "the read model has not moved for {} s while {lag} commits behind the log (applied \
+         {applied} of {last}): the projector is failing or not running; see its log",
+        still_for.as_secs()
+    )]
+    Stalled {
+        /// How long it has stood still.
+        still_for: Duration,
+        /// Commits behind.
+        lag: u64,
+        /// The last sequence applied.
+        applied: u64,
+        /// The log's last sequence.
+        last: u64,
+    },
+    /// The last pass of a periodic task went wrong.
+    #[error("the pass at {at} failed: {problem}")]
+    PassFailed {
+        /// When the pass was made.
+        at: domain::timestamp::Timestamp,
+        /// What went wrong in it.
+        problem: String,
+    },
+    /// This node does not hold the deployment's current KEK.
+    #[error(
+        "this node does not hold the deployment's current KEK, so it stores no new payloads; \
+         see `keyledger keys status`"
+    )]
+    NoCurrentKek,
+}
 
 /// The readiness checks of one process, shared by its components.
 #[derive(Clone)]
@@ -96,7 +182,7 @@ impl Health {
     /// Adds the check `name`: `probe` answers what it found, or what is wrong.
     pub fn check<F>(&self, name: impl Into<String>, probe: impl Fn() -> F + Send + Sync + 'static)
     where
-        F: Future<Output = Result<String, String>> + Send + 'static,
+        F: Future<Output = Result<String, Unhealthy>> + Send + 'static,
     {
         let probe: Probe = Arc::new(move || Box::pin(probe()));
         lock(&self.checks).push((name.into(), probe));
@@ -109,11 +195,11 @@ impl Health {
             futures::future::join_all(checks.into_iter().map(|(name, probe)| async move {
                 let outcome = match tokio::time::timeout(CHECK_TIMEOUT, probe()).await {
                     Ok(outcome) => outcome,
-                    Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+                    Err(_) => Err(Unhealthy::TimedOut),
                 };
                 let (ok, detail) = match outcome {
                     Ok(found) => (true, found),
-                    Err(problem) => (false, problem),
+                    Err(problem) => (false, problem.to_string()),
                 };
                 CheckResult { name, ok, detail }
             }))
@@ -132,10 +218,7 @@ impl Health {
             async move {
                 match state {
                     async_nats::connection::State::Connected => Ok("connected".to_owned()),
-                    other => Err(format!(
-                        "not connected to NATS ({other}); reconnecting by itself — check that \
-                         nats-server runs and is reachable"
-                    )),
+                    other => Err(Unhealthy::Disconnected(other)),
                 }
             }
         });
@@ -185,18 +268,19 @@ impl Health {
                     }
                 };
                 if lag > max_lag {
-                    Err(format!(
-                        "the read model is {lag} commits behind the log (applied {applied} of \
-                         {last}; at most {max_lag} allowed): the projector is catching up, or \
-                         not running"
-                    ))
+                    Err(Unhealthy::Lagging {
+                        lag,
+                        applied,
+                        last,
+                        max_lag,
+                    })
                 } else if still_for > STALLED {
-                    Err(format!(
-                        "the read model has not moved for {} s while {lag} commits behind the \
-                         log (applied {applied} of {last}): the projector is failing or not \
-                         running; see its log",
-                        still_for.as_secs()
-                    ))
+                    Err(Unhealthy::Stalled {
+                        still_for,
+                        lag,
+                        applied,
+                        last,
+                    })
                 } else {
                     Ok(format!("applied {applied} of {last} (lag {lag})"))
                 }
@@ -212,21 +296,25 @@ pub const STALLED: Duration = Duration::from_secs(10);
 async fn stream_info(
     js: &jetstream::Context,
     stream: &str,
-) -> Result<jetstream::stream::Info, String> {
-    let found = js.get_stream(stream).await.map_err(|e| {
-        format!("the stream {stream} cannot be read ({e}); is it there, and is JetStream up?")
-    })?;
+) -> Result<jetstream::stream::Info, Unhealthy> {
+    let found = js
+        .get_stream(stream)
+        .await
+        .map_err(|error| Unhealthy::StreamUnreadable {
+            stream: stream.to_owned(),
+            error,
+        })?;
     Ok(found.cached_info().clone())
 }
 
 /// The last sequence of `stream`, or what is wrong.
-async fn last_sequence(js: &jetstream::Context, stream: &str) -> Result<u64, String> {
+async fn last_sequence(js: &jetstream::Context, stream: &str) -> Result<u64, Unhealthy> {
     Ok(stream_info(js, stream).await?.state.last_sequence)
 }
 
 /// The last sequence of `stream`, or why it cannot take writes: missing, or at a limit
 /// it was given that refuses new messages.
-async fn writable_end(js: &jetstream::Context, stream: &str) -> Result<u64, String> {
+async fn writable_end(js: &jetstream::Context, stream: &str) -> Result<u64, Unhealthy> {
     let info = stream_info(js, stream).await?;
     let (config, state) = (&info.config, &info.state);
     let refuses = config.discard == jetstream::stream::DiscardPolicy::New;
@@ -237,11 +325,13 @@ async fn writable_end(js: &jetstream::Context, stream: &str) -> Result<u64, Stri
         reached(config.max_bytes, state.bytes),
     );
     if refuses && (full_messages || full_bytes) {
-        return Err(format!(
-            "the stream {stream} is full ({} messages, {} bytes; its limits are {} and {}) and \
-             refuses new messages: raise or remove its limits (max_msgs, max_bytes)",
-            state.messages, state.bytes, config.max_messages, config.max_bytes
-        ));
+        return Err(Unhealthy::StreamFull {
+            stream: stream.to_owned(),
+            messages: state.messages,
+            bytes: state.bytes,
+            max_messages: config.max_messages,
+            max_bytes: config.max_bytes,
+        });
     }
     Ok(state.last_sequence)
 }
@@ -331,9 +421,81 @@ impl Heartbeat {
                 match last {
                     None => Ok("no pass yet".to_owned()),
                     Some((at, None)) => Ok(format!("last pass at {at}")),
-                    Some((at, Some(problem))) => Err(format!("the pass at {at} failed: {problem}")),
+                    Some((at, Some(problem))) => Err(Unhealthy::PassFailed { at, problem }),
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_as_the_report_shows_them() {
+        let cases = [
+            (Unhealthy::TimedOut, "no answer within 2 s".to_owned()),
+            (
+                Unhealthy::Disconnected(async_nats::connection::State::Pending),
+                format!(
+                    "not connected to NATS ({}); reconnecting by itself — check that nats-server \
+                     runs and is reachable",
+                    async_nats::connection::State::Pending
+                ),
+            ),
+            (
+                Unhealthy::StreamFull {
+                    stream: "KEYLEDGER".into(),
+                    messages: 10,
+                    bytes: 2048,
+                    max_messages: 10,
+                    max_bytes: -1,
+                },
+                "the stream KEYLEDGER is full (10 messages, 2048 bytes; its limits are 10 and -1) \
+                 and refuses new messages: raise or remove its limits (max_msgs, max_bytes)"
+                    .to_owned(),
+            ),
+            (
+                Unhealthy::Lagging {
+                    lag: 20_001,
+                    applied: 5,
+                    last: 20_006,
+                    max_lag: DEFAULT_MAX_LAG,
+                },
+                "the read model is 20001 commits behind the log (applied 5 of 20006; at most \
+                 10000 allowed): the projector is catching up, or not running"
+                    .to_owned(),
+            ),
+            (
+                Unhealthy::Stalled {
+                    still_for: Duration::from_millis(12_500),
+                    lag: 3,
+                    applied: 7,
+                    last: 10,
+                },
+                "the read model has not moved for 12 s while 3 commits behind the log (applied 7 \
+                 of 10): the projector is failing or not running; see its log"
+                    .to_owned(),
+            ),
+            (
+                Unhealthy::NoCurrentKek,
+                "this node does not hold the deployment's current KEK, so it stores no new \
+                 payloads; see `keyledger keys status`"
+                    .to_owned(),
+            ),
+        ];
+        for (failure, words) in cases {
+            assert_eq!(failure.to_string(), words);
+        }
+        let at = domain::timestamp::Timestamp::from_unix_millis(1_800_000_000_000).unwrap();
+        assert_eq!(
+            Unhealthy::PassFailed {
+                at,
+                problem: "NATS away".into()
+            }
+            .to_string(),
+            format!("the pass at {at} failed: NATS away")
+        );
     }
 }

@@ -8,10 +8,12 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::Context;
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use domain::ids::{KeyId, ProjectId, SecretId};
 
+use crate::batch::{BatchStats, Batcher, Resend, Write};
 use crate::envelope::WrappedKey;
 
 /// Why the key store could not answer.
@@ -42,6 +44,9 @@ pub struct KeyStore {
     kv: kv::Store,
     /// For a store that writes data keys: their KEK is confirmed current first.
     lease: Option<std::sync::Arc<crate::kek::current::Lease>>,
+    /// For a store that writes many data keys at once: puts that arrive together share
+    /// one atomic batch, and so its fsyncs ([`crate::batch`]).
+    writer: Option<Batcher>,
 }
 
 fn entry_name(project: &ProjectId, secret: SecretId, key: KeyId) -> String {
@@ -51,7 +56,11 @@ fn entry_name(project: &ProjectId, secret: SecretId, key: KeyId) -> String {
 impl KeyStore {
     /// A key store over the bucket `kv`.
     pub fn new(kv: kv::Store) -> Self {
-        Self { kv, lease: None }
+        Self {
+            kv,
+            lease: None,
+            writer: None,
+        }
     }
 
     /// A store that writes a data key only while its KEK is confirmed current.
@@ -59,7 +68,22 @@ impl KeyStore {
         Self {
             kv,
             lease: Some(std::sync::Arc::new(lease)),
+            writer: None,
         }
+    }
+
+    /// This store, putting keys through a group-commit writer on `js` (the command
+    /// service's: many creates at once). A bucket reached through a JetStream domain
+    /// prefix keeps putting one key at a time.
+    pub fn batched(self, js: Context) -> Self {
+        let writer = (!self.kv.use_jetstream_prefix)
+            .then(|| Batcher::new(js, "keys", Resend::IfNothingStored));
+        Self { writer, ..self }
+    }
+
+    /// What its group-commit writer has done so far, if it has one.
+    pub fn writer_stats(&self) -> Option<BatchStats> {
+        self.writer.as_ref().map(Batcher::stats)
     }
 
     /// Stores a wrapped key. Must complete before the commit that references it.
@@ -74,11 +98,22 @@ impl KeyStore {
             lease.confirm(&wrapped.kek_id).await.map_err(unavailable)?;
         }
         let value = serde_json::to_vec(wrapped).map_err(unavailable)?;
-        self.kv
-            .put(entry_name(project, secret, key), value.into())
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        let name = entry_name(project, secret, key);
+        let Some(writer) = &self.writer else {
+            return self
+                .kv
+                .put(name, value.into())
+                .await
+                .map(|_| ())
+                .map_err(unavailable);
+        };
+        let prefix = self.kv.put_prefix.as_ref().unwrap_or(&self.kv.prefix);
+        let write = Write {
+            subject: format!("{prefix}{name}"),
+            headers: async_nats::HeaderMap::new(),
+            payload: value.into(),
+        };
+        writer.write(write).await.map(|_| ()).map_err(unavailable)
     }
 
     /// The wrapped key, or `None` if it was never stored or has been destroyed.

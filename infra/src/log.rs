@@ -197,6 +197,8 @@ async fn check_format(stream: &stream::Stream, name: &str) -> Result<(), SetupEr
 /// stream is what a KV bucket's is, so the KV API works on it.
 pub async fn ensure_key_bucket(js: &Context, replicas: usize) -> Result<kv::Store, SetupError> {
     if let Ok(store) = js.get_key_value(KEY_BUCKET).await {
+        // A bucket made before keys were group-committed takes batches from now on.
+        allow_atomic_batches(js, &store.stream).await;
         return Ok(store);
     }
     let config = async_nats::jetstream::stream::Config {
@@ -211,6 +213,8 @@ pub async fn ensure_key_bucket(js: &Context, replicas: usize) -> Result<kv::Stor
         deny_purge: false,
         allow_direct: true,
         discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        // Keys of commands that arrive together share one batch ([`crate::batch`]).
+        allow_atomic_publish: true,
         ..Default::default()
     };
     // Another process may create it at the same time: either way it then exists.

@@ -17,7 +17,8 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub const COMMANDS: &str = "keyledger_commands_total";
 /// Time from a command's arrival to its answer, by `command`.
 pub const COMMAND_DURATION: &str = "keyledger_command_duration_seconds";
-/// Commits per group-commit batch (one JetStream atomic batch, or one commit alone).
+/// Writes per group-commit batch (one JetStream atomic batch, or one write alone), by
+/// `stream`: `events` (commits) or `keys` (wrapped data keys).
 pub const GROUP_COMMIT_BATCH: &str = "keyledger_group_commit_batch_size";
 /// Cache lookups, by `cache` and `result` (`hit` or `miss`); the read model's payload
 /// rows count here too, as `payload_rows`.
@@ -122,7 +123,7 @@ pub fn describe() {
     describe_histogram!(
         GROUP_COMMIT_BATCH,
         Unit::Count,
-        "Commits appended per group-commit batch."
+        "Writes appended per group-commit batch, by stream (events: commits; keys: wrapped data keys)."
     );
     describe_counter!(
         CACHE_REQUESTS,

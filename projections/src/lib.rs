@@ -2,7 +2,7 @@
 //! (SQLite by default), with its checkpoint in the same transaction as its rows; the
 //! read model answers the HTTP API's queries.
 
-pub mod apply;
+mod apply;
 pub mod db;
 pub mod metrics;
 pub mod projector;

@@ -3,10 +3,10 @@
 
 use anyhow::Result;
 use api::requests::AclBody;
+use api::responses::AclView;
 use clap::Subcommand;
 use infra::protocol::{AclOperationRequest, ConditionsRequest};
 use reqwest::Method;
-use serde_json::Value;
 
 use super::ClientArgs;
 use super::http::{Api, secret_id};
@@ -72,12 +72,16 @@ pub async fn run(command: AclCommand) -> Result<()> {
         AclCommand::Get { client, secret } => {
             let api = Api::new(&client)?;
             let path = format!("/v1/secrets/{}/acl", secret_id(&secret));
-            let value: Value = api
+            let acl: AclView = api
                 .send(api.request(Method::GET, &path))
                 .await?
                 .json()
                 .await?;
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            // Through a `Value`: by key, as it has always been printed.
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::to_value(&acl)?)?
+            );
         }
         AclCommand::Set {
             client,

@@ -1,10 +1,9 @@
 //! `keyledger container get|check`, through the HTTP API.
 
 use anyhow::{Result, bail};
-use api::responses::TlsCheck;
+use api::responses::{Container, TlsCheck};
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::Value;
 
 use super::ClientArgs;
 use super::http::{Api, secret_id};
@@ -36,8 +35,12 @@ pub async fn run(command: ContainerCommand) -> Result<()> {
             let response = api
                 .send(api.request(Method::GET, &format!("/v1/containers/{id}")))
                 .await?;
-            let value: Value = response.json().await?;
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            let container: Container = response.json().await?;
+            // Through a `Value`: by key, as it has always been printed.
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::to_value(&container)?)?
+            );
         }
         ContainerCommand::Check { client, container } => {
             let api = Api::new(&client)?;

@@ -2,6 +2,7 @@
 //! into readable errors.
 
 use anyhow::{Result, anyhow};
+use api::responses::ErrorBody;
 use reqwest::{Method, RequestBuilder, Response};
 
 use super::ClientArgs;
@@ -50,13 +51,10 @@ impl Api {
         }
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let description = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| {
-                v.get("description")
-                    .and_then(|d| d.as_str())
-                    .map(str::to_owned)
-            })
+        // A body in Barbican's shape, as the API writes every error; anything else (a
+        // proxy's page, say) is shown as it came.
+        let description = serde_json::from_str::<ErrorBody>(&text)
+            .map(|body| body.description)
             .unwrap_or(text);
         Err(anyhow!("{status}: {description}"))
     }

@@ -14,6 +14,5 @@ pub async fn run(client: ClientArgs) -> Result<()> {
         .await?
         .json()
         .await?;
-    super::secret::print_fields(&serde_json::to_value(&me)?);
-    Ok(())
+    super::secret::print_fields(&me)
 }

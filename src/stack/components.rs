@@ -22,7 +22,7 @@ use commands::shared::store::EventStore;
 use domain::commit::CommitKey;
 use infra::client::CommandClient;
 use infra::clock::Clock;
-use infra::health::Health;
+use infra::health::{Health, Unhealthy};
 use infra::identity::Verifier;
 use infra::keystore::KeyStore;
 use infra::log::{LogSettings, ensure_key_bucket};
@@ -92,11 +92,7 @@ pub async fn start_commands(
             if seals {
                 Ok(format!("wrapping new data keys with KEK version {version}"))
             } else {
-                Err(
-                    "this node does not hold the deployment's current KEK, so it stores no \
-                     new payloads; see `keyledger keys status`"
-                        .to_owned(),
-                )
+                Err(Unhealthy::NoCurrentKek)
             }
         }
     });
@@ -121,7 +117,8 @@ pub async fn start_commands(
     let keystore = KeyStore::with_lease(
         key_bucket.clone(),
         infra::kek::current::Lease::new(keys.envelope.clone(), key_bucket),
-    );
+    )
+    .batched(js.clone());
     let signer = commands::log::checkpoints::load_signer(&settings.checkpoints)?;
     commands::log::checkpoints::ensure_stream(&js, log.replicas).await?;
     let checkpointer = Checkpointer::resume(

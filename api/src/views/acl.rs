@@ -2,13 +2,13 @@
 
 use domain::secret::acl::{Acl, Conditions};
 use projections::read::AclTimes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::time;
 
 /// The `read` operation's ACL.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReadAcl {
     /// Whether the project's roles reach the object (false: private).
     #[serde(rename = "project-access")]
@@ -30,7 +30,7 @@ pub struct ReadAcl {
 }
 
 /// An object's ACL, by operation (`read` is the only one).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AclView {
     /// Who may read it.
     pub read: ReadAcl,

@@ -1,5 +1,7 @@
 //! Containers as Barbican shows them, and their consumers.
 
+use std::borrow::Cow;
+
 use projections::read::{ContainerConsumerRow, ContainerRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,7 +14,7 @@ pub fn container_ref(base: &str, id: impl std::fmt::Display) -> String {
 }
 
 /// A named reference to a secret.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ContainerSecret {
     /// Its name in the container (`certificate`, `private_key`, … for typed ones).
     pub name: String,
@@ -31,7 +33,7 @@ pub struct ConsumerRef {
 }
 
 /// A container.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Container {
     /// Its URL.
     pub container_ref: String,
@@ -42,10 +44,10 @@ pub struct Container {
     pub container_type: String,
     /// `ACTIVE`, or `ERROR` when a secret it references expired, was deleted or is
     /// scheduled for deletion (then `problems` says which and what to do).
-    pub status: &'static str,
+    pub status: Cow<'static, str>,
     /// What is wrong with its references, each with what to do (only when the status
     /// is `ERROR`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
     /// When it was created (UTC).
     pub created: String,
@@ -91,7 +93,7 @@ impl Container {
             container_ref: container_ref(base, row.id),
             name: row.name.clone(),
             container_type: row.container_type.clone(),
-            status: if problems.is_empty() { ACTIVE } else { "ERROR" },
+            status: Cow::Borrowed(if problems.is_empty() { ACTIVE } else { "ERROR" }),
             problems,
             created: time(&row.created),
             updated: time(&row.updated),

@@ -81,6 +81,49 @@ struct StepRequest<'a> {
     step: Step,
 }
 
+/// Why a step failed, in the words recorded as its reason.
+#[derive(Debug, thiserror::Error)]
+enum StepFailed {
+    /// The request could not be encoded.
+    #[error(transparent)]
+    Encode(serde_json::Error),
+    /// No NATS service answers the handler's subject.
+    #[error(
+        "handler {handler} not reachable: no NATS service answers {subject}; start it (it \
+         connects as the rotation user), or name another handler with RotateSecret"
+    )]
+    Unreachable {
+        handler: HandlerName,
+        subject: String,
+    },
+    /// The handler did not answer within the step's deadline.
+    #[error(
+        "{step} timed out: handler {handler} did not answer within {}s",
+        timeout.as_secs_f64()
+    )]
+    TimedOut {
+        step: Step,
+        handler: HandlerName,
+        timeout: Duration,
+    },
+    /// Asking the handler failed otherwise.
+    #[error("asking handler {handler} for {step}: {error}")]
+    Request {
+        handler: HandlerName,
+        step: Step,
+        error: async_nats::RequestError,
+    },
+    /// The handler's reply is not JSON.
+    #[error(
+        "the handler's reply ({len} bytes) is not JSON; a handler answers null (or any JSON \
+         without an error) on success, and {{\"errorMessage\": \"…\"}} on failure"
+    )]
+    NotJson { len: usize },
+    /// The handler reported a failure: its words, cleaned.
+    #[error("{0}")]
+    Handler(String),
+}
+
 /// The runner.
 pub struct Runner<S> {
     /// Records outcomes.
@@ -223,13 +266,13 @@ impl<S: RotationSource> Runner<S> {
         secret_arn: &str,
         version: VersionId,
         step: Step,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepFailed> {
         let request = StepRequest {
             secret_id: secret_arn,
             token: version.to_string(),
             step,
         };
-        let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&request).map_err(StepFailed::Encode)?;
         let subject = rotation_handler(handler);
         let timeout = self.settings.step_timeout;
         // The step's own deadline, not the connection's default request timeout.
@@ -238,19 +281,25 @@ impl<S: RotationSource> Runner<S> {
             .timeout(Some(timeout));
         let reply = match self.nats.send_request(subject.clone(), request).await {
             Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                return Err(format!(
-                    "handler {handler} not reachable: no NATS service answers {subject}; start \
-                     it (it connects as the rotation user), or name another handler with \
-                     RotateSecret"
-                ));
+                return Err(StepFailed::Unreachable {
+                    handler: handler.clone(),
+                    subject,
+                });
             }
             Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-                return Err(format!(
-                    "{step} timed out: handler {handler} did not answer within {}s",
-                    timeout.as_secs_f64()
-                ));
+                return Err(StepFailed::TimedOut {
+                    step,
+                    handler: handler.clone(),
+                    timeout,
+                });
             }
-            Err(e) => return Err(format!("asking handler {handler} for {step}: {e}")),
+            Err(error) => {
+                return Err(StepFailed::Request {
+                    handler: handler.clone(),
+                    step,
+                    error,
+                });
+            }
             Ok(reply) => reply,
         };
         // The step is recorded beside the reason: the handler's words suffice.
@@ -262,7 +311,7 @@ impl<S: RotationSource> Runner<S> {
         project: &ProjectId,
         secret: SecretId,
         run: &Run,
-        outcome: Result<(), String>,
+        outcome: Result<(), StepFailed>,
     ) -> Result<(), Rejection> {
         let now = (self.clock)();
         let result = match outcome {
@@ -270,11 +319,11 @@ impl<S: RotationSource> Runner<S> {
             Ok(()) => StepResult::Done {
                 lease: now.plus(self.settings.step_timeout * 2).unwrap_or(now),
             },
-            Err(reason) => StepResult::Failed {
+            Err(failed) => StepResult::Failed {
                 retry_at: (run.attempt < self.settings.attempts)
                     .then(|| now.plus(backoff(self.settings.retry_after, run.attempt)))
                     .flatten(),
-                reason,
+                reason: failed.to_string(),
             },
         };
         // A run is named by its version and its start: a later run with the same
@@ -344,13 +393,9 @@ fn step_letter(step: Step) -> &'static str {
 /// error (AWS's functions return nothing: `null`); Lambda's `{"errorMessage",
 /// "errorType"}` or `{"error"}` is the handler's failure, and so is a reply that is not
 /// JSON at all, since a step that cannot be read cannot be taken as done.
-fn handler_answer(payload: &[u8]) -> Result<(), String> {
+fn handler_answer(payload: &[u8]) -> Result<(), StepFailed> {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else {
-        return Err(format!(
-            "the handler's reply ({} bytes) is not JSON; a handler answers null (or any JSON \
-             without an error) on success, and {{\"errorMessage\": \"…\"}} on failure",
-            payload.len()
-        ));
+        return Err(StepFailed::NotJson { len: payload.len() });
     };
     let member = |k: &str| {
         value.get(k).map(|v| match v {
@@ -360,15 +405,16 @@ fn handler_answer(payload: &[u8]) -> Result<(), String> {
     };
     let message = member("errorMessage").or_else(|| member("error"));
     let kind = member("errorType");
-    match (kind, message) {
-        (None, None) => Ok(()),
-        (Some(kind), None) => Err(clean_reason(&kind)),
-        (None, Some(message)) => Err(clean_reason(&message)),
-        (Some(kind), Some(message)) => Err(clean_reason(&format!(
+    let reason = match (kind, message) {
+        (None, None) => return Ok(()),
+        (Some(kind), None) => clean_reason(&kind),
+        (None, Some(message)) => clean_reason(&message),
+        (Some(kind), Some(message)) => clean_reason(&format!(
             "{}: {message}",
             kind.chars().take(100).collect::<String>()
-        ))),
-    }
+        )),
+    };
+    Err(StepFailed::Handler(reason))
 }
 
 /// A refusal because the log says otherwise (another runner got there first, the
@@ -385,34 +431,38 @@ fn quiet_or_warn(secret: SecretId, what: &str, r: &Rejection) {
 mod tests {
     use super::*;
 
+    /// The reason recorded for a reply that must be a failure.
+    fn reason(payload: &[u8]) -> String {
+        handler_answer(payload).unwrap_err().to_string()
+    }
+
     #[test]
     fn handler_answers_read_as_lambda_writes_them_and_fail_closed() {
-        assert_eq!(handler_answer(b"null"), Ok(()));
-        assert_eq!(handler_answer(b"{}"), Ok(()));
+        assert!(handler_answer(b"null").is_ok());
+        assert!(handler_answer(b"{}").is_ok());
         assert_eq!(
-            handler_answer(br#"{"errorMessage": "login refused", "errorType": "ValueError"}"#),
-            Err("ValueError: login refused".to_owned())
+            reason(br#"{"errorMessage": "login refused", "errorType": "ValueError"}"#),
+            "ValueError: login refused"
         );
-        assert_eq!(handler_answer(br#"{"error": "no"}"#), Err("no".to_owned()));
+        assert_eq!(reason(br#"{"error": "no"}"#), "no");
         // Unreadable or odd replies are failures, never a step done.
-        assert!(handler_answer(b"").unwrap_err().contains("not JSON"));
+        assert_eq!(
+            reason(b"{"),
+            "the handler's reply (1 bytes) is not JSON; a handler answers null (or any JSON \
+             without an error) on success, and {\"errorMessage\": \"…\"} on failure"
+        );
+        assert!(reason(b"").contains("not JSON"));
         assert!(handler_answer(br#"{"errorMessage": "\udcff"}"#).is_err());
-        assert_eq!(
-            handler_answer(br#"{"errorMessage": 7}"#),
-            Err("7".to_owned())
-        );
-        assert_eq!(
-            handler_answer(br#"{"errorMessage": null}"#),
-            Err("null".to_owned())
-        );
+        assert_eq!(reason(br#"{"errorMessage": 7}"#), "7");
+        assert_eq!(reason(br#"{"errorMessage": null}"#), "null");
         // Bounded and without control characters, whatever the handler sends.
         let huge = format!(
             r#"{{"errorType": "{}", "errorMessage": "a\nb"}}"#,
             "T".repeat(1 << 20)
         );
-        let reason = handler_answer(huge.as_bytes()).unwrap_err();
-        assert!(reason.chars().count() <= domain::secret::rotation::MAX_REASON_CHARS);
-        assert!(reason.ends_with(": a\u{FFFD}b"), "{reason}");
+        let cleaned = reason(huge.as_bytes());
+        assert!(cleaned.chars().count() <= domain::secret::rotation::MAX_REASON_CHARS);
+        assert!(cleaned.ends_with(": a\u{FFFD}b"), "{cleaned}");
     }
 
     #[test]

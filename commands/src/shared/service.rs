@@ -181,21 +181,11 @@ impl CommandService {
         };
         let started = std::time::Instant::now();
         let mut project = None;
-        // A panic while handling one command must not leave its caller without an
-        // answer: it is caught, logged with an id, and answered as internal.
-        let result = match std::panic::AssertUnwindSafe(self.execute(
+        let result = answer_or_internal(
             &name,
-            verifier,
-            &message,
-            callers,
-            &mut project,
-        ))
-        .catch_unwind()
-        .await
-        {
-            Ok(result) => result,
-            Err(cause) => Err(panicked(&name, cause)),
-        };
+            self.execute(&name, verifier, &message, callers, &mut project),
+        )
+        .await;
         record(&name, project.as_deref(), &result, started.elapsed());
         match &result {
             Ok(a) => {
@@ -274,6 +264,19 @@ fn record(
     metrics::histogram!(COMMAND_DURATION, "command" => command).record(took.as_secs_f64());
 }
 
+/// What `handling` (of the command `name`) yields; if it panics, the answer is
+/// `internal` with an error id instead. A panic while handling one command must not
+/// leave its caller without an answer: it is caught, logged with the id, and answered.
+async fn answer_or_internal(
+    name: &str,
+    handling: impl Future<Output = Result<AcceptedReply, Rejection>>,
+) -> Result<AcceptedReply, Rejection> {
+    match std::panic::AssertUnwindSafe(handling).catch_unwind().await {
+        Ok(result) => result,
+        Err(cause) => Err(panicked(name, cause)),
+    }
+}
+
 /// The answer to a command whose handling panicked.
 fn panicked(name: &str, cause: Box<dyn std::any::Any + Send>) -> Rejection {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -287,4 +290,55 @@ fn panicked(name: &str, cause: Box<dyn std::any::Any + Send>) -> Rejection {
         "keyledger failed while handling this command (error id {id}); retry it with the same \
          command_id: it is applied at most once"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler with a bug.
+    async fn handling_that_panics() -> Result<AcceptedReply, Rejection> {
+        panic!("a bug while handling a command")
+    }
+
+    /// The error id an `internal` answer names: 32 hex digits.
+    fn error_id(message: &str) -> &str {
+        let id = message
+            .split_once("(error id ")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(id, _)| id)
+            .unwrap_or_else(|| panic!("no error id in {message:?}"));
+        assert_eq!(id.len(), 32, "{id:?}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id:?}");
+        id
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_handling_a_command_is_answered_as_internal_with_an_error_id() {
+        let result = answer_or_internal("secret.create", handling_that_panics()).await;
+        // The reply the caller gets, as sent on NATS.
+        let reply: serde_json::Value = serde_json::from_slice(&encode_reply(&result)).unwrap();
+        assert_eq!(reply["ok"], false, "{reply}");
+        assert_eq!(reply["error"]["code"], "internal", "{reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        let first = error_id(message).to_owned();
+        // The panic's text is logged, never answered.
+        assert!(!message.contains("a bug while handling"), "{message}");
+        // Each panic gets its own id, to find its log line by.
+        let again = answer_or_internal("secret.create", handling_that_panics())
+            .await
+            .unwrap_err();
+        assert_eq!(again.code, domain::ErrorCode::Internal);
+        assert_ne!(error_id(&again.message), first.as_str());
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_panic_is_passed_on_unchanged() {
+        let refused = Rejection::invalid("name contains U+202E");
+        let result = answer_or_internal("secret.create", async {
+            Err::<AcceptedReply, Rejection>(refused.clone())
+        })
+        .await;
+        assert_eq!(result.unwrap_err(), refused);
+    }
 }

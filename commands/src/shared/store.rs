@@ -27,7 +27,7 @@ use domain::ids::{CommandId, ProjectId};
 use domain::principal::Actor;
 use serde::{Deserialize, Serialize};
 
-use infra::batch::{Batcher, Write, WriteError};
+use infra::batch::{Batcher, Resend, Write, WriteError};
 use infra::log::{LogSettings, SetupError, ensure_event_stream};
 
 /// Where an accepted command landed: its stream sequence and the aggregate version.
@@ -197,7 +197,7 @@ impl EventStore {
     ) -> Result<Self, SetupError> {
         let stream = ensure_event_stream(&js, settings).await?;
         Ok(Self {
-            writer: Batcher::new(js.clone()),
+            writer: Batcher::new(js.clone(), "events", Resend::Always),
             js,
             stream,
             key,

@@ -408,12 +408,10 @@ impl Description {
 }
 
 impl TryFrom<String> for Description {
-    type Error = String;
+    type Error = Rejection;
 
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-            .map_err(|r| r.message)?
-            .ok_or_else(|| "description must not be empty".to_owned())
+    fn try_from(s: String) -> Result<Self, Rejection> {
+        Self::parse(&s)?.ok_or_else(|| Rejection::invalid("description must not be empty"))
     }
 }
 

@@ -70,10 +70,10 @@ impl HandlerName {
 }
 
 impl TryFrom<String> for HandlerName {
-    type Error = String;
+    type Error = Rejection;
 
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s).map_err(|r| r.message)
+    fn try_from(s: String) -> Result<Self, Rejection> {
+        Self::parse(&s)
     }
 }
 

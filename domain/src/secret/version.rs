@@ -97,10 +97,10 @@ impl Stage {
 }
 
 impl TryFrom<String> for Stage {
-    type Error = String;
+    type Error = Rejection;
 
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s).map_err(|r| r.message)
+    fn try_from(s: String) -> Result<Self, Rejection> {
+        Self::parse(&s)
     }
 }
 

@@ -112,7 +112,7 @@ impl Log {
                         entry.actor,
                         entry.command,
                         entry.aggregate.id.as_str(),
-                        entry.event["type"].as_str().unwrap_or_default(),
+                        entry.event_type(),
                     )
                 };
                 if writeln!(out, "{line}").is_err() {

@@ -3,9 +3,10 @@
 use std::io::Write as _;
 
 use anyhow::Result;
+use api::responses::{Secret, SecretVersion};
 use clap::Args;
 use reqwest::Method;
-use serde_json::Value;
+use serde::Serialize;
 
 use super::print_fields;
 use crate::cli::ClientArgs;
@@ -58,12 +59,21 @@ impl Get {
                     .header("Accept", "application/json"),
             )
             .await?;
-        let value: Value = response.json().await?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&value)?);
-        } else {
-            print_fields(&value);
+        match version {
+            Some(_) => show(&response.json::<SecretVersion>().await?, json),
+            None => show(&response.json::<Secret>().await?, json),
         }
+    }
+}
+
+/// Prints `shown` as `key value` lines, or with `json` as pretty JSON; either way by
+/// key, in the order of a JSON object read back (`serde_json::Value`).
+fn show(shown: &impl Serialize, json: bool) -> Result<()> {
+    if json {
+        let value = serde_json::to_value(shown)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
         Ok(())
+    } else {
+        print_fields(shown)
     }
 }

@@ -6,11 +6,13 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use api::responses::Secret;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::Subcommand;
 use infra::protocol::PayloadField;
 use reqwest::Method;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::http::{Api, secret_id};
@@ -132,15 +134,19 @@ async fn resolve_id(api: &Api, given: &str) -> Result<String> {
                 .header("Accept", "application/json"),
         )
         .await?;
-    let value: Value = response.json().await?;
-    Ok(secret_id(value["secret_ref"].as_str().unwrap_or(given)))
+    let secret: Secret = response.json().await.with_context(|| {
+        format!("the API's answer for secret {given:?} does not read as a secret")
+    })?;
+    Ok(secret_id(&secret.secret_ref))
 }
 
-/// Prints a JSON object as aligned `key value` lines.
-pub fn print_fields(value: &Value) {
+/// Prints `shown` as aligned `key value` lines, one per field of its JSON object (in
+/// the JSON's order: by key), `-` for a null.
+pub fn print_fields(shown: &impl Serialize) -> Result<()> {
+    let value = serde_json::to_value(shown)?;
     let Some(map) = value.as_object() else {
         println!("{value}");
-        return;
+        return Ok(());
     };
     let width = map.keys().map(String::len).max().unwrap_or(0);
     for (key, v) in map {
@@ -151,4 +157,5 @@ pub fn print_fields(value: &Value) {
         };
         println!("{key:<width$} {shown}");
     }
+    Ok(())
 }
