@@ -77,11 +77,7 @@ pub async fn run(command: AclCommand) -> Result<()> {
                 .await?
                 .json()
                 .await?;
-            // Through a `Value`: by key, as it has always been printed.
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::to_value(&acl)?)?
-            );
+            super::secret::print_json(&acl)?;
         }
         AclCommand::Set {
             client,

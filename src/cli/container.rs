@@ -36,11 +36,7 @@ pub async fn run(command: ContainerCommand) -> Result<()> {
                 .send(api.request(Method::GET, &format!("/v1/containers/{id}")))
                 .await?;
             let container: Container = response.json().await?;
-            // Through a `Value`: by key, as it has always been printed.
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::to_value(&container)?)?
-            );
+            super::secret::print_json(&container)?;
         }
         ContainerCommand::Check { client, container } => {
             let api = Api::new(&client)?;

@@ -8,7 +8,7 @@ use clap::Args;
 use reqwest::Method;
 use serde::Serialize;
 
-use super::print_fields;
+use super::{print_fields, print_json};
 use crate::cli::ClientArgs;
 use crate::cli::http::{Api, secret_id};
 
@@ -70,9 +70,7 @@ impl Get {
 /// key, in the order of a JSON object read back (`serde_json::Value`).
 fn show(shown: &impl Serialize, json: bool) -> Result<()> {
     if json {
-        let value = serde_json::to_value(shown)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        Ok(())
+        print_json(shown)
     } else {
         print_fields(shown)
     }

@@ -140,6 +140,14 @@ async fn resolve_id(api: &Api, given: &str) -> Result<String> {
     Ok(secret_id(&secret.secret_ref))
 }
 
+/// Prints `shown` as pretty JSON, its fields by key (through a `serde_json::Value`),
+/// as the CLI has always printed the API's answers.
+pub fn print_json(shown: &impl Serialize) -> Result<()> {
+    let value = serde_json::to_value(shown)?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
 /// Prints `shown` as aligned `key value` lines, one per field of its JSON object (in
 /// the JSON's order: by key), `-` for a null.
 pub fn print_fields(shown: &impl Serialize) -> Result<()> {
