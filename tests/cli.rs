@@ -424,3 +424,53 @@ async fn versions_names_and_recoverable_deletion_through_the_cli() {
     assert_eq!(back.stdout, b"three");
     t.stop().await;
 }
+
+/// `keyledger bench` runs all three phases against a real stack and reports each
+/// without a failure (its figures are for people; this checks that it measures).
+#[tokio::test]
+async fn bench_measures_creates_reads_and_visibility() {
+    let t = TestStack::start().await;
+    let token = t.token("bench", "p1");
+    let out = run(
+        args(&[
+            "bench",
+            "--nats-url",
+            &t.stack.client_url,
+            "--url",
+            &t.url(""),
+            "--token",
+            &token,
+            "--nats-clients",
+            "2",
+            "--http-clients",
+            "2",
+            "--visibility-rate",
+            "50",
+            "--duration",
+            "1s",
+        ]),
+        None,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Creates are reported twice: by the first phase, and by the visibility phase for
+    // the commands it sends at its rate.
+    for (phase, times) in [
+        ("commands (NATS secret.create)", 2),
+        ("reads (HTTP GET payload)", 1),
+        ("acknowledged -> visible to HTTP reads", 1),
+    ] {
+        let lines: Vec<_> = text.lines().filter(|l| l.contains(phase)).collect();
+        assert_eq!(lines.len(), times, "{phase} in:\n{text}");
+        for line in lines {
+            assert!(line.contains(" 0 failed"), "{line}");
+            assert!(!line.contains(": 0 ok"), "{line}");
+        }
+    }
+    t.stop().await;
+}

@@ -187,6 +187,13 @@ async fn metrics_are_scraped_and_parsed_during_a_load_run() {
             &[("stream", stream)],
         );
         assert!((1.0..=total).contains(&batches), "{stream}: {batches}");
+        // And each of those writes waited for its writer once.
+        let waits = observations(
+            &after,
+            "keyledger_group_commit_wait_seconds",
+            &[("stream", stream)],
+        );
+        assert_eq!(waits, total, "{stream}");
     }
     assert_eq!(
         value(

@@ -20,6 +20,9 @@ pub const COMMAND_DURATION: &str = "keyledger_command_duration_seconds";
 /// Writes per group-commit batch (one JetStream atomic batch, or one write alone), by
 /// `stream`: `events` (commits) or `keys` (wrapped data keys).
 pub const GROUP_COMMIT_BATCH: &str = "keyledger_group_commit_batch_size";
+/// Time from a write's hand-over to its group-commit writer to its answer (on disk, or
+/// why not), by `stream`: `events` or `keys`.
+pub const GROUP_COMMIT_WAIT: &str = "keyledger_group_commit_wait_seconds";
 /// Cache lookups, by `cache` and `result` (`hit` or `miss`); the read model's payload
 /// rows count here too, as `payload_rows`.
 pub const CACHE_REQUESTS: &str = "keyledger_cache_requests_total";
@@ -124,6 +127,11 @@ pub fn describe() {
         GROUP_COMMIT_BATCH,
         Unit::Count,
         "Writes appended per group-commit batch, by stream (events: commits; keys: wrapped data keys)."
+    );
+    describe_histogram!(
+        GROUP_COMMIT_WAIT,
+        Unit::Seconds,
+        "Time a write waits for its group-commit writer to store it, by stream (events or keys)."
     );
     describe_counter!(
         CACHE_REQUESTS,

@@ -29,7 +29,12 @@ impl Outcome {
     }
 
     pub(super) fn record(&mut self, started: Instant, result: Result<(), String>) {
-        let micros = started.elapsed().as_micros().clamp(1, 60_000_000) as u64;
+        self.record_took(started.elapsed(), result);
+    }
+
+    /// Records an operation that took `took`.
+    pub(super) fn record_took(&mut self, took: Duration, result: Result<(), String>) {
+        let micros = took.as_micros().clamp(1, 60_000_000) as u64;
         match result {
             Ok(()) => {
                 let _ = self.latencies.record(micros);
