@@ -44,9 +44,9 @@
 //! fourth batch in flight only split the same commits into smaller batches: HTTP
 //! creates at 64 clients fell from 1,449 and 1,427/s to 1,318 and 1,218 (two in flight)
 //! and 1,206 and 1,112 (four). Batching from 3 or 2 waiting writes instead of 8 cost
-//! 8 clients with one create each (617 and 559/s, 499 and 439,
-//! against 802 and 983, a quarter to a half less): pipelined single publishes overlap on the server better
-//! than a small batch's fixed cost.
+//! 8 clients with one create each a quarter to a half of their rate (617 and 559/s,
+//! 499 and 439, against 802 and 983): pipelined single publishes overlap on the
+//! server better than a small batch's fixed cost.
 //!
 //! A round never holds two writes to one subject: only the first write per subject in
 //! a batch may carry an expectation, so a second one waits for the next round.
