@@ -431,15 +431,6 @@ async fn elsewhere(pool: &PgPool, shown: &str) -> Result<(), OpenError> {
     }
 }
 
-/// The page size of a new SQLite read model (an existing file keeps its own; a rebuild
-/// into a new file takes this one). Rows land at random ids in the secrets table and
-/// its indexes, so each create dirties a page in each of them, and the WAL (and later
-/// its checkpoint) writes those pages whole: with 1 KiB pages instead of SQLite's 4 KiB
-/// the projector wrote about 32 KB per create instead of about 57 KB (`write_bytes`
-/// under 64 HTTP clients creating), with creates and payload reads unchanged within
-/// noise. Rows longer than a page's share spill into overflow pages, which are appended.
-pub const PAGE_SIZE: u32 = 1024;
-
 /// Opens (creating if needed) and migrates the SQLite read model at `url`.
 async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, OpenError> {
     let options = SqliteConnectOptions::from_str(url)
@@ -450,8 +441,7 @@ async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, Open
         // the read model, is the durable record, and a lost tail is re-applied from it.
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true)
-        .page_size(PAGE_SIZE);
+        .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
         // A SQLite connection is a file handle that does not go stale; sqlx's ping
@@ -618,52 +608,6 @@ mod tests {
             );
             assert_eq!(lock_path(&link, "projector"), expected);
         }
-    }
-
-    /// Opens (and migrates) the SQLite read model at `url`; its pool and page size.
-    async fn open_with_page_size(url: &str) -> (SqlitePool, i64) {
-        let Pool::Sqlite(pool) = open(url, 1).await.unwrap() else {
-            panic!("{url} opened as PostgreSQL");
-        };
-        let page_size = sqlx::query_scalar("PRAGMA page_size")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (pool, page_size)
-    }
-
-    #[tokio::test]
-    async fn a_new_sqlite_read_model_has_small_pages() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("rm.sqlite").display());
-        let (_, page_size) = open_with_page_size(&url).await;
-        assert_eq!(page_size, i64::from(PAGE_SIZE));
-    }
-
-    /// A read model made before [`PAGE_SIZE`] (SQLite's 4 KiB pages, WAL) opens,
-    /// migrates and keeps its pages: SQLite cannot change them in WAL mode.
-    #[tokio::test]
-    async fn an_existing_read_model_keeps_its_pages() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("rm.sqlite").display());
-        let old = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .page_size(4096);
-        let made = SqlitePoolOptions::new().connect_with(old).await.unwrap();
-        sqlx::query("CREATE TABLE made_before (x INTEGER)")
-            .execute(&made)
-            .await
-            .unwrap();
-        made.close().await;
-        let (pool, page_size) = open_with_page_size(&url).await;
-        assert_eq!(page_size, 4096);
-        let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM secrets")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(secrets, 0);
     }
 
     #[tokio::test]

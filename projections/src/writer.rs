@@ -58,10 +58,8 @@ pub const REBUILD_CACHE_KIB: i64 = 512 * 1024;
 /// The size the WAL file is trimmed to once a checkpoint has reset it, in bytes.
 const WAL_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
-/// WAL pages after which a commit checkpoints: 64 MiB of the 4 KiB pages of a read
-/// model made before [`crate::db::PAGE_SIZE`], 16 MiB of a new file's 1 KiB pages (the
-/// size it was measured with).
-const WAL_CHECKPOINT_PAGES: i64 = 16_384;
+/// WAL pages (of 4 KiB) after which a commit checkpoints: the size limit above.
+const WAL_CHECKPOINT_PAGES: i64 = WAL_LIMIT_BYTES / 4096;
 
 /// A commit as the stream stored it.
 #[derive(Debug, Clone)]
@@ -259,8 +257,8 @@ impl Writer {
         // A checkpoint copies each page once however many frames the WAL holds of it,
         // and every create dirties pages all over the secrets table's indexes (random
         // ids): with SQLite's default of 1,000 pages the WAL was checkpointed every 4 MiB
-        // and the writer wrote about 54 KB per create. Checkpointing less often lets
-        // repeated writes of one page cost one copy.
+        // and the writer wrote about 54 KB per create. Checkpointing at the WAL's size
+        // limit instead lets repeated writes of one page cost one copy.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         // Every statement the projection runs stays prepared.
         conn.set_prepared_statement_cache_capacity(128);
