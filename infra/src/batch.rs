@@ -250,9 +250,18 @@ impl Batcher {
     pub async fn write(&self, write: Write) -> Result<Stored, WriteError> {
         let started = std::time::Instant::now();
         let stored = self.hand_over(write).await;
-        metrics::histogram!(crate::metrics::GROUP_COMMIT_WAIT, "stream" => self.writer.stream)
-            .record(started.elapsed().as_secs_f64());
+        self.waited(started, 1);
         stored
+    }
+
+    /// Records that `writes` writes waited since `started` for their answer.
+    fn waited(&self, started: std::time::Instant, writes: usize) {
+        let waited = started.elapsed().as_secs_f64();
+        let histogram =
+            metrics::histogram!(crate::metrics::GROUP_COMMIT_WAIT, "stream" => self.writer.stream);
+        for _ in 0..writes {
+            histogram.record(waited);
+        }
     }
 
     async fn hand_over(&self, write: Write) -> Result<Stored, WriteError> {
@@ -277,12 +286,7 @@ impl Batcher {
     pub async fn write_together(&self, writes: Vec<Write>) -> Result<Vec<Stored>, WriteError> {
         let (started, n) = (std::time::Instant::now(), writes.len());
         let stored = self.land_together(writes).await;
-        let waited = started.elapsed().as_secs_f64();
-        let histogram =
-            metrics::histogram!(crate::metrics::GROUP_COMMIT_WAIT, "stream" => self.writer.stream);
-        for _ in 0..n {
-            histogram.record(waited);
-        }
+        self.waited(started, n);
         stored
     }
 

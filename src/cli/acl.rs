@@ -77,7 +77,7 @@ pub async fn run(command: AclCommand) -> Result<()> {
                 .await?
                 .json()
                 .await?;
-            super::secret::print_json(&acl)?;
+            super::output::print_json(&acl)?;
         }
         AclCommand::Set {
             client,

@@ -36,7 +36,7 @@ pub async fn run(command: ContainerCommand) -> Result<()> {
                 .send(api.request(Method::GET, &format!("/v1/containers/{id}")))
                 .await?;
             let container: Container = response.json().await?;
-            super::secret::print_json(&container)?;
+            super::output::print_json(&container)?;
         }
         ContainerCommand::Check { client, container } => {
             let api = Api::new(&client)?;

@@ -14,6 +14,7 @@ mod http;
 mod keys;
 mod log_cmd;
 mod nats_config;
+mod output;
 mod progress;
 mod projections_cmd;
 mod proof;

@@ -14,5 +14,5 @@ pub async fn run(client: ClientArgs) -> Result<()> {
         .await?
         .json()
         .await?;
-    super::secret::print_fields(&me)
+    super::output::print_fields(&me)
 }

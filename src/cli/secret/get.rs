@@ -8,9 +8,9 @@ use clap::Args;
 use reqwest::Method;
 use serde::Serialize;
 
-use super::{print_fields, print_json};
 use crate::cli::ClientArgs;
 use crate::cli::http::{Api, secret_id};
+use crate::cli::output::{print_fields, print_json};
 
 /// Show a secret's metadata, or with --payload write its payload to stdout.
 #[derive(Debug, Args)]
