@@ -238,8 +238,13 @@ async fn a_rebuild_in_place_restores_the_read_model() {
         .execute(&pool)
         .await
         .unwrap();
+    // This time in batches cut by their bytes: every commit is a batch of its own.
+    let by_bytes = projections::projector::ProjectorConfig {
+        batch_bytes: 1,
+        ..config
+    };
     assert_eq!(
-        projections::projector::rebuild(writer(), &js, &config, (*t.stack.keys.commit).clone())
+        projections::projector::rebuild(writer(), &js, &by_bytes, (*t.stack.keys.commit).clone())
             .await
             .unwrap(),
         seq

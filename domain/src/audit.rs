@@ -353,7 +353,13 @@ impl LogVerifier {
         };
         match verdict {
             Judged::Next(commit) => {
-                self.heads.insert(subject.to_owned(), Head::from(&commit));
+                // A subject is copied once per aggregate, not once per commit.
+                match self.heads.get_mut(subject) {
+                    Some(head) => *head = Head::from(&commit),
+                    None => {
+                        self.heads.insert(subject.to_owned(), Head::from(&commit));
+                    }
+                }
                 self.commits += 1;
             }
             Judged::Foreign(reason) => self.foreign.push(ForeignMessage {

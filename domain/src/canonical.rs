@@ -29,6 +29,81 @@ pub fn object_to_vec_without(map: &Map<String, Value>, skip: &[&str]) -> Vec<u8>
     out
 }
 
+/// Cuts the top-level members named in `skip` out of `bytes`, a JSON object written
+/// without whitespace (as canonical JSON is), working on the bytes alone: when `bytes`
+/// are canonical, the result is what [`object_to_vec_without`] gives for the object
+/// they encode, without parsing it into a [`Value`] and writing it again. `None` when
+/// `bytes` do not have that shape (whitespace between members, not an object).
+///
+/// The result is only as canonical as `bytes` were, and this does not check that: a
+/// caller must know it by other means. Reading a commit, it is the hash keyledger's
+/// writer computed over canonical bytes, and authenticated (`Commit::open`).
+pub fn cut_members(bytes: &[u8], skip: &[&str]) -> Option<Vec<u8>> {
+    let mut rest = bytes.strip_prefix(b"{")?.strip_suffix(b"}")?;
+    let mut out = Vec::with_capacity(bytes.len());
+    out.push(b'{');
+    let mut kept = 0;
+    while !rest.is_empty() {
+        let (member, name) = member_at(rest)?;
+        if !skip.iter().any(|s| s.as_bytes() == name) {
+            if kept > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(member);
+            kept += 1;
+        }
+        rest = match &rest[member.len()..] {
+            [] => &[],
+            [b',', more @ ..] if !more.is_empty() => more,
+            _ => return None,
+        };
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// The member `"name":value` at the start of `bytes` (up to the first comma outside
+/// any string, array or object), and its name as written (escapes not decoded: a name
+/// written with escapes matches no name in `skip`, and the hash check then fails).
+fn member_at(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (name, after) = string_at(bytes)?;
+    if bytes.get(after) != Some(&b':') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut i = after + 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => {
+                i = string_at(&bytes[i..])?.1 + i;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            b',' if depth == 0 => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    (depth == 0).then(|| (&bytes[..i], name))
+}
+
+/// The contents of the string that opens `bytes`, and the index just past its closing
+/// quote.
+fn string_at(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    loop {
+        match *bytes.get(i)? {
+            b'"' => return Some((&bytes[1..i], i + 1)),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
 fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Array(items) => {
@@ -130,5 +205,54 @@ mod tests {
             object_to_vec_without(&map, &["hash", "mac"]),
             to_vec(&Value::Object(copy))
         );
+    }
+
+    /// Cutting members out of canonical bytes gives what encoding the object without
+    /// them gives, whatever the strings hold (quotes, escapes, commas, braces).
+    #[test]
+    fn cutting_members_from_canonical_bytes_matches_encoding_without_them() {
+        use proptest::prelude::*;
+        let value = prop::collection::btree_map(
+            prop_oneof![
+                Just("hash".to_owned()),
+                Just("mac".to_owned()),
+                any::<String>()
+            ],
+            prop_oneof![
+                any::<String>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                prop::collection::vec(any::<String>(), 0..3)
+                    .prop_map(|v| json!({"hash": v, "x": [v, {"mac": null}]})),
+            ],
+            0..6,
+        );
+        proptest!(|(map in value)| {
+            let map: Map<String, Value> = map.into_iter().collect();
+            let bytes = to_vec(&Value::Object(map.clone()));
+            prop_assert_eq!(
+                cut_members(&bytes, &["hash", "mac"]),
+                Some(object_to_vec_without(&map, &["hash", "mac"]))
+            );
+        });
+    }
+
+    #[test]
+    fn cutting_members_needs_an_object_without_whitespace() {
+        for bytes in [
+            &br#"{"a":1, "hash":"h"}"#[..],
+            br#" {"a":1}"#,
+            br#"[1,2]"#,
+            br#"{"a":1,}"#,
+            br#"{"a":"unterminated}"#,
+            br#"{"a":{"b":1}}}"#,
+            br#"{"a"}"#,
+        ] {
+            assert_eq!(cut_members(bytes, &["hash"]), None, "{bytes:?}");
+        }
+        assert_eq!(
+            cut_members(br#"{"a":"x\"y,\\","hash":"h","z":[{"hash":1}]}"#, &["hash"]).unwrap(),
+            br#"{"a":"x\"y,\\","z":[{"hash":1}]}"#
+        );
+        assert_eq!(cut_members(b"{}", &["hash"]).unwrap(), b"{}");
     }
 }

@@ -145,13 +145,16 @@ pub async fn read_log(
             ) else {
                 return Err(fail("a direct-get reply without Nats-Sequence".into()));
             };
+            let subject = msg_subject.to_owned();
             let pending = number(headers, "Nats-Num-Pending").unwrap_or(0);
             let left = *remaining.get_or_insert(pending + 1);
+            // The reply is moved, not copied: a copy of its headers was a map built
+            // again for every message of the log.
             let go_on = each(LogMessage {
                 seq,
-                subject: msg_subject.to_owned(),
-                payload: reply.payload.clone(),
-                headers: reply.headers.clone(),
+                subject,
+                payload: reply.payload,
+                headers: reply.headers,
             });
             last = seq;
             next = seq + 1;
@@ -207,8 +210,8 @@ pub async fn last_message(
     Ok(Some(LogMessage {
         seq,
         subject: subject.to_owned(),
-        payload: reply.payload.clone(),
-        headers: reply.headers.clone(),
+        payload: reply.payload,
+        headers: reply.headers,
     }))
 }
 

@@ -221,6 +221,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 stream: log.stream,
                 batch_size,
                 stand_by_when_locked: true,
+                ..Default::default()
             };
             vec![stack::start_projector_or_stand_by(
                 &nats.nats_url,
