@@ -489,6 +489,11 @@ impl RawCommit {
     /// are those canonical bytes, so the exact path would compute the same hash from
     /// them. Without the key (an auditor's [`Commit::parse_unverified`]) nothing proves
     /// the bytes canonical, and the exact path runs.
+    ///
+    /// The exact path must read keyledger's canonical bytes back to the same bytes
+    /// for the two paths to agree on them. They do as long as commits hold no floating
+    /// point number (serde_json, without `float_roundtrip`, can read a float it wrote
+    /// one unit off); none does (`canonical`'s module docs).
     fn open_as_written(bytes: &[u8], key: &CommitKey) -> Option<Self> {
         let raw: RawCommit = serde_json::from_slice(bytes).ok()?;
         let authentic = raw.v == Some(FORMAT)
@@ -631,6 +636,55 @@ mod tests {
             let exact = Commit::<RawEvent>::open_any_encoding(&bytes, &key())
                 .map_err(|e| e.to_string());
             prop_assert_eq!(fast, exact);
+        }
+    }
+
+    /// The top-level `hash` and `mac` members written otherwise than keyledger writes
+    /// them: moved, spaced, in upper-case hex, duplicated, or named with an escape (the
+    /// event holds members of the same names, which must stay as they are). Whichever
+    /// path reads each, it reads as the exact path says.
+    #[test]
+    fn hash_and_mac_members_written_otherwise_read_as_the_exact_path_says() {
+        let c = sealed("x", 2);
+        let bytes = String::from_utf8(c.to_bytes()).unwrap();
+        let member = format!(r#","hash":"{}""#, c.hash.to_hex());
+        let without = bytes.replacen(&member, "", 1);
+        let first = |m: &str| format!("{{{m},{}", &without[1..]);
+        let hash = &member[1..];
+        let cases = [
+            (first(hash), true),
+            (bytes.replacen(r#"],"hash":"#, r#"],"hash": "#, 1), true),
+            (
+                bytes.replacen(&c.hash.to_hex(), &c.hash.to_hex().to_uppercase(), 1),
+                true,
+            ),
+            (first(&format!("{hash},{hash}")), false),
+            (
+                first(&format!(r#""hash":"{}",{hash}"#, "0".repeat(64))),
+                false,
+            ),
+            (
+                bytes.replacen(r#"],"hash":"#, r#"],"h\u0061sh":"#, 1),
+                false,
+            ),
+            (bytes.replacen(r#","mac":"#, r#","m\u0061c":"#, 1), false),
+        ];
+        for (variant, fast) in cases {
+            let exact = Commit::<RawEvent>::open_any_encoding(variant.as_bytes(), &key())
+                .map_err(|e| e.to_string());
+            assert_eq!(
+                Commit::<RawEvent>::open(variant.as_bytes(), &key()).map_err(|e| e.to_string()),
+                exact,
+                "{variant}"
+            );
+            assert_eq!(
+                RawCommit::open_as_written(variant.as_bytes(), &key()).is_some(),
+                fast,
+                "{variant}"
+            );
+            if fast {
+                assert_eq!(exact.unwrap(), c);
+            }
         }
     }
 

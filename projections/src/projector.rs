@@ -358,7 +358,10 @@ impl Projector {
             .await
             .map_err(stream_err)?;
         let mut messages = consumer.messages().await.map_err(stream_err)?;
-        let (batch_size, batch_bytes) = (self.config.batch_size.max(1), self.config.batch_bytes);
+        let (batch_size, batch_bytes) = (
+            self.config.batch_size.max(1),
+            self.config.batch_bytes.max(1),
+        );
         let next = async |messages: &mut pull::Ordered| {
             tokio::select! {
                 () = shutdown.cancelled() => Ok(None),
