@@ -17,6 +17,7 @@
 //! configuration. The algorithm comes from the key a token names, never from its
 //! header alone.
 
+mod cache;
 pub mod delegation;
 mod dev;
 pub mod sigv4;
@@ -30,6 +31,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use cache::TokenCache;
 use dev::DEV_ISSUER;
 pub use dev::{Issuer, TOKEN_KEY_FILE, dev_keys, dev_keys_from_secret};
 pub use trust::{IdentityProvider, TrustConfig, TrustError};
@@ -49,12 +51,14 @@ struct Claims {
     exp: i64,
 }
 
-/// Verifies tokens and turns them into principals.
+/// Verifies tokens and turns them into principals. Clones share one cache of the
+/// tokens verified so far ([`cache`]).
 #[derive(Clone)]
 pub struct Verifier {
     dev: Option<DecodingKey>,
     provider: Option<IdentityProvider>,
     delegation: Option<DecodingKey>,
+    verified: TokenCache,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -128,6 +132,7 @@ impl Verifier {
             dev: Some(key),
             provider: None,
             delegation: None,
+            verified: TokenCache::default(),
         }
     }
 
@@ -139,18 +144,22 @@ impl Verifier {
             dev: None,
             provider: None,
             delegation: Some(delegation::decoding_key(commit)),
+            verified: TokenCache::default(),
         }
     }
 
     /// Also accepts tokens from `provider`.
     pub fn trust(mut self, provider: IdentityProvider) -> Self {
         self.provider = Some(provider);
+        self.verified = TokenCache::default();
         self
     }
 
     /// Refuses development tokens.
     pub fn without_dev_tokens(mut self) -> Self {
         self.dev = None;
+        // A development token verified before must not be served from the cache.
+        self.verified = TokenCache::default();
         self
     }
 
@@ -274,8 +283,20 @@ impl Verifier {
     }
 
     /// Verifies a bare token; with its principal, when it expires (Unix seconds), for
-    /// grants that must end with it (a NATS connection's).
+    /// grants that must end with it (a NATS connection's). A token verified before
+    /// is answered from the cache until it expires.
     pub fn verify_until(&self, token: &str, now: Timestamp) -> Result<(Principal, i64), Rejection> {
+        let digest = TokenCache::digest(token);
+        if let Some(hit) = self.verified.get(&digest, now) {
+            return Ok(hit);
+        }
+        let verified = self.verify_signed(token, now)?;
+        self.verified.insert(digest, &verified);
+        Ok(verified)
+    }
+
+    /// Checks a token's signature and claims.
+    fn verify_signed(&self, token: &str, now: Timestamp) -> Result<(Principal, i64), Rejection> {
         let check = self.check_for(token)?;
         let claims = jsonwebtoken::decode::<Claims>(token, check.key, &check.validation)
             .map_err(|e| explain(&check, e.kind()))?
@@ -375,6 +396,63 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_cached_token_still_expires_and_no_other_token_hits_it() {
+        let (issuer, verifier) = dev_keys_from_secret(&[1; 32]);
+        let token = issuer.issue(&alice(), Duration::from_secs(60), now());
+        assert_eq!(verifier.verify(&token, now()), Ok(alice()));
+        let digest = TokenCache::digest(&token);
+        assert!(
+            verifier.verified.get(&digest, now()).is_some(),
+            "a verified token is cached"
+        );
+        // A clone shares the cache.
+        assert!(verifier.clone().verified.get(&digest, now()).is_some());
+
+        // At its expiry the cached entry no longer serves: the full check answers.
+        let later = Timestamp::parse_iso8601("t", "2026-11-22T10:01:00Z").unwrap();
+        let err = verifier.verify(&token, later).unwrap_err();
+        assert!(
+            err.message.starts_with("token expired at"),
+            "{}",
+            err.message
+        );
+
+        // One changed byte of the signature, or of the claims, is another token.
+        let mut forged = token.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let err = verifier.verify(&forged, now()).unwrap_err();
+        assert!(
+            err.message.contains("signature does not verify"),
+            "{}",
+            err.message
+        );
+        assert!(
+            verifier
+                .verified
+                .get(&TokenCache::digest(&forged), now())
+                .is_none()
+        );
+        assert_eq!(verifier.verify(&token, now()), Ok(alice()));
+    }
+
+    #[test]
+    fn refusing_development_tokens_forgets_those_verified_before() {
+        let (issuer, verifier) = dev_keys_from_secret(&[1; 32]);
+        let token = issuer.issue(&alice(), Duration::from_secs(60), now());
+        assert_eq!(verifier.verify(&token, now()), Ok(alice()));
+        let strict = verifier.clone().without_dev_tokens();
+        let err = strict.verify(&token, now()).unwrap_err();
+        assert!(
+            err.message.contains("does not accept development tokens"),
+            "{}",
+            err.message
+        );
+        // The verifier it was made from still accepts it.
+        assert_eq!(verifier.verify(&token, now()), Ok(alice()));
+    }
     #[test]
     fn a_token_from_another_key_is_refused() {
         let (issuer, _) = dev_keys_from_secret(&[1; 32]);
