@@ -7,4 +7,5 @@ pub mod db;
 pub mod metrics;
 pub mod projector;
 pub mod read;
+mod wal;
 pub mod writer;

@@ -26,6 +26,7 @@ use tokio::runtime::Handle;
 
 use crate::apply::sql::{ApplyError, Lite, Pg, Sql};
 use crate::apply::{applied, apply_batch, set_checkpoint};
+use crate::wal::Checkpointer;
 
 /// Every table the projection writes, cleared by a rebuild.
 const TABLES: [&str; 14] = [
@@ -156,7 +157,11 @@ pub struct Writer {
 }
 
 enum Backend {
-    Sqlite(Mutex<Connection>),
+    Sqlite {
+        conn: Mutex<Connection>,
+        /// Checkpoints the WAL after commits, off this connection's path.
+        wal: Checkpointer,
+    },
     Postgres {
         session: Box<Mutex<PgSession>>,
         runtime: Handle,
@@ -263,7 +268,10 @@ impl Writer {
         // Every statement the projection runs stays prepared.
         conn.set_prepared_statement_cache_capacity(128);
         Ok(Self {
-            backend: Arc::new(Backend::Sqlite(Mutex::new(conn))),
+            backend: Arc::new(Backend::Sqlite {
+                conn: Mutex::new(conn),
+                wal: Checkpointer::start(path)?,
+            }),
         })
     }
 
@@ -318,13 +326,14 @@ impl Writer {
     ) -> Result<T, WriteError> {
         let backend = Arc::clone(&self.backend);
         tokio::task::spawn_blocking(move || match &*backend {
-            Backend::Sqlite(conn) => {
+            Backend::Sqlite { conn, wal } => {
                 // A panic mid-transaction rolled it back (the transaction is dropped),
                 // so the connection is still sound.
                 let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let out = f(&mut Lite(&tx))?;
                 tx.commit()?;
+                wal.committed();
                 Ok(out)
             }
             Backend::Postgres {

@@ -31,7 +31,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use cache::TokenCache;
+use cache::{TokenCache, Verified};
 use dev::DEV_ISSUER;
 pub use dev::{Issuer, TOKEN_KEY_FILE, dev_keys, dev_keys_from_secret};
 pub use trust::{IdentityProvider, TrustConfig, TrustError};
@@ -49,6 +49,9 @@ struct Claims {
     #[serde(default)]
     service: Option<String>,
     exp: i64,
+    /// Checked by validation; kept so that a cached token is checked again.
+    #[serde(default)]
+    nbf: Option<u64>,
 }
 
 /// Verifies tokens and turns them into principals. Clones share one cache of the
@@ -96,6 +99,8 @@ impl<'a> Check<'a> {
         // message can say when the token expired.
         validation.validate_exp = false;
         validation.validate_nbf = true;
+        // The leeway a cached token's `nbf` is checked with again.
+        validation.leeway = cache::LEEWAY_SECS;
         Self {
             key,
             validation,
@@ -287,16 +292,19 @@ impl Verifier {
     /// is answered from the cache until it expires.
     pub fn verify_until(&self, token: &str, now: Timestamp) -> Result<(Principal, i64), Rejection> {
         let digest = TokenCache::digest(token);
-        if let Some(hit) = self.verified.get(&digest, now) {
-            return Ok(hit);
-        }
-        let verified = self.verify_signed(token, now)?;
-        self.verified.insert(digest, &verified);
-        Ok(verified)
+        let verified = match self.verified.get(&digest, now) {
+            Some(hit) => hit,
+            None => {
+                let verified = self.verify_signed(token, now)?;
+                self.verified.insert(digest, &verified);
+                verified
+            }
+        };
+        Ok((verified.principal, verified.exp))
     }
 
     /// Checks a token's signature and claims.
-    fn verify_signed(&self, token: &str, now: Timestamp) -> Result<(Principal, i64), Rejection> {
+    fn verify_signed(&self, token: &str, now: Timestamp) -> Result<Verified, Rejection> {
         let check = self.check_for(token)?;
         let claims = jsonwebtoken::decode::<Claims>(token, check.key, &check.validation)
             .map_err(|e| explain(&check, e.kind()))?
@@ -328,7 +336,11 @@ impl Verifier {
                 .transpose()
                 .map_err(|r| bad_claim("service", r))?,
         };
-        Ok((principal, claims.exp))
+        Ok(Verified {
+            principal,
+            exp: claims.exp,
+            nbf: claims.nbf,
+        })
     }
 }
 
