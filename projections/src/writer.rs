@@ -99,6 +99,9 @@ pub enum WriteError {
     /// The blocking task running the writes panicked or was cancelled.
     #[error("the read model writer stopped: {0}")]
     Stopped(String),
+    /// The thread checkpointing the SQLite WAL could not be started.
+    #[error("starting the read model's WAL checkpoint thread failed: {0}")]
+    Thread(std::io::Error),
 }
 
 impl WriteError {
@@ -158,9 +161,10 @@ pub struct Writer {
 
 enum Backend {
     Sqlite {
-        conn: Mutex<Connection>,
-        /// Checkpoints the WAL after commits, off this connection's path.
+        /// Checkpoints the WAL after commits, off this connection's path. Declared
+        /// before `conn`, so it ends first and the writer's connection closes last.
         wal: Checkpointer,
+        conn: Mutex<Connection>,
     },
     Postgres {
         session: Box<Mutex<PgSession>>,
@@ -269,8 +273,8 @@ impl Writer {
         conn.set_prepared_statement_cache_capacity(128);
         Ok(Self {
             backend: Arc::new(Backend::Sqlite {
-                conn: Mutex::new(conn),
                 wal: Checkpointer::start(path)?,
+                conn: Mutex::new(conn),
             }),
         })
     }

@@ -465,6 +465,7 @@ mod tests {
         // The verifier it was made from still accepts it.
         assert_eq!(verifier.verify(&token, now()), Ok(alice()));
     }
+
     #[test]
     fn a_token_from_another_key_is_refused() {
         let (issuer, _) = dev_keys_from_secret(&[1; 32]);
