@@ -87,18 +87,25 @@ impl Drop for Checkpointer {
 /// Checkpoints after wake-ups, at most once every [`INTERVAL`], until the writer is
 /// gone.
 fn run(conn: &Connection, woken: &Receiver<()>) {
-    while woken.recv().is_ok() {
+    let mut asked = woken.recv().is_ok();
+    while asked {
         let started = Instant::now();
         if let Err(e) = checkpoint(conn) {
             // The writer's own auto-checkpoint still bounds the WAL.
             tracing::warn!(error = %e, "checkpointing the read model's WAL failed");
         }
-        // Wake-ups meanwhile wait for the interval's end; the writer's end does not.
+        // A wake-up meanwhile is served at the interval's end, not lost; the writer's
+        // end is not waited for.
+        asked = false;
         while let Some(rest) = INTERVAL.checked_sub(started.elapsed()) {
             match woken.recv_timeout(rest) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) => asked = true,
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+        }
+        if !asked {
+            asked = woken.recv().is_ok();
         }
     }
 }
