@@ -135,6 +135,11 @@ fn postgres_migrator() -> Migrator {
             "project_quotas",
             include_str!("../migrations/postgres/0013_project_quotas.sql"),
         ),
+        migration(
+            14,
+            "payloads_in_rowid_table",
+            include_str!("../migrations/postgres/0014_payloads_in_rowid_table.sql"),
+        ),
     ])
 }
 
@@ -193,6 +198,11 @@ fn migrator() -> Migrator {
             13,
             "project_quotas",
             include_str!("../migrations/0013_project_quotas.sql"),
+        ),
+        migration(
+            14,
+            "payloads_in_rowid_table",
+            include_str!("../migrations/0014_payloads_in_rowid_table.sql"),
         ),
     ])
 }
@@ -627,6 +637,68 @@ mod tests {
     /// Every PostgreSQL migration after the baseline has its SQLite twin (version and
     /// name), and both dialects end at the same version. That their schemas agree is
     /// checked on real databases (`tests/postgres.rs`).
+    /// Migration 14 moves every sealed payload into the rowid table, byte for byte,
+    /// and the primary key still refuses a second row for one version.
+    #[tokio::test]
+    async fn payloads_survive_the_move_to_a_rowid_table() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let before: Vec<_> = migrator()
+            .iter()
+            .filter(|m| m.version < 14)
+            .cloned()
+            .collect();
+        Migrator::with_migrations(before).run(&pool).await.unwrap();
+        let insert = "INSERT INTO secret_payloads (project, secret_id, version_id, key_id, \
+                      content_type, nonce, ciphertext, created, created_ms) \
+                      VALUES ('p', ?1, 'v', 'k', 'text/plain', x'0102', ?2, 'then', 7)";
+        // Larger than a WITHOUT ROWID page holds, and small.
+        let (large, small) = (vec![0xa5_u8; 3000], vec![0x5a_u8; 16]);
+        for (id, ciphertext) in [("s1", &large), ("s2", &small)] {
+            sqlx::query(insert)
+                .bind(id)
+                .bind(ciphertext)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+
+        migrator().run(&pool).await.unwrap();
+
+        let (table,): (String,) = sqlx::query_as(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'secret_payloads'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(!table.contains("WITHOUT ROWID"), "{table}");
+        /// A payload row as the test reads it back: id, nonce, ciphertext, created_ms.
+        type Row = (String, Vec<u8>, Vec<u8>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT secret_id, nonce, ciphertext, created_ms FROM secret_payloads \
+             ORDER BY secret_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("s1".to_owned(), vec![1, 2], large.clone(), Some(7)),
+                ("s2".to_owned(), vec![1, 2], small, Some(7)),
+            ]
+        );
+        let again = sqlx::query(insert)
+            .bind("s1")
+            .bind(&large)
+            .execute(&pool)
+            .await;
+        assert!(again.is_err(), "a second row for one version was stored");
+    }
+
     #[test]
     fn both_dialects_have_the_same_migrations() {
         let sqlite: Vec<_> = migrator()
