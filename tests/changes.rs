@@ -356,6 +356,27 @@ async fn nats_subscribers_hear_only_their_projects_changes_that_every_lister_may
     .await;
     let versions = format!("/v1/secrets/{private}/versions");
     store_version(&t, &alice, &versions, "cp2").await;
+    // The relay reads the whole stream, unfiltered. A real commit (authentic, its MAC
+    // intact) copied onto another secret's subject, and onto a subject with a token too
+    // many, is never announced: the projector skipped the first, and the second names
+    // no aggregate. Announced, the first would be heard as a change of the shared secret.
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    let stream = js.get_stream(infra::log::DEFAULT_STREAM).await.unwrap();
+    let copied = stream
+        .get_last_raw_message_by_subject(&format!("keyledger.events.p1.secret.{private}"))
+        .await
+        .unwrap()
+        .payload;
+    for subject in [
+        format!("keyledger.events.p1.secret.{shared}.extra"),
+        format!("keyledger.events.p1.secret.{shared}"),
+    ] {
+        js.publish(subject, copied.clone())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
     let end = t.create_text(&alice, "end", "x").await;
     let marker = t.create_text(&carol, "p2-marker", "x").await;
 

@@ -197,7 +197,7 @@ pub async fn changes(
     };
     tokio::spawn(async move {
         let _slot = slot;
-        follower.run(&filter, from.saturating_add(1)).await;
+        follower.run(Some(&filter), from.saturating_add(1)).await;
     });
     let events = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok(event), rx))
@@ -320,9 +320,13 @@ pub async fn relay(state: AppState, nats: async_nats::Client) {
         state,
     };
     let from = follower.state.read.applied();
-    follower
-        .run(&events_filter(None, None, None), from.saturating_add(1))
-        .await;
+    // Every message of the stream, unfiltered: `visible` skips what is not an
+    // aggregate's subject, and what the projector skipped is never sent. A filter with wildcards
+    // (`keyledger.events.*.*.*`) made nats-server count the messages matching it on
+    // every read, walking the subjects of the stream's blocks, once per projector
+    // batch: 21% of its CPU under 250 creates/s, and growing with the log. Unfiltered,
+    // the count is the stream's own.
+    follower.run(None, from.saturating_add(1)).await;
 }
 
 /// The NATS subject a change is announced on.
@@ -375,7 +379,8 @@ struct Follower {
 }
 
 impl Follower {
-    async fn run(self, filter: &str, mut next: u64) {
+    /// Follows the log from `next` on the subjects `filter` matches (all when `None`).
+    async fn run(self, filter: Option<&str>, mut next: u64) {
         loop {
             if let Sink::Sse(tx) = &self.sink
                 && tx.is_closed()
@@ -429,7 +434,7 @@ impl Follower {
     /// is gone.
     async fn send_between(
         &self,
-        filter: &str,
+        filter: Option<&str>,
         from: u64,
         to: u64,
     ) -> Result<Option<u64>, FollowError> {
@@ -439,7 +444,7 @@ impl Follower {
         let read = infra::audit::read_log(
             &self.state.js,
             &self.state.config.stream,
-            Some(filter.to_owned()),
+            filter.map(str::to_owned),
             from,
             |m| {
                 if m.seq > to {

@@ -634,9 +634,6 @@ mod tests {
         assert!(!message.contains("s3cret"), "{message}");
     }
 
-    /// Every PostgreSQL migration after the baseline has its SQLite twin (version and
-    /// name), and both dialects end at the same version. That their schemas agree is
-    /// checked on real databases (`tests/postgres.rs`).
     /// Migration 14 moves every sealed payload into the rowid table, byte for byte,
     /// and the primary key still refuses a second row for one version.
     #[tokio::test]
@@ -696,9 +693,29 @@ mod tests {
             .bind(&large)
             .execute(&pool)
             .await;
-        assert!(again.is_err(), "a second row for one version was stored");
+        let refused = again.expect_err("a second row for one version was stored");
+        assert!(refused.to_string().contains("UNIQUE"), "{refused}");
+        // The projector's upsert names the primary key as its conflict target.
+        sqlx::query(
+            "INSERT INTO secret_payloads (project, secret_id, version_id, key_id, content_type, \
+             nonce, ciphertext, created) VALUES ('p', 's2', 'v', 'k2', 'text/plain', x'03', \
+             x'04', 'now') ON CONFLICT (project, secret_id, version_id) DO UPDATE SET \
+             key_id = excluded.key_id",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let (key,): (String,) =
+            sqlx::query_as("SELECT key_id FROM secret_payloads WHERE secret_id = 's2'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(key, "k2");
     }
 
+    /// Every PostgreSQL migration after the baseline has its SQLite twin (version and
+    /// name), and both dialects end at the same version. That their schemas agree is
+    /// checked on real databases (`tests/postgres.rs`).
     #[test]
     fn both_dialects_have_the_same_migrations() {
         let sqlite: Vec<_> = migrator()
