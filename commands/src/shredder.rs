@@ -136,6 +136,18 @@ async fn follow(
     }
 }
 
+/// Whether the commit `payload` may name keys to destroy. Every event that does
+/// (`secret.deleted`, `secret.expired`, `secret.versions_destroyed`,
+/// `access_key.revoked`) lists them in a `destroyed_keys` field, which a commit as
+/// keyledger writes it holds as those very bytes. The shredder reads every commit on a
+/// secret, nearly all of them creates and changes that destroy nothing: a commit
+/// without those bytes is acknowledged without its MAC checked and its JSON parsed,
+/// which took 5% of `keyledger up`'s CPU under 64 clients creating. It only ever
+/// skips: a commit with them is opened and checked as before.
+fn may_destroy_keys(payload: &[u8]) -> bool {
+    memchr::memmem::find(payload, b"destroyed_keys").is_some()
+}
+
 /// Destroys the keys the commit `payload` on `subject` names. Nothing is shredded for
 /// a foreign message or a commit this build cannot read; the projector and the auditor
 /// report them.
@@ -145,6 +157,9 @@ async fn shred(
     payload: &[u8],
     commit_key: &CommitKey,
 ) -> Result<(), KeyStoreError> {
+    if !may_destroy_keys(payload) {
+        return Ok(());
+    }
     match parse_aggregate_subject(subject) {
         Some((_, AggregateKind::Secret, _)) => {
             let Ok(commit) = Commit::<SecretEvent>::open(payload, commit_key) else {
@@ -174,4 +189,87 @@ async fn shred(
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::access_key::AccessKeyRevoked;
+    use domain::commit::NewCommit;
+    use domain::ids::{CommandId, KeyId, ProjectId, SecretId, VersionId};
+    use domain::principal::Actor;
+    use domain::secret::{SecretCreated, SecretDeleted, SecretExpired, VersionsDestroyed};
+    use domain::timestamp::Timestamp;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// The bytes of a commit of `events` on a secret, as the log holds them.
+    fn written<E: domain::commit::EventCodec>(kind: AggregateKind, events: Vec<E>) -> Vec<u8> {
+        let project = ProjectId::parse("p1").unwrap();
+        NewCommit {
+            id: CommandId::parse("c1").unwrap(),
+            aggregate: AggregateRef {
+                kind,
+                project,
+                id: SecretId::from_uuid(Uuid::from_u128(1)).into(),
+            },
+            version: 1,
+            command: "test".into(),
+            actor: Actor::scheduler(),
+            at: Timestamp::from_unix_millis(1_796_000_000_000).unwrap(),
+            events,
+        }
+        .seal(None, &CommitKey::new([7; 32]))
+        .to_bytes()
+    }
+
+    #[test]
+    fn every_event_that_destroys_keys_is_opened_and_a_create_is_not() {
+        let keys = vec![KeyId::from_uuid(Uuid::from_u128(2))];
+        let destroying = [
+            written(
+                AggregateKind::Secret,
+                vec![SecretEvent::Deleted(SecretDeleted {
+                    destroyed_keys: keys.clone(),
+                })],
+            ),
+            written(
+                AggregateKind::Secret,
+                vec![SecretEvent::Expired(SecretExpired {
+                    expired_at: Timestamp::from_unix_millis(1_796_000_000_000).unwrap(),
+                    destroyed_keys: keys.clone(),
+                })],
+            ),
+            written(
+                AggregateKind::Secret,
+                vec![SecretEvent::VersionsDestroyed(VersionsDestroyed {
+                    versions: vec![VersionId::from_uuid(Uuid::from_u128(3))],
+                    destroyed_keys: keys.clone(),
+                })],
+            ),
+            written(
+                AggregateKind::AccessKey,
+                vec![AccessKeyEvent::Revoked(AccessKeyRevoked {
+                    destroyed_keys: keys.clone(),
+                })],
+            ),
+        ];
+        for bytes in &destroying {
+            assert!(
+                may_destroy_keys(bytes),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let created = written(
+            AggregateKind::Secret,
+            vec![SecretEvent::Created(SecretCreated {
+                attributes: Default::default(),
+                creator: domain::ids::UserId::parse("alice").unwrap(),
+                owning_service: None,
+                tags: Default::default(),
+            })],
+        );
+        assert!(!may_destroy_keys(&created));
+    }
 }
