@@ -60,6 +60,10 @@ pub struct StageMoved {
     pub version: Option<VersionId>,
 }
 
+/// The name of the field in which every event that destroys data keys lists them
+/// ([`SecretEvent::destroyed_keys`]).
+pub const DESTROYED_KEYS: &str = "destroyed_keys";
+
 /// Deprecated versions were destroyed with their data keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -368,7 +372,9 @@ impl SecretEvent {
         }
     }
 
-    /// The data keys this event destroys: the key store must drop them.
+    /// The data keys this event destroys: the key store must drop them. Every event
+    /// that destroys any (`access_key.revoked` too) lists them in a field named
+    /// [`DESTROYED_KEYS`], which the key shredder looks for before it opens a commit.
     pub fn destroyed_keys(&self) -> &[KeyId] {
         match self {
             Self::Deleted(e) => &e.destroyed_keys,

@@ -20,8 +20,8 @@ pub use command::{
 };
 pub use decide::{Context, authorize, decide, prune, scheduled_for_deletion};
 pub use event::{
-    AclSet, DeletionScheduled, DescriptionSet, MetadatumDeleted, MetadatumSet, PayloadStored,
-    RotationCancelled, RotationConfigured, RotationStarted, RotationStepFailed,
+    AclSet, DESTROYED_KEYS, DeletionScheduled, DescriptionSet, MetadatumDeleted, MetadatumSet,
+    PayloadStored, RotationCancelled, RotationConfigured, RotationStarted, RotationStepFailed,
     RotationStepSucceeded, RotationSucceeded, SecretConsumerChanged, SecretCreated, SecretDeleted,
     SecretEvent, SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet,
     VersionsDestroyed,
