@@ -321,9 +321,9 @@ pub async fn relay(state: AppState, nats: async_nats::Client) {
     };
     let from = follower.state.read.applied();
     // Every message of the stream, unfiltered: `visible` skips what is not an
-    // aggregate's subject, and what the projector skipped is never sent. A filter with wildcards
-    // (`keyledger.events.*.*.*`) made nats-server count the messages matching it on
-    // every read, walking the subjects of the stream's blocks, once per projector
+    // aggregate's subject, and what the projector skipped is never sent. A filter with
+    // wildcards (`keyledger.events.*.*.*`) made nats-server count the messages matching
+    // it on every read, walking the subjects of the stream's blocks, once per projector
     // batch: 21% of its CPU under 250 creates/s, and growing with the log. Unfiltered,
     // the count is the stream's own.
     follower.run(None, from.saturating_add(1)).await;

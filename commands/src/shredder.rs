@@ -205,7 +205,8 @@ mod tests {
 
     use super::*;
 
-    /// The bytes of a commit of `events` on a secret, as the log holds them.
+    /// The bytes of a commit of `events` on an aggregate of `kind`, as the log holds
+    /// them.
     fn written<E: domain::commit::EventCodec>(kind: AggregateKind, events: Vec<E>) -> Vec<u8> {
         let project = ProjectId::parse("p1").unwrap();
         NewCommit {
