@@ -14,10 +14,10 @@
 //! passive run could not copy all of it, `RESTART`, which takes the writer's lock,
 //! copies what the passive run had not, waits for readers on older snapshots, and
 //! lets the writer's next commit start the WAL again from its beginning. It holds the
-//! writer back for that copy and at most [`RESTART_WAIT`] of waiting. (`PASSIVE` alone rarely catches up with a projector
-//! under steady load: an earlier attempt without `RESTART` saw the WAL grow without
-//! bound.) The writer keeps its own
-//! auto-checkpoint, at a larger size, as the bound should this thread fall behind.
+//! writer back for that copy and at most [`RESTART_WAIT`] of waiting. (`PASSIVE` alone
+//! rarely catches up with a projector under steady load: an earlier attempt without
+//! `RESTART` saw the WAL grow without bound.) The writer keeps its own auto-checkpoint,
+//! at a larger size, as the bound should this thread fall behind.
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
