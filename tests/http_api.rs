@@ -10,7 +10,7 @@ use domain::timestamp::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestStack, description, id_of, json_of};
+use crate::support::{TestStack, assert_time_led, description, id_of, json_of, unix_ms};
 
 fn seq_of(response: &reqwest::Response) -> u64 {
     response
@@ -145,6 +145,7 @@ async fn a_trailing_slash_is_the_same_resource_for_every_method() {
 async fn create_read_list_and_delete() {
     let t = TestStack::start().await;
     let token = t.token("alice", "p1");
+    let before = unix_ms();
 
     // A text secret with every descriptive field.
     let created = t
@@ -181,6 +182,10 @@ async fn create_read_list_and_delete() {
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     let binary_id = id_of(&json_of(created).await);
+    // The API sends each command with a UUIDv7 id, so the ids start with their time.
+    for id in [&text_id, &binary_id] {
+        assert_time_led(id, before, unix_ms());
+    }
 
     // Metadata, as Barbican shapes it.
     let meta = json_of(t.get(&format!("/v1/secrets/{text_id}"), &token).await).await;

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{TestStack, raw_command};
+use crate::support::{TestStack, assert_time_led, raw_command, unix_ms};
 
 #[tokio::test]
 async fn a_plain_nats_request_creates_a_secret_that_http_reads() {
     let t = TestStack::start().await;
     let token = t.token("svc", "p1");
     let nats = t.client_nats().await;
+    let before = unix_ms();
     let reply = raw_command(
         &nats,
         "secret.create",
@@ -23,6 +24,9 @@ async fn a_plain_nats_request_creates_a_secret_that_http_reads() {
     assert_eq!(reply["version"], 1);
     let id = reply["id"].as_str().unwrap();
     let seq = reply["seq"].as_u64().unwrap();
+    // Sent without a command id: the service's own is a UUIDv7, and the id starts
+    // with its time.
+    assert_time_led(id, before, unix_ms());
 
     let read = t
         .http

@@ -68,7 +68,9 @@ impl CommandClient {
                 .get("command_id")
                 .is_none_or(serde_json::Value::is_null)
         {
-            let id = uuid::Uuid::new_v4().simple().to_string();
+            // A UUIDv7: a create's secret id then starts with its time (see
+            // `domain::ids::SecretId::for_create`).
+            let id = uuid::Uuid::now_v7().simple().to_string();
             fields.insert("command_id".into(), id.into());
         }
         let payload = bytes::Bytes::from(serde_json::to_vec(&body).map_err(encoding)?);

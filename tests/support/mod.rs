@@ -406,6 +406,24 @@ pub fn id_of(created: &Value) -> String {
         .to_owned()
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    u64::try_from(since.as_millis()).expect("a time in range")
+}
+
+/// Asserts that the secret id `id` is a UUIDv7 led by a time in `from..=to` (Unix
+/// ms): the id of a create whose command id keyledger (or its client) generated.
+pub fn assert_time_led(id: &str, from: u64, to: u64) {
+    let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+    assert_eq!(uuid.get_version_num(), 7, "{id} is not a UUIDv7");
+    let (secs, nanos) = uuid.get_timestamp().expect("a v7 timestamp").to_unix();
+    let ms = secs * 1000 + u64::from(nanos / 1_000_000);
+    assert!((from..=to).contains(&ms), "{id}: {ms} not in {from}..={to}");
+}
+
 /// The event stream's state (messages, last sequence), as JetStream reports it.
 pub async fn log_state(
     js: &async_nats::jetstream::Context,
