@@ -123,6 +123,29 @@ impl CommandId {
     pub fn from_uuid(id: Uuid) -> Self {
         Self(id.to_string())
     }
+
+    /// What starts the command ids keyledger generates ([`Self::generated`]).
+    pub const GENERATED_PREFIX: &'static str = "kl-v7-";
+
+    /// A command id keyledger generates (its HTTP API for each command it sends, the
+    /// command service for a command sent without one) from a fresh UUIDv7: `kl-v7-`
+    /// and the UUID's 32 hex digits. A create under such an id gets a secret id led by
+    /// the UUID's time ([`SecretId::for_create`]). The prefix keeps that rule to ids
+    /// no keyledger before it generated, and no client chooses without reading this:
+    /// a client's own command id may have been sent to an older command service,
+    /// which derived the secret id by the hash alone, and a retry must find that
+    /// secret.
+    pub fn generated(v7: Uuid) -> Self {
+        Self(format!("{}{}", Self::GENERATED_PREFIX, v7.simple()))
+    }
+
+    /// The UUIDv7 in a command id of the [`Self::generated`] form.
+    fn generated_uuid(&self) -> Option<Uuid> {
+        let hex = self.0.strip_prefix(Self::GENERATED_PREFIX)?;
+        let uuid = Uuid::try_parse(hex).ok().filter(|_| hex.len() == 32)?;
+        (uuid.get_version_num() == 7 && uuid.get_variant() == uuid::Variant::RFC4122)
+            .then_some(uuid)
+    }
 }
 parsed_string!(CommandId);
 
@@ -234,26 +257,26 @@ impl SecretId {
     /// shows the command was already applied: retries are idempotent forever, not just
     /// inside JetStream's duplicate window.
     ///
-    /// When the command id is a UUIDv7 (keyledger's own clients send one), the id is
-    /// one too: the command id's 48-bit millisecond timestamp, then the hash's bits.
-    /// Secrets created close in time then have ids close together, and the read
-    /// model's indexes keyed by id take each batch of creates in a few adjacent pages
-    /// instead of one page at a random place per create (docs/operations.md, Read
-    /// side). The 74 bits after the time are still the hash's, so an id cannot be
-    /// guessed; what it tells is when the command was sent, which the secret's
-    /// metadata says anyway.
+    /// When keyledger generated the command id ([`CommandId::generated`]), the id is a
+    /// UUIDv7: the 48-bit millisecond timestamp of the command id's UUID, then the
+    /// hash's bits. Secrets created close in time then have ids close together, and
+    /// the read model's indexes keyed by id take each batch of creates in a few
+    /// adjacent pages instead of one page at a random place per create
+    /// (docs/operations.md, Read side). The 74 bits after the time are still the
+    /// hash's, so an id cannot be guessed; it tells whoever sees it when the secret was
+    /// created. Any other command id gives the UUIDv5 of the hash, as it always did.
     pub fn for_create(project: &ProjectId, command: &CommandId) -> Self {
         let name = format!("{project}/{command}");
         let hashed = Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes());
-        match Uuid::try_parse(command.as_str()) {
-            Ok(sent) if sent.get_version_num() == 7 => {
+        match command.generated_uuid() {
+            Some(sent) => {
                 let mut bytes = *hashed.as_bytes();
                 bytes[..6].copy_from_slice(&sent.as_bytes()[..6]);
                 // Version 7; the variant bits are already RFC 9562's (a UUIDv5's).
                 bytes[6] = (bytes[6] & 0x0f) | 0x70;
                 Self(Uuid::from_bytes(bytes))
             }
-            _ => Self(hashed),
+            None => Self(hashed),
         }
     }
 
@@ -275,8 +298,8 @@ impl SecretId {
 }
 
 impl OrderId {
-    /// The id of the order a place command makes, derived like
-    /// [`SecretId::for_create`] (in its own namespace).
+    /// The id of the order a place command makes: the UUIDv5 of the project and the
+    /// command id, like [`SecretId::for_create`]'s (in its own namespace).
     pub fn for_create(project: &ProjectId, command: &CommandId) -> Self {
         let name = format!("order/{project}/{command}");
         Self(Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes()))
@@ -284,8 +307,8 @@ impl OrderId {
 }
 
 impl ContainerId {
-    /// The id of the container a create command makes, derived like
-    /// [`SecretId::for_create`] (in its own namespace).
+    /// The id of the container a create command makes: the UUIDv5 of the project and
+    /// the command id, like [`SecretId::for_create`]'s (in its own namespace).
     pub fn for_create(project: &ProjectId, command: &CommandId) -> Self {
         let name = format!("container/{project}/{command}");
         Self(Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes()))
@@ -356,38 +379,62 @@ mod tests {
     }
 
     #[test]
-    fn a_uuidv7_command_id_leads_its_secrets_id_with_its_time() {
+    fn a_generated_command_id_leads_its_secrets_id_with_its_time() {
         let p1 = ProjectId::parse("p1").unwrap();
         let p2 = ProjectId::parse("p2").unwrap();
         let v7 = |ms: u64, rand: u128| {
             Uuid::from_u128((u128::from(ms) << 80) | (0x7 << 76) | (0b10 << 62) | rand)
         };
         let sent = v7(1_764_000_000_000, 0x0123_4567);
-        for command in [sent.to_string(), sent.simple().to_string()] {
-            let command = CommandId::parse(&command).unwrap();
-            let id = SecretId::for_create(&p1, &command);
-            assert_eq!(id, SecretId::for_create(&p1, &command));
-            assert_ne!(id, SecretId::for_create(&p2, &command));
-            assert_eq!(id.0.get_version_num(), 7);
-            assert_eq!(id.0.get_variant(), uuid::Variant::RFC4122);
-            assert_eq!(id.0.as_bytes()[..6], sent.as_bytes()[..6]);
-            // After the time come the hash's bits, not the command id's.
-            let name = format!("p1/{command}");
-            let hashed = Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes());
-            assert_eq!(id.0.as_bytes()[7..], hashed.as_bytes()[7..]);
-            assert_ne!(id.0.as_bytes()[7..], sent.as_bytes()[7..]);
-        }
+        let command = CommandId::generated(sent);
+        assert_eq!(command.as_str(), format!("kl-v7-{}", sent.simple()));
+        assert!(CommandId::parse(command.as_str()).is_ok());
+        let id = SecretId::for_create(&p1, &command);
+        assert_eq!(id, SecretId::for_create(&p1, &command));
+        assert_ne!(id, SecretId::for_create(&p2, &command));
+        assert_eq!(id.0.get_version_num(), 7);
+        assert_eq!(id.0.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(id.0.as_bytes()[..6], sent.as_bytes()[..6]);
+        // After the time and the version come the hash's bits.
+        let name = format!("p1/{command}");
+        let hashed = Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes());
+        assert_eq!(id.0.as_bytes()[7..], hashed.as_bytes()[7..]);
         // A later command id, whatever its random bits, sorts after, as text too.
-        let id = |u: Uuid| SecretId::for_create(&p1, &CommandId::from_uuid(u));
-        let later = id(v7(1_764_000_000_001, 0));
-        assert!(later > id(sent) && later.to_string() > id(sent).to_string());
-        // Any other command id keeps the plain hash (the ids it always had).
-        for other in [Uuid::from_u128(7).to_string(), "create-x".to_owned()] {
-            let name = format!("p1/{other}");
-            assert_eq!(
-                SecretId::for_create(&p1, &CommandId::parse(&other).unwrap()).0,
-                Uuid::new_v5(&CREATE_NAMESPACE, name.as_bytes())
-            );
+        let led = |u: Uuid| SecretId::for_create(&p1, &CommandId::generated(u));
+        let later = led(v7(1_764_000_000_001, 0));
+        assert!(later > id && later.to_string() > id.to_string());
+    }
+
+    #[test]
+    fn every_other_command_id_keeps_the_id_it_always_had() {
+        let p1 = ProjectId::parse("p1").unwrap();
+        let id = |command: &str| {
+            SecretId::for_create(&p1, &CommandId::parse(command).unwrap()).to_string()
+        };
+        // Pinned: ids already in logs, and retries of creates an older keyledger took.
+        assert_eq!(id("create-x"), "4520a4df-e7b8-5809-b8df-8973d42bd51f");
+        assert_eq!(
+            id(&Uuid::from_u128(7).to_string()),
+            "32e60d86-66e6-50db-ace8-4d09309f14cf"
+        );
+        let v7 = Uuid::from_u128((1_764_000_000_000_u128 << 80) | (0x7 << 76) | (0b10 << 62));
+        let v4 = Uuid::from_u128((0x4 << 76) | (0b10 << 62) | 42);
+        // A client's UUIDv7 (either form), the prefix on anything but a UUIDv7's 32
+        // hex digits: all the plain hash, a UUIDv5.
+        for command in [
+            v7.to_string(),
+            v7.simple().to_string(),
+            format!("kl-v7-{v7}"),
+            format!("kl-v7-{}", v4.simple()),
+            format!(
+                "kl-v7-{}",
+                Uuid::from_u128(v7.as_u128() & !(0b11 << 62)).simple()
+            ),
+            "kl-v7-".to_owned() + &"7".repeat(32),
+            "kl-v7-x".to_owned(),
+        ] {
+            let got = Uuid::parse_str(&id(&command)).unwrap();
+            assert_eq!(got.get_version_num(), 5, "{command}");
         }
     }
 

@@ -26,11 +26,11 @@ pub(crate) fn parse_body<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result
     })
 }
 
-/// The command id given, or a fresh one: a UUIDv7, so that a create's secret id starts
-/// with its time (`domain::ids::SecretId::for_create`).
+/// The command id given, or a fresh one ([`CommandId::generated`], so that a create's
+/// secret id starts with its time).
 pub(crate) fn command_id(given: Option<&str>) -> Result<CommandId, Rejection> {
     given.map_or_else(
-        || Ok(CommandId::from_uuid(Uuid::now_v7())),
+        || Ok(CommandId::generated(Uuid::now_v7())),
         CommandId::parse,
     )
 }

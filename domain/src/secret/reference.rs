@@ -1,6 +1,6 @@
 //! A secret's stable reference, `krn:keyledger:<project>:secret:<name>-<suffix>`.
 //!
-//! The suffix is six characters derived from the secret's random id, so the reference
+//! The suffix is six characters hashed from the secret's id, so the reference
 //! never changes and needs no storage. Look-ups compare a reference whole, never by
 //! prefix: a name that itself ends in `-` and six characters can never make a partial
 //! reference resolve to another secret (the pitfall AWS documents for partial ARNs).
