@@ -182,7 +182,8 @@ async fn create_read_list_and_delete() {
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     let binary_id = id_of(&json_of(created).await);
-    // The API sends each command with a UUIDv7 id, so the ids start with their time.
+    // The API generates each command's id (`kl-v7-` and a UUIDv7), so the ids start
+    // with their time.
     for id in [&text_id, &binary_id] {
         assert_time_led(id, before, unix_ms());
     }

@@ -24,8 +24,8 @@ async fn a_plain_nats_request_creates_a_secret_that_http_reads() {
     assert_eq!(reply["version"], 1);
     let id = reply["id"].as_str().unwrap();
     let seq = reply["seq"].as_u64().unwrap();
-    // Sent without a command id: the service's own is a UUIDv7, and the id starts
-    // with its time.
+    // Sent without a command id: the service generates one (`kl-v7-` and a UUIDv7),
+    // and the id starts with its time.
     assert_time_led(id, before, unix_ms());
 
     let read = t
