@@ -378,13 +378,15 @@ mod tests {
         assert_ne!(SecretId::for_create(&p1, &c), SecretId::for_create(&p2, &c));
     }
 
+    /// A UUIDv7 of time `ms` (Unix ms) with `rand` in its low bits.
+    fn v7(ms: u64, rand: u128) -> Uuid {
+        Uuid::from_u128((u128::from(ms) << 80) | (0x7 << 76) | (0b10 << 62) | rand)
+    }
+
     #[test]
     fn a_generated_command_id_leads_its_secrets_id_with_its_time() {
         let p1 = ProjectId::parse("p1").unwrap();
         let p2 = ProjectId::parse("p2").unwrap();
-        let v7 = |ms: u64, rand: u128| {
-            Uuid::from_u128((u128::from(ms) << 80) | (0x7 << 76) | (0b10 << 62) | rand)
-        };
         let sent = v7(1_764_000_000_000, 0x0123_4567);
         let command = CommandId::generated(sent);
         assert_eq!(command.as_str(), format!("kl-v7-{}", sent.simple()));
@@ -417,7 +419,7 @@ mod tests {
             id(&Uuid::from_u128(7).to_string()),
             "32e60d86-66e6-50db-ace8-4d09309f14cf"
         );
-        let v7 = Uuid::from_u128((1_764_000_000_000_u128 << 80) | (0x7 << 76) | (0b10 << 62));
+        let v7 = v7(1_764_000_000_000, 0);
         let v4 = Uuid::from_u128((0x4 << 76) | (0b10 << 62) | 42);
         // A client's UUIDv7 (either form), the prefix on anything but a UUIDv7's 32
         // hex digits: all the plain hash, a UUIDv5.
