@@ -543,6 +543,73 @@ async fn who_could_read_a_secret_at_a_time_is_one_command() {
     t.stop().await;
 }
 
+/// What `keyledger up`'s checkpointer gets from the projector in its process: batches
+/// of commits as the projector read them, which may start after a gap (a batch missed
+/// or left out) or repeat what the tree holds. The tree takes only what continues it,
+/// a tick reads the rest from the log, and the root is the log's own.
+#[tokio::test]
+async fn a_checkpointer_handed_commits_with_gaps_and_repeats_signs_the_logs_own_tree() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    for name in ["a", "b", "c", "d", "e"] {
+        t.create_text(&alice, name, "x").await;
+    }
+    // A message keyledger did not write is in the log too.
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    js.publish("keyledger.events.p1.secret.forged", "not a commit".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    t.create_text(&alice, "f", "x").await;
+    let read = async |js: &async_nats::jetstream::Context| {
+        let mut log = Vec::new();
+        infra::audit::read_log(js, "KEYLEDGER", None, 1, |m| {
+            log.push((m.seq, m.payload));
+            true
+        })
+        .await
+        .unwrap();
+        log
+    };
+    let log = read(&js).await;
+    assert!(log.len() >= 7, "{} messages", log.len());
+
+    // With a key of its own, it starts from sequence 1.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = commands::log::checkpoints::CheckpointSettings {
+        key_file: dir.path().join("other.key"),
+        ..t.config.checkpoints.clone().unwrap()
+    };
+    let mut checkpointer = commands::log::checkpoints::Checkpointer::resume(
+        js.clone(),
+        "KEYLEDGER",
+        commands::log::checkpoints::load_signer(&settings).unwrap(),
+        (*t.stack.keys.commit).clone(),
+        t.config.clock.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(checkpointer.covered(), 0);
+    checkpointer.take(&log[1..3]);
+    assert_eq!(checkpointer.covered(), 0, "sequences 2 and 3 follow a gap");
+    checkpointer.take(&log[0..2]);
+    assert_eq!(checkpointer.covered(), 2);
+    checkpointer.take(&log[0..4]);
+    assert_eq!(checkpointer.covered(), 4, "1 and 2 again, then 3 and 4");
+    checkpointer.take(&log[5..]);
+    assert_eq!(checkpointer.covered(), 4, "sequence 5 is missing");
+
+    let signed = checkpointer.tick().await.unwrap();
+    assert!(signed >= log.len() as u64, "signed {signed}");
+    let mut whole = domain::merkle::MerkleLog::compact();
+    for (_, commit) in read(&js).await.iter().take(signed as usize) {
+        whole.append(commit);
+    }
+    assert_eq!(checkpointer.root(), whole.root());
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn an_auditor_with_read_only_nats_and_the_public_key_proves_and_keeps_checkpoints() {
     let t = TestStack::start().await;

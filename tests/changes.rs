@@ -415,6 +415,59 @@ async fn nats_subscribers_hear_only_their_projects_changes_that_every_lister_may
     }
 }
 
+/// In `keyledger up` the NATS relay takes the commits the projector applied from its
+/// tap, and reads from the log what the tap left out: here every batch, then every
+/// batch of more than one commit. Either way each change is heard once, in log order.
+#[tokio::test]
+async fn the_nats_relay_hears_each_change_once_whatever_the_projectors_tap_leaves_out() {
+    use futures::StreamExt;
+    for most in [0, 1] {
+        let t = TestStack::start_with(|c| c.projector.tap_batch_commits = most).await;
+        let alice = t.token("alice", "p1");
+        let bob = t.token_with("bob", "p1", &["member"]);
+        let bobs = t.client_nats_as(&bob).await;
+        let mut hears = bobs
+            .subscribe("keyledger.changes.p1.secret.>")
+            .await
+            .unwrap();
+        bobs.flush().await.unwrap();
+        // One at a time (batches of one commit), then 24 at once (batches of several).
+        let mut created = vec![t.create_text(&alice, "first", "x").await];
+        let names: Vec<String> = (0..24).map(|i| format!("many-{i}")).collect();
+        created.extend(
+            futures::future::join_all(names.iter().map(|name| t.create_text(&alice, name, "x")))
+                .await,
+        );
+        created.push(t.create_text(&alice, "last", "x").await);
+
+        let (mut heard, mut seqs) = (Vec::new(), Vec::new());
+        while heard.len() < created.len() {
+            let change = notified(&mut hears).await;
+            heard.push(change["id"].as_str().unwrap().to_owned());
+            seqs.push(change["seq"].as_u64().unwrap());
+        }
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "tap_batch_commits {most}: heard out of order: {seqs:?}"
+        );
+        assert_eq!(heard.first(), created.first(), "tap_batch_commits {most}");
+        assert_eq!(heard.last(), created.last(), "tap_batch_commits {most}");
+        let (mut heard, mut created) = (heard, created);
+        heard.sort();
+        created.sort();
+        assert_eq!(heard, created, "tap_batch_commits {most}");
+        // And nothing twice: longer than the relay waits for the tap before it reads
+        // the log.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), hears.next())
+                .await
+                .is_err(),
+            "tap_batch_commits {most}: a change was heard twice"
+        );
+        t.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_stream_ends_when_its_token_expires() {
     let clock = crate::support::TestClock::now();

@@ -342,6 +342,7 @@ async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key()
             orders: Default::default(),
             // A second checkpointer with the same key races the first too.
             checkpoints: t.config.checkpoints.clone().unwrap(),
+            log_tap: None,
         },
         t.config.clock.clone(),
         &Default::default(),

@@ -70,6 +70,7 @@ async fn a_scheduled_rotation_starts_once_with_two_runners_and_fails_after_its_r
             rotation: t.config.rotation,
             orders: Default::default(),
             checkpoints: t.config.checkpoints.clone().unwrap(),
+            log_tap: None,
         },
         t.config.clock.clone(),
         &Default::default(),

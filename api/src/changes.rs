@@ -40,7 +40,10 @@ use domain::secret::acl::Acl;
 use domain::subject::{AggregateKind, events_filter, parse_aggregate_subject};
 use futures::Stream;
 use moka::sync::Cache;
+use projections::tap::{Batch, Tap};
+use projections::writer::Stored;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
@@ -66,6 +69,11 @@ const FOLDED_PER_STREAM: u64 = 256;
 
 /// Objects whose state the NATS relay keeps folded.
 const FOLDED_FOR_RELAY: u64 = 10_000;
+
+/// How long the NATS relay waits for the projector's tap before it reads what the read
+/// model applied from the log: a change in a batch the tap left out is announced at
+/// most this late, however quiet the log is after it.
+const TAP_QUIET: Duration = Duration::from_secs(1);
 
 /// Events waiting for a slow client before the stream waits for it.
 const BUFFER: usize = 256;
@@ -306,8 +314,10 @@ impl Facts {
 /// `data`), from the moment it starts; a client of a project may subscribe to the
 /// kinds its roles list (the auth callout grants them). At most once: a change made
 /// while no relay runs is not announced there (`GET /v1/changes` resumes from any
-/// sequence). Run it in one process of a deployment.
-pub async fn relay(state: AppState, nats: async_nats::Client) {
+/// sequence). Run it in one process of a deployment. With the `tap` of a projector in
+/// this process, it takes the commits that projector applied from it, and reads the
+/// log only for what the tap did not carry ([`projections::tap`]).
+pub async fn relay(state: AppState, nats: async_nats::Client, tap: Option<Tap>) {
     let follower = Follower {
         kinds: vec![
             AggregateKind::Secret,
@@ -319,14 +329,33 @@ pub async fn relay(state: AppState, nats: async_nats::Client) {
         sink: Sink::Nats(nats),
         state,
     };
-    let from = follower.state.read.applied();
-    // Every message of the stream, unfiltered: `visible` skips what is not an
-    // aggregate's subject, and what the projector skipped is never sent. A filter with
-    // wildcards (`keyledger.events.*.*.*`) made nats-server count the messages matching
-    // it on every read, walking the subjects of the stream's blocks, once per projector
-    // batch: 21% of its CPU under 250 creates/s, and growing with the log. Unfiltered,
-    // the count is the stream's own.
-    follower.run(None, from.saturating_add(1)).await;
+    // Subscribed before the start is read: no batch applied after it is missed.
+    let tapped = tap.map(|tap| tap.subscribe());
+    let from = follower.state.read.applied().saturating_add(1);
+    match tapped {
+        Some(tapped) => follower.run_tapped(tapped, from).await,
+        // Every message of the stream, unfiltered: `visible` skips what is not an
+        // aggregate's subject, and what the projector skipped is never sent. A filter
+        // with wildcards (`keyledger.events.*.*.*`) made nats-server count the
+        // messages matching it on every read, walking the subjects of the stream's
+        // blocks, once per projector batch: 21% of its CPU under 250 creates/s, and
+        // growing with the log. Unfiltered, the count is the stream's own.
+        None => follower.run(None, from).await,
+    }
+}
+
+/// What a follower that has sent everything before `next` does with a batch the tap
+/// handed on: first, if the batch starts after `next` (the follower started late, fell
+/// behind, or the tap left a batch out), read from the log the commits from `next` up
+/// to the returned sequence; then take the batch's commits it has not seen. `None`: it
+/// has seen the whole batch.
+fn tapped_part(next: u64, batch: &[Stored]) -> Option<(Option<u64>, &[Stored])> {
+    let (first, last) = (batch.first()?, batch.last()?);
+    if last.seq < next {
+        return None;
+    }
+    let gap = (first.seq > next).then(|| first.seq - 1);
+    Some((gap, &batch[batch.partition_point(|c| c.seq < next)..]))
 }
 
 /// The NATS subject a change is announced on.
@@ -429,6 +458,67 @@ impl Follower {
         }
     }
 
+    /// Follows the log from `next` as the projector's tap hands it on, reading from
+    /// the log itself what the tap did not carry: the commits before a batch's first
+    /// that this follower has not seen (it started or fell behind, or the tap left a
+    /// batch out).
+    async fn run_tapped(self, mut tapped: broadcast::Receiver<Batch>, mut next: u64) {
+        loop {
+            let batch = match tokio::time::timeout(TAP_QUIET, tapped.recv()).await {
+                Ok(Ok(batch)) => batch,
+                // The next batch shows the gap.
+                Ok(Err(RecvError::Lagged(_))) => continue,
+                Ok(Err(RecvError::Closed)) => return self.run(None, next).await,
+                // Nothing handed on for a while: what the read model applied meanwhile
+                // in batches the tap left out (or this follower lost) is read from the
+                // log, so no change waits for the next batch to be announced.
+                Err(_) => {
+                    let applied = self.state.read.applied();
+                    if !self.send_from_log(&mut next, applied).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some((gap, unseen)) = tapped_part(next, &batch) else {
+                continue;
+            };
+            if let Some(up_to) = gap
+                && !self.send_from_log(&mut next, up_to).await
+            {
+                return;
+            }
+            let last = unseen.last().map_or(next, |c| c.seq);
+            let messages = unseen
+                .iter()
+                .map(|c| (c.seq, c.subject.as_str(), c.payload.as_ref()));
+            match self.send_read(messages, last).await {
+                Ok(true) => next = last + 1,
+                Ok(false) => return,
+                // The log has it: the next batch finds the gap and reads it from there.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the change relay could not announce a batch; reading it from the log")
+                }
+            }
+        }
+    }
+
+    /// Reads the log from `next` up to `to` and sends what is visible, retrying a read
+    /// that fails; moves `next` past `to`. False once the client is gone.
+    async fn send_from_log(&self, next: &mut u64, to: u64) -> bool {
+        while *next <= to {
+            match self.send_between(None, *next, to).await {
+                Ok(Some(read_up_to)) => *next = read_up_to + 1,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a change follower could not read the log; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        true
+    }
+
     /// Sends the visible changes from `from` up to `to` (at most [`BATCH`] messages,
     /// or [`BATCH_BYTES`], read); the sequence read up to, or `None` once the client
     /// is gone.
@@ -468,21 +558,39 @@ impl Follower {
             Some(last) if full => last.seq,
             _ => to,
         };
-        let skipped: HashSet<u64> = match batch.first() {
-            Some(first) => self
+        let sent = self
+            .send_read(
+                batch
+                    .iter()
+                    .map(|m| (m.seq, m.subject.as_str(), m.payload.as_ref())),
+                read_up_to,
+            )
+            .await?;
+        Ok(sent.then_some(read_up_to))
+    }
+
+    /// Sends the visible changes among `messages` (read from the log in order, up to
+    /// `read_up_to`, which the read model has applied); false once the client is gone.
+    async fn send_read<'m>(
+        &self,
+        messages: impl Iterator<Item = (u64, &'m str, &'m [u8])> + Clone,
+        read_up_to: u64,
+    ) -> Result<bool, FollowError> {
+        let skipped: HashSet<u64> = match messages.clone().next() {
+            Some((first, ..)) => self
                 .state
                 .read
-                .skipped_between(first.seq, read_up_to)
+                .skipped_between(first, read_up_to)
                 .await?
                 .into_iter()
                 .collect(),
             None => HashSet::new(),
         };
-        for m in batch {
-            if skipped.contains(&m.seq) {
+        for (seq, subject, payload) in messages {
+            if skipped.contains(&seq) {
                 continue;
             }
-            let Some(change) = self.visible(m.seq, &m.subject, &m.payload).await? else {
+            let Some(change) = self.visible(seq, subject, payload).await? else {
                 continue;
             };
             let data = serde_json::to_string(&change)?;
@@ -493,7 +601,7 @@ impl Follower {
                         .event("change")
                         .data(data);
                     if tx.send(event).await.is_err() {
-                        return Ok(None);
+                        return Ok(false);
                     }
                 }
                 Sink::Nats(nats) => {
@@ -503,7 +611,7 @@ impl Follower {
                 }
             }
         }
-        Ok(Some(read_up_to))
+        Ok(true)
     }
 
     /// The change the message at `seq` makes, if the caller may see it.
@@ -648,5 +756,46 @@ impl Follower {
             .fold(Facts::default(), |state, commit| {
                 state.evolve(kind, &commit, self.me())
             }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<Stored> {
+        seqs.map(|seq| Stored {
+            seq,
+            subject: format!("keyledger.events.p.secret.{seq}"),
+            payload: Default::default(),
+        })
+        .collect()
+    }
+
+    fn seqs(commits: &[Stored]) -> Vec<u64> {
+        commits.iter().map(|c| c.seq).collect()
+    }
+
+    #[test]
+    fn a_batch_that_continues_the_follower_is_taken_whole() {
+        let b = batch(5..=8);
+        let (gap, unseen) = tapped_part(5, &b).unwrap();
+        assert_eq!((gap, seqs(unseen)), (None, vec![5, 6, 7, 8]));
+    }
+
+    #[test]
+    fn a_batch_after_a_gap_sends_the_follower_to_the_log_first() {
+        let b = batch(9..=12);
+        let (gap, unseen) = tapped_part(5, &b).unwrap();
+        assert_eq!((gap, seqs(unseen)), (Some(8), vec![9, 10, 11, 12]));
+    }
+
+    #[test]
+    fn what_the_follower_has_seen_is_never_sent_twice() {
+        let b = batch(3..=8);
+        let (gap, unseen) = tapped_part(6, &b).unwrap();
+        assert_eq!((gap, seqs(unseen)), (None, vec![6, 7, 8]));
+        assert!(tapped_part(9, &b).is_none());
+        assert!(tapped_part(1, &[]).is_none());
     }
 }

@@ -7,5 +7,6 @@ pub mod db;
 pub mod metrics;
 pub mod projector;
 pub mod read;
+pub mod tap;
 mod wal;
 pub mod writer;

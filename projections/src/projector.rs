@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::read::PayloadCache;
+use crate::tap::{self, Tap};
 use crate::writer::{Stored, WriteError, Writer};
 
 /// Most commits applied in one transaction by default: a rebuild of 200,000 commits
@@ -60,6 +61,10 @@ pub struct ProjectorConfig {
     /// Only for a projector whose process serves no reads of its own: an API beside it
     /// follows this projector's cache and sequence, which would stop moving.
     pub stand_by_when_locked: bool,
+    /// Most commits in a batch handed on to the other readers of the log in this
+    /// process ([`crate::tap`]); a larger batch is left to them to read from the log
+    /// ([`crate::tap::MOST_COMMITS`] by default).
+    pub tap_batch_commits: usize,
 }
 
 impl Default for ProjectorConfig {
@@ -69,6 +74,7 @@ impl Default for ProjectorConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             batch_bytes: MAX_BATCH_BYTES,
             stand_by_when_locked: false,
+            tap_batch_commits: crate::tap::MOST_COMMITS,
         }
     }
 }
@@ -205,6 +211,7 @@ pub struct Projector {
     key: Arc<CommitKey>,
     applied: watch::Sender<u64>,
     cache: PayloadCache,
+    tap: Tap,
 }
 
 impl Projector {
@@ -227,6 +234,7 @@ impl Projector {
                 key: Arc::new(key),
                 applied,
                 cache: PayloadCache::default(),
+                tap: Tap::default(),
             },
             rx,
         ))
@@ -236,6 +244,20 @@ impl Projector {
     /// ([`crate::read::ReadModel::with_cache`]).
     pub fn cache(&self) -> PayloadCache {
         self.cache.clone()
+    }
+
+    /// Hands on each batch applied to `tap` (one made before the projector, so that
+    /// readers started first can subscribe) instead of a tap of its own.
+    #[must_use]
+    pub fn with_tap(mut self, tap: Tap) -> Self {
+        self.tap = tap;
+        self
+    }
+
+    /// Where this projector hands on each batch it applied, for the other readers of
+    /// the log in its process ([`crate::tap`]).
+    pub fn tap(&self) -> Tap {
+        self.tap.clone()
     }
 
     /// Applies commits until `shutdown` is cancelled. Failures (NATS restarting, a
@@ -420,6 +442,10 @@ impl Projector {
                     .iter()
                     .filter_map(|c| secret_of(&c.subject))
                     .collect();
+                let handed_on = (self.tap.has_readers()
+                    && commits.len() <= self.config.tap_batch_commits
+                    && bytes <= tap::MOST_BYTES)
+                    .then(|| commits.clone());
                 self.writer
                     .apply(commits, Arc::clone(&self.key), applied)
                     .await?;
@@ -427,6 +453,9 @@ impl Projector {
                 // Before readers learn of `seq`: a cached row they find then is current.
                 self.cache.evict(touched, seq);
                 self.applied.send_replace(seq);
+                if let Some(batch) = handed_on {
+                    self.tap.send(batch.into());
+                }
                 let behind = time::OffsetDateTime::now_utc() - last.1;
                 crate::metrics::projector_at(seq, last.0, behind.try_into().unwrap_or_default());
                 tracing::debug!(seq, "projected");

@@ -195,6 +195,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
                 rotation: lifecycle.rotation(),
                 orders: orders.settings(),
                 checkpoints: checkpoints.settings(&db.data.data_dir, &log.stream),
+                log_tap: None,
             };
             stack::start_commands(
                 &nats.nats_url,

@@ -20,6 +20,7 @@ use commands::secret::{HandlerConfig, SecretHandler};
 use commands::shared::service::CommandService;
 use commands::shared::store::EventStore;
 use domain::commit::CommitKey;
+use futures::StreamExt;
 use infra::client::CommandClient;
 use infra::clock::Clock;
 use infra::health::{Health, Unhealthy};
@@ -30,6 +31,8 @@ use infra::nats_auth::{AuthCallout, CalloutIssuer};
 use projections::db::{Pool, Target};
 use projections::projector::{Projector, ProjectorConfig};
 use projections::read::{PayloadCache, ReadModel, listen_checkpoint, poll_checkpoint};
+use projections::tap::Tap;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +66,9 @@ pub struct CommandSettings {
     pub orders: OrderWorkerSettings,
     /// Signed checkpoints of the log.
     pub checkpoints: CheckpointSettings,
+    /// The tap of a projector in this process: the checkpointer takes the commits it
+    /// applied from it instead of reading each from the log again.
+    pub log_tap: Option<Tap>,
 }
 
 /// Starts the command service, the key shredder, the lifecycle scheduler, the order
@@ -129,8 +135,11 @@ pub async fn start_commands(
         clock.clone(),
     )
     .await?;
-    let checkpoints =
-        tokio::spawn(checkpointer.run(settings.checkpoints.interval, shutdown.clone()));
+    let checkpoints = tokio::spawn(checkpointer.run(
+        settings.checkpoints.interval,
+        settings.log_tap.as_ref().map(checkpoint_feed),
+        shutdown.clone(),
+    ));
     let handler = Arc::new(SecretHandler::new(
         store.clone(),
         keystore.clone(),
@@ -251,6 +260,24 @@ pub async fn start_commands(
     ])
 }
 
+/// The batches `tap` hands on, as the checkpointer takes them. A reader that falls
+/// behind loses the oldest batches: the checkpointer reads those from the log.
+fn checkpoint_feed(tap: &Tap) -> commands::log::checkpoints::Feed {
+    futures::stream::unfold(tap.subscribe(), |mut batches| async move {
+        loop {
+            match batches.recv().await {
+                Ok(batch) => {
+                    let commits = batch.iter().map(|c| (c.seq, c.payload.clone())).collect();
+                    return Some((commits, batches));
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+    .boxed()
+}
+
 /// What a projector tells an API in the same process: the sequence it has applied, and
 /// the payload cache it keeps true.
 pub struct Applied {
@@ -258,6 +285,9 @@ pub struct Applied {
     pub seq: watch::Receiver<u64>,
     /// The cache it evicts from as it applies.
     pub cache: PayloadCache,
+    /// Where it hands on each batch it applied, for the change relay and the
+    /// checkpointer in this process.
+    pub tap: Tap,
 }
 
 /// Starts the projector on the read model at `database_url`, applying the commits
@@ -268,6 +298,7 @@ pub async fn start_projector(
     database_url: &str,
     config: ProjectorConfig,
     commit_key: CommitKey,
+    tap: Tap,
     health: &Health,
     shutdown: CancellationToken,
 ) -> Result<(Applied, Task)> {
@@ -279,7 +310,7 @@ pub async fn start_projector(
     let js = async_nats::jetstream::new(client.clone());
     let stream = config.stream.clone();
     let (applied, task) =
-        run_projector(lock, writer, js.clone(), config, commit_key, shutdown).await?;
+        run_projector(lock, writer, js.clone(), config, commit_key, tap, shutdown).await?;
     watch_projector(health, &client, &js, &stream, applied.seq.clone());
     Ok((applied, task))
 }
@@ -340,8 +371,17 @@ pub fn start_projector_or_stand_by(
         };
         let js = async_nats::jetstream::new(client.clone());
         let stream = config.stream.clone();
-        let (applied, task) =
-            run_projector(lock, writer, js.clone(), config, commit_key, shutdown).await?;
+        // Nothing else in this process reads the log.
+        let (applied, task) = run_projector(
+            lock,
+            writer,
+            js.clone(),
+            config,
+            commit_key,
+            Tap::default(),
+            shutdown,
+        )
+        .await?;
         watch_projector(&health, &client, &js, &stream, applied.seq);
         task.await?
     })
@@ -355,10 +395,12 @@ async fn run_projector(
     js: async_nats::jetstream::Context,
     config: ProjectorConfig,
     commit_key: CommitKey,
+    tap: Tap,
     shutdown: CancellationToken,
 ) -> Result<(Applied, Task)> {
     let (projector, applied) = Projector::new(writer, js, config, commit_key).await?;
-    let cache = projector.cache();
+    let projector = projector.with_tap(tap);
+    let (cache, tap) = (projector.cache(), projector.tap());
     let task = tokio::spawn(async move {
         let _lock = lock;
         projector.run(shutdown).await;
@@ -368,6 +410,7 @@ async fn run_projector(
         Applied {
             seq: applied,
             cache,
+            tap,
         },
         task,
     ))
@@ -414,8 +457,9 @@ pub async fn start_api(
     let mut settings = settings;
     settings.config.https = settings.tls.is_some();
     let pool = projections::db::open(database_url, 16).await?;
+    let tap = applied.as_ref().map(|applied| applied.tap.clone());
     let read = match (applied, &pool) {
-        (Some(Applied { seq, cache }), _) => ReadModel::new(pool, seq).with_cache(cache),
+        (Some(Applied { seq, cache, .. }), _) => ReadModel::new(pool, seq).with_cache(cache),
         // The projector NOTIFYs each checkpoint it commits; the resync covers a
         // notification lost with a connection.
         (None, Pool::Postgres(pg)) => {
@@ -475,7 +519,7 @@ pub async fn start_api(
         let (state, nats, shutdown) = (state.clone(), client.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
-                () = api::changes::relay(state, nats) => {}
+                () = api::changes::relay(state, nats, tap) => {}
                 () = shutdown.cancelled() => {}
             }
         });

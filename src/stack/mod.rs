@@ -192,6 +192,9 @@ impl Stack {
             .database_url
             .clone()
             .unwrap_or_else(|| default_database_url(&data_dir));
+        // The projector below hands on what it applies to the checkpointer and the
+        // change relay, so that neither reads each commit from nats-server again.
+        let tap = projections::tap::Tap::default();
         if config.commands {
             tasks.extend(
                 start_commands(
@@ -205,6 +208,7 @@ impl Stack {
                         rotation: config.rotation,
                         orders: config.orders.clone(),
                         checkpoints,
+                        log_tap: Some(tap.clone()),
                     },
                     config.clock.clone(),
                     &health,
@@ -218,6 +222,7 @@ impl Stack {
             &database_url,
             config.projector.clone(),
             (*keys.commit).clone(),
+            tap,
             &health,
             shutdown.clone(),
         )

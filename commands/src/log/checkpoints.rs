@@ -21,10 +21,13 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, DirectGetErrorKind};
+use bytes::Bytes;
 use domain::audit::RawEvent;
 use domain::checkpoint::{CheckpointSigner, CheckpointVerifier, Foreign};
 use domain::commit::{Commit, CommitKey};
 use domain::merkle::{MerkleHash, MerkleLog};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 
 use infra::audit::{last_message, read_log};
@@ -209,6 +212,12 @@ pub struct Checkpointer {
     published: u64,
 }
 
+/// Commits another reader in this process has read from the log (the projector),
+/// handed on in batches, each batch in sequence order: `(sequence, bytes as stored)`.
+/// The checkpointer adds those that continue its tree and reads the rest from the log
+/// itself, so a batch missed or left out costs a read, never a commit.
+pub type Feed = BoxStream<'static, Vec<(u64, Bytes)>>;
+
 impl Checkpointer {
     /// Resumes from the last checkpoint (or from the log's start).
     pub async fn resume(
@@ -248,6 +257,11 @@ impl Checkpointer {
     /// How many commits the tree holds (before the next [`tick`](Self::tick)).
     pub fn covered(&self) -> u64 {
         self.tree.size()
+    }
+
+    /// The root of the tree it holds.
+    pub fn root(&self) -> MerkleHash {
+        self.tree.root()
     }
 
     /// Where the checkpoint subject stands: its last message (what the next publish
@@ -346,18 +360,13 @@ impl Checkpointer {
             )));
         }
         let mut gap = None;
-        let (tree, foreign, key) = (&mut self.tree, &mut self.foreign, &self.commit_key);
-        read_log(&self.js, &self.log_stream, None, tree.size() + 1, |m| {
-            if m.seq != tree.size() + 1 {
+        let (js, log_stream) = (self.js.clone(), self.log_stream.clone());
+        read_log(&js, &log_stream, None, self.tree.size() + 1, |m| {
+            if m.seq != self.tree.size() + 1 {
                 gap = Some(m.seq);
                 return false;
             }
-            tree.append(&m.payload);
-            if let Err(e) = Commit::<RawEvent>::open(&m.payload, key)
-                && e.is_foreign()
-            {
-                foreign.push(m.seq);
-            }
+            self.add(&m.payload);
             true
         })
         .await
@@ -403,21 +412,67 @@ impl Checkpointer {
         Ok(self.published)
     }
 
+    /// Adds the next commit of the log to the tree, and to the foreign ones if
+    /// keyledger did not write it.
+    fn add(&mut self, commit: &[u8]) {
+        self.tree.append(commit);
+        if let Err(e) = Commit::<RawEvent>::open(commit, &self.commit_key)
+            && e.is_foreign()
+        {
+            self.foreign.push(self.tree.size());
+        }
+    }
+
+    /// Adds the commits of a batch another reader read from the log (in sequence
+    /// order) that continue the tree; the rest (older, or after a gap) is left to the
+    /// next [`tick`](Self::tick)'s read of the log.
+    pub fn take(&mut self, batch: &[(u64, Bytes)]) {
+        for (seq, commit) in batch {
+            if *seq == self.tree.size() + 1 {
+                self.add(commit);
+            }
+        }
+    }
+
     /// Checkpoints every `interval` until `shutdown`. Failures are logged and retried
-    /// at the next interval: the command path never waits on checkpoints.
-    pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
+    /// at the next interval: the command path never waits on checkpoints. Between
+    /// checkpoints it adds to the tree the commits `feed` hands on, if given, so that
+    /// a tick reads from the log only what the feed did not carry.
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        feed: Option<Feed>,
+        shutdown: CancellationToken,
+    ) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut feed = feed;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
+                batch = next_batch(&mut feed) => {
+                    match batch {
+                        Some(batch) => self.take(&batch),
+                        // The feed ended (its projector stopped): the ticks read the log.
+                        None => feed = None,
+                    }
+                    continue;
+                }
             }
             match self.tick().await {
                 Ok(covered) => infra::metrics::checkpoint_covered(covered),
                 Err(e) => tracing::error!("{e}"),
             }
         }
+    }
+}
+
+/// The feed's next batch; pending forever without a feed.
+async fn next_batch(feed: &mut Option<Feed>) -> Option<Vec<(u64, Bytes)>> {
+    match feed {
+        Some(feed) => feed.next().await,
+        None => std::future::pending().await,
     }
 }
 
