@@ -556,11 +556,13 @@ async fn a_checkpointer_handed_commits_with_gaps_and_repeats_signs_the_logs_own_
     }
     // A message keyledger did not write is in the log too.
     let js = async_nats::jetstream::new(t.service_nats().await);
-    js.publish("keyledger.events.p1.secret.forged", "not a commit".into())
+    let forged = js
+        .publish("keyledger.events.p1.secret.forged", "not a commit".into())
         .await
         .unwrap()
         .await
-        .unwrap();
+        .unwrap()
+        .sequence;
     t.create_text(&alice, "f", "x").await;
     let read = async |js: &async_nats::jetstream::Context| {
         let mut log = Vec::new();
@@ -581,10 +583,12 @@ async fn a_checkpointer_handed_commits_with_gaps_and_repeats_signs_the_logs_own_
         key_file: dir.path().join("other.key"),
         ..t.config.checkpoints.clone().unwrap()
     };
+    let signer = commands::log::checkpoints::load_signer(&settings).unwrap();
+    let public_key = signer.public_key();
     let mut checkpointer = commands::log::checkpoints::Checkpointer::resume(
         js.clone(),
         "KEYLEDGER",
-        commands::log::checkpoints::load_signer(&settings).unwrap(),
+        signer,
         (*t.stack.keys.commit).clone(),
         t.config.clock.clone(),
     )
@@ -599,6 +603,12 @@ async fn a_checkpointer_handed_commits_with_gaps_and_repeats_signs_the_logs_own_
     assert_eq!(checkpointer.covered(), 4, "1 and 2 again, then 3 and 4");
     checkpointer.take(&log[5..]);
     assert_eq!(checkpointer.covered(), 4, "sequence 5 is missing");
+    checkpointer.take(&log[3..]);
+    assert_eq!(
+        checkpointer.covered(),
+        log.len() as u64,
+        "4 again, then 5 on, the forged message among them"
+    );
 
     let signed = checkpointer.tick().await.unwrap();
     assert!(signed >= log.len() as u64, "signed {signed}");
@@ -607,6 +617,26 @@ async fn a_checkpointer_handed_commits_with_gaps_and_repeats_signs_the_logs_own_
         whole.append(commit);
     }
     assert_eq!(checkpointer.root(), whole.root());
+    // Its checkpoint names the forged message as foreign.
+    let verifier = domain::checkpoint::CheckpointVerifier::new(&[&public_key]).unwrap();
+    let mut ours = Vec::new();
+    infra::audit::read_log(
+        &js,
+        commands::log::checkpoints::STREAM,
+        Some(commands::log::checkpoints::subject("KEYLEDGER")),
+        1,
+        |m| {
+            ours.extend(verifier.open(&String::from_utf8_lossy(&m.payload)).ok());
+            true
+        },
+    )
+    .await
+    .unwrap();
+    let note = ours
+        .iter()
+        .find(|c| c.size == signed)
+        .expect("its checkpoint");
+    assert_eq!(note.foreign.to_string(), forged.to_string());
     t.stop().await;
 }
 

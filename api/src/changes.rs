@@ -329,8 +329,11 @@ pub async fn relay(state: AppState, nats: async_nats::Client, tap: Option<Tap>) 
         sink: Sink::Nats(nats),
         state,
     };
-    // Subscribed before the start is read: no batch applied after it is missed.
-    let tapped = tap.map(|tap| tap.subscribe());
+    // Subscribed before the start is read: no batch applied after it is missed. A tap
+    // of another stream than this API reads is not this log's.
+    let tapped = tap
+        .filter(|tap| tap.stream() == follower.state.config.stream)
+        .map(|tap| tap.subscribe());
     let from = follower.state.read.applied().saturating_add(1);
     match tapped {
         Some(tapped) => follower.run_tapped(tapped, from).await,
@@ -447,9 +450,9 @@ impl Follower {
                 }
                 continue;
             }
-            match self.send_between(filter, next, applied).await {
-                Ok(Some(read_up_to)) => next = read_up_to + 1,
-                Ok(None) => return,
+            match self.send_between(filter, &mut next, applied).await {
+                Ok(true) => {}
+                Ok(false) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "a change stream could not read the log; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -468,7 +471,9 @@ impl Follower {
                 Ok(Ok(batch)) => batch,
                 // The next batch shows the gap.
                 Ok(Err(RecvError::Lagged(_))) => continue,
-                Ok(Err(RecvError::Closed)) => return self.run(None, next).await,
+                // The projector is gone, and with it what the read model applies:
+                // `keyledger up` stops.
+                Ok(Err(RecvError::Closed)) => return,
                 // Nothing handed on for a while: what the read model applied meanwhile
                 // in batches the tap left out (or this follower lost) is read from the
                 // log, so no change waits for the next batch to be announced.
@@ -492,8 +497,8 @@ impl Follower {
             let messages = unseen
                 .iter()
                 .map(|c| (c.seq, c.subject.as_str(), c.payload.as_ref()));
-            match self.send_read(messages, last).await {
-                Ok(true) => next = last + 1,
+            match self.send_read(messages, last, &mut next).await {
+                Ok(true) => {}
                 Ok(false) => return,
                 // The log has it: the next batch finds the gap and reads it from there.
                 Err(e) => {
@@ -507,9 +512,9 @@ impl Follower {
     /// that fails; moves `next` past `to`. False once the client is gone.
     async fn send_from_log(&self, next: &mut u64, to: u64) -> bool {
         while *next <= to {
-            match self.send_between(None, *next, to).await {
-                Ok(Some(read_up_to)) => *next = read_up_to + 1,
-                Ok(None) => return false,
+            match self.send_between(None, next, to).await {
+                Ok(true) => {}
+                Ok(false) => return false,
                 Err(e) => {
                     tracing::warn!(error = %e, "a change follower could not read the log; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -519,15 +524,15 @@ impl Follower {
         true
     }
 
-    /// Sends the visible changes from `from` up to `to` (at most [`BATCH`] messages,
-    /// or [`BATCH_BYTES`], read); the sequence read up to, or `None` once the client
-    /// is gone.
+    /// Sends the visible changes from `next` up to `to` (at most [`BATCH`] messages,
+    /// or [`BATCH_BYTES`], read), moving `next` past what it read; false once the
+    /// client is gone.
     async fn send_between(
         &self,
         filter: Option<&str>,
-        from: u64,
+        next: &mut u64,
         to: u64,
-    ) -> Result<Option<u64>, FollowError> {
+    ) -> Result<bool, FollowError> {
         let mut batch = Vec::new();
         let mut bytes = 0;
         let mut full = false;
@@ -535,7 +540,7 @@ impl Follower {
             &self.state.js,
             &self.state.config.stream,
             filter.map(str::to_owned),
-            from,
+            *next,
             |m| {
                 if m.seq > to {
                     return false;
@@ -558,23 +563,25 @@ impl Follower {
             Some(last) if full => last.seq,
             _ => to,
         };
-        let sent = self
-            .send_read(
-                batch
-                    .iter()
-                    .map(|m| (m.seq, m.subject.as_str(), m.payload.as_ref())),
-                read_up_to,
-            )
-            .await?;
-        Ok(sent.then_some(read_up_to))
+        self.send_read(
+            batch
+                .iter()
+                .map(|m| (m.seq, m.subject.as_str(), m.payload.as_ref())),
+            read_up_to,
+            next,
+        )
+        .await
     }
 
     /// Sends the visible changes among `messages` (read from the log in order, up to
-    /// `read_up_to`, which the read model has applied); false once the client is gone.
+    /// `read_up_to`, which the read model has applied), moving `next` past each
+    /// message as it is done with, so that a failure part-way resumes after what was
+    /// sent; false once the client is gone.
     async fn send_read<'m>(
         &self,
         messages: impl Iterator<Item = (u64, &'m str, &'m [u8])> + Clone,
         read_up_to: u64,
+        next: &mut u64,
     ) -> Result<bool, FollowError> {
         let skipped: HashSet<u64> = match messages.clone().next() {
             Some((first, ..)) => self
@@ -587,27 +594,32 @@ impl Follower {
             None => HashSet::new(),
         };
         for (seq, subject, payload) in messages {
-            if skipped.contains(&seq) {
-                continue;
+            if !skipped.contains(&seq)
+                && let Some(change) = self.visible(seq, subject, payload).await?
+                && !self.send(&change).await?
+            {
+                return Ok(false);
             }
-            let Some(change) = self.visible(seq, subject, payload).await? else {
-                continue;
-            };
-            let data = serde_json::to_string(&change)?;
-            match &self.sink {
-                Sink::Sse(tx) => {
-                    let event = Event::default()
-                        .id(change.seq.to_string())
-                        .event("change")
-                        .data(data);
-                    if tx.send(event).await.is_err() {
-                        return Ok(false);
-                    }
-                }
-                Sink::Nats(nats) => {
-                    if let Err(e) = nats.publish(change_subject(&change), data.into()).await {
-                        tracing::warn!(error = %e, seq = change.seq, "a change could not be announced on NATS");
-                    }
+            *next = seq + 1;
+        }
+        *next = read_up_to + 1;
+        Ok(true)
+    }
+
+    /// Sends one change; false once the client is gone.
+    async fn send(&self, change: &Change) -> Result<bool, FollowError> {
+        let data = serde_json::to_string(change)?;
+        match &self.sink {
+            Sink::Sse(tx) => {
+                let event = Event::default()
+                    .id(change.seq.to_string())
+                    .event("change")
+                    .data(data);
+                return Ok(tx.send(event).await.is_ok());
+            }
+            Sink::Nats(nats) => {
+                if let Err(e) = nats.publish(change_subject(change), data.into()).await {
+                    tracing::warn!(error = %e, seq = change.seq, "a change could not be announced on NATS");
                 }
             }
         }

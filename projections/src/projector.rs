@@ -230,11 +230,11 @@ impl Projector {
             Self {
                 writer,
                 js,
-                config,
                 key: Arc::new(key),
                 applied,
                 cache: PayloadCache::default(),
-                tap: Tap::default(),
+                tap: Tap::for_stream(&config.stream),
+                config,
             },
             rx,
         ))
@@ -247,10 +247,20 @@ impl Projector {
     }
 
     /// Hands on each batch applied to `tap` (one made before the projector, so that
-    /// readers started first can subscribe) instead of a tap of its own.
+    /// readers started first can subscribe) instead of a tap of its own; a tap of
+    /// another stream is refused (its readers would take this stream's commits as
+    /// that one's).
     #[must_use]
     pub fn with_tap(mut self, tap: Tap) -> Self {
-        self.tap = tap;
+        if tap.stream() == self.config.stream {
+            self.tap = tap;
+        } else {
+            tracing::warn!(
+                tap = tap.stream(),
+                stream = %self.config.stream,
+                "projector: a tap of another stream; its readers read the log instead"
+            );
+        }
         self
     }
 

@@ -28,8 +28,9 @@ pub const BATCHES: usize = 16;
 /// (`ProjectorConfig::tap_batch_commits`).
 pub const MOST_COMMITS: usize = 4096;
 
-/// Most bytes of commits in a batch handed on: with [`BATCHES`], the tap holds at
-/// most 64 MiB.
+/// Most bytes of commits in a batch handed on. With [`BATCHES`], the tap holds at most
+/// 64 MiB of commits while a reader is behind (a value goes once every reader has it),
+/// and with them the parts of the NATS client's read buffers their bytes are cut from.
 pub const MOST_BYTES: usize = 4 << 20;
 
 /// Commits applied together, in sequence order, the read model's checkpoint at the
@@ -39,18 +40,26 @@ pub type Batch = Arc<[Stored]>;
 /// Where a projector hands on what it applied. Clones share one channel.
 #[derive(Debug, Clone)]
 pub struct Tap {
+    stream: Arc<str>,
     tx: broadcast::Sender<Batch>,
 }
 
-impl Default for Tap {
-    fn default() -> Self {
+impl Tap {
+    /// A tap for the projector of the event stream `stream`. Its readers check the
+    /// name: commits of another stream, put in a tree or announced under this one's
+    /// sequences, would sign or announce what this log does not hold.
+    pub fn for_stream(stream: &str) -> Self {
         Self {
+            stream: stream.into(),
             tx: broadcast::channel(BATCHES).0,
         }
     }
-}
 
-impl Tap {
+    /// The event stream whose commits it hands on.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
     /// Whether anyone reads: the projector copies nothing otherwise.
     pub fn has_readers(&self) -> bool {
         self.tx.receiver_count() > 0

@@ -135,11 +135,17 @@ pub async fn start_commands(
         clock.clone(),
     )
     .await?;
-    let checkpoints = tokio::spawn(checkpointer.run(
-        settings.checkpoints.interval,
-        settings.log_tap.as_ref().map(checkpoint_feed),
-        shutdown.clone(),
-    ));
+    let checkpoints = tokio::spawn(
+        checkpointer.run(
+            settings.checkpoints.interval,
+            settings
+                .log_tap
+                .as_ref()
+                .filter(|tap| tap.stream() == log.stream)
+                .map(checkpoint_feed),
+            shutdown.clone(),
+        ),
+    );
     let handler = Arc::new(SecretHandler::new(
         store.clone(),
         keystore.clone(),
@@ -372,16 +378,9 @@ pub fn start_projector_or_stand_by(
         let js = async_nats::jetstream::new(client.clone());
         let stream = config.stream.clone();
         // Nothing else in this process reads the log.
-        let (applied, task) = run_projector(
-            lock,
-            writer,
-            js.clone(),
-            config,
-            commit_key,
-            Tap::default(),
-            shutdown,
-        )
-        .await?;
+        let tap = Tap::for_stream(&config.stream);
+        let (applied, task) =
+            run_projector(lock, writer, js.clone(), config, commit_key, tap, shutdown).await?;
         watch_projector(&health, &client, &js, &stream, applied.seq);
         task.await?
     })

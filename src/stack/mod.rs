@@ -194,7 +194,7 @@ impl Stack {
             .unwrap_or_else(|| default_database_url(&data_dir));
         // The projector below hands on what it applies to the checkpointer and the
         // change relay, so that neither reads each commit from nats-server again.
-        let tap = projections::tap::Tap::default();
+        let tap = projections::tap::Tap::for_stream(&config.projector.stream);
         if config.commands {
             tasks.extend(
                 start_commands(
