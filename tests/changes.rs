@@ -308,6 +308,14 @@ async fn a_stream_shows_what_its_caller_may_list_and_resumes_without_gaps_or_dup
 }
 
 /// The next notification on `sub`, within 20 s.
+/// A subscription to `subject`, known to the server before this returns: a change
+/// made after it is heard.
+async fn hearing(client: &async_nats::Client, subject: &str) -> async_nats::Subscriber {
+    let subscriber = client.subscribe(subject.to_owned()).await.unwrap();
+    client.flush().await.unwrap();
+    subscriber
+}
+
 async fn notified(sub: &mut async_nats::Subscriber) -> Value {
     use futures::StreamExt;
     let message = tokio::time::timeout(Duration::from_secs(20), sub.next())
@@ -426,11 +434,7 @@ async fn the_nats_relay_hears_each_change_once_whatever_the_projectors_tap_leave
         let alice = t.token("alice", "p1");
         let bob = t.token_with("bob", "p1", &["member"]);
         let bobs = t.client_nats_as(&bob).await;
-        let mut hears = bobs
-            .subscribe("keyledger.changes.p1.secret.>")
-            .await
-            .unwrap();
-        bobs.flush().await.unwrap();
+        let mut hears = hearing(&bobs, "keyledger.changes.p1.secret.>").await;
         // One at a time (batches of one commit), then 24 at once (batches of several).
         let mut created = vec![t.create_text(&alice, "first", "x").await];
         let names: Vec<String> = (0..24).map(|i| format!("many-{i}")).collect();
@@ -506,11 +510,7 @@ async fn a_nats_connection_ends_when_its_token_expires() {
         .issuer
         .issue(&bob, Duration::from_secs(3), infra::clock::system()());
     let client = t.client_nats_as(&token).await;
-    let mut hears = client
-        .subscribe("keyledger.changes.p1.secret.>")
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
+    let mut hears = hearing(&client, "keyledger.changes.p1.secret.>").await;
     let alice = t.token("alice", "p1");
     let first = t.create_text(&alice, "while-valid", "x").await;
     assert_eq!(notified(&mut hears).await["id"], first.as_str());

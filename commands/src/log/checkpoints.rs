@@ -441,12 +441,11 @@ impl Checkpointer {
     pub async fn run(
         mut self,
         interval: Duration,
-        feed: Option<Feed>,
+        mut feed: Option<Feed>,
         shutdown: CancellationToken,
     ) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut feed = feed;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
