@@ -105,11 +105,31 @@ pub fn judge<E: EventCodec>(
     key: Option<&CommitKey>,
     head: Option<&Head>,
 ) -> Result<Judged<E>, Broken> {
-    let parsed = match key {
+    place(subject, open(bytes, key), head)
+}
+
+/// The first half of [`judge`], which needs no head: the message read as a commit,
+/// its hash and (with `key`) its authenticator checked. It costs most of judging (the
+/// parse, the hash, the MAC), so a reader with many messages can open them on another
+/// thread and [`place`] them in order.
+pub fn open<E: EventCodec>(
+    bytes: &[u8],
+    key: Option<&CommitKey>,
+) -> Result<Commit<E>, CommitError> {
+    match key {
         Some(key) => Commit::<E>::open(bytes, key),
         None => Commit::<E>::parse_unverified(bytes),
-    };
-    let commit = match parsed {
+    }
+}
+
+/// The second half of [`judge`]: where the commit `opened` from the message on
+/// `subject` stands against the aggregate's `head`.
+pub fn place<E>(
+    subject: &str,
+    opened: Result<Commit<E>, CommitError>,
+    head: Option<&Head>,
+) -> Result<Judged<E>, Broken> {
+    let commit = match opened {
         Ok(commit) => commit,
         Err(e) if e.is_foreign() => return Ok(Judged::Foreign(e.to_string())),
         Err(e) => return Err(Broken::Unreadable(e)),

@@ -441,7 +441,7 @@ fn upsert_metadatum(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::sql::{Lite, Value};
+    use crate::apply::sql::Value;
     use domain::commit::{AggregateRef, CommitKey, EventCodec, NewCommit};
     use domain::ids::{CommandId, ProjectId};
     use domain::subject::AggregateKind;
@@ -470,33 +470,15 @@ mod tests {
 
     /// Every row of the secret's tables after `write` on a fresh read model.
     fn rows_after(write: impl FnOnce(&mut dyn Sql)) -> Vec<Vec<Value<'static>>> {
-        let db = rusqlite::Connection::open_in_memory().unwrap();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
-        let mut migrations: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
-        migrations.sort();
-        for m in migrations {
-            db.execute_batch(&std::fs::read_to_string(m).unwrap())
-                .unwrap();
-        }
-        let mut conn = Lite(&db);
-        write(&mut conn);
-        [
-            "secrets",
-            "secret_payloads",
-            "secret_stages",
-            "secret_metadata",
-        ]
-        .iter()
-        .flat_map(|t| {
-            conn.query_all(&format!("SELECT '{t}', * FROM {t} ORDER BY 2, 3, 4"), &[])
-                .unwrap()
-        })
-        .collect()
+        crate::apply::testing::rows_after(
+            &[
+                "secrets",
+                "secret_payloads",
+                "secret_stages",
+                "secret_metadata",
+            ],
+            write,
+        )
     }
 
     /// A create is written as the rows it leaves at once; applied event by event, the
