@@ -293,9 +293,11 @@ fn open(subject: &str, bytes: &[u8], key: &CommitKey) -> Opened {
 const OPEN_APART_FROM: usize = 256;
 
 /// Commits opened per hand-over from the opening thread, and hand-overs it may run
-/// ahead (bounding what it holds).
-const OPEN_CHUNK: usize = 128;
-const CHUNKS_AHEAD: usize = 16;
+/// ahead. It opens faster than the writer applies, so it is usually that far ahead:
+/// at most `(CHUNKS_AHEAD + 2) * OPEN_CHUNK` commits are held opened (their
+/// ciphertexts decoded beside the message bytes) besides the batch itself.
+const OPEN_CHUNK: usize = 64;
+const CHUNKS_AHEAD: usize = 4;
 
 /// Applies a batch of messages, in stream order ([`apply`] each), reading and writing
 /// their aggregates' heads once for the batch. Runs in the batch's transaction.
@@ -306,14 +308,40 @@ pub fn apply_batch(
 ) -> Result<(), ApplyError> {
     let mut heads = Heads::read(conn, commits.iter().map(|c| c.subject.as_str()))?;
     if commits.len() < OPEN_APART_FROM {
-        for c in commits {
-            let opened = open(&c.subject, &c.payload, key);
-            apply(conn, &mut heads, c, opened)?;
-        }
+        apply_each(conn, &mut heads, commits, key)?;
     } else {
-        std::thread::scope(|scope| {
-            let (opened, chunks) = std::sync::mpsc::sync_channel::<Vec<Opened>>(CHUNKS_AHEAD);
-            scope.spawn(move || {
+        apply_opened_apart(conn, &mut heads, commits, key)?;
+    }
+    conn.aggregate(None);
+    heads.write(conn)
+}
+
+/// Opens and applies each commit on this thread.
+fn apply_each(
+    conn: &mut dyn Sql,
+    heads: &mut Heads,
+    commits: &[crate::writer::Stored],
+    key: &CommitKey,
+) -> Result<(), ApplyError> {
+    for c in commits {
+        apply(conn, heads, c, open(&c.subject, &c.payload, key))?;
+    }
+    Ok(())
+}
+
+/// Opens the commits on a second thread, [`OPEN_CHUNK`] at a time, and applies them
+/// on this one in stream order. If no thread can be started, does both here.
+fn apply_opened_apart(
+    conn: &mut dyn Sql,
+    heads: &mut Heads,
+    commits: &[crate::writer::Stored],
+    key: &CommitKey,
+) -> Result<(), ApplyError> {
+    std::thread::scope(|scope| {
+        let (opened, chunks) = std::sync::mpsc::sync_channel::<Vec<Opened>>(CHUNKS_AHEAD);
+        let opener = std::thread::Builder::new()
+            .name("keyledger-open".into())
+            .spawn_scoped(scope, move || {
                 for chunk in commits.chunks(OPEN_CHUNK) {
                     let chunk = chunk
                         .iter()
@@ -325,17 +353,29 @@ pub fn apply_batch(
                     }
                 }
             });
+        let Ok(opener) = opener else {
+            return apply_each(conn, heads, commits, key);
+        };
+        let mut applied = || {
             for chunk in commits.chunks(OPEN_CHUNK) {
                 let opened = chunks.recv().map_err(|_| ApplyError::OpenerStopped)?;
+                if opened.len() != chunk.len() {
+                    return Err(ApplyError::OpenerStopped);
+                }
                 for (c, opened) in chunk.iter().zip(opened) {
-                    apply(conn, &mut heads, c, opened)?;
+                    apply(conn, heads, c, opened)?;
                 }
             }
-            Ok::<_, ApplyError>(())
-        })?;
-    }
-    conn.aggregate(None);
-    heads.write(conn)
+            Ok(())
+        };
+        let applied = applied();
+        // After an error the opener stops at its next hand-over; joined here, its
+        // panic (if it had one) is this batch's error rather than the scope's.
+        drop(chunks);
+        let joined = opener.join();
+        applied?;
+        joined.map_err(|_| ApplyError::OpenerStopped)
+    })
 }
 
 /// Applies the message `c`, `opened`, if it is its aggregate's next commit. Anything
@@ -416,12 +456,8 @@ pub fn applied(conn: &mut dyn Sql) -> Result<u64, ApplyError> {
 pub(crate) mod testing {
     use super::sql::{Lite, Sql, Value};
 
-    /// Every row of `tables` (in order, each sorted by its first three columns) after
-    /// `write` on a fresh read model in memory, with every migration run.
-    pub(crate) fn rows_after(
-        tables: &[&str],
-        write: impl FnOnce(&mut dyn Sql),
-    ) -> Vec<Vec<Value<'static>>> {
+    /// A fresh read model in memory, with every migration run.
+    pub(crate) fn fresh() -> rusqlite::Connection {
         let db = rusqlite::Connection::open_in_memory().unwrap();
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
         let mut migrations: Vec<_> = std::fs::read_dir(dir)
@@ -435,6 +471,16 @@ pub(crate) mod testing {
             db.execute_batch(&std::fs::read_to_string(m).unwrap())
                 .unwrap();
         }
+        db
+    }
+
+    /// Every row of `tables` (in order, each sorted by its first three columns) after
+    /// `write` on a [`fresh`] read model.
+    pub(crate) fn rows_after(
+        tables: &[&str],
+        write: impl FnOnce(&mut dyn Sql),
+    ) -> Vec<Vec<Value<'static>>> {
+        let db = fresh();
         let mut conn = Lite(&db);
         write(&mut conn);
         tables
@@ -473,7 +519,8 @@ mod tests {
     /// A log of `secrets` secrets, each created and then given metadata in turn, with
     /// messages no projection applies among them: junk, a copy of an earlier commit, a
     /// commit moved to another secret's subject, one sealed with another key, one on no
-    /// aggregate's subject. Returns the log and the sequences of those messages.
+    /// aggregate's subject, one that skips versions. Returns the log and the sequences
+    /// of those messages.
     fn mixed_log(key: &CommitKey, secrets: usize, commits: usize) -> (Vec<Stored>, Vec<u64>) {
         let created = event(
             serde_json::from_str(include_str!(
@@ -540,6 +587,15 @@ mod tests {
                     "keyledger.events.p.widget.w".into(),
                     sealed.to_bytes(),
                 )),
+                // An authentic commit two versions ahead: the chain is broken there.
+                79 => {
+                    let ahead = NewCommit {
+                        version: version + 3,
+                        ..commit
+                    }
+                    .seal(Some(sealed.hash), key);
+                    skipped.push(push(&mut log, subject, ahead.to_bytes()));
+                }
                 _ => {}
             }
         }
@@ -556,30 +612,97 @@ mod tests {
     /// A batch large enough to be opened on a second thread leaves exactly the rows
     /// its commits leave applied one batch each (opened on the writer's thread): the
     /// same rows, heads and skipped messages, the skipped ones for the same reasons.
+    /// Both start from heads an earlier batch left.
     #[test]
     fn a_batch_opened_on_a_second_thread_leaves_what_commits_applied_one_by_one_leave() {
         let key = CommitKey::new([3; 32]);
         let (log, skipped) = mixed_log(&key, 40, 3 * OPEN_APART_FROM);
-        assert!(log.len() > OPEN_APART_FROM + 2 * OPEN_CHUNK);
-        assert!(skipped.len() >= 5, "{skipped:?}");
-        let together = testing::rows_after(&TABLES, |conn| apply_batch(conn, &log, &key).unwrap());
+        let (first, rest) = log.split_at(60);
+        assert!(rest.len() > OPEN_APART_FROM + (CHUNKS_AHEAD + 2) * OPEN_CHUNK);
+        assert!(skipped.len() >= 6, "{skipped:?}");
+        let together = testing::rows_after(&TABLES, |conn| {
+            apply_batch(conn, first, &key).unwrap();
+            apply_batch(conn, rest, &key).unwrap();
+        });
         let one_by_one = testing::rows_after(&TABLES, |conn| {
             for c in &log {
                 apply_batch(conn, std::slice::from_ref(c), &key).unwrap();
             }
         });
         assert_eq!(together, one_by_one);
-        let skipped_rows: Vec<i64> = together
+        let skipped_rows: Vec<(i64, &str)> = together
             .iter()
             .filter(|row| row.first().and_then(sql::Value::text) == Some("skipped_commits"))
-            .filter_map(|row| row.get(1).and_then(sql::Value::int))
+            .filter_map(|row| Some((row.get(1)?.int()?, row.get(2)?.text()?)))
             .collect();
+        let seqs: Vec<i64> = skipped_rows.iter().map(|(seq, _)| *seq).collect();
         let expected: Vec<i64> = skipped.iter().map(|s| to_i64(*s)).collect();
-        assert_eq!(skipped_rows, expected);
+        assert_eq!(seqs, expected);
+        assert!(
+            skipped_rows
+                .iter()
+                .any(|(_, why)| why.contains("are missing")),
+            "{skipped_rows:?}"
+        );
         let secrets = together
             .iter()
             .filter(|row| row.first().and_then(sql::Value::text) == Some("secrets"))
             .count();
         assert_eq!(secrets, 40);
+    }
+
+    /// A connection whose `execute` fails once it has run `left` statements.
+    struct FailingAfter<'c> {
+        inner: sql::Lite<'c>,
+        left: usize,
+    }
+
+    impl Sql for FailingAfter<'_> {
+        fn execute(
+            &mut self,
+            sql: &'static str,
+            params: &[sql::Value<'_>],
+        ) -> Result<(), ApplyError> {
+            match self.left.checked_sub(1) {
+                Some(left) => self.left = left,
+                None => return Err(ApplyError::Corrupt("the disk is full".into())),
+            }
+            self.inner.execute(sql, params)
+        }
+
+        fn execute_dynamic(
+            &mut self,
+            sql: &str,
+            params: &[sql::Value<'_>],
+        ) -> Result<(), ApplyError> {
+            self.inner.execute_dynamic(sql, params)
+        }
+
+        fn query_all(
+            &mut self,
+            sql: &str,
+            params: &[sql::Value<'_>],
+        ) -> Result<Vec<Vec<sql::Value<'static>>>, ApplyError> {
+            self.inner.query_all(sql, params)
+        }
+    }
+
+    /// A statement failing mid-batch, while the opening thread waits to hand over what
+    /// it opened ahead, fails the batch with that error: nothing hangs.
+    #[test]
+    fn a_statement_failing_mid_batch_stops_the_opening_thread_and_fails_the_batch() {
+        let key = CommitKey::new([3; 32]);
+        let (log, _) = mixed_log(&key, 40, 4 * OPEN_APART_FROM);
+        // At least one statement per commit: this fails with more of the batch left
+        // than the opener may hold ahead, so it is waiting to hand over.
+        let left = (CHUNKS_AHEAD + 3) * OPEN_CHUNK;
+        assert!(log.len() > left + (CHUNKS_AHEAD + 2) * OPEN_CHUNK);
+        let db = testing::fresh();
+        let mut failing = FailingAfter {
+            inner: sql::Lite(&db),
+            left,
+        };
+        let err = apply_batch(&mut failing, &log, &key).unwrap_err();
+        assert!(err.to_string().contains("the disk is full"), "{err}");
     }
 }

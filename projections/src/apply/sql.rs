@@ -27,9 +27,8 @@ pub enum ApplyError {
     /// The read model holds a value the projector never writes.
     #[error("the read model is corrupt: {0}")]
     Corrupt(String),
-    /// The thread opening a batch's commits ended before it had opened them all (it
-    /// panicked).
-    #[error("the thread opening the batch's commits stopped before the last one")]
+    /// The thread opening a batch's commits panicked.
+    #[error("the thread opening the batch's commits failed; the batch is retried")]
     OpenerStopped,
 }
 
