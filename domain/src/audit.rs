@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chain::{Head, Judged, judge};
+use crate::chain::{Head, Judged, place};
 use crate::checkpoint::{Foreign, SignedCheckpoint};
 use crate::commit::{AggregateRef, Commit, CommitError, CommitKey, EventCodec};
 use crate::merkle::{MerkleHash, MerkleLog};
@@ -309,6 +309,26 @@ impl LogVerifier {
     /// Checks the message at `seq` on `subject`. After a violation, the verifier's
     /// state is unspecified: stop at the first one.
     pub fn check(&mut self, seq: u64, subject: &str, bytes: &[u8]) -> Result<(), Violation> {
+        let opened = crate::chain::open(bytes, self.key.as_ref());
+        self.check_opened(seq, subject, bytes, opened)
+    }
+
+    /// What [`Self::check_opened`] needs of each message before it: the message read
+    /// as a commit, its hash and (with the key) its authenticator checked. It depends
+    /// on no other message, so it can run on another thread, ahead of the checks.
+    pub fn opener(&self) -> impl Fn(&[u8]) -> Opened + Send + 'static {
+        let key = self.key.clone();
+        move |bytes| crate::chain::open(bytes, key.as_ref())
+    }
+
+    /// [`Self::check`] of a message already opened by [`Self::opener`].
+    pub fn check_opened(
+        &mut self,
+        seq: u64,
+        subject: &str,
+        bytes: &[u8],
+        opened: Opened,
+    ) -> Result<(), Violation> {
         let fail = |reason: String| Violation { seq, reason };
         if seq != self.last_seq + 1 {
             let reason = if seq <= self.last_seq {
@@ -336,20 +356,15 @@ impl LogVerifier {
             // Without the key, the checkpoint's word is all there is.
             (None, true) => Judged::Foreign("named as foreign by a signed checkpoint".to_owned()),
             // With it, the message's own fault is the better reason.
-            (Some(key), true) => {
-                match judge::<RawEvent>(subject, bytes, Some(key), self.heads.get(subject)) {
-                    Ok(Judged::Foreign(reason)) => Judged::Foreign(reason),
-                    _ => Judged::Foreign(
-                        "named as foreign by a signed checkpoint, though its authenticator \
-                         checks"
-                            .to_owned(),
-                    ),
-                }
-            }
-            (key, false) => {
-                judge::<RawEvent>(subject, bytes, key.as_ref(), self.heads.get(subject))
-                    .map_err(|broken| fail(broken.to_string()))?
-            }
+            (Some(_), true) => match place(subject, opened, self.heads.get(subject)) {
+                Ok(Judged::Foreign(reason)) => Judged::Foreign(reason),
+                _ => Judged::Foreign(
+                    "named as foreign by a signed checkpoint, though its authenticator checks"
+                        .to_owned(),
+                ),
+            },
+            (_, false) => place(subject, opened, self.heads.get(subject))
+                .map_err(|broken| fail(broken.to_string()))?,
         };
         match verdict {
             Judged::Next(commit) => {
@@ -371,6 +386,9 @@ impl LogVerifier {
         self.check_checkpoints()
     }
 }
+
+/// A message opened for [`LogVerifier::check_opened`].
+pub type Opened = Result<Commit<RawEvent>, CommitError>;
 
 #[cfg(test)]
 mod tests {

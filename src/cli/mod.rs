@@ -28,6 +28,7 @@ mod token;
 mod trust;
 mod up;
 mod verify;
+mod verify_pipeline;
 mod whoami;
 
 use anyhow::Result;

@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use domain::audit::{LogVerifier, Violation};
+
+use super::verify_pipeline::Pipeline;
 use domain::checkpoint::{CheckpointVerifier, Foreign, SignedCheckpoint};
 use domain::commit::CommitKey;
 
@@ -71,30 +73,21 @@ pub async fn run(origin: Origin, trusted: &Trusted) -> Result<()> {
         found,
         &trusted.accepted_checkpoints,
     )?);
-    let mut verifier = LogVerifier::with_checkpoints(checkpoints, trusted.commit_key.clone());
-    let mut violation = None;
-    let progress = super::progress::Progress::new("verified");
-    let mut check =
-        |seq: u64, subject: &str, bytes: &[u8]| match verifier.check(seq, subject, bytes) {
-            Ok(()) => {
-                progress.at(seq);
-                true
-            }
-            Err(v) => {
-                violation = Some(v);
-                false
-            }
-        };
+    let verifier = LogVerifier::with_checkpoints(checkpoints, trusted.commit_key.clone());
+    let mut pipeline = Pipeline::start(verifier, super::progress::Progress::new("verified"))
+        .context("starting the verification's threads")?;
     let last = match &origin {
         Origin::Nats { js, stream } => {
             infra::audit::read_log(js, stream, None, 1, |m| {
-                check(m.seq, &m.subject, &m.payload)
+                pipeline.push(m.seq, m.subject, m.payload)
             })
             .await?
         }
-        Origin::File(path) => export_commits(path, check)?,
+        Origin::File(path) => export_commits(path, |seq, subject, bytes| {
+            pipeline.push(seq, subject, bytes.into())
+        })?,
     };
-    progress.done();
+    let (verifier, violation) = pipeline.finish()?;
     report_foreign(&verifier, &trusted.accepted);
     let violation = violation.or_else(|| verifier.finish().err());
     let first_foreign = verifier
@@ -323,7 +316,7 @@ fn export_checkpoints(path: &Path) -> Result<Vec<Found>> {
 
 /// Feeds the commit lines of an export to `check` until it returns false; returns the
 /// last sequence read.
-fn export_commits(path: &Path, mut check: impl FnMut(u64, &str, &[u8]) -> bool) -> Result<u64> {
+fn export_commits(path: &Path, mut check: impl FnMut(u64, String, Vec<u8>) -> bool) -> Result<u64> {
     let mut last = 0;
     for line in export_lines(path)? {
         if let Line::Commit {
@@ -333,7 +326,7 @@ fn export_commits(path: &Path, mut check: impl FnMut(u64, &str, &[u8]) -> bool) 
         } = line?
         {
             last = seq;
-            if !check(seq, &subject, &bytes) {
+            if !check(seq, subject, bytes) {
                 break;
             }
         }
