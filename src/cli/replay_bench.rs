@@ -40,18 +40,16 @@ pub async fn run(
     );
 
     let started = Instant::now();
-    let mut verifier = LogVerifier::with_checkpoints(Vec::new(), Some(key.clone()));
-    let mut violation = None;
+    // As `audit verify` does it: opened on one thread, checked in order on another.
+    let mut pipeline = super::verify_pipeline::Pipeline::start(
+        LogVerifier::with_checkpoints(Vec::new(), Some(key.clone())),
+        super::progress::Progress::new("verified"),
+    )?;
     infra::audit::read_log(&js, stream, None, 1, |m| {
-        match verifier.check(m.seq, &m.subject, &m.payload) {
-            Ok(()) => true,
-            Err(v) => {
-                violation = Some(v);
-                false
-            }
-        }
+        pipeline.push(m.seq, m.subject, m.payload)
     })
     .await?;
+    let (verifier, violation) = pipeline.finish()?;
     if let Some(v) = violation {
         bail!("verification failed at {}: {}", v.seq, v.reason);
     }
