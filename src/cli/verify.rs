@@ -76,18 +76,24 @@ pub async fn run(origin: Origin, trusted: &Trusted) -> Result<()> {
     let verifier = LogVerifier::with_checkpoints(checkpoints, trusted.commit_key.clone());
     let mut pipeline = Pipeline::start(verifier, super::progress::Progress::new("verified"))
         .context("starting the verification's threads")?;
-    let last = match &origin {
-        Origin::Nats { js, stream } => {
-            infra::audit::read_log(js, stream, None, 1, |m| {
-                pipeline.push(m.seq, m.subject, m.payload)
-            })
-            .await?
-        }
+    let read = match &origin {
+        Origin::Nats { js, stream } => infra::audit::read_log(js, stream, None, 1, |m| {
+            pipeline.push(m.seq, m.subject, m.payload)
+        })
+        .await
+        .map_err(anyhow::Error::from),
         Origin::File(path) => export_commits(path, |seq, subject, bytes| {
             pipeline.push(seq, subject, bytes.into())
-        })?,
+        }),
     };
     let (verifier, violation) = pipeline.finish()?;
+    // The reader may have read on past a violation (what the threads held) and failed
+    // there: the violation is the verdict.
+    let last = match read {
+        Ok(last) => last,
+        Err(_) if violation.is_some() => verifier.messages(),
+        Err(e) => return Err(e),
+    };
     report_foreign(&verifier, &trusted.accepted);
     let violation = violation.or_else(|| verifier.finish().err());
     let first_foreign = verifier

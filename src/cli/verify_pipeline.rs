@@ -12,12 +12,15 @@ use domain::audit::{LogVerifier, Opened, Violation};
 
 use super::progress::Progress;
 
-/// Messages per hand-over between the threads.
+/// Messages per hand-over between the threads, and the bytes after which a hand-over
+/// goes with fewer: anyone who can publish to the event stream chooses how large its
+/// messages are, up to the server's limit.
 const BATCH: usize = 256;
-/// Hand-overs each thread may run ahead of the next: the threads hold at most about
-/// `(2 * AHEAD + 4) * BATCH` messages between them, and the reader reads at most that
-/// far past a violation.
-const AHEAD: usize = 4;
+const BATCH_BYTES: usize = 1 << 20;
+/// Hand-overs each thread may run ahead of the next: the threads hold at most
+/// `2 * AHEAD + 3` hand-overs between them (each at most `BATCH_BYTES` and one
+/// message), and the reader reads at most that far past a violation.
+const AHEAD: usize = 2;
 
 /// One message of the log.
 struct Message {
@@ -29,6 +32,7 @@ struct Message {
 /// The verifier, running.
 pub struct Pipeline {
     batch: Vec<Message>,
+    batch_bytes: usize,
     to_open: Option<SyncSender<Vec<Message>>>,
     opener: JoinHandle<()>,
     checker: JoinHandle<Checked>,
@@ -69,6 +73,7 @@ impl Pipeline {
             })?;
         Ok(Self {
             batch: Vec::with_capacity(BATCH),
+            batch_bytes: 0,
             to_open: Some(to_open),
             opener,
             checker,
@@ -78,18 +83,20 @@ impl Pipeline {
     /// Hands on the message at `seq`; `false` once the checks have stopped at a
     /// violation, so reading may stop too.
     pub fn push(&mut self, seq: u64, subject: String, bytes: Bytes) -> bool {
+        self.batch_bytes += bytes.len();
         self.batch.push(Message {
             seq,
             subject,
             bytes,
         });
-        if self.batch.len() < BATCH {
+        if self.batch.len() < BATCH && self.batch_bytes < BATCH_BYTES {
             return true;
         }
         self.send()
     }
 
     fn send(&mut self) -> bool {
+        self.batch_bytes = 0;
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         self.to_open
             .as_ref()
@@ -177,12 +184,12 @@ mod tests {
             .collect()
     }
 
-    fn verifier(key: &CommitKey) -> LogVerifier {
-        LogVerifier::with_checkpoints(Vec::new(), Some(key.clone()))
+    fn verifier(key: Option<&CommitKey>) -> LogVerifier {
+        LogVerifier::with_checkpoints(Vec::new(), key.cloned())
     }
 
     /// Checked on one thread, message by message: the verifier and the first violation.
-    fn one_by_one(key: &CommitKey, log: &[(u64, String, Bytes)]) -> Checked {
+    fn one_by_one(key: Option<&CommitKey>, log: &[(u64, String, Bytes)]) -> Checked {
         let mut v = verifier(key);
         for (seq, subject, bytes) in log {
             if let Err(violation) = v.check(*seq, subject, bytes) {
@@ -194,7 +201,7 @@ mod tests {
 
     /// Pushes the log through the pipeline; also how many messages it took before
     /// saying to stop.
-    fn through_pipeline(key: &CommitKey, log: &[(u64, String, Bytes)]) -> (Checked, usize) {
+    fn through_pipeline(key: Option<&CommitKey>, log: &[(u64, String, Bytes)]) -> (Checked, usize) {
         let mut pipeline = Pipeline::start(verifier(key), Progress::new("verified")).unwrap();
         let taken = log
             .iter()
@@ -203,25 +210,38 @@ mod tests {
         (pipeline.finish().unwrap(), taken)
     }
 
-    /// Many hand-overs' worth of an intact log: the same commits, foreign messages and
-    /// Merkle root as checking each message in turn.
+    /// Many hand-overs' worth of an intact log, with the commit key and without: the
+    /// same commits, foreign messages and Merkle root as checking each message in turn.
     #[test]
     fn a_log_verified_on_threads_reads_as_one_verified_in_turn() {
         let key = CommitKey::new([5; 32]);
         let log = log(&key, 20 * BATCH as u64 + 17, None);
-        let ((piped, violation), taken) = through_pipeline(&key, &log);
-        let (turn, none) = one_by_one(&key, &log);
-        assert!(
-            violation.is_none() && none.is_none(),
-            "{violation:?} {none:?}"
-        );
+        for key in [Some(&key), None] {
+            let ((piped, violation), taken) = through_pipeline(key, &log);
+            let (turn, none) = one_by_one(key, &log);
+            assert!(
+                violation.is_none() && none.is_none(),
+                "{violation:?} {none:?}"
+            );
+            assert_eq!(taken, log.len());
+            assert_eq!(piped.commits(), turn.commits());
+            assert_eq!(piped.messages(), log.len() as u64);
+            assert_eq!(piped.root(), turn.root());
+            let seqs = |v: &LogVerifier| v.foreign().iter().map(|f| f.seq).collect::<Vec<_>>();
+            assert_eq!(seqs(&piped), seqs(&turn));
+            assert_eq!(seqs(&piped).len(), log.len() / 97);
+        }
+    }
+
+    /// A violation in the last, partial hand-over is found too.
+    #[test]
+    fn a_violation_in_the_last_hand_over_is_found() {
+        let key = CommitKey::new([5; 32]);
+        let broken = 3 * BATCH as u64 + 5;
+        let log = log(&key, 3 * BATCH as u64 + 10, Some(broken));
+        let ((_, violation), taken) = through_pipeline(Some(&key), &log);
         assert_eq!(taken, log.len());
-        assert_eq!(piped.commits(), turn.commits());
-        assert_eq!(piped.messages(), log.len() as u64);
-        assert_eq!(piped.root(), turn.root());
-        let seqs = |v: &LogVerifier| v.foreign().iter().map(|f| f.seq).collect::<Vec<_>>();
-        assert_eq!(seqs(&piped), seqs(&turn));
-        assert_eq!(seqs(&piped).len(), log.len() / 97);
+        assert_eq!(violation.map(|v| v.seq), Some(broken));
     }
 
     /// A broken chain deep in a long log is the violation reported, exactly as
@@ -231,8 +251,8 @@ mod tests {
         let key = CommitKey::new([5; 32]);
         let broken = 5 * BATCH as u64 + 3;
         let log = log(&key, 200 * BATCH as u64, Some(broken));
-        let ((piped, violation), taken) = through_pipeline(&key, &log);
-        let (turn, expected) = one_by_one(&key, &log);
+        let ((piped, violation), taken) = through_pipeline(Some(&key), &log);
+        let (turn, expected) = one_by_one(Some(&key), &log);
         let (violation, expected) = (violation.unwrap(), expected.unwrap());
         assert_eq!(violation.seq, broken);
         assert_eq!(violation.reason, expected.reason);
