@@ -8,13 +8,12 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use domain::audit::{LogVerifier, Violation};
-
-use super::verify_pipeline::Pipeline;
 use domain::checkpoint::{CheckpointVerifier, Foreign, SignedCheckpoint};
 use domain::commit::CommitKey;
 
 use super::export_format::ReadLine;
 use super::proof::{PublicKeys, saved_checkpoints};
+use super::verify_pipeline::Pipeline;
 
 /// Where the log and its checkpoints come from.
 pub enum Origin {
