@@ -167,7 +167,9 @@ async fn the_log_tells_who_did_what_and_verifies_until_tampered_with() {
     };
     // Bob becomes eve in the ACL commit (sequence 2).
     let to_eve = |mut c: Commit<RawEvent>| {
-        c.body.events[0].0["read"]["users"] = json!(["eve"]);
+        let mut event = c.body.events[0].value();
+        event["read"]["users"] = json!(["eve"]);
+        c.body.events[0] = RawEvent::new(&event);
         c
     };
     let mut changed = copy.clone();

@@ -70,7 +70,7 @@ async fn foreign_messages_on_the_log_are_ignored_named_and_never_brick_a_secret(
             service: None,
         }),
         at: t.now(),
-        events: vec![RawEvent(json!({
+        events: vec![RawEvent::new(&json!({
             "type": "secret.acl_set", "v": 1,
             "acl": {"project_access": true, "users": ["mallory"]},
         }))],

@@ -264,7 +264,7 @@ impl Facts {
         };
         for raw in &commit.body.events {
             match kind {
-                AggregateKind::Secret => match SecretEvent::decode(raw.0.clone()) {
+                AggregateKind::Secret => match SecretEvent::decode_raw(raw.json()) {
                     Ok(SecretEvent::Created(e)) => {
                         self = Self {
                             live: true,
@@ -277,7 +277,7 @@ impl Facts {
                     Ok(SecretEvent::Deleted(_) | SecretEvent::Expired(_)) => self.live = false,
                     _ => {}
                 },
-                AggregateKind::Container => match ContainerEvent::decode(raw.0.clone()) {
+                AggregateKind::Container => match ContainerEvent::decode_raw(raw.json()) {
                     Ok(ContainerEvent::Created(e)) => {
                         self = Self {
                             live: true,
@@ -290,7 +290,7 @@ impl Facts {
                     Ok(ContainerEvent::Deleted(_)) => self.live = false,
                     _ => {}
                 },
-                AggregateKind::Order => match OrderEvent::decode(raw.0.clone()) {
+                AggregateKind::Order => match OrderEvent::decode_raw(raw.json()) {
                     Ok(OrderEvent::Placed(e)) => {
                         self = Self {
                             live: true,

@@ -197,7 +197,7 @@ mod tests {
             command: "secret.metadata.set".into(),
             actor: Actor::scheduler(),
             at: Timestamp::from_unix_millis(1_800_000_000_000).unwrap(),
-            events: vec![RawEvent(serde_json::json!({"type": "x", "v": 1}))],
+            events: vec![RawEvent::new(&serde_json::json!({"type": "x", "v": 1}))],
         }
         .seal(prev, key)
     }

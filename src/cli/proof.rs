@@ -175,7 +175,7 @@ pub fn check(file: &Path, keys: &PublicKeys) -> Result<()> {
     let commit = Commit::<RawEvent>::parse_unverified(&bytes)
         .context("the proven commit does not read as a keyledger commit")?;
     let b = &commit.body;
-    let events: Vec<&str> = b.events.iter().map(RawEvent::type_name).collect();
+    let events: Vec<String> = b.events.iter().map(RawEvent::type_name).collect();
     println!(
         "ok: the commit at sequence {} ({} by {} at {}; {} {} in {}, version {}; events {}) is \
          in the log of {} commits that {} signed {}",

@@ -175,7 +175,9 @@ mod tests {
                     command: "secret.metadata.set".into(),
                     actor: Actor::scheduler(),
                     at: Timestamp::from_unix_millis(1_800_000_000_000).unwrap(),
-                    events: vec![RawEvent(serde_json::json!({"type": "x", "v": 1, "n": seq}))],
+                    events: vec![RawEvent::new(
+                        &serde_json::json!({"type": "x", "v": 1, "n": seq}),
+                    )],
                 }
                 .seal(prev, key);
                 heads[a] = (version + 1 + skip, Some(commit.hash));
