@@ -688,12 +688,7 @@ impl Follower {
             kind: kind.as_str().to_owned(),
             id: id.to_string(),
             version,
-            events: commit
-                .body
-                .events
-                .iter()
-                .map(|e| e.type_name().to_owned())
-                .collect(),
+            events: commit.body.events.iter().map(RawEvent::type_name).collect(),
             at: commit.body.at.to_rfc3339(),
         }))
     }

@@ -23,7 +23,7 @@ const ROUNDS: usize = 5;
 const PER_ROUND: u32 = 100_000;
 
 /// A create as `keyledger up` writes it, its payload 1 KiB (sealed: 1,040 bytes).
-const CREATE: &str = include_str!("../tests/golden/commit.v2.built-in-labels.json");
+const CREATE: &str = include_str!("../tests/golden/commit.v2.json");
 
 /// A commit of `audit replay-bench`: one metadatum set by the scheduler.
 const METADATUM: &str = r#"{"actor":{"system":"scheduler"},"aggregate":{"id":"03896512-604f-5bbc-bf97-70e66e8e63f9","kind":"secret","project":"replay-bench"},"at":"2026-12-05T04:07:07.583521Z","command":"secret.metadata.set","events":[{"key":"k4","type":"secret.metadatum_set","v":1,"value":"v499995"}],"hash":"31f2bf8f06ad2566b59d6b7358d22877ed1ffaaf4f2df0caf5f6ee5aebd4e97d","id":"synthetic-499995","mac":"5638c2ea149a44978c0a07b2932f860150a52faf19653e732aa08d3f8bc771c0","prev":"fd5c6e7733921d6e1ff2471dd7c8530e9d57364e9a7ec4208baa185056b1d47d","v":2,"version":5}"#;

@@ -51,22 +51,15 @@ impl RawEvent {
 
     /// The event's JSON, parsed.
     pub fn value(&self) -> Value {
-        // Text a parser accepted (a commit's bytes) or wrote (`new`) parses again.
+        // Every RawEvent's text reads as a Value: `new` wrote it from one, and
+        // `decode_raw` checked it (`json_text::reads_as_value`).
         serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
     }
 
     /// The event's `type`; empty for an event without one (every event keyledger
     /// writes has one). Reads that member alone.
     pub fn type_name(&self) -> String {
-        #[derive(Deserialize)]
-        struct Typed {
-            #[serde(rename = "type")]
-            type_name: Option<String>,
-        }
-        serde_json::from_str::<Typed>(self.0.get())
-            .ok()
-            .and_then(|t| t.type_name)
-            .unwrap_or_default()
+        crate::json_text::member_str(self.0.get(), "type").unwrap_or_default()
     }
 }
 
@@ -86,7 +79,13 @@ impl EventCodec for RawEvent {
         Ok(Self::new(&value))
     }
 
+    /// Keeps the text, once it is known to read as a [`Value`] would within its commit:
+    /// the scan serde_json made of it for the commit checks less (a lone surrogate
+    /// escape, a number out of range and deep nesting pass it), and a reader of events
+    /// as text must accept exactly the commits that readers of parsed events accept.
     fn decode_raw(raw: &RawValue) -> Result<Self, CommitError> {
+        crate::json_text::reads_as_value(raw.get(), crate::json_text::EVENT_DEPTH)
+            .map_err(|e| CommitError::Malformed(format!("an event does not parse: {e}")))?;
         Ok(Self(raw.to_owned()))
     }
 }

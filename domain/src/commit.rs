@@ -186,9 +186,16 @@ pub trait EventCodec: Sized {
     /// [`RawEvent`](crate::audit::RawEvent) keeps the text, since verifying a log or
     /// checking that a commit is authentic never looks inside its events.
     fn decode_raw(raw: &RawValue) -> Result<Self, CommitError> {
-        // The text is JSON serde_json has already checked; it parses.
-        let value = serde_json::from_str(raw.get())
+        // serde_json's scan of the commit checked less than a parse does (a lone
+        // surrogate escape, a number out of range, deep nesting pass it): such an
+        // event fails here, as it fails the exact path, which parses the whole commit.
+        let value: Value = serde_json::from_str(raw.get())
             .map_err(|e| CommitError::Malformed(format!("an event does not parse: {e}")))?;
+        if crate::json_text::depth(&value) > crate::json_text::EVENT_DEPTH {
+            return Err(CommitError::Malformed(
+                "an event's arrays and objects nest too deep".into(),
+            ));
+        }
         Self::decode(value)
     }
 }
@@ -508,6 +515,10 @@ impl<'a> RawCommit<&'a RawValue> {
     /// them. Without the key (an auditor's [`Commit::parse_unverified`]) nothing proves
     /// the bytes canonical, and the exact path runs.
     ///
+    /// Events are only scanned here (`RawValue`), which checks less than parsing them
+    /// into a [`Value`]; [`EventCodec::decode_raw`] then refuses what the parse would
+    /// have, for every event type, so both paths still accept the same commits.
+    ///
     /// The exact path must read keyledger's canonical bytes back to the same bytes
     /// for the two paths to agree on them. They do as long as commits hold no floating
     /// point number (serde_json, without `float_roundtrip`, can read a float it wrote
@@ -712,6 +723,63 @@ mod tests {
             if fast {
                 assert_eq!(exact.unwrap(), c);
             }
+        }
+    }
+
+    /// A commit holding an event that serde_json's scan lets through but no `Value`
+    /// reads from within a commit (a lone surrogate escape, a number out of range,
+    /// nesting one level past what a commit reads with), hashed and authenticated as
+    /// keyledger would: a writer holding the commit key but not keyledger's. Every
+    /// reader refuses it, as the exact path does, whether it keeps events as text or
+    /// parses them; and one level less deep, every reader reads it.
+    #[test]
+    fn an_event_no_value_reads_from_is_refused_on_every_path() {
+        let c = sealed("x", 1);
+        let bytes = String::from_utf8(c.to_bytes()).unwrap();
+        let event = serde_json::to_string(&c.body.events[0].value()).unwrap();
+        assert!(bytes.contains(&event));
+        // The event's object and 124 arrays: 125 deep, the most a commit reads with.
+        let deepest = format!("{}1{}", "[".repeat(124), "]".repeat(124));
+        let deeper = format!("[{deepest}]");
+        for (text, refused) in [
+            (r#""\ud800""#, true),
+            ("1e400", true),
+            (deeper.as_str(), true),
+            (deepest.as_str(), false),
+        ] {
+            let forged = bytes.replacen(&event, &format!(r#"{{"a":{text},"type":"x","v":1}}"#), 1);
+            let mut hashed = Sha256::new();
+            canonical::cut_members(forged.as_bytes(), &["hash", "mac"], |p| hashed.update(p))
+                .unwrap();
+            let hash = Digest(hashed.finalize().into());
+            let forged = forged
+                .replacen(&c.hash.to_hex(), &hash.to_hex(), 1)
+                .replacen(&c.mac.unwrap().to_hex(), &key().mac(&hash).to_hex(), 1);
+            let exact = Commit::<RawEvent>::open_any_encoding(forged.as_bytes(), &key());
+            let fast = Commit::<RawEvent>::open(forged.as_bytes(), &key());
+            if refused {
+                assert!(
+                    exact.as_ref().is_err_and(CommitError::is_foreign),
+                    "{text}: {exact:?}"
+                );
+                assert!(
+                    fast.as_ref().is_err_and(CommitError::is_foreign),
+                    "{text}: {fast:?}"
+                );
+            } else {
+                assert!(fast.is_ok(), "{text}: {fast:?}");
+                assert_eq!(
+                    fast.ok(),
+                    exact.as_ref().ok().cloned(),
+                    "{text}: {:?}",
+                    exact.as_ref().err()
+                );
+            }
+            // Parsed events are refused for the same reason (foreign), or, when the
+            // text reads, as no secret event ("x").
+            let typed = Commit::<crate::secret::SecretEvent>::open(forged.as_bytes(), &key());
+            let reason = typed.unwrap_err();
+            assert_eq!(reason.is_foreign(), refused, "{text}: {reason}");
         }
     }
 

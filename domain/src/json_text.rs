@@ -1,0 +1,232 @@
+//! JSON text read without building a [`serde_json::Value`]: whether it would read as
+//! one, and one member of its top-level object. A reader that keeps an event as text
+//! ([`crate::audit::RawEvent`]) uses these to accept exactly the text a `Value` would
+//! be read from, and to find the event's `type`, at the cost of a scan instead of a
+//! tree of allocations.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+/// How deep an event's arrays and objects may nest, its own object counted, for its
+/// commit to read as a [`Value`]: serde_json reads at most 127 levels, and a commit's
+/// events stand at the third (inside the commit's object and its `events` array).
+pub(crate) const EVENT_DEPTH: usize = 125;
+
+/// Whether `text` reads as a [`Value`] nesting at most `depth` deep: the checks
+/// serde_json makes building one (escapes, surrogates, numbers in range), none
+/// skipped. serde_json's own skipping ([`IgnoredAny`], and the scan behind a
+/// `RawValue`) checks less: a lone `\ud800`, `1e400` or any nesting pass it.
+pub(crate) fn reads_as_value(text: &str, depth: usize) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    AnyValue { left: depth }.deserialize(&mut de)?;
+    de.end()
+}
+
+/// How deep `value`'s arrays and objects nest (a scalar: 0).
+pub(crate) fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The string value of the member `name` of the object `text`, the last one if it
+/// is written twice (as a [`Value`] keeps it); `None` if `text` is not such an object,
+/// or the member is absent or not a string.
+pub(crate) fn member_str(text: &str, name: &str) -> Option<String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let found = de.deserialize_map(MemberStr { name }).ok()?;
+    de.end().ok()?;
+    found
+}
+
+/// Visits any JSON value, checking it as [`Value`]'s visitor would, keeping nothing;
+/// arrays and objects may nest `left` deep.
+#[derive(Clone, Copy)]
+struct AnyValue {
+    left: usize,
+}
+
+impl AnyValue {
+    /// The visitor of a container's members, or an error if none may nest here.
+    fn inside<E: de::Error>(self) -> Result<Self, E> {
+        match self.left.checked_sub(1) {
+            Some(left) => Ok(Self { left }),
+            None => Err(E::custom("arrays and objects nest too deep")),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for AnyValue {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AnyValue {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inside = self.inside()?;
+        while seq.next_element_seed(inside)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inside = self.inside()?;
+        while map.next_key_seed(inside)?.is_some() {
+            map.next_value_seed(inside)?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds the string value of the member `name` of an object.
+struct MemberStr<'n> {
+    name: &'n str,
+}
+
+impl<'de> Visitor<'de> for MemberStr<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        let mut found = None;
+        while let Some(is_name) = map.next_key_seed(KeyIs(self.name))? {
+            if is_name {
+                found = map.next_value::<Value>()?.as_str().map(str::to_owned);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Reads a member's name, telling whether it is the one sought (escapes decoded).
+struct KeyIs<'n>(&'n str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text that serde_json's skipping accepts but a `Value` refuses, and the reverse
+    /// never: each is judged as `Value` judges it.
+    #[test]
+    fn text_reads_as_value_exactly_when_a_value_reads_from_it() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for text in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\udc00x"}"#,
+            r#"{"a":1e400}"#,
+            r#"{"a":-1e400}"#,
+            &deep,
+            r#"{"a":"\ud83d\ude00","b":[1,-2,3.5,true,null,{}],"a":2}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":"x\q"}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#""just a string""#,
+        ] {
+            let value = serde_json::from_str::<Value>(text).map(drop);
+            assert_eq!(
+                reads_as_value(text, 200).is_ok(),
+                value.is_ok(),
+                "{text}: {value:?}"
+            );
+            // What serde_json's skipping lets through.
+            let skipped = serde_json::from_str::<IgnoredAny>(text).is_ok();
+            assert!(skipped || value.is_err(), "{text}");
+        }
+    }
+
+    proptest! {
+        /// Any JSON a `Value` writes reads back as one, and its members read back.
+        #[test]
+        fn written_values_read(key in "[a-z\u{e9}\"\\\\]{0,4}", s in any::<String>(), n in any::<i64>()) {
+            let v = serde_json::json!({"type": s, format!("k{key}"): [n, {"type": 1}], "z": null});
+            let text = v.to_string();
+            prop_assert!(reads_as_value(&text, 3).is_ok());
+            prop_assert!(reads_as_value(&text, 2).is_err());
+            prop_assert_eq!(depth(&v), 3);
+            let want = v.get("type").and_then(Value::as_str).map(str::to_owned);
+            prop_assert_eq!(member_str(&text, "type"), want);
+        }
+    }
+
+    /// The member is found as a `Value` lookup finds it: the last of two, through
+    /// escapes in its name, only in an object, only if a string.
+    #[test]
+    fn a_member_is_found_as_a_value_lookup_finds_it() {
+        for (text, want) in [
+            (r#"{"type":"a","v":1}"#, Some("a")),
+            (r#"{"type":"a","type":"b"}"#, Some("b")),
+            (r#"{"typ\u0065":"a"}"#, Some("a")),
+            (r#"{"type":1}"#, None),
+            (r#"{"x":{"type":"a"}}"#, None),
+            (r#"["type","a"]"#, None),
+            (r#"["a"]"#, None),
+            (r#"{"type":"a"} trailing"#, None),
+            (r#"{"type":"a""#, None),
+        ] {
+            assert_eq!(member_str(text, "type").as_deref(), want, "{text}");
+        }
+    }
+}
