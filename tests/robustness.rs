@@ -180,6 +180,50 @@ async fn invisible_formatting_characters_are_refused_over_http_and_nats_naming_t
     t.stop().await;
 }
 
+/// The one tag key serde_json reads as no other (an object led by it is read as the
+/// JSON in its string) is refused over HTTP and NATS with a 400 that says it is
+/// reserved: a secret tagged with it would have a commit that no reader reads back as
+/// written. A key that merely contains it is an ordinary tag.
+#[tokio::test]
+async fn the_tag_key_serde_json_reserves_is_refused_over_http_and_nats() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let nats = t.client_nats().await;
+    for value in ["x", "{}"] {
+        let body = json!({"name": "tagged", "tags": {"$serde_json::private::RawValue": value}});
+        let created = t
+            .http
+            .post(t.url("/v1/secrets"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, message) = description(created).await;
+        assert_eq!(status, 400, "{body}: {message}");
+        assert!(message.contains("is reserved"), "{body}: {message}");
+        let reply = raw_command(&nats, "secret.create", Some(&token), &body).await;
+        assert_eq!(reply["error"]["code"], "invalid", "{body}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("is reserved"), "{body}: {reply}");
+    }
+    let body = json!({"name": "tagged", "tags": {"$serde_json::private::RawValue2": "x"}});
+    let reply = raw_command(&nats, "secret.create", Some(&token), &body).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let listing = json_of(
+        t.http
+            .get(t.url("/v1/secrets"))
+            .bearer_auth(&token)
+            .header("X-Keyledger-Min-Seq", reply["seq"].to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(listing["total"], 1, "{listing}");
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn slow_silent_and_idle_connections_are_closed_and_http2_is_refused() {
     let t = TestStack::start_with(|c| {

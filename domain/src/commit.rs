@@ -524,6 +524,12 @@ impl<'a> RawCommit<&'a RawValue> {
     /// point number (serde_json, without `float_roundtrip`, can read a float it wrote
     /// one unit off); none does (`canonical`'s module docs).
     fn open_as_written(bytes: &'a [u8], key: &CommitKey) -> Option<Self> {
+        // An object led by serde_json's RawValue token reads parsed as another value
+        // (`json_text::RAW_VALUE_TOKEN`; keyledger refuses it as a tag key): the exact
+        // path reads such a commit as a parse does.
+        if memchr::memmem::find(bytes, crate::json_text::RAW_VALUE_TOKEN.as_bytes()).is_some() {
+            return None;
+        }
         let raw: Self = serde_json::from_slice(bytes).ok()?;
         let authentic = raw.v == Some(FORMAT)
             && !raw.events.is_empty()
@@ -726,6 +732,23 @@ mod tests {
         }
     }
 
+    /// The canonical bytes of a commit holding the event written as `event` (canonical
+    /// JSON, which this does not check), hashed and authenticated as keyledger's writer
+    /// would: what a writer holding the commit key but not keyledger's can write.
+    fn with_event(event: &str) -> String {
+        let c = sealed("x", 1);
+        let bytes = String::from_utf8(c.to_bytes()).unwrap();
+        let own = serde_json::to_string(&c.body.events[0].value()).unwrap();
+        assert!(bytes.contains(&own));
+        let forged = bytes.replacen(&own, event, 1);
+        let mut hashed = Sha256::new();
+        canonical::cut_members(forged.as_bytes(), &["hash", "mac"], |p| hashed.update(p)).unwrap();
+        let hash = Digest(hashed.finalize().into());
+        forged
+            .replacen(&c.hash.to_hex(), &hash.to_hex(), 1)
+            .replacen(&c.mac.unwrap().to_hex(), &key().mac(&hash).to_hex(), 1)
+    }
+
     /// A commit holding an event that serde_json's scan lets through but no `Value`
     /// reads from within a commit (a lone surrogate escape, a number out of range,
     /// nesting one level past what a commit reads with), hashed and authenticated as
@@ -734,10 +757,6 @@ mod tests {
     /// parses them; and one level less deep, every reader reads it.
     #[test]
     fn an_event_no_value_reads_from_is_refused_on_every_path() {
-        let c = sealed("x", 1);
-        let bytes = String::from_utf8(c.to_bytes()).unwrap();
-        let event = serde_json::to_string(&c.body.events[0].value()).unwrap();
-        assert!(bytes.contains(&event));
         // The event's object and 124 arrays: 125 deep, the most a commit reads with.
         let deepest = format!("{}1{}", "[".repeat(124), "]".repeat(124));
         let deeper = format!("[{deepest}]");
@@ -747,14 +766,7 @@ mod tests {
             (deeper.as_str(), true),
             (deepest.as_str(), false),
         ] {
-            let forged = bytes.replacen(&event, &format!(r#"{{"a":{text},"type":"x","v":1}}"#), 1);
-            let mut hashed = Sha256::new();
-            canonical::cut_members(forged.as_bytes(), &["hash", "mac"], |p| hashed.update(p))
-                .unwrap();
-            let hash = Digest(hashed.finalize().into());
-            let forged = forged
-                .replacen(&c.hash.to_hex(), &hash.to_hex(), 1)
-                .replacen(&c.mac.unwrap().to_hex(), &key().mac(&hash).to_hex(), 1);
+            let forged = with_event(&format!(r#"{{"a":{text},"type":"x","v":1}}"#));
             let exact = Commit::<RawEvent>::open_any_encoding(forged.as_bytes(), &key());
             let fast = Commit::<RawEvent>::open(forged.as_bytes(), &key());
             if refused {
@@ -780,6 +792,31 @@ mod tests {
             let typed = Commit::<crate::secret::SecretEvent>::open(forged.as_bytes(), &key());
             let reason = typed.unwrap_err();
             assert_eq!(reason.is_foreign(), refused, "{text}: {reason}");
+        }
+    }
+
+    /// A commit holding serde_json's RawValue token as the first member of an object
+    /// (as a tag key could, before tag keys refused it) reads on every path as the
+    /// exact path reads it: refused, since a parse reads that object as another value
+    /// (or fails), and the hash no longer matches.
+    #[test]
+    fn a_commit_holding_the_raw_value_token_reads_as_the_exact_path_says() {
+        let token = crate::json_text::RAW_VALUE_TOKEN;
+        for value in [r#""x""#, r#""{}""#, "{}"] {
+            let forged = with_event(&format!(
+                r#"{{"tags":{{"{token}":{value}}},"type":"x","v":1}}"#
+            ));
+            let bytes = forged.as_bytes();
+            assert!(RawCommit::open_as_written(bytes, &key()).is_none());
+            let exact = Commit::<RawEvent>::open_any_encoding(bytes, &key());
+            assert!(
+                exact.as_ref().is_err_and(CommitError::is_foreign),
+                "{value}: {exact:?}"
+            );
+            assert_eq!(
+                Commit::<RawEvent>::open(bytes, &key()).map_err(|e| e.to_string()),
+                exact.map_err(|e| e.to_string())
+            );
         }
     }
 

@@ -9,15 +9,22 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+/// The member name serde_json (with its `raw_value` feature, which axum turns on) gives
+/// a meaning of its own: an object whose first member it names is read as a `Value`
+/// by parsing that member's string, not as the object written.
+pub(crate) const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
 /// How deep an event's arrays and objects may nest, its own object counted, for its
 /// commit to read as a [`Value`]: serde_json reads at most 127 levels, and a commit's
 /// events stand at the third (inside the commit's object and its `events` array).
 pub(crate) const EVENT_DEPTH: usize = 125;
 
-/// Whether `text` reads as a [`Value`] nesting at most `depth` deep: the checks
-/// serde_json makes building one (escapes, surrogates, numbers in range), none
-/// skipped. serde_json's own skipping ([`IgnoredAny`], and the scan behind a
-/// `RawValue`) checks less: a lone `\ud800`, `1e400` or any nesting pass it.
+/// Whether `text` reads as a [`Value`] of the shape written, nesting at most `depth`
+/// deep: the checks serde_json makes building one (escapes, surrogates, numbers in
+/// range), none skipped, and no object led by [`RAW_VALUE_TOKEN`] (which a `Value`
+/// would read as something else). serde_json's own skipping ([`IgnoredAny`], and the
+/// scan behind a `RawValue`) checks less: a lone `\ud800`, `1e400`, any nesting or
+/// that member pass it.
 pub(crate) fn reads_as_value(text: &str, depth: usize) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     AnyValue { left: depth }.deserialize(&mut de)?;
@@ -107,6 +114,15 @@ impl<'de> Visitor<'de> for AnyValue {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inside = self.inside()?;
+        match map.next_key_seed(KeyIs(RAW_VALUE_TOKEN))? {
+            None => return Ok(()),
+            Some(true) => {
+                return Err(de::Error::custom(format!(
+                    "an object led by {RAW_VALUE_TOKEN:?} reads as another value"
+                )));
+            }
+            Some(false) => map.next_value_seed(inside)?,
+        }
         while map.next_key_seed(inside)?.is_some() {
             map.next_value_seed(inside)?;
         }
@@ -195,6 +211,23 @@ mod tests {
             let skipped = serde_json::from_str::<IgnoredAny>(text).is_ok();
             assert!(skipped || value.is_err(), "{text}");
         }
+    }
+
+    /// An object led by the token reads, as a `Value`, as the JSON in its string (or
+    /// not at all): not the shape written, so it is refused; led by another member, it
+    /// is an ordinary member.
+    #[test]
+    fn an_object_led_by_the_raw_value_token_is_refused() {
+        let token = RAW_VALUE_TOKEN;
+        let led = format!(r#"{{"a":{{"{token}":"{{}}"}}}}"#);
+        assert_eq!(
+            serde_json::from_str::<Value>(&led).unwrap(),
+            serde_json::json!({"a": {}}),
+            "serde_json still reads the token as its own"
+        );
+        assert!(reads_as_value(&led, 10).is_err());
+        assert!(reads_as_value(&format!(r#"{{"{token}":"x"}}"#), 10).is_err());
+        assert!(reads_as_value(&format!(r#"{{"a":{{" ":1,"{token}":"x"}}}}"#), 10).is_ok());
     }
 
     proptest! {

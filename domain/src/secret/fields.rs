@@ -173,8 +173,21 @@ text_field!(
     TagKey,
     "tag key",
     128,
-    visible_text
+    tag_key_text
 );
+
+/// [`visible_text`], and not the one key serde_json reads as no other: an object whose
+/// first member it names is read as the JSON held in that member's string (a
+/// `RawValue`), so a secret tagged with it would not read back as written.
+fn tag_key_text(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
+    if s == crate::json_text::RAW_VALUE_TOKEN {
+        return Err(Rejection::invalid(format!(
+            "{field} {s:?} is reserved by the JSON library keyledger reads its log with; \
+             choose another key"
+        )));
+    }
+    visible_text(field, s, max)
+}
 
 /// A tag's value: up to 256 characters, may be empty (as in AWS).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -505,6 +518,16 @@ mod tests {
         assert_eq!(md.keys().next().unwrap().as_str(), "owner");
         assert!(parse_metadata([("a", "1"), ("A", "2")]).is_err());
         assert!(parse_metadata([("a b", "1")]).is_err());
+    }
+
+    /// The key serde_json reads as no other is refused as a tag key, saying why; a key
+    /// that only contains it is an ordinary key.
+    #[test]
+    fn a_tag_key_may_not_be_serde_jsons_raw_value_token() {
+        let err = TagKey::parse("$serde_json::private::RawValue").unwrap_err();
+        assert!(err.message.contains("is reserved"), "{}", err.message);
+        assert!(parse_tags([("$serde_json::private::RawValue", "x")]).is_err());
+        assert!(TagKey::parse("$serde_json::private::RawValue2").is_ok());
     }
 
     #[test]
