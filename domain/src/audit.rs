@@ -54,7 +54,7 @@ impl RawEvent {
         // Every RawEvent's text reads as a Value: `decode_raw` checked it
         // (`json_text::reads_as_value`), and `new` wrote it from one, which reads back
         // unless it holds an object led by serde_json's RawValue token (no event of
-        // keyledger's does: tag keys refuse it, and a parsed Value cannot hold one).
+        // keyledger's holds one since tag keys refuse it).
         serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
     }
 

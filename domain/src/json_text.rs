@@ -19,12 +19,11 @@ pub(crate) const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 /// events stand at the third (inside the commit's object and its `events` array).
 pub(crate) const EVENT_DEPTH: usize = 125;
 
-/// Whether `text` reads as a [`Value`] of the shape written, nesting at most `depth`
-/// deep: the checks serde_json makes building one (escapes, surrogates, numbers in
-/// range), none skipped, and no object led by [`RAW_VALUE_TOKEN`] (which a `Value`
-/// would read as something else). serde_json's own skipping ([`IgnoredAny`], and the
-/// scan behind a `RawValue`) checks less: a lone `\ud800`, `1e400`, any nesting or
-/// that member pass it.
+/// Whether `text` reads as a [`Value`], nesting at most `depth` deep: the checks
+/// serde_json makes building one (escapes, surrogates, numbers in range, an object led
+/// by [`RAW_VALUE_TOKEN`] holding a string of JSON and nothing else), none skipped.
+/// serde_json's own skipping ([`IgnoredAny`], and the scan behind a `RawValue`) checks
+/// less: a lone `\ud800`, `1e400`, any nesting or `{"<token>": "x"}` pass it.
 pub(crate) fn reads_as_value(text: &str, depth: usize) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     AnyValue { left: depth }.deserialize(&mut de)?;
@@ -116,10 +115,16 @@ impl<'de> Visitor<'de> for AnyValue {
         let inside = self.inside()?;
         match map.next_key_seed(KeyIs(RAW_VALUE_TOKEN))? {
             None => return Ok(()),
+            // As a Value reads it: the member's string, parsed as JSON afresh, is the
+            // value; a member after it is an error.
             Some(true) => {
-                return Err(de::Error::custom(format!(
-                    "an object led by {RAW_VALUE_TOKEN:?} reads as another value"
-                )));
+                map.next_value_seed(JsonInString)?;
+                if map.next_key::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom(format!(
+                        "an object led by {RAW_VALUE_TOKEN:?} holds only that member"
+                    )));
+                }
+                return Ok(());
             }
             Some(false) => map.next_value_seed(inside)?,
         }
@@ -127,6 +132,30 @@ impl<'de> Visitor<'de> for AnyValue {
             map.next_value_seed(inside)?;
         }
         Ok(())
+    }
+}
+
+/// A string holding JSON that reads as a [`Value`], as the member led by
+/// [`RAW_VALUE_TOKEN`] must be (parsed afresh, with serde_json's whole depth).
+struct JsonInString;
+
+impl<'de> DeserializeSeed<'de> for JsonInString {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonInString {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string of JSON")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        reads_as_value(v, 127).map_err(E::custom)
     }
 }
 
@@ -213,21 +242,33 @@ mod tests {
         }
     }
 
-    /// An object led by the token reads, as a `Value`, as the JSON in its string (or
-    /// not at all): not the shape written, so it is refused; led by another member, it
-    /// is an ordinary member.
+    /// An object led by the token reads, as a `Value`, as the JSON in its string:
+    /// checked as a `Value` reads it, whether the string holds JSON, the member is no
+    /// string, or another member follows; led by another member, it is an ordinary one.
     #[test]
-    fn an_object_led_by_the_raw_value_token_is_refused() {
+    fn an_object_led_by_the_raw_value_token_reads_as_a_value_reads_it() {
         let token = RAW_VALUE_TOKEN;
-        let led = format!(r#"{{"a":{{"{token}":"{{}}"}}}}"#);
         assert_eq!(
-            serde_json::from_str::<Value>(&led).unwrap(),
+            serde_json::from_str::<Value>(&format!(r#"{{"a":{{"{token}":"{{}}"}}}}"#)).unwrap(),
             serde_json::json!({"a": {}}),
             "serde_json still reads the token as its own"
         );
-        assert!(reads_as_value(&led, 10).is_err());
-        assert!(reads_as_value(&format!(r#"{{"{token}":"x"}}"#), 10).is_err());
-        assert!(reads_as_value(&format!(r#"{{"a":{{" ":1,"{token}":"x"}}}}"#), 10).is_ok());
+        for text in [
+            format!(r#"{{"a":{{"{token}":"{{}}"}}}}"#),
+            format!(r#"{{"{token}":"[1,\"\\ud800\"]"}}"#),
+            format!(r#"{{"{token}":"x"}}"#),
+            format!(r#"{{"{token}":{{}}}}"#),
+            format!(r#"{{"{token}":"1","b":2}}"#),
+            format!(r#"{{"{token}":"1e400"}}"#),
+            format!(r#"{{"a":{{" ":1,"{token}":"x"}}}}"#),
+        ] {
+            let value = serde_json::from_str::<Value>(&text).map(drop);
+            assert_eq!(
+                reads_as_value(&text, 10).is_ok(),
+                value.is_ok(),
+                "{text}: {value:?}"
+            );
+        }
     }
 
     proptest! {

@@ -379,7 +379,7 @@ impl IntakeContext<'_> {
         let keys = req
             .keys
             .iter()
-            .map(|k| TagKey::parse(k))
+            .map(|k| TagKey::to_remove(k))
             .collect::<Result<_, _>>()?;
         self.on_secret(
             req.command_id.as_deref(),

@@ -176,6 +176,14 @@ text_field!(
     tag_key_text
 );
 
+impl TagKey {
+    /// A key to remove: any a new tag could have had, and the reserved one, which tags
+    /// written before it was refused may hold.
+    pub fn to_remove(s: &str) -> Result<Self, Rejection> {
+        visible_text("tag key", s, Self::MAX_CHARS).map(Self)
+    }
+}
+
 /// [`visible_text`], and not the one key serde_json reads as no other: an object whose
 /// first member it names is read as the JSON held in that member's string (a
 /// `RawValue`), so a secret tagged with it would not read back as written.
@@ -528,6 +536,8 @@ mod tests {
         assert!(err.message.contains("is reserved"), "{}", err.message);
         assert!(parse_tags([("$serde_json::private::RawValue", "x")]).is_err());
         assert!(TagKey::parse("$serde_json::private::RawValue2").is_ok());
+        // What older tags may hold can still be removed.
+        assert!(TagKey::to_remove("$serde_json::private::RawValue").is_ok());
     }
 
     #[test]
