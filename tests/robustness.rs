@@ -138,22 +138,7 @@ async fn invisible_formatting_characters_are_refused_over_http_and_nats_naming_t
     ];
     let nats = t.client_nats().await;
     for (body, expected) in &refused {
-        let created = t
-            .http
-            .post(t.url("/v1/secrets"))
-            .bearer_auth(&token)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let (status, message) = description(created).await;
-        assert_eq!(status, 400, "{body}: {message}");
-        assert!(message.contains(*expected), "{body}: {message}");
-        let reply = raw_command(&nats, "secret.create", Some(&token), body).await;
-        assert_eq!(reply["ok"], false, "{body}: {reply}");
-        assert_eq!(reply["error"]["code"], "invalid", "{body}: {reply}");
-        let message = reply["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(*expected), "{body}: {reply}");
+        create_is_refused(&t, &nats, &token, body, expected).await;
     }
     // Nothing was created: after one create that is accepted, the project's listing
     // (as of that create's commit, so of every earlier one) holds that secret alone.
@@ -165,16 +150,7 @@ async fn invisible_formatting_characters_are_refused_over_http_and_nats_naming_t
     )
     .await;
     assert_eq!(reply["ok"], true, "{reply}");
-    let listing = json_of(
-        t.http
-            .get(t.url("/v1/secrets"))
-            .bearer_auth(&token)
-            .header("X-Keyledger-Min-Seq", reply["seq"].to_string())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let listing = listing_as_of(&t, &token, &reply).await;
     assert_eq!(listing["total"], 1, "{listing}");
     assert_eq!(listing["secrets"][0]["name"], "payroll", "{listing}");
     t.stop().await;
@@ -191,37 +167,56 @@ async fn the_tag_key_serde_json_reserves_is_refused_over_http_and_nats() {
     let nats = t.client_nats().await;
     for value in ["x", "{}"] {
         let body = json!({"name": "tagged", "tags": {"$serde_json::private::RawValue": value}});
-        let created = t
-            .http
-            .post(t.url("/v1/secrets"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let (status, message) = description(created).await;
-        assert_eq!(status, 400, "{body}: {message}");
-        assert!(message.contains("is reserved"), "{body}: {message}");
-        let reply = raw_command(&nats, "secret.create", Some(&token), &body).await;
-        assert_eq!(reply["error"]["code"], "invalid", "{body}: {reply}");
-        let message = reply["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("is reserved"), "{body}: {reply}");
+        create_is_refused(&t, &nats, &token, &body, "is reserved").await;
     }
     let body = json!({"name": "tagged", "tags": {"$serde_json::private::RawValue2": "x"}});
     let reply = raw_command(&nats, "secret.create", Some(&token), &body).await;
     assert_eq!(reply["ok"], true, "{reply}");
-    let listing = json_of(
+    let listing = listing_as_of(&t, &token, &reply).await;
+    assert_eq!(listing["total"], 1, "{listing}");
+    t.stop().await;
+}
+
+/// Asserts that creating a secret of `body` is refused over HTTP (400) and over NATS
+/// (`invalid`), each error saying `expected`.
+async fn create_is_refused(
+    t: &TestStack,
+    nats: &async_nats::Client,
+    token: &str,
+    body: &Value,
+    expected: &str,
+) {
+    let created = t
+        .http
+        .post(t.url("/v1/secrets"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, message) = description(created).await;
+    assert_eq!(status, 400, "{body}: {message}");
+    assert!(message.contains(expected), "{body}: {message}");
+    let reply = raw_command(nats, "secret.create", Some(token), body).await;
+    assert_eq!(reply["ok"], false, "{body}: {reply}");
+    assert_eq!(reply["error"]["code"], "invalid", "{body}: {reply}");
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(expected), "{body}: {reply}");
+}
+
+/// The project's listing of secrets, as of the commit of the command that `reply`
+/// answered.
+async fn listing_as_of(t: &TestStack, token: &str, reply: &Value) -> Value {
+    json_of(
         t.http
             .get(t.url("/v1/secrets"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .header("X-Keyledger-Min-Seq", reply["seq"].to_string())
             .send()
             .await
             .unwrap(),
     )
-    .await;
-    assert_eq!(listing["total"], 1, "{listing}");
-    t.stop().await;
+    .await
 }
 
 #[tokio::test]
