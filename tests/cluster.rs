@@ -821,14 +821,37 @@ impl Drop for Hung {
     }
 }
 
-/// The key bucket's stream leader and one follower, by node name.
+/// The key bucket's stream leader and one follower, by node name, once that follower
+/// answers direct gets.
+///
+/// nats-server lets a follower answer direct gets only once it is current at a tick of
+/// a 2-second timer that starts when it learns of a leader (`monitorStream` in
+/// `jetstream_cluster.go`), and nothing a client can ask shows whether it has. A tick
+/// that falls while the follower is hung or catching up is lost: on a fresh CI machine
+/// the rounds below left it hung at every tick, and it never answered one. So the
+/// follower is first seen current, then left running for two ticks.
 async fn key_bucket_leader_and_follower(js: &async_nats::jetstream::Context) -> (String, String) {
     let mut stream = js.get_stream("KV_KEYLEDGER_KEYS").await.unwrap();
-    let cluster = stream.info().await.unwrap().cluster.clone().unwrap();
-    let leader = cluster.leader.unwrap();
-    let follower = cluster.replicas[0].name.clone();
-    (leader, follower)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let cluster = stream.info().await.unwrap().cluster.clone().unwrap();
+        if let (Some(leader), [follower, ..]) = (&cluster.leader, &cluster.replicas[..])
+            && follower.current
+        {
+            tokio::time::sleep(DIRECT_ACCESS_TICK * 2).await;
+            return (leader.clone(), follower.name.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the key bucket has no leader with a current follower: {cluster:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
+
+/// How often a follower that is not yet answering direct gets checks whether it is
+/// current enough to start (`startDirectAccessMonitoring` in nats-server).
+const DIRECT_ACCESS_TICK: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_follower_never_makes_a_key_look_destroyed() {
@@ -840,16 +863,15 @@ async fn a_lagging_follower_never_makes_a_key_look_destroyed() {
     let connect = |name: &str| {
         let url = cluster.node_urls[name].clone();
         async move {
-            let js = async_nats::jetstream::new(
-                infra::nats::connect(&url, "cluster-test").await.unwrap(),
-            );
-            js.get_key_value("KEYLEDGER_KEYS").await.unwrap()
+            let client = infra::nats::connect(&url, "cluster-test").await.unwrap();
+            let js = async_nats::jetstream::new(client.clone());
+            (client, js.get_key_value("KEYLEDGER_KEYS").await.unwrap())
         }
     };
     // Keys are written through the leader's node and read through a connection to
     // the follower that will lag.
-    let writer = infra::keystore::KeyStore::new(connect(&leader).await);
-    let lagging_bucket = connect(&follower).await;
+    let writer = infra::keystore::KeyStore::new(connect(&leader).await.1);
+    let (lagging_client, lagging_bucket) = connect(&follower).await;
     let lagging = infra::keystore::KeyStore::new(lagging_bucket.clone());
     let project = domain::ids::ProjectId::parse("dev").unwrap();
     let wrapped = infra::envelope::WrappedKey {
@@ -861,13 +883,15 @@ async fn a_lagging_follower_never_makes_a_key_look_destroyed() {
     };
 
     // The follower hangs (SIGSTOP) while 1,000 keys are written: two of three replicas
-    // acknowledge each put. Right after SIGCONT it still has to catch up on them (for
-    // some milliseconds), and a direct get it answers then misses the newest key. Any
-    // replica may answer a direct get (measured: two gets sent in a row on one
-    // connection were answered by different replicas), so each round sends raw direct
-    // gets, which show whether a replica that lacked the key was answering, together
-    // with as many reads through the key store. (Measured: about 40% of the raw gets
-    // miss in most rounds; with the leader re-read removed, a read fails in the first.)
+    // acknowledge each put. Right after SIGCONT it still has to catch up on them, and
+    // a direct get it answers then misses the newest key. Any replica may answer a
+    // direct get (measured: two gets sent in a row on one connection were answered by
+    // different replicas), so each round sends raw direct gets, which show whether a
+    // replica that lacked the key was answering, together with as many reads through
+    // the key store. Both are sent, and flushed to the follower's socket, while it
+    // still hangs: on SIGCONT it reads them beside the replication it missed, and
+    // answers them inline, most often before it has applied those 1,000 puts, rather
+    // than only if they happen to outrun its catch-up.
     let follower_pid = cluster.node_pid(&follower);
     let mut lagging_rounds = 0;
     for _ in 0..10 {
@@ -882,11 +906,16 @@ async fn a_lagging_follower_never_makes_a_key_look_destroyed() {
         }
         let (secret, key) = last.unwrap();
         let name = format!("{project}.{secret}.{key}");
+        let mut probes =
+            futures::future::join_all((0..16).map(|_| lagging_bucket.get(name.clone())));
+        let mut reads =
+            futures::future::join_all((0..16).map(|_| lagging.get(&project, secret, key)));
+        // One poll hands every request to the connection, ahead of the flush.
+        assert!(futures::poll!(&mut probes).is_pending());
+        assert!(futures::poll!(&mut reads).is_pending());
+        lagging_client.flush().await.unwrap();
         drop(hung);
-        let (probes, reads) = tokio::join!(
-            futures::future::join_all((0..16).map(|_| lagging_bucket.get(name.clone()))),
-            futures::future::join_all((0..16).map(|_| lagging.get(&project, secret, key)))
-        );
+        let (probes, reads) = tokio::join!(probes, reads);
         for read in reads {
             assert_eq!(
                 read.unwrap().as_ref(),
