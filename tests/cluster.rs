@@ -720,7 +720,14 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
         String::from_utf8_lossy(&verify.stderr)
     );
     assert!(out.contains("every authenticator"), "{out}");
-    assert!(out.contains("match the log"), "{out}");
+    // How many checkpoints were signed depends on the failovers' timing: "1 signed
+    // checkpoint matches the log" or "N signed checkpoints match the log".
+    assert!(
+        out.lines().any(|l| l.starts_with("ok: ")
+            && l.contains("signed checkpoint")
+            && l.contains("the log")),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,6 +167,23 @@ class Boto3(unittest.TestCase):
                                   VersionStages=["bad\u202elabel"])
         self.assertIn("U+202E", message)
 
+    def test_a_label_holding_a_comma_is_one_label(self):
+        # A custom label may hold any visible character: "x,AWSCURRENT" is one label,
+        # and AWSCURRENT stays where it was.
+        name = unique("comma")
+        v1 = self.sm.create_secret(Name=name, SecretString="one")["VersionId"]
+        v2 = self.sm.put_secret_value(SecretId=name, SecretString="two",
+                                      VersionStages=["x,AWSCURRENT"])["VersionId"]
+        self.assertEqual(self.sm.describe_secret(SecretId=name)["VersionIdsToStages"],
+                         {v1: ["AWSCURRENT"], v2: ["x,AWSCURRENT"]})
+        got = self.sm.get_secret_value(SecretId=name, VersionStage="x,AWSCURRENT")
+        self.assertEqual((got["SecretString"], got["VersionStages"]), ("two", ["x,AWSCURRENT"]))
+        current = self.sm.get_secret_value(SecretId=name)
+        self.assertEqual((current["VersionId"], current["VersionStages"]), (v1, ["AWSCURRENT"]))
+        listed = {v["VersionId"]: v["VersionStages"]
+                  for v in self.sm.list_secret_version_ids(SecretId=name)["Versions"]}
+        self.assertEqual(listed, {v1: ["AWSCURRENT"], v2: ["x,AWSCURRENT"]})
+
     def test_describe_and_list_with_filters_and_pages(self):
         prefix = unique("list")
         arns = [self.sm.create_secret(Name=f"{prefix}/{i}", SecretString=str(i),

@@ -11,9 +11,11 @@ use domain::timestamp::Timestamp;
 
 use super::{AclTables, json, run, run_each, set_acl, to_i64};
 
-/// Applies a secret's commit stored at `seq`.
+/// Applies a secret's commit stored at `seq` on `subject`.
 pub(super) fn apply(
     conn: &mut dyn Sql,
+    touched: &mut LastTouch,
+    subject: &str,
     seq: u64,
     commit: &Commit<SecretEvent>,
 ) -> Result<(), ApplyError> {
@@ -46,10 +48,12 @@ pub(super) fn apply(
         }
         return Ok(());
     }
-    apply_events(conn, seq, commit)
+    apply_events(conn, seq, commit)?;
+    touched.set(conn, subject, seq, commit)
 }
 
-/// Applies a secret's commit stored at `seq` one event at a time.
+/// Applies a secret's commit stored at `seq` one event at a time, all but the row's
+/// `updated`, `version` and `seq` ([`LastTouch`]).
 fn apply_events(
     conn: &mut dyn Sql,
     seq: u64,
@@ -223,19 +227,78 @@ fn apply_events(
             )?,
         }
     }
-    run(
-        conn,
-        "UPDATE secrets SET updated = ?1, updated_ms = ?2, version = ?3, seq = ?4 \
-         WHERE project = ?5 AND id = ?6",
-        params![
-            at.to_rfc3339(),
-            at.unix_millis(),
-            to_i64(commit.body.version),
-            to_i64(seq),
-            project,
-            id
-        ],
-    )
+    Ok(())
+}
+
+/// The `updated`, `version` and `seq` a secret's row takes from the last of a run of
+/// its commits, written once after the run rather than after each commit: a batch
+/// applies an aggregate's commits together (`super::apply_batch`), and in a rebuild,
+/// where most commits set a metadatum, this was every other statement. No statement
+/// of the fold reads these columns, and readers see the batch only once it commits.
+#[derive(Debug, Default)]
+pub(super) struct LastTouch(Option<Touch>);
+
+#[derive(Debug)]
+struct Touch {
+    subject: String,
+    project: String,
+    id: String,
+    at: Timestamp,
+    version: u64,
+    seq: u64,
+}
+
+impl LastTouch {
+    /// `commit`, stored at `seq` on `subject`, is the last applied to its secret: the
+    /// run of another secret's commits before it is over, and its row written.
+    fn set(
+        &mut self,
+        conn: &mut dyn Sql,
+        subject: &str,
+        seq: u64,
+        commit: &Commit<SecretEvent>,
+    ) -> Result<(), ApplyError> {
+        let (at, version) = (commit.body.at, commit.body.version);
+        if let Some(touch) = self.0.as_mut().filter(|t| t.subject == subject) {
+            (touch.at, touch.version, touch.seq) = (at, version, seq);
+            return Ok(());
+        }
+        if self.0.is_some() {
+            self.write(conn)?;
+            conn.aggregate(Some(subject));
+        }
+        self.0 = Some(Touch {
+            subject: subject.to_owned(),
+            project: commit.body.aggregate.project.as_str().to_owned(),
+            id: commit.body.aggregate.id.as_str().to_owned(),
+            at,
+            version,
+            seq,
+        });
+        Ok(())
+    }
+
+    /// Writes the row of the secret whose run of commits this holds, if any.
+    pub(super) fn write(&mut self, conn: &mut dyn Sql) -> Result<(), ApplyError> {
+        let Some(t) = self.0.take() else {
+            return Ok(());
+        };
+        // On PostgreSQL, in the secret's own lane of the batch (`super::pending`).
+        conn.aggregate(Some(&t.subject));
+        run(
+            conn,
+            "UPDATE secrets SET updated = ?1, updated_ms = ?2, version = ?3, seq = ?4 \
+             WHERE project = ?5 AND id = ?6",
+            params![
+                t.at.to_rfc3339(),
+                t.at.unix_millis(),
+                to_i64(t.version),
+                to_i64(t.seq),
+                t.project,
+                t.id
+            ],
+        )
+    }
 }
 
 /// Inserts the row of a created secret, as of its commit: with one payload version
@@ -501,8 +564,18 @@ mod tests {
             vec![created.clone(), SecretEvent::PayloadStored(pending)],
         ] {
             let commit = create(events);
-            let at_once = rows_after(|conn| apply(conn, 7, &commit).unwrap());
-            let one_by_one = rows_after(|conn| apply_events(conn, 7, &commit).unwrap());
+            let subject = commit.body.aggregate.subject();
+            let at_once = rows_after(|conn| {
+                let mut touched = LastTouch::default();
+                apply(conn, &mut touched, &subject, 7, &commit).unwrap();
+                touched.write(conn).unwrap();
+            });
+            let one_by_one = rows_after(|conn| {
+                apply_events(conn, 7, &commit).unwrap();
+                let mut touched = LastTouch::default();
+                touched.set(conn, &subject, 7, &commit).unwrap();
+                touched.write(conn).unwrap();
+            });
             assert!(at_once.len() >= 2, "{at_once:?}");
             assert_eq!(at_once, one_by_one, "{:?}", commit.body.events);
         }

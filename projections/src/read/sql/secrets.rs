@@ -25,15 +25,16 @@ pub(crate) async fn checkpoint(conn: &mut Conn) -> Result<u64, sqlx::Error> {
     Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }
 
-/// The stages on a version of `secret_payloads p`, comma-separated and sorted.
+/// The stages on a version of `secret_payloads p`, as a JSON array (NULL or `[]` when
+/// none): a custom label may hold any visible character, a comma too.
 const STAGES: &str = match DIALECT {
     Dialect::Sqlite => {
-        "(SELECT group_concat(g.stage, ',') FROM (SELECT stage FROM secret_stages g \
+        "(SELECT json_group_array(g.stage) FROM secret_stages g \
          WHERE g.project = p.project AND g.secret_id = p.secret_id \
-         AND g.version_id = p.version_id ORDER BY stage) g) AS stages"
+         AND g.version_id = p.version_id) AS stages"
     }
     Dialect::Postgres => {
-        "(SELECT string_agg(g.stage, ',' ORDER BY g.stage) FROM secret_stages g \
+        "(SELECT json_agg(g.stage)::text FROM secret_stages g \
          WHERE g.project = p.project AND g.secret_id = p.secret_id \
          AND g.version_id = p.version_id) AS stages"
     }
@@ -53,14 +54,14 @@ fn version_row(r: &DbRow) -> Result<VersionRow, sqlx::Error> {
     })
 }
 
-/// The [`STAGES`] column, as a list.
+/// The [`STAGES`] column, as a sorted list (the same order on both dialects, whatever
+/// PostgreSQL's collation).
 fn stages_of(r: &DbRow) -> Result<Vec<String>, sqlx::Error> {
-    let stages: Option<String> = r.try_get("stages")?;
-    Ok(stages
-        .iter()
-        .flat_map(|s| s.split(','))
-        .map(str::to_owned)
-        .collect())
+    let text: Option<String> = r.try_get("stages")?;
+    let mut stages: Vec<String> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
+        .map_err(|e| bad_column("stages", e))?;
+    stages.sort();
+    Ok(stages)
 }
 
 /// The columns of a [`SecretRow`], from `secrets s`: its consumers as a JSON array of
