@@ -238,6 +238,24 @@ async fn a_rebuild_in_place_restores_the_read_model() {
         .execute(&pool)
         .await
         .unwrap();
+    // Rows no commit of this log wrote (as if left by another log's): an access key
+    // and a quota. They go.
+    sqlx::query(
+        "INSERT INTO access_keys (project, access_key_id, user_id, roles, status, creator, \
+         created, created_ms, key_id, version_id, nonce, ciphertext, version, seq) \
+         VALUES ('ghost', 'AKLGGHOST', 'mallory', '[\"admin\"]', 'active', 'mallory', \
+         '2026-01-01T00:00:00Z', 0, 'k', 'v', x'00', x'00', 1, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO project_quotas (project, limits, updated, seq) \
+         VALUES ('ghost', '{}', '2026-01-01T00:00:00Z', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     // This time in batches cut by their bytes: every commit is a batch of its own.
     let by_bytes = projections::projector::ProjectorConfig {
         batch_bytes: 1,

@@ -134,8 +134,8 @@ pub fn place<E>(
         Err(e) if e.is_foreign() => return Ok(Judged::Foreign(e.to_string())),
         Err(e) => return Err(Broken::Unreadable(e)),
     };
-    let own = commit.body.aggregate.subject();
-    if own != subject {
+    if !commit.body.aggregate.is_stored_on(subject) {
+        let own = commit.body.aggregate.subject();
         return Ok(Judged::Foreign(format!(
             "a commit of {own} stored on {subject}: a copy moved from its own subject"
         )));

@@ -173,6 +173,11 @@ impl AggregateRef {
     pub fn subject(&self) -> String {
         aggregate_subject(&self.project, self.kind, &self.id)
     }
+
+    /// Whether `subject` is the one its commits are stored on.
+    pub fn is_stored_on(&self, subject: &str) -> bool {
+        crate::subject::is_aggregate_subject(subject, &self.project, self.kind, &self.id)
+    }
 }
 
 /// An event type that can be written to and read from the log, with its version.

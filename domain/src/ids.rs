@@ -9,13 +9,14 @@ use crate::Rejection;
 
 /// True for characters that may appear in a NATS subject token without changing
 /// which subjects it addresses.
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+fn is_token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
 }
 
 /// `s` if it is 1 to `max` such characters; otherwise a rejection naming `what`.
+/// (By bytes: every byte of a non-ASCII character is outside ASCII, so refused.)
 fn token<'a>(s: &'a str, what: &str, max: usize) -> Result<&'a str, Rejection> {
-    if s.is_empty() || s.len() > max || !s.chars().all(is_token_char) {
+    if s.is_empty() || s.len() > max || !s.bytes().all(is_token_char) {
         return Err(Rejection::invalid(format!(
             "{what} {s:?} is not valid: use 1 to {max} ASCII letters, digits, '-' or '_'"
         )));
@@ -73,7 +74,7 @@ impl Role {
     /// Parses a role: 1 to 64 ASCII letters, digits, `-`, `_` or `:` (Keystone's
     /// `key-manager:service-admin`); folded to lower case.
     pub fn parse(s: &str) -> Result<Self, Rejection> {
-        if s.is_empty() || s.len() > 64 || !s.chars().all(|c| is_token_char(c) || c == ':') {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|c| is_token_char(c) || c == b':') {
             return Err(Rejection::invalid(format!(
                 "role {s:?} is not valid: use 1 to 64 ASCII letters, digits, '-', '_' or ':'"
             )));
@@ -109,7 +110,7 @@ impl CommandId {
 
     /// Parses a command id: 1 to 64 ASCII letters, digits, `-` or `_` (a UUID fits).
     pub fn parse(s: &str) -> Result<Self, Rejection> {
-        if s.is_empty() || s.len() > Self::MAX_LEN || !s.chars().all(is_token_char) {
+        if s.is_empty() || s.len() > Self::MAX_LEN || !s.bytes().all(is_token_char) {
             return Err(Rejection::invalid(format!(
                 "command_id {s:?} is not valid: use 1 to {} ASCII letters, digits, '-' or '_' \
                  (a UUID works)",

@@ -380,6 +380,28 @@ pub fn aggregate_subject(project: &ProjectId, kind: AggregateKind, id: &Aggregat
     format!("keyledger.events.{project}.{kind}.{id}")
 }
 
+/// Whether `subject` is the one [`aggregate_subject`] makes of these, without making
+/// it: every reader of the log asks for each commit it places.
+pub fn is_aggregate_subject(
+    subject: &str,
+    project: &ProjectId,
+    kind: AggregateKind,
+    id: &AggregateId,
+) -> bool {
+    let parts = [
+        "keyledger.events.",
+        project.as_str(),
+        ".",
+        kind.as_str(),
+        ".",
+        id.as_str(),
+    ];
+    parts
+        .iter()
+        .try_fold(subject, |rest, part| rest.strip_prefix(part))
+        == Some("")
+}
+
 /// The project, kind and id an aggregate's subject names (the inverse of
 /// [`aggregate_subject`]); `None` for any other subject.
 pub fn parse_aggregate_subject(subject: &str) -> Option<(ProjectId, AggregateKind, AggregateId)> {
@@ -475,6 +497,30 @@ mod tests {
         );
         assert_eq!(parse_aggregate_subject("keyledger.events.p1.key.x"), None);
         assert_eq!(parse_aggregate_subject("keyledger.cmd.secret.create"), None);
+    }
+
+    #[test]
+    fn an_aggregate_subject_is_recognised_exactly() {
+        let p1 = ProjectId::parse("p1").unwrap();
+        let id = AggregateId::parse("x-1").unwrap();
+        let kind = AggregateKind::Secret;
+        let made = aggregate_subject(&p1, kind, &id);
+        let others = [
+            "keyledger.events.p1.secret.x-1x",
+            "keyledger.events.p1.secret.x-",
+            "keyledger.events.p1.secret.",
+            "keyledger.events.p1x.secret.x-1",
+            "keyledger.events.p1.order.x-1",
+            "keyledger.events.p1.secretx-1",
+            "keyledger.event.p1.secret.x-1",
+            "xkeyledger.events.p1.secret.x-1",
+            "",
+        ];
+        assert!(is_aggregate_subject(&made, &p1, kind, &id));
+        for other in others {
+            assert_ne!(other, made);
+            assert!(!is_aggregate_subject(other, &p1, kind, &id), "{other}");
+        }
     }
 
     #[test]

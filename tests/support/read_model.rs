@@ -41,10 +41,11 @@ pub async fn checkpoint_of(pool: &Pool) -> u64 {
 }
 
 /// The tables compared: every table the projection writes.
-const TABLES: [&str; 15] = [
+const TABLES: [&str; 16] = [
     "access_keys",
     "checkpoints",
     "commit_heads",
+    "project_quotas",
     "secrets",
     "secret_payloads",
     "secret_metadata",

@@ -343,7 +343,7 @@ fn apply_each(
 }
 
 /// Opens the commits on a second thread, [`OPEN_CHUNK`] at a time, and applies them
-/// on this one in stream order. If no thread can be started, does both here.
+/// on this one in the order given. If no thread can be started, does both here.
 fn apply_opened_apart(
     conn: &mut dyn Sql,
     heads: &mut Heads,

@@ -39,6 +39,9 @@ pub(super) fn apply(
         let current = payload
             .filter(|p| p.stages.contains(&Stage::Current))
             .map(|p| p.payload.content_type.as_str());
+        // Only version 1 is a create, so no touch of this secret can be pending; were
+        // one, it must not overwrite the row's version and seq inserted here.
+        touched.forget(subject);
         insert_secret(conn, seq, commit, created, payload.is_some(), current)?;
         if let Some(p) = payload {
             let version = insert_payload(conn, project, id, p, commit.body.at)?;
@@ -276,6 +279,13 @@ impl LastTouch {
             seq,
         });
         Ok(())
+    }
+
+    /// Drops the touch pending for `subject`, if any.
+    fn forget(&mut self, subject: &str) {
+        if self.0.as_ref().is_some_and(|t| t.subject == subject) {
+            self.0 = None;
+        }
     }
 
     /// Writes the row of the secret whose run of commits this holds, if any.
