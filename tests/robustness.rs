@@ -165,8 +165,20 @@ async fn the_tag_key_serde_json_reserves_is_refused_over_http_and_nats() {
     let t = TestStack::start().await;
     let token = t.token("alice", "p1");
     let nats = t.client_nats().await;
+    // Leading the tags' object, the body is refused before it is parsed (the next
+    // test); after another key, the tag key itself is.
     for value in ["x", "{}"] {
         let body = json!({"name": "tagged", "tags": {"$serde_json::private::RawValue": value}});
+        create_is_refused(
+            &t,
+            &nats,
+            &token,
+            &body,
+            "a member name serde_json reserves",
+        )
+        .await;
+        let body =
+            json!({"name": "tagged", "tags": {"#a": "1", "$serde_json::private::RawValue": value}});
         create_is_refused(&t, &nats, &token, &body, "is reserved").await;
     }
     let body = json!({"name": "tagged", "tags": {"$serde_json::private::RawValue2": "x"}});
@@ -174,6 +186,49 @@ async fn the_tag_key_serde_json_reserves_is_refused_over_http_and_nats() {
     assert_eq!(reply["ok"], true, "{reply}");
     let listing = listing_as_of(&t, &token, &reply).await;
     assert_eq!(listing["total"], 1, "{listing}");
+    t.stop().await;
+}
+
+/// serde_json reads an object led by its RawValue token as the JSON in that member's
+/// string, parsed afresh with a nesting limit of its own: such objects nested in each
+/// other's strings, 15 levels of 120 (135 KB), made a `Value` parse recurse 1,815
+/// levels deep. A create's payload and a token's header were parsed so: each is
+/// refused before any parse now, over HTTP and NATS, and the service goes on serving.
+#[tokio::test]
+async fn objects_nested_in_the_raw_value_tokens_strings_are_refused_before_parsing() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let nats = t.client_nats().await;
+    let mut nested = Value::from(1);
+    for _ in 0..15 {
+        let inner = json!({"$serde_json::private::RawValue": nested.to_string()});
+        nested = (0..120).fold(inner, |v, _| json!([v]));
+    }
+    let body = json!({"name": "nested", "payload": nested, "payload_content_type": "text/plain"});
+    create_is_refused(
+        &t,
+        &nats,
+        &token,
+        &body,
+        "a member name serde_json reserves",
+    )
+    .await;
+    // As a bearer token's header, before the token is verified: refused as any
+    // malformed token is.
+    use base64::Engine as _;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nested.to_string());
+    let forged = t
+        .http
+        .get(t.url("/v1/secrets"))
+        .bearer_auth(format!("{header}.e30.c2ln"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    // Still serving.
+    let body = json!({"name": "after", "payload": "x", "payload_content_type": "text/plain"});
+    let reply = raw_command(&nats, "secret.create", Some(&token), &body).await;
+    assert_eq!(reply["ok"], true, "{reply}");
     t.stop().await;
 }
 

@@ -548,6 +548,9 @@ impl<'a> RawCommit<&'a RawValue> {
 impl RawCommit<Value> {
     /// Parses the JSON and checks the hash and the format.
     fn parse(bytes: &[u8]) -> Result<Self, CommitError> {
+        // Nothing has authenticated these bytes yet (`json_text` says why).
+        crate::json_text::refuse_raw_value_token(bytes)
+            .map_err(|e| CommitError::Malformed(e.to_string()))?;
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| CommitError::Malformed(e.to_string()))?;
         let Value::Object(map) = value else {
@@ -830,6 +833,39 @@ mod tests {
             assert_eq!(typed.unwrap_err().is_foreign(), read.is_none(), "{value}");
             let exact = Commit::<RawEvent>::open_any_encoding(forged.as_bytes(), &key());
             assert!(exact.is_err_and(|e| e.is_foreign()), "{value}");
+        }
+    }
+
+    /// Objects led by serde_json's RawValue token, nested in each other's strings
+    /// (each parsed afresh by a `Value` parse, with a nesting limit of its own), are
+    /// refused before anything parses them into a `Value`, the token's name escaped
+    /// or not: by the exact path, by `open` falling back to it for bytes its key did
+    /// not authenticate, and by an auditor without the key. (The exact path never
+    /// accepted such an object: it hashes the object as parsed, which is not the text.)
+    #[test]
+    fn nested_raw_value_tokens_are_refused_before_a_value_is_parsed() {
+        let token = crate::json_text::RAW_VALUE_TOKEN;
+        let mut nested = "1".to_owned();
+        for _ in 0..10 {
+            let inner = serde_json::to_string(&nested).unwrap();
+            nested = format!(
+                "{}{{\"{token}\":{inner}}}{}",
+                "[".repeat(100),
+                "]".repeat(100)
+            );
+        }
+        assert!(nested.len() < 1 << 20, "{}", nested.len());
+        let escaped = format!(r#"{{"\u0024{}":"1"}}"#, &token[1..]);
+        for text in [nested.as_str(), escaped.as_str()] {
+            let forged = with_event(&format!(r#"{{"a":{text},"type":"x","v":1}}"#));
+            for opened in [
+                Commit::<RawEvent>::open_any_encoding(forged.as_bytes(), &key()),
+                Commit::<RawEvent>::open(forged.as_bytes(), &CommitKey::new([0x5a; 32])),
+                Commit::<RawEvent>::parse_unverified(forged.as_bytes()),
+            ] {
+                let err = opened.unwrap_err();
+                assert!(err.to_string().contains("serde_json reserves"), "{err}");
+            }
         }
     }
 

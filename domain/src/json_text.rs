@@ -2,7 +2,8 @@
 //! one, and one member of its top-level object. A reader that keeps an event as text
 //! ([`crate::audit::RawEvent`]) uses these to accept exactly the text a `Value` would
 //! be read from, and to find the event's `type`, at the cost of a scan instead of a
-//! tree of allocations.
+//! tree of allocations. And the one check every reader of text nobody has
+//! authenticated makes before parsing it: [`refuse_raw_value_token`].
 
 use std::fmt;
 
@@ -26,7 +27,39 @@ pub(crate) const EVENT_DEPTH: usize = 125;
 /// less: a lone `\ud800`, `1e400`, any nesting or `{"<token>": "x"}` pass it.
 pub(crate) fn reads_as_value(text: &str, depth: usize) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    AnyValue { left: depth }.deserialize(&mut de)?;
+    AnyValue {
+        left: depth,
+        token_refused: false,
+    }
+    .deserialize(&mut de)?;
+    de.end()
+}
+
+/// Refuses JSON text holding an object led by [`RAW_VALUE_TOKEN`] (however its name is
+/// escaped), found within serde_json's own nesting limit and without reading any
+/// string as JSON. A [`Value`] parse reads such an object's string as JSON afresh,
+/// with a nesting limit of its own, so such objects nested in each other's strings
+/// make it recurse past that limit, as deep as the text's size allows (16 levels of
+/// 120, 1,936 in all, take 266 KB; a 1 MiB message holds 18). A release build's 2 MiB
+/// stacks held the deepest keyledger's size limits let in (measured), but a smaller
+/// stack, a debug build or a larger limit need not. keyledger writes no such object
+/// (a tag key may not be the token), so text nobody has authenticated is checked with
+/// this before anything parses it: the recursion is serde_json's own limit again.
+///
+/// Text that is not JSON at all may pass: the parse that follows refuses it.
+pub fn refuse_raw_value_token(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    // Every spelling of the token holds "RawValue" or a `\u` escape (no other JSON
+    // escape makes a letter): text holding neither cannot hold it.
+    let finder = |needle: &[u8]| memchr::memmem::find(bytes, needle).is_some();
+    if !finder(b"RawValue") && !finder(b"\\u") {
+        return Ok(());
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    AnyValue {
+        left: usize::MAX,
+        token_refused: true,
+    }
+    .deserialize(&mut de)?;
     de.end()
 }
 
@@ -50,17 +83,19 @@ pub(crate) fn member_str(text: &str, name: &str) -> Option<String> {
 }
 
 /// Visits any JSON value, checking it as [`Value`]'s visitor would, keeping nothing;
-/// arrays and objects may nest `left` deep.
+/// arrays and objects may nest `left` deep. An object led by [`RAW_VALUE_TOKEN`] is
+/// refused (`token_refused`) or checked as a `Value` reads it.
 #[derive(Clone, Copy)]
 struct AnyValue {
     left: usize,
+    token_refused: bool,
 }
 
 impl AnyValue {
     /// The visitor of a container's members, or an error if none may nest here.
     fn inside<E: de::Error>(self) -> Result<Self, E> {
         match self.left.checked_sub(1) {
-            Some(left) => Ok(Self { left }),
+            Some(left) => Ok(Self { left, ..self }),
             None => Err(E::custom("arrays and objects nest too deep")),
         }
     }
@@ -117,6 +152,12 @@ impl<'de> Visitor<'de> for AnyValue {
             None => return Ok(()),
             // As a Value reads it: the member's string, parsed as JSON afresh, is the
             // value; a member after it is an error.
+            Some(true) if self.token_refused => {
+                return Err(de::Error::custom(format!(
+                    "an object is led by {RAW_VALUE_TOKEN:?}, a member name serde_json \
+                     reserves"
+                )));
+            }
             Some(true) => {
                 map.next_value_seed(JsonInString)?;
                 if map.next_key::<IgnoredAny>()?.is_some() {
@@ -282,6 +323,53 @@ mod tests {
             prop_assert_eq!(depth(&v), 3);
             let want = v.get("type").and_then(Value::as_str).map(str::to_owned);
             prop_assert_eq!(member_str(&text, "type"), want);
+        }
+    }
+
+    /// An object led by the token is refused wherever it stands, its name escaped or
+    /// not, and nothing in a string is parsed; the token elsewhere (a later member, a
+    /// string) is ordinary, as for a `Value`.
+    #[test]
+    fn an_object_led_by_the_raw_value_token_is_refused_before_any_parse() {
+        let token = RAW_VALUE_TOKEN;
+        let mut nested = "1".to_owned();
+        for _ in 0..16 {
+            let inner = serde_json::to_string(&nested).unwrap();
+            nested = format!(
+                "{}{{\"{token}\":{inner}}}{}",
+                "[".repeat(120),
+                "]".repeat(120)
+            );
+        }
+        assert!(nested.len() < 300_000, "{}", nested.len());
+        let escaped_dollar = format!(r#"{{"\u0024{}":"1"}}"#, &token[1..]);
+        let escaped_letter = format!(r#"[{{"{}\u0065":"1"}}]"#, &token[..token.len() - 1]);
+        for refused in [
+            nested.as_str(),
+            &escaped_dollar,
+            &escaped_letter,
+            &format!(r#"{{"a":{{"b":[{{"{token}":1}}]}}}}"#),
+        ] {
+            let err = refuse_raw_value_token(refused.as_bytes()).unwrap_err();
+            assert!(
+                err.to_string().contains("serde_json reserves"),
+                "{refused}: {err}"
+            );
+        }
+        for ordinary in [
+            format!(r#"{{"a":1,"{token}":"x"}}"#),
+            format!(r#"{{"a":"{{\"{token}\":1}}"}}"#),
+            r#"{"a":"\u00e9"}"#.to_owned(),
+            r#"{"a":[1,{"b":null}]}"#.to_owned(),
+        ] {
+            assert!(
+                refuse_raw_value_token(ordinary.as_bytes()).is_ok(),
+                "{ordinary}"
+            );
+            assert!(
+                serde_json::from_str::<Value>(&ordinary).is_ok(),
+                "{ordinary}"
+            );
         }
     }
 

@@ -30,7 +30,7 @@ pub mod commit;
 pub mod container;
 pub mod error;
 pub mod ids;
-mod json_text;
+pub mod json_text;
 pub mod keyring;
 pub mod merkle;
 pub mod order;

@@ -30,7 +30,10 @@ pub(super) fn apply(
         [SecretEvent::Created(e)] => Some((e, None)),
         [SecretEvent::Created(e), SecretEvent::PayloadStored(p)] => Some((e, Some(p))),
         _ => None,
-    };
+    }
+    // Only version 1 is a create, so no touch of this secret can be pending; were one,
+    // the event-by-event path keeps the row as its last commit leaves it.
+    .filter(|_| !touched.holds(subject));
     if let Some((created, payload)) = create {
         let (project, id) = (
             commit.body.aggregate.project.as_str(),
@@ -39,9 +42,6 @@ pub(super) fn apply(
         let current = payload
             .filter(|p| p.stages.contains(&Stage::Current))
             .map(|p| p.payload.content_type.as_str());
-        // Only version 1 is a create, so no touch of this secret can be pending; were
-        // one, it must not overwrite the row's version and seq inserted here.
-        touched.forget(subject);
         insert_secret(conn, seq, commit, created, payload.is_some(), current)?;
         if let Some(p) = payload {
             let version = insert_payload(conn, project, id, p, commit.body.at)?;
@@ -281,11 +281,9 @@ impl LastTouch {
         Ok(())
     }
 
-    /// Drops the touch pending for `subject`, if any.
-    fn forget(&mut self, subject: &str) {
-        if self.0.as_ref().is_some_and(|t| t.subject == subject) {
-            self.0 = None;
-        }
+    /// Whether a touch is pending for the secret on `subject`.
+    fn holds(&self, subject: &str) -> bool {
+        self.0.as_ref().is_some_and(|t| t.subject == subject)
     }
 
     /// Writes the row of the secret whose run of commits this holds, if any.
