@@ -845,16 +845,7 @@ mod tests {
     #[test]
     fn nested_raw_value_tokens_are_refused_before_a_value_is_parsed() {
         let token = crate::json_text::RAW_VALUE_TOKEN;
-        let mut nested = "1".to_owned();
-        for _ in 0..10 {
-            let inner = serde_json::to_string(&nested).unwrap();
-            nested = format!(
-                "{}{{\"{token}\":{inner}}}{}",
-                "[".repeat(100),
-                "]".repeat(100)
-            );
-        }
-        assert!(nested.len() < 1 << 20, "{}", nested.len());
+        let nested = crate::json_text::nested_raw_value_tokens(10, 100);
         let escaped = format!(r#"{{"\u0024{}":"1"}}"#, &token[1..]);
         for text in [nested.as_str(), escaped.as_str()] {
             let forged = with_event(&format!(r#"{{"a":{text},"type":"x","v":1}}"#));

@@ -248,6 +248,19 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
     }
 }
 
+/// `levels` objects led by [`RAW_VALUE_TOKEN`], each in the last one's string, each
+/// inside `brackets` arrays.
+#[cfg(test)]
+pub(crate) fn nested_raw_value_tokens(levels: usize, brackets: usize) -> String {
+    let mut nested = "1".to_owned();
+    for _ in 0..levels {
+        let inner = Value::from(nested).to_string();
+        let (open, close) = ("[".repeat(brackets), "]".repeat(brackets));
+        nested = format!("{open}{{\"{RAW_VALUE_TOKEN}\":{inner}}}{close}");
+    }
+    nested
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,15 +345,7 @@ mod tests {
     #[test]
     fn an_object_led_by_the_raw_value_token_is_refused_before_any_parse() {
         let token = RAW_VALUE_TOKEN;
-        let mut nested = "1".to_owned();
-        for _ in 0..16 {
-            let inner = serde_json::to_string(&nested).unwrap();
-            nested = format!(
-                "{}{{\"{token}\":{inner}}}{}",
-                "[".repeat(120),
-                "]".repeat(120)
-            );
-        }
+        let nested = nested_raw_value_tokens(16, 120);
         assert!(nested.len() < 300_000, "{}", nested.len());
         let escaped_dollar = format!(r#"{{"\u0024{}":"1"}}"#, &token[1..]);
         let escaped_letter = format!(r#"[{{"{}\u0065":"1"}}]"#, &token[..token.len() - 1]);
