@@ -35,16 +35,18 @@ pub(crate) fn reads_as_value(text: &str, depth: usize) -> Result<(), serde_json:
     de.end()
 }
 
-/// Refuses JSON text holding an object led by [`RAW_VALUE_TOKEN`] (however its name is
+/// Refuses JSON text holding a member named [`RAW_VALUE_TOKEN`] (however the name is
 /// escaped), found within serde_json's own nesting limit and without reading any
-/// string as JSON. A [`Value`] parse reads such an object's string as JSON afresh,
-/// with a nesting limit of its own, so such objects nested in each other's strings
-/// make it recurse past that limit, as deep as the text's size allows (16 levels of
-/// 120, 1,936 in all, take 266 KB; a 1 MiB message holds 18). A release build's 2 MiB
-/// stacks held the deepest keyledger's size limits let in (measured), but a smaller
-/// stack, a debug build or a larger limit need not. keyledger writes no such object
-/// (a tag key may not be the token), so text nobody has authenticated is checked with
-/// this before anything parses it: the recursion is serde_json's own limit again.
+/// string as JSON. A [`Value`] read of an object led by that member (as written; or
+/// as sorted, when a `Value` is read again from a `Value`) parses its string as JSON
+/// afresh, with a nesting limit of its own, so such objects nested in each other's
+/// strings make it recurse past that limit, as deep as the text's size allows (16
+/// levels of 120, 1,936 in all, take 266 KB; a 1 MiB message holds 18). A release
+/// build's 2 MiB stacks held the deepest keyledger's size limits let in (measured),
+/// but a smaller stack, a debug build or a larger limit need not. keyledger writes no
+/// such member (a tag key may not be the token), so text nobody has authenticated is
+/// checked with this before anything parses it: the recursion is serde_json's own
+/// limit again.
 ///
 /// Text that is not JSON at all may pass: the parse that follows refuses it.
 pub fn refuse_raw_value_token(bytes: &[u8]) -> Result<(), serde_json::Error> {
@@ -148,16 +150,16 @@ impl<'de> Visitor<'de> for AnyValue {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inside = self.inside()?;
+        let refused = || {
+            de::Error::custom(format!(
+                "a member is named {RAW_VALUE_TOKEN:?}, a name serde_json reserves"
+            ))
+        };
         match map.next_key_seed(KeyIs(RAW_VALUE_TOKEN))? {
             None => return Ok(()),
+            Some(true) if self.token_refused => return Err(refused()),
             // As a Value reads it: the member's string, parsed as JSON afresh, is the
             // value; a member after it is an error.
-            Some(true) if self.token_refused => {
-                return Err(de::Error::custom(format!(
-                    "an object is led by {RAW_VALUE_TOKEN:?}, a member name serde_json \
-                     reserves"
-                )));
-            }
             Some(true) => {
                 map.next_value_seed(JsonInString)?;
                 if map.next_key::<IgnoredAny>()?.is_some() {
@@ -169,7 +171,10 @@ impl<'de> Visitor<'de> for AnyValue {
             }
             Some(false) => map.next_value_seed(inside)?,
         }
-        while map.next_key_seed(inside)?.is_some() {
+        while let Some(token) = map.next_key_seed(KeyIs(RAW_VALUE_TOKEN))? {
+            if token && self.token_refused {
+                return Err(refused());
+            }
             map.next_value_seed(inside)?;
         }
         Ok(())
@@ -339,11 +344,11 @@ mod tests {
         }
     }
 
-    /// An object led by the token is refused wherever it stands, its name escaped or
-    /// not, and nothing in a string is parsed; the token elsewhere (a later member, a
-    /// string) is ordinary, as for a `Value`.
+    /// A member named the token is refused wherever it stands, first or not (a `Value`
+    /// read again from a `Value` sorts it first), its name escaped or not, and nothing
+    /// in a string is parsed: the token in a string is ordinary.
     #[test]
-    fn an_object_led_by_the_raw_value_token_is_refused_before_any_parse() {
+    fn a_member_named_the_raw_value_token_is_refused_before_any_parse() {
         let token = RAW_VALUE_TOKEN;
         let nested = nested_raw_value_tokens(16, 120);
         assert!(nested.len() < 300_000, "{}", nested.len());
@@ -354,6 +359,8 @@ mod tests {
             &escaped_dollar,
             &escaped_letter,
             &format!(r#"{{"a":{{"b":[{{"{token}":1}}]}}}}"#),
+            &format!(r#"{{"a":1,"{token}":"x"}}"#),
+            &format!(r##"{{"#":1,"{token}":"x"}}"##),
         ] {
             let err = refuse_raw_value_token(refused.as_bytes()).unwrap_err();
             assert!(
@@ -362,8 +369,8 @@ mod tests {
             );
         }
         for ordinary in [
-            format!(r#"{{"a":1,"{token}":"x"}}"#),
             format!(r#"{{"a":"{{\"{token}\":1}}"}}"#),
+            format!(r#"{{"a":1,"{token}2":"x"}}"#),
             r#"{"a":"\u00e9"}"#.to_owned(),
             r#"{"a":[1,{"b":null}]}"#.to_owned(),
         ] {

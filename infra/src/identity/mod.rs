@@ -119,20 +119,25 @@ fn rejected(reason: impl std::fmt::Display, renew: &str) -> Rejection {
     Rejection::unauthorized(format!("token rejected: {reason}; {renew}"))
 }
 
-/// The `alg` a token's header claims, read without trusting anything else in it.
-fn claimed_alg(token: &str) -> Option<String> {
+/// A token's header, its JSON decoded from base64; `None` if it is not base64.
+fn header_json(token: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let header = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header.trim_end_matches('='))
-        .ok()?;
-    // A struct, not a `Value`: the header is the sender's, unverified, and a `Value`
-    // parse of hostile text can recurse without bound (`domain::json_text`).
+        .ok()
+}
+
+/// The `alg` a token's header claims, read without trusting anything else in it.
+fn claimed_alg(token: &str) -> Option<String> {
+    // A struct, not a `Value`: the header is the sender's, unverified.
     #[derive(serde::Deserialize)]
     struct Claimed {
         alg: Option<String>,
     }
-    serde_json::from_slice::<Claimed>(&bytes).ok()?.alg
+    serde_json::from_slice::<Claimed>(&header_json(token)?)
+        .ok()?
+        .alg
 }
 
 impl Verifier {
@@ -198,6 +203,13 @@ impl Verifier {
 
     /// Chooses the key and validation for a token from its header.
     fn check_for(&self, token: &str) -> Result<Check<'_>, Rejection> {
+        // jsonwebtoken reads a header's unknown members into `Value`s, before any
+        // signature is checked (`domain::json_text` says why that is refused first).
+        if let Some(Err(e)) =
+            header_json(token).map(|h| domain::json_text::refuse_raw_value_token(&h))
+        {
+            return Err(rejected(format!("its header is refused: {e}"), DEV_RENEW));
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| match claimed_alg(token) {
             Some(alg) if alg.eq_ignore_ascii_case("none") => rejected(
                 "it is unsigned (alg none), and unsigned tokens are never accepted",

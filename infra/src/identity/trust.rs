@@ -155,7 +155,9 @@ fn jwks(path: &Path, bytes: &[u8]) -> Result<Vec<TrustedKey>, TrustError> {
         path: path.to_owned(),
         reason,
     };
-    let set: JwkSet = serde_json::from_slice(bytes)
+    // jsonwebtoken reads a key's unknown members into `Value`s (`domain::json_text`).
+    let set: JwkSet = domain::json_text::refuse_raw_value_token(bytes)
+        .and_then(|()| serde_json::from_slice(bytes))
         .map_err(|e| bad(format!("not a JWKS document ({{\"keys\": [...]}}): {e}")))?;
     set.keys
         .iter()
