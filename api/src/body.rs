@@ -82,8 +82,7 @@ pub fn json<T: DeserializeOwned>(
             "the body is not valid as {what}: send a JSON object ({{...}})"
         )));
     }
-    domain::json_text::refuse_raw_value_token(body)
-        .and_then(|()| serde_json::from_slice(body))
+    domain::json_text::from_untrusted(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid as {what}: {e}")))
 }
 

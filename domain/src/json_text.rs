@@ -3,7 +3,8 @@
 //! ([`crate::audit::RawEvent`]) uses these to accept exactly the text a `Value` would
 //! be read from, and to find the event's `type`, at the cost of a scan instead of a
 //! tree of allocations. And the one check every reader of text nobody has
-//! authenticated makes before parsing it: [`refuse_raw_value_token`].
+//! authenticated makes before parsing it: [`refuse_raw_value_token`], or
+//! [`from_untrusted`] for both.
 
 use std::fmt;
 
@@ -63,6 +64,15 @@ pub fn refuse_raw_value_token(bytes: &[u8]) -> Result<(), serde_json::Error> {
     }
     .deserialize(&mut de)?;
     de.end()
+}
+
+/// `T` from JSON text nobody has authenticated, once [`refuse_raw_value_token`] has
+/// passed it.
+pub fn from_untrusted<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, serde_json::Error> {
+    refuse_raw_value_token(bytes)?;
+    serde_json::from_slice(bytes)
 }
 
 /// How deep `value`'s arrays and objects nest (a scalar: 0).

@@ -124,16 +124,14 @@ fn input<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
             "the body is not a JSON object; send the operation's input as {...}",
         ));
     }
-    domain::json_text::refuse_raw_value_token(body)
-        .and_then(|()| serde_json::from_slice(body))
-        .map_err(|e| {
-            AwsError::new(
-                Code::Serialization,
-                infra::protocol::without_string_values(&format!(
-                    "the body is not valid for this operation: {e}"
-                )),
-            )
-        })
+    domain::json_text::from_untrusted(body).map_err(|e| {
+        AwsError::new(
+            Code::Serialization,
+            infra::protocol::without_string_values(&format!(
+                "the body is not valid for this operation: {e}"
+            )),
+        )
+    })
 }
 
 /// Sends a write as the command `name` for `caller`, on the delegated command

@@ -18,14 +18,12 @@ pub(crate) fn parse_body<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result
              docs/protocol.md, section Command protocol"
         )));
     }
-    domain::json_text::refuse_raw_value_token(body)
-        .and_then(|()| serde_json::from_slice(body))
-        .map_err(|e| {
-            Rejection::invalid(format!(
-                "the body is not a valid {name} request: {e}. See docs/protocol.md, section \
+    domain::json_text::from_untrusted(body).map_err(|e| {
+        Rejection::invalid(format!(
+            "the body is not a valid {name} request: {e}. See docs/protocol.md, section \
              Command protocol"
-            ))
-        })
+        ))
+    })
 }
 
 /// The command id given, or a fresh one ([`CommandId::generated`], so that a create's
