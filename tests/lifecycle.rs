@@ -685,6 +685,23 @@ async fn names_and_references_resolve_exactly_or_not_at_all() {
         message.contains(&reference) && message.contains(&c_ref),
         "{message}"
     );
+    // Made private, C is no candidate for those who may not read it: for them the name
+    // is A's, and no answer names C.
+    let private = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{c}/acl")))
+        .bearer_auth(&token)
+        .json(&json!({"read": {"project-access": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private.status(), StatusCode::OK);
+    let carol = t.token_with("carol", "p1", &["observer"]);
+    assert_eq!(t.text("/v1/secrets/db/payload", &carol).await, "A");
+    assert_eq!(
+        description(t.get("/v1/secrets/db", &token).await).await.0,
+        StatusCode::CONFLICT
+    );
     // A name is looked up in the caller's project only.
     let other = t.token("bob", "p2");
     assert_eq!(

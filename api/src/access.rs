@@ -170,13 +170,13 @@ pub async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> Result<Sec
             format!("the name {raw:?} in project {project}"),
         )
     };
+    let found = if found.len() > 1 {
+        visible_candidates(state, caller, found).await?
+    } else {
+        found
+    };
     match found.as_slice() {
-        [one] => SecretId::parse(&one.id).map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the read model holds a malformed secret id; rebuild the read model",
-            )
-        }),
+        [one] => candidate_id(one),
         [] => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
@@ -196,6 +196,35 @@ pub async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> Result<Sec
             ),
         )),
     }
+}
+
+fn candidate_id(candidate: &Candidate) -> Result<SecretId, ApiError> {
+    SecretId::parse(&candidate.id).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the read model holds a malformed secret id; rebuild the read model",
+        )
+    })
+}
+
+/// Of the secrets one name matches, those `caller` may read: an ambiguity is told, and
+/// resolved, among those alone, so that naming the others would not show a caller the
+/// private secrets a listing hides.
+async fn visible_candidates(
+    state: &AppState,
+    caller: &Caller,
+    found: Vec<Candidate>,
+) -> Result<Vec<Candidate>, ApiError> {
+    let mut visible = Vec::with_capacity(found.len());
+    for candidate in found {
+        let id = candidate_id(&candidate)?;
+        if let Lookup::Found(row) = state.read.get_secret(id, (state.clock)()).await?.value
+            && may_read(state, caller, &row)
+        {
+            visible.push(candidate);
+        }
+    }
+    Ok(visible)
 }
 
 /// The not-found answer for a secret the read model does not show.

@@ -54,6 +54,10 @@ fn parse_number(name: &str, value: &str, min: u32) -> Result<u32, ApiError> {
         })
 }
 
+/// Most comparisons one time filter holds: a range needs two, and each is a term of
+/// the query, whose expression SQLite bounds.
+const MAX_TIME_COMPARISONS: usize = 4;
+
 /// A time filter's value: `gt:2026-01-01T00:00:00,lt:2026-02-01T00:00:00` (Barbican's
 /// form); an item without a prefix must match exactly.
 fn time_filter(
@@ -62,6 +66,13 @@ fn time_filter(
     value: &str,
     out: &mut Vec<(TimeColumn, Compare, i64)>,
 ) -> Result<(), ApiError> {
+    let count = value.split(',').count();
+    if count > MAX_TIME_COMPARISONS {
+        return Err(ApiError::bad_request(format!(
+            "{name} holds {count} comparisons; at most {MAX_TIME_COMPARISONS} are allowed (a \
+             range needs two, e.g. {name}=gt:2026-01-01T00:00:00,lt:2026-02-01T00:00:00)"
+        )));
+    }
     for item in value.split(',') {
         let (op, at) = match item.split_once(':') {
             Some(("gt", at)) => (Compare::Gt, at),

@@ -368,10 +368,12 @@ impl PayloadArgs {
         })
     }
 
-    /// A request body limit that lets a base64 payload at the limit through, so the
-    /// command handler can answer an oversized one with a precise 413.
+    /// A request body limit that lets a payload at the limit through however its JSON
+    /// string is escaped (botocore writes every non-ASCII character as a six-byte
+    /// `\uXXXX`; a control character takes six bytes for one), so the command handler
+    /// can answer an oversized one with a precise 413.
     fn body_limit(&self) -> usize {
-        self.max_payload_bytes as usize * 2 + 64 * 1024
+        self.max_payload_bytes as usize * 6 + 64 * 1024
     }
 
     /// The HTTP API's settings for this limit, the log's replicas, an address, an

@@ -184,6 +184,52 @@ class Boto3(unittest.TestCase):
                   for v in self.sm.list_secret_version_ids(SecretId=name)["Versions"]}
         self.assertEqual(listed, {v1: ["AWSCURRENT"], v2: ["x,AWSCURRENT"]})
 
+    def test_labels_stay_where_they_are_on_a_secret_of_more_than_a_page_of_versions(self):
+        # 101 values: more versions than a page of them (100) holds, the labelled ones
+        # last. DescribeSecret and ListSecrets still name them, as rotation needs.
+        name = unique("many")
+        self.sm.create_secret(Name=name, SecretString="v0")
+        versions = [self.sm.put_secret_value(SecretId=name, SecretString=f"v{i}")["VersionId"]
+                    for i in range(1, 102)]
+        expected = {versions[-1]: ["AWSCURRENT"], versions[-2]: ["AWSPREVIOUS"]}
+        self.assertEqual(self.sm.describe_secret(SecretId=name)["VersionIdsToStages"], expected)
+        (entry,) = self.sm.list_secrets(Filters=[{"Key": "name", "Values": [name]}])["SecretList"]
+        self.assertEqual(entry["SecretVersionsToStages"], expected)
+
+    def test_a_refused_update_changes_nothing(self):
+        name = unique("update")
+        token = str(uuid.uuid4())
+        self.sm.create_secret(Name=name, SecretString="a", Description="before")
+        self.sm.put_secret_value(SecretId=name, SecretString="b", ClientRequestToken=token)
+        # Both values at once, and a token already used for another value: refused,
+        # and the description stays.
+        with self.assertRaises(ClientError) as both:
+            self.sm.update_secret(SecretId=name, SecretString="c", SecretBinary=b"c",
+                                  Description="after")
+        self.assertEqual(both.exception.response["Error"]["Code"], "InvalidParameterException")
+        with self.assertRaises(ClientError) as reused:
+            self.sm.update_secret(SecretId=name, SecretString="c", ClientRequestToken=token,
+                                  Description="after")
+        self.assertEqual(reused.exception.response["Error"]["Code"], "ResourceExistsException")
+        self.assertEqual(self.sm.describe_secret(SecretId=name)["Description"], "before")
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "b")
+        # Accepted, it sets both.
+        self.sm.update_secret(SecretId=name, SecretString="c", Description="after")
+        self.assertEqual(self.sm.describe_secret(SecretId=name)["Description"], "after")
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "c")
+
+    def test_a_value_at_the_limit_passes_however_botocore_escapes_it(self):
+        # botocore writes each non-ASCII character as a six-byte \uXXXX: 64 KiB of
+        # "é" (two bytes each in UTF-8) is a 192 KiB JSON string.
+        name = unique("escaped")
+        value = "\u00e9" * 32768
+        self.sm.create_secret(Name=name, SecretString=value)
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], value)
+        # One byte more is the payload limit's refusal, not the body's.
+        with self.assertRaises(ClientError) as over:
+            self.sm.put_secret_value(SecretId=name, SecretString=value + "x")
+        self.assertNotIn("request body", over.exception.response["Error"]["Message"])
+
     def test_describe_and_list_with_filters_and_pages(self):
         prefix = unique("list")
         arns = [self.sm.create_secret(Name=f"{prefix}/{i}", SecretString=str(i),

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.request
 import uuid
 
 from cryptography import x509
@@ -139,6 +140,31 @@ class Acls(unittest.TestCase):
         self.assertTrue(acl[0]["Project Access"], acl)
         denied = openstack("secret", "get", href, "--payload", token=OTHER, check=False)
         self.assertNotEqual(denied.returncode, 0)
+
+
+    def test_changing_users_keeps_the_acls_conditions(self):
+        # Conditions are keyledger's: the CLI neither shows nor sends them, and changes
+        # an ACL by putting back the users and project access it read. That must not
+        # lift a network limit the owner set over the API.
+        href = as_json("secret", "store", "--name", unique("cli-limited"), "--payload",
+                       "limited")["Secret href"]
+        request = urllib.request.Request(
+            href + "/acl", method="PUT",
+            data=json.dumps({"read": {"users": ["bob"], "project-access": False,
+                                      "conditions": {"source_cidrs": ["192.168.0.0/16"]}}}
+                            ).encode(),
+            headers={"X-Auth-Token": TOKEN, "Content-Type": "application/json"})
+        urllib.request.urlopen(request).close()
+        as_json("acl", "user", "add", href, "--user", "dave")
+        with urllib.request.urlopen(urllib.request.Request(
+                href + "/acl", headers={"X-Auth-Token": TOKEN})) as response:
+            read = json.load(response)["read"]
+        self.assertEqual(sorted(read["users"]), ["bob", "dave"], read)
+        self.assertEqual(read["conditions"], {"source_cidrs": ["192.168.0.0/16"]}, read)
+        # bob is listed, but the tests reach the API from 127.0.0.1.
+        denied = openstack("secret", "get", href, "--payload", token=OTHER, check=False)
+        self.assertNotEqual(denied.returncode, 0)
+        self.assertIn("outside the allowed 192.168.0.0/16", denied.stderr)
 
 
 class Containers(unittest.TestCase):

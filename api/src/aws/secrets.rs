@@ -277,17 +277,13 @@ async fn labelled_versions(
     state: &AppState,
     id: SecretId,
 ) -> Result<Option<BTreeMap<String, Vec<String>>>, AwsError> {
-    let lookup = state
-        .read
-        .list_versions(id, (state.clock)(), (crate::paging::MAX_LIMIT, 0))
-        .await?;
-    let Lookup::Found((_, page)) = lookup.value else {
+    let lookup = state.read.labelled_versions(id, (state.clock)()).await?;
+    let Lookup::Found((_, versions)) = lookup.value else {
         return Ok(None);
     };
     Ok(Some(
-        page.versions
+        versions
             .into_iter()
-            .filter(|v| !v.stages.is_empty())
             .map(|v| {
                 let labels = aws_labels(&v.stages);
                 (v.version_id, labels)

@@ -299,8 +299,19 @@ pub async fn update(
             "Type is not supported by keyledger; leave it out",
         ));
     }
+    let value = payload_fields(input.secret_string, input.secret_binary)?;
     let id = resolve(state, caller, &secret_id(input.secret_id)?).await?;
     let row = live_row(state, caller, id, Action::UpdateSecret).await?;
+    // The value first: it is what can be refused (a token already used for another
+    // value), and a refused request must leave the description as it was. Should the
+    // description's command fail after the value's, a retry with the same token finds
+    // the value stored (a no-op) and sets the description.
+    let version = match value {
+        Some(value) => {
+            put_value(state, caller, &row, value, input.client_request_token, None).await?
+        }
+        None => None,
+    };
     if let Some(text) = input.description {
         let request = SetDescriptionRequest {
             command_id: None,
@@ -310,12 +321,6 @@ pub async fn update(
         };
         super::write(state, caller, command::SECRET_DESCRIPTION_SET, &request).await?;
     }
-    let version = match payload_fields(input.secret_string, input.secret_binary)? {
-        Some(value) => {
-            put_value(state, caller, &row, value, input.client_request_token, None).await?
-        }
-        None => None,
-    };
     output(&WriteOutput {
         arn: arn(caller, &row),
         name: name_of(&row),

@@ -615,6 +615,13 @@ mod tests {
         assert!(
             refused(
                 None,
+                serde_json::json!({"conditions": {"source_cidrs": []}})
+            )
+            .contains("leave it out to allow every network")
+        );
+        assert!(
+            refused(
+                None,
                 serde_json::json!({"conditions": {"weekdays": ["funday"]}})
             )
             .contains("weekday \"funday\" is not valid")

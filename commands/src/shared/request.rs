@@ -89,6 +89,12 @@ fn conditions(c: &ConditionsRequest) -> Result<Conditions, Rejection> {
             Ok(days)
         })
         .transpose()?;
+    if c.source_cidrs.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Rejection::invalid(
+            "source_cidrs is empty, which would allow no network at all; leave it out to \
+             allow every network",
+        ));
+    }
     Ok(Conditions {
         source_cidrs: Conditions::parse_cidrs(c.source_cidrs.iter().flatten().map(String::as_str))?,
         utc_hours: c

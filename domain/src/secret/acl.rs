@@ -56,7 +56,8 @@ impl Acl {
 }
 
 /// An ACL change as a request states it: absent fields keep their value under
-/// [`AclChange::Merge`] and take the default under [`AclChange::Replace`].
+/// [`AclChange::Merge`] and take the default under [`AclChange::Replace`], except
+/// `conditions`, which an absent field keeps under both (see [`AclChange::apply`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AclPatch {
     /// New `project_access`.
@@ -80,6 +81,13 @@ pub enum AclChange {
 
 impl AclChange {
     /// The ACL after this change to `current`.
+    ///
+    /// Conditions are keyledger's own: Barbican's clients neither show nor send them,
+    /// and change an ACL by reading its users and project access and putting them
+    /// back (`openstack acl user add`, `ACL.submit()`). So a replacement that does not
+    /// state conditions keeps the current ones: otherwise such a client would lift a
+    /// secret's network or time limits without its user knowing. `"conditions": {}`
+    /// lifts them, and so does a reset.
     pub fn apply(&self, current: &Acl) -> Acl {
         let (base, patch) = match self {
             Self::Replace(p) => (Acl::default(), p),
@@ -89,7 +97,10 @@ impl AclChange {
         Acl {
             project_access: patch.project_access.unwrap_or(base.project_access),
             users: patch.users.clone().unwrap_or(base.users),
-            conditions: patch.conditions.clone().unwrap_or(base.conditions),
+            conditions: patch
+                .conditions
+                .clone()
+                .unwrap_or_else(|| current.conditions.clone()),
         }
     }
 }
@@ -450,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn replace_resets_what_merge_keeps() {
+    fn replace_resets_what_merge_keeps_but_the_conditions_it_does_not_state() {
         let current = Acl {
             project_access: false,
             users: [UserId::parse("bob").unwrap()].into(),
@@ -464,9 +475,17 @@ mod tests {
         assert!(!merged.project_access);
         assert_eq!(merged.conditions, office());
         assert!(merged.lists(&UserId::parse("carol").unwrap()));
-        let replaced = AclChange::Replace(patch).apply(&current);
+        let replaced = AclChange::Replace(patch.clone()).apply(&current);
         assert!(replaced.project_access);
-        assert!(replaced.conditions.is_empty());
+        assert_eq!(replaced.users, [UserId::parse("carol").unwrap()].into());
+        // Conditions, which Barbican's clients never send, stay unless stated.
+        assert_eq!(replaced.conditions, office());
+        let lifted = AclChange::Replace(AclPatch {
+            conditions: Some(Conditions::default()),
+            ..patch
+        })
+        .apply(&current);
+        assert!(lifted.conditions.is_empty());
         assert_eq!(AclChange::Reset.apply(&current), Acl::default());
     }
 }

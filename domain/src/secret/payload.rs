@@ -200,15 +200,28 @@ impl Plaintext {
     }
 
     fn decode_base64(encoded: &str, limit: PayloadLimit) -> Result<Self, Rejection> {
+        // Line breaks and spaces are not data: `base64` wraps its output at 76 columns
+        // (MIME), and Barbican's Python decoder skips them too.
+        let compact: std::borrow::Cow<'_, str> = if encoded.bytes().any(|b| b.is_ascii_whitespace())
+        {
+            encoded.split_ascii_whitespace().collect::<String>().into()
+        } else {
+            encoded.into()
+        };
         // Refuse before decoding when even the shortest possible decoding (every group
         // full, two padding characters) is too big.
-        limit.check_size((encoded.len() / 4 * 3).saturating_sub(2), "at least ")?;
-        let bytes = B64.decode(encoded.trim()).map_err(|_| {
+        limit.check_size((compact.len() / 4 * 3).saturating_sub(2), "at least ")?;
+        let bytes = B64.decode(compact.as_bytes()).map_err(|_| {
             Rejection::invalid(
                 "payload is not valid base64 (payload_content_encoding is base64); encode it \
                  with standard base64 and padding",
             )
         })?;
+        if bytes.is_empty() {
+            return Err(Rejection::invalid(
+                "payload must not be empty: its base64 holds no data",
+            ));
+        }
         let payload = Self::new(bytes, ContentType::OctetStream);
         limit.check(payload.expose().len())?;
         Ok(payload)
@@ -310,6 +323,24 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(p.expose(), b"beer");
+        // Wrapped in lines as `base64` writes it (at 76 columns; here 8, the limit
+        // being 16 bytes), with CRLFs and a trailing newline: the same bytes. A
+        // limit-sized payload so wrapped still fits.
+        let data: Vec<u8> = (0..LIMIT.0).map(|i| (i * 7 % 251) as u8).collect();
+        let flat = B64.encode(&data);
+        let wrapped: String = flat
+            .as_bytes()
+            .chunks(8)
+            .map(|line| format!("{}\r\n", std::str::from_utf8(line).unwrap()))
+            .collect();
+        let p = parse(
+            Some(&wrapped),
+            Some("application/octet-stream"),
+            Some("base64"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.expose(), &data[..]);
     }
 
     #[test]
@@ -336,6 +367,13 @@ mod tests {
                 Some("application/octet-stream"),
                 Some("base64"),
                 "not valid base64",
+            ),
+            // Only spaces: no data, not an empty payload stored.
+            (
+                Some("  \n "),
+                Some("application/octet-stream"),
+                Some("base64"),
+                "must not be empty",
             ),
             (
                 Some("x"),

@@ -45,6 +45,8 @@ impl CronSchedule {
         }
         let cron = CronParser::builder()
             .alternative_weekdays(true)
+            // AWS's (Quartz's) `4/12`: from 4, every 12, as its own docs write hours.
+            .sloppy_ranges(true)
             .build()
             .parse(&format!("0 {}", fields.join(" ")))
             .map_err(|e| bad(format!("does not parse ({e})")))?;
@@ -58,19 +60,29 @@ impl CronSchedule {
         }
     }
 
-    /// The shortest time, in seconds, between the first occurrences of 2027 (AWS
-    /// rotates at most every four hours); `None` if it does not occur twice.
+    /// The shortest time, in seconds, between two occurrences in 2027 and 2028 (AWS
+    /// rotates at most every four hours); `None` if it does not occur twice. Two
+    /// years, one of them a leap year, hold every way consecutive occurrences can
+    /// meet: across a day, a week, each month's end (February's of both lengths) and
+    /// a year's. The search stops at the first gap under four hours, so a schedule
+    /// that is refused costs a few steps and one that is accepted at most 4,400 (six a
+    /// day).
     pub fn shortest_gap(&self) -> Option<i64> {
+        // 2027-01-01T00:00:00Z and 2029-01-01T00:00:00Z.
         let mut at = Timestamp::from_unix_millis(1_798_761_600_000)?;
+        let end = Timestamp::from_unix_millis(1_861_920_000_000)?;
         let mut previous: Option<Timestamp> = None;
         let mut shortest: Option<i64> = None;
-        for _ in 0..16 {
-            let Some(next) = self.next_after(at) else {
-                break;
-            };
+        while let Some(next) = self
+            .next_after(at)
+            .filter(|n| n.unix_millis() < end.unix_millis())
+        {
             if let Some(p) = previous {
                 let gap = (next.unix_millis() - p.unix_millis()) / 1000;
                 shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+                if gap < MIN_GAP_SECS {
+                    break;
+                }
             }
             previous = Some(next);
             at = next;
@@ -183,6 +195,17 @@ mod tests {
             last_day.next_after(at("2027-02-01T00:00:00Z")),
             Some(at("2027-02-28T00:00:00Z"))
         );
+        // AWS's own examples step from a number: from 4 o'clock, every 12 hours.
+        let from_four = CronSchedule::parse("cron(0 4/12 * * ? *)").unwrap();
+        assert_eq!(
+            from_four.next_after(at("2026-12-03T12:00:00Z")),
+            Some(at("2026-12-03T16:00:00Z"))
+        );
+        let weekly_from_first = CronSchedule::parse("cron(0 8 1/7 * ? *)").unwrap();
+        assert_eq!(
+            weekly_from_first.next_after(at("2026-12-03T12:00:00Z")),
+            Some(at("2026-12-08T08:00:00Z"))
+        );
         // Strictly after: an occurrence at `from` itself is not the next one.
         assert_eq!(
             twice_a_month.next_after(at("2026-12-15T16:00:00Z")),
@@ -197,6 +220,14 @@ mod tests {
             ("cron(0 16 ? * ? *)", "exactly one"),
             ("cron(0 16 1 *)", "fields"),
             ("cron(*/5 * * * ? *)", "4 hours"),
+            // An hour apart only where one month meets the next (Jan 31 23:00, Feb 1
+            // 00:00), long after the first occurrences.
+            (
+                "cron(0 0,23 1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,31 * ? *)",
+                "4 hours",
+            ),
+            // ... and only in a leap year (2028: Feb 29 23:00, Mar 1 00:00).
+            ("cron(0 0,23 1,29 2,3 ? *)", "4 hours"),
             ("cron(0 99 1 * ? *)", "does not parse"),
             ("rate(1 day)", "not a cron"),
         ] {

@@ -448,6 +448,22 @@ impl ReadModel {
         })
     }
 
+    /// A secret with every version that carries a staging label, oldest first.
+    pub async fn labelled_versions(
+        &self,
+        id: SecretId,
+        now: Timestamp,
+    ) -> Result<Snapshot<Lookup<(SecretRow, Vec<VersionRow>)>>, ReadError> {
+        let shown = |row: &Found| is_visible(row, now);
+        let Snapshot { value: found, seq } = self
+            .fresh(async { on_pool!(&self.pool, labelled_versions(id, shown)) })
+            .await?;
+        Ok(Snapshot {
+            value: judged(found, now),
+            seq,
+        })
+    }
+
     /// A secret with one of its versions, by id or by stage (`None` inside when
     /// there is no such version).
     pub async fn find_version(

@@ -360,6 +360,31 @@ impl Reads<'_> {
         .await
     }
 
+    /// A secret with every version that carries a staging label, oldest first. A
+    /// page of all versions would miss the newest (the labelled ones, usually) of a
+    /// secret with more versions than a page holds.
+    pub(crate) async fn labelled_versions(
+        &self,
+        id: SecretId,
+        visible: impl FnOnce(&Found) -> bool,
+    ) -> Result<(Option<(Found, Option<Vec<VersionRow>>)>, u64), sqlx::Error> {
+        self.with_secret(id, visible, async |conn, secret| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM secret_payloads p WHERE p.project = $1 AND \
+                 p.secret_id = $2 AND p.version_id IN (SELECT g.version_id FROM \
+                 secret_stages g WHERE g.project = $1 AND g.secret_id = $2) \
+                 ORDER BY p.created_ms, p.version_id",
+                version_columns()
+            )))
+            .bind(secret.project.as_str())
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(version_row).collect()
+        })
+        .await
+    }
+
     /// A secret with one of its versions, by id or by stage.
     pub(crate) async fn find_version(
         &self,
