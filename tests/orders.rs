@@ -189,6 +189,47 @@ async fn a_certificate_order_is_verified_by_openssl_and_passes_the_tls_check() {
     )
     .await;
     assert_eq!(check["ok"], true, "{check}");
+    // Listed only to those who ask for keyledger's own shape: Barbican's clients know
+    // no certificate orders, and python-barbicanclient fails a listing holding one.
+    let key_order = t
+        .place(
+            &token,
+            json!({"type": "key", "meta": {"algorithm": "aes", "bit_length": 256}}),
+        )
+        .await;
+    let barbican = json_of(t.get("/v1/orders", &token).await).await;
+    let listed = |list: &serde_json::Value| -> Vec<String> {
+        list["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                o["order_ref"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(listed(&barbican), std::slice::from_ref(&key_order), "{barbican}");
+    assert_eq!(barbican["total"], 1, "{barbican}");
+    let extended = t
+        .http
+        .get(t.url("/v1/orders"))
+        .bearer_auth(&token)
+        .header("X-Keyledger-Extended", "true")
+        .send()
+        .await
+        .unwrap();
+    let extended = json_of(extended).await;
+    let mut all = listed(&extended);
+    all.sort();
+    let mut want = vec![id.clone(), key_order];
+    want.sort();
+    assert_eq!(all, want, "{extended}");
     t.stop().await;
 }
 
