@@ -214,7 +214,11 @@ async fn a_certificate_order_is_verified_by_openssl_and_passes_the_tls_check() {
             })
             .collect()
     };
-    assert_eq!(listed(&barbican), std::slice::from_ref(&key_order), "{barbican}");
+    assert_eq!(
+        listed(&barbican),
+        std::slice::from_ref(&key_order),
+        "{barbican}"
+    );
     assert_eq!(barbican["total"], 1, "{barbican}");
     let extended = t
         .http

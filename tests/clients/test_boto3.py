@@ -196,6 +196,25 @@ class Boto3(unittest.TestCase):
         (entry,) = self.sm.list_secrets(Filters=[{"Key": "name", "Values": [name]}])["SecretList"]
         self.assertEqual(entry["SecretVersionsToStages"], expected)
 
+    def test_a_create_retried_after_its_secret_was_deleted_says_so(self):
+        name = unique("retried")
+        token = str(uuid.uuid4())
+        self.sm.create_secret(Name=name, SecretString="a", ClientRequestToken=token)
+        self.sm.delete_secret(SecretId=name, RecoveryWindowInDays=7)
+        # Retried while the secret waits out its recovery window: as AWS answers.
+        with self.assertRaises(ClientError) as pending:
+            self.sm.create_secret(Name=name, SecretString="a", ClientRequestToken=token)
+        self.assertEqual(pending.exception.response["Error"]["Code"], "InvalidRequestException")
+        self.assertIn("scheduled for deletion", pending.exception.response["Error"]["Message"])
+        # Retried once it is gone: neither its ARN nor "already exists".
+        self.sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        with self.assertRaises(ClientError) as gone:
+            self.sm.create_secret(Name=name, SecretString="a", ClientRequestToken=token)
+        self.assertEqual(gone.exception.response["Error"]["Code"], "InvalidRequestException")
+        self.assertIn("send a new ClientRequestToken", gone.exception.response["Error"]["Message"])
+        self.sm.create_secret(Name=name, SecretString="b", ClientRequestToken=str(uuid.uuid4()))
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "b")
+
     def test_a_refused_update_changes_nothing(self):
         name = unique("update")
         token = str(uuid.uuid4())

@@ -183,6 +183,7 @@ pub async fn create(
         };
     let tags = input.tags.map(tag_map).transpose()?;
     let token = input.client_request_token;
+    let retried = token.is_some();
     // The command id follows the token, so a retried create is answered with the
     // secret the first attempt made.
     let command_id = token.as_deref().map(|t| {
@@ -204,6 +205,17 @@ pub async fn create(
     match super::write(state, caller, command::SECRET_CREATE, &request).await {
         Ok(accepted) => {
             let id = SecretId::parse(&accepted.id)?;
+            // A create retried with its token is answered with what the first attempt
+            // made; if that secret has been deleted since, its ARN is no answer.
+            if retried {
+                match state.read.get_secret(id, (state.clock)()).await?.value {
+                    Lookup::PendingDeletion(row) => {
+                        return Err(scheduled_for_deletion(caller, &project, &row.reference));
+                    }
+                    Lookup::Missing => return Err(made_and_deleted(&name)),
+                    Lookup::Found(_) | Lookup::Expired(_) => {}
+                }
+            }
             output(&WriteOutput {
                 arn: domain::secret::arn::arn(&caller.region, &project, Some(&name), id),
                 name: name.as_str().to_owned(),
@@ -214,20 +226,18 @@ pub async fn create(
         Err(e) if e.status() == StatusCode::CONFLICT => {
             // Taken: by a live secret, or one in its recovery window.
             let now = (state.clock)();
-            for taken in state.read.by_name_any(&project, name.as_str(), now).await? {
+            let holders = state.read.by_name_any(&project, name.as_str(), now).await?;
+            for taken in &holders {
                 if let Ok(id) = SecretId::parse(&taken.id)
                     && let Lookup::PendingDeletion(_) = state.read.get_secret(id, now).await?.value
                 {
-                    return Err(AwsError::new(
-                        Code::InvalidRequest,
-                        format!(
-                            "You can't create this secret because a secret with this name is \
-                             already scheduled for deletion. Restore it with RestoreSecret, or \
-                             wait until it is deleted ({})",
-                            arn_of(&caller.region, &project, &taken.reference)
-                        ),
-                    ));
+                    return Err(scheduled_for_deletion(caller, &project, &taken.reference));
                 }
+            }
+            // Nothing holds the name: what conflicts is the command id, that is this
+            // token's create, whose secret is gone.
+            if holders.is_empty() && retried {
+                return Err(made_and_deleted(&name));
             }
             Err(AwsError::new(
                 Code::ResourceExists,
@@ -240,6 +250,35 @@ pub async fn create(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A create refused because a secret of its name waits out its recovery window.
+fn scheduled_for_deletion(
+    caller: &AwsCaller,
+    project: &domain::ids::ProjectId,
+    reference: &str,
+) -> AwsError {
+    AwsError::new(
+        Code::InvalidRequest,
+        format!(
+            "You can't create this secret because a secret with this name is already \
+             scheduled for deletion. Restore it with RestoreSecret, or wait until it is \
+             deleted ({})",
+            arn_of(&caller.region, project, reference)
+        ),
+    )
+}
+
+/// A create retried with the token of one whose secret has been deleted since.
+fn made_and_deleted(name: &SecretName) -> AwsError {
+    AwsError::new(
+        Code::InvalidRequest,
+        format!(
+            "A create of {} with this ClientRequestToken was made, and its secret has been \
+             deleted since; to create the secret again, send a new ClientRequestToken",
+            name.as_str()
+        ),
+    )
 }
 
 /// AWS's tags as keyledger's map; a key given twice is refused, not decided by order.
