@@ -215,6 +215,16 @@ class Boto3(unittest.TestCase):
         self.sm.create_secret(Name=name, SecretString="b", ClientRequestToken=str(uuid.uuid4()))
         self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "b")
 
+    def test_a_secret_barbican_made_without_a_name_is_found_by_the_name_shown(self):
+        # AWS's answers name it by its id; given back as a SecretId, it finds it.
+        ref = json.loads(barbican("POST", "/v1/secrets", {
+            "payload": "nameless", "payload_content_type": "text/plain"}))["secret_ref"]
+        secret_id = ref.rsplit("/", 1)[1]
+        described = self.sm.describe_secret(SecretId=secret_id)
+        self.assertEqual(described["Name"], secret_id)
+        self.assertEqual(self.sm.get_secret_value(SecretId=described["Name"])["SecretString"],
+                         "nameless")
+
     def test_a_refused_update_changes_nothing(self):
         name = unique("update")
         token = str(uuid.uuid4())

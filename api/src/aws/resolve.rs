@@ -40,6 +40,9 @@ pub async fn resolve(
             if let Some((base, suffix)) = split_suffix(name) {
                 found.extend(state.read.by_reference(&reference(base, suffix)).await?);
             }
+            if found.is_empty() {
+                found.extend(unnamed(state, caller, name).await?);
+            }
             found
         }
         SecretInput::Arn { account, rest, .. } => {
@@ -85,6 +88,32 @@ pub async fn resolve(
             )))
         }
     }
+}
+
+/// The secret of the caller's project with the id `name` and no name of its own (one
+/// Barbican's API created without a name): AWS's answers name it by its id, and a
+/// client gives that name back.
+async fn unnamed(
+    state: &AppState,
+    caller: &AwsCaller,
+    name: &str,
+) -> Result<Option<Candidate>, AwsError> {
+    let Ok(id) = SecretId::parse(name) else {
+        return Ok(None);
+    };
+    let row = match state.read.get_secret(id, (state.clock)()).await?.value {
+        Lookup::Found(row) => row,
+        Lookup::Expired(row) | Lookup::PendingDeletion(row) => *row,
+        Lookup::Missing => return Ok(None),
+    };
+    let mine = row.project == caller.caller.principal.project;
+    let nameless = row.name.as_deref().is_none_or(str::is_empty);
+    Ok(
+        (mine && nameless && id.to_string() == name).then(|| Candidate {
+            id: row.id.to_string(),
+            reference: row.reference,
+        }),
+    )
 }
 
 fn parse_id(candidate: &Candidate) -> Result<SecretId, AwsError> {
