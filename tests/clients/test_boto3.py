@@ -225,6 +225,22 @@ class Boto3(unittest.TestCase):
         self.assertEqual(self.sm.get_secret_value(SecretId=described["Name"])["SecretString"],
                          "nameless")
 
+    def test_a_put_answers_with_the_labels_stored(self):
+        name = unique("replay")
+        self.sm.create_secret(Name=name, SecretString="a")
+        token = str(uuid.uuid4())
+        first = self.sm.put_secret_value(SecretId=name, SecretString="b",
+                                         ClientRequestToken=token)
+        self.assertEqual(first["VersionStages"], ["AWSCURRENT"])
+        # A replay changes nothing, whatever labels it names.
+        again = self.sm.put_secret_value(SecretId=name, SecretString="b",
+                                         ClientRequestToken=token, VersionStages=["custom"])
+        self.assertEqual((again["VersionId"], again["VersionStages"]),
+                         (first["VersionId"], ["AWSCURRENT"]))
+        twice = self.sm.put_secret_value(SecretId=name, SecretString="c",
+                                         VersionStages=["x2", "x2"])
+        self.assertEqual(twice["VersionStages"], ["x2"])
+
     def test_a_refused_update_changes_nothing(self):
         name = unique("update")
         token = str(uuid.uuid4())

@@ -216,17 +216,31 @@ pub async fn put(
         labels.as_deref(),
     )
     .await?;
+    // The labels the version carries now, as stored: a replay changes none (whatever
+    // labels it names), and a label named twice is on it once.
+    let stored = match &version {
+        Some(v) => match state
+            .read
+            .find_version(id, VersionSelector::Id(v), (state.clock)())
+            .await?
+            .value
+        {
+            Lookup::Found((_, Some(found))) => Some(aws_labels(&found.stages)),
+            _ => None,
+        },
+        None => None,
+    };
     output(&WriteOutput {
         arn: arn(caller, &row),
         name: name_of(&row),
         version_id: version,
-        version_stages: Some(
+        version_stages: Some(stored.unwrap_or_else(|| {
             labels
                 .unwrap_or_else(|| vec![Stage::Current])
                 .iter()
                 .map(|s| s.aws_name().to_owned())
-                .collect(),
-        ),
+                .collect()
+        })),
     })
 }
 
