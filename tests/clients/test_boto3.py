@@ -20,6 +20,7 @@ import uuid
 import boto3
 import botocore.auth
 import botocore.awsrequest
+import botocore.config
 import botocore.credentials
 from botocore.exceptions import ClientError
 
@@ -240,6 +241,17 @@ class Boto3(unittest.TestCase):
         twice = self.sm.put_secret_value(SecretId=name, SecretString="c",
                                          VersionStages=["x2", "x2"])
         self.assertEqual(twice["VersionStages"], ["x2"])
+
+    def test_a_create_without_a_value_checks_its_token_too(self):
+        unchecked = boto3.client(
+            "secretsmanager",
+            aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+            config=botocore.config.Config(parameter_validation=False))
+        for token in ["x" * 200, "short"]:
+            message = self.assertCode("InvalidParameterException", unchecked.create_secret,
+                                      Name=unique("token"), ClientRequestToken=token)
+            self.assertIn("32 to 64", message)
 
     def test_a_refused_update_changes_nothing(self):
         name = unique("update")

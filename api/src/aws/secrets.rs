@@ -183,6 +183,10 @@ pub async fn create(
         };
     let tags = input.tags.map(tag_map).transpose()?;
     let token = input.client_request_token;
+    // Checked here too: without a value, no version takes the token to check it.
+    if let Some(t) = token.as_deref() {
+        domain::secret::version::ClientToken::parse(t).map_err(|r| AwsError::invalid(r.message))?;
+    }
     let retried = token.is_some();
     // The command id follows the token, so a retried create is answered with the
     // secret the first attempt made.
