@@ -685,8 +685,8 @@ async fn names_and_references_resolve_exactly_or_not_at_all() {
         message.contains(&reference) && message.contains(&c_ref),
         "{message}"
     );
-    // Made private, C is no candidate for those who may not read it: for them the name
-    // is A's, and no answer names C.
+    // Made private, C is counted, not named, to those who may not read it; the name
+    // stays ambiguous for them too (a write must not land on A because C is hidden).
     let private = t
         .http
         .put(t.url(&format!("/v1/secrets/{c}/acl")))
@@ -697,11 +697,17 @@ async fn names_and_references_resolve_exactly_or_not_at_all() {
         .unwrap();
     assert_eq!(private.status(), StatusCode::OK);
     let carol = t.token_with("carol", "p1", &["observer"]);
-    assert_eq!(t.text("/v1/secrets/db/payload", &carol).await, "A");
-    assert_eq!(
-        description(t.get("/v1/secrets/db", &token).await).await.0,
-        StatusCode::CONFLICT
+    let (status, message) = description(t.get("/v1/secrets/db", &carol).await).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        message.contains(&reference)
+            && !message.contains(&c_ref)
+            && message.contains("1 you may not read"),
+        "{message}"
     );
+    let (status, message) = description(t.get("/v1/secrets/db", &token).await).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(message.contains(&c_ref), "{message}");
     // A name is looked up in the caller's project only.
     let other = t.token("bob", "p2");
     assert_eq!(

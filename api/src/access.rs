@@ -170,11 +170,6 @@ pub async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> Result<Sec
             format!("the name {raw:?} in project {project}"),
         )
     };
-    let found = if found.len() > 1 {
-        visible_candidates(state, caller, found).await?
-    } else {
-        found
-    };
     match found.as_slice() {
         [one] => candidate_id(one),
         [] => Err(ApiError::new(
@@ -184,17 +179,25 @@ pub async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> Result<Sec
                  reference (krn:keyledger:…) or its exact name"
             ),
         )),
-        many => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "{what} matches {} secrets: {}; use one of these references or an id",
-                many.len(),
-                many.iter()
-                    .map(|c: &Candidate| c.reference.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
+        many => {
+            // Only the secrets the caller may read are named; the others are counted.
+            // Still refused, never resolved among the visible ones: whether a secret is
+            // visible can hang on the hour or the caller's network, and a write (a
+            // delete) must not land on another secret for that.
+            let shown = visible_candidates(state, caller, many.to_vec()).await?;
+            let mut named: Vec<String> = shown.iter().map(|c| c.reference.clone()).collect();
+            if shown.len() < many.len() {
+                named.push(format!("{} you may not read", many.len() - shown.len()));
+            }
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{what} matches {} secrets: {}; use one of these references or an id",
+                    many.len(),
+                    named.join(", ")
+                ),
+            ))
+        }
     }
 }
 
@@ -207,9 +210,8 @@ fn candidate_id(candidate: &Candidate) -> Result<SecretId, ApiError> {
     })
 }
 
-/// Of the secrets one name matches, those `caller` may read: an ambiguity is told, and
-/// resolved, among those alone, so that naming the others would not show a caller the
-/// private secrets a listing hides.
+/// Of the secrets one name matches, those `caller` may read: an ambiguity names those
+/// alone, so that it does not show a caller the private secrets a listing hides.
 async fn visible_candidates(
     state: &AppState,
     caller: &Caller,

@@ -1,6 +1,6 @@
 //! `/v1/secrets/{id}/acl` and `/v1/containers/{id}/acl`, as Barbican defines them: `GET` shows the ACL, `PUT`
-//! replaces it, `PATCH` changes only the fields given, `DELETE` resets it to the
-//! default. Changes are sent as the `secret.acl.set` and `secret.acl.delete` commands,
+//! replaces it (keeping keyledger's `conditions` unless it states them), `PATCH`
+//! changes only the fields given, `DELETE` resets it to the default. Changes are sent as the `secret.acl.set` and `secret.acl.delete` commands,
 //! so they are events in the log like every other change.
 
 use axum::Json;
@@ -106,8 +106,9 @@ async fn show(state: &AppState, caller: &Caller, owner: Owner) -> Result<Respons
     Ok(with_seq(Json(acl).into_response(), seq))
 }
 
-/// `PUT` replaces the ACL (fields left out take their default); `PATCH` changes only
-/// the fields given.
+/// `PUT` replaces the ACL (fields left out take their default, but `conditions`, which
+/// Barbican's clients never send, stay unless stated); `PATCH` changes only the fields
+/// given.
 async fn change(
     state: &AppState,
     caller: &Caller,
@@ -177,7 +178,7 @@ pub async fn get(
     tag = "acls",
     params(SecretPath),
     request_body(content = AclBody, content_type = "application/json",
-        description = "PUT replaces the ACL (fields left out take their defaults); PATCH changes only the fields given"),
+        description = "PUT replaces the ACL (fields left out take their defaults, except conditions, which stay unless stated); PATCH changes only the fields given"),
     responses((status = 200, description = "Set", body = AclRef)),
 )]
 pub async fn set(
@@ -233,7 +234,7 @@ pub async fn container_get(
     tag = "acls",
     params(ContainerPath),
     request_body(content = AclBody, content_type = "application/json",
-        description = "PUT replaces the ACL (fields left out take their defaults); PATCH changes only the fields given"),
+        description = "PUT replaces the ACL (fields left out take their defaults, except conditions, which stay unless stated); PATCH changes only the fields given"),
     responses((status = 200, description = "Set", body = AclRef)),
 )]
 pub async fn container_set(

@@ -20,7 +20,8 @@ pub enum AclCommand {
         /// The secret's id or secret_ref.
         secret: String,
     },
-    /// Replace a secret's ACL (or, with --merge, change only what is given).
+    /// Replace a secret's ACL (or, with --merge, change only what is given). Conditions
+    /// not given stay as they are; `acl delete` lifts them, with the rest.
     Set {
         #[command(flatten)]
         client: ClientArgs,

@@ -184,8 +184,14 @@ pub async fn create(
     let tags = input.tags.map(tag_map).transpose()?;
     let token = input.client_request_token;
     // Checked here too: without a value, no version takes the token to check it.
-    if let Some(t) = token.as_deref() {
-        domain::secret::version::ClientToken::parse(t).map_err(|r| AwsError::invalid(r.message))?;
+    if let Some(t) = token.as_deref()
+        && domain::secret::version::ClientToken::parse(t).is_err()
+    {
+        return Err(AwsError::invalid(format!(
+            "ClientRequestToken must be 32 to 64 printable ASCII characters without spaces \
+             (a UUID works); got {} characters",
+            t.chars().count()
+        )));
     }
     let retried = token.is_some();
     // The command id follows the token, so a retried create is answered with the
@@ -211,13 +217,18 @@ pub async fn create(
             let id = SecretId::parse(&accepted.id)?;
             // A create retried with its token is answered with what the first attempt
             // made; if that secret has been deleted since, its ARN is no answer.
+            // Only a read model that has applied the create can tell (a write answers
+            // once it shows it, or after its wait for that ran out).
             if retried {
-                match state.read.get_secret(id, (state.clock)()).await?.value {
-                    Lookup::PendingDeletion(row) => {
-                        return Err(scheduled_for_deletion(caller, &project, &row.reference));
+                let now = state.read.get_secret(id, (state.clock)()).await?;
+                if now.seq >= accepted.seq {
+                    match now.value {
+                        Lookup::PendingDeletion(row) => {
+                            return Err(scheduled_for_deletion(caller, &project, &row.reference));
+                        }
+                        Lookup::Missing => return Err(made_and_deleted(&name)),
+                        Lookup::Found(_) | Lookup::Expired(_) => {}
                     }
-                    Lookup::Missing => return Err(made_and_deleted(&name)),
-                    Lookup::Found(_) | Lookup::Expired(_) => {}
                 }
             }
             output(&WriteOutput {
@@ -238,10 +249,19 @@ pub async fn create(
                     return Err(scheduled_for_deletion(caller, &project, &taken.reference));
                 }
             }
-            // Nothing holds the name: what conflicts is the command id, that is this
-            // token's create, whose secret is gone.
-            if holders.is_empty() && retried {
-                return Err(made_and_deleted(&name));
+            // Nothing the read model shows holds the name: say what the command service
+            // refused (a command id in use, which follows the token; too many
+            // incarnations of the name), not that the secret exists.
+            if holders.is_empty() {
+                return Err(AwsError::new(
+                    Code::ResourceExists,
+                    format!(
+                        "The create of {} was refused: {} (keyledger derives the command_id \
+                         from the name and the ClientRequestToken)",
+                        name.as_str(),
+                        e.description()
+                    ),
+                ));
             }
             Err(AwsError::new(
                 Code::ResourceExists,

@@ -202,12 +202,12 @@ impl Plaintext {
     fn decode_base64(encoded: &str, limit: PayloadLimit) -> Result<Self, Rejection> {
         // Line breaks and spaces are not data: `base64` wraps its output at 76 columns
         // (MIME), and Barbican's Python decoder skips them too.
-        let compact: std::borrow::Cow<'_, str> = if encoded.bytes().any(|b| b.is_ascii_whitespace())
-        {
-            encoded.split_ascii_whitespace().collect::<String>().into()
-        } else {
-            encoded.into()
-        };
+        // The copy holds the payload (encoded): zeroed when dropped, as the bytes are.
+        let stripped: Option<zeroize::Zeroizing<String>> = encoded
+            .bytes()
+            .any(|b| b.is_ascii_whitespace())
+            .then(|| zeroize::Zeroizing::new(encoded.split_ascii_whitespace().collect()));
+        let compact: &str = stripped.as_deref().map_or(encoded, String::as_str);
         // Refuse before decoding when even the shortest possible decoding (every group
         // full, two padding characters) is too big.
         limit.check_size((compact.len() / 4 * 3).saturating_sub(2), "at least ")?;

@@ -140,7 +140,7 @@ impl RotationRules {
         }
         let shortest = match &rules.schedule_expression {
             Some(e) if e.starts_with("cron(") => {
-                let gap = CronSchedule::parse(e)?.shortest_gap().unwrap_or(i64::MAX);
+                let (_, gap) = CronSchedule::parse_with_gap(e)?;
                 Duration::from_secs(u64::try_from(gap).unwrap_or(u64::MAX))
             }
             Some(e) => rate(e)?,
@@ -202,7 +202,8 @@ impl RotationRules {
     /// occurrence, or `from` plus the interval.
     pub fn next_after(&self, from: Timestamp) -> Option<Timestamp> {
         match &self.schedule_expression {
-            Some(e) if e.starts_with("cron(") => CronSchedule::parse(e).ok()?.next_after(from),
+            // Compiled without the intake's checks: a rule accepted once keeps rotating.
+            Some(e) if e.starts_with("cron(") => CronSchedule::compile(e).ok()?.next_after(from),
             _ => from.plus(self.interval()),
         }
     }

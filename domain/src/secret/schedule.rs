@@ -16,31 +16,59 @@ use crate::timestamp::Timestamp;
 /// The shortest time between two rotations AWS allows.
 const MIN_GAP_SECS: i64 = 4 * 3600;
 
+/// A refusal of `expression` for `why`, with how AWS writes one.
+fn bad(expression: &str, why: &str) -> Rejection {
+    Rejection::invalid(format!(
+        "ScheduleExpression {expression:?} {why}; write cron(<minutes> <hours> <day-of-month> \
+         <month> <day-of-week> <year>) in UTC with ? in one of the day fields, e.g. \
+         cron(0 16 1,15 * ? *)"
+    ))
+}
+
 /// A parsed `cron(...)` schedule.
 #[derive(Debug, Clone)]
 pub struct CronSchedule(Cron);
 
 impl CronSchedule {
-    /// Parses `cron(...)`, with what to do when it is not one AWS accepts.
+    /// Parses `cron(...)` as a request states it, with what to do when it is not one AWS
+    /// accepts: also refused when it rotates more often than every four hours.
     pub fn parse(expression: &str) -> Result<Self, Rejection> {
-        let bad = |why: String| {
-            Rejection::invalid(format!(
-                "ScheduleExpression {expression:?} {why}; write cron(<minutes> <hours> \
-                 <day-of-month> <month> <day-of-week> <year>) in UTC with ? in one of the day \
-                 fields, e.g. cron(0 16 1,15 * ? *)"
-            ))
-        };
+        Self::parse_with_gap(expression).map(|(schedule, _)| schedule)
+    }
+
+    /// [`parse`](Self::parse), with the shortest time between two rotations found, in
+    /// seconds.
+    pub fn parse_with_gap(expression: &str) -> Result<(Self, i64), Rejection> {
+        let schedule = Self::compile(expression)?;
+        match schedule.shortest_gap() {
+            None => Err(bad(expression, "never occurs")),
+            Some(gap) if gap < MIN_GAP_SECS => Err(bad(
+                expression,
+                "rotates more often than every 4 hours, the shortest interval",
+            )),
+            Some(gap) => Ok((schedule, gap)),
+        }
+    }
+
+    /// Reads `cron(...)` without the check of how often it rotates: for a rule already
+    /// stored, which keeps rotating as it did when it was accepted, whatever a later
+    /// version of that check would say.
+    pub fn compile(expression: &str) -> Result<Self, Rejection> {
         let inner = expression
             .strip_prefix("cron(")
             .and_then(|r| r.strip_suffix(')'))
-            .ok_or_else(|| bad("is not a cron expression".into()))?;
+            .ok_or_else(|| bad(expression, "is not a cron expression"))?;
         let fields: Vec<&str> = inner.split_whitespace().collect();
         let [_, _, dom, _, dow, _] = fields[..] else {
-            return Err(bad(format!("has {} fields, not 6", fields.len())));
+            return Err(bad(
+                expression,
+                &format!("has {} fields, not 6", fields.len()),
+            ));
         };
         if (dom == "?") == (dow == "?") {
             return Err(bad(
-                "must have ? in exactly one of day-of-month and day-of-week".into(),
+                expression,
+                "must have ? in exactly one of day-of-month and day-of-week",
             ));
         }
         let cron = CronParser::builder()
@@ -49,34 +77,29 @@ impl CronSchedule {
             .sloppy_ranges(true)
             .build()
             .parse(&format!("0 {}", fields.join(" ")))
-            .map_err(|e| bad(format!("does not parse ({e})")))?;
-        let schedule = Self(cron);
-        match schedule.shortest_gap() {
-            None => Err(bad("never occurs".into())),
-            Some(gap) if gap < MIN_GAP_SECS => Err(bad(
-                "rotates more often than every 4 hours, the shortest interval".into(),
-            )),
-            Some(_) => Ok(schedule),
-        }
+            .map_err(|e| bad(expression, &format!("does not parse ({e})")))?;
+        Ok(Self(cron))
     }
 
-    /// The shortest time, in seconds, between two occurrences in 2027 and 2028 (AWS
-    /// rotates at most every four hours); `None` if it does not occur twice. Two
-    /// years, one of them a leap year, hold every way consecutive occurrences can
-    /// meet: across a day, a week, each month's end (February's of both lengths) and
-    /// a year's. The search stops at the first gap under four hours, so a schedule
-    /// that is refused costs a few steps and one that is accepted at most 4,400 (six a
-    /// day).
+    /// The shortest time, in seconds, between consecutive occurrences from 2027 through
+    /// 2028 (AWS rotates at most every four hours), and at least between the first two
+    /// wherever they fall; `None` if it does not occur twice. Those two years, one a
+    /// leap year, hold every way consecutive occurrences meet across a day, a week, each
+    /// month's end (February's of both lengths) and a year's; a pattern tied to the
+    /// weekdays of a date (the nth weekday of a month) is checked over them only. The
+    /// search stops at the first gap under four hours, so a schedule that is refused
+    /// costs a few steps and one that is accepted at most about 4,400 (six a day).
     pub fn shortest_gap(&self) -> Option<i64> {
-        // 2027-01-01T00:00:00Z and 2029-01-01T00:00:00Z.
-        let mut at = Timestamp::from_unix_millis(1_798_761_600_000)?;
-        let end = Timestamp::from_unix_millis(1_861_920_000_000)?;
+        // Just before 2027-01-01T00:00:00Z, so that an occurrence at that instant
+        // counts; and 2029-01-01T00:00:00Z.
+        let mut at = Timestamp::from_unix_millis(1_798_761_599_000)?;
+        let end = Timestamp::from_unix_millis(1_861_920_000_000)?.unix_millis();
         let mut previous: Option<Timestamp> = None;
         let mut shortest: Option<i64> = None;
-        while let Some(next) = self
-            .next_after(at)
-            .filter(|n| n.unix_millis() < end.unix_millis())
-        {
+        while let Some(next) = self.next_after(at) {
+            if next.unix_millis() >= end && shortest.is_some() {
+                break;
+            }
             if let Some(p) = previous {
                 let gap = (next.unix_millis() - p.unix_millis()) / 1000;
                 shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
@@ -210,6 +233,26 @@ mod tests {
         assert_eq!(
             twice_a_month.next_after(at("2026-12-15T16:00:00Z")),
             Some(at("2027-01-01T16:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn rare_schedules_are_accepted_and_stored_ones_compile_without_the_gap_check() {
+        // Once a year, on the first instant of 2027 too; on leap days only; only from
+        // 2030: each occurs twice, however far apart.
+        for rare in [
+            "cron(0 0 1 1 ? *)",
+            "cron(0 0 29 2 ? *)",
+            "cron(0 12 * * ? 2030)",
+        ] {
+            let schedule = CronSchedule::parse(rare);
+            assert!(schedule.is_ok(), "{rare}: {:?}", schedule.err());
+        }
+        // A rule stored before a stricter check still has its next occurrence.
+        let stored = CronSchedule::compile("cron(*/5 * * * ? *)").unwrap();
+        assert_eq!(
+            stored.next_after(at("2026-12-03T12:00:00Z")),
+            Some(at("2026-12-03T12:05:00Z"))
         );
     }
 
