@@ -416,8 +416,9 @@ pub struct SecretConsumerRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConditionsRequest {
-    /// Networks requests must come from, e.g. `["192.168.0.0/16"]`.
+    /// Networks requests must come from, e.g. `["192.168.0.0/16"]` (at least one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1)]
     pub source_cidrs: Option<Vec<String>>,
     /// `[from, to]`: UTC hours during which reads are allowed, `to` not included
     /// (from 0 to 23, to 0 to 24; not the same hour, nor `[0, 24]`).
