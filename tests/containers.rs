@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestClock, TestStack, description, json_of, raw_command};
+use crate::support::{TestClock, TestStack, description, json_of, raw_command, ref_id};
 
 impl TestStack {
     async fn send(
@@ -52,13 +52,7 @@ impl TestStack {
     async fn container_id(&self, token: &str, body: Value) -> String {
         let r = self.container(token, body).await;
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        json_of(r).await["container_ref"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned()
+        ref_id(&json_of(r).await, "container_ref")
     }
 }
 

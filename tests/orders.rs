@@ -9,7 +9,7 @@ use std::time::Duration;
 use commands::order::worker::Retry;
 use serde_json::json;
 
-use crate::support::{TestStack, description, eventually, json_of, raw_command};
+use crate::support::{TestStack, description, eventually, json_of, raw_command, ref_id};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -203,15 +203,7 @@ async fn a_certificate_order_is_verified_by_openssl_and_passes_the_tls_check() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|o| {
-                o["order_ref"]
-                    .as_str()
-                    .unwrap()
-                    .rsplit('/')
-                    .next()
-                    .unwrap()
-                    .to_owned()
-            })
+            .map(|o| ref_id(o, "order_ref"))
             .collect()
     };
     assert_eq!(

@@ -6,7 +6,7 @@ use rcgen::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{TestStack, description, json_of};
+use crate::support::{TestStack, description, json_of, ref_id};
 
 /// A CA, an intermediate it signed, and what the tests need to issue leaves.
 struct Pki {
@@ -88,13 +88,7 @@ impl TestStack {
             .await
             .unwrap();
         assert_eq!(created.status(), 201);
-        json_of(created).await["container_ref"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned()
+        ref_id(&json_of(created).await, "container_ref")
     }
 
     async fn findings(&self, token: &str, id: &str) -> Vec<Value> {

@@ -210,19 +210,24 @@ fn candidate_id(candidate: &Candidate) -> Result<SecretId, ApiError> {
     })
 }
 
-/// Of the secrets one name matches, those `caller` may read: an ambiguity names those
-/// alone, so that it does not show a caller the private secrets a listing hides.
-async fn visible_candidates(
+/// Of the secrets one name matches, those `caller` may read (its metadata; one in its
+/// recovery window or expired counts): an ambiguity names those alone, so that it does
+/// not show a caller the private secrets a listing hides.
+pub(crate) async fn visible_candidates(
     state: &AppState,
     caller: &Caller,
     found: Vec<Candidate>,
 ) -> Result<Vec<Candidate>, ApiError> {
+    let now = (state.clock)();
     let mut visible = Vec::with_capacity(found.len());
     for candidate in found {
         let id = candidate_id(&candidate)?;
-        if let Lookup::Found(row) = state.read.get_secret(id, (state.clock)()).await?.value
-            && may_read(state, caller, &row)
-        {
+        let row = match state.read.get_secret(id, now).await?.value {
+            Lookup::Found(row) => row,
+            Lookup::PendingDeletion(row) | Lookup::Expired(row) => *row,
+            Lookup::Missing => continue,
+        };
+        if may_read(state, caller, &row) {
             visible.push(candidate);
         }
     }

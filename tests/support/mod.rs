@@ -397,9 +397,15 @@ pub async fn description(response: reqwest::Response) -> (reqwest::StatusCode, S
 
 /// The secret id in a `secret_ref`.
 pub fn id_of(created: &Value) -> String {
-    created["secret_ref"]
+    ref_id(created, "secret_ref")
+}
+
+/// The id at the end of the reference in `object[field]` (`secret_ref`,
+/// `container_ref`, `order_ref`).
+pub fn ref_id(object: &Value, field: &str) -> String {
+    object[field]
         .as_str()
-        .expect("secret_ref")
+        .unwrap_or_else(|| panic!("{field} in {object}"))
         .rsplit('/')
         .next()
         .unwrap()

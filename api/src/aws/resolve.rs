@@ -73,7 +73,8 @@ pub async fn resolve(
             "No secret in project {project} is named or has the ARN {input:?}."
         ))),
         many => {
-            let shown = visible(state, caller, many.to_vec()).await?;
+            let shown =
+                crate::access::visible_candidates(state, &caller.caller, many.to_vec()).await?;
             let mut arns: Vec<String> = shown
                 .iter()
                 .map(|c| arn_of(&caller.region, project, &c.reference))
@@ -149,28 +150,6 @@ async fn named(
         .cloned()
         .collect();
     Ok(if unique.is_empty() { all } else { unique })
-}
-
-/// The candidates the caller may see (read the metadata of).
-async fn visible(
-    state: &AppState,
-    caller: &AwsCaller,
-    candidates: Vec<Candidate>,
-) -> Result<Vec<Candidate>, AwsError> {
-    let now = (state.clock)();
-    let mut shown = Vec::with_capacity(candidates.len());
-    for candidate in candidates {
-        let id = parse_id(&candidate)?;
-        let row = match state.read.get_secret(id, now).await?.value {
-            Lookup::Found(row) => row,
-            Lookup::PendingDeletion(row) | Lookup::Expired(row) => *row,
-            Lookup::Missing => continue,
-        };
-        if crate::access::may_read(state, &caller.caller, &row) {
-            shown.push(candidate);
-        }
-    }
-    Ok(shown)
 }
 
 /// The ARN of a secret of `project` with `reference`
