@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::Rejection;
-use domain::commit::{AggregateRef, Commit, NewCommit};
+use domain::commit::{AggregateRef, NewCommit, Sealed};
 use domain::ids::{CommandId, ProjectId};
 use domain::principal::{Actor, Principal};
 use domain::quota::{
@@ -88,7 +88,7 @@ impl std::fmt::Debug for Quotas {
 /// A charge decided: its commit, the usage sequence it expects, and the project's
 /// lock, held until the create and the charge are written.
 pub(crate) struct Charge {
-    pub(crate) commit: Commit<QuotaEvent>,
+    pub(crate) commit: Sealed<QuotaEvent>,
     pub(crate) expected_last_seq: u64,
     _turn: OwnedMutexGuard<()>,
 }
@@ -262,7 +262,7 @@ impl Quotas {
         what: &Charged<'_>,
         purpose: &str,
         events: Vec<QuotaEvent>,
-    ) -> Commit<QuotaEvent> {
+    ) -> Sealed<QuotaEvent> {
         let id = Uuid::new_v5(
             &CHARGE_NAMESPACE,
             format!("{purpose}/{}/{}", what.subject, what.command_id).as_bytes(),
@@ -276,7 +276,7 @@ impl Quotas {
             at: what.now,
             events,
         }
-        .seal(head.map(|h| h.hash), store.key())
+        .seal_for_log(head.map(|h| h.hash), store.key())
     }
 
     /// The usage subject's last sequence and last commit (read from the log).

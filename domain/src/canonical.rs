@@ -63,6 +63,62 @@ pub fn cut_members(bytes: &[u8], skip: &[&str], mut keep: impl FnMut(&[u8])) -> 
     Some(())
 }
 
+/// The canonical object `bytes` with `members` (names and their values, each value
+/// already canonical JSON) added at their places in member order: what [`to_vec`]
+/// gives for the object with them, without encoding the rest again. Sealing a commit
+/// encodes it without `hash` and `mac` to hash it; this adds the two to the same bytes.
+/// `None` (the caller then encodes the whole object) when `bytes` are not an object
+/// without whitespace, a name of it is written with an escape, or it already holds a
+/// name of `members`.
+pub fn with_members(bytes: &[u8], members: &[(&str, &[u8])]) -> Option<Vec<u8>> {
+    let mut adding: Vec<&(&str, &[u8])> = members.iter().collect();
+    adding.sort_by(|(a, _), (b, _)| utf16_order(a, b));
+    let extra: usize = members.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+    let mut out = Vec::with_capacity(bytes.len() + extra);
+    let mut rest = bytes.strip_prefix(b"{")?.strip_suffix(b"}")?;
+    let mut adding = adding.into_iter().peekable();
+    out.push(b'{');
+    let put = |out: &mut Vec<u8>, member: &[u8]| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(member);
+    };
+    let encoded = |(name, value): &(&str, &[u8])| {
+        let mut member = Vec::with_capacity(name.len() + value.len() + 3);
+        // A string serialises into a Vec without fail.
+        serde_json::to_writer(&mut member, name).unwrap_or_default();
+        member.push(b':');
+        member.extend_from_slice(value);
+        member
+    };
+    while !rest.is_empty() {
+        let (member, written) = member_at(rest)?;
+        let name = std::str::from_utf8(written)
+            .ok()
+            .filter(|n| !n.contains('\\'))?;
+        while let Some(next) = adding.next_if(|(new, _)| utf16_order(new, name).is_lt()) {
+            put(&mut out, &encoded(next));
+        }
+        if adding.peek().is_some_and(|(new, _)| *new == name) {
+            return None;
+        }
+        put(&mut out, member);
+        rest = &rest[member.len()..];
+        if !rest.is_empty() {
+            rest = rest.strip_prefix(b",")?;
+            if rest.is_empty() {
+                return None;
+            }
+        }
+    }
+    for next in adding {
+        put(&mut out, &encoded(next));
+    }
+    out.push(b'}');
+    Some(out)
+}
+
 /// The member `"name":value` at the start of `bytes` (up to the first comma outside
 /// any string, array or object), and its name as written (escapes not decoded: a name
 /// written with escapes matches no name in `skip`, and the hash check then fails).
@@ -244,6 +300,50 @@ mod tests {
                 Some(object_to_vec_without(&map, &["hash", "mac"]))
             );
         });
+    }
+
+    /// Adding members to canonical bytes gives what encoding the object with them
+    /// gives, wherever their names fall among the others.
+    #[test]
+    fn adding_members_to_canonical_bytes_matches_encoding_with_them() {
+        use proptest::prelude::*;
+        let value = prop::collection::btree_map(
+            any::<String>().prop_filter("added below", |k| k != "hash" && k != "mac"),
+            prop_oneof![
+                any::<String>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                prop::collection::vec(any::<String>(), 0..3)
+                    .prop_map(|v| json!({"hash": v, "x": [v, {"mac": null}]})),
+            ],
+            0..6,
+        );
+        proptest!(|(map in value, hash in any::<String>(), mac in any::<String>())| {
+            let mut map: Map<String, Value> = map.into_iter().collect();
+            let bytes = to_vec(&Value::Object(map.clone()));
+            let (h, m) = (to_vec(&Value::from(hash.clone())), to_vec(&Value::from(mac.clone())));
+            let added = with_members(&bytes, &[("mac", &m), ("hash", &h)]);
+            map.insert("hash".into(), hash.into());
+            map.insert("mac".into(), mac.into());
+            // A name written with an escape is left to a full encoding.
+            let escaped = map.keys().any(|k| to_vec(&Value::from(k.as_str())).contains(&b'\\'));
+            if !escaped {
+                prop_assert_eq!(added, Some(to_vec(&Value::Object(map))));
+            }
+        });
+    }
+
+    #[test]
+    fn adding_a_member_already_there_or_to_no_object_gives_nothing() {
+        assert_eq!(
+            with_members(br#"{"a":1,"mac":"m"}"#, &[("mac", b"2")]),
+            None
+        );
+        assert_eq!(with_members(br#"[1]"#, &[("mac", b"2")]), None);
+        assert_eq!(with_members(br#"{"a":1,}"#, &[("mac", b"2")]), None);
+        assert_eq!(
+            with_members(br#"{}"#, &[("b", b"2"), ("a", b"1")]).as_deref(),
+            Some(&br#"{"a":1,"b":2}"#[..])
+        );
     }
 
     #[test]

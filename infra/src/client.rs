@@ -19,7 +19,7 @@ pub(crate) const ATTEMPT: Duration = Duration::from_secs(2);
 pub struct CommandClient {
     nats: Client,
     timeout: Duration,
-    /// Sends on the delegated command subjects (`keyledger.api.cmd.<name>`).
+    /// Sends on the HTTP API's command subjects (`keyledger.api.cmd.<name>`).
     delegated: bool,
 }
 
@@ -33,8 +33,11 @@ impl CommandClient {
         }
     }
 
-    /// The same client sending on the delegated command subjects, with delegation
-    /// tokens: for keyledger's HTTP API only (clients cannot publish there).
+    /// The same client sending on the HTTP API's command subjects
+    /// (`keyledger.api.cmd.<name>`), which clients cannot publish to: for keyledger's
+    /// HTTP API only, with its callers' tokens or delegation tokens. The command
+    /// service takes these on a connection of their own, which no NATS client's flood
+    /// of `keyledger.cmd.>` can overrun.
     pub fn delegated(&self) -> Self {
         Self {
             delegated: true,

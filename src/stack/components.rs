@@ -218,8 +218,14 @@ pub async fn start_commands(
         clock.clone(),
         cache_capacity,
     ));
+    // Commands come on connections of their own (`commands::shared::service` says why).
+    let intake = infra::nats::connect(nats_url, "keyledger-commands-nats").await?;
+    let api_intake = infra::nats::connect(nats_url, "keyledger-commands-api").await?;
+    health.nats("commands.clients", &intake);
+    health.nats("commands.api", &api_intake);
     let service = CommandService {
-        client,
+        client: intake,
+        api_client: api_intake,
         handler,
         containers,
         orders,
@@ -230,9 +236,10 @@ pub async fn start_commands(
             Some(quotas),
         )),
         verifier: keys.verifier.clone(),
-        // The HTTP API hands principals it verified by AWS signatures to the command
-        // service in delegation tokens, on subjects no client may publish to.
-        delegated: infra::identity::Verifier::delegated(&keys.commit),
+        // The HTTP API sends its commands on subjects no client may publish to: with
+        // its callers' tokens, or with delegation tokens for principals it verified
+        // by AWS signatures.
+        delegated: keys.verifier.clone().with_delegation(&keys.commit),
         clock,
         concurrency: 256,
     };
@@ -486,7 +493,9 @@ pub async fn start_api(
         keys.commit.clone(),
     );
     let keys_store = KeyStore::new(keys_bucket);
-    let commands = CommandClient::new(client.clone(), Duration::from_secs(10));
+    // On the API's own command subjects: a flood of NATS clients' commands does not
+    // reach them (`commands::shared::service`).
+    let commands = CommandClient::new(client.clone(), Duration::from_secs(10)).delegated();
     let state = AppState::new(api::Shared {
         read,
         commands: commands.clone(),

@@ -42,7 +42,7 @@ pub async fn record(
             at: clock(),
             events: vec![event.clone()],
         }
-        .seal(loaded.last_hash, store.key());
+        .seal_for_log(loaded.last_hash, store.key());
         match store.append(&commit, loaded.last_seq).await? {
             AppendOutcome::Appended(seq) | AppendOutcome::Duplicate(seq) => return Ok(seq),
             // Another keyring commit landed first: load again and follow it.

@@ -15,7 +15,7 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::message::PublishMessage;
 use domain::audit::RawEvent;
 use domain::chain::{Head, Judged, judge};
-use domain::commit::{Commit, CommitKey};
+use domain::commit::{Commit, CommitKey, Sealed};
 use domain::subject::EVENTS_WILDCARD;
 
 use infra::audit::{LogMessage, read_log};
@@ -172,9 +172,12 @@ async fn copy(
     target: Option<&Target>,
     key: &CommitKey,
 ) -> Result<Target, MigrateError> {
-    let sealed = commit.body.seal(target.map(|t| t.head.hash), key);
+    let Sealed {
+        commit: sealed,
+        bytes,
+    } = commit.body.seal_for_log(target.map(|t| t.head.hash), key);
     let message = PublishMessage::build()
-        .payload(sealed.to_bytes().into())
+        .payload(bytes.into())
         .expected_last_subject_sequence(target.map_or(0, |t| t.last_seq));
     let ack = js
         .send_publish(subject.to_owned(), message)

@@ -76,10 +76,10 @@ pub async fn fill(
             at,
             events: vec![event],
         }
-        .seal(prev, key);
-        heads[a] = (version + 1, Some(commit.hash));
+        .seal_for_log(prev, key);
+        heads[a] = (version + 1, Some(commit.commit.hash));
         in_flight.push_back(
-            js.publish(aggregate.subject(), commit.to_bytes().into())
+            js.publish(aggregate.subject(), commit.bytes.into())
                 .await
                 .map_err(unavailable)?,
         );

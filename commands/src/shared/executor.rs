@@ -263,7 +263,7 @@ impl<A: Aggregate> Executor<A> {
                 step.before_append().await?;
                 prepared = true;
             }
-            let commit = NewCommit {
+            let sealed = NewCommit {
                 id: command_id.clone(),
                 aggregate: aggregate.clone(),
                 version: loaded.version + 1,
@@ -272,21 +272,22 @@ impl<A: Aggregate> Executor<A> {
                 at: now,
                 events,
             }
-            .seal(loaded.last_hash, self.store.key());
+            .seal_for_log(loaded.last_hash, self.store.key());
 
             let outcome = match &charge {
                 Some(charge) => {
                     self.store
                         .append_together(
-                            (&commit, loaded.last_seq),
+                            (&sealed, loaded.last_seq),
                             (&charge.commit, charge.expected_last_seq),
                         )
                         .await?
                 }
-                None => self.store.append(&commit, loaded.last_seq).await?,
+                None => self.store.append(&sealed, loaded.last_seq).await?,
             };
             // The project's next charge in this process may be decided now.
             drop(charge);
+            let commit = sealed.commit;
             match outcome {
                 AppendOutcome::Appended(seq) => {
                     loaded.apply(&commit, seq, A::evolve);

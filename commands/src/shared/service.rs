@@ -1,9 +1,17 @@
 //! The command service: request/reply on `keyledger.cmd.>` in a queue group, so any
 //! number of replicas share the load. Each request is verified (bearer token), handled
-//! and answered with the reply shape of [`infra::protocol`]. The HTTP API's
-//! delegated commands (for principals it verified by AWS signatures) come on
-//! `keyledger.api.cmd.>`, which clients cannot publish to; delegation tokens are
-//! accepted there and nowhere else.
+//! and answered with the reply shape of [`infra::protocol`]. The HTTP API sends its
+//! commands on `keyledger.api.cmd.>`, which clients cannot publish to: with its
+//! callers' tokens, or with delegation tokens for principals it verified by AWS
+//! signatures, which are accepted there and nowhere else.
+//!
+//! The two are taken on two NATS connections of their own, apart from the one that
+//! writes the log. nats-server closes a connection that does not read its messages as
+//! fast as they come (more than `max_pending`, 64 MiB, waiting), and any token holder
+//! may publish on `keyledger.cmd.>`: a few connections sending large messages as fast
+//! as they can overran the single connection the service had, every few seconds, and
+//! with it the HTTP API's writes and keyledger's writes to the log. Now such a flood
+//! can only close the connection NATS clients' commands come on.
 //!
 //! The service answers with keyledger's own NATS identity, which may write the log.
 //! So it answers only on a subject that can be a reply — an inbox (`_INBOX.`,
@@ -43,8 +51,12 @@ pub struct ServiceError(String);
 
 /// What the command service needs.
 pub struct CommandService {
-    /// The NATS connection (service credentials).
+    /// The connection NATS clients' commands (`keyledger.cmd.>`) come on and are
+    /// answered on (service credentials).
     pub client: Client,
+    /// The connection the HTTP API's commands (`keyledger.api.cmd.>`) come on and are
+    /// answered on: another than `client`, which any token holder can flood.
+    pub api_client: Client,
     /// Executes commands on secrets.
     pub handler: Arc<SecretHandler>,
     /// Executes commands on containers.
@@ -57,7 +69,8 @@ pub struct CommandService {
     pub quotas: Arc<QuotaHandler>,
     /// Verifies bearer tokens.
     pub verifier: Verifier,
-    /// Verifies the delegation tokens of delegated commands.
+    /// Verifies the tokens of the HTTP API's commands: its callers' and its delegation
+    /// tokens ([`Verifier::with_delegation`]).
     pub delegated: Verifier,
     /// The clock tokens are checked against.
     pub clock: Clock,
@@ -116,13 +129,17 @@ impl Drop for InFlight<'_> {
 impl CommandService {
     /// Serves commands until `shutdown` is cancelled, then finishes those in flight.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
-        let subscribe = |subject: &'static str| {
-            self.client
+        async fn subscribe(
+            client: &Client,
+            subject: &'static str,
+        ) -> Result<async_nats::Subscriber, ServiceError> {
+            client
                 .queue_subscribe(subject, QUEUE_GROUP.into())
-                .map(|r| r.map_err(|e| ServiceError(e.to_string())))
-        };
-        let mut commands = subscribe(COMMANDS_WILDCARD).await?;
-        let mut delegated = subscribe(DELEGATED_WILDCARD).await?;
+                .await
+                .map_err(|e| ServiceError(e.to_string()))
+        }
+        let mut commands = subscribe(&self.client, COMMANDS_WILDCARD).await?;
+        let mut delegated = subscribe(&self.api_client, DELEGATED_WILDCARD).await?;
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let callers = Arc::new(Callers::default());
         let this = Arc::new(self);
@@ -168,8 +185,8 @@ impl CommandService {
             );
             return;
         }
-        let (name, verifier) = match message.subject.strip_prefix(DELEGATED_PREFIX) {
-            Some(name) => (name.to_owned(), &self.delegated),
+        let (name, verifier, client) = match message.subject.strip_prefix(DELEGATED_PREFIX) {
+            Some(name) => (name.to_owned(), &self.delegated, &self.api_client),
             None => (
                 message
                     .subject
@@ -177,6 +194,7 @@ impl CommandService {
                     .unwrap_or_default()
                     .to_owned(),
                 &self.verifier,
+                &self.client,
             ),
         };
         let started = std::time::Instant::now();
@@ -195,11 +213,7 @@ impl CommandService {
                 tracing::info!(command = %name, code = r.code.as_str(), message = %r.message, "rejected")
             }
         }
-        if let Err(e) = self
-            .client
-            .publish(reply_to, encode_reply(&result).into())
-            .await
-        {
+        if let Err(e) = client.publish(reply_to, encode_reply(&result).into()).await {
             tracing::warn!(command = %name, error = %e, "sending the reply failed");
         }
     }

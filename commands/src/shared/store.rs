@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_nats::jetstream::Context;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use domain::chain::{Broken, Head, Judged, judge};
-use domain::commit::{Commit, CommitKey, Digest, EventCodec};
+use domain::commit::{Commit, CommitKey, Digest, EventCodec, Sealed};
 use domain::ids::{CommandId, ProjectId};
 use domain::principal::Actor;
 use serde::{Deserialize, Serialize};
@@ -169,9 +169,10 @@ fn message_id(project: &ProjectId, command: &CommandId) -> String {
     format!("{project}/{command}")
 }
 
-/// The write of `commit`, expecting its aggregate's last message at `expected_last_seq`,
+/// The write of `sealed`, expecting its aggregate's last message at `expected_last_seq`,
 /// with its command id as the message id.
-fn write_of<E: EventCodec>(commit: &Commit<E>, expected_last_seq: u64) -> Write {
+fn write_of<E: EventCodec>(sealed: &Sealed<E>, expected_last_seq: u64) -> Write {
+    let commit = &sealed.commit;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         async_nats::header::NATS_MESSAGE_ID,
@@ -184,7 +185,7 @@ fn write_of<E: EventCodec>(commit: &Commit<E>, expected_last_seq: u64) -> Write 
     Write {
         subject: commit.body.aggregate.subject(),
         headers,
-        payload: commit.to_bytes().into(),
+        payload: sealed.bytes.clone().into(),
     }
 }
 
@@ -290,7 +291,7 @@ impl EventStore {
     /// Appends `commit` if the aggregate's last commit is still at `expected_last_seq`.
     pub async fn append<E: EventCodec>(
         &self,
-        commit: &Commit<E>,
+        commit: &Sealed<E>,
         expected_last_seq: u64,
     ) -> Result<AppendOutcome, StoreError> {
         let write = write_of(commit, expected_last_seq);
@@ -317,8 +318,8 @@ impl EventStore {
     /// command loop resolves by reading again (a retry finds its command applied).
     pub async fn append_together<E: EventCodec, F: EventCodec>(
         &self,
-        (commit, expected_last_seq): (&Commit<E>, u64),
-        (with, with_expected_last_seq): (&Commit<F>, u64),
+        (commit, expected_last_seq): (&Sealed<E>, u64),
+        (with, with_expected_last_seq): (&Sealed<F>, u64),
     ) -> Result<AppendOutcome, StoreError> {
         let writes = vec![
             write_of(commit, expected_last_seq),

@@ -7,7 +7,7 @@
 //! from the commit key, which every component that writes the log already holds: no
 //! new file to distribute, and no new trust (whoever holds the commit key can already
 //! write commits in anyone's name). The command service accepts these tokens only on
-//! its delegated subjects (`keyledger.api.cmd.>`, [`super::Verifier::delegated`]),
+//! its delegated subjects (`keyledger.api.cmd.>`, [`super::Verifier::with_delegation`]),
 //! which only keyledger's own NATS account may publish to; neither the HTTP API, nor
 //! the NATS auth callout, nor the client command subjects accept them, so a client
 //! that saw one could not use it.

@@ -151,16 +151,16 @@ impl Verifier {
         }
     }
 
-    /// Accepts only delegation tokens minted under `commit`'s delegation key: for the
-    /// command service's delegated subjects, which only keyledger's own account may
-    /// publish to.
-    pub fn delegated(commit: &domain::commit::CommitKey) -> Self {
-        Self {
-            dev: None,
-            provider: None,
-            delegation: Some(delegation::decoding_key(commit)),
-            verified: TokenCache::default(),
-        }
+    /// Also accepts delegation tokens minted under `commit`'s delegation key: for the
+    /// command service's API subjects (`keyledger.api.cmd.>`), which only keyledger's
+    /// own account may publish to, where the HTTP API sends every command, with its
+    /// caller's token or, for a SigV4 caller, a delegation token. Its cache is its own:
+    /// a delegation token verified here must never be found in the cache of a verifier
+    /// that refuses them.
+    pub fn with_delegation(mut self, commit: &domain::commit::CommitKey) -> Self {
+        self.delegation = Some(delegation::decoding_key(commit));
+        self.verified = TokenCache::default();
+        self
     }
 
     /// Also accepts tokens from `provider`.
@@ -507,16 +507,24 @@ mod tests {
             "{}",
             err.message
         );
-        let delegated = Verifier::delegated(&commit);
+        let delegated = verifier.clone().with_delegation(&commit);
         assert_eq!(delegated.verify(&token, now()), Ok(alice()));
+        // Its cache is its own: the verifier it was made from still refuses the token.
+        assert!(verifier.verify(&token, now()).is_err());
         // Under another commit key, and after 60 s, it is refused.
-        let other = Verifier::delegated(&domain::commit::CommitKey::new([8; 32]));
+        let other = verifier
+            .clone()
+            .with_delegation(&domain::commit::CommitKey::new([8; 32]));
         assert!(other.verify(&token, now()).is_err());
         let later = Timestamp::parse_iso8601("t", "2026-11-22T10:01:00Z").unwrap();
         assert!(delegated.verify(&token, later).is_err());
-        // Only delegation tokens: a development token is refused there.
+        // The tokens it accepted before, it still accepts (the HTTP API's callers'),
+        // and no development token of another key.
         let plain = issuer.issue(&alice(), Duration::from_secs(60), now());
-        assert!(delegated.verify(&plain, now()).is_err());
+        assert_eq!(delegated.verify(&plain, now()), Ok(alice()));
+        let (stranger, _) = dev_keys_from_secret(&[2; 32]);
+        let foreign = stranger.issue(&alice(), Duration::from_secs(60), now());
+        assert!(delegated.verify(&foreign, now()).is_err());
         // A development-key token with the delegation kid is not a delegation token.
         let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
         header.kid = Some(delegation::DELEGATION_KID.to_owned());
