@@ -388,7 +388,6 @@ async fn readiness_flips_when_nats_stops_and_recovers() {
         .collect();
     for check in [
         "commands.nats",
-        "commands.clients.nats",
         "commands.api.nats",
         "commands.kek",
         "commands.scheduler",

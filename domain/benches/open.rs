@@ -56,7 +56,7 @@ fn main() {
         });
         if payload {
             let typed = Commit::<SecretEvent>::open(&bytes, &key).unwrap();
-            report("  seal, then encode for the log", || {
+            report("  seal, then encode again (Commit::to_bytes)", || {
                 let body = black_box(typed.body.clone());
                 black_box(body.seal(typed.prev, &key).to_bytes());
             });

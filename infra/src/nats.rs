@@ -186,6 +186,22 @@ pub async fn connect(url: &str, name: &str) -> Result<Client, NatsError> {
     connect_with(url, name, ConnectOptions::new()).await
 }
 
+/// [`connect`], holding at most `messages` messages per subscription that its reader
+/// has not taken yet: beyond them the client drops what comes and counts a slow
+/// consumer, where by default it would hold 65,536 (of up to 1 MiB each).
+pub async fn connect_buffering(
+    url: &str,
+    name: &str,
+    messages: usize,
+) -> Result<Client, NatsError> {
+    connect_with(
+        url,
+        name,
+        ConnectOptions::new().subscription_capacity(messages),
+    )
+    .await
+}
+
 /// Connects to keyledger's NATS as a client: `token` (a keyledger bearer token) admits
 /// the connection, and its replies arrive in the token's principal's own inbox space
 /// ([`crate::nats_auth::inbox_prefix`]).

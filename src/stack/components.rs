@@ -219,9 +219,20 @@ pub async fn start_commands(
         cache_capacity,
     ));
     // Commands come on connections of their own (`commands::shared::service` says why).
-    let intake = infra::nats::connect(nats_url, "keyledger-commands-nats").await?;
-    let api_intake = infra::nats::connect(nats_url, "keyledger-commands-api").await?;
-    health.nats("commands.clients", &intake);
+    let intake = infra::nats::connect_buffering(
+        nats_url,
+        "keyledger-commands-nats",
+        commands::shared::service::CLIENT_INTAKE_BUFFER,
+    )
+    .await?;
+    let api_intake = infra::nats::connect_buffering(
+        nats_url,
+        "keyledger-commands-api",
+        commands::shared::service::API_INTAKE_BUFFER,
+    )
+    .await?;
+    // Not the clients' intake: any token holder's flood can drop it for a moment,
+    // and a readiness check failing then would take the HTTP API out of service too.
     health.nats("commands.api", &api_intake);
     let service = CommandService {
         client: intake,

@@ -6,12 +6,14 @@
 //! signatures, which are accepted there and nowhere else.
 //!
 //! The two are taken on two NATS connections of their own, apart from the one that
-//! writes the log. nats-server closes a connection that does not read its messages as
-//! fast as they come (more than `max_pending`, 64 MiB, waiting), and any token holder
-//! may publish on `keyledger.cmd.>`: a few connections sending large messages as fast
-//! as they can overran the single connection the service had, every few seconds, and
-//! with it the HTTP API's writes and keyledger's writes to the log. Now such a flood
-//! can only close the connection NATS clients' commands come on.
+//! writes the log, each with its own command slots and a bounded buffer
+//! ([`CLIENT_INTAKE_BUFFER`], [`API_INTAKE_BUFFER`]). nats-server closes a connection
+//! that does not read its messages as fast as they come (more than `max_pending`, 64
+//! MiB, waiting), and any token holder may publish on `keyledger.cmd.>`: a few
+//! connections sending large messages as fast as they can overran the single
+//! connection the service had, every few seconds, and with it the HTTP API's writes
+//! and keyledger's writes to the log. Now such a flood can only close, or fill, the
+//! intake NATS clients' commands come on.
 //!
 //! The service answers with keyledger's own NATS identity, which may write the log.
 //! So it answers only on a subject that can be a reply — an inbox (`_INBOX.`,
@@ -40,6 +42,17 @@ use crate::secret::SecretHandler;
 use infra::clock::Clock;
 use infra::identity::Verifier;
 use infra::protocol::{AUTHORIZATION, AcceptedReply, encode_reply};
+
+/// Most NATS clients' commands a process holds before it takes them up (while every
+/// command slot is busy): beyond them the client library drops what comes (and counts
+/// a slow consumer), and the sender's retry or timeout answers for it. Its default,
+/// 65,536 messages of up to nats-server's `max_payload` (1 MiB) each, let a flood
+/// queue tens of gigabytes; a client's burst of 1,500 pipelined commands is still each
+/// answered (`tests/nats_security.rs`).
+pub const CLIENT_INTAKE_BUFFER: usize = 4096;
+
+/// The same for the HTTP API's commands, which only keyledger's API sends.
+pub const API_INTAKE_BUFFER: usize = 4096;
 
 /// The queue group command handlers join.
 pub(crate) const QUEUE_GROUP: &str = "keyledger-commands";
@@ -74,7 +87,7 @@ pub struct CommandService {
     pub delegated: Verifier,
     /// The clock tokens are checked against.
     pub clock: Clock,
-    /// Most commands handled at once by this process.
+    /// Most commands handled at once by this process on each of its two intakes.
     pub concurrency: usize,
 }
 
@@ -138,37 +151,61 @@ impl CommandService {
                 .await
                 .map_err(|e| ServiceError(e.to_string()))
         }
-        let mut commands = subscribe(&self.client, COMMANDS_WILDCARD).await?;
-        let mut delegated = subscribe(&self.api_client, DELEGATED_WILDCARD).await?;
-        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let commands = subscribe(&self.client, COMMANDS_WILDCARD).await?;
+        let delegated = subscribe(&self.api_client, DELEGATED_WILDCARD).await?;
         let callers = Arc::new(Callers::default());
         let this = Arc::new(self);
-        loop {
-            // Either subscription ending ends the service, to be restarted whole.
+        // Either subscription ending ends the service, to be restarted whole.
+        let stop = shutdown.child_token();
+        let serve = |subscription| {
+            let (this, callers, stop) = (this.clone(), callers.clone(), stop.clone());
+            async move {
+                let served = this.serve(subscription, callers, &stop).await;
+                stop.cancel();
+                served
+            }
+        };
+        let (clients, api) = tokio::join!(serve(commands), serve(delegated));
+        clients.and(api)
+    }
+
+    /// Serves the commands of one intake with slots of its own: NATS clients holding
+    /// every one of theirs (many callers, each up to its share, with slow commands)
+    /// leave the HTTP API's free. Until `stop`, then finishes those in flight.
+    async fn serve(
+        self: Arc<Self>,
+        mut subscription: async_nats::Subscriber,
+        callers: Arc<Callers>,
+        stop: &CancellationToken,
+    ) -> Result<(), ServiceError> {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let served = loop {
             let message = tokio::select! {
-                () = shutdown.cancelled() => break,
-                m = commands.next() => m,
-                m = delegated.next() => m,
+                () = stop.cancelled() => break Ok(()),
+                m = subscription.next() => m,
             };
             let Some(message) = message else {
-                return Err(ServiceError("a subscription ended".into()));
+                break Err(ServiceError("a subscription ended".into()));
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
+            let permit = tokio::select! {
+                () = stop.cancelled() => break Ok(()),
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break Ok(()),
+                },
             };
-            let (this, callers) = (this.clone(), callers.clone());
+            let (this, callers) = (self.clone(), callers.clone());
             tokio::spawn(async move {
                 this.answer(message, &callers).await;
                 drop(permit);
             });
-        }
-        let _ = commands.unsubscribe().await;
-        let _ = delegated.unsubscribe().await;
+        };
+        let _ = subscription.unsubscribe().await;
         // Let commands in flight finish, so their callers get a reply.
-        let concurrency = u32::try_from(this.concurrency).unwrap_or(u32::MAX);
+        let concurrency = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let _ =
             tokio::time::timeout(Duration::from_secs(10), permits.acquire_many(concurrency)).await;
-        Ok(())
+        served
     }
 
     async fn answer(&self, message: Message, callers: &Callers) {
