@@ -380,26 +380,23 @@ impl<E: EventCodec> NewCommit<E> {
         commit.hash = Digest(Sha256::digest(&unsealed).into());
         let mac = key.mac(&commit.hash);
         commit.mac = Some(mac);
-        let (hash, mac) = (quoted(&commit.hash.to_hex()), quoted(&mac.to_hex()));
-        let bytes = canonical::with_members(&unsealed, &[("hash", &hash), ("mac", &mac)])
-            .unwrap_or_else(|| {
-                // Not reached (the encoding above is canonical and holds neither name),
-                // but encoding the whole object is as exact.
-                map.insert("hash".into(), Value::from(commit.hash.to_hex()));
-                map.insert("mac".into(), Value::from(commit.mac.map(|m| m.to_hex())));
-                canonical::to_vec(&Value::Object(map))
-            });
+        let (hash, mac) = (Value::from(commit.hash.to_hex()), Value::from(mac.to_hex()));
+        let bytes = canonical::with_members(
+            &unsealed,
+            &[
+                ("hash", &canonical::to_vec(&hash)),
+                ("mac", &canonical::to_vec(&mac)),
+            ],
+        )
+        .unwrap_or_else(|| {
+            // Not reached (the encoding above is canonical and holds neither name), but
+            // encoding the whole object is as exact.
+            map.insert("hash".into(), hash);
+            map.insert("mac".into(), mac);
+            canonical::to_vec(&Value::Object(map))
+        });
         Sealed { commit, bytes }
     }
-}
-
-/// A hex digest as a JSON string.
-fn quoted(hex: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hex.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(hex.as_bytes());
-    out.push(b'"');
-    out
 }
 
 /// A commit sealed for the log ([`NewCommit::seal_for_log`]), with the bytes that

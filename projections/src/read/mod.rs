@@ -240,6 +240,16 @@ pub struct Snapshot<T> {
     pub seq: u64,
 }
 
+impl<T> Snapshot<T> {
+    /// The same snapshot of what `f` makes of its value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Snapshot<U> {
+        Snapshot {
+            value: f(self.value),
+            seq: self.seq,
+        }
+    }
+}
+
 /// The read model has not reached a sequence a caller asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the read model is at sequence {applied}, not yet at {wanted}")]
@@ -421,14 +431,10 @@ impl ReadModel {
         which: VersionSelector<'_>,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
-        let Snapshot { value: found, seq } = self
+        Ok(self
             .fresh(async { on_pool!(&self.pool, version(id, which)) })
-            .await?;
-        let value = match found {
-            Some(entry) => with_payload(entry, now),
-            None => Lookup::Missing,
-        };
-        Ok(Snapshot { value, seq })
+            .await?
+            .map(|found| found.map_or(Lookup::Missing, |entry| with_payload(entry, now))))
     }
 
     /// A secret with one page of its versions, oldest first, and how many it has.
@@ -439,13 +445,10 @@ impl ReadModel {
         page: (u32, u32),
     ) -> Result<Snapshot<Lookup<(SecretRow, VersionPage)>>, ReadError> {
         let shown = |row: &Found| is_visible(row, now);
-        let Snapshot { value: found, seq } = self
+        Ok(self
             .fresh(async { on_pool!(&self.pool, versions(id, shown, page)) })
-            .await?;
-        Ok(Snapshot {
-            value: judged(found, now),
-            seq,
-        })
+            .await?
+            .map(|found| judged(found, now)))
     }
 
     /// A secret with every version that carries a staging label, oldest first.
@@ -455,13 +458,10 @@ impl ReadModel {
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Vec<VersionRow>)>>, ReadError> {
         let shown = |row: &Found| is_visible(row, now);
-        let Snapshot { value: found, seq } = self
+        Ok(self
             .fresh(async { on_pool!(&self.pool, labelled_versions(id, shown)) })
-            .await?;
-        Ok(Snapshot {
-            value: judged(found, now),
-            seq,
-        })
+            .await?
+            .map(|found| judged(found, now)))
     }
 
     /// A secret with one of its versions, by id or by stage (`None` inside when
@@ -473,13 +473,10 @@ impl ReadModel {
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<VersionRow>)>>, ReadError> {
         let shown = |row: &Found| is_visible(row, now);
-        let Snapshot { value: found, seq } = self
+        Ok(self
             .fresh(async { on_pool!(&self.pool, find_version(id, shown, which)) })
-            .await?;
-        Ok(Snapshot {
-            value: judged(found, now),
-            seq,
-        })
+            .await?
+            .map(|found| judged(found, now)))
     }
 
     /// A secret with its metadata.
@@ -489,13 +486,10 @@ impl ReadModel {
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, BTreeMap<String, String>)>>, ReadError> {
         let shown = |row: &Found| is_visible(row, now);
-        let Snapshot { value: found, seq } = self
+        Ok(self
             .fresh(async { on_pool!(&self.pool, metadata(id, shown)) })
-            .await?;
-        Ok(Snapshot {
-            value: judged(found, now),
-            seq,
-        })
+            .await?
+            .map(|found| judged(found, now)))
     }
 
     /// The live secrets of `project` named `name`: exact matches of the name only,
