@@ -479,7 +479,9 @@ async fn rebuilt_in_one_batch_as_live(pg: &ManagedPostgres, t: &TestStack) {
         .unwrap();
     let url = pg.url().replace("/keyledger?", "/rebuilt?");
     assert_ne!(url, pg.url());
-    let writer = projections::db::open_writer(&url, 1024).await.unwrap();
+    let writer = projections::db::open_writer(&url, projections::writer::WriterSizes::PROJECTOR)
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(t.service_nats().await);
     let config = projections::projector::ProjectorConfig::default();
     let seq = projections::projector::rebuild(writer, &js, &config, (*t.stack.keys.commit).clone())
@@ -593,7 +595,10 @@ async fn a_false_notification_never_moves_a_readers_sequence() {
         .unwrap();
     // Then the projector commits sequences 1 and 2, and notifies 2: the reader gets
     // both notifications, in that order.
-    let writer = projections::db::open_writer(&pg.url(), 1024).await.unwrap();
+    let writer =
+        projections::db::open_writer(&pg.url(), projections::writer::WriterSizes::PROJECTOR)
+            .await
+            .unwrap();
     writer.apply(foreign(1..=2), commit_key(), 0).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), applied.wait_for(|seq| *seq >= 2))
         .await
@@ -638,7 +643,9 @@ async fn a_false_notification_never_moves_a_readers_sequence() {
 async fn every_component_finds_the_read_model_in_one_schema() {
     let pg = postgres().await;
     let url = pg.url();
-    let writer = projections::db::open_writer(&url, 1024).await.unwrap();
+    let writer = projections::db::open_writer(&url, projections::writer::WriterSizes::PROJECTOR)
+        .await
+        .unwrap();
     writer.apply(foreign(1..=2), commit_key(), 0).await.unwrap();
     drop(writer);
     let Pool::Postgres(admin) = projections::db::open(&url, 1).await.unwrap() else {

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlSafeStr, SqlitePool};
 
-use crate::writer::Writer;
+use crate::writer::{Writer, WriterSizes};
 
 /// Why the read model could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -480,11 +480,11 @@ async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, Open
 }
 
 /// Opens (creating and migrating if needed) the read model at `url` for the
-/// projector: its single writer ([`Writer`]), with a page cache of `cache_kib` KiB on
+/// projector: its single writer ([`Writer`]), with a page cache and a WAL of `sizes` on
 /// SQLite. On PostgreSQL the writer takes the read model's advisory lock, and fails
 /// if another projector holds it; on SQLite the caller holds the file lock
 /// ([`crate::projector::lock`]).
-pub async fn open_writer(url: &str, cache_kib: i64) -> Result<Writer, OpenError> {
+pub async fn open_writer(url: &str, sizes: WriterSizes) -> Result<Writer, OpenError> {
     let writer_error = |source| OpenError::Writer {
         url: without_password(url),
         source,
@@ -492,7 +492,7 @@ pub async fn open_writer(url: &str, cache_kib: i64) -> Result<Writer, OpenError>
     match target(url)? {
         Target::Sqlite(path) => {
             open(url, 1).await?.close().await;
-            Writer::open(&path, cache_kib).map_err(writer_error)
+            Writer::open(&path, sizes).map_err(writer_error)
         }
         Target::Postgres(options) => {
             let writer = Writer::open_postgres(*options, false)

@@ -50,21 +50,48 @@ const TABLES: [&str; 16] = [
     "checkpoints",
 ];
 
-/// The page cache of a projector serving reads beside it, in KiB (the read model's hot
-/// indexes for about a million secrets).
-pub const WRITER_CACHE_KIB: i64 = 64 * 1024;
-
-/// The page cache of `keyledger projections rebuild`, in KiB: a rebuild dirties pages
-/// all over the read model, and with 64 MiB a rebuild of a million secrets spent a
-/// third of its time re-reading and spilling pages (172 s; 141 s with this, at a peak
-/// RSS of 600 MB instead of 417 MB). A rebuild is a process of its own and ends.
-pub const REBUILD_CACHE_KIB: i64 = 512 * 1024;
-
 /// The size the WAL file is trimmed to once a checkpoint has reset it, in bytes.
 const WAL_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
-/// WAL pages (of 4 KiB) after which a commit checkpoints: the size limit above.
-const WAL_CHECKPOINT_PAGES: i64 = WAL_LIMIT_BYTES / 4096;
+/// How large a writer's page cache is, and how far its WAL may grow before the
+/// writer's own commit checkpoints it. Its checkpoint thread ([`crate::wal`]) copies
+/// the WAL after each commit meanwhile; the writer's own checkpoint is the bound
+/// should that thread fall behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterSizes {
+    /// The page cache, in KiB.
+    pub cache_kib: i64,
+    /// WAL pages (of 4 KiB) after which a commit checkpoints.
+    pub checkpoint_pages: i64,
+}
+
+impl WriterSizes {
+    /// A projector serving reads beside it: a page cache for the read model's hot
+    /// indexes of about a million secrets, and its own checkpoint at the WAL's size
+    /// limit. A checkpoint copies each page once however many frames the WAL holds of
+    /// it, and every create dirties pages all over the secrets table's indexes (random
+    /// ids): with SQLite's default of 1,000 pages the WAL was checkpointed every 4 MiB
+    /// and the writer wrote about 54 KB per create.
+    pub const PROJECTOR: Self = Self {
+        cache_kib: 64 * 1024,
+        checkpoint_pages: WAL_LIMIT_BYTES / 4096,
+    };
+
+    /// `keyledger projections rebuild`, a process of its own that ends.
+    ///
+    /// A rebuild dirties pages all over the read model: with a 64 MiB cache a rebuild
+    /// of a million secrets spent a third of its time re-reading and spilling pages
+    /// (172 s; 141 s with 512 MiB, at a peak RSS of 600 MB instead of 417 MB).
+    ///
+    /// Each of its batches writes most of the read model to the WAL at its commit
+    /// (146 MB for 100,000 secrets), past the projector's bound: its own commit then
+    /// checkpointed, a tenth of the writer's thread, while nothing else ran. At 1 GiB,
+    /// the checkpoint thread copies the WAL while the next batch is read from the log.
+    pub const REBUILD: Self = Self {
+        cache_kib: 512 * 1024,
+        checkpoint_pages: (1 << 30) / 4096,
+    };
+}
 
 /// A commit as the stream stored it.
 #[derive(Debug, Clone)]
@@ -251,8 +278,8 @@ async fn try_lock(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
 
 impl Writer {
     /// Opens the (already migrated) SQLite database at `path` for writing, with a page
-    /// cache of `cache_kib` KiB.
-    pub fn open(path: &Path, cache_kib: i64) -> Result<Self, WriteError> {
+    /// cache and a WAL of `sizes`.
+    pub fn open(path: &Path, sizes: WriterSizes) -> Result<Self, WriteError> {
         let conn = Connection::open(path)?;
         // As the read model's sqlx pool (db::open): with WAL, NORMAL keeps the file
         // consistent across crashes; a lost tail is re-applied from the log.
@@ -262,17 +289,12 @@ impl Writer {
         conn.busy_timeout(Duration::from_secs(10))?;
         // SQLite's default page cache (2 MiB) makes every index probe of a large read
         // model a read() of a page the OS holds anyway; the writer keeps its own.
-        conn.pragma_update(None, "cache_size", -cache_kib)?;
+        conn.pragma_update(None, "cache_size", -sizes.cache_kib)?;
         // A batch of 8,192 commits can grow the WAL by hundreds of MiB (a rebuild of a
         // million secrets left a 303 MB WAL), and SQLite keeps the file at its largest
         // size unless told otherwise: after a checkpoint resets it, trim it.
         conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES)?;
-        // A checkpoint copies each page once however many frames the WAL holds of it,
-        // and every create dirties pages all over the secrets table's indexes (random
-        // ids): with SQLite's default of 1,000 pages the WAL was checkpointed every 4 MiB
-        // and the writer wrote about 54 KB per create. Checkpointing at the WAL's size
-        // limit instead lets repeated writes of one page cost one copy.
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+        conn.pragma_update(None, "wal_autocheckpoint", sizes.checkpoint_pages)?;
         // Every statement the projection runs stays prepared.
         conn.set_prepared_statement_cache_capacity(128);
         Ok(Self {
@@ -466,8 +488,12 @@ mod tests {
     async fn a_writer_behind_the_checkpoint_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let url = crate::db::sqlite_url(&dir.path().join("rm.sqlite"));
-        let first = crate::db::open_writer(&url, 1024).await.unwrap();
-        let second = crate::db::open_writer(&url, 1024).await.unwrap();
+        let first = crate::db::open_writer(&url, WriterSizes::PROJECTOR)
+            .await
+            .unwrap();
+        let second = crate::db::open_writer(&url, WriterSizes::PROJECTOR)
+            .await
+            .unwrap();
         let key = Arc::new(CommitKey::new([7; 32]));
         first
             .apply(vec![junk(1), junk(2)], key.clone(), 0)

@@ -65,7 +65,7 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
     let started = Instant::now();
     let outcome = async {
         let writer =
-            projections::db::open_writer(&url, projections::writer::REBUILD_CACHE_KIB).await?;
+            projections::db::open_writer(&url, projections::writer::WriterSizes::REBUILD).await?;
         let client = infra::nats::connect(&nats_url, "keyledger-rebuild").await?;
         let js = async_nats::jetstream::new(client);
         let config = ProjectorConfig {

@@ -329,7 +329,8 @@ pub async fn start_projector(
     // On PostgreSQL the writer's session holds the lock (an advisory lock).
     let lock = projections::projector::lock(projections::db::sqlite_path(database_url).as_deref())?;
     let writer =
-        projections::db::open_writer(database_url, projections::writer::WRITER_CACHE_KIB).await?;
+        projections::db::open_writer(database_url, projections::writer::WriterSizes::PROJECTOR)
+            .await?;
     let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
     let js = async_nats::jetstream::new(client.clone());
     let stream = config.stream.clone();
@@ -380,7 +381,7 @@ pub fn start_projector_or_stand_by(
                 };
                 let writer = projections::db::open_writer(
                     &database_url,
-                    projections::writer::WRITER_CACHE_KIB,
+                    projections::writer::WriterSizes::PROJECTOR,
                 )
                 .await?;
                 (lock, writer)
