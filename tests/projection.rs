@@ -223,8 +223,7 @@ async fn a_rebuild_in_place_restores_the_read_model() {
     let js = async_nats::jetstream::new(t.service_nats().await);
     let config = projections::projector::ProjectorConfig::default();
     let writer = || {
-        projections::writer::Writer::open(&path, projections::writer::WriterSizes::PROJECTOR)
-            .unwrap()
+        projections::writer::Writer::open(&path, projections::writer::WriterSizes::REBUILD).unwrap()
     };
     let seq =
         projections::projector::rebuild(writer(), &js, &config, (*t.stack.keys.commit).clone())

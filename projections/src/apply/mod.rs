@@ -327,22 +327,31 @@ pub fn apply_batch(
     commits: &[crate::writer::Stored],
     key: &CommitKey,
 ) -> Result<(), ApplyError> {
-    let ordered = by_aggregate(commits);
+    apply_in_order(conn, &by_aggregate(commits), key)
+}
+
+/// Applies `ordered`, a batch in an order that keeps each aggregate's commits in
+/// stream order, and writes the heads it moved.
+fn apply_in_order(
+    conn: &mut dyn Sql,
+    ordered: &[&crate::writer::Stored],
+    key: &CommitKey,
+) -> Result<(), ApplyError> {
     let mut heads = Heads::read(conn, ordered.iter().map(|c| c.subject.as_str()))?;
     let mut touched = secret::LastTouch::default();
-    if commits.len() < OPEN_APART_FROM {
-        apply_each(conn, &mut heads, &mut touched, &ordered, key)?;
+    if ordered.len() < OPEN_APART_FROM {
+        apply_each(conn, &mut heads, &mut touched, ordered, key)?;
     } else {
-        apply_opened_apart(conn, &mut heads, &mut touched, &ordered, key)?;
+        apply_opened_apart(conn, &mut heads, &mut touched, ordered, key)?;
     }
     touched.write(conn)?;
     conn.aggregate(None);
     heads.write(conn)
 }
 
-/// The commits grouped by aggregate, each aggregate's in stream order, the groups in
-/// the order of their ids (the first 16 bytes of the subject's last token): rows are
-/// keyed by id, so a batch visits their B-tree pages in key order.
+/// The commits grouped by aggregate, each aggregate's in stream order: the groups of
+/// one project and kind together, in the order of their ids' first 16 bytes. Rows are
+/// keyed by project and id, so a batch visits their B-tree pages about in key order.
 ///
 /// Sorted on keys held inline. Comparing the subjects themselves, read from a batch's
 /// scattered commits, was an eighth of a rebuild's writer thread. Two aggregates whose
@@ -351,23 +360,30 @@ pub fn apply_batch(
 /// only needs each aggregate's commits in stream order, see [`apply_batch`]).
 fn by_aggregate(commits: &[crate::writer::Stored]) -> Vec<&crate::writer::Stored> {
     let hasher = foldhash::quality::FixedState::default();
-    let mut keys: Vec<(u128, u64, usize)> = commits
+    let mut keys: Vec<(u64, u128, u64, usize)> = commits
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let subject = c.subject.as_bytes();
-            let id = subject
+            let (kind, id) = subject
                 .iter()
                 .rposition(|b| *b == b'.')
-                .map_or(subject, |dot| &subject[dot + 1..]);
+                .map_or((&subject[..0], subject), |dot| {
+                    (&subject[..dot], &subject[dot + 1..])
+                });
             let mut prefix = [0u8; 16];
             let n = id.len().min(16);
             prefix[..n].copy_from_slice(&id[..n]);
-            (u128::from_be_bytes(prefix), hasher.hash_one(subject), i)
+            (
+                hasher.hash_one(kind),
+                u128::from_be_bytes(prefix),
+                hasher.hash_one(subject),
+                i,
+            )
         })
         .collect();
     keys.sort_unstable();
-    keys.into_iter().map(|(_, _, i)| &commits[i]).collect()
+    keys.into_iter().map(|(.., i)| &commits[i]).collect()
 }
 
 /// Opens and applies each commit on this thread.
@@ -750,11 +766,58 @@ mod tests {
             }
         }
         assert_eq!(runs.len(), subjects.len(), "{runs:?}");
-        let prefixes: Vec<String> = runs
+        // Within a project and kind, by id.
+        let mut by_kind: HashMap<&str, Vec<String>> = HashMap::new();
+        for run in &runs {
+            let (kind, id) = run.rsplit_once('.').unwrap_or(("", run));
+            by_kind
+                .entry(kind)
+                .or_default()
+                .push(id.chars().take(16).collect());
+        }
+        assert_eq!(by_kind["keyledger.events.p.secret"].len(), 3);
+        for ids in by_kind.values() {
+            assert!(ids.is_sorted(), "{ids:?}");
+        }
+        let kinds: Vec<&str> = runs
             .iter()
-            .map(|s| s.rsplit('.').next().unwrap().chars().take(16).collect())
+            .map(|run| run.rsplit_once('.').map_or("", |(kind, _)| kind))
             .collect();
-        assert!(prefixes.is_sorted(), "{prefixes:?}");
+        let mut kind_runs = kinds.clone();
+        kind_runs.dedup();
+        assert_eq!(kind_runs.len(), by_kind.len(), "{kinds:?}");
+    }
+
+    /// Were two aggregates' runs to interleave (their keys in [`by_aggregate`] equal),
+    /// the rows are still those of the commits applied one by one: a secret's row
+    /// takes its last commit's `updated`, `version` and `seq` whichever run ends last.
+    #[test]
+    fn interleaved_runs_of_aggregates_leave_what_commits_applied_one_by_one_leave() {
+        let key = CommitKey::new([3; 32]);
+        let (log, _) = mixed_log(&key, 3, 40);
+        let (first, rest) = log.split_at(5);
+        let interleaved = testing::rows_after(&TABLES, |conn| {
+            for part in [first, rest] {
+                let in_stream_order: Vec<&Stored> = part.iter().collect();
+                apply_in_order(conn, &in_stream_order, &key).unwrap();
+            }
+        });
+        let one_by_one = testing::rows_after(&TABLES, |conn| {
+            for c in &log {
+                apply_batch(conn, std::slice::from_ref(c), &key).unwrap();
+            }
+        });
+        assert_eq!(interleaved, one_by_one);
+        let rows_of = |table: &str| {
+            interleaved
+                .iter()
+                .filter(|row| row.first().and_then(sql::Value::text) == Some(table))
+                .count()
+        };
+        assert_eq!(rows_of("secrets"), 3);
+        assert!(rows_of("secret_metadata") >= 9);
+        // The order given did interleave the three secrets' runs.
+        assert_ne!(log[1].subject, log[0].subject);
     }
 
     /// A connection whose `execute` fails once it has run `left` statements.
