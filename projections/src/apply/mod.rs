@@ -319,9 +319,9 @@ const CHUNKS_AHEAD: usize = 4;
 ///
 /// Statements of different aggregates touch different rows (`pending`'s module
 /// comment says why), so any order that keeps each aggregate's own leaves the same
-/// rows. This one ([`by_aggregate`]) visits each row's B-tree pages once per batch and in
-/// key order, where stream order revisits them at random: in a rebuild, commits of
-/// 100,000 secrets interleave.
+/// rows. This one ([`by_aggregate`]) visits each row's B-tree pages once per batch and
+/// about in key order, where stream order revisits them at random: in a rebuild,
+/// commits of 100,000 secrets interleave.
 pub fn apply_batch(
     conn: &mut dyn Sql,
     commits: &[crate::writer::Stored],
@@ -365,18 +365,19 @@ fn by_aggregate(commits: &[crate::writer::Stored]) -> Vec<&crate::writer::Stored
         .enumerate()
         .map(|(i, c)| {
             let subject = c.subject.as_bytes();
-            let (kind, id) = subject
+            // `keyledger.events.<project>.<kind>` and the id.
+            let (project_kind, id) = subject
                 .iter()
                 .rposition(|b| *b == b'.')
                 .map_or((&subject[..0], subject), |dot| {
                     (&subject[..dot], &subject[dot + 1..])
                 });
-            let mut prefix = [0u8; 16];
+            let mut id_prefix = [0u8; 16];
             let n = id.len().min(16);
-            prefix[..n].copy_from_slice(&id[..n]);
+            id_prefix[..n].copy_from_slice(&id[..n]);
             (
-                hasher.hash_one(kind),
-                u128::from_be_bytes(prefix),
+                hasher.hash_one(project_kind),
+                u128::from_be_bytes(id_prefix),
                 hasher.hash_one(subject),
                 i,
             )
