@@ -24,7 +24,6 @@ use domain::quota::QuotaEvent;
 use domain::secret::SecretEvent;
 use domain::subject::{AggregateKind, parse_aggregate_subject};
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
 
 use sql::{ApplyError, Sql, params};
@@ -138,22 +137,16 @@ struct Heads {
 type HeadMap = HashMap<String, (Option<Head>, bool), foldhash::fast::RandomState>;
 
 impl Heads {
-    /// The heads of the aggregates on `subjects` (each commit's, grouped by aggregate
-    /// as [`by_aggregate`] leaves them: a subject is looked up once per run).
+    /// The heads of the aggregates on `subjects` (each commit's, repeats included).
     fn read<'s>(
         conn: &mut dyn Sql,
         subjects: impl IntoIterator<Item = &'s str>,
     ) -> Result<Self, ApplyError> {
         let mut heads = HeadMap::default();
         let mut wanted: Vec<&str> = Vec::new();
-        let mut last = None;
         for subject in subjects {
-            if last == Some(subject) {
-                continue;
-            }
-            last = Some(subject);
-            if let Entry::Vacant(entry) = heads.entry(subject.to_owned()) {
-                entry.insert((None, false));
+            if !heads.contains_key(subject) {
+                heads.insert(subject.to_owned(), (None, false));
                 wanted.push(subject);
             }
         }
