@@ -682,17 +682,20 @@ mod tests {
             sqlite::secrets::fetch_secret_sql()
         )))
         .bind("00000000-0000-0000-0000-000000000001")
+        .bind(crate::apply::PROJECTION)
         .fetch_all(&pool)
         .await
         .unwrap()
         .iter()
         .map(|r| r.get::<String, _>("detail"))
         .collect();
-        // The secret by its id, and its consumers by their primary key.
+        // The checkpoint and the secret by their keys, and its consumers by their
+        // primary key.
         assert_eq!(
             plan,
             [
-                "SEARCH s USING INDEX secrets_by_id (id=?)",
+                "SEARCH cp USING INDEX sqlite_autoindex_checkpoints_1 (projection=?)",
+                "SEARCH s USING INDEX secrets_by_id (id=?) LEFT-JOIN",
                 "CORRELATED SCALAR SUBQUERY 1",
                 "SEARCH c USING PRIMARY KEY (project=? AND secret_id=?)"
             ],

@@ -186,24 +186,44 @@ pub(crate) fn secret_row(r: &DbRow) -> Result<SecretRow, sqlx::Error> {
     })
 }
 
-/// The lookup behind every read of one secret and its access check.
+/// The lookup behind every read of one secret and its access check: the checkpoint
+/// and the secret's row (none: every column NULL) in one statement, so one snapshot.
+/// On SQLite each statement is a round trip to the connection's thread: a read of one
+/// secret was four (BEGIN, the checkpoint, the row, COMMIT) where it is now one.
 pub(crate) fn fetch_secret_sql() -> String {
-    format!("SELECT {} FROM secrets s WHERE s.id = $1", secret_columns())
+    format!(
+        "SELECT cp.seq AS applied_seq, {} FROM checkpoints cp \
+         LEFT JOIN secrets s ON s.id = $1 WHERE cp.projection = $2",
+        secret_columns()
+    )
 }
 
-async fn fetch_secret(conn: &mut Conn, id: SecretId) -> Result<Option<Found>, sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(fetch_secret_sql()))
+/// A secret's row and the sequence it reflects, read in one statement; `None` when
+/// the read model has no checkpoint (it has applied nothing).
+async fn fetch_secret(
+    conn: &mut Conn,
+    id: SecretId,
+) -> Result<Option<(Option<Found>, u64)>, sqlx::Error> {
+    let Some(r) = sqlx::query(sqlx::AssertSqlSafe(fetch_secret_sql()))
         .bind(id.to_string())
+        .bind(crate::apply::PROJECTION)
         .fetch_optional(&mut *conn)
         .await?
-        .map(|r| {
-            Ok((
-                secret_row(&r)?,
-                r.try_get("expiration_ms")?,
-                r.try_get("status")?,
-            ))
-        })
-        .transpose()
+    else {
+        return Ok(None);
+    };
+    let seq: i64 = r.try_get("applied_seq")?;
+    let seq = u64::try_from(seq).unwrap_or(0);
+    let absent = r.try_get::<Option<String>, _>("id")?.is_none();
+    if absent {
+        return Ok(Some((None, seq)));
+    }
+    let found = (
+        secret_row(&r)?,
+        r.try_get("expiration_ms")?,
+        r.try_get("status")?,
+    );
+    Ok(Some((Some(found), seq)))
 }
 
 impl Reads<'_> {
@@ -233,11 +253,9 @@ impl Reads<'_> {
 
     /// One secret's row, and the sequence it reflects.
     pub(crate) async fn secret(&self, id: SecretId) -> Result<(Option<Found>, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
-        let seq = checkpoint(&mut tx).await?;
-        let row = fetch_secret(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok((row, seq))
+        let mut conn = self.0.acquire().await?;
+        // No checkpoint: nothing applied, so no secret.
+        Ok(fetch_secret(&mut conn, id).await?.unwrap_or((None, 0)))
     }
 
     /// A secret's row and, if `visible` finds it so, `details` read in the same
@@ -249,8 +267,8 @@ impl Reads<'_> {
         details: impl AsyncFnOnce(&mut Conn, &SecretRow) -> Result<T, sqlx::Error>,
     ) -> Result<(Option<(Found, Option<T>)>, u64), sqlx::Error> {
         let mut tx = super::begin(self.0).await?;
-        let seq = checkpoint(&mut tx).await?;
-        let found = match fetch_secret(&mut tx, id).await? {
+        let (row, seq) = fetch_secret(&mut tx, id).await?.unwrap_or((None, 0));
+        let found = match row {
             Some(row) if visible(&row) => {
                 let more = details(&mut tx, &row.0).await?;
                 Some((row, Some(more)))
