@@ -1,8 +1,8 @@
-//! Reads of the secrets read model. Each read runs in one read transaction that also
-//! reads the checkpoint, so the sequence a response reports is exactly the state it
-//! shows. Lookups are by primary key or index and never touch the stream. A listing
-//! walks the project's rows that the caller could possibly read (an indexed range),
-//! because the read policy decides row by row.
+//! Reads of the secrets read model. Each read reads the checkpoint in the same
+//! snapshot as its rows (one statement, or one read transaction), so the sequence a
+//! response reports is exactly the state it shows. Lookups are by primary key or index
+//! and never touch the stream. A listing walks the project's rows that the caller
+//! could possibly read (an indexed range), because the read policy decides row by row.
 //!
 //! The SQL lives in `sql/`, compiled once per dialect (SQLite and PostgreSQL), so each
 //! runs on its own sqlx driver with no translation layer between; [`ReadModel`] picks
