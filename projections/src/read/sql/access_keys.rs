@@ -5,7 +5,7 @@ use domain::access_key::AccessKeyId;
 use domain::ids::{KeyId, ProjectId, UserId, VersionId};
 use sqlx::Row;
 
-use super::secrets::{checkpoint, parsed};
+use super::secrets::{applied_seq, checkpoint, parsed};
 use crate::read::error::bad_column;
 use super::{DbRow, Reads};
 use crate::read::{AccessKeyRow, SealedAccessKey};
@@ -92,10 +92,7 @@ impl Reads<'_> {
         .fetch_all(&mut *conn)
         .await?;
         let seq = match rows.first() {
-            Some(r) => {
-                let seq: Option<i64> = r.try_get("applied_seq")?;
-                seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0)
-            }
+            Some(r) => applied_seq(r)?,
             None => checkpoint(&mut conn).await?,
         };
         let keys = rows

@@ -25,6 +25,12 @@ pub(crate) async fn checkpoint(conn: &mut Conn) -> Result<u64, sqlx::Error> {
     Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }
 
+/// The checkpoint a statement read beside its rows, as `applied_seq` (0: nothing yet).
+pub(crate) fn applied_seq(r: &DbRow) -> Result<u64, sqlx::Error> {
+    let seq: Option<i64> = r.try_get("applied_seq")?;
+    Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+}
+
 /// The stages on a version of `secret_payloads p`, as a JSON array (NULL or `[]` when
 /// none): a custom label may hold any visible character, a comma too.
 const STAGES: &str = match DIALECT {
@@ -214,8 +220,7 @@ async fn fetch_secret(
     else {
         return Ok(None);
     };
-    let seq: i64 = r.try_get("applied_seq")?;
-    let seq = u64::try_from(seq).unwrap_or(0);
+    let seq = applied_seq(&r)?;
     let absent = r.try_get::<Option<String>, _>("id")?.is_none();
     if absent {
         return Ok(Some((None, seq)));
@@ -320,8 +325,7 @@ impl Reads<'_> {
         let Some(r) = row else {
             return Ok((None, checkpoint(&mut conn).await?));
         };
-        let seq: Option<i64> = r.try_get("applied_seq")?;
-        let seq = seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+        let seq = applied_seq(&r)?;
         let version: Option<String> = r.try_get("p_version_id")?;
         let payload = match version {
             None => None,
