@@ -23,8 +23,8 @@ pub const GROUP_COMMIT_BATCH: &str = "keyledger_group_commit_batch_size";
 /// Time from a write's hand-over to its group-commit writer to its answer (on disk, or
 /// why not), by `stream`: `events` or `keys`.
 pub const GROUP_COMMIT_WAIT: &str = "keyledger_group_commit_wait_seconds";
-/// Cache lookups, by `cache` and `result` (`hit` or `miss`); the read model's payload
-/// rows count here too, as `payload_rows`.
+/// Cache lookups, by `cache` and `result` (`hit` or `miss`); the read model's cache
+/// counts here too, as `payload_rows` and `access_keys`.
 pub const CACHE_REQUESTS: &str = "keyledger_cache_requests_total";
 /// Access-record batches published, by `outcome` (`ok` or `failed`).
 pub const ACCESS_RECORD_BATCHES: &str = "keyledger_access_record_batches_total";

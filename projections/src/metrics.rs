@@ -10,12 +10,12 @@ pub const PROJECTOR_LAG_COMMITS: &str = "keyledger_projector_lag_commits";
 /// How far behind the projector is in time: the age of the last commit it applied,
 /// while more are pending (0 when caught up).
 pub const PROJECTOR_LAG_SECONDS: &str = "keyledger_projector_lag_seconds";
-/// `infra::metrics::CACHE_REQUESTS`, which the payload-row cache counts in too.
+/// `infra::metrics::CACHE_REQUESTS`, which the read cache counts in too.
 const CACHE_REQUESTS: &str = "keyledger_cache_requests_total";
 
-/// Counts one lookup of the payload-row cache.
-pub(crate) fn payload_row_lookup(hit: bool) {
-    metrics::counter!(CACHE_REQUESTS, "cache" => "payload_rows", "result" => if hit { "hit" } else { "miss" })
+/// Counts one lookup of the read cache's `cache` (`payload_rows`, `access_keys`).
+pub(crate) fn cache_lookup(cache: &'static str, hit: bool) {
+    metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => if hit { "hit" } else { "miss" })
         .increment(1);
 }
 

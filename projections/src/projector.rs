@@ -19,7 +19,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::read::PayloadCache;
+use crate::read::ReadCache;
 use crate::tap::{self, Tap};
 use crate::writer::{Stored, WriteError, Writer};
 
@@ -210,7 +210,7 @@ pub struct Projector {
     config: ProjectorConfig,
     key: Arc<CommitKey>,
     applied: watch::Sender<u64>,
-    cache: PayloadCache,
+    cache: ReadCache,
     tap: Tap,
 }
 
@@ -232,7 +232,7 @@ impl Projector {
                 js,
                 key: Arc::new(key),
                 applied,
-                cache: PayloadCache::default(),
+                cache: ReadCache::default(),
                 tap: Tap::for_stream(&config.stream),
                 config,
             },
@@ -240,9 +240,9 @@ impl Projector {
         ))
     }
 
-    /// The payload cache this projector keeps true, for a read model in this process
+    /// The read cache this projector keeps true, for a read model in this process
     /// ([`crate::read::ReadModel::with_cache`]).
-    pub fn cache(&self) -> PayloadCache {
+    pub fn cache(&self) -> ReadCache {
         self.cache.clone()
     }
 
@@ -452,10 +452,7 @@ impl Projector {
                 wait = pending > 0;
             }
             if let Some(seq) = commits.last().map(|c| c.seq) {
-                let touched: Vec<SecretId> = commits
-                    .iter()
-                    .filter_map(|c| secret_of(&c.subject))
-                    .collect();
+                let touched = Touched::of(&commits);
                 let handed_on = (self.tap.has_readers()
                     && commits.len() <= self.config.tap_batch_commits
                     && bytes <= tap::MOST_BYTES)
@@ -465,7 +462,7 @@ impl Projector {
                     .await?;
                 applied = seq;
                 // Before readers learn of `seq`: a cached row they find then is current.
-                self.cache.evict(touched, seq);
+                self.cache.evict(touched.secrets, touched.access_keys, seq);
                 self.applied.send_replace(seq);
                 if let Some(batch) = handed_on {
                     self.tap.send(batch.into());
@@ -482,10 +479,28 @@ impl Projector {
 }
 
 /// The secret a commit's subject names, if it names one.
-fn secret_of(subject: &str) -> Option<SecretId> {
-    match parse_aggregate_subject(subject)? {
-        (_, AggregateKind::Secret, id) => SecretId::parse(id.as_str()).ok(),
-        _ => None,
+/// What a batch's commits change, which the read cache forgets: the secrets, and
+/// whether any access key (rare: then every access key is forgotten, whatever its id
+/// parses as).
+#[derive(Default)]
+struct Touched {
+    secrets: Vec<SecretId>,
+    access_keys: bool,
+}
+
+impl Touched {
+    fn of(commits: &[Stored]) -> Self {
+        let mut touched = Self::default();
+        for c in commits {
+            match parse_aggregate_subject(&c.subject) {
+                Some((_, AggregateKind::Secret, id)) => {
+                    touched.secrets.extend(SecretId::parse(id.as_str()).ok());
+                }
+                Some((_, AggregateKind::AccessKey, _)) => touched.access_keys = true,
+                _ => {}
+            }
+        }
+        touched
     }
 }
 

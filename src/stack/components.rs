@@ -30,7 +30,7 @@ use infra::log::{LogSettings, ensure_key_bucket};
 use infra::nats_auth::{AuthCallout, CalloutIssuer};
 use projections::db::{Pool, Target};
 use projections::projector::{Projector, ProjectorConfig};
-use projections::read::{PayloadCache, ReadModel, listen_checkpoint, poll_checkpoint};
+use projections::read::{ReadCache, ReadModel, listen_checkpoint, poll_checkpoint};
 use projections::tap::Tap;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
@@ -303,12 +303,12 @@ fn checkpoint_feed(tap: &Tap) -> commands::log::checkpoints::Feed {
 }
 
 /// What a projector tells an API in the same process: the sequence it has applied, and
-/// the payload cache it keeps true.
+/// the read cache it keeps true.
 pub struct Applied {
     /// The sequence applied.
     pub seq: watch::Receiver<u64>,
     /// The cache it evicts from as it applies.
-    pub cache: PayloadCache,
+    pub cache: ReadCache,
     /// Where it hands on each batch it applied, for the change relay and the
     /// checkpointer in this process.
     pub tap: Tap,

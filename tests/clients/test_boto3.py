@@ -494,6 +494,18 @@ class Boto3(unittest.TestCase):
                                   SecretId="x")
         self.assertIn("PUT /v1/secrets/{id}/acl", message)
 
+    def test_a_revoked_key_is_refused_from_the_next_request(self):
+        # Signatures are checked against access keys kept in memory beside the
+        # projector: a revocation the API has answered holds for the very next request,
+        # though the key was just used (and so held).
+        made = json.loads(barbican("POST", "/v1/access-keys", {}))
+        mine = client(key=made["access_key_id"], secret=made["secret_access_key"])
+        for _ in range(3):
+            mine.list_secrets(MaxResults=1)
+        barbican("DELETE", f"/v1/access-keys/{made['access_key_id']}")
+        message = self.assertCode("UnrecognizedClientException", mine.list_secrets)
+        self.assertIn("revoked", message)
+
     def test_a_clock_off_by_twenty_minutes_is_refused(self):
         real = botocore.auth.get_current_datetime
         botocore.auth.get_current_datetime = lambda: real() - datetime.timedelta(minutes=20)

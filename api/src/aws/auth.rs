@@ -1,10 +1,12 @@
 //! Who signed an AWS request: its SigV4 signature verified under an access key that
 //! keyledger manages, and the principal that key stands for.
 //!
-//! The access key is read from the read model on every request, so a revocation takes
-//! effect as soon as the read model shows it; only the signing key derived for a day,
-//! region and service is cached (never the secret access key). Writes go to the
-//! command service with a delegation token for the key's principal, minted here.
+//! The access key is read from the read model on every request (beside the projector,
+//! from its read cache, which the projector empties of access keys before it publishes
+//! any change to one), so a revocation takes effect as soon as the read model shows
+//! it; only the signing key derived for a day, region and service is cached (never
+//! the secret access key). Writes go to the command service with a delegation token
+//! for the key's principal, minted here.
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -58,12 +58,33 @@ impl std::fmt::Debug for SealedAccessKey {
 impl ReadModel {
     /// The access keys with the id `id`, in any project, with their sealed secrets:
     /// usually one (ids are unique per project; a signature decides among several).
+    ///
+    /// Beside a projector in this process, from the [`ReadCache`](super::ReadCache) when it holds them:
+    /// every signed AWS request reads them, and the projector forgets them all once
+    /// any access key changes, before readers see that change's sequence.
     pub async fn sealed_access_keys(
         &self,
         id: &AccessKeyId,
     ) -> Result<Snapshot<Vec<SealedAccessKey>>, ReadError> {
-        self.fresh(async { on_pool!(&self.pool, sealed_access_keys(id)) })
-            .await
+        let Some(cache) = &self.cache else {
+            return self
+                .fresh(async { on_pool!(&self.pool, sealed_access_keys(id)) })
+                .await;
+        };
+        // Read before the cache, as for payloads: an entry still held then reflects
+        // every commit up to this sequence.
+        let applied = self.applied();
+        if let Some(keys) = cache.access_keys(id) {
+            return Ok(Snapshot {
+                value: keys.as_ref().clone(),
+                seq: applied,
+            });
+        }
+        let read = self
+            .fresh(async { on_pool!(&self.pool, sealed_access_keys(id)) })
+            .await?;
+        cache.insert_access_keys(id.clone(), read.value.clone(), read.seq);
+        Ok(read)
     }
 
     /// The access keys of `project` (only `user`'s when given), oldest first.

@@ -1,23 +1,26 @@
-//! The payload read's cache: a secret's row and the sealed payload of its current
-//! version, as the read model holds them (ciphertext and metadata, never a key), so a
-//! payload read that hits it runs no SQL.
+//! What reads beside a projector keep in memory so that the hottest reads run no SQL:
+//! a secret's row with the sealed payload of its current version (payload reads), and
+//! the sealed access keys of an access key id (every signed AWS request). Both hold
+//! what the read model holds (ciphertext and metadata), never a key.
 //!
 //! It exists only beside a projector in the same process, which keeps it true: after
 //! each batch commits, and before the batch's sequence is published to readers, the
-//! projector evicts every secret the batch touched ([`PayloadCache::evict`]). So an
-//! entry present when a reader has seen sequence `n` as applied reflects every commit
-//! up to `n`, and a hit is answered as of the applied sequence. A reader that fetched a
-//! row before a batch and stores it after that batch's eviction would keep a stale
-//! row; [`PayloadCache::insert`] therefore refuses (and undoes) any row read from a
-//! snapshot older than the last batch that evicted anything.
+//! projector evicts every secret the batch touched, and every access key if it touched
+//! any ([`ReadCache::evict`]). So an entry present when a reader has seen sequence `n` as
+//! applied reflects every commit up to `n`, and a hit is answered as of the applied
+//! sequence. A reader that fetched a row before a batch and stores it after that
+//! batch's eviction would keep a stale row; the inserts therefore refuse (and undo) any
+//! row read from a snapshot older than the last batch that evicted anything.
 
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
+use domain::access_key::AccessKeyId;
 use domain::ids::SecretId;
 use moka::sync::Cache;
 
-use super::{PayloadRow, SecretRow};
+use super::{PayloadRow, SealedAccessKey, SecretRow};
 
 /// Most bytes of rows and ciphertext held (an entry weighs its ciphertext plus
 /// [`ROW_WEIGHT`]): about 40,000 secrets with 1 KiB payloads.
@@ -25,6 +28,10 @@ pub const CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What an entry weighs beside its ciphertext: the row's strings, ids and ACL.
 pub const ROW_WEIGHT: u32 = 1024;
+
+/// Most access key ids held: each entry is a few hundred bytes (one row, usually), so
+/// about 10 MiB at most.
+pub const ACCESS_KEY_IDS: u64 = 20_000;
 
 /// A secret's row as read (with its expiry and status, judged again at each read) and
 /// the sealed payload of its current version.
@@ -40,31 +47,35 @@ pub struct Entry {
     pub payload: Option<PayloadRow>,
 }
 
-/// Current payloads by secret, kept true by the projector in this process.
+/// Current payloads by secret and sealed access keys by id, kept true by the
+/// projector in this process.
 #[derive(Clone)]
-pub struct PayloadCache {
+pub struct ReadCache {
     entries: Cache<SecretId, Arc<Entry>>,
+    access_keys: Cache<AccessKeyId, Arc<Vec<SealedAccessKey>>>,
     /// The sequence of the last batch that evicted anything.
     evicted: Arc<AtomicU64>,
 }
 
-impl std::fmt::Debug for PayloadCache {
+impl std::fmt::Debug for ReadCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PayloadCache")
+        f.debug_struct("ReadCache")
             .field("entries", &self.entries.entry_count())
+            .field("access_keys", &self.access_keys.entry_count())
             .field("evicted", &self.evicted.load(Ordering::Relaxed))
             .finish()
     }
 }
 
-impl Default for PayloadCache {
+impl Default for ReadCache {
     fn default() -> Self {
         Self::new(CAPACITY_BYTES)
     }
 }
 
-impl PayloadCache {
-    /// A cache of at most `capacity` bytes.
+impl ReadCache {
+    /// A cache of at most `capacity` bytes of payload entries (and at most
+    /// [`ACCESS_KEY_IDS`] access key ids).
     pub fn new(capacity: u64) -> Self {
         Self {
             entries: Cache::builder()
@@ -76,6 +87,7 @@ impl PayloadCache {
                         .saturating_add(ROW_WEIGHT)
                 })
                 .build(),
+            access_keys: Cache::new(ACCESS_KEY_IDS),
             evicted: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -83,34 +95,59 @@ impl PayloadCache {
     /// The entry of `id`, if held.
     pub fn get(&self, id: SecretId) -> Option<Arc<Entry>> {
         let entry = self.entries.get(&id);
-        crate::metrics::payload_row_lookup(entry.is_some());
+        crate::metrics::cache_lookup("payload_rows", entry.is_some());
         entry
     }
 
     /// Holds `entry`, read from the read model's snapshot at sequence `seq`, unless a
     /// batch after `seq` has evicted anything since (then it may be stale).
     pub fn insert(&self, id: SecretId, entry: Entry, seq: u64) {
+        self.fenced(&self.entries, id, entry, seq);
+    }
+
+    /// The sealed access keys with the id `id` (in every project), if held.
+    pub fn access_keys(&self, id: &AccessKeyId) -> Option<Arc<Vec<SealedAccessKey>>> {
+        let keys = self.access_keys.get(id);
+        crate::metrics::cache_lookup("access_keys", keys.is_some());
+        keys
+    }
+
+    /// Holds `keys`, every access key with the id `id` as read at sequence `seq`
+    /// (none is an answer too), unless a batch after `seq` has evicted anything since.
+    pub fn insert_access_keys(&self, id: AccessKeyId, keys: Vec<SealedAccessKey>, seq: u64) {
+        self.fenced(&self.access_keys, id, keys, seq);
+    }
+
+    fn fenced<K, V>(&self, cache: &Cache<K, Arc<V>>, key: K, value: V, seq: u64)
+    where
+        K: Hash + Eq + Send + Sync + Clone + 'static,
+        V: Send + Sync + 'static,
+    {
         if self.evicted.load(Ordering::SeqCst) > seq {
             return;
         }
-        self.entries.insert(id, Arc::new(entry));
+        cache.insert(key.clone(), Arc::new(value));
         // An eviction that raced with this insert has either set `evicted` already
         // (seen here: undo) or will remove the entry after this point. The fences (here
         // and in `evict`) rule out both sides missing each other's write, which moka's
         // acquire/release map alone would allow.
         fence(Ordering::SeqCst);
         if self.evicted.load(Ordering::SeqCst) > seq {
-            self.entries.invalidate(&id);
+            cache.invalidate(&key);
         }
     }
 
-    /// Forgets `touched`, changed by the batch that ends at `seq`. Called after the
-    /// batch commits and before `seq` is published as applied.
-    pub fn evict(&self, touched: impl IntoIterator<Item = SecretId>, seq: u64) {
+    /// Forgets the secrets changed by the batch that ends at `seq`, and every access
+    /// key when it changed any. Called after the batch commits and before `seq` is
+    /// published as applied.
+    pub fn evict(&self, secrets: impl IntoIterator<Item = SecretId>, access_keys: bool, seq: u64) {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        for id in touched {
+        for id in secrets {
             self.entries.invalidate(&id);
+        }
+        if access_keys {
+            self.access_keys.invalidate_all();
         }
     }
 
@@ -120,6 +157,7 @@ impl PayloadCache {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         self.entries.invalidate_all();
+        self.access_keys.invalidate_all();
     }
 }
 
@@ -167,20 +205,39 @@ mod tests {
 
     #[test]
     fn an_eviction_forgets_what_its_batch_touched() {
-        let cache = PayloadCache::default();
+        let cache = ReadCache::default();
         let (a, b) = (id(1), id(2));
         cache.insert(a, entry(a), 5);
         cache.insert(b, entry(b), 5);
-        cache.evict([a], 6);
+        cache.evict([a], false, 6);
         assert!(cache.get(a).is_none());
         assert!(cache.get(b).is_some());
     }
 
     #[test]
+    fn a_batch_that_changes_any_access_key_forgets_them_all() {
+        let cache = ReadCache::default();
+        let key = AccessKeyId::parse("AKLGTESTTESTTEST0001").unwrap();
+        cache.insert_access_keys(key.clone(), Vec::new(), 5);
+        cache.evict([id(1)], false, 6);
+        assert!(
+            cache.access_keys(&key).is_some(),
+            "a batch of secrets only keeps them"
+        );
+        cache.evict([], true, 7);
+        assert!(cache.access_keys(&key).is_none());
+        cache.insert_access_keys(key.clone(), Vec::new(), 6);
+        assert!(
+            cache.access_keys(&key).is_none(),
+            "read at 6, evicted at 7: may be stale"
+        );
+    }
+
+    #[test]
     fn a_row_read_before_the_last_eviction_is_not_held() {
-        let cache = PayloadCache::default();
+        let cache = ReadCache::default();
         let a = id(1);
-        cache.evict([id(2)], 7);
+        cache.evict([id(2)], false, 7);
         cache.insert(a, entry(a), 6);
         assert!(
             cache.get(a).is_none(),

@@ -100,7 +100,7 @@ macro_rules! on_pool {
 pub(crate) use on_pool;
 
 pub use access_keys::{AccessKeyRow, SealedAccessKey};
-pub use cache::{Entry, PayloadCache};
+pub use cache::{Entry, ReadCache};
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::{due, rotations_due};
 pub use error::ReadError;
@@ -288,7 +288,7 @@ pub struct SecretConsumerRow {
 pub struct ReadModel {
     pool: Pool,
     applied: watch::Receiver<u64>,
-    cache: Option<PayloadCache>,
+    cache: Option<ReadCache>,
 }
 
 /// A secret's row as [`visible`] at `now`, with what was read beside it if it is.
@@ -317,10 +317,11 @@ impl ReadModel {
         }
     }
 
-    /// Answers payload reads from `cache` when it can: only with the cache of the
-    /// projector whose `applied` this read model follows, which keeps it true.
+    /// Answers payload reads and access-key reads from `cache` when it can: only with
+    /// the cache of the projector whose `applied` this read model follows, which keeps
+    /// it true.
     #[must_use]
-    pub fn with_cache(mut self, cache: PayloadCache) -> Self {
+    pub fn with_cache(mut self, cache: ReadCache) -> Self {
         self.cache = Some(cache);
         self
     }
@@ -387,7 +388,7 @@ impl ReadModel {
     }
 
     /// A secret with the sealed payload of its current version (`None` inside when it
-    /// has none). Beside a projector in this process, from the [`PayloadCache`] when it
+    /// has none). Beside a projector in this process, from the [`ReadCache`] when it
     /// holds the secret.
     pub async fn get_payload(
         &self,
