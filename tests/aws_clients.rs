@@ -99,6 +99,24 @@ async fn boto3_works_against_keyledger() {
     let output = run(&mut up, &["test_boto3"]).await;
     println!("{}", output.lines().last().unwrap_or_default());
 
+    // Signatures were checked against access keys held in the read cache (so the
+    // revocation test above revoked a held key).
+    let metrics = reqwest::get(format!("{}/metrics", up.ops))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hits: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"keyledger_cache_requests_total{cache="access_keys",result="hit"} "#)
+        })
+        .unwrap_or_else(|| panic!("no access-key cache hits counted:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(hits > 0.0, "{hits}");
+
     // Each payload read over AWS's API is recorded with the access key that signed it.
     let js = up.service_js().await;
     let mut stream = js.get_stream(api::access_log::STREAM).await.unwrap();

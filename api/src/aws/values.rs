@@ -139,8 +139,8 @@ pub async fn value(
     let Some(payload) = payload else {
         return Err(missing());
     };
-    // The version's stages and time come with its payload (one statement, or the
-    // payload cache).
+    // The version's stages and time come with its payload (one statement, or the read
+    // cache).
     let created = epoch(&payload.created);
     let labels = aws_labels(&payload.stages);
     if let (Some(_), Some(stage)) = (&version_text, &label)
@@ -217,11 +217,13 @@ pub async fn put(
     )
     .await?;
     // The labels the version carries now, as stored: a replay changes none (whatever
-    // labels it names), and a label named twice is on it once.
+    // labels it names), and a label named twice is on it once. Read with the version's
+    // payload, as GetSecretValue reads it: one statement, where the version alone
+    // (`find_version`) is a read transaction of four.
     let stored = match &version {
         Some(v) => match state
             .read
-            .find_version(id, VersionSelector::Id(v), (state.clock)())
+            .get_version(id, VersionSelector::Id(v), (state.clock)())
             .await?
             .value
         {

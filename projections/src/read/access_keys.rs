@@ -59,9 +59,10 @@ impl ReadModel {
     /// The access keys with the id `id`, in any project, with their sealed secrets:
     /// usually one (ids are unique per project; a signature decides among several).
     ///
-    /// Beside a projector in this process, from the [`ReadCache`](super::ReadCache) when it holds them:
-    /// every signed AWS request reads them, and the projector forgets them all once
-    /// any access key changes, before readers see that change's sequence.
+    /// Beside a projector in this process, from the [`ReadCache`](super::ReadCache)
+    /// when it holds them: every signed AWS request reads them, and the projector
+    /// forgets them all once any access key changes, before readers see that change's
+    /// sequence. An id without keys is read from SQL each time.
     pub async fn sealed_access_keys(
         &self,
         id: &AccessKeyId,
@@ -76,7 +77,7 @@ impl ReadModel {
         let applied = self.applied();
         if let Some(keys) = cache.access_keys(id) {
             return Ok(Snapshot {
-                value: keys.as_ref().clone(),
+                value: keys,
                 seq: applied,
             });
         }

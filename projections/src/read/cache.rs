@@ -29,8 +29,8 @@ pub const CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 /// What an entry weighs beside its ciphertext: the row's strings, ids and ACL.
 pub const ROW_WEIGHT: u32 = 1024;
 
-/// Most access key ids held: each entry is a few hundred bytes (one row, usually), so
-/// about 10 MiB at most.
+/// Most access key ids held. An entry is one id's keys: one row of a few hundred
+/// bytes, unless the id was imported into several projects.
 pub const ACCESS_KEY_IDS: u64 = 20_000;
 
 /// A secret's row as read (with its expiry and status, judged again at each read) and
@@ -52,9 +52,14 @@ pub struct Entry {
 #[derive(Clone)]
 pub struct ReadCache {
     entries: Cache<SecretId, Arc<Entry>>,
-    access_keys: Cache<AccessKeyId, Arc<Vec<SealedAccessKey>>>,
+    /// Each id's keys with the sequence they were read at.
+    access_keys: Cache<AccessKeyId, Arc<(u64, Vec<SealedAccessKey>)>>,
     /// The sequence of the last batch that evicted anything.
     evicted: Arc<AtomicU64>,
+    /// The sequence of the last batch that changed an access key: a hit read before
+    /// it is not answered, whatever moka's `invalidate_all` let through (it forgets
+    /// entries by time, and one stored in the same tick of a coarse clock survives).
+    access_keys_changed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -63,6 +68,10 @@ impl std::fmt::Debug for ReadCache {
             .field("entries", &self.entries.entry_count())
             .field("access_keys", &self.access_keys.entry_count())
             .field("evicted", &self.evicted.load(Ordering::Relaxed))
+            .field(
+                "access_keys_changed",
+                &self.access_keys_changed.load(Ordering::Relaxed),
+            )
             .finish()
     }
 }
@@ -89,6 +98,7 @@ impl ReadCache {
                 .build(),
             access_keys: Cache::new(ACCESS_KEY_IDS),
             evicted: Arc::new(AtomicU64::new(0)),
+            access_keys_changed: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -106,16 +116,23 @@ impl ReadCache {
     }
 
     /// The sealed access keys with the id `id` (in every project), if held.
-    pub fn access_keys(&self, id: &AccessKeyId) -> Option<Arc<Vec<SealedAccessKey>>> {
-        let keys = self.access_keys.get(id);
+    pub fn access_keys(&self, id: &AccessKeyId) -> Option<Vec<SealedAccessKey>> {
+        let keys = self
+            .access_keys
+            .get(id)
+            .filter(|held| held.0 >= self.access_keys_changed.load(Ordering::SeqCst))
+            .map(|held| held.1.clone());
         crate::metrics::cache_lookup("access_keys", keys.is_some());
         keys
     }
 
-    /// Holds `keys`, every access key with the id `id` as read at sequence `seq`
-    /// (none is an answer too), unless a batch after `seq` has evicted anything since.
+    /// Holds `keys`, every access key with the id `id` as read at sequence `seq`,
+    /// unless a batch after `seq` has evicted anything since. An id without keys is
+    /// not held: requests signed with made-up ids would otherwise churn the cache.
     pub fn insert_access_keys(&self, id: AccessKeyId, keys: Vec<SealedAccessKey>, seq: u64) {
-        self.fenced(&self.access_keys, id, keys, seq);
+        if !keys.is_empty() {
+            self.fenced(&self.access_keys, id, (seq, keys), seq);
+        }
     }
 
     fn fenced<K, V>(&self, cache: &Cache<K, Arc<V>>, key: K, value: V, seq: u64)
@@ -142,6 +159,9 @@ impl ReadCache {
     /// published as applied.
     pub fn evict(&self, secrets: impl IntoIterator<Item = SecretId>, access_keys: bool, seq: u64) {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
+        if access_keys {
+            self.access_keys_changed.fetch_max(seq, Ordering::SeqCst);
+        }
         fence(Ordering::SeqCst);
         for id in secrets {
             self.entries.invalidate(&id);
@@ -155,6 +175,7 @@ impl ReadCache {
     /// whatever happened to the read model before is not assumed.
     pub fn clear(&self, seq: u64) {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
+        self.access_keys_changed.fetch_max(seq, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         self.entries.invalidate_all();
         self.access_keys.invalidate_all();
@@ -167,6 +188,27 @@ mod tests {
 
     fn id(n: u8) -> SecretId {
         SecretId::parse(&format!("00000000-0000-0000-0000-0000000000{n:02}")).unwrap()
+    }
+
+    fn sealed(id: &AccessKeyId) -> SealedAccessKey {
+        SealedAccessKey {
+            key: crate::read::AccessKeyRow {
+                project: domain::ids::ProjectId::parse("p1").unwrap(),
+                access_key_id: id.clone(),
+                user: domain::ids::UserId::parse("alice").unwrap(),
+                roles: Vec::new(),
+                service: None,
+                status: "active".into(),
+                creator: domain::ids::UserId::parse("alice").unwrap(),
+                created: String::new(),
+                revoked: None,
+            },
+            key_id: domain::ids::KeyId::parse("00000000-0000-0000-0000-000000000001").unwrap(),
+            version_id: domain::ids::VersionId::parse("00000000-0000-0000-0000-000000000002")
+                .unwrap(),
+            nonce: Vec::new(),
+            ciphertext: Vec::new(),
+        }
     }
 
     fn entry(id: SecretId) -> Entry {
@@ -219,6 +261,8 @@ mod tests {
         let cache = ReadCache::default();
         let key = AccessKeyId::parse("AKLGTESTTESTTEST0001").unwrap();
         cache.insert_access_keys(key.clone(), Vec::new(), 5);
+        assert!(cache.access_keys(&key).is_none(), "no keys: not held");
+        cache.insert_access_keys(key.clone(), vec![sealed(&key)], 5);
         cache.evict([id(1)], false, 6);
         assert!(
             cache.access_keys(&key).is_some(),
@@ -226,11 +270,13 @@ mod tests {
         );
         cache.evict([], true, 7);
         assert!(cache.access_keys(&key).is_none());
-        cache.insert_access_keys(key.clone(), Vec::new(), 6);
+        cache.insert_access_keys(key.clone(), vec![sealed(&key)], 6);
         assert!(
             cache.access_keys(&key).is_none(),
             "read at 6, evicted at 7: may be stale"
         );
+        cache.insert_access_keys(key.clone(), vec![sealed(&key)], 7);
+        assert!(cache.access_keys(&key).is_some());
     }
 
     #[test]

@@ -76,37 +76,37 @@ impl Reads<'_> {
 
 impl Reads<'_> {
     /// Every project's access key with the id `id`, with its sealed secret. One
-    /// statement (the checkpoint beside each row): every signed request runs it.
+    /// statement, the checkpoint left-joined to the keys, so that "no such key" too is
+    /// of the snapshot whose sequence it reports: every signed request runs it.
     pub(crate) async fn sealed_access_keys(
         &self,
         id: &AccessKeyId,
     ) -> Result<(Vec<SealedAccessKey>, u64), sqlx::Error> {
-        let mut conn = self.0.acquire().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS}, key_id, version_id, nonce, ciphertext, \
-             (SELECT c.seq FROM checkpoints c WHERE c.projection = $2) AS applied_seq \
-             FROM access_keys WHERE access_key_id = $1 ORDER BY project"
+            "SELECT cp.seq AS applied_seq, {COLUMNS}, key_id, version_id, nonce, ciphertext \
+             FROM checkpoints cp LEFT JOIN access_keys ON access_key_id = $1 \
+             WHERE cp.projection = $2 ORDER BY project"
         )))
         .bind(id.as_str())
         .bind(crate::apply::PROJECTION)
-        .fetch_all(&mut *conn)
+        .fetch_all(self.0)
         .await?;
-        let seq = match rows.first() {
-            Some(r) => applied_seq(r)?,
-            None => checkpoint(&mut conn).await?,
-        };
-        let keys = rows
-            .iter()
-            .map(|r| {
-                Ok(SealedAccessKey {
-                    key: access_key_row(r)?,
-                    key_id: parsed(r, "key_id", KeyId::parse)?,
-                    version_id: parsed(r, "version_id", VersionId::parse)?,
-                    nonce: r.try_get("nonce")?,
-                    ciphertext: r.try_get("ciphertext")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
+        // No row: the read model has applied nothing yet.
+        let seq = rows.first().map(applied_seq).transpose()?.unwrap_or(0);
+        let mut keys = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if r.try_get::<Option<String>, _>("access_key_id")?.is_none() {
+                // The checkpoint alone: no key has the id.
+                continue;
+            }
+            keys.push(SealedAccessKey {
+                key: access_key_row(r)?,
+                key_id: parsed(r, "key_id", KeyId::parse)?,
+                version_id: parsed(r, "version_id", VersionId::parse)?,
+                nonce: r.try_get("nonce")?,
+                ciphertext: r.try_get("ciphertext")?,
+            });
+        }
         Ok((keys, seq))
     }
 }
