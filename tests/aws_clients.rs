@@ -99,8 +99,7 @@ async fn boto3_works_against_keyledger() {
     let output = run(&mut up, &["test_boto3"]).await;
     println!("{}", output.lines().last().unwrap_or_default());
 
-    // Signatures were checked against access keys held in the read cache (so the
-    // revocation test above revoked a held key).
+    // The run's signatures were checked against access keys held in the read cache.
     let metrics = reqwest::get(format!("{}/metrics", up.ops))
         .await
         .unwrap()

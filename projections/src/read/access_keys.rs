@@ -72,8 +72,8 @@ impl ReadModel {
                 .fresh(async { on_pool!(&self.pool, sealed_access_keys(id)) })
                 .await;
         };
-        // Read before the cache, as for payloads: an entry still held then reflects
-        // every commit up to this sequence.
+        // Read before the cache, as for payloads: an entry answered then reflects every
+        // commit up to this sequence.
         let applied = self.applied();
         if let Some(keys) = cache.access_keys(id) {
             return Ok(Snapshot {

@@ -6,9 +6,10 @@
 //! It exists only beside a projector in the same process, which keeps it true: after
 //! each batch commits, and before the batch's sequence is published to readers, the
 //! projector evicts every secret the batch touched, and every access key if it touched
-//! any ([`ReadCache::evict`]). So an entry present when a reader has seen sequence `n` as
-//! applied reflects every commit up to `n`, and a hit is answered as of the applied
-//! sequence. A reader that fetched a row before a batch and stores it after that
+//! any ([`ReadCache::evict`]). So an entry answered when a reader has seen sequence
+//! `n` as applied reflects every commit up to `n` (for access keys, only one read at or
+//! after the last batch that changed one is answered), and a hit is answered as of the
+//! applied sequence. A reader that fetched a row before a batch and stores it after that
 //! batch's eviction would keep a stale row; the inserts therefore refuse (and undo) any
 //! row read from a snapshot older than the last batch that evicted anything.
 
