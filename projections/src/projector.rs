@@ -478,7 +478,6 @@ impl Projector {
     }
 }
 
-/// The secret a commit's subject names, if it names one.
 /// What a batch's commits change, which the read cache forgets: the secrets, and
 /// whether any access key (rare: then every access key is forgotten, whatever its id
 /// parses as).
