@@ -100,7 +100,9 @@ async fn boto3_works_against_keyledger() {
     println!("{}", output.lines().last().unwrap_or_default());
 
     // The run's signatures were checked against access keys held in the read cache.
-    let metrics = reqwest::get(format!("{}/metrics", up.ops))
+    let metrics = crate::support::http()
+        .get(format!("{}/metrics", up.ops))
+        .send()
         .await
         .unwrap()
         .text()

@@ -93,7 +93,7 @@ async fn foreign_messages_on_the_log_are_ignored_named_and_never_brick_a_secret(
     let pool = crate::support::read_model::open_url(&t.stack.database_url).await;
     let skipped: Vec<(i64, String)> =
         sqlx::query_as("SELECT seq, reason FROM skipped_commits ORDER BY seq")
-            .fetch_all(&pool)
+            .fetch_all(&mut *pool.acquire().await.unwrap())
             .await
             .unwrap();
     let seqs: Vec<u64> = skipped.iter().map(|(s, _)| *s as u64).collect();

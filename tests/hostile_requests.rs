@@ -226,7 +226,7 @@ async fn a_row_the_read_model_cannot_read_is_a_500_not_a_retry() {
     let pool = crate::support::read_model::open_url(&t.stack.database_url).await;
     sqlx::query("UPDATE secrets SET bit_length = 'many' WHERE id = ?")
         .bind(&id)
-        .execute(&pool)
+        .execute(&mut *pool.acquire().await.unwrap())
         .await
         .unwrap();
     let (status, text) = description(t.get(&format!("/v1/secrets/{id}"), &token).await).await;

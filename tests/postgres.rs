@@ -23,14 +23,17 @@ async fn postgres() -> ManagedPostgres {
 /// primary key.
 type ColumnShape = (String, String, &'static str, bool, bool);
 
-async fn sqlite_schema(pool: &sqlx::SqlitePool) -> (BTreeSet<ColumnShape>, BTreeSet<String>) {
+async fn sqlite_schema(
+    pool: &projections::db::SqliteReads,
+) -> (BTreeSet<ColumnShape>, BTreeSet<String>) {
+    let mut conn = pool.acquire().await.unwrap();
     let rows = sqlx::query(
         "SELECT m.name AS tbl, p.name AS col, p.type AS ty, p.\"notnull\" AS nn, p.pk AS pk \
          FROM sqlite_master m, pragma_table_info(m.name) p \
          WHERE m.type = 'table' AND m.name NOT LIKE '\\_sqlx%' ESCAPE '\\' \
          AND m.name NOT LIKE 'sqlite%'",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .unwrap();
     let columns = rows
@@ -52,7 +55,7 @@ async fn sqlite_schema(pool: &sqlx::SqlitePool) -> (BTreeSet<ColumnShape>, BTree
     let indexes = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .unwrap()
     .into_iter()

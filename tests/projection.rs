@@ -232,11 +232,11 @@ async fn a_rebuild_in_place_restores_the_read_model() {
     let before = dump(&pool).await;
     // Damage it, then rebuild again: the same rows come back.
     sqlx::query("DELETE FROM secrets")
-        .execute(&pool)
+        .execute(&mut *pool.acquire().await.unwrap())
         .await
         .unwrap();
     sqlx::query("UPDATE secret_metadata SET value = 'tampered'")
-        .execute(&pool)
+        .execute(&mut *pool.acquire().await.unwrap())
         .await
         .unwrap();
     // Rows no commit of this log wrote (as if left by another log's): an access key
@@ -247,14 +247,14 @@ async fn a_rebuild_in_place_restores_the_read_model() {
          VALUES ('ghost', 'AKLGGHOST', 'mallory', '[\"admin\"]', 'active', 'mallory', \
          '2026-01-01T00:00:00Z', 0, 'k', 'v', x'00', x'00', 1, 1)",
     )
-    .execute(&pool)
+    .execute(&mut *pool.acquire().await.unwrap())
     .await
     .unwrap();
     sqlx::query(
         "INSERT INTO project_quotas (project, limits, updated, seq) \
          VALUES ('ghost', '{}', '2026-01-01T00:00:00Z', 1)",
     )
-    .execute(&pool)
+    .execute(&mut *pool.acquire().await.unwrap())
     .await
     .unwrap();
     // This time in batches cut by their bytes: every commit is a batch of its own.
@@ -288,7 +288,7 @@ async fn a_projector_refuses_a_read_model_built_from_another_log() {
         "VACUUM INTO '{}'",
         copy.display()
     )))
-    .execute(&folded)
+    .execute(&mut *folded.acquire().await.unwrap())
     .await
     .unwrap();
     // …given to a projector of another, shorter log: it says so, and applies nothing.

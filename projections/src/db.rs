@@ -9,8 +9,9 @@ use std::time::Duration;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlSafeStr, SqlitePool};
+use sqlx::{ConnectOptions as _, PgPool, SqlSafeStr};
 
+pub use crate::sqlite_reads::{Held, SqliteReads};
 use crate::writer::{Writer, WriterSizes};
 
 /// Why the read model could not be opened.
@@ -291,7 +292,7 @@ pub fn is_postgres(url: &str) -> bool {
 #[derive(Debug, Clone)]
 pub enum Pool {
     /// An embedded SQLite file.
-    Sqlite(SqlitePool),
+    Sqlite(SqliteReads),
     /// A PostgreSQL database.
     Postgres(PgPool),
 }
@@ -442,7 +443,11 @@ async fn elsewhere(pool: &PgPool, shown: &str) -> Result<(), OpenError> {
 }
 
 /// Opens (creating if needed) and migrates the SQLite read model at `url`.
-async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, OpenError> {
+async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqliteReads, OpenError> {
+    let failed = |source| OpenError::Sqlite {
+        url: url.to_owned(),
+        source,
+    };
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|_| OpenError::BadUrl(without_password(url)))?
         .create_if_missing(true)
@@ -452,31 +457,31 @@ async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, Open
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(max_connections.max(1))
-        // A SQLite connection is a file handle that does not go stale; sqlx's ping
-        // before each acquire would cost every read one more hand-off to its thread.
-        .test_before_acquire(false)
-        .connect_with(options)
-        .await
-        .map_err(|source| OpenError::Sqlite {
-            url: url.to_owned(),
-            source,
-        })?;
     // A projector and an API process open the same file, and sqlx takes no migration
-    // lock on SQLite: a file lock makes one migrate while the other waits.
-    let _lock = match sqlite_path(url) {
-        Some(db) => Some(migration_lock(db).await?),
-        None => None,
-    };
-    migrator()
-        .run(&pool)
+    // lock on SQLite: a file lock makes one migrate while the other waits. Migrated
+    // through a pool of one connection, closed once done (`Migrator::run` on a borrowed
+    // connection is not provably `Send` in a spawned task).
+    let migrations = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
         .await
-        .map_err(|source| OpenError::Migrate {
-            url: url.to_owned(),
-            source,
-        })?;
-    Ok(pool)
+        .map_err(failed)?;
+    {
+        let _lock = match sqlite_path(url) {
+            Some(db) => Some(migration_lock(db).await?),
+            None => None,
+        };
+        migrator()
+            .run(&migrations)
+            .await
+            .map_err(|source| OpenError::Migrate {
+                url: url.to_owned(),
+                source,
+            })?;
+    }
+    migrations.close().await;
+    let first = options.connect().await.map_err(failed)?;
+    Ok(SqliteReads::new(options, max_connections, first))
 }
 
 /// Opens (creating and migrating if needed) the read model at `url` for the

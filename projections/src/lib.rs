@@ -7,6 +7,7 @@ pub mod db;
 pub mod metrics;
 pub mod projector;
 pub mod read;
+mod sqlite_reads;
 pub mod tap;
 mod wal;
 pub mod writer;

@@ -3,16 +3,16 @@
 
 use std::path::Path;
 
-use projections::db::Pool;
-use sqlx::{Row, SqlitePool};
+use projections::db::{Pool, SqliteReads};
+use sqlx::Row;
 
 /// The read model at `path`.
-pub async fn open(path: &Path) -> SqlitePool {
+pub async fn open(path: &Path) -> SqliteReads {
     open_url(&projections::db::sqlite_url(path)).await
 }
 
 /// The SQLite read model at `url`.
-pub async fn open_url(url: &str) -> SqlitePool {
+pub async fn open_url(url: &str) -> SqliteReads {
     match projections::db::open(url, 1).await.unwrap() {
         Pool::Sqlite(pool) => pool,
         Pool::Postgres(_) => panic!("{url} is not a SQLite read model"),
@@ -20,7 +20,7 @@ pub async fn open_url(url: &str) -> SqlitePool {
 }
 
 /// The sequence the read model has applied.
-pub async fn checkpoint(pool: &SqlitePool) -> u64 {
+pub async fn checkpoint(pool: &SqliteReads) -> u64 {
     checkpoint_of(&Pool::Sqlite(pool.clone())).await
 }
 
@@ -29,7 +29,7 @@ pub async fn checkpoint_of(pool: &Pool) -> u64 {
     let sql = "SELECT seq FROM checkpoints WHERE projection = 'secrets'";
     let seq = match pool {
         Pool::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sql)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *pool.acquire().await.unwrap())
             .await
             .unwrap(),
         Pool::Postgres(pool) => sqlx::query_scalar::<_, i64>(sql)
@@ -62,7 +62,7 @@ const TABLES: [&str; 16] = [
 
 /// Every row of every table, as text (columns by name; `NULL`, integers, `'text'`,
 /// `x'hex'`), sorted.
-pub async fn dump(pool: &SqlitePool) -> Vec<String> {
+pub async fn dump(pool: &SqliteReads) -> Vec<String> {
     dump_of(&Pool::Sqlite(pool.clone())).await
 }
 
@@ -73,17 +73,18 @@ pub async fn dump_of(pool: &Pool) -> Vec<String> {
     for table in TABLES {
         let rows = match pool {
             Pool::Sqlite(pool) => {
+                let mut conn = pool.acquire().await.unwrap();
                 let columns: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "SELECT name FROM pragma_table_info('{table}') ORDER BY name"
                 )))
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await
                 .unwrap();
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {} FROM {table}",
                     columns.join(", ")
                 )))
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await
                 .unwrap()
                 .iter()

@@ -86,6 +86,7 @@ mod tests {
         let crate::db::Pool::Sqlite(pool) = crate::db::open(&url, 1).await.unwrap() else {
             unreachable!("a sqlite:// URL opens SQLite")
         };
+        let mut conn = pool.acquire().await.unwrap();
         let at = DueAt {
             now_ms: 0,
             keep: 1,
@@ -96,7 +97,7 @@ mod tests {
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
             let query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(explain));
             let plan: Vec<String> = bound(task, query, at)
-                .fetch_all(&pool)
+                .fetch_all(&mut *conn)
                 .await
                 .unwrap()
                 .into_iter()
@@ -112,7 +113,7 @@ mod tests {
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(explain))
             .bind(0_i64)
             .bind(1_i64)
-            .fetch_all(&pool)
+            .fetch_all(&mut *conn)
             .await
             .unwrap();
         assert!(

@@ -6,7 +6,8 @@
 //!
 //! The SQL lives in `sql/`, compiled once per dialect (SQLite and PostgreSQL), so each
 //! runs on its own sqlx driver with no translation layer between; [`ReadModel`] picks
-//! the one its pool speaks.
+//! the one its pool speaks. SQLite's connections are held outside sqlx's pool
+//! ([`crate::db::SqliteReads`]), PostgreSQL's are in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -41,7 +42,7 @@ pub(crate) enum Dialect {
 /// files (hence `duplicate_mod`): the queries are written once, with `$N` parameters,
 /// which both drivers accept, and the few fragments that differ match on `DIALECT`.
 macro_rules! dialect {
-    ($name:ident, $db:ty, $dialect:expr) => {
+    ($name:ident, $db:ty, $dialect:expr, $connections:ty) => {
         #[allow(clippy::duplicate_mod)]
         #[path = "sql"]
         pub(crate) mod $name {
@@ -51,21 +52,24 @@ macro_rules! dialect {
             pub(crate) use super::Dialect;
             pub(crate) const DIALECT: Dialect = $dialect;
 
-            /// The queries, on a pool of this driver.
-            pub(crate) struct Reads<'p>(pub(crate) &'p sqlx::Pool<Db>);
+            /// The queries, on this driver's connections (each method acquires one).
+            pub(crate) struct Reads<'p>(pub(crate) &'p $connections);
 
             /// A read transaction that sees one snapshot: SQLite's always does;
             /// PostgreSQL's default (READ COMMITTED) takes one per statement, and the
             /// checkpoint a response reports, or an ACL checked before the rows read
             /// after it, would then be of another moment than those rows.
             pub(crate) async fn begin(
-                pool: &sqlx::Pool<Db>,
-            ) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
+                conn: &mut Conn,
+            ) -> Result<sqlx::Transaction<'_, Db>, sqlx::Error> {
                 match DIALECT {
-                    Dialect::Sqlite => pool.begin().await,
+                    Dialect::Sqlite => sqlx::Connection::begin(conn).await,
                     Dialect::Postgres => {
-                        pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                            .await
+                        sqlx::Connection::begin_with(
+                            conn,
+                            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                        )
+                        .await
                     }
                 }
             }
@@ -81,8 +85,14 @@ macro_rules! dialect {
     };
 }
 
-dialect!(sqlite, sqlx::Sqlite, Dialect::Sqlite);
-dialect!(postgres, sqlx::Postgres, Dialect::Postgres);
+// SQLite's connections are held outside sqlx's pool (see `sqlite_reads`).
+dialect!(
+    sqlite,
+    sqlx::Sqlite,
+    Dialect::Sqlite,
+    crate::db::SqliteReads
+);
+dialect!(postgres, sqlx::Postgres, Dialect::Postgres, sqlx::PgPool);
 
 /// Runs the query method `$method` of whichever dialect `$pool` speaks.
 macro_rules! on_pool {
@@ -678,13 +688,14 @@ mod tests {
         let Pool::Sqlite(pool) = crate::db::open(&url, 1).await.unwrap() else {
             unreachable!("a sqlite:// URL opens SQLite")
         };
+        let mut conn = pool.acquire().await.unwrap();
         let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {}",
             sqlite::secrets::fetch_secret_sql()
         )))
         .bind("00000000-0000-0000-0000-000000000001")
         .bind(crate::apply::PROJECTION)
-        .fetch_all(&pool)
+        .fetch_all(&mut *conn)
         .await
         .unwrap()
         .iter()

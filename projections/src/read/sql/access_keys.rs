@@ -35,7 +35,8 @@ impl Reads<'_> {
         project: &ProjectId,
         user: Option<&UserId>,
     ) -> Result<(Vec<AccessKeyRow>, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM access_keys WHERE project = $1 \
@@ -58,7 +59,8 @@ impl Reads<'_> {
         project: &ProjectId,
         id: &AccessKeyId,
     ) -> Result<(Option<AccessKeyRow>, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM access_keys WHERE project = $1 AND access_key_id = $2"
@@ -89,7 +91,7 @@ impl Reads<'_> {
         )))
         .bind(id.as_str())
         .bind(crate::apply::PROJECTION)
-        .fetch_all(self.0)
+        .fetch_all(&mut *self.0.acquire().await?)
         .await?;
         // No row: the read model has applied nothing yet.
         let seq = rows.first().map(applied_seq).transpose()?.unwrap_or(0);

@@ -94,7 +94,8 @@ impl Reads<'_> {
         id: ContainerId,
         now: Timestamp,
     ) -> Result<(Option<ContainerRow>, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM containers c WHERE c.id = $1"
@@ -122,7 +123,8 @@ impl Reads<'_> {
         now: Timestamp,
         keep: impl Fn(&ContainerRow) -> bool,
     ) -> Result<(ContainerPage, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let rows: Vec<ContainerRow> = {
             // The policy decides row by row; the project's containers are an index range.

@@ -55,10 +55,11 @@ impl Reads<'_> {
         &self,
         at: DueAt,
     ) -> Result<Vec<(DueTask, String, String, i64)>, sqlx::Error> {
+        let mut conn = self.0.acquire().await?;
         let mut out = Vec::new();
         for (task, sql) in DUE_QUERIES {
             let query = bound(task, sqlx::query_as::<_, (String, String, i64)>(sql), at);
-            for (project, id, version) in query.fetch_all(self.0).await? {
+            for (project, id, version) in query.fetch_all(&mut *conn).await? {
                 out.push((task, project, id, version));
             }
         }
@@ -80,7 +81,7 @@ impl Reads<'_> {
         sqlx::query_as::<_, (String, String, String)>(ROTATIONS_DUE)
             .bind(now_ms)
             .bind(i64::from(limit))
-            .fetch_all(self.0)
+            .fetch_all(&mut *self.0.acquire().await?)
             .await
     }
 }

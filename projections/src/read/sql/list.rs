@@ -17,7 +17,8 @@ impl Reads<'_> {
         now_ms: i64,
         keep: impl Fn(&SecretRow) -> bool,
     ) -> Result<(Page, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let mut q: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {} ", secret_columns()));
         match scope {

@@ -31,7 +31,8 @@ fn order_row(r: &DbRow) -> Result<OrderRow, sqlx::Error> {
 impl Reads<'_> {
     /// One order.
     pub(crate) async fn order(&self, id: OrderId) -> Result<(Option<OrderRow>, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM orders WHERE id = $1"
@@ -52,7 +53,8 @@ impl Reads<'_> {
         (limit, offset): (u32, u32),
         keep: impl Fn(&OrderRow) -> bool,
     ) -> Result<(OrderPage, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let mut all = Vec::new();
         {
@@ -84,7 +86,7 @@ impl Reads<'_> {
             "SELECT project, id FROM orders WHERE status = 'PENDING' ORDER BY created_ms LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(self.0)
+        .fetch_all(&mut *self.0.acquire().await?)
         .await
     }
 }

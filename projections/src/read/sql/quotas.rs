@@ -44,7 +44,8 @@ impl Reads<'_> {
         &self,
         project: &ProjectId,
     ) -> Result<(Option<Limits>, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let row = sqlx::query("SELECT project, limits FROM project_quotas WHERE project = $1")
             .bind(project.as_str())
@@ -61,7 +62,8 @@ impl Reads<'_> {
         &self,
         (limit, offset): (u32, u32),
     ) -> Result<((Vec<(ProjectId, Limits)>, u64), u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM project_quotas")
             .fetch_one(&mut *tx)
@@ -86,7 +88,8 @@ impl Reads<'_> {
         project: &ProjectId,
         resource: Resource,
     ) -> Result<(u64, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
         let count: i64 = sqlx::query_scalar(count_query(resource))
             .bind(project.as_str())

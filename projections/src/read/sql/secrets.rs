@@ -250,7 +250,7 @@ impl Reads<'_> {
             sqlx::query_scalar("SELECT seq FROM skipped_commits WHERE seq BETWEEN $1 AND $2")
                 .bind(i64::try_from(from).unwrap_or(i64::MAX))
                 .bind(i64::try_from(to).unwrap_or(i64::MAX))
-                .fetch_all(self.0)
+                .fetch_all(&mut *self.0.acquire().await?)
                 .await?;
         Ok(rows
             .into_iter()
@@ -273,7 +273,8 @@ impl Reads<'_> {
         visible: impl FnOnce(&Found) -> bool,
         details: impl AsyncFnOnce(&mut Conn, &SecretRow) -> Result<T, sqlx::Error>,
     ) -> Result<(Option<(Found, Option<T>)>, u64), sqlx::Error> {
-        let mut tx = super::begin(self.0).await?;
+        let mut conn = self.0.acquire().await?;
+        let mut tx = super::begin(&mut conn).await?;
         let (row, seq) = fetch_secret(&mut tx, id).await?.unwrap_or((None, 0));
         let found = match row {
             Some(row) if visible(&row) => {
@@ -508,7 +509,7 @@ impl Reads<'_> {
         .bind(project.as_str())
         .bind(name)
         .bind(now.unix_millis())
-        .fetch_all(self.0)
+        .fetch_all(&mut *self.0.acquire().await?)
         .await
         .map(candidates)
     }
@@ -519,7 +520,7 @@ impl Reads<'_> {
             "SELECT s.id, s.reference FROM secrets s WHERE s.reference = $1 ORDER BY s.id",
         )
         .bind(reference)
-        .fetch_all(self.0)
+        .fetch_all(&mut *self.0.acquire().await?)
         .await
         .map(candidates)
     }
