@@ -99,7 +99,8 @@ async fn boto3_works_against_keyledger() {
     let output = run(&mut up, &["test_boto3"]).await;
     println!("{}", output.lines().last().unwrap_or_default());
 
-    // The run's signatures were checked against access keys held in the read cache.
+    // The run's signatures were checked against access keys held in the read cache,
+    // and its secrets' names resolved there.
     let metrics = crate::support::http()
         .get(format!("{}/metrics", up.ops))
         .send()
@@ -108,15 +109,16 @@ async fn boto3_works_against_keyledger() {
         .text()
         .await
         .unwrap();
-    let hits: f64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"keyledger_cache_requests_total{cache="access_keys",result="hit"} "#)
-        })
-        .unwrap_or_else(|| panic!("no access-key cache hits counted:\n{metrics}"))
-        .parse()
-        .unwrap();
-    assert!(hits > 0.0, "{hits}");
+    for cache in ["access_keys", "names"] {
+        let line = format!(r#"keyledger_cache_requests_total{{cache="{cache}",result="hit"}} "#);
+        let hits: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("no {cache} cache hits counted:\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(hits > 0.0, "{cache}: {hits}");
+    }
 
     // Each payload read over AWS's API is recorded with the access key that signed it.
     let js = up.service_js().await;

@@ -457,12 +457,14 @@ impl Projector {
                     && commits.len() <= self.config.tap_batch_commits
                     && bytes <= tap::MOST_BYTES)
                     .then(|| commits.clone());
-                self.writer
+                let changed = self
+                    .writer
                     .apply(commits, Arc::clone(&self.key), applied)
                     .await?;
                 applied = seq;
                 // Before readers learn of `seq`: a cached row they find then is current.
-                self.cache.evict(touched.secrets, touched.access_keys, seq);
+                self.cache
+                    .evict(touched.secrets, touched.access_keys, &changed, seq);
                 self.applied.send_replace(seq);
                 if let Some(batch) = handed_on {
                     self.tap.send(batch.into());

@@ -24,6 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection as _};
 use tokio::runtime::Handle;
 
+pub use crate::apply::Changed;
 use crate::apply::sql::{ApplyError, Lite, Pg, Sql};
 use crate::apply::{applied, apply_batch, set_checkpoint};
 use crate::wal::Checkpointer;
@@ -399,39 +400,37 @@ impl Writer {
     }
 
     /// Applies `commits` (in stream order, following the checkpoint `after`) and moves
-    /// the checkpoint to the last one, in one transaction. If the checkpoint is no
-    /// longer `after`, another writer has moved it: nothing is written.
+    /// the checkpoint to the last one, in one transaction; what they changed that the
+    /// read cache must forget beyond their subjects. If the checkpoint is no longer
+    /// `after`, another writer has moved it: nothing is written.
     pub async fn apply(
         &self,
         commits: Vec<Stored>,
         key: Arc<CommitKey>,
         after: u64,
-    ) -> Result<(), WriteError> {
+    ) -> Result<Changed, WriteError> {
         let Some(last) = commits.last().map(|c| c.seq) else {
-            return Ok(());
+            return Ok(Changed::default());
         };
-        let moved = self
+        let applied_or_moved = self
             .transaction(move |conn| {
                 // Commits applied twice would be judged replays and hidden from the
                 // history: a second writer (a lock that did not hold, a projector
                 // whose last batch outlived its lock) must never apply them again.
                 let found = applied(conn)?;
                 if found != after {
-                    return Ok(Some(found));
+                    return Ok(Err(found));
                 }
-                apply_batch(conn, &commits, &key)?;
+                let changed = apply_batch(conn, &commits, &key)?;
                 set_checkpoint(conn, last)?;
                 conn.announce(last)?;
-                Ok(None)
+                Ok(Ok(changed))
             })
             .await?;
-        match moved {
-            None => Ok(()),
-            Some(found) => Err(WriteError::CheckpointMoved {
-                expected: after,
-                found,
-            }),
-        }
+        applied_or_moved.map_err(|found| WriteError::CheckpointMoved {
+            expected: after,
+            found,
+        })
     }
 
     /// Removes every row and the checkpoint, in one transaction.

@@ -506,6 +506,30 @@ class Boto3(unittest.TestCase):
         message = self.assertCode("UnrecognizedClientException", mine.list_secrets)
         self.assertIn("revoked", message)
 
+    def test_a_name_resolves_to_what_the_last_write_left(self):
+        # Names are resolved from memory beside the projector: a secret created under a
+        # name just used (and so held), or one deleted, changes what the very next
+        # request finds.
+        name = unique("held")
+        barbican("POST", "/v1/secrets", {"name": name, "payload": "first",
+                                         "payload_content_type": "text/plain"})
+        for _ in range(3):
+            self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "first")
+        second = json.loads(barbican("POST", "/v1/secrets", {
+            "name": name, "payload": "second",
+            "payload_content_type": "text/plain"}))["secret_ref"]
+        message = self.assertCode("InvalidParameterException", self.sm.get_secret_value,
+                                  SecretId=name)
+        self.assertIn("names 2 secrets", message)
+        barbican("DELETE", "/v1/secrets/" + second.rsplit("/", 1)[1])
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "first")
+
+        # Deleted for good, then created again under its name: the new secret.
+        self.sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        self.assertCode("ResourceNotFoundException", self.sm.get_secret_value, SecretId=name)
+        self.sm.create_secret(Name=name, SecretString="third")
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "third")
+
     def test_a_clock_off_by_twenty_minutes_is_refused(self):
         real = botocore.auth.get_current_datetime
         botocore.auth.get_current_datetime = lambda: real() - datetime.timedelta(minutes=20)

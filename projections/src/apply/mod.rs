@@ -31,6 +31,17 @@ use sql::{ApplyError, Sql, params};
 /// The checkpoint row of this projection.
 pub const PROJECTION: &str = "secrets";
 
+/// What a batch changed that the read cache cannot tell from the commits' subjects:
+/// what secrets' names resolve to (`crate::read::ReadCache`'s names).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// The project and name of each named secret the batch created.
+    pub names: Vec<(domain::ids::ProjectId, String)>,
+    /// Whether any secret's status changed (scheduled for deletion, restored, expired
+    /// or deleted): which secrets a name resolves to may have changed, whatever name.
+    pub statuses: bool,
+}
+
 pub(crate) fn to_i64(n: u64) -> i64 {
     // Stream sequences and versions stay far below 2^63.
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -319,7 +330,7 @@ pub fn apply_batch(
     conn: &mut dyn Sql,
     commits: &[crate::writer::Stored],
     key: &CommitKey,
-) -> Result<(), ApplyError> {
+) -> Result<Changed, ApplyError> {
     apply_in_order(conn, &by_aggregate(commits), key)
 }
 
@@ -329,17 +340,31 @@ fn apply_in_order(
     conn: &mut dyn Sql,
     ordered: &[&crate::writer::Stored],
     key: &CommitKey,
-) -> Result<(), ApplyError> {
+) -> Result<Changed, ApplyError> {
     let mut heads = Heads::read(conn, ordered.iter().map(|c| c.subject.as_str()))?;
     let mut touched = secret::LastTouch::default();
+    let mut changed = Changed::default();
+    let mut batch = Batch {
+        heads: &mut heads,
+        touched: &mut touched,
+        changed: &mut changed,
+    };
     if ordered.len() < OPEN_APART_FROM {
-        apply_each(conn, &mut heads, &mut touched, ordered, key)?;
+        apply_each(conn, &mut batch, ordered, key)?;
     } else {
-        apply_opened_apart(conn, &mut heads, &mut touched, ordered, key)?;
+        apply_opened_apart(conn, &mut batch, ordered, key)?;
     }
     touched.write(conn)?;
     conn.aggregate(None);
-    heads.write(conn)
+    heads.write(conn)?;
+    Ok(changed)
+}
+
+/// What applying a batch keeps from one commit to the next.
+struct Batch<'a> {
+    heads: &'a mut Heads,
+    touched: &'a mut secret::LastTouch,
+    changed: &'a mut Changed,
 }
 
 /// The commits grouped by aggregate, each aggregate's in stream order: the groups of
@@ -383,13 +408,12 @@ fn by_aggregate(commits: &[crate::writer::Stored]) -> Vec<&crate::writer::Stored
 /// Opens and applies each commit on this thread.
 fn apply_each(
     conn: &mut dyn Sql,
-    heads: &mut Heads,
-    touched: &mut secret::LastTouch,
+    batch: &mut Batch<'_>,
     commits: &[&crate::writer::Stored],
     key: &CommitKey,
 ) -> Result<(), ApplyError> {
     for c in commits {
-        apply(conn, heads, touched, c, open(&c.subject, &c.payload, key))?;
+        apply(conn, batch, c, open(&c.subject, &c.payload, key))?;
     }
     Ok(())
 }
@@ -398,8 +422,7 @@ fn apply_each(
 /// on this one in the order given. If no thread can be started, does both here.
 fn apply_opened_apart(
     conn: &mut dyn Sql,
-    heads: &mut Heads,
-    touched: &mut secret::LastTouch,
+    batch: &mut Batch<'_>,
     commits: &[&crate::writer::Stored],
     key: &CommitKey,
 ) -> Result<(), ApplyError> {
@@ -420,7 +443,7 @@ fn apply_opened_apart(
                 }
             });
         let Ok(opener) = opener else {
-            return apply_each(conn, heads, touched, commits, key);
+            return apply_each(conn, batch, commits, key);
         };
         let mut applied = || {
             for chunk in commits.chunks(OPEN_CHUNK) {
@@ -429,7 +452,7 @@ fn apply_opened_apart(
                     return Err(ApplyError::OpenerStopped);
                 }
                 for (c, opened) in chunk.iter().zip(opened) {
-                    apply(conn, heads, touched, c, opened)?;
+                    apply(conn, batch, c, opened)?;
                 }
             }
             Ok(())
@@ -449,16 +472,20 @@ fn apply_opened_apart(
 /// `skipped_commits` and logged instead of stopping the projection.
 fn apply(
     conn: &mut dyn Sql,
-    heads: &mut Heads,
-    touched: &mut secret::LastTouch,
+    batch: &mut Batch<'_>,
     c: &crate::writer::Stored,
     opened: Opened,
 ) -> Result<(), ApplyError> {
+    let Batch {
+        heads,
+        touched,
+        changed,
+    } = batch;
     let (seq, subject) = (c.seq, c.subject.as_str());
     conn.aggregate(Some(subject));
     let applied = match opened {
         Opened::Secret(opened) => apply_next(conn, heads, subject, opened, |conn, c| {
-            secret::apply(conn, touched, subject, seq, c)
+            secret::apply(conn, touched, changed, subject, seq, c)
         })?,
         Opened::Container(opened) => apply_next(conn, heads, subject, opened, |conn, c| {
             container::apply(conn, seq, c)

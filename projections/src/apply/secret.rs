@@ -9,12 +9,13 @@ use domain::secret::version::Stage;
 use domain::secret::{PayloadStored, SecretCreated, SecretEvent, evolve_rotation};
 use domain::timestamp::Timestamp;
 
-use super::{AclTables, json, run, run_each, set_acl, to_i64};
+use super::{AclTables, Changed, json, run, run_each, set_acl, to_i64};
 
 /// Applies a secret's commit stored at `seq` on `subject`.
 pub(super) fn apply(
     conn: &mut dyn Sql,
     touched: &mut LastTouch,
+    changed: &mut Changed,
     subject: &str,
     seq: u64,
     commit: &Commit<SecretEvent>,
@@ -43,6 +44,7 @@ pub(super) fn apply(
             .filter(|p| p.stages.contains(&Stage::Current))
             .map(|p| p.payload.content_type.as_str());
         insert_secret(conn, seq, commit, created, payload.is_some(), current)?;
+        named(changed, commit, created);
         if let Some(p) = payload {
             let version = insert_payload(conn, project, id, p, commit.body.at)?;
             for stage in &p.stages {
@@ -52,7 +54,27 @@ pub(super) fn apply(
         return Ok(());
     }
     apply_events(conn, seq, commit)?;
+    for event in &commit.body.events {
+        match event {
+            SecretEvent::Created(e) => named(changed, commit, e),
+            SecretEvent::DeletionScheduled(_)
+            | SecretEvent::Restored(_)
+            | SecretEvent::Expired(_)
+            | SecretEvent::Deleted(_) => changed.statuses = true,
+            _ => {}
+        }
+    }
     touched.set(conn, subject, seq, commit)
+}
+
+/// Notes the name a secret was created under, if it has one.
+fn named(changed: &mut Changed, commit: &Commit<SecretEvent>, e: &SecretCreated) {
+    if let Some(name) = &e.attributes.name {
+        changed.names.push((
+            commit.body.aggregate.project.clone(),
+            name.as_str().to_owned(),
+        ));
+    }
 }
 
 /// Applies a secret's commit stored at `seq` one event at a time, all but the row's
@@ -575,7 +597,9 @@ mod tests {
             let subject = commit.body.aggregate.subject();
             let at_once = rows_after(|conn| {
                 let mut touched = LastTouch::default();
-                apply(conn, &mut touched, &subject, 7, &commit).unwrap();
+                let mut changed = Changed::default();
+                apply(conn, &mut touched, &mut changed, &subject, 7, &commit).unwrap();
+                assert_eq!(changed.names.len(), 1, "{changed:?}");
                 touched.write(conn).unwrap();
             });
             let one_by_one = rows_after(|conn| {

@@ -1,15 +1,18 @@
 //! What reads beside a projector keep in memory so that the hottest reads run no SQL:
-//! a secret's row with the sealed payload of its current version (payload reads), and
-//! the sealed access keys of an access key id (every signed AWS request). Both hold
-//! what the read model holds (ciphertext and metadata), never a key.
+//! a secret's row with the sealed payload of its current version (payload reads), the
+//! sealed access keys of an access key id (every signed AWS request), and the secrets
+//! a name resolves to (every AWS request that names its secret). All hold what the
+//! read model holds (ciphertext and metadata), never a key.
 //!
 //! It exists only beside a projector in the same process, which keeps it true: after
 //! each batch commits, and before the batch's sequence is published to readers, the
-//! projector evicts every secret the batch touched, and every access key if it touched
-//! any ([`ReadCache::evict`]). So an entry answered when a reader has seen sequence
-//! `n` as applied reflects every commit up to `n` (for access keys, only one read at or
-//! after the last batch that changed one is answered), and a hit is answered as of the
-//! applied sequence. A reader that fetched a row before a batch and stores it after that
+//! projector evicts every secret the batch touched, every access key if it touched
+//! any, each name a secret was created under, and every name if a secret's status
+//! changed ([`ReadCache::evict`]; the writer reports the names and statuses, which a
+//! commit's subject does not show). So an entry answered when a reader has seen
+//! sequence `n` as applied reflects every commit up to `n` (for access keys and names,
+//! only one read at or after the last batch that changed any is answered), and a hit
+//! is answered as of the applied sequence. A reader that fetched a row before a batch and stores it after that
 //! batch's eviction would keep a stale row; the inserts therefore refuse (and undo) any
 //! row read from a snapshot older than the last batch that evicted anything.
 
@@ -18,10 +21,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use domain::access_key::AccessKeyId;
-use domain::ids::SecretId;
+use domain::ids::{ProjectId, SecretId};
+use domain::timestamp::Timestamp;
 use moka::sync::Cache;
 
-use super::{PayloadRow, SealedAccessKey, SecretRow};
+use super::{Candidate, Named, PayloadRow, SealedAccessKey, SecretRow};
+use crate::apply::Changed;
 
 /// Most bytes of rows and ciphertext held (an entry weighs its ciphertext plus
 /// [`ROW_WEIGHT`]): about 40,000 secrets with 1 KiB payloads.
@@ -33,6 +38,10 @@ pub const ROW_WEIGHT: u32 = 1024;
 /// Most access key ids held. An entry is one id's keys: one row of a few hundred
 /// bytes, unless the id was imported into several projects.
 pub const ACCESS_KEY_IDS: u64 = 20_000;
+
+/// Most names held. An entry is a project and name with the ids and references of the
+/// secrets it names (usually one): a few hundred bytes.
+pub const NAMES: u64 = 50_000;
 
 /// A secret's row as read (with its expiry and status, judged again at each read) and
 /// the sealed payload of its current version.
@@ -48,19 +57,28 @@ pub struct Entry {
     pub payload: Option<PayloadRow>,
 }
 
-/// Current payloads by secret and sealed access keys by id, kept true by the
+/// What was read, with the sequence it was read at.
+type ReadAt<T> = Arc<(u64, T)>;
+
+/// Current payloads by secret, sealed access keys by id and secrets by name, kept true by the
 /// projector in this process.
 #[derive(Clone)]
 pub struct ReadCache {
     entries: Cache<SecretId, Arc<Entry>>,
     /// Each id's keys with the sequence they were read at.
-    access_keys: Cache<AccessKeyId, Arc<(u64, Vec<SealedAccessKey>)>>,
+    access_keys: Cache<AccessKeyId, ReadAt<Vec<SealedAccessKey>>>,
+    /// The secrets each name (of a project) resolves to, with the sequence they were
+    /// read at.
+    names: Cache<(ProjectId, String), ReadAt<Vec<Named>>>,
     /// The sequence of the last batch that evicted anything.
     evicted: Arc<AtomicU64>,
     /// The sequence of the last batch that changed an access key: a hit read before
     /// it is not answered, whatever moka's `invalidate_all` let through (it forgets
     /// entries by time, and one stored in the same tick of a coarse clock survives).
     access_keys_changed: Arc<AtomicU64>,
+    /// The sequence of the last batch that changed a secret's status: a name read
+    /// before it is not answered (the same guard, for the same reason).
+    statuses_changed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -68,10 +86,15 @@ impl std::fmt::Debug for ReadCache {
         f.debug_struct("ReadCache")
             .field("entries", &self.entries.entry_count())
             .field("access_keys", &self.access_keys.entry_count())
+            .field("names", &self.names.entry_count())
             .field("evicted", &self.evicted.load(Ordering::Relaxed))
             .field(
                 "access_keys_changed",
                 &self.access_keys_changed.load(Ordering::Relaxed),
+            )
+            .field(
+                "statuses_changed",
+                &self.statuses_changed.load(Ordering::Relaxed),
             )
             .finish()
     }
@@ -85,7 +108,7 @@ impl Default for ReadCache {
 
 impl ReadCache {
     /// A cache of at most `capacity` bytes of payload entries (and at most
-    /// [`ACCESS_KEY_IDS`] access key ids).
+    /// [`ACCESS_KEY_IDS`] access key ids and [`NAMES`] names).
     pub fn new(capacity: u64) -> Self {
         Self {
             entries: Cache::builder()
@@ -98,8 +121,10 @@ impl ReadCache {
                 })
                 .build(),
             access_keys: Cache::new(ACCESS_KEY_IDS),
+            names: Cache::new(NAMES),
             evicted: Arc::new(AtomicU64::new(0)),
             access_keys_changed: Arc::new(AtomicU64::new(0)),
+            statuses_changed: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -136,6 +161,46 @@ impl ReadCache {
         }
     }
 
+    /// The secrets of `project` named `name`, live or scheduled for deletion and
+    /// unexpired at `now`, oldest first, if held.
+    pub(crate) fn names(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        now: Timestamp,
+    ) -> Option<Vec<Candidate>> {
+        let now = now.unix_millis();
+        let found = self
+            .names
+            .get(&(project.clone(), name.to_owned()))
+            .filter(|held| held.0 >= self.statuses_changed.load(Ordering::SeqCst))
+            .map(|held| {
+                held.1
+                    .iter()
+                    .filter(|n| n.expiration_ms.is_none_or(|at| at > now))
+                    .map(|n| n.candidate.clone())
+                    .collect()
+            });
+        crate::metrics::cache_lookup("names", found.is_some());
+        found
+    }
+
+    /// Holds `named`, the secrets of `project` named `name` as read at sequence `seq`
+    /// (each unexpired then), unless a batch after `seq` has evicted anything since.
+    /// A name that names nothing is not held: a secret created under it later is
+    /// then found at once, and made-up names cannot churn the cache.
+    pub(crate) fn insert_names(
+        &self,
+        project: ProjectId,
+        name: String,
+        named: Vec<Named>,
+        seq: u64,
+    ) {
+        if !named.is_empty() {
+            self.fenced(&self.names, (project, name), (seq, named), seq);
+        }
+    }
+
     fn fenced<K, V>(&self, cache: &Cache<K, Arc<V>>, key: K, value: V, seq: u64)
     where
         K: Hash + Eq + Send + Sync + Clone + 'static,
@@ -155,20 +220,36 @@ impl ReadCache {
         }
     }
 
-    /// Forgets the secrets changed by the batch that ends at `seq`, and every access
-    /// key when it changed any. Called after the batch commits and before `seq` is
-    /// published as applied.
-    pub fn evict(&self, secrets: impl IntoIterator<Item = SecretId>, access_keys: bool, seq: u64) {
+    /// Forgets what the batch that ends at `seq` changed: the secrets it touched, every
+    /// access key when it changed any, the names it created secrets under, and every
+    /// name when it changed a secret's status. Called after the batch commits and
+    /// before `seq` is published as applied.
+    pub fn evict(
+        &self,
+        secrets: impl IntoIterator<Item = SecretId>,
+        access_keys: bool,
+        changed: &Changed,
+        seq: u64,
+    ) {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
         if access_keys {
             self.access_keys_changed.fetch_max(seq, Ordering::SeqCst);
+        }
+        if changed.statuses {
+            self.statuses_changed.fetch_max(seq, Ordering::SeqCst);
         }
         fence(Ordering::SeqCst);
         for id in secrets {
             self.entries.invalidate(&id);
         }
+        for name in &changed.names {
+            self.names.invalidate(name);
+        }
         if access_keys {
             self.access_keys.invalidate_all();
+        }
+        if changed.statuses {
+            self.names.invalidate_all();
         }
     }
 
@@ -177,9 +258,11 @@ impl ReadCache {
     pub fn clear(&self, seq: u64) {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
         self.access_keys_changed.fetch_max(seq, Ordering::SeqCst);
+        self.statuses_changed.fetch_max(seq, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         self.entries.invalidate_all();
         self.access_keys.invalidate_all();
+        self.names.invalidate_all();
     }
 }
 
@@ -252,7 +335,7 @@ mod tests {
         let (a, b) = (id(1), id(2));
         cache.insert(a, entry(a), 5);
         cache.insert(b, entry(b), 5);
-        cache.evict([a], false, 6);
+        cache.evict([a], false, &Changed::default(), 6);
         assert!(cache.get(a).is_none());
         assert!(cache.get(b).is_some());
     }
@@ -264,12 +347,12 @@ mod tests {
         cache.insert_access_keys(key.clone(), Vec::new(), 5);
         assert!(cache.access_keys(&key).is_none(), "no keys: not held");
         cache.insert_access_keys(key.clone(), vec![sealed(&key)], 5);
-        cache.evict([id(1)], false, 6);
+        cache.evict([id(1)], false, &Changed::default(), 6);
         assert!(
             cache.access_keys(&key).is_some(),
             "a batch of secrets only keeps them"
         );
-        cache.evict([], true, 7);
+        cache.evict([], true, &Changed::default(), 7);
         assert!(cache.access_keys(&key).is_none());
         cache.insert_access_keys(key.clone(), vec![sealed(&key)], 6);
         assert!(
@@ -284,7 +367,7 @@ mod tests {
     fn a_row_read_before_the_last_eviction_is_not_held() {
         let cache = ReadCache::default();
         let a = id(1);
-        cache.evict([id(2)], false, 7);
+        cache.evict([id(2)], false, &Changed::default(), 7);
         cache.insert(a, entry(a), 6);
         assert!(
             cache.get(a).is_none(),
@@ -292,5 +375,83 @@ mod tests {
         );
         cache.insert(a, entry(a), 7);
         assert!(cache.get(a).is_some());
+    }
+
+    fn named(n: u8, expiration_ms: Option<i64>) -> Named {
+        Named {
+            candidate: Candidate {
+                id: id(n).to_string(),
+                reference: format!("krn:keyledger:p1:secret:db-{n:06}"),
+            },
+            expiration_ms,
+        }
+    }
+
+    /// A name is forgotten by a batch that creates a secret under it or changes any
+    /// secret's status, never by one that only stores values; what it held expires at
+    /// each read; and a resolution read before an eviction is not held.
+    #[test]
+    fn a_name_is_forgotten_when_what_it_resolves_to_may_change() {
+        let cache = ReadCache::default();
+        let p1 = ProjectId::parse("p1").unwrap();
+        let at = |ms: i64| Timestamp::from_unix_millis(ms).unwrap();
+        let resolves = |name: &str, ms: i64| {
+            cache
+                .names(&p1, name, at(ms))
+                .map(|found| found.into_iter().map(|c| c.id).collect::<Vec<_>>())
+        };
+        cache.insert_names(p1.clone(), "none".into(), Vec::new(), 5);
+        assert_eq!(resolves("none", 0), None, "a name of nothing is not held");
+        cache.insert_names(
+            p1.clone(),
+            "db".into(),
+            vec![named(1, None), named(2, Some(1_000))],
+            5,
+        );
+        cache.insert_names(p1.clone(), "api".into(), vec![named(3, None)], 5);
+        assert_eq!(
+            resolves("db", 999),
+            Some(vec![id(1).to_string(), id(2).to_string()])
+        );
+        assert_eq!(
+            resolves("db", 1_000),
+            Some(vec![id(1).to_string()]),
+            "2 expired"
+        );
+
+        // Values stored (the secrets touched, no name or status changed): kept.
+        cache.evict([id(1), id(3)], false, &Changed::default(), 6);
+        assert!(resolves("db", 0).is_some() && resolves("api", 0).is_some());
+
+        // A secret created under "db" (in p1; "db" in another project changes nothing).
+        let p2 = ProjectId::parse("p2").unwrap();
+        let created = |project: &ProjectId| Changed {
+            names: vec![(project.clone(), "db".into())],
+            statuses: false,
+        };
+        cache.evict([id(4)], false, &created(&p2), 7);
+        assert!(resolves("db", 0).is_some());
+        cache.evict([id(4)], false, &created(&p1), 8);
+        assert_eq!(resolves("db", 0), None);
+        assert!(resolves("api", 0).is_some());
+        cache.insert_names(p1.clone(), "db".into(), vec![named(1, None)], 7);
+        assert_eq!(
+            resolves("db", 0),
+            None,
+            "read at 7, evicted at 8: may be stale"
+        );
+
+        // Any secret's status: every name.
+        cache.insert_names(p1.clone(), "db".into(), vec![named(1, None)], 8);
+        assert!(resolves("db", 0).is_some());
+        let deleted = Changed {
+            names: Vec::new(),
+            statuses: true,
+        };
+        cache.evict([id(9)], false, &deleted, 9);
+        assert_eq!(resolves("db", 0), None);
+        assert_eq!(resolves("api", 0), None);
+        cache.insert_names(p1.clone(), "api".into(), vec![named(3, None)], 9);
+        assert!(resolves("api", 0).is_some());
     }
 }

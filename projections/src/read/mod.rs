@@ -209,6 +209,14 @@ pub struct Candidate {
     pub reference: String,
 }
 
+/// A secret a look-up by name found, with when it expires (Unix milliseconds): a
+/// name's resolution held in the read cache is judged again at each read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Named {
+    pub(crate) candidate: Candidate,
+    pub(crate) expiration_ms: Option<i64>,
+}
+
 /// A sealed payload and what is needed to open it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadRow {
@@ -516,13 +524,28 @@ impl ReadModel {
 
     /// The secrets of `project` named `name` that are live or scheduled for deletion
     /// (AWS's names stay taken through the recovery window).
+    ///
+    /// Beside a projector, from the read cache when it holds the name: every
+    /// GetSecretValue and PutSecretValue names its secret.
     pub async fn by_name_any(
         &self,
         project: &ProjectId,
         name: &str,
         now: Timestamp,
     ) -> Result<Vec<Candidate>, ReadError> {
-        Ok(on_pool!(&self.pool, by_name_any(project, name, now))?)
+        if let Some(found) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.names(project, name, now))
+        {
+            return Ok(found);
+        }
+        let (named, seq) = on_pool!(&self.pool, by_name_any(project, name, now))?;
+        let found = named.iter().map(|n| n.candidate.clone()).collect();
+        if let Some(cache) = &self.cache {
+            cache.insert_names(project.clone(), name.to_owned(), named, seq);
+        }
+        Ok(found)
     }
 
     /// The secrets whose reference is exactly `reference`.

@@ -11,7 +11,7 @@ use sqlx::Row;
 use super::{Conn, DbRow, Dialect, DIALECT, Reads};
 use crate::read::error::bad_column;
 use crate::read::{
-    AclTimes, Candidate, Entry, Found, PayloadRow, SecretConsumerRow, SecretRow, VersionPage, VersionRow,
+    AclTimes, Candidate, Entry, Found, Named, PayloadRow, SecretConsumerRow, SecretRow, VersionPage, VersionRow,
     VersionSelector,
 };
 
@@ -471,47 +471,66 @@ impl Reads<'_> {
         name: &str,
         now: Timestamp,
     ) -> Result<Vec<Candidate>, sqlx::Error> {
-        self.named(project, name, now, "s.status = 'active'").await
+        let (named, _) = self.named(project, name, now, "s.status = 'active'").await?;
+        Ok(named.into_iter().map(|n| n.candidate).collect())
     }
 
-    /// The secrets of `project` named `name`, live or scheduled for deletion.
+    /// The secrets of `project` named `name`, live or scheduled for deletion, each with
+    /// its expiry, and the sequence they reflect (0 when there are none).
     pub(crate) async fn by_name_any(
         &self,
         project: &ProjectId,
         name: &str,
         now: Timestamp,
-    ) -> Result<Vec<Candidate>, sqlx::Error> {
+    ) -> Result<(Vec<Named>, u64), sqlx::Error> {
         self.named(project, name, now, "s.status IN ('active', 'pending_deletion')")
             .await
     }
 
     /// The unexpired secrets of `project` named `name` whose status passes `status`,
-    /// oldest first. On SQLite the name index is named: without statistics its
-    /// planner walks all of the project's secrets by primary key (or in creation
-    /// order, for the ORDER BY) rather than look the name up, so every look-up by
-    /// name read every secret of the project.
+    /// oldest first, with the checkpoint read beside them (0 when none is found). On
+    /// SQLite the name index is named: without statistics its planner walks all of
+    /// the project's secrets by primary key (or in creation order, for the ORDER BY)
+    /// rather than look the name up, so every look-up by name read every secret of the
+    /// project.
     async fn named(
         &self,
         project: &ProjectId,
         name: &str,
         now: Timestamp,
         status: &'static str,
-    ) -> Result<Vec<Candidate>, sqlx::Error> {
+    ) -> Result<(Vec<Named>, u64), sqlx::Error> {
         let by_name = match DIALECT {
             Dialect::Sqlite => "INDEXED BY secrets_by_name",
             Dialect::Postgres => "",
         };
-        sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(format!(
-            "SELECT s.id, s.reference FROM secrets s {by_name} WHERE s.project = $1 \
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT s.id, s.reference, s.expiration_ms, \
+             (SELECT c.seq FROM checkpoints c WHERE c.projection = $4) AS applied_seq \
+             FROM secrets s {by_name} WHERE s.project = $1 \
              AND s.name = $2 AND {status} \
              AND (s.expiration_ms IS NULL OR s.expiration_ms > $3) ORDER BY s.created_ms, s.id"
         )))
         .bind(project.as_str())
         .bind(name)
         .bind(now.unix_millis())
+        .bind(crate::apply::PROJECTION)
         .fetch_all(&mut *self.0.acquire().await?)
-        .await
-        .map(candidates)
+        .await?;
+        let seq = rows.first().map(applied_seq).transpose()?.unwrap_or(0);
+        let named = rows
+            .iter()
+            .map(|r| {
+                Ok(Named {
+                    candidate: Candidate {
+                        id: r.try_get("id")?,
+                        reference: r.try_get("reference")?,
+                    },
+                    expiration_ms: r.try_get("expiration_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok((named, seq))
     }
 
     /// The secrets whose reference is exactly `reference`.
