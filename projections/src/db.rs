@@ -298,7 +298,7 @@ pub enum Pool {
 }
 
 impl Pool {
-    /// Closes every connection.
+    /// Closes every idle connection, and each in use once it is given back.
     pub async fn close(&self) {
         match self {
             Self::Sqlite(pool) => pool.close().await,

@@ -7,11 +7,14 @@
 //! connection's thread and a task. `perf` on GetSecretValue at 64 clients put the
 //! hand-offs and the parking around them at a third of `keyledger up`'s samples.
 //!
-//! A SQLite connection needs no such test: it is a file handle that does not go
-//! stale, and its thread runs commands in the order they were sent. So a transaction
-//! dropped unfinished (its future cancelled) has queued its rollback before the
-//! connection is back here, and the next read on it runs after that rollback. The
-//! thread ends only with the connection.
+//! A SQLite connection needs no such test before each read: it is a file handle that
+//! does not go stale, and its thread runs commands in the order they were sent. So a
+//! transaction dropped unfinished (its future cancelled) has queued its rollback before
+//! the connection is back here, and the next read on it runs after that rollback. Its
+//! thread can still stop (a panic, or a cancelled `BEGIN` whose rollback failed), and
+//! every command on the connection then fails: a read that fails so reports it
+//! ([`SqliteReads::failed`]), and every idle connection is dropped, to be opened again
+//! as reads need them.
 //!
 //! The last connection back is the first taken again: each connection has a page
 //! cache of its own, and the busiest ones keep theirs warm.
@@ -19,10 +22,15 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a read waits for a connection before it fails as unavailable (503: retry),
+/// as sqlx's pool did.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Up to a bound of connections to one SQLite file, opened as reads need them.
 #[derive(Clone)]
@@ -58,12 +66,14 @@ impl SqliteReads {
         }))
     }
 
-    /// A connection, once one is free (or may be opened).
+    /// A connection, once one is free (or may be opened); `PoolTimedOut` when none is
+    /// within [`ACQUIRE_TIMEOUT`].
     pub async fn acquire(&self) -> Result<Held, sqlx::Error> {
-        let permit = Arc::clone(&self.0.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let permit =
+            tokio::time::timeout(ACQUIRE_TIMEOUT, Arc::clone(&self.0.permits).acquire_owned())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)?
+                .map_err(|_| sqlx::Error::PoolClosed)?;
         let idle = self.0.lock_idle().pop();
         let conn = match idle {
             Some(conn) => conn,
@@ -76,11 +86,24 @@ impl SqliteReads {
         })
     }
 
-    /// Closes every idle connection; one in use closes when it is given back, and no
-    /// read acquires one after this.
+    /// A read on a connection from here failed with `error`. If it says the
+    /// connection's thread is gone (or its I/O failed), every idle connection is
+    /// dropped (the failed one is among them), and reads open new ones.
+    pub fn failed(&self, error: &sqlx::Error) {
+        if matches!(error, sqlx::Error::WorkerCrashed | sqlx::Error::Io(_)) {
+            tracing::warn!(%error, "a read connection failed; opening new ones");
+            self.0.lock_idle().clear();
+        }
+    }
+
+    /// Closes every idle connection; one in use is dropped (which closes it) when it
+    /// is given back, without being waited for. No read acquires one after this.
     pub async fn close(&self) {
-        self.0.permits.close();
-        let idle = std::mem::take(&mut *self.0.lock_idle());
+        let idle = {
+            let mut idle = self.0.lock_idle();
+            self.0.permits.close();
+            std::mem::take(&mut *idle)
+        };
         for conn in idle {
             if let Err(error) = sqlx::Connection::close(conn).await {
                 tracing::debug!(%error, "closing a read connection");
@@ -124,8 +147,11 @@ impl Drop for Held {
             return;
         };
         // After `close`, a connection given back is dropped, which ends its thread.
+        // Checked under the lock `close` empties the list with, so none is pushed
+        // after it.
+        let mut idle = self.home.lock_idle();
         if !self.home.permits.is_closed() {
-            self.home.lock_idle().push(conn);
+            idle.push(conn);
         }
     }
 }
@@ -197,5 +223,29 @@ mod tests {
             Err(sqlx::Error::PoolClosed)
         ));
         assert!(reads.0.lock_idle().is_empty());
+    }
+
+    /// A read that finds its connection's thread gone drops the idle connections; a
+    /// failed statement does not.
+    #[tokio::test]
+    async fn a_dead_connection_is_not_given_out_again() {
+        let (_dir, reads) = reads(2).await;
+        drop((
+            reads.acquire().await.unwrap(),
+            reads.acquire().await.unwrap(),
+        ));
+        let bad_sql = sqlx::query("SELECT * FROM nowhere")
+            .execute(&mut *reads.acquire().await.unwrap())
+            .await
+            .unwrap_err();
+        reads.failed(&bad_sql);
+        assert_eq!(reads.0.lock_idle().len(), 2);
+        reads.failed(&sqlx::Error::WorkerCrashed);
+        assert!(reads.0.lock_idle().is_empty());
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut *reads.acquire().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(one, 1, "a new connection is opened");
     }
 }

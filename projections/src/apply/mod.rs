@@ -37,9 +37,11 @@ pub const PROJECTION: &str = "secrets";
 pub struct Changed {
     /// The project and name of each named secret the batch created.
     pub names: Vec<(domain::ids::ProjectId, String)>,
-    /// Whether any secret's status changed (scheduled for deletion, restored, expired
-    /// or deleted): which secrets a name resolves to may have changed, whatever name.
-    pub statuses: bool,
+    /// Whether any secret expired or was deleted: a name may resolve to fewer secrets,
+    /// whatever name. (Scheduling a deletion or restoring changes no name's answer: a
+    /// name resolves to live secrets and those in their recovery window alike; a name
+    /// that resolves to live ones only would need those too, were it cached.)
+    pub removed: bool,
 }
 
 pub(crate) fn to_i64(n: u64) -> i64 {

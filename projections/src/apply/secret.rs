@@ -57,10 +57,7 @@ pub(super) fn apply(
     for event in &commit.body.events {
         match event {
             SecretEvent::Created(e) => named(changed, commit, e),
-            SecretEvent::DeletionScheduled(_)
-            | SecretEvent::Restored(_)
-            | SecretEvent::Expired(_)
-            | SecretEvent::Deleted(_) => changed.statuses = true,
+            SecretEvent::Expired(_) | SecretEvent::Deleted(_) => changed.removed = true,
             _ => {}
         }
     }

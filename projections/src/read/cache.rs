@@ -7,9 +7,9 @@
 //! It exists only beside a projector in the same process, which keeps it true: after
 //! each batch commits, and before the batch's sequence is published to readers, the
 //! projector evicts every secret the batch touched, every access key if it touched
-//! any, each name a secret was created under, and every name if a secret's status
-//! changed ([`ReadCache::evict`]; the writer reports the names and statuses, which a
-//! commit's subject does not show). So an entry answered when a reader has seen
+//! any, each name a secret was created under, and every name if a secret expired or
+//! was deleted ([`ReadCache::evict`]; the writer reports those, which a commit's
+//! subject does not show). So an entry answered when a reader has seen
 //! sequence `n` as applied reflects every commit up to `n` (for access keys and names,
 //! only one read at or after the last batch that changed any is answered), and a hit
 //! is answered as of the applied sequence. A reader that fetched a row before a batch and stores it after that
@@ -76,9 +76,9 @@ pub struct ReadCache {
     /// it is not answered, whatever moka's `invalidate_all` let through (it forgets
     /// entries by time, and one stored in the same tick of a coarse clock survives).
     access_keys_changed: Arc<AtomicU64>,
-    /// The sequence of the last batch that changed a secret's status: a name read
-    /// before it is not answered (the same guard, for the same reason).
-    statuses_changed: Arc<AtomicU64>,
+    /// The sequence of the last batch in which a secret expired or was deleted: a name
+    /// read before it is not answered (the same guard, for the same reason).
+    secrets_removed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -93,8 +93,8 @@ impl std::fmt::Debug for ReadCache {
                 &self.access_keys_changed.load(Ordering::Relaxed),
             )
             .field(
-                "statuses_changed",
-                &self.statuses_changed.load(Ordering::Relaxed),
+                "secrets_removed",
+                &self.secrets_removed.load(Ordering::Relaxed),
             )
             .finish()
     }
@@ -124,7 +124,7 @@ impl ReadCache {
             names: Cache::new(NAMES),
             evicted: Arc::new(AtomicU64::new(0)),
             access_keys_changed: Arc::new(AtomicU64::new(0)),
-            statuses_changed: Arc::new(AtomicU64::new(0)),
+            secrets_removed: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -173,7 +173,7 @@ impl ReadCache {
         let found = self
             .names
             .get(&(project.clone(), name.to_owned()))
-            .filter(|held| held.0 >= self.statuses_changed.load(Ordering::SeqCst))
+            .filter(|held| held.0 >= self.secrets_removed.load(Ordering::SeqCst))
             .map(|held| {
                 held.1
                     .iter()
@@ -222,7 +222,7 @@ impl ReadCache {
 
     /// Forgets what the batch that ends at `seq` changed: the secrets it touched, every
     /// access key when it changed any, the names it created secrets under, and every
-    /// name when it changed a secret's status. Called after the batch commits and
+    /// name when a secret expired or was deleted in it. Called after the batch commits and
     /// before `seq` is published as applied.
     pub fn evict(
         &self,
@@ -235,8 +235,8 @@ impl ReadCache {
         if access_keys {
             self.access_keys_changed.fetch_max(seq, Ordering::SeqCst);
         }
-        if changed.statuses {
-            self.statuses_changed.fetch_max(seq, Ordering::SeqCst);
+        if changed.removed {
+            self.secrets_removed.fetch_max(seq, Ordering::SeqCst);
         }
         fence(Ordering::SeqCst);
         for id in secrets {
@@ -248,7 +248,7 @@ impl ReadCache {
         if access_keys {
             self.access_keys.invalidate_all();
         }
-        if changed.statuses {
+        if changed.removed {
             self.names.invalidate_all();
         }
     }
@@ -258,7 +258,7 @@ impl ReadCache {
     pub fn clear(&self, seq: u64) {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
         self.access_keys_changed.fetch_max(seq, Ordering::SeqCst);
-        self.statuses_changed.fetch_max(seq, Ordering::SeqCst);
+        self.secrets_removed.fetch_max(seq, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         self.entries.invalidate_all();
         self.access_keys.invalidate_all();
@@ -387,8 +387,8 @@ mod tests {
         }
     }
 
-    /// A name is forgotten by a batch that creates a secret under it or changes any
-    /// secret's status, never by one that only stores values; what it held expires at
+    /// A name is forgotten by a batch that creates a secret under it, or in which any
+    /// secret expired or was deleted, never by one that only stores values; what it held expires at
     /// each read; and a resolution read before an eviction is not held.
     #[test]
     fn a_name_is_forgotten_when_what_it_resolves_to_may_change() {
@@ -419,7 +419,7 @@ mod tests {
             "2 expired"
         );
 
-        // Values stored (the secrets touched, no name or status changed): kept.
+        // Values stored (the secrets touched, no secret created, expired or deleted): kept.
         cache.evict([id(1), id(3)], false, &Changed::default(), 6);
         assert!(resolves("db", 0).is_some() && resolves("api", 0).is_some());
 
@@ -427,7 +427,7 @@ mod tests {
         let p2 = ProjectId::parse("p2").unwrap();
         let created = |project: &ProjectId| Changed {
             names: vec![(project.clone(), "db".into())],
-            statuses: false,
+            removed: false,
         };
         cache.evict([id(4)], false, &created(&p2), 7);
         assert!(resolves("db", 0).is_some());
@@ -441,12 +441,12 @@ mod tests {
             "read at 7, evicted at 8: may be stale"
         );
 
-        // Any secret's status: every name.
+        // Any secret deleted (or expired): every name.
         cache.insert_names(p1.clone(), "db".into(), vec![named(1, None)], 8);
         assert!(resolves("db", 0).is_some());
         let deleted = Changed {
             names: Vec::new(),
-            statuses: true,
+            removed: true,
         };
         cache.evict([id(9)], false, &deleted, 9);
         assert_eq!(resolves("db", 0), None);

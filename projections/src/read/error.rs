@@ -1,5 +1,5 @@
-//! Why a read of the read model failed: the database is unavailable (busy, locked, out
-//! of connections: retry), or a row does not decode (the read model is corrupt:
+//! Why a read of the read model failed: the database is unavailable (busy, locked, no
+//! connection free within 30 s: retry), or a row does not decode (the read model is corrupt:
 //! retrying will not help; rebuild it from the log).
 
 /// A failed read.

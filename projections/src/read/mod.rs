@@ -99,7 +99,11 @@ macro_rules! on_pool {
     ($pool:expr, $method:ident($($arg:expr),* $(,)?)) => {
         match $pool {
             $crate::db::Pool::Sqlite(pool) => {
-                $crate::read::sqlite::Reads(pool).$method($($arg),*).await
+                let read = $crate::read::sqlite::Reads(pool).$method($($arg),*).await;
+                if let Err(error) = &read {
+                    pool.failed(error);
+                }
+                read
             }
             $crate::db::Pool::Postgres(pool) => {
                 $crate::read::postgres::Reads(pool).$method($($arg),*).await
