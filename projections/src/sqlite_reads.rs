@@ -12,9 +12,12 @@
 //! transaction dropped unfinished (its future cancelled) has queued its rollback before
 //! the connection is back here, and the next read on it runs after that rollback. Its
 //! thread can still stop (a panic, or a cancelled `BEGIN` whose rollback failed), and
-//! every command on the connection then fails: a read that fails so reports it
-//! ([`SqliteReads::failed`]), and every idle connection is dropped, to be opened again
-//! as reads need them.
+//! every command on the connection then fails with `WorkerCrashed`: a read that fails
+//! so reports it ([`SqliteReads::failed`]), and every idle connection is dropped, to be
+//! opened again as reads need them. (A query already queued when the thread stops
+//! sees no rows rather than an error; a read that reports its checkpoint then finds
+//! none and is refused as unavailable, one that does not, a look-up by name or
+//! reference, answers "none" once.)
 //!
 //! The last connection back is the first taken again: each connection has a page
 //! cache of its own, and the busiest ones keep theirs warm.
@@ -87,12 +90,14 @@ impl SqliteReads {
     }
 
     /// A read on a connection from here failed with `error`. If it says the
-    /// connection's thread is gone (or its I/O failed), every idle connection is
-    /// dropped (the failed one is among them), and reads open new ones.
+    /// connection's thread is gone, every idle connection is dropped (the failed one is
+    /// among them), and reads open new ones.
     pub fn failed(&self, error: &sqlx::Error) {
-        if matches!(error, sqlx::Error::WorkerCrashed | sqlx::Error::Io(_)) {
-            tracing::warn!(%error, "a read connection failed; opening new ones");
-            self.0.lock_idle().clear();
+        if matches!(error, sqlx::Error::WorkerCrashed) {
+            tracing::warn!(%error, "a read connection's thread is gone; opening new ones");
+            // Dropped after the lock: closing the dead one's handle happens here.
+            let idle = std::mem::take(&mut *self.0.lock_idle());
+            drop(idle);
         }
     }
 
