@@ -7,6 +7,7 @@
 use std::process::Command;
 
 use crate::support::clients::{clients_dir, installed};
+use crate::support::metrics::{scrape, value};
 use crate::support::up::Up;
 
 /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, as `keyledger access-key create`
@@ -101,23 +102,14 @@ async fn boto3_works_against_keyledger() {
 
     // The run's signatures were checked against access keys held in the read cache,
     // and its secrets' names resolved there.
-    let metrics = crate::support::http()
-        .get(format!("{}/metrics", up.ops))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&crate::support::http(), &up.ops).await;
     for cache in ["access_keys", "names"] {
-        let line = format!(r#"keyledger_cache_requests_total{{cache="{cache}",result="hit"}} "#);
-        let hits: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(line.as_str()))
-            .unwrap_or_else(|| panic!("no {cache} cache hits counted:\n{metrics}"))
-            .parse()
-            .unwrap();
-        assert!(hits > 0.0, "{cache}: {hits}");
+        let hits = value(
+            &metrics,
+            "keyledger_cache_requests_total",
+            &[("cache", cache), ("result", "hit")],
+        );
+        assert!(hits > 0.0, "no {cache} cache hits counted");
     }
 
     // Each payload read over AWS's API is recorded with the access key that signed it.

@@ -4,53 +4,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use prometheus_parse::{Scrape, Value};
+use prometheus_parse::Value;
 use serde_json::json;
 
+use crate::support::metrics::{observations, scrape, value};
 use crate::support::up::Up;
 use crate::support::{TestStack, eventually, id_of};
-
-/// One scrape of `/metrics` at `ops`, parsed.
-async fn scrape(http: &reqwest::Client, ops: &str) -> Scrape {
-    let r = http.get(format!("{ops}/metrics")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    let text = r.text().await.unwrap();
-    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format")
-}
-
-/// The value of the counter or gauge `name` whose labels include `labels` (summed over
-/// the rest), 0 when absent.
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            other => panic!("{name} is not a counter or gauge: {other:?}"),
-        })
-        .sum()
-}
-
-/// The count of the histogram `name` whose labels include `labels`.
-fn observations(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            other => panic!("{name} is not a histogram: {other:?}"),
-        })
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_scraped_and_parsed_during_a_load_run() {

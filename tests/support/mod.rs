@@ -25,6 +25,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub mod clients;
+pub mod metrics;
 pub mod read_model;
 pub mod up;
 

@@ -9,12 +9,12 @@
 //! projector evicts every secret the batch touched, every access key if it touched
 //! any, each name a secret was created under, and every name if a secret expired or
 //! was deleted ([`ReadCache::evict`]; the writer reports those, which a commit's
-//! subject does not show). So an entry answered when a reader has seen
-//! sequence `n` as applied reflects every commit up to `n` (for access keys and names,
-//! only one read at or after the last batch that changed any is answered), and a hit
-//! is answered as of the applied sequence. A reader that fetched a row before a batch and stores it after that
-//! batch's eviction would keep a stale row; the inserts therefore refuse (and undo) any
-//! row read from a snapshot older than the last batch that evicted anything.
+//! subject does not show). So an entry answered when a reader has seen sequence `n` as
+//! applied reflects every commit up to `n` (for access keys and names, only one read at
+//! or after the last batch that changed any is answered), and a hit is answered as of
+//! the applied sequence. A reader that fetched a row before a batch and stores it after
+//! that batch's eviction would keep a stale row; the inserts therefore refuse (and
+//! undo) any row read from a snapshot older than the last batch that evicted anything.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -60,8 +60,8 @@ pub struct Entry {
 /// What was read, with the sequence it was read at.
 type ReadAt<T> = Arc<(u64, T)>;
 
-/// Current payloads by secret, sealed access keys by id and secrets by name, kept true by the
-/// projector in this process.
+/// Current payloads by secret, sealed access keys by id and secrets by name, kept true
+/// by the projector in this process.
 #[derive(Clone)]
 pub struct ReadCache {
     entries: Cache<SecretId, Arc<Entry>>,
@@ -222,8 +222,8 @@ impl ReadCache {
 
     /// Forgets what the batch that ends at `seq` changed: the secrets it touched, every
     /// access key when it changed any, the names it created secrets under, and every
-    /// name when a secret expired or was deleted in it. Called after the batch commits and
-    /// before `seq` is published as applied.
+    /// name when a secret expired or was deleted in it. Called after the batch commits
+    /// and before `seq` is published as applied.
     pub fn evict(
         &self,
         secrets: impl IntoIterator<Item = SecretId>,
