@@ -238,6 +238,29 @@ async fn versions_follow_aws_stages_and_barbican_reads_current() {
     .await;
     assert_eq!(reply["ok"], true, "{reply}");
     assert!(reply["version_id"].is_string(), "{reply}");
+    // ... and the labels it carries, as stored (so AWS's PutSecretValue answers them
+    // without reading the version back).
+    assert_eq!(reply["stages"], json!(["current"]), "{reply}");
+    let labelled = json!({"id": id, "payload": "v5", "payload_content_type": "text/plain",
+                          "client_request_token": "the-token-of-the-fifth-version-v5", "stages": ["blue", "AWSCURRENT", "blue"]});
+    let first = raw_command(&nats, "secret.value.put", Some(&token), &labelled).await;
+    assert_eq!(first["stages"], json!(["blue", "current"]), "{first}");
+    let next = raw_command(
+        &nats,
+        "secret.value.put",
+        Some(&token),
+        &json!({"id": id, "payload": "v6", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert_eq!(next["stages"], json!(["current"]), "{next}");
+    // A retry with the token names the labels the version carries now, not those it
+    // asked for: `current` moved on to v6, leaving `previous`.
+    let again = raw_command(&nats, "secret.value.put", Some(&token), &labelled).await;
+    assert_eq!(
+        (&again["version_id"], &again["stages"]),
+        (&first["version_id"], &json!(["blue", "previous"])),
+        "{again}"
+    );
     t.stop().await;
 }
 

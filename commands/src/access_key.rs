@@ -173,6 +173,7 @@ impl AccessKeyHandler {
             id: parsed.id.to_string(),
             version: written.version,
             version_id: None,
+            stages: None,
         })
     }
 

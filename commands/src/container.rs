@@ -265,6 +265,7 @@ impl ContainerHandler {
             id: aggregate.id.into(),
             version: written.version,
             version_id: None,
+            stages: None,
         })
     }
 }

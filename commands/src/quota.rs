@@ -399,6 +399,7 @@ impl QuotaHandler {
             id: aggregate.id.into(),
             version: written.version,
             version_id: None,
+            stages: None,
         })
     }
 }

@@ -720,6 +720,11 @@ pub struct AcceptedReply {
     /// `client_request_token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// The staging labels `version_id` carries once the command is applied, as
+    /// stored (`current`, `previous`, `pending` or a custom label), sorted: what AWS's
+    /// PutSecretValue answers, without a read after the write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -827,6 +832,7 @@ mod tests {
             id: "abc".into(),
             version: 1,
             version_id: None,
+            stages: None,
         }));
         assert_eq!(
             String::from_utf8(ok.clone()).unwrap(),

@@ -10,7 +10,7 @@ use domain::policy::Action;
 use domain::secret::payload::ContentType;
 use domain::secret::version::{ClientToken, Stage};
 use domain::subject::command;
-use infra::protocol::{PayloadField, PutValueRequest, SetDescriptionRequest};
+use infra::protocol::{AcceptedReply, PayloadField, PutValueRequest, SetDescriptionRequest};
 use projections::read::{Lookup, SecretRow, VersionSelector};
 use secrecy::ExposeSecret;
 
@@ -207,7 +207,7 @@ pub async fn put(
         })
         .transpose()?;
     let row = live_row(state, caller, id, Action::UpdateSecret).await?;
-    let version = put_value(
+    let stored = put_value(
         state,
         caller,
         &row,
@@ -216,12 +216,12 @@ pub async fn put(
         labels.as_deref(),
     )
     .await?;
-    // The labels the version carries now, as stored: a replay changes none (whatever
-    // labels it names), and a label named twice is on it once. Read with the version's
-    // payload, as GetSecretValue reads it: one statement, where the version alone
-    // (`find_version`) is a read transaction of four.
-    let stored = match &version {
-        Some(v) => match state
+    // The labels the version carries now, as the command service left them: a replay
+    // changes none (whatever labels it names), and a label named twice is on it once.
+    // A command service of an earlier version answers without them: they are read.
+    let stages = match (stored.stages, &stored.version_id) {
+        (Some(stages), _) => Some(aws_labels(&stages)),
+        (None, Some(v)) => match state
             .read
             .get_version(id, VersionSelector::Id(v), (state.clock)())
             .await?
@@ -230,24 +230,26 @@ pub async fn put(
             Lookup::Found((_, Some(found))) => Some(aws_labels(&found.stages)),
             _ => None,
         },
-        None => None,
+        (None, None) => None,
     };
+    let stages = stages.unwrap_or_else(|| {
+        labels
+            .unwrap_or_else(|| vec![Stage::Current])
+            .iter()
+            .map(|s| s.aws_name().to_owned())
+            .collect()
+    });
     output(&WriteOutput {
         arn: arn(caller, &row),
         name: name_of(&row),
-        version_id: version,
-        version_stages: Some(stored.unwrap_or_else(|| {
-            labels
-                .unwrap_or_else(|| vec![Stage::Current])
-                .iter()
-                .map(|s| s.aws_name().to_owned())
-                .collect()
-        })),
+        version_id: stored.version_id,
+        version_stages: Some(stages),
     })
 }
 
 /// Stores `value` as a new version of the live secret in `row` with `labels`
-/// (`AWSCURRENT` when `None`); the new version's id.
+/// (`AWSCURRENT` when `None`); where the command landed, with the new version's id
+/// and labels.
 async fn put_value(
     state: &AppState,
     caller: &AwsCaller,
@@ -255,7 +257,7 @@ async fn put_value(
     (payload, content_type, encoding): (PayloadField, String, Option<String>),
     token: Option<String>,
     labels: Option<&[Stage]>,
-) -> Result<Option<String>, AwsError> {
+) -> Result<AcceptedReply, AwsError> {
     let id = row.id;
     let request = PutValueRequest {
         command_id: None,
@@ -268,7 +270,7 @@ async fn put_value(
         stages: labels.map(|l| l.iter().map(|s| s.as_str().to_owned()).collect()),
     };
     match super::write(state, caller, command::SECRET_VALUE_PUT, &request).await {
-        Ok(accepted) => Ok(accepted.version_id),
+        Ok(accepted) => Ok(accepted),
         Err(e) if e.status() == StatusCode::CONFLICT => {
             // The token's version exists with another value, or the secret is full.
             let reused = match token.as_deref().map(|t| version_id(id, t)) {
@@ -324,7 +326,9 @@ pub async fn update(
     // the value stored (a no-op) and sets the description.
     let version = match value {
         Some(value) => {
-            put_value(state, caller, &row, value, input.client_request_token, None).await?
+            put_value(state, caller, &row, value, input.client_request_token, None)
+                .await?
+                .version_id
         }
         None => None,
     };

@@ -126,6 +126,7 @@ impl OrderHandler {
             id: aggregate.id.into(),
             version: written.version,
             version_id: None,
+            stages: None,
         })
     }
 

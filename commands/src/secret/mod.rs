@@ -234,6 +234,7 @@ impl SecretHandler {
             handler: self,
             actor,
             intake: &intake,
+            stages: None,
         };
         let written = self
             .executor
@@ -251,6 +252,7 @@ impl SecretHandler {
             id: aggregate.id.into(),
             version: written.version,
             version_id: stored_version(&intake.command).map(|v| v.to_string()),
+            stages: step.stages,
         })
     }
 
@@ -377,6 +379,8 @@ struct SecretStep<'a> {
     handler: &'a SecretHandler,
     actor: &'a Actor,
     intake: &'a Intake,
+    /// The labels on the version the command stores, once it succeeded.
+    stages: Option<Vec<String>>,
 }
 
 impl SecretStep<'_> {
@@ -435,5 +439,23 @@ impl Step<SecretAggregate> for SecretStep<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    fn answered(&mut self, state: &SecretState) {
+        let (Some(version), SecretState::Live(secret)) =
+            (stored_version(&self.intake.command), state)
+        else {
+            return;
+        };
+        if secret.version(version).is_none() {
+            return;
+        }
+        let mut stages: Vec<String> = secret
+            .stages_of(version)
+            .into_iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        stages.sort();
+        self.stages = Some(stages);
     }
 }

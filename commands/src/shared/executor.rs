@@ -91,6 +91,13 @@ pub(crate) trait Step<A: Aggregate>: Send {
     fn before_append(&mut self) -> impl Future<Output = Result<(), Rejection>> + Send {
         async { Ok(()) }
     }
+
+    /// Called with the aggregate's state as the command leaves it, when it succeeds
+    /// (applied now or before, or with nothing to change): what a reply says beyond
+    /// where the commit landed is read from it here, not from the read model after.
+    fn answered(&mut self, state: &A::State) {
+        let _ = state;
+    }
 }
 
 /// Where a command landed.
@@ -204,9 +211,11 @@ impl<A: Aggregate> Executor<A> {
                 }
                 let accepted = applied.accepted;
                 step.retried(&loaded.state).await?;
+                step.answered(&loaded.state);
                 return Ok(done(accepted.seq, accepted.version));
             }
             if step.settled(&loaded.state).await? {
+                step.answered(&loaded.state);
                 return Ok(done(loaded.last_seq, loaded.version));
             }
             let events = match step.decide(&loaded.state, now) {
@@ -228,6 +237,7 @@ impl<A: Aggregate> Executor<A> {
                     continue;
                 }
                 // Nothing to change: the state already is what the command asks for.
+                step.answered(&loaded.state);
                 return Ok(done(loaded.last_seq, loaded.version));
             }
             let what = || Charged {
@@ -291,6 +301,7 @@ impl<A: Aggregate> Executor<A> {
             match outcome {
                 AppendOutcome::Appended(seq) => {
                     loaded.apply(&commit, seq, A::evolve);
+                    step.answered(&loaded.state);
                     return Ok(Written {
                         seq,
                         version: commit.body.version,
