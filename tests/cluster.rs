@@ -310,8 +310,11 @@ async fn create(http: &reqwest::Client, api: &str, token: &str, key: &str) -> (S
                 let body: serde_json::Value = r.json().await.unwrap();
                 return (crate::support::id_of(&body), seq);
             }
+            // Its answer, for the message should the deadline pass: which part was
+            // unavailable.
             Ok(r) if r.status().as_u16() == 503 || r.status().as_u16() == 504 => {
-                format!("{}", r.status())
+                let status = r.status();
+                format!("{status}: {}", r.text().await.unwrap_or_default())
             }
             Ok(r) => {
                 let status = r.status();

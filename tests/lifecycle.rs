@@ -241,8 +241,11 @@ async fn versions_follow_aws_stages_and_barbican_reads_current() {
     // ... and the labels it carries, as stored (so AWS's PutSecretValue answers them
     // without reading the version back).
     assert_eq!(reply["stages"], json!(["current"]), "{reply}");
-    let labelled = json!({"id": id, "payload": "v5", "payload_content_type": "text/plain",
-                          "client_request_token": "the-token-of-the-fifth-version-v5", "stages": ["blue", "AWSCURRENT", "blue"]});
+    let value = json!({"id": id, "payload": "v5", "payload_content_type": "text/plain",
+                       "client_request_token": "the-token-of-the-fifth-version-v5",
+                       "stages": ["blue", "AWSCURRENT", "blue"]});
+    let mut labelled = value.clone();
+    labelled["command_id"] = json!("put-the-fifth-version");
     let first = raw_command(&nats, "secret.value.put", Some(&token), &labelled).await;
     assert_eq!(first["stages"], json!(["blue", "current"]), "{first}");
     let next = raw_command(
@@ -253,14 +256,18 @@ async fn versions_follow_aws_stages_and_barbican_reads_current() {
     )
     .await;
     assert_eq!(next["stages"], json!(["current"]), "{next}");
-    // A retry with the token names the labels the version carries now, not those it
-    // asked for: `current` moved on to v6, leaving `previous`.
-    let again = raw_command(&nats, "secret.value.put", Some(&token), &labelled).await;
-    assert_eq!(
-        (&again["version_id"], &again["stages"]),
-        (&first["version_id"], &json!(["blue", "previous"])),
-        "{again}"
-    );
+    // Sent again, the same command (its id applied already) and the same value under
+    // another command id (the token's version found stored) name the labels the
+    // version carries now, not those they asked for: `current` moved on to v6,
+    // leaving `previous`.
+    for again in [&labelled, &value] {
+        let again = raw_command(&nats, "secret.value.put", Some(&token), again).await;
+        assert_eq!(
+            (&again["version_id"], &again["stages"]),
+            (&first["version_id"], &json!(["blue", "previous"])),
+            "{again}"
+        );
+    }
     t.stop().await;
 }
 

@@ -11,6 +11,8 @@ use serde_json::json;
 
 use domain::timestamp::Timestamp;
 
+use crate::support::metrics::{scrape, value};
+use crate::support::up::Up;
 use crate::support::{TestClock, TestStack};
 
 fn seq_of(response: &reqwest::Response) -> String {
@@ -309,4 +311,86 @@ async fn readers_filling_the_cache_never_outlive_an_acl_revocation() {
     let reads: u32 = readers.join_all().await.into_iter().sum();
     assert!(reads > 0, "the readers never ran");
     t.stop().await;
+}
+
+/// Reads of a secret's row (its metadata, `GET /v1/secrets/{id}`, and the look-up
+/// before every change to it) come from the same cache as payload reads, and fill it:
+/// on a real `keyledger up`, every metadata read of one secret after the first is a
+/// hit, and a read at a change's sequence shows the change though the row was held a
+/// moment before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_reads_are_answered_from_the_cache_and_show_each_change() {
+    let up = Up::spawn(|_| {}).await;
+    let http = crate::support::http();
+    let alice = up.token("alice", "demo", "admin");
+    let bob = up.token("bob", "demo", "observer");
+    let created = http
+        .post(format!("{}/v1/secrets", up.http))
+        .bearer_auth(&alice)
+        .json(&json!({"name": "held", "payload": "meta-canary", "payload_content_type": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let body: serde_json::Value = created.json().await.unwrap();
+    let id = body["secret_ref"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let metadata = |token: &str, seq: &str| {
+        http.get(format!("{}/v1/secrets/{id}", up.http))
+            .bearer_auth(token)
+            .header("Accept", "application/json")
+            .header("X-Keyledger-Min-Seq", seq)
+            .send()
+    };
+    let rows = |scrape: &prometheus_parse::Scrape, result: &str| {
+        value(
+            scrape,
+            "keyledger_cache_requests_total",
+            &[("cache", "payload_rows"), ("result", result)],
+        )
+    };
+
+    let before = scrape(&http, &up.ops).await;
+    for _ in 0..5 {
+        let read = metadata(&bob, "0").await.unwrap();
+        assert_eq!(read.status(), 200);
+        let row: serde_json::Value = read.json().await.unwrap();
+        assert_eq!(row["name"], "held", "{row}");
+    }
+    let after = scrape(&http, &up.ops).await;
+    assert!(
+        rows(&after, "hit") - rows(&before, "hit") >= 4.0,
+        "metadata reads did not hit the read cache"
+    );
+    assert!(rows(&after, "miss") - rows(&before, "miss") <= 1.0);
+
+    // Made private: bob, who read the row from the cache a moment ago, is refused
+    // at the change's sequence.
+    let private = http
+        .put(format!("{}/v1/secrets/{id}/acl", up.http))
+        .bearer_auth(&alice)
+        .json(&json!({"read": {"users": [], "project-access": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(private.status().is_success());
+    let read = metadata(&bob, &seq_of(&private)).await.unwrap();
+    assert_eq!(read.status(), 403);
+    assert_eq!(metadata(&alice, "0").await.unwrap().status(), 200);
+
+    // Deleted: not found at its sequence.
+    let delete = http
+        .delete(format!("{}/v1/secrets/{id}", up.http))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 204);
+    let read = metadata(&alice, &seq_of(&delete)).await.unwrap();
+    assert_eq!(read.status(), 404);
 }

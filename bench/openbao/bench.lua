@@ -7,9 +7,11 @@
 --                 | get (keyledger: AWS GetSecretValue; OpenBao: as read)
 --                 | put (a new version of an existing secret: keyledger: AWS
 --                 PutSecretValue; OpenBao: a KV v2 write to an existing path)
+--                 | meta (one secret's metadata: keyledger: Barbican's GET
+--                 /v1/secrets/<id>; OpenBao: KV v2's GET /v1/secret/metadata/<path>)
 --   BENCH_TOKEN   keyledger bearer token or OpenBao token
 --   BENCH_PREFIX  makes names unique across wrk runs (names add thread and counter)
---   BENCH_IDS     read, get, put: file with one keyledger secret id or OpenBao path
+--   BENCH_IDS     read, get, put, meta: file with one keyledger secret id or OpenBao path
 --                 per line
 --   BENCH_THREADS wrk's -t, so each thread takes its own share of the signed puts
 --   BENCH_SIGNED  keyledger get and put: file of requests the runner signed with
@@ -79,11 +81,17 @@ function init(args)
     end
     f:close()
     assert(#reads > 0, "BENCH_SIGNED is empty")
-  elseif op == "read" or op == "get" or op == "put" then
+  elseif op == "read" or op == "get" or op == "put" or op == "meta" then
     local f = assert(io.open(ids_file, "r"), "cannot open BENCH_IDS " .. tostring(ids_file))
     for id in f:lines() do
       if id ~= "" then
-        if target == "keyledger" then
+        if op == "meta" and target == "keyledger" then
+          table.insert(reads, wrk.format("GET", "/v1/secrets/" .. id,
+            { ["X-Auth-Token"] = token, ["Accept"] = "application/json" }))
+        elseif op == "meta" then
+          table.insert(reads, wrk.format("GET", "/v1/secret/metadata/" .. id,
+            { ["X-Vault-Token"] = token }))
+        elseif target == "keyledger" then
           table.insert(reads, wrk.format("GET", "/v1/secrets/" .. id .. "/payload",
             { ["X-Auth-Token"] = token, ["Accept"] = "text/plain" }))
         elseif op == "put" then
@@ -98,7 +106,7 @@ function init(args)
     f:close()
     assert(#reads > 0, "BENCH_IDS is empty")
   elseif op ~= "create" then
-    error("BENCH_OP must be create or read, not " .. tostring(op))
+    error("BENCH_OP must be create, read, get, put or meta, not " .. tostring(op))
   end
 end
 

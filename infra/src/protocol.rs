@@ -722,7 +722,9 @@ pub struct AcceptedReply {
     pub version_id: Option<String>,
     /// The staging labels `version_id` carries once the command is applied, as
     /// stored (`current`, `previous`, `pending` or a custom label), sorted: what AWS's
-    /// PutSecretValue answers, without a read after the write.
+    /// PutSecretValue answers, without a read after the write. Absent when the
+    /// version is not held (a rotation's, until its handler stores it; one retention
+    /// destroyed), and from command services before this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<Vec<String>>,
 }
@@ -844,9 +846,25 @@ mod tests {
             r#"{"ok":false,"error":{"code":"not_found","message":"gone"}}"#
         );
         assert_eq!(decode_reply(&ok).unwrap().unwrap().seq, 7);
+        assert_eq!(decode_reply(&ok).unwrap().unwrap().stages, None);
         assert_eq!(
             decode_reply(&err).unwrap().unwrap_err().code,
             ErrorCode::NotFound
+        );
+        let stored = encode_reply(&Ok(AcceptedReply {
+            seq: 8,
+            id: "abc".into(),
+            version: 2,
+            version_id: Some("v2".into()),
+            stages: Some(vec!["blue".into(), "current".into()]),
+        }));
+        assert_eq!(
+            String::from_utf8(stored.clone()).unwrap(),
+            r#"{"ok":true,"seq":8,"id":"abc","version":2,"version_id":"v2","stages":["blue","current"]}"#
+        );
+        assert_eq!(
+            decode_reply(&stored).unwrap().unwrap().stages,
+            Some(vec!["blue".to_owned(), "current".to_owned()])
         );
     }
 

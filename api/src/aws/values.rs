@@ -216,9 +216,10 @@ pub async fn put(
         labels.as_deref(),
     )
     .await?;
-    // The labels the version carries now, as the command service left them: a replay
+    // The labels the version carries, as the command service left it: a replay
     // changes none (whatever labels it names), and a label named twice is on it once.
-    // A command service of an earlier version answers without them: they are read.
+    // A command service of an earlier version answers without them, and none answers
+    // them for a version it no longer holds: then they are read.
     let stages = match (stored.stages, &stored.version_id) {
         (Some(stages), _) => Some(aws_labels(&stages)),
         (None, Some(v)) => match state

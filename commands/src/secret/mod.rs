@@ -234,6 +234,7 @@ impl SecretHandler {
             handler: self,
             actor,
             intake: &intake,
+            stored: stored_version(&intake.command),
             stages: None,
         };
         let written = self
@@ -251,7 +252,7 @@ impl SecretHandler {
             seq: written.seq,
             id: aggregate.id.into(),
             version: written.version,
-            version_id: stored_version(&intake.command).map(|v| v.to_string()),
+            version_id: step.stored.map(|v| v.to_string()),
             stages: step.stages,
         })
     }
@@ -379,7 +380,9 @@ struct SecretStep<'a> {
     handler: &'a SecretHandler,
     actor: &'a Actor,
     intake: &'a Intake,
-    /// The labels on the version the command stores, once it succeeded.
+    /// The version the command stores, if it stores one.
+    stored: Option<VersionId>,
+    /// The labels on that version once the command succeeded.
     stages: Option<Vec<String>>,
 }
 
@@ -442,11 +445,11 @@ impl Step<SecretAggregate> for SecretStep<'_> {
     }
 
     fn answered(&mut self, state: &SecretState) {
-        let (Some(version), SecretState::Live(secret)) =
-            (stored_version(&self.intake.command), state)
-        else {
+        let (Some(version), SecretState::Live(secret)) = (self.stored, state) else {
             return;
         };
+        // A version not held (a rotation's, until its handler stores it; one retention
+        // destroyed) has no labels to answer: none are, and the API falls back.
         if secret.version(version).is_none() {
             return;
         }
@@ -455,6 +458,8 @@ impl Step<SecretAggregate> for SecretStep<'_> {
             .into_iter()
             .map(|s| s.as_str().to_owned())
             .collect();
+        // In the read model's order (by stored name), so an answer does not depend on
+        // which path gave it.
         stages.sort();
         self.stages = Some(stages);
     }

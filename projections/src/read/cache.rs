@@ -137,8 +137,8 @@ impl ReadCache {
 
     /// Holds `entry`, read from the read model's snapshot at sequence `seq`, unless a
     /// batch after `seq` has evicted anything since (then it may be stale).
-    pub fn insert(&self, id: SecretId, entry: Entry, seq: u64) {
-        self.fenced(&self.entries, id, entry, seq);
+    pub fn insert(&self, id: SecretId, entry: impl Into<Arc<Entry>>, seq: u64) {
+        self.fenced(&self.entries, id, entry.into(), seq);
     }
 
     /// The sealed access keys with the id `id` (in every project), if held.
@@ -157,7 +157,7 @@ impl ReadCache {
     /// not held: requests signed with made-up ids would otherwise churn the cache.
     pub fn insert_access_keys(&self, id: AccessKeyId, keys: Vec<SealedAccessKey>, seq: u64) {
         if !keys.is_empty() {
-            self.fenced(&self.access_keys, id, (seq, keys), seq);
+            self.fenced(&self.access_keys, id, Arc::new((seq, keys)), seq);
         }
     }
 
@@ -197,11 +197,11 @@ impl ReadCache {
         seq: u64,
     ) {
         if !named.is_empty() {
-            self.fenced(&self.names, (project, name), (seq, named), seq);
+            self.fenced(&self.names, (project, name), Arc::new((seq, named)), seq);
         }
     }
 
-    fn fenced<K, V>(&self, cache: &Cache<K, Arc<V>>, key: K, value: V, seq: u64)
+    fn fenced<K, V>(&self, cache: &Cache<K, Arc<V>>, key: K, value: Arc<V>, seq: u64)
     where
         K: Hash + Eq + Send + Sync + Clone + 'static,
         V: Send + Sync + 'static,
@@ -209,7 +209,7 @@ impl ReadCache {
         if self.evicted.load(Ordering::SeqCst) > seq {
             return;
         }
-        cache.insert(key.clone(), Arc::new(value));
+        cache.insert(key.clone(), value);
         // An eviction that raced with this insert has either set `evicted` already
         // (seen here: undo) or will remove the entry after this point. The fences (here
         // and in `evict`) rule out both sides missing each other's write, which moka's

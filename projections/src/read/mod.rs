@@ -10,6 +10,7 @@
 //! ([`crate::db::SqliteReads`]), PostgreSQL's are in it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::ids::{KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
@@ -394,12 +395,21 @@ impl ReadModel {
     }
 
     /// One secret's metadata. Expired secrets are not found from the instant they
-    /// expire, whether or not the log has recorded it.
+    /// expire, whether or not the log has recorded it. Beside a projector in this
+    /// process, from the [`ReadCache`] when it holds the secret, and held there after.
     pub async fn get_secret(
         &self,
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<SecretRow>>, ReadError> {
+        if let Some(cache) = &self.cache {
+            let Snapshot { value: entry, seq } = self.current_entry(cache, id).await?;
+            let row = entry.map(|e| (e.row.clone(), e.expiration_ms, e.status.clone()));
+            return Ok(Snapshot {
+                value: visible(row, now),
+                seq,
+            });
+        }
         let Snapshot { value: row, seq } = self
             .fresh(async { on_pool!(&self.pool, secret(id)) })
             .await?;
@@ -417,33 +427,44 @@ impl ReadModel {
         id: SecretId,
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
-        let current = VersionSelector::Stage("current");
         let Some(cache) = &self.cache else {
-            return self.get_version(id, current, now).await;
+            return self
+                .get_version(id, VersionSelector::Stage("current"), now)
+                .await;
         };
+        let Snapshot { value: entry, seq } = self.current_entry(cache, id).await?;
+        Ok(Snapshot {
+            value: entry.map_or(Lookup::Missing, |e| with_payload(e.as_ref().clone(), now)),
+            seq,
+        })
+    }
+
+    /// Secret `id`'s row with the sealed payload of its current version, from the
+    /// read `cache`, or read in one statement and held there (`None`: no such
+    /// secret).
+    async fn current_entry(
+        &self,
+        cache: &ReadCache,
+        id: SecretId,
+    ) -> Result<Snapshot<Option<Arc<Entry>>>, ReadError> {
         // Read before the cache: an entry still held then reflects every commit up to
         // this sequence (the projector evicts before it publishes a sequence).
         let applied = self.applied();
         if let Some(entry) = cache.get(id) {
             return Ok(Snapshot {
-                value: with_payload(entry.as_ref().clone(), now),
+                value: Some(entry),
                 seq: applied,
             });
         }
+        let current = VersionSelector::Stage("current");
         let Snapshot { value: found, seq } = self
             .fresh(async { on_pool!(&self.pool, version(id, current)) })
             .await?;
-        let Some(entry) = found else {
-            return Ok(Snapshot {
-                value: Lookup::Missing,
-                seq,
-            });
-        };
-        cache.insert(id, entry.clone(), seq);
-        Ok(Snapshot {
-            value: with_payload(entry, now),
-            seq,
-        })
+        let entry = found.map(Arc::new);
+        if let Some(entry) = &entry {
+            cache.insert(id, entry.clone(), seq);
+        }
+        Ok(Snapshot { value: entry, seq })
     }
 
     /// A secret with the sealed payload of one version, by id or by stage (`None`
