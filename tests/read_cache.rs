@@ -13,7 +13,7 @@ use domain::timestamp::Timestamp;
 
 use crate::support::metrics::{scrape, value};
 use crate::support::up::Up;
-use crate::support::{TestClock, TestStack};
+use crate::support::{TestClock, TestStack, id_of};
 
 fn seq_of(response: &reqwest::Response) -> String {
     response.headers()["x-keyledger-seq"]
@@ -114,14 +114,7 @@ async fn a_cached_key_never_serves_a_deleted_expired_or_unshared_secret() {
         .unwrap();
     assert_eq!(created.status(), 201);
     let seq = seq_of(&created);
-    let body: serde_json::Value = created.json().await.unwrap();
-    let expiring = body["secret_ref"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let expiring = id_of(&created.json().await.unwrap());
     assert_eq!(
         read_at(&t, &expiring, &alice, &seq).await,
         (200, "cache-canary-expiry".to_owned())
@@ -332,14 +325,7 @@ async fn metadata_reads_are_answered_from_the_cache_and_show_each_change() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    let body: serde_json::Value = created.json().await.unwrap();
-    let id = body["secret_ref"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = id_of(&created.json().await.unwrap());
     let metadata = |token: &str, seq: &str| {
         http.get(format!("{}/v1/secrets/{id}", up.http))
             .bearer_auth(token)
