@@ -58,13 +58,14 @@ pub struct Entry {
 }
 
 /// What was read, with the sequence it was read at.
-type ReadAt<T> = Arc<(u64, T)>;
+pub type ReadAt<T> = Arc<(u64, T)>;
 
 /// Current payloads by secret, sealed access keys by id and secrets by name, kept true
 /// by the projector in this process.
 #[derive(Clone)]
 pub struct ReadCache {
-    entries: Cache<SecretId, Arc<Entry>>,
+    /// Each secret's entry with the sequence it was read at.
+    entries: Cache<SecretId, ReadAt<Entry>>,
     /// Each id's keys with the sequence they were read at.
     access_keys: Cache<AccessKeyId, ReadAt<Vec<SealedAccessKey>>>,
     /// The secrets each name (of a project) resolves to, with the sequence they were
@@ -79,6 +80,10 @@ pub struct ReadCache {
     /// The sequence of the last batch in which a secret expired or was deleted: a name
     /// read before it is not answered (the same guard, for the same reason).
     secrets_removed: Arc<AtomicU64>,
+    /// The sequence the projector last (re)started from: an entry read before it is
+    /// not answered (the same guard, for `clear`'s `invalidate_all`; entries a batch
+    /// touched are invalidated one by one, which forgets them at once).
+    cleared: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -96,6 +101,7 @@ impl std::fmt::Debug for ReadCache {
                 "secrets_removed",
                 &self.secrets_removed.load(Ordering::Relaxed),
             )
+            .field("cleared", &self.cleared.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -113,8 +119,8 @@ impl ReadCache {
         Self {
             entries: Cache::builder()
                 .max_capacity(capacity)
-                .weigher(|_, e: &Arc<Entry>| {
-                    let sealed = e.payload.as_ref().map_or(0, |p| p.ciphertext.len());
+                .weigher(|_, e: &ReadAt<Entry>| {
+                    let sealed = e.1.payload.as_ref().map_or(0, |p| p.ciphertext.len());
                     u32::try_from(sealed)
                         .unwrap_or(u32::MAX)
                         .saturating_add(ROW_WEIGHT)
@@ -125,20 +131,27 @@ impl ReadCache {
             evicted: Arc::new(AtomicU64::new(0)),
             access_keys_changed: Arc::new(AtomicU64::new(0)),
             secrets_removed: Arc::new(AtomicU64::new(0)),
+            cleared: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// The entry of `id`, if held.
-    pub fn get(&self, id: SecretId) -> Option<Arc<Entry>> {
-        let entry = self.entries.get(&id);
+    /// The entry of `id` with the sequence it was read at, if held.
+    pub fn get(&self, id: SecretId) -> Option<ReadAt<Entry>> {
+        let entry = self
+            .entries
+            .get(&id)
+            .filter(|held| held.0 >= self.cleared.load(Ordering::SeqCst));
         crate::metrics::cache_lookup("payload_rows", entry.is_some());
         entry
     }
 
     /// Holds `entry`, read from the read model's snapshot at sequence `seq`, unless a
-    /// batch after `seq` has evicted anything since (then it may be stale).
-    pub fn insert(&self, id: SecretId, entry: impl Into<Arc<Entry>>, seq: u64) {
-        self.fenced(&self.entries, id, entry.into(), seq);
+    /// batch after `seq` has evicted anything since (then it may be stale); returns
+    /// it as held (or as it would have been).
+    pub fn insert(&self, id: SecretId, entry: Entry, seq: u64) -> ReadAt<Entry> {
+        let held = Arc::new((seq, entry));
+        self.fenced(&self.entries, id, held.clone(), seq);
+        held
     }
 
     /// The sealed access keys with the id `id` (in every project), if held.
@@ -259,6 +272,7 @@ impl ReadCache {
         self.evicted.fetch_max(seq, Ordering::SeqCst);
         self.access_keys_changed.fetch_max(seq, Ordering::SeqCst);
         self.secrets_removed.fetch_max(seq, Ordering::SeqCst);
+        self.cleared.fetch_max(seq, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         self.entries.invalidate_all();
         self.access_keys.invalidate_all();
@@ -374,6 +388,18 @@ mod tests {
             "read at 6, evicted at 7: may be stale"
         );
         cache.insert(a, entry(a), 7);
+        assert!(cache.get(a).is_some());
+    }
+
+    #[test]
+    fn an_entry_read_before_a_restart_is_not_answered() {
+        let cache = ReadCache::default();
+        let a = id(1);
+        cache.clear(6);
+        // As if moka's `invalidate_all` had let it through (stored in its tick).
+        cache.entries.insert(a, Arc::new((5, entry(a))));
+        assert!(cache.get(a).is_none(), "read at 5, restarted from 6");
+        cache.entries.insert(a, Arc::new((6, entry(a))));
         assert!(cache.get(a).is_some());
     }
 

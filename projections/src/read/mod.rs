@@ -10,7 +10,6 @@
 //! ([`crate::db::SqliteReads`]), PostgreSQL's are in it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use domain::ids::{KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
@@ -115,7 +114,7 @@ macro_rules! on_pool {
 pub(crate) use on_pool;
 
 pub use access_keys::{AccessKeyRow, SealedAccessKey};
-pub use cache::{Entry, ReadCache};
+pub use cache::{Entry, ReadAt, ReadCache};
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::{due, rotations_due};
 pub use error::ReadError;
@@ -340,7 +339,8 @@ impl ReadModel {
         }
     }
 
-    /// Answers payload reads and access-key reads from `cache` when it can: only with
+    /// Answers reads of a secret's row (with its payload or not), access-key reads and
+    /// name look-ups from `cache` when it can: only with
     /// the cache of the projector whose `applied` this read model follows, which keeps
     /// it true.
     #[must_use]
@@ -404,7 +404,10 @@ impl ReadModel {
     ) -> Result<Snapshot<Lookup<SecretRow>>, ReadError> {
         if let Some(cache) = &self.cache {
             let Snapshot { value: entry, seq } = self.current_entry(cache, id).await?;
-            let row = entry.map(|e| (e.row.clone(), e.expiration_ms, e.status.clone()));
+            let row = entry.map(|held| {
+                let e = &held.1;
+                (e.row.clone(), e.expiration_ms, e.status.clone())
+            });
             return Ok(Snapshot {
                 value: visible(row, now),
                 seq,
@@ -434,7 +437,7 @@ impl ReadModel {
         };
         let Snapshot { value: entry, seq } = self.current_entry(cache, id).await?;
         Ok(Snapshot {
-            value: entry.map_or(Lookup::Missing, |e| with_payload(e.as_ref().clone(), now)),
+            value: entry.map_or(Lookup::Missing, |held| with_payload(held.1.clone(), now)),
             seq,
         })
     }
@@ -446,25 +449,26 @@ impl ReadModel {
         &self,
         cache: &ReadCache,
         id: SecretId,
-    ) -> Result<Snapshot<Option<Arc<Entry>>>, ReadError> {
+    ) -> Result<Snapshot<Option<ReadAt<Entry>>>, ReadError> {
         // Read before the cache: an entry still held then reflects every commit up to
-        // this sequence (the projector evicts before it publishes a sequence).
+        // this sequence (the projector evicts before it publishes a sequence), and up
+        // to the one it was read at, which another read may have filled it from since.
         let applied = self.applied();
-        if let Some(entry) = cache.get(id) {
+        if let Some(held) = cache.get(id) {
+            let seq = applied.max(held.0);
             return Ok(Snapshot {
-                value: Some(entry),
-                seq: applied,
+                value: Some(held),
+                seq,
             });
         }
         let current = VersionSelector::Stage("current");
         let Snapshot { value: found, seq } = self
             .fresh(async { on_pool!(&self.pool, version(id, current)) })
             .await?;
-        let entry = found.map(Arc::new);
-        if let Some(entry) = &entry {
-            cache.insert(id, entry.clone(), seq);
-        }
-        Ok(Snapshot { value: entry, seq })
+        Ok(Snapshot {
+            value: found.map(|entry| cache.insert(id, entry, seq)),
+            seq,
+        })
     }
 
     /// A secret with the sealed payload of one version, by id or by stage (`None`

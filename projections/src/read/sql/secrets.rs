@@ -308,14 +308,17 @@ impl Reads<'_> {
             ),
         };
         let mut conn = self.0.acquire().await?;
+        // From the checkpoint, as `fetch_secret_sql`: an absent secret is answered with
+        // the sequence of the same snapshot (a second statement could see a later one,
+        // and report "missing" at the sequence of the create it missed).
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {}, \
-             (SELECT c.seq FROM checkpoints c WHERE c.projection = $1) AS applied_seq, \
+            "SELECT {}, cp.seq AS applied_seq, \
              p.version_id AS p_version_id, p.key_id AS p_key_id, \
              p.content_type AS p_content_type, p.nonce AS p_nonce, \
              p.ciphertext AS p_ciphertext, p.created AS p_created, {STAGES} \
-             FROM secrets s LEFT JOIN secret_payloads p ON p.project = s.project \
-             AND p.secret_id = s.id AND {condition} WHERE s.id = $2",
+             FROM checkpoints cp LEFT JOIN secrets s ON s.id = $2 \
+             LEFT JOIN secret_payloads p ON p.project = s.project \
+             AND p.secret_id = s.id AND {condition} WHERE cp.projection = $1",
             secret_columns()
         )))
         .bind(crate::apply::PROJECTION)
@@ -323,10 +326,14 @@ impl Reads<'_> {
         .bind(value)
         .fetch_optional(&mut *conn)
         .await?;
+        // No checkpoint: nothing applied, so no secret.
         let Some(r) = row else {
-            return Ok((None, checkpoint(&mut conn).await?));
+            return Ok((None, 0));
         };
         let seq = applied_seq(&r)?;
+        if r.try_get::<Option<String>, _>("id")?.is_none() {
+            return Ok((None, seq));
+        }
         let version: Option<String> = r.try_get("p_version_id")?;
         let payload = match version {
             None => None,
