@@ -1,5 +1,6 @@
 //! What reads beside a projector keep in memory so that the hottest reads run no SQL:
-//! a secret's row with the sealed payload of its current version (payload reads), the
+//! a secret's row with the sealed payload of its current version (payload reads and
+//! every look-up of the row: metadata reads, the checks before a change), the
 //! sealed access keys of an access key id (every signed AWS request), and the secrets
 //! a name resolves to (every AWS request that names its secret). All hold what the
 //! read model holds (ciphertext and metadata), never a key.
@@ -11,8 +12,9 @@
 //! was deleted ([`ReadCache::evict`]; the writer reports those, which a commit's
 //! subject does not show). So an entry answered when a reader has seen sequence `n` as
 //! applied reflects every commit up to `n` (for access keys and names, only one read at
-//! or after the last batch that changed any is answered), and a hit is answered as of
-//! the applied sequence. A reader that fetched a row before a batch and stores it after
+//! or after the last batch that changed any is answered; for rows, only one read at or
+//! after the projector's last restart), and a hit is answered as of the later of the
+//! applied sequence and the one it was read at. A reader that fetched a row before a batch and stores it after
 //! that batch's eviction would keep a stale row; the inserts therefore refuse (and
 //! undo) any row read from a snapshot older than the last batch that evicted anything.
 
@@ -80,7 +82,7 @@ pub struct ReadCache {
     /// The sequence of the last batch in which a secret expired or was deleted: a name
     /// read before it is not answered (the same guard, for the same reason).
     secrets_removed: Arc<AtomicU64>,
-    /// The sequence the projector last (re)started from: an entry read before it is
+    /// The highest sequence the projector (re)started from: an entry read before it is
     /// not answered (the same guard, for `clear`'s `invalidate_all`; entries a batch
     /// touched are invalidated one by one, which forgets them at once).
     cleared: Arc<AtomicU64>,
