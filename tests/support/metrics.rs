@@ -16,15 +16,25 @@ pub async fn scrape(http: &reqwest::Client, ops: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format")
 }
 
-/// The value of the counter or gauge `name` whose labels include `labels` (summed over
-/// the rest), 0 when absent.
-pub fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+/// The samples of `name` whose labels include `labels`.
+fn samples<'a>(
+    scrape: &'a Scrape,
+    name: &'a str,
+    labels: &'a [(&str, &str)],
+) -> impl Iterator<Item = &'a Value> {
     scrape
         .samples
         .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
+        .filter(move |s| s.metric == name)
+        .filter(move |s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| &s.value)
+}
+
+/// The value of the counter or gauge `name` whose labels include `labels` (summed over
+/// the rest), 0 when absent.
+pub fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(scrape, name, labels)
+        .map(|value| match value {
             Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
             other => panic!("{name} is not a counter or gauge: {other:?}"),
         })
@@ -33,12 +43,8 @@ pub fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// The count of the histogram `name` whose labels include `labels`.
 pub fn observations(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
+    samples(scrape, name, labels)
+        .map(|value| match value {
             Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
             other => panic!("{name} is not a histogram: {other:?}"),
         })
