@@ -380,3 +380,81 @@ async fn metadata_reads_are_answered_from_the_cache_and_show_each_change() {
     let read = metadata(&alice, &seq_of(&delete)).await.unwrap();
     assert_eq!(read.status(), 404);
 }
+
+/// A commit that destroys no key leaves the key cache as it was: on a real `keyledger
+/// up`, a secret read right after its create, and again right after a change of its
+/// metadata, opens its payload with the key held since the first read. The commit
+/// that deletes it names its keys, and the read at its sequence finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_secrets_key_is_held_from_its_first_read_until_a_commit_destroys_it() {
+    let up = Up::spawn(|_| {}).await;
+    let http = crate::support::http();
+    let alice = up.token("alice", "demo", "admin");
+    let created = http
+        .post(format!("{}/v1/secrets", up.http))
+        .bearer_auth(&alice)
+        .json(&json!({"name": "fresh", "payload": "key-canary", "payload_content_type": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = id_of(&created.json().await.unwrap());
+    let payload = |seq: String| {
+        http.get(format!("{}/v1/secrets/{id}/payload", up.http))
+            .bearer_auth(&alice)
+            .header("Accept", "text/plain")
+            .header("X-Keyledger-Min-Seq", seq)
+            .send()
+    };
+    let keys = |scrape: &prometheus_parse::Scrape, result: &str| {
+        value(
+            scrape,
+            "keyledger_cache_requests_total",
+            &[("cache", "wrapped_keys"), ("result", result)],
+        )
+    };
+    let read = |seq: String| async {
+        let response = payload(seq).await.unwrap();
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
+    };
+
+    // Within moments of its create (far less than the settling time after a
+    // destroying commit): one miss, then hits.
+    let before = scrape(&http, &up.ops).await;
+    for _ in 0..3 {
+        assert_eq!(read("0".into()).await, (200, "key-canary".into()));
+    }
+    let after = scrape(&http, &up.ops).await;
+    assert_eq!(keys(&after, "miss") - keys(&before, "miss"), 1.0);
+    assert_eq!(keys(&after, "hit") - keys(&before, "hit"), 2.0);
+
+    // A change of metadata is a commit on the secret that destroys nothing.
+    let changed = http
+        .put(format!("{}/v1/secrets/{id}/metadata", up.http))
+        .bearer_auth(&alice)
+        .json(&json!({"metadata": {"team": "blue"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(changed.status().is_success(), "{}", changed.status());
+    let before = scrape(&http, &up.ops).await;
+    assert_eq!(read(seq_of(&changed)).await, (200, "key-canary".into()));
+    let after = scrape(&http, &up.ops).await;
+    assert_eq!(keys(&after, "miss") - keys(&before, "miss"), 0.0);
+    assert_eq!(keys(&after, "hit") - keys(&before, "hit"), 1.0);
+
+    // Deleted: its commit names the key, and the payload is gone at its sequence.
+    let deleted = http
+        .delete(format!("{}/v1/secrets/{id}", up.http))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (status, body) = read(seq_of(&deleted)).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("key-canary"), "{body}");
+}

@@ -4,14 +4,18 @@
 //! Only *wrapped* keys are held, never an unwrapped one: what the cache holds is what
 //! the key store's files hold. A wrapped key never changes: it is written once under
 //! its own key id and afterwards only destroyed (crypto-shredding), and a destroy
-//! always follows a commit on the secret's subject. So the cache forgets a secret's
-//! keys whenever a commit on that secret is published, as the commit goes by on NATS,
-//! and does not cache that secret's keys again for [`SETTLING`] (the time the command
-//! service takes to destroy what the commit names) plus the time a slow key-store
-//! read may take. A read model that lags behind the
-//! log therefore cannot open a shredded payload from the cache either: it finds the key
-//! gone in the key store, as it would without a cache. When the subscription may have
-//! missed commits (NATS reconnected), the whole cache is forgotten.
+//! always follows a commit on the secret's subject that names the key. So the cache
+//! forgets a secret's keys whenever a commit on that secret that may destroy keys is
+//! published ([`domain::secret::may_destroy_keys`], the test the key shredder passes
+//! commits over by), as the commit goes by on NATS, and does not cache that secret's
+//! keys again for [`SETTLING`] (the time the command service takes to destroy what the
+//! commit names) plus the time a slow key-store read may take. A read model that lags
+//! behind the log therefore cannot open a shredded payload from the cache either: it
+//! finds the key gone in the key store, as it would without a cache. A commit that
+//! destroys nothing (a create, a new version, a change of metadata or ACL) leaves the
+//! cache as it is: a secret read right after its create or its last change is served
+//! from memory from its second read on. When the subscription may have missed commits
+//! (NATS reconnected), the whole cache is forgotten.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +81,8 @@ impl KeyCache {
         Ok(cache)
     }
 
-    /// Forgets each secret a commit is published on; everything, after a reconnect.
+    /// Forgets each secret a commit that may destroy keys is published on; everything,
+    /// after a reconnect.
     async fn follow(
         self,
         client: async_nats::Client,
@@ -100,7 +105,11 @@ impl KeyCache {
                         shutdown.cancelled().await;
                         return;
                     };
-                    if let Some(name) = secret_of(&commit.subject) {
+                    // Only a commit that names keys to destroy is followed by a
+                    // destroy; the others leave every key of the secret as it is.
+                    if let Some(name) = secret_of(&commit.subject)
+                        && domain::secret::may_destroy_keys(&commit.payload)
+                    {
                         self.settling.insert(name.clone(), ());
                         self.cached.invalidate(&name);
                     }

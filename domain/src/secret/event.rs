@@ -64,6 +64,21 @@ pub struct StageMoved {
 /// ([`SecretEvent::destroyed_keys`]).
 pub const DESTROYED_KEYS: &str = "destroyed_keys";
 
+/// Whether the commit `payload` may name keys to destroy. Every event that does
+/// (`secret.deleted`, `secret.expired`, `secret.versions_destroyed`,
+/// `access_key.revoked`) lists them in a field named [`DESTROYED_KEYS`], which a commit
+/// as keyledger writes it (canonical JSON, member names unescaped) holds as those very
+/// bytes. Nearly every commit is a create or a change that destroys nothing; the key
+/// shredder, which destroys keys from the log, and the read path's key cache, which
+/// must forget keys before they are destroyed, both pass over a commit without those
+/// bytes, unopened. They only ever pass over: a commit with them is opened (or taken
+/// as destroying). A commit in another JSON encoding, its member names escaped, is
+/// passed over by both alike: keyledger never writes one, and no key is destroyed for
+/// it.
+pub fn may_destroy_keys(payload: &[u8]) -> bool {
+    memchr::memmem::find(payload, DESTROYED_KEYS.as_bytes()).is_some()
+}
+
 /// Deprecated versions were destroyed with their data keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

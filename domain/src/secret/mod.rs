@@ -24,6 +24,6 @@ pub use event::{
     PayloadStored, RotationCancelled, RotationConfigured, RotationStarted, RotationStepFailed,
     RotationStepSucceeded, RotationSucceeded, SecretConsumerChanged, SecretCreated, SecretDeleted,
     SecretEvent, SecretExpired, SecretRestored, StageMoved, TagsRemoved, TagsSet,
-    VersionsDestroyed,
+    VersionsDestroyed, may_destroy_keys,
 };
 pub use state::{Secret, SecretState, evolve, evolve_rotation};
