@@ -383,8 +383,11 @@ async fn metadata_reads_are_answered_from_the_cache_and_show_each_change() {
 
 /// A commit that destroys no key leaves the key cache as it was: on a real `keyledger
 /// up`, a secret read right after its create, and again right after a change of its
-/// metadata, opens its payload with the key held since the first read. The commit
-/// that deletes it names its keys, and the read at its sequence finds nothing.
+/// metadata, opens its payload with the key held since the first read (the build
+/// before missed on every read for 10 s after any commit). Once deleted, nothing is
+/// served at the deletion's sequence (the read model refuses first here; which
+/// commits make the cache forget is unit-tested in `api/src/key_cache.rs`, and the
+/// lagging replica above covers a deletion the read model does not show).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_secrets_key_is_held_from_its_first_read_until_a_commit_destroys_it() {
     let up = Up::spawn(|_| {}).await;

@@ -2,23 +2,29 @@
 //! store (a NATS round trip) for a key it read a moment ago.
 //!
 //! Only *wrapped* keys are held, never an unwrapped one: what the cache holds is what
-//! the key store's files hold. A wrapped key never changes: it is written once under
-//! its own key id and afterwards only destroyed (crypto-shredding), and a destroy
-//! always follows a commit on the secret's subject that names the key. So the cache
-//! forgets a secret's keys whenever a commit on that secret that may destroy keys is
-//! published ([`domain::secret::may_destroy_keys`], the test the key shredder passes
-//! commits over by), as the commit goes by on NATS, and does not cache that secret's
-//! keys again for [`SETTLING`] (the time the command service takes to destroy what the
+//! the key store's files hold. A wrapped key is written once under its own key id,
+//! afterwards only destroyed (crypto-shredding) or wrapped anew by a KEK rewrap (the
+//! same data key, so a copy wrapped by the old KEK opens the same payloads while that
+//! KEK is held; one that no longer opens is forgotten), and a destroy always follows
+//! a commit on the secret's subject that names the key. So the cache forgets a
+//! secret's keys whenever a commit on that secret that may destroy keys is published
+//! ([`domain::secret::may_destroy_keys`], the test the key shredder passes commits
+//! over by), as the commit goes by on NATS, and does not cache that secret's keys
+//! again for [`SETTLING`] (the time the command service takes to destroy what the
 //! commit names) plus the time a slow key-store read may take. A read model that lags
 //! behind the log therefore cannot open a shredded payload from the cache either: it
 //! finds the key gone in the key store, as it would without a cache. A commit that
-//! destroys nothing (a create, a new version, a change of metadata or ACL) leaves the
-//! cache as it is: a secret read right after its create or its last change is served
-//! from memory from its second read on. When the subscription may have missed commits
-//! (NATS reconnected), the whole cache is forgotten.
+//! destroys nothing (a create, a change of metadata or ACL, a new version that prunes
+//! none) leaves the cache as it is: a secret read right after its create or its last
+//! change is served from memory from its second read on. When the subscription may
+//! have missed commits (NATS reconnected), the whole cache is forgotten and nothing is
+//! cached for as long as after a destroying commit.
+//!
+//! Each key is held for at most [`TIME_TO_LIVE`] from the read that fetched it, and a
+//! secret's most recently fetched [`KEYS_PER_SECRET`] at most.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use domain::ids::{KeyId, ProjectId, SecretId};
 use domain::subject::{AggregateKind, events_filter, parse_aggregate_subject};
@@ -28,13 +34,20 @@ use infra::keystore::{KeyStore, KeyStoreError};
 use moka::sync::Cache;
 use tokio_util::sync::CancellationToken;
 
-/// The longest a key stays cached (a bound on memory held for idle secrets).
+/// The longest a key stays cached from the read that fetched it (a bound on memory
+/// held for idle secrets, and on how long a copy can outlive a destroy the command
+/// service failed and left to the key shredder).
 pub const TIME_TO_LIVE: Duration = Duration::from_secs(60);
 
-/// Most secrets whose keys are held: a few hundred bytes each, tens of MiB at most.
-pub const CAPACITY: u64 = 100_000;
+/// Most keys held, a couple of hundred bytes each: about 40 MiB at most.
+pub const CAPACITY: u64 = 200_000;
 
-/// How long after a commit on a secret its keys are read from the key store only.
+/// Most keys held per secret: its newest fetched. Reads name the current version's
+/// key, now and then a labelled older one's.
+pub const KEYS_PER_SECRET: usize = 8;
+
+/// How long after a commit on a secret that may destroy keys its keys are read from
+/// the key store only.
 pub const SETTLING: Duration = Duration::from_secs(5);
 
 /// The longest a key-store read may take for what it found to be cached. A secret
@@ -46,14 +59,28 @@ const SLOWEST_CACHED_READ: Duration = Duration::from_secs(5);
 /// A secret's keys, by (project, secret).
 type Name = (ProjectId, SecretId);
 
-/// Wrapped data keys by secret, read through from the key store, forgotten when the
-/// secret changes.
+/// A key held, with when it was fetched.
+type Held = (KeyId, WrappedKey, Instant);
+
+/// Wrapped data keys by secret, read through from the key store, forgotten when a
+/// commit on the secret may destroy any.
 #[derive(Clone)]
 pub struct KeyCache {
     keys: KeyStore,
-    cached: Cache<Name, Arc<Vec<(KeyId, WrappedKey)>>>,
-    /// Secrets changed in the last [`SETTLING`]: not cached.
+    cached: Cache<Name, Arc<Vec<Held>>>,
+    /// Secrets with a commit that may destroy keys in the last [`SETTLING`] (plus
+    /// [`SLOWEST_CACHED_READ`]): not cached.
     settling: Cache<Name, ()>,
+    /// When NATS last reconnected (commits may have been missed): nothing fetched
+    /// before it is answered, and nothing is cached for as long as after a destroying
+    /// commit.
+    reconnected: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+/// The secret whose keys a commit on `subject` with bytes `payload` makes the cache
+/// forget: a secret's, when the commit may destroy keys.
+fn forgets(subject: &str, payload: &[u8]) -> Option<Name> {
+    secret_of(subject).filter(|_| domain::secret::may_destroy_keys(payload))
 }
 
 impl KeyCache {
@@ -68,11 +95,14 @@ impl KeyCache {
             keys,
             cached: Cache::builder()
                 .max_capacity(CAPACITY)
+                .weigher(|_, held: &Arc<Vec<Held>>| u32::try_from(held.len()).unwrap_or(u32::MAX))
+                // Each key's own age bounds it too (`get`); this forgets idle secrets.
                 .time_to_live(TIME_TO_LIVE)
                 .build(),
             settling: Cache::builder()
                 .time_to_live(SETTLING + SLOWEST_CACHED_READ)
                 .build(),
+            reconnected: Arc::default(),
         };
         let commits = client
             .subscribe(events_filter(None, Some(AggregateKind::Secret), None))
@@ -95,6 +125,11 @@ impl KeyCache {
                 () = shutdown.cancelled() => return,
                 () = infra::nats::reconnected(&client, seen) => {
                     seen = infra::nats::connects(&client);
+                    // A destroy may have followed a commit missed meanwhile: nothing
+                    // is cached until it would have settled, and what is held is not
+                    // answered (whatever moka's `invalidate_all` lets through: it
+                    // forgets by time, and keeps an entry stored in the same tick).
+                    *self.last_reconnect() = Some(Instant::now());
                     self.cached.invalidate_all();
                 }
                 commit = commits.next() => {
@@ -107,9 +142,7 @@ impl KeyCache {
                     };
                     // Only a commit that names keys to destroy is followed by a
                     // destroy; the others leave every key of the secret as it is.
-                    if let Some(name) = secret_of(&commit.subject)
-                        && domain::secret::may_destroy_keys(&commit.payload)
-                    {
+                    if let Some(name) = forgets(&commit.subject, &commit.payload) {
                         self.settling.insert(name.clone(), ());
                         self.cached.invalidate(&name);
                     }
@@ -128,32 +161,65 @@ impl KeyCache {
     ) -> Result<Option<WrappedKey>, KeyStoreError> {
         let name = (project.clone(), secret);
         if let Some(held) = self.cached.get(&name)
-            && let Some((_, wrapped)) = held.iter().find(|(id, _)| *id == key)
+            && let Some((_, wrapped, _)) = held
+                .iter()
+                .find(|(id, _, at)| *id == key && self.answerable(*at))
         {
             infra::metrics::cache_lookup(infra::metrics::cache::WRAPPED_KEYS, true);
             return Ok(Some(wrapped.clone()));
         }
         infra::metrics::cache_lookup(infra::metrics::cache::WRAPPED_KEYS, false);
-        let began = std::time::Instant::now();
+        let began = Instant::now();
         let found = self.keys.get(project, secret, key).await?;
         if let Some(wrapped) = &found
             && began.elapsed() < SLOWEST_CACHED_READ
             && !self.settling.contains_key(&name)
+            && !self.is_quiet(began)
         {
-            let mut held = self
+            // The newest keys fetched, each still young enough, this one among them
+            // once.
+            let mut held: Vec<Held> = self
                 .cached
                 .get(&name)
-                .map(|held| held.as_ref().clone())
+                .map(|held| {
+                    held.iter()
+                        .filter(|(id, _, at)| *id != key && self.answerable(*at))
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default();
-            held.push((key, wrapped.clone()));
+            held.push((key, wrapped.clone(), began));
+            let excess = held.len().saturating_sub(KEYS_PER_SECRET);
+            held.drain(..excess);
             self.cached.insert(name.clone(), Arc::new(held));
-            // A commit that went by between the check above and the insert marked
-            // the secret settling and cleared it before this insert: undo it.
-            if self.settling.contains_key(&name) {
+            // A commit (or a reconnect) that went by between the checks above and the
+            // insert cleared the cache before this insert: undo it.
+            if self.settling.contains_key(&name) || self.is_quiet(began) {
                 self.cached.invalidate(&name);
             }
         }
         Ok(found)
+    }
+
+    fn last_reconnect(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // The value is a plain instant: one a panicking holder left is still whole.
+        self.reconnected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a key fetched at `at` may be answered: fetched less than
+    /// [`TIME_TO_LIVE`] ago, and after the last reconnect.
+    fn answerable(&self, at: Instant) -> bool {
+        at.elapsed() < TIME_TO_LIVE && self.last_reconnect().is_none_or(|r| at > r)
+    }
+
+    /// Whether a key fetched from `began` on may not be cached: a reconnect came
+    /// after it began, or came so recently that a commit missed then may still be
+    /// followed by its destroy.
+    fn is_quiet(&self, began: Instant) -> bool {
+        self.last_reconnect()
+            .is_some_and(|r| began <= r || r.elapsed() < SETTLING + SLOWEST_CACHED_READ)
     }
 
     /// Forgets a secret's keys after one did not open the payload it names, so the
@@ -174,6 +240,12 @@ fn secret_of(subject: &str) -> Option<Name> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::commit::{AggregateRef, CommitKey, NewCommit};
+    use domain::ids::{CommandId, VersionId};
+    use domain::principal::Actor;
+    use domain::secret::fields::{MetadataKey, MetadataValue};
+    use domain::secret::{AclSet, MetadatumSet, SecretDeleted, SecretEvent, VersionsDestroyed};
+    use domain::timestamp::Timestamp;
 
     #[test]
     fn a_commit_subject_names_its_secret() {
@@ -181,5 +253,60 @@ mod tests {
         let (project, secret) = secret_of(&format!("keyledger.events.p1.secret.{id}")).unwrap();
         assert_eq!((project.as_str(), secret.to_string().as_str()), ("p1", id));
         assert_eq!(secret_of("keyledger.events.p1.secret.not-a-uuid"), None);
+    }
+
+    /// The commit as the command service writes it, with `events`.
+    fn written(subject_id: &str, events: Vec<SecretEvent>) -> (String, Vec<u8>) {
+        let commit = NewCommit {
+            id: CommandId::parse("c1").unwrap(),
+            aggregate: AggregateRef {
+                kind: AggregateKind::Secret,
+                project: ProjectId::parse("p1").unwrap(),
+                id: SecretId::parse(subject_id).unwrap().into(),
+            },
+            version: 2,
+            command: "test".into(),
+            actor: Actor::scheduler(),
+            at: Timestamp::from_unix_millis(1_796_000_000_000).unwrap(),
+            events,
+        }
+        .seal_for_log(None, &CommitKey::new([7; 32]));
+        (commit.commit.body.aggregate.subject(), commit.bytes)
+    }
+
+    #[test]
+    fn only_a_commit_that_may_destroy_keys_makes_its_secret_forgotten() {
+        let id = "00000000-0000-0000-0000-000000000007";
+        let key = KeyId::from_uuid(uuid::Uuid::from_u128(2));
+        let kept = [
+            SecretEvent::MetadatumSet(MetadatumSet {
+                key: MetadataKey::parse("team").unwrap(),
+                value: MetadataValue::parse("blue").unwrap(),
+            }),
+            SecretEvent::AclSet(AclSet {
+                read: Default::default(),
+            }),
+        ];
+        for event in kept {
+            let (subject, bytes) = written(id, vec![event]);
+            assert_eq!(forgets(&subject, &bytes), None, "{subject}");
+        }
+        let destroying = [
+            SecretEvent::Deleted(SecretDeleted {
+                destroyed_keys: vec![key],
+            }),
+            SecretEvent::VersionsDestroyed(VersionsDestroyed {
+                versions: vec![VersionId::from_uuid(uuid::Uuid::from_u128(3))],
+                destroyed_keys: vec![key],
+            }),
+        ];
+        for event in destroying {
+            let (subject, bytes) = written(id, vec![event]);
+            let (project, secret) = forgets(&subject, &bytes).expect("forgotten");
+            assert_eq!((project.as_str(), secret.to_string().as_str()), ("p1", id));
+            // The same bytes on another kind's subject name no secret's keys.
+            let other = subject.replace(".secret.", ".container.");
+            assert_eq!(forgets(&other, &bytes), None);
+        }
     }
 }

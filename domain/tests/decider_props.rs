@@ -274,7 +274,8 @@ proptest! {
             }).collect();
             let stored_set: BTreeSet<_> = stored.iter().copied().collect();
             prop_assert_eq!(stored.len(), stored_set.len(), "a data key is stored once");
-            // The key shredder opens only commits whose bytes name the field.
+            // The key shredder opens, and the API's key cache forgets keys for, only
+            // commits whose bytes name the field.
             for e in history.iter().filter(|e| !e.destroyed_keys().is_empty()) {
                 let json = serde_json::to_string(e).unwrap();
                 prop_assert!(json.contains(domain::secret::DESTROYED_KEYS), "{json}");

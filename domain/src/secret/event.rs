@@ -389,7 +389,9 @@ impl SecretEvent {
 
     /// The data keys this event destroys: the key store must drop them. Every event
     /// that destroys any (`access_key.revoked` too) lists them in a field named
-    /// [`DESTROYED_KEYS`], which the key shredder looks for before it opens a commit.
+    /// [`DESTROYED_KEYS`], which the key shredder looks for before it opens a commit,
+    /// and the API's key cache before it forgets a secret's keys
+    /// ([`may_destroy_keys`]).
     pub fn destroyed_keys(&self) -> &[KeyId] {
         match self {
             Self::Deleted(e) => &e.destroyed_keys,
