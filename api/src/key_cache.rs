@@ -5,7 +5,8 @@
 //! the key store's files hold. A wrapped key is written once under its own key id,
 //! afterwards only destroyed (crypto-shredding) or wrapped anew by a KEK rewrap (the
 //! same data key, so a copy wrapped by the old KEK opens the same payloads while that
-//! KEK is held; one that no longer opens is forgotten), and a destroy always follows
+//! KEK is held; on the payload path, one that no longer opens is forgotten), and a
+//! destroy always follows
 //! a commit on the secret's subject that names the key. So the cache forgets a
 //! secret's keys whenever a commit on that secret that may destroy keys is published
 //! ([`domain::secret::may_destroy_keys`], the test the key shredder passes commits
@@ -16,14 +17,17 @@
 //! finds the key gone in the key store, as it would without a cache. A commit that
 //! destroys nothing (a create, a change of metadata or ACL, a new version that prunes
 //! none) leaves the cache as it is: a secret read right after its create or its last
-//! change is served from memory from its second read on. When the subscription may
-//! have missed commits (NATS reconnected), the whole cache is forgotten and nothing is
-//! cached for as long as after a destroying commit.
+//! change is served from memory from its second read on. While the subscription may
+//! be missing commits (NATS disconnected, or reconnected and not yet noticed), nothing
+//! held is answered; once the reconnect is noticed, nothing fetched before it is
+//! answered and nothing is cached for as long as after a destroying commit. A feed
+//! gone for good leaves every read to the key store.
 //!
-//! Each key is held for at most [`TIME_TO_LIVE`] from the read that fetched it, and a
-//! secret's most recently fetched [`KEYS_PER_SECRET`] at most.
+//! Each key is answered for at most [`TIME_TO_LIVE`] from the read that fetched it, and
+//! a secret holds its most recently fetched [`KEYS_PER_SECRET`] at most.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use domain::ids::{KeyId, ProjectId, SecretId};
@@ -34,12 +38,13 @@ use infra::keystore::{KeyStore, KeyStoreError};
 use moka::sync::Cache;
 use tokio_util::sync::CancellationToken;
 
-/// The longest a key stays cached from the read that fetched it (a bound on memory
-/// held for idle secrets, and on how long a copy can outlive a destroy the command
-/// service failed and left to the key shredder).
+/// The longest a key is answered from the read that fetched it (a bound on how long a
+/// copy can outlive a destroy the command service failed and left to the key
+/// shredder); a secret no read has fetched a key of for this long is forgotten.
 pub const TIME_TO_LIVE: Duration = Duration::from_secs(60);
 
-/// Most keys held, a couple of hundred bytes each: about 40 MiB at most.
+/// Most keys held: each about 300 bytes with its share of its secret's entry, so
+/// some 60–120 MiB at most.
 pub const CAPACITY: u64 = 200_000;
 
 /// Most keys held per secret: its newest fetched. Reads name the current version's
@@ -67,14 +72,67 @@ type Held = (KeyId, WrappedKey, Instant);
 #[derive(Clone)]
 pub struct KeyCache {
     keys: KeyStore,
-    cached: Cache<Name, Arc<Vec<Held>>>,
+    /// The connection the commits are followed on.
+    client: async_nats::Client,
+    cached: Cache<Name, Arc<[Held]>>,
     /// Secrets with a commit that may destroy keys in the last [`SETTLING`] (plus
     /// [`SLOWEST_CACHED_READ`]): not cached.
     settling: Cache<Name, ()>,
-    /// When NATS last reconnected (commits may have been missed): nothing fetched
-    /// before it is answered, and nothing is cached for as long as after a destroying
-    /// commit.
-    reconnected: Arc<std::sync::Mutex<Option<Instant>>>,
+    feed: Arc<Feed>,
+}
+
+/// What the cache knows of its commit feed, read on every hit (so without a lock).
+struct Feed {
+    /// Instants here are nanoseconds since this one.
+    epoch: Instant,
+    /// When NATS last reconnected, as the follower noticed it (0: never; `u64::MAX`:
+    /// the feed is gone for good): nothing fetched before it is answered, and nothing
+    /// is cached for as long as after a destroying commit.
+    reconnected: AtomicU64,
+    /// The client's connections the follower has seen: a hit needs the client
+    /// connected, on the last of them.
+    followed: AtomicU64,
+}
+
+impl Feed {
+    const GONE: u64 = u64::MAX;
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(Self::GONE - 1)
+    }
+
+    /// Whether a key fetched at `at` may be answered: less than [`TIME_TO_LIVE`] ago,
+    /// and after the last reconnect the follower noticed.
+    fn answerable(&self, at: Instant) -> bool {
+        let reconnected = self.reconnected.load(Ordering::SeqCst);
+        at.elapsed() < TIME_TO_LIVE && (reconnected == 0 || self.nanos(at) > reconnected)
+    }
+
+    /// Whether a key fetched from `began` on may not be cached: the feed is gone, or a
+    /// reconnect came after the fetch began, or so recently that a commit missed then
+    /// may still be followed by its destroy.
+    fn caching_paused(&self, began: Instant) -> bool {
+        let reconnected = self.reconnected.load(Ordering::SeqCst);
+        reconnected != 0
+            && (self.nanos(began) <= reconnected
+                || self.nanos(Instant::now()).saturating_sub(reconnected)
+                    < u64::try_from((SETTLING + SLOWEST_CACHED_READ).as_nanos())
+                        .unwrap_or(u64::MAX))
+    }
+}
+
+/// The keys a secret holds once `new` joins `held`: those still answerable, `new`
+/// once, the newest [`KEYS_PER_SECRET`].
+fn merged(held: &[Held], new: Held, answerable: impl Fn(Instant) -> bool) -> Arc<[Held]> {
+    let mut keys: Vec<Held> = held
+        .iter()
+        .filter(|(id, _, at)| *id != new.0 && answerable(*at))
+        .cloned()
+        .collect();
+    keys.push(new);
+    let excess = keys.len().saturating_sub(KEYS_PER_SECRET);
+    keys.drain(..excess);
+    keys.into()
 }
 
 /// The secret whose keys a commit on `subject` with bytes `payload` makes the cache
@@ -93,16 +151,22 @@ impl KeyCache {
     ) -> Result<Self, async_nats::SubscribeError> {
         let cache = Self {
             keys,
+            client: client.clone(),
             cached: Cache::builder()
                 .max_capacity(CAPACITY)
-                .weigher(|_, held: &Arc<Vec<Held>>| u32::try_from(held.len()).unwrap_or(u32::MAX))
+                // At most [`KEYS_PER_SECRET`] keys: the weight always fits.
+                .weigher(|_, held: &Arc<[Held]>| u32::try_from(held.len()).unwrap_or(u32::MAX))
                 // Each key's own age bounds it too (`get`); this forgets idle secrets.
                 .time_to_live(TIME_TO_LIVE)
                 .build(),
             settling: Cache::builder()
                 .time_to_live(SETTLING + SLOWEST_CACHED_READ)
                 .build(),
-            reconnected: Arc::default(),
+            feed: Arc::new(Feed {
+                epoch: Instant::now(),
+                reconnected: AtomicU64::new(0),
+                followed: AtomicU64::new(infra::nats::connects(&client)),
+            }),
         };
         let commits = client
             .subscribe(events_filter(None, Some(AggregateKind::Secret), None))
@@ -129,12 +193,16 @@ impl KeyCache {
                     // is cached until it would have settled, and what is held is not
                     // answered (whatever moka's `invalidate_all` lets through: it
                     // forgets by time, and keeps an entry stored in the same tick).
-                    *self.last_reconnect() = Some(Instant::now());
+                    let now = self.feed.nanos(Instant::now());
+                    self.feed.reconnected.fetch_max(now.max(1), Ordering::SeqCst);
                     self.cached.invalidate_all();
+                    self.feed.followed.store(seen, Ordering::SeqCst);
                 }
                 commit = commits.next() => {
                     let Some(commit) = commit else {
-                        // The subscription is gone: cache nothing from now on.
+                        // The subscription is gone: nothing is answered or cached
+                        // from now on.
+                        self.feed.reconnected.store(Feed::GONE, Ordering::SeqCst);
                         self.cached.invalidate_all();
                         tracing::warn!("the key cache lost its commit feed; keys are read from the key store only");
                         shutdown.cancelled().await;
@@ -160,10 +228,11 @@ impl KeyCache {
         key: KeyId,
     ) -> Result<Option<WrappedKey>, KeyStoreError> {
         let name = (project.clone(), secret);
-        if let Some(held) = self.cached.get(&name)
+        if self.following()
+            && let Some(held) = self.cached.get(&name)
             && let Some((_, wrapped, _)) = held
                 .iter()
-                .find(|(id, _, at)| *id == key && self.answerable(*at))
+                .find(|(id, _, at)| *id == key && self.feed.answerable(*at))
         {
             infra::metrics::cache_lookup(infra::metrics::cache::WRAPPED_KEYS, true);
             return Ok(Some(wrapped.clone()));
@@ -174,52 +243,29 @@ impl KeyCache {
         if let Some(wrapped) = &found
             && began.elapsed() < SLOWEST_CACHED_READ
             && !self.settling.contains_key(&name)
-            && !self.is_quiet(began)
+            && !self.feed.caching_paused(began)
+            && self.following()
         {
-            // The newest keys fetched, each still young enough, this one among them
-            // once.
-            let mut held: Vec<Held> = self
-                .cached
-                .get(&name)
-                .map(|held| {
-                    held.iter()
-                        .filter(|(id, _, at)| *id != key && self.answerable(*at))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            held.push((key, wrapped.clone(), began));
-            let excess = held.len().saturating_sub(KEYS_PER_SECRET);
-            held.drain(..excess);
-            self.cached.insert(name.clone(), Arc::new(held));
+            let held = merged(
+                self.cached.get(&name).as_deref().unwrap_or_default(),
+                (key, wrapped.clone(), began),
+                |at| self.feed.answerable(at),
+            );
+            self.cached.insert(name.clone(), held);
             // A commit (or a reconnect) that went by between the checks above and the
             // insert cleared the cache before this insert: undo it.
-            if self.settling.contains_key(&name) || self.is_quiet(began) {
+            if self.settling.contains_key(&name) || self.feed.caching_paused(began) {
                 self.cached.invalidate(&name);
             }
         }
         Ok(found)
     }
 
-    fn last_reconnect(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        // The value is a plain instant: one a panicking holder left is still whole.
-        self.reconnected
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether a key fetched at `at` may be answered: fetched less than
-    /// [`TIME_TO_LIVE`] ago, and after the last reconnect.
-    fn answerable(&self, at: Instant) -> bool {
-        at.elapsed() < TIME_TO_LIVE && self.last_reconnect().is_none_or(|r| at > r)
-    }
-
-    /// Whether a key fetched from `began` on may not be cached: a reconnect came
-    /// after it began, or came so recently that a commit missed then may still be
-    /// followed by its destroy.
-    fn is_quiet(&self, began: Instant) -> bool {
-        self.last_reconnect()
-            .is_some_and(|r| began <= r || r.elapsed() < SETTLING + SLOWEST_CACHED_READ)
+    /// Whether the commit feed is live: the client connected, on the connection the
+    /// follower last saw (a reconnect it has not noticed yet may have missed commits).
+    fn following(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+            && infra::nats::connects(&self.client) == self.feed.followed.load(Ordering::SeqCst)
     }
 
     /// Forgets a secret's keys after one did not open the payload it names, so the
@@ -241,10 +287,13 @@ fn secret_of(subject: &str) -> Option<Name> {
 mod tests {
     use super::*;
     use domain::commit::{AggregateRef, CommitKey, NewCommit};
-    use domain::ids::{CommandId, VersionId};
+    use domain::ids::{CommandId, UserId, VersionId};
     use domain::principal::Actor;
     use domain::secret::fields::{MetadataKey, MetadataValue};
-    use domain::secret::{AclSet, MetadatumSet, SecretDeleted, SecretEvent, VersionsDestroyed};
+    use domain::secret::{
+        AclSet, MetadatumSet, SecretCreated, SecretDeleted, SecretEvent, SecretExpired,
+        VersionsDestroyed,
+    };
     use domain::timestamp::Timestamp;
 
     #[test]
@@ -274,11 +323,78 @@ mod tests {
         (commit.commit.body.aggregate.subject(), commit.bytes)
     }
 
+    fn held(n: u128, at: Instant) -> Held {
+        let wrapped = serde_json::from_value(serde_json::json!({
+            "kek_id": "k0", "nonce": "AAAA", "wrapped": "AAAA",
+        }))
+        .unwrap();
+        (KeyId::from_uuid(uuid::Uuid::from_u128(n)), wrapped, at)
+    }
+
+    fn ids(held: &[Held]) -> Vec<u128> {
+        held.iter()
+            .map(|(id, _, _)| id.as_uuid().as_u128())
+            .collect()
+    }
+
+    #[test]
+    fn a_secret_holds_its_newest_keys_each_once_and_none_too_old() {
+        let now = Instant::now();
+        let young = |_: Instant| true;
+        let eight: Vec<Held> = (1..=8).map(|n| held(n, now)).collect();
+        // A ninth pushes the oldest out.
+        assert_eq!(
+            ids(&merged(&eight, held(9, now), young)),
+            (2..=9).collect::<Vec<_>>()
+        );
+        // A key fetched again is held once, as the newest.
+        assert_eq!(
+            ids(&merged(&eight[..3], held(2, now), young)),
+            vec![1, 3, 2]
+        );
+        // Keys no longer answerable are dropped.
+        let stale = now.checked_sub(TIME_TO_LIVE).unwrap_or(now);
+        let mixed = vec![held(1, stale), held(2, now)];
+        let merged = merged(&mixed, held(3, now), |at| at != stale);
+        assert_eq!(ids(&merged), vec![2, 3]);
+    }
+
+    #[test]
+    fn after_a_reconnect_nothing_fetched_before_is_answered_nor_anything_cached_for_a_while() {
+        let feed = Feed {
+            epoch: Instant::now(),
+            reconnected: AtomicU64::new(0),
+            followed: AtomicU64::new(1),
+        };
+        let before = Instant::now();
+        assert!(feed.answerable(before));
+        assert!(!feed.caching_paused(before));
+        let reconnect = Instant::now() + Duration::from_millis(1);
+        feed.reconnected
+            .store(feed.nanos(reconnect), Ordering::SeqCst);
+        assert!(!feed.answerable(before));
+        // Fetched after the reconnect: answerable, but not cached while a destroy
+        // following a missed commit may still come.
+        let after = reconnect + Duration::from_millis(1);
+        assert!(feed.answerable(after));
+        assert!(feed.caching_paused(after));
+        // Gone for good: nothing answered, nothing cached.
+        feed.reconnected.store(Feed::GONE, Ordering::SeqCst);
+        assert!(!feed.answerable(after));
+        assert!(feed.caching_paused(Instant::now()));
+    }
+
     #[test]
     fn only_a_commit_that_may_destroy_keys_makes_its_secret_forgotten() {
         let id = "00000000-0000-0000-0000-000000000007";
         let key = KeyId::from_uuid(uuid::Uuid::from_u128(2));
         let kept = [
+            SecretEvent::Created(SecretCreated {
+                attributes: Default::default(),
+                creator: UserId::parse("alice").unwrap(),
+                owning_service: None,
+                tags: Default::default(),
+            }),
             SecretEvent::MetadatumSet(MetadatumSet {
                 key: MetadataKey::parse("team").unwrap(),
                 value: MetadataValue::parse("blue").unwrap(),
@@ -297,6 +413,10 @@ mod tests {
             }),
             SecretEvent::VersionsDestroyed(VersionsDestroyed {
                 versions: vec![VersionId::from_uuid(uuid::Uuid::from_u128(3))],
+                destroyed_keys: vec![key],
+            }),
+            SecretEvent::Expired(SecretExpired {
+                expired_at: Timestamp::from_unix_millis(1_796_000_000_000).unwrap(),
                 destroyed_keys: vec![key],
             }),
         ];
