@@ -17,11 +17,12 @@
 //! finds the key gone in the key store, as it would without a cache. A commit that
 //! destroys nothing (a create, a change of metadata or ACL, a new version that prunes
 //! none) leaves the cache as it is: a secret read right after its create or its last
-//! change is served from memory from its second read on. While the subscription may
-//! be missing commits (NATS disconnected, or reconnected and not yet noticed), nothing
-//! held is answered; once the reconnect is noticed, nothing fetched before it is
-//! answered and nothing is cached for as long as after a destroying commit. A feed
-//! gone for good leaves every read to the key store.
+//! change is served from memory from its second read on. While NATS is disconnected,
+//! or has reconnected before the follower noticed, nothing held is answered; once the
+//! reconnect is noticed, nothing fetched before it is answered and nothing is cached
+//! for as long as after a destroying commit. A feed gone for good (or a follower that
+//! stopped) leaves every read to the key store. Messages the client drops for a slow
+//! subscriber are not noticed (the commit feed is light: one message per commit).
 //!
 //! Each key is answered for at most [`TIME_TO_LIVE`] from the read that fetched it, and
 //! a secret holds its most recently fetched [`KEYS_PER_SECRET`] at most.
@@ -121,6 +122,15 @@ impl Feed {
     }
 }
 
+/// Marks the feed gone when the follower ends.
+struct FeedGone(Arc<Feed>);
+
+impl Drop for FeedGone {
+    fn drop(&mut self) {
+        self.0.reconnected.store(Feed::GONE, Ordering::SeqCst);
+    }
+}
+
 /// The keys a secret holds once `new` joins `held`: those still answerable, `new`
 /// once, the newest [`KEYS_PER_SECRET`].
 fn merged(held: &[Held], new: Held, answerable: impl Fn(Instant) -> bool) -> Arc<[Held]> {
@@ -183,7 +193,11 @@ impl KeyCache {
         mut commits: async_nats::Subscriber,
         shutdown: CancellationToken,
     ) {
-        let mut seen = infra::nats::connects(&client);
+        // The count the cache was made with: a reconnect since then is one missed.
+        let mut seen = self.feed.followed.load(Ordering::SeqCst);
+        // However the follower ends (shutdown, a panic), nothing is answered or cached
+        // after it: no one forgets keys any more.
+        let _gone = FeedGone(self.feed.clone());
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -253,7 +267,9 @@ impl KeyCache {
             );
             self.cached.insert(name.clone(), held);
             // A commit (or a reconnect) that went by between the checks above and the
-            // insert cleared the cache before this insert: undo it.
+            // insert cleared the cache before this insert: undo it. (A reconnect not
+            // yet noticed needs no undo: what was fetched before it is never answered
+            // once it is.)
             if self.settling.contains_key(&name) || self.feed.caching_paused(began) {
                 self.cached.invalidate(&name);
             }
@@ -353,9 +369,10 @@ mod tests {
             vec![1, 3, 2]
         );
         // Keys no longer answerable are dropped.
-        let stale = now.checked_sub(TIME_TO_LIVE).unwrap_or(now);
-        let mixed = vec![held(1, stale), held(2, now)];
-        let merged = merged(&mixed, held(3, now), |at| at != stale);
+        let stale = now;
+        let fresh = now + Duration::from_nanos(1);
+        let mixed = vec![held(1, stale), held(2, fresh)];
+        let merged = merged(&mixed, held(3, fresh), |at| at != stale);
         assert_eq!(ids(&merged), vec![2, 3]);
     }
 
