@@ -6,9 +6,8 @@
 //! afterwards only destroyed (crypto-shredding) or wrapped anew by a KEK rewrap (the
 //! same data key, so a copy wrapped by the old KEK opens the same payloads while that
 //! KEK is held; on the payload path, one that no longer opens is forgotten), and a
-//! destroy always follows
-//! a commit on the secret's subject that names the key. So the cache forgets a
-//! secret's keys whenever a commit on that secret that may destroy keys is published
+//! destroy always follows a commit on the secret's subject that names the key. So the
+//! cache forgets a secret's keys whenever a commit on that secret that may destroy keys is published
 //! ([`domain::secret::may_destroy_keys`], the test the key shredder passes commits
 //! over by), as the commit goes by on NATS, and does not cache that secret's keys
 //! again for [`SETTLING`] (the time the command service takes to destroy what the
@@ -61,6 +60,10 @@ pub const SETTLING: Duration = Duration::from_secs(5);
 /// destroy and ended after it finds the secret still settling, however slow it was
 /// (the key store retries for seconds while a node catches up).
 const SLOWEST_CACHED_READ: Duration = Duration::from_secs(5);
+
+/// How long after a noticed reconnect nothing is cached, in nanoseconds: as long as a
+/// secret settles after a destroying commit.
+const PAUSE_NANOS: u64 = (SETTLING.as_secs() + SLOWEST_CACHED_READ.as_secs()) * 1_000_000_000;
 
 /// A secret's keys, by (project, secret).
 type Name = (ProjectId, SecretId);
@@ -116,9 +119,7 @@ impl Feed {
         let reconnected = self.reconnected.load(Ordering::SeqCst);
         reconnected != 0
             && (self.nanos(began) <= reconnected
-                || self.nanos(Instant::now()).saturating_sub(reconnected)
-                    < u64::try_from((SETTLING + SLOWEST_CACHED_READ).as_nanos())
-                        .unwrap_or(u64::MAX))
+                || self.nanos(Instant::now()).saturating_sub(reconnected) < PAUSE_NANOS)
     }
 }
 
