@@ -7,6 +7,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::metrics::{scrape, value};
+use crate::support::up::Up;
 use crate::support::{TestStack, json_of};
 
 /// One event of a stream: its `id` and its `data`.
@@ -470,6 +472,53 @@ async fn the_nats_relay_hears_each_change_once_whatever_the_projectors_tap_leave
         );
         t.stop().await;
     }
+}
+
+/// A bulk append (a restore, a migration, `audit replay-bench`) on more objects than
+/// any bound the relay once had is announced whole, and the relay reads no object's
+/// history again for it: on a real `keyledger up`, 12,000 secrets created and then each
+/// changed straight on the log are heard 24,000 times, and every change's facts come
+/// from what the relay kept of the secret's create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nats_relay_announces_a_bulk_append_reading_no_history_again() {
+    const SECRETS: u64 = 12_000;
+    let up = Up::spawn(|_| {}).await;
+    let bob = up.token("bob", "replay-bench", "member");
+    let bobs = infra::nats::connect_as_client(&format!("nats://{}", up.nats), "test", &bob)
+        .await
+        .unwrap();
+    let mut hears = hearing(&bobs, "keyledger.changes.replay-bench.secret.>").await;
+    let key = infra::keyfile::commit_key(&up.data_dir().join("commit.key")).unwrap();
+    commands::log::synthetic::fill(
+        &up.service_js().await,
+        &key,
+        &domain::ids::ProjectId::parse("replay-bench").unwrap(),
+        2 * SECRETS,
+        SECRETS,
+        |_| {},
+    )
+    .await
+    .unwrap();
+
+    let (mut created, mut changed) = (0, 0);
+    for _ in 0..2 * SECRETS {
+        match notified(&mut hears).await["version"].as_u64() {
+            Some(1) => created += 1,
+            Some(2) => changed += 1,
+            other => panic!("a change of version {other:?}"),
+        }
+    }
+    assert_eq!((created, changed), (SECRETS, SECRETS));
+    let metrics = scrape(&crate::support::http(), &up.ops).await;
+    let relay = |result| {
+        value(
+            &metrics,
+            "keyledger_cache_requests_total",
+            &[("cache", "change_relay"), ("result", result)],
+        )
+    };
+    assert_eq!((relay("hit"), relay("miss")), (SECRETS as f64, 0.0));
+    up.stop();
 }
 
 #[tokio::test]

@@ -39,7 +39,6 @@ use domain::secret::SecretEvent;
 use domain::secret::acl::Acl;
 use domain::subject::{AggregateKind, events_filter, parse_aggregate_subject};
 use futures::Stream;
-use moka::sync::Cache;
 use projections::tap::{Batch, Tap};
 use projections::writer::Stored;
 use serde::{Deserialize, Serialize};
@@ -51,6 +50,10 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+mod folds;
+
+use folds::{Folds, Object as Named};
+
 /// Most messages read from the log at a time.
 const BATCH: usize = 512;
 
@@ -61,14 +64,6 @@ const BATCH_BYTES: usize = 1024 * 1024;
 /// How long a stream waits for the read model before it looks again (the keep-alive
 /// comments go out meanwhile).
 const WAIT: Duration = Duration::from_secs(15);
-
-/// Objects whose state one caller's stream keeps folded (each a whole aggregate
-/// state: bounded so 256 streams stay small); an object evicted is read again from
-/// the log when it next changes.
-const FOLDED_PER_STREAM: u64 = 256;
-
-/// Objects whose state the NATS relay keeps folded.
-const FOLDED_FOR_RELAY: u64 = 10_000;
 
 /// How long the NATS relay waits for the projector's tap before it reads what the read
 /// model applied from the log: a change in a batch the tap left out is announced at
@@ -200,7 +195,7 @@ pub async fn changes(
         state: state.clone(),
         audience: Audience::Caller(Box::new(caller)),
         kinds,
-        folds: Cache::new(FOLDED_PER_STREAM),
+        folds: Folds::recent(),
         sink: Sink::Sse(tx),
     };
     tokio::spawn(async move {
@@ -233,9 +228,8 @@ fn listed_kinds(who: &Principal, env: domain::policy::RequestEnv) -> Vec<Aggrega
 }
 
 /// What the listing policy needs of an object, folded from its commits: whether it
-/// exists, who made it, and its ACL (kept small: of the ACL's users only the one
-/// caller of a stream, none for the relay), so a stream's memory does not grow with
-/// what objects hold.
+/// exists, who made it, and its ACL, kept as small as the follower's [`View`] allows,
+/// so a stream's memory does not grow with what objects hold.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Facts {
     live: bool,
@@ -258,63 +252,90 @@ const FACT_EVENTS: &[&str] = &[
     "order.deleted",
 ];
 
+/// Whose view of objects a follower's facts keep.
+#[derive(Debug, Clone, Copy)]
+enum View<'a> {
+    /// One caller's: the creator, the owning service, and of the ACL's users only the
+    /// caller.
+    Caller(&'a UserId),
+    /// Every lister's (the relay's): whether the object is live, and whether its ACL
+    /// is [`folds::open`], which is all [`read_by_every_lister`] looks at.
+    EveryLister,
+}
+
+impl View<'_> {
+    /// What this view keeps of an ACL.
+    fn acl(self, acl: &Acl) -> Acl {
+        match self {
+            View::Caller(me) => Acl {
+                users: acl.users.iter().filter(|u| *u == me).cloned().collect(),
+                ..acl.clone()
+            },
+            View::EveryLister => Acl {
+                project_access: folds::open(acl),
+                ..Acl::default()
+            },
+        }
+    }
+
+    /// What this view keeps of a creator (or an owning service).
+    fn keeps<T: Clone>(self, who: &T) -> Option<T> {
+        matches!(self, View::Caller(_)).then(|| who.clone())
+    }
+}
+
 impl Facts {
-    /// The facts after a commit's `events` (of an object of `kind`), the ACL's users
-    /// kept only if they are `me`.
-    fn evolve(self, kind: AggregateKind, events: &[RawEvent], me: Option<&UserId>) -> Self {
+    /// A live object's facts in every lister's view, whose ACL is [`folds::open`] or
+    /// not.
+    fn every_lister(live: bool, open: bool) -> Self {
+        Self {
+            live,
+            creator: None,
+            acl: Acl {
+                project_access: open,
+                ..Acl::default()
+            },
+            owning_service: None,
+        }
+    }
+
+    /// The facts after a commit's `events` (of an object of `kind`), as `view` keeps
+    /// them.
+    fn evolve(self, kind: AggregateKind, events: &[RawEvent], view: View<'_>) -> Self {
         events
             .iter()
             .filter(|raw| FACT_EVENTS.contains(&raw.type_name().as_str()))
-            .fold(self, |facts, raw| facts.read(kind, raw, me))
+            .fold(self, |facts, raw| facts.read(kind, raw, view))
     }
 
     /// The facts after one event.
-    fn read(mut self, kind: AggregateKind, raw: &RawEvent, me: Option<&UserId>) -> Self {
-        let reduced = |acl: &Acl| Acl {
-            users: acl
-                .users
-                .iter()
-                .filter(|u| Some(*u) == me)
-                .cloned()
-                .collect(),
-            ..acl.clone()
+    fn read(mut self, kind: AggregateKind, raw: &RawEvent, view: View<'_>) -> Self {
+        let made = |creator: &UserId| Self {
+            live: true,
+            creator: view.keeps(creator),
+            acl: view.acl(&Acl::default()),
+            owning_service: None,
         };
         match kind {
             AggregateKind::Secret => match SecretEvent::decode_raw(raw.json()) {
                 Ok(SecretEvent::Created(e)) => {
                     self = Self {
-                        live: true,
-                        creator: Some(e.creator.clone()),
-                        acl: Acl::default(),
-                        owning_service: e.owning_service.clone(),
+                        owning_service: e.owning_service.as_ref().and_then(|s| view.keeps(s)),
+                        ..made(&e.creator)
                     };
                 }
-                Ok(SecretEvent::AclSet(e)) => self.acl = reduced(&e.read),
+                Ok(SecretEvent::AclSet(e)) => self.acl = view.acl(&e.read),
                 Ok(SecretEvent::Deleted(_) | SecretEvent::Expired(_)) => self.live = false,
                 _ => {}
             },
             AggregateKind::Container => match ContainerEvent::decode_raw(raw.json()) {
-                Ok(ContainerEvent::Created(e)) => {
-                    self = Self {
-                        live: true,
-                        creator: Some(e.creator.clone()),
-                        acl: Acl::default(),
-                        owning_service: None,
-                    };
-                }
-                Ok(ContainerEvent::AclSet(e)) => self.acl = reduced(&e.read),
+                Ok(ContainerEvent::Created(e)) => self = made(&e.creator),
+                Ok(ContainerEvent::AclSet(e)) => self.acl = view.acl(&e.read),
                 Ok(ContainerEvent::Deleted(_)) => self.live = false,
                 _ => {}
             },
             AggregateKind::Order => match OrderEvent::decode_raw(raw.json()) {
-                Ok(OrderEvent::Placed(e)) => {
-                    self = Self {
-                        live: true,
-                        creator: Some(e.creator.clone()),
-                        acl: Acl::default(),
-                        owning_service: None,
-                    };
-                }
+                Ok(OrderEvent::Placed(e)) => self = made(&e.creator),
                 Ok(OrderEvent::Deleted) => self.live = false,
                 _ => {}
             },
@@ -340,7 +361,7 @@ pub async fn relay(state: AppState, nats: async_nats::Client, tap: Option<Tap>) 
             AggregateKind::Order,
         ],
         audience: Audience::EveryLister,
-        folds: Cache::new(FOLDED_FOR_RELAY),
+        folds: Folds::every(),
         sink: Sink::Nats(nats),
         state,
     };
@@ -420,8 +441,8 @@ struct Follower {
     state: AppState,
     audience: Audience,
     kinds: Vec<AggregateKind>,
-    /// Each object's version and state as of its last commit this follower read.
-    folds: Cache<String, (u64, Facts)>,
+    /// Each object's version and facts as of its last commit this follower read.
+    folds: Folds,
     sink: Sink,
 }
 
@@ -655,17 +676,6 @@ impl Follower {
         if !self.kinds.contains(&kind) {
             return Ok(None);
         }
-        let Ok(commit) = Commit::<RawEvent>::open(payload, &self.state.commit_key) else {
-            return Ok(None);
-        };
-        let version = commit.body.version;
-        let before = match self.folds.get(subject) {
-            Some((v, state)) if v + 1 == version => state,
-            // A first commit has nothing before it: no read (creates are most commits).
-            _ if version == 1 => Facts::default(),
-            _ => self.fold_before(kind, subject, seq).await?,
-        };
-        let after = before.clone().evolve(kind, &commit.body.events, self.me());
         let object = match kind {
             AggregateKind::Secret => domain::ids::SecretId::parse(id.as_str())
                 .map(Object::Secret)
@@ -678,10 +688,32 @@ impl Follower {
                 .ok(),
             _ => None,
         };
-        let shown = object.is_some_and(|object| {
-            self.may_list(project, object, &before) || self.may_list(project, object, &after)
-        });
-        self.folds.insert(subject.to_owned(), (version, after));
+        // What names no object the policy knows is shown to nobody.
+        let Some(object) = object else {
+            return Ok(None);
+        };
+        let Ok(commit) = Commit::<RawEvent>::open(payload, &self.state.commit_key) else {
+            return Ok(None);
+        };
+        let version = commit.body.version;
+        let named = Named::new(subject, project, kind, id.as_str());
+        let before = if version == 1 {
+            // A first commit has nothing before it: no read (creates are most commits).
+            Facts::default()
+        } else {
+            let kept = self.folds.get(&named).filter(|(v, _)| v + 1 == version);
+            infra::metrics::cache_lookup(self.folds.metric(), kept.is_some());
+            match kept {
+                Some((_, facts)) => facts,
+                None => self.fold_before(kind, subject, seq).await?,
+            }
+        };
+        let after = before
+            .clone()
+            .evolve(kind, &commit.body.events, self.view());
+        let shown =
+            self.may_list(project, object, &before) || self.may_list(project, object, &after);
+        self.folds.keep(&named, version, after);
         Ok(shown.then(|| Change {
             seq,
             project: project.to_string(),
@@ -693,20 +725,20 @@ impl Follower {
         }))
     }
 
-    /// The user whose ACL entries the facts keep: the stream's caller.
-    fn me(&self) -> Option<&UserId> {
+    /// Whose view of objects the facts keep.
+    fn view(&self) -> View<'_> {
         match &self.audience {
-            Audience::Caller(caller) => Some(&caller.principal.user),
-            Audience::EveryLister => None,
+            Audience::Caller(caller) => View::Caller(&caller.principal.user),
+            Audience::EveryLister => View::EveryLister,
         }
     }
 
     /// Whether the audience may list `object` in `state`: the caller as the listings
     /// filter, or every lister of its project.
     fn may_list(&self, project: &ProjectId, object: Object, state: &Facts) -> bool {
-        let (true, Some(creator)) = (state.live, state.creator.as_ref()) else {
+        if !state.live {
             return false;
-        };
+        }
         let caller = match &self.audience {
             Audience::Caller(caller) => caller,
             Audience::EveryLister => {
@@ -717,6 +749,9 @@ impl Follower {
                 };
                 return read_by_every_lister(list, kind, &state.acl);
             }
+        };
+        let Some(creator) = state.creator.as_ref() else {
+            return false;
         };
         let facts = SecretFacts {
             id: object,
@@ -776,7 +811,7 @@ impl Follower {
             .filter(|m| !skipped.contains(&m.seq))
             .filter_map(|m| Commit::<RawEvent>::open(&m.payload, &self.state.commit_key).ok())
             .fold(Facts::default(), |state, commit| {
-                state.evolve(kind, &commit.body.events, self.me())
+                state.evolve(kind, &commit.body.events, self.view())
             }))
     }
 }
@@ -831,15 +866,16 @@ mod tests {
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let event = RawEvent::new(&json);
             let type_name = event.type_name();
-            let changed = start.clone().read(kind, &event, Some(&me)) != start;
+            let changed = start.clone().read(kind, &event, View::Caller(&me)) != start;
             let listed = FACT_EVENTS.contains(&type_name.as_str());
             assert_eq!(changed, listed, "{name}: {type_name}");
-            let folded = start
-                .clone()
-                .evolve(kind, std::slice::from_ref(&event), Some(&me));
+            let folded =
+                start
+                    .clone()
+                    .evolve(kind, std::slice::from_ref(&event), View::Caller(&me));
             assert_eq!(
                 folded,
-                start.clone().read(kind, &event, Some(&me)),
+                start.clone().read(kind, &event, View::Caller(&me)),
                 "{name}"
             );
             if listed {
@@ -852,6 +888,70 @@ mod tests {
             "only {read} golden events of secrets, containers and orders"
         );
         assert_eq!(listed_seen.len(), FACT_EVENTS.len(), "{listed_seen:?}");
+    }
+
+    /// Every lister's view keeps two bits of an object, and loses nothing their
+    /// policy looks at: folded from any golden event, the facts are as the relay keeps
+    /// them, and an ACL reduced to that view lets every lister see an object exactly
+    /// when the whole ACL does.
+    #[test]
+    fn every_listers_view_keeps_what_their_policy_reads_in_two_bits() {
+        let golden =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../domain/tests/golden");
+        let mut read = 0;
+        for file in std::fs::read_dir(&golden).unwrap() {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let kind = match name.split('.').next().unwrap() {
+                "secret" => AggregateKind::Secret,
+                "container" => AggregateKind::Container,
+                "order" => AggregateKind::Order,
+                _ => continue,
+            };
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let event = RawEvent::new(&json);
+            for (live, open) in [(true, true), (true, false), (false, true)] {
+                let after = Facts::every_lister(live, open).evolve(
+                    kind,
+                    std::slice::from_ref(&event),
+                    View::EveryLister,
+                );
+                assert_eq!(
+                    after,
+                    Facts::every_lister(after.live, folds::open(&after.acl)),
+                    "{name}"
+                );
+            }
+            read += 1;
+        }
+        assert!(read > 30, "only {read} golden events");
+
+        let conditions = domain::secret::acl::Conditions {
+            source_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        };
+        for project_access in [true, false] {
+            for conditions in [Default::default(), conditions.clone()] {
+                let acl = Acl {
+                    project_access,
+                    users: [UserId::parse("zed").unwrap()].into(),
+                    conditions,
+                };
+                let reduced = View::EveryLister.acl(&acl);
+                for (list, kind) in [
+                    (Action::ListSecrets, Kind::Secret),
+                    (Action::ListContainers, Kind::Container),
+                    (Action::ListOrders, Kind::Order),
+                ] {
+                    assert_eq!(
+                        read_by_every_lister(list, kind, &reduced),
+                        read_by_every_lister(list, kind, &acl),
+                        "{acl:?}, {list:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub mod cache {
     pub const AGGREGATES: &str = "aggregates";
     /// The read side's wrapped data keys (never unwrapped ones).
     pub const WRAPPED_KEYS: &str = "wrapped_keys";
+    /// The NATS change relay's facts of each object (a miss reads the object's
+    /// history from the log).
+    pub const CHANGE_RELAY: &str = "change_relay";
+    /// The facts each `GET /v1/changes` stream keeps of the objects it saw last (a
+    /// miss reads the object's history from the log).
+    pub const CHANGE_STREAMS: &str = "change_streams";
 }
 
 /// Counts one lookup of `cache`.

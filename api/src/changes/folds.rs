@@ -1,0 +1,282 @@
+//! What a change follower keeps of each object between its commits, so that deciding
+//! who may see a commit seldom reads the object's history from the log again.
+//!
+//! A caller's stream keeps the last few hundred objects it saw, whole: their facts name
+//! the object's creator and the caller's ACL entries. The NATS relay needs two bits of
+//! an object, whether it is live and whether every lister may see it, so it keeps them
+//! for every live object it has seen: a relay that kept only the last 10,000 read an
+//! object's history again for each commit on one it had let go, which after a bulk
+//! append (a restore, a migration) of a million commits over 100,000 secrets kept
+//! nats-server busy for minutes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use domain::ids::ProjectId;
+use domain::secret::acl::Acl;
+use domain::subject::AggregateKind;
+use moka::sync::Cache;
+
+use super::Facts;
+
+/// Objects whose facts one caller's stream keeps (bounded so 256 streams stay small);
+/// an object let go is read again from the log when it next changes.
+const FOLDED_PER_STREAM: u64 = 256;
+
+/// Most objects the relay keeps: its table then has 2^21 slots of 33 bytes, 69 MB (a
+/// million live objects fill it as well). Past it, it starts over, and each object's
+/// history is read once more at its next change.
+const RELAY_MOST: usize = 1_800_000;
+
+/// One object a commit is on, as the folds look it up.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Object<'a> {
+    /// The commit's subject, which names it.
+    pub subject: &'a str,
+    pub project: &'a ProjectId,
+    pub kind: AggregateKind,
+    /// Its id as a number, when the subject names it in keyledger's own form (lower
+    /// case, hyphenated); the relay keeps no other.
+    pub id: Option<u128>,
+}
+
+impl<'a> Object<'a> {
+    /// The object `subject` names: `id` is the id in it.
+    pub(super) fn new(
+        subject: &'a str,
+        project: &'a ProjectId,
+        kind: AggregateKind,
+        id: &str,
+    ) -> Self {
+        let id = uuid::Uuid::try_parse(id).ok().filter(|uuid| {
+            // Other spellings parse to the same UUID: two subjects must never share
+            // one entry.
+            uuid.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .eq(&id)
+        });
+        Self {
+            subject,
+            project,
+            kind,
+            id: id.map(|uuid| uuid.as_u128()),
+        }
+    }
+}
+
+/// Each object's version and facts as of its last commit a follower read.
+pub(super) enum Folds {
+    /// A caller's stream: the objects it saw last, whole.
+    Recent(Cache<String, (u64, Facts)>),
+    /// The relay: every live object it has seen, in two bits and its version.
+    Every(Mutex<Listed>),
+}
+
+impl Folds {
+    /// A caller's stream's.
+    pub(super) fn recent() -> Self {
+        Self::Recent(Cache::new(FOLDED_PER_STREAM))
+    }
+
+    /// The relay's, whose facts are as [`super::View::EveryLister`] folds them.
+    pub(super) fn every() -> Self {
+        Self::Every(Mutex::default())
+    }
+
+    /// The object's version and facts as of its last commit this follower read, if
+    /// kept.
+    pub(super) fn get(&self, object: &Object<'_>) -> Option<(u64, Facts)> {
+        match self {
+            Self::Recent(cache) => cache.get(object.subject),
+            Self::Every(listed) => listed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(object),
+        }
+    }
+
+    /// Keeps the object's facts as of `version`.
+    pub(super) fn keep(&self, object: &Object<'_>, version: u64, facts: Facts) {
+        match self {
+            Self::Recent(cache) => cache.insert(object.subject.to_owned(), (version, facts)),
+            Self::Every(listed) => listed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .keep(object, version, &facts),
+        }
+    }
+
+    /// The name its look-ups are counted under (`keyledger_cache_requests_total`).
+    pub(super) fn metric(&self) -> &'static str {
+        match self {
+            Self::Recent(_) => infra::metrics::cache::CHANGE_STREAMS,
+            Self::Every(_) => infra::metrics::cache::CHANGE_RELAY,
+        }
+    }
+}
+
+/// The relay's folds: for each live object, by id, its project (an index into
+/// `projects`), its kind, its version, and whether every lister may see it.
+#[derive(Debug, Default)]
+pub(super) struct Listed {
+    projects: HashMap<ProjectId, u32>,
+    objects: HashMap<u128, Kept>,
+}
+
+/// One object in [`Listed`] (16 bytes).
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    version: u64,
+    project: u32,
+    kind: AggregateKind,
+    open: bool,
+}
+
+impl Listed {
+    fn get(&self, object: &Object<'_>) -> Option<(u64, Facts)> {
+        let kept = self.objects.get(&object.id?)?;
+        let same =
+            self.projects.get(object.project) == Some(&kept.project) && kept.kind == object.kind;
+        same.then(|| (kept.version, Facts::every_lister(true, kept.open)))
+    }
+
+    fn keep(&mut self, object: &Object<'_>, version: u64, facts: &Facts) {
+        let Some(id) = object.id else { return };
+        if !facts.live {
+            // A deleted object's next commit, if any, reads its history.
+            self.objects.remove(&id);
+            return;
+        }
+        if self.objects.len() >= RELAY_MOST && !self.objects.contains_key(&id) {
+            tracing::info!(
+                objects = RELAY_MOST,
+                "the change relay let go of the objects it kept; each one's history is read again at its next change"
+            );
+            *self = Self::default();
+        }
+        let next = u32::try_from(self.projects.len()).unwrap_or(u32::MAX);
+        let project = *self.projects.entry(object.project.clone()).or_insert(next);
+        self.objects.insert(
+            id,
+            Kept {
+                version,
+                project,
+                kind: object.kind,
+                open: open(&facts.acl),
+            },
+        );
+    }
+}
+
+/// Whether an ACL lets every member of the object's project see it as their roles
+/// allow: all that every lister's view of it depends on
+/// ([`domain::policy::read_by_every_lister`]).
+pub(super) fn open(acl: &Acl) -> bool {
+    acl.project_access && acl.conditions.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(name: &str) -> ProjectId {
+        ProjectId::parse(name).unwrap()
+    }
+
+    fn id(n: u128) -> String {
+        uuid::Uuid::from_u128(n).hyphenated().to_string()
+    }
+
+    fn subject(p: &ProjectId, kind: AggregateKind, id: &str) -> String {
+        format!("keyledger.events.{p}.{}.{id}", kind.as_str())
+    }
+
+    /// More objects than any bound the relay had: each is found again, as kept.
+    #[test]
+    fn the_relay_keeps_every_live_object_it_saw() {
+        let folds = Folds::every();
+        let p = project("p1");
+        let ids: Vec<String> = (1..=25_000).map(id).collect();
+        let subjects: Vec<String> = ids
+            .iter()
+            .map(|i| subject(&p, AggregateKind::Secret, i))
+            .collect();
+        let object = |n: usize| Object::new(&subjects[n], &p, AggregateKind::Secret, &ids[n]);
+        for n in 0..ids.len() {
+            folds.keep(
+                &object(n),
+                n as u64 + 1,
+                Facts::every_lister(true, n % 3 != 0),
+            );
+        }
+        for n in 0..ids.len() {
+            assert_eq!(
+                folds.get(&object(n)),
+                Some((n as u64 + 1, Facts::every_lister(true, n % 3 != 0))),
+                "object {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_id_is_not_taken_for_another_projects_or_kinds_nor_kept_deleted() {
+        let folds = Folds::every();
+        let (p1, p2) = (project("p1"), project("p2"));
+        let i = id(7);
+        let secret = subject(&p1, AggregateKind::Secret, &i);
+        let elsewhere = subject(&p2, AggregateKind::Secret, &i);
+        let container = subject(&p1, AggregateKind::Container, &i);
+        let kept = Object::new(&secret, &p1, AggregateKind::Secret, &i);
+        folds.keep(&kept, 3, Facts::every_lister(true, false));
+        assert!(folds.get(&kept).is_some());
+        assert_eq!(
+            folds.get(&Object::new(&elsewhere, &p2, AggregateKind::Secret, &i)),
+            None
+        );
+        assert_eq!(
+            folds.get(&Object::new(&container, &p1, AggregateKind::Container, &i)),
+            None
+        );
+        folds.keep(&kept, 4, Facts::every_lister(false, false));
+        assert_eq!(folds.get(&kept), None);
+    }
+
+    #[test]
+    fn the_relay_keeps_no_id_spelt_otherwise_than_keyledger_writes_it() {
+        let folds = Folds::every();
+        let p = project("p1");
+        let i = id(0xdead_beef).to_uppercase();
+        let upper = subject(&p, AggregateKind::Secret, &i);
+        let object = Object::new(&upper, &p, AggregateKind::Secret, &i);
+        assert_eq!(object.id, None);
+        folds.keep(&object, 1, Facts::every_lister(true, true));
+        assert_eq!(folds.get(&object), None);
+        let braced = format!("{{{}}}", id(0xdead_beef));
+        assert_eq!(
+            Object::new(&upper, &p, AggregateKind::Secret, &braced).id,
+            None
+        );
+        let plain = id(0xdead_beef);
+        assert_eq!(
+            Object::new(&upper, &p, AggregateKind::Secret, &plain).id,
+            Some(0xdead_beef)
+        );
+    }
+
+    #[test]
+    fn a_callers_stream_keeps_its_last_objects_whole() {
+        let folds = Folds::recent();
+        let p = project("p1");
+        let i = id(1);
+        let s = subject(&p, AggregateKind::Secret, &i);
+        let object = Object::new(&s, &p, AggregateKind::Secret, &i);
+        let facts = Facts {
+            live: true,
+            creator: Some(domain::ids::UserId::parse("alice").unwrap()),
+            acl: Acl::default(),
+            owning_service: None,
+        };
+        folds.keep(&object, 2, facts.clone());
+        assert_eq!(folds.get(&object), Some((2, facts)));
+    }
+}
