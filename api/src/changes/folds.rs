@@ -4,12 +4,13 @@
 //! A caller's stream keeps the last few hundred objects it saw, whole: their facts name
 //! the object's creator and the caller's ACL entries. The NATS relay needs two bits of
 //! an object, whether it is live and whether every lister may see it, so it keeps them
-//! for every live object it has seen: a relay that kept only the last 10,000 read an
+//! for every live object it has seen, up to 2 million: a relay that kept only the last
+//! 10,000 read an
 //! object's history again for each commit on one it had let go, which after a bulk
 //! append (a restore, a migration) of a million commits over 100,000 secrets kept
 //! nats-server busy for minutes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use domain::ids::ProjectId;
@@ -23,10 +24,12 @@ use super::Facts;
 /// an object let go is read again from the log when it next changes.
 const FOLDED_PER_STREAM: u64 = 256;
 
-/// Most objects the relay keeps: its table then has 2^21 slots of 33 bytes, 69 MB (a
-/// million live objects fill it as well). Past it, it starts over, and each object's
-/// history is read once more at its next change.
-const RELAY_MOST: usize = 1_800_000;
+/// Most objects the relay keeps: about 100 MB of them. Past it, it keeps no other
+/// until some are deleted, and a change of one it does not hold reads its history.
+const RELAY_MOST: usize = 2_000_000;
+
+/// Most projects whose objects the relay keeps (their names, once each).
+const PROJECTS_MOST: usize = 65_536;
 
 /// One object a commit is on, as the folds look it up.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +83,7 @@ impl Folds {
 
     /// The relay's, whose facts are as [`super::View::EveryLister`] folds them.
     pub(super) fn every() -> Self {
-        Self::Every(Mutex::default())
+        Self::Every(Mutex::new(Listed::with_room(RELAY_MOST, PROJECTS_MOST)))
     }
 
     /// The object's version and facts as of its last commit this follower read, if
@@ -116,11 +119,18 @@ impl Folds {
 }
 
 /// The relay's folds: for each live object, by id, its project (an index into
-/// `projects`), its kind, its version, and whether every lister may see it.
-#[derive(Debug, Default)]
+/// `projects`), its kind, its version, and whether every lister may see it. A B-tree,
+/// not a hash table: its memory follows the objects it holds (about 50 bytes each,
+/// its nodes some two-thirds full), where a hash table doubles at once, keeps the
+/// slots of deleted objects, and may grow past any count it was meant to hold.
+#[derive(Debug)]
 pub(super) struct Listed {
     projects: HashMap<ProjectId, u32>,
-    objects: HashMap<u128, Kept>,
+    objects: BTreeMap<u128, Kept>,
+    /// How many of each it may hold.
+    room: (usize, usize),
+    /// Whether it has said that it is full.
+    said_full: bool,
 }
 
 /// One object in [`Listed`] (16 bytes).
@@ -132,30 +142,56 @@ struct Kept {
     open: bool,
 }
 
+impl Kept {
+    fn is(&self, project: Option<&u32>, kind: AggregateKind) -> bool {
+        project == Some(&self.project) && kind == self.kind
+    }
+}
+
 impl Listed {
+    /// Empty, with room for `objects` objects of `projects` projects.
+    fn with_room(objects: usize, projects: usize) -> Self {
+        Self {
+            projects: HashMap::new(),
+            objects: BTreeMap::new(),
+            room: (objects, projects),
+            said_full: false,
+        }
+    }
+
     fn get(&self, object: &Object<'_>) -> Option<(u64, Facts)> {
         let kept = self.objects.get(&object.id?)?;
-        let same =
-            self.projects.get(object.project) == Some(&kept.project) && kept.kind == object.kind;
-        same.then(|| (kept.version, Facts::every_lister(true, kept.open)))
+        kept.is(self.projects.get(object.project), object.kind)
+            .then(|| (kept.version, Facts::every_lister(true, kept.open)))
     }
 
     fn keep(&mut self, object: &Object<'_>, version: u64, facts: &Facts) {
         let Some(id) = object.id else { return };
+        let project = self.projects.get(object.project).copied();
         if !facts.live {
-            // A deleted object's next commit, if any, reads its history.
-            self.objects.remove(&id);
+            // A deleted object's next commit, if any, reads its history. (Another
+            // object's entry, were its id the same, stays.)
+            if self
+                .objects
+                .get(&id)
+                .is_some_and(|kept| kept.is(project.as_ref(), object.kind))
+            {
+                self.objects.remove(&id);
+            }
             return;
         }
-        if self.objects.len() >= RELAY_MOST && !self.objects.contains_key(&id) {
-            tracing::info!(
-                objects = RELAY_MOST,
-                "the change relay let go of the objects it kept; each one's history is read again at its next change"
-            );
-            *self = Self::default();
+        let project = match project {
+            Some(project) => project,
+            None if self.projects.len() < self.room.1 => {
+                let next = u32::try_from(self.projects.len()).unwrap_or(u32::MAX);
+                self.projects.insert(object.project.clone(), next);
+                next
+            }
+            None => return self.full(),
+        };
+        if self.objects.len() >= self.room.0 && !self.objects.contains_key(&id) {
+            return self.full();
         }
-        let next = u32::try_from(self.projects.len()).unwrap_or(u32::MAX);
-        let project = *self.projects.entry(object.project.clone()).or_insert(next);
         self.objects.insert(
             id,
             Kept {
@@ -165,6 +201,18 @@ impl Listed {
                 open: open(&facts.acl),
             },
         );
+    }
+
+    /// Keeps nothing new: what it holds stays (a deletion makes room), and the objects
+    /// it does not hold have their histories read at each change.
+    fn full(&mut self) {
+        if !std::mem::replace(&mut self.said_full, true) {
+            tracing::warn!(
+                objects = self.objects.len(),
+                projects = self.projects.len(),
+                "the change relay holds as many objects' facts as it may; a change of another reads its history from the log"
+            );
+        }
     }
 }
 
@@ -237,8 +285,53 @@ mod tests {
             folds.get(&Object::new(&container, &p1, AggregateKind::Container, &i)),
             None
         );
+        // The deletion of another object with the same id leaves this one be.
+        folds.keep(
+            &Object::new(&elsewhere, &p2, AggregateKind::Secret, &i),
+            1,
+            Facts::every_lister(false, false),
+        );
+        assert!(folds.get(&kept).is_some());
         folds.keep(&kept, 4, Facts::every_lister(false, false));
         assert_eq!(folds.get(&kept), None);
+    }
+
+    /// Full, it keeps what it holds (and keeps it current) and nothing new, until a
+    /// deletion makes room; a project beyond its room is not kept either.
+    #[test]
+    fn a_full_relay_keeps_what_it_holds_and_takes_in_no_other() {
+        let mut listed = Listed::with_room(2, 2);
+        let (p1, p2, p3) = (project("p1"), project("p2"), project("p3"));
+        let ids: Vec<String> = (1..=4).map(id).collect();
+        let subjects: Vec<String> = ids
+            .iter()
+            .map(|i| subject(&p1, AggregateKind::Secret, i))
+            .collect();
+        let object = |n: usize| Object::new(&subjects[n], &p1, AggregateKind::Secret, &ids[n]);
+        let live = Facts::every_lister(true, true);
+        listed.keep(&object(0), 1, &live);
+        listed.keep(&object(1), 1, &live);
+        listed.keep(&object(2), 1, &live);
+        assert!(listed.get(&object(2)).is_none(), "kept beyond its room");
+        listed.keep(&object(0), 2, &live);
+        assert_eq!(listed.get(&object(0)), Some((2, live.clone())));
+        listed.keep(&object(1), 2, &Facts::every_lister(false, true));
+        listed.keep(&object(2), 2, &live);
+        assert_eq!(listed.get(&object(2)), Some((2, live.clone())));
+
+        let mut listed = Listed::with_room(10, 2);
+        for p in [&p1, &p2, &p3] {
+            let s = subject(p, AggregateKind::Secret, &ids[3]);
+            listed.keep(
+                &Object::new(&s, p, AggregateKind::Secret, &ids[3]),
+                1,
+                &live,
+            );
+        }
+        let s = subject(&p3, AggregateKind::Secret, &ids[3]);
+        let beyond = Object::new(&s, &p3, AggregateKind::Secret, &ids[3]);
+        assert!(listed.get(&beyond).is_none(), "a third project was kept");
+        assert_eq!(listed.projects.len(), 2);
     }
 
     #[test]
