@@ -509,6 +509,15 @@ async fn the_nats_relay_announces_a_bulk_append_reading_no_history_again() {
         assert!(heard.insert((id, version)), "heard twice: {change}");
     }
     assert_eq!(heard.len() as u64, 2 * SECRETS);
+    // And nothing more: longer than the relay waits for the tap before it reads the
+    // log.
+    use futures::StreamExt;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), hears.next())
+            .await
+            .is_err(),
+        "a change was heard twice"
+    );
     let metrics = scrape(&crate::support::http(), &up.ops).await;
     let relay = |result| {
         value(

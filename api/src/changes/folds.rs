@@ -5,12 +5,12 @@
 //! the object's creator and the caller's ACL entries. The NATS relay needs two bits of
 //! an object, whether it is live and whether every lister may see it, so it keeps them
 //! for every live object it has seen, up to 2 million: a relay that kept only the last
-//! 10,000 read an
-//! object's history again for each commit on one it had let go, which after a bulk
-//! append (a restore, a migration) of a million commits over 100,000 secrets kept
-//! nats-server busy for minutes.
+//! 10,000 read an object's history again for each commit on one it had let go, which
+//! after a bulk append (a restore, a migration) of a million commits over 100,000
+//! secrets kept nats-server busy for minutes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use domain::ids::ProjectId;
@@ -24,12 +24,9 @@ use super::Facts;
 /// an object let go is read again from the log when it next changes.
 const FOLDED_PER_STREAM: u64 = 256;
 
-/// Most objects the relay keeps: about 100 MB of them. Past it, it keeps no other
+/// Most objects the relay keeps: 100 to 130 MB of them. Past it, it keeps no other
 /// until some are deleted, and a change of one it does not hold reads its history.
 const RELAY_MOST: usize = 2_000_000;
-
-/// Most projects whose objects the relay keeps (their names, once each).
-const PROJECTS_MOST: usize = 65_536;
 
 /// One object a commit is on, as the folds look it up.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +80,7 @@ impl Folds {
 
     /// The relay's, whose facts are as [`super::View::EveryLister`] folds them.
     pub(super) fn every() -> Self {
-        Self::Every(Mutex::new(Listed::with_room(RELAY_MOST, PROJECTS_MOST)))
+        Self::Every(Mutex::new(Listed::with_room(RELAY_MOST)))
     }
 
     /// The object's version and facts as of its last commit this follower read, if
@@ -118,101 +115,107 @@ impl Folds {
     }
 }
 
-/// The relay's folds: for each live object, by id, its project (an index into
-/// `projects`), its kind, its version, and whether every lister may see it. A B-tree,
-/// not a hash table: its memory follows the objects it holds (about 50 bytes each,
-/// its nodes some two-thirds full), where a hash table doubles at once, keeps the
-/// slots of deleted objects, and may grow past any count it was meant to hold.
+/// The relay's folds: for each live object, by id, its version, its kind, whether every
+/// lister may see it, and a hash of its project, keyed afresh in each process. An entry
+/// is taken for an object only if all of id, kind and project hash match: two objects
+/// share an id only if one was given the other's, and their projects' hashes then
+/// match with odds of 2^-64 that no one outside the process can better. (A map of the
+/// projects' names, each once, grew with every project ever seen.)
+///
+/// A B-tree, not a hash table: its memory follows the objects it holds (leaves of 11
+/// objects: about 50 bytes an object when ids come in random order, 65
+/// when they come in ascending order, as the time-ordered ids of secrets created
+/// through the API do), where a hash table doubles at once and keeps the slots of
+/// deleted objects until it grows.
 #[derive(Debug)]
 pub(super) struct Listed {
-    projects: HashMap<ProjectId, u32>,
     objects: BTreeMap<u128, Kept>,
-    /// How many of each it may hold.
-    room: (usize, usize),
-    /// Whether it has said that it is full.
+    projects: RandomState,
+    /// How many objects it may hold.
+    room: usize,
+    /// Whether it has said that it is full, since it last was not.
     said_full: bool,
 }
 
 /// One object in [`Listed`] (16 bytes).
 #[derive(Debug, Clone, Copy)]
 struct Kept {
-    version: u64,
-    project: u32,
+    project: u64,
+    version: u32,
     kind: AggregateKind,
     open: bool,
 }
 
 impl Kept {
-    fn is(&self, project: Option<&u32>, kind: AggregateKind) -> bool {
-        project == Some(&self.project) && kind == self.kind
+    fn is(&self, project: u64, kind: AggregateKind) -> bool {
+        project == self.project && kind == self.kind
     }
 }
 
 impl Listed {
-    /// Empty, with room for `objects` objects of `projects` projects.
-    fn with_room(objects: usize, projects: usize) -> Self {
+    /// Empty, with room for `objects` objects.
+    fn with_room(objects: usize) -> Self {
         Self {
-            projects: HashMap::new(),
             objects: BTreeMap::new(),
-            room: (objects, projects),
+            projects: RandomState::new(),
+            room: objects,
             said_full: false,
         }
     }
 
     fn get(&self, object: &Object<'_>) -> Option<(u64, Facts)> {
         let kept = self.objects.get(&object.id?)?;
-        kept.is(self.projects.get(object.project), object.kind)
-            .then(|| (kept.version, Facts::every_lister(true, kept.open)))
+        kept.is(self.projects.hash_one(object.project), object.kind)
+            .then(|| {
+                (
+                    u64::from(kept.version),
+                    Facts::every_lister(true, kept.open),
+                )
+            })
     }
 
     fn keep(&mut self, object: &Object<'_>, version: u64, facts: &Facts) {
         let Some(id) = object.id else { return };
-        let project = self.projects.get(object.project).copied();
-        if !facts.live {
-            // A deleted object's next commit, if any, reads its history. (Another
-            // object's entry, were its id the same, stays.)
-            if self
-                .objects
-                .get(&id)
-                .is_some_and(|kept| kept.is(project.as_ref(), object.kind))
-            {
+        let project = self.projects.hash_one(object.project);
+        let mine = |kept: &Kept| kept.is(project, object.kind);
+        // A deleted object's next commit, if any, reads its history, and so does a
+        // commit after one whose version does not fit (four billion changes).
+        let Ok(version) = u32::try_from(version) else {
+            if self.objects.get(&id).is_some_and(mine) {
                 self.objects.remove(&id);
             }
             return;
-        }
-        let project = match project {
-            Some(project) => project,
-            None if self.projects.len() < self.room.1 => {
-                let next = u32::try_from(self.projects.len()).unwrap_or(u32::MAX);
-                self.projects.insert(object.project.clone(), next);
-                next
-            }
-            None => return self.full(),
         };
-        if self.objects.len() >= self.room.0 && !self.objects.contains_key(&id) {
-            return self.full();
+        if !facts.live {
+            // Another object's entry, were its id the same, stays.
+            if self.objects.get(&id).is_some_and(mine) {
+                self.objects.remove(&id);
+                if self.objects.len() < self.room {
+                    self.said_full = false;
+                }
+            }
+            return;
+        }
+        if self.objects.len() >= self.room && !self.objects.contains_key(&id) {
+            if !std::mem::replace(&mut self.said_full, true) {
+                tracing::warn!(
+                    objects = self.objects.len(),
+                    "the change relay holds as many objects' facts as it may, and keeps no \
+                     other until deletions make room; a change of one it does not hold \
+                     reads that object's history from the log"
+                );
+            }
+            return;
         }
         self.objects.insert(
             id,
             Kept {
-                version,
                 project,
+                version,
                 kind: object.kind,
                 open: open(&facts.acl),
             },
         );
-    }
-
-    /// Keeps nothing new: what it holds stays (a deletion makes room), and the objects
-    /// it does not hold have their histories read at each change.
-    fn full(&mut self) {
-        if !std::mem::replace(&mut self.said_full, true) {
-            tracing::warn!(
-                objects = self.objects.len(),
-                projects = self.projects.len(),
-                "the change relay holds as many objects' facts as it may; a change of another reads its history from the log"
-            );
-        }
     }
 }
 
@@ -275,39 +278,46 @@ mod tests {
         let elsewhere = subject(&p2, AggregateKind::Secret, &i);
         let container = subject(&p1, AggregateKind::Container, &i);
         let kept = Object::new(&secret, &p1, AggregateKind::Secret, &i);
+        let other_project = Object::new(&elsewhere, &p2, AggregateKind::Secret, &i);
+        let other_kind = Object::new(&container, &p1, AggregateKind::Container, &i);
         folds.keep(&kept, 3, Facts::every_lister(true, false));
         assert!(folds.get(&kept).is_some());
-        assert_eq!(
-            folds.get(&Object::new(&elsewhere, &p2, AggregateKind::Secret, &i)),
-            None
-        );
-        assert_eq!(
-            folds.get(&Object::new(&container, &p1, AggregateKind::Container, &i)),
-            None
-        );
+        assert_eq!(folds.get(&other_project), None);
+        assert_eq!(folds.get(&other_kind), None);
         // The deletion of another object with the same id leaves this one be.
-        folds.keep(
-            &Object::new(&elsewhere, &p2, AggregateKind::Secret, &i),
-            1,
-            Facts::every_lister(false, false),
+        for other in [&other_project, &other_kind] {
+            folds.keep(other, 1, Facts::every_lister(false, false));
+            assert_eq!(
+                folds.get(&kept),
+                Some((3, Facts::every_lister(true, false))),
+                "{other:?}"
+            );
+        }
+        // Another object given the same id takes the entry: neither is then taken
+        // for the other.
+        folds.keep(&other_project, 1, Facts::every_lister(true, true));
+        assert_eq!(folds.get(&kept), None);
+        assert_eq!(
+            folds.get(&other_project),
+            Some((1, Facts::every_lister(true, true)))
         );
-        assert!(folds.get(&kept).is_some());
-        folds.keep(&kept, 4, Facts::every_lister(false, false));
+        folds.keep(&kept, 4, Facts::every_lister(true, true));
+        folds.keep(&kept, 5, Facts::every_lister(false, false));
         assert_eq!(folds.get(&kept), None);
     }
 
     /// Full, it keeps what it holds (and keeps it current) and nothing new, until a
-    /// deletion makes room; a project beyond its room is not kept either.
+    /// deletion makes room.
     #[test]
     fn a_full_relay_keeps_what_it_holds_and_takes_in_no_other() {
-        let mut listed = Listed::with_room(2, 2);
-        let (p1, p2, p3) = (project("p1"), project("p2"), project("p3"));
-        let ids: Vec<String> = (1..=4).map(id).collect();
+        let mut listed = Listed::with_room(2);
+        let p = project("p1");
+        let ids: Vec<String> = (1..=3).map(id).collect();
         let subjects: Vec<String> = ids
             .iter()
-            .map(|i| subject(&p1, AggregateKind::Secret, i))
+            .map(|i| subject(&p, AggregateKind::Secret, i))
             .collect();
-        let object = |n: usize| Object::new(&subjects[n], &p1, AggregateKind::Secret, &ids[n]);
+        let object = |n: usize| Object::new(&subjects[n], &p, AggregateKind::Secret, &ids[n]);
         let live = Facts::every_lister(true, true);
         listed.keep(&object(0), 1, &live);
         listed.keep(&object(1), 1, &live);
@@ -318,20 +328,26 @@ mod tests {
         listed.keep(&object(1), 2, &Facts::every_lister(false, true));
         listed.keep(&object(2), 2, &live);
         assert_eq!(listed.get(&object(2)), Some((2, live.clone())));
+        assert_eq!(listed.objects.len(), 2);
+    }
 
-        let mut listed = Listed::with_room(10, 2);
-        for p in [&p1, &p2, &p3] {
-            let s = subject(p, AggregateKind::Secret, &ids[3]);
-            listed.keep(
-                &Object::new(&s, p, AggregateKind::Secret, &ids[3]),
-                1,
-                &live,
-            );
-        }
-        let s = subject(&p3, AggregateKind::Secret, &ids[3]);
-        let beyond = Object::new(&s, &p3, AggregateKind::Secret, &ids[3]);
-        assert!(listed.get(&beyond).is_none(), "a third project was kept");
-        assert_eq!(listed.projects.len(), 2);
+    /// A version past what an entry holds is not kept, and forgets the entry before
+    /// it.
+    #[test]
+    fn a_version_too_large_to_keep_forgets_its_object() {
+        let folds = Folds::every();
+        let p = project("p1");
+        let i = id(3);
+        let s = subject(&p, AggregateKind::Secret, &i);
+        let object = Object::new(&s, &p, AggregateKind::Secret, &i);
+        let last = u64::from(u32::MAX);
+        folds.keep(&object, last, Facts::every_lister(true, true));
+        assert_eq!(
+            folds.get(&object),
+            Some((last, Facts::every_lister(true, true)))
+        );
+        folds.keep(&object, last + 1, Facts::every_lister(true, true));
+        assert_eq!(folds.get(&object), None);
     }
 
     #[test]
