@@ -515,7 +515,7 @@ async fn the_nats_relay_announces_a_bulk_append_reading_no_history_again() {
     assert!(
         tokio::time::timeout(Duration::from_millis(1500), hears.next())
             .await
-            .is_err(),
+            .map_or(true, |m| m.is_none()),
         "a change was heard twice"
     );
     let metrics = scrape(&crate::support::http(), &up.ops).await;

@@ -46,7 +46,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Credential};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -459,11 +459,11 @@ impl Follower {
             // expires (checked at least every WAIT), it ends, and the client
             // reconnects with a fresh one from the last id it saw.
             if let Audience::Caller(caller) = &self.audience
-                && !caller.delegated
+                && let Credential::Bearer(token) = &caller.credential
                 && self
                     .state
                     .verifier
-                    .verify(&caller.token, (self.state.clock)())
+                    .verify(token, (self.state.clock)())
                     .is_err()
             {
                 return;

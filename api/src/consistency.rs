@@ -138,12 +138,12 @@ pub async fn write<T: Serialize>(
     caller: &crate::auth::Caller,
     body: &T,
 ) -> Result<AcceptedReply, ApiError> {
-    let commands = if caller.delegated {
+    let commands = if caller.delegated() {
         &state.aws.commands
     } else {
         &state.commands
     };
-    write_with(state, commands, name, &caller.token, body).await
+    write_with(state, commands, name, &caller.command_token(state), body).await
 }
 
 /// [`write`], sent with `commands` (the AWS API's delegated commands).

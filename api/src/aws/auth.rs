@@ -25,7 +25,7 @@ use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use super::error::{AwsError, Code};
-use crate::auth::Caller;
+use crate::auth::{Caller, Credential};
 use crate::state::AppState;
 
 /// The service name AWS's clients sign Secrets Manager requests for.
@@ -253,14 +253,12 @@ pub async fn authenticate(
         return Err(sigv4_error(SigV4Error::Mismatch));
     };
     let principal = principal_of(key)?;
-    let token = state.aws.delegation.mint(&principal, (state.clock)());
     Ok(AwsCaller {
         caller: Caller {
             principal,
-            token,
+            credential: Credential::Delegated,
             source,
             access_key: Some(id),
-            delegated: true,
         },
         region: authorization.scope.region.clone(),
     })

@@ -142,8 +142,8 @@ async fn write<T: Serialize>(
     name: &str,
     body: &T,
 ) -> Result<infra::protocol::AcceptedReply, crate::error::ApiError> {
-    crate::consistency::write_with(state, &state.aws.commands, name, &caller.caller.token, body)
-        .await
+    let token = caller.caller.command_token(state);
+    crate::consistency::write_with(state, &state.aws.commands, name, &token, body).await
 }
 
 /// A successful answer: the output shape as JSON 1.1.
