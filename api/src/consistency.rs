@@ -129,8 +129,8 @@ pub fn with_seq(mut response: Response, seq: u64) -> Response {
 /// the read model lags past the timeout the write still succeeded, so this answers
 /// success (and logs the lag): the header `X-Keyledger-Seq` lets the client insist on
 /// it with `X-Keyledger-Min-Seq`.
-/// It is sent as `caller`: with their bearer token, or with the delegation token
-/// minted for a principal keyledger verified itself (a client certificate), on the
+/// It is sent as `caller`: with their bearer token, or, for a principal keyledger
+/// verified itself (a client certificate), with a delegation token minted now, on the
 /// delegated subjects that accept it.
 pub async fn write<T: Serialize>(
     state: &AppState,

@@ -72,7 +72,7 @@ impl AwsKeys {
 /// A verified AWS caller.
 #[derive(Debug, Clone)]
 pub struct AwsCaller {
-    /// The principal, with a delegation token for writes.
+    /// The principal, whose writes carry a delegation token minted as each is sent.
     pub caller: Caller,
     /// The region the client signed for, which its ARNs name.
     pub region: String,

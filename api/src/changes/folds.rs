@@ -348,6 +348,31 @@ mod tests {
         assert!(!listed.said_full);
     }
 
+    /// A full relay's warning is said again only once a hundredth of its room has
+    /// been freed, not at every deletion.
+    #[test]
+    fn a_full_relay_says_so_again_only_once_a_hundredth_of_its_room_is_free() {
+        let mut listed = Listed::with_room(200);
+        let p = project("p1");
+        let ids: Vec<String> = (1..=201).map(id).collect();
+        let subjects: Vec<String> = ids
+            .iter()
+            .map(|i| subject(&p, AggregateKind::Secret, i))
+            .collect();
+        let object = |n: usize| Object::new(&subjects[n], &p, AggregateKind::Secret, &ids[n]);
+        let live = Facts::every_lister(true, true);
+        for n in 0..=200 {
+            listed.keep(&object(n), 1, &live);
+        }
+        assert!(listed.said_full);
+        let deleted = Facts::every_lister(false, true);
+        listed.keep(&object(0), 2, &deleted);
+        listed.keep(&object(1), 2, &deleted);
+        assert!(listed.said_full, "said again after a deletion or two");
+        listed.keep(&object(2), 2, &deleted);
+        assert!(!listed.said_full);
+    }
+
     /// A version past what an entry holds is not kept, and forgets the entry before
     /// it.
     #[test]
