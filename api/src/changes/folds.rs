@@ -254,25 +254,52 @@ mod tests {
         format!("keyledger.events.{p}.{}.{id}", kind.as_str())
     }
 
+    /// Secrets `1..=n` of project `p1`, each `object(n - 1)`.
+    struct Secrets {
+        project: ProjectId,
+        ids: Vec<String>,
+        subjects: Vec<String>,
+    }
+
+    impl Secrets {
+        fn new(n: u128) -> Self {
+            let project = project("p1");
+            let ids: Vec<String> = (1..=n).map(id).collect();
+            let subjects = ids
+                .iter()
+                .map(|i| subject(&project, AggregateKind::Secret, i))
+                .collect();
+            Self {
+                project,
+                ids,
+                subjects,
+            }
+        }
+
+        fn object(&self, n: usize) -> Object<'_> {
+            Object::new(
+                &self.subjects[n],
+                &self.project,
+                AggregateKind::Secret,
+                &self.ids[n],
+            )
+        }
+    }
+
     /// More objects than any bound the relay had: each is found again, as kept.
     #[test]
     fn the_relay_keeps_every_live_object_it_saw() {
         let folds = Folds::every();
-        let p = project("p1");
-        let ids: Vec<String> = (1..=25_000).map(id).collect();
-        let subjects: Vec<String> = ids
-            .iter()
-            .map(|i| subject(&p, AggregateKind::Secret, i))
-            .collect();
-        let object = |n: usize| Object::new(&subjects[n], &p, AggregateKind::Secret, &ids[n]);
-        for n in 0..ids.len() {
+        let secrets = Secrets::new(25_000);
+        let object = |n: usize| secrets.object(n);
+        for n in 0..secrets.ids.len() {
             folds.keep(
                 &object(n),
                 n as u64 + 1,
                 Facts::every_lister(true, n % 3 != 0),
             );
         }
-        for n in 0..ids.len() {
+        for n in 0..secrets.ids.len() {
             assert_eq!(
                 folds.get(&object(n)),
                 Some((n as u64 + 1, Facts::every_lister(true, n % 3 != 0))),
@@ -323,13 +350,8 @@ mod tests {
     #[test]
     fn a_full_relay_keeps_what_it_holds_and_takes_in_no_other() {
         let mut listed = Listed::with_room(2);
-        let p = project("p1");
-        let ids: Vec<String> = (1..=3).map(id).collect();
-        let subjects: Vec<String> = ids
-            .iter()
-            .map(|i| subject(&p, AggregateKind::Secret, i))
-            .collect();
-        let object = |n: usize| Object::new(&subjects[n], &p, AggregateKind::Secret, &ids[n]);
+        let secrets = Secrets::new(3);
+        let object = |n: usize| secrets.object(n);
         let live = Facts::every_lister(true, true);
         listed.keep(&object(0), 1, &live);
         listed.keep(&object(1), 1, &live);
@@ -353,13 +375,8 @@ mod tests {
     #[test]
     fn a_full_relay_says_so_again_only_once_a_hundredth_of_its_room_is_free() {
         let mut listed = Listed::with_room(200);
-        let p = project("p1");
-        let ids: Vec<String> = (1..=201).map(id).collect();
-        let subjects: Vec<String> = ids
-            .iter()
-            .map(|i| subject(&p, AggregateKind::Secret, i))
-            .collect();
-        let object = |n: usize| Object::new(&subjects[n], &p, AggregateKind::Secret, &ids[n]);
+        let secrets = Secrets::new(201);
+        let object = |n: usize| secrets.object(n);
         let live = Facts::every_lister(true, true);
         for n in 0..=200 {
             listed.keep(&object(n), 1, &live);
