@@ -122,7 +122,7 @@ impl Folds {
 /// (`kl-v7-…`) chooses 48 bits of its secrets' ids, and a birthday search over the
 /// rest can give two of its own secrets, in two projects, the same id (reaching
 /// another's id is a second-preimage search of 74 bits). Their projects' hashes then
-/// still differ but with odds of 2^-64 that no one outside the process can better or
+/// match only with odds of 2^-64, which no one outside the process can better or
 /// observe; all such a pair gains is that each evicts the other, and every change of
 /// either reads its history. (A map of the projects' names, each once, grew with every
 /// project ever seen.)
