@@ -829,6 +829,29 @@ mod tests {
         .collect()
     }
 
+    /// Every golden event (`domain/tests/golden`) of a secret, a container or an order:
+    /// its file's name, its aggregate's kind, and the event.
+    fn golden_events() -> Vec<(String, AggregateKind, RawEvent)> {
+        let golden =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../domain/tests/golden");
+        std::fs::read_dir(&golden)
+            .unwrap()
+            .filter_map(|file| {
+                let path = file.unwrap().path();
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                let kind = match name.split('.').next().unwrap() {
+                    "secret" => AggregateKind::Secret,
+                    "container" => AggregateKind::Container,
+                    "order" => AggregateKind::Order,
+                    _ => return None,
+                };
+                let json: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                Some((name, kind, RawEvent::new(&json)))
+            })
+            .collect()
+    }
+
     fn seqs(commits: &[Stored]) -> Vec<u64> {
         commits.iter().map(|c| c.seq).collect()
     }
@@ -838,8 +861,6 @@ mod tests {
     /// [`FACT_EVENTS`]: the filter in `evolve` drops nothing `read` uses.
     #[test]
     fn the_facts_read_exactly_the_events_listed() {
-        let golden =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../domain/tests/golden");
         let me = UserId::parse("zed").unwrap();
         // Live, made by a user no golden event names, with an ACL none sets.
         let start = Facts {
@@ -853,18 +874,7 @@ mod tests {
         };
         let mut listed_seen = HashSet::new();
         let mut read = 0;
-        for file in std::fs::read_dir(&golden).unwrap() {
-            let path = file.unwrap().path();
-            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-            let kind = match name.split('.').next().unwrap() {
-                "secret" => AggregateKind::Secret,
-                "container" => AggregateKind::Container,
-                "order" => AggregateKind::Order,
-                _ => continue,
-            };
-            let json: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let event = RawEvent::new(&json);
+        for (name, kind, event) in golden_events() {
             let type_name = event.type_name();
             let changed = start.clone().read(kind, &event, View::Caller(&me)) != start;
             let listed = FACT_EVENTS.contains(&type_name.as_str());
@@ -896,21 +906,8 @@ mod tests {
     /// when the whole ACL does.
     #[test]
     fn every_listers_view_keeps_what_their_policy_reads_in_two_bits() {
-        let golden =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../domain/tests/golden");
         let mut read = 0;
-        for file in std::fs::read_dir(&golden).unwrap() {
-            let path = file.unwrap().path();
-            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-            let kind = match name.split('.').next().unwrap() {
-                "secret" => AggregateKind::Secret,
-                "container" => AggregateKind::Container,
-                "order" => AggregateKind::Order,
-                _ => continue,
-            };
-            let json: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let event = RawEvent::new(&json);
+        for (name, kind, event) in golden_events() {
             for (live, open) in [(true, true), (true, false), (false, true)] {
                 let after = Facts::every_lister(live, open).evolve(
                     kind,

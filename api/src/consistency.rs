@@ -130,8 +130,8 @@ pub fn with_seq(mut response: Response, seq: u64) -> Response {
 /// success (and logs the lag): the header `X-Keyledger-Seq` lets the client insist on
 /// it with `X-Keyledger-Min-Seq`.
 /// It is sent as `caller`: with their bearer token, or, for a principal keyledger
-/// verified itself (a client certificate), with a delegation token minted now, on the
-/// delegated subjects that accept it.
+/// verified itself (a SigV4 signature, a client certificate), with a delegation token
+/// minted now, on the delegated subjects that accept it.
 pub async fn write<T: Serialize>(
     state: &AppState,
     name: &str,
@@ -143,18 +143,9 @@ pub async fn write<T: Serialize>(
     } else {
         &state.commands
     };
-    write_with(state, commands, name, &caller.command_token(state), body).await
-}
-
-/// [`write`], sent with `commands` (the AWS API's delegated commands).
-pub async fn write_with<T: Serialize>(
-    state: &AppState,
-    commands: &infra::client::CommandClient,
-    name: &str,
-    token: &str,
-    body: &T,
-) -> Result<AcceptedReply, ApiError> {
-    let accepted = commands.send(name, token, body).await?;
+    let accepted = commands
+        .send(name, &caller.command_token(state), body)
+        .await?;
     if let Err(lag) = state
         .read
         .wait_for(accepted.seq, state.config.consistency_timeout)

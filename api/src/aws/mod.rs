@@ -134,16 +134,15 @@ fn input<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
     })
 }
 
-/// Sends a write as the command `name` for `caller`, on the delegated command
-/// subjects with its delegation token, and returns once reads show it.
+/// Sends a write as the command `name` for `caller` (on the delegated command
+/// subjects, with a delegation token) and returns once reads show it.
 async fn write<T: Serialize>(
     state: &AppState,
     caller: &AwsCaller,
     name: &str,
     body: &T,
 ) -> Result<infra::protocol::AcceptedReply, crate::error::ApiError> {
-    let token = caller.caller.command_token(state);
-    crate::consistency::write_with(state, &state.aws.commands, name, &token, body).await
+    crate::consistency::write(state, name, &caller.caller, body).await
 }
 
 /// A successful answer: the output shape as JSON 1.1.

@@ -395,10 +395,8 @@ mod tests {
     #[test]
     fn a_version_too_large_to_keep_forgets_its_object() {
         let folds = Folds::every();
-        let p = project("p1");
-        let i = id(3);
-        let s = subject(&p, AggregateKind::Secret, &i);
-        let object = Object::new(&s, &p, AggregateKind::Secret, &i);
+        let secrets = Secrets::new(3);
+        let object = secrets.object(2);
         let last = u64::from(u32::MAX);
         folds.keep(&object, last, Facts::every_lister(true, true));
         assert_eq!(
@@ -434,10 +432,8 @@ mod tests {
     #[test]
     fn a_callers_stream_keeps_its_last_objects_whole() {
         let folds = Folds::recent();
-        let p = project("p1");
-        let i = id(1);
-        let s = subject(&p, AggregateKind::Secret, &i);
-        let object = Object::new(&s, &p, AggregateKind::Secret, &i);
+        let secrets = Secrets::new(1);
+        let object = secrets.object(0);
         let facts = Facts {
             live: true,
             creator: Some(domain::ids::UserId::parse("alice").unwrap()),
