@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::json;
 
 use crate::support::read_model;
@@ -407,6 +408,83 @@ async fn fault_under_load(
     (all, killed_at)
 }
 
+/// A subscription held on one node only, by a client that never moves to another (as a
+/// component's would, once its pings to a hung node go unanswered), asked from
+/// another node.
+struct Probe {
+    asker: async_nats::Client,
+    _responder: tokio::task::JoinHandle<()>,
+}
+
+impl Probe {
+    const SUBJECT: &str = "keyledger-test.route-probe";
+
+    /// Subscribes on node `on` and waits until another node routes requests to it.
+    async fn on(cluster: &Cluster, on: &str) -> Self {
+        let held = Self::connect(cluster, on).await;
+        let mut requests = held.subscribe(Self::SUBJECT).await.unwrap();
+        held.flush().await.unwrap();
+        let responder = tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = held.publish(reply, "here".into()).await;
+                }
+            }
+        });
+        let other = cluster.node_urls.keys().find(|n| *n != on).unwrap();
+        let probe = Self {
+            asker: Self::connect(cluster, other).await,
+            _responder: responder,
+        };
+        crate::support::eventually(
+            "the probe's subscription to reach the other nodes",
+            Duration::from_secs(10),
+            || async { matches!(probe.ask().await, Some(Ok(_))).then_some(()) },
+        )
+        .await;
+        probe
+    }
+
+    /// A client of node `name` alone: it never learns of the others.
+    async fn connect(cluster: &Cluster, name: &str) -> async_nats::Client {
+        let password = std::fs::read_to_string(cluster.data.join("nats-service.key")).unwrap();
+        let (_, address) = cluster.node_urls[name].rsplit_once('@').unwrap();
+        async_nats::ConnectOptions::with_user_and_password(
+            "keyledger".into(),
+            password.trim().into(),
+        )
+        .ignore_discovered_servers()
+        .connect(format!("nats://{address}"))
+        .await
+        .unwrap()
+    }
+
+    /// The answer to one request, `None` when there is none within a second.
+    async fn ask(&self) -> Option<Result<async_nats::Message, async_nats::RequestError>> {
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            self.asker.request(Self::SUBJECT, "where".into()),
+        )
+        .await
+        .ok()
+    }
+
+    /// Asks until the answer is "no responders" (the other nodes dropped the
+    /// subscription), and returns when that was.
+    fn until_dropped(self) -> tokio::task::JoinHandle<Instant> {
+        tokio::spawn(async move {
+            loop {
+                if let Some(Err(e)) = self.ask().await
+                    && e.kind() == async_nats::RequestErrorKind::NoResponders
+                {
+                    return Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    }
+}
+
 /// Every acknowledged write reads back through the API replica that did not take
 /// it, at the sequence it answered, exactly once by its name. A payload read answered
 /// 503 because its access record could not be stored (while a stream elects a leader
@@ -522,7 +600,26 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
         .unwrap()
         .clone();
     let hung = cluster.node_pid(&follower);
-    let (written, _) = fault_under_load(&cluster, "hung", libc::SIGSTOP, || hung).await;
+    let dropped = Probe::on(&cluster, &follower).await.until_dropped();
+    let (written, hung_at) = fault_under_load(&cluster, "hung", libc::SIGSTOP, || hung).await;
+    // The others close their routes to the hung node within seconds, and with them
+    // its subscriptions: until then they route to it what those asked for (commands
+    // for a command service that was connected there) and nothing answers. With
+    // nats-server's default route pings that took 60 to 90 s, and a create sent
+    // again for 90 s could still find a command service's subscription there.
+    let within = Duration::from_secs(30);
+    let dropped = tokio::time::timeout(within.saturating_sub(hung_at.elapsed()), dropped)
+        .await
+        .unwrap_or_else(|_| panic!("the others still route to the hung node {within:?} on"))
+        .unwrap();
+    assert!(
+        dropped > hung_at,
+        "the probe's subscription was dropped before the hang"
+    );
+    eprintln!(
+        "hung: the others dropped its subscriptions {:?} after it hung",
+        dropped - hung_at
+    );
     signal(hung, libc::SIGCONT);
     all_readable(&cluster, &written).await;
 
@@ -748,7 +845,11 @@ async fn a_deleted_secrets_key_is_erased_on_every_node() {
     let project = domain::ids::ProjectId::parse("dev").unwrap();
     let secret = domain::ids::SecretId::parse(&id).unwrap();
     let prefix = format!("dev.{id}.");
-    let names: Vec<String> = futures::StreamExt::collect::<Vec<_>>(bucket.keys().await.unwrap())
+    let names: Vec<String> = bucket
+        .keys()
+        .await
+        .unwrap()
+        .collect::<Vec<_>>()
         .await
         .into_iter()
         .map(Result::unwrap)

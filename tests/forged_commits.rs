@@ -9,6 +9,7 @@
 use domain::audit::RawEvent;
 use domain::commit::{Commit, CommitKey, NewCommit};
 use domain::principal::Actor;
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::audit::succeeded;
@@ -260,6 +261,7 @@ async fn a_tampered_key_store_entry_is_reported_as_tampered() {
     let js = async_nats::jetstream::new(t.service_nats().await);
     let kv = js.get_key_value("KEYLEDGER_KEYS").await.unwrap();
     let entry = format!("p1.{id}.{key}");
+    let own = kv.get(&entry).await.unwrap().unwrap();
     let others = kv
         .get(format!("p1.{other}.{other_key}"))
         .await
@@ -285,6 +287,37 @@ async fn a_tampered_key_store_entry_is_reported_as_tampered() {
         (500, true),
         "{message}"
     );
+    // Before that verdict the read looks for the key again: a node that hung and
+    // resumed answers for a moment as the leader it was, without the keys written
+    // meanwhile. A key found again is served.
+    let nats = t.service_nats().await;
+    let mut looks = nats
+        .subscribe("$JS.API.DIRECT.GET.KEYLEDGER.>")
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    let read = {
+        let request = t
+            .http
+            .get(t.url(&format!("/v1/secrets/{id}/payload")))
+            .bearer_auth(&alice);
+        tokio::spawn(async move { request.send().await.unwrap() })
+    };
+    // Twice it found no key and asked the log for a commit that destroyed it.
+    let looked_again = async {
+        let mut asked = 0;
+        while asked < 2 {
+            let look = looks.next().await.unwrap();
+            asked += usize::from(look.subject.as_str().contains(&id));
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), looked_again)
+        .await
+        .expect("the read to look for the missing key again");
+    kv.put(&entry, own).await.unwrap();
+    let read = read.await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.text().await.unwrap(), "tamper-canary");
     // Destroyed by keyledger, the answer is the usual one.
     let deleted = t
         .http

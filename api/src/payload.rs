@@ -1,16 +1,19 @@
 //! Payloads over HTTP: Barbican's `PUT /v1/secrets/{id}` (the second step of a
 //! two-step create) and `GET /v1/secrets/{id}/payload`.
 
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use domain::ids::{ProjectId, SecretId, VersionId};
+use domain::ids::{KeyId, ProjectId, SecretId, VersionId};
 use domain::policy::Action;
 use domain::secret::payload::{ContentType, SealedPayload};
 use domain::subject::command;
+use infra::envelope::WrappedKey;
 use infra::protocol::{PayloadField, PutPayloadRequest};
 use secrecy::{ExposeSecret, SecretSlice};
 
@@ -296,6 +299,49 @@ async fn destroyed_behind_keyledgers_back(
     }
 }
 
+/// How long a data key the key store did not return is looked for again before it is
+/// called tampered with. A node that hung and resumes still takes itself for the
+/// leader it was, for a moment, and answers without the keys written meanwhile; a
+/// replica catching up does too.
+const MISSING_KEY_RECHECK: Duration = Duration::from_secs(10);
+
+/// The data key `key` of secret `id`, which the key store did not return. A commit
+/// after the one the read model showed (a deletion, an expiry) explains it: not
+/// found. Without one it is looked for again, then called tampered with.
+async fn missing_key(
+    state: &AppState,
+    caller: &Caller,
+    secret: &SecretRow,
+    id: SecretId,
+    key: KeyId,
+) -> Result<WrappedKey, ApiError> {
+    let project = &secret.project;
+    let mut retries = infra::nats::Retries::within(MISSING_KEY_RECHECK);
+    while destroyed_behind_keyledgers_back(state, project, id, secret.version).await {
+        if !retries.pause().await {
+            tracing::error!(secret = %id, %key, "a data key is missing from the key store though no commit destroyed it: tampered with");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "the data key {key} of secret {id} is missing from the key store, though \
+                     no commit destroyed it: the key store was tampered with; restore it \
+                     from a backup"
+                ),
+            ));
+        }
+        if let Some(wrapped) = state
+            .wrapped_keys
+            .get(project, id, key)
+            .await
+            .map_err(domain::Rejection::from)?
+        {
+            return Ok(wrapped);
+        }
+    }
+    // The key is destroyed: the secret or version went after the read model answered.
+    Err(not_found(caller, id))
+}
+
 /// Decrypts a stored payload (the caller has been authorized to read it).
 pub async fn decrypt(
     state: &AppState,
@@ -318,26 +364,14 @@ pub async fn decrypt(
         nonce: row.nonce,
         ciphertext: row.ciphertext,
     };
-    let Some(wrapped) = state
+    let wrapped = match state
         .wrapped_keys
         .get(project, id, sealed.key_id)
         .await
         .map_err(domain::Rejection::from)?
-    else {
-        if destroyed_behind_keyledgers_back(state, project, id, secret.version).await {
-            tracing::error!(secret = %id, key = %sealed.key_id, "a data key is missing from the key store though no commit destroyed it: tampered with");
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "the data key {} of secret {id} is missing from the key store, though no \
-                     commit destroyed it: the key store was tampered with; restore it from a \
-                     backup",
-                    sealed.key_id
-                ),
-            ));
-        }
-        // The key is destroyed: the secret or version went after the read model answered.
-        return Err(not_found(caller, id));
+    {
+        Some(wrapped) => wrapped,
+        None => missing_key(state, caller, secret, id, sealed.key_id).await?,
     };
     state
         .envelope

@@ -208,6 +208,13 @@ cluster {{
   port: {port}
   authorization {{ user: {ROUTE_USER}, password: {password} }}
   routes: [ {routes} ]
+  # A node that hangs (a stopped process, a stalled VM) keeps its routes open, and
+  # the others go on routing to it whatever its subscriptions asked for: commands
+  # for a command service that was connected there, direct gets for its replicas.
+  # None is answered. nats-server's defaults close such a route only after 60 to
+  # 90 s of unanswered pings; these close it after 6 to 9 s.
+  ping_interval: "3s"
+  ping_max: 2
 }}
 "#,
             name = quoted(&self.name),

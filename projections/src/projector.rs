@@ -82,6 +82,14 @@ impl Default for ProjectorConfig {
 /// How often a projector started before its event stream exists looks for it again.
 const STREAM_POLL: Duration = Duration::from_millis(200);
 
+/// How long each pull request of the projector's consumer lasts. async-nats asks for
+/// idle heartbeats at half of it, and takes the consumer for lost (its node died or
+/// hung: an ordered consumer lives on one node) once two heartbeats' time passes
+/// twice with nothing: 10 s here, 60 s with its default expiry (30 s, 15-s
+/// heartbeats), all that time with reads waiting. An idle projector sends a pull
+/// request every 5 s.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
 /// Why the projector stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -385,6 +393,7 @@ impl Projector {
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: applied + 1,
                 },
+                max_expires: PULL_EXPIRES,
                 ..Default::default()
             })
             .await
