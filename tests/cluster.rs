@@ -413,7 +413,13 @@ async fn fault_under_load(
 /// another node.
 struct Probe {
     asker: async_nats::Client,
-    _responder: tokio::task::JoinHandle<()>,
+    responder: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.responder.abort();
+    }
 }
 
 impl Probe {
@@ -434,7 +440,7 @@ impl Probe {
         let other = cluster.node_urls.keys().find(|n| *n != on).unwrap();
         let probe = Self {
             asker: Self::connect(cluster, other).await,
-            _responder: responder,
+            responder,
         };
         crate::support::eventually(
             "the probe's subscription to reach the other nodes",
@@ -615,6 +621,11 @@ async fn a_cluster_loses_no_acknowledged_write_when_any_process_dies() {
     assert!(
         dropped > hung_at,
         "the probe's subscription was dropped before the hang"
+    );
+    assert!(
+        dropped - hung_at < within,
+        "the others routed to the hung node for {:?}",
+        dropped - hung_at
     );
     eprintln!(
         "hung: the others dropped its subscriptions {:?} after it hung",

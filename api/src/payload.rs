@@ -270,44 +270,61 @@ fn count_read(caller: &Caller, outcome: &'static str) {
     metrics::counter!(infra::metrics::PAYLOAD_READS, labels).increment(1);
 }
 
-/// Whether a data key missing from the key store went without any commit destroying
-/// it: the secret's last commit is still the one the read model showed (`version`).
-/// Otherwise a later commit (a deletion, an expiry) explains it.
-async fn destroyed_behind_keyledgers_back(
-    state: &AppState,
-    project: &ProjectId,
-    id: SecretId,
-    version: i64,
-) -> bool {
+/// What the log says of a data key the key store did not return.
+#[derive(Debug, PartialEq, Eq)]
+enum KeyFate {
+    /// A commit after the one the read model showed (a deletion, an expiry) explains
+    /// it.
+    Destroyed,
+    /// The secret's last commit is still the one the read model showed: no commit
+    /// destroyed it.
+    Kept,
+    /// The log did not say: no answer, or one from a replica behind the read model.
+    Unknown,
+}
+
+/// The fate of secret `id`'s data key, by the secret's last commit against the
+/// `version` the read model showed. Any replica may answer, one that lags too.
+async fn key_fate(state: &AppState, project: &ProjectId, id: SecretId, version: i64) -> KeyFate {
     let subject = domain::subject::aggregate_subject(
         project,
         domain::subject::AggregateKind::Secret,
         &id.into(),
     );
     let last = infra::audit::last_message(&state.js, &state.config.stream, &subject).await;
-    match last {
-        Ok(Some(message)) => {
-            match domain::commit::Commit::<domain::audit::RawEvent>::open(
-                &message.payload,
-                &state.commit_key,
-            ) {
-                Ok(commit) => i64::try_from(commit.body.version).is_ok_and(|v| v == version),
-                Err(_) => false,
-            }
-        }
-        _ => false,
+    let last = last.ok().flatten().and_then(|message| {
+        domain::commit::Commit::<domain::audit::RawEvent>::open(&message.payload, &state.commit_key)
+            .ok()
+            .map(|commit| commit.body.version)
+    });
+    fate_by(last, version)
+}
+
+/// The fate of a data key by the version of its secret's last commit, if the log
+/// answered with one that opens, against the `shown` version of the read model.
+fn fate_by(last: Option<u64>, shown: i64) -> KeyFate {
+    let Some(last) = last else {
+        return KeyFate::Unknown;
+    };
+    match i64::try_from(last).map(|v| v.cmp(&shown)) {
+        Ok(std::cmp::Ordering::Equal) => KeyFate::Kept,
+        Ok(std::cmp::Ordering::Less) => KeyFate::Unknown,
+        Ok(std::cmp::Ordering::Greater) | Err(_) => KeyFate::Destroyed,
     }
 }
 
-/// How long a data key the key store did not return is looked for again before it is
-/// called tampered with. A node that hung and resumes still takes itself for the
-/// leader it was, for a moment, and answers without the keys written meanwhile; a
-/// replica catching up does too.
+/// The budget for looking again for a data key the key store did not return, before
+/// it is called tampered with: the looks come 50 ms apart, then twice as far each
+/// time, the last at about 6.4 s. A node that hung and resumes still takes itself for
+/// the leader it was, for a moment, and answers without the keys (and commits)
+/// written meanwhile; a replica catching up does too.
 const MISSING_KEY_RECHECK: Duration = Duration::from_secs(10);
 
 /// The data key `key` of secret `id`, which the key store did not return. A commit
 /// after the one the read model showed (a deletion, an expiry) explains it: not
-/// found. Without one it is looked for again, then called tampered with.
+/// found. Otherwise it is looked for again; still missing, it was tampered with when
+/// the log says no commit destroyed it, and the answer is "retry" when the log did
+/// not say.
 async fn missing_key(
     state: &AppState,
     caller: &Caller,
@@ -315,19 +332,37 @@ async fn missing_key(
     id: SecretId,
     key: KeyId,
 ) -> Result<WrappedKey, ApiError> {
-    let project = &secret.project;
+    let (project, version) = (&secret.project, secret.version);
     let mut retries = infra::nats::Retries::within(MISSING_KEY_RECHECK);
-    while destroyed_behind_keyledgers_back(state, project, id, secret.version).await {
+    loop {
+        let fate = key_fate(state, project, id, version).await;
+        if matches!(fate, KeyFate::Destroyed) {
+            // The secret or version went after the read model answered.
+            return Err(not_found(caller, id));
+        }
         if !retries.pause().await {
-            tracing::error!(secret = %id, %key, "a data key is missing from the key store though no commit destroyed it: tampered with");
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "the data key {key} of secret {id} is missing from the key store, though \
-                     no commit destroyed it: the key store was tampered with; restore it \
-                     from a backup"
-                ),
-            ));
+            return Err(if matches!(fate, KeyFate::Kept) {
+                tracing::error!(secret = %id, %key, "a data key is missing from the key store though no commit destroyed it: tampered with");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "the data key {key} of secret {id} is missing from the key store, \
+                         though no commit destroyed it: the key store was tampered with; \
+                         restore it from a backup"
+                    ),
+                )
+            } else {
+                tracing::warn!(secret = %id, %key, "a data key is missing, and the log did not say whether a commit destroyed it");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the data key {key} of secret {id} was not found, and the log did not \
+                         say whether a commit destroyed it (a NATS node may be catching up); \
+                         retry shortly"
+                    ),
+                )
+                .retry_after(1)
+            });
         }
         if let Some(wrapped) = state
             .wrapped_keys
@@ -335,11 +370,18 @@ async fn missing_key(
             .await
             .map_err(domain::Rejection::from)?
         {
+            // A deletion may have committed while this read waited; its key is
+            // destroyed after its commit, and a lagging replica may still hold it.
+            if matches!(
+                key_fate(state, project, id, version).await,
+                KeyFate::Destroyed
+            ) {
+                return Err(not_found(caller, id));
+            }
+            tracing::warn!(secret = %id, %key, "a data key missing at first was found on a later look: a NATS node answered without it");
             return Ok(wrapped);
         }
     }
-    // The key is destroyed: the secret or version went after the read model answered.
-    Err(not_found(caller, id))
 }
 
 /// Decrypts a stored payload (the caller has been authorized to read it).
@@ -381,4 +423,21 @@ pub async fn decrypt(
             tracing::error!(secret = %id, error = %e, "a payload did not open");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KeyFate, fate_by};
+
+    #[test]
+    fn a_missing_keys_fate_is_told_only_by_a_commit_at_or_after_the_shown_version() {
+        // A later commit (a deletion, an expiry) explains the missing key.
+        assert_eq!(fate_by(Some(8), 7), KeyFate::Destroyed);
+        assert_eq!(fate_by(Some(u64::MAX), 7), KeyFate::Destroyed);
+        // The commit the read model showed is still the last: nothing destroyed it.
+        assert_eq!(fate_by(Some(7), 7), KeyFate::Kept);
+        // A replica behind the read model, or no answer: the log did not say.
+        assert_eq!(fate_by(Some(6), 7), KeyFate::Unknown);
+        assert_eq!(fate_by(None, 7), KeyFate::Unknown);
+    }
 }
