@@ -292,7 +292,7 @@ async fn a_tampered_key_store_entry_is_reported_as_tampered() {
     // meanwhile. A key found again is served.
     let nats = t.service_nats().await;
     let mut looks = nats
-        .subscribe("$JS.API.DIRECT.GET.KEYLEDGER.>")
+        .subscribe("$JS.API.STREAM.MSG.GET.KEYLEDGER")
         .await
         .unwrap();
     nats.flush().await.unwrap();
@@ -303,12 +303,12 @@ async fn a_tampered_key_store_entry_is_reported_as_tampered() {
             .bearer_auth(&alice);
         tokio::spawn(async move { request.send().await.unwrap() })
     };
-    // Twice it found no key and asked the log for a commit that destroyed it.
+    // Twice it found no key and asked the stream's leader for the secret's last commit.
     let looked_again = async {
         let mut asked = 0;
         while asked < 2 {
             let look = looks.next().await.unwrap();
-            asked += usize::from(look.subject.as_str().contains(&id));
+            asked += usize::from(String::from_utf8_lossy(&look.payload).contains(&id));
         }
     };
     tokio::time::timeout(std::time::Duration::from_secs(30), looked_again)

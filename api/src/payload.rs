@@ -273,8 +273,8 @@ fn count_read(caller: &Caller, outcome: &'static str) {
 /// What the log says of a data key the key store did not return.
 #[derive(Debug, PartialEq, Eq)]
 enum KeyFate {
-    /// A commit after the one the read model showed (a deletion, an expiry) explains
-    /// it.
+    /// A commit came after the one the read model showed: a deletion or an expiry
+    /// may have destroyed the key (any later commit is taken so, unread).
     Destroyed,
     /// The secret's last commit is still the one the read model showed: no commit
     /// destroyed it.
@@ -283,21 +283,36 @@ enum KeyFate {
     Unknown,
 }
 
-/// The fate of secret `id`'s data key, by the secret's last commit against the
-/// `version` the read model showed. Any replica may answer, one that lags too.
+/// The fate of secret `id`'s data key, by the secret's last commit as the event
+/// stream's leader has it, against the `version` the read model showed. Not a direct
+/// get: a lagging replica would answer with an older commit, or none.
 async fn key_fate(state: &AppState, project: &ProjectId, id: SecretId, version: i64) -> KeyFate {
     let subject = domain::subject::aggregate_subject(
         project,
         domain::subject::AggregateKind::Secret,
         &id.into(),
     );
-    let last = infra::audit::last_message(&state.js, &state.config.stream, &subject).await;
-    let last = last.ok().flatten().and_then(|message| {
+    let last = async {
+        let stream = state
+            .js
+            .get_stream_no_info(&state.config.stream)
+            .await
+            .ok()?;
+        let message = stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .ok()?;
         domain::commit::Commit::<domain::audit::RawEvent>::open(&message.payload, &state.commit_key)
             .ok()
             .map(|commit| commit.body.version)
-    });
-    fate_by(last, version)
+    };
+    fate_by(
+        tokio::time::timeout(LOOK_TIMEOUT, last)
+            .await
+            .ok()
+            .flatten(),
+        version,
+    )
 }
 
 /// The fate of a data key by the version of its secret's last commit, if the log
@@ -315,16 +330,21 @@ fn fate_by(last: Option<u64>, shown: i64) -> KeyFate {
 
 /// The budget for looking again for a data key the key store did not return, before
 /// it is called tampered with: the looks come 50 ms apart, then twice as far each
-/// time, the last at about 6.4 s. A node that hung and resumes still takes itself for
+/// time, the last about 6.4 s on. A node that hung and resumes still takes itself for
 /// the leader it was, for a moment, and answers without the keys (and commits)
 /// written meanwhile; a replica catching up does too.
 const MISSING_KEY_RECHECK: Duration = Duration::from_secs(10);
 
+/// How long one look (at the key store, or at the log) may take: one sent to a hung
+/// node would otherwise wait for the NATS request timeout.
+const LOOK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The data key `key` of secret `id`, which the key store did not return. A commit
 /// after the one the read model showed (a deletion, an expiry) explains it: not
 /// found. Otherwise it is looked for again; still missing, it was tampered with when
-/// the log says no commit destroyed it, and the answer is "retry" when the log did
-/// not say.
+/// the log says no commit came after, and the answer is "retry" when the log did not
+/// say. A key found again is served only while the secret is still at the version
+/// the read model showed.
 async fn missing_key(
     state: &AppState,
     caller: &Caller,
@@ -333,50 +353,48 @@ async fn missing_key(
     key: KeyId,
 ) -> Result<WrappedKey, ApiError> {
     let (project, version) = (&secret.project, secret.version);
+    let retry = |why: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{why}; retry shortly"),
+        )
+        .retry_after(1)
+    };
     let mut retries = infra::nats::Retries::within(MISSING_KEY_RECHECK);
     loop {
         let fate = key_fate(state, project, id, version).await;
-        if matches!(fate, KeyFate::Destroyed) {
+        if fate == KeyFate::Destroyed {
             // The secret or version went after the read model answered.
             return Err(not_found(caller, id));
         }
         if !retries.pause().await {
-            return Err(if matches!(fate, KeyFate::Kept) {
-                tracing::error!(secret = %id, %key, "a data key is missing from the key store though no commit destroyed it: tampered with");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!(
-                        "the data key {key} of secret {id} is missing from the key store, \
-                         though no commit destroyed it: the key store was tampered with; \
-                         restore it from a backup"
-                    ),
-                )
-            } else {
+            if fate == KeyFate::Unknown {
                 tracing::warn!(secret = %id, %key, "a data key is missing, and the log did not say whether a commit destroyed it");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the data key {key} of secret {id} was not found, and the log did not \
-                         say whether a commit destroyed it (a NATS node may be catching up); \
-                         retry shortly"
-                    ),
-                )
-                .retry_after(1)
-            });
+                return Err(retry(format!(
+                    "the data key {key} of secret {id} was not found, and the log did not say \
+                     whether a commit destroyed it (a NATS node may be catching up)"
+                )));
+            }
+            tracing::error!(secret = %id, %key, "a data key is missing from the key store though no commit destroyed it: tampered with");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "the data key {key} of secret {id} is missing from the key store, though \
+                     no commit destroyed it: the key store was tampered with; restore it \
+                     from a backup"
+                ),
+            ));
         }
-        if let Some(wrapped) = state
-            .wrapped_keys
-            .get(project, id, key)
-            .await
-            .map_err(domain::Rejection::from)?
+        let found = tokio::time::timeout(LOOK_TIMEOUT, state.wrapped_keys.get(project, id, key));
+        if let Ok(found) = found.await
+            && let Some(wrapped) = found.map_err(domain::Rejection::from)?
         {
-            // A deletion may have committed while this read waited; its key is
-            // destroyed after its commit, and a lagging replica may still hold it.
-            if matches!(
-                key_fate(state, project, id, version).await,
-                KeyFate::Destroyed
-            ) {
-                return Err(not_found(caller, id));
+            // A commit meanwhile (a deletion destroys the key after its commit, and a
+            // lagging replica may still hold it) is not decided on here.
+            if key_fate(state, project, id, version).await != KeyFate::Kept {
+                return Err(retry(format!(
+                    "secret {id} changed while its data key was looked for"
+                )));
             }
             tracing::warn!(secret = %id, %key, "a data key missing at first was found on a later look: a NATS node answered without it");
             return Ok(wrapped);
