@@ -461,3 +461,113 @@ async fn a_new_secrets_key_is_held_from_its_first_read_until_a_commit_destroys_i
     assert_eq!(status, 404, "{body}");
     assert!(!body.contains("key-canary"), "{body}");
 }
+
+/// The key cache forgets every key it holds when its commit feed misses a commit, and a
+/// client that drops messages for a slow subscriber misses them silently unless told:
+/// the feed's connection (`infra::nats::connect_noting_drops`) reports each drop. With
+/// a real nats-server, a subscriber that takes nothing while more messages arrive than
+/// its connection holds for it gets those drops reported, and what it holds is the
+/// first messages, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_connection_reports_the_messages_it_drops() {
+    use futures::StreamExt as _;
+
+    let t = TestStack::start().await;
+    let (feed, mut drops) = infra::nats::connect_noting_drops(&t.stack.service_url, "test-feed", 4)
+        .await
+        .unwrap();
+    assert_eq!(drops.reported(), 0);
+    let mut subscriber = feed.subscribe("keyledger.test.feed").await.unwrap();
+    feed.flush().await.unwrap();
+    let publisher = t.service_nats().await;
+    for n in 0..64 {
+        publisher
+            .publish("keyledger.test.feed", n.to_string().into())
+            .await
+            .unwrap();
+    }
+    publisher.flush().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), drops.next())
+        .await
+        .expect("the client reports the messages it dropped within 10 s");
+    assert!(drops.reported() >= 1);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let message = subscriber.next().await.unwrap();
+        held.push(String::from_utf8(message.payload.to_vec()).unwrap());
+    }
+    assert_eq!(held, ["0", "1", "2", "3"]);
+    t.stop().await;
+}
+
+/// A key cache whose feed drops commits (its follower fell behind) forgets every key
+/// it holds, so no key a missed commit destroyed is answered from memory. Here the
+/// feed holds one commit, a key is held, then removed from the key store behind the
+/// cache's back (as a destroy named by a missed commit would), and a burst of commits
+/// the follower cannot take one by one goes by: none of them names that secret, yet
+/// the cache stops answering the key it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_cache_whose_feed_drops_commits_forgets_what_it_holds() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "held", "cache-canary-drop").await;
+    let key = t
+        .commits_of(&id)
+        .await
+        .iter()
+        .flat_map(|c| c.body.events.iter())
+        .find_map(|e| match e {
+            domain::secret::SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
+            _ => None,
+        })
+        .unwrap();
+    let service = t.service_nats().await;
+    let js = async_nats::jetstream::new(service.clone());
+    let kv = js.get_key_value("KEYLEDGER_KEYS").await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let cache = api::key_cache::KeyCache::start(
+        infra::keystore::KeyStore::new(kv.clone()),
+        infra::nats::connect_noting_drops(&t.stack.service_url, "test-key-feed", 1)
+            .await
+            .unwrap(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let project = domain::ids::ProjectId::parse("p1").unwrap();
+    let secret = domain::ids::SecretId::parse(&id).unwrap();
+    assert!(cache.get(&project, secret, key).await.unwrap().is_some());
+    kv.purge(format!("p1.{id}.{key}")).await.unwrap();
+    assert!(
+        cache.get(&project, secret, key).await.unwrap().is_some(),
+        "the key is held: gone from the key store, it is still answered"
+    );
+
+    // Commits of another secret that destroy nothing (metadata), as fast as the
+    // server takes them: the follower cannot take each before the next.
+    let other = t.create_text(&alice, "busy", "busy").await;
+    let subject = format!("keyledger.events.p1.secret.{other}");
+    // Fails (panics) if the key is still answered 10 s on.
+    crate::support::eventually(
+        "the cache to forget the key once its feed dropped commits",
+        Duration::from_secs(10),
+        || async {
+            for _ in 0..200 {
+                service
+                    .publish(subject.clone(), b"{}".to_vec().into())
+                    .await
+                    .unwrap();
+            }
+            service.flush().await.unwrap();
+            cache
+                .get(&project, secret, key)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    shutdown.cancel();
+    t.stop().await;
+}

@@ -19,9 +19,12 @@
 //! change is served from memory from its second read on. While NATS is disconnected,
 //! or has reconnected before the follower noticed, nothing held is answered; once the
 //! reconnect is noticed, nothing fetched before it is answered and nothing is cached
-//! for as long as after a destroying commit. A feed gone for good (or a follower that
-//! stopped) leaves every read to the key store. Messages the client drops for a slow
-//! subscriber are not noticed (the commit feed is light: one message per commit).
+//! for as long as after a destroying commit. Commits the client dropped because the
+//! follower fell behind (a slow consumer) are missed commits too, handled the same
+//! way: the feed has a connection of its own, whose client reports each drop
+//! ([`infra::nats::Drops`]), and from that report until the follower has noticed it
+//! nothing held is answered. A feed gone for good (or a follower that stopped) leaves
+//! every read to the key store.
 //!
 //! Each key is answered for at most [`TIME_TO_LIVE`] from the read that fetched it, and
 //! a secret holds its most recently fetched [`KEYS_PER_SECRET`] at most.
@@ -76,8 +79,10 @@ type Held = (KeyId, WrappedKey, Instant);
 #[derive(Clone)]
 pub struct KeyCache {
     keys: KeyStore,
-    /// The connection the commits are followed on.
+    /// The connection the commits are followed on, and its reports of dropped
+    /// messages.
     client: async_nats::Client,
+    drops: infra::nats::Drops,
     cached: Cache<Name, Arc<[Held]>>,
     /// Secrets with a commit that may destroy keys in the last [`SETTLING`] (plus
     /// [`SLOWEST_CACHED_READ`]): not cached.
@@ -96,6 +101,9 @@ struct Feed {
     /// The client's connections the follower has seen: a hit needs the client
     /// connected, on the last of them.
     followed: AtomicU64,
+    /// The client's reports of dropped messages the follower has seen: a hit needs
+    /// no report since.
+    dropped: AtomicU64,
 }
 
 impl Feed {
@@ -154,15 +162,17 @@ fn forgets(subject: &str, payload: &[u8]) -> Option<Name> {
 
 impl KeyCache {
     /// A cache in front of `keys` that follows the secrets' commits on `client` until
-    /// `shutdown`.
+    /// `shutdown`. `client` is the feed's alone ([`infra::nats::connect_noting_drops`]):
+    /// `drops` must report every message it drops.
     pub async fn start(
         keys: KeyStore,
-        client: async_nats::Client,
+        (client, drops): (async_nats::Client, infra::nats::Drops),
         shutdown: CancellationToken,
     ) -> Result<Self, async_nats::SubscribeError> {
         let cache = Self {
             keys,
             client: client.clone(),
+            drops: drops.clone(),
             cached: Cache::builder()
                 .max_capacity(CAPACITY)
                 // At most [`KEYS_PER_SECRET`] keys: the weight always fits.
@@ -177,20 +187,22 @@ impl KeyCache {
                 epoch: Instant::now(),
                 reconnected: AtomicU64::new(0),
                 followed: AtomicU64::new(infra::nats::connects(&client)),
+                dropped: AtomicU64::new(drops.reported()),
             }),
         };
         let commits = client
             .subscribe(events_filter(None, Some(AggregateKind::Secret), None))
             .await?;
-        tokio::spawn(cache.clone().follow(client, commits, shutdown));
+        tokio::spawn(cache.clone().follow(client, drops, commits, shutdown));
         Ok(cache)
     }
 
     /// Forgets each secret a commit that may destroy keys is published on; everything,
-    /// after a reconnect.
+    /// after a reconnect or a drop.
     async fn follow(
         self,
         client: async_nats::Client,
+        mut drops: infra::nats::Drops,
         mut commits: async_nats::Subscriber,
         shutdown: CancellationToken,
     ) {
@@ -204,14 +216,14 @@ impl KeyCache {
                 () = shutdown.cancelled() => return,
                 () = infra::nats::reconnected(&client, seen) => {
                     seen = infra::nats::connects(&client);
-                    // A destroy may have followed a commit missed meanwhile: nothing
-                    // is cached until it would have settled, and what is held is not
-                    // answered (whatever moka's `invalidate_all` lets through: it
-                    // forgets by time, and keeps an entry stored in the same tick).
-                    let now = self.feed.nanos(Instant::now());
-                    self.feed.reconnected.fetch_max(now.max(1), Ordering::SeqCst);
-                    self.cached.invalidate_all();
+                    self.missed();
                     self.feed.followed.store(seen, Ordering::SeqCst);
+                }
+                () = drops.next() => {
+                    let reported = drops.reported();
+                    tracing::warn!("the key cache's commit feed dropped commits; forgetting every key held");
+                    self.missed();
+                    self.feed.dropped.store(reported, Ordering::SeqCst);
                 }
                 commit = commits.next() => {
                     let Some(commit) = commit else {
@@ -278,11 +290,25 @@ impl KeyCache {
         Ok(found)
     }
 
+    /// Commits may have gone by unseen (a reconnect, a drop): a destroy may have
+    /// followed one, so nothing is cached until it would have settled, and what is
+    /// held is not answered (whatever moka's `invalidate_all` lets through: it forgets
+    /// by time, and keeps an entry stored in the same tick).
+    fn missed(&self) {
+        let now = self.feed.nanos(Instant::now());
+        self.feed
+            .reconnected
+            .fetch_max(now.max(1), Ordering::SeqCst);
+        self.cached.invalidate_all();
+    }
+
     /// Whether the commit feed is live: the client connected, on the connection the
-    /// follower last saw (a reconnect it has not noticed yet may have missed commits).
+    /// follower last saw (a reconnect it has not noticed yet may have missed commits),
+    /// with no drop reported since the follower's last look.
     fn following(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
             && infra::nats::connects(&self.client) == self.feed.followed.load(Ordering::SeqCst)
+            && self.drops.reported() == self.feed.dropped.load(Ordering::SeqCst)
     }
 
     /// Forgets a secret's keys after one did not open the payload it names, so the
@@ -383,6 +409,7 @@ mod tests {
             epoch: Instant::now(),
             reconnected: AtomicU64::new(0),
             followed: AtomicU64::new(1),
+            dropped: AtomicU64::new(0),
         };
         let before = Instant::now();
         assert!(feed.answerable(before));

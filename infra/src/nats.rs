@@ -183,7 +183,48 @@ fn servers(url: &str) -> Result<(Vec<String>, Option<Credentials>), NatsError> {
 
 /// Connects to `url` as `name` (shown in the server's connection list).
 pub async fn connect(url: &str, name: &str) -> Result<Client, NatsError> {
-    connect_with(url, name, ConnectOptions::new()).await
+    connect_with(url, name, ConnectOptions::new(), None).await
+}
+
+/// Reports that a connection's client dropped messages because a subscriber did not
+/// take them in time (a slow consumer), which the client otherwise only logs.
+#[derive(Debug, Clone)]
+pub struct Drops(tokio::sync::watch::Receiver<u64>);
+
+impl Drops {
+    /// How many times the client has reported dropping so far (one report may stand
+    /// for a burst of dropped messages).
+    pub fn reported(&self) -> u64 {
+        *self.0.borrow()
+    }
+
+    /// Resolves at the next report after the last one [`Drops::reported`] or this
+    /// returned; never, once the connection is gone.
+    pub async fn next(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// [`connect_buffering`] for a client that must know when it missed a message: a
+/// follower of commits that forgets cached state on each. The client reports every
+/// drop ([`Drops`]) as long as its subscriptions' drops alone fill its report queue
+/// (128 events), so give such a follower a connection of its own.
+pub async fn connect_noting_drops(
+    url: &str,
+    name: &str,
+    messages: usize,
+) -> Result<(Client, Drops), NatsError> {
+    let (noted, drops) = tokio::sync::watch::channel(0);
+    let client = connect_with(
+        url,
+        name,
+        ConnectOptions::new().subscription_capacity(messages),
+        Some(noted),
+    )
+    .await?;
+    Ok((client, Drops(drops)))
 }
 
 /// [`connect`], holding at most `messages` messages per subscription that its reader
@@ -198,6 +239,7 @@ pub async fn connect_buffering(
         url,
         name,
         ConnectOptions::new().subscription_capacity(messages),
+        None,
     )
     .await
 }
@@ -210,10 +252,16 @@ pub async fn connect_as_client(url: &str, name: &str, token: &str) -> Result<Cli
     if let Some(prefix) = crate::nats_auth::token_inbox_prefix(token) {
         options = options.custom_inbox_prefix(prefix);
     }
-    connect_with(url, name, options).await
+    connect_with(url, name, options, None).await
 }
 
-async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<Client, NatsError> {
+/// Connects with keyledger's options; each slow-consumer report also bumps `drops`.
+async fn connect_with(
+    url: &str,
+    name: &str,
+    options: ConnectOptions,
+    drops: Option<tokio::sync::watch::Sender<u64>>,
+) -> Result<Client, NatsError> {
     let (servers, credentials) = servers(url)?;
     // keyledger's own connection names (a bounded set), so a label value.
     let connection = name.to_owned();
@@ -239,6 +287,7 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
         .event_callback(move |event| {
             let connection = connection.clone();
             let lost = lost.clone();
+            let drops = drops.clone();
             async move {
                 match event {
                     Event::Disconnected => {
@@ -258,6 +307,9 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
                         tracing::warn!(connection, error = %e, "NATS server error")
                     }
                     Event::SlowConsumer(sid) => {
+                        if let Some(drops) = &drops {
+                            drops.send_modify(|n| *n += 1);
+                        }
                         tracing::warn!(connection, sid, "NATS slow consumer")
                     }
                     _ => {}

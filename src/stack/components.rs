@@ -455,6 +455,11 @@ pub struct ApiSettings {
     pub relay_changes: bool,
 }
 
+/// Commits the key cache's feed holds that its follower has not taken yet (async-nats's
+/// default). Beyond them the client drops commits, and the cache forgets every key it
+/// holds (`api::key_cache`).
+const KEY_FEED_MESSAGES: usize = 65_536;
+
 /// Starts the HTTP API. `applied` follows a projector in this process; without one,
 /// the API polls the read model's checkpoint. Returns the bound address.
 #[expect(
@@ -514,8 +519,14 @@ pub async fn start_api(
         verifier: keys.verifier.clone(),
         envelope: keys.envelope.clone(),
         keys: keys_store.clone(),
-        wrapped_keys: api::key_cache::KeyCache::start(keys_store, client.clone(), shutdown.clone())
-            .await?,
+        wrapped_keys: api::key_cache::KeyCache::start(
+            keys_store,
+            // Its own connection, so a drop the client reports is one of its commits.
+            infra::nats::connect_noting_drops(nats_url, "keyledger-key-feed", KEY_FEED_MESSAGES)
+                .await?,
+            shutdown.clone(),
+        )
+        .await?,
         js,
         commit_key: keys.commit.clone(),
         access_log,
