@@ -473,7 +473,7 @@ async fn a_feed_connection_reports_the_messages_it_drops() {
     use futures::StreamExt as _;
 
     let t = TestStack::start().await;
-    let (feed, mut drops) = infra::nats::connect_noting_drops(&t.stack.service_url, "test-feed", 4)
+    let (feed, drops) = infra::nats::connect_noting_drops(&t.stack.service_url, "test-feed", 4)
         .await
         .unwrap();
     assert_eq!(drops.reported(), 0);

@@ -202,7 +202,7 @@ impl KeyCache {
     async fn follow(
         self,
         client: async_nats::Client,
-        mut drops: infra::nats::Drops,
+        drops: infra::nats::Drops,
         mut commits: async_nats::Subscriber,
         shutdown: CancellationToken,
     ) {

@@ -188,22 +188,34 @@ pub async fn connect(url: &str, name: &str) -> Result<Client, NatsError> {
 
 /// Reports that a connection's client dropped messages because a subscriber did not
 /// take them in time (a slow consumer), which the client otherwise only logs.
-#[derive(Debug, Clone)]
-pub struct Drops(tokio::sync::watch::Receiver<u64>);
+#[derive(Debug, Clone, Default)]
+pub struct Drops(std::sync::Arc<DropReports>);
+
+#[derive(Debug, Default)]
+struct DropReports {
+    /// Reports so far; read on every hit of a cache that follows the connection, so
+    /// an atomic rather than a lock.
+    count: std::sync::atomic::AtomicU64,
+    /// Wakes a waiter in [`Drops::next`] (a report made while none waits is kept).
+    noted: tokio::sync::Notify,
+}
 
 impl Drops {
     /// How many times the client has reported dropping so far (one report may stand
     /// for a burst of dropped messages).
     pub fn reported(&self) -> u64 {
-        *self.0.borrow()
+        self.0.count.load(Ordering::SeqCst)
     }
 
-    /// Resolves at the next report after the last one [`Drops::reported`] or this
-    /// returned; never, once the connection is gone.
-    pub async fn next(&mut self) {
-        if self.0.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+    /// Resolves once a report has come since the last time this resolved (or since
+    /// the connection was made); several reports may resolve it once.
+    pub async fn next(&self) {
+        self.0.noted.notified().await;
+    }
+
+    fn report(&self) {
+        self.0.count.fetch_add(1, Ordering::SeqCst);
+        self.0.noted.notify_one();
     }
 }
 
@@ -216,15 +228,15 @@ pub async fn connect_noting_drops(
     name: &str,
     messages: usize,
 ) -> Result<(Client, Drops), NatsError> {
-    let (noted, drops) = tokio::sync::watch::channel(0);
+    let drops = Drops::default();
     let client = connect_with(
         url,
         name,
         ConnectOptions::new().subscription_capacity(messages),
-        Some(noted),
+        Some(drops.clone()),
     )
     .await?;
-    Ok((client, Drops(drops)))
+    Ok((client, drops))
 }
 
 /// [`connect`], holding at most `messages` messages per subscription that its reader
@@ -260,7 +272,7 @@ async fn connect_with(
     url: &str,
     name: &str,
     options: ConnectOptions,
-    drops: Option<tokio::sync::watch::Sender<u64>>,
+    drops: Option<Drops>,
 ) -> Result<Client, NatsError> {
     let (servers, credentials) = servers(url)?;
     // keyledger's own connection names (a bounded set), so a label value.
@@ -308,7 +320,7 @@ async fn connect_with(
                     }
                     Event::SlowConsumer(sid) => {
                         if let Some(drops) = &drops {
-                            drops.send_modify(|n| *n += 1);
+                            drops.report();
                         }
                         tracing::warn!(connection, sid, "NATS slow consumer")
                     }
