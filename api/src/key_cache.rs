@@ -20,11 +20,13 @@
 //! or has reconnected before the follower noticed, nothing held is answered; once the
 //! reconnect is noticed, nothing fetched before it is answered and nothing is cached
 //! for as long as after a destroying commit. Commits the client dropped because the
-//! follower fell behind (a slow consumer) are missed commits too, handled the same
-//! way: the feed has a connection of its own, whose client reports each drop
-//! ([`infra::nats::Drops`]), and from that report until the follower has noticed it
-//! nothing held is answered. A feed gone for good (or a follower that stopped) leaves
-//! every read to the key store.
+//! follower fell behind (a slow consumer: more than [`FEED_MESSAGES`] waiting) are
+//! missed commits too, handled the same way: the feed has a connection of its own,
+//! whose client counts each drop as it drops it ([`infra::nats::dropped`]), and from
+//! then until the follower has noticed it nothing held is answered. What the follower
+//! has received but not yet taken is not missed, only late: a destroy that completes
+//! while its commit waits there can be outlived by a hit for as long as the wait. A
+//! feed gone for good (or a follower that stopped) leaves every read to the key store.
 //!
 //! Each key is answered for at most [`TIME_TO_LIVE`] from the read that fetched it, and
 //! a secret holds its most recently fetched [`KEYS_PER_SECRET`] at most.
@@ -64,9 +66,15 @@ pub const SETTLING: Duration = Duration::from_secs(5);
 /// (the key store retries for seconds while a node catches up).
 const SLOWEST_CACHED_READ: Duration = Duration::from_secs(5);
 
-/// How long after a noticed reconnect nothing is cached, in nanoseconds: as long as a
-/// secret settles after a destroying commit.
+/// How long after a noticed reconnect or drop nothing is cached, in nanoseconds: as
+/// long as a secret settles after a destroying commit.
 const PAUSE_NANOS: u64 = (SETTLING.as_secs() + SLOWEST_CACHED_READ.as_secs()) * 1_000_000_000;
+
+/// Commits the feed's connection holds that the follower has not taken yet; beyond
+/// them it drops commits, and the cache forgets every key it holds. Small, so that a
+/// follower falling behind is a drop (noticed) after a moment rather than a long wait
+/// (not noticed); the follower takes each commit in well under a microsecond.
+pub const FEED_MESSAGES: usize = 4_096;
 
 /// A secret's keys, by (project, secret).
 type Name = (ProjectId, SecretId);
@@ -79,10 +87,9 @@ type Held = (KeyId, WrappedKey, Instant);
 #[derive(Clone)]
 pub struct KeyCache {
     keys: KeyStore,
-    /// The connection the commits are followed on, and its reports of dropped
-    /// messages.
+    /// The connection the commits are followed on, the feed's alone: every message it
+    /// drops is a commit.
     client: async_nats::Client,
-    drops: infra::nats::Drops,
     cached: Cache<Name, Arc<[Held]>>,
     /// Secrets with a commit that may destroy keys in the last [`SETTLING`] (plus
     /// [`SLOWEST_CACHED_READ`]): not cached.
@@ -94,15 +101,15 @@ pub struct KeyCache {
 struct Feed {
     /// Instants here are nanoseconds since this one.
     epoch: Instant,
-    /// When NATS last reconnected, as the follower noticed it (0: never; `u64::MAX`:
-    /// the feed is gone for good): nothing fetched before it is answered, and nothing
-    /// is cached for as long as after a destroying commit.
-    reconnected: AtomicU64,
+    /// When the follower last noticed commits it may have missed, a reconnect or a
+    /// drop (0: never; `u64::MAX`: the feed is gone for good): nothing fetched before
+    /// it is answered, and nothing is cached for as long as after a destroying commit.
+    missed_at: AtomicU64,
     /// The client's connections the follower has seen: a hit needs the client
     /// connected, on the last of them.
     followed: AtomicU64,
-    /// The client's reports of dropped messages the follower has seen: a hit needs
-    /// no report since.
+    /// The messages the client had dropped when the follower last looked: a hit needs
+    /// no drop since.
     dropped: AtomicU64,
 }
 
@@ -114,20 +121,20 @@ impl Feed {
     }
 
     /// Whether a key fetched at `at` may be answered: less than [`TIME_TO_LIVE`] ago,
-    /// and after the last reconnect the follower noticed.
+    /// and after the follower last noticed missed commits.
     fn answerable(&self, at: Instant) -> bool {
-        let reconnected = self.reconnected.load(Ordering::SeqCst);
-        at.elapsed() < TIME_TO_LIVE && (reconnected == 0 || self.nanos(at) > reconnected)
+        let missed_at = self.missed_at.load(Ordering::SeqCst);
+        at.elapsed() < TIME_TO_LIVE && (missed_at == 0 || self.nanos(at) > missed_at)
     }
 
-    /// Whether a key fetched from `began` on may not be cached: the feed is gone, or a
-    /// reconnect came after the fetch began, or so recently that a commit missed then
+    /// Whether a key fetched from `began` on may not be cached: the feed is gone, or
+    /// commits were missed after the fetch began, or so recently that one missed then
     /// may still be followed by its destroy.
     fn caching_paused(&self, began: Instant) -> bool {
-        let reconnected = self.reconnected.load(Ordering::SeqCst);
-        reconnected != 0
-            && (self.nanos(began) <= reconnected
-                || self.nanos(Instant::now()).saturating_sub(reconnected) < PAUSE_NANOS)
+        let missed_at = self.missed_at.load(Ordering::SeqCst);
+        missed_at != 0
+            && (self.nanos(began) <= missed_at
+                || self.nanos(Instant::now()).saturating_sub(missed_at) < PAUSE_NANOS)
     }
 }
 
@@ -136,7 +143,7 @@ struct FeedGone(Arc<Feed>);
 
 impl Drop for FeedGone {
     fn drop(&mut self) {
-        self.0.reconnected.store(Feed::GONE, Ordering::SeqCst);
+        self.0.missed_at.store(Feed::GONE, Ordering::SeqCst);
     }
 }
 
@@ -162,17 +169,17 @@ fn forgets(subject: &str, payload: &[u8]) -> Option<Name> {
 
 impl KeyCache {
     /// A cache in front of `keys` that follows the secrets' commits on `client` until
-    /// `shutdown`. `client` is the feed's alone ([`infra::nats::connect_noting_drops`]):
-    /// `drops` must report every message it drops.
+    /// `shutdown`. `client` is the feed's alone (made with
+    /// [`infra::nats::connect_buffering`] for [`FEED_MESSAGES`]): a message it drops
+    /// must be a commit.
     pub async fn start(
         keys: KeyStore,
-        (client, drops): (async_nats::Client, infra::nats::Drops),
+        client: async_nats::Client,
         shutdown: CancellationToken,
     ) -> Result<Self, async_nats::SubscribeError> {
         let cache = Self {
             keys,
             client: client.clone(),
-            drops: drops.clone(),
             cached: Cache::builder()
                 .max_capacity(CAPACITY)
                 // At most [`KEYS_PER_SECRET`] keys: the weight always fits.
@@ -185,15 +192,20 @@ impl KeyCache {
                 .build(),
             feed: Arc::new(Feed {
                 epoch: Instant::now(),
-                reconnected: AtomicU64::new(0),
+                missed_at: AtomicU64::new(0),
                 followed: AtomicU64::new(infra::nats::connects(&client)),
-                dropped: AtomicU64::new(drops.reported()),
+                dropped: AtomicU64::new(infra::nats::dropped(&client)),
             }),
         };
         let commits = client
             .subscribe(events_filter(None, Some(AggregateKind::Secret), None))
             .await?;
-        tokio::spawn(cache.clone().follow(client, drops, commits, shutdown));
+        // Registered with the server before the first read: commits published from
+        // now on reach the feed.
+        if let Err(e) = client.flush().await {
+            tracing::warn!(error = %e, "the key cache's feed did not flush its subscription");
+        }
+        tokio::spawn(cache.clone().follow(client, commits, shutdown));
         Ok(cache)
     }
 
@@ -202,12 +214,13 @@ impl KeyCache {
     async fn follow(
         self,
         client: async_nats::Client,
-        drops: infra::nats::Drops,
         mut commits: async_nats::Subscriber,
         shutdown: CancellationToken,
     ) {
-        // The count the cache was made with: a reconnect since then is one missed.
+        // The counts the cache was made with: a reconnect or a drop since then is a
+        // commit missed.
         let mut seen = self.feed.followed.load(Ordering::SeqCst);
+        let mut dropped = self.feed.dropped.load(Ordering::SeqCst);
         // However the follower ends (shutdown, a panic), nothing is answered or cached
         // after it: no one forgets keys any more.
         let _gone = FeedGone(self.feed.clone());
@@ -219,17 +232,17 @@ impl KeyCache {
                     self.missed();
                     self.feed.followed.store(seen, Ordering::SeqCst);
                 }
-                () = drops.next() => {
-                    let reported = drops.reported();
+                () = dropped_since(&client, dropped) => {
+                    dropped = infra::nats::dropped(&client);
                     tracing::warn!("the key cache's commit feed dropped commits; forgetting every key held");
                     self.missed();
-                    self.feed.dropped.store(reported, Ordering::SeqCst);
+                    self.feed.dropped.store(dropped, Ordering::SeqCst);
                 }
                 commit = commits.next() => {
                     let Some(commit) = commit else {
                         // The subscription is gone: nothing is answered or cached
                         // from now on.
-                        self.feed.reconnected.store(Feed::GONE, Ordering::SeqCst);
+                        self.feed.missed_at.store(Feed::GONE, Ordering::SeqCst);
                         self.cached.invalidate_all();
                         tracing::warn!("the key cache lost its commit feed; keys are read from the key store only");
                         shutdown.cancelled().await;
@@ -296,9 +309,7 @@ impl KeyCache {
     /// by time, and keeps an entry stored in the same tick).
     fn missed(&self) {
         let now = self.feed.nanos(Instant::now());
-        self.feed
-            .reconnected
-            .fetch_max(now.max(1), Ordering::SeqCst);
+        self.feed.missed_at.fetch_max(now.max(1), Ordering::SeqCst);
         self.cached.invalidate_all();
     }
 
@@ -308,13 +319,27 @@ impl KeyCache {
     fn following(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
             && infra::nats::connects(&self.client) == self.feed.followed.load(Ordering::SeqCst)
-            && self.drops.reported() == self.feed.dropped.load(Ordering::SeqCst)
+            && infra::nats::dropped(&self.client) == self.feed.dropped.load(Ordering::SeqCst)
     }
 
     /// Forgets a secret's keys after one did not open the payload it names, so the
     /// next read asks the key store again (after it has been repaired, say).
     pub fn forget(&self, project: &ProjectId, secret: SecretId) {
         self.cached.invalidate(&(project.clone(), secret));
+    }
+}
+
+/// Resolves once `client` has dropped more messages than `seen`. Looked at every
+/// 250 ms: a hit meanwhile is refused at once ([`KeyCache::following`] reads the same
+/// count), so the follower only has to catch up before hits resume.
+async fn dropped_since(client: &async_nats::Client, seen: u64) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if infra::nats::dropped(client) > seen {
+            return;
+        }
     }
 }
 
@@ -407,7 +432,7 @@ mod tests {
     fn after_a_reconnect_nothing_fetched_before_is_answered_nor_anything_cached_for_a_while() {
         let feed = Feed {
             epoch: Instant::now(),
-            reconnected: AtomicU64::new(0),
+            missed_at: AtomicU64::new(0),
             followed: AtomicU64::new(1),
             dropped: AtomicU64::new(0),
         };
@@ -415,7 +440,7 @@ mod tests {
         assert!(feed.answerable(before));
         assert!(!feed.caching_paused(before));
         let reconnect = Instant::now() + Duration::from_millis(1);
-        feed.reconnected
+        feed.missed_at
             .store(feed.nanos(reconnect), Ordering::SeqCst);
         assert!(!feed.answerable(before));
         // Fetched after the reconnect: answerable, but not cached while a destroy
@@ -424,7 +449,7 @@ mod tests {
         assert!(feed.answerable(after));
         assert!(feed.caching_paused(after));
         // Gone for good: nothing answered, nothing cached.
-        feed.reconnected.store(Feed::GONE, Ordering::SeqCst);
+        feed.missed_at.store(Feed::GONE, Ordering::SeqCst);
         assert!(!feed.answerable(after));
         assert!(feed.caching_paused(Instant::now()));
     }

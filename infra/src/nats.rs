@@ -183,60 +183,7 @@ fn servers(url: &str) -> Result<(Vec<String>, Option<Credentials>), NatsError> {
 
 /// Connects to `url` as `name` (shown in the server's connection list).
 pub async fn connect(url: &str, name: &str) -> Result<Client, NatsError> {
-    connect_with(url, name, ConnectOptions::new(), None).await
-}
-
-/// Reports that a connection's client dropped messages because a subscriber did not
-/// take them in time (a slow consumer), which the client otherwise only logs.
-#[derive(Debug, Clone, Default)]
-pub struct Drops(std::sync::Arc<DropReports>);
-
-#[derive(Debug, Default)]
-struct DropReports {
-    /// Reports so far; read on every hit of a cache that follows the connection, so
-    /// an atomic rather than a lock.
-    count: std::sync::atomic::AtomicU64,
-    /// Wakes a waiter in [`Drops::next`] (a report made while none waits is kept).
-    noted: tokio::sync::Notify,
-}
-
-impl Drops {
-    /// How many times the client has reported dropping so far (one report may stand
-    /// for a burst of dropped messages).
-    pub fn reported(&self) -> u64 {
-        self.0.count.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once a report has come since the last time this resolved (or since
-    /// the connection was made); several reports may resolve it once.
-    pub async fn next(&self) {
-        self.0.noted.notified().await;
-    }
-
-    fn report(&self) {
-        self.0.count.fetch_add(1, Ordering::SeqCst);
-        self.0.noted.notify_one();
-    }
-}
-
-/// [`connect_buffering`] for a client that must know when it missed a message: a
-/// follower of commits that forgets cached state on each. The client reports every
-/// drop ([`Drops`]) as long as its subscriptions' drops alone fill its report queue
-/// (128 events), so give such a follower a connection of its own.
-pub async fn connect_noting_drops(
-    url: &str,
-    name: &str,
-    messages: usize,
-) -> Result<(Client, Drops), NatsError> {
-    let drops = Drops::default();
-    let client = connect_with(
-        url,
-        name,
-        ConnectOptions::new().subscription_capacity(messages),
-        Some(drops.clone()),
-    )
-    .await?;
-    Ok((client, drops))
+    connect_with(url, name, ConnectOptions::new()).await
 }
 
 /// [`connect`], holding at most `messages` messages per subscription that its reader
@@ -251,7 +198,6 @@ pub async fn connect_buffering(
         url,
         name,
         ConnectOptions::new().subscription_capacity(messages),
-        None,
     )
     .await
 }
@@ -264,16 +210,10 @@ pub async fn connect_as_client(url: &str, name: &str, token: &str) -> Result<Cli
     if let Some(prefix) = crate::nats_auth::token_inbox_prefix(token) {
         options = options.custom_inbox_prefix(prefix);
     }
-    connect_with(url, name, options, None).await
+    connect_with(url, name, options).await
 }
 
-/// Connects with keyledger's options; each slow-consumer report also bumps `drops`.
-async fn connect_with(
-    url: &str,
-    name: &str,
-    options: ConnectOptions,
-    drops: Option<Drops>,
-) -> Result<Client, NatsError> {
+async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<Client, NatsError> {
     let (servers, credentials) = servers(url)?;
     // keyledger's own connection names (a bounded set), so a label value.
     let connection = name.to_owned();
@@ -299,7 +239,6 @@ async fn connect_with(
         .event_callback(move |event| {
             let connection = connection.clone();
             let lost = lost.clone();
-            let drops = drops.clone();
             async move {
                 match event {
                     Event::Disconnected => {
@@ -319,9 +258,6 @@ async fn connect_with(
                         tracing::warn!(connection, error = %e, "NATS server error")
                     }
                     Event::SlowConsumer(sid) => {
-                        if let Some(drops) = &drops {
-                            drops.report();
-                        }
                         tracing::warn!(connection, sid, "NATS slow consumer")
                     }
                     _ => {}
@@ -352,6 +288,13 @@ async fn connect_with(
 /// How many times `client` has connected so far (1 after the first connection).
 pub fn connects(client: &Client) -> u64 {
     client.statistics().connects.load(Ordering::Relaxed)
+}
+
+/// How many messages `client` has dropped so far because a subscription did not take
+/// them in time (a slow consumer): counted as each is dropped, before the client's
+/// `SlowConsumer` event (which comes later, and not at all when its queue is full).
+pub fn dropped(client: &Client) -> u64 {
+    client.statistics().dropped_messages.load(Ordering::SeqCst)
 }
 
 /// Resolves once `client` has connected again after `seen` connections: a reader whose

@@ -455,11 +455,6 @@ pub struct ApiSettings {
     pub relay_changes: bool,
 }
 
-/// Commits the key cache's feed holds that its follower has not taken yet (async-nats's
-/// default). Beyond them the client drops commits, and the cache forgets every key it
-/// holds (`api::key_cache`).
-const KEY_FEED_MESSAGES: usize = 65_536;
-
 /// Starts the HTTP API. `applied` follows a projector in this process; without one,
 /// the API polls the read model's checkpoint. Returns the bound address.
 #[expect(
@@ -521,9 +516,13 @@ pub async fn start_api(
         keys: keys_store.clone(),
         wrapped_keys: api::key_cache::KeyCache::start(
             keys_store,
-            // Its own connection, so a drop the client reports is one of its commits.
-            infra::nats::connect_noting_drops(nats_url, "keyledger-key-feed", KEY_FEED_MESSAGES)
-                .await?,
+            // Its own connection, so every message the client drops is a commit.
+            infra::nats::connect_buffering(
+                nats_url,
+                "keyledger-key-feed",
+                api::key_cache::FEED_MESSAGES,
+            )
+            .await?,
             shutdown.clone(),
         )
         .await?,

@@ -1345,4 +1345,9 @@ pub struct Statistics {
     /// Number of times connection was established.
     /// Initial connect will be counted as well, then all successful reconnects.
     pub connects: AtomicU64,
+    /// Number of messages dropped because a subscription's channel was full (a slow
+    /// consumer), counted before the `SlowConsumer` event is queued. (keyledger's
+    /// patch: the event is delivered later, and not at all when the event queue is
+    /// full.)
+    pub dropped_messages: AtomicU64,
 }

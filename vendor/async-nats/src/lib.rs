@@ -769,6 +769,10 @@ impl ConnectionHandler {
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             debug!("slow consumer detected for subscription {}", sid);
                             self.connector
+                                .connect_stats
+                                .dropped_messages
+                                .fetch_add(1, Ordering::SeqCst);
+                            self.connector
                                 .events_tx
                                 .try_send(Event::SlowConsumer(sid))
                                 .ok();
