@@ -22,11 +22,14 @@
 //! for as long as after a destroying commit. Commits the client dropped because the
 //! follower fell behind (a slow consumer: more than [`FEED_MESSAGES`] waiting) are
 //! missed commits too, handled the same way: the feed has a connection of its own,
-//! whose client counts each drop as it drops it ([`infra::nats::dropped`]), and from
-//! then until the follower has noticed it nothing held is answered. What the follower
-//! has received but not yet taken is not missed, only late: a destroy that completes
-//! while its commit waits there can be outlived by a hit for as long as the wait. A
-//! feed gone for good (or a follower that stopped) leaves every read to the key store.
+//! whose client counts each drop as it drops it, and from then until the follower has
+//! noticed it nothing held is answered. Commits the client has received and the
+//! follower not yet taken are late, not missed: while more than [`MOST_WAITING`] wait,
+//! nothing held is answered either. Commits not yet received (in the socket, or in
+//! nats-server's buffer for the connection) cannot be counted: a destroy that
+//! completes while its commit is held there can be outlived by a hit for as long as
+//! it is. A feed gone for good (or a follower that stopped) leaves every read to the
+//! key store.
 //!
 //! Each key is answered for at most [`TIME_TO_LIVE`] from the read that fetched it, and
 //! a secret holds its most recently fetched [`KEYS_PER_SECRET`] at most.
@@ -71,10 +74,21 @@ const SLOWEST_CACHED_READ: Duration = Duration::from_secs(5);
 const PAUSE_NANOS: u64 = (SETTLING.as_secs() + SLOWEST_CACHED_READ.as_secs()) * 1_000_000_000;
 
 /// Commits the feed's connection holds that the follower has not taken yet; beyond
-/// them it drops commits, and the cache forgets every key it holds. Small, so that a
-/// follower falling behind is a drop (noticed) after a moment rather than a long wait
-/// (not noticed); the follower takes each commit in well under a microsecond.
+/// them it drops commits, and the cache forgets every key it holds and caches nothing
+/// for 10 s. About 0.8 s of commits at 5,000/s, and at most some 370 MB of the
+/// largest commits (64 KiB payloads): the follower takes each in a few microseconds,
+/// so only a connection handler or follower stalled that long drops any.
 pub const FEED_MESSAGES: usize = 4_096;
+
+/// Most commits that may wait for the follower (received, not yet taken) while the
+/// cache answers what it holds: a destroying commit among them is seen within the
+/// time the follower takes for this many.
+pub const MOST_WAITING: u64 = 64;
+
+/// How often the follower looks for commits missed (a reconnect, a drop). A hit
+/// meanwhile is refused at once ([`KeyCache::following`] reads the same counts): the
+/// follower only has to notice before hits resume.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
 
 /// A secret's keys, by (project, secret).
 type Name = (ProjectId, SecretId);
@@ -88,8 +102,10 @@ type Held = (KeyId, WrappedKey, Instant);
 pub struct KeyCache {
     keys: KeyStore,
     /// The connection the commits are followed on, the feed's alone: every message it
-    /// drops is a commit.
+    /// receives or drops is a commit.
     client: async_nats::Client,
+    /// Its counts (connections, messages received and dropped), read on every hit.
+    stats: Arc<async_nats::Statistics>,
     cached: Cache<Name, Arc<[Held]>>,
     /// Secrets with a commit that may destroy keys in the last [`SETTLING`] (plus
     /// [`SLOWEST_CACHED_READ`]): not cached.
@@ -111,6 +127,10 @@ struct Feed {
     /// The messages the client had dropped when the follower last looked: a hit needs
     /// no drop since.
     dropped: AtomicU64,
+    /// Messages the client had received and not dropped before the follower's first,
+    /// plus the commits the follower has taken: received, not dropped and not taken
+    /// beyond these are waiting.
+    taken: AtomicU64,
 }
 
 impl Feed {
@@ -177,9 +197,11 @@ impl KeyCache {
         client: async_nats::Client,
         shutdown: CancellationToken,
     ) -> Result<Self, async_nats::SubscribeError> {
+        let stats = client.statistics();
         let cache = Self {
             keys,
             client: client.clone(),
+            stats: stats.clone(),
             cached: Cache::builder()
                 .max_capacity(CAPACITY)
                 // At most [`KEYS_PER_SECRET`] keys: the weight always fits.
@@ -193,50 +215,45 @@ impl KeyCache {
             feed: Arc::new(Feed {
                 epoch: Instant::now(),
                 missed_at: AtomicU64::new(0),
-                followed: AtomicU64::new(infra::nats::connects(&client)),
-                dropped: AtomicU64::new(infra::nats::dropped(&client)),
+                followed: AtomicU64::new(stats.connects.load(Ordering::SeqCst)),
+                dropped: AtomicU64::new(stats.dropped_messages.load(Ordering::SeqCst)),
+                taken: AtomicU64::new(received(&stats)),
             }),
         };
         let commits = client
             .subscribe(events_filter(None, Some(AggregateKind::Secret), None))
             .await?;
-        // Registered with the server before the first read: commits published from
-        // now on reach the feed.
-        if let Err(e) = client.flush().await {
-            tracing::warn!(error = %e, "the key cache's feed did not flush its subscription");
-        }
-        tokio::spawn(cache.clone().follow(client, commits, shutdown));
+        tokio::spawn(cache.clone().follow(commits, shutdown));
         Ok(cache)
     }
 
     /// Forgets each secret a commit that may destroy keys is published on; everything,
     /// after a reconnect or a drop.
-    async fn follow(
-        self,
-        client: async_nats::Client,
-        mut commits: async_nats::Subscriber,
-        shutdown: CancellationToken,
-    ) {
-        // The counts the cache was made with: a reconnect or a drop since then is a
-        // commit missed.
-        let mut seen = self.feed.followed.load(Ordering::SeqCst);
-        let mut dropped = self.feed.dropped.load(Ordering::SeqCst);
+    async fn follow(self, mut commits: async_nats::Subscriber, shutdown: CancellationToken) {
         // However the follower ends (shutdown, a panic), nothing is answered or cached
         // after it: no one forgets keys any more.
         let _gone = FeedGone(self.feed.clone());
+        // One timer for the follower's life, not one per commit.
+        let mut look = tokio::time::interval(LOOK_EVERY);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = infra::nats::reconnected(&client, seen) => {
-                    seen = infra::nats::connects(&client);
-                    self.missed();
-                    self.feed.followed.store(seen, Ordering::SeqCst);
-                }
-                () = dropped_since(&client, dropped) => {
-                    dropped = infra::nats::dropped(&client);
-                    tracing::warn!("the key cache's commit feed dropped commits; forgetting every key held");
-                    self.missed();
-                    self.feed.dropped.store(dropped, Ordering::SeqCst);
+                _ = look.tick() => {
+                    // The counts the follower last saw (at first, those the cache was
+                    // made with): a reconnect or a drop since then is a commit missed.
+                    let connects = self.stats.connects.load(Ordering::SeqCst);
+                    let dropped = self.stats.dropped_messages.load(Ordering::SeqCst);
+                    let reconnected = connects != self.feed.followed.load(Ordering::SeqCst);
+                    let lost = dropped != self.feed.dropped.load(Ordering::SeqCst);
+                    if lost {
+                        tracing::warn!("the key cache's commit feed dropped commits; forgetting every key held");
+                    }
+                    if reconnected || lost {
+                        self.missed();
+                        self.feed.followed.store(connects, Ordering::SeqCst);
+                        self.feed.dropped.store(dropped, Ordering::SeqCst);
+                    }
                 }
                 commit = commits.next() => {
                     let Some(commit) = commit else {
@@ -254,6 +271,9 @@ impl KeyCache {
                         self.settling.insert(name.clone(), ());
                         self.cached.invalidate(&name);
                     }
+                    // Taken once it is forgotten: a hit that counts it taken finds the
+                    // secret forgotten.
+                    self.feed.taken.fetch_add(1, Ordering::SeqCst);
                 }
             }
         }
@@ -315,11 +335,16 @@ impl KeyCache {
 
     /// Whether the commit feed is live: the client connected, on the connection the
     /// follower last saw (a reconnect it has not noticed yet may have missed commits),
-    /// with no drop reported since the follower's last look.
+    /// with no commit dropped since the follower's last look and at most
+    /// [`MOST_WAITING`] waiting for it.
     fn following(&self) -> bool {
+        let stats = &self.stats;
         self.client.connection_state() == async_nats::connection::State::Connected
-            && infra::nats::connects(&self.client) == self.feed.followed.load(Ordering::SeqCst)
-            && infra::nats::dropped(&self.client) == self.feed.dropped.load(Ordering::SeqCst)
+            && stats.connects.load(Ordering::SeqCst) == self.feed.followed.load(Ordering::SeqCst)
+            && stats.dropped_messages.load(Ordering::SeqCst)
+                == self.feed.dropped.load(Ordering::SeqCst)
+            && received(stats).saturating_sub(self.feed.taken.load(Ordering::SeqCst))
+                <= MOST_WAITING
     }
 
     /// Forgets a secret's keys after one did not open the payload it names, so the
@@ -329,18 +354,15 @@ impl KeyCache {
     }
 }
 
-/// Resolves once `client` has dropped more messages than `seen`. Looked at every
-/// 250 ms: a hit meanwhile is refused at once ([`KeyCache::following`] reads the same
-/// count), so the follower only has to catch up before hits resume.
-async fn dropped_since(client: &async_nats::Client, seen: u64) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if infra::nats::dropped(client) > seen {
-            return;
-        }
-    }
+/// The messages a client has received and not dropped: on the feed's connection,
+/// commits taken by the follower or waiting for it.
+fn received(stats: &async_nats::Statistics) -> u64 {
+    // The client counts a message received before it hands it on or drops it.
+    let dropped = stats.dropped_messages.load(Ordering::SeqCst);
+    stats
+        .in_messages
+        .load(Ordering::SeqCst)
+        .saturating_sub(dropped)
 }
 
 /// The secret a commit's subject names.
@@ -435,6 +457,7 @@ mod tests {
             missed_at: AtomicU64::new(0),
             followed: AtomicU64::new(1),
             dropped: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
         };
         let before = Instant::now();
         assert!(feed.answerable(before));
