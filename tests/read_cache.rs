@@ -462,14 +462,15 @@ async fn a_new_secrets_key_is_held_from_its_first_read_until_a_commit_destroys_i
     assert!(!body.contains("key-canary"), "{body}");
 }
 
-/// A key cache whose feed drops commits (its follower fell behind) forgets every key
-/// it holds, so no key a missed commit destroyed is answered from memory. Here the
-/// feed holds one commit, a key is held, then removed from the key store behind the
-/// cache's back (as a destroy named by a missed commit would), and a burst of commits
-/// the follower cannot take one by one goes by: none of them names that secret, yet
-/// the cache stops answering the key it held.
+/// A key cache whose feed drops commits (its follower fell behind) stops answering the
+/// keys it holds, so no key a missed commit destroyed is answered from memory. Here
+/// the feed holds one commit, a key is held, then removed from the key store behind
+/// the cache's back (as a destroy named by a missed commit would), and a burst of
+/// messages the follower cannot take one by one goes by: none of them names that
+/// secret, yet the cache stops answering the key it held, and the client counted the
+/// drops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_cache_whose_feed_drops_commits_forgets_what_it_holds() {
+async fn a_key_cache_whose_feed_drops_commits_stops_answering_what_it_holds() {
     let t = TestStack::start().await;
     let alice = t.token("alice", "p1");
     let id = t.create_text(&alice, "held", "cache-canary-drop").await;
@@ -507,8 +508,8 @@ async fn a_key_cache_whose_feed_drops_commits_forgets_what_it_holds() {
         "the key is held: gone from the key store, it is still answered"
     );
 
-    // Commits of another secret that destroy nothing (metadata), as fast as the
-    // server takes them: the follower cannot take each before the next.
+    // Junk messages on another secret's subject, as fast as the server takes them:
+    // the follower cannot take each before the next.
     let other = t.create_text(&alice, "busy", "busy").await;
     let subject = format!("keyledger.events.p1.secret.{other}");
     // Bursts (five at most) until the feed has dropped one. The junk lands in this

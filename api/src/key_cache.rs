@@ -127,9 +127,9 @@ struct Feed {
     /// The messages the client had dropped when the follower last looked: a hit needs
     /// no drop since.
     dropped: AtomicU64,
-    /// Messages the client had received and not dropped before the follower's first,
-    /// plus the commits the follower has taken: received, not dropped and not taken
-    /// beyond these are waiting.
+    /// Messages the client had received and not dropped when the cache was made
+    /// (before it subscribed), plus the commits the follower has taken since: messages
+    /// received and not dropped beyond these are waiting.
     taken: AtomicU64,
 }
 
@@ -190,8 +190,10 @@ fn forgets(subject: &str, payload: &[u8]) -> Option<Name> {
 impl KeyCache {
     /// A cache in front of `keys` that follows the secrets' commits on `client` until
     /// `shutdown`. `client` is the feed's alone (made with
-    /// [`infra::nats::connect_buffering`] for [`FEED_MESSAGES`]): a message it drops
-    /// must be a commit.
+    /// [`infra::nats::connect_buffering`] for [`FEED_MESSAGES`]): no other
+    /// subscription or request may use it, since every message it receives is counted
+    /// as a commit for the follower (one it never takes would count as waiting for
+    /// good, and after [`MOST_WAITING`] of them nothing held would be answered).
     pub async fn start(
         keys: KeyStore,
         client: async_nats::Client,
