@@ -246,18 +246,8 @@ async fn a_tampered_key_store_entry_is_reported_as_tampered() {
     let alice = t.token("alice", "p1");
     let id = t.create_text(&alice, "db", "tamper-canary").await;
     let other = t.create_text(&alice, "other", "other-canary").await;
-    let key_of = |commits: Vec<Commit<domain::secret::SecretEvent>>| {
-        commits
-            .iter()
-            .flat_map(|c| c.body.events.iter())
-            .find_map(|e| match e {
-                domain::secret::SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
-                _ => None,
-            })
-            .unwrap()
-    };
-    let key = key_of(t.commits_of(&id).await);
-    let other_key = key_of(t.commits_of(&other).await);
+    let key = t.key_ids(&id).await[0];
+    let other_key = t.key_ids(&other).await[0];
     let js = async_nats::jetstream::new(t.service_nats().await);
     let kv = js.get_key_value("KEYLEDGER_KEYS").await.unwrap();
     let entry = format!("p1.{id}.{key}");

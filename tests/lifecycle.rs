@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use domain::ids::{KeyId, ProjectId, SecretId};
+use domain::ids::{ProjectId, SecretId};
 use domain::principal::Actor;
-use domain::secret::SecretEvent;
 use domain::secret::version::{Lifecycle, Retention};
 use infra::keystore::KeyStore;
 use infra::log::ensure_key_bucket;
@@ -73,19 +72,6 @@ impl TestStack {
     async fn key_store(&self) -> KeyStore {
         let js = async_nats::jetstream::new(self.service_nats().await);
         KeyStore::new(ensure_key_bucket(&js, 1).await.unwrap())
-    }
-
-    /// The data keys the log says secret `id`'s versions were sealed under.
-    async fn key_ids(&self, id: &str) -> Vec<KeyId> {
-        self.commits_of(id)
-            .await
-            .iter()
-            .flat_map(|c| c.body.events.clone())
-            .filter_map(|e| match e {
-                SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
-                _ => None,
-            })
-            .collect()
     }
 
     /// The commands in secret `id`'s log, with who issued them.

@@ -302,16 +302,7 @@ async fn every_identity_is_held_to_its_permissions() {
     let t = TestStack::start().await;
     let alice = t.token("alice", "p1");
     let id = t.create_text(&alice, "db", "matrix-canary").await;
-    let key_id = t.commits_of(&id).await[0]
-        .body
-        .events
-        .iter()
-        .find_map(|e| match e {
-            domain::secret::SecretEvent::Created(_) => None,
-            domain::secret::SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
-            _ => None,
-        });
-    let key_id = key_id.expect("the create stored a payload");
+    let key_id = t.key_ids(&id).await[0];
     let targets = Targets {
         event: format!("keyledger.events.p1.secret.{id}"),
         key: format!("$KV.KEYLEDGER_KEYS.p1.{id}.{key_id}"),
@@ -558,15 +549,7 @@ async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
         )
         .await;
     assert_eq!(t.settled(&alice, &order).await["status"], "ACTIVE");
-    let key_id = t.commits_of(&id).await[0]
-        .body
-        .events
-        .iter()
-        .find_map(|e| match e {
-            domain::secret::SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
-            _ => None,
-        })
-        .unwrap();
+    let key_id = t.key_ids(&id).await[0];
     let targets = [
         format!("keyledger.events.p1.secret.{id}"),
         format!("$KV.KEYLEDGER_KEYS.p1.{id}.{key_id}"),

@@ -290,13 +290,6 @@ pub fn connects(client: &Client) -> u64 {
     client.statistics().connects.load(Ordering::Relaxed)
 }
 
-/// How many messages `client` has dropped so far because a subscription did not take
-/// them in time (a slow consumer): counted as each is dropped, before the client's
-/// `SlowConsumer` event (which comes later, and not at all when its queue is full).
-pub fn dropped(client: &Client) -> u64 {
-    client.statistics().dropped_messages.load(Ordering::SeqCst)
-}
-
 /// Resolves once `client` has connected again after `seen` connections: a reader whose
 /// server-side state (a consumer) may be gone restarts then, rather than waiting for
 /// missed heartbeats.

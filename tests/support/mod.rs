@@ -228,6 +228,19 @@ impl TestStack {
         out
     }
 
+    /// The data keys the log says secret `id`'s versions were sealed under, in order.
+    pub async fn key_ids(&self, id: &str) -> Vec<domain::ids::KeyId> {
+        self.commits_of(id)
+            .await
+            .iter()
+            .flat_map(|c| c.body.events.iter())
+            .filter_map(|e| match e {
+                SecretEvent::PayloadStored(p) => Some(p.payload.key_id),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.stack.http_addr)
     }
