@@ -468,9 +468,10 @@ async fn a_new_secrets_key_is_held_from_its_first_read_until_a_commit_destroys_i
 /// the cache's back (as a destroy named by a missed commit would), and a burst of
 /// messages the follower cannot take one by one goes by: none of them names that
 /// secret, yet the cache stops answering the key it held, and the client counted the
-/// drops.
+/// drops. Once the pause after the drop has passed (10 s: as long as a destroy named
+/// by a missed commit may take to follow it), the cache holds keys again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_cache_whose_feed_drops_commits_stops_answering_what_it_holds() {
+async fn a_key_cache_whose_feed_drops_commits_stops_answering_what_it_holds_then_caches_again() {
     let t = TestStack::start().await;
     let alice = t.token("alice", "p1");
     let id = t.create_text(&alice, "held", "cache-canary-drop").await;
@@ -493,6 +494,11 @@ async fn a_key_cache_whose_feed_drops_commits_stops_answering_what_it_holds() {
     let project = domain::ids::ProjectId::parse("p1").unwrap();
     let secret = domain::ids::SecretId::parse(&id).unwrap();
     assert!(cache.get(&project, secret, key).await.unwrap().is_some());
+    let wrapped = kv
+        .get(format!("p1.{id}.{key}"))
+        .await
+        .unwrap()
+        .expect("the key is in the key store");
     kv.purge(format!("p1.{id}.{key}")).await.unwrap();
     assert!(
         cache.get(&project, secret, key).await.unwrap().is_some(),
@@ -540,6 +546,120 @@ async fn a_key_cache_whose_feed_drops_commits_stops_answering_what_it_holds() {
         dropped(feed) > 0,
         "the client counted the commits its feed dropped"
     );
+    let dropped_then = dropped(feed);
+
+    // The key back in the key store: each round fetches it, removes it again and
+    // asks once more. The second answer comes from memory only once caching resumed;
+    // until then it is `None`, read through to the empty key store.
+    let started = std::time::Instant::now();
+    let (kv, name) = (&kv, &format!("p1.{id}.{key}"));
+    crate::support::eventually(
+        "the cache to hold keys again after the pause that follows a drop",
+        Duration::from_secs(20),
+        || {
+            let (cache, project, wrapped) = (&cache, &project, wrapped.clone());
+            async move {
+                kv.put(name, wrapped).await.unwrap();
+                let fetched = cache.get(project, secret, key).await.unwrap();
+                assert!(fetched.is_some(), "the key is in the key store again");
+                kv.purge(name).await.unwrap();
+                let held = cache.get(project, secret, key).await.unwrap().is_some();
+                held.then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(dropped(feed), dropped_then, "nothing dropped since");
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "caching resumed {:?} after the drop was seen, not after its 10 s pause",
+        started.elapsed()
+    );
+    drop(cache);
+    shutdown.cancel();
+    t.stop().await;
+}
+
+/// Commits the feed's client has received but the follower has not taken are late:
+/// one waiting among them may destroy a key the cache holds. While at most
+/// `MOST_WAITING` wait, held keys are answered; beyond that, none is, with nothing
+/// dropped. The follower is held back here by a second subscription on the feed's
+/// client that nobody reads (the cache's docs forbid one for this reason): every
+/// message it receives counts as received and never as taken, as a commit waiting
+/// behind a stalled follower does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_cache_stops_answering_while_more_commits_wait_for_its_follower_than_it_allows() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "held", "cache-canary-waiting").await;
+    let key = t.key_ids(&id).await[0];
+    let service = t.service_nats().await;
+    let js = async_nats::jetstream::new(service.clone());
+    let kv = js.get_key_value("KEYLEDGER_KEYS").await.unwrap();
+    let feed = infra::nats::connect_buffering(
+        &t.stack.service_url,
+        "test-key-feed",
+        api::key_cache::FEED_MESSAGES,
+    )
+    .await
+    .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let cache = api::key_cache::KeyCache::start(
+        infra::keystore::KeyStore::new(kv.clone()),
+        feed.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let project = domain::ids::ProjectId::parse("p1").unwrap();
+    let secret = domain::ids::SecretId::parse(&id).unwrap();
+    assert!(cache.get(&project, secret, key).await.unwrap().is_some());
+    kv.purge(format!("p1.{id}.{key}")).await.unwrap();
+    let held = async || cache.get(&project, secret, key).await.unwrap().is_some();
+    assert!(held().await, "the key is held");
+
+    let stalled = feed.subscribe("test.stalled").await.unwrap();
+    feed.flush().await.unwrap();
+    let received = || {
+        feed.statistics()
+            .in_messages
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let before = received();
+    let send = async |n: u64| {
+        for _ in 0..n {
+            service
+                .publish("test.stalled", b"{}".to_vec().into())
+                .await
+                .unwrap();
+        }
+        service.flush().await.unwrap();
+    };
+    let all_received = |n: u64| async move { (received() >= before + n).then_some(()) };
+
+    let most = api::key_cache::MOST_WAITING;
+    send(most).await;
+    crate::support::eventually(
+        "the feed's client to receive the messages",
+        Duration::from_secs(10),
+        || all_received(most),
+    )
+    .await;
+    assert!(held().await, "{most} waiting: the key is still answered");
+    send(1).await;
+    crate::support::eventually(
+        "the feed's client to receive one more",
+        Duration::from_secs(10),
+        || all_received(most + 1),
+    )
+    .await;
+    assert!(
+        !held().await,
+        "{} waiting: the key is not answered",
+        most + 1
+    );
+    assert_eq!(dropped(&feed), 0, "nothing was dropped: the messages wait");
+    drop(stalled);
     drop(cache);
     shutdown.cancel();
     t.stop().await;
