@@ -69,9 +69,12 @@ pub const SETTLING: Duration = Duration::from_secs(5);
 /// (the key store retries for seconds while a node catches up).
 const SLOWEST_CACHED_READ: Duration = Duration::from_secs(5);
 
-/// How long after a noticed reconnect or drop nothing is cached, in nanoseconds: as
-/// long as a secret settles after a destroying commit.
-const PAUSE_NANOS: u64 = (SETTLING.as_secs() + SLOWEST_CACHED_READ.as_secs()) * 1_000_000_000;
+/// How long after a noticed reconnect or drop nothing is cached: as long as a secret
+/// settles after a destroying commit.
+pub const PAUSE: Duration = Duration::from_secs(SETTLING.as_secs() + SLOWEST_CACHED_READ.as_secs());
+
+/// [`PAUSE`] in nanoseconds, as the feed's instants are kept.
+const PAUSE_NANOS: u64 = PAUSE.as_secs() * 1_000_000_000;
 
 /// Commits the feed's connection holds that the follower has not taken yet; beyond
 /// them it drops commits, and the cache forgets every key it holds and caches nothing

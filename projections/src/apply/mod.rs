@@ -318,10 +318,11 @@ const OPEN_APART_FROM: usize = 256;
 const OPEN_CHUNK: usize = 64;
 const CHUNKS_AHEAD: usize = 4;
 
-/// Threads that open a batch's commits while the writer's applies them. With one, the
-/// opening thread was the slower of the two in a rebuild (a core to itself, the writer
-/// at 60–80% of the other); with two, the three share both cores, and a rebuild of
-/// 1,000,000 commits took 11.1 s instead of 12.1 (README, "Two opening threads").
+/// Threads that open a batch's commits while the writer applies them. With one, the
+/// opening thread set a rebuild's pace (a core to itself, the writer at 60–80% of the
+/// other); with two, the three share both cores of the machine this was measured on,
+/// and a rebuild of 1,000,000 commits took 11.20 s instead of 12.24 (README, "Two
+/// opening threads"). More cores would take more openers; not measured.
 const OPENERS: usize = 2;
 
 /// Applies a batch of messages ([`apply`] each), aggregate by aggregate and each
@@ -427,7 +428,7 @@ fn apply_each(
 
 /// Opens the commits on [`OPENERS`] threads of their own, [`OPEN_CHUNK`] at a time
 /// (the chunks dealt out in turn), and applies them on this one in the order given.
-/// If no thread can be started, does both here.
+/// If any of those threads cannot be started, does both here.
 fn apply_opened_apart(
     conn: &mut dyn Sql,
     batch: &mut Batch<'_>,
@@ -440,7 +441,7 @@ fn apply_opened_apart(
         for first in 0..OPENERS {
             let (opened, chunks) = std::sync::mpsc::sync_channel::<Vec<Opened>>(CHUNKS_AHEAD);
             let opener = std::thread::Builder::new()
-                .name("keyledger-open".into())
+                .name(format!("keyledger-open-{first}"))
                 .spawn_scoped(scope, move || {
                     for chunk in commits.chunks(OPEN_CHUNK).skip(first).step_by(OPENERS) {
                         let chunk = chunk
@@ -458,9 +459,13 @@ fn apply_opened_apart(
                     openers.push(opener);
                     handed.push(chunks);
                 }
-                // Stops any started (its channel dropped at its first hand-over).
+                // The openers started stop at their first hand-over, their queues
+                // dropped; joined here, so a panic of theirs cannot escape the scope.
                 Err(_) => {
                     drop(handed);
+                    for opener in openers {
+                        let _ = opener.join();
+                    }
                     return apply_each(conn, batch, commits, key);
                 }
             }
@@ -481,7 +486,9 @@ fn apply_opened_apart(
         };
         let applied = applied();
         // After an error the openers stop at their next hand-over; joined here, a
-        // panic (if one had one) is this batch's error rather than the scope's.
+        // panic (if one had one) is this batch's error rather than the scope's. Every
+        // one is joined before any result is looked at: one left to the scope would
+        // re-raise its panic there.
         drop(handed);
         let joined = openers
             .into_iter()

@@ -27,8 +27,9 @@ pub enum ApplyError {
     /// The read model holds a value the projector never writes.
     #[error("the read model is corrupt: {0}")]
     Corrupt(String),
-    /// The thread opening a batch's commits panicked.
-    #[error("the thread opening the batch's commits failed; the batch is retried")]
+    /// A thread opening a batch's commits panicked, or stopped before handing over
+    /// every chunk it was dealt.
+    #[error("a thread opening the batch's commits failed; the batch is retried")]
     OpenerStopped,
 }
 
