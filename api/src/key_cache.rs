@@ -74,7 +74,7 @@ const SLOWEST_CACHED_READ: Duration = Duration::from_secs(5);
 pub const PAUSE: Duration = Duration::from_secs(SETTLING.as_secs() + SLOWEST_CACHED_READ.as_secs());
 
 /// [`PAUSE`] in nanoseconds, as the feed's instants are kept.
-const PAUSE_NANOS: u64 = PAUSE.as_secs() * 1_000_000_000;
+const PAUSE_NANOS: u64 = PAUSE.as_nanos() as u64;
 
 /// Commits the feed's connection holds that the follower has not taken yet; beyond
 /// them it drops commits, and the cache forgets every key it holds and caches nothing
