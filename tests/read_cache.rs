@@ -492,8 +492,6 @@ async fn a_key_cache_whose_feed_drops_commits_stops_answering_what_it_holds_then
     )
     .await
     .unwrap();
-    // The follower's subscription is in place before anything below is published.
-    feed.flush().await.unwrap();
     let project = domain::ids::ProjectId::parse("p1").unwrap();
     let secret = domain::ids::SecretId::parse(&id).unwrap();
     assert!(cache.get(&project, secret, key).await.unwrap().is_some());
@@ -509,14 +507,25 @@ async fn a_key_cache_whose_feed_drops_commits_stops_answering_what_it_holds_then
     );
 
     // Junk messages on another secret's subject, as fast as the server takes them:
-    // the follower cannot take each before the next. Everything the feed receives
-    // from here on is counted: its create's commit, then the junk.
-    let base = received(&feed);
+    // the follower cannot take each before the next. That secret's create reaching
+    // the feed shows the follower's subscription in place (a flush is no round trip
+    // with the server); everything the feed receives after it is the junk.
+    let created = received(&feed);
     let other = t.create_text(&alice, "busy", "busy").await;
+    crate::support::eventually(
+        "the feed to receive the second secret's create",
+        Duration::from_secs(10),
+        || {
+            let feed = &feed;
+            async move { (received(feed) > created).then_some(()) }
+        },
+    )
+    .await;
+    let base = received(&feed);
     let subject = format!("keyledger.events.p1.secret.{other}");
     // Bursts (five at most) until the feed has dropped one. The junk lands in this
     // test's own stream: its projector records each message as skipped.
-    let (mut bursts, mut sent) = (0, 1);
+    let (mut bursts, mut sent) = (0, 0);
     let (service, subject, feed) = (&service, &subject, &feed);
     // Fails (panics) if the key is still answered 10 s on.
     crate::support::eventually(
@@ -641,8 +650,15 @@ async fn a_key_cache_stops_answering_while_more_messages_than_it_allows_are_rece
     assert!(held().await, "the key is held");
 
     let unread = feed.subscribe("test.unread").await.unwrap();
-    feed.flush().await.unwrap();
+    // The feed's own message on the subject comes back once the server holds the
+    // subscription (it takes a connection's SUB before its PUB; a flush is no round
+    // trip with it): only then may another connection publish there. It is the
+    // first message waiting.
     let before = received(&feed);
+    feed.publish("test.unread", b"{}".to_vec().into())
+        .await
+        .unwrap();
+    feed.flush().await.unwrap();
     let send = async |n: u64| {
         for _ in 0..n {
             service
@@ -658,7 +674,13 @@ async fn a_key_cache_stops_answering_while_more_messages_than_it_allows_are_rece
     };
 
     let most = api::key_cache::MOST_WAITING;
-    send(most).await;
+    crate::support::eventually(
+        "the feed's client to receive its own message",
+        Duration::from_secs(10),
+        || all_received(1),
+    )
+    .await;
+    send(most - 1).await;
     crate::support::eventually(
         "the feed's client to receive the messages",
         Duration::from_secs(10),
