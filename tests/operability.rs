@@ -360,9 +360,24 @@ async fn readiness_flips_when_nats_stops_and_recovers() {
     let pid = t.stack.nats_pid().expect("a managed nats-server");
     let hung = Hung(pid);
     // SAFETY: kill(2) on the stack's own child.
-    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-    let (status, report) = ready().await;
-    assert_eq!(status, 503, "{report}");
+    let stopped = unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    assert_eq!(
+        stopped,
+        0,
+        "SIGSTOP to nats-server {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+    // Polled, with a bound of a few checks' timeouts: in CI (both cores busy with
+    // other tests) the first report after the stop once found every check answered.
+    let report = eventually(
+        "not ready while nats-server is stopped",
+        infra::health::CHECK_TIMEOUT * 3,
+        || async {
+            let (status, report) = ready().await;
+            (status == 503).then_some(report)
+        },
+    )
+    .await;
     assert_eq!(report["ready"], false);
     let failing: Vec<&str> = report["checks"]
         .as_array()
