@@ -358,6 +358,7 @@ async fn readiness_flips_when_nats_stops_and_recovers() {
     }
 
     let pid = t.stack.nats_pid().expect("a managed nats-server");
+    assert!(!all_threads_stopped(pid), "nats-server {pid} runs");
     let hung = Hung(pid);
     // SAFETY: kill(2) on the stack's own child.
     let stopped = unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
@@ -367,17 +368,18 @@ async fn readiness_flips_when_nats_stops_and_recovers() {
         "SIGSTOP to nats-server {pid}: {}",
         std::io::Error::last_os_error()
     );
-    // Polled, with a bound of a few checks' timeouts: in CI (both cores busy with
-    // other tests) the first report after the stop once found every check answered.
-    let report = eventually(
-        "not ready while nats-server is stopped",
-        infra::health::CHECK_TIMEOUT * 3,
-        || async {
-            let (status, report) = ready().await;
-            (status == 503).then_some(report)
-        },
+    // The stop reaches each of the server's threads as it is next scheduled, after
+    // kill(2) has returned: in CI (both cores busy with other tests) the server once
+    // answered the report right after. Once every thread shows stopped, nothing sent
+    // later is answered.
+    eventually(
+        "every thread of nats-server stopped",
+        Duration::from_secs(10),
+        || async { all_threads_stopped(pid).then_some(()) },
     )
     .await;
+    let (status, report) = ready().await;
+    assert_eq!(status, 503, "{report}");
     assert_eq!(report["ready"], false);
     let failing: Vec<&str> = report["checks"]
         .as_array()
@@ -421,6 +423,24 @@ async fn readiness_flips_when_nats_stops_and_recovers() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(failing, ["commands.stream.KEYLEDGER"], "{report}");
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in
+/// `/proc/<pid>/task/<tid>/stat`, after the parenthesised name, which may hold spaces).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads.into_iter().all(|thread| {
+        thread
+            .ok()
+            .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+            .and_then(|stat| {
+                stat.rsplit_once(") ")
+                    .map(|(_, rest)| rest.starts_with('T'))
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// A hung process, continued when dropped (also when the test fails meanwhile).
