@@ -473,28 +473,20 @@ async fn a_new_secrets_key_is_held_from_its_first_read_until_a_commit_destroys_i
 /// may be cached), the cache holds keys again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_cache_whose_feed_drops_commits_stops_answering_what_it_holds_then_caches_again() {
-    let t = TestStack::start().await;
-    let alice = t.token("alice", "p1");
-    let id = t.create_text(&alice, "held", "cache-canary-drop").await;
-    let key = t.key_ids(&id).await[0];
-    let service = t.service_nats().await;
-    let js = async_nats::jetstream::new(service.clone());
-    let kv = js.get_key_value("KEYLEDGER_KEYS").await.unwrap();
     // A feed connection that holds one commit for its follower.
-    let feed = infra::nats::connect_buffering(&t.stack.service_url, "test-key-feed", 1)
-        .await
-        .unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let cache = api::key_cache::KeyCache::start(
-        infra::keystore::KeyStore::new(kv.clone()),
-        feed.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let project = domain::ids::ProjectId::parse("p1").unwrap();
-    let secret = domain::ids::SecretId::parse(&id).unwrap();
-    assert!(cache.get(&project, secret, key).await.unwrap().is_some());
+    let HeldKey {
+        t,
+        alice,
+        id,
+        key,
+        service,
+        kv,
+        feed,
+        shutdown,
+        cache,
+        project,
+        secret,
+    } = HeldKey::fetched("cache-canary-drop", 1).await;
     let wrapped = kv
         .get(format!("p1.{id}.{key}"))
         .await
@@ -620,31 +612,19 @@ async fn a_key_cache_whose_feed_drops_commits_stops_answering_what_it_holds_then
 /// coming back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_cache_stops_answering_while_more_messages_than_it_allows_are_received_not_taken() {
-    let t = TestStack::start().await;
-    let alice = t.token("alice", "p1");
-    let id = t.create_text(&alice, "held", "cache-canary-waiting").await;
-    let key = t.key_ids(&id).await[0];
-    let service = t.service_nats().await;
-    let js = async_nats::jetstream::new(service.clone());
-    let kv = js.get_key_value("KEYLEDGER_KEYS").await.unwrap();
-    let feed = infra::nats::connect_buffering(
-        &t.stack.service_url,
-        "test-key-feed",
-        api::key_cache::FEED_MESSAGES,
-    )
-    .await
-    .unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let cache = api::key_cache::KeyCache::start(
-        infra::keystore::KeyStore::new(kv.clone()),
-        feed.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let project = domain::ids::ProjectId::parse("p1").unwrap();
-    let secret = domain::ids::SecretId::parse(&id).unwrap();
-    assert!(cache.get(&project, secret, key).await.unwrap().is_some());
+    let HeldKey {
+        t,
+        id,
+        key,
+        service,
+        kv,
+        feed,
+        shutdown,
+        cache,
+        project,
+        secret,
+        ..
+    } = HeldKey::fetched("cache-canary-waiting", api::key_cache::FEED_MESSAGES).await;
     kv.purge(format!("p1.{id}.{key}")).await.unwrap();
     let held = async || cache.get(&project, secret, key).await.unwrap().is_some();
     assert!(held().await, "the key is held");
@@ -705,6 +685,64 @@ async fn a_key_cache_stops_answering_while_more_messages_than_it_allows_are_rece
     drop(cache);
     shutdown.cancel();
     t.stop().await;
+}
+
+/// A key cache on a feed connection of its own, and a secret whose key it has fetched
+/// once (so holds).
+struct HeldKey {
+    t: TestStack,
+    alice: String,
+    id: String,
+    key: domain::ids::KeyId,
+    service: async_nats::Client,
+    kv: async_nats::jetstream::kv::Store,
+    feed: async_nats::Client,
+    shutdown: tokio_util::sync::CancellationToken,
+    cache: api::key_cache::KeyCache,
+    project: domain::ids::ProjectId,
+    secret: domain::ids::SecretId,
+}
+
+impl HeldKey {
+    /// A fresh stack, a secret holding `payload`, and a cache whose feed's client holds
+    /// `feed_messages` for its follower.
+    async fn fetched(payload: &str, feed_messages: usize) -> Self {
+        let t = TestStack::start().await;
+        let alice = t.token("alice", "p1");
+        let id = t.create_text(&alice, "held", payload).await;
+        let key = t.key_ids(&id).await[0];
+        let service = t.service_nats().await;
+        let js = async_nats::jetstream::new(service.clone());
+        let kv = js.get_key_value("KEYLEDGER_KEYS").await.unwrap();
+        let feed =
+            infra::nats::connect_buffering(&t.stack.service_url, "test-key-feed", feed_messages)
+                .await
+                .unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let cache = api::key_cache::KeyCache::start(
+            infra::keystore::KeyStore::new(kv.clone()),
+            feed.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let project = domain::ids::ProjectId::parse("p1").unwrap();
+        let secret = domain::ids::SecretId::parse(&id).unwrap();
+        assert!(cache.get(&project, secret, key).await.unwrap().is_some());
+        Self {
+            t,
+            alice,
+            id,
+            key,
+            service,
+            kv,
+            feed,
+            shutdown,
+            cache,
+            project,
+            secret,
+        }
+    }
 }
 
 /// The messages `client` has received, dropped ones included (the client counts each
