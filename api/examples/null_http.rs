@@ -1,8 +1,10 @@
 //! The floor under keyledger's HTTP reads: a server that answers every GET with the
 //! benchmark's 1 KiB payload and does nothing else, served by the same loop
-//! (`api::serve`, its limits), axum, runtime and allocator as `keyledger up`.
-//! `bench/openbao/run --floor-bin` drives it with the same wrk script as the payload
-//! reads, so a read's cost over the floor is measured in the same run:
+//! (`api::serve`, its limits), axum, runtime and allocator as `keyledger up`, but
+//! through none of keyledger's routes and middleware (`api::app`'s layers count as
+//! keyledger's cost). `bench/openbao/run --floor-bin` drives it with the same wrk
+//! script as the payload reads, so a read's cost over the floor is measured in the
+//! same run:
 //!
 //! ```sh
 //! cargo build --release --example null_http -p api
@@ -24,7 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The payload bench.lua stores and checks for: 1 KiB of `x`.
 const PAYLOAD: [u8; 1024] = [b'x'; 1024];
 
-/// What keyledger's payload read answers with, minus everything it looks up.
+/// What keyledger's payload read answers with (but its version header), minus
+/// everything it looks up.
 async fn payload() -> impl IntoResponse {
     (
         [
@@ -68,7 +71,7 @@ fn main() -> ExitCode {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            // Stopped like `keyledger up`: SIGINT (SIGTERM ends the process as is).
+            // SIGINT drains the connections; SIGTERM (the harness's) ends it at once.
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
