@@ -1,5 +1,6 @@
 //! What an adversarial pass against the HTTP API found, each kept as a test: two
-//! tokens in one request, JSON bodies in another charset or shape, ACL grants in a
+//! tokens in one request (or one credential header twice), refusals that quoted a
+//! value at its whole length, links built from a malformed Host, JSON bodies in another charset or shape, ACL grants in a
 //! secret's history, a versions listing that grew without bound, plain-text errors.
 
 use reqwest::StatusCode;
@@ -32,6 +33,200 @@ async fn a_request_with_two_different_tokens_is_refused() {
         .await
         .unwrap();
     assert_eq!(json_of(same).await["project_id"], "p1");
+    t.stop().await;
+}
+
+/// A credential header sent twice is refused on every path, even with the same token
+/// in both: a proxy that vetted one copy must not see the other used. The scheme of
+/// `Authorization` is case-insensitive.
+#[tokio::test]
+async fn a_credential_header_sent_twice_is_refused_on_every_path() {
+    let t = TestStack::start().await;
+    let (alice, bob) = (t.token("alice", "p1"), t.token("bob", "p2"));
+    for (header, first, second) in [
+        ("X-Auth-Token", bob.clone(), alice.clone()),
+        ("X-Auth-Token", alice.clone(), alice.clone()),
+        (
+            "Authorization",
+            format!("Bearer {bob}"),
+            format!("Bearer {alice}"),
+        ),
+    ] {
+        let twice = t
+            .http
+            .get(t.url("/v1/whoami"))
+            .header(header, &first)
+            .header(header, &second)
+            .send()
+            .await
+            .unwrap();
+        let (status, text) = description(twice).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header}: {text}");
+        assert!(
+            text.contains(&format!(
+                "the {} header more than once",
+                header.to_lowercase()
+            )),
+            "{header}: {text}"
+        );
+    }
+    let shouted = t
+        .http
+        .get(t.url("/v1/whoami"))
+        .header("Authorization", format!("BEARER {alice}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(shouted).await["user_id"], "alice");
+
+    // NATS: the header's name is matched whatever its case, and two copies of it (under
+    // one spelling or two) are refused.
+    let nats = t.client_nats_as(&alice).await;
+    let create = |headers: Vec<(&'static str, String)>| {
+        let nats = nats.clone();
+        async move {
+            let mut map = async_nats::HeaderMap::new();
+            for (name, value) in headers {
+                map.append(name, value.as_str());
+            }
+            let reply = nats
+                .request_with_headers(
+                    "keyledger.cmd.secret.create",
+                    map,
+                    json!({"name": "twice"}).to_string().into(),
+                )
+                .await
+                .unwrap();
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+    for twice in [
+        vec![
+            ("Authorization", format!("Bearer {bob}")),
+            ("Authorization", format!("Bearer {alice}")),
+        ],
+        vec![
+            ("Authorization", format!("Bearer {alice}")),
+            ("authorization", format!("Bearer {alice}")),
+        ],
+    ] {
+        let reply = create(twice).await;
+        assert_eq!(reply["ok"], false, "{reply}");
+        assert_eq!(reply["error"]["code"], "unauthorized", "{reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Authorization header more than once"),
+            "{reply}"
+        );
+    }
+    let lower = create(vec![("authorization", format!("bearer {alice}"))]).await;
+    assert_eq!(lower["ok"], true, "{lower}");
+
+    // AWS's API: two authorization headers, refused before either is read.
+    let aws = t
+        .http
+        .post(t.url("/"))
+        .header("X-Amz-Target", "secretsmanager.ListSecrets")
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("Authorization", "AWS4-HMAC-SHA256 one")
+        .header("Authorization", "AWS4-HMAC-SHA256 two")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(aws.status(), StatusCode::BAD_REQUEST);
+    let body = aws.text().await.unwrap();
+    assert!(
+        body.contains("IncompleteSignature") && body.contains("sent more than once"),
+        "{body}"
+    );
+    t.stop().await;
+}
+
+/// A refusal quotes the value at fault, but never at the value's length: a request
+/// cannot have its own 200,000 characters answered (or logged) back.
+#[tokio::test]
+async fn a_refusal_quotes_a_huge_value_only_in_part() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let id = t.create_text(&token, "s", "v").await;
+    let key = "k".repeat(200_000);
+    let metadata = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{id}/metadata")))
+        .bearer_auth(&token)
+        .json(&json!({"metadata": {key.as_str(): "v"}}))
+        .send()
+        .await
+        .unwrap();
+    let idempotency = t
+        .http
+        .post(t.url("/v1/secrets"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "b".repeat(200_000))
+        .json(&json!({"name": "n"}))
+        .send()
+        .await
+        .unwrap();
+    for (what, response) in [("metadata key", metadata), ("Idempotency-Key", idempotency)] {
+        let (status, text) = description(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {text}");
+        assert!(
+            text.len() <= domain::error::MESSAGE_LIMIT && text.contains("bytes left out"),
+            "{what}: {} bytes: {}",
+            text.len(),
+            &text[..200.min(text.len())]
+        );
+    }
+    t.stop().await;
+}
+
+/// Links in responses are built from the request's Host when no public URL is set:
+/// a missing (HTTP/1.1), repeated or malformed Host is refused with 400, as RFC 9112
+/// asks, and a well-formed one is what the links name.
+#[tokio::test]
+async fn a_request_without_one_well_formed_host_is_refused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let t = TestStack::start().await;
+    let ask = |head: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(t.stack.http_addr)
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .expect("an answer")
+        .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    for (what, hosts) in [
+        ("no Host", ""),
+        ("two", "Host: a.example\r\nHost: b.example\r\n"),
+        ("a path", "Host: evil.example/x\r\n"),
+        ("markup", "Host: evil.example\"><script>\r\n"),
+        ("user info", "Host: user@evil.example\r\n"),
+    ] {
+        let answer = ask(format!(
+            "GET / HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n"
+        ))
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{what}: {answer}");
+        assert!(answer.contains("Host header"), "{what}: {answer}");
+    }
+    let answer =
+        ask("GET / HTTP/1.1\r\nHost: keyledger.example:9311\r\nConnection: close\r\n\r\n".into())
+            .await;
+    assert!(answer.starts_with("HTTP/1.1 300"), "{answer}");
+    assert!(
+        answer.contains("http://keyledger.example:9311/v1"),
+        "{answer}"
+    );
     t.stop().await;
 }
 

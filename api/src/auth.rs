@@ -67,6 +67,14 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let text = |name: &str| -> Result<Option<String>, ApiError> {
+            // Two copies of a credential header: a proxy that vetted one must not see
+            // the other used, whichever of them this server would take.
+            if parts.headers.get_all(name).iter().nth(1).is_some() {
+                return Err(Rejection::unauthorized(format!(
+                    "the request carries the {name} header more than once; send one token"
+                ))
+                .into());
+            }
             parts
                 .headers
                 .get(name)

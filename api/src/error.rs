@@ -37,7 +37,7 @@ impl ApiError {
     pub fn new(status: StatusCode, description: impl Into<String>) -> Self {
         Self {
             status,
-            description: description.into(),
+            description: domain::error::bounded(description.into()),
             retry_after: None,
             code: None,
         }

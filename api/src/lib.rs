@@ -20,6 +20,7 @@ mod discovery;
 mod error;
 mod health;
 mod history;
+mod host;
 pub mod key_cache;
 mod metadata;
 mod microversion;
@@ -159,6 +160,7 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::Extension(document))
+        .layer(middleware::from_fn(host::checked))
         .layer(middleware::from_fn(error::in_barbican_shape))
         .layer(middleware::from_fn(microversion::negotiate))
         .layer(middleware::from_fn(log_request))

@@ -75,12 +75,41 @@ pub struct Rejection {
     pub message: String,
 }
 
+/// Longest message a refusal carries, in bytes. Messages quote the value at fault,
+/// and a value can be as long as a request allows (a 400,000-character metadata key,
+/// a 200,000-character idempotency key): unbounded, each such request would be
+/// answered, and logged, at its own length.
+pub const MESSAGE_LIMIT: usize = 2048;
+
+/// `message`, or, past [`MESSAGE_LIMIT`], its start and its end with what lies between
+/// left out: the start names what is wrong, the end usually says what to do.
+pub fn bounded(message: String) -> String {
+    if message.len() <= MESSAGE_LIMIT {
+        return message;
+    }
+    let keep = (MESSAGE_LIMIT - 64) / 2;
+    let mut head = keep;
+    while !message.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = message.len() - keep;
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{} … ({} bytes left out) … {}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
+}
+
 impl Rejection {
-    /// A rejection with the given code and message.
+    /// A rejection with the given code and message (bounded: [`bounded`]).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
-            message: message.into(),
+            message: bounded(message.into()),
         }
     }
 
@@ -122,5 +151,36 @@ impl Rejection {
     /// [`ErrorCode::Internal`].
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_within_the_limit_is_kept_whole() {
+        let message = "x".repeat(MESSAGE_LIMIT);
+        assert_eq!(bounded(message.clone()), message);
+    }
+
+    #[test]
+    fn a_longer_message_keeps_its_start_and_its_end() {
+        let message = format!(
+            "metadata key \"{}\" is too long; the limit is 255 characters",
+            "ké".repeat(100_000)
+        );
+        let cut = bounded(message.clone());
+        assert!(cut.len() <= MESSAGE_LIMIT, "{}", cut.len());
+        assert!(cut.starts_with("metadata key \"kéké"), "{cut}");
+        assert!(cut.ends_with("the limit is 255 characters"), "{cut}");
+        // What is left out is counted to the byte.
+        let left_out: usize = cut
+            .split_once(" … (")
+            .and_then(|(_, rest)| rest.split_once(" bytes left out)"))
+            .and_then(|(n, _)| n.parse().ok())
+            .expect("the count of what is left out");
+        let marker = format!(" … ({left_out} bytes left out) … ");
+        assert_eq!(cut.len() - marker.len() + left_out, message.len());
     }
 }

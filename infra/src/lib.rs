@@ -24,6 +24,7 @@ pub mod kek;
 pub mod keyfile;
 pub mod keystore;
 pub mod log;
+pub mod log_budget;
 pub mod metrics;
 pub mod nats;
 pub mod nats_auth;

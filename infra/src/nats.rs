@@ -218,6 +218,12 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
     // keyledger's own connection names (a bounded set), so a label value.
     let connection = name.to_owned();
     let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // One report per message dropped would let a client that floods a subscription
+    // write the log at its own rate.
+    let slow = std::sync::Arc::new(crate::log_budget::LogBudget::new(
+        1,
+        Duration::from_secs(10),
+    ));
     metrics::counter!(crate::metrics::NATS_RECONNECTS, "connection" => connection.clone())
         .increment(0);
     metrics::counter!(crate::metrics::NATS_DISCONNECTS, "connection" => connection.clone())
@@ -239,6 +245,7 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
         .event_callback(move |event| {
             let connection = connection.clone();
             let lost = lost.clone();
+            let slow = slow.clone();
             async move {
                 match event {
                     Event::Disconnected => {
@@ -258,7 +265,15 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
                         tracing::warn!(connection, error = %e, "NATS server error")
                     }
                     Event::SlowConsumer(sid) => {
-                        tracing::warn!(connection, sid, "NATS slow consumer")
+                        if let Some(earlier) = slow.take() {
+                            tracing::warn!(
+                                connection,
+                                sid,
+                                earlier_unreported = earlier,
+                                "NATS slow consumer: a message was dropped (reported at most \
+                                 once every 10 s, with the drops since the last report)"
+                            )
+                        }
                     }
                     _ => {}
                 }

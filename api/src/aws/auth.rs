@@ -79,6 +79,13 @@ pub struct AwsCaller {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AwsError> {
+    // A second copy would be a second claim the signature check never looked at.
+    if headers.get_all(name).iter().nth(1).is_some() {
+        return Err(AwsError::new(
+            Code::IncompleteSignature,
+            format!("the {name} header is sent more than once; send it once"),
+        ));
+    }
     headers
         .get(name)
         .map(|v| {

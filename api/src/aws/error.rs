@@ -92,7 +92,7 @@ impl AwsError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
             code,
-            message: message.into(),
+            message: domain::error::bounded(message.into()),
         }
     }
 

@@ -96,6 +96,29 @@ pub struct CommandService {
 /// caller's flood is answered quickly and leaves room for everyone else.
 const PER_CALLER_SHARE: usize = 4;
 
+/// A command's `Authorization` header, its name matched whatever its case (as HTTP's
+/// are); more than one copy is refused: a proxy that vetted one must not see another
+/// used.
+fn authorization(headers: Option<&async_nats::HeaderMap>) -> Result<Option<&str>, Rejection> {
+    let mut copies = headers
+        .into_iter()
+        .flat_map(|headers| headers.iter())
+        .filter(|(name, _)| AsRef::<str>::as_ref(name).eq_ignore_ascii_case(AUTHORIZATION))
+        .flat_map(|(_, values)| values);
+    let first = copies.next().map(async_nats::HeaderValue::as_str);
+    if copies.next().is_some() {
+        return Err(Rejection::unauthorized(
+            "the command carries the Authorization header more than once; send one token",
+        ));
+    }
+    Ok(first)
+}
+
+/// Rejected commands logged a second, at most: a client can send bogus commands far
+/// faster than anyone reads their lines (the rest are counted in a warning).
+static REJECTIONS_LOGGED: infra::log_budget::LogBudget =
+    infra::log_budget::LogBudget::new(100, std::time::Duration::from_secs(1));
+
 /// The callers with commands in flight, and how many each has.
 #[derive(Default)]
 struct Callers(std::sync::Mutex<std::collections::HashMap<String, usize>>);
@@ -247,7 +270,15 @@ impl CommandService {
                 tracing::info!(command = %name, id = %a.id, seq = a.seq, version = a.version, "accepted")
             }
             Err(r) => {
-                tracing::info!(command = %name, code = r.code.as_str(), message = %r.message, "rejected")
+                if let Some(earlier) = REJECTIONS_LOGGED.take() {
+                    if earlier > 0 {
+                        tracing::warn!(
+                            not_logged = earlier,
+                            "rejected commands not logged: more than 100 a second"
+                        );
+                    }
+                    tracing::info!(command = %name, code = r.code.as_str(), message = %r.message, "rejected")
+                }
             }
         }
         if let Err(e) = client.publish(reply_to, encode_reply(&result).into()).await {
@@ -263,11 +294,7 @@ impl CommandService {
         callers: &Callers,
         project: &mut Option<String>,
     ) -> Result<AcceptedReply, Rejection> {
-        let authorization = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(AUTHORIZATION))
-            .map(|v| v.as_str());
+        let authorization = authorization(message.headers.as_ref())?;
         let principal = verifier.verify_authorization(authorization, (self.clock)())?;
         *project = Some(principal.project.to_string());
         let _in_flight = callers.start(

@@ -190,9 +190,11 @@ impl Verifier {
                 `keyledger token issue` or get one from your identity provider",
             ));
         };
+        // The scheme's name is case-insensitive (RFC 9110, 11.1).
         let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| {
                 Rejection::unauthorized(
                     "the Authorization header must have the form `Bearer <token>`",
