@@ -185,7 +185,7 @@ async fn a_refusal_quotes_a_huge_value_only_in_part() {
 
 /// Links in responses are built from the request's Host when no public URL is set:
 /// a missing (HTTP/1.1), repeated or malformed Host is refused with 400, as RFC 9112
-/// asks, and a well-formed one is what the links name.
+/// asks, and a well-formed one is what the links name; the health checks answer any.
 #[tokio::test]
 async fn a_request_without_one_well_formed_host_is_refused() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -227,6 +227,13 @@ async fn a_request_without_one_well_formed_host_is_refused() {
         answer.contains("http://keyledger.example:9311/v1"),
         "{answer}"
     );
+    // An empty Host is the RFC's for a target without one: links name localhost.
+    let answer = ask("GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n".into()).await;
+    assert!(answer.starts_with("HTTP/1.1 300"), "{answer}");
+    assert!(answer.contains("http://localhost/v1"), "{answer}");
+    // A load balancer's hand-written probe, without Host, is answered.
+    let answer = ask("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n".into()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     t.stop().await;
 }
 

@@ -7,7 +7,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// At most `lines` lines per `window`; the rest are counted, and the count is handed
-/// to the first line of a later window, so nothing goes unmentioned for long.
+/// to the next line the budget lets through (after a flood that stops, there may be
+/// none: the count waits for it).
 #[derive(Debug)]
 pub struct LogBudget {
     lines: u32,

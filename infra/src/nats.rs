@@ -269,9 +269,10 @@ async fn connect_with(url: &str, name: &str, options: ConnectOptions) -> Result<
                             tracing::warn!(
                                 connection,
                                 sid,
-                                earlier_unreported = earlier,
+                                earlier_unreported_at_least = earlier,
                                 "NATS slow consumer: a message was dropped (reported at most \
-                                 once every 10 s, with the drops since the last report)"
+                                 once every 10 s; the client's own queue of such reports may \
+                                 drop some too)"
                             )
                         }
                     }

@@ -32,6 +32,11 @@ use crate::clock::Clock;
 use crate::identity::Verifier;
 use crate::keyfile::{self, KeyFileError};
 
+/// Refused connection attempts logged a second, at most: each is one line, and a
+/// client can make them as fast as it connects.
+static REFUSALS_LOGGED: crate::log_budget::LogBudget =
+    crate::log_budget::LogBudget::new(10, std::time::Duration::from_secs(1));
+
 /// The subject nats-server sends authorization requests on.
 pub(crate) const CALLOUT_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 /// The account admitted clients are placed in.
@@ -250,7 +255,10 @@ impl AuthCallout {
                 response["nats"]["jwt"] = self.issuer.sign(user, now)?.into();
             }
             Err(reason) => {
-                tracing::info!(reason, "NATS client refused");
+                // Each refused connection attempt would be a line: bounded.
+                if let Some(earlier) = REFUSALS_LOGGED.take() {
+                    tracing::info!(reason, earlier_not_logged = earlier, "NATS client refused");
+                }
                 response["nats"]["error"] = reason.into();
             }
         }

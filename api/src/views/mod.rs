@@ -24,6 +24,7 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     let host = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
         .unwrap_or("localhost");
     let scheme = if state.config.https { "https" } else { "http" };
     format!("{scheme}://{host}")

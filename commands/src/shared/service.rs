@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, Message};
-use domain::Rejection;
 use domain::subject::{
     COMMAND_PREFIX, COMMANDS_WILDCARD, CommandName, DELEGATED_PREFIX, DELEGATED_WILDCARD,
 };
+use domain::{ErrorCode, Rejection};
 use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -115,9 +115,15 @@ fn authorization(headers: Option<&async_nats::HeaderMap>) -> Result<Option<&str>
 }
 
 /// Rejected commands logged a second, at most: a client can send bogus commands far
-/// faster than anyone reads their lines (the rest are counted in a warning).
+/// faster than anyone reads their lines (the rest are counted in a warning, and every
+/// one in `keyledger_commands_total`). Faults of keyledger's own are logged apart.
 static REJECTIONS_LOGGED: infra::log_budget::LogBudget =
     infra::log_budget::LogBudget::new(100, std::time::Duration::from_secs(1));
+
+/// Commands that cannot be answered (no reply subject, or one that is no inbox) logged
+/// a second, at most, for the same reason.
+static UNANSWERABLE_LOGGED: infra::log_budget::LogBudget =
+    infra::log_budget::LogBudget::new(10, std::time::Duration::from_secs(1));
 
 /// The callers with commands in flight, and how many each has.
 #[derive(Default)]
@@ -233,16 +239,21 @@ impl CommandService {
 
     async fn answer(&self, message: Message, callers: &Callers) {
         let Some(reply_to) = message.reply.clone() else {
-            tracing::warn!(subject = %message.subject, "a command without a reply subject was ignored; use request/reply");
+            if let Some(earlier) = UNANSWERABLE_LOGGED.take() {
+                tracing::warn!(subject = %message.subject, earlier_not_logged = earlier, "a command without a reply subject was ignored; use request/reply");
+            }
             return;
         };
         if !infra::nats::is_reply_subject(&reply_to) {
-            tracing::warn!(
-                subject = %message.subject,
-                reply = ?reply_to.as_str(),
-                "refused a command whose reply subject is not an inbox (_INBOX.…, \
-                 _INBOX_<name>.… or _R_.…): keyledger never answers onto other subjects"
-            );
+            if let Some(earlier) = UNANSWERABLE_LOGGED.take() {
+                tracing::warn!(
+                    subject = %message.subject,
+                    reply = ?reply_to.as_str(),
+                    earlier_not_logged = earlier,
+                    "refused a command whose reply subject is not an inbox (_INBOX.…, \
+                     _INBOX_<name>.… or _R_.…): keyledger never answers onto other subjects"
+                );
+            }
             return;
         }
         let (name, verifier, client) = match message.subject.strip_prefix(DELEGATED_PREFIX) {
@@ -268,6 +279,11 @@ impl CommandService {
         match &result {
             Ok(a) => {
                 tracing::info!(command = %name, id = %a.id, seq = a.seq, version = a.version, "accepted")
+            }
+            // A fault of keyledger's own (a corrupt log, a tampered key store, a KEK
+            // out of reach) is always logged: a client's flood must not hide it.
+            Err(r) if matches!(r.code, ErrorCode::Internal | ErrorCode::Unavailable) => {
+                tracing::warn!(command = %name, code = r.code.as_str(), message = %r.message, "rejected")
             }
             Err(r) => {
                 if let Some(earlier) = REJECTIONS_LOGGED.take() {
