@@ -11,7 +11,7 @@ use infra::protocol::{
 };
 use tokio::task::JoinSet;
 
-use crate::support::read_model::{checkpoint, dump, open};
+use crate::support::read_model::{checkpoint, dump, indexes, open};
 use crate::support::{TestStack, eventually};
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
@@ -182,6 +182,13 @@ async fn a_projector_killed_mid_stream_resumes_to_exactly_a_fresh_rebuild() {
     )
     .await;
     assert_eq!(crashed_rows, dump(&live).await);
+    // The rebuild built the indexes it left out while applying: the schema's, all.
+    let schema = indexes(&live).await;
+    assert!(
+        schema.iter().any(|i| i.contains("secrets_by_name")),
+        "{schema:?}"
+    );
+    assert_eq!(indexes(&open(&fresh).await).await, schema);
     assert!(
         crashed_rows
             .iter()

@@ -529,8 +529,10 @@ async fn reconnected(client: &async_nats::Client, seen: u64) {
 }
 
 /// Rebuilds the read model from sequence 1: clears every row and the checkpoint in
-/// one transaction, then applies the whole stream. If interrupted, the read model is
-/// consistent with its checkpoint and the next projector run finishes the job.
+/// one transaction, then applies the whole stream, and on SQLite builds most indexes
+/// once at the end ([`Writer::clear`]). If interrupted, the read model is
+/// consistent with its checkpoint and the next projector run (which first creates the
+/// indexes) finishes the job.
 pub async fn rebuild(
     writer: Writer,
     js: &Context,
@@ -540,7 +542,8 @@ pub async fn rebuild(
     writer.clear().await?;
     let mut stream = js.get_stream(&config.stream).await.map_err(stream_err)?;
     let target = stream.info().await.map_err(stream_err)?.state.last_sequence;
-    let (projector, _) = Projector::new(writer, js.clone(), config.clone(), key).await?;
+    let (projector, _) = Projector::new(writer.clone(), js.clone(), config.clone(), key).await?;
     projector.catch_up(target).await?;
+    writer.create_indexes().await?;
     Ok(target)
 }

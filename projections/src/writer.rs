@@ -284,7 +284,7 @@ impl Writer {
     /// Opens the (already migrated) SQLite database at `path` for writing, with a page
     /// cache and a WAL of `sizes`.
     pub fn open(path: &Path, sizes: WriterSizes) -> Result<Self, WriteError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         // As the read model's sqlx pool (db::open): with WAL, NORMAL keeps the file
         // consistent across crashes; a lost tail is re-applied from the log.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -301,6 +301,9 @@ impl Writer {
         conn.pragma_update(None, "wal_autocheckpoint", sizes.checkpoint_pages)?;
         // Every statement the projection runs stays prepared.
         conn.set_prepared_statement_cache_capacity(128);
+        // A rebuild interrupted before its end left its indexes out: no projector
+        // (nor the rebuild resuming in its place) goes on without them.
+        create_missing_indexes(&mut conn)?;
         Ok(Self {
             backend: Arc::new(Backend::Sqlite {
                 wal: Checkpointer::start(path)?,
@@ -433,9 +436,39 @@ impl Writer {
         })
     }
 
-    /// Removes every row and the checkpoint, in one transaction.
+    /// Creates every index of the schema the read model lacks (SQLite; nothing on
+    /// PostgreSQL), each built once over the rows there are.
+    pub async fn create_indexes(&self) -> Result<(), WriteError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || match &*backend {
+            Backend::Sqlite { conn, wal } => {
+                let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                create_missing_indexes(&mut conn)?;
+                wal.committed();
+                Ok(())
+            }
+            Backend::Postgres { .. } => Ok(()),
+        })
+        .await
+        .map_err(|e| WriteError::Stopped(e.to_string()))?
+    }
+
+    /// Removes every row and the checkpoint, in one transaction, for a rebuild from
+    /// sequence 1. On SQLite it drops the indexes the rebuild then builds once at its
+    /// end ([`Self::create_indexes`], [`crate::db::deferred_indexes`]) instead of
+    /// placing every row in each at a random key (up to six for a created secret).
+    /// Should the rebuild stop before its end, the next writer to open the file
+    /// creates them.
     pub async fn clear(&self) -> Result<(), WriteError> {
-        self.transaction(|conn| {
+        let deferred = match &*self.backend {
+            Backend::Sqlite { .. } => crate::db::deferred_indexes()?,
+            Backend::Postgres { .. } => Vec::new(),
+        };
+        self.transaction(move |conn| {
+            // Dropped first, so the deletes have fewer indexes to keep.
+            for (name, _) in &deferred {
+                conn.execute_dynamic(&format!("DROP INDEX IF EXISTS \"{name}\""), &[])?;
+            }
             for table in TABLES {
                 conn.execute_dynamic(&format!("DELETE FROM {table}"), &[])?;
             }
@@ -445,6 +478,34 @@ impl Writer {
         })
         .await
     }
+}
+
+/// Creates each index of the schema that `conn`'s file lacks, one transaction each
+/// (the WAL holds one index's pages at a time); how many.
+fn create_missing_indexes(conn: &mut Connection) -> Result<usize, rusqlite::Error> {
+    let started = std::time::Instant::now();
+    let mut created = 0;
+    for (name, sql) in crate::db::deferred_indexes()? {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let present: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
+            [&name],
+            |row| row.get(0),
+        )?;
+        if !present {
+            tx.execute_batch(&sql)?;
+            created += 1;
+        }
+        tx.commit()?;
+    }
+    if created > 0 {
+        tracing::info!(
+            indexes = created,
+            took_ms = started.elapsed().as_millis() as u64,
+            "created the read model's indexes a rebuild builds at its end"
+        );
+    }
+    Ok(created)
 }
 
 /// [`Writer::transaction`] on PostgreSQL.
@@ -519,6 +580,97 @@ mod tests {
         // From the checkpoint it reads, it goes on.
         second.apply(vec![junk(3)], key, 2).await.unwrap();
         assert_eq!(first.checkpoint().await.unwrap(), 3);
+    }
+
+    fn indexes(path: &Path) -> Vec<String> {
+        Connection::open(path)
+            .unwrap()
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+                 ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A rebuild drops the schema's indexes but those readers find one row by, and a
+    /// writer opening the file after a rebuild that stopped before building them
+    /// again creates them.
+    #[tokio::test]
+    async fn indexes_a_rebuild_dropped_come_back_with_the_next_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rm.sqlite");
+        let url = crate::db::sqlite_url(&path);
+        let writer = crate::db::open_writer(&url, WriterSizes::REBUILD)
+            .await
+            .unwrap();
+        let schema = indexes(&path);
+        let deferred: Vec<String> = crate::db::deferred_indexes()
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            deferred.contains(&"secrets_by_created".to_owned()),
+            "{deferred:?}"
+        );
+        let kept = [
+            "access_keys_by_id",
+            "containers_by_id",
+            "orders_by_id",
+            "secrets_by_id",
+            "secrets_by_name",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut all = [deferred.clone(), kept.clone()].concat();
+        all.sort();
+        assert_eq!(all, schema);
+
+        writer.clear().await.unwrap();
+        assert_eq!(indexes(&path), kept);
+        // A batch still applies without them (and moves the checkpoint).
+        let key = Arc::new(CommitKey::new([7; 32]));
+        writer.apply(vec![junk(1)], key, 0).await.unwrap();
+        drop(writer);
+
+        let again = crate::db::open_writer(&url, WriterSizes::PROJECTOR)
+            .await
+            .unwrap();
+        assert_eq!(indexes(&path), schema);
+        assert_eq!(again.checkpoint().await.unwrap(), 1);
+    }
+
+    /// No index a rebuild drops is UNIQUE (no write may depend on one), and no
+    /// migration after the first rebuild that dropped them drops an index without `IF
+    /// EXISTS`: a file a rebuild left without its indexes migrates like any other.
+    #[test]
+    fn a_rebuilds_indexes_are_not_unique_and_later_migrations_tolerate_their_absence() {
+        for (name, sql) in crate::db::deferred_indexes().unwrap() {
+            assert!(
+                !sql.to_ascii_uppercase().contains("UNIQUE"),
+                "{name}: {sql}"
+            );
+        }
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let file = entry.file_name().into_string().unwrap();
+            let version: u32 = file.get(..4).and_then(|v| v.parse().ok()).unwrap_or(0);
+            if version <= 14 {
+                continue;
+            }
+            let sql = std::fs::read_to_string(entry.path())
+                .unwrap()
+                .to_ascii_uppercase();
+            assert_eq!(
+                sql.matches("DROP INDEX").count(),
+                sql.matches("DROP INDEX IF EXISTS").count(),
+                "{file}: a rebuild may have left the index out; drop it IF EXISTS"
+            );
+        }
     }
 
     /// A rebuild clears every table of the schema (the dialects share one: the

@@ -60,6 +60,17 @@ const TABLES: [&str; 16] = [
     "skipped_commits",
 ];
 
+/// Every index of the SQLite read model made by name, as its `CREATE INDEX`
+/// statement, sorted.
+pub async fn indexes(pool: &SqliteReads) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY sql",
+    )
+    .fetch_all(&mut *pool.acquire().await.unwrap())
+    .await
+    .unwrap()
+}
+
 /// Every row of every table, as text (columns by name; `NULL`, integers, `'text'`,
 /// `x'hex'`), sorted.
 pub async fn dump(pool: &SqliteReads) -> Vec<String> {
