@@ -487,9 +487,15 @@ async fn rebuilt_in_one_batch_as_live(pg: &ManagedPostgres, t: &TestStack) {
         .unwrap();
     let js = async_nats::jetstream::new(t.service_nats().await);
     let config = projections::projector::ProjectorConfig::default();
-    let seq = projections::projector::rebuild(writer, &js, &config, (*t.stack.keys.commit).clone())
-        .await
-        .unwrap();
+    let seq = projections::projector::rebuild(
+        writer,
+        &js,
+        &config,
+        (*t.stack.keys.commit).clone(),
+        false,
+    )
+    .await
+    .unwrap();
     let live = Pool::Sqlite(read_model::open(&t.dir.path().join("readmodel.sqlite")).await);
     crate::support::eventually(
         "the live projector to apply the log",
@@ -614,7 +620,7 @@ async fn a_false_notification_never_moves_a_readers_sequence() {
     // once (the clear NOTIFYs), so reads that name a sequence wait for it again.
     let (_at, at_two) = tokio::sync::watch::channel(2);
     let reader = projections::read::ReadModel::new(Pool::Postgres(pool.clone()), at_two);
-    writer.clear().await.unwrap();
+    writer.clear(false).await.unwrap();
     let now = domain::timestamp::Timestamp::from_unix_millis(1_800_000_000_000).unwrap();
     let read = reader
         .get_secret(domain::ids::SecretId::from_uuid(uuid::Uuid::nil()), now)

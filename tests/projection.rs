@@ -232,10 +232,15 @@ async fn a_rebuild_in_place_restores_the_read_model() {
     let writer = || {
         projections::writer::Writer::open(&path, projections::writer::WriterSizes::REBUILD).unwrap()
     };
-    let seq =
-        projections::projector::rebuild(writer(), &js, &config, (*t.stack.keys.commit).clone())
-            .await
-            .unwrap();
+    let seq = projections::projector::rebuild(
+        writer(),
+        &js,
+        &config,
+        (*t.stack.keys.commit).clone(),
+        false,
+    )
+    .await
+    .unwrap();
     let before = dump(&pool).await;
     // Damage it, then rebuild again: the same rows come back.
     sqlx::query("DELETE FROM secrets")
@@ -270,9 +275,15 @@ async fn a_rebuild_in_place_restores_the_read_model() {
         ..config
     };
     assert_eq!(
-        projections::projector::rebuild(writer(), &js, &by_bytes, (*t.stack.keys.commit).clone())
-            .await
-            .unwrap(),
+        projections::projector::rebuild(
+            writer(),
+            &js,
+            &by_bytes,
+            (*t.stack.keys.commit).clone(),
+            false
+        )
+        .await
+        .unwrap(),
         seq
     );
     assert_eq!(dump(&pool).await, before);

@@ -208,23 +208,11 @@ fn migrator() -> Migrator {
     ])
 }
 
-/// The indexes readers find one row by (a secret, container, order or access key by
-/// its id alone; a secret by its name, which its query names with `INDEXED BY`): a
-/// rebuild keeps them, so an API reading the file meanwhile answers each request
-/// with a look-up, not a scan, and a look-up by name does not fail.
-const KEPT_BY_REBUILDS: [&str; 5] = [
-    "access_keys_by_id",
-    "containers_by_id",
-    "orders_by_id",
-    "secrets_by_id",
-    "secrets_by_name",
-];
-
-/// The indexes of the SQLite read model that a rebuild builds once at its end rather
-/// than row by row ([`crate::writer::Writer::clear`]), each with its `CREATE INDEX`
-/// statement: those the migrations create by name, but those readers find one row
-/// by. None is `UNIQUE` (a unit test holds that), so no write depends on one; the
-/// projection's own statements find rows by their primary keys, which stay.
+/// The indexes of the SQLite read model that a rebuild into a new file builds once at
+/// its end rather than row by row ([`crate::writer::Writer::clear`]), each with its
+/// `CREATE INDEX` statement: every index the migrations create by name. None is
+/// `UNIQUE` (a unit test holds that), so no write depends on one; the projection's
+/// own statements find rows by their primary keys, which stay.
 pub(crate) fn deferred_indexes() -> Result<Vec<(String, String)>, rusqlite::Error> {
     // The schema as the migrations leave it, in memory: the file's own lacks what a
     // rebuild dropped.
@@ -232,17 +220,13 @@ pub(crate) fn deferred_indexes() -> Result<Vec<(String, String)>, rusqlite::Erro
     for m in migrator().iter() {
         schema.execute_batch(m.sql.as_str())?;
     }
-    let all = schema
+    schema
         .prepare(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
              ORDER BY name",
         )?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<Vec<(String, String)>, _>>()?;
-    Ok(all
-        .into_iter()
-        .filter(|(name, _)| !KEPT_BY_REBUILDS.contains(&name.as_str()))
-        .collect())
+        .collect()
 }
 
 /// The file behind a `sqlite://` URL, if it names one.

@@ -529,17 +529,19 @@ async fn reconnected(client: &async_nats::Client, seen: u64) {
 }
 
 /// Rebuilds the read model from sequence 1: clears every row and the checkpoint in
-/// one transaction, then applies the whole stream, and on SQLite builds most indexes
-/// once at the end ([`Writer::clear`]). If interrupted, the read model is
-/// consistent with its checkpoint and the next projector run (which first creates the
-/// indexes) finishes the job.
+/// one transaction, then applies the whole stream. Into a `new_file` (one no reader
+/// was given yet), on SQLite, it builds the indexes once at the end
+/// ([`Writer::clear`]). If interrupted, the read model is consistent with its
+/// checkpoint and the next projector run (which first creates any index missing)
+/// finishes the job.
 pub async fn rebuild(
     writer: Writer,
     js: &Context,
     config: &ProjectorConfig,
     key: CommitKey,
+    new_file: bool,
 ) -> Result<u64, ProjectorError> {
-    writer.clear().await?;
+    writer.clear(new_file).await?;
     let mut stream = js.get_stream(&config.stream).await.map_err(stream_err)?;
     let target = stream.info().await.map_err(stream_err)?.state.last_sequence;
     let (projector, _) = Projector::new(writer.clone(), js.clone(), config.clone(), key).await?;

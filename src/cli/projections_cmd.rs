@@ -62,6 +62,9 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
             (Some((server, lock)), url)
         }
     };
+    // A file this command creates has no reader yet: its indexes are built once, at
+    // the end. One that exists may be served meanwhile, and keeps them.
+    let new_file = projections::db::sqlite_path(&url).is_some_and(|path| !path.exists());
     let started = Instant::now();
     let outcome = async {
         let writer =
@@ -77,7 +80,7 @@ pub async fn run(command: ProjectionsCommand) -> Result<()> {
             }),
             ..Default::default()
         };
-        anyhow::Ok(rebuild(writer, &js, &config, commit_key).await?)
+        anyhow::Ok(rebuild(writer, &js, &config, commit_key, new_file).await?)
     }
     .await;
     if let Some((server, _lock)) = managed {
