@@ -487,19 +487,21 @@ impl Writer {
 /// holding every index of a large read model at once); how many.
 fn create_missing_indexes(conn: &mut Connection) -> Result<usize, rusqlite::Error> {
     let started = std::time::Instant::now();
+    // Read once, so a file with every index (each start of a projector) takes no
+    // write lock; the writer holds the projector's lock, so none appears meanwhile.
+    let present: std::collections::HashSet<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index'")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
     let mut created = 0;
     for (name, sql) in crate::db::deferred_indexes()? {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let present: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
-            [&name],
-            |row| row.get(0),
-        )?;
-        if !present {
-            tx.execute_batch(&sql)?;
-            created += 1;
+        if present.contains(&name) {
+            continue;
         }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(&sql)?;
         tx.commit()?;
+        created += 1;
     }
     if created > 0 {
         tracing::info!(
