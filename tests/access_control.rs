@@ -137,7 +137,6 @@ fn cases() -> Vec<Case> {
 struct Matrix {
     t: TestStack,
     owner: String,
-    nats: CommandClient,
 }
 
 impl Matrix {
@@ -222,6 +221,9 @@ impl Matrix {
     /// are not commands.
     async fn nats(&self, case: &Case, op: Op, id: &str) -> Option<bool> {
         let token = self.token(case);
+        // Each principal on a connection of its own: keyledger answers a command only
+        // in its principal's inbox space.
+        let nats = CommandClient::new(self.t.client_nats_as(&token).await, Duration::from_secs(10));
         let result = match op {
             Op::Create => {
                 let request = CreateSecretRequest {
@@ -229,9 +231,7 @@ impl Matrix {
                     name: Some("new".into()),
                     ..Default::default()
                 };
-                self.nats
-                    .send(command::SECRET_CREATE, &token, &request)
-                    .await
+                nats.send(command::SECRET_CREATE, &token, &request).await
             }
             Op::Delete => {
                 let request = DeleteSecretRequest {
@@ -243,9 +243,7 @@ impl Matrix {
                     force: Some(true),
                     ignore_consumers: None,
                 };
-                self.nats
-                    .send(command::SECRET_DELETE, &token, &request)
-                    .await
+                nats.send(command::SECRET_DELETE, &token, &request).await
             }
             Op::SetAcl => {
                 let request = SetAclRequest {
@@ -258,9 +256,7 @@ impl Matrix {
                         ..Default::default()
                     },
                 };
-                self.nats
-                    .send(command::SECRET_ACL_SET, &token, &request)
-                    .await
+                nats.send(command::SECRET_ACL_SET, &token, &request).await
             }
             Op::List | Op::Get | Op::Payload => return None,
         };
@@ -282,8 +278,7 @@ impl Matrix {
 async fn the_whole_matrix_holds_on_http_and_nats() {
     let t = TestStack::start().await;
     let owner = t.token_with("owner", "p1", &["creator"]);
-    let nats = CommandClient::new(t.client_nats().await, Duration::from_secs(10));
-    let m = Matrix { t, owner, nats };
+    let m = Matrix { t, owner };
     let cases = cases();
     let listed: Vec<String> = cases.iter().filter(|c| c.listed).map(Case::user).collect();
 
@@ -623,8 +618,8 @@ async fn whoami_shows_the_principal_as_keyledger_sees_it() {
 #[tokio::test]
 async fn a_refused_caller_learns_nothing_from_retries_payload_guesses_or_existence() {
     let t = TestStack::start().await;
-    let nats = t.client_nats().await;
     let alice = t.token("alice", "p1");
+    let nats = t.client_nats_as(&alice).await;
     let created = crate::support::raw_command(
         &nats,
         command::SECRET_CREATE,
@@ -644,9 +639,13 @@ async fn a_refused_caller_learns_nothing_from_retries_payload_guesses_or_existen
     .await;
     assert_eq!(private["ok"], true, "{private}");
 
+    // Each caller on a connection of its own, admitted by its token.
     let send = |token: String, name: &'static str, body: Value| {
-        let nats = nats.clone();
-        async move { crate::support::raw_command(&nats, name, Some(&token), &body).await }
+        let t = &t;
+        async move {
+            let nats = t.client_nats_as(&token).await;
+            crate::support::raw_command(&nats, name, Some(&token), &body).await
+        }
     };
     let code = |reply: &Value| reply["error"]["code"].as_str().unwrap_or("ok").to_owned();
     let bob = t.token("bob", "p2");

@@ -287,6 +287,7 @@ async fn no_plaintext_canary_reaches_disk_or_logs() {
         "nats-auth.key",
         "nats-callout.key",
         "nats-rotation.key",
+        "nats-intake.key",
     ] {
         let text = std::fs::read_to_string(data.join(file)).unwrap();
         secrets.push((file.to_owned(), text.trim().as_bytes().to_vec()));

@@ -144,7 +144,7 @@ async fn containers_hold_checked_references_of_their_type() {
     );
 
     // Over NATS, a reference names the secret's id.
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&alice).await;
     let reply = raw_command(
         &nats,
         "container.create",
@@ -240,7 +240,7 @@ async fn generic_references_change_and_consumers_go_with_a_deletion_over_http() 
     assert_eq!(listed["consumers"][0]["URL"], lb["URL"], "{listed}");
     assert_eq!(listed["consumers"][0]["status"], "ACTIVE", "{listed}");
     // Over NATS a container with consumers is deleted only when forced...
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&alice).await;
     let reply = raw_command(&nats, "container.delete", Some(&alice), &json!({"id": id})).await;
     assert_eq!(reply["error"]["code"], "invalid", "{reply}");
     let message = reply["error"]["message"].as_str().unwrap();
@@ -457,7 +457,7 @@ async fn secret_consumers_follow_barbicans_microversions() {
         "{message}"
     );
     // A scheduled deletion is refused the same way over NATS.
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&alice).await;
     let reply = raw_command(&nats, "secret.delete", Some(&alice), &json!({"id": id})).await;
     assert_eq!(reply["error"]["code"], "invalid", "{reply}");
     // python-barbicanclient sends force=1.

@@ -115,7 +115,15 @@ async fn commands_projector_and_api_run_as_separate_processes() {
     let mut projector = serve("projector", &url, &data, &ops);
     projector.line_with("does not exist yet").await;
     let projector_ops = projector.ops().await;
-    let mut commands = serve("commands", &url, &data, &ops);
+    // Its clients' intake is another user of the same servers (`keyledger
+    // nats-config`): here the password of the NATS host's directory, not the node's.
+    let intake = nats.intake_url();
+    let mut commands = serve(
+        "commands",
+        &url,
+        &data,
+        &[&ops[..], &["--nats-intake-url", &intake]].concat(),
+    );
     let commands_ops = commands.ops().await;
     // The API is ready only while the read model is at most one commit behind.
     let mut api = serve(

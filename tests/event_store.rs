@@ -114,7 +114,7 @@ async fn concurrent_writers_on_one_aggregate_leave_no_gap_and_lose_no_update() {
         handler(&t).await.1,
     ];
     let token = t.token("alice", "p1");
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let mut writes = JoinSet::new();
     for i in 0..45 {
         let id = id.clone();

@@ -113,7 +113,7 @@ async fn foreign_messages_on_the_log_are_ignored_named_and_never_brick_a_secret(
         .await
         .unwrap();
     assert!(set.status().is_success(), "{:?}", description(set).await);
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&alice).await;
     let reply = crate::support::raw_command(
         &nats,
         "secret.tags.set",

@@ -374,13 +374,17 @@ async fn a_command_service_killed_mid_batch_loses_nothing_acknowledged_and_write
 
     // Every command again, with its command id: an acknowledged one answers as the
     // first time; an interrupted one lands now (or is found landed).
-    let token = t.token("retrier", "p1");
-    let client = CommandClient::new(t.client_nats_as(&token).await, Duration::from_secs(10));
+    // Each sender's commands on a connection of its own principal's.
     let sent = sent.lock().await.clone();
     let acknowledged = replies.lock().await.clone();
     let mut ids = HashMap::new();
+    let mut clients = HashMap::new();
     for (command_id, token) in &sent {
-        let reply = client
+        if !clients.contains_key(token) {
+            let client = CommandClient::new(t.client_nats_as(token).await, Duration::from_secs(10));
+            clients.insert(token.clone(), client);
+        }
+        let reply = clients[token]
             .send("secret.create", token, &create(command_id))
             .await
             .unwrap_or_else(|e| panic!("retrying {command_id}: {}", e.message));

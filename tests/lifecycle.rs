@@ -214,7 +214,7 @@ async fn versions_follow_aws_stages_and_barbican_reads_current() {
     assert_eq!(second.status(), StatusCode::CONFLICT);
 
     // Over NATS, the reply names the version.
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let reply = raw_command(
         &nats,
         "secret.value.put",
@@ -351,6 +351,7 @@ async fn expiry_is_immediate_lands_once_with_two_schedulers_and_shreds_the_key()
         &t.stack.keys,
         &t.config.log,
         keyledger::stack::CommandSettings {
+            intake_url: t.stack.intake_url.clone(),
             handler: t.config.handler.clone(),
             database_url: t.stack.database_url.clone(),
             scheduler_interval: Duration::from_millis(50),
@@ -485,7 +486,7 @@ async fn deletion_waits_for_its_recovery_window_and_can_be_restored() {
         "{message}"
     );
     // Changes are refused the same way over NATS.
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let put = raw_command(
         &nats,
         "secret.value.put",
@@ -601,7 +602,7 @@ async fn only_the_owning_service_changes_a_managed_secret() {
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(message, managed);
     }
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&admin).await;
     let reply = raw_command(
         &nats,
         "secret.value.put",

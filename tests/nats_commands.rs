@@ -11,7 +11,7 @@ use crate::support::{TestStack, assert_time_led, raw_command, unix_ms};
 async fn a_plain_nats_request_creates_a_secret_that_http_reads() {
     let t = TestStack::start().await;
     let token = t.token("svc", "p1");
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let before = unix_ms();
     let reply = raw_command(
         &nats,
@@ -64,7 +64,7 @@ async fn a_plain_nats_request_creates_a_secret_that_http_reads() {
 async fn the_same_command_sent_twice_makes_one_commit_and_the_same_reply() {
     let t = TestStack::start().await;
     let token = t.token("svc", "p1");
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let body = json!({"command_id": "create-db-password-1", "name": "db", "payload": "v1", "payload_content_type": "text/plain"});
     let first = raw_command(&nats, "secret.create", Some(&token), &body).await;
     let second = raw_command(&nats, "secret.create", Some(&token), &body).await;
@@ -121,7 +121,7 @@ async fn the_same_command_sent_twice_makes_one_commit_and_the_same_reply() {
 async fn rejections_carry_stable_codes_and_actionable_messages() {
     let t = TestStack::start().await;
     let token = t.token("svc", "p1");
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let created = raw_command(
         &nats,
         "secret.create",

@@ -535,8 +535,10 @@ async fn every_identity_is_held_to_its_permissions() {
 }
 
 /// The attack that once destroyed data: a command whose reply subject is the log, the
-/// key store, the CA's key or the checkpoints. Across accounts, keyledger sees a reply
-/// subject the server made (`_R_.…`) and its answer never reaches those subjects.
+/// key store, the CA's key or the checkpoints. A rotation handler's command crosses
+/// accounts, so keyledger sees a reply subject the server made (`_R_.…`); a token
+/// holder's is served in the clients' account, where keyledger answers only into a
+/// client's inbox: neither answer ever reaches those subjects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
     let t = TestStack::start().await;
@@ -557,7 +559,8 @@ async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
         "keyledger.checkpoints.KEYLEDGER".to_owned(),
     ];
     let service = Probe::connect(&t, Who::Service, "").await;
-    // A copy of every create command, as keyledger's account receives it.
+    // A copy of every create command, as keyledger's account receives it: only a
+    // rotation handler's reach it there.
     let mut seen = service
         .client
         .subscribe("keyledger.cmd.secret.create")
@@ -570,30 +573,43 @@ async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
     let handler = Probe::connect(&t, Who::RotationHandler, "").await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Authorization", format!("Bearer {mallory}").as_str());
-    for (who, sender) in [
-        ("a token holder", &attacker),
-        ("a rotation handler", &handler.client),
-    ] {
-        for target in &targets {
-            sender
-                .publish_with_reply_and_headers(
-                    "keyledger.cmd.secret.create",
-                    target.clone(),
-                    headers.clone(),
-                    json!({"name": "junk"}).to_string().into(),
-                )
-                .await
-                .unwrap();
-            let received = tokio::time::timeout(WAIT, seen.next())
-                .await
-                .expect("keyledger receives the command")
-                .unwrap();
-            let reply = received.reply.expect("a reply subject").to_string();
-            assert!(
-                reply.starts_with("_R_."),
-                "{who}: keyledger would answer on {reply}, not on a subject the server made"
-            );
-        }
+    // A token holder's commands are served in the clients' account, which holds none
+    // of the targets: keyledger answers there only into a client's inbox, so these
+    // are dropped unanswered and never reach keyledger's account (the first command
+    // seen there below is the rotation handler's).
+    for target in &targets {
+        attacker
+            .publish_with_reply_and_headers(
+                "keyledger.cmd.secret.create",
+                target.clone(),
+                headers.clone(),
+                json!({"name": "junk"}).to_string().into(),
+            )
+            .await
+            .unwrap();
+    }
+    attacker.flush().await.unwrap();
+    for target in &targets {
+        handler
+            .client
+            .publish_with_reply_and_headers(
+                "keyledger.cmd.secret.create",
+                target.clone(),
+                headers.clone(),
+                json!({"name": "junk"}).to_string().into(),
+            )
+            .await
+            .unwrap();
+        let received = tokio::time::timeout(WAIT, seen.next())
+            .await
+            .expect("keyledger receives the command")
+            .unwrap();
+        let reply = received.reply.expect("a reply subject").to_string();
+        assert!(
+            reply.starts_with("_R_."),
+            "a rotation handler: keyledger would answer on {reply}, not on a subject the \
+             server made"
+        );
     }
     assert!(!handler.saw_violation("keyledger.cmd"));
     // The auditor's requests cannot aim JetStream's answers either.
@@ -625,7 +641,7 @@ async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
         .await
         .unwrap();
     let answered = raw_command(
-        &t.client_nats().await,
+        &t.client_nats_as(&alice).await,
         "secret.metadata.set",
         Some(&alice),
         &json!({"id": id, "key": "after", "value": "attack"}),
@@ -740,21 +756,126 @@ async fn no_identity_reads_another_connections_replies() {
     t.stop().await;
 }
 
+/// A token holder cannot have keyledger's answers delivered anywhere but its own
+/// inbox space: not into another principal's inbox (where one could pass for the
+/// answer to that principal's own request: only a refusal that says no more lands
+/// there), not onto a change-notification subject other clients listen on. Such a
+/// command is not carried out; one sent with another principal's token is refused in
+/// the sender's inbox, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_go_only_into_the_inbox_space_of_the_commands_principal() {
+    let t = TestStack::start().await;
+    let (alice, bob) = (t.token("alice", "p1"), t.token("bob", "p1"));
+    // Bob listens on his inbox space and on his project's change notifications.
+    let listener = t.client_nats_as(&bob).await;
+    let bobs = infra::nats_auth::token_inbox_prefix(&bob).unwrap();
+    let mut inbox = listener.subscribe(format!("{bobs}.>")).await.unwrap();
+    let mut changes = listener
+        .subscribe("keyledger.changes.p1.secret.>")
+        .await
+        .unwrap();
+    listener.flush().await.unwrap();
+
+    let nats = t.client_nats_as(&alice).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {alice}").as_str());
+    for (n, reply) in [
+        format!("{bobs}.guessed.1"),
+        "keyledger.changes.p1.secret.forged".to_owned(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        nats.publish_with_reply_and_headers(
+            "keyledger.cmd.secret.create",
+            reply,
+            headers.clone(),
+            json!({"name": format!("misdirected-{n}")})
+                .to_string()
+                .into(),
+        )
+        .await
+        .unwrap();
+    }
+    nats.flush().await.unwrap();
+    // Bob's token on Alice's connection: refused in Alice's inbox, not carried out.
+    let refused = raw_command(
+        &nats,
+        "secret.create",
+        Some(&bob),
+        &json!({"name": "misdirected-2"}),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("keyledger whoami"), "{message}");
+    // Alice's own command is answered in her inbox space.
+    let created = raw_command(
+        &nats,
+        "secret.create",
+        Some(&alice),
+        &json!({"name": "proper"}),
+    )
+    .await;
+    assert_eq!(created["ok"], true, "{created}");
+
+    // Into Bob's inbox came the refusal of the command aimed at it, and nothing of
+    // Alice's.
+    let refusal = tokio::time::timeout(WAIT, inbox.next())
+        .await
+        .expect("the refusal of the command aimed at Bob's inbox")
+        .unwrap();
+    assert_eq!(refusal.subject.as_str(), format!("{bobs}.guessed.1"));
+    let refusal: Value = serde_json::from_slice(&refusal.payload).unwrap();
+    assert_eq!(refusal["error"]["code"], "forbidden", "{refusal}");
+    assert_eq!(refusal["ok"], false, "{refusal}");
+    // Bob hears of Alice's create, and of nothing before it: an answer keyledger had
+    // sent onto his subjects would have reached him first.
+    let first = tokio::time::timeout(WAIT, changes.next())
+        .await
+        .expect("the notification of Alice's create")
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        first.subject.as_str(),
+        format!("keyledger.changes.p1.secret.{id}")
+    );
+    assert!(
+        futures::FutureExt::now_or_never(inbox.next()).is_none(),
+        "another answer reached Bob's inbox"
+    );
+    // Only Alice's own command was carried out.
+    let listed = t
+        .http
+        .get(t.url("/v1/secrets"))
+        .bearer_auth(&alice)
+        .header("X-Keyledger-Min-Seq", created["seq"].to_string())
+        .send()
+        .await
+        .unwrap();
+    let listed: Value = listed.json().await.unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["secrets"][0]["name"], "proper", "{listed}");
+    t.stop().await;
+}
+
 /// One tenant's command ids say nothing about another's: the same id in two projects
 /// makes two secrets, and neither learns of the other.
 #[tokio::test]
 async fn command_ids_are_scoped_per_project() {
     let t = TestStack::start().await;
-    let nats = t.client_nats().await;
+    let (a, b) = (t.token("a", "pa"), t.token("b", "pb"));
+    let (nats_a, nats_b) = (t.client_nats_as(&a).await, t.client_nats_as(&b).await);
     let body = json!({"command_id": "deploy-2026-12-01", "name": "same-id"});
-    let a = raw_command(&nats, "secret.create", Some(&t.token("a", "pa")), &body).await;
-    let b = raw_command(&nats, "secret.create", Some(&t.token("b", "pb")), &body).await;
+    let a = raw_command(&nats_a, "secret.create", Some(&a), &body).await;
+    let b_token = b;
+    let b = raw_command(&nats_b, "secret.create", Some(&b_token), &body).await;
     assert_eq!(a["ok"], true, "{a}");
     assert_eq!(b["ok"], true, "{b}");
     assert_ne!(a["id"], b["id"]);
     assert_ne!(a["seq"], b["seq"]);
     // Retried in the same project, it is the same command.
-    let again = raw_command(&nats, "secret.create", Some(&t.token("b", "pb")), &body).await;
+    let again = raw_command(&nats_b, "secret.create", Some(&b_token), &body).await;
     assert_eq!(again, b);
     t.stop().await;
 }

@@ -123,7 +123,7 @@ async fn key_and_key_pair_orders_make_secrets_and_containers() {
         assert!(text.contains(&format!("{bits} bit")), "{text}");
     }
     // Over NATS too.
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let reply = raw_command(
         &nats,
         "order.place",

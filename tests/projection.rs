@@ -19,8 +19,8 @@ const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
 /// Writes `creates` secrets with payloads, `per_secret` metadata changes on each, and
 /// deletes every fifth; returns the last sequence.
 async fn write_history(t: &TestStack, creates: usize, per_secret: usize) -> u64 {
-    let client = CommandClient::new(t.client_nats().await, Duration::from_secs(10));
     let token = t.token("alice", "p1");
+    let client = CommandClient::new(t.client_nats_as(&token).await, Duration::from_secs(10));
     let mut tasks = JoinSet::new();
     for worker in 0..8 {
         let (client, token) = (client.clone(), token.clone());

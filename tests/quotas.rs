@@ -239,11 +239,11 @@ async fn concurrent_creators_over_http_and_nats_never_overshoot_a_quota() {
 
     // Eight creators, four over HTTP and four over NATS, each trying four creates at
     // once: 32 creates for 5 places.
-    let nats = t.client_nats().await;
     let creators = (0..8).map(|c| {
-        let (t, nats) = (&t, nats.clone());
+        let t = &t;
         async move {
             let token = t.token(&format!("user{c}"), "p1");
+            let nats = t.client_nats_as(&token).await;
             let attempts = (0..4).map(|i| {
                 let (token, nats) = (token.clone(), nats.clone());
                 async move {

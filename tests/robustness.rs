@@ -96,7 +96,7 @@ async fn times_past_year_9999_are_refused_over_http_and_nats() {
         .unwrap();
     let (status, message) = description(created).await;
     assert_eq!(status, 400, "{message}");
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let reply = raw_command(
         &nats,
         "secret.create",
@@ -143,7 +143,7 @@ async fn invisible_formatting_characters_are_refused_over_http_and_nats_naming_t
             "metadata value contains U+200B at character 4",
         ),
     ];
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     for (body, expected) in &refused {
         create_is_refused(&t, &nats, &token, body, expected).await;
     }
@@ -172,7 +172,7 @@ async fn invisible_formatting_characters_are_refused_over_http_and_nats_naming_t
 async fn the_tag_key_serde_json_reserves_is_refused_over_http_and_nats() {
     let t = TestStack::start().await;
     let token = t.token("alice", "p1");
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     // The body is refused before it is parsed (the next test), the tag first or not.
     for value in ["x", "{}"] {
         for tags in [
@@ -200,7 +200,7 @@ async fn the_tag_key_serde_json_reserves_is_refused_over_http_and_nats() {
 async fn objects_nested_in_the_raw_value_tokens_strings_are_refused_before_parsing() {
     let t = TestStack::start().await;
     let token = t.token("alice", "p1");
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let mut nested = Value::from(1);
     for _ in 0..15 {
         let inner = json!({"$serde_json::private::RawValue": nested.to_string()});
@@ -777,7 +777,7 @@ async fn the_projector_resumes_at_once_after_nats_restarts() {
     // Admitted by keyledger's auth callout, which reconnects like every component.
     let nats =
         crate::support::eventually("a client connection", Duration::from_secs(10), || async {
-            infra::nats::connect_as_client(&t.stack.client_url, "after", &t.token("c", "p1"))
+            infra::nats::connect_as_client(&t.stack.client_url, "after", &token)
                 .await
                 .ok()
         })

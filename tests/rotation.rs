@@ -64,6 +64,7 @@ async fn a_scheduled_rotation_starts_once_with_two_runners_and_fails_after_its_r
         &t.stack.keys,
         &t.config.log,
         keyledger::stack::CommandSettings {
+            intake_url: t.stack.intake_url.clone(),
             handler: t.config.handler.clone(),
             database_url: t.stack.database_url.clone(),
             scheduler_interval: Duration::from_millis(50),
@@ -82,7 +83,7 @@ async fn a_scheduled_rotation_starts_once_with_two_runners_and_fails_after_its_r
 
     let token = t.token("alice", "p1");
     let id = t.create_text(&token, "db-password", "first").await;
-    let nats = t.client_nats().await;
+    let nats = t.client_nats_as(&token).await;
     let reply = raw_command(
         &nats,
         "secret.rotate",

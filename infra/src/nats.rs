@@ -181,6 +181,24 @@ fn servers(url: &str) -> Result<(Vec<String>, Option<Credentials>), NatsError> {
     Ok((bare, credentials))
 }
 
+/// `url` (one server or a list) with `user` and `password` in place of whatever
+/// credentials it carries: the same servers, another identity.
+pub fn with_user(url: &str, user: &str, password: &str) -> Result<String, NatsError> {
+    let (bare, _) = servers(url)?;
+    let mut out = Vec::with_capacity(bare.len());
+    for one in bare {
+        let mut parsed = Url::parse(&one).map_err(|e| NatsError::BadUrl {
+            url: redact(url),
+            reason: e.to_string(),
+        })?;
+        // As in `servers`: these fail only for URLs without a host, which these have.
+        let _ = parsed.set_username(user);
+        let _ = parsed.set_password(Some(password));
+        out.push(parsed.to_string());
+    }
+    Ok(out.join(","))
+}
+
 /// Connects to `url` as `name` (shown in the server's connection list).
 pub async fn connect(url: &str, name: &str) -> Result<Client, NatsError> {
     connect_with(url, name, ConnectOptions::new()).await
@@ -370,6 +388,20 @@ mod tests {
         ] {
             assert!(!is_reply_subject(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn another_identity_on_the_same_servers() {
+        let url = with_user(
+            "nats://keyledger:s3cret@127.0.0.1:4222, nats://127.0.0.1:4223",
+            "intake",
+            "p@ss",
+        )
+        .unwrap();
+        let (bare, credentials) = servers(&url).unwrap();
+        assert_eq!(bare, ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]);
+        assert_eq!(credentials, Some(("intake".to_owned(), "p@ss".to_owned())));
+        assert!(!url.contains("s3cret"), "{url}");
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! `auth` user); the token is verified like any other, and the connection is admitted
 //! to the `CLIENTS` account as that principal, with exactly two rights:
 //!
-//! - publish `keyledger.cmd.>` (the commands, which keyledger's account exports to
-//!   `CLIENTS`; each still carries its own token), and
+//! - publish `keyledger.cmd.>` (the commands, which the command service takes inside
+//!   `CLIENTS` as the user `intake`; each still carries its own token, and is answered
+//!   only inside that token's principal's inbox space), and
 //! - subscribe to its own inbox space, [`inbox_prefix`]`.>`: the principal's replies,
 //!   and nobody else's. Clients set this as their inbox prefix.
 //!

@@ -8,12 +8,18 @@
 //! - `KEYLEDGER` (JetStream enabled): the user `keyledger`, with a password kept in the
 //!   data directory, for keyledger's own components. The event stream, the key store,
 //!   the checkpoints and the access records live here, and only here can anything
-//!   write to them. It exports the command subjects (`keyledger.cmd.>`) to `CLIENTS`,
-//!   and direct gets of the audited streams to `AUDIT`. A request that crosses
-//!   accounts reaches keyledger with a `_R_.…` reply subject the server made, so no
-//!   client can make keyledger answer onto a subject of its choosing.
+//!   write to them. It exports the command subjects (`keyledger.cmd.>`) to `ROTATION`,
+//!   the change notifications to `CLIENTS`, and direct gets of the audited streams to
+//!   `AUDIT`. A request that crosses accounts reaches keyledger with a `_R_.…` reply
+//!   subject the server made.
 //! - `CLIENTS`: NATS clients, admitted by the auth callout ([`crate::nats_auth`]) from
 //!   their keyledger token, each with its own inbox space; they may only send commands.
+//!   Their commands are served inside this account, by the command service's user
+//!   `intake` (password in the data directory): so keyledger sees the reply subject a
+//!   client named, and answers only into the inbox space of the principal whose token
+//!   the command carries. Served across accounts, it saw only a `_R_.…` subject, and
+//!   a client could have its answers delivered onto any subject of `CLIENTS`: another
+//!   principal's inbox, or a change-notification subject other clients listen on.
 //! - `AUDIT`: the user `auditor` (password in the data directory). It may only direct-get
 //!   messages of the event, access-record and checkpoint streams: no consumers, no
 //!   stream or key-store API, no commands.
@@ -50,6 +56,10 @@ pub(crate) const CALLOUT_PASSWORD_FILE: &str = "nats-auth.key";
 pub const ROTATION_USER: &str = "rotation";
 /// File (in the data directory) holding the rotation user's password.
 pub const ROTATION_PASSWORD_FILE: &str = "nats-rotation.key";
+/// The user the command service takes NATS clients' commands as, in `CLIENTS`.
+pub const INTAKE_USER: &str = "intake";
+/// File (in the data directory) holding the intake user's password.
+pub const INTAKE_PASSWORD_FILE: &str = "nats-intake.key";
 /// File (in the data directory) holding the callout's account seed.
 pub const CALLOUT_ISSUER_FILE: &str = "nats-callout.key";
 
@@ -239,6 +249,7 @@ pub struct ManagedNats {
     auditor_password: String,
     callout_password: String,
     rotation_password: String,
+    intake_password: String,
     log: PathBuf,
 }
 
@@ -313,6 +324,12 @@ pub fn rotation_password(data_dir: &Path) -> Result<String, KeyFileError> {
     password(data_dir, ROTATION_PASSWORD_FILE)
 }
 
+/// The intake user's password for the server managed in `data_dir`, created on first
+/// use.
+pub fn intake_password(data_dir: &Path) -> Result<String, KeyFileError> {
+    password(data_dir, INTAKE_PASSWORD_FILE)
+}
+
 /// The credentials and streams a keyledger NATS layout names.
 #[derive(Debug, Clone)]
 pub struct Accounts {
@@ -324,6 +341,8 @@ pub struct Accounts {
     pub callout_password: String,
     /// The password of `rotation`.
     pub rotation_password: String,
+    /// The password of `intake`.
+    pub intake_password: String,
     /// The public key of the callout's issuer.
     pub callout_issuer: String,
     /// The streams auditors may read.
@@ -375,7 +394,7 @@ impl Accounts {
     jetstream: enabled
     users: [ {{ user: {service_user}, password: {service_password} }} ]
     exports: [
-      {{ service: "keyledger.cmd.>", accounts: [CLIENTS, ROTATION] }}
+      {{ service: "keyledger.cmd.>", accounts: [ROTATION] }}
       {{ stream: "keyledger.changes.>", accounts: [CLIENTS] }}
 {exports}
     ]
@@ -392,10 +411,16 @@ impl Accounts {
     exports: [ {{ service: {rotate}, accounts: [KEYLEDGER] }} ]
     imports: [ {{ service: {{ account: KEYLEDGER, subject: "keyledger.cmd.>" }} }} ]
   }}
-  # NATS clients, admitted by the auth callout from their keyledger token.
+  # NATS clients, admitted by the auth callout from their keyledger token. Their
+  # commands are served here, by the command service's intake: it sees the reply
+  # subject a client named, and answers only into the inbox of the command's
+  # principal (across accounts it would see only a subject the server made).
   CLIENTS {{
+    users: [ {{ user: {intake_user}, password: {intake_password}, permissions: {{
+      publish: {{ allow: [">"], deny: ["keyledger.>", "$JS.>", "$KV.>", "$O.>", "$SYS.>"] }}
+      subscribe: {{ allow: ["keyledger.cmd.>"] }}
+    }} }} ]
     imports: [
-      {{ service: {{ account: KEYLEDGER, subject: "keyledger.cmd.>" }} }}
       # Change notifications; the auth callout lets each client subscribe to its own
       # project's, of the kinds its roles list.
       {{ stream: {{ account: KEYLEDGER, subject: "keyledger.changes.>" }} }}
@@ -423,7 +448,7 @@ impl Accounts {
 authorization {{
   auth_callout {{
     issuer: {issuer}
-    auth_users: [ {service_user}, {auditor_user}, {callout_user}, {rotation_user} ]
+    auth_users: [ {service_user}, {auditor_user}, {callout_user}, {rotation_user}, {intake_user} ]
     account: AUTH
   }}
 }}
@@ -436,6 +461,8 @@ authorization {{
             callout_password = quoted(&self.callout_password),
             rotation_user = ROTATION_USER,
             rotation_password = quoted(&self.rotation_password),
+            intake_user = INTAKE_USER,
+            intake_password = quoted(&self.intake_password),
             rotate = quoted(domain::subject::ROTATE_WILDCARD),
             issuer = quoted(&self.callout_issuer),
             exports = exports.join("\n"),
@@ -465,6 +492,7 @@ impl ManagedNats {
             auditor_password: auditor_password(&config.data_dir)?,
             callout_password: callout_password(&config.data_dir)?,
             rotation_password: rotation_password(&config.data_dir)?,
+            intake_password: intake_password(&config.data_dir)?,
             callout_issuer: config.callout_issuer.clone(),
             audited_streams: config.audited_streams.clone(),
         };
@@ -539,6 +567,7 @@ jetstream {{
             auditor_password: accounts.auditor_password,
             callout_password: accounts.callout_password,
             rotation_password: accounts.rotation_password,
+            intake_password: accounts.intake_password,
             log,
         };
         server.port = server.wait_for_port(&ports_dir).await?;
@@ -632,6 +661,15 @@ jetstream {{
         format!(
             "{}://{ROTATION_USER}:{}@127.0.0.1:{}",
             self.scheme, self.rotation_password, self.port
+        )
+    }
+
+    /// The URL the command service takes NATS clients' commands with, in `CLIENTS`
+    /// (carries the intake user's credentials).
+    pub fn intake_url(&self) -> String {
+        format!(
+            "{}://{INTAKE_USER}:{}@127.0.0.1:{}",
+            self.scheme, self.intake_password, self.port
         )
     }
 

@@ -30,15 +30,17 @@ pub fn run(args: NatsConfigArgs) -> Result<()> {
         auditor_password: infra::server::auditor_password(dir)?,
         callout_password: infra::server::callout_password(dir)?,
         rotation_password: infra::server::rotation_password(dir)?,
+        intake_password: infra::server::intake_password(dir)?,
         callout_issuer: issuer.public_key(),
         audited_streams: keyledger::stack::audited_streams(&args.log.stream),
     };
     println!(
         "# keyledger's accounts for nats-server (2.11 or later): add these blocks to the \
          server's\n# configuration, with `jetstream {{ sync_interval: always }}`. Components \
-         connect as\n# keyledger (service), auditors as auditor, `keyledger serve nats-auth` \
-         as auth, rotation\n# handlers as rotation; NATS clients connect with their keyledger token. The passwords are \
-         those in {}.\n{}",
+         connect as\n# keyledger (service; a command service also as intake, the password \
+         in nats-intake.key), auditors\n# as auditor, `keyledger serve nats-auth` as auth, \
+         rotation handlers as rotation; NATS clients\n# connect with their keyledger token. The \
+         passwords are those in {}.\n{}",
         dir.display(),
         accounts.config()
     );

@@ -22,6 +22,12 @@ pub enum ServeCommand {
     Commands {
         #[command(flatten)]
         nats: NatsUrlArgs,
+        /// NATS URL the service takes NATS clients' commands with, as the user
+        /// `intake` of the `CLIENTS` account (`keyledger nats-config`), e.g.
+        /// nats://intake:password@nats.internal:4222. Default: the servers of
+        /// --nats-url, as `intake` with the password in <data-dir>/nats-intake.key.
+        #[arg(long, env = "KEYLEDGER_NATS_INTAKE_URL")]
+        nats_intake_url: Option<String>,
         #[command(flatten)]
         db: DatabaseArgs,
         #[command(flatten)]
@@ -178,6 +184,7 @@ pub async fn run(command: ServeCommand) -> Result<()> {
     let mut tasks: Vec<Task> = match command {
         ServeCommand::Commands {
             nats,
+            nats_intake_url,
             db,
             keys,
             log,
@@ -189,6 +196,10 @@ pub async fn run(command: ServeCommand) -> Result<()> {
         } => {
             let keys = keys.load(&db.data, true)?;
             let settings = stack::CommandSettings {
+                intake_url: match nats_intake_url {
+                    Some(url) => url,
+                    None => stack::intake_url(&nats.nats_url, &db.data.data_dir)?,
+                },
                 handler: payload.handler(&lifecycle)?,
                 database_url: db.url()?,
                 scheduler_interval: lifecycle.scheduler_interval,

@@ -54,6 +54,9 @@ pub struct OrderWorkerSettings {
 /// Settings of the command component.
 #[derive(Clone)]
 pub struct CommandSettings {
+    /// The URL NATS clients' commands are taken with: the `intake` user of the
+    /// `CLIENTS` account ([`super::intake_url`]).
+    pub intake_url: String,
     /// The handler.
     pub handler: HandlerConfig,
     /// The read model the scheduler reads what is due from.
@@ -219,9 +222,20 @@ pub async fn start_commands(
         cache_capacity,
     ));
     // Commands come on connections of their own (`commands::shared::service` says why).
-    let intake = infra::nats::connect_buffering(
-        nats_url,
+    let clients_intake = infra::nats::connect_buffering(
+        &settings.intake_url,
         "keyledger-commands-nats",
+        commands::shared::service::CLIENT_INTAKE_BUFFER,
+    )
+    .await
+    .context(
+        "connecting as `intake`, the user NATS clients' commands are taken with: its password \
+         in the server's configuration must be the one in <data-dir>/nats-intake.key \
+         (`keyledger nats-config` prints the blocks to add)",
+    )?;
+    let service_intake = infra::nats::connect_buffering(
+        nats_url,
+        "keyledger-commands-service",
         commands::shared::service::CLIENT_INTAKE_BUFFER,
     )
     .await?;
@@ -235,7 +249,8 @@ pub async fn start_commands(
     // and a readiness check failing then would take the HTTP API out of service too.
     health.nats("commands.api", &api_intake);
     let service = CommandService {
-        client: intake,
+        clients_intake,
+        client: service_intake,
         api_client: api_intake,
         handler,
         containers,

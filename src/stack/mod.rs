@@ -94,6 +94,8 @@ pub struct Stack {
     pub service_url: String,
     /// URL other NATS clients use.
     pub client_url: String,
+    /// URL the command service takes NATS clients' commands with (the `intake` user).
+    pub intake_url: String,
     /// URL auditors use (read-only), when keyledger manages NATS.
     pub auditor_url: Option<String>,
     /// URL rotation handlers use, when keyledger manages NATS.
@@ -137,7 +139,7 @@ impl Stack {
         let mut tasks = Vec::new();
         let mut auditor_url = None;
         let mut rotation_url = None;
-        let (nats, service_url, client_url) = match &config.nats {
+        let (nats, service_url, client_url, intake_url) = match &config.nats {
             NatsChoice::Managed { port, binary, tls } => {
                 check_single_layout(&data_dir)?;
                 let server_config = managed_server_config(
@@ -158,7 +160,11 @@ impl Stack {
                     )
                     .await?,
                 );
-                let (service, client) = (server.service_url(), server.client_url());
+                let (service, client, intake) = (
+                    server.service_url(),
+                    server.client_url(),
+                    server.intake_url(),
+                );
                 auditor_url = Some(server.auditor_url());
                 rotation_url = Some(server.rotation_url());
                 let log = server.log_file().to_owned();
@@ -178,9 +184,11 @@ impl Stack {
                     stop,
                     task,
                 };
-                (Some(supervised), service, client)
+                (Some(supervised), service, client, intake)
             }
-            NatsChoice::External { url } => (None, url.clone(), url.clone()),
+            NatsChoice::External { url } => {
+                (None, url.clone(), url.clone(), intake_url(url, &data_dir)?)
+            }
         };
         let checkpoints = config
             .checkpoints
@@ -202,6 +210,7 @@ impl Stack {
                     &keys,
                     &config.log,
                     CommandSettings {
+                        intake_url: intake_url.clone(),
                         handler: config.handler.clone(),
                         database_url: database_url.clone(),
                         scheduler_interval: config.scheduler_interval,
@@ -274,6 +283,7 @@ impl Stack {
             rotation_url,
             service_url,
             client_url,
+            intake_url,
             checkpoint_public_key,
             http_addr,
             database_url,

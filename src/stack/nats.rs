@@ -39,6 +39,19 @@ pub fn managed_server_config(
     })
 }
 
+/// The URL a command service takes NATS clients' commands with: the servers of
+/// `nats_url`, as the `intake` user of the `CLIENTS` account with the password kept in
+/// `data_dir` (the one `keyledger nats-config` and the managed server put in the
+/// server's configuration).
+pub fn intake_url(nats_url: &str, data_dir: &Path) -> Result<String> {
+    let password = infra::server::intake_password(data_dir)?;
+    Ok(infra::nats::with_user(
+        nats_url,
+        infra::server::INTAKE_USER,
+        &password,
+    )?)
+}
+
 /// The data directory's own nats-server, started for a maintenance task (a rebuild, a
 /// migration) while keyledger is stopped; the lock keeps keyledger from starting on
 /// the directory meanwhile. Stop the server when done.

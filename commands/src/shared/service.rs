@@ -21,11 +21,25 @@
 //! request names: a reply subject that is an event, key-store or JetStream subject
 //! would make keyledger write there itself. Such a request is refused unanswered and
 //! logged.
+//!
+//! NATS clients' commands come on a third connection, inside the `CLIENTS` account
+//! their connections are admitted to (as the user `intake`, [`infra::server`]), where
+//! the reply subject is the one the client named. nats-server checks no reply subject
+//! against permissions: without a check of keyledger's own, a client could have
+//! keyledger's answers delivered onto a change-notification subject other clients
+//! listen on, or its command's result into another principal's inbox (an answer to
+//! that principal's own request, if its subject were guessed). So a client's command
+//! is carried out only when its reply subject is inside the inbox space of the
+//! principal its token names ([`infra::nats_auth::inbox_prefix`]), the only one that
+//! principal's connections may read: a command whose reply is in another principal's
+//! inbox space is refused there, unexecuted, and one whose reply is no client's inbox
+//! is not answered at all ([`client_reply`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, Message};
+use domain::principal::Principal;
 use domain::subject::{
     COMMAND_PREFIX, COMMANDS_WILDCARD, CommandName, DELEGATED_PREFIX, DELEGATED_WILDCARD,
 };
@@ -65,7 +79,11 @@ pub struct ServiceError(String);
 /// What the command service needs.
 pub struct CommandService {
     /// The connection NATS clients' commands (`keyledger.cmd.>`) come on and are
-    /// answered on (service credentials).
+    /// answered on: the `intake` user of the `CLIENTS` account.
+    pub clients_intake: Client,
+    /// The connection commands sent inside keyledger's own account, and by rotation
+    /// handlers (imported from `ROTATION`), come on and are answered on (service
+    /// credentials).
     pub client: Client,
     /// The connection the HTTP API's commands (`keyledger.api.cmd.>`) come on and are
     /// answered on: another than `client`, which any token holder can flood.
@@ -87,7 +105,7 @@ pub struct CommandService {
     pub delegated: Verifier,
     /// The clock tokens are checked against.
     pub clock: Clock,
-    /// Most commands handled at once by this process on each of its two intakes.
+    /// Most commands handled at once by this process on each of its intakes.
     pub concurrency: usize,
 }
 
@@ -124,6 +142,50 @@ static REJECTIONS_LOGGED: infra::log_budget::LogBudget =
 /// a second, at most, for the same reason.
 static UNANSWERABLE_LOGGED: infra::log_budget::LogBudget =
     infra::log_budget::LogBudget::new(10, std::time::Duration::from_secs(1));
+
+/// Where a command came from, which decides where it may be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intake {
+    /// A NATS client, in the `CLIENTS` account.
+    Clients,
+    /// keyledger's own account, or a rotation handler (the server makes its reply
+    /// subject).
+    Service,
+    /// The HTTP API.
+    Api,
+}
+
+/// What becomes of a NATS client's command answered on `reply`, by `caller` (its
+/// token, verified or refused): `None`, not answered, when `reply` is no client's
+/// inbox (`_INBOX_<name>.…`); else the caller to carry it out for, which is a refusal
+/// when the token verified but `reply` is outside its principal's inbox space. A
+/// refused token is answered in any client's inbox: it names no principal that can be
+/// trusted, and the answer says only why the token was refused.
+fn client_reply(
+    reply: &str,
+    caller: Result<Principal, Rejection>,
+) -> Option<Result<Principal, Rejection>> {
+    if !(reply.starts_with("_INBOX_") && infra::nats::is_reply_subject(reply)) {
+        return None;
+    }
+    let Ok(principal) = caller else {
+        return Some(caller);
+    };
+    let prefix = infra::nats_auth::inbox_prefix(&principal.project, &principal.user);
+    let own = reply
+        .strip_prefix(&prefix)
+        .is_some_and(|rest| rest.starts_with('.'));
+    Some(if own {
+        Ok(principal)
+    } else {
+        Err(Rejection::forbidden(
+            "keyledger answers a command only inside the inbox space of the principal its \
+             token names, and this one's reply subject is outside it: connect to NATS with \
+             this command's token and use its inbox prefix (`keyledger whoami` prints it). \
+             The command was not carried out",
+        ))
+    })
+}
 
 /// The callers with commands in flight, and how many each has.
 #[derive(Default)]
@@ -180,22 +242,27 @@ impl CommandService {
                 .await
                 .map_err(|e| ServiceError(e.to_string()))
         }
-        let commands = subscribe(&self.client, COMMANDS_WILDCARD).await?;
+        let clients = subscribe(&self.clients_intake, COMMANDS_WILDCARD).await?;
+        let service = subscribe(&self.client, COMMANDS_WILDCARD).await?;
         let delegated = subscribe(&self.api_client, DELEGATED_WILDCARD).await?;
         let callers = Arc::new(Callers::default());
         let this = Arc::new(self);
-        // Either subscription ending ends the service, to be restarted whole.
+        // Any subscription ending ends the service, to be restarted whole.
         let stop = shutdown.child_token();
-        let serve = |subscription| {
+        let serve = |subscription, intake| {
             let (this, callers, stop) = (this.clone(), callers.clone(), stop.clone());
             async move {
-                let served = this.serve(subscription, callers, &stop).await;
+                let served = this.serve(subscription, intake, callers, &stop).await;
                 stop.cancel();
                 served
             }
         };
-        let (clients, api) = tokio::join!(serve(commands), serve(delegated));
-        clients.and(api)
+        let (clients, service, api) = tokio::join!(
+            serve(clients, Intake::Clients),
+            serve(service, Intake::Service),
+            serve(delegated, Intake::Api)
+        );
+        clients.and(service).and(api)
     }
 
     /// Serves the commands of one intake with slots of its own: NATS clients holding
@@ -204,6 +271,7 @@ impl CommandService {
     async fn serve(
         self: Arc<Self>,
         mut subscription: async_nats::Subscriber,
+        intake: Intake,
         callers: Arc<Callers>,
         stop: &CancellationToken,
     ) -> Result<(), ServiceError> {
@@ -225,7 +293,7 @@ impl CommandService {
             };
             let (this, callers) = (self.clone(), callers.clone());
             tokio::spawn(async move {
-                this.answer(message, &callers).await;
+                this.answer(message, intake, &callers).await;
                 drop(permit);
             });
         };
@@ -237,7 +305,7 @@ impl CommandService {
         served
     }
 
-    async fn answer(&self, message: Message, callers: &Callers) {
+    async fn answer(&self, message: Message, intake: Intake, callers: &Callers) {
         let Some(reply_to) = message.reply.clone() else {
             if let Some(earlier) = UNANSWERABLE_LOGGED.take() {
                 tracing::warn!(subject = %message.subject, earlier_not_logged = earlier, "a command without a reply subject was ignored; use request/reply");
@@ -256,23 +324,38 @@ impl CommandService {
             }
             return;
         }
-        let (name, verifier, client) = match message.subject.strip_prefix(DELEGATED_PREFIX) {
-            Some(name) => (name.to_owned(), &self.delegated, &self.api_client),
-            None => (
-                message
-                    .subject
-                    .strip_prefix(COMMAND_PREFIX)
-                    .unwrap_or_default()
-                    .to_owned(),
-                &self.verifier,
-                &self.client,
-            ),
+        let (prefix, verifier, client) = match intake {
+            Intake::Clients => (COMMAND_PREFIX, &self.verifier, &self.clients_intake),
+            Intake::Service => (COMMAND_PREFIX, &self.verifier, &self.client),
+            Intake::Api => (DELEGATED_PREFIX, &self.delegated, &self.api_client),
         };
+        let name = message
+            .subject
+            .strip_prefix(prefix)
+            .unwrap_or_default()
+            .to_owned();
         let started = std::time::Instant::now();
+        let mut caller = authorization(message.headers.as_ref())
+            .and_then(|header| verifier.verify_authorization(header, (self.clock)()));
+        if intake == Intake::Clients {
+            let Some(checked) = client_reply(&reply_to, caller) else {
+                if let Some(earlier) = UNANSWERABLE_LOGGED.take() {
+                    tracing::warn!(
+                        subject = %message.subject,
+                        reply = ?reply_to.as_str(),
+                        earlier_not_logged = earlier,
+                        "refused a NATS client's command whose reply subject is no client's \
+                         inbox (_INBOX_<name>.…): keyledger answers clients only there"
+                    );
+                }
+                return;
+            };
+            caller = checked;
+        }
         let mut project = None;
         let result = answer_or_internal(
             &name,
-            self.execute(&name, verifier, &message, callers, &mut project),
+            self.execute(&name, caller, &message, callers, &mut project),
         )
         .await;
         record(&name, project.as_deref(), &result, started.elapsed());
@@ -305,13 +388,12 @@ impl CommandService {
     async fn execute(
         &self,
         name: &str,
-        verifier: &Verifier,
+        caller: Result<Principal, Rejection>,
         message: &Message,
         callers: &Callers,
         project: &mut Option<String>,
     ) -> Result<AcceptedReply, Rejection> {
-        let authorization = authorization(message.headers.as_ref())?;
-        let principal = verifier.verify_authorization(authorization, (self.clock)())?;
+        let principal = caller?;
         *project = Some(principal.project.to_string());
         let _in_flight = callers.start(
             format!("{}@{}", principal.user, principal.project),
@@ -434,5 +516,52 @@ mod tests {
         })
         .await;
         assert_eq!(result.unwrap_err(), refused);
+    }
+
+    fn principal(user: &str, project: &str) -> Principal {
+        Principal {
+            user: domain::ids::UserId::parse(user).unwrap(),
+            project: domain::ids::ProjectId::parse(project).unwrap(),
+            roles: Vec::new(),
+            service: None,
+        }
+    }
+
+    #[test]
+    fn a_clients_command_is_carried_out_only_for_a_reply_in_its_principals_inbox_space() {
+        let alice = principal("alice", "p1");
+        let own = infra::nats_auth::inbox_prefix(&alice.project, &alice.user);
+        let bob = principal("bob", "p1");
+        let bobs = infra::nats_auth::inbox_prefix(&bob.project, &bob.user);
+        let carried_out = client_reply(&format!("{own}.nuid.1"), Ok(alice.clone()));
+        assert_eq!(carried_out, Some(Ok(alice.clone())));
+        // Another principal's inbox: refused there, unexecuted, saying what to do.
+        for elsewhere in [format!("{bobs}.nuid.1"), format!("{own}x.nuid.1")] {
+            let refused = client_reply(&elsewhere, Ok(alice.clone()))
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(refused.code, ErrorCode::Forbidden, "{elsewhere}");
+            assert!(refused.message.contains("keyledger whoami"), "{refused:?}");
+        }
+        // No client's inbox (a change notification's subject, keyledger's own or a
+        // cross-account one): not answered at all, whoever sent it.
+        for nowhere in [
+            "keyledger.changes.p1.secret.x".to_owned(),
+            "_INBOX.abc.1".to_owned(),
+            "_R_.abc.1".to_owned(),
+            format!("{own}.>"),
+            own.clone(),
+        ] {
+            assert_eq!(client_reply(&nowhere, Ok(alice.clone())), None, "{nowhere}");
+            let refused = Err(Rejection::unauthorized("token expired"));
+            assert_eq!(client_reply(&nowhere, refused), None, "{nowhere}");
+        }
+        // A refused token names no principal to trust: its refusal goes to the inbox
+        // named, whoever's it is.
+        let refused = Err(Rejection::unauthorized("token expired"));
+        assert_eq!(
+            client_reply(&format!("{bobs}.nuid.2"), refused.clone()),
+            Some(refused)
+        );
     }
 }
