@@ -12,7 +12,7 @@ use clap::Parser;
 /// payload read path showed at about 15% of the server's CPU. Built without asking for
 /// transparent huge pages (`no_thp`): each fresh 2 MiB page was zeroed whole as
 /// mimalloc purged and reused its memory, 9% of `keyledger up`'s CPU under creates
-/// (README, "The allocator without huge pages").
+/// (docs/performance.md, "The allocator without huge pages").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

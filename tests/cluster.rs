@@ -907,8 +907,8 @@ async fn a_deleted_secrets_key_is_erased_on_every_node() {
     );
     // Each node's Raft log of the bucket keeps the put until nats-server snapshots the
     // bucket's stream and compacts the log: on its own timer, every 2 to 3 minutes. On
-    // a bucket with nothing written since, the compaction drops the whole log (README,
-    // "Crypto-shredding on a cluster"). Polled once a second: each look reads every file.
+    // a bucket with nothing written since, the compaction drops the whole log (docs/operations.md,
+    // "Crypto-shredding on a replicated key bucket"). Polled once a second: each look reads every file.
     let deadline = Instant::now() + RAFT_COMPACTION;
     loop {
         let left = crate::support::files_holding(&dir.path().join("nats"), &wanted);

@@ -321,7 +321,7 @@ const CHUNKS_AHEAD: usize = 4;
 /// Threads that open a batch's commits while the writer applies them. With one, the
 /// opening thread set a rebuild's pace (a core to itself, the writer at 60–80% of the
 /// other); with two, the three share both cores of the machine this was measured on,
-/// and a rebuild of 1,000,000 commits took 11.20 s instead of 12.24 (README, "Two
+/// and a rebuild of 1,000,000 commits took 11.20 s instead of 12.24 (docs/performance.md, "Two
 /// opening threads"). More cores would take more openers; not measured.
 const OPENERS: usize = 2;
 
