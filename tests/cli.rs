@@ -426,11 +426,13 @@ async fn versions_names_and_recoverable_deletion_through_the_cli() {
 }
 
 /// `keyledger bench` runs all three phases against a real stack and reports each
-/// without a failure (its figures are for people; this checks that it measures).
+/// without a failure (its figures are for people; this checks that it measures). Two
+/// principals' tokens, used in turn: each on a connection of its own, since keyledger
+/// answers a command only in its principal's inbox space.
 #[tokio::test]
 async fn bench_measures_creates_reads_and_visibility() {
     let t = TestStack::start().await;
-    let token = t.token("bench", "p1");
+    let token = format!("{},{}", t.token("bench", "p1"), t.token("bench-2", "p1"));
     let out = run(
         args(&[
             "bench",

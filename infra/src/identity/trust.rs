@@ -121,7 +121,7 @@ impl IdentityProvider {
                 .keys
                 .iter()
                 .find(|k| k.kid.as_deref() == Some(kid))
-                .ok_or_else(|| UnknownKey::NotTrusted(kid.to_owned())),
+                .ok_or_else(|| UnknownKey::NotTrusted(shown_kid(kid))),
             None => {
                 let unnamed: Vec<_> = self.keys.iter().filter(|k| k.kid.is_none()).collect();
                 match unnamed.as_slice() {
@@ -130,6 +130,21 @@ impl IdentityProvider {
                 }
             }
         }
+    }
+}
+
+/// An unverified key id as a refusal may show it: as it is when it looks like a key
+/// id (at most 128 letters, digits and `-_.+/=`), else not at all: it is the sender's
+/// text, and a NATS command's refusal may be answered into another client's inbox.
+fn shown_kid(kid: &str) -> String {
+    let a_key_id = kid.len() <= 128
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.+/=".contains(&b));
+    if a_key_id {
+        kid.to_owned()
+    } else {
+        "(not a key id)".to_owned()
     }
 }
 

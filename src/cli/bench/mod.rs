@@ -87,11 +87,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
     }
     if args.visibility_rate > 0 {
-        let nats =
-            infra::nats::connect_as_client(&args.nats_url, "keyledger-bench", &args.token[0])
-                .await?;
-        let nats = Arc::new(CommandClient::new(nats, Duration::from_secs(10)));
-        visibility::run(&args, nats, &payload).await;
+        // A connection per token: keyledger answers a command only in the inbox space
+        // of the principal its token names.
+        let mut clients = Vec::with_capacity(args.token.len());
+        for token in &args.token {
+            let nats =
+                infra::nats::connect_as_client(&args.nats_url, "keyledger-bench", token).await?;
+            clients.push(Arc::new(CommandClient::new(nats, Duration::from_secs(10))));
+        }
+        visibility::run(&args, &clients, &payload).await;
     }
     Ok(())
 }

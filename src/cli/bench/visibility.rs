@@ -19,9 +19,10 @@ use tokio::time::MissedTickBehavior;
 use super::outcome::Outcome;
 use super::{BenchArgs, answered, create_request};
 
-/// Runs the phase for `args.duration` at `args.visibility_rate` commands per second
-/// and prints the commands' latency and their visibility latency.
-pub(super) async fn run(args: &BenchArgs, nats: Arc<CommandClient>, payload: &str) {
+/// Runs the phase for `args.duration` at `args.visibility_rate` commands per second,
+/// the tokens in turn, each on its own connection (`clients`, one per token), and
+/// prints the commands' latency and their visibility latency.
+pub(super) async fn run(args: &BenchArgs, clients: &[Arc<CommandClient>], payload: &str) {
     let rate = args.visibility_rate;
     println!(
         "visibility: {rate} commands/s for {:?}, each read back with X-Keyledger-Min-Seq once acknowledged",
@@ -46,9 +47,14 @@ pub(super) async fn run(args: &BenchArgs, nats: Arc<CommandClient>, payload: &st
     let mut n = 0usize;
     while Instant::now() < deadline {
         tick.tick().await;
-        let token = args.token[n % args.token.len()].clone();
+        let which = n % args.token.len();
+        let token = args.token[which].clone();
         n += 1;
-        let (nats, http, request) = (nats.clone(), http.clone(), create_request(payload));
+        let (nats, http, request) = (
+            clients[which].clone(),
+            http.clone(),
+            create_request(payload),
+        );
         let url = args.url.clone();
         // Each command answers with its timings only: two histograms per command (about
         // 140 KiB each) cost the benchmark 2 GB and most of a core at 1,000/s.
