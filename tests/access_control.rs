@@ -268,6 +268,12 @@ impl Matrix {
                     ErrorCode::Forbidden,
                     "{case:?} {op:?}: {rejection:?}"
                 );
+                // The policy's refusal, not the one for a reply outside the caller's
+                // inbox space.
+                assert!(
+                    !rejection.message.contains("inbox space"),
+                    "{case:?} {op:?}: {rejection:?}"
+                );
                 Some(false)
             }
         }
@@ -644,7 +650,11 @@ async fn a_refused_caller_learns_nothing_from_retries_payload_guesses_or_existen
         let t = &t;
         async move {
             let nats = t.client_nats_as(&token).await;
-            crate::support::raw_command(&nats, name, Some(&token), &body).await
+            let reply = crate::support::raw_command(&nats, name, Some(&token), &body).await;
+            // Any refusal is the policy's, never the one for a reply outside the
+            // caller's inbox space.
+            assert!(!reply.to_string().contains("inbox space"), "{reply}");
+            reply
         }
     };
     let code = |reply: &Value| reply["error"]["code"].as_str().unwrap_or("ok").to_owned();

@@ -31,6 +31,8 @@ enum Who {
     Service,
     /// Rotation handlers (the `rotation` user).
     RotationHandler,
+    /// The command service's user in the clients' account (`intake`).
+    Intake,
 }
 
 /// A connection that records every permission violation the server reports.
@@ -58,6 +60,9 @@ impl Probe {
                 "rotation".into(),
                 password("nats-rotation.key"),
             ),
+            Who::Intake => {
+                ConnectOptions::with_user_and_password("intake".into(), password("nats-intake.key"))
+            }
         };
         let violations = Arc::new(Mutex::new(Vec::new()));
         let seen = violations.clone();
@@ -341,13 +346,22 @@ async fn every_identity_is_held_to_its_permissions() {
     // arrive there: see no_identity_reads_another_connections_replies), handlers
     // serving keyledger.rotate.>, which only keyledger's runner can reach, and bob
     // hearing his own project's secret changes (his role lists secrets, so the auth
-    // callout grants keyledger.changes.p2.secret.>; see tests/changes.rs).
+    // callout grants keyledger.changes.p2.secret.>; see tests/changes.rs). The
+    // command service's intake user, which answers into clients' inboxes, may do none
+    // of these either: it reads commands only, and writes nothing of keyledger's.
     let bob = t.token("bob", "p2");
-    for who in [Who::TokenHolder, Who::Auditor, Who::RotationHandler] {
+    for who in [
+        Who::TokenHolder,
+        Who::Auditor,
+        Who::RotationHandler,
+        Who::Intake,
+    ] {
         let probe = Probe::connect(&t, who, &bob).await;
         for (name, action) in ACTIONS {
             let allowed = match *name {
-                "subscribe to every inbox of its account" => who != Who::TokenHolder,
+                "subscribe to every inbox of its account" => {
+                    matches!(who, Who::Auditor | Who::RotationHandler)
+                }
                 "serve a rotation handler" => who == Who::RotationHandler,
                 "subscribe to its own project's secret changes" => who == Who::TokenHolder,
                 _ => false,
@@ -583,7 +597,7 @@ async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
                 "keyledger.cmd.secret.create",
                 target.clone(),
                 headers.clone(),
-                json!({"name": "junk"}).to_string().into(),
+                json!({"name": "from-a-token-holder"}).to_string().into(),
             )
             .await
             .unwrap();
@@ -596,7 +610,9 @@ async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
                 "keyledger.cmd.secret.create",
                 target.clone(),
                 headers.clone(),
-                json!({"name": "junk"}).to_string().into(),
+                json!({"name": "from-a-rotation-handler"})
+                    .to_string()
+                    .into(),
             )
             .await
             .unwrap();
@@ -604,6 +620,9 @@ async fn replies_cannot_be_aimed_at_the_log_the_key_store_or_the_ca() {
             .await
             .expect("keyledger receives the command")
             .unwrap();
+        // The token holder's, sent first, would have come first.
+        let body: Value = serde_json::from_slice(&received.payload).unwrap();
+        assert_eq!(body["name"], "from-a-rotation-handler", "{body}");
         let reply = received.reply.expect("a reply subject").to_string();
         assert!(
             reply.starts_with("_R_."),
@@ -779,6 +798,8 @@ async fn answers_go_only_into_the_inbox_space_of_the_commands_principal() {
     let nats = t.client_nats_as(&alice).await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Authorization", format!("Bearer {alice}").as_str());
+    let misdirected =
+        |n: usize| json!({"name": format!("misdirected-{n}"), "command_id": format!("m-{n}")});
     for (n, reply) in [
         format!("{bobs}.guessed.1"),
         "keyledger.changes.p1.secret.forged".to_owned(),
@@ -790,22 +811,14 @@ async fn answers_go_only_into_the_inbox_space_of_the_commands_principal() {
             "keyledger.cmd.secret.create",
             reply,
             headers.clone(),
-            json!({"name": format!("misdirected-{n}")})
-                .to_string()
-                .into(),
+            misdirected(n).to_string().into(),
         )
         .await
         .unwrap();
     }
     nats.flush().await.unwrap();
     // Bob's token on Alice's connection: refused in Alice's inbox, not carried out.
-    let refused = raw_command(
-        &nats,
-        "secret.create",
-        Some(&bob),
-        &json!({"name": "misdirected-2"}),
-    )
-    .await;
+    let refused = raw_command(&nats, "secret.create", Some(&bob), &misdirected(2)).await;
     assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
     let message = refused["error"]["message"].as_str().unwrap();
     assert!(message.contains("keyledger whoami"), "{message}");
@@ -844,18 +857,14 @@ async fn answers_go_only_into_the_inbox_space_of_the_commands_principal() {
         futures::FutureExt::now_or_never(inbox.next()).is_none(),
         "another answer reached Bob's inbox"
     );
-    // Only Alice's own command was carried out.
-    let listed = t
-        .http
-        .get(t.url("/v1/secrets"))
-        .bearer_auth(&alice)
-        .header("X-Keyledger-Min-Seq", created["seq"].to_string())
-        .send()
-        .await
-        .unwrap();
-    let listed: Value = listed.json().await.unwrap();
-    assert_eq!(listed["total"], 1, "{listed}");
-    assert_eq!(listed["secrets"][0]["name"], "proper", "{listed}");
+    // None of the others was carried out: sent again properly, under the same command
+    // ids, each lands now, after Alice's create (a retry of an applied command would be
+    // answered with its first, earlier, commit).
+    let after = created["seq"].as_u64().unwrap();
+    for (sender, token, n) in [(&nats, &alice, 0), (&nats, &alice, 1), (&listener, &bob, 2)] {
+        let again = raw_command(sender, "secret.create", Some(token), &misdirected(n)).await;
+        assert!(again["seq"].as_u64().unwrap() > after, "{again}");
+    }
     t.stop().await;
 }
 
@@ -864,18 +873,20 @@ async fn answers_go_only_into_the_inbox_space_of_the_commands_principal() {
 #[tokio::test]
 async fn command_ids_are_scoped_per_project() {
     let t = TestStack::start().await;
-    let (a, b) = (t.token("a", "pa"), t.token("b", "pb"));
-    let (nats_a, nats_b) = (t.client_nats_as(&a).await, t.client_nats_as(&b).await);
+    let (token_a, token_b) = (t.token("a", "pa"), t.token("b", "pb"));
+    let (nats_a, nats_b) = (
+        t.client_nats_as(&token_a).await,
+        t.client_nats_as(&token_b).await,
+    );
     let body = json!({"command_id": "deploy-2026-12-01", "name": "same-id"});
-    let a = raw_command(&nats_a, "secret.create", Some(&a), &body).await;
-    let b_token = b;
-    let b = raw_command(&nats_b, "secret.create", Some(&b_token), &body).await;
+    let a = raw_command(&nats_a, "secret.create", Some(&token_a), &body).await;
+    let b = raw_command(&nats_b, "secret.create", Some(&token_b), &body).await;
     assert_eq!(a["ok"], true, "{a}");
     assert_eq!(b["ok"], true, "{b}");
     assert_ne!(a["id"], b["id"]);
     assert_ne!(a["seq"], b["seq"]);
     // Retried in the same project, it is the same command.
-    let again = raw_command(&nats_b, "secret.create", Some(&b_token), &body).await;
+    let again = raw_command(&nats_b, "secret.create", Some(&token_b), &body).await;
     assert_eq!(again, b);
     t.stop().await;
 }

@@ -1081,7 +1081,7 @@ async fn a_nats_server_that_keeps_dying_stops_up_with_the_reason() {
 /// and NATS clients' commands fail until the flood stops. HTTP writes go on being
 /// answered all the while: the API sends them on `keyledger.api.cmd.>`, which the
 /// command service takes on a connection of its own, and keyledger writes the log on
-/// a third.
+/// another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_large_nats_commands_does_not_cut_off_http_writes() {
     let t = TestStack::start().await;

@@ -330,6 +330,12 @@ pub fn intake_password(data_dir: &Path) -> Result<String, KeyFileError> {
     password(data_dir, INTAKE_PASSWORD_FILE)
 }
 
+/// The intake user's password kept in `data_dir`, which must exist: a component that
+/// connects as `intake` to a server configured elsewhere cannot make one up.
+pub fn existing_intake_password(data_dir: &Path) -> Result<String, KeyFileError> {
+    keyfile::load(&data_dir.join(INTAKE_PASSWORD_FILE), 16).map(|k| hex::encode(&*k))
+}
+
 /// The credentials and streams a keyledger NATS layout names.
 #[derive(Debug, Clone)]
 pub struct Accounts {

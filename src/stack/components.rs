@@ -250,7 +250,7 @@ pub async fn start_commands(
     health.nats("commands.api", &api_intake);
     let service = CommandService {
         clients_intake,
-        client: service_intake,
+        service_intake,
         api_client: api_intake,
         handler,
         containers,

@@ -41,10 +41,19 @@ pub fn managed_server_config(
 
 /// The URL a command service takes NATS clients' commands with: the servers of
 /// `nats_url`, as the `intake` user of the `CLIENTS` account with the password kept in
-/// `data_dir` (the one `keyledger nats-config` and the managed server put in the
-/// server's configuration).
+/// `data_dir` (the one `keyledger nats-config` put in the server's configuration). The
+/// file is read, never made here: a new password could not match the server's.
 pub fn intake_url(nats_url: &str, data_dir: &Path) -> Result<String> {
-    let password = infra::server::intake_password(data_dir)?;
+    let file = data_dir.join(infra::server::INTAKE_PASSWORD_FILE);
+    let password = infra::server::existing_intake_password(data_dir).with_context(|| {
+        format!(
+            "the password of `intake`, the user NATS clients' commands are taken with, is \
+             read from {}: `keyledger nats-config --data-dir {}` makes it and prints the \
+             accounts the server needs (`serve commands` also takes --nats-intake-url)",
+            file.display(),
+            data_dir.display()
+        )
+    })?;
     Ok(infra::nats::with_user(
         nats_url,
         infra::server::INTAKE_USER,

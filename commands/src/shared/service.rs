@@ -5,15 +5,16 @@
 //! callers' tokens, or with delegation tokens for principals it verified by AWS
 //! signatures, which are accepted there and nowhere else.
 //!
-//! The two are taken on two NATS connections of their own, apart from the one that
-//! writes the log, each with its own command slots and a bounded buffer
-//! ([`CLIENT_INTAKE_BUFFER`], [`API_INTAKE_BUFFER`]). nats-server closes a connection
-//! that does not read its messages as fast as they come (more than `max_pending`, 64
-//! MiB, waiting), and any token holder may publish on `keyledger.cmd.>`: a few
-//! connections sending large messages as fast as they can overran the single
-//! connection the service had, every few seconds, and with it the HTTP API's writes
-//! and keyledger's writes to the log. Now such a flood can only close, or fill, the
-//! intake NATS clients' commands come on.
+//! NATS clients' commands, the HTTP API's, and those sent inside keyledger's own
+//! account or by rotation handlers are taken on three NATS connections of their own,
+//! apart from the one that writes the log, each with its own command slots and a
+//! bounded buffer ([`CLIENT_INTAKE_BUFFER`], [`API_INTAKE_BUFFER`]). nats-server
+//! closes a connection that does not read its messages as fast as they come (more
+//! than `max_pending`, 64 MiB, waiting), and any token holder may publish on
+//! `keyledger.cmd.>`: a few connections sending large messages as fast as they can
+//! overran the single connection the service had, every few seconds, and with it the
+//! HTTP API's writes and keyledger's writes to the log. Now such a flood can only
+//! close, or fill, the intake NATS clients' commands come on.
 //!
 //! The service answers with keyledger's own NATS identity, which may write the log.
 //! So it answers only on a subject that can be a reply — an inbox (`_INBOX.`,
@@ -22,9 +23,9 @@
 //! would make keyledger write there itself. Such a request is refused unanswered and
 //! logged.
 //!
-//! NATS clients' commands come on a third connection, inside the `CLIENTS` account
-//! their connections are admitted to (as the user `intake`, [`infra::server`]), where
-//! the reply subject is the one the client named. nats-server checks no reply subject
+//! NATS clients' commands come inside the `CLIENTS` account their connections are
+//! admitted to (as the user `intake`, [`infra::server`]), where the reply subject is
+//! the one the client named. nats-server checks no reply subject
 //! against permissions: without a check of keyledger's own, a client could have
 //! keyledger's answers delivered onto a change-notification subject other clients
 //! listen on, or its command's result into another principal's inbox (an answer to
@@ -32,8 +33,10 @@
 //! is carried out only when its reply subject is inside the inbox space of the
 //! principal its token names ([`infra::nats_auth::inbox_prefix`]), the only one that
 //! principal's connections may read: a command whose reply is in another principal's
-//! inbox space is refused there, unexecuted, and one whose reply is no client's inbox
-//! is not answered at all ([`client_reply`]).
+//! inbox space is refused there, unexecuted ([`own_inbox`]), and one whose reply is no
+//! client's inbox is not answered at all ([`is_client_inbox`]). A command whose token
+//! does not verify names no principal to trust: its refusal goes to whichever client's
+//! inbox it names.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,11 +85,11 @@ pub struct CommandService {
     /// answered on: the `intake` user of the `CLIENTS` account.
     pub clients_intake: Client,
     /// The connection commands sent inside keyledger's own account, and by rotation
-    /// handlers (imported from `ROTATION`), come on and are answered on (service
-    /// credentials).
-    pub client: Client,
+    /// handlers (from `ROTATION`, with reply subjects the server makes), come on and are
+    /// answered on (service credentials).
+    pub service_intake: Client,
     /// The connection the HTTP API's commands (`keyledger.api.cmd.>`) come on and are
-    /// answered on: another than `client`, which any token holder can flood.
+    /// answered on: another than `clients_intake`, which any token holder can flood.
     pub api_client: Client,
     /// Executes commands on secrets.
     pub handler: Arc<SecretHandler>,
@@ -148,43 +151,37 @@ static UNANSWERABLE_LOGGED: infra::log_budget::LogBudget =
 enum Intake {
     /// A NATS client, in the `CLIENTS` account.
     Clients,
-    /// keyledger's own account, or a rotation handler (the server makes its reply
-    /// subject).
+    /// keyledger's own account, or a rotation handler (whose reply subject, across
+    /// accounts, the server makes).
     Service,
     /// The HTTP API.
     Api,
 }
 
-/// What becomes of a NATS client's command answered on `reply`, by `caller` (its
-/// token, verified or refused): `None`, not answered, when `reply` is no client's
-/// inbox (`_INBOX_<name>.…`); else the caller to carry it out for, which is a refusal
-/// when the token verified but `reply` is outside its principal's inbox space. A
-/// refused token is answered in any client's inbox: it names no principal that can be
-/// trusted, and the answer says only why the token was refused.
-fn client_reply(
-    reply: &str,
-    caller: Result<Principal, Rejection>,
-) -> Option<Result<Principal, Rejection>> {
-    if !(reply.starts_with("_INBOX_") && infra::nats::is_reply_subject(reply)) {
-        return None;
-    }
-    let Ok(principal) = caller else {
-        return Some(caller);
-    };
+/// Whether `reply` is a NATS client's inbox (`_INBOX_<name>.…`), the only subjects a
+/// client's command is answered on: never a change notification's or any other
+/// subject of the `CLIENTS` account.
+fn is_client_inbox(reply: &str) -> bool {
+    reply.starts_with("_INBOX_") && infra::nats::is_reply_subject(reply)
+}
+
+/// Refuses a NATS client's command whose reply subject is outside the inbox space of
+/// `principal`, the one its token names: the refusal, a fixed text, is all that may
+/// reach another principal's inbox.
+fn own_inbox(reply: &str, principal: &Principal) -> Result<(), Rejection> {
     let prefix = infra::nats_auth::inbox_prefix(&principal.project, &principal.user);
-    let own = reply
+    if reply
         .strip_prefix(&prefix)
-        .is_some_and(|rest| rest.starts_with('.'));
-    Some(if own {
-        Ok(principal)
-    } else {
-        Err(Rejection::forbidden(
-            "keyledger answers a command only inside the inbox space of the principal its \
-             token names, and this one's reply subject is outside it: connect to NATS with \
-             this command's token and use its inbox prefix (`keyledger whoami` prints it). \
-             The command was not carried out",
-        ))
-    })
+        .is_some_and(|rest| rest.starts_with('.'))
+    {
+        return Ok(());
+    }
+    Err(Rejection::forbidden(
+        "keyledger answers a command only inside the inbox space of the principal its token \
+         names, and this one's reply subject is outside it: connect to NATS with this \
+         command's token and use its inbox prefix (`keyledger whoami` prints it). The command \
+         was not carried out",
+    ))
 }
 
 /// The callers with commands in flight, and how many each has.
@@ -243,7 +240,7 @@ impl CommandService {
                 .map_err(|e| ServiceError(e.to_string()))
         }
         let clients = subscribe(&self.clients_intake, COMMANDS_WILDCARD).await?;
-        let service = subscribe(&self.client, COMMANDS_WILDCARD).await?;
+        let service = subscribe(&self.service_intake, COMMANDS_WILDCARD).await?;
         let delegated = subscribe(&self.api_client, DELEGATED_WILDCARD).await?;
         let callers = Arc::new(Callers::default());
         let this = Arc::new(self);
@@ -324,9 +321,21 @@ impl CommandService {
             }
             return;
         }
+        if intake == Intake::Clients && !is_client_inbox(&reply_to) {
+            if let Some(earlier) = UNANSWERABLE_LOGGED.take() {
+                tracing::warn!(
+                    subject = %message.subject,
+                    reply = ?reply_to.as_str(),
+                    earlier_not_logged = earlier,
+                    "refused a NATS client's command whose reply subject is no client's inbox \
+                     (_INBOX_<name>.…): keyledger answers clients only there"
+                );
+            }
+            return;
+        }
         let (prefix, verifier, client) = match intake {
             Intake::Clients => (COMMAND_PREFIX, &self.verifier, &self.clients_intake),
-            Intake::Service => (COMMAND_PREFIX, &self.verifier, &self.client),
+            Intake::Service => (COMMAND_PREFIX, &self.verifier, &self.service_intake),
             Intake::Api => (DELEGATED_PREFIX, &self.delegated, &self.api_client),
         };
         let name = message
@@ -335,27 +344,17 @@ impl CommandService {
             .unwrap_or_default()
             .to_owned();
         let started = std::time::Instant::now();
-        let mut caller = authorization(message.headers.as_ref())
-            .and_then(|header| verifier.verify_authorization(header, (self.clock)()));
-        if intake == Intake::Clients {
-            let Some(checked) = client_reply(&reply_to, caller) else {
-                if let Some(earlier) = UNANSWERABLE_LOGGED.take() {
-                    tracing::warn!(
-                        subject = %message.subject,
-                        reply = ?reply_to.as_str(),
-                        earlier_not_logged = earlier,
-                        "refused a NATS client's command whose reply subject is no client's \
-                         inbox (_INBOX_<name>.…): keyledger answers clients only there"
-                    );
-                }
-                return;
-            };
-            caller = checked;
-        }
         let mut project = None;
         let result = answer_or_internal(
             &name,
-            self.execute(&name, caller, &message, callers, &mut project),
+            self.execute(
+                &name,
+                verifier,
+                (intake == Intake::Clients).then_some(reply_to.as_str()),
+                &message,
+                callers,
+                &mut project,
+            ),
         )
         .await;
         record(&name, project.as_deref(), &result, started.elapsed());
@@ -385,15 +384,23 @@ impl CommandService {
         }
     }
 
+    /// Carries out the command `name` of `message`, for the principal its token names
+    /// (`verifier`); a NATS client's (`clients_reply`, its reply subject) only when
+    /// that subject is in the principal's inbox space.
     async fn execute(
         &self,
         name: &str,
-        caller: Result<Principal, Rejection>,
+        verifier: &Verifier,
+        clients_reply: Option<&str>,
         message: &Message,
         callers: &Callers,
         project: &mut Option<String>,
     ) -> Result<AcceptedReply, Rejection> {
-        let principal = caller?;
+        let authorization = authorization(message.headers.as_ref())?;
+        let principal = verifier.verify_authorization(authorization, (self.clock)())?;
+        if let Some(reply) = clients_reply {
+            own_inbox(reply, &principal)?;
+        }
         *project = Some(principal.project.to_string());
         let _in_flight = callers.start(
             format!("{}@{}", principal.user, principal.project),
@@ -529,17 +536,15 @@ mod tests {
 
     #[test]
     fn a_clients_command_is_carried_out_only_for_a_reply_in_its_principals_inbox_space() {
-        let alice = principal("alice", "p1");
+        let (alice, bob) = (principal("alice", "p1"), principal("bob", "p1"));
         let own = infra::nats_auth::inbox_prefix(&alice.project, &alice.user);
-        let bob = principal("bob", "p1");
         let bobs = infra::nats_auth::inbox_prefix(&bob.project, &bob.user);
-        let carried_out = client_reply(&format!("{own}.nuid.1"), Ok(alice.clone()));
-        assert_eq!(carried_out, Some(Ok(alice.clone())));
-        // Another principal's inbox: refused there, unexecuted, saying what to do.
+        assert!(is_client_inbox(&format!("{own}.nuid.1")));
+        assert_eq!(own_inbox(&format!("{own}.nuid.1"), &alice), Ok(()));
+        // Another principal's inbox: refused there, saying what to do.
         for elsewhere in [format!("{bobs}.nuid.1"), format!("{own}x.nuid.1")] {
-            let refused = client_reply(&elsewhere, Ok(alice.clone()))
-                .unwrap()
-                .unwrap_err();
+            assert!(is_client_inbox(&elsewhere), "{elsewhere}");
+            let refused = own_inbox(&elsewhere, &alice).unwrap_err();
             assert_eq!(refused.code, ErrorCode::Forbidden, "{elsewhere}");
             assert!(refused.message.contains("keyledger whoami"), "{refused:?}");
         }
@@ -552,16 +557,7 @@ mod tests {
             format!("{own}.>"),
             own.clone(),
         ] {
-            assert_eq!(client_reply(&nowhere, Ok(alice.clone())), None, "{nowhere}");
-            let refused = Err(Rejection::unauthorized("token expired"));
-            assert_eq!(client_reply(&nowhere, refused), None, "{nowhere}");
+            assert!(!is_client_inbox(&nowhere), "{nowhere}");
         }
-        // A refused token names no principal to trust: its refusal goes to the inbox
-        // named, whoever's it is.
-        let refused = Err(Rejection::unauthorized("token expired"));
-        assert_eq!(
-            client_reply(&format!("{bobs}.nuid.2"), refused.clone()),
-            Some(refused)
-        );
     }
 }

