@@ -428,3 +428,57 @@ fn a_projector_that_cannot_start_says_why() {
         "{stderr}"
     );
 }
+
+/// A nats-server without keyledger's accounts takes any user into one account, where
+/// both of the command service's intakes would take NATS clients' commands, one of them
+/// without the check of their reply subjects: the command service refuses to start
+/// there, and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_service_refuses_a_nats_server_without_keyledgers_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let binary = infra::server::find_binary(None).expect("nats-server (scripts/test installs it)");
+    let server = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.path().join("jetstream"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server");
+    let _server = Component {
+        child: server,
+        lines: None,
+        passed: Vec::new(),
+    };
+    crate::support::eventually("nats-server listening", Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .await;
+    let data = dir.path().join("node");
+    std::fs::create_dir_all(&data).unwrap();
+    let commands = tokio::process::Command::new(KEYLEDGER)
+        .args(["serve", "commands", "--nats-url"])
+        .arg(format!("nats://keyledger:any@127.0.0.1:{port}"))
+        .arg("--nats-intake-url")
+        .arg(format!("nats://intake:any@127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), commands)
+        .await
+        .expect("the command service gives up rather than serve")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("lacks keyledger's accounts") && stderr.contains("keyledger nats-config"),
+        "{stderr}"
+    );
+}
