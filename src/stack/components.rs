@@ -239,7 +239,6 @@ pub async fn start_commands(
         commands::shared::service::CLIENT_INTAKE_BUFFER,
     )
     .await?;
-    separate_accounts(&service_intake, &clients_intake).await?;
     let api_intake = infra::nats::connect_buffering(
         nats_url,
         "keyledger-commands-api",
@@ -328,41 +327,6 @@ pub struct Applied {
     /// Where it hands on each batch it applied, for the change relay and the
     /// checkpointer in this process.
     pub tap: Tap,
-}
-
-/// Refuses to serve when the clients' intake (`clients`) and keyledger's own
-/// connection (`service`) are in one account, as on a nats-server without keyledger's
-/// accounts, which takes any user into its global account: both intakes would then
-/// take clients' commands, one without the check of their reply subjects. A message
-/// the clients' intake sends is looked for on the service's connection: on one server
-/// it is there before the service's round trip returns, and never with the accounts
-/// apart. (Across a cluster's routes it may come later and go unseen: this catches a
-/// misconfiguration, it proves nothing.)
-async fn separate_accounts(
-    service: &async_nats::Client,
-    clients: &async_nats::Client,
-) -> Result<()> {
-    let subject = format!(
-        "_INBOX.keyledger-accounts.{}",
-        uuid::Uuid::new_v4().simple()
-    );
-    let mut probe = service.subscribe(subject.clone()).await?;
-    service.flush().await?;
-    clients.publish(subject, bytes::Bytes::new()).await?;
-    clients.flush().await?;
-    service.flush().await?;
-    if futures::FutureExt::now_or_never(probe.next())
-        .flatten()
-        .is_some()
-    {
-        anyhow::bail!(
-            "the clients' intake (user `intake`) and keyledger's own connection reached the \
-             same NATS account: this nats-server lacks keyledger's accounts, and clients' \
-             commands would be taken without the check of their reply subjects; configure \
-             the server with what `keyledger nats-config` prints"
-        );
-    }
-    Ok(())
 }
 
 /// Starts the projector on the read model at `database_url`, applying the commits
