@@ -638,44 +638,37 @@ jetstream {{
     /// The URL keyledger's components connect with (carries the service credentials;
     /// print it through [`crate::nats::redact`]).
     pub fn service_url(&self) -> String {
-        format!(
-            "{}://{SERVICE_USER}:{}@127.0.0.1:{}",
-            self.scheme, self.password, self.port
-        )
+        self.url_as(SERVICE_USER, &self.password)
     }
 
     /// The URL auditors read the audited streams with (carries the auditor's
     /// credentials).
     pub fn auditor_url(&self) -> String {
-        format!(
-            "{}://{AUDITOR_USER}:{}@127.0.0.1:{}",
-            self.scheme, self.auditor_password, self.port
-        )
+        self.url_as(AUDITOR_USER, &self.auditor_password)
     }
 
     /// The URL the auth callout connects with (carries its credentials).
     pub fn callout_url(&self) -> String {
-        format!(
-            "{}://{CALLOUT_USER}:{}@127.0.0.1:{}",
-            self.scheme, self.callout_password, self.port
-        )
+        self.url_as(CALLOUT_USER, &self.callout_password)
     }
 
     /// The URL rotation handlers connect with (carries the rotation user's
     /// credentials).
     pub fn rotation_url(&self) -> String {
-        format!(
-            "{}://{ROTATION_USER}:{}@127.0.0.1:{}",
-            self.scheme, self.rotation_password, self.port
-        )
+        self.url_as(ROTATION_USER, &self.rotation_password)
     }
 
     /// The URL the command service takes NATS clients' commands with, in `CLIENTS`
     /// (carries the intake user's credentials).
     pub fn intake_url(&self) -> String {
+        self.url_as(INTAKE_USER, &self.intake_password)
+    }
+
+    /// The server's URL with `user`'s credentials.
+    fn url_as(&self, user: &str, password: &str) -> String {
         format!(
-            "{}://{INTAKE_USER}:{}@127.0.0.1:{}",
-            self.scheme, self.intake_password, self.port
+            "{}://{user}:{password}@127.0.0.1:{}",
+            self.scheme, self.port
         )
     }
 

@@ -800,14 +800,15 @@ mod tests {
             assert!(message.contains("signature does not verify"), "{message}");
         }
 
+        /// `v` as a JWT segment: JSON in unpadded base64url.
+        fn b64(v: serde_json::Value) -> String {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap())
+        }
+
         #[test]
         fn unsigned_tokens_are_refused_by_name() {
-            use base64::Engine as _;
             let dir = tempfile::tempdir().unwrap();
-            let b64 = |v: serde_json::Value| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(serde_json::to_vec(&v).unwrap())
-            };
             let token = format!(
                 "{}.{}.",
                 b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
@@ -827,12 +828,7 @@ mod tests {
         /// text of the sender's but a JWS algorithm's name.
         #[test]
         fn a_refusal_repeats_an_algorithm_only_when_it_is_a_name() {
-            use base64::Engine as _;
             let dir = tempfile::tempdir().unwrap();
-            let b64 = |v: serde_json::Value| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(serde_json::to_vec(&v).unwrap())
-            };
             let with_alg = |alg: &str| {
                 format!(
                     "{}.{}.x",
