@@ -279,6 +279,107 @@ async fn a_duplicate_inside_the_window_is_answered_from_the_log() {
 }
 
 #[tokio::test]
+async fn a_command_id_sent_again_with_another_request_is_refused_on_every_path() {
+    let t = TestStack::start().await;
+    let (_, a) = handler(&t).await;
+    let (_, b) = handler(&t).await;
+    let created = b
+        .handle(SecretOp::Create, &alice(), &body(json!({"name": "s"})))
+        .await
+        .unwrap();
+    let set = |value: &str| {
+        body(json!({"command_id": "set-1", "id": created.id, "key": "k", "value": value}))
+    };
+    let first = a
+        .handle(SecretOp::MetadataSet, &alice(), &set("v"))
+        .await
+        .unwrap();
+    let refused = |r: Result<_, domain::Rejection>| {
+        let r = r.unwrap_err();
+        assert_eq!(r.code, domain::ErrorCode::Conflict, "{}", r.message);
+        assert!(
+            r.message.contains(
+                "command_id (Idempotency-Key) set-1 was already used for a \
+                 secret.metadata.set request with other values"
+            ),
+            "{}",
+            r.message
+        );
+    };
+    // The same command id with another value: refused by the handler that applied it
+    // (cached), by one whose cache is stale (JetStream's duplicate window answers),
+    // and by one that reads the aggregate from the log (the digest in its header).
+    refused(a.handle(SecretOp::MetadataSet, &alice(), &set("w")).await);
+    refused(b.handle(SecretOp::MetadataSet, &alice(), &set("w")).await);
+    let (_, cold) = handler(&t).await;
+    refused(
+        cold.handle(SecretOp::MetadataSet, &alice(), &set("w"))
+            .await,
+    );
+    // The request again, its members in another order and spaced out, is a retry.
+    let reordered = format!(
+        r#"{{ "value": "v", "key": "k", "id": "{}", "command_id": "set-1" }}"#,
+        created.id
+    );
+    let (_, cold) = handler(&t).await;
+    assert_eq!(
+        cold.handle(SecretOp::MetadataSet, &alice(), reordered.as_bytes())
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(
+        stream_messages(&t).await,
+        2,
+        "nothing was written after the set"
+    );
+
+    // A payload is not in the digest: a value put is told from a retry by the stored
+    // payload's fingerprint.
+    let put = |payload: &str| {
+        body(json!({
+            "command_id": "put-1",
+            "id": created.id,
+            "payload": payload,
+            "payload_content_type": "text/plain",
+        }))
+    };
+    let stored = a
+        .handle(SecretOp::ValuePut, &alice(), &put("one"))
+        .await
+        .unwrap();
+    let (_, cold) = handler(&t).await;
+    for handler in [&a, &b, &cold] {
+        let other = handler
+            .handle(SecretOp::ValuePut, &alice(), &put("two"))
+            .await
+            .unwrap_err();
+        assert_eq!(other.code, domain::ErrorCode::Conflict, "{}", other.message);
+        assert!(
+            other
+                .message
+                .contains("command_id put-1 already stored version")
+                && other.message.contains("with another payload"),
+            "{}",
+            other.message
+        );
+    }
+    let (_, cold) = handler(&t).await;
+    assert_eq!(
+        cold.handle(SecretOp::ValuePut, &alice(), &put("one"))
+            .await
+            .unwrap(),
+        stored
+    );
+    assert_eq!(
+        stream_messages(&t).await,
+        3,
+        "nothing was written after the put"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn a_command_reads_only_its_own_aggregate() {
     let t = TestStack::start().await;
     let (_, writer) = handler(&t).await;

@@ -27,6 +27,38 @@ impl TestStack {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_sent_again_with_other_quotas_is_refused_and_changes_nothing() {
+    let t = TestStack::start().await;
+    let ops = t.token_with("ops", "ops", &[SERVICE_ADMIN]);
+    let put = |quotas: Value| {
+        t.http
+            .put(t.url("/v1/project-quotas/p1"))
+            .bearer_auth(&ops)
+            .header("Idempotency-Key", "quota-1")
+            .json(&json!({"project_quotas": quotas}))
+            .send()
+    };
+    let first = put(json!({"secrets": 5})).await.unwrap();
+    assert_eq!(first.status(), 204, "{}", first.text().await.unwrap());
+    let retried = put(json!({"secrets": 5})).await.unwrap();
+    assert_eq!(retried.status(), 204, "{}", retried.text().await.unwrap());
+    let (status, message) = description(put(json!({"secrets": 9})).await.unwrap()).await;
+    assert_eq!(status, 409, "{message}");
+    assert!(
+        message.contains(
+            "command_id (Idempotency-Key) quota-1 was already used for a quota.set request \
+             with other values"
+        ) && message.contains("send a new key"),
+        "{message}"
+    );
+    assert_eq!(
+        json_of(t.get("/v1/project-quotas/p1", &ops).await).await,
+        json!({"project_quotas": {"secrets": 5}})
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn quotas_are_set_by_the_service_admin_read_as_barbican_shows_them_and_enforced() {
     let t = TestStack::start().await;
     let admin = t.token("alice", "p1");

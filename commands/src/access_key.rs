@@ -18,7 +18,7 @@ use domain::timestamp::Timestamp;
 
 use crate::secret::intake::DataKey;
 use crate::shared::executor::{Aggregate, Executor, Step};
-use crate::shared::request::{command_id, parse_body};
+use crate::shared::request::{RequestDigest, command_id, parse_body};
 use crate::shared::store::EventStore;
 use infra::clock::Clock;
 use infra::envelope::Envelope;
@@ -162,6 +162,11 @@ impl AccessKeyHandler {
                 &parsed.command_id,
                 parsed.command.name(),
                 &actor,
+                match op {
+                    // A create's retry is told by its key pair and values (`retried`).
+                    AccessKeyOp::Create => None,
+                    AccessKeyOp::Revoke => RequestDigest::of(body),
+                },
                 &mut step,
             )
             .await?;

@@ -17,8 +17,7 @@ use domain::timestamp::Timestamp;
 
 use crate::secret::SecretHandler;
 use crate::shared::executor::{Aggregate, Executor, Step};
-use crate::shared::request::parse_body;
-use crate::shared::request::{acl_change, command_id};
+use crate::shared::request::{RequestDigest, acl_change, command_id, parse_body};
 use crate::shared::store::EventStore;
 use infra::clock::Clock;
 use infra::protocol::{
@@ -198,7 +197,8 @@ impl ContainerHandler {
                 }
             }
         };
-        self.execute(principal, parsed).await
+        self.execute(principal, parsed, RequestDigest::of(body))
+            .await
     }
 
     /// Runs a container command as keyledger's own `actor` (the order worker).
@@ -216,13 +216,14 @@ impl ContainerHandler {
             container,
             command,
         };
-        self.run(actor, parsed, RefChecks::new()).await
+        self.run(actor, parsed, RefChecks::new(), None).await
     }
 
     async fn execute(
         &self,
         principal: &Principal,
         parsed: Parsed,
+        request: Option<RequestDigest>,
     ) -> Result<AcceptedReply, Rejection> {
         let now = (self.clock)();
         let mut refs = RefChecks::new();
@@ -230,7 +231,7 @@ impl ContainerHandler {
             let state = self.secrets.state(&r.project, r.secret_id).await?;
             refs.insert(r.secret_id, check_ref(principal, r, &state, now));
         }
-        self.run(&Actor::User(principal.clone()), parsed, refs)
+        self.run(&Actor::User(principal.clone()), parsed, refs, request)
             .await
     }
 
@@ -239,6 +240,7 @@ impl ContainerHandler {
         actor: &Actor,
         parsed: Parsed,
         refs: RefChecks,
+        request: Option<RequestDigest>,
     ) -> Result<AcceptedReply, Rejection> {
         let aggregate = AggregateRef {
             kind: AggregateKind::Container,
@@ -257,6 +259,7 @@ impl ContainerHandler {
                 &parsed.command_id,
                 parsed.command.name(),
                 actor,
+                request,
                 &mut step,
             )
             .await?;

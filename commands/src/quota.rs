@@ -38,7 +38,7 @@ use uuid::Uuid;
 
 use crate::SourceError;
 use crate::shared::executor::{Aggregate, Executor, Step};
-use crate::shared::request::{command_id, parse_body};
+use crate::shared::request::{RequestDigest, command_id, parse_body};
 use crate::shared::store::EventStore;
 use infra::clock::Clock;
 use infra::protocol::{AcceptedReply, DeleteQuotaRequest, SetQuotaRequest};
@@ -389,7 +389,14 @@ impl QuotaHandler {
         let actor = Actor::User(principal.clone());
         let written = self
             .executor
-            .run(&aggregate, &command_id, name, &actor, &mut step)
+            .run(
+                &aggregate,
+                &command_id,
+                name,
+                &actor,
+                RequestDigest::of(body),
+                &mut step,
+            )
             .await?;
         if let Some(quotas) = &self.quotas {
             quotas.forget(&project);

@@ -43,7 +43,7 @@ pub async fn record(
             events: vec![event.clone()],
         }
         .seal_for_log(loaded.last_hash, store.key());
-        match store.append(&commit, loaded.last_seq).await? {
+        match store.append(&commit, loaded.last_seq, None).await? {
             AppendOutcome::Appended(seq) | AppendOutcome::Duplicate(seq) => return Ok(seq),
             // Another keyring commit landed first: load again and follow it.
             AppendOutcome::WrongLastSequence => continue,

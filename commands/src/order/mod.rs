@@ -16,8 +16,7 @@ use domain::subject::{AggregateKind, OrderOp};
 use domain::timestamp::Timestamp;
 
 use crate::shared::executor::{Aggregate, Executor, Step};
-use crate::shared::request::command_id;
-use crate::shared::request::parse_body;
+use crate::shared::request::{RequestDigest, command_id, parse_body};
 use crate::shared::store::EventStore;
 use infra::clock::Clock;
 use infra::protocol::{AcceptedReply, DeleteOrderRequest, PlaceOrderRequest};
@@ -87,17 +86,13 @@ impl OrderHandler {
                 )
             }
         };
-        self.run(
-            &Actor::User(principal.clone()),
-            project,
-            order,
-            command,
-            command_id,
-        )
-        .await
+        let actor = Actor::User(principal.clone());
+        let request = RequestDigest::of(body);
+        self.execute(&actor, project, order, command, command_id, request)
+            .await
     }
 
-    /// Runs `command` on order `order` as `actor`.
+    /// Runs `command` on order `order` as `actor`: keyledger's own (the order worker).
     pub async fn run(
         &self,
         actor: &Actor,
@@ -105,6 +100,19 @@ impl OrderHandler {
         order: OrderId,
         command: OrderCommand,
         command_id: CommandId,
+    ) -> Result<AcceptedReply, Rejection> {
+        self.execute(actor, project, order, command, command_id, None)
+            .await
+    }
+
+    async fn execute(
+        &self,
+        actor: &Actor,
+        project: ProjectId,
+        order: OrderId,
+        command: OrderCommand,
+        command_id: CommandId,
+        request: Option<RequestDigest>,
     ) -> Result<AcceptedReply, Rejection> {
         let aggregate = AggregateRef {
             kind: AggregateKind::Order,
@@ -119,7 +127,14 @@ impl OrderHandler {
         };
         let written = self
             .executor
-            .run(&aggregate, &command_id, command.name(), actor, &mut step)
+            .run(
+                &aggregate,
+                &command_id,
+                command.name(),
+                actor,
+                request,
+                &mut step,
+            )
             .await?;
         Ok(AcceptedReply {
             seq: written.seq,

@@ -20,7 +20,7 @@ use domain::subject::{AggregateKind, SecretOp};
 use domain::timestamp::Timestamp;
 
 use crate::shared::executor::{Aggregate, Executor, Step};
-use crate::shared::request::parse_body;
+use crate::shared::request::{RequestDigest, parse_body};
 use crate::shared::store::{EventStore, StoreError};
 use infra::clock::Clock;
 use infra::envelope::Envelope;
@@ -188,7 +188,14 @@ impl SecretHandler {
             SecretOp::Rotate => intake.rotate(&parse_body(name, body)?)?,
             SecretOp::RotationCancel => intake.cancel_rotation(&parse_body(name, body)?)?,
         };
-        self.execute(&Actor::User(principal.clone()), parsed).await
+        let request = match op {
+            // A create's retry is told by what the secret keeps from it (as AWS does,
+            // by its value), in `is_same_create`.
+            SecretOp::Create => None,
+            _ => RequestDigest::of(body),
+        };
+        self.execute(&Actor::User(principal.clone()), parsed, request)
+            .await
     }
 
     /// Runs one of keyledger's own tasks (the scheduler's) on a secret. `command_id`
@@ -221,10 +228,15 @@ impl SecretHandler {
             command,
             data_key: None,
         };
-        self.execute(actor, intake).await
+        self.execute(actor, intake, None).await
     }
 
-    async fn execute(&self, actor: &Actor, intake: Intake) -> Result<AcceptedReply, Rejection> {
+    async fn execute(
+        &self,
+        actor: &Actor,
+        intake: Intake,
+        request: Option<RequestDigest>,
+    ) -> Result<AcceptedReply, Rejection> {
         let aggregate = AggregateRef {
             kind: AggregateKind::Secret,
             project: intake.project.clone(),
@@ -244,6 +256,7 @@ impl SecretHandler {
                 &intake.command_id,
                 intake.command.name(),
                 actor,
+                request,
                 &mut step,
             )
             .await?;
@@ -355,6 +368,40 @@ impl SecretHandler {
         )))
     }
 
+    /// Whether a payload put whose command id was applied already (`secret.value.put`,
+    /// `secret.payload.put`) carries the payload it stored then, by fingerprint: the
+    /// request digest leaves payloads out, so this is what tells a retry from another
+    /// value sent under the same command id, which is refused (409) rather than
+    /// answered as stored. A version retention has destroyed since can no longer be
+    /// compared, and is taken for the retry.
+    async fn is_same_put(&self, intake: &Intake, state: &SecretState) -> Result<(), Rejection> {
+        let (
+            SecretCommand::PutValue(_) | SecretCommand::PutPayload(_),
+            Some(version),
+            Some(new),
+            SecretState::Live(secret),
+        ) = (
+            &intake.command,
+            stored_version(&intake.command),
+            &intake.data_key,
+            state,
+        )
+        else {
+            return Ok(());
+        };
+        let Some(existing) = secret.version(version) else {
+            return Ok(());
+        };
+        if self.same_payload(intake, existing.key_id, new).await? {
+            return Ok(());
+        }
+        Err(Rejection::conflict(format!(
+            "command_id {} already stored version {version} of secret {} with another \
+             payload; send a new command_id for a new value",
+            intake.command_id, intake.secret
+        )))
+    }
+
     /// Destroys the data keys a commit names right away. Failure is logged, not
     /// returned: the commit stands, and the key shredder retries from the log.
     async fn after_commit(&self, aggregate: &AggregateRef, events: &[SecretEvent]) {
@@ -408,7 +455,8 @@ impl Step<SecretAggregate> for SecretStep<'_> {
     }
 
     async fn retried(&mut self, state: &SecretState) -> Result<(), Rejection> {
-        self.handler.is_same_create(self.intake, state).await
+        self.handler.is_same_create(self.intake, state).await?;
+        self.handler.is_same_put(self.intake, state).await
     }
 
     fn decide(&self, state: &SecretState, now: Timestamp) -> Result<Vec<SecretEvent>, Rejection> {

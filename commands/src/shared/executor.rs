@@ -17,6 +17,7 @@ use moka::sync::Cache;
 use tokio::sync::Mutex;
 
 use crate::quota::Charged;
+use crate::shared::request::RequestDigest;
 use crate::shared::store::{AppendOutcome, EventStore, Loaded};
 use infra::clock::Clock;
 
@@ -156,13 +157,16 @@ impl<A: Aggregate> Executor<A> {
         Ok(loaded.state.clone())
     }
 
-    /// Runs `step` as command `command_id` (named `command`) by `actor`.
+    /// Runs `step` as command `command_id` (named `command`) by `actor`, of a request
+    /// with digest `request` (`None` for keyledger's own commands, and creates, whose
+    /// steps tell a retry by content: [`Step::retried`]).
     pub async fn run(
         &self,
         aggregate: &AggregateRef,
         command_id: &CommandId,
         command: &str,
         actor: &Actor,
+        request: Option<RequestDigest>,
         step: &mut impl Step<A>,
     ) -> Result<Written<A::Event>, Rejection> {
         let subject = aggregate.subject();
@@ -207,6 +211,15 @@ impl<A: Aggregate> Executor<A> {
                     return Err(Rejection::conflict(format!(
                         "command_id {command_id} was already used for another command; send a \
                          new command_id"
+                    )));
+                }
+                if let (Some(then), Some(now)) = (applied.request, request)
+                    && then != now
+                {
+                    return Err(Rejection::conflict(format!(
+                        "command_id (Idempotency-Key) {command_id} was already used for a \
+                         {command} request with other values; a retry must repeat the request \
+                         as first sent: send a new key for a new request"
                     )));
                 }
                 let accepted = applied.accepted;
@@ -288,19 +301,19 @@ impl<A: Aggregate> Executor<A> {
                 Some(charge) => {
                     self.store
                         .append_together(
-                            (&sealed, loaded.last_seq),
+                            (&sealed, loaded.last_seq, request),
                             (&charge.commit, charge.expected_last_seq),
                         )
                         .await?
                 }
-                None => self.store.append(&sealed, loaded.last_seq).await?,
+                None => self.store.append(&sealed, loaded.last_seq, request).await?,
             };
             // The project's next charge in this process may be decided now.
             drop(charge);
             let commit = sealed.commit;
             match outcome {
                 AppendOutcome::Appended(seq) => {
-                    loaded.apply(&commit, seq, A::evolve);
+                    loaded.apply(&commit, seq, request, A::evolve);
                     step.answered(&loaded.state);
                     return Ok(Written {
                         seq,

@@ -1,13 +1,17 @@
-//! Request parsing every command shares: the JSON body, the command id, and ACLs
-//! (secrets and containers have the same).
+//! Request parsing every command shares: the JSON body, the command id, the digest
+//! that tells a retry from another request reusing its command id, and ACLs (secrets
+//! and containers have the same).
 
 use std::collections::BTreeSet;
 
 use domain::Rejection;
+use domain::commit::Digest;
 use domain::ids::{CommandId, UserId};
 use domain::secret::acl::{AclChange, AclPatch, Conditions, HourWindow, MAX_ACL_USERS, Weekday};
 use infra::protocol::{AclOperationRequest, ConditionsRequest, SetAclRequest};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 /// Parses a command's JSON body, naming the command in the error.
@@ -33,6 +37,42 @@ pub(crate) fn command_id(given: Option<&str>) -> Result<CommandId, Rejection> {
         || Ok(CommandId::generated(Uuid::now_v7())),
         CommandId::parse,
     )
+}
+
+/// What a request asked for, as a digest kept with its commit: a command id sent again
+/// with another request is refused, not answered as though the first request were
+/// retried (which would report a change that was never made).
+///
+/// It is the SHA-256 of the body's canonical JSON without `command_id` (the key itself)
+/// and without `payload`: a payload is sealed under a fresh data key, and a retry's is
+/// compared by the fingerprints kept next to that key instead (`SecretHandler`), so no
+/// digest of a payload reaches the log. What is left is what the commit's events say
+/// in the clear, so the digest needs no key. Canonical JSON makes it independent of
+/// member order and whitespace; a member given in one request and left to its default
+/// in the other counts as another request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestDigest(Digest);
+
+impl RequestDigest {
+    /// The digest of `body`, a JSON object (`None` if it is not one: such a body never
+    /// reaches a commit).
+    pub(crate) fn of(body: &[u8]) -> Option<Self> {
+        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+            return None;
+        };
+        let canonical = domain::canonical::object_to_vec_without(&map, &["command_id", "payload"]);
+        Some(Self(Digest(Sha256::digest(canonical).into())))
+    }
+
+    /// Lower-case hex, as stored in a commit's message header.
+    pub fn to_hex(self) -> String {
+        self.0.to_hex()
+    }
+
+    /// The digest written by [`RequestDigest::to_hex`] (`None` for anything else).
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        Digest::from_hex(hex).map(Self)
+    }
 }
 
 pub(crate) fn acl_patch(read: &AclOperationRequest) -> Result<AclPatch, Rejection> {
@@ -103,4 +143,47 @@ fn conditions(c: &ConditionsRequest) -> Result<Conditions, Rejection> {
             .transpose()?,
         weekdays,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestDigest;
+
+    fn digest(body: &str) -> RequestDigest {
+        RequestDigest::of(body.as_bytes()).expect("a JSON object")
+    }
+
+    #[test]
+    fn a_request_digest_ignores_order_spacing_the_command_id_and_the_payload() {
+        let first = digest(r#"{"command_id":"c1","id":"s","key":"k","value":"v","payload":"one"}"#);
+        assert_eq!(
+            digest(
+                r#"{ "payload": "two", "value": "v", "key": "k", "id": "s", "command_id": "c2" }"#
+            ),
+            first
+        );
+        assert_eq!(digest(r#"{"id":"s","key":"k","value":"v"}"#), first);
+    }
+
+    #[test]
+    fn a_request_digest_tells_other_values_and_members_apart() {
+        let first = digest(r#"{"id":"s","key":"k","value":"v"}"#);
+        for other in [
+            r#"{"id":"s","key":"k","value":"w"}"#,
+            r#"{"id":"s","key":"k","value":"v","presence":"new"}"#,
+            r#"{"id":"s","key":"k","value":["v"]}"#,
+            r#"{"id":"s","key":"k"}"#,
+        ] {
+            assert_ne!(digest(other), first, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_request_digest_round_trips_through_its_header_text() {
+        let d = digest(r#"{"id":"s"}"#);
+        assert_eq!(RequestDigest::from_hex(&d.to_hex()), Some(d));
+        assert_eq!(RequestDigest::from_hex("not hex"), None);
+        assert_eq!(RequestDigest::of(b"[1,2]"), None);
+        assert_eq!(RequestDigest::of(b"{"), None);
+    }
 }

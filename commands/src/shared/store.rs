@@ -8,7 +8,9 @@
 //!   to the sequence of the aggregate's last commit (0: the aggregate must not exist).
 //! - **Idempotency**: `Nats-Msg-Id` is the project and the command id, so JetStream
 //!   itself drops a retried publish inside the duplicate window, and one project's
-//!   command ids never collide with another's.
+//!   command ids never collide with another's. A commit of a user's request carries
+//!   the request's digest in a `Keyledger-Request` header ([`RequestDigest`]), so a
+//!   command id sent again with another request is told from a retry at any time.
 //! - **Authenticity**: every commit is sealed with the commit key. Loading ignores (and
 //!   logs) any message on the subject that keyledger did not write, or that repeats an
 //!   earlier commit ([`domain::chain`]), so a foreign message never stops the aggregate
@@ -27,6 +29,7 @@ use domain::ids::{CommandId, ProjectId};
 use domain::principal::Actor;
 use serde::{Deserialize, Serialize};
 
+use crate::shared::request::RequestDigest;
 use infra::batch::{Batcher, Resend, Write, WriteError};
 use infra::log::{LogSettings, SetupError, ensure_event_stream};
 
@@ -63,7 +66,15 @@ pub struct Applied {
     pub command: String,
     /// Who sent it.
     pub actor: Actor,
+    /// What the request asked for, when its commit says (`None`: one of keyledger's
+    /// own commands, a create, or a commit written before commits carried it).
+    pub request: Option<RequestDigest>,
 }
+
+/// The message header holding a commit's [`RequestDigest`]. A header, not a member
+/// of the commit: it serves only the command loop, and commits stay readable by
+/// every build and auditor as they are.
+const REQUEST_HEADER: &str = "Keyledger-Request";
 
 impl<S: Default> Default for Loaded<S> {
     fn default() -> Self {
@@ -97,9 +108,15 @@ impl<S> Loaded<S> {
         self.last_seq = seq;
     }
 
-    /// Folds a commit stored at `seq` into the state.
-    pub fn apply<E>(&mut self, commit: &Commit<E>, seq: u64, evolve: impl Fn(S, &E) -> S)
-    where
+    /// Folds a commit stored at `seq`, of a request with digest `request`, into the
+    /// state.
+    pub fn apply<E>(
+        &mut self,
+        commit: &Commit<E>,
+        seq: u64,
+        request: Option<RequestDigest>,
+        evolve: impl Fn(S, &E) -> S,
+    ) where
         S: Default,
     {
         let state = std::mem::take(&mut self.state);
@@ -116,6 +133,7 @@ impl<S> Loaded<S> {
                 },
                 command: commit.body.command.clone(),
                 actor: commit.body.actor.clone(),
+                request,
             },
         );
     }
@@ -170,8 +188,12 @@ fn message_id(project: &ProjectId, command: &CommandId) -> String {
 }
 
 /// The write of `sealed`, expecting its aggregate's last message at `expected_last_seq`,
-/// with its command id as the message id.
-fn write_of<E: EventCodec>(sealed: &Sealed<E>, expected_last_seq: u64) -> Write {
+/// with its command id as the message id and its request's digest, if any.
+fn write_of<E: EventCodec>(
+    sealed: &Sealed<E>,
+    expected_last_seq: u64,
+    request: Option<RequestDigest>,
+) -> Write {
     let commit = &sealed.commit;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
@@ -182,6 +204,9 @@ fn write_of<E: EventCodec>(sealed: &Sealed<E>, expected_last_seq: u64) -> Write 
         async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
         expected_last_seq.to_string().as_str(),
     );
+    if let Some(request) = request {
+        headers.insert(REQUEST_HEADER, request.to_hex().as_str());
+    }
     Write {
         subject: commit.body.aggregate.subject(),
         headers,
@@ -266,7 +291,14 @@ impl EventStore {
                 self.messages_read.fetch_add(1, Ordering::Relaxed);
                 let seq = m.seq;
                 match judge::<E>(subject, &m.payload, Some(&self.key), loaded.head().as_ref()) {
-                    Ok(Judged::Next(commit)) => loaded.apply(&commit, seq, evolve),
+                    Ok(Judged::Next(commit)) => {
+                        let request = m
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get(REQUEST_HEADER))
+                            .and_then(|v| RequestDigest::from_hex(v.as_str()));
+                        loaded.apply(&commit, seq, request, evolve);
+                    }
                     Ok(Judged::Foreign(reason)) => {
                         infra::audit::report_foreign(seq, subject, &reason);
                         loaded.skip(seq);
@@ -288,13 +320,15 @@ impl EventStore {
         }
     }
 
-    /// Appends `commit` if the aggregate's last commit is still at `expected_last_seq`.
+    /// Appends `commit`, of a request with digest `request`, if the aggregate's last
+    /// commit is still at `expected_last_seq`.
     pub async fn append<E: EventCodec>(
         &self,
         commit: &Sealed<E>,
         expected_last_seq: u64,
+        request: Option<RequestDigest>,
     ) -> Result<AppendOutcome, StoreError> {
-        let write = write_of(commit, expected_last_seq);
+        let write = write_of(commit, expected_last_seq, request);
         // A write whose ack is lost is retried once: JetStream deduplicates it by
         // command id (Duplicate), or reports the commit as the subject's last
         // (WrongLastSequence, which the caller resolves by command id).
@@ -318,12 +352,12 @@ impl EventStore {
     /// command loop resolves by reading again (a retry finds its command applied).
     pub async fn append_together<E: EventCodec, F: EventCodec>(
         &self,
-        (commit, expected_last_seq): (&Sealed<E>, u64),
+        (commit, expected_last_seq, request): (&Sealed<E>, u64, Option<RequestDigest>),
         (with, with_expected_last_seq): (&Sealed<F>, u64),
     ) -> Result<AppendOutcome, StoreError> {
         let writes = vec![
-            write_of(commit, expected_last_seq),
-            write_of(with, with_expected_last_seq),
+            write_of(commit, expected_last_seq, request),
+            write_of(with, with_expected_last_seq, None),
         ];
         let mut attempts = 0;
         loop {
