@@ -299,8 +299,8 @@ async fn a_command_id_sent_again_with_another_request_is_refused_on_every_path()
         assert_eq!(r.code, domain::ErrorCode::Conflict, "{}", r.message);
         assert!(
             r.message.contains(
-                "command_id (Idempotency-Key) set-1 was already used for a \
-                 secret.metadata.set request with other values"
+                "command_id set-1 was already used for a request of secret.metadata.set \
+                 with other members or values"
             ),
             "{}",
             r.message

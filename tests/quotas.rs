@@ -46,9 +46,9 @@ async fn an_idempotency_key_sent_again_with_other_quotas_is_refused_and_changes_
     assert_eq!(status, 409, "{message}");
     assert!(
         message.contains(
-            "command_id (Idempotency-Key) quota-1 was already used for a quota.set request \
-             with other values"
-        ) && message.contains("send a new key"),
+            "command_id quota-1 was already used for a request of quota.set with other \
+             members or values"
+        ) && message.contains("a new Idempotency-Key"),
         "{message}"
     );
     assert_eq!(

@@ -217,9 +217,10 @@ impl<A: Aggregate> Executor<A> {
                     && then != now
                 {
                     return Err(Rejection::conflict(format!(
-                        "command_id (Idempotency-Key) {command_id} was already used for a \
-                         {command} request with other values; a retry must repeat the request \
-                         as first sent: send a new key for a new request"
+                        "command_id {command_id} was already used for a request of {command} \
+                         with other members or values; a retry must repeat the request as \
+                         first sent, and a new request needs a new command_id (over HTTP, a \
+                         new Idempotency-Key)"
                     )));
                 }
                 let accepted = applied.accepted;
