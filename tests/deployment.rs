@@ -428,3 +428,87 @@ fn a_projector_that_cannot_start_says_why() {
         "{stderr}"
     );
 }
+
+/// A nats-server without keyledger's accounts takes any user into one account, where
+/// both of the command service's intakes would take NATS clients' commands, one of them
+/// without the check of their reply subjects: the command service refuses to start
+/// there, and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_service_refuses_a_nats_server_without_keyledgers_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = dir.path().join("ports");
+    std::fs::create_dir_all(&ports).unwrap();
+    // The server picks its own port and writes it down: a port found free beforehand
+    // can be taken by another test's server in between.
+    let binary = infra::server::find_binary(None).expect("nats-server (scripts/test installs it)");
+    let server = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+        .arg(dir.path().join("jetstream"))
+        .arg("--ports_file_dir")
+        .arg(&ports)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server");
+    let _server = Component {
+        child: server,
+        lines: None,
+        passed: Vec::new(),
+    };
+    let url = crate::support::eventually(
+        "nats-server's ports file",
+        Duration::from_secs(10),
+        || async {
+            let file = std::fs::read_dir(&ports).ok()?.flatten().next()?.path();
+            let written: Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+            written["nats"][0].as_str().map(str::to_owned)
+        },
+    )
+    .await;
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let data = dir.path().join("node");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut commands = tokio::process::Command::new(KEYLEDGER)
+        .args(["serve", "commands", "--nats-url"])
+        .arg(format!("nats://keyledger:any@127.0.0.1:{port}"))
+        .arg("--nats-intake-url")
+        .arg(format!("nats://intake:any@127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Read beside the wait, so that what it said is shown if it does not give up.
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = commands.stderr.take().unwrap();
+    let reading = tokio::spawn({
+        let said = said.clone();
+        async move {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = tokio::io::AsyncReadExt::read(&mut stderr, &mut chunk).await {
+                said.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        }
+    });
+    let Ok(status) = tokio::time::timeout(Duration::from_secs(60), commands.wait()).await else {
+        panic!(
+            "the command service still serves after 60 s; it said:\n{}",
+            said.lock().unwrap()
+        );
+    };
+    reading.await.unwrap();
+    let stderr = said.lock().unwrap().clone();
+    assert!(!status.unwrap().success(), "{stderr}");
+    assert!(
+        stderr.contains("global account ($G)")
+            && stderr.contains("lacks keyledger's accounts")
+            && stderr.contains("keyledger nats-config"),
+        "{stderr}"
+    );
+}

@@ -338,6 +338,29 @@ pub async fn reconnected(client: &Client, seen: u64) {
     }
 }
 
+/// The name of the NATS account `client` was admitted to, as the server says
+/// (`$SYS.REQ.USER.INFO`, which nats-server answers for every user allowed to ask):
+/// `$G` on a server without accounts. `None` when the server does not answer within
+/// `within` (the user may not ask, or the server is older than 2.10).
+pub async fn account_of(client: &Client, within: Duration) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct UserInfo {
+        data: Account,
+    }
+    #[derive(serde::Deserialize)]
+    struct Account {
+        account: String,
+    }
+    let asked = client.request("$SYS.REQ.USER.INFO", bytes::Bytes::new());
+    let answer = tokio::time::timeout(within, asked).await.ok()?.ok()?;
+    serde_json::from_slice::<UserInfo>(&answer.payload)
+        .ok()
+        .map(|info| info.data.account)
+}
+
+/// The account a nats-server without accounts puts every user in.
+pub const GLOBAL_ACCOUNT: &str = "$G";
+
 fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()

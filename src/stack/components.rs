@@ -239,6 +239,7 @@ pub async fn start_commands(
         commands::shared::service::CLIENT_INTAKE_BUFFER,
     )
     .await?;
+    own_account_checked(&service_intake).await?;
     let api_intake = infra::nats::connect_buffering(
         nats_url,
         "keyledger-commands-api",
@@ -327,6 +328,35 @@ pub struct Applied {
     /// Where it hands on each batch it applied, for the change relay and the
     /// checkpointer in this process.
     pub tap: Tap,
+}
+
+/// Refuses to serve on a nats-server without keyledger's accounts, which takes any
+/// user into its global account: there both of the command service's intakes would
+/// take clients' commands, one of them without the check of their reply subjects. The
+/// server names the account of keyledger's own connection; a server that does not
+/// answer is let be, with a warning (the check guards against a misconfiguration, it
+/// is not what keeps the accounts apart).
+async fn own_account_checked(service: &async_nats::Client) -> Result<()> {
+    match infra::nats::account_of(service, Duration::from_secs(5)).await {
+        Some(account) if account == infra::nats::GLOBAL_ACCOUNT => anyhow::bail!(
+            "keyledger's NATS connection is in the server's global account ($G): this \
+             nats-server lacks keyledger's accounts, and clients' commands would be taken \
+             without the check of their reply subjects; configure the server with what \
+             `keyledger nats-config` prints"
+        ),
+        Some(account) => {
+            tracing::debug!(%account, "keyledger's NATS account");
+            Ok(())
+        }
+        None => {
+            tracing::warn!(
+                "nats-server did not say which account keyledger's connection is in \
+                 ($SYS.REQ.USER.INFO); make sure it runs the accounts `keyledger nats-config` \
+                 prints"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Starts the projector on the read model at `database_url`, applying the commits
