@@ -376,6 +376,36 @@ async fn a_command_id_sent_again_with_another_request_is_refused_on_every_path()
         3,
         "nothing was written after the put"
     );
+
+    // A secret scheduled for deletion keeps its payloads, which are still compared;
+    // once it is destroyed (its keys with it) they cannot be, and a retry is answered
+    // as one, also by a handler whose cache predates the deletion.
+    b.handle(SecretOp::Delete, &alice(), &body(json!({"id": created.id})))
+        .await
+        .unwrap();
+    let other = a
+        .handle(SecretOp::ValuePut, &alice(), &put("two"))
+        .await
+        .unwrap_err();
+    assert!(
+        other.message.contains("with another payload"),
+        "{}",
+        other.message
+    );
+    b.handle(
+        SecretOp::Delete,
+        &alice(),
+        &body(json!({"id": created.id, "force": true})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        a.handle(SecretOp::ValuePut, &alice(), &put("one"))
+            .await
+            .unwrap()
+            .seq,
+        stored.seq
+    );
     t.stop().await;
 }
 

@@ -340,8 +340,9 @@ pub async fn reconnected(client: &Client, seen: u64) {
 
 /// The name of the NATS account `client` was admitted to, as the server says
 /// (`$SYS.REQ.USER.INFO`, which nats-server answers for every user allowed to ask):
-/// `$G` on a server without accounts. `None` when the server does not answer within
-/// `within` (the user may not ask, or the server is older than 2.10).
+/// `$G` on a server without accounts. `None` when it does not say: no answer within
+/// `within` (a user denied the subject gets none), no responders (a server without a
+/// system account), or an error or other reply in place of the user's info.
 pub async fn account_of(client: &Client, within: Duration) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct UserInfo {

@@ -88,6 +88,8 @@ pub async fn start_commands(
     let handler = settings.handler;
     let cache_capacity = handler.cache_capacity;
     let client = infra::nats::connect(nats_url, "keyledger-commands").await?;
+    // Before anything is created on the server: on a wrong one, nothing should be.
+    own_account_checked(&client).await?;
     let js = async_nats::jetstream::new(client.clone());
     health.component("commands");
     health.nats("commands", &client);
@@ -239,7 +241,6 @@ pub async fn start_commands(
         commands::shared::service::CLIENT_INTAKE_BUFFER,
     )
     .await?;
-    own_account_checked(&service_intake).await?;
     let api_intake = infra::nats::connect_buffering(
         nats_url,
         "keyledger-commands-api",
@@ -334,8 +335,8 @@ pub struct Applied {
 /// user into its global account: there both of the command service's intakes would
 /// take clients' commands, one of them without the check of their reply subjects. The
 /// server names the account of keyledger's own connection; a server that does not
-/// answer is let be, with a warning (the check guards against a misconfiguration, it
-/// is not what keeps the accounts apart).
+/// say (no answer within 5 s, no responders, an error) is let be, with a warning (the
+/// check guards against a misconfiguration, it is not what keeps the accounts apart).
 async fn own_account_checked(service: &async_nats::Client) -> Result<()> {
     match infra::nats::account_of(service, Duration::from_secs(5)).await {
         Some(account) if account == infra::nats::GLOBAL_ACCOUNT => anyhow::bail!(

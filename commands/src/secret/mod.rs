@@ -372,8 +372,8 @@ impl SecretHandler {
     /// `secret.payload.put`) carries the payload it stored then, by fingerprint: the
     /// request digest leaves payloads out, so this is what tells a retry from another
     /// value sent under the same command id, which is refused (409) rather than
-    /// answered as stored. A version retention has destroyed since can no longer be
-    /// compared, and is taken for the retry.
+    /// answered as stored. A version retention has destroyed since, or whose key is
+    /// destroyed, can no longer be compared, and is taken for the retry.
     async fn is_same_put(&self, intake: &Intake, state: &SecretState) -> Result<(), Rejection> {
         let (
             SecretCommand::PutValue(_) | SecretCommand::PutPayload(_),
@@ -392,7 +392,13 @@ impl SecretHandler {
         let Some(existing) = secret.version(version) else {
             return Ok(());
         };
-        if self.same_payload(intake, existing.key_id, new).await? {
+        let stored = self
+            .keys
+            .get(&intake.project, intake.secret, existing.key_id)
+            .await?;
+        // Its key destroyed (the version or the secret on its way out): nothing to
+        // compare with either.
+        if stored.is_none() || new.same_payload_as(&intake.command_id, stored.as_ref())? {
             return Ok(());
         }
         Err(Rejection::conflict(format!(

@@ -224,7 +224,17 @@ impl<A: Aggregate> Executor<A> {
                     )));
                 }
                 let accepted = applied.accepted;
-                step.retried(&loaded.state).await?;
+                if let Err(rejection) = step.retried(&loaded.state).await {
+                    // What the retry is compared with may have changed since it was
+                    // cached (a version destroyed, the secret deleted): on the log's
+                    // state, it may be no refusal at all.
+                    if !fresh {
+                        self.store.catch_up(&subject, loaded, A::evolve).await?;
+                        fresh = true;
+                        continue;
+                    }
+                    return Err(rejection);
+                }
                 step.answered(&loaded.state);
                 return Ok(done(accepted.seq, accepted.version));
             }
