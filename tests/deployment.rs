@@ -441,13 +441,14 @@ async fn a_command_service_refuses_a_nats_server_without_keyledgers_accounts() {
     // The server picks its own port and writes it down: a port found free beforehand
     // can be taken by another test's server in between.
     let binary = infra::server::find_binary(None).expect("nats-server (scripts/test installs it)");
+    let log = dir.path().join("nats-server.log");
     let server = Command::new(binary)
         .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
         .arg(dir.path().join("jetstream"))
         .arg("--ports_file_dir")
         .arg(&ports)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start nats-server");
     let _server = Component {
@@ -459,6 +460,9 @@ async fn a_command_service_refuses_a_nats_server_without_keyledgers_accounts() {
         "nats-server's ports file",
         Duration::from_secs(10),
         || async {
+            // A server that failed to start says why, rather than the wait timing out.
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(!said.contains("[FTL]"), "nats-server failed:\n{said}");
             let file = std::fs::read_dir(&ports).ok()?.flatten().next()?.path();
             let written: Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
             written["nats"][0].as_str().map(str::to_owned)
