@@ -15,6 +15,7 @@ use domain::secret::{MetadatumSet, SecretEvent, SecretState, evolve};
 use domain::subject::AggregateKind;
 use infra::keystore::KeyStore;
 use infra::log::{LogSettings, ensure_key_bucket};
+use infra::protocol::AcceptedReply;
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -226,15 +227,23 @@ async fn a_retry_after_a_lost_ack_returns_the_first_reply_and_writes_nothing() {
     t.stop().await;
 }
 
-#[tokio::test]
-async fn a_duplicate_inside_the_window_is_answered_from_the_log() {
-    let t = TestStack::start().await;
-    let (_, a) = handler(&t).await;
-    let (_, b) = handler(&t).await;
+/// Two handlers as separate processes have them, and a secret the second created.
+async fn two_handlers_and_a_secret(
+    t: &TestStack,
+) -> (Arc<SecretHandler>, Arc<SecretHandler>, AcceptedReply) {
+    let (_, a) = handler(t).await;
+    let (_, b) = handler(t).await;
     let created = b
         .handle(SecretOp::Create, &alice(), &body(json!({"name": "s"})))
         .await
         .unwrap();
+    (a, b, created)
+}
+
+#[tokio::test]
+async fn a_duplicate_inside_the_window_is_answered_from_the_log() {
+    let t = TestStack::start().await;
+    let (a, b, created) = two_handlers_and_a_secret(&t).await;
     let set = body(json!({"command_id": "set-1", "id": created.id, "key": "k", "value": "v"}));
     let first = a
         .handle(SecretOp::MetadataSet, &alice(), &set)
@@ -281,12 +290,7 @@ async fn a_duplicate_inside_the_window_is_answered_from_the_log() {
 #[tokio::test]
 async fn a_command_id_sent_again_with_another_request_is_refused_on_every_path() {
     let t = TestStack::start().await;
-    let (_, a) = handler(&t).await;
-    let (_, b) = handler(&t).await;
-    let created = b
-        .handle(SecretOp::Create, &alice(), &body(json!({"name": "s"})))
-        .await
-        .unwrap();
+    let (a, b, created) = two_handlers_and_a_secret(&t).await;
     let set = |value: &str| {
         body(json!({"command_id": "set-1", "id": created.id, "key": "k", "value": value}))
     };
