@@ -417,22 +417,20 @@ impl Projector {
                 },
             }
         };
-        loop {
-            // A batch is what the stream holds beyond the checkpoint, up to batch_size:
-            // while catching up, full batches (one transaction each). At the head of
-            // the stream, a batch also takes every commit already delivered while the
-            // last one was being applied: behind a busy command service the projector
-            // then pays a transaction's fixed cost (its WAL commit, checkpointing, the
-            // page cache's bookkeeping) per batch instead of per commit, and a quiet
-            // stream still has each commit applied as it arrives.
-            let mut commits = Vec::new();
-            let mut bytes = 0;
+        // A batch is what the stream holds beyond the checkpoint, up to batch_size:
+        // while catching up, full batches (one transaction each). At the head of the
+        // stream, a batch also takes every commit already delivered while the last one
+        // was being applied: behind a busy command service the projector then pays a
+        // transaction's fixed cost (its WAL commit, checkpointing, the page cache's
+        // bookkeeping) per batch instead of per commit, and a quiet stream still has
+        // each commit applied as it arrives.
+        let mut read = async |messages: &mut pull::Ordered, after: u64| {
+            let mut batch = ReadBatch::default();
             let mut wait = true;
-            let mut last = (0, time::OffsetDateTime::UNIX_EPOCH);
             loop {
                 let message = if wait {
-                    let Some(message) = next(&mut messages).await? else {
-                        return Ok(());
+                    let Some(message) = next(messages).await? else {
+                        return Ok(None);
                     };
                     message
                 } else {
@@ -444,47 +442,116 @@ impl Projector {
                 };
                 let info = message.info().map_err(stream_err)?;
                 let (seq, pending) = (info.stream_sequence, info.pending);
-                last = (pending, info.published);
-                // Past the checkpoint and past what this batch holds: each commit once.
-                if seq > commits.last().map_or(applied, |c: &Stored| c.seq) {
+                batch.pending = pending;
+                batch.published = info.published;
+                // Past what was read before and past what this batch holds: each
+                // commit once.
+                if seq > batch.commits.last().map_or(after, |c: &Stored| c.seq) {
                     let message = message.split().0;
-                    bytes += message.payload.len();
-                    commits.push(Stored {
+                    batch.bytes += message.payload.len();
+                    batch.commits.push(Stored {
                         seq,
                         subject: message.subject.to_string(),
                         payload: message.payload,
                     });
                 }
-                if commits.len() >= batch_size || bytes >= batch_bytes {
+                if batch.commits.len() >= batch_size || batch.bytes >= batch_bytes {
                     break;
                 }
                 wait = pending > 0;
             }
-            if let Some(seq) = commits.last().map(|c| c.seq) {
-                let touched = Touched::of(&commits);
-                let handed_on = (self.tap.has_readers()
-                    && commits.len() <= self.config.tap_batch_commits
-                    && bytes <= tap::MOST_BYTES)
-                    .then(|| commits.clone());
-                let changed = self
-                    .writer
-                    .apply(commits, Arc::clone(&self.key), applied)
-                    .await?;
-                applied = seq;
-                // Before readers learn of `seq`: a cached row they find then is current.
-                self.cache
-                    .evict(touched.secrets, touched.access_keys, &changed, seq);
-                self.applied.send_replace(seq);
-                if let Some(batch) = handed_on {
-                    self.tap.send(batch.into());
+            Ok(Some(batch))
+        };
+        let mut ahead = None;
+        loop {
+            let batch = match ahead.take() {
+                Some(batch) => batch,
+                None => match read(&mut messages, applied).await? {
+                    Some(batch) => batch,
+                    None => return Ok(()),
+                },
+            };
+            if let Some(seq) = batch.commits.last().map(|c| c.seq) {
+                // Behind the head (commits pending beyond this batch), the next batch is
+                // read while this one is applied: a rebuild's reading (nats-server's
+                // delivery and this thread's) then overlaps the writer's, at the cost of
+                // holding two batches ("Reading ahead while a batch is applied" in
+                // docs/performance.md). At the head, a batch is what arrived meanwhile.
+                let read_ahead = batch.pending > 0 && target.is_none_or(|t| seq < t);
+                let apply = self.apply(batch, applied);
+                if read_ahead {
+                    // Not `try_join`: a failed read must not drop a transaction under way
+                    // (on PostgreSQL, its future), nor the cache's eviction after it.
+                    let (done, next_batch) = tokio::join!(apply, read(&mut messages, seq));
+                    applied = done?;
+                    let Some(next_batch) = next_batch? else {
+                        return Ok(());
+                    };
+                    ahead = Some(next_batch);
+                } else {
+                    applied = apply.await?;
                 }
-                let behind = time::OffsetDateTime::now_utc() - last.1;
-                crate::metrics::projector_at(seq, last.0, behind.try_into().unwrap_or_default());
-                tracing::debug!(seq, "projected");
             }
             if target.is_some_and(|t| applied >= t) {
                 return Ok(());
             }
+        }
+    }
+
+    /// Applies `batch`, read after `applied`, in one transaction, then tells the
+    /// read cache, the readers of the sequence and the tap; returns the batch's last
+    /// sequence.
+    async fn apply(&self, batch: ReadBatch, applied: u64) -> Result<u64, ProjectorError> {
+        let ReadBatch {
+            commits,
+            bytes,
+            pending,
+            published,
+        } = batch;
+        let Some(seq) = commits.last().map(|c| c.seq) else {
+            return Ok(applied);
+        };
+        let touched = Touched::of(&commits);
+        let handed_on = (self.tap.has_readers()
+            && commits.len() <= self.config.tap_batch_commits
+            && bytes <= tap::MOST_BYTES)
+            .then(|| commits.clone());
+        let changed = self
+            .writer
+            .apply(commits, Arc::clone(&self.key), applied)
+            .await?;
+        // Before readers learn of `seq`: a cached row they find then is current.
+        self.cache
+            .evict(touched.secrets, touched.access_keys, &changed, seq);
+        self.applied.send_replace(seq);
+        if let Some(batch) = handed_on {
+            self.tap.send(batch.into());
+        }
+        let behind = time::OffsetDateTime::now_utc() - published;
+        crate::metrics::projector_at(seq, pending, behind.try_into().unwrap_or_default());
+        tracing::debug!(seq, "projected");
+        Ok(seq)
+    }
+}
+
+/// A batch of commits read from the stream, with where the stream stood when its last
+/// one was delivered.
+struct ReadBatch {
+    commits: Vec<Stored>,
+    bytes: usize,
+    /// Commits the stream held beyond the last one.
+    pending: u64,
+    /// When the last one was published.
+    published: time::OffsetDateTime,
+}
+
+impl Default for ReadBatch {
+    fn default() -> Self {
+        Self {
+            commits: Vec::new(),
+            bytes: 0,
+            pending: 0,
+            published: time::OffsetDateTime::UNIX_EPOCH,
         }
     }
 }
