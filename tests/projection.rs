@@ -221,6 +221,48 @@ async fn a_rebuild_refuses_a_read_model_a_projector_is_writing() {
     t.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_while_commits_arrive_reports_the_sequence_it_reached() {
+    let t = TestStack::start().await;
+    let started_at = write_history(&t, 16, 2).await;
+    let path = t.dir.path().join("moving.sqlite");
+    let pool = open(&path).await;
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    let writer =
+        projections::writer::Writer::open(&path, projections::writer::WriterSizes::REBUILD)
+            .unwrap();
+    // Started once more commits have begun to land: its batch takes those pending
+    // when it reads, past the stream's last sequence when it started.
+    let rebuilt = async {
+        eventually("more commits to land", Duration::from_secs(30), || {
+            let js = js.clone();
+            async move {
+                let mut stream = js.get_stream("KEYLEDGER").await.ok()?;
+                let last = stream.info().await.ok()?.state.last_sequence;
+                (last > started_at + 20).then_some(())
+            }
+        })
+        .await;
+        projections::projector::rebuild(
+            writer,
+            &js,
+            &Default::default(),
+            (*t.stack.keys.commit).clone(),
+            false,
+        )
+        .await
+    };
+    let (_, rebuilt) = tokio::join!(write_history(&t, 64, 3), rebuilt);
+    let seq = rebuilt.unwrap();
+    assert!(seq > started_at, "rebuilt to {seq}, short of {started_at}");
+    assert_eq!(
+        checkpoint(&pool).await,
+        seq,
+        "the sequence reported is the one applied"
+    );
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn a_rebuild_in_place_restores_the_read_model() {
     let t = TestStack::start().await;

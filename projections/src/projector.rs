@@ -465,6 +465,9 @@ impl Projector {
         let mut ahead = None;
         loop {
             let batch = match ahead.take() {
+                // A stop asked for while the last batch was applied comes before the
+                // batch read meanwhile, as it did before reading ahead.
+                Some(_) if shutdown.is_cancelled() => return Ok(()),
                 Some(batch) => batch,
                 None => match read(&mut messages, applied).await? {
                     Some(batch) => batch,
@@ -600,7 +603,8 @@ async fn reconnected(client: &async_nats::Client, seen: u64) {
 /// was given yet), on SQLite, it builds the indexes once at the end
 /// ([`Writer::clear`]). If interrupted, the read model is consistent with its
 /// checkpoint and the next projector run (which first creates any index missing)
-/// finishes the job.
+/// finishes the job. Returns the sequence applied: the stream's last when it started,
+/// or later if commits kept arriving.
 pub async fn rebuild(
     writer: Writer,
     js: &Context,
@@ -611,8 +615,11 @@ pub async fn rebuild(
     writer.clear(new_file).await?;
     let mut stream = js.get_stream(&config.stream).await.map_err(stream_err)?;
     let target = stream.info().await.map_err(stream_err)?.state.last_sequence;
-    let (projector, _) = Projector::new(writer.clone(), js.clone(), config.clone(), key).await?;
+    let (projector, applied) =
+        Projector::new(writer.clone(), js.clone(), config.clone(), key).await?;
     projector.catch_up(target).await?;
     writer.create_indexes().await?;
-    Ok(target)
+    // Past the target when commits kept arriving: its last batch takes what was
+    // pending then.
+    Ok(*applied.borrow())
 }
