@@ -231,8 +231,13 @@ async fn a_rebuild_while_commits_arrive_reports_the_sequence_it_reached() {
     let writer =
         projections::writer::Writer::open(&path, projections::writer::WriterSizes::REBUILD)
             .unwrap();
-    // Started once more commits have begun to land: its batch takes those pending
-    // when it reads, past the stream's last sequence when it started.
+    // Started once more commits have begun to land: its batches of 16 are read while
+    // the one before is applied, and the last takes those pending when it reads, past
+    // the stream's last sequence when it started.
+    let config = projections::projector::ProjectorConfig {
+        batch_size: 16,
+        ..Default::default()
+    };
     let rebuilt = async {
         eventually("more commits to land", Duration::from_secs(30), || {
             let js = js.clone();
@@ -243,14 +248,8 @@ async fn a_rebuild_while_commits_arrive_reports_the_sequence_it_reached() {
             }
         })
         .await;
-        projections::projector::rebuild(
-            writer,
-            &js,
-            &Default::default(),
-            (*t.stack.keys.commit).clone(),
-            false,
-        )
-        .await
+        projections::projector::rebuild(writer, &js, &config, (*t.stack.keys.commit).clone(), false)
+            .await
     };
     let (_, rebuilt) = tokio::join!(write_history(&t, 64, 3), rebuilt);
     let seq = rebuilt.unwrap();

@@ -34,11 +34,14 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// 1,000,000 commits over 100,000 secrets took 66 s with batches of 8,192 (17 s of it
 /// in the kernel, writing), 41 s with 65,536 and 25 s with 262,144 (peak RSS 433 MB;
 /// 30 s and 1 GB with the whole log in one). A rebuild has no reader waiting on it.
+/// It reads the next batch while it applies one: peak RSS 575–592 MB on that log
+/// since (docs/performance.md, "Reading ahead while a batch is applied").
 pub const REBUILD_BATCH_SIZE: usize = 262_144;
 
 /// Most bytes of commits held for one batch by default, whatever its count: a batch's
 /// commits stay in memory until it is applied, and large commits (payloads) would
-/// otherwise let a batch of [`REBUILD_BATCH_SIZE`] hold gigabytes.
+/// otherwise let a batch of [`REBUILD_BATCH_SIZE`] hold gigabytes. Behind the head of
+/// the stream the next batch is read while one is applied, so twice this is held.
 pub const MAX_BATCH_BYTES: usize = 128 << 20;
 
 /// Settings of a projector.
@@ -465,8 +468,8 @@ impl Projector {
         let mut ahead = None;
         loop {
             let batch = match ahead.take() {
-                // A stop asked for while the last batch was applied comes before the
-                // batch read meanwhile, as it did before reading ahead.
+                // A stop asked for while the last batch was applied does not wait for
+                // another batch's transaction (seconds, in a rebuild).
                 Some(_) if shutdown.is_cancelled() => return Ok(()),
                 Some(batch) => batch,
                 None => match read(&mut messages, applied).await? {
@@ -481,19 +484,22 @@ impl Projector {
                 // holding two batches ("Reading ahead while a batch is applied" in
                 // docs/performance.md). At the head, a batch is what arrived meanwhile.
                 let read_ahead = batch.pending > 0 && target.is_none_or(|t| seq < t);
-                let apply = self.apply(batch, applied);
+                let apply = self.apply(batch, seq, applied);
                 if read_ahead {
-                    // Not `try_join`: a failed read must not drop a transaction under way
-                    // (on PostgreSQL, its future), nor the cache's eviction after it.
-                    let (done, next_batch) = tokio::join!(apply, read(&mut messages, seq));
-                    applied = done?;
+                    // A failed apply drops the read (the next `follow` reads again from
+                    // the checkpoint). A failed read waits for the apply: its transaction
+                    // commits on its own thread regardless, and the cache's eviction and
+                    // the sequence's announcement after it must not be skipped.
+                    let read = async { Ok::<_, ProjectorError>(read(&mut messages, seq).await) };
+                    let ((), next_batch) = tokio::try_join!(apply, read)?;
                     let Some(next_batch) = next_batch? else {
                         return Ok(());
                     };
                     ahead = Some(next_batch);
                 } else {
-                    applied = apply.await?;
+                    apply.await?;
                 }
+                applied = seq;
             }
             if target.is_some_and(|t| applied >= t) {
                 return Ok(());
@@ -501,19 +507,15 @@ impl Projector {
         }
     }
 
-    /// Applies `batch`, read after `applied`, in one transaction, then tells the
-    /// read cache, the readers of the sequence and the tap; returns the batch's last
-    /// sequence.
-    async fn apply(&self, batch: ReadBatch, applied: u64) -> Result<u64, ProjectorError> {
+    /// Applies `batch`, whose last commit is at `seq`, after `applied`, in one
+    /// transaction, then tells the read cache, the readers of the sequence and the tap.
+    async fn apply(&self, batch: ReadBatch, seq: u64, applied: u64) -> Result<(), ProjectorError> {
         let ReadBatch {
             commits,
             bytes,
             pending,
             published,
         } = batch;
-        let Some(seq) = commits.last().map(|c| c.seq) else {
-            return Ok(applied);
-        };
         let touched = Touched::of(&commits);
         let handed_on = (self.tap.has_readers()
             && commits.len() <= self.config.tap_batch_commits
@@ -533,7 +535,7 @@ impl Projector {
         let behind = time::OffsetDateTime::now_utc() - published;
         crate::metrics::projector_at(seq, pending, behind.try_into().unwrap_or_default());
         tracing::debug!(seq, "projected");
-        Ok(seq)
+        Ok(())
     }
 }
 
