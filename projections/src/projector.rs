@@ -221,7 +221,10 @@ pub struct Projector {
     config: ProjectorConfig,
     key: Arc<CommitKey>,
     applied: watch::Sender<u64>,
-    cache: ReadCache,
+    /// The read cache of a read model in this process, which each batch's eviction
+    /// keeps true; none when no reader shares this process (a rebuild), so a batch
+    /// costs no eviction ([`Self::with_cache`]).
+    cache: Option<ReadCache>,
     tap: Tap,
 }
 
@@ -243,7 +246,7 @@ impl Projector {
                 js,
                 key: Arc::new(key),
                 applied,
-                cache: ReadCache::default(),
+                cache: None,
                 tap: Tap::for_stream(&config.stream),
                 config,
             },
@@ -251,10 +254,14 @@ impl Projector {
         ))
     }
 
-    /// The read cache this projector keeps true, for a read model in this process
-    /// ([`crate::read::ReadModel::with_cache`]).
-    pub fn cache(&self) -> ReadCache {
-        self.cache.clone()
+    /// Keeps `cache` true, the read cache of a read model in this process
+    /// ([`crate::read::ReadModel::with_cache`]): each batch evicts what it changed
+    /// before readers learn of its sequence. A projector without one evicts nothing:
+    /// a cache it was not given would serve rows its batches changed.
+    #[must_use]
+    pub fn with_cache(mut self, cache: ReadCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Hands on each batch applied to `tap` (one made before the projector, so that
@@ -369,7 +376,9 @@ impl Projector {
         let client = self.js.client();
         let connects = client.statistics().connects.load(Ordering::Relaxed);
         let mut applied = self.writer.checkpoint().await?;
-        self.cache.clear(applied);
+        if let Some(cache) = &self.cache {
+            cache.clear(applied);
+        }
         // Where the read model is now: another projector may have moved it while this
         // one stood by.
         self.applied.send_replace(applied);
@@ -516,7 +525,9 @@ impl Projector {
             pending,
             published,
         } = batch;
-        let touched = Touched::of(&commits);
+        // Read before the writer takes the commits: in a rebuild, with no cache, not at
+        // all (it parsed each commit's subject and id, 5% of a rebuild's CPU).
+        let touched = self.cache.as_ref().map(|_| Touched::of(&commits));
         let handed_on = (self.tap.has_readers()
             && commits.len() <= self.config.tap_batch_commits
             && bytes <= tap::MOST_BYTES)
@@ -526,8 +537,9 @@ impl Projector {
             .apply(commits, Arc::clone(&self.key), applied)
             .await?;
         // Before readers learn of `seq`: a cached row they find then is current.
-        self.cache
-            .evict(touched.secrets, touched.access_keys, &changed, seq);
+        if let (Some(cache), Some(touched)) = (&self.cache, touched) {
+            cache.evict(touched.secrets, touched.access_keys, &changed, seq);
+        }
         self.applied.send_replace(seq);
         if let Some(batch) = handed_on {
             self.tap.send(batch.into());

@@ -463,8 +463,9 @@ async fn run_projector(
     shutdown: CancellationToken,
 ) -> Result<(Applied, Task)> {
     let (projector, applied) = Projector::new(writer, js, config, commit_key).await?;
-    let projector = projector.with_tap(tap);
-    let (cache, tap) = (projector.cache(), projector.tap());
+    let cache = ReadCache::default();
+    let projector = projector.with_tap(tap).with_cache(cache.clone());
+    let tap = projector.tap();
     let task = tokio::spawn(async move {
         let _lock = lock;
         projector.run(shutdown).await;

@@ -23,7 +23,6 @@ use domain::order::OrderEvent;
 use domain::quota::QuotaEvent;
 use domain::secret::SecretEvent;
 use domain::subject::{AggregateKind, parse_aggregate_subject};
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use sql::{ApplyError, Sql, params};
@@ -145,9 +144,10 @@ struct Heads {
     heads: HeadMap,
 }
 
-/// Heads by subject. Looked up twice per commit; subjects come from the log, which only
-/// the command service writes, so a fast hasher (seeded per process) is safe here.
-type HeadMap = HashMap<String, (Option<Head>, bool), foldhash::fast::RandomState>;
+/// Heads by subject. Looked up once per commit (and once per run of an aggregate's
+/// commits before the batch); subjects come from the log, which only the command
+/// service writes, so a fast hasher (seeded per process) is safe here.
+type HeadMap = hashbrown::HashMap<String, (Option<Head>, bool), foldhash::fast::RandomState>;
 
 impl Heads {
     /// The heads of the aggregates on `subjects` (each commit's, repeats included).
@@ -157,9 +157,15 @@ impl Heads {
     ) -> Result<Self, ApplyError> {
         let mut heads = HeadMap::default();
         let mut wanted: Vec<&str> = Vec::new();
+        let mut last = None;
         for subject in subjects {
-            if !heads.contains_key(subject) {
-                heads.insert(subject.to_owned(), (None, false));
+            // A batch comes grouped by aggregate: most subjects repeat the one before.
+            if last == Some(subject) {
+                continue;
+            }
+            last = Some(subject);
+            if let hashbrown::hash_map::EntryRef::Vacant(slot) = heads.entry_ref(subject) {
+                slot.insert((None, false));
                 wanted.push(subject);
             }
         }
@@ -191,21 +197,11 @@ impl Heads {
         Ok(Self { heads })
     }
 
-    /// The last commit applied to the aggregate on `subject`.
-    fn get(&self, subject: &str) -> Option<&Head> {
-        self.heads.get(subject).and_then(|(head, _)| head.as_ref())
-    }
-
-    /// `head` is now the last commit applied on `subject`.
-    fn set(&mut self, subject: &str, head: Head) {
-        // Every subject of the batch is in the map since `read`: no copy of it per
-        // commit.
-        match self.heads.get_mut(subject) {
-            Some(entry) => *entry = (Some(head), true),
-            None => {
-                self.heads.insert(subject.to_owned(), (Some(head), true));
-            }
-        }
+    /// The head of the aggregate on `subject`, to read and then move: one look-up per
+    /// commit. Every subject of the batch is in the map since `read`: no copy of it per
+    /// commit.
+    fn slot(&mut self, subject: &str) -> &mut (Option<Head>, bool) {
+        self.heads.entry_ref(subject).or_insert((None, false))
     }
 
     /// Writes every head that moved, in subject order.
@@ -267,13 +263,14 @@ fn apply_next<E>(
     opened: Result<Commit<E>, CommitError>,
     fold: impl FnOnce(&mut dyn Sql, &Commit<E>) -> Result<(), ApplyError>,
 ) -> Result<Result<(), Skip>, ApplyError> {
-    let commit = match place(subject, opened, heads.get(subject)) {
+    let head = heads.slot(subject);
+    let commit = match place(subject, opened, head.0.as_ref()) {
         Ok(Judged::Next(commit)) => commit,
         Ok(Judged::Foreign(reason)) => return Ok(Err(Skip::Foreign(reason))),
         Err(broken) => return Ok(Err(Skip::Broken(broken))),
     };
     fold(conn, &commit)?;
-    heads.set(subject, Head::from(&commit));
+    *head = (Some(Head::from(&commit)), true);
     Ok(Ok(()))
 }
 
@@ -824,7 +821,8 @@ mod tests {
         }
         assert_eq!(runs.len(), subjects.len(), "{runs:?}");
         // Within a project and kind, by id.
-        let mut by_kind: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut by_kind: std::collections::HashMap<&str, Vec<String>> =
+            std::collections::HashMap::new();
         for run in &runs {
             let (kind, id) = run.rsplit_once('.').unwrap_or(("", run));
             by_kind
