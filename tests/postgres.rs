@@ -3,6 +3,7 @@
 //! and every Barbican read answers on it exactly as on SQLite.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use infra::postgres_server::ManagedPostgres;
@@ -799,4 +800,112 @@ async fn every_component_finds_the_read_model_in_one_schema() {
         err.contains("_sqlx_migrations") && err.contains("needs SELECT on it"),
         "{err}"
     );
+}
+
+/// A read model on another machine's PostgreSQL is reached over TLS, the server's
+/// certificate verified against the CA the URL names (`sslmode=verify-full`,
+/// `sslrootcert`), keyledger logging in with a client certificate (PostgreSQL's
+/// `cert` authentication): the projector and the API both connect that way, every one
+/// of their sessions is encrypted, and a server certificate from another CA or for
+/// another name, a plain connection or one without the client certificate is refused,
+/// saying why.
+#[tokio::test]
+async fn the_read_model_is_reached_over_verified_tls() {
+    use crate::support::certs::{Ca, days};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "pg-ca");
+    let (cert, key) = ca.issue(
+        dir.path(),
+        "server",
+        &["localhost"],
+        false,
+        (days(-1), days(30)),
+    );
+    let client = ca.issue(
+        dir.path(),
+        "client",
+        &["keyledger"],
+        true,
+        (days(-1), days(30)),
+    );
+    let tls = infra::postgres_server::ServerTls {
+        cert,
+        key,
+        client_ca: Some(ca.file.clone()),
+    };
+    let pg = ManagedPostgres::start_with_tls(keyledger::stack::free_port().unwrap(), &tls)
+        .await
+        .expect("PostgreSQL starts with TLS (apt-get install postgresql)");
+    let over_tcp = |query: String| {
+        format!(
+            "postgres://keyledger@localhost:{}/keyledger?{query}",
+            pg.port()
+        )
+    };
+    let verified = |root: &Path, client: Option<&(PathBuf, PathBuf)>| {
+        let mut query = format!("sslmode=verify-full&sslrootcert={}", root.display());
+        if let Some((cert, key)) = client {
+            query.push_str(&format!(
+                "&sslcert={}&sslkey={}",
+                cert.display(),
+                key.display()
+            ));
+        }
+        over_tcp(query)
+    };
+
+    let url = verified(&ca.file, Some(&client));
+    let t = TestStack::start_with(|c| c.database_url = Some(url)).await;
+    let token = t.token("alice", "p1");
+    let id = t.create_text(&token, "over-tls", "tls-canary").await;
+    let payload = t.get(&format!("/v1/secrets/{id}/payload"), &token).await;
+    assert_eq!(payload.status(), 200);
+    assert_eq!(payload.text().await.unwrap(), "tls-canary");
+
+    // Every session keyledger holds over TCP is encrypted (the admin's below comes
+    // through the socket: no client address).
+    let Pool::Postgres(admin) = projections::db::open(&pg.url(), 1).await.unwrap() else {
+        panic!("a PostgreSQL pool")
+    };
+    let (encrypted, plain): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.usename = 'keyledger' AND a.client_addr IS NOT NULL",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(
+        encrypted >= 2,
+        "the projector's and the API's sessions: {encrypted}"
+    );
+    assert_eq!(plain, 0);
+    t.stop().await;
+
+    let refused = |url: String| async move {
+        match projections::db::open(&url, 1).await {
+            Ok(_) => panic!("{url} was let in"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let other = Ca::new(dir.path(), "other-ca");
+    let wrong_root = refused(verified(&other.file, Some(&client))).await;
+    assert!(
+        wrong_root.contains("UnknownIssuer") && wrong_root.contains("sslrootcert must name the CA"),
+        "{wrong_root}"
+    );
+    let wrong_name =
+        refused(verified(&ca.file, Some(&client)).replace("@localhost:", "@127.0.0.1:")).await;
+    assert!(
+        wrong_name.contains("certificate") && wrong_name.contains("127.0.0.1"),
+        "verify-full checks the host's name: {wrong_name}"
+    );
+    let no_client_cert = refused(verified(&ca.file, None)).await;
+    assert!(no_client_cert.contains("certificate"), "{no_client_cert}");
+    let plain = refused(over_tcp("sslmode=disable".into())).await;
+    assert!(
+        plain.contains("no pg_hba.conf entry") && plain.contains("no encryption"),
+        "{plain}"
+    );
+    pg.stop().await;
 }

@@ -9,71 +9,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
+use crate::support::certs::{Ca, days};
 use crate::support::{TestStack, eventually};
 
 const KEYLEDGER: &str = env!("CARGO_BIN_EXE_keyledger");
-
-/// A CA that signs test certificates.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    file: PathBuf,
-}
-
-impl Ca {
-    fn new(dir: &Path, name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let file = dir.join(format!("{name}.pem"));
-        std::fs::write(&file, cert.pem()).unwrap();
-        Self { cert, key, file }
-    }
-
-    /// Writes a certificate for `names` (server or client) valid from `from` to
-    /// `until` days from now, and its key, as `<stem>.pem` and `<stem>.key`.
-    fn issue(
-        &self,
-        dir: &Path,
-        stem: &str,
-        names: &[&str],
-        client: bool,
-        (from, until): (time::Duration, time::Duration),
-    ) -> (PathBuf, PathBuf) {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now + from;
-        params.not_after = now + until;
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let (cert_file, key_file) = (
-            dir.join(format!("{stem}.pem")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        (cert_file, key_file)
-    }
-}
-
-fn days(n: i64) -> time::Duration {
-    time::Duration::days(n)
-}
 
 /// A client trusting `ca`, presenting `identity` (certificate, key) if given.
 fn client(ca: &Path, identity: Option<&(PathBuf, PathBuf)>) -> reqwest::Client {

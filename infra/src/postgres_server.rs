@@ -3,7 +3,9 @@
 //! directory (removed when the server is dropped: the read model is rebuilt from the
 //! log), reachable only through its Unix socket in that directory, which only the
 //! user running it (and root) can enter: it trusts whoever connects, so it listens on
-//! no TCP port, where every local user could. Nobody sets it up by hand.
+//! no TCP port, where every local user could. Nobody sets it up by hand. For tests of
+//! TLS, [`ManagedPostgres::start_with_tls`] also listens on 127.0.0.1, for TLS
+//! connections only, and can require client certificates.
 //!
 //! PostgreSQL refuses to run as root; started by root, the server runs as the
 //! `postgres` user the Debian package creates, and the directory is given to it (a
@@ -65,6 +67,31 @@ pub struct ManagedPostgres {
     data: PathBuf,
     port: u16,
     user: Option<(u32, u32)>,
+    /// Whether it also listens on 127.0.0.1 (TLS only, [`Self::start_with_tls`]).
+    tcp: bool,
+}
+
+/// The certificate a server started by [`ManagedPostgres::start_with_tls`] presents,
+/// and the CA whose certificates it asks clients for, if any.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// With one, a client logs in with a certificate this CA signed whose common name
+    /// is its role (PostgreSQL's `cert` authentication); without, any TLS client.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// How the server is reached and whom it trusts.
+enum Access<'a> {
+    /// Its socket; every role trusted.
+    Socket,
+    /// Its socket; roles other than keyledger's log in with their passwords.
+    Passwords,
+    /// Its socket, and TLS on 127.0.0.1.
+    Tls(&'a ServerTls),
 }
 
 impl ManagedPostgres {
@@ -72,17 +99,24 @@ impl ManagedPostgres {
     /// for it, with a database and a role named `keyledger`, on a Unix socket in that
     /// directory named after `port` (`.s.PGSQL.<port>`; no TCP listener).
     pub async fn start(port: u16) -> Result<Self, PostgresError> {
-        Self::start_with(port, false).await
+        Self::start_with(port, Access::Socket).await
     }
 
     /// As [`Self::start`], but every role other than `keyledger` logs in with its
     /// password (SCRAM), as a production server asks: for tests of what a password
     /// change does.
     pub async fn start_checking_passwords(port: u16) -> Result<Self, PostgresError> {
-        Self::start_with(port, true).await
+        Self::start_with(port, Access::Passwords).await
     }
 
-    async fn start_with(port: u16, passwords: bool) -> Result<Self, PostgresError> {
+    /// As [`Self::start`], and also listening on 127.0.0.1:`port` for TLS connections
+    /// only (`hostssl`; a plain one finds no `pg_hba.conf` line), presenting `tls`'s
+    /// certificate: as a PostgreSQL on another machine would be reached.
+    pub async fn start_with_tls(port: u16, tls: &ServerTls) -> Result<Self, PostgresError> {
+        Self::start_with(port, Access::Tls(tls)).await
+    }
+
+    async fn start_with(port: u16, access: Access<'_>) -> Result<Self, PostgresError> {
         let bin = bin_dir()?;
         let user = server_user()?;
         let dir = tempfile::Builder::new()
@@ -108,21 +142,23 @@ impl ManagedPostgres {
             "--no-sync",
         ]);
         run(initdb, "initdb").await?;
-        if passwords {
-            let hba = data.join("pg_hba.conf");
-            std::fs::write(
-                &hba,
-                format!("local all {DATABASE} trust\nlocal all all scram-sha-256\n"),
-            )
-            .map_err(|e| failed("writing pg_hba.conf", e))?;
+        match access {
+            Access::Socket => {}
+            Access::Passwords => write_hba(
+                &data,
+                &format!("local all {DATABASE} trust\nlocal all all scram-sha-256\n"),
+            )?,
+            Access::Tls(tls) => serve_tls(&data, tls, user)?,
         }
+        let tcp = matches!(access, Access::Tls(_));
         let mut server = Self {
-            child: spawn(&bin, &data, port, user)?,
+            child: spawn(&bin, &data, port, user, tcp)?,
             _dir: dir,
             bin,
             data,
             port,
             user,
+            tcp,
         };
         server.wait_ready().await?;
         server.create_database().await?;
@@ -136,6 +172,11 @@ impl ManagedPostgres {
             self.data.display(),
             self.port
         )
+    }
+
+    /// The port of its socket's name, and of its TLS listener if it has one.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The server's Unix socket.
@@ -194,7 +235,7 @@ impl ManagedPostgres {
     async fn start_again(&mut self) -> Result<(), PostgresError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            self.child = spawn(&self.bin, &self.data, self.port, self.user)?;
+            self.child = spawn(&self.bin, &self.data, self.port, self.user, self.tcp)?;
             match self.wait_ready().await {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() > deadline => return Err(e),
@@ -313,11 +354,55 @@ fn command(bin: &Path, tool: &str, user: Option<(u32, u32)>) -> Command {
     command
 }
 
+fn write_hba(data: &Path, lines: &str) -> Result<(), PostgresError> {
+    std::fs::write(data.join("pg_hba.conf"), lines).map_err(|e| failed("writing pg_hba.conf", e))
+}
+
+/// Copies `tls`'s files into the data directory, where the server's user owns them
+/// (PostgreSQL refuses a key that others can read), and turns TLS on for TCP clients:
+/// `hostssl` lines only, so a plain connection is refused.
+fn serve_tls(data: &Path, tls: &ServerTls, user: Option<(u32, u32)>) -> Result<(), PostgresError> {
+    let copy = |from: &Path, name: &str| -> Result<(), PostgresError> {
+        let to = data.join(name);
+        let step = || format!("copying {} into the server's directory", from.display());
+        std::fs::copy(from, &to).map_err(|e| failed(step(), e))?;
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| failed(step(), e))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&to, Some(uid), Some(gid)).map_err(|e| failed(step(), e))?;
+        }
+        Ok(())
+    };
+    copy(&tls.cert, "server.crt")?;
+    copy(&tls.key, "server.key")?;
+    let mut conf =
+        String::from("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    let method = match &tls.client_ca {
+        Some(ca) => {
+            copy(ca, "client-ca.crt")?;
+            conf.push_str("ssl_ca_file = 'client-ca.crt'\n");
+            "cert"
+        }
+        None => "trust",
+    };
+    let mut file = std::fs::File::options()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .map_err(|e| failed("opening postgresql.conf", e))?;
+    std::io::Write::write_all(&mut file, conf.as_bytes())
+        .map_err(|e| failed("writing postgresql.conf", e))?;
+    write_hba(
+        data,
+        &format!("local all all trust\nhostssl all all 127.0.0.1/32 {method}\n"),
+    )
+}
+
 fn spawn(
     bin: &Path,
     data: &Path,
     port: u16,
     user: Option<(u32, u32)>,
+    tcp: bool,
 ) -> Result<Child, PostgresError> {
     let log = std::fs::File::options()
         .create(true)
@@ -328,9 +413,15 @@ fn spawn(
     server
         .arg("-D")
         .arg(data)
-        // No TCP listener: its socket only, in its own directory (not
-        // /var/run/postgresql), named after the port.
-        .args(["-c", "listen_addresses=", "-p", &port.to_string()])
+        // Its socket, in its own directory (not /var/run/postgresql), named after the
+        // port; a TCP listener only on loopback, and only for TLS ([`serve_tls`]).
+        .arg("-c")
+        .arg(if tcp {
+            "listen_addresses=127.0.0.1"
+        } else {
+            "listen_addresses="
+        })
+        .args(["-p", &port.to_string()])
         .arg("-k")
         .arg(data)
         .stdout(
