@@ -831,7 +831,7 @@ async fn the_read_model_is_reached_over_verified_tls() {
     let tls = infra::postgres_server::ServerTls {
         cert,
         key,
-        client_ca: Some(ca.file.clone()),
+        client_ca: ca.file.clone(),
     };
     let pg = ManagedPostgres::start_with_tls(keyledger::stack::free_port().unwrap(), &tls)
         .await
@@ -894,10 +894,28 @@ async fn the_read_model_is_reached_over_verified_tls() {
         wrong_root.contains("UnknownIssuer") && wrong_root.contains("sslrootcert must name the CA"),
         "{wrong_root}"
     );
+    // A standby (`serve projector`) refused the same fails at once, rather than wait
+    // through what no new session would mend.
+    let foreign_root = verified(&other.file, Some(&client));
+    let options = match projections::db::target(&foreign_root).unwrap() {
+        projections::db::Target::Postgres(options) => *options,
+        projections::db::Target::Sqlite(_) => unreachable!("a postgres:// URL"),
+    };
+    let standby = tokio::time::timeout(
+        Duration::from_secs(30),
+        projections::db::open_postgres_writer_when_free(&foreign_root, options),
+    )
+    .await
+    .expect("a standby refused by TLS fails at once");
+    let standby = standby.map(drop).unwrap_err().to_string();
+    assert!(
+        standby.contains("UnknownIssuer") && standby.contains("sslrootcert must name the CA"),
+        "{standby}"
+    );
     let wrong_name =
         refused(verified(&ca.file, Some(&client)).replace("@localhost:", "@127.0.0.1:")).await;
     assert!(
-        wrong_name.contains("certificate") && wrong_name.contains("127.0.0.1"),
+        wrong_name.contains("certificate not valid for name \"127.0.0.1\""),
         "verify-full checks the host's name: {wrong_name}"
     );
     let no_client_cert = refused(verified(&ca.file, None)).await;

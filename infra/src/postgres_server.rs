@@ -5,7 +5,7 @@
 //! user running it (and root) can enter: it trusts whoever connects, so it listens on
 //! no TCP port, where every local user could. Nobody sets it up by hand. For tests of
 //! TLS, [`ManagedPostgres::start_with_tls`] also listens on 127.0.0.1, for TLS
-//! connections only, and can require client certificates.
+//! connections with client certificates only.
 //!
 //! PostgreSQL refuses to run as root; started by root, the server runs as the
 //! `postgres` user the Debian package creates, and the directory is given to it (a
@@ -72,16 +72,17 @@ pub struct ManagedPostgres {
 }
 
 /// The certificate a server started by [`ManagedPostgres::start_with_tls`] presents,
-/// and the CA whose certificates it asks clients for, if any.
+/// and the CA whose certificates it asks clients for.
 #[derive(Debug, Clone)]
 pub struct ServerTls {
     /// The server's certificate chain (PEM).
     pub cert: PathBuf,
     /// Its private key (PEM).
     pub key: PathBuf,
-    /// With one, a client logs in with a certificate this CA signed whose common name
-    /// is its role (PostgreSQL's `cert` authentication); without, any TLS client.
-    pub client_ca: Option<PathBuf>,
+    /// A client over TCP logs in with a certificate this CA signed whose common name is
+    /// its role (PostgreSQL's `cert` authentication): the listener is on 127.0.0.1,
+    /// which every local user can reach, so it trusts no one without one.
+    pub client_ca: PathBuf,
 }
 
 /// How the server is reached and whom it trusts.
@@ -110,8 +111,9 @@ impl ManagedPostgres {
     }
 
     /// As [`Self::start`], and also listening on 127.0.0.1:`port` for TLS connections
-    /// only (`hostssl`; a plain one finds no `pg_hba.conf` line), presenting `tls`'s
-    /// certificate: as a PostgreSQL on another machine would be reached.
+    /// with client certificates only (`hostssl … cert`; a plain one finds no
+    /// `pg_hba.conf` line), presenting `tls`'s certificate: as a PostgreSQL on another
+    /// machine would be reached.
     pub async fn start_with_tls(port: u16, tls: &ServerTls) -> Result<Self, PostgresError> {
         Self::start_with(port, Access::Tls(tls)).await
     }
@@ -360,7 +362,8 @@ fn write_hba(data: &Path, lines: &str) -> Result<(), PostgresError> {
 
 /// Copies `tls`'s files into the data directory, where the server's user owns them
 /// (PostgreSQL refuses a key that others can read), and turns TLS on for TCP clients:
-/// `hostssl` lines only, so a plain connection is refused.
+/// a `hostssl` line only, so a plain connection is refused, with `cert`
+/// authentication.
 fn serve_tls(data: &Path, tls: &ServerTls, user: Option<(u32, u32)>) -> Result<(), PostgresError> {
     let copy = |from: &Path, name: &str| -> Result<(), PostgresError> {
         let to = data.join(name);
@@ -375,16 +378,9 @@ fn serve_tls(data: &Path, tls: &ServerTls, user: Option<(u32, u32)>) -> Result<(
     };
     copy(&tls.cert, "server.crt")?;
     copy(&tls.key, "server.key")?;
-    let mut conf =
-        String::from("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
-    let method = match &tls.client_ca {
-        Some(ca) => {
-            copy(ca, "client-ca.crt")?;
-            conf.push_str("ssl_ca_file = 'client-ca.crt'\n");
-            "cert"
-        }
-        None => "trust",
-    };
+    copy(&tls.client_ca, "client-ca.crt")?;
+    let conf = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+                ssl_ca_file = 'client-ca.crt'\n";
     let mut file = std::fs::File::options()
         .append(true)
         .open(data.join("postgresql.conf"))
@@ -393,7 +389,7 @@ fn serve_tls(data: &Path, tls: &ServerTls, user: Option<(u32, u32)>) -> Result<(
         .map_err(|e| failed("writing postgresql.conf", e))?;
     write_hba(
         data,
-        &format!("local all all trust\nhostssl all all 127.0.0.1/32 {method}\n"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
     )
 }
 

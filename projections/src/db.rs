@@ -24,7 +24,7 @@ pub enum OpenError {
     )]
     BadUrl(String),
     /// PostgreSQL failed.
-    #[error("opening the read model {url}: {source}{}", tls_hint(.source))]
+    #[error("opening the read model {url}: {source}{}", crate::pg_tls::hint(.source))]
     Postgres {
         /// The URL, without its password.
         url: String,
@@ -54,8 +54,16 @@ pub enum OpenError {
          postgres://<user>@<host>:<port>/<database>"
     )]
     NotAFile(String),
+    /// A TLS parameter of the URL is refused before connecting.
+    #[error("the read model's URL {url}: {source}")]
+    TlsParameter {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong.
+        source: crate::pg_tls::TlsParameterError,
+    },
     /// The writer's connection could not be opened.
-    #[error("opening the read model {url} for writing: {source}")]
+    #[error("opening the read model {url} for writing: {source}{}", .source.tls_hint())]
     Writer {
         /// The URL.
         url: String,
@@ -328,29 +336,6 @@ impl Pool {
     }
 }
 
-/// What to do when TLS with PostgreSQL failed on keyledger's side (the server's
-/// certificate refused, or a client certificate or key that does not load); nothing
-/// for any other failure. The server's own refusals (no client certificate, a plain
-/// connection `pg_hba.conf` does not let in) come with its message, which says why.
-fn tls_hint(error: &sqlx::Error) -> &'static str {
-    let tls = match error {
-        sqlx::Error::Tls(_) => true,
-        // rustls's errors reach sqlx inside an I/O error.
-        sqlx::Error::Io(e) => e
-            .get_ref()
-            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
-        _ => false,
-    };
-    if tls {
-        "; TLS with the server failed: the URL's sslrootcert must name the CA (PEM) that \
-         signed the server's certificate (with sslmode=verify-full, issued for the URL's \
-         host), and sslcert and sslkey a client certificate and key the server accepts \
-         (docs/operations.md, \"PostgreSQL over TLS\")"
-    } else {
-        ""
-    }
-}
-
 /// What the projector writes.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -380,50 +365,18 @@ pub const POSTGRES_SCHEMA: &str = "public";
 /// after the role appears: a component started after that would find no migrations
 /// table there, create a second, empty read model in it, and read from that one.
 fn postgres_options(url: &str) -> Result<PgConnectOptions, OpenError> {
+    // Before sqlx parses it: it logs what it does not read, values included.
+    crate::pg_tls::check_parameters(url).map_err(|source| OpenError::TlsParameter {
+        url: without_password(url),
+        source,
+    })?;
     let options =
         PgConnectOptions::from_str(url).map_err(|_| OpenError::BadUrl(without_password(url)))?;
-    if let Some(mode) = unverified_off_host(&options) {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
-            tracing::warn!(
-                host = options.get_host(),
-                sslmode = mode,
-                "the read model's PostgreSQL is on another host and its certificate is not \
-                 verified: a machine in between could read and change the read model; add \
-                 sslmode=verify-full&sslrootcert=<its CA's PEM file> to the URL \
-                 (docs/operations.md, \"PostgreSQL over TLS\")"
-            );
-        });
-    }
+    crate::pg_tls::warn_if_unverified(&options);
     if names_search_path(&options) {
         return Ok(options);
     }
     Ok(options.options([("search_path", POSTGRES_SCHEMA)]))
-}
-
-/// The `sslmode` of a connection that reaches its server over the network without
-/// verifying the server's certificate against a CA (every mode but `verify-ca` and
-/// `verify-full`, as in libpq): `None` for a Unix socket or a loopback address, where
-/// no other machine sits in between.
-fn unverified_off_host(options: &PgConnectOptions) -> Option<&'static str> {
-    use sqlx::postgres::PgSslMode;
-    let host = options.get_host();
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if options.get_socket().is_some() || host.starts_with('/') || loopback {
-        return None;
-    }
-    match options.get_ssl_mode() {
-        PgSslMode::VerifyCa | PgSslMode::VerifyFull => None,
-        PgSslMode::Disable => Some("disable"),
-        PgSslMode::Allow => Some("allow"),
-        PgSslMode::Prefer => Some("prefer"),
-        PgSslMode::Require => Some("require"),
-    }
 }
 
 /// Whether the URL's options set `search_path` (`-c search_path=…`,
@@ -669,34 +622,6 @@ async fn migration_lock(db: PathBuf) -> Result<std::fs::File, OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_an_unverified_server_on_another_host_is_warned_of() {
-        let mode = |url: &str| unverified_off_host(&PgConnectOptions::from_str(url).unwrap());
-        assert_eq!(mode("postgres://kl@db.example.com/kl"), Some("prefer"));
-        assert_eq!(
-            mode("postgres://kl@10.0.0.5:5433/kl?sslmode=require"),
-            Some("require")
-        );
-        assert_eq!(
-            mode("postgres://kl@10.0.0.5/kl?sslmode=disable"),
-            Some("disable")
-        );
-        for verified in [
-            "postgres://kl@db.example.com/kl?sslmode=verify-full&sslrootcert=/ca.pem",
-            "postgres://kl@db.example.com/kl?sslmode=verify-ca&sslrootcert=/ca.pem",
-        ] {
-            assert_eq!(mode(verified), None, "{verified}");
-        }
-        for local in [
-            "postgres://kl@localhost/kl",
-            "postgres://kl@127.0.0.1:5432/kl?sslmode=disable",
-            "postgres://kl@[::1]/kl",
-            "postgres://kl@localhost/kl?host=/run/postgresql&port=5499",
-        ] {
-            assert_eq!(mode(local), None, "{local}");
-        }
-    }
 
     #[test]
     fn a_url_shown_back_carries_no_password() {

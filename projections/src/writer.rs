@@ -157,6 +157,8 @@ impl WriteError {
                     || code.starts_with("53")
                     || code == "25006"
             }),
+            // TLS refused over certificates or settings: a new session fails the same.
+            e if crate::pg_tls::refused(e) => false,
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
@@ -164,6 +166,16 @@ impl WriteError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => true,
             _ => false,
+        }
+    }
+}
+
+impl WriteError {
+    /// What to check after a failure of TLS with PostgreSQL ([`crate::pg_tls::hint`]).
+    pub fn tls_hint(&self) -> &'static str {
+        match self {
+            Self::Apply(ApplyError::Postgres(e)) => crate::pg_tls::hint(e),
+            _ => "",
         }
     }
 }

@@ -324,8 +324,9 @@ fn checkpoint_feed(tap: &Tap) -> commands::log::checkpoints::Feed {
 pub struct Applied {
     /// The sequence applied.
     pub seq: watch::Receiver<u64>,
-    /// The cache it evicts from as it applies.
-    pub cache: ReadCache,
+    /// The cache it evicts from as it applies, when a read model in this process
+    /// reads through one.
+    pub cache: Option<ReadCache>,
     /// Where it hands on each batch it applied, for the change relay and the
     /// checkpointer in this process.
     pub tap: Tap,
@@ -380,8 +381,17 @@ pub async fn start_projector(
     let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
     let js = async_nats::jetstream::new(client.clone());
     let stream = config.stream.clone();
-    let (applied, task) =
-        run_projector(lock, writer, js.clone(), config, commit_key, tap, shutdown).await?;
+    let (applied, task) = run_projector(
+        lock,
+        writer,
+        js.clone(),
+        config,
+        commit_key,
+        tap,
+        Some(ReadCache::default()),
+        shutdown,
+    )
+    .await?;
     watch_projector(health, &client, &js, &stream, applied.seq.clone());
     Ok((applied, task))
 }
@@ -442,17 +452,32 @@ pub fn start_projector_or_stand_by(
         };
         let js = async_nats::jetstream::new(client.clone());
         let stream = config.stream.clone();
-        // Nothing else in this process reads the log.
+        // Nothing else in this process reads the log or the read model: no tap to hand
+        // batches on, no read cache to keep true.
         let tap = Tap::for_stream(&config.stream);
-        let (applied, task) =
-            run_projector(lock, writer, js.clone(), config, commit_key, tap, shutdown).await?;
+        let (applied, task) = run_projector(
+            lock,
+            writer,
+            js.clone(),
+            config,
+            commit_key,
+            tap,
+            None,
+            shutdown,
+        )
+        .await?;
         watch_projector(&health, &client, &js, &stream, applied.seq);
         task.await?
     })
 }
 
 /// Runs the projector holding `lock`: it reads the checkpoint only now, so a standby
-/// resumes from where the projector before it stopped.
+/// resumes from where the projector before it stopped. It keeps `cache` true for a
+/// read model in this process; without one, a batch evicts nothing.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the projector's parts, and what its two callers give it or not"
+)]
 async fn run_projector(
     lock: Option<projections::projector::ProjectorLock>,
     writer: projections::writer::Writer,
@@ -460,11 +485,15 @@ async fn run_projector(
     config: ProjectorConfig,
     commit_key: CommitKey,
     tap: Tap,
+    cache: Option<ReadCache>,
     shutdown: CancellationToken,
 ) -> Result<(Applied, Task)> {
     let (projector, applied) = Projector::new(writer, js, config, commit_key).await?;
-    let cache = ReadCache::default();
-    let projector = projector.with_tap(tap).with_cache(cache.clone());
+    let projector = projector.with_tap(tap);
+    let projector = match &cache {
+        Some(cache) => projector.with_cache(cache.clone()),
+        None => projector,
+    };
     let tap = projector.tap();
     let task = tokio::spawn(async move {
         let _lock = lock;
@@ -524,7 +553,13 @@ pub async fn start_api(
     let pool = projections::db::open(database_url, 16).await?;
     let tap = applied.as_ref().map(|applied| applied.tap.clone());
     let read = match (applied, &pool) {
-        (Some(Applied { seq, cache, .. }), _) => ReadModel::new(pool, seq).with_cache(cache),
+        (Some(Applied { seq, cache, .. }), _) => {
+            let read = ReadModel::new(pool, seq);
+            match cache {
+                Some(cache) => read.with_cache(cache),
+                None => read,
+            }
+        }
         // The projector NOTIFYs each checkpoint it commits; the resync covers a
         // notification lost with a connection.
         (None, Pool::Postgres(pg)) => {

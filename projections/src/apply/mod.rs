@@ -191,7 +191,10 @@ impl Heads {
                     version: u64::try_from(version).unwrap_or(0),
                     hash,
                 };
-                heads.insert(subject.to_owned(), (Some(head), false));
+                // Each row answers a subject put in the map above: no copy of it.
+                if let Some(slot) = heads.get_mut(subject) {
+                    *slot = (Some(head), false);
+                }
             }
         }
         Ok(Self { heads })
