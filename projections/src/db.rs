@@ -288,13 +288,16 @@ pub fn without_password(url: &str) -> String {
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some("***"));
     }
-    let secret =
-        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
-    if parsed.query_pairs().any(|(k, _)| secret(&k)) {
+    // `password`, `sslpassword`, any misspelling a user may have meant as one, and a
+    // key pasted in where its file's path goes.
+    let secret = |k: &str, v: &str| {
+        k.to_ascii_lowercase().contains("password") || v.trim_start().starts_with("-----BEGIN")
+    };
+    if parsed.query_pairs().any(|(k, v)| secret(&k, &v)) {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let v = if secret(&k) {
+                let v = if secret(&k, &v) {
                     "***".to_owned()
                 } else {
                     v.into_owned()
@@ -365,18 +368,36 @@ pub const POSTGRES_SCHEMA: &str = "public";
 /// after the role appears: a component started after that would find no migrations
 /// table there, create a second, empty read model in it, and read from that one.
 fn postgres_options(url: &str) -> Result<PgConnectOptions, OpenError> {
-    // Before sqlx parses it: it logs what it does not read, values included.
-    crate::pg_tls::check_parameters(url).map_err(|source| OpenError::TlsParameter {
-        url: without_password(url),
-        source,
-    })?;
-    let options =
-        PgConnectOptions::from_str(url).map_err(|_| OpenError::BadUrl(without_password(url)))?;
-    crate::pg_tls::warn_if_unverified(&options);
-    if names_search_path(&options) {
+    let (options, named) = parsed_postgres_url(url)?;
+    if named {
         return Ok(options);
     }
     Ok(options.options([("search_path", POSTGRES_SCHEMA)]))
+}
+
+/// `url`'s connect options as sqlx reads them, checked first (it logs what it does
+/// not read, values included: [`crate::pg_tls::prepare`]), and whether they name a
+/// `search_path`.
+fn parsed_postgres_url(url: &str) -> Result<(PgConnectOptions, bool), OpenError> {
+    let prepared = crate::pg_tls::prepare(url).map_err(|source| OpenError::TlsParameter {
+        url: without_password(url),
+        source,
+    })?;
+    let mut options = PgConnectOptions::from_str(&prepared)
+        .map_err(|_| OpenError::BadUrl(without_password(url)))?;
+    // An IPv6 address as a URL writes it, `[::1]`: sqlx would look the brackets up as
+    // a name.
+    if let Some(ip) = options
+        .get_host()
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .map(str::to_owned)
+    {
+        options = options.host(&ip);
+    }
+    crate::pg_tls::warn_if_unverified(&options);
+    let named = names_search_path(&options);
+    Ok((options, named))
 }
 
 /// Whether the URL's options set `search_path` (`-c search_path=…`,
@@ -437,7 +458,7 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
         return Ok(pool);
     }
     // A schema the URL names is the operator's choice: a read model is created there.
-    let named = PgConnectOptions::from_str(url).is_ok_and(|o| names_search_path(&o));
+    let named = parsed_postgres_url(url).is_ok_and(|(_, named)| named);
     if applied.is_empty() && !named {
         elsewhere(&pool, &shown).await?;
     }

@@ -1,5 +1,5 @@
 //! TLS with PostgreSQL (docs/operations.md, "PostgreSQL over TLS"): checks of a URL's
-//! TLS parameters before sqlx reads them, the warning for a server reached without
+//! parameters before sqlx reads them, the warning for a server reached without
 //! verifying it, and what a failed handshake says to do.
 //!
 //! sqlx (rustls, ring) reads libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`,
@@ -10,69 +10,157 @@
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-/// Why a URL's TLS parameters are refused before connecting.
+/// Why a URL's parameters are refused before connecting.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsParameterError {
-    /// A password parameter sqlx does not read (it would log its value).
+    /// A password parameter sqlx does not read.
     #[error(
-        "the parameter {0} is not read by keyledger's PostgreSQL client, which logs what it \
-         does not read: take it out of the URL (sslkey takes an unencrypted key file, \
-         readable only by keyledger's user; a password goes in PGPASSWORD or ~/.pgpass)"
+        "the parameter {0} is not read by keyledger's PostgreSQL client: take it out of the \
+         URL (sslkey takes an unencrypted key file, readable only by keyledger's user; a \
+         password goes in PGPASSWORD or ~/.pgpass)"
     )]
     Unread(String),
+    /// A PEM document given where sqlx reads a file's path.
+    #[error(
+        "{0} takes the path of a PEM file in a URL, not the PEM itself: put it in a file \
+         readable only by keyledger's user"
+    )]
+    Inline(String),
     /// A certificate or key file that cannot be read.
-    #[error("{parameter} names {path}, which cannot be read: {source}")]
+    #[error("{parameter} names {path}, which cannot be read ({why})")]
     File {
         /// The parameter (or environment variable) naming it.
         parameter: String,
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        why: String,
+    },
+    /// A file of CAs that holds none.
+    #[error(
+        "{parameter} names {path}, which holds no certificate (a PEM \
+         \"-----BEGIN CERTIFICATE-----\" block): no CA of the server would be trusted"
+    )]
+    NoCertificate {
+        /// The parameter (or environment variable) naming it.
+        parameter: String,
+        /// The file.
+        path: String,
     },
 }
 
-/// Checks `url`'s TLS parameters: no password parameter but `password` itself, which
-/// sqlx would log (`sslpassword`: it cannot decrypt a key anyway), and certificate and
-/// key files that can be read, so a missing one is named rather than failing the
-/// handshake with a bare "No such file or directory". Runs before sqlx parses `url`.
-pub fn check_parameters(url: &str) -> Result<(), TlsParameterError> {
-    let Ok(parsed) = url::Url::parse(url) else {
-        // sqlx refuses it too, saying nothing of its parameters.
-        return Ok(());
+/// The parameters sqlx reads from a URL (`PgConnectOptions::from_str`); `options[…]`
+/// too. It logs any other, value included.
+const READ: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// The parameters naming a file of CAs, and a client certificate or key, with the
+/// environment variable sqlx reads when the URL names none.
+const FILES: &[(&[&str], &str)] = &[
+    (&["sslrootcert", "ssl-root-cert", "ssl-ca"], "PGSSLROOTCERT"),
+    (&["sslcert", "ssl-cert"], "PGSSLCERT"),
+    (&["sslkey", "ssl-key"], "PGSSLKEY"),
+];
+
+/// `url` as sqlx is to read it, checked first: a password parameter other than
+/// `password` itself (`sslpassword`: sqlx cannot decrypt a key anyway) is refused by
+/// name; any other parameter sqlx does not read is left out, named in a warning
+/// (sqlx would log it with its value); certificate and key files must be files that
+/// can be read, and a file of CAs must hold a certificate, so a wrong one is named now
+/// rather than failing the handshake with a bare "Is a directory" or trusting no CA of
+/// its own. A URL that does not parse is returned as it is, for sqlx to refuse.
+pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return Ok(url.to_owned());
     };
-    let mut files = Vec::new();
+    let mut kept = Vec::new();
+    let mut left_out = Vec::new();
     for (key, value) in parsed.query_pairs() {
         if key != "password" && key.to_ascii_lowercase().contains("password") {
             return Err(TlsParameterError::Unread(key.into_owned()));
         }
-        if matches!(key.as_ref(), "sslrootcert" | "sslcert" | "sslkey") {
-            files.push((key.into_owned(), value.into_owned()));
+        if READ.contains(&key.as_ref()) || key.starts_with("options[") {
+            kept.push((key.into_owned(), value.into_owned()));
+        } else {
+            left_out.push(key.into_owned());
         }
     }
-    for (parameter, variable) in [
-        ("sslrootcert", "PGSSLROOTCERT"),
-        ("sslcert", "PGSSLCERT"),
-        ("sslkey", "PGSSLKEY"),
-    ] {
-        if !files.iter().any(|(key, _)| key == parameter)
-            && let Ok(path) = std::env::var(variable)
-        {
-            files.push((variable.to_owned(), path));
+    for (names, variable) in FILES {
+        let named = kept.iter().find(|(key, _)| names.contains(&key.as_str()));
+        match named {
+            Some((parameter, path)) => {
+                // sqlx reads a URL's value as a path, whatever it holds.
+                if path.trim_start().starts_with("-----BEGIN") {
+                    return Err(TlsParameterError::Inline(parameter.clone()));
+                }
+                check_file(parameter, path, *variable == "PGSSLROOTCERT")?;
+            }
+            None => {
+                // The environment's value may be the PEM itself.
+                if let Ok(path) = std::env::var(variable)
+                    && !path.trim_start().starts_with("-----BEGIN")
+                {
+                    check_file(variable, &path, *variable == "PGSSLROOTCERT")?;
+                }
+            }
         }
     }
-    for (parameter, path) in files {
-        // sqlx takes a value that is a PEM document itself as that document.
-        if path.trim_start().starts_with("-----BEGIN") {
-            continue;
-        }
-        if let Err(source) = std::fs::File::open(&path) {
-            return Err(TlsParameterError::File {
-                parameter,
-                path,
-                source,
-            });
-        }
+    if !left_out.is_empty() {
+        // Once: every component of a process reads the URL.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                parameters = %left_out.join(", "),
+                "the read model's URL has parameters keyledger's PostgreSQL client does not \
+                 read; they are ignored"
+            );
+        });
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+        return Ok(parsed.to_string());
+    }
+    Ok(url.to_owned())
+}
+
+/// Checks that `path` is a file this process can read, holding a certificate if it
+/// is a file of CAs.
+fn check_file(parameter: &str, path: &str, cas: bool) -> Result<(), TlsParameterError> {
+    let unreadable = |why: String| TlsParameterError::File {
+        parameter: parameter.to_owned(),
+        path: path.to_owned(),
+        why,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(unreadable("not a file".into()));
+    }
+    let text = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    if cas
+        && !text
+            .windows(27)
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(TlsParameterError::NoCertificate {
+            parameter: parameter.to_owned(),
+            path: path.to_owned(),
+        });
     }
     Ok(())
 }
@@ -214,31 +302,64 @@ mod tests {
     }
 
     #[test]
-    fn a_password_parameter_sqlx_would_log_and_an_unreadable_file_are_named() {
+    fn parameters_sqlx_would_log_or_misread_are_refused_or_left_out_by_name() {
         for url in [
             "postgres://kl@db/kl?sslmode=verify-full&sslpassword=s3cret",
             "postgres://kl@db/kl?Password=s3cret",
+            "postgres://kl@db/kl?pgpassword=s3cret",
         ] {
-            let refused = check_parameters(url).unwrap_err().to_string();
+            let refused = prepare(url).unwrap_err().to_string();
             assert!(refused.starts_with("the parameter "), "{refused}");
             assert!(!refused.contains("s3cret"), "{refused}");
+            // Nor the URL shown beside it.
+            assert!(
+                !crate::db::without_password(url).contains("s3cret"),
+                "{url}"
+            );
         }
-        let missing = check_parameters(
-            "postgres://kl@db/kl?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            missing.starts_with("sslrootcert names /nonexistent/ca.pem, which cannot be read"),
-            "{missing}"
+        let inline = "postgres://kl@db/kl?sslkey=-----BEGIN%20PRIVATE%20KEY-----%0AMIIs3cret";
+        assert_eq!(
+            prepare(inline).unwrap_err().to_string(),
+            "sslkey takes the path of a PEM file in a URL, not the PEM itself: put it in a \
+             file readable only by keyledger's user"
         );
+        assert!(!crate::db::without_password(inline).contains("s3cret"));
+
         let dir = tempfile::tempdir().unwrap();
+        let refused = |query: String| {
+            prepare(&format!("postgres://kl@db/kl?sslmode=verify-full&{query}"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused("sslrootcert=/nonexistent/ca.pem".into()),
+            "sslrootcert names /nonexistent/ca.pem, which cannot be read (No such file or \
+             directory (os error 2))"
+        );
+        let d = dir.path().display();
+        assert_eq!(
+            refused(format!("ssl-key={d}")),
+            format!("ssl-key names {d}, which cannot be read (not a file)")
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        assert!(
+            refused(format!("ssl-ca={}", empty.display())).contains("holds no certificate"),
+            "a file of CAs with none would trust only the system's roots"
+        );
+
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
         let url = format!(
             "postgres://kl@db/kl?password=p&sslmode=verify-full&sslrootcert={}",
             ca.display()
         );
-        check_parameters(&url).unwrap();
+        assert_eq!(prepare(&url).unwrap(), url);
+        // A parameter sqlx does not read is left out (sqlx would log its value).
+        let typo = format!("{url}&passwd_typo_no=1&connect_timeout=5&options[x]=y");
+        let prepared = prepare(&typo).unwrap();
+        assert!(!prepared.contains("connect_timeout"), "{prepared}");
+        assert!(!prepared.contains("passwd_typo_no"), "{prepared}");
+        assert!(prepared.contains("options%5Bx%5D=y"), "{prepared}");
     }
 }

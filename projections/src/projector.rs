@@ -222,8 +222,8 @@ pub struct Projector {
     key: Arc<CommitKey>,
     applied: watch::Sender<u64>,
     /// The read cache of a read model in this process, which each batch's eviction
-    /// keeps true; none when no reader shares this process (a rebuild), so a batch
-    /// costs no eviction ([`Self::with_cache`]).
+    /// keeps true; none when no reader shares this process (a rebuild, a standalone
+    /// `serve projector`), so a batch costs no eviction ([`Self::with_cache`]).
     cache: Option<ReadCache>,
     tap: Tap,
 }

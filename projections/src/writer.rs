@@ -239,7 +239,7 @@ impl PgSession {
         runtime: &Handle,
     ) -> Result<&mut PgConnection, WriteError> {
         if self.conn.is_none() {
-            let mut conn = runtime.block_on(options.connect())?;
+            let mut conn = runtime.block_on(connect(options))?;
             if !runtime.block_on(try_lock(&mut conn))? {
                 return Err(WriteError::Locked(POSTGRES_LOCK));
             }
@@ -274,10 +274,31 @@ fn session_options(options: PgConnectOptions) -> PgConnectOptions {
         .log_slow_statements(log::LevelFilter::Off, Duration::ZERO)
 }
 
+/// How long the projector's connecting (TCP, TLS, logging in) may take. A server, or
+/// anything in between, that takes the connection and then answers nothing would
+/// otherwise hold the projector, a standby too, without a word in its log.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A new session of the projector's, within [`CONNECT_TIMEOUT`]; a timeout is an I/O
+/// error, so it is of the session ([`WriteError::is_of_the_session`]): retried.
+async fn connect(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+        .await
+        .unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from PostgreSQL within {}s of connecting",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            )))
+        })
+}
+
 /// A new session holding the read model's advisory lock, waiting (in PostgreSQL,
 /// without polling) while another session holds it.
 async fn lock_when_free(options: &PgConnectOptions) -> Result<PgConnection, WriteError> {
-    let mut conn = options.connect().await?;
+    let mut conn = connect(options).await?;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(POSTGRES_LOCK)
         .execute(&mut conn)
@@ -332,7 +353,7 @@ impl Writer {
         let conn = if wait {
             lock_when_free(&options).await?
         } else {
-            let mut conn = options.connect().await?;
+            let mut conn = connect(&options).await?;
             if !try_lock(&mut conn).await? {
                 return Err(WriteError::Locked(POSTGRES_LOCK));
             }

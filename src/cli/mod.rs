@@ -36,6 +36,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 pub use args::*;
+pub use output::error_text;
 
 /// keyledger: a secrets manager whose source of truth is an event log on NATS
 /// JetStream.

@@ -31,3 +31,67 @@ pub fn print_fields(shown: &impl Serialize) -> Result<()> {
     }
     Ok(())
 }
+
+/// An error as the CLI prints it: its message, then each cause the message does not
+/// already hold. Many of keyledger's errors write their cause into their message and
+/// also give it as their source (thiserror's `source` fields), so anyhow's `{:#}`
+/// would print it again after every layer that does.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that writes its cause into its message and gives it as its source.
+    #[derive(Debug)]
+    struct Opening {
+        what: &'static str,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Opening {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "opening {}: {}", self.what, self.source)
+        }
+    }
+
+    impl std::error::Error for Opening {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn an_error_prints_each_cause_once() {
+        let io = || std::io::Error::other("Is a directory");
+        let written_in = anyhow::Error::from(Opening {
+            what: "the read model",
+            source: io(),
+        });
+        assert_eq!(
+            error_text(&written_in),
+            "opening the read model: Is a directory"
+        );
+        let context = anyhow::Error::from(io()).context("reading sslrootcert");
+        assert_eq!(error_text(&context), "reading sslrootcert: Is a directory");
+        let both = anyhow::Error::from(Opening {
+            what: "the read model",
+            source: io(),
+        })
+        .context("starting the projector");
+        assert_eq!(
+            error_text(&both),
+            "starting the projector: opening the read model: Is a directory"
+        );
+    }
+}
