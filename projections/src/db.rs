@@ -288,10 +288,14 @@ pub fn without_password(url: &str) -> String {
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some("***"));
     }
-    // `password`, `sslpassword`, any misspelling a user may have meant as one, and a
-    // key pasted in where its file's path goes.
+    // `password`, `sslpassword`, any misspelling a user may have meant as one, a key
+    // pasted in where its file's path goes, and on PostgreSQL any parameter sqlx does
+    // not read (a password under another name: `passwd`).
+    let postgres = is_postgres(url);
     let secret = |k: &str, v: &str| {
-        k.to_ascii_lowercase().contains("password") || v.trim_start().starts_with("-----BEGIN")
+        k.to_ascii_lowercase().contains("password")
+            || crate::pg_tls::holds_pem(v)
+            || (postgres && !crate::pg_tls::is_read(k))
     };
     if parsed.query_pairs().any(|(k, v)| secret(&k, &v)) {
         let pairs: Vec<(String, String)> = parsed
@@ -607,7 +611,7 @@ async fn stand_by(shown: &str, options: &PgConnectOptions) -> Result<Writer, Ope
             Ok(writer) => return Ok(writer),
             Err(e) if e.is_of_the_session() => {
                 let backoff = restarts.after_failure(started.elapsed());
-                tracing::warn!(url = %shown, error = %e, retry_in = ?backoff, "projector: lost the session that stands by for the read model; standing by again");
+                tracing::warn!(url = %shown, error = %e, retry_in = ?backoff, "projector: no session stands by for the read model (lost, or not opened yet); trying again");
                 tokio::time::sleep(backoff).await;
             }
             Err(source) => {

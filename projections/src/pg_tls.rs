@@ -22,7 +22,8 @@ pub enum TlsParameterError {
     Unread(String),
     /// A PEM document given where sqlx reads a file's path.
     #[error(
-        "{0} takes the path of a PEM file in a URL, not the PEM itself: put it in a file \
+        "{0} holds a PEM document where a file's path goes (a URL's parameters always take \
+         a path; a PGSSL… variable takes the PEM only as its whole value): put it in a file \
          readable only by keyledger's user"
     )]
     Inline(String),
@@ -97,7 +98,7 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
         if key != "password" && key.to_ascii_lowercase().contains("password") {
             return Err(TlsParameterError::Unread(key.into_owned()));
         }
-        if READ.contains(&key.as_ref()) || key.starts_with("options[") {
+        if is_read(&key) {
             kept.push((key.into_owned(), value.into_owned()));
         } else {
             left_out.push(key.into_owned());
@@ -107,20 +108,22 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
         let named = kept.iter().find(|(key, _)| names.contains(&key.as_str()));
         match named {
             Some((parameter, path)) => {
-                // sqlx reads a URL's value as a path, whatever it holds.
-                if path.trim_start().starts_with("-----BEGIN") {
+                // sqlx reads a URL's value as a path, whatever it holds; never shown
+                // back, a key among it.
+                if holds_pem(path) {
                     return Err(TlsParameterError::Inline(parameter.clone()));
                 }
                 check_file(parameter, path, *variable == "PGSSLROOTCERT")?;
             }
-            None => {
-                // The environment's value may be the PEM itself.
-                if let Ok(path) = std::env::var(variable)
-                    && !path.trim_start().starts_with("-----BEGIN")
-                {
-                    check_file(variable, &path, *variable == "PGSSLROOTCERT")?;
+            None => match std::env::var(variable) {
+                // The environment's value may be the PEM itself, as its whole value.
+                Ok(pem) if pem.trim_start().starts_with("-----BEGIN") => {}
+                Ok(other) if holds_pem(&other) => {
+                    return Err(TlsParameterError::Inline((*variable).to_owned()));
                 }
-            }
+                Ok(path) => check_file(variable, &path, *variable == "PGSSLROOTCERT")?,
+                Err(_) => {}
+            },
         }
     }
     if !left_out.is_empty() {
@@ -137,6 +140,18 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
         return Ok(parsed.to_string());
     }
     Ok(url.to_owned())
+}
+
+/// Whether `value` holds a PEM document (a key, perhaps, after some text such as
+/// `openssl pkcs12`'s "Bag Attributes"): never to be shown.
+pub fn holds_pem(value: &str) -> bool {
+    value.contains("-----BEGIN")
+}
+
+/// Whether a PostgreSQL URL's parameter `key` is one sqlx reads ([`prepare`] leaves
+/// the others out).
+pub fn is_read(key: &str) -> bool {
+    READ.contains(&key) || key.starts_with("options[")
 }
 
 /// Checks that `path` is a file this process can read, holding a certificate if it
@@ -320,10 +335,25 @@ mod tests {
         let inline = "postgres://kl@db/kl?sslkey=-----BEGIN%20PRIVATE%20KEY-----%0AMIIs3cret";
         assert_eq!(
             prepare(inline).unwrap_err().to_string(),
-            "sslkey takes the path of a PEM file in a URL, not the PEM itself: put it in a \
-             file readable only by keyledger's user"
+            "sslkey holds a PEM document where a file's path goes (a URL's parameters always \
+             take a path; a PGSSL… variable takes the PEM only as its whole value): put it in \
+             a file readable only by keyledger's user"
         );
         assert!(!crate::db::without_password(inline).contains("s3cret"));
+        let after_text = "postgres://kl@db/kl?sslkey=Bag%20Attributes%0A-----BEGIN%20PRIVATE%20KEY-----%0As3cret";
+        assert!(
+            prepare(after_text)
+                .unwrap_err()
+                .to_string()
+                .starts_with("sslkey holds a PEM document")
+        );
+        assert!(!crate::db::without_password(after_text).contains("s3cret"));
+        // A parameter sqlx does not read is shown without its value: it may be a
+        // password under another name.
+        assert_eq!(
+            crate::db::without_password("postgres://kl@db/kl?passwd=s3cret&sslmode=require"),
+            "postgres://kl@db/kl?passwd=***&sslmode=require"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let refused = |query: String| {
