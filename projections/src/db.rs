@@ -373,10 +373,16 @@ pub const POSTGRES_SCHEMA: &str = "public";
 /// table there, create a second, empty read model in it, and read from that one.
 fn postgres_options(url: &str) -> Result<PgConnectOptions, OpenError> {
     let (options, named) = parsed_postgres_url(url)?;
+    Ok(pinned(options, named))
+}
+
+/// `options` with `search_path` pinned to [`POSTGRES_SCHEMA`] unless the URL `named`
+/// one.
+fn pinned(options: PgConnectOptions, named: bool) -> PgConnectOptions {
     if named {
-        return Ok(options);
+        return options;
     }
-    Ok(options.options([("search_path", POSTGRES_SCHEMA)]))
+    options.options([("search_path", POSTGRES_SCHEMA)])
 }
 
 /// `url`'s connect options as sqlx reads them, checked first (it logs what it does
@@ -429,9 +435,11 @@ pub async fn open(url: &str, max_connections: u32) -> Result<Pool, OpenError> {
 /// migrations with an advisory lock of its own).
 async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenError> {
     let shown = without_password(url);
+    // Read once: checking the URL reads its certificate files.
+    let (options, named) = parsed_postgres_url(url)?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(1))
-        .connect_with(postgres_options(url)?)
+        .connect_with(pinned(options, named))
         .await
         .map_err(|source| OpenError::Postgres {
             url: shown.clone(),
@@ -462,7 +470,6 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
         return Ok(pool);
     }
     // A schema the URL names is the operator's choice: a read model is created there.
-    let named = parsed_postgres_url(url).is_ok_and(|(_, named)| named);
     if applied.is_empty() && !named {
         elsewhere(&pool, &shown).await?;
     }

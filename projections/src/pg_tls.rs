@@ -182,14 +182,12 @@ fn check_file(parameter: &str, path: &str, cas: bool) -> Result<(), TlsParameter
 
 /// The `sslmode` of a connection that reaches its server over the network without
 /// verifying it (every mode but `verify-full`, `verify-ca` included: see the module's
-/// comment): `None` for a Unix socket or a loopback address, where no other machine
-/// sits in between.
+/// comment), its host without brackets (as `db` leaves it): `None` for a Unix socket
+/// or a loopback address, where no other machine sits in between.
 pub fn unverified_off_host(options: &PgConnectOptions) -> Option<&'static str> {
     let host = options.get_host();
     let loopback = host.eq_ignore_ascii_case("localhost")
         || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     if options.get_socket().is_some() || host.starts_with('/') || loopback {
