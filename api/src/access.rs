@@ -158,6 +158,17 @@ pub async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> Result<Sec
         }
         return Ok(id);
     }
+    // Boxed: looking a name up takes kilobytes of future, which inline would make every
+    // request addressed by id carry (and move) as well.
+    Box::pin(by_name_or_reference(state, caller, raw)).await
+}
+
+/// [`resolve`] of a name or a reference.
+async fn by_name_or_reference(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<SecretId, ApiError> {
     let project = &caller.principal.project;
     let (found, what) = if raw.starts_with(PREFIX) {
         (

@@ -58,41 +58,48 @@ impl FromRequestParts<AppState> for Consistent {
                     "{MIN_SEQ} must be a stream sequence number (the seq of a command reply)"
                 ))
             })?;
-        let timeout = state.config.consistency_timeout;
-        let lagging = |lag: Lagging| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the read model has applied sequence {} and did not reach {} within {:?}; \
-                     retry shortly",
-                    lag.applied, lag.wanted, timeout
-                ),
-            )
-            .retry_after(1)
-        };
-        let grace = GRACE.min(timeout);
-        if state.read.wait_for(seq, grace).await.is_err() {
-            // A sequence the log does not hold yet would be waited for in vain.
-            let end = log_end(state).await?;
-            if seq > end {
-                // 409: the request is well formed, but names a state the log has not
-                // reached (nor may ever: no write has that sequence yet).
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "{MIN_SEQ} {seq} is beyond the end of the log (sequence {end}); send the \
-                         seq of a write (its X-Keyledger-Seq, or a command reply's seq)"
-                    ),
-                ));
-            }
-            state
-                .read
-                .wait_for(seq, timeout.saturating_sub(grace))
-                .await
-                .map_err(lagging)?;
-        }
+        // Boxed: inline, the wait's future would enlarge every read's, this header or not.
+        Box::pin(reach(state, seq)).await?;
         Ok(Self)
     }
+}
+
+/// Waits until the read model has applied `seq` (the client's `X-Keyledger-Min-Seq`).
+async fn reach(state: &AppState, seq: u64) -> Result<(), ApiError> {
+    let timeout = state.config.consistency_timeout;
+    let lagging = |lag: Lagging| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the read model has applied sequence {} and did not reach {} within {:?}; \
+                 retry shortly",
+                lag.applied, lag.wanted, timeout
+            ),
+        )
+        .retry_after(1)
+    };
+    let grace = GRACE.min(timeout);
+    if state.read.wait_for(seq, grace).await.is_err() {
+        // A sequence the log does not hold yet would be waited for in vain.
+        let end = log_end(state).await?;
+        if seq > end {
+            // 409: the request is well formed, but names a state the log has not
+            // reached (nor may ever: no write has that sequence yet).
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{MIN_SEQ} {seq} is beyond the end of the log (sequence {end}); send the \
+                     seq of a write (its X-Keyledger-Seq, or a command reply's seq)"
+                ),
+            ));
+        }
+        state
+            .read
+            .wait_for(seq, timeout.saturating_sub(grace))
+            .await
+            .map_err(lagging)?;
+    }
+    Ok(())
 }
 
 /// The log's last sequence.

@@ -303,6 +303,19 @@ impl KeyCache {
             return Ok(Some(wrapped.clone()));
         }
         infra::metrics::cache_lookup(infra::metrics::cache::WRAPPED_KEYS, false);
+        // Boxed: the key store's future is kilobytes, which inline would enlarge every
+        // payload read's future, hits included.
+        Box::pin(self.fetch(name, project, secret, key)).await
+    }
+
+    /// [`get`](Self::get) from the key store, holding what it finds when that is safe.
+    async fn fetch(
+        &self,
+        name: (ProjectId, SecretId),
+        project: &ProjectId,
+        secret: SecretId,
+        key: KeyId,
+    ) -> Result<Option<WrappedKey>, KeyStoreError> {
         let began = Instant::now();
         let found = self.keys.get(project, secret, key).await?;
         if let Some(wrapped) = &found

@@ -253,8 +253,9 @@ pub async fn readable_payload<T>(
     {
         count_read(caller, "denied");
         let record = access_record(state, caller, id, None, Some(denied.description()));
-        // The read is refused either way; a lost record of a refusal is logged.
-        if state.access_log.record(record).await.is_err() {
+        // The read is refused either way; a lost record of a refusal is logged. (Boxed:
+        // inline, this rare wait would enlarge every payload read's future.)
+        if Box::pin(state.access_log.record(record)).await.is_err() {
             tracing::error!(secret = %id, "the record of a refused payload read was not stored");
         }
     }
@@ -431,7 +432,8 @@ pub async fn decrypt(
         .map_err(domain::Rejection::from)?
     {
         Some(wrapped) => wrapped,
-        None => missing_key(state, caller, secret, id, sealed.key_id).await?,
+        // Boxed, as a rare path: inline, its future would enlarge every read's.
+        None => Box::pin(missing_key(state, caller, secret, id, sealed.key_id)).await?,
     };
     state
         .envelope

@@ -413,9 +413,9 @@ impl ReadModel {
                 seq,
             });
         }
-        let Snapshot { value: row, seq } = self
-            .fresh(async { on_pool!(&self.pool, secret(id)) })
-            .await?;
+        // Boxed, as in `current_entry`.
+        let Snapshot { value: row, seq } =
+            Box::pin(self.fresh(async { on_pool!(&self.pool, secret(id)) })).await?;
         Ok(Snapshot {
             value: visible(row, now),
             seq,
@@ -431,9 +431,8 @@ impl ReadModel {
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
         let Some(cache) = &self.cache else {
-            return self
-                .get_version(id, VersionSelector::Stage("current"), now)
-                .await;
+            // Boxed, as in `current_entry`.
+            return Box::pin(self.get_version(id, VersionSelector::Stage("current"), now)).await;
         };
         let Snapshot { value: entry, seq } = self.current_entry(cache, id).await?;
         Ok(Snapshot {
@@ -461,10 +460,12 @@ impl ReadModel {
                 seq,
             });
         }
+        // Boxed: a query's future (the pool's, sqlx's) takes kilobytes, and held inline
+        // it would make the future of every request that reads a secret that large, to
+        // be moved with it, on the cache's path too.
         let current = VersionSelector::Stage("current");
-        let Snapshot { value: found, seq } = self
-            .fresh(async { on_pool!(&self.pool, version(id, current)) })
-            .await?;
+        let Snapshot { value: found, seq } =
+            Box::pin(self.fresh(async { on_pool!(&self.pool, version(id, current)) })).await?;
         Ok(Snapshot {
             value: found.map(|entry| cache.insert(id, entry, seq)),
             seq,
