@@ -49,7 +49,8 @@ fn parse_number(name: &str, value: &str, min: u32) -> Result<u32, ApiError> {
         .filter(|n| *n >= min)
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "query parameter {name}={value:?} must be an integer of at least {min}"
+                "query parameter {name}={value:?} must be a whole number from {min} to {}",
+                u32::MAX
             ))
         })
 }

@@ -132,6 +132,19 @@ class Boto3(unittest.TestCase):
         self.assertCode("InvalidRequestException", self.sm.get_secret_value, SecretId=name,
                         VersionId=v1, VersionStage="AWSCURRENT")
 
+    def test_a_first_value_is_awscurrent_whatever_labels_it_is_given(self):
+        name = unique("first")
+        self.sm.create_secret(Name=name)
+        first = self.sm.put_secret_value(SecretId=name, SecretString="p",
+                                         VersionStages=["AWSPENDING"])
+        self.assertEqual(sorted(first["VersionStages"]), ["AWSCURRENT", "AWSPENDING"])
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "p")
+        # The next value takes only the labels it names.
+        second = self.sm.put_secret_value(SecretId=name, SecretString="q",
+                                          VersionStages=["AWSPENDING"])
+        self.assertEqual(second["VersionStages"], ["AWSPENDING"])
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "p")
+
     def test_custom_staging_labels(self):
         name = unique("labels")
         v1 = self.sm.create_secret(Name=name, SecretString="one")["VersionId"]
@@ -255,6 +268,11 @@ class Boto3(unittest.TestCase):
             message = self.assertCode("InvalidParameterException", unchecked.create_secret,
                                       Name=unique("token"), ClientRequestToken=token)
             self.assertIn("32 to 64", message)
+        # A member of the wrong type is named, its value never repeated.
+        message = self.assertCode("SerializationException", unchecked.get_secret_value,
+                                  SecretId=1234567)
+        self.assertIn("member SecretId: invalid type: integer", message)
+        self.assertNotIn("1234567", message)
 
     def test_a_refused_update_changes_nothing(self):
         name = unique("update")

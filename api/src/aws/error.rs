@@ -112,8 +112,26 @@ impl AwsError {
 
 /// The code an error of the Barbican side (a read, or a command's rejection) has for
 /// an AWS client, by its status.
+/// AWS's first sentence for a secret in its recovery window.
+pub const MARKED_FOR_DELETION: &str =
+    "You can't perform this operation on the secret because it was marked for deletion.";
+
 impl From<ApiError> for AwsError {
     fn from(e: ApiError) -> Self {
+        if let Some(code) = e.code() {
+            // Refusals the command side decides in Barbican's terms that AWS states
+            // otherwise; they come when a change meets a state the API's own check,
+            // on the read model a moment before, did not yet show.
+            if domain::secret::is_scheduled_for_deletion(code, e.description()) {
+                return Self::new(
+                    Code::InvalidRequest,
+                    format!("{MARKED_FOR_DELETION} Restore it with RestoreSecret first"),
+                );
+            }
+            if domain::secret::is_blocked_by_consumers(code, e.description()) {
+                return Self::new(Code::InvalidRequest, e.description());
+            }
+        }
         let code = match e.status() {
             _ if e.code() == Some(domain::ErrorCode::QuotaExceeded) => Code::LimitExceeded,
             StatusCode::NOT_FOUND | StatusCode::GONE => Code::ResourceNotFound,
@@ -189,6 +207,28 @@ mod tests {
         assert_eq!(AwsError::from(quota).code, Code::LimitExceeded);
         let denied = domain::Rejection::forbidden("no");
         assert_eq!(AwsError::from(denied).code, Code::AccessDenied);
+    }
+
+    #[test]
+    fn refusals_in_barbicans_terms_take_awss_codes() {
+        let id = domain::ids::SecretId::from_uuid(uuid::Uuid::from_u128(7));
+        let at = domain::timestamp::Timestamp::from_unix_millis(0).unwrap();
+        let scheduled = AwsError::from(domain::secret::scheduled_for_deletion(id, at));
+        assert_eq!(scheduled.code, Code::InvalidRequest);
+        assert!(
+            scheduled.message.starts_with(MARKED_FOR_DELETION),
+            "{}",
+            scheduled.message
+        );
+        // Another secret that is not found stays so.
+        let missing = domain::Rejection::not_found("Secret not found: no secret x");
+        assert_eq!(AwsError::from(missing).code, Code::ResourceNotFound);
+        let used = domain::Rejection::invalid(
+            "Secret cannot be deleted as it has consumers. Secret x is used by y",
+        );
+        assert_eq!(AwsError::from(used).code, Code::InvalidRequest);
+        let other = domain::Rejection::invalid("the recovery window is too short");
+        assert_eq!(AwsError::from(other).code, Code::InvalidParameter);
     }
 
     #[test]

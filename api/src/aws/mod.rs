@@ -124,14 +124,30 @@ fn input<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
             "the body is not a JSON object; send the operation's input as {...}",
         ));
     }
-    domain::json_text::from_untrusted(body).map_err(|e| {
+    let invalid = |at: Option<String>, e: serde_json::Error| {
+        let at = at
+            .map(|path| format!("member {path}: "))
+            .unwrap_or_default();
         AwsError::new(
             Code::Serialization,
             infra::protocol::without_string_values(&format!(
-                "the body is not valid for this operation: {e}"
+                "the body is not valid for this operation: {at}{e}"
             )),
         )
-    })
+    };
+    domain::json_text::refuse_raw_value_token(body).map_err(|e| invalid(None, e))?;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // The member whose value is of the wrong type or out of range: `Tags[0].Key`.
+        // Only such errors name it: those come from members of the input's types
+        // (inputs hold no map keyed by the caller), while a syntax error may lie under
+        // a member nobody reads, whose name is whatever the caller wrote.
+        let path = e.path().to_string();
+        let named = e.inner().classify() == serde_json::error::Category::Data && path != ".";
+        invalid(named.then_some(path), e.into_inner())
+    })?;
+    de.end().map_err(|e| invalid(None, e))?;
+    Ok(parsed)
 }
 
 /// Sends a write as the command `name` for `caller` (on the delegated command
@@ -318,6 +334,19 @@ mod tests {
         assert_eq!(e.code, Code::Serialization);
         let e = input::<In>(br#"{"MaxResults": "hunter2-secret"}"#).unwrap_err();
         assert_eq!(e.code, Code::Serialization);
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+        assert!(e.message.contains("member MaxResults: "), "{}", e.message);
+        let e = input::<In>(br#"{"SecretString": 5}"#).unwrap_err();
+        assert!(
+            e.message
+                .contains("member SecretString: invalid type: integer"),
+            "{}",
+            e.message
+        );
+        let e = input::<In>(br#"{"SecretString": "a"} x"#).unwrap_err();
+        assert!(e.message.contains("trailing characters"), "{}", e.message);
+        // A syntax error under a member nobody reads does not repeat its name.
+        let e = input::<In>(br#"{"hunter2": [1,}"#).unwrap_err();
         assert!(!e.message.contains("hunter2"), "{}", e.message);
     }
 }

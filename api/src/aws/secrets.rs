@@ -54,8 +54,8 @@ pub fn marked_for_deletion(row: &SecretRow) -> AwsError {
     AwsError::new(
         Code::InvalidRequest,
         format!(
-            "You can't perform this operation on the secret because it was marked for \
-             deletion. It is deleted on {}; restore it with RestoreSecret first",
+            "{} It is deleted on {}; restore it with RestoreSecret first",
+            super::error::MARKED_FOR_DELETION,
             row.purge_at
                 .as_deref()
                 .unwrap_or("the end of its recovery window")

@@ -18,7 +18,10 @@ pub mod version;
 pub use command::{
     CreateSecret, DeleteMode, Presence, PutValue, RecordStep, Rotate, SecretCommand,
 };
-pub use decide::{Context, authorize, decide, prune, scheduled_for_deletion};
+pub use decide::{
+    Context, authorize, decide, is_blocked_by_consumers, is_scheduled_for_deletion, prune,
+    scheduled_for_deletion,
+};
 pub use event::{
     AclSet, DESTROYED_KEYS, DeletionScheduled, DescriptionSet, MetadatumDeleted, MetadatumSet,
     PayloadStored, RotationCancelled, RotationConfigured, RotationStarted, RotationStepFailed,

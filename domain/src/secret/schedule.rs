@@ -41,6 +41,15 @@ impl CronSchedule {
     pub fn parse_with_gap(expression: &str) -> Result<(Self, i64), Rejection> {
         let schedule = Self::compile(expression)?;
         match schedule.shortest_gap() {
+            None if search_from()
+                .and_then(|at| schedule.next_after(at))
+                .is_some() =>
+            {
+                Err(bad(
+                    expression,
+                    "occurs only once, and a rotation schedule must repeat",
+                ))
+            }
             None => Err(bad(expression, "never occurs")),
             Some(gap) if gap < MIN_GAP_SECS => Err(bad(
                 expression,
@@ -90,9 +99,8 @@ impl CronSchedule {
     /// search stops at the first gap under four hours, so a schedule that is refused
     /// costs a few steps and one that is accepted at most about 4,400 (six a day).
     pub fn shortest_gap(&self) -> Option<i64> {
-        // Just before 2027-01-01T00:00:00Z, so that an occurrence at that instant
-        // counts; and 2029-01-01T00:00:00Z.
-        let mut at = Timestamp::from_unix_millis(1_798_761_599_000)?;
+        let mut at = search_from()?;
+        // 2029-01-01T00:00:00Z.
         let end = Timestamp::from_unix_millis(1_861_920_000_000)?.unix_millis();
         let mut previous: Option<Timestamp> = None;
         let mut shortest: Option<i64> = None;
@@ -119,6 +127,12 @@ impl CronSchedule {
         let next = self.0.find_next_occurrence(&start, false).ok()?;
         Timestamp::from_unix_millis(next.0.checked_mul(1000)?)
     }
+}
+
+/// Where a schedule's occurrences are searched from: just before
+/// 2027-01-01T00:00:00Z, so that an occurrence at that instant counts.
+fn search_from() -> Option<Timestamp> {
+    Timestamp::from_unix_millis(1_798_761_599_000)
 }
 
 /// A UTC instant in whole seconds, as croner searches over it.
@@ -272,6 +286,8 @@ mod tests {
             // ... and only in a leap year (2028: Feb 29 23:00, Mar 1 00:00).
             ("cron(0 0,23 1,29 2,3 ? *)", "4 hours"),
             ("cron(0 99 1 * ? *)", "does not parse"),
+            ("cron(0 0 1 1 ? 2030)", "occurs only once"),
+            ("cron(0 0 1 1 ? 2020)", "never occurs"),
             ("rate(1 day)", "not a cron"),
         ] {
             let message = CronSchedule::parse(bad).unwrap_err().message;

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use crate::Rejection;
 use crate::ids::{ProjectId, SecretId};
 use crate::policy;
 use crate::policy::{Action, RequestEnv, SecretFacts, Target};
@@ -16,6 +15,7 @@ use crate::secret::event::{
 use crate::secret::fields::{MAX_METADATA_ENTRIES, MAX_TAGS};
 use crate::secret::state::{Secret, SecretState};
 use crate::secret::version::{Lifecycle, Stage};
+use crate::{ErrorCode, Rejection};
 
 mod rotation;
 mod values;
@@ -80,10 +80,28 @@ impl Context<'_> {
 /// The answer for a secret in its recovery window, on every path.
 pub fn scheduled_for_deletion(id: SecretId, purge_at: Timestamp) -> Rejection {
     Rejection::not_found(format!(
-        "secret {id} is scheduled for deletion on {purge_at}; restore it with the \
+        "secret {id}{SCHEDULED_FOR_DELETION}{purge_at}; restore it with the \
          secret.restore command (POST /v1/secrets/{id}/restore, or `keyledger secret restore \
          {id}`)"
     ))
+}
+
+const SCHEDULED_FOR_DELETION: &str = " is scheduled for deletion on ";
+
+/// Whether a refusal (its code and message, as a reply carries them) is
+/// [`scheduled_for_deletion`]'s: AWS's API answers it in its own terms.
+pub fn is_scheduled_for_deletion(code: ErrorCode, message: &str) -> bool {
+    code == ErrorCode::NotFound && message.contains(SCHEDULED_FOR_DELETION)
+}
+
+/// The first sentence of the refusal to delete a secret that has consumers (Barbican's
+/// clients recognise it).
+const HAS_CONSUMERS: &str = "Secret cannot be deleted as it has consumers.";
+
+/// Whether a refusal (its code and message) is the one of a deletion that consumers
+/// block.
+pub fn is_blocked_by_consumers(code: ErrorCode, message: &str) -> bool {
+    code == ErrorCode::Invalid && message.starts_with(HAS_CONSUMERS)
 }
 
 fn action_of(command: &SecretCommand) -> Option<Action> {
@@ -388,9 +406,19 @@ pub fn decide(
             {
                 return Err(ctx.expired(exp.at()));
             }
-            if secret.purge_at.is_none() {
+            let Some(purge_at) = secret.purge_at else {
                 return Err(Rejection::conflict(format!(
                     "secret {} is not scheduled for deletion; there is nothing to restore",
+                    ctx.id
+                )));
+            };
+            // The window is over from its last instant, whether or not the scheduler's
+            // purge has landed yet (it may be minutes behind, hours after downtime):
+            // as AWS, a restore is taken only within the window the deletion announced.
+            if ctx.now >= purge_at {
+                return Err(Rejection::not_found(format!(
+                    "secret {}'s recovery window ended at {purge_at}: it is deleted and can no \
+                     longer be restored",
                     ctx.id
                 )));
             }
@@ -517,10 +545,9 @@ fn consumers_allow(secret: &Secret, ignore: bool, ctx: &Context<'_>) -> Result<(
         return Ok(());
     }
     let names: Vec<String> = secret.consumers.iter().map(ToString::to_string).collect();
-    // Barbican's clients recognise the refusal by its first sentence.
     Err(Rejection::invalid(format!(
-        "Secret cannot be deleted as it has consumers. Secret {} is used by {}; unregister \
-         them first, or force the deletion (ignore_consumers on NATS, ?force=true over HTTP)",
+        "{HAS_CONSUMERS} Secret {} is used by {}; unregister them first, or force the \
+         deletion (ignore_consumers on NATS, ?force=true over HTTP)",
         ctx.id,
         names.join(", ")
     )))

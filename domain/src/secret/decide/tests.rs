@@ -267,6 +267,19 @@ fn a_new_current_version_moves_previous() {
 }
 
 #[test]
+fn a_secrets_first_version_is_current_whatever_stages_it_is_given() {
+    let w = World::new()
+        .given(&create(None), now())
+        .given(&put(2, Some(&[Stage::Pending])), now());
+    assert_eq!(w.secret().stages[&Stage::Current], version(2));
+    assert_eq!(w.secret().stages[&Stage::Pending], version(2));
+    // The next one is given only what it is given.
+    let w = w.given(&put(3, Some(&[Stage::Pending])), now());
+    assert_eq!(w.secret().stages[&Stage::Current], version(2));
+    assert_eq!(w.secret().stages[&Stage::Pending], version(3));
+}
+
+#[test]
 fn a_pending_version_leaves_current_alone_until_moved() {
     let w = World::new()
         .given(&create(Some(sealed(1))), now())
@@ -460,6 +473,38 @@ fn a_scheduled_deletion_can_be_restored_until_it_is_purged() {
             destroyed_keys: vec![sealed(1).key_id]
         })]
     );
+}
+
+#[test]
+fn a_restore_is_refused_once_the_recovery_window_has_ended() {
+    let mut never_expires = create(Some(sealed(1)));
+    if let SecretCommand::Create(c) = &mut never_expires {
+        c.attributes.expiration = None;
+    }
+    let w = World::new().given(&never_expires, now()).given(
+        &SecretCommand::Delete {
+            mode: DeleteMode::After(Some(hours(24 * 7))),
+            ignore_consumers: false,
+        },
+        now(),
+    );
+    let purge_at = at("2026-11-29T10:00:00Z");
+    // Up to the window's last instant, not from it on, whether or not the scheduler's
+    // purge has landed.
+    let just_before = Timestamp::from_unix_millis(purge_at.unix_millis() - 1).unwrap();
+    assert!(w.decide(&SecretCommand::Restore, just_before).is_ok());
+    for late in [purge_at, purge_at.plus(hours(5)).unwrap()] {
+        let err = w.decide(&SecretCommand::Restore, late).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound);
+        assert!(
+            err.message.contains(
+                "recovery window ended at 2026-11-29T10:00:00Z: it is deleted and can no \
+                 longer be restored"
+            ),
+            "{}",
+            err.message
+        );
+    }
 }
 
 #[test]

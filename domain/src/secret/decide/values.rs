@@ -26,10 +26,15 @@ pub(super) fn put_value(
             ctx.id
         )));
     }
-    let stages = put
+    let mut stages = put
         .stages
         .clone()
         .unwrap_or_else(|| [Stage::Current].into());
+    // As AWS: a secret's first version is current, whatever other stages it is given,
+    // so that a secret with a value always has a current one.
+    if secret.versions.is_empty() && !stages.is_empty() {
+        stages.insert(Stage::Current);
+    }
     if stages.is_empty() {
         return Err(Rejection::invalid(
             "stages is empty, so the new version would be deprecated at once; leave stages out \
