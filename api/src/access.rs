@@ -130,7 +130,7 @@ pub fn readable<T>(
                 .as_deref()
                 .and_then(|t| Timestamp::parse_iso8601("purge_at", t).ok());
             Err(match purge_at {
-                Some(at) => scheduled_for_deletion(id, at).into(),
+                Some(at) => scheduled_for_deletion(id, at, (state.clock)()).into(),
                 None => not_found(caller, id),
             })
         }

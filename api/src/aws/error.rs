@@ -110,18 +110,18 @@ impl AwsError {
     }
 }
 
-/// The code an error of the Barbican side (a read, or a command's rejection) has for
-/// an AWS client, by its status.
 /// AWS's first sentence for a secret in its recovery window.
 pub const MARKED_FOR_DELETION: &str =
     "You can't perform this operation on the secret because it was marked for deletion.";
 
+/// The code an error of the Barbican side (a read, or a command's rejection) has for
+/// an AWS client: by its status, or, for two refusals AWS states otherwise, by their
+/// code and message.
 impl From<ApiError> for AwsError {
     fn from(e: ApiError) -> Self {
         if let Some(code) = e.code() {
-            // Refusals the command side decides in Barbican's terms that AWS states
-            // otherwise; they come when a change meets a state the API's own check,
-            // on the read model a moment before, did not yet show.
+            // A deletion the API's own check, on the read model a moment before, did
+            // not yet show; and consumers, which only the command service checks.
             if domain::secret::is_scheduled_for_deletion(code, e.description()) {
                 return Self::new(
                     Code::InvalidRequest,
@@ -213,7 +213,11 @@ mod tests {
     fn refusals_in_barbicans_terms_take_awss_codes() {
         let id = domain::ids::SecretId::from_uuid(uuid::Uuid::from_u128(7));
         let at = domain::timestamp::Timestamp::from_unix_millis(0).unwrap();
-        let scheduled = AwsError::from(domain::secret::scheduled_for_deletion(id, at));
+        let now = at.plus(std::time::Duration::from_secs(1)).unwrap();
+        let ended = AwsError::from(domain::secret::scheduled_for_deletion(id, at, now));
+        assert_eq!(ended.code, Code::ResourceNotFound, "{}", ended.message);
+        let before = domain::timestamp::Timestamp::from_unix_millis(-1000).unwrap();
+        let scheduled = AwsError::from(domain::secret::scheduled_for_deletion(id, at, before));
         assert_eq!(scheduled.code, Code::InvalidRequest);
         assert!(
             scheduled.message.starts_with(MARKED_FOR_DELETION),

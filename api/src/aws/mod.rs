@@ -140,8 +140,9 @@ fn input<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
     let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         // The member whose value is of the wrong type or out of range: `Tags[0].Key`.
         // Only such errors name it: those come from members of the input's types
-        // (inputs hold no map keyed by the caller), while a syntax error may lie under
-        // a member nobody reads, whose name is whatever the caller wrote.
+        // (no input is a map keyed by the caller, and a member read as a JSON value
+        // raises none), while a syntax error may lie under a member nobody reads, whose
+        // name is whatever the caller wrote.
         let path = e.path().to_string();
         let named = e.inner().classify() == serde_json::error::Category::Data && path != ".";
         invalid(named.then_some(path), e.into_inner())

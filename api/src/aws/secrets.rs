@@ -10,6 +10,7 @@ use domain::ids::SecretId;
 use domain::policy::{Action, Target, authorize};
 use domain::secret::fields::SecretName;
 use domain::subject::command;
+use domain::timestamp::Timestamp;
 use infra::protocol::{CreateSecretRequest, DeleteSecretRequest, SecretRequest};
 use projections::read::{ListFilter, ListScope, Lookup, SecretRow, SortKey};
 
@@ -50,7 +51,17 @@ pub fn name_of(row: &SecretRow) -> String {
 
 /// AWS's answer for an operation other than describing, listing, deleting or
 /// restoring, on a secret in its recovery window.
-pub fn marked_for_deletion(row: &SecretRow) -> AwsError {
+pub fn marked_for_deletion(row: &SecretRow, now: Timestamp) -> AwsError {
+    let ends = row
+        .purge_at
+        .as_deref()
+        .and_then(|t| Timestamp::parse_iso8601("purge_at", t).ok());
+    if let Some(at) = ends
+        && now >= at
+    {
+        // The window is over: gone, as for the command service (its purge may lag).
+        return domain::secret::scheduled_for_deletion(row.id, at, now).into();
+    }
     AwsError::new(
         Code::InvalidRequest,
         format!(
@@ -105,7 +116,7 @@ pub async fn live_row(
 ) -> Result<SecretRow, AwsError> {
     let row = secret_row(state, caller, id, action).await?;
     if row.purge_at.is_some() {
-        return Err(marked_for_deletion(&row));
+        return Err(marked_for_deletion(&row, (state.clock)()));
     }
     Ok(row)
 }

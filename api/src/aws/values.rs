@@ -122,7 +122,7 @@ pub async fn value(
     };
     if let Lookup::PendingDeletion(row) = &lookup.value {
         secret_row(state, caller, id, Action::ReadPayload).await?;
-        return Err(marked_for_deletion(row));
+        return Err(marked_for_deletion(row, now));
     }
     let (secret, payload) =
         readable_payload(state, &caller.caller, id, lookup.value, |(s, _)| s).await?;

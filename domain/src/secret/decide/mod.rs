@@ -71,14 +71,17 @@ impl Context<'_> {
             return Err(self.expired(exp.at()));
         }
         if let Some(at) = s.purge_at {
-            return Err(scheduled_for_deletion(self.id, at));
+            return Err(scheduled_for_deletion(self.id, at, self.now));
         }
         Ok(s)
     }
 }
 
 /// The answer for a secret in its recovery window, on every path.
-pub fn scheduled_for_deletion(id: SecretId, purge_at: Timestamp) -> Rejection {
+pub fn scheduled_for_deletion(id: SecretId, purge_at: Timestamp, now: Timestamp) -> Rejection {
+    if now >= purge_at {
+        return window_ended(id, purge_at);
+    }
     Rejection::not_found(format!(
         "secret {id}{SCHEDULED_FOR_DELETION}{purge_at}; restore it with the \
          secret.restore command (POST /v1/secrets/{id}/restore, or `keyledger secret restore \
@@ -87,6 +90,16 @@ pub fn scheduled_for_deletion(id: SecretId, purge_at: Timestamp) -> Rejection {
 }
 
 const SCHEDULED_FOR_DELETION: &str = " is scheduled for deletion on ";
+
+/// The answer for a secret whose recovery window has ended, before or after the
+/// scheduler's purge lands (which may be minutes behind, hours after downtime): as
+/// AWS, it is gone from the window's last instant, restore included.
+fn window_ended(id: SecretId, purge_at: Timestamp) -> Rejection {
+    Rejection::not_found(format!(
+        "secret {id}'s recovery window ended at {purge_at}: it is deleted and can no longer \
+         be restored"
+    ))
+}
 
 /// Whether a refusal (its code and message, as a reply carries them) is
 /// [`scheduled_for_deletion`]'s: AWS's API answers it in its own terms.
@@ -412,15 +425,8 @@ pub fn decide(
                     ctx.id
                 )));
             };
-            // The window is over from its last instant, whether or not the scheduler's
-            // purge has landed yet (it may be minutes behind, hours after downtime):
-            // as AWS, a restore is taken only within the window the deletion announced.
             if ctx.now >= purge_at {
-                return Err(Rejection::not_found(format!(
-                    "secret {}'s recovery window ended at {purge_at}: it is deleted and can no \
-                     longer be restored",
-                    ctx.id
-                )));
+                return Err(window_ended(ctx.id, purge_at));
             }
             vec![SecretEvent::Restored(SecretRestored {})]
         }

@@ -437,7 +437,7 @@ fn expire_is_accepted_once_the_expiration_passed_and_destroys_the_keys() {
 }
 
 #[test]
-fn a_scheduled_deletion_can_be_restored_until_it_is_purged() {
+fn a_scheduled_deletion_can_be_restored_within_its_window() {
     let w = World::new().given(&create(Some(sealed(1))), now()).given(
         &SecretCommand::Delete {
             mode: DeleteMode::After(Some(hours(24 * 7))),
@@ -494,6 +494,14 @@ fn a_restore_is_refused_once_the_recovery_window_has_ended() {
     let just_before = Timestamp::from_unix_millis(purge_at.unix_millis() - 1).unwrap();
     assert!(w.decide(&SecretCommand::Restore, just_before).is_ok());
     for late in [purge_at, purge_at.plus(hours(5)).unwrap()] {
+        // Every command, a restore included, finds it deleted, none says to restore it.
+        let change = w.decide(&put(2, None), late).unwrap_err();
+        assert_eq!(change.code, ErrorCode::NotFound);
+        assert!(
+            change.message.contains("recovery window ended"),
+            "{}",
+            change.message
+        );
         let err = w.decide(&SecretCommand::Restore, late).unwrap_err();
         assert_eq!(err.code, ErrorCode::NotFound);
         assert!(

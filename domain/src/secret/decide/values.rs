@@ -31,10 +31,10 @@ pub(super) fn put_value(
         .clone()
         .unwrap_or_else(|| [Stage::Current].into());
     // As AWS: a secret's first version is current, whatever other stages it is given,
-    // so that a secret with a value always has a current one.
-    if secret.versions.is_empty() && !stages.is_empty() {
-        stages.insert(Stage::Current);
-    }
+    // so that a secret with a value always has a current one. (Counted in the limit
+    // below, which then says so.)
+    let made_current =
+        secret.versions.is_empty() && !stages.is_empty() && stages.insert(Stage::Current);
     if stages.is_empty() {
         return Err(Rejection::invalid(
             "stages is empty, so the new version would be deprecated at once; leave stages out \
@@ -42,7 +42,11 @@ pub(super) fn put_value(
         ));
     }
     if stages.len() > MAX_LABELS_PER_VERSION {
-        return Err(too_many_labels(ctx, id, stages.len()));
+        let mut refused = too_many_labels(ctx, id, stages.len());
+        if made_current {
+            refused.message += " (current included: a secret's first version is current)";
+        }
+        return Err(refused);
     }
     if stages.contains(&Stage::Previous) {
         return Err(Rejection::invalid(
