@@ -85,6 +85,8 @@ class Rotation(unittest.TestCase):
             start_handler("template", projects=["demo"]),
             start_handler("fails-test", ROTATION_FAIL_AT="testSecret"),
             start_handler("slow-set", ROTATION_SLOW_AT="setSecret", ROTATION_SLOW_SECONDS="4"),
+            start_handler("slow-create", ROTATION_SLOW_AT="createSecret",
+                          ROTATION_SLOW_SECONDS="8"),
         ]
 
     @classmethod
@@ -180,6 +182,29 @@ class Rotation(unittest.TestCase):
         self.assertNotIn("NextRotationDate", described)
         (event,) = [e for e in history(name) if e["type"] == "secret.rotation_cancelled"]
         self.assertEqual(event["pending"], version)
+
+    def test_awspending_left_on_a_version_without_a_value_is_shown_and_moves(self):
+        name = unique("cancelled-early")
+        v1 = self.sm.create_secret(Name=name, SecretString="x")["VersionId"]
+        # The handler is still in createSecret (8 s): the run's version has no value.
+        version = self.sm.rotate_secret(SecretId=name, RotationLambdaARN="slow-create")[
+            "VersionId"]
+        self.assertEqual(self.sm.describe_secret(SecretId=name)["VersionIdsToStages"],
+                         {v1: ["AWSCURRENT"], version: ["AWSPENDING"]})
+        self.sm.cancel_rotate_secret(SecretId=name)
+        # As AWS, the cancelled run leaves AWSPENDING where it was, and says where.
+        stages = self.sm.describe_secret(SecretId=name)["VersionIdsToStages"]
+        self.assertEqual(stages, {v1: ["AWSCURRENT"], version: ["AWSPENDING"]})
+        listed = self.sm.list_secrets(Filters=[{"Key": "name", "Values": [name]}])
+        self.assertEqual(listed["SecretList"][0]["SecretVersionsToStages"], stages)
+        message = self.assertCode("InvalidParameterException",
+                                  self.sm.update_secret_version_stage, SecretId=name,
+                                  VersionStage="AWSPENDING", MoveToVersionId=v1)
+        self.assertIn(version, message)
+        self.sm.update_secret_version_stage(SecretId=name, VersionStage="AWSPENDING",
+                                            RemoveFromVersionId=version)
+        self.assertEqual(self.sm.describe_secret(SecretId=name)["VersionIdsToStages"],
+                         {v1: ["AWSCURRENT"]})
 
     def test_a_handler_serves_only_its_projects(self):
         # Bob, of project other, names the handler that serves project demo only.

@@ -5,7 +5,6 @@
 use axum::response::Response;
 use domain::policy::Action;
 use domain::secret::arn::account_of;
-use domain::secret::rotation::Rotation;
 use domain::subject::command;
 use infra::protocol::{RotateRequest, SecretRequest};
 use projections::read::SecretRow;
@@ -132,62 +131,8 @@ pub fn describe_rotation(caller: &AwsCaller, row: &SecretRow, d: &mut SecretDesc
     });
     d.last_rotated_date = r.last_rotated.map(seconds);
     d.next_rotation_date = r.next.filter(|_| r.enabled).map(seconds);
-    pending_placeholder(r, d);
-}
-
-/// A run's version holds AWSPENDING before its handler stores a value; AWS's rotation
-/// functions look for it in `VersionIdsToStages` first.
-fn pending_placeholder(r: &Rotation, d: &mut SecretDescription) {
-    let Some(run) = &r.run else {
-        return;
-    };
-    let maps = [
-        d.version_ids_to_stages.as_mut(),
-        d.secret_versions_to_stages.as_mut(),
-    ];
-    for map in maps.into_iter().flatten() {
-        placeholder(map, &run.version.to_string());
-    }
-}
-
-/// Puts AWSPENDING on `version` in `map`, only while no version holds it: once one
-/// does (the run's, with its value, or another a client moved the label to), the
-/// stored labels tell.
-fn placeholder(map: &mut std::collections::BTreeMap<String, Vec<String>>, version: &str) {
-    let pending = map.values().flatten().any(|l| l == "AWSPENDING");
-    if !pending {
-        map.entry(version.to_owned())
-            .or_insert_with(|| vec!["AWSPENDING".to_owned()]);
-    }
 }
 
 fn seconds(t: domain::timestamp::Timestamp) -> f64 {
     t.unix_millis() as f64 / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::placeholder;
-
-    #[test]
-    fn awspending_is_shown_on_the_runs_version_only_while_no_version_holds_it() {
-        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, Vec<String>> {
-            pairs
-                .iter()
-                .map(|(v, l)| ((*v).to_owned(), vec![(*l).to_owned()]))
-                .collect()
-        };
-        let mut before_its_value = labels(&[("v1", "AWSCURRENT")]);
-        placeholder(&mut before_its_value, "run");
-        assert_eq!(
-            before_its_value,
-            labels(&[("v1", "AWSCURRENT"), ("run", "AWSPENDING")])
-        );
-        // A client put AWSPENDING on another version meanwhile: that one alone has it.
-        let mut moved = labels(&[("v1", "AWSCURRENT"), ("v2", "AWSPENDING")]);
-        placeholder(&mut moved, "run");
-        assert_eq!(moved, labels(&[("v1", "AWSCURRENT"), ("v2", "AWSPENDING")]));
-    }
 }

@@ -352,18 +352,26 @@ async fn labelled_versions(
     id: SecretId,
 ) -> Result<Option<BTreeMap<String, Vec<String>>>, AwsError> {
     let lookup = state.read.labelled_versions(id, (state.clock)()).await?;
-    let Lookup::Found((_, versions)) = lookup.value else {
+    let Lookup::Found((_, labelled)) = lookup.value else {
         return Ok(None);
     };
-    Ok(Some(
-        versions
-            .into_iter()
-            .map(|v| {
-                let labels = aws_labels(&v.stages);
-                (v.version_id, labels)
-            })
-            .collect(),
-    ))
+    let mut map: BTreeMap<String, Vec<String>> = labelled
+        .stored
+        .into_iter()
+        .map(|v| {
+            let labels = aws_labels(&v.stages);
+            (v.version_id, labels)
+        })
+        .collect();
+    // A label on a version without a value is still the secret's: AWSPENDING on a
+    // rotation's version before its handler stores one, or left there by a cancelled
+    // rotation (as AWS leaves it). It blocks moving the label, so it is shown.
+    for (version, stage) in labelled.valueless {
+        let labels = map.entry(version).or_default();
+        labels.extend(aws_labels(&[stage]));
+        labels.sort();
+    }
+    Ok(Some(map))
 }
 
 fn describe_row(caller: &AwsCaller, row: &SecretRow) -> SecretDescription {
@@ -398,8 +406,6 @@ pub async fn describe(
     let row = secret_row(state, caller, id, Action::ReadSecret).await?;
     let mut description = describe_row(caller, &row);
     description.version_ids_to_stages = labelled_versions(state, id).await?;
-    // Again, now that the versions are there: a run's version may have no value yet.
-    super::rotation::describe_rotation(caller, &row, &mut description);
     output(&description)
 }
 
@@ -756,7 +762,6 @@ pub async fn list(
         // As AWS lists them: each secret's labelled versions (one read-model lookup
         // each, at most MAX_RESULTS a page).
         entry.secret_versions_to_stages = labelled_versions(state, row.id).await?;
-        super::rotation::describe_rotation(caller, row, &mut entry);
         secret_list.push(entry);
     }
     output(&ListSecretsOutput {

@@ -186,6 +186,17 @@ pub struct VersionRow {
     pub stages: Vec<String>,
 }
 
+/// A secret's staging labels: the versions that carry one, and the labels on versions
+/// that hold no value (a rotation's, until its handler stores one; one a cancelled
+/// rotation left).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labelled {
+    /// The versions with a value that carry a label, oldest first.
+    pub stored: Vec<VersionRow>,
+    /// (version id, label) of each label on a version without a value.
+    pub valueless: Vec<(String, String)>,
+}
+
 /// A page of a secret's versions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionPage {
@@ -500,12 +511,13 @@ impl ReadModel {
             .map(|found| judged(found, now)))
     }
 
-    /// A secret with every version that carries a staging label, oldest first.
+    /// A secret with its staging labels: every version that carries one, oldest first,
+    /// and the labels on versions without a value.
     pub async fn labelled_versions(
         &self,
         id: SecretId,
         now: Timestamp,
-    ) -> Result<Snapshot<Lookup<(SecretRow, Vec<VersionRow>)>>, ReadError> {
+    ) -> Result<Snapshot<Lookup<(SecretRow, Labelled)>>, ReadError> {
         let shown = |row: &Found| is_visible(row, now);
         Ok(self
             .fresh(async { on_pool!(&self.pool, labelled_versions(id, shown)) })

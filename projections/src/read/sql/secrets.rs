@@ -11,7 +11,7 @@ use sqlx::Row;
 use super::{Conn, DbRow, Dialect, DIALECT, Reads};
 use crate::read::error::bad_column;
 use crate::read::{
-    AclTimes, Candidate, Entry, Found, Named, PayloadRow, SecretConsumerRow, SecretRow, VersionPage, VersionRow,
+    AclTimes, Candidate, Entry, Found, Labelled, Named, PayloadRow, SecretConsumerRow, SecretRow, VersionPage, VersionRow,
     VersionSelector,
 };
 
@@ -399,7 +399,7 @@ impl Reads<'_> {
         &self,
         id: SecretId,
         visible: impl FnOnce(&Found) -> bool,
-    ) -> Result<(Option<(Found, Option<Vec<VersionRow>>)>, u64), sqlx::Error> {
+    ) -> Result<(Option<(Found, Option<Labelled>)>, u64), sqlx::Error> {
         self.with_secret(id, visible, async |conn, secret| {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {} FROM secret_payloads p WHERE p.project = $1 AND \
@@ -412,7 +412,21 @@ impl Reads<'_> {
             .bind(id.to_string())
             .fetch_all(&mut *conn)
             .await?;
-            rows.iter().map(version_row).collect()
+            let stored = rows.iter().map(version_row).collect::<Result<_, _>>()?;
+            let valueless = sqlx::query(
+                "SELECT g.version_id, g.stage FROM secret_stages g WHERE g.project = $1 AND \
+                 g.secret_id = $2 AND NOT EXISTS (SELECT 1 FROM secret_payloads p WHERE \
+                 p.project = $1 AND p.secret_id = $2 AND p.version_id = g.version_id) \
+                 ORDER BY g.version_id, g.stage",
+            )
+            .bind(secret.project.as_str())
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+            Ok(Labelled { stored, valueless })
         })
         .await
     }
