@@ -456,6 +456,63 @@ async fn the_scheduler_catches_up_after_downtime() {
     t.stop().await;
 }
 
+/// The window is over from its last instant, whether or not the scheduler's purge has
+/// landed (here it is held back: an hour between passes): a restore is refused, as AWS
+/// refuses one, and so is every change and read of the secret.
+#[tokio::test]
+async fn a_restore_after_the_recovery_window_is_refused_before_the_purge_lands() {
+    let clock = TestClock::now();
+    let t = TestStack::start_with(|c| {
+        c.clock = clock.clock();
+        c.scheduler_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let token = t.token("alice", "p1");
+    let id = t.create(&token, text("gone")).await;
+    let scheduled = t
+        .delete(&format!("/v1/secrets/{id}?recovery_window_days=7"), &token)
+        .await;
+    assert_eq!(scheduled.status(), 204);
+    let purge_at = t.now().plus(Duration::from_secs(7 * 86_400)).unwrap();
+    clock.advance(Duration::from_secs(7 * 86_400));
+    let token = t.token("alice", "p1");
+    let ended = format!(
+        "secret {id}'s recovery window ended at {purge_at}: it is deleted and can no longer \
+         be restored"
+    );
+    let (status, message) = description(
+        t.post_json(&format!("/v1/secrets/{id}/restore"), &token, json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(message.contains(&ended), "{message}");
+    let (status, message) = description(t.get(&format!("/v1/secrets/{id}"), &token).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(message.contains(&ended), "{message}");
+    let nats = t.client_nats_as(&token).await;
+    let put = raw_command(
+        &nats,
+        "secret.value.put",
+        Some(&token),
+        &json!({"id": id, "payload": "x", "payload_content_type": "text/plain"}),
+    )
+    .await;
+    assert!(
+        put["error"]["message"].as_str().unwrap().contains(&ended),
+        "{put}"
+    );
+    // The purge had not landed: the refusals above came from the window alone.
+    assert!(
+        !t.history(&id)
+            .await
+            .iter()
+            .any(|(c, _)| c == "secret.purge"),
+        "the scheduler purged it meanwhile"
+    );
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn deletion_waits_for_its_recovery_window_and_can_be_restored() {
     let clock = TestClock::now();
