@@ -201,8 +201,15 @@ impl Cluster {
             })
             .map(|(pid, _)| pid)
             .collect();
-        assert_eq!(pids.len(), 1, "postgres on port {port}: {pids:?}");
-        pids[0]
+        // A backend forked a moment ago shows its postmaster's command line until it
+        // renames itself: the postmaster is the one whose parent is not among them.
+        let postmasters: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|pid| parent_of(*pid).is_none_or(|parent| !pids.contains(&parent)))
+            .collect();
+        assert_eq!(postmasters.len(), 1, "postgres on port {port}: {pids:?}");
+        postmasters[0]
     }
 
     /// The projector holding the PostgreSQL read model's advisory lock, by the
@@ -272,6 +279,18 @@ impl Cluster {
 }
 
 /// Every process of this machine, with its arguments.
+/// The parent of process `pid`, from `/proc/<pid>/stat` (`None`: it is gone).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses (which may hold spaces): state, parent.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 fn processes() -> impl Iterator<Item = (u32, Vec<String>)> {
     std::fs::read_dir("/proc")
         .unwrap()

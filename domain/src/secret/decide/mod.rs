@@ -77,7 +77,8 @@ impl Context<'_> {
     }
 }
 
-/// The answer for a secret in its recovery window, on every path.
+/// The answer for a secret scheduled for deletion, on every path: in its recovery
+/// window, what to do; once the window has ended, that it is deleted.
 pub fn scheduled_for_deletion(id: SecretId, purge_at: Timestamp, now: Timestamp) -> Rejection {
     if now >= purge_at {
         return window_ended(id, purge_at);
