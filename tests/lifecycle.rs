@@ -88,6 +88,14 @@ fn text(payload: &str) -> Value {
     json!({"payload": payload, "payload_content_type": "text/plain"})
 }
 
+/// The reply to `secret.value.put` of the text `payload` to secret `id`, over NATS as
+/// `token`'s holder.
+async fn put_over_nats(nats: &async_nats::Client, token: &str, id: &str, payload: &str) -> Value {
+    let mut body = text(payload);
+    body["id"] = json!(id);
+    raw_command(nats, "secret.value.put", Some(token), &body).await
+}
+
 #[tokio::test]
 async fn versions_follow_aws_stages_and_barbican_reads_current() {
     let t = TestStack::start().await;
@@ -215,13 +223,7 @@ async fn versions_follow_aws_stages_and_barbican_reads_current() {
 
     // Over NATS, the reply names the version.
     let nats = t.client_nats_as(&token).await;
-    let reply = raw_command(
-        &nats,
-        "secret.value.put",
-        Some(&token),
-        &json!({"id": id, "payload": "v4", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    let reply = put_over_nats(&nats, &token, &id, "v4").await;
     assert_eq!(reply["ok"], true, "{reply}");
     assert!(reply["version_id"].is_string(), "{reply}");
     // ... and the labels it carries, as stored (so AWS's PutSecretValue answers them
@@ -234,13 +236,7 @@ async fn versions_follow_aws_stages_and_barbican_reads_current() {
     labelled["command_id"] = json!("put-the-fifth-version");
     let first = raw_command(&nats, "secret.value.put", Some(&token), &labelled).await;
     assert_eq!(first["stages"], json!(["blue", "current"]), "{first}");
-    let next = raw_command(
-        &nats,
-        "secret.value.put",
-        Some(&token),
-        &json!({"id": id, "payload": "v6", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    let next = put_over_nats(&nats, &token, &id, "v6").await;
     assert_eq!(next["stages"], json!(["current"]), "{next}");
     // Sent again, the same command (its id applied already) and the same value under
     // another command id (the token's version found stored) name the labels the
@@ -491,13 +487,7 @@ async fn a_restore_after_the_recovery_window_is_refused_before_the_purge_lands()
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(message.contains(&ended), "{message}");
     let nats = t.client_nats_as(&token).await;
-    let put = raw_command(
-        &nats,
-        "secret.value.put",
-        Some(&token),
-        &json!({"id": id, "payload": "x", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    let put = put_over_nats(&nats, &token, &id, "x").await;
     assert!(
         put["error"]["message"].as_str().unwrap().contains(&ended),
         "{put}"
@@ -544,13 +534,7 @@ async fn deletion_waits_for_its_recovery_window_and_can_be_restored() {
     );
     // Changes are refused the same way over NATS.
     let nats = t.client_nats_as(&token).await;
-    let put = raw_command(
-        &nats,
-        "secret.value.put",
-        Some(&token),
-        &json!({"id": id, "payload": "x", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    let put = put_over_nats(&nats, &token, &id, "x").await;
     assert!(
         put["error"]["message"]
             .as_str()
@@ -660,13 +644,7 @@ async fn only_the_owning_service_changes_a_managed_secret() {
         assert_eq!(message, managed);
     }
     let nats = t.client_nats_as(&admin).await;
-    let reply = raw_command(
-        &nats,
-        "secret.value.put",
-        Some(&admin),
-        &json!({"id": id, "payload": "m2", "payload_content_type": "text/plain"}),
-    )
-    .await;
+    let reply = put_over_nats(&nats, &admin, &id, "m2").await;
     assert_eq!(reply["error"]["code"], "forbidden");
     assert_eq!(reply["error"]["message"], managed);
     // The service itself may.

@@ -442,7 +442,8 @@ impl ReadModel {
         now: Timestamp,
     ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
         let Some(cache) = &self.cache else {
-            // Boxed, as in `current_entry`.
+            // Boxed, as in `current_entry`; without a cache every read takes this path
+            // and pays the allocation, for a read's future of one size either way.
             return Box::pin(self.get_version(id, VersionSelector::Stage("current"), now)).await;
         };
         let Snapshot { value: entry, seq } = self.current_entry(cache, id).await?;
