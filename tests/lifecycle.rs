@@ -503,6 +503,95 @@ async fn a_restore_after_the_recovery_window_is_refused_before_the_purge_lands()
     t.stop().await;
 }
 
+/// AWS's API agrees once a recovery window has ended, before the purge lands: the
+/// secret is no longer described, nor listed with `IncludePlannedDeletion`, and a
+/// create of its name is told the name is not free yet and why.
+#[tokio::test]
+async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lands() {
+    let clock = TestClock::now();
+    let t = TestStack::start_with(|c| {
+        c.clock = clock.clock();
+        c.scheduler_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let token = t.token("alice", "p1");
+    let key = t.aws_key(&token).await;
+    let name = json!({"SecretId": "db/gone"});
+    let (status, made) = t
+        .aws(
+            &key,
+            "CreateSecret",
+            json!({"Name": "db/gone", "SecretString": "s"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let (status, deleted) = t
+        .aws(
+            &key,
+            "DeleteSecret",
+            json!({"SecretId": "db/gone", "RecoveryWindowInDays": 7}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let listed = |answer: &Value| {
+        answer["SecretList"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["Name"] == "db/gone")
+    };
+    let with_planned = json!({"IncludePlannedDeletion": true});
+
+    // In its window it is described, and listed when asked for.
+    let (status, described) = t.aws(&key, "DescribeSecret", name.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{described}");
+    assert!(described["DeletedDate"].is_number(), "{described}");
+    let (_, list) = t.aws(&key, "ListSecrets", with_planned.clone()).await;
+    assert!(listed(&list), "{list}");
+
+    clock.advance(Duration::from_secs(7 * 86_400));
+    let (status, described) = t.aws(&key, "DescribeSecret", name).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{described}");
+    assert_eq!(described["__type"], "ResourceNotFoundException");
+    assert!(
+        described["message"]
+            .as_str()
+            .unwrap()
+            .contains("recovery window ended"),
+        "{described}"
+    );
+    let (status, list) = t.aws(&key, "ListSecrets", with_planned).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert!(!listed(&list), "{list}");
+    let (status, again) = t
+        .aws(
+            &key,
+            "CreateSecret",
+            json!({"Name": "db/gone", "SecretString": "again"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert_eq!(again["__type"], "InvalidRequestException");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("You can't create this secret yet"),
+        "{again}"
+    );
+    // The purge had not landed: the answers above came from the window alone.
+    let project = ProjectId::parse("p1").unwrap();
+    let id = SecretId::for_name(&project, "db/gone", 0).to_string();
+    assert!(
+        !t.history(&id)
+            .await
+            .iter()
+            .any(|(c, _)| c == "secret.purge"),
+        "the scheduler purged it meanwhile"
+    );
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn deletion_waits_for_its_recovery_window_and_can_be_restored() {
     let clock = TestClock::now();

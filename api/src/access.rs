@@ -7,7 +7,6 @@ use domain::ids::{ProjectId, SecretId};
 use domain::policy::{Action, Object, RequestEnv, SecretFacts, Target, authorize};
 use domain::secret::reference::PREFIX;
 use domain::secret::scheduled_for_deletion;
-use domain::timestamp::Timestamp;
 use projections::read::{Candidate, ContainerRow, Lookup, OrderRow, SecretRow};
 
 use crate::auth::Caller;
@@ -125,11 +124,7 @@ pub fn readable<T>(
         }
         Lookup::PendingDeletion(secret) => {
             check(state, caller, action, &secret)?;
-            let purge_at = secret
-                .purge_at
-                .as_deref()
-                .and_then(|t| Timestamp::parse_iso8601("purge_at", t).ok());
-            Err(match purge_at {
+            Err(match secret.recovery_window_end() {
                 Some(at) => scheduled_for_deletion(id, at, (state.clock)()).into(),
                 None => not_found(caller, id),
             })

@@ -24,6 +24,7 @@ use projections::projector::ProjectorConfig;
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod aws;
 pub mod certs;
 pub mod clients;
 pub mod metrics;

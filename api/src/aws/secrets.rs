@@ -52,11 +52,7 @@ pub fn name_of(row: &SecretRow) -> String {
 /// AWS's answer for an operation other than describing, listing, deleting or
 /// restoring, on a secret in its recovery window.
 pub fn marked_for_deletion(row: &SecretRow, now: Timestamp) -> AwsError {
-    let ends = row
-        .purge_at
-        .as_deref()
-        .and_then(|t| Timestamp::parse_iso8601("purge_at", t).ok());
-    if let Some(at) = ends
+    if let Some(at) = row.recovery_window_end()
         && now >= at
     {
         // The window is over: gone, as for the command service (its purge may lag).
@@ -75,7 +71,8 @@ pub fn marked_for_deletion(row: &SecretRow, now: Timestamp) -> AwsError {
 }
 
 /// The secret `input` names, as the read model holds it, if the caller may do `action`
-/// on it; one in its recovery window too. An expired or missing secret is not found.
+/// on it; one in its recovery window too. An expired or missing secret is not found,
+/// nor one whose recovery window has ended.
 pub async fn secret_row(
     state: &AppState,
     caller: &AwsCaller,
@@ -90,6 +87,11 @@ pub async fn secret_row(
         }
         Lookup::PendingDeletion(row) => {
             access::check(state, &caller.caller, action, &row)?;
+            let now = (state.clock)();
+            if row.recovery_window_ended(now) {
+                // Deleted, for describing and listing too, before its purge lands.
+                return Err(marked_for_deletion(&row, now));
+            }
             Ok(*row)
         }
         Lookup::Expired(row) => {
@@ -235,7 +237,11 @@ pub async fn create(
                 if now.seq >= accepted.seq {
                     match now.value {
                         Lookup::PendingDeletion(row) => {
-                            return Err(scheduled_for_deletion(caller, &project, &row.reference));
+                            let now = (state.clock)();
+                            if row.recovery_window_ended(now) {
+                                return Err(made_and_deleted(&name));
+                            }
+                            return Err(scheduled_for_deletion(caller, &project, &row, now));
                         }
                         Lookup::Missing => return Err(made_and_deleted(&name)),
                         Lookup::Found(_) | Lookup::Expired(_) => {}
@@ -255,9 +261,10 @@ pub async fn create(
             let holders = state.read.by_name_any(&project, name.as_str(), now).await?;
             for taken in &holders {
                 if let Ok(id) = SecretId::parse(&taken.id)
-                    && let Lookup::PendingDeletion(_) = state.read.get_secret(id, now).await?.value
+                    && let Lookup::PendingDeletion(row) =
+                        state.read.get_secret(id, now).await?.value
                 {
-                    return Err(scheduled_for_deletion(caller, &project, &taken.reference));
+                    return Err(scheduled_for_deletion(caller, &project, &row, now));
                 }
             }
             // Nothing the read model shows holds the name: say what the command service
@@ -287,19 +294,35 @@ pub async fn create(
     }
 }
 
-/// A create refused because a secret of its name waits out its recovery window.
+/// A create refused because a secret of its name waits out its recovery window, or
+/// its window has ended and the scheduler's purge, which frees the name, has not yet
+/// landed.
 fn scheduled_for_deletion(
     caller: &AwsCaller,
     project: &domain::ids::ProjectId,
-    reference: &str,
+    row: &SecretRow,
+    now: Timestamp,
 ) -> AwsError {
+    let arn = arn_of(&caller.region, project, &row.reference);
+    if let Some(end) = row.recovery_window_end()
+        && now >= end
+    {
+        return AwsError::new(
+            Code::InvalidRequest,
+            format!(
+                "You can't create this secret yet: a secret with this name ({arn}) was \
+                 deleted at the end of its recovery window, {end}, and its name is freed \
+                 once keyledger's scheduler purges it, within its interval (5 s by \
+                 default). Retry the create then"
+            ),
+        );
+    }
     AwsError::new(
         Code::InvalidRequest,
         format!(
             "You can't create this secret because a secret with this name is already \
              scheduled for deletion. Restore it with RestoreSecret, or wait until it is \
-             deleted ({})",
-            arn_of(&caller.region, project, reference)
+             deleted ({arn})"
         ),
     )
 }

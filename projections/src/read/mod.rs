@@ -173,6 +173,22 @@ pub struct SecretRow {
     pub description: Option<String>,
 }
 
+impl SecretRow {
+    /// The end of its recovery window, when a deletion is scheduled.
+    pub fn recovery_window_end(&self) -> Option<Timestamp> {
+        self.purge_at
+            .as_deref()
+            .and_then(|t| Timestamp::parse_iso8601("purge_at", t).ok())
+    }
+
+    /// Whether its recovery window has ended by `now`: it is deleted then, restore
+    /// included, whether or not the scheduler's purge has landed yet (which may be
+    /// seconds behind, hours after downtime).
+    pub fn recovery_window_ended(&self, now: Timestamp) -> bool {
+        self.recovery_window_end().is_some_and(|end| now >= end)
+    }
+}
+
 /// One version of a secret's value, without its ciphertext.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionRow {

@@ -48,12 +48,19 @@ impl Reads<'_> {
                 .push_bind(user.as_str().to_owned());
             }
         }
-        q.push(if filter.include_pending_deletion {
-            " AND s.status IN ('active', 'pending_deletion')"
+        if filter.include_pending_deletion {
+            // A recovery window that has ended is a deletion, whether or not the
+            // scheduler's purge has landed yet.
+            q.push(
+                " AND (s.status = 'active' OR (s.status = 'pending_deletion' \
+                 AND s.purge_at_ms > ",
+            )
+            .push_bind(now_ms)
+            .push("))");
         } else {
-            " AND s.status = 'active'"
-        })
-        .push(" AND (s.expiration_ms IS NULL OR s.expiration_ms > ")
+            q.push(" AND s.status = 'active'");
+        }
+        q.push(" AND (s.expiration_ms IS NULL OR s.expiration_ms > ")
             .push_bind(now_ms)
             .push(")");
         let exact = [
