@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, PgPool, SqlSafeStr};
+use sqlx::{ConnectOptions as _, Connection as _, PgPool, SqlSafeStr};
 
 pub use crate::sqlite_reads::{Held, SqliteReads};
 use crate::writer::{Writer, WriterSizes};
@@ -437,9 +437,21 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
     let shown = without_password(url);
     // Read once: checking the URL reads its certificate files.
     let (options, named) = parsed_postgres_url(url)?;
+    let options = pinned(options, named);
+    // The pool retries a refused connection until its acquire timeout (30 s) and then
+    // says only that it timed out: one connection made first says why, at once.
+    crate::writer::connect(&options)
+        .await
+        .map_err(|source| OpenError::Postgres {
+            url: shown.clone(),
+            source,
+        })?
+        .close()
+        .await
+        .ok();
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(1))
-        .connect_with(pinned(options, named))
+        .connect_with(options)
         .await
         .map_err(|source| OpenError::Postgres {
             url: shown.clone(),
@@ -709,6 +721,8 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("s3cret"), "{message}");
+        // The cause, at once: not the pool's "timed out" 30 s later.
+        assert!(message.contains("Connection refused"), "{message}");
     }
 
     /// Migration 14 moves every sealed payload into the rowid table, byte for byte,

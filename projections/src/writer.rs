@@ -279,9 +279,10 @@ fn session_options(options: PgConnectOptions) -> PgConnectOptions {
 /// otherwise hold the projector, a standby too, without a word in its log.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A new session of the projector's, within [`CONNECT_TIMEOUT`]; a timeout is an I/O
-/// error, so it is of the session ([`WriteError::is_of_the_session`]): retried.
-async fn connect(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+/// A new session of the projector's (or a reader's first, to say why it cannot
+/// connect), within [`CONNECT_TIMEOUT`]; a timeout is an I/O error, so it is of the
+/// session ([`WriteError::is_of_the_session`]): retried.
+pub(crate) async fn connect(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
     tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
         .await
         .unwrap_or_else(|_| {
