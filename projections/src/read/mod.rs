@@ -702,24 +702,29 @@ pub fn listen_checkpoint(
     let (tx, rx) = watch::channel(0);
     tokio::spawn(async move {
         let reads = || postgres::Reads(&pool);
+        // While PostgreSQL stays away, tries further and further apart (up to 5 s), as
+        // the projector does; a listener that held for a while starts over.
+        let mut restarts = domain::restarts::Restarts::new();
         loop {
-            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            let started = std::time::Instant::now();
+            let listening = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(mut listener) => listener
+                    .listen(crate::apply::sql::APPLIED_CHANNEL)
+                    .await
+                    .map(|()| listener),
+                Err(e) => Err(e),
+            };
+            let mut listener = match listening {
                 Ok(listener) => listener,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot LISTEN for the read model's checkpoint; retrying");
+                    let backoff = restarts.after_failure(started.elapsed());
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot LISTEN for the read model's checkpoint; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = tokio::time::sleep(backoff) => continue,
                     }
                 }
             };
-            if let Err(e) = listener.listen(crate::apply::sql::APPLIED_CHANNEL).await {
-                tracing::warn!(error = %e, "cannot LISTEN for the read model's checkpoint; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
             // Read after LISTEN: no batch committed in between goes unseen.
             if let Ok(seq) = reads().checkpoint().await {
                 follow(&tx, seq);
@@ -741,8 +746,12 @@ pub fn listen_checkpoint(
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "lost the read model's LISTEN connection; reconnecting");
-                            break;
+                            let backoff = restarts.after_failure(started.elapsed());
+                            tracing::warn!(error = %e, retry_in = ?backoff, "lost the read model's LISTEN connection; reconnecting");
+                            tokio::select! {
+                                () = shutdown.cancelled() => return,
+                                () = tokio::time::sleep(backoff) => break,
+                            }
                         }
                     },
                     () = tokio::time::sleep(resync) => {
