@@ -37,17 +37,54 @@ pub enum TlsParameterError {
         /// Why.
         why: String,
     },
-    /// A file of CAs that holds none.
+    /// A file of CAs, or a client certificate's, that holds no certificate.
     #[error(
         "{parameter} names {path}, which holds no certificate (a PEM \
-         \"-----BEGIN CERTIFICATE-----\" block): no CA of the server would be trusted"
+         \"-----BEGIN CERTIFICATE-----\" block): {consequence}"
     )]
     NoCertificate {
         /// The parameter (or environment variable) naming it.
         parameter: String,
         /// The file.
         path: String,
+        /// What would follow.
+        consequence: &'static str,
     },
+    /// A client key file that holds no key sqlx reads.
+    #[error(
+        "{parameter} names {path}, which holds no private key (a PEM \
+         \"-----BEGIN PRIVATE KEY-----\" block, or an RSA or EC one): the client \
+         certificate's key goes there"
+    )]
+    NoKey {
+        /// The parameter (or environment variable) naming it.
+        parameter: String,
+        /// The file.
+        path: String,
+    },
+    /// A client key file holding an encrypted key, which sqlx cannot decrypt.
+    #[error(
+        "{parameter} names {path}, which holds an encrypted key: keyledger's PostgreSQL \
+         client reads only unencrypted ones; write one with `openssl pkey -in {path} -out \
+         <new file>` and make it readable only by keyledger's user"
+    )]
+    EncryptedKey {
+        /// The parameter (or environment variable) naming it.
+        parameter: String,
+        /// The file.
+        path: String,
+    },
+}
+
+/// What a certificate or key file the URL names must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    /// The CAs the server's certificate is checked against.
+    Cas,
+    /// The client's certificate.
+    Certificate,
+    /// The client certificate's key.
+    Key,
 }
 
 /// The parameters sqlx reads from a URL (`PgConnectOptions::from_str`); `options[…]`
@@ -75,10 +112,14 @@ const READ: &[&str] = &[
 
 /// The parameters naming a file of CAs, and a client certificate or key, with the
 /// environment variable sqlx reads when the URL names none.
-const FILES: &[(&[&str], &str)] = &[
-    (&["sslrootcert", "ssl-root-cert", "ssl-ca"], "PGSSLROOTCERT"),
-    (&["sslcert", "ssl-cert"], "PGSSLCERT"),
-    (&["sslkey", "ssl-key"], "PGSSLKEY"),
+const FILES: &[(&[&str], &str, Holds)] = &[
+    (
+        &["sslrootcert", "ssl-root-cert", "ssl-ca"],
+        "PGSSLROOTCERT",
+        Holds::Cas,
+    ),
+    (&["sslcert", "ssl-cert"], "PGSSLCERT", Holds::Certificate),
+    (&["sslkey", "ssl-key"], "PGSSLKEY", Holds::Key),
 ];
 
 /// `url` as sqlx is to read it, checked first: a password parameter other than
@@ -104,7 +145,7 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
             left_out.push(key.into_owned());
         }
     }
-    for (names, variable) in FILES {
+    for (names, variable, holds) in FILES {
         let named = kept.iter().find(|(key, _)| names.contains(&key.as_str()));
         match named {
             Some((parameter, path)) => {
@@ -113,7 +154,7 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
                 if holds_pem(path) {
                     return Err(TlsParameterError::Inline(parameter.clone()));
                 }
-                check_file(parameter, path, *variable == "PGSSLROOTCERT")?;
+                check_file(parameter, path, *holds)?;
             }
             None => match std::env::var(variable) {
                 // The environment's value may be the PEM itself, as its whole value.
@@ -121,7 +162,7 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
                 Ok(other) if holds_pem(&other) => {
                     return Err(TlsParameterError::Inline((*variable).to_owned()));
                 }
-                Ok(path) => check_file(variable, &path, *variable == "PGSSLROOTCERT")?,
+                Ok(path) => check_file(variable, &path, *holds)?,
                 Err(_) => {}
             },
         }
@@ -154,9 +195,10 @@ pub fn is_read(key: &str) -> bool {
     READ.contains(&key) || key.starts_with("options[")
 }
 
-/// Checks that `path` is a file this process can read, holding a certificate if it
-/// is a file of CAs.
-fn check_file(parameter: &str, path: &str, cas: bool) -> Result<(), TlsParameterError> {
+/// Checks that `path` is a file this process can read, holding what it `holds`, so
+/// that a wrong file is named now rather than failing the handshake with sqlx's bare
+/// "no keys found" or trusting no CA of its own. Nothing of the file is shown back.
+fn check_file(parameter: &str, path: &str, holds: Holds) -> Result<(), TlsParameterError> {
     let unreadable = |why: String| TlsParameterError::File {
         parameter: parameter.to_owned(),
         path: path.to_owned(),
@@ -167,17 +209,38 @@ fn check_file(parameter: &str, path: &str, cas: bool) -> Result<(), TlsParameter
         return Err(unreadable("not a file".into()));
     }
     let text = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
-    if cas
-        && !text
-            .windows(27)
-            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-    {
-        return Err(TlsParameterError::NoCertificate {
-            parameter: parameter.to_owned(),
-            path: path.to_owned(),
-        });
+    let has = |marker: &[u8]| text.windows(marker.len()).any(|w| w == marker);
+    let (parameter, path) = (parameter.to_owned(), path.to_owned());
+    match holds {
+        Holds::Cas | Holds::Certificate if !has(b"-----BEGIN CERTIFICATE-----") => {
+            Err(TlsParameterError::NoCertificate {
+                parameter,
+                path,
+                consequence: if holds == Holds::Cas {
+                    "no CA of the server would be trusted"
+                } else {
+                    "the client certificate goes there"
+                },
+            })
+        }
+        Holds::Key
+            if has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || has(b"Proc-Type: 4,ENCRYPTED") =>
+        {
+            Err(TlsParameterError::EncryptedKey { parameter, path })
+        }
+        Holds::Key
+            if ![
+                &b"-----BEGIN PRIVATE KEY-----"[..],
+                b"-----BEGIN RSA PRIVATE KEY-----",
+                b"-----BEGIN EC PRIVATE KEY-----",
+            ]
+            .into_iter()
+            .any(has) =>
+        {
+            Err(TlsParameterError::NoKey { parameter, path })
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The `sslmode` of a connection that reaches its server over the network without
@@ -375,6 +438,48 @@ mod tests {
             refused(format!("ssl-ca={}", empty.display())).contains("holds no certificate"),
             "a file of CAs with none would trust only the system's roots"
         );
+
+        // A client certificate or key file that holds something else is named, and
+        // nothing of it is shown.
+        let cert_as_key = dir.path().join("client.crt");
+        std::fs::write(&cert_as_key, "-----BEGIN CERTIFICATE-----\ns3cret\n").unwrap();
+        let message = refused(format!("sslkey={}", cert_as_key.display()));
+        assert_eq!(
+            message,
+            format!(
+                "sslkey names {}, which holds no private key (a PEM \"-----BEGIN PRIVATE \
+                 KEY-----\" block, or an RSA or EC one): the client certificate's key goes \
+                 there",
+                cert_as_key.display()
+            )
+        );
+        let key_as_cert = dir.path().join("client.key");
+        std::fs::write(&key_as_cert, "-----BEGIN PRIVATE KEY-----\ns3cret\n").unwrap();
+        let message = refused(format!("sslcert={}", key_as_cert.display()));
+        assert!(
+            message.ends_with("the client certificate goes there"),
+            "{message}"
+        );
+        assert!(!message.contains("s3cret"), "{message}");
+        let encrypted = dir.path().join("encrypted.key");
+        std::fs::write(
+            &encrypted,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\ns3cret\n",
+        )
+        .unwrap();
+        let message = refused(format!("ssl-key={}", encrypted.display()));
+        assert!(
+            message.contains("which holds an encrypted key"),
+            "{message}"
+        );
+        assert!(message.contains("openssl pkey -in"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        for header in ["RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY"] {
+            let key = dir.path().join("ok.key");
+            std::fs::write(&key, format!("-----BEGIN {header}-----\n")).unwrap();
+            let url = format!("postgres://kl@db/kl?sslkey={}", key.display());
+            assert_eq!(prepare(&url).unwrap(), url, "{header}");
+        }
 
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
