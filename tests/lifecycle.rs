@@ -592,6 +592,90 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
     t.stop().await;
 }
 
+/// A deletion that the command service has taken but the read model does not show yet
+/// (its projector held back by a write lock on the SQLite file): AWS's API sees the
+/// secret live, sends the change, and the command service refuses it. The answer is
+/// still AWS's for a secret marked for deletion, not a missing one.
+#[tokio::test]
+async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered_as_aws_does() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let key = t.aws_key(&token).await;
+    let (status, made) = t
+        .aws(
+            &key,
+            "CreateSecret",
+            json!({"Name": "db/racing", "SecretString": "s"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/racing", 0).to_string();
+
+    // Hold the read model's write lock: the projector cannot apply the deletion, and
+    // readers still see the secret live.
+    let pool = crate::support::read_model::open_url(&t.stack.database_url).await;
+    let mut lock = pool.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let nats = t.client_nats_as(&token).await;
+    let deleted = raw_command(
+        &nats,
+        "secret.delete",
+        Some(&token),
+        &json!({"id": id, "recovery_window_days": 7}),
+    )
+    .await;
+    assert!(deleted.get("error").is_none(), "{deleted}");
+    let (status, described) = t
+        .aws(&key, "DescribeSecret", json!({"SecretId": "db/racing"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{described}");
+    assert!(
+        described.get("DeletedDate").is_none(),
+        "the read model shows the deletion already: {described}"
+    );
+
+    let (status, put) = t
+        .aws(
+            &key,
+            "PutSecretValue",
+            json!({"SecretId": "db/racing", "SecretString": "late"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{put}");
+    assert_eq!(put["__type"], "InvalidRequestException", "{put}");
+    assert!(
+        put["message"]
+            .as_str()
+            .unwrap()
+            .contains("it was marked for deletion"),
+        "{put}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+
+    // Once applied, the API's own check answers the same.
+    eventually("the deletion applied", WAIT, || async {
+        let (_, d) = t
+            .aws(&key, "DescribeSecret", json!({"SecretId": "db/racing"}))
+            .await;
+        d["DeletedDate"].is_number().then_some(())
+    })
+    .await;
+    let (status, put) = t
+        .aws(
+            &key,
+            "PutSecretValue",
+            json!({"SecretId": "db/racing", "SecretString": "late"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{put}");
+    assert_eq!(put["__type"], "InvalidRequestException", "{put}");
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn deletion_waits_for_its_recovery_window_and_can_be_restored() {
     let clock = TestClock::now();
