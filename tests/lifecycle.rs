@@ -582,11 +582,13 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
     // The purge had not landed: the answers above came from the window alone.
     let project = ProjectId::parse("p1").unwrap();
     let id = SecretId::for_name(&project, "db/gone", 0).to_string();
+    let history = t.history(&id).await;
     assert!(
-        !t.history(&id)
-            .await
-            .iter()
-            .any(|(c, _)| c == "secret.purge"),
+        history.iter().any(|(c, _)| c == "secret.delete"),
+        "{history:?}"
+    );
+    assert!(
+        !history.iter().any(|(c, _)| c == "secret.purge"),
         "the scheduler purged it meanwhile"
     );
     t.stop().await;
@@ -673,6 +675,56 @@ async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{put}");
     assert_eq!(put["__type"], "InvalidRequestException", "{put}");
+    t.stop().await;
+}
+
+/// Barbican's consumers block a deletion, which only the command service checks: AWS's
+/// DeleteSecret answers `InvalidRequestException` naming them, and the secret stays.
+#[tokio::test]
+async fn aws_delete_of_a_secret_with_barbican_consumers_is_an_invalid_request() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let key = t.aws_key(&token).await;
+    let (status, made) = t
+        .aws(
+            &key,
+            "CreateSecret",
+            json!({"Name": "db/consumed", "SecretString": "s"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/consumed", 0).to_string();
+    let registered = t
+        .http
+        .post(t.url(&format!("/v1/secrets/{id}/consumers")))
+        .bearer_auth(&token)
+        .header("OpenStack-API-Version", "key-manager 1.1")
+        .json(&json!({"service": "image", "resource_type": "image", "resource_id": "i-1"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = (registered.status(), registered.text().await.unwrap());
+    assert!(status.is_success(), "{status} {body}");
+    for input in [
+        json!({"SecretId": "db/consumed", "RecoveryWindowInDays": 7}),
+        json!({"SecretId": "db/consumed", "ForceDeleteWithoutRecovery": true}),
+    ] {
+        let (status, refused) = t.aws(&key, "DeleteSecret", input).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(refused["__type"], "InvalidRequestException", "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Secret cannot be deleted as it has consumers."),
+            "{refused}"
+        );
+    }
+    let (status, value) = t
+        .aws(&key, "GetSecretValue", json!({"SecretId": "db/consumed"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(value["SecretString"], "s");
     t.stop().await;
 }
 
