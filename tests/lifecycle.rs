@@ -504,8 +504,9 @@ async fn a_restore_after_the_recovery_window_is_refused_before_the_purge_lands()
 }
 
 /// AWS's API agrees once a recovery window has ended, before the purge lands: the
-/// secret is no longer described, nor listed with `IncludePlannedDeletion`, and a
-/// create of its name is told the name is not free yet and why.
+/// secret is no longer described, restored or deleted (a forced deletion succeeds, as
+/// for a missing one), nor listed with `IncludePlannedDeletion`, and a create of its
+/// name is told the name is not free yet and why.
 #[tokio::test]
 async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lands() {
     let clock = TestClock::now();
@@ -550,7 +551,7 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
     assert!(listed(&list), "{list}");
 
     clock.advance(Duration::from_secs(7 * 86_400));
-    let (status, described) = t.aws(&key, "DescribeSecret", name).await;
+    let (status, described) = t.aws(&key, "DescribeSecret", name.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{described}");
     assert_eq!(described["__type"], "ResourceNotFoundException");
     assert!(
@@ -563,6 +564,21 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
     let (status, list) = t.aws(&key, "ListSecrets", with_planned).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert!(!listed(&list), "{list}");
+    let (status, restored) = t.aws(&key, "RestoreSecret", name.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{restored}");
+    assert_eq!(restored["__type"], "ResourceNotFoundException");
+    // As for a missing secret, a forced deletion succeeds and a windowed one does not.
+    let (status, forced) = t
+        .aws(
+            &key,
+            "DeleteSecret",
+            json!({"SecretId": "db/gone", "ForceDeleteWithoutRecovery": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{forced}");
+    let (status, windowed) = t.aws(&key, "DeleteSecret", name.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{windowed}");
+    assert_eq!(windowed["__type"], "ResourceNotFoundException");
     let (status, again) = t
         .aws(
             &key,

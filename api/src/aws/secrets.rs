@@ -477,29 +477,20 @@ pub async fn delete(
     let now = (state.clock)();
     let id = match resolve(state, caller, &given).await {
         Ok(id) => id,
-        // AWS: a forced deletion of a missing secret succeeds, for a caller who may
-        // delete secrets of the project, and for a name or ARN of it.
         Err(e) if force && e.code == Code::ResourceNotFound && !other_account(caller, &given) => {
-            let who = &caller.caller.principal;
-            authorize(
-                who,
-                Action::DeleteSecret,
-                Target::Project {
-                    project: &who.project,
-                    secret: Some(SecretId::for_name(&who.project, &given, 0).into()),
-                },
-                access::env(state, &caller.caller),
-            )
-            .map_err(crate::error::ApiError::from)?;
-            return output(&DeleteSecretOutput {
-                arn: given.clone(),
-                name: given,
-                deletion_date: now.unix_millis() as f64 / 1000.0,
-            });
+            return forced_of_missing(state, caller, given, now);
         }
         Err(e) => return Err(e),
     };
-    let row = secret_row(state, caller, id, Action::DeleteSecret).await?;
+    let row = match secret_row(state, caller, id, Action::DeleteSecret).await {
+        Ok(row) => row,
+        // Deleted already (its recovery window over, its purge not landed yet) or
+        // expired: as a missing one.
+        Err(e) if force && e.code == Code::ResourceNotFound => {
+            return forced_of_missing(state, caller, given, now);
+        }
+        Err(e) => return Err(e),
+    };
     let request = DeleteSecretRequest {
         command_id: None,
         project: Some(row.project.to_string()),
@@ -519,6 +510,32 @@ pub async fn delete(
         arn: arn(caller, &row),
         name: name_of(&row),
         deletion_date: deletion as f64 / 1000.0,
+    })
+}
+
+/// AWS: a forced deletion of a missing secret succeeds, for a caller who may delete
+/// secrets of the project, and for a name or ARN of it.
+fn forced_of_missing(
+    state: &AppState,
+    caller: &AwsCaller,
+    given: String,
+    now: Timestamp,
+) -> Result<Response, AwsError> {
+    let who = &caller.caller.principal;
+    authorize(
+        who,
+        Action::DeleteSecret,
+        Target::Project {
+            project: &who.project,
+            secret: Some(SecretId::for_name(&who.project, &given, 0).into()),
+        },
+        access::env(state, &caller.caller),
+    )
+    .map_err(crate::error::ApiError::from)?;
+    output(&DeleteSecretOutput {
+        arn: given.clone(),
+        name: given,
+        deletion_date: now.unix_millis() as f64 / 1000.0,
     })
 }
 
