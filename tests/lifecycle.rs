@@ -694,6 +694,95 @@ async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered
     t.stop().await;
 }
 
+/// AWS's `NextToken` holds the place of the last secret shown, not an offset: secrets
+/// deleted between pages (ones already listed, which an offset would count) neither
+/// skip nor repeat the others, in every sort order, nameless secrets (NULL names,
+/// first going up and last going down) included.
+#[tokio::test]
+async fn aws_listing_pages_hold_their_place_while_secrets_are_deleted() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let key = t.aws_key(&token).await;
+    let create = |name: String| {
+        let (t, key) = (&t, &key);
+        async move {
+            let (status, made) = t
+                .aws(
+                    key,
+                    "CreateSecret",
+                    json!({"Name": name, "SecretString": "s"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{made}");
+        }
+    };
+    let mut stable: Vec<String> = Vec::new();
+    for i in 0..8 {
+        create(format!("stable-{i:02}")).await;
+        stable.push(format!("stable-{i:02}"));
+    }
+    // Barbican's secrets need no name; AWS shows their id.
+    for _ in 0..2 {
+        stable.push(t.create(&token, text("nameless")).await);
+    }
+    for (round, (sort_by, order)) in [
+        ("name", "asc"),
+        ("name", "desc"),
+        ("created-date", "asc"),
+        ("last-changed-date", "desc"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for i in 0..8 {
+            create(format!("churn-{round}-{i:02}")).await;
+        }
+        let mut seen: Vec<String> = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut input = json!({"MaxResults": 3, "SortBy": sort_by, "SortOrder": order});
+            if let Some(n) = &next {
+                input["NextToken"] = json!(n);
+            }
+            let (status, page) = t.aws(&key, "ListSecrets", input).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let names: Vec<String> = page["SecretList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["Name"].as_str().unwrap().to_owned())
+                .collect();
+            // Delete, at once, the churn secrets this page showed: each moves every
+            // later secret one place forward.
+            for name in names.iter().filter(|n| n.starts_with("churn-")) {
+                let (status, gone) = t
+                    .aws(
+                        &key,
+                        "DeleteSecret",
+                        json!({"SecretId": name, "ForceDeleteWithoutRecovery": true}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{gone}");
+            }
+            seen.extend(names);
+            match page["NextToken"].as_str() {
+                Some(n) => next = Some(n.to_owned()),
+                None => break,
+            }
+        }
+        for name in &stable {
+            let times = seen.iter().filter(|s| *s == name).count();
+            assert_eq!(
+                times, 1,
+                "{sort_by} {order}: {name} listed {times} times: {seen:?}"
+            );
+        }
+        let churned = seen.iter().filter(|s| s.starts_with("churn-")).count();
+        assert_eq!(churned, 8, "{sort_by} {order}: {seen:?}");
+    }
+    t.stop().await;
+}
+
 /// Barbican's consumers block a deletion, which only the command service checks: AWS's
 /// DeleteSecret answers `InvalidRequestException` naming them, and the secret stays.
 #[tokio::test]

@@ -1,11 +1,15 @@
 //! Paging as AWS's listings do it: `MaxResults` and an opaque `NextToken`. A token
-//! holds the offset of the next page and a fingerprint of the request it belongs to,
-//! so a token sent with other filters is refused rather than misread.
+//! holds where the next page starts (a listing of secrets: the position of the last
+//! row shown, so that secrets deleted, restored or created meanwhile neither skip nor
+//! repeat others; a secret's versions: an offset) and a fingerprint of the request it
+//! belongs to, so a token sent with other filters is refused rather than misread.
 
 use std::hash::{Hash, Hasher};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use projections::read::Position;
 
 use super::error::{AwsError, Code};
 
@@ -27,6 +31,49 @@ pub fn fingerprint(request: &impl Hash) -> u64 {
     h.finish()
 }
 
+/// A position token's content.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct After {
+    /// The listing's fingerprint, in hex.
+    f: String,
+    /// Where the last page ended.
+    p: Position,
+}
+
+/// The token of the page after `position` in the listing with `fingerprint`.
+pub fn after_token(position: Position, fingerprint: u64) -> String {
+    let after = After {
+        f: format!("{fingerprint:016x}"),
+        p: position,
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&after).unwrap_or_default())
+}
+
+/// The position a `NextToken` of [`after_token`] names (`None` without one), if it
+/// belongs to this listing.
+pub fn after(token: Option<&str>, fingerprint: u64) -> Result<Option<Position>, AwsError> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    let after: After = URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .ok_or_else(not_handed_out)?;
+    if after.f != format!("{fingerprint:016x}") {
+        return Err(not_handed_out());
+    }
+    Ok(Some(after.p))
+}
+
+fn not_handed_out() -> AwsError {
+    AwsError::new(
+        Code::InvalidNextToken,
+        "NextToken is not one this listing handed out; send the same request with the \
+         NextToken of the previous page, or start without one",
+    )
+}
+
 /// The token of the page at `offset` of the listing with `fingerprint`.
 pub fn token(offset: u32, fingerprint: u64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{offset}:{fingerprint:016x}"))
@@ -37,13 +84,7 @@ pub fn offset(token: Option<&str>, fingerprint: u64) -> Result<u32, AwsError> {
     let Some(token) = token else {
         return Ok(0);
     };
-    let bad = || {
-        AwsError::new(
-            Code::InvalidNextToken,
-            "NextToken is not one this listing handed out; send the same request with the \
-             NextToken of the previous page, or start without one",
-        )
-    };
+    let bad = not_handed_out;
     let text = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let text = String::from_utf8(text).map_err(|_| bad())?;
     let (offset, print) = text.split_once(':').ok_or_else(bad)?;
@@ -70,6 +111,36 @@ mod tests {
             String::new(),
         ] {
             let e = offset(Some(&bad), print).unwrap_err();
+            assert_eq!(e.code, Code::InvalidNextToken, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_position_token_reads_back_only_for_its_own_listing() {
+        let print = fingerprint(&("name", 3));
+        let position = Position {
+            key: Some(projections::read::KeyValue::Text("db/a:b".into())),
+            created_ms: 1_700_000_000_000,
+            id: "7f1c".into(),
+        };
+        let handed_out = after_token(position.clone(), print);
+        assert_eq!(after(Some(&handed_out), print).unwrap(), Some(position));
+        assert_eq!(after(None, print).unwrap(), None);
+        let other = fingerprint(&("name", 4));
+        for bad in [
+            after_token(
+                Position {
+                    key: None,
+                    created_ms: 0,
+                    id: String::new(),
+                },
+                other,
+            ),
+            token(40, print),
+            "bm9wZQ".into(),
+            "!!".into(),
+        ] {
+            let e = after(Some(&bad), print).unwrap_err();
             assert_eq!(e.code, Code::InvalidNextToken, "{bad}");
         }
     }

@@ -741,7 +741,7 @@ pub async fn list_rows(
         listing.include_pending_deletion,
         listing.limit,
     ));
-    let offset = paging::offset(listing.next_token, fingerprint)?;
+    let after = paging::after(listing.next_token, fingerprint)?;
     let who = &caller.caller.principal;
     authorize(
         who,
@@ -761,7 +761,7 @@ pub async fn list_rows(
     let filter = ListFilter {
         sort: vec![(key, desc)],
         limit: listing.limit,
-        offset,
+        after,
         include_pending_deletion: listing.include_pending_deletion,
         ..Default::default()
     };
@@ -773,9 +773,11 @@ pub async fn list_rows(
         })
         .await?
         .value;
-    let shown = u32::try_from(page.secrets.len()).unwrap_or(u32::MAX);
-    let next = offset.saturating_add(shown);
-    let token = (u64::from(next) < page.total).then(|| paging::token(next, fingerprint));
+    let more = page.total > page.secrets.len() as u64;
+    let token = page
+        .last
+        .filter(|_| more)
+        .map(|last| paging::after_token(last, fingerprint));
     Ok((page.secrets, token))
 }
 

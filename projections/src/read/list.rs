@@ -110,6 +110,41 @@ impl SortKey {
     }
 }
 
+impl SortKey {
+    /// Whether the key's column holds integers (else text).
+    pub(crate) fn is_integer(self) -> bool {
+        matches!(
+            self,
+            Self::Created | Self::Updated | Self::Expiration | Self::BitLength
+        )
+    }
+}
+
+/// Where a page ended in its listing's order, for the next page to start after it
+/// (AWS's `NextToken`): unlike an offset, a position does not move when rows before it
+/// are deleted, restored or created, so a secret listed throughout is neither skipped
+/// nor repeated.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    /// The value of the listing's first sort key at that row (`None` for NULL, or
+    /// when the listing has no sort key).
+    pub key: Option<KeyValue>,
+    /// Its creation time, the first tie-breaker.
+    pub created_ms: i64,
+    /// Its id, the last tie-breaker.
+    pub id: String,
+}
+
+/// A sort key's value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum KeyValue {
+    /// An integer column's (times in milliseconds, bit lengths).
+    Integer(i64),
+    /// A text column's.
+    Text(String),
+}
+
 /// Filters, sorting and paging of a secret listing (Barbican's query parameters).
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -131,6 +166,9 @@ pub struct ListFilter {
     pub limit: u32,
     /// Rows to skip.
     pub offset: u32,
+    /// Where the previous page ended (only rows after it are listed, `offset` still
+    /// skipping among them); paging by position takes at most one sort key.
+    pub after: Option<Position>,
     /// Whether secrets scheduled for deletion are listed too (AWS's
     /// `IncludePlannedDeletion`).
     pub include_pending_deletion: bool,
@@ -141,8 +179,10 @@ pub struct ListFilter {
 pub struct Page {
     /// The page.
     pub secrets: Vec<SecretRow>,
-    /// All rows matching the filter.
+    /// All rows matching the filter (after `after`, when given).
     pub total: u64,
+    /// Where the page ended: its last row's position.
+    pub last: Option<Position>,
 }
 
 impl ReadModel {

@@ -118,7 +118,7 @@ pub use cache::{Entry, ReadAt, ReadCache};
 pub use containers::{ContainerConsumerRow, ContainerPage, ContainerRefRow, ContainerRow};
 pub use due::{due, rotations_due};
 pub use error::ReadError;
-pub use list::{Compare, ListFilter, ListScope, Page, SortKey, TimeColumn};
+pub use list::{Compare, KeyValue, ListFilter, ListScope, Page, Position, SortKey, TimeColumn};
 pub use orders::{OrderPage, OrderRow, pending_orders};
 pub use quotas::{QuotaPage, usage};
 

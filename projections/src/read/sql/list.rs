@@ -3,8 +3,11 @@
 use futures::TryStreamExt;
 use sqlx::QueryBuilder;
 
+use sqlx::Row as _;
+
 use super::secrets::{checkpoint, secret_columns, secret_row};
-use super::{Db, Reads};
+use super::{Db, DbRow, Reads};
+use crate::read::{KeyValue, Position, SortKey};
 use crate::read::{ListFilter, ListScope, Page, SecretRow};
 
 impl Reads<'_> {
@@ -20,7 +23,12 @@ impl Reads<'_> {
         let mut conn = self.0.acquire().await?;
         let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
-        let mut q: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {} ", secret_columns()));
+        let first_key = filter.sort.first().copied();
+        let mut q: QueryBuilder<Db> = QueryBuilder::new(format!(
+            "SELECT {}, s.created_ms AS page_created, {} AS page_key ",
+            secret_columns(),
+            first_key.map_or("NULL", |(key, _)| key.sql())
+        ));
         match scope {
             ListScope::Project {
                 project,
@@ -81,6 +89,10 @@ impl Reads<'_> {
             q.push(format!(" AND {}{}", column.sql(), op.sql()))
                 .push_bind(*ms);
         }
+        if let Some(after) = &filter.after {
+            q.push(" AND ");
+            push_after(&mut q, first_key, after);
+        }
         q.push(" ORDER BY ");
         for (key, desc) in &filter.sort {
             // NULLs first going up, as SQLite orders them by default (PostgreSQL's
@@ -99,12 +111,14 @@ impl Reads<'_> {
         );
         let mut page = Vec::new();
         let mut total = 0u64;
+        let mut last = None;
         while let Some(r) = rows.try_next().await? {
             let row = secret_row(&r)?;
             if !keep(&row) {
                 continue;
             }
             if (first..end).contains(&total) {
+                last = Some(position(&r, first_key.map(|(key, _)| key), &row)?);
                 page.push(row);
             }
             total += 1;
@@ -115,8 +129,78 @@ impl Reads<'_> {
             Page {
                 secrets: page,
                 total,
+                last,
             },
             seq,
         ))
+    }
+}
+
+/// The position of the listed row `r` (`row`, read from it).
+fn position(r: &DbRow, key: Option<SortKey>, row: &SecretRow) -> Result<Position, sqlx::Error> {
+    let key = match key {
+        None => None,
+        Some(k) if k.is_integer() => r.try_get::<Option<i64>, _>("page_key")?.map(KeyValue::Integer),
+        Some(_) => r.try_get::<Option<String>, _>("page_key")?.map(KeyValue::Text),
+    };
+    Ok(Position {
+        key,
+        created_ms: r.try_get("page_created")?,
+        id: row.id.to_string(),
+    })
+}
+
+/// The condition of rows after `after` in the order `ORDER BY` gives (the first sort
+/// key, NULLs first going up and last going down, then `created_ms` and `id` going
+/// up), compared by the database itself so that its collation decides both.
+fn push_after(q: &mut QueryBuilder<Db>, first: Option<(SortKey, bool)>, after: &Position) {
+    let ties = |q: &mut QueryBuilder<Db>| {
+        q.push("(s.created_ms > ")
+            .push_bind(after.created_ms)
+            .push(" OR (s.created_ms = ")
+            .push_bind(after.created_ms)
+            .push(" AND s.id > ")
+            .push_bind(after.id.clone())
+            .push("))");
+    };
+    let value = |q: &mut QueryBuilder<Db>, v: &KeyValue| match v {
+        KeyValue::Integer(n) => {
+            q.push_bind(*n);
+        }
+        KeyValue::Text(t) => {
+            q.push_bind(t.clone());
+        }
+    };
+    let Some((key, desc)) = first else {
+        ties(q);
+        return;
+    };
+    let k = key.sql();
+    match (&after.key, desc) {
+        // Going up from a NULL: the other NULLs after it, then every value.
+        (None, false) => {
+            q.push(format!("({k} IS NOT NULL OR ({k} IS NULL AND "));
+            ties(q);
+            q.push("))");
+        }
+        // Going down, NULLs come last: only the NULLs after it.
+        (None, true) => {
+            q.push(format!("({k} IS NULL AND "));
+            ties(q);
+            q.push(")");
+        }
+        (Some(v), desc) => {
+            q.push(format!("({k}{}", if desc { " < " } else { " > " }));
+            value(q, v);
+            q.push(format!(" OR ({k} = "));
+            value(q, v);
+            q.push(" AND ");
+            ties(q);
+            q.push(")");
+            if desc {
+                q.push(format!(" OR {k} IS NULL"));
+            }
+            q.push(")");
+        }
     }
 }
