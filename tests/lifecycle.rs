@@ -671,6 +671,16 @@ async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered
             .contains("it was marked for deletion"),
         "{put}"
     );
+    let (status, moved) = t
+        .aws(
+            &key,
+            "UpdateSecretVersionStage",
+            json!({"SecretId": "db/racing", "VersionStage": "custom",
+                   "MoveToVersionId": made["VersionId"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{moved}");
+    assert_eq!(moved["__type"], "InvalidRequestException", "{moved}");
     sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
     drop(lock);
 

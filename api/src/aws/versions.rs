@@ -130,9 +130,12 @@ pub async fn update_stage(
     super::write(state, caller, command::SECRET_STAGE_MOVE, &request)
         .await
         .map_err(|e| {
+            // The label is not where the request said (a conflict): AWS calls that
+            // invalid. A secret marked for deletion meanwhile stays AWS's invalid
+            // request.
+            let conflict = e.status() == axum::http::StatusCode::CONFLICT;
             let e = AwsError::from(e);
-            // The label is not where the request said: AWS calls that invalid.
-            if e.code == Code::InvalidRequest {
+            if conflict && e.code == Code::InvalidRequest {
                 AwsError::invalid(e.message)
             } else {
                 e
