@@ -793,6 +793,64 @@ async fn aws_listing_pages_hold_their_place_while_secrets_are_deleted() {
     t.stop().await;
 }
 
+/// AWS's forced deletion succeeds for a missing secret, concurrent ones for one secret
+/// all succeed, but what names no secret keyledger could hold is refused, and a named
+/// secret's keyledger id (which AWS's API does not take) is not confirmed as deleted.
+#[tokio::test]
+async fn aws_forced_deletion_succeeds_for_a_missing_secret_and_only_for_one() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let key = t.aws_key(&token).await;
+    let forced = |id: Value| json!({"SecretId": id, "ForceDeleteWithoutRecovery": true});
+    let (status, gone) = t
+        .aws(&key, "DeleteSecret", forced(json!("never-was")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{gone}");
+    for bad in [json!("name with space"), json!("x".repeat(3000))] {
+        let (status, refused) = t.aws(&key, "DeleteSecret", forced(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(refused["__type"], "InvalidParameterException", "{refused}");
+    }
+
+    let (status, made) = t
+        .aws(
+            &key,
+            "CreateSecret",
+            json!({"Name": "db/kept", "SecretString": "s"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/kept", 0).to_string();
+    let (status, refused) = t.aws(&key, "DeleteSecret", forced(json!(id))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was deleted"),
+        "{refused}"
+    );
+    let (status, value) = t
+        .aws(&key, "GetSecretValue", json!({"SecretId": "db/kept"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+
+    // Four at once: each either deletes it or finds it deleted.
+    let answers = futures::future::join_all(
+        (0..4).map(|_| t.aws(&key, "DeleteSecret", forced(json!("db/kept")))),
+    )
+    .await;
+    for (status, answer) in answers {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let (status, value) = t
+        .aws(&key, "GetSecretValue", json!({"SecretId": "db/kept"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+    assert_eq!(value["__type"], "ResourceNotFoundException", "{value}");
+    t.stop().await;
+}
+
 /// Barbican's consumers block a deletion, which only the command service checks: AWS's
 /// DeleteSecret answers `InvalidRequestException` naming them, and the secret stays.
 #[tokio::test]

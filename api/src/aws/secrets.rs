@@ -31,10 +31,22 @@ const DEFAULT_RECOVERY_DAYS: i64 = 30;
 
 /// The `SecretId` member, which every operation on one secret requires.
 pub fn secret_id(given: Option<String>) -> Result<String, AwsError> {
-    given
+    let given = given
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| AwsError::invalid("SecretId is required: give the secret's name or ARN"))
+        .ok_or_else(|| AwsError::invalid("SecretId is required: give the secret's name or ARN"))?;
+    // AWS's bound; no name or ARN of keyledger's is near it.
+    if given.len() > MAX_SECRET_ID {
+        return Err(AwsError::invalid(format!(
+            "SecretId is {} characters long; at most {MAX_SECRET_ID} are allowed: give the \
+             secret's name or ARN",
+            given.len()
+        )));
+    }
+    Ok(given)
 }
+
+/// The longest `SecretId` AWS takes.
+const MAX_SECRET_ID: usize = 2048;
 
 /// The ARN of the secret in `row`, in the caller's region.
 pub fn arn(caller: &AwsCaller, row: &SecretRow) -> String {
@@ -478,7 +490,7 @@ pub async fn delete(
     let id = match resolve(state, caller, &given).await {
         Ok(id) => id,
         Err(e) if force && e.code == Code::ResourceNotFound && !other_account(caller, &given) => {
-            return forced_of_missing(state, caller, given, now);
+            return forced_of_missing(state, caller, given, now).await;
         }
         Err(e) => return Err(e),
     };
@@ -487,7 +499,7 @@ pub async fn delete(
         // Deleted already (its recovery window over, its purge not landed yet) or
         // expired: as a missing one.
         Err(e) if force && e.code == Code::ResourceNotFound => {
-            return forced_of_missing(state, caller, given, now);
+            return forced_of_missing(state, caller, given, now).await;
         }
         Err(e) => return Err(e),
     };
@@ -500,7 +512,13 @@ pub async fn delete(
         force: force.then_some(true),
         ignore_consumers: None,
     };
-    super::write(state, caller, command::SECRET_DELETE, &request).await?;
+    match super::write(state, caller, command::SECRET_DELETE, &request).await {
+        Ok(_) => {}
+        // Deleted by another request since the look above: as for a missing secret,
+        // a forced deletion succeeds (concurrent ones all do).
+        Err(e) if force && e.status() == axum::http::StatusCode::NOT_FOUND => {}
+        Err(e) => return Err(e.into()),
+    }
     let deletion = if force {
         now.unix_millis()
     } else {
@@ -514,14 +532,50 @@ pub async fn delete(
 }
 
 /// AWS: a forced deletion of a missing secret succeeds, for a caller who may delete
-/// secrets of the project, and for a name or ARN of it.
-fn forced_of_missing(
+/// secrets of the project, and for a name or ARN of it. Not for what no secret could
+/// be named (refused, saying why), nor for a live secret's keyledger id, which AWS's
+/// API does not take for a named secret: confirming a deletion that did not happen
+/// would mislead a caller mixing the two APIs.
+async fn forced_of_missing(
     state: &AppState,
     caller: &AwsCaller,
     given: String,
     now: Timestamp,
 ) -> Result<Response, AwsError> {
+    let name = match domain::secret::arn::SecretInput::parse(&given)? {
+        domain::secret::arn::SecretInput::Name(name) => name,
+        domain::secret::arn::SecretInput::Arn { rest, .. } => rest,
+    };
+    if SecretName::parse(name).is_err()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+    {
+        return Err(AwsError::invalid(
+            "SecretId names no secret keyledger could hold: a name (or an ARN's) is 1 to \
+             255 ASCII letters, digits and the characters /_+=.@-",
+        ));
+    }
     let who = &caller.caller.principal;
+    let by_id = match SecretId::parse(&given) {
+        Ok(id) => match state.read.get_secret(id, now).await?.value {
+            Lookup::Found(row) => Some(row),
+            Lookup::PendingDeletion(row) if !row.recovery_window_ended(now) => Some(*row),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    if let Some(row) = by_id
+        && row.project == who.project
+        && row.name.as_deref().is_some_and(|n| !n.is_empty())
+        && access::may_read(state, &caller.caller, &row)
+    {
+        return Err(AwsError::invalid(format!(
+            "SecretId {given} is the keyledger id of a secret that has a name: AWS's API \
+             names it by its name or ARN ({}); nothing was deleted",
+            arn(caller, &row)
+        )));
+    }
     authorize(
         who,
         Action::DeleteSecret,
