@@ -543,6 +543,32 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
     };
     let with_planned = json!({"IncludePlannedDeletion": true});
 
+    // A secret Barbican's API made holds its name too, and is told apart the same way.
+    let barbican = t
+        .create(
+            &token,
+            json!({"name": "bar/held", "payload": "b", "payload_content_type": "text/plain"}),
+        )
+        .await;
+    let scheduled = t
+        .delete(
+            &format!("/v1/secrets/{barbican}?recovery_window_days=7"),
+            &token,
+        )
+        .await;
+    assert_eq!(scheduled.status(), 204);
+    let create_held = json!({"Name": "bar/held", "SecretString": "again"});
+    let (status, again) = t.aws(&key, "CreateSecret", create_held.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert_eq!(again["__type"], "InvalidRequestException", "{again}");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("already scheduled for deletion"),
+        "{again}"
+    );
+
     // In its window it is described, and listed when asked for.
     let (status, described) = t.aws(&key, "DescribeSecret", name.clone()).await;
     assert_eq!(status, StatusCode::OK, "{described}");
@@ -588,6 +614,15 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
     assert_eq!(again["__type"], "InvalidRequestException");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("You can't create this secret yet"),
+        "{again}"
+    );
+    let (status, again) = t.aws(&key, "CreateSecret", create_held).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
     assert!(
         again["message"]
             .as_str()

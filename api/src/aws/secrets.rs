@@ -198,7 +198,11 @@ pub async fn create(
             continue;
         };
         if id.incarnation_of(&project, name.as_str()).is_none() {
-            return Err(exists(&name));
+            // Told apart as for a holder AWS's API created (below).
+            return Err(match state.read.get_secret(id, now).await?.value {
+                Lookup::PendingDeletion(row) => scheduled_for_deletion(caller, &project, &row, now),
+                _ => exists(&name),
+            });
         }
     }
     let (payload, content_type, encoding) =
