@@ -828,6 +828,72 @@ async fn aws_listing_pages_hold_their_place_while_secrets_are_deleted() {
     t.stop().await;
 }
 
+/// AWS's DeleteSecret takes the command service's configured recovery window: its
+/// default when `RecoveryWindowInDays` is absent (as the aws CLI sends it), its bounds
+/// otherwise, and `DeletionDate` is the end of the window chosen.
+#[tokio::test]
+async fn aws_deletion_takes_the_configured_recovery_window() {
+    let clock = TestClock::now();
+    let day = Duration::from_secs(86_400);
+    let t = TestStack::start_with(|c| {
+        c.clock = clock.clock();
+        c.handler.lifecycle = Lifecycle {
+            recovery: domain::secret::version::RecoveryWindow {
+                min: 10 * day,
+                max: 20 * day,
+                default: 14 * day,
+            },
+            ..Default::default()
+        };
+    })
+    .await;
+    let token = t.token("alice", "p1");
+    let key = t.aws_key(&token).await;
+    let (status, made) = t
+        .aws(
+            &key,
+            "CreateSecret",
+            json!({"Name": "db/windowed", "SecretString": "s"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    for days in [7, 21] {
+        let (status, refused) = t
+            .aws(
+                &key,
+                "DeleteSecret",
+                json!({"SecretId": "db/windowed", "RecoveryWindowInDays": days}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(refused["__type"], "InvalidParameterException", "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("choose between 10 days and 20 days"),
+            "{refused}"
+        );
+    }
+    let (status, deleted) = t
+        .aws(&key, "DeleteSecret", json!({"SecretId": "db/windowed"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let expected = t.now().plus(14 * day).unwrap().unix_millis() as f64 / 1000.0;
+    assert!(
+        (deleted["DeletionDate"].as_f64().unwrap() - expected).abs() < 1.0,
+        "{deleted}, expected {expected}"
+    );
+    let (_, described) = t
+        .aws(&key, "DescribeSecret", json!({"SecretId": "db/windowed"}))
+        .await;
+    assert_eq!(
+        described["DeletedDate"], deleted["DeletionDate"],
+        "{described}"
+    );
+    t.stop().await;
+}
+
 /// AWS's forced deletion succeeds for a missing secret, concurrent ones for one secret
 /// all succeed, but what names no secret keyledger could hold is refused, and a named
 /// secret's keyledger id (which AWS's API does not take) is not confirmed as deleted.

@@ -26,8 +26,10 @@ use super::{AwsCaller, output, paging};
 use crate::access;
 use crate::state::AppState;
 
-/// The default recovery window of a deletion, as AWS's.
-const DEFAULT_RECOVERY_DAYS: i64 = 30;
+/// The recovery window a `DeletionDate` assumes when none was asked for and the read
+/// model did not show the deletion in time: the command service's default unless
+/// configured otherwise (AWS's).
+const DEFAULT_RECOVERY_DAYS: u64 = 30;
 
 /// The `SecretId` member, which every operation on one secret requires.
 pub fn secret_id(given: Option<String>) -> Result<String, AwsError> {
@@ -468,7 +470,8 @@ pub async fn restore(
     })
 }
 
-/// `DeleteSecret`: schedules the deletion (7 to 30 days; 30 by default), or deletes at
+/// `DeleteSecret`: schedules the deletion (within the command service's bounds, 7 to
+/// 30 days unless configured; its default window when none is given), or deletes at
 /// once with `ForceDeleteWithoutRecovery`, which also succeeds for a missing secret.
 pub async fn delete(
     state: &AppState,
@@ -482,14 +485,18 @@ pub async fn delete(
             "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
         ));
     }
-    let days = input
-        .recovery_window_in_days
-        .unwrap_or(DEFAULT_RECOVERY_DAYS);
-    if !(7..=30).contains(&days) {
-        return Err(AwsError::invalid(
-            "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).",
-        ));
-    }
+    // The window's bounds and default are the command service's (its
+    // --recovery-window-min, -max and --recovery-window; 7, 30 and 30 days by
+    // default), which refuses a window out of them saying which they are.
+    let days = match input.recovery_window_in_days {
+        Some(d) if d < 1 => {
+            return Err(AwsError::invalid(format!(
+                "The RecoveryWindowInDays value must be a positive number of days (it is \
+                 {d}); keyledger's bounds are 7 to 30 days unless configured otherwise"
+            )));
+        }
+        given => given.map(i64::unsigned_abs),
+    };
     let now = (state.clock)();
     let id = match resolve(state, caller, &given).await {
         Ok(id) => id,
@@ -511,7 +518,7 @@ pub async fn delete(
         command_id: None,
         project: Some(row.project.to_string()),
         id: id.to_string(),
-        recovery_window_days: (!force).then_some(days.unsigned_abs()),
+        recovery_window_days: days.filter(|_| !force),
         recovery_window: None,
         force: force.then_some(true),
         ignore_consumers: None,
@@ -526,7 +533,24 @@ pub async fn delete(
     let deletion = if force {
         now.unix_millis()
     } else {
-        now.unix_millis() + days * 86_400_000
+        // The end of the window the command service chose, as the read model shows
+        // it once the write answers; should that wait have run out, the window asked
+        // for (or the default one).
+        let shown = match state.read.get_secret(id, (state.clock)()).await?.value {
+            Lookup::PendingDeletion(row) => row.recovery_window_end(),
+            _ => None,
+        };
+        shown.map_or_else(
+            || {
+                let days = days.unwrap_or(DEFAULT_RECOVERY_DAYS);
+                now.unix_millis().saturating_add(
+                    i64::try_from(days)
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(86_400_000),
+                )
+            },
+            |end| end.unix_millis(),
+        )
     };
     output(&DeleteSecretOutput {
         arn: arn(caller, &row),
