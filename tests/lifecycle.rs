@@ -486,6 +486,15 @@ async fn a_restore_after_the_recovery_window_is_refused_before_the_purge_lands()
     let (status, message) = description(t.get(&format!("/v1/secrets/{id}"), &token).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(message.contains(&ended), "{message}");
+    // A deletion too, at once or with a window: the purge is the scheduler's.
+    for path in [
+        format!("/v1/secrets/{id}"),
+        format!("/v1/secrets/{id}?recovery_window_days=7"),
+    ] {
+        let (status, message) = description(t.delete(&path, &token).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(message.contains(&ended), "{path}: {message}");
+    }
     let nats = t.client_nats_as(&token).await;
     let put = put_over_nats(&nats, &token, &id, "x").await;
     assert!(

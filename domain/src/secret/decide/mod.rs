@@ -77,6 +77,14 @@ impl Context<'_> {
     }
 }
 
+/// Refuses a secret whose recovery window has ended by `ctx.now`, as deleted.
+fn window_not_ended(secret: &Secret, ctx: &Context<'_>) -> Result<(), Rejection> {
+    match secret.purge_at {
+        Some(at) if ctx.now >= at => Err(window_ended(ctx.id, at)),
+        _ => Ok(()),
+    }
+}
+
 /// The answer for a secret scheduled for deletion, on every path: in its recovery
 /// window, what to do; once the window has ended, that it is deleted.
 pub fn scheduled_for_deletion(id: SecretId, purge_at: Timestamp, now: Timestamp) -> Rejection {
@@ -384,8 +392,10 @@ pub fn decide(
             ignore_consumers,
         } => {
             // Allowed on an expired secret and during a recovery window: it is how their
-            // keys get destroyed at once.
+            // keys get destroyed at once. Not once the window has ended: the secret is
+            // deleted then, and the scheduler's purge destroys the keys.
             let secret = ctx.existing(state)?;
+            window_not_ended(secret, &ctx)?;
             consumers_allow(secret, *ignore_consumers, &ctx)?;
             vec![SecretEvent::Deleted(SecretDeleted {
                 destroyed_keys: secret.key_ids(),
@@ -396,6 +406,7 @@ pub fn decide(
             ignore_consumers,
         } => {
             let secret = ctx.existing(state)?;
+            window_not_ended(secret, &ctx)?;
             consumers_allow(secret, *ignore_consumers, &ctx)?;
             if let Some(at) = secret.purge_at {
                 return Err(Rejection::conflict(format!(

@@ -512,7 +512,28 @@ fn a_restore_is_refused_once_the_recovery_window_has_ended() {
             "{}",
             err.message
         );
+        // A deletion too, forced or windowed: the scheduler's purge is what lands
+        // (a_scheduled_deletion_can_be_restored_within_its_window).
+        for mode in [DeleteMode::Now, DeleteMode::After(Some(hours(24 * 7)))] {
+            let delete = SecretCommand::Delete {
+                mode,
+                ignore_consumers: false,
+            };
+            let err = w.decide(&delete, late).unwrap_err();
+            assert_eq!(err.code, ErrorCode::NotFound, "{delete:?}");
+            assert!(
+                err.message.contains("recovery window ended"),
+                "{}",
+                err.message
+            );
+        }
     }
+    // Within the window a forced deletion still destroys the keys at once.
+    let forced = SecretCommand::Delete {
+        mode: DeleteMode::Now,
+        ignore_consumers: false,
+    };
+    assert!(w.decide(&forced, just_before).is_ok());
 }
 
 #[test]
