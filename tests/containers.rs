@@ -302,6 +302,65 @@ async fn container_acls_work_as_secret_acls_do() {
     t.stop().await;
 }
 
+/// A referenced secret in its recovery window is "scheduled for deletion"; once the
+/// window has ended it is deleted, before the scheduler's purge lands too.
+#[tokio::test]
+async fn a_container_shows_a_secret_deleted_once_its_recovery_window_ends() {
+    let clock = TestClock::now();
+    let t = TestStack::start_with(|c| {
+        c.clock = clock.clock();
+        c.scheduler_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let alice = t.token("alice", "p1");
+    let secret = json_of(
+        t.send(
+            reqwest::Method::POST,
+            "/v1/secrets",
+            &alice,
+            Some(json!({"name": "key", "payload": "k", "payload_content_type": "text/plain"})),
+        )
+        .await,
+    )
+    .await["secret_ref"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let id = t
+        .container_id(
+            &alice,
+            json!({"type": "generic", "secret_refs": refs(&[("key", &secret)])}),
+        )
+        .await;
+    let deleted = t
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/secrets/{secret}?recovery_window_days=7"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    let problem = |shown: &Value| shown["problems"][0].as_str().unwrap().to_owned();
+    let shown = json_of(t.get(&format!("/v1/containers/{id}"), &alice).await).await;
+    assert!(
+        problem(&shown).contains("scheduled for deletion on"),
+        "{shown}"
+    );
+    clock.advance(Duration::from_secs(7 * 86_400));
+    let alice = t.token("alice", "p1");
+    let shown = json_of(t.get(&format!("/v1/containers/{id}"), &alice).await).await;
+    assert_eq!(shown["status"], "ERROR");
+    assert!(
+        problem(&shown).contains("deleted (its recovery window ended on"),
+        "{shown}"
+    );
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn a_container_shows_when_a_secret_it_references_expires() {
     let clock = TestClock::now();

@@ -37,7 +37,7 @@ async fn details(
 ) -> Result<(), sqlx::Error> {
     let refs = sqlx::query(
         "SELECT r.name, r.secret_project, r.secret_id, s.id AS found, s.status, s.expiration, \
-         s.expiration_ms, s.purge_at FROM container_secrets r LEFT JOIN secrets s \
+         s.expiration_ms, s.purge_at, s.purge_at_ms FROM container_secrets r LEFT JOIN secrets s \
          ON s.project = r.secret_project AND s.id = r.secret_id \
          WHERE r.project = $1 AND r.container_id = $2 ORDER BY r.position",
     )
@@ -53,10 +53,16 @@ async fn details(
             let expiration: Option<String> = r.try_get("expiration")?;
             let expiration_ms: Option<i64> = r.try_get("expiration_ms")?;
             let purge_at: Option<String> = r.try_get("purge_at")?;
+            let purge_at_ms: Option<i64> = r.try_get("purge_at_ms")?;
             let expired = status.as_deref() == Some("expired")
                 || expiration_ms.is_some_and(|ms| ms <= now.unix_millis());
+            // Deleted from the end of its recovery window, before the purge lands.
+            let window_ended = purge_at_ms.is_some_and(|ms| ms <= now.unix_millis());
             let problem = match (found, expired, purge_at) {
                 (None, _, _) => Some("deleted".to_owned()),
+                (Some(_), _, Some(at)) if window_ended => {
+                    Some(format!("deleted (its recovery window ended on {at})"))
+                }
                 (Some(_), true, _) => Some(format!(
                     "expired on {}",
                     expiration.clone().unwrap_or_default()
