@@ -961,6 +961,38 @@ async fn aws_forced_deletion_succeeds_for_a_missing_secret_and_only_for_one() {
     t.stop().await;
 }
 
+/// A create retried with its `ClientRequestToken` after its secret was deleted is told
+/// so, not that the token's command id is in use.
+#[tokio::test]
+async fn aws_create_retried_after_its_secret_was_deleted_says_so() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let key = t.aws_key(&token).await;
+    let create = json!({"Name": "db/again", "SecretString": "s",
+                        "ClientRequestToken": "0b4f9c8e-4d52-4a7e-9a55-3f1b2c7d8e90"});
+    let (status, made) = t.aws(&key, "CreateSecret", create.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let (status, gone) = t
+        .aws(
+            &key,
+            "DeleteSecret",
+            json!({"SecretId": "db/again", "ForceDeleteWithoutRecovery": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{gone}");
+    let (status, again) = t.aws(&key, "CreateSecret", create).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert_eq!(again["__type"], "InvalidRequestException", "{again}");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("its secret has been deleted since"),
+        "{again}"
+    );
+    t.stop().await;
+}
+
 /// Barbican's consumers block a deletion, which only the command service checks: AWS's
 /// DeleteSecret answers `InvalidRequestException` naming them, and the secret stays.
 #[tokio::test]

@@ -75,6 +75,14 @@ pub struct Rejection {
     pub message: String,
 }
 
+const COMMAND_ID_TAKEN: &str = " was already used for another command";
+
+/// Whether a refusal (its code and message, as a reply carries them) is
+/// [`Rejection::command_id_taken`]'s.
+pub fn is_command_id_taken(code: ErrorCode, message: &str) -> bool {
+    code == ErrorCode::Conflict && message.contains(COMMAND_ID_TAKEN)
+}
+
 /// Longest message a refusal carries, in bytes. Messages quote the value at fault,
 /// and a value can be as long as a request allows (a 400,000-character metadata key,
 /// a 200,000-character idempotency key): unbounded, each such request would be
@@ -136,6 +144,12 @@ impl Rejection {
     /// [`ErrorCode::Conflict`].
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Conflict, message)
+    }
+
+    /// A command id another command took (on the same aggregate, or on another within
+    /// JetStream's duplicate window), with what follows `detail`.
+    pub fn command_id_taken(command_id: impl std::fmt::Display, detail: &str) -> Self {
+        Self::conflict(format!("command_id {command_id}{COMMAND_ID_TAKEN}{detail}"))
     }
 
     /// [`ErrorCode::TooLarge`].

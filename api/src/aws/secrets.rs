@@ -289,6 +289,17 @@ pub async fn create(
             // refused (a command id in use, which follows the token; too many
             // incarnations of the name), not that the secret exists.
             if holders.is_empty() {
+                // The token's command id was taken minutes ago by a create of the name
+                // whose secret is deleted now (JetStream still remembers the id; after
+                // its duplicate window the same request creates a new secret, as AWS's
+                // does).
+                if retried
+                    && e.code().is_some_and(|code| {
+                        domain::error::is_command_id_taken(code, e.description())
+                    })
+                {
+                    return Err(made_and_deleted(&name));
+                }
                 return Err(AwsError::new(
                     Code::ResourceExists,
                     format!(

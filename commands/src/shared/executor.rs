@@ -208,10 +208,10 @@ impl<A: Aggregate> Executor<A> {
             }
             if let Some(applied) = loaded.applied(command_id) {
                 if applied.command != command || !applied.actor.same_caller(actor) {
-                    return Err(Rejection::conflict(format!(
-                        "command_id {command_id} was already used for another command; send a \
-                         new command_id"
-                    )));
+                    return Err(Rejection::command_id_taken(
+                        command_id,
+                        "; send a new command_id",
+                    ));
                 }
                 if let (Some(then), Some(now)) = (applied.request, request)
                     && then != now
@@ -339,10 +339,10 @@ impl<A: Aggregate> Executor<A> {
                     });
                     if !here {
                         *cached = None;
-                        return Err(Rejection::conflict(format!(
-                            "command_id {command_id} was already used for another command in \
-                             the last few minutes; send a new command_id"
-                        )));
+                        return Err(Rejection::command_id_taken(
+                            command_id,
+                            " in the last few minutes; send a new command_id",
+                        ));
                     }
                     // JetStream's duplicate window knew the id on this aggregate: this
                     // command landed already (its ack lost), or another request reuses
