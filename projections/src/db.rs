@@ -438,17 +438,12 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
     // Read once: checking the URL reads its certificate files.
     let (options, named) = parsed_postgres_url(url)?;
     let options = pinned(options, named);
-    // The pool retries a refused connection until its acquire timeout (30 s) and then
-    // says only that it timed out: one connection made first says why, at once.
-    crate::writer::connect(&options)
+    first_connection(&options, FIRST_CONNECTION)
         .await
         .map_err(|source| OpenError::Postgres {
             url: shown.clone(),
             source,
-        })?
-        .close()
-        .await
-        .ok();
+        })?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .connect_with(options)
@@ -492,6 +487,48 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
         .await
         .map_err(|source| OpenError::Migrate { url: shown, source })?;
     Ok(pool)
+}
+
+/// How long a reader's first connection is tried while PostgreSQL refuses it for a
+/// while (as sqlx's pool would, for its acquire timeout).
+const FIRST_CONNECTION: Duration = Duration::from_secs(30);
+
+/// Makes one connection, tried again within `patience` while the server is not
+/// listening yet, starting up or at its connection limit (a compose or Kubernetes
+/// start, a restart). sqlx's pool does the same but then says only that it timed out;
+/// this says why, and fails at once on what a retry does not mend (a login or TLS
+/// refused, a host that does not resolve).
+async fn first_connection(
+    options: &PgConnectOptions,
+    patience: Duration,
+) -> Result<(), sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match crate::writer::connect(options).await {
+            Ok(conn) => {
+                conn.close().await.ok();
+                return Ok(());
+            }
+            Err(e) if passing(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::info!(error = %e, retry_in = ?pause, "PostgreSQL is not taking connections yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether a failed connection may succeed shortly: nothing listening yet, the server
+/// starting up (`57P03`) or at its connection limit (`53300`), the errors sqlx's pool
+/// retries.
+fn passing(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57P03" | "53300")),
+        _ => false,
+    }
 }
 
 /// Refuses to create a read model in `public` (the schema of a URL that names none)
@@ -710,19 +747,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_postgres_error_carries_no_password() {
-        // Port 1 on loopback: nothing listens there.
-        let err = open("postgres://app:s3cret@127.0.0.1:1/keyledger", 1)
-            .await
-            .unwrap_err();
+    async fn a_postgres_error_carries_no_password_and_says_why() {
+        // A server that takes the connection and closes it: a failure no retry mends.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                drop(conn);
+            }
+        });
+        let err = open(
+            &format!("postgres://app:s3cret@127.0.0.1:{port}/keyledger"),
+            1,
+        )
+        .await
+        .unwrap_err();
         let message = err.to_string();
         assert!(
-            message.contains("postgres://app:***@127.0.0.1:1"),
+            message.contains(&format!("postgres://app:***@127.0.0.1:{port}")),
             "{message}"
         );
         assert!(!message.contains("s3cret"), "{message}");
-        // The cause, at once: not the pool's "timed out" 30 s later.
-        assert!(message.contains("Connection refused"), "{message}");
+        // The cause, not the pool's "timed out" 30 s later.
+        assert!(!message.contains("timed out"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_connection_is_tried_again_then_named() {
+        // Port 1 on loopback: nothing listens there, as before a server has started.
+        let options = PgConnectOptions::from_str("postgres://app@127.0.0.1:1/keyledger").unwrap();
+        let err = first_connection(&options, Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert!(passing(&err), "{err}");
+        assert!(err.to_string().contains("Connection refused"), "{err}");
     }
 
     /// Migration 14 moves every sealed payload into the rowid table, byte for byte,
