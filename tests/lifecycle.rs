@@ -755,10 +755,17 @@ async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered
 #[tokio::test]
 async fn aws_listing_pages_hold_their_place_while_secrets_are_deleted() {
     let t = TestStack::start().await;
+    listing_pages_hold_their_place(&t).await;
+    t.stop().await;
+}
+
+/// The body of [`aws_listing_pages_hold_their_place_while_secrets_are_deleted`], also
+/// run on PostgreSQL (`tests/postgres.rs`), whose dialect compares positions itself.
+pub(crate) async fn listing_pages_hold_their_place(t: &TestStack) {
     let token = t.token("alice", "p1");
     let key = t.aws_key(&token).await;
     let create = |name: String| {
-        let (t, key) = (&t, &key);
+        let key = &key;
         async move {
             let (status, made) = t
                 .aws(
@@ -834,7 +841,6 @@ async fn aws_listing_pages_hold_their_place_while_secrets_are_deleted() {
         let churned = seen.iter().filter(|s| s.starts_with("churn-")).count();
         assert_eq!(churned, 8, "{sort_by} {order}: {seen:?}");
     }
-    t.stop().await;
 }
 
 /// AWS's DeleteSecret takes the command service's configured recovery window: its
@@ -933,6 +939,7 @@ async fn aws_forced_deletion_succeeds_for_a_missing_secret_and_only_for_one() {
     let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/kept", 0).to_string();
     let (status, refused) = t.aws(&key, "DeleteSecret", forced(json!(id))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["__type"], "InvalidParameterException", "{refused}");
     assert!(
         refused["message"]
             .as_str()
@@ -958,6 +965,79 @@ async fn aws_forced_deletion_succeeds_for_a_missing_secret_and_only_for_one() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
     assert_eq!(value["__type"], "ResourceNotFoundException", "{value}");
+    t.stop().await;
+}
+
+/// What holds a name is told only to a caller who may read it: a private Barbican
+/// secret of another user, in its recovery window, is "exists" to AWS's create, not
+/// its deletion date and ARN.
+#[tokio::test]
+async fn aws_create_tells_a_names_holder_only_to_a_caller_who_may_read_it() {
+    let t = TestStack::start().await;
+    let bob = t.token_with("bob", "p1", &["member"]);
+    let held = t
+        .create(
+            &bob,
+            json!({"name": "priv/held", "payload": "b", "payload_content_type": "text/plain"}),
+        )
+        .await;
+    let private = t
+        .http
+        .put(t.url(&format!("/v1/secrets/{held}/acl")))
+        .bearer_auth(&bob)
+        .json(&json!({"read": {"project-access": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(private.status().is_success(), "{}", private.status());
+    let scheduled = t
+        .delete(&format!("/v1/secrets/{held}?recovery_window_days=7"), &bob)
+        .await;
+    assert_eq!(scheduled.status(), 204);
+    let create = json!({"Name": "priv/held", "SecretString": "mine"});
+    let alice = t.aws_key(&t.token_with("alice", "p1", &["member"])).await;
+    let (status, refused) = t.aws(&alice, "CreateSecret", create.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["__type"], "ResourceExistsException", "{refused}");
+    assert!(!refused.to_string().contains("scheduled"), "{refused}");
+    // Its owner is told.
+    let owner = t.aws_key(&bob).await;
+    let (_, told) = t.aws(&owner, "CreateSecret", create).await;
+    assert_eq!(told["__type"], "InvalidRequestException", "{told}");
+    t.stop().await;
+}
+
+/// A forced deletion of an expired secret (to AWS, not found) still destroys its keys
+/// at once, as the native forced deletion does.
+#[tokio::test]
+async fn aws_forced_deletion_of_an_expired_secret_destroys_it() {
+    let clock = TestClock::now();
+    let t = TestStack::start_with(|c| c.clock = clock.clock()).await;
+    let token = t.token("alice", "p1");
+    let expires = t.now().plus(Duration::from_secs(3600)).unwrap();
+    let id = t
+        .create(
+            &token,
+            json!({"payload": "e", "payload_content_type": "text/plain",
+                   "expiration": expires.to_rfc3339()}),
+        )
+        .await;
+    clock.advance(Duration::from_secs(7200));
+    let token = t.token("alice", "p1");
+    let key = t.aws_key(&token).await;
+    let (status, gone) = t
+        .aws(
+            &key,
+            "DeleteSecret",
+            json!({"SecretId": id, "ForceDeleteWithoutRecovery": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{gone}");
+    let history = t.history(&id).await;
+    assert!(
+        history.iter().any(|(c, _)| c == "secret.delete"),
+        "{history:?}"
+    );
     t.stop().await;
 }
 

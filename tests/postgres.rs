@@ -542,6 +542,17 @@ async fn every_read_answers_on_postgres_as_on_sqlite() {
     assert_eq!(lite.len(), postgres.len());
 }
 
+/// AWS's listing pages by position on PostgreSQL too, whose dialect compares the
+/// positions (NULL names, times, ids) itself.
+#[tokio::test]
+async fn aws_listing_pages_hold_their_place_on_postgres() {
+    let pg = postgres().await;
+    let url = pg.url();
+    let t = TestStack::start_with(|c| c.database_url = Some(url)).await;
+    crate::lifecycle::listing_pages_hold_their_place(&t).await;
+    t.stop().await;
+}
+
 /// `url` as `role` (a role of `pg`'s server) would connect.
 fn as_role(pg: &ManagedPostgres, role: &str) -> String {
     let url = pg.url().replacen("keyledger@", &format!("{role}@"), 1);

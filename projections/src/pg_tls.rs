@@ -474,6 +474,29 @@ mod tests {
         );
         assert!(message.contains("openssl pkey -in"), "{message}");
         assert!(!message.contains("s3cret"), "{message}");
+        // A PKCS#1 key encrypted the traditional way, with its header lines.
+        let legacy = dir.path().join("legacy.key");
+        std::fs::write(
+            &legacy,
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: \
+             AES-128-CBC,00\n\ns3cret\n",
+        )
+        .unwrap();
+        let message = refused(format!("sslkey={}", legacy.display()));
+        assert!(
+            message.contains("which holds an encrypted key"),
+            "{message}"
+        );
+        // `openssl ecparam -genkey` writes its parameters before the key.
+        let ec = dir.path().join("ec.key");
+        std::fs::write(
+            &ec,
+            "-----BEGIN EC PARAMETERS-----\nBggq\n-----END EC PARAMETERS-----\n\
+             -----BEGIN EC PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let url = format!("postgres://kl@db/kl?sslkey={}", ec.display());
+        assert_eq!(prepare(&url).unwrap(), url);
         for header in ["RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY"] {
             let key = dir.path().join("ok.key");
             std::fs::write(&key, format!("-----BEGIN {header}-----\n")).unwrap();

@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use projections::read::Position;
+use projections::read::{KeyValue, Position, SortKey};
 
 use super::error::{AwsError, Code};
 
@@ -50,8 +50,13 @@ pub fn after_token(position: Position, fingerprint: u64) -> String {
 }
 
 /// The position a `NextToken` of [`after_token`] names (`None` without one), if it
-/// belongs to this listing.
-pub fn after(token: Option<&str>, fingerprint: u64) -> Result<Option<Position>, AwsError> {
+/// belongs to this listing, sorted by `key`: its sort value must be of the key's type
+/// (a forged one would be compared with a column of another type).
+pub fn after(
+    token: Option<&str>,
+    fingerprint: u64,
+    key: SortKey,
+) -> Result<Option<Position>, AwsError> {
     let Some(token) = token else {
         return Ok(None);
     };
@@ -60,7 +65,12 @@ pub fn after(token: Option<&str>, fingerprint: u64) -> Result<Option<Position>, 
         .ok()
         .and_then(|json| serde_json::from_slice(&json).ok())
         .ok_or_else(not_handed_out)?;
-    if after.f != format!("{fingerprint:016x}") {
+    let typed = match &after.p.key {
+        None => true,
+        Some(KeyValue::Integer(_)) => key.is_integer(),
+        Some(KeyValue::Text(_)) => !key.is_integer(),
+    };
+    if after.f != format!("{fingerprint:016x}") || !typed {
         return Err(not_handed_out());
     }
     Ok(Some(after.p))
@@ -119,13 +129,19 @@ mod tests {
     fn a_position_token_reads_back_only_for_its_own_listing() {
         let print = fingerprint(&("name", 3));
         let position = Position {
-            key: Some(projections::read::KeyValue::Text("db/a:b".into())),
+            key: Some(KeyValue::Text("db/a:b".into())),
             created_ms: 1_700_000_000_000,
             id: "7f1c".into(),
         };
         let handed_out = after_token(position.clone(), print);
-        assert_eq!(after(Some(&handed_out), print).unwrap(), Some(position));
-        assert_eq!(after(None, print).unwrap(), None);
+        assert_eq!(
+            after(Some(&handed_out), print, SortKey::Name).unwrap(),
+            Some(position.clone())
+        );
+        assert_eq!(after(None, print, SortKey::Name).unwrap(), None);
+        // A text where the listing sorts by a time: forged, never compared.
+        let e = after(Some(&handed_out), print, SortKey::Created).unwrap_err();
+        assert_eq!(e.code, Code::InvalidNextToken);
         let other = fingerprint(&("name", 4));
         for bad in [
             after_token(
@@ -140,7 +156,7 @@ mod tests {
             "bm9wZQ".into(),
             "!!".into(),
         ] {
-            let e = after(Some(&bad), print).unwrap_err();
+            let e = after(Some(&bad), print, SortKey::Name).unwrap_err();
             assert_eq!(e.code, Code::InvalidNextToken, "{bad}");
         }
     }

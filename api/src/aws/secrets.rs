@@ -27,8 +27,9 @@ use crate::access;
 use crate::state::AppState;
 
 /// The recovery window a `DeletionDate` assumes when none was asked for and the read
-/// model did not show the deletion in time: the command service's default unless
-/// configured otherwise (AWS's).
+/// model did not show the deletion before the write's wait for it ran out: the
+/// command service's default window, unless its `--recovery-window` says otherwise
+/// (then that answer is off by the difference; DescribeSecret shows the true one).
 const DEFAULT_RECOVERY_DAYS: u64 = 30;
 
 /// The `SecretId` member, which every operation on one secret requires.
@@ -37,11 +38,11 @@ pub fn secret_id(given: Option<String>) -> Result<String, AwsError> {
         .filter(|s| !s.is_empty())
         .ok_or_else(|| AwsError::invalid("SecretId is required: give the secret's name or ARN"))?;
     // AWS's bound; no name or ARN of keyledger's is near it.
-    if given.len() > MAX_SECRET_ID {
+    let length = given.chars().count();
+    if length > MAX_SECRET_ID {
         return Err(AwsError::invalid(format!(
-            "SecretId is {} characters long; at most {MAX_SECRET_ID} are allowed: give the \
-             secret's name or ARN",
-            given.len()
+            "SecretId is {length} characters long; at most {MAX_SECRET_ID} are allowed: give \
+             the secret's name or ARN"
         )));
     }
     Ok(given)
@@ -66,9 +67,7 @@ pub fn name_of(row: &SecretRow) -> String {
 /// AWS's answer for an operation other than describing, listing, deleting or
 /// restoring, on a secret in its recovery window.
 pub fn marked_for_deletion(row: &SecretRow, now: Timestamp) -> AwsError {
-    if let Some(at) = row.recovery_window_end()
-        && now >= at
-    {
+    if let Some(at) = row.window_ended_at(now) {
         // The window is over: gone, as for the command service (its purge may lag).
         return domain::secret::scheduled_for_deletion(row.id, at, now).into();
     }
@@ -202,7 +201,9 @@ pub async fn create(
         if id.incarnation_of(&project, name.as_str()).is_none() {
             // Told apart as for a holder AWS's API created (below).
             return Err(match state.read.get_secret(id, now).await?.value {
-                Lookup::PendingDeletion(row) => scheduled_for_deletion(caller, &project, &row, now),
+                Lookup::PendingDeletion(row) if access::may_read(state, &caller.caller, &row) => {
+                    scheduled_for_deletion(caller, &project, &row, now)
+                }
                 _ => exists(&name),
             });
         }
@@ -274,13 +275,15 @@ pub async fn create(
             })
         }
         Err(e) if e.status() == StatusCode::CONFLICT => {
-            // Taken: by a live secret, or one in its recovery window.
+            // Taken: by a live secret, or one in its recovery window (told apart only
+            // to a caller who may read it).
             let now = (state.clock)();
             let holders = state.read.by_name_any(&project, name.as_str(), now).await?;
             for taken in &holders {
                 if let Ok(id) = SecretId::parse(&taken.id)
                     && let Lookup::PendingDeletion(row) =
                         state.read.get_secret(id, now).await?.value
+                    && access::may_read(state, &caller.caller, &row)
                 {
                     return Err(scheduled_for_deletion(caller, &project, &row, now));
                 }
@@ -333,9 +336,7 @@ fn scheduled_for_deletion(
     now: Timestamp,
 ) -> AwsError {
     let arn = arn_of(&caller.region, project, &row.reference);
-    if let Some(end) = row.recovery_window_end()
-        && now >= end
-    {
+    if let Some(end) = row.window_ended_at(now) {
         return AwsError::new(
             Code::InvalidRequest,
             format!(
@@ -518,10 +519,24 @@ pub async fn delete(
     };
     let row = match secret_row(state, caller, id, Action::DeleteSecret).await {
         Ok(row) => row,
-        // Deleted already (its recovery window over, its purge not landed yet) or
-        // expired: as a missing one.
+        // Not found to AWS, after the caller's access was checked on it: deleted
+        // already (its recovery window over, its purge not landed yet), which a forced
+        // deletion answers as for a missing secret; or expired, whose keys a forced
+        // deletion destroys at once.
         Err(e) if force && e.code == Code::ResourceNotFound => {
-            return forced_of_missing(state, caller, given, now).await;
+            match state.read.get_secret(id, now).await?.value {
+                Lookup::Expired(row) => *row,
+                Lookup::PendingDeletion(row) => {
+                    return output(&DeleteSecretOutput {
+                        arn: arn(caller, &row),
+                        name: name_of(&row),
+                        deletion_date: now.unix_millis() as f64 / 1000.0,
+                    });
+                }
+                Lookup::Found(_) | Lookup::Missing => {
+                    return forced_of_missing(state, caller, given, now).await;
+                }
+            }
         }
         Err(e) => return Err(e),
     };
@@ -585,14 +600,11 @@ async fn forced_of_missing(
         domain::secret::arn::SecretInput::Name(name) => name,
         domain::secret::arn::SecretInput::Arn { rest, .. } => rest,
     };
-    if SecretName::parse(name).is_err()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
-    {
+    if aws_name(name).is_err() {
         return Err(AwsError::invalid(
-            "SecretId names no secret keyledger could hold: a name (or an ARN's) is 1 to \
-             255 ASCII letters, digits and the characters /_+=.@-",
+            "SecretId is no name AWS's API accepts, so no secret it could delete has it: a \
+             name (or an ARN's) is 1 to 255 ASCII letters, digits and the characters \
+             /_+=.@-",
         ));
     }
     let who = &caller.caller.principal;
@@ -834,7 +846,7 @@ pub async fn list_rows(
         listing.include_pending_deletion,
         listing.limit,
     ));
-    let after = paging::after(listing.next_token, fingerprint)?;
+    let after = paging::after(listing.next_token, fingerprint, key)?;
     let who = &caller.caller.principal;
     authorize(
         who,

@@ -112,7 +112,7 @@ impl SortKey {
 
 impl SortKey {
     /// Whether the key's column holds integers (else text).
-    pub(crate) fn is_integer(self) -> bool {
+    pub fn is_integer(self) -> bool {
         matches!(
             self,
             Self::Created | Self::Updated | Self::Expiration | Self::BitLength

@@ -181,11 +181,16 @@ impl SecretRow {
             .and_then(|t| Timestamp::parse_iso8601("purge_at", t).ok())
     }
 
-    /// Whether its recovery window has ended by `now`: it is deleted then, restore
-    /// included, whether or not the scheduler's purge has landed yet (which may be
-    /// seconds behind, hours after downtime).
+    /// The end of its recovery window if that has come by `now`: it is deleted then,
+    /// restore included, whether or not the scheduler's purge has landed yet (which may
+    /// be seconds behind, hours after downtime).
+    pub fn window_ended_at(&self, now: Timestamp) -> Option<Timestamp> {
+        self.recovery_window_end().filter(|end| now >= *end)
+    }
+
+    /// Whether its recovery window has ended by `now` ([`Self::window_ended_at`]).
     pub fn recovery_window_ended(&self, now: Timestamp) -> bool {
-        self.recovery_window_end().is_some_and(|end| now >= end)
+        self.window_ended_at(now).is_some()
     }
 }
 

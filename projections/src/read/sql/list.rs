@@ -23,6 +23,10 @@ impl Reads<'_> {
         let mut conn = self.0.acquire().await?;
         let mut tx = super::begin(&mut conn).await?;
         let seq = checkpoint(&mut tx).await?;
+        debug_assert!(
+            filter.after.is_none() || filter.sort.len() <= 1,
+            "paging by position takes at most one sort key"
+        );
         let first_key = filter.sort.first().copied();
         let mut q: QueryBuilder<Db> = QueryBuilder::new(format!(
             "SELECT {}, s.created_ms AS page_created, {} AS page_key ",
