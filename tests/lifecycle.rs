@@ -841,6 +841,27 @@ pub(crate) async fn listing_pages_hold_their_place(t: &TestStack) {
         let churned = seen.iter().filter(|s| s.starts_with("churn-")).count();
         assert_eq!(churned, 8, "{sort_by} {order}: {seen:?}");
     }
+
+    // MaxResults may change between pages; a token whose place was tampered with (a
+    // NUL, which PostgreSQL cannot compare; a number where names sort) is refused.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let by_name = json!({"MaxResults": 1, "SortBy": "name"});
+    let (_, first) = t.aws(&key, "ListSecrets", by_name.clone()).await;
+    let handed = first["NextToken"].as_str().unwrap().to_owned();
+    let mut next = by_name.clone();
+    next["NextToken"] = json!(handed);
+    next["MaxResults"] = json!(2);
+    let (status, page) = t.aws(&key, "ListSecrets", next.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let mut token: Value = serde_json::from_slice(&b64.decode(&handed).unwrap()).unwrap();
+    for forged in [json!("a\0b"), json!(i64::MAX)] {
+        token["p"]["key"] = forged;
+        next["NextToken"] = json!(b64.encode(serde_json::to_vec(&token).unwrap()));
+        let (status, refused) = t.aws(&key, "ListSecrets", next.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(refused["__type"], "InvalidNextTokenException", "{refused}");
+    }
 }
 
 /// AWS's DeleteSecret takes the command service's configured recovery window: its

@@ -65,12 +65,14 @@ pub fn after(
         .ok()
         .and_then(|json| serde_json::from_slice(&json).ok())
         .ok_or_else(not_handed_out)?;
+    // PostgreSQL takes no NUL in a text, and an id is a secret's.
     let typed = match &after.p.key {
         None => true,
         Some(KeyValue::Integer(_)) => key.is_integer(),
-        Some(KeyValue::Text(_)) => !key.is_integer(),
+        Some(KeyValue::Text(t)) => !key.is_integer() && !t.contains('\0'),
     };
-    if after.f != format!("{fingerprint:016x}") || !typed {
+    let id = domain::ids::SecretId::parse(&after.p.id).is_ok();
+    if after.f != format!("{fingerprint:016x}") || !typed || !id {
         return Err(not_handed_out());
     }
     Ok(Some(after.p))
@@ -131,7 +133,7 @@ mod tests {
         let position = Position {
             key: Some(KeyValue::Text("db/a:b".into())),
             created_ms: 1_700_000_000_000,
-            id: "7f1c".into(),
+            id: "0b4f9c8e-4d52-4a7e-9a55-3f1b2c7d8e90".into(),
         };
         let handed_out = after_token(position.clone(), print);
         assert_eq!(
@@ -139,9 +141,23 @@ mod tests {
             Some(position.clone())
         );
         assert_eq!(after(None, print, SortKey::Name).unwrap(), None);
-        // A text where the listing sorts by a time: forged, never compared.
+        // A text where the listing sorts by a time, a NUL PostgreSQL cannot take, an
+        // id no secret has: forged, never compared.
         let e = after(Some(&handed_out), print, SortKey::Created).unwrap_err();
         assert_eq!(e.code, Code::InvalidNextToken);
+        for forged in [
+            Position {
+                key: Some(KeyValue::Text("a\0b".into())),
+                ..position.clone()
+            },
+            Position {
+                id: "x\0".into(),
+                ..position.clone()
+            },
+        ] {
+            let e = after(Some(&after_token(forged, print)), print, SortKey::Name).unwrap_err();
+            assert_eq!(e.code, Code::InvalidNextToken);
+        }
         let other = fingerprint(&("name", 4));
         for bad in [
             after_token(

@@ -504,7 +504,7 @@ pub async fn delete(
         Some(d) if d < 1 => {
             return Err(AwsError::invalid(format!(
                 "The RecoveryWindowInDays value must be a positive number of days (it is \
-                 {d}); keyledger's bounds are 7 to 30 days unless configured otherwise"
+                 {d}), within keyledger's configured bounds (7 to 30 days by default)"
             )));
         }
         given => given.map(i64::unsigned_abs),
@@ -527,10 +527,11 @@ pub async fn delete(
             match state.read.get_secret(id, now).await?.value {
                 Lookup::Expired(row) => *row,
                 Lookup::PendingDeletion(row) => {
+                    let deleted = row.recovery_window_end().unwrap_or(now);
                     return output(&DeleteSecretOutput {
                         arn: arn(caller, &row),
                         name: name_of(&row),
-                        deletion_date: now.unix_millis() as f64 / 1000.0,
+                        deletion_date: deleted.unix_millis() as f64 / 1000.0,
                     });
                 }
                 Lookup::Found(_) | Lookup::Missing => {
@@ -839,12 +840,12 @@ pub async fn list_rows(
             )
         })
         .collect();
+    // MaxResults may change from page to page, as AWS allows.
     let fingerprint = paging::fingerprint(&(
         values,
         listing.sort_by,
         listing.sort_order,
         listing.include_pending_deletion,
-        listing.limit,
     ));
     let after = paging::after(listing.next_token, fingerprint, key)?;
     let who = &caller.caller.principal;

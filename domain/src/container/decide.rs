@@ -227,6 +227,15 @@ pub fn check_ref(
         )));
     }
     if let Some(at) = secret.purge_at {
+        // From the window's end it is deleted, whether or not its purge has landed.
+        if now >= at {
+            return Err(Rejection::not_found(format!(
+                "secret_refs {:?} names secret {}, whose recovery window ended at {at}: it \
+                 is deleted",
+                r.name.as_str(),
+                r.secret_id
+            )));
+        }
         return Err(Rejection::conflict(format!(
             "secret_refs {:?} names secret {}, which is scheduled for deletion on {at}",
             r.name.as_str(),

@@ -173,6 +173,30 @@ fn a_reference_must_exist_be_live_and_readable() {
         .iter()
         .fold(SecretState::Absent, crate::secret::evolve);
     assert_eq!(check_ref(&alice, &r, &state, now()), Ok(()));
+    // In its recovery window it conflicts; from the window's end it is deleted.
+    let purge_at = now()
+        .plus(std::time::Duration::from_secs(7 * 86_400))
+        .unwrap();
+    let scheduled = crate::secret::evolve(
+        state.clone(),
+        &crate::secret::SecretEvent::DeletionScheduled(crate::secret::DeletionScheduled {
+            purge_at,
+        }),
+    );
+    let err = check_ref(&alice, &r, &scheduled, now()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    assert!(
+        err.message.contains("scheduled for deletion on"),
+        "{}",
+        err.message
+    );
+    let err = check_ref(&alice, &r, &scheduled, purge_at).unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert!(
+        err.message.contains("recovery window ended at"),
+        "{}",
+        err.message
+    );
     let mallory = principal("mallory", "p2", &["admin"]);
     let err = check_ref(&mallory, &r, &state, now()).unwrap_err();
     assert_eq!(err.code, ErrorCode::Forbidden);

@@ -63,6 +63,16 @@ impl Context<'_> {
     }
 
     /// The secret a change needs: live, unexpired and not scheduled for deletion.
+    /// The secret, also in its recovery window or expired, but not once that window
+    /// has ended: it is deleted then, whether or not the scheduler's purge has landed.
+    fn present<'s>(&self, state: &'s SecretState) -> Result<&'s Secret, Rejection> {
+        let s = self.existing(state)?;
+        match s.purge_at {
+            Some(at) if self.now >= at => Err(window_ended(self.id, at)),
+            _ => Ok(s),
+        }
+    }
+
     fn live<'s>(&self, state: &'s SecretState) -> Result<&'s Secret, Rejection> {
         let s = self.existing(state)?;
         if let Some(exp) = s.attributes.expiration
@@ -74,14 +84,6 @@ impl Context<'_> {
             return Err(scheduled_for_deletion(self.id, at, self.now));
         }
         Ok(s)
-    }
-}
-
-/// Refuses a secret whose recovery window has ended by `ctx.now`, as deleted.
-fn window_not_ended(secret: &Secret, ctx: &Context<'_>) -> Result<(), Rejection> {
-    match secret.purge_at {
-        Some(at) if ctx.now >= at => Err(window_ended(ctx.id, at)),
-        _ => Ok(()),
     }
 }
 
@@ -371,7 +373,7 @@ pub fn decide(
             }
         }
         SecretCommand::RemoveConsumer(consumer) => {
-            if !ctx.existing(state)?.consumers.contains(consumer) {
+            if !ctx.present(state)?.consumers.contains(consumer) {
                 return Err(Rejection::not_found(format!(
                     "secret {} has no consumer {consumer}",
                     ctx.id
@@ -394,8 +396,7 @@ pub fn decide(
             // Allowed on an expired secret and during a recovery window: it is how their
             // keys get destroyed at once. Not once the window has ended: the secret is
             // deleted then, and the scheduler's purge destroys the keys.
-            let secret = ctx.existing(state)?;
-            window_not_ended(secret, &ctx)?;
+            let secret = ctx.present(state)?;
             consumers_allow(secret, *ignore_consumers, &ctx)?;
             vec![SecretEvent::Deleted(SecretDeleted {
                 destroyed_keys: secret.key_ids(),
@@ -405,8 +406,7 @@ pub fn decide(
             mode: DeleteMode::After(asked),
             ignore_consumers,
         } => {
-            let secret = ctx.existing(state)?;
-            window_not_ended(secret, &ctx)?;
+            let secret = ctx.present(state)?;
             consumers_allow(secret, *ignore_consumers, &ctx)?;
             if let Some(at) = secret.purge_at {
                 return Err(Rejection::conflict(format!(
@@ -443,7 +443,7 @@ pub fn decide(
             vec![SecretEvent::Restored(SecretRestored {})]
         }
         SecretCommand::Expire => {
-            let secret = ctx.existing(state)?;
+            let secret = ctx.present(state)?;
             match secret.attributes.expiration {
                 Some(exp) if exp.has_passed(ctx.now) => {
                     vec![SecretEvent::Expired(SecretExpired {
@@ -502,7 +502,7 @@ pub fn decide(
             }
         }
         SecretCommand::Rotate(r) => rotation::rotate(ctx.live(state)?, r, &ctx)?,
-        SecretCommand::CancelRotation => rotation::cancel(ctx.existing(state)?),
+        SecretCommand::CancelRotation => rotation::cancel(ctx.present(state)?),
         SecretCommand::StartScheduledRotation { version } => {
             rotation::start_scheduled(ctx.live(state)?, *version, &ctx)?
         }

@@ -512,6 +512,24 @@ fn a_restore_is_refused_once_the_recovery_window_has_ended() {
             "{}",
             err.message
         );
+        // Nor is a consumer removed, a rotation cancelled or the secret expired on it.
+        for command in [
+            SecretCommand::RemoveConsumer(crate::secret::consumer::SecretConsumer {
+                service: "image".into(),
+                resource_type: "image".into(),
+                resource_id: "i-1".into(),
+            }),
+            SecretCommand::CancelRotation,
+            SecretCommand::Expire,
+        ] {
+            let err = w.decide(&command, late).unwrap_err();
+            assert_eq!(err.code, ErrorCode::NotFound, "{command:?}");
+            assert!(
+                err.message.contains("recovery window ended"),
+                "{command:?}: {}",
+                err.message
+            );
+        }
         // A deletion too, forced or windowed: the scheduler's purge is what lands
         // (a_scheduled_deletion_can_be_restored_within_its_window).
         for mode in [DeleteMode::Now, DeleteMode::After(Some(hours(24 * 7)))] {
