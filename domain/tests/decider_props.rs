@@ -251,6 +251,15 @@ proptest! {
                         !matches!(state, SecretState::Deleted | SecretState::Expired(_)) || events.is_empty(),
                         "nothing applies after deletion or expiry"
                     );
+                    // From its recovery window's end the secret is deleted: only the
+                    // scheduler's purge (or pruning) writes to it, whatever else comes.
+                    if let SecretState::Live(s) = &state
+                        && s.purge_at.is_some_and(|at| now >= at)
+                        && !events.is_empty()
+                    {
+                        prop_assert!(matches!(cmd, SecretCommand::Purge | SecretCommand::PruneVersions),
+                            "{:?} wrote after the recovery window ended", cmd);
+                    }
                     // Consumers block a user's deletion unless it says to ignore them.
                     if let (SecretCommand::Delete { ignore_consumers: false, .. }, SecretState::Live(s)) = (&cmd, &state) {
                         prop_assert!(s.consumers.is_empty(), "deleted a secret with consumers");
