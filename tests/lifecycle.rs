@@ -1063,12 +1063,48 @@ async fn aws_forced_deletion_of_an_expired_secret_destroys_it() {
 }
 
 /// A create retried with its `ClientRequestToken` after its secret was deleted is told
-/// so, not that the token's command id is in use.
+/// so, not that the token's command id is in use; one retried while its secret waits
+/// out a recovery window is told that. The command service says a reply answers an
+/// earlier command (`replayed`), which is how AWS's API tells a retry from a first
+/// attempt (every SDK create carries a token).
 #[tokio::test]
 async fn aws_create_retried_after_its_secret_was_deleted_says_so() {
     let t = TestStack::start().await;
     let token = t.token("alice", "p1");
     let key = t.aws_key(&token).await;
+
+    let nats = t.client_nats_as(&token).await;
+    let native = json!({"command_id": "retried-create-1", "name": "native",
+                        "payload": "n", "payload_content_type": "text/plain"});
+    let first = raw_command(&nats, "secret.create", Some(&token), &native).await;
+    assert_eq!(first["ok"], true, "{first}");
+    assert!(first.get("replayed").is_none(), "{first}");
+    let again = raw_command(&nats, "secret.create", Some(&token), &native).await;
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(again["id"], first["id"]);
+
+    let windowed = json!({"Name": "db/windowed-again", "SecretString": "s",
+                          "ClientRequestToken": "6d1c3a52-9a0e-4a51-8f3e-2b7c9d4e5f60"});
+    let (status, made) = t.aws(&key, "CreateSecret", windowed.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let (status, scheduled) = t
+        .aws(
+            &key,
+            "DeleteSecret",
+            json!({"SecretId": "db/windowed-again", "RecoveryWindowInDays": 7}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{scheduled}");
+    let (status, again) = t.aws(&key, "CreateSecret", windowed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("already scheduled for deletion"),
+        "{again}"
+    );
+
     let create = json!({"Name": "db/again", "SecretString": "s",
                         "ClientRequestToken": "0b4f9c8e-4d52-4a7e-9a55-3f1b2c7d8e90"});
     let (status, made) = t.aws(&key, "CreateSecret", create.clone()).await;

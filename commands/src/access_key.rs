@@ -173,13 +173,7 @@ impl AccessKeyHandler {
         if matches!(parsed.command, AccessKeyCommand::Revoke) {
             self.destroy_revoked(&parsed, &aggregate).await;
         }
-        Ok(AcceptedReply {
-            seq: written.seq,
-            id: parsed.id.to_string(),
-            version: written.version,
-            version_id: None,
-            stages: None,
-        })
+        Ok(written.reply(parsed.id.to_string()))
     }
 
     /// Destroys the data keys of a revoked key, right after the revocation's commit,

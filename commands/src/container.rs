@@ -263,13 +263,7 @@ impl ContainerHandler {
                 &mut step,
             )
             .await?;
-        Ok(AcceptedReply {
-            seq: written.seq,
-            id: aggregate.id.into(),
-            version: written.version,
-            version_id: None,
-            stages: None,
-        })
+        Ok(written.reply(aggregate.id.into()))
     }
 }
 

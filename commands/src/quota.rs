@@ -401,13 +401,7 @@ impl QuotaHandler {
         if let Some(quotas) = &self.quotas {
             quotas.forget(&project);
         }
-        Ok(AcceptedReply {
-            seq: written.seq,
-            id: aggregate.id.into(),
-            version: written.version,
-            version_id: None,
-            stages: None,
-        })
+        Ok(written.reply(aggregate.id.into()))
     }
 }
 

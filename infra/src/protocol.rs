@@ -727,6 +727,11 @@ pub struct AcceptedReply {
     /// destroyed), and from command services before this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<Vec<String>>,
+    /// Whether this answers a command applied before (a retry: the same command id, or
+    /// a create the secret already reflects): nothing was written. Absent when false,
+    /// and from command services before this field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -835,6 +840,7 @@ mod tests {
             version: 1,
             version_id: None,
             stages: None,
+            replayed: false,
         }));
         assert_eq!(
             String::from_utf8(ok.clone()).unwrap(),
@@ -857,11 +863,14 @@ mod tests {
             version: 2,
             version_id: Some("v2".into()),
             stages: Some(vec!["blue".into(), "current".into()]),
+            replayed: true,
         }));
         assert_eq!(
             String::from_utf8(stored.clone()).unwrap(),
-            r#"{"ok":true,"seq":8,"id":"abc","version":2,"version_id":"v2","stages":["blue","current"]}"#
+            r#"{"ok":true,"seq":8,"id":"abc","version":2,"version_id":"v2","stages":["blue","current"],"replayed":true}"#
         );
+        assert!(decode_reply(&stored).unwrap().unwrap().replayed);
+        assert!(!decode_reply(&ok).unwrap().unwrap().replayed);
         assert_eq!(
             decode_reply(&stored).unwrap().unwrap().stages,
             Some(vec!["blue".to_owned(), "current".to_owned()])

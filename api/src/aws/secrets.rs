@@ -225,7 +225,7 @@ pub async fn create(
             t.chars().count()
         )));
     }
-    let retried = token.is_some();
+    let has_token = token.is_some();
     // The command id follows the token, so a retried create is answered with the
     // secret the first attempt made.
     let command_id = token.as_deref().map(|t| {
@@ -250,8 +250,10 @@ pub async fn create(
             // A create retried with its token is answered with what the first attempt
             // made; if that secret has been deleted since, its ARN is no answer.
             // Only a read model that has applied the create can tell (a write answers
-            // once it shows it, or after its wait for that ran out).
-            if retried {
+            // once it shows it, or after its wait for that ran out). A first attempt
+            // (the SDKs send a token with every create) made the secret it answers,
+            // whatever a concurrent deletion did since.
+            if accepted.replayed {
                 let now = state.read.get_secret(id, (state.clock)()).await?;
                 if now.seq >= accepted.seq {
                     match now.value {
@@ -296,7 +298,7 @@ pub async fn create(
                 // whose secret is deleted now (JetStream still remembers the id; after
                 // its duplicate window the same request creates a new secret, as AWS's
                 // does).
-                if retried
+                if has_token
                     && e.code().is_some_and(|code| {
                         domain::error::is_command_id_taken(code, e.description())
                     })

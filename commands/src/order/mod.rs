@@ -136,13 +136,7 @@ impl OrderHandler {
                 &mut step,
             )
             .await?;
-        Ok(AcceptedReply {
-            seq: written.seq,
-            id: aggregate.id.into(),
-            version: written.version,
-            version_id: None,
-            stages: None,
-        })
+        Ok(written.reply(aggregate.id.into()))
     }
 
     /// The order's state as of its last commit.

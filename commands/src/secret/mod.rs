@@ -262,11 +262,9 @@ impl SecretHandler {
             .await?;
         self.after_commit(&aggregate, &written.events).await;
         Ok(AcceptedReply {
-            seq: written.seq,
-            id: aggregate.id.into(),
-            version: written.version,
             version_id: step.stored.map(|v| v.to_string()),
             stages: step.stages,
+            ..written.reply(aggregate.id.into())
         })
     }
 

@@ -13,6 +13,7 @@ use domain::ids::CommandId;
 use domain::principal::Actor;
 use domain::timestamp::Timestamp;
 use domain::{ErrorCode, Rejection};
+use infra::protocol::AcceptedReply;
 use moka::sync::Cache;
 use tokio::sync::Mutex;
 
@@ -112,6 +113,23 @@ pub struct Written<E> {
     /// The events this call appended; empty when the command was already applied or
     /// there was nothing to change.
     pub events: Vec<E>,
+    /// Whether the command had been applied already (its command id, or a state that
+    /// settles it): this answers the earlier one.
+    pub replayed: bool,
+}
+
+impl<E> Written<E> {
+    /// The reply to the command, on the aggregate `id`.
+    pub fn reply(&self, id: String) -> AcceptedReply {
+        AcceptedReply {
+            seq: self.seq,
+            id,
+            version: self.version,
+            version_id: None,
+            stages: None,
+            replayed: self.replayed,
+        }
+    }
 }
 
 /// One cached aggregate. The mutex serialises this process's commands on the
@@ -170,10 +188,11 @@ impl<A: Aggregate> Executor<A> {
         step: &mut impl Step<A>,
     ) -> Result<Written<A::Event>, Rejection> {
         let subject = aggregate.subject();
-        let done = |seq, version| Written {
+        let done = |seq, version, replayed| Written {
             seq,
             version,
             events: Vec::new(),
+            replayed,
         };
         let slot = self.cache.get_with(subject.clone(), Slot::default);
         let mut cached = slot.lock().await;
@@ -236,11 +255,11 @@ impl<A: Aggregate> Executor<A> {
                     return Err(rejection);
                 }
                 step.answered(&loaded.state);
-                return Ok(done(accepted.seq, accepted.version));
+                return Ok(done(accepted.seq, accepted.version, true));
             }
             if step.settled(&loaded.state).await? {
                 step.answered(&loaded.state);
-                return Ok(done(loaded.last_seq, loaded.version));
+                return Ok(done(loaded.last_seq, loaded.version, true));
             }
             let events = match step.decide(&loaded.state, now) {
                 Ok(events) => events,
@@ -262,7 +281,7 @@ impl<A: Aggregate> Executor<A> {
                 }
                 // Nothing to change: the state already is what the command asks for.
                 step.answered(&loaded.state);
-                return Ok(done(loaded.last_seq, loaded.version));
+                return Ok(done(loaded.last_seq, loaded.version, false));
             }
             let what = || Charged {
                 project: &aggregate.project,
@@ -330,6 +349,7 @@ impl<A: Aggregate> Executor<A> {
                         seq,
                         version: commit.body.version,
                         events: commit.body.events,
+                        replayed: false,
                     });
                 }
                 AppendOutcome::Duplicate(seq) => {
