@@ -353,6 +353,7 @@ async fn readiness_flips_when_nats_stops_and_recovers() {
         "projector.read_model",
         "api.nats",
         "api.read_model",
+        "api.read_model_reachable",
     ] {
         assert!(names.contains(&check), "{check} missing from {names:?}");
     }

@@ -553,6 +553,39 @@ async fn aws_listing_pages_hold_their_place_on_postgres() {
     t.stop().await;
 }
 
+/// A quiet read model is never behind the log, so readiness also asks the database:
+/// with PostgreSQL gone the API is not ready (`api.read_model_reachable`) and a read
+/// answers 503 once its wait for a connection ends, not 200 or a hang.
+#[tokio::test]
+async fn an_api_whose_postgresql_is_gone_is_not_ready() {
+    let pg = postgres().await;
+    let url = pg.url();
+    let t = TestStack::start_with(|c| c.database_url = Some(url)).await;
+    let token = t.token("alice", "p1");
+    let id = t.create_text(&token, "kept", "v").await;
+    let ready = || async {
+        let r = t.http.get(t.url("/readyz")).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    };
+    let (status, report) = ready().await;
+    assert_eq!(status, 200, "{report}");
+    pg.stop().await;
+    let (status, report) = ready().await;
+    assert_eq!(status, 503, "{report}");
+    let failing: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(failing.contains(&"api.read_model_reachable"), "{report}");
+    let read = t.get(&format!("/v1/secrets/{id}"), &token).await;
+    assert_eq!(read.status(), 503);
+    t.stop().await;
+}
+
 /// `url` as `role` (a role of `pg`'s server) would connect.
 fn as_role(pg: &ManagedPostgres, role: &str) -> String {
     let url = pg.url().replacen("keyledger@", &format!("{role}@"), 1);

@@ -94,6 +94,12 @@ pub enum Unhealthy {
         /// The log's last sequence.
         last: u64,
     },
+    /// The read model's database does not answer.
+    #[error(
+        "the read model's database does not answer ({0}): reads fail until it does; check \
+         that it runs and is reachable"
+    )]
+    Unreachable(String),
     /// The last pass of a periodic task went wrong.
     #[error("the pass at {at} failed: {problem}")]
     PassFailed {

@@ -446,6 +446,9 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
         })?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(1))
+        // A read waiting for a connection while PostgreSQL is away answers 503 within
+        // this, not sqlx's default 30 s (a query holds a connection for milliseconds).
+        .acquire_timeout(READ_ACQUIRE)
         .connect_with(options)
         .await
         .map_err(|source| OpenError::Postgres {
@@ -489,6 +492,9 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
     Ok(pool)
 }
 
+/// How long a read waits for one of the pool's connections.
+const READ_ACQUIRE: Duration = Duration::from_secs(5);
+
 /// How long a reader's first connection is tried while PostgreSQL refuses it for a
 /// while (as sqlx's pool would, for its acquire timeout).
 const FIRST_CONNECTION: Duration = Duration::from_secs(30);
@@ -520,12 +526,16 @@ async fn first_connection(
     }
 }
 
-/// Whether a failed connection may succeed shortly: nothing listening yet, the server
-/// starting up (`57P03`) or at its connection limit (`53300`), the errors sqlx's pool
-/// retries.
+/// Whether a failed connection may succeed shortly: nothing listening yet (or no
+/// socket file yet), the server starting up (`57P03`) or at its connection limit
+/// (`53300`), the errors sqlx's pool retries.
 fn passing(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        // Refused over TCP; no socket file yet for a Unix socket.
+        sqlx::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        ),
         sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57P03" | "53300")),
         _ => false,
     }
@@ -664,7 +674,10 @@ async fn stand_by(shown: &str, options: &PgConnectOptions) -> Result<Writer, Ope
     loop {
         let started = std::time::Instant::now();
         match Writer::open_postgres(options.clone(), true).await {
-            Ok(writer) => return Ok(writer),
+            Ok(writer) => {
+                tracing::info!(url = %shown, "took over the read model");
+                return Ok(writer);
+            }
             Err(e) if e.is_of_the_session() => {
                 let backoff = restarts.after_failure(started.elapsed());
                 tracing::warn!(url = %shown, error = %e, retry_in = ?backoff, "projector: no session stands by for the read model (lost, or not opened yet); trying again");

@@ -20,6 +20,12 @@ pub enum TlsParameterError {
          password goes in PGPASSWORD or ~/.pgpass)"
     )]
     Unread(String),
+    /// A parameter given twice (or under two of its names).
+    #[error(
+        "the parameter {0} is given more than once (under one name or two of its names, \
+         such as sslkey and ssl-key): give it once"
+    )]
+    Repeated(String),
     /// A PEM document given where sqlx reads a file's path.
     #[error(
         "{0} holds a PEM document where a file's path goes (a URL's parameters always take \
@@ -143,6 +149,20 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
             kept.push((key.into_owned(), value.into_owned()));
         } else {
             left_out.push(key.into_owned());
+        }
+    }
+    // sqlx takes the last of a repeated parameter: checking the first would pass a file
+    // sqlx never reads.
+    for (i, (key, _)) in kept.iter().enumerate() {
+        let aliases = FILES
+            .iter()
+            .find(|(names, _, _)| names.contains(&key.as_str()))
+            .map_or(&[][..], |(names, _, _)| *names);
+        if kept[i + 1..]
+            .iter()
+            .any(|(other, _)| other == key || aliases.contains(&other.as_str()))
+        {
+            return Err(TlsParameterError::Repeated(key.clone()));
         }
     }
     for (names, variable, holds) in FILES {
@@ -474,6 +494,20 @@ mod tests {
         );
         assert!(message.contains("openssl pkey -in"), "{message}");
         assert!(!message.contains("s3cret"), "{message}");
+        // A file parameter given twice, or under two names: sqlx reads the last.
+        let good = dir.path().join("good.key");
+        std::fs::write(&good, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        for twice in [
+            format!("sslkey={0}&sslkey={0}", good.display()),
+            format!("sslkey={0}&ssl-key={0}", good.display()),
+            "sslmode=require&sslmode=disable".to_owned(),
+        ] {
+            let message = refused(twice.clone());
+            assert!(
+                message.contains("is given more than once"),
+                "{twice}: {message}"
+            );
+        }
         // A PKCS#1 key encrypted the traditional way, with its header lines.
         let legacy = dir.path().join("legacy.key");
         std::fs::write(

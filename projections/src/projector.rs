@@ -296,6 +296,7 @@ impl Projector {
         let mut waited_for_stream = false;
         loop {
             let started = std::time::Instant::now();
+            let applied_before = *self.applied.borrow();
             match self.follow(None, &shutdown).await {
                 Ok(()) => return,
                 Err(ProjectorError::Reconnected) => {
@@ -349,6 +350,12 @@ impl Projector {
                     }
                 }
                 Err(e) => {
+                    // A run that applied commits had recovered, however short it was:
+                    // its failure (PostgreSQL restarted again, its session found dead
+                    // only now) is a new incident, retried at once.
+                    if *self.applied.borrow() > applied_before {
+                        restarts.reset();
+                    }
                     let backoff = restarts.after_failure(started.elapsed());
                     tracing::warn!(error = %e, retry_in = ?backoff, "projector failed; resuming from its checkpoint");
                     tokio::select! {

@@ -581,6 +581,19 @@ pub async fn start_api(
     health.nats("api", &client);
     health.stream("api", &js, api::access_log::STREAM);
     health.read_model("api", &js, &settings.config.stream, read.applied_watch());
+    // A quiet read model is never behind the log, so the lag alone does not show a
+    // database that has gone away: ask it.
+    let probe = read.clone();
+    health.check("api.read_model_reachable", move || {
+        let probe = probe.clone();
+        async move {
+            probe
+                .reachable()
+                .await
+                .map(|seq| format!("answers (checkpoint {seq})"))
+                .map_err(|e| infra::health::Unhealthy::Unreachable(e.to_string()))
+        }
+    });
     let access_log = api::access_log::AccessLog::start(
         js.clone(),
         settings.config.access_mode,

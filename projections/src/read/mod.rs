@@ -391,6 +391,12 @@ impl ReadModel {
         self.applied.clone()
     }
 
+    /// The checkpoint, read from the database now: whether the read model answers
+    /// (a readiness check; the sequence a read follows is [`Self::applied`]).
+    pub async fn reachable(&self) -> Result<u64, ReadError> {
+        Ok(on_pool!(&self.pool, checkpoint())?)
+    }
+
     /// Waits until the read model has applied `seq`, for at most `timeout`.
     pub async fn wait_for(&self, seq: u64, timeout: Duration) -> Result<(), Lagging> {
         let mut rx = self.applied.clone();
