@@ -1,8 +1,8 @@
 //! Read-your-writes over HTTP.
 //!
-//! - Every response to a secrets request carries `X-Keyledger-Seq`: the stream
-//!   sequence the read model had applied when it answered (for a write: the sequence
-//!   of its commit).
+//! - Every successful response to a secrets request carries `X-Keyledger-Seq`: the
+//!   stream sequence the read model had applied when it answered (for a write: the
+//!   sequence of its commit). An error does not.
 //! - A write returns once the read model shows it, so the next read by the same client
 //!   sees it.
 //! - A read may send `X-Keyledger-Min-Seq: <n>` (e.g. the `seq` of a command a service

@@ -95,7 +95,7 @@ impl Modify for Security {
         description = "OpenStack Barbican's v1 API (microversions 1.0 to 1.2), served from an \
                        event-sourced ledger, with keyledger's own additions (versions and \
                        stages, tags, history, the TLS check). Errors are `{code, title, \
-                       description}`. Writes answer once reads show them; every response to \
+                       description}`. Writes answer once reads show them; every successful response to \
                        a secrets request names the log sequence it reflects \
                        (`X-Keyledger-Seq`), and a read may wait for one \
                        (`X-Keyledger-Min-Seq`).",
