@@ -527,22 +527,18 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
     let token = t.token("alice", "p1");
     let key = t.aws_key(&token).await;
     let name = json!({"SecretId": "db/gone"});
-    let (status, made) = t
-        .aws(
-            &key,
-            "CreateSecret",
-            json!({"Name": "db/gone", "SecretString": "s"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{made}");
-    let (status, deleted) = t
-        .aws(
-            &key,
-            "DeleteSecret",
-            json!({"SecretId": "db/gone", "RecoveryWindowInDays": 7}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{deleted}");
+    t.aws_ok(
+        &key,
+        "CreateSecret",
+        json!({"Name": "db/gone", "SecretString": "s"}),
+    )
+    .await;
+    t.aws_ok(
+        &key,
+        "DeleteSecret",
+        json!({"SecretId": "db/gone", "RecoveryWindowInDays": 7}),
+    )
+    .await;
     let listed = |answer: &Value| {
         answer["SecretList"]
             .as_array()
@@ -567,9 +563,14 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
         .await;
     assert_eq!(scheduled.status(), 204);
     let create_held = json!({"Name": "bar/held", "SecretString": "again"});
-    let (status, again) = t.aws(&key, "CreateSecret", create_held.clone()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
-    assert_eq!(again["__type"], "InvalidRequestException", "{again}");
+    let again = t
+        .aws_refused(
+            &key,
+            "CreateSecret",
+            create_held.clone(),
+            "InvalidRequestException",
+        )
+        .await;
     assert!(
         again["message"]
             .as_str()
@@ -579,16 +580,20 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
     );
 
     // In its window it is described, and listed when asked for.
-    let (status, described) = t.aws(&key, "DescribeSecret", name.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{described}");
+    let described = t.aws_ok(&key, "DescribeSecret", name.clone()).await;
     assert!(described["DeletedDate"].is_number(), "{described}");
     let (_, list) = t.aws(&key, "ListSecrets", with_planned.clone()).await;
     assert!(listed(&list), "{list}");
 
     clock.advance(Duration::from_secs(7 * 86_400));
-    let (status, described) = t.aws(&key, "DescribeSecret", name.clone()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{described}");
-    assert_eq!(described["__type"], "ResourceNotFoundException");
+    let described = t
+        .aws_refused(
+            &key,
+            "DescribeSecret",
+            name.clone(),
+            "ResourceNotFoundException",
+        )
+        .await;
     assert!(
         described["message"]
             .as_str()
@@ -596,33 +601,37 @@ async fn aws_shows_a_secret_as_deleted_once_its_window_ends_before_the_purge_lan
             .contains("recovery window ended"),
         "{described}"
     );
-    let (status, list) = t.aws(&key, "ListSecrets", with_planned).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
+    let list = t.aws_ok(&key, "ListSecrets", with_planned).await;
     assert!(!listed(&list), "{list}");
-    let (status, restored) = t.aws(&key, "RestoreSecret", name.clone()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{restored}");
-    assert_eq!(restored["__type"], "ResourceNotFoundException");
+    t.aws_refused(
+        &key,
+        "RestoreSecret",
+        name.clone(),
+        "ResourceNotFoundException",
+    )
+    .await;
     // As for a missing secret, a forced deletion succeeds and a windowed one does not.
-    let (status, forced) = t
-        .aws(
-            &key,
-            "DeleteSecret",
-            json!({"SecretId": "db/gone", "ForceDeleteWithoutRecovery": true}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{forced}");
-    let (status, windowed) = t.aws(&key, "DeleteSecret", name.clone()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{windowed}");
-    assert_eq!(windowed["__type"], "ResourceNotFoundException");
-    let (status, again) = t
-        .aws(
+    t.aws_ok(
+        &key,
+        "DeleteSecret",
+        json!({"SecretId": "db/gone", "ForceDeleteWithoutRecovery": true}),
+    )
+    .await;
+    t.aws_refused(
+        &key,
+        "DeleteSecret",
+        name.clone(),
+        "ResourceNotFoundException",
+    )
+    .await;
+    let again = t
+        .aws_refused(
             &key,
             "CreateSecret",
             json!({"Name": "db/gone", "SecretString": "again"}),
+            "InvalidRequestException",
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
-    assert_eq!(again["__type"], "InvalidRequestException");
     assert!(
         again["message"]
             .as_str()
@@ -663,14 +672,13 @@ async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered
     let t = TestStack::start().await;
     let token = t.token("alice", "p1");
     let key = t.aws_key(&token).await;
-    let (status, made) = t
-        .aws(
+    let made = t
+        .aws_ok(
             &key,
             "CreateSecret",
             json!({"Name": "db/racing", "SecretString": "s"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{made}");
     let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/racing", 0).to_string();
 
     // Hold the read model's write lock: the projector cannot apply the deletion, and
@@ -690,24 +698,22 @@ async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered
     )
     .await;
     assert!(deleted.get("error").is_none(), "{deleted}");
-    let (status, described) = t
-        .aws(&key, "DescribeSecret", json!({"SecretId": "db/racing"}))
+    let described = t
+        .aws_ok(&key, "DescribeSecret", json!({"SecretId": "db/racing"}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{described}");
     assert!(
         described.get("DeletedDate").is_none(),
         "the read model shows the deletion already: {described}"
     );
 
-    let (status, put) = t
-        .aws(
+    let put = t
+        .aws_refused(
             &key,
             "PutSecretValue",
             json!({"SecretId": "db/racing", "SecretString": "late"}),
+            "InvalidRequestException",
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{put}");
-    assert_eq!(put["__type"], "InvalidRequestException", "{put}");
     assert!(
         put["message"]
             .as_str()
@@ -715,16 +721,14 @@ async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered
             .contains("it was marked for deletion"),
         "{put}"
     );
-    let (status, moved) = t
-        .aws(
-            &key,
-            "UpdateSecretVersionStage",
-            json!({"SecretId": "db/racing", "VersionStage": "custom",
+    t.aws_refused(
+        &key,
+        "UpdateSecretVersionStage",
+        json!({"SecretId": "db/racing", "VersionStage": "custom",
                    "MoveToVersionId": made["VersionId"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{moved}");
-    assert_eq!(moved["__type"], "InvalidRequestException", "{moved}");
+        "InvalidRequestException",
+    )
+    .await;
     sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
     drop(lock);
 
@@ -736,15 +740,13 @@ async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered
         d["DeletedDate"].is_number().then_some(())
     })
     .await;
-    let (status, put) = t
-        .aws(
-            &key,
-            "PutSecretValue",
-            json!({"SecretId": "db/racing", "SecretString": "late"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{put}");
-    assert_eq!(put["__type"], "InvalidRequestException", "{put}");
+    t.aws_refused(
+        &key,
+        "PutSecretValue",
+        json!({"SecretId": "db/racing", "SecretString": "late"}),
+        "InvalidRequestException",
+    )
+    .await;
     t.stop().await;
 }
 
@@ -767,14 +769,12 @@ pub(crate) async fn listing_pages_hold_their_place(t: &TestStack) {
     let create = |name: String| {
         let key = &key;
         async move {
-            let (status, made) = t
-                .aws(
-                    key,
-                    "CreateSecret",
-                    json!({"Name": name, "SecretString": "s"}),
-                )
-                .await;
-            assert_eq!(status, StatusCode::OK, "{made}");
+            t.aws_ok(
+                key,
+                "CreateSecret",
+                json!({"Name": name, "SecretString": "s"}),
+            )
+            .await;
         }
     };
     let mut stable: Vec<String> = Vec::new();
@@ -805,8 +805,7 @@ pub(crate) async fn listing_pages_hold_their_place(t: &TestStack) {
             if let Some(n) = &next {
                 input["NextToken"] = json!(n);
             }
-            let (status, page) = t.aws(&key, "ListSecrets", input).await;
-            assert_eq!(status, StatusCode::OK, "{page}");
+            let page = t.aws_ok(&key, "ListSecrets", input).await;
             let names: Vec<String> = page["SecretList"]
                 .as_array()
                 .unwrap()
@@ -816,14 +815,12 @@ pub(crate) async fn listing_pages_hold_their_place(t: &TestStack) {
             // Delete, at once, the churn secrets this page showed: each moves every
             // later secret one place forward.
             for name in names.iter().filter(|n| n.starts_with("churn-")) {
-                let (status, gone) = t
-                    .aws(
-                        &key,
-                        "DeleteSecret",
-                        json!({"SecretId": name, "ForceDeleteWithoutRecovery": true}),
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::OK, "{gone}");
+                t.aws_ok(
+                    &key,
+                    "DeleteSecret",
+                    json!({"SecretId": name, "ForceDeleteWithoutRecovery": true}),
+                )
+                .await;
             }
             seen.extend(names);
             match page["NextToken"].as_str() {
@@ -852,15 +849,18 @@ pub(crate) async fn listing_pages_hold_their_place(t: &TestStack) {
     let mut next = by_name.clone();
     next["NextToken"] = json!(handed);
     next["MaxResults"] = json!(2);
-    let (status, page) = t.aws(&key, "ListSecrets", next.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    t.aws_ok(&key, "ListSecrets", next.clone()).await;
     let mut token: Value = serde_json::from_slice(&b64.decode(&handed).unwrap()).unwrap();
     for forged in [json!("a\0b"), json!(i64::MAX)] {
         token["p"]["key"] = forged;
         next["NextToken"] = json!(b64.encode(serde_json::to_vec(&token).unwrap()));
-        let (status, refused) = t.aws(&key, "ListSecrets", next.clone()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-        assert_eq!(refused["__type"], "InvalidNextTokenException", "{refused}");
+        t.aws_refused(
+            &key,
+            "ListSecrets",
+            next.clone(),
+            "InvalidNextTokenException",
+        )
+        .await;
     }
 }
 
@@ -885,24 +885,21 @@ async fn aws_deletion_takes_the_configured_recovery_window() {
     .await;
     let token = t.token("alice", "p1");
     let key = t.aws_key(&token).await;
-    let (status, made) = t
-        .aws(
-            &key,
-            "CreateSecret",
-            json!({"Name": "db/windowed", "SecretString": "s"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{made}");
+    t.aws_ok(
+        &key,
+        "CreateSecret",
+        json!({"Name": "db/windowed", "SecretString": "s"}),
+    )
+    .await;
     for days in [7, 21] {
-        let (status, refused) = t
-            .aws(
+        let refused = t
+            .aws_refused(
                 &key,
                 "DeleteSecret",
                 json!({"SecretId": "db/windowed", "RecoveryWindowInDays": days}),
+                "InvalidParameterException",
             )
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-        assert_eq!(refused["__type"], "InvalidParameterException", "{refused}");
         assert!(
             refused["message"]
                 .as_str()
@@ -911,10 +908,9 @@ async fn aws_deletion_takes_the_configured_recovery_window() {
             "{refused}"
         );
     }
-    let (status, deleted) = t
-        .aws(&key, "DeleteSecret", json!({"SecretId": "db/windowed"}))
+    let deleted = t
+        .aws_ok(&key, "DeleteSecret", json!({"SecretId": "db/windowed"}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{deleted}");
     let expected = t.now().plus(14 * day).unwrap().unix_millis() as f64 / 1000.0;
     assert!(
         (deleted["DeletionDate"].as_f64().unwrap() - expected).abs() < 1.0,
@@ -939,28 +935,33 @@ async fn aws_forced_deletion_succeeds_for_a_missing_secret_and_only_for_one() {
     let token = t.token("alice", "p1");
     let key = t.aws_key(&token).await;
     let forced = |id: Value| json!({"SecretId": id, "ForceDeleteWithoutRecovery": true});
-    let (status, gone) = t
-        .aws(&key, "DeleteSecret", forced(json!("never-was")))
+    t.aws_ok(&key, "DeleteSecret", forced(json!("never-was")))
         .await;
-    assert_eq!(status, StatusCode::OK, "{gone}");
     for bad in [json!("name with space"), json!("x".repeat(3000))] {
-        let (status, refused) = t.aws(&key, "DeleteSecret", forced(bad)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-        assert_eq!(refused["__type"], "InvalidParameterException", "{refused}");
-    }
-
-    let (status, made) = t
-        .aws(
+        t.aws_refused(
             &key,
-            "CreateSecret",
-            json!({"Name": "db/kept", "SecretString": "s"}),
+            "DeleteSecret",
+            forced(bad),
+            "InvalidParameterException",
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{made}");
+    }
+
+    t.aws_ok(
+        &key,
+        "CreateSecret",
+        json!({"Name": "db/kept", "SecretString": "s"}),
+    )
+    .await;
     let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/kept", 0).to_string();
-    let (status, refused) = t.aws(&key, "DeleteSecret", forced(json!(id))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-    assert_eq!(refused["__type"], "InvalidParameterException", "{refused}");
+    let refused = t
+        .aws_refused(
+            &key,
+            "DeleteSecret",
+            forced(json!(id)),
+            "InvalidParameterException",
+        )
+        .await;
     assert!(
         refused["message"]
             .as_str()
@@ -968,10 +969,8 @@ async fn aws_forced_deletion_succeeds_for_a_missing_secret_and_only_for_one() {
             .contains("nothing was deleted"),
         "{refused}"
     );
-    let (status, value) = t
-        .aws(&key, "GetSecretValue", json!({"SecretId": "db/kept"}))
+    t.aws_ok(&key, "GetSecretValue", json!({"SecretId": "db/kept"}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{value}");
 
     // Four at once: each either deletes it or finds it deleted.
     let answers = futures::future::join_all(
@@ -981,11 +980,13 @@ async fn aws_forced_deletion_succeeds_for_a_missing_secret_and_only_for_one() {
     for (status, answer) in answers {
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
-    let (status, value) = t
-        .aws(&key, "GetSecretValue", json!({"SecretId": "db/kept"}))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
-    assert_eq!(value["__type"], "ResourceNotFoundException", "{value}");
+    t.aws_refused(
+        &key,
+        "GetSecretValue",
+        json!({"SecretId": "db/kept"}),
+        "ResourceNotFoundException",
+    )
+    .await;
     t.stop().await;
 }
 
@@ -1017,9 +1018,14 @@ async fn aws_create_tells_a_names_holder_only_to_a_caller_who_may_read_it() {
     assert_eq!(scheduled.status(), 204);
     let create = json!({"Name": "priv/held", "SecretString": "mine"});
     let alice = t.aws_key(&t.token_with("alice", "p1", &["member"])).await;
-    let (status, refused) = t.aws(&alice, "CreateSecret", create.clone()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-    assert_eq!(refused["__type"], "ResourceExistsException", "{refused}");
+    let refused = t
+        .aws_refused(
+            &alice,
+            "CreateSecret",
+            create.clone(),
+            "ResourceExistsException",
+        )
+        .await;
     assert!(!refused.to_string().contains("scheduled"), "{refused}");
     // Its owner is told.
     let owner = t.aws_key(&bob).await;
@@ -1046,14 +1052,12 @@ async fn aws_forced_deletion_of_an_expired_secret_destroys_it() {
     clock.advance(Duration::from_secs(7200));
     let token = t.token("alice", "p1");
     let key = t.aws_key(&token).await;
-    let (status, gone) = t
-        .aws(
-            &key,
-            "DeleteSecret",
-            json!({"SecretId": id, "ForceDeleteWithoutRecovery": true}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{gone}");
+    t.aws_ok(
+        &key,
+        "DeleteSecret",
+        json!({"SecretId": id, "ForceDeleteWithoutRecovery": true}),
+    )
+    .await;
     let history = t.history(&id).await;
     assert!(
         history.iter().any(|(c, _)| c == "secret.delete"),
@@ -1085,16 +1089,13 @@ async fn aws_create_retried_after_its_secret_was_deleted_says_so() {
 
     let windowed = json!({"Name": "db/windowed-again", "SecretString": "s",
                           "ClientRequestToken": "6d1c3a52-9a0e-4a51-8f3e-2b7c9d4e5f60"});
-    let (status, made) = t.aws(&key, "CreateSecret", windowed.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{made}");
-    let (status, scheduled) = t
-        .aws(
-            &key,
-            "DeleteSecret",
-            json!({"SecretId": "db/windowed-again", "RecoveryWindowInDays": 7}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{scheduled}");
+    t.aws_ok(&key, "CreateSecret", windowed.clone()).await;
+    t.aws_ok(
+        &key,
+        "DeleteSecret",
+        json!({"SecretId": "db/windowed-again", "RecoveryWindowInDays": 7}),
+    )
+    .await;
     let (status, again) = t.aws(&key, "CreateSecret", windowed).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
     assert!(
@@ -1107,19 +1108,16 @@ async fn aws_create_retried_after_its_secret_was_deleted_says_so() {
 
     let create = json!({"Name": "db/again", "SecretString": "s",
                         "ClientRequestToken": "0b4f9c8e-4d52-4a7e-9a55-3f1b2c7d8e90"});
-    let (status, made) = t.aws(&key, "CreateSecret", create.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{made}");
-    let (status, gone) = t
-        .aws(
-            &key,
-            "DeleteSecret",
-            json!({"SecretId": "db/again", "ForceDeleteWithoutRecovery": true}),
-        )
+    t.aws_ok(&key, "CreateSecret", create.clone()).await;
+    t.aws_ok(
+        &key,
+        "DeleteSecret",
+        json!({"SecretId": "db/again", "ForceDeleteWithoutRecovery": true}),
+    )
+    .await;
+    let again = t
+        .aws_refused(&key, "CreateSecret", create, "InvalidRequestException")
         .await;
-    assert_eq!(status, StatusCode::OK, "{gone}");
-    let (status, again) = t.aws(&key, "CreateSecret", create).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
-    assert_eq!(again["__type"], "InvalidRequestException", "{again}");
     assert!(
         again["message"]
             .as_str()
@@ -1137,14 +1135,12 @@ async fn aws_delete_of_a_secret_with_barbican_consumers_is_an_invalid_request() 
     let t = TestStack::start().await;
     let token = t.token("alice", "p1");
     let key = t.aws_key(&token).await;
-    let (status, made) = t
-        .aws(
-            &key,
-            "CreateSecret",
-            json!({"Name": "db/consumed", "SecretString": "s"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{made}");
+    t.aws_ok(
+        &key,
+        "CreateSecret",
+        json!({"Name": "db/consumed", "SecretString": "s"}),
+    )
+    .await;
     let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/consumed", 0).to_string();
     let registered = t
         .http
@@ -1161,9 +1157,9 @@ async fn aws_delete_of_a_secret_with_barbican_consumers_is_an_invalid_request() 
         json!({"SecretId": "db/consumed", "RecoveryWindowInDays": 7}),
         json!({"SecretId": "db/consumed", "ForceDeleteWithoutRecovery": true}),
     ] {
-        let (status, refused) = t.aws(&key, "DeleteSecret", input).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-        assert_eq!(refused["__type"], "InvalidRequestException", "{refused}");
+        let refused = t
+            .aws_refused(&key, "DeleteSecret", input, "InvalidRequestException")
+            .await;
         assert!(
             refused["message"]
                 .as_str()
@@ -1172,10 +1168,9 @@ async fn aws_delete_of_a_secret_with_barbican_consumers_is_an_invalid_request() 
             "{refused}"
         );
     }
-    let (status, value) = t
-        .aws(&key, "GetSecretValue", json!({"SecretId": "db/consumed"}))
+    let value = t
+        .aws_ok(&key, "GetSecretValue", json!({"SecretId": "db/consumed"}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{value}");
     assert_eq!(value["SecretString"], "s");
     t.stop().await;
 }

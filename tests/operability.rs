@@ -382,13 +382,7 @@ async fn readiness_flips_when_nats_stops_and_recovers() {
     let (status, report) = ready().await;
     assert_eq!(status, 503, "{report}");
     assert_eq!(report["ready"], false);
-    let failing: Vec<&str> = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let failing = crate::support::failing_checks(&report);
     assert!(failing.contains(&"api.read_model"), "{report}");
     let alive = t.http.get(t.url("/healthz")).send().await.unwrap();
     assert_eq!(alive.status(), 200);
@@ -416,13 +410,7 @@ async fn readiness_flips_when_nats_stops_and_recovers() {
     js.update_stream(config).await.unwrap();
     let (status, report) = ready().await;
     assert_eq!(status, 503, "{report}");
-    let failing: Vec<&str> = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let failing = crate::support::failing_checks(&report);
     assert_eq!(failing, ["commands.stream.KEYLEDGER"], "{report}");
 }
 

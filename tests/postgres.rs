@@ -573,13 +573,7 @@ async fn an_api_whose_postgresql_is_gone_is_not_ready() {
     pg.stop().await;
     let (status, report) = ready().await;
     assert_eq!(status, 503, "{report}");
-    let failing: Vec<&str> = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let failing = crate::support::failing_checks(&report);
     assert!(failing.contains(&"api.read_model_reachable"), "{report}");
     let read = t.get(&format!("/v1/secrets/{id}"), &token).await;
     assert_eq!(read.status(), 503);

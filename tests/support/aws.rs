@@ -95,4 +95,19 @@ impl TestStack {
         let status = r.status();
         (status, json_of(r).await)
     }
+
+    /// [`Self::aws`], which must succeed: the answer.
+    pub async fn aws_ok(&self, key: &AwsKey, target: &str, input: Value) -> Value {
+        let (status, answer) = self.aws(key, target, input).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer
+    }
+
+    /// [`Self::aws`], which must be refused (400) with AWS's error `code`: the answer.
+    pub async fn aws_refused(&self, key: &AwsKey, target: &str, input: Value, code: &str) -> Value {
+        let (status, answer) = self.aws(key, target, input).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["__type"], code, "{answer}");
+        answer
+    }
 }

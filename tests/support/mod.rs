@@ -401,6 +401,17 @@ pub async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
 }
 
+/// The names of the checks a `/readyz` report says fail.
+pub fn failing_checks(report: &Value) -> Vec<&str> {
+    report["checks"]
+        .as_array()
+        .expect("a readiness report lists its checks")
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect()
+}
+
 /// The status of an error response and its Barbican `description`.
 pub async fn description(response: reqwest::Response) -> (reqwest::StatusCode, String) {
     let status = response.status();
