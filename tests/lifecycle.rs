@@ -908,6 +908,22 @@ async fn aws_deletion_takes_the_configured_recovery_window() {
             "{refused}"
         );
     }
+    // A count of days no duration holds is named as given, not as seconds.
+    let refused = t
+        .aws_refused(
+            &key,
+            "DeleteSecret",
+            json!({"SecretId": "db/windowed", "RecoveryWindowInDays": i64::MAX}),
+            "InvalidParameterException",
+        )
+        .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("(it is {})", i64::MAX)),
+        "{refused}"
+    );
     let deleted = t
         .aws_ok(&key, "DeleteSecret", json!({"SecretId": "db/windowed"}))
         .await;

@@ -83,6 +83,14 @@ pub fn is_command_id_taken(code: ErrorCode, message: &str) -> bool {
     code == ErrorCode::Conflict && message.contains(COMMAND_ID_TAKEN)
 }
 
+const OTHER_CREATE: &str = " already created secret ";
+
+/// Whether a refusal is [`Rejection::other_create`]'s: a create's command id that
+/// made a secret with other fields or another payload.
+pub fn is_other_create(code: ErrorCode, message: &str) -> bool {
+    code == ErrorCode::Conflict && message.contains(OTHER_CREATE)
+}
+
 /// Longest message a refusal carries, in bytes. Messages quote the value at fault,
 /// and a value can be as long as a request allows (a 400,000-character metadata key,
 /// a 200,000-character idempotency key): unbounded, each such request would be
@@ -150,6 +158,19 @@ impl Rejection {
     /// JetStream's duplicate window), with what follows `detail`.
     pub fn command_id_taken(command_id: impl std::fmt::Display, detail: &str) -> Self {
         Self::conflict(format!("command_id {command_id}{COMMAND_ID_TAKEN}{detail}"))
+    }
+
+    /// A create whose command id made `secret` with other values of `differs` (the
+    /// fields, or the payload) than this request asks for.
+    pub fn other_create(
+        command_id: impl std::fmt::Display,
+        secret: impl std::fmt::Display,
+        differs: &str,
+    ) -> Self {
+        Self::conflict(format!(
+            "command_id (Idempotency-Key) {command_id}{OTHER_CREATE}{secret} with another \
+             {differs}; send a new key for a new secret"
+        ))
     }
 
     /// [`ErrorCode::TooLarge`].

@@ -99,10 +99,22 @@ class Boto3(unittest.TestCase):
         self.assertEqual(first["VersionId"], token)
         again = self.sm.create_secret(Name=name, SecretString="v1", ClientRequestToken=token)
         self.assertEqual(again["ARN"], first["ARN"])
-        self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
-                        SecretString="other", ClientRequestToken=token)
+        message = self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
+                                  SecretString="other", ClientRequestToken=token)
+        self.assertIn("This ClientRequestToken created it with another value", message)
         self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
                         SecretString="v1")
+        # The same token without the value is another request, either way round.
+        self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
+                        ClientRequestToken=token)
+        bare = unique("token-bare")
+        bare_token = str(uuid.uuid4())
+        made = self.sm.create_secret(Name=bare, ClientRequestToken=bare_token)
+        self.assertNotIn("VersionId", made)
+        self.assertEqual(self.sm.create_secret(Name=bare, ClientRequestToken=bare_token)["ARN"],
+                         made["ARN"])
+        self.assertCode("ResourceExistsException", self.sm.create_secret, Name=bare,
+                        SecretString="v1", ClientRequestToken=bare_token)
 
     def test_put_moves_awscurrent_and_awsprevious_follows(self):
         name = unique("rotating")

@@ -227,9 +227,17 @@ pub async fn create(
     }
     let has_token = token.is_some();
     // The command id follows the token, so a retried create is answered with the
-    // secret the first attempt made.
+    // secret the first attempt made. A create without a value makes no version for the
+    // token to name, so the command service could not tell it from the same token's
+    // create with one: its id differs, and either after the other finds the name taken
+    // (ResourceExists, as AWS answers a request that differs from the first).
     let command_id = token.as_deref().map(|t| {
-        let key = format!("aws-create/{project}/{}/{t}", name.as_str());
+        let without = if payload.is_none() {
+            "/without-value"
+        } else {
+            ""
+        };
+        let key = format!("aws-create/{project}/{}/{t}{without}", name.as_str());
         uuid::Uuid::new_v5(&AWS_CREATE_NAMESPACE, key.as_bytes()).to_string()
     });
     let request = CreateSecretRequest {
@@ -315,12 +323,22 @@ pub async fn create(
                     ),
                 ));
             }
+            // The command service's words name keyledger's ids, not the ARN AWS's
+            // callers know; what they say is told in AWS's terms.
+            let why = if e
+                .code()
+                .is_some_and(|code| domain::error::is_other_create(code, e.description()))
+            {
+                " This ClientRequestToken created it with another value or other \
+                 parameters; send a new token for a new secret."
+            } else {
+                ""
+            };
             Err(AwsError::new(
                 Code::ResourceExists,
                 format!(
-                    "The operation failed because the secret {} already exists. {}",
-                    name.as_str(),
-                    e.description()
+                    "The operation failed because the secret {} already exists.{why}",
+                    name.as_str()
                 ),
             ))
         }
@@ -503,7 +521,8 @@ pub async fn delete(
     // --recovery-window-min, -max and --recovery-window; 7, 30 and 30 days by
     // default), which refuses a window out of them saying which they are.
     let days = match input.recovery_window_in_days {
-        Some(d) if d < 1 => {
+        // A count of days too large to be a duration is out of any bounds alike.
+        Some(d) if d < 1 || d.checked_mul(86_400).is_none() => {
             return Err(AwsError::invalid(format!(
                 "The RecoveryWindowInDays value must be a positive number of days (it is \
                  {d}), within keyledger's configured bounds (7 to 30 days by default)"

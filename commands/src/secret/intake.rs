@@ -397,7 +397,15 @@ impl IntakeContext<'_> {
                     "give recovery_window_days or recovery_window, not both",
                 ));
             }
-            (Some(days), None) => Some(std::time::Duration::from_secs(days.saturating_mul(86_400))),
+            (Some(days), None) => Some(std::time::Duration::from_secs(
+                days.checked_mul(86_400).ok_or_else(|| {
+                    Rejection::invalid(format!(
+                        "recovery_window_days {days} is out of range; a recovery window is a \
+                         few days or weeks (the command service's --recovery-window-min and \
+                         --recovery-window-max bound it: 7 to 30 days unless configured)"
+                    ))
+                })?,
+            )),
             (None, Some(text)) => Some(humantime::parse_duration(text).map_err(|e| {
                 Rejection::invalid(format!(
                     "recovery_window {text:?} is not a duration ({e}); write e.g. \"7d\" or \"30 days\""
@@ -690,6 +698,10 @@ mod tests {
             (
                 serde_json::json!({"recovery_window": "soon"}),
                 "is not a duration",
+            ),
+            (
+                serde_json::json!({"recovery_window_days": i64::MAX}),
+                "recovery_window_days 9223372036854775807 is out of range",
             ),
         ] {
             let err = delete(body).unwrap_err();

@@ -357,13 +357,11 @@ impl SecretHandler {
         if differs.is_empty() {
             return Ok(());
         }
-        Err(Rejection::conflict(format!(
-            "command_id (Idempotency-Key) {} already created secret {} with another {}; send \
-             a new key for a new secret",
-            intake.command_id,
+        Err(Rejection::other_create(
+            &intake.command_id,
             intake.secret,
-            differs.join(", ")
-        )))
+            &differs.join(", "),
+        ))
     }
 
     /// Whether a payload put whose command id was applied already (`secret.value.put`,
