@@ -45,41 +45,83 @@ pub enum TlsParameterError {
     },
     /// A file of CAs, or a client certificate's, that holds no certificate.
     #[error(
-        "{parameter} names {path}, which holds no certificate (a PEM \
-         \"-----BEGIN CERTIFICATE-----\" block): {consequence}"
+        "{parameter} {given} holds no certificate (a PEM \"-----BEGIN CERTIFICATE-----\" \
+         block): {consequence}"
     )]
     NoCertificate {
         /// The parameter (or environment variable) naming it.
         parameter: String,
-        /// The file.
-        path: String,
+        /// The file, or the variable's own value.
+        given: Given,
         /// What would follow.
         consequence: &'static str,
     },
-    /// A client key file that holds no key sqlx reads.
+    /// A client key that holds no key sqlx reads.
     #[error(
-        "{parameter} names {path}, which holds no private key (a PEM \
-         \"-----BEGIN PRIVATE KEY-----\" block, or an RSA or EC one): the client \
-         certificate's key goes there"
+        "{parameter} {given} holds no private key (a PEM \"-----BEGIN PRIVATE KEY-----\" \
+         block, or an RSA or EC one): the client certificate's key goes there"
     )]
     NoKey {
         /// The parameter (or environment variable) naming it.
         parameter: String,
-        /// The file.
-        path: String,
+        /// The file, or the variable's own value.
+        given: Given,
     },
-    /// A client key file holding an encrypted key, which sqlx cannot decrypt.
+    /// A client key that is encrypted, which sqlx cannot decrypt.
     #[error(
-        "{parameter} names {path}, which holds an encrypted key: keyledger's PostgreSQL \
-         client reads only unencrypted ones; write one with `openssl pkey -in {path} -out \
-         <new file>` and make it readable only by keyledger's user"
+        "{parameter} {given} holds an encrypted key: keyledger's PostgreSQL client reads \
+         only unencrypted ones; write one with `openssl pkey -in {file} -out <new file>` \
+         and make it readable only by keyledger's user",
+        file = given.file()
     )]
     EncryptedKey {
         /// The parameter (or environment variable) naming it.
         parameter: String,
+        /// The file, or the variable's own value.
+        given: Given,
+    },
+    /// A client key file others may read, which libpq refuses too.
+    #[error(
+        "{parameter} names {path}, which others may read (mode {mode:o}): a private key \
+         must be readable only by its owner; `chmod 600 {path}` (libpq refuses it too: \
+         0600 or less for a file of keyledger's user, 0640 or less for one of root's)"
+    )]
+    KeyExposed {
+        /// The parameter (or environment variable) naming it.
+        parameter: String,
         /// The file.
         path: String,
+        /// Its permission bits.
+        mode: u32,
     },
+}
+
+/// Where a certificate or key was given: a file, or a `PGSSL…` variable's own value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Given {
+    /// A file's path.
+    File(String),
+    /// The PEM text itself (never shown).
+    Value,
+}
+
+impl Given {
+    /// What an `openssl` command would take: the file, or a placeholder for it.
+    fn file(&self) -> &str {
+        match self {
+            Self::File(path) => path,
+            Self::Value => "<its file>",
+        }
+    }
+}
+
+impl std::fmt::Display for Given {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "names {path}, which"),
+            Self::Value => f.write_str("is PEM text that"),
+        }
+    }
 }
 
 /// What a certificate or key file the URL names must hold.
@@ -178,7 +220,9 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
             }
             None => match std::env::var(variable) {
                 // The environment's value may be the PEM itself, as its whole value.
-                Ok(pem) if pem.trim_start().starts_with("-----BEGIN") => {}
+                Ok(pem) if pem.trim_start().starts_with("-----BEGIN") => {
+                    check_content(variable, Given::Value, pem.as_bytes(), *holds)?;
+                }
                 Ok(other) if holds_pem(&other) => {
                     return Err(TlsParameterError::Inline((*variable).to_owned()));
                 }
@@ -215,9 +259,10 @@ pub fn is_read(key: &str) -> bool {
     READ.contains(&key) || key.starts_with("options[")
 }
 
-/// Checks that `path` is a file this process can read, holding what it `holds`, so
-/// that a wrong file is named now rather than failing the handshake with sqlx's bare
-/// "no keys found" or trusting no CA of its own. Nothing of the file is shown back.
+/// Checks that `path` is a file this process can read, holding what it `holds` (a
+/// key only its owner may read, as libpq demands), so that a wrong file is named now
+/// rather than failing the handshake with sqlx's bare "no keys found" or trusting no
+/// CA of its own. Nothing of the file is shown back.
 fn check_file(parameter: &str, path: &str, holds: Holds) -> Result<(), TlsParameterError> {
     let unreadable = |why: String| TlsParameterError::File {
         parameter: parameter.to_owned(),
@@ -228,14 +273,57 @@ fn check_file(parameter: &str, path: &str, holds: Holds) -> Result<(), TlsParame
     if !meta.is_file() {
         return Err(unreadable("not a file".into()));
     }
+    if holds == Holds::Key {
+        check_key_mode(parameter, path, &meta)?;
+    }
     let text = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    check_content(parameter, Given::File(path.to_owned()), &text, holds)
+}
+
+/// libpq's rule for a client key file (`fe-secure-openssl.c`): no access for group or
+/// others when the file is the process's user's, at most the group's read when it is
+/// root's (a key shared through a group). Anyone else's file is left to the reading.
+#[cfg(unix)]
+fn check_key_mode(
+    parameter: &str,
+    path: &str,
+    meta: &std::fs::Metadata,
+) -> Result<(), TlsParameterError> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let mode = meta.mode() & 0o7777;
+    let exposed =
+        (meta.uid() == euid && mode & 0o077 != 0) || (meta.uid() == 0 && mode & 0o037 != 0);
+    if exposed {
+        return Err(TlsParameterError::KeyExposed {
+            parameter: parameter.to_owned(),
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_key_mode(_: &str, _: &str, _: &std::fs::Metadata) -> Result<(), TlsParameterError> {
+    Ok(())
+}
+
+/// Checks that `text`, given as `given`, holds what `holds` needs.
+fn check_content(
+    parameter: &str,
+    given: Given,
+    text: &[u8],
+    holds: Holds,
+) -> Result<(), TlsParameterError> {
     let has = |marker: &[u8]| text.windows(marker.len()).any(|w| w == marker);
-    let (parameter, path) = (parameter.to_owned(), path.to_owned());
+    let parameter = parameter.to_owned();
     match holds {
         Holds::Cas | Holds::Certificate if !has(b"-----BEGIN CERTIFICATE-----") => {
             Err(TlsParameterError::NoCertificate {
                 parameter,
-                path,
+                given,
                 consequence: if holds == Holds::Cas {
                     "no CA of the server would be trusted"
                 } else {
@@ -246,7 +334,7 @@ fn check_file(parameter: &str, path: &str, holds: Holds) -> Result<(), TlsParame
         Holds::Key
             if has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || has(b"Proc-Type: 4,ENCRYPTED") =>
         {
-            Err(TlsParameterError::EncryptedKey { parameter, path })
+            Err(TlsParameterError::EncryptedKey { parameter, given })
         }
         Holds::Key
             if ![
@@ -257,7 +345,7 @@ fn check_file(parameter: &str, path: &str, holds: Holds) -> Result<(), TlsParame
             .into_iter()
             .any(has) =>
         {
-            Err(TlsParameterError::NoKey { parameter, path })
+            Err(TlsParameterError::NoKey { parameter, given })
         }
         _ => Ok(()),
     }
@@ -365,6 +453,16 @@ pub fn hint(error: &sqlx::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes a file only its owner may read, as a key file must be.
+    fn write_private(
+        path: impl AsRef<std::path::Path>,
+        text: impl AsRef<[u8]>,
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&path, text)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+    }
     use std::str::FromStr;
 
     #[test]
@@ -453,7 +551,7 @@ mod tests {
             format!("ssl-key names {d}, which cannot be read (not a file)")
         );
         let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "").unwrap();
+        write_private(&empty, "").unwrap();
         assert!(
             refused(format!("ssl-ca={}", empty.display())).contains("holds no certificate"),
             "a file of CAs with none would trust only the system's roots"
@@ -462,7 +560,7 @@ mod tests {
         // A client certificate or key file that holds something else is named, and
         // nothing of it is shown.
         let cert_as_key = dir.path().join("client.crt");
-        std::fs::write(&cert_as_key, "-----BEGIN CERTIFICATE-----\ns3cret\n").unwrap();
+        write_private(&cert_as_key, "-----BEGIN CERTIFICATE-----\ns3cret\n").unwrap();
         let message = refused(format!("sslkey={}", cert_as_key.display()));
         assert_eq!(
             message,
@@ -474,7 +572,7 @@ mod tests {
             )
         );
         let key_as_cert = dir.path().join("client.key");
-        std::fs::write(&key_as_cert, "-----BEGIN PRIVATE KEY-----\ns3cret\n").unwrap();
+        write_private(&key_as_cert, "-----BEGIN PRIVATE KEY-----\ns3cret\n").unwrap();
         let message = refused(format!("sslcert={}", key_as_cert.display()));
         assert!(
             message.ends_with("the client certificate goes there"),
@@ -482,7 +580,7 @@ mod tests {
         );
         assert!(!message.contains("s3cret"), "{message}");
         let encrypted = dir.path().join("encrypted.key");
-        std::fs::write(
+        write_private(
             &encrypted,
             "-----BEGIN ENCRYPTED PRIVATE KEY-----\ns3cret\n",
         )
@@ -496,7 +594,7 @@ mod tests {
         assert!(!message.contains("s3cret"), "{message}");
         // A file parameter given twice, or under two names: sqlx reads the last.
         let good = dir.path().join("good.key");
-        std::fs::write(&good, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        write_private(&good, "-----BEGIN PRIVATE KEY-----\n").unwrap();
         for twice in [
             format!("sslkey={0}&sslkey={0}", good.display()),
             format!("sslkey={0}&ssl-key={0}", good.display()),
@@ -510,7 +608,7 @@ mod tests {
         }
         // A PKCS#1 key encrypted the traditional way, with its header lines.
         let legacy = dir.path().join("legacy.key");
-        std::fs::write(
+        write_private(
             &legacy,
             "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: \
              AES-128-CBC,00\n\ns3cret\n",
@@ -523,7 +621,7 @@ mod tests {
         );
         // `openssl ecparam -genkey` writes its parameters before the key.
         let ec = dir.path().join("ec.key");
-        std::fs::write(
+        write_private(
             &ec,
             "-----BEGIN EC PARAMETERS-----\nBggq\n-----END EC PARAMETERS-----\n\
              -----BEGIN EC PRIVATE KEY-----\n",
@@ -533,13 +631,13 @@ mod tests {
         assert_eq!(prepare(&url).unwrap(), url);
         for header in ["RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY"] {
             let key = dir.path().join("ok.key");
-            std::fs::write(&key, format!("-----BEGIN {header}-----\n")).unwrap();
+            write_private(&key, format!("-----BEGIN {header}-----\n")).unwrap();
             let url = format!("postgres://kl@db/kl?sslkey={}", key.display());
             assert_eq!(prepare(&url).unwrap(), url, "{header}");
         }
 
         let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        write_private(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
         let url = format!(
             "postgres://kl@db/kl?password=p&sslmode=verify-full&sslrootcert={}",
             ca.display()
@@ -551,5 +649,61 @@ mod tests {
         assert!(!prepared.contains("connect_timeout"), "{prepared}");
         assert!(!prepared.contains("passwd_typo_no"), "{prepared}");
         assert!(prepared.contains("options%5Bx%5D=y"), "{prepared}");
+    }
+
+    #[test]
+    fn a_key_others_may_read_or_given_inline_is_checked_as_libpq_would() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("client.key");
+        write_private(&key, "-----BEGIN PRIVATE KEY-----\ns3cret\n").unwrap();
+        let url = format!("postgres://kl@db/kl?sslkey={}", key.display());
+        assert_eq!(prepare(&url).unwrap(), url);
+        for mode in [0o640, 0o604, 0o644, 0o660] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let message = prepare(&url).unwrap_err().to_string();
+            assert_eq!(
+                message,
+                format!(
+                    "sslkey names {0}, which others may read (mode {mode:o}): a private key \
+                     must be readable only by its owner; `chmod 600 {0}` (libpq refuses it \
+                     too: 0600 or less for a file of keyledger's user, 0640 or less for one \
+                     of root's)",
+                    key.display()
+                )
+            );
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(prepare(&url).unwrap(), url);
+
+        // A PGSSL… variable's own PEM text is checked as a file's content is, and none
+        // of it is shown.
+        let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\ns3cret\n";
+        assert_eq!(
+            check_content("PGSSLKEY", Given::Value, encrypted.as_bytes(), Holds::Key)
+                .unwrap_err()
+                .to_string(),
+            "PGSSLKEY is PEM text that holds an encrypted key: keyledger's PostgreSQL client \
+             reads only unencrypted ones; write one with `openssl pkey -in <its file> -out \
+             <new file>` and make it readable only by keyledger's user"
+        );
+        let certificate = "-----BEGIN CERTIFICATE-----\ns3cret\n";
+        let message = check_content("PGSSLKEY", Given::Value, certificate.as_bytes(), Holds::Key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("PGSSLKEY is PEM text that holds no private key"),
+            "{message}"
+        );
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(
+            check_content(
+                "PGSSLCERT",
+                Given::Value,
+                certificate.as_bytes(),
+                Holds::Certificate
+            )
+            .is_ok()
+        );
     }
 }

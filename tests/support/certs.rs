@@ -1,6 +1,7 @@
 //! Certificates for tests of TLS: a CA made with rcgen, and the server and client
 //! certificates it signs, written as PEM files.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
@@ -57,6 +58,8 @@ impl Ca {
         );
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        // Only its owner may read a key file (keyledger and libpq refuse others').
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         (cert_file, key_file)
     }
 }
