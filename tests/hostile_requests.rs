@@ -414,6 +414,23 @@ async fn an_idempotency_key_reused_for_another_secret_is_refused() {
         assert_eq!(status, StatusCode::CONFLICT, "{text}");
         assert!(text.contains(&format!("another {says}")), "{text}");
     }
+    // Two keys in one request: which one a proxy in front deduplicates on is unknown.
+    let twice = t
+        .http
+        .post(t.url("/v1/secrets"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "create-once")
+        .header("Idempotency-Key", "create-twice")
+        .json(&json!({"name": "z", "payload": "p", "payload_content_type": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, text) = description(twice).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("Idempotency-Key header is given more than once"),
+        "{text}"
+    );
     let id = crate::support::id_of(&first);
     let payload = t.get(&format!("/v1/secrets/{id}/payload"), &token).await;
     assert_eq!(payload.text().await.unwrap(), "first");
@@ -474,6 +491,64 @@ async fn an_unsigned_aws_request_is_refused_before_its_body_arrives() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
         answer.contains("UnrecognizedClientException") && answer.contains("no active access key"),
+        "{answer}"
+    );
+    t.stop().await;
+}
+
+/// A body declared (Content-Length) larger than the limit is refused at once, before
+/// any of it is read: the client is told now, not after the body timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_declared_over_the_limit_is_refused_before_it_arrives() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let t = crate::support::TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let ask = |head: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(t.stack.http_addr)
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        // Far below the 30 s body timeout.
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+            .await
+            .expect("an answer before the body")
+            .unwrap();
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    };
+    let answer = ask(format!(
+        "POST /v1/secrets HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{{"
+    ))
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("the request body is larger than"),
+        "{answer}"
+    );
+
+    // AWS's API reads the body to check its signature: an active key's id is enough
+    // to be refused on the size alone.
+    let key = t.aws_key(&token).await;
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap();
+    let answer = ask(format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nX-Amz-Date: {stamp}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={id}/{day}/us-east-1/secretsmanager/\
+         aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
+         Signature={sig}\r\nContent-Length: 1000000000\r\n\r\n{{",
+        id = key.id,
+        day = &stamp[..8],
+        sig = "0".repeat(64)
+    ))
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("the request body is larger than"),
         "{answer}"
     );
     t.stop().await;

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -19,6 +19,19 @@ impl FromRequest<AppState> for Body {
     /// handler starts reading it (a client trickling a byte at a time is not given
     /// more).
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.max_body_bytes;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than {limit} bytes; payloads are limited to \
+                     the configured payload size"
+                ),
+            )
+        };
+        if declared_over(req.headers(), limit) {
+            return Err(too_large());
+        }
         let timeout = state.config.body_timeout;
         let late = || {
             ApiError::new(
@@ -31,17 +44,21 @@ impl FromRequest<AppState> for Body {
             .map_err(|_| late())?
             .map(Body)
             .map_err(|r| match r.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the request body is larger than {} bytes; payloads are limited to \
-                         the configured payload size",
-                        state.config.max_body_bytes
-                    ),
-                ),
+                StatusCode::PAYLOAD_TOO_LARGE => too_large(),
                 status => ApiError::new(status, r.body_text()),
             })
     }
+}
+
+/// Whether a request declares (`Content-Length`) a body larger than `limit`: refused
+/// before any of it is read, rather than once the limit's worth has arrived (or the
+/// body timeout has run out on a client that sends no more).
+pub(crate) fn declared_over(headers: &HeaderMap, limit: usize) -> bool {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
 }
 
 /// Whether a Content-Type names JSON as keyledger reads it: `application/json`, with

@@ -30,8 +30,16 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The `Idempotency-Key` a create names, which becomes its command id.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    headers
-        .get(IDEMPOTENCY_KEY)
+    let mut keys = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let first = keys.next();
+    // A proxy that deduplicates on another copy than ours would disagree with us on
+    // which requests are retries.
+    if keys.next().is_some() {
+        return Err(ApiError::bad_request(
+            "the Idempotency-Key header is given more than once; send it once",
+        ));
+    }
+    first
         .map(|key| {
             key.to_str()
                 .map(str::to_owned)

@@ -232,6 +232,15 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, AwsError
     let presented =
         auth::presented(state, &parts.headers, parts.uri.query().unwrap_or_default()).await?;
     let limit = state.config.max_body_bytes;
+    let too_large = || {
+        AwsError::invalid(format!(
+            "the request body is larger than {limit} bytes (or was cut off); values are \
+             limited to the configured payload size"
+        ))
+    };
+    if crate::body::declared_over(&parts.headers, limit) {
+        return Err(too_large());
+    }
     let timeout = state.config.body_timeout;
     let body = tokio::time::timeout(
         timeout,
@@ -244,12 +253,7 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, AwsError
             format!("the request body did not arrive within {timeout:?}; send it at once"),
         )
     })?
-    .map_err(|_| {
-        AwsError::invalid(format!(
-            "the request body is larger than {limit} bytes (or was cut off); values are \
-             limited to the configured payload size"
-        ))
-    })?;
+    .map_err(|_| too_large())?;
     let caller = auth::authenticate(
         state,
         presented,
