@@ -965,3 +965,54 @@ async fn the_read_model_is_reached_over_verified_tls() {
     );
     pg.stop().await;
 }
+
+/// A refused login or a missing database is named with the server's words, its
+/// SQLSTATE and what to do, without sqlx's "at line N" (the line of PostgreSQL's C
+/// source) and without the password.
+#[tokio::test]
+async fn a_refused_login_or_a_missing_database_says_what_to_do() {
+    let pg = ManagedPostgres::start_checking_passwords(keyledger::stack::free_port().unwrap())
+        .await
+        .expect("PostgreSQL starts (apt-get install postgresql)");
+    let Pool::Postgres(admin) = projections::db::open(&pg.url(), 1).await.unwrap() else {
+        panic!("a PostgreSQL pool")
+    };
+    sqlx::query("CREATE ROLE app LOGIN PASSWORD 'right-one'")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = |user: &str, database: &str| {
+        pg.url().replacen("keyledger@", user, 1).replacen(
+            "/keyledger?",
+            &format!("/{database}?"),
+            1,
+        )
+    };
+    let refused = |url: String| async move {
+        projections::db::open(&url, 1)
+            .await
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string()
+    };
+    let wrong = refused(url("app:wrong-one@", "keyledger")).await;
+    assert!(
+        wrong.contains(
+            "password authentication failed for user \"app\" (SQLSTATE 28P01); the password \
+             of the URL's role is not the server's"
+        ),
+        "{wrong}"
+    );
+    assert!(
+        !wrong.contains("wrong-one") && !wrong.contains("at line"),
+        "{wrong}"
+    );
+    let missing = refused(url("keyledger@", "nowhere")).await;
+    assert!(
+        missing
+            .contains("database \"nowhere\" does not exist (SQLSTATE 3D000); create the database"),
+        "{missing}"
+    );
+    assert!(!missing.contains("at line"), "{missing}");
+    pg.stop().await;
+}

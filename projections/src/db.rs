@@ -24,7 +24,7 @@ pub enum OpenError {
     )]
     BadUrl(String),
     /// PostgreSQL failed.
-    #[error("opening the read model {url}: {source}{}", crate::pg_tls::hint(.source))]
+    #[error("opening the read model {url}: {}", crate::pg_error::Described(.source))]
     Postgres {
         /// The URL, without its password.
         url: String,
@@ -63,7 +63,7 @@ pub enum OpenError {
         source: crate::pg_tls::TlsParameterError,
     },
     /// The writer's connection could not be opened.
-    #[error("opening the read model {url} for writing: {source}{}", .source.tls_hint())]
+    #[error("opening the read model {url} for writing: {source}")]
     Writer {
         /// The URL.
         url: String,
@@ -73,7 +73,8 @@ pub enum OpenError {
     /// The migrations table could not be read.
     #[error(
         "reading the migrations of the read model {url} (table _sqlx_migrations; a role \
-         that only reads needs SELECT on it too): {source}"
+         that only reads needs SELECT on it too): {}",
+        crate::pg_error::Described(.source)
     )]
     Migrations {
         /// The URL, without its password.
@@ -517,7 +518,7 @@ async fn first_connection(
                 return Ok(());
             }
             Err(e) if passing(&e) && tokio::time::Instant::now() + pause < deadline => {
-                tracing::info!(error = %e, retry_in = ?pause, "PostgreSQL is not taking connections yet; trying again");
+                tracing::info!(error = %crate::pg_error::Described(&e), retry_in = ?pause, "PostgreSQL is not taking connections yet; trying again");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }

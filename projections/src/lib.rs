@@ -5,6 +5,7 @@
 mod apply;
 pub mod db;
 pub mod metrics;
+pub mod pg_error;
 pub mod pg_tls;
 pub mod projector;
 pub mod read;

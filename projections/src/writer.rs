@@ -170,16 +170,6 @@ impl WriteError {
     }
 }
 
-impl WriteError {
-    /// What to check after a failure of TLS with PostgreSQL ([`crate::pg_tls::hint`]).
-    pub fn tls_hint(&self) -> &'static str {
-        match self {
-            Self::Apply(ApplyError::Postgres(e)) => crate::pg_tls::hint(e),
-            _ => "",
-        }
-    }
-}
-
 impl From<rusqlite::Error> for WriteError {
     fn from(e: rusqlite::Error) -> Self {
         Self::Apply(e.into())

@@ -19,7 +19,7 @@ pub enum ApplyError {
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("{0}")]
+    #[error("{}", crate::pg_error::Described(.0))]
     Postgres(#[from] sqlx::Error),
     /// A value could not be encoded as JSON.
     #[error("encoding a column as JSON: {0}")]
