@@ -33,6 +33,18 @@ impl Restarts {
         delay
     }
 
+    /// How long to wait before restarting a run that failed after `ran`, having
+    /// `progressed` (applied something) or not: a run that progressed had recovered,
+    /// however short it was, so its failure is a new incident, retried after
+    /// [`Self::FIRST`] (a database restarted twice within [`Self::HEALTHY`] must not
+    /// leave the follower asleep once it is back).
+    pub fn after_failed_run(&mut self, ran: Duration, progressed: bool) -> Duration {
+        if progressed {
+            self.reset();
+        }
+        self.after_failure(ran)
+    }
+
     /// Starts over from [`Self::FIRST`] (e.g. once NATS is back).
     pub fn reset(&mut self) {
         self.next = Self::FIRST;
@@ -59,5 +71,17 @@ mod tests {
         assert_eq!(r.after_failure(quick), Duration::from_millis(200));
         r.reset();
         assert_eq!(r.after_failure(quick), Restarts::FIRST);
+    }
+
+    #[test]
+    fn a_short_run_that_progressed_starts_over_and_one_that_did_not_backs_off() {
+        let mut r = Restarts::new();
+        let quick = Duration::from_millis(50);
+        for _ in 0..6 {
+            r.after_failed_run(quick, false);
+        }
+        assert_eq!(r.after_failed_run(quick, false), Restarts::MAX);
+        assert_eq!(r.after_failed_run(quick, true), Restarts::FIRST);
+        assert_eq!(r.after_failed_run(quick, false), Duration::from_millis(200));
     }
 }

@@ -350,13 +350,11 @@ impl Projector {
                     }
                 }
                 Err(e) => {
-                    // A run that applied commits had recovered, however short it was:
-                    // its failure (PostgreSQL restarted again, its session found dead
-                    // only now) is a new incident, retried at once.
-                    if *self.applied.borrow() > applied_before {
-                        restarts.reset();
-                    }
-                    let backoff = restarts.after_failure(started.elapsed());
+                    // A run that applied commits had recovered: its failure
+                    // (PostgreSQL restarted again, its session found dead only now) is
+                    // a new incident.
+                    let progressed = *self.applied.borrow() > applied_before;
+                    let backoff = restarts.after_failed_run(started.elapsed(), progressed);
                     tracing::warn!(error = %e, retry_in = ?backoff, "projector failed; resuming from its checkpoint");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
