@@ -236,7 +236,7 @@ fn generated_secret() -> PayloadField {
     path = "/v1/access-keys",
     tag = "access-keys",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retrying the create safe: the same key, the same access key (1 to 64 letters, digits, `-` or `_`)", pattern = "^[A-Za-z0-9_-]{1,64}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retrying the create safe: the same key, the same access key (1 to 64 letters, digits, `-` or `_`; sent once: twice is 400)", pattern = "^[A-Za-z0-9_-]{1,64}$"),
     ),
     request_body(content = CreateAccessKeyBody, content_type = "application/json"),
     responses((status = 201, description = "Created; a secret access key generated here is in this answer only", body = AccessKeyCreated,

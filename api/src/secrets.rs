@@ -347,7 +347,7 @@ pub async fn list(
     path = "/v1/secrets",
     tag = "secrets",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retrying the create safe: the same key, the same secret (1 to 64 letters, digits, `-` or `_`)", pattern = "^[A-Za-z0-9_-]{1,64}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retrying the create safe: the same key, the same secret (1 to 64 letters, digits, `-` or `_`; sent once: twice is 400)", pattern = "^[A-Za-z0-9_-]{1,64}$"),
     ),
     request_body(content = CreateSecretRequest, content_type = "application/json"),
     responses((status = 201, description = "Created; `Location` is its URL", body = SecretRef,

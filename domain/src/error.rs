@@ -91,6 +91,13 @@ pub fn is_other_create(code: ErrorCode, message: &str) -> bool {
     code == ErrorCode::Conflict && message.contains(OTHER_CREATE)
 }
 
+const INCARNATIONS_EXHAUSTED: &str = " times in project ";
+
+/// Whether a refusal is [`Rejection::incarnations_exhausted`]'s.
+pub fn is_incarnations_exhausted(code: ErrorCode, message: &str) -> bool {
+    code == ErrorCode::Conflict && message.contains(INCARNATIONS_EXHAUSTED)
+}
+
 /// Longest message a refusal carries, in bytes. Messages quote the value at fault,
 /// and a value can be as long as a request allows (a 400,000-character metadata key,
 /// a 200,000-character idempotency key): unbounded, each such request would be
@@ -173,6 +180,15 @@ impl Rejection {
         ))
     }
 
+    /// A unique name created and deleted `times` times in `project`, each time under
+    /// an id of its own, which has none left.
+    pub fn incarnations_exhausted(name: &str, times: u32, project: impl std::fmt::Display) -> Self {
+        Self::conflict(format!(
+            "the name {name:?} was created and deleted {times}{INCARNATIONS_EXHAUSTED}\
+             {project}; choose another name"
+        ))
+    }
+
     /// [`ErrorCode::TooLarge`].
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::TooLarge, message)
@@ -192,6 +208,24 @@ impl Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_told_apart_by_their_words_are_recognised_each_by_its_own() {
+        let refusals = [
+            Rejection::command_id_taken("c1", ": send a new one"),
+            Rejection::other_create("c1", "s1", "payload"),
+            Rejection::incarnations_exhausted("db/x", 1000, "p1"),
+        ];
+        for (i, r) in refusals.iter().enumerate() {
+            let found = [
+                is_command_id_taken(r.code, &r.message),
+                is_other_create(r.code, &r.message),
+                is_incarnations_exhausted(r.code, &r.message),
+            ];
+            let expected: [bool; 3] = std::array::from_fn(|j| j == i);
+            assert_eq!(found, expected, "{}", r.message);
+        }
+    }
 
     #[test]
     fn a_message_within_the_limit_is_kept_whole() {

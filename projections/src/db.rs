@@ -97,7 +97,7 @@ pub enum OpenError {
         example: String,
     },
     /// A migration failed.
-    #[error("migrating the read model {url}: {source}")]
+    #[error("migrating the read model {url}: {}", crate::pg_error::migration(.source))]
     Migrate {
         /// The URL.
         url: String,

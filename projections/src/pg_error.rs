@@ -8,16 +8,31 @@ use std::fmt;
 /// `sqlx::Error` shown to an operator.
 pub struct Described<'a>(pub &'a sqlx::Error);
 
+/// A failed migration shown to an operator: its statement's error as [`Described`].
+pub fn migration(e: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError as M;
+    match e {
+        M::Execute(e) => Described(e).to_string(),
+        M::ExecuteMigration(e, version) => format!("migration {version}: {}", Described(e)),
+        other => other.to_string(),
+    }
+}
+
 impl fmt::Display for Described<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
+            // SQLite's errors (a reader's pool of either dialect meets them) are sqlx's.
             sqlx::Error::Database(db) => {
-                f.write_str(db.message())?;
-                if let Some(code) = db.code() {
-                    write!(f, " (SQLSTATE {code})")?;
-                    if let Some(hint) = hint(&code) {
-                        write!(f, "; {hint}")?;
-                    }
+                let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() else {
+                    return write!(f, "{}", self.0);
+                };
+                write!(f, "{} (SQLSTATE {})", pg.message(), pg.code())?;
+                if let Some(hint) = hint(pg.code()) {
+                    write!(f, "; {hint}")?;
+                }
+                // The server's own advice; its DETAIL may quote row values, so not that.
+                if let Some(theirs) = pg.hint() {
+                    write!(f, " (PostgreSQL's hint: {theirs})")?;
                 }
                 Ok(())
             }
@@ -52,4 +67,19 @@ fn hint(code: &str) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_met_when_setting_up_say_what_to_do_and_others_stay_sqlxs() {
+        for code in ["28P01", "28000", "3D000", "53300", "42501"] {
+            assert!(hint(code).is_some(), "{code}");
+        }
+        assert_eq!(hint("23505"), None);
+        let timed_out = sqlx::Error::PoolTimedOut;
+        assert_eq!(Described(&timed_out).to_string(), timed_out.to_string());
+    }
 }

@@ -82,9 +82,14 @@ pub enum TlsParameterError {
     },
     /// A client key file others may read, which libpq refuses too.
     #[error(
-        "{parameter} names {path}, which others may read (mode {mode:o}): a private key \
-         must be readable only by its owner; `chmod 600 {path}` (libpq refuses it too: \
-         0600 or less for a file of keyledger's user, 0640 or less for one of root's)"
+        "{parameter} names {path}, which others may read (mode {mode:o}): {}; libpq \
+         refuses it too",
+        if *roots {
+            "a key file of root's that another user reads may be readable by its group at \
+             most, the group keyledger's user is in: `chmod 640` it"
+        } else {
+            "a private key must be readable only by its owner: `chmod 600` it"
+        }
     )]
     KeyExposed {
         /// The parameter (or environment variable) naming it.
@@ -93,6 +98,8 @@ pub enum TlsParameterError {
         path: String,
         /// Its permission bits.
         mode: u32,
+        /// Whether it is root's, read by another user (libpq's second rule).
+        roots: bool,
     },
 }
 
@@ -219,8 +226,10 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
                 check_file(parameter, path, *holds)?;
             }
             None => match std::env::var(variable) {
-                // The environment's value may be the PEM itself, as its whole value.
-                Ok(pem) if pem.trim_start().starts_with("-----BEGIN") => {
+                // The environment's value may be the PEM itself, as its whole value:
+                // what sqlx takes for one (`CertificateInput::from`); any other value
+                // is a path to it.
+                Ok(pem) if is_inline_pem(&pem) => {
                     check_content(variable, Given::Value, pem.as_bytes(), *holds)?;
                 }
                 Ok(other) if holds_pem(&other) => {
@@ -245,6 +254,13 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
         return Ok(parsed.to_string());
     }
     Ok(url.to_owned())
+}
+
+/// Whether sqlx reads a `PGSSL…` variable's `value` as the PEM itself rather than a
+/// path: its test, in `sqlx_core::net::tls::CertificateInput`'s `From<String>`.
+fn is_inline_pem(value: &str) -> bool {
+    let trimmed = value.trim();
+    trimmed.starts_with("-----BEGIN") && trimmed.ends_with("-----")
 }
 
 /// Whether `value` holds a PEM document (a key, perhaps, after some text such as
@@ -283,7 +299,6 @@ fn check_file(parameter: &str, path: &str, holds: Holds) -> Result<(), TlsParame
 /// libpq's rule for a client key file (`fe-secure-openssl.c`): no access for group or
 /// others when the file is the process's user's, at most the group's read when it is
 /// root's (a key shared through a group). Anyone else's file is left to the reading.
-#[cfg(unix)]
 fn check_key_mode(
     parameter: &str,
     path: &str,
@@ -293,20 +308,15 @@ fn check_key_mode(
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     let mode = meta.mode() & 0o7777;
-    let exposed =
-        (meta.uid() == euid && mode & 0o077 != 0) || (meta.uid() == 0 && mode & 0o037 != 0);
-    if exposed {
+    let (own, roots) = (meta.uid() == euid, meta.uid() == 0 && euid != 0);
+    if (own && mode & 0o077 != 0) || (roots && mode & 0o037 != 0) {
         return Err(TlsParameterError::KeyExposed {
             parameter: parameter.to_owned(),
             path: path.to_owned(),
             mode,
+            roots,
         });
     }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_key_mode(_: &str, _: &str, _: &std::fs::Metadata) -> Result<(), TlsParameterError> {
     Ok(())
 }
 
@@ -453,6 +463,7 @@ pub fn hint(error: &sqlx::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
 
     /// Writes a file only its owner may read, as a key file must be.
     fn write_private(
@@ -463,7 +474,6 @@ mod tests {
         std::fs::write(&path, text)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
     }
-    use std::str::FromStr;
 
     #[test]
     fn only_a_server_on_another_host_not_fully_verified_is_warned_of() {
@@ -665,10 +675,8 @@ mod tests {
             assert_eq!(
                 message,
                 format!(
-                    "sslkey names {0}, which others may read (mode {mode:o}): a private key \
-                     must be readable only by its owner; `chmod 600 {0}` (libpq refuses it \
-                     too: 0600 or less for a file of keyledger's user, 0640 or less for one \
-                     of root's)",
+                    "sslkey names {}, which others may read (mode {mode:o}): a private key \
+                     must be readable only by its owner: `chmod 600` it; libpq refuses it too",
                     key.display()
                 )
             );
@@ -705,5 +713,10 @@ mod tests {
             )
             .is_ok()
         );
+        // What sqlx takes for the PEM itself, and what it reads as a path.
+        assert!(is_inline_pem(
+            "\n-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n"
+        ));
+        assert!(!is_inline_pem("-----BEGIN PRIVATE KEY-----\nAA\n"));
     }
 }

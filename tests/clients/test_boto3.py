@@ -105,16 +105,18 @@ class Boto3(unittest.TestCase):
         self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
                         SecretString="v1")
         # The same token without the value is another request, either way round.
-        self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
-                        ClientRequestToken=token)
+        message = self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
+                                  ClientRequestToken=token)
+        self.assertIn("This ClientRequestToken created it with another value", message)
         bare = unique("token-bare")
         bare_token = str(uuid.uuid4())
         made = self.sm.create_secret(Name=bare, ClientRequestToken=bare_token)
         self.assertNotIn("VersionId", made)
         self.assertEqual(self.sm.create_secret(Name=bare, ClientRequestToken=bare_token)["ARN"],
                          made["ARN"])
-        self.assertCode("ResourceExistsException", self.sm.create_secret, Name=bare,
-                        SecretString="v1", ClientRequestToken=bare_token)
+        message = self.assertCode("ResourceExistsException", self.sm.create_secret, Name=bare,
+                                  SecretString="v1", ClientRequestToken=bare_token)
+        self.assertIn("This ClientRequestToken created it with another value", message)
 
     def test_put_moves_awscurrent_and_awsprevious_follows(self):
         name = unique("rotating")

@@ -227,17 +227,9 @@ pub async fn create(
     }
     let has_token = token.is_some();
     // The command id follows the token, so a retried create is answered with the
-    // secret the first attempt made. A create without a value makes no version for the
-    // token to name, so the command service could not tell it from the same token's
-    // create with one: its id differs, and either after the other finds the name taken
-    // (ResourceExists, as AWS answers a request that differs from the first).
+    // secret the first attempt made.
     let command_id = token.as_deref().map(|t| {
-        let without = if payload.is_none() {
-            "/without-value"
-        } else {
-            ""
-        };
-        let key = format!("aws-create/{project}/{}/{t}{without}", name.as_str());
+        let key = format!("aws-create/{project}/{}/{t}", name.as_str());
         uuid::Uuid::new_v5(&AWS_CREATE_NAMESPACE, key.as_bytes()).to_string()
     });
     let request = CreateSecretRequest {
@@ -298,9 +290,27 @@ pub async fn create(
                     return Err(scheduled_for_deletion(caller, &project, &row, now));
                 }
             }
+            // The command service's words name keyledger's ids, not the ARN AWS's
+            // callers know: what they say is told in AWS's terms. The token's create
+            // asked for other values (a read model that does not show the secret yet
+            // included).
+            if e.code()
+                .is_some_and(|code| domain::error::is_other_create(code, e.description()))
+            {
+                return Err(AwsError::new(
+                    Code::ResourceExists,
+                    format!(
+                        "The operation failed because the secret {} already exists. This \
+                         ClientRequestToken created it with another value or other \
+                         parameters; send a new token for a new secret.",
+                        name.as_str()
+                    ),
+                ));
+            }
             // Nothing the read model shows holds the name: say what the command service
             // refused (a command id in use, which follows the token; too many
-            // incarnations of the name), not that the secret exists.
+            // incarnations of the name); else the holder is one the read model does not
+            // show yet.
             if holders.is_empty() {
                 // The token's command id was taken minutes ago by a create of the name
                 // whose secret is deleted now (JetStream still remembers the id; after
@@ -313,31 +323,23 @@ pub async fn create(
                 {
                     return Err(made_and_deleted(&name));
                 }
-                return Err(AwsError::new(
-                    Code::ResourceExists,
-                    format!(
-                        "The create of {} was refused: {} (keyledger derives the command_id \
-                         from the name and the ClientRequestToken)",
-                        name.as_str(),
-                        e.description()
-                    ),
-                ));
+                if e.code().is_some_and(|code| {
+                    domain::error::is_incarnations_exhausted(code, e.description())
+                }) {
+                    return Err(AwsError::new(
+                        Code::ResourceExists,
+                        format!(
+                            "The create of {} was refused: {}",
+                            name.as_str(),
+                            e.description()
+                        ),
+                    ));
+                }
             }
-            // The command service's words name keyledger's ids, not the ARN AWS's
-            // callers know; what they say is told in AWS's terms.
-            let why = if e
-                .code()
-                .is_some_and(|code| domain::error::is_other_create(code, e.description()))
-            {
-                " This ClientRequestToken created it with another value or other \
-                 parameters; send a new token for a new secret."
-            } else {
-                ""
-            };
             Err(AwsError::new(
                 Code::ResourceExists,
                 format!(
-                    "The operation failed because the secret {} already exists.{why}",
+                    "The operation failed because the secret {} already exists.",
                     name.as_str()
                 ),
             ))

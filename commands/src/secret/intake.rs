@@ -41,6 +41,10 @@ pub(crate) struct Intake {
     pub command: SecretCommand,
     /// The data key to store before the commit, when the command carries a payload.
     pub data_key: Option<DataKey>,
+    /// A create's first version, as its request names it (its client request token's,
+    /// else its command id's), with a payload or without: what tells a retried create
+    /// from another request under the same command id. `None` for other commands.
+    pub first_version: Option<VersionId>,
 }
 
 /// A fresh data key, wrapped, waiting to be stored in the key store.
@@ -194,13 +198,13 @@ impl IntakeContext<'_> {
             req.payload_content_encoding.as_deref(),
             self.limit,
         )?;
+        let first_version = match &req.client_request_token {
+            Some(t) => ClientToken::parse(t)?.version_id(secret),
+            None => ClientToken::version_for_command(secret, &command_id),
+        };
         let (payload, data_key) = match plaintext {
             Some(p) => {
-                let version = match &req.client_request_token {
-                    Some(t) => ClientToken::parse(t)?.version_id(secret),
-                    None => ClientToken::version_for_command(secret, &command_id),
-                };
-                let (sealed, key) = self.seal(&p, &project, secret, version)?;
+                let (sealed, key) = self.seal(&p, &project, secret, first_version)?;
                 (Some(sealed), Some(key))
             }
             None => (None, None),
@@ -221,6 +225,7 @@ impl IntakeContext<'_> {
                 )?,
             })),
             data_key,
+            first_version: Some(first_version),
         })
     }
 
@@ -248,6 +253,7 @@ impl IntakeContext<'_> {
             secret,
             command: SecretCommand::PutPayload(sealed),
             data_key: Some(data_key),
+            first_version: None,
         })
     }
 
@@ -267,6 +273,7 @@ impl IntakeContext<'_> {
                 },
             },
             data_key: None,
+            first_version: None,
         })
     }
 
@@ -284,6 +291,7 @@ impl IntakeContext<'_> {
             secret: SecretId::parse(id)?,
             command,
             data_key: None,
+            first_version: None,
         })
     }
 
@@ -315,6 +323,7 @@ impl IntakeContext<'_> {
             secret,
             command: SecretCommand::PutValue(Box::new(PutValue { payload, stages })),
             data_key: Some(data_key),
+            first_version: None,
         })
     }
 
@@ -495,6 +504,7 @@ impl IntakeContext<'_> {
             secret,
             command,
             data_key: None,
+            first_version: None,
         })
     }
 
@@ -538,6 +548,7 @@ impl IntakeContext<'_> {
             secret: SecretId::parse(&req.id)?,
             command: SecretCommand::SetAcl(change),
             data_key: None,
+            first_version: None,
         })
     }
 

@@ -134,11 +134,11 @@ impl SecretHandler {
                 SecretState::Absent | SecretState::Live(_) => return Ok(id),
             }
         }
-        Err(Rejection::conflict(format!(
-            "the name {:?} was created and deleted {MAX_INCARNATIONS} times in project \
-             {project}; choose another name",
-            name.as_str()
-        )))
+        Err(Rejection::incarnations_exhausted(
+            name.as_str(),
+            MAX_INCARNATIONS,
+            project,
+        ))
     }
 
     /// The lifecycle rules this handler decides with.
@@ -227,6 +227,7 @@ impl SecretHandler {
             secret,
             command,
             data_key: None,
+            first_version: None,
         };
         self.execute(actor, intake, None).await
     }
@@ -332,17 +333,16 @@ impl SecretHandler {
         if create.owning_service != secret.owning_service {
             differs.push("owning_service");
         }
-        // The first version's id: the one this request seals under (from its client
-        // request token, or its command id), or the command's when it has no payload.
-        let first = create.payload.as_ref().map_or_else(
-            || {
-                domain::secret::version::ClientToken::version_for_command(
-                    intake.secret,
-                    &intake.command_id,
-                )
-            },
-            |p| p.version_id,
-        );
+        // The first version's id as this request names it (from its client request
+        // token, or its command id), whether it carries a payload or not: a request
+        // without one under the token that created the secret with one is another
+        // request, either way round.
+        let first = intake.first_version.unwrap_or_else(|| {
+            domain::secret::version::ClientToken::version_for_command(
+                intake.secret,
+                &intake.command_id,
+            )
+        });
         let same_payload = match (secret.version(first), &intake.data_key) {
             (Some(stored), Some(new)) => self.same_payload(intake, stored.key_id, new).await?,
             // Created with a payload the first time, without one now.

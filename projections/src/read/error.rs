@@ -6,10 +6,13 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The database did not answer: retry shortly.
-    #[error("the read model is unavailable: {0}")]
+    #[error("the read model is unavailable: {}", crate::pg_error::Described(.0))]
     Unavailable(sqlx::Error),
     /// A row does not decode into what the projector writes.
-    #[error("the read model holds a row that does not decode: {0}")]
+    #[error(
+        "the read model holds a row that does not decode: {}",
+        crate::pg_error::Described(.0)
+    )]
     Corrupt(sqlx::Error),
     /// The snapshot read is older than what the read model had applied when the read
     /// began: it went back (a rebuild cleared it) and is being applied again.

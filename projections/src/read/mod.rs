@@ -729,7 +729,7 @@ pub fn listen_checkpoint(
                 Ok(listener) => listener,
                 Err(e) => {
                     let backoff = restarts.after_failure(started.elapsed());
-                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot LISTEN for the read model's checkpoint; retrying");
+                    tracing::warn!(error = %crate::pg_error::Described(&e), retry_in = ?backoff, "cannot LISTEN for the read model's checkpoint; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(backoff) => continue,
@@ -758,7 +758,7 @@ pub fn listen_checkpoint(
                         }
                         Err(e) => {
                             let backoff = restarts.after_failure(started.elapsed());
-                            tracing::warn!(error = %e, retry_in = ?backoff, "lost the read model's LISTEN connection; reconnecting");
+                            tracing::warn!(error = %crate::pg_error::Described(&e), retry_in = ?backoff, "lost the read model's LISTEN connection; reconnecting");
                             tokio::select! {
                                 () = shutdown.cancelled() => return,
                                 () = tokio::time::sleep(backoff) => break,
