@@ -159,11 +159,7 @@ impl IntoResponse for ApiError {
 
 /// Puts every error answer in Barbican's shape: axum's own rejections (a path that
 /// is not UTF-8, say) answer in plain text, which Barbican's clients cannot read.
-pub async fn in_barbican_shape(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let response = next.run(request).await;
+pub async fn in_barbican_shape(response: Response) -> Response {
     let status = response.status();
     let plain = response
         .headers()

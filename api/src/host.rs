@@ -9,8 +9,6 @@
 use axum::extract::Request;
 use axum::http::header::HOST;
 use axum::http::{HeaderMap, Version};
-use axum::middleware::Next;
-use axum::response::{IntoResponse as _, Response};
 
 use crate::error::ApiError;
 
@@ -21,13 +19,13 @@ const MAX_LEN: usize = 253 + 6;
 const PROBES: [&str; 2] = ["/healthz", "/readyz"];
 
 /// Refuses (400) a request whose `Host` is missing (HTTP/1.1), repeated or malformed.
-pub async fn checked(request: Request, next: Next) -> Response {
+pub fn checked(request: &Request) -> Result<(), ApiError> {
     if PROBES.contains(&request.uri().path()) {
-        return next.run(request).await;
+        return Ok(());
     }
     match problem(request.version(), request.headers()) {
-        Some(problem) => ApiError::bad_request(problem).into_response(),
-        None => next.run(request).await,
+        Some(problem) => Err(ApiError::bad_request(problem)),
+        None => Ok(()),
     }
 }
 

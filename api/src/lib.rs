@@ -17,6 +17,7 @@ mod consistency;
 mod containers;
 mod costly;
 mod discovery;
+mod edge;
 mod error;
 mod health;
 mod history;
@@ -40,12 +41,10 @@ mod tls_check;
 mod views;
 mod whoami;
 
-use std::time::Instant;
-
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -160,10 +159,7 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::Extension(document))
-        .layer(middleware::from_fn(host::checked))
-        .layer(middleware::from_fn(error::in_barbican_shape))
-        .layer(middleware::from_fn(microversion::negotiate))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(edge::edge))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state);
     // A path with a trailing slash is the same resource as without, for every method,
@@ -173,41 +169,6 @@ pub fn app(state: AppState) -> Router {
         &NormalizePathLayer::trim_trailing_slash(),
         routes,
     ))
-}
-
-/// Logs method, path, status and latency; never headers, queries or bodies, which may
-/// hold tokens or payloads.
-/// Counts it by method, route template (never the path itself, which names secrets)
-/// and status.
-async fn log_request(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let took = started.elapsed();
-    let status = response.status().as_u16();
-    // One line per request only at debug: at info it cost a busy API about 5% of its
-    // CPU in formatting and writes to stderr, and the metrics below count every request
-    // anyway. A server error is always worth a line.
-    if status >= 500 {
-        tracing::warn!(%method, %path, status, micros = took.as_micros() as u64, "http");
-    } else {
-        tracing::debug!(%method, %path, status, micros = took.as_micros() as u64, "http");
-    }
-    // A method outside the standard ones is one series, not one per spelling.
-    let method = match method.as_str() {
-        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m.to_owned(),
-        _ => "other".to_owned(),
-    };
-    metrics::counter!(infra::metrics::HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!(infra::metrics::HTTP_DURATION, "method" => method, "route" => route)
-        .record(took.as_secs_f64());
-    response
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, within `limits`: HTTPS

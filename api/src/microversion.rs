@@ -11,8 +11,7 @@ use std::fmt;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::error::ApiError;
 
@@ -123,12 +122,12 @@ fn malformed(value: &str) -> ApiError {
     ))
 }
 
-/// Reads the request's microversion into its extensions and names it on the response
-/// (`OpenStack-API-Version`, and `Vary` so caches keep versions apart).
-pub async fn negotiate(mut request: Request, next: Next) -> Response {
-    // AWS's API (`POST /`) has no microversions.
+/// Reads the request's microversion into its extensions: the one to name on the
+/// response ([`named`]), none for AWS's API (`POST /`, which has no microversions), or
+/// the answer to a malformed one.
+pub fn negotiated(request: &mut Request) -> Result<Option<Microversion>, ApiError> {
     if request.method() == axum::http::Method::POST && request.uri().path() == "/" {
-        return next.run(request).await;
+        return Ok(None);
     }
     let values: Vec<&[u8]> = request
         .headers()
@@ -138,10 +137,15 @@ pub async fn negotiate(mut request: Request, next: Next) -> Response {
         .collect();
     let version = match Microversion::requested(&values) {
         Ok(v) => v.unwrap_or(Microversion::V1_0),
-        Err(e) => return e.into_response(),
+        Err(e) => return Err(e),
     };
     request.extensions_mut().insert(version);
-    let mut response = next.run(request).await;
+    Ok(Some(version))
+}
+
+/// Names `version` on `response` (`OpenStack-API-Version`, and `Vary` so caches keep
+/// versions apart).
+pub fn named(mut response: Response, version: Microversion) -> Response {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&format!("{SERVICE} {version}")) {
         headers.insert(HeaderName::from_static(HEADER), value);
