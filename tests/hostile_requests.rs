@@ -414,6 +414,37 @@ async fn an_idempotency_key_reused_for_another_secret_is_refused() {
         assert_eq!(status, StatusCode::CONFLICT, "{text}");
         assert!(text.contains(&format!("another {says}")), "{text}");
     }
+    // A client request token names the first version: another token, with the same
+    // payload or another, or none where the first had one, is another request.
+    let t1 = "0b4f9c8e-4d52-4a7e-9a55-3f1b2c7d8e91";
+    let t2 = "0b4f9c8e-4d52-4a7e-9a55-3f1b2c7d8e92";
+    let with_token = |payload: &str, version_token: Option<&str>| {
+        let mut body =
+            json!({"name": "t", "payload": payload, "payload_content_type": "text/plain"});
+        if let Some(version_token) = version_token {
+            body["client_request_token"] = version_token.into();
+        }
+        t.http
+            .post(t.url("/v1/secrets"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "create-tokened")
+            .json(&body)
+            .send()
+    };
+    let made = with_token("ONE", Some(t1)).await.unwrap();
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let again = with_token("ONE", Some(t1)).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    for (payload, other) in [
+        ("TWO", Some(t2)),
+        ("ONE", Some(t2)),
+        ("TWO", None),
+        ("ONE", None),
+    ] {
+        let (status, text) = description(with_token(payload, other).await.unwrap()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{payload} {other:?}: {text}");
+        assert!(text.contains("with another payload"), "{text}");
+    }
     // Two keys in one request: which one a proxy in front deduplicates on is unknown.
     let twice = t
         .http

@@ -921,7 +921,7 @@ async fn aws_deletion_takes_the_configured_recovery_window() {
         refused["message"]
             .as_str()
             .unwrap()
-            .contains(&format!("(it is {})", i64::MAX)),
+            .contains(&format!("value {} is out of range", i64::MAX)),
         "{refused}"
     );
     let deleted = t

@@ -989,11 +989,14 @@ async fn a_refused_login_or_a_missing_database_says_what_to_do() {
         )
     };
     let refused = |url: String| async move {
-        projections::db::open(&url, 1)
+        let err = projections::db::open(&url, 1)
             .await
             .map(|_| ())
-            .expect_err("refused")
-            .to_string()
+            .expect_err("refused");
+        // sqlx's own text is no cause of it, which a chain of causes (as the CLI
+        // prints) would add, "at line N" and all.
+        assert!(std::error::Error::source(&err).is_none(), "{err}");
+        err.to_string()
     };
     let wrong = refused(url("app:wrong-one@", "keyledger")).await;
     assert!(

@@ -20,16 +20,18 @@ pub enum OpenError {
     /// The URL is not a read model URL (shown without any password).
     #[error(
         "database URL {0:?} is not valid; use sqlite://<path> (e.g. \
-         sqlite://.keyledger/readmodel.sqlite) or postgres://<user>@<host>:<port>/<database>"
+         sqlite://.keyledger/readmodel.sqlite) or postgres://<user>@<host>:<port>/<database> \
+         (a libpq key/value string is not read: write it as such a URL)"
     )]
     BadUrl(String),
     /// PostgreSQL failed.
-    #[error("opening the read model {url}: {}", crate::pg_error::Described(.source))]
+    #[error("opening the read model {url}: {}", crate::pg_error::Described(.cause))]
     Postgres {
         /// The URL, without its password.
         url: String,
-        /// The cause.
-        source: sqlx::Error,
+        /// The cause: shown through `Described`, so not the error's source (sqlx's own
+        /// text, which a chain of causes would add, says "at line N").
+        cause: sqlx::Error,
     },
     /// SQLite failed.
     #[error("opening the read model {url}: {source}")]
@@ -74,13 +76,13 @@ pub enum OpenError {
     #[error(
         "reading the migrations of the read model {url} (table _sqlx_migrations; a role \
          that only reads needs SELECT on it too): {}",
-        crate::pg_error::Described(.source)
+        crate::pg_error::Described(.cause)
     )]
     Migrations {
         /// The URL, without its password.
         url: String,
-        /// The cause.
-        source: sqlx::Error,
+        /// The cause (shown, not the source, as for `Postgres`).
+        cause: sqlx::Error,
     },
     /// The connection's schema holds no read model, and another schema does.
     #[error(
@@ -97,12 +99,12 @@ pub enum OpenError {
         example: String,
     },
     /// A migration failed.
-    #[error("migrating the read model {url}: {}", crate::pg_error::migration(.source))]
+    #[error("migrating the read model {url}: {}", crate::pg_error::migration(.cause))]
     Migrate {
         /// The URL.
         url: String,
-        /// The cause.
-        source: sqlx::migrate::MigrateError,
+        /// The cause (shown, not the source, as for `Postgres`).
+        cause: sqlx::migrate::MigrateError,
     },
 }
 
@@ -278,12 +280,20 @@ pub(crate) fn lock_path(db: &Path, purpose: &str) -> PathBuf {
 /// and any `password` or `sslpassword` parameter, replaced by `***`. A URL that does not
 /// parse is shown only up to its scheme, since where its password is cannot be known.
 pub fn without_password(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return match url.split_once("://") {
-            Some((scheme, rest)) if rest.contains('@') || rest.contains("password") => {
-                format!("{scheme}://… (not a valid URL)")
+    // Not a URL with an authority (a libpq key/value string, `postgres:user:pw@host`
+    // without its `//`): its parts cannot be told apart, so none of it is shown where
+    // a password may be.
+    let parsed = url::Url::parse(url)
+        .ok()
+        .filter(|u| u.has_authority() || u.scheme() == "sqlite");
+    let Some(mut parsed) = parsed else {
+        let risky = url.contains('@') || url.to_ascii_lowercase().contains("password");
+        return match url.split_once(':') {
+            _ if !risky => url.to_owned(),
+            Some((scheme, _)) if scheme.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                format!("{scheme}:… (not a valid URL; not shown, as it may hold a password)")
             }
-            _ => url.to_owned(),
+            _ => "… (not a valid URL; not shown, as it may hold a password)".to_owned(),
         };
     };
     if parsed.password().is_some() {
@@ -423,6 +433,11 @@ fn names_search_path(options: &PgConnectOptions) -> bool {
 
 /// Opens (creating if needed) and migrates the read model at `url`.
 pub async fn open(url: &str, max_connections: u32) -> Result<Pool, OpenError> {
+    // sqlx would take anything else for a SQLite file's name (a libpq key/value
+    // string, password and all, or a URL with a misspelt scheme).
+    if !is_postgres(url) && !url.starts_with("sqlite:") {
+        return Err(OpenError::BadUrl(without_password(url)));
+    }
     if is_postgres(url) {
         open_postgres(url, max_connections)
             .await
@@ -441,9 +456,9 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
     let options = pinned(options, named);
     first_connection(&options, FIRST_CONNECTION)
         .await
-        .map_err(|source| OpenError::Postgres {
+        .map_err(|cause| OpenError::Postgres {
             url: shown.clone(),
-            source,
+            cause,
         })?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(1))
@@ -452,9 +467,9 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
         .acquire_timeout(READ_ACQUIRE)
         .connect_with(options)
         .await
-        .map_err(|source| OpenError::Postgres {
+        .map_err(|cause| OpenError::Postgres {
             url: shown.clone(),
-            source,
+            cause,
         })?;
     let migrator = postgres_migrator();
     // A reader (an API replica) may connect as a role that can only read: it needs
@@ -469,8 +484,8 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
         Ok(applied) => applied,
         // No such table yet: nothing is migrated.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
-        Err(source) => {
-            return Err(OpenError::Migrations { url: shown, source });
+        Err(cause) => {
+            return Err(OpenError::Migrations { url: shown, cause });
         }
     };
     let embedded: Vec<(i64, Vec<u8>)> = migrator
@@ -489,7 +504,7 @@ async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, OpenEr
     migrator
         .run(&pool)
         .await
-        .map_err(|source| OpenError::Migrate { url: shown, source })?;
+        .map_err(|cause| OpenError::Migrate { url: shown, cause })?;
     Ok(pool)
 }
 
@@ -555,9 +570,9 @@ async fn elsewhere(pool: &PgPool, shown: &str) -> Result<(), OpenError> {
     )
     .fetch_all(pool)
     .await
-    .map_err(|source| OpenError::Postgres {
+    .map_err(|cause| OpenError::Postgres {
         url: shown.to_owned(),
-        source,
+        cause,
     })?;
     match schemas.first() {
         None => Ok(()),
@@ -601,9 +616,9 @@ async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqliteReads, Ope
         migrator()
             .run(&migrations)
             .await
-            .map_err(|source| OpenError::Migrate {
+            .map_err(|cause| OpenError::Migrate {
                 url: url.to_owned(),
-                source,
+                cause,
             })?;
     }
     migrations.close().await;
@@ -729,12 +744,41 @@ mod tests {
             "postgres://app@db/kl?sslmode=require&password=***"
         );
         // A password with a raw `/` does not parse: nothing past the scheme is shown.
+        let hidden = "… (not a valid URL; not shown, as it may hold a password)";
         assert_eq!(
             without_password("postgres://app:pa/ss@db/x"),
-            "postgres://… (not a valid URL)"
+            format!("postgres:{hidden}")
+        );
+        // Neither a key/value string nor a URL without its `//` shows its parts.
+        assert_eq!(
+            without_password("host=127.0.0.1 user=kl password=s3cret dbname=kl"),
+            hidden
+        );
+        assert_eq!(
+            without_password("postgres:kl:s3cret@db/kl"),
+            format!("postgres:{hidden}")
         );
         assert_eq!(without_password("sqlite://a/b@c"), "sqlite://a/b@c");
+        assert_eq!(without_password("sqlite:rm.sqlite"), "sqlite:rm.sqlite");
         assert_eq!(without_password("nonsense"), "nonsense");
+    }
+
+    #[tokio::test]
+    async fn what_names_no_read_model_is_refused_not_taken_for_a_file() {
+        let keyvalue = "host=127.0.0.1 user=kl password=s3cret dbname=kl";
+        for url in [keyvalue, "pg://kl@db/kl", "postgres:kl:s3cret@db/kl"] {
+            let err = open(url, 1).await.map(|_| ()).expect_err(url).to_string();
+            assert!(err.starts_with("database URL"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        assert!(
+            std::fs::read_dir(".").unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("s3cret")),
+            "no file is made of the string"
+        );
     }
 
     /// A symbolic link or a relative path to the database names the same lock.

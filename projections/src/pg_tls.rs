@@ -214,6 +214,21 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
             return Err(TlsParameterError::Repeated(key.clone()));
         }
     }
+    // libpq checks a key file's mode only when it loads the key: with a client
+    // certificate, over TLS.
+    let param_or_env = |names: &[&str], variable: &str| {
+        kept.iter()
+            .find(|(key, _)| names.contains(&key.as_str()))
+            .map(|(_, value)| value.clone())
+            .or_else(|| std::env::var(variable).ok())
+    };
+    let key_loaded = param_or_env(&["sslcert", "ssl-cert"], "PGSSLCERT").is_some()
+        && param_or_env(&["sslmode", "ssl-mode"], "PGSSLMODE")
+            .is_none_or(|mode| !mode.eq_ignore_ascii_case("disable"));
+    let check_mode = |parameter: &str, path: &str, holds: Holds| match holds {
+        Holds::Key if key_loaded => check_key_mode(parameter, path),
+        _ => Ok(()),
+    };
     for (names, variable, holds) in FILES {
         let named = kept.iter().find(|(key, _)| names.contains(&key.as_str()));
         match named {
@@ -224,6 +239,7 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
                     return Err(TlsParameterError::Inline(parameter.clone()));
                 }
                 check_file(parameter, path, *holds)?;
+                check_mode(parameter, path, *holds)?;
             }
             None => match std::env::var(variable) {
                 // The environment's value may be the PEM itself, as its whole value:
@@ -235,7 +251,10 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
                 Ok(other) if holds_pem(&other) => {
                     return Err(TlsParameterError::Inline((*variable).to_owned()));
                 }
-                Ok(path) => check_file(variable, &path, *holds)?,
+                Ok(path) => {
+                    check_file(variable, &path, *holds)?;
+                    check_mode(variable, &path, *holds)?;
+                }
                 Err(_) => {}
             },
         }
@@ -275,8 +294,8 @@ pub fn is_read(key: &str) -> bool {
     READ.contains(&key) || key.starts_with("options[")
 }
 
-/// Checks that `path` is a file this process can read, holding what it `holds` (a
-/// key only its owner may read, as libpq demands), so that a wrong file is named now
+/// Checks that `path` is a file this process can read, holding what it `holds`, so
+/// that a wrong file is named now
 /// rather than failing the handshake with sqlx's bare "no keys found" or trusting no
 /// CA of its own. Nothing of the file is shown back.
 fn check_file(parameter: &str, path: &str, holds: Holds) -> Result<(), TlsParameterError> {
@@ -289,22 +308,21 @@ fn check_file(parameter: &str, path: &str, holds: Holds) -> Result<(), TlsParame
     if !meta.is_file() {
         return Err(unreadable("not a file".into()));
     }
-    if holds == Holds::Key {
-        check_key_mode(parameter, path, &meta)?;
-    }
     let text = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
     check_content(parameter, Given::File(path.to_owned()), &text, holds)
 }
 
-/// libpq's rule for a client key file (`fe-secure-openssl.c`): no access for group or
-/// others when the file is the process's user's, at most the group's read when it is
-/// root's (a key shared through a group). Anyone else's file is left to the reading.
-fn check_key_mode(
-    parameter: &str,
-    path: &str,
-    meta: &std::fs::Metadata,
-) -> Result<(), TlsParameterError> {
+/// libpq's rule for a client key file it loads (`fe-secure-openssl.c`): no access for
+/// group or others when the file is the process's user's, at most the group's read
+/// when it is root's (a key shared through a group). Anyone else's file is left to
+/// the reading. `path` is a readable file ([`check_file`]).
+fn check_key_mode(parameter: &str, path: &str) -> Result<(), TlsParameterError> {
     use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| TlsParameterError::File {
+        parameter: parameter.to_owned(),
+        path: path.to_owned(),
+        why: e.to_string(),
+    })?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     let mode = meta.mode() & 0o7777;
@@ -667,7 +685,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("client.key");
         write_private(&key, "-----BEGIN PRIVATE KEY-----\ns3cret\n").unwrap();
-        let url = format!("postgres://kl@db/kl?sslkey={}", key.display());
+        let cert = dir.path().join("client.pem");
+        write_private(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let url = format!(
+            "postgres://kl@db/kl?sslcert={}&sslkey={}",
+            cert.display(),
+            key.display()
+        );
         assert_eq!(prepare(&url).unwrap(), url);
         for mode in [0o640, 0o604, 0o644, 0o660] {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -680,6 +704,13 @@ mod tests {
                     key.display()
                 )
             );
+        }
+        // Only a key libpq loads, with a certificate over TLS, is held to its rule.
+        for unused in [
+            format!("postgres://kl@db/kl?sslkey={}", key.display()),
+            format!("{url}&sslmode=disable"),
+        ] {
+            assert_eq!(prepare(&unused).unwrap(), unused);
         }
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(prepare(&url).unwrap(), url);

@@ -526,8 +526,8 @@ pub async fn delete(
         // A count of days too large to be a duration is out of any bounds alike.
         Some(d) if d < 1 || d.checked_mul(86_400).is_none() => {
             return Err(AwsError::invalid(format!(
-                "The RecoveryWindowInDays value must be a positive number of days (it is \
-                 {d}), within keyledger's configured bounds (7 to 30 days by default)"
+                "The RecoveryWindowInDays value {d} is out of range: give a number of days \
+                 within keyledger's configured bounds (7 to 30 days by default)"
             )));
         }
         given => given.map(i64::unsigned_abs),

@@ -343,17 +343,22 @@ impl SecretHandler {
                 &intake.command_id,
             )
         });
-        let same_payload = match (secret.version(first), &intake.data_key) {
-            (Some(stored), Some(new)) => self.same_payload(intake, stored.key_id, new).await?,
+        let payload_differs = match (secret.version(first), &intake.data_key) {
+            (Some(stored), Some(new)) => {
+                (!self.same_payload(intake, stored.key_id, new).await?).then_some("payload")
+            }
             // Created with a payload the first time, without one now.
-            (Some(_), None) => false,
-            // Without one the first time (or the version is gone to retention: then
-            // the secret has others).
-            (None, new) => new.is_none() || !secret.versions.is_empty(),
+            (Some(_), None) => Some("payload"),
+            // No version of the id this request names: without a payload, the same
+            // request if the first had none either (a secret with versions was created
+            // with one under another id, or has had values put since, long after any
+            // retry); with one, another request (another token or payload), answered
+            // 409 rather than with a version that was never stored. A retry that comes
+            // after retention has destroyed the first version is refused alike.
+            (None, None) => (!secret.versions.is_empty()).then_some("payload"),
+            (None, Some(_)) => Some("payload or client_request_token"),
         };
-        if !same_payload {
-            differs.push("payload");
-        }
+        differs.extend(payload_differs);
         if differs.is_empty() {
             return Ok(());
         }

@@ -243,7 +243,7 @@ impl RecoveryWindow {
 pub fn human(d: Duration) -> String {
     let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
     match d.as_secs() {
-        s if s > 0 && s % 86_400 == 0 => plural(s / 86_400, "day"),
+        s if s % 86_400 == 0 => plural(s / 86_400, "day"),
         s => plural(s, "second"),
     }
 }

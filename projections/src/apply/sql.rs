@@ -18,9 +18,10 @@ pub enum ApplyError {
     /// SQLite failed.
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed.
+    /// PostgreSQL failed. (Not the error's source: its text is shown through
+    /// `Described`, and sqlx's own, which a chain of causes would add, says "at line N".)
     #[error("{}", crate::pg_error::Described(.0))]
-    Postgres(#[from] sqlx::Error),
+    Postgres(sqlx::Error),
     /// A value could not be encoded as JSON.
     #[error("encoding a column as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -31,6 +32,12 @@ pub enum ApplyError {
     /// every chunk it was dealt.
     #[error("a thread opening the batch's commits failed; the batch is retried")]
     OpenerStopped,
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Postgres(e)
+    }
 }
 
 /// The type of a NULL parameter: PostgreSQL types every parameter.
