@@ -48,7 +48,6 @@ use axum::middleware;
 use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::normalize_path::NormalizePathLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -144,7 +143,7 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     let (routes, document) = routes();
     let document = openapi::Document(std::sync::Arc::new(openapi::to_json(&document)));
-    let routes = routes
+    routes
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -161,14 +160,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::Extension(document))
         .layer(middleware::from_fn(edge::edge))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
-        .with_state(state);
-    // A path with a trailing slash is the same resource as without, for every method,
-    // as in Barbican (python-barbicanclient POSTs to `/v1/secrets/`). Routing happens
-    // inside a `Router`, so the path is normalised before the routes see it.
-    Router::new().fallback_service(tower::Layer::layer(
-        &NormalizePathLayer::trim_trailing_slash(),
-        routes,
-    ))
+        .with_state(state)
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, within `limits`: HTTPS

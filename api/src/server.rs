@@ -43,6 +43,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 use crate::tls::{ClientCertificate, ServerTls};
 
@@ -267,7 +268,10 @@ impl Drop for InFlight {
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, within `limits`: HTTPS
-/// with `tls`, else plain HTTP.
+/// with `tls`, else plain HTTP. A path with a trailing slash is the same resource as
+/// without, for every method, as in Barbican (python-barbicanclient POSTs to
+/// `/v1/secrets/`): normalised here, before routing (a `Router` wrapped around the
+/// routes to do it would cost every request another boxed service and future).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -275,6 +279,7 @@ pub async fn serve(
     tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let app = tower::Layer::layer(&NormalizePathLayer::trim_trailing_slash(), app);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let registry = Arc::new(Registry::default());
     let mut accept_failures = 0u32;
@@ -401,7 +406,7 @@ async fn http1_or_refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> O
 
 /// What every connection is served with.
 struct Served {
-    app: Router,
+    app: NormalizePath<Router>,
     limits: ServerLimits,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
