@@ -142,8 +142,34 @@ impl From<ApiError> for AwsError {
             s if s.is_server_error() => Code::InternalServiceError,
             _ => Code::InvalidParameter,
         };
-        Self::new(code, e.description())
+        Self::new(code, in_aws_terms(e.description()))
     }
+}
+
+/// `message` with each "secret <keyledger's id>" as "the secret": AWS's callers know a
+/// secret by its name or ARN, and the refusals of the command service name its id.
+fn in_aws_terms(message: &str) -> String {
+    const SECRET: &str = "secret ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(SECRET) {
+        let (before, after) = rest.split_at(at);
+        let id = after[SECRET.len()..].get(..36);
+        match id.filter(|id| uuid::Uuid::try_parse(id).is_ok()) {
+            Some(_) => {
+                out.push_str(before);
+                out.push_str("the secret");
+                rest = &after[SECRET.len() + 36..];
+            }
+            None => {
+                out.push_str(before);
+                out.push_str(SECRET);
+                rest = &after[SECRET.len()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl From<domain::Rejection> for AwsError {
@@ -183,6 +209,26 @@ impl IntoResponse for AwsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_names_the_secret_not_keyledgers_id() {
+        assert_eq!(
+            in_aws_terms(
+                "command_id c1 already stored version 0b4f9c8e-4d52-4a7e-9a55-3f1b2c7d8e91 of \
+                 secret 6eddeb13-4d52-4a7e-9a55-3f1b2c7d8e92 with another payload"
+            ),
+            "command_id c1 already stored version 0b4f9c8e-4d52-4a7e-9a55-3f1b2c7d8e91 of the \
+             secret with another payload"
+        );
+        for kept in [
+            "secret db/x is gone",
+            "a secret ",
+            "secret 6eddeb13",
+            "no secret here",
+        ] {
+            assert_eq!(in_aws_terms(kept), kept);
+        }
+    }
 
     #[test]
     fn barbican_statuses_map_to_aws_codes() {
