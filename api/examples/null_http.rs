@@ -1,6 +1,7 @@
 //! The floor under keyledger's HTTP reads: a server that answers every GET with the
 //! benchmark's 1 KiB payload and does nothing else, served by the same loop
-//! (`api::serve`, its limits), axum, runtime and allocator as `keyledger up`, but
+//! (`api::serve`, its limits and its trailing-slash trim), axum, runtime and allocator
+//! as `keyledger up`, but
 //! through none of keyledger's routes and middleware (`api::app`'s layers count as
 //! keyledger's cost). `bench/openbao/run --floor-bin` drives it with the same wrk
 //! script as the payload reads, so a read's cost over the floor is measured in the

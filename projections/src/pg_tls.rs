@@ -214,17 +214,7 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
             return Err(TlsParameterError::Repeated(key.clone()));
         }
     }
-    // libpq checks a key file's mode only when it loads the key: with a client
-    // certificate, over TLS.
-    let param_or_env = |names: &[&str], variable: &str| {
-        kept.iter()
-            .find(|(key, _)| names.contains(&key.as_str()))
-            .map(|(_, value)| value.clone())
-            .or_else(|| std::env::var(variable).ok())
-    };
-    let key_loaded = param_or_env(&["sslcert", "ssl-cert"], "PGSSLCERT").is_some()
-        && param_or_env(&["sslmode", "ssl-mode"], "PGSSLMODE")
-            .is_none_or(|mode| !mode.eq_ignore_ascii_case("disable"));
+    let key_loaded = loads_client_key(&kept, |variable| std::env::var(variable).ok());
     let check_mode = |parameter: &str, path: &str, holds: Holds| match holds {
         Holds::Key if key_loaded => check_key_mode(parameter, path),
         _ => Ok(()),
@@ -273,6 +263,22 @@ pub fn prepare(url: &str) -> Result<String, TlsParameterError> {
         return Ok(parsed.to_string());
     }
     Ok(url.to_owned())
+}
+
+/// Whether the client key is loaded, as libpq decides before checking its file's mode:
+/// with a client certificate (a parameter of the URL `kept`, else from `env`; empty is
+/// none), over TLS (an `sslmode` other than `disable`).
+fn loads_client_key(kept: &[(String, String)], env: impl Fn(&str) -> Option<String>) -> bool {
+    let given = |names: &[&str], variable: &str| {
+        kept.iter()
+            .find(|(key, _)| names.contains(&key.as_str()))
+            .map(|(_, value)| value.clone())
+            .or_else(|| env(variable))
+            .filter(|value| !value.is_empty())
+    };
+    given(&["sslcert", "ssl-cert"], "PGSSLCERT").is_some()
+        && given(&["sslmode", "ssl-mode"], "PGSSLMODE")
+            .is_none_or(|mode| !mode.eq_ignore_ascii_case("disable"))
 }
 
 /// Whether sqlx reads a `PGSSL…` variable's `value` as the PEM itself rather than a
@@ -687,8 +693,10 @@ mod tests {
         write_private(&key, "-----BEGIN PRIVATE KEY-----\ns3cret\n").unwrap();
         let cert = dir.path().join("client.pem");
         write_private(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        // The URL names every setting the check depends on: the environment's are
+        // overruled.
         let url = format!(
-            "postgres://kl@db/kl?sslcert={}&sslkey={}",
+            "postgres://kl@db/kl?sslmode=require&sslcert={}&sslkey={}",
             cert.display(),
             key.display()
         );
@@ -706,12 +714,36 @@ mod tests {
             );
         }
         // Only a key libpq loads, with a certificate over TLS, is held to its rule.
-        for unused in [
-            format!("postgres://kl@db/kl?sslkey={}", key.display()),
-            format!("{url}&sslmode=disable"),
-        ] {
-            assert_eq!(prepare(&unused).unwrap(), unused);
-        }
+        let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let none = |_: &str| None;
+        let cert_in_env = |v: &str| (v == "PGSSLCERT").then(|| "/c.pem".to_owned());
+        let disabled_in_env = |v: &str| (v == "PGSSLMODE").then(|| "Disable".to_owned());
+        assert!(loads_client_key(&pairs(&[("sslcert", "/c.pem")]), none));
+        assert!(loads_client_key(
+            &pairs(&[("sslkey", "/k.pem")]),
+            cert_in_env
+        ));
+        assert!(!loads_client_key(&pairs(&[("sslkey", "/k.pem")]), none));
+        assert!(!loads_client_key(&pairs(&[("sslcert", "")]), none));
+        assert!(!loads_client_key(
+            &pairs(&[("sslcert", "/c.pem"), ("ssl-mode", "disable")]),
+            none
+        ));
+        assert!(!loads_client_key(
+            &pairs(&[("sslcert", "/c.pem")]),
+            disabled_in_env
+        ));
+        assert!(loads_client_key(
+            &pairs(&[("sslcert", "/c.pem"), ("sslmode", "require")]),
+            disabled_in_env
+        ));
+        let unused = url.replace("sslmode=require", "sslmode=disable");
+        assert_eq!(prepare(&unused).unwrap(), unused);
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(prepare(&url).unwrap(), url);
 

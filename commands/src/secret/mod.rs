@@ -351,10 +351,12 @@ impl SecretHandler {
             (Some(_), None) => Some("payload"),
             // No version of the id this request names: without a payload, the same
             // request if the first had none either (a secret with versions was created
-            // with one under another id, or has had values put since, long after any
-            // retry); with one, another request (another token or payload), answered
-            // 409 rather than with a version that was never stored. A retry that comes
-            // after retention has destroyed the first version is refused alike.
+            // with one under another id, or has had values put since; the state does
+            // not tell which, so a retry that comes after another client's put is
+            // refused too); with one, another request (another token or payload),
+            // answered 409 rather than with a version that was never stored. A retry
+            // that comes after retention has destroyed the first version is refused
+            // alike.
             (None, None) => (!secret.versions.is_empty()).then_some("payload"),
             (None, Some(_)) => Some("payload or client_request_token"),
         };
