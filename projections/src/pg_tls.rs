@@ -46,7 +46,7 @@ pub enum TlsParameterError {
     /// A file of CAs, or a client certificate's, that holds no certificate.
     #[error(
         "{parameter} {given} holds no certificate (a PEM \"-----BEGIN CERTIFICATE-----\" \
-         block): {consequence}"
+         block, its lines unindented): {consequence}"
     )]
     NoCertificate {
         /// The parameter (or environment variable) naming it.
@@ -59,7 +59,8 @@ pub enum TlsParameterError {
     /// A client key that holds no key sqlx reads.
     #[error(
         "{parameter} {given} holds no private key (a PEM \"-----BEGIN PRIVATE KEY-----\" \
-         block, or an RSA or EC one): the client certificate's key goes there"
+         block, or an RSA or EC one, its lines unindented): the client certificate's key \
+         goes there"
     )]
     NoKey {
         /// The parameter (or environment variable) naming it.
@@ -352,9 +353,16 @@ fn check_content(
     holds: Holds,
 ) -> Result<(), TlsParameterError> {
     let has = |marker: &[u8]| text.windows(marker.len()).any(|w| w == marker);
+    // A block's BEGIN line as the PEM reader takes it: at the start of a line (an
+    // indented one is read as no block at all).
+    let begins = |marker: &[u8]| {
+        text.windows(marker.len())
+            .enumerate()
+            .any(|(i, w)| w == marker && (i == 0 || text[i - 1] == b'\n'))
+    };
     let parameter = parameter.to_owned();
     match holds {
-        Holds::Cas | Holds::Certificate if !has(b"-----BEGIN CERTIFICATE-----") => {
+        Holds::Cas | Holds::Certificate if !begins(b"-----BEGIN CERTIFICATE-----") => {
             Err(TlsParameterError::NoCertificate {
                 parameter,
                 given,
@@ -377,7 +385,7 @@ fn check_content(
                 b"-----BEGIN EC PRIVATE KEY-----",
             ]
             .into_iter()
-            .any(has) =>
+            .any(begins) =>
         {
             Err(TlsParameterError::NoKey { parameter, given })
         }
@@ -600,8 +608,8 @@ mod tests {
             message,
             format!(
                 "sslkey names {}, which holds no private key (a PEM \"-----BEGIN PRIVATE \
-                 KEY-----\" block, or an RSA or EC one): the client certificate's key goes \
-                 there",
+                 KEY-----\" block, or an RSA or EC one, its lines unindented): the client \
+                 certificate's key goes there",
                 cert_as_key.display()
             )
         );
@@ -781,5 +789,13 @@ mod tests {
             "\n-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n"
         ));
         assert!(!is_inline_pem("-----BEGIN PRIVATE KEY-----\nAA\n"));
+        // sqlx takes an indented block for the PEM itself, and its reader then finds
+        // no block in it.
+        let indented = "  -----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----";
+        assert!(is_inline_pem(indented));
+        let message = check_content("PGSSLKEY", Given::Value, indented.as_bytes(), Holds::Key)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("its lines unindented"), "{message}");
     }
 }
