@@ -486,39 +486,49 @@ async fn a_row_the_read_model_cannot_read_is_a_500_not_a_retry() {
     t.stop().await;
 }
 
+/// The first answer to `head`, sent on a connection of its own before any body:
+/// within 5 s, far below the 30 s body timeout.
+async fn answer_before_the_body(t: &TestStack, head: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(t.stack.http_addr)
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer before the body")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+/// The head of an AWS `ListSecrets` request from access key `key_id`, with a
+/// signature that cannot verify, declaring a body of `length` bytes (and the first of
+/// them).
+fn aws_head(key_id: &str, length: u64) -> String {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap();
+    format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nX-Amz-Date: {stamp}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={key_id}/{day}/us-east-1/\
+         secretsmanager/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
+         Signature={sig}\r\nContent-Length: {length}\r\n\r\n{{",
+        day = &stamp[..8],
+        sig = "0".repeat(64)
+    )
+}
+
 /// AWS's API checks a request's signature headers before it reads the body: a caller
 /// without an active access key holds no connection for a body's time (the body
 /// timeout), however slowly it sends one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsigned_aws_request_is_refused_before_its_body_arrives() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let t = crate::support::TestStack::start().await;
-    let mut stream = tokio::net::TcpStream::connect(t.stack.http_addr)
-        .await
-        .unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = now
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap();
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n\
-         Content-Type: application/x-amz-json-1.1\r\nX-Amz-Date: {stamp}\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=AKLGNOSUCHKEY0000000/{day}/us-east-1/\
-         secretsmanager/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}\r\n\
-         Content-Length: 100\r\n\r\n{{",
-        day = &stamp[..8],
-        sig = "0".repeat(64)
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 4096];
-    // Far below the 30 s body timeout.
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
-        .await
-        .expect("an answer before the body")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
+    let answer = answer_before_the_body(&t, &aws_head("AKLGNOSUCHKEY0000000", 100)).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
         answer.contains("UnrecognizedClientException") && answer.contains("no active access key"),
@@ -531,26 +541,15 @@ async fn an_unsigned_aws_request_is_refused_before_its_body_arrives() {
 /// any of it is read: the client is told now, not after the body timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_declared_over_the_limit_is_refused_before_it_arrives() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let t = crate::support::TestStack::start().await;
     let token = t.token("alice", "p1");
-    let ask = |head: String| async move {
-        let mut stream = tokio::net::TcpStream::connect(t.stack.http_addr)
-            .await
-            .unwrap();
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let mut answer = vec![0u8; 4096];
-        // Far below the 30 s body timeout.
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
-            .await
-            .expect("an answer before the body")
-            .unwrap();
-        String::from_utf8_lossy(&answer[..n]).into_owned()
-    };
-    let answer = ask(format!(
-        "POST /v1/secrets HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{{"
-    ))
+    let answer = answer_before_the_body(
+        &t,
+        &format!(
+            "POST /v1/secrets HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{{"
+        ),
+    )
     .await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(
@@ -561,22 +560,7 @@ async fn a_body_declared_over_the_limit_is_refused_before_it_arrives() {
     // AWS's API reads the body to check its signature: an active key's id is enough
     // to be refused on the size alone.
     let key = t.aws_key(&token).await;
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap();
-    let answer = ask(format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n\
-         Content-Type: application/x-amz-json-1.1\r\nX-Amz-Date: {stamp}\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential={id}/{day}/us-east-1/secretsmanager/\
-         aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
-         Signature={sig}\r\nContent-Length: 1000000000\r\n\r\n{{",
-        id = key.id,
-        day = &stamp[..8],
-        sig = "0".repeat(64)
-    ))
-    .await;
+    let answer = answer_before_the_body(&t, &aws_head(&key.id, 1_000_000_000)).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
         answer.contains("the request body is larger than"),

@@ -679,7 +679,7 @@ async fn a_change_racing_a_deletion_the_read_model_does_not_show_yet_is_answered
             json!({"Name": "db/racing", "SecretString": "s"}),
         )
         .await;
-    let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/racing", 0).to_string();
+    let id = crate::support::aws::aws_secret_id("p1", "db/racing");
 
     // Hold the read model's write lock: the projector cannot apply the deletion, and
     // readers still see the secret live.
@@ -969,7 +969,7 @@ async fn aws_forced_deletion_succeeds_for_a_missing_secret_and_only_for_one() {
         json!({"Name": "db/kept", "SecretString": "s"}),
     )
     .await;
-    let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/kept", 0).to_string();
+    let id = crate::support::aws::aws_secret_id("p1", "db/kept");
     let refused = t
         .aws_refused(
             &key,
@@ -1157,7 +1157,7 @@ async fn aws_delete_of_a_secret_with_barbican_consumers_is_an_invalid_request() 
         json!({"Name": "db/consumed", "SecretString": "s"}),
     )
     .await;
-    let id = SecretId::for_name(&ProjectId::parse("p1").unwrap(), "db/consumed", 0).to_string();
+    let id = crate::support::aws::aws_secret_id("p1", "db/consumed");
     let registered = t
         .http
         .post(t.url(&format!("/v1/secrets/{id}/consumers")))

@@ -111,3 +111,10 @@ impl TestStack {
         answer
     }
 }
+
+/// The id keyledger gives the first secret AWS's API creates under `name` in
+/// `project` (its first incarnation).
+pub fn aws_secret_id(project: &str, name: &str) -> String {
+    domain::ids::SecretId::for_name(&domain::ids::ProjectId::parse(project).unwrap(), name, 0)
+        .to_string()
+}

@@ -310,7 +310,9 @@ impl SecretHandler {
     /// the key is refused (409), rather than answered with a secret it did not ask
     /// for.
     async fn is_same_create(&self, intake: &Intake, state: &SecretState) -> Result<(), Rejection> {
-        let (SecretCommand::Create(create), SecretState::Live(secret)) = (&intake.command, state)
+        // Every create's intake names its first version (`Intake::first_version`).
+        let (SecretCommand::Create(create), SecretState::Live(secret), Some(first)) =
+            (&intake.command, state, intake.first_version)
         else {
             return Ok(());
         };
@@ -333,16 +335,10 @@ impl SecretHandler {
         if create.owning_service != secret.owning_service {
             differs.push("owning_service");
         }
-        // The first version's id as this request names it (from its client request
-        // token, or its command id), whether it carries a payload or not: a request
-        // without one under the token that created the secret with one is another
-        // request, either way round.
-        let first = intake.first_version.unwrap_or_else(|| {
-            domain::secret::version::ClientToken::version_for_command(
-                intake.secret,
-                &intake.command_id,
-            )
-        });
+        // `first`, the first version's id as this request names it (from its client
+        // request token, or its command id), whether it carries a payload or not: a
+        // request without one under the token that created the secret with one is
+        // another request, either way round.
         let payload_differs = match (secret.version(first), &intake.data_key) {
             (Some(stored), Some(new)) => {
                 (!self.same_payload(intake, stored.key_id, new).await?).then_some("payload")
