@@ -1144,6 +1144,57 @@ async fn aws_create_retried_after_its_secret_was_deleted_says_so() {
     t.stop().await;
 }
 
+/// A create without a value, whose answer an SDK lost, retried with its
+/// `ClientRequestToken` after another client put a value: the same request, answered
+/// as it was, since the create's own commit stored no value. A create that did store
+/// one is told from a retry without it, whichever token names the first version.
+#[tokio::test]
+async fn a_value_less_create_retried_after_a_put_is_the_same_request() {
+    let t = TestStack::start().await;
+    let token = t.token("alice", "p1");
+    let key = t.aws_key(&token).await;
+
+    let bare =
+        json!({"Name": "db/bare", "ClientRequestToken": "5e0f2d7a-1c3b-4e59-8a6d-7b2c9e1f3a40"});
+    let first = t.aws_ok(&key, "CreateSecret", bare.clone()).await;
+    assert!(first.get("VersionId").is_none(), "{first}");
+    t.aws_ok(
+        &key,
+        "PutSecretValue",
+        json!({"SecretId": "db/bare", "SecretString": "put later",
+               "ClientRequestToken": "5e0f2d7a-1c3b-4e59-8a6d-7b2c9e1f3a41"}),
+    )
+    .await;
+    let again = t.aws_ok(&key, "CreateSecret", bare).await;
+    assert_eq!(again["ARN"], first["ARN"], "{again}");
+    assert!(again.get("VersionId").is_none(), "{again}");
+    let value = t
+        .aws_ok(&key, "GetSecretValue", json!({"SecretId": "db/bare"}))
+        .await;
+    assert_eq!(value["SecretString"], "put later", "{value}");
+
+    // Over NATS, where the command id and the first version's token are apart: a
+    // create that stored a value under one token, sent again without a value under
+    // another, is another request.
+    let nats = t.client_nats_as(&token).await;
+    let valued = json!({"command_id": "valued-create", "name": "valued", "payload": "v",
+                        "payload_content_type": "text/plain",
+                        "client_request_token": "5e0f2d7a-1c3b-4e59-8a6d-7b2c9e1f3a42"});
+    let made = raw_command(&nats, "secret.create", Some(&token), &valued).await;
+    assert_eq!(made["ok"], true, "{made}");
+    let bare_retry = json!({"command_id": "valued-create", "name": "valued",
+                            "client_request_token": "5e0f2d7a-1c3b-4e59-8a6d-7b2c9e1f3a43"});
+    let refused = raw_command(&nats, "secret.create", Some(&token), &bare_retry).await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("with another payload")),
+        "{refused}"
+    );
+    t.stop().await;
+}
+
 /// Barbican's consumers block a deletion, which only the command service checks: AWS's
 /// DeleteSecret answers `InvalidRequestException` naming them, and the secret stays.
 #[tokio::test]

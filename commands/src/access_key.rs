@@ -241,7 +241,7 @@ impl Step<AccessKeyAggregate> for AccessKeyStep<'_> {
     /// A create retried with its command id must carry the same key pair (compared by
     /// the keyed fingerprint the data key keeps, as a secret's payload is), so a retry
     /// that changed the secret is refused rather than answered as if it were stored.
-    async fn retried(&mut self, state: &AccessKeyState) -> Result<(), Rejection> {
+    async fn retried(&mut self, state: &AccessKeyState, _: u64) -> Result<(), Rejection> {
         let stored = match (&self.parsed.command, state) {
             (AccessKeyCommand::Create(_), AccessKeyState::Revoked { .. }) => {
                 return Err(Rejection::conflict(format!(

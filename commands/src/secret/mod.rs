@@ -304,12 +304,17 @@ impl SecretHandler {
         new.same_payload_as(&intake.command_id, stored.as_ref())
     }
 
-    /// Whether a create whose command id (`Idempotency-Key`) was applied already is
-    /// the same request again: the same fields a secret keeps from its creation and
-    /// the same payload (by fingerprint), or none as before. Another request reusing
-    /// the key is refused (409), rather than answered with a secret it did not ask
-    /// for.
-    async fn is_same_create(&self, intake: &Intake, state: &SecretState) -> Result<(), Rejection> {
+    /// Whether a create whose command id (`Idempotency-Key`) was applied already, by
+    /// the commit at `applied_at`, is the same request again: the same fields a secret
+    /// keeps from its creation and the same payload (by fingerprint), or none as
+    /// before. Another request reusing the key is refused (409), rather than answered
+    /// with a secret it did not ask for.
+    async fn is_same_create(
+        &self,
+        intake: &Intake,
+        state: &SecretState,
+        applied_at: u64,
+    ) -> Result<(), Rejection> {
         // Every create's intake names its first version (`Intake::first_version`).
         let (SecretCommand::Create(create), SecretState::Live(secret), Some(first)) =
             (&intake.command, state, intake.first_version)
@@ -346,14 +351,16 @@ impl SecretHandler {
             // Created with a payload the first time, without one now.
             (Some(_), None) => Some("payload"),
             // No version of the id this request names: without a payload, the same
-            // request if the first had none either (a secret with versions was created
-            // with one under another id, or has had values put since; the state does
-            // not tell which, so a retry that comes after another client's put is
-            // refused too); with one, another request (another token or payload),
-            // answered 409 rather than with a version that was never stored. A retry
-            // that comes after retention has destroyed the first version is refused
-            // alike.
-            (None, None) => (!secret.versions.is_empty()).then_some("payload"),
+            // request if the first had none either. A secret without versions was
+            // created without one; one with versions was created with one under
+            // another token, or has had values put since, which only the create's own
+            // commit tells (read then, a rare path). With a payload, another request
+            // (another token or payload), answered 409 rather than with a version that
+            // was never stored.
+            (None, None) if secret.versions.is_empty() => None,
+            (None, None) => Box::pin(self.created_with_payload(intake, applied_at))
+                .await?
+                .then_some("payload"),
             (None, Some(_)) => Some("payload or client_request_token"),
         };
         differs.extend(payload_differs);
@@ -365,6 +372,34 @@ impl SecretHandler {
             intake.secret,
             &differs.join(", "),
         ))
+    }
+
+    /// Whether the create of `intake`'s secret, in the commit at `applied_at`, stored a
+    /// payload. A commit that cannot be read as keyledger's is taken to have stored
+    /// one: the retry is then refused, never answered with a value it did not send.
+    async fn created_with_payload(
+        &self,
+        intake: &Intake,
+        applied_at: u64,
+    ) -> Result<bool, Rejection> {
+        let subject = AggregateRef {
+            kind: AggregateKind::Secret,
+            project: intake.project.clone(),
+            id: intake.secret.into(),
+        }
+        .subject();
+        let commit = self
+            .executor
+            .store()
+            .commit_at::<SecretEvent>(applied_at, &subject)
+            .await?;
+        Ok(commit.is_none_or(|commit| {
+            commit
+                .body
+                .events
+                .iter()
+                .any(|e| matches!(e, SecretEvent::PayloadStored(_)))
+        }))
     }
 
     /// Whether a payload put whose command id was applied already (`secret.value.put`,
@@ -459,8 +494,10 @@ impl Step<SecretAggregate> for SecretStep<'_> {
         self.handler.is_retried_value(self.intake, state).await
     }
 
-    async fn retried(&mut self, state: &SecretState) -> Result<(), Rejection> {
-        self.handler.is_same_create(self.intake, state).await?;
+    async fn retried(&mut self, state: &SecretState, applied_at: u64) -> Result<(), Rejection> {
+        self.handler
+            .is_same_create(self.intake, state, applied_at)
+            .await?;
         self.handler.is_same_put(self.intake, state).await
     }
 

@@ -53,11 +53,15 @@ pub(crate) trait Step<A: Aggregate>: Send {
         async { Ok(false) }
     }
 
-    /// Called when the command id was applied already, by this caller and command:
-    /// whether this request is that one again (a retry) or another request reusing
-    /// its id, which is refused.
-    fn retried(&mut self, state: &A::State) -> impl Future<Output = Result<(), Rejection>> + Send {
-        let _ = state;
+    /// Called when the command id was applied already, by this caller and command, in
+    /// the commit at sequence `applied_at`: whether this request is that one again (a
+    /// retry) or another request reusing its id, which is refused.
+    fn retried(
+        &mut self,
+        state: &A::State,
+        applied_at: u64,
+    ) -> impl Future<Output = Result<(), Rejection>> + Send {
+        let _ = (state, applied_at);
         async { Ok(()) }
     }
 
@@ -243,7 +247,7 @@ impl<A: Aggregate> Executor<A> {
                     )));
                 }
                 let accepted = applied.accepted;
-                if let Err(rejection) = step.retried(&loaded.state).await {
+                if let Err(rejection) = step.retried(&loaded.state, accepted.seq).await {
                     // What the retry is compared with may have changed since it was
                     // cached (a version destroyed, the secret deleted): on the log's
                     // state, it may be no refusal at all.
