@@ -239,6 +239,44 @@ async fn a_backup_taken_under_load_restores_on_a_fresh_data_directory() {
     assert!(e.to_string().contains("did not finish"), "{e:#}");
     std::fs::remove_file(&marker).unwrap();
 
+    // Started without the deployment's key files, keyledger refuses the log other keys
+    // wrote and takes back the keys it made, rather than take every commit for
+    // foreign and move the read model past them for good; with another KEK, it
+    // refuses to seal under it. Both leave the directory as it was: below, it starts
+    // with its own keys, and every read and `audit verify` pass.
+    let keys = ["kek.key", "commit.key", "token-hs256.key"];
+    for f in keys {
+        std::fs::rename(fresh.path().join(f), work.path().join(f)).unwrap();
+    }
+    let e = keyledger::stack::Stack::start(config(&fresh))
+        .await
+        .err()
+        .expect("a restored log without its keys is refused");
+    let said = format!("{e:#}");
+    assert!(said.contains("commit key is not this deployment's"), "{said}");
+    assert!(said.contains("copy the deployment's key files"), "{said}");
+    for f in keys {
+        assert!(!fresh.path().join(f).exists(), "{f} made and left: {said}");
+    }
+    for f in ["commit.key", "token-hs256.key"] {
+        std::fs::rename(work.path().join(f), fresh.path().join(f)).unwrap();
+    }
+    let other_kek = fresh.path().join("kek.key");
+    std::fs::write(&other_kek, "07".repeat(32)).unwrap();
+    std::fs::set_permissions(
+        &other_kek,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let e = keyledger::stack::Stack::start(config(&fresh))
+        .await
+        .err()
+        .expect("another KEK is refused");
+    let said = format!("{e:#}");
+    assert!(said.contains("KEK is not the deployment's"), "{said}");
+    assert!(!said.contains("made keys"), "nothing was made: {said}");
+    std::fs::rename(work.path().join("kek.key"), fresh.path().join("kek.key")).unwrap();
+
     let r = TestStack::start_on(fresh).await;
     assert_eq!(r.stack.checkpoint_public_key, original_checkpoint_key);
     for (id, value) in &before {

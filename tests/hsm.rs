@@ -105,6 +105,33 @@ async fn the_kek_lives_in_the_hsm_and_survives_a_restart() {
         "{}",
         up.diagnosis()
     );
+    let dir = up.stop_keeping();
+
+    // A mistyped key label names no key in the token: the key keyledger makes under
+    // it wraps none of the stored keys, so the start is refused and the key taken
+    // back (a second start says it made one again), and the right label still works.
+    for _ in 0..2 {
+        let mut mistyped = crate::support::up::command(&dir.path().join("data"), "127.0.0.1:0");
+        configure(&mut mistyped);
+        let out = mistyped
+            .args(["--kek-pkcs11-key-label", "keyledger-kek-typo"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("KEK is not the deployment's"), "{stderr}");
+        assert!(
+            stderr.contains("has removed them again (the token's key \"keyledger-kek-typo\")"),
+            "{stderr}"
+        );
+    }
+    let mut up = Up::spawn_in(dir, configure).await;
+    assert_eq!(
+        read(up.http.clone(), token.clone(), id.clone()).await,
+        (StatusCode::OK, "hsm-canary-7781".to_owned()),
+        "{}",
+        up.diagnosis()
+    );
     up.stop();
 
     // A wrong PIN stops keyledger at start with what to check.

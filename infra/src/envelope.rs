@@ -192,6 +192,8 @@ pub struct Envelope {
     ring: RwLock<Keyring>,
     /// Where more versions come from; `None` for an envelope over one fixed KEK.
     source: Option<Box<dyn KekSource>>,
+    /// Whether opening the source made version 0 (it held none).
+    made: bool,
 }
 
 impl std::fmt::Debug for Envelope {
@@ -244,6 +246,7 @@ impl Envelope {
                 wanted: None,
             }),
             source: None,
+            made: false,
         })
     }
 
@@ -259,7 +262,8 @@ impl Envelope {
                 held.push(Arc::new(Held::new(version, k)?));
             }
         }
-        if held.is_empty() {
+        let made = held.is_empty();
+        if made {
             held.push(Arc::new(Held::new(0, source.create(0).map_err(kek)?)?));
         }
         let current = held
@@ -273,6 +277,7 @@ impl Envelope {
                 wanted: None,
             }),
             source: Some(source),
+            made,
         })
     }
 
@@ -319,6 +324,24 @@ impl Envelope {
             .iter()
             .map(|h| (h.version, h.kek.id().to_owned()))
             .collect()
+    }
+
+    /// Whether opening the source made its first KEK, the source holding none: a new
+    /// deployment's first start, or a node pointed at the wrong file or HSM label.
+    pub fn made_on_open(&self) -> bool {
+        self.made
+    }
+
+    /// Destroys the KEK opening the source made ([`Envelope::made_on_open`]), before
+    /// it wrapped anything: a node that turned out not to be the deployment's leaves
+    /// no stray KEK behind (a file, or a key in the HSM under a mistyped label).
+    pub fn take_back_made(&self) -> Result<(), CryptoError> {
+        match &self.source {
+            Some(source) if self.made => source
+                .retire(0)
+                .map_err(|e| CryptoError::Kek(e.to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// Where versions come from, for rotation and retirement.

@@ -128,7 +128,7 @@ impl KeysArgs {
             "opening the key store: is keyledger running against this NATS, and is the URL's \
              user keyledger's service user?",
         )?;
-        check_commit_key(&js, &self.log.stream, &commit, writes).await?;
+        keyledger::stack::deployment::check_commit_key(&js, &self.log.stream, &commit, writes).await?;
         let store = EventStore::open(js, &self.log.settings(), commit).await?;
         Ok(Deployment {
             envelope,
@@ -137,51 +137,6 @@ impl KeysArgs {
             clock: infra::clock::system(),
         })
     }
-}
-
-/// Refuses a commit key that is not the deployment's (another data directory's): one
-/// of the log's last commits must authenticate under it, or the commits this command
-/// appends would be foreign to every reader.
-async fn check_commit_key(
-    js: &async_nats::jetstream::Context,
-    stream: &str,
-    key: &domain::commit::CommitKey,
-    writes: bool,
-) -> Result<()> {
-    use domain::audit::RawEvent;
-    use domain::commit::Commit;
-    let mut log = js
-        .get_stream(stream)
-        .await
-        .with_context(|| format!("opening the event stream {stream}"))?;
-    let state = log.info().await?.state.clone();
-    if state.messages == 0 {
-        if writes {
-            bail!(
-                "the event log {stream} has no commit yet, so nothing shows that this commit \
-                 key is the deployment's; rotate once keyledger has written a commit"
-            );
-        }
-        return Ok(());
-    }
-    let mut commits = 0;
-    for seq in (state.first_sequence..=state.last_sequence).rev().take(50) {
-        let Ok(message) = log.get_raw_message(seq).await else {
-            continue;
-        };
-        if Commit::<RawEvent>::open(&message.payload, key).is_ok() {
-            return Ok(());
-        }
-        commits += usize::from(Commit::<RawEvent>::parse_unverified(&message.payload).is_ok());
-    }
-    if commits > 0 {
-        bail!(
-            "the commit key is not this deployment's: none of the log's last {commits} commits \
-             authenticates under it; point --data-dir (or --commit-key-file) at the data \
-             directory of the keyledger this NATS serves"
-        );
-    }
-    Ok(())
 }
 
 pub async fn run(command: KeysCommand) -> Result<()> {

@@ -91,6 +91,7 @@ pub async fn start_commands(
     // Before anything is created on the server: on a wrong one, nothing should be.
     own_account_checked(&client).await?;
     let js = async_nats::jetstream::new(client.clone());
+    super::deployment::check(&js, &log.stream, keys).await?;
     health.component("commands");
     health.nats("commands", &client);
     health.stream("commands", &js, &log.stream);
@@ -381,6 +382,9 @@ pub async fn start_projector(
     let client = infra::nats::connect(nats_url, "keyledger-projector").await?;
     let js = async_nats::jetstream::new(client.clone());
     let stream = config.stream.clone();
+    // Another deployment's commit key would take every commit for foreign, and the
+    // read model's checkpoint would move past them for good.
+    super::deployment::check_commit_key(&js, &stream, &commit_key, false).await?;
     let (applied, task) = run_projector(
         lock,
         writer,
@@ -429,6 +433,9 @@ pub fn start_projector_or_stand_by(
     tokio::spawn(async move {
         let target = projections::db::target(&database_url)?;
         let client = infra::nats::connect(&nats_url, "keyledger-projector").await?;
+        let js = async_nats::jetstream::new(client.clone());
+        // Checked before standing by: a standby that could not take over fails now.
+        super::deployment::check_commit_key(&js, &config.stream, &commit_key, false).await?;
         let (lock, writer) = match target {
             Target::Sqlite(db) => {
                 let lock = tokio::select! {
@@ -450,7 +457,6 @@ pub fn start_projector_or_stand_by(
                 (None, writer)
             }
         };
-        let js = async_nats::jetstream::new(client.clone());
         let stream = config.stream.clone();
         // Nothing else in this process reads the log or the read model: no tap to hand
         // batches on, no read cache to keep true.

@@ -5,6 +5,7 @@
 mod cluster;
 mod components;
 mod data_dir;
+pub mod deployment;
 pub mod dev_tls;
 mod keys;
 mod nats;
@@ -132,6 +133,10 @@ impl Stack {
             kek_pkcs11: config.kek_pkcs11.clone(),
             ..Default::default()
         };
+        let made = deployment::Made::missing([
+            data_dir.join(infra::keyfile::COMMIT_KEY_FILE),
+            data_dir.join(infra::identity::TOKEN_KEY_FILE),
+        ]);
         let keys = Keys::load_or_create(&data_dir, &files, &config.identity)?;
         let shutdown = CancellationToken::new();
         let exporter = ops::exporter(config.ops.project_labels);
@@ -190,6 +195,15 @@ impl Stack {
                 (None, url.clone(), url.clone(), intake_url(url, &data_dir)?)
             }
         };
+        // Before the checkpoint key is made, and anything written: a data directory
+        // whose log other keys wrote (restored without its key files) is refused, and
+        // what this start made is taken back.
+        let js = async_nats::jetstream::new(
+            infra::nats::connect(&service_url, "keyledger-start").await?,
+        );
+        if let Err(refusal) = deployment::check(&js, &config.log.stream, &keys).await {
+            return Err(made.take_back(&keys.envelope, refusal));
+        }
         let checkpoints = config
             .checkpoints
             .clone()

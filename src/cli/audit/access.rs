@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use sha2::Digest as _;
 use domain::timestamp::Timestamp;
 
 use super::time;
@@ -69,10 +70,14 @@ impl Access {
             .transpose()?;
         if key.is_none() {
             eprintln!(
-                "note: authenticity not checked: pass --commit-key-file to leave out \
-                     records keyledger did not write"
+                "note: authenticity not checked: records published behind keyledger's back \
+                 (by a holder of its NATS credentials) are listed as if real; pass \
+                 --commit-key-file to leave them out"
             );
         }
+        // A batch is stored once: a second copy (valid authenticator and all) was
+        // published again by someone else, and would count its reads twice.
+        let mut seen = std::collections::HashMap::<[u8; 32], u64>::new();
         infra::audit::read_log(&js, api::access_log::STREAM, None, 1, |m| {
             if let Some(key) = &key
                 && !api::access_log::authentic(key, m.headers.as_ref(), &m.payload)
@@ -85,6 +90,17 @@ impl Access {
                 );
                 return true;
             }
+            let digest: [u8; 32] = sha2::Sha256::digest(&m.payload).into();
+            if let Some(first) = seen.get(&digest) {
+                eprintln!(
+                    "sequence {} of {}: a copy of the batch at sequence {first}, published \
+                     again; its records are left out",
+                    m.seq,
+                    api::access_log::STREAM
+                );
+                return true;
+            }
+            seen.insert(digest, m.seq);
             let Ok(records) =
                 serde_json::from_slice::<Vec<api::access_log::AccessRecord>>(&m.payload)
             else {

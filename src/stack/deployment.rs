@@ -1,0 +1,171 @@
+//! Whether a node's keys are those of the deployment whose log this NATS holds,
+//! checked before anything is written. Without the check, a data directory restored
+//! without its key files, another directory's commit key or KEK, or a mistyped HSM
+//! key label would start "ready": the projector would take every commit for foreign
+//! and move past them for good, the checkpointer sign under a stray key, and new
+//! secrets be sealed under a KEK no other node holds.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use async_nats::jetstream::Context;
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::ErrorCode;
+use domain::audit::RawEvent;
+use domain::commit::{Commit, CommitKey};
+use infra::envelope::{Envelope, WrappedKey};
+
+use super::Keys;
+
+/// How many of a stream's last messages are looked at.
+const SAMPLE: usize = 50;
+
+/// Refuses a commit key that is not the deployment's: one of the log's last commits
+/// must authenticate under it. `writes`: the caller is about to append, so an empty
+/// log, which shows nothing, is refused too.
+pub async fn check_commit_key(
+    js: &Context,
+    stream: &str,
+    key: &CommitKey,
+    writes: bool,
+) -> Result<()> {
+    let mut log = match js.get_stream(stream).await {
+        // A new deployment's first start: nothing to check against.
+        Err(e) if !writes && not_found(e.kind()) => return Ok(()),
+        found => found.with_context(|| format!("opening the event stream {stream}"))?,
+    };
+    let state = log.info().await?.state.clone();
+    if state.messages == 0 {
+        if writes {
+            bail!(
+                "the event log {stream} has no commit yet, so nothing shows that this commit \
+                 key is the deployment's; rotate once keyledger has written a commit"
+            );
+        }
+        return Ok(());
+    }
+    let mut commits = 0;
+    for seq in (state.first_sequence..=state.last_sequence)
+        .rev()
+        .take(SAMPLE)
+    {
+        let Ok(message) = log.get_raw_message(seq).await else {
+            continue;
+        };
+        if Commit::<RawEvent>::open(&message.payload, key).is_ok() {
+            return Ok(());
+        }
+        commits += usize::from(Commit::<RawEvent>::parse_unverified(&message.payload).is_ok());
+    }
+    if commits > 0 {
+        bail!(
+            "the commit key is not this deployment's: none of the log's last {commits} \
+             commit{} authenticates under it; point --data-dir (or --commit-key-file) at the data \
+             directory of the keyledger this NATS serves",
+            if commits == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a KEK that is not the deployment's: when the key store holds data keys,
+/// one of the newest must be wrapped by a KEK this node holds. (A rotation's current
+/// KEK wraps every new key, so a node holding it passes; one holding none of the
+/// deployment's KEKs would wrap new keys no other node can open, and open none.)
+pub async fn check_kek(js: &Context, envelope: &Envelope) -> Result<()> {
+    let name = format!("KV_{}", infra::log::KEY_BUCKET);
+    let mut keys = match js.get_stream(&name).await {
+        // No key store yet: a new deployment.
+        Err(e) if not_found(e.kind()) => return Ok(()),
+        found => found.with_context(|| format!("opening the key store {name}"))?,
+    };
+    let state = keys.info().await?.state.clone();
+    if state.messages == 0 {
+        return Ok(());
+    }
+    let held: Vec<String> = envelope.versions().into_iter().map(|(_, id)| id).collect();
+    let mut wrapping = BTreeSet::new();
+    for seq in (state.first_sequence..=state.last_sequence)
+        .rev()
+        .take(SAMPLE)
+    {
+        let Ok(message) = keys.get_raw_message(seq).await else {
+            continue;
+        };
+        // Data keys only: the current-KEK entry and deletions hold none.
+        let Ok(key) = serde_json::from_slice::<WrappedKey>(&message.payload) else {
+            continue;
+        };
+        if held.contains(&key.kek_id) {
+            return Ok(());
+        }
+        wrapping.insert(key.kek_id);
+    }
+    if wrapping.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "this node's KEK is not the deployment's: the key store's newest data keys are \
+         wrapped by KEK {}, and this node holds {}; point --data-dir (its kek.key), or the \
+         --kek-pkcs11-* flags (the token and key label), at the deployment's KEK",
+        wrapping.into_iter().collect::<Vec<_>>().join(", "),
+        held.join(", ")
+    )
+}
+
+fn not_found(kind: GetStreamErrorKind) -> bool {
+    matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Both checks, for a node that writes the log and seals payloads.
+pub async fn check(js: &Context, stream: &str, keys: &Keys) -> Result<()> {
+    check_commit_key(js, stream, &keys.commit, false).await?;
+    check_kek(js, &keys.envelope).await
+}
+
+/// The key files a start is about to make, none being there yet: taken back if the
+/// keys turn out not to be the deployment's, so that copying the deployment's files in
+/// is all it takes to start again.
+#[derive(Debug, Default)]
+pub struct Made {
+    files: Vec<PathBuf>,
+}
+
+impl Made {
+    /// Those of `paths` that do not exist (yet).
+    pub fn missing(paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        Self {
+            files: paths.into_iter().filter(|p| !p.exists()).collect(),
+        }
+    }
+
+    /// Removes the files made and the KEK `envelope` made on opening, and says so
+    /// after `refusal`.
+    pub fn take_back(&self, envelope: &Envelope, refusal: anyhow::Error) -> anyhow::Error {
+        let mut removed: Vec<String> = self
+            .files
+            .iter()
+            .filter(|p| std::fs::remove_file(p).is_ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        if envelope.made_on_open() {
+            let made = envelope
+                .source()
+                .map_or_else(|| "the KEK".to_owned(), |s| s.name(0));
+            match envelope.take_back_made() {
+                Ok(()) => removed.push(made),
+                Err(e) => tracing::error!(error = %e, "a KEK made at this start could not be taken back"),
+            }
+        }
+        if removed.is_empty() {
+            return refusal;
+        }
+        anyhow::anyhow!(
+            "{refusal:#}. This start made keys where there were none, and has removed them \
+             again ({}): if this data directory was restored from a backup, copy the \
+             deployment's key files into it (README, Backup and restore)",
+            removed.join(", ")
+        )
+    }
+}
