@@ -253,7 +253,10 @@ async fn a_backup_taken_under_load_restores_on_a_fresh_data_directory() {
         .err()
         .expect("a restored log without its keys is refused");
     let said = format!("{e:#}");
-    assert!(said.contains("commit key is not this deployment's"), "{said}");
+    assert!(
+        said.contains("commit key is not this deployment's"),
+        "{said}"
+    );
     assert!(said.contains("copy the deployment's key files"), "{said}");
     for f in keys {
         assert!(!fresh.path().join(f).exists(), "{f} made and left: {said}");

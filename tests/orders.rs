@@ -286,26 +286,39 @@ async fn each_failure_cause_makes_an_error_order_with_a_precise_reason() {
         "{message}"
     );
     // So is a key size that is no whole number of bytes, or a mode that is no string,
-    // as Barbican refuses them.
-    for (meta, says) in [
+    // as Barbican refuses them; and a certificate name that is no DNS name.
+    for (order_type, meta, says) in [
         (
+            "key",
             json!({"algorithm": "aes", "bit_length": 129}),
             "not a whole number of bytes",
         ),
         (
+            "key",
             json!({"algorithm": "aes", "bit_length": 32768}),
             "use at most 32767",
         ),
         (
+            "key",
+            json!({"algorithm": "aes", "bit_length": 99_999_999_999u64}),
+            "a whole number from 0 to 4294967295",
+        ),
+        (
+            "key",
             json!({"algorithm": "aes", "bit_length": 256, "mode": 123}),
             "meta.mode must be a string",
+        ),
+        (
+            "certificate",
+            json!({"subject_dn": "CN=x", "subject_alt_names": ["web.example", "a b"]}),
+            "names \"a b\", which is not a DNS name",
         ),
     ] {
         let (status, message) = description(
             t.http
                 .post(t.url("/v1/orders/"))
                 .bearer_auth(&token)
-                .json(&json!({"type": "key", "meta": meta}))
+                .json(&json!({"type": order_type, "meta": meta}))
                 .send()
                 .await
                 .unwrap(),

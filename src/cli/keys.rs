@@ -128,7 +128,8 @@ impl KeysArgs {
             "opening the key store: is keyledger running against this NATS, and is the URL's \
              user keyledger's service user?",
         )?;
-        keyledger::stack::deployment::check_commit_key(&js, &self.log.stream, &commit, writes).await?;
+        keyledger::stack::deployment::check_commit_key(&js, &self.log.stream, &commit, writes)
+            .await?;
         let store = EventStore::open(js, &self.log.settings(), commit).await?;
         Ok(Deployment {
             envelope,

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use async_nats::jetstream::Context;
-use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::GetStreamErrorKind;
 use domain::audit::RawEvent;
 use domain::commit::{Commit, CommitKey};
 use infra::envelope::{Envelope, WrappedKey};
@@ -155,7 +155,9 @@ impl Made {
                 .map_or_else(|| "the KEK".to_owned(), |s| s.name(0));
             match envelope.take_back_made() {
                 Ok(()) => removed.push(made),
-                Err(e) => tracing::error!(error = %e, "a KEK made at this start could not be taken back"),
+                Err(e) => {
+                    tracing::error!(error = %e, "a KEK made at this start could not be taken back")
+                }
             }
         }
         if removed.is_empty() {

@@ -136,7 +136,12 @@ impl OrderWorker {
         if placed.status != OrderStatus::Pending {
             return Ok(());
         }
-        let spec = OrderSpec::parse(placed.order_type, &placed.meta)?;
+        let spec = match OrderSpec::parse(placed.order_type, &placed.meta) {
+            Ok(spec) => spec,
+            // Placed under an earlier build that took what this one refuses (a malformed
+            // certificate name): the order fails, rather than being retried forever.
+            Err(refused) => return self.fail(project, order, refused.into()).await,
+        };
         let material = match &placed.material {
             Some(m) => m.clone(),
             None => match self.generate(project, order, &spec).await {
@@ -157,40 +162,36 @@ impl OrderWorker {
                         _ => return Ok(()),
                     }
                 }
-                Err(failed) => {
-                    self.orders
-                        .run(
-                            &worker,
-                            project.clone(),
-                            order,
-                            OrderCommand::Fail(failed),
-                            cmd(&format!("order-{order}-fail"))?,
-                        )
-                        .await?;
-                    return Ok(());
-                }
+                Err(failed) => return self.fail(project, order, failed).await,
             },
         };
         match self.store(project, order, &placed, &spec, &material).await {
+            // The material cannot be stored as asked (say, its expiration passed while
+            // the order waited): the order fails, rather than being retried forever.
             Err(WorkerError::Command(r)) if is_permanent(&r) => {
-                // The material cannot be stored as asked (say, its expiration passed while
-                // the order waited): the order fails, rather than being retried forever.
-                self.orders
-                    .run(
-                        &worker,
-                        project.clone(),
-                        order,
-                        OrderCommand::Fail(OrderFailed {
-                            error_status_code: r.code.http_status(),
-                            error_reason: r.message,
-                        }),
-                        cmd(&format!("order-{order}-fail"))?,
-                    )
-                    .await?;
-                Ok(())
+                self.fail(project, order, r.into()).await
             }
             other => other,
         }
+    }
+
+    /// Fails the order, as `failed` says.
+    async fn fail(
+        &self,
+        project: &ProjectId,
+        order: OrderId,
+        failed: OrderFailed,
+    ) -> Result<(), WorkerError> {
+        self.orders
+            .run(
+                &Actor::order_worker(),
+                project.clone(),
+                order,
+                OrderCommand::Fail(failed),
+                cmd(&format!("order-{order}-fail"))?,
+            )
+            .await?;
+        Ok(())
     }
 
     /// Stores recorded material as secrets (and a container), and completes the order.

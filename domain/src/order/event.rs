@@ -65,6 +65,16 @@ pub struct OrderFailed {
     pub error_reason: String,
 }
 
+impl From<crate::Rejection> for OrderFailed {
+    /// A refusal of what the order asks for, as the order's failure.
+    fn from(refused: crate::Rejection) -> Self {
+        Self {
+            error_status_code: refused.code.http_status(),
+            error_reason: refused.message,
+        }
+    }
+}
+
 /// Everything that can happen to an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]

@@ -102,8 +102,80 @@ fn number(meta: &Map<String, Value>, key: &str) -> Result<Option<u32>, Rejection
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
             .map(Some)
-            .ok_or_else(|| Rejection::invalid(format!("meta.{key} must be a positive integer"))),
+            .ok_or_else(|| match v {
+                Value::Number(n) => Rejection::invalid(format!(
+                    "meta.{key} must be a whole number from 0 to {}; got {n}",
+                    u32::MAX
+                )),
+                _ => Rejection::invalid(format!("meta.{key} must be a whole number")),
+            }),
     }
+}
+
+/// Why `name` is not a DNS name a certificate may carry (RFC 5280's dNSName in the
+/// preferred syntax of RFC 1034, as the CA/Browser Forum's rules take it): labels of
+/// letters, digits and inner hyphens, 1 to 63 characters each, at most 253 in all,
+/// the last not all digits (so no IP address), and at most one wildcard, as the whole
+/// leftmost label of a name of two labels or more.
+fn not_a_dns_name(name: &str) -> Option<String> {
+    if name.len() > 253 {
+        return Some(format!("it is {} characters long; at most 253", name.len()));
+    }
+    // One label (`localhost`, an internal host's short name) is a name a private CA
+    // may vouch for.
+    let labels: Vec<&str> = name.split('.').collect();
+    for (i, label) in labels.iter().enumerate() {
+        if label.is_empty() {
+            return Some("it has an empty label (two dots together, or one at an end)".into());
+        }
+        if *label == "*" {
+            if i != 0 {
+                return Some("a wildcard may only be the leftmost label".into());
+            }
+            if labels.len() < 2 {
+                return Some("a wildcard needs a name after it (*.example.com)".into());
+            }
+            continue;
+        }
+        if label.len() > 63 {
+            return Some(format!("the label {label:?} is longer than 63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Some(format!(
+                "the label {label:?} holds {c:?}; labels take letters, digits and hyphens"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("the label {label:?} starts or ends with a hyphen"));
+        }
+    }
+    if labels
+        .last()
+        .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Some(
+            "its last label is all digits (an IP address is not a DNS name; this CA issues \
+             DNS names only)"
+                .into(),
+        );
+    }
+    None
+}
+
+fn dns_names(meta: &Map<String, Value>, key: &str) -> Result<Vec<String>, Rejection> {
+    let names = strings(meta, key)?;
+    if let Some((name, why)) = names
+        .iter()
+        .find_map(|n| not_a_dns_name(n).map(|why| (n, why)))
+    {
+        return Err(Rejection::invalid(format!(
+            "meta.{key} names {name:?}, which is not a DNS name: {why}"
+        )));
+    }
+    Ok(names)
 }
 
 fn strings(meta: &Map<String, Value>, key: &str) -> Result<Vec<String>, Rejection> {
@@ -253,7 +325,7 @@ impl OrderSpec {
                 .transpose()?,
             expiration: None,
             subject_dn,
-            subject_alt_names: strings(meta, "subject_alt_names")?,
+            subject_alt_names: dns_names(meta, "subject_alt_names")?,
             validity_days: number(meta, "validity_days")?.unwrap_or(365),
             key_usage: strings(meta, "key_usage")?,
             ca,

@@ -184,3 +184,61 @@ fn key_pairs_and_names_are_checked_with_what_is_supported() {
             .contains("field CN is missing")
     );
 }
+
+#[test]
+fn a_certificates_names_must_be_dns_names() {
+    let cert = |names: &[&str]| {
+        let mut meta = serde_json::Map::new();
+        meta.insert("subject_dn".into(), "CN=x".into());
+        meta.insert("subject_alt_names".into(), names.into());
+        OrderSpec::parse(OrderType::Certificate, &meta).map(|spec| spec.subject_alt_names)
+    };
+    let fine = [
+        "db.example.com",
+        "*.example.com",
+        "xn--bcher-kva.example",
+        "a-1.b2.example",
+        "localhost",
+    ];
+    assert_eq!(cert(&fine).unwrap(), fine);
+    let long_label = format!("{}.example", "a".repeat(64));
+    let long_name = format!("{}.example", ["a"; 124].join("."));
+    for (name, says) in [
+        ("a b.example", "holds ' '"),
+        ("-", "starts or ends with a hyphen"),
+        ("-x.example", "starts or ends with a hyphen"),
+        ("::::", "holds ':'"),
+        ("*", "needs a name after it"),
+        ("*.*.example", "leftmost"),
+        ("x.*.example", "leftmost"),
+        ("1.2.3.999", "all digits"),
+        ("10.0.0.1", "IP address"),
+        ("under_score.example", "holds '_'"),
+        ("dot.example.", "empty label"),
+        ("a..example", "empty label"),
+        (long_label.as_str(), "longer than 63"),
+        (long_name.as_str(), "at most 253"),
+    ] {
+        let refused = cert(&["ok.example", name]).unwrap_err();
+        assert!(
+            refused
+                .message
+                .contains(&format!("{name:?}, which is not a DNS name"))
+                && refused.message.contains(says),
+            "{name}: {}",
+            refused.message
+        );
+    }
+}
+
+#[test]
+fn a_number_too_large_is_told_by_its_range() {
+    let mut meta = serde_json::Map::new();
+    meta.insert("algorithm".into(), "aes".into());
+    meta.insert("bit_length".into(), 99_999_999_999u64.into());
+    let refused = OrderSpec::parse(OrderType::Key, &meta).unwrap_err();
+    assert_eq!(
+        refused.message,
+        "meta.bit_length must be a whole number from 0 to 4294967295; got 99999999999"
+    );
+}

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use sha2::Digest as _;
 use domain::timestamp::Timestamp;
+use sha2::Digest as _;
 
 use super::time;
 use crate::cli::auditor::connect;
