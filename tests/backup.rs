@@ -160,6 +160,39 @@ async fn a_backup_taken_under_load_restores_on_a_fresh_data_directory() {
         "{refused:?}"
     );
 
+    // A commit missing from the middle (the end line's count fixed to match) is found
+    // before anything is restored, not half-way through.
+    let gap = work.path().join("gap.backup");
+    let mut dropped = None;
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| {
+            let seq2 = l.contains(r#""stream":"KEYLEDGER","seq":2,"#);
+            if seq2 {
+                dropped = Some(());
+            }
+            !seq2
+        })
+        .map(|l| match serde_json::from_str::<Value>(l) {
+            Ok(mut end) if end["kind"] == "end" => {
+                let n = end["counts"]["KEYLEDGER"].as_u64().unwrap();
+                end["counts"]["KEYLEDGER"] = (n - 1).into();
+                end.to_string()
+            }
+            _ => l.to_owned(),
+        })
+        .collect();
+    assert!(dropped.is_some(), "the backup holds commit 2");
+    std::fs::write(&gap, lines.join("\n") + "\n").unwrap();
+    let refused = restore(&fresh.path().join("gap"), &gap);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("sequence 3 of KEYLEDGER follows 1: messages are missing"),
+        "{stderr}"
+    );
+    assert!(!fresh.path().join("gap").exists(), "nothing is written");
+
     // A backup is input like any other: a line onto JetStream's API, or for a stream
     // keyledger does not have, is refused before anything is written; so is a pipe
     // (a restore reads its file twice).

@@ -238,6 +238,7 @@ fn check(file: &mut std::fs::File, path: &Path) -> Result<(String, BTreeMap<Stri
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_seq: BTreeMap<String, u64> = BTreeMap::new();
     let mut end = None;
+    let keys = key_stream();
     for line in lines(file, path)? {
         let (n, line) = line?;
         let at = || format!("{} line {n}", path.display());
@@ -270,15 +271,27 @@ fn check(file: &mut std::fs::File, path: &Path) -> Result<(String, BTreeMap<Stri
                 let message = checked(line, &allowed)
                     .with_context(at)?
                     .context("a message line")?;
-                if last_seq
-                    .get(&message.stream)
-                    .is_some_and(|last| message.seq <= *last)
-                {
+                let last = last_seq.get(&message.stream).copied();
+                if last.is_some_and(|last| message.seq <= last) {
                     bail!(
                         "{}: sequence {} of {} does not follow the one before",
                         at(),
                         message.seq,
                         message.stream
+                    );
+                }
+                // A stream that keeps positions (nothing in it is ever deleted) holds
+                // every sequence from 1: a gap would stop the restore half-way, where
+                // the message is stored at a sequence other than its own.
+                let next = last.unwrap_or(0) + 1;
+                if message.stream != keys && message.seq != next {
+                    bail!(
+                        "{}: sequence {} of {} follows {}: messages are missing in between \
+                         (nothing is ever deleted from that stream); take the backup again",
+                        at(),
+                        message.seq,
+                        message.stream,
+                        last.map_or_else(|| "nothing".to_owned(), |l| l.to_string())
                     );
                 }
                 last_seq.insert(message.stream.clone(), message.seq);
