@@ -275,7 +275,7 @@ impl Conditions {
                          or 2001:db8::/32"
                     ))
                 })?;
-            out.push(net.trunc());
+            out.push(canonical(net).trunc());
         }
         if out.len() > MAX_SOURCE_CIDRS {
             return Err(Rejection::invalid(format!(
@@ -295,7 +295,12 @@ impl Conditions {
             let Some(source) = source.map(|s| s.to_canonical()) else {
                 return Err(ConditionFailure::UnknownSource { allowed });
             };
-            if !self.source_cidrs.iter().any(|net| net.contains(&source)) {
+            // Canonical here too: a network stored before parsing made it so.
+            if !self
+                .source_cidrs
+                .iter()
+                .any(|net| canonical(*net).contains(&source))
+            {
                 return Err(ConditionFailure::SourceOutside { source, allowed });
             }
         }
@@ -318,6 +323,19 @@ impl Conditions {
             });
         }
         Ok(())
+    }
+}
+
+/// `net` with an IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
+/// it maps (`10.0.0.0/8`): a request's source is compared in its canonical form, an
+/// IPv4 address, which the mapped form would never contain.
+fn canonical(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        _ => net,
     }
 }
 
@@ -438,6 +456,30 @@ mod tests {
         let c = office();
         let mapped: IpAddr = "::ffff:192.168.1.1".parse().unwrap();
         assert_eq!(c.check(Some(mapped), at(MONDAY_NOON)), Ok(()));
+    }
+
+    #[test]
+    fn ipv4_mapped_networks_are_the_ipv4_networks_they_map() {
+        assert_eq!(
+            Conditions::parse_cidrs(["::ffff:127.0.0.1/128", "::ffff:10.9.0.0/104"]).unwrap(),
+            Conditions::parse_cidrs(["127.0.0.1/32", "10.0.0.0/8"]).unwrap()
+        );
+        // As stored before parsing mapped them: matched all the same.
+        let stored = Conditions {
+            source_cidrs: vec!["::ffff:127.0.0.1/128".parse().unwrap()],
+            ..Default::default()
+        };
+        for source in ["127.0.0.1", "::ffff:127.0.0.1"] {
+            assert_eq!(
+                stored.check(Some(source.parse().unwrap()), at(MONDAY_NOON)),
+                Ok(())
+            );
+        }
+        // A network wider than the mapped range stays IPv6.
+        assert_eq!(
+            Conditions::parse_cidrs(["::/64"]).unwrap(),
+            vec!["::/64".parse::<IpNet>().unwrap()]
+        );
     }
 
     #[test]
