@@ -91,6 +91,13 @@ async fn the_kek_lives_in_the_hsm_and_survives_a_restart() {
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", up.child.id())).unwrap();
     assert!(!crate::support::contains(&cmdline, pin.as_bytes()));
     let dir = up.stop_keeping();
+    // Its output, kept as a service manager keeps it, holds no token: it says how to
+    // issue one.
+    let out = std::fs::read_to_string(dir.path().join("up.out")).unwrap();
+    assert!(
+        out.contains("$(keyledger token issue --data-dir") && !out.contains("=eyJ"),
+        "{out}"
+    );
     let log = std::fs::read(dir.path().join("up.log")).unwrap();
     assert!(
         !crate::support::contains(&log, pin.as_bytes()),

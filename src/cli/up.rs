@@ -1,5 +1,6 @@
 //! `keyledger up`: everything on one machine.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -146,16 +147,25 @@ pub async fn run(args: UpArgs) -> Result<()> {
         roles: vec![Role::parse("admin")?],
         service: None,
     };
-    let token_line = if dev_tokens {
+    let data_dir = args.data.data_dir.canonicalize()?;
+    // A token is shown on a terminal only: an output kept as a log (a service manager's,
+    // a container's) would hold a credential valid for hours.
+    let token_line = if dev_tokens && std::io::stdout().is_terminal() {
         let token = stack.keys.issuer.issue(&dev, DEV_TOKEN_TTL, clock());
         format!(
             "A development token (user dev, project dev, role admin, valid 12 h):\
              \n  export KEYLEDGER_TOKEN={token}"
         )
+    } else if dev_tokens {
+        format!(
+            "A development token (not shown: this output is no terminal, and may be kept):\
+             \n  export KEYLEDGER_TOKEN=$(keyledger token issue --data-dir {} --user dev \
+             --project dev --roles admin)",
+            data_dir.display()
+        )
     } else {
         "Development tokens are off: use tokens from your identity provider.".to_owned()
     };
-    let data_dir = args.data.data_dir.canonicalize()?;
     let nats_line = match stack.nats_log() {
         Some(log) => format!(
             "{}  (managed nats-server; log {})",

@@ -59,13 +59,16 @@ impl Up {
         // Its stdout is read to the end, not only to the addresses: a closed pipe would
         // fail keyledger's later writes.
         let (found, addresses) = std::sync::mpsc::channel();
+        // Kept as `dir/up.out`, as a service manager would keep it.
+        let mut kept = std::fs::File::create(dir.path().join("up.out")).unwrap();
         std::thread::spawn(move || {
-            use std::io::BufRead;
+            use std::io::{BufRead, Write as _};
             let (mut http, mut nats, mut ops) = (None, None, None);
             for line in std::io::BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
             {
+                let _ = writeln!(kept, "{line}");
                 let first = |rest: &str| rest.split_whitespace().next().map(str::to_owned);
                 if let Some(rest) = line.trim().strip_prefix("HTTP API") {
                     http = first(rest);
