@@ -23,7 +23,7 @@ impl Token {
         let dir = tempfile::tempdir().unwrap();
         let conf = softhsm::token(dir.path(), "keyledger", pin);
         let pin_file = dir.path().join("pin");
-        std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
+        write_private(&pin_file, &format!("{pin}\n"));
         Self {
             dir,
             conf,
@@ -43,6 +43,19 @@ impl Token {
             .arg(&self.pin_file)
             .env("SOFTHSM2_CONF", &self.conf);
     }
+}
+
+/// Writes a file only its owner may read, as a PIN file must be.
+fn write_private(path: &std::path::Path, text: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +156,7 @@ async fn the_kek_lives_in_the_hsm_and_survives_a_restart() {
 
     // A wrong PIN stops keyledger at start with what to check.
     let wrong = hsm.path().join("wrong-pin");
-    std::fs::write(&wrong, "wrong-pin-9137").unwrap();
+    write_private(&wrong, "wrong-pin-9137");
     let out = crate::support::up::command(&hsm.path().join("other"), "127.0.0.1:0")
         .arg("--kek-pkcs11-module")
         .arg(&module)
@@ -160,6 +173,28 @@ async fn the_kek_lives_in_the_hsm_and_survives_a_restart() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("PIN") && !stderr.contains("wrong-pin-9137"),
+        "{stderr}"
+    );
+
+    // A PIN file other users may read is refused: the PIN must be taken as disclosed.
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = crate::support::up::command(&hsm.path().join("other"), "127.0.0.1:0")
+        .arg("--kek-pkcs11-module")
+        .arg(&module)
+        .args([
+            "--kek-pkcs11-token-label",
+            "keyledger",
+            "--kek-pkcs11-pin-file",
+        ])
+        .arg(&wrong)
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the PIN file")
+            && stderr.contains("accessible by other users (mode 644); run `chmod 600"),
         "{stderr}"
     );
 }

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// Reading or creating it failed.
-    #[error("key file {path}: {source}")]
+    #[error("{path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -20,7 +20,10 @@ pub enum KeyFileError {
         source: std::io::Error,
     },
     /// Group or others can read it: the key must be treated as disclosed.
-    #[error("key file {path} is accessible by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "{path} holds a secret and is accessible by other users (mode {mode:o}); run `chmod \
+         600 {path}`"
+    )]
     TooOpen {
         /// The file.
         path: PathBuf,
@@ -60,8 +63,9 @@ pub fn random_bytes(buf: &mut [u8]) {
     getrandom::fill(buf).expect("the operating system's random source is unavailable");
 }
 
-/// Reads the `len`-byte key at `path`.
-pub fn load(path: &Path, len: usize) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+/// The text of the file at `path`, which holds a secret (a key, an HSM's PIN): only
+/// its owner may have access to it.
+pub fn private_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
     let mode = fs::metadata(path).map_err(io(path))?.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(KeyFileError::TooOpen {
@@ -69,7 +73,12 @@ pub fn load(path: &Path, len: usize) -> Result<Zeroizing<Vec<u8>>, KeyFileError>
             mode: mode & 0o777,
         });
     }
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(io(path))?);
+    Ok(Zeroizing::new(fs::read_to_string(path).map_err(io(path))?))
+}
+
+/// Reads the `len`-byte key at `path`.
+pub fn load(path: &Path, len: usize) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+    let text = private_text(path)?;
     let bytes = Zeroizing::new(
         hex::decode(text.trim()).map_err(|_| KeyFileError::Malformed {
             path: path.to_owned(),

@@ -68,8 +68,8 @@ impl Pkcs11Args {
             return Ok(None);
         };
         let pin = match &self.kek_pkcs11_pin_file {
-            Some(file) => std::fs::read_to_string(file)
-                .map_err(|e| anyhow::anyhow!("the PIN file {}: {e}", file.display()))?
+            Some(file) => infra::keyfile::private_text(file)
+                .map_err(|e| anyhow::anyhow!("the PIN file: {e}"))?
                 .trim()
                 .to_owned(),
             None => std::env::var("KEYLEDGER_KEK_PKCS11_PIN").map_err(|_| {
