@@ -112,7 +112,7 @@ async fn containers_hold_checked_references_of_their_type() {
         (
             json!({"type": "generic", "secret_refs": refs(&[("x", missing)])}),
             StatusCode::NOT_FOUND,
-            "which does not exist; create the secret first",
+            "which does not exist (or no longer does: deleted or expired); name a live secret",
         ),
     ] {
         let (got, message) = description(t.container(&alice, body).await).await;

@@ -462,6 +462,22 @@ async fn an_idempotency_key_reused_for_another_secret_is_refused() {
         text.contains("Idempotency-Key header is given more than once"),
         "{text}"
     );
+    // A malformed key is told in the header's terms, not as the command id it becomes.
+    let malformed = t
+        .http
+        .post(t.url("/v1/secrets"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "w0-A/w1.jsonl")
+        .json(&json!({"name": "z", "payload": "p", "payload_content_type": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, text) = description(malformed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.starts_with("Idempotency-Key \"w0-A/w1.jsonl\" is not valid: use 1 to 64"),
+        "{text}"
+    );
     let id = crate::support::id_of(&first);
     let payload = t.get(&format!("/v1/secrets/{id}/payload"), &token).await;
     assert_eq!(payload.text().await.unwrap(), "first");

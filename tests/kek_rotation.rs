@@ -193,6 +193,12 @@ async fn a_rewrap_killed_half_way_and_resumed_under_load_never_fails_a_read() {
 
     let rotated = keys(&t, &["rotate-kek"]).await;
     assert!(rotated.status.success(), "{rotated:?}");
+    let said = String::from_utf8_lossy(&rotated.stdout);
+    assert!(
+        said.contains("Version 0 still opens the keys it wrapped")
+            && said.contains("then `keyledger keys retire-kek 0`"),
+        "{said}"
+    );
     let new = kek_ids(&t)[&1].clone();
     assert_ne!(old, new);
     // New data keys are wrapped by the new KEK at once.

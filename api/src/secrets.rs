@@ -41,9 +41,18 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
     }
     first
         .map(|key| {
-            key.to_str()
-                .map(str::to_owned)
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII text"))
+            let key = key
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII text"))?;
+            // Told in the header's terms here, not as the command id it becomes.
+            if domain::ids::CommandId::parse(key).is_err() {
+                return Err(ApiError::bad_request(format!(
+                    "Idempotency-Key {key:?} is not valid: use 1 to {} ASCII letters, digits, \
+                     '-' or '_' (a UUID works)",
+                    domain::ids::CommandId::MAX_LEN
+                )));
+            }
+            Ok(key.to_owned())
         })
         .transpose()
 }

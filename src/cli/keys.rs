@@ -307,11 +307,36 @@ async fn rotate(d: &Deployment, stage: bool) -> Result<()> {
     )
     .await
     .context("the rotation took effect, but its commit could not be appended")?;
+    // Every older version this node holds, not only the one just replaced: one a
+    // rotation before left behind still opens the keys it wrapped.
+    let older: Vec<String> = d
+        .envelope
+        .versions()
+        .into_iter()
+        .filter(|(v, _)| *v != to)
+        .map(|(v, _)| v.to_string())
+        .collect();
+    let retire = older
+        .iter()
+        .map(|v| format!("`keyledger keys retire-kek {v}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if older.is_empty() {
+        println!("KEK version {to} ({kek_id}) is current: new data keys are wrapped by it.");
+        return Ok(());
+    }
     println!(
-        "KEK version {to} ({kek_id}) is current: new data keys are wrapped by it. Version {} \
-         still opens the keys it wrapped; run `keyledger keys rewrap` to move them to version \
-         {to}, then `keyledger keys retire-kek {}`.",
-        from.version, from.version
+        "KEK version {to} ({kek_id}) is current: new data keys are wrapped by it. {} {} \
+         still open{} the keys {} wrapped; run `keyledger keys rewrap` to move them to version \
+         {to}, then {retire} (`keyledger keys status` says which versions still wrap keys).",
+        if older.len() == 1 {
+            "Version"
+        } else {
+            "Versions"
+        },
+        older.join(", "),
+        if older.len() == 1 { "s" } else { "" },
+        if older.len() == 1 { "it" } else { "they" },
     );
     Ok(())
 }
@@ -342,6 +367,30 @@ async fn rewrap(d: &Deployment, rate: Option<NonZeroU32>) -> Result<()> {
     .await?;
     bar.done();
     if report.failed > 0 {
+        // Running again helps with a failure of the moment, never with a key wrapped by
+        // a KEK this node does not hold: that one is named.
+        let held: Vec<String> = d
+            .envelope
+            .versions()
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        let unheld: Vec<String> = rewrap::census(&d.bucket)
+            .await?
+            .into_iter()
+            .filter(|(kek, _)| !held.contains(kek))
+            .map(|(kek, n)| format!("{n} by KEK {kek}"))
+            .collect();
+        if !unheld.is_empty() {
+            bail!(
+                "{} of {} keys could not be re-wrapped: the key store holds keys wrapped by a \
+                 KEK this node does not hold ({}); give the node that KEK (its file beside \
+                 kek.key, or its key in the HSM) and run `keyledger keys rewrap` again",
+                report.failed,
+                report.seen,
+                unheld.join("; ")
+            );
+        }
         bail!(
             "{} of {} keys could not be re-wrapped (see the log above); run `keyledger keys \
              rewrap` again",

@@ -194,8 +194,8 @@ pub fn check_ref(
     // secret in the wrong state (expired, going away) conflicts with it (409).
     let not_found = || {
         Rejection::not_found(format!(
-            "secret_refs {:?} names secret {} in project {}, which does not exist; create the \
-             secret first",
+            "secret_refs {:?} names secret {} in project {}, which does not exist (or no \
+             longer does: deleted or expired); name a live secret",
             r.name.as_str(),
             r.secret_id,
             r.project

@@ -110,7 +110,9 @@ impl KekSource for FileSource {
         let path = self.path(version);
         if path.exists() {
             return Err(KekError::Provider(format!(
-                "KEK version {version} exists already ({})",
+                "KEK version {version} exists already ({}): another rotation made it a moment \
+                 ago, or a staged one was copied here; see `keyledger keys status`, then run \
+                 this again",
                 path.display()
             )));
         }
@@ -201,7 +203,8 @@ impl KekSource for Pkcs11Source {
         let label = self.label(version);
         if self.token.find(&label)?.is_some() {
             return Err(KekError::Provider(format!(
-                "KEK version {version} exists already (label {label:?})"
+                "KEK version {version} exists already (label {label:?}): another rotation made \
+                 it a moment ago; see `keyledger keys status`, then run this again"
             )));
         }
         Ok(Box::new(self.token.generate(&label)?))
