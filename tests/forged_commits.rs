@@ -382,6 +382,44 @@ async fn a_forged_checkpoint_is_passed_over_and_named() {
     t.stop().await;
 }
 
+/// A start checks that its keys are the deployment's by the log's newest and oldest
+/// commits and data keys: a flood of forged ones appended after the real ones (as
+/// keyledger's own NATS user could) does not stop a restart.
+#[tokio::test]
+async fn a_flood_of_forged_commits_and_keys_does_not_stop_a_restart() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let id = t.create_text(&alice, "db", "flood-canary").await;
+    let head = t.commits_of(&id).await.last().unwrap().clone();
+    let js = async_nats::jetstream::new(t.service_nats().await);
+    for n in 0..60 {
+        let forged = NewCommit {
+            id: domain::ids::CommandId::parse(&format!("forged-{n}")).unwrap(),
+            aggregate: head.body.aggregate.clone(),
+            version: head.body.version + 1 + n,
+            command: "secret.metadata.set".into(),
+            actor: head.body.actor.clone(),
+            at: t.now(),
+            events: vec![RawEvent::new(&json!({
+                "type": "secret.metadatum_set", "v": 1, "key": "k", "value": "v",
+            }))],
+        }
+        .seal(Some(head.hash), &CommitKey::new([7; 32]));
+        append(&js, &head.body.aggregate.subject(), forged.to_bytes()).await;
+        let key = json!({"kek_id": "forged-kek", "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAA"});
+        append(
+            &js,
+            &format!("$KV.KEYLEDGER_KEYS.p1.forged-{n}"),
+            key.to_string().into_bytes(),
+        )
+        .await;
+    }
+    let t = t.restart(|| {}).await;
+    let read = t.get(&format!("/v1/secrets/{id}/payload"), &alice).await;
+    assert_eq!(read.text().await.unwrap(), "flood-canary");
+    t.stop().await;
+}
+
 /// Access records carry an authenticator too: a forged record (someone claiming a read
 /// that never happened, or hiding behind a made-up user) is named and left out.
 #[tokio::test]

@@ -18,11 +18,23 @@ use infra::envelope::{Envelope, WrappedKey};
 
 use super::Keys;
 
-/// How many of a stream's last messages are looked at.
-const SAMPLE: usize = 50;
+/// How many of a stream's last messages are looked at, and then of its first.
+const SAMPLE: u64 = 50;
 
-/// Refuses a commit key that is not the deployment's: one of the log's last commits
-/// must authenticate under it. `writes`: the caller is about to append, so an empty
+/// The sequences looked at in a stream holding `first..=last`: the newest, then the
+/// oldest. Messages appended behind keyledger's back (by a holder of its NATS
+/// credentials) can fill the newest, never the oldest: nothing is deleted from the
+/// log, and the key store keeps its oldest keys until they are re-wrapped.
+fn sample(first: u64, last: u64) -> impl Iterator<Item = u64> {
+    let newest = last.saturating_sub(SAMPLE - 1).max(first);
+    let oldest_end = first
+        .saturating_add(SAMPLE - 1)
+        .min(newest.saturating_sub(1));
+    (newest..=last).rev().chain(first..=oldest_end)
+}
+
+/// Refuses a commit key that is not the deployment's: one of the log's newest or
+/// oldest commits must authenticate under it. `writes`: the caller is about to append, so an empty
 /// log, which shows nothing, is refused too.
 pub async fn check_commit_key(
     js: &Context,
@@ -46,10 +58,7 @@ pub async fn check_commit_key(
         return Ok(());
     }
     let mut commits = 0;
-    for seq in (state.first_sequence..=state.last_sequence)
-        .rev()
-        .take(SAMPLE)
-    {
+    for seq in sample(state.first_sequence, state.last_sequence) {
         let Ok(message) = log.get_raw_message(seq).await else {
             continue;
         };
@@ -60,8 +69,8 @@ pub async fn check_commit_key(
     }
     if commits > 0 {
         bail!(
-            "the commit key is not this deployment's: none of the log's last {commits} \
-             commit{} authenticates under it; point --data-dir (or --commit-key-file) at the data \
+            "the commit key is not this deployment's: none of the log's {commits} newest and \
+             oldest commit{} authenticates under it; point --data-dir (or --commit-key-file) at the data \
              directory of the keyledger this NATS serves",
             if commits == 1 { "" } else { "s" }
         );
@@ -70,7 +79,7 @@ pub async fn check_commit_key(
 }
 
 /// Refuses a KEK that is not the deployment's: when the key store holds data keys,
-/// one of the newest must be wrapped by a KEK this node holds. (A rotation's current
+/// one of the newest or oldest must be wrapped by a KEK this node holds. (A rotation's current
 /// KEK wraps every new key, so a node holding it passes; one holding none of the
 /// deployment's KEKs would wrap new keys no other node can open, and open none.)
 pub async fn check_kek(js: &Context, envelope: &Envelope) -> Result<()> {
@@ -86,10 +95,7 @@ pub async fn check_kek(js: &Context, envelope: &Envelope) -> Result<()> {
     }
     let held: Vec<String> = envelope.versions().into_iter().map(|(_, id)| id).collect();
     let mut wrapping = BTreeSet::new();
-    for seq in (state.first_sequence..=state.last_sequence)
-        .rev()
-        .take(SAMPLE)
-    {
+    for seq in sample(state.first_sequence, state.last_sequence) {
         let Ok(message) = keys.get_raw_message(seq).await else {
             continue;
         };
@@ -100,14 +106,16 @@ pub async fn check_kek(js: &Context, envelope: &Envelope) -> Result<()> {
         if held.contains(&key.kek_id) {
             return Ok(());
         }
-        wrapping.insert(key.kek_id);
+        // Shown in the refusal: bounded, as anyone with keyledger's NATS user could
+        // have written it.
+        wrapping.insert(key.kek_id.chars().take(64).collect::<String>());
     }
     if wrapping.is_empty() {
         return Ok(());
     }
     bail!(
-        "this node's KEK is not the deployment's: the key store's newest data keys are \
-         wrapped by KEK {}, and this node holds {}; point --data-dir (its kek.key), or the \
+        "this node's KEK is not the deployment's: the key store's newest and oldest data keys \
+         are wrapped by KEK {}, and this node holds {}; point --data-dir (its kek.key), or the \
          --kek-pkcs11-* flags (the token and key label), at the deployment's KEK",
         wrapping.into_iter().collect::<Vec<_>>().join(", "),
         held.join(", ")
@@ -169,5 +177,25 @@ impl Made {
              deployment's key files into it (README, Backup and restore)",
             removed.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample;
+
+    #[test]
+    fn the_newest_then_the_oldest_are_looked_at_each_once() {
+        assert_eq!(sample(1, 3).collect::<Vec<_>>(), [3, 2, 1]);
+        let long: Vec<u64> = sample(1, 1000).collect();
+        assert_eq!(long.len(), 100);
+        assert_eq!(long[..2], [1000, 999]);
+        assert_eq!(long[49..52], [951, 1, 2]);
+        assert_eq!(long[99], 50);
+        // Overlapping ranges are not looked at twice.
+        let mid: Vec<u64> = sample(10, 80).collect();
+        assert_eq!(mid.len(), 71);
+        assert_eq!(mid[..1], [80]);
+        assert_eq!(*mid.last().unwrap(), 30);
     }
 }
