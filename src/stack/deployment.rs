@@ -34,8 +34,8 @@ fn sample(first: u64, last: u64) -> impl Iterator<Item = u64> {
 }
 
 /// Refuses a commit key that is not the deployment's: one of the log's newest or
-/// oldest commits must authenticate under it. `writes`: the caller is about to append, so an empty
-/// log, which shows nothing, is refused too.
+/// oldest commits must authenticate under it. `writes`: the caller is about to
+/// append, so an empty log, which shows nothing, is refused too.
 pub async fn check_commit_key(
     js: &Context,
     stream: &str,
@@ -69,9 +69,9 @@ pub async fn check_commit_key(
     }
     if commits > 0 {
         bail!(
-            "the commit key is not this deployment's: none of the log's {commits} newest and \
-             oldest commit{} authenticates under it; point --data-dir (or --commit-key-file) at the data \
-             directory of the keyledger this NATS serves",
+            "the commit key is not this deployment's: none of the {commits} commit{} looked at \
+             (the log's newest and oldest) authenticates under it; point --data-dir (or \
+             --commit-key-file) at the data directory of the keyledger this NATS serves",
             if commits == 1 { "" } else { "s" }
         );
     }
@@ -79,9 +79,9 @@ pub async fn check_commit_key(
 }
 
 /// Refuses a KEK that is not the deployment's: when the key store holds data keys,
-/// one of the newest or oldest must be wrapped by a KEK this node holds. (A rotation's current
-/// KEK wraps every new key, so a node holding it passes; one holding none of the
-/// deployment's KEKs would wrap new keys no other node can open, and open none.)
+/// one of the newest or oldest must be wrapped by a KEK this node holds. (A rotation's
+/// current KEK wraps every new key, so a node holding it passes; one holding none of
+/// the deployment's KEKs would wrap new keys no other node can open, and open none.)
 pub async fn check_kek(js: &Context, envelope: &Envelope) -> Result<()> {
     let name = format!("KV_{}", infra::log::KEY_BUCKET);
     let mut keys = match js.get_stream(&name).await {
@@ -114,16 +114,20 @@ pub async fn check_kek(js: &Context, envelope: &Envelope) -> Result<()> {
         return Ok(());
     }
     bail!(
-        "this node's KEK is not the deployment's: the key store's newest and oldest data keys \
-         are wrapped by KEK {}, and this node holds {}; point --data-dir (its kek.key), or the \
-         --kek-pkcs11-* flags (the token and key label), at the deployment's KEK",
+        "this node's KEK is not the deployment's: the data keys looked at (the key store's \
+         newest and oldest) are wrapped by KEK {}, and this node holds {}; point --data-dir \
+         (its kek.key), or the --kek-pkcs11-* flags (the token and key label), at the \
+         deployment's KEK",
         wrapping.into_iter().collect::<Vec<_>>().join(", "),
         held.join(", ")
     )
 }
 
 fn not_found(kind: GetStreamErrorKind) -> bool {
-    matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+    matches!(
+        kind,
+        GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND
+    )
 }
 
 /// Both checks, for a node that writes the log and seals payloads.
