@@ -450,9 +450,15 @@ async fn tls_findings(
         };
         let id = r.secret_id;
         let lookup = state.read.get_payload(id, (state.clock)()).await?;
-        let (secret, payload) =
-            crate::payload::readable_payload(state, caller, id, lookup.value, |(s, _)| s).await?;
-        let Some(payload) = payload else {
+        let held = crate::payload::readable_payload(
+            state,
+            caller,
+            id,
+            lookup.value,
+            projections::read::WithPayload::secret,
+        )
+        .await?;
+        let Some(payload) = held.payload() else {
             return Ok(vec![Finding {
                 code: "secret_unusable".to_owned(),
                 message: format!(
@@ -464,7 +470,7 @@ async fn tls_findings(
         };
         parts.insert(
             name,
-            crate::payload::decrypt(state, caller, id, &secret, payload).await?,
+            crate::payload::decrypt(state, caller, id, held.secret(), payload).await?,
         );
     }
     let Some(certificate) = parts.get("certificate") else {

@@ -28,7 +28,7 @@ use crate::negotiate::{Served, payload_type};
 use crate::openapi::{AcceptPayload, MinSeq, SecretPath};
 use crate::state::AppState;
 use projections::read::Lookup;
-use projections::read::{PayloadRow, SecretRow};
+use projections::read::{PayloadRow, SecretRow, WithPayload};
 
 /// Response header naming the version a payload belongs to.
 pub const VERSION_ID: &str = "x-keyledger-version-id";
@@ -146,9 +146,8 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let id = resolve(&state, &caller, &id).await?;
     let lookup = state.read.get_payload(id, (state.clock)()).await?;
-    let (secret, row) =
-        readable_payload(&state, &caller, id, lookup.value, |(secret, _)| secret).await?;
-    let Some(row) = row else {
+    let held = readable_payload(&state, &caller, id, lookup.value, WithPayload::secret).await?;
+    let Some(row) = held.payload() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
@@ -157,7 +156,7 @@ pub async fn get(
             ),
         ));
     };
-    let response = open(&state, &caller, id, &secret, row, &headers).await?;
+    let response = open(&state, &caller, id, held.secret(), row, &headers).await?;
     Ok(with_seq(response, lookup.seq))
 }
 
@@ -167,7 +166,7 @@ pub async fn open(
     caller: &Caller,
     id: SecretId,
     secret: &SecretRow,
-    row: PayloadRow,
+    row: &PayloadRow,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let stored = row.content_type;
@@ -409,7 +408,7 @@ pub async fn decrypt(
     caller: &Caller,
     id: SecretId,
     secret: &SecretRow,
-    row: PayloadRow,
+    row: &PayloadRow,
 ) -> Result<SecretSlice<u8>, ApiError> {
     let project = &secret.project;
     // Recorded before the payload is opened: no record, no payload.
@@ -422,8 +421,8 @@ pub async fn decrypt(
         version_id: row.version_id,
         key_id: row.key_id,
         content_type: row.content_type,
-        nonce: row.nonce,
-        ciphertext: row.ciphertext,
+        nonce: row.nonce.clone(),
+        ciphertext: row.ciphertext.clone(),
     };
     let wrapped = match state
         .wrapped_keys

@@ -14,7 +14,7 @@ use domain::policy::Action;
 use domain::secret::version::Stage;
 use domain::subject::command;
 use infra::protocol::{MoveStageRequest, PayloadField, PutValueRequest};
-use projections::read::{VersionRow, VersionSelector};
+use projections::read::{VersionRow, VersionSelector, WithPayload};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -275,10 +275,10 @@ pub async fn get_payload(
     let id = resolve(&state, &caller, &id).await?;
     let which = selector(&version)?;
     let lookup = state.read.get_version(id, which, (state.clock)()).await?;
-    let (secret, row) =
-        payload::readable_payload(&state, &caller, id, lookup.value, |(s, _)| s).await?;
-    let row = row.ok_or_else(|| no_version(id, &version))?;
-    let response = payload::open(&state, &caller, id, &secret, row, &headers).await?;
+    let held =
+        payload::readable_payload(&state, &caller, id, lookup.value, WithPayload::secret).await?;
+    let row = held.payload().ok_or_else(|| no_version(id, &version))?;
+    let response = payload::open(&state, &caller, id, held.secret(), row, &headers).await?;
     Ok(with_seq(response, lookup.seq))
 }
 

@@ -11,7 +11,7 @@ use domain::secret::payload::ContentType;
 use domain::secret::version::{ClientToken, Stage};
 use domain::subject::command;
 use infra::protocol::{AcceptedReply, PayloadField, PutValueRequest, SetDescriptionRequest};
-use projections::read::{Lookup, SecretRow, VersionSelector};
+use projections::read::{Lookup, SecretRow, VersionSelector, WithPayload};
 use secrecy::ExposeSecret;
 
 use super::error::{AwsError, Code};
@@ -124,8 +124,9 @@ pub async fn value(
         secret_row(state, caller, id, Action::ReadPayload).await?;
         return Err(marked_for_deletion(row, now));
     }
-    let (secret, payload) =
-        readable_payload(state, &caller.caller, id, lookup.value, |(s, _)| s).await?;
+    let held =
+        readable_payload(state, &caller.caller, id, lookup.value, WithPayload::secret).await?;
+    let secret = held.secret();
     let missing = || {
         let what = match (&version_text, &label) {
             (Some(v), _) => format!("version: {v}"),
@@ -136,7 +137,7 @@ pub async fn value(
             "Secrets Manager can't find the specified secret value for {what}"
         ))
     };
-    let Some(payload) = payload else {
+    let Some(payload) = held.payload() else {
         return Err(missing());
     };
     // The version's stages and time come with its payload (one statement, or the read
@@ -158,7 +159,7 @@ pub async fn value(
     }
     let version = payload.version_id.to_string();
     let content_type = payload.content_type;
-    let plaintext = decrypt(state, &caller.caller, id, &secret, payload).await?;
+    let plaintext = decrypt(state, &caller.caller, id, secret, payload).await?;
     let bytes = plaintext.expose_secret();
     let text = match content_type {
         ContentType::TextPlain => std::str::from_utf8(bytes).ok().map(str::to_owned),
@@ -166,8 +167,8 @@ pub async fn value(
     };
     let binary = text.is_none().then(|| B64.encode(bytes));
     Ok(GetSecretValueOutput {
-        arn: arn(caller, &secret),
-        name: name_of(&secret),
+        arn: arn(caller, secret),
+        name: name_of(secret),
         version_id: version,
         secret_string: text,
         secret_binary: binary,
@@ -228,7 +229,7 @@ pub async fn put(
             .await?
             .value
         {
-            Lookup::Found((_, Some(found))) => Some(aws_labels(&found.stages)),
+            Lookup::Found(held) => held.payload().map(|found| aws_labels(&found.stages)),
             _ => None,
         },
         (None, None) => None,

@@ -10,6 +10,7 @@
 //! ([`crate::db::SqliteReads`]), PostgreSQL's are in it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::ids::{KeyId, ProjectId, SecretId, ServiceName, UserId, VersionId};
@@ -272,6 +273,24 @@ pub struct PayloadRow {
     pub stages: Vec<String>,
 }
 
+/// A secret's row with the sealed payload of one of its versions (`None` when there is
+/// no such version), as read: from the [`ReadCache`], shared with it, so that a read
+/// copies neither the row nor the ciphertext.
+#[derive(Debug, Clone)]
+pub struct WithPayload(ReadAt<Entry>);
+
+impl WithPayload {
+    /// The secret's row.
+    pub fn secret(&self) -> &SecretRow {
+        &self.0.1.row
+    }
+
+    /// The version's sealed payload, if there is one.
+    pub fn payload(&self) -> Option<&PayloadRow> {
+        self.0.1.payload.as_ref()
+    }
+}
+
 /// The result of looking up one secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<T> {
@@ -467,7 +486,7 @@ impl ReadModel {
         &self,
         id: SecretId,
         now: Timestamp,
-    ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
+    ) -> Result<Snapshot<Lookup<WithPayload>>, ReadError> {
         let Some(cache) = &self.cache else {
             // Boxed, as in `current_entry`; without a cache every read takes this path
             // and pays the allocation, for a read's future of one size either way.
@@ -475,7 +494,7 @@ impl ReadModel {
         };
         let Snapshot { value: entry, seq } = self.current_entry(cache, id).await?;
         Ok(Snapshot {
-            value: entry.map_or(Lookup::Missing, |held| with_payload(held.1.clone(), now)),
+            value: entry.map_or(Lookup::Missing, |held| with_payload(held, now)),
             seq,
         })
     }
@@ -518,11 +537,16 @@ impl ReadModel {
         id: SecretId,
         which: VersionSelector<'_>,
         now: Timestamp,
-    ) -> Result<Snapshot<Lookup<(SecretRow, Option<PayloadRow>)>>, ReadError> {
-        Ok(self
+    ) -> Result<Snapshot<Lookup<WithPayload>>, ReadError> {
+        let Snapshot { value: found, seq } = self
             .fresh(async { on_pool!(&self.pool, version(id, which)) })
-            .await?
-            .map(|found| found.map_or(Lookup::Missing, |entry| with_payload(entry, now))))
+            .await?;
+        Ok(Snapshot {
+            value: found.map_or(Lookup::Missing, |entry| {
+                with_payload(Arc::new((seq, entry)), now)
+            }),
+            seq,
+        })
     }
 
     /// A secret with one page of its versions, oldest first, and how many it has.
@@ -636,35 +660,49 @@ impl<T> Lookup<T> {
     }
 }
 
-/// A secret with its payload, as [`visible`] at `now`.
-fn with_payload(entry: Entry, now: Timestamp) -> Lookup<(SecretRow, Option<PayloadRow>)> {
-    let Entry {
-        row,
-        expiration_ms,
-        status,
-        payload,
-    } = entry;
-    match visible(Some((row, expiration_ms, status)), now) {
-        Lookup::Found(secret) => Lookup::Found((secret, payload)),
-        other => other.map_never(),
+/// A secret with its payload, as [`shown`] at `now`: found, it stays shared; a row
+/// that is not readable is copied out (a rare answer).
+fn with_payload(held: ReadAt<Entry>, now: Timestamp) -> Lookup<WithPayload> {
+    let entry = &held.1;
+    match shown(&entry.row, entry.expiration_ms, &entry.status, now) {
+        Shown::Readable => Lookup::Found(WithPayload(held)),
+        Shown::Expired => Lookup::Expired(Box::new(entry.row.clone())),
+        Shown::PendingDeletion => Lookup::PendingDeletion(Box::new(entry.row.clone())),
+    }
+}
+
+/// How a secret's row shows at `now`.
+enum Shown {
+    Readable,
+    Expired,
+    PendingDeletion,
+}
+
+/// How the row `row`, with its expiry (Unix milliseconds) and status, shows at `now`.
+fn shown(row: &SecretRow, expiration_ms: Option<i64>, status: &str, now: Timestamp) -> Shown {
+    if expiration_ms.is_some_and(|exp| exp <= now.unix_millis()) || status == "expired" {
+        Shown::Expired
+    } else if row.purge_at.is_some() {
+        Shown::PendingDeletion
+    } else {
+        Shown::Readable
     }
 }
 
 /// Whether a secret's row is readable at `now` (neither expired nor scheduled for
 /// deletion).
 fn is_visible((row, expiration_ms, status): &Found, now: Timestamp) -> bool {
-    !(expiration_ms.is_some_and(|exp| exp <= now.unix_millis())
-        || status == "expired"
-        || row.purge_at.is_some())
+    matches!(shown(row, *expiration_ms, status, now), Shown::Readable)
 }
 
 fn visible(row: Option<Found>, now: Timestamp) -> Lookup<SecretRow> {
-    match row {
-        None => Lookup::Missing,
-        Some((row, Some(exp), _)) if exp <= now.unix_millis() => Lookup::Expired(Box::new(row)),
-        Some((row, _, status)) if status == "expired" => Lookup::Expired(Box::new(row)),
-        Some((row, _, _)) if row.purge_at.is_some() => Lookup::PendingDeletion(Box::new(row)),
-        Some((row, _, _)) => Lookup::Found(row),
+    let Some((row, expiration_ms, status)) = row else {
+        return Lookup::Missing;
+    };
+    match shown(&row, expiration_ms, &status, now) {
+        Shown::Readable => Lookup::Found(row),
+        Shown::Expired => Lookup::Expired(Box::new(row)),
+        Shown::PendingDeletion => Lookup::PendingDeletion(Box::new(row)),
     }
 }
 
