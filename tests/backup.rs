@@ -312,6 +312,24 @@ async fn a_backup_taken_under_load_restores_on_a_fresh_data_directory() {
     assert!(said.contains("KEK is not the deployment's"), "{said}");
     assert!(!said.contains("made keys"), "nothing was made: {said}");
     std::fs::rename(work.path().join("kek.key"), fresh.path().join("kek.key")).unwrap();
+    // Without the checkpoint key, a stray one would sign on from the log's last
+    // checkpoint, and `audit verify` fail on it for good.
+    for f in ["checkpoint.key", "checkpoint.pub"] {
+        std::fs::rename(fresh.path().join(f), work.path().join(f)).unwrap();
+    }
+    let e = keyledger::stack::Stack::start(config(&fresh))
+        .await
+        .err()
+        .expect("a log with checkpoints and no checkpoint key is refused");
+    let said = format!("{e:#}");
+    assert!(
+        said.contains("checkpoints are signed with a checkpoint key that is not here"),
+        "{said}"
+    );
+    for f in ["checkpoint.key", "checkpoint.pub"] {
+        assert!(!fresh.path().join(f).exists(), "{f} made and left: {said}");
+        std::fs::rename(work.path().join(f), fresh.path().join(f)).unwrap();
+    }
 
     let r = TestStack::start_on(fresh).await;
     assert_eq!(r.stack.checkpoint_public_key, original_checkpoint_key);

@@ -573,3 +573,80 @@ async fn a_staged_kek_waits_and_a_node_without_the_current_kek_wraps_nothing() {
     other.stop().await;
     t.stop().await;
 }
+
+/// A node started with another KEK is refused however deletions left the key store:
+/// its start reads the oldest data keys that still exist, not fixed positions, which
+/// churn empties (each deleted secret's key is destroyed).
+#[tokio::test]
+async fn another_kek_is_refused_after_churn_left_the_key_store_sparse() {
+    let t = TestStack::start().await;
+    let alice = t.token("alice", "p1");
+    let churn = |round: u32| {
+        let t = &t;
+        let alice = alice.clone();
+        async move {
+            for i in 0..55 {
+                let id = t
+                    .create_text(&alice, &format!("churn-{round}-{i}"), "gone")
+                    .await;
+                let deleted = t
+                    .http
+                    .delete(t.url(&format!("/v1/secrets/{id}")))
+                    .bearer_auth(&alice)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+            }
+        }
+    };
+    churn(1).await;
+    let kept = t.create_text(&alice, "kept", "kept-canary").await;
+    churn(2).await;
+    let kv = key_bucket(&t).await;
+    eventually(
+        "every deleted secret's data key to be destroyed",
+        Duration::from_secs(60),
+        || {
+            let kv = kv.clone();
+            async move {
+                let held: u64 = rewrap::census(&kv).await.ok()?.values().sum();
+                (held == 1).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let TestStack {
+        stack,
+        dir,
+        http,
+        config,
+    } = t;
+    stack.stop().await;
+    let kek = dir.path().join("kek.key");
+    let theirs = std::fs::read(&kek).unwrap();
+    std::fs::write(&kek, "07".repeat(32)).unwrap();
+    let e = keyledger::stack::Stack::start(config.clone())
+        .await
+        .err()
+        .expect("another KEK is refused");
+    let said = format!("{e:#}");
+    assert!(
+        said.contains("KEK is not the deployment's: the key store's oldest data keys"),
+        "{said}"
+    );
+    std::fs::write(&kek, theirs).unwrap();
+    let stack = keyledger::stack::Stack::start(config.clone())
+        .await
+        .expect("the deployment's own KEK starts");
+    let t = TestStack {
+        stack,
+        dir,
+        http,
+        config,
+    };
+    let read = t.get(&format!("/v1/secrets/{kept}/payload"), &alice).await;
+    assert_eq!(read.text().await.unwrap(), "kept-canary");
+    t.stop().await;
+}

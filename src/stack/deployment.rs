@@ -3,7 +3,9 @@
 //! without its key files, another directory's commit key or KEK, or a mistyped HSM
 //! key label would start "ready": the projector would take every commit for foreign
 //! and move past them for good, the checkpointer sign under a stray key, and new
-//! secrets be sealed under a KEK no other node holds.
+//! secrets be sealed under a KEK no other node holds. What is not the deployment's
+//! cannot be proven where nothing shows it: an empty log, a key store without data
+//! keys, a log of format 1 (refused for its own reason).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -12,9 +14,11 @@ use anyhow::{Context as _, Result, bail};
 use async_nats::jetstream::Context;
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::GetStreamErrorKind;
+use commands::log::checkpoints::CheckpointSettings;
 use domain::audit::RawEvent;
 use domain::commit::{Commit, CommitKey};
 use infra::envelope::{Envelope, WrappedKey};
+use infra::kek::current::Found;
 
 use super::Keys;
 
@@ -65,23 +69,37 @@ pub async fn check_commit_key(
         if Commit::<RawEvent>::open(&message.payload, key).is_ok() {
             return Ok(());
         }
-        commits += usize::from(Commit::<RawEvent>::parse_unverified(&message.payload).is_ok());
+        match Commit::<RawEvent>::parse_unverified(&message.payload) {
+            // Written before commits were authenticated: no key opens it, and the log
+            // is to be migrated, as the log's own check says.
+            Ok(commit) if commit.is_format_1() => {
+                return Err(infra::log::SetupError::Format1 {
+                    stream: stream.to_owned(),
+                }
+                .into());
+            }
+            Ok(_) => commits += 1,
+            Err(_) => {}
+        }
     }
     if commits > 0 {
         bail!(
             "the commit key is not this deployment's: none of the {commits} commit{} looked at \
-             (the log's newest and oldest) authenticates under it; point --data-dir (or \
-             --commit-key-file) at the data directory of the keyledger this NATS serves",
+             (the log's newest and oldest) authenticates under it; point --data-dir (or a \
+             component's --commit-key-file) at the data directory of the keyledger this NATS \
+             serves",
             if commits == 1 { "" } else { "s" }
         );
     }
     Ok(())
 }
 
-/// Refuses a KEK that is not the deployment's: when the key store holds data keys,
-/// one of the newest or oldest must be wrapped by a KEK this node holds. (A rotation's
-/// current KEK wraps every new key, so a node holding it passes; one holding none of
-/// the deployment's KEKs would wrap new keys no other node can open, and open none.)
+/// Refuses a KEK that is not the deployment's: a node must hold the KEK the
+/// current-KEK entry names (after a rotation), or one that wraps some of the key
+/// store's oldest data keys (the oldest that still exist: deleted secrets' keys are
+/// gone, so the stream's sequences are sparse). Keys appended behind keyledger's back
+/// come after them, never before; and re-wrapped keys move to the end under the
+/// current KEK, while those not yet re-wrapped keep a KEK a node still holds.
 pub async fn check_kek(js: &Context, envelope: &Envelope) -> Result<()> {
     let name = format!("KV_{}", infra::log::KEY_BUCKET);
     let mut keys = match js.get_stream(&name).await {
@@ -94,29 +112,46 @@ pub async fn check_kek(js: &Context, envelope: &Envelope) -> Result<()> {
         return Ok(());
     }
     let held: Vec<String> = envelope.versions().into_iter().map(|(_, id)| id).collect();
+    let bucket = js
+        .get_key_value(infra::log::KEY_BUCKET)
+        .await
+        .with_context(|| format!("opening the key store {name}"))?;
+    if let Ok(Found::Current(current, _)) = infra::kek::current::read(&bucket).await
+        && held.contains(&current.kek_id)
+    {
+        return Ok(());
+    }
     let mut wrapping = BTreeSet::new();
-    for seq in sample(state.first_sequence, state.last_sequence) {
-        let Ok(message) = keys.get_raw_message(seq).await else {
-            continue;
-        };
+    let mut looked = 0;
+    let mut holds = false;
+    let read = infra::audit::read_log(js, &name, None, state.first_sequence, |m| {
         // Data keys only: the current-KEK entry and deletions hold none.
-        let Ok(key) = serde_json::from_slice::<WrappedKey>(&message.payload) else {
-            continue;
+        let Ok(key) = serde_json::from_slice::<WrappedKey>(&m.payload) else {
+            return true;
         };
         if held.contains(&key.kek_id) {
-            return Ok(());
+            holds = true;
+            return false;
         }
         // Shown in the refusal: bounded, as anyone with keyledger's NATS user could
         // have written it.
         wrapping.insert(key.kek_id.chars().take(64).collect::<String>());
+        looked += 1;
+        looked < SAMPLE
+    })
+    .await;
+    if let Err(e) = read
+        && !e.is_absent()
+    {
+        return Err(e).with_context(|| format!("reading the key store {name}"));
     }
-    if wrapping.is_empty() {
+    if holds || wrapping.is_empty() {
         return Ok(());
     }
     bail!(
-        "this node's KEK is not the deployment's: the data keys looked at (the key store's \
-         newest and oldest) are wrapped by KEK {}, and this node holds {}; point --data-dir \
-         (its kek.key), or the --kek-pkcs11-* flags (the token and key label), at the \
+        "this node's KEK is not the deployment's: the key store's oldest data keys are \
+         wrapped by KEK {}, and this node holds {}; point --data-dir (its kek.key and any \
+         kek.key.N beside it), or the --kek-pkcs11-* flags (the token and key label), at the \
          deployment's KEK",
         wrapping.into_iter().collect::<Vec<_>>().join(", "),
         held.join(", ")
@@ -127,6 +162,36 @@ fn not_found(kind: GetStreamErrorKind) -> bool {
     matches!(
         kind,
         GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+/// Refuses a checkpoint key made at this start (`made`: its file was not there) when
+/// the log already has checkpoints: they were signed by the deployment's key, and
+/// checkpoints under a stray one would fail `audit verify` for good. A new checkpoint
+/// key on purpose is a key file made beforehand.
+pub async fn check_checkpoint_key(
+    js: &Context,
+    stream: &str,
+    settings: &CheckpointSettings,
+    made: bool,
+) -> Result<()> {
+    if !made
+        || commands::log::checkpoints::latest(js, stream)
+            .await?
+            .is_none()
+    {
+        return Ok(());
+    }
+    for file in [settings.key_file.clone(), settings.public_key_file()] {
+        let _ = std::fs::remove_file(file);
+    }
+    bail!(
+        "the log's checkpoints are signed with a checkpoint key that is not here ({} was \
+         missing; the one made now is removed again): copy the deployment's checkpoint.key \
+         and checkpoint.pub there. To start a new checkpoint key on purpose, make its file \
+         first (`openssl rand -hex 32 > FILE && chmod 600 FILE`), and give verifiers both \
+         public keys",
+        settings.key_file.display()
     )
 }
 

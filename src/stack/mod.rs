@@ -208,8 +208,15 @@ impl Stack {
             .checkpoints
             .clone()
             .unwrap_or_else(|| default_checkpoints(&data_dir, &config.log.stream));
+        let checkpoint_made = !checkpoints.key_file.exists();
         let checkpoint_public_key =
             commands::log::checkpoints::load_signer(&checkpoints)?.public_key();
+        if let Err(refusal) =
+            deployment::check_checkpoint_key(&js, &config.log.stream, &checkpoints, checkpoint_made)
+                .await
+        {
+            return Err(made.take_back(&keys.envelope, refusal));
+        }
         let database_url = config
             .database_url
             .clone()

@@ -101,13 +101,13 @@ class Boto3(unittest.TestCase):
         self.assertEqual(again["ARN"], first["ARN"])
         message = self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
                                   SecretString="other", ClientRequestToken=token)
-        self.assertIn("This ClientRequestToken created it with another value", message)
+        self.assertIn("This ClientRequestToken was used for it with another value", message)
         self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
                         SecretString="v1")
         # The same token without the value is another request, either way round.
         message = self.assertCode("ResourceExistsException", self.sm.create_secret, Name=name,
                                   ClientRequestToken=token)
-        self.assertIn("This ClientRequestToken created it with another value", message)
+        self.assertIn("This ClientRequestToken was used for it with another value", message)
         bare = unique("token-bare")
         bare_token = str(uuid.uuid4())
         made = self.sm.create_secret(Name=bare, ClientRequestToken=bare_token)
@@ -116,7 +116,7 @@ class Boto3(unittest.TestCase):
                          made["ARN"])
         message = self.assertCode("ResourceExistsException", self.sm.create_secret, Name=bare,
                                   SecretString="v1", ClientRequestToken=bare_token)
-        self.assertIn("This ClientRequestToken created it with another value", message)
+        self.assertIn("This ClientRequestToken was used for it with another value", message)
 
     def test_put_moves_awscurrent_and_awsprevious_follows(self):
         name = unique("rotating")

@@ -301,7 +301,7 @@ pub async fn create(
                     Code::ResourceExists,
                     format!(
                         "The operation failed because the secret {} already exists. This \
-                         ClientRequestToken created it with another value or other \
+                         ClientRequestToken was used for it with another value or other \
                          parameters; send a new token for a new secret.",
                         name.as_str()
                     ),

@@ -121,6 +121,9 @@ fn not_a_dns_name(name: &str) -> Option<String> {
     if name.len() > 253 {
         return Some(format!("it is {} characters long; at most 253", name.len()));
     }
+    if name.len() > 1 && name.ends_with('.') {
+        return Some("it ends with a dot; leave the dot out".into());
+    }
     // One label (`localhost`, an internal host's short name) is a name a private CA
     // may vouch for.
     let labels: Vec<&str> = name.split('.').collect();
@@ -145,7 +148,8 @@ fn not_a_dns_name(name: &str) -> Option<String> {
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
         {
             return Some(format!(
-                "the label {label:?} holds {c:?}; labels take letters, digits and hyphens"
+                "the label {label:?} holds {c:?}; labels take ASCII letters, digits and \
+                 hyphens (an internationalized name in its xn-- form)"
             ));
         }
         if label.starts_with('-') || label.ends_with('-') {

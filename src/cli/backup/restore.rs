@@ -69,14 +69,23 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         );
     }
     std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    // After a rotation the KEK is a later version's file (kek.key.N), kek.key gone.
+    let kek_versioned = format!("{}.", infra::envelope::KEK_FILE);
+    let kek_held = std::fs::read_dir(data_dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name == infra::envelope::KEK_FILE || name.starts_with(&kek_versioned)
+        })
+    });
     let missing: Vec<&str> = [
-        infra::envelope::KEK_FILE,
         infra::keyfile::COMMIT_KEY_FILE,
         keyledger::stack::CHECKPOINT_KEY_FILE,
         infra::identity::TOKEN_KEY_FILE,
     ]
     .into_iter()
     .filter(|f| !data_dir.join(f).exists())
+    .chain((!kek_held).then_some(infra::envelope::KEK_FILE))
     .collect();
     eprintln!(
         "restored {} into {}",
@@ -92,8 +101,9 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
             "before `keyledger up --data-dir {}`, put the key files of the backed-up deployment \
              there (missing: {}; no KEK file when the KEK is in an HSM; after a KEK rotation, \
              also kek.key.N for each version the backup's keys name: `keyledger keys status` \
-             counts them): the KEK opens the data keys, the commit key the commits, the checkpoint key signs on from the last \
-             checkpoint",
+             counts them): the KEK opens the data keys, the commit key the commits, the \
+             checkpoint key signs on from the last checkpoint; started without them, keyledger \
+             refuses the directory",
             data_dir.display(),
             missing.join(", ")
         );
