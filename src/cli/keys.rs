@@ -128,6 +128,10 @@ impl KeysArgs {
             "opening the key store: is keyledger running against this NATS, and is the URL's \
              user keyledger's service user?",
         )?;
+        // An operator tool never creates the log: a missing one is named.
+        js.get_stream(&self.log.stream)
+            .await
+            .with_context(|| format!("opening the event stream {}", self.log.stream))?;
         keyledger::stack::deployment::check_commit_key(&js, &self.log.stream, &commit, writes)
             .await?;
         let store = EventStore::open(js, &self.log.settings(), commit).await?;

@@ -159,8 +159,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
     } else if dev_tokens {
         format!(
             "A development token (not shown: this output is no terminal, and may be kept):\
-             \n  export KEYLEDGER_TOKEN=$(keyledger token issue --data-dir {} --user dev \
-             --project dev --roles admin)",
+             \n  export KEYLEDGER_TOKEN=$(keyledger token issue --data-dir '{}' --user dev \
+             --project dev --roles admin --ttl 12h)",
             data_dir.display()
         )
     } else {

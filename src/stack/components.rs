@@ -131,15 +131,8 @@ pub async fn start_commands(
         infra::kek::current::Lease::new(keys.envelope.clone(), key_bucket),
     )
     .batched(js.clone());
-    let checkpoint_made = !settings.checkpoints.key_file.exists();
+    super::deployment::check_checkpoint_key(&js, &log.stream, &settings.checkpoints).await?;
     let signer = commands::log::checkpoints::load_signer(&settings.checkpoints)?;
-    super::deployment::check_checkpoint_key(
-        &js,
-        &log.stream,
-        &settings.checkpoints,
-        checkpoint_made,
-    )
-    .await?;
     commands::log::checkpoints::ensure_stream(&js, log.replicas).await?;
     let checkpointer = Checkpointer::resume(
         js.clone(),

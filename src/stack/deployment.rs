@@ -83,13 +83,14 @@ pub async fn check_commit_key(
         }
     }
     if commits > 0 {
-        bail!(
+        return Err(NotTheDeployments(format!(
             "the commit key is not this deployment's: none of the {commits} commit{} looked at \
              (the log's newest and oldest) authenticates under it; point --data-dir (or a \
              component's --commit-key-file) at the data directory of the keyledger this NATS \
              serves",
             if commits == 1 { "" } else { "s" }
-        );
+        ))
+        .into());
     }
     Ok(())
 }
@@ -148,14 +149,15 @@ pub async fn check_kek(js: &Context, envelope: &Envelope) -> Result<()> {
     if holds || wrapping.is_empty() {
         return Ok(());
     }
-    bail!(
+    Err(NotTheDeployments(format!(
         "this node's KEK is not the deployment's: the key store's oldest data keys are \
          wrapped by KEK {}, and this node holds {}; point --data-dir (its kek.key and any \
          kek.key.N beside it), or the --kek-pkcs11-* flags (the token and key label), at the \
          deployment's KEK",
         wrapping.into_iter().collect::<Vec<_>>().join(", "),
         held.join(", ")
-    )
+    ))
+    .into())
 }
 
 fn not_found(kind: GetStreamErrorKind) -> bool {
@@ -165,35 +167,45 @@ fn not_found(kind: GetStreamErrorKind) -> bool {
     )
 }
 
-/// Refuses a checkpoint key made at this start (`made`: its file was not there) when
-/// the log already has checkpoints: they were signed by the deployment's key, and
-/// checkpoints under a stray one would fail `audit verify` for good. A new checkpoint
-/// key on purpose is a key file made beforehand.
+/// Refuses to make a checkpoint key (its file missing) when the log already has
+/// checkpoints: they were signed by the deployment's key, and checkpoints under a
+/// stray one would fail `audit verify` for good. Called before the key would be made,
+/// so nothing is made, overwritten or removed. A new checkpoint key on purpose is a key
+/// file made beforehand.
 pub async fn check_checkpoint_key(
     js: &Context,
     stream: &str,
     settings: &CheckpointSettings,
-    made: bool,
 ) -> Result<()> {
-    if !made
+    if settings.key_file.exists()
         || commands::log::checkpoints::latest(js, stream)
             .await?
             .is_none()
     {
         return Ok(());
     }
-    for file in [settings.key_file.clone(), settings.public_key_file()] {
-        let _ = std::fs::remove_file(file);
-    }
-    bail!(
-        "the log's checkpoints are signed with a checkpoint key that is not here ({} was \
-         missing; the one made now is removed again): copy the deployment's checkpoint.key \
-         and checkpoint.pub there. To start a new checkpoint key on purpose, make its file \
-         first (`openssl rand -hex 32 > FILE && chmod 600 FILE`), and give verifiers both \
-         public keys",
+    Err(NotTheDeployments(format!(
+        "the log's checkpoints are signed with a checkpoint key that is not here ({} is \
+         missing): copy the deployment's checkpoint.key and checkpoint.pub there. To start a \
+         new checkpoint key on purpose, make its file first (`openssl rand -hex 32 > FILE && \
+         chmod 600 FILE`), and give verifiers both public keys",
         settings.key_file.display()
-    )
+    ))
+    .into())
 }
+
+/// A refusal: the keys are not the deployment's (not a failure to find out, after
+/// which nothing made is taken back).
+#[derive(Debug)]
+pub struct NotTheDeployments(String);
+
+impl std::fmt::Display for NotTheDeployments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotTheDeployments {}
 
 /// Both checks, for a node that writes the log and seals payloads.
 pub async fn check(js: &Context, stream: &str, keys: &Keys) -> Result<()> {
@@ -217,9 +229,13 @@ impl Made {
         }
     }
 
-    /// Removes the files made and the KEK `envelope` made on opening, and says so
-    /// after `refusal`.
+    /// On a refusal ([`NotTheDeployments`]), removes the files made and the KEK
+    /// `envelope` made on opening, and says so after it; any other error (NATS did not
+    /// answer) is returned as it is, nothing taken back.
     pub fn take_back(&self, envelope: &Envelope, refusal: anyhow::Error) -> anyhow::Error {
+        if refusal.downcast_ref::<NotTheDeployments>().is_none() {
+            return refusal;
+        }
         let mut removed: Vec<String> = self
             .files
             .iter()

@@ -85,6 +85,9 @@ struct Supervised {
     /// Stopped after every component, so they finish their work against it.
     stop: CancellationToken,
     task: Task,
+    /// Stops it when dropped unstopped: a start that failed halfway leaves no
+    /// nats-server behind on the data directory it releases.
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 /// A running keyledger: managed nats-server, command service, projector, HTTP API.
@@ -139,6 +142,9 @@ impl Stack {
         ]);
         let keys = Keys::load_or_create(&data_dir, &files, &config.identity)?;
         let shutdown = CancellationToken::new();
+        // A start that fails halfway stops what it started (the tasks hold no handle
+        // that would).
+        let stop_on_failure = shutdown.clone().drop_guard();
         let exporter = ops::exporter(config.ops.project_labels);
         let health = infra::health::Health::new(config.ops.max_lag);
         let mut tasks = Vec::new();
@@ -186,6 +192,7 @@ impl Stack {
                 let supervised = Supervised {
                     log,
                     pid,
+                    _stop_on_drop: stop.clone().drop_guard(),
                     stop,
                     task,
                 };
@@ -208,15 +215,13 @@ impl Stack {
             .checkpoints
             .clone()
             .unwrap_or_else(|| default_checkpoints(&data_dir, &config.log.stream));
-        let checkpoint_made = !checkpoints.key_file.exists();
-        let checkpoint_public_key =
-            commands::log::checkpoints::load_signer(&checkpoints)?.public_key();
         if let Err(refusal) =
-            deployment::check_checkpoint_key(&js, &config.log.stream, &checkpoints, checkpoint_made)
-                .await
+            deployment::check_checkpoint_key(&js, &config.log.stream, &checkpoints).await
         {
             return Err(made.take_back(&keys.envelope, refusal));
         }
+        let checkpoint_public_key =
+            commands::log::checkpoints::load_signer(&checkpoints)?.public_key();
         let database_url = config
             .database_url
             .clone()
@@ -296,6 +301,7 @@ impl Stack {
             }
             None => None,
         };
+        stop_on_failure.disarm();
         Ok(Self {
             api_tls: config.api.tls.is_some(),
             _lock: lock,

@@ -138,8 +138,8 @@ impl OrderWorker {
         }
         let spec = match OrderSpec::parse(placed.order_type, &placed.meta) {
             Ok(spec) => spec,
-            // Placed under an earlier build that took what this one refuses (a malformed
-            // certificate name): the order fails, rather than being retried forever.
+            // Placed under an earlier build that took what this one refuses: the order
+            // fails, rather than being retried forever.
             Err(refused) => return self.fail(project, order, refused.into()).await,
         };
         let material = match &placed.material {

@@ -256,6 +256,7 @@ pub fn decide(
                 )));
             }
             let spec = OrderSpec::parse(*order_type, meta)?;
+            spec.check_names()?;
             if let Some(exp) = spec.expiration
                 && exp.has_passed(ctx.now)
             {

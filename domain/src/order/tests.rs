@@ -191,7 +191,8 @@ fn a_certificates_names_must_be_dns_names() {
         let mut meta = serde_json::Map::new();
         meta.insert("subject_dn".into(), "CN=x".into());
         meta.insert("subject_alt_names".into(), names.into());
-        OrderSpec::parse(OrderType::Certificate, &meta).map(|spec| spec.subject_alt_names)
+        OrderSpec::parse(OrderType::Certificate, &meta)
+            .and_then(|spec| spec.check_names().map(|()| spec.subject_alt_names))
     };
     let fine = [
         "db.example.com",

@@ -295,17 +295,12 @@ impl Conditions {
             let Some(source) = source.map(|s| s.to_canonical()) else {
                 return Err(ConditionFailure::UnknownSource { allowed });
             };
-            // Canonical here too: a network stored before parsing made it so. An IPv6
-            // network wider than the mapped range (`::/0`) holds an IPv4 source in its
-            // mapped form.
-            let mapped = match source {
-                IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
-                v6 => v6,
-            };
+            // Canonical here too: a network stored before parsing made it so. (An IPv6
+            // network such as `::/0` holds IPv6 sources only, as it always did.)
             if !self
                 .source_cidrs
                 .iter()
-                .any(|net| canonical(*net).contains(&source) || net.contains(&mapped))
+                .any(|net| canonical(*net).contains(&source))
             {
                 return Err(ConditionFailure::SourceOutside { source, allowed });
             }
@@ -481,15 +476,16 @@ mod tests {
                 Ok(())
             );
         }
-        // A network wider than the mapped range stays IPv6, and holds IPv4 sources in
-        // their mapped form.
+        // A network wider than the mapped range stays IPv6, and holds no IPv4 source:
+        // `::/0` means every IPv6 client, as it did before.
         assert_eq!(
             Conditions::parse_cidrs(["::/64"]).unwrap(),
             vec!["::/64".parse::<IpNet>().unwrap()]
         );
         for (net, source, holds) in [
-            ("::/0", "127.0.0.1", true),
-            ("::ffff:0:0/95", "10.1.2.3", true),
+            ("::/0", "127.0.0.1", false),
+            ("::/0", "2001:db8::1", true),
+            ("::ffff:0:0/95", "10.1.2.3", false),
             ("2001:db8::/32", "127.0.0.1", false),
         ] {
             let c = Conditions {

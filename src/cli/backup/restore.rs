@@ -70,14 +70,10 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
     }
     std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
     // After a rotation the KEK is a later version's file (kek.key.N), kek.key gone.
-    let kek_versioned = format!("{}.", infra::envelope::KEK_FILE);
-    let kek_held = std::fs::read_dir(data_dir).is_ok_and(|entries| {
-        entries.filter_map(Result::ok).any(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name == infra::envelope::KEK_FILE || name.starts_with(&kek_versioned)
-        })
-    });
+    let kek_held = infra::kek::KekSource::versions(&infra::kek::FileSource::new(
+        data_dir.join(infra::envelope::KEK_FILE),
+    ))
+    .is_ok_and(|versions| !versions.is_empty());
     let missing: Vec<&str> = [
         infra::keyfile::COMMIT_KEY_FILE,
         keyledger::stack::CHECKPOINT_KEY_FILE,
